@@ -1,0 +1,22 @@
+// Row-major GEMM: C[M x N] = alpha * op(A)[M x K] * op(B)[K x N] + beta * C.
+// op(A) = A (lda >= K) or A^T (A stored K x M, lda >= M); likewise for B.
+// beta = 0 overwrites C (never reads it, so C may hold garbage); beta = 1 accumulates.
+#pragma once
+#include <cstddef>
+
+namespace pyrnn {
+namespace kernels {
+
+enum class Trans { N, T };
+
+template <typename T>
+void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+          int ldb, T beta, T* C, int ldc);
+
+// The reference loops: the oracle every optimised variant is tested against.
+template <typename T>
+void gemm_reference(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
+                    const T* B, int ldb, T beta, T* C, int ldc);
+
+}  // namespace kernels
+}  // namespace pyrnn

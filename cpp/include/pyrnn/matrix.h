@@ -1,0 +1,66 @@
+// BasicMatrix<T>: dense, row-major, 64-byte aligned, owning. Matrix = BasicMatrix<float>.
+#pragma once
+#include <cstddef>
+#include <initializer_list>
+#include <vector>
+
+#include "pyrnn/aligned.h"
+#include "pyrnn/error.h"
+
+namespace pyrnn {
+
+template <typename T>
+class BasicMatrix {
+ public:
+  using value_type = T;
+
+  BasicMatrix() = default;
+  BasicMatrix(std::size_t rows, std::size_t cols) : rows_(rows), cols_(cols) {
+    PYRNN_CHECK(cols == 0 || rows <= static_cast<std::size_t>(-1) / 2 / cols,
+                "Matrix(", rows, ", ", cols, "): size overflows");
+    buf_.resize(rows * cols);
+  }
+  // rows x cols filled row by row from values (size must match).
+  BasicMatrix(std::size_t rows, std::size_t cols, std::initializer_list<T> values)
+      : BasicMatrix(rows, cols) {
+    PYRNN_CHECK(values.size() == rows * cols, "Matrix(", rows, ", ", cols, "): got ",
+                values.size(), " values, expected ", rows * cols);
+    std::size_t i = 0;
+    for (T v : values) buf_[i++] = v;
+  }
+
+  std::size_t rows() const { return rows_; }
+  std::size_t cols() const { return cols_; }
+  std::size_t size() const { return rows_ * cols_; }
+  T* data() { return buf_.data(); }
+  const T* data() const { return buf_.data(); }
+
+  T get(std::size_t r, std::size_t c) const {
+    check_index(r, c);
+    return buf_[r * cols_ + c];
+  }
+  void set(std::size_t r, std::size_t c, T v) {
+    check_index(r, c);
+    buf_[r * cols_ + c] = v;
+  }
+  // Unchecked element access for inner loops.
+  T& operator()(std::size_t r, std::size_t c) { return buf_[r * cols_ + c]; }
+  const T& operator()(std::size_t r, std::size_t c) const { return buf_[r * cols_ + c]; }
+
+  void fill(T v) {
+    for (std::size_t i = 0; i < size(); ++i) buf_[i] = v;
+  }
+
+ private:
+  void check_index(std::size_t r, std::size_t c) const {
+    PYRNN_CHECK(r < rows_ && c < cols_, "Matrix index (", r, ", ", c, ") out of range for shape (",
+                rows_, ", ", cols_, ")");
+  }
+  std::size_t rows_ = 0, cols_ = 0;
+  AlignedBuffer<T> buf_;
+};
+
+using Matrix = BasicMatrix<float>;
+using MatrixD = BasicMatrix<double>;
+
+}  // namespace pyrnn

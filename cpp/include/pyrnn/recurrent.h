@@ -1,0 +1,118 @@
+// Recurrent<T>: a stack of RNN / LSTM / GRU layers over time-major buffers, forward and BPTT.
+//
+// Shapes (T steps, N batch, C input, H hidden, L layers, D = 2 if bidirectional else 1,
+// G gates: RNN 1, LSTM 4, GRU 3):
+//   x  [T, N, C]         y  [T, N, D*H]      lengths [N] in [1, T] (or null: all T)
+//   h0 [L*D, N, H]       hn [L*D, N, H]      c0 / cn likewise (LSTM only)
+// Layer k > 0 reads the previous layer's y (width D*H), after dropout in training mode.
+// Parameters per layer k and direction (suffix "_reverse"), in this order in params():
+//   weight_ih_l{k} [G*H, C_k], weight_hh_l{k} [G*H, H], bias_l{k} [G*H] (if bias),
+//   bias_hn_l{k} [H] (GRU reset_after with bias).
+// Gradients live in grads() with the same layout and ACCUMULATE across backward calls.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pyrnn/aligned.h"
+
+namespace pyrnn {
+
+enum class CellType { RNN_TANH = 0, RNN_RELU = 1, LSTM = 2, GRU = 3 };
+
+struct RecurrentConfig {
+  CellType cell = CellType::LSTM;
+  int input_size = 1;
+  int hidden_size = 1;
+  int num_layers = 1;
+  bool bias = true;
+  bool bidirectional = false;
+  bool reset_after = false;  // GRU only: true is the PyTorch/cuDNN form
+  double dropout = 0.0;      // between layers, training mode only
+
+  int gates() const;
+  int directions() const { return bidirectional ? 2 : 1; }
+  int layer_input_size(int layer) const;
+  // Throws pyrnn::Error naming the bad field.
+  void validate() const;
+};
+
+struct ParamInfo {
+  std::string name;
+  std::size_t offset;  // into params() / grads()
+  std::size_t rows;
+  std::size_t cols;    // 0 for a vector of `rows` elements
+  std::size_t size() const { return cols ? rows * cols : rows; }
+};
+
+template <typename T>
+class Recurrent {
+ public:
+  explicit Recurrent(const RecurrentConfig& config);
+
+  const RecurrentConfig& config() const { return cfg_; }
+  const std::vector<ParamInfo>& param_info() const { return info_; }
+  std::size_t num_parameters() const { return params_.size(); }
+  T* params() { return params_.data(); }
+  const T* params() const { return params_.data(); }
+  T* grads() { return grads_.data(); }
+  void zero_grad() { grads_.zero(); }
+  // PyTorch-style init, U(-1/sqrt(H), 1/sqrt(H)), reproducible from seed.
+  void reset_parameters(std::uint64_t seed);
+
+  // y, hn, cn: outputs (overwritten). x, h0, c0, lengths: inputs (h0/c0/lengths may be null).
+  // training: keep the cache for backward and apply dropout (mask drawn from seed).
+  void forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
+               const std::int64_t* lengths, int steps, int batch, bool training,
+               std::uint64_t seed);
+  // dx [T, N, C], dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0 LSTM only, may be null).
+  // dy [T, N, D*H]; dhn, dcn [L*D, N, H] (null: zero). Parameter gradients accumulate.
+  // Throws if the last forward was not in training mode.
+  void backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn);
+
+  bool has_cache() const { return cached_; }
+  int cached_steps() const { return steps_; }
+  int cached_batch() const { return batch_; }
+
+ private:
+  struct DirCache {
+    AlignedBuffer<T> g;    // [T, N, G*H] gate activations (pre-activations during the step)
+    AlignedBuffer<T> h;    // [T+1, N, H] states; forward: slot 0 initial; reverse: slot T
+    AlignedBuffer<T> c;    // [T+1, N, H] LSTM cell states, same slots as h
+    AlignedBuffer<T> aux;  // [T, N, H] GRU: r*h_prev (reset_after=false) or W_hn h + b_hn
+  };
+  struct LayerCache {
+    AlignedBuffer<T> x;     // [T, N, C_k] the layer's input (after dropout for k > 0)
+    AlignedBuffer<T> y;     // [T, N, D*H] the layer's output (before dropout)
+    AlignedBuffer<T> mask;  // [T, N, D*H] dropout scale (0 or 1/(1-p)), k < L-1 in training
+  };
+  struct Weights {
+    const T *w_ih, *w_hh, *b, *b_hn;
+    T *dw_ih, *dw_hh, *db, *db_hn;
+  };
+
+  Weights weights(int layer, int dir);
+  void forward_direction(DirCache& dc, T* y, const T* x, const T* h0, const T* c0, int layer,
+                         int dir);
+  void backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy, const T* dhn,
+                          const T* dcn, const T* x, int layer, int dir, bool accumulate_dx);
+  bool active(int n, int t) const { return lengths_.empty() || t < lengths_[n]; }
+
+  RecurrentConfig cfg_;
+  std::vector<ParamInfo> info_;
+  AlignedBuffer<T> params_, grads_;
+  // Forward state. Training keeps one LayerCache per layer and one DirCache per (layer, dir);
+  // eval reuses a single set.
+  std::vector<LayerCache> layers_;
+  std::vector<DirCache> dirs_;
+  std::vector<std::int64_t> lengths_;  // empty: every sequence has all T steps
+  AlignedBuffer<T> scratch_;           // per-step workspace
+  int steps_ = 0, batch_ = 0;
+  bool cached_ = false;
+};
+
+extern template class Recurrent<float>;
+extern template class Recurrent<double>;
+
+}  // namespace pyrnn

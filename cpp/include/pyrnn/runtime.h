@@ -1,0 +1,28 @@
+// Process-wide runtime settings: which CPU kernel family runs, and how many threads.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace pyrnn {
+
+enum class CpuIsa { Scalar = 0, AVX2 = 1, AVX512 = 2 };
+
+const char* isa_name(CpuIsa isa);
+// Parses "scalar" | "avx2" | "avx512"; throws pyrnn::Error on anything else.
+CpuIsa parse_isa(const std::string& name);
+
+// ISAs this CPU and OS support (cpuid + xgetbv), always including Scalar.
+std::vector<CpuIsa> available_isas();
+bool isa_supported(CpuIsa isa);
+// The best supported ISA, unless PYRNN_CPU_ISA names another (checked) one.
+CpuIsa default_isa();
+
+// Current selection; starts as default_isa(). set_cpu_isa throws if unsupported.
+CpuIsa get_cpu_isa();
+void set_cpu_isa(CpuIsa isa);
+
+// Threads used by compute kernels (>= 1). Starts at the hardware concurrency.
+int get_num_threads();
+void set_num_threads(int n);
+
+}  // namespace pyrnn

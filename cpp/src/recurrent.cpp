@@ -1,0 +1,434 @@
+#include "pyrnn/recurrent.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "pyrnn/error.h"
+#include "pyrnn/kernels/cells.h"
+#include "pyrnn/kernels/gemm.h"
+#include "pyrnn/random.h"
+
+namespace pyrnn {
+
+using kernels::gemm;
+using kernels::Trans;
+
+int RecurrentConfig::gates() const {
+  switch (cell) {
+    case CellType::RNN_TANH:
+    case CellType::RNN_RELU: return 1;
+    case CellType::LSTM: return 4;
+    case CellType::GRU: return 3;
+  }
+  return 0;
+}
+
+int RecurrentConfig::layer_input_size(int layer) const {
+  return layer == 0 ? input_size : directions() * hidden_size;
+}
+
+void RecurrentConfig::validate() const {
+  const int c = static_cast<int>(cell);
+  PYRNN_CHECK(c >= 0 && c <= 3, "unknown cell type ", c);
+  PYRNN_CHECK(input_size >= 1, "input_size must be >= 1, got ", input_size);
+  PYRNN_CHECK(hidden_size >= 1, "hidden_size must be >= 1, got ", hidden_size);
+  PYRNN_CHECK(num_layers >= 1, "num_layers must be >= 1, got ", num_layers);
+  PYRNN_CHECK(dropout >= 0.0 && dropout < 1.0, "dropout must be in [0, 1), got ", dropout);
+  PYRNN_CHECK(!reset_after || cell == CellType::GRU, "reset_after applies to GRU only");
+  // Every buffer index below is computed in std::size_t, but GEMM sizes are int.
+  const double gh = static_cast<double>(gates()) * hidden_size;
+  PYRNN_CHECK(gh * std::max(input_size, 2 * hidden_size) < 2147483647.0,
+              "layer too large: gates*hidden_size*input_size overflows (hidden_size=",
+              hidden_size, ", input_size=", input_size, ")");
+}
+
+template <typename T>
+Recurrent<T>::Recurrent(const RecurrentConfig& config) : cfg_(config) {
+  cfg_.validate();
+  const int G = cfg_.gates(), H = cfg_.hidden_size, D = cfg_.directions();
+  const std::size_t GH = static_cast<std::size_t>(G) * H;
+  std::size_t off = 0;
+  for (int k = 0; k < cfg_.num_layers; ++k) {
+    for (int d = 0; d < D; ++d) {
+      const std::string sfx = "_l" + std::to_string(k) + (d ? "_reverse" : "");
+      const std::size_t C = static_cast<std::size_t>(cfg_.layer_input_size(k));
+      info_.push_back({"weight_ih" + sfx, off, GH, C});
+      off += GH * C;
+      info_.push_back({"weight_hh" + sfx, off, GH, static_cast<std::size_t>(H)});
+      off += GH * H;
+      if (cfg_.bias) {
+        info_.push_back({"bias" + sfx, off, GH, 0});
+        off += GH;
+        if (cfg_.reset_after) {
+          info_.push_back({"bias_hn" + sfx, off, static_cast<std::size_t>(H), 0});
+          off += H;
+        }
+      }
+    }
+  }
+  params_.resize(off);
+  grads_.resize(off);
+  reset_parameters(0);
+}
+
+template <typename T>
+void Recurrent<T>::reset_parameters(std::uint64_t seed) {
+  // PyTorch's default: every weight U(-k, k), k = 1/sqrt(H). Its two biases b_ih + b_hh become
+  // one bias here, so each bias entry is the sum of two such draws (same distribution), except
+  // the GRU reset_after n gate, whose b_in and b_hn stay separate.
+  const T k = T(1) / std::sqrt(static_cast<T>(cfg_.hidden_size));
+  const int H = cfg_.hidden_size;
+  std::uint64_t stream = 0;
+  for (const ParamInfo& p : info_) {
+    T* w = params_.data() + p.offset;
+    const bool is_bias = p.cols == 0 && p.name.rfind("bias_hn", 0) != 0;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      T v = static_cast<T>(2.0 * uniform01(seed, stream, 2 * i) - 1.0) * k;
+      const bool single = cfg_.reset_after && i >= static_cast<std::size_t>(2 * H);
+      if (is_bias && !single) v += static_cast<T>(2.0 * uniform01(seed, stream, 2 * i + 1) - 1.0) * k;
+      w[i] = v;
+    }
+    ++stream;
+  }
+}
+
+template <typename T>
+typename Recurrent<T>::Weights Recurrent<T>::weights(int layer, int dir) {
+  const int per = cfg_.bias ? (cfg_.reset_after ? 4 : 3) : 2;
+  const std::size_t base = static_cast<std::size_t>(layer * cfg_.directions() + dir) * per;
+  Weights w{};
+  w.w_ih = params_.data() + info_[base].offset;
+  w.dw_ih = grads_.data() + info_[base].offset;
+  w.w_hh = params_.data() + info_[base + 1].offset;
+  w.dw_hh = grads_.data() + info_[base + 1].offset;
+  if (cfg_.bias) {
+    w.b = params_.data() + info_[base + 2].offset;
+    w.db = grads_.data() + info_[base + 2].offset;
+    if (cfg_.reset_after) {
+      w.b_hn = params_.data() + info_[base + 3].offset;
+      w.db_hn = grads_.data() + info_[base + 3].offset;
+    }
+  }
+  return w;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+template <typename T>
+void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
+                           const std::int64_t* lengths, int steps, int batch, bool training,
+                           std::uint64_t seed) {
+  PYRNN_CHECK(steps >= 1, "sequence length must be >= 1, got ", steps);
+  PYRNN_CHECK(batch >= 1, "batch size must be >= 1, got ", batch);
+  PYRNN_CHECK(x && y && hn, "forward: null buffer");
+  const bool lstm = cfg_.cell == CellType::LSTM;
+  PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
+  const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
+  const std::size_t T_ = steps, N = batch;
+  PYRNN_CHECK(T_ * N * std::max(cfg_.gates() * H, cfg_.input_size) < (std::size_t(1) << 31),
+              "steps*batch*width overflows 32-bit GEMM sizes (T=", steps, ", N=", batch, ")");
+
+  cached_ = false;  // a failed or eval forward leaves nothing to backpropagate through
+  lengths_.clear();
+  if (lengths) {
+    bool all_full = true;
+    for (std::size_t n = 0; n < N; ++n) {
+      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= steps, "lengths[", n, "] = ", lengths[n],
+                  " is outside [1, ", steps, "]");
+      all_full = all_full && lengths[n] == steps;
+    }
+    if (!all_full) lengths_.assign(lengths, lengths + N);
+  }
+  steps_ = steps;
+  batch_ = batch;
+
+  const bool drop = training && cfg_.dropout > 0.0 && L > 1;
+  layers_.resize(training ? L : 2);
+  dirs_.resize(training ? static_cast<std::size_t>(L) * D : D);
+  const std::size_t DH = static_cast<std::size_t>(D) * H;
+  const T scale = static_cast<T>(1.0 / (1.0 - cfg_.dropout));
+
+  const T* in = x;
+  if (training) {
+    layers_[0].x.resize(T_ * N * cfg_.input_size);
+    std::memcpy(layers_[0].x.data(), x, T_ * N * cfg_.input_size * sizeof(T));
+    in = layers_[0].x.data();
+  }
+  for (int k = 0; k < L; ++k) {
+    LayerCache& lc = layers_[training ? k : k % 2];
+    T* out = y;
+    if (k < L - 1) {
+      lc.y.resize(T_ * N * DH);
+      out = lc.y.data();
+    }
+    for (int d = 0; d < D; ++d) {
+      DirCache& dc = dirs_[training ? static_cast<std::size_t>(k) * D + d : d];
+      const std::size_t slot = static_cast<std::size_t>(k) * D + d;
+      forward_direction(dc, out, in, h0 ? h0 + slot * N * H : nullptr,
+                        c0 ? c0 + slot * N * H : nullptr, k, d);
+      const std::size_t last = d == 0 ? T_ : 0;
+      std::memcpy(hn + slot * N * H, dc.h.data() + last * N * H, N * H * sizeof(T));
+      if (lstm) std::memcpy(cn + slot * N * H, dc.c.data() + last * N * H, N * H * sizeof(T));
+    }
+    if (k == L - 1) break;
+    if (!training) {
+      in = out;
+      continue;
+    }
+    // The next layer's input, kept for its weight gradient; dropout applied here.
+    LayerCache& next = layers_[k + 1];
+    next.x.resize(T_ * N * DH);
+    if (drop) {
+      lc.mask.resize(T_ * N * DH);
+      for (std::size_t i = 0; i < T_ * N * DH; ++i) {
+        const bool keep = uniform01(seed, static_cast<std::uint64_t>(k), i) >= cfg_.dropout;
+        lc.mask[i] = keep ? scale : T(0);
+        next.x[i] = out[i] * lc.mask[i];
+      }
+    } else {
+      lc.mask.resize(0);
+      std::memcpy(next.x.data(), out, T_ * N * DH * sizeof(T));
+    }
+    in = next.x.data();
+  }
+  cached_ = training;
+}
+
+template <typename T>
+void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0, const T* c0,
+                                     int layer, int dir) {
+  const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
+  const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
+  const std::size_t GH = G * H, DH = cfg_.directions() * H;
+  const int C = cfg_.layer_input_size(layer);
+  const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
+  const bool relu = cfg_.cell == CellType::RNN_RELU;
+  const Weights w = weights(layer, dir);
+
+  dc.g.resize(T_ * N * GH);
+  dc.h.resize((T_ + 1) * N * H);
+  if (lstm) dc.c.resize((T_ + 1) * N * H);
+  if (gru) dc.aux.resize(T_ * N * H);
+  scratch_.resize(N * GH);
+  T* g = dc.g.data();   // [T, N, GH]
+  T* hs = dc.h.data();  // [T+1, N, H]
+  T* cs = dc.c.data();  // [T+1, N, H]
+  T* r = scratch_.data();  // [N, GH] recurrent products of one step
+
+  // Input projection of every step at once: g = x W_ih^T + b.
+  gemm(Trans::N, Trans::T, static_cast<int>(T_ * N), static_cast<int>(GH), C, T(1), x, C, w.w_ih,
+       C, T(0), g, static_cast<int>(GH));
+  if (w.b)
+    for (std::size_t i = 0; i < T_ * N; ++i)
+      for (std::size_t j = 0; j < GH; ++j) g[i * GH + j] += w.b[j];
+
+  const std::size_t first = dir == 0 ? 0 : T_;
+  if (h0) std::memcpy(hs + first * N * H, h0, N * H * sizeof(T));
+  else std::fill(hs + first * N * H, hs + (first + 1) * N * H, T(0));
+  if (lstm) {
+    if (c0) std::memcpy(cs + first * N * H, c0, N * H * sizeof(T));
+    else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
+  }
+
+  for (std::size_t s = 0; s < T_; ++s) {
+    const std::size_t t = dir == 0 ? s : T_ - 1 - s;
+    const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+    const T* hp = hs + prev * N * H;  // [N, H]
+    T* hc = hs + cur * N * H;         // [N, H]
+    T* gt = g + t * N * GH;           // [N, GH]
+    T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
+    const bool split = gru && !cfg_.reset_after;
+    // Recurrent product; the seeds' GRU form needs r before W_hn can be applied.
+    gemm(Trans::N, Trans::T, Ni, split ? 2 * Hi : G * Hi, Hi, T(1), hp, Hi, w.w_hh, Hi, T(0), r,
+         G * Hi);
+    for (std::size_t n = 0; n < N; ++n) {
+      T* gr = gt + n * GH;
+      const T* rr = r + n * GH;
+      const T* hpr = hp + n * H;
+      T* hcr = hc + n * H;
+      if (!active(static_cast<int>(n), static_cast<int>(t))) {
+        // Past this sequence's end: the state carries through unchanged.
+        std::memcpy(hcr, hpr, H * sizeof(T));
+        if (lstm) std::memcpy(cs + cur * N * H + n * H, cs + prev * N * H + n * H, H * sizeof(T));
+        if (gru) std::fill(at + n * H, at + (n + 1) * H, T(0));
+        continue;
+      }
+      switch (cfg_.cell) {
+        case CellType::RNN_TANH:
+        case CellType::RNN_RELU:
+          kernels::rnn_forward_row(Hi, relu, gr, rr);
+          std::memcpy(hcr, gr, H * sizeof(T));
+          break;
+        case CellType::LSTM:
+          kernels::lstm_forward_row(Hi, gr, rr, cs + prev * N * H + n * H, cs + cur * N * H + n * H,
+                                    hcr);
+          break;
+        case CellType::GRU:
+          if (cfg_.reset_after) kernels::gru_after_forward_row(Hi, gr, rr, w.b_hn, at + n * H, hpr, hcr);
+          else kernels::gru_before_gates_row(Hi, gr, rr, hpr, at + n * H);
+          break;
+      }
+    }
+    if (split) {
+      T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
+      gemm(Trans::N, Trans::T, Ni, Hi, Hi, T(1), at, Hi, w.w_hh + 2 * H * H, Hi, T(0), rn, G * Hi);
+      for (std::size_t n = 0; n < N; ++n)
+        if (active(static_cast<int>(n), static_cast<int>(t)))
+          kernels::gru_before_state_row(Hi, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
+    }
+    // Output slice of this direction: y[t, n, dir*H : (dir+1)*H]; zero past the end.
+    for (std::size_t n = 0; n < N; ++n) {
+      T* yr = y + (t * N + n) * DH + dir * H;
+      if (active(static_cast<int>(n), static_cast<int>(t))) std::memcpy(yr, hc + n * H, H * sizeof(T));
+      else std::fill(yr, yr + H, T(0));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+template <typename T>
+void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn) {
+  PYRNN_CHECK(cached_, "backward needs a preceding forward in training mode (train()); "
+                       "none is cached");
+  PYRNN_CHECK(dx && dh0 && dy, "backward: null buffer");
+  const bool lstm = cfg_.cell == CellType::LSTM;
+  PYRNN_CHECK(!lstm || dc0, "backward: LSTM needs a dc0 buffer");
+  const int L = cfg_.num_layers, D = cfg_.directions();
+  const std::size_t T_ = steps_, N = batch_, DH = static_cast<std::size_t>(D) * cfg_.hidden_size;
+
+  AlignedBuffer<T> dy_buf, dx_buf;  // [T, N, D*H] between layers
+  const T* dyk = dy;
+  for (int k = L - 1; k >= 0; --k) {
+    T* dxk = dx;
+    if (k > 0) {
+      dx_buf.resize(T_ * N * DH);
+      dxk = dx_buf.data();
+    }
+    for (int d = 0; d < D; ++d)
+      backward_direction(dirs_[static_cast<std::size_t>(k) * D + d], dxk, dh0, dc0, dyk, dhn, dcn,
+                         layers_[k].x.data(), k, d, d > 0);
+    if (k == 0) break;
+    // d of the previous layer's output: through its dropout mask.
+    const LayerCache& below = layers_[k - 1];
+    if (below.mask.size())
+      for (std::size_t i = 0; i < T_ * N * DH; ++i) dxk[i] *= below.mask[i];
+    dy_buf.swap(dx_buf);
+    dyk = dy_buf.data();
+  }
+}
+
+template <typename T>
+void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy,
+                                      const T* dhn, const T* dcn, const T* x, int layer, int dir,
+                                      bool accumulate_dx) {
+  const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
+  const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
+  const std::size_t GH = G * H, DH = cfg_.directions() * H;
+  const int C = cfg_.layer_input_size(layer);
+  const int M = static_cast<int>(T_ * N);
+  const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
+  const bool relu = cfg_.cell == CellType::RNN_RELU;
+  const bool after = gru && cfg_.reset_after;
+  const Weights w = weights(layer, dir);
+  const std::size_t slot = static_cast<std::size_t>(layer) * cfg_.directions() + dir;
+
+  AlignedBuffer<T> dg(T_ * N * GH);                 // [T, N, GH] d pre-activations (input side)
+  AlignedBuffer<T> dghn(after ? T_ * N * H : 0);    // [T, N, H] d (W_hn h + b_hn)
+  AlignedBuffer<T> dh(N * H), dcs(lstm ? N * H : 0);  // [N, H] running d h, d c
+  AlignedBuffer<T> dht(N * H), pw(N * H), rec(N * H), drh(N * H);  // [N, H] per-step
+  if (dhn) std::memcpy(dh.data(), dhn + slot * N * H, N * H * sizeof(T));
+  if (lstm && dcn) std::memcpy(dcs.data(), dcn + slot * N * H, N * H * sizeof(T));
+
+  const T* hs = dc.h.data();
+  const T* cs = dc.c.data();
+  for (std::size_t s = 0; s < T_; ++s) {
+    const std::size_t t = dir == 0 ? T_ - 1 - s : s;
+    const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+    const T* hp = hs + prev * N * H;
+    const T* at = dc.g.data() + t * N * GH;
+    T* dgt = dg.data() + t * N * GH;
+    T* dghnt = after ? dghn.data() + t * N * H : nullptr;
+    for (std::size_t n = 0; n < N; ++n) {
+      if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // dg rows stay zero
+      const T* dyr = dy + (t * N + n) * DH + dir * H;
+      T* d = dht.data() + n * H;
+      for (std::size_t j = 0; j < H; ++j) d[j] = dh[n * H + j] + dyr[j];
+      const T* ar = at + n * GH;
+      T* dgr = dgt + n * GH;
+      switch (cfg_.cell) {
+        case CellType::RNN_TANH:
+        case CellType::RNN_RELU: kernels::rnn_backward_row(Hi, relu, dgr, d, ar); break;
+        case CellType::LSTM:
+          kernels::lstm_backward_row(Hi, dgr, d, dcs.data() + n * H, ar, cs + cur * N * H + n * H,
+                                     cs + prev * N * H + n * H);
+          break;
+        case CellType::GRU:
+          if (after)
+            kernels::gru_after_backward_row(Hi, dgr, dghnt + n * H, d, pw.data() + n * H, ar,
+                                            dc.aux.data() + (t * N + n) * H, hp + n * H);
+          else
+            kernels::gru_before_backward_zn_row(Hi, dgr, d, pw.data() + n * H, ar, hp + n * H);
+          break;
+      }
+    }
+    // d h_prev through the recurrent weights: rec = dg_h W_hh.
+    if (gru && !after) {
+      gemm(Trans::N, Trans::N, Ni, Hi, Hi, T(1), dgt + 2 * H, G * Hi, w.w_hh + 2 * H * H, Hi, T(0),
+           drh.data(), Hi);
+      for (std::size_t n = 0; n < N; ++n)
+        if (active(static_cast<int>(n), static_cast<int>(t)))
+          kernels::gru_before_backward_r_row(Hi, dgt + n * GH, drh.data() + n * H, pw.data() + n * H,
+                                             at + n * GH, hp + n * H);
+      gemm(Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0), rec.data(), Hi);
+    } else if (after) {
+      gemm(Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0), rec.data(), Hi);
+      gemm(Trans::N, Trans::N, Ni, Hi, Hi, T(1), dghnt, Hi, w.w_hh + 2 * H * H, Hi, T(1),
+           rec.data(), Hi);
+    } else {
+      gemm(Trans::N, Trans::N, Ni, Hi, G * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0), rec.data(), Hi);
+    }
+    for (std::size_t n = 0; n < N; ++n) {
+      if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // d h passes through
+      for (std::size_t j = 0; j < H; ++j)
+        dh[n * H + j] = rec[n * H + j] + (gru ? pw[n * H + j] : T(0));
+    }
+  }
+  std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));
+  if (lstm) std::memcpy(dc0 + slot * N * H, dcs.data(), N * H * sizeof(T));
+
+  // Weight gradients over all steps at once (accumulate). h_prev of step t is slot t (forward)
+  // or t+1 (reverse): either way one contiguous [T*N, H] block.
+  const T* hprev = hs + (dir == 0 ? 0 : N * H);
+  gemm(Trans::T, Trans::N, static_cast<int>(GH), C, M, T(1), dg.data(), G * Hi, x, C, T(1),
+       w.dw_ih, C);
+  if (!gru) {
+    gemm(Trans::T, Trans::N, G * Hi, Hi, M, T(1), dg.data(), G * Hi, hprev, Hi, T(1), w.dw_hh, Hi);
+  } else {
+    gemm(Trans::T, Trans::N, 2 * Hi, Hi, M, T(1), dg.data(), G * Hi, hprev, Hi, T(1), w.dw_hh, Hi);
+    if (after)
+      gemm(Trans::T, Trans::N, Hi, Hi, M, T(1), dghn.data(), Hi, hprev, Hi, T(1),
+           w.dw_hh + 2 * H * H, Hi);
+    else
+      gemm(Trans::T, Trans::N, Hi, Hi, M, T(1), dg.data() + 2 * H, G * Hi, dc.aux.data(), Hi, T(1),
+           w.dw_hh + 2 * H * H, Hi);
+  }
+  if (w.db) {
+    for (std::size_t i = 0; i < T_ * N; ++i)
+      for (std::size_t j = 0; j < GH; ++j) w.db[j] += dg[i * GH + j];
+    if (after)
+      for (std::size_t i = 0; i < T_ * N; ++i)
+        for (std::size_t j = 0; j < H; ++j) w.db_hn[j] += dghn[i * H + j];
+  }
+  // d x (this direction's share): dg W_ih.
+  gemm(Trans::N, Trans::N, M, C, G * Hi, T(1), dg.data(), G * Hi, w.w_ih, C,
+       accumulate_dx ? T(1) : T(0), dx, C);
+}
+
+template class Recurrent<float>;
+template class Recurrent<double>;
+
+}  // namespace pyrnn

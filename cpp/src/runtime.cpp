@@ -1,0 +1,125 @@
+#include "pyrnn/runtime.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "pyrnn/error.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#define PYRNN_X86 1
+#endif
+
+namespace pyrnn {
+
+const char* isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Scalar: return "scalar";
+    case CpuIsa::AVX2: return "avx2";
+    case CpuIsa::AVX512: return "avx512";
+  }
+  return "unknown";
+}
+
+CpuIsa parse_isa(const std::string& name) {
+  if (name == "scalar") return CpuIsa::Scalar;
+  if (name == "avx2") return CpuIsa::AVX2;
+  if (name == "avx512") return CpuIsa::AVX512;
+  throw_error("unknown CPU ISA '", name, "': expected 'scalar', 'avx2' or 'avx512'");
+}
+
+namespace {
+
+#ifdef PYRNN_X86
+unsigned long long xgetbv0() {
+  unsigned eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+#endif
+
+struct Detected {
+  bool avx2 = false, avx512 = false;
+  Detected() {
+#ifdef PYRNN_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    const bool osxsave = c & (1u << 27), fma = c & (1u << 12), avx = c & (1u << 28);
+    if (!osxsave || !avx) return;
+    const unsigned long long xcr0 = xgetbv0();
+    const bool ymm_os = (xcr0 & 0x6) == 0x6;     // SSE + AVX state saved by the OS
+    const bool zmm_os = (xcr0 & 0xE6) == 0xE6;   // + opmask and ZMM state
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    const bool avx2_bit = b & (1u << 5);
+    const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+    avx2 = ymm_os && avx2_bit && fma;
+    avx512 = avx2 && zmm_os && f && dq && bw && vl;
+#endif
+  }
+};
+
+const Detected& detected() {
+  static const Detected d;
+  return d;
+}
+
+int hardware_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+std::atomic<int>& isa_slot() {
+  static std::atomic<int> slot(static_cast<int>(default_isa()));
+  return slot;
+}
+
+std::atomic<int>& threads_slot() {
+  static std::atomic<int> slot(hardware_threads());
+  return slot;
+}
+
+}  // namespace
+
+bool isa_supported(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Scalar: return true;
+    case CpuIsa::AVX2: return detected().avx2;
+    case CpuIsa::AVX512: return detected().avx512;
+  }
+  return false;
+}
+
+std::vector<CpuIsa> available_isas() {
+  std::vector<CpuIsa> out{CpuIsa::Scalar};
+  if (isa_supported(CpuIsa::AVX2)) out.push_back(CpuIsa::AVX2);
+  if (isa_supported(CpuIsa::AVX512)) out.push_back(CpuIsa::AVX512);
+  return out;
+}
+
+CpuIsa default_isa() {
+  if (const char* env = std::getenv("PYRNN_CPU_ISA")) {
+    if (*env) {
+      CpuIsa want = parse_isa(env);
+      PYRNN_CHECK(isa_supported(want), "PYRNN_CPU_ISA=", env, " is not supported by this CPU");
+      return want;
+    }
+  }
+  return available_isas().back();
+}
+
+CpuIsa get_cpu_isa() { return static_cast<CpuIsa>(isa_slot().load()); }
+
+void set_cpu_isa(CpuIsa isa) {
+  PYRNN_CHECK(isa_supported(isa), "CPU ISA '", isa_name(isa), "' is not supported by this CPU");
+  isa_slot().store(static_cast<int>(isa));
+}
+
+int get_num_threads() { return threads_slot().load(); }
+
+void set_num_threads(int n) {
+  PYRNN_CHECK(n >= 1 && n <= 4096, "num_threads must be in [1, 4096], got ", n);
+  threads_slot().store(n);
+}
+
+}  // namespace pyrnn

@@ -1,0 +1,47 @@
+#include <cstdint>
+
+#include "check.h"
+#include "pyrnn/matrix.h"
+#include "pyrnn/runtime.h"
+#include "pyrnn/version.h"
+
+TEST(matrix_basics) {
+  pyrnn::Matrix m(3, 5);
+  CHECK(m.rows() == 3 && m.cols() == 5);
+  CHECK(reinterpret_cast<std::uintptr_t>(m.data()) % 64 == 0);
+  CHECK(m.get(2, 4) == 0.0f);
+  m.set(1, 2, 7.5f);
+  CHECK(m.get(1, 2) == 7.5f);
+  CHECK(m.data()[1 * 5 + 2] == 7.5f);  // row-major
+  pyrnn::MatrixD d(2, 2, {1, 2, 3, 4});
+  CHECK(d.get(1, 0) == 3.0);
+}
+
+TEST(matrix_errors) {
+  pyrnn::Matrix m(2, 2);
+  CHECK_THROWS(m.get(2, 0));
+  CHECK_THROWS(m.set(0, 2, 1.0f));
+  CHECK_THROWS(pyrnn::Matrix(2, 2, {1.0f, 2.0f}));
+}
+
+TEST(matrix_copy_is_deep) {
+  pyrnn::Matrix a(2, 3);
+  a.set(0, 0, 1.0f);
+  pyrnn::Matrix b = a;
+  b.set(0, 0, 2.0f);
+  CHECK(a.get(0, 0) == 1.0f);
+}
+
+TEST(runtime_settings) {
+  CHECK(std::string(pyrnn::version()) == PYRNN_VERSION_STRING);
+  CHECK(pyrnn::available_isas().front() == pyrnn::CpuIsa::Scalar);
+  CHECK(pyrnn::isa_supported(pyrnn::default_isa()));
+  const auto saved = pyrnn::get_cpu_isa();
+  pyrnn::set_cpu_isa(pyrnn::CpuIsa::Scalar);
+  CHECK(pyrnn::get_cpu_isa() == pyrnn::CpuIsa::Scalar);
+  pyrnn::set_cpu_isa(saved);
+  CHECK_THROWS(pyrnn::parse_isa("sse9"));
+  CHECK_THROWS(pyrnn::set_num_threads(0));
+  pyrnn::set_num_threads(1);
+  CHECK(pyrnn::get_num_threads() == 1);
+}

@@ -1,0 +1,119 @@
+// C++-level checks of the recurrent core: float64 central differences for every cell, plus
+// error paths. (The Python suite adds PyTorch and ONNX parity over the full option grid.)
+#include <cstdint>
+#include <vector>
+
+#include "check.h"
+#include "pyrnn/error.h"
+#include "pyrnn/random.h"
+#include "pyrnn/recurrent.h"
+
+namespace {
+
+using pyrnn::CellType;
+using pyrnn::Recurrent;
+using pyrnn::RecurrentConfig;
+
+std::vector<double> random_vec(std::size_t n, std::uint64_t seed) {
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = 2.0 * pyrnn::uniform01(seed, 99, i) - 1.0;
+  return v;
+}
+
+// loss = sum(y * wy) + sum(hn * wh) [+ sum(cn * wc)]; compares backward with central differences
+// for the input, the initial state and every parameter.
+void gradcheck(RecurrentConfig cfg, bool with_lengths) {
+  const int T = 4, N = 3, L = cfg.num_layers, D = cfg.directions(), H = cfg.hidden_size;
+  const bool lstm = cfg.cell == CellType::LSTM;
+  Recurrent<double> net(cfg);
+  net.reset_parameters(7);
+  const std::size_t nx = std::size_t(T) * N * cfg.input_size, ny = std::size_t(T) * N * D * H,
+                    ns = std::size_t(L) * D * N * H;
+  std::vector<double> x = random_vec(nx, 1), h0 = random_vec(ns, 2), c0 = random_vec(ns, 3);
+  std::vector<double> wy = random_vec(ny, 4), wh = random_vec(ns, 5), wc = random_vec(ns, 6);
+  std::vector<std::int64_t> len = {4, 2, 3};
+  const std::int64_t* lp = with_lengths ? len.data() : nullptr;
+  std::vector<double> y(ny), hn(ns), cn(ns);
+  auto loss = [&]() {
+    net.forward(y.data(), hn.data(), cn.data(), x.data(), h0.data(), c0.data(), lp, T, N, false, 0);
+    double s = 0;
+    for (std::size_t i = 0; i < ny; ++i) s += y[i] * wy[i];
+    for (std::size_t i = 0; i < ns; ++i) s += hn[i] * wh[i] + (lstm ? cn[i] * wc[i] : 0.0);
+    return s;
+  };
+  net.forward(y.data(), hn.data(), cn.data(), x.data(), h0.data(), c0.data(), lp, T, N, true, 0);
+  std::vector<double> dx(nx), dh0(ns), dc0(ns);
+  net.zero_grad();
+  net.backward(dx.data(), dh0.data(), dc0.data(), wy.data(), wh.data(), lstm ? wc.data() : nullptr);
+  const double eps = 1e-6;
+  auto numeric = [&](double* v) {
+    const double old = *v;
+    *v = old + eps;
+    const double lp_ = loss();
+    *v = old - eps;
+    const double lm = loss();
+    *v = old;
+    return (lp_ - lm) / (2 * eps);
+  };
+  for (std::size_t i = 0; i < nx; ++i) CHECK_NEAR(dx[i], numeric(&x[i]), 1e-7);
+  for (std::size_t i = 0; i < ns; ++i) CHECK_NEAR(dh0[i], numeric(&h0[i]), 1e-7);
+  if (lstm)
+    for (std::size_t i = 0; i < ns; ++i) CHECK_NEAR(dc0[i], numeric(&c0[i]), 1e-7);
+  for (std::size_t i = 0; i < net.num_parameters(); ++i)
+    CHECK_NEAR(net.grads()[i], numeric(&net.params()[i]), 1e-7);
+}
+
+RecurrentConfig make(CellType cell, bool bidir, int layers, bool reset_after = false) {
+  RecurrentConfig c;
+  c.cell = cell;
+  c.input_size = 3;
+  c.hidden_size = 4;
+  c.num_layers = layers;
+  c.bidirectional = bidir;
+  c.reset_after = reset_after;
+  return c;
+}
+
+}  // namespace
+
+TEST(gradcheck_rnn_tanh) { gradcheck(make(CellType::RNN_TANH, true, 2), true); }
+TEST(gradcheck_rnn_relu) { gradcheck(make(CellType::RNN_RELU, false, 1), false); }
+TEST(gradcheck_lstm) { gradcheck(make(CellType::LSTM, true, 2), true); }
+TEST(gradcheck_gru_seeds_form) { gradcheck(make(CellType::GRU, true, 2, false), true); }
+TEST(gradcheck_gru_reset_after) { gradcheck(make(CellType::GRU, true, 1, true), true); }
+
+TEST(parameter_counts_match_seeds_table) {
+  auto count = [](CellType c) {
+    RecurrentConfig cfg;
+    cfg.cell = c;
+    cfg.input_size = 10;
+    cfg.hidden_size = 50;
+    return Recurrent<float>(cfg).num_parameters();
+  };
+  CHECK(count(CellType::RNN_TANH) == 3050);
+  CHECK(count(CellType::GRU) == 9150);
+  CHECK(count(CellType::LSTM) == 12200);
+}
+
+TEST(recurrent_errors) {
+  RecurrentConfig bad = make(CellType::LSTM, false, 1);
+  bad.hidden_size = 0;
+  CHECK_THROWS(Recurrent<float>{bad});
+  bad = make(CellType::LSTM, false, 1);
+  bad.dropout = 1.0;
+  CHECK_THROWS(Recurrent<float>{bad});
+  bad = make(CellType::LSTM, false, 1, true);
+  CHECK_THROWS(Recurrent<float>{bad});
+
+  Recurrent<float> net(make(CellType::GRU, false, 1));
+  std::vector<float> x(2 * 1 * 3), y(2 * 4), hn(4), dx(6), dh0(4);
+  CHECK_THROWS(net.backward(dx.data(), dh0.data(), nullptr, y.data(), nullptr, nullptr));
+  std::int64_t bad_len = 3;
+  CHECK_THROWS(net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, &bad_len, 2,
+                           1, true, 0));
+  CHECK_THROWS(net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 0,
+                           1, true, 0));
+  net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 2, 1, false, 0);
+  CHECK(!net.has_cache());  // eval mode keeps nothing
+  CHECK_THROWS(net.backward(dx.data(), dh0.data(), nullptr, y.data(), nullptr, nullptr));
+}
