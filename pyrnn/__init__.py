@@ -1,0 +1,62 @@
+"""pyrnn: recurrent networks (RNN, LSTM, GRU) with full backpropagation through time.
+
+C++ core with CPU SIMD kernels, an optional CUDA backend, NumPy in and out.
+"""
+import os as _os
+
+from . import _core
+from ._core import Matrix
+from .recurrent import GRU, LSTM, RNN
+
+__version__ = _core.version()
+
+__all__ = ["RNN", "LSTM", "GRU", "Matrix", "info", "set_num_threads", "get_num_threads",
+           "set_cpu_isa", "get_cpu_isa", "get_include", "get_cmake_dir", "__version__"]
+
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+
+
+def set_num_threads(n):
+    """Threads used by pyrnn's CPU kernels (>= 1)."""
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    return _core.get_num_threads()
+
+
+def set_cpu_isa(name):
+    """Select the CPU kernel family: 'scalar', 'avx2' or 'avx512' (ValueError if unsupported).
+    The environment variable PYRNN_CPU_ISA sets the initial choice."""
+    _core.set_cpu_isa(name)
+
+
+def get_cpu_isa():
+    return _core.get_cpu_isa()
+
+
+def get_include():
+    """Folder holding the C++ headers (<pyrnn/pyrnn.h>) of the installed package."""
+    return _os.path.join(_HERE, "include")
+
+
+def get_cmake_dir():
+    """Folder holding pyrnnConfig.cmake: pass as pyrnn_DIR to find_package(pyrnn CONFIG)."""
+    return _os.path.join(_HERE, "lib", "cmake", "pyrnn")
+
+
+def info():
+    """Build and runtime facts as a dict."""
+    from . import cuda
+    return {
+        "version": __version__,
+        "cpu_isa": _core.get_cpu_isa(),
+        "available_isas": _core.available_isas(),
+        "num_threads": _core.get_num_threads(),
+        "cuda_compiled": cuda.is_compiled(),
+        "cuda_available": cuda.is_available(),
+        "cuda_devices": cuda.device_names(),
+        "cuda_unavailable_reason": cuda.unavailable_reason(),
+        "include_dir": get_include(),
+        "cmake_dir": get_cmake_dir(),
+    }

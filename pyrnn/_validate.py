@@ -1,0 +1,61 @@
+"""Argument checks shared by the Python API: clear exceptions naming shapes and values."""
+import numbers
+
+import numpy as np
+
+
+def positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    if value > 2**31 - 1:
+        raise ValueError(f"{name} = {value} is too large (max {2**31 - 1})")
+    return int(value)
+
+
+def float_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt}")
+    return dt
+
+
+def real_array(name, value, dtype):
+    """value as an ndarray of dtype; TypeError for anything non-numeric (str, object, complex)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{name} must be a real numeric array: {e}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def shape_str(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def lengths_array(lengths, batch, steps):
+    """lengths as int64 (N,), each in [1, T]."""
+    if isinstance(lengths, (str, bytes)):
+        raise TypeError(f"lengths must be integers, got {type(lengths).__name__}")
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.shape != (batch,):
+        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), "
+                         f"got shape {shape_str(arr.shape)}")
+    bad = np.nonzero((arr < 1) | (arr > steps))[0]
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"lengths[{i}] = {int(arr[i])} is outside [1, {steps}] "
+                         f"(sequence length T = {steps})")
+    return np.ascontiguousarray(arr, dtype=np.int64)

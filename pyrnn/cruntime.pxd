@@ -1,0 +1,17 @@
+# Mirrors cpp/include/pyrnn/runtime.h
+from libcpp.string cimport string
+from libcpp.vector cimport vector
+
+cdef extern from "pyrnn/runtime.h" namespace "pyrnn" nogil:
+    cdef enum class CpuIsa(int):
+        Scalar
+        AVX2
+        AVX512
+    const char* isa_name(CpuIsa isa)
+    CpuIsa parse_isa(const string& name) except +
+    vector[CpuIsa] available_isas() except +
+    bint isa_supported(CpuIsa isa)
+    CpuIsa get_cpu_isa() except +
+    void set_cpu_isa(CpuIsa isa) except +
+    int get_num_threads() except +
+    void set_num_threads(int n) except +

@@ -1,0 +1,81 @@
+"""The CUDA backend, loaded lazily: `import pyrnn` never needs a GPU or CUDA libraries.
+
+The extension pyrnn._cuda links cuBLAS dynamically. When cuBLAS comes from the nvidia-cublas
+wheel it is not on the loader path, so it is preloaded from there first.
+"""
+import ctypes
+import glob
+import importlib
+import importlib.util
+import os
+
+_module = None
+_error = None
+_loaded = False
+
+
+def is_compiled():
+    """True if this build of pyrnn includes the CUDA backend."""
+    return importlib.util.find_spec("pyrnn._cuda") is not None
+
+
+def _preload_cublas():
+    try:
+        import nvidia  # namespace package of the nvidia-* wheels
+    except ImportError:
+        return
+    for root in list(getattr(nvidia, "__path__", [])):
+        for pattern in ("cu*/lib/libcublasLt.so.*", "cu*/lib/libcublas.so.*",
+                        "cublas/lib/libcublasLt.so.*", "cublas/lib/libcublas.so.*"):
+            for lib in sorted(glob.glob(os.path.join(root, pattern))):
+                try:
+                    ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                except OSError:
+                    pass
+
+
+def _load():
+    global _module, _error, _loaded
+    if _loaded:
+        return _module
+    _loaded = True
+    if not is_compiled():
+        _error = "pyrnn was built without the CUDA backend (PYRNN_WITH_CUDA=OFF or nvcc/cuBLAS not found)"
+        return None
+    _preload_cublas()
+    try:
+        _module = importlib.import_module("pyrnn._cuda")
+    except ImportError as e:
+        _error = f"the CUDA backend could not be loaded: {e}"
+        return None
+    reason = _module.unavailable_reason()
+    if reason:
+        _error = reason
+    return _module
+
+
+def unavailable_reason():
+    """None if a CUDA device is usable, else why not (a readable sentence)."""
+    _load()
+    return _error
+
+
+def device_count():
+    mod = _load()
+    return 0 if mod is None else mod.device_count()
+
+
+def is_available():
+    return device_count() > 0
+
+
+def device_names():
+    mod = _load()
+    return [] if mod is None else [mod.device_name(i) for i in range(mod.device_count())]
+
+
+def synchronize():
+    """Wait for all work on the current device (no-op without one)."""
+    mod = _load()
+    if mod is not None and mod.device_count() > 0:
+        mod.synchronize()

@@ -1,0 +1,241 @@
+"""RNN, LSTM and GRU layers: the public Python API over pyrnn._core.NativeRecurrent.
+
+Layout follows PyTorch: x (T, N, C) time-major, (N, T, C) with batch_first, or unbatched
+(T, C); states (num_layers * D, N, H) indexed layer * D + direction.
+"""
+import numbers
+import warnings
+
+import numpy as np
+
+from . import _core
+from ._validate import float_dtype, lengths_array, positive_int, real_array, shape_str
+
+
+class _Recurrent:
+    _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None,
+                 _reset_after=False):
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+            raise TypeError(f"dropout must be a float, got {type(dropout).__name__}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if dropout > 0 and self.num_layers == 1:
+            warnings.warn("dropout applies between recurrent layers; with num_layers=1 it has "
+                          "no effect", stacklevel=3)
+        self.dropout = float(dropout)
+        self.dtype = float_dtype(dtype)
+        if device != "cpu":
+            if device == "cuda":
+                from . import cuda
+                reason = cuda.unavailable_reason() or "CUDA recurrent layers are not built yet"
+                raise RuntimeError(f"device='cuda' is not available: {reason}")
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.device = device
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._native = _core.NativeRecurrent(self._cell, self.input_size, self.hidden_size,
+                                             self.num_layers, self.bias, self.bidirectional,
+                                             _reset_after, self.dropout, self.dtype)
+        self._native.reset_parameters(int(self._rng.integers(0, 2**63)))
+        self._params = self._native.views(False)
+        self._grads = self._native.views(True)
+        self.training = True
+        self._last = None  # (batch_first, unbatched) of the cached forward
+
+    # ---- parameters -----------------------------------------------------------------------
+    @property
+    def params(self):
+        """{name: writable ndarray view of the native parameter}."""
+        return self._params
+
+    @property
+    def grads(self):
+        """{name: ndarray view of the accumulated gradient}; cleared by zero_grad()."""
+        return self._grads
+
+    def num_parameters(self):
+        return int(self._native.num_parameters())
+
+    def zero_grad(self):
+        self._native.zero_grad()
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    # ---- forward / backward ---------------------------------------------------------------
+    def _is_lstm(self):
+        return self._cell == "lstm"
+
+    def _input(self, x):
+        x = real_array("x", x, self.dtype)
+        C = self.input_size
+        if x.ndim not in (2, 3) or x.shape[-1] != C:
+            want = "(N, T, {0}) with batch_first" if self.batch_first else "(T, N, {0})"
+            raise ValueError(f"expected input of shape {want.format(C)} or unbatched (T, {C}), "
+                             f"got {shape_str(x.shape)}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        T, N = x.shape[0], x.shape[1]
+        if T < 1 or N < 1:
+            raise ValueError(f"input must have at least one step and one sequence, got "
+                             f"T = {T}, N = {N} (shape {shape_str(x.shape)})")
+        return x, unbatched
+
+    def _state(self, name, value, N, unbatched):
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        want = (LD, H) if unbatched else (LD, N, H)
+        arr = real_array(name, value, self.dtype)
+        if arr.shape != want:
+            raise ValueError(f"{name} must have shape {shape_str(want)}, got {shape_str(arr.shape)}")
+        return np.ascontiguousarray(arr.reshape(LD, N, H))
+
+    def _initial(self, hx, N, unbatched):
+        if hx is None:
+            return None, None
+        if self._is_lstm():
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("LSTM hx must be a tuple (h0, c0)")
+            return (self._state("h0", hx[0], N, unbatched), self._state("c0", hx[1], N, unbatched))
+        return self._state("hx", hx, N, unbatched), None
+
+    def _to_user(self, y, unbatched):
+        if unbatched:
+            return y[:, 0, :]
+        if self.batch_first:
+            return np.ascontiguousarray(y.transpose(1, 0, 2))
+        return y
+
+    def forward(self, x, hx=None, lengths=None):
+        x, unbatched = self._input(x)
+        T, N = x.shape[0], x.shape[1]
+        h0, c0 = self._initial(hx, N, unbatched)
+        lens = None if lengths is None else lengths_array(lengths, N, T)
+        seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
+        y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
+        self._last = (unbatched, T, N) if self.training else None
+        y = self._to_user(y, unbatched)
+        if unbatched:
+            hn = hn[:, 0, :]
+            cn = None if cn is None else cn[:, 0, :]
+        return (y, (hn, cn)) if self._is_lstm() else (y, hn)
+
+    __call__ = forward
+
+    def _backward(self, d_out, d_h_n, d_c_n):
+        if self._last is None or not self._native.has_cache():
+            raise RuntimeError("backward() needs a preceding forward() in training mode "
+                               "(call layer.train() before forward)")
+        unbatched, T, N = self._last
+        DH = self.num_directions * self.hidden_size
+        if unbatched:
+            want = (T, DH)
+        else:
+            want = (N, T, DH) if self.batch_first else (T, N, DH)
+        dy = real_array("d_out", d_out, self.dtype)
+        if dy.shape != want:
+            raise ValueError(f"d_out must have the forward output's shape {shape_str(want)}, "
+                             f"got {shape_str(dy.shape)}")
+        if unbatched:
+            dy = dy[:, None, :]
+        elif self.batch_first:
+            dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        dhn = None if d_h_n is None else self._state("d_h_n", d_h_n, N, unbatched)
+        dcn = None if d_c_n is None else self._state("d_c_n", d_c_n, N, unbatched)
+        dx, dh0, dc0 = self._native.backward(dy, dhn, dcn)
+        dx = self._to_user(dx, unbatched)
+        if unbatched:
+            dh0 = dh0[:, 0, :]
+            dc0 = None if dc0 is None else dc0[:, 0, :]
+        return dx, dh0, dc0
+
+    def __repr__(self):
+        extra = []
+        if self.num_layers != 1:
+            extra.append(f"num_layers={self.num_layers}")
+        for name, default in (("bias", True), ("batch_first", False),
+                              ("bidirectional", False), ("dropout", 0.0)):
+            if getattr(self, name) != default:
+                extra.append(f"{name}={getattr(self, name)}")
+        extra += self._extra_repr()
+        if self.dtype != np.float32:
+            extra.append(f"dtype={self.dtype.name}")
+        args = ", ".join([str(self.input_size), str(self.hidden_size)] + extra)
+        return f"{type(self).__name__}({args})"
+
+    def _extra_repr(self):
+        return []
+
+
+class RNN(_Recurrent):
+    """Elman RNN: h_t = act(W_ih x_t + W_hh h_{t-1} + b), act = tanh or relu."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", **kwargs):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        self._cell = "rnn_" + nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+    def backward(self, d_out, d_h_n=None):
+        """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate."""
+        dx, dh0, _ = self._backward(d_out, d_h_n, None)
+        return dx, dh0
+
+    def _extra_repr(self):
+        return [] if self.nonlinearity == "tanh" else [f"nonlinearity='{self.nonlinearity}'"]
+
+
+class LSTM(_Recurrent):
+    """LSTM, gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
+    _cell = "lstm"
+
+    def backward(self, d_out, d_h_n=None, d_c_n=None):
+        """BPTT through the last training forward -> (dx, (dh0, dc0)); grads accumulate."""
+        dx, dh0, dc0 = self._backward(d_out, d_h_n, d_c_n)
+        return dx, (dh0, dc0)
+
+
+class GRU(_Recurrent):
+    """GRU, gates (r, z, n), h_t = (1-z)*n + z*h_{t-1}.
+
+    reset_after=False (default; the seeds', Cho et al.'s and ONNX's default form):
+        n = tanh(W_in x + W_hn (r*h_{t-1}) + b_n)
+    reset_after=True (PyTorch / cuDNN / Keras default form):
+        n = tanh(W_in x + b_n + r*(W_hn h_{t-1} + b_hn)), with the extra parameter bias_hn.
+    """
+    _cell = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, reset_after=False, **kwargs):
+        self.reset_after = bool(reset_after)
+        super().__init__(input_size, hidden_size, num_layers, _reset_after=self.reset_after,
+                         **kwargs)
+
+    def backward(self, d_out, d_h_n=None):
+        """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate."""
+        dx, dh0, _ = self._backward(d_out, d_h_n, None)
+        return dx, dh0
+
+    def _extra_repr(self):
+        return ["reset_after=True"] if self.reset_after else []
