@@ -1,0 +1,59 @@
+"""C++ side: the ctest suite (standalone cpp/ build and the top-level build with the CUDA
+backend when it is configured), and an out-of-tree consumer using find_package(pyrnn)."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import pyrnn
+
+cmake = shutil.which("cmake")
+pytestmark = pytest.mark.skipif(cmake is None, reason="cmake is not installed")
+
+
+def _run(cmd, **kw):
+    res = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if res.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, cmd))} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def _generator():
+    return ["-G", "Ninja"] if shutil.which("ninja") else []
+
+
+def _build_and_ctest(src, build, extra=()):
+    _run([cmake, "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", *_generator(),
+          *extra])
+    _run([cmake, "--build", str(build), "--parallel", "2"])
+    return _run(["ctest", "--test-dir", str(build), "--output-on-failure"])
+
+
+def test_cpp_core_standalone_ctest(repo_root, tmp_path):
+    # cpp/ builds with plain CMake and no Python, and its ctest suite passes.
+    res = _build_and_ctest(repo_root / "cpp", tmp_path / "build")
+    assert "100% tests passed" in res.stdout
+
+
+def test_cuda_backend_ctest(repo_root, tmp_path):
+    # Compiles and links the CUDA backend (CI provides cuBLAS via PYRNN_CUBLAS_ROOT); its tests
+    # skip themselves without a device.
+    toolkit_cublas = os.path.isfile("/usr/local/cuda/include/cublas_v2.h")
+    if not shutil.which("nvcc") or not (os.environ.get("PYRNN_CUBLAS_ROOT") or toolkit_cublas):
+        pytest.skip("needs nvcc and cuBLAS (set PYRNN_CUBLAS_ROOT to the nvidia-cublas wheel's "
+                    "nvidia/cu13 folder)")
+    res = _build_and_ctest(repo_root, tmp_path / "build",
+                           ["-DPYRNN_BUILD_TESTS=ON", "-DPYRNN_WITH_CUDA=ON",
+                            "-DCMAKE_CUDA_ARCHITECTURES=90"])
+    assert "100% tests passed" in res.stdout
+
+
+def test_find_package_consumer(repo_root, tmp_path):
+    build = tmp_path / "build"
+    _run([cmake, "-S", str(repo_root / "tests" / "cmake_consumer"), "-B", str(build),
+          f"-Dpyrnn_DIR={pyrnn.get_cmake_dir()}", *_generator()])
+    _run([cmake, "--build", str(build)])
+    exe = build / "consumer"
+    res = _run([str(exe)])
+    assert f"pyrnn {pyrnn.__version__}" in res.stdout

@@ -1,0 +1,139 @@
+"""The installed package: version, info, CLI, Matrix views, paths for C++ users."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyrnn
+
+
+def test_imported_from_installed_package(repo_root):
+    # The suite must exercise the built package, not the source tree.
+    assert not os.path.dirname(os.path.abspath(pyrnn.__file__)).startswith(str(repo_root / "pyrnn"))
+
+
+def test_version_matches_header(repo_root):
+    header = (repo_root / "cpp/include/pyrnn/version.h").read_text()
+    assert f'"{pyrnn.__version__}"' in header
+
+
+def test_info_keys_and_types():
+    info = pyrnn.info()
+    for key in ("version", "cpu_isa", "available_isas", "num_threads", "cuda_compiled",
+                "cuda_available", "cuda_devices"):
+        assert key in info
+    assert info["version"] == pyrnn.__version__
+    assert info["cpu_isa"] in info["available_isas"]
+    assert "scalar" in info["available_isas"]
+    assert isinstance(info["num_threads"], int) and info["num_threads"] >= 1
+    assert isinstance(info["cuda_compiled"], bool)
+    if not info["cuda_available"]:
+        assert info["cuda_devices"] == [] and info["cuda_unavailable_reason"]
+
+
+@pytest.mark.parametrize("cmd", [["pyrnn", "info"], [sys.executable, "-m", "pyrnn", "info"]])
+def test_cli_info(cmd, tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "pyrnn") if cmd[0] == "pyrnn" else cmd[0]
+    out = subprocess.run([exe] + cmd[1:], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert pyrnn.__version__ in out.stdout and "CPU kernels" in out.stdout
+
+
+def test_cli_info_json(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pyrnn", "info", "--json"], capture_output=True,
+                         text=True, cwd=tmp_path, check=True)
+    assert json.loads(out.stdout)["version"] == pyrnn.__version__
+
+
+def test_cli_without_command_prints_help(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pyrnn"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 2 and "info" in out.stdout
+
+
+def test_threads_setting_and_errors():
+    saved = pyrnn.get_num_threads()
+    try:
+        pyrnn.set_num_threads(1)
+        assert pyrnn.get_num_threads() == 1
+        with pytest.raises(ValueError, match="num_threads"):
+            pyrnn.set_num_threads(0)
+        with pytest.raises(TypeError):
+            pyrnn.set_num_threads(1.5)
+    finally:
+        pyrnn.set_num_threads(saved)
+
+
+def test_cpu_isa_setting_and_errors():
+    saved = pyrnn.get_cpu_isa()
+    try:
+        for isa in pyrnn.info()["available_isas"]:
+            pyrnn.set_cpu_isa(isa)
+            assert pyrnn.get_cpu_isa() == isa
+        with pytest.raises(ValueError, match="sse9"):
+            pyrnn.set_cpu_isa("sse9")
+        missing = {"scalar", "avx2", "avx512"} - set(pyrnn.info()["available_isas"])
+        for isa in missing:
+            with pytest.raises(ValueError, match="not supported"):
+                pyrnn.set_cpu_isa(isa)
+    finally:
+        pyrnn.set_cpu_isa(saved)
+
+
+def test_cpu_isa_environment_override(tmp_path):
+    code = "import pyrnn; print(pyrnn.get_cpu_isa())"
+    env = dict(os.environ, PYRNN_CPU_ISA="scalar")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "scalar"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matrix_is_a_zero_copy_view(dtype):
+    m = pyrnn.Matrix(3, 4, dtype)
+    assert m.shape == (3, 4) and m.rows == 3 and m.cols == 4 and m.dtype == np.dtype(dtype)
+    a = m.numpy()
+    assert a.shape == (3, 4) and a.dtype == np.dtype(dtype) and a.flags.c_contiguous
+    assert a.ctypes.data % 64 == 0  # aligned storage
+    a[1, 2] = 5.0
+    assert m.get(1, 2) == 5.0
+    m.set(2, 3, -1.5)
+    assert a[2, 3] == -1.5
+    del m  # the view keeps the native matrix alive
+    assert a[2, 3] == -1.5
+
+
+def test_matrix_errors_and_copy():
+    m = pyrnn.Matrix(2, 2)
+    with pytest.raises(RuntimeError, match="out of range"):
+        m.get(2, 0)
+    with pytest.raises(TypeError):
+        pyrnn.Matrix(2, 2, "int32")
+    src = np.arange(6, dtype=np.float64).reshape(2, 3)
+    c = pyrnn.Matrix.from_numpy(src)
+    assert c.dtype == np.float64 and np.array_equal(np.asarray(c), src)
+    with pytest.raises(ValueError, match="2-D"):
+        pyrnn.Matrix.from_numpy(np.zeros(3))
+
+
+def test_paths_for_cpp_users():
+    inc = pyrnn.get_include()
+    assert os.path.isfile(os.path.join(inc, "pyrnn", "pyrnn.h"))
+    assert os.path.isfile(os.path.join(pyrnn.get_cmake_dir(), "pyrnnConfig.cmake"))
+    assert os.path.isfile(os.path.join(pyrnn.get_cmake_dir(), "pyrnnConfigVersion.cmake"))
+
+
+def test_cmake_prefix_entry_point():
+    from importlib.metadata import entry_points
+    eps = entry_points(group="cmake.prefix")
+    assert any(ep.name == "pyrnn" and ep.value == "pyrnn" for ep in eps)
+
+
+def test_parameter_views_are_writable_native_memory():
+    layer = pyrnn.LSTM(3, 4, seed=0)
+    w = layer.params["weight_ih_l0"]
+    assert w.flags.writeable and w.shape == (16, 3)
+    w[...] = 0.25
+    assert np.all(layer.params["weight_ih_l0"] == 0.25)
