@@ -1,0 +1,8 @@
+// The CUDA backend (pyrnn::cuda, target pyrnn::cuda): device queries, buffers, contexts, kernels.
+#pragma once
+#include "pyrnn/cuda/buffer.h"
+#include "pyrnn/cuda/check.h"
+#include "pyrnn/cuda/context.h"
+#include "pyrnn/cuda/device.h"
+#include "pyrnn/cuda/fill.h"
+#include "pyrnn/cuda/gemm.h"

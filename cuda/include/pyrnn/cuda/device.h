@@ -1,0 +1,21 @@
+// Device discovery. Safe to call on machines without a GPU or driver: nothing here throws for that.
+#pragma once
+#include <string>
+
+namespace pyrnn {
+namespace cuda {
+
+// Usable devices; 0 (never an exception) when there is no driver or device.
+int device_count();
+// Empty when device_count() > 0, else why not, e.g. "no CUDA driver found (cudaErrorInsufficientDriver: ...)".
+std::string unavailable_reason();
+// Throws pyrnn::Error for an invalid index.
+std::string device_name(int device);
+// Waits for all work on the current device (all streams).
+void synchronize();
+// Versions as 1000 * major + 10 * minor; driver_version() is 0 without a driver.
+int runtime_version();
+int driver_version();
+
+}  // namespace cuda
+}  // namespace pyrnn
