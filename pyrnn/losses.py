@@ -202,14 +202,13 @@ class BCEWithLogitsLoss(Loss):
         y = target.astype(np.float64)
         # softplus(-x) = log(1 + e^-x), stably: log1p(e^-|x|) + max(-x, 0).
         sp = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0)
-        sig_neg = np.exp(-(sp + x))              # sigmoid(-x) = e^{-softplus(x)}, no 1 - s
-        if self.pos_weight is None:
-            w = 1.0
-        else:
-            w = 1.0 + (self.pos_weight - 1.0) * y
+        sig = np.exp(-sp)                        # sigmoid(x) = e^{-softplus(-x)}
+        pw = 1.0 if self.pos_weight is None else self.pos_weight
+        w = 1.0 + (pw - 1.0) * y
         per = (1.0 - y) * x + w * sp
         loss, scale = self._reduce(per.sum(), per.size)
-        self._dpred = ((1.0 - y) - w * sig_neg) * scale
+        # d/dx = (1 - y) - w sigmoid(-x) = w sigmoid(x) - pos_weight y (sigmoid(x) - y at pw=1)
+        self._dpred = (w * sig - pw * y) * scale
         self._correct = int(((x > 0) == (y >= 0.5)).sum())
         self._total = int(x.size)
         return loss
