@@ -45,8 +45,10 @@ class StopBelow(callbacks.Callback):
             self.model.stop_training = True
 
 
-@pytest.mark.parametrize("cell,max_epochs", [(pyrnn.LSTM, 30), (pyrnn.GRU, 20)])
-def test_adding_problem_t50(cell, max_epochs):
+# Seeds 0-3 reach val MSE < 0.01 within 9-16 epochs (LSTM, lr 1e-2) and 6-7 (GRU, lr 5e-3):
+# the epoch caps leave about a factor two.
+@pytest.mark.parametrize("cell,lr,max_epochs", [(pyrnn.LSTM, 1e-2, 30), (pyrnn.GRU, 5e-3, 20)])
+def test_adding_problem_t50(cell, lr, max_epochs):
     rng = np.random.default_rng(0)
     x, y = adding_problem(2000, T_ADD, rng)
     xv, yv = adding_problem(500, T_ADD, rng)
@@ -56,7 +58,7 @@ def test_adding_problem_t50(cell, max_epochs):
     H = 32
     model = pyrnn.Sequential([cell(2, H, batch_first=True, seed=1), pyrnn.LastStep(),
                               pyrnn.Dense(H, 1, seed=2)])
-    hist = model.fit(x, y, loss=losses.MSELoss(), optimizer=optim.Adam(model.parameters(), 5e-3),
+    hist = model.fit(x, y, loss=losses.MSELoss(), optimizer=optim.Adam(model.parameters(), lr),
                      epochs=max_epochs, batch_size=32, clip_norm=1.0, validation_data=(xv, yv),
                      callbacks=[StopBelow("val_loss", 0.01)], verbose=0, seed=0)
     test_mse = model.evaluate(xt, yt, loss="mse", batch_size=500)
@@ -91,6 +93,8 @@ def test_char_gru_language_model_beats_unigram_entropy():
                      optimizer=optim.Adam(model.parameters(), 1e-2), epochs=12, batch_size=16,
                      clip_norm=5.0, validation_data=(xv, yv), verbose=0, seed=0)
     train_loss = model.evaluate(x, y, loss="cross_entropy")
-    assert train_loss < 0.6 * unigram, (train_loss, unigram, hist["loss"])
-    assert min(hist["val_loss"]) < unigram, (hist["val_loss"], unigram)
+    # Seeds 0-3: train ~1.05-1.15 nats against a unigram entropy of 3.10; held-out minimum
+    # 2.17-2.24 (the text is tiny, so the tail is mostly new lines of new sonnets).
+    assert train_loss < 0.5 * unigram, (train_loss, unigram, hist["loss"])
+    assert min(hist["val_loss"]) < 0.85 * unigram, (hist["val_loss"], unigram)
     assert hist["accuracy"][-1] > 0.4
