@@ -11,7 +11,7 @@ from .recurrent import GRU, LSTM, RNN
 __version__ = _core.version()
 
 # The training stack (DESIGN.md section 4).
-from . import callbacks, init, losses, optim  # noqa: E402
+from . import callbacks, data, init, losses, optim  # noqa: E402
 from .layers import Dense, Dropout, Embedding, LastStep, LayerNorm  # noqa: E402
 from .model import Sequential  # noqa: E402
 from .parameter import Parameter  # noqa: E402

@@ -102,7 +102,8 @@ class Sequential(Layer):
         return _build({"class": "Sequential", "config": config}, _registry())
 
     def __repr__(self):
-        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ")
+                        for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     # ---- forward / backward --------------------------------------------------------------
