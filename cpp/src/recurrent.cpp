@@ -206,6 +206,11 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
   const bool relu = cfg_.cell == CellType::RNN_RELU;
   const Weights w = weights(layer, dir);
+  const kernels::Ops<T>& K = kernels::ops<T>();
+  const bool split = gru && !cfg_.reset_after;
+  K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
+  if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+  const int step_threads = kernels::gemm_threads(Ni, G * Hi, Hi);
 
   dc.g.resize(T_ * N * GH);
   dc.h.resize((T_ + 1) * N * H);
@@ -239,10 +244,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     T* hc = hs + cur * N * H;         // [N, H]
     T* gt = g + t * N * GH;           // [N, GH]
     T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
-    const bool split = gru && !cfg_.reset_after;
     // Recurrent product; the seeds' GRU form needs r before W_hn can be applied.
-    gemm(Trans::N, Trans::T, Ni, split ? 2 * Hi : G * Hi, Hi, T(1), hp, Hi, w.w_hh, Hi, T(0), r,
-         G * Hi);
+    K.gemm_packed(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), r, G * Hi, step_threads);
+#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
     for (std::size_t n = 0; n < N; ++n) {
       T* gr = gt + n * GH;
       const T* rr = r + n * GH;
@@ -258,25 +262,25 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       switch (cfg_.cell) {
         case CellType::RNN_TANH:
         case CellType::RNN_RELU:
-          kernels::rnn_forward_row(Hi, relu, gr, rr);
+          K.rnn_forward_row(Hi, relu, gr, rr);
           std::memcpy(hcr, gr, H * sizeof(T));
           break;
         case CellType::LSTM:
-          kernels::lstm_forward_row(Hi, gr, rr, cs + prev * N * H + n * H, cs + cur * N * H + n * H,
-                                    hcr);
+          K.lstm_forward_row(Hi, gr, rr, cs + prev * N * H + n * H, cs + cur * N * H + n * H, hcr);
           break;
         case CellType::GRU:
-          if (cfg_.reset_after) kernels::gru_after_forward_row(Hi, gr, rr, w.b_hn, at + n * H, hpr, hcr);
-          else kernels::gru_before_gates_row(Hi, gr, rr, hpr, at + n * H);
+          if (cfg_.reset_after) K.gru_after_forward_row(Hi, gr, rr, w.b_hn, at + n * H, hpr, hcr);
+          else K.gru_before_gates_row(Hi, gr, rr, hpr, at + n * H);
           break;
       }
     }
     if (split) {
       T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
-      gemm(Trans::N, Trans::T, Ni, Hi, Hi, T(1), at, Hi, w.w_hh + 2 * H * H, Hi, T(0), rn, G * Hi);
+      K.gemm_packed(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), rn, G * Hi, step_threads);
+#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
       for (std::size_t n = 0; n < N; ++n)
         if (active(static_cast<int>(n), static_cast<int>(t)))
-          kernels::gru_before_state_row(Hi, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
+          K.gru_before_state_row(Hi, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
     }
     // Output slice of this direction: y[t, n, dir*H : (dir+1)*H]; zero past the end.
     for (std::size_t n = 0; n < N; ++n) {
@@ -335,6 +339,11 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const bool after = gru && cfg_.reset_after;
   const Weights w = weights(layer, dir);
   const std::size_t slot = static_cast<std::size_t>(layer) * cfg_.directions() + dir;
+  const kernels::Ops<T>& K = kernels::ops<T>();
+  // d h_prev = dg_h W_hh: W_hh (or its r,z rows, then its n rows) packed once for all steps.
+  K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
+  if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+  const int step_threads = kernels::gemm_threads(Ni, G * Hi, Hi);
 
   AlignedBuffer<T> dg(T_ * N * GH);                 // [T, N, GH] d pre-activations (input side)
   AlignedBuffer<T> dghn(after ? T_ * N * H : 0);    // [T, N, H] d (W_hn h + b_hn)
@@ -352,6 +361,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     const T* at = dc.g.data() + t * N * GH;
     T* dgt = dg.data() + t * N * GH;
     T* dghnt = after ? dghn.data() + t * N * H : nullptr;
+#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
     for (std::size_t n = 0; n < N; ++n) {
       if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // dg rows stay zero
       const T* dyr = dy + (t * N + n) * DH + dir * H;
@@ -361,35 +371,35 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       T* dgr = dgt + n * GH;
       switch (cfg_.cell) {
         case CellType::RNN_TANH:
-        case CellType::RNN_RELU: kernels::rnn_backward_row(Hi, relu, dgr, d, ar); break;
+        case CellType::RNN_RELU: K.rnn_backward_row(Hi, relu, dgr, d, ar); break;
         case CellType::LSTM:
-          kernels::lstm_backward_row(Hi, dgr, d, dcs.data() + n * H, ar, cs + cur * N * H + n * H,
-                                     cs + prev * N * H + n * H);
+          K.lstm_backward_row(Hi, dgr, d, dcs.data() + n * H, ar, cs + cur * N * H + n * H,
+                              cs + prev * N * H + n * H);
           break;
         case CellType::GRU:
           if (after)
-            kernels::gru_after_backward_row(Hi, dgr, dghnt + n * H, d, pw.data() + n * H, ar,
-                                            dc.aux.data() + (t * N + n) * H, hp + n * H);
+            K.gru_after_backward_row(Hi, dgr, dghnt + n * H, d, pw.data() + n * H, ar,
+                                     dc.aux.data() + (t * N + n) * H, hp + n * H);
           else
-            kernels::gru_before_backward_zn_row(Hi, dgr, d, pw.data() + n * H, ar, hp + n * H);
+            K.gru_before_backward_zn_row(Hi, dgr, d, pw.data() + n * H, ar, hp + n * H);
           break;
       }
     }
     // d h_prev through the recurrent weights: rec = dg_h W_hh.
     if (gru && !after) {
-      gemm(Trans::N, Trans::N, Ni, Hi, Hi, T(1), dgt + 2 * H, G * Hi, w.w_hh + 2 * H * H, Hi, T(0),
-           drh.data(), Hi);
+      K.gemm_packed(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), drh.data(), Hi,
+                    step_threads);
+#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
       for (std::size_t n = 0; n < N; ++n)
         if (active(static_cast<int>(n), static_cast<int>(t)))
-          kernels::gru_before_backward_r_row(Hi, dgt + n * GH, drh.data() + n * H, pw.data() + n * H,
-                                             at + n * GH, hp + n * H);
-      gemm(Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0), rec.data(), Hi);
+          K.gru_before_backward_r_row(Hi, dgt + n * GH, drh.data() + n * H, pw.data() + n * H,
+                                      at + n * GH, hp + n * H);
+      K.gemm_packed(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), rec.data(), Hi, step_threads);
     } else if (after) {
-      gemm(Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0), rec.data(), Hi);
-      gemm(Trans::N, Trans::N, Ni, Hi, Hi, T(1), dghnt, Hi, w.w_hh + 2 * H * H, Hi, T(1),
-           rec.data(), Hi);
+      K.gemm_packed(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), rec.data(), Hi, step_threads);
+      K.gemm_packed(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), rec.data(), Hi, step_threads);
     } else {
-      gemm(Trans::N, Trans::N, Ni, Hi, G * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0), rec.data(), Hi);
+      K.gemm_packed(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), rec.data(), Hi, step_threads);
     }
     for (std::size_t n = 0; n < N; ++n) {
       if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // d h passes through

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pyrnn/aligned.h"
+#include "pyrnn/kernels/ops.h"
 
 namespace pyrnn {
 
@@ -108,6 +109,9 @@ class Recurrent {
   std::vector<DirCache> dirs_;
   std::vector<std::int64_t> lengths_;  // empty: every sequence has all T steps
   AlignedBuffer<T> scratch_;           // per-step workspace
+  // Recurrent weights packed once per direction pass, reused by every step.
+  kernels::PackedB<T> pack_hh_;  // W_hh^T (forward) or W_hh (backward); GRU: its r,z rows
+  kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
 };
