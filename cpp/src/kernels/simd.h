@@ -177,7 +177,7 @@ inline VF vtanh(VF x) {
   p = fmadd(p, z, set1(1.33314422036e-1f));
   p = fmadd(p, z, set1(-3.33332819422e-1f));
   const VF small = fmadd(mul(p, z), x, x);
-  const VF e = vexp(mul(vmin(ax, set1(9.0f)), set1(2.0f)));  // tanh(9) == 1 in float
+  const VF e = vexp(mul(vmin(ax, set1(10.0f)), set1(2.0f)));  // tanh(10) rounds to 1 in float
   const VF big = sub(set1(1.0f), div(set1(2.0f), add(e, set1(1.0f))));
   return select_lt(ax, set1(0.625f), small, copysign(big, x));
 }
