@@ -205,29 +205,24 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const int C = cfg_.layer_input_size(layer);
   const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
   const bool relu = cfg_.cell == CellType::RNN_RELU;
+  const bool split = gru && !cfg_.reset_after;  // the seeds' GRU: W_hn applies to r*h
   const Weights w = weights(layer, dir);
   const kernels::Ops<T>& K = kernels::ops<T>();
-  const bool split = gru && !cfg_.reset_after;
-  K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
-  if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-  const int step_threads = kernels::gemm_threads(Ni, G * Hi, Hi);
 
   dc.g.resize(T_ * N * GH);
   dc.h.resize((T_ + 1) * N * H);
   if (lstm) dc.c.resize((T_ + 1) * N * H);
   if (gru) dc.aux.resize(T_ * N * H);
   scratch_.resize(N * GH);
-  T* g = dc.g.data();   // [T, N, GH]
-  T* hs = dc.h.data();  // [T+1, N, H]
-  T* cs = dc.c.data();  // [T+1, N, H]
+  T* g = dc.g.data();      // [T, N, GH]
+  T* hs = dc.h.data();     // [T+1, N, H]
+  T* cs = dc.c.data();     // [T+1, N, H]
   T* r = scratch_.data();  // [N, GH] recurrent products of one step
 
-  // Input projection of every step at once: g = x W_ih^T + b.
-  gemm(Trans::N, Trans::T, static_cast<int>(T_ * N), static_cast<int>(GH), C, T(1), x, C, w.w_ih,
-       C, T(0), g, static_cast<int>(GH));
-  if (w.b)
-    for (std::size_t i = 0; i < T_ * N; ++i)
-      for (std::size_t j = 0; j < GH; ++j) g[i * GH + j] += w.b[j];
+  // Input projection of every step at once, bias fused: g = x W_ih^T + b.
+  K.pack_b(pack_ih_, Trans::T, C, G * Hi, w.w_ih, C);
+  K.gemm_packed(Trans::N, static_cast<int>(T_ * N), x, C, T(1), pack_ih_, T(0), w.b, g,
+                G * Hi, kernels::gemm_threads(static_cast<long long>(T_ * N), G * Hi, C));
 
   const std::size_t first = dir == 0 ? 0 : T_;
   if (h0) std::memcpy(hs + first * N * H, h0, N * H * sizeof(T));
@@ -237,6 +232,15 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
   }
 
+  K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
+  if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+  const int nth = kernels::gemm_threads(Ni, G * Hi, Hi);
+  apack_.resize(K.apack_elems(Ni, Hi));
+  T* ap = apack_.data();
+
+  // One parallel region for the whole pass: per step, the team computes the recurrent GEMM
+  // (split by gate columns), then the fused cell kernel (split by batch rows).
+#pragma omp parallel num_threads(nth) if (nth > 1)
   for (std::size_t s = 0; s < T_; ++s) {
     const std::size_t t = dir == 0 ? s : T_ - 1 - s;
     const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
@@ -244,19 +248,20 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     T* hc = hs + cur * N * H;         // [N, H]
     T* gt = g + t * N * GH;           // [N, GH]
     T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
-    // Recurrent product; the seeds' GRU form needs r before W_hn can be applied.
-    K.gemm_packed(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), r, G * Hi, step_threads);
-#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
+    K.gemm_team(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi, ap);
+#pragma omp for schedule(static)
     for (std::size_t n = 0; n < N; ++n) {
       T* gr = gt + n * GH;
       const T* rr = r + n * GH;
       const T* hpr = hp + n * H;
       T* hcr = hc + n * H;
+      T* yr = y + (t * N + n) * DH + dir * H;  // this direction's slice of y[t, n]
       if (!active(static_cast<int>(n), static_cast<int>(t))) {
-        // Past this sequence's end: the state carries through unchanged.
+        // Past this sequence's end: the state carries through, the output is zero.
         std::memcpy(hcr, hpr, H * sizeof(T));
         if (lstm) std::memcpy(cs + cur * N * H + n * H, cs + prev * N * H + n * H, H * sizeof(T));
         if (gru) std::fill(at + n * H, at + (n + 1) * H, T(0));
+        std::fill(yr, yr + H, T(0));
         continue;
       }
       switch (cfg_.cell) {
@@ -273,20 +278,17 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
           else K.gru_before_gates_row(Hi, gr, rr, hpr, at + n * H);
           break;
       }
+      if (!split) std::memcpy(yr, hcr, H * sizeof(T));
     }
     if (split) {
       T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
-      K.gemm_packed(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), rn, G * Hi, step_threads);
-#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
+      K.gemm_team(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), nullptr, rn, G * Hi, ap);
+#pragma omp for schedule(static)
       for (std::size_t n = 0; n < N; ++n)
-        if (active(static_cast<int>(n), static_cast<int>(t)))
+        if (active(static_cast<int>(n), static_cast<int>(t))) {
           K.gru_before_state_row(Hi, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
-    }
-    // Output slice of this direction: y[t, n, dir*H : (dir+1)*H]; zero past the end.
-    for (std::size_t n = 0; n < N; ++n) {
-      T* yr = y + (t * N + n) * DH + dir * H;
-      if (active(static_cast<int>(n), static_cast<int>(t))) std::memcpy(yr, hc + n * H, H * sizeof(T));
-      else std::fill(yr, yr + H, T(0));
+          std::memcpy(y + (t * N + n) * DH + dir * H, hc + n * H, H * sizeof(T));
+        }
     }
   }
 }
@@ -340,20 +342,27 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const Weights w = weights(layer, dir);
   const std::size_t slot = static_cast<std::size_t>(layer) * cfg_.directions() + dir;
   const kernels::Ops<T>& K = kernels::ops<T>();
-  // d h_prev = dg_h W_hh: W_hh (or its r,z rows, then its n rows) packed once for all steps.
-  K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
-  if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-  const int step_threads = kernels::gemm_threads(Ni, G * Hi, Hi);
 
-  AlignedBuffer<T> dg(T_ * N * GH);                 // [T, N, GH] d pre-activations (input side)
-  AlignedBuffer<T> dghn(after ? T_ * N * H : 0);    // [T, N, H] d (W_hn h + b_hn)
+  // Reused across calls (not re-zeroed): every row is written each step, inactive ones with 0.
+  dg_.resize(T_ * N * GH);                            // [T, N, GH] d pre-activations (input side)
+  dghn_.resize(after ? T_ * N * H : 0);               // [T, N, H] d (W_hn h + b_hn)
+  AlignedBuffer<T>& dg = dg_;
+  AlignedBuffer<T>& dghn = dghn_;
   AlignedBuffer<T> dh(N * H), dcs(lstm ? N * H : 0);  // [N, H] running d h, d c
   AlignedBuffer<T> dht(N * H), pw(N * H), rec(N * H), drh(N * H);  // [N, H] per-step
   if (dhn) std::memcpy(dh.data(), dhn + slot * N * H, N * H * sizeof(T));
   if (lstm && dcn) std::memcpy(dcs.data(), dcn + slot * N * H, N * H * sizeof(T));
 
+  // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps.
+  K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
+  if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+  const int nth = kernels::gemm_threads(Ni, G * Hi, Hi);
+  apack_.resize(K.apack_elems(Ni, G * Hi));
+  T* ap = apack_.data();
+
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
+#pragma omp parallel num_threads(nth) if (nth > 1)
   for (std::size_t s = 0; s < T_; ++s) {
     const std::size_t t = dir == 0 ? T_ - 1 - s : s;
     const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
@@ -361,9 +370,13 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     const T* at = dc.g.data() + t * N * GH;
     T* dgt = dg.data() + t * N * GH;
     T* dghnt = after ? dghn.data() + t * N * H : nullptr;
-#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
+#pragma omp for schedule(static)
     for (std::size_t n = 0; n < N; ++n) {
-      if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // dg rows stay zero
+      if (!active(static_cast<int>(n), static_cast<int>(t))) {  // no gradient past the end
+        std::fill(dgt + n * GH, dgt + (n + 1) * GH, T(0));
+        if (after) std::fill(dghnt + n * H, dghnt + (n + 1) * H, T(0));
+        continue;
+      }
       const T* dyr = dy + (t * N + n) * DH + dir * H;
       T* d = dht.data() + n * H;
       for (std::size_t j = 0; j < H; ++j) d[j] = dh[n * H + j] + dyr[j];
@@ -387,20 +400,21 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     }
     // d h_prev through the recurrent weights: rec = dg_h W_hh.
     if (gru && !after) {
-      K.gemm_packed(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), drh.data(), Hi,
-                    step_threads);
-#pragma omp parallel for schedule(static) num_threads(step_threads) if (step_threads > 1)
+      K.gemm_team(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr, drh.data(),
+                  Hi, ap);
+#pragma omp for schedule(static)
       for (std::size_t n = 0; n < N; ++n)
         if (active(static_cast<int>(n), static_cast<int>(t)))
           K.gru_before_backward_r_row(Hi, dgt + n * GH, drh.data() + n * H, pw.data() + n * H,
                                       at + n * GH, hp + n * H);
-      K.gemm_packed(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), rec.data(), Hi, step_threads);
+      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi, ap);
     } else if (after) {
-      K.gemm_packed(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), rec.data(), Hi, step_threads);
-      K.gemm_packed(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), rec.data(), Hi, step_threads);
+      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi, ap);
+      K.gemm_team(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), nullptr, rec.data(), Hi, ap);
     } else {
-      K.gemm_packed(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), rec.data(), Hi, step_threads);
+      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi, ap);
     }
+#pragma omp for schedule(static)
     for (std::size_t n = 0; n < N; ++n) {
       if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // d h passes through
       for (std::size_t j = 0; j < H; ++j)

@@ -42,7 +42,7 @@ void gemm_family(CpuIsa isa, double tol) {
           std::vector<T> first;
           for (int threads : {1, 2, 3}) {
             std::vector<T> c = C0;
-            o.gemm_packed(ta, M, A.data(), lda, T(0.75), pb, beta, c.data(), ldc, threads);
+            o.gemm_packed(ta, M, A.data(), lda, T(0.75), pb, beta, nullptr, c.data(), ldc, threads);
             double err = 0;
             for (int i = 0; i < M; ++i)
               for (int j = 0; j < N; ++j) {

@@ -37,7 +37,7 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
   const Ops<T>& o = ops<T>();
   thread_local PackedB<T> packed;
   o.pack_b(packed, tb, K, N, B, ldb);
-  o.gemm_packed(ta, M, A, lda, alpha, packed, beta, C, ldc, gemm_threads(M, N, K));
+  o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
 }
 
 template const Ops<float>& ops_for<float>(CpuIsa);

@@ -2,6 +2,8 @@
 // compilations of src/kernels/kernels_isa.inc. Weight operands are packed once (PackedB) and
 // reused by every time step.
 #pragma once
+#include <cstddef>
+
 #include "pyrnn/aligned.h"
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/runtime.h"
@@ -21,9 +23,16 @@ template <typename T>
 struct Ops {
   CpuIsa isa;
   void (*pack_b)(PackedB<T>& out, Trans tb, int K, int N, const T* B, int ldb);
-  // C [M x N] = alpha * op(A) [M x K] * B + beta * C, using up to `threads` threads.
+  // C [M x N] = alpha * op(A) [M x K] * B + beta * C (+ bias [N] per column, beta = 0 only),
+  // using up to `threads` threads.
   void (*gemm_packed)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
-                      T* C, int ldc, int threads);
+                      const T* bias, T* C, int ldc, int threads);
+  // The same product computed by the calling OpenMP team (every thread calls it; ends with a
+  // barrier), so a time-step loop can run inside one parallel region. apack: apack_elems(M, K)
+  // elements shared by the team.
+  void (*gemm_team)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
+                    const T* bias, T* C, int ldc, T* apack);
+  std::size_t (*apack_elems)(int M, int K);
   // Cell rows (see cells.h for the meaning of each argument; same contracts).
   void (*rnn_forward_row)(int H, bool relu, T* g, const T* r);
   void (*rnn_backward_row)(int H, bool relu, T* dg, const T* dh, const T* a);
