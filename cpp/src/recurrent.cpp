@@ -235,8 +235,6 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
   if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
   const int nth = kernels::gemm_threads(Ni, G * Hi, Hi);
-  apack_.resize(K.apack_elems(Ni, Hi));
-  T* ap = apack_.data();
 
   // One parallel region for the whole pass: per step, the team computes the recurrent GEMM
   // (split by gate columns), then the fused cell kernel (split by batch rows).
@@ -248,7 +246,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     T* hc = hs + cur * N * H;         // [N, H]
     T* gt = g + t * N * GH;           // [N, GH]
     T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
-    K.gemm_team(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi, ap);
+    K.gemm_team(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi);
 #pragma omp for schedule(static)
     for (std::size_t n = 0; n < N; ++n) {
       T* gr = gt + n * GH;
@@ -282,7 +280,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     }
     if (split) {
       T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
-      K.gemm_team(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), nullptr, rn, G * Hi, ap);
+      K.gemm_team(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), nullptr, rn, G * Hi);
 #pragma omp for schedule(static)
       for (std::size_t n = 0; n < N; ++n)
         if (active(static_cast<int>(n), static_cast<int>(t))) {
@@ -357,8 +355,6 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
   if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
   const int nth = kernels::gemm_threads(Ni, G * Hi, Hi);
-  apack_.resize(K.apack_elems(Ni, G * Hi));
-  T* ap = apack_.data();
 
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
@@ -401,18 +397,18 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     // d h_prev through the recurrent weights: rec = dg_h W_hh.
     if (gru && !after) {
       K.gemm_team(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr, drh.data(),
-                  Hi, ap);
+                  Hi);
 #pragma omp for schedule(static)
       for (std::size_t n = 0; n < N; ++n)
         if (active(static_cast<int>(n), static_cast<int>(t)))
           K.gru_before_backward_r_row(Hi, dgt + n * GH, drh.data() + n * H, pw.data() + n * H,
                                       at + n * GH, hp + n * H);
-      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi, ap);
+      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi);
     } else if (after) {
-      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi, ap);
-      K.gemm_team(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), nullptr, rec.data(), Hi, ap);
+      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi);
+      K.gemm_team(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), nullptr, rec.data(), Hi);
     } else {
-      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi, ap);
+      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi);
     }
 #pragma omp for schedule(static)
     for (std::size_t n = 0; n < N; ++n) {

@@ -113,7 +113,6 @@ class Recurrent {
   kernels::PackedB<T> pack_hh_;  // W_hh^T (forward) or W_hh (backward); GRU: its r,z rows
   kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own
   kernels::PackedB<T> pack_ih_;  // W_ih^T for the input projection
-  AlignedBuffer<T> apack_;       // packed rows of the step GEMM's left operand, team-shared
   AlignedBuffer<T> dg_, dghn_;   // backward workspaces (see backward_direction)
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;

@@ -28,11 +28,9 @@ struct Ops {
   void (*gemm_packed)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
                       const T* bias, T* C, int ldc, int threads);
   // The same product computed by the calling OpenMP team (every thread calls it; ends with a
-  // barrier), so a time-step loop can run inside one parallel region. apack: apack_elems(M, K)
-  // elements shared by the team.
+  // barrier), so a time-step loop can run inside one parallel region.
   void (*gemm_team)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
-                    const T* bias, T* C, int ldc, T* apack);
-  std::size_t (*apack_elems)(int M, int K);
+                    const T* bias, T* C, int ldc);
   // Cell rows (see cells.h for the meaning of each argument; same contracts).
   void (*rnn_forward_row)(int H, bool relu, T* g, const T* r);
   void (*rnn_backward_row)(int H, bool relu, T* dg, const T* dh, const T* a);
