@@ -2,7 +2,9 @@
 // central differences through backward, optimizer steps against hand-computed values, errors.
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -207,6 +209,20 @@ TEST(facade_parameter_counts_and_seeds) {
   CHECK(a.outputWeight().get(1, 2) == b.outputWeight().get(1, 2));
   CHECK(a.outputWeight().get(1, 2) != c.outputWeight().get(1, 2));
   CHECK(a.core().params()[5] == b.core().params()[5]);
+}
+
+TEST(facade_copy_and_move) {
+  pyrnn::GRULayer a(2, 3, 2, 5);
+  const auto seq = random_sequence<float>(3, 2, 2, 6);
+  const pyrnn::Matrix ya = a.forward(seq);
+  pyrnn::GRULayer b = a;  // deep copy: same outputs, independent weights
+  b.outputBias().set(0, 0, 100.0f);
+  CHECK(a.outputBias().get(0, 0) != 100.0f);
+  CHECK(a.forward(seq).get(1, 1) == ya.get(1, 1));
+  pyrnn::GRULayer c = std::move(b);
+  CHECK(c.forward(seq).get(0, 0) > 50.0f);
+  std::unique_ptr<pyrnn::RecurrentLayer> base = std::make_unique<pyrnn::LSTMLayer>(2, 3, 2);
+  CHECK(base->forward(seq).rows() == 2 && base->getCellStates().size() == 3);
 }
 
 // The seeds' snippets, as written there except for the include lines and `using namespace`.

@@ -42,6 +42,14 @@ class BasicRecurrentLayer {
  public:
   using MatrixT = BasicMatrix<T>;
 
+  // Virtual so a layer held as its base (unique_ptr<RecurrentLayer>) is destroyed fully;
+  // layers copy (an independent deep copy) and move.
+  virtual ~BasicRecurrentLayer() = default;
+  BasicRecurrentLayer(const BasicRecurrentLayer&) = default;
+  BasicRecurrentLayer(BasicRecurrentLayer&&) noexcept = default;
+  BasicRecurrentLayer& operator=(const BasicRecurrentLayer&) = default;
+  BasicRecurrentLayer& operator=(BasicRecurrentLayer&&) noexcept = default;
+
   int inputSize() const { return core_.config().input_size; }
   int hiddenSize() const { return core_.config().hidden_size; }
   int outputSize() const { return static_cast<int>(w_hy_.rows()); }
