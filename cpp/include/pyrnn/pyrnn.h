@@ -2,6 +2,9 @@
 #pragma once
 #include "pyrnn/error.h"
 #include "pyrnn/matrix.h"
+#include "pyrnn/nn/gru.h"
+#include "pyrnn/nn/lstm.h"
+#include "pyrnn/nn/rnn.h"
 #include "pyrnn/recurrent.h"
 #include "pyrnn/runtime.h"
 #include "pyrnn/version.h"

@@ -75,6 +75,18 @@ class Recurrent {
   bool has_cache() const { return cached_; }
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
+  // The last layer's state sequence from the last forward (training or eval), read-only:
+  // [T+1, N, H], slot 0 the initial state for dir 0, slot T for dir 1 (the reverse direction).
+  // cell = true gives the LSTM cell states. Null before any forward. Valid until the next one.
+  // (Training keeps every (layer, dir) cache; eval reuses D of them, so the last layer's are
+  // the last D entries either way.)
+  const T* last_layer_states(int dir, bool cell = false) const {
+    const std::size_t D = static_cast<std::size_t>(cfg_.directions());
+    if (dirs_.size() < D || dir < 0 || static_cast<std::size_t>(dir) >= D) return nullptr;
+    const DirCache& dc = dirs_[dirs_.size() - D + static_cast<std::size_t>(dir)];
+    const AlignedBuffer<T>& b = cell ? dc.c : dc.h;
+    return b.size() ? b.data() : nullptr;
+  }
 
  private:
   struct DirCache {
