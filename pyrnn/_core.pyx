@@ -191,22 +191,28 @@ cdef inline real* _ptr(real[:, :, ::1] a):
         return NULL
     return &a[0, 0, 0]
 
+cdef inline const real* _cptr(const real[:, :, ::1] a):
+    # Inputs are const views so read-only arrays (np.load mmap, frombuffer) are accepted.
+    if a is None:
+        return NULL
+    return &a[0, 0, 0]
+
 cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[:, :, ::1] cn,
-              real[:, :, ::1] x, real[:, :, ::1] h0, real[:, :, ::1] c0,
+              const real[:, :, ::1] x, const real[:, :, ::1] h0, const real[:, :, ::1] c0,
               const int64_t* lengths, bint training, uint64_t seed):
     cdef real* cn_p = _ptr(cn)
-    cdef const real* h0_p = _ptr(h0)
-    cdef const real* c0_p = _ptr(c0)
+    cdef const real* h0_p = _cptr(h0)
+    cdef const real* c0_p = _cptr(c0)
     cdef int steps = x.shape[0], batch = x.shape[1]
     with nogil:
         net.forward(&y[0, 0, 0], &hn[0, 0, 0], cn_p, &x[0, 0, 0], h0_p, c0_p, lengths,
                     steps, batch, training, seed)
 
 cdef _backward(Recurrent[real]* net, real[:, :, ::1] dx, real[:, :, ::1] dh0, real[:, :, ::1] dc0,
-               real[:, :, ::1] dy, real[:, :, ::1] dhn, real[:, :, ::1] dcn):
+               const real[:, :, ::1] dy, const real[:, :, ::1] dhn, const real[:, :, ::1] dcn):
     cdef real* dc0_p = _ptr(dc0)
-    cdef const real* dhn_p = _ptr(dhn)
-    cdef const real* dcn_p = _ptr(dcn)
+    cdef const real* dhn_p = _cptr(dhn)
+    cdef const real* dcn_p = _cptr(dcn)
     with nogil:
         net.backward(&dx[0, 0, 0], &dh0[0, 0, 0], dc0_p, &dy[0, 0, 0], dhn_p, dcn_p)
 
@@ -305,7 +311,7 @@ cdef class NativeRecurrent:
         hn = np.empty((L * D, N, H), self.dtype)
         lstm = self.cfg.cell == CellType.LSTM
         cn = np.empty((L * D, N, H), self.dtype) if lstm else None
-        cdef int64_t[::1] lens
+        cdef const int64_t[::1] lens
         cdef const int64_t* lens_p = NULL
         if lengths is not None:
             lens = lengths

@@ -138,6 +138,7 @@ class _Recurrent:
 
     def _input(self, x):
         x = real_array("x", x, self.dtype)
+        given = x.shape
         C = self.input_size
         if x.ndim not in (2, 3) or x.shape[-1] != C:
             want = "(N, T, {0}) with batch_first" if self.batch_first else "(T, N, {0})"
@@ -151,7 +152,7 @@ class _Recurrent:
         T, N = x.shape[0], x.shape[1]
         if T < 1 or N < 1:
             raise ValueError(f"input must have at least one step and one sequence, got "
-                             f"T = {T}, N = {N} (shape {shape_str(x.shape)})")
+                             f"T = {T}, N = {N} (input shape {shape_str(given)})")
         return x, unbatched
 
     def _state(self, name, value, N, unbatched):

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pyrnn/aligned.h"
+#include "pyrnn/kernels/ops.h"
 
 namespace pyrnn {
 
@@ -74,6 +75,18 @@ class Recurrent {
   bool has_cache() const { return cached_; }
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
+  // The last layer's state sequence from the last forward (training or eval), read-only:
+  // [T+1, N, H], slot 0 the initial state for dir 0, slot T for dir 1 (the reverse direction).
+  // cell = true gives the LSTM cell states. Null before any forward. Valid until the next one.
+  // (Training keeps every (layer, dir) cache; eval reuses D of them, so the last layer's are
+  // the last D entries either way.)
+  const T* last_layer_states(int dir, bool cell = false) const {
+    const std::size_t D = static_cast<std::size_t>(cfg_.directions());
+    if (dirs_.size() < D || dir < 0 || static_cast<std::size_t>(dir) >= D) return nullptr;
+    const DirCache& dc = dirs_[dirs_.size() - D + static_cast<std::size_t>(dir)];
+    const AlignedBuffer<T>& b = cell ? dc.c : dc.h;
+    return b.size() ? b.data() : nullptr;
+  }
 
  private:
   struct DirCache {
@@ -108,6 +121,11 @@ class Recurrent {
   std::vector<DirCache> dirs_;
   std::vector<std::int64_t> lengths_;  // empty: every sequence has all T steps
   AlignedBuffer<T> scratch_;           // per-step workspace
+  // Recurrent weights packed once per direction pass, reused by every step.
+  kernels::PackedB<T> pack_hh_;  // W_hh^T (forward) or W_hh (backward); GRU: its r,z rows
+  kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own
+  kernels::PackedB<T> pack_ih_;  // W_ih^T for the input projection
+  AlignedBuffer<T> dg_, dghn_;   // backward workspaces (see backward_direction)
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
 };

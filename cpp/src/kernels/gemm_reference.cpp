@@ -1,4 +1,5 @@
-// Scalar GEMM. Loop orders keep the innermost loop on contiguous memory for each case.
+// The reference GEMM: plain loops, the oracle the packed kernels are tested against.
+// Loop orders keep the innermost loop on contiguous memory for each case.
 #include <vector>
 
 #include "pyrnn/kernels/gemm.h"
@@ -53,20 +54,10 @@ void gemm_reference(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A
   }
 }
 
-template <typename T>
-void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
-          int ldb, T beta, T* C, int ldc) {
-  gemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
 template void gemm_reference<float>(Trans, Trans, int, int, int, float, const float*, int,
                                     const float*, int, float, float*, int);
 template void gemm_reference<double>(Trans, Trans, int, int, int, double, const double*, int,
                                      const double*, int, double, double*, int);
-template void gemm<float>(Trans, Trans, int, int, int, float, const float*, int, const float*, int,
-                          float, float*, int);
-template void gemm<double>(Trans, Trans, int, int, int, double, const double*, int, const double*,
-                           int, double, double*, int);
 
 }  // namespace kernels
 }  // namespace pyrnn

@@ -1,0 +1,181 @@
+"""CPU benchmark: pyrnn vs PyTorch (same process, same thread count, interleaved, medians).
+
+    python benchmarks/bench_cpu.py [--threads 2] [--repeats 30] [--quick] [--out results.json]
+
+Configurations (T, N, C, H): seed (50, 64, 128, 128), large (100, 64, 512, 512),
+latency (50, 1, 32, 8); RNN (tanh), LSTM, GRU; forward in eval mode, and forward + backward.
+GRU is compared in PyTorch's form (reset_after=True); the seeds' form (reset_after=False,
+pyrnn's default) is timed too. Without PyTorch it reports pyrnn's absolute figures only.
+GFLOP/s counts the GEMM work (2 flops per multiply-add), the measure of how close a run comes
+to the machine's limit, set here by torch.matmul on a 2048 x 2048 float32 product.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import pyrnn
+
+CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8)}
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "GRU_seeds": 3}
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def flops(cell, T, N, C, H, backward):
+    fwd = 2.0 * T * N * GATES[cell] * H * (C + H)
+    return fwd * 3 if backward else fwd  # backward: d input, d state and d weights GEMMs
+
+
+def make_pyrnn(cell, C, H):
+    if cell == "RNN":
+        return pyrnn.RNN(C, H, seed=0)
+    if cell == "LSTM":
+        return pyrnn.LSTM(C, H, seed=0)
+    return pyrnn.GRU(C, H, reset_after=(cell == "GRU"), seed=0)
+
+
+def make_torch(torch, cell, C, H):
+    return {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](C, H)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def bench_pair(p_fn, t_fn, repeats, budget_s):
+    for _ in range(2):  # warm-up: caches, packing buffers, thread pools
+        p_fn()
+        if t_fn:
+            t_fn()
+    ps, ts = [], []
+    start = time.perf_counter()
+    for i in range(repeats):
+        # Interleave, alternating who goes first, so drift hits both alike.
+        order = (p_fn, t_fn) if i % 2 == 0 else (t_fn, p_fn)
+        for fn in order:
+            if fn is None:
+                continue
+            (ps if fn is p_fn else ts).append(timed(fn))
+        if time.perf_counter() - start > budget_s and i >= 4:
+            break
+    return statistics.median(ps), (statistics.median(ts) if ts else None), len(ps)
+
+
+def matmul_peak(torch, threads):
+    a = torch.randn(2048, 2048)
+    b = torch.randn(2048, 2048)
+    torch.matmul(a, b)
+    best = min(timed(lambda: torch.matmul(a, b)) for _ in range(5))
+    return 2.0 * 2048 ** 3 / best / 1e9
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds per case at most")
+    ap.add_argument("--configs", default="seed,large,latency")
+    ap.add_argument("--cells", default="RNN,LSTM,GRU,GRU_seeds")
+    ap.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", default=None, help="JSON file to write")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats, args.budget = 3, 2.0
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F811
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            torch = None
+    pyrnn.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+
+    peak = matmul_peak(torch, args.threads) if torch else None
+    rows = []
+    print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
+          f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
+    if peak:
+        print(f"torch.matmul 2048x2048 float32: {peak:.1f} GFLOP/s")
+    hdr = f"{'config':8s} {'cell':9s} {'mode':5s} {'pyrnn ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s}"
+    print(hdr)
+    print("-" * len(hdr))
+    for cname in args.configs.split(","):
+        T, N, C, H = CONFIGS[cname]
+        x = rng.standard_normal((T, N, C), dtype=np.float32)
+        for cell in args.cells.split(","):
+            layer = make_pyrnn(cell, C, H)
+            tl = make_torch(torch, cell, C, H) if torch and cell != "GRU_seeds" else None
+            xt = torch.from_numpy(x) if tl is not None else None
+            for mode in ("fwd", "fwdbwd"):
+                if mode == "fwd":
+                    layer.eval()
+
+                    def p_fn():
+                        layer(x)
+
+                    def t_fn():
+                        with torch.no_grad():
+                            tl(xt)
+                else:
+                    layer.train()
+                    dy = np.ones((T, N, H), np.float32)
+                    xg = xt.clone().requires_grad_(True) if tl is not None else None
+
+                    def p_fn():
+                        layer(x)
+                        layer.backward(dy)
+
+                    def t_fn():
+                        y, _ = tl(xg)
+                        y.backward(torch.ones_like(y))
+                p_s, t_s, n = bench_pair(p_fn, t_fn if tl is not None else None, args.repeats,
+                                         args.budget)
+                gf = flops(cell, T, N, C, H, mode == "fwdbwd") / p_s / 1e9
+                ratio = p_s / t_s if t_s else None
+                rows.append({"config": cname, "T": T, "N": N, "C": C, "H": H, "cell": cell,
+                             "mode": mode, "pyrnn_ms": p_s * 1e3,
+                             "torch_ms": t_s * 1e3 if t_s else None, "ratio": ratio,
+                             "pyrnn_gflops": gf, "repeats": n})
+                print(f"{cname:8s} {cell:9s} {mode:5s} {p_s * 1e3:9.3f} "
+                      f"{(t_s * 1e3 if t_s else float('nan')):9.3f} "
+                      f"{(ratio if ratio else float('nan')):6.2f} {gf:8.1f}", flush=True)
+    result = {
+        "benchmark": "bench_cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+                    "python": sys.version.split()[0]},
+        "pyrnn": {"version": pyrnn.__version__, "cpu_isa": pyrnn.get_cpu_isa(),
+                  "threads": pyrnn.get_num_threads()},
+        "torch": torch.__version__ if torch else None,
+        "torch_matmul_2048_gflops": peak, "results": rows,
+    }
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+// Runtime-dispatched kernel families: one table per (ISA, precision), filled by the per-ISA
+// compilations of src/kernels/kernels_isa.inc. Weight operands are packed once (PackedB) and
+// reused by every time step.
+#pragma once
+#include <cstddef>
+
+#include "pyrnn/aligned.h"
+#include "pyrnn/kernels/gemm.h"
+#include "pyrnn/runtime.h"
+
+namespace pyrnn {
+namespace kernels {
+
+// op(B) [K x N] in panels: for each block of kc rows, ceil(N/nr) panels of kc x nr (zero padded).
+template <typename T>
+struct PackedB {
+  AlignedBuffer<T> data;
+  int K = 0, N = 0, nr = 0, kc = 0;
+  CpuIsa isa = CpuIsa::Scalar;  // panel shape belongs to one ISA's micro-kernel
+};
+
+template <typename T>
+struct Ops {
+  CpuIsa isa;
+  void (*pack_b)(PackedB<T>& out, Trans tb, int K, int N, const T* B, int ldb);
+  // C [M x N] = alpha * op(A) [M x K] * B + beta * C (+ bias [N] per column, beta = 0 only),
+  // using up to `threads` threads.
+  void (*gemm_packed)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
+                      const T* bias, T* C, int ldc, int threads);
+  // The same product computed by the calling OpenMP team (every thread calls it; ends with a
+  // barrier), so a time-step loop can run inside one parallel region.
+  void (*gemm_team)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
+                    const T* bias, T* C, int ldc);
+  // The same product restricted to column panels [ranges[2i], ranges[2i+1]) (panel = B.nr
+  // columns), by the calling thread alone: no barrier. A is packed once for all ranges.
+  void (*gemm_panels)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
+                      const T* bias, T* C, int ldc, const int* ranges, int nranges);
+  // Cell rows over units [j0, j1) (see cells.h for the meaning of each argument).
+  void (*rnn_forward_row)(int H, int j0, int j1, bool relu, T* g, const T* r);
+  void (*rnn_backward_row)(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a);
+  void (*lstm_forward_row)(int H, int j0, int j1, T* g, const T* r, const T* c_prev, T* c, T* h);
+  void (*lstm_backward_row)(int H, int j0, int j1, T* dg, const T* dh, T* dc, const T* a, const T* c,
+                            const T* c_prev);
+  void (*gru_after_forward_row)(int H, int j0, int j1, T* g, const T* r, const T* b_hn, T* hn, const T* h_prev,
+                                T* h);
+  void (*gru_after_backward_row)(int H, int j0, int j1, T* dg, T* dgh_n, const T* dh, T* dh_prev, const T* a,
+                                 const T* hn, const T* h_prev);
+  void (*gru_before_gates_row)(int H, int j0, int j1, T* g, const T* r, const T* h_prev, T* rh);
+  void (*gru_before_state_row)(int H, int j0, int j1, T* g, const T* rn, const T* h_prev, T* h);
+  void (*gru_before_backward_zn_row)(int H, int j0, int j1, T* dg, const T* dh, T* dh_prev, const T* a,
+                                     const T* h_prev);
+  void (*gru_before_backward_r_row)(int H, int j0, int j1, T* dg, const T* drh, T* dh_prev, const T* a,
+                                    const T* h_prev);
+  // Vector math used by the cells, exposed for accuracy tests: out[i] = f(in[i]).
+  void (*exp)(int n, const T* in, T* out);
+  void (*tanh)(int n, const T* in, T* out);
+  void (*sigmoid)(int n, const T* in, T* out);
+};
+
+// The table for an ISA (must be supported), or for the current pyrnn::get_cpu_isa().
+template <typename T>
+const Ops<T>& ops_for(CpuIsa isa);
+template <typename T>
+const Ops<T>& ops();
+
+// Threads worth using for a GEMM of this size: small products stay on one thread.
+int gemm_threads(long long M, long long N, long long K);
+
+}  // namespace kernels
+}  // namespace pyrnn

@@ -1,0 +1,125 @@
+// BasicRecurrentLayer<T>: the seeds' layer facade (RNNLayer, LSTMLayer, GRULayer share it).
+//
+// One recurrent layer (pyrnn::Recurrent<T>, single layer, unidirectional) plus a dense output
+// projection of the last state, over a sequence given as one matrix per step:
+//
+//   sequence  T matrices, each [N, C]      (N batch, C input_size; every step the same N)
+//   h_t       [N, H]  t = 1..T             (H hidden_size; getHiddenStates())
+//   c_t       [N, H]  t = 1..T             (LSTM only; getCellStates())
+//   y_T       [N, O] = h_T W_hy^T + b_y    (O output_size; what forward() returns)
+//   W_hy      [O, H]    b_y [1, O]
+//
+// Training: forward() (in training mode, the default) keeps what backward() needs;
+// backward(d_y) runs BPTT and ACCUMULATES every parameter gradient until zeroGrad(). An
+// optimizer (<pyrnn/nn/optim.h>) then updates the parameters in place. Errors throw
+// pyrnn::Error with the shapes involved.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pyrnn/aligned.h"
+#include "pyrnn/matrix.h"
+#include "pyrnn/recurrent.h"
+
+namespace pyrnn {
+
+// One parameter and its gradient, views into the layer's own memory (an optimizer writes
+// through `data`). rows x cols row-major; cols = 0 for a vector of `rows` elements.
+template <typename T>
+struct ParamView {
+  std::string name;
+  T* data;
+  T* grad;
+  std::size_t rows;
+  std::size_t cols;
+  std::size_t size() const { return cols ? rows * cols : rows; }
+};
+
+template <typename T>
+class BasicRecurrentLayer {
+ public:
+  using MatrixT = BasicMatrix<T>;
+
+  // Virtual so a layer held as its base (unique_ptr<RecurrentLayer>) is destroyed fully;
+  // layers copy (an independent deep copy) and move.
+  virtual ~BasicRecurrentLayer() = default;
+  BasicRecurrentLayer(const BasicRecurrentLayer&) = default;
+  BasicRecurrentLayer(BasicRecurrentLayer&&) noexcept = default;
+  BasicRecurrentLayer& operator=(const BasicRecurrentLayer&) = default;
+  BasicRecurrentLayer& operator=(BasicRecurrentLayer&&) noexcept = default;
+
+  int inputSize() const { return core_.config().input_size; }
+  int hiddenSize() const { return core_.config().hidden_size; }
+  int outputSize() const { return static_cast<int>(w_hy_.rows()); }
+  // "RNNLayer", "LSTMLayer" or "GRULayer": used in error messages.
+  const std::string& name() const { return name_; }
+
+  // sequence: T >= 1 steps, each [N, C] with N >= 1. Returns y_T [N, O].
+  // Training mode keeps the cache for backward(); eval mode keeps only the states.
+  MatrixT forward(const std::vector<MatrixT>& sequence);
+  // d_output [N, O]: d loss / d y_T of the last training-mode forward. Accumulates the
+  // gradient of every parameter; returns d loss / d x_t, T matrices [N, C]. Each call
+  // backpropagates through the same cached forward (so two calls add twice).
+  std::vector<MatrixT> backward(const MatrixT& d_output);
+
+  // h_1..h_T of the last forward, each [N, H] (h_0 = 0 is not included).
+  const std::vector<MatrixT>& getHiddenStates() const { return hidden_; }
+  // c_1..c_T of the last forward, each [N, H]. LSTM only: RNNLayer and GRULayer have no cell
+  // state and throw pyrnn::Error (rather than hand back an empty vector whose back() is UB).
+  const std::vector<MatrixT>& getCellStates() const;
+
+  // Training mode (the default) keeps the BPTT cache; eval mode skips it (cheaper inference)
+  // and makes backward() throw.
+  void train(bool on = true) { training_ = on; }
+  void eval() { training_ = false; }
+  bool isTraining() const { return training_; }
+
+  void zeroGrad();
+  // Recurrent weights as pyrnn::Recurrent initialises them (PyTorch's U(-1/sqrt(H), 1/sqrt(H)))
+  // and the projection like torch.nn.Linear (U(-1/sqrt(H), 1/sqrt(H))), reproducible from seed.
+  void resetParameters(std::uint64_t seed);
+
+  // Every parameter, in this order: the recurrent ones (weight_ih_l0 [G*H, C],
+  // weight_hh_l0 [G*H, H], bias_l0 [G*H]; gate order as in PyTorch) then weight_hy [O, H] and
+  // bias_y [O]. G = 1 (RNN), 4 (LSTM, i f g o), 3 (GRU, r z n).
+  std::vector<ParamView<T>> parameters();
+  std::size_t numParameters() const { return core_.num_parameters() + w_hy_.size() + b_y_.size(); }
+
+  // Direct access, e.g. to load trained weights.
+  Recurrent<T>& core() { return core_; }
+  const Recurrent<T>& core() const { return core_; }
+  MatrixT& outputWeight() { return w_hy_; }        // [O, H]
+  MatrixT& outputBias() { return b_y_; }           // [1, O]
+  const MatrixT& outputWeightGrad() const { return dw_hy_; }  // [O, H]
+  const MatrixT& outputBiasGrad() const { return db_y_; }     // [1, O]
+
+ protected:
+  BasicRecurrentLayer(std::string name, const RecurrentConfig& config, int output_size,
+                      std::uint64_t seed);
+
+ private:
+  static RecurrentConfig checked(const std::string& name, const RecurrentConfig& config,
+                                 int output_size);
+
+  std::string name_;
+  Recurrent<T> core_;
+  MatrixT w_hy_, b_y_;    // [O, H], [1, O]
+  MatrixT dw_hy_, db_y_;  // [O, H], [1, O]; accumulate like the core's grads
+  bool training_ = true;
+
+  // The last forward. Buffers are reused across calls of the same size.
+  int steps_ = 0, batch_ = 0;
+  bool cached_ = false;        // a training-mode forward completed; backward may run
+  AlignedBuffer<T> x_;         // [T, N, C] the sequence, time-major, as the core takes it
+  AlignedBuffer<T> y_;         // [T, N, H] the core's output: y_[t] = h_{t+1}
+  AlignedBuffer<T> hn_, cn_;   // [N, H] final states (cn_ LSTM only)
+  std::vector<MatrixT> hidden_, cells_;  // T x [N, H]
+};
+
+extern template class BasicRecurrentLayer<float>;
+extern template class BasicRecurrentLayer<double>;
+using RecurrentLayer = BasicRecurrentLayer<float>;
+
+}  // namespace pyrnn

@@ -1,0 +1,74 @@
+// Optimizers for the facade layers, PyTorch's update rules, applied in place through
+// layer.parameters():
+//
+//   pyrnn::Adam opt(1e-2);                         // or pyrnn::SGD opt(0.1, 0.9);
+//   layer.zeroGrad();
+//   layer.backward(d_y);
+//   double norm = pyrnn::clipGradNorm(layer, 5.0);  // optional
+//   opt.step(layer);
+//
+// State (momentum, Adam moments and step count) is kept per parameter, keyed by the
+// parameter's memory, so one optimizer may step several layers; it must not outlive them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "pyrnn/nn/layer.h"
+
+namespace pyrnn {
+
+// SGD with optional momentum: v = momentum*v + g (v = g on the first step); p -= lr*v.
+template <typename T>
+class BasicSGD {
+ public:
+  // lr > 0, momentum in [0, 1); otherwise pyrnn::Error.
+  explicit BasicSGD(double lr, double momentum = 0.0);
+  void step(BasicRecurrentLayer<T>& layer);
+  double learningRate() const { return lr_; }
+  void setLearningRate(double lr);
+
+ private:
+  double lr_, momentum_;
+  std::unordered_map<const T*, std::vector<T>> velocity_;  // per parameter, its size
+};
+
+// Adam (Kingma & Ba, as torch.optim.Adam without weight decay), per parameter:
+//   t += 1; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+//   p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+template <typename T>
+class BasicAdam {
+ public:
+  // lr > 0, beta1 and beta2 in [0, 1), eps > 0; otherwise pyrnn::Error.
+  explicit BasicAdam(double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999,
+                     double eps = 1e-8);
+  void step(BasicRecurrentLayer<T>& layer);
+  double learningRate() const { return lr_; }
+  void setLearningRate(double lr);
+
+ private:
+  struct State {
+    std::vector<T> m, v;  // per parameter, its size
+    std::int64_t t = 0;
+  };
+  double lr_, beta1_, beta2_, eps_;
+  std::unordered_map<const T*, State> state_;
+};
+
+// Scales every gradient of the layer by max_norm / (norm + 1e-6) when the global L2 norm over
+// all of them exceeds max_norm (torch.nn.utils.clip_grad_norm_). Returns the norm before
+// clipping. max_norm > 0, otherwise pyrnn::Error.
+template <typename T>
+double clipGradNorm(BasicRecurrentLayer<T>& layer, double max_norm);
+
+extern template class BasicSGD<float>;
+extern template class BasicSGD<double>;
+extern template class BasicAdam<float>;
+extern template class BasicAdam<double>;
+extern template double clipGradNorm<float>(BasicRecurrentLayer<float>&, double);
+extern template double clipGradNorm<double>(BasicRecurrentLayer<double>&, double);
+using SGD = BasicSGD<float>;
+using Adam = BasicAdam<float>;
+
+}  // namespace pyrnn

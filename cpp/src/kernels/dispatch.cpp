@@ -1,0 +1,53 @@
+// Picks the kernel family for the selected ISA, and the general GEMM entry point on top of it.
+#include <algorithm>
+
+#include "pyrnn/error.h"
+#include "pyrnn/kernels/gemm.h"
+#include "pyrnn/kernels/ops_tables.h"
+
+namespace pyrnn {
+namespace kernels {
+
+template <typename T>
+const Ops<T>& ops_for(CpuIsa isa) {
+  PYRNN_CHECK(isa_supported(isa), "CPU ISA '", isa_name(isa), "' is not supported by this CPU");
+  switch (isa) {
+    case CpuIsa::AVX512: return ops_avx512<T>();
+    case CpuIsa::AVX2: return ops_avx2<T>();
+    case CpuIsa::Scalar: break;
+  }
+  return ops_scalar<T>();
+}
+
+template <typename T>
+const Ops<T>& ops() {
+  return ops_for<T>(get_cpu_isa());
+}
+
+int gemm_threads(long long M, long long N, long long K) {
+  // Below ~0.5 MFLOP a fork/join costs more than it saves.
+  const long long work = M * N * K;
+  return work < 262144 ? 1 : get_num_threads();
+}
+
+template <typename T>
+void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+          int ldb, T beta, T* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  const Ops<T>& o = ops<T>();
+  thread_local PackedB<T> packed;
+  o.pack_b(packed, tb, K, N, B, ldb);
+  o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
+}
+
+template const Ops<float>& ops_for<float>(CpuIsa);
+template const Ops<double>& ops_for<double>(CpuIsa);
+template const Ops<float>& ops<float>();
+template const Ops<double>& ops<double>();
+template void gemm<float>(Trans, Trans, int, int, int, float, const float*, int, const float*, int,
+                          float, float*, int);
+template void gemm<double>(Trans, Trans, int, int, int, double, const double*, int, const double*,
+                           int, double, double*, int);
+
+}  // namespace kernels
+}  // namespace pyrnn

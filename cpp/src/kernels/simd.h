@@ -1,0 +1,200 @@
+// Vector abstraction for the per-ISA kernel sources. Included only by kernels_isa.inc (after
+// its `#pragma GCC target`), which is compiled once per ISA level: 0 scalar, 1 AVX2+FMA,
+// 2 AVX-512. Everything here lives in that ISA's own namespace.
+#pragma once
+
+namespace pyrnn {
+namespace kernels {
+namespace PYRNN_ISA_NS {
+
+#if PYRNN_ISA_LEVEL == 2
+struct VF {
+  static constexpr int W = 16;
+  __m512 v;
+};
+inline VF load(const float* p) { return {_mm512_loadu_ps(p)}; }
+inline void store(float* p, VF a) { _mm512_storeu_ps(p, a.v); }
+inline VF set1(float x) { return {_mm512_set1_ps(x)}; }
+inline VF add(VF a, VF b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline VF sub(VF a, VF b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline VF mul(VF a, VF b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline VF div(VF a, VF b) { return {_mm512_div_ps(a.v, b.v)}; }
+inline VF fmadd(VF a, VF b, VF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+// 1/x: 14-bit estimate + one Newton step (~1 ulp), several times cheaper than a divide.
+inline VF recip(VF x) {
+  const __m512 r = _mm512_rcp14_ps(x.v);
+  return {_mm512_fmadd_ps(r, _mm512_fnmadd_ps(x.v, r, _mm512_set1_ps(1.0f)), r)};
+}
+inline VF vmin(VF a, VF b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline VF vmax(VF a, VF b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline VF vabs(VF a) { return {_mm512_abs_ps(a.v)}; }
+inline VF round_nearest(VF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT)}; }
+// 2^n for integral n in [-126, 127].
+inline VF pow2i(VF n) {
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(
+      _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23))};
+}
+inline VF select_lt(VF a, VF b, VF x, VF y) {  // a < b ? x : y
+  return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), y.v, x.v)};
+}
+inline VF copysign(VF mag, VF sgn) {
+  const __m512i m = _mm512_set1_epi32(0x80000000);
+  return {_mm512_castsi512_ps(_mm512_or_si512(
+      _mm512_andnot_si512(m, _mm512_castps_si512(mag.v)),
+      _mm512_and_si512(m, _mm512_castps_si512(sgn.v))))};
+}
+inline VF load_partial(const float* p, int n) {
+  return {_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p)};
+}
+inline void store_partial(float* p, VF a, int n) {
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), a.v);
+}
+struct VD {
+  static constexpr int W = 8;
+  __m512d v;
+};
+inline VD load(const double* p) { return {_mm512_loadu_pd(p)}; }
+inline void store(double* p, VD a) { _mm512_storeu_pd(p, a.v); }
+inline VD set1(double x) { return {_mm512_set1_pd(x)}; }
+inline VD add(VD a, VD b) { return {_mm512_add_pd(a.v, b.v)}; }
+inline VD fmadd(VD a, VD b, VD c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+#elif PYRNN_ISA_LEVEL == 1
+struct VF {
+  static constexpr int W = 8;
+  __m256 v;
+};
+inline VF load(const float* p) { return {_mm256_loadu_ps(p)}; }
+inline void store(float* p, VF a) { _mm256_storeu_ps(p, a.v); }
+inline VF set1(float x) { return {_mm256_set1_ps(x)}; }
+inline VF add(VF a, VF b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline VF sub(VF a, VF b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline VF mul(VF a, VF b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline VF div(VF a, VF b) { return {_mm256_div_ps(a.v, b.v)}; }
+inline VF fmadd(VF a, VF b, VF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+// 1/x: 12-bit estimate + two Newton steps (one leaves 1/1 at 1 - 1 ulp), cheaper than a divide.
+inline VF recip(VF x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 r = _mm256_rcp_ps(x.v);
+  r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(x.v, r, one), r);
+  return {_mm256_fmadd_ps(r, _mm256_fnmadd_ps(x.v, r, one), r)};
+}
+inline VF vmin(VF a, VF b) { return {_mm256_min_ps(a.v, b.v)}; }
+inline VF vmax(VF a, VF b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline VF vabs(VF a) {
+  return {_mm256_and_ps(a.v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)))};
+}
+inline VF round_nearest(VF a) {
+  return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline VF pow2i(VF n) {
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23))};
+}
+inline VF select_lt(VF a, VF b, VF x, VF y) {
+  return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))};
+}
+inline VF copysign(VF mag, VF sgn) {
+  const __m256 m = _mm256_castsi256_ps(_mm256_set1_epi32(0x80000000));
+  return {_mm256_or_ps(_mm256_andnot_ps(m, mag.v), _mm256_and_ps(m, sgn.v))};
+}
+inline __m256i tail_mask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline VF load_partial(const float* p, int n) { return {_mm256_maskload_ps(p, tail_mask(n))}; }
+inline void store_partial(float* p, VF a, int n) { _mm256_maskstore_ps(p, tail_mask(n), a.v); }
+struct VD {
+  static constexpr int W = 4;
+  __m256d v;
+};
+inline VD load(const double* p) { return {_mm256_loadu_pd(p)}; }
+inline void store(double* p, VD a) { _mm256_storeu_pd(p, a.v); }
+inline VD set1(double x) { return {_mm256_set1_pd(x)}; }
+inline VD add(VD a, VD b) { return {_mm256_add_pd(a.v, b.v)}; }
+inline VD fmadd(VD a, VD b, VD c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+#else
+// Scalar: width 1, plain arithmetic (no FMA contraction in ISO C++ mode).
+struct VF {
+  static constexpr int W = 1;
+  float v;
+};
+inline VF load(const float* p) { return {*p}; }
+inline void store(float* p, VF a) { *p = a.v; }
+inline VF set1(float x) { return {x}; }
+inline VF add(VF a, VF b) { return {a.v + b.v}; }
+inline VF sub(VF a, VF b) { return {a.v - b.v}; }
+inline VF mul(VF a, VF b) { return {a.v * b.v}; }
+inline VF div(VF a, VF b) { return {a.v / b.v}; }
+inline VF fmadd(VF a, VF b, VF c) { return {a.v * b.v + c.v}; }
+inline VF recip(VF x) { return {1.0f / x.v}; }
+inline VF vmin(VF a, VF b) { return {a.v < b.v ? a.v : b.v}; }
+inline VF vmax(VF a, VF b) { return {a.v > b.v ? a.v : b.v}; }
+inline VF vabs(VF a) { return {std::fabs(a.v)}; }
+inline VF round_nearest(VF a) { return {std::nearbyint(a.v)}; }
+inline VF pow2i(VF n) {
+  const std::int32_t bits = (static_cast<std::int32_t>(n.v) + 127) << 23;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return {f};
+}
+inline VF select_lt(VF a, VF b, VF x, VF y) { return a.v < b.v ? x : y; }
+inline VF copysign(VF mag, VF sgn) { return {std::copysign(mag.v, sgn.v)}; }
+inline VF load_partial(const float* p, int) { return {*p}; }
+inline void store_partial(float* p, VF a, int) { *p = a.v; }
+struct VD {
+  static constexpr int W = 1;
+  double v;
+};
+inline VD load(const double* p) { return {*p}; }
+inline void store(double* p, VD a) { *p = a.v; }
+inline VD set1(double x) { return {x}; }
+inline VD add(VD a, VD b) { return {a.v + b.v}; }
+inline VD fmadd(VD a, VD b, VD c) { return {a.v * b.v + c.v}; }
+#endif
+
+// Full vector when n == W, masked otherwise (row tails).
+inline VF ld(const float* p, int n) { return n == VF::W ? load(p) : load_partial(p, n); }
+inline void st(float* p, VF a, int n) {
+  if (n == VF::W) store(p, a);
+  else store_partial(p, a, n);
+}
+
+// ---- float math (Cephes-style polynomials; errors measured in tests/test_simd_math.py) ------
+
+// exp(x), x clamped to [-87.3, 88.3] (finite, normal results). Max rel error ~2e-7.
+inline VF vexp(VF x) {
+  x = vmin(vmax(x, set1(-87.3f)), set1(88.3f));
+  const VF n = round_nearest(mul(x, set1(1.44269504088896341f)));
+  VF r = fmadd(n, set1(-0.693359375f), x);  // x - n ln2, ln2 split in two for accuracy
+  r = fmadd(n, set1(2.12194440e-4f), r);
+  VF p = set1(1.9875691500e-4f);
+  p = fmadd(p, r, set1(1.3981999507e-3f));
+  p = fmadd(p, r, set1(8.3334519073e-3f));
+  p = fmadd(p, r, set1(4.1665795894e-2f));
+  p = fmadd(p, r, set1(1.6666665459e-1f));
+  p = fmadd(p, r, set1(5.0000001201e-1f));
+  p = fmadd(p, mul(r, r), add(r, set1(1.0f)));
+  // 2^n split in two factors so n up to 128 stays representable.
+  const VF n1 = round_nearest(mul(n, set1(0.5f)));
+  return mul(mul(p, pow2i(n1)), pow2i(sub(n, n1)));
+}
+
+inline VF vsigmoid(VF x) { return recip(add(set1(1.0f), vexp(sub(set1(0.0f), x)))); }
+
+// tanh: odd polynomial below 0.625 (no cancellation near 0), 1 - 2/(e^{2|x|}+1) above.
+inline VF vtanh(VF x) {
+  const VF ax = vabs(x);
+  const VF z = mul(x, x);
+  VF p = set1(-5.70498872745e-3f);
+  p = fmadd(p, z, set1(2.06390887954e-2f));
+  p = fmadd(p, z, set1(-5.37397155531e-2f));
+  p = fmadd(p, z, set1(1.33314422036e-1f));
+  p = fmadd(p, z, set1(-3.33332819422e-1f));
+  const VF small = fmadd(mul(p, z), x, x);
+  const VF e = vexp(mul(vmin(ax, set1(10.0f)), set1(2.0f)));  // tanh(10) rounds to 1 in float
+  const VF big = sub(set1(1.0f), mul(set1(2.0f), recip(add(e, set1(1.0f)))));
+  return select_lt(ax, set1(0.625f), small, copysign(big, x));
+}
+
+}  // namespace PYRNN_ISA_NS
+}  // namespace kernels
+}  // namespace pyrnn

@@ -1,0 +1,434 @@
+// The seeds' layer facade (pyrnn/nn/): forward against the core + a naive projection, float64
+// central differences through backward, optimizer steps against hand-computed values, errors.
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "check.h"
+#include "pyrnn/error.h"
+#include "pyrnn/nn/gru.h"
+#include "pyrnn/nn/lstm.h"
+#include "pyrnn/nn/rnn.h"
+#include "pyrnn/random.h"
+#include "pyrnn/recurrent.h"
+
+namespace {
+
+using pyrnn::BasicMatrix;
+using pyrnn::CellType;
+
+template <typename T>
+std::vector<BasicMatrix<T>> random_sequence(int steps, int batch, int input, std::uint64_t seed) {
+  std::vector<BasicMatrix<T>> seq;
+  for (int t = 0; t < steps; ++t) {
+    BasicMatrix<T> m(batch, input);  // [N, C]
+    for (std::size_t i = 0; i < m.size(); ++i)
+      m.data()[i] = static_cast<T>(2.0 * pyrnn::uniform01(seed, t, i) - 1.0);
+    seq.push_back(m);
+  }
+  return seq;
+}
+
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const pyrnn::Error& e) {
+    return e.what();
+  }
+  return "<no pyrnn::Error>";
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  if (s.find(part) != std::string::npos) return true;
+  std::fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", s.c_str(), part.c_str());
+  return false;
+}
+
+// y_T, every h_t and (LSTM) every c_t of the facade against a separate Recurrent<float> with
+// the same weights: the states of a t-step prefix are h_t / c_t. The projection is checked
+// against naive loops in double.
+void check_forward(pyrnn::RecurrentLayer& layer) {
+  const int T = 5, N = 3, C = layer.inputSize(), H = layer.hiddenSize(), O = layer.outputSize();
+  const bool lstm = layer.core().config().cell == CellType::LSTM;
+  const auto seq = random_sequence<float>(T, N, C, 11);
+  const pyrnn::Matrix y = layer.forward(seq);
+  CHECK(y.rows() == std::size_t(N) && y.cols() == std::size_t(O));
+  CHECK(layer.getHiddenStates().size() == std::size_t(T));
+  if (lstm) CHECK(layer.getCellStates().size() == std::size_t(T));
+
+  pyrnn::Recurrent<float> ref(layer.core().config());
+  for (std::size_t i = 0; i < ref.num_parameters(); ++i) ref.params()[i] = layer.core().params()[i];
+  for (int t = 1; t <= T; ++t) {
+    std::vector<float> x(std::size_t(t) * N * C);  // [t, N, C]
+    for (int s = 0; s < t; ++s)
+      for (int i = 0; i < N * C; ++i) x[std::size_t(s) * N * C + i] = seq[s].data()[i];
+    std::vector<float> ys(std::size_t(t) * N * H), hn(N * H), cn(N * H);  // [t, N, H], [N, H]
+    ref.forward(ys.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, t, N, false,
+                0);
+    const pyrnn::Matrix& h = layer.getHiddenStates()[t - 1];
+    CHECK(h.rows() == std::size_t(N) && h.cols() == std::size_t(H));
+    for (int i = 0; i < N * H; ++i) CHECK_NEAR(h.data()[i], hn[i], 1e-6);
+    if (lstm)
+      for (int i = 0; i < N * H; ++i) CHECK_NEAR(layer.getCellStates()[t - 1].data()[i], cn[i], 1e-6);
+  }
+  const pyrnn::Matrix& hT = layer.getHiddenStates().back();
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < O; ++o) {
+      double s = layer.outputBias().get(0, o);
+      for (int j = 0; j < H; ++j) s += double(hT.get(n, j)) * layer.outputWeight().get(o, j);
+      CHECK_NEAR(y.get(n, o), s, 1e-5);
+    }
+}
+
+// loss = sum(y_T * w); backward(w) against central differences for every parameter (core and
+// projection) and every input element, in double.
+void gradcheck(pyrnn::BasicRecurrentLayer<double>& layer) {
+  const int T = 4, N = 2, C = layer.inputSize(), O = layer.outputSize();
+  auto seq = random_sequence<double>(T, N, C, 21);
+  pyrnn::MatrixD w(N, O);  // [N, O] the loss weights = d loss / d y_T
+  for (std::size_t i = 0; i < w.size(); ++i) w.data()[i] = 2.0 * pyrnn::uniform01(5, 0, i) - 1.0;
+  auto loss = [&]() {
+    const pyrnn::MatrixD y = layer.forward(seq);
+    double s = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) s += y.data()[i] * w.data()[i];
+    return s;
+  };
+  loss();
+  layer.zeroGrad();
+  const std::vector<pyrnn::MatrixD> dx = layer.backward(w);
+  CHECK(dx.size() == std::size_t(T));
+  const double eps = 1e-6;
+  auto numeric = [&](double* v) {
+    const double old = *v;
+    *v = old + eps;
+    const double lp = loss();
+    *v = old - eps;
+    const double lm = loss();
+    *v = old;
+    return (lp - lm) / (2 * eps);
+  };
+  for (int t = 0; t < T; ++t)
+    for (std::size_t i = 0; i < dx[t].size(); ++i)
+      CHECK_NEAR(dx[t].data()[i], numeric(&seq[t].data()[i]), 1e-7);
+  std::size_t checked = 0;
+  for (const pyrnn::ParamView<double>& p : layer.parameters())
+    for (std::size_t i = 0; i < p.size(); ++i, ++checked)
+      CHECK_NEAR(p.grad[i], numeric(&p.data[i]), 1e-7);
+  CHECK(checked == layer.numParameters());
+
+  // Gradients accumulate across backward calls on the same forward, until zeroGrad().
+  loss();
+  std::vector<double> g1;
+  for (const auto& p : layer.parameters()) g1.push_back(p.grad[0]);
+  layer.zeroGrad();
+  layer.backward(w);
+  layer.backward(w);
+  std::size_t k = 0;
+  for (const auto& p : layer.parameters()) {
+    CHECK_NEAR(p.grad[0], 2 * g1[k], 1e-12);
+    ++k;
+  }
+  layer.zeroGrad();
+  for (const auto& p : layer.parameters())
+    for (std::size_t i = 0; i < p.size(); ++i) CHECK(p.grad[i] == 0.0);
+}
+
+// Every parameter and gradient of a layer set to one value.
+template <typename T>
+void set_all(pyrnn::BasicRecurrentLayer<T>& layer, double value, double grad) {
+  for (auto& p : layer.parameters())
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      p.data[i] = static_cast<T>(value);
+      p.grad[i] = static_cast<T>(grad);
+    }
+}
+template <typename T>
+void set_grads(pyrnn::BasicRecurrentLayer<T>& layer, double grad) {
+  for (auto& p : layer.parameters())
+    for (std::size_t i = 0; i < p.size(); ++i) p.grad[i] = static_cast<T>(grad);
+}
+template <typename T>
+void check_all(pyrnn::BasicRecurrentLayer<T>& layer, double value, double tol) {
+  for (auto& p : layer.parameters())
+    for (std::size_t i = 0; i < p.size(); ++i) CHECK_NEAR(p.data[i], value, tol);
+}
+
+}  // namespace
+
+// ---- forward ----------------------------------------------------------------------------------
+
+TEST(facade_rnn_forward_matches_core) {
+  pyrnn::RNNLayer rnn(3, 4, 2, 7);
+  check_forward(rnn);
+  pyrnn::RNNLayer relu(3, 4, 2, 7, "relu");
+  CHECK(relu.core().config().cell == CellType::RNN_RELU);
+  check_forward(relu);
+}
+
+TEST(facade_lstm_forward_matches_core) {
+  pyrnn::LSTMLayer lstm(3, 4, 2, 8);
+  check_forward(lstm);
+}
+
+TEST(facade_gru_forward_matches_core) {
+  pyrnn::GRULayer gru(3, 4, 2, 9);
+  CHECK(gru.core().config().cell == CellType::GRU && !gru.core().config().reset_after);
+  check_forward(gru);
+}
+
+TEST(facade_eval_forward_equals_train_forward) {
+  pyrnn::LSTMLayer lstm(2, 3, 2, 1);
+  const auto seq = random_sequence<float>(4, 2, 2, 3);
+  const pyrnn::Matrix a = lstm.forward(seq);
+  const pyrnn::Matrix ca = lstm.getCellStates().back();
+  lstm.eval();
+  const pyrnn::Matrix b = lstm.forward(seq);
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(a.data()[i] == b.data()[i]);
+  for (std::size_t i = 0; i < ca.size(); ++i)
+    CHECK(ca.data()[i] == lstm.getCellStates().back().data()[i]);
+}
+
+TEST(facade_parameter_counts_and_seeds) {
+  // The seeds' table (input 10, hidden 50) plus the projection O*H + O.
+  CHECK(pyrnn::RNNLayer(10, 50, 5).core().num_parameters() == 3050);
+  CHECK(pyrnn::GRULayer(10, 50, 5).core().num_parameters() == 9150);
+  pyrnn::LSTMLayer lstm(10, 50, 5);
+  CHECK(lstm.core().num_parameters() == 12200);
+  CHECK(lstm.numParameters() == 12200 + 5 * 50 + 5);
+  const auto ps = lstm.parameters();
+  CHECK(ps.size() == 5);
+  CHECK(ps[0].name == "weight_ih_l0" && ps[0].rows == 200 && ps[0].cols == 10);
+  CHECK(ps[3].name == "weight_hy" && ps[3].rows == 5 && ps[3].cols == 50);
+  CHECK(ps[4].name == "bias_y" && ps[4].rows == 5 && ps[4].cols == 0);
+  // Same seed, same weights; another seed, others.
+  pyrnn::LSTMLayer a(2, 3, 2, 42), b(2, 3, 2, 42), c(2, 3, 2, 43);
+  CHECK(a.outputWeight().get(1, 2) == b.outputWeight().get(1, 2));
+  CHECK(a.outputWeight().get(1, 2) != c.outputWeight().get(1, 2));
+  CHECK(a.core().params()[5] == b.core().params()[5]);
+}
+
+TEST(facade_copy_and_move) {
+  pyrnn::GRULayer a(2, 3, 2, 5);
+  const auto seq = random_sequence<float>(3, 2, 2, 6);
+  const pyrnn::Matrix ya = a.forward(seq);
+  pyrnn::GRULayer b = a;  // deep copy: same outputs, independent weights
+  b.outputBias().set(0, 0, 100.0f);
+  CHECK(a.outputBias().get(0, 0) != 100.0f);
+  CHECK(a.forward(seq).get(1, 1) == ya.get(1, 1));
+  pyrnn::GRULayer c = std::move(b);
+  CHECK(c.forward(seq).get(0, 0) > 50.0f);
+  std::unique_ptr<pyrnn::RecurrentLayer> base = std::make_unique<pyrnn::LSTMLayer>(2, 3, 2);
+  CHECK(base->forward(seq).rows() == 2 && base->getCellStates().size() == 3);
+}
+
+// The seeds' snippets, as written there except for the include lines and `using namespace`.
+TEST(facade_seed_snippets) {
+  using namespace pyrnn;
+  const int input_size = 1, output_size = 1;
+  RNNLayer rnn(input_size, 32, output_size);
+  std::vector<Matrix> sequence;
+  for (int t = 0; t < 10; ++t) {
+    Matrix input(1, 1);
+    input.set(0, 0, std::sin(t * 0.1));
+    sequence.push_back(input);
+  }
+  Matrix output = rnn.forward(sequence);
+  CHECK(output.rows() == 1 && output.cols() == 1 && std::isfinite(output.get(0, 0)));
+
+  LSTMLayer lstm(input_size, 64, output_size);
+  output = lstm.forward(sequence);
+  Matrix cell_state = lstm.getCellStates().back();
+  CHECK(cell_state.rows() == 1 && cell_state.cols() == 64);
+
+  GRULayer gru(input_size, 48, output_size);
+  output = gru.forward(sequence);
+  CHECK(output.rows() == 1 && output.cols() == 1);
+}
+
+// ---- backward ---------------------------------------------------------------------------------
+
+TEST(facade_gradcheck_rnn) {
+  pyrnn::BasicRNNLayer<double> tanh_layer(3, 4, 2, 1);
+  gradcheck(tanh_layer);
+  pyrnn::BasicRNNLayer<double> relu_layer(3, 4, 2, 2, "relu");
+  gradcheck(relu_layer);
+}
+
+TEST(facade_gradcheck_lstm) {
+  pyrnn::BasicLSTMLayer<double> layer(3, 4, 2, 3);
+  gradcheck(layer);
+}
+
+TEST(facade_gradcheck_gru) {
+  pyrnn::BasicGRULayer<double> layer(3, 4, 2, 4);
+  gradcheck(layer);
+}
+
+TEST(facade_float_backward_matches_double) {
+  // The float facade runs the same math: its gradients agree with the double one's.
+  pyrnn::LSTMLayer f(2, 3, 2, 6);
+  pyrnn::BasicLSTMLayer<double> d(2, 3, 2, 6);
+  auto fp = f.parameters();
+  auto dp = d.parameters();
+  for (std::size_t k = 0; k < fp.size(); ++k)
+    for (std::size_t i = 0; i < fp[k].size(); ++i) dp[k].data[i] = fp[k].data[i];
+  const auto sf = random_sequence<float>(3, 2, 2, 8);
+  const auto sd = random_sequence<double>(3, 2, 2, 8);
+  pyrnn::Matrix wf(2, 2, {0.5f, -1.0f, 0.25f, 2.0f});
+  pyrnn::MatrixD wd(2, 2, {0.5, -1.0, 0.25, 2.0});
+  f.forward(sf);
+  d.forward(sd);
+  f.backward(wf);
+  d.backward(wd);
+  for (std::size_t k = 0; k < fp.size(); ++k)
+    for (std::size_t i = 0; i < fp[k].size(); ++i) CHECK_NEAR(fp[k].grad[i], dp[k].grad[i], 1e-5);
+}
+
+// ---- optimizers -------------------------------------------------------------------------------
+
+TEST(facade_sgd_hand_computed) {
+  pyrnn::BasicRNNLayer<double> layer(1, 1, 1);
+  set_all(layer, 1.0, 0.5);
+  pyrnn::BasicSGD<double> plain(0.1);
+  plain.step(layer);
+  check_all(layer, 0.95, 1e-15);  // 1 - 0.1*0.5
+
+  set_all(layer, 1.0, 0.5);
+  pyrnn::BasicSGD<double> sgd(0.1, 0.9);
+  sgd.step(layer);  // v = g = 0.5: p = 1 - 0.05
+  check_all(layer, 0.95, 1e-15);
+  sgd.step(layer);  // v = 0.9*0.5 + 0.5 = 0.95: p = 0.95 - 0.095
+  check_all(layer, 0.855, 1e-15);
+  set_grads(layer, -1.0);
+  sgd.step(layer);  // v = 0.9*0.95 - 1 = -0.145: p = 0.855 + 0.0145
+  check_all(layer, 0.8695, 1e-14);
+
+  pyrnn::RNNLayer f(1, 1, 1);  // the float alias
+  set_all(f, 1.0, 0.5);
+  pyrnn::SGD(0.1f, 0.9f).step(f);
+  check_all(f, 0.95, 1e-7);
+}
+
+TEST(facade_adam_hand_computed) {
+  pyrnn::BasicLSTMLayer<double> layer(1, 1, 1);
+  set_all(layer, 1.0, 0.5);
+  pyrnn::BasicAdam<double> adam(0.1);  // beta1 0.9, beta2 0.999, eps 1e-8
+  // Step 1: m = 0.05, v = 0.00025, m_hat = 0.5, v_hat = 0.25: p = 1 - 0.1*0.5/(0.5+1e-8).
+  adam.step(layer);
+  check_all(layer, 0.900000002, 1e-12);
+  // Step 2, g = -0.25: m = 0.045 - 0.025 = 0.02, m_hat = 0.02/0.19; v = 0.00024975 + 0.0000625
+  // = 0.00031225, v_hat = 0.00031225/0.001999: p = 0.900000002 - 0.0266337...
+  set_grads(layer, -0.25);
+  adam.step(layer);
+  check_all(layer, 0.8733662987078463, 1e-12);
+
+  pyrnn::GRULayer f(1, 1, 1);  // the float alias
+  set_all(f, 1.0, 0.5);
+  pyrnn::Adam(0.1f).step(f);
+  check_all(f, 0.9, 1e-6);
+}
+
+TEST(facade_clip_grad_norm) {
+  pyrnn::BasicRNNLayer<double> layer(1, 1, 1);
+  set_all(layer, 0.0, 0.0);
+  auto ps = layer.parameters();  // weight_ih, weight_hh, bias, weight_hy, bias_y: 1 each
+  ps[0].grad[0] = 3.0;
+  ps[3].grad[0] = -4.0;
+  CHECK_NEAR(pyrnn::clipGradNorm(layer, 10.0), 5.0, 1e-15);  // under the limit: unchanged
+  CHECK(ps[0].grad[0] == 3.0 && ps[3].grad[0] == -4.0);
+  CHECK_NEAR(pyrnn::clipGradNorm(layer, 1.0), 5.0, 1e-15);  // scaled by 1/(5 + 1e-6)
+  CHECK_NEAR(ps[0].grad[0], 0.6, 1e-6);
+  CHECK_NEAR(ps[3].grad[0], -0.8, 1e-6);
+  CHECK(ps[1].grad[0] == 0.0);
+  CHECK_NEAR(pyrnn::clipGradNorm(layer, 1.0), 1.0, 1e-6);
+}
+
+TEST(facade_mse_loss) {
+  pyrnn::Matrix pred(1, 2, {1.0f, 2.0f}), target(1, 2, {0.0f, 0.0f}), d;
+  CHECK_NEAR(pyrnn::mseLoss(pred, target, &d), 2.5, 1e-12);  // (1 + 4) / 2
+  CHECK(d.rows() == 1 && d.cols() == 2);
+  CHECK_NEAR(d.get(0, 0), 1.0, 1e-7);  // 2 * 1 / 2
+  CHECK_NEAR(d.get(0, 1), 2.0, 1e-7);
+  CHECK_THROWS(pyrnn::mseLoss(pred, pyrnn::Matrix(2, 1)));
+}
+
+TEST(facade_trains_a_small_task) {
+  // Predict the mean of a 6-step sequence: the loss falls well below its start.
+  pyrnn::GRULayer gru(1, 8, 1, 3);
+  pyrnn::Adam adam(0.02);
+  const auto seq = random_sequence<float>(6, 16, 1, 4);
+  pyrnn::Matrix target(16, 1), d;
+  for (int n = 0; n < 16; ++n) {
+    float s = 0;
+    for (const auto& m : seq) s += m.get(n, 0);
+    target.set(n, 0, s / 6);
+  }
+  double first = 0, last = 0;
+  for (int epoch = 0; epoch < 150; ++epoch) {
+    gru.zeroGrad();
+    last = pyrnn::mseLoss(gru.forward(seq), target, &d);
+    if (epoch == 0) first = last;
+    gru.backward(d);
+    pyrnn::clipGradNorm(gru, 1.0);
+    adam.step(gru);
+  }
+  CHECK(last < 0.1 * first);
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+
+TEST(facade_errors) {
+  pyrnn::LSTMLayer lstm(3, 4, 2);
+  std::vector<pyrnn::Matrix> empty;
+  CHECK(contains(error_of([&] { lstm.forward(empty); }), "LSTMLayer.forward: empty sequence"));
+  std::vector<pyrnn::Matrix> bad_cols = {pyrnn::Matrix(2, 5)};
+  const std::string e1 = error_of([&] { lstm.forward(bad_cols); });
+  CHECK(contains(e1, "step 0 has shape (2, 5)") && contains(e1, "expected (2, 3)"));
+  std::vector<pyrnn::Matrix> bad_rows = {pyrnn::Matrix(2, 3), pyrnn::Matrix(2, 3),
+                                         pyrnn::Matrix(1, 3)};
+  const std::string e2 = error_of([&] { lstm.forward(bad_rows); });
+  CHECK(contains(e2, "step 2 has shape (1, 3)") && contains(e2, "expected (2, 3)"));
+  std::vector<pyrnn::Matrix> no_batch = {pyrnn::Matrix(0, 3)};
+  CHECK(contains(error_of([&] { lstm.forward(no_batch); }), "batch >= 1"));
+
+  // Backward: before any forward, after a failed forward, after an eval forward, wrong d_y.
+  CHECK(contains(error_of([&] { pyrnn::LSTMLayer(3, 4, 2).backward(pyrnn::Matrix(2, 2)); }),
+                 "LSTMLayer.backward: no training-mode forward"));
+  CHECK_THROWS(lstm.backward(pyrnn::Matrix(2, 2)));
+  std::vector<pyrnn::Matrix> good = {pyrnn::Matrix(2, 3), pyrnn::Matrix(2, 3)};
+  lstm.forward(good);
+  const std::string e3 = error_of([&] { lstm.backward(pyrnn::Matrix(3, 2)); });
+  CHECK(contains(e3, "d_output has shape (3, 2)") && contains(e3, "expected (2, 2)"));
+  lstm.backward(pyrnn::Matrix(2, 2));  // fine
+  CHECK_THROWS(lstm.forward(bad_rows));
+  CHECK_THROWS(lstm.backward(pyrnn::Matrix(2, 2)));  // the failed forward dropped the cache
+  lstm.eval();
+  lstm.forward(good);
+  CHECK_THROWS(lstm.backward(pyrnn::Matrix(2, 2)));
+  lstm.train();
+  lstm.forward(good);
+  lstm.backward(pyrnn::Matrix(2, 2));
+
+  // Cell states: LSTM only.
+  pyrnn::GRULayer gru(3, 4, 2);
+  gru.forward(good);
+  CHECK(contains(error_of([&] { gru.getCellStates(); }), "GRULayer has no cell state"));
+  pyrnn::RNNLayer rnn(3, 4, 2);
+  CHECK_THROWS(rnn.getCellStates());
+
+  // Construction and optimizer arguments.
+  CHECK(contains(error_of([] { pyrnn::RNNLayer(3, 4, 0); }), "output_size must be >= 1, got 0"));
+  CHECK(contains(error_of([] { pyrnn::GRULayer(0, 4, 1); }), "input_size must be >= 1"));
+  CHECK(contains(error_of([] { pyrnn::LSTMLayer(3, -1, 1); }), "hidden_size must be >= 1"));
+  CHECK(contains(error_of([] { pyrnn::RNNLayer(3, 4, 1, 0, "sigmoid"); }), "\"sigmoid\""));
+  CHECK_THROWS(pyrnn::SGD(0.0));
+  CHECK_THROWS(pyrnn::SGD(0.1, 1.0));
+  CHECK_THROWS(pyrnn::Adam(-1.0));
+  CHECK_THROWS(pyrnn::Adam(0.1, 0.9, 1.0));
+  CHECK_THROWS(pyrnn::Adam(0.1, 0.9, 0.999, 0.0));
+  CHECK_THROWS(pyrnn::clipGradNorm(rnn, 0.0));
+}

@@ -1,0 +1,106 @@
+// Every kernel family against the reference: packed GEMM (all transposes, ragged sizes,
+// alpha/beta, thread counts) and the fast float math against libm (max relative error).
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "check.h"
+#include "pyrnn/kernels/gemm.h"
+#include "pyrnn/kernels/ops.h"
+#include "pyrnn/random.h"
+#include "pyrnn/runtime.h"
+
+using namespace pyrnn;
+using kernels::Trans;
+
+namespace {
+
+template <typename T>
+void gemm_family(CpuIsa isa, double tol) {
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
+  const int sizes[][3] = {{1, 1, 1}, {7, 5, 3}, {64, 512, 128}, {33, 70, 300}, {9, 17, 600}};
+  std::uint64_t seed = 1;
+  for (const auto& s : sizes)
+    for (Trans ta : {Trans::N, Trans::T})
+      for (Trans tb : {Trans::N, Trans::T})
+        for (T beta : {T(0), T(1), T(0.5)}) {
+          const int M = s[0], N = s[1], K = s[2];
+          const int lda = (ta == Trans::N ? K : M) + 3, ldb = (tb == Trans::N ? N : K) + 2;
+          const int ldc = N + 1;
+          std::vector<T> A(static_cast<std::size_t>(ta == Trans::N ? M : K) * lda),
+              B(static_cast<std::size_t>(tb == Trans::N ? K : N) * ldb),
+              C0(static_cast<std::size_t>(M) * ldc);
+          for (auto& v : A) v = T(uniform01(seed, 1, &v - A.data()) - 0.5);
+          for (auto& v : B) v = T(uniform01(seed, 2, &v - B.data()) - 0.5);
+          for (auto& v : C0) v = T(uniform01(seed, 3, &v - C0.data()) - 0.5);
+          ++seed;
+          std::vector<T> ref = C0;
+          kernels::gemm_reference(ta, tb, M, N, K, T(0.75), A.data(), lda, B.data(), ldb, beta,
+                                  ref.data(), ldc);
+          kernels::PackedB<T> pb;
+          o.pack_b(pb, tb, K, N, B.data(), ldb);
+          std::vector<T> first;
+          for (int threads : {1, 2, 3}) {
+            std::vector<T> c = C0;
+            o.gemm_packed(ta, M, A.data(), lda, T(0.75), pb, beta, nullptr, c.data(), ldc, threads);
+            double err = 0;
+            for (int i = 0; i < M; ++i)
+              for (int j = 0; j < N; ++j) {
+                const std::size_t k = static_cast<std::size_t>(i) * ldc + j;
+                err = std::fmax(err, std::fabs(double(c[k]) - double(ref[k])));
+              }
+            CHECK(err <= tol * std::sqrt(double(K)));
+            if (threads == 1) first = c;
+            else CHECK(c == first);  // bitwise: the thread count never changes results
+            // Padding columns of C (j == N) are never touched.
+            for (int i = 0; i < M; ++i)
+              CHECK(c[static_cast<std::size_t>(i) * ldc + N] == C0[static_cast<std::size_t>(i) * ldc + N]);
+          }
+        }
+}
+
+void math_family(CpuIsa isa) {
+  const kernels::Ops<float>& o = kernels::ops_for<float>(isa);
+  const int n = 200003;
+  std::vector<float> x(n), y(n);
+  for (int i = 0; i < n; ++i) x[i] = -40.0f + 80.0f * float(i) / float(n - 1);
+  x[n / 2] = 0.0f;
+  x[1] = 1e-6f;
+  x[2] = -3e-8f;
+  double e_exp = 0, e_tanh = 0, e_sig = 0;
+  auto rel = [](double got, double want) {
+    return want == 0 ? std::fabs(got) : std::fabs(got - want) / std::fabs(want);
+  };
+  o.exp(n, x.data(), y.data());
+  for (int i = 0; i < n; ++i) e_exp = std::fmax(e_exp, rel(y[i], std::exp(double(x[i]))));
+  o.tanh(n, x.data(), y.data());
+  for (int i = 0; i < n; ++i) e_tanh = std::fmax(e_tanh, rel(y[i], std::tanh(double(x[i]))));
+  o.sigmoid(n, x.data(), y.data());
+  for (int i = 0; i < n; ++i)
+    e_sig = std::fmax(e_sig, rel(y[i], 1.0 / (1.0 + std::exp(-double(x[i])))));
+  std::printf("  %s: max relative error exp %.2e, tanh %.2e, sigmoid %.2e\n", isa_name(isa),
+              e_exp, e_tanh, e_sig);
+  // Documented bounds (README, kernels): a few float ulps (ulp = 1.19e-7).
+  CHECK(e_exp < 4e-7);
+  CHECK(e_tanh < 4e-7);
+  CHECK(e_sig < 4e-7);
+  // Saturation: finite, exact limits.
+  float big[4] = {-1e30f, 1e30f, -100.0f, 100.0f}, out[4];
+  o.tanh(4, big, out);
+  CHECK(out[0] == -1.0f && out[1] == 1.0f && out[2] == -1.0f && out[3] == 1.0f);
+  o.sigmoid(4, big, out);
+  CHECK(out[0] >= 0.0f && out[0] < 1e-30f && out[1] == 1.0f && out[3] == 1.0f);
+}
+
+}  // namespace
+
+TEST(gemm_every_isa_matches_reference) {
+  for (CpuIsa isa : available_isas()) {
+    gemm_family<float>(isa, 2e-6);
+    gemm_family<double>(isa, 1e-14);
+  }
+}
+
+TEST(fast_math_every_isa) {
+  for (CpuIsa isa : available_isas()) math_family(isa);
+}
