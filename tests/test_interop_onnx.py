@@ -7,6 +7,10 @@ Evaluator coverage (as of onnx 1.23 / onnxruntime 1.31):
 - ReferenceEvaluator ignores ``sequence_lens`` and knows only Tanh/Affine for RNN
   activations: cases with lengths are checked with onnxruntime only; for RNN relu the
   evaluator gets a small RNN override adding Relu (the ONNX definition: max(0, x)).
+- For lengths in float64 the evaluator's RNN/LSTM/GRU are replaced by the NumPy
+  transcription of the operator definitions in test_onnx_cases.py (which implements
+  sequence_lens with onnxruntime's = PyTorch's semantics); the rest of the graph (Cast,
+  Slice, Transpose, Reshape, GatherND, ...) still runs in the reference evaluator.
 """
 import sys
 
@@ -37,6 +41,30 @@ class RNN(RNN_14):
         if name in ("Relu", "relu"):
             return lambda x: np.maximum(x, 0)
         return super().choose_act(name, alpha, beta)
+
+
+def _transcribed_op(op):
+    """An evaluator op running test_onnx_cases.onnx_recurrent (float64 transcription)."""
+    from onnx.reference.op_run import OpRun
+    from test_onnx_cases import onnx_recurrent
+
+    def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None,
+             P=None, **_):
+        assert P is None
+        acts = [a.decode() if isinstance(a, bytes) else a
+                for a in (getattr(self, "activations", None) or ["Tanh"])]
+        outs = onnx_recurrent(op, X, W, R, B, sequence_lens, initial_h, initial_c,
+                              direction=self.direction, layout=self.layout or 0,
+                              linear_before_reset=getattr(self, "linear_before_reset", 0) or 0,
+                              activation="relu" if acts[0].lower() == "relu" else "tanh")
+        return tuple(o.astype(X.dtype) for o in outs[:len(self.onnx_node.output)])
+
+    return type(op, (OpRun,), {"op_domain": "", "_run": _run})
+
+
+def _run_transcribed(model, feeds):
+    ops = [_transcribed_op(op) for op in ("RNN", "GRU", "LSTM")]
+    return ReferenceEvaluator(model, new_ops=ops).run(None, feeds)
 
 
 def _layer(cell, dtype="float32", seed=0, **kw):
@@ -165,6 +193,13 @@ def test_fixed_axes():
     assert dims == [6, 2, C]
 
 
+@pytest.mark.parametrize("config", ["lengths", "initial_states"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_float64_transcription(cell, config):
+    layer, model, feeds, want = _case(cell, config, "float64")
+    _check(_run_transcribed(model, feeds), want, TOL["float64"])
+
+
 # ---- Sequential models ----------------------------------------------------------------------
 
 def _classifier(bidirectional, reset_after, dtype="float32"):
@@ -240,6 +275,13 @@ def test_sequential_float64_reference():
     clf = _classifier(True, True, "float64")
     idx = np.random.default_rng(10).integers(0, 20, size=(2, 4))
     _check(_run_ref(pyrnn.export_onnx(clf), {"X": idx}), [clf.forward(idx)], TOL["float64"])
+    # with lengths (recurrent ops from the transcription, which implements sequence_lens)
+    lens = np.array([2, 5, 1])
+    _check(_run_transcribed(pyrnn.export_onnx(model, lengths=True), {"X": x, "lengths": lens}),
+           [model.forward(x, lengths=lens)], TOL["float64"])
+    lens = np.array([4, 1])
+    _check(_run_transcribed(pyrnn.export_onnx(clf, lengths=True), {"X": idx, "lengths": lens}),
+           [clf.forward(idx, lengths=lens)], TOL["float64"])
 
 
 # ---- errors ---------------------------------------------------------------------------------
