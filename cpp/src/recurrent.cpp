@@ -476,18 +476,15 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // Weight gradients over all steps at once (accumulate). h_prev of step t is slot t (forward)
   // or t+1 (reverse): either way one contiguous [T*N, H] block.
   const T* hprev = hs + (dir == 0 ? 0 : N * H);
-  gemm(Trans::T, Trans::N, static_cast<int>(GH), C, M, T(1), dg.data(), G * Hi, x, C, T(1),
-       w.dw_ih, C);
+  add_weight_grad(w.dw_ih, G * Hi, C, dg.data(), G * Hi, x, C, M);
   if (!gru) {
-    gemm(Trans::T, Trans::N, G * Hi, Hi, M, T(1), dg.data(), G * Hi, hprev, Hi, T(1), w.dw_hh, Hi);
+    add_weight_grad(w.dw_hh, G * Hi, Hi, dg.data(), G * Hi, hprev, Hi, M);
   } else {
-    gemm(Trans::T, Trans::N, 2 * Hi, Hi, M, T(1), dg.data(), G * Hi, hprev, Hi, T(1), w.dw_hh, Hi);
+    add_weight_grad(w.dw_hh, 2 * Hi, Hi, dg.data(), G * Hi, hprev, Hi, M);
     if (after)
-      gemm(Trans::T, Trans::N, Hi, Hi, M, T(1), dghn.data(), Hi, hprev, Hi, T(1),
-           w.dw_hh + 2 * H * H, Hi);
+      add_weight_grad(w.dw_hh + 2 * H * H, Hi, Hi, dghn.data(), Hi, hprev, Hi, M);
     else
-      gemm(Trans::T, Trans::N, Hi, Hi, M, T(1), dg.data() + 2 * H, G * Hi, dc.aux.data(), Hi, T(1),
-           w.dw_hh + 2 * H * H, Hi);
+      add_weight_grad(w.dw_hh + 2 * H * H, Hi, Hi, dg.data() + 2 * H, G * Hi, dc.aux.data(), Hi, M);
   }
   if (w.db) {
     for (std::size_t i = 0; i < T_ * N; ++i)
@@ -499,6 +496,23 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // d x (this direction's share): dg W_ih.
   gemm(Trans::N, Trans::N, M, C, G * Hi, T(1), dg.data(), G * Hi, w.w_ih, C,
        accumulate_dx ? T(1) : T(0), dx, C);
+}
+
+// dw [R x Cc] += dg^T [R x K] * x [K x Cc]. dg is tall (K = T*N rows) and wide, so the product
+// is formed transposed, s = x^T dg [Cc x R]: then dg is read along its rows (as the packed right
+// operand) instead of down its columns, and only the narrow x is read across rows.
+template <typename T>
+void Recurrent<T>::add_weight_grad(T* dw, int R, int Cc, const T* dg, int ldg, const T* x, int ldx,
+                                   int K) {
+  wgrad_.resize(static_cast<std::size_t>(Cc) * R);
+  T* s = wgrad_.data();  // [Cc, R]
+  gemm(Trans::T, Trans::N, Cc, R, K, T(1), x, ldx, dg, ldg, T(0), s, R);
+  constexpr int B = 32;  // transpose-add in tiles that stay in L1
+  for (int r0 = 0; r0 < R; r0 += B)
+    for (int c0 = 0; c0 < Cc; c0 += B)
+      for (int r = r0; r < std::min(R, r0 + B); ++r)
+        for (int c = c0; c < std::min(Cc, c0 + B); ++c)
+          dw[static_cast<std::size_t>(r) * Cc + c] += s[static_cast<std::size_t>(c) * R + r];
 }
 
 template class Recurrent<float>;

@@ -29,11 +29,8 @@ inline VF vmin(VF a, VF b) { return {_mm512_min_ps(a.v, b.v)}; }
 inline VF vmax(VF a, VF b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline VF vabs(VF a) { return {_mm512_abs_ps(a.v)}; }
 inline VF round_nearest(VF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT)}; }
-// 2^n for integral n in [-126, 127].
-inline VF pow2i(VF n) {
-  return {_mm512_castsi512_ps(_mm512_slli_epi32(
-      _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127)), 23))};
-}
+// p * 2^n for integral n: one instruction on AVX-512.
+inline VF scale2(VF p, VF n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 inline VF select_lt(VF a, VF b, VF x, VF y) {  // a < b ? x : y
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), y.v, x.v)};
 }
@@ -86,9 +83,10 @@ inline VF vabs(VF a) {
 inline VF round_nearest(VF a) {
   return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
 }
-inline VF pow2i(VF n) {
-  return {_mm256_castsi256_ps(_mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23))};
+// p * 2^n for integral n in [-126, 127], through the exponent bits.
+inline VF scale2(VF p, VF n) {
+  return {_mm256_mul_ps(p.v, _mm256_castsi256_ps(_mm256_slli_epi32(
+                                 _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23)))};
 }
 inline VF select_lt(VF a, VF b, VF x, VF y) {
   return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))};
@@ -130,11 +128,11 @@ inline VF vmin(VF a, VF b) { return {a.v < b.v ? a.v : b.v}; }
 inline VF vmax(VF a, VF b) { return {a.v > b.v ? a.v : b.v}; }
 inline VF vabs(VF a) { return {std::fabs(a.v)}; }
 inline VF round_nearest(VF a) { return {std::nearbyint(a.v)}; }
-inline VF pow2i(VF n) {
+inline VF scale2(VF p, VF n) {
   const std::int32_t bits = (static_cast<std::int32_t>(n.v) + 127) << 23;
   float f;
   std::memcpy(&f, &bits, sizeof f);
-  return {f};
+  return {p.v * f};
 }
 inline VF select_lt(VF a, VF b, VF x, VF y) { return a.v < b.v ? x : y; }
 inline VF copysign(VF mag, VF sgn) { return {std::copysign(mag.v, sgn.v)}; }
@@ -151,18 +149,38 @@ inline VD add(VD a, VD b) { return {a.v + b.v}; }
 inline VD fmadd(VD a, VD b, VD c) { return {a.v * b.v + c.v}; }
 #endif
 
-// Full vector when n == W, masked otherwise (row tails).
-inline VF ld(const float* p, int n) { return n == VF::W ? load(p) : load_partial(p, n); }
-inline void st(float* p, VF a, int n) {
-  if (n == VF::W) store(p, a);
-  else store_partial(p, a, n);
+// The lanes [0, n) of a row chunk, decided once per chunk (no branch per load in the body).
+#if PYRNN_ISA_LEVEL == 2
+struct Lanes {
+  __mmask16 m;
+};
+inline Lanes lanes(int n) { return {static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1)}; }
+inline VF ld(const float* p, Lanes l) { return {_mm512_maskz_loadu_ps(l.m, p)}; }
+inline void st(float* p, VF a, Lanes l) { _mm512_mask_storeu_ps(p, l.m, a.v); }
+#elif PYRNN_ISA_LEVEL == 1
+struct Lanes {
+  bool full;
+  __m256i m;
+};
+inline Lanes lanes(int n) { return {n >= 8, tail_mask(n)}; }
+inline VF ld(const float* p, Lanes l) { return l.full ? load(p) : VF{_mm256_maskload_ps(p, l.m)}; }
+inline void st(float* p, VF a, Lanes l) {
+  if (l.full) store(p, a);
+  else _mm256_maskstore_ps(p, l.m, a.v);
 }
+#else
+struct Lanes {};
+inline Lanes lanes(int) { return {}; }
+inline VF ld(const float* p, Lanes) { return {*p}; }
+inline void st(float* p, VF a, Lanes) { *p = a.v; }
+#endif
 
 // ---- float math (Cephes-style polynomials; errors measured in tests/test_simd_math.py) ------
 
-// exp(x), x clamped to [-87.3, 88.3] (finite, normal results). Max rel error ~2e-7.
+// exp(x) for x in [-87.3, 88] (inputs are clamped there: results stay finite and normal; the
+// cells only need exp where it has not yet saturated). Max rel error ~1.2e-7 (tests).
 inline VF vexp(VF x) {
-  x = vmin(vmax(x, set1(-87.3f)), set1(88.3f));
+  x = vmin(vmax(x, set1(-87.3f)), set1(88.0f));
   const VF n = round_nearest(mul(x, set1(1.44269504088896341f)));
   VF r = fmadd(n, set1(-0.693359375f), x);  // x - n ln2, ln2 split in two for accuracy
   r = fmadd(n, set1(2.12194440e-4f), r);
@@ -173,9 +191,7 @@ inline VF vexp(VF x) {
   p = fmadd(p, r, set1(1.6666665459e-1f));
   p = fmadd(p, r, set1(5.0000001201e-1f));
   p = fmadd(p, mul(r, r), add(r, set1(1.0f)));
-  // 2^n split in two factors so n up to 128 stays representable.
-  const VF n1 = round_nearest(mul(n, set1(0.5f)));
-  return mul(mul(p, pow2i(n1)), pow2i(sub(n, n1)));
+  return scale2(p, n);  // p * 2^n, n in [-126, 127]
 }
 
 inline VF vsigmoid(VF x) { return recip(add(set1(1.0f), vexp(sub(set1(0.0f), x)))); }
