@@ -185,7 +185,7 @@ def verdict(r):
     if r["test_mse"] < SOLVED:
         return "learned"
     if r["test_mse"] > 0.8 * r["baseline_mse"]:
-        return "failed (near the baseline)"
+        return "failed: no better than predicting the mean"
     return "partly"
 
 
@@ -397,7 +397,7 @@ def run(*, quick=False, device="cpu", seed=0, out=".", threads=1, lengths=None, 
                                batch_size=cfg["batch_size"], seed=seed, device=device,
                                stream=stream)
                 results.append(r)
-                p(f"   {cell:4s} T={T:<4d} test MSE {r['test_mse']:.4f} ({verdict(r)}) after "
+                p(f"   {cell:4s} T={T:<4d} test MSE {r['test_mse']:.4f} - {verdict(r)} - after "
                   f"{r['epochs']}/{r['max_epochs']} epochs, {_secs(r['sec_per_epoch'])} s/epoch")
     except RuntimeError as e:
         if device != "cpu":
