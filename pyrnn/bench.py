@@ -169,6 +169,10 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=sys.s
     notes = sorted({r["gpu_note"] for r in rows if r["gpu_note"]})
     for note in notes:
         p(f"GPU column: {note}")
+    if torch is not None:
+        p("GRU: pyrnn in its default form (reset_after=False, the seeds' equations), PyTorch in "
+          "its reset-after form (the same GEMM work); benchmarks/bench_cpu.py times pyrnn in "
+          "both forms.")
     p("Seeds' figures are the document's claims, not measurements on this machine. "
       "pyrnn/torch < 1 means pyrnn is faster.")
     return {"benchmark": "pyrnn bench", "quick": bool(quick),
