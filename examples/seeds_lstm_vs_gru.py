@@ -4,7 +4,8 @@ Seed document 000 builds an LSTMModel and a GRUModel (recurrent layer + Linear o
 layer's final hidden state h_n[-1]) and runs one forward pass on random data (batch 3,
 sequence 5, input 10, hidden 20). pyrnn returns the same (out, h_n) / (out, (h_n, c_n))
 tuples as PyTorch. The script also counts parameters (the seeds' comparison table) and,
-when PyTorch is installed, checks the LSTM output against torch with the same weights.
+when PyTorch is installed, checks the LSTM's final state against torch.nn.LSTM holding the
+same weights (layer.to_torch()).
 
     python examples/seeds_lstm_vs_gru.py [--quick]
 """
@@ -59,13 +60,8 @@ def main(argv=None):
     except ImportError:
         print("(PyTorch not installed: skipping the cross-check)")
         return lstm_output, gru_output
-    t = torch.nn.LSTM(input_size, hidden_size, batch_first=True)
-    p = lstm_model.lstm.params
-    with torch.no_grad():  # pyrnn's single bias per gate = PyTorch's b_ih + b_hh
-        t.weight_ih_l0.copy_(torch.from_numpy(p["weight_ih_l0"]))
-        t.weight_hh_l0.copy_(torch.from_numpy(p["weight_hh_l0"]))
-        t.bias_ih_l0.copy_(torch.from_numpy(p["bias_l0"]))
-        t.bias_hh_l0.zero_()
+    t = lstm_model.lstm.to_torch()  # torch.nn.LSTM with the same parameters
+    with torch.no_grad():
         _, (h_n, _) = t(torch.from_numpy(x))
     _, (h_ours, _) = lstm_model.lstm(x)
     err = float(np.abs(h_n.numpy() - h_ours).max())

@@ -118,6 +118,12 @@ class _Recurrent:
         from .serialize import save
         save(self, path)
 
+    def to_torch(self):
+        """The equivalent torch.nn.RNN / LSTM / GRU with copied parameters (see
+        pyrnn.interop; needs torch). GRU(reset_after=False) has none: ValueError."""
+        from .interop import to_torch
+        return to_torch(self)
+
     def zero_grad(self):
         self._native.zero_grad()
 
