@@ -1,0 +1,249 @@
+"""`pyrnn bench`: the seeds' CPU-vs-GPU forward-time table, measured on this machine.
+
+The seeds (document 003, "GPU Acceleration") claim, for a forward pass at sequence 50,
+batch 64, hidden 128: RNN 250 ms CPU / 15 ms GPU, LSTM 800 / 25, GRU 600 / 20. This command
+times the same forward passes (input size 128, float32, eval mode) with pyrnn on the CPU, with
+PyTorch on the CPU when it is installed (same thread count), and on the GPU when
+pyrnn.cuda.is_available() (else the GPU column says 'n/a' and why).
+
+Timing follows benchmarks/bench_cpu.py: warm-up, then pyrnn and PyTorch interleaved (who goes
+first alternates), median of the repeats. Timings are noisy on a shared machine; the medians
+and the pyrnn/PyTorch ratio (same process, same moment) are the figures to read.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+# Seed document 003: operation -> (CPU ms, GPU ms) at seq 50, batch 64, hidden 128.
+SEEDS_MS = {"RNN": (250.0, 15.0), "LSTM": (800.0, 25.0), "GRU": (600.0, 20.0)}
+CONFIG = {"T": 50, "N": 64, "C": 128, "H": 128}
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def load_average():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def interleaved_medians(fns, repeats, budget_s, warmup=2):
+    """Median seconds of each callable in `fns` (None entries are skipped), run interleaved
+    with a rotating order; stops after `repeats` rounds or `budget_s` seconds (at least 3
+    rounds). Returns (list of medians or None, rounds)."""
+    live = [f for f in fns if f is not None]
+    for _ in range(warmup):
+        for f in live:
+            f()
+    times = [[] for _ in fns]
+    start = time.perf_counter()
+    rounds = 0
+    for i in range(repeats):
+        k = i % len(fns)
+        for j in list(range(k, len(fns))) + list(range(k)):
+            if fns[j] is not None:
+                times[j].append(_timed(fns[j]))
+        rounds += 1
+        if time.perf_counter() - start > budget_s and rounds >= 3:
+            break
+    return [statistics.median(t) if t else None for t in times], rounds
+
+
+def _make_pyrnn(cell, C, H, device="cpu"):
+    import pyrnn
+    layer = getattr(pyrnn, cell)(C, H, seed=0, device=device)
+    layer.eval()
+    return layer
+
+
+def _gpu_fn(cell, x, torch):
+    """A callable timing one pyrnn forward on the GPU (synchronized), or raise with why not."""
+    from . import cuda
+    if not cuda.is_available():
+        raise RuntimeError(cuda.unavailable_reason() or "no CUDA device")
+    layer = _make_pyrnn(cell, x.shape[2], CONFIG["H"], device="cuda")
+    xin = x
+    if torch is not None and torch.cuda.is_available():
+        xin = torch.from_numpy(x).cuda()  # device input: no host<->device copies timed
+
+    def fn():
+        layer(xin)
+        cuda.synchronize()
+    fn()
+    return fn, ("device input" if xin is not x else "NumPy input: includes host<->device copies")
+
+
+def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=sys.stdout):
+    """Measure the table; returns a JSON-able dict (also printed as a table)."""
+    import pyrnn
+    from . import cuda
+
+    threads = threads or os.cpu_count() or 1
+    repeats = repeats or (3 if quick else 30)
+    budget = 0.3 if quick else 10.0
+    T, N, C, H = CONFIG["T"], CONFIG["N"], CONFIG["C"], CONFIG["H"]
+    pyrnn.set_num_threads(threads)
+    torch = None
+    torch_note = "not installed"
+    if use_torch:
+        try:
+            import torch  # noqa: F811
+            torch.set_num_threads(threads)
+            torch_note = torch.__version__
+        except ImportError:
+            torch = None
+    else:
+        torch_note = "disabled (--no-torch)"
+    gpu_reason = None if cuda.is_available() else (cuda.unavailable_reason() or "no CUDA device")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, N, C), dtype=np.float32)
+    p = lambda *a: print(*a, file=stream, flush=True)
+    p(f"pyrnn {pyrnn.__version__} bench: forward (eval) at sequence {T}, batch {N}, input {C}, "
+      f"hidden {H}, float32")
+    p(f"CPU: {cpu_model()}, {threads} thread(s), pyrnn kernels {pyrnn.get_cpu_isa()}; "
+      f"PyTorch: {torch_note}")
+    load = load_average()
+    if load is not None:
+        busy = load > 0.5 * (os.cpu_count() or 1)
+        p(f"Load average {load:.1f} on {os.cpu_count()} cores"
+          + (": the machine is busy, absolute times are inflated (the ratio is fairer)"
+             if busy else ""))
+    p(f"GPU: {', '.join(cuda.device_names()) if gpu_reason is None else 'n/a: ' + gpu_reason}")
+    rows = []
+    for cell in ("RNN", "LSTM", "GRU"):
+        layer = _make_pyrnn(cell, C, H)
+        tl = None
+        if torch is not None:
+            torch.manual_seed(0)
+            tl = {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](C, H)
+            tl.eval()
+            xt = torch.from_numpy(x)
+
+        def p_fn():
+            layer(x)
+
+        def t_fn():
+            with torch.no_grad():
+                tl(xt)
+
+        (p_s, t_s), n = interleaved_medians([p_fn, t_fn if tl is not None else None],
+                                            repeats, budget, warmup=1 if quick else 2)
+        row = {"cell": cell, **CONFIG, "seeds_cpu_ms": SEEDS_MS[cell][0],
+               "seeds_gpu_ms": SEEDS_MS[cell][1], "pyrnn_cpu_ms": p_s * 1e3,
+               "torch_cpu_ms": t_s * 1e3 if t_s else None,
+               "pyrnn_over_torch": (p_s / t_s) if t_s else None, "repeats": n,
+               "pyrnn_gpu_ms": None, "gpu_note": gpu_reason}
+        if gpu_reason is None:
+            try:
+                g_fn, note = _gpu_fn(cell, x, torch)
+                (g_s,), _ = interleaved_medians([g_fn], repeats, budget)
+                row["pyrnn_gpu_ms"], row["gpu_note"] = g_s * 1e3, note
+            except Exception as e:  # CUDA layers missing from this build, driver errors, ...
+                row["gpu_note"] = f"{type(e).__name__}: {e}"
+        rows.append(row)
+    p("")
+    p(format_table(rows, torch is not None))
+    notes = sorted({r["gpu_note"] for r in rows if r["gpu_note"]})
+    for note in notes:
+        p(f"GPU column: {note}")
+    if torch is not None:
+        p("GRU: pyrnn in its default form (reset_after=False, the seeds' equations), PyTorch in "
+          "its reset-after form (the same GEMM work); benchmarks/bench_cpu.py times pyrnn in "
+          "both forms.")
+    p("Seeds' figures are the document's claims, not measurements on this machine. "
+      "pyrnn/torch < 1 means pyrnn is faster.")
+    return {"benchmark": "pyrnn bench", "quick": bool(quick),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                        "platform": platform.platform(), "python": sys.version.split()[0],
+                        "load_average_1min": load},
+            "pyrnn": {"version": pyrnn.__version__, "cpu_isa": pyrnn.get_cpu_isa(),
+                      "threads": pyrnn.get_num_threads()},
+            "torch": torch.__version__ if torch is not None else None,
+            "cuda": {"available": gpu_reason is None, "devices": cuda.device_names(),
+                     "reason": gpu_reason},
+            "config": CONFIG, "results": rows}
+
+
+def _ms(v):
+    return "n/a" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
+
+
+def format_table(rows, with_torch):
+    head = ["Operation", "seeds CPU", "seeds GPU", "pyrnn CPU ms"]
+    if with_torch:
+        head += ["PyTorch CPU ms", "pyrnn/torch"]
+    head += ["pyrnn GPU ms", "speedup (CPU/GPU)"]
+    body = []
+    for r in rows:
+        line = [f"{r['cell']} forward (seq {r['T']}, batch {r['N']}, hidden {r['H']})",
+                f"{r['seeds_cpu_ms']:.0f} ms", f"{r['seeds_gpu_ms']:.0f} ms",
+                _ms(r["pyrnn_cpu_ms"])]
+        if with_torch:
+            line += [_ms(r["torch_cpu_ms"]),
+                     f"{r['pyrnn_over_torch']:.2f}" if r["pyrnn_over_torch"] else "n/a"]
+        g = r["pyrnn_gpu_ms"]
+        line += [_ms(g), f"{r['pyrnn_cpu_ms'] / g:.1f}x" if g else "n/a"]
+        body.append(line)
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [fmt(b) for b in body])
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true", help="few repeats (a few seconds)")
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write the results "
+                        "as JSON (machine, versions, every timing)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for pyrnn and PyTorch (default: all cores)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per cell")
+    parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+
+
+def main_args(args):
+    if args.threads is not None and args.threads < 1:
+        print("pyrnn bench: --threads must be >= 1", file=sys.stderr)
+        return 2
+    result = run(quick=args.quick, threads=args.threads, repeats=args.repeats,
+                 use_torch=not args.no_torch)
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        os.makedirs(folder, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="pyrnn bench", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return main_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

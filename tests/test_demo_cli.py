@@ -1,0 +1,135 @@
+"""`pyrnn demo` and `pyrnn bench`: they run, print what they promise, and fail clearly.
+
+The full demo takes about a minute and is not run here; --quick exercises every code path
+(training, table, claims, sampling, the PNG) with tiny budgets. The claims themselves are
+checked at full budget by tests/test_train_learning.py's adding-problem tests.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyrnn
+import pyrnn.cuda
+from pyrnn import demo
+
+
+def _pyrnn_exe():
+    exe = os.path.join(os.path.dirname(sys.executable), "pyrnn")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "pyrnn"]
+
+
+def _run(args, cwd, timeout=120):
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def test_demo_quick_prints_table_claims_and_sample(tmp_path):
+    out = _run(_pyrnn_exe() + ["demo", "--quick", "--out", str(tmp_path / "plots")], tmp_path)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "| Architecture" in text and "test MSE T=" in text and "s/epoch T=" in text
+    for cell in ("RNN", "GRU", "LSTM"):
+        assert f"| {cell} " in text
+    assert "The seeds' claims, as observed in this run" in text
+    assert "Sample (temperature" in text and "Shall I compare thee" in text
+    assert "Demo finished in" in text
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "install matplotlib" in text
+    else:
+        png = tmp_path / "plots" / "pyrnn_demo.png"
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(png) in text
+
+
+def test_python_m_pyrnn_demo_help(tmp_path):
+    out = _run([sys.executable, "-m", "pyrnn", "demo", "--help"], tmp_path)
+    assert out.returncode == 0 and "--quick" in out.stdout and "--device" in out.stdout
+
+
+@pytest.mark.skipif(pyrnn.cuda.is_available(), reason="a CUDA device is available here")
+def test_demo_device_cuda_without_gpu_exits_2(tmp_path):
+    out = _run(_pyrnn_exe() + ["demo", "--device", "cuda"], tmp_path, timeout=60)
+    assert out.returncode == 2
+    assert "--device cuda" in out.stderr and "CUDA" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "pyrnn_demo.png").exists()  # nothing ran
+
+
+def test_bench_quick_writes_valid_json(tmp_path):
+    path = tmp_path / "out" / "bench.json"
+    # One thread: on a busy shared machine a multi-thread fork/join can cost a scheduler slice.
+    out = _run(_pyrnn_exe() + ["bench", "--quick", "--threads", "1", "--json", str(path)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(path.read_text())
+    assert result["config"] == {"T": 50, "N": 64, "C": 128, "H": 128}
+    assert result["pyrnn"]["threads"] == 1
+    cells = [r["cell"] for r in result["results"]]
+    assert cells == ["RNN", "LSTM", "GRU"]
+    for r in result["results"]:
+        assert r["pyrnn_cpu_ms"] > 0
+        assert (r["seeds_cpu_ms"], r["seeds_gpu_ms"]) == demo_seeds_ms()[r["cell"]]
+        if not result["cuda"]["available"]:
+            assert r["pyrnn_gpu_ms"] is None and r["gpu_note"]
+    if not result["cuda"]["available"]:
+        assert "n/a" in out.stdout
+    assert "| RNN forward" in out.stdout
+
+
+def demo_seeds_ms():
+    from pyrnn import bench
+    return bench.SEEDS_MS
+
+
+# ---- in-process pieces -------------------------------------------------------------------
+def test_adding_problem_is_what_it_claims():
+    x, y = demo.adding_problem(4000, 30, np.random.default_rng(0))
+    assert x.shape == (4000, 30, 2) and y.shape == (4000, 1)
+    assert (x[:, :, 1].sum(axis=1) == 2).all()
+    assert (x[:, :15, 1].sum(axis=1) == 1).all()  # one marker in each half
+    np.testing.assert_allclose(y[:, 0], (x[:, :, 0] * x[:, :, 1]).sum(axis=1), rtol=1e-6)
+    assert abs(float(np.mean((y - 1.0) ** 2)) - demo.BASELINE) < 0.01
+
+
+def _result(cell, T, mse, sec=0.1):
+    return {"cell": cell, "T": T, "params": {"RNN": 1, "GRU": 3, "LSTM": 4}[cell],
+            "test_mse": mse, "baseline_mse": 1 / 6, "solved": mse < demo.SOLVED,
+            "sec_per_epoch": sec, "epochs": 5}
+
+
+def test_table_and_claims_report_failures_honestly():
+    results = [_result("RNN", 20, 0.01, 0.1), _result("GRU", 20, 0.01, 0.2),
+               _result("LSTM", 20, 0.01, 0.3), _result("RNN", 100, 0.0049, 0.5),
+               _result("GRU", 100, 0.16, 0.6), _result("LSTM", 100, 0.002, 0.4)]
+    table = demo.format_table(results, (20, 100))
+    assert "0.1600 FAIL" in table and "0.0049 ok" in table
+    claims = {c: held for c, held, _ in demo.claims(results, (20, 100))}
+    assert claims["A vanilla RNN has poor long-term memory (fails at T=100)"] is False
+    assert claims["GRU and LSTM hold on long dependencies (learn T=100)"] is False
+    assert claims["A vanilla RNN does well on short sequences (learns T=20; the seeds recommend "
+                  "it below 10 steps)"] is True
+    assert claims["Speed: RNN fastest, GRU in between, LSTM slowest"] is False
+
+
+def test_sample_uses_the_model_and_temperature():
+    model, chars, hist, _ = demo.train_char_gru(epochs=1, hidden=16, seed=0,
+                                                stream=open(os.devnull, "w"))
+    a = demo.sample(model, chars, "Shall", 40, temperature=0.7, seed=1)
+    b = demo.sample(model, chars, "Shall", 40, temperature=0.7, seed=1)
+    assert a == b and a.startswith("Shall") and len(a) == 45
+    assert set(a) <= set(chars)
+    greedy = demo.sample(model, chars, "Shall", 10, temperature=0)
+    assert greedy == demo.sample(model, chars, "Shall", 10, temperature=0, seed=5)
+
+
+def test_check_device():
+    assert demo.check_device("cpu") == "cpu"
+    with pytest.raises(demo.DemoError):
+        demo.check_device("tpu")
+    if not pyrnn.cuda.is_available():
+        with pytest.raises(demo.DemoError, match="no usable CUDA device"):
+            demo.check_device("cuda")
