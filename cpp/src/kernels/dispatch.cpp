@@ -25,9 +25,11 @@ const Ops<T>& ops() {
 }
 
 int gemm_threads(long long M, long long N, long long K) {
-  // Below ~0.5 MFLOP a fork/join costs more than it saves.
+  // Below ~1M multiply-adds (~10 us on one core) a fork/join and its barrier cost more than
+  // they save, and far more when the machine is oversubscribed (a descheduled team member
+  // stalls the barrier for a whole time slice).
   const long long work = M * N * K;
-  return work < 262144 ? 1 : get_num_threads();
+  return work < (1LL << 20) ? 1 : get_num_threads();
 }
 
 template <typename T>
