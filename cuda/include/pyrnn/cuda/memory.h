@@ -1,0 +1,21 @@
+// Untyped copies and layout helpers on device memory, for the Python wrappers and the facade.
+// All calls return when the work is complete (they synchronize `stream`).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+namespace pyrnn {
+namespace cuda {
+
+// bytes from src to dst, either side host or device (cudaMemcpyDefault: unified addressing).
+void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream = nullptr);
+// out [B, A, C] = in [A, B, C] transposed in its first two axes (batch_first <-> time-major);
+// elem_size 4 or 8 bytes. Device pointers; in and out must not overlap.
+void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
+               std::size_t elem_size, cudaStream_t stream = nullptr);
+// The device a pointer belongs to, or -1 for host / unknown memory (never throws).
+int pointer_device(const void* p);
+
+}  // namespace cuda
+}  // namespace pyrnn
