@@ -51,6 +51,8 @@ void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::siz
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+void synchronize_stream(cudaStream_t stream) { PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
 int pointer_device(const void* p) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {

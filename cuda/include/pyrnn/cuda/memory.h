@@ -14,6 +14,8 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stre
 // elem_size 4 or 8 bytes. Device pointers; in and out must not overlap.
 void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
                std::size_t elem_size, cudaStream_t stream = nullptr);
+// Waits for `stream` (a handle, or cudaStreamLegacy / cudaStreamPerThread).
+void synchronize_stream(cudaStream_t stream);
 // The device a pointer belongs to, or -1 for host / unknown memory (never throws).
 int pointer_device(const void* p);
 
