@@ -10,6 +10,9 @@
 
 #include "pyrnn/cuda.h"
 #include "pyrnn/kernels/gemm.h"
+#include "pyrnn/nn/gru_cuda.h"
+#include "pyrnn/nn/lstm_cuda.h"
+#include "pyrnn/nn/rnn_cuda.h"
 #include "pyrnn/recurrent.h"
 
 namespace {
@@ -318,10 +321,85 @@ void test_recurrent_errors() {
   CHECK_THROWS(pyrnn::cuda::Recurrent<float> bad_layer(cfg));
 }
 
+// ---- the seeds' GPU facade ---------------------------------------------------------------------
+
+void test_matrix_cuda() {
+  pyrnn::Matrix host(3, 5);
+  for (std::size_t i = 0; i < host.size(); ++i) host.data()[i] = 0.25f * float(i) - 1.f;
+  pyrnn::MatrixCUDA m(host);
+  CHECK(m.rows() == 3 && m.cols() == 5 && m.data() != nullptr);
+  m.toGPU();
+  pyrnn::Matrix back = static_cast<pyrnn::Matrix>(m);
+  CHECK(std::equal(back.data(), back.data() + back.size(), host.data()));
+  pyrnn::MatrixCUDA copy(m);
+  CHECK(copy.data() != m.data());
+  pyrnn::Matrix back2 = copy.toCPU();
+  CHECK(std::equal(back2.data(), back2.data() + back2.size(), host.data()));
+  pyrnn::MatrixCUDA zeros(2, 4);
+  pyrnn::Matrix z = zeros.toCPU();
+  bool all0 = true;
+  for (std::size_t i = 0; i < z.size(); ++i) all0 = all0 && z.data()[i] == 0.f;
+  CHECK(all0);
+  CHECK_THROWS(zeros.toGPU(host));  // shape mismatch
+}
+
+template <typename CpuLayer, typename GpuLayer>
+void check_facade(const char* what, CpuLayer cpu, GpuLayer gpu) {
+  const int T = 7, N = 3, C = cpu.inputSize();
+  std::vector<pyrnn::Matrix> seq;
+  std::vector<pyrnn::MatrixCUDA> seq_gpu;
+  for (int t = 0; t < T; ++t) {
+    pyrnn::Matrix step(N, C);
+    const auto v = pattern<float>(step.size(), 100 + t);
+    std::copy(v.begin(), v.end(), step.data());
+    seq.push_back(step);
+    seq_gpu.emplace_back(step);
+  }
+  cpu.eval();
+  const pyrnn::Matrix want = cpu.forward(seq);
+  const pyrnn::Matrix got = gpu.forward(seq_gpu).toCPU();
+  std::vector<float> g(got.data(), got.data() + got.size()), w(want.data(), want.data() + want.size());
+  if (!close(g, w, 1e-5, "y_T", what)) ++failures;
+  const pyrnn::Matrix h = gpu.lastHiddenState().toCPU();
+  const pyrnn::Matrix& hw = cpu.getHiddenStates().back();
+  std::vector<float> hg(h.data(), h.data() + h.size()), hh(hw.data(), hw.data() + hw.size());
+  if (!close(hg, hh, 1e-5, "h_T", what)) ++failures;
+  std::vector<pyrnn::MatrixCUDA> bad;
+  bad.emplace_back(pyrnn::Matrix(N, C + 1));
+  CHECK_THROWS(gpu.forward(bad));
+  CHECK_THROWS(gpu.forward(std::vector<pyrnn::MatrixCUDA>()));
+}
+
+void test_facade() {
+  check_facade("LSTMLayerCUDA", pyrnn::LSTMLayer(6, 9, 4, 5), pyrnn::LSTMLayerCUDA(6, 9, 4, 5));
+  check_facade("GRULayerCUDA", pyrnn::GRULayer(6, 9, 4, 5), pyrnn::GRULayerCUDA(6, 9, 4, 5));
+  check_facade("RNNLayerCUDA", pyrnn::RNNLayer(6, 9, 4, 5), pyrnn::RNNLayerCUDA(6, 9, 4, 5));
+  check_facade("RNNLayerCUDA relu", pyrnn::RNNLayer(6, 9, 4, 5, "relu"),
+               pyrnn::RNNLayerCUDA(6, 9, 4, 5, "relu"));
+  pyrnn::LSTMLayer trained(6, 9, 4, 77);
+  trained.outputBias().set(0, 1, 3.f);  // a changed weight travels with the layer
+  check_facade("LSTMLayerCUDA(host)", trained, pyrnn::LSTMLayerCUDA(trained));
+}
+
+// Without a device: every entry point that needs one throws pyrnn::Error (checked in the SKIP run).
+void test_no_device_errors() {
+  pyrnn::RecurrentConfig cfg;
+  CHECK_THROWS(pyrnn::cuda::Recurrent<float> layer(cfg));
+  CHECK_THROWS(pyrnn::MatrixCUDA m(2, 2));
+  CHECK_THROWS(pyrnn::MatrixCUDA m(pyrnn::Matrix(2, 2)));
+  CHECK_THROWS(pyrnn::LSTMLayerCUDA layer(2, 3, 1));
+  CHECK_THROWS(Context::get(0));
+}
+
 }  // namespace
 
 int main() {
   if (pyrnn::cuda::device_count() == 0) {
+    test_no_device_errors();
+    if (failures) {
+      std::printf("FAIL (%d failures without a device)\n", failures);
+      return 1;
+    }
     std::printf("SKIP: %s\n", pyrnn::cuda::unavailable_reason().c_str());
     return 0;
   }
@@ -340,6 +418,8 @@ int main() {
     test_recurrent<float>();
     test_recurrent<double>();
     test_recurrent_errors();
+    test_matrix_cuda();
+    test_facade();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;
