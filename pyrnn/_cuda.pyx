@@ -415,9 +415,15 @@ def from_cuda_array_interface(obj):
     """Zero-copy DeviceArray over an object exposing __cuda_array_interface__ (kept alive)."""
     if isinstance(obj, DeviceArray):
         return obj
-    cai = parse_cuda_array_interface(obj.__cuda_array_interface__)
+    d = obj.__cuda_array_interface__
+    cai = parse_cuda_array_interface(d)
     if cai.stream is not None:
-        stream_synchronize(cai.stream)
+        stream_synchronize(cai.stream)  # v3: the producer's pending work on that stream
+    elif d.get("version", 0) < 3 and ccuda.device_count() > 0:
+        # v0-v2 (e.g. PyTorch's) say nothing about streams: wait for all work on the device,
+        # since pyrnn's stream does not synchronize with the legacy default stream.
+        with nogil:
+            ccuda.synchronize()
     return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly)
 
 
@@ -428,14 +434,16 @@ def as_device_array(obj):
     if not is_device_array(obj):
         raise TypeError(f"{type(obj).__name__} is not a CUDA device array (expected an object "
                         f"with __cuda_array_interface__ or a CUDA __dlpack__)")
-    try:
-        obj.__cuda_array_interface__
-        has_cai = True
-    except (AttributeError, TypeError):
-        has_cai = False
-    if has_cai:
-        return from_cuda_array_interface(obj)
-    return from_dlpack(obj)
+    # DLPack first when offered: it orders the producer's pending work before pyrnn's stream.
+    dev = getattr(obj, "__dlpack_device__", None)
+    if hasattr(obj, "__dlpack__") and dev is not None:
+        try:
+            kind = int(dev()[0])
+        except Exception:
+            kind = None
+        if kind in (kDLCUDA, kDLCUDAManaged):
+            return from_dlpack(obj)
+    return from_cuda_array_interface(obj)
 
 
 # ---- recurrent stack ---------------------------------------------------------------------------

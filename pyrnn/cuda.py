@@ -93,15 +93,22 @@ def _need():
 
 
 def as_device_array(obj):
-    """Zero-copy pyrnn.cuda.DeviceArray view of a device array: a DeviceArray, an object with
-    ``__cuda_array_interface__`` (CuPy, Numba, PyTorch CUDA tensors) or a CUDA ``__dlpack__``.
-    The view keeps the producer alive. TypeError for host data."""
+    """Zero-copy pyrnn.cuda.DeviceArray view of a device array: a DeviceArray, a CUDA
+    ``__dlpack__`` (preferred when offered: stream-ordered) or ``__cuda_array_interface__``
+    (CuPy, Numba, PyTorch CUDA tensors). The view keeps the producer alive. TypeError for
+    host data; ValueError for non-contiguous arrays."""
     return _need().as_device_array(obj)
 
 
 def from_dlpack(obj):
     """Zero-copy DeviceArray over an object exporting a CUDA DLPack tensor."""
     return _need().from_dlpack(obj)
+
+
+def from_cuda_array_interface(obj):
+    """Zero-copy DeviceArray over an object exposing ``__cuda_array_interface__``. A v3 stream
+    is synchronized; older versions (no stream information) synchronize the device."""
+    return _need().from_cuda_array_interface(obj)
 
 
 def to_device(array, dtype=None):

@@ -203,8 +203,9 @@ def test_torch_interop():
     if not torch.cuda.is_available():
         pytest.skip("torch without CUDA")
     t = torch.arange(12, dtype=torch.float64, device="cuda").reshape(3, 4) * 2
-    a = pyrnn.cuda.as_device_array(t)  # CAI path, zero-copy
+    a = pyrnn.cuda.from_cuda_array_interface(t)  # CAI path (v2: device synchronize), zero-copy
     assert a.ptr == t.data_ptr() and a.owner is t
+    assert pyrnn.cuda.as_device_array(t).ptr == t.data_ptr()  # DLPack preferred
     np.testing.assert_array_equal(a.numpy(), t.cpu().numpy())
     b = pyrnn.cuda.from_dlpack(t)      # DLPack path, zero-copy
     assert b.ptr == t.data_ptr()
