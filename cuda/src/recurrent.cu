@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "cells.cuh"
 #include "pyrnn/cuda/check.h"
@@ -36,6 +37,13 @@ class DeviceScope {
   int prev_ = 0;
   bool switched_ = false;
 };
+
+// A device's Context (its stream and cuBLAS handle) is shared by every layer on it; a cuBLAS
+// handle must not be used from two threads at once, so passes on one device are serialized.
+std::mutex& device_mutex(int device) {
+  static std::mutex mutexes[64];
+  return mutexes[static_cast<unsigned>(device) % 64];
+}
 
 // Grows (never shrinks) a workspace; contents are not preserved.
 template <typename U>
@@ -152,6 +160,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const std::size_t T_ = steps, N = batch;
   PYRNN_CHECK(T_ * N * std::max(cfg_.gates() * H, cfg_.input_size) < (std::size_t(1) << 31),
               "steps*batch*width overflows 32-bit GEMM sizes (T=", steps, ", N=", batch, ")");
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   cudaStream_t stream = ctx_->stream();
 
@@ -297,6 +306,7 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   PYRNN_CHECK(!lstm || dc0, "backward: LSTM needs a dc0 buffer");
   const int L = cfg_.num_layers, D = cfg_.directions();
   const std::size_t T_ = steps_, N = batch_, DH = static_cast<std::size_t>(D) * cfg_.hidden_size;
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   cudaStream_t stream = ctx_->stream();
 

@@ -19,7 +19,8 @@
 // Execution: all work is queued on the device Context's stream; forward() and backward() return
 // when their results are complete (they end with a stream synchronize), like the CPU methods.
 // Inputs must be complete when they are called (a producer on another stream synchronizes first).
-// One layer is not safe to use from two threads at once.
+// One layer is not safe to use from two threads at once; forward/backward passes of different
+// layers on one device are serialized (they share the device Context's cuBLAS handle).
 #pragma once
 #include <cuda_runtime_api.h>
 
