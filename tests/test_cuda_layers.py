@@ -101,6 +101,21 @@ def test_matches_cpu(cell, L, bidir, use_lengths, use_hx, dtype, layout):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_bias_matches_cpu(cell, dtype):
+    rng = np.random.default_rng(seed_of("nobias", cell, dtype))
+    cpu, gpu = twins(cell, 4, 6, 2, bias=False, bidirectional=True, dtype=dtype, seed=3)
+    x = rng.standard_normal((5, 3, 4))
+    out_c, _ = cpu(x, lengths=[5, 1, 3])
+    out_g, _ = gpu(x, lengths=[5, 1, 3])
+    close(out_g, out_c, dtype, "output")
+    d = rng.standard_normal(out_c.shape)
+    close(gpu.backward(d)[0], cpu.backward(d)[0], dtype, "dx")
+    for k, v in gpu.numpy_grads().items():
+        close(v, cpu.grads[k], dtype, f"grad {k}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dropout_masks_and_eval_match(cell, dtype):
     rng = np.random.default_rng(seed_of("drop", cell, dtype))
     cpu, gpu = twins(cell, 4, 6, 3, dropout=0.4, bidirectional=True, dtype=dtype, seed=7)

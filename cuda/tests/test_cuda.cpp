@@ -206,6 +206,7 @@ struct Case {
   bool lengths;
   bool hx;
   double dropout;
+  bool bias = true;
 };
 
 template <typename T>
@@ -218,12 +219,14 @@ void check_recurrent(const Case& cs) {
   cfg.num_layers = cs.layers;
   cfg.bidirectional = cs.bidir;
   cfg.dropout = cs.dropout;
+  cfg.bias = cs.bias;
   const int T_ = 6, N = 3, L = cfg.num_layers, D = cfg.directions(), H = cfg.hidden_size;
   const bool lstm = cs.cell == pyrnn::CellType::LSTM;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "Recurrent<%s> cell=%d reset_after=%d L=%d bidir=%d lengths=%d hx=%d p=%g",
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "Recurrent<%s> cell=%d reset_after=%d L=%d bidir=%d lengths=%d hx=%d p=%g bias=%d",
                 sizeof(T) == 4 ? "float" : "double", int(cs.cell), int(cs.reset_after), L,
-                int(cs.bidir), int(cs.lengths), int(cs.hx), cs.dropout);
+                int(cs.bidir), int(cs.lengths), int(cs.hx), cs.dropout, int(cs.bias));
   const std::string label = buf;
   const double tol = sizeof(T) == 4 ? 1e-5 : 1e-10;
 
@@ -301,6 +304,8 @@ void test_recurrent() {
           for (bool hx : {false, true})
             check_recurrent<T>({c.first, c.second, layers, bidir, lengths, hx, 0.0});
   for (const auto& c : cells) check_recurrent<T>({c.first, c.second, 3, true, true, true, 0.3});
+  for (const auto& c : cells)
+    check_recurrent<T>({c.first, c.second, 2, true, true, true, 0.0, /*bias=*/false});
 }
 
 void test_recurrent_errors() {
