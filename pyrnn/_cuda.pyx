@@ -128,7 +128,7 @@ cdef class _Allocation:
         _require_device()
         self.device = device
         Context.get(device)  # validates the index
-        self.buf = new DeviceBuffer[unsigned char](nbytes if nbytes else 1)
+        self.buf = ccuda.new_device_bytes(nbytes if nbytes else 1, device)
 
     def __dealloc__(self):
         del self.buf
@@ -264,9 +264,10 @@ cdef class DeviceArray:
         cdef size_t a = A, b = B, c = C, es = self.dtype.itemsize
         cdef void* dst = <void*>out.ptr
         cdef const void* src = <const void*>self.ptr
+        cdef int dev = self.device
         if a * b * c:
             with nogil:
-                ccuda.permute01(dst, src, a, b, c, es, NULL)
+                ccuda.permute01(dst, src, a, b, c, es, dev)
         return out
 
     def copy(self):

@@ -38,7 +38,8 @@ cdef extern from "pyrnn/cuda/context.h" namespace "pyrnn::cuda" nogil:
 cdef extern from "pyrnn/cuda/memory.h" namespace "pyrnn::cuda" nogil:
     void copy_bytes(void* dst, const void* src, size_t nbytes, cudaStream_t stream) except +
     void permute01(void* out, const void* inp, size_t A, size_t B, size_t C, size_t elem_size,
-                   cudaStream_t stream) except +
+                   int device) except +
+    DeviceBuffer[unsigned char]* new_device_bytes(size_t nbytes, int device) except +
     void synchronize_stream(cudaStream_t stream) except +
     int pointer_device(const void* p)
 

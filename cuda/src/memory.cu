@@ -12,6 +12,25 @@ namespace pyrnn {
 namespace cuda {
 
 namespace {
+// Makes `device` current for a scope and restores the caller's device afterwards.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
+    switched_ = prev_ != device;
+    if (switched_) PYRNN_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceScope() {
+    if (switched_) (void)cudaSetDevice(prev_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+  bool switched_ = false;
+};
+
 template <typename E>
 __global__ void permute01_kernel(E* __restrict__ out, const E* __restrict__ in, std::size_t A,
                                  std::size_t B, std::size_t C) {
@@ -33,9 +52,11 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stre
 }
 
 void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
-               std::size_t elem_size, cudaStream_t stream) {
+               std::size_t elem_size, int device) {
   const std::size_t n = A * B * C;
   if (n == 0) return;
+  DeviceScope scope(device);
+  cudaStream_t stream = nullptr;
   PYRNN_CHECK(elem_size == 4 || elem_size == 8, "permute01: element size ", elem_size,
               " is not 4 or 8");
   constexpr unsigned kThreads = 256;
@@ -49,6 +70,11 @@ void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::siz
         static_cast<std::uint64_t*>(out), static_cast<const std::uint64_t*>(in), A, B, C);
   PYRNN_CUDA_CHECK(cudaGetLastError());
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+DeviceBuffer<unsigned char>* new_device_bytes(std::size_t bytes, int device) {
+  DeviceScope scope(device);
+  return new DeviceBuffer<unsigned char>(bytes);
 }
 
 void synchronize_stream(cudaStream_t stream) { PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream)); }
