@@ -1,9 +1,10 @@
 // Fused pointwise kernels of cuda::Recurrent: see cells.cuh. The formulas are cells.h's, written
-// per element; the launch layout is one thread per (n, j), grid-stride.
+// per element (cell_elems.cuh); the launch layout is one thread per (n, j), grid-stride.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 
+#include "cell_elems.cuh"
 #include "cells.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/random.h"
@@ -17,27 +18,15 @@ namespace {
 constexpr unsigned kThreads = 256;
 
 unsigned blocks_for(std::size_t n) {
-  return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535)));
-}
-
-__device__ __forceinline__ float dexp(float x) { return expf(x); }
-__device__ __forceinline__ double dexp(double x) { return exp(x); }
-__device__ __forceinline__ float dtanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double dtanh(double x) { return tanh(x); }
-template <typename T>
-__device__ __forceinline__ T dsigmoid(T x) {
-  return T(1) / (T(1) + dexp(-x));
-}
-
-__device__ __forceinline__ bool active(const std::int64_t* lengths, int n, int t) {
-  return lengths == nullptr || t < lengths[n];
+  const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535);
+  return static_cast<unsigned>(std::max<std::size_t>(1, blocks));
 }
 
 #define PYRNN_GRID_LOOP(i, count)                                                          \
   for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; \
        i < (count); i += static_cast<std::size_t>(blockDim.x) * gridDim.x)
 
-// ---- forward ------------------------------------------------------------------------------------
+// ---- per-step kernels: the bodies are in cell_elems.cuh --------------------------------------
 
 template <typename T>
 __global__ void cell_forward_kernel(int cell, bool reset_after, int N, int H, int t,
@@ -46,92 +35,20 @@ __global__ void cell_forward_kernel(int cell, bool reset_after, int N, int H, in
                                     const T* __restrict__ hp, T* __restrict__ hc,
                                     const T* __restrict__ cp, T* __restrict__ cc,
                                     T* __restrict__ aux, T* __restrict__ y, int ldy, int G) {
-  const std::size_t NH = static_cast<std::size_t>(N) * H;
-  const std::size_t GH = static_cast<std::size_t>(G) * H;
-  PYRNN_GRID_LOOP(i, NH) {
-    const int n = static_cast<int>(i / H), j = static_cast<int>(i % H);
-    T* gr = g + n * GH;
-    const T* rr = r + n * GH;
-    T* yr = y + static_cast<std::size_t>(n) * ldy;
-    if (!active(lengths, n, t)) {
-      // Past this sequence's end: the state carries through, the output is zero.
-      hc[i] = hp[i];
-      if (cell == static_cast<int>(CellType::LSTM)) cc[i] = cp[i];
-      if (cell == static_cast<int>(CellType::GRU)) aux[i] = T(0);
-      yr[j] = T(0);
-      continue;
-    }
-    switch (static_cast<CellType>(cell)) {
-      case CellType::RNN_TANH:
-      case CellType::RNN_RELU: {  // rnn_forward_row
-        const T pre = gr[j] + rr[j];
-        const T h = cell == static_cast<int>(CellType::RNN_RELU) ? (pre > T(0) ? pre : T(0))
-                                                                  : dtanh(pre);
-        gr[j] = h;
-        hc[i] = h;
-        yr[j] = h;
-        break;
-      }
-      case CellType::LSTM: {  // lstm_forward_row
-        const T ig = dsigmoid(gr[j] + rr[j]);
-        const T f = dsigmoid(gr[H + j] + rr[H + j]);
-        const T nn = dtanh(gr[2 * H + j] + rr[2 * H + j]);
-        const T o = dsigmoid(gr[3 * H + j] + rr[3 * H + j]);
-        const T cn = f * cp[i] + ig * nn;
-        gr[j] = ig;
-        gr[H + j] = f;
-        gr[2 * H + j] = nn;
-        gr[3 * H + j] = o;
-        cc[i] = cn;
-        const T h = o * dtanh(cn);
-        hc[i] = h;
-        yr[j] = h;
-        break;
-      }
-      case CellType::GRU:
-        if (reset_after) {  // gru_after_forward_row
-          const T rg = dsigmoid(gr[j] + rr[j]);
-          const T z = dsigmoid(gr[H + j] + rr[H + j]);
-          const T hnj = rr[2 * H + j] + (b_hn ? b_hn[j] : T(0));
-          const T nn = dtanh(gr[2 * H + j] + rg * hnj);
-          gr[j] = rg;
-          gr[H + j] = z;
-          gr[2 * H + j] = nn;
-          aux[i] = hnj;
-          const T h = (T(1) - z) * nn + z * hp[i];
-          hc[i] = h;
-          yr[j] = h;
-        } else {  // gru_before_gates_row
-          const T rg = dsigmoid(gr[j] + rr[j]);
-          gr[j] = rg;
-          gr[H + j] = dsigmoid(gr[H + j] + rr[H + j]);
-          aux[i] = rg * hp[i];
-        }
-        break;
-    }
-  }
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  cell_forward_elem<T>(i, cell, reset_after, H, G, t, lengths, g, r, b_hn, hp, hc, cp, cc, aux, y,
+                       ldy);
 }
 
 template <typename T>
-__global__ void gru_before_state_kernel(int N, int H, int t, const std::int64_t* __restrict__ lengths,
+__global__ void gru_before_state_kernel(int N, int H, int t,
+                                        const std::int64_t* __restrict__ lengths,
                                         T* __restrict__ g, const T* __restrict__ rn,
                                         const T* __restrict__ hp, T* __restrict__ hc,
                                         T* __restrict__ y, int ldy) {
-  const std::size_t NH = static_cast<std::size_t>(N) * H, GH = 3 * static_cast<std::size_t>(H);
-  PYRNN_GRID_LOOP(i, NH) {
-    const int n = static_cast<int>(i / H), j = static_cast<int>(i % H);
-    if (!active(lengths, n, t)) continue;  // cell_forward already carried the state
-    T* gr = g + n * GH;
-    const T z = gr[H + j];
-    const T nn = dtanh(gr[2 * H + j] + rn[n * GH + j]);
-    gr[2 * H + j] = nn;
-    const T h = (T(1) - z) * nn + z * hp[i];
-    hc[i] = h;
-    y[static_cast<std::size_t>(n) * ldy + j] = h;
-  }
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  gru_before_state_elem<T>(i, H, t, lengths, g, rn, hp, hc, y, ldy);
 }
-
-// ---- backward -----------------------------------------------------------------------------------
 
 template <typename T>
 __global__ void cell_backward_kernel(int cell, bool reset_after, int N, int H, int t,
@@ -141,53 +58,9 @@ __global__ void cell_backward_kernel(int cell, bool reset_after, int N, int H, i
                                      T* __restrict__ pw, const T* __restrict__ a,
                                      const T* __restrict__ aux, const T* __restrict__ hp,
                                      const T* __restrict__ c, const T* __restrict__ cp, int G) {
-  const std::size_t NH = static_cast<std::size_t>(N) * H;
-  const std::size_t GH = static_cast<std::size_t>(G) * H;
-  PYRNN_GRID_LOOP(i, NH) {
-    const int n = static_cast<int>(i / H), j = static_cast<int>(i % H);
-    T* dgr = dg + n * GH;
-    if (!active(lengths, n, t)) {  // no gradient past the end
-      for (int k = 0; k < G; ++k) dgr[k * H + j] = T(0);
-      if (dghn) dghn[i] = T(0);
-      continue;
-    }
-    const T d = dh[i] + dy[static_cast<std::size_t>(n) * ldy + j];
-    const T* ar = a + n * GH;
-    switch (static_cast<CellType>(cell)) {
-      case CellType::RNN_TANH:
-      case CellType::RNN_RELU:  // rnn_backward_row
-        dgr[j] = d * (cell == static_cast<int>(CellType::RNN_RELU) ? (ar[j] > T(0) ? T(1) : T(0))
-                                                                   : T(1) - ar[j] * ar[j]);
-        break;
-      case CellType::LSTM: {  // lstm_backward_row
-        const T ig = ar[j], f = ar[H + j], nn = ar[2 * H + j], o = ar[3 * H + j];
-        const T tc = dtanh(c[i]);
-        const T dct = dc[i] + d * o * (T(1) - tc * tc);
-        dgr[j] = dct * nn * ig * (T(1) - ig);
-        dgr[H + j] = dct * cp[i] * f * (T(1) - f);
-        dgr[2 * H + j] = dct * ig * (T(1) - nn * nn);
-        dgr[3 * H + j] = d * tc * o * (T(1) - o);
-        dc[i] = dct * f;
-        break;
-      }
-      case CellType::GRU:
-        if (reset_after) {  // gru_after_backward_row
-          const T rg = ar[j], z = ar[H + j], nn = ar[2 * H + j];
-          const T dn = d * (T(1) - z) * (T(1) - nn * nn);
-          dgr[j] = dn * aux[i] * rg * (T(1) - rg);
-          dgr[H + j] = d * (hp[i] - nn) * z * (T(1) - z);
-          dgr[2 * H + j] = dn;
-          dghn[i] = dn * rg;
-          pw[i] = d * z;
-        } else {  // gru_before_backward_zn_row
-          const T z = ar[H + j], nn = ar[2 * H + j];
-          dgr[H + j] = d * (hp[i] - nn) * z * (T(1) - z);
-          dgr[2 * H + j] = d * (T(1) - z) * (T(1) - nn * nn);
-          pw[i] = d * z;
-        }
-        break;
-    }
-  }
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  cell_backward_elem<T>(i, cell, reset_after, H, G, t, lengths, dg, dghn, dh, dy, ldy, dc, pw, a,
+                        aux, hp, c, cp);
 }
 
 template <typename T>
@@ -196,26 +69,16 @@ __global__ void gru_before_backward_r_kernel(int N, int H, int t,
                                              T* __restrict__ dg, const T* __restrict__ drh,
                                              T* __restrict__ pw, const T* __restrict__ a,
                                              const T* __restrict__ hp) {
-  const std::size_t NH = static_cast<std::size_t>(N) * H, GH = 3 * static_cast<std::size_t>(H);
-  PYRNN_GRID_LOOP(i, NH) {
-    const int n = static_cast<int>(i / H), j = static_cast<int>(i % H);
-    if (!active(lengths, n, t)) continue;
-    const T rg = a[n * GH + j];
-    dg[n * GH + j] = drh[i] * hp[i] * rg * (T(1) - rg);
-    pw[i] += drh[i] * rg;
-  }
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  gru_before_backward_r_elem<T>(i, H, t, lengths, dg, drh, pw, a, hp);
 }
 
 template <typename T>
 __global__ void update_dh_kernel(int N, int H, int t, const std::int64_t* __restrict__ lengths,
                                  T* __restrict__ dh, const T* __restrict__ rec,
                                  const T* __restrict__ pw) {
-  const std::size_t NH = static_cast<std::size_t>(N) * H;
-  PYRNN_GRID_LOOP(i, NH) {
-    const int n = static_cast<int>(i / H);
-    if (!active(lengths, n, t)) continue;  // d h passes through
-    dh[i] = rec[i] + (pw ? pw[i] : T(0));
-  }
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  update_dh_elem<T>(i, H, t, lengths, dh, rec, pw);
 }
 
 // ---- whole-buffer helpers -----------------------------------------------------------------------
