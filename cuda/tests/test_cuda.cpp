@@ -399,6 +399,22 @@ void test_no_device_errors() {
 }  // namespace
 
 int main() {
+#ifdef PYRNN_CUDA_HOST_EMULATION
+  // tests/emu: the orchestration code on the host; the device-only tests are left out.
+  try {
+    std::printf("host emulation of the CUDA backend (tests/emu)\n");
+    test_recurrent<float>();
+    test_recurrent<double>();
+    test_recurrent_errors();
+    test_matrix_cuda();
+    test_facade();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
+    ++failures;
+  }
+  std::printf("%s (%d failures)\n", failures ? "FAIL" : "OK", failures);
+  return failures ? 1 : 0;
+#endif
   if (pyrnn::cuda::device_count() == 0) {
     test_no_device_errors();
     if (failures) {
