@@ -10,8 +10,20 @@ from .recurrent import GRU, LSTM, RNN
 
 __version__ = _core.version()
 
+# The training stack (DESIGN.md section 4).
+from . import callbacks, data, init, losses, optim  # noqa: E402
+from .layers import Dense, Dropout, Embedding, LastStep, LayerNorm  # noqa: E402
+from .model import Sequential  # noqa: E402
+from .parameter import Parameter  # noqa: E402
+from .serialize import load, save  # noqa: E402
+# Interop (torch and onnx are optional: imported inside these functions only).
+from .interop import from_torch  # noqa: E402
+from .onnx_export import export_onnx  # noqa: E402
+
 __all__ = ["RNN", "LSTM", "GRU", "Matrix", "info", "set_num_threads", "get_num_threads",
-           "set_cpu_isa", "get_cpu_isa", "get_include", "get_cmake_dir", "__version__"]
+           "set_cpu_isa", "get_cpu_isa", "get_include", "get_cmake_dir", "__version__",
+           "Dense", "Embedding", "Dropout", "LayerNorm", "LastStep", "Sequential", "Parameter",
+           "load", "save", "losses", "optim", "init", "callbacks", "from_torch", "export_onnx"]
 
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _core
 from ._validate import float_dtype, lengths_array, positive_int, real_array, shape_str
+from .parameter import Parameter
 
 
 def _check_device(device):
@@ -49,6 +50,7 @@ def _host_lengths(lengths):
 
 class _Recurrent:
     _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
+    _takes_lengths = True  # Sequential passes the sequence lengths to forward
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None,
@@ -151,6 +153,66 @@ class _Recurrent:
 
     def num_parameters(self):
         return int(self._native.num_parameters())
+
+    def parameters(self):
+        """Yields a pyrnn.Parameter per entry of `params` (same names), whose data and grad
+        are the views into native memory: optimizers update the layer in place. CPU layers
+        only (the optimizers run on host memory): RuntimeError on a CUDA layer."""
+        if self.device != "cpu":
+            raise RuntimeError("parameters() (optimizers, clip_grad_norm, Sequential training) "
+                               "needs a CPU layer: call layer.to('cpu') first; CUDA layers expose "
+                               "DeviceArray views as layer.params / layer.grads")
+        for name, data in self._params.items():
+            yield Parameter(name, data, self._grads[name])
+
+    # ---- serialization (pyrnn.save / pyrnn.load) ------------------------------------------
+    def config(self):
+        """Constructor arguments as a JSON-able dict (the seed and device are not kept)."""
+        cfg = {"input_size": self.input_size, "hidden_size": self.hidden_size,
+               "num_layers": self.num_layers, "bias": self.bias,
+               "batch_first": self.batch_first, "bidirectional": self.bidirectional,
+               "dropout": self.dropout, "dtype": self.dtype.name}
+        cfg.update(self._extra_config())
+        return cfg
+
+    def _extra_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @classmethod
+    def param_shapes(cls, config):
+        """{name: shape} of a layer built from `config`, computed without allocating."""
+        G = {"lstm": 4, "gru": 3}.get(cls._cell, 1)
+        H, L = int(config["hidden_size"]), int(config["num_layers"])
+        D = 2 if config.get("bidirectional", False) else 1
+        bias = config.get("bias", True)
+        reset_after = config.get("reset_after", False)
+        shapes = {}
+        for k in range(L):
+            C = int(config["input_size"]) if k == 0 else D * H
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                shapes["weight_ih" + sfx] = (G * H, C)
+                shapes["weight_hh" + sfx] = (G * H, H)
+                if bias:
+                    shapes["bias" + sfx] = (G * H,)
+                    if reset_after:
+                        shapes["bias_hn" + sfx] = (H,)
+        return shapes
+
+    def save(self, path):
+        """Write this layer (config + weights) to one file; pyrnn.load(path) reads it back."""
+        from .serialize import save
+        save(self, path)
+
+    def to_torch(self):
+        """The equivalent torch.nn.RNN / LSTM / GRU with copied parameters (see
+        pyrnn.interop; needs torch). GRU(reset_after=False) has none: ValueError."""
+        from .interop import to_torch
+        return to_torch(self)
 
     def zero_grad(self):
         self._native.zero_grad()
@@ -409,6 +471,9 @@ class RNN(_Recurrent):
     def _extra_repr(self):
         return [] if self.nonlinearity == "tanh" else [f"nonlinearity='{self.nonlinearity}'"]
 
+    def _extra_config(self):
+        return {"nonlinearity": self.nonlinearity}
+
 
 class LSTM(_Recurrent):
     """LSTM, gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
@@ -442,3 +507,6 @@ class GRU(_Recurrent):
 
     def _extra_repr(self):
         return ["reset_after=True"] if self.reset_after else []
+
+    def _extra_config(self):
+        return {"reset_after": self.reset_after}

@@ -199,3 +199,16 @@ def test_device_input_errors(fake_cuda):
         gpu.backward(FakeDev(np.zeros((2, 1, 5), np.float32)))
     with pytest.raises(ValueError, match="lengths"):
         gpu(np.zeros((2, 2, 3)), lengths=[1, 3])
+
+
+def test_training_stack_refuses_cuda_layers_clearly(fake_cuda, tmp_path):
+    gpu = make("lstm", 3, 4, device="cuda", dtype="float64", seed=3)
+    with pytest.raises(RuntimeError, match=r"to\('cpu'\)"):
+        list(gpu.parameters())
+    # save() goes through host copies and loads as a CPU layer with the same weights
+    path = tmp_path / "gpu.pyrnn"
+    gpu.save(path)
+    back = pyrnn.load(path)
+    assert back.device == "cpu"
+    for k, v in gpu.numpy_params().items():
+        np.testing.assert_array_equal(back.params[k], v)

@@ -9,6 +9,10 @@
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/random.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace pyrnn {
 
 using kernels::gemm;
@@ -234,59 +238,87 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
 
   K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
   if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-  const int nth = kernels::gemm_threads(Ni, G * Hi, Hi);
+  // Threads own slices of hidden units, in whole GEMM panels, across every gate: each computes
+  // the recurrent products for its units and applies the cell to them right away, so a step
+  // needs one barrier (h_t complete). Hidden sizes that are not a multiple of the panel width
+  // run the step loop on one thread.
+  const int nr = pack_hh_.nr;
+  const int nth = Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi), Hi / nr) : 1;
+  const int ngates = split ? 2 : G;
 
-  // One parallel region for the whole pass: per step, the team computes the recurrent GEMM
-  // (split by gate columns), then the fused cell kernel (split by batch rows).
 #pragma omp parallel num_threads(nth) if (nth > 1)
-  for (std::size_t s = 0; s < T_; ++s) {
-    const std::size_t t = dir == 0 ? s : T_ - 1 - s;
-    const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
-    const T* hp = hs + prev * N * H;  // [N, H]
-    T* hc = hs + cur * N * H;         // [N, H]
-    T* gt = g + t * N * GH;           // [N, GH]
-    T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
-    K.gemm_team(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi);
-#pragma omp for schedule(static)
-    for (std::size_t n = 0; n < N; ++n) {
-      T* gr = gt + n * GH;
-      const T* rr = r + n * GH;
-      const T* hpr = hp + n * H;
-      T* hcr = hc + n * H;
-      T* yr = y + (t * N + n) * DH + dir * H;  // this direction's slice of y[t, n]
-      if (!active(static_cast<int>(n), static_cast<int>(t))) {
-        // Past this sequence's end: the state carries through, the output is zero.
-        std::memcpy(hcr, hpr, H * sizeof(T));
-        if (lstm) std::memcpy(cs + cur * N * H + n * H, cs + prev * N * H + n * H, H * sizeof(T));
-        if (gru) std::fill(at + n * H, at + (n + 1) * H, T(0));
-        std::fill(yr, yr + H, T(0));
-        continue;
-      }
-      switch (cfg_.cell) {
-        case CellType::RNN_TANH:
-        case CellType::RNN_RELU:
-          K.rnn_forward_row(Hi, relu, gr, rr);
-          std::memcpy(hcr, gr, H * sizeof(T));
-          break;
-        case CellType::LSTM:
-          K.lstm_forward_row(Hi, gr, rr, cs + prev * N * H + n * H, cs + cur * N * H + n * H, hcr);
-          break;
-        case CellType::GRU:
-          if (cfg_.reset_after) K.gru_after_forward_row(Hi, gr, rr, w.b_hn, at + n * H, hpr, hcr);
-          else K.gru_before_gates_row(Hi, gr, rr, hpr, at + n * H);
-          break;
-      }
-      if (!split) std::memcpy(yr, hcr, H * sizeof(T));
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#else
+    const int tid = 0, team = 1;
+#endif
+    const int upanels = (Hi + nr - 1) / nr;
+    const int u0 = std::min(Hi, upanels * tid / team * nr);
+    const int u1 = std::min(Hi, upanels * (tid + 1) / team * nr);
+    int ranges[8], ranges_n[2] = {u0 / nr, (u1 + nr - 1) / nr};
+    for (int q = 0; q < ngates; ++q) {
+      ranges[2 * q] = (q * Hi + u0) / nr;
+      ranges[2 * q + 1] = (q * Hi + u1 + nr - 1) / nr;
     }
-    if (split) {
-      T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
-      K.gemm_team(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), nullptr, rn, G * Hi);
-#pragma omp for schedule(static)
-      for (std::size_t n = 0; n < N; ++n)
-        if (active(static_cast<int>(n), static_cast<int>(t))) {
-          K.gru_before_state_row(Hi, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
-          std::memcpy(y + (t * N + n) * DH + dir * H, hc + n * H, H * sizeof(T));
+    const std::size_t U0 = u0, U = u1 - u0;
+    for (std::size_t s = 0; s < T_; ++s) {
+      const std::size_t t = dir == 0 ? s : T_ - 1 - s;
+      const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+      const T* hp = hs + prev * N * H;  // [N, H]
+      T* hc = hs + cur * N * H;         // [N, H]
+      T* gt = g + t * N * GH;           // [N, GH]
+      T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
+      if (U) K.gemm_panels(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi, ranges,
+                           ngates);
+      for (std::size_t n = 0; n < N && U; ++n) {
+        T* gr = gt + n * GH;
+        const T* rr = r + n * GH;
+        const T* hpr = hp + n * H;
+        T* hcr = hc + n * H;
+        T* yr = y + (t * N + n) * DH + dir * H;  // this direction's slice of y[t, n]
+        if (!active(static_cast<int>(n), static_cast<int>(t))) {
+          // Past this sequence's end: the state carries through, the output is zero.
+          std::memcpy(hcr + U0, hpr + U0, U * sizeof(T));
+          if (lstm)
+            std::memcpy(cs + cur * N * H + n * H + U0, cs + prev * N * H + n * H + U0,
+                        U * sizeof(T));
+          if (gru) std::fill(at + n * H + U0, at + n * H + U0 + U, T(0));
+          std::fill(yr + U0, yr + U0 + U, T(0));
+          continue;
         }
+        switch (cfg_.cell) {
+          case CellType::RNN_TANH:
+          case CellType::RNN_RELU:
+            K.rnn_forward_row(Hi, u0, u1, relu, gr, rr);
+            std::memcpy(hcr + U0, gr + U0, U * sizeof(T));
+            break;
+          case CellType::LSTM:
+            K.lstm_forward_row(Hi, u0, u1, gr, rr, cs + prev * N * H + n * H,
+                               cs + cur * N * H + n * H, hcr);
+            break;
+          case CellType::GRU:
+            if (cfg_.reset_after)
+              K.gru_after_forward_row(Hi, u0, u1, gr, rr, w.b_hn, at + n * H, hpr, hcr);
+            else
+              K.gru_before_gates_row(Hi, u0, u1, gr, rr, hpr, at + n * H);
+            break;
+        }
+        if (!split) std::memcpy(yr + U0, hcr + U0, U * sizeof(T));
+      }
+      if (split) {
+#pragma omp barrier
+        // The seeds' GRU: W_hn needs r*h_prev of every unit.
+        T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
+        if (U) K.gemm_panels(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), nullptr, rn, G * Hi,
+                             ranges_n, 1);
+        for (std::size_t n = 0; n < N && U; ++n)
+          if (active(static_cast<int>(n), static_cast<int>(t))) {
+            K.gru_before_state_row(Hi, u0, u1, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
+            std::memcpy(y + (t * N + n) * DH + dir * H + U0, hc + n * H + U0, U * sizeof(T));
+          }
+      }
+#pragma omp barrier
     }
   }
 }
@@ -354,67 +386,88 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps.
   K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
   if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-  const int nth = kernels::gemm_threads(Ni, G * Hi, Hi);
+  // As in forward: threads own slices of hidden units (whole panels of d h_prev's columns). The
+  // cell backward of a unit needs only that unit's running d h / d c, so one barrier per step
+  // (all of dg written before the GEMM reads it) suffices.
+  const int nr = pack_hh_.nr;
+  const int nth = Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi), Hi / nr) : 1;
 
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
 #pragma omp parallel num_threads(nth) if (nth > 1)
-  for (std::size_t s = 0; s < T_; ++s) {
-    const std::size_t t = dir == 0 ? T_ - 1 - s : s;
-    const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
-    const T* hp = hs + prev * N * H;
-    const T* at = dc.g.data() + t * N * GH;
-    T* dgt = dg.data() + t * N * GH;
-    T* dghnt = after ? dghn.data() + t * N * H : nullptr;
-#pragma omp for schedule(static)
-    for (std::size_t n = 0; n < N; ++n) {
-      if (!active(static_cast<int>(n), static_cast<int>(t))) {  // no gradient past the end
-        std::fill(dgt + n * GH, dgt + (n + 1) * GH, T(0));
-        if (after) std::fill(dghnt + n * H, dghnt + (n + 1) * H, T(0));
-        continue;
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#else
+    const int tid = 0, team = 1;
+#endif
+    const int upanels = (Hi + nr - 1) / nr;
+    const int u0 = std::min(Hi, upanels * tid / team * nr);
+    const int u1 = std::min(Hi, upanels * (tid + 1) / team * nr);
+    const int range[2] = {u0 / nr, (u1 + nr - 1) / nr};
+    const std::size_t U0 = u0, U = u1 - u0;
+    for (std::size_t s = 0; s < T_; ++s) {
+      const std::size_t t = dir == 0 ? T_ - 1 - s : s;
+      const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+      const T* hp = hs + prev * N * H;
+      const T* at = dc.g.data() + t * N * GH;
+      T* dgt = dg.data() + t * N * GH;
+      T* dghnt = after ? dghn.data() + t * N * H : nullptr;
+      for (std::size_t n = 0; n < N && U; ++n) {
+        T* dgr = dgt + n * GH;
+        if (!active(static_cast<int>(n), static_cast<int>(t))) {  // no gradient past the end
+          for (int q = 0; q < G; ++q) std::fill(dgr + q * H + U0, dgr + q * H + U0 + U, T(0));
+          if (after) std::fill(dghnt + n * H + U0, dghnt + n * H + U0 + U, T(0));
+          continue;
+        }
+        const T* dyr = dy + (t * N + n) * DH + dir * H;
+        T* d = dht.data() + n * H;
+        for (std::size_t j = U0; j < U0 + U; ++j) d[j] = dh[n * H + j] + dyr[j];
+        const T* ar = at + n * GH;
+        switch (cfg_.cell) {
+          case CellType::RNN_TANH:
+          case CellType::RNN_RELU: K.rnn_backward_row(Hi, u0, u1, relu, dgr, d, ar); break;
+          case CellType::LSTM:
+            K.lstm_backward_row(Hi, u0, u1, dgr, d, dcs.data() + n * H, ar,
+                                cs + cur * N * H + n * H, cs + prev * N * H + n * H);
+            break;
+          case CellType::GRU:
+            if (after)
+              K.gru_after_backward_row(Hi, u0, u1, dgr, dghnt + n * H, d, pw.data() + n * H, ar,
+                                       dc.aux.data() + (t * N + n) * H, hp + n * H);
+            else
+              K.gru_before_backward_zn_row(Hi, u0, u1, dgr, d, pw.data() + n * H, ar, hp + n * H);
+            break;
+        }
       }
-      const T* dyr = dy + (t * N + n) * DH + dir * H;
-      T* d = dht.data() + n * H;
-      for (std::size_t j = 0; j < H; ++j) d[j] = dh[n * H + j] + dyr[j];
-      const T* ar = at + n * GH;
-      T* dgr = dgt + n * GH;
-      switch (cfg_.cell) {
-        case CellType::RNN_TANH:
-        case CellType::RNN_RELU: K.rnn_backward_row(Hi, relu, dgr, d, ar); break;
-        case CellType::LSTM:
-          K.lstm_backward_row(Hi, dgr, d, dcs.data() + n * H, ar, cs + cur * N * H + n * H,
-                              cs + prev * N * H + n * H);
-          break;
-        case CellType::GRU:
-          if (after)
-            K.gru_after_backward_row(Hi, dgr, dghnt + n * H, d, pw.data() + n * H, ar,
-                                     dc.aux.data() + (t * N + n) * H, hp + n * H);
-          else
-            K.gru_before_backward_zn_row(Hi, dgr, d, pw.data() + n * H, ar, hp + n * H);
-          break;
+#pragma omp barrier
+      // d h_prev through the recurrent weights, for this thread's units: rec = dg_h W_hh.
+      if (gru && !after) {
+        if (U) K.gemm_panels(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr,
+                             drh.data(), Hi, range, 1);
+        for (std::size_t n = 0; n < N && U; ++n)
+          if (active(static_cast<int>(n), static_cast<int>(t)))
+            K.gru_before_backward_r_row(Hi, u0, u1, dgt + n * GH, drh.data() + n * H,
+                                        pw.data() + n * H, at + n * GH, hp + n * H);
+#pragma omp barrier
+        if (U) K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(),
+                             Hi, range, 1);
+      } else if (after) {
+        if (U) {
+          K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi,
+                        range, 1);
+          K.gemm_panels(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), nullptr, rec.data(), Hi,
+                        range, 1);
+        }
+      } else if (U) {
+        K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi,
+                      range, 1);
       }
-    }
-    // d h_prev through the recurrent weights: rec = dg_h W_hh.
-    if (gru && !after) {
-      K.gemm_team(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr, drh.data(),
-                  Hi);
-#pragma omp for schedule(static)
-      for (std::size_t n = 0; n < N; ++n)
-        if (active(static_cast<int>(n), static_cast<int>(t)))
-          K.gru_before_backward_r_row(Hi, dgt + n * GH, drh.data() + n * H, pw.data() + n * H,
-                                      at + n * GH, hp + n * H);
-      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi);
-    } else if (after) {
-      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi);
-      K.gemm_team(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), nullptr, rec.data(), Hi);
-    } else {
-      K.gemm_team(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi);
-    }
-#pragma omp for schedule(static)
-    for (std::size_t n = 0; n < N; ++n) {
-      if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // d h passes through
-      for (std::size_t j = 0; j < H; ++j)
-        dh[n * H + j] = rec[n * H + j] + (gru ? pw[n * H + j] : T(0));
+      for (std::size_t n = 0; n < N && U; ++n) {
+        if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // d h passes through
+        for (std::size_t j = U0; j < U0 + U; ++j)
+          dh[n * H + j] = rec[n * H + j] + (gru ? pw[n * H + j] : T(0));
+      }
     }
   }
   std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));

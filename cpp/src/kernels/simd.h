@@ -20,6 +20,11 @@ inline VF sub(VF a, VF b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline VF mul(VF a, VF b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline VF div(VF a, VF b) { return {_mm512_div_ps(a.v, b.v)}; }
 inline VF fmadd(VF a, VF b, VF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+// 1/x: 14-bit estimate + one Newton step (~1 ulp), several times cheaper than a divide.
+inline VF recip(VF x) {
+  const __m512 r = _mm512_rcp14_ps(x.v);
+  return {_mm512_fmadd_ps(r, _mm512_fnmadd_ps(x.v, r, _mm512_set1_ps(1.0f)), r)};
+}
 inline VF vmin(VF a, VF b) { return {_mm512_min_ps(a.v, b.v)}; }
 inline VF vmax(VF a, VF b) { return {_mm512_max_ps(a.v, b.v)}; }
 inline VF vabs(VF a) { return {_mm512_abs_ps(a.v)}; }
@@ -66,6 +71,13 @@ inline VF sub(VF a, VF b) { return {_mm256_sub_ps(a.v, b.v)}; }
 inline VF mul(VF a, VF b) { return {_mm256_mul_ps(a.v, b.v)}; }
 inline VF div(VF a, VF b) { return {_mm256_div_ps(a.v, b.v)}; }
 inline VF fmadd(VF a, VF b, VF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+// 1/x: 12-bit estimate + two Newton steps (one leaves 1/1 at 1 - 1 ulp), cheaper than a divide.
+inline VF recip(VF x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 r = _mm256_rcp_ps(x.v);
+  r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(x.v, r, one), r);
+  return {_mm256_fmadd_ps(r, _mm256_fnmadd_ps(x.v, r, one), r)};
+}
 inline VF vmin(VF a, VF b) { return {_mm256_min_ps(a.v, b.v)}; }
 inline VF vmax(VF a, VF b) { return {_mm256_max_ps(a.v, b.v)}; }
 inline VF vabs(VF a) {
@@ -113,6 +125,7 @@ inline VF sub(VF a, VF b) { return {a.v - b.v}; }
 inline VF mul(VF a, VF b) { return {a.v * b.v}; }
 inline VF div(VF a, VF b) { return {a.v / b.v}; }
 inline VF fmadd(VF a, VF b, VF c) { return {a.v * b.v + c.v}; }
+inline VF recip(VF x) { return {1.0f / x.v}; }
 inline VF vmin(VF a, VF b) { return {a.v < b.v ? a.v : b.v}; }
 inline VF vmax(VF a, VF b) { return {a.v > b.v ? a.v : b.v}; }
 inline VF vabs(VF a) { return {std::fabs(a.v)}; }
@@ -165,7 +178,7 @@ inline VF vexp(VF x) {
   return mul(mul(p, pow2i(n1)), pow2i(sub(n, n1)));
 }
 
-inline VF vsigmoid(VF x) { return div(set1(1.0f), add(set1(1.0f), vexp(sub(set1(0.0f), x)))); }
+inline VF vsigmoid(VF x) { return recip(add(set1(1.0f), vexp(sub(set1(0.0f), x)))); }
 
 // tanh: odd polynomial below 0.625 (no cancellation near 0), 1 - 2/(e^{2|x|}+1) above.
 inline VF vtanh(VF x) {
@@ -178,7 +191,7 @@ inline VF vtanh(VF x) {
   p = fmadd(p, z, set1(-3.33332819422e-1f));
   const VF small = fmadd(mul(p, z), x, x);
   const VF e = vexp(mul(vmin(ax, set1(10.0f)), set1(2.0f)));  // tanh(10) rounds to 1 in float
-  const VF big = sub(set1(1.0f), div(set1(2.0f), add(e, set1(1.0f))));
+  const VF big = sub(set1(1.0f), mul(set1(2.0f), recip(add(e, set1(1.0f)))));
   return select_lt(ax, set1(0.625f), small, copysign(big, x));
 }
 

@@ -1,10 +1,11 @@
-// SGD, Adam and gradient-norm clipping over a facade layer's parameters(). Arithmetic in
-// double, stored in T (as PyTorch's float32 optimizers store float32 state).
+// SGD, Adam and gradient-norm clipping over a facade layer's parameters(): the per-tensor update
+// loops are the library's (pyrnn/optim.h, PyTorch's formulas); this file keeps the state.
 #include "pyrnn/nn/optim.h"
 
 #include <cmath>
 
 #include "pyrnn/error.h"
+#include "pyrnn/optim.h"
 
 namespace pyrnn {
 
@@ -36,20 +37,15 @@ template <typename T>
 void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
   for (ParamView<T>& p : layer.parameters()) {
     const std::size_t n = p.size();
-    if (momentum_ == 0) {
-      for (std::size_t i = 0; i < n; ++i)
-        p.data[i] = static_cast<T>(p.data[i] - lr_ * static_cast<double>(p.grad[i]));
-      continue;
+    T* buf = nullptr;
+    bool first = false;
+    if (momentum_ != 0) {
+      std::vector<T>& v = velocity_[p.data];  // [size]
+      first = v.size() != n;                 // a new parameter: v starts as g (PyTorch)
+      if (first) v.assign(n, T(0));
+      buf = v.data();
     }
-    std::vector<T>& v = velocity_[p.data];  // [size]
-    const bool first = v.size() != n;      // a new parameter: v starts as g (PyTorch)
-    if (first) v.assign(n, T(0));
-    for (std::size_t i = 0; i < n; ++i) {
-      const double g = p.grad[i];
-      const double vi = first ? g : momentum_ * v[i] + g;
-      v[i] = static_cast<T>(vi);
-      p.data[i] = static_cast<T>(p.data[i] - lr_ * vi);
-    }
+    optim::sgd_step(p.data, p.grad, buf, n, lr_, momentum_, 0.0, 0.0, false, first);
   }
 }
 
@@ -82,16 +78,8 @@ void BasicAdam<T>::step(BasicRecurrentLayer<T>& layer) {
       s.t = 0;
     }
     ++s.t;
-    const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(s.t));
-    const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(s.t));
-    for (std::size_t i = 0; i < n; ++i) {
-      const double g = p.grad[i];
-      const double m = beta1_ * s.m[i] + (1.0 - beta1_) * g;
-      const double v = beta2_ * s.v[i] + (1.0 - beta2_) * g * g;
-      s.m[i] = static_cast<T>(m);
-      s.v[i] = static_cast<T>(v);
-      p.data[i] = static_cast<T>(p.data[i] - lr_ * (m / bc1) / (std::sqrt(v / bc2) + eps_));
-    }
+    optim::adam_step(p.data, p.grad, s.m.data(), s.v.data(), static_cast<T*>(nullptr), n, lr_,
+                     beta1_, beta2_, eps_, 0.0, false, false, s.t);
   }
 }
 
@@ -103,14 +91,10 @@ double clipGradNorm(BasicRecurrentLayer<T>& layer, double max_norm) {
   PYRNN_CHECK(max_norm > 0, "clipGradNorm: max_norm must be > 0, got ", max_norm);
   std::vector<ParamView<T>> ps = layer.parameters();
   double sq = 0;
-  for (const ParamView<T>& p : ps)
-    for (std::size_t i = 0; i < p.size(); ++i) sq += static_cast<double>(p.grad[i]) * p.grad[i];
+  for (const ParamView<T>& p : ps) sq += optim::sum_squares(p.grad, p.size());
   const double norm = std::sqrt(sq);
-  if (norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);
-    for (ParamView<T>& p : ps)
-      for (std::size_t i = 0; i < p.size(); ++i) p.grad[i] = static_cast<T>(p.grad[i] * scale);
-  }
+  if (norm > max_norm)  // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6)
+    for (ParamView<T>& p : ps) optim::scale_inplace(p.grad, p.size(), max_norm / (norm + 1e-6));
   return norm;
 }
 

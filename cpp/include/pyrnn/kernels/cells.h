@@ -2,6 +2,8 @@
 // Forward: pre-activations come in (input projection + bias in `g`, recurrent product in `r`),
 // activations go out in `g` (overwrite). Backward works from stored activations only.
 // Gate order follows PyTorch: LSTM i, f, g, o; GRU r, z, n.
+// Each kernel handles hidden units [j0, j1) of one row (gate blocks H apart), so a thread can own
+// a slice of units across all gates: the GEMM that produced them and the cell that consumes them.
 #pragma once
 #include <cmath>
 
@@ -16,24 +18,24 @@ inline T sigmoid(T x) {
 // ---- RNN: h = act(x W_ih^T + b + h_prev W_hh^T) -------------------------------------------
 // g [H] in: input part; r [H]: recurrent part. out: g = h [H].
 template <typename T>
-inline void rnn_forward_row(int H, bool relu, T* g, const T* r) {
-  for (int j = 0; j < H; ++j) {
+inline void rnn_forward_row(int H, int j0, int j1, bool relu, T* g, const T* r) {
+  for (int j = j0; j < j1; ++j) {
     const T pre = g[j] + r[j];
     g[j] = relu ? (pre > T(0) ? pre : T(0)) : std::tanh(pre);
   }
 }
 // dg [H] out: d pre-activation; dh [H]: d h; a [H]: stored activation h.
 template <typename T>
-inline void rnn_backward_row(int H, bool relu, T* dg, const T* dh, const T* a) {
-  for (int j = 0; j < H; ++j) dg[j] = dh[j] * (relu ? (a[j] > T(0) ? T(1) : T(0)) : T(1) - a[j] * a[j]);
+inline void rnn_backward_row(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a) {
+  for (int j = j0; j < j1; ++j) dg[j] = dh[j] * (relu ? (a[j] > T(0) ? T(1) : T(0)) : T(1) - a[j] * a[j]);
 }
 
 // ---- LSTM ----------------------------------------------------------------------------------
 // g [4H] in: input part + bias, out: activations (i, f, g, o); r [4H]: recurrent part;
 // c_prev [H]; c [H] out; h [H] out.
 template <typename T>
-inline void lstm_forward_row(int H, T* g, const T* r, const T* c_prev, T* c, T* h) {
-  for (int j = 0; j < H; ++j) {
+inline void lstm_forward_row(int H, int j0, int j1, T* g, const T* r, const T* c_prev, T* c, T* h) {
+  for (int j = j0; j < j1; ++j) {
     const T i = sigmoid(g[j] + r[j]);
     const T f = sigmoid(g[H + j] + r[H + j]);
     const T n = std::tanh(g[2 * H + j] + r[2 * H + j]);
@@ -50,9 +52,9 @@ inline void lstm_forward_row(int H, T* g, const T* r, const T* c_prev, T* c, T* 
 // dg [4H] out; dh [H] in; dc [H] in: d c_t from step t+1, out: d c_{t-1}; a [4H] activations;
 // c [H], c_prev [H] stored states.
 template <typename T>
-inline void lstm_backward_row(int H, T* dg, const T* dh, T* dc, const T* a, const T* c,
+inline void lstm_backward_row(int H, int j0, int j1, T* dg, const T* dh, T* dc, const T* a, const T* c,
                               const T* c_prev) {
-  for (int j = 0; j < H; ++j) {
+  for (int j = j0; j < j1; ++j) {
     const T i = a[j], f = a[H + j], n = a[2 * H + j], o = a[3 * H + j];
     const T tc = std::tanh(c[j]);
     const T dct = dc[j] + dh[j] * o * (T(1) - tc * tc);
@@ -68,9 +70,9 @@ inline void lstm_backward_row(int H, T* dg, const T* dh, T* dc, const T* a, cons
 // g [3H] in: input part + bias, out: (r, z, n); r [3H]: h_prev W_hh^T (n part without b_hn);
 // b_hn [H] or null; hn [H] out: W_hn h + b_hn (kept for backward); h_prev [H]; h [H] out.
 template <typename T>
-inline void gru_after_forward_row(int H, T* g, const T* r, const T* b_hn, T* hn, const T* h_prev,
+inline void gru_after_forward_row(int H, int j0, int j1, T* g, const T* r, const T* b_hn, T* hn, const T* h_prev,
                                   T* h) {
-  for (int j = 0; j < H; ++j) {
+  for (int j = j0; j < j1; ++j) {
     const T rg = sigmoid(g[j] + r[j]);
     const T z = sigmoid(g[H + j] + r[H + j]);
     const T hnj = r[2 * H + j] + (b_hn ? b_hn[j] : T(0));
@@ -85,9 +87,9 @@ inline void gru_after_forward_row(int H, T* g, const T* r, const T* b_hn, T* hn,
 // dg [3H] out: d pre-activations on the input side; dgh_n [H] out: d (W_hn h + b_hn);
 // dh [H] in; dh_prev [H] out: the pointwise part of d h_prev (the GEMM part is added later).
 template <typename T>
-inline void gru_after_backward_row(int H, T* dg, T* dgh_n, const T* dh, T* dh_prev, const T* a,
+inline void gru_after_backward_row(int H, int j0, int j1, T* dg, T* dgh_n, const T* dh, T* dh_prev, const T* a,
                                    const T* hn, const T* h_prev) {
-  for (int j = 0; j < H; ++j) {
+  for (int j = j0; j < j1; ++j) {
     const T rg = a[j], z = a[H + j], n = a[2 * H + j];
     const T dn = dh[j] * (T(1) - z) * (T(1) - n * n);
     dg[j] = dn * hn[j] * rg * (T(1) - rg);
@@ -101,8 +103,8 @@ inline void gru_after_backward_row(int H, T* dg, T* dgh_n, const T* dh, T* dh_pr
 // ---- GRU, reset_after = false (seeds, Cho et al., ONNX default): n = tanh(x_n + W_hn (r*h)) --
 // Stage 1: g [0:2H] in pre, out (r, z); r [2H]: h_prev W_hr,hz^T; rh [H] out: r * h_prev.
 template <typename T>
-inline void gru_before_gates_row(int H, T* g, const T* r, const T* h_prev, T* rh) {
-  for (int j = 0; j < H; ++j) {
+inline void gru_before_gates_row(int H, int j0, int j1, T* g, const T* r, const T* h_prev, T* rh) {
+  for (int j = j0; j < j1; ++j) {
     const T rg = sigmoid(g[j] + r[j]);
     g[j] = rg;
     g[H + j] = sigmoid(g[H + j] + r[H + j]);
@@ -111,8 +113,8 @@ inline void gru_before_gates_row(int H, T* g, const T* r, const T* h_prev, T* rh
 }
 // Stage 2: g [2H:3H] in pre, out n; rn [H]: (r*h_prev) W_hn^T; h [H] out.
 template <typename T>
-inline void gru_before_state_row(int H, T* g, const T* rn, const T* h_prev, T* h) {
-  for (int j = 0; j < H; ++j) {
+inline void gru_before_state_row(int H, int j0, int j1, T* g, const T* rn, const T* h_prev, T* h) {
+  for (int j = j0; j < j1; ++j) {
     const T z = g[H + j];
     const T n = std::tanh(g[2 * H + j] + rn[j]);
     g[2 * H + j] = n;
@@ -121,9 +123,9 @@ inline void gru_before_state_row(int H, T* g, const T* rn, const T* h_prev, T* h
 }
 // Backward stage 1: dg [z, n] parts out, dh_prev [H] out (pointwise part). dg r part later.
 template <typename T>
-inline void gru_before_backward_zn_row(int H, T* dg, const T* dh, T* dh_prev, const T* a,
+inline void gru_before_backward_zn_row(int H, int j0, int j1, T* dg, const T* dh, T* dh_prev, const T* a,
                                        const T* h_prev) {
-  for (int j = 0; j < H; ++j) {
+  for (int j = j0; j < j1; ++j) {
     const T z = a[H + j], n = a[2 * H + j];
     dg[H + j] = dh[j] * (h_prev[j] - n) * z * (T(1) - z);
     dg[2 * H + j] = dh[j] * (T(1) - z) * (T(1) - n * n);
@@ -132,9 +134,9 @@ inline void gru_before_backward_zn_row(int H, T* dg, const T* dh, T* dh_prev, co
 }
 // Backward stage 2: drh [H] = d (r*h_prev) (from dg_n W_hn); dg r part out; dh_prev += drh*r.
 template <typename T>
-inline void gru_before_backward_r_row(int H, T* dg, const T* drh, T* dh_prev, const T* a,
+inline void gru_before_backward_r_row(int H, int j0, int j1, T* dg, const T* drh, T* dh_prev, const T* a,
                                       const T* h_prev) {
-  for (int j = 0; j < H; ++j) {
+  for (int j = j0; j < j1; ++j) {
     const T rg = a[j];
     dg[j] = drh[j] * h_prev[j] * rg * (T(1) - rg);
     dh_prev[j] += drh[j] * rg;

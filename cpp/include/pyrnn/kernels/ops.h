@@ -31,21 +31,25 @@ struct Ops {
   // barrier), so a time-step loop can run inside one parallel region.
   void (*gemm_team)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
                     const T* bias, T* C, int ldc);
-  // Cell rows (see cells.h for the meaning of each argument; same contracts).
-  void (*rnn_forward_row)(int H, bool relu, T* g, const T* r);
-  void (*rnn_backward_row)(int H, bool relu, T* dg, const T* dh, const T* a);
-  void (*lstm_forward_row)(int H, T* g, const T* r, const T* c_prev, T* c, T* h);
-  void (*lstm_backward_row)(int H, T* dg, const T* dh, T* dc, const T* a, const T* c,
+  // The same product restricted to column panels [ranges[2i], ranges[2i+1]) (panel = B.nr
+  // columns), by the calling thread alone: no barrier. A is packed once for all ranges.
+  void (*gemm_panels)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
+                      const T* bias, T* C, int ldc, const int* ranges, int nranges);
+  // Cell rows over units [j0, j1) (see cells.h for the meaning of each argument).
+  void (*rnn_forward_row)(int H, int j0, int j1, bool relu, T* g, const T* r);
+  void (*rnn_backward_row)(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a);
+  void (*lstm_forward_row)(int H, int j0, int j1, T* g, const T* r, const T* c_prev, T* c, T* h);
+  void (*lstm_backward_row)(int H, int j0, int j1, T* dg, const T* dh, T* dc, const T* a, const T* c,
                             const T* c_prev);
-  void (*gru_after_forward_row)(int H, T* g, const T* r, const T* b_hn, T* hn, const T* h_prev,
+  void (*gru_after_forward_row)(int H, int j0, int j1, T* g, const T* r, const T* b_hn, T* hn, const T* h_prev,
                                 T* h);
-  void (*gru_after_backward_row)(int H, T* dg, T* dgh_n, const T* dh, T* dh_prev, const T* a,
+  void (*gru_after_backward_row)(int H, int j0, int j1, T* dg, T* dgh_n, const T* dh, T* dh_prev, const T* a,
                                  const T* hn, const T* h_prev);
-  void (*gru_before_gates_row)(int H, T* g, const T* r, const T* h_prev, T* rh);
-  void (*gru_before_state_row)(int H, T* g, const T* rn, const T* h_prev, T* h);
-  void (*gru_before_backward_zn_row)(int H, T* dg, const T* dh, T* dh_prev, const T* a,
+  void (*gru_before_gates_row)(int H, int j0, int j1, T* g, const T* r, const T* h_prev, T* rh);
+  void (*gru_before_state_row)(int H, int j0, int j1, T* g, const T* rn, const T* h_prev, T* h);
+  void (*gru_before_backward_zn_row)(int H, int j0, int j1, T* dg, const T* dh, T* dh_prev, const T* a,
                                      const T* h_prev);
-  void (*gru_before_backward_r_row)(int H, T* dg, const T* drh, T* dh_prev, const T* a,
+  void (*gru_before_backward_r_row)(int H, int j0, int j1, T* dg, const T* drh, T* dh_prev, const T* a,
                                     const T* h_prev);
   // Vector math used by the cells, exposed for accuracy tests: out[i] = f(in[i]).
   void (*exp)(int n, const T* in, T* out);

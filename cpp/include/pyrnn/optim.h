@@ -1,0 +1,52 @@
+// Optimizer update loops (PyTorch's exact formulas), one parameter tensor of n elements at a
+// time, in place. Every buffer is [n] and C-contiguous; the Python optimizers own the state
+// buffers and call these on the parameter / gradient views. Scalar coefficients arrive as
+// double and are rounded to T once, as PyTorch does with its Python-float hyperparameters.
+// Templated on float / double; explicit instantiations in src/optim.cpp.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace pyrnn {
+namespace optim {
+
+// SGD (torch.optim.SGD):
+//   g = grad + weight_decay * p
+//   momentum != 0:  buf = g on the first step, else buf = momentum * buf + (1 - dampening) * g
+//                   g = g + momentum * buf (nesterov) or g = buf
+//   p -= lr * g
+// buf may be null when momentum == 0.
+template <typename T>
+void sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
+              double dampening, double weight_decay, bool nesterov, bool first_step);
+
+// Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), step = 1, 2, ... (after increment):
+//   decoupled (AdamW): p *= 1 - lr * weight_decay      else: g = grad + weight_decay * p
+//   m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g
+//   amsgrad: vmax = max(vmax, v), used in place of v below (vmax may be null otherwise)
+//   p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+template <typename T>
+void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
+               std::size_t n, double lr, double beta1, double beta2, double eps,
+               double weight_decay, bool decoupled, bool amsgrad, std::int64_t step);
+
+// RMSprop (torch.optim.RMSprop):
+//   g = grad + weight_decay * p;  s = alpha * s + (1 - alpha) * g * g
+//   centered: a = lerp(a, g, 1 - alpha); avg = sqrt(s - a * a) + eps   else avg = sqrt(s) + eps
+//   momentum > 0: buf = momentum * buf + g / avg; p -= lr * buf     else p -= lr * g / avg
+// grad_avg may be null unless centered, buf null unless momentum > 0.
+template <typename T>
+void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
+                  double lr, double alpha, double eps, double weight_decay, double momentum,
+                  bool centered);
+
+// Gradient clipping helpers: sum of squares (accumulated in double), max |x|, x *= scale.
+template <typename T>
+double sum_squares(const T* x, std::size_t n);
+template <typename T>
+double max_abs(const T* x, std::size_t n);
+template <typename T>
+void scale_inplace(T* x, std::size_t n, double scale);
+
+}  // namespace optim
+}  // namespace pyrnn

@@ -1,0 +1,223 @@
+#include "pyrnn/layers.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "pyrnn/aligned.h"
+#include "pyrnn/error.h"
+#include "pyrnn/kernels/gemm.h"
+
+namespace pyrnn {
+
+using kernels::gemm;
+using kernels::Trans;
+
+namespace {
+
+// GEMM sizes are int: very tall inputs (M rows) are processed in row blocks of this many.
+constexpr std::int64_t kRowBlock = std::int64_t(1) << 30;
+
+template <typename T>
+inline T act_forward(Activation a, T v) {
+  switch (a) {
+    case Activation::ReLU: return v > T(0) ? v : T(0);
+    case Activation::Tanh: return std::tanh(v);
+    case Activation::Sigmoid: return T(1) / (T(1) + std::exp(-v));
+    case Activation::None: break;
+  }
+  return v;
+}
+
+// Derivative written in terms of the activation's output y (no pre-activation is stored).
+template <typename T>
+inline T act_grad_from_output(Activation a, T y) {
+  switch (a) {
+    case Activation::ReLU: return y > T(0) ? T(1) : T(0);
+    case Activation::Tanh: return T(1) - y * y;
+    case Activation::Sigmoid: return y * (T(1) - y);
+    case Activation::None: break;
+  }
+  return T(1);
+}
+
+void check_sizes(const char* what, std::int64_t M, std::int64_t a, std::int64_t b) {
+  PYRNN_CHECK(M >= 0, what, ": row count must be >= 0, got ", M);
+  PYRNN_CHECK(a >= 1 && b >= 1, what, ": sizes must be >= 1, got ", a, " and ", b);
+  PYRNN_CHECK(a <= 2147483647 && b <= 2147483647, what, ": size too large (", a, ", ", b, ")");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Dense
+
+template <typename T>
+void dense_forward(T* y, const T* x, const T* w, const T* b, std::int64_t M, int in, int out,
+                   Activation act) {
+  check_sizes("dense_forward", M, in, out);
+  for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
+    const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
+    const T* xb = x + static_cast<std::size_t>(m0) * in;  // [rows, in]
+    T* yb = y + static_cast<std::size_t>(m0) * out;       // [rows, out]
+    // y = x w^T: one GEMM over all rows.
+    gemm(Trans::N, Trans::T, rows, out, in, T(1), xb, in, w, in, T(0), yb, out);
+  }
+  const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
+  if (!b && act == Activation::None) return;
+  for (std::size_t m = 0; m < n_rows; ++m) {
+    T* yr = y + m * O;
+    for (std::size_t j = 0; j < O; ++j) yr[j] = act_forward(act, yr[j] + (b ? b[j] : T(0)));
+  }
+}
+
+template <typename T>
+void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, const T* w,
+                    std::int64_t M, int in, int out, Activation act) {
+  check_sizes("dense_backward", M, in, out);
+  const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
+  // dz [M, out]: d pre-activation. With no activation it is dy itself (no copy).
+  AlignedBuffer<T> dz_buf(act == Activation::None ? 0 : n_rows * O);
+  const T* dz = dy;
+  if (act != Activation::None) {
+    for (std::size_t i = 0; i < n_rows * O; ++i) dz_buf[i] = dy[i] * act_grad_from_output(act, y[i]);
+    dz = dz_buf.data();
+  }
+  for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
+    const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
+    const T* dzb = dz + static_cast<std::size_t>(m0) * out;  // [rows, out]
+    const T* xb = x + static_cast<std::size_t>(m0) * in;     // [rows, in]
+    // dw += dz^T x (accumulate: beta = 1).
+    gemm(Trans::T, Trans::N, out, in, rows, T(1), dzb, out, xb, in, T(1), dw, in);
+    // dx = dz w (overwrite).
+    if (dx) gemm(Trans::N, Trans::N, rows, in, out, T(1), dzb, out, w, in, T(0),
+                 dx + static_cast<std::size_t>(m0) * in, in);
+  }
+  if (db) {
+    // Column sums in double: thousands of rows of float32 would otherwise lose digits.
+    std::vector<double> acc(O, 0.0);
+    for (std::size_t m = 0; m < n_rows; ++m)
+      for (std::size_t j = 0; j < O; ++j) acc[j] += dz[m * O + j];
+    for (std::size_t j = 0; j < O; ++j) db[j] += static_cast<T>(acc[j]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm
+
+template <typename T>
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+                       std::int64_t M, int D, double eps) {
+  check_sizes("layernorm_forward", M, D, 1);
+  PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
+  const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
+  for (std::size_t m = 0; m < n_rows; ++m) {
+    const T* xr = x + m * Dz;
+    // Two passes (mean, then centred squares): no cancellation for large-mean rows.
+    double s = 0.0;
+    for (std::size_t j = 0; j < Dz; ++j) s += xr[j];
+    const double mu = s / D;
+    double v = 0.0;
+    for (std::size_t j = 0; j < Dz; ++j) {
+      const double c = xr[j] - mu;
+      v += c * c;
+    }
+    const double rs = 1.0 / std::sqrt(v / D + eps);
+    mean[m] = static_cast<T>(mu);
+    rstd[m] = static_cast<T>(rs);
+    T* yr = y + m * Dz;
+    for (std::size_t j = 0; j < Dz; ++j)
+      yr[j] = static_cast<T>((xr[j] - mu) * rs) * w[j] + b[j];
+  }
+}
+
+template <typename T>
+void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
+                        const T* rstd, const T* w, std::int64_t M, int D) {
+  check_sizes("layernorm_backward", M, D, 1);
+  const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
+  std::vector<double> dw_acc(Dz, 0.0), db_acc(Dz, 0.0);
+  for (std::size_t m = 0; m < n_rows; ++m) {
+    const T* xr = x + m * Dz;
+    const T* dyr = dy + m * Dz;
+    const double mu = mean[m], rs = rstd[m];
+    // With xhat = (x - mu) * rs and g = dy * w:
+    //   dx = rs * (g - mean(g) - xhat * mean(g * xhat))
+    double sg = 0.0, sgx = 0.0;
+    for (std::size_t j = 0; j < Dz; ++j) {
+      const double xhat = (xr[j] - mu) * rs;
+      const double g = static_cast<double>(dyr[j]) * w[j];
+      sg += g;
+      sgx += g * xhat;
+      dw_acc[j] += static_cast<double>(dyr[j]) * xhat;
+      db_acc[j] += dyr[j];
+    }
+    sg /= D;
+    sgx /= D;
+    T* dxr = dx + m * Dz;
+    for (std::size_t j = 0; j < Dz; ++j) {
+      const double xhat = (xr[j] - mu) * rs;
+      const double g = static_cast<double>(dyr[j]) * w[j];
+      dxr[j] = static_cast<T>(rs * (g - sg - xhat * sgx));
+    }
+  }
+  for (std::size_t j = 0; j < Dz; ++j) {
+    dw[j] += static_cast<T>(dw_acc[j]);
+    db[j] += static_cast<T>(db_acc[j]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding
+
+template <typename T>
+void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64_t M,
+                       std::int64_t num, int dim) {
+  check_sizes("embedding_forward", M, num, dim);
+  const std::size_t E = static_cast<std::size_t>(dim);
+  for (std::int64_t m = 0; m < M; ++m) {
+    const std::int64_t k = idx[m];
+    PYRNN_CHECK(k >= 0 && k < num, "embedding index ", k, " at position ", m,
+                " is outside [0, ", num, ")");
+    std::memcpy(y + static_cast<std::size_t>(m) * E, table + static_cast<std::size_t>(k) * E,
+                E * sizeof(T));
+  }
+}
+
+template <typename T>
+void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::int64_t M,
+                        std::int64_t num, int dim, std::int64_t padding_idx) {
+  check_sizes("embedding_backward", M, num, dim);
+  const std::size_t E = static_cast<std::size_t>(dim);
+  for (std::int64_t m = 0; m < M; ++m) {
+    const std::int64_t k = idx[m];
+    PYRNN_CHECK(k >= 0 && k < num, "embedding index ", k, " at position ", m,
+                " is outside [0, ", num, ")");
+    if (k == padding_idx) continue;
+    T* row = dtable + static_cast<std::size_t>(k) * E;
+    const T* d = dy + static_cast<std::size_t>(m) * E;
+    for (std::size_t j = 0; j < E; ++j) row[j] += d[j];
+  }
+}
+
+#define PYRNN_INSTANTIATE_LAYERS(T)                                                            \
+  template void dense_forward<T>(T*, const T*, const T*, const T*, std::int64_t, int, int,     \
+                                 Activation);                                                  \
+  template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,          \
+                                  std::int64_t, int, int, Activation);                         \
+  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, std::int64_t,   \
+                                     int, double);                                             \
+  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,      \
+                                      const T*, std::int64_t, int);                            \
+  template void embedding_forward<T>(T*, const std::int64_t*, const T*, std::int64_t,          \
+                                     std::int64_t, int);                                       \
+  template void embedding_backward<T>(T*, const T*, const std::int64_t*, std::int64_t,         \
+                                      std::int64_t, int, std::int64_t);
+
+PYRNN_INSTANTIATE_LAYERS(float)
+PYRNN_INSTANTIATE_LAYERS(double)
+#undef PYRNN_INSTANTIATE_LAYERS
+
+}  // namespace pyrnn

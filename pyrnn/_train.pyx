@@ -1,0 +1,229 @@
+# cython: language_level=3
+"""Native kernels of the training stack (C++ via Cython): Dense, LayerNorm and Embedding
+forward/backward (pyrnn/layers.h) and the optimizer update loops (pyrnn/optim.h).
+
+Arrays arrive from pyrnn.layers / pyrnn.optim already C-contiguous and of one float dtype;
+this module checks the shapes that the C++ side cannot see (so a misuse is a ValueError,
+never a write out of bounds), then releases the GIL and moves pointers.
+"""
+from libc.stddef cimport size_t
+from libc.stdint cimport int64_t
+
+from pyrnn.clayers cimport (Activation, dense_forward as c_dense_forward,
+                            dense_backward as c_dense_backward,
+                            layernorm_forward as c_layernorm_forward,
+                            layernorm_backward as c_layernorm_backward,
+                            embedding_forward as c_embedding_forward,
+                            embedding_backward as c_embedding_backward)
+from pyrnn cimport coptim
+
+ctypedef fused real:
+    float
+    double
+
+ACTIVATIONS = {None: 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+
+
+cdef inline void _same(tuple got, tuple want, str name) except *:
+    if got != want:
+        raise ValueError(f"{name} has shape {got}, expected {want}")
+
+cdef inline tuple _shape2(real[:, ::1] a):
+    return (a.shape[0], a.shape[1])
+
+
+# ---- Dense ------------------------------------------------------------------------------------
+
+def dense_forward(real[:, ::1] y, const real[:, ::1] x, const real[:, ::1] w, const real[::1] b,
+                  int act):
+    """y [M, out] = act(x [M, in] w[out, in]^T + b [out]); b may be None."""
+    cdef int64_t M = x.shape[0]
+    cdef int n_in = x.shape[1], n_out = w.shape[0]
+    _same((w.shape[0], w.shape[1]), (n_out, n_in), "weight")
+    _same((y.shape[0], y.shape[1]), (M, n_out), "y")
+    if b is not None:
+        _same((b.shape[0],), (n_out,), "bias")
+    cdef const real* bp = NULL
+    if b is not None:
+        bp = &b[0]
+    with nogil:
+        c_dense_forward(&y[0, 0], &x[0, 0], &w[0, 0], bp, M, n_in, n_out, <Activation>act)
+
+
+def dense_backward(real[:, ::1] dw, real[::1] db, real[:, ::1] dx, const real[:, ::1] dy,
+                   const real[:, ::1] y, const real[:, ::1] x, const real[:, ::1] w, int act):
+    """dw [out, in] += dz^T x, db [out] += sum dz (db may be None); dx [M, in] = dz w (dx may be
+    None), dz = dy * act'(y)."""
+    cdef int64_t M = x.shape[0]
+    cdef int n_in = x.shape[1], n_out = w.shape[0]
+    _same((dw.shape[0], dw.shape[1]), (n_out, n_in), "dweight")
+    _same((w.shape[0], w.shape[1]), (n_out, n_in), "weight")
+    _same((dy.shape[0], dy.shape[1]), (M, n_out), "dy")
+    _same((y.shape[0], y.shape[1]), (M, n_out), "y")
+    if db is not None:
+        _same((db.shape[0],), (n_out,), "dbias")
+    if dx is not None:
+        _same((dx.shape[0], dx.shape[1]), (M, n_in), "dx")
+    cdef real* dbp = NULL
+    if db is not None:
+        dbp = &db[0]
+    cdef real* dxp = NULL
+    if dx is not None:
+        dxp = &dx[0, 0]
+    with nogil:
+        c_dense_backward(dxp, &dw[0, 0], dbp, &dy[0, 0], &y[0, 0], &x[0, 0], &w[0, 0], M, n_in,
+                         n_out, <Activation>act)
+
+
+# ---- LayerNorm --------------------------------------------------------------------------------
+
+def layernorm_forward(real[:, ::1] y, real[::1] mean, real[::1] rstd, const real[:, ::1] x,
+                      const real[::1] w, const real[::1] b, double eps):
+    """y [M, D] = (x - mean) * rstd * w + b over the last axis; mean, rstd [M] cached."""
+    cdef int64_t M = x.shape[0]
+    cdef int D = x.shape[1]
+    _same((y.shape[0], y.shape[1]), (M, D), "y")
+    _same((mean.shape[0], rstd.shape[0]), (M, M), "mean/rstd")
+    _same((w.shape[0], b.shape[0]), (D, D), "weight/bias")
+    with nogil:
+        c_layernorm_forward(&y[0, 0], &mean[0], &rstd[0], &x[0, 0], &w[0], &b[0], M, D, eps)
+
+
+def layernorm_backward(real[:, ::1] dx, real[::1] dw, real[::1] db, const real[:, ::1] dy,
+                       const real[:, ::1] x, const real[::1] mean, const real[::1] rstd,
+                       const real[::1] w):
+    """dx [M, D] overwritten; dw, db [D] accumulate."""
+    cdef int64_t M = x.shape[0]
+    cdef int D = x.shape[1]
+    _same((dx.shape[0], dx.shape[1]), (M, D), "dx")
+    _same((dy.shape[0], dy.shape[1]), (M, D), "dy")
+    _same((mean.shape[0], rstd.shape[0]), (M, M), "mean/rstd")
+    _same((w.shape[0], dw.shape[0], db.shape[0]), (D, D, D), "weight/dweight/dbias")
+    with nogil:
+        c_layernorm_backward(&dx[0, 0], &dw[0], &db[0], &dy[0, 0], &x[0, 0], &mean[0], &rstd[0],
+                             &w[0], M, D)
+
+
+# ---- Embedding --------------------------------------------------------------------------------
+
+def embedding_forward(real[:, ::1] y, const int64_t[::1] idx, const real[:, ::1] table):
+    """y [M, dim] = table [num, dim] rows at idx [M]."""
+    cdef int64_t M = idx.shape[0], num = table.shape[0]
+    cdef int dim = table.shape[1]
+    _same((y.shape[0], y.shape[1]), (M, dim), "y")
+    with nogil:
+        c_embedding_forward(&y[0, 0], &idx[0], &table[0, 0], M, num, dim)
+
+
+def embedding_backward(real[:, ::1] dtable, const real[:, ::1] dy, const int64_t[::1] idx,
+                       int64_t padding_idx):
+    """dtable [num, dim] += dy [M, dim] rows scattered to idx [M] (padding_idx skipped)."""
+    cdef int64_t M = idx.shape[0], num = dtable.shape[0]
+    cdef int dim = dtable.shape[1]
+    _same((dy.shape[0], dy.shape[1]), (M, dim), "dy")
+    with nogil:
+        c_embedding_backward(&dtable[0, 0], &dy[0, 0], &idx[0], M, num, dim, padding_idx)
+
+
+# ---- optimizers -------------------------------------------------------------------------------
+# All buffers are flat [n] views (ndarray.reshape(-1) of contiguous parameters).
+
+cdef inline void _check_n(size_t n, object a, str name) except *:
+    if a is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} elements, expected {n}")
+
+
+def sgd_step(real[::1] param, const real[::1] grad, real[::1] buf, double lr, double momentum,
+             double dampening, double weight_decay, bint nesterov, bint first_step):
+    cdef size_t n = param.shape[0]
+    _check_n(n, grad, "grad")
+    if momentum != 0:
+        if buf is None:
+            raise ValueError("sgd_step with momentum needs a momentum buffer")
+        _check_n(n, buf, "momentum buffer")
+    cdef real* bp = NULL
+    if buf is not None:
+        bp = &buf[0]
+    if n == 0:
+        return
+    with nogil:
+        coptim.sgd_step(&param[0], &grad[0], bp, n, lr, momentum, dampening, weight_decay,
+                        nesterov, first_step)
+
+
+def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
+              real[::1] max_exp_avg_sq, double lr, double beta1, double beta2, double eps,
+              double weight_decay, bint decoupled, bint amsgrad, int64_t step):
+    cdef size_t n = param.shape[0]
+    _check_n(n, grad, "grad")
+    _check_n(n, exp_avg, "exp_avg")
+    _check_n(n, exp_avg_sq, "exp_avg_sq")
+    if amsgrad:
+        if max_exp_avg_sq is None:
+            raise ValueError("adam_step with amsgrad needs max_exp_avg_sq")
+        _check_n(n, max_exp_avg_sq, "max_exp_avg_sq")
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    cdef real* mp = NULL
+    if max_exp_avg_sq is not None:
+        mp = &max_exp_avg_sq[0]
+    if n == 0:
+        return
+    with nogil:
+        coptim.adam_step(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], mp, n, lr, beta1,
+                         beta2, eps, weight_decay, decoupled, amsgrad, step)
+
+
+def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
+                 real[::1] grad_avg, real[::1] buf, double lr, double alpha, double eps,
+                 double weight_decay, double momentum, bint centered):
+    cdef size_t n = param.shape[0]
+    _check_n(n, grad, "grad")
+    _check_n(n, square_avg, "square_avg")
+    if centered:
+        if grad_avg is None:
+            raise ValueError("rmsprop_step centered needs grad_avg")
+        _check_n(n, grad_avg, "grad_avg")
+    if momentum > 0:
+        if buf is None:
+            raise ValueError("rmsprop_step with momentum needs a momentum buffer")
+        _check_n(n, buf, "momentum buffer")
+    cdef real* ap = NULL
+    if grad_avg is not None:
+        ap = &grad_avg[0]
+    cdef real* bp = NULL
+    if buf is not None:
+        bp = &buf[0]
+    if n == 0:
+        return
+    with nogil:
+        coptim.rmsprop_step(&param[0], &grad[0], &square_avg[0], ap, bp, n, lr, alpha, eps,
+                            weight_decay, momentum, centered)
+
+
+def sum_squares(const real[::1] x):
+    cdef size_t n = x.shape[0]
+    cdef double s = 0
+    if n == 0:
+        return 0.0
+    with nogil:
+        s = coptim.sum_squares(&x[0], n)
+    return s
+
+
+def max_abs(const real[::1] x):
+    cdef size_t n = x.shape[0]
+    cdef double s = 0
+    if n == 0:
+        return 0.0
+    with nogil:
+        s = coptim.max_abs(&x[0], n)
+    return s
+
+
+def scale_inplace(real[::1] x, double scale):
+    cdef size_t n = x.shape[0]
+    if n == 0:
+        return
+    with nogil:
+        coptim.scale_inplace(&x[0], n, scale)

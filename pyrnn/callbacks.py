@@ -1,0 +1,173 @@
+"""Callbacks for Sequential.fit (Keras-style hooks).
+
+fit() calls, in order: set_model(model), on_train_begin(logs), then per epoch
+on_epoch_begin(epoch, logs), per batch on_batch_begin(batch, logs) / on_batch_end(batch,
+logs) (logs: {"loss": batch loss, "size": batch samples}), on_epoch_end(epoch, logs) (logs:
+the epoch's metrics, e.g. {"loss", "accuracy", "val_loss", "val_accuracy"}), and finally
+on_train_end(logs). Epochs and batches count from 0. A callback stops training by setting
+``self.model.stop_training = True``; training then ends after the current epoch.
+"""
+import math
+import numbers
+
+
+class Callback:
+    """Base class; every hook does nothing."""
+
+    def __init__(self):
+        self.model = None
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+
+def _mode(mode, monitor):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+def _monitored(logs, monitor, who):
+    if monitor not in logs:
+        raise ValueError(f"{who}: the monitored quantity {monitor!r} is not in the epoch logs "
+                         f"(available: {', '.join(sorted(logs))}); validation metrics need "
+                         "fit(validation_data=...)")
+    return float(logs[monitor])
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs.
+
+    restore_best=True: at the end of training (early stop or not) the weights of the best
+    epoch are put back, if a later epoch was worse. The best weights are kept as a copy of
+    every parameter, taken whenever the monitored value improves.
+    Attributes after fit: best, best_epoch, stopped_epoch (None if it never stopped).
+    """
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
+                 restore_best=True):
+        super().__init__()
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        self.monitor = str(monitor)
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        self.mode = _mode(mode, self.monitor)
+        self.restore_best = bool(restore_best)
+
+    def _better(self, value, best):
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self.wait = 0
+        self._best_weights = None
+        self._last_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = _monitored(logs or {}, self.monitor, "EarlyStopping")
+        self._last_epoch = epoch
+        if self._better(value, self.best):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self._best_weights = [p.data.copy() for p in self.model.parameters()]
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if (self.restore_best and self._best_weights is not None
+                and self.best_epoch != self._last_epoch):
+            for p, w in zip(self.model.parameters(), self._best_weights):
+                p.data[...] = w
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (model.save) after each epoch, or only when `monitor` improved
+    (save_best_only). `path` may hold str.format fields: {epoch} (1-based) and any log key,
+    e.g. "ckpt-{epoch:03d}-{val_loss:.3f}.pyrnn". Each save is atomic (pyrnn.save).
+    Attributes: best, last_saved (the path of the last file written)."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
+        super().__init__()
+        self.path = str(path)
+        self.monitor = str(monitor)
+        self.save_best_only = bool(save_best_only)
+        self.mode = _mode(mode, self.monitor)
+        self.best = None
+        self.last_saved = None
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, "ModelCheckpoint")
+            improved = math.isfinite(value) and (
+                self.best is None or (value < self.best if self.mode == "min" else value > self.best))
+            if not improved:
+                return
+            self.best = value
+        path = self.path.format(epoch=epoch + 1, **logs)
+        self.model.save(path)
+        self.last_saved = path
+
+
+class History(Callback):
+    """Collects the epoch logs into history (dict of lists); fit() returns its dict."""
+
+    def on_train_begin(self, logs=None):
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ...)."""
+
+    def __init__(self, **hooks):
+        super().__init__()
+        names = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+                 "on_batch_begin", "on_batch_end"}
+        for name, fn in hooks.items():
+            if name not in names:
+                raise TypeError(f"unknown hook {name!r} (hooks: {', '.join(sorted(names))})")
+            setattr(self, name, fn)
+
+
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "History", "LambdaCallback"]

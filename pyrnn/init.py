@@ -1,0 +1,175 @@
+"""Weight initialisers acting IN PLACE on ndarrays (or a Parameter's data), with
+torch.nn.init's distributions. Each takes ``rng=`` (a numpy.random.Generator) or ``seed=``
+(an int) for reproducibility (neither: fresh OS entropy) and returns the array.
+
+    w = layer.params["weight"]
+    pyrnn.init.xavier_uniform_(w, seed=0)
+    pyrnn.init.orthogonal_(lstm.params["weight_hh_l0"], rng=np.random.default_rng(1))
+
+Fans follow PyTorch: for a (out, in, *k) array fan_in = in * prod(k), fan_out = out * prod(k).
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .parameter import Parameter
+
+__all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
+           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+           "he_uniform_", "he_normal_", "orthogonal_"]
+
+
+def _target(a):
+    if isinstance(a, Parameter):
+        a = a.data
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"init functions act in place on an ndarray or Parameter, got "
+                        f"{type(a).__name__}")
+    if a.dtype.kind != "f":
+        raise TypeError(f"init needs a floating-point array, got dtype {a.dtype}")
+    if not a.flags.writeable:
+        raise ValueError("init needs a writable array")
+    return a
+
+
+def _rng(rng, seed):
+    if rng is not None and seed is not None:
+        raise TypeError("pass rng= or seed=, not both")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        return rng
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return np.random.default_rng(seed)
+
+
+def _fans(a):
+    if a.ndim < 2:
+        raise ValueError(f"fan in and fan out need an array of at least 2 dimensions, got "
+                         f"shape {a.shape}")
+    receptive = int(np.prod(a.shape[2:])) if a.ndim > 2 else 1
+    return a.shape[1] * receptive, a.shape[0] * receptive
+
+
+def calculate_gain(nonlinearity, param=None):
+    """torch.nn.init.calculate_gain: linear/conv/sigmoid 1, tanh 5/3, relu sqrt(2),
+    leaky_relu sqrt(2 / (1 + slope^2)) (slope default 0.01), selu 3/4."""
+    if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+                        "conv_transpose2d", "conv_transpose3d", "sigmoid"):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, bool) or not isinstance(param, numbers.Real):
+            raise ValueError(f"negative_slope {param} is not a valid number")
+        else:
+            slope = float(param)
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
+
+
+def _fill(a, values):
+    a[...] = values.astype(a.dtype, copy=False)
+    return a
+
+
+def uniform_(a, low=0.0, high=1.0, *, rng=None, seed=None):
+    a = _target(a)
+    return _fill(a, _rng(rng, seed).uniform(low, high, size=a.shape))
+
+
+def normal_(a, mean=0.0, std=1.0, *, rng=None, seed=None):
+    a = _target(a)
+    return _fill(a, _rng(rng, seed).normal(mean, std, size=a.shape))
+
+
+def constant_(a, value):
+    a = _target(a)
+    a[...] = value
+    return a
+
+
+def zeros_(a):
+    return constant_(a, 0.0)
+
+
+def ones_(a):
+    return constant_(a, 1.0)
+
+
+def xavier_uniform_(a, gain=1.0, *, rng=None, seed=None):
+    """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    a = _target(a)
+    fan_in, fan_out = _fans(a)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return _fill(a, _rng(rng, seed).uniform(-bound, bound, size=a.shape))
+
+
+def xavier_normal_(a, gain=1.0, *, rng=None, seed=None):
+    """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    a = _target(a)
+    fan_in, fan_out = _fans(a)
+    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+    return _fill(a, _rng(rng, seed).normal(0.0, std, size=a.shape))
+
+
+def _kaiming_std(a, neg_slope, mode, nonlinearity):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = _fans(a)
+    fan = fan_in if mode == "fan_in" else fan_out
+    return calculate_gain(nonlinearity, neg_slope) / math.sqrt(fan)
+
+
+def kaiming_uniform_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None,
+                     seed=None):
+    """U(-b, b), b = gain * sqrt(3 / fan) (He et al. 2015); torch's argument `a` is
+    `neg_slope` here (the leaky_relu slope), default 0 -> gain sqrt(2)."""
+    a = _target(a)
+    bound = math.sqrt(3.0) * _kaiming_std(a, neg_slope, mode, nonlinearity)
+    return _fill(a, _rng(rng, seed).uniform(-bound, bound, size=a.shape))
+
+
+def kaiming_normal_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None,
+                    seed=None):
+    """N(0, std^2), std = gain / sqrt(fan)."""
+    a = _target(a)
+    std = _kaiming_std(a, neg_slope, mode, nonlinearity)
+    return _fill(a, _rng(rng, seed).normal(0.0, std, size=a.shape))
+
+
+he_uniform_ = kaiming_uniform_
+he_normal_ = kaiming_normal_
+
+
+def orthogonal_(a, gain=1.0, *, rng=None, seed=None):
+    """(Semi-)orthogonal matrix times gain (Saxe et al. 2013), torch.nn.init.orthogonal_: the
+    array viewed as (rows, numel / rows) gets orthonormal rows (rows <= cols) or columns,
+    from the QR decomposition of a Gaussian matrix with the signs of R's diagonal fixed
+    (so the result is Haar-distributed)."""
+    a = _target(a)
+    if a.ndim < 2:
+        raise ValueError(f"orthogonal_ needs an array of at least 2 dimensions, got shape {a.shape}")
+    if a.size == 0:
+        return a
+    rows = a.shape[0]
+    cols = a.size // rows
+    flat = _rng(rng, seed).standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    d = np.sign(np.diag(r))
+    d[d == 0] = 1.0
+    q = q * d
+    if rows < cols:
+        q = q.T
+    a[...] = (gain * q).reshape(a.shape).astype(a.dtype, copy=False)
+    return a

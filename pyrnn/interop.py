@@ -1,0 +1,280 @@
+"""PyTorch interop: ``pyrnn.from_torch(module)`` and ``layer.to_torch()``.
+
+torch is optional: it is imported inside these functions only.
+
+Parameter mapping (per layer k and direction; gate orders are the same in both libraries:
+LSTM (i, f, g, o), GRU (r, z, n)):
+
+- weight_ih_l{k}, weight_hh_l{k}: copied as they are.
+- torch -> pyrnn: bias_l{k} = bias_ih + bias_hh (one bias per gate), except for the GRU,
+  whose n gate keeps the two apart: bias_l{k} = concat(b_ih[:2H] + b_hh[:2H], b_ih[2H:]),
+  bias_hn_l{k} = b_hh[2H:] (torch's GRU is pyrnn's GRU(reset_after=True)).
+- pyrnn -> torch: bias_ih = bias, bias_hh = 0, except for the GRU n gate:
+  bias_ih[2H:] = bias_n, bias_hh[2H:] = bias_hn. A pyrnn -> torch -> pyrnn round trip is
+  therefore bitwise exact (x + 0 == x); torch -> pyrnn -> torch gives the same outputs up
+  to the rounding of the bias sum.
+- GRU(reset_after=False) (n = tanh(W_in x + W_hn (r*h) + b_n)) has no torch equivalent:
+  to_torch raises ValueError.
+"""
+import warnings
+
+import numpy as np
+
+_TORCH_DTYPES = ("float32", "float64")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("PyTorch interop needs the 'torch' package: pip install torch "
+                          "(or pip install 'pyrnn[torch]')") from e
+    return torch
+
+
+def _np(t):
+    """torch tensor -> a NumPy array that owns its memory (CPU, detached)."""
+    return t.detach().cpu().numpy().copy()
+
+
+def _dtype_name(torch, t, what):
+    if t.dtype == torch.float32:
+        return "float32"
+    if t.dtype == torch.float64:
+        return "float64"
+    raise ValueError(f"{what}: pyrnn supports float32 and float64 parameters, got {t.dtype}")
+
+
+# ---- torch -> pyrnn -------------------------------------------------------------------------
+
+def _recurrent_from_torch(torch, m):
+    from .recurrent import GRU, LSTM, RNN
+    nn = torch.nn
+    name = type(m).__name__
+    if isinstance(m, nn.LSTM) and getattr(m, "proj_size", 0):
+        raise ValueError(f"torch.nn.LSTM with proj_size={m.proj_size} has no pyrnn equivalent "
+                         "(pyrnn's LSTM has no projection); use proj_size=0")
+    dtype = _dtype_name(torch, m.weight_ih_l0, f"torch.nn.{name}")
+    kw = dict(num_layers=m.num_layers, bias=bool(m.bias), batch_first=bool(m.batch_first),
+              bidirectional=bool(m.bidirectional), dropout=float(m.dropout), dtype=dtype, seed=0)
+    with warnings.catch_warnings():
+        # torch already warned about dropout with num_layers=1 when the module was built.
+        warnings.simplefilter("ignore", UserWarning)
+        if isinstance(m, nn.LSTM):
+            layer = LSTM(m.input_size, m.hidden_size, **kw)
+        elif isinstance(m, nn.GRU):
+            layer = GRU(m.input_size, m.hidden_size, reset_after=True, **kw)
+        elif isinstance(m, nn.RNN):
+            if m.nonlinearity not in ("tanh", "relu"):
+                raise ValueError(f"torch.nn.RNN nonlinearity {m.nonlinearity!r} is not supported")
+            layer = RNN(m.input_size, m.hidden_size, nonlinearity=m.nonlinearity, **kw)
+        else:
+            raise TypeError(f"unsupported recurrent module torch.nn.{name}")
+    H = m.hidden_size
+    gru = isinstance(m, nn.GRU)
+    for k in range(m.num_layers):
+        for sfx in ("", "_reverse")[:layer.num_directions]:
+            s = f"_l{k}{sfx}"
+            layer.params["weight_ih" + s][...] = _np(getattr(m, "weight_ih" + s))
+            layer.params["weight_hh" + s][...] = _np(getattr(m, "weight_hh" + s))
+            if not m.bias:
+                continue
+            b_ih, b_hh = _np(getattr(m, "bias_ih" + s)), _np(getattr(m, "bias_hh" + s))
+            if gru:
+                layer.params["bias" + s][...] = np.concatenate(
+                    [b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
+                layer.params["bias_hn" + s][...] = b_hh[2 * H:]
+            else:
+                layer.params["bias" + s][...] = b_ih + b_hh
+    layer.train(m.training)
+    return layer
+
+
+def _linear_from_torch(torch, m, activation=None):
+    from .layers import Dense
+    dtype = _dtype_name(torch, m.weight, "torch.nn.Linear")
+    layer = Dense(m.in_features, m.out_features, activation, bias=m.bias is not None,
+                  dtype=dtype, seed=0)
+    layer.params["weight"][...] = _np(m.weight)
+    if m.bias is not None:
+        layer.params["bias"][...] = _np(m.bias)
+    return layer
+
+
+def _embedding_from_torch(torch, m):
+    from .layers import Embedding
+    if m.max_norm is not None or m.sparse or m.scale_grad_by_freq:
+        raise ValueError("torch.nn.Embedding with max_norm, sparse or scale_grad_by_freq has no "
+                         "pyrnn equivalent")
+    dtype = _dtype_name(torch, m.weight, "torch.nn.Embedding")
+    layer = Embedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx, dtype=dtype,
+                      seed=0)
+    layer.params["weight"][...] = _np(m.weight)
+    return layer
+
+
+def _layernorm_from_torch(torch, m):
+    from .layers import LayerNorm
+    shape = tuple(m.normalized_shape)
+    if len(shape) != 1:
+        raise ValueError(f"torch.nn.LayerNorm over {shape} is not supported: pyrnn's LayerNorm "
+                         "normalises the last axis only")
+    w = getattr(m, "weight", None)
+    b = getattr(m, "bias", None)
+    dtype = "float32" if w is None else _dtype_name(torch, w, "torch.nn.LayerNorm")
+    layer = LayerNorm(shape[0], eps=float(m.eps), dtype=dtype)
+    if w is not None:
+        layer.params["weight"][...] = _np(w)
+    if b is not None:
+        layer.params["bias"][...] = _np(b)
+    return layer
+
+
+_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+
+
+def _sequential_from_torch(torch, seq):
+    from .model import Sequential
+    nn = torch.nn
+    layers = []
+    mods = list(seq)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if isinstance(m, nn.Linear):
+            act = None
+            if i + 1 < len(mods) and type(mods[i + 1]).__name__ in _ACTIVATIONS \
+                    and isinstance(mods[i + 1], nn.Module):
+                act = _ACTIVATIONS[type(mods[i + 1]).__name__]
+                i += 1
+            layers.append(_linear_from_torch(torch, m, act))
+        elif type(m).__name__ in _ACTIVATIONS:
+            raise TypeError(f"torch.nn.Sequential item {i} ({type(m).__name__}) must follow a "
+                            "torch.nn.Linear: pyrnn has activations only inside Dense")
+        else:
+            layers.append(from_torch(m))
+        i += 1
+    model = Sequential(layers)
+    model.train(seq.training)
+    return model
+
+
+def from_torch(module):
+    """A pyrnn layer or model with the same parameters as a PyTorch module.
+
+    Supported: torch.nn.RNN / LSTM / GRU (any num_layers, bidirectional, batch_first, bias,
+    nonlinearity, dropout; float32 or float64 parameters; torch's GRU becomes
+    pyrnn.GRU(reset_after=True)); torch.nn.Linear -> pyrnn.Dense; Embedding, LayerNorm
+    (over the last axis), Dropout; torch.nn.Sequential of these, where a ReLU / Tanh /
+    Sigmoid right after a Linear becomes that Dense's activation (recurrent layers inside
+    must use batch_first=True, and pyrnn's Sequential passes on only their output
+    sequence). The training/eval mode is carried over. Parameters are copied.
+
+    Raises TypeError for other modules and ValueError for unsupported options (e.g.
+    LSTM proj_size > 0, float16 parameters).
+    """
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+        return _recurrent_from_torch(torch, module)
+    if isinstance(module, nn.Linear):
+        return _linear_from_torch(torch, module)
+    if isinstance(module, nn.Embedding):
+        return _embedding_from_torch(torch, module)
+    if isinstance(module, nn.LayerNorm):
+        return _layernorm_from_torch(torch, module)
+    if isinstance(module, nn.Dropout):
+        from .layers import Dropout
+        layer = Dropout(float(module.p))
+        layer.train(module.training)
+        return layer
+    if isinstance(module, nn.Sequential):
+        return _sequential_from_torch(torch, module)
+    raise TypeError(f"from_torch does not support torch module {type(module).__name__}; "
+                    "supported: RNN, LSTM, GRU, Linear, Embedding, LayerNorm, Dropout and "
+                    "Sequential of these")
+
+
+# ---- pyrnn -> torch -------------------------------------------------------------------------
+
+def _copy(torch, dst, arr):
+    dst.copy_(torch.from_numpy(np.ascontiguousarray(arr)))
+
+
+def to_torch(layer):
+    """The PyTorch module equivalent to a pyrnn RNN / LSTM / GRU(reset_after=True) layer,
+    Dense (-> Linear, or Sequential(Linear, activation)), Embedding, LayerNorm or Dropout.
+    Parameters are copied (CPU, the layer's dtype); the training/eval mode is carried."""
+    torch = _torch()
+    nn = torch.nn
+    from .layers import Dense, Dropout, Embedding, LayerNorm
+    from .recurrent import GRU, LSTM, RNN, _Recurrent
+    if isinstance(layer, _Recurrent):
+        if isinstance(layer, GRU) and not layer.reset_after:
+            raise ValueError("pyrnn.GRU(reset_after=False) has no PyTorch equivalent: "
+                             "torch.nn.GRU applies the reset gate after the recurrent matmul "
+                             "(n = tanh(W_in x + b_in + r*(W_hn h + b_hn))); build the layer with "
+                             "reset_after=True to convert it")
+        tdtype = {"float32": torch.float32, "float64": torch.float64}[layer.dtype.name]
+        kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
+                  dropout=layer.dropout, bidirectional=layer.bidirectional, dtype=tdtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # dropout with num_layers=1
+            if isinstance(layer, LSTM):
+                m = nn.LSTM(layer.input_size, layer.hidden_size, **kw)
+            elif isinstance(layer, GRU):
+                m = nn.GRU(layer.input_size, layer.hidden_size, **kw)
+            elif isinstance(layer, RNN):
+                m = nn.RNN(layer.input_size, layer.hidden_size,
+                           nonlinearity=layer.nonlinearity, **kw)
+            else:
+                raise TypeError(f"to_torch does not support {type(layer).__name__}")
+        H = layer.hidden_size
+        p = layer.params
+        with torch.no_grad():
+            for k in range(layer.num_layers):
+                for sfx in ("", "_reverse")[:layer.num_directions]:
+                    s = f"_l{k}{sfx}"
+                    _copy(torch, getattr(m, "weight_ih" + s), p["weight_ih" + s])
+                    _copy(torch, getattr(m, "weight_hh" + s), p["weight_hh" + s])
+                    if not layer.bias:
+                        continue
+                    b = p["bias" + s]
+                    b_hh = np.zeros_like(b)
+                    if isinstance(layer, GRU):
+                        b_hh[2 * H:] = p["bias_hn" + s]
+                    _copy(torch, getattr(m, "bias_ih" + s), b)
+                    _copy(torch, getattr(m, "bias_hh" + s), b_hh)
+        m.train(layer.training)
+        return m
+    if isinstance(layer, Dense):
+        tdtype = {"float32": torch.float32, "float64": torch.float64}[layer.dtype.name]
+        lin = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias, dtype=tdtype)
+        with torch.no_grad():
+            _copy(torch, lin.weight, layer.params["weight"])
+            if layer.bias:
+                _copy(torch, lin.bias, layer.params["bias"])
+        if layer.activation is None:
+            return lin
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[layer.activation]()
+        return nn.Sequential(lin, act)
+    if isinstance(layer, Embedding):
+        tdtype = {"float32": torch.float32, "float64": torch.float64}[layer.dtype.name]
+        m = nn.Embedding(layer.num, layer.dim, padding_idx=layer.padding_idx, dtype=tdtype)
+        with torch.no_grad():
+            _copy(torch, m.weight, layer.params["weight"])
+        return m
+    if isinstance(layer, LayerNorm):
+        tdtype = {"float32": torch.float32, "float64": torch.float64}[layer.dtype.name]
+        m = nn.LayerNorm(layer.dim, eps=layer.eps, dtype=tdtype)
+        with torch.no_grad():
+            _copy(torch, m.weight, layer.params["weight"])
+            _copy(torch, m.bias, layer.params["bias"])
+        return m
+    if isinstance(layer, Dropout):
+        m = nn.Dropout(layer.p)
+        m.train(layer.training)
+        return m
+    raise TypeError(f"to_torch does not support {type(layer).__name__}")

@@ -1,0 +1,432 @@
+"""Feed-forward layers of the training stack: Dense, Embedding, Dropout, LayerNorm, LastStep.
+
+Every layer has ``forward`` (also ``__call__``) beside ``backward``, ``params`` / ``grads``
+(dicts name -> ndarray; gradients ACCUMULATE until ``zero_grad()``), ``parameters()``
+(pyrnn.Parameter views), ``train()`` / ``eval()`` and ``config()`` (the JSON-able
+constructor arguments that pyrnn.save / pyrnn.load use). A forward in training mode keeps
+what backward needs; eval mode keeps nothing.
+
+Dense, LayerNorm and Embedding run their forward and backward in C++ (pyrnn/layers.h via
+pyrnn._train). Arrays returned by forward are also the layer's cache: modify a copy.
+"""
+import numbers
+
+import numpy as np
+
+from . import _train
+from ._validate import float_dtype, lengths_array, positive_int, real_array, shape_str
+from .parameter import Parameter
+
+
+def _seed_arg(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    return seed
+
+
+class Layer:
+    """Base of the pure-Python-API layers (the recurrent layers follow the same protocol)."""
+    # Layers that take the sequence lengths in forward (Sequential passes them on).
+    _takes_lengths = False
+
+    def __init__(self):
+        self.training = True
+        self._params = {}  # name -> ndarray, owned by the layer
+        self._grads = {}   # name -> ndarray, same shapes; accumulate until zero_grad()
+        self._cache = None
+
+    @property
+    def params(self):
+        """{name: ndarray} of the parameters (writable, the layer's own arrays)."""
+        return self._params
+
+    @property
+    def grads(self):
+        """{name: ndarray} of the accumulated gradients; cleared by zero_grad()."""
+        return self._grads
+
+    def parameters(self):
+        """Yields a pyrnn.Parameter (name, data, grad views) per parameter."""
+        for name, data in self._params.items():
+            yield Parameter(name, data, self._grads[name])
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self._params.values()))
+
+    def zero_grad(self):
+        for g in self._grads.values():
+            g[...] = 0
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        if not self.training:
+            self._cache = None
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def _need_cache(self):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
+                               "training mode (call layer.train() before forward)")
+        return self._cache
+
+    # ---- serialization -------------------------------------------------------------------
+    def config(self):
+        """Constructor arguments as a JSON-able dict: type(self)(**config()) rebuilds it."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @classmethod
+    def param_shapes(cls, config):
+        """{name: shape} the layer built from `config` has, computed without allocating
+        (pyrnn.load checks a file's tensors against it before building anything)."""
+        return {}
+
+    def save(self, path):
+        """Write this layer (config + weights) to one file; pyrnn.load(path) reads it back."""
+        from .serialize import save
+        save(self, path)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+# ---- Dense ----------------------------------------------------------------------------------
+
+class Dense(Layer):
+    """y = activation(x W^T + b) over the last axis of an input of any rank (..., in).
+
+    weight (out_features, in_features), bias (out_features,); both initialised as PyTorch's
+    nn.Linear, U(-1/sqrt(in), 1/sqrt(in)). activation: None, "relu", "tanh" or "sigmoid".
+    """
+
+    def __init__(self, in_features, out_features, activation=None, *, bias=True,
+                 dtype="float32", seed=None):
+        super().__init__()
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
+        if activation not in _train.ACTIVATIONS:
+            raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', "
+                             f"got {activation!r}")
+        self.activation = activation
+        self.bias = bool(bias)
+        self.dtype = float_dtype(dtype)
+        self.seed = _seed_arg(seed)
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(self.in_features)
+        shape = (self.out_features, self.in_features)
+        self._params["weight"] = rng.uniform(-k, k, size=shape).astype(self.dtype)
+        self._grads["weight"] = np.zeros(shape, self.dtype)
+        if self.bias:
+            self._params["bias"] = rng.uniform(-k, k, size=self.out_features).astype(self.dtype)
+            self._grads["bias"] = np.zeros(self.out_features, self.dtype)
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "activation": self.activation, "bias": self.bias, "dtype": self.dtype.name}
+
+    @classmethod
+    def param_shapes(cls, config):
+        shapes = {"weight": (config["out_features"], config["in_features"])}
+        if config.get("bias", True):
+            shapes["bias"] = (config["out_features"],)
+        return shapes
+
+    def forward(self, x):
+        x = real_array("x", x, self.dtype)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"Dense expects input of shape (..., {self.in_features}), "
+                             f"got {shape_str(x.shape)}")
+        x2 = x.reshape(-1, self.in_features)                     # [M, in]
+        y2 = np.empty((x2.shape[0], self.out_features), self.dtype)  # [M, out]
+        _train.dense_forward(y2, x2, self._params["weight"], self._params.get("bias"),
+                             _train.ACTIVATIONS[self.activation])
+        self._cache = (x2, y2, x.shape) if self.training else None
+        return y2.reshape(x.shape[:-1] + (self.out_features,))
+
+    def backward(self, dy):
+        """dy shaped like the forward output -> dx shaped like its input; grads accumulate."""
+        x2, y2, x_shape = self._need_cache()
+        want = x_shape[:-1] + (self.out_features,)
+        dy = real_array("dy", dy, self.dtype)
+        if dy.shape != want:
+            raise ValueError(f"Dense.backward: dy must have the output's shape {shape_str(want)}, "
+                             f"got {shape_str(dy.shape)}")
+        dx2 = np.empty_like(x2)                                  # [M, in]
+        _train.dense_backward(self._grads["weight"], self._grads.get("bias"), dx2,
+                              dy.reshape(-1, self.out_features), y2, x2, self._params["weight"],
+                              _train.ACTIVATIONS[self.activation])
+        return dx2.reshape(x_shape)
+
+    def __repr__(self):
+        extra = "" if self.activation is None else f", activation={self.activation!r}"
+        extra += "" if self.bias else ", bias=False"
+        extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
+        return f"Dense({self.in_features}, {self.out_features}{extra})"
+
+
+# ---- Embedding ------------------------------------------------------------------------------
+
+class Embedding(Layer):
+    """Lookup table: integer indices of any shape S in [0, num) -> vectors of shape S + (dim,).
+
+    weight (num, dim) ~ N(0, 1) as PyTorch's nn.Embedding. With padding_idx, that row starts
+    at zero and never receives gradient. Gradients of repeated indices add up.
+    """
+
+    def __init__(self, num, dim, *, padding_idx=None, dtype="float32", seed=None):
+        super().__init__()
+        self.num = positive_int("num", num)
+        self.dim = positive_int("dim", dim)
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral):
+                raise TypeError(f"padding_idx must be an int or None, got "
+                                f"{type(padding_idx).__name__}")
+            if not -self.num <= padding_idx < self.num:
+                raise ValueError(f"padding_idx must be in [-{self.num}, {self.num}), "
+                                 f"got {padding_idx}")
+            padding_idx = int(padding_idx) % self.num
+        self.padding_idx = padding_idx
+        self.dtype = float_dtype(dtype)
+        self.seed = _seed_arg(seed)
+        rng = np.random.default_rng(seed)
+        self._params["weight"] = rng.standard_normal((self.num, self.dim)).astype(self.dtype)
+        if padding_idx is not None:
+            self._params["weight"][padding_idx] = 0
+        self._grads["weight"] = np.zeros((self.num, self.dim), self.dtype)
+
+    @property
+    def num_embeddings(self):
+        return self.num
+
+    @property
+    def embedding_dim(self):
+        return self.dim
+
+    def config(self):
+        return {"num": self.num, "dim": self.dim, "padding_idx": self.padding_idx,
+                "dtype": self.dtype.name}
+
+    @classmethod
+    def param_shapes(cls, config):
+        return {"weight": (config["num"], config["dim"])}
+
+    def _indices(self, idx):
+        if isinstance(idx, (str, bytes)):
+            raise TypeError(f"Embedding input must be integer indices, got {type(idx).__name__}")
+        arr = np.asarray(idx)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"Embedding input must be integer indices, got dtype {arr.dtype}")
+        if arr.size:
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi >= self.num:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"Embedding index {bad} is outside [0, {self.num}) "
+                                 f"(input shape {shape_str(arr.shape)})")
+        return arr
+
+    def forward(self, idx):
+        arr = self._indices(idx)
+        flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
+        y = np.empty((flat.size, self.dim), self.dtype)                # [M, dim]
+        _train.embedding_forward(y, flat, self._params["weight"])
+        self._cache = (flat, arr.shape) if self.training else None
+        return y.reshape(arr.shape + (self.dim,))
+
+    def backward(self, dy):
+        """Accumulates dy (input shape + (dim,)) into grads['weight']; returns None (indices
+        have no gradient)."""
+        flat, shape = self._need_cache()
+        want = shape + (self.dim,)
+        dy = real_array("dy", dy, self.dtype)
+        if dy.shape != want:
+            raise ValueError(f"Embedding.backward: dy must have shape {shape_str(want)}, "
+                             f"got {shape_str(dy.shape)}")
+        pad = -1 if self.padding_idx is None else self.padding_idx
+        _train.embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
+        return None
+
+    def __repr__(self):
+        extra = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
+        return f"Embedding({self.num}, {self.dim}{extra})"
+
+
+# ---- Dropout --------------------------------------------------------------------------------
+
+class Dropout(Layer):
+    """Training mode: zero each element with probability p, scale the rest by 1/(1-p)
+    (inverted dropout, as PyTorch). Eval mode: identity. Masks come from a NumPy Generator
+    seeded by `seed` (reproducible runs)."""
+
+    def __init__(self, p=0.5, *, seed=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+            raise TypeError(f"p must be a float, got {type(p).__name__}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
+        self.p = float(p)
+        self.seed = _seed_arg(seed)
+        self._rng = np.random.default_rng(seed)
+
+    def config(self):
+        return {"p": self.p}
+
+    def forward(self, x):
+        arr = np.asarray(x)
+        x = real_array("x", x, arr.dtype if arr.dtype.kind == "f" else np.float32)
+        if not self.training:
+            self._cache = None
+            return x
+        if self.p == 0.0:
+            mask = None
+            y = x
+        else:
+            scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+            # mask [x.shape]: 0 or 1/(1-p), in the input's dtype.
+            mask = ((self._rng.random(x.shape) >= self.p) * scale).astype(x.dtype)
+            y = x * mask
+        self._cache = (mask, x.shape)
+        return y
+
+    def backward(self, dy):
+        mask, shape = self._need_cache()
+        dy = np.asarray(dy)
+        if dy.shape != shape:
+            raise ValueError(f"Dropout.backward: dy must have shape {shape_str(shape)}, "
+                             f"got {shape_str(dy.shape)}")
+        return dy if mask is None else dy * mask
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+
+# ---- LayerNorm ------------------------------------------------------------------------------
+
+class LayerNorm(Layer):
+    """Normalises the last axis (size dim): y = (x - mean) / sqrt(var + eps) * weight + bias,
+    var the biased variance (PyTorch's nn.LayerNorm(dim)). weight starts at 1, bias at 0."""
+
+    def __init__(self, dim, eps=1e-5, *, dtype="float32"):
+        super().__init__()
+        self.dim = positive_int("dim", dim)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        self.eps = float(eps)
+        self.dtype = float_dtype(dtype)
+        self._params["weight"] = np.ones(self.dim, self.dtype)
+        self._params["bias"] = np.zeros(self.dim, self.dtype)
+        self._grads["weight"] = np.zeros(self.dim, self.dtype)
+        self._grads["bias"] = np.zeros(self.dim, self.dtype)
+
+    def config(self):
+        return {"dim": self.dim, "eps": self.eps, "dtype": self.dtype.name}
+
+    @classmethod
+    def param_shapes(cls, config):
+        return {"weight": (config["dim"],), "bias": (config["dim"],)}
+
+    def forward(self, x):
+        x = real_array("x", x, self.dtype)
+        if x.ndim < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
+                             f"got {shape_str(x.shape)}")
+        x2 = x.reshape(-1, self.dim)                 # [M, D]
+        y2 = np.empty_like(x2)                       # [M, D]
+        mean = np.empty(x2.shape[0], self.dtype)     # [M]
+        rstd = np.empty(x2.shape[0], self.dtype)     # [M]
+        _train.layernorm_forward(y2, mean, rstd, x2, self._params["weight"],
+                                 self._params["bias"], self.eps)
+        self._cache = (x2, mean, rstd, x.shape) if self.training else None
+        return y2.reshape(x.shape)
+
+    def backward(self, dy):
+        x2, mean, rstd, shape = self._need_cache()
+        dy = real_array("dy", dy, self.dtype)
+        if dy.shape != shape:
+            raise ValueError(f"LayerNorm.backward: dy must have shape {shape_str(shape)}, "
+                             f"got {shape_str(dy.shape)}")
+        dx2 = np.empty_like(x2)                      # [M, D]
+        _train.layernorm_backward(dx2, self._grads["weight"], self._grads["bias"],
+                                  dy.reshape(-1, self.dim), x2, mean, rstd,
+                                  self._params["weight"])
+        return dx2.reshape(shape)
+
+    def __repr__(self):
+        extra = "" if self.eps == 1e-5 else f", eps={self.eps}"
+        extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
+        return f"LayerNorm({self.dim}{extra})"
+
+
+# ---- LastStep -------------------------------------------------------------------------------
+
+class LastStep(Layer):
+    """Each sequence's final state from a recurrent layer's samples-first output.
+
+    x (N, T, D*H) -> (N, D*H): the forward direction's h at step len-1 (lengths, default T)
+    concatenated with the reverse direction's h at step 0, which is where the reverse pass
+    ends. D comes from `bidirectional`; left at None, Sequential sets it from the nearest
+    preceding recurrent layer (standalone, None means unidirectional).
+    """
+    _takes_lengths = True
+
+    def __init__(self, bidirectional=None):
+        super().__init__()
+        if bidirectional is not None and not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(f"bidirectional must be True, False or None, got {bidirectional!r}")
+        self.bidirectional = None if bidirectional is None else bool(bidirectional)
+        self._auto_bidirectional = False  # set by Sequential when bidirectional is None
+
+    @property
+    def num_directions(self):
+        bi = self.bidirectional if self.bidirectional is not None else self._auto_bidirectional
+        return 2 if bi else 1
+
+    def config(self):
+        return {"bidirectional": self.bidirectional}
+
+    def forward(self, x, lengths=None):
+        arr = np.asarray(x)
+        x = real_array("x", x, arr.dtype if arr.dtype.kind == "f" else np.float32)
+        D = self.num_directions
+        if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] < 1 or x.shape[2] % D:
+            want = "(N, T, 2*H) (bidirectional)" if D == 2 else "(N, T, H)"
+            raise ValueError(f"LastStep expects a samples-first recurrent output {want}, "
+                             f"got {shape_str(x.shape)}")
+        N, T, W = x.shape
+        lens = np.full(N, T, np.int64) if lengths is None else lengths_array(lengths, N, T)
+        H = W // D
+        rows = np.arange(N)
+        y = np.empty((N, W), x.dtype)                  # [N, D*H]
+        y[:, :H] = x[rows, lens - 1, :H]
+        if D == 2:
+            y[:, H:] = x[:, 0, H:]
+        self._cache = (lens, x.shape, x.dtype) if self.training else None
+        return y
+
+    def backward(self, dy):
+        lens, shape, dtype = self._need_cache()
+        N, T, W = shape
+        dy = real_array("dy", dy, dtype)
+        if dy.shape != (N, W):
+            raise ValueError(f"LastStep.backward: dy must have shape ({N}, {W}), "
+                             f"got {shape_str(dy.shape)}")
+        H = W // self.num_directions
+        dx = np.zeros(shape, dtype)                    # [N, T, D*H]
+        dx[np.arange(N), lens - 1, :H] = dy[:, :H]
+        if W != H:
+            dx[:, 0, H:] += dy[:, H:]
+        return dx
+
+    def __repr__(self):
+        return "LastStep()" if self.bidirectional is None else \
+            f"LastStep(bidirectional={self.bidirectional})"

@@ -1,0 +1,234 @@
+"""Losses: ``forward(pred, target) -> float`` beside ``backward() -> dpred``.
+
+Values are computed in float64 whatever the prediction dtype (so a float32 model's loss is
+not rounded twice); ``backward`` returns d loss / d pred in the prediction's dtype. Every
+loss is numerically stable for logits of any size (log-sum-exp, softplus on -|x|).
+
+``reduction``: "mean" (default; the mean over the elements that count, as PyTorch) or "sum".
+After a forward, ``count`` is the number of elements the mean was taken over (fit() uses it
+to weight batch losses) and ``metric_counts()`` gives {"accuracy": (correct, total)} for the
+classification losses.
+"""
+import numbers
+
+import numpy as np
+
+from ._validate import shape_str
+
+_REDUCTIONS = ("mean", "sum")
+
+
+def _pred_array(name, value):
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def _same_shape(pred, target, loss_name):
+    """target shaped as pred; a target missing only pred's trailing axis of size 1 (the
+    (N,) targets of a (N, 1) regression output) is reshaped instead of silently broadcast."""
+    if target.shape == pred.shape:
+        return target
+    if pred.ndim >= 1 and pred.shape[-1] == 1 and target.shape == pred.shape[:-1]:
+        return target.reshape(pred.shape)
+    raise ValueError(f"{loss_name}: target shape {shape_str(target.shape)} does not match the "
+                     f"prediction shape {shape_str(pred.shape)}")
+
+
+class Loss:
+    """Base class: subclasses set self._dpred (float64, pred-shaped) in forward."""
+
+    def __init__(self, reduction="mean"):
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+        self._dpred = None
+        self._dtype = None
+        self.count = 0
+
+    def __call__(self, pred, target):
+        return self.forward(pred, target)
+
+    def _reduce(self, total, count):
+        """(loss, scale of the per-element gradient)."""
+        self.count = int(count)
+        if self.reduction == "sum":
+            return float(total), 1.0
+        if count == 0:
+            # Nothing counts (every target ignored): PyTorch gives nan; a loss of 0 with zero
+            # gradient lets a batch of pure padding pass through fit() harmlessly.
+            return 0.0, 0.0
+        return float(total) / count, 1.0 / count
+
+    def backward(self):
+        """d loss / d pred of the last forward, in the prediction's dtype."""
+        if self._dpred is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward()")
+        return self._dpred.astype(self._dtype, copy=False)
+
+    def metric_counts(self):
+        return {}
+
+    def config(self):
+        return {"reduction": self.reduction}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class MSELoss(Loss):
+    """mean((pred - target)^2) over every element (torch.nn.MSELoss)."""
+
+    def forward(self, pred, target):
+        pred = _pred_array("pred", pred)
+        target = _same_shape(pred, _pred_array("target", target), "MSELoss")
+        self._dtype = pred.dtype
+        diff = pred.astype(np.float64) - target          # pred-shaped
+        loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), diff.size)
+        self._dpred = diff * (2.0 * scale)
+        return loss
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy over the LAST axis (classes): logits (N, K) or per step
+    (N, T, K) (any (..., K)) with integer targets (N,) / (N, T) (the logits' shape without
+    K). Targets equal to ignore_index are left out of the loss, its mean and its gradient.
+    Targets shaped exactly like the logits are class probabilities (soft labels).
+
+    Note the class axis: PyTorch's per-step form is (N, K, T); here it is last, which is
+    what a Dense layer on a samples-first sequence produces.
+    """
+
+    def __init__(self, ignore_index=-100, reduction="mean"):
+        super().__init__(reduction)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+        self.ignore_index = int(ignore_index)
+        self._correct = self._total = 0
+
+    def config(self):
+        return {"ignore_index": self.ignore_index, "reduction": self.reduction}
+
+    def forward(self, logits, target):
+        logits = _pred_array("logits", logits)
+        if logits.ndim < 1 or logits.shape[-1] < 1:
+            raise ValueError(f"CrossEntropyLoss: logits must be (..., K) with K >= 1 classes, "
+                             f"got {shape_str(logits.shape)}")
+        if isinstance(target, (str, bytes)):
+            raise TypeError(f"target must be an array of class indices, got {type(target).__name__}")
+        target = np.asarray(target)
+        self._dtype = logits.dtype
+        K = logits.shape[-1]
+        z = logits.reshape(-1, K).astype(np.float64)                  # [M, K]
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))       # [M, K] log-softmax
+        prob = np.exp(logp)                                           # [M, K]
+        pred_class = logits.reshape(-1, K).argmax(axis=1)             # [M]
+
+        if target.shape == logits.shape and target.dtype.kind == "f":
+            t = target.reshape(-1, K).astype(np.float64)             # [M, K] probabilities
+            loss, scale = self._reduce(-(t * logp).sum(), t.shape[0])
+            self._dpred = ((prob * t.sum(axis=1, keepdims=True) - t) * scale).reshape(logits.shape)
+            self._correct = int((pred_class == t.argmax(axis=1)).sum())
+            self._total = t.shape[0]
+            return loss
+
+        if target.shape != logits.shape[:-1]:
+            raise ValueError(f"CrossEntropyLoss: targets must have shape "
+                             f"{shape_str(logits.shape[:-1])} (the logits' shape without the "
+                             f"class axis) or {shape_str(logits.shape)} (probabilities), got "
+                             f"{shape_str(target.shape)}")
+        if target.dtype.kind == "f":
+            # Float class labels (e.g. read from a float array) are fine if integral.
+            if not np.all(np.isfinite(target)) or np.any(target != np.round(target)):
+                raise TypeError("CrossEntropyLoss: class targets must be integers")
+            target = target.astype(np.int64)
+        elif target.dtype.kind not in "iu":
+            raise TypeError(f"CrossEntropyLoss: targets must be integer class indices, "
+                            f"got dtype {target.dtype}")
+        t = target.reshape(-1).astype(np.int64)                       # [M]
+        valid = t != self.ignore_index                                # [M]
+        bad = valid & ((t < 0) | (t >= K))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"CrossEntropyLoss: target {int(t[i])} is outside [0, {K}) "
+                             f"(ignore_index={self.ignore_index})")
+        rows = np.nonzero(valid)[0]
+        tv = t[rows]
+        loss, scale = self._reduce(-logp[rows, tv].sum(), rows.size)
+        d = prob                                                      # [M, K], reused
+        d[rows, tv] -= 1.0
+        d[~valid] = 0.0
+        d *= scale
+        self._dpred = d.reshape(logits.shape)
+        self._correct = int((pred_class[rows] == tv).sum())
+        self._total = int(rows.size)
+        return loss
+
+    def metric_counts(self):
+        return {"accuracy": (self._correct, self._total)}
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits (torch.nn.BCEWithLogitsLoss), targets in [0, 1] shaped
+    like the logits: (1 - y) x + w (log(1 + e^-|x|) + max(-x, 0)), w = 1 + (pos_weight - 1) y.
+    pos_weight (optional) broadcasts along the last axis."""
+
+    def __init__(self, pos_weight=None, reduction="mean"):
+        super().__init__(reduction)
+        if pos_weight is not None:
+            pos_weight = np.asarray(pos_weight, dtype=np.float64)
+            if pos_weight.ndim > 1:
+                raise ValueError(f"pos_weight must be a scalar or (C,), got "
+                                 f"{shape_str(pos_weight.shape)}")
+        self.pos_weight = pos_weight
+        self._correct = self._total = 0
+
+    def config(self):
+        pw = None if self.pos_weight is None else self.pos_weight.tolist()
+        return {"pos_weight": pw, "reduction": self.reduction}
+
+    def forward(self, logits, target):
+        logits = _pred_array("logits", logits)
+        target = _same_shape(logits, _pred_array("target", target), "BCEWithLogitsLoss")
+        self._dtype = logits.dtype
+        x = logits.astype(np.float64)
+        y = target.astype(np.float64)
+        # softplus(-x) = log(1 + e^-x), stably: log1p(e^-|x|) + max(-x, 0).
+        sp = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0)
+        sig = np.exp(-sp)                        # sigmoid(x) = e^{-softplus(-x)}
+        pw = 1.0 if self.pos_weight is None else self.pos_weight
+        w = 1.0 + (pw - 1.0) * y
+        per = (1.0 - y) * x + w * sp
+        loss, scale = self._reduce(per.sum(), per.size)
+        # d/dx = (1 - y) - w sigmoid(-x) = w sigmoid(x) - pos_weight y (sigmoid(x) - y at pw=1)
+        self._dpred = (w * sig - pw * y) * scale
+        self._correct = int(((x > 0) == (y >= 0.5)).sum())
+        self._total = int(x.size)
+        return loss
+
+    def metric_counts(self):
+        return {"accuracy": (self._correct, self._total)}
+
+
+_ALIASES = {"mse": MSELoss, "mean_squared_error": MSELoss,
+            "cross_entropy": CrossEntropyLoss, "crossentropy": CrossEntropyLoss,
+            "bce": BCEWithLogitsLoss, "bce_with_logits": BCEWithLogitsLoss}
+
+
+def get(loss):
+    """A Loss instance from an instance or a name ('mse', 'cross_entropy', 'bce')."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss.lower() in _ALIASES:
+        return _ALIASES[loss.lower()]()
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        return loss()
+    raise TypeError(f"loss must be a pyrnn.losses.Loss or one of {sorted(_ALIASES)}, "
+                    f"got {loss!r}")

@@ -1,0 +1,380 @@
+"""pyrnn.Sequential: a stack of layers with forward/backward, and a Keras-style fit loop.
+
+Data is samples-first: x (N, T, C) for sequence models (or (N, T) integer tokens in front of
+an Embedding, or (N, C) for a feed-forward stack), targets (N, ...). Recurrent layers inside
+must be built with batch_first=True; they hand only their output sequence to the next layer
+(the final states are dropped; use LastStep to take each sequence's last state).
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import callbacks as _callbacks
+from . import losses as _losses
+from . import optim as _optim
+from ._validate import lengths_array, positive_int, shape_str
+from .layers import Layer, LastStep
+from .parameter import Parameter
+from .recurrent import _Recurrent
+
+
+def _is_recurrent(layer):
+    return isinstance(layer, _Recurrent)
+
+
+class Sequential(Layer):
+    """Layers applied in order. ``layers`` is a plain list (the layer objects themselves)."""
+    _takes_lengths = True
+
+    def __init__(self, layers=()):
+        super().__init__()
+        if isinstance(layers, (Layer, _Recurrent)):
+            raise TypeError("Sequential takes a list of layers: Sequential([layer, ...])")
+        self.layers = []
+        for layer in layers:
+            self.add(layer)
+        self.stop_training = False
+        self.history = None
+
+    def add(self, layer):
+        self._check_layer(len(self.layers), layer)
+        self.layers.append(layer)
+        self._link()
+        return self
+
+    @staticmethod
+    def _check_layer(i, layer):
+        for attr in ("forward", "backward", "parameters", "zero_grad", "train"):
+            if not callable(getattr(layer, attr, None)):
+                raise TypeError(f"layer {i} ({type(layer).__name__}) is not a pyrnn layer: it has "
+                                f"no {attr}()")
+        if _is_recurrent(layer) and not layer.batch_first:
+            raise ValueError(f"layer {i} ({layer!r}) must be built with batch_first=True: "
+                             "Sequential's data is samples-first (N, T, C)")
+
+    def _link(self):
+        """Tell each LastStep the direction count of the nearest preceding recurrent layer."""
+        bidirectional = False
+        for i, layer in enumerate(self.layers):
+            self._check_layer(i, layer)  # `layers` is a public list: re-check edits
+            if _is_recurrent(layer):
+                bidirectional = layer.bidirectional
+            elif isinstance(layer, LastStep):
+                layer._auto_bidirectional = bidirectional
+
+    # ---- parameters ----------------------------------------------------------------------
+    def parameters(self):
+        """Every layer's Parameters, named "{layer index}.{name}" (e.g. "0.weight_ih_l0")."""
+        for i, layer in enumerate(self.layers):
+            for p in layer.parameters():
+                yield Parameter(f"{i}.{p.name}", p.data, p.grad)
+
+    @property
+    def params(self):
+        return {p.name: p.data for p in self.parameters()}
+
+    @property
+    def grads(self):
+        return {p.name: p.grad for p in self.parameters()}
+
+    def num_parameters(self):
+        return int(sum(p.size for p in self.parameters()))
+
+    def zero_grad(self):
+        for layer in self.layers:
+            layer.zero_grad()
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def config(self):
+        return {"layers": [{"class": type(layer).__name__, "config": layer.config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        from .serialize import _build, _registry
+        return _build({"class": "Sequential", "config": config}, _registry())
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ")
+                        for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)" if inner else "Sequential()"
+
+    # ---- forward / backward --------------------------------------------------------------
+    def forward(self, x, lengths=None):
+        """x (N, T, C) (or whatever the first layer takes); lengths (N,) passed to recurrent
+        layers and LastStep. Returns the last layer's output."""
+        self._link()
+        out = x
+        for layer in self.layers:
+            if _is_recurrent(layer):
+                out = layer.forward(out, lengths=lengths)[0]
+            elif getattr(layer, "_takes_lengths", False):
+                out = layer.forward(out, lengths=lengths)
+            else:
+                out = layer.forward(out)
+        return out
+
+    def backward(self, dy):
+        """Backpropagates dy (shaped like the output) through every layer of the last
+        training-mode forward; parameter gradients accumulate. Returns d x (None when the
+        first layer is an Embedding: integer inputs have no gradient)."""
+        d = dy
+        for layer in reversed(self.layers):
+            if d is None:
+                raise RuntimeError(f"{type(layer).__name__} sits before a layer that passes no "
+                                   "gradient back (Embedding must come first)")
+            d = layer.backward(d)
+            if _is_recurrent(layer):
+                d = d[0]
+        return d
+
+    # ---- training loop -------------------------------------------------------------------
+    @staticmethod
+    def _data(name, a, n=None):
+        if isinstance(a, (str, bytes)):
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+        try:
+            arr = np.asarray(a)
+        except Exception as e:
+            raise TypeError(f"{name} must be an array: {e}") from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+        if arr.ndim < 1 or arr.shape[0] < 1:
+            raise ValueError(f"{name} must have at least one sample, got shape "
+                             f"{shape_str(arr.shape)}")
+        if n is not None and arr.shape[0] != n:
+            raise ValueError(f"{name} has {arr.shape[0]} samples but x has {n} "
+                             f"({name} shape {shape_str(arr.shape)})")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}); "
+                             "clean the data before training")
+        return arr
+
+    def _prepare(self, x, y, lengths, prefix=""):
+        x = self._data(prefix + "x", x)
+        N = x.shape[0]
+        y = None if y is None else self._data(prefix + "y", y, N)
+        if lengths is not None:
+            if x.ndim < 2:
+                raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "
+                                 f"{shape_str(x.shape)}")
+            lengths = lengths_array(lengths, N, x.shape[1])
+        return x, y, lengths
+
+    def _batches(self, N, batch_size, order=None):
+        idx = np.arange(N) if order is None else order
+        for start in range(0, N, batch_size):
+            yield idx[start:start + batch_size]
+
+    def _run_eval(self, x, y, lengths, loss, batch_size):
+        """(mean loss over every counted element, {metric: value}) in eval mode."""
+        was = self.training
+        self.eval()
+        try:
+            total, count, metrics = 0.0, 0, {}
+            for idx in self._batches(x.shape[0], batch_size):
+                pred = self.forward(x[idx], lengths=None if lengths is None else lengths[idx])
+                value = loss.forward(pred, y[idx])
+                total += value * (loss.count if loss.reduction == "mean" else 1)
+                count += loss.count
+                for k, (c, t) in loss.metric_counts().items():
+                    a, b = metrics.get(k, (0, 0))
+                    metrics[k] = (a + c, b + t)
+        finally:
+            self.train(was)
+        mean = total / count if (loss.reduction == "mean" and count) else total
+        return mean, {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
+
+    def evaluate(self, x, y, loss=None, batch_size=32, lengths=None, return_dict=False):
+        """Loss of the model on (x, y) in eval mode, as one mean over all samples (not a mean
+        of batch means). return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
+        loss: a Loss (or name); default the loss of the last fit()."""
+        loss = self._loss_arg(loss)
+        batch_size = positive_int("batch_size", batch_size)
+        x, y, lengths = self._prepare(x, y, lengths)
+        value, metrics = self._run_eval(x, y, lengths, loss, batch_size)
+        return {"loss": value, **metrics} if return_dict else value
+
+    def predict(self, x, batch_size=32, lengths=None):
+        """The model's outputs for x in eval mode, batch by batch, concatenated."""
+        batch_size = positive_int("batch_size", batch_size)
+        x, _, lengths = self._prepare(x, None, lengths)
+        was = self.training
+        self.eval()
+        try:
+            outs = [self.forward(x[idx], lengths=None if lengths is None else lengths[idx])
+                    for idx in self._batches(x.shape[0], batch_size)]
+        finally:
+            self.train(was)
+        return np.concatenate(outs, axis=0)
+
+    def _loss_arg(self, loss):
+        if loss is None:
+            loss = getattr(self, "_fit_loss", None)
+            if loss is None:
+                raise TypeError("evaluate() needs a loss (none was given and fit() has not run)")
+        return _losses.get(loss)
+
+    def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
+            validation_data=None, clip_norm=None, callbacks=None, verbose=True, shuffle=True,
+            seed=None):
+        """Mini-batch training. Returns history: {"loss": [...], metrics ("accuracy" for the
+        classification losses), and with validation_data "val_loss", "val_<metric>"}, one
+        entry per epoch. The epoch loss is the mean over all samples seen in the epoch.
+
+        loss: a pyrnn.losses.Loss (or 'mse' / 'cross_entropy' / 'bce'); optimizer: built over
+        model.parameters() (or 'adam' / 'adamw' / 'sgd' / 'rmsprop' with defaults).
+        validation_data: (x_val, y_val) or (x_val, y_val, lengths_val).
+        clip_norm: clip the global gradient norm (pyrnn.optim.clip_grad_norm) before each step.
+        verbose: 0 silent; 1 a tqdm bar per epoch when tqdm is installed and stdout is a
+        terminal, else one line per epoch; 2 one line per epoch.
+        shuffle / seed: a fresh permutation per epoch from numpy.random.default_rng(seed).
+
+        Safety: NaN/Inf in x, y or the validation data is a ValueError before training. The
+        weights that produced the last finite batch loss are copied before every optimizer
+        step (one copy of the parameters, reused); if a batch loss becomes NaN/Inf, or an
+        epoch ends with non-finite weights, those weights are restored and RuntimeError is
+        raised (its .history holds the epochs completed).
+        """
+        loss = _losses.get(loss)
+        params = list(self.parameters())
+        if not params:
+            raise ValueError("the model has no parameters to train")
+        optimizer = _optim.get(optimizer, params)
+        epochs = int(epochs)
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        batch_size = positive_int("batch_size", batch_size)
+        if clip_norm is not None and not (isinstance(clip_norm, (int, float)) and clip_norm > 0):
+            raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+        x, y, lengths = self._prepare(x, y, lengths)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data must be (x_val, y_val) or "
+                                "(x_val, y_val, lengths_val)")
+            vx, vy, vl = (tuple(validation_data) + (None,))[:3]
+            val = self._prepare(vx, vy, vl, prefix="validation ")
+        cbs = list(callbacks or [])
+        for cb in cbs:
+            if not isinstance(cb, _callbacks.Callback):
+                raise TypeError(f"callbacks must be pyrnn.callbacks.Callback instances, got "
+                                f"{type(cb).__name__}")
+        hist = _callbacks.History()
+        cbs = [hist] + cbs
+        for cb in cbs:
+            cb.set_model(self)
+        self._fit_loss = loss
+        rng = np.random.default_rng(seed)
+        N = x.shape[0]
+        n_batches = -(-N // batch_size)
+        use_bar = verbose == 1 or verbose is True
+        bar_cls = _tqdm() if use_bar and _isatty() else None
+
+        # Last good weights: the parameters that gave the last finite batch loss.
+        good = [p.data.copy() for p in params]
+        good_at = "the start of training"
+
+        def restore():
+            for p, g in zip(params, good):
+                p.data[...] = g
+
+        def fail(why):
+            restore()
+            err = RuntimeError(f"{why}; training stopped and the weights were restored to those "
+                               f"of {good_at}. Lower the learning rate or set clip_norm.")
+            err.history = hist.history
+            self.history = hist.history
+            return err
+
+        self.stop_training = False
+        self.train()
+        for cb in cbs:
+            cb.on_train_begin({})
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {})
+            order = rng.permutation(N) if shuffle else None
+            total, count, metrics = 0.0, 0, {}
+            bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", leave=True,
+                          file=sys.stdout) if bar_cls else None
+            for b, idx in enumerate(self._batches(N, batch_size, order)):
+                for cb in cbs:
+                    cb.on_batch_begin(b, {"size": len(idx)})
+                pred = self.forward(x[idx], lengths=None if lengths is None else lengths[idx])
+                value = loss.forward(pred, y[idx])
+                if not math.isfinite(value):
+                    if bar:
+                        bar.close()
+                    raise fail(f"non-finite training loss ({value}) at epoch {epoch + 1}, "
+                               f"batch {b + 1}")
+                for p, g in zip(params, good):
+                    np.copyto(g, p.data)
+                good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
+                self.zero_grad()
+                self.backward(loss.backward())
+                if clip_norm is not None:
+                    _optim.clip_grad_norm(params, clip_norm)
+                optimizer.step()
+                total += value * (loss.count if loss.reduction == "mean" else 1)
+                count += loss.count
+                for k, (c, t) in loss.metric_counts().items():
+                    a, s = metrics.get(k, (0, 0))
+                    metrics[k] = (a + c, s + t)
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{total / max(count, 1):.4f}", refresh=False)
+                for cb in cbs:
+                    cb.on_batch_end(b, {"loss": value, "size": len(idx)})
+            if not all(np.isfinite(p.data).all() for p in params):
+                if bar:
+                    bar.close()
+                raise fail(f"the weights became non-finite during epoch {epoch + 1}")
+            logs = {"loss": total / count if (loss.reduction == "mean" and count) else total}
+            logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
+            if val is not None:
+                vloss, vmetrics = self._run_eval(val[0], val[1], val[2], loss, batch_size)
+                logs["val_loss"] = vloss
+                logs.update({"val_" + k: v for k, v in vmetrics.items()})
+            if bar:
+                bar.set_postfix_str(_fmt(logs), refresh=True)
+                bar.close()
+            elif verbose:
+                print(f"Epoch {epoch + 1}/{epochs} - {_fmt(logs)} "
+                      f"({time.perf_counter() - t0:.1f}s)", flush=True)
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end({})
+        self.history = hist.history
+        return hist.history
+
+
+def _fmt(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+def _isatty():
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _tqdm():
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm

@@ -1,0 +1,368 @@
+"""ONNX export: ``pyrnn.export_onnx(layer_or_model, path, ...)``.
+
+Needs the ``onnx`` package (imported inside the function only). The graph is built with
+onnx.helper and validated with onnx.checker (full check, including shape inference).
+
+What is exported
+- A single RNN / LSTM / GRU layer. Graph inputs: ``X`` (T, N, C), or (N, T, C) with
+  ``batch_first`` (transposed inside the graph: ONNX runtimes implement the time-major
+  layout only); with ``initial_states=True`` also ``h0`` (and ``c0`` for LSTM),
+  (num_layers*D, N, H); with ``lengths=True`` also ``lengths`` int64 (N,). Outputs in
+  pyrnn's layout: ``Y`` (T, N, D*H) (batch_first: (N, T, D*H)), ``Y_h`` (and ``Y_c``)
+  (num_layers*D, N, H), index layer*D + direction. A stack of layers is one ONNX
+  RNN/LSTM/GRU node per layer; dropout between layers is an inference-time identity.
+  Unbatched (T, C) inputs are not part of the exported graph (add a batch axis of 1).
+- A pyrnn.Sequential of Embedding (Gather; input ``X`` int64 (N, T)), recurrent layers
+  (batch_first=True, as Sequential requires), LastStep (Slice / GatherND with
+  ``lengths``), Dense (MatMul + Add + Relu/Tanh/Sigmoid), LayerNorm (LayerNormalization,
+  opset >= 17) and Dropout (identity). Input ``X`` (N, T, C) (or int64 (N, T)), optional
+  ``lengths`` int64 (N,), output ``Y``.
+
+The batch and time axes are dynamic ("batch", "seq_len") unless ``batch`` / ``seq_len``
+give fixed sizes.
+
+Weight mapping pyrnn -> ONNX (per layer and direction): W = weight_ih, R = weight_hh with
+the gate blocks reordered (LSTM pyrnn (i, f, g, o) -> ONNX (i, o, f, c); GRU pyrnn
+(r, z, n) -> ONNX (z, r, h)); B = [Wb, Rb] with Wb = bias and Rb = 0, so ONNX's Wb + Rb is
+exactly pyrnn's bias, except:
+- GRU(reset_after=True) -> linear_before_reset=1 with Rbh = bias_hn (Rb = [0, 0, bias_hn]);
+- GRU(reset_after=False) -> linear_before_reset=0. ONNX adds Rbh outside the reset gate
+  there (ht = g(Xt Wh^T + (rt . Ht-1) Rh^T + Rbh + Wbh)), which is pyrnn's b_n: the whole
+  n bias goes into Wbh and Rbh = 0.
+RNN(nonlinearity="relu") -> activations=["Relu"] (one per direction).
+"""
+import numpy as np
+
+DEFAULT_OPSET = 17
+_MIN_OPSET = 13  # Squeeze / Unsqueeze / Slice take axes as inputs
+_LSTM_TO_ONNX = [0, 3, 1, 2]  # ONNX block j is pyrnn block _LSTM_TO_ONNX[j]: i, o, f, c
+_GRU_TO_ONNX = [1, 0, 2]      # z, r, h
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("ONNX export needs the 'onnx' package: pip install onnx "
+                          "(or pip install 'pyrnn[onnx]')") from e
+    return onnx
+
+
+class _Graph:
+    """Collects nodes, initializers, inputs and outputs with unique names."""
+
+    def __init__(self, onnx, dtype):
+        self.onnx = onnx
+        self.helper = onnx.helper
+        self.dtype = np.dtype(dtype)
+        self.elem = {np.dtype(np.float32): onnx.TensorProto.FLOAT,
+                     np.dtype(np.float64): onnx.TensorProto.DOUBLE}[self.dtype]
+        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self._used = set()
+
+    def name(self, base):
+        n, i = base, 0
+        while n in self._used:
+            i += 1
+            n = f"{base}_{i}"
+        self._used.add(n)
+        return n
+
+    def const(self, base, arr):
+        name = self.name(base)
+        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def ints(self, base, values):
+        return self.const(base, np.asarray(values, np.int64))
+
+    def node(self, op, inputs, base=None, n_out=1, outputs=None, **attrs):
+        base = base or op.lower()
+        outs = outputs or [self.name(f"{base}_out{i}" if n_out > 1 else base)
+                           for i in range(n_out)]
+        self.nodes.append(self.helper.make_node(op, list(inputs), outs,
+                                                name=self.name("n_" + base), **attrs))
+        return outs if n_out > 1 else outs[0]
+
+    def input(self, name, elem, shape):
+        self._used.add(name)
+        self.inputs.append(self.helper.make_tensor_value_info(name, elem, shape))
+        return name
+
+    def output(self, name, src, elem, shape):
+        self._used.add(name)
+        self.node("Identity", [src], outputs=[name])
+        self.outputs.append(self.helper.make_tensor_value_info(name, elem, shape))
+
+
+# ---- recurrent layers -----------------------------------------------------------------------
+
+def _onnx_weights(layer, k):
+    """W [D, G*H, C_k], R [D, G*H, H], B [D, 2*G*H] or None for layer k, ONNX gate order."""
+    from .recurrent import GRU, LSTM
+    H = layer.hidden_size
+    if isinstance(layer, LSTM):
+        order = _LSTM_TO_ONNX
+    elif isinstance(layer, GRU):
+        order = _GRU_TO_ONNX
+    else:
+        order = [0]
+    G = len(order)
+
+    def reorder(a):
+        blocks = np.split(np.asarray(a), G, axis=0)
+        return np.concatenate([blocks[j] for j in order], axis=0)
+
+    Ws, Rs, Bs = [], [], []
+    for sfx in ("", "_reverse")[:layer.num_directions]:
+        s = f"_l{k}{sfx}"
+        p = layer.params
+        Ws.append(reorder(p["weight_ih" + s]))
+        Rs.append(reorder(p["weight_hh" + s]))
+        if layer.bias:
+            wb = reorder(p["bias" + s])
+            rb = np.zeros_like(wb)
+            if isinstance(layer, GRU) and layer.reset_after:
+                rb[2 * H:] = p["bias_hn" + s]  # ONNX h block is last, as pyrnn's n block
+            Bs.append(np.concatenate([wb, rb]))
+    W = np.stack(Ws).astype(layer.dtype)
+    R = np.stack(Rs).astype(layer.dtype)
+    B = np.stack(Bs).astype(layer.dtype) if Bs else None
+    return W, R, B
+
+
+def _emit_recurrent(g, layer, x, h0=None, c0=None, seq_lens=None):
+    """x: time-major (T, N, C) tensor name. Returns (y (T, N, D*H), [Y_h per layer],
+    [Y_c per layer])."""
+    from .recurrent import GRU, LSTM
+    op = "LSTM" if isinstance(layer, LSTM) else "GRU" if isinstance(layer, GRU) else "RNN"
+    D, H = layer.num_directions, layer.hidden_size
+    attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+    if op == "GRU":
+        attrs["linear_before_reset"] = int(layer.reset_after)
+    if op == "RNN":
+        attrs["activations"] = ["Relu" if layer.nonlinearity == "relu" else "Tanh"] * D
+    yh, yc = [], []
+    base = op.lower()
+    for k in range(layer.num_layers):
+        W, R, B = _onnx_weights(layer, k)
+        ins = [x, g.const(f"{base}_W_l{k}", W), g.const(f"{base}_R_l{k}", R),
+               "" if B is None else g.const(f"{base}_B_l{k}", B), seq_lens or ""]
+        if h0 is not None or c0 is not None:
+            starts, ends, axes = (g.ints("starts", [k * D]), g.ints("ends", [(k + 1) * D]),
+                                  g.ints("axes", [0]))
+            ins.append("" if h0 is None else g.node("Slice", [h0, starts, ends, axes],
+                                                    f"{base}_h0_l{k}"))
+            if op == "LSTM":
+                ins.append("" if c0 is None else g.node("Slice", [c0, starts, ends, axes],
+                                                        f"{base}_c0_l{k}"))
+        while ins and ins[-1] == "":
+            ins.pop()
+        outs = g.node(op, ins, f"{base}_l{k}", n_out=3 if op == "LSTM" else 2, **attrs)
+        Y = outs[0]                                                     # [T, D, N, H]
+        yh.append(outs[1])                                              # [D, N, H]
+        if op == "LSTM":
+            yc.append(outs[2])
+        Yt = g.node("Transpose", [Y], f"{base}_Yt_l{k}", perm=[0, 2, 1, 3])  # [T, N, D, H]
+        x = g.node("Reshape", [Yt, g.ints("shape", [0, 0, -1])], f"{base}_y_l{k}")  # [T,N,DH]
+    return x, yh, yc
+
+
+def _cat_states(g, parts, base):
+    return parts[0] if len(parts) == 1 else g.node("Concat", parts, base, axis=0)
+
+
+def _export_recurrent(g, layer, seq_len, batch, lengths, initial_states):
+    T = seq_len if seq_len is not None else "seq_len"
+    N = batch if batch is not None else "batch"
+    C, H = layer.input_size, layer.hidden_size
+    LD = layer.num_layers * layer.num_directions
+    x = g.input("X", g.elem, [N, T, C] if layer.batch_first else [T, N, C])
+    if layer.batch_first:
+        x = g.node("Transpose", [x], "X_time_major", perm=[1, 0, 2])
+    h0 = c0 = None
+    if initial_states:
+        h0 = g.input("h0", g.elem, [LD, N, H])
+        if layer._is_lstm():
+            c0 = g.input("c0", g.elem, [LD, N, H])
+    seq_lens = None
+    if lengths:
+        seq_lens = g.node("Cast", [g.input("lengths", g.onnx.TensorProto.INT64, [N])],
+                          "sequence_lens", to=g.onnx.TensorProto.INT32)
+    y, yh, yc = _emit_recurrent(g, layer, x, h0, c0, seq_lens)
+    DH = layer.num_directions * H
+    if layer.batch_first:
+        y = g.node("Transpose", [y], "Y_batch_first", perm=[1, 0, 2])
+    g.output("Y", y, g.elem, [N, T, DH] if layer.batch_first else [T, N, DH])
+    g.output("Y_h", _cat_states(g, yh, "Y_h_all"), g.elem, [LD, N, H])
+    if yc:
+        g.output("Y_c", _cat_states(g, yc, "Y_c_all"), g.elem, [LD, N, H])
+
+
+# ---- Sequential -----------------------------------------------------------------------------
+
+def _flatten(model):
+    from .model import Sequential
+    model._link()  # sets each LastStep's direction count
+    out = []
+    for layer in model.layers:
+        out.extend(_flatten(layer) if isinstance(layer, Sequential) else [layer])
+    return out
+
+
+def _export_sequential(g, model, seq_len, batch, lengths, opset):
+    from .layers import Dense, Dropout, Embedding, LastStep, LayerNorm
+    from .recurrent import _Recurrent
+    T = seq_len if seq_len is not None else "seq_len"
+    N = batch if batch is not None else "batch"
+    layers = _flatten(model)
+    if not layers:
+        raise ValueError("cannot export an empty Sequential")
+    sequence = any(isinstance(l, (_Recurrent, LastStep)) for l in layers)
+    first = next((l for l in layers if not isinstance(l, Dropout)), None)
+    lead = [N, T] if sequence else [N]
+    if isinstance(first, Embedding):
+        x = g.input("X", g.onnx.TensorProto.INT64, lead)
+        feat = None
+    else:
+        feat = first.input_size if isinstance(first, _Recurrent) else \
+            first.in_features if isinstance(first, Dense) else \
+            first.dim if isinstance(first, LayerNorm) else None
+        if feat is None:
+            raise TypeError(f"cannot infer the input width of a Sequential starting with "
+                            f"{type(first).__name__}")
+        x = g.input("X", g.elem, lead + [feat])
+    lens64 = seq_lens = None
+    if lengths:
+        if not sequence:
+            raise ValueError("lengths=True needs a recurrent layer or LastStep in the model")
+        lens64 = g.input("lengths", g.onnx.TensorProto.INT64, [N])
+        seq_lens = g.node("Cast", [lens64], "sequence_lens", to=g.onnx.TensorProto.INT32)
+    rank = len(lead) + 1
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Embedding):
+            x = g.node("Gather", [g.const(f"emb{i}_weight", layer.params["weight"]
+                                          .astype(g.dtype)), x], f"emb{i}", axis=0)
+            feat = layer.dim
+        elif isinstance(layer, _Recurrent):
+            if not layer.batch_first:
+                raise ValueError(f"layer {i} ({layer!r}) must be batch_first inside Sequential")
+            xt = g.node("Transpose", [x], f"rnn{i}_in", perm=[1, 0, 2])
+            y, _, _ = _emit_recurrent(g, layer, xt, seq_lens=seq_lens)
+            x = g.node("Transpose", [y], f"rnn{i}_out", perm=[1, 0, 2])  # [N, T, D*H]
+            feat = layer.num_directions * layer.hidden_size
+        elif isinstance(layer, LastStep):
+            D = layer.num_directions
+            Hd = feat // D
+            if lens64 is not None:
+                idx = g.node("Sub", [lens64, g.ints("one", [1])], f"last{i}_idx")
+                idx = g.node("Unsqueeze", [idx, g.ints("axes", [1])], f"last{i}_idx2")  # [N,1]
+                fwd = g.node("GatherND", [x, idx], f"last{i}_fwd", batch_dims=1)       # [N,W]
+            else:
+                fwd = g.node("Slice", [x, g.ints("starts", [-1]), g.ints("ends", [_INT64_MAX]),
+                                       g.ints("axes", [1])], f"last{i}_fwd3")
+                fwd = g.node("Squeeze", [fwd, g.ints("axes", [1])], f"last{i}_fwd")
+            if D == 2:
+                rev = g.node("Slice", [x, g.ints("starts", [0]), g.ints("ends", [1]),
+                                       g.ints("axes", [1])], f"last{i}_rev3")
+                rev = g.node("Squeeze", [rev, g.ints("axes", [1])], f"last{i}_rev")
+                ax = g.ints("axes", [1])
+                fwd = g.node("Slice", [fwd, g.ints("starts", [0]), g.ints("ends", [Hd]), ax],
+                             f"last{i}_fwdh")
+                rev = g.node("Slice", [rev, g.ints("starts", [Hd]), g.ints("ends", [2 * Hd]),
+                                       ax], f"last{i}_revh")
+                fwd = g.node("Concat", [fwd, rev], f"last{i}", axis=1)
+            x = fwd
+            rank -= 1
+        elif isinstance(layer, Dense):
+            W = np.ascontiguousarray(layer.params["weight"].T).astype(g.dtype)
+            x = g.node("MatMul", [x, g.const(f"dense{i}_weight_t", W)], f"dense{i}_mm")
+            if layer.bias:
+                x = g.node("Add", [x, g.const(f"dense{i}_bias",
+                                              layer.params["bias"].astype(g.dtype))],
+                           f"dense{i}_add")
+            if layer.activation is not None:
+                act = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[layer.activation]
+                x = g.node(act, [x], f"dense{i}_{layer.activation}")
+            feat = layer.out_features
+        elif isinstance(layer, LayerNorm):
+            if opset < 17:
+                raise ValueError(f"LayerNorm exports as LayerNormalization, which needs "
+                                 f"opset >= 17 (got opset={opset})")
+            x = g.node("LayerNormalization",
+                       [x, g.const(f"ln{i}_weight", layer.params["weight"].astype(g.dtype)),
+                        g.const(f"ln{i}_bias", layer.params["bias"].astype(g.dtype))],
+                       f"ln{i}", axis=-1, epsilon=layer.eps)
+        elif isinstance(layer, Dropout):
+            continue  # identity at inference
+        else:
+            raise TypeError(f"ONNX export does not support layer {i} ({type(layer).__name__})")
+    out_shape = ([N, T] if rank == 3 else [N] if rank == 2 else [None] * (rank - 1)) + [feat]
+    g.output("Y", x, g.elem, out_shape)
+
+
+# ---- entry point ----------------------------------------------------------------------------
+
+def _model_dtype(obj):
+    from .layers import Dropout, LastStep
+    from .model import Sequential
+    if isinstance(obj, Sequential):
+        dts = {np.dtype(l.dtype) for l in _flatten(obj) if not isinstance(l, (Dropout, LastStep))}
+        if len(dts) > 1:
+            raise ValueError(f"ONNX export needs one float dtype across the model, got "
+                             f"{sorted(d.name for d in dts)}")
+        return dts.pop() if dts else np.dtype(np.float32)
+    return np.dtype(obj.dtype)
+
+
+def export_onnx(obj, path=None, *, seq_len=None, batch=None, opset=DEFAULT_OPSET,
+                lengths=False, initial_states=False, check=True):
+    """Write `obj` (a pyrnn RNN / LSTM / GRU layer or a pyrnn.Sequential) as an ONNX model.
+
+    path: file to write (None: only return the model). seq_len / batch: fixed sizes for
+    the time and batch axes (default dynamic). opset: ONNX opset (>= 13; >= 17 when the
+    model has a LayerNorm). lengths: add an int64 ``lengths`` (N,) input (per-sequence
+    lengths, pyrnn/PyTorch packed-sequence semantics). initial_states (single layers
+    only): add ``h0`` (and ``c0``) inputs. check: run onnx.checker (full check).
+    Returns the onnx.ModelProto. See the module docstring for the graph's layout.
+    """
+    onnx = _onnx()
+    from .model import Sequential
+    from .recurrent import _Recurrent
+    opset = int(opset)
+    if opset < _MIN_OPSET:
+        raise ValueError(f"opset must be >= {_MIN_OPSET}, got {opset}")
+    for nm, v in (("seq_len", seq_len), ("batch", batch)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                              or v < 1):
+            raise ValueError(f"{nm} must be a positive int or None, got {v!r}")
+    g = _Graph(onnx, _model_dtype(obj) if isinstance(obj, (Sequential, _Recurrent)) else
+               np.float32)
+    if isinstance(obj, _Recurrent):
+        if obj.device != "cpu":
+            raise ValueError("export a CPU layer (layer.to('cpu'))")
+        _export_recurrent(g, obj, seq_len, batch, lengths, initial_states)
+        name = type(obj).__name__
+    elif isinstance(obj, Sequential):
+        if initial_states:
+            raise ValueError("initial_states=True applies to single recurrent layers only")
+        _export_sequential(g, obj, seq_len, batch, lengths, opset)
+        name = "Sequential"
+    else:
+        raise TypeError(f"export_onnx takes a pyrnn RNN/LSTM/GRU layer or a pyrnn.Sequential, "
+                        f"got {type(obj).__name__}")
+    from . import __version__
+    graph = onnx.helper.make_graph(g.nodes, f"pyrnn_{name}", g.inputs, g.outputs, g.inits)
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="pyrnn",
+                                   producer_version=str(__version__))
+    try:  # the lowest IR version that carries this opset, so older runtimes load it
+        model.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    except Exception:  # pragma: no cover - old onnx
+        pass
+    if check:
+        onnx.checker.check_model(model, full_check=True)
+    if path is not None:
+        onnx.save(model, str(path))
+    return model

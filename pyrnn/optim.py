@@ -1,0 +1,271 @@
+"""Optimizers with PyTorch's update formulas, their loops in C++ (pyrnn/optim.h).
+
+Built PyTorch-style over parameters: ``opt = pyrnn.optim.Adam(model.parameters(), lr=1e-3)``;
+``opt.step()`` updates every Parameter's ``data`` in place from its ``grad`` (the views into
+the layers, so the model changes without copies), ``opt.zero_grad()`` zeroes the gradients.
+Hyperparameters are plain attributes (``opt.lr = 1e-4`` takes effect at the next step).
+
+State buffers (momentum, Adam moments, ...) are NumPy arrays owned by the optimizer, one per
+parameter, in the parameter's dtype; ``state_dict()`` / ``load_state_dict()`` copy them.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from . import _train
+from .parameter import Parameter
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "clip_grad_norm_"]
+
+
+def _float(name, value, low=0.0, low_open=False, high=None, high_open=True):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    bad = not math.isfinite(v) or (v <= low if low_open else v < low)
+    if high is not None:
+        bad = bad or (v >= high if high_open else v > high)
+    if bad:
+        lo = f"{'(' if low_open else '['}{low}"
+        hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
+        raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
+    return v
+
+
+def _param_list(params):
+    if isinstance(params, Parameter):
+        raise TypeError("params must be an iterable of pyrnn.Parameter (e.g. "
+                        "model.parameters()), got a single Parameter")
+    try:
+        plist = list(params)
+    except TypeError:
+        raise TypeError(f"params must be an iterable of pyrnn.Parameter, got "
+                        f"{type(params).__name__}") from None
+    if not plist:
+        raise ValueError("optimizer got an empty parameter list")
+    seen = {}
+    for i, p in enumerate(plist):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"params[{i}] is a {type(p).__name__}, expected pyrnn.Parameter")
+        for what, a in (("data", p.data), ("grad", p.grad)):
+            if a.dtype not in (np.float32, np.float64):
+                raise TypeError(f"parameter {p.name!r}: {what} dtype must be float32 or "
+                                f"float64, got {a.dtype}")
+            if not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError(f"parameter {p.name!r}: {what} must be a writable C-contiguous "
+                                 "array (the optimizer updates it in place)")
+        key = p.data.__array_interface__["data"][0], p.data.nbytes
+        if p.data.size and key in seen:
+            raise ValueError(f"parameter {p.name!r} appears twice (also as {seen[key]!r}); "
+                             "an optimizer must see each parameter once")
+        seen[key] = p.name
+    return plist
+
+
+class Optimizer:
+    """Base: holds the parameter list and one state dict per parameter."""
+
+    def __init__(self, params):
+        self.params = _param_list(params)
+        self.state = [dict() for _ in self.params]
+        self.steps = 0  # step() calls so far
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad[...] = 0
+
+    def step(self):
+        self.steps += 1
+        for p, st in zip(self.params, self.state):
+            self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
+
+    def _update(self, data, grad, state):  # flat [n] views
+        raise NotImplementedError
+
+    def _buffer(self, state, key, like):
+        buf = state.get(key)
+        if buf is None:
+            buf = state[key] = np.zeros_like(like)
+        return buf
+
+    # ---- state (for checkpoints) ---------------------------------------------------------
+    def state_dict(self):
+        return {"steps": self.steps, "hyper": self.hyperparameters(),
+                "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v)
+                           for k, v in st.items()} for st in self.state]}
+
+    def load_state_dict(self, sd):
+        if len(sd["state"]) != len(self.params):
+            raise ValueError(f"state_dict holds {len(sd['state'])} parameter states, this "
+                             f"optimizer has {len(self.params)} parameters")
+        new = []
+        for p, st in zip(self.params, sd["state"]):
+            d = {}
+            for k, v in st.items():
+                if isinstance(v, np.ndarray):
+                    if v.shape != (p.size,) or v.dtype != p.dtype:
+                        raise ValueError(f"state {k!r} of {p.name!r} has shape {v.shape} "
+                                         f"{v.dtype}, expected ({p.size},) {p.dtype}")
+                    v = v.copy()
+                d[k] = v
+            new.append(d)
+        self.state = new
+        self.steps = int(sd["steps"])
+        for k, v in sd["hyper"].items():
+            setattr(self, k, v)
+
+    def hyperparameters(self):
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({len(self.params)} parameters, {args})"
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: g = grad + weight_decay * p; with momentum, buf = g on the first step
+    then buf = momentum * buf + (1 - dampening) * g, and g = g + momentum * buf (nesterov)
+    or g = buf; p -= lr * g."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        self.lr = _float("lr", lr)
+        self.momentum = _float("momentum", momentum)
+        self.dampening = _float("dampening", dampening)
+        self.weight_decay = _float("weight_decay", weight_decay)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov momentum requires momentum > 0 and dampening = 0")
+        super().__init__(params)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+
+    def _update(self, data, grad, st):
+        buf = None
+        first = False
+        if self.momentum != 0:
+            first = "momentum_buffer" not in st
+            buf = self._buffer(st, "momentum_buffer", data)
+        _train.sgd_step(data, grad, buf, self.lr, self.momentum, self.dampening,
+                        self.weight_decay, self.nesterov, first)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (L2 weight decay added to the gradient); amsgrad as PyTorch."""
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False):
+        self.lr = _float("lr", lr)
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+        self.betas = (_float("beta1", b1, high=1.0), _float("beta2", b2, high=1.0))
+        self.eps = _float("eps", eps)
+        self.weight_decay = _float("weight_decay", weight_decay)
+        self.amsgrad = bool(amsgrad)
+        super().__init__(params)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
+                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
+
+    def _update(self, data, grad, st):
+        m = self._buffer(st, "exp_avg", data)
+        v = self._buffer(st, "exp_avg_sq", data)
+        vmax = self._buffer(st, "max_exp_avg_sq", data) if self.amsgrad else None
+        st["step"] = st.get("step", 0) + 1
+        _train.adam_step(data, grad, m, v, vmax, self.lr, self.betas[0], self.betas[1],
+                         self.eps, self.weight_decay, self._decoupled, self.amsgrad, st["step"])
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: decoupled weight decay, p *= 1 - lr * weight_decay, then Adam."""
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop: s = alpha s + (1 - alpha) g^2; avg = sqrt(s) + eps (centered:
+    sqrt(s - mean_g^2) + eps); p -= lr g / avg, or through a momentum buffer."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        self.lr = _float("lr", lr)
+        self.alpha = _float("alpha", alpha)
+        self.eps = _float("eps", eps)
+        self.weight_decay = _float("weight_decay", weight_decay)
+        self.momentum = _float("momentum", momentum)
+        self.centered = bool(centered)
+        super().__init__(params)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
+                "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "centered": self.centered}
+
+    def _update(self, data, grad, st):
+        s = self._buffer(st, "square_avg", data)
+        a = self._buffer(st, "grad_avg", data) if self.centered else None
+        b = self._buffer(st, "momentum_buffer", data) if self.momentum > 0 else None
+        _train.rmsprop_step(data, grad, s, a, b, self.lr, self.alpha, self.eps,
+                            self.weight_decay, self.momentum, self.centered)
+
+
+_ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def get(optimizer, params):
+    """An Optimizer from an instance, or from a name ('sgd', 'adam', 'adamw', 'rmsprop')
+    built over `params` with default hyperparameters (SGD: lr=0.01)."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in _ALIASES:
+        cls = _ALIASES[optimizer.lower()]
+        return cls(params, lr=0.01) if cls is SGD else cls(params)
+    raise TypeError(f"optimizer must be a pyrnn.optim.Optimizer or one of {sorted(_ALIASES)}, "
+                    f"got {optimizer!r}")
+
+
+def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale every gradient by max_norm / (total_norm + 1e-6) when that is below 1, total_norm
+    being the norm of all gradients together (torch.nn.utils.clip_grad_norm_). Returns the
+    total norm before clipping, as a float. norm_type: a positive number or inf."""
+    if isinstance(parameters, Parameter):
+        parameters = [parameters]
+    grads = []
+    for i, p in enumerate(parameters):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"parameters[{i}] is a {type(p).__name__}, expected pyrnn.Parameter")
+        grads.append(p.grad.reshape(-1))
+    max_norm = _float("max_norm", max_norm)
+    norm_type = float(norm_type)
+    if not norm_type > 0:
+        raise ValueError(f"norm_type must be > 0 or inf, got {norm_type}")
+    if not grads:
+        return 0.0
+    if math.isinf(norm_type):
+        total = max(_train.max_abs(g) for g in grads)
+    elif norm_type == 2.0:
+        total = math.sqrt(sum(_train.sum_squares(g) for g in grads))
+    else:
+        total = sum(float(np.sum(np.abs(g.astype(np.float64)) ** norm_type)) for g in grads)
+        total = total ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}; "
+                           "set error_if_nonfinite=False to clip anyway")
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0 or math.isnan(coef):
+        for g in grads:
+            _train.scale_inplace(g, coef)
+    return float(total)
+
+
+clip_grad_norm_ = clip_grad_norm

@@ -1,0 +1,271 @@
+"""pyrnn.save / pyrnn.load: a model (Sequential) or a single layer in ONE binary file.
+
+Layout (all integers little-endian):
+
+    offset  size  field
+    0       8     magic b"\\x89PYRNN\\r\\n" (the \\x89 and \\r\\n catch text-mode damage)
+    8       4     format version (u32) = 1
+    12      4     flags (u32) = 0
+    16      8     header length H (u64)
+    24      8     payload length P (u64)
+    32      4     CRC32 of the header
+    36      4     CRC32 of the payload
+    40      H     header: UTF-8 JSON {"format": "pyrnn", "format_version": 1,
+                  "pyrnn_version", "model": {"class", "config"}, "tensors": [{"name",
+                  "dtype" ("<f4" | "<f8"), "shape", "offset" (into the payload), "nbytes"}]}
+    40+H    P     payload: raw little-endian tensor data, each tensor 64-byte aligned
+
+and the file is exactly 40 + H + P bytes. Writing is atomic: a temporary file in the same
+folder, fsync, os.replace, then fsync of the folder, so a crash leaves the old file or the
+new one, never a mix.
+
+Loading checks everything before building anything: magic, version, declared lengths
+against the real file size (no allocation from a declared size the file cannot back), both
+CRCs, the JSON, every tensor's bounds, and that the tensors are exactly the parameters the
+declared layers have (names, shapes, dtypes), computed from the config without allocating.
+Any failure is a ValueError naming the problem; a model is returned only when complete.
+"""
+import json
+import os
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+MAGIC = b"\x89PYRNN\r\n"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sIIQQII")  # magic, version, flags, H, P, crc(header), crc(payload)
+_ALIGN = 64
+_MAX_HEADER = 64 << 20   # a header is JSON about layers, never this large
+_DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
+
+
+def _registry():
+    from .layers import Dense, Dropout, Embedding, LastStep, LayerNorm
+    from .model import Sequential
+    from .recurrent import GRU, LSTM, RNN
+    return {c.__name__: c for c in (Sequential, Dense, Embedding, Dropout, LayerNorm, LastStep,
+                                    RNN, LSTM, GRU)}
+
+
+# ---- save -----------------------------------------------------------------------------------
+
+def _spec(obj):
+    """{"class", "config"} of a model or layer; Sequential's config nests its layers' specs."""
+    reg = _registry()
+    name = type(obj).__name__
+    if reg.get(name) is not type(obj):
+        raise TypeError(f"cannot save a {name}: pyrnn.save handles Sequential and the layers "
+                        f"{', '.join(sorted(reg))}")
+    return {"class": name, "config": obj.config()}
+
+
+def save(obj, path):
+    """Write a Sequential or a single layer (config + weights) to `path`, atomically."""
+    spec = _spec(obj)
+    if spec["class"] == "Sequential":
+        for i, layer in enumerate(obj.layers):
+            _spec(layer)  # every layer must be a saveable class
+    tensors, chunks, offset = [], [], 0
+    for name, arr in obj.params.items():
+        a = np.ascontiguousarray(arr)
+        le = a.dtype.newbyteorder("<")
+        data = a.astype(le, copy=False).tobytes()
+        pad = (-offset) % _ALIGN
+        if pad:
+            chunks.append(b"\0" * pad)
+            offset += pad
+        tensors.append({"name": name, "dtype": le.str, "shape": list(a.shape),
+                        "offset": offset, "nbytes": len(data)})
+        chunks.append(data)
+        offset += len(data)
+    from . import __version__
+    header = json.dumps({"format": "pyrnn", "format_version": FORMAT_VERSION,
+                         "pyrnn_version": __version__, "model": spec, "tensors": tensors},
+                        separators=(",", ":"), allow_nan=False).encode("utf-8")
+    pcrc = 0
+    for c in chunks:
+        pcrc = zlib.crc32(c, pcrc)
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header), offset, zlib.crc32(header), pcrc)
+    _atomic_write(path, [prefix, header] + chunks)
+
+
+def _atomic_write(path, chunks):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for c in chunks:
+                f.write(c)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file 0600; give it the mode a plain open() would have had.
+        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+# ---- load -----------------------------------------------------------------------------------
+
+def _bad(path, why):
+    return ValueError(f"{path}: {why}")
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_tensors(path, tensors, payload_len):
+    if not isinstance(tensors, list):
+        raise _bad(path, "corrupted header: 'tensors' is not a list")
+    out = {}
+    for i, t in enumerate(tensors):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise _bad(path, f"corrupted header: tensor entry {i} is malformed")
+        name = t["name"]
+        if name in out:
+            raise _bad(path, f"corrupted header: tensor {name!r} appears twice")
+        dt = _DTYPES.get(t.get("dtype"))
+        if dt is None:
+            raise _bad(path, f"tensor {name!r} has unsupported dtype {t.get('dtype')!r}")
+        shape, off, nbytes = t.get("shape"), t.get("offset"), t.get("nbytes")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(_int(s) and s >= 0 for s in shape)):
+            raise _bad(path, f"corrupted header: tensor {name!r} has shape {shape!r}")
+        if not (_int(off) and _int(nbytes) and off >= 0 and nbytes >= 0):
+            raise _bad(path, f"corrupted header: tensor {name!r} has bad offset/size")
+        count = 1
+        for s in shape:
+            count *= s  # Python ints: no overflow
+        if count * dt.itemsize != nbytes:
+            raise _bad(path, f"corrupted header: tensor {name!r} of shape {tuple(shape)} "
+                             f"declares {nbytes} bytes")
+        if off + nbytes > payload_len:
+            raise _bad(path, f"truncated or corrupted: tensor {name!r} needs bytes "
+                             f"[{off}, {off + nbytes}) of a {payload_len}-byte payload")
+        out[name] = (dt, tuple(shape), off, nbytes)
+    return out
+
+
+def _expected(path, spec, reg, n_tensors, prefix=""):
+    """{full name: (shape, dtype)} the model described by spec has, computed without
+    building it; also validates the structure of spec."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        raise _bad(path, "corrupted header: model spec must be {'class', 'config'}")
+    cls = reg.get(spec.get("class"))
+    if cls is None:
+        raise _bad(path, f"unknown layer class {spec.get('class')!r} (known: "
+                         f"{', '.join(sorted(reg))})")
+    cfg = spec["config"]
+    if cls.__name__ == "Sequential":
+        layers = cfg.get("layers")
+        if not isinstance(layers, list):
+            raise _bad(path, "corrupted header: Sequential config needs a 'layers' list")
+        out = {}
+        for i, sub in enumerate(layers):
+            out.update(_expected(path, sub, reg, n_tensors, f"{prefix}{i}."))
+        return out
+    # A declared layer count beyond the tensors in the file cannot be right, and would make
+    # even the shape computation below loop for long.
+    n_layers = cfg.get("num_layers", 1)
+    if not _int(n_layers) or not 1 <= n_layers <= max(n_tensors, 1):
+        raise _bad(path, f"corrupted config: num_layers = {n_layers!r}")
+    try:
+        shapes = cls.param_shapes(cfg)
+        dtype = np.dtype(cfg.get("dtype", "float32")) if shapes else None
+    except Exception as e:
+        raise _bad(path, f"invalid {cls.__name__} config {cfg!r}: {e}") from None
+    return {prefix + k: (tuple(int(s) for s in v), dtype) for k, v in shapes.items()}
+
+
+def _build(spec, reg):
+    cls = reg[spec["class"]]
+    cfg = spec["config"]
+    if cls.__name__ == "Sequential":
+        return cls([_build(sub, reg) for sub in cfg["layers"]])
+    return cls.from_config(dict(cfg))
+
+
+def load(path):
+    """Read a file written by model.save / pyrnn.save: returns the Sequential or layer."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(_PREFIX.size)
+        if len(head) < _PREFIX.size or head[:8] != MAGIC:
+            if head[:8] == MAGIC[:len(head)] and len(head) < _PREFIX.size:
+                raise _bad(path, f"truncated pyrnn file ({size} bytes)")
+            raise _bad(path, "not a pyrnn model file (bad magic number)")
+        magic, version, flags, hlen, plen, hcrc, pcrc = _PREFIX.unpack(head)
+        if version != FORMAT_VERSION:
+            raise _bad(path, f"unsupported pyrnn file format version {version} (this pyrnn "
+                             f"reads version {FORMAT_VERSION})")
+        if flags != 0:
+            raise _bad(path, f"unsupported pyrnn file flags {flags:#x}")
+        if _PREFIX.size + hlen + plen != size or hlen > _MAX_HEADER:
+            kind = "truncated" if _PREFIX.size + hlen + plen > size else "corrupted"
+            raise _bad(path, f"{kind} pyrnn file: header ({hlen} bytes) and payload ({plen} "
+                             f"bytes) do not add up to the file size ({size} bytes)")
+        header = f.read(hlen)
+        payload = f.read(plen)
+    if len(header) != hlen or len(payload) != plen:
+        raise _bad(path, "truncated pyrnn file (the file changed while being read)")
+    if zlib.crc32(header) != hcrc:
+        raise _bad(path, "corrupted pyrnn file: header checksum mismatch")
+    if zlib.crc32(payload) != pcrc:
+        raise _bad(path, "corrupted pyrnn file: weights checksum mismatch")
+    try:
+        meta = json.loads(header.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise _bad(path, f"corrupted pyrnn file: header is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "pyrnn":
+        raise _bad(path, "corrupted pyrnn file: header is not a pyrnn header")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise _bad(path, f"unsupported pyrnn header version {meta.get('format_version')!r}")
+
+    tensors = _check_tensors(path, meta.get("tensors"), plen)
+    reg = _registry()
+    try:
+        expected = _expected(path, meta.get("model"), reg, len(tensors))
+    except RecursionError:
+        raise _bad(path, "corrupted header: model spec nested too deeply") from None
+    if set(expected) != set(tensors):
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
+        raise _bad(path, f"tensors do not match the model's parameters (missing: {missing}, "
+                         f"unexpected: {extra})")
+    for name, (shape, dtype) in expected.items():
+        dt, tshape, _, _ = tensors[name]
+        if tshape != shape or dt.newbyteorder("=") != dtype:
+            raise _bad(path, f"tensor {name!r} is {tshape} {dt}, but the model's parameter is "
+                             f"{shape} {dtype}")
+
+    # Everything is consistent: build (allocations now match what the file holds) and fill.
+    try:
+        model = _build(meta["model"], reg)
+    except (TypeError, ValueError, KeyError) as e:
+        raise _bad(path, f"invalid model config: {e}") from None
+    params = model.params
+    if set(params) != set(tensors):
+        raise _bad(path, "model parameters differ from the file's tensors after building")
+    for name, (dt, shape, off, nbytes) in tensors.items():
+        arr = np.frombuffer(payload, dtype=dt, count=nbytes // dt.itemsize, offset=off)
+        params[name][...] = arr.reshape(shape)
+    return model

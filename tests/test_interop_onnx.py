@@ -1,0 +1,304 @@
+"""pyrnn.export_onnx: exported graphs run with onnxruntime and onnx.reference.ReferenceEvaluator
+and compared with pyrnn's own outputs, random weights, every cell.
+
+Evaluator coverage (as of onnx 1.23 / onnxruntime 1.31):
+- onnxruntime implements RNN/LSTM/GRU in float32 only ("does not support double yet"):
+  float64 graphs are checked with the reference evaluator alone.
+- ReferenceEvaluator ignores ``sequence_lens`` and knows only Tanh/Affine for RNN
+  activations: cases with lengths are checked with onnxruntime only; for RNN relu the
+  evaluator gets a small RNN override adding Relu (the ONNX definition: max(0, x)).
+- For lengths in float64 the evaluator's RNN/LSTM/GRU are replaced by the NumPy
+  transcription of the operator definitions in test_onnx_cases.py (which implements
+  sequence_lens with onnxruntime's = PyTorch's semantics); the rest of the graph (Cast,
+  Slice, Transpose, Reshape, GatherND, ...) still runs in the reference evaluator.
+"""
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+from onnx.reference.ops.op_rnn import RNN_14  # noqa: E402
+
+import pyrnn  # noqa: E402
+
+try:
+    import onnxruntime as ort
+except ImportError:  # pragma: no cover
+    ort = None
+
+TOL = {"float32": dict(rtol=1e-5, atol=1e-5), "float64": dict(rtol=1e-10, atol=1e-10)}
+CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_after"]
+C, H = 4, 5
+
+
+class RNN(RNN_14):
+    """The reference RNN plus the Relu activation (ONNX: Relu(x) = max(0, x))."""
+    op_domain = ""
+
+    def choose_act(self, name, alpha, beta):
+        if name in ("Relu", "relu"):
+            return lambda x: np.maximum(x, 0)
+        return super().choose_act(name, alpha, beta)
+
+
+def _transcribed_op(op):
+    """An evaluator op running test_onnx_cases.onnx_recurrent (float64 transcription)."""
+    from onnx.reference.op_run import OpRun
+    from test_onnx_cases import onnx_recurrent
+
+    def _run(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None,
+             P=None, **_):
+        assert P is None
+        acts = [a.decode() if isinstance(a, bytes) else a
+                for a in (getattr(self, "activations", None) or ["Tanh"])]
+        outs = onnx_recurrent(op, X, W, R, B, sequence_lens, initial_h, initial_c,
+                              direction=self.direction, layout=self.layout or 0,
+                              linear_before_reset=getattr(self, "linear_before_reset", 0) or 0,
+                              activation="relu" if acts[0].lower() == "relu" else "tanh")
+        return tuple(o.astype(X.dtype) for o in outs[:len(self.onnx_node.output)])
+
+    return type(op, (OpRun,), {"op_domain": "", "_run": _run})
+
+
+def _run_transcribed(model, feeds):
+    ops = [_transcribed_op(op) for op in ("RNN", "GRU", "LSTM")]
+    return ReferenceEvaluator(model, new_ops=ops).run(None, feeds)
+
+
+def _layer(cell, dtype="float32", seed=0, **kw):
+    kw = dict(kw, dtype=dtype, seed=seed)
+    if cell == "lstm":
+        layer = pyrnn.LSTM(C, H, **kw)
+    elif cell.startswith("gru"):
+        layer = pyrnn.GRU(C, H, reset_after=cell == "gru_reset_after", **kw)
+    else:
+        layer = pyrnn.RNN(C, H, nonlinearity=cell[4:], **kw)
+    rng = np.random.default_rng(seed + 100)
+    for p in layer.params.values():
+        p[...] = rng.uniform(-0.6, 0.6, p.shape)
+    return layer.eval()
+
+
+def _run_ort(model, feeds):
+    if ort is None:
+        pytest.skip("onnxruntime is not installed")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _run_ref(model, feeds):
+    return ReferenceEvaluator(model, new_ops=[RNN]).run(None, feeds)
+
+
+def _pyrnn_outputs(layer, x, h0=None, c0=None, lengths=None):
+    hx = None
+    if h0 is not None:
+        hx = (h0, c0) if isinstance(layer, pyrnn.LSTM) else h0
+    y, hn = layer(x, hx, lengths)
+    return [y, hn[0], hn[1]] if isinstance(layer, pyrnn.LSTM) else [y, hn]
+
+
+def _check(got, want, tol):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, **tol)
+
+
+CONFIGS = {
+    "plain": (dict(), dict()),
+    "bidirectional": (dict(bidirectional=True), dict()),
+    "2layers": (dict(num_layers=2, bidirectional=True, dropout=0.2), dict()),
+    "batch_first": (dict(num_layers=2, batch_first=True), dict()),
+    "no_bias": (dict(bias=False, bidirectional=True), dict()),
+    "initial_states": (dict(num_layers=2, bidirectional=True), dict(initial_states=True)),
+    "lengths": (dict(num_layers=2, bidirectional=True, batch_first=True),
+                dict(lengths=True, initial_states=True)),
+}
+
+
+def _case(cell, config, dtype, T=6, N=3):
+    layer_kw, export_kw = CONFIGS[config]
+    layer = _layer(cell, dtype, **layer_kw)
+    model = pyrnn.export_onnx(layer, None, **export_kw)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((N, T, C) if layer.batch_first else (T, N, C)).astype(dtype)
+    LD = layer.num_layers * layer.num_directions
+    feeds = {"X": x}
+    h0 = c0 = lengths = None
+    if export_kw.get("initial_states"):
+        h0 = feeds["h0"] = rng.standard_normal((LD, N, H)).astype(dtype)
+        if cell == "lstm":
+            c0 = feeds["c0"] = rng.standard_normal((LD, N, H)).astype(dtype)
+    if export_kw.get("lengths"):
+        lengths = feeds["lengths"] = np.array([T, 2, 4], np.int64)[:N]
+    if cell == "lstm" and h0 is None and c0 is not None:  # pragma: no cover
+        h0 = np.zeros_like(c0)
+    return layer, model, feeds, _pyrnn_outputs(layer, x, h0, c0, lengths)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_float32(cell, config):
+    layer, model, feeds, want = _case(cell, config, "float32")
+    if config != "lengths":  # the reference evaluator ignores sequence_lens
+        _check(_run_ref(model, feeds), want, TOL["float32"])
+    _check(_run_ort(model, feeds), want, TOL["float32"])  # skips without onnxruntime
+
+
+@pytest.mark.parametrize("config", ["2layers", "batch_first", "initial_states"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_float64_reference(cell, config):
+    layer, model, feeds, want = _case(cell, config, "float64")
+    _check(_run_ref(model, feeds), want, TOL["float64"])
+
+
+def test_graph_structure_and_dynamic_axes(tmp_path):
+    layer = _layer("gru_reset_after", num_layers=2, bidirectional=True, batch_first=True)
+    path = tmp_path / "gru.onnx"
+    model = pyrnn.export_onnx(layer, path)
+    loaded = onnx.load(str(path))
+    onnx.checker.check_model(loaded, full_check=True)
+    ops = [n.op_type for n in loaded.graph.node]
+    assert ops.count("GRU") == 2
+    grus = [n for n in loaded.graph.node if n.op_type == "GRU"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in grus[0].attribute}
+    assert attrs["linear_before_reset"] == 1 and attrs["direction"] == b"bidirectional"
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in loaded.graph.input]
+    assert dims == [["batch", "seq_len", C]]
+    assert [o.name for o in loaded.graph.output] == ["Y", "Y_h"]
+    assert model.graph.name == loaded.graph.name
+    for N, T in ((1, 3), (4, 9)):  # one model, any batch and sequence length
+        x = np.random.default_rng(N).standard_normal((N, T, C)).astype(np.float32)
+        _check(_run_ref(loaded, {"X": x}), _pyrnn_outputs(layer, x), TOL["float32"])
+        if ort is not None:
+            _check(_run_ort(loaded, {"X": x}), _pyrnn_outputs(layer, x), TOL["float32"])
+    # GRU reset_after=False -> linear_before_reset=0, relu RNN -> activations Relu
+    g0 = pyrnn.export_onnx(_layer("gru"))
+    node = next(n for n in g0.graph.node if n.op_type == "GRU")
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}[
+        "linear_before_reset"] == 0
+    r = pyrnn.export_onnx(_layer("rnn_relu", bidirectional=True))
+    node = next(n for n in r.graph.node if n.op_type == "RNN")
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}[
+        "activations"] == [b"Relu", b"Relu"]
+
+
+def test_fixed_axes():
+    model = pyrnn.export_onnx(_layer("lstm"), seq_len=6, batch=2)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [6, 2, C]
+
+
+@pytest.mark.parametrize("config", ["lengths", "initial_states"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_float64_transcription(cell, config):
+    layer, model, feeds, want = _case(cell, config, "float64")
+    _check(_run_transcribed(model, feeds), want, TOL["float64"])
+
+
+# ---- Sequential models ----------------------------------------------------------------------
+
+def _classifier(bidirectional, reset_after, dtype="float32"):
+    model = pyrnn.Sequential([
+        pyrnn.Embedding(20, 6, dtype=dtype, seed=1),
+        pyrnn.Dropout(0.3),
+        pyrnn.GRU(6, 8, batch_first=True, bidirectional=bidirectional,
+                  reset_after=reset_after, dtype=dtype, seed=2),
+        pyrnn.LastStep(),
+        pyrnn.Dense(8 * (2 if bidirectional else 1), 3, dtype=dtype, seed=3),
+    ])
+    rng = np.random.default_rng(4)
+    for p in model.parameters():
+        p.data[...] = rng.uniform(-0.6, 0.6, p.data.shape)
+    return model.eval()
+
+
+def _regressor(dtype="float32"):
+    model = pyrnn.Sequential([
+        pyrnn.LSTM(C, 8, batch_first=True, dtype=dtype, seed=1),
+        pyrnn.LastStep(),
+        pyrnn.LayerNorm(8, dtype=dtype),
+        pyrnn.Dense(8, 6, activation="relu", dtype=dtype, seed=2),
+        pyrnn.Dense(6, 1, dtype=dtype, seed=3),
+    ])
+    rng = np.random.default_rng(5)
+    for p in model.parameters():
+        p.data[...] = rng.uniform(-0.6, 0.6, p.data.shape)
+    return model.eval()
+
+
+@pytest.mark.parametrize("lengths", [False, True])
+@pytest.mark.parametrize("bidirectional,reset_after", [(False, True), (True, False)])
+def test_sequential_classifier(bidirectional, reset_after, lengths):
+    model = _classifier(bidirectional, reset_after)
+    onx = pyrnn.export_onnx(model, lengths=lengths)
+    assert [i.name for i in onx.graph.input] == (["X", "lengths"] if lengths else ["X"])
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 20, size=(4, 7))
+    lens = np.array([7, 1, 3, 5])
+    feeds = {"X": x.astype(np.int64)}
+    if lengths:
+        feeds["lengths"] = lens
+    want = model.forward(x, lengths=lens if lengths else None)
+    if not lengths:
+        _check(_run_ref(onx, feeds), [want], TOL["float32"])
+    _check(_run_ort(onx, feeds), [want], TOL["float32"])
+
+
+@pytest.mark.parametrize("lengths", [False, True])
+def test_sequential_regressor(lengths):
+    model = _regressor()
+    onx = pyrnn.export_onnx(model, lengths=lengths)
+    assert "LayerNormalization" in [n.op_type for n in onx.graph.node]
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 9, C)).astype(np.float32)
+    lens = np.array([9, 3, 1, 6, 8])
+    feeds = {"X": x}
+    if lengths:
+        feeds["lengths"] = lens
+    want = model.forward(x, lengths=lens if lengths else None)
+    assert want.shape == (5, 1)
+    if not lengths:
+        _check(_run_ref(onx, feeds), [want], TOL["float32"])
+    _check(_run_ort(onx, feeds), [want], TOL["float32"])
+
+
+def test_sequential_float64_reference():
+    model = _regressor("float64")
+    onx = pyrnn.export_onnx(model)
+    x = np.random.default_rng(9).standard_normal((3, 5, C))
+    _check(_run_ref(onx, {"X": x}), [model.forward(x)], TOL["float64"])
+    clf = _classifier(True, True, "float64")
+    idx = np.random.default_rng(10).integers(0, 20, size=(2, 4))
+    _check(_run_ref(pyrnn.export_onnx(clf), {"X": idx}), [clf.forward(idx)], TOL["float64"])
+    # with lengths (recurrent ops from the transcription, which implements sequence_lens)
+    lens = np.array([2, 5, 1])
+    _check(_run_transcribed(pyrnn.export_onnx(model, lengths=True), {"X": x, "lengths": lens}),
+           [model.forward(x, lengths=lens)], TOL["float64"])
+    lens = np.array([4, 1])
+    _check(_run_transcribed(pyrnn.export_onnx(clf, lengths=True), {"X": idx, "lengths": lens}),
+           [clf.forward(idx, lengths=lens)], TOL["float64"])
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+def test_export_errors(monkeypatch):
+    with pytest.raises(ValueError, match="opset >= 17"):
+        pyrnn.export_onnx(_regressor(), opset=16)
+    with pytest.raises(ValueError, match="opset must be >= 13"):
+        pyrnn.export_onnx(_layer("lstm"), opset=11)
+    with pytest.raises(TypeError, match="export_onnx takes"):
+        pyrnn.export_onnx(pyrnn.Dense(3, 2))
+    with pytest.raises(ValueError, match="one float dtype"):
+        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dense(3, 2), pyrnn.Dense(2, 2, dtype="float64")]))
+    with pytest.raises(ValueError, match="seq_len"):
+        pyrnn.export_onnx(_layer("gru"), seq_len=0)
+    with pytest.raises(ValueError, match="initial_states"):
+        pyrnn.export_onnx(_regressor(), initial_states=True)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match="pip install onnx"):
+        pyrnn.export_onnx(_layer("gru"))

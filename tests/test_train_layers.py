@@ -1,0 +1,244 @@
+"""Dense, LayerNorm, Embedding, Dropout, LastStep against PyTorch (outputs and every gradient),
+plus the layer protocol: parameters() views, accumulation, zero_grad, train/eval, errors."""
+import numpy as np
+import pytest
+
+import pyrnn
+
+torch = pytest.importorskip("torch")
+
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
+TORCH_DT = {np.float32: torch.float32, np.float64: torch.float64}
+
+
+def t(a, grad=False):
+    return torch.tensor(np.asarray(a), requires_grad=grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", [None, "relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("shape", [(7,), (5, 7), (3, 4, 7)])
+def test_dense_matches_torch(dtype, activation, shape):
+    rng = np.random.default_rng(0)
+    layer = pyrnn.Dense(7, 5, activation=activation, dtype=dtype, seed=1)
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape[:-1] + (5,)).astype(dtype)
+    y = layer(x)
+    dx = layer.backward(dy)
+
+    xt = t(x, True)
+    w, b = t(layer.params["weight"], True), t(layer.params["bias"], True)
+    yt = torch.nn.functional.linear(xt, w, b)
+    yt = {None: yt, "relu": torch.relu(yt), "tanh": torch.tanh(yt),
+          "sigmoid": torch.sigmoid(yt)}[activation]
+    yt.backward(t(dy))
+    assert y.dtype == dtype and y.shape == shape[:-1] + (5,)
+    np.testing.assert_allclose(y, yt.detach().numpy(), **TOL[dtype])
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL[dtype])
+    np.testing.assert_allclose(layer.grads["weight"], w.grad.numpy(), **TOL[dtype])
+    np.testing.assert_allclose(layer.grads["bias"], b.grad.numpy(), **TOL[dtype])
+
+
+def test_dense_init_and_attributes():
+    layer = pyrnn.Dense(16, 3, activation="tanh", seed=0)
+    assert (layer.in_features, layer.out_features, layer.activation) == (16, 3, "tanh")
+    assert layer.params["weight"].shape == (3, 16) and layer.params["bias"].shape == (3,)
+    assert np.abs(layer.params["weight"]).max() <= 0.25  # U(-1/sqrt(16), 1/sqrt(16))
+    assert layer.num_parameters() == 51
+    nobias = pyrnn.Dense(4, 2, bias=False)
+    assert list(nobias.params) == ["weight"]
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(nobias(x), x @ nobias.params["weight"].T, rtol=1e-6)
+    assert pyrnn.Dense(4, 2, seed=5).params["weight"].tolist() == \
+        pyrnn.Dense(4, 2, seed=5).params["weight"].tolist()
+
+
+def test_dense_grads_accumulate_and_zero():
+    rng = np.random.default_rng(1)
+    layer = pyrnn.Dense(3, 2, seed=0)
+    x, dy = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    layer(x)
+    layer.backward(dy)
+    once = layer.grads["weight"].copy()
+    layer(x)
+    layer.backward(dy)
+    np.testing.assert_allclose(layer.grads["weight"], 2 * once, rtol=1e-6)
+    layer.zero_grad()
+    assert not layer.grads["weight"].any() and not layer.grads["bias"].any()
+
+
+def test_dense_errors():
+    layer = pyrnn.Dense(3, 2)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3\).*\(4, 5\)"):
+        layer(np.zeros((4, 5)))
+    with pytest.raises(TypeError):
+        layer(np.array(["a", "b", "c"]))
+    with pytest.raises(ValueError, match="activation"):
+        pyrnn.Dense(3, 2, activation="gelu")
+    with pytest.raises(RuntimeError, match="forward"):
+        pyrnn.Dense(3, 2).backward(np.zeros((1, 2)))
+    layer(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"\(4, 2\)"):
+        layer.backward(np.zeros((4, 3)))
+    layer.eval()
+    layer(np.zeros((4, 3)))
+    with pytest.raises(RuntimeError):
+        layer.backward(np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(6,), (4, 6), (2, 3, 6)])
+def test_layernorm_matches_torch(dtype, shape):
+    rng = np.random.default_rng(2)
+    layer = pyrnn.LayerNorm(6, eps=1e-5, dtype=dtype)
+    layer.params["weight"][:] = rng.standard_normal(6)
+    layer.params["bias"][:] = rng.standard_normal(6)
+    x = (3 + 2 * rng.standard_normal(shape)).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    y = layer(x)
+    dx = layer.backward(dy)
+    xt = t(x, True)
+    w, b = t(layer.params["weight"], True), t(layer.params["bias"], True)
+    yt = torch.nn.functional.layer_norm(xt, (6,), w, b, 1e-5)
+    yt.backward(t(dy))
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else TOL[dtype]
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(layer.grads["weight"], w.grad.numpy(), **tol)
+    np.testing.assert_allclose(layer.grads["bias"], b.grad.numpy(), **tol)
+    assert (layer.dim, layer.eps) == (6, 1e-5)
+
+
+def test_layernorm_large_offset_is_stable():
+    # Two-pass statistics: a row with mean 1e4 and spread 1 normalises correctly in float32.
+    x = (1e4 + np.arange(8, dtype=np.float32))[None]
+    y = pyrnn.LayerNorm(8)(x)
+    ref = (np.arange(8) - 3.5) / np.sqrt(np.var(np.arange(8)) + 1e-5)
+    np.testing.assert_allclose(y[0], ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_matches_torch(dtype):
+    rng = np.random.default_rng(3)
+    layer = pyrnn.Embedding(10, 4, dtype=dtype, seed=0)
+    idx = rng.integers(0, 10, size=(3, 5))
+    idx[0, :3] = 7  # repeated indices accumulate
+    dy = rng.standard_normal((3, 5, 4)).astype(dtype)
+    y = layer(idx)
+    assert layer.backward(dy) is None
+    w = t(layer.params["weight"], True)
+    yt = torch.nn.functional.embedding(torch.tensor(idx), w)
+    yt.backward(t(dy))
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_allclose(layer.grads["weight"], w.grad.numpy(), **TOL[dtype])
+    assert (layer.num, layer.dim) == (10, 4)
+    # 0-d and 1-d inputs keep their shapes.
+    assert layer(np.int64(3)).shape == (4,) and layer([1, 2]).shape == (2, 4)
+
+
+def test_embedding_padding_idx_matches_torch():
+    rng = np.random.default_rng(4)
+    layer = pyrnn.Embedding(6, 3, padding_idx=0, seed=1)
+    assert not layer.params["weight"][0].any()
+    idx = np.array([[0, 1, 0, 5], [2, 0, 3, 3]])
+    dy = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    layer(idx)
+    layer.backward(dy)
+    w = t(layer.params["weight"], True)
+    torch.nn.functional.embedding(torch.tensor(idx), w, padding_idx=0).backward(t(dy))
+    np.testing.assert_allclose(layer.grads["weight"], w.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_embedding_errors():
+    layer = pyrnn.Embedding(5, 2)
+    with pytest.raises(ValueError, match=r"index 5 is outside \[0, 5\)"):
+        layer(np.array([0, 5]))
+    with pytest.raises(ValueError, match="-1"):
+        layer(np.array([-1]))
+    with pytest.raises(TypeError, match="integer"):
+        layer(np.array([0.0, 1.0]))
+    with pytest.raises(ValueError):
+        pyrnn.Embedding(5, 2, padding_idx=5)
+
+
+def test_dropout_train_eval_and_seed():
+    x = np.ones((200, 50), np.float32)
+    d = pyrnn.Dropout(0.3, seed=0)
+    y = d(x)
+    kept = y != 0
+    assert abs(kept.mean() - 0.7) < 0.02
+    np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)
+    dy = np.full_like(x, 2.0)
+    np.testing.assert_allclose(d.backward(dy), np.where(kept, 2 / 0.7, 0), rtol=1e-6)
+    np.testing.assert_array_equal(pyrnn.Dropout(0.3, seed=0)(x), y)  # seeded: reproducible
+    d.eval()
+    assert d(x) is not None and np.array_equal(d(x), x)
+    assert not pyrnn.Dropout(1.0)(x).any()
+    with pytest.raises(ValueError):
+        pyrnn.Dropout(1.5)
+    assert pyrnn.Dropout(0.5).p == 0.5
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_laststep_matches_torch_final_states(bidirectional):
+    # LastStep of the output equals h_n of PyTorch's packed-sequence GRU, both directions.
+    rng = np.random.default_rng(5)
+    N, T, C, H = 4, 6, 3, 5
+    gru = pyrnn.GRU(C, H, batch_first=True, bidirectional=bidirectional, reset_after=True, seed=0)
+    x = rng.standard_normal((N, T, C)).astype(np.float32)
+    lengths = np.array([6, 2, 4, 1])
+    out, hn = gru(x, lengths=lengths)
+    last = pyrnn.LastStep(bidirectional=bidirectional)
+    y = last(out, lengths=lengths)
+    want = np.concatenate([hn[0], hn[1]], axis=1) if bidirectional else hn[0]
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+    # Backward scatters dy to exactly those positions.
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = last.backward(dy)
+    assert dx.shape == out.shape
+    n = np.arange(N)
+    np.testing.assert_array_equal(dx[n, lengths - 1, :H], dy[:, :H])
+    if bidirectional:
+        np.testing.assert_array_equal(dx[:, 0, H:], dy[:, H:])
+    assert np.count_nonzero(dx) == np.count_nonzero(dy)
+
+
+def test_laststep_in_sequential_learns_direction_count():
+    gru = pyrnn.GRU(3, 4, batch_first=True, bidirectional=True)
+    model = pyrnn.Sequential([gru, pyrnn.LastStep(), pyrnn.Dense(8, 2)])
+    assert model.layers[1].num_directions == 2
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    out, _ = gru(x)
+    np.testing.assert_allclose(model.layers[1](out), np.concatenate([out[:, -1, :4],
+                                                                   out[:, 0, 4:]], 1))
+    assert model(x).shape == (2, 2)
+    with pytest.raises(ValueError, match=r"\(N, T, H\)"):
+        pyrnn.LastStep()(np.zeros((2, 3)))
+
+
+def test_recurrent_parameters_are_native_views():
+    lstm = pyrnn.LSTM(3, 4, num_layers=2, bidirectional=True)
+    params = list(lstm.parameters())
+    assert [p.name for p in params] == list(lstm.params)
+    for p in params:
+        assert isinstance(p, pyrnn.Parameter)
+        assert np.shares_memory(p.data, lstm.params[p.name])
+        assert np.shares_memory(p.grad, lstm.grads[p.name])
+    # Writing through a Parameter changes the layer's output.
+    x = np.ones((2, 1, 3), np.float32)
+    before = lstm(x)[0].copy()
+    params[0].data[...] += 1
+    assert not np.allclose(lstm(x)[0], before)
+    assert lstm.config()["num_layers"] == 2
+    assert pyrnn.GRU(2, 3, reset_after=True).config()["reset_after"] is True
+    assert pyrnn.RNN(2, 3, nonlinearity="relu").config()["nonlinearity"] == "relu"
+
+
+def test_parameter_object():
+    d = pyrnn.Dense(2, 3)
+    p = next(d.parameters())
+    assert p.name == "weight" and p.shape == (3, 2) and "weight" in repr(p)
+    with pytest.raises(AttributeError):
+        p.data = np.zeros((3, 2))
+    with pytest.raises(ValueError):
+        pyrnn.Parameter("w", np.zeros(3), np.zeros(4))

@@ -1,0 +1,160 @@
+"""Losses against PyTorch: values and gradients, ignore_index, soft targets, stability."""
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import losses
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def grad_of(fn, pred):
+    p = torch.tensor(pred, requires_grad=True)
+    v = fn(p)
+    v.backward()
+    return float(v.detach()), p.grad.numpy()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mse_matches_torch(reduction, dtype):
+    rng = np.random.default_rng(0)
+    pred = rng.standard_normal((4, 3, 2)).astype(dtype)
+    target = rng.standard_normal((4, 3, 2)).astype(dtype)
+    loss = losses.MSELoss(reduction=reduction)
+    v = loss(pred, target)
+    d = loss.backward()
+    tv, tg = grad_of(lambda p: F.mse_loss(p, torch.tensor(target), reduction=reduction), pred)
+    assert isinstance(v, float) and d.dtype == dtype
+    np.testing.assert_allclose(v, tv, rtol=1e-6)
+    np.testing.assert_allclose(d, tg, rtol=1e-5, atol=1e-7)
+
+
+def test_mse_trailing_one_and_shape_errors():
+    loss = losses.MSELoss()
+    pred = np.arange(3.0)[:, None]
+    assert loss(pred, np.zeros(3)) == pytest.approx(5 / 3)  # (N,) target for (N, 1) output
+    assert loss.backward().shape == (3, 1)
+    with pytest.raises(ValueError, match=r"\(3, 2\).*\(3, 1\)"):
+        loss(pred, np.zeros((3, 2)))
+    with pytest.raises(RuntimeError):
+        losses.MSELoss().backward()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_2d_matches_torch(dtype):
+    rng = np.random.default_rng(1)
+    logits = (3 * rng.standard_normal((6, 5))).astype(dtype)
+    target = rng.integers(0, 5, 6)
+    loss = losses.CrossEntropyLoss()
+    v = loss(logits, target)
+    d = loss.backward()
+    tv, tg = grad_of(lambda p: F.cross_entropy(p, torch.tensor(target)), logits)
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(v, tv, **tol)
+    np.testing.assert_allclose(d, tg, **tol)
+    assert d.dtype == dtype
+    acc = loss.metric_counts()["accuracy"]
+    assert acc == (int((logits.argmax(1) == target).sum()), 6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_per_step_with_ignore_index_matches_torch(reduction):
+    # Samples-first (N, T, K) logits here; PyTorch's per-step layout is (N, K, T).
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((3, 4, 7))
+    target = rng.integers(0, 7, (3, 4))
+    target[0, 2:] = -100
+    target[2, 0] = -100
+    loss = losses.CrossEntropyLoss(reduction=reduction)
+    v = loss(logits, target)
+    d = loss.backward()
+    tv, tg = grad_of(lambda p: F.cross_entropy(p.permute(0, 2, 1), torch.tensor(target),
+                                               reduction=reduction), logits)
+    np.testing.assert_allclose(v, tv, rtol=1e-12)
+    np.testing.assert_allclose(d, tg, rtol=1e-12, atol=1e-14)
+    assert loss.count == 9
+    assert not d[0, 2:].any()
+
+
+def test_cross_entropy_custom_ignore_index_and_all_ignored():
+    logits = np.random.default_rng(3).standard_normal((4, 3))
+    target = np.array([0, 2, 2, 1])
+    loss = losses.CrossEntropyLoss(ignore_index=2)
+    v = loss(logits, target)
+    tv = F.cross_entropy(torch.tensor(logits), torch.tensor(target), ignore_index=2)
+    np.testing.assert_allclose(v, float(tv), rtol=1e-12)
+    # Every target ignored: 0 and a zero gradient (PyTorch gives nan; documented deviation).
+    assert loss(logits, np.full(4, 2)) == 0.0
+    assert not loss.backward().any()
+
+
+def test_cross_entropy_soft_targets_match_torch():
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((5, 4))
+    probs = rng.dirichlet(np.ones(4), size=5)
+    loss = losses.CrossEntropyLoss()
+    v = loss(logits, probs)
+    tv, tg = grad_of(lambda p: F.cross_entropy(p, torch.tensor(probs)), logits)
+    np.testing.assert_allclose(v, tv, rtol=1e-12)
+    np.testing.assert_allclose(loss.backward(), tg, rtol=1e-10, atol=1e-14)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    logits = np.array([[1e4, 0.0, -1e4], [-1e30, 1e30, 0.0]], np.float32)
+    target = np.array([1, 0])
+    loss = losses.CrossEntropyLoss()
+    v = loss(logits, target)
+    tv = F.cross_entropy(torch.tensor(logits), torch.tensor(target))
+    assert np.isfinite(v) and np.all(np.isfinite(loss.backward()))
+    np.testing.assert_allclose(v, float(tv), rtol=1e-6)
+
+
+def test_cross_entropy_errors():
+    loss = losses.CrossEntropyLoss()
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        loss(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match=r"\(2,?\)"):
+        loss(np.zeros((2, 3)), np.array([[0], [1]]))
+    with pytest.raises(TypeError, match="integer"):
+        loss(np.zeros((2, 3)), np.array([0.5, 1.0]))
+    assert loss(np.zeros((2, 3)), np.array([0.0, 1.0])) == pytest.approx(np.log(3))
+
+
+@pytest.mark.parametrize("pos_weight", [None, [0.5, 2.0, 3.0]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_with_logits_matches_torch(pos_weight, dtype):
+    rng = np.random.default_rng(5)
+    logits = (4 * rng.standard_normal((6, 3))).astype(dtype)
+    target = rng.uniform(0, 1, (6, 3)).astype(dtype)
+    target[:2] = np.round(target[:2])
+    loss = losses.BCEWithLogitsLoss(pos_weight=pos_weight)
+    v = loss(logits, target)
+    pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=torch.float64)
+    tv, tg = grad_of(lambda p: F.binary_cross_entropy_with_logits(
+        p.double(), torch.tensor(target).double(), pos_weight=pw), logits)
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(v, tv, **tol)
+    np.testing.assert_allclose(loss.backward(), tg, **tol)
+
+
+def test_bce_is_stable_for_huge_logits():
+    logits = np.array([1e4, -1e4, 80.0, -80.0])
+    target = np.array([0.0, 1.0, 1.0, 0.0])
+    loss = losses.BCEWithLogitsLoss()
+    v = loss(logits, target)
+    tv, tg = grad_of(lambda p: F.binary_cross_entropy_with_logits(p, torch.tensor(target)), logits)
+    np.testing.assert_allclose(v, tv, rtol=1e-12)
+    np.testing.assert_allclose(loss.backward(), tg, rtol=1e-12, atol=1e-300)
+
+
+def test_loss_lookup_by_name():
+    assert isinstance(losses.get("mse"), losses.MSELoss)
+    assert isinstance(losses.get("cross_entropy"), losses.CrossEntropyLoss)
+    assert isinstance(losses.get("bce"), losses.BCEWithLogitsLoss)
+    with pytest.raises(TypeError):
+        losses.get("hinge")
+    with pytest.raises(ValueError):
+        losses.MSELoss(reduction="none")
+    assert pyrnn.losses is losses

@@ -1,0 +1,319 @@
+"""Sequential: forward/backward of whole models against the same model in PyTorch, and the
+fit / evaluate / predict loop (history, seeding, progress output, callbacks, NaN safety)."""
+import os
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import callbacks, losses, optim
+
+torch = pytest.importorskip("torch")
+
+
+def copy_gru_to_torch(gru, tgru):
+    """pyrnn GRU(reset_after=True) -> torch.nn.GRU: b_ih = bias, b_hh = (0, 0, bias_hn)."""
+    H = gru.hidden_size
+    with torch.no_grad():
+        for name, p in gru.params.items():
+            sfx = name[name.index("_l"):]
+            if name.startswith("weight"):
+                getattr(tgru, name).copy_(torch.tensor(p))
+            elif name.startswith("bias_hn"):
+                bhh = torch.zeros(3 * H, dtype=torch.float64)
+                bhh[2 * H:] = torch.tensor(p)
+                getattr(tgru, "bias_hh" + sfx).copy_(bhh)
+            else:
+                getattr(tgru, "bias_ih" + sfx).copy_(torch.tensor(p))
+
+
+def copy_lstm_to_torch(lstm, tlstm):
+    with torch.no_grad():
+        for name, p in lstm.params.items():
+            if name.startswith("weight"):
+                getattr(tlstm, name).copy_(torch.tensor(p))
+            else:
+                sfx = name[len("bias"):]
+                getattr(tlstm, "bias_ih" + sfx).copy_(torch.tensor(p))
+                getattr(tlstm, "bias_hh" + sfx).zero_()
+
+
+def test_language_model_stack_matches_torch():
+    # Embedding -> GRU -> LayerNorm -> Dense(tanh) -> Dropout(eval-free p=0) -> Dense, per-step
+    # cross-entropy with ignored padding: loss and every gradient.
+    rng = np.random.default_rng(0)
+    V, E, H, N, T = 11, 5, 6, 3, 7
+    f64 = dict(dtype="float64")
+    model = pyrnn.Sequential([
+        pyrnn.Embedding(V, E, seed=0, **f64),
+        pyrnn.GRU(E, H, batch_first=True, reset_after=True, seed=1, **f64),
+        pyrnn.LayerNorm(H, **f64),
+        pyrnn.Dense(H, H, activation="tanh", seed=2, **f64),
+        pyrnn.Dropout(0.0),
+        pyrnn.Dense(H, V, seed=3, **f64),
+    ])
+    model.layers[2].params["weight"][:] = rng.uniform(0.5, 1.5, H)
+    model.layers[2].params["bias"][:] = rng.uniform(-0.5, 0.5, H)
+    x = rng.integers(0, V, (N, T))
+    y = rng.integers(0, V, (N, T))
+    y[1, 4:] = -100
+    loss = losses.CrossEntropyLoss()
+    value = loss(model(x), y)
+    model.zero_grad()
+    assert model.backward(loss.backward()) is None  # Embedding first: no input gradient
+
+    emb = torch.nn.Embedding(V, E).double()
+    gru = torch.nn.GRU(E, H, batch_first=True).double()
+    ln = torch.nn.LayerNorm(H).double()
+    d1, d2 = torch.nn.Linear(H, H).double(), torch.nn.Linear(H, V).double()
+    with torch.no_grad():
+        emb.weight.copy_(torch.tensor(model.layers[0].params["weight"]))
+        ln.weight.copy_(torch.tensor(model.layers[2].params["weight"]))
+        ln.bias.copy_(torch.tensor(model.layers[2].params["bias"]))
+        for d, layer in ((d1, model.layers[3]), (d2, model.layers[5])):
+            d.weight.copy_(torch.tensor(layer.params["weight"]))
+            d.bias.copy_(torch.tensor(layer.params["bias"]))
+    copy_gru_to_torch(model.layers[1], gru)
+    out = d2(torch.tanh(d1(ln(gru(emb(torch.tensor(x)))[0]))))
+    tloss = torch.nn.functional.cross_entropy(out.permute(0, 2, 1), torch.tensor(y))
+    tloss.backward()
+
+    np.testing.assert_allclose(value, float(tloss.detach()), rtol=1e-10)
+    g = model.grads
+    np.testing.assert_allclose(g["0.weight"], emb.weight.grad.numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(g["1.weight_ih_l0"], gru.weight_ih_l0.grad.numpy(), rtol=1e-8,
+                               atol=1e-12)
+    np.testing.assert_allclose(g["1.weight_hh_l0"], gru.weight_hh_l0.grad.numpy(), rtol=1e-8,
+                               atol=1e-12)
+    np.testing.assert_allclose(g["1.bias_l0"], gru.bias_ih_l0.grad.numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(g["1.bias_hn_l0"], gru.bias_hh_l0.grad.numpy()[2 * H:], rtol=1e-8,
+                               atol=1e-12)
+    np.testing.assert_allclose(g["2.weight"], ln.weight.grad.numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(g["2.bias"], ln.bias.grad.numpy(), rtol=1e-8, atol=1e-12)
+    for i, d in ((3, d1), (5, d2)):
+        np.testing.assert_allclose(g[f"{i}.weight"], d.weight.grad.numpy(), rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(g[f"{i}.bias"], d.bias.grad.numpy(), rtol=1e-8, atol=1e-12)
+
+
+def test_bidirectional_classifier_with_lengths_matches_torch():
+    # LSTM(bidirectional) -> LastStep -> Dense, variable lengths vs packed sequences.
+    rng = np.random.default_rng(1)
+    N, T, C, H = 4, 6, 3, 5
+    model = pyrnn.Sequential([
+        pyrnn.LSTM(C, H, batch_first=True, bidirectional=True, dtype="float64", seed=0),
+        pyrnn.LastStep(),
+        pyrnn.Dense(2 * H, 2, dtype="float64", seed=1),
+    ])
+    x = rng.standard_normal((N, T, C))
+    lengths = np.array([6, 3, 1, 5])
+    y = rng.standard_normal((N, 2))
+    loss = losses.MSELoss()
+    value = loss(model(x, lengths=lengths), y)
+    dx = model.backward(loss.backward())
+
+    lstm = torch.nn.LSTM(C, H, batch_first=True, bidirectional=True).double()
+    dense = torch.nn.Linear(2 * H, 2).double()
+    copy_lstm_to_torch(model.layers[0], lstm)
+    with torch.no_grad():
+        dense.weight.copy_(torch.tensor(model.layers[2].params["weight"]))
+        dense.bias.copy_(torch.tensor(model.layers[2].params["bias"]))
+    xt = torch.tensor(x, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), batch_first=True,
+                                                     enforce_sorted=False)
+    _, (hn, _) = lstm(packed)
+    out = dense(torch.cat([hn[0], hn[1]], dim=1))
+    tloss = torch.nn.functional.mse_loss(out, torch.tensor(y))
+    tloss.backward()
+    np.testing.assert_allclose(value, float(tloss.detach()), rtol=1e-10)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-8, atol=1e-12)
+    for name in ("weight_ih_l0", "weight_hh_l0", "weight_ih_l0_reverse", "weight_hh_l0_reverse"):
+        np.testing.assert_allclose(model.grads["0." + name], getattr(lstm, name).grad.numpy(),
+                                   rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(model.grads["0.bias_l0_reverse"],
+                               lstm.bias_ih_l0_reverse.grad.numpy(), rtol=1e-8, atol=1e-12)
+
+
+def test_sequential_structure_and_errors():
+    with pytest.raises(ValueError, match="batch_first=True"):
+        pyrnn.Sequential([pyrnn.GRU(3, 4)])
+    with pytest.raises(TypeError, match="not a pyrnn layer"):
+        pyrnn.Sequential([lambda x: x])
+    with pytest.raises(TypeError, match="list"):
+        pyrnn.Sequential(pyrnn.Dense(2, 2))
+    model = pyrnn.Sequential([pyrnn.Dense(3, 4), pyrnn.Dense(4, 2)])
+    names = [p.name for p in model.parameters()]
+    assert names == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert model.num_parameters() == 3 * 4 + 4 + 4 * 2 + 2
+    model.eval()
+    assert all(not layer.training for layer in model.layers)
+    model.train()
+    assert all(layer.training for layer in model.layers)
+    model.layers.append(pyrnn.GRU(2, 2))  # a direct edit of the list is checked at forward
+    with pytest.raises(ValueError, match="batch_first"):
+        model(np.zeros((1, 3)))
+
+
+def regression_data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 5, 2)).astype(np.float32)
+    y = x.sum(axis=(1, 2))[:, None] * 0.3
+    return x, y
+
+
+def small_model(seed=0):
+    return pyrnn.Sequential([pyrnn.GRU(2, 8, batch_first=True, seed=seed), pyrnn.LastStep(),
+                             pyrnn.Dense(8, 1, seed=seed + 1)])
+
+
+def test_fit_history_seeding_and_evaluate():
+    x, y = regression_data()
+    runs = []
+    for _ in range(2):
+        m = small_model()
+        h = m.fit(x, y, loss="mse", optimizer=optim.Adam(m.parameters(), 0.01), epochs=3,
+                  batch_size=16, validation_data=(x[:16], y[:16]), verbose=0, seed=3)
+        runs.append((h, m))
+    (h, m), (h2, _) = runs
+    assert set(h) == {"loss", "val_loss"} and len(h["loss"]) == 3
+    assert h == h2  # same seeds: same shuffles, same numbers
+    assert h["loss"][-1] < h["loss"][0]
+    assert m.history is h
+    # evaluate: one mean over all samples, independent of the batch size.
+    full = losses.MSELoss()(m.predict(x), y)
+    assert m.evaluate(x, y, loss="mse", batch_size=7) == pytest.approx(full, rel=1e-6)
+    assert m.evaluate(x, y, batch_size=64) == pytest.approx(full, rel=1e-6)  # fit's loss
+    assert m.predict(x, batch_size=5).shape == (64, 1)
+    np.testing.assert_allclose(m.predict(x, batch_size=5), m.predict(x, batch_size=64),
+                               rtol=1e-6, atol=1e-7)
+    m3 = small_model()
+    h3 = m3.fit(x, y, loss="mse", optimizer="adam", epochs=3, batch_size=16, verbose=0,
+                seed=4)
+    assert h3["loss"] != h["loss"]
+
+
+def test_fit_classification_reports_accuracy_and_lengths():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 6, 3)).astype(np.float32)
+    lengths = rng.integers(1, 7, 60)
+    y = (x[np.arange(60), lengths - 1, 0] > 0).astype(np.int64)
+    m = pyrnn.Sequential([pyrnn.LSTM(3, 8, batch_first=True, seed=0), pyrnn.LastStep(),
+                          pyrnn.Dense(8, 2, seed=1)])
+    h = m.fit(x, y, loss=losses.CrossEntropyLoss(), optimizer=optim.Adam(m.parameters(), 0.03),
+              epochs=8, batch_size=20, lengths=lengths, verbose=0, seed=0,
+              validation_data=(x, y, lengths))
+    assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert h["accuracy"][-1] > 0.8
+    r = m.evaluate(x, y, loss="cross_entropy", lengths=lengths, return_dict=True)
+    assert set(r) == {"loss", "accuracy"} and r["accuracy"] == pytest.approx(h["val_accuracy"][-1])
+
+
+def test_fit_output_plain_lines_and_tqdm(capsys, monkeypatch):
+    x, y = regression_data(16)
+    m = small_model()
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, batch_size=8, verbose=True)
+    out = capsys.readouterr().out
+    assert "Epoch 1/2 - loss:" in out and "Epoch 2/2" in out  # not a terminal: plain lines
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, batch_size=8, verbose=0)
+    assert capsys.readouterr().out == ""
+    pytest.importorskip("tqdm")
+    import pyrnn.model as model_mod
+    monkeypatch.setattr(model_mod, "_isatty", lambda: True)
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, batch_size=8, verbose=1)
+    out = capsys.readouterr()
+    assert "2/2" in out.out + out.err  # tqdm's batch counter
+
+
+def test_fit_rejects_non_finite_data():
+    x, y = regression_data(16)
+    m = small_model()
+    bad = x.copy()
+    bad[3, 2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"x contains NaN or Inf.*\(3, 2, 1\)"):
+        m.fit(bad, y, loss="mse", optimizer="sgd", epochs=1, verbose=0)
+    ybad = y.copy()
+    ybad[0] = np.inf
+    with pytest.raises(ValueError, match="y contains NaN"):
+        m.fit(x, ybad, loss="mse", optimizer="sgd", epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="validation"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0,
+              validation_data=(bad, y))
+    with pytest.raises(ValueError, match="samples"):
+        m.fit(x, y[:5], loss="mse", optimizer="sgd", epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="lengths"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0, lengths=np.full(16, 9))
+
+
+def test_fit_non_finite_loss_restores_last_good_weights():
+    # Linear regression with a learning rate far too large diverges to inf within a few steps.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32) * 10
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0)])
+    seen = []
+
+    class Record(callbacks.Callback):
+        def on_batch_begin(self, batch, logs=None):
+            seen.append([p.data.copy() for p in self.model.parameters()])
+
+    with pytest.raises(RuntimeError, match="non-finite training loss") as err:
+        m.fit(x, y, loss="mse", optimizer=optim.SGD(m.parameters(), lr=50.0), epochs=50,
+              batch_size=8, verbose=0, callbacks=[Record()], shuffle=False)
+    assert len(seen) >= 2
+    # Restored: the weights at the start of the last batch whose loss was finite.
+    for p, w in zip(m.parameters(), seen[-2]):
+        np.testing.assert_array_equal(p.data, w)
+    assert np.isfinite(m.evaluate(x[:8], y[:8], loss="mse"))
+    assert isinstance(err.value.history, dict)
+
+
+def test_early_stopping_restores_best_weights():
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    es = callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    es.set_model(m)
+    es.on_train_begin()
+    w = m.layers[0].params["weight"]
+    w[...] = 1.0
+    es.on_epoch_end(0, {"val_loss": 1.0})
+    w[...] = 2.0
+    es.on_epoch_end(1, {"val_loss": 1.5})
+    assert not getattr(m, "stop_training", False)
+    w[...] = 3.0
+    es.on_epoch_end(2, {"val_loss": 1.2})
+    assert m.stop_training and es.stopped_epoch == 2 and es.best_epoch == 0
+    es.on_train_end()
+    assert (w == 1.0).all()
+    with pytest.raises(ValueError, match="val_loss"):
+        es.on_epoch_end(3, {"loss": 1.0})
+
+
+def test_early_stopping_and_checkpoint_in_fit(tmp_path):
+    x, y = regression_data(32)
+    m = small_model()
+    es = callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=1e9)  # never improves
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.pyrnn"), monitor="loss")
+    h = m.fit(x, y, loss="mse", optimizer="adam", epochs=5, batch_size=8, verbose=0,
+              callbacks=[es, ck])
+    assert len(h["loss"]) == 2 and es.stopped_epoch == 1
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-1.pyrnn", "ckpt-2.pyrnn"]
+    best = callbacks.ModelCheckpoint(str(tmp_path / "best.pyrnn"), monitor="loss",
+                                     save_best_only=True)
+    m.fit(x, y, loss="mse", optimizer="adam", epochs=3, batch_size=8, verbose=0,
+          callbacks=[best])
+    loaded = pyrnn.load(best.last_saved)
+    assert isinstance(loaded, pyrnn.Sequential) and len(loaded.layers) == 3
+    with pytest.raises(ValueError, match="val_loss"):
+        m.fit(x, y, loss="mse", optimizer="adam", epochs=1, verbose=0,
+              callbacks=[callbacks.EarlyStopping()])
+
+
+def test_lambda_callback_hooks_order():
+    x, y = regression_data(16)
+    m = small_model()
+    calls = []
+    cb = callbacks.LambdaCallback(on_train_begin=lambda logs: calls.append("train_begin"),
+                                  on_epoch_end=lambda e, logs: calls.append(("epoch", e)),
+                                  on_batch_end=lambda b, logs: calls.append(("batch", b)),
+                                  on_train_end=lambda logs: calls.append("train_end"))
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, batch_size=8, verbose=0, callbacks=[cb])
+    assert calls == ["train_begin", ("batch", 0), ("batch", 1), ("epoch", 0), ("batch", 0),
+                     ("batch", 1), ("epoch", 1), "train_end"]

@@ -1,0 +1,235 @@
+"""Optimizers (several steps, every option) and clip_grad_norm against PyTorch; pyrnn.init
+distributions against torch.nn.init's (statistics) and orthogonality (exactly)."""
+import math
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import init, optim
+
+torch = pytest.importorskip("torch")
+
+SHAPES = [(4, 3), (5,), (2, 3, 2)]
+
+
+def make_params(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    data = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    grads = [np.zeros(s, dtype) for s in SHAPES]
+    return [pyrnn.Parameter(f"p{i}", d, g) for i, (d, g) in enumerate(zip(data, grads))]
+
+
+def run_both(make_ours, make_torch, dtype, steps=5):
+    """Same parameters and the same gradient sequence through both optimizers."""
+    params = make_params(dtype)
+    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    opt, topt = make_ours(params), make_torch(tparams)
+    rng = np.random.default_rng(1)
+    for _ in range(steps):
+        for p, tp in zip(params, tparams):
+            g = rng.standard_normal(p.shape).astype(dtype)
+            p.grad[...] = g
+            tp.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+    return params, tparams
+
+
+CASES = {
+    "sgd": (lambda p: optim.SGD(p, lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    "sgd_momentum": (lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
+    "sgd_dampening_wd": (lambda p: optim.SGD(p, lr=0.05, momentum=0.8, dampening=0.3,
+                                             weight_decay=0.1),
+                         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, dampening=0.3,
+                                                   weight_decay=0.1)),
+    "sgd_nesterov_wd": (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True,
+                                            weight_decay=0.01),
+                        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True,
+                                                  weight_decay=0.01)),
+    "adam": (lambda p: optim.Adam(p, lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+    "adam_wd_betas": (lambda p: optim.Adam(p, lr=0.02, betas=(0.8, 0.99), eps=1e-6,
+                                           weight_decay=0.1),
+                      lambda p: torch.optim.Adam(p, lr=0.02, betas=(0.8, 0.99), eps=1e-6,
+                                                 weight_decay=0.1)),
+    "adam_amsgrad": (lambda p: optim.Adam(p, lr=0.01, amsgrad=True),
+                     lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True)),
+    "adamw": (lambda p: optim.AdamW(p, lr=0.01), lambda p: torch.optim.AdamW(p, lr=0.01)),
+    "adamw_wd_amsgrad": (lambda p: optim.AdamW(p, lr=0.03, weight_decay=0.2, amsgrad=True),
+                         lambda p: torch.optim.AdamW(p, lr=0.03, weight_decay=0.2,
+                                                     amsgrad=True)),
+    "rmsprop": (lambda p: optim.RMSprop(p, lr=0.01), lambda p: torch.optim.RMSprop(p, lr=0.01)),
+    "rmsprop_momentum_wd": (lambda p: optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.5,
+                                                    weight_decay=0.1),
+                            lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.5,
+                                                          weight_decay=0.1)),
+    "rmsprop_centered": (lambda p: optim.RMSprop(p, lr=0.01, centered=True, momentum=0.3,
+                                                 eps=1e-4),
+                         lambda p: torch.optim.RMSprop(p, lr=0.01, centered=True, momentum=0.3,
+                                                       eps=1e-4)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", list(CASES))
+def test_optimizer_matches_torch(case, dtype):
+    ours, theirs = CASES[case]
+    params, tparams = run_both(ours, theirs, dtype, steps=6)
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-13)
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), **tol)
+
+
+def test_optimizer_updates_recurrent_layer_in_place_and_zero_grad():
+    gru = pyrnn.GRU(3, 4, seed=0)
+    before = {k: v.copy() for k, v in gru.params.items()}
+    opt = optim.Adam(gru.parameters(), lr=0.1)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    out, _ = gru(x)
+    gru.backward(np.ones_like(out))
+    opt.step()
+    for k in before:
+        assert not np.allclose(gru.params[k], before[k]), k
+    opt.zero_grad()
+    assert all(not g.any() for g in gru.grads.values())
+    # lr is a plain attribute: changing it takes effect at the next step.
+    opt.lr = 0.0
+    snap = {k: v.copy() for k, v in gru.params.items()}
+    gru(x)
+    gru.backward(np.ones_like(out))
+    opt.step()
+    for k in snap:
+        np.testing.assert_array_equal(gru.params[k], snap[k])
+
+
+def test_optimizer_state_dict_round_trip():
+    params = make_params(np.float64)
+    opt = optim.Adam(params, lr=0.01)
+    for p in params:
+        p.grad[...] = 1.0
+    opt.step()
+    sd = opt.state_dict()
+    other = optim.Adam(params, lr=0.5)
+    other.load_state_dict(sd)
+    assert other.lr == 0.01 and other.state[0]["step"] == 1
+    np.testing.assert_array_equal(other.state[0]["exp_avg"], opt.state[0]["exp_avg"])
+
+
+def test_optimizer_argument_errors():
+    params = make_params(np.float32)
+    with pytest.raises(ValueError, match="empty"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        optim.Adam(params, lr=-1)
+    with pytest.raises(ValueError, match="beta"):
+        optim.Adam(params, betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="nesterov"):
+        optim.SGD(params, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="twice"):
+        optim.SGD(params + params[:1], lr=0.1)
+    with pytest.raises(TypeError, match="Parameter"):
+        optim.SGD([np.zeros(3)], lr=0.1)
+    with pytest.raises(TypeError):
+        optim.SGD(params[0], lr=0.1)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, math.inf, 1.0, 3.0])
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clip_grad_norm_matches_torch(norm_type, max_norm):
+    rng = np.random.default_rng(2)
+    params = make_params(np.float32)
+    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    for p, tp in zip(params, tparams):
+        g = rng.standard_normal(p.shape).astype(np.float32)
+        p.grad[...] = g
+        tp.grad = torch.tensor(g)
+    total = optim.clip_grad_norm(params, max_norm, norm_type=norm_type)
+    ttotal = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type=norm_type)
+    assert isinstance(total, float)
+    np.testing.assert_allclose(total, float(ttotal), rtol=1e-5)
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_clip_grad_norm_nonfinite():
+    params = make_params(np.float64)
+    params[0].grad[0, 0] = np.inf
+    with pytest.raises(RuntimeError, match="non"):
+        optim.clip_grad_norm(params, 1.0, error_if_nonfinite=True)
+    assert optim.clip_grad_norm(params, 1.0) == math.inf
+
+
+# ---- init -------------------------------------------------------------------------------------
+
+def torch_sample(fn, shape, n_rep=1, **kw):
+    torch.manual_seed(0)
+    return np.concatenate([fn(torch.empty(shape), **kw).numpy().ravel() for _ in range(n_rep)])
+
+
+@pytest.mark.parametrize("name,ours,theirs,kw", [
+    ("xavier_uniform", init.xavier_uniform_, torch.nn.init.xavier_uniform_, {"gain": 2.0}),
+    ("xavier_normal", init.xavier_normal_, torch.nn.init.xavier_normal_, {"gain": 0.5}),
+    ("kaiming_uniform", init.kaiming_uniform_, torch.nn.init.kaiming_uniform_, {}),
+    ("kaiming_normal", init.kaiming_normal_, torch.nn.init.kaiming_normal_,
+     {"mode": "fan_out", "nonlinearity": "relu"}),
+])
+def test_init_distributions_match_torch(name, ours, theirs, kw):
+    shape = (300, 200, 3)  # fans include the receptive field (3)
+    a = ours(np.empty(shape, np.float32), seed=0, **kw)
+    b = torch_sample(theirs, shape, **kw)
+    # Same spread (std within 1%), same support (bounds within 1%), mean ~ 0.
+    np.testing.assert_allclose(a.std(), b.std(), rtol=0.01)
+    assert abs(a.mean()) < 0.01 * a.std() * 10
+    if "uniform" in name:
+        np.testing.assert_allclose(np.abs(a).max(), np.abs(b).max(), rtol=0.01)
+    else:
+        # Gaussian: fourth moment ratio 3 (uniform would give 1.8).
+        assert abs(((a / a.std()) ** 4).mean() - 3.0) < 0.1
+
+
+def test_init_kaiming_formula_and_gain():
+    a = init.kaiming_uniform_(np.empty((50, 400)), seed=1)
+    assert np.abs(a).max() <= math.sqrt(2.0) * math.sqrt(3.0 / 400) + 1e-12
+    for nl, param in [("tanh", None), ("relu", None), ("leaky_relu", 0.2), ("selu", None),
+                      ("sigmoid", None), ("linear", None)]:
+        assert init.calculate_gain(nl, param) == pytest.approx(
+            torch.nn.init.calculate_gain(nl, param))
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (4, 9), (9, 4), (3, 2, 5)])
+def test_orthogonal_is_orthogonal(shape):
+    a = init.orthogonal_(np.empty(shape), gain=1.5, seed=3)
+    m = a.reshape(shape[0], -1) / 1.5
+    rows, cols = m.shape
+    if rows <= cols:
+        np.testing.assert_allclose(m @ m.T, np.eye(rows), atol=1e-12)
+    else:
+        np.testing.assert_allclose(m.T @ m, np.eye(cols), atol=1e-12)
+
+
+def test_orthogonal_float32_and_haar_signs():
+    a = init.orthogonal_(np.empty((64, 64), np.float32), rng=np.random.default_rng(0))
+    np.testing.assert_allclose(a @ a.T, np.eye(64), atol=1e-5)
+    # Haar-distributed: the diagonal is not biased to be positive (sign fix of QR).
+    diags = np.concatenate([np.diag(init.orthogonal_(np.empty((8, 8)), seed=s)) for s in range(50)])
+    assert 0.35 < (diags > 0).mean() < 0.65
+
+
+def test_init_seeding_and_targets():
+    a = init.xavier_uniform_(np.empty((5, 4)), seed=7)
+    b = init.xavier_uniform_(np.empty((5, 4)), rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    lstm = pyrnn.LSTM(3, 4)
+    w = lstm.params["weight_hh_l0"]
+    init.orthogonal_(w, seed=0)  # in place on a native view
+    np.testing.assert_allclose(w.T @ w, np.eye(4), atol=1e-5)
+    p = next(pyrnn.Dense(3, 2).parameters())
+    init.zeros_(p)
+    assert not p.data.any()
+    with pytest.raises(TypeError):
+        init.xavier_uniform_(np.empty((3, 3)), seed=1, rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match="2 dimensions"):
+        init.xavier_normal_(np.empty(5))
+    with pytest.raises(TypeError):
+        init.normal_([1.0, 2.0])

@@ -1,0 +1,236 @@
+"""model.save / pyrnn.load: round trips of every layer kind, and refusal of truncated,
+corrupted, foreign, wrong-version and lying files (a ValueError, never a crash, a partly
+loaded model or an allocation sized by the file's claims)."""
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import serialize
+
+
+def full_model():
+    return pyrnn.Sequential([
+        pyrnn.Embedding(12, 4, padding_idx=0, seed=0),
+        pyrnn.GRU(4, 5, num_layers=2, batch_first=True, bidirectional=True, reset_after=True,
+                  dropout=0.25, seed=1),
+        pyrnn.LayerNorm(10, eps=1e-3),
+        pyrnn.Dropout(0.1),
+        pyrnn.LastStep(),
+        pyrnn.Dense(10, 6, activation="relu", seed=2),
+        pyrnn.Dense(6, 3, bias=False, dtype="float64", seed=3),
+    ])
+
+
+def perturb(model, seed=9):
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():
+        p.data[...] += rng.standard_normal(p.shape).astype(p.dtype) * 0.1
+
+
+def test_round_trip_full_model(tmp_path):
+    model = full_model()
+    perturb(model)  # LayerNorm weights off their init values, so they must come from the file
+    path = tmp_path / "model.pyrnn"
+    model.save(path)
+    loaded = pyrnn.load(path)
+    assert type(loaded) is pyrnn.Sequential
+    assert [type(a) for a in loaded.layers] == [type(a) for a in model.layers]
+    assert loaded.config() == model.config()
+    for (n1, a), (n2, b) in zip(model.params.items(), loaded.params.items()):
+        assert n1 == n2 and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).integers(0, 12, (3, 7))
+    lengths = np.array([7, 2, 5])
+    np.testing.assert_array_equal(model.predict(x, lengths=lengths),
+                                  loaded.predict(x, lengths=lengths))
+    assert loaded.layers[4].num_directions == 2
+    assert [f for f in os.listdir(tmp_path)] == ["model.pyrnn"]  # no temp file left
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: pyrnn.LSTM(3, 4, num_layers=2, bidirectional=True, seed=0),
+    lambda: pyrnn.GRU(3, 4, dtype="float64", seed=0),
+    lambda: pyrnn.RNN(3, 4, nonlinearity="relu", bias=False, batch_first=True, seed=0),
+    lambda: pyrnn.Dense(3, 2, activation="sigmoid"),
+    lambda: pyrnn.LayerNorm(3),
+    lambda: pyrnn.Embedding(5, 2),
+], ids=["lstm", "gru64", "rnn_relu", "dense", "layernorm", "embedding"])
+def test_round_trip_single_layer(tmp_path, layer):
+    obj = layer()
+    perturb(obj)
+    path = str(tmp_path / "layer.bin")
+    obj.save(path)
+    back = pyrnn.load(path)
+    assert type(back) is type(obj) and back.config() == obj.config()
+    for k in obj.params:
+        np.testing.assert_array_equal(back.params[k], obj.params[k])
+    if isinstance(obj, (pyrnn.LSTM, pyrnn.GRU, pyrnn.RNN)):
+        x = np.random.default_rng(0).standard_normal((2, 3, 3))
+        np.testing.assert_array_equal(obj(x)[0], back(x)[0])
+
+
+def test_save_overwrites_atomically_and_keeps_mode(tmp_path):
+    path = tmp_path / "m.pyrnn"
+    a, b = pyrnn.Dense(2, 2, seed=0), pyrnn.Dense(2, 2, seed=1)
+    a.save(path)
+    os.chmod(path, 0o640)
+    b.save(path)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    np.testing.assert_array_equal(pyrnn.load(path).params["weight"], b.params["weight"])
+    assert os.listdir(tmp_path) == ["m.pyrnn"]
+
+
+def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.pyrnn"
+    pyrnn.Dense(2, 2, seed=0).save(path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        pyrnn.Dense(2, 2, seed=1).save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.pyrnn"]
+
+
+def test_save_rejects_foreign_objects(tmp_path):
+    class Mine(pyrnn.layers.Layer):
+        def config(self):
+            return {}
+    with pytest.raises(TypeError, match="cannot save"):
+        pyrnn.save(Mine(), tmp_path / "x")
+
+
+# ---- damaged files ------------------------------------------------------------------------------
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "m.pyrnn"
+    full_model().save(path)
+    return path, path.read_bytes()
+
+
+def test_every_truncation_is_a_value_error(saved, tmp_path):
+    path, data = saved
+    cut = tmp_path / "cut.pyrnn"
+    points = sorted(set(list(range(0, 64)) + list(range(64, len(data), max(1, len(data) // 97)))))
+    for n in points:
+        cut.write_bytes(data[:n])
+        with pytest.raises(ValueError, match="truncated|not a pyrnn|corrupted"):
+            pyrnn.load(cut)
+
+
+def test_flipped_bytes_are_detected(saved, tmp_path):
+    path, data = saved
+    bad = tmp_path / "bad.pyrnn"
+    rng = np.random.default_rng(0)
+    for pos in list(range(8, 40)) + list(rng.integers(40, len(data), 60)):
+        b = bytearray(data)
+        b[pos] ^= 0x5A
+        bad.write_bytes(bytes(b))
+        with pytest.raises(ValueError):
+            pyrnn.load(bad)
+
+
+def test_foreign_and_empty_files(tmp_path):
+    p = tmp_path / "f"
+    for content in (b"", b"hello world, not a model", b"PK\x03\x04" + b"\0" * 100,
+                    np.zeros(100).tobytes()):
+        p.write_bytes(content)
+        with pytest.raises(ValueError, match="not a pyrnn|truncated"):
+            pyrnn.load(p)
+    np.savez(tmp_path / "w.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a pyrnn"):
+        pyrnn.load(tmp_path / "w.npz")
+    with pytest.raises(FileNotFoundError):
+        pyrnn.load(tmp_path / "missing")
+
+
+def write_raw(path, header, payload=b"", version=1):
+    """A file with valid checksums around an arbitrary header: the lies must be caught by
+    the consistency checks, not by a CRC."""
+    h = json.dumps(header).encode()
+    prefix = struct.pack("<8sIIQQII", serialize.MAGIC, version, 0, len(h), len(payload),
+                         zlib.crc32(h), zlib.crc32(payload))
+    path.write_bytes(prefix + h + payload)
+
+
+def header_of(data):
+    hlen = struct.unpack_from("<Q", data, 16)[0]
+    return json.loads(data[40:40 + hlen]), data[40 + hlen:]
+
+
+def test_wrong_version(saved, tmp_path):
+    _, data = saved
+    header, payload = header_of(data)
+    p = tmp_path / "v.pyrnn"
+    write_raw(p, header, payload, version=2)
+    with pytest.raises(ValueError, match="version 2"):
+        pyrnn.load(p)
+    header["format_version"] = 7
+    write_raw(p, header, payload)
+    with pytest.raises(ValueError, match="version"):
+        pyrnn.load(p)
+
+
+def test_lying_headers_never_allocate(saved, tmp_path):
+    _, data = saved
+    header, payload = header_of(data)
+    p = tmp_path / "lie.pyrnn"
+
+    def expect(h, match):
+        write_raw(p, h, payload)
+        with pytest.raises(ValueError, match=match):
+            pyrnn.load(p)
+
+    # A tensor claiming terabytes: checked against the real payload size.
+    h = json.loads(json.dumps(header))
+    h["tensors"][0]["shape"] = [2**40, 2**20]
+    h["tensors"][0]["nbytes"] = 2**60 * 4
+    expect(h, "truncated or corrupted")
+    # A config declaring a huge layer: its parameter shapes do not match the file's tensors,
+    # so nothing is built.
+    h = json.loads(json.dumps(header))
+    h["model"]["config"]["layers"][5]["config"]["in_features"] = 2**31 - 1
+    expect(h, "is .* but the model's parameter is")
+    h = json.loads(json.dumps(header))
+    h["model"]["config"]["layers"][1]["config"]["num_layers"] = 10**12
+    expect(h, "num_layers")
+    # Inconsistent byte counts, unknown classes and dtypes, missing tensors, bad JSON shapes.
+    h = json.loads(json.dumps(header))
+    h["tensors"][1]["nbytes"] += 4
+    expect(h, "declares")
+    h = json.loads(json.dumps(header))
+    h["model"]["config"]["layers"][0]["class"] = "os.system"
+    expect(h, "unknown layer class")
+    h = json.loads(json.dumps(header))
+    h["tensors"][0]["dtype"] = "|O"
+    expect(h, "unsupported dtype")
+    h = json.loads(json.dumps(header))
+    del h["tensors"][-1]
+    expect(h, "missing")
+    h = json.loads(json.dumps(header))
+    h["tensors"][0]["shape"] = "many"
+    expect(h, "shape")
+    h = json.loads(json.dumps(header))
+    h["model"]["config"]["layers"][5]["config"]["activation"] = "gelu"
+    expect(h, "invalid model config")
+    h = json.loads(json.dumps(header))
+    h["model"] = {"class": "Sequential", "config": {"layers": "no"}}
+    expect(h, "layers")
+    write_raw(p, [1, 2, 3], payload)
+    with pytest.raises(ValueError, match="not a pyrnn header"):
+        pyrnn.load(p)
+    # Deeply nested JSON.
+    deep = b"[" * 100000 + b"]" * 100000
+    prefix = struct.pack("<8sIIQQII", serialize.MAGIC, 1, 0, len(deep), 0, zlib.crc32(deep),
+                         zlib.crc32(b""))
+    p.write_bytes(prefix + deep)
+    with pytest.raises(ValueError):
+        pyrnn.load(p)
