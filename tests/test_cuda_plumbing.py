@@ -39,6 +39,9 @@ class FakeDev:
     def numpy(self):
         return self.a.copy()
 
+    def __array__(self, dtype=None, copy=None):
+        return self.a.copy() if dtype is None else self.a.astype(dtype)
+
     def copy_from(self, host):
         self.a[...] = np.asarray(host).reshape(self.a.shape)
 
