@@ -84,18 +84,18 @@ void check_cell(CellType cell, bool reset_after) {
     switch (cell) {
       case CellType::RNN_TANH:
       case CellType::RNN_RELU:
-        K::rnn_forward_row(H, relu, g2.data(), rr);
+        K::rnn_forward_row(H, 0, H, relu, g2.data(), rr);
         h2.assign(g2.begin(), g2.end());
         break;
       case CellType::LSTM:
-        K::lstm_forward_row(H, g2.data(), rr, cp.data() + n * H, c2.data(), h2.data());
+        K::lstm_forward_row(H, 0, H, g2.data(), rr, cp.data() + n * H, c2.data(), h2.data());
         break;
       case CellType::GRU:
         if (reset_after) {
-          K::gru_after_forward_row(H, g2.data(), rr, bh, a2.data(), hpr, h2.data());
+          K::gru_after_forward_row(H, 0, H, g2.data(), rr, bh, a2.data(), hpr, h2.data());
         } else {
-          K::gru_before_gates_row(H, g2.data(), rr, hpr, a2.data());
-          K::gru_before_state_row(H, g2.data(), rn_src.data() + n * GH + 2 * H, hpr, h2.data());
+          K::gru_before_gates_row(H, 0, H, g2.data(), rr, hpr, a2.data());
+          K::gru_before_state_row(H, 0, H, g2.data(), rn_src.data() + n * GH + 2 * H, hpr, h2.data());
         }
         break;
     }
@@ -144,18 +144,18 @@ void check_cell(CellType cell, bool reset_after) {
     const T* hpr = hp.data() + n * H;
     switch (cell) {
       case CellType::RNN_TANH:
-      case CellType::RNN_RELU: K::rnn_backward_row(H, relu, dg2.data(), d.data(), ar); break;
+      case CellType::RNN_RELU: K::rnn_backward_row(H, 0, H, relu, dg2.data(), d.data(), ar); break;
       case CellType::LSTM:
-        K::lstm_backward_row(H, dg2.data(), d.data(), dc2.data(), ar, c.data() + n * H,
+        K::lstm_backward_row(H, 0, H, dg2.data(), d.data(), dc2.data(), ar, c.data() + n * H,
                              cp.data() + n * H);
         break;
       case CellType::GRU:
         if (reset_after) {
-          K::gru_after_backward_row(H, dg2.data(), dghn2.data(), d.data(), pw2.data(), ar,
+          K::gru_after_backward_row(H, 0, H, dg2.data(), dghn2.data(), d.data(), pw2.data(), ar,
                                     auxb.data() + n * H, hpr);
         } else {
-          K::gru_before_backward_zn_row(H, dg2.data(), d.data(), pw2.data(), ar, hpr);
-          K::gru_before_backward_r_row(H, dg2.data(), drh.data() + n * H, pw2.data(), ar, hpr);
+          K::gru_before_backward_zn_row(H, 0, H, dg2.data(), d.data(), pw2.data(), ar, hpr);
+          K::gru_before_backward_r_row(H, 0, H, dg2.data(), drh.data() + n * H, pw2.data(), ar, hpr);
         }
         break;
     }
