@@ -1,6 +1,23 @@
 # cython: language_level=3
-"""CUDA backend of pyrnn (loaded lazily by pyrnn.cuda): device queries for now."""
+"""CUDA backend of pyrnn (loaded lazily by pyrnn.cuda): device queries, DeviceArray (with
+__cuda_array_interface__ v3 and DLPack), and NativeRecurrentCUDA, the twin of
+pyrnn._core.NativeRecurrent over device memory."""
+from cpython.pycapsule cimport (PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New,
+                                PyCapsule_SetName)
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc
+from libc.stddef cimport size_t
+from libcpp.vector cimport vector
+
+import numpy as np
+
 from pyrnn cimport ccuda
+from pyrnn.ccuda cimport Context, DeviceBuffer, Recurrent as CudaRecurrent, cudaStream_t
+from pyrnn.crecurrent cimport CellType, ParamInfo, RecurrentConfig
+
+from pyrnn._device import (SUPPORTED_DTYPES, is_device_array, kDLCUDA, kDLCUDAManaged,
+                           parse_cuda_array_interface)
 
 
 def device_count():
@@ -22,3 +39,632 @@ def runtime_version():
 
 def driver_version():
     return ccuda.driver_version()
+
+
+def _require_device():
+    if ccuda.device_count() == 0:
+        raise RuntimeError(f"no usable CUDA device: {unavailable_reason()}")
+
+
+def context_stream(int device=0):
+    """The pyrnn Context's stream handle on `device`, as an int (what pyrnn's kernels run on)."""
+    _require_device()
+    return <uintptr_t>Context.get(device).stream()
+
+
+def stream_synchronize(stream):
+    """Wait for a CUDA stream given as an int handle (1: legacy default, 2: per-thread)."""
+    cdef uintptr_t s = stream
+    with nogil:
+        ccuda.synchronize_stream(<cudaStream_t>s)
+
+
+# ---- DLPack (dlpack.h, ABI v0 "dltensor" capsules) ---------------------------------------------
+
+cdef struct DLDevice:
+    int32_t device_type
+    int32_t device_id
+
+cdef struct DLDataType:
+    uint8_t code
+    uint8_t bits
+    uint16_t lanes
+
+cdef struct DLTensor:
+    void* data
+    DLDevice device
+    int32_t ndim
+    DLDataType dtype
+    int64_t* shape
+    int64_t* strides
+    uint64_t byte_offset
+
+cdef struct DLManagedTensor:
+    DLTensor dl_tensor
+    void* manager_ctx
+    void (*deleter)(DLManagedTensor*) noexcept
+
+cdef enum:
+    kDLInt = 0
+    kDLFloat = 2
+
+
+cdef void _export_deleter(DLManagedTensor* t) noexcept with gil:
+    # manager_ctx holds a reference to the exported DeviceArray (keeps its memory alive).
+    if t == NULL:
+        return
+    if t.manager_ctx != NULL:
+        Py_DECREF(<object>t.manager_ctx)
+    free(t.dl_tensor.shape)  # shape and strides share one allocation
+    free(t)
+
+
+cdef void _capsule_destructor(object capsule) noexcept:
+    # An exported capsule nobody consumed: we still own the tensor.
+    cdef DLManagedTensor* t
+    if PyCapsule_IsValid(capsule, b"dltensor"):
+        t = <DLManagedTensor*>PyCapsule_GetPointer(capsule, b"dltensor")
+        if t != NULL and t.deleter != NULL:
+            t.deleter(t)
+
+
+cdef class _DLPackOwner:
+    """Keeps an imported DLManagedTensor alive; calls its deleter when collected."""
+    cdef DLManagedTensor* tensor
+    cdef object producer
+
+    def __dealloc__(self):
+        if self.tensor != NULL and self.tensor.deleter != NULL:
+            self.tensor.deleter(self.tensor)
+        self.tensor = NULL
+
+
+cdef class _Allocation:
+    """Owns one DeviceBuffer of bytes."""
+    cdef DeviceBuffer[unsigned char]* buf
+    cdef readonly int device
+
+    def __cinit__(self, size_t nbytes, int device):
+        _require_device()
+        self.device = device
+        Context.get(device)  # validates the index
+        self.buf = ccuda.new_device_bytes(nbytes if nbytes else 1, device)
+
+    def __dealloc__(self):
+        del self.buf
+
+    cdef uintptr_t ptr(self):
+        return <uintptr_t>self.buf.data()
+
+
+def _dtype_of(dtype):
+    dt = np.dtype(dtype)
+    if dt not in SUPPORTED_DTYPES:
+        raise TypeError(f"DeviceArray dtype must be float32, float64 or int64, got {dt}")
+    return dt
+
+
+def _shape_of(shape):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"negative extent in shape {shape}")
+    return shape
+
+
+cdef class DeviceArray:
+    """A C-contiguous array in CUDA device memory: owning (allocated by pyrnn) or borrowed (a
+    view of another object's memory, which it keeps alive). Exposes
+    ``__cuda_array_interface__`` (v3) and ``__dlpack__`` / ``__dlpack_device__``, so CuPy,
+    PyTorch, Numba and JAX read it zero-copy. ``numpy()`` copies to the host."""
+    cdef readonly uintptr_t ptr
+    cdef readonly tuple shape
+    cdef readonly object dtype
+    cdef readonly int device
+    cdef readonly bint readonly
+    cdef object _owner
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use DeviceArray.empty / zeros / from_numpy, or pyrnn.cuda.as_device_array")
+
+    @staticmethod
+    cdef DeviceArray _make(uintptr_t ptr, tuple shape, object dtype, int device, bint readonly,
+                           object owner):
+        cdef DeviceArray a = DeviceArray.__new__(DeviceArray)
+        a.ptr = ptr
+        a.shape = shape
+        a.dtype = dtype
+        a.device = device
+        a.readonly = readonly
+        a._owner = owner
+        return a
+
+    @staticmethod
+    def empty(shape, dtype="float32", int device=0):
+        """Uninitialised device memory (owning)."""
+        shape = _shape_of(shape)
+        dt = _dtype_of(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize if shape else dt.itemsize
+        cdef _Allocation alloc = _Allocation(nbytes, device)
+        return DeviceArray._make(alloc.ptr(), shape, dt, device, False, alloc)
+
+    @staticmethod
+    def zeros(shape, dtype="float32", int device=0):
+        a = DeviceArray.empty(shape, dtype, device)
+        a.copy_from(np.zeros(a.shape, a.dtype))
+        return a
+
+    @staticmethod
+    def from_numpy(array, dtype=None, int device=0):
+        """An owning device copy of a host array (converted to dtype if given)."""
+        host = np.ascontiguousarray(array, dtype=dtype)
+        a = DeviceArray.empty(host.shape, host.dtype, device)
+        a.copy_from(host)
+        return a
+
+    @staticmethod
+    def borrow(uintptr_t ptr, shape, dtype, owner, bint readonly=False, int device=-1):
+        """A view of existing device memory at ptr; `owner` is kept alive while the view lives."""
+        shape = _shape_of(shape)
+        dt = _dtype_of(dtype)
+        if device < 0:
+            device = ccuda.pointer_device(<void*>ptr) if ptr else 0
+            if device < 0:
+                device = 0
+        return DeviceArray._make(ptr, shape, dt, device, readonly, owner)
+
+    # ---- basic properties ------------------------------------------------------------------
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def nbytes(self):
+        return self.size * self.dtype.itemsize
+
+    @property
+    def owner(self):
+        """What keeps the memory alive (a pyrnn allocation, a layer, or the producer)."""
+        return self._owner
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d DeviceArray")
+        return self.shape[0]
+
+    def __repr__(self):
+        return (f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, device=cuda:{self.device}"
+                f"{', readonly' if self.readonly else ''})")
+
+    def reshape(self, *shape):
+        """A view with another shape of the same number of elements (always possible: C order)."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
+        shape = list(int(s) for s in shape)
+        if shape.count(-1) == 1:
+            known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+            shape[shape.index(-1)] = self.size // known if known else 0
+        shape = _shape_of(shape)
+        if (int(np.prod(shape, dtype=np.int64)) if shape else 1) != self.size:
+            raise ValueError(f"cannot reshape DeviceArray of shape {self.shape} into {shape}")
+        return DeviceArray._make(self.ptr, shape, self.dtype, self.device, self.readonly, self)
+
+    def permute01(self):
+        """A new owning array with the first two axes swapped ((A, B, ...) -> (B, A, ...))."""
+        if self.ndim < 2:
+            raise ValueError(f"permute01 needs at least 2 dimensions, got shape {self.shape}")
+        A, B = self.shape[0], self.shape[1]
+        C = self.size // (A * B) if A * B else 0
+        out = DeviceArray.empty((B, A) + self.shape[2:], self.dtype, self.device)
+        cdef size_t a = A, b = B, c = C, es = self.dtype.itemsize
+        cdef void* dst = <void*>out.ptr
+        cdef const void* src = <const void*>self.ptr
+        cdef int dev = self.device
+        if a * b * c:
+            with nogil:
+                ccuda.permute01(dst, src, a, b, c, es, dev)
+        return out
+
+    def copy(self):
+        out = DeviceArray.empty(self.shape, self.dtype, self.device)
+        cdef size_t n = self.nbytes
+        cdef void* dst = <void*>out.ptr
+        cdef const void* src = <const void*>self.ptr
+        if n:
+            with nogil:
+                ccuda.copy_bytes(dst, src, n, NULL)
+        return out
+
+    # ---- host transfers --------------------------------------------------------------------
+    def numpy(self):
+        """A host copy as an ndarray."""
+        host = np.empty(self.shape, self.dtype)
+        cdef size_t n = self.nbytes
+        cdef uintptr_t dst = host.ctypes.data
+        cdef const void* src = <const void*>self.ptr
+        if n:
+            with nogil:
+                ccuda.copy_bytes(<void*>dst, src, n, NULL)
+        return host
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def copy_from(self, host):
+        """Overwrite the contents from a host array of the same shape (converted to dtype)."""
+        if self.readonly:
+            raise ValueError("DeviceArray is read-only")
+        src_arr = np.ascontiguousarray(host, dtype=self.dtype)
+        if src_arr.shape != self.shape:
+            raise ValueError(f"copy_from: shape {src_arr.shape} does not match {self.shape}")
+        cdef size_t n = self.nbytes
+        cdef void* dst = <void*>self.ptr
+        cdef uintptr_t src = src_arr.ctypes.data
+        if n:
+            with nogil:
+                ccuda.copy_bytes(dst, <const void*>src, n, NULL)
+
+    # ---- interop ---------------------------------------------------------------------------
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, self.readonly),
+                "version": 3, "strides": None, "stream": None}
+
+    def __dlpack_device__(self):
+        return (kDLCUDA, self.device)
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """A "dltensor" capsule (DLPack ABI 0). pyrnn's work is complete when its calls return,
+        so no stream ordering is needed: any consumer stream is accepted."""
+        if dl_device is not None and tuple(dl_device) != (kDLCUDA, self.device):
+            raise BufferError(f"DeviceArray lives on cuda:{self.device}; cannot export to "
+                              f"{tuple(dl_device)}")
+        if copy:
+            return self.copy().__dlpack__(stream=stream)
+        cdef int nd = len(self.shape)
+        cdef DLManagedTensor* t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
+        if t == NULL:
+            raise MemoryError()
+        cdef int64_t* dims = <int64_t*>malloc(sizeof(int64_t) * (2 * nd + 1))
+        if dims == NULL:
+            free(t)
+            raise MemoryError()
+        cdef int i
+        cdef int64_t stride = 1
+        for i in range(nd):
+            dims[i] = self.shape[i]
+        for i in range(nd - 1, -1, -1):
+            dims[nd + i] = stride
+            stride *= dims[i]
+        t.dl_tensor.data = <void*>self.ptr
+        t.dl_tensor.device.device_type = kDLCUDA
+        t.dl_tensor.device.device_id = self.device
+        t.dl_tensor.ndim = nd
+        t.dl_tensor.dtype.code = kDLInt if self.dtype.kind == "i" else kDLFloat
+        t.dl_tensor.dtype.bits = self.dtype.itemsize * 8
+        t.dl_tensor.dtype.lanes = 1
+        t.dl_tensor.shape = dims
+        t.dl_tensor.strides = dims + nd
+        t.dl_tensor.byte_offset = 0
+        Py_INCREF(self)
+        t.manager_ctx = <void*>self
+        t.deleter = _export_deleter
+        return PyCapsule_New(<void*>t, b"dltensor", _capsule_destructor)
+
+
+def _from_capsule(capsule, producer):
+    """DeviceArray over an (unconsumed) "dltensor" capsule; takes ownership of the tensor."""
+    if not PyCapsule_IsValid(capsule, b"dltensor"):
+        raise TypeError("__dlpack__ did not return an unconsumed 'dltensor' capsule (DLPack "
+                        "ABI 1 'dltensor_versioned' capsules are not supported)")
+    cdef DLManagedTensor* t = <DLManagedTensor*>PyCapsule_GetPointer(capsule, b"dltensor")
+    cdef DLTensor* dl = &t.dl_tensor
+    PyCapsule_SetName(capsule, b"used_dltensor")  # we own it now: the deleter runs in _DLPackOwner
+    owner = _DLPackOwner()
+    owner.tensor = t
+    owner.producer = producer
+    if dl.device.device_type not in (kDLCUDA, kDLCUDAManaged):
+        raise TypeError(f"DLPack tensor is on device type {dl.device.device_type}, not CUDA "
+                        f"({kDLCUDA}); pass host arrays as NumPy")
+    if dl.dtype.lanes != 1:
+        raise TypeError("vector (lanes > 1) DLPack dtypes are not supported")
+    if dl.dtype.code == kDLFloat and dl.dtype.bits in (32, 64):
+        dt = np.dtype(np.float32 if dl.dtype.bits == 32 else np.float64)
+    elif dl.dtype.code == kDLInt and dl.dtype.bits == 64:
+        dt = np.dtype(np.int64)
+    else:
+        raise TypeError(f"device arrays must be float32, float64 or int64, got DLPack dtype "
+                        f"(code {dl.dtype.code}, bits {dl.dtype.bits})")
+    shape = tuple(dl.shape[i] for i in range(dl.ndim))
+    cdef int64_t expect = 1
+    cdef int i
+    if dl.strides != NULL:
+        for i in range(dl.ndim - 1, -1, -1):
+            if dl.shape[i] != 1 and dl.strides[i] != expect:
+                raise ValueError(f"device arrays must be C-contiguous; got strides "
+                                 f"{tuple(dl.strides[k] for k in range(dl.ndim))} (elements) for "
+                                 f"shape {shape} (make a contiguous copy first)")
+            expect *= dl.shape[i]
+    cdef uintptr_t ptr = <uintptr_t>dl.data + dl.byte_offset
+    return DeviceArray._make(ptr, shape, dt, dl.device.device_id, False, owner)
+
+
+def from_dlpack(obj, int device=0):
+    """Zero-copy DeviceArray over a CUDA array exporting __dlpack__ (kept alive while used)."""
+    if isinstance(obj, DeviceArray):
+        return obj
+    if not hasattr(obj, "__dlpack__"):
+        raise TypeError(f"{type(obj).__name__} does not implement __dlpack__")
+    stream = None
+    if ccuda.device_count() > 0:
+        # The consumer stream: the producer orders its pending work before pyrnn's kernels.
+        stream = <uintptr_t>Context.get(device).stream()
+    try:
+        capsule = obj.__dlpack__(stream=stream)
+    except TypeError:
+        capsule = obj.__dlpack__()
+    return _from_capsule(capsule, obj)
+
+
+def from_cuda_array_interface(obj):
+    """Zero-copy DeviceArray over an object exposing __cuda_array_interface__ (kept alive)."""
+    if isinstance(obj, DeviceArray):
+        return obj
+    d = obj.__cuda_array_interface__
+    cai = parse_cuda_array_interface(d)
+    if cai.stream is not None:
+        stream_synchronize(cai.stream)  # v3: the producer's pending work on that stream
+    elif d.get("version", 0) < 3 and ccuda.device_count() > 0:
+        # v0-v2 (e.g. PyTorch's) say nothing about streams: wait for all work on the device,
+        # since pyrnn's stream does not synchronize with the legacy default stream.
+        with nogil:
+            ccuda.synchronize()
+    return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly)
+
+
+def as_device_array(obj):
+    """DeviceArray view of a device array (DeviceArray, __cuda_array_interface__ or CUDA DLPack)."""
+    if isinstance(obj, DeviceArray):
+        return obj
+    if not is_device_array(obj):
+        raise TypeError(f"{type(obj).__name__} is not a CUDA device array (expected an object "
+                        f"with __cuda_array_interface__ or a CUDA __dlpack__)")
+    # DLPack first when offered: it orders the producer's pending work before pyrnn's stream.
+    dev = getattr(obj, "__dlpack_device__", None)
+    if hasattr(obj, "__dlpack__") and dev is not None:
+        try:
+            kind = int(dev()[0])
+        except Exception:
+            kind = None
+        if kind in (kDLCUDA, kDLCUDAManaged):
+            return from_dlpack(obj)
+    return from_cuda_array_interface(obj)
+
+
+# ---- recurrent stack ---------------------------------------------------------------------------
+
+_CELLS = {"rnn_tanh": <int>CellType.RNN_TANH, "rnn_relu": <int>CellType.RNN_RELU,
+          "lstm": <int>CellType.LSTM, "gru": <int>CellType.GRU}
+
+
+cdef class NativeRecurrentCUDA:
+    """Owns a pyrnn::cuda::Recurrent<float|double>: the device twin of
+    pyrnn._core.NativeRecurrent. Tensor arguments are DeviceArrays of the layer dtype on the
+    layer's device, C-contiguous, already shape-checked by pyrnn.recurrent (re-checked here);
+    lengths is a host int64 array. Outputs are new owning DeviceArrays."""
+    cdef CudaRecurrent[float]* f32
+    cdef CudaRecurrent[double]* f64
+    cdef RecurrentConfig cfg
+    cdef bint busy
+    cdef readonly object dtype
+    cdef readonly int device
+
+    def __cinit__(self, str cell, int input_size, int hidden_size, int num_layers, bint bias,
+                  bint bidirectional, bint reset_after, double dropout, dtype, int device=0):
+        if cell not in _CELLS:
+            raise ValueError(f"unknown cell {cell!r}")
+        self.cfg.cell = <CellType><int>_CELLS[cell]
+        self.cfg.input_size = input_size
+        self.cfg.hidden_size = hidden_size
+        self.cfg.num_layers = num_layers
+        self.cfg.bias = bias
+        self.cfg.bidirectional = bidirectional
+        self.cfg.reset_after = reset_after
+        self.cfg.dropout = dropout
+        try:
+            self.cfg.validate()
+        except RuntimeError as e:
+            raise ValueError(str(e)) from None
+        self.dtype = np.dtype(dtype)
+        if self.dtype != np.float32 and self.dtype != np.float64:
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        _require_device()
+        self.device = device
+        if self.dtype == np.float32:
+            self.f32 = new CudaRecurrent[float](self.cfg, device)
+        else:
+            self.f64 = new CudaRecurrent[double](self.cfg, device)
+
+    def __dealloc__(self):
+        del self.f32
+        del self.f64
+
+    def num_parameters(self):
+        return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
+
+    def reset_parameters(self, uint64_t seed):
+        if self.f32:
+            self.f32.reset_parameters(seed)
+        else:
+            self.f64.reset_parameters(seed)
+
+    def zero_grad(self):
+        if self.f32:
+            self.f32.zero_grad()
+        else:
+            self.f64.zero_grad()
+
+    def has_cache(self):
+        return self.f32.has_cache() if self.f32 else self.f64.has_cache()
+
+    def cached_shape(self):
+        if self.f32:
+            return (self.f32.cached_steps(), self.f32.cached_batch())
+        return (self.f64.cached_steps(), self.f64.cached_batch())
+
+    def param_info(self):
+        """[(name, offset, shape)] in native order."""
+        cdef const vector[ParamInfo]* info = &(self.f32.param_info() if self.f32
+                                               else self.f64.param_info())
+        out = []
+        cdef size_t i
+        cdef const ParamInfo* p
+        for i in range(info.size()):
+            p = &info[0][i]
+            rows, cols = int(p.rows), int(p.cols)
+            shape = (rows, cols) if cols else (rows,)
+            out.append((p.name.decode(), p.offset, shape))
+        return out
+
+    def views(self, bint grads):
+        """{name: DeviceArray view} of the parameters (or their gradients), in native order."""
+        cdef uintptr_t base
+        if self.f32:
+            base = <uintptr_t>(self.f32.grads() if grads else self.f32.params())
+        else:
+            base = <uintptr_t>(self.f64.grads() if grads else self.f64.params())
+        item = self.dtype.itemsize
+        return {name: DeviceArray._make(base + off * item, shape, self.dtype, self.device, False,
+                                        self)
+                for name, off, shape in self.param_info()}
+
+    def get_flat(self, bint grads):
+        """Host copy (1-D ndarray) of all parameters or gradients."""
+        out = np.empty(self.num_parameters(), self.dtype)
+        cdef uintptr_t p = out.ctypes.data
+        if self.f32:
+            if grads:
+                self.f32.copy_grads_to_host(<float*>p)
+            else:
+                self.f32.copy_params_to_host(<float*>p)
+        else:
+            if grads:
+                self.f64.copy_grads_to_host(<double*>p)
+            else:
+                self.f64.copy_params_to_host(<double*>p)
+        return out
+
+    def set_flat(self, bint grads, values):
+        """Overwrite all parameters or gradients from a host array of num_parameters()."""
+        src = np.ascontiguousarray(values, dtype=self.dtype).reshape(-1)
+        if src.size != self.num_parameters():
+            raise ValueError(f"expected {self.num_parameters()} values, got {src.size}")
+        cdef uintptr_t p = src.ctypes.data
+        if self.f32:
+            if grads:
+                self.f32.copy_grads_from_host(<const float*>p)
+            else:
+                self.f32.copy_params_from_host(<const float*>p)
+        else:
+            if grads:
+                self.f64.copy_grads_from_host(<const double*>p)
+            else:
+                self.f64.copy_params_from_host(<const double*>p)
+
+    cdef _enter(self):
+        if self.busy:
+            raise RuntimeError("this layer is already running forward/backward in another "
+                               "thread; use one layer per thread")
+        self.busy = True
+
+    cdef uintptr_t _arg(self, str name, a, tuple shape) except? 0:
+        if a is None:
+            return 0
+        if not isinstance(a, DeviceArray):
+            raise TypeError(f"{name} must be a DeviceArray, got {type(a).__name__}")
+        da = <DeviceArray>a
+        if da.dtype != self.dtype:
+            raise TypeError(f"{name} has dtype {da.dtype}, the layer is {self.dtype}")
+        if da.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {da.shape}")
+        if da.device != self.device:
+            raise ValueError(f"{name} is on cuda:{da.device}, the layer on cuda:{self.device}")
+        return da.ptr
+
+    def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
+        """x DeviceArray [T, N, C]; h0/c0 [L*D, N, H] or None; lengths host int64 [N] or None."""
+        if not isinstance(x, DeviceArray) or (<DeviceArray>x).ndim != 3:
+            raise TypeError("x must be a 3-d DeviceArray [T, N, C]")
+        cdef int T = x.shape[0], N = x.shape[1]
+        D = self.cfg.directions()
+        H = self.cfg.hidden_size
+        L = self.cfg.num_layers
+        lstm = self.cfg.cell == CellType.LSTM
+        cdef uintptr_t xp = self._arg("x", x, (T, N, self.cfg.input_size))
+        cdef uintptr_t h0p = self._arg("h0", h0, (L * D, N, H))
+        cdef uintptr_t c0p = self._arg("c0", c0, (L * D, N, H)) if lstm else 0
+        y = DeviceArray.empty((T, N, D * H), self.dtype, self.device)
+        hn = DeviceArray.empty((L * D, N, H), self.dtype, self.device)
+        cn = DeviceArray.empty((L * D, N, H), self.dtype, self.device) if lstm else None
+        cdef uintptr_t yp = (<DeviceArray>y).ptr, hnp = (<DeviceArray>hn).ptr
+        cdef uintptr_t cnp = (<DeviceArray>cn).ptr if lstm else 0
+        cdef const int64_t[::1] lens
+        cdef const int64_t* lens_p = NULL
+        if lengths is not None:
+            lens = np.ascontiguousarray(lengths, dtype=np.int64)
+            if lens.shape[0] != N:
+                raise ValueError(f"lengths must have shape ({N},), got ({lens.shape[0]},)")
+            lens_p = &lens[0]
+        self._enter()
+        try:
+            if self.f32:
+                with nogil:
+                    self.f32.forward(<float*>yp, <float*>hnp, <float*>cnp, <const float*>xp,
+                                     <const float*>h0p, <const float*>c0p, lens_p, T, N,
+                                     training, seed)
+            else:
+                with nogil:
+                    self.f64.forward(<double*>yp, <double*>hnp, <double*>cnp, <const double*>xp,
+                                     <const double*>h0p, <const double*>c0p, lens_p, T, N,
+                                     training, seed)
+        finally:
+            self.busy = False
+        return y, hn, cn
+
+    def backward(self, dy, dhn, dcn):
+        """dy DeviceArray [T, N, D*H]; dhn/dcn [L*D, N, H] or None -> (dx, dh0, dc0 or None)."""
+        T, N = self.cached_shape()
+        L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
+        lstm = self.cfg.cell == CellType.LSTM
+        if not self.has_cache():
+            raise RuntimeError("backward needs a preceding forward in training mode")
+        cdef uintptr_t dyp = self._arg("dy", dy, (T, N, D * H))
+        if dyp == 0:
+            raise TypeError("dy must be a DeviceArray")
+        cdef uintptr_t dhnp = self._arg("dhn", dhn, (L * D, N, H))
+        cdef uintptr_t dcnp = self._arg("dcn", dcn, (L * D, N, H)) if lstm else 0
+        dx = DeviceArray.empty((T, N, self.cfg.input_size), self.dtype, self.device)
+        dh0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device)
+        dc0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device) if lstm else None
+        cdef uintptr_t dxp = (<DeviceArray>dx).ptr, dh0p = (<DeviceArray>dh0).ptr
+        cdef uintptr_t dc0p = (<DeviceArray>dc0).ptr if lstm else 0
+        self._enter()
+        try:
+            if self.f32:
+                with nogil:
+                    self.f32.backward(<float*>dxp, <float*>dh0p, <float*>dc0p, <const float*>dyp,
+                                      <const float*>dhnp, <const float*>dcnp)
+            else:
+                with nogil:
+                    self.f64.backward(<double*>dxp, <double*>dh0p, <double*>dc0p,
+                                      <const double*>dyp, <const double*>dhnp,
+                                      <const double*>dcnp)
+        finally:
+            self.busy = False
+        return dx, dh0, dc0

@@ -79,3 +79,45 @@ def synchronize():
     mod = _load()
     if mod is not None and mod.device_count() > 0:
         mod.synchronize()
+
+
+# ---- device arrays ---------------------------------------------------------------------------
+from ._device import is_device_array, parse_cuda_array_interface  # noqa: E402,F401
+
+
+def _need():
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"the CUDA backend is unavailable: {_error}")
+    return mod
+
+
+def as_device_array(obj):
+    """Zero-copy pyrnn.cuda.DeviceArray view of a device array: a DeviceArray, a CUDA
+    ``__dlpack__`` (preferred when offered: stream-ordered) or ``__cuda_array_interface__``
+    (CuPy, Numba, PyTorch CUDA tensors). The view keeps the producer alive. TypeError for
+    host data; ValueError for non-contiguous arrays."""
+    return _need().as_device_array(obj)
+
+
+def from_dlpack(obj):
+    """Zero-copy DeviceArray over an object exporting a CUDA DLPack tensor."""
+    return _need().from_dlpack(obj)
+
+
+def from_cuda_array_interface(obj):
+    """Zero-copy DeviceArray over an object exposing ``__cuda_array_interface__``. A v3 stream
+    is synchronized; older versions (no stream information) synchronize the device."""
+    return _need().from_cuda_array_interface(obj)
+
+
+def to_device(array, dtype=None):
+    """Owning DeviceArray copy of a host array (NumPy or anything array-like)."""
+    return _need().DeviceArray.from_numpy(array, dtype)
+
+
+def __getattr__(name):
+    # pyrnn.cuda.DeviceArray / NativeRecurrentCUDA load the extension on first use.
+    if name in ("DeviceArray", "NativeRecurrentCUDA"):
+        return getattr(_need(), name)
+    raise AttributeError(f"module 'pyrnn.cuda' has no attribute {name!r}")

@@ -13,6 +13,41 @@ from ._validate import float_dtype, lengths_array, positive_int, real_array, sha
 from .parameter import Parameter
 
 
+def _check_device(device):
+    if device == "cpu":
+        return
+    if device == "cuda":
+        from . import cuda
+        reason = cuda.unavailable_reason()
+        if reason:
+            raise RuntimeError(f"device='cuda' is not available: {reason}")
+        return
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def _host_copy(view):
+    """ndarray copy of an ndarray or DeviceArray view."""
+    if isinstance(view, np.ndarray):
+        return view.copy()
+    return view.numpy()
+
+
+def _assign(view, value):
+    """Write host data into an ndarray or DeviceArray view of the same shape."""
+    if isinstance(view, np.ndarray):
+        view[...] = value
+    else:
+        view.copy_from(np.asarray(value, dtype=view.dtype).reshape(view.shape))
+
+
+def _host_lengths(lengths):
+    """lengths stay on the host (validated there); device arrays of lengths are copied back."""
+    from . import cuda
+    if cuda.is_device_array(lengths):
+        return cuda.as_device_array(lengths).numpy()
+    return lengths
+
+
 class _Recurrent:
     _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
     _takes_lengths = True  # Sequential passes the sequence lengths to forward
@@ -35,43 +70,98 @@ class _Recurrent:
                           "no effect", stacklevel=3)
         self.dropout = float(dropout)
         self.dtype = float_dtype(dtype)
-        if device != "cpu":
-            if device == "cuda":
-                from . import cuda
-                reason = cuda.unavailable_reason() or "CUDA recurrent layers are not built yet"
-                raise RuntimeError(f"device='cuda' is not available: {reason}")
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        _check_device(device)
         self.device = device
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.seed = seed
+        self._reset_after = bool(_reset_after)
         self._rng = np.random.default_rng(seed)
-        self._native = _core.NativeRecurrent(self._cell, self.input_size, self.hidden_size,
-                                             self.num_layers, self.bias, self.bidirectional,
-                                             _reset_after, self.dropout, self.dtype)
+        self._native = self._make_native(device)
+        # The same draw on either device: a CUDA layer starts with the CPU layer's exact values.
         self._native.reset_parameters(int(self._rng.integers(0, 2**63)))
         self._params = self._native.views(False)
         self._grads = self._native.views(True)
         self.training = True
         self._last = None  # (batch_first, unbatched) of the cached forward
 
+    def _make_native(self, device):
+        args = (self._cell, self.input_size, self.hidden_size, self.num_layers, self.bias,
+                self.bidirectional, self._reset_after, self.dropout, self.dtype)
+        if device == "cuda":
+            from . import cuda
+            return cuda.NativeRecurrentCUDA(*args)
+        return _core.NativeRecurrent(*args)
+
+    def to(self, device):
+        """Move parameters and accumulated gradients to "cpu" or "cuda" (in place; returns
+        self). The cached forward is dropped (run forward again before backward)."""
+        _check_device(device)
+        if device == self.device:
+            return self
+        params, grads = self.numpy_params(), self.numpy_grads()
+        native = self._make_native(device)
+        self._native = native
+        self.device = device
+        self._params = native.views(False)
+        self._grads = native.views(True)
+        for name, value in params.items():
+            _assign(self._params[name], value)
+        for name, value in grads.items():
+            _assign(self._grads[name], value)
+        self._last = None
+        return self
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
+
     # ---- parameters -----------------------------------------------------------------------
     @property
     def params(self):
-        """{name: writable ndarray view of the native parameter}."""
+        """{name: writable view of the native parameter}: ndarray views on CPU layers,
+        pyrnn.cuda.DeviceArray views (device memory, zero-copy) on CUDA layers. Host copies on
+        either device: numpy_params()."""
         return self._params
 
     @property
     def grads(self):
-        """{name: ndarray view of the accumulated gradient}; cleared by zero_grad()."""
+        """{name: view of the accumulated gradient} (ndarray on CPU, DeviceArray on CUDA);
+        cleared by zero_grad(). Host copies on either device: numpy_grads()."""
         return self._grads
+
+    def numpy_params(self):
+        """{name: ndarray} host COPIES of the parameters, on any device."""
+        return {k: _host_copy(v) for k, v in self._params.items()}
+
+    def numpy_grads(self):
+        """{name: ndarray} host COPIES of the accumulated gradients, on any device."""
+        return {k: _host_copy(v) for k, v in self._grads.items()}
+
+    def load_params(self, values):
+        """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
+        for name, value in values.items():
+            if name not in self._params:
+                raise KeyError(f"unknown parameter {name!r}; expected one of {list(self._params)}")
+            want = tuple(self._params[name].shape)
+            arr = np.asarray(value)
+            if tuple(arr.shape) != want:
+                raise ValueError(f"{name} must have shape {shape_str(want)}, got {shape_str(arr.shape)}")
+            _assign(self._params[name], arr)
 
     def num_parameters(self):
         return int(self._native.num_parameters())
 
     def parameters(self):
         """Yields a pyrnn.Parameter per entry of `params` (same names), whose data and grad
-        are the views into native memory: optimizers update the layer in place."""
+        are the views into native memory: optimizers update the layer in place. CPU layers
+        only (the optimizers run on host memory): RuntimeError on a CUDA layer."""
+        if self.device != "cpu":
+            raise RuntimeError("parameters() (optimizers, clip_grad_norm, Sequential training) "
+                               "needs a CPU layer: call layer.to('cpu') first; CUDA layers expose "
+                               "DeviceArray views as layer.params / layer.grads")
         for name, data in self._params.items():
             yield Parameter(name, data, self._grads[name])
 
@@ -186,6 +276,8 @@ class _Recurrent:
         return y
 
     def forward(self, x, hx=None, lengths=None):
+        if self.device == "cuda":
+            return self._forward_cuda(x, hx, lengths)
         x, unbatched = self._input(x)
         T, N = x.shape[0], x.shape[1]
         h0, c0 = self._initial(hx, N, unbatched)
@@ -205,6 +297,8 @@ class _Recurrent:
         if self._last is None or not self._native.has_cache():
             raise RuntimeError("backward() needs a preceding forward() in training mode "
                                "(call layer.train() before forward)")
+        if self.device == "cuda":
+            return self._backward_cuda(d_out, d_h_n, d_c_n)
         unbatched, T, N = self._last
         DH = self.num_directions * self.hidden_size
         if unbatched:
@@ -228,6 +322,117 @@ class _Recurrent:
             dc0 = None if dc0 is None else dc0[:, 0, :]
         return dx, dh0, dc0
 
+    # ---- CUDA path ------------------------------------------------------------------------
+    # Host (NumPy / array-like) data is validated exactly as on the CPU and uploaded; the
+    # results come back as NumPy. Device arrays (DeviceArray, __cuda_array_interface__, CUDA
+    # __dlpack__) are used zero-copy when C-contiguous of the layer dtype, and the results are
+    # DeviceArrays. Layout changes (batch_first) are done on the device.
+    def _device_in(self, name, value):
+        from . import cuda
+        arr = cuda.as_device_array(value)
+        if arr.dtype != self.dtype:
+            raise TypeError(f"{name} is a device array of dtype {arr.dtype}, but the layer is "
+                            f"{self.dtype}; convert it on the device first")
+        return arr
+
+    def _input_cuda(self, x):
+        from . import cuda
+        if not cuda.is_device_array(x):
+            xh, unbatched = self._input(x)
+            return cuda.to_device(xh), unbatched, False
+        x = self._device_in("x", x)
+        given, C = tuple(x.shape), self.input_size
+        if x.ndim not in (2, 3) or given[-1] != C:
+            want = "(N, T, {0}) with batch_first" if self.batch_first else "(T, N, {0})"
+            raise ValueError(f"expected input of shape {want.format(C)} or unbatched (T, {C}), "
+                             f"got {shape_str(given)}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x.reshape(given[0], 1, C)
+        elif self.batch_first:
+            x = x.permute01()
+        T, N = x.shape[0], x.shape[1]
+        if T < 1 or N < 1:
+            raise ValueError(f"input must have at least one step and one sequence, got "
+                             f"T = {T}, N = {N} (input shape {shape_str(given)})")
+        return x, unbatched, True
+
+    def _state_cuda(self, name, value, N, unbatched):
+        from . import cuda
+        if not cuda.is_device_array(value):
+            return cuda.to_device(self._state(name, value, N, unbatched))
+        arr = self._device_in(name, value)
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        want = (LD, H) if unbatched else (LD, N, H)
+        if tuple(arr.shape) != want:
+            raise ValueError(f"{name} must have shape {shape_str(want)}, got {shape_str(arr.shape)}")
+        return arr.reshape(LD, N, H)
+
+    def _to_user_cuda(self, y, unbatched, device_out):
+        if unbatched:
+            y = y.reshape(y.shape[0], y.shape[2])
+        elif self.batch_first:
+            y = y.permute01()
+        return y if device_out else y.numpy()
+
+    def _states_out_cuda(self, s, unbatched, device_out):
+        if s is None:
+            return None
+        if unbatched:
+            s = s.reshape(s.shape[0], s.shape[2])
+        return s if device_out else s.numpy()
+
+    def _forward_cuda(self, x, hx, lengths):
+        x, unbatched, device_out = self._input_cuda(x)
+        T, N = x.shape[0], x.shape[1]
+        h0 = c0 = None
+        if hx is not None:
+            if self._is_lstm():
+                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                    raise TypeError("LSTM hx must be a tuple (h0, c0)")
+                h0 = self._state_cuda("h0", hx[0], N, unbatched)
+                c0 = self._state_cuda("c0", hx[1], N, unbatched)
+            else:
+                h0 = self._state_cuda("hx", hx, N, unbatched)
+        lens = None if lengths is None else lengths_array(_host_lengths(lengths), N, T)
+        seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
+        y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
+        self._last = (unbatched, T, N) if self.training else None
+        y = self._to_user_cuda(y, unbatched, device_out)
+        hn = self._states_out_cuda(hn, unbatched, device_out)
+        cn = self._states_out_cuda(cn, unbatched, device_out)
+        return (y, (hn, cn)) if self._is_lstm() else (y, hn)
+
+    def _backward_cuda(self, d_out, d_h_n, d_c_n):
+        from . import cuda
+        unbatched, T, N = self._last
+        DH = self.num_directions * self.hidden_size
+        if unbatched:
+            want = (T, DH)
+        else:
+            want = (N, T, DH) if self.batch_first else (T, N, DH)
+        device_out = cuda.is_device_array(d_out)
+        if device_out:
+            dy = self._device_in("d_out", d_out)
+        else:
+            dy = real_array("d_out", d_out, self.dtype)
+        if tuple(dy.shape) != want:
+            raise ValueError(f"d_out must have the forward output's shape {shape_str(want)}, "
+                             f"got {shape_str(dy.shape)}")
+        if not device_out:
+            dy = cuda.to_device(dy)
+        if unbatched:
+            dy = dy.reshape(T, 1, DH)
+        elif self.batch_first:
+            dy = dy.permute01()
+        dhn = None if d_h_n is None else self._state_cuda("d_h_n", d_h_n, N, unbatched)
+        dcn = None if d_c_n is None else self._state_cuda("d_c_n", d_c_n, N, unbatched)
+        dx, dh0, dc0 = self._native.backward(dy, dhn, dcn)
+        dx = self._to_user_cuda(dx, unbatched, device_out)
+        dh0 = self._states_out_cuda(dh0, unbatched, device_out)
+        dc0 = self._states_out_cuda(dc0, unbatched, device_out)
+        return dx, dh0, dc0
+
     def __repr__(self):
         extra = []
         if self.num_layers != 1:
@@ -239,6 +444,8 @@ class _Recurrent:
         extra += self._extra_repr()
         if self.dtype != np.float32:
             extra.append(f"dtype={self.dtype.name}")
+        if self.device != "cpu":
+            extra.append(f"device='{self.device}'")
         args = ", ".join([str(self.input_size), str(self.hidden_size)] + extra)
         return f"{type(self).__name__}({args})"
 

@@ -54,3 +54,44 @@ def test_rnn_sine_learns(example_dir, optimizer):
     assert last < 0.05 * first and last_held < 0.05 * first_held, res.stdout
     # The loss is printed every 50 epochs from epoch 0.
     assert res.stdout.count("loss") >= 6
+
+
+def _cublas_root():
+    """PYRNN_CUBLAS_ROOT, else the nvidia-cublas wheel's nvidia/cu* folder, else None."""
+    import glob
+    import os
+    root = os.environ.get("PYRNN_CUBLAS_ROOT")
+    if root:
+        return root
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    for base in getattr(nvidia, "__path__", []):
+        hits = sorted(glob.glob(os.path.join(base, "cu*", "lib", "libcublas.so.*")))
+        if hits:
+            return os.path.dirname(os.path.dirname(hits[-1]))
+    return None
+
+
+def test_cuda_example_builds_and_runs(repo_root, tmp_path):
+    """examples/cpp_cuda (the seeds' GPU example) compiles and links against the installed
+    package; it runs everywhere (without a device it prints why and exits 0) and, with one,
+    checks the GPU layer against the CPU layer."""
+    import pyrnn.cuda
+    if not pyrnn.cuda.is_compiled():
+        pytest.skip("pyrnn built without the CUDA backend")
+    root = _cublas_root()
+    import os
+    if root is None and not os.path.isfile("/usr/local/cuda/include/cublas_v2.h"):
+        pytest.skip("no cuBLAS to link (set PYRNN_CUBLAS_ROOT)")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    extra = [f"-DPYRNN_CUBLAS_ROOT={root}"] if root else []
+    _run([cmake, "-S", repo_root / "examples" / "cpp_cuda", "-B", tmp_path, "-DCMAKE_BUILD_TYPE=Release",
+          f"-Dpyrnn_DIR={pyrnn.get_cmake_dir()}", *generator, *extra])
+    _run([cmake, "--build", tmp_path], timeout=300)
+    res = _run([tmp_path / "lstm_cuda"])
+    if pyrnn.cuda.is_available():
+        assert "max |GPU - CPU|" in res.stdout
+    else:
+        assert "no CUDA device" in res.stdout

@@ -1,5 +1,7 @@
 // CUDA backend tests, checked against the CPU reference. Without a usable GPU: "SKIP: <reason>", exit 0.
 #include <cmath>
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <string>
@@ -8,6 +10,10 @@
 
 #include "pyrnn/cuda.h"
 #include "pyrnn/kernels/gemm.h"
+#include "pyrnn/nn/gru_cuda.h"
+#include "pyrnn/nn/lstm_cuda.h"
+#include "pyrnn/nn/rnn_cuda.h"
+#include "pyrnn/recurrent.h"
 
 namespace {
 
@@ -156,10 +162,265 @@ void test_errors(Context& ctx) {
   pyrnn::cuda::synchronize();
 }
 
+// ---- cuda::Recurrent vs pyrnn::Recurrent -------------------------------------------------------
+
+// max |got - want| <= tol * max(1, max |want|) over the whole tensor.
+template <typename T>
+bool close(const std::vector<T>& got, const std::vector<T>& want, double tol, const char* what,
+           const std::string& label) {
+  if (got.size() != want.size()) {
+    std::fprintf(stderr, "  %s %s: size %zu vs %zu\n", label.c_str(), what, got.size(), want.size());
+    return false;
+  }
+  double scale = 1.0, worst = 0.0;
+  for (T w : want) scale = std::max(scale, std::fabs(double(w)));
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double e = std::fabs(double(got[i]) - double(want[i]));
+    worst = std::isnan(e) ? std::numeric_limits<double>::infinity() : std::max(worst, e);
+  }
+  if (worst > tol * scale) {
+    std::fprintf(stderr, "  %s %s: max error %.3g > %.3g\n", label.c_str(), what, worst, tol * scale);
+    return false;
+  }
+  return true;
+}
+
+template <typename T>
+DeviceBuffer<T> upload(const std::vector<T>& v) {
+  DeviceBuffer<T> b(v.size());
+  b.copy_from_host(v.data(), v.size());
+  return b;
+}
+template <typename T>
+std::vector<T> download(const DeviceBuffer<T>& b) {
+  std::vector<T> v(b.size());
+  b.copy_to_host(v.data(), v.size());
+  return v;
+}
+
+struct Case {
+  pyrnn::CellType cell;
+  bool reset_after;
+  int layers;
+  bool bidir;
+  bool lengths;
+  bool hx;
+  double dropout;
+  bool bias = true;
+};
+
+template <typename T>
+void check_recurrent(const Case& cs) {
+  pyrnn::RecurrentConfig cfg;
+  cfg.cell = cs.cell;
+  cfg.reset_after = cs.reset_after;
+  cfg.input_size = 5;
+  cfg.hidden_size = 7;
+  cfg.num_layers = cs.layers;
+  cfg.bidirectional = cs.bidir;
+  cfg.dropout = cs.dropout;
+  cfg.bias = cs.bias;
+  const int T_ = 6, N = 3, L = cfg.num_layers, D = cfg.directions(), H = cfg.hidden_size;
+  const bool lstm = cs.cell == pyrnn::CellType::LSTM;
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "Recurrent<%s> cell=%d reset_after=%d L=%d bidir=%d lengths=%d hx=%d p=%g bias=%d",
+                sizeof(T) == 4 ? "float" : "double", int(cs.cell), int(cs.reset_after), L,
+                int(cs.bidir), int(cs.lengths), int(cs.hx), cs.dropout, int(cs.bias));
+  const std::string label = buf;
+  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-10;
+
+  pyrnn::Recurrent<T> cpu(cfg);
+  pyrnn::cuda::Recurrent<T> gpu(cfg);
+  cpu.reset_parameters(42);
+  gpu.reset_parameters(42);
+  CHECK(gpu.num_parameters() == cpu.num_parameters());
+  CHECK(gpu.param_info().size() == cpu.param_info().size());
+  for (std::size_t i = 0; i < std::min(gpu.param_info().size(), cpu.param_info().size()); ++i)
+    CHECK(gpu.param_info()[i].name == cpu.param_info()[i].name &&
+          gpu.param_info()[i].offset == cpu.param_info()[i].offset);
+  std::vector<T> p(gpu.num_parameters());
+  gpu.copy_params_to_host(p.data());
+  CHECK(std::equal(p.begin(), p.end(), cpu.params()));  // bitwise: same host code path
+
+  const std::size_t nx = std::size_t(T_) * N * cfg.input_size, ny = std::size_t(T_) * N * D * H;
+  const std::size_t ns = std::size_t(L) * D * N * H;
+  const auto x = pattern<T>(nx, 11), h0 = pattern<T>(ns, 12), c0 = pattern<T>(ns, 13);
+  const std::vector<std::int64_t> lens = {6, 2, 4};
+  const std::int64_t* lp = cs.lengths ? lens.data() : nullptr;
+  std::vector<T> y(ny), hn(ns), cn(ns);
+  cpu.forward(y.data(), hn.data(), lstm ? cn.data() : nullptr, x.data(), cs.hx ? h0.data() : nullptr,
+              cs.hx && lstm ? c0.data() : nullptr, lp, T_, N, true, 99);
+  auto dx_ = upload(x), dh0_ = upload(h0), dc0_ = upload(c0);
+  DeviceBuffer<T> gy(ny), ghn(ns), gcn(ns);
+  gpu.forward(gy.data(), ghn.data(), lstm ? gcn.data() : nullptr, dx_.data(),
+              cs.hx ? dh0_.data() : nullptr, cs.hx && lstm ? dc0_.data() : nullptr, lp, T_, N, true,
+              99);
+  bool ok = close(download(gy), y, tol, "y", label) && close(download(ghn), hn, tol, "hn", label);
+  if (lstm) ok = close(download(gcn), cn, tol, "cn", label) && ok;
+
+  const auto dy = pattern<T>(ny, 21), dhn = pattern<T>(ns, 22), dcn = pattern<T>(ns, 23);
+  std::vector<T> dx(nx), dh0(ns), dc0(ns);
+  for (int rep = 0; rep < 2; ++rep)  // twice: parameter gradients accumulate
+    cpu.backward(dx.data(), dh0.data(), lstm ? dc0.data() : nullptr, dy.data(), dhn.data(),
+                 lstm ? dcn.data() : nullptr);
+  auto gdy = upload(dy), gdhn = upload(dhn), gdcn = upload(dcn);
+  DeviceBuffer<T> gdx(nx), gdh0(ns), gdc0(ns);
+  for (int rep = 0; rep < 2; ++rep)
+    gpu.backward(gdx.data(), gdh0.data(), lstm ? gdc0.data() : nullptr, gdy.data(), gdhn.data(),
+                 lstm ? gdcn.data() : nullptr);
+  ok = close(download(gdx), dx, tol, "dx", label) && ok;
+  ok = close(download(gdh0), dh0, tol, "dh0", label) && ok;
+  if (lstm) ok = close(download(gdc0), dc0, tol, "dc0", label) && ok;
+  std::vector<T> g(gpu.num_parameters());
+  gpu.copy_grads_to_host(g.data());
+  for (const pyrnn::ParamInfo& pi : cpu.param_info()) {
+    std::vector<T> got(g.begin() + pi.offset, g.begin() + pi.offset + pi.size());
+    std::vector<T> want(cpu.grads() + pi.offset, cpu.grads() + pi.offset + pi.size());
+    ok = close(got, want, tol, pi.name.c_str(), label) && ok;
+  }
+  if (!ok) ++failures;
+
+  // Eval forward: same outputs, no cache.
+  cpu.forward(y.data(), hn.data(), lstm ? cn.data() : nullptr, x.data(), nullptr, nullptr, lp, T_,
+              N, false, 0);
+  gpu.forward(gy.data(), ghn.data(), lstm ? gcn.data() : nullptr, dx_.data(), nullptr, nullptr, lp,
+              T_, N, false, 0);
+  CHECK(!gpu.has_cache());
+  if (!close(download(gy), y, tol, "eval y", label)) ++failures;
+  CHECK_THROWS(gpu.backward(gdx.data(), gdh0.data(), gdc0.data(), gdy.data(), nullptr, nullptr));
+}
+
+template <typename T>
+void test_recurrent() {
+  using pyrnn::CellType;
+  const std::pair<CellType, bool> cells[] = {{CellType::RNN_TANH, false}, {CellType::RNN_RELU, false},
+                                             {CellType::LSTM, false}, {CellType::GRU, false},
+                                             {CellType::GRU, true}};
+  for (const auto& c : cells)
+    for (int layers : {1, 2})
+      for (bool bidir : {false, true})
+        for (bool lengths : {false, true})
+          for (bool hx : {false, true})
+            check_recurrent<T>({c.first, c.second, layers, bidir, lengths, hx, 0.0});
+  for (const auto& c : cells) check_recurrent<T>({c.first, c.second, 3, true, true, true, 0.3});
+  for (const auto& c : cells)
+    check_recurrent<T>({c.first, c.second, 2, true, true, true, 0.0, /*bias=*/false});
+}
+
+void test_recurrent_errors() {
+  pyrnn::RecurrentConfig cfg;
+  cfg.input_size = 2;
+  cfg.hidden_size = 3;
+  pyrnn::cuda::Recurrent<float> gpu(cfg);
+  DeviceBuffer<float> x(2 * 2 * 2), y(2 * 2 * 3), hn(2 * 3), cn(2 * 3);
+  x.zero();
+  const std::int64_t bad[] = {1, 3};  // 3 > T = 2
+  CHECK_THROWS(gpu.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, bad, 2, 2,
+                           true, 0));
+  CHECK(!gpu.has_cache());
+  CHECK_THROWS(gpu.backward(x.data(), hn.data(), cn.data(), y.data(), nullptr, nullptr));
+  CHECK_THROWS(gpu.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 2, 2,
+                           true, 0));  // LSTM without c_n
+  cfg.hidden_size = 0;
+  CHECK_THROWS(pyrnn::cuda::Recurrent<float> bad_layer(cfg));
+}
+
+// ---- the seeds' GPU facade ---------------------------------------------------------------------
+
+void test_matrix_cuda() {
+  pyrnn::Matrix host(3, 5);
+  for (std::size_t i = 0; i < host.size(); ++i) host.data()[i] = 0.25f * float(i) - 1.f;
+  pyrnn::MatrixCUDA m(host);
+  CHECK(m.rows() == 3 && m.cols() == 5 && m.data() != nullptr);
+  m.toGPU();
+  pyrnn::Matrix back = static_cast<pyrnn::Matrix>(m);
+  CHECK(std::equal(back.data(), back.data() + back.size(), host.data()));
+  pyrnn::MatrixCUDA copy(m);
+  CHECK(copy.data() != m.data());
+  pyrnn::Matrix back2 = copy.toCPU();
+  CHECK(std::equal(back2.data(), back2.data() + back2.size(), host.data()));
+  pyrnn::MatrixCUDA zeros(2, 4);
+  pyrnn::Matrix z = zeros.toCPU();
+  bool all0 = true;
+  for (std::size_t i = 0; i < z.size(); ++i) all0 = all0 && z.data()[i] == 0.f;
+  CHECK(all0);
+  CHECK_THROWS(zeros.toGPU(host));  // shape mismatch
+}
+
+template <typename CpuLayer, typename GpuLayer>
+void check_facade(const char* what, CpuLayer cpu, GpuLayer gpu) {
+  const int T = 7, N = 3, C = cpu.inputSize();
+  std::vector<pyrnn::Matrix> seq;
+  std::vector<pyrnn::MatrixCUDA> seq_gpu;
+  for (int t = 0; t < T; ++t) {
+    pyrnn::Matrix step(N, C);
+    const auto v = pattern<float>(step.size(), 100 + t);
+    std::copy(v.begin(), v.end(), step.data());
+    seq.push_back(step);
+    seq_gpu.emplace_back(step);
+  }
+  cpu.eval();
+  const pyrnn::Matrix want = cpu.forward(seq);
+  const pyrnn::Matrix got = gpu.forward(seq_gpu).toCPU();
+  std::vector<float> g(got.data(), got.data() + got.size()), w(want.data(), want.data() + want.size());
+  if (!close(g, w, 1e-5, "y_T", what)) ++failures;
+  const pyrnn::Matrix h = gpu.lastHiddenState().toCPU();
+  const pyrnn::Matrix& hw = cpu.getHiddenStates().back();
+  std::vector<float> hg(h.data(), h.data() + h.size()), hh(hw.data(), hw.data() + hw.size());
+  if (!close(hg, hh, 1e-5, "h_T", what)) ++failures;
+  std::vector<pyrnn::MatrixCUDA> bad;
+  bad.emplace_back(pyrnn::Matrix(N, C + 1));
+  CHECK_THROWS(gpu.forward(bad));
+  CHECK_THROWS(gpu.forward(std::vector<pyrnn::MatrixCUDA>()));
+}
+
+void test_facade() {
+  check_facade("LSTMLayerCUDA", pyrnn::LSTMLayer(6, 9, 4, 5), pyrnn::LSTMLayerCUDA(6, 9, 4, 5));
+  check_facade("GRULayerCUDA", pyrnn::GRULayer(6, 9, 4, 5), pyrnn::GRULayerCUDA(6, 9, 4, 5));
+  check_facade("RNNLayerCUDA", pyrnn::RNNLayer(6, 9, 4, 5), pyrnn::RNNLayerCUDA(6, 9, 4, 5));
+  check_facade("RNNLayerCUDA relu", pyrnn::RNNLayer(6, 9, 4, 5, "relu"),
+               pyrnn::RNNLayerCUDA(6, 9, 4, 5, "relu"));
+  pyrnn::LSTMLayer trained(6, 9, 4, 77);
+  trained.outputBias().set(0, 1, 3.f);  // a changed weight travels with the layer
+  check_facade("LSTMLayerCUDA(host)", trained, pyrnn::LSTMLayerCUDA(trained));
+}
+
+// Without a device: every entry point that needs one throws pyrnn::Error (checked in the SKIP run).
+void test_no_device_errors() {
+  pyrnn::RecurrentConfig cfg;
+  CHECK_THROWS(pyrnn::cuda::Recurrent<float> layer(cfg));
+  CHECK_THROWS(pyrnn::MatrixCUDA m(2, 2));
+  CHECK_THROWS(pyrnn::MatrixCUDA m(pyrnn::Matrix(2, 2)));
+  CHECK_THROWS(pyrnn::LSTMLayerCUDA layer(2, 3, 1));
+  CHECK_THROWS(Context::get(0));
+}
+
 }  // namespace
 
 int main() {
+#ifdef PYRNN_CUDA_HOST_EMULATION
+  // tests/emu: the orchestration code on the host; the device-only tests are left out.
+  try {
+    std::printf("host emulation of the CUDA backend (tests/emu)\n");
+    test_recurrent<float>();
+    test_recurrent<double>();
+    test_recurrent_errors();
+    test_matrix_cuda();
+    test_facade();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
+    ++failures;
+  }
+  std::printf("%s (%d failures)\n", failures ? "FAIL" : "OK", failures);
+  return failures ? 1 : 0;
+#endif
   if (pyrnn::cuda::device_count() == 0) {
+    test_no_device_errors();
+    if (failures) {
+      std::printf("FAIL (%d failures without a device)\n", failures);
+      return 1;
+    }
     std::printf("SKIP: %s\n", pyrnn::cuda::unavailable_reason().c_str());
     return 0;
   }
@@ -175,6 +436,11 @@ int main() {
     test_fill_and_buffer<float>(ctx);
     test_fill_and_buffer<double>(ctx);
     test_errors(ctx);
+    test_recurrent<float>();
+    test_recurrent<double>();
+    test_recurrent_errors();
+    test_matrix_cuda();
+    test_facade();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;

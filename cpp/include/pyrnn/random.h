@@ -3,9 +3,18 @@
 #pragma once
 #include <cstdint>
 
+// Host and device: the CUDA backend draws the same dropout masks in its kernels.
+#ifndef PYRNN_HD
+#ifdef __CUDACC__
+#define PYRNN_HD __host__ __device__
+#else
+#define PYRNN_HD
+#endif
+#endif
+
 namespace pyrnn {
 
-inline std::uint64_t splitmix64(std::uint64_t x) {
+PYRNN_HD inline std::uint64_t splitmix64(std::uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
@@ -13,7 +22,7 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
 }
 
 // Uniform in [0, 1) with 53 random bits.
-inline double uniform01(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
+PYRNN_HD inline double uniform01(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
   const std::uint64_t h = splitmix64(splitmix64(seed ^ splitmix64(stream)) + i);
   return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);
 }

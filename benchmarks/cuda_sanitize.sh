@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# compute-sanitizer over a small forward + backward of every cell (float and double, lengths,
+# bidirectional, 2 layers with dropout) through the CUDA backend: memcheck (out-of-bounds and
+# misaligned accesses, leaks), racecheck (shared-memory hazards: the bias column sum),
+# initcheck (reads of uninitialised device memory) and synccheck.
+# Needs a GPU, compute-sanitizer (CUDA toolkit) and pyrnn installed with PYRNN_WITH_CUDA=ON.
+# Usage: benchmarks/cuda_sanitize.sh [log dir]   (default benchmarks/results/sanitize)
+# Writes one log per tool and summary.txt; exits non-zero if any tool reported an error.
+set -u
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${1:-$here/results/sanitize}"
+mkdir -p "$out"
+san="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+if [ ! -x "$san" ]; then
+  echo "compute-sanitizer not found" >&2
+  exit 2
+fi
+py="${PYTHON:-python3}"
+script="$out/workload.py"
+cat > "$script" <<'PY'
+import numpy as np
+import pyrnn
+import pyrnn.cuda
+
+assert pyrnn.cuda.is_available(), pyrnn.cuda.unavailable_reason()
+rng = np.random.default_rng(0)
+for dtype in ("float32", "float64"):
+    for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after"):
+        kw = dict(num_layers=2, bidirectional=True, dropout=0.3, dtype=dtype, device="cuda", seed=1)
+        if cell.startswith("rnn"):
+            layer = pyrnn.RNN(3, 5, nonlinearity=cell[4:], **kw)
+        elif cell == "lstm":
+            layer = pyrnn.LSTM(3, 5, **kw)
+        else:
+            layer = pyrnn.GRU(3, 5, reset_after=cell == "gru_after", **kw)
+        x = rng.standard_normal((4, 3, 3))
+        out, _ = layer(x, lengths=[4, 2, 1])
+        layer.backward(np.ones_like(out))
+        layer.eval()
+        layer(x)
+        print(cell, dtype, "ok")
+pyrnn.cuda.synchronize()
+PY
+status=0
+: > "$out/summary.txt"
+for tool in memcheck racecheck initcheck synccheck; do
+  extra=""
+  [ "$tool" = memcheck ] && extra="--leak-check full"
+  log="$out/$tool.log"
+  "$san" --tool "$tool" $extra --error-exitcode 99 --log-file "$log" "$py" "$script" > "$out/$tool.stdout" 2>&1
+  rc=$?
+  errors="$(grep -Eo 'ERROR SUMMARY: [0-9]+ error' "$log" | tail -1)"
+  echo "$tool: exit $rc, ${errors:-no summary line}" | tee -a "$out/summary.txt"
+  [ "$rc" -ne 0 ] && status=1
+done
+echo "logs in $out" | tee -a "$out/summary.txt"
+exit $status

@@ -1,0 +1,58 @@
+// RecurrentLayerCUDA: the seeds' GPU layer facade (LSTMLayerCUDA, GRULayerCUDA, RNNLayerCUDA),
+// inference on the GPU: one cuda::Recurrent<float> layer (unidirectional) plus the output
+// projection, computed with cuBLAS:
+//
+//   sequence  T MatrixCUDA, each [N, C]    (every step the same N)
+//   y_T       [N, O] = h_T W_hy^T + b_y    (what forward() returns, on the device)
+//
+// Built from the CPU facade (pyrnn/nn/*.h) layer of the same kind, so a given seed gives the
+// same weights as on the CPU, and a CPU-trained layer can be moved to the GPU:
+//
+//   pyrnn::LSTMLayer cpu(10, 50, 5, 42);        // ... train on the CPU ...
+//   pyrnn::LSTMLayerCUDA gpu(cpu);              // same weights on the device
+//
+// Training stays with the CPU facade or the Python API; this class has no backward.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pyrnn/cuda/buffer.h"
+#include "pyrnn/cuda/matrix_cuda.h"
+#include "pyrnn/cuda/recurrent.h"
+#include "pyrnn/nn/layer.h"
+
+namespace pyrnn {
+
+class RecurrentLayerCUDA {
+ public:
+  // Copies `host`'s configuration and every parameter to `device` (`host` is taken by value:
+  // any CPU facade layer, sliced to its shared base).
+  explicit RecurrentLayerCUDA(RecurrentLayer host, int device = 0);
+  virtual ~RecurrentLayerCUDA() = default;
+  RecurrentLayerCUDA(RecurrentLayerCUDA&&) noexcept = default;
+  RecurrentLayerCUDA& operator=(RecurrentLayerCUDA&&) noexcept = default;
+
+  int inputSize() const { return core_.config().input_size; }
+  int hiddenSize() const { return core_.config().hidden_size; }
+  int outputSize() const { return static_cast<int>(w_hy_.rows()); }
+  const std::string& name() const { return name_; }
+
+  // sequence: T >= 1 steps, each [N, C] (N >= 1, the same for every step). Returns y_T [N, O].
+  MatrixCUDA forward(const std::vector<MatrixCUDA>& sequence);
+  // h_T [N, H] of the last forward (device).
+  const MatrixCUDA& lastHiddenState() const { return h_last_; }
+
+  cuda::Recurrent<float>& core() { return core_; }
+  MatrixCUDA& outputWeight() { return w_hy_; }  // [O, H]
+  MatrixCUDA& outputBias() { return b_y_; }     // [1, O]
+
+ private:
+  std::string name_;
+  cuda::Recurrent<float> core_;
+  MatrixCUDA w_hy_, b_y_;                    // [O, H], [1, O]
+  cuda::DeviceBuffer<float> x_, y_, cn_;     // [T, N, C], [T, N, H], [N, H] workspaces
+  MatrixCUDA h_last_;                        // [N, H]
+};
+
+}  // namespace pyrnn

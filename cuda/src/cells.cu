@@ -1,0 +1,243 @@
+// Fused pointwise kernels of cuda::Recurrent: see cells.cuh. The formulas are cells.h's, written
+// per element (cell_elems.cuh); the launch layout is one thread per (n, j), grid-stride.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "cell_elems.cuh"
+#include "cells.cuh"
+#include "pyrnn/cuda/check.h"
+#include "pyrnn/random.h"
+
+namespace pyrnn {
+namespace cuda {
+namespace detail {
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+
+unsigned blocks_for(std::size_t n) {
+  const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535);
+  return static_cast<unsigned>(std::max<std::size_t>(1, blocks));
+}
+
+#define PYRNN_GRID_LOOP(i, count)                                                          \
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; \
+       i < (count); i += static_cast<std::size_t>(blockDim.x) * gridDim.x)
+
+// ---- per-step kernels: the bodies are in cell_elems.cuh --------------------------------------
+
+template <typename T>
+__global__ void cell_forward_kernel(int cell, bool reset_after, int N, int H, int t,
+                                    const std::int64_t* __restrict__ lengths, T* __restrict__ g,
+                                    const T* __restrict__ r, const T* __restrict__ b_hn,
+                                    const T* __restrict__ hp, T* __restrict__ hc,
+                                    const T* __restrict__ cp, T* __restrict__ cc,
+                                    T* __restrict__ aux, T* __restrict__ y, int ldy, int G) {
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  cell_forward_elem<T>(i, cell, reset_after, H, G, t, lengths, g, r, b_hn, hp, hc, cp, cc, aux, y,
+                       ldy);
+}
+
+template <typename T>
+__global__ void gru_before_state_kernel(int N, int H, int t,
+                                        const std::int64_t* __restrict__ lengths,
+                                        T* __restrict__ g, const T* __restrict__ rn,
+                                        const T* __restrict__ hp, T* __restrict__ hc,
+                                        T* __restrict__ y, int ldy) {
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  gru_before_state_elem<T>(i, H, t, lengths, g, rn, hp, hc, y, ldy);
+}
+
+template <typename T>
+__global__ void cell_backward_kernel(int cell, bool reset_after, int N, int H, int t,
+                                     const std::int64_t* __restrict__ lengths, T* __restrict__ dg,
+                                     T* __restrict__ dghn, const T* __restrict__ dh,
+                                     const T* __restrict__ dy, int ldy, T* __restrict__ dc,
+                                     T* __restrict__ pw, const T* __restrict__ a,
+                                     const T* __restrict__ aux, const T* __restrict__ hp,
+                                     const T* __restrict__ c, const T* __restrict__ cp, int G) {
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  cell_backward_elem<T>(i, cell, reset_after, H, G, t, lengths, dg, dghn, dh, dy, ldy, dc, pw, a,
+                        aux, hp, c, cp);
+}
+
+template <typename T>
+__global__ void gru_before_backward_r_kernel(int N, int H, int t,
+                                             const std::int64_t* __restrict__ lengths,
+                                             T* __restrict__ dg, const T* __restrict__ drh,
+                                             T* __restrict__ pw, const T* __restrict__ a,
+                                             const T* __restrict__ hp) {
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  gru_before_backward_r_elem<T>(i, H, t, lengths, dg, drh, pw, a, hp);
+}
+
+template <typename T>
+__global__ void update_dh_kernel(int N, int H, int t, const std::int64_t* __restrict__ lengths,
+                                 T* __restrict__ dh, const T* __restrict__ rec,
+                                 const T* __restrict__ pw) {
+  PYRNN_GRID_LOOP(i, static_cast<std::size_t>(N) * H)
+  update_dh_elem<T>(i, H, t, lengths, dh, rec, pw);
+}
+
+// ---- whole-buffer helpers -----------------------------------------------------------------------
+
+template <typename T>
+__global__ void add_bias_rows_kernel(T* __restrict__ a, const T* __restrict__ b, std::size_t rows,
+                                     int cols, int ld) {
+  PYRNN_GRID_LOOP(i, rows * cols) {
+    const std::size_t row = i / cols, col = i % cols;
+    a[row * ld + col] += b[col];
+  }
+}
+
+// Block (32, 8): column blockIdx.x*32 + tx; thread (tx, ty) sums rows ty, ty+8, ... in order,
+// then row 0 of the block adds the 8 partial sums in order. Fixed order for a given shape.
+constexpr int kSumX = 32, kSumY = 8;
+template <typename T>
+__global__ void column_sum_add_kernel(T* __restrict__ out, const T* __restrict__ a,
+                                      std::size_t rows, int cols, int ld) {
+  __shared__ T part[kSumY][kSumX + 1];
+  const int col = blockIdx.x * kSumX + threadIdx.x;
+  T s = T(0);
+  if (col < cols)
+    for (std::size_t r = threadIdx.y; r < rows; r += kSumY) s += a[r * ld + col];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < cols) {
+    T total = part[0][threadIdx.x];
+    for (int k = 1; k < kSumY; ++k) total += part[k][threadIdx.x];
+    out[col] += total;
+  }
+}
+
+template <typename T>
+__global__ void dropout_forward_kernel(T* __restrict__ next, T* __restrict__ mask,
+                                       const T* __restrict__ in, std::size_t n,
+                                       std::uint64_t seed, std::uint64_t layer, double p,
+                                       T scale) {
+  PYRNN_GRID_LOOP(i, n) {
+    const bool keep = uniform01(seed, layer, i) >= p;
+    const T m = keep ? scale : T(0);
+    mask[i] = m;
+    next[i] = in[i] * m;
+  }
+}
+
+template <typename T>
+__global__ void multiply_inplace_kernel(T* __restrict__ a, const T* __restrict__ m, std::size_t n) {
+  PYRNN_GRID_LOOP(i, n) a[i] *= m[i];
+}
+
+}  // namespace
+
+template <typename T>
+void cell_forward(CellType cell, bool reset_after, int N, int H, int t, const std::int64_t* lengths,
+                  T* g, const T* r, const T* b_hn, const T* hp, T* hc, const T* cp, T* cc, T* aux,
+                  T* y, int ldy, cudaStream_t stream) {
+  const std::size_t NH = static_cast<std::size_t>(N) * H;
+  const int G = cell == CellType::LSTM ? 4 : cell == CellType::GRU ? 3 : 1;
+  cell_forward_kernel<T><<<blocks_for(NH), kThreads, 0, stream>>>(
+      static_cast<int>(cell), reset_after, N, H, t, lengths, g, r, b_hn, hp, hc, cp, cc, aux, y,
+      ldy, G);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void gru_before_state(int N, int H, int t, const std::int64_t* lengths, T* g, const T* rn,
+                      const T* hp, T* hc, T* y, int ldy, cudaStream_t stream) {
+  const std::size_t NH = static_cast<std::size_t>(N) * H;
+  gru_before_state_kernel<T><<<blocks_for(NH), kThreads, 0, stream>>>(N, H, t, lengths, g, rn, hp,
+                                                                       hc, y, ldy);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void cell_backward(CellType cell, bool reset_after, int N, int H, int t,
+                   const std::int64_t* lengths, T* dg, T* dghn, const T* dh, const T* dy, int ldy,
+                   T* dc, T* pw, const T* a, const T* aux, const T* hp, const T* c, const T* cp,
+                   cudaStream_t stream) {
+  const std::size_t NH = static_cast<std::size_t>(N) * H;
+  const int G = cell == CellType::LSTM ? 4 : cell == CellType::GRU ? 3 : 1;
+  cell_backward_kernel<T><<<blocks_for(NH), kThreads, 0, stream>>>(
+      static_cast<int>(cell), reset_after, N, H, t, lengths, dg, dghn, dh, dy, ldy, dc, pw, a, aux,
+      hp, c, cp, G);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void gru_before_backward_r(int N, int H, int t, const std::int64_t* lengths, T* dg, const T* drh,
+                           T* pw, const T* a, const T* hp, cudaStream_t stream) {
+  const std::size_t NH = static_cast<std::size_t>(N) * H;
+  gru_before_backward_r_kernel<T><<<blocks_for(NH), kThreads, 0, stream>>>(N, H, t, lengths, dg,
+                                                                            drh, pw, a, hp);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void update_dh(int N, int H, int t, const std::int64_t* lengths, T* dh, const T* rec, const T* pw,
+               cudaStream_t stream) {
+  const std::size_t NH = static_cast<std::size_t>(N) * H;
+  update_dh_kernel<T><<<blocks_for(NH), kThreads, 0, stream>>>(N, H, t, lengths, dh, rec, pw);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void add_bias_rows(T* a, const T* b, std::size_t rows, int cols, int ld, cudaStream_t stream) {
+  const std::size_t n = rows * static_cast<std::size_t>(cols);
+  if (n == 0) return;
+  add_bias_rows_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(a, b, rows, cols, ld);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void column_sum_add(T* out, const T* a, std::size_t rows, int cols, int ld, cudaStream_t stream) {
+  if (cols <= 0) return;
+  const dim3 block(kSumX, kSumY);
+  const unsigned grid = static_cast<unsigned>((cols + kSumX - 1) / kSumX);
+  column_sum_add_kernel<T><<<grid, block, 0, stream>>>(out, a, rows, cols, ld);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void dropout_forward(T* next, T* mask, const T* in, std::size_t n, std::uint64_t seed,
+                     std::uint64_t layer, double p, T scale, cudaStream_t stream) {
+  if (n == 0) return;
+  dropout_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(next, mask, in, n, seed, layer,
+                                                                     p, scale);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  multiply_inplace_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(a, m, n);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+#define PYRNN_INSTANTIATE(T)                                                                       \
+  template void cell_forward<T>(CellType, bool, int, int, int, const std::int64_t*, T*, const T*, \
+                                const T*, const T*, T*, const T*, T*, T*, T*, int, cudaStream_t); \
+  template void gru_before_state<T>(int, int, int, const std::int64_t*, T*, const T*, const T*,   \
+                                    T*, T*, int, cudaStream_t);                                    \
+  template void cell_backward<T>(CellType, bool, int, int, int, const std::int64_t*, T*, T*,      \
+                                 const T*, const T*, int, T*, T*, const T*, const T*, const T*,   \
+                                 const T*, const T*, cudaStream_t);                                \
+  template void gru_before_backward_r<T>(int, int, int, const std::int64_t*, T*, const T*, T*,    \
+                                         const T*, const T*, cudaStream_t);                        \
+  template void update_dh<T>(int, int, int, const std::int64_t*, T*, const T*, const T*,          \
+                             cudaStream_t);                                                        \
+  template void add_bias_rows<T>(T*, const T*, std::size_t, int, int, cudaStream_t);              \
+  template void column_sum_add<T>(T*, const T*, std::size_t, int, int, cudaStream_t);             \
+  template void dropout_forward<T>(T*, T*, const T*, std::size_t, std::uint64_t, std::uint64_t,   \
+                                   double, T, cudaStream_t);                                       \
+  template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);
+
+PYRNN_INSTANTIATE(float)
+PYRNN_INSTANTIATE(double)
+#undef PYRNN_INSTANTIATE
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace pyrnn

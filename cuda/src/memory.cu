@@ -1,0 +1,92 @@
+// copy_bytes / permute01 / pointer_device (see pyrnn/cuda/memory.h).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "pyrnn/cuda/check.h"
+#include "pyrnn/cuda/memory.h"
+#include "pyrnn/error.h"
+
+namespace pyrnn {
+namespace cuda {
+
+namespace {
+// Makes `device` current for a scope and restores the caller's device afterwards.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
+    switched_ = prev_ != device;
+    if (switched_) PYRNN_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceScope() {
+    if (switched_) (void)cudaSetDevice(prev_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+  bool switched_ = false;
+};
+
+template <typename E>
+__global__ void permute01_kernel(E* __restrict__ out, const E* __restrict__ in, std::size_t A,
+                                 std::size_t B, std::size_t C) {
+  const std::size_t n = A * B * C;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(blockDim.x) * gridDim.x) {
+    // i indexes out [B, A, C]
+    const std::size_t c = i % C, a = (i / C) % A, b = i / (C * A);
+    out[i] = in[(a * B + b) * C + c];
+  }
+}
+}  // namespace
+
+void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+  PYRNN_CHECK(dst && src, "copy_bytes: null pointer");
+  PYRNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
+  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
+               std::size_t elem_size, int device) {
+  const std::size_t n = A * B * C;
+  if (n == 0) return;
+  DeviceScope scope(device);
+  cudaStream_t stream = nullptr;
+  PYRNN_CHECK(elem_size == 4 || elem_size == 8, "permute01: element size ", elem_size,
+              " is not 4 or 8");
+  constexpr unsigned kThreads = 256;
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535));
+  if (elem_size == 4)
+    permute01_kernel<std::uint32_t><<<blocks, kThreads, 0, stream>>>(
+        static_cast<std::uint32_t*>(out), static_cast<const std::uint32_t*>(in), A, B, C);
+  else
+    permute01_kernel<std::uint64_t><<<blocks, kThreads, 0, stream>>>(
+        static_cast<std::uint64_t*>(out), static_cast<const std::uint64_t*>(in), A, B, C);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+DeviceBuffer<unsigned char>* new_device_bytes(std::size_t bytes, int device) {
+  DeviceScope scope(device);
+  return new DeviceBuffer<unsigned char>(bytes);
+}
+
+void synchronize_stream(cudaStream_t stream) { PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+int pointer_device(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged ? attr.device : -1;
+}
+
+}  // namespace cuda
+}  // namespace pyrnn

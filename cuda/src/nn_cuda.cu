@@ -1,0 +1,56 @@
+// RecurrentLayerCUDA (pyrnn/nn/layer_cuda.h): sequence -> time-major device buffer ->
+// cuda::Recurrent<float> (eval) -> y_T = h_T W_hy^T + b_y with cuBLAS and a bias kernel.
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "cells.cuh"
+#include "pyrnn/cuda/check.h"
+#include "pyrnn/cuda/gemm.h"
+#include "pyrnn/error.h"
+#include "pyrnn/nn/layer_cuda.h"
+
+namespace pyrnn {
+
+RecurrentLayerCUDA::RecurrentLayerCUDA(RecurrentLayer host, int device)
+    : name_(host.name() + "CUDA"),
+      core_(host.core().config(), device),
+      w_hy_(host.outputWeight()),
+      b_y_(host.outputBias()) {
+  PYRNN_CHECK(device == 0, name_, ": MatrixCUDA lives on device 0; got device ", device);
+  core_.copy_params_from_host(host.core().params());
+}
+
+MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) {
+  PYRNN_CHECK(!sequence.empty(), name_, "::forward: empty sequence (need at least one step)");
+  const std::size_t T = sequence.size(), N = sequence[0].rows();
+  const std::size_t C = static_cast<std::size_t>(inputSize());
+  const std::size_t H = static_cast<std::size_t>(hiddenSize());
+  const std::size_t O = static_cast<std::size_t>(outputSize());
+  PYRNN_CHECK(N >= 1, name_, "::forward: step 0 has no rows (batch must be >= 1)");
+  for (std::size_t t = 0; t < T; ++t)
+    PYRNN_CHECK(sequence[t].rows() == N && sequence[t].cols() == C, name_, "::forward: step ", t,
+                " is ", sequence[t].rows(), " x ", sequence[t].cols(), ", expected ", N, " x ", C,
+                " (batch x input_size, the same batch every step)");
+  cudaStream_t stream = core_.stream();
+  if (x_.size() < T * N * C) x_ = cuda::DeviceBuffer<float>(T * N * C);
+  if (y_.size() < T * N * H) y_ = cuda::DeviceBuffer<float>(T * N * H);
+  if (cn_.size() < N * H) cn_ = cuda::DeviceBuffer<float>(N * H);
+  if (h_last_.rows() != N || h_last_.cols() != H) h_last_ = MatrixCUDA(N, H);
+  for (std::size_t t = 0; t < T; ++t)  // [N, C] steps -> x_ [T, N, C]
+    PYRNN_CUDA_CHECK(cudaMemcpyAsync(x_.data() + t * N * C, sequence[t].data(),
+                                     N * C * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  core_.forward(y_.data(), h_last_.data(), cn_.data(), x_.data(), nullptr, nullptr, nullptr,
+                static_cast<int>(T), static_cast<int>(N), /*training=*/false, 0);
+  MatrixCUDA out(N, O);
+  cuda::gemm<float>(cuda::Context::get(core_.device()).cublas(), kernels::Trans::N,
+                    kernels::Trans::T, static_cast<int>(N), static_cast<int>(O),
+                    static_cast<int>(H), 1.f, h_last_.data(), static_cast<int>(H), w_hy_.data(),
+                    static_cast<int>(H), 0.f, out.data(), static_cast<int>(O));
+  cuda::detail::add_bias_rows<float>(out.data(), b_y_.data(), N, static_cast<int>(O),
+                                     static_cast<int>(O), stream);
+  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return out;
+}
+
+}  // namespace pyrnn

@@ -1,0 +1,313 @@
+"""Host-side parts of the CUDA backend that run without a GPU: the __cuda_array_interface__
+parser, device-array detection, DLPack capsule export/import bookkeeping, clear errors without
+a device, and the shape/dtype validation of device inputs (on borrowed DeviceArrays over fake
+pointers, which are never dereferenced)."""
+import ctypes
+import sys
+
+import numpy as np
+import pytest
+
+import pyrnn
+import pyrnn.cuda
+from pyrnn._device import CAI, is_device_array, parse_cuda_array_interface
+
+needs_ext = pytest.mark.skipif(not pyrnn.cuda.is_compiled(), reason="built without the CUDA backend")
+no_device = pytest.mark.skipif(pyrnn.cuda.is_available(), reason="a CUDA device is present")
+
+
+def cai(**kw):
+    d = {"shape": (2, 3), "typestr": "<f4", "data": (0x10000, False), "version": 3}
+    d.update(kw)
+    return d
+
+
+# ---- __cuda_array_interface__ parsing ----------------------------------------------------------
+
+def test_parse_minimal_and_full():
+    r = parse_cuda_array_interface(cai())
+    assert r == CAI(0x10000, (2, 3), np.dtype(np.float32), False, None)
+    r = parse_cuda_array_interface(cai(typestr="<f8", data=(4096, True), strides=(24, 8),
+                                       stream=1, mask=None))
+    assert r.dtype == np.float64 and r.readonly and r.stream == 1 and r.shape == (2, 3)
+    assert parse_cuda_array_interface(cai(typestr="<i8", shape=[4])).dtype == np.int64
+    # version < 3 has no stream key semantics: ignored
+    assert parse_cuda_array_interface(cai(version=2, stream=5)).stream is None
+    # size-1 dimensions may carry any stride; empty arrays may have a NULL pointer
+    assert parse_cuda_array_interface(cai(shape=(2, 1, 3), strides=(12, 999, 4))).shape == (2, 1, 3)
+    assert parse_cuda_array_interface(cai(shape=(0, 3), data=(0, False))).ptr == 0
+
+
+@pytest.mark.parametrize("d, exc, match", [
+    ("not a dict", TypeError, "must be a dict"),
+    ({"shape": (1,), "typestr": "<f4", "data": (1, False)}, ValueError, "'version'"),
+    (cai(version=4), ValueError, "version"),
+    (cai(version=True), ValueError, "version"),
+    (cai(shape=(2, -1)), ValueError, "negative"),
+    (cai(shape=(2.0, 3)), ValueError, "tuple of ints"),
+    (cai(typestr="<f2"), TypeError, "float32, float64 or int64"),
+    (cai(typestr="<i4"), TypeError, "float32, float64 or int64"),
+    (cai(typestr=">f4"), TypeError, "byte order"),
+    (cai(typestr="zz"), ValueError, "not a valid type"),
+    (cai(data=(0, False)), ValueError, "NULL"),
+    (cai(data=(-8, False)), ValueError, "non-negative"),
+    (cai(data=(8,)), ValueError, r"\(ptr, readonly\)"),
+    (cai(strides=(4, 8)), ValueError, "C-contiguous"),
+    (cai(strides=(12,)), ValueError, "do not match"),
+    (cai(mask=(1, False)), ValueError, "mask"),
+    (cai(stream=0), ValueError, "disallowed"),
+    (cai(stream="s"), ValueError, "int or None"),
+])
+def test_parse_rejects(d, exc, match):
+    with pytest.raises(exc, match=match):
+        parse_cuda_array_interface(d)
+
+
+class FakeCAI:
+    def __init__(self, d):
+        self.__cuda_array_interface__ = d
+
+
+class FakeDL:
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __dlpack__(self, stream=None):
+        raise AssertionError("not called by is_device_array")
+
+    def __dlpack_device__(self):
+        return (self.kind, 0)
+
+
+def test_is_device_array():
+    assert not is_device_array(np.zeros(3))
+    assert not is_device_array([1.0, 2.0])
+    assert is_device_array(FakeCAI(cai()))
+    assert is_device_array(FakeDL(2))       # kDLCUDA
+    assert is_device_array(FakeDL(13))      # kDLCUDAManaged
+    assert not is_device_array(FakeDL(1))   # kDLCPU
+    torch = pytest.importorskip("torch")
+    assert not is_device_array(torch.zeros(3))  # CPU tensor: CAI raises, DLPack says CPU
+
+
+# ---- without a device: clear RuntimeErrors ---------------------------------------------------
+
+@no_device
+def test_layers_without_device():
+    for make in (lambda: pyrnn.LSTM(3, 4, device="cuda"), lambda: pyrnn.GRU(3, 4, device="cuda"),
+                 lambda: pyrnn.RNN(3, 4, device="cuda")):
+        with pytest.raises(RuntimeError, match="device='cuda' is not available"):
+            make()
+    layer = pyrnn.LSTM(3, 4)
+    with pytest.raises(RuntimeError, match="device='cuda' is not available"):
+        layer.to("cuda")
+    assert layer.device == "cpu"
+    with pytest.raises(ValueError, match="device must be"):
+        layer.to("tpu")
+    assert layer.to("cpu") is layer
+
+
+@needs_ext
+@no_device
+def test_native_and_allocation_without_device():
+    reason = pyrnn.cuda.unavailable_reason()
+    assert reason
+    with pytest.raises(RuntimeError, match="no usable CUDA device") as e:
+        pyrnn.cuda.NativeRecurrentCUDA("lstm", 3, 4, 1, True, False, False, 0.0, "float32")
+    assert reason in str(e.value)
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        pyrnn.cuda.DeviceArray.empty((2, 3))
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        pyrnn.cuda.to_device(np.zeros(3))
+    # config errors come first, and are ValueErrors as on the CPU
+    with pytest.raises(ValueError, match="hidden_size"):
+        pyrnn.cuda.NativeRecurrentCUDA("lstm", 3, 0, 1, True, False, False, 0.0, "float32")
+    with pytest.raises(TypeError, match="dtype"):
+        pyrnn.cuda.NativeRecurrentCUDA("lstm", 3, 4, 1, True, False, False, 0.0, "int32")
+
+
+# ---- DeviceArray bookkeeping (fake pointers, never dereferenced) -----------------------------
+
+@needs_ext
+def test_device_array_views_and_interface():
+    DA = pyrnn.cuda.DeviceArray
+    with pytest.raises(TypeError):
+        DA()
+    owner = object()
+    a = DA.borrow(0x20000, (4, 6), "float64", owner, device=0)
+    assert a.shape == (4, 6) and a.dtype == np.float64 and a.size == 24 and a.nbytes == 192
+    assert a.owner is owner and len(a) == 4 and a.ndim == 2
+    d = a.__cuda_array_interface__
+    assert d["version"] == 3 and d["data"] == (0x20000, False) and d["typestr"] == "<f8"
+    assert parse_cuda_array_interface(d).shape == (4, 6)
+    assert a.__dlpack_device__() == (2, 0)
+    b = a.reshape(2, -1, 3)
+    assert b.shape == (2, 4, 3) and b.ptr == a.ptr and b.owner is a
+    with pytest.raises(ValueError, match="cannot reshape"):
+        a.reshape(5, 5)
+    with pytest.raises(TypeError, match="float32, float64 or int64"):
+        DA.borrow(0x20000, (2,), "int32", owner, device=0)
+    r = DA.borrow(0x20000, (2,), "float32", owner, readonly=True, device=0)
+    with pytest.raises(ValueError, match="read-only"):
+        r.copy_from(np.zeros(2))
+    # Wrapping a foreign CAI object keeps it alive, zero-copy
+    f = FakeCAI(cai(data=(0x30000, True)))
+    v = pyrnn.cuda.as_device_array(f)
+    assert v.ptr == 0x30000 and v.readonly and v.owner is f and v.shape == (2, 3)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        pyrnn.cuda.as_device_array(FakeCAI(cai(strides=(4, 8))))
+    with pytest.raises(TypeError, match="not a CUDA device array"):
+        pyrnn.cuda.as_device_array(np.zeros(3))
+
+
+@needs_ext
+def test_dlpack_export_releases_reference():
+    a = pyrnn.cuda.DeviceArray.borrow(0x40000, (3, 5), "float32", None, device=0)
+    before = sys.getrefcount(a)
+    cap = a.__dlpack__()
+    assert sys.getrefcount(a) == before + 1  # the capsule holds the array
+    del cap                                  # never consumed: the capsule destructor frees it
+    assert sys.getrefcount(a) == before
+
+
+@needs_ext
+def test_dlpack_round_trip_through_capsule():
+    """A producer whose __dlpack__ hands out our own capsule: imported zero-copy, the tensor's
+    deleter runs exactly once when the import dies."""
+    a = pyrnn.cuda.DeviceArray.borrow(0x50000, (2, 3, 4), "float64", None, device=0)
+
+    class Producer:
+        def __dlpack__(self, stream=None):
+            return a.__dlpack__(stream=stream)
+
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    before = sys.getrefcount(a)
+    p = Producer()
+    b = pyrnn.cuda.from_dlpack(p)
+    assert b.ptr == a.ptr and b.shape == (2, 3, 4) and b.dtype == np.float64
+    assert sys.getrefcount(a) == before + 1
+    del b
+    assert sys.getrefcount(a) == before
+    c = pyrnn.cuda.as_device_array(p)  # DLPack path (no CAI on the producer)
+    assert c.shape == (2, 3, 4)
+
+
+# A foreign DLPack producer built with ctypes, to test the import checks.
+class DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32),
+                ("dtype", DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+
+class DLManagedTensor(ctypes.Structure):
+    pass
+
+
+DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(DLManagedTensor))
+DLManagedTensor._fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p),
+                            ("deleter", DELETER)]
+
+
+class CtypesProducer:
+    def __init__(self, device_type=2, code=2, bits=32, shape=(2, 3), strides=None, offset=0):
+        self.deleted = 0
+        self.shape = (ctypes.c_int64 * len(shape))(*shape)
+        self.strides = None if strides is None else (ctypes.c_int64 * len(strides))(*strides)
+        self.deleter = DELETER(self._delete)
+        t = DLManagedTensor()
+        t.dl_tensor.data = 0x60000
+        t.dl_tensor.device = DLDevice(device_type, 0)
+        t.dl_tensor.ndim = len(shape)
+        t.dl_tensor.dtype = DLDataType(code, bits, 1)
+        t.dl_tensor.shape = ctypes.cast(self.shape, ctypes.POINTER(ctypes.c_int64))
+        if self.strides is not None:
+            t.dl_tensor.strides = ctypes.cast(self.strides, ctypes.POINTER(ctypes.c_int64))
+        t.dl_tensor.byte_offset = offset
+        t.deleter = self.deleter
+        self.tensor = t
+
+    def _delete(self, ptr):
+        self.deleted += 1
+
+    def __dlpack__(self, stream=None):
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        return new(ctypes.addressof(self.tensor), b"dltensor", None)
+
+    def __dlpack_device__(self):
+        return (int(self.tensor.dl_tensor.device.device_type), 0)
+
+
+@needs_ext
+def test_dlpack_import_checks():
+    p = CtypesProducer(bits=64, shape=(2, 1, 3), strides=(3, 77, 1), offset=16)
+    a = pyrnn.cuda.from_dlpack(p)
+    assert a.ptr == 0x60000 + 16 and a.shape == (2, 1, 3) and a.dtype == np.float64
+    assert p.deleted == 0
+    del a
+    assert p.deleted == 1
+    for kw, exc, match in [(dict(device_type=1), TypeError, "not CUDA"),
+                           (dict(code=0, bits=32), TypeError, "float32, float64 or int64"),
+                           (dict(strides=(1, 2)), ValueError, "C-contiguous")]:
+        q = CtypesProducer(**kw)
+        with pytest.raises(exc, match=match):
+            pyrnn.cuda.from_dlpack(q)
+        assert q.deleted == 1  # a rejected import still releases the producer's tensor
+
+
+# ---- validation of device inputs (the CUDA layer path, checks only) --------------------------
+
+@needs_ext
+def test_device_input_validation():
+    DA = pyrnn.cuda.DeviceArray
+    layer = pyrnn.LSTM(3, 4, num_layers=2)  # the validation helpers do not touch the device
+    x = DA.borrow(0x70000, (5, 2, 3), "float32", None, device=0)
+    got, unbatched, dev = layer._input_cuda(x)
+    assert got is x and not unbatched and dev
+    u, unbatched, _ = layer._input_cuda(DA.borrow(0x70000, (5, 3), "float32", None, device=0))
+    assert unbatched and u.shape == (5, 1, 3)
+    with pytest.raises(TypeError, match="dtype float64"):
+        layer._input_cuda(DA.borrow(0x70000, (5, 2, 3), "float64", None, device=0))
+    with pytest.raises(ValueError, match=r"expected input of shape \(T, N, 3\)"):
+        layer._input_cuda(DA.borrow(0x70000, (5, 2, 4), "float32", None, device=0))
+    with pytest.raises(ValueError, match="at least one step"):
+        layer._input_cuda(DA.borrow(0, (0, 2, 3), "float32", None, device=0))
+    h = DA.borrow(0x80000, (2, 2, 4), "float32", None, device=0)  # (L*D, N, H)
+    assert layer._state_cuda("h0", h, 2, False).shape == (2, 2, 4)
+    with pytest.raises(ValueError, match=r"h0 must have shape \(2, 2, 4\)"):
+        layer._state_cuda("h0", DA.borrow(0x80000, (4, 2, 4), "float32", None, device=0), 2, False)
+    with pytest.raises(TypeError, match="h0 is a device array of dtype float64"):
+        layer._state_cuda("h0", DA.borrow(0x80000, (2, 2, 4), "float64", None, device=0), 2, False)
+    assert layer._state_cuda("h0", DA.borrow(0x80000, (2, 4), "float32", None, device=0),
+                             1, True).shape == (2, 1, 4)
+
+
+# ---- host copies of parameters (any device) ------------------------------------------------------
+
+def test_numpy_params_and_load():
+    layer = pyrnn.GRU(3, 4, reset_after=True, seed=1)
+    p = layer.numpy_params()
+    assert set(p) == set(layer.params)
+    for k, v in p.items():
+        np.testing.assert_array_equal(v, layer.params[k])
+        v += 1  # a copy
+    assert not np.array_equal(p["weight_ih_l0"], layer.params["weight_ih_l0"])
+    layer.load_params({"weight_ih_l0": p["weight_ih_l0"]})
+    np.testing.assert_array_equal(layer.params["weight_ih_l0"], p["weight_ih_l0"])
+    with pytest.raises(KeyError, match="unknown parameter"):
+        layer.load_params({"nope": 1})
+    with pytest.raises(ValueError, match="must have shape"):
+        layer.load_params({"bias_l0": np.zeros(3)})
+    g = layer.numpy_grads()
+    assert all(not v.any() for v in g.values())

@@ -1,0 +1,248 @@
+"""CUDA layers against the CPU backend: every output and gradient, over the CPU tests' grid
+(cells incl. both GRU forms, layers, bidirectional, lengths, hx, float32/float64, time-major /
+batch_first / unbatched), dropout masks, accumulation, layer.to(), and the device-array
+protocols (DeviceArray, torch CUDA tensors / CuPy when present). Skipped without a device.
+
+Twin layers are built with the same seed, so they start bitwise equal; the GPU must then match
+the CPU to 1e-10 (float64) or 1e-5 relative (float32).
+"""
+import itertools
+import zlib
+
+import numpy as np
+import pytest
+
+import pyrnn
+import pyrnn.cuda
+
+pytestmark = pytest.mark.skipif(not pyrnn.cuda.is_available(),
+                                reason=f"no CUDA device: {pyrnn.cuda.unavailable_reason()}")
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after")
+TOL = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=1e-5, atol=1e-5)}
+
+
+def seed_of(*parts):
+    return zlib.crc32(repr(parts).encode())
+
+
+def make(cell, C, H, L=1, device="cpu", **kw):
+    if cell.startswith("rnn"):
+        return pyrnn.RNN(C, H, L, nonlinearity=cell[4:], device=device, **kw)
+    if cell == "lstm":
+        return pyrnn.LSTM(C, H, L, device=device, **kw)
+    return pyrnn.GRU(C, H, L, reset_after=cell == "gru_after", device=device, **kw)
+
+
+def twins(cell, C, H, L=1, **kw):
+    cpu = make(cell, C, H, L, **kw)
+    gpu = make(cell, C, H, L, device="cuda", **kw)
+    for k, v in gpu.numpy_params().items():
+        np.testing.assert_array_equal(v, cpu.params[k], err_msg=f"initial {k}")
+    return cpu, gpu
+
+
+def close(got, want, dtype, what):
+    got = got.numpy() if isinstance(got, pyrnn.cuda.DeviceArray) else got
+    np.testing.assert_allclose(got, want, err_msg=what, **TOL[np.dtype(dtype).name])
+
+
+GRID = list(itertools.product(CELLS, (1, 2), (False, True), (False, True), (False, True),
+                              ("float32", "float64"), ("tnc", "ntc", "tc")))
+
+
+@pytest.mark.parametrize("cell, L, bidir, use_lengths, use_hx, dtype, layout", GRID)
+def test_matches_cpu(cell, L, bidir, use_lengths, use_hx, dtype, layout):
+    if layout == "tc" and use_lengths:
+        pytest.skip("lengths need a batch")
+    rng = np.random.default_rng(seed_of(cell, L, bidir, use_lengths, use_hx, dtype, layout))
+    C, H, T, N = 5, 7, 6, 3
+    kw = dict(bidirectional=bidir, dtype=dtype, seed=seed_of("w", cell, L),
+              batch_first=layout == "ntc")
+    cpu, gpu = twins(cell, C, H, L, **kw)
+    D = 2 if bidir else 1
+    shape = {"tnc": (T, N, C), "ntc": (N, T, C), "tc": (T, C)}[layout]
+    x = rng.standard_normal(shape)
+    sshape = (L * D, H) if layout == "tc" else (L * D, N, H)
+    hx = None
+    if use_hx:
+        hx = rng.standard_normal(sshape)
+        if cell == "lstm":
+            hx = (hx, rng.standard_normal(sshape))
+    lengths = [T, 2, 4] if use_lengths else None
+    out_c, st_c = cpu(x, hx, lengths)
+    out_g, st_g = gpu(x, hx, lengths)
+    assert isinstance(out_g, np.ndarray)  # NumPy in, NumPy out
+    close(out_g, out_c, dtype, "output")
+    if cell == "lstm":
+        close(st_g[0], st_c[0], dtype, "h_n")
+        close(st_g[1], st_c[1], dtype, "c_n")
+    else:
+        close(st_g, st_c, dtype, "h_n")
+
+    d_out = rng.standard_normal(out_c.shape)
+    d_hn = rng.standard_normal(sshape)
+    for _ in range(2):  # parameter gradients accumulate
+        if cell == "lstm":
+            d_cn = rng.standard_normal(sshape)
+            dx_c, (dh0_c, dc0_c) = cpu.backward(d_out, d_hn, d_cn)
+            dx_g, (dh0_g, dc0_g) = gpu.backward(d_out, d_hn, d_cn)
+            close(dc0_g, dc0_c, dtype, "dc0")
+        else:
+            dx_c, dh0_c = cpu.backward(d_out, d_hn)
+            dx_g, dh0_g = gpu.backward(d_out, d_hn)
+        close(dx_g, dx_c, dtype, "dx")
+        close(dh0_g, dh0_c, dtype, "dh0")
+    for k, v in gpu.numpy_grads().items():
+        close(v, cpu.grads[k], dtype, f"grad {k}")
+    gpu.zero_grad()
+    assert all(not v.any() for v in gpu.numpy_grads().values())
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_bias_matches_cpu(cell, dtype):
+    rng = np.random.default_rng(seed_of("nobias", cell, dtype))
+    cpu, gpu = twins(cell, 4, 6, 2, bias=False, bidirectional=True, dtype=dtype, seed=3)
+    x = rng.standard_normal((5, 3, 4))
+    out_c, _ = cpu(x, lengths=[5, 1, 3])
+    out_g, _ = gpu(x, lengths=[5, 1, 3])
+    close(out_g, out_c, dtype, "output")
+    d = rng.standard_normal(out_c.shape)
+    close(gpu.backward(d)[0], cpu.backward(d)[0], dtype, "dx")
+    for k, v in gpu.numpy_grads().items():
+        close(v, cpu.grads[k], dtype, f"grad {k}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dropout_masks_and_eval_match(cell, dtype):
+    rng = np.random.default_rng(seed_of("drop", cell, dtype))
+    cpu, gpu = twins(cell, 4, 6, 3, dropout=0.4, bidirectional=True, dtype=dtype, seed=7)
+    x = rng.standard_normal((5, 3, 4))
+    for mode in ("train", "eval"):
+        getattr(cpu, mode)()
+        getattr(gpu, mode)()
+        out_c, _ = cpu(x)
+        out_g, _ = gpu(x)
+        close(out_g, out_c, dtype, f"{mode} output")
+    cpu.train()
+    gpu.train()
+    out_c, _ = cpu(x)
+    out_g, _ = gpu(x)
+    d = rng.standard_normal(out_c.shape)
+    close(gpu.backward(d)[0], cpu.backward(d)[0], dtype, "dx through dropout")
+    for k, v in gpu.numpy_grads().items():
+        close(v, cpu.grads[k], dtype, f"grad {k}")
+
+
+def test_eval_has_no_cache_and_backward_errors():
+    gpu = make("lstm", 3, 4, device="cuda").eval()
+    gpu(np.ones((2, 1, 3)))
+    with pytest.raises(RuntimeError, match="training mode"):
+        gpu.backward(np.ones((2, 1, 4)))
+    with pytest.raises(ValueError, match="lengths"):
+        gpu.train()(np.ones((2, 2, 3)), lengths=[1, 3])
+
+
+def test_to_moves_params_and_grads():
+    rng = np.random.default_rng(3)
+    layer = make("gru_after", 3, 5, 2, bidirectional=True, dtype="float64", seed=11)
+    ref = make("gru_after", 3, 5, 2, bidirectional=True, dtype="float64", seed=11)
+    x = rng.standard_normal((4, 2, 3))
+    d = rng.standard_normal((4, 2, 10))
+    ref(x)
+    ref.backward(d)
+    layer(x)
+    layer.backward(d)
+    assert layer.to("cuda") is layer and layer.device == "cuda"
+    assert isinstance(layer.params["weight_ih_l0"], pyrnn.cuda.DeviceArray)
+    for k, v in layer.numpy_grads().items():
+        np.testing.assert_array_equal(v, ref.grads[k])
+    layer(x)
+    layer.backward(d)  # accumulates on top of the moved gradients
+    ref(x)
+    ref.backward(d)
+    layer.to("cpu")
+    assert isinstance(layer.params["weight_ih_l0"], np.ndarray)
+    for k, v in layer.grads.items():
+        close(v, ref.grads[k], "float64", k)
+
+
+def test_params_are_device_views():
+    gpu = make("lstm", 3, 4, device="cuda", dtype="float64", seed=5)
+    cpu = make("lstm", 3, 4, dtype="float64", seed=5)
+    w = gpu.params["weight_hh_l0"]
+    assert isinstance(w, pyrnn.cuda.DeviceArray) and w.shape == (16, 4)
+    new = np.arange(64, dtype=np.float64).reshape(16, 4) / 100
+    w.copy_from(new)  # writes through to the layer
+    cpu.params["weight_hh_l0"][...] = new
+    x = np.random.default_rng(0).standard_normal((3, 2, 3))
+    close(gpu(x)[0], cpu(x)[0], "float64", "after writing a parameter view")
+
+
+def test_device_array_in_device_array_out():
+    rng = np.random.default_rng(9)
+    cpu, gpu = twins("lstm", 4, 5, 2, dtype="float32", batch_first=True, seed=2)
+    x = rng.standard_normal((3, 6, 4)).astype(np.float32)
+    xd = pyrnn.cuda.to_device(x)
+    out_g, (hn_g, cn_g) = gpu(xd, lengths=[6, 3, 1])
+    assert isinstance(out_g, pyrnn.cuda.DeviceArray) and out_g.shape == (3, 6, 5)
+    out_c, (hn_c, cn_c) = cpu(x, lengths=[6, 3, 1])
+    close(out_g, out_c, "float32", "out")
+    close(hn_g, hn_c, "float32", "hn")
+    d = pyrnn.cuda.to_device(np.ones((3, 6, 5), np.float32))
+    dx_g, (dh0_g, _) = gpu.backward(d)
+    dx_c, (dh0_c, _) = cpu.backward(np.ones((3, 6, 5), np.float32))
+    assert isinstance(dx_g, pyrnn.cuda.DeviceArray)
+    close(dx_g, dx_c, "float32", "dx")
+    with pytest.raises(TypeError, match="dtype float64"):
+        gpu(pyrnn.cuda.to_device(x.astype(np.float64)))
+
+
+def test_device_array_protocols_round_trip():
+    a = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    d = pyrnn.cuda.to_device(a)
+    np.testing.assert_array_equal(d.numpy(), a)
+    np.testing.assert_array_equal(np.asarray(d), a)
+    np.testing.assert_array_equal(d.permute01().numpy(), a.transpose(1, 0, 2))
+    np.testing.assert_array_equal(d.reshape(6, 4).numpy(), a.reshape(6, 4))
+    z = pyrnn.cuda.DeviceArray.zeros((3,), "int64")
+    np.testing.assert_array_equal(z.numpy(), [0, 0, 0])
+    v = pyrnn.cuda.as_device_array(d)
+    assert v is d
+
+
+def test_torch_interop():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA")
+    t = torch.arange(12, dtype=torch.float64, device="cuda").reshape(3, 4) * 2
+    a = pyrnn.cuda.from_cuda_array_interface(t)  # CAI path (v2: device synchronize), zero-copy
+    assert a.ptr == t.data_ptr() and a.owner is t
+    assert pyrnn.cuda.as_device_array(t).ptr == t.data_ptr()  # DLPack preferred
+    np.testing.assert_array_equal(a.numpy(), t.cpu().numpy())
+    b = pyrnn.cuda.from_dlpack(t)      # DLPack path, zero-copy
+    assert b.ptr == t.data_ptr()
+    back = torch.from_dlpack(b)        # our capsule into torch
+    assert back.data_ptr() == t.data_ptr()
+    back2 = torch.as_tensor(a, device="cuda")  # our CAI into torch
+    assert back2.data_ptr() == t.data_ptr()
+    with pytest.raises(ValueError, match="C-contiguous"):
+        pyrnn.cuda.as_device_array(t.t())
+    # A layer fed torch tensors returns DeviceArrays, equal to the CPU result
+    cpu, gpu = twins("gru", 3, 4, dtype="float64", seed=4)
+    x = torch.randn(5, 2, 3, dtype=torch.float64, device="cuda")
+    out_g, hn_g = gpu(x)
+    out_c, hn_c = cpu(x.cpu().numpy())
+    close(out_g, out_c, "float64", "torch in")
+    close(torch.from_dlpack(out_g).cpu().numpy(), out_c, "float64", "torch out")
+
+
+def test_cupy_interop():
+    cp = pytest.importorskip("cupy")
+    x = cp.arange(6, dtype=cp.float32).reshape(2, 3)
+    a = pyrnn.cuda.as_device_array(x)
+    assert a.ptr == x.data.ptr
+    y = cp.asarray(a)
+    assert y.data.ptr == x.data.ptr

@@ -1,0 +1,217 @@
+"""The Python side of device="cuda" (pyrnn.recurrent's CUDA path: NumPy <-> device copies,
+batch_first permutes on the device, unbatched reshapes, states, lengths, to(), parameter views)
+run WITHOUT a GPU: pyrnn.cuda's native pieces are replaced by NumPy-backed fakes whose
+"device" layer is the CPU NativeRecurrent. Outputs must then equal a CPU layer's exactly, so any
+difference is a plumbing bug. (The native CUDA numerics are covered by test_cuda_layers.py on a
+GPU and by the C++ host-emulation test.)"""
+import itertools
+
+import numpy as np
+import pytest
+
+import pyrnn
+import pyrnn.cuda
+from pyrnn import _core
+
+
+class FakeDev:
+    """Stands in for pyrnn.cuda.DeviceArray: a C-contiguous ndarray (views stay views)."""
+
+    def __init__(self, a):
+        assert a.flags.c_contiguous
+        self.a = a
+
+    shape = property(lambda self: self.a.shape)
+    dtype = property(lambda self: self.a.dtype)
+    ndim = property(lambda self: self.a.ndim)
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.a.shape, "typestr": self.a.dtype.str,
+                "data": (self.a.ctypes.data or 1, False), "version": 3}
+
+    def reshape(self, *shape):
+        return FakeDev(self.a.reshape(*shape))
+
+    def permute01(self):
+        return FakeDev(np.ascontiguousarray(self.a.swapaxes(0, 1)))
+
+    def numpy(self):
+        return self.a.copy()
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a.copy() if dtype is None else self.a.astype(dtype)
+
+    def copy_from(self, host):
+        self.a[...] = np.asarray(host).reshape(self.a.shape)
+
+
+def _a(x):
+    if x is None:
+        return None
+    assert isinstance(x, FakeDev), f"native layer got {type(x).__name__}, not a device array"
+    return x.a
+
+
+class FakeNative:
+    """NativeRecurrentCUDA's interface over the CPU NativeRecurrent."""
+
+    def __init__(self, *args):
+        self.n = _core.NativeRecurrent(*args)
+        self.dtype = self.n.dtype
+
+    def __getattr__(self, name):  # num_parameters, reset_parameters, zero_grad, has_cache, ...
+        return getattr(self.n, name)
+
+    def views(self, grads):
+        return {k: FakeDev(v) for k, v in self.n.views(grads).items()}
+
+    def forward(self, x, h0, c0, lengths, training, seed):
+        for v in (x, h0, c0):
+            assert v is None or v.dtype == self.dtype
+        y, hn, cn = self.n.forward(_a(x), _a(h0), _a(c0), lengths, training, seed)
+        return FakeDev(y), FakeDev(hn), None if cn is None else FakeDev(cn)
+
+    def backward(self, dy, dhn, dcn):
+        dx, dh0, dc0 = self.n.backward(_a(dy), _a(dhn), _a(dcn))
+        return FakeDev(dx), FakeDev(dh0), None if dc0 is None else FakeDev(dc0)
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    def as_device_array(obj):
+        if isinstance(obj, FakeDev):
+            return obj
+        raise TypeError(f"{type(obj).__name__} is not a CUDA device array")
+
+    monkeypatch.setattr(pyrnn.cuda, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(pyrnn.cuda, "NativeRecurrentCUDA", FakeNative, raising=False)
+    monkeypatch.setattr(pyrnn.cuda, "as_device_array", as_device_array)
+    monkeypatch.setattr(pyrnn.cuda, "to_device",
+                        lambda a, dtype=None: FakeDev(np.array(a, dtype=dtype, order="C")))
+
+
+CELLS = ("rnn_tanh", "lstm", "gru", "gru_after")
+
+
+def make(cell, C, H, L=1, **kw):
+    if cell.startswith("rnn"):
+        return pyrnn.RNN(C, H, L, nonlinearity=cell[4:], **kw)
+    if cell == "lstm":
+        return pyrnn.LSTM(C, H, L, **kw)
+    return pyrnn.GRU(C, H, L, reset_after=cell == "gru_after", **kw)
+
+
+def host(v):
+    return v.a if isinstance(v, FakeDev) else v
+
+
+GRID = list(itertools.product(CELLS, (False, True), (False, True), (False, True),
+                              ("tnc", "ntc", "tc"), ("numpy", "device")))
+
+
+@pytest.mark.parametrize("cell, bidir, use_lengths, use_hx, layout, kind", GRID)
+def test_cuda_path_equals_cpu(fake_cuda, cell, bidir, use_lengths, use_hx, layout, kind):
+    if layout == "tc" and use_lengths:
+        pytest.skip("lengths need a batch")
+    rng = np.random.default_rng(1)
+    C, H, T, N, L = 3, 4, 5, 2, 2
+    kw = dict(bidirectional=bidir, dtype="float64", seed=9, batch_first=layout == "ntc",
+              dropout=0.3)
+    cpu = make(cell, C, H, L, **kw)
+    gpu = make(cell, C, H, L, device="cuda", **kw)
+    assert isinstance(gpu._native, FakeNative) and gpu.device == "cuda"
+    assert all(isinstance(v, FakeDev) for v in gpu.params.values())
+    D = 2 if bidir else 1
+    shape = {"tnc": (T, N, C), "ntc": (N, T, C), "tc": (T, C)}[layout]
+    sshape = (L * D, H) if layout == "tc" else (L * D, N, H)
+    dev = (lambda a: FakeDev(np.ascontiguousarray(a))) if kind == "device" else (lambda a: a)
+    x = rng.standard_normal(shape)
+    hx = None
+    if use_hx:
+        hx = rng.standard_normal(sshape)
+        hx = (hx, rng.standard_normal(sshape)) if cell == "lstm" else hx
+    lengths = [T, 2] if use_lengths else None
+
+    def dev_hx(h):
+        if h is None:
+            return None
+        return tuple(dev(v) for v in h) if isinstance(h, tuple) else dev(h)
+
+    out_c, st_c = cpu(x, hx, lengths)
+    out_g, st_g = gpu(dev(x), dev_hx(hx), lengths)
+    assert isinstance(out_g, FakeDev if kind == "device" else np.ndarray)
+    np.testing.assert_array_equal(host(out_g), out_c)
+    for a, b in zip(st_g if cell == "lstm" else (st_g,), st_c if cell == "lstm" else (st_c,)):
+        np.testing.assert_array_equal(host(a), b)
+
+    d_out = rng.standard_normal(out_c.shape)
+    d_hn = rng.standard_normal(sshape)
+    if cell == "lstm":
+        d_cn = rng.standard_normal(sshape)
+        dx_c, (dh0_c, dc0_c) = cpu.backward(d_out, d_hn, d_cn)
+        dx_g, (dh0_g, dc0_g) = gpu.backward(dev(d_out), dev(d_hn), dev(d_cn))
+        np.testing.assert_array_equal(host(dc0_g), dc0_c)
+    else:
+        dx_c, dh0_c = cpu.backward(d_out, d_hn)
+        dx_g, dh0_g = gpu.backward(dev(d_out), dev(d_hn))
+    assert isinstance(dx_g, FakeDev if kind == "device" else np.ndarray)
+    np.testing.assert_array_equal(host(dx_g), dx_c)
+    np.testing.assert_array_equal(host(dh0_g), dh0_c)
+    for k, v in gpu.numpy_grads().items():
+        np.testing.assert_array_equal(v, cpu.grads[k])
+
+
+def test_to_round_trip(fake_cuda):
+    rng = np.random.default_rng(2)
+    layer = make("lstm", 3, 4, 2, dtype="float64", seed=1)
+    ref = make("lstm", 3, 4, 2, dtype="float64", seed=1)
+    x, d = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 4))
+    for m in (layer, ref):
+        m(x)
+        m.backward(d)
+    layer.to("cuda")
+    assert layer.device == "cuda" and isinstance(layer.params["bias_l0"], FakeDev)
+    with pytest.raises(RuntimeError, match="training mode"):
+        layer.backward(d)  # the cache does not travel
+    for k, v in layer.numpy_params().items():
+        np.testing.assert_array_equal(v, ref.params[k])
+    for k, v in layer.numpy_grads().items():
+        np.testing.assert_array_equal(v, ref.grads[k])
+    layer.params["weight_hh_l1"].copy_from(np.full((16, 4), 0.01))
+    ref.params["weight_hh_l1"][...] = 0.01
+    np.testing.assert_array_equal(layer(x)[0], ref(x)[0])
+    layer.load_params({"bias_l1": np.ones(16)})
+    ref.params["bias_l1"][...] = 1
+    layer.to("cpu")
+    assert isinstance(layer.params["bias_l1"], np.ndarray)
+    np.testing.assert_array_equal(layer(x)[0], ref(x)[0])
+    assert "device='cuda'" in repr(make("gru", 2, 3, device="cuda"))
+
+
+def test_device_input_errors(fake_cuda):
+    gpu = make("gru", 3, 4, device="cuda", dtype="float32")
+    with pytest.raises(TypeError, match="dtype float64"):
+        gpu(FakeDev(np.zeros((2, 1, 3))))
+    with pytest.raises(ValueError, match=r"expected input of shape \(T, N, 3\)"):
+        gpu(FakeDev(np.zeros((2, 1, 5), np.float32)))
+    with pytest.raises(ValueError, match=r"hx must have shape \(1, 1, 4\)"):
+        gpu(FakeDev(np.zeros((2, 1, 3), np.float32)), FakeDev(np.zeros((2, 1, 4), np.float32)))
+    gpu(FakeDev(np.zeros((2, 1, 3), np.float32)))
+    with pytest.raises(ValueError, match=r"d_out must have the forward output's shape \(2, 1, 4\)"):
+        gpu.backward(FakeDev(np.zeros((2, 1, 5), np.float32)))
+    with pytest.raises(ValueError, match="lengths"):
+        gpu(np.zeros((2, 2, 3)), lengths=[1, 3])
+
+
+def test_training_stack_refuses_cuda_layers_clearly(fake_cuda, tmp_path):
+    gpu = make("lstm", 3, 4, device="cuda", dtype="float64", seed=3)
+    with pytest.raises(RuntimeError, match=r"to\('cpu'\)"):
+        list(gpu.parameters())
+    # save() goes through host copies and loads as a CPU layer with the same weights
+    path = tmp_path / "gpu.pyrnn"
+    gpu.save(path)
+    back = pyrnn.load(path)
+    assert back.device == "cpu"
+    for k, v in gpu.numpy_params().items():
+        np.testing.assert_array_equal(back.params[k], v)
