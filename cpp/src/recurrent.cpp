@@ -146,6 +146,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
     if (!all_full) lengths_.assign(lengths, lengths + N);
   }
   steps_ = steps;
+  training_ = training;
   batch_ = batch;
 
   const bool drop = training && cfg_.dropout > 0.0 && L > 1;
@@ -213,29 +214,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const Weights w = weights(layer, dir);
   const kernels::Ops<T>& K = kernels::ops<T>();
 
-  dc.g.resize(T_ * N * GH);
-  dc.h.resize((T_ + 1) * N * H);
-  if (lstm) dc.c.resize((T_ + 1) * N * H);
-  if (gru) dc.aux.resize(T_ * N * H);
-  scratch_.resize(N * GH);
-  T* g = dc.g.data();      // [T, N, GH]
-  T* hs = dc.h.data();     // [T+1, N, H]
-  T* cs = dc.c.data();     // [T+1, N, H]
-  T* r = scratch_.data();  // [N, GH] recurrent products of one step
-
-  // Input projection of every step at once, bias fused: g = x W_ih^T + b.
   K.pack_b(pack_ih_, Trans::T, C, G * Hi, w.w_ih, C);
-  K.gemm_packed(Trans::N, static_cast<int>(T_ * N), x, C, T(1), pack_ih_, T(0), w.b, g,
-                G * Hi, kernels::gemm_threads(static_cast<long long>(T_ * N), G * Hi, C));
-
-  const std::size_t first = dir == 0 ? 0 : T_;
-  if (h0) std::memcpy(hs + first * N * H, h0, N * H * sizeof(T));
-  else std::fill(hs + first * N * H, hs + (first + 1) * N * H, T(0));
-  if (lstm) {
-    if (c0) std::memcpy(cs + first * N * H, c0, N * H * sizeof(T));
-    else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
-  }
-
   K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
   if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
   // Threads own slices of hidden units, in whole GEMM panels, across every gate: each computes
@@ -245,6 +224,35 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const int nr = pack_hh_.nr;
   const int nth = Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi), Hi / nr) : 1;
   const int ngates = split ? 2 : G;
+  // The input projection g_t = x_t W_ih^T + b runs per step, by each thread for its own units
+  // right before its cell reads them (g_t is then hot in L1/L2 instead of fetched from a
+  // [T, N, GH] buffer written long before), unless one big GEMM over all steps would use more
+  // threads than the step loop has. Same kernel, k order and epilogue either way: same bits.
+  const int big_threads = kernels::gemm_threads(static_cast<long long>(T_ * N), G * Hi, C);
+  const bool step_proj = nth >= big_threads;
+  // Eval keeps no cache: with the per-step projection, the gate and GRU buffers hold one step.
+  const std::size_t gsteps = training_ || !step_proj ? T_ : 1;
+  dc.g.resize(gsteps * N * GH);
+  dc.h.resize((T_ + 1) * N * H);
+  if (lstm) dc.c.resize((T_ + 1) * N * H);
+  if (gru) dc.aux.resize(gsteps * N * H);
+  scratch_.resize(N * GH);
+  T* g = dc.g.data();      // [T, N, GH] (or [N, GH]: eval)
+  T* hs = dc.h.data();     // [T+1, N, H]
+  T* cs = dc.c.data();     // [T+1, N, H]
+  T* r = scratch_.data();  // [N, GH] recurrent products of one step
+  // Input projection of every step at once, bias fused: g = x W_ih^T + b.
+  if (!step_proj)
+    K.gemm_packed(Trans::N, static_cast<int>(T_ * N), x, C, T(1), pack_ih_, T(0), w.b, g,
+                  G * Hi, big_threads);
+
+  const std::size_t first = dir == 0 ? 0 : T_;
+  if (h0) std::memcpy(hs + first * N * H, h0, N * H * sizeof(T));
+  else std::fill(hs + first * N * H, hs + (first + 1) * N * H, T(0));
+  if (lstm) {
+    if (c0) std::memcpy(cs + first * N * H, c0, N * H * sizeof(T));
+    else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
+  }
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
@@ -261,14 +269,27 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       ranges[2 * q] = (q * Hi + u0) / nr;
       ranges[2 * q + 1] = (q * Hi + u1 + nr - 1) / nr;
     }
+    // The input projection's panels: this thread's units in every gate (one run when alone).
+    int ranges_ih[8] = {0, (G * Hi + nr - 1) / nr}, nranges_ih = 1;
+    if (team > 1) {
+      for (int q = 0; q < G; ++q) {
+        ranges_ih[2 * q] = (q * Hi + u0) / nr;
+        ranges_ih[2 * q + 1] = (q * Hi + u1 + nr - 1) / nr;
+      }
+      nranges_ih = G;
+    }
     const std::size_t U0 = u0, U = u1 - u0;
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+      const std::size_t gs = gsteps == T_ ? t : 0;  // slot of step t in g / aux
       const T* hp = hs + prev * N * H;  // [N, H]
       T* hc = hs + cur * N * H;         // [N, H]
-      T* gt = g + t * N * GH;           // [N, GH]
-      T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
+      T* gt = g + gs * N * GH;          // [N, GH]
+      T* at = gru ? dc.aux.data() + gs * N * H : nullptr;  // [N, H]
+      if (step_proj && U)
+        K.gemm_panels(Trans::N, Ni, x + t * N * C, C, T(1), pack_ih_, T(0), w.b, gt, G * Hi,
+                      ranges_ih, nranges_ih);
       if (U) K.gemm_panels(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi, ranges,
                            ngates);
       for (std::size_t n = 0; n < N && U; ++n) {

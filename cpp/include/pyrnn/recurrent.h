@@ -130,6 +130,7 @@ class Recurrent {
   AlignedBuffer<T> wgrad_;       // a weight gradient, transposed (see add_weight_grad)
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
+  bool training_ = false;  // the forward in progress keeps a cache
 };
 
 extern template class Recurrent<float>;
