@@ -529,3 +529,31 @@ def test_dropout_single_layer_has_no_effect():
         warnings.simplefilter("ignore")
         layer = pyrnn.LSTM(3, 5, 1, dropout=0.5, dtype="float64", seed=2)
     np.testing.assert_allclose(layer(x)[0], forward_like(layer, x)[0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell, reset_after", [(c, True) for c in CELLS] + [("gru", False)])
+def test_thread_count_gives_identical_bits(cell, reset_after, restore_runtime):
+    """Large enough that 2 threads split the step loop (units), the per-step weight gradients
+    (their rows) and d x (its columns): every output and gradient must be bitwise those of one
+    thread, since each element has one writer and one summation order."""
+    rng = np.random.default_rng(seed_of("threads-bits", cell, reset_after))
+    T, N, C, H = 5, 64, 40, 128
+    x = rng.standard_normal((T, N, C)).astype(np.float32)
+    lens = rng.integers(1, T + 1, size=N)
+    lens[0] = T
+    results = []
+    for threads in (1, 2):
+        pyrnn.set_num_threads(threads)
+        if cell == "gru":
+            layer = pyrnn.GRU(C, H, 2, bidirectional=True, reset_after=reset_after, seed=3)
+        else:
+            layer = make_layer(cell, C, H, 2, bidirectional=True, seed=3)
+        res = layer(x, None, lens)
+        d_out = np.random.default_rng(1).standard_normal(res[0].shape).astype(np.float32)
+        dx = layer.backward(d_out)[0]
+        results.append((res[0].copy(), dx.copy(), {k: v.copy() for k, v in layer.grads.items()}))
+    (o1, dx1, g1), (o2, dx2, g2) = results
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(dx1, dx2)
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)

@@ -386,32 +386,33 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
   const std::size_t GH = G * H, DH = cfg_.directions() * H;
   const int C = cfg_.layer_input_size(layer);
-  const int M = static_cast<int>(T_ * N);
   const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
   const bool relu = cfg_.cell == CellType::RNN_RELU;
   const bool after = gru && cfg_.reset_after;
+  const bool split_r = gru && !after;  // the seeds' GRU: d of its r gate comes after W_hn
   const Weights w = weights(layer, dir);
   const std::size_t slot = static_cast<std::size_t>(layer) * cfg_.directions() + dir;
   const kernels::Ops<T>& K = kernels::ops<T>();
 
-  // Reused across calls (not re-zeroed): every row is written each step, inactive ones with 0.
-  dg_.resize(T_ * N * GH);                            // [T, N, GH] d pre-activations (input side)
-  dghn_.resize(after ? T_ * N * H : 0);               // [T, N, H] d (W_hn h + b_hn)
-  AlignedBuffer<T>& dg = dg_;
-  AlignedBuffer<T>& dghn = dghn_;
+  // Everything a step produces is consumed within the step or the next one, so the gradients of
+  // the pre-activations live in a ring of two steps (hot in cache), not a [T, N, GH] buffer.
+  dg_.resize(2 * N * GH);                     // [2, N, GH] d pre-activations (input side)
+  dghn_.resize(after ? 2 * N * H : 0);        // [2, N, H] d (W_hn h + b_hn)
   AlignedBuffer<T> dh(N * H), dcs(lstm ? N * H : 0);  // [N, H] running d h, d c
   AlignedBuffer<T> dht(N * H), pw(N * H), rec(N * H), drh(N * H);  // [N, H] per-step
   if (dhn) std::memcpy(dh.data(), dhn + slot * N * H, N * H * sizeof(T));
   if (lstm && dcn) std::memcpy(dcs.data(), dcn + slot * N * H, N * H * sizeof(T));
 
-  // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps.
+  // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps;
+  // d x_t = dg_t W_ih: W_ih packed once.
   K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
   if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-  // As in forward: threads own slices of hidden units (whole panels of d h_prev's columns). The
-  // cell backward of a unit needs only that unit's running d h / d c, so one barrier per step
-  // (all of dg written before the GEMM reads it) suffices.
+  K.pack_b(pack_ih_, Trans::N, G * Hi, C, w.w_ih, C);
+  // As in forward: threads own slices of hidden units (whole panels of d h_prev's columns) and
+  // the rows of every weight gradient that belong to them; d x_t is split by its columns. Every
+  // output element has one writer and one summation order, whatever the thread count.
   const int nr = pack_hh_.nr;
-  const int nth = Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi), Hi / nr) : 1;
+  const int nth = Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi + C), Hi / nr) : 1;
 
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
@@ -426,14 +427,18 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     const int u0 = std::min(Hi, upanels * tid / team * nr);
     const int u1 = std::min(Hi, upanels * (tid + 1) / team * nr);
     const int range[2] = {u0 / nr, (u1 + nr - 1) / nr};
+    const int cpanels = (C + nr - 1) / nr;  // d x_t's column panels, split among the team
+    const int xrange[2] = {cpanels * tid / team, cpanels * (tid + 1) / team};
+    const int all_c[2] = {0, cpanels}, all_h[2] = {0, upanels};
     const std::size_t U0 = u0, U = u1 - u0;
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
-      const T* hp = hs + prev * N * H;
-      const T* at = dc.g.data() + t * N * GH;
-      T* dgt = dg.data() + t * N * GH;
-      T* dghnt = after ? dghn.data() + t * N * H : nullptr;
+      const T* hp = hs + prev * N * H;                       // [N, H] h_{t-1}
+      const T* xt = x + t * N * C;                           // [N, C]
+      const T* at = dc.g.data() + t * N * GH;                // [N, GH] activations
+      T* dgt = dg_.data() + (s & 1) * N * GH;                // [N, GH]
+      T* dghnt = after ? dghn_.data() + (s & 1) * N * H : nullptr;  // [N, H]
       for (std::size_t n = 0; n < N && U; ++n) {
         T* dgr = dgt + n * GH;
         if (!active(static_cast<int>(n), static_cast<int>(t))) {  // no gradient past the end
@@ -460,16 +465,30 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
               K.gru_before_backward_zn_row(Hi, u0, u1, dgr, d, pw.data() + n * H, ar, hp + n * H);
             break;
         }
+        // Bias gradients of this thread's units while the row is hot (the seeds' GRU: its r
+        // gate is complete only after the W_hn product below).
+        if (w.db) {
+          for (int q = split_r ? 1 : 0; q < G; ++q) {
+            T* db = w.db + q * H;
+            const T* dq = dgr + q * H;
+            for (std::size_t j = U0; j < U0 + U; ++j) db[j] += dq[j];
+          }
+          if (after)
+            for (std::size_t j = U0; j < U0 + U; ++j) w.db_hn[j] += dghnt[n * H + j];
+        }
       }
 #pragma omp barrier
       // d h_prev through the recurrent weights, for this thread's units: rec = dg_h W_hh.
-      if (gru && !after) {
+      if (split_r) {
         if (U) K.gemm_panels(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr,
                              drh.data(), Hi, range, 1);
         for (std::size_t n = 0; n < N && U; ++n)
-          if (active(static_cast<int>(n), static_cast<int>(t)))
+          if (active(static_cast<int>(n), static_cast<int>(t))) {
             K.gru_before_backward_r_row(Hi, u0, u1, dgt + n * GH, drh.data() + n * H,
                                         pw.data() + n * H, at + n * GH, hp + n * H);
+            if (w.db)
+              for (std::size_t j = U0; j < U0 + U; ++j) w.db[j] += dgt[n * GH + j];
+          }
 #pragma omp barrier
         if (U) K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(),
                              Hi, range, 1);
@@ -489,51 +508,36 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         for (std::size_t j = U0; j < U0 + U; ++j)
           dh[n * H + j] = rec[n * H + j] + (gru ? pw[n * H + j] : T(0));
       }
+      // d x_t (this direction's share) = dg_t W_ih, for this thread's columns of d x. Reads
+      // every unit's dg_t: all were written before the step's last barrier.
+      if (xrange[0] < xrange[1])
+        K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_ih_,
+                      accumulate_dx ? T(1) : T(0), nullptr, dx + t * N * C, C, xrange, 1);
+      // Weight gradients of this thread's units, this step's share (accumulate):
+      //   dW_ih[q*H + j, :] += dg_t[:, q*H + j]^T x_t,  dW_hh[q*H + j, :] += dg_t[:, q*H + j]^T h_{t-1}
+      // (GRU n rows of W_hh: d(W_hn h + b_hn) and h_{t-1}, or dg_n and r*h_{t-1}).
+      for (int q = 0; q < G && U; ++q) {
+        const std::size_t row = q * H + U0;
+        K.gemm_direct(Trans::T, static_cast<int>(U), C, Ni, dgt + row, G * Hi, xt, C, T(1),
+                      w.dw_ih + row * C, C, all_c, 1);
+        const T* da = dgt + row;
+        int lda = G * Hi;
+        const T* sb = hp;  // [N, H]
+        if (gru && q == 2) {
+          if (after) {
+            da = dghnt + U0;
+            lda = Hi;
+          } else {
+            sb = dc.aux.data() + t * N * H;  // r * h_{t-1}
+          }
+        }
+        K.gemm_direct(Trans::T, static_cast<int>(U), Hi, Ni, da, lda, sb, Hi, T(1),
+                      w.dw_hh + row * H, Hi, all_h, 1);
+      }
     }
   }
   std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));
   if (lstm) std::memcpy(dc0 + slot * N * H, dcs.data(), N * H * sizeof(T));
-
-  // Weight gradients over all steps at once (accumulate). h_prev of step t is slot t (forward)
-  // or t+1 (reverse): either way one contiguous [T*N, H] block.
-  const T* hprev = hs + (dir == 0 ? 0 : N * H);
-  add_weight_grad(w.dw_ih, G * Hi, C, dg.data(), G * Hi, x, C, M);
-  if (!gru) {
-    add_weight_grad(w.dw_hh, G * Hi, Hi, dg.data(), G * Hi, hprev, Hi, M);
-  } else {
-    add_weight_grad(w.dw_hh, 2 * Hi, Hi, dg.data(), G * Hi, hprev, Hi, M);
-    if (after)
-      add_weight_grad(w.dw_hh + 2 * H * H, Hi, Hi, dghn.data(), Hi, hprev, Hi, M);
-    else
-      add_weight_grad(w.dw_hh + 2 * H * H, Hi, Hi, dg.data() + 2 * H, G * Hi, dc.aux.data(), Hi, M);
-  }
-  if (w.db) {
-    for (std::size_t i = 0; i < T_ * N; ++i)
-      for (std::size_t j = 0; j < GH; ++j) w.db[j] += dg[i * GH + j];
-    if (after)
-      for (std::size_t i = 0; i < T_ * N; ++i)
-        for (std::size_t j = 0; j < H; ++j) w.db_hn[j] += dghn[i * H + j];
-  }
-  // d x (this direction's share): dg W_ih.
-  gemm(Trans::N, Trans::N, M, C, G * Hi, T(1), dg.data(), G * Hi, w.w_ih, C,
-       accumulate_dx ? T(1) : T(0), dx, C);
-}
-
-// dw [R x Cc] += dg^T [R x K] * x [K x Cc]. dg is tall (K = T*N rows) and wide, so the product
-// is formed transposed, s = x^T dg [Cc x R]: then dg is read along its rows (as the packed right
-// operand) instead of down its columns, and only the narrow x is read across rows.
-template <typename T>
-void Recurrent<T>::add_weight_grad(T* dw, int R, int Cc, const T* dg, int ldg, const T* x, int ldx,
-                                   int K) {
-  wgrad_.resize(static_cast<std::size_t>(Cc) * R);
-  T* s = wgrad_.data();  // [Cc, R]
-  gemm(Trans::T, Trans::N, Cc, R, K, T(1), x, ldx, dg, ldg, T(0), s, R);
-  constexpr int B = 32;  // transpose-add in tiles that stay in L1
-  for (int r0 = 0; r0 < R; r0 += B)
-    for (int c0 = 0; c0 < Cc; c0 += B)
-      for (int r = r0; r < std::min(R, r0 + B); ++r)
-        for (int c = c0; c < std::min(Cc, c0 + B); ++c)
-          dw[static_cast<std::size_t>(r) * Cc + c] += s[static_cast<std::size_t>(c) * R + r];
 }
 
 template class Recurrent<float>;

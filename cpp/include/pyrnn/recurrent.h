@@ -110,7 +110,6 @@ class Recurrent {
                          int dir);
   void backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy, const T* dhn,
                           const T* dcn, const T* x, int layer, int dir, bool accumulate_dx);
-  void add_weight_grad(T* dw, int R, int Cc, const T* dg, int ldg, const T* x, int ldx, int K);
   bool active(int n, int t) const { return lengths_.empty() || t < lengths_[n]; }
 
   RecurrentConfig cfg_;
@@ -125,9 +124,8 @@ class Recurrent {
   // Recurrent weights packed once per direction pass, reused by every step.
   kernels::PackedB<T> pack_hh_;  // W_hh^T (forward) or W_hh (backward); GRU: its r,z rows
   kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own
-  kernels::PackedB<T> pack_ih_;  // W_ih^T for the input projection
-  AlignedBuffer<T> dg_, dghn_;   // backward workspaces (see backward_direction)
-  AlignedBuffer<T> wgrad_;       // a weight gradient, transposed (see add_weight_grad)
+  kernels::PackedB<T> pack_ih_;  // W_ih^T for the input projection (backward: W_ih, for d x)
+  AlignedBuffer<T> dg_, dghn_;   // backward workspaces: two steps each (see backward_direction)
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
   bool training_ = false;  // the forward in progress keeps a cache
