@@ -557,3 +557,22 @@ def test_thread_count_gives_identical_bits(cell, reset_after, restore_runtime):
     np.testing.assert_array_equal(dx1, dx2)
     for k in g1:
         np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+
+
+@pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_nan_input_gives_nan_like_torch(cell, dtype, isa, restore_runtime):
+    """A NaN in the input must come out as NaN where torch has NaN (the vectorised exp, tanh
+    and relu once turned NaN into 1, +-1 or 0: plausible numbers out of garbage)."""
+    pyrnn.set_cpu_isa(isa)
+    rng = np.random.default_rng(seed_of("nan", cell, dtype))
+    layer = make_layer(cell, 3, 20, 1, dtype=dtype, seed=2)
+    x = rng.standard_normal((3, 2, 3)).astype(dtype)
+    x[1, 0, 1] = np.nan
+    out, *_ = layer(x)
+    m = torch_twin(layer, cell, rng)
+    with torch.no_grad():
+        ref, _ = m(torch.from_numpy(x.astype(np.float64)))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref.numpy()))
+    assert np.isnan(out[1:, 0]).all() and not np.isnan(out[:, 1]).any()

@@ -242,3 +242,11 @@ def test_parameter_object():
         p.data = np.zeros((3, 2))
     with pytest.raises(ValueError):
         pyrnn.Parameter("w", np.zeros(3), np.zeros(4))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "tanh", "sigmoid"])
+def test_dense_nan_stays_nan(activation):
+    layer = pyrnn.Dense(3, 2, activation, seed=0)
+    x = np.array([[np.nan, 0.0, 0.0], [1.0, 2.0, 3.0]], np.float32)
+    y = layer(x)
+    assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()

@@ -90,6 +90,13 @@ void math_family(CpuIsa isa) {
   CHECK(out[0] == -1.0f && out[1] == 1.0f && out[2] == -1.0f && out[3] == 1.0f);
   o.sigmoid(4, big, out);
   CHECK(out[0] >= 0.0f && out[0] < 1e-30f && out[1] == 1.0f && out[3] == 1.0f);
+  // NaN in, NaN out (in every lane position, full vectors and tails): never a plausible number.
+  std::vector<float> nx(37, 0.5f), ny(37);
+  for (int i : {0, 5, 16, 36}) nx[i] = std::nanf("");
+  for (auto f : {o.exp, o.tanh, o.sigmoid}) {
+    f(37, nx.data(), ny.data());
+    for (int i = 0; i < 37; ++i) CHECK(std::isnan(ny[i]) == std::isnan(nx[i]));
+  }
 }
 
 // Rows computed alone (the skinny path) equal the same rows computed inside a taller product.

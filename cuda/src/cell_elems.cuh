@@ -57,7 +57,7 @@ PYRNN_HD inline void cell_forward_elem(std::size_t i, int cell, bool reset_after
     case CellType::RNN_TANH:
     case CellType::RNN_RELU: {  // rnn_forward_row
       const T pre = gr[j] + rr[j];
-      const T h = cell == static_cast<int>(CellType::RNN_RELU) ? (pre > T(0) ? pre : T(0))
+      const T h = cell == static_cast<int>(CellType::RNN_RELU) ? (pre < T(0) ? T(0) : pre)
                                                                 : elem_tanh(pre);
       gr[j] = h;
       hc[i] = h;
