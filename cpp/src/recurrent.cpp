@@ -15,6 +15,15 @@
 
 namespace pyrnn {
 
+namespace {
+// Asks for n elements at p to be brought towards the cache (a hint: never faults).
+template <typename T>
+inline void prefetch(const T* p, std::size_t n) {
+  const char* b = reinterpret_cast<const char*>(p);
+  for (std::size_t i = 0; i < n * sizeof(T); i += 64) __builtin_prefetch(b + i, 0, 2);
+}
+}  // namespace
+
 using kernels::gemm;
 using kernels::Trans;
 
@@ -476,6 +485,24 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
           if (after)
             for (std::size_t j = U0; j < U0 + U; ++j) w.db_hn[j] += dghnt[n * H + j];
         }
+      }
+      // The next step reads the forward's caches at another time slot, a jump no hardware
+      // prefetcher follows: ask for them now, so they arrive while this step's products run.
+      if (s + 1 < T_) {
+        const std::size_t tn = dir == 0 ? t - 1 : t + 1;
+        const std::size_t pn = dir == 0 ? tn : tn + 1, cn = dir == 0 ? tn + 1 : tn;
+        const T* an = dc.g.data() + tn * N * GH;
+        for (std::size_t n = 0; n < N && U; ++n) {
+          for (int q = 0; q < G; ++q) prefetch(an + n * GH + q * H + U0, U);
+          prefetch(dy + (tn * N + n) * DH + dir * H + U0, U);
+          if (lstm) {
+            prefetch(cs + cn * N * H + n * H + U0, U);
+            prefetch(cs + pn * N * H + n * H + U0, U);
+          }
+          if (gru) prefetch(dc.aux.data() + (tn * N + n) * H + U0, U);
+        }
+        prefetch(x + tn * N * C, N * C);
+        prefetch(hs + pn * N * H, N * H);
       }
 #pragma omp barrier
       // d h_prev through the recurrent weights, for this thread's units: rec = dg_h W_hh.
