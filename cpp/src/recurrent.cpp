@@ -296,6 +296,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       T* hc = hs + cur * N * H;         // [N, H]
       T* gt = g + gs * N * GH;          // [N, GH]
       T* at = gru ? dc.aux.data() + gs * N * H : nullptr;  // [N, H]
+      // h_{t-1} was just written, half of it by the other threads: ask for it now and run the
+      // input projection (which does not need it) while it travels.
+      if (team > 1) prefetch(hp, N * H);
       if (step_proj && U)
         K.gemm_panels(Trans::N, Ni, x + t * N * C, C, T(1), pack_ih_, T(0), w.b, gt, G * Hi,
                       ranges_ih, nranges_ih);
@@ -448,6 +451,29 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       const T* at = dc.g.data() + t * N * GH;                // [N, GH] activations
       T* dgt = dg_.data() + (s & 1) * N * GH;                // [N, GH]
       T* dghnt = after ? dghn_.data() + (s & 1) * N * H : nullptr;  // [N, H]
+      // This step's share of the weight gradients of this thread's units (accumulate):
+      //   dW_ih[q*H + j, :] += dg_t[:, q*H + j]^T x_t,  dW_hh[q*H + j, :] += dg_t[:, q*H + j]^T h_{t-1}
+      // (GRU n rows of W_hh: d(W_hn h + b_hn) and h_{t-1}, or dg_n and r*h_{t-1}).
+      auto weight_grads = [&]() {
+        for (int q = 0; q < G && U; ++q) {
+          const std::size_t row = q * H + U0;
+          K.gemm_direct(Trans::T, static_cast<int>(U), C, Ni, dgt + row, G * Hi, xt, C, T(1),
+                        w.dw_ih + row * C, C, all_c, 1);
+          const T* da = dgt + row;
+          int lda = G * Hi;
+          const T* sb = hp;  // [N, H]
+          if (gru && q == 2) {
+            if (after) {
+              da = dghnt + U0;
+              lda = Hi;
+            } else {
+              sb = dc.aux.data() + t * N * H;  // r * h_{t-1}
+            }
+          }
+          K.gemm_direct(Trans::T, static_cast<int>(U), Hi, Ni, da, lda, sb, Hi, T(1),
+                        w.dw_hh + row * H, Hi, all_h, 1);
+        }
+      };
       for (std::size_t n = 0; n < N && U; ++n) {
         T* dgr = dgt + n * GH;
         if (!active(static_cast<int>(n), static_cast<int>(t))) {  // no gradient past the end
@@ -505,6 +531,11 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         prefetch(hs + pn * N * H, N * H);
       }
 #pragma omp barrier
+      // Other threads' columns of dg_t are read next (d h_prev, d x): ask for them while this
+      // thread works on its own columns (the weight gradients; the seeds' GRU needs its r gate
+      // first, so there they follow the W_hn product).
+      if (team > 1) prefetch(dgt, N * GH);
+      if (!split_r) weight_grads();
       // d h_prev through the recurrent weights, for this thread's units: rec = dg_h W_hh.
       if (split_r) {
         if (U) K.gemm_panels(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr,
@@ -516,6 +547,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
             if (w.db)
               for (std::size_t j = U0; j < U0 + U; ++j) w.db[j] += dgt[n * GH + j];
           }
+        weight_grads();
 #pragma omp barrier
         if (U) K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(),
                              Hi, range, 1);
@@ -540,27 +572,6 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       if (xrange[0] < xrange[1])
         K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_ih_,
                       accumulate_dx ? T(1) : T(0), nullptr, dx + t * N * C, C, xrange, 1);
-      // Weight gradients of this thread's units, this step's share (accumulate):
-      //   dW_ih[q*H + j, :] += dg_t[:, q*H + j]^T x_t,  dW_hh[q*H + j, :] += dg_t[:, q*H + j]^T h_{t-1}
-      // (GRU n rows of W_hh: d(W_hn h + b_hn) and h_{t-1}, or dg_n and r*h_{t-1}).
-      for (int q = 0; q < G && U; ++q) {
-        const std::size_t row = q * H + U0;
-        K.gemm_direct(Trans::T, static_cast<int>(U), C, Ni, dgt + row, G * Hi, xt, C, T(1),
-                      w.dw_ih + row * C, C, all_c, 1);
-        const T* da = dgt + row;
-        int lda = G * Hi;
-        const T* sb = hp;  // [N, H]
-        if (gru && q == 2) {
-          if (after) {
-            da = dghnt + U0;
-            lda = Hi;
-          } else {
-            sb = dc.aux.data() + t * N * H;  // r * h_{t-1}
-          }
-        }
-        K.gemm_direct(Trans::T, static_cast<int>(U), Hi, Ni, da, lda, sb, Hi, T(1),
-                      w.dw_hh + row * H, Hi, all_h, 1);
-      }
     }
   }
   std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));
