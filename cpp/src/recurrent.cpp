@@ -240,11 +240,12 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const int big_threads = kernels::gemm_threads(static_cast<long long>(T_ * N), G * Hi, C);
   const bool step_proj = nth >= big_threads;
   // Eval keeps no cache: with the per-step projection, the gate and GRU buffers hold one step.
+  // (An eval pass after a training one just uses the first slot: no shrink and regrow.)
   const std::size_t gsteps = training_ || !step_proj ? T_ : 1;
-  dc.g.resize(gsteps * N * GH);
+  if (training_ || dc.g.size() < gsteps * N * GH) dc.g.resize(gsteps * N * GH);
   dc.h.resize((T_ + 1) * N * H);
   if (lstm) dc.c.resize((T_ + 1) * N * H);
-  if (gru) dc.aux.resize(gsteps * N * H);
+  if (gru && (training_ || dc.aux.size() < gsteps * N * H)) dc.aux.resize(gsteps * N * H);
   scratch_.resize(N * GH);
   T* g = dc.g.data();      // [T, N, GH] (or [N, GH]: eval)
   T* hs = dc.h.data();     // [T+1, N, H]
