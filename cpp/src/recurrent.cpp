@@ -407,10 +407,14 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const std::size_t slot = static_cast<std::size_t>(layer) * cfg_.directions() + dir;
   const kernels::Ops<T>& K = kernels::ops<T>();
 
-  // Everything a step produces is consumed within the step or the next one, so the gradients of
-  // the pre-activations live in a ring of two steps (hot in cache), not a [T, N, GH] buffer.
-  dg_.resize(2 * N * GH);                     // [2, N, GH] d pre-activations (input side)
-  dghn_.resize(after ? 2 * N * H : 0);        // [2, N, H] d (W_hn h + b_hn)
+  // The gradients of the pre-activations live in a ring of P steps (slot t % P, hot in cache),
+  // not a [T, N, GH] buffer: d h_prev and d x use them within their step, and the weight
+  // gradients take them P steps at a time (blocks of steps [P*b, P*b + P), the same whatever the
+  // direction or thread count), so each weight-gradient element is read and written once per P
+  // steps, with a K = P*N product in between.
+  constexpr std::size_t P = 4;
+  dg_.resize(P * N * GH);                     // [P, N, GH] d pre-activations (input side)
+  dghn_.resize(after ? P * N * H : 0);        // [P, N, H] d (W_hn h + b_hn)
   AlignedBuffer<T> dh(N * H), dcs(lstm ? N * H : 0);  // [N, H] running d h, d c
   AlignedBuffer<T> dht(N * H), pw(N * H), rec(N * H), drh(N * H);  // [N, H] per-step
   if (dhn) std::memcpy(dh.data(), dhn + slot * N * H, N * H * sizeof(T));
@@ -448,31 +452,38 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
       const T* hp = hs + prev * N * H;                       // [N, H] h_{t-1}
-      const T* xt = x + t * N * C;                           // [N, C]
       const T* at = dc.g.data() + t * N * GH;                // [N, GH] activations
-      T* dgt = dg_.data() + (s & 1) * N * GH;                // [N, GH]
-      T* dghnt = after ? dghn_.data() + (s & 1) * N * H : nullptr;  // [N, H]
-      // This step's share of the weight gradients of this thread's units (accumulate):
-      //   dW_ih[q*H + j, :] += dg_t[:, q*H + j]^T x_t,  dW_hh[q*H + j, :] += dg_t[:, q*H + j]^T h_{t-1}
-      // (GRU n rows of W_hh: d(W_hn h + b_hn) and h_{t-1}, or dg_n and r*h_{t-1}).
+      T* dgt = dg_.data() + (t % P) * N * GH;                // [N, GH]
+      T* dghnt = after ? dghn_.data() + (t % P) * N * H : nullptr;  // [N, H]
+      // The weight gradients of this thread's units for the block of steps [t0, t0 + nb) once its
+      // last step is done (accumulate; the block's rows are contiguous in the ring and in x, the
+      // states and the GRU cache):
+      //   dW_ih[q*H + j, :] += dG[:, q*H + j]^T X,  dW_hh[q*H + j, :] += dG[:, q*H + j]^T H_prev
+      // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev).
       auto weight_grads = [&]() {
+        const bool last = s + 1 == T_;
+        if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
+        const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
+        const int Kb = static_cast<int>(nb * N);
+        const T* xb = x + t0 * N * C;                              // [nb*N, C]
+        const T* hb = hs + (dir == 0 ? t0 : t0 + 1) * N * H;       // [nb*N, H] h_prev
         for (int q = 0; q < G && U; ++q) {
           const std::size_t row = q * H + U0;
-          K.gemm_direct(Trans::T, static_cast<int>(U), C, Ni, dgt + row, G * Hi, xt, C, T(1),
-                        w.dw_ih + row * C, C, all_c, 1);
-          const T* da = dgt + row;
+          K.gemm_direct(Trans::T, static_cast<int>(U), C, Kb, dg_.data() + row, G * Hi, xb, C,
+                         T(1), w.dw_ih + row * C, C, all_c, 1);
+          const T* da = dg_.data() + row;
           int lda = G * Hi;
-          const T* sb = hp;  // [N, H]
+          const T* sb = hb;
           if (gru && q == 2) {
             if (after) {
-              da = dghnt + U0;
+              da = dghn_.data() + U0;
               lda = Hi;
             } else {
-              sb = dc.aux.data() + t * N * H;  // r * h_{t-1}
+              sb = dc.aux.data() + t0 * N * H;  // r * h_prev
             }
           }
-          K.gemm_direct(Trans::T, static_cast<int>(U), Hi, Ni, da, lda, sb, Hi, T(1),
-                        w.dw_hh + row * H, Hi, all_h, 1);
+          K.gemm_direct(Trans::T, static_cast<int>(U), Hi, Kb, da, lda, sb, Hi, T(1),
+                         w.dw_hh + row * H, Hi, all_h, 1);
         }
       };
       for (std::size_t n = 0; n < N && U; ++n) {
