@@ -303,11 +303,17 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       if (step_proj && U)
         K.gemm_panels(Trans::N, Ni, x + t * N * C, C, T(1), pack_ih_, T(0), w.b, gt, G * Hi,
                       ranges_ih, nranges_ih);
-      if (U) K.gemm_panels(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi, ranges,
-                           ngates);
+      // RNN, LSTM: the recurrent product accumulates onto g_t (the cell then reads one array;
+      // the bits equal one sum over [x_t, h_{t-1}]); GRU keeps it apart (r scales its n part).
+      if (U && !gru)
+        K.gemm_panels(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(1), nullptr, gt, G * Hi, ranges_ih,
+                      nranges_ih);
+      else if (U)
+        K.gemm_panels(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi, ranges,
+                      ngates);
       for (std::size_t n = 0; n < N && U; ++n) {
         T* gr = gt + n * GH;
-        const T* rr = r + n * GH;
+        const T* rr = gru ? r + n * GH : nullptr;
         const T* hpr = hp + n * H;
         T* hcr = hc + n * H;
         T* yr = y + (t * N + n) * DH + dir * H;  // this direction's slice of y[t, n]

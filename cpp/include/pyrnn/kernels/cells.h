@@ -16,11 +16,11 @@ inline T sigmoid(T x) {
 }
 
 // ---- RNN: h = act(x W_ih^T + b + h_prev W_hh^T) -------------------------------------------
-// g [H] in: input part; r [H]: recurrent part. out: g = h [H].
+// g [H] in: input part; r [H]: recurrent part (null: already in g). out: g = h [H].
 template <typename T>
 inline void rnn_forward_row(int H, int j0, int j1, bool relu, T* g, const T* r) {
   for (int j = j0; j < j1; ++j) {
-    const T pre = g[j] + r[j];
+    const T pre = r ? g[j] + r[j] : g[j];
     g[j] = relu ? (pre < T(0) ? T(0) : pre) : std::tanh(pre);  // relu(NaN) = NaN
   }
 }
@@ -31,15 +31,16 @@ inline void rnn_backward_row(int H, int j0, int j1, bool relu, T* dg, const T* d
 }
 
 // ---- LSTM ----------------------------------------------------------------------------------
-// g [4H] in: input part + bias, out: activations (i, f, g, o); r [4H]: recurrent part;
-// c_prev [H]; c [H] out; h [H] out.
+// g [4H] in: input part + bias, out: activations (i, f, g, o); r [4H]: recurrent part (null:
+// already in g); c_prev [H]; c [H] out; h [H] out.
 template <typename T>
 inline void lstm_forward_row(int H, int j0, int j1, T* g, const T* r, const T* c_prev, T* c, T* h) {
   for (int j = j0; j < j1; ++j) {
-    const T i = sigmoid(g[j] + r[j]);
-    const T f = sigmoid(g[H + j] + r[H + j]);
-    const T n = std::tanh(g[2 * H + j] + r[2 * H + j]);
-    const T o = sigmoid(g[3 * H + j] + r[3 * H + j]);
+    auto pre = [&](int q) { return r ? g[q * H + j] + r[q * H + j] : g[q * H + j]; };
+    const T i = sigmoid(pre(0));
+    const T f = sigmoid(pre(1));
+    const T n = std::tanh(pre(2));
+    const T o = sigmoid(pre(3));
     const T cn = f * c_prev[j] + i * n;
     g[j] = i;
     g[H + j] = f;
