@@ -410,3 +410,22 @@ def test_init_on_device_parameters(fake, fn):
     init(cpu.params["weight"], **kw)
     init(next(gpu.parameters()), **kw)  # a Parameter works too
     same_tree(gpu.numpy_params(), cpu.params)
+
+
+def test_callbacks_on_a_cuda_model(fake, tmp_path):
+    from pyrnn import callbacks
+    rng = np.random.default_rng(11)
+    x, y, lengths = data_regression(rng)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        m = model_seq_regression(device)
+        stop = callbacks.EarlyStopping("val_loss", patience=0, restore_best=True)
+        ckpt = callbacks.ModelCheckpoint(str(tmp_path / f"{device}-{{epoch}}.pyrnn"))
+        hist = m.fit(x, y, loss="mse", optimizer=optim.SGD(m.parameters(), lr=1.0), epochs=4,
+                     batch_size=8, lengths=lengths, validation_data=(x, y, lengths),
+                     callbacks=[stop, ckpt], clip_norm=1.0, verbose=0, seed=1)
+        assert stop.best_epoch == 2  # epoch 4 was worse: the best weights were put back
+        runs[device] = (hist, m.numpy_params(), pyrnn.load(ckpt.last_saved).numpy_params())
+    assert runs["cuda"][0] == runs["cpu"][0]
+    same_tree(runs["cuda"][1], runs["cpu"][1], "restored best")
+    same_tree(runs["cuda"][2], runs["cpu"][2], "checkpoint")
