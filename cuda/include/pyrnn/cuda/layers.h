@@ -20,8 +20,9 @@
 // with one owner per (table row, column) that adds that row's dy rows in position order.
 // DETERMINISM: no atomics anywhere. Every gradient element has exactly one writer and one
 // summation order, fixed by the shapes alone: db / LayerNorm dw, db sum their rows in row order in
-// double (the CPU's order), and Embedding's owners add in the CPU's order, so those are bitwise the
-// CPU's; the GEMMs are cuBLAS's (deterministic for a given shape and GPU, no split-K atomics).
+// double (the CPU's order), and Embedding's owners add in the CPU's order, so on equal inputs those
+// are bitwise the CPU's; the GEMMs are cuBLAS's, reproducible run to run on one GPU (cuBLAS's
+// guarantee with its atomics mode off, the default, and one stream per handle, as Context has).
 // Dropout masks are the CPU's (the same counter-based hash, pyrnn::dropout_multiplier).
 //
 // Execution: every call queues its work on ctx.stream() and returns when its results are complete
