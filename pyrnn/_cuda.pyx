@@ -668,3 +668,7 @@ cdef class NativeRecurrentCUDA:
         finally:
             self.busy = False
         return dx, dh0, dc0
+
+
+# ---- training stack (Dense, LayerNorm, Embedding, Dropout, LastStep, optimizers) ---------------
+include "_cuda_train.pxi"

@@ -1,20 +1,25 @@
 # cython: language_level=3
-"""Native kernels of the training stack (C++ via Cython): Dense, LayerNorm and Embedding
-forward/backward (pyrnn/layers.h) and the optimizer update loops (pyrnn/optim.h).
+"""Native kernels of the training stack (C++ via Cython): Dense, LayerNorm, Embedding, Dropout
+and LastStep forward/backward (pyrnn/layers.h) and the optimizer update loops (pyrnn/optim.h).
+pyrnn._cuda has the device twins of every function here (same names and arguments).
 
 Arrays arrive from pyrnn.layers / pyrnn.optim already C-contiguous and of one float dtype;
 this module checks the shapes that the C++ side cannot see (so a misuse is a ValueError,
 never a write out of bounds), then releases the GIL and moves pointers.
 """
 from libc.stddef cimport size_t
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from pyrnn.clayers cimport (Activation, dense_forward as c_dense_forward,
                             dense_backward as c_dense_backward,
                             layernorm_forward as c_layernorm_forward,
                             layernorm_backward as c_layernorm_backward,
                             embedding_forward as c_embedding_forward,
-                            embedding_backward as c_embedding_backward)
+                            embedding_backward as c_embedding_backward,
+                            dropout_forward as c_dropout_forward,
+                            dropout_backward as c_dropout_backward,
+                            last_step_forward as c_last_step_forward,
+                            last_step_backward as c_last_step_backward)
 from pyrnn cimport coptim
 
 ctypedef fused real:
@@ -123,6 +128,61 @@ def embedding_backward(real[:, ::1] dtable, const real[:, ::1] dy, const int64_t
     _same((dy.shape[0], dy.shape[1]), (M, dim), "dy")
     with nogil:
         c_embedding_backward(&dtable[0, 0], &dy[0, 0], &idx[0], M, num, dim, padding_idx)
+
+
+# ---- Dropout ----------------------------------------------------------------------------------
+# Flat [n] views (the layer reshapes); the mask is recomputed from (seed, i), never stored.
+
+def dropout_forward(real[::1] y, const real[::1] x, uint64_t seed, double p):
+    """y [n] = x [n] * mask, mask[i] = 1/(1-p) if uniform01(seed, 0, i) >= p else 0."""
+    cdef size_t n = x.shape[0]
+    _same((y.shape[0],), (x.shape[0],), "y")
+    if n == 0:
+        return
+    with nogil:
+        c_dropout_forward(&y[0], &x[0], n, seed, p)
+
+
+def dropout_backward(real[::1] dx, const real[::1] dy, uint64_t seed, double p):
+    """dx [n] = dy [n] * mask (the forward's mask: same seed and p)."""
+    cdef size_t n = dy.shape[0]
+    _same((dx.shape[0],), (dy.shape[0],), "dx")
+    if n == 0:
+        return
+    with nogil:
+        c_dropout_backward(&dx[0], &dy[0], n, seed, p)
+
+
+# ---- LastStep ---------------------------------------------------------------------------------
+
+def last_step_forward(real[:, ::1] y, const real[:, :, ::1] x, const int64_t[::1] lengths,
+                      int D):
+    """y [N, W] from x [N, T, W] (W = D*H); lengths [N] or None (all T)."""
+    cdef int N = x.shape[0], T = x.shape[1], W = x.shape[2]
+    if D not in (1, 2) or W % D:
+        raise ValueError(f"width {W} does not split into {D} directions")
+    _same((y.shape[0], y.shape[1]), (N, W), "y")
+    cdef const int64_t* lp = NULL
+    if lengths is not None:
+        _same((lengths.shape[0],), (N,), "lengths")
+        lp = &lengths[0]
+    with nogil:
+        c_last_step_forward(&y[0, 0], &x[0, 0, 0], lp, N, T, W // D, D)
+
+
+def last_step_backward(real[:, :, ::1] dx, const real[:, ::1] dy, const int64_t[::1] lengths,
+                       int D):
+    """dx [N, T, W] = dy [N, W] where forward read, 0 elsewhere."""
+    cdef int N = dx.shape[0], T = dx.shape[1], W = dx.shape[2]
+    if D not in (1, 2) or W % D:
+        raise ValueError(f"width {W} does not split into {D} directions")
+    _same((dy.shape[0], dy.shape[1]), (N, W), "dy")
+    cdef const int64_t* lp = NULL
+    if lengths is not None:
+        _same((lengths.shape[0],), (N,), "lengths")
+        lp = &lengths[0]
+    with nogil:
+        c_last_step_backward(&dx[0, 0, 0], &dy[0, 0], lp, N, T, W // D, D)
 
 
 # ---- optimizers -------------------------------------------------------------------------------

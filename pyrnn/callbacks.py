@@ -108,8 +108,9 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if (self.restore_best and self._best_weights is not None
                 and self.best_epoch != self._last_epoch):
+            from ._arrays import copy_into
             for p, w in zip(self.model.parameters(), self._best_weights):
-                p.data[...] = w
+                copy_into(p.data, w)  # on the parameters' device (a copy there)
 
 
 class ModelCheckpoint(Callback):

@@ -1,5 +1,6 @@
 # Mirrors cpp/include/pyrnn/layers.h
-from libc.stdint cimport int64_t
+from libc.stddef cimport size_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "pyrnn/layers.h" namespace "pyrnn" nogil:
     cdef enum class Activation(int):
@@ -26,3 +27,13 @@ cdef extern from "pyrnn/layers.h" namespace "pyrnn" nogil:
                               int dim) except +
     void embedding_backward[T](T* dtable, const T* dy, const int64_t* idx, int64_t M,
                                int64_t num, int dim, int64_t padding_idx) except +
+
+    # x, y [n]; the mask is a function of (seed, i)
+    void dropout_forward[T](T* y, const T* x, size_t n, uint64_t seed, double p) except +
+    void dropout_backward[T](T* dx, const T* dy, size_t n, uint64_t seed, double p) except +
+
+    # x [N, T, D*H]  y [N, D*H]  lengths [N] (nullable)
+    void last_step_forward[T](T* y, const T* x, const int64_t* lengths, int N, int T_, int H,
+                              int D) except +
+    void last_step_backward[T](T* dx, const T* dy, const int64_t* lengths, int N, int T_, int H,
+                               int D) except +

@@ -116,6 +116,13 @@ def to_device(array, dtype=None):
     return _need().DeviceArray.from_numpy(array, dtype)
 
 
+def kernels():
+    """The native device kernels of the training stack (the pyrnn._cuda module: Dense,
+    LayerNorm, Embedding, Dropout, LastStep, optimizer steps, norms; the twins of pyrnn._train's
+    functions over DeviceArrays). pyrnn.layers / optim / model call it for device arrays."""
+    return _need()
+
+
 def __getattr__(name):
     # pyrnn.cuda.DeviceArray / NativeRecurrentCUDA load the extension on first use.
     if name in ("DeviceArray", "NativeRecurrentCUDA"):

@@ -158,6 +158,8 @@ def run_adding(cell, T, *, epochs, n_train=2000, n_val=500, n_test=1000, hidden=
     lr = LEARNING_RATES[cell] if lr is None else lr
     layer = getattr(pyrnn, cell)(2, hidden, batch_first=True, seed=seed + 1, device=device)
     model = pyrnn.Sequential([layer, pyrnn.LastStep(), pyrnn.Dense(hidden, 1, seed=seed + 2)])
+    if device != "cpu":
+        model.to(device)  # the whole model trains there (LastStep, Dense, Adam too)
     progress = _progress_callback(f"{cell:4s} T={T}", epochs, stream, "val_loss")
     t0 = time.perf_counter()
     hist = model.fit(x, y, loss=losses.MSELoss(), optimizer=optim.Adam(model.parameters(), lr),
@@ -276,6 +278,8 @@ def train_char_gru(*, epochs=15, hidden=96, embed=16, T=50, lr=1e-2, seed=0, dev
                               pyrnn.GRU(embed, hidden, batch_first=True, seed=seed + 1,
                                         device=device),
                               pyrnn.Dense(hidden, V, seed=seed + 2)])
+    if device != "cpu":
+        model.to(device)
     progress = _progress_callback("char GRU", epochs, stream, "loss")
     t0 = time.perf_counter()
     hist = model.fit(x, y, loss=losses.CrossEntropyLoss(),
@@ -458,7 +462,7 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="tiny budgets: runs in seconds (for CI); the numbers mean nothing")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                        help="where the recurrent layers run (cuda needs a GPU build)")
+                        help="where the models train (cuda needs a GPU and a CUDA build)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data and weights")
     parser.add_argument("--out", default=".", help="folder for pyrnn_demo.png (default: .)")
     parser.add_argument("--threads", type=int, default=1,

@@ -1,6 +1,8 @@
 """Weight initialisers acting IN PLACE on ndarrays (or a Parameter's data), with
 torch.nn.init's distributions. Each takes ``rng=`` (a numpy.random.Generator) or ``seed=``
-(an int) for reproducibility (neither: fresh OS entropy) and returns the array.
+(an int) for reproducibility (neither: fresh OS entropy) and returns the array. A CUDA layer's
+parameters (pyrnn.cuda.DeviceArray) are initialised on the host and copied over: the same
+values a CPU layer gets from the same rng.
 
     w = layer.params["weight"]
     pyrnn.init.xavier_uniform_(w, seed=0)
@@ -8,6 +10,7 @@ torch.nn.init's distributions. Each takes ``rng=`` (a numpy.random.Generator) or
 
 Fans follow PyTorch: for a (out, in, *k) array fan_in = in * prod(k), fan_out = out * prod(k).
 """
+import functools
 import math
 import numbers
 
@@ -31,6 +34,23 @@ def _target(a):
     if not a.flags.writeable:
         raise ValueError("init needs a writable array")
     return a
+
+
+def _device_aware(fn):
+    """Runs `fn` on a host copy of a device array, then writes the values back."""
+    @functools.wraps(fn)
+    def wrapper(a, *args, **kwargs):
+        target = a.data if isinstance(a, Parameter) else a
+        if isinstance(target, np.ndarray):
+            return fn(a, *args, **kwargs)
+        from ._arrays import on_device
+        if not on_device(target):
+            return fn(a, *args, **kwargs)  # _target raises its TypeError
+        host = target.numpy()
+        fn(host, *args, **kwargs)
+        target.copy_from(host)
+        return target
+    return wrapper
 
 
 def _rng(rng, seed):
@@ -81,30 +101,36 @@ def _fill(a, values):
     return a
 
 
+@_device_aware
 def uniform_(a, low=0.0, high=1.0, *, rng=None, seed=None):
     a = _target(a)
     return _fill(a, _rng(rng, seed).uniform(low, high, size=a.shape))
 
 
+@_device_aware
 def normal_(a, mean=0.0, std=1.0, *, rng=None, seed=None):
     a = _target(a)
     return _fill(a, _rng(rng, seed).normal(mean, std, size=a.shape))
 
 
+@_device_aware
 def constant_(a, value):
     a = _target(a)
     a[...] = value
     return a
 
 
+@_device_aware
 def zeros_(a):
     return constant_(a, 0.0)
 
 
+@_device_aware
 def ones_(a):
     return constant_(a, 1.0)
 
 
+@_device_aware
 def xavier_uniform_(a, gain=1.0, *, rng=None, seed=None):
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     a = _target(a)
@@ -113,6 +139,7 @@ def xavier_uniform_(a, gain=1.0, *, rng=None, seed=None):
     return _fill(a, _rng(rng, seed).uniform(-bound, bound, size=a.shape))
 
 
+@_device_aware
 def xavier_normal_(a, gain=1.0, *, rng=None, seed=None):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     a = _target(a)
@@ -129,6 +156,7 @@ def _kaiming_std(a, neg_slope, mode, nonlinearity):
     return calculate_gain(nonlinearity, neg_slope) / math.sqrt(fan)
 
 
+@_device_aware
 def kaiming_uniform_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None,
                      seed=None):
     """U(-b, b), b = gain * sqrt(3 / fan) (He et al. 2015); torch's argument `a` is
@@ -138,6 +166,7 @@ def kaiming_uniform_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu",
     return _fill(a, _rng(rng, seed).uniform(-bound, bound, size=a.shape))
 
 
+@_device_aware
 def kaiming_normal_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None,
                     seed=None):
     """N(0, std^2), std = gain / sqrt(fan)."""
@@ -150,6 +179,9 @@ he_uniform_ = kaiming_uniform_
 he_normal_ = kaiming_normal_
 
 
+
+
+@_device_aware
 def orthogonal_(a, gain=1.0, *, rng=None, seed=None):
     """(Semi-)orthogonal matrix times gain (Saxe et al. 2013), torch.nn.init.orthogonal_: the
     array viewed as (rows, numel / rows) gets orthonormal rows (rows <= cols) or columns,
@@ -173,3 +205,4 @@ def orthogonal_(a, gain=1.0, *, rng=None, seed=None):
         q = q.T
     a[...] = (gain * q).reshape(a.shape).astype(a.dtype, copy=False)
     return a
+

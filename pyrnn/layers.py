@@ -6,16 +6,62 @@ Every layer has ``forward`` (also ``__call__``) beside ``backward``, ``params`` 
 constructor arguments that pyrnn.save / pyrnn.load use). A forward in training mode keeps
 what backward needs; eval mode keeps nothing.
 
-Dense, LayerNorm and Embedding run their forward and backward in C++ (pyrnn/layers.h via
-pyrnn._train). Arrays returned by forward are also the layer's cache: modify a copy.
+Dense, LayerNorm, Embedding and Dropout run their forward and backward in C++ (pyrnn/layers.h
+via pyrnn._train). Arrays returned by forward are also the layer's cache: modify a copy.
+
+device="cuda" (or ``layer.to("cuda")``): parameters and gradients live on the GPU
+(pyrnn.cuda.DeviceArray views in ``params`` / ``grads``; host copies from ``numpy_params()`` /
+``numpy_grads()``) and forward / backward run there (pyrnn/cuda/layers.h via pyrnn._cuda). As
+for the recurrent layers, NumPy in gives NumPy out (copied), a device array in (DeviceArray,
+``__cuda_array_interface__``, CUDA ``__dlpack__``) gives a DeviceArray out, zero-copy.
+Embedding's indices and LastStep's lengths are host integers (device ones are copied back).
 """
 import numbers
 
 import numpy as np
 
-from . import _train
+from . import _arrays, _train
 from ._validate import float_dtype, lengths_array, positive_int, real_array, shape_str
 from .parameter import Parameter
+
+
+def _check_device(device):
+    from .recurrent import _check_device as check
+    check(device)
+    return device
+
+
+def _kernels():
+    from . import cuda
+    return cuda.kernels()
+
+
+def _device_input(name, value, dtype):
+    """(device array, given_on_device) for a CUDA layer. Device arrays are used as they are
+    (zero-copy; their dtype must be `dtype`, or float32 / float64 when dtype is None); host data
+    is validated as on the CPU (real_array) and uploaded."""
+    from . import cuda
+    if cuda.is_device_array(value):
+        arr = cuda.as_device_array(value)
+        if dtype is not None and arr.dtype != dtype:
+            raise TypeError(f"{name} is a device array of dtype {arr.dtype}, but the layer is "
+                            f"{np.dtype(dtype)}; convert it on the device first")
+        if dtype is None and arr.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} is a device array of dtype {arr.dtype}; float32 or float64 "
+                            "expected")
+        return arr, True
+    return cuda.to_device(real_array(name, value, dtype or _host_float(value))), False
+
+
+def _host_float(value):
+    """The dtype a parameter-less layer computes in for host data: the input's float32 /
+    float64, anything else (ints, float16) as float32."""
+    dt = np.asarray(value).dtype
+    return dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def _out(y, device_out):
+    return y if device_out else y.numpy()
 
 
 def _seed_arg(seed):
@@ -31,19 +77,61 @@ class Layer:
 
     def __init__(self):
         self.training = True
-        self._params = {}  # name -> ndarray, owned by the layer
-        self._grads = {}   # name -> ndarray, same shapes; accumulate until zero_grad()
+        self.device = "cpu"
+        self._params = {}  # name -> ndarray (DeviceArray on "cuda"), owned by the layer
+        self._grads = {}   # name -> same shapes and device; accumulate until zero_grad()
         self._cache = None
 
     @property
     def params(self):
-        """{name: ndarray} of the parameters (writable, the layer's own arrays)."""
+        """{name: array} of the parameters (writable, the layer's own arrays): ndarrays on the
+        CPU, pyrnn.cuda.DeviceArrays on "cuda". Host copies on either: numpy_params()."""
         return self._params
 
     @property
     def grads(self):
-        """{name: ndarray} of the accumulated gradients; cleared by zero_grad()."""
+        """{name: array} of the accumulated gradients; cleared by zero_grad()."""
         return self._grads
+
+    def numpy_params(self):
+        """{name: ndarray} host COPIES of the parameters, on any device."""
+        return {k: np.array(_arrays.host(v)) for k, v in self._params.items()}
+
+    def numpy_grads(self):
+        """{name: ndarray} host COPIES of the accumulated gradients, on any device."""
+        return {k: np.array(_arrays.host(v)) for k, v in self._grads.items()}
+
+    def load_params(self, values):
+        """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
+        for name, value in values.items():
+            if name not in self._params:
+                raise KeyError(f"unknown parameter {name!r}; expected one of {list(self._params)}")
+            want = tuple(self._params[name].shape)
+            arr = np.asarray(value)
+            if tuple(arr.shape) != want:
+                raise ValueError(f"{name} must have shape {shape_str(want)}, "
+                                 f"got {shape_str(arr.shape)}")
+            _arrays.assign(self._params[name], arr)
+
+    def to(self, device):
+        """Move parameters and accumulated gradients to "cpu" or "cuda" (in place; returns
+        self). The cached forward is dropped, and Parameter views taken before (optimizers)
+        keep pointing at the old storage: build optimizers after moving."""
+        _check_device(device)
+        if device == self.device:
+            return self
+        move = _arrays.to_device if device == "cuda" else _arrays.host
+        self._params = {k: move(v) for k, v in self._params.items()}
+        self._grads = {k: move(v) for k, v in self._grads.items()}
+        self._cache = None
+        self.device = device
+        return self
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
 
     def parameters(self):
         """Yields a pyrnn.Parameter (name, data, grad views) per parameter."""
@@ -55,7 +143,7 @@ class Layer:
 
     def zero_grad(self):
         for g in self._grads.values():
-            g[...] = 0
+            _arrays.zero_(g)
 
     def train(self, mode=True):
         self.training = bool(mode)
@@ -97,7 +185,10 @@ class Layer:
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}({args}{self._device_repr()})"
+
+    def _device_repr(self):
+        return "" if self.device == "cpu" else f", device='{self.device}'"
 
 
 # ---- Dense ----------------------------------------------------------------------------------
@@ -107,10 +198,12 @@ class Dense(Layer):
 
     weight (out_features, in_features), bias (out_features,); both initialised as PyTorch's
     nn.Linear, U(-1/sqrt(in), 1/sqrt(in)). activation: None, "relu", "tanh" or "sigmoid".
+    device="cuda": cuBLAS GEMMs with a fused bias/activation kernel (values drawn on the host,
+    so a CUDA layer starts bitwise equal to a CPU layer with the same seed).
     """
 
     def __init__(self, in_features, out_features, activation=None, *, bias=True,
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, device="cpu"):
         super().__init__()
         self.in_features = positive_int("in_features", in_features)
         self.out_features = positive_int("out_features", out_features)
@@ -129,6 +222,7 @@ class Dense(Layer):
         if self.bias:
             self._params["bias"] = rng.uniform(-k, k, size=self.out_features).astype(self.dtype)
             self._grads["bias"] = np.zeros(self.out_features, self.dtype)
+        self.to(_check_device(device))
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -141,7 +235,14 @@ class Dense(Layer):
             shapes["bias"] = (config["out_features"],)
         return shapes
 
+    def _check_input(self, shape):
+        if len(shape) < 1 or shape[-1] != self.in_features:
+            raise ValueError(f"Dense expects input of shape (..., {self.in_features}), "
+                             f"got {shape_str(shape)}")
+
     def forward(self, x):
+        if self.device == "cuda":
+            return self._forward_cuda(x)
         x = real_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Dense expects input of shape (..., {self.in_features}), "
@@ -155,6 +256,8 @@ class Dense(Layer):
 
     def backward(self, dy):
         """dy shaped like the forward output -> dx shaped like its input; grads accumulate."""
+        if self.device == "cuda":
+            return self._backward_cuda(dy)
         x2, y2, x_shape = self._need_cache()
         want = x_shape[:-1] + (self.out_features,)
         dy = real_array("dy", dy, self.dtype)
@@ -167,11 +270,34 @@ class Dense(Layer):
                               _train.ACTIVATIONS[self.activation])
         return dx2.reshape(x_shape)
 
+    def _forward_cuda(self, x):
+        x, device_out = _device_input("x", x, self.dtype)
+        shape = tuple(x.shape)
+        self._check_input(shape)
+        x2 = x.reshape(-1, self.in_features)                     # [M, in]
+        y2 = _kernels().dense_forward(x2, self._params["weight"], self._params.get("bias"),
+                                      _train.ACTIVATIONS[self.activation])  # [M, out]
+        self._cache = (x2, y2, shape) if self.training else None
+        return _out(y2.reshape(shape[:-1] + (self.out_features,)), device_out)
+
+    def _backward_cuda(self, dy):
+        x2, y2, x_shape = self._need_cache()
+        want = x_shape[:-1] + (self.out_features,)
+        dy, device_out = _device_input("dy", dy, self.dtype)
+        if tuple(dy.shape) != want:
+            raise ValueError(f"Dense.backward: dy must have the output's shape {shape_str(want)}, "
+                             f"got {shape_str(dy.shape)}")
+        dx2 = _kernels().dense_backward(self._grads["weight"], self._grads.get("bias"),
+                                        dy.reshape(-1, self.out_features), y2, x2,
+                                        self._params["weight"],
+                                        _train.ACTIVATIONS[self.activation], True)  # [M, in]
+        return _out(dx2.reshape(x_shape), device_out)
+
     def __repr__(self):
         extra = "" if self.activation is None else f", activation={self.activation!r}"
         extra += "" if self.bias else ", bias=False"
         extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
-        return f"Dense({self.in_features}, {self.out_features}{extra})"
+        return f"Dense({self.in_features}, {self.out_features}{extra}{self._device_repr()})"
 
 
 # ---- Embedding ------------------------------------------------------------------------------
@@ -180,10 +306,13 @@ class Embedding(Layer):
     """Lookup table: integer indices of any shape S in [0, num) -> vectors of shape S + (dim,).
 
     weight (num, dim) ~ N(0, 1) as PyTorch's nn.Embedding. With padding_idx, that row starts
-    at zero and never receives gradient. Gradients of repeated indices add up.
+    at zero and never receives gradient. Gradients of repeated indices add up (in position
+    order, on either device: the CUDA backward has one owner per table element, no atomics).
+    device="cuda": the indices stay host integers (device index arrays are copied back); the
+    output is a DeviceArray when the indices came as one.
     """
 
-    def __init__(self, num, dim, *, padding_idx=None, dtype="float32", seed=None):
+    def __init__(self, num, dim, *, padding_idx=None, dtype="float32", seed=None, device="cpu"):
         super().__init__()
         self.num = positive_int("num", num)
         self.dim = positive_int("dim", dim)
@@ -203,6 +332,7 @@ class Embedding(Layer):
         if padding_idx is not None:
             self._params["weight"][padding_idx] = 0
         self._grads["weight"] = np.zeros((self.num, self.dim), self.dtype)
+        self.to(_check_device(device))
 
     @property
     def num_embeddings(self):
@@ -235,6 +365,8 @@ class Embedding(Layer):
         return arr
 
     def forward(self, idx):
+        if self.device == "cuda":
+            return self._forward_cuda(idx)
         arr = self._indices(idx)
         flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
         y = np.empty((flat.size, self.dim), self.dtype)                # [M, dim]
@@ -245,6 +377,8 @@ class Embedding(Layer):
     def backward(self, dy):
         """Accumulates dy (input shape + (dim,)) into grads['weight']; returns None (indices
         have no gradient)."""
+        if self.device == "cuda":
+            return self._backward_cuda(dy)
         flat, shape = self._need_cache()
         want = shape + (self.dim,)
         dy = real_array("dy", dy, self.dtype)
@@ -255,20 +389,45 @@ class Embedding(Layer):
         _train.embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
         return None
 
+    def _forward_cuda(self, idx):
+        from . import cuda
+        device_in = cuda.is_device_array(idx)
+        if device_in:  # indices are validated and grouped on the host
+            idx = cuda.as_device_array(idx).numpy()
+        arr = self._indices(idx)
+        flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
+        y = _kernels().embedding_forward(flat, self._params["weight"])  # [M, dim]
+        self._cache = (flat, arr.shape) if self.training else None
+        return _out(y.reshape(arr.shape + (self.dim,)), device_in)
+
+    def _backward_cuda(self, dy):
+        flat, shape = self._need_cache()
+        want = shape + (self.dim,)
+        dy, _ = _device_input("dy", dy, self.dtype)
+        if tuple(dy.shape) != want:
+            raise ValueError(f"Embedding.backward: dy must have shape {shape_str(want)}, "
+                             f"got {shape_str(dy.shape)}")
+        pad = -1 if self.padding_idx is None else self.padding_idx
+        _kernels().embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
+        return None
+
     def __repr__(self):
         extra = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
         extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
-        return f"Embedding({self.num}, {self.dim}{extra})"
+        return f"Embedding({self.num}, {self.dim}{extra}{self._device_repr()})"
 
 
 # ---- Dropout --------------------------------------------------------------------------------
 
 class Dropout(Layer):
     """Training mode: zero each element with probability p, scale the rest by 1/(1-p)
-    (inverted dropout, as PyTorch). Eval mode: identity. Masks come from a NumPy Generator
-    seeded by `seed` (reproducible runs)."""
+    (inverted dropout, as PyTorch). Eval mode: identity. Each training forward draws a seed from
+    a NumPy Generator seeded by `seed` (reproducible runs); the mask is the counter-based hash
+    of (that seed, element index) (pyrnn::dropout_forward), so it is never stored, and CPU and
+    CUDA layers with the same seed draw identical masks. float32 / float64 (other inputs are
+    computed as float32)."""
 
-    def __init__(self, p=0.5, *, seed=None):
+    def __init__(self, p=0.5, *, seed=None, device="cpu"):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real):
             raise TypeError(f"p must be a float, got {type(p).__name__}")
@@ -277,46 +436,62 @@ class Dropout(Layer):
         self.p = float(p)
         self.seed = _seed_arg(seed)
         self._rng = np.random.default_rng(seed)
+        self.to(_check_device(device))
 
     def config(self):
         return {"p": self.p}
 
     def forward(self, x):
-        arr = np.asarray(x)
-        x = real_array("x", x, arr.dtype if arr.dtype.kind == "f" else np.float32)
-        if not self.training:
-            self._cache = None
-            return x
-        if self.p == 0.0:
-            mask = None
-            y = x
+        from . import cuda
+        active = self.training and self.p > 0.0
+        device_out = None  # None: computed on the host
+        if self.device == "cuda" and (active or cuda.is_device_array(x)):
+            x, device_out = _device_input("x", x, None)
         else:
-            scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-            # mask [x.shape]: 0 or 1/(1-p), in the input's dtype.
-            mask = ((self._rng.random(x.shape) >= self.p) * scale).astype(x.dtype)
-            y = x * mask
-        self._cache = (mask, x.shape)
+            x = real_array("x", x, _host_float(x))
+        if not active:  # identity
+            self._cache = (None, tuple(x.shape)) if self.training else None
+            return x
+        seed = int(self._rng.integers(0, 2**63))
+        self._cache = (seed, tuple(x.shape))
+        if device_out is not None:
+            return _out(_kernels().dropout_forward(x, seed, self.p), device_out)
+        y = np.empty_like(x)
+        _train.dropout_forward(y.reshape(-1), x.reshape(-1), seed, self.p)
         return y
 
     def backward(self, dy):
-        mask, shape = self._need_cache()
-        dy = np.asarray(dy)
-        if dy.shape != shape:
+        seed, shape = self._need_cache()
+        from . import cuda
+        device_out = None
+        if self.device == "cuda" and (seed is not None or cuda.is_device_array(dy)):
+            dy, device_out = _device_input("dy", dy, None)
+        else:
+            dy = np.asarray(dy)
+        if tuple(dy.shape) != shape:
             raise ValueError(f"Dropout.backward: dy must have shape {shape_str(shape)}, "
                              f"got {shape_str(dy.shape)}")
-        return dy if mask is None else dy * mask
+        if seed is None:
+            return dy
+        if device_out is not None:
+            return _out(_kernels().dropout_backward(dy, seed, self.p), device_out)
+        dy = real_array("dy", dy, _host_float(dy))
+        dx = np.empty_like(dy)
+        _train.dropout_backward(dx.reshape(-1), dy.reshape(-1), seed, self.p)
+        return dx
 
     def __repr__(self):
-        return f"Dropout(p={self.p})"
+        return f"Dropout(p={self.p}{self._device_repr()})"
 
 
 # ---- LayerNorm ------------------------------------------------------------------------------
 
 class LayerNorm(Layer):
     """Normalises the last axis (size dim): y = (x - mean) / sqrt(var + eps) * weight + bias,
-    var the biased variance (PyTorch's nn.LayerNorm(dim)). weight starts at 1, bias at 0."""
+    var the biased variance (PyTorch's nn.LayerNorm(dim)). weight starts at 1, bias at 0.
+    device="cuda": one warp per row (statistics in double, a fixed reduction order)."""
 
-    def __init__(self, dim, eps=1e-5, *, dtype="float32"):
+    def __init__(self, dim, eps=1e-5, *, dtype="float32", device="cpu"):
         super().__init__()
         self.dim = positive_int("dim", dim)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
@@ -327,6 +502,7 @@ class LayerNorm(Layer):
         self._params["bias"] = np.zeros(self.dim, self.dtype)
         self._grads["weight"] = np.zeros(self.dim, self.dtype)
         self._grads["bias"] = np.zeros(self.dim, self.dtype)
+        self.to(_check_device(device))
 
     def config(self):
         return {"dim": self.dim, "eps": self.eps, "dtype": self.dtype.name}
@@ -336,6 +512,8 @@ class LayerNorm(Layer):
         return {"weight": (config["dim"],), "bias": (config["dim"],)}
 
     def forward(self, x):
+        if self.device == "cuda":
+            return self._forward_cuda(x)
         x = real_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
@@ -350,6 +528,8 @@ class LayerNorm(Layer):
         return y2.reshape(x.shape)
 
     def backward(self, dy):
+        if self.device == "cuda":
+            return self._backward_cuda(dy)
         x2, mean, rstd, shape = self._need_cache()
         dy = real_array("dy", dy, self.dtype)
         if dy.shape != shape:
@@ -361,10 +541,33 @@ class LayerNorm(Layer):
                                   self._params["weight"])
         return dx2.reshape(shape)
 
+    def _forward_cuda(self, x):
+        x, device_out = _device_input("x", x, self.dtype)
+        shape = tuple(x.shape)
+        if len(shape) < 1 or shape[-1] != self.dim:
+            raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
+                             f"got {shape_str(shape)}")
+        x2 = x.reshape(-1, self.dim)                 # [M, D]
+        y2, mean, rstd = _kernels().layernorm_forward(x2, self._params["weight"],
+                                                      self._params["bias"], self.eps)
+        self._cache = (x2, mean, rstd, shape) if self.training else None
+        return _out(y2.reshape(shape), device_out)
+
+    def _backward_cuda(self, dy):
+        x2, mean, rstd, shape = self._need_cache()
+        dy, device_out = _device_input("dy", dy, self.dtype)
+        if tuple(dy.shape) != shape:
+            raise ValueError(f"LayerNorm.backward: dy must have shape {shape_str(shape)}, "
+                             f"got {shape_str(dy.shape)}")
+        dx2 = _kernels().layernorm_backward(self._grads["weight"], self._grads["bias"],
+                                            dy.reshape(-1, self.dim), x2, mean, rstd,
+                                            self._params["weight"])  # [M, D]
+        return _out(dx2.reshape(shape), device_out)
+
     def __repr__(self):
         extra = "" if self.eps == 1e-5 else f", eps={self.eps}"
         extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
-        return f"LayerNorm({self.dim}{extra})"
+        return f"LayerNorm({self.dim}{extra}{self._device_repr()})"
 
 
 # ---- LastStep -------------------------------------------------------------------------------
@@ -375,16 +578,18 @@ class LastStep(Layer):
     x (N, T, D*H) -> (N, D*H): the forward direction's h at step len-1 (lengths, default T)
     concatenated with the reverse direction's h at step 0, which is where the reverse pass
     ends. D comes from `bidirectional`; left at None, Sequential sets it from the nearest
-    preceding recurrent layer (standalone, None means unidirectional).
+    preceding recurrent layer (standalone, None means unidirectional). device="cuda": a gather
+    (and a scatter back) on the GPU; lengths stay host integers.
     """
     _takes_lengths = True
 
-    def __init__(self, bidirectional=None):
+    def __init__(self, bidirectional=None, *, device="cpu"):
         super().__init__()
         if bidirectional is not None and not isinstance(bidirectional, (bool, np.bool_)):
             raise TypeError(f"bidirectional must be True, False or None, got {bidirectional!r}")
         self.bidirectional = None if bidirectional is None else bool(bidirectional)
         self._auto_bidirectional = False  # set by Sequential when bidirectional is None
+        self.to(_check_device(device))
 
     @property
     def num_directions(self):
@@ -394,14 +599,20 @@ class LastStep(Layer):
     def config(self):
         return {"bidirectional": self.bidirectional}
 
+    def _check_input(self, shape):
+        D = self.num_directions
+        if len(shape) != 3 or shape[0] < 1 or shape[1] < 1 or shape[2] % D:
+            want = "(N, T, 2*H) (bidirectional)" if D == 2 else "(N, T, H)"
+            raise ValueError(f"LastStep expects a samples-first recurrent output {want}, "
+                             f"got {shape_str(shape)}")
+
     def forward(self, x, lengths=None):
+        if self.device == "cuda":
+            return self._forward_cuda(x, lengths)
         arr = np.asarray(x)
         x = real_array("x", x, arr.dtype if arr.dtype.kind == "f" else np.float32)
         D = self.num_directions
-        if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] < 1 or x.shape[2] % D:
-            want = "(N, T, 2*H) (bidirectional)" if D == 2 else "(N, T, H)"
-            raise ValueError(f"LastStep expects a samples-first recurrent output {want}, "
-                             f"got {shape_str(x.shape)}")
+        self._check_input(x.shape)
         N, T, W = x.shape
         lens = np.full(N, T, np.int64) if lengths is None else lengths_array(lengths, N, T)
         H = W // D
@@ -414,6 +625,8 @@ class LastStep(Layer):
         return y
 
     def backward(self, dy):
+        if self.device == "cuda":
+            return self._backward_cuda(dy)
         lens, shape, dtype = self._need_cache()
         N, T, W = shape
         dy = real_array("dy", dy, dtype)
@@ -427,6 +640,29 @@ class LastStep(Layer):
             dx[:, 0, H:] += dy[:, H:]
         return dx
 
+    def _forward_cuda(self, x, lengths):
+        from .recurrent import _host_lengths
+        x, device_out = _device_input("x", x, None)
+        shape = tuple(x.shape)
+        self._check_input(shape)
+        N, T, W = shape
+        lens = None if lengths is None else lengths_array(_host_lengths(lengths), N, T)
+        y = _kernels().last_step_forward(x, lens, self.num_directions)  # [N, D*H]
+        self._cache = (lens, shape, x.dtype) if self.training else None
+        return _out(y, device_out)
+
+    def _backward_cuda(self, dy):
+        lens, shape, dtype = self._need_cache()
+        N, T, W = shape
+        dy, device_out = _device_input("dy", dy, dtype)
+        if tuple(dy.shape) != (N, W):
+            raise ValueError(f"LastStep.backward: dy must have shape ({N}, {W}), "
+                             f"got {shape_str(dy.shape)}")
+        dx = _kernels().last_step_backward(dy, lens, T, self.num_directions)  # [N, T, D*H]
+        return _out(dx, device_out)
+
     def __repr__(self):
-        return "LastStep()" if self.bidirectional is None else \
-            f"LastStep(bidirectional={self.bidirectional})"
+        args = [] if self.bidirectional is None else [f"bidirectional={self.bidirectional}"]
+        if self.device != "cpu":
+            args.append(f"device='{self.device}'")
+        return f"LastStep({', '.join(args)})"

@@ -8,10 +8,19 @@ loss is numerically stable for logits of any size (log-sum-exp, softplus on -|x|
 After a forward, ``count`` is the number of elements the mean was taken over (fit() uses it
 to weight batch losses) and ``metric_counts()`` gives {"accuracy": (correct, total)} for the
 classification losses.
+
+Device predictions (a CUDA model's output, any device array): the loss is computed on the HOST
+from a copy of the prediction, by exactly the code above, and ``backward`` returns d pred as a
+DeviceArray on the device. A prediction is one small tensor per batch (batch x outputs, or x
+steps x classes) and the loss value must reach the host anyway (fit checks it every batch), so
+the round trip costs two small copies and keeps one implementation: CPU and CUDA training see
+bitwise the same loss and gradient for the same predictions.
 """
 import numbers
 
 import numpy as np
+
+from . import _arrays
 
 from ._validate import shape_str
 
@@ -49,6 +58,7 @@ class Loss:
         self.reduction = reduction
         self._dpred = None
         self._dtype = None
+        self._on_device = False
         self.count = 0
 
     def __call__(self, pred, target):
@@ -65,11 +75,21 @@ class Loss:
             return 0.0, 0.0
         return float(total) / count, 1.0 / count
 
+    def _host_pred(self, pred):
+        """The prediction on the host (a device array is copied back, and backward will return
+        d pred on the device)."""
+        self._on_device = _arrays.on_device(pred)
+        if self._on_device:
+            from . import cuda
+            return cuda.as_device_array(pred).numpy()
+        return pred
+
     def backward(self):
-        """d loss / d pred of the last forward, in the prediction's dtype."""
+        """d loss / d pred of the last forward, in the prediction's dtype, on its device."""
         if self._dpred is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward()")
-        return self._dpred.astype(self._dtype, copy=False)
+        d = self._dpred.astype(self._dtype, copy=False)
+        return _arrays.to_device(d) if self._on_device else d
 
     def metric_counts(self):
         return {}
@@ -86,7 +106,7 @@ class MSELoss(Loss):
     """mean((pred - target)^2) over every element (torch.nn.MSELoss)."""
 
     def forward(self, pred, target):
-        pred = _pred_array("pred", pred)
+        pred = _pred_array("pred", self._host_pred(pred))
         target = _same_shape(pred, _pred_array("target", target), "MSELoss")
         self._dtype = pred.dtype
         diff = pred.astype(np.float64) - target          # pred-shaped
@@ -116,7 +136,7 @@ class CrossEntropyLoss(Loss):
         return {"ignore_index": self.ignore_index, "reduction": self.reduction}
 
     def forward(self, logits, target):
-        logits = _pred_array("logits", logits)
+        logits = _pred_array("logits", self._host_pred(logits))
         if logits.ndim < 1 or logits.shape[-1] < 1:
             raise ValueError(f"CrossEntropyLoss: logits must be (..., K) with K >= 1 classes, "
                              f"got {shape_str(logits.shape)}")
@@ -195,7 +215,7 @@ class BCEWithLogitsLoss(Loss):
         return {"pos_weight": pw, "reduction": self.reduction}
 
     def forward(self, logits, target):
-        logits = _pred_array("logits", logits)
+        logits = _pred_array("logits", self._host_pred(logits))
         target = _same_shape(logits, _pred_array("target", target), "BCEWithLogitsLoss")
         self._dtype = logits.dtype
         x = logits.astype(np.float64)

@@ -4,6 +4,13 @@ Data is samples-first: x (N, T, C) for sequence models (or (N, T) integer tokens
 an Embedding, or (N, C) for a feed-forward stack), targets (N, ...). Recurrent layers inside
 must be built with batch_first=True; they hand only their output sequence to the next layer
 (the final states are dropped; use LastStep to take each sequence's last state).
+
+On a GPU: ``model.to("cuda")`` moves every layer (all layers of a model must be on one device;
+a mix is a ValueError naming the layers). forward / backward then take NumPy (uploaded once,
+results copied back) or device arrays (kept on the device); fit / evaluate / predict take NumPy
+data and move each batch to the device, so activations, gradients and optimizer steps stay there
+and only the batch, its predictions (for the loss) and d loss / d pred cross. save() writes host
+copies; pyrnn.load(path, device="cuda") rebuilds on the GPU.
 """
 import math
 import sys
@@ -11,13 +18,14 @@ import time
 
 import numpy as np
 
+from . import _arrays
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import lengths_array, positive_int, shape_str
-from .layers import Layer, LastStep
+from ._validate import lengths_array, positive_int, real_array, shape_str
+from .layers import Embedding, Layer, LastStep
 from .parameter import Parameter
-from .recurrent import _Recurrent
+from .recurrent import _Recurrent, _check_device
 
 
 def _is_recurrent(layer):
@@ -96,6 +104,63 @@ class Sequential(Layer):
         return {"layers": [{"class": type(layer).__name__, "config": layer.config()}
                            for layer in self.layers]}
 
+    # ---- device ----------------------------------------------------------------------------
+    @property
+    def device(self):
+        """The device every layer is on ("cpu" or "cuda"); ValueError if they differ."""
+        devices = [getattr(layer, "device", "cpu") for layer in self.layers]
+        if len(set(devices)) > 1:
+            where = "; ".join(f"{d}: " + ", ".join(f"{i} ({type(self.layers[i]).__name__})"
+                                                   for i, e in enumerate(devices) if e == d)
+                              for d in dict.fromkeys(devices))
+            raise ValueError(f"the layers of this Sequential are on different devices ({where}); "
+                             "move the whole model with model.to('cuda') or model.to('cpu')")
+        return devices[0] if devices else "cpu"
+
+    @device.setter
+    def device(self, value):  # Layer.__init__ sets "cpu"; the layers decide
+        pass
+
+    def to(self, device):
+        """Move every layer to "cpu" or "cuda" (in place; returns self). Build optimizers
+        after moving: Parameter views taken before point at the old storage."""
+        _check_device(device)
+        for i, layer in enumerate(self.layers):
+            if callable(getattr(layer, "to", None)):
+                layer.to(device)
+            elif device != "cpu":
+                raise TypeError(f"layer {i} ({type(layer).__name__}) has no to(): it cannot move "
+                                f"to {device}")
+        return self
+
+    def numpy_params(self):
+        """{name: ndarray} host COPIES of every parameter ("0.weight_ih_l0", ...)."""
+        return {p.name: np.array(_arrays.host(p.data)) for p in self.parameters()}
+
+    def numpy_grads(self):
+        return {p.name: np.array(_arrays.host(p.grad)) for p in self.parameters()}
+
+    def _dtype(self, reverse=False):
+        """The float dtype of the first (last) layer that has one, else None."""
+        for layer in (reversed(self.layers) if reverse else self.layers):
+            dt = getattr(layer, "dtype", None)
+            if dt is not None:
+                return np.dtype(dt)
+        return None
+
+    def _upload(self, x, reverse=False):
+        """x on the device for a CUDA model: device arrays as they are; host data converted
+        to the model's dtype (token ids in front of an Embedding: int64) and copied once."""
+        if _arrays.on_device(x):
+            return x
+        if not reverse and self.layers and isinstance(self.layers[0], Embedding):
+            arr = np.asarray(x)
+            # Integer ids travel as int64 (the Embedding validates them); anything else stays
+            # on the host so the Embedding reports it.
+            return _arrays.to_device(arr, np.int64) if arr.dtype.kind in "iu" else x
+        dtype = self._dtype(reverse) or np.dtype(np.float32)
+        return _arrays.to_device(real_array("dy" if reverse else "x", x, dtype))
+
     @classmethod
     def from_config(cls, config):
         from .serialize import _build, _registry
@@ -109,7 +174,19 @@ class Sequential(Layer):
     # ---- forward / backward --------------------------------------------------------------
     def forward(self, x, lengths=None):
         """x (N, T, C) (or whatever the first layer takes); lengths (N,) passed to recurrent
-        layers and LastStep. Returns the last layer's output."""
+        layers and LastStep. Returns the last layer's output. On a CUDA model: NumPy in, NumPy
+        out (the input is uploaded once); a device array in, a DeviceArray out."""
+        if self.device == "cpu":
+            return self._forward(x, lengths)
+        out = self._forward(self._upload(x), lengths)
+        return out if _arrays.on_device(x) else _arrays.host(out)
+
+    def _forward_batch(self, x, lengths):
+        """One batch for fit / evaluate / predict: on a CUDA model, moved to the device and
+        left there (the loss copies the predictions back)."""
+        return self._forward(self._upload(x) if self.device != "cpu" else x, lengths)
+
+    def _forward(self, x, lengths=None):
         self._link()
         out = x
         for layer in self.layers:
@@ -124,7 +201,14 @@ class Sequential(Layer):
     def backward(self, dy):
         """Backpropagates dy (shaped like the output) through every layer of the last
         training-mode forward; parameter gradients accumulate. Returns d x (None when the
-        first layer is an Embedding: integer inputs have no gradient)."""
+        first layer is an Embedding: integer inputs have no gradient). On a CUDA model a NumPy
+        dy is uploaded once and d x comes back as NumPy; a device dy gives a device d x."""
+        if self.device == "cpu":
+            return self._backward(dy)
+        d = self._backward(self._upload(dy, reverse=True))
+        return d if d is None or _arrays.on_device(dy) else _arrays.host(d)
+
+    def _backward(self, dy):
         d = dy
         for layer in reversed(self.layers):
             if d is None:
@@ -181,7 +265,7 @@ class Sequential(Layer):
         try:
             total, count, metrics = 0.0, 0, {}
             for idx in self._batches(x.shape[0], batch_size):
-                pred = self.forward(x[idx], lengths=None if lengths is None else lengths[idx])
+                pred = self._forward_batch(x[idx], None if lengths is None else lengths[idx])
                 value = loss.forward(pred, y[idx])
                 total += value * (loss.count if loss.reduction == "mean" else 1)
                 count += loss.count
@@ -199,6 +283,7 @@ class Sequential(Layer):
         loss: a Loss (or name); default the loss of the last fit()."""
         loss = self._loss_arg(loss)
         batch_size = positive_int("batch_size", batch_size)
+        self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, y, lengths = self._prepare(x, y, lengths)
         value, metrics = self._run_eval(x, y, lengths, loss, batch_size)
         return {"loss": value, **metrics} if return_dict else value
@@ -206,11 +291,13 @@ class Sequential(Layer):
     def predict(self, x, batch_size=32, lengths=None):
         """The model's outputs for x in eval mode, batch by batch, concatenated."""
         batch_size = positive_int("batch_size", batch_size)
+        self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, _, lengths = self._prepare(x, None, lengths)
         was = self.training
         self.eval()
         try:
-            outs = [self.forward(x[idx], lengths=None if lengths is None else lengths[idx])
+            outs = [_arrays.host(self._forward_batch(x[idx],
+                                                     None if lengths is None else lengths[idx]))
                     for idx in self._batches(x.shape[0], batch_size)]
         finally:
             self.train(was)
@@ -245,10 +332,18 @@ class Sequential(Layer):
         raised (its .history holds the epochs completed).
         """
         loss = _losses.get(loss)
+        self.device  # noqa: B018 - a model mixing devices fails here, before any work
         params = list(self.parameters())
         if not params:
             raise ValueError("the model has no parameters to train")
         optimizer = _optim.get(optimizer, params)
+        current = {_arrays.data_ptr(p.data) for p in params}
+        stale = [p.name for p in optimizer.params if _arrays.data_ptr(p.data) not in current]
+        if stale:
+            raise ValueError(f"the optimizer updates parameters this model does not have "
+                             f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): build "
+                             "it over model.parameters() after model.to(...) and after adding "
+                             "layers")
         epochs = int(epochs)
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -280,12 +375,12 @@ class Sequential(Layer):
         bar_cls = _tqdm() if use_bar and _isatty() else None
 
         # Last good weights: the parameters that gave the last finite batch loss.
-        good = [p.data.copy() for p in params]
+        good = [_arrays.copy(p.data) for p in params]  # on the parameters' device
         good_at = "the start of training"
 
         def restore():
             for p, g in zip(params, good):
-                p.data[...] = g
+                _arrays.copy_into(p.data, g)
 
         def fail(why):
             restore()
@@ -310,7 +405,7 @@ class Sequential(Layer):
             for b, idx in enumerate(self._batches(N, batch_size, order)):
                 for cb in cbs:
                     cb.on_batch_begin(b, {"size": len(idx)})
-                pred = self.forward(x[idx], lengths=None if lengths is None else lengths[idx])
+                pred = self._forward_batch(x[idx], None if lengths is None else lengths[idx])
                 value = loss.forward(pred, y[idx])
                 if not math.isfinite(value):
                     if bar:
@@ -318,10 +413,10 @@ class Sequential(Layer):
                     raise fail(f"non-finite training loss ({value}) at epoch {epoch + 1}, "
                                f"batch {b + 1}")
                 for p, g in zip(params, good):
-                    np.copyto(g, p.data)
+                    _arrays.copy_into(g, p.data)
                 good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
                 self.zero_grad()
-                self.backward(loss.backward())
+                self._backward(loss.backward())  # d pred is on pred's device
                 if clip_norm is not None:
                     _optim.clip_grad_norm(params, clip_norm)
                 optimizer.step()
@@ -335,7 +430,7 @@ class Sequential(Layer):
                     bar.set_postfix(loss=f"{total / max(count, 1):.4f}", refresh=False)
                 for cb in cbs:
                     cb.on_batch_end(b, {"loss": value, "size": len(idx)})
-            if not all(np.isfinite(p.data).all() for p in params):
+            if not all(_arrays.all_finite(p.data) for p in params):
                 if bar:
                     bar.close()
                 raise fail(f"the weights became non-finite during epoch {epoch + 1}")

@@ -345,6 +345,8 @@ def export_onnx(obj, path=None, *, seq_len=None, batch=None, opset=DEFAULT_OPSET
         _export_recurrent(g, obj, seq_len, batch, lengths, initial_states)
         name = type(obj).__name__
     elif isinstance(obj, Sequential):
+        if obj.device != "cpu":
+            raise ValueError("export a CPU model (model.to('cpu'))")
         if initial_states:
             raise ValueError("initial_states=True applies to single recurrent layers only")
         _export_sequential(g, obj, seq_len, batch, lengths, opset)

@@ -5,15 +5,21 @@ Built PyTorch-style over parameters: ``opt = pyrnn.optim.Adam(model.parameters()
 the layers, so the model changes without copies), ``opt.zero_grad()`` zeroes the gradients.
 Hyperparameters are plain attributes (``opt.lr = 1e-4`` takes effect at the next step).
 
-State buffers (momentum, Adam moments, ...) are NumPy arrays owned by the optimizer, one per
-parameter, in the parameter's dtype; ``state_dict()`` / ``load_state_dict()`` copy them.
+State buffers (momentum, Adam moments, ...) are owned by the optimizer, one per parameter, in
+the parameter's dtype and on its device; ``state_dict()`` / ``load_state_dict()`` copy them
+(as host ndarrays).
+
+Parameters of CUDA layers (DeviceArrays) are updated on the GPU by the device twins of the same
+loops (pyrnn/cuda/optim.h: the CPU's per-element expressions, no fused multiply-adds, so a step
+is bitwise the CPU's); clip_grad_norm reduces each gradient on the device in a fixed order
+(the 2- and inf-norms; other orders copy the gradients to the host).
 """
 import math
 import numbers
 
 import numpy as np
 
-from . import _train
+from . import _arrays
 from .parameter import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "clip_grad_norm_"]
@@ -52,10 +58,12 @@ def _param_list(params):
             if a.dtype not in (np.float32, np.float64):
                 raise TypeError(f"parameter {p.name!r}: {what} dtype must be float32 or "
                                 f"float64, got {a.dtype}")
-            if not a.flags.c_contiguous or not a.flags.writeable:
+            # Device arrays are C-contiguous by construction.
+            contiguous = a.flags.c_contiguous if isinstance(a, np.ndarray) else True
+            if not contiguous or not _arrays.writable(a):
                 raise ValueError(f"parameter {p.name!r}: {what} must be a writable C-contiguous "
                                  "array (the optimizer updates it in place)")
-        key = p.data.__array_interface__["data"][0], p.data.nbytes
+        key = _arrays.data_ptr(p.data), p.device, p.size * p.dtype.itemsize
         if p.data.size and key in seen:
             raise ValueError(f"parameter {p.name!r} appears twice (also as {seen[key]!r}); "
                              "an optimizer must see each parameter once")
@@ -73,7 +81,7 @@ class Optimizer:
 
     def zero_grad(self):
         for p in self.params:
-            p.grad[...] = 0
+            p.zero_grad()
 
     def step(self):
         self.steps += 1
@@ -86,14 +94,19 @@ class Optimizer:
     def _buffer(self, state, key, like):
         buf = state.get(key)
         if buf is None:
-            buf = state[key] = np.zeros_like(like)
+            buf = state[key] = _arrays.zeros_like(like)  # on the parameter's device
         return buf
 
     # ---- state (for checkpoints) ---------------------------------------------------------
     def state_dict(self):
+        """Steps, hyperparameters and per-parameter state; state arrays as host ndarray copies
+        (whatever device the parameters are on)."""
+        def copy(v):
+            if isinstance(v, np.ndarray):
+                return v.copy()
+            return _arrays.host(v) if _arrays.on_device(v) else v
         return {"steps": self.steps, "hyper": self.hyperparameters(),
-                "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v)
-                           for k, v in st.items()} for st in self.state]}
+                "state": [{k: copy(v) for k, v in st.items()} for st in self.state]}
 
     def load_state_dict(self, sd):
         if len(sd["state"]) != len(self.params):
@@ -103,11 +116,12 @@ class Optimizer:
         for p, st in zip(self.params, sd["state"]):
             d = {}
             for k, v in st.items():
-                if isinstance(v, np.ndarray):
+                if isinstance(v, np.ndarray) or _arrays.on_device(v):
+                    v = _arrays.host(v)
                     if v.shape != (p.size,) or v.dtype != p.dtype:
                         raise ValueError(f"state {k!r} of {p.name!r} has shape {v.shape} "
                                          f"{v.dtype}, expected ({p.size},) {p.dtype}")
-                    v = v.copy()
+                    v = _arrays.to_device(v) if p.device != "cpu" else v.copy()
                 d[k] = v
             new.append(d)
         self.state = new
@@ -149,7 +163,7 @@ class SGD(Optimizer):
         if self.momentum != 0:
             first = "momentum_buffer" not in st
             buf = self._buffer(st, "momentum_buffer", data)
-        _train.sgd_step(data, grad, buf, self.lr, self.momentum, self.dampening,
+        _arrays.kernels_for(data).sgd_step(data, grad, buf, self.lr, self.momentum, self.dampening,
                         self.weight_decay, self.nesterov, first)
 
 
@@ -179,7 +193,7 @@ class Adam(Optimizer):
         v = self._buffer(st, "exp_avg_sq", data)
         vmax = self._buffer(st, "max_exp_avg_sq", data) if self.amsgrad else None
         st["step"] = st.get("step", 0) + 1
-        _train.adam_step(data, grad, m, v, vmax, self.lr, self.betas[0], self.betas[1],
+        _arrays.kernels_for(data).adam_step(data, grad, m, v, vmax, self.lr, self.betas[0], self.betas[1],
                          self.eps, self.weight_decay, self._decoupled, self.amsgrad, st["step"])
 
 
@@ -215,7 +229,7 @@ class RMSprop(Optimizer):
         s = self._buffer(st, "square_avg", data)
         a = self._buffer(st, "grad_avg", data) if self.centered else None
         b = self._buffer(st, "momentum_buffer", data) if self.momentum > 0 else None
-        _train.rmsprop_step(data, grad, s, a, b, self.lr, self.alpha, self.eps,
+        _arrays.kernels_for(data).rmsprop_step(data, grad, s, a, b, self.lr, self.alpha, self.eps,
                             self.weight_decay, self.momentum, self.centered)
 
 
@@ -252,11 +266,12 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     if not grads:
         return 0.0
     if math.isinf(norm_type):
-        total = max(_train.max_abs(g) for g in grads)
+        total = max(_arrays.kernels_for(g).max_abs(g) for g in grads)
     elif norm_type == 2.0:
-        total = math.sqrt(sum(_train.sum_squares(g) for g in grads))
-    else:
-        total = sum(float(np.sum(np.abs(g.astype(np.float64)) ** norm_type)) for g in grads)
+        total = math.sqrt(sum(_arrays.kernels_for(g).sum_squares(g) for g in grads))
+    else:  # rare orders: NumPy on the host (device gradients are copied back)
+        total = sum(float(np.sum(np.abs(_arrays.host(g).astype(np.float64)) ** norm_type))
+                    for g in grads)
         total = total ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}; "
@@ -264,7 +279,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     coef = max_norm / (total + 1e-6)
     if coef < 1.0 or math.isnan(coef):
         for g in grads:
-            _train.scale_inplace(g, coef)
+            _arrays.kernels_for(g).scale_inplace(g, coef)
     return float(total)
 
 

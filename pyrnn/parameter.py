@@ -3,20 +3,24 @@ import numpy as np
 
 
 class Parameter:
-    """A named trainable tensor: ``data`` and ``grad`` are ndarrays of one shape and dtype.
+    """A named trainable tensor: ``data`` and ``grad`` are arrays of one shape and dtype, both
+    NumPy ndarrays (a CPU layer) or both pyrnn.cuda.DeviceArrays (a CUDA layer; ``device``).
 
     Both are *views*: into the native memory of a recurrent layer, or into the arrays a
-    pure-Python layer owns. Writing into them (``p.data[...] = ...``, an optimizer step)
-    changes the layer; rebinding ``p.data = other`` would not, so the attributes are
-    read-only. Gradients accumulate into ``grad`` across backward calls until zero_grad().
+    pure-Python layer owns. Writing into them (``p.data[...] = ...`` on the host,
+    ``p.data.copy_from(...)`` on a device, an optimizer step) changes the layer; rebinding
+    ``p.data = other`` would not, so the attributes are read-only. Gradients accumulate into
+    ``grad`` across backward calls until zero_grad(). A layer moved with ``.to(device)`` gets
+    new storage: build optimizers after moving the model.
     """
     __slots__ = ("_name", "_data", "_grad")
 
     def __init__(self, name, data, grad):
-        if not isinstance(data, np.ndarray) or not isinstance(grad, np.ndarray):
-            raise TypeError("Parameter data and grad must be ndarrays, got "
-                            f"{type(data).__name__} and {type(grad).__name__}")
-        if data.shape != grad.shape or data.dtype != grad.dtype:
+        kinds = (_kind(data), _kind(grad))
+        if None in kinds or kinds[0] != kinds[1]:
+            raise TypeError("Parameter data and grad must both be ndarrays or both device arrays, "
+                            f"got {type(data).__name__} and {type(grad).__name__}")
+        if tuple(data.shape) != tuple(grad.shape) or data.dtype != grad.dtype:
             raise ValueError(f"Parameter {name!r}: data {data.shape} {data.dtype} and grad "
                              f"{grad.shape} {grad.dtype} differ")
         self._name = str(name)
@@ -36,8 +40,13 @@ class Parameter:
         return self._grad
 
     @property
+    def device(self):
+        """"cpu" (ndarrays) or "cuda" (device arrays)."""
+        return _kind(self._data)
+
+    @property
     def shape(self):
-        return self._data.shape
+        return tuple(self._data.shape)
 
     @property
     def dtype(self):
@@ -48,12 +57,22 @@ class Parameter:
         return self._data.size
 
     def zero_grad(self):
-        self._grad[...] = 0
+        from ._arrays import zero_
+        zero_(self._grad)
 
     def __repr__(self):
-        shape = "(" + ", ".join(str(s) for s in self._data.shape) + ("," if self._data.ndim == 1
-                                                                    else "") + ")"
-        return f"Parameter({self._name!r}, shape={shape}, dtype={self._data.dtype})"
+        shape = self.shape
+        shape = "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        dev = "" if self.device == "cpu" else f", device='{self.device}'"
+        return f"Parameter({self._name!r}, shape={shape}, dtype={self._data.dtype}{dev})"
+
+
+def _kind(a):
+    """"cpu" for an ndarray, "cuda" for a device array, None for anything else."""
+    if isinstance(a, np.ndarray):
+        return "cpu"
+    from ._arrays import on_device
+    return "cuda" if on_device(a) else None
 
 
 def prefixed(prefix, params):

@@ -156,12 +156,9 @@ class _Recurrent:
 
     def parameters(self):
         """Yields a pyrnn.Parameter per entry of `params` (same names), whose data and grad
-        are the views into native memory: optimizers update the layer in place. CPU layers
-        only (the optimizers run on host memory): RuntimeError on a CUDA layer."""
-        if self.device != "cpu":
-            raise RuntimeError("parameters() (optimizers, clip_grad_norm, Sequential training) "
-                               "needs a CPU layer: call layer.to('cpu') first; CUDA layers expose "
-                               "DeviceArray views as layer.params / layer.grads")
+        are the views into native memory (ndarrays on the CPU, DeviceArrays on CUDA):
+        optimizers update the layer in place, on its device. layer.to() gives the layer new
+        storage: build optimizers after moving it."""
         for name, data in self._params.items():
             yield Parameter(name, data, self._grads[name])
 

@@ -68,8 +68,9 @@ def save(obj, path):
         for i, layer in enumerate(obj.layers):
             _spec(layer)  # every layer must be a saveable class
     tensors, chunks, offset = [], [], 0
+    from ._arrays import host
     for name, arr in obj.params.items():
-        a = np.ascontiguousarray(arr)
+        a = np.ascontiguousarray(host(arr))  # layers on a GPU: host copies
         le = a.dtype.newbyteorder("<")
         data = a.astype(le, copy=False).tobytes()
         pad = (-offset) % _ALIGN
@@ -203,8 +204,11 @@ def _build(spec, reg):
     return cls.from_config(dict(cfg))
 
 
-def load(path):
-    """Read a file written by model.save / pyrnn.save: returns the Sequential or layer."""
+def load(path, device="cpu"):
+    """Read a file written by model.save / pyrnn.save: returns the Sequential or layer, built on
+    the CPU and then moved to `device` ("cpu" or "cuda") when that is another device."""
+    from .recurrent import _check_device
+    _check_device(device)
     path = os.fspath(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -268,4 +272,4 @@ def load(path):
     for name, (dt, shape, off, nbytes) in tensors.items():
         arr = np.frombuffer(payload, dtype=dt, count=nbytes // dt.itemsize, offset=off)
         params[name][...] = arr.reshape(shape)
-    return model
+    return model.to(device) if device != "cpu" else model

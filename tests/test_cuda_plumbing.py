@@ -204,10 +204,12 @@ def test_device_input_errors(fake_cuda):
         gpu(np.zeros((2, 2, 3)), lengths=[1, 3])
 
 
-def test_training_stack_refuses_cuda_layers_clearly(fake_cuda, tmp_path):
+def test_cuda_layer_parameters_are_device_views(fake_cuda, tmp_path):
     gpu = make("lstm", 3, 4, device="cuda", dtype="float64", seed=3)
-    with pytest.raises(RuntimeError, match=r"to\('cpu'\)"):
-        list(gpu.parameters())
+    params = list(gpu.parameters())
+    assert [p.name for p in params] == list(gpu.params)
+    for p in params:  # the training stack updates them on the device (test_cuda_train_plumbing)
+        assert p.device == "cuda" and p.data is gpu.params[p.name] and p.grad is gpu.grads[p.name]
     # save() goes through host copies and loads as a CPU layer with the same weights
     path = tmp_path / "gpu.pyrnn"
     gpu.save(path)

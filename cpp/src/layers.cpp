@@ -202,6 +202,66 @@ void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::in
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+template <typename T>
+void dropout_forward(T* y, const T* x, std::size_t n, std::uint64_t seed, double p) {
+  PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
+  const T scale = dropout_scale<T>(p);
+  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] * dropout_multiplier<T>(seed, i, p, scale);
+}
+
+template <typename T>
+void dropout_backward(T* dx, const T* dy, std::size_t n, std::uint64_t seed, double p) {
+  PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_backward: p must be in [0, 1], got ", p);
+  const T scale = dropout_scale<T>(p);
+  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * dropout_multiplier<T>(seed, i, p, scale);
+}
+
+// ---------------------------------------------------------------------------------------------
+// LastStep
+
+namespace {
+void check_last_step(const char* what, const std::int64_t* lengths, int N, int T_, int H, int D) {
+  PYRNN_CHECK(N >= 1 && T_ >= 1 && H >= 1 && (D == 1 || D == 2), what, ": bad sizes N=", N,
+              " T=", T_, " H=", H, " D=", D);
+  if (lengths)
+    for (int n = 0; n < N; ++n)
+      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= T_, what, ": lengths[", n, "] = ", lengths[n],
+                  " is outside [1, ", T_, "]");
+}
+}  // namespace
+
+template <typename T>
+void last_step_forward(T* y, const T* x, const std::int64_t* lengths, int N, int T_, int H, int D) {
+  check_last_step("last_step_forward", lengths, N, T_, H, D);
+  const std::size_t W = static_cast<std::size_t>(D) * H, Ts = T_;
+  for (std::size_t n = 0; n < static_cast<std::size_t>(N); ++n) {
+    const std::size_t last = lengths ? static_cast<std::size_t>(lengths[n] - 1) : Ts - 1;
+    const T* fwd = x + (n * Ts + last) * W;  // [W] step len-1
+    const T* rev = x + n * Ts * W;           // [W] step 0
+    T* yr = y + n * W;                       // [W]
+    for (std::size_t c = 0; c < W; ++c) yr[c] = c < static_cast<std::size_t>(H) ? fwd[c] : rev[c];
+  }
+}
+
+template <typename T>
+void last_step_backward(T* dx, const T* dy, const std::int64_t* lengths, int N, int T_, int H,
+                        int D) {
+  check_last_step("last_step_backward", lengths, N, T_, H, D);
+  const std::size_t W = static_cast<std::size_t>(D) * H, Ts = T_;
+  std::memset(dx, 0, static_cast<std::size_t>(N) * Ts * W * sizeof(T));
+  for (std::size_t n = 0; n < static_cast<std::size_t>(N); ++n) {
+    const std::size_t last = lengths ? static_cast<std::size_t>(lengths[n] - 1) : Ts - 1;
+    const T* dyr = dy + n * W;
+    for (std::size_t c = 0; c < W; ++c) {
+      const std::size_t t = c < static_cast<std::size_t>(H) ? last : 0;
+      dx[(n * Ts + t) * W + c] = dyr[c];
+    }
+  }
+}
+
 #define PYRNN_INSTANTIATE_LAYERS(T)                                                            \
   template void dense_forward<T>(T*, const T*, const T*, const T*, std::int64_t, int, int,     \
                                  Activation);                                                  \
@@ -214,7 +274,11 @@ void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::in
   template void embedding_forward<T>(T*, const std::int64_t*, const T*, std::int64_t,          \
                                      std::int64_t, int);                                       \
   template void embedding_backward<T>(T*, const T*, const std::int64_t*, std::int64_t,         \
-                                      std::int64_t, int, std::int64_t);
+                                      std::int64_t, int, std::int64_t);                         \
+  template void dropout_forward<T>(T*, const T*, std::size_t, std::uint64_t, double);          \
+  template void dropout_backward<T>(T*, const T*, std::size_t, std::uint64_t, double);         \
+  template void last_step_forward<T>(T*, const T*, const std::int64_t*, int, int, int, int);   \
+  template void last_step_backward<T>(T*, const T*, const std::int64_t*, int, int, int, int);
 
 PYRNN_INSTANTIATE_LAYERS(float)
 PYRNN_INSTANTIATE_LAYERS(double)

@@ -116,3 +116,50 @@ TEST(optimizer_steps_by_hand) {
   CHECK_NEAR(pyrnn::optim::sum_squares(xs, 3), 25.0, 0.0);
   CHECK_NEAR(pyrnn::optim::max_abs(xs, 3), 4.0, 0.0);
 }
+
+TEST(dropout_mask_is_the_counter_hash) {
+  const std::size_t n = 4000;
+  const double p = 0.3;
+  std::vector<float> x(n), y(n), dx(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = 1.0f + float(i % 7);
+  pyrnn::dropout_forward(y.data(), x.data(), n, 1234, p);
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool keep = pyrnn::uniform01(1234, 0, i) >= p;
+    kept += keep;
+    CHECK(y[i] == (keep ? x[i] * float(1.0 / 0.7) : 0.0f));
+  }
+  CHECK(kept > 2600 && kept < 3000);
+  pyrnn::dropout_backward(dx.data(), x.data(), n, 1234, p);  // same mask
+  CHECK(dx == y);
+  pyrnn::dropout_forward(y.data(), x.data(), n, 1234, 1.0);  // p = 1 drops everything
+  bool all0 = true;
+  for (float v : y) all0 = all0 && v == 0.0f;
+  CHECK(all0);
+  CHECK_THROWS(pyrnn::dropout_forward(y.data(), x.data(), n, 1, 1.5));
+}
+
+TEST(last_step_forward_backward) {
+  const int N = 3, T = 4, H = 2, D = 2, W = D * H;
+  std::vector<double> x = random_vec(N * T * W, 11), y(N * W), dx(N * T * W, 7.0);
+  const std::int64_t lengths[N] = {4, 1, 2};
+  pyrnn::last_step_forward(y.data(), x.data(), lengths, N, T, H, D);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < W; ++c) {
+      const int t = c < H ? int(lengths[n]) - 1 : 0;
+      CHECK(y[n * W + c] == x[(n * T + t) * W + c]);
+    }
+  std::vector<double> dy = random_vec(N * W, 12);
+  pyrnn::last_step_backward(dx.data(), dy.data(), lengths, N, T, H, D);
+  for (int n = 0; n < N; ++n)
+    for (int t = 0; t < T; ++t)
+      for (int c = 0; c < W; ++c) {
+        const int want_t = c < H ? int(lengths[n]) - 1 : 0;
+        CHECK(dx[(n * T + t) * W + c] == (t == want_t ? dy[n * W + c] : 0.0));
+      }
+  pyrnn::last_step_forward(y.data(), x.data(), nullptr, N, T, W, 1);  // all T, one direction
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < W; ++c) CHECK(y[n * W + c] == x[(n * T + T - 1) * W + c]);
+  const std::int64_t bad[N] = {4, 0, 2};
+  CHECK_THROWS(pyrnn::last_step_forward(y.data(), x.data(), bad, N, T, H, D));
+}

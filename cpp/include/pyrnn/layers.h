@@ -1,15 +1,22 @@
-// Feed-forward layers of the training stack: Dense, LayerNorm, Embedding. Free functions over
+// Feed-forward layers of the training stack: Dense, LayerNorm, Embedding, Dropout, LastStep. Free
+// functions over
 // row-major buffers, forward beside backward (llm.c style), templated on float / double with
-// explicit instantiations in src/layers.cpp.
+// explicit instantiations in src/layers.cpp. The CUDA backend mirrors every function in
+// <pyrnn/cuda/layers.h> (same names, arguments and semantics, over device memory).
 //
 // Shapes: M rows (every leading axis of the caller's array flattened: batch, time, ...),
 //   Dense      x [M, in]   w [out, in]   b [out]   y [M, out]
 //   LayerNorm  x [M, D]    w [D]         b [D]     y [M, D]    mean, rstd [M] (cache)
 //   Embedding  idx [M]     table [num, dim]        y [M, dim]
+//   Dropout    x [n]       y [n]                   (any shape, flattened)
+//   LastStep   x [N, T, D*H] (samples-first)       y [N, D*H]   lengths [N]
 // Outputs (y, dx, caches) are overwritten; parameter gradients (dw, db, dtable) ACCUMULATE
 // (+=), like the recurrent core, until the caller zeroes them.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+
+#include "pyrnn/random.h"
 
 namespace pyrnn {
 
@@ -48,5 +55,35 @@ void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64
 template <typename T>
 void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::int64_t M,
                         std::int64_t num, int dim, std::int64_t padding_idx);
+
+// ---- Dropout (inverted): y = x * m, m[i] = 1/(1-p) if uniform01(seed, 0, i) >= p, else 0 ----
+// The mask is a pure function of (seed, i) (counter-based hash, pyrnn/random.h), so it is never
+// stored: backward recomputes it, and the CUDA backend draws exactly the same mask.
+// p in [0, 1]; p = 1 drops everything.
+template <typename T>
+PYRNN_HD inline T dropout_multiplier(std::uint64_t seed, std::uint64_t i, double p, T scale) {
+  return uniform01(seed, 0, i) >= p ? scale : T(0);
+}
+template <typename T>
+PYRNN_HD inline T dropout_scale(double p) {
+  return p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+}
+// y [n] = x [n] * mask; y may alias x.
+template <typename T>
+void dropout_forward(T* y, const T* x, std::size_t n, std::uint64_t seed, double p);
+// dx [n] = dy [n] * mask (the forward's mask: same seed and p); dx may alias dy.
+template <typename T>
+void dropout_backward(T* dx, const T* dy, std::size_t n, std::uint64_t seed, double p);
+
+// ---- LastStep: each sequence's final state from a samples-first recurrent output --------------
+// x [N, T, W], W = D*H (D = 1 or 2 directions): y[n, :H] = x[n, lengths[n]-1, :H] (forward
+// direction's last valid step) and, for D = 2, y[n, H:] = x[n, 0, H:] (where the reverse pass
+// ends). lengths [N] in [1, T], or null (all T); throws pyrnn::Error for an entry outside.
+template <typename T>
+void last_step_forward(T* y, const T* x, const std::int64_t* lengths, int N, int T_, int H, int D);
+// dx [N, T, W] overwritten: dy [N, W] at the positions forward read, 0 elsewhere.
+template <typename T>
+void last_step_backward(T* dx, const T* dy, const std::int64_t* lengths, int N, int T_, int H,
+                        int D);
 
 }  // namespace pyrnn

@@ -6,6 +6,8 @@
 #include "pyrnn/cuda/device.h"
 #include "pyrnn/cuda/fill.h"
 #include "pyrnn/cuda/gemm.h"
+#include "pyrnn/cuda/layers.h"
 #include "pyrnn/cuda/matrix_cuda.h"
 #include "pyrnn/cuda/memory.h"
+#include "pyrnn/cuda/optim.h"
 #include "pyrnn/cuda/recurrent.h"

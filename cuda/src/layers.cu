@@ -1,0 +1,249 @@
+// cuda layers: mirrors cpp/src/layers.cpp call for call (see pyrnn/cuda/layers.h). Host-side
+// validation first (the CPU's checks and messages), then cuBLAS GEMMs and the kernels of
+// train_kernels.cuh on the Context's stream, then one synchronize.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "pyrnn/cuda/check.h"
+#include "pyrnn/cuda/gemm.h"
+#include "pyrnn/cuda/layers.h"
+#include "pyrnn/error.h"
+#include "train_common.cuh"
+#include "train_kernels.cuh"
+
+namespace pyrnn {
+namespace cuda {
+
+using kernels::Trans;
+
+namespace {
+
+// GEMM sizes are int: very tall inputs (M rows) are processed in row blocks of this many.
+constexpr std::int64_t kRowBlock = std::int64_t(1) << 30;
+
+void check_sizes(const char* what, std::int64_t M, std::int64_t a, std::int64_t b) {
+  PYRNN_CHECK(M >= 0, what, ": row count must be >= 0, got ", M);
+  PYRNN_CHECK(a >= 1 && b >= 1, what, ": sizes must be >= 1, got ", a, " and ", b);
+  PYRNN_CHECK(a <= 2147483647 && b <= 2147483647, what, ": size too large (", a, ", ", b, ")");
+}
+
+void check_indices(const char* what, const std::int64_t* idx, std::int64_t M, std::int64_t num) {
+  PYRNN_CHECK(M == 0 || idx, what, ": null index array");
+  for (std::int64_t m = 0; m < M; ++m)
+    PYRNN_CHECK(idx[m] >= 0 && idx[m] < num, "embedding index ", idx[m], " at position ", m,
+                " is outside [0, ", num, ")");
+}
+
+void check_last_step(const char* what, const std::int64_t* lengths, int N, int T_, int H, int D) {
+  PYRNN_CHECK(N >= 1 && T_ >= 1 && H >= 1 && (D == 1 || D == 2), what, ": bad sizes N=", N,
+              " T=", T_, " H=", H, " D=", D);
+  if (lengths)
+    for (int n = 0; n < N; ++n)
+      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= T_, what, ": lengths[", n, "] = ", lengths[n],
+                  " is outside [1, ", T_, "]");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Dense
+
+template <typename T>
+void dense_forward(Context& ctx, T* y, const T* x, const T* w, const T* b, std::int64_t M, int in,
+                   int out, Activation act) {
+  check_sizes("dense_forward", M, in, out);
+  detail::TrainScope scope(ctx);
+  for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
+    const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
+    const T* xb = x + static_cast<std::size_t>(m0) * in;  // [rows, in]
+    T* yb = y + static_cast<std::size_t>(m0) * out;       // [rows, out]
+    // y = x w^T: one GEMM over all rows.
+    gemm<T>(ctx.cublas(), Trans::N, Trans::T, rows, out, in, T(1), xb, in, w, in, T(0), yb, out);
+  }
+  // Fused epilogue: y = act(y + b).
+  if (b || act != Activation::None)
+    detail::dense_epilogue<T>(y, b, static_cast<std::size_t>(M), out, static_cast<int>(act),
+                              scope.stream());
+  scope.synchronize();
+}
+
+template <typename T>
+void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, const T* x,
+                    const T* w, std::int64_t M, int in, int out, Activation act) {
+  check_sizes("dense_backward", M, in, out);
+  detail::TrainScope scope(ctx);
+  const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
+  // dz [M, out]: d pre-activation. With no activation it is dy itself (no copy).
+  DeviceBuffer<T> dz_buf(act == Activation::None ? 0 : n_rows * O);
+  const T* dz = dy;
+  if (act != Activation::None) {
+    detail::dense_dz<T>(dz_buf.data(), dy, y, n_rows * O, static_cast<int>(act), scope.stream());
+    dz = dz_buf.data();
+  }
+  for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
+    const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
+    const T* dzb = dz + static_cast<std::size_t>(m0) * out;  // [rows, out]
+    const T* xb = x + static_cast<std::size_t>(m0) * in;     // [rows, in]
+    // dw += dz^T x (accumulate: beta = 1).
+    gemm<T>(ctx.cublas(), Trans::T, Trans::N, out, in, rows, T(1), dzb, out, xb, in, T(1), dw, in);
+    // dx = dz w (overwrite).
+    if (dx)
+      gemm<T>(ctx.cublas(), Trans::N, Trans::N, rows, in, out, T(1), dzb, out, w, in, T(0),
+              dx + static_cast<std::size_t>(m0) * in, in);
+  }
+  // db += column sums of dz: one owner per column, rows in order, in double (the CPU's order).
+  if (db) detail::column_sums_add<T>(db, dz, n_rows, out, scope.stream());
+  scope.synchronize();  // also keeps dz_buf alive until the kernels are done
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm
+
+template <typename T>
+void layernorm_forward(Context& ctx, T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+                       std::int64_t M, int D, double eps) {
+  check_sizes("layernorm_forward", M, D, 1);
+  PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
+  detail::TrainScope scope(ctx);
+  detail::layernorm_rows_forward<T>(y, mean, rstd, x, w, b, static_cast<std::size_t>(M), D, eps,
+                                    scope.stream());
+  scope.synchronize();
+}
+
+template <typename T>
+void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
+                        const T* rstd, const T* w, std::int64_t M, int D) {
+  check_sizes("layernorm_backward", M, D, 1);
+  detail::TrainScope scope(ctx);
+  const std::size_t rows = static_cast<std::size_t>(M);
+  detail::layernorm_rows_backward<T>(dx, dy, x, mean, rstd, w, rows, D, scope.stream());
+  detail::layernorm_params_backward<T>(dw, db, dy, x, mean, rstd, rows, D, scope.stream());
+  scope.synchronize();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding
+
+template <typename T>
+void embedding_forward(Context& ctx, T* y, const std::int64_t* idx, const T* table, std::int64_t M,
+                       std::int64_t num, int dim) {
+  check_sizes("embedding_forward", M, num, dim);
+  check_indices("embedding_forward", idx, M, num);
+  if (M == 0) return;
+  detail::TrainScope scope(ctx);
+  const std::size_t Ms = static_cast<std::size_t>(M);
+  DeviceBuffer<std::int64_t> d_idx = detail::upload(idx, Ms, scope.stream());  // [M]
+  detail::embedding_gather<T>(y, d_idx.data(), table, Ms, dim, scope.stream());
+  scope.synchronize();
+}
+
+// Deterministic without atomics: the host groups the positions by table row (a stable sort of the
+// positions by index, padding rows left out), giving for each touched row u its positions in
+// ascending order. One GPU thread then owns each (touched row, column) and adds that row's dy
+// entries in exactly that order, starting from the accumulated value: the CPU's sequence of
+// additions for that element, so the result is bitwise the CPU's. Work is O(M log M) on the host
+// for the grouping (the indices are on the host anyway) and O(M * dim) on the GPU.
+template <typename T>
+void embedding_backward(Context& ctx, T* dtable, const T* dy, const std::int64_t* idx,
+                        std::int64_t M, std::int64_t num, int dim, std::int64_t padding_idx) {
+  check_sizes("embedding_backward", M, num, dim);
+  check_indices("embedding_backward", idx, M, num);
+  std::vector<std::int64_t> order;  // [<= M] positions grouped by index, ascending within a group
+  order.reserve(static_cast<std::size_t>(M));
+  for (std::int64_t m = 0; m < M; ++m)
+    if (idx[m] != padding_idx) order.push_back(m);
+  if (order.empty()) return;
+  std::stable_sort(order.begin(), order.end(),
+                   [idx](std::int64_t a, std::int64_t b) { return idx[a] < idx[b]; });
+  std::vector<std::int64_t> rows, starts;  // [U] touched table rows; [U+1] group offsets
+  for (std::size_t k = 0; k < order.size(); ++k)
+    if (k == 0 || idx[order[k]] != idx[order[k - 1]]) {
+      rows.push_back(idx[order[k]]);
+      starts.push_back(static_cast<std::int64_t>(k));
+    }
+  starts.push_back(static_cast<std::int64_t>(order.size()));
+  detail::TrainScope scope(ctx);
+  DeviceBuffer<std::int64_t> d_order = detail::upload(order.data(), order.size(), scope.stream());
+  DeviceBuffer<std::int64_t> d_rows = detail::upload(rows.data(), rows.size(), scope.stream());
+  DeviceBuffer<std::int64_t> d_starts = detail::upload(starts.data(), starts.size(), scope.stream());
+  detail::embedding_owned_add<T>(dtable, dy, d_rows.data(), d_starts.data(), d_order.data(),
+                                 rows.size(), dim, scope.stream());
+  scope.synchronize();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+template <typename T>
+void dropout_forward(Context& ctx, T* y, const T* x, std::size_t n, std::uint64_t seed, double p) {
+  PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
+  detail::TrainScope scope(ctx);
+  detail::dropout_apply<T>(y, x, n, seed, p, dropout_scale<T>(p), scope.stream());
+  scope.synchronize();
+}
+
+template <typename T>
+void dropout_backward(Context& ctx, T* dx, const T* dy, std::size_t n, std::uint64_t seed,
+                      double p) {
+  PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_backward: p must be in [0, 1], got ", p);
+  detail::TrainScope scope(ctx);
+  detail::dropout_apply<T>(dx, dy, n, seed, p, dropout_scale<T>(p), scope.stream());
+  scope.synchronize();
+}
+
+// ---------------------------------------------------------------------------------------------
+// LastStep
+
+template <typename T>
+void last_step_forward(Context& ctx, T* y, const T* x, const std::int64_t* lengths, int N, int T_,
+                       int H, int D) {
+  check_last_step("last_step_forward", lengths, N, T_, H, D);
+  detail::TrainScope scope(ctx);
+  DeviceBuffer<std::int64_t> d_len;  // [N]
+  if (lengths) d_len = detail::upload(lengths, static_cast<std::size_t>(N), scope.stream());
+  detail::last_step_gather<T>(y, x, lengths ? d_len.data() : nullptr, N, T_, D * H, H,
+                              scope.stream());
+  scope.synchronize();
+}
+
+template <typename T>
+void last_step_backward(Context& ctx, T* dx, const T* dy, const std::int64_t* lengths, int N,
+                        int T_, int H, int D) {
+  check_last_step("last_step_backward", lengths, N, T_, H, D);
+  detail::TrainScope scope(ctx);
+  DeviceBuffer<std::int64_t> d_len;  // [N]
+  if (lengths) d_len = detail::upload(lengths, static_cast<std::size_t>(N), scope.stream());
+  detail::last_step_scatter<T>(dx, dy, lengths ? d_len.data() : nullptr, N, T_, D * H, H,
+                               scope.stream());
+  scope.synchronize();
+}
+
+#define PYRNN_INSTANTIATE_LAYERS(T)                                                               \
+  template void dense_forward<T>(Context&, T*, const T*, const T*, const T*, std::int64_t, int,   \
+                                 int, Activation);                                                \
+  template void dense_backward<T>(Context&, T*, T*, T*, const T*, const T*, const T*, const T*,   \
+                                  std::int64_t, int, int, Activation);                            \
+  template void layernorm_forward<T>(Context&, T*, T*, T*, const T*, const T*, const T*,          \
+                                     std::int64_t, int, double);                                  \
+  template void layernorm_backward<T>(Context&, T*, T*, T*, const T*, const T*, const T*,         \
+                                      const T*, const T*, std::int64_t, int);                     \
+  template void embedding_forward<T>(Context&, T*, const std::int64_t*, const T*, std::int64_t,   \
+                                     std::int64_t, int);                                          \
+  template void embedding_backward<T>(Context&, T*, const T*, const std::int64_t*, std::int64_t,  \
+                                      std::int64_t, int, std::int64_t);                           \
+  template void dropout_forward<T>(Context&, T*, const T*, std::size_t, std::uint64_t, double);   \
+  template void dropout_backward<T>(Context&, T*, const T*, std::size_t, std::uint64_t, double);  \
+  template void last_step_forward<T>(Context&, T*, const T*, const std::int64_t*, int, int, int,  \
+                                     int);                                                        \
+  template void last_step_backward<T>(Context&, T*, const T*, const std::int64_t*, int, int, int, \
+                                      int);
+
+PYRNN_INSTANTIATE_LAYERS(float)
+PYRNN_INSTANTIATE_LAYERS(double)
+#undef PYRNN_INSTANTIATE_LAYERS
+
+}  // namespace cuda
+}  // namespace pyrnn

@@ -1,0 +1,124 @@
+// cuda::optim: mirrors cpp/src/optim.cpp (see pyrnn/cuda/optim.h). Coefficients are computed on
+// the host by optim_elems.cuh's *_coef (the CPU's expressions), then one kernel per call.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <vector>
+
+#include "optim_elems.cuh"
+#include "pyrnn/cuda/check.h"
+#include "pyrnn/cuda/optim.h"
+#include "pyrnn/error.h"
+#include "train_common.cuh"
+#include "train_kernels.cuh"
+
+namespace pyrnn {
+namespace cuda {
+namespace optim {
+
+template <typename T>
+void sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
+              double momentum, double dampening, double weight_decay, bool nesterov,
+              bool first_step) {
+  PYRNN_CHECK(momentum == 0.0 || buf || n == 0, "sgd_step: momentum needs a buffer");
+  detail::TrainScope scope(ctx);
+  detail::sgd_update<T>(param, grad, buf, n,
+                        detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov,
+                                            first_step),
+                        scope.stream());
+  scope.synchronize();
+}
+
+template <typename T>
+void adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+               T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
+               double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step) {
+  PYRNN_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
+  PYRNN_CHECK(!amsgrad || max_exp_avg_sq || n == 0, "adam_step: amsgrad needs max_exp_avg_sq");
+  detail::TrainScope scope(ctx);
+  detail::adam_update<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
+                         detail::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled,
+                                              amsgrad, step),
+                         scope.stream());
+  scope.synchronize();
+}
+
+template <typename T>
+void rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
+                  std::size_t n, double lr, double alpha, double eps, double weight_decay,
+                  double momentum, bool centered) {
+  PYRNN_CHECK(!centered || grad_avg || n == 0, "rmsprop_step: centered needs grad_avg");
+  PYRNN_CHECK(!(momentum > 0.0) || buf || n == 0, "rmsprop_step: momentum needs a buffer");
+  detail::TrainScope scope(ctx);
+  detail::rmsprop_update<T>(param, grad, square_avg, grad_avg, buf, n,
+                            detail::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum,
+                                                    centered),
+                            scope.stream());
+  scope.synchronize();
+}
+
+namespace {
+// Per-block partials of a fixed-shape reduction, copied back (block order preserved).
+template <typename T, typename Launch>
+std::vector<double> partials_of(Context& ctx, const T* x, std::size_t n, Launch launch) {
+  const unsigned blocks = detail::reduce_blocks(n);
+  detail::TrainScope scope(ctx);
+  DeviceBuffer<double> d_part(blocks);  // [blocks]
+  launch(d_part.data(), x, n, blocks, scope.stream());
+  std::vector<double> part(blocks);
+  d_part.copy_to_host(part.data(), blocks, scope.stream());  // ordered after the kernel; waits
+  return part;
+}
+}  // namespace
+
+template <typename T>
+double sum_squares(Context& ctx, const T* x, std::size_t n) {
+  if (n == 0) return 0.0;
+  double s = 0.0;
+  for (double p : partials_of<T>(ctx, x, n, detail::sum_squares_partials<T>)) s += p;
+  return s;
+}
+
+template <typename T>
+double max_abs(Context& ctx, const T* x, std::size_t n) {
+  if (n == 0) return 0.0;
+  double m = 0.0;
+  for (double p : partials_of<T>(ctx, x, n, detail::max_abs_partials<T>))
+    m = detail::max_abs_step(m, p);
+  return m;
+}
+
+template <typename T>
+void scale_inplace(Context& ctx, T* x, std::size_t n, double scale) {
+  detail::TrainScope scope(ctx);
+  detail::scale_elems<T>(x, n, static_cast<T>(scale), scope.stream());
+  scope.synchronize();
+}
+
+template <typename T>
+void zero(Context& ctx, T* x, std::size_t n) {
+  if (n == 0) return;
+  detail::TrainScope scope(ctx);
+  PYRNN_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(T), scope.stream()));
+  scope.synchronize();
+}
+
+#define PYRNN_INSTANTIATE_OPTIM(T)                                                                 \
+  template void sgd_step<T>(Context&, T*, const T*, T*, std::size_t, double, double, double,      \
+                            double, bool, bool);                                                   \
+  template void adam_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,     \
+                             double, double, double, bool, bool, std::int64_t);                    \
+  template void rmsprop_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,  \
+                                double, double, double, bool);                                     \
+  template double sum_squares<T>(Context&, const T*, std::size_t);                                \
+  template double max_abs<T>(Context&, const T*, std::size_t);                                    \
+  template void scale_inplace<T>(Context&, T*, std::size_t, double);                              \
+  template void zero<T>(Context&, T*, std::size_t);
+
+PYRNN_INSTANTIATE_OPTIM(float)
+PYRNN_INSTANTIATE_OPTIM(double)
+#undef PYRNN_INSTANTIATE_OPTIM
+
+}  // namespace optim
+}  // namespace cuda
+}  // namespace pyrnn

@@ -1,0 +1,140 @@
+// Per-element bodies of the optimizer update kernels (internal header), host and device: the loop
+// bodies of cpp/src/optim.cpp written per element, same expressions and operand order, with the
+// scalar coefficients computed once on the host by the same code (the *Coef structs below).
+// cuda/tests/test_train_elems.cpp checks them bitwise against pyrnn::optim on the host; the kernels
+// in train_kernels.cu are compiled with --fmad=false so the GPU performs the same IEEE operations.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "pyrnn/random.h"  // PYRNN_HD
+
+namespace pyrnn {
+namespace cuda {
+namespace detail {
+
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ float opt_sqrt(float x) { return sqrtf(x); }  // IEEE (prec-sqrt)
+__device__ __forceinline__ double opt_sqrt(double x) { return sqrt(x); }
+#else
+template <typename T>
+inline T opt_sqrt(T x) { return std::sqrt(x); }
+#endif
+
+// torch.lerp's two-sided form, as optim.cpp's lerp.
+template <typename T>
+PYRNN_HD inline T opt_lerp(T a, T b, T w) {
+  return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+}
+
+// ---- SGD ----------------------------------------------------------------------------------------
+template <typename T>
+struct SgdCoef {
+  T lr, mom, wd, damp;
+  bool use_wd, use_mom, nesterov, first;
+};
+template <typename T>
+inline SgdCoef<T> sgd_coef(double lr, double momentum, double dampening, double weight_decay,
+                           bool nesterov, bool first_step) {
+  return {static_cast<T>(lr), static_cast<T>(momentum), static_cast<T>(weight_decay),
+          static_cast<T>(1.0 - dampening), weight_decay != 0.0, momentum != 0.0, nesterov,
+          first_step};
+}
+template <typename T>
+PYRNN_HD inline void sgd_elem(std::size_t i, T* param, const T* grad, T* buf, const SgdCoef<T>& c) {
+  T g = grad[i];
+  if (c.use_wd) g += c.wd * param[i];
+  if (c.use_mom) {
+    buf[i] = c.first ? g : c.mom * buf[i] + c.damp * g;
+    g = c.nesterov ? g + c.mom * buf[i] : buf[i];
+  }
+  param[i] -= c.lr * g;
+}
+
+// ---- Adam / AdamW -------------------------------------------------------------------------------
+template <typename T>
+struct AdamCoef {
+  T step_size, bc2_sqrt, w1, b2, w2, eps, wd, shrink;
+  bool use_wd, decoupled, amsgrad;
+};
+template <typename T>
+inline AdamCoef<T> adam_coef(double lr, double beta1, double beta2, double eps,
+                             double weight_decay, bool decoupled, bool amsgrad, std::int64_t step) {
+  // Bias corrections in double, as optim.cpp (and PyTorch in Python).
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+  return {static_cast<T>(lr / bc1),          static_cast<T>(std::sqrt(bc2)),
+          static_cast<T>(1.0 - beta1),       static_cast<T>(beta2),
+          static_cast<T>(1.0 - beta2),       static_cast<T>(eps),
+          static_cast<T>(weight_decay),      static_cast<T>(1.0 - lr * weight_decay),
+          weight_decay != 0.0,               decoupled,
+          amsgrad};
+}
+template <typename T>
+PYRNN_HD inline void adam_elem(std::size_t i, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+                               T* max_exp_avg_sq, const AdamCoef<T>& c) {
+  T g = grad[i];
+  if (c.use_wd) {
+    if (c.decoupled) param[i] *= c.shrink;
+    else g += c.wd * param[i];
+  }
+  exp_avg[i] = opt_lerp(exp_avg[i], g, c.w1);
+  exp_avg_sq[i] = exp_avg_sq[i] * c.b2 + c.w2 * g * g;
+  T v = exp_avg_sq[i];
+  if (c.amsgrad) {
+    const T m = max_exp_avg_sq[i];
+    max_exp_avg_sq[i] = m < v ? v : m;  // std::max(m, v)
+    v = max_exp_avg_sq[i];
+  }
+  const T denom = opt_sqrt(v) / c.bc2_sqrt + c.eps;
+  param[i] -= c.step_size * (exp_avg[i] / denom);
+}
+
+// ---- RMSprop ------------------------------------------------------------------------------------
+template <typename T>
+struct RmspropCoef {
+  T lr, a, w, eps, wd, mom;
+  bool use_wd, centered, use_mom;
+};
+template <typename T>
+inline RmspropCoef<T> rmsprop_coef(double lr, double alpha, double eps, double weight_decay,
+                                   double momentum, bool centered) {
+  return {static_cast<T>(lr),  static_cast<T>(alpha),        static_cast<T>(1.0 - alpha),
+          static_cast<T>(eps), static_cast<T>(weight_decay), static_cast<T>(momentum),
+          weight_decay != 0.0, centered,                     momentum > 0.0};
+}
+template <typename T>
+PYRNN_HD inline void rmsprop_elem(std::size_t i, T* param, const T* grad, T* square_avg,
+                                  T* grad_avg, T* buf, const RmspropCoef<T>& c) {
+  T g = grad[i];
+  if (c.use_wd) g += c.wd * param[i];
+  square_avg[i] = square_avg[i] * c.a + c.w * g * g;
+  T avg;
+  if (c.centered) {
+    grad_avg[i] = opt_lerp(grad_avg[i], g, c.w);
+    avg = opt_sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + c.eps;
+  } else {
+    avg = opt_sqrt(square_avg[i]) + c.eps;
+  }
+  if (c.use_mom) {
+    buf[i] = buf[i] * c.mom + g / avg;
+    param[i] -= c.lr * buf[i];
+  } else {
+    param[i] -= c.lr * (g / avg);
+  }
+}
+
+// ---- gradient clipping ----------------------------------------------------------------------------
+template <typename T>
+PYRNN_HD inline double square_elem(T x) {
+  return static_cast<double>(x) * x;
+}
+// max |x| with NaN sticky, as optim.cpp's max_abs (m starts at 0).
+PYRNN_HD inline double max_abs_step(double m, double v) {
+  return (v > m || v != v) && m == m ? v : m;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace pyrnn

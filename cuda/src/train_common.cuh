@@ -1,0 +1,49 @@
+// Small helpers shared by layers.cu and optim.cu (internal header).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "pyrnn/cuda/buffer.h"
+#include "pyrnn/cuda/check.h"
+#include "pyrnn/cuda/context.h"
+
+namespace pyrnn {
+namespace cuda {
+namespace detail {
+
+// Makes the Context's device current for a scope (restoring the caller's), and finishes the
+// scope's work: synchronize() waits for the stream, so results are complete when a call returns.
+class TrainScope {
+ public:
+  explicit TrainScope(Context& ctx) : ctx_(ctx) {
+    PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
+    switched_ = prev_ != ctx.device();
+    if (switched_) PYRNN_CUDA_CHECK(cudaSetDevice(ctx.device()));
+  }
+  ~TrainScope() {
+    if (switched_) (void)cudaSetDevice(prev_);
+  }
+  TrainScope(const TrainScope&) = delete;
+  TrainScope& operator=(const TrainScope&) = delete;
+
+  cudaStream_t stream() const { return ctx_.stream(); }
+  void synchronize() const { PYRNN_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream())); }
+
+ private:
+  Context& ctx_;
+  int prev_ = 0;
+  bool switched_ = false;
+};
+
+// A device copy of a host array (ordered on `stream`, complete on return).
+template <typename U>
+DeviceBuffer<U> upload(const U* host, std::size_t n, cudaStream_t stream) {
+  DeviceBuffer<U> b(n);
+  b.copy_from_host(host, n, stream);
+  return b;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace pyrnn

@@ -1,0 +1,424 @@
+// The training stack on the GPU (pyrnn/cuda/layers.h, pyrnn/cuda/optim.h) against the CPU
+// (pyrnn/layers.h, pyrnn/optim.h) on random inputs, float and double: every output and gradient,
+// accumulation (+=) over two backward calls, lengths, padding, error paths. Compiled twice: against
+// the real CUDA runtime (without a GPU: "SKIP: <reason>", exit 0) and, with
+// PYRNN_CUDA_HOST_EMULATION, against the host emulation (tests/emu), where layers.cu and optim.cu
+// run as C++ on the CPU.
+//
+// Exactness claims checked here (both builds): Dense db, LayerNorm dw/db, Embedding (both ways),
+// Dropout, LastStep and every optimizer step are BITWISE the CPU's when given the same inputs;
+// GEMM products and the warp-reduced LayerNorm statistics are within rounding (float 1e-5,
+// double 1e-12 relative to the tensor's scale).
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "pyrnn/cuda/buffer.h"
+#include "pyrnn/cuda/context.h"
+#include "pyrnn/cuda/device.h"
+#include "pyrnn/cuda/layers.h"
+#include "pyrnn/cuda/optim.h"
+#include "pyrnn/error.h"
+#include "pyrnn/layers.h"
+#include "pyrnn/optim.h"
+#include "pyrnn/random.h"
+
+namespace {
+
+int failures = 0;
+
+#define CHECK(cond)                                                                   \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      std::fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                                     \
+    }                                                                                 \
+  } while (0)
+
+#define CHECK_THROWS(expr)                                                                      \
+  do {                                                                                          \
+    bool thrown_ = false;                                                                       \
+    try {                                                                                       \
+      expr;                                                                                     \
+    } catch (const pyrnn::Error&) {                                                             \
+      thrown_ = true;                                                                           \
+    }                                                                                           \
+    if (!thrown_) {                                                                             \
+      std::fprintf(stderr, "  %s:%d: %s did not throw pyrnn::Error\n", __FILE__, __LINE__, #expr); \
+      ++failures;                                                                               \
+    }                                                                                           \
+  } while (0)
+
+using pyrnn::Activation;
+using pyrnn::cuda::Context;
+using pyrnn::cuda::DeviceBuffer;
+
+// Random values in [lo, hi) from the counter hash (distinct per seed).
+template <typename T>
+std::vector<T> rand_vec(std::size_t n, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  std::vector<T> v(n);
+  for (std::size_t i = 0; i < n; ++i)
+    v[i] = static_cast<T>(lo + (hi - lo) * pyrnn::uniform01(seed, 77, i));
+  return v;
+}
+
+template <typename T>
+DeviceBuffer<T> up(const std::vector<T>& v) {
+  DeviceBuffer<T> b(v.size());
+  b.copy_from_host(v.data(), v.size());
+  return b;
+}
+template <typename T>
+std::vector<T> down(const DeviceBuffer<T>& b, std::size_t n) {
+  std::vector<T> v(n);
+  b.copy_to_host(v.data(), n);
+  return v;
+}
+template <typename T>
+std::vector<T> down(const DeviceBuffer<T>& b) {
+  return down(b, b.size());
+}
+
+template <typename T>
+const char* tname() {
+  return sizeof(T) == 4 ? "float" : "double";
+}
+
+// max |got - want| <= tol * max(1, max |want|).
+template <typename T>
+bool close(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
+  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+  if (got.size() != want.size()) {
+    std::fprintf(stderr, "  %s: size %zu vs %zu\n", what.c_str(), got.size(), want.size());
+    ++failures;
+    return false;
+  }
+  double scale = 1.0, worst = 0.0;
+  for (T w : want) scale = std::max(scale, std::fabs(double(w)));
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double e = std::fabs(double(got[i]) - double(want[i]));
+    worst = std::isnan(e) ? std::numeric_limits<double>::infinity() : std::max(worst, e);
+  }
+  if (worst > tol * scale) {
+    std::fprintf(stderr, "  %s: max error %.3g > %.3g\n", what.c_str(), worst, tol * scale);
+    ++failures;
+    return false;
+  }
+  return true;
+}
+
+// Bitwise (NaN == NaN).
+template <typename T>
+bool same(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
+  bool ok = got.size() == want.size();
+  std::size_t bad = 0;
+  for (std::size_t i = 0; ok && i < got.size(); ++i)
+    if (!(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])))) ++bad;
+  if (!ok || bad) {
+    std::fprintf(stderr, "  %s: %zu of %zu elements differ from the CPU (bitwise)\n", what.c_str(),
+                 bad, got.size());
+    ++failures;
+    return false;
+  }
+  return true;
+}
+
+// ---- Dense --------------------------------------------------------------------------------------
+
+template <typename T>
+void check_dense(Context& ctx, Activation act, bool bias, bool want_dx, std::int64_t M) {
+  const int in = 5, out = 4;
+  const std::string label = std::string("dense<") + tname<T>() + "> act=" +
+                            std::to_string(int(act)) + " bias=" + std::to_string(bias) +
+                            " dx=" + std::to_string(want_dx) + " M=" + std::to_string(M);
+  const std::size_t Ms = static_cast<std::size_t>(M);
+  const auto x = rand_vec<T>(Ms * in, 1), w = rand_vec<T>(out * in, 2), b = rand_vec<T>(out, 3);
+  const auto dy = rand_vec<T>(Ms * out, 4), dw0 = rand_vec<T>(out * in, 5), db0 = rand_vec<T>(out, 6);
+  std::vector<T> y(Ms * out);
+  pyrnn::dense_forward(y.data(), x.data(), w.data(), bias ? b.data() : nullptr, M, in, out, act);
+  auto gx = up(x), gw = up(w), gb = up(b);
+  DeviceBuffer<T> gy(Ms * out);
+  pyrnn::cuda::dense_forward<T>(ctx, gy.data(), gx.data(), gw.data(), bias ? gb.data() : nullptr, M,
+                                in, out, act);
+  close(down(gy), y, label + " y");
+
+  // Backward from the CPU's y on both sides, twice (gradients accumulate onto dw0 / db0).
+  std::vector<T> dx(Ms * in), dw = dw0, db = db0;
+  auto gy_cpu = up(y), gdy = up(dy), gdw = up(dw0), gdb = up(db0);
+  DeviceBuffer<T> gdx(Ms * in);
+  for (int rep = 0; rep < 2; ++rep) {
+    pyrnn::dense_backward(want_dx ? dx.data() : nullptr, dw.data(), bias ? db.data() : nullptr,
+                          dy.data(), y.data(), x.data(), w.data(), M, in, out, act);
+    pyrnn::cuda::dense_backward<T>(ctx, want_dx ? gdx.data() : nullptr, gdw.data(),
+                                   bias ? gdb.data() : nullptr, gdy.data(), gy_cpu.data(),
+                                   gx.data(), gw.data(), M, in, out, act);
+  }
+  if (want_dx) close(down(gdx), dx, label + " dx");
+  close(down(gdw), dw, label + " dw");
+  same(down(gdb), db, label + " db");  // db0 untouched without bias, on both sides
+}
+
+// ---- LayerNorm ----------------------------------------------------------------------------------
+
+template <typename T>
+void check_layernorm(Context& ctx, std::int64_t M, int D) {
+  const std::string label = std::string("layernorm<") + tname<T>() + "> M=" + std::to_string(M) +
+                            " D=" + std::to_string(D);
+  const std::size_t n = static_cast<std::size_t>(M) * D, Ms = static_cast<std::size_t>(M);
+  // Offset rows: a large mean must not cost digits (two-pass statistics).
+  const auto x = rand_vec<T>(n, 11, 2.0, 5.0), w = rand_vec<T>(D, 12), b = rand_vec<T>(D, 13);
+  const auto dy = rand_vec<T>(n, 14), dw0 = rand_vec<T>(D, 15), db0 = rand_vec<T>(D, 16);
+  std::vector<T> y(n), mean(Ms), rstd(Ms);
+  pyrnn::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), M, D,
+                           1e-5);
+  auto gx = up(x), gw = up(w), gb = up(b);
+  DeviceBuffer<T> gy(n), gmean(Ms), grstd(Ms);
+  pyrnn::cuda::layernorm_forward<T>(ctx, gy.data(), gmean.data(), grstd.data(), gx.data(),
+                                    gw.data(), gb.data(), M, D, 1e-5);
+  close(down(gy), y, label + " y");
+  close(down(gmean), mean, label + " mean");
+  close(down(grstd), rstd, label + " rstd");
+
+  std::vector<T> dx(n), dw = dw0, db = db0;
+  auto gdy = up(dy), gm = up(mean), gr = up(rstd), gdw = up(dw0), gdb = up(db0);
+  DeviceBuffer<T> gdx(n);
+  for (int rep = 0; rep < 2; ++rep) {
+    pyrnn::layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), mean.data(),
+                              rstd.data(), w.data(), M, D);
+    pyrnn::cuda::layernorm_backward<T>(ctx, gdx.data(), gdw.data(), gdb.data(), gdy.data(),
+                                       gx.data(), gm.data(), gr.data(), gw.data(), M, D);
+  }
+  close(down(gdx), dx, label + " dx");
+  same(down(gdw), dw, label + " dw");
+  same(down(gdb), db, label + " db");
+}
+
+// ---- Embedding ----------------------------------------------------------------------------------
+
+template <typename T>
+void check_embedding(Context& ctx, std::int64_t padding_idx) {
+  const std::string label = std::string("embedding<") + tname<T>() + "> padding_idx=" +
+                            std::to_string(padding_idx);
+  const std::int64_t num = 7, M = 41;
+  const int dim = 3;
+  std::vector<std::int64_t> idx(M);
+  for (std::int64_t m = 0; m < M; ++m)  // skewed, repeated, some rows never used
+    idx[m] = static_cast<std::int64_t>(pyrnn::uniform01(5, 1, m) * pyrnn::uniform01(5, 2, m) * 6);
+  idx[3] = 2;
+  idx[9] = 2;
+  const auto table = rand_vec<T>(num * dim, 21), dy = rand_vec<T>(M * dim, 22);
+  const auto dt0 = rand_vec<T>(num * dim, 23);
+  std::vector<T> y(M * dim), dt = dt0;
+  pyrnn::embedding_forward(y.data(), idx.data(), table.data(), M, num, dim);
+  auto gt = up(table), gdy = up(dy), gdt = up(dt0);
+  DeviceBuffer<T> gy(M * dim);
+  pyrnn::cuda::embedding_forward<T>(ctx, gy.data(), idx.data(), gt.data(), M, num, dim);
+  same(down(gy), y, label + " y");
+  for (int rep = 0; rep < 2; ++rep) {
+    pyrnn::embedding_backward(dt.data(), dy.data(), idx.data(), M, num, dim, padding_idx);
+    pyrnn::cuda::embedding_backward<T>(ctx, gdt.data(), gdy.data(), idx.data(), M, num, dim,
+                                       padding_idx);
+  }
+  same(down(gdt), dt, label + " dtable");
+  std::vector<std::int64_t> bad = idx;
+  bad[17] = num;
+  CHECK_THROWS(pyrnn::cuda::embedding_forward<T>(ctx, gy.data(), bad.data(), gt.data(), M, num, dim));
+  CHECK_THROWS(pyrnn::cuda::embedding_backward<T>(ctx, gdt.data(), gdy.data(), bad.data(), M, num,
+                                                  dim, -1));
+  same(down(gdt), dt, label + " dtable after a refused call");
+  pyrnn::cuda::embedding_forward<T>(ctx, gy.data(), idx.data(), gt.data(), 0, num, dim);  // M = 0
+}
+
+// ---- Dropout and LastStep -----------------------------------------------------------------------
+
+template <typename T>
+void check_dropout(Context& ctx, double p) {
+  const std::string label = std::string("dropout<") + tname<T>() + "> p=" + std::to_string(p);
+  const std::size_t n = 3001;
+  const auto x = rand_vec<T>(n, 31);
+  std::vector<T> y(n), dx(n);
+  pyrnn::dropout_forward(y.data(), x.data(), n, 987654321, p);
+  pyrnn::dropout_backward(dx.data(), x.data(), n, 987654321, p);
+  auto gx = up(x);
+  DeviceBuffer<T> gy(n), gdx(n);
+  pyrnn::cuda::dropout_forward<T>(ctx, gy.data(), gx.data(), n, 987654321, p);
+  pyrnn::cuda::dropout_backward<T>(ctx, gdx.data(), gx.data(), n, 987654321, p);
+  same(down(gy), y, label + " y");
+  same(down(gdx), dx, label + " dx");
+  CHECK_THROWS(pyrnn::cuda::dropout_forward<T>(ctx, gy.data(), gx.data(), n, 1, -0.1));
+}
+
+template <typename T>
+void check_last_step(Context& ctx, int D, bool use_lengths) {
+  const std::string label = std::string("last_step<") + tname<T>() + "> D=" + std::to_string(D) +
+                            " lengths=" + std::to_string(use_lengths);
+  const int N = 4, T_ = 5, H = 3, W = D * H;
+  const std::int64_t lengths[N] = {5, 1, 3, 2};
+  const std::int64_t* lp = use_lengths ? lengths : nullptr;
+  const auto x = rand_vec<T>(std::size_t(N) * T_ * W, 41), dy = rand_vec<T>(std::size_t(N) * W, 42);
+  std::vector<T> y(N * W), dx(std::size_t(N) * T_ * W);
+  pyrnn::last_step_forward(y.data(), x.data(), lp, N, T_, H, D);
+  pyrnn::last_step_backward(dx.data(), dy.data(), lp, N, T_, H, D);
+  auto gx = up(x), gdy = up(dy);
+  DeviceBuffer<T> gy(N * W), gdx(dx.size());
+  pyrnn::cuda::last_step_forward<T>(ctx, gy.data(), gx.data(), lp, N, T_, H, D);
+  pyrnn::cuda::last_step_backward<T>(ctx, gdx.data(), gdy.data(), lp, N, T_, H, D);
+  same(down(gy), y, label + " y");
+  same(down(gdx), dx, label + " dx");
+  const std::int64_t bad[N] = {5, 6, 3, 2};
+  CHECK_THROWS(pyrnn::cuda::last_step_forward<T>(ctx, gy.data(), gx.data(), bad, N, T_, H, D));
+}
+
+// ---- optimizers ---------------------------------------------------------------------------------
+
+// Three steps of each update rule on both sides, from the same state: bitwise equal.
+template <typename T>
+void check_optimizers(Context& ctx) {
+  const std::size_t n = 1037;
+  const std::string pre = std::string("optim<") + tname<T>() + "> ";
+  struct Sgd { double mom, damp, wd; bool nesterov; };
+  for (const Sgd& s : {Sgd{0.0, 0.0, 0.0, false}, Sgd{0.9, 0.1, 0.01, false},
+                       Sgd{0.9, 0.0, 0.0, true}}) {
+    auto p = rand_vec<T>(n, 51), buf = std::vector<T>(n, T(0));
+    auto gp = up(p), gbuf = up(buf);
+    for (int step = 0; step < 3; ++step) {
+      const auto g = rand_vec<T>(n, 52 + step);
+      auto gg = up(g);
+      pyrnn::optim::sgd_step(p.data(), g.data(), buf.data(), n, 0.05, s.mom, s.damp, s.wd,
+                             s.nesterov, step == 0);
+      pyrnn::cuda::optim::sgd_step<T>(ctx, gp.data(), gg.data(), gbuf.data(), n, 0.05, s.mom,
+                                      s.damp, s.wd, s.nesterov, step == 0);
+    }
+    same(down(gp), p, pre + "sgd param");
+    same(down(gbuf), buf, pre + "sgd momentum");
+  }
+  struct AdamCase { double wd; bool decoupled, amsgrad; };
+  for (const AdamCase& a : {AdamCase{0.0, false, false}, AdamCase{0.01, false, true},
+                            AdamCase{0.01, true, false}, AdamCase{0.1, true, true}}) {
+    auto p = rand_vec<T>(n, 61);
+    std::vector<T> m(n, T(0)), v(n, T(0)), vmax(n, T(0));
+    auto gp = up(p), gm = up(m), gv = up(v), gvmax = up(vmax);
+    for (int step = 1; step <= 3; ++step) {
+      const auto g = rand_vec<T>(n, 62 + step);
+      auto gg = up(g);
+      pyrnn::optim::adam_step(p.data(), g.data(), m.data(), v.data(), vmax.data(), n, 1e-2, 0.9,
+                              0.999, 1e-8, a.wd, a.decoupled, a.amsgrad, step);
+      pyrnn::cuda::optim::adam_step<T>(ctx, gp.data(), gg.data(), gm.data(), gv.data(),
+                                       gvmax.data(), n, 1e-2, 0.9, 0.999, 1e-8, a.wd, a.decoupled,
+                                       a.amsgrad, step);
+    }
+    same(down(gp), p, pre + "adam param");
+    same(down(gm), m, pre + "adam exp_avg");
+    same(down(gv), v, pre + "adam exp_avg_sq");
+    same(down(gvmax), vmax, pre + "adam max_exp_avg_sq");
+  }
+  struct Rms { double wd, mom; bool centered; };
+  for (const Rms& r : {Rms{0.0, 0.0, false}, Rms{0.01, 0.9, true}, Rms{0.0, 0.5, false}}) {
+    auto p = rand_vec<T>(n, 71);
+    std::vector<T> s(n, T(0)), ga(n, T(0)), buf(n, T(0));
+    auto gp = up(p), gs = up(s), gga = up(ga), gbuf = up(buf);
+    for (int step = 0; step < 3; ++step) {
+      const auto g = rand_vec<T>(n, 72 + step);
+      auto gg = up(g);
+      pyrnn::optim::rmsprop_step(p.data(), g.data(), s.data(), ga.data(), buf.data(), n, 1e-2,
+                                 0.99, 1e-8, r.wd, r.mom, r.centered);
+      pyrnn::cuda::optim::rmsprop_step<T>(ctx, gp.data(), gg.data(), gs.data(), gga.data(),
+                                          gbuf.data(), n, 1e-2, 0.99, 1e-8, r.wd, r.mom,
+                                          r.centered);
+    }
+    same(down(gp), p, pre + "rmsprop param");
+    same(down(gs), s, pre + "rmsprop square_avg");
+    same(down(gga), ga, pre + "rmsprop grad_avg");
+    same(down(gbuf), buf, pre + "rmsprop momentum");
+  }
+}
+
+template <typename T>
+void check_norms(Context& ctx) {
+  const std::string pre = std::string("norms<") + tname<T>() + "> ";
+  for (std::size_t n : {std::size_t(1), std::size_t(255), std::size_t(1000), std::size_t(300007)}) {
+    auto x = rand_vec<T>(n, 81 + n, -3.0, 3.0);
+    auto gx = up(x);
+    const double s_cpu = pyrnn::optim::sum_squares(x.data(), n);
+    const double s_gpu = pyrnn::cuda::optim::sum_squares<T>(ctx, gx.data(), n);
+    CHECK(std::fabs(s_gpu - s_cpu) <= 1e-11 * s_cpu);  // summation order: ~n eps
+    CHECK(s_gpu == pyrnn::cuda::optim::sum_squares<T>(ctx, gx.data(), n));  // reproducible
+    CHECK(pyrnn::cuda::optim::max_abs<T>(ctx, gx.data(), n) == pyrnn::optim::max_abs(x.data(), n));
+    pyrnn::optim::scale_inplace(x.data(), n, 0.37);
+    pyrnn::cuda::optim::scale_inplace<T>(ctx, gx.data(), n, 0.37);
+    same(down(gx), x, pre + "scale_inplace");
+    pyrnn::cuda::optim::zero<T>(ctx, gx.data(), n);
+    same(down(gx), std::vector<T>(n, T(0)), pre + "zero");
+  }
+  CHECK(pyrnn::cuda::optim::sum_squares<T>(ctx, static_cast<const T*>(nullptr), 0) == 0.0);
+  auto x = rand_vec<T>(5000, 90);
+  x[4321] = std::numeric_limits<T>::quiet_NaN();
+  auto gx = up(x);
+  CHECK(std::isnan(pyrnn::cuda::optim::max_abs<T>(ctx, gx.data(), x.size())));
+  x[4321] = -std::numeric_limits<T>::infinity();
+  gx = up(x);
+  CHECK(std::isinf(pyrnn::cuda::optim::max_abs<T>(ctx, gx.data(), x.size())));
+}
+
+template <typename T>
+void run_all(Context& ctx) {
+  for (Activation act : {Activation::None, Activation::ReLU, Activation::Tanh, Activation::Sigmoid})
+    for (bool bias : {false, true}) check_dense<T>(ctx, act, bias, true, 13);
+  check_dense<T>(ctx, Activation::Tanh, true, false, 9);
+  check_dense<T>(ctx, Activation::Sigmoid, true, true, 0);
+  for (int D : {1, 5, 32, 70}) check_layernorm<T>(ctx, 9, D);
+  check_layernorm<T>(ctx, 0, 4);
+  for (std::int64_t pad : {std::int64_t(-1), std::int64_t(0), std::int64_t(2)})
+    check_embedding<T>(ctx, pad);
+  for (double p : {0.0, 0.3, 0.75, 1.0}) check_dropout<T>(ctx, p);
+  for (int D : {1, 2})
+    for (bool lens : {false, true}) check_last_step<T>(ctx, D, lens);
+  check_optimizers<T>(ctx);
+  check_norms<T>(ctx);
+}
+
+void check_errors(Context& ctx) {
+  DeviceBuffer<float> a(16);
+  CHECK_THROWS(pyrnn::cuda::dense_forward<float>(ctx, a.data(), a.data(), a.data(), nullptr, 2, 0,
+                                                 2, Activation::None));
+  CHECK_THROWS(pyrnn::cuda::layernorm_forward<float>(ctx, a.data(), a.data(), a.data(), a.data(),
+                                                     a.data(), a.data(), 2, 2, -1.0));
+  CHECK_THROWS(pyrnn::cuda::optim::adam_step<float>(ctx, a.data(), a.data(), a.data(), a.data(),
+                                                    nullptr, 4, 1e-3, 0.9, 0.999, 1e-8, 0.0, false,
+                                                    false, 0));
+}
+
+}  // namespace
+
+int main() {
+#ifndef PYRNN_CUDA_HOST_EMULATION
+  if (pyrnn::cuda::device_count() == 0) {
+    // Without a device every entry point throws pyrnn::Error (no crash, no exit()).
+    try {
+      Context::get(0);
+      std::printf("FAIL: Context::get(0) did not throw without a device\n");
+      return 1;
+    } catch (const pyrnn::Error&) {
+    }
+    std::printf("SKIP: %s\n", pyrnn::cuda::unavailable_reason().c_str());
+    return 0;
+  }
+  std::printf("device 0: %s\n", pyrnn::cuda::device_name(0).c_str());
+#else
+  std::printf("host emulation of the CUDA training stack (tests/emu)\n");
+#endif
+  try {
+    Context& ctx = Context::get(0);
+    run_all<float>(ctx);
+    run_all<double>(ctx);
+    check_errors(ctx);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
+    ++failures;
+  }
+  std::printf("%s (%d failures)\n", failures ? "FAIL" : "OK", failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,247 @@
+// Host test of the training stack's per-element kernel bodies (cuda/src/train_elems.cuh,
+// cuda/src/optim_elems.cuh), run on the CPU in plain loops against the CPU functions of
+// pyrnn/layers.h and pyrnn/optim.h: every body must reproduce the CPU BITWISE (same formulas, same
+// operand order). Needs no GPU: it checks the kernels' math and indexing, not the launches.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <vector>
+
+#include "optim_elems.cuh"
+#include "pyrnn/layers.h"
+#include "pyrnn/optim.h"
+#include "pyrnn/random.h"
+#include "train_elems.cuh"
+
+namespace {
+
+int failures = 0;
+
+#define CHECK(cond)                                                                   \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      std::fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                                     \
+    }                                                                                 \
+  } while (0)
+
+namespace E = pyrnn::cuda::detail;
+using pyrnn::Activation;
+
+template <typename T>
+std::vector<T> rand_vec(std::size_t n, std::uint64_t seed, double lo = -2.0, double hi = 2.0) {
+  std::vector<T> v(n);
+  for (std::size_t i = 0; i < n; ++i)
+    v[i] = static_cast<T>(lo + (hi - lo) * pyrnn::uniform01(seed, 3, i));
+  return v;
+}
+
+template <typename T>
+bool bitwise(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!(a[i] == b[i])) return false;
+  return true;
+}
+
+// Dense with w = I (in = out): the GEMM is exact, so the CPU's y / dx are its epilogue / dz alone.
+template <typename T>
+void check_dense() {
+  const int M = 6, D = 5;
+  std::vector<T> eye(D * D, T(0));
+  for (int j = 0; j < D; ++j) eye[j * D + j] = T(1);
+  const auto x = rand_vec<T>(M * D, 1), b = rand_vec<T>(D, 2), dy = rand_vec<T>(M * D, 3);
+  for (int a = 0; a < 4; ++a)
+    for (bool bias : {false, true}) {
+      const Activation act = static_cast<Activation>(a);
+      std::vector<T> want(M * D);
+      pyrnn::dense_forward(want.data(), x.data(), eye.data(), bias ? b.data() : nullptr, M, D, D,
+                           act);
+      std::vector<T> got = x;
+      for (std::size_t i = 0; i < got.size(); ++i)
+        E::dense_epilogue_elem<T>(i, got.data(), bias ? b.data() : nullptr, D, a);
+      CHECK(bitwise(got, want));
+      // dz = dy * act'(y): the CPU's dx with w = I; db = column sums of dz.
+      std::vector<T> dx(M * D), dw(D * D, T(0)), db(D, T(0)), dz(M * D), db2(D, T(0));
+      pyrnn::dense_backward(dx.data(), dw.data(), db.data(), dy.data(), want.data(), x.data(),
+                            eye.data(), M, D, D, act);
+      for (std::size_t i = 0; i < dz.size(); ++i)
+        E::dense_dz_elem<T>(i, dz.data(), dy.data(), want.data(), a);
+      CHECK(bitwise(dz, dx));
+      for (int j = 0; j < D; ++j) E::column_sum_add_elem<T>(j, db2.data(), dz.data(), M, D);
+      CHECK(bitwise(db2, db));
+    }
+}
+
+// LayerNorm bodies, given the CPU's own sequential row statistics.
+template <typename T>
+void check_layernorm() {
+  const int M = 4, D = 9;
+  const auto x = rand_vec<T>(M * D, 11, 1.0, 4.0), w = rand_vec<T>(D, 12), b = rand_vec<T>(D, 13);
+  const auto dy = rand_vec<T>(M * D, 14);
+  std::vector<T> y(M * D), mean(M), rstd(M), y2(M * D);
+  pyrnn::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), M, D,
+                           1e-5);
+  for (int m = 0; m < M; ++m) {
+    double s = 0.0, v = 0.0;
+    for (int j = 0; j < D; ++j) s += x[m * D + j];
+    const double mu = s / D;
+    for (int j = 0; j < D; ++j) v += (x[m * D + j] - mu) * (x[m * D + j] - mu);
+    const double rs = 1.0 / std::sqrt(v / D + 1e-5);
+    CHECK(static_cast<T>(mu) == mean[m] && static_cast<T>(rs) == rstd[m]);
+    for (int j = 0; j < D; ++j)
+      y2[m * D + j] = E::layernorm_y_elem<T>(x[m * D + j], mu, rs, w[j], b[j]);
+  }
+  CHECK(bitwise(y2, y));
+  std::vector<T> dx(M * D), dw(D, T(0.5)), db(D, T(-0.5)), dx2(M * D), dw2 = dw, db2 = db;
+  pyrnn::layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), mean.data(),
+                            rstd.data(), w.data(), M, D);
+  for (int m = 0; m < M; ++m) {
+    const double mu = mean[m], rs = rstd[m];
+    double sg = 0.0, sgx = 0.0;
+    for (int j = 0; j < D; ++j) {
+      const double g = static_cast<double>(dy[m * D + j]) * w[j];
+      sg += g;
+      sgx += g * ((x[m * D + j] - mu) * rs);
+    }
+    for (int j = 0; j < D; ++j)
+      dx2[m * D + j] = E::layernorm_dx_elem<T>(x[m * D + j], dy[m * D + j], w[j], mu, rs, sg / D,
+                                               sgx / D);
+  }
+  CHECK(bitwise(dx2, dx));
+  for (int j = 0; j < D; ++j)
+    E::layernorm_params_elem<T>(j, dw2.data(), db2.data(), dy.data(), x.data(), mean.data(),
+                                rstd.data(), M, D);
+  CHECK(bitwise(dw2, dw));
+  CHECK(bitwise(db2, db));
+}
+
+template <typename T>
+void check_embedding() {
+  const int num = 5, dim = 4, M = 9;
+  const std::int64_t idx[M] = {3, 1, 3, 0, 3, 1, 4, 2, 3};
+  const auto table = rand_vec<T>(num * dim, 21), dy = rand_vec<T>(M * dim, 22);
+  std::vector<T> y(M * dim), y2(M * dim);
+  pyrnn::embedding_forward(y.data(), idx, table.data(), M, num, dim);
+  for (std::size_t i = 0; i < y2.size(); ++i)
+    E::embedding_gather_elem<T>(i, y2.data(), idx, table.data(), dim);
+  CHECK(bitwise(y2, y));
+  // Grouped by hand (padding_idx = 4 left out): rows 0, 1, 2, 3 with ascending positions.
+  const std::int64_t rows[4] = {0, 1, 2, 3}, starts[5] = {0, 1, 3, 4, 8};
+  const std::int64_t order[8] = {3, 1, 5, 7, 0, 2, 4, 8};
+  std::vector<T> dt = rand_vec<T>(num * dim, 23), dt2 = dt;
+  pyrnn::embedding_backward(dt.data(), dy.data(), idx, M, num, dim, 4);
+  for (std::size_t i = 0; i < 4 * std::size_t(dim); ++i)
+    E::embedding_owned_elem<T>(i, dt2.data(), dy.data(), rows, starts, order, dim);
+  CHECK(bitwise(dt2, dt));
+}
+
+template <typename T>
+void check_dropout_last_step() {
+  const std::size_t n = 500;
+  const auto x = rand_vec<T>(n, 31);
+  for (double p : {0.0, 0.4, 1.0}) {
+    std::vector<T> y(n), y2(n);
+    pyrnn::dropout_forward(y.data(), x.data(), n, 42, p);
+    for (std::size_t i = 0; i < n; ++i)
+      E::dropout_elem<T>(i, y2.data(), x.data(), 42, p, pyrnn::dropout_scale<T>(p));
+    CHECK(bitwise(y2, y));
+  }
+  const int N = 3, T_ = 4, H = 2;
+  const std::int64_t lengths[N] = {2, 4, 1};
+  for (int D : {1, 2})
+    for (const std::int64_t* lp : {static_cast<const std::int64_t*>(nullptr), lengths}) {
+      const int W = D * H;
+      const auto xs = rand_vec<T>(std::size_t(N) * T_ * W, 32), dy = rand_vec<T>(N * W, 33);
+      std::vector<T> y(N * W), y2(N * W), dx(xs.size()), dx2(xs.size());
+      pyrnn::last_step_forward(y.data(), xs.data(), lp, N, T_, H, D);
+      pyrnn::last_step_backward(dx.data(), dy.data(), lp, N, T_, H, D);
+      for (std::size_t i = 0; i < y2.size(); ++i)
+        E::last_step_gather_elem<T>(i, y2.data(), xs.data(), lp, T_, W, H);
+      for (std::size_t i = 0; i < dx2.size(); ++i)
+        E::last_step_scatter_elem<T>(i, dx2.data(), dy.data(), lp, T_, W, H);
+      CHECK(bitwise(y2, y));
+      CHECK(bitwise(dx2, dx));
+    }
+}
+
+template <typename T>
+void check_optim() {
+  const std::size_t n = 300;
+  for (int variant = 0; variant < 3; ++variant) {
+    const double mom = variant ? 0.9 : 0.0, wd = variant == 1 ? 0.01 : 0.0;
+    const bool nesterov = variant == 2;
+    auto p = rand_vec<T>(n, 41), p2 = p;
+    std::vector<T> buf(n, T(0)), buf2 = buf;
+    for (int step = 0; step < 3; ++step) {
+      const auto g = rand_vec<T>(n, 42 + step);
+      pyrnn::optim::sgd_step(p.data(), g.data(), buf.data(), n, 0.1, mom, 0.0, wd, nesterov,
+                             step == 0);
+      const auto c = E::sgd_coef<T>(0.1, mom, 0.0, wd, nesterov, step == 0);
+      for (std::size_t i = 0; i < n; ++i) E::sgd_elem<T>(i, p2.data(), g.data(), buf2.data(), c);
+    }
+    CHECK(bitwise(p2, p) && bitwise(buf2, buf));
+  }
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool decoupled = variant & 1, amsgrad = variant & 2;
+    const double wd = variant ? 0.05 : 0.0;
+    auto p = rand_vec<T>(n, 51), p2 = p;
+    std::vector<T> m(n, T(0)), v(n, T(0)), vm(n, T(0)), m2 = m, v2 = v, vm2 = vm;
+    for (int step = 1; step <= 3; ++step) {
+      const auto g = rand_vec<T>(n, 52 + step);
+      pyrnn::optim::adam_step(p.data(), g.data(), m.data(), v.data(), vm.data(), n, 1e-2, 0.9,
+                              0.999, 1e-8, wd, decoupled, amsgrad, step);
+      const auto c = E::adam_coef<T>(1e-2, 0.9, 0.999, 1e-8, wd, decoupled, amsgrad, step);
+      for (std::size_t i = 0; i < n; ++i)
+        E::adam_elem<T>(i, p2.data(), g.data(), m2.data(), v2.data(), vm2.data(), c);
+    }
+    CHECK(bitwise(p2, p) && bitwise(m2, m) && bitwise(v2, v) && bitwise(vm2, vm));
+  }
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool centered = variant == 1;
+    const double mom = variant ? 0.8 : 0.0, wd = variant == 2 ? 0.02 : 0.0;
+    auto p = rand_vec<T>(n, 61), p2 = p;
+    std::vector<T> s(n, T(0)), a(n, T(0)), b(n, T(0)), s2 = s, a2 = a, b2 = b;
+    for (int step = 0; step < 3; ++step) {
+      const auto g = rand_vec<T>(n, 62 + step);
+      pyrnn::optim::rmsprop_step(p.data(), g.data(), s.data(), a.data(), b.data(), n, 1e-2, 0.99,
+                                 1e-8, wd, mom, centered);
+      const auto c = E::rmsprop_coef<T>(1e-2, 0.99, 1e-8, wd, mom, centered);
+      for (std::size_t i = 0; i < n; ++i)
+        E::rmsprop_elem<T>(i, p2.data(), g.data(), s2.data(), a2.data(), b2.data(), c);
+    }
+    CHECK(bitwise(p2, p) && bitwise(s2, s) && bitwise(a2, a) && bitwise(b2, b));
+  }
+  // Clipping helpers folded sequentially: exactly the CPU's sum_squares / max_abs.
+  auto x = rand_vec<T>(n, 71);
+  double s = 0.0, m = 0.0;
+  for (T v : x) {
+    s += E::square_elem<T>(v);
+    m = E::max_abs_step(m, std::fabs(static_cast<double>(v)));
+  }
+  CHECK(s == pyrnn::optim::sum_squares(x.data(), n));
+  CHECK(m == pyrnn::optim::max_abs(x.data(), n));
+  x[7] = std::numeric_limits<T>::quiet_NaN();
+  m = 0.0;
+  for (T v : x) m = E::max_abs_step(m, std::fabs(static_cast<double>(v)));
+  CHECK(std::isnan(m) && std::isnan(pyrnn::optim::max_abs(x.data(), n)));
+}
+
+template <typename T>
+void check_all() {
+  check_dense<T>();
+  check_layernorm<T>();
+  check_embedding<T>();
+  check_dropout_last_step<T>();
+  check_optim<T>();
+}
+
+}  // namespace
+
+int main() {
+  check_all<float>();
+  check_all<double>();
+  std::printf("%s (%d failures)\n", failures ? "FAIL" : "OK", failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,431 @@
+"""The Python side of training on device="cuda" WITHOUT a GPU (tests/cuda_fakes.py): every
+training-stack layer, the optimizers, clip_grad_norm, the losses and Sequential (fit /
+evaluate / predict / save / load / to) must give BITWISE the results of the CPU path, keep
+activations and gradients on the "device" (the fakes refuse host arrays in device kernels), and
+fail clearly (mixed devices, stale optimizers). The real kernels are checked against the CPU by
+tests/test_cuda_train.py on a GPU and by the C++ host emulation (ctest)."""
+import itertools
+
+import numpy as np
+import pytest
+
+import pyrnn
+import pyrnn.cuda
+from pyrnn import losses, optim
+
+from cuda_fakes import FakeDev, install
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    return install(monkeypatch)
+
+
+def h(x):
+    """Host view of a result (FakeDev -> its array)."""
+    return x.a if isinstance(x, FakeDev) else x
+
+
+def same_tree(a, b, what=""):
+    assert set(a) == set(b), what
+    for k in a:
+        np.testing.assert_array_equal(h(a[k]), h(b[k]), err_msg=f"{what} {k}")
+
+
+# ---- single layers --------------------------------------------------------------------------
+
+def layer_cases():
+    yield "dense", lambda dev: pyrnn.Dense(5, 4, activation="tanh", dtype="float64", seed=1,
+                                           device=dev), (3, 7, 5)
+    for act, bias in itertools.product((None, "relu", "sigmoid"), (True, False)):
+        yield f"dense-{act}-{bias}", lambda dev, a=act, b=bias: pyrnn.Dense(
+            5, 3, activation=a, bias=b, seed=2, device=dev), (6, 5)
+    yield "layernorm", lambda dev: pyrnn.LayerNorm(6, dtype="float64", device=dev), (4, 3, 6)
+    yield "layernorm32", lambda dev: pyrnn.LayerNorm(6, eps=1e-3, device=dev), (5, 6)
+    yield "dropout", lambda dev: pyrnn.Dropout(0.4, seed=3, device=dev), (4, 5, 6)
+
+
+@pytest.mark.parametrize("name, make, shape", list(layer_cases()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+@pytest.mark.parametrize("kind", ["numpy", "device"])
+def test_layer_matches_cpu(fake, name, make, shape, kind):
+    rng = np.random.default_rng(0)
+    cpu, gpu = make("cpu"), make("cuda")
+    assert gpu.device == "cuda" and "device='cuda'" in repr(gpu)
+    assert all(isinstance(v, FakeDev) for v in list(gpu.params.values()) + list(gpu.grads.values()))
+    same_tree(gpu.numpy_params(), cpu.params, "initial")
+    dtype = getattr(cpu, "dtype", np.float64)  # Dropout computes in the input's dtype
+    wrap = (lambda a: FakeDev(np.ascontiguousarray(a, dtype))) if kind == "device" else (lambda a: a)
+    x = rng.standard_normal(shape)
+    for rep in range(2):  # twice: gradients accumulate, dropout draws a new mask
+        y_c, y_g = cpu(x), gpu(wrap(x))
+        assert isinstance(y_g, FakeDev if kind == "device" else np.ndarray)
+        np.testing.assert_array_equal(h(y_g), y_c)
+        dy = rng.standard_normal(y_c.shape)
+        dx_c, dx_g = cpu.backward(dy), gpu.backward(wrap(dy))
+        assert isinstance(dx_g, FakeDev if kind == "device" else np.ndarray)
+        np.testing.assert_array_equal(h(dx_g), dx_c)
+    same_tree(gpu.numpy_grads(), cpu.grads, "grads")
+    gpu.eval()
+    cpu.eval()
+    np.testing.assert_array_equal(h(gpu(wrap(x))), cpu(x))
+    with pytest.raises(RuntimeError, match="preceding forward"):
+        gpu.backward(wrap(dy))
+
+
+@pytest.mark.parametrize("padding_idx", [None, 0, 3])
+@pytest.mark.parametrize("kind", ["numpy", "device"])
+def test_embedding_matches_cpu(fake, padding_idx, kind):
+    rng = np.random.default_rng(1)
+    cpu = pyrnn.Embedding(7, 3, padding_idx=padding_idx, seed=4)
+    gpu = pyrnn.Embedding(7, 3, padding_idx=padding_idx, seed=4, device="cuda")
+    ids = rng.integers(0, 7, size=(5, 6))
+    ids_in = FakeDev(ids.astype(np.int64)) if kind == "device" else ids
+    for _ in range(2):
+        y_c, y_g = cpu(ids), gpu(ids_in)
+        assert isinstance(y_g, FakeDev if kind == "device" else np.ndarray)
+        np.testing.assert_array_equal(h(y_g), y_c)
+        dy = rng.standard_normal(y_c.shape).astype(np.float32)
+        assert cpu.backward(dy) is None and gpu.backward(FakeDev(dy)) is None
+    same_tree(gpu.numpy_grads(), cpu.grads)
+    with pytest.raises(ValueError, match="outside"):
+        gpu(np.array([[7]]))
+    with pytest.raises(TypeError, match="integer"):
+        gpu(np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("use_lengths", [False, True])
+def test_laststep_matches_cpu(fake, bidirectional, use_lengths):
+    rng = np.random.default_rng(2)
+    cpu, gpu = pyrnn.LastStep(bidirectional), pyrnn.LastStep(bidirectional, device="cuda")
+    x = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    lengths = [5, 1, 3, 2] if use_lengths else None
+    y_c, y_g = cpu(x, lengths=lengths), gpu(FakeDev(x), lengths=lengths)
+    np.testing.assert_array_equal(h(y_g), y_c)
+    dy = rng.standard_normal(y_c.shape).astype(np.float32)
+    np.testing.assert_array_equal(h(gpu.backward(FakeDev(dy))), cpu.backward(dy))
+    np.testing.assert_array_equal(gpu(x, lengths=lengths), y_c)  # NumPy in, NumPy out
+    with pytest.raises(ValueError, match="lengths"):
+        gpu(FakeDev(x), lengths=[6, 1, 1, 1])
+
+
+def test_device_input_errors(fake):
+    gpu = pyrnn.Dense(3, 2, device="cuda")
+    with pytest.raises(TypeError, match="dtype float64"):
+        gpu(FakeDev(np.zeros((2, 3))))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
+        gpu(FakeDev(np.zeros((2, 4), np.float32)))
+    gpu(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="output's shape"):
+        gpu.backward(FakeDev(np.zeros((2, 3), np.float32)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        pyrnn.Dropout(0.5, device="cuda")(FakeDev(np.zeros(3, np.int64)))
+
+
+def test_layer_to_round_trip(fake):
+    rng = np.random.default_rng(3)
+    ref = pyrnn.LayerNorm(4, dtype="float64")
+    layer = pyrnn.LayerNorm(4, dtype="float64")
+    x, dy = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    for m in (layer, ref):
+        m(x)
+        m.backward(dy)
+    layer.to("cuda")
+    assert layer.device == "cuda" and isinstance(layer.params["weight"], FakeDev)
+    with pytest.raises(RuntimeError, match="preceding forward"):
+        layer.backward(dy)  # the cache does not travel
+    same_tree(layer.numpy_grads(), ref.grads)
+    layer.load_params({"bias": np.full(4, 0.5)})
+    ref.params["bias"][...] = 0.5
+    np.testing.assert_array_equal(layer(x), ref(x))
+    layer.zero_grad()
+    assert not layer.numpy_grads()["weight"].any()
+    assert layer.cpu() is layer and isinstance(layer.params["weight"], np.ndarray)
+    np.testing.assert_array_equal(layer(x), ref(x))
+    assert layer.cuda().device == "cuda"
+
+
+# ---- optimizers, clipping, losses ----------------------------------------------------------
+
+OPTIMIZERS = [
+    (optim.SGD, dict(lr=0.1)),
+    (optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+    (optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
+    (optim.Adam, dict(lr=1e-2)),
+    (optim.Adam, dict(lr=1e-2, weight_decay=0.1, amsgrad=True)),
+    (optim.AdamW, dict(lr=1e-2)),
+    (optim.RMSprop, dict(lr=1e-2)),
+    (optim.RMSprop, dict(lr=1e-2, momentum=0.5, centered=True, weight_decay=0.01)),
+]
+
+
+@pytest.mark.parametrize("cls, kw", OPTIMIZERS)
+def test_optimizer_steps_match_cpu(fake, cls, kw):
+    rng = np.random.default_rng(4)
+    cpu = [pyrnn.Dense(4, 3, seed=5, dtype="float64"), pyrnn.GRU(3, 2, seed=6, dtype="float64")]
+    gpu = [pyrnn.Dense(4, 3, seed=5, dtype="float64", device="cuda"),
+           pyrnn.GRU(3, 2, seed=6, dtype="float64", device="cuda")]
+    pc = [p for m in cpu for p in m.parameters()]
+    pg = [p for m in gpu for p in m.parameters()]
+    assert all(p.device == "cuda" and "device='cuda'" in repr(p) for p in pg)
+    oc, og = cls(pc, **kw), cls(pg, **kw)
+    for _ in range(3):
+        for a, b in zip(pc, pg):
+            g = rng.standard_normal(a.shape)
+            a.grad[...] = g
+            b.grad.copy_from(g)
+        nc = optim.clip_grad_norm(pc, 0.5)
+        ng = optim.clip_grad_norm(pg, 0.5)
+        assert nc == ng
+        oc.step()
+        og.step()
+    for a, b in zip(pc, pg):
+        np.testing.assert_array_equal(h(b.data), a.data, err_msg=a.name)
+    sd = og.state_dict()
+    assert all(isinstance(v, np.ndarray) for st in sd["state"] for v in st.values()
+               if not isinstance(v, (int, float)))
+    same = cls(pg, **kw)
+    same.load_state_dict(sd)
+    assert all(isinstance(v, FakeDev) for st in same.state for v in st.values()
+               if not isinstance(v, (int, float)))
+    og.zero_grad()
+    assert all(not h(p.grad).any() for p in pg)
+    assert fake.calls.get({"SGD": "sgd_step", "Adam": "adam_step", "AdamW": "adam_step",
+                           "RMSprop": "rmsprop_step"}[cls.__name__], 0) > 0
+
+
+@pytest.mark.parametrize("norm_type", [2.0, float("inf"), 3.0])
+def test_clip_grad_norm_matches_cpu(fake, norm_type):
+    rng = np.random.default_rng(5)
+    c, g = pyrnn.Dense(5, 4, seed=1), pyrnn.Dense(5, 4, seed=1, device="cuda")
+    for name in c.grads:
+        v = rng.standard_normal(c.grads[name].shape).astype(np.float32)
+        c.grads[name][...] = v
+        g.grads[name].copy_from(v)
+    assert optim.clip_grad_norm(c.parameters(), 0.1, norm_type) == \
+        optim.clip_grad_norm(g.parameters(), 0.1, norm_type)
+    same_tree(g.numpy_grads(), c.grads)
+
+
+@pytest.mark.parametrize("loss, shape, target", [
+    (losses.MSELoss(), (6, 2), lambda r: r.standard_normal((6, 2))),
+    (losses.CrossEntropyLoss(ignore_index=1), (4, 5, 3), lambda r: r.integers(0, 3, (4, 5))),
+    (losses.BCEWithLogitsLoss(), (6, 3), lambda r: r.integers(0, 2, (6, 3)).astype(float)),
+])
+def test_losses_take_device_predictions(fake, loss, shape, target):
+    rng = np.random.default_rng(6)
+    pred = rng.standard_normal(shape).astype(np.float32)
+    t = target(rng)
+    want = loss.forward(pred, t)
+    d_want = loss.backward()
+    assert isinstance(d_want, np.ndarray)
+    assert loss.forward(FakeDev(pred), t) == want
+    d = loss.backward()
+    assert isinstance(d, FakeDev) and d.dtype == np.float32
+    np.testing.assert_array_equal(d.a, d_want)
+
+
+# ---- Sequential -----------------------------------------------------------------------------
+
+def model_seq_regression(device):
+    return pyrnn.Sequential([pyrnn.LSTM(3, 5, batch_first=True, bidirectional=True, seed=1,
+                                        dtype="float64"),
+                             pyrnn.LastStep(),
+                             pyrnn.LayerNorm(10, dtype="float64"),
+                             pyrnn.Dense(10, 2, seed=2, dtype="float64")]).to(device)
+
+
+def model_char(device):
+    return pyrnn.Sequential([pyrnn.Embedding(9, 4, seed=3, padding_idx=0),
+                             pyrnn.GRU(4, 6, batch_first=True, seed=4, reset_after=True),
+                             pyrnn.Dropout(0.3, seed=5),
+                             pyrnn.Dense(6, 9, seed=6)]).to(device)
+
+
+def model_binary(device):
+    return pyrnn.Sequential([pyrnn.RNN(2, 4, num_layers=2, dropout=0.2, batch_first=True,
+                                       seed=7),
+                             pyrnn.LastStep(),
+                             pyrnn.Dense(4, 4, activation="relu", seed=8),
+                             pyrnn.Dense(4, 1, seed=9)]).to(device)
+
+
+def data_regression(rng):
+    x = rng.standard_normal((37, 6, 3))
+    return x, x[:, :, :2].sum(axis=1), rng.integers(1, 7, 37)
+
+
+def data_char(rng):
+    x = rng.integers(0, 9, (23, 7))
+    return x, np.roll(x, -1, axis=1), None
+
+
+def data_binary(rng):
+    x = rng.standard_normal((41, 5, 2)).astype(np.float32)
+    return x, (x.sum(axis=(1, 2)) > 0).astype(np.float32)[:, None], None
+
+
+FITS = [
+    ("regression", model_seq_regression, data_regression, losses.MSELoss,
+     lambda p: optim.Adam(p, lr=1e-2), 1.0),
+    ("char", model_char, data_char, losses.CrossEntropyLoss,
+     lambda p: optim.RMSprop(p, lr=1e-2, momentum=0.3), 5.0),
+    ("binary", model_binary, data_binary, losses.BCEWithLogitsLoss,
+     lambda p: optim.SGD(p, lr=0.1, momentum=0.9), None),
+]
+
+
+@pytest.mark.parametrize("name, make, data, loss, opt, clip", FITS, ids=[f[0] for f in FITS])
+def test_fit_matches_cpu(fake, tmp_path, name, make, data, loss, opt, clip):
+    rng = np.random.default_rng(7)
+    x, y, lengths = data(rng)
+    cpu, gpu = make("cpu"), make("cuda")
+    assert gpu.device == "cuda" and cpu.device == "cpu"
+    same_tree(gpu.numpy_params(), cpu.numpy_params(), "initial")
+    hist = {}
+    for tag, m in (("cpu", cpu), ("gpu", gpu)):
+        hist[tag] = m.fit(x, y, loss=loss(), optimizer=opt(m.parameters()), epochs=3,
+                          batch_size=8, lengths=lengths, clip_norm=clip,
+                          validation_data=(x[:9], y[:9]) + ((lengths[:9],) if lengths is not None
+                                                            else ()),
+                          verbose=0, seed=11)
+    assert hist["gpu"] == hist["cpu"]
+    same_tree(gpu.numpy_params(), cpu.numpy_params(), "trained")
+    assert all(isinstance(p.data, FakeDev) for p in gpu.parameters())
+    # evaluate / predict: NumPy in, NumPy out, equal
+    assert gpu.evaluate(x, y, lengths=lengths) == cpu.evaluate(x, y, lengths=lengths)
+    p_g = gpu.predict(x, batch_size=5, lengths=lengths)
+    assert isinstance(p_g, np.ndarray)
+    np.testing.assert_array_equal(p_g, cpu.predict(x, batch_size=5, lengths=lengths))
+    # save from the CUDA model (host copies); load on either device
+    path = tmp_path / "m.pyrnn"
+    gpu.save(path)
+    back = pyrnn.load(path)
+    assert back.device == "cpu"
+    same_tree(back.numpy_params(), cpu.numpy_params(), "loaded")
+    back_gpu = pyrnn.load(path, device="cuda")
+    assert back_gpu.device == "cuda"
+    same_tree(back_gpu.numpy_params(), cpu.numpy_params(), "loaded on cuda")
+
+
+def test_fit_keeps_batches_on_the_device(fake):
+    rng = np.random.default_rng(8)
+    x, y, lengths = data_regression(rng)
+    gpu = model_seq_regression("cuda")
+    gpu.fit(x, y, loss="mse", optimizer="adam", epochs=1, batch_size=16, lengths=lengths,
+            clip_norm=1.0, verbose=0)
+    # 3 batches: every layer ran on the device kernels, the optimizer and clipping too
+    assert fake.calls["dense_forward"] == 3 and fake.calls["dense_backward"] == 3
+    assert fake.calls["layernorm_backward"] == 3 and fake.calls["last_step_backward"] == 3
+    assert fake.calls["adam_step"] == 3 * len(list(gpu.parameters()))
+    assert fake.calls["sum_squares"] == 3 * len(list(gpu.parameters()))
+
+
+def test_sequential_forward_backward_devices(fake):
+    rng = np.random.default_rng(9)
+    cpu, gpu = model_seq_regression("cpu"), model_seq_regression("cuda")
+    x = rng.standard_normal((4, 6, 3))
+    y_c = cpu(x, lengths=[6, 2, 3, 1])
+    y_g = gpu(x, lengths=[6, 2, 3, 1])
+    assert isinstance(y_g, np.ndarray)
+    np.testing.assert_array_equal(y_g, y_c)
+    dy = rng.standard_normal(y_c.shape)
+    dx_c = cpu.backward(dy)
+    dx_g = gpu.backward(dy)
+    assert isinstance(dx_g, np.ndarray)
+    np.testing.assert_array_equal(dx_g, dx_c)
+    y_d = gpu(FakeDev(x), lengths=[6, 2, 3, 1])
+    assert isinstance(y_d, FakeDev)
+    assert isinstance(gpu.backward(FakeDev(dy)), FakeDev)
+    char = model_char("cuda")
+    assert isinstance(char(np.zeros((2, 3), np.int64)), np.ndarray)
+    assert char.backward(np.zeros((2, 3, 9), np.float32)) is None
+    with pytest.raises(TypeError, match="integer"):
+        char(np.zeros((2, 3)))
+
+
+def test_mixed_devices_are_a_clear_error(fake):
+    model = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, device="cuda"), pyrnn.LastStep(),
+                              pyrnn.Dense(3, 1)])
+    msg = r"cuda: 0 \(GRU\); cpu: 1 \(LastStep\), 2 \(Dense\).*model.to\('cuda'\)"
+    for call in (lambda: model.device, lambda: model(np.zeros((1, 2, 2))),
+                 lambda: model.fit(np.zeros((2, 2, 2)), np.zeros((2, 1)), loss="mse",
+                                   optimizer="sgd", verbose=0),
+                 lambda: model.predict(np.zeros((1, 2, 2))),
+                 lambda: model.evaluate(np.zeros((1, 2, 2)), np.zeros((1, 1)), loss="mse")):
+        with pytest.raises(ValueError, match=msg):
+            call()
+    model.to("cuda")
+    assert model.device == "cuda" and all(layer.device == "cuda" for layer in model.layers)
+    model.to("cpu")
+    assert model.device == "cpu"
+    with pytest.raises(ValueError, match="export a CPU model"):
+        pyrnn.export_onnx(model.to("cuda"))
+
+
+def test_optimizer_built_before_moving_is_refused(fake):
+    model = pyrnn.Sequential([pyrnn.Dense(2, 1)])
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    model.to("cuda")
+    with pytest.raises(ValueError, match=r"after model.to"):
+        model.fit(np.zeros((2, 2)), np.zeros((2, 1)), loss="mse", optimizer=opt, verbose=0)
+    model.fit(np.zeros((2, 2)), np.zeros((2, 1)), loss="mse",
+              optimizer=optim.SGD(model.parameters(), lr=0.1), verbose=0)
+
+
+def test_nonfinite_loss_restores_device_weights(fake):
+    rng = np.random.default_rng(10)
+    x, y, _ = data_binary(rng)
+    model = model_binary("cuda")
+    before = model.numpy_params()
+    y_bad = y.copy()
+    with pytest.raises(RuntimeError, match="restored"):
+        model.fit(x, y_bad, loss="mse", optimizer=optim.SGD(model.parameters(), lr=1e30),
+                  epochs=3, batch_size=8, verbose=0)
+    after = model.numpy_params()
+    assert all(np.isfinite(v).all() for v in after.values())
+    assert set(after) == set(before)
+
+
+def test_demo_trains_on_the_device(fake):
+    from pyrnn import demo
+    kw = dict(epochs=1, n_train=64, n_val=32, n_test=32, hidden=4, batch_size=16, seed=0,
+              stream=open("/dev/null", "w"))
+    cpu = demo.run_adding("GRU", 5, device="cpu", **kw)
+    gpu = demo.run_adding("GRU", 5, device="cuda", **kw)
+    assert gpu["test_mse"] == cpu["test_mse"] and gpu["loss"] == cpu["loss"]
+    model, chars, hist, _ = demo.train_char_gru(epochs=1, hidden=8, T=10, device="cuda",
+                                                stream=open("/dev/null", "w"))
+    assert all(layer.device == "cuda" for layer in model.layers)
+    assert isinstance(demo.sample(model, chars, "Shall", 5), str)
+
+
+@pytest.mark.parametrize("fn", ["xavier_uniform_", "kaiming_normal_", "orthogonal_", "zeros_"])
+def test_init_on_device_parameters(fake, fn):
+    cpu, gpu = pyrnn.Dense(4, 3, seed=1), pyrnn.Dense(4, 3, seed=1, device="cuda")
+    init = getattr(pyrnn.init, fn)
+    kw = {} if fn == "zeros_" else {"seed": 5}
+    assert init(gpu.params["weight"], **kw) is gpu.params["weight"]
+    init(cpu.params["weight"], **kw)
+    init(next(gpu.parameters()), **kw)  # a Parameter works too
+    same_tree(gpu.numpy_params(), cpu.params)
+
+
+def test_callbacks_on_a_cuda_model(fake, tmp_path):
+    from pyrnn import callbacks
+    rng = np.random.default_rng(11)
+    x, y, lengths = data_regression(rng)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        m = model_seq_regression(device)
+        stop = callbacks.EarlyStopping("val_loss", patience=0, restore_best=True)
+        ckpt = callbacks.ModelCheckpoint(str(tmp_path / f"{device}-{{epoch}}.pyrnn"))
+        hist = m.fit(x, y, loss="mse", optimizer=optim.SGD(m.parameters(), lr=1.0), epochs=4,
+                     batch_size=8, lengths=lengths, validation_data=(x, y, lengths),
+                     callbacks=[stop, ckpt], clip_norm=1.0, verbose=0, seed=1)
+        assert stop.best_epoch == 2  # epoch 4 was worse: the best weights were put back
+        runs[device] = (hist, m.numpy_params(), pyrnn.load(ckpt.last_saved).numpy_params())
+    assert runs["cuda"][0] == runs["cpu"][0]
+    same_tree(runs["cuda"][1], runs["cpu"][1], "restored best")
+    same_tree(runs["cuda"][2], runs["cpu"][2], "checkpoint")
