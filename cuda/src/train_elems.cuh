@@ -33,7 +33,7 @@ inline double train_sqrt(double x) { return std::sqrt(x); }
 template <typename T>
 PYRNN_HD inline T act_forward_elem(int act, T v) {
   switch (static_cast<Activation>(act)) {
-    case Activation::ReLU: return v > T(0) ? v : T(0);
+    case Activation::ReLU: return v < T(0) ? T(0) : v;  // NaN stays NaN, as on the CPU
     case Activation::Tanh: return train_tanh(v);
     case Activation::Sigmoid: return T(1) / (T(1) + train_exp(-v));
     case Activation::None: break;
