@@ -531,8 +531,9 @@ def test_dropout_single_layer_has_no_effect():
     np.testing.assert_allclose(layer(x)[0], forward_like(layer, x)[0], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
 @pytest.mark.parametrize("cell, reset_after", [(c, True) for c in CELLS] + [("gru", False)])
-def test_thread_count_gives_identical_bits(cell, reset_after, restore_runtime):
+def test_thread_count_gives_identical_bits(cell, reset_after, isa, restore_runtime):
     """Large enough that 2 threads split the step loop (units), the per-step weight gradients
     (their rows) and d x (its columns): every output and gradient must be bitwise those of one
     thread, since each element has one writer and one summation order."""
@@ -542,6 +543,7 @@ def test_thread_count_gives_identical_bits(cell, reset_after, restore_runtime):
     lens = rng.integers(1, T + 1, size=N)
     lens[0] = T
     results = []
+    pyrnn.set_cpu_isa(isa)
     for threads in (1, 2):
         pyrnn.set_num_threads(threads)
         if cell == "gru":
