@@ -3,6 +3,8 @@ custom kernel, persistent kernel) with CUDA graphs on and off and the side strea
 backend, at test sizes and at the benchmark's seed and large sizes (many blocks, grid barriers);
 bitwise equality where the same kernels run; TF32's error bound; per-layer options surviving
 layer.to(). The same paths run on the CPU in the C++ host emulation (ctest)."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -39,7 +41,7 @@ def rel(a, b):
 @pytest.mark.parametrize("graphs", (True, False))
 @pytest.mark.parametrize("bidir", (False, True))
 def test_algorithms_match_cpu(cell, algo, graphs, bidir):
-    rng = np.random.default_rng(hash((cell, algo, graphs, bidir)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((cell, algo, graphs, bidir)).encode()))
     C, H, T, N = 5, 7, 6, 3
     kw = dict(num_layers=2, bidirectional=bidir, seed=4)
     cpu = make(cell, C, H, **kw)
