@@ -98,7 +98,7 @@ def test_fake_backend_table_and_json(tmp_path):
     # The CPU benchmark's JSON shape, plus the device block.
     for key in ("benchmark", "date", "machine", "pyrnn", "torch", "results"):
         assert key in on_disk
-    assert on_disk["benchmark"] == "bench_cuda"
+    assert on_disk["benchmark"] == "bench_cuda" and on_disk["complete"] is True
     dev = on_disk["device"]
     assert dev["name"] == "Fake H200" and dev["clocks_before"]["sm_mhz"] == 1980
     assert "clocks_after" in dev and "pyrnn_cuda_runtime" in dev and "pyrnn_driver_api" in dev
