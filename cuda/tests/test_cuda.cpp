@@ -347,8 +347,9 @@ Options make_options(RecurrentAlgo algo, Switch graphs, Switch streams, int bloc
 
 // Every execution path: the cuBLAS step with and without graphs and the side stream; the fused
 // step kernel (one block, and 3 blocks of 3, 3, 1 units); the persistent kernel (one block: block
-// barriers; 3 blocks: grid barriers; 2 and 7 in the determinism test); TF32 (float tolerance 2e-3: operands rounded to 10
-// mantissa bits; see docs/cuda_performance.md).
+// barriers; 3 blocks: grid barriers; 2 and 7 in the determinism test); TF32 (float tolerance
+// 1e-2: operands rounded to 10 mantissa bits; the emulation's worst case is about 1.5e-3, and
+// hardware that truncates instead of rounding doubles it; see docs/cuda_performance.md).
 std::vector<Mode> all_modes() {
   using A = RecurrentAlgo;
   return {
@@ -359,7 +360,7 @@ std::vector<Mode> all_modes() {
       {"fused, 3 blocks, no graphs", make_options(A::Fused, Switch::Off, Switch::Off, 3)},
       {"persistent, 1 block", make_options(A::Persistent, Switch::On, Switch::On, 1)},
       {"persistent, 3 blocks", make_options(A::Persistent, Switch::On, Switch::On, 3)},
-      {"tf32", make_options(A::Cublas, Switch::On, Switch::On, 0, Precision::TF32), 200.0},
+      {"tf32", make_options(A::Cublas, Switch::On, Switch::On, 0, Precision::TF32), 1000.0},
   };
 }
 
