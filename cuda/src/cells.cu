@@ -253,9 +253,9 @@ StepPlan plan_step_kernel(int device, CellType cell, bool reset_after, int N, in
       cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   PYRNN_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device));
   int blocks = 0, units = 0;
-  step_blocks(N, G, H, sms, requested_blocks, &blocks, &units);
+  step_blocks(N, G, H, backward, kStepThreads, sms, requested_blocks, &blocks, &units);
   const int K = backward ? G * H : H;  // the longest sum of block_dot
-  const int kc = std::min(K, 64), nc = std::min(N, 32);
+  const int kc = std::min(K, 128), nc = std::min(N, 64);
   auto smem_of = [&](int u) {
     return step_smem_elems(G, H, u, kc, nc, backward) * sizeof(T);
   };

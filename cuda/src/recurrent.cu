@@ -210,16 +210,26 @@ typename Recurrent<T>::Weights Recurrent<T>::weights(int layer, int dir) {
 // Step algorithm, graphs
 
 template <typename T>
-typename Recurrent<T>::StepChoice Recurrent<T>::choose_step(const Options& opt,
-                                                            bool backward) const {
+typename Recurrent<T>::StepChoice Recurrent<T>::choose_step(const Options& opt, bool backward) {
   StepChoice c;
   // Auto: cuBLAS until GPU measurements pick per shape (docs/cuda_performance.md).
   const RecurrentAlgo want = opt.algo == RecurrentAlgo::Auto ? RecurrentAlgo::Cublas : opt.algo;
   if (want != RecurrentAlgo::Fused && want != RecurrentAlgo::Persistent) return c;
+  PlanMemo& memo = plans_[backward ? 1 : 0];  // planning queries the device: once per shape
+  if (memo.valid && memo.batch == batch_ && memo.algo == want &&
+      memo.blocks_requested == opt.persist_blocks)
+    return memo.choice;
   const detail::StepPlan plan = detail::plan_step_kernel<T>(
       ctx_->device(), cfg_.cell, cfg_.reset_after, batch_, cfg_.hidden_size, backward,
       want == RecurrentAlgo::Persistent, opt.persist_blocks);
-  if (plan.blocks == 0) return c;  // does not fit: cuBLAS
+  if (plan.blocks == 0) {  // does not fit: cuBLAS
+    memo.valid = true;
+    memo.batch = batch_;
+    memo.algo = want;
+    memo.blocks_requested = opt.persist_blocks;
+    memo.choice = c;
+    return c;
+  }
   c.algo = want;
   c.blocks = plan.blocks;
   c.threads = plan.threads;
@@ -228,6 +238,11 @@ typename Recurrent<T>::StepChoice Recurrent<T>::choose_step(const Options& opt,
   c.nc = plan.nc;
   c.grid_sync = plan.grid_sync;
   c.smem_bytes = plan.smem_bytes;
+  memo.valid = true;
+  memo.batch = batch_;
+  memo.algo = want;
+  memo.blocks_requested = opt.persist_blocks;
+  memo.choice = c;
   return c;
 }
 

@@ -88,15 +88,24 @@ PYRNN_HD inline int step_phases(int cell, int reset_after, bool backward) {
 }
 
 // Blocks for the step kernels: `requested` (> 0), else one block when a step is tiny
-// (N*G*H*H <= 2^15 multiply-adds: a grid barrier would cost more than the work), else one block
-// per hidden unit up to `max_blocks`. Then units = ceil(H / blocks) and blocks = ceil(H / units),
-// so no block is empty.
-PYRNN_HD inline void step_blocks(int N, int G, int H, int max_blocks, int requested, int* blocks,
-                                 int* units) {
+// (N*G*H*H <= 2^15 multiply-adds: a grid barrier would cost more than the work), else enough
+// units per block that its product has an output per thread (outputs per unit: N*G forward, N
+// backward; fewer blocks also means fewer re-reads of the shared operand) and at most
+// `max_blocks` blocks. Then units = ceil(H / blocks) and blocks = ceil(H / units), so no block
+// is empty.
+PYRNN_HD inline void step_blocks(int N, int G, int H, bool backward, int threads, int max_blocks,
+                                 int requested, int* blocks, int* units) {
   long long b = requested;
   if (b <= 0) {
     const long long work = static_cast<long long>(N) * G * H * H;
-    b = work <= (1 << 15) ? 1 : (H < max_blocks ? H : max_blocks);
+    if (work <= (1 << 15)) {
+      b = 1;
+    } else {
+      const long long per_unit = backward ? N : static_cast<long long>(N) * G;
+      const long long u = (threads + per_unit - 1) / per_unit;
+      b = (H + u - 1) / u;
+      if (b > max_blocks) b = max_blocks;
+    }
   }
   if (b > H) b = H;
   if (b < 1) b = 1;

@@ -399,7 +399,8 @@ StepPlan plan_step_kernel(int, CellType cell, bool, int N, int H, bool backward,
   StepPlan plan;
   const int G = gates_of(cell);
   int blocks = 0, units = 0;
-  step_blocks(N, G, H, kEmuMultiprocessors, requested_blocks, &blocks, &units);
+  step_blocks(N, G, H, backward, kEmuThreads, kEmuMultiprocessors, requested_blocks, &blocks,
+              &units);
   plan.blocks = blocks;
   plan.threads = kEmuThreads;
   plan.units = units;

@@ -168,7 +168,7 @@ class Recurrent {
   // The captured step loop of (pass, layer, direction); eval passes share their DirCaches
   // between layers, so every layer keeps its own graphs.
   Graph& graph(bool backward, bool training, int layer, int dir);
-  StepChoice choose_step(const Options& opt, bool backward) const;
+  StepChoice choose_step(const Options& opt, bool backward);
   // Runs record() (a step loop's launches, all on `stream`): replays graph when use_graph and
   // its key matches, else captures it anew; launches eagerly without graphs or when the capture
   // fails. Returns whether a graph ran.
@@ -204,6 +204,13 @@ class Recurrent {
   DeviceBuffer<T> dbuf_[2];  // [T, N, D*H] d outputs between layers (index: layer parity)
   Event ev_fork_, ev_join_;
   std::vector<Graph> graphs_;  // [3 (forward eval / forward training / backward) * L * D]
+  // The last custom-kernel plan per pass (forward, backward) and what it was made for.
+  struct PlanMemo {
+    bool valid = false;
+    int batch = 0, blocks_requested = 0;
+    RecurrentAlgo algo = RecurrentAlgo::Default;
+    StepChoice choice;
+  } plans_[2];
   Options opts_;
   Options pass_;  // opts_ resolved at the start of the current forward / backward
   std::string graphs_error_;
