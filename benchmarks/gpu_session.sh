@@ -10,11 +10,11 @@
 #             --no-deps --no-index): the CUDA ctest targets (cmake, -DCMAKE_CUDA_ARCHITECTURES=90)
 #             and the Python package; vendored cython-cmake modules (benchmarks/gpu_cmake) stand
 #             in when the image lacks the cython-cmake package
-#   ctest     the CUDA C++ tests on the device (every step algorithm, graphs, streams, TF32) and
-#             the host-emulation tests
+#   ctest     every CUDA C++ test (pyrnn_cuda_*tests) on the device (every step algorithm,
+#             graphs, streams, TF32, ...) and the host-emulation tests
 #   bench     benchmarks/bench_cuda.py: pyrnn vs PyTorch/cuDNN, variants default, nographs,
 #             fused, persistent; float32 and TF32 rows
-#   pytest    the CUDA Python tests (tests/test_cuda_*.py, tests/test_bench_cuda.py)
+#   pytest    every CUDA Python test file (tests/test_cuda_*.py) and tests/test_bench_cuda.py
 #   sanitize  compute-sanitizer memcheck + racecheck over every cell and step algorithm
 #   kernels   cuobjdump resource usage (registers, shared memory, spills) of the CUDA kernels
 # $OUT receives exactly these 8 files (the device tool returns at most 8): session.txt (stage
@@ -93,9 +93,13 @@ PYV
 do_build() {  # the ctest targets (cmake) and the Python package (pip), side by side
   (
     cmake -S "$ROOT" -B "$WORK/ct" -G Ninja -DPYRNN_BUILD_TESTS=ON -DPYRNN_WITH_CUDA=ON \
-      -DCMAKE_CUDA_ARCHITECTURES=90 > "$WORK/ct.log" 2>&1 &&
-      cmake --build "$WORK/ct" -j "$HALF" --target pyrnn_cuda_tests pyrnn_cuda_emulated_tests \
-        pyrnn_cuda_cell_tests >> "$WORK/ct.log" 2>&1
+      -DCMAKE_CUDA_ARCHITECTURES=90 > "$WORK/ct.log" 2>&1 || exit 1
+    # Every CUDA test executable there is (pyrnn_cuda_*tests), not the CPU ones.
+    targets=$(cmake --build "$WORK/ct" --target help 2>/dev/null |
+              grep -oE '^pyrnn_cuda[a-z_]*tests' | sort -u | tr '\n' ' ')
+    echo "CUDA test targets: $targets" >> "$WORK/ct.log"
+    # shellcheck disable=SC2086
+    cmake --build "$WORK/ct" -j "$HALF" --target pyrnn_cuda $targets >> "$WORK/ct.log" 2>&1
   ) &
   local ct=$!
   CMAKE_BUILD_PARALLEL_LEVEL=$HALF "$PY" -m pip install --no-build-isolation --no-deps \
@@ -125,11 +129,9 @@ do_bench() {
 do_pytest() {
   local xdist=()
   "$PY" -c "import xdist" 2>/dev/null && xdist=(-n 4)
+  # Every CUDA test file there is (test_cuda_*.py), and the benchmark's.
   cd "$WORK" && "$PY" -m pytest -q -p no:cacheprovider -rs ${xdist[@]+"${xdist[@]}"} \
-    "$ROOT/tests/test_cuda_layers.py" "$ROOT/tests/test_cuda_speed.py" \
-    "$ROOT/tests/test_cuda_backend.py" "$ROOT/tests/test_cuda_host.py" \
-    "$ROOT/tests/test_cuda_plumbing.py" "$ROOT/tests/test_cuda_options.py" \
-    "$ROOT/tests/test_bench_cuda.py"
+    "$ROOT"/tests/test_cuda_*.py "$ROOT/tests/test_bench_cuda.py"
 }
 
 do_sanitize() {  # memcheck + racecheck (the two the time allows), every cell and algorithm

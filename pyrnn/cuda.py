@@ -116,6 +116,13 @@ def to_device(array, dtype=None):
     return _need().DeviceArray.from_numpy(array, dtype)
 
 
+def __getattr__(name):
+    # pyrnn.cuda.DeviceArray / NativeRecurrentCUDA load the extension on first use.
+    if name in ("DeviceArray", "NativeRecurrentCUDA"):
+        return getattr(_need(), name)
+    raise AttributeError(f"module 'pyrnn.cuda' has no attribute {name!r}")
+
+
 # ---- execution options (docs/cuda_performance.md) --------------------------------------------
 # Process-wide defaults start from the environment (PYRNN_CUDA_PRECISION, PYRNN_CUDA_RECURRENT,
 # PYRNN_CUDA_GRAPHS, PYRNN_CUDA_STREAMS, PYRNN_CUDA_PERSIST_BLOCKS); each CUDA layer can override
@@ -173,11 +180,11 @@ def configure(layer, *, precision=None, algo=None, graphs=None, streams=None,
     """Per-layer CUDA options of an RNN / LSTM / GRU on device="cuda"; a keyword left None keeps
     the layer's setting, "default" makes it follow the process default. Kept across
     layer.to("cpu").to("cuda"). Returns layer_options(layer)."""
-    mod = _need()
+    _need()
     native = _cuda_native(layer)
     given = {"precision": precision, "algo": algo, "graphs": graphs, "streams": streams,
              "persist_blocks": persist_blocks}
-    mod._layer_set_options(native, **given)
+    native.set_options(**given)
     kept = dict(getattr(layer, "_cuda_options", None) or {})
     kept.update({k: v for k, v in given.items() if v is not None})
     layer._cuda_options = kept
@@ -189,15 +196,8 @@ def layer_options(layer):
     resolved against options(), and what its last passes ran: 'last_forward_algo' /
     'last_backward_algo' ('cublas' | 'fused' | 'persistent', after fallbacks; 'default' before
     any), 'last_forward_graphs' / 'last_backward_graphs', 'graphs_disabled_reason'}."""
-    mod = _need()
-    own, ran = mod._layer_options(_cuda_native(layer))
+    _need()
+    own, ran = _cuda_native(layer).options_and_last_run()
     process = options()
     effective = {k: (process[k] if own[k] == "default" else own[k]) for k in _LAYER_KEYS}
     return {"options": own, "effective": effective, **ran}
-
-
-def __getattr__(name):
-    # pyrnn.cuda.DeviceArray / NativeRecurrentCUDA load the extension on first use.
-    if name in ("DeviceArray", "NativeRecurrentCUDA"):
-        return getattr(_need(), name)
-    raise AttributeError(f"module 'pyrnn.cuda' has no attribute {name!r}")

@@ -92,7 +92,7 @@ class _Recurrent:
             from . import cuda
             native = cuda.NativeRecurrentCUDA(*args)
             if getattr(self, "_cuda_options", None):  # pyrnn.cuda.configure, kept across to()
-                cuda._need()._layer_set_options(native, **self._cuda_options)
+                native.set_options(**self._cuda_options)
             return native
         return _core.NativeRecurrent(*args)
 
