@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # compute-sanitizer over a small forward + backward of every cell (float and double, lengths,
-# bidirectional, 2 layers with dropout) through the CUDA backend: memcheck (out-of-bounds and
-# misaligned accesses, leaks), racecheck (shared-memory hazards: the bias column sum),
-# initcheck (reads of uninitialised device memory) and synccheck.
+# bidirectional, 2 layers with dropout) through the CUDA backend, under every step algorithm
+# (cuBLAS with CUDA graphs, the fused step kernel, the persistent kernel on 3 blocks with grid
+# barriers; where pyrnn.cuda.configure exists): memcheck (out-of-bounds and misaligned accesses,
+# leaks), racecheck (shared-memory hazards: the bias column sum, the step kernels' weight slices
+# and tiles), initcheck (reads of uninitialised device memory) and synccheck.
 # Needs a GPU, compute-sanitizer (CUDA toolkit) and pyrnn installed with PYRNN_WITH_CUDA=ON.
 # Usage: benchmarks/cuda_sanitize.sh [log dir]   (default benchmarks/results/sanitize)
+# PYRNN_SANITIZE_TOOLS="memcheck racecheck" picks tools (default: all four).
 # Writes one log per tool and summary.txt; exits non-zero if any tool reported an error.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,26 +27,36 @@ import pyrnn.cuda
 
 assert pyrnn.cuda.is_available(), pyrnn.cuda.unavailable_reason()
 rng = np.random.default_rng(0)
-for dtype in ("float32", "float64"):
-    for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after"):
-        kw = dict(num_layers=2, bidirectional=True, dropout=0.3, dtype=dtype, device="cuda", seed=1)
-        if cell.startswith("rnn"):
-            layer = pyrnn.RNN(3, 5, nonlinearity=cell[4:], **kw)
-        elif cell == "lstm":
-            layer = pyrnn.LSTM(3, 5, **kw)
-        else:
-            layer = pyrnn.GRU(3, 5, reset_after=cell == "gru_after", **kw)
-        x = rng.standard_normal((4, 3, 3))
-        out, _ = layer(x, lengths=[4, 2, 1])
-        layer.backward(np.ones_like(out))
-        layer.eval()
-        layer(x)
-        print(cell, dtype, "ok")
+algos = [None]
+if hasattr(pyrnn.cuda, "configure"):
+    algos = [dict(algo="cublas", graphs=True), dict(algo="fused", persist_blocks=3),
+             dict(algo="persistent", persist_blocks=3)]
+for opts in algos:
+    for dtype in ("float32", "float64"):
+        for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after"):
+            kw = dict(num_layers=2, bidirectional=True, dropout=0.3, dtype=dtype, device="cuda",
+                      seed=1)
+            if cell.startswith("rnn"):
+                layer = pyrnn.RNN(3, 5, nonlinearity=cell[4:], **kw)
+            elif cell == "lstm":
+                layer = pyrnn.LSTM(3, 5, **kw)
+            else:
+                layer = pyrnn.GRU(3, 5, reset_after=cell == "gru_after", **kw)
+            if opts:
+                pyrnn.cuda.configure(layer, **opts)
+            x = rng.standard_normal((4, 3, 3))
+            for _ in range(2):  # the second pass replays the captured graphs
+                out, _ = layer(x, lengths=[4, 2, 1])
+                layer.backward(np.ones_like(out))
+            layer.eval()
+            layer(x)
+            ran = pyrnn.cuda.layer_options(layer)["last_forward_algo"] if opts else "default"
+            print(cell, dtype, ran, "ok")
 pyrnn.cuda.synchronize()
 PY
 status=0
 : > "$out/summary.txt"
-for tool in memcheck racecheck initcheck synccheck; do
+for tool in ${PYRNN_SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}; do
   extra=""
   [ "$tool" = memcheck ] && extra="--leak-check full"
   log="$out/$tool.log"

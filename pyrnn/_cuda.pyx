@@ -447,6 +447,74 @@ def as_device_array(obj):
     return from_cuda_array_interface(obj)
 
 
+# ---- execution options (cuda/include/pyrnn/cuda/options.h) ------------------------------------
+# Python passes names: precision "float32" | "tf32"; algo "auto" | "cublas" | "fused" |
+# "persistent"; graphs / streams True | False; persist_blocks int >= 0; "default" (or None in the
+# setters' sense of "reset") follows the environment / built-in default.
+
+cdef str _name(const char* s):
+    return s.decode()
+
+
+cdef object _switch_value(ccuda.Switch s):
+    return {"on": True, "off": False}.get(_name(ccuda.switch_name(s)), "default")
+
+
+cdef dict _options_dict(const ccuda.Options& o):
+    return {"precision": _name(ccuda.precision_name(o.precision)),
+            "algo": _name(ccuda.algo_name(o.algo)),
+            "graphs": _switch_value(o.graphs), "streams": _switch_value(o.streams),
+            "persist_blocks": o.persist_blocks if o.persist_blocks >= 0 else "default"}
+
+
+cdef ccuda.Switch _switch_of(value, const char* what) except *:
+    if isinstance(value, bool):
+        return ccuda.Switch.On if value else ccuda.Switch.Off
+    if isinstance(value, str):
+        return ccuda.parse_switch(value.encode(), what)
+    raise TypeError(f"{what.decode()} must be True, False or 'default', got {value!r}")
+
+
+cdef int _blocks_of(value) except -2:
+    if isinstance(value, str) and value == "default":
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValueError(f"persist_blocks must be an int in [0, 65535] or 'default', got {value!r}")
+    return value
+
+
+cdef void _apply(ccuda.Options* o, precision, algo, graphs, streams, persist_blocks) except *:
+    # None: leave the field; a value (or "default") sets it.
+    if precision is not None:
+        o.precision = ccuda.parse_precision(str(precision).encode(), b"precision")
+    if algo is not None:
+        o.algo = ccuda.parse_algo(str(algo).encode(), b"algo")
+    if graphs is not None:
+        o.graphs = _switch_of(graphs, b"graphs")
+    if streams is not None:
+        o.streams = _switch_of(streams, b"streams")
+    if persist_blocks is not None:
+        o.persist_blocks = _blocks_of(persist_blocks)
+
+
+def default_options():
+    """The process-wide defaults, resolved (environment, then set_default_options)."""
+    cdef ccuda.Options o = ccuda.default_options()
+    return _options_dict(o)
+
+
+def set_default_options(precision=None, algo=None, graphs=None, streams=None,
+                        persist_blocks=None):
+    """Change process-wide defaults: None leaves a field as it is, "default" returns it to the
+    environment's / built-in value. Takes effect at each layer's next call."""
+    cdef ccuda.Options o = ccuda.default_options()
+    try:
+        _apply(&o, precision, algo, graphs, streams, persist_blocks)
+        ccuda.set_default_options(o)
+    except RuntimeError as e:
+        raise ValueError(str(e)) from None
+
+
 # ---- recurrent stack ---------------------------------------------------------------------------
 
 _CELLS = {"rnn_tanh": <int>CellType.RNN_TANH, "rnn_relu": <int>CellType.RNN_RELU,
@@ -517,6 +585,42 @@ cdef class NativeRecurrentCUDA:
         if self.f32:
             return (self.f32.cached_steps(), self.f32.cached_batch())
         return (self.f64.cached_steps(), self.f64.cached_batch())
+
+    # ---- execution options (pyrnn.cuda.configure / layer_options) ----------------------------
+    cdef ccuda.Options _own_options(self):
+        if self.f32:
+            return self.f32.options()
+        return self.f64.options()
+
+    def set_options(self, precision=None, algo=None, graphs=None, streams=None,
+                    persist_blocks=None):
+        """Per-layer options: None leaves a field, "default" follows the process default."""
+        cdef ccuda.Options o = self._own_options()
+        try:
+            _apply(&o, precision, algo, graphs, streams, persist_blocks)
+        except RuntimeError as e:
+            raise ValueError(str(e)) from None
+        if self.f32:
+            self.f32.set_options(o)
+        else:
+            self.f64.set_options(o)
+
+    def options_and_last_run(self):
+        """(the layer's own options, what its last passes ran)."""
+        cdef ccuda.Options o = self._own_options()
+        if self.f32:
+            ran = {"last_forward_algo": _name(ccuda.algo_name(self.f32.last_forward_algo())),
+                   "last_backward_algo": _name(ccuda.algo_name(self.f32.last_backward_algo())),
+                   "last_forward_graphs": self.f32.last_forward_graphs(),
+                   "last_backward_graphs": self.f32.last_backward_graphs(),
+                   "graphs_disabled_reason": self.f32.graphs_disabled_reason().decode() or None}
+        else:
+            ran = {"last_forward_algo": _name(ccuda.algo_name(self.f64.last_forward_algo())),
+                   "last_backward_algo": _name(ccuda.algo_name(self.f64.last_backward_algo())),
+                   "last_forward_graphs": self.f64.last_forward_graphs(),
+                   "last_backward_graphs": self.f64.last_backward_graphs(),
+                   "graphs_disabled_reason": self.f64.graphs_disabled_reason().decode() or None}
+        return _options_dict(o), ran
 
     def param_info(self):
         """[(name, offset, shape)] in native order."""

@@ -43,6 +43,37 @@ cdef extern from "pyrnn/cuda/memory.h" namespace "pyrnn::cuda" nogil:
     void synchronize_stream(cudaStream_t stream) except +
     int pointer_device(const void* p)
 
+# Mirrors cuda/include/pyrnn/cuda/options.h
+cdef extern from "pyrnn/cuda/options.h" namespace "pyrnn::cuda" nogil:
+    cdef enum class Precision(int):
+        Default "pyrnn::cuda::Precision::Default"
+        Float32 "pyrnn::cuda::Precision::Float32"
+        TF32 "pyrnn::cuda::Precision::TF32"
+    cdef enum class RecurrentAlgo(int):
+        Default "pyrnn::cuda::RecurrentAlgo::Default"
+        Auto "pyrnn::cuda::RecurrentAlgo::Auto"
+        Cublas "pyrnn::cuda::RecurrentAlgo::Cublas"
+        Fused "pyrnn::cuda::RecurrentAlgo::Fused"
+        Persistent "pyrnn::cuda::RecurrentAlgo::Persistent"
+    cdef enum class Switch(int):
+        Default "pyrnn::cuda::Switch::Default"
+        Off "pyrnn::cuda::Switch::Off"
+        On "pyrnn::cuda::Switch::On"
+    cdef cppclass Options:
+        Precision precision
+        RecurrentAlgo algo
+        Switch graphs
+        Switch streams
+        int persist_blocks
+    Options default_options() except +
+    void set_default_options(const Options& options) except +
+    const char* precision_name "pyrnn::cuda::to_string"(Precision p)
+    const char* algo_name "pyrnn::cuda::to_string"(RecurrentAlgo a)
+    const char* switch_name "pyrnn::cuda::to_string"(Switch s)
+    Precision parse_precision(const string& s, const char* what) except +
+    RecurrentAlgo parse_algo(const string& s, const char* what) except +
+    Switch parse_switch(const string& s, const char* what) except +
+
 # Mirrors cuda/include/pyrnn/cuda/recurrent.h (device pointers; lengths on the host)
 cdef extern from "pyrnn/cuda/recurrent.h" namespace "pyrnn::cuda" nogil:
     cdef cppclass Recurrent[T]:
@@ -69,3 +100,10 @@ cdef extern from "pyrnn/cuda/recurrent.h" namespace "pyrnn::cuda" nogil:
         bool has_cache()
         int cached_steps()
         int cached_batch()
+        void set_options(const Options& options) except +
+        const Options& options()
+        RecurrentAlgo last_forward_algo()
+        RecurrentAlgo last_backward_algo()
+        bool last_forward_graphs()
+        bool last_backward_graphs()
+        const string& graphs_disabled_reason()

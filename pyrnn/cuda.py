@@ -128,3 +128,83 @@ def __getattr__(name):
     if name in ("DeviceArray", "NativeRecurrentCUDA"):
         return getattr(_need(), name)
     raise AttributeError(f"module 'pyrnn.cuda' has no attribute {name!r}")
+
+
+# ---- execution options (docs/cuda_performance.md) --------------------------------------------
+# Process-wide defaults start from the environment (PYRNN_CUDA_PRECISION, PYRNN_CUDA_RECURRENT,
+# PYRNN_CUDA_GRAPHS, PYRNN_CUDA_STREAMS, PYRNN_CUDA_PERSIST_BLOCKS); each CUDA layer can override
+# them (configure). None of them changes what is computed; precision="tf32" changes how exactly.
+_LAYER_KEYS = ("precision", "algo", "graphs", "streams", "persist_blocks")
+
+
+def options():
+    """The process-wide CUDA defaults: {'precision', 'algo', 'graphs', 'streams',
+    'persist_blocks'} (resolved: never 'default')."""
+    return _need().default_options()
+
+
+def set_precision(precision):
+    """Float32 GEMM precision for CUDA layers: "float32" (default: true fp32) or "tf32"
+    (tensor cores, operands rounded to 10 mantissa bits, fp32 accumulation: relative error near
+    3e-4; see docs/cuda_performance.md), or "default" for the environment's
+    PYRNN_CUDA_PRECISION. float64 layers are always exact."""
+    _need().set_default_options(precision=precision)
+
+
+def get_precision():
+    return options()["precision"]
+
+
+def set_recurrent_algo(algo):
+    """How the per-step recurrence runs: "auto" (default; cuBLAS for now), "cublas" (a cuBLAS
+    GEMM + a fused pointwise kernel per step), "fused" (one custom kernel per step), "persistent"
+    (one kernel for all steps, falls back to cuBLAS where it does not fit), or "default"."""
+    _need().set_default_options(algo=algo)
+
+
+def set_graphs(enabled):
+    """Capture each direction's step loop into a CUDA graph and replay it (True, the default),
+    launch every kernel (False), or None / "default" for PYRNN_CUDA_GRAPHS."""
+    _need().set_default_options(graphs="default" if enabled is None else enabled)
+
+
+def set_streams(enabled):
+    """Bidirectional layers: run the reverse direction on a second stream (True, the default),
+    or not (False); None / "default" for PYRNN_CUDA_STREAMS."""
+    _need().set_default_options(streams="default" if enabled is None else enabled)
+
+
+def _cuda_native(layer):
+    native = getattr(layer, "_native", None)
+    if getattr(layer, "device", None) != "cuda" or native is None:
+        raise ValueError(f"{type(layer).__name__} is not a CUDA recurrent layer "
+                         f"(device={getattr(layer, 'device', None)!r})")
+    return native
+
+
+def configure(layer, *, precision=None, algo=None, graphs=None, streams=None,
+              persist_blocks=None):
+    """Per-layer CUDA options of an RNN / LSTM / GRU on device="cuda"; a keyword left None keeps
+    the layer's setting, "default" makes it follow the process default. Kept across
+    layer.to("cpu").to("cuda"). Returns layer_options(layer)."""
+    _need()
+    native = _cuda_native(layer)
+    given = {"precision": precision, "algo": algo, "graphs": graphs, "streams": streams,
+             "persist_blocks": persist_blocks}
+    native.set_options(**given)
+    kept = dict(getattr(layer, "_cuda_options", None) or {})
+    kept.update({k: v for k, v in given.items() if v is not None})
+    layer._cuda_options = kept
+    return layer_options(layer)
+
+
+def layer_options(layer):
+    """{'options': the layer's own settings ('default' = follows the process), 'effective':
+    resolved against options(), and what its last passes ran: 'last_forward_algo' /
+    'last_backward_algo' ('cublas' | 'fused' | 'persistent', after fallbacks; 'default' before
+    any), 'last_forward_graphs' / 'last_backward_graphs', 'graphs_disabled_reason'}."""
+    _need()
+    own, ran = _cuda_native(layer).options_and_last_run()
+    process = options()
+    effective = {k: (process[k] if own[k] == "default" else own[k]) for k in _LAYER_KEYS}
+    return {"options": own, "effective": effective, **ran}

@@ -90,7 +90,10 @@ class _Recurrent:
                 self.bidirectional, self._reset_after, self.dropout, self.dtype)
         if device == "cuda":
             from . import cuda
-            return cuda.NativeRecurrentCUDA(*args)
+            native = cuda.NativeRecurrentCUDA(*args)
+            if getattr(self, "_cuda_options", None):  # pyrnn.cuda.configure, kept across to()
+                native.set_options(**self._cuda_options)
+            return native
         return _core.NativeRecurrent(*args)
 
     def to(self, device):

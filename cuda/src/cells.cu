@@ -1,5 +1,6 @@
 // Fused pointwise kernels of cuda::Recurrent: see cells.cuh. The formulas are cells.h's, written
 // per element (cell_elems.cuh); the launch layout is one thread per (n, j), grid-stride.
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -130,6 +131,31 @@ __global__ void multiply_inplace_kernel(T* __restrict__ a, const T* __restrict__
   PYRNN_GRID_LOOP(i, n) a[i] *= m[i];
 }
 
+// ---- custom step kernels: the bodies are in step_body.cuh -------------------------------------
+
+// The execution context step_body.cuh is written against, on the GPU.
+struct DeviceCtx {
+  __device__ int block_index() const { return static_cast<int>(blockIdx.x); }
+  __device__ int thread_index() const { return static_cast<int>(threadIdx.x); }
+  __device__ int thread_count() const { return static_cast<int>(blockDim.x); }
+  __device__ void sync_block() const { __syncthreads(); }
+  // Only in cooperative launches (StepArgs::grid_sync == 2); includes the memory ordering.
+  __device__ void sync_grid() const { cooperative_groups::this_grid().sync(); }
+};
+
+constexpr int kStepThreads = 256;
+
+template <typename T, bool Backward>
+__global__ void __launch_bounds__(kStepThreads, 1) step_kernel(StepArgs<T> a) {
+  extern __shared__ __align__(16) unsigned char step_smem[];
+  DeviceCtx ctx;
+  T* smem = reinterpret_cast<T*>(step_smem);
+  if (Backward)
+    step_backward_body<T>(ctx, a, smem);
+  else
+    step_forward_body<T>(ctx, a, smem);
+}
+
 }  // namespace
 
 template <typename T>
@@ -216,6 +242,77 @@ void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream) {
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 
+template <typename T>
+StepPlan plan_step_kernel(int device, CellType cell, bool reset_after, int N, int H, bool backward,
+                          bool persistent, int requested_blocks) {
+  StepPlan plan;
+  const int G = cell == CellType::LSTM ? 4 : cell == CellType::GRU ? 3 : 1;
+  int sms = 0, smem_optin = 0, coop = 0;
+  PYRNN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  PYRNN_CUDA_CHECK(
+      cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  PYRNN_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device));
+  int blocks = 0, units = 0;
+  step_blocks(N, G, H, backward, kStepThreads, sms, requested_blocks, &blocks, &units);
+  const int K = backward ? G * H : H;  // the longest sum of block_dot
+  const int kc = std::min(K, 128), nc = std::min(N, 64);
+  auto smem_of = [&](int u) {
+    return step_smem_elems(G, H, u, kc, nc, backward) * sizeof(T);
+  };
+  // Fewer units per block (more blocks) until the slice fits in shared memory.
+  while (smem_of(units) > static_cast<std::size_t>(smem_optin) && units > 1) {
+    units = (units + 1) / 2;
+    blocks = (H + units - 1) / units;
+  }
+  if (smem_of(units) > static_cast<std::size_t>(smem_optin)) return StepPlan{};
+  const std::size_t smem = smem_of(units);
+  const void* kernel = backward ? reinterpret_cast<const void*>(&step_kernel<T, true>)
+                                : reinterpret_cast<const void*>(&step_kernel<T, false>);
+  if (smem > 48 * 1024)
+    PYRNN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)));
+  int threads = kStepThreads;
+  if (persistent && blocks > 1) {
+    if (!coop) return StepPlan{};
+    int per_sm = 0;
+    PYRNN_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+    if (static_cast<long long>(per_sm) * sms < blocks) return StepPlan{};  // not all resident
+  }
+  plan.blocks = blocks;
+  plan.threads = threads;
+  plan.units = units;
+  plan.kc = kc;
+  plan.nc = nc;
+  plan.grid_sync = persistent ? (blocks > 1 ? 2 : 1) : 0;
+  plan.smem_bytes = smem;
+  return plan;
+}
+
+template <typename T>
+void launch_step_kernel(const StepArgs<T>& a, const StepPlan& plan, bool backward,
+                        cudaStream_t stream) {
+  StepArgs<T> args = a;
+  args.units = plan.units;
+  args.kc = plan.kc;
+  args.nc = plan.nc;
+  args.grid_sync = plan.grid_sync;
+  const dim3 grid(static_cast<unsigned>(plan.blocks)), block(static_cast<unsigned>(plan.threads));
+  if (plan.grid_sync == 2) {
+    void* params[] = {&args};
+    const void* kernel = backward ? reinterpret_cast<const void*>(&step_kernel<T, true>)
+                                  : reinterpret_cast<const void*>(&step_kernel<T, false>);
+    PYRNN_CUDA_CHECK(
+        cudaLaunchCooperativeKernel(kernel, grid, block, params, plan.smem_bytes, stream));
+  } else if (backward) {
+    step_kernel<T, true><<<grid, block, plan.smem_bytes, stream>>>(args);
+    PYRNN_CUDA_CHECK(cudaGetLastError());
+  } else {
+    step_kernel<T, false><<<grid, block, plan.smem_bytes, stream>>>(args);
+    PYRNN_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
 #define PYRNN_INSTANTIATE(T)                                                                       \
   template void cell_forward<T>(CellType, bool, int, int, int, const std::int64_t*, T*, const T*, \
                                 const T*, const T*, T*, const T*, T*, T*, T*, int, cudaStream_t); \
@@ -232,7 +329,9 @@ void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream) {
   template void column_sum_add<T>(T*, const T*, std::size_t, int, int, cudaStream_t);             \
   template void dropout_forward<T>(T*, T*, const T*, std::size_t, std::uint64_t, std::uint64_t,   \
                                    double, T, cudaStream_t);                                       \
-  template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);
+  template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);                     \
+  template StepPlan plan_step_kernel<T>(int, CellType, bool, int, int, bool, bool, int);          \
+  template void launch_step_kernel<T>(const StepArgs<T>&, const StepPlan&, bool, cudaStream_t);
 
 PYRNN_INSTANTIATE(float)
 PYRNN_INSTANTIATE(double)

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "pyrnn/recurrent.h"
+#include "step_body.cuh"
 
 namespace pyrnn {
 namespace cuda {
@@ -50,6 +51,27 @@ void gru_before_backward_r(int N, int H, int t, const std::int64_t* lengths, T* 
 template <typename T>
 void update_dh(int N, int H, int t, const std::int64_t* lengths, T* dh, const T* rec, const T* pw,
                cudaStream_t stream);
+
+// ---- custom step kernels (step_body.cuh) ----------------------------------------------------
+// The launch plan of a direction's step kernel. blocks == 0: it does not fit this device (shared
+// memory, or co-residency for a persistent launch): use the cuBLAS path.
+struct StepPlan {
+  int blocks = 0;
+  int threads = 0;
+  int units = 0, kc = 0, nc = 0;
+  int grid_sync = 0;  // as StepArgs::grid_sync
+  std::size_t smem_bytes = 0;
+};
+// persistent: one launch runs all steps (all blocks resident, cooperative launch when > 1
+// block); else one launch per (step, phase). requested_blocks: 0 = chosen (step_blocks).
+template <typename T>
+StepPlan plan_step_kernel(int device, CellType cell, bool reset_after, int N, int H, bool backward,
+                          bool persistent, int requested_blocks);
+// Launches the step kernel for a.s_begin..s_end x a.ph_begin..ph_end with `plan` (its units, kc,
+// nc and grid_sync are written into a copy of a). Launch checked.
+template <typename T>
+void launch_step_kernel(const StepArgs<T>& a, const StepPlan& plan, bool backward,
+                        cudaStream_t stream);
 
 // ---- whole-buffer helpers ---------------------------------------------------------------------
 // a [rows, ld] += b [cols] broadcast over rows (columns < cols).

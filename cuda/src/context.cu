@@ -2,6 +2,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,21 +29,66 @@ class DeviceGuard {
  private:
   int prev_ = 0;
 };
+// cuBLAS's recommended workspace: 32 MiB on Hopper and newer, 4 MiB before.
+std::size_t workspace_bytes(int device) {
+  int major = 0;
+  PYRNN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9 ? (std::size_t(32) << 20) : (std::size_t(4) << 20);
+}
+
+// A stream, a handle bound to it and the handle's own workspace (set after cublasSetStream,
+// which resets the workspace to cuBLAS's pool).
+void make_stream_and_handle(int device, cudaStream_t* stream, cublasHandle_t* handle,
+                            void** workspace) {
+  PYRNN_CUDA_CHECK(cudaStreamCreateWithFlags(stream, cudaStreamNonBlocking));
+  PYRNN_CUBLAS_CHECK(cublasCreate(handle));
+  PYRNN_CUBLAS_CHECK(cublasSetStream(*handle, *stream));
+  // Explicit, so float GEMMs never silently drop to TF32 / BF16x9 emulation.
+  PYRNN_CUBLAS_CHECK(cublasSetMathMode(*handle, CUBLAS_DEFAULT_MATH));
+  PYRNN_CUBLAS_CHECK(cublasSetPointerMode(*handle, CUBLAS_POINTER_MODE_HOST));
+  const std::size_t bytes = workspace_bytes(device);
+  PYRNN_CUDA_CHECK(cudaMalloc(workspace, bytes));
+  PYRNN_CUBLAS_CHECK(cublasSetWorkspace(*handle, *workspace, bytes));
+}
 }  // namespace
 
 Context::Context(int device) : device_(device) {
   DeviceGuard guard(device);
   try {
-    PYRNN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    PYRNN_CUBLAS_CHECK(cublasCreate(&cublas_));
-    PYRNN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-    // Explicit, so float GEMMs never silently drop to TF32 / BF16x9 emulation.
-    PYRNN_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
-    PYRNN_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
+    make_stream_and_handle(device, &stream_, &cublas_, &workspace_);
   } catch (...) {
     release();
     throw;
   }
+}
+
+void Context::make_side() {
+  std::lock_guard<std::mutex> lock(side_mutex_);
+  if (side_cublas_) return;
+  cudaStream_t s = nullptr;
+  cublasHandle_t h = nullptr;
+  void* w = nullptr;
+  try {
+    make_stream_and_handle(device_, &s, &h, &w);
+  } catch (...) {
+    if (h) (void)cublasDestroy(h);
+    if (s) (void)cudaStreamDestroy(s);
+    if (w) (void)cudaFree(w);
+    throw;
+  }
+  side_stream_ = s;
+  side_workspace_ = w;
+  side_cublas_ = h;
+}
+
+cudaStream_t Context::side_stream() {
+  make_side();
+  return side_stream_;
+}
+
+cublasHandle_t Context::side_cublas() {
+  make_side();
+  return side_cublas_;
 }
 
 // Best effort, never throws: switch to our device (handles belong to it), then back.
@@ -54,10 +100,18 @@ Context::~Context() {
 }
 
 void Context::release() noexcept {
+  if (side_cublas_) (void)cublasDestroy(side_cublas_);
+  if (side_stream_) (void)cudaStreamDestroy(side_stream_);
+  if (side_workspace_) (void)cudaFree(side_workspace_);
   if (cublas_) (void)cublasDestroy(cublas_);
   if (stream_) (void)cudaStreamDestroy(stream_);
+  if (workspace_) (void)cudaFree(workspace_);
+  side_cublas_ = nullptr;
+  side_stream_ = nullptr;
+  side_workspace_ = nullptr;
   cublas_ = nullptr;
   stream_ = nullptr;
+  workspace_ = nullptr;
 }
 
 Context& Context::get(int device) {

@@ -36,12 +36,13 @@ cublasOperation_t op(kernels::Trans t) { return t == kernels::Trans::N ? CUBLAS_
 
 template <typename T>
 void gemm(cublasHandle_t handle, kernels::Trans ta, kernels::Trans tb, int M, int N, int K, T alpha,
-          const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc) {
+          const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc, GemmMath math) {
   using kernels::Trans;
   if (M <= 0 || N <= 0) return;
   PYRNN_CHECK(ldc >= N, "cuda::gemm: ldc = ", ldc, " < N = ", N);
   // Cheap host-side settings; re-asserted because the handle may not come from a Context.
-  PYRNN_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
+  const bool tf32 = math == GemmMath::TF32 && sizeof(T) == sizeof(float);
+  PYRNN_CUBLAS_CHECK(cublasSetMathMode(handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   PYRNN_CUBLAS_CHECK(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST));
 
   if (K <= 0 || alpha == T(0)) {
@@ -66,9 +67,9 @@ void gemm(cublasHandle_t handle, kernels::Trans ta, kernels::Trans tb, int M, in
 }
 
 template void gemm<float>(cublasHandle_t, kernels::Trans, kernels::Trans, int, int, int, float,
-                          const float*, int, const float*, int, float, float*, int);
+                          const float*, int, const float*, int, float, float*, int, GemmMath);
 template void gemm<double>(cublasHandle_t, kernels::Trans, kernels::Trans, int, int, int, double,
-                           const double*, int, const double*, int, double, double*, int);
+                           const double*, int, const double*, int, double, double*, int, GemmMath);
 
 }  // namespace cuda
 }  // namespace pyrnn

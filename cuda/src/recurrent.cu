@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <utility>
 
 #include "cells.cuh"
 #include "pyrnn/cuda/check.h"
@@ -64,7 +65,61 @@ void set_zero(T* dst, std::size_t n, cudaStream_t stream) {
   if (n) PYRNN_CUDA_CHECK(cudaMemsetAsync(dst, 0, n * sizeof(T), stream));
 }
 
+// dst[r * ld + c] = src[r * ld + c] for c < cols, r < rows (one direction's columns).
+template <typename T>
+void copy_cols(T* dst, const T* src, std::size_t rows, std::size_t cols, std::size_t ld,
+               cudaStream_t stream) {
+  if (rows && cols)
+    PYRNN_CUDA_CHECK(cudaMemcpy2DAsync(dst, ld * sizeof(T), src, ld * sizeof(T), cols * sizeof(T),
+                                       rows, cudaMemcpyDeviceToDevice, stream));
+}
+
+std::uintptr_t key_of(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+GemmMath math_of(const Options& o) {
+  return o.precision == Precision::TF32 ? GemmMath::TF32 : GemmMath::Exact;
+}
+
 }  // namespace
+
+// ---- owning handles ---------------------------------------------------------------------------
+
+template <typename T>
+typename Recurrent<T>::GraphExec& Recurrent<T>::GraphExec::operator=(GraphExec&& o) noexcept {
+  if (this != &o) {
+    reset();
+    exec_ = o.exec_;
+    o.exec_ = nullptr;
+  }
+  return *this;
+}
+
+template <typename T>
+void Recurrent<T>::GraphExec::reset() noexcept {
+  if (exec_) (void)cudaGraphExecDestroy(exec_);
+  exec_ = nullptr;
+}
+
+template <typename T>
+typename Recurrent<T>::Event& Recurrent<T>::Event::operator=(Event&& o) noexcept {
+  if (this != &o) {
+    if (ev_) (void)cudaEventDestroy(ev_);
+    ev_ = o.ev_;
+    o.ev_ = nullptr;
+  }
+  return *this;
+}
+
+template <typename T>
+Recurrent<T>::Event::~Event() {
+  if (ev_) (void)cudaEventDestroy(ev_);
+}
+
+template <typename T>
+cudaEvent_t Recurrent<T>::Event::get() {
+  if (!ev_) PYRNN_CUDA_CHECK(cudaEventCreateWithFlags(&ev_, cudaEventDisableTiming));
+  return ev_;
+}
 
 template <typename T>
 Recurrent<T>::Recurrent(const RecurrentConfig& config, int device)
@@ -116,6 +171,13 @@ void Recurrent<T>::copy_grads_to_host(T* dst) const {
 }
 
 template <typename T>
+void Recurrent<T>::set_options(const Options& options) {
+  PYRNN_CHECK(options.persist_blocks <= 65535, "persist_blocks must be <= 65535, got ",
+              options.persist_blocks);
+  opts_ = options;
+}
+
+template <typename T>
 const T* Recurrent<T>::last_layer_states(int dir, bool cell) const {
   const std::size_t D = static_cast<std::size_t>(cfg_.directions());
   if (dirs_.size() < D || dir < 0 || static_cast<std::size_t>(dir) >= D) return nullptr;
@@ -145,6 +207,104 @@ typename Recurrent<T>::Weights Recurrent<T>::weights(int layer, int dir) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Step algorithm, graphs
+
+template <typename T>
+typename Recurrent<T>::StepChoice Recurrent<T>::choose_step(const Options& opt, bool backward) {
+  StepChoice c;
+  // Auto: cuBLAS until GPU measurements pick per shape (docs/cuda_performance.md).
+  const RecurrentAlgo want = opt.algo == RecurrentAlgo::Auto ? RecurrentAlgo::Cublas : opt.algo;
+  if (want != RecurrentAlgo::Fused && want != RecurrentAlgo::Persistent) return c;
+  PlanMemo& memo = plans_[backward ? 1 : 0];  // planning queries the device: once per shape
+  if (memo.valid && memo.batch == batch_ && memo.algo == want &&
+      memo.blocks_requested == opt.persist_blocks)
+    return memo.choice;
+  const detail::StepPlan plan = detail::plan_step_kernel<T>(
+      ctx_->device(), cfg_.cell, cfg_.reset_after, batch_, cfg_.hidden_size, backward,
+      want == RecurrentAlgo::Persistent, opt.persist_blocks);
+  if (plan.blocks == 0) {  // does not fit: cuBLAS
+    memo.valid = true;
+    memo.batch = batch_;
+    memo.algo = want;
+    memo.blocks_requested = opt.persist_blocks;
+    memo.choice = c;
+    return c;
+  }
+  c.algo = want;
+  c.blocks = plan.blocks;
+  c.threads = plan.threads;
+  c.units = plan.units;
+  c.kc = plan.kc;
+  c.nc = plan.nc;
+  c.grid_sync = plan.grid_sync;
+  c.smem_bytes = plan.smem_bytes;
+  memo.valid = true;
+  memo.batch = batch_;
+  memo.algo = want;
+  memo.blocks_requested = opt.persist_blocks;
+  memo.choice = c;
+  return c;
+}
+
+template <typename T>
+typename Recurrent<T>::Graph& Recurrent<T>::graph(bool backward, bool training, int layer,
+                                                  int dir) {
+  const std::size_t LD = static_cast<std::size_t>(cfg_.num_layers) * cfg_.directions();
+  if (graphs_.size() != 3 * LD) graphs_.resize(3 * LD);
+  const std::size_t pass = backward ? 2 : (training ? 1 : 0);
+  return graphs_[pass * LD + static_cast<std::size_t>(layer) * cfg_.directions() + dir];
+}
+
+template <typename T>
+bool Recurrent<T>::run_loop(Graph& graph, std::vector<std::uintptr_t> key, cudaStream_t stream,
+                            bool use_graph, const std::function<void()>& record) {
+  if (!use_graph || !graphs_error_.empty()) {
+    record();
+    return false;
+  }
+  if (graph.exec.get() && graph.key == key) {
+    PYRNN_CUDA_CHECK(cudaGraphLaunch(graph.exec.get(), stream));
+    return true;
+  }
+  graph.exec.reset();
+  graph.key.clear();
+  // Capture; on any failure switch graphs off for this layer and launch eagerly instead (an
+  // error that is not about capturing then surfaces from the eager launches).
+  std::string why;
+  cudaError_t err = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (err != cudaSuccess) {
+    why = std::string("cudaStreamBeginCapture: ") + cudaGetErrorName(err);
+  } else {
+    try {
+      record();
+    } catch (const std::exception& e) {
+      why = std::string("capturing the step loop: ") + e.what();
+    }
+    cudaGraph_t g = nullptr;
+    err = cudaStreamEndCapture(stream, &g);
+    if (why.empty() && (err != cudaSuccess || !g))
+      why = std::string("cudaStreamEndCapture: ") + cudaGetErrorName(err);
+    if (why.empty()) {
+      cudaGraphExec_t exec = nullptr;
+      err = cudaGraphInstantiate(&exec, g, 0);
+      if (err == cudaSuccess) graph.exec.set(exec);
+      else why = std::string("cudaGraphInstantiate: ") + cudaGetErrorName(err);
+    }
+    if (g) (void)cudaGraphDestroy(g);
+  }
+  if (!why.empty()) {
+    (void)cudaGetLastError();  // the failed capture's error is handled here
+    graphs_error_ = why;
+    graph.exec.reset();
+    record();
+    return false;
+  }
+  graph.key = std::move(key);
+  PYRNN_CUDA_CHECK(cudaGraphLaunch(graph.exec.get(), stream));
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Forward
 
 template <typename T>
@@ -160,9 +320,11 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const std::size_t T_ = steps, N = batch;
   PYRNN_CHECK(T_ * N * std::max(cfg_.gates() * H, cfg_.input_size) < (std::size_t(1) << 31),
               "steps*batch*width overflows 32-bit GEMM sizes (T=", steps, ", N=", batch, ")");
+  const Options opt = resolve(opts_);
   std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   cudaStream_t stream = ctx_->stream();
+  pass_ = opt;
 
   cached_ = false;  // a failed or eval forward leaves nothing to backpropagate through
   has_lengths_ = false;
@@ -181,6 +343,16 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   }
   steps_ = steps;
   batch_ = batch;
+
+  // Two lanes when the reverse direction gets the side stream; else one.
+  const bool two = D == 2 && opt.streams == Switch::On;
+  Lane lanes[2] = {{stream, ctx_->cublas(), &work_[0]}, {stream, ctx_->cublas(), &work_[0]}};
+  if (two) lanes[1] = Lane{ctx_->side_stream(), ctx_->side_cublas(), &work_[1]};
+  const StepChoice step = choose_step(opt, /*backward=*/false);
+  const bool use_graph = opt.graphs == Switch::On && graphs_error_.empty() &&
+                         step.algo != RecurrentAlgo::Persistent;
+  last_fwd_algo_ = step.algo;
+  last_fwd_graphs_ = false;
 
   const bool drop = training && cfg_.dropout > 0.0 && L > 1;
   layers_.resize(training ? L : 2);
@@ -201,14 +373,32 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
       ensure(lc.y, T_ * N * DH);
       out = lc.y.data();
     }
+    // Graphs capture pointers: the caller's y (new every call) is reached through a stage.
+    T* loop_out = out;
+    if (k == L - 1 && use_graph) {
+      ensure(y_stage_, T_ * N * DH);
+      loop_out = y_stage_.data();
+    }
+    if (two) {  // the side lane starts after everything queued so far (input, layer below)
+      PYRNN_CUDA_CHECK(cudaEventRecord(ev_fork_.get(), stream));
+      PYRNN_CUDA_CHECK(cudaStreamWaitEvent(lanes[1].stream, ev_fork_.get(), 0));
+    }
     for (int d = 0; d < D; ++d) {
+      const Lane& lane = lanes[d];
       DirCache& dc = dirs_[training ? static_cast<std::size_t>(k) * D + d : d];
       const std::size_t slot = static_cast<std::size_t>(k) * D + d;
-      forward_direction(dc, out, in, h0 ? h0 + slot * N * H : nullptr,
-                        c0 ? c0 + slot * N * H : nullptr, k, d);
+      forward_direction(dc, loop_out, in, h0 ? h0 + slot * N * H : nullptr,
+                        c0 ? c0 + slot * N * H : nullptr, k, d, lane, step, use_graph, training);
+      if (loop_out != out)
+        copy_cols(out + d * H, loop_out + d * H, T_ * N, static_cast<std::size_t>(H), DH,
+                  lane.stream);
       const std::size_t last = d == 0 ? T_ : 0;
-      copy_d2d(hn + slot * N * H, dc.h.data() + last * N * H, N * H, stream);
-      if (lstm) copy_d2d(cn + slot * N * H, dc.c.data() + last * N * H, N * H, stream);
+      copy_d2d(hn + slot * N * H, dc.h.data() + last * N * H, N * H, lane.stream);
+      if (lstm) copy_d2d(cn + slot * N * H, dc.c.data() + last * N * H, N * H, lane.stream);
+    }
+    if (two) {  // join: the main stream continues after the side lane's work
+      PYRNN_CUDA_CHECK(cudaEventRecord(ev_join_.get(), lanes[1].stream));
+      PYRNN_CUDA_CHECK(cudaStreamWaitEvent(stream, ev_join_.get(), 0));
     }
     if (k == L - 1) break;
     if (!training) {
@@ -234,41 +424,116 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
 
 template <typename T>
 void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0, const T* c0,
-                                     int layer, int dir) {
+                                     int layer, int dir, const Lane& lane, const StepChoice& step,
+                                     bool use_graph, bool training) {
   const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
-  const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
-  const std::size_t GH = G * H, DH = cfg_.directions() * H;
+  const int G = cfg_.gates(), Hi = cfg_.hidden_size;
+  const std::size_t GH = G * H;
   const int C = cfg_.layer_input_size(layer);
   const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
-  const bool split = gru && !cfg_.reset_after;  // the seeds' GRU: W_hn applies to r*h
   const Weights w = weights(layer, dir);
-  cudaStream_t stream = ctx_->stream();
-  cublasHandle_t blas = ctx_->cublas();
-  const std::int64_t* lens = lengths_device();
+  const GemmMath math = math_of(pass_);
 
   ensure(dc.g, T_ * N * GH);
   ensure(dc.h, (T_ + 1) * N * H);
   if (lstm) ensure(dc.c, (T_ + 1) * N * H);
   if (gru) ensure(dc.aux, T_ * N * H);
-  ensure(scratch_, N * GH);
-  T* g = dc.g.data();      // [T, N, GH]
-  T* hs = dc.h.data();     // [T+1, N, H]
+  ensure(lane.work->scratch, N * GH);
+  T* g = dc.g.data();   // [T, N, GH]
+  T* hs = dc.h.data();  // [T+1, N, H]
   T* cs = lstm ? dc.c.data() : nullptr;  // [T+1, N, H]
-  T* r = scratch_.data();  // [N, GH] recurrent products of one step
 
   // Input projection of every step at once: g = x W_ih^T, then + b.
-  gemm<T>(blas, Trans::N, Trans::T, static_cast<int>(T_ * N), G * Hi, C, T(1), x, C, w.w_ih, C,
-          T(0), g, G * Hi);
-  if (w.b) detail::add_bias_rows<T>(g, w.b, T_ * N, G * Hi, G * Hi, stream);
+  gemm<T>(lane.blas, Trans::N, Trans::T, static_cast<int>(T_ * N), G * Hi, C, T(1), x, C, w.w_ih,
+          C, T(0), g, G * Hi, math);
+  if (w.b) detail::add_bias_rows<T>(g, w.b, T_ * N, G * Hi, G * Hi, lane.stream);
 
   const std::size_t first = dir == 0 ? 0 : T_;
-  if (h0) copy_d2d(hs + first * N * H, h0, N * H, stream);
-  else set_zero(hs + first * N * H, N * H, stream);
+  if (h0) copy_d2d(hs + first * N * H, h0, N * H, lane.stream);
+  else set_zero(hs + first * N * H, N * H, lane.stream);
   if (lstm) {
-    if (c0) copy_d2d(cs + first * N * H, c0, N * H, stream);
-    else set_zero(cs + first * N * H, N * H, stream);
+    if (c0) copy_d2d(cs + first * N * H, c0, N * H, lane.stream);
+    else set_zero(cs + first * N * H, N * H, lane.stream);
   }
 
+  // Everything the step loop reads or writes, so a captured graph is replayed only when all of
+  // it is unchanged.
+  std::vector<std::uintptr_t> key = {
+      std::uintptr_t(step.algo), std::uintptr_t(math), T_, N, std::uintptr_t(dir),
+      key_of(g), key_of(hs), key_of(cs), key_of(gru ? dc.aux.data() : nullptr), key_of(y),
+      key_of(lane.work->scratch.data()), key_of(w.w_hh), key_of(w.b_hn),
+      key_of(lengths_device()), std::uintptr_t(step.blocks), std::uintptr_t(step.units),
+      key_of(lane.blas), key_of(lane.stream)};
+  const bool graphed = run_loop(graph(false, training, layer, dir), std::move(key), lane.stream,
+                                use_graph,
+                                [&] { forward_steps(dc, y, layer, dir, lane, step); });
+  last_fwd_graphs_ = last_fwd_graphs_ || graphed;
+}
+
+// The step loop alone (what a graph captures): launches on lane.stream only.
+template <typename T>
+void Recurrent<T>::forward_steps(DirCache& dc, T* y, int layer, int dir, const Lane& lane,
+                                 const StepChoice& step) {
+  const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
+  const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
+  const std::size_t GH = G * H, DH = cfg_.directions() * H;
+  const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
+  const bool split = gru && !cfg_.reset_after;  // the seeds' GRU: W_hn applies to r*h
+  const Weights w = weights(layer, dir);
+  const std::int64_t* lens = lengths_device();
+  T* g = dc.g.data();
+  T* hs = dc.h.data();
+  T* cs = lstm ? dc.c.data() : nullptr;
+  T* r = lane.work->scratch.data();  // [N, GH] recurrent products of one step
+
+  if (step.algo != RecurrentAlgo::Cublas) {
+    detail::StepArgs<T> a;
+    a.cell = static_cast<int>(cfg_.cell);
+    a.reset_after = cfg_.reset_after ? 1 : 0;
+    a.N = Ni;
+    a.H = Hi;
+    a.G = G;
+    a.steps = static_cast<int>(T_);
+    a.dir = dir;
+    a.lengths = lens;
+    a.w_hh = w.w_hh;
+    a.b_hn = w.b_hn;
+    a.g = g;
+    a.hs = hs;
+    a.cs = cs;
+    a.aux = gru ? dc.aux.data() : nullptr;
+    a.y = y + dir * H;
+    a.ldy = static_cast<int>(DH);
+    a.r = r;
+    detail::StepPlan plan;
+    plan.blocks = step.blocks;
+    plan.threads = step.threads;
+    plan.units = step.units;
+    plan.kc = step.kc;
+    plan.nc = step.nc;
+    plan.grid_sync = step.grid_sync;
+    plan.smem_bytes = step.smem_bytes;
+    const int phases = detail::step_phases(a.cell, a.reset_after, false);
+    if (step.algo == RecurrentAlgo::Persistent) {  // every step and phase in one launch
+      a.s_begin = 0;
+      a.s_end = static_cast<int>(T_);
+      a.ph_begin = 0;
+      a.ph_end = phases;
+      detail::launch_step_kernel<T>(a, plan, false, lane.stream);
+      return;
+    }
+    for (int s = 0; s < static_cast<int>(T_); ++s)  // fused: one launch per (step, phase)
+      for (int ph = 0; ph < phases; ++ph) {
+        a.s_begin = s;
+        a.s_end = s + 1;
+        a.ph_begin = ph;
+        a.ph_end = ph + 1;
+        detail::launch_step_kernel<T>(a, plan, false, lane.stream);
+      }
+    return;
+  }
+
+  const GemmMath math = math_of(pass_);
   for (std::size_t s = 0; s < T_; ++s) {
     const std::size_t t = dir == 0 ? s : T_ - 1 - s;
     const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
@@ -278,18 +543,18 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     T* at = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
     T* yt = y + t * N * DH + dir * H;                   // [N, ld DH] this direction's slice
     // r = h_prev W_hh^T (GRU reset_after=false: only the r, z rows of W_hh).
-    gemm<T>(blas, Trans::N, Trans::T, Ni, split ? 2 * Hi : G * Hi, Hi, T(1), hp, Hi, w.w_hh, Hi,
-            T(0), r, G * Hi);
+    gemm<T>(lane.blas, Trans::N, Trans::T, Ni, split ? 2 * Hi : G * Hi, Hi, T(1), hp, Hi, w.w_hh,
+            Hi, T(0), r, G * Hi, math);
     detail::cell_forward<T>(cfg_.cell, cfg_.reset_after, Ni, Hi, static_cast<int>(t), lens, gt, r,
                             w.b_hn, hp, hc, lstm ? cs + prev * N * H : nullptr,
                             lstm ? cs + cur * N * H : nullptr, at, yt, static_cast<int>(DH),
-                            stream);
+                            lane.stream);
     if (split) {
       T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch (ld GH)
-      gemm<T>(blas, Trans::N, Trans::T, Ni, Hi, Hi, T(1), at, Hi, w.w_hh + 2 * H * H, Hi, T(0),
-              rn, G * Hi);
+      gemm<T>(lane.blas, Trans::N, Trans::T, Ni, Hi, Hi, T(1), at, Hi, w.w_hh + 2 * H * H, Hi,
+              T(0), rn, G * Hi, math);
       detail::gru_before_state<T>(Ni, Hi, static_cast<int>(t), lens, gt, rn, hp, hc, yt,
-                                  static_cast<int>(DH), stream);
+                                  static_cast<int>(DH), lane.stream);
     }
   }
 }
@@ -306,68 +571,205 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   PYRNN_CHECK(!lstm || dc0, "backward: LSTM needs a dc0 buffer");
   const int L = cfg_.num_layers, D = cfg_.directions();
   const std::size_t T_ = steps_, N = batch_, DH = static_cast<std::size_t>(D) * cfg_.hidden_size;
+  const Options opt = resolve(opts_);
   std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   cudaStream_t stream = ctx_->stream();
+  pass_ = opt;
+
+  const bool two = D == 2 && opt.streams == Switch::On;
+  Lane lanes[2] = {{stream, ctx_->cublas(), &work_[0]}, {stream, ctx_->cublas(), &work_[0]}};
+  if (two) lanes[1] = Lane{ctx_->side_stream(), ctx_->side_cublas(), &work_[1]};
+  const StepChoice step = choose_step(opt, /*backward=*/true);
+  const bool use_graph = opt.graphs == Switch::On && graphs_error_.empty() &&
+                         step.algo != RecurrentAlgo::Persistent;
+  last_bwd_algo_ = step.algo;
+  last_bwd_graphs_ = false;
 
   const T* dyk = dy;
+  if (use_graph) {  // graphs capture pointers: the caller's dy goes through a stage
+    ensure(dy_stage_, T_ * N * DH);
+    copy_d2d(dy_stage_.data(), dy, T_ * N * DH, stream);
+    dyk = dy_stage_.data();
+  }
   for (int k = L - 1; k >= 0; --k) {
     T* dxk = dx;
     if (k > 0) {
-      ensure(dx_buf_, T_ * N * DH);
-      dxk = dx_buf_.data();
+      ensure(dbuf_[k % 2], T_ * N * DH);  // by parity: the same buffer for a layer every call
+      dxk = dbuf_[k % 2].data();
     }
-    for (int d = 0; d < D; ++d)
-      backward_direction(dirs_[static_cast<std::size_t>(k) * D + d], dxk, dh0, dc0, dyk, dhn, dcn,
-                         layers_[k].x.data(), k, d, d > 0);
+    if (two) {
+      PYRNN_CUDA_CHECK(cudaEventRecord(ev_fork_.get(), stream));
+      PYRNN_CUDA_CHECK(cudaStreamWaitEvent(lanes[1].stream, ev_fork_.get(), 0));
+    }
+    for (int d = 0; d < D; ++d) {
+      backward_direction(dirs_[static_cast<std::size_t>(k) * D + d], dh0, dc0, dyk, dhn, dcn,
+                         layers_[k].x.data(), k, d, lanes[d], step, use_graph);
+      // One shared workspace: direction d's dx share before direction d+1 overwrites it.
+      if (!two) backward_dx(dxk, k, d, lanes[d], d > 0);
+    }
+    if (two) {
+      PYRNN_CUDA_CHECK(cudaEventRecord(ev_join_.get(), lanes[1].stream));
+      PYRNN_CUDA_CHECK(cudaStreamWaitEvent(stream, ev_join_.get(), 0));
+      // dx = share 0, then += share 1, in this order on the main stream (deterministic).
+      for (int d = 0; d < D; ++d) backward_dx(dxk, k, d, lanes[d], d > 0);
+    }
     if (k == 0) break;
     // d of the previous layer's output: through its dropout mask.
     const LayerCache& below = layers_[k - 1];
     if (below.mask.size()) detail::multiply_inplace<T>(dxk, below.mask.data(), T_ * N * DH, stream);
-    dy_buf_.swap(dx_buf_);
-    dyk = dy_buf_.data();
+    dyk = dxk;
   }
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
 template <typename T>
-void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy,
-                                      const T* dhn, const T* dcn, const T* x, int layer, int dir,
-                                      bool accumulate_dx) {
+void Recurrent<T>::backward_direction(DirCache& dc, T* dh0, T* dc0, const T* dy, const T* dhn,
+                                      const T* dcn, const T* x, int layer, int dir,
+                                      const Lane& lane, const StepChoice& step, bool use_graph) {
   const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
-  const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
-  const std::size_t GH = G * H, DH = cfg_.directions() * H;
+  const int G = cfg_.gates(), Hi = cfg_.hidden_size;
+  const std::size_t GH = G * H;
   const int C = cfg_.layer_input_size(layer);
   const int M = static_cast<int>(T_ * N);
   const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
   const bool after = gru && cfg_.reset_after;
   const Weights w = weights(layer, dir);
   const std::size_t slot = static_cast<std::size_t>(layer) * cfg_.directions() + dir;
-  cudaStream_t stream = ctx_->stream();
-  cublasHandle_t blas = ctx_->cublas();
-  const std::int64_t* lens = lengths_device();
+  const GemmMath math = math_of(pass_);
+  Work& wk = *lane.work;
 
   // Every row of dg / dghn is written each step (inactive ones with 0): no clearing needed.
-  ensure(dg_, T_ * N * GH);              // [T, N, GH] d pre-activations (input side)
-  if (after) ensure(dghn_, T_ * N * H);  // [T, N, H] d (W_hn h + b_hn)
-  ensure(dh_, N * H);                    // [N, H] running d h
-  if (lstm) ensure(dc_, N * H);          // [N, H] running d c
-  ensure(pw_, N * H);                    // [N, H] pointwise part of d h_prev (GRU)
-  ensure(rec_, N * H);                   // [N, H] dg W_hh
-  if (gru && !after) ensure(drh_, N * H);  // [N, H] d (r*h_prev)
-  T* dg = dg_.data();
-  T* dghn = after ? dghn_.data() : nullptr;
-  T* dh = dh_.data();
-  T* dcs = lstm ? dc_.data() : nullptr;
-  if (dhn) copy_d2d(dh, dhn + slot * N * H, N * H, stream);
-  else set_zero(dh, N * H, stream);
+  ensure(wk.dg, T_ * N * GH);              // [T, N, GH] d pre-activations (input side)
+  if (after) ensure(wk.dghn, T_ * N * H);  // [T, N, H] d (W_hn h + b_hn)
+  ensure(wk.dh, N * H);                    // [N, H] running d h
+  if (lstm) ensure(wk.dc, N * H);          // [N, H] running d c
+  ensure(wk.pw, N * H);                    // [N, H] pointwise part of d h_prev (GRU)
+  ensure(wk.rec, N * H);                   // [N, H] dg W_hh
+  if (gru && !after) ensure(wk.drh, N * H);  // [N, H] d (r*h_prev)
+  T* dg = wk.dg.data();
+  T* dghn = after ? wk.dghn.data() : nullptr;
+  T* dh = wk.dh.data();
+  T* dcs = lstm ? wk.dc.data() : nullptr;
+  if (dhn) copy_d2d(dh, dhn + slot * N * H, N * H, lane.stream);
+  else set_zero(dh, N * H, lane.stream);
   if (lstm) {
-    if (dcn) copy_d2d(dcs, dcn + slot * N * H, N * H, stream);
-    else set_zero(dcs, N * H, stream);
+    if (dcn) copy_d2d(dcs, dcn + slot * N * H, N * H, lane.stream);
+    else set_zero(dcs, N * H, lane.stream);
   }
 
+  std::vector<std::uintptr_t> key = {
+      std::uintptr_t(step.algo), std::uintptr_t(math), T_, N, std::uintptr_t(dir),
+      key_of(dc.g.data()), key_of(dc.h.data()), key_of(lstm ? dc.c.data() : nullptr),
+      key_of(gru ? dc.aux.data() : nullptr), key_of(dy), key_of(dg), key_of(dghn), key_of(dh),
+      key_of(dcs), key_of(wk.pw.data()), key_of(wk.rec.data()), key_of(wk.drh.data()),
+      key_of(w.w_hh), key_of(lengths_device()), std::uintptr_t(step.blocks),
+      std::uintptr_t(step.units), key_of(lane.blas), key_of(lane.stream)};
+  const bool graphed = run_loop(graph(true, true, layer, dir), std::move(key), lane.stream,
+                                use_graph,
+                                [&] { backward_steps(dc, dy, layer, dir, lane, step); });
+  last_bwd_graphs_ = last_bwd_graphs_ || graphed;
+
+  copy_d2d(dh0 + slot * N * H, dh, N * H, lane.stream);
+  if (lstm) copy_d2d(dc0 + slot * N * H, dcs, N * H, lane.stream);
+
+  // Weight gradients over all steps at once (accumulate). h_prev of step t is slot t (forward)
+  // or t+1 (reverse): either way one contiguous [T*N, H] block.
+  const T* hs = dc.h.data();
+  const T* hprev = hs + (dir == 0 ? 0 : N * H);
+  gemm<T>(lane.blas, Trans::T, Trans::N, static_cast<int>(GH), C, M, T(1), dg, G * Hi, x, C, T(1),
+          w.dw_ih, C, math);
+  if (!gru) {
+    gemm<T>(lane.blas, Trans::T, Trans::N, G * Hi, Hi, M, T(1), dg, G * Hi, hprev, Hi, T(1),
+            w.dw_hh, Hi, math);
+  } else {
+    gemm<T>(lane.blas, Trans::T, Trans::N, 2 * Hi, Hi, M, T(1), dg, G * Hi, hprev, Hi, T(1),
+            w.dw_hh, Hi, math);
+    if (after)
+      gemm<T>(lane.blas, Trans::T, Trans::N, Hi, Hi, M, T(1), dghn, Hi, hprev, Hi, T(1),
+              w.dw_hh + 2 * H * H, Hi, math);
+    else
+      gemm<T>(lane.blas, Trans::T, Trans::N, Hi, Hi, M, T(1), dg + 2 * H, G * Hi, dc.aux.data(),
+              Hi, T(1), w.dw_hh + 2 * H * H, Hi, math);
+  }
+  if (w.db) {
+    detail::column_sum_add<T>(w.db, dg, T_ * N, G * Hi, G * Hi, lane.stream);
+    if (after) detail::column_sum_add<T>(w.db_hn, dghn, T_ * N, Hi, Hi, lane.stream);
+  }
+}
+
+template <typename T>
+void Recurrent<T>::backward_steps(DirCache& dc, const T* dy, int layer, int dir, const Lane& lane,
+                                  const StepChoice& step) {
+  const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
+  const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
+  const std::size_t GH = G * H, DH = cfg_.directions() * H;
+  const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
+  const bool after = gru && cfg_.reset_after;
+  const Weights w = weights(layer, dir);
+  const std::int64_t* lens = lengths_device();
+  Work& wk = *lane.work;
+  T* dg = wk.dg.data();
+  T* dghn = after ? wk.dghn.data() : nullptr;
+  T* dh = wk.dh.data();
+  T* dcs = lstm ? wk.dc.data() : nullptr;
   const T* hs = dc.h.data();
   const T* cs = lstm ? dc.c.data() : nullptr;
+
+  if (step.algo != RecurrentAlgo::Cublas) {
+    detail::StepArgs<T> a;
+    a.cell = static_cast<int>(cfg_.cell);
+    a.reset_after = cfg_.reset_after ? 1 : 0;
+    a.N = Ni;
+    a.H = Hi;
+    a.G = G;
+    a.steps = static_cast<int>(T_);
+    a.dir = dir;
+    a.lengths = lens;
+    a.w_hh = w.w_hh;
+    a.b_hn = w.b_hn;
+    a.g = dc.g.data();
+    a.hs = dc.h.data();
+    a.cs = lstm ? dc.c.data() : nullptr;
+    a.aux = gru ? dc.aux.data() : nullptr;
+    a.dg = dg;
+    a.dghn = dghn;
+    a.dh = dh;
+    a.dy = dy + dir * H;
+    a.ldy = static_cast<int>(DH);
+    a.dc = dcs;
+    a.pw = wk.pw.data();
+    a.rec = wk.rec.data();
+    a.drh = gru && !after ? wk.drh.data() : nullptr;
+    detail::StepPlan plan;
+    plan.blocks = step.blocks;
+    plan.threads = step.threads;
+    plan.units = step.units;
+    plan.kc = step.kc;
+    plan.nc = step.nc;
+    plan.grid_sync = step.grid_sync;
+    plan.smem_bytes = step.smem_bytes;
+    const int phases = detail::step_phases(a.cell, a.reset_after, true);
+    if (step.algo == RecurrentAlgo::Persistent) {
+      a.s_begin = 0;
+      a.s_end = static_cast<int>(T_);
+      a.ph_begin = 0;
+      a.ph_end = phases;
+      detail::launch_step_kernel<T>(a, plan, true, lane.stream);
+      return;
+    }
+    for (int s = 0; s < static_cast<int>(T_); ++s)
+      for (int ph = 0; ph < phases; ++ph) {
+        a.s_begin = s;
+        a.s_end = s + 1;
+        a.ph_begin = ph;
+        a.ph_end = ph + 1;
+        detail::launch_step_kernel<T>(a, plan, true, lane.stream);
+      }
+    return;
+  }
+
+  const GemmMath math = math_of(pass_);
   for (std::size_t s = 0; s < T_; ++s) {
     const std::size_t t = dir == 0 ? T_ - 1 - s : s;
     const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
@@ -377,57 +779,42 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     T* dgt = dg + t * N * GH;
     T* dghnt = after ? dghn + t * N * H : nullptr;
     detail::cell_backward<T>(cfg_.cell, cfg_.reset_after, Ni, Hi, ti, lens, dgt, dghnt, dh,
-                             dy + t * N * DH + dir * H, static_cast<int>(DH), dcs, pw_.data(), at,
-                             gru ? dc.aux.data() + t * N * H : nullptr, hp,
+                             dy + t * N * DH + dir * H, static_cast<int>(DH), dcs, wk.pw.data(),
+                             at, gru ? dc.aux.data() + t * N * H : nullptr, hp,
                              lstm ? cs + cur * N * H : nullptr, lstm ? cs + prev * N * H : nullptr,
-                             stream);
+                             lane.stream);
     // d h_prev through the recurrent weights: rec = dg_h W_hh.
     if (gru && !after) {
-      gemm<T>(blas, Trans::N, Trans::N, Ni, Hi, Hi, T(1), dgt + 2 * H, G * Hi, w.w_hh + 2 * H * H,
-              Hi, T(0), drh_.data(), Hi);
-      detail::gru_before_backward_r<T>(Ni, Hi, ti, lens, dgt, drh_.data(), pw_.data(), at, hp,
-                                       stream);
-      gemm<T>(blas, Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0),
-              rec_.data(), Hi);
+      gemm<T>(lane.blas, Trans::N, Trans::N, Ni, Hi, Hi, T(1), dgt + 2 * H, G * Hi,
+              w.w_hh + 2 * H * H, Hi, T(0), wk.drh.data(), Hi, math);
+      detail::gru_before_backward_r<T>(Ni, Hi, ti, lens, dgt, wk.drh.data(), wk.pw.data(), at, hp,
+                                       lane.stream);
+      gemm<T>(lane.blas, Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0),
+              wk.rec.data(), Hi, math);
     } else if (after) {
-      gemm<T>(blas, Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0),
-              rec_.data(), Hi);
-      gemm<T>(blas, Trans::N, Trans::N, Ni, Hi, Hi, T(1), dghnt, Hi, w.w_hh + 2 * H * H, Hi, T(1),
-              rec_.data(), Hi);
+      gemm<T>(lane.blas, Trans::N, Trans::N, Ni, Hi, 2 * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0),
+              wk.rec.data(), Hi, math);
+      gemm<T>(lane.blas, Trans::N, Trans::N, Ni, Hi, Hi, T(1), dghnt, Hi, w.w_hh + 2 * H * H, Hi,
+              T(1), wk.rec.data(), Hi, math);
     } else {
-      gemm<T>(blas, Trans::N, Trans::N, Ni, Hi, G * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0),
-              rec_.data(), Hi);
+      gemm<T>(lane.blas, Trans::N, Trans::N, Ni, Hi, G * Hi, T(1), dgt, G * Hi, w.w_hh, Hi, T(0),
+              wk.rec.data(), Hi, math);
     }
-    detail::update_dh<T>(Ni, Hi, ti, lens, dh, rec_.data(), gru ? pw_.data() : nullptr, stream);
+    detail::update_dh<T>(Ni, Hi, ti, lens, dh, wk.rec.data(), gru ? wk.pw.data() : nullptr,
+                         lane.stream);
   }
-  copy_d2d(dh0 + slot * N * H, dh, N * H, stream);
-  if (lstm) copy_d2d(dc0 + slot * N * H, dcs, N * H, stream);
+}
 
-  // Weight gradients over all steps at once (accumulate). h_prev of step t is slot t (forward)
-  // or t+1 (reverse): either way one contiguous [T*N, H] block.
-  const T* hprev = hs + (dir == 0 ? 0 : N * H);
-  gemm<T>(blas, Trans::T, Trans::N, static_cast<int>(GH), C, M, T(1), dg, G * Hi, x, C, T(1),
-          w.dw_ih, C);
-  if (!gru) {
-    gemm<T>(blas, Trans::T, Trans::N, G * Hi, Hi, M, T(1), dg, G * Hi, hprev, Hi, T(1), w.dw_hh,
-            Hi);
-  } else {
-    gemm<T>(blas, Trans::T, Trans::N, 2 * Hi, Hi, M, T(1), dg, G * Hi, hprev, Hi, T(1), w.dw_hh,
-            Hi);
-    if (after)
-      gemm<T>(blas, Trans::T, Trans::N, Hi, Hi, M, T(1), dghn, Hi, hprev, Hi, T(1),
-              w.dw_hh + 2 * H * H, Hi);
-    else
-      gemm<T>(blas, Trans::T, Trans::N, Hi, Hi, M, T(1), dg + 2 * H, G * Hi, dc.aux.data(), Hi,
-              T(1), w.dw_hh + 2 * H * H, Hi);
-  }
-  if (w.db) {
-    detail::column_sum_add<T>(w.db, dg, T_ * N, G * Hi, G * Hi, stream);
-    if (after) detail::column_sum_add<T>(w.db_hn, dghn, T_ * N, Hi, Hi, stream);
-  }
-  // d x (this direction's share): dg W_ih.
-  gemm<T>(blas, Trans::N, Trans::N, M, C, G * Hi, T(1), dg, G * Hi, w.w_ih, C,
-          accumulate_dx ? T(1) : T(0), dx, C);
+template <typename T>
+void Recurrent<T>::backward_dx(T* dx, int layer, int dir, const Lane& lane, bool accumulate) {
+  // Runs on the main stream (Context handle): the two shares are added in a fixed order.
+  const int G = cfg_.gates(), Hi = cfg_.hidden_size;
+  const int C = cfg_.layer_input_size(layer);
+  const int M = steps_ * batch_;
+  const Weights w = weights(layer, dir);
+  const GemmMath math = math_of(pass_);
+  gemm<T>(ctx_->cublas(), Trans::N, Trans::N, M, C, G * Hi, T(1), lane.work->dg.data(), G * Hi,
+          w.w_ih, C, accumulate ? T(1) : T(0), dx, C, math);
 }
 
 template class Recurrent<float>;

@@ -43,6 +43,10 @@ int failures = 0;
 
 using pyrnn::cuda::Context;
 using pyrnn::cuda::DeviceBuffer;
+using pyrnn::cuda::Options;
+using pyrnn::cuda::Precision;
+using pyrnn::cuda::RecurrentAlgo;
+using pyrnn::cuda::Switch;
 using pyrnn::kernels::Trans;
 
 // Deterministic values in [-1, 1).
@@ -209,8 +213,24 @@ struct Case {
   bool bias = true;
 };
 
+// The execution options a test pass runs the layers with, and its tolerance factor (TF32).
+struct Mode {
+  const char* name;
+  Options options;
+  double tol_factor = 1.0;
+};
+
+std::string options_label(const Options& o) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "precision=%s algo=%s graphs=%s streams=%s blocks=%d",
+                pyrnn::cuda::to_string(o.precision), pyrnn::cuda::to_string(o.algo),
+                pyrnn::cuda::to_string(o.graphs), pyrnn::cuda::to_string(o.streams),
+                o.persist_blocks);
+  return buf;
+}
+
 template <typename T>
-void check_recurrent(const Case& cs) {
+void check_recurrent(const Case& cs, const Mode& mode) {
   pyrnn::RecurrentConfig cfg;
   cfg.cell = cs.cell;
   cfg.reset_after = cs.reset_after;
@@ -227,11 +247,13 @@ void check_recurrent(const Case& cs) {
                 "Recurrent<%s> cell=%d reset_after=%d L=%d bidir=%d lengths=%d hx=%d p=%g bias=%d",
                 sizeof(T) == 4 ? "float" : "double", int(cs.cell), int(cs.reset_after), L,
                 int(cs.bidir), int(cs.lengths), int(cs.hx), cs.dropout, int(cs.bias));
-  const std::string label = buf;
-  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-10;
+  const std::string label = std::string(buf) + " [" + mode.name + ": " +
+                            options_label(mode.options) + "]";
+  const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-10) * (sizeof(T) == 4 ? mode.tol_factor : 1.0);
 
   pyrnn::Recurrent<T> cpu(cfg);
   pyrnn::cuda::Recurrent<T> gpu(cfg);
+  gpu.set_options(mode.options);
   cpu.reset_parameters(42);
   gpu.reset_parameters(42);
   CHECK(gpu.num_parameters() == cpu.num_parameters());
@@ -291,21 +313,336 @@ void check_recurrent(const Case& cs) {
   CHECK_THROWS(gpu.backward(gdx.data(), gdh0.data(), gdc0.data(), gdy.data(), nullptr, nullptr));
 }
 
+const std::pair<pyrnn::CellType, bool> kCells[] = {
+    {pyrnn::CellType::RNN_TANH, false}, {pyrnn::CellType::RNN_RELU, false},
+    {pyrnn::CellType::LSTM, false}, {pyrnn::CellType::GRU, false}, {pyrnn::CellType::GRU, true}};
+
 template <typename T>
-void test_recurrent() {
-  using pyrnn::CellType;
-  const std::pair<CellType, bool> cells[] = {{CellType::RNN_TANH, false}, {CellType::RNN_RELU, false},
-                                             {CellType::LSTM, false}, {CellType::GRU, false},
-                                             {CellType::GRU, true}};
-  for (const auto& c : cells)
+void test_recurrent(const Mode& mode) {
+  // The custom step kernels do not touch layers, directions or h0: half the grid there.
+  const bool custom = mode.options.algo == RecurrentAlgo::Fused ||
+                      mode.options.algo == RecurrentAlgo::Persistent;
+  for (const auto& c : kCells)
     for (int layers : {1, 2})
       for (bool bidir : {false, true})
         for (bool lengths : {false, true})
           for (bool hx : {false, true})
-            check_recurrent<T>({c.first, c.second, layers, bidir, lengths, hx, 0.0});
-  for (const auto& c : cells) check_recurrent<T>({c.first, c.second, 3, true, true, true, 0.3});
-  for (const auto& c : cells)
-    check_recurrent<T>({c.first, c.second, 2, true, true, true, 0.0, /*bias=*/false});
+            if (!custom || lengths == hx)
+              check_recurrent<T>({c.first, c.second, layers, bidir, lengths, hx, 0.0}, mode);
+  for (const auto& c : kCells) check_recurrent<T>({c.first, c.second, 3, true, true, true, 0.3}, mode);
+  for (const auto& c : kCells)
+    check_recurrent<T>({c.first, c.second, 2, true, true, true, 0.0, /*bias=*/false}, mode);
+}
+
+Options make_options(RecurrentAlgo algo, Switch graphs, Switch streams, int blocks = 0,
+                     Precision precision = Precision::Float32) {
+  Options o;
+  o.precision = precision;
+  o.algo = algo;
+  o.graphs = graphs;
+  o.streams = streams;
+  o.persist_blocks = blocks;
+  return o;
+}
+
+// Every execution path: the cuBLAS step with and without graphs and the side stream; the fused
+// step kernel (one block, and 3 blocks of 3, 3, 1 units); the persistent kernel (one block: block
+// barriers; 3 blocks: grid barriers; 2 and 7 in the determinism test); TF32 (float tolerance
+// 1e-2: operands rounded to 10 mantissa bits; the emulation's worst case is about 1.5e-3, and
+// hardware that truncates instead of rounding doubles it; see docs/cuda_performance.md).
+std::vector<Mode> all_modes() {
+  using A = RecurrentAlgo;
+  return {
+      {"defaults", Options{}},
+      {"cublas+graphs+streams", make_options(A::Cublas, Switch::On, Switch::On)},
+      {"cublas, no graphs, one stream", make_options(A::Cublas, Switch::Off, Switch::Off)},
+      {"fused, 1 block", make_options(A::Fused, Switch::On, Switch::On, 1)},
+      {"fused, 3 blocks, no graphs", make_options(A::Fused, Switch::Off, Switch::Off, 3)},
+      {"persistent, 1 block", make_options(A::Persistent, Switch::On, Switch::On, 1)},
+      {"persistent, 3 blocks", make_options(A::Persistent, Switch::On, Switch::On, 3)},
+      {"tf32", make_options(A::Cublas, Switch::On, Switch::On, 0, Precision::TF32), 1000.0},
+  };
+}
+
+template <typename T>
+std::vector<T> run_forward(pyrnn::cuda::Recurrent<T>& gpu, const DeviceBuffer<T>& x, int T_, int N,
+                           const std::int64_t* lengths, bool training) {
+  const auto& cfg = gpu.config();
+  const std::size_t ny = std::size_t(T_) * N * cfg.directions() * cfg.hidden_size;
+  const std::size_t ns = std::size_t(cfg.num_layers) * cfg.directions() * N * cfg.hidden_size;
+  DeviceBuffer<T> y(ny), hn(ns), cn(ns);
+  gpu.forward(y.data(), hn.data(), cfg.cell == pyrnn::CellType::LSTM ? cn.data() : nullptr,
+              x.data(), nullptr, nullptr, lengths, T_, N, training, 5);
+  return download(y);
+}
+
+// Graphs are replayed while nothing changes and re-captured when anything does (shapes, lengths,
+// training / eval, options); results stay the CPU's every time, and graphs on / off and the
+// custom kernels' block counts give bitwise identical results.
+template <typename T>
+void test_graph_reuse_and_determinism() {
+  using A = RecurrentAlgo;
+  for (const auto& c : kCells) {
+    pyrnn::RecurrentConfig cfg;
+    cfg.cell = c.first;
+    cfg.reset_after = c.second;
+    cfg.input_size = 4;
+    cfg.hidden_size = 6;
+    cfg.num_layers = 2;
+    cfg.bidirectional = true;
+    const double tol = sizeof(T) == 4 ? 1e-5 : 1e-10;
+    const bool lstm = c.first == pyrnn::CellType::LSTM;
+    const std::string label = std::string("graph reuse cell=") + std::to_string(int(c.first)) +
+                              " reset_after=" + std::to_string(int(c.second));
+    pyrnn::Recurrent<T> cpu(cfg);
+    pyrnn::cuda::Recurrent<T> on(cfg), off(cfg);
+    cpu.reset_parameters(3);
+    on.reset_parameters(3);
+    off.reset_parameters(3);
+    on.set_options(make_options(A::Cublas, Switch::On, Switch::On));
+    off.set_options(make_options(A::Cublas, Switch::Off, Switch::Off));
+    const std::vector<std::int64_t> lens = {5, 2, 4}, lens2 = {1, 5, 3};
+    struct Call { int T_, N; const std::int64_t* lengths; bool training; };
+    const Call calls[] = {{5, 3, nullptr, true}, {5, 3, nullptr, true}, {5, 3, lens.data(), true},
+                          {5, 3, lens2.data(), true}, {5, 3, nullptr, false}, {4, 2, nullptr, true},
+                          {5, 3, nullptr, true}};
+    for (const Call& call : calls) {
+      const auto x = pattern<T>(std::size_t(call.T_) * call.N * cfg.input_size, 40 + call.T_);
+      auto dx_ = upload(x);
+      const std::size_t ny = std::size_t(call.T_) * call.N * 2 * cfg.hidden_size;
+      const std::size_t ns = std::size_t(2) * 2 * call.N * cfg.hidden_size;
+      std::vector<T> y(ny), hn(ns), cn(ns);
+      cpu.forward(y.data(), hn.data(), lstm ? cn.data() : nullptr, x.data(), nullptr, nullptr,
+                  call.lengths, call.T_, call.N, call.training, 5);
+      const auto got_on = run_forward(on, dx_, call.T_, call.N, call.lengths, call.training);
+      const auto got_off = run_forward(off, dx_, call.T_, call.N, call.lengths, call.training);
+      if (!close(got_on, y, tol, "y (graphs)", label)) ++failures;
+      CHECK(got_on == got_off);  // bitwise: the same kernels, replayed or launched
+      CHECK(on.last_forward_graphs() == on.graphs_disabled_reason().empty());
+      CHECK(!off.last_forward_graphs());
+      if (!call.training) continue;
+      const auto dy = pattern<T>(ny, 60 + call.T_);
+      std::vector<T> dxc(x.size()), dh0(ns), dc0(ns);
+      cpu.backward(dxc.data(), dh0.data(), lstm ? dc0.data() : nullptr, dy.data(), nullptr, nullptr);
+      auto gdy = upload(dy);
+      DeviceBuffer<T> dx_on(x.size()), dx_off(x.size()), g0(ns), g1(ns), c0(ns), c1(ns);
+      on.backward(dx_on.data(), g0.data(), lstm ? c0.data() : nullptr, gdy.data(), nullptr, nullptr);
+      off.backward(dx_off.data(), g1.data(), lstm ? c1.data() : nullptr, gdy.data(), nullptr,
+                   nullptr);
+      if (!close(download(dx_on), dxc, tol, "dx (graphs)", label)) ++failures;
+      CHECK(download(dx_on) == download(dx_off));
+      CHECK(download(g0) == download(g1));
+    }
+    std::vector<T> ga(on.num_parameters()), gb(off.num_parameters());
+    on.copy_grads_to_host(ga.data());
+    off.copy_grads_to_host(gb.data());
+    CHECK(ga == gb);
+    std::vector<T> want(cpu.grads(), cpu.grads() + cpu.num_parameters());
+    if (!close(ga, want, tol, "grads (graphs)", label)) ++failures;
+  }
+  // The custom step kernels: every block count and both launch forms give the same bits.
+  for (const auto& c : kCells) {
+    pyrnn::RecurrentConfig cfg;
+    cfg.cell = c.first;
+    cfg.reset_after = c.second;
+    cfg.input_size = 3;
+    cfg.hidden_size = 7;
+    const bool lstm = c.first == pyrnn::CellType::LSTM;
+    const int T_ = 5, N = 3;
+    const auto x = pattern<T>(std::size_t(T_) * N * cfg.input_size, 77);
+    const auto dy = pattern<T>(std::size_t(T_) * N * cfg.hidden_size, 78);
+    auto gx = upload(x);
+    auto gdy = upload(dy);
+    std::vector<std::vector<T>> ys, dxs, grads;
+    const Options variants[] = {make_options(A::Fused, Switch::Off, Switch::Off, 1),
+                                make_options(A::Fused, Switch::On, Switch::Off, 3),
+                                make_options(A::Persistent, Switch::Off, Switch::Off, 1),
+                                make_options(A::Persistent, Switch::Off, Switch::Off, 2),
+                                make_options(A::Persistent, Switch::Off, Switch::Off, 7)};
+    for (const Options& o : variants) {
+      pyrnn::cuda::Recurrent<T> gpu(cfg);
+      gpu.reset_parameters(9);
+      gpu.set_options(o);
+      ys.push_back(run_forward(gpu, gx, T_, N, nullptr, true));
+      CHECK(gpu.last_forward_algo() == o.algo);
+      DeviceBuffer<T> gdx(x.size()), dh0(std::size_t(N) * cfg.hidden_size), dc0(dh0.size());
+      gpu.backward(gdx.data(), dh0.data(), lstm ? dc0.data() : nullptr, gdy.data(), nullptr,
+                   nullptr);
+      CHECK(gpu.last_backward_algo() == o.algo);
+      dxs.push_back(download(gdx));
+      std::vector<T> g(gpu.num_parameters());
+      gpu.copy_grads_to_host(g.data());
+      grads.push_back(g);
+    }
+    for (std::size_t i = 1; i < ys.size(); ++i) {
+      CHECK(ys[i] == ys[0]);
+      CHECK(dxs[i] == dxs[0]);
+      CHECK(grads[i] == grads[0]);
+    }
+  }
+}
+
+#ifdef PYRNN_CUDA_HOST_EMULATION
+}  // namespace
+namespace pyrnn {
+namespace cuda {
+namespace emu {  // tests/emu/host_runtime.cpp
+void set_capture_failure(bool fail);
+long captures();
+long graph_launches();
+}  // namespace emu
+}  // namespace cuda
+}  // namespace pyrnn
+namespace {
+
+// The graph bookkeeping as the emulation sees it: one capture per direction and pass, replays
+// after that, and a failed capture falling back to launches for good.
+void test_graphs_emulated() {
+  namespace emu = pyrnn::cuda::emu;
+  pyrnn::RecurrentConfig cfg;
+  cfg.cell = pyrnn::CellType::LSTM;
+  cfg.input_size = 3;
+  cfg.hidden_size = 5;
+  const int T_ = 4, N = 2;
+  const auto x = pattern<float>(std::size_t(T_) * N * 3, 5);
+  auto gx = upload(x);
+  pyrnn::Recurrent<float> cpu(cfg);
+  std::vector<float> y(std::size_t(T_) * N * 5), hn(N * 5), cn(N * 5);
+  cpu.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, T_, N, true, 0);
+
+  pyrnn::cuda::Recurrent<float> gpu(cfg);
+  gpu.set_options(make_options(RecurrentAlgo::Cublas, Switch::On, Switch::On));
+  const long c0 = emu::captures(), l0 = emu::graph_launches();
+  CHECK(close(run_forward(gpu, gx, T_, N, nullptr, true), y, 1e-5, "y", "graphs emulated"));
+  CHECK(emu::captures() == c0 + 1 && emu::graph_launches() == l0 + 1);
+  CHECK(gpu.last_forward_graphs());
+  CHECK(close(run_forward(gpu, gx, T_, N, nullptr, true), y, 1e-5, "y", "graph replay"));
+  CHECK(emu::captures() == c0 + 1 && emu::graph_launches() == l0 + 2);  // replayed, no capture
+  DeviceBuffer<float> dy(y.size()), dx(x.size()), dh0(N * 5), dc0(N * 5);
+  dy.copy_from_host(y.data(), y.size());
+  gpu.backward(dx.data(), dh0.data(), dc0.data(), dy.data(), nullptr, nullptr);
+  gpu.backward(dx.data(), dh0.data(), dc0.data(), dy.data(), nullptr, nullptr);
+  CHECK(emu::captures() == c0 + 2 && emu::graph_launches() == l0 + 4);
+  CHECK(gpu.last_backward_graphs());
+
+  // A stack in eval mode shares its caches between layers: still one graph per layer and
+  // direction, replayed by the next call.
+  pyrnn::RecurrentConfig cfg2 = cfg;
+  cfg2.num_layers = 2;
+  cfg2.bidirectional = true;
+  pyrnn::cuda::Recurrent<float> stack(cfg2);
+  stack.set_options(make_options(RecurrentAlgo::Cublas, Switch::On, Switch::On));
+  run_forward(stack, gx, T_, N, nullptr, false);
+  const long c1 = emu::captures();
+  run_forward(stack, gx, T_, N, nullptr, false);
+  CHECK(emu::captures() == c1);
+  run_forward(stack, gx, T_, N, nullptr, true);
+  const long c2 = emu::captures();
+  CHECK(c2 == c1 + 4);  // training: its own graphs
+  run_forward(stack, gx, T_, N, nullptr, true);
+  CHECK(emu::captures() == c2);
+
+  emu::set_capture_failure(true);
+  pyrnn::cuda::Recurrent<float> fallback(cfg);
+  fallback.set_options(make_options(RecurrentAlgo::Cublas, Switch::On, Switch::On));
+  CHECK(close(run_forward(fallback, gx, T_, N, nullptr, true), y, 1e-5, "y", "capture failed"));
+  CHECK(!fallback.last_forward_graphs() && !fallback.graphs_disabled_reason().empty());
+  emu::set_capture_failure(false);
+  CHECK(close(run_forward(fallback, gx, T_, N, nullptr, true), y, 1e-5, "y", "after failure"));
+  CHECK(!fallback.last_forward_graphs());  // off for the rest of the layer's life
+}
+#endif
+
+// ||a - b|| / ||b|| (Frobenius).
+template <typename A, typename B>
+double rel_error(const std::vector<A>& a, const std::vector<B>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// TF32 against float32, both against a float64 twin: the error the precision option costs, at
+// a moderate size (T=20, N=16, C=H=128). Printed (docs/cuda_performance.md quotes the emulated
+// figures; a GPU session prints the device's), bounded loosely.
+void report_tf32_error() {
+  for (const auto& c : kCells) {
+    pyrnn::RecurrentConfig cfg;
+    cfg.cell = c.first;
+    cfg.reset_after = c.second;
+    cfg.input_size = 128;
+    cfg.hidden_size = 128;
+    const int T_ = 20, N = 16;
+    const bool lstm = c.first == pyrnn::CellType::LSTM;
+    pyrnn::Recurrent<double> ref(cfg);
+    ref.reset_parameters(11);
+    std::vector<double> p64(ref.params(), ref.params() + ref.num_parameters());
+    std::vector<float> p32(p64.begin(), p64.end());
+    const auto x32 = pattern<float>(std::size_t(T_) * N * 128, 90);
+    const auto dy32 = pattern<float>(std::size_t(T_) * N * 128, 91);
+    const std::vector<double> x64(x32.begin(), x32.end()), dy64(dy32.begin(), dy32.end());
+    std::vector<double> y(std::size_t(T_) * N * 128), hn(N * 128), cn(N * 128), dx(x64.size()),
+        dh0(N * 128), dc0(N * 128);
+    ref.forward(y.data(), hn.data(), lstm ? cn.data() : nullptr, x64.data(), nullptr, nullptr,
+                nullptr, T_, N, true, 0);
+    ref.backward(dx.data(), dh0.data(), lstm ? dc0.data() : nullptr, dy64.data(), nullptr, nullptr);
+    std::vector<double> g64(ref.grads(), ref.grads() + ref.num_parameters());
+    double err[2][3] = {};
+    for (int prec = 0; prec < 2; ++prec) {
+      pyrnn::cuda::Recurrent<float> gpu(cfg);
+      gpu.copy_params_from_host(p32.data());
+      gpu.set_options(make_options(RecurrentAlgo::Cublas, Switch::On, Switch::On, 0,
+                                   prec ? Precision::TF32 : Precision::Float32));
+      auto gx = upload(x32);
+      auto gdy = upload(dy32);
+      const auto got = run_forward(gpu, gx, T_, N, nullptr, true);
+      DeviceBuffer<float> gdx(x32.size()), a(N * 128), b(N * 128);
+      gpu.backward(gdx.data(), a.data(), lstm ? b.data() : nullptr, gdy.data(), nullptr, nullptr);
+      std::vector<float> g(gpu.num_parameters());
+      gpu.copy_grads_to_host(g.data());
+      err[prec][0] = rel_error(got, y);
+      err[prec][1] = rel_error(download(gdx), dx);
+      err[prec][2] = rel_error(g, g64);
+    }
+    std::printf("  rel. error vs float64, cell=%d reset_after=%d (T=20 N=16 C=H=128): "
+                "float32 y %.1e dx %.1e grads %.1e | tf32 y %.1e dx %.1e grads %.1e\n",
+                int(c.first), int(c.second), err[0][0], err[0][1], err[0][2], err[1][0],
+                err[1][1], err[1][2]);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(err[0][i] < 1e-5);
+      CHECK(err[1][i] < 1e-2);
+    }
+  }
+}
+
+void test_options() {
+  using pyrnn::cuda::parse_algo;
+  CHECK(parse_algo("persistent") == RecurrentAlgo::Persistent);
+  CHECK(parse_algo("CUBLAS") == RecurrentAlgo::Cublas);
+  CHECK(pyrnn::cuda::parse_precision("tf32") == Precision::TF32);
+  CHECK(pyrnn::cuda::parse_switch("0") == Switch::Off);
+  CHECK_THROWS(parse_algo("warp"));
+  CHECK_THROWS(pyrnn::cuda::parse_precision("bf16"));
+  CHECK_THROWS(pyrnn::cuda::parse_switch("maybe"));
+  const Options before = pyrnn::cuda::default_options();
+  CHECK(before.precision != Precision::Default && before.algo != RecurrentAlgo::Default);
+  Options o;
+  o.algo = RecurrentAlgo::Fused;
+  pyrnn::cuda::set_default_options(o);
+  CHECK(pyrnn::cuda::default_options().algo == RecurrentAlgo::Fused);
+  CHECK(pyrnn::cuda::default_options().precision == before.precision);
+  Options layer;
+  layer.graphs = Switch::Off;
+  const Options r = pyrnn::cuda::resolve(layer);
+  CHECK(r.graphs == Switch::Off && r.algo == RecurrentAlgo::Fused);
+  pyrnn::cuda::set_default_options(Options{});  // back to the environment's defaults
+  CHECK(pyrnn::cuda::default_options().algo == before.algo);
+  o = Options{};
+  o.persist_blocks = 70000;
+  CHECK_THROWS(pyrnn::cuda::set_default_options(o));
 }
 
 void test_recurrent_errors() {
@@ -403,8 +740,15 @@ int main() {
   // tests/emu: the orchestration code on the host; the device-only tests are left out.
   try {
     std::printf("host emulation of the CUDA backend (tests/emu)\n");
-    test_recurrent<float>();
-    test_recurrent<double>();
+    test_options();
+    for (const Mode& mode : all_modes()) {
+      test_recurrent<float>(mode);
+      test_recurrent<double>(mode);
+    }
+    test_graph_reuse_and_determinism<float>();
+    test_graph_reuse_and_determinism<double>();
+    test_graphs_emulated();
+    report_tf32_error();
     test_recurrent_errors();
     test_matrix_cuda();
     test_facade();
@@ -436,8 +780,15 @@ int main() {
     test_fill_and_buffer<float>(ctx);
     test_fill_and_buffer<double>(ctx);
     test_errors(ctx);
-    test_recurrent<float>();
-    test_recurrent<double>();
+    test_options();
+    for (const Mode& mode : all_modes()) {
+      std::printf("mode %s: %s\n", mode.name, options_label(mode.options).c_str());
+      test_recurrent<float>(mode);
+      test_recurrent<double>(mode);
+    }
+    test_graph_reuse_and_determinism<float>();
+    test_graph_reuse_and_determinism<double>();
+    report_tf32_error();
     test_recurrent_errors();
     test_matrix_cuda();
     test_facade();

@@ -3,13 +3,28 @@
 // matrix_cuda.cu, nn_cuda.cu, compiled as C++) runs on the CPU against pyrnn::Recurrent without
 // a GPU: "device" memory is host memory, copies are memcpy, the GEMM is gemm_reference, and the
 // kernels run their cell_elems.cuh bodies (and mirrored helper loops) over every element.
-// What this cannot check: launch configurations, cuBLAS's argument mapping (gemm.cu), and real
-// asynchrony; the GPU session checks those (cuda/tests/test_cuda.cpp on a device).
+// Stream capture is emulated too: while a capture is open every operation is recorded (by
+// value, as a kernel's arguments are) instead of run, and a graph launch replays the record, so
+// the graph bookkeeping of recurrent.cu (keys, staging buffers, fallback) is checked as well.
+// The custom step kernels (step_body.cuh) run with one host thread per GPU thread and real
+// block / grid barriers, on a small emulated device (3 multiprocessors, 4 threads per block,
+// 4-wide K tiles, 2-row tiles) so every partition and tiling path is taken at test sizes.
+// What this cannot check: launch configurations, cuBLAS's argument mapping (gemm.cu), real
+// asynchrony between streams, and memory-model subtleties of the GPU (L1 vs L2); the GPU
+// session checks those (cuda/tests/test_cuda.cpp on a device, compute-sanitizer).
 #include <cuda_runtime_api.h>
 
+#include <condition_variable>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "cell_elems.cuh"
@@ -20,6 +35,33 @@
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/error.h"
 #include "pyrnn/random.h"
+#include "step_body.cuh"
+
+// ---- stream capture: a tape of recorded operations -------------------------------------------
+namespace pyrnn {
+namespace cuda {
+namespace emu {
+namespace {
+using Tape = std::vector<std::function<void()>>;
+bool g_capturing = false;
+bool g_fail_capture = false;
+Tape g_tape;
+long g_captures = 0, g_graph_launches = 0;
+}  // namespace
+// Test hooks (declared in tests/test_cuda.cpp): make captures fail; count captures and replays.
+void set_capture_failure(bool fail) { g_fail_capture = fail; }
+long captures() { return g_captures; }
+long graph_launches() { return g_graph_launches; }
+// Runs an operation now, or records it while a capture is open.
+void run_or_record(std::function<void()> op) {
+  if (g_capturing) g_tape.push_back(std::move(op));
+  else op();
+}
+}  // namespace emu
+}  // namespace cuda
+}  // namespace pyrnn
+
+using pyrnn::cuda::emu::run_or_record;
 
 // ---- CUDA runtime (host memory, synchronous) ------------------------------------------------
 extern "C" {
@@ -33,8 +75,12 @@ cudaError_t CUDARTAPI cudaGetDevice(int* device) {
   *device = 0;
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) {
+  // Illegal while capturing (it would wait for work that was never launched).
+  return pyrnn::cuda::emu::g_capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
 cudaError_t CUDARTAPI cudaMalloc(void** p, size_t size) {
+  if (pyrnn::cuda::emu::g_capturing) return cudaErrorStreamCaptureUnsupported;  // caught by tests
   // Garbage-filled like cudaMalloc, so code that reads before writing is caught by the tests.
   *p = std::malloc(size ? size : 1);
   if (!*p) return cudaErrorMemoryAllocation;
@@ -45,13 +91,87 @@ cudaError_t CUDARTAPI cudaFree(void* p) {
   std::free(p);
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind,
-                                      cudaStream_t) {
-  if (count) std::memmove(dst, src, count);
+cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
+                                      enum cudaMemcpyKind kind, cudaStream_t) {
+  if (pyrnn::cuda::emu::g_capturing && kind != cudaMemcpyDeviceToDevice)
+    return cudaErrorStreamCaptureUnsupported;  // host memory in a graph: not what we want
+  if (count) run_or_record([=] { std::memmove(dst, src, count); });
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
+                                        size_t width, size_t height, enum cudaMemcpyKind,
+                                        cudaStream_t) {
+  if (width > dpitch || width > spitch) return cudaErrorInvalidPitchValue;
+  run_or_record([=] {
+    for (size_t r = 0; r < height; ++r)
+      std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
+                   width);
+  });
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t) {
-  if (count) std::memset(p, value, count);
+  if (count) run_or_record([=] { std::memset(p, value, count); });
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaMemset2DAsync(void* p, size_t pitch, int value, size_t width,
+                                        size_t height, cudaStream_t) {
+  run_or_record([=] {
+    for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(p) + r * pitch, value, width);
+  });
+  return cudaSuccess;
+}
+// Events: the emulation is synchronous, so ordering between streams holds trivially.
+cudaError_t CUDARTAPI cudaEventCreateWithFlags(cudaEvent_t* ev, unsigned int) {
+  *ev = reinterpret_cast<cudaEvent_t>(new int(0));
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t ev) {
+  delete reinterpret_cast<int*>(ev);
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t, cudaStream_t) {
+  return pyrnn::cuda::emu::g_capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
+  return pyrnn::cuda::emu::g_capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+// Graphs: a captured tape; an executable graph is a copy of it.
+cudaError_t CUDARTAPI cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) {
+  using namespace pyrnn::cuda::emu;
+  if (g_fail_capture) return cudaErrorStreamCaptureUnsupported;
+  if (g_capturing) return cudaErrorIllegalState;
+  g_capturing = true;
+  g_tape.clear();
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
+  using namespace pyrnn::cuda::emu;
+  if (!g_capturing) return cudaErrorIllegalState;
+  g_capturing = false;
+  *graph = reinterpret_cast<cudaGraph_t>(new Tape(std::move(g_tape)));
+  g_tape.clear();
+  ++g_captures;
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                           unsigned long long) {
+  using pyrnn::cuda::emu::Tape;
+  *exec = reinterpret_cast<cudaGraphExec_t>(new Tape(*reinterpret_cast<Tape*>(graph)));
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaGraphDestroy(cudaGraph_t graph) {
+  delete reinterpret_cast<pyrnn::cuda::emu::Tape*>(graph);
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete reinterpret_cast<pyrnn::cuda::emu::Tape*>(exec);
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+  using namespace pyrnn::cuda::emu;
+  if (g_capturing) return cudaErrorStreamCaptureUnsupported;
+  for (const auto& op : *reinterpret_cast<Tape*>(exec)) op();
+  ++g_graph_launches;
   return cudaSuccess;
 }
 }  // extern "C"
@@ -79,15 +199,36 @@ int driver_version() { return 0; }
 Context::Context(int device) : device_(device) {}
 Context::~Context() {}
 void Context::release() noexcept {}
+cudaStream_t Context::side_stream() { return nullptr; }
+cublasHandle_t Context::side_cublas() { return nullptr; }
 Context& Context::get(int device) {
   static Context ctx(0);
   PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");
   return ctx;
 }
 
+namespace {
+// float -> TF32 (10 explicit mantissa bits), round to nearest even: what the tensor cores see.
+float tf32_round(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7F800000u) == 0x7F800000u) return x;  // inf / nan
+  u += 0x0FFFu + ((u >> 13) & 1u);
+  u &= 0xFFFFE000u;
+  std::memcpy(&x, &u, sizeof u);
+  return x;
+}
+template <typename T>
+std::vector<T> tf32_copy(const T* p, std::size_t n) {
+  std::vector<T> v(p, p + n);
+  for (T& e : v) e = static_cast<T>(tf32_round(static_cast<float>(e)));
+  return v;
+}
+}  // namespace
+
 template <typename T>
 void gemm(cublasHandle_t, kernels::Trans ta, kernels::Trans tb, int M, int N, int K, T alpha,
-          const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc) {
+          const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc, GemmMath math) {
   using kernels::Trans;
   if (M <= 0 || N <= 0) return;
   PYRNN_CHECK(ldc >= N, "cuda::gemm: ldc = ", ldc, " < N = ", N);
@@ -95,12 +236,24 @@ void gemm(cublasHandle_t, kernels::Trans ta, kernels::Trans tb, int M, int N, in
     PYRNN_CHECK(lda >= (ta == Trans::N ? K : M), "cuda::gemm: lda too small");
     PYRNN_CHECK(ldb >= (tb == Trans::N ? N : K), "cuda::gemm: ldb too small");
   }
-  kernels::gemm_reference<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const bool tf32 = math == GemmMath::TF32 && sizeof(T) == sizeof(float) && K > 0;
+  run_or_record([=] {
+    if (!tf32) {
+      kernels::gemm_reference<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+    // Operands rounded to TF32 when the GEMM runs (their contents change between capture and
+    // replay), fp32 accumulation.
+    const std::size_t na = ta == Trans::N ? std::size_t(M - 1) * lda + K : std::size_t(K - 1) * lda + M;
+    const std::size_t nb = tb == Trans::N ? std::size_t(K - 1) * ldb + N : std::size_t(N - 1) * ldb + K;
+    const std::vector<T> a = tf32_copy(A, na), b = tf32_copy(B, nb);
+    kernels::gemm_reference<T>(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, C, ldc);
+  });
 }
 template void gemm<float>(cublasHandle_t, kernels::Trans, kernels::Trans, int, int, int, float,
-                          const float*, int, const float*, int, float, float*, int);
+                          const float*, int, const float*, int, float, float*, int, GemmMath);
 template void gemm<double>(cublasHandle_t, kernels::Trans, kernels::Trans, int, int, int, double,
-                           const double*, int, const double*, int, double, double*, int);
+                           const double*, int, const double*, int, double, double*, int, GemmMath);
 
 // ---- the launchers of cells.cuh, over every element -----------------------------------------
 namespace detail {
@@ -113,68 +266,195 @@ template <typename T>
 void cell_forward(CellType cell, bool reset_after, int N, int H, int t, const std::int64_t* lengths,
                   T* g, const T* r, const T* b_hn, const T* hp, T* hc, const T* cp, T* cc, T* aux,
                   T* y, int ldy, cudaStream_t) {
-  for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
-    cell_forward_elem<T>(i, int(cell), reset_after, H, gates_of(cell), t, lengths, g, r, b_hn, hp,
-                         hc, cp, cc, aux, y, ldy);
+  run_or_record([=] {
+    for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
+      cell_forward_elem<T>(i, int(cell), reset_after, H, gates_of(cell), t, lengths, g, r, b_hn,
+                           hp, hc, cp, cc, aux, y, ldy);
+  });
 }
 template <typename T>
 void gru_before_state(int N, int H, int t, const std::int64_t* lengths, T* g, const T* rn,
                       const T* hp, T* hc, T* y, int ldy, cudaStream_t) {
-  for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
-    gru_before_state_elem<T>(i, H, t, lengths, g, rn, hp, hc, y, ldy);
+  run_or_record([=] {
+    for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
+      gru_before_state_elem<T>(i, H, t, lengths, g, rn, hp, hc, y, ldy);
+  });
 }
 template <typename T>
 void cell_backward(CellType cell, bool reset_after, int N, int H, int t,
                    const std::int64_t* lengths, T* dg, T* dghn, const T* dh, const T* dy, int ldy,
                    T* dc, T* pw, const T* a, const T* aux, const T* hp, const T* c, const T* cp,
                    cudaStream_t) {
-  for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
-    cell_backward_elem<T>(i, int(cell), reset_after, H, gates_of(cell), t, lengths, dg, dghn, dh,
-                          dy, ldy, dc, pw, a, aux, hp, c, cp);
+  run_or_record([=] {
+    for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
+      cell_backward_elem<T>(i, int(cell), reset_after, H, gates_of(cell), t, lengths, dg, dghn,
+                            dh, dy, ldy, dc, pw, a, aux, hp, c, cp);
+  });
 }
 template <typename T>
 void gru_before_backward_r(int N, int H, int t, const std::int64_t* lengths, T* dg, const T* drh,
                            T* pw, const T* a, const T* hp, cudaStream_t) {
-  for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
-    gru_before_backward_r_elem<T>(i, H, t, lengths, dg, drh, pw, a, hp);
+  run_or_record([=] {
+    for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
+      gru_before_backward_r_elem<T>(i, H, t, lengths, dg, drh, pw, a, hp);
+  });
 }
 template <typename T>
 void update_dh(int N, int H, int t, const std::int64_t* lengths, T* dh, const T* rec, const T* pw,
                cudaStream_t) {
-  for (std::size_t i = 0; i < std::size_t(N) * H; ++i) update_dh_elem<T>(i, H, t, lengths, dh, rec, pw);
+  run_or_record([=] {
+    for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
+      update_dh_elem<T>(i, H, t, lengths, dh, rec, pw);
+  });
 }
 // Mirrors of the helper kernels in cells.cu (same arithmetic order).
 template <typename T>
 void add_bias_rows(T* a, const T* b, std::size_t rows, int cols, int ld, cudaStream_t) {
-  for (std::size_t r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) a[r * ld + c] += b[c];
+  run_or_record([=] {
+    for (std::size_t r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) a[r * ld + c] += b[c];
+  });
 }
 template <typename T>
 void column_sum_add(T* out, const T* a, std::size_t rows, int cols, int ld, cudaStream_t) {
-  constexpr int kSumY = 8;  // as column_sum_add_kernel: 8 strided partial sums, then in order
-  for (int c = 0; c < cols; ++c) {
-    T part[kSumY];
-    for (int y = 0; y < kSumY; ++y) {
-      part[y] = T(0);
-      for (std::size_t r = y; r < rows; r += kSumY) part[y] += a[r * ld + c];
+  run_or_record([=] {
+    constexpr int kSumY = 8;  // as column_sum_add_kernel: 8 strided partial sums, then in order
+    for (int c = 0; c < cols; ++c) {
+      T part[kSumY];
+      for (int y = 0; y < kSumY; ++y) {
+        part[y] = T(0);
+        for (std::size_t r = y; r < rows; r += kSumY) part[y] += a[r * ld + c];
+      }
+      T total = part[0];
+      for (int y = 1; y < kSumY; ++y) total += part[y];
+      out[c] += total;
     }
-    T total = part[0];
-    for (int y = 1; y < kSumY; ++y) total += part[y];
-    out[c] += total;
-  }
+  });
 }
 template <typename T>
 void dropout_forward(T* next, T* mask, const T* in, std::size_t n, std::uint64_t seed,
                      std::uint64_t layer, double p, T scale, cudaStream_t) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const T m = uniform01(seed, layer, i) >= p ? scale : T(0);
-    mask[i] = m;
-    next[i] = in[i] * m;
-  }
+  run_or_record([=] {
+    for (std::size_t i = 0; i < n; ++i) {
+      const T m = uniform01(seed, layer, i) >= p ? scale : T(0);
+      mask[i] = m;
+      next[i] = in[i] * m;
+    }
+  });
 }
 template <typename T>
 void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t) {
-  for (std::size_t i = 0; i < n; ++i) a[i] *= m[i];
+  run_or_record([=] {
+    for (std::size_t i = 0; i < n; ++i) a[i] *= m[i];
+  });
+}
+
+// ---- the custom step kernels: step_body.cuh on host threads -------------------------------
+
+// A reusable barrier for a fixed number of threads (what __syncthreads / grid.sync() are).
+class HostBarrier {
+ public:
+  explicit HostBarrier(int n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(m_);
+    const unsigned gen = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      ++gen_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return gen != gen_; });
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int n_;
+  int count_ = 0;
+  unsigned gen_ = 0;
+};
+
+// The execution context of step_body.cuh for one emulated GPU thread.
+struct HostCtx {
+  int block, thread, threads;
+  HostBarrier* block_barrier;
+  HostBarrier* grid_barrier;  // null unless the launch is cooperative
+  int block_index() const { return block; }
+  int thread_index() const { return thread; }
+  int thread_count() const { return threads; }
+  void sync_block() const { block_barrier->wait(); }
+  void sync_grid() const {
+    PYRNN_CHECK(grid_barrier, "step kernel: grid barrier in a launch that is not cooperative");
+    grid_barrier->wait();
+  }
+};
+
+// The emulated device of the step kernels: small, so test sizes take every path.
+constexpr int kEmuMultiprocessors = 3, kEmuThreads = 2, kEmuKc = 4, kEmuNc = 2;
+
+template <typename T>
+StepPlan plan_step_kernel(int, CellType cell, bool, int N, int H, bool backward, bool persistent,
+                          int requested_blocks) {
+  StepPlan plan;
+  const int G = gates_of(cell);
+  int blocks = 0, units = 0;
+  step_blocks(N, G, H, backward, kEmuThreads, kEmuMultiprocessors, requested_blocks, &blocks,
+              &units);
+  plan.blocks = blocks;
+  plan.threads = kEmuThreads;
+  plan.units = units;
+  plan.kc = kEmuKc;
+  plan.nc = kEmuNc;
+  plan.grid_sync = persistent ? (blocks > 1 ? 2 : 1) : 0;
+  plan.smem_bytes = step_smem_elems(G, H, units, kEmuKc, kEmuNc, backward) * sizeof(T);
+  return plan;
+}
+
+template <typename T>
+void launch_step_kernel(const StepArgs<T>& a, const StepPlan& plan, bool backward, cudaStream_t) {
+  StepArgs<T> args = a;
+  args.units = plan.units;
+  args.kc = plan.kc;
+  args.nc = plan.nc;
+  args.grid_sync = plan.grid_sync;
+  PYRNN_CHECK(args.grid_sync != 0 || (args.s_end - args.s_begin == 1 &&
+                                      args.ph_end - args.ph_begin == 1),
+              "step kernel: a launch without barriers must run one (step, phase)");
+  const int nb = plan.blocks, nt = plan.threads;
+  const std::size_t smem_elems = plan.smem_bytes / sizeof(T);
+  run_or_record([args, nb, nt, smem_elems, backward] {
+    HostBarrier grid(nb * nt);
+    std::vector<std::unique_ptr<HostBarrier>> barriers;
+    // Shared memory starts as NaN: a read of anything not staged first poisons the results.
+    std::vector<std::vector<T>> smem;
+    for (int b = 0; b < nb; ++b) {
+      barriers.push_back(std::make_unique<HostBarrier>(nt));
+      smem.emplace_back(smem_elems, std::numeric_limits<T>::quiet_NaN());
+    }
+    // Blocks of a launch without grid barriers are independent: run them one after another
+    // (fewer threads at once); a cooperative launch runs all of its threads together.
+    const bool together = args.grid_sync == 2;
+    auto run_block_threads = [&](int b0, int b1) {
+      std::vector<std::thread> threads;
+      for (int b = b0; b < b1; ++b)
+        for (int t = 0; t < nt; ++t)
+          threads.emplace_back([&, b, t] {
+            HostCtx ctx{b, t, nt, barriers[b].get(), together ? &grid : nullptr};
+            try {
+              if (backward) step_backward_body<T>(ctx, args, smem[b].data());
+              else step_forward_body<T>(ctx, args, smem[b].data());
+            } catch (const std::exception& e) {  // the others would wait forever: stop here
+              std::fprintf(stderr, "emulated step kernel: %s\n", e.what());
+              std::abort();
+            }
+          });
+      for (auto& th : threads) th.join();
+    };
+    if (together) run_block_threads(0, nb);
+    else
+      for (int b = 0; b < nb; ++b) run_block_threads(b, b + 1);
+  });
 }
 
 #define PYRNN_INSTANTIATE(T)                                                                       \
@@ -193,7 +473,9 @@ void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t) {
   template void column_sum_add<T>(T*, const T*, std::size_t, int, int, cudaStream_t);             \
   template void dropout_forward<T>(T*, T*, const T*, std::size_t, std::uint64_t, std::uint64_t,   \
                                    double, T, cudaStream_t);                                       \
-  template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);
+  template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);                     \
+  template StepPlan plan_step_kernel<T>(int, CellType, bool, int, int, bool, bool, int);          \
+  template void launch_step_kernel<T>(const StepArgs<T>&, const StepPlan&, bool, cudaStream_t);
 PYRNN_INSTANTIATE(float)
 PYRNN_INSTANTIATE(double)
 #undef PYRNN_INSTANTIATE

@@ -1,6 +1,9 @@
-// Per-device execution context: one non-blocking stream and a cuBLAS handle bound to it.
+// Per-device execution context: one non-blocking stream and a cuBLAS handle bound to it, and on
+// demand a second (side) stream with its own handle, for work that runs beside the main stream.
 #pragma once
 #include <cuda_runtime_api.h>
+
+#include <mutex>
 
 // Same declaration as cublas_api.h, so this header does not need cuBLAS's include dir.
 struct cublasContext;
@@ -12,7 +15,8 @@ namespace cuda {
 class Context {
  public:
   // Creates the stream and handle on `device` (restoring the caller's current device), with
-  // cuBLAS in default (true fp32, no TF32) math and host pointer mode.
+  // cuBLAS in default (true fp32, no TF32) math, host pointer mode and a workspace of its own
+  // (so GEMMs captured into CUDA graphs pick the same kernels as eager ones).
   explicit Context(int device);
   ~Context();
   Context(const Context&) = delete;
@@ -25,13 +29,23 @@ class Context {
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
   int device() const { return device_; }
+  // The side stream (non-blocking) and its handle, created on first use (the caller must have
+  // this context's device current). Independent of stream(): order with events.
+  cudaStream_t side_stream();
+  cublasHandle_t side_cublas();
 
  private:
   void release() noexcept;
+  void make_side();
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  void* workspace_ = nullptr;  // cuBLAS workspace of cublas_
+  std::mutex side_mutex_;
+  cudaStream_t side_stream_ = nullptr;
+  cublasHandle_t side_cublas_ = nullptr;
+  void* side_workspace_ = nullptr;
 };
 
 }  // namespace cuda

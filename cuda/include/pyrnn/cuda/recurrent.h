@@ -16,20 +16,31 @@
 // loop and bias gradients by a fixed-order column sum: deterministic, no atomics. Dropout masks
 // use the CPU's counter-based hash, so CPU and GPU masks are identical.
 //
-// Execution: all work is queued on the device Context's stream; forward() and backward() return
-// when their results are complete (they end with a stream synchronize), like the CPU methods.
-// Inputs must be complete when they are called (a producer on another stream synchronizes first).
-// One layer is not safe to use from two threads at once; forward/backward passes of different
-// layers on one device are serialized (they share the device Context's cuBLAS handle).
+// Execution: all work is queued on the device Context's stream (the reverse direction of a
+// bidirectional layer on the Context's side stream, joined back with events); forward() and
+// backward() return when their results are complete (they end with a stream synchronize), like
+// the CPU methods. Inputs must be complete when they are called (a producer on another stream
+// synchronizes first). One layer is not safe to use from two threads at once; forward/backward
+// passes of different layers on one device are serialized (they share the Context's handles).
+//
+// Speed (pyrnn/cuda/options.h, docs/cuda_performance.md; none of it changes the results beyond
+// rounding, and each setting is deterministic): the step loop of each direction is captured
+// once into a CUDA graph and replayed while the shapes and buffers stay the same (a failed
+// capture falls back to launching, for the rest of the layer's life); the step itself runs as
+// cuBLAS GEMM + pointwise kernel, as a fused custom kernel, or inside one persistent kernel;
+// float32 GEMMs can use TF32 tensor cores (opt-in).
 #pragma once
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "pyrnn/cuda/buffer.h"
 #include "pyrnn/cuda/context.h"
+#include "pyrnn/cuda/options.h"
 #include "pyrnn/recurrent.h"
 
 namespace pyrnn {
@@ -70,6 +81,18 @@ class Recurrent {
   // Throws if the last forward was not in training mode.
   void backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn);
 
+  // Execution options (Default fields follow pyrnn::cuda::default_options() at each call).
+  void set_options(const Options& options);
+  const Options& options() const { return opts_; }
+  // What the last forward / backward ran: the step algorithm after fallbacks (Cublas, Fused or
+  // Persistent; Default before the first call) and whether its step loops were CUDA graphs.
+  RecurrentAlgo last_forward_algo() const { return last_fwd_algo_; }
+  RecurrentAlgo last_backward_algo() const { return last_bwd_algo_; }
+  bool last_forward_graphs() const { return last_fwd_graphs_; }
+  bool last_backward_graphs() const { return last_bwd_graphs_; }
+  // Why CUDA graphs were switched off for this layer (a capture failed), or "".
+  const std::string& graphs_disabled_reason() const { return graphs_error_; }
+
   bool has_cache() const { return cached_; }
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
@@ -77,11 +100,59 @@ class Recurrent {
   const T* last_layer_states(int dir, bool cell = false) const;
 
  private:
+  // Owning, move-only handles (destroyed best effort, never throwing).
+  class GraphExec {
+   public:
+    GraphExec() = default;
+    GraphExec(GraphExec&& o) noexcept : exec_(o.exec_) { o.exec_ = nullptr; }
+    GraphExec& operator=(GraphExec&& o) noexcept;
+    ~GraphExec() { reset(); }
+    void reset() noexcept;
+    cudaGraphExec_t get() const { return exec_; }
+    void set(cudaGraphExec_t e) noexcept { reset(); exec_ = e; }
+
+   private:
+    cudaGraphExec_t exec_ = nullptr;
+  };
+  class Event {
+   public:
+    Event() = default;
+    Event(Event&& o) noexcept : ev_(o.ev_) { o.ev_ = nullptr; }
+    Event& operator=(Event&& o) noexcept;
+    ~Event();
+    cudaEvent_t get();  // created on first use (timing off)
+
+   private:
+    cudaEvent_t ev_ = nullptr;
+  };
+  // One captured step loop and what it was captured with (shapes, pointers, plan).
+  struct Graph {
+    GraphExec exec;
+    std::vector<std::uintptr_t> key;
+  };
   struct DirCache {
     DeviceBuffer<T> g;    // [T, N, G*H] gate activations
     DeviceBuffer<T> h;    // [T+1, N, H] states; forward: slot 0 initial; reverse: slot T
     DeviceBuffer<T> c;    // [T+1, N, H] LSTM cell states
     DeviceBuffer<T> aux;  // [T, N, H] GRU: r*h_prev (reset_after=false) or W_hn h + b_hn
+  };
+  // Per-direction workspaces (direction 1 has its own when it runs on the side stream).
+  struct Work {
+    DeviceBuffer<T> scratch;  // [N, G*H] per-step recurrent product
+    // Backward: dg [T, N, G*H], dghn [T, N, H]; dh, dc, pw, rec, drh [N, H].
+    DeviceBuffer<T> dg, dghn, dh, dc, pw, rec, drh;
+  };
+  // Where a direction runs: stream, cuBLAS handle, workspaces.
+  struct Lane {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    Work* work;
+  };
+  // The step algorithm chosen for a pass (after fallbacks) and its kernel plan.
+  struct StepChoice {
+    RecurrentAlgo algo = RecurrentAlgo::Cublas;
+    int blocks = 0, threads = 0, units = 0, kc = 0, nc = 0, grid_sync = 0;
+    std::size_t smem_bytes = 0;
   };
   struct LayerCache {
     DeviceBuffer<T> x;     // [T, N, C_k] the layer's input (after dropout for k > 0)
@@ -94,10 +165,28 @@ class Recurrent {
   };
 
   Weights weights(int layer, int dir);
+  // The captured step loop of (pass, layer, direction); eval passes share their DirCaches
+  // between layers, so every layer keeps its own graphs.
+  Graph& graph(bool backward, bool training, int layer, int dir);
+  StepChoice choose_step(const Options& opt, bool backward);
+  // Runs record() (a step loop's launches, all on `stream`): replays graph when use_graph and
+  // its key matches, else captures it anew; launches eagerly without graphs or when the capture
+  // fails. Returns whether a graph ran.
+  bool run_loop(Graph& graph, std::vector<std::uintptr_t> key, cudaStream_t stream, bool use_graph,
+                const std::function<void()>& record);
   void forward_direction(DirCache& dc, T* y, const T* x, const T* h0, const T* c0, int layer,
-                         int dir);
-  void backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy, const T* dhn,
-                          const T* dcn, const T* x, int layer, int dir, bool accumulate_dx);
+                         int dir, const Lane& lane, const StepChoice& step, bool use_graph,
+                         bool training);
+  void forward_steps(DirCache& dc, T* y, int layer, int dir, const Lane& lane,
+                     const StepChoice& step);
+  // The step loop, d h0 / d c0, the weight and bias gradients of one direction.
+  void backward_direction(DirCache& dc, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn,
+                          const T* x, int layer, int dir, const Lane& lane, const StepChoice& step,
+                          bool use_graph);
+  void backward_steps(DirCache& dc, const T* dy, int layer, int dir, const Lane& lane,
+                      const StepChoice& step);
+  // dx (+)= this direction's d gates W_ih (accumulate: direction 1 adds to direction 0's share).
+  void backward_dx(T* dx, int layer, int dir, const Lane& lane, bool accumulate);
   const std::int64_t* lengths_device() const { return has_lengths_ ? lengths_.data() : nullptr; }
 
   RecurrentConfig cfg_;
@@ -108,9 +197,25 @@ class Recurrent {
   std::vector<DirCache> dirs_;
   DeviceBuffer<std::int64_t> lengths_;  // [N] device copy when some sequence is shorter than T
   bool has_lengths_ = false;
-  DeviceBuffer<T> scratch_;             // [N, G*H] per-step recurrent product
-  // Backward workspaces: dg_ [T, N, G*H], dghn_ [T, N, H]; dh_, dc_, pw_, rec_, drh_ [N, H].
-  DeviceBuffer<T> dg_, dghn_, dh_, dc_, pw_, rec_, drh_, dy_buf_, dx_buf_;
+  Work work_[2];
+  // Graph mode: the last layer's y [T, N, D*H] and the top dy [T, N, D*H] go through these
+  // (graphs capture pointers; the caller's y / dy change from call to call).
+  DeviceBuffer<T> y_stage_, dy_stage_;
+  DeviceBuffer<T> dbuf_[2];  // [T, N, D*H] d outputs between layers (index: layer parity)
+  Event ev_fork_, ev_join_;
+  std::vector<Graph> graphs_;  // [3 (forward eval / forward training / backward) * L * D]
+  // The last custom-kernel plan per pass (forward, backward) and what it was made for.
+  struct PlanMemo {
+    bool valid = false;
+    int batch = 0, blocks_requested = 0;
+    RecurrentAlgo algo = RecurrentAlgo::Default;
+    StepChoice choice;
+  } plans_[2];
+  Options opts_;
+  Options pass_;  // opts_ resolved at the start of the current forward / backward
+  std::string graphs_error_;
+  RecurrentAlgo last_fwd_algo_ = RecurrentAlgo::Default, last_bwd_algo_ = RecurrentAlgo::Default;
+  bool last_fwd_graphs_ = false, last_bwd_graphs_ = false;
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
 };

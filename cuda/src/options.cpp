@@ -1,0 +1,148 @@
+// Process-wide defaults of cuda::Options (see pyrnn/cuda/options.h). Plain C++: also linked into
+// the host emulation of the backend.
+#include "pyrnn/cuda/options.h"
+
+#include <cctype>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "pyrnn/error.h"
+
+namespace pyrnn {
+namespace cuda {
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+struct Defaults {
+  std::mutex mutex;
+  bool loaded = false;
+  Options env;      // from the environment (or built in), resolved
+  Options current;  // env overridden by set_default_options
+};
+
+Defaults& defaults() {
+  static Defaults* d = new Defaults();  // leaked: used until process exit
+  return *d;
+}
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : nullptr;
+}
+
+// Called with the mutex held.
+void load(Defaults& d) {
+  if (d.loaded) return;
+  Options o;
+  o.precision = Precision::Float32;
+  o.algo = RecurrentAlgo::Auto;
+  o.graphs = Switch::On;
+  o.streams = Switch::On;
+  o.persist_blocks = 0;
+  if (const char* v = env("PYRNN_CUDA_PRECISION")) o.precision = parse_precision(v, "PYRNN_CUDA_PRECISION");
+  if (const char* v = env("PYRNN_CUDA_RECURRENT")) o.algo = parse_algo(v, "PYRNN_CUDA_RECURRENT");
+  if (const char* v = env("PYRNN_CUDA_GRAPHS")) o.graphs = parse_switch(v, "PYRNN_CUDA_GRAPHS");
+  if (const char* v = env("PYRNN_CUDA_STREAMS")) o.streams = parse_switch(v, "PYRNN_CUDA_STREAMS");
+  if (const char* v = env("PYRNN_CUDA_PERSIST_BLOCKS")) {
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    PYRNN_CHECK(end && *end == '\0' && n >= 0 && n <= 65535,
+                "PYRNN_CUDA_PERSIST_BLOCKS must be an integer in [0, 65535], got '", v, "'");
+    o.persist_blocks = static_cast<int>(n);
+  }
+  // Default in the environment means the built-in default.
+  if (o.precision == Precision::Default) o.precision = Precision::Float32;
+  if (o.algo == RecurrentAlgo::Default) o.algo = RecurrentAlgo::Auto;
+  if (o.graphs == Switch::Default) o.graphs = Switch::On;
+  if (o.streams == Switch::Default) o.streams = Switch::On;
+  d.env = o;
+  d.current = o;
+  d.loaded = true;
+}
+
+Options merge(const Options& over, const Options& base) {
+  Options o = over;
+  if (o.precision == Precision::Default) o.precision = base.precision;
+  if (o.algo == RecurrentAlgo::Default) o.algo = base.algo;
+  if (o.graphs == Switch::Default) o.graphs = base.graphs;
+  if (o.streams == Switch::Default) o.streams = base.streams;
+  if (o.persist_blocks < 0) o.persist_blocks = base.persist_blocks;
+  return o;
+}
+
+}  // namespace
+
+Options default_options() {
+  Defaults& d = defaults();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  load(d);
+  return d.current;
+}
+
+void set_default_options(const Options& options) {
+  PYRNN_CHECK(options.persist_blocks <= 65535, "persist_blocks must be <= 65535, got ",
+              options.persist_blocks);
+  Defaults& d = defaults();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  load(d);
+  d.current = merge(options, d.env);
+}
+
+Options resolve(const Options& layer) { return merge(layer, default_options()); }
+
+const char* to_string(Precision p) {
+  switch (p) {
+    case Precision::Float32: return "float32";
+    case Precision::TF32: return "tf32";
+    default: return "default";
+  }
+}
+const char* to_string(RecurrentAlgo a) {
+  switch (a) {
+    case RecurrentAlgo::Auto: return "auto";
+    case RecurrentAlgo::Cublas: return "cublas";
+    case RecurrentAlgo::Fused: return "fused";
+    case RecurrentAlgo::Persistent: return "persistent";
+    default: return "default";
+  }
+}
+const char* to_string(Switch s) {
+  switch (s) {
+    case Switch::On: return "on";
+    case Switch::Off: return "off";
+    default: return "default";
+  }
+}
+
+Precision parse_precision(const std::string& s, const char* what) {
+  const std::string v = lower(s);
+  if (v == "default") return Precision::Default;
+  if (v == "float32" || v == "fp32" || v == "ieee") return Precision::Float32;
+  if (v == "tf32") return Precision::TF32;
+  throw_error(what, " must be 'float32' or 'tf32', got '", s, "'");
+}
+RecurrentAlgo parse_algo(const std::string& s, const char* what) {
+  const std::string v = lower(s);
+  if (v == "default") return RecurrentAlgo::Default;
+  if (v == "auto") return RecurrentAlgo::Auto;
+  if (v == "cublas") return RecurrentAlgo::Cublas;
+  if (v == "fused") return RecurrentAlgo::Fused;
+  if (v == "persistent") return RecurrentAlgo::Persistent;
+  throw_error(what, " must be 'auto', 'cublas', 'fused' or 'persistent', got '", s, "'");
+}
+Switch parse_switch(const std::string& s, const char* what) {
+  const std::string v = lower(s);
+  if (v == "default") return Switch::Default;
+  if (v == "1" || v == "on" || v == "true" || v == "yes") return Switch::On;
+  if (v == "0" || v == "off" || v == "false" || v == "no") return Switch::Off;
+  throw_error(what, " must be 1/on/true or 0/off/false, got '", s, "'");
+}
+
+}  // namespace cuda
+}  // namespace pyrnn

@@ -1,0 +1,99 @@
+"""pyrnn.cuda's execution options without a GPU: process defaults from the environment, the
+setters, validation, and configure() refusing non-CUDA layers. (What the options do on a device:
+tests/test_cuda_speed.py; the C++ paths: the CUDA ctest suite, host emulation included.)"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+import pyrnn
+import pyrnn.cuda
+
+pytestmark = pytest.mark.skipif(not pyrnn.cuda.is_compiled(),
+                                reason="built without the CUDA backend")
+
+KEYS = {"precision", "algo", "graphs", "streams", "persist_blocks"}
+
+
+@pytest.fixture(autouse=True)
+def restore_defaults():
+    yield
+    pyrnn.cuda._need().set_default_options(precision="default", algo="default",
+                                           graphs="default", streams="default",
+                                           persist_blocks="default")
+
+
+def run_py(code, **env):
+    e = dict(os.environ)
+    for k in list(e):
+        if k.startswith("PYRNN_CUDA_"):
+            del e[k]
+    e.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
+                          cwd=tempfile.gettempdir(), timeout=60)  # not the source tree
+
+
+def test_built_in_defaults():
+    out = run_py("import pyrnn.cuda as c; print(sorted(c.options().items()))")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(sorted({"algo": "auto", "graphs": True, "persist_blocks": 0,
+                                             "precision": "float32", "streams": True}.items()))
+
+
+def test_environment_sets_the_defaults():
+    out = run_py("import pyrnn.cuda as c; o = c.options(); "
+                 "print(o['precision'], o['algo'], o['graphs'], o['streams'], o['persist_blocks'])",
+                 PYRNN_CUDA_PRECISION="tf32", PYRNN_CUDA_RECURRENT="persistent",
+                 PYRNN_CUDA_GRAPHS="0", PYRNN_CUDA_STREAMS="off", PYRNN_CUDA_PERSIST_BLOCKS="8")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["tf32", "persistent", "False", "False", "8"]
+
+
+@pytest.mark.parametrize("var, value", [("PYRNN_CUDA_RECURRENT", "warp"),
+                                        ("PYRNN_CUDA_PRECISION", "bf16"),
+                                        ("PYRNN_CUDA_GRAPHS", "maybe"),
+                                        ("PYRNN_CUDA_PERSIST_BLOCKS", "-1")])
+def test_bad_environment_is_a_clear_error(var, value):
+    out = run_py("import pyrnn.cuda as c\ntry:\n    c.options()\nexcept RuntimeError as e:\n"
+                 "    print('ERR', e)", **{var: value})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ERR") and var in out.stdout
+
+
+def test_setters_and_reset():
+    c = pyrnn.cuda
+    c.set_precision("tf32")
+    c.set_recurrent_algo("fused")
+    c.set_graphs(False)
+    c.set_streams(False)
+    o = c.options()
+    assert set(o) == KEYS
+    assert (o["precision"], o["algo"], o["graphs"], o["streams"]) == ("tf32", "fused", False, False)
+    assert c.get_precision() == "tf32"
+    c.set_precision("default")
+    c.set_recurrent_algo("default")
+    c.set_graphs(None)
+    c.set_streams("default")
+    o = c.options()
+    assert (o["precision"], o["algo"], o["graphs"], o["streams"]) == ("float32", "auto", True, True)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda c: c.set_precision("bf16"), "precision"),
+    (lambda c: c.set_recurrent_algo("warp"), "algo"),
+    (lambda c: c.set_graphs("sometimes"), "graphs"),
+    (lambda c: c._need().set_default_options(persist_blocks=-2), "persist_blocks"),
+    (lambda c: c._need().set_default_options(persist_blocks=True), "persist_blocks"),
+])
+def test_bad_values(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(pyrnn.cuda)
+
+
+def test_configure_needs_a_cuda_layer():
+    with pytest.raises(ValueError, match="not a CUDA recurrent layer"):
+        pyrnn.cuda.configure(pyrnn.LSTM(2, 3), algo="fused")
+    with pytest.raises(ValueError, match="not a CUDA recurrent layer"):
+        pyrnn.cuda.layer_options(pyrnn.Dense(2, 3))
