@@ -38,17 +38,17 @@ def run_py(code, **env):
 def test_built_in_defaults():
     out = run_py("import pyrnn.cuda as c; print(sorted(c.options().items()))")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(sorted({"algo": "auto", "graphs": True, "persist_blocks": 0,
-                                             "precision": "float32", "streams": True}.items()))
+    assert out.stdout.strip() == str(sorted({"algo": "auto", "graphs": False, "persist_blocks": 0,
+                                             "precision": "float32", "streams": False}.items()))
 
 
 def test_environment_sets_the_defaults():
     out = run_py("import pyrnn.cuda as c; o = c.options(); "
                  "print(o['precision'], o['algo'], o['graphs'], o['streams'], o['persist_blocks'])",
                  PYRNN_CUDA_PRECISION="tf32", PYRNN_CUDA_RECURRENT="persistent",
-                 PYRNN_CUDA_GRAPHS="0", PYRNN_CUDA_STREAMS="off", PYRNN_CUDA_PERSIST_BLOCKS="8")
+                 PYRNN_CUDA_GRAPHS="1", PYRNN_CUDA_STREAMS="on", PYRNN_CUDA_PERSIST_BLOCKS="8")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["tf32", "persistent", "False", "False", "8"]
+    assert out.stdout.split() == ["tf32", "persistent", "True", "True", "8"]
 
 
 @pytest.mark.parametrize("var, value", [("PYRNN_CUDA_RECURRENT", "warp"),
@@ -66,18 +66,18 @@ def test_setters_and_reset():
     c = pyrnn.cuda
     c.set_precision("tf32")
     c.set_recurrent_algo("fused")
-    c.set_graphs(False)
-    c.set_streams(False)
+    c.set_graphs(True)
+    c.set_streams(True)
     o = c.options()
     assert set(o) == KEYS
-    assert (o["precision"], o["algo"], o["graphs"], o["streams"]) == ("tf32", "fused", False, False)
+    assert (o["precision"], o["algo"], o["graphs"], o["streams"]) == ("tf32", "fused", True, True)
     assert c.get_precision() == "tf32"
     c.set_precision("default")
     c.set_recurrent_algo("default")
     c.set_graphs(None)
     c.set_streams("default")
     o = c.options()
-    assert (o["precision"], o["algo"], o["graphs"], o["streams"]) == ("float32", "auto", True, True)
+    assert (o["precision"], o["algo"], o["graphs"], o["streams"]) == ("float32", "auto", False, False)
 
 
 @pytest.mark.parametrize("call, match", [

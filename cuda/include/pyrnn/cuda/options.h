@@ -7,8 +7,8 @@
 //   PYRNN_CUDA_PRECISION      float32 (default) | tf32
 //   PYRNN_CUDA_RECURRENT      auto (default: cublas until GPU measurements say otherwise) |
 //                             cublas | fused | persistent
-//   PYRNN_CUDA_GRAPHS         1 (default) | 0
-//   PYRNN_CUDA_STREAMS        1 (default) | 0
+//   PYRNN_CUDA_GRAPHS         0 (default until measured on a GPU) | 1
+//   PYRNN_CUDA_STREAMS        0 (default until measured on a GPU) | 1
 //   PYRNN_CUDA_PERSIST_BLOCKS 0 (default: chosen from the device) | n blocks for fused/persistent
 // A bad value in the environment throws pyrnn::Error at the first layer call naming the variable.
 #pragma once
