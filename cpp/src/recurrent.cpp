@@ -300,6 +300,8 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       // h_{t-1} was just written, half of it by the other threads: ask for it now and run the
       // input projection (which does not need it) while it travels.
       if (team > 1) prefetch(hp, N * H);
+      // The next step's input rows (a new block each step; backwards for the reverse direction).
+      if (step_proj && s + 1 < T_) prefetch(x + (dir == 0 ? t + 1 : t - 1) * N * C, N * C);
       if (step_proj && U)
         K.gemm_panels(Trans::N, Ni, x + t * N * C, C, T(1), pack_ih_, T(0), w.b, gt, G * Hi,
                       ranges_ih, nranges_ih);
