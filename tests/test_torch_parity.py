@@ -531,14 +531,16 @@ def test_dropout_single_layer_has_no_effect():
     np.testing.assert_allclose(layer(x)[0], forward_like(layer, x)[0], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape", [(5, 64, 40, 128), (3, 16, 64, 512)], ids=["rows", "units"])
 @pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
 @pytest.mark.parametrize("cell, reset_after", [(c, True) for c in CELLS] + [("gru", False)])
-def test_thread_count_gives_identical_bits(cell, reset_after, isa, restore_runtime):
-    """Large enough that 2 threads split the step loop (units), the per-step weight gradients
-    (their rows) and d x (its columns): every output and gradient must be bitwise those of one
+def test_thread_count_gives_identical_bits(cell, reset_after, isa, shape, restore_runtime):
+    """Large enough that 2 threads share the work: the forward steps by batch rows (weights that
+    fit in L2) or by hidden units (larger ones), the backward by units, the weight gradients by
+    their rows and d x by its columns. Every output and gradient must be bitwise those of one
     thread, since each element has one writer and one summation order."""
     rng = np.random.default_rng(seed_of("threads-bits", cell, reset_after))
-    T, N, C, H = 5, 64, 40, 128
+    T, N, C, H = shape
     x = rng.standard_normal((T, N, C)).astype(np.float32)
     lens = rng.integers(1, T + 1, size=N)
     lens[0] = T

@@ -226,12 +226,21 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   K.pack_b(pack_ih_, Trans::T, C, G * Hi, w.w_ih, C);
   K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
   if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-  // Threads own slices of hidden units, in whole GEMM panels, across every gate: each computes
-  // the recurrent products for its units and applies the cell to them right away, so a step
-  // needs one barrier (h_t complete). Hidden sizes that are not a multiple of the panel width
-  // run the step loop on one thread.
+  // Two ways to share the steps among threads; either way every element has one writer and one
+  // summation order, so the bits do not depend on the thread count.
+  //  - Rows: each thread runs the whole recurrence for its own batch rows (all units). No step
+  //    needs another thread's results: no barrier at all, so one thread's hiccup never stalls
+  //    the others. Each thread reads all the weights, so this is for weights that fit in L2.
+  //  - Units: threads own slices of hidden units, in whole GEMM panels, across every gate, and
+  //    meet at one barrier per step (h_t complete); each streams only its share of the weights.
+  //    Hidden sizes that are not a multiple of the panel width run it on one thread.
   const int nr = pack_hh_.nr;
-  const int nth = Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi), Hi / nr) : 1;
+  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
+  const int want = kernels::gemm_threads(Ni, G * Hi, C + Hi);
+  const bool by_rows = want > 1 && Ni >= 16 && weight_bytes <= (std::size_t(768) << 10);
+  const int nth = by_rows ? std::min(want, Ni / 8)
+                  : Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi), Hi / nr)
+                                 : 1;
   const int ngates = split ? 2 : G;
   // The input projection g_t = x_t W_ih^T + b runs per step, by each thread for its own units
   // right before its cell reads them (g_t is then hot in L1/L2 instead of fetched from a
@@ -271,9 +280,15 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
 #else
     const int tid = 0, team = 1;
 #endif
+    // This thread's batch rows [n0, n1) (whole micro-tiles) and hidden units [u0, u1).
+    const int uteam = by_rows ? 1 : team, utid = by_rows ? 0 : tid;
+    const int rblocks = (Ni + 7) / 8;
+    const std::size_t n0 = by_rows ? std::min(Ni, rblocks * tid / team * 8) : 0;
+    const std::size_t n1 = by_rows ? std::min(Ni, rblocks * (tid + 1) / team * 8) : N;
+    const int Mr = static_cast<int>(n1 - n0);
     const int upanels = (Hi + nr - 1) / nr;
-    const int u0 = std::min(Hi, upanels * tid / team * nr);
-    const int u1 = std::min(Hi, upanels * (tid + 1) / team * nr);
+    const int u0 = std::min(Hi, upanels * utid / uteam * nr);
+    const int u1 = std::min(Hi, upanels * (utid + 1) / uteam * nr);
     int ranges[8], ranges_n[2] = {u0 / nr, (u1 + nr - 1) / nr};
     for (int q = 0; q < ngates; ++q) {
       ranges[2 * q] = (q * Hi + u0) / nr;
@@ -281,14 +296,14 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     }
     // The input projection's panels: this thread's units in every gate (one run when alone).
     int ranges_ih[8] = {0, (G * Hi + nr - 1) / nr}, nranges_ih = 1;
-    if (team > 1) {
+    if (uteam > 1) {
       for (int q = 0; q < G; ++q) {
         ranges_ih[2 * q] = (q * Hi + u0) / nr;
         ranges_ih[2 * q + 1] = (q * Hi + u1 + nr - 1) / nr;
       }
       nranges_ih = G;
     }
-    const std::size_t U0 = u0, U = u1 - u0;
+    const std::size_t U0 = u0, U = Mr > 0 ? u1 - u0 : 0;
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
@@ -299,21 +314,22 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       T* at = gru ? dc.aux.data() + gs * N * H : nullptr;  // [N, H]
       // h_{t-1} was just written, half of it by the other threads: ask for it now and run the
       // input projection (which does not need it) while it travels.
-      if (team > 1) prefetch(hp, N * H);
+      if (uteam > 1) prefetch(hp, N * H);
       // The next step's input rows (a new block each step; backwards for the reverse direction).
-      if (step_proj && s + 1 < T_) prefetch(x + (dir == 0 ? t + 1 : t - 1) * N * C, N * C);
+      if (step_proj && s + 1 < T_)
+        prefetch(x + ((dir == 0 ? t + 1 : t - 1) * N + n0) * C, (n1 - n0) * C);
       if (step_proj && U)
-        K.gemm_panels(Trans::N, Ni, x + t * N * C, C, T(1), pack_ih_, T(0), w.b, gt, G * Hi,
-                      ranges_ih, nranges_ih);
+        K.gemm_panels(Trans::N, Mr, x + (t * N + n0) * C, C, T(1), pack_ih_, T(0), w.b,
+                      gt + n0 * GH, G * Hi, ranges_ih, nranges_ih);
       // RNN, LSTM: the recurrent product accumulates onto g_t (the cell then reads one array;
       // the bits equal one sum over [x_t, h_{t-1}]); GRU keeps it apart (r scales its n part).
       if (U && !gru)
-        K.gemm_panels(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(1), nullptr, gt, G * Hi, ranges_ih,
-                      nranges_ih);
+        K.gemm_panels(Trans::N, Mr, hp + n0 * H, Hi, T(1), pack_hh_, T(1), nullptr, gt + n0 * GH,
+                      G * Hi, ranges_ih, nranges_ih);
       else if (U)
-        K.gemm_panels(Trans::N, Ni, hp, Hi, T(1), pack_hh_, T(0), nullptr, r, G * Hi, ranges,
-                      ngates);
-      for (std::size_t n = 0; n < N && U; ++n) {
+        K.gemm_panels(Trans::N, Mr, hp + n0 * H, Hi, T(1), pack_hh_, T(0), nullptr, r + n0 * GH,
+                      G * Hi, ranges, ngates);
+      for (std::size_t n = n0; n < n1 && U; ++n) {
         T* gr = gt + n * GH;
         const T* rr = gru ? r + n * GH : nullptr;
         const T* hpr = hp + n * H;
@@ -349,18 +365,22 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
         if (!split) std::memcpy(yr + U0, hcr + U0, U * sizeof(T));
       }
       if (split) {
+        if (!by_rows) {
 #pragma omp barrier
+        }
         // The seeds' GRU: W_hn needs r*h_prev of every unit.
         T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
-        if (U) K.gemm_panels(Trans::N, Ni, at, Hi, T(1), pack_hn_, T(0), nullptr, rn, G * Hi,
-                             ranges_n, 1);
-        for (std::size_t n = 0; n < N && U; ++n)
+        if (U) K.gemm_panels(Trans::N, Mr, at + n0 * H, Hi, T(1), pack_hn_, T(0), nullptr,
+                             rn + n0 * GH, G * Hi, ranges_n, 1);
+        for (std::size_t n = n0; n < n1 && U; ++n)
           if (active(static_cast<int>(n), static_cast<int>(t))) {
             K.gru_before_state_row(Hi, u0, u1, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
             std::memcpy(y + (t * N + n) * DH + dir * H + U0, hc + n * H + U0, U * sizeof(T));
           }
       }
+      if (!by_rows) {
 #pragma omp barrier
+      }
     }
   }
 }
@@ -470,28 +490,34 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev).
       auto weight_grads = [&]() {
         const bool last = s + 1 == T_;
-        if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
+        if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1)) || !U) return;
         const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
         const int Kb = static_cast<int>(nb * N);
-        const T* xb = x + t0 * N * C;                              // [nb*N, C]
-        const T* hb = hs + (dir == 0 ? t0 : t0 + 1) * N * H;       // [nb*N, H] h_prev
-        for (int q = 0; q < G && U; ++q) {
+        // The block's right operands, packed by each thread for itself (one pass; then read
+        // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H].
+        // The left operand dG^T is packed by the GEMM (its rows are GH apart: read in place,
+        // 4 KB-aliased strides would thrash L1).
+        thread_local kernels::PackedB<T> pk_x, pk_h, pk_a;
+        K.pack_b(pk_x, Trans::N, Kb, C, x + t0 * N * C, C);
+        K.pack_b(pk_h, Trans::N, Kb, Hi, hs + (dir == 0 ? t0 : t0 + 1) * N * H, Hi);
+        if (split_r) K.pack_b(pk_a, Trans::N, Kb, Hi, dc.aux.data() + t0 * N * H, Hi);
+        for (int q = 0; q < G; ++q) {
           const std::size_t row = q * H + U0;
-          K.gemm_direct(Trans::T, static_cast<int>(U), C, Kb, dg_.data() + row, G * Hi, xb, C,
-                         T(1), w.dw_ih + row * C, C, all_c, 1);
+          K.gemm_panels(Trans::T, static_cast<int>(U), dg_.data() + row, G * Hi, T(1), pk_x, T(1),
+                        nullptr, w.dw_ih + row * C, C, all_c, 1);
           const T* da = dg_.data() + row;
           int lda = G * Hi;
-          const T* sb = hb;
+          const kernels::PackedB<T>* sb = &pk_h;
           if (gru && q == 2) {
             if (after) {
               da = dghn_.data() + U0;
               lda = Hi;
             } else {
-              sb = dc.aux.data() + t0 * N * H;  // r * h_prev
+              sb = &pk_a;  // r * h_prev
             }
           }
-          K.gemm_direct(Trans::T, static_cast<int>(U), Hi, Kb, da, lda, sb, Hi, T(1),
-                         w.dw_hh + row * H, Hi, all_h, 1);
+          K.gemm_panels(Trans::T, static_cast<int>(U), da, lda, T(1), *sb, T(1), nullptr,
+                        w.dw_hh + row * H, Hi, all_h, 1);
         }
       };
       for (std::size_t n = 0; n < N && U; ++n) {
