@@ -435,29 +435,38 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const std::size_t slot = static_cast<std::size_t>(layer) * cfg_.directions() + dir;
   const kernels::Ops<T>& K = kernels::ops<T>();
 
-  // The gradients of the pre-activations live in a ring of P steps (slot t % P, hot in cache),
-  // not a [T, N, GH] buffer: d h_prev and d x use them within their step, and the weight
-  // gradients take them P steps at a time (blocks of steps [P*b, P*b + P), the same whatever the
-  // direction or thread count), so each weight-gradient element is read and written once per P
-  // steps, with a K = P*N product in between.
-  constexpr std::size_t P = 4;
-  dg_.resize(P * N * GH);                     // [P, N, GH] d pre-activations (input side)
-  dghn_.resize(after ? P * N * H : 0);        // [P, N, H] d (W_hn h + b_hn)
-  AlignedBuffer<T> dh(N * H), dcs(lstm ? N * H : 0);  // [N, H] running d h, d c
-  AlignedBuffer<T> dht(N * H), pw(N * H), rec(N * H), drh(N * H);  // [N, H] per-step
-  if (dhn) std::memcpy(dh.data(), dhn + slot * N * H, N * H * sizeof(T));
-  if (lstm && dcn) std::memcpy(dcs.data(), dcn + slot * N * H, N * H * sizeof(T));
-
   // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps;
   // d x_t = dg_t W_ih: W_ih packed once.
   K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
   if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
   K.pack_b(pack_ih_, Trans::N, G * Hi, C, w.w_ih, C);
-  // As in forward: threads own slices of hidden units (whole panels of d h_prev's columns) and
-  // the rows of every weight gradient that belong to them; d x_t is split by its columns. Every
-  // output element has one writer and one summation order, whatever the thread count.
+  // The steps are shared among threads as in forward, by batch rows (weights that fit in L2:
+  // the cell, d h_prev and d x of a row need no other row, so steps need no barrier) or by
+  // hidden units (one barrier per step; d x split by its columns). Either way the weight and bias
+  // gradients are owned by units: every element has one writer and one summation order (steps in
+  // processing order, rows ascending), the same in both modes and for any thread count.
   const int nr = pack_hh_.nr;
-  const int nth = Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi + C), Hi / nr) : 1;
+  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
+  const int want = kernels::gemm_threads(Ni, G * Hi, Hi + C);
+  const bool by_rows = want > 1 && Ni >= 16 && weight_bytes <= (std::size_t(768) << 10);
+  const int nth = by_rows ? std::min(want, Ni / 8)
+                  : Hi % nr == 0 ? std::min(want, Hi / nr) : 1;
+
+  // The gradients of the pre-activations live in a ring of P steps (hot in cache), not a
+  // [T, N, GH] buffer: d h_prev and d x use them within their step, and the weight gradients
+  // take them P steps at a time (blocks of steps [P*b, P*b + P), the same whatever the direction
+  // or thread count), so each weight-gradient element is read and written once per P steps, with
+  // a K = P*N product in between. By rows, two rings alternate by block: a block's weight
+  // gradients read every thread's rows while the next block is being written.
+  constexpr std::size_t P = 4;
+  const std::size_t rings = by_rows ? 2 : 1;
+  auto ring = [&](std::size_t t) { return (by_rows ? (t / P) % 2 * P : 0) + t % P; };
+  dg_.resize(rings * P * N * GH);                  // [rings*P, N, GH] d pre-activations
+  dghn_.resize(after ? rings * P * N * H : 0);     // [rings*P, N, H] d (W_hn h + b_hn)
+  AlignedBuffer<T> dh(N * H), dcs(lstm ? N * H : 0);  // [N, H] running d h, d c
+  AlignedBuffer<T> dht(N * H), pw(N * H), rec(N * H), drh(N * H);  // [N, H] per-step
+  if (dhn) std::memcpy(dh.data(), dhn + slot * N * H, N * H * sizeof(T));
+  if (lstm && dcn) std::memcpy(dcs.data(), dcn + slot * N * H, N * H * sizeof(T));
 
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
@@ -468,31 +477,70 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
 #else
     const int tid = 0, team = 1;
 #endif
-    const int upanels = (Hi + nr - 1) / nr;
-    const int u0 = std::min(Hi, upanels * tid / team * nr);
-    const int u1 = std::min(Hi, upanels * (tid + 1) / team * nr);
+    const int upanels = (Hi + nr - 1) / nr, cpanels = (C + nr - 1) / nr;
+    // Units owned for the weight and bias gradients (whole micro-tiles of dW rows).
+    const int ublocks = (Hi + 7) / 8;
+    const int wu0 = by_rows ? std::min(Hi, ublocks * tid / team * 8)
+                            : std::min(Hi, upanels * tid / team * nr);
+    const int wu1 = by_rows ? std::min(Hi, ublocks * (tid + 1) / team * 8)
+                            : std::min(Hi, upanels * (tid + 1) / team * nr);
+    // The step part: batch rows [n0, n1) and units [u0, u1) of this thread.
+    const int rblocks = (Ni + 7) / 8;
+    const std::size_t n0 = by_rows ? std::min(Ni, rblocks * tid / team * 8) : 0;
+    const std::size_t n1 = by_rows ? std::min(Ni, rblocks * (tid + 1) / team * 8) : N;
+    const int Mr = static_cast<int>(n1 - n0);
+    const int u0 = by_rows ? 0 : wu0, u1 = by_rows ? Hi : wu1;
     const int range[2] = {u0 / nr, (u1 + nr - 1) / nr};
-    const int cpanels = (C + nr - 1) / nr;  // d x_t's column panels, split among the team
-    const int xrange[2] = {cpanels * tid / team, cpanels * (tid + 1) / team};
+    // d x_t: by rows, all its columns for this thread's rows; by units, this thread's columns.
+    const int xrange[2] = {by_rows ? 0 : cpanels * tid / team,
+                           by_rows ? cpanels : cpanels * (tid + 1) / team};
     const int all_c[2] = {0, cpanels}, all_h[2] = {0, upanels};
-    const std::size_t U0 = u0, U = u1 - u0;
+    const std::size_t U0 = u0, U = Mr > 0 ? u1 - u0 : 0;
+    const std::size_t WU0 = wu0, WU = wu1 - wu0;
+    // Bias gradients of units [j0, j0 + nj) from row n of step t (dg_r / dghn_r its rows).
+    auto add_bias = [&](const T* dgr, const T* dghnr, std::size_t j0, std::size_t nj, int q0) {
+      if (!w.db) return;
+      for (int q = q0; q < G; ++q) {
+        T* db = w.db + q * H;
+        const T* dq = dgr + q * H;
+        for (std::size_t j = j0; j < j0 + nj; ++j) db[j] += dq[j];
+      }
+      if (dghnr)
+        for (std::size_t j = j0; j < j0 + nj; ++j) w.db_hn[j] += dghnr[j];
+    };
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
       const T* hp = hs + prev * N * H;                       // [N, H] h_{t-1}
       const T* at = dc.g.data() + t * N * GH;                // [N, GH] activations
-      T* dgt = dg_.data() + (t % P) * N * GH;                // [N, GH]
-      T* dghnt = after ? dghn_.data() + (t % P) * N * H : nullptr;  // [N, H]
+      T* dgt = dg_.data() + ring(t) * N * GH;                // [N, GH]
+      T* dghnt = after ? dghn_.data() + ring(t) * N * H : nullptr;  // [N, H]
       // The weight gradients of this thread's units for the block of steps [t0, t0 + nb) once its
       // last step is done (accumulate; the block's rows are contiguous in the ring and in x, the
       // states and the GRU cache):
       //   dW_ih[q*H + j, :] += dG[:, q*H + j]^T X,  dW_hh[q*H + j, :] += dG[:, q*H + j]^T H_prev
-      // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev).
+      // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev). By rows, after
+      // a barrier (every row of the block written), the bias gradients too.
       auto weight_grads = [&]() {
         const bool last = s + 1 == T_;
-        if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1)) || !U) return;
+        if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
+        if (by_rows) {
+#pragma omp barrier
+        }
+        if (!WU) return;
         const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
         const int Kb = static_cast<int>(nb * N);
+        const T* dgb = dg_.data() + ring(t0) * N * GH;                   // [nb*N, GH]
+        const T* dghnb = after ? dghn_.data() + ring(t0) * N * H : nullptr;  // [nb*N, H]
+        if (by_rows) {
+          for (std::size_t i = 0; i < nb; ++i) {  // steps in processing order
+            const std::size_t tt = dir == 0 ? t0 + nb - 1 - i : t0 + i;
+            for (std::size_t n = 0; n < N; ++n)
+              if (active(static_cast<int>(n), static_cast<int>(tt)))
+                add_bias(dgb + ((tt - t0) * N + n) * GH,
+                         after ? dghnb + ((tt - t0) * N + n) * H : nullptr, WU0, WU, 0);
+          }
+        }
         // The block's right operands, packed by each thread for itself (one pass; then read
         // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H].
         // The left operand dG^T is packed by the GEMM (its rows are GH apart: read in place,
@@ -502,25 +550,25 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         K.pack_b(pk_h, Trans::N, Kb, Hi, hs + (dir == 0 ? t0 : t0 + 1) * N * H, Hi);
         if (split_r) K.pack_b(pk_a, Trans::N, Kb, Hi, dc.aux.data() + t0 * N * H, Hi);
         for (int q = 0; q < G; ++q) {
-          const std::size_t row = q * H + U0;
-          K.gemm_panels(Trans::T, static_cast<int>(U), dg_.data() + row, G * Hi, T(1), pk_x, T(1),
+          const std::size_t row = q * H + WU0;
+          K.gemm_panels(Trans::T, static_cast<int>(WU), dgb + row, G * Hi, T(1), pk_x, T(1),
                         nullptr, w.dw_ih + row * C, C, all_c, 1);
-          const T* da = dg_.data() + row;
+          const T* da = dgb + row;
           int lda = G * Hi;
           const kernels::PackedB<T>* sb = &pk_h;
           if (gru && q == 2) {
             if (after) {
-              da = dghn_.data() + U0;
+              da = dghnb + WU0;
               lda = Hi;
             } else {
               sb = &pk_a;  // r * h_prev
             }
           }
-          K.gemm_panels(Trans::T, static_cast<int>(U), da, lda, T(1), *sb, T(1), nullptr,
+          K.gemm_panels(Trans::T, static_cast<int>(WU), da, lda, T(1), *sb, T(1), nullptr,
                         w.dw_hh + row * H, Hi, all_h, 1);
         }
       };
-      for (std::size_t n = 0; n < N && U; ++n) {
+      for (std::size_t n = n0; n < n1 && U; ++n) {
         T* dgr = dgt + n * GH;
         if (!active(static_cast<int>(n), static_cast<int>(t))) {  // no gradient past the end
           for (int q = 0; q < G; ++q) std::fill(dgr + q * H + U0, dgr + q * H + U0 + U, T(0));
@@ -546,17 +594,9 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
               K.gru_before_backward_zn_row(Hi, u0, u1, dgr, d, pw.data() + n * H, ar, hp + n * H);
             break;
         }
-        // Bias gradients of this thread's units while the row is hot (the seeds' GRU: its r
-        // gate is complete only after the W_hn product below).
-        if (w.db) {
-          for (int q = split_r ? 1 : 0; q < G; ++q) {
-            T* db = w.db + q * H;
-            const T* dq = dgr + q * H;
-            for (std::size_t j = U0; j < U0 + U; ++j) db[j] += dq[j];
-          }
-          if (after)
-            for (std::size_t j = U0; j < U0 + U; ++j) w.db_hn[j] += dghnt[n * H + j];
-        }
+        // By units: the bias gradients of this thread's units while the row is hot (the seeds'
+        // GRU: its r gate is complete only after the W_hn product below).
+        if (!by_rows) add_bias(dgr, after ? dghnt + n * H : nullptr, U0, U, split_r ? 1 : 0);
       }
       // The next step reads the forward's caches at another time slot, a jump no hardware
       // prefetcher follows: ask for them now, so they arrive while this step's products run.
@@ -564,7 +604,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         const std::size_t tn = dir == 0 ? t - 1 : t + 1;
         const std::size_t pn = dir == 0 ? tn : tn + 1, cn = dir == 0 ? tn + 1 : tn;
         const T* an = dc.g.data() + tn * N * GH;
-        for (std::size_t n = 0; n < N && U; ++n) {
+        for (std::size_t n = n0; n < n1 && U; ++n) {
           for (int q = 0; q < G; ++q) prefetch(an + n * GH + q * H + U0, U);
           prefetch(dy + (tn * N + n) * DH + dir * H + U0, U);
           if (lstm) {
@@ -573,51 +613,60 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
           }
           if (gru) prefetch(dc.aux.data() + (tn * N + n) * H + U0, U);
         }
-        prefetch(x + tn * N * C, N * C);
-        prefetch(hs + pn * N * H, N * H);
+        if (!by_rows) {
+          prefetch(x + tn * N * C, N * C);
+          prefetch(hs + pn * N * H, N * H);
+        }
       }
+      if (!by_rows) {
 #pragma omp barrier
-      // Other threads' columns of dg_t are read next (d h_prev, d x): ask for them while this
-      // thread works on its own columns (the weight gradients; the seeds' GRU needs its r gate
-      // first, so there they follow the W_hn product).
-      if (team > 1) prefetch(dgt, N * GH);
-      if (!split_r) weight_grads();
-      // d h_prev through the recurrent weights, for this thread's units: rec = dg_h W_hh.
+        // Other threads' columns of dg_t are read next (d h_prev, d x): ask for them while this
+        // thread works on its own columns (the weight gradients; the seeds' GRU needs its r gate
+        // first, so there they follow the W_hn product).
+        if (team > 1) prefetch(dgt, N * GH);
+        if (!split_r) weight_grads();
+      }
+      // d h_prev through the recurrent weights, for this thread's rows and units:
+      // rec = dg_h W_hh.
+      T* dg0 = dgt + n0 * GH;
       if (split_r) {
-        if (U) K.gemm_panels(Trans::N, Ni, dgt + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr,
-                             drh.data(), Hi, range, 1);
-        for (std::size_t n = 0; n < N && U; ++n)
+        if (U) K.gemm_panels(Trans::N, Mr, dg0 + 2 * H, G * Hi, T(1), pack_hn_, T(0), nullptr,
+                             drh.data() + n0 * H, Hi, range, 1);
+        for (std::size_t n = n0; n < n1 && U; ++n)
           if (active(static_cast<int>(n), static_cast<int>(t))) {
             K.gru_before_backward_r_row(Hi, u0, u1, dgt + n * GH, drh.data() + n * H,
                                         pw.data() + n * H, at + n * GH, hp + n * H);
-            if (w.db)
+            if (!by_rows && w.db)
               for (std::size_t j = U0; j < U0 + U; ++j) w.db[j] += dgt[n * GH + j];
           }
-        weight_grads();
+        if (!by_rows) {
+          weight_grads();
 #pragma omp barrier
-        if (U) K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(),
-                             Hi, range, 1);
+        }
+        if (U) K.gemm_panels(Trans::N, Mr, dg0, G * Hi, T(1), pack_hh_, T(0), nullptr,
+                             rec.data() + n0 * H, Hi, range, 1);
       } else if (after) {
         if (U) {
-          K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi,
-                        range, 1);
-          K.gemm_panels(Trans::N, Ni, dghnt, Hi, T(1), pack_hn_, T(1), nullptr, rec.data(), Hi,
-                        range, 1);
+          K.gemm_panels(Trans::N, Mr, dg0, G * Hi, T(1), pack_hh_, T(0), nullptr,
+                        rec.data() + n0 * H, Hi, range, 1);
+          K.gemm_panels(Trans::N, Mr, dghnt + n0 * H, Hi, T(1), pack_hn_, T(1), nullptr,
+                        rec.data() + n0 * H, Hi, range, 1);
         }
       } else if (U) {
-        K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_hh_, T(0), nullptr, rec.data(), Hi,
-                      range, 1);
+        K.gemm_panels(Trans::N, Mr, dg0, G * Hi, T(1), pack_hh_, T(0), nullptr,
+                      rec.data() + n0 * H, Hi, range, 1);
       }
-      for (std::size_t n = 0; n < N && U; ++n) {
+      for (std::size_t n = n0; n < n1 && U; ++n) {
         if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // d h passes through
         for (std::size_t j = U0; j < U0 + U; ++j)
           dh[n * H + j] = rec[n * H + j] + (gru ? pw[n * H + j] : T(0));
       }
-      // d x_t (this direction's share) = dg_t W_ih, for this thread's columns of d x. Reads
-      // every unit's dg_t: all were written before the step's last barrier.
-      if (xrange[0] < xrange[1])
-        K.gemm_panels(Trans::N, Ni, dgt, G * Hi, T(1), pack_ih_,
-                      accumulate_dx ? T(1) : T(0), nullptr, dx + t * N * C, C, xrange, 1);
+      // d x_t (this direction's share) = dg_t W_ih, for this thread's rows and columns of d x.
+      // By units it reads every unit's dg_t: all were written before the step's last barrier.
+      if (xrange[0] < xrange[1] && Mr > 0)
+        K.gemm_panels(Trans::N, Mr, dg0, G * Hi, T(1), pack_ih_, accumulate_dx ? T(1) : T(0),
+                      nullptr, dx + (t * N + n0) * C, C, xrange, 1);
+      if (by_rows) weight_grads();
     }
   }
   std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));
