@@ -23,7 +23,7 @@ constexpr std::int64_t kRowBlock = std::int64_t(1) << 30;
 template <typename T>
 inline T act_forward(Activation a, T v) {
   switch (a) {
-    case Activation::ReLU: return v > T(0) ? v : T(0);
+    case Activation::ReLU: return v < T(0) ? T(0) : v;  // relu(NaN) = NaN, as PyTorch
     case Activation::Tanh: return std::tanh(v);
     case Activation::Sigmoid: return T(1) / (T(1) + std::exp(-v));
     case Activation::None: break;

@@ -21,7 +21,7 @@ template <typename T>
 inline void rnn_forward_row(int H, int j0, int j1, bool relu, T* g, const T* r) {
   for (int j = j0; j < j1; ++j) {
     const T pre = g[j] + r[j];
-    g[j] = relu ? (pre > T(0) ? pre : T(0)) : std::tanh(pre);
+    g[j] = relu ? (pre < T(0) ? T(0) : pre) : std::tanh(pre);  // relu(NaN) = NaN
   }
 }
 // dg [H] out: d pre-activation; dh [H]: d h; a [H]: stored activation h.
