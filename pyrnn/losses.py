@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from ._validate import shape_str
+from ._validate import host_only, shape_str
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -21,6 +21,7 @@ _REDUCTIONS = ("mean", "sum")
 def _pred_array(name, value):
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
+    host_only(name, value)
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
