@@ -25,6 +25,7 @@ CRCs, the JSON, every tensor's bounds, and that the tensors are exactly the para
 declared layers have (names, shapes, dtypes), computed from the config without allocating.
 Any failure is a ValueError naming the problem; a model is returned only when complete.
 """
+import inspect
 import json
 import os
 import struct
@@ -174,6 +175,10 @@ def _expected(path, spec, reg, n_tensors, prefix=""):
         raise _bad(path, f"unknown layer class {spec.get('class')!r} (known: "
                          f"{', '.join(sorted(reg))})")
     cfg = spec["config"]
+    if cls.__name__ != "Sequential":
+        unknown = sorted(set(cfg) - _config_keys(cls))
+        if unknown:
+            raise _bad(path, f"invalid {cls.__name__} config: unexpected keys {unknown}")
     if cls.__name__ == "Sequential":
         layers = cfg.get("layers")
         if not isinstance(layers, list):
@@ -193,6 +198,23 @@ def _expected(path, spec, reg, n_tensors, prefix=""):
     except Exception as e:
         raise _bad(path, f"invalid {cls.__name__} config {cfg!r}: {e}") from None
     return {prefix + k: (tuple(int(s) for s in v), dtype) for k, v in shapes.items()}
+
+
+def _config_keys(cls):
+    """The config keys a file may give a layer class: its constructor's arguments, less the
+    ones config() never writes (device: a file must not move a model onto a GPU; seed: the
+    weights come from the file) and private ones."""
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.add(p.name)
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return {n for n in names if n not in ("self", "device", "seed") and not n.startswith("_")}
 
 
 def _build(spec, reg):
@@ -260,7 +282,7 @@ def load(path):
     # Everything is consistent: build (allocations now match what the file holds) and fill.
     try:
         model = _build(meta["model"], reg)
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
         raise _bad(path, f"invalid model config: {e}") from None
     params = model.params
     if set(params) != set(tensors):

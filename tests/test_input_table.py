@@ -435,6 +435,12 @@ CASES = [
      "pyrnn.load(write_raw(h, pl))", V, r"num_layers"),
     ("load-huge-header-length", "p = os.path.join(TMP, 'hh'); open(p, 'wb').write(struct.pack('<8sIIQQII', b'\\x89PYRNN\\r\\n', 1, 0, 2**62, 0, 0, 0)); pyrnn.load(p)",
      V, r"truncated pyrnn file: header \(4611686018427387904 bytes\)"),
+    ("load-config-device-cuda", "h, pl = header_of(saved_file()); h['model']['config']['layers'][0]['config']['device'] = 'cuda'; "
+     "pyrnn.load(write_raw(h, pl))", V, r"invalid GRU config: unexpected keys \['device'\]"),
+    ("load-config-private-key", "h, pl = header_of(saved_file()); h['model']['config']['layers'][0]['config']['_reset_after'] = True; "
+     "pyrnn.load(write_raw(h, pl))", V, r"unexpected keys \['_reset_after'\]"),
+    ("load-config-unknown-key", "h, pl = header_of(saved_file()); h['model']['config']['layers'][2]['config']['units'] = 3; "
+     "pyrnn.load(write_raw(h, pl))", V, r"invalid Dense config: unexpected keys \['units'\]"),
     ("load-unknown-class", "h, pl = header_of(saved_file()); h['model']['config']['layers'][0]['class'] = 'os.system'; pyrnn.load(write_raw(h, pl))",
      V, r"unknown layer class 'os.system'"),
     ("load-json-bomb", "deep = b'[' * 200000 + b']' * 200000; p = os.path.join(TMP, 'deep'); "
