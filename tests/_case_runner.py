@@ -56,6 +56,8 @@ def run_cases(cases, prelude, *, env=None, address_space=None, timeout=600, cwd=
     address_space: RLIMIT_AS for the children (a safety net: a regression that tries to
     allocate absurd memory fails there instead of pushing the machine into the OOM killer).
     """
+    if "libasan" in (env or os.environ).get("LD_PRELOAD", ""):
+        address_space = None  # AddressSanitizer reserves terabytes of shadow address space
     results = {}
     pending = list(cases)
     with tempfile.TemporaryDirectory() as tmp:
