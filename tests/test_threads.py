@@ -176,7 +176,7 @@ def test_gil_is_released_in_training_kernels():
 
 # ---- one layer shared by two threads ------------------------------------------------------------
 
-def _slow_input(layer_in=32, T=400, N=32):
+def _slow_input(layer_in=32, T=150, N=32):
     return np.random.default_rng(3).standard_normal((T, N, layer_in)).astype(np.float32)
 
 
@@ -224,7 +224,7 @@ def test_shared_recurrent_layer_concurrent_calls_are_refused(kind):
     # accumulation).
     layer(x)
     for _ in range(20):
-        err_a, err_b = _collide(lambda: layer.backward(np.ones((400, 32, 128), np.float32)),
+        err_a, err_b = _collide(lambda: layer.backward(np.ones((150, 32, 128), np.float32)),
                                 layer.zero_grad)
         if err_b is not None:
             break
