@@ -53,8 +53,10 @@ def get_num_threads():
     return cruntime.get_num_threads()
 
 def memory_limit():
-    """Bytes the native allocator will ever grant one request: the machine's physical memory
-    or a smaller cgroup limit. Larger requests are refused with MemoryError up front."""
+    """Bytes pyrnn will ever allocate for one request (or one layer's parameters, or one
+    forward's activations): the machine's physical memory, or a smaller cgroup limit, or a
+    smaller PYRNN_MEMORY_LIMIT (read once, at import). Larger requests are a MemoryError
+    before anything is allocated."""
     return memory_limit_bytes()
 
 def check_allocation(nbytes, what):

@@ -43,8 +43,13 @@ case "${1:-}" in
   asan-python)
     rm -rf "$BUILD/asan-site"
     # CPU only (the CUDA backend is not sanitizer-instrumented); CI exports
-    # SKBUILD_CMAKE_DEFINE=PYRNN_WITH_CUDA=ON for its main build.
-    env -u SKBUILD_CMAKE_DEFINE "$PY" -m pip install --no-build-isolation --no-deps -q --target "$BUILD/asan-site" "$ROOT" \
+    # SKBUILD_CMAKE_DEFINE=PYRNN_WITH_CUDA=ON for its main build. The build requirements
+    # come from an isolated build environment unless this environment has them.
+    isolation=()
+    "$PY" -c "import scikit_build_core, Cython, cython_cmake" 2> /dev/null \
+      && isolation=(--no-build-isolation)
+    env -u SKBUILD_CMAKE_DEFINE "$PY" -m pip install "${isolation[@]}" --no-deps -q \
+      --target "$BUILD/asan-site" "$ROOT" \
       -C build-dir="$BUILD/asan-py" -C cmake.build-type=RelWithDebInfo \
       -C cmake.define.PYRNN_SANITIZE=ON -C cmake.define.PYRNN_WITH_CUDA=OFF
     asan_env

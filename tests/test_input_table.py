@@ -248,6 +248,9 @@ CASES = [
     ("lstm-load-params-unknown", "pyrnn.LSTM(4, 3).load_params({'weight': np.zeros(3)})", KeyError, r"unknown parameter"),
     ("lstm-load-params-shape", "pyrnn.LSTM(4, 3).load_params({'weight_ih_l0': np.zeros((3, 3))})", V,
      r"weight_ih_l0 must have shape \(12, 4\), got \(3, 3\)"),
+    ("lstm-load-params-views", "a, b = lstm_pair(); w = rand(16, 3); a.load_params({'weight_ih_l0': strided(w)}); "
+     "b.load_params({'weight_ih_l0': romap(w)}); assert same(a.params['weight_ih_l0'], w) and same(b.params['weight_ih_l0'], w)",
+     OK, ""),
     # ---- Dense ---------------------------------------------------------------------------------
     ("dense-in-0", "pyrnn.Dense(0, 3)", V, r"in_features must be >= 1, got 0"),
     ("dense-out-float", "pyrnn.Dense(3, 2.5)", T, r"out_features must be an int, got float"),
@@ -308,6 +311,8 @@ CASES = [
     ("laststep-x-rank", "pyrnn.LastStep()(np.zeros((2, 3)))", V, r"got \(2, 3\)"),
     ("laststep-x-odd-width", "pyrnn.LastStep(bidirectional=True)(np.zeros((2, 3, 5)))", V, r"2\*H.*got \(2, 3, 5\)"),
     ("laststep-lengths", "pyrnn.LastStep()(np.zeros((2, 3, 4)), lengths=[1, 4])", V, r"lengths\[1\] = 4 is outside \[1, 3\]"),
+    ("laststep-noncontiguous-readonly", "s = pyrnn.LastStep(bidirectional=True); x = rand(3, 5, 4); "
+     "assert same(s(strided(x), lengths=romap(np.array([5, 1, 3]))), s(x, lengths=[5, 1, 3]))", OK, ""),
     ("laststep-backward-shape", "s = pyrnn.LastStep(); s(np.zeros((2, 3, 4))); s.backward(np.zeros((2, 5)))", V,
      r"dy must have shape \(2, 4\), got \(2, 5\)"),
     # ---- losses --------------------------------------------------------------------------------
@@ -321,6 +326,10 @@ CASES = [
     ("ce-target-shape", "losses.CrossEntropyLoss()(np.zeros((2, 3)), [0, 1, 2])", V, r"targets must have shape \(2,\)"),
     ("ce-no-classes", "losses.CrossEntropyLoss()(np.zeros((2, 0)), [0, 1])", V, r"K >= 1 classes, got \(2, 0\)"),
     ("ce-ignore-index-float", "losses.CrossEntropyLoss(ignore_index=1.5)", T, r"ignore_index must be an int"),
+    ("losses-noncontiguous-readonly", "p = rand(4, 3); t = rand(4, 3); l1, l2 = losses.MSELoss(), losses.MSELoss(); "
+     "assert l1(strided(p), romap(t)) == l2(p, t) and same(l1.backward(), l2.backward()); "
+     "c1, c2 = losses.CrossEntropyLoss(), losses.CrossEntropyLoss(); i = np.array([0, 2, 1, 2]); "
+     "assert c1(np.asfortranarray(p), romap(i)) == c2(p, i) and same(c1.backward(), c2.backward())", OK, ""),
     ("bce-shape", "losses.BCEWithLogitsLoss()(np.zeros((2, 3)), np.zeros((3, 2)))", V, r"target shape \(3, 2\)"),
     ("bce-pos-weight-2d", "losses.BCEWithLogitsLoss(pos_weight=np.ones((2, 2)))", V, r"pos_weight must be a scalar or \(C,\)"),
     ("loss-get-unknown", "losses.get('hinge')", T, r"loss must be a pyrnn.losses.Loss"),
