@@ -106,72 +106,82 @@ def test_training_stack_in_threads_equal_serial():
         assert _equal(serial[s][1], parallel[s][1])
 
 
-def test_gil_is_released_during_forward_and_backward():
-    """A pure-Python counter thread keeps running while one long forward/backward runs: with
-    the GIL held for the whole native call it could not advance at all in between."""
-    layer = pyrnn.LSTM(64, 256, num_layers=2, seed=0)
-    x = np.random.default_rng(0).standard_normal((200, 16, 64)).astype(np.float32)
-    prev = pyrnn.get_num_threads()
-    pyrnn.set_num_threads(1)
-    try:
-        layer(x)  # warm up (allocations)
-        counts = {"forward": 0, "backward": 0}
-        phase = {"name": None}
-        stop = threading.Event()
+def _spins_during(fn, repeats=3):
+    """How far a spinning Python thread gets while `fn` runs in this thread (best of a few).
 
-        def counter():
-            while not stop.is_set():
-                if phase["name"]:
-                    counts[phase["name"]] += 1
-
-        # The switch interval decides how often a thread asks for the GIL; a native call
-        # that kept it would block the counter for the call's whole duration.
-        t = threading.Thread(target=counter)
-        t.start()
-        try:
-            for _ in range(3):
-                phase["name"] = "forward"
-                out, _ = layer(x)
-                phase["name"] = "backward"
-                layer.backward(np.ones_like(out))
-                phase["name"] = None
-        finally:
-            stop.set()
-            t.join()
-    finally:
-        pyrnn.set_num_threads(prev)
-    # Each native call lasts tens of milliseconds; a released GIL lets the counter spin
-    # thousands of times meanwhile. (Counts, not timings: nothing here depends on speed.)
-    assert counts["forward"] > 1000, counts
-    assert counts["backward"] > 1000, counts
-
-
-def test_gil_is_released_in_training_kernels():
-    """Dense, LayerNorm and the optimizer loops release the GIL too."""
-    from pyrnn import _train
-    M, n = 4096, 512
-    x = np.random.default_rng(1).standard_normal((M, n)).astype(np.float32)
-    w = np.random.default_rng(2).standard_normal((n, n)).astype(np.float32)
-    y = np.empty((M, n), np.float32)
-    counts = [0]
-    running = threading.Event()
+    The switch interval is set huge, so this thread is never forced to hand the GIL over and
+    the spinner (which yields after each step with sleep(0)) runs ONLY while this thread has
+    released the GIL. A call that keeps the GIL gives exactly 0; one that releases it gives
+    many steps. (Counts, not timings.)"""
+    import sys
+    counter = [0]
     stop = threading.Event()
 
-    def counter():
+    def spin():
         while not stop.is_set():
-            if running.is_set():
-                counts[0] += 1
-    t = threading.Thread(target=counter)
-    t.start()
+            counter[0] += 1
+            time.sleep(0)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    t = threading.Thread(target=spin)
     try:
-        running.set()
-        for _ in range(5):
-            _train.dense_forward(y, x, w, None, 0)
-        running.clear()
+        t.start()
+        time.sleep(0.05)  # the spinner is running
+        best = 0
+        for _ in range(repeats):
+            before = counter[0]
+            fn()
+            best = max(best, counter[0] - before)
     finally:
         stop.set()
         t.join()
-    assert counts[0] > 1000, counts
+        sys.setswitchinterval(old)
+    return best
+
+
+def _native_calls():
+    """(name, fn) of long-enough native calls, called at the Cython level (no NumPy copies
+    around them, whose own GIL release would blur the measurement)."""
+    from pyrnn import _train
+    rng = np.random.default_rng(0)
+    lstm = pyrnn.LSTM(64, 256, num_layers=2, seed=0)
+    x = rng.standard_normal((100, 16, 64)).astype(np.float32)
+    dy = np.ones((100, 16, 256), np.float32)
+    nat = lstm._native
+    nat.forward(x, None, None, None, True, 0)
+    M, n = 2048, 512
+    a = rng.standard_normal((M, n)).astype(np.float32)
+    w = rng.standard_normal((n, n)).astype(np.float32)
+    y = np.empty((M, n), np.float32)
+    dw, dx = np.zeros((n, n), np.float32), np.empty((M, n), np.float32)
+    mean, rstd = np.empty(M, np.float32), np.empty(M, np.float32)
+    ones, zeros = np.ones(n, np.float32), np.zeros(n, np.float32)
+    big = rng.standard_normal(1 << 23).astype(np.float32)
+    m1, m2 = np.zeros_like(big), np.zeros_like(big)
+    return [
+        ("recurrent forward", lambda: nat.forward(x, None, None, None, True, 0)),
+        ("recurrent backward", lambda: nat.backward(dy, None, None)),
+        ("dense forward", lambda: [_train.dense_forward(y, a, w, None, 0) for _ in range(4)]),
+        ("dense backward", lambda: _train.dense_backward(dw, None, dx, y, y, a, w, 0)),
+        ("layernorm forward", lambda: [_train.layernorm_forward(dx, mean, rstd, a, ones, zeros,
+                                                                1e-5) for _ in range(8)]),
+        ("adam step", lambda: _train.adam_step(big, big, m1, m2, None, 1e-3, 0.9, 0.999, 1e-8,
+                                               0.0, False, False, 1)),
+        ("sum of squares", lambda: _train.sum_squares(big)),
+    ]
+
+
+def test_gil_is_released_in_native_calls():
+    prev = pyrnn.get_num_threads()
+    pyrnn.set_num_threads(1)
+    try:
+        # The method's control: pure Python holding the GIL lets the spinner take (almost)
+        # no step; a released GIL lets it take hundreds to thousands.
+        assert _spins_during(lambda: sum(range(300_000))) <= 2
+        for name, fn in _native_calls():
+            assert _spins_during(fn) >= 20, f"{name} kept the GIL"
+    finally:
+        pyrnn.set_num_threads(prev)
 
 
 # ---- one layer shared by two threads ------------------------------------------------------------
