@@ -143,7 +143,9 @@ def _check_tensors(path, tensors, payload_len):
         name = t["name"]
         if name in out:
             raise _bad(path, f"corrupted header: tensor {name!r} appears twice")
-        dt = _DTYPES.get(t.get("dtype"))
+        # JSON may put a list or an object anywhere: only a str can name a dtype (a dict lookup
+        # with an unhashable key would be a TypeError).
+        dt = _DTYPES.get(t["dtype"]) if isinstance(t.get("dtype"), str) else None
         if dt is None:
             raise _bad(path, f"tensor {name!r} has unsupported dtype {t.get('dtype')!r}")
         shape, off, nbytes = t.get("shape"), t.get("offset"), t.get("nbytes")
@@ -170,7 +172,7 @@ def _expected(path, spec, reg, n_tensors, prefix=""):
     building it; also validates the structure of spec."""
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise _bad(path, "corrupted header: model spec must be {'class', 'config'}")
-    cls = reg.get(spec.get("class"))
+    cls = reg.get(spec["class"]) if isinstance(spec.get("class"), str) else None
     if cls is None:
         raise _bad(path, f"unknown layer class {spec.get('class')!r} (known: "
                          f"{', '.join(sorted(reg))})")

@@ -450,6 +450,10 @@ CASES = [
      "pyrnn.load(write_raw(h, pl))", V, r"unexpected keys \['_reset_after'\]"),
     ("load-config-unknown-key", "h, pl = header_of(saved_file()); h['model']['config']['layers'][2]['config']['units'] = 3; "
      "pyrnn.load(write_raw(h, pl))", V, r"invalid Dense config: unexpected keys \['units'\]"),
+    ("load-dtype-not-a-string", "h, pl = header_of(saved_file()); h['tensors'][0]['dtype'] = ['<f4']; pyrnn.load(write_raw(h, pl))",
+     V, r"unsupported dtype \['<f4'\]"),
+    ("load-class-not-a-string", "h, pl = header_of(saved_file()); h['model']['config']['layers'][1]['class'] = {'a': 1}; "
+     "pyrnn.load(write_raw(h, pl))", V, r"unknown layer class \{'a': 1\}"),
     ("load-unknown-class", "h, pl = header_of(saved_file()); h['model']['config']['layers'][0]['class'] = 'os.system'; pyrnn.load(write_raw(h, pl))",
      V, r"unknown layer class 'os.system'"),
     ("load-json-bomb", "deep = b'[' * 200000 + b']' * 200000; p = os.path.join(TMP, 'deep'); "
