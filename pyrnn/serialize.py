@@ -194,12 +194,12 @@ def _expected(path, spec, reg, n_tensors, prefix=""):
     n_layers = cfg.get("num_layers", 1)
     if not _int(n_layers) or not 1 <= n_layers <= max(n_tensors, 1):
         raise _bad(path, f"corrupted config: num_layers = {n_layers!r}")
-    try:
+    try:  # any JSON value can sit anywhere in cfg: every use of it is inside this try
         shapes = cls.param_shapes(cfg)
         dtype = np.dtype(cfg.get("dtype", "float32")) if shapes else None
+        return {prefix + k: (tuple(int(s) for s in v), dtype) for k, v in shapes.items()}
     except Exception as e:
         raise _bad(path, f"invalid {cls.__name__} config {cfg!r}: {e}") from None
-    return {prefix + k: (tuple(int(s) for s in v), dtype) for k, v in shapes.items()}
 
 
 def _config_keys(cls):

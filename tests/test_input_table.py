@@ -454,6 +454,8 @@ CASES = [
      V, r"unsupported dtype \['<f4'\]"),
     ("load-class-not-a-string", "h, pl = header_of(saved_file()); h['model']['config']['layers'][1]['class'] = {'a': 1}; "
      "pyrnn.load(write_raw(h, pl))", V, r"unknown layer class \{'a': 1\}"),
+    ("load-config-null-size", "h, pl = header_of(saved_file()); h['model']['config']['layers'][2]['config']['in_features'] = None; "
+     "pyrnn.load(write_raw(h, pl))", V, r"invalid Dense config"),
     ("load-unknown-class", "h, pl = header_of(saved_file()); h['model']['config']['layers'][0]['class'] = 'os.system'; pyrnn.load(write_raw(h, pl))",
      V, r"unknown layer class 'os.system'"),
     ("load-json-bomb", "deep = b'[' * 200000 + b']' * 200000; p = os.path.join(TMP, 'deep'); "
