@@ -355,8 +355,9 @@ class LayerNorm(Layer):
     def __init__(self, dim, eps=1e-5, *, dtype="float32"):
         super().__init__()
         self.dim = positive_int("dim", dim)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        if (isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0
+                or eps == float("inf")):
+            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self.eps = float(eps)
         self.dtype = float_dtype(dtype)
         self._params["weight"] = np.ones(self.dim, self.dtype)

@@ -125,6 +125,17 @@ def _atomic_write(path, chunks):
 
 # ---- load -----------------------------------------------------------------------------------
 
+def _no_constant(name):
+    raise ValueError(f"non-finite number {name}")
+
+
+def _finite_float(text):
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"non-finite number {text}")
+    return v
+
+
 def _bad(path, why):
     return ValueError(f"{path}: {why}")
 
@@ -256,7 +267,10 @@ def load(path):
     if zlib.crc32(payload) != pcrc:
         raise _bad(path, "corrupted pyrnn file: weights checksum mismatch")
     try:
-        meta = json.loads(header.decode("utf-8"))
+        # save() never writes NaN or Infinity (allow_nan=False): a header with one, or with a
+        # number that overflows to inf (1e999), is not one of ours.
+        meta = json.loads(header.decode("utf-8"), parse_constant=_no_constant,
+                          parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise _bad(path, f"corrupted pyrnn file: header is not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != "pyrnn":

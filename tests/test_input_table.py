@@ -290,8 +290,9 @@ CASES = [
      "assert same(e(romap(i)), e(np.ascontiguousarray(i)))", OK, ""),
     # ---- LayerNorm -----------------------------------------------------------------------------
     ("layernorm-dim-0", "pyrnn.LayerNorm(0)", V, r"dim must be >= 1, got 0"),
-    ("layernorm-eps-negative", "pyrnn.LayerNorm(3, eps=-1)", V, r"eps must be a number >= 0, got -1"),
-    ("layernorm-eps-nan", "pyrnn.LayerNorm(3, eps=float('nan'))", V, r"eps must be a number >= 0, got nan"),
+    ("layernorm-eps-negative", "pyrnn.LayerNorm(3, eps=-1)", V, r"eps must be a finite number >= 0, got -1"),
+    ("layernorm-eps-nan", "pyrnn.LayerNorm(3, eps=float('nan'))", V, r"eps must be a finite number >= 0, got nan"),
+    ("layernorm-eps-inf", "pyrnn.LayerNorm(3, eps=float('inf'))", V, r"eps must be a finite number >= 0, got inf"),
     ("layernorm-x-dim", "pyrnn.LayerNorm(3)(np.zeros((2, 4)))", V, r"\(\.\.\., 3\), got \(2, 4\)"),
     ("layernorm-backward-shape", "n = pyrnn.LayerNorm(3); n(np.zeros((2, 3))); n.backward(np.zeros((3, 3)))", V,
      r"dy must have shape \(2, 3\), got \(3, 3\)"),
@@ -456,6 +457,12 @@ CASES = [
      "pyrnn.load(write_raw(h, pl))", V, r"unknown layer class \{'a': 1\}"),
     ("load-config-null-size", "h, pl = header_of(saved_file()); h['model']['config']['layers'][2]['config']['in_features'] = None; "
      "pyrnn.load(write_raw(h, pl))", V, r"invalid Dense config"),
+    ("load-config-overflowing-float", "p = os.path.join(TMP, 'ln.pyrnn'); pyrnn.LayerNorm(3).save(p); h, pl = header_of(p); "
+     "raw = json.dumps(h).replace('1e-05', '1e999'); path = write_raw(h, pl); d = open(path, 'rb').read(); "
+     "hb = raw.encode(); d = struct.pack('<8sIIQQII', b'\\x89PYRNN\\r\\n', 1, 0, len(hb), len(pl), zlib.crc32(hb), zlib.crc32(pl)) + hb + pl; "
+     "open(path, 'wb').write(d); pyrnn.load(path)", V, r"non-finite number 1e999"),
+    ("load-config-nan-constant", "h, pl = header_of(saved_file()); h['model']['config']['layers'][0]['config']['dropout'] = float('nan'); "
+     "pyrnn.load(write_raw(h, pl))", V, r"non-finite number NaN"),
     ("load-unknown-class", "h, pl = header_of(saved_file()); h['model']['config']['layers'][0]['class'] = 'os.system'; pyrnn.load(write_raw(h, pl))",
      V, r"unknown layer class 'os.system'"),
     ("load-json-bomb", "deep = b'[' * 200000 + b']' * 200000; p = os.path.join(TMP, 'deep'); "
