@@ -9,10 +9,14 @@ from libc.stdint cimport int64_t, uint64_t
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 
+from pyrnn.caligned cimport memory_limit_bytes
 from pyrnn.cmatrix cimport BasicMatrix
 from pyrnn.crecurrent cimport CellType, ParamInfo, Recurrent, RecurrentConfig
 from pyrnn cimport cruntime
 from pyrnn.cversion cimport version as c_version
+
+import operator
+import os
 
 import numpy as np
 
@@ -47,6 +51,22 @@ def set_cpu_isa(name):
 
 def get_num_threads():
     return cruntime.get_num_threads()
+
+def memory_limit():
+    """Bytes pyrnn will ever allocate for one request (or one layer's parameters, or one
+    forward's activations): the machine's physical memory, or a smaller cgroup limit, or a
+    smaller PYRNN_MEMORY_LIMIT (read once, at import). Larger requests are a MemoryError
+    before anything is allocated."""
+    return memory_limit_bytes()
+
+def check_allocation(nbytes, what):
+    """MemoryError naming `what` if nbytes (any size, a Python int) exceeds memory_limit()."""
+    limit = memory_limit_bytes()
+    if nbytes > limit:
+        where = ("PYRNN_MEMORY_LIMIT" if os.environ.get("PYRNN_MEMORY_LIMIT")
+                 else "this machine's memory")
+        raise MemoryError(f"{what} needs {nbytes / 2**30:.1f} GiB, more than {where} "
+                          f"({limit / 2**30:.1f} GiB)")
 
 def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
@@ -116,15 +136,27 @@ cdef class Matrix:
     cdef BasicMatrix[double]* f64
 
     def __cinit__(self, rows, cols, dtype="float32"):
-        dt = np.dtype(dtype)
+        for name, v in (("rows", rows), ("cols", cols)):
+            if isinstance(v, bool):
+                raise TypeError(f"Matrix {name} must be an int, got bool")
+            try:
+                operator.index(v)
+            except TypeError:
+                raise TypeError(f"Matrix {name} must be an int, got {type(v).__name__}") from None
+        rows, cols = operator.index(rows), operator.index(cols)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"Matrix dtype must be float32 or float64, got {dtype!r}") from None
+        if dt != np.float32 and dt != np.float64:
+            raise TypeError(f"Matrix dtype must be float32 or float64, got {dt}")
         if rows < 0 or cols < 0:
             raise ValueError(f"Matrix shape must be non-negative, got ({rows}, {cols})")
+        check_allocation(rows * cols * dt.itemsize, f"Matrix({rows}, {cols}, {dt})")
         if dt == np.float32:
-            self.f32 = new BasicMatrix[float](rows, cols)
-        elif dt == np.float64:
-            self.f64 = new BasicMatrix[double](rows, cols)
+            self.f32 = new BasicMatrix[float](<size_t>rows, <size_t>cols)
         else:
-            raise TypeError(f"Matrix dtype must be float32 or float64, got {dt}")
+            self.f64 = new BasicMatrix[double](<size_t>rows, <size_t>cols)
 
     def __dealloc__(self):
         del self.f32
@@ -134,6 +166,8 @@ cdef class Matrix:
     def from_numpy(a):
         """Copy a 2-D array into a new (aligned) Matrix of the same float dtype."""
         arr = np.asarray(a)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"Matrix.from_numpy needs a real numeric array, got dtype {arr.dtype}")
         if arr.ndim != 2:
             raise ValueError(f"Matrix.from_numpy needs a 2-D array, got shape {arr.shape}")
         dt = np.float64 if arr.dtype == np.float64 else np.float32
@@ -157,10 +191,23 @@ cdef class Matrix:
     def dtype(self):
         return np.dtype(np.float32 if self.f32 else np.float64)
 
-    def get(self, size_t r, size_t c):
+    cdef _index(self, r, c):
+        try:
+            r, c = operator.index(r), operator.index(c)
+        except TypeError:
+            raise TypeError(f"Matrix indices must be ints, got ({type(r).__name__}, "
+                            f"{type(c).__name__})") from None
+        if not (0 <= r < self.rows and 0 <= c < self.cols):
+            raise IndexError(f"Matrix index ({r}, {c}) out of range for shape "
+                             f"({self.rows}, {self.cols})")
+        return r, c
+
+    def get(self, r, c):
+        r, c = self._index(r, c)
         return self.f32.get(r, c) if self.f32 else self.f64.get(r, c)
 
-    def set(self, size_t r, size_t c, double v):
+    def set(self, r, c, double v):
+        r, c = self._index(r, c)
         if self.f32:
             self.f32.set(r, c, <float>v)
         else:
@@ -258,16 +305,25 @@ cdef class NativeRecurrent:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        if self.f32:
-            self.f32.reset_parameters(seed)
-        else:
-            self.f64.reset_parameters(seed)
+        self._enter()
+        try:
+            if self.f32:
+                self.f32.reset_parameters(seed)
+            else:
+                self.f64.reset_parameters(seed)
+        finally:
+            self.busy = False
 
     def zero_grad(self):
-        if self.f32:
-            self.f32.zero_grad()
-        else:
-            self.f64.zero_grad()
+        # Refused while another thread runs backward (it accumulates into the same memory).
+        self._enter()
+        try:
+            if self.f32:
+                self.f32.zero_grad()
+            else:
+                self.f64.zero_grad()
+        finally:
+            self.busy = False
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()

@@ -24,27 +24,52 @@ def float_dtype(dtype):
     return dt
 
 
+def host_only(name, value):
+    """TypeError for device memory (CUDA array interface / DLPack) handed to a CPU path."""
+    from ._device import is_device_array
+    if is_device_array(value):
+        raise TypeError(f"{name} is a CUDA device array ({type(value).__name__}), but this "
+                        "runs on the CPU: copy it to the host first (e.g. .cpu() / .numpy() / "
+                        "pyrnn.cuda.DeviceArray.numpy()), or use a device='cuda' layer")
+
+
 def real_array(name, value, dtype):
-    """value as an ndarray of dtype; TypeError for anything non-numeric (str, object, complex)."""
+    """value as an ndarray of dtype; TypeError for anything non-numeric (str, object, complex)
+    and for device arrays (a CPU layer never reads device memory)."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
+    host_only(name, value)
     try:
         arr = np.asarray(value)
     except Exception as e:  # ragged lists and the like
         raise TypeError(f"{name} must be a real numeric array: {e}") from None
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    # order="C", not ascontiguousarray: that one turns a 0-d array into shape (1,), and the
+    # shape errors would then name a shape the caller never passed.
+    return np.asarray(arr, dtype=dtype, order="C")
 
 
 def shape_str(shape):
+    shape = tuple(shape)
+    if len(shape) == 1:
+        return f"({shape[0]},)"
     return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def check_allocation(nbytes, what):
+    """MemoryError, before allocating, when nbytes exceed the machine's memory (the limit the
+    C++ core applies too): with overcommit such a request is otherwise granted, and the process
+    killed when it touches the pages."""
+    from . import _core
+    _core.check_allocation(int(nbytes), what)
 
 
 def lengths_array(lengths, batch, steps):
     """lengths as int64 (N,), each in [1, T]."""
     if isinstance(lengths, (str, bytes)):
         raise TypeError(f"lengths must be integers, got {type(lengths).__name__}")
+    host_only("lengths", lengths)
     arr = np.asarray(lengths)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")

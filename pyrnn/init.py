@@ -65,6 +65,12 @@ def _rng(rng, seed):
     return np.random.default_rng(seed)
 
 
+def _number(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _fans(a):
     if a.ndim < 2:
         raise ValueError(f"fan in and fan out need an array of at least 2 dimensions, got "
@@ -104,12 +110,18 @@ def _fill(a, values):
 @_device_aware
 def uniform_(a, low=0.0, high=1.0, *, rng=None, seed=None):
     a = _target(a)
+    low, high = _number("low", low), _number("high", high)
+    if high < low:
+        raise ValueError(f"uniform_ needs low <= high, got low={low}, high={high}")
     return _fill(a, _rng(rng, seed).uniform(low, high, size=a.shape))
 
 
 @_device_aware
 def normal_(a, mean=0.0, std=1.0, *, rng=None, seed=None):
     a = _target(a)
+    mean, std = _number("mean", mean), _number("std", std)
+    if std < 0:
+        raise ValueError(f"std must be >= 0, got {std}")
     return _fill(a, _rng(rng, seed).normal(mean, std, size=a.shape))
 
 
@@ -134,7 +146,10 @@ def ones_(a):
 def xavier_uniform_(a, gain=1.0, *, rng=None, seed=None):
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     a = _target(a)
+    gain = _number("gain", gain)
     fan_in, fan_out = _fans(a)
+    if a.size == 0:
+        return a  # nothing to fill (and no fan to divide by), as torch's kaiming_*
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return _fill(a, _rng(rng, seed).uniform(-bound, bound, size=a.shape))
 
@@ -143,7 +158,10 @@ def xavier_uniform_(a, gain=1.0, *, rng=None, seed=None):
 def xavier_normal_(a, gain=1.0, *, rng=None, seed=None):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     a = _target(a)
+    gain = _number("gain", gain)
     fan_in, fan_out = _fans(a)
+    if a.size == 0:
+        return a
     std = gain * math.sqrt(2.0 / (fan_in + fan_out))
     return _fill(a, _rng(rng, seed).normal(0.0, std, size=a.shape))
 
@@ -153,7 +171,8 @@ def _kaiming_std(a, neg_slope, mode, nonlinearity):
         raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = _fans(a)
     fan = fan_in if mode == "fan_in" else fan_out
-    return calculate_gain(nonlinearity, neg_slope) / math.sqrt(fan)
+    gain = calculate_gain(nonlinearity, neg_slope)
+    return gain / math.sqrt(fan) if fan else 0.0
 
 
 @_device_aware
@@ -163,6 +182,8 @@ def kaiming_uniform_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu",
     `neg_slope` here (the leaky_relu slope), default 0 -> gain sqrt(2)."""
     a = _target(a)
     bound = math.sqrt(3.0) * _kaiming_std(a, neg_slope, mode, nonlinearity)
+    if a.size == 0:
+        return a
     return _fill(a, _rng(rng, seed).uniform(-bound, bound, size=a.shape))
 
 
@@ -172,6 +193,8 @@ def kaiming_normal_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu", 
     """N(0, std^2), std = gain / sqrt(fan)."""
     a = _target(a)
     std = _kaiming_std(a, neg_slope, mode, nonlinearity)
+    if a.size == 0:
+        return a
     return _fill(a, _rng(rng, seed).normal(0.0, std, size=a.shape))
 
 
@@ -188,6 +211,7 @@ def orthogonal_(a, gain=1.0, *, rng=None, seed=None):
     from the QR decomposition of a Gaussian matrix with the signs of R's diagonal fixed
     (so the result is Haar-distributed)."""
     a = _target(a)
+    gain = _number("gain", gain)
     if a.ndim < 2:
         raise ValueError(f"orthogonal_ needs an array of at least 2 dimensions, got shape {a.shape}")
     if a.size == 0:

@@ -16,13 +16,38 @@ for the recurrent layers, NumPy in gives NumPy out (copied), a device array in (
 ``__cuda_array_interface__``, CUDA ``__dlpack__``) gives a DeviceArray out, zero-copy.
 Embedding's indices and LastStep's lengths are host integers (device ones are copied back).
 """
+import contextlib
 import numbers
+import threading
 
 import numpy as np
 
 from . import _arrays, _train
-from ._validate import float_dtype, lengths_array, positive_int, real_array, shape_str
+from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
+                        real_array, shape_str)
 from .parameter import Parameter
+
+_busy_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(layer):
+    """One call at a time per layer: native kernels run without the GIL and write the layer's
+    cache and gradients, so a second thread entering the same layer is a RuntimeError (use one
+    layer per thread) rather than a silent race."""
+    me = threading.get_ident()
+    with _busy_lock:
+        owner = layer.__dict__.get("_busy_owner")
+        if owner is not None and owner != me:
+            raise RuntimeError(f"this {type(layer).__name__} is already running forward/backward "
+                               "in another thread; use one layer per thread")
+        layer._busy_owner = me
+    # An exception (Ctrl-C) landing between here and the finally can leave the owner set; it
+    # only ever blocks OTHER threads, so the interrupted thread keeps a usable layer.
+    try:
+        yield
+    finally:
+        layer._busy_owner = None
 
 
 def _check_device(device):
@@ -214,6 +239,9 @@ class Dense(Layer):
         self.bias = bool(bias)
         self.dtype = float_dtype(dtype)
         self.seed = _seed_arg(seed)
+        # float64 draws, then the weights and their gradients
+        check_allocation(self.out_features * self.in_features * (8 + 2 * self.dtype.itemsize),
+                         f"Dense({self.in_features}, {self.out_features})")
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.in_features)
         shape = (self.out_features, self.in_features)
@@ -249,9 +277,10 @@ class Dense(Layer):
                              f"got {shape_str(x.shape)}")
         x2 = x.reshape(-1, self.in_features)                     # [M, in]
         y2 = np.empty((x2.shape[0], self.out_features), self.dtype)  # [M, out]
-        _train.dense_forward(y2, x2, self._params["weight"], self._params.get("bias"),
-                             _train.ACTIVATIONS[self.activation])
-        self._cache = (x2, y2, x.shape) if self.training else None
+        with _exclusive(self):
+            _train.dense_forward(y2, x2, self._params["weight"], self._params.get("bias"),
+                                 _train.ACTIVATIONS[self.activation])
+            self._cache = (x2, y2, x.shape) if self.training else None
         return y2.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dy):
@@ -265,9 +294,10 @@ class Dense(Layer):
             raise ValueError(f"Dense.backward: dy must have the output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
         dx2 = np.empty_like(x2)                                  # [M, in]
-        _train.dense_backward(self._grads["weight"], self._grads.get("bias"), dx2,
-                              dy.reshape(-1, self.out_features), y2, x2, self._params["weight"],
-                              _train.ACTIVATIONS[self.activation])
+        with _exclusive(self):
+            _train.dense_backward(self._grads["weight"], self._grads.get("bias"), dx2,
+                                  dy.reshape(-1, self.out_features), y2, x2,
+                                  self._params["weight"], _train.ACTIVATIONS[self.activation])
         return dx2.reshape(x_shape)
 
     def _forward_cuda(self, x):
@@ -327,6 +357,8 @@ class Embedding(Layer):
         self.padding_idx = padding_idx
         self.dtype = float_dtype(dtype)
         self.seed = _seed_arg(seed)
+        check_allocation(self.num * self.dim * (8 + 2 * self.dtype.itemsize),
+                         f"Embedding({self.num}, {self.dim})")
         rng = np.random.default_rng(seed)
         self._params["weight"] = rng.standard_normal((self.num, self.dim)).astype(self.dtype)
         if padding_idx is not None:
@@ -353,6 +385,9 @@ class Embedding(Layer):
     def _indices(self, idx):
         if isinstance(idx, (str, bytes)):
             raise TypeError(f"Embedding input must be integer indices, got {type(idx).__name__}")
+        if _arrays.on_device(idx) and self.device == "cuda":
+            idx = _arrays.host(idx)  # indices are host integers (see above): copied back
+        host_only("Embedding input", idx)
         arr = np.asarray(idx)
         if arr.dtype.kind not in "iu":
             raise TypeError(f"Embedding input must be integer indices, got dtype {arr.dtype}")
@@ -370,8 +405,9 @@ class Embedding(Layer):
         arr = self._indices(idx)
         flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
         y = np.empty((flat.size, self.dim), self.dtype)                # [M, dim]
-        _train.embedding_forward(y, flat, self._params["weight"])
-        self._cache = (flat, arr.shape) if self.training else None
+        with _exclusive(self):
+            _train.embedding_forward(y, flat, self._params["weight"])
+            self._cache = (flat, arr.shape) if self.training else None
         return y.reshape(arr.shape + (self.dim,))
 
     def backward(self, dy):
@@ -386,7 +422,8 @@ class Embedding(Layer):
             raise ValueError(f"Embedding.backward: dy must have shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
         pad = -1 if self.padding_idx is None else self.padding_idx
-        _train.embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
+        with _exclusive(self):
+            _train.embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
         return None
 
     def _forward_cuda(self, idx):
@@ -467,6 +504,7 @@ class Dropout(Layer):
         if self.device == "cuda" and (seed is not None or cuda.is_device_array(dy)):
             dy, device_out = _device_input("dy", dy, None)
         else:
+            host_only("dy", dy)
             dy = np.asarray(dy)
         if tuple(dy.shape) != shape:
             raise ValueError(f"Dropout.backward: dy must have shape {shape_str(shape)}, "
@@ -494,8 +532,9 @@ class LayerNorm(Layer):
     def __init__(self, dim, eps=1e-5, *, dtype="float32", device="cpu"):
         super().__init__()
         self.dim = positive_int("dim", dim)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        if (isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0
+                or eps == float("inf")):
+            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self.eps = float(eps)
         self.dtype = float_dtype(dtype)
         self._params["weight"] = np.ones(self.dim, self.dtype)
@@ -522,9 +561,10 @@ class LayerNorm(Layer):
         y2 = np.empty_like(x2)                       # [M, D]
         mean = np.empty(x2.shape[0], self.dtype)     # [M]
         rstd = np.empty(x2.shape[0], self.dtype)     # [M]
-        _train.layernorm_forward(y2, mean, rstd, x2, self._params["weight"],
-                                 self._params["bias"], self.eps)
-        self._cache = (x2, mean, rstd, x.shape) if self.training else None
+        with _exclusive(self):
+            _train.layernorm_forward(y2, mean, rstd, x2, self._params["weight"],
+                                     self._params["bias"], self.eps)
+            self._cache = (x2, mean, rstd, x.shape) if self.training else None
         return y2.reshape(x.shape)
 
     def backward(self, dy):
@@ -536,9 +576,10 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm.backward: dy must have shape {shape_str(shape)}, "
                              f"got {shape_str(dy.shape)}")
         dx2 = np.empty_like(x2)                      # [M, D]
-        _train.layernorm_backward(dx2, self._grads["weight"], self._grads["bias"],
-                                  dy.reshape(-1, self.dim), x2, mean, rstd,
-                                  self._params["weight"])
+        with _exclusive(self):
+            _train.layernorm_backward(dx2, self._grads["weight"], self._grads["bias"],
+                                      dy.reshape(-1, self.dim), x2, mean, rstd,
+                                      self._params["weight"])
         return dx2.reshape(shape)
 
     def _forward_cuda(self, x):

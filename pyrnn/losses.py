@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _arrays
 
-from ._validate import shape_str
+from ._validate import host_only, shape_str
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -30,6 +30,7 @@ _REDUCTIONS = ("mean", "sum")
 def _pred_array(name, value):
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
+    host_only(name, value)
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
@@ -81,6 +82,9 @@ class Loss:
         self._on_device = _arrays.on_device(pred)
         if self._on_device:
             from . import cuda
+            if not cuda.is_available():
+                raise RuntimeError(f"pred is a CUDA device array ({type(pred).__name__}), but no "
+                                   f"CUDA device is usable: {cuda.unavailable_reason()}")
             return cuda.as_device_array(pred).numpy()
         return pred
 

@@ -12,8 +12,12 @@ data and move each batch to the device, so activations, gradients and optimizer 
 and only the batch, its predictions (for the loss) and d loss / d pred cross. save() writes host
 copies; pyrnn.load(path, device="cuda") rebuilds on the GPU.
 """
+import contextlib
 import math
+import numbers
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -22,7 +26,7 @@ from . import _arrays
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import lengths_array, positive_int, real_array, shape_str
+from ._validate import host_only, lengths_array, positive_int, real_array, shape_str
 from .layers import Embedding, Layer, LastStep
 from .parameter import Parameter
 from .recurrent import _Recurrent, _check_device
@@ -224,6 +228,7 @@ class Sequential(Layer):
     def _data(name, a, n=None):
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+        host_only(name, a)
         try:
             arr = np.asarray(a)
         except Exception as e:
@@ -242,8 +247,22 @@ class Sequential(Layer):
                              "clean the data before training")
         return arr
 
+    def _input_dtype(self):
+        """The float dtype the first layer computes in (None: integer input, or unknown)."""
+        dt = getattr(self.layers[0], "dtype", None) if self.layers else None
+        if dt is None or isinstance(self.layers[0], Embedding):
+            return None
+        dt = np.dtype(dt)
+        return dt if dt.kind == "f" else None
+
     def _prepare(self, x, y, lengths, prefix=""):
         x = self._data(prefix + "x", x)
+        dt = self._input_dtype()
+        if (dt is not None and x.dtype.kind == "f" and x.dtype.itemsize > dt.itemsize
+                and x.size and np.abs(x).max() > np.finfo(dt).max):
+            # Finite here, but Inf once the first layer converts it: refused like Inf.
+            raise ValueError(f"{prefix}x has values beyond the {dt} range of the model (max |x| "
+                             f"= {np.abs(x).max():.3g}); scale the data")
         N = x.shape[0]
         y = None if y is None else self._data(prefix + "y", y, N)
         if lengths is not None:
@@ -344,11 +363,15 @@ class Sequential(Layer):
                              f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): build "
                              "it over model.parameters() after model.to(...) and after adding "
                              "layers")
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
+            raise TypeError(f"epochs must be an int, got {type(epochs).__name__}")
         epochs = int(epochs)
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         batch_size = positive_int("batch_size", batch_size)
-        if clip_norm is not None and not (isinstance(clip_norm, (int, float)) and clip_norm > 0):
+        if clip_norm is not None and not (isinstance(clip_norm, numbers.Real)
+                                          and not isinstance(clip_norm, bool)
+                                          and 0 < clip_norm < math.inf):
             raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
         x, y, lengths = self._prepare(x, y, lengths)
         val = None
@@ -394,6 +417,10 @@ class Sequential(Layer):
         self.train()
         for cb in cbs:
             cb.on_train_begin({})
+        # Live: the epochs completed so far, also when Ctrl-C (KeyboardInterrupt) stops fit.
+        # Steps are never interrupted halfway (_sigint_deferred), so the weights then are
+        # those after the last whole optimizer step, and the model stays usable.
+        self.history = hist.history
         for epoch in range(epochs):
             t0 = time.perf_counter()
             for cb in cbs:
@@ -419,7 +446,8 @@ class Sequential(Layer):
                 self._backward(loss.backward())  # d pred is on pred's device
                 if clip_norm is not None:
                     _optim.clip_grad_norm(params, clip_norm)
-                optimizer.step()
+                with _sigint_deferred():  # a step is applied whole or not at all
+                    optimizer.step()
                 total += value * (loss.count if loss.reduction == "mean" else 1)
                 count += loss.count
                 for k, (c, t) in loss.metric_counts().items():
@@ -454,6 +482,36 @@ class Sequential(Layer):
             cb.on_train_end({})
         self.history = hist.history
         return hist.history
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C (SIGINT) arriving inside the block takes effect when the block ends.
+
+    Around an optimizer step: Python runs a signal handler between two bytecodes, so a
+    KeyboardInterrupt could otherwise land between two parameters' updates and leave the model
+    half-stepped (and the optimizer's moments and step counts out of step with it). Only in the
+    main thread (where Python runs signal handlers) and only when a Python-level handler is
+    installed (the default one raises KeyboardInterrupt); otherwise a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except (ValueError, OSError):
+        previous = None
+    if not callable(previous):
+        yield
+        return
+    pending = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            previous(*pending[0])  # the default handler raises KeyboardInterrupt here
 
 
 def _fmt(logs):

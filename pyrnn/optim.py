@@ -258,7 +258,17 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     for i, p in enumerate(parameters):
         if not isinstance(p, Parameter):
             raise TypeError(f"parameters[{i}] is a {type(p).__name__}, expected pyrnn.Parameter")
-        grads.append(p.grad.reshape(-1))
+        g = p.grad
+        if g.dtype not in (np.float32, np.float64):
+            raise TypeError(f"parameter {p.name!r}: grad dtype must be float32 or float64, "
+                            f"got {g.dtype}")
+        # Clipping scales the gradient in place: a copy (what reshape makes of a strided
+        # array) would be scaled instead, and the clip silently lost. (Device gradients are
+        # the layers' own contiguous, writable buffers.)
+        if not _arrays.on_device(g) and (not g.flags.c_contiguous or not g.flags.writeable):
+            raise ValueError(f"parameter {p.name!r}: grad must be a writable C-contiguous array "
+                             "(clip_grad_norm scales it in place)")
+        grads.append(g.reshape(-1))
     max_norm = _float("max_norm", max_norm)
     norm_type = float(norm_type)
     if not norm_type > 0:

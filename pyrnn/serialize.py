@@ -25,6 +25,7 @@ CRCs, the JSON, every tensor's bounds, and that the tensors are exactly the para
 declared layers have (names, shapes, dtypes), computed from the config without allocating.
 Any failure is a ValueError naming the problem; a model is returned only when complete.
 """
+import inspect
 import json
 import os
 import struct
@@ -125,6 +126,17 @@ def _atomic_write(path, chunks):
 
 # ---- load -----------------------------------------------------------------------------------
 
+def _no_constant(name):
+    raise ValueError(f"non-finite number {name}")
+
+
+def _finite_float(text):
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"non-finite number {text}")
+    return v
+
+
 def _bad(path, why):
     return ValueError(f"{path}: {why}")
 
@@ -143,7 +155,9 @@ def _check_tensors(path, tensors, payload_len):
         name = t["name"]
         if name in out:
             raise _bad(path, f"corrupted header: tensor {name!r} appears twice")
-        dt = _DTYPES.get(t.get("dtype"))
+        # JSON may put a list or an object anywhere: only a str can name a dtype (a dict lookup
+        # with an unhashable key would be a TypeError).
+        dt = _DTYPES.get(t["dtype"]) if isinstance(t.get("dtype"), str) else None
         if dt is None:
             raise _bad(path, f"tensor {name!r} has unsupported dtype {t.get('dtype')!r}")
         shape, off, nbytes = t.get("shape"), t.get("offset"), t.get("nbytes")
@@ -170,11 +184,15 @@ def _expected(path, spec, reg, n_tensors, prefix=""):
     building it; also validates the structure of spec."""
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise _bad(path, "corrupted header: model spec must be {'class', 'config'}")
-    cls = reg.get(spec.get("class"))
+    cls = reg.get(spec["class"]) if isinstance(spec.get("class"), str) else None
     if cls is None:
         raise _bad(path, f"unknown layer class {spec.get('class')!r} (known: "
                          f"{', '.join(sorted(reg))})")
     cfg = spec["config"]
+    if cls.__name__ != "Sequential":
+        unknown = sorted(set(cfg) - _config_keys(cls))
+        if unknown:
+            raise _bad(path, f"invalid {cls.__name__} config: unexpected keys {unknown}")
     if cls.__name__ == "Sequential":
         layers = cfg.get("layers")
         if not isinstance(layers, list):
@@ -188,12 +206,29 @@ def _expected(path, spec, reg, n_tensors, prefix=""):
     n_layers = cfg.get("num_layers", 1)
     if not _int(n_layers) or not 1 <= n_layers <= max(n_tensors, 1):
         raise _bad(path, f"corrupted config: num_layers = {n_layers!r}")
-    try:
+    try:  # any JSON value can sit anywhere in cfg: every use of it is inside this try
         shapes = cls.param_shapes(cfg)
         dtype = np.dtype(cfg.get("dtype", "float32")) if shapes else None
+        return {prefix + k: (tuple(int(s) for s in v), dtype) for k, v in shapes.items()}
     except Exception as e:
         raise _bad(path, f"invalid {cls.__name__} config {cfg!r}: {e}") from None
-    return {prefix + k: (tuple(int(s) for s in v), dtype) for k, v in shapes.items()}
+
+
+def _config_keys(cls):
+    """The config keys a file may give a layer class: its constructor's arguments, less the
+    ones config() never writes (device: a file must not move a model onto a GPU; seed: the
+    weights come from the file) and private ones."""
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.add(p.name)
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return {n for n in names if n not in ("self", "device", "seed") and not n.startswith("_")}
 
 
 def _build(spec, reg):
@@ -236,7 +271,10 @@ def load(path, device="cpu"):
     if zlib.crc32(payload) != pcrc:
         raise _bad(path, "corrupted pyrnn file: weights checksum mismatch")
     try:
-        meta = json.loads(header.decode("utf-8"))
+        # save() never writes NaN or Infinity (allow_nan=False): a header with one, or with a
+        # number that overflows to inf (1e999), is not one of ours.
+        meta = json.loads(header.decode("utf-8"), parse_constant=_no_constant,
+                          parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise _bad(path, f"corrupted pyrnn file: header is not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != "pyrnn":
@@ -264,7 +302,7 @@ def load(path, device="cpu"):
     # Everything is consistent: build (allocations now match what the file holds) and fill.
     try:
         model = _build(meta["model"], reg)
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
         raise _bad(path, f"invalid model config: {e}") from None
     params = model.params
     if set(params) != set(tensors):

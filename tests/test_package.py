@@ -107,7 +107,7 @@ def test_matrix_is_a_zero_copy_view(dtype):
 
 def test_matrix_errors_and_copy():
     m = pyrnn.Matrix(2, 2)
-    with pytest.raises(RuntimeError, match="out of range"):
+    with pytest.raises(IndexError, match="out of range"):
         m.get(2, 0)
     with pytest.raises(TypeError):
         pyrnn.Matrix(2, 2, "int32")

@@ -61,6 +61,13 @@ Recurrent<T>::Recurrent(const RecurrentConfig& config) : cfg_(config) {
   cfg_.validate();
   const int G = cfg_.gates(), H = cfg_.hidden_size, D = cfg_.directions();
   const std::size_t GH = static_cast<std::size_t>(G) * H;
+  {  // Parameters + gradients (+ the name table), refused before anything is allocated.
+    const double per_dir = static_cast<double>(GH) * H + (cfg_.bias ? GH + H : 0) + 8.0;
+    const double total = static_cast<double>(D) * (static_cast<double>(GH) * cfg_.input_size +
+                         (cfg_.num_layers - 1.0) * static_cast<double>(GH) * D * H) +
+                         static_cast<double>(D) * cfg_.num_layers * per_dir;
+    check_allocation(total * 2 * sizeof(T), "the layer's parameters and gradients");
+  }
   std::size_t off = 0;
   for (int k = 0; k < cfg_.num_layers; ++k) {
     for (int d = 0; d < D; ++d) {
@@ -140,8 +147,20 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
   const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
   const std::size_t T_ = steps, N = batch;
-  PYRNN_CHECK(T_ * N * std::max(cfg_.gates() * H, cfg_.input_size) < (std::size_t(1) << 31),
+  PYRNN_CHECK(T_ * N * std::max({cfg_.gates() * H, D * H, cfg_.input_size}) <
+                  (std::size_t(1) << 31),
               "steps*batch*width overflows 32-bit GEMM sizes (T=", steps, ", N=", batch, ")");
+  {  // The caches this forward allocates (see DirCache / LayerCache), refused up front.
+    const double tn = static_cast<double>(T_) * N, dh = static_cast<double>(D) * H;
+    const double per_dir = tn * cfg_.gates() * H + (lstm ? 2.0 : 1.0) * (T_ + 1.0) * N * H +
+                           (cfg_.cell == CellType::GRU ? tn * H : 0.0) +
+                           static_cast<double>(N) * cfg_.gates() * H;
+    const double per_layer = tn * (std::max<double>(cfg_.input_size, dh) + 2.0 * dh);
+    const double n_dirs = training ? static_cast<double>(L) * D : D;
+    const double n_layers = training ? L : 2.0;
+    check_allocation((n_dirs * per_dir + n_layers * per_layer) * sizeof(T),
+                     "this forward's activations");
+  }
 
   cached_ = false;  // a failed or eval forward leaves nothing to backpropagate through
   lengths_.clear();

@@ -2,14 +2,102 @@
 #pragma once
 #include <cstddef>
 #include <cstdlib>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <string>
 #include <utility>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 namespace pyrnn {
 
 constexpr std::size_t kAlignment = 64;
+
+// std::bad_alloc with a message: Cython's `except +` turns it into MemoryError(what()).
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(std::string what) : what_(std::move(what)) {}
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  std::string what_;
+};
+
+namespace detail {
+inline std::uint64_t read_limit_file(const char* path) {
+  std::uint64_t v = std::numeric_limits<std::uint64_t>::max();
+  if (std::FILE* f = std::fopen(path, "r")) {
+    unsigned long long x = 0;
+    if (std::fscanf(f, "%llu", &x) == 1 && x > 0) v = x;  // "max" reads as nothing
+    std::fclose(f);
+  }
+  return v;
+}
+
+
+// PYRNN_MEMORY_LIMIT: bytes, or a number with a K/M/G/T suffix (powers of 1024); 0 if unset
+// or unreadable. It can only lower the limit below.
+inline std::uint64_t env_memory_limit() {
+  const char* env = std::getenv("PYRNN_MEMORY_LIMIT");
+  if (!env || !*env) return 0;
+  char* end = nullptr;
+  const double v = std::strtod(env, &end);
+  double scale = 1;
+  switch (end && *end ? *end : ' ') {
+    case 'k': case 'K': scale = 1024.0; break;
+    case 'm': case 'M': scale = 1048576.0; break;
+    case 'g': case 'G': scale = 1073741824.0; break;
+    case 't': case 'T': scale = 1099511627776.0; break;
+    default: break;
+  }
+  const double bytes = v * scale;
+  return bytes >= 1 && bytes < 1.8e19 ? static_cast<std::uint64_t>(bytes) : 0;
+}
+}  // namespace detail
+
+// Bytes this process could ever hold: the machine's physical memory, or a smaller cgroup
+// memory limit (v2 memory.max, v1 memory.limit_in_bytes), or a smaller PYRNN_MEMORY_LIMIT
+// (environment, read once, like the rest).
+inline std::uint64_t memory_limit_bytes() {
+  static const std::uint64_t limit = [] {
+    std::uint64_t lim = std::numeric_limits<std::uint64_t>::max();
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) lim = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+#endif
+#if defined(__linux__)
+    const std::uint64_t v2 = detail::read_limit_file("/sys/fs/cgroup/memory.max");
+    const std::uint64_t v1 = detail::read_limit_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    if (v2 < lim) lim = v2;
+    if (v1 < lim) lim = v1;
+#endif
+    const std::uint64_t env = detail::env_memory_limit();
+    if (env && env < lim) lim = env;
+    return lim;
+  }();
+  return limit;
+}
+
+// Refuses (OutOfMemory, before any allocation) a request for more bytes than the machine can
+// ever provide: with Linux's overcommit such a request may "succeed" and the process is
+// killed later, when the pages are touched. `bytes` is a double so that callers can pass
+// products that would overflow std::size_t.
+inline void check_allocation(double bytes, const char* what) {
+  const double limit = static_cast<double>(memory_limit_bytes());
+  if (bytes > limit || bytes >= 1.8e19) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg, "%s needs %.1f GiB, more than %s (%.1f GiB)", what,
+                  bytes / 1073741824.0,
+                  detail::env_memory_limit() ? "PYRNN_MEMORY_LIMIT" : "this machine's memory",
+                  limit / 1073741824.0);
+    throw OutOfMemory(msg);
+  }
+}
 
 template <typename T>
 class AlignedBuffer {
@@ -33,7 +121,7 @@ class AlignedBuffer {
     ptr_ = nullptr;
     size_ = 0;
     if (n == 0) return;
-    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T) - kAlignment) throw std::bad_alloc();
+    check_allocation(static_cast<double>(n) * sizeof(T), "a buffer");
     std::size_t bytes = (n * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
     ptr_ = static_cast<T*>(std::aligned_alloc(kAlignment, bytes));
     if (!ptr_) throw std::bad_alloc();

@@ -34,6 +34,9 @@ inline VF scale2(VF p, VF n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 inline VF select_lt(VF a, VF b, VF x, VF y) {  // a < b ? x : y
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), y.v, x.v)};
 }
+inline VF nan_or(VF a, VF y) {  // isnan(a) ? a : y
+  return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), y.v, a.v)};
+}
 inline VF copysign(VF mag, VF sgn) {
   const __m512i m = _mm512_set1_epi32(0x80000000);
   return {_mm512_castsi512_ps(_mm512_or_si512(
@@ -91,6 +94,9 @@ inline VF scale2(VF p, VF n) {
 inline VF select_lt(VF a, VF b, VF x, VF y) {
   return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))};
 }
+inline VF nan_or(VF a, VF y) {  // isnan(a) ? a : y
+  return {_mm256_blendv_ps(y.v, a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))};
+}
 inline VF copysign(VF mag, VF sgn) {
   const __m256 m = _mm256_castsi256_ps(_mm256_set1_epi32(0x80000000));
   return {_mm256_or_ps(_mm256_andnot_ps(m, mag.v), _mm256_and_ps(m, sgn.v))};
@@ -135,6 +141,7 @@ inline VF scale2(VF p, VF n) {
   return {p.v * f};
 }
 inline VF select_lt(VF a, VF b, VF x, VF y) { return a.v < b.v ? x : y; }
+inline VF nan_or(VF a, VF y) { return a.v != a.v ? a : y; }  // isnan(a) ? a : y
 inline VF copysign(VF mag, VF sgn) { return {std::copysign(mag.v, sgn.v)}; }
 inline VF load_partial(const float* p, int) { return {*p}; }
 inline void store_partial(float* p, VF a, int) { *p = a.v; }
@@ -179,9 +186,11 @@ inline void st(float* p, VF a, Lanes) { *p = a.v; }
 
 // exp(x) for x in [-87.3, 88] (inputs are clamped there: results stay finite and normal; the
 // cells only need exp where it has not yet saturated). Max rel error ~1.2e-7 (tests).
-inline VF vexp(VF x) {
-  // Constants first: min/max return their second operand for NaN, so a NaN stays NaN.
-  x = vmin(set1(88.0f), vmax(set1(-87.3f), x));
+inline VF vexp(VF x_in) {
+  // The clamp turns NaN finite (max/min return their second operand then); NaN is put back
+  // at the end, so exp(NaN) = NaN (a NaN reaching scale2's float-to-int conversion would be
+  // undefined behaviour, so it is not let through the polynomial).
+  const VF x = vmin(vmax(x_in, set1(-87.3f)), set1(88.0f));
   const VF n = round_nearest(mul(x, set1(1.44269504088896341f)));
   VF r = fmadd(n, set1(-0.693359375f), x);  // x - n ln2, ln2 split in two for accuracy
   r = fmadd(n, set1(2.12194440e-4f), r);
@@ -192,7 +201,7 @@ inline VF vexp(VF x) {
   p = fmadd(p, r, set1(1.6666665459e-1f));
   p = fmadd(p, r, set1(5.0000001201e-1f));
   p = fmadd(p, mul(r, r), add(r, set1(1.0f)));
-  return scale2(p, n);  // p * 2^n, n in [-126, 127]
+  return nan_or(x_in, scale2(p, n));  // p * 2^n, n in [-126, 127]
 }
 
 inline VF vsigmoid(VF x) { return recip(add(set1(1.0f), vexp(sub(set1(0.0f), x)))); }
@@ -200,7 +209,8 @@ inline VF vsigmoid(VF x) { return recip(add(set1(1.0f), vexp(sub(set1(0.0f), x))
 // tanh: a rational minimax approximation |x| P(x^2) / Q(x^2) (degrees 9 / 8) on |x| < 9, at
 // most 1, and exactly 1 from 9 on (tanh rounds to 1 in float there); the sign copied from x.
 // Half the work of the exp-based form: 4 + 4 FMAs and one reciprocal, no exp, no branch on
-// the range. NaN stays NaN (min/max with the constant first). Max relative error over every float (exhaustive): 3.5e-7, about 3 ulp.
+// the range. NaN stays NaN (min/max with the constant first; no float-to-int conversion).
+// Max relative error over every float (exhaustive): 3.5e-7, about 3 ulp.
 inline VF vtanh(VF x) {
   const VF ax = vabs(x);
   const VF xc = vmin(set1(9.0f), ax);

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Reliability checks that need their own builds or tools (README "Reliability"; .ci/run runs
+# each as a step). Run from anywhere, with the project's virtual environment active (pip
+# install ".[test]" first; cmake, ninja, Cython and scikit-build-core come from there).
+#
+#   bash tests/reliability.sh asan-cpp          cpp/ standalone with -DPYRNN_SANITIZE=ON
+#                                               (AddressSanitizer + UBSan), its ctest suite
+#   bash tests/reliability.sh asan-python       the extension built with PYRNN_SANITIZE=ON,
+#                                               then tests/sanitize/python_smoke.py and the
+#                                               reliability test files under LD_PRELOAD=libasan
+#   bash tests/reliability.sh valgrind          memcheck (leaks included) on the C++ tests
+#   bash tests/reliability.sh fuzz [SECONDS]    each atheris target for SECONDS (default 60;
+#                                               PYRNN_FUZZ_SEED, default 1, 0 = random)
+#
+# Builds go to $PYRNN_RELIABILITY_BUILD (default build/reliability). Any report, leak or
+# fuzz finding makes the command exit non-zero.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${PYRNN_RELIABILITY_BUILD:-$ROOT/build/reliability}
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
+GEN=()
+command -v ninja > /dev/null && GEN=(-G Ninja)
+PY=${PYTHON:-python}
+
+asan_env() {
+  # halt_on_error: the first report aborts. Leak checking is off for the Python process
+  # (CPython itself keeps memory until exit); the C++ ctest run has it on.
+  export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  # libstdc++ too: ASan's __cxa_throw interceptor must find it at start-up (python does not
+  # link it; the extension brings it later).
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
+  export LD_PRELOAD
+}
+
+case "${1:-}" in
+  asan-cpp)
+    cmake -S "$ROOT/cpp" -B "$BUILD/asan-cpp" "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPYRNN_SANITIZE=ON -DPYRNN_BUILD_TESTS=ON > /dev/null
+    cmake --build "$BUILD/asan-cpp"
+    # The ctest environment (cpp/tests/CMakeLists.txt) turns on halt_on_error and leaks.
+    ctest --test-dir "$BUILD/asan-cpp" --output-on-failure
+    ;;
+  asan-python)
+    rm -rf "$BUILD/asan-site"
+    # CPU only (the CUDA backend is not sanitizer-instrumented); CI exports
+    # SKBUILD_CMAKE_DEFINE=PYRNN_WITH_CUDA=ON for its main build. The build requirements
+    # come from an isolated build environment unless this environment has them.
+    isolation=()
+    "$PY" -c "import scikit_build_core, Cython, cython_cmake" 2> /dev/null \
+      && isolation=(--no-build-isolation)
+    env -u SKBUILD_CMAKE_DEFINE "$PY" -m pip install "${isolation[@]}" --no-deps -q \
+      --target "$BUILD/asan-site" "$ROOT" \
+      -C build-dir="$BUILD/asan-py" -C cmake.build-type=RelWithDebInfo \
+      -C cmake.define.PYRNN_SANITIZE=ON -C cmake.define.PYRNN_WITH_CUDA=OFF
+    asan_env
+    export PYTHONPATH="$BUILD/asan-site"
+    (cd "$BUILD" && PYRNN_MEMORY_LIMIT=2G "$PY" "$ROOT/tests/sanitize/python_smoke.py")
+    # From $BUILD, not the repository root: `python -m` puts the working folder first on
+    # sys.path, and the source tree's pyrnn/ has no compiled modules.
+    (cd "$BUILD" && "$PY" -m pytest -q -p no:cacheprovider "$ROOT/tests/test_input_table.py" \
+      "$ROOT/tests/test_properties.py" "$ROOT/tests/test_threads.py" \
+      "$ROOT/tests/test_faults.py" "$ROOT/tests/test_fuzz_corpus.py" \
+      "$ROOT/tests/test_layer_errors.py" "$ROOT/tests/test_train_layers.py")
+    ;;
+  valgrind)
+    if ! command -v valgrind > /dev/null; then
+      echo "valgrind is not installed (Debian: apt-get install valgrind)" >&2
+      exit 1
+    fi
+    cmake -S "$ROOT/cpp" -B "$BUILD/valgrind" "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPYRNN_BUILD_TESTS=ON > /dev/null
+    cmake --build "$BUILD/valgrind"
+    # Definite and indirect leaks are errors; "possibly lost" are the OpenMP runtime's
+    # thread stacks, kept on purpose until exit. Valgrind reports no AVX-512, so the tests
+    # run the scalar and AVX2 kernels there.
+    valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+      --show-leak-kinds=definite,indirect "$BUILD/valgrind/tests/pyrnn_cpp_tests"
+    ;;
+  fuzz)
+    seconds=${2:-60}
+    # A fixed seed by default, so CI runs are reproducible (the corpus and the code still
+    # steer the search); PYRNN_FUZZ_SEED=0 asks libFuzzer for a random one.
+    seed=${PYRNN_FUZZ_SEED:-1}
+    if ! "$PY" -c "import atheris" 2> /dev/null; then
+      echo "atheris is not installed (pip install atheris)" >&2
+      exit 1
+    fi
+    for target in load layer; do
+      work="$BUILD/fuzz-$target"
+      rm -rf "$work" && mkdir -p "$work/corpus"
+      echo "== fuzz $target for ${seconds}s"
+      # New inputs go to the scratch corpus; the committed seeds are read only. A finding
+      # (an exception other than the allowed ones, a crash, a timeout, an OOM) stops the
+      # fuzzer with a non-zero status and leaves the input in $work/crash-* (or timeout-*,
+      # oom-*).
+      rc=0
+      (cd "$work" && PYRNN_MEMORY_LIMIT=1G OMP_NUM_THREADS=1 "$PY" \
+        "$ROOT/tests/fuzz/fuzz_$target.py" -max_total_time="$seconds" -timeout=20 -seed="$seed" \
+        -rss_limit_mb=4096 -artifact_prefix="$work/" -print_final_stats=1 \
+        "$work/corpus" "$ROOT/tests/fuzz/corpus/$target" > "$work/log" 2>&1) || rc=$?
+      grep -v "^#[0-9]*[[:space:]]*\(NEW\|REDUCE\|pulse\)" "$work/log" | tail -20
+      if [ "$rc" -ne 0 ] || ! grep -q "^Done [0-9]* runs" "$work/log"; then
+        echo "fuzz $target: FINDING or failure (status $rc; log and inputs in $work)" >&2
+        exit 1
+      fi
+    done
+    ;;
+  *)
+    sed -n '2,15p' "$0"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,342 @@
+"""Faults: a process killed in the middle of save() never destroys the previous file, Ctrl-C
+(KeyboardInterrupt) during fit() leaves a usable model in a consistent state, and loading
+malicious files never allocates more than the file can back."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import _train, callbacks, optim
+
+
+# ---- save killed midway ------------------------------------------------------------------------
+
+SAVER = textwrap.dedent('''
+    import os, sys, numpy as np, pyrnn
+    path, mode = sys.argv[1], sys.argv[2]
+    def model(seed):
+        return pyrnn.Sequential([pyrnn.LSTM(32, 64, num_layers=2, batch_first=True, seed=seed),
+                                 pyrnn.LastStep(), pyrnn.Dense(64, 8, seed=seed)])
+    new = model(2)
+    if mode == "exit-mid-write":
+        # Die (no cleanup, no exception handlers: os._exit) when part of the new file is on disk.
+        real_fdopen = os.fdopen
+        class Dying:
+            def __init__(self, f):
+                self.f, self.n = f, 0
+            def write(self, b):
+                self.n += 1
+                if self.n == 3:
+                    self.f.write(b[: len(b) // 2])
+                    self.f.flush()
+                    os._exit(3)
+                return self.f.write(b)
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                return self.f.__exit__(*exc)
+        os.fdopen = lambda fd, *a, **k: Dying(real_fdopen(fd, *a, **k))
+        new.save(path)
+    else:  # "loop": save two versions alternately until killed
+        old = model(1)
+        print("ready", flush=True)
+        while True:
+            new.save(path)
+            old.save(path)
+''')
+
+
+def _two_versions(tmp_path):
+    """The exact bytes of the two model versions the saver writes."""
+    out = {}
+    for seed in (1, 2):
+        p = tmp_path / f"v{seed}.pyrnn"
+        pyrnn.Sequential([pyrnn.LSTM(32, 64, num_layers=2, batch_first=True, seed=seed),
+                          pyrnn.LastStep(), pyrnn.Dense(64, 8, seed=seed)]).save(p)
+        out[seed] = p.read_bytes()
+    return out
+
+
+def test_exit_in_the_middle_of_save_keeps_previous_file(tmp_path):
+    versions = _two_versions(tmp_path)
+    path = tmp_path / "model.pyrnn"
+    path.write_bytes(versions[1])
+    script = tmp_path / "saver.py"
+    script.write_text(SAVER)
+    res = subprocess.run([sys.executable, str(script), str(path), "exit-mid-write"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 3, res.stderr
+    assert path.read_bytes() == versions[1]  # untouched
+    pyrnn.load(path)
+    # The half-written temporary file is all that is left of the new version.
+    leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert len(leftovers) == 1
+    with pytest.raises(ValueError):
+        pyrnn.load(tmp_path / leftovers[0])
+
+
+def test_sigkill_at_random_moments_of_save_keeps_a_whole_file(tmp_path):
+    """A child saves two versions in a loop; SIGKILL at random moments. The file is always
+    one of the two versions, complete, and loads."""
+    versions = _two_versions(tmp_path)
+    path = tmp_path / "model.pyrnn"
+    path.write_bytes(versions[1])
+    script = tmp_path / "saver.py"
+    script.write_text(SAVER)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, str(script), str(path), "loop"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+        try:
+            assert proc.stdout.readline().strip() == b"ready"
+            time.sleep(float(rng.uniform(0.0, 0.3)))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        data = path.read_bytes()
+        assert data in (versions[1], versions[2]), "the file is neither version: torn write"
+        seen.add(data == versions[2])
+        pyrnn.load(path)
+    for n in os.listdir(tmp_path):  # temporaries of killed writes: complete, or refused
+        if n.endswith(".tmp"):
+            if (tmp_path / n).read_bytes() not in (versions[1], versions[2]):
+                with pytest.raises(ValueError):
+                    pyrnn.load(tmp_path / n)
+
+
+def test_keyboard_interrupt_during_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.pyrnn"
+    pyrnn.Dense(4, 4, seed=0).save(path)
+    before = path.read_bytes()
+    real = os.replace
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pyrnn.Dense(4, 4, seed=1).save(path)
+    monkeypatch.setattr(os, "replace", real)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.pyrnn"]  # the temporary file is removed
+
+
+# ---- Ctrl-C during fit ---------------------------------------------------------------------------
+
+def _model():
+    return pyrnn.Sequential([pyrnn.GRU(3, 8, batch_first=True, seed=0), pyrnn.LastStep(),
+                             pyrnn.Dense(8, 1, seed=1)])
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 6, 3)).astype(np.float32)
+    return x, x[:, :, 0].sum(axis=1, keepdims=True)
+
+
+def _weights(model):
+    return [p.data.copy() for p in model.parameters()]
+
+
+def _reference_snapshots(epochs=2):
+    """Weights after every optimizer step of an uninterrupted run (index = steps done)."""
+    model = _model()
+    x, y = _data()
+    snaps = [_weights(model)]
+
+    class Snap(callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            snaps.append(_weights(model))
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    model.fit(x, y, loss="mse", optimizer=opt, epochs=epochs, batch_size=8, shuffle=False,
+              verbose=0, callbacks=[Snap()])
+    return snaps
+
+
+def _index_of(weights, snaps):
+    for i, s in enumerate(snaps):
+        if all(np.array_equal(a, b) for a, b in zip(weights, s)):
+            return i
+    return None
+
+
+def _check_usable(model, opt):
+    x, y = _data()
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+    pred = model.predict(x)
+    assert np.isfinite(pred).all()
+    hist = model.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(hist["loss"][0])
+
+
+def test_keyboard_interrupt_from_callback_leaves_model_usable():
+    snaps = _reference_snapshots()
+    model = _model()
+    x, y = _data()
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+
+    class CtrlC(callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if batch == 4:
+                raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, loss="mse", optimizer=opt, epochs=2, batch_size=8, shuffle=False,
+                  verbose=0, callbacks=[CtrlC()])
+    assert _index_of(_weights(model), snaps) == 5 == opt.steps  # after the 5th step
+    assert model.history == {}  # the epochs completed: none
+    assert model.training
+    _check_usable(model, opt)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals are delivered to the main thread")
+def test_sigint_in_the_middle_of_an_optimizer_step_is_deferred(monkeypatch):
+    """Ctrl-C arriving between two parameters' updates: without care, the step is left half
+    done (some parameters updated, others not, Adam moments likewise). fit() applies the step
+    whole, then raises KeyboardInterrupt: the weights equal the reference after that step."""
+    snaps = _reference_snapshots()
+    real = _train.adam_step
+    calls = {"n": 0}
+    n_params = len(list(_model().parameters()))
+    target_step = 3
+
+    def adam_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == (target_step - 1) * n_params + 2:  # 2nd parameter of the 3rd step
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(_train, "adam_step", adam_step)
+    model = _model()
+    x, y = _data()
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, loss="mse", optimizer=opt, epochs=2, batch_size=8, shuffle=False,
+                  verbose=0)
+    idx = _index_of(_weights(model), snaps)
+    assert idx == target_step, f"weights match snapshot {idx} (None: a half-applied step)"
+    assert opt.steps == target_step
+    assert all(st.get("step") == target_step for st in opt.state)
+    monkeypatch.setattr(_train, "adam_step", real)
+    _check_usable(model, opt)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals are delivered to the main thread")
+def test_sigint_at_random_moments_leaves_a_step_boundary_state():
+    """SIGINT from another thread at random moments of training (forward, backward, step,
+    callbacks): the weights always equal the reference after some whole number of steps, the
+    optimizer counted exactly those steps, and training can go on."""
+    snaps = _reference_snapshots()
+    x, y = _data()
+    rng = np.random.default_rng(5)
+    t0 = time.perf_counter()
+    _reference_snapshots(1)
+    epoch_s = time.perf_counter() - t0
+    armed = {"on": False}
+
+    def handler(signum, frame):  # Ctrl-C only while fit runs (the timer may fire after it)
+        if armed["on"]:
+            raise KeyboardInterrupt
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        interrupted = 0
+        for trial in range(8):
+            model = _model()
+            opt = optim.Adam(model.parameters(), lr=1e-2)
+            delay = float(rng.uniform(0.0, 1.5 * epoch_s))
+            timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+            armed["on"] = True
+            try:
+                timer.start()
+                model.fit(x, y, loss="mse", optimizer=opt, epochs=2, batch_size=8,
+                          shuffle=False, verbose=0)
+                timer.join()
+                time.sleep(0.01)  # a signal that came after fit is handled here, in the try
+                armed["on"] = False
+            except KeyboardInterrupt:
+                armed["on"] = False
+                interrupted += 1
+                timer.join()
+            idx = _index_of(_weights(model), snaps)
+            assert idx is not None, f"trial {trial}: weights between two steps"
+            assert idx == opt.steps, f"trial {trial}: weights after {idx} steps, optimizer {opt.steps}"
+            _check_usable(model, opt)
+        assert interrupted >= 1
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+# ---- loading malicious files allocates nothing absurd ------------------------------------------
+
+def test_malicious_files_allocate_little(tmp_path):
+    """Files that declare huge shapes, counts or lengths: load refuses them, and its peak of
+    traced allocations stays far below the declared sizes (a few times the file size)."""
+    import json
+    import struct
+    import zlib
+    from pyrnn import serialize
+
+    model = pyrnn.Sequential([pyrnn.GRU(4, 5, batch_first=True), pyrnn.Dense(5, 2)])
+    path = tmp_path / "m.pyrnn"
+    model.save(path)
+    data = path.read_bytes()
+    hlen = struct.unpack_from("<Q", data, 16)[0]
+    header, payload = json.loads(data[40:40 + hlen]), data[40 + hlen:]
+
+    def variant(mutate):
+        h = json.loads(json.dumps(header))
+        mutate(h)
+        hb = json.dumps(h).encode()
+        return struct.pack("<8sIIQQII", serialize.MAGIC, 1, 0, len(hb), len(payload),
+                           zlib.crc32(hb), zlib.crc32(payload)) + hb + payload
+
+    def huge_shape(h):
+        h["tensors"][0]["shape"] = [2**31, 2**31]
+        h["tensors"][0]["nbytes"] = 2**62 * 4
+
+    def huge_hidden(h):
+        h["model"]["config"]["layers"][0]["config"]["hidden_size"] = 2**31 - 1
+
+    def huge_layers(h):
+        h["model"]["config"]["layers"][0]["config"]["num_layers"] = 2**40
+
+    def many_tensors(h):
+        h["tensors"] = h["tensors"] * 1000
+
+    def huge_embedding(h):
+        h["model"]["config"]["layers"].insert(0, {"class": "Embedding",
+                                                  "config": {"num": 10**12, "dim": 10**6}})
+
+    def huge_dims(h):
+        h["tensors"][0]["shape"] = [1] * 8 + [0]
+
+    files = [variant(m) for m in (huge_shape, huge_hidden, huge_layers, many_tensors,
+                                  huge_embedding, huge_dims)]
+    files.append(struct.pack("<8sIIQQII", serialize.MAGIC, 1, 0, 2**63, 2**63, 0, 0))
+    files.append(struct.pack("<8sIIQQII", serialize.MAGIC, 1, 0, 60 << 20, 0, 0, 0) + b"{" * 100)
+    for i, content in enumerate(files):
+        p = tmp_path / f"bad{i}.pyrnn"
+        p.write_bytes(content)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError):
+                pyrnn.load(p)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20 * len(content) + (4 << 20), f"variant {i}: peak {peak} bytes"

@@ -1,0 +1,285 @@
+"""Python threads and pyrnn: the GIL is released in compute, layers used from several threads
+at once (one layer per thread) give exactly the serial results, and one layer shared by two
+threads at the same moment is refused with a RuntimeError (README "Threads"), never a race
+that silently mixes two calls' caches or gradients."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import optim
+
+
+def _run_threads(fns):
+    """Runs every fn in its own thread, all released at once; returns their results (or
+    raises the first exception)."""
+    out = [None] * len(fns)
+    errors = []
+    barrier = threading.Barrier(len(fns))
+
+    def body(i, fn):
+        try:
+            barrier.wait()
+            out[i] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(e)
+    threads = [threading.Thread(target=body, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def _layer(kind, seed, **kw):
+    cls = {"rnn": pyrnn.RNN, "lstm": pyrnn.LSTM, "gru": pyrnn.GRU}[kind]
+    return cls(6, 24, num_layers=2, bidirectional=True, seed=seed, **kw)
+
+
+def _work(layer, x, d, lengths):
+    """Forward + backward a few times; returns the outputs and gradients (copies)."""
+    results = []
+    for _ in range(3):
+        layer.zero_grad()
+        out, _ = layer(x, lengths=lengths)
+        dx = layer.backward(d)[0]
+        results.append((out.copy(), dx.copy(),
+                        {k: v.copy() for k, v in layer.grads.items()}))
+    return results
+
+
+def _equal(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_equal(u, v) for u, v in zip(a, b))
+    return np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads_per_op", [1, 2])
+def test_separate_layers_in_threads_equal_serial(threads_per_op):
+    prev = pyrnn.get_num_threads()
+    pyrnn.set_num_threads(threads_per_op)
+    try:
+        rng = np.random.default_rng(0)
+        jobs = []
+        for i, kind in enumerate(["rnn", "lstm", "gru", "gru", "lstm", "rnn"]):
+            kw = {"reset_after": True} if (kind == "gru" and i % 2) else {}
+            x = rng.standard_normal((12, 5, 6)).astype(np.float32)
+            d = rng.standard_normal((12, 5, 48)).astype(np.float32)
+            lengths = rng.integers(1, 13, 5)
+            jobs.append((kind, i, kw, x, d, lengths))
+        serial = [_work(_layer(k, s, **kw), x, d, ln) for k, s, kw, x, d, ln in jobs]
+        layers = [_layer(k, s, **kw) for k, s, kw, *_ in jobs]
+        parallel = _run_threads([
+            (lambda layer=layer, job=job: _work(layer, job[3], job[4], job[5]))
+            for layer, job in zip(layers, jobs)])
+        for i, (a, b) in enumerate(zip(serial, parallel)):
+            assert _equal(a, b), f"job {i} differs from its serial run"
+    finally:
+        pyrnn.set_num_threads(prev)
+
+
+def test_training_stack_in_threads_equal_serial():
+    """Whole models (Embedding, GRU, LayerNorm, Dense, losses, Adam) trained in parallel
+    threads, one model each: identical to training them one after the other."""
+    def train(seed):
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, 20, (32, 7))
+        y = rng.integers(0, 3, 32)
+        model = pyrnn.Sequential([pyrnn.Embedding(20, 8, seed=seed),
+                                  pyrnn.GRU(8, 16, batch_first=True, seed=seed),
+                                  pyrnn.LastStep(), pyrnn.LayerNorm(16),
+                                  pyrnn.Dense(16, 3, seed=seed)])
+        hist = model.fit(x, y, loss="cross_entropy",
+                         optimizer=optim.Adam(model.parameters(), 1e-2), epochs=3,
+                         batch_size=8, seed=seed, verbose=0)
+        return hist["loss"], {k: v.copy() for k, v in model.params.items()}
+    serial = [train(s) for s in range(4)]
+    parallel = _run_threads([lambda s=s: train(s) for s in range(4)])
+    for s in range(4):
+        assert _equal(serial[s][0], parallel[s][0])
+        assert _equal(serial[s][1], parallel[s][1])
+
+
+def _spins_during(fn, repeats=3):
+    """How far a spinning Python thread gets while `fn` runs in this thread (best of a few).
+
+    The switch interval is set huge, so this thread is never forced to hand the GIL over and
+    the spinner (which yields after each step with sleep(0)) runs ONLY while this thread has
+    released the GIL. A call that keeps the GIL gives exactly 0; one that releases it gives
+    many steps. (Counts, not timings.)"""
+    import sys
+    counter = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+            time.sleep(0)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    t = threading.Thread(target=spin)
+    try:
+        t.start()
+        time.sleep(0.05)  # the spinner is running
+        best = 0
+        for _ in range(repeats):
+            before = counter[0]
+            fn()
+            best = max(best, counter[0] - before)
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(old)
+    return best
+
+
+def _native_calls():
+    """(name, fn) of long-enough native calls, called at the Cython level (no NumPy copies
+    around them, whose own GIL release would blur the measurement)."""
+    from pyrnn import _train
+    rng = np.random.default_rng(0)
+    lstm = pyrnn.LSTM(64, 256, num_layers=2, seed=0)
+    x = rng.standard_normal((100, 16, 64)).astype(np.float32)
+    dy = np.ones((100, 16, 256), np.float32)
+    nat = lstm._native
+    nat.forward(x, None, None, None, True, 0)
+    M, n = 2048, 512
+    a = rng.standard_normal((M, n)).astype(np.float32)
+    w = rng.standard_normal((n, n)).astype(np.float32)
+    y = np.empty((M, n), np.float32)
+    dw, dx = np.zeros((n, n), np.float32), np.empty((M, n), np.float32)
+    mean, rstd = np.empty(M, np.float32), np.empty(M, np.float32)
+    ones, zeros = np.ones(n, np.float32), np.zeros(n, np.float32)
+    big = rng.standard_normal(1 << 23).astype(np.float32)
+    m1, m2 = np.zeros_like(big), np.zeros_like(big)
+    return [
+        ("recurrent forward", lambda: nat.forward(x, None, None, None, True, 0)),
+        ("recurrent backward", lambda: nat.backward(dy, None, None)),
+        ("dense forward", lambda: [_train.dense_forward(y, a, w, None, 0) for _ in range(4)]),
+        ("dense backward", lambda: _train.dense_backward(dw, None, dx, y, y, a, w, 0)),
+        ("layernorm forward", lambda: [_train.layernorm_forward(dx, mean, rstd, a, ones, zeros,
+                                                                1e-5) for _ in range(8)]),
+        ("adam step", lambda: _train.adam_step(big, big, m1, m2, None, 1e-3, 0.9, 0.999, 1e-8,
+                                               0.0, False, False, 1)),
+        ("sum of squares", lambda: _train.sum_squares(big)),
+    ]
+
+
+def test_gil_is_released_in_native_calls():
+    prev = pyrnn.get_num_threads()
+    pyrnn.set_num_threads(1)
+    try:
+        # The method's control: pure Python holding the GIL lets the spinner take (almost)
+        # no step; a released GIL lets it take hundreds to thousands.
+        assert _spins_during(lambda: sum(range(300_000))) <= 2
+        for name, fn in _native_calls():
+            assert _spins_during(fn) >= 20, f"{name} kept the GIL"
+    finally:
+        pyrnn.set_num_threads(prev)
+
+
+# ---- one layer shared by two threads ------------------------------------------------------------
+
+def _slow_input(layer_in=32, T=150, N=32):
+    return np.random.default_rng(3).standard_normal((T, N, layer_in)).astype(np.float32)
+
+
+def _collide(call_a, call_b):
+    """Runs call_a in a thread and call_b in the main thread while call_a is (very likely)
+    inside its native call. Returns (error of a, error of b)."""
+    errs = {}
+    started = threading.Event()
+
+    def a():
+        started.set()
+        try:
+            call_a()
+        except Exception as e:  # noqa: BLE001
+            errs["a"] = e
+    t = threading.Thread(target=a)
+    t.start()
+    started.wait()
+    time.sleep(0.01)
+    try:
+        call_b()
+    except Exception as e:  # noqa: BLE001
+        errs["b"] = e
+    t.join()
+    return errs.get("a"), errs.get("b")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_shared_recurrent_layer_concurrent_calls_are_refused(kind):
+    cls = pyrnn.LSTM if kind == "lstm" else pyrnn.GRU
+    layer = cls(32, 128, num_layers=2, seed=0)
+    x = _slow_input()
+    ref = cls(32, 128, num_layers=2, seed=0)(x)[0]
+    # Retry: the second call must land while the first is inside the native code.
+    for _ in range(20):
+        err_a, err_b = _collide(lambda: layer(x), lambda: layer(x[:5]))
+        if err_b is not None:
+            break
+    assert err_a is None
+    assert isinstance(err_b, RuntimeError), err_b
+    assert "another thread" in str(err_b) and "one layer per thread" in str(err_b)
+    # The refused call changed nothing: the layer works and gives the right result.
+    assert np.array_equal(layer(x)[0], ref)
+    # zero_grad while a backward runs elsewhere is refused too (it would race the
+    # accumulation).
+    layer(x)
+    for _ in range(20):
+        err_a, err_b = _collide(lambda: layer.backward(np.ones((150, 32, 128), np.float32)),
+                                layer.zero_grad)
+        if err_b is not None:
+            break
+    assert err_a is None and isinstance(err_b, RuntimeError), (err_a, err_b)
+
+
+def test_shared_dense_concurrent_backward_is_refused():
+    """Without the check, two backward calls on one Dense accumulate into the same gradient
+    arrays from two threads at once (lost updates)."""
+    dense = pyrnn.Dense(1024, 1024, seed=0)
+    x = np.random.default_rng(4).standard_normal((4096, 1024)).astype(np.float32)
+    dense(x)
+    dy = np.ones((4096, 1024), np.float32)
+    for _ in range(20):
+        err_a, err_b = _collide(lambda: dense.backward(dy), lambda: dense.backward(dy))
+        if err_b is not None:
+            break
+    assert err_a is None
+    assert isinstance(err_b, RuntimeError) and "one layer per thread" in str(err_b), err_b
+    # Still usable from any thread afterwards.
+    assert _run_threads([lambda: dense(x[:4]).shape])[0] == (4, 1024)
+
+
+def test_sharing_rule_hammer():
+    """Many threads hammer one shared layer: every call either completes with the correct
+    result or is refused with RuntimeError; nothing crashes, nothing is wrong."""
+    layer = pyrnn.GRU(8, 32, seed=1)
+    layer.eval()
+    rng = np.random.default_rng(9)
+    xs = [rng.standard_normal((50, 4, 8)).astype(np.float32) for _ in range(4)]
+    want = [pyrnn.GRU(8, 32, seed=1).eval()(x)[0] for x in xs]
+    stats = {"ok": 0, "refused": 0}
+    lock = threading.Lock()
+
+    def worker(i):
+        for _ in range(30):
+            try:
+                out = layer(xs[i])[0]
+            except RuntimeError as e:
+                assert "another thread" in str(e)
+                with lock:
+                    stats["refused"] += 1
+                continue
+            assert np.array_equal(out, want[i])
+            with lock:
+                stats["ok"] += 1
+    _run_threads([lambda i=i: worker(i) for i in range(4)])
+    assert stats["ok"] + stats["refused"] == 120 and stats["ok"] > 0
