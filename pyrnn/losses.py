@@ -82,9 +82,10 @@ class Loss:
         self._on_device = _arrays.on_device(pred)
         if self._on_device:
             from . import cuda
-            if not cuda.is_available():
+            reason = cuda.unavailable_reason()
+            if reason:
                 raise RuntimeError(f"pred is a CUDA device array ({type(pred).__name__}), but no "
-                                   f"CUDA device is usable: {cuda.unavailable_reason()}")
+                                   f"CUDA device is usable: {reason}")
             return cuda.as_device_array(pred).numpy()
         return pred
 
