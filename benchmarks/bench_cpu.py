@@ -21,20 +21,10 @@ import time
 import numpy as np
 
 import pyrnn
+from pyrnn.bench import cpu_model  # noqa: E402  (one definition, shared)
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8)}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "GRU_seeds": 3}
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def flops(cell, T, N, C, H, backward):

@@ -80,6 +80,61 @@ GemmMath math_of(const Options& o) {
   return o.precision == Precision::TF32 ? GemmMath::TF32 : GemmMath::Exact;
 }
 
+// The custom step kernels' arguments that forward and backward share (W: the layer's Weights,
+// DC: its DirCache for this layer and direction).
+template <typename T, typename W, typename DC>
+detail::StepArgs<T> step_args(const RecurrentConfig& cfg, int N, int steps, int dir,
+                              const std::int64_t* lens, const W& w, DC& dc) {
+  const bool lstm = cfg.cell == CellType::LSTM, gru = cfg.cell == CellType::GRU;
+  detail::StepArgs<T> a;
+  a.cell = static_cast<int>(cfg.cell);
+  a.reset_after = cfg.reset_after ? 1 : 0;
+  a.N = N;
+  a.H = cfg.hidden_size;
+  a.G = cfg.gates();
+  a.steps = steps;
+  a.dir = dir;
+  a.lengths = lens;
+  a.w_hh = w.w_hh;
+  a.b_hn = w.b_hn;
+  a.g = dc.g.data();
+  a.hs = dc.h.data();
+  a.cs = lstm ? dc.c.data() : nullptr;
+  a.aux = gru ? dc.aux.data() : nullptr;
+  return a;
+}
+
+// Runs the custom step kernels over every step: one launch (persistent), or one per step and
+// phase (fused). S: the layer's StepChoice.
+template <typename T, typename S>
+void launch_steps(detail::StepArgs<T>& a, const S& step, bool backward, cudaStream_t stream) {
+  detail::StepPlan plan;
+  plan.blocks = step.blocks;
+  plan.threads = step.threads;
+  plan.units = step.units;
+  plan.kc = step.kc;
+  plan.nc = step.nc;
+  plan.grid_sync = step.grid_sync;
+  plan.smem_bytes = step.smem_bytes;
+  const int phases = detail::step_phases(a.cell, a.reset_after, backward);
+  if (step.algo == RecurrentAlgo::Persistent) {  // every step and phase in one launch
+    a.s_begin = 0;
+    a.s_end = a.steps;
+    a.ph_begin = 0;
+    a.ph_end = phases;
+    detail::launch_step_kernel<T>(a, plan, backward, stream);
+    return;
+  }
+  for (int s = 0; s < a.steps; ++s)
+    for (int ph = 0; ph < phases; ++ph) {
+      a.s_begin = s;
+      a.s_end = s + 1;
+      a.ph_begin = ph;
+      a.ph_end = ph + 1;
+      detail::launch_step_kernel<T>(a, plan, backward, stream);
+    }
+}
+
 }  // namespace
 
 // ---- owning handles ---------------------------------------------------------------------------
@@ -487,49 +542,11 @@ void Recurrent<T>::forward_steps(DirCache& dc, T* y, int layer, int dir, const L
   T* r = lane.work->scratch.data();  // [N, GH] recurrent products of one step
 
   if (step.algo != RecurrentAlgo::Cublas) {
-    detail::StepArgs<T> a;
-    a.cell = static_cast<int>(cfg_.cell);
-    a.reset_after = cfg_.reset_after ? 1 : 0;
-    a.N = Ni;
-    a.H = Hi;
-    a.G = G;
-    a.steps = static_cast<int>(T_);
-    a.dir = dir;
-    a.lengths = lens;
-    a.w_hh = w.w_hh;
-    a.b_hn = w.b_hn;
-    a.g = g;
-    a.hs = hs;
-    a.cs = cs;
-    a.aux = gru ? dc.aux.data() : nullptr;
+    detail::StepArgs<T> a = step_args<T>(cfg_, Ni, static_cast<int>(T_), dir, lens, w, dc);
     a.y = y + dir * H;
     a.ldy = static_cast<int>(DH);
     a.r = r;
-    detail::StepPlan plan;
-    plan.blocks = step.blocks;
-    plan.threads = step.threads;
-    plan.units = step.units;
-    plan.kc = step.kc;
-    plan.nc = step.nc;
-    plan.grid_sync = step.grid_sync;
-    plan.smem_bytes = step.smem_bytes;
-    const int phases = detail::step_phases(a.cell, a.reset_after, false);
-    if (step.algo == RecurrentAlgo::Persistent) {  // every step and phase in one launch
-      a.s_begin = 0;
-      a.s_end = static_cast<int>(T_);
-      a.ph_begin = 0;
-      a.ph_end = phases;
-      detail::launch_step_kernel<T>(a, plan, false, lane.stream);
-      return;
-    }
-    for (int s = 0; s < static_cast<int>(T_); ++s)  // fused: one launch per (step, phase)
-      for (int ph = 0; ph < phases; ++ph) {
-        a.s_begin = s;
-        a.s_end = s + 1;
-        a.ph_begin = ph;
-        a.ph_end = ph + 1;
-        detail::launch_step_kernel<T>(a, plan, false, lane.stream);
-      }
+    launch_steps<T>(a, step, /*backward=*/false, lane.stream);
     return;
   }
 
@@ -717,21 +734,7 @@ void Recurrent<T>::backward_steps(DirCache& dc, const T* dy, int layer, int dir,
   const T* cs = lstm ? dc.c.data() : nullptr;
 
   if (step.algo != RecurrentAlgo::Cublas) {
-    detail::StepArgs<T> a;
-    a.cell = static_cast<int>(cfg_.cell);
-    a.reset_after = cfg_.reset_after ? 1 : 0;
-    a.N = Ni;
-    a.H = Hi;
-    a.G = G;
-    a.steps = static_cast<int>(T_);
-    a.dir = dir;
-    a.lengths = lens;
-    a.w_hh = w.w_hh;
-    a.b_hn = w.b_hn;
-    a.g = dc.g.data();
-    a.hs = dc.h.data();
-    a.cs = lstm ? dc.c.data() : nullptr;
-    a.aux = gru ? dc.aux.data() : nullptr;
+    detail::StepArgs<T> a = step_args<T>(cfg_, Ni, static_cast<int>(T_), dir, lens, w, dc);
     a.dg = dg;
     a.dghn = dghn;
     a.dh = dh;
@@ -741,31 +744,7 @@ void Recurrent<T>::backward_steps(DirCache& dc, const T* dy, int layer, int dir,
     a.pw = wk.pw.data();
     a.rec = wk.rec.data();
     a.drh = gru && !after ? wk.drh.data() : nullptr;
-    detail::StepPlan plan;
-    plan.blocks = step.blocks;
-    plan.threads = step.threads;
-    plan.units = step.units;
-    plan.kc = step.kc;
-    plan.nc = step.nc;
-    plan.grid_sync = step.grid_sync;
-    plan.smem_bytes = step.smem_bytes;
-    const int phases = detail::step_phases(a.cell, a.reset_after, true);
-    if (step.algo == RecurrentAlgo::Persistent) {
-      a.s_begin = 0;
-      a.s_end = static_cast<int>(T_);
-      a.ph_begin = 0;
-      a.ph_end = phases;
-      detail::launch_step_kernel<T>(a, plan, true, lane.stream);
-      return;
-    }
-    for (int s = 0; s < static_cast<int>(T_); ++s)
-      for (int ph = 0; ph < phases; ++ph) {
-        a.s_begin = s;
-        a.s_end = s + 1;
-        a.ph_begin = ph;
-        a.ph_end = ph + 1;
-        detail::launch_step_kernel<T>(a, plan, true, lane.stream);
-      }
+    launch_steps<T>(a, step, /*backward=*/true, lane.stream);
     return;
   }
 
