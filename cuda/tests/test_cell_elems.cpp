@@ -11,17 +11,12 @@
 #include "cell_elems.cuh"
 #include "pyrnn/kernels/cells.h"
 
+#include "check.h"
+
 namespace {
 
-int failures = 0;
-
-#define CHECK(cond)                                                                   \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                     \
-    }                                                                                 \
-  } while (0)
+// The C++ tests' harness (cpp/tests/check.h): CHECK / CHECK_THROWS count into its counter.
+int& failures = check::failures();
 
 namespace K = pyrnn::kernels;
 namespace E = pyrnn::cuda::detail;

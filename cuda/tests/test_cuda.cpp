@@ -15,31 +15,12 @@
 #include "pyrnn/nn/rnn_cuda.h"
 #include "pyrnn/recurrent.h"
 
+#include "check.h"
+
 namespace {
 
-int failures = 0;
-
-#define CHECK(cond)                                                              \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                \
-    }                                                                            \
-  } while (0)
-
-#define CHECK_THROWS(expr)                                                                   \
-  do {                                                                                       \
-    bool thrown_ = false;                                                                    \
-    try {                                                                                    \
-      expr;                                                                                  \
-    } catch (const pyrnn::Error&) {                                                          \
-      thrown_ = true;                                                                        \
-    }                                                                                        \
-    if (!thrown_) {                                                                          \
-      std::fprintf(stderr, "  %s:%d: %s did not throw pyrnn::Error\n", __FILE__, __LINE__, #expr); \
-      ++failures;                                                                            \
-    }                                                                                        \
-  } while (0)
+// The C++ tests' harness (cpp/tests/check.h): CHECK / CHECK_THROWS count into its counter.
+int& failures = check::failures();
 
 using pyrnn::cuda::Context;
 using pyrnn::cuda::DeviceBuffer;
