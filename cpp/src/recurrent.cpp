@@ -22,6 +22,23 @@ inline void prefetch(const T* p, std::size_t n) {
   const char* b = reinterpret_cast<const char*>(p);
   for (std::size_t i = 0; i < n * sizeof(T); i += 64) __builtin_prefetch(b + i, 0, 2);
 }
+// How a pass's steps are shared among threads (see forward_direction): by batch rows when one
+// layer and direction's weights fit in L2 with room (no step needs another thread's rows), else
+// by hidden units (whole panels of nr columns; one thread when H is not a multiple of nr).
+// unit_k: the K of the per-step product that decides whether splitting units pays.
+struct StepSplit {
+  bool by_rows;
+  int threads;
+};
+inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, int nr,
+                            int unit_k) {
+  const int want = kernels::gemm_threads(N, G * H, C + H);
+  const std::size_t weight_bytes =
+      static_cast<std::size_t>(G) * H * (static_cast<std::size_t>(C) + H) * elem_bytes;
+  if (want > 1 && N >= 16 && weight_bytes <= (std::size_t(768) << 10))
+    return {true, std::min(want, N / 8)};
+  return {false, H % nr == 0 ? std::min(kernels::gemm_threads(N, G * H, unit_k), H / nr) : 1};
+}
 }  // namespace
 
 using kernels::gemm;
@@ -254,12 +271,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   //    meet at one barrier per step (h_t complete); each streams only its share of the weights.
   //    Hidden sizes that are not a multiple of the panel width run it on one thread.
   const int nr = pack_hh_.nr;
-  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
-  const int want = kernels::gemm_threads(Ni, G * Hi, C + Hi);
-  const bool by_rows = want > 1 && Ni >= 16 && weight_bytes <= (std::size_t(768) << 10);
-  const int nth = by_rows ? std::min(want, Ni / 8)
-                  : Hi % nr == 0 ? std::min(kernels::gemm_threads(Ni, G * Hi, Hi), Hi / nr)
-                                 : 1;
+  const StepSplit split_plan = step_split(Ni, G, Hi, C, sizeof(T), nr, Hi);
+  const bool by_rows = split_plan.by_rows;
+  const int nth = split_plan.threads;
   const int ngates = split ? 2 : G;
   // The input projection g_t = x_t W_ih^T + b runs per step, by each thread for its own units
   // right before its cell reads them (g_t is then hot in L1/L2 instead of fetched from a
@@ -465,11 +479,9 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // gradients are owned by units: every element has one writer and one summation order (steps in
   // processing order, rows ascending), the same in both modes and for any thread count.
   const int nr = pack_hh_.nr;
-  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
-  const int want = kernels::gemm_threads(Ni, G * Hi, Hi + C);
-  const bool by_rows = want > 1 && Ni >= 16 && weight_bytes <= (std::size_t(768) << 10);
-  const int nth = by_rows ? std::min(want, Ni / 8)
-                  : Hi % nr == 0 ? std::min(want, Hi / nr) : 1;
+  const StepSplit split_plan = step_split(Ni, G, Hi, C, sizeof(T), nr, Hi + C);
+  const bool by_rows = split_plan.by_rows;
+  const int nth = split_plan.threads;
 
   // The gradients of the pre-activations live in a ring of P steps (hot in cache), not a
   // [T, N, GH] buffer: d h_prev and d x use them within their step, and the weight gradients

@@ -35,11 +35,6 @@ struct Ops {
   // columns), by the calling thread alone: no barrier. A is packed once for all ranges.
   void (*gemm_panels)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
                       const T* bias, T* C, int ldc, const int* ranges, int nranges);
-  // C [M x N] = op(A) [M x K] * B [K x N] + beta * C (beta 0 or 1) over the same column panels
-  // (panel = PackedB's nr for this ISA), neither operand packed: B is row-major (ldb) and read in
-  // place. For small products of operands already in cache (per-step weight gradients).
-  void (*gemm_direct)(Trans ta, int M, int N, int K, const T* A, int lda, const T* B, int ldb,
-                      T beta, T* C, int ldc, const int* ranges, int nranges);
   // Cell rows over units [j0, j1) (see cells.h for the meaning of each argument).
   void (*rnn_forward_row)(int H, int j0, int j1, bool relu, T* g, const T* r);
   void (*rnn_backward_row)(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a);
