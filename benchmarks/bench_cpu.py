@@ -8,6 +8,8 @@ GRU is compared in PyTorch's form (reset_after=True); the seeds' form (reset_aft
 pyrnn's default) is timed too. Without PyTorch it reports pyrnn's absolute figures only.
 GFLOP/s counts the GEMM work (2 flops per multiply-add), the measure of how close a run comes
 to the machine's limit, set here by torch.matmul on a 2048 x 2048 float32 product.
+Each row also gives the quartiles of the per-round ratios (pyrnn and torch timed back to back):
+on a shared machine they show how far a single median can move. "target" is issue 4's bound.
 """
 import argparse
 import datetime
@@ -25,6 +27,10 @@ from pyrnn.bench import cpu_model  # noqa: E402  (one definition, shared)
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8)}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "GRU_seeds": 3}
+# Issue 4's targets: pyrnn time / PyTorch time, float32, same thread count.
+TARGETS = {("seed", "fwd"): 0.75, ("seed", "fwdbwd"): 0.6, ("large", "fwd"): 1.0,
+           ("large", "fwdbwd"): 0.75, ("latency", "fwd"): 0.3, ("latency", "fwdbwd"): 0.3}
+GFLOPS_TARGET = 0.75  # of torch.matmul's 2048 x 2048 GFLOP/s, at the large configuration
 
 
 def flops(cell, T, N, C, H, backward):
@@ -66,7 +72,31 @@ def bench_pair(p_fn, t_fn, repeats, budget_s):
             (ps if fn is p_fn else ts).append(timed(fn))
         if time.perf_counter() - start > budget_s and i >= 4:
             break
-    return statistics.median(ps), (statistics.median(ts) if ts else None), len(ps)
+    spread = None
+    if ts:  # quartiles of the per-round ratios (each round times both, back to back)
+        q = statistics.quantiles([p / t for p, t in zip(ps, ts)], n=4, method="inclusive")
+        spread = (q[0], q[2])
+    return statistics.median(ps), (statistics.median(ts) if ts else None), len(ps), spread
+
+
+def summarize(rows, peak):
+    """Ratio targets met / judged (rows with a torch time), and the large configuration's best
+    GFLOP/s against GFLOPS_TARGET x torch.matmul's."""
+    judged = [r for r in rows if r["target_ratio"] is not None]
+    missed = [r for r in judged if r["ratio"] > r["target_ratio"]]
+    out = {"targets_met": len(judged) - len(missed), "targets_judged": len(judged),
+           "targets_missed": [f"{r['config']} {r['cell']} {r['mode']}" for r in missed]}
+    lines = [f"ratio targets met: {out['targets_met']}/{out['targets_judged']}"
+             + (f" (missed: {', '.join(out['targets_missed'])})" if missed else "")]
+    large = [r["pyrnn_gflops"] for r in rows if r["config"] == "large"]
+    if peak and large:
+        out["large_best_gflops"] = max(large)
+        out["gflops_target_met"] = max(large) >= GFLOPS_TARGET * peak
+        lines.append(f"large configuration best {max(large):.1f} GFLOP/s vs "
+                     f"{GFLOPS_TARGET:.0%} of torch.matmul = {GFLOPS_TARGET * peak:.1f}: "
+                     + ("met" if out["gflops_target_met"] else "not met"))
+    out["lines"] = lines
+    return out
 
 
 def matmul_peak(torch, threads):
@@ -107,7 +137,8 @@ def main(argv=None):
           f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
     if peak:
         print(f"torch.matmul 2048x2048 float32: {peak:.1f} GFLOP/s")
-    hdr = f"{'config':8s} {'cell':9s} {'mode':5s} {'pyrnn ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s}"
+    hdr = (f"{'config':8s} {'cell':9s} {'mode':6s} {'pyrnn ms':>9s} {'torch ms':>9s} {'ratio':>6s} "
+           f"{'(q1-q3)':>11s} {'target':>6s} {'GFLOP/s':>8s}")
     print(hdr)
     print("-" * len(hdr))
     for cname in args.configs.split(","):
@@ -139,17 +170,26 @@ def main(argv=None):
                     def t_fn():
                         y, _ = tl(xg)
                         y.backward(torch.ones_like(y))
-                p_s, t_s, n = bench_pair(p_fn, t_fn if tl is not None else None, args.repeats,
+                p_s, t_s, n, spread = bench_pair(p_fn, t_fn if tl is not None else None, args.repeats,
                                          args.budget)
                 gf = flops(cell, T, N, C, H, mode == "fwdbwd") / p_s / 1e9
                 ratio = p_s / t_s if t_s else None
                 rows.append({"config": cname, "T": T, "N": N, "C": C, "H": H, "cell": cell,
                              "mode": mode, "pyrnn_ms": p_s * 1e3,
                              "torch_ms": t_s * 1e3 if t_s else None, "ratio": ratio,
-                             "pyrnn_gflops": gf, "repeats": n})
-                print(f"{cname:8s} {cell:9s} {mode:5s} {p_s * 1e3:9.3f} "
+                             "pyrnn_gflops": gf, "repeats": n,
+                             "ratio_q1": spread[0] if spread else None,
+                             "ratio_q3": spread[1] if spread else None,
+                             "target_ratio": TARGETS[(cname, mode)] if ratio else None})
+                q = f"{spread[0]:.2f}-{spread[1]:.2f}" if spread else ""
+                tgt = f"{TARGETS[(cname, mode)]:.2f}" if ratio else ""
+                print(f"{cname:8s} {cell:9s} {mode:6s} {p_s * 1e3:9.3f} "
                       f"{(t_s * 1e3 if t_s else float('nan')):9.3f} "
-                      f"{(ratio if ratio else float('nan')):6.2f} {gf:8.1f}", flush=True)
+                      f"{(ratio if ratio else float('nan')):6.2f} {q:>11s} {tgt:>6s} {gf:8.1f}",
+                      flush=True)
+    summary = summarize(rows, peak)
+    for line in summary["lines"]:
+        print(line)
     result = {
         "benchmark": "bench_cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
@@ -157,7 +197,9 @@ def main(argv=None):
         "pyrnn": {"version": pyrnn.__version__, "cpu_isa": pyrnn.get_cpu_isa(),
                   "threads": pyrnn.get_num_threads()},
         "torch": torch.__version__ if torch else None,
-        "torch_matmul_2048_gflops": peak, "results": rows,
+        "torch_matmul_2048_gflops": peak,
+        "targets": {f"{c}/{m}": v for (c, m), v in TARGETS.items()},
+        "summary": {k: v for k, v in summary.items() if k != "lines"}, "results": rows,
     }
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
