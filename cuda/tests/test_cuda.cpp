@@ -463,6 +463,36 @@ void test_graph_reuse_and_determinism() {
   }
 }
 
+// GPU only: the step kernels' max dynamic shared memory is a per-kernel attribute shared by all
+// layers, while plans are memoized per layer. A big plan, then another layer's smaller (> 48 KiB)
+// plan, then the big layer again must still launch (the attribute must never be lowered).
+void test_shared_memory_attribute() {
+  pyrnn::RecurrentConfig big, small;
+  big.cell = small.cell = pyrnn::CellType::LSTM;
+  big.input_size = small.input_size = 4;
+  big.hidden_size = 1024;  // fused plan, N = 64: ~160 KiB of shared memory per block
+  small.hidden_size = 512;  // ~64 KiB
+  const int T_ = 2, N = 64;
+  const auto x = pattern<float>(std::size_t(T_) * N * 4, 91);
+  auto gx = upload(x);
+  pyrnn::cuda::Recurrent<float> a(big), b(small);
+  a.set_options(make_options(RecurrentAlgo::Fused, Switch::Off, Switch::Off));
+  b.set_options(make_options(RecurrentAlgo::Fused, Switch::Off, Switch::Off));
+  const auto y1 = run_forward(a, gx, T_, N, nullptr, false);
+  const bool fused = a.last_forward_algo() == RecurrentAlgo::Fused;
+  run_forward(b, gx, T_, N, nullptr, false);
+  std::vector<float> y2;
+  try {
+    y2 = run_forward(a, gx, T_, N, nullptr, false);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  shared memory attribute lowered by another layer's plan: %s\n", e.what());
+    ++failures;
+    return;
+  }
+  CHECK(!fused || a.last_forward_algo() == RecurrentAlgo::Fused);
+  CHECK(y2 == y1);
+}
+
 #ifdef PYRNN_CUDA_HOST_EMULATION
 }  // namespace
 namespace pyrnn {
@@ -773,6 +803,7 @@ int main() {
     test_recurrent_errors();
     test_matrix_cuda();
     test_facade();
+    test_shared_memory_attribute();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;
