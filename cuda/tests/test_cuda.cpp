@@ -45,7 +45,8 @@ std::vector<T> pattern(std::size_t n, unsigned seed) {
 // One GPU GEMM vs gemm_reference. Leading dims are padded; beta = 0 starts C as NaN (must not
 // be read). The float tolerance is far below TF32's ~1e-3 relative error: it checks true fp32.
 template <typename T>
-void check_gemm(Context& ctx, Trans ta, Trans tb, int M, int N, int K, T alpha, T beta) {
+void check_gemm(Context& ctx, Trans ta, Trans tb, int M, int N, int K, T alpha, T beta,
+                pyrnn::cuda::GemmMath math = pyrnn::cuda::GemmMath::Exact) {
   const int lda = (ta == Trans::N ? K : M) + 3, ldb = (tb == Trans::N ? N : K) + 2, ldc = N + 1;
   const std::size_t na = static_cast<std::size_t>(ta == Trans::N ? M : K) * lda;
   const std::size_t nb = static_cast<std::size_t>(tb == Trans::N ? K : N) * ldb;
@@ -58,13 +59,15 @@ void check_gemm(Context& ctx, Trans ta, Trans tb, int M, int N, int K, T alpha, 
   db.copy_from_host(b.data(), nb, ctx.stream());
   dc.copy_from_host(c.data(), nc, ctx.stream());
   pyrnn::cuda::gemm<T>(ctx.cublas(), ta, tb, M, N, K, alpha, da.data(), lda, db.data(), ldb, beta,
-                       dc.data(), ldc);
+                       dc.data(), ldc, math);
   std::vector<T> got(nc);
   dc.copy_to_host(got.data(), nc, ctx.stream());
   auto want = c;
   pyrnn::kernels::gemm_reference<T>(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta,
                                     want.data(), ldc);
-  const double tol = sizeof(T) == 4 ? 2e-6 : 1e-14;
+  // TF32 (float only): operands rounded to 10 mantissa bits, about 1e-3 relative per product.
+  const bool tf32 = math == pyrnn::cuda::GemmMath::TF32 && sizeof(T) == 4;
+  const double tol = tf32 ? 2e-3 : sizeof(T) == 4 ? 2e-6 : 1e-14;
   int bad = 0;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < ldc; ++j) {
@@ -92,6 +95,9 @@ void test_gemm(Context& ctx) {
       check_gemm<T>(ctx, ta, tb, 16, 8, 0, T(1), T(0));     // K = 0: C = 0
       check_gemm<T>(ctx, ta, tb, 16, 8, 0, T(1), T(2.5));   // K = 0: C *= beta
       check_gemm<T>(ctx, ta, tb, 16, 8, 12, T(0), T(0.5));  // alpha = 0: C *= beta
+      // TF32 (per call; double ignores it), then exact again on the same handle.
+      check_gemm<T>(ctx, ta, tb, 37, 29, 53, T(-1.3), T(0.5), pyrnn::cuda::GemmMath::TF32);
+      check_gemm<T>(ctx, ta, tb, 37, 29, 53, T(0.7), T(0));
     }
 }
 
