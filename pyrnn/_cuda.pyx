@@ -395,21 +395,41 @@ def _from_capsule(capsule, producer):
     return DeviceArray._make(ptr, shape, dt, dl.device.device_id, False, owner)
 
 
-def from_dlpack(obj, int device=0):
-    """Zero-copy DeviceArray over a CUDA array exporting __dlpack__ (kept alive while used)."""
+def from_dlpack(obj, device=None):
+    """Zero-copy DeviceArray over a CUDA array exporting __dlpack__ (kept alive while used).
+    The producer's pending work on the array is complete when this returns (as for
+    from_cuda_array_interface): pyrnn reads its inputs on more than one stream (its Context
+    stream, and the legacy default stream for copies and layout changes)."""
     if isinstance(obj, DeviceArray):
         return obj
     if not hasattr(obj, "__dlpack__"):
         raise TypeError(f"{type(obj).__name__} does not implement __dlpack__")
+    if device is None:  # the array's own device, when it says
+        device = 0
+        dev = getattr(obj, "__dlpack_device__", None)
+        if dev is not None:
+            try:
+                kind, index = dev()
+                if int(kind) in (kDLCUDA, kDLCUDAManaged):
+                    device = int(index)
+            except Exception:
+                pass
+    cdef uintptr_t s = 0
     stream = None
     if ccuda.device_count() > 0:
-        # The consumer stream: the producer orders its pending work before pyrnn's kernels.
-        stream = <uintptr_t>Context.get(device).stream()
+        # The consumer stream: the producer orders its pending work before it (an event wait,
+        # asynchronous). Only that stream is ordered, so it is synchronized below.
+        s = <uintptr_t>Context.get(device).stream()
+        stream = s
     try:
         capsule = obj.__dlpack__(stream=stream)
     except TypeError:
         capsule = obj.__dlpack__()
-    return _from_capsule(capsule, obj)
+    arr = _from_capsule(capsule, obj)
+    if s:
+        with nogil:
+            ccuda.synchronize_stream(<cudaStream_t>s)
+    return arr
 
 
 def from_cuda_array_interface(obj):

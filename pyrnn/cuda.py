@@ -163,14 +163,15 @@ def set_recurrent_algo(algo):
 
 
 def set_graphs(enabled):
-    """Capture each direction's step loop into a CUDA graph and replay it (True, the default),
-    launch every kernel (False), or None / "default" for PYRNN_CUDA_GRAPHS."""
+    """Capture each direction's step loop into a CUDA graph and replay it (True), launch every
+    kernel (False, the built-in default until measured on a GPU), or None / "default" for
+    PYRNN_CUDA_GRAPHS."""
     _need().set_default_options(graphs="default" if enabled is None else enabled)
 
 
 def set_streams(enabled):
-    """Bidirectional layers: run the reverse direction on a second stream (True, the default),
-    or not (False); None / "default" for PYRNN_CUDA_STREAMS."""
+    """Bidirectional layers: run the reverse direction on a second stream (True), or not (False,
+    the built-in default until measured on a GPU); None / "default" for PYRNN_CUDA_STREAMS."""
     _need().set_default_options(streams="default" if enabled is None else enabled)
 
 

@@ -268,9 +268,14 @@ StepPlan plan_step_kernel(int device, CellType cell, bool reset_after, int N, in
   const std::size_t smem = smem_of(units);
   const void* kernel = backward ? reinterpret_cast<const void*>(&step_kernel<T, true>)
                                 : reinterpret_cast<const void*>(&step_kernel<T, false>);
+  // The attribute belongs to the kernel (per device), not to this plan: every layer of this dtype
+  // shares it, and a plan is memoized per layer. Setting it to this plan's size would let a later
+  // plan of another layer with a smaller (> 48 KiB) slice lower it below what the first layer
+  // still launches with (cudaErrorInvalidValue at its next launch). So raise it to the device's
+  // opt-in limit, which every plan fits (checked above), and never lower it.
   if (smem > 48 * 1024)
     PYRNN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(smem)));
+                                          smem_optin));
   int threads = kStepThreads;
   if (persistent && blocks > 1) {
     if (!coop) return StepPlan{};

@@ -31,6 +31,21 @@ cublasStatus_t xgeam(cublasHandle_t h, int m, int n, const double* alpha, const 
                      const double* beta, const double* B, int ldb, double* C, int ldc) {
   return cublasDgeam(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, alpha, A, lda, beta, B, ldb, C, ldc);
 }
+// TF32 through the call's compute type, never through the handle's math mode: the handle is
+// shared (a device's Context serves every layer, and the training stack's calls do not take the
+// recurrent layers' device lock), so a mode set for one TF32 pass could leak into another
+// thread's float GEMM between its mode set and its call.
+cublasStatus_t xgemm_tf32(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                          int n, int k, const float* alpha, const float* A, int lda,
+                          const float* B, int ldb, const float* beta, float* C, int ldc) {
+  return cublasGemmEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C,
+                      CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+}
+cublasStatus_t xgemm_tf32(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                          int n, int k, const double* alpha, const double* A, int lda,
+                          const double* B, int ldb, const double* beta, double* C, int ldc) {
+  return cublasDgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);  // never TF32
+}
 cublasOperation_t op(kernels::Trans t) { return t == kernels::Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
 }  // namespace
 
@@ -40,9 +55,10 @@ void gemm(cublasHandle_t handle, kernels::Trans ta, kernels::Trans tb, int M, in
   using kernels::Trans;
   if (M <= 0 || N <= 0) return;
   PYRNN_CHECK(ldc >= N, "cuda::gemm: ldc = ", ldc, " < N = ", N);
-  // Cheap host-side settings; re-asserted because the handle may not come from a Context.
+  // Cheap host-side settings; re-asserted because the handle may not come from a Context. Always
+  // the same values (TF32 is chosen per call below), so threads sharing a handle agree on them.
   const bool tf32 = math == GemmMath::TF32 && sizeof(T) == sizeof(float);
-  PYRNN_CUBLAS_CHECK(cublasSetMathMode(handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  PYRNN_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
   PYRNN_CUBLAS_CHECK(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST));
 
   if (K <= 0 || alpha == T(0)) {
@@ -62,8 +78,12 @@ void gemm(cublasHandle_t handle, kernels::Trans ta, kernels::Trans tb, int M, in
               M, " x ", K, "]", ta == Trans::N ? "" : " (transposed)");
   PYRNN_CHECK(ldb >= (tb == Trans::N ? N : K), "cuda::gemm: ldb = ", ldb, " too small for op(B) [",
               K, " x ", N, "]", tb == Trans::N ? "" : " (transposed)");
-  PYRNN_CUBLAS_CHECK(
-      xgemm(handle, op(tb), op(ta), N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+  if (tf32)
+    PYRNN_CUBLAS_CHECK(
+        xgemm_tf32(handle, op(tb), op(ta), N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+  else
+    PYRNN_CUBLAS_CHECK(
+        xgemm(handle, op(tb), op(ta), N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
 }
 
 template void gemm<float>(cublasHandle_t, kernels::Trans, kernels::Trans, int, int, int, float,

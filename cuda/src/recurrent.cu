@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "cells.cuh"
+#include "device_lock.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/cuda/recurrent.h"
@@ -39,12 +40,9 @@ class DeviceScope {
   bool switched_ = false;
 };
 
-// A device's Context (its stream and cuBLAS handle) is shared by every layer on it; a cuBLAS
-// handle must not be used from two threads at once, so passes on one device are serialized.
-std::mutex& device_mutex(int device) {
-  static std::mutex mutexes[64];
-  return mutexes[static_cast<unsigned>(device) % 64];
-}
+// A device's Context (its stream and cuBLAS handle) is shared by every layer on it, and a pass may
+// capture its stream into a graph: host calls that queue work on it are serialized per device.
+using detail::device_mutex;
 
 // Grows (never shrinks) a workspace; contents are not preserved.
 template <typename U>
@@ -180,8 +178,9 @@ template <typename T>
 Recurrent<T>::Recurrent(const RecurrentConfig& config, int device)
     : cfg_(config), ctx_(&Context::get(device)) {
   cfg_.validate();
-  DeviceScope scope(ctx_->device());
   pyrnn::Recurrent<T> host(cfg_);  // layout and initial values: the CPU class's own
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
+  DeviceScope scope(ctx_->device());
   info_ = host.param_info();
   params_ = DeviceBuffer<T>(host.num_parameters());
   grads_ = DeviceBuffer<T>(host.num_parameters());
@@ -192,6 +191,7 @@ Recurrent<T>::Recurrent(const RecurrentConfig& config, int device)
 
 template <typename T>
 void Recurrent<T>::zero_grad() {
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   grads_.zero(ctx_->stream());
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(ctx_->stream()));
@@ -206,21 +206,25 @@ void Recurrent<T>::reset_parameters(std::uint64_t seed) {
 
 template <typename T>
 void Recurrent<T>::copy_params_from_host(const T* src) {
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   params_.copy_from_host(src, params_.size(), ctx_->stream());
 }
 template <typename T>
 void Recurrent<T>::copy_params_to_host(T* dst) const {
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   params_.copy_to_host(dst, params_.size(), ctx_->stream());
 }
 template <typename T>
 void Recurrent<T>::copy_grads_from_host(const T* src) {
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   grads_.copy_from_host(src, grads_.size(), ctx_->stream());
 }
 template <typename T>
 void Recurrent<T>::copy_grads_to_host(T* dst) const {
+  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());
   grads_.copy_to_host(dst, grads_.size(), ctx_->stream());
 }

@@ -3,7 +3,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <mutex>
 
+#include "device_lock.cuh"
 #include "pyrnn/cuda/buffer.h"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
@@ -14,9 +16,11 @@ namespace detail {
 
 // Makes the Context's device current for a scope (restoring the caller's), and finishes the
 // scope's work: synchronize() waits for the stream, so results are complete when a call returns.
+// Holds the device lock (device_lock.cuh) throughout: the Context's stream and cuBLAS handle are
+// the recurrent layers' too, and one of them may be capturing the stream in another thread.
 class TrainScope {
  public:
-  explicit TrainScope(Context& ctx) : ctx_(ctx) {
+  explicit TrainScope(Context& ctx) : ctx_(ctx), lock_(device_mutex(ctx.device())) {
     PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
     switched_ = prev_ != ctx.device();
     if (switched_) PYRNN_CUDA_CHECK(cudaSetDevice(ctx.device()));
@@ -32,6 +36,7 @@ class TrainScope {
 
  private:
   Context& ctx_;
+  std::lock_guard<std::mutex> lock_;
   int prev_ = 0;
   bool switched_ = false;
 };

@@ -45,7 +45,8 @@ std::vector<T> pattern(std::size_t n, unsigned seed) {
 // One GPU GEMM vs gemm_reference. Leading dims are padded; beta = 0 starts C as NaN (must not
 // be read). The float tolerance is far below TF32's ~1e-3 relative error: it checks true fp32.
 template <typename T>
-void check_gemm(Context& ctx, Trans ta, Trans tb, int M, int N, int K, T alpha, T beta) {
+void check_gemm(Context& ctx, Trans ta, Trans tb, int M, int N, int K, T alpha, T beta,
+                pyrnn::cuda::GemmMath math = pyrnn::cuda::GemmMath::Exact) {
   const int lda = (ta == Trans::N ? K : M) + 3, ldb = (tb == Trans::N ? N : K) + 2, ldc = N + 1;
   const std::size_t na = static_cast<std::size_t>(ta == Trans::N ? M : K) * lda;
   const std::size_t nb = static_cast<std::size_t>(tb == Trans::N ? K : N) * ldb;
@@ -58,13 +59,15 @@ void check_gemm(Context& ctx, Trans ta, Trans tb, int M, int N, int K, T alpha, 
   db.copy_from_host(b.data(), nb, ctx.stream());
   dc.copy_from_host(c.data(), nc, ctx.stream());
   pyrnn::cuda::gemm<T>(ctx.cublas(), ta, tb, M, N, K, alpha, da.data(), lda, db.data(), ldb, beta,
-                       dc.data(), ldc);
+                       dc.data(), ldc, math);
   std::vector<T> got(nc);
   dc.copy_to_host(got.data(), nc, ctx.stream());
   auto want = c;
   pyrnn::kernels::gemm_reference<T>(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta,
                                     want.data(), ldc);
-  const double tol = sizeof(T) == 4 ? 2e-6 : 1e-14;
+  // TF32 (float only): operands rounded to 10 mantissa bits, about 1e-3 relative per product.
+  const bool tf32 = math == pyrnn::cuda::GemmMath::TF32 && sizeof(T) == 4;
+  const double tol = tf32 ? 2e-3 : sizeof(T) == 4 ? 2e-6 : 1e-14;
   int bad = 0;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < ldc; ++j) {
@@ -92,6 +95,9 @@ void test_gemm(Context& ctx) {
       check_gemm<T>(ctx, ta, tb, 16, 8, 0, T(1), T(0));     // K = 0: C = 0
       check_gemm<T>(ctx, ta, tb, 16, 8, 0, T(1), T(2.5));   // K = 0: C *= beta
       check_gemm<T>(ctx, ta, tb, 16, 8, 12, T(0), T(0.5));  // alpha = 0: C *= beta
+      // TF32 (per call; double ignores it), then exact again on the same handle.
+      check_gemm<T>(ctx, ta, tb, 37, 29, 53, T(-1.3), T(0.5), pyrnn::cuda::GemmMath::TF32);
+      check_gemm<T>(ctx, ta, tb, 37, 29, 53, T(0.7), T(0));
     }
 }
 
@@ -463,6 +469,36 @@ void test_graph_reuse_and_determinism() {
   }
 }
 
+// GPU only: the step kernels' max dynamic shared memory is a per-kernel attribute shared by all
+// layers, while plans are memoized per layer. A big plan, then another layer's smaller (> 48 KiB)
+// plan, then the big layer again must still launch (the attribute must never be lowered).
+void test_shared_memory_attribute() {
+  pyrnn::RecurrentConfig big, small;
+  big.cell = small.cell = pyrnn::CellType::LSTM;
+  big.input_size = small.input_size = 4;
+  big.hidden_size = 1024;  // fused plan, N = 64: ~160 KiB of shared memory per block
+  small.hidden_size = 512;  // ~64 KiB
+  const int T_ = 2, N = 64;
+  const auto x = pattern<float>(std::size_t(T_) * N * 4, 91);
+  auto gx = upload(x);
+  pyrnn::cuda::Recurrent<float> a(big), b(small);
+  a.set_options(make_options(RecurrentAlgo::Fused, Switch::Off, Switch::Off));
+  b.set_options(make_options(RecurrentAlgo::Fused, Switch::Off, Switch::Off));
+  const auto y1 = run_forward(a, gx, T_, N, nullptr, false);
+  const bool fused = a.last_forward_algo() == RecurrentAlgo::Fused;
+  run_forward(b, gx, T_, N, nullptr, false);
+  std::vector<float> y2;
+  try {
+    y2 = run_forward(a, gx, T_, N, nullptr, false);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  shared memory attribute lowered by another layer's plan: %s\n", e.what());
+    ++failures;
+    return;
+  }
+  CHECK(!fused || a.last_forward_algo() == RecurrentAlgo::Fused);
+  CHECK(y2 == y1);
+}
+
 #ifdef PYRNN_CUDA_HOST_EMULATION
 }  // namespace
 namespace pyrnn {
@@ -773,6 +809,7 @@ int main() {
     test_recurrent_errors();
     test_matrix_cuda();
     test_facade();
+    test_shared_memory_attribute();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;

@@ -28,6 +28,15 @@
 
 #include "check.h"
 
+#ifdef PYRNN_CUDA_HOST_EMULATION
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "device_lock.cuh"  // cuda/src: on the emulated build's include path only
+#endif
+
 namespace {
 
 // The C++ tests' harness (cpp/tests/check.h): CHECK / CHECK_THROWS count into its counter.
@@ -372,6 +381,29 @@ void check_errors(Context& ctx) {
                                                     false, 0));
 }
 
+#ifdef PYRNN_CUDA_HOST_EMULATION
+// Training-stack calls hold the per-device lock that the recurrent layers' passes hold: while
+// another thread holds it (e.g. a pass capturing the Context stream into a CUDA graph, which
+// would otherwise capture this call's work too), a call waits for it.
+void check_device_lock(Context& ctx) {
+  DeviceBuffer<float> x(6), w(6), y(4);  // x [2, 3], w [2, 3], y [2, 2]
+  x.zero();
+  w.zero();
+  std::atomic<bool> done{false};
+  std::unique_lock<std::mutex> held(pyrnn::cuda::detail::device_mutex(ctx.device()));
+  std::thread t([&] {
+    pyrnn::cuda::dense_forward<float>(ctx, y.data(), x.data(), w.data(), nullptr, 2, 3, 2,
+                                      Activation::None);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(!done);  // waiting for the lock (a late thread start can only make this pass)
+  held.unlock();
+  t.join();
+  CHECK(done);
+}
+#endif
+
 }  // namespace
 
 int main() {
@@ -396,6 +428,9 @@ int main() {
     run_all<float>(ctx);
     run_all<double>(ctx);
     check_errors(ctx);
+#ifdef PYRNN_CUDA_HOST_EMULATION
+    check_device_lock(ctx);
+#endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;
