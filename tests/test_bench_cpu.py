@@ -1,19 +1,13 @@
 """benchmarks/bench_cpu.py: the JSON and table it writes (a quick run on the latency configuration,
 with and without torch) and its target bookkeeping on made-up rows. Timings are never asserted."""
-import importlib.util
 import json
-import pathlib
 
 import pytest
-
-BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_cpu.py"
+from _scripts import load_script
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_cpu", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_cpu")
 
 
 def row(config, mode, ratio, gflops=1.0, cell="LSTM"):
@@ -70,9 +64,7 @@ def test_quick_run_with_torch_pairs_every_case(tmp_path):
 
 
 def test_render_table_shows_ratios_spread_and_summary(tmp_path):
-    spec = importlib.util.spec_from_file_location("render_table", BENCH.parent / "render_table.py")
-    render = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(render)
+    render = load_script("render_table")
     base = {"config": "seed", "T": 50, "N": 64, "C": 128, "H": 128, "cell": "LSTM"}
     doc = {"date": "2026-12-03T00:00:00", "machine": {"cpu": "Test CPU", "cores": 2},
            "pyrnn": {"threads": 2, "version": "0.1.0", "cpu_isa": "avx512"}, "torch": "2.13.0",

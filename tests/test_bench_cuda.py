@@ -1,7 +1,6 @@
 """benchmarks/bench_cuda.py without a GPU: the clear exit (status 2), and the table / JSON shape
 through its driver over a fake timing back end (deterministic numbers, no torch, no CUDA).
 The real measurements need a GPU; timings are never asserted."""
-import importlib.util
 import io
 import json
 import pathlib
@@ -12,15 +11,13 @@ import pytest
 
 import pyrnn
 import pyrnn.cuda
+from _scripts import load_script
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_cuda.py"
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_cuda", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_cuda")
 
 
 def gpu_usable():
