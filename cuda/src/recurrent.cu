@@ -377,7 +377,9 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
   const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
   const std::size_t T_ = steps, N = batch;
-  PYRNN_CHECK(T_ * N * std::max(cfg_.gates() * H, cfg_.input_size) < (std::size_t(1) << 31),
+  // As the CPU's check: a bidirectional layer's output (and a deeper layer's input) is D*H wide.
+  PYRNN_CHECK(T_ * N * std::max({cfg_.gates() * H, D * H, cfg_.input_size}) <
+                  (std::size_t(1) << 31),
               "steps*batch*width overflows 32-bit GEMM sizes (T=", steps, ", N=", batch, ")");
   const Options opt = resolve(opts_);
   std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));

@@ -676,6 +676,18 @@ void test_recurrent_errors() {
   CHECK_THROWS(gpu.backward(x.data(), hn.data(), cn.data(), y.data(), nullptr, nullptr));
   CHECK_THROWS(gpu.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 2, 2,
                            true, 0));  // LSTM without c_n
+  {  // The 32-bit GEMM size check counts a bidirectional layer's 2H width (RNN: G*H = H):
+     // T*N*H = 2^30 but T*N*2H = 2^31 must throw before any buffer is touched (all tiny).
+    pyrnn::RecurrentConfig wide;
+    wide.cell = pyrnn::CellType::RNN_TANH;
+    wide.input_size = 1;
+    wide.hidden_size = 64;
+    wide.num_layers = 2;
+    wide.bidirectional = true;
+    pyrnn::cuda::Recurrent<float> net(wide);
+    CHECK_THROWS(net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr,
+                             1 << 12, 1 << 12, false, 0));
+  }
   cfg.hidden_size = 0;
   CHECK_THROWS(pyrnn::cuda::Recurrent<float> bad_layer(cfg));
 }
