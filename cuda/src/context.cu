@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 
+#include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
 #include "pyrnn/cuda/device.h"
@@ -15,20 +16,7 @@ namespace pyrnn {
 namespace cuda {
 
 namespace {
-// Makes `device` current for a scope and restores the caller's device afterwards.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
-    PYRNN_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { (void)cudaSetDevice(prev_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = 0;
-};
+using detail::DeviceScope;
 // cuBLAS's recommended workspace: 32 MiB on Hopper and newer, 4 MiB before.
 std::size_t workspace_bytes(int device) {
   int major = 0;
@@ -53,7 +41,7 @@ void make_stream_and_handle(int device, cudaStream_t* stream, cublasHandle_t* ha
 }  // namespace
 
 Context::Context(int device) : device_(device) {
-  DeviceGuard guard(device);
+  DeviceScope guard(device);
   try {
     make_stream_and_handle(device, &stream_, &cublas_, &workspace_);
   } catch (...) {

@@ -1,6 +1,8 @@
-// MatrixCUDA (pyrnn/cuda/matrix_cuda.h): copies go through device 0's Context stream.
+// MatrixCUDA (pyrnn/cuda/matrix_cuda.h): memory on device 0 and copies through its Context stream,
+// whichever device the caller has made current (the seeds' layers that read it run on device 0).
 #include <cuda_runtime.h>
 
+#include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
 #include "pyrnn/cuda/matrix_cuda.h"
@@ -10,11 +12,13 @@ namespace pyrnn {
 
 namespace {
 cudaStream_t stream() { return cuda::Context::get(0).stream(); }  // throws without a device
+using Device0 = cuda::detail::DeviceScope;  // Device0 on(0): device 0 current for the scope
 }  // namespace
 
 MatrixCUDA::MatrixCUDA(std::size_t rows, std::size_t cols) : rows_(rows), cols_(cols) {
   PYRNN_CHECK(cols == 0 || rows <= static_cast<std::size_t>(-1) / 2 / cols, "MatrixCUDA(", rows,
               ", ", cols, "): size overflows");
+  Device0 on(0);
   cudaStream_t s = stream();
   buf_ = cuda::DeviceBuffer<float>(rows * cols);
   buf_.zero(s);
@@ -22,6 +26,7 @@ MatrixCUDA::MatrixCUDA(std::size_t rows, std::size_t cols) : rows_(rows), cols_(
 }
 
 MatrixCUDA::MatrixCUDA(const Matrix& host) : rows_(host.rows()), cols_(host.cols()) {
+  Device0 on(0);
   cudaStream_t s = stream();
   buf_ = cuda::DeviceBuffer<float>(host.size());
   buf_.copy_from_host(host.data(), host.size(), s);
@@ -29,6 +34,7 @@ MatrixCUDA::MatrixCUDA(const Matrix& host) : rows_(host.rows()), cols_(host.cols
 
 MatrixCUDA::MatrixCUDA(const MatrixCUDA& other) : rows_(other.rows_), cols_(other.cols_) {
   if (other.size() == 0) return;
+  Device0 on(0);
   cudaStream_t s = stream();
   buf_ = cuda::DeviceBuffer<float>(other.size());
   PYRNN_CUDA_CHECK(cudaMemcpyAsync(buf_.data(), other.buf_.data(), other.size() * sizeof(float),
@@ -44,13 +50,17 @@ MatrixCUDA& MatrixCUDA::operator=(const MatrixCUDA& other) {
 MatrixCUDA& MatrixCUDA::toGPU(const Matrix& host) {
   PYRNN_CHECK(host.rows() == rows_ && host.cols() == cols_, "MatrixCUDA::toGPU: host matrix is ",
               host.rows(), " x ", host.cols(), ", this one ", rows_, " x ", cols_);
+  Device0 on(0);
   buf_.copy_from_host(host.data(), host.size(), stream());
   return *this;
 }
 
 Matrix MatrixCUDA::toCPU() const {
   Matrix out(rows_, cols_);
-  if (size()) buf_.copy_to_host(out.data(), size(), stream());
+  if (size()) {
+    Device0 on(0);
+    buf_.copy_to_host(out.data(), size(), stream());
+  }
   return out;
 }
 

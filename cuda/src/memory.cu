@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/memory.h"
 #include "pyrnn/error.h"
@@ -11,26 +12,9 @@
 namespace pyrnn {
 namespace cuda {
 
+using detail::DeviceScope;
+
 namespace {
-// Makes `device` current for a scope and restores the caller's device afterwards.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
-    switched_ = prev_ != device;
-    if (switched_) PYRNN_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceScope() {
-    if (switched_) (void)cudaSetDevice(prev_);
-  }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int prev_ = 0;
-  bool switched_ = false;
-};
-
 template <typename E>
 __global__ void permute01_kernel(E* __restrict__ out, const E* __restrict__ in, std::size_t A,
                                  std::size_t B, std::size_t C) {

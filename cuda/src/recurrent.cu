@@ -9,6 +9,7 @@
 
 #include "cells.cuh"
 #include "device_lock.cuh"
+#include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/cuda/recurrent.h"
@@ -21,24 +22,7 @@ using kernels::Trans;
 
 namespace {
 
-// Makes `device` current for a scope and restores the caller's device afterwards.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
-    if (prev_ != device) PYRNN_CUDA_CHECK(cudaSetDevice(device));
-    switched_ = prev_ != device;
-  }
-  ~DeviceScope() {
-    if (switched_) (void)cudaSetDevice(prev_);
-  }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int prev_ = 0;
-  bool switched_ = false;
-};
+using detail::DeviceScope;
 
 // A device's Context (its stream and cuBLAS handle) is shared by every layer on it, and a pass may
 // capture its stream into a graph: host calls that queue work on it are serialized per device.

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "device_lock.cuh"
+#include "device_scope.cuh"
 #include "pyrnn/cuda/buffer.h"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
@@ -20,14 +21,8 @@ namespace detail {
 // the recurrent layers' too, and one of them may be capturing the stream in another thread.
 class TrainScope {
  public:
-  explicit TrainScope(Context& ctx) : ctx_(ctx), lock_(device_mutex(ctx.device())) {
-    PYRNN_CUDA_CHECK(cudaGetDevice(&prev_));
-    switched_ = prev_ != ctx.device();
-    if (switched_) PYRNN_CUDA_CHECK(cudaSetDevice(ctx.device()));
-  }
-  ~TrainScope() {
-    if (switched_) (void)cudaSetDevice(prev_);
-  }
+  explicit TrainScope(Context& ctx)
+      : ctx_(ctx), lock_(device_mutex(ctx.device())), device_(ctx.device()) {}
   TrainScope(const TrainScope&) = delete;
   TrainScope& operator=(const TrainScope&) = delete;
 
@@ -36,9 +31,8 @@ class TrainScope {
 
  private:
   Context& ctx_;
-  std::lock_guard<std::mutex> lock_;
-  int prev_ = 0;
-  bool switched_ = false;
+  std::lock_guard<std::mutex> lock_;  // taken first, released last
+  DeviceScope device_;
 };
 
 // A device copy of a host array (ordered on `stream`, complete on return).
