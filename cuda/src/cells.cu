@@ -7,6 +7,7 @@
 
 #include "cell_elems.cuh"
 #include "cells.cuh"
+#include "grid.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/random.h"
 
@@ -15,17 +16,6 @@ namespace cuda {
 namespace detail {
 
 namespace {
-
-constexpr unsigned kThreads = 256;
-
-unsigned blocks_for(std::size_t n) {
-  const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535);
-  return static_cast<unsigned>(std::max<std::size_t>(1, blocks));
-}
-
-#define PYRNN_GRID_LOOP(i, count)                                                          \
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; \
-       i < (count); i += static_cast<std::size_t>(blockDim.x) * gridDim.x)
 
 // ---- per-step kernels: the bodies are in cell_elems.cuh --------------------------------------
 
@@ -318,29 +308,8 @@ void launch_step_kernel(const StepArgs<T>& a, const StepPlan& plan, bool backwar
   }
 }
 
-#define PYRNN_INSTANTIATE(T)                                                                       \
-  template void cell_forward<T>(CellType, bool, int, int, int, const std::int64_t*, T*, const T*, \
-                                const T*, const T*, T*, const T*, T*, T*, T*, int, cudaStream_t); \
-  template void gru_before_state<T>(int, int, int, const std::int64_t*, T*, const T*, const T*,   \
-                                    T*, T*, int, cudaStream_t);                                    \
-  template void cell_backward<T>(CellType, bool, int, int, int, const std::int64_t*, T*, T*,      \
-                                 const T*, const T*, int, T*, T*, const T*, const T*, const T*,   \
-                                 const T*, const T*, cudaStream_t);                                \
-  template void gru_before_backward_r<T>(int, int, int, const std::int64_t*, T*, const T*, T*,    \
-                                         const T*, const T*, cudaStream_t);                        \
-  template void update_dh<T>(int, int, int, const std::int64_t*, T*, const T*, const T*,          \
-                             cudaStream_t);                                                        \
-  template void add_bias_rows<T>(T*, const T*, std::size_t, int, int, cudaStream_t);              \
-  template void column_sum_add<T>(T*, const T*, std::size_t, int, int, cudaStream_t);             \
-  template void dropout_forward<T>(T*, T*, const T*, std::size_t, std::uint64_t, std::uint64_t,   \
-                                   double, T, cudaStream_t);                                       \
-  template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);                     \
-  template StepPlan plan_step_kernel<T>(int, CellType, bool, int, int, bool, bool, int);          \
-  template void launch_step_kernel<T>(const StepArgs<T>&, const StepPlan&, bool, cudaStream_t);
-
-PYRNN_INSTANTIATE(float)
-PYRNN_INSTANTIATE(double)
-#undef PYRNN_INSTANTIATE
+PYRNN_CELLS_INSTANTIATE(float)
+PYRNN_CELLS_INSTANTIATE(double)
 
 }  // namespace detail
 }  // namespace cuda

@@ -1,8 +1,7 @@
 // fill: the template for pointwise kernels (grid-stride loop, launch checked immediately).
 #include <cuda_runtime.h>
 
-#include <algorithm>
-
+#include "grid.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/fill.h"
 
@@ -12,20 +11,15 @@ namespace cuda {
 namespace {
 template <typename T>
 __global__ void fill_kernel(T* __restrict__ p, std::size_t n, T value) {
-  const std::size_t stride = static_cast<std::size_t>(blockDim.x) * gridDim.x;
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride)
-    p[i] = value;
+  PYRNN_GRID_LOOP(i, n) p[i] = value;
 }
 }  // namespace
 
 template <typename T>
 void fill(T* p, std::size_t n, T value, cudaStream_t stream) {
   if (n == 0) return;
-  constexpr unsigned kThreads = 256;
-  // Capped grid: the stride loop covers the rest, and huge n cannot overflow gridDim.x.
-  const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 4096);
-  fill_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, n, value);
+  // A smaller cap than the default: a fill is memory-bound, 4096 blocks saturate any device.
+  fill_kernel<T><<<detail::blocks_for(n, 4096), detail::kThreads, 0, stream>>>(p, n, value);
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "device_scope.cuh"
+#include "grid.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/memory.h"
 #include "pyrnn/error.h"
@@ -18,9 +19,7 @@ namespace {
 template <typename E>
 __global__ void permute01_kernel(E* __restrict__ out, const E* __restrict__ in, std::size_t A,
                                  std::size_t B, std::size_t C) {
-  const std::size_t n = A * B * C;
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(blockDim.x) * gridDim.x) {
+  PYRNN_GRID_LOOP(i, A * B * C) {
     // i indexes out [B, A, C]
     const std::size_t c = i % C, a = (i / C) % A, b = i / (C * A);
     out[i] = in[(a * B + b) * C + c];
@@ -43,14 +42,12 @@ void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::siz
   cudaStream_t stream = nullptr;
   PYRNN_CHECK(elem_size == 4 || elem_size == 8, "permute01: element size ", elem_size,
               " is not 4 or 8");
-  constexpr unsigned kThreads = 256;
-  const unsigned blocks =
-      static_cast<unsigned>(std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535));
+  const unsigned blocks = detail::blocks_for(n);
   if (elem_size == 4)
-    permute01_kernel<std::uint32_t><<<blocks, kThreads, 0, stream>>>(
+    permute01_kernel<std::uint32_t><<<blocks, detail::kThreads, 0, stream>>>(
         static_cast<std::uint32_t*>(out), static_cast<const std::uint32_t*>(in), A, B, C);
   else
-    permute01_kernel<std::uint64_t><<<blocks, kThreads, 0, stream>>>(
+    permute01_kernel<std::uint64_t><<<blocks, detail::kThreads, 0, stream>>>(
         static_cast<std::uint64_t*>(out), static_cast<const std::uint64_t*>(in), A, B, C);
   PYRNN_CUDA_CHECK(cudaGetLastError());
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));

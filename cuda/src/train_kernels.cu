@@ -9,6 +9,7 @@
 #include "optim_elems.cuh"
 #include "pyrnn/cuda/check.h"
 #include "train_elems.cuh"
+#include "grid.cuh"
 #include "train_kernels.cuh"
 
 namespace pyrnn {
@@ -17,17 +18,7 @@ namespace detail {
 
 namespace {
 
-constexpr unsigned kThreads = 256;
 constexpr unsigned kWarpsPerBlock = kThreads / 32;
-
-unsigned grid_for(std::size_t n) {
-  const std::size_t blocks = std::min<std::size_t>((n + kThreads - 1) / kThreads, 65535);
-  return static_cast<unsigned>(std::max<std::size_t>(1, blocks));
-}
-
-#define PYRNN_TRAIN_LOOP(i, count)                                                         \
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; \
-       i < (count); i += static_cast<std::size_t>(blockDim.x) * gridDim.x)
 
 // Sum over the 32 lanes of a warp by a fixed xor butterfly: every lane ends with the same value
 // (a + b == b + a exactly), and the order depends on nothing but the lane layout.
@@ -41,19 +32,19 @@ __device__ __forceinline__ double warp_sum(double v) {
 template <typename T>
 __global__ void dense_epilogue_kernel(T* __restrict__ y, const T* __restrict__ b, std::size_t n,
                                       int out, int act) {
-  PYRNN_TRAIN_LOOP(i, n) dense_epilogue_elem<T>(i, y, b, out, act);
+  PYRNN_GRID_LOOP(i, n) dense_epilogue_elem<T>(i, y, b, out, act);
 }
 
 template <typename T>
 __global__ void dense_dz_kernel(T* __restrict__ dz, const T* __restrict__ dy,
                                 const T* __restrict__ y, std::size_t n, int act) {
-  PYRNN_TRAIN_LOOP(i, n) dense_dz_elem<T>(i, dz, dy, y, act);
+  PYRNN_GRID_LOOP(i, n) dense_dz_elem<T>(i, dz, dy, y, act);
 }
 
 template <typename T>
 __global__ void column_sums_add_kernel(T* __restrict__ out, const T* __restrict__ a,
                                        std::size_t rows, int cols) {
-  PYRNN_TRAIN_LOOP(j, static_cast<std::size_t>(cols))
+  PYRNN_GRID_LOOP(j, static_cast<std::size_t>(cols))
   column_sum_add_elem<T>(static_cast<int>(j), out, a, rows, cols);
 }
 
@@ -119,14 +110,14 @@ __global__ void layernorm_params_kernel(T* __restrict__ dw, T* __restrict__ db,
                                         const T* __restrict__ dy, const T* __restrict__ x,
                                         const T* __restrict__ mean, const T* __restrict__ rstd,
                                         std::size_t M, int D) {
-  PYRNN_TRAIN_LOOP(j, static_cast<std::size_t>(D))
+  PYRNN_GRID_LOOP(j, static_cast<std::size_t>(D))
   layernorm_params_elem<T>(static_cast<int>(j), dw, db, dy, x, mean, rstd, M, D);
 }
 
 template <typename T>
 __global__ void embedding_gather_kernel(T* __restrict__ y, const std::int64_t* __restrict__ idx,
                                         const T* __restrict__ table, std::size_t n, int dim) {
-  PYRNN_TRAIN_LOOP(i, n) embedding_gather_elem<T>(i, y, idx, table, dim);
+  PYRNN_GRID_LOOP(i, n) embedding_gather_elem<T>(i, y, idx, table, dim);
 }
 
 template <typename T>
@@ -135,27 +126,27 @@ __global__ void embedding_owned_kernel(T* __restrict__ dtable, const T* __restri
                                        const std::int64_t* __restrict__ starts,
                                        const std::int64_t* __restrict__ order, std::size_t n,
                                        int dim) {
-  PYRNN_TRAIN_LOOP(i, n) embedding_owned_elem<T>(i, dtable, dy, rows, starts, order, dim);
+  PYRNN_GRID_LOOP(i, n) embedding_owned_elem<T>(i, dtable, dy, rows, starts, order, dim);
 }
 
 template <typename T>
 __global__ void dropout_kernel(T* __restrict__ y, const T* __restrict__ x, std::size_t n,
                                std::uint64_t seed, double p, T scale) {
-  PYRNN_TRAIN_LOOP(i, n) dropout_elem<T>(i, y, x, seed, p, scale);
+  PYRNN_GRID_LOOP(i, n) dropout_elem<T>(i, y, x, seed, p, scale);
 }
 
 template <typename T>
 __global__ void last_step_gather_kernel(T* __restrict__ y, const T* __restrict__ x,
                                         const std::int64_t* __restrict__ lengths, std::size_t n,
                                         int T_, int W, int H) {
-  PYRNN_TRAIN_LOOP(i, n) last_step_gather_elem<T>(i, y, x, lengths, T_, W, H);
+  PYRNN_GRID_LOOP(i, n) last_step_gather_elem<T>(i, y, x, lengths, T_, W, H);
 }
 
 template <typename T>
 __global__ void last_step_scatter_kernel(T* __restrict__ dx, const T* __restrict__ dy,
                                          const std::int64_t* __restrict__ lengths, std::size_t n,
                                          int T_, int W, int H) {
-  PYRNN_TRAIN_LOOP(i, n) last_step_scatter_elem<T>(i, dx, dy, lengths, T_, W, H);
+  PYRNN_GRID_LOOP(i, n) last_step_scatter_elem<T>(i, dx, dy, lengths, T_, W, H);
 }
 
 // ---- optimizers -------------------------------------------------------------------------------
@@ -163,21 +154,21 @@ __global__ void last_step_scatter_kernel(T* __restrict__ dx, const T* __restrict
 template <typename T>
 __global__ void sgd_kernel(T* __restrict__ param, const T* __restrict__ grad, T* __restrict__ buf,
                            std::size_t n, SgdCoef<T> c) {
-  PYRNN_TRAIN_LOOP(i, n) sgd_elem<T>(i, param, grad, buf, c);
+  PYRNN_GRID_LOOP(i, n) sgd_elem<T>(i, param, grad, buf, c);
 }
 
 template <typename T>
 __global__ void adam_kernel(T* __restrict__ param, const T* __restrict__ grad,
                             T* __restrict__ exp_avg, T* __restrict__ exp_avg_sq,
                             T* __restrict__ max_exp_avg_sq, std::size_t n, AdamCoef<T> c) {
-  PYRNN_TRAIN_LOOP(i, n) adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c);
+  PYRNN_GRID_LOOP(i, n) adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c);
 }
 
 template <typename T>
 __global__ void rmsprop_kernel(T* __restrict__ param, const T* __restrict__ grad,
                                T* __restrict__ square_avg, T* __restrict__ grad_avg,
                                T* __restrict__ buf, std::size_t n, RmspropCoef<T> c) {
-  PYRNN_TRAIN_LOOP(i, n) rmsprop_elem<T>(i, param, grad, square_avg, grad_avg, buf, c);
+  PYRNN_GRID_LOOP(i, n) rmsprop_elem<T>(i, param, grad, square_avg, grad_avg, buf, c);
 }
 
 // Fixed-shape block reduction (see train_kernels.cuh): strided per-thread partials, then the tree.
@@ -186,7 +177,7 @@ __global__ void reduce_kernel(double* __restrict__ partials, const T* __restrict
                               std::size_t n) {
   __shared__ double part[kReduceThreads];
   double acc = 0.0;
-  PYRNN_TRAIN_LOOP(i, n) {
+  PYRNN_GRID_LOOP(i, n) {
     if (kMax) acc = max_abs_step(acc, fabs(static_cast<double>(x[i])));
     else acc += square_elem<T>(x[i]);
   }
@@ -203,7 +194,7 @@ __global__ void reduce_kernel(double* __restrict__ partials, const T* __restrict
 
 template <typename T>
 __global__ void scale_kernel(T* __restrict__ x, std::size_t n, T s) {
-  PYRNN_TRAIN_LOOP(i, n) x[i] *= s;
+  PYRNN_GRID_LOOP(i, n) x[i] *= s;
 }
 
 }  // namespace
@@ -211,7 +202,7 @@ __global__ void scale_kernel(T* __restrict__ x, std::size_t n, T s) {
 #define PYRNN_LAUNCH(kernel, n, ...)                                          \
   do {                                                                        \
     if ((n) == 0) return;                                                     \
-    kernel<<<grid_for(n), kThreads, 0, stream>>>(__VA_ARGS__);                \
+    kernel<<<blocks_for(n), kThreads, 0, stream>>>(__VA_ARGS__);                \
     PYRNN_CUDA_CHECK(cudaGetLastError());                                     \
   } while (0)
 
@@ -315,37 +306,8 @@ void scale_elems(T* x, std::size_t n, T s, cudaStream_t stream) {
   PYRNN_LAUNCH(scale_kernel<T>, n, x, n, s);
 }
 
-#define PYRNN_INSTANTIATE(T)                                                                       \
-  template void dense_epilogue<T>(T*, const T*, std::size_t, int, int, cudaStream_t);             \
-  template void dense_dz<T>(T*, const T*, const T*, std::size_t, int, cudaStream_t);              \
-  template void column_sums_add<T>(T*, const T*, std::size_t, int, cudaStream_t);                 \
-  template void layernorm_rows_forward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,  \
-                                          int, double, cudaStream_t);                              \
-  template void layernorm_rows_backward<T>(T*, const T*, const T*, const T*, const T*, const T*,  \
-                                           std::size_t, int, cudaStream_t);                        \
-  template void layernorm_params_backward<T>(T*, T*, const T*, const T*, const T*, const T*,      \
-                                             std::size_t, int, cudaStream_t);                      \
-  template void embedding_gather<T>(T*, const std::int64_t*, const T*, std::size_t, int,          \
-                                    cudaStream_t);                                                 \
-  template void embedding_owned_add<T>(T*, const T*, const std::int64_t*, const std::int64_t*,    \
-                                       const std::int64_t*, std::size_t, int, cudaStream_t);      \
-  template void dropout_apply<T>(T*, const T*, std::size_t, std::uint64_t, double, T,            \
-                                 cudaStream_t);                                                    \
-  template void last_step_gather<T>(T*, const T*, const std::int64_t*, int, int, int, int,        \
-                                    cudaStream_t);                                                 \
-  template void last_step_scatter<T>(T*, const T*, const std::int64_t*, int, int, int, int,       \
-                                     cudaStream_t);                                                \
-  template void sgd_update<T>(T*, const T*, T*, std::size_t, SgdCoef<T>, cudaStream_t);           \
-  template void adam_update<T>(T*, const T*, T*, T*, T*, std::size_t, AdamCoef<T>, cudaStream_t); \
-  template void rmsprop_update<T>(T*, const T*, T*, T*, T*, std::size_t, RmspropCoef<T>,          \
-                                  cudaStream_t);                                                   \
-  template void sum_squares_partials<T>(double*, const T*, std::size_t, unsigned, cudaStream_t);  \
-  template void max_abs_partials<T>(double*, const T*, std::size_t, unsigned, cudaStream_t);      \
-  template void scale_elems<T>(T*, std::size_t, T, cudaStream_t);
-
-PYRNN_INSTANTIATE(float)
-PYRNN_INSTANTIATE(double)
-#undef PYRNN_INSTANTIATE
+PYRNN_TRAIN_KERNELS_INSTANTIATE(float)
+PYRNN_TRAIN_KERNELS_INSTANTIATE(double)
 
 }  // namespace detail
 }  // namespace cuda

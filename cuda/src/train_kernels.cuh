@@ -87,6 +87,35 @@ void max_abs_partials(double* partials, const T* x, std::size_t n, unsigned bloc
 template <typename T>
 void scale_elems(T* x, std::size_t n, T s, cudaStream_t stream);
 
+// The explicit instantiations, for the CUDA sources and the host emulation alike (one list).
+#define PYRNN_TRAIN_KERNELS_INSTANTIATE(T)                                                         \
+  template void dense_epilogue<T>(T*, const T*, std::size_t, int, int, cudaStream_t);              \
+  template void dense_dz<T>(T*, const T*, const T*, std::size_t, int, cudaStream_t);               \
+  template void column_sums_add<T>(T*, const T*, std::size_t, int, cudaStream_t);                  \
+  template void layernorm_rows_forward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,   \
+                                          int, double, cudaStream_t);                              \
+  template void layernorm_rows_backward<T>(T*, const T*, const T*, const T*, const T*, const T*,   \
+                                           std::size_t, int, cudaStream_t);                        \
+  template void layernorm_params_backward<T>(T*, T*, const T*, const T*, const T*, const T*,       \
+                                             std::size_t, int, cudaStream_t);                      \
+  template void embedding_gather<T>(T*, const std::int64_t*, const T*, std::size_t, int,           \
+                                    cudaStream_t);                                                 \
+  template void embedding_owned_add<T>(T*, const T*, const std::int64_t*, const std::int64_t*,     \
+                                       const std::int64_t*, std::size_t, int, cudaStream_t);       \
+  template void dropout_apply<T>(T*, const T*, std::size_t, std::uint64_t, double, T,              \
+                                 cudaStream_t);                                                    \
+  template void last_step_gather<T>(T*, const T*, const std::int64_t*, int, int, int, int,         \
+                                    cudaStream_t);                                                 \
+  template void last_step_scatter<T>(T*, const T*, const std::int64_t*, int, int, int, int,        \
+                                     cudaStream_t);                                                \
+  template void sgd_update<T>(T*, const T*, T*, std::size_t, SgdCoef<T>, cudaStream_t);            \
+  template void adam_update<T>(T*, const T*, T*, T*, T*, std::size_t, AdamCoef<T>, cudaStream_t);  \
+  template void rmsprop_update<T>(T*, const T*, T*, T*, T*, std::size_t, RmspropCoef<T>,           \
+                                  cudaStream_t);                                                   \
+  template void sum_squares_partials<T>(double*, const T*, std::size_t, unsigned, cudaStream_t);   \
+  template void max_abs_partials<T>(double*, const T*, std::size_t, unsigned, cudaStream_t);       \
+  template void scale_elems<T>(T*, std::size_t, T, cudaStream_t);
+
 }  // namespace detail
 }  // namespace cuda
 }  // namespace pyrnn
