@@ -16,6 +16,7 @@
 #include "pyrnn/recurrent.h"
 
 #include "check.h"
+#include "device_io.h"
 
 namespace {
 
@@ -176,18 +177,6 @@ bool close(const std::vector<T>& got, const std::vector<T>& want, double tol, co
   return true;
 }
 
-template <typename T>
-DeviceBuffer<T> upload(const std::vector<T>& v) {
-  DeviceBuffer<T> b(v.size());
-  b.copy_from_host(v.data(), v.size());
-  return b;
-}
-template <typename T>
-std::vector<T> download(const DeviceBuffer<T>& b) {
-  std::vector<T> v(b.size());
-  b.copy_to_host(v.data(), v.size());
-  return v;
-}
 
 struct Case {
   pyrnn::CellType cell;

@@ -27,6 +27,7 @@
 #include "pyrnn/random.h"
 
 #include "check.h"
+#include "device_io.h"
 
 #ifdef PYRNN_CUDA_HOST_EMULATION
 #include <atomic>
@@ -55,22 +56,6 @@ std::vector<T> rand_vec(std::size_t n, std::uint64_t seed, double lo = -1.0, dou
   return v;
 }
 
-template <typename T>
-DeviceBuffer<T> up(const std::vector<T>& v) {
-  DeviceBuffer<T> b(v.size());
-  b.copy_from_host(v.data(), v.size());
-  return b;
-}
-template <typename T>
-std::vector<T> down(const DeviceBuffer<T>& b, std::size_t n) {
-  std::vector<T> v(n);
-  b.copy_to_host(v.data(), n);
-  return v;
-}
-template <typename T>
-std::vector<T> down(const DeviceBuffer<T>& b) {
-  return down(b, b.size());
-}
 
 template <typename T>
 const char* tname() {
@@ -129,15 +114,15 @@ void check_dense(Context& ctx, Activation act, bool bias, bool want_dx, std::int
   const auto dy = rand_vec<T>(Ms * out, 4), dw0 = rand_vec<T>(out * in, 5), db0 = rand_vec<T>(out, 6);
   std::vector<T> y(Ms * out);
   pyrnn::dense_forward(y.data(), x.data(), w.data(), bias ? b.data() : nullptr, M, in, out, act);
-  auto gx = up(x), gw = up(w), gb = up(b);
+  auto gx = upload(x), gw = upload(w), gb = upload(b);
   DeviceBuffer<T> gy(Ms * out);
   pyrnn::cuda::dense_forward<T>(ctx, gy.data(), gx.data(), gw.data(), bias ? gb.data() : nullptr, M,
                                 in, out, act);
-  close(down(gy), y, label + " y");
+  close(download(gy), y, label + " y");
 
   // Backward from the CPU's y on both sides, twice (gradients accumulate onto dw0 / db0).
   std::vector<T> dx(Ms * in), dw = dw0, db = db0;
-  auto gy_cpu = up(y), gdy = up(dy), gdw = up(dw0), gdb = up(db0);
+  auto gy_cpu = upload(y), gdy = upload(dy), gdw = upload(dw0), gdb = upload(db0);
   DeviceBuffer<T> gdx(Ms * in);
   for (int rep = 0; rep < 2; ++rep) {
     pyrnn::dense_backward(want_dx ? dx.data() : nullptr, dw.data(), bias ? db.data() : nullptr,
@@ -146,9 +131,9 @@ void check_dense(Context& ctx, Activation act, bool bias, bool want_dx, std::int
                                    bias ? gdb.data() : nullptr, gdy.data(), gy_cpu.data(),
                                    gx.data(), gw.data(), M, in, out, act);
   }
-  if (want_dx) close(down(gdx), dx, label + " dx");
-  close(down(gdw), dw, label + " dw");
-  same(down(gdb), db, label + " db");  // db0 untouched without bias, on both sides
+  if (want_dx) close(download(gdx), dx, label + " dx");
+  close(download(gdw), dw, label + " dw");
+  same(download(gdb), db, label + " db");  // db0 untouched without bias, on both sides
 }
 
 // ---- LayerNorm ----------------------------------------------------------------------------------
@@ -164,16 +149,16 @@ void check_layernorm(Context& ctx, std::int64_t M, int D) {
   std::vector<T> y(n), mean(Ms), rstd(Ms);
   pyrnn::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), M, D,
                            1e-5);
-  auto gx = up(x), gw = up(w), gb = up(b);
+  auto gx = upload(x), gw = upload(w), gb = upload(b);
   DeviceBuffer<T> gy(n), gmean(Ms), grstd(Ms);
   pyrnn::cuda::layernorm_forward<T>(ctx, gy.data(), gmean.data(), grstd.data(), gx.data(),
                                     gw.data(), gb.data(), M, D, 1e-5);
-  close(down(gy), y, label + " y");
-  close(down(gmean), mean, label + " mean");
-  close(down(grstd), rstd, label + " rstd");
+  close(download(gy), y, label + " y");
+  close(download(gmean), mean, label + " mean");
+  close(download(grstd), rstd, label + " rstd");
 
   std::vector<T> dx(n), dw = dw0, db = db0;
-  auto gdy = up(dy), gm = up(mean), gr = up(rstd), gdw = up(dw0), gdb = up(db0);
+  auto gdy = upload(dy), gm = upload(mean), gr = upload(rstd), gdw = upload(dw0), gdb = upload(db0);
   DeviceBuffer<T> gdx(n);
   for (int rep = 0; rep < 2; ++rep) {
     pyrnn::layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), mean.data(),
@@ -181,9 +166,9 @@ void check_layernorm(Context& ctx, std::int64_t M, int D) {
     pyrnn::cuda::layernorm_backward<T>(ctx, gdx.data(), gdw.data(), gdb.data(), gdy.data(),
                                        gx.data(), gm.data(), gr.data(), gw.data(), M, D);
   }
-  close(down(gdx), dx, label + " dx");
-  same(down(gdw), dw, label + " dw");
-  same(down(gdb), db, label + " db");
+  close(download(gdx), dx, label + " dx");
+  same(download(gdw), dw, label + " dw");
+  same(download(gdb), db, label + " db");
 }
 
 // ---- Embedding ----------------------------------------------------------------------------------
@@ -203,22 +188,22 @@ void check_embedding(Context& ctx, std::int64_t padding_idx) {
   const auto dt0 = rand_vec<T>(num * dim, 23);
   std::vector<T> y(M * dim), dt = dt0;
   pyrnn::embedding_forward(y.data(), idx.data(), table.data(), M, num, dim);
-  auto gt = up(table), gdy = up(dy), gdt = up(dt0);
+  auto gt = upload(table), gdy = upload(dy), gdt = upload(dt0);
   DeviceBuffer<T> gy(M * dim);
   pyrnn::cuda::embedding_forward<T>(ctx, gy.data(), idx.data(), gt.data(), M, num, dim);
-  same(down(gy), y, label + " y");
+  same(download(gy), y, label + " y");
   for (int rep = 0; rep < 2; ++rep) {
     pyrnn::embedding_backward(dt.data(), dy.data(), idx.data(), M, num, dim, padding_idx);
     pyrnn::cuda::embedding_backward<T>(ctx, gdt.data(), gdy.data(), idx.data(), M, num, dim,
                                        padding_idx);
   }
-  same(down(gdt), dt, label + " dtable");
+  same(download(gdt), dt, label + " dtable");
   std::vector<std::int64_t> bad = idx;
   bad[17] = num;
   CHECK_THROWS(pyrnn::cuda::embedding_forward<T>(ctx, gy.data(), bad.data(), gt.data(), M, num, dim));
   CHECK_THROWS(pyrnn::cuda::embedding_backward<T>(ctx, gdt.data(), gdy.data(), bad.data(), M, num,
                                                   dim, -1));
-  same(down(gdt), dt, label + " dtable after a refused call");
+  same(download(gdt), dt, label + " dtable after a refused call");
   pyrnn::cuda::embedding_forward<T>(ctx, gy.data(), idx.data(), gt.data(), 0, num, dim);  // M = 0
 }
 
@@ -232,12 +217,12 @@ void check_dropout(Context& ctx, double p) {
   std::vector<T> y(n), dx(n);
   pyrnn::dropout_forward(y.data(), x.data(), n, 987654321, p);
   pyrnn::dropout_backward(dx.data(), x.data(), n, 987654321, p);
-  auto gx = up(x);
+  auto gx = upload(x);
   DeviceBuffer<T> gy(n), gdx(n);
   pyrnn::cuda::dropout_forward<T>(ctx, gy.data(), gx.data(), n, 987654321, p);
   pyrnn::cuda::dropout_backward<T>(ctx, gdx.data(), gx.data(), n, 987654321, p);
-  same(down(gy), y, label + " y");
-  same(down(gdx), dx, label + " dx");
+  same(download(gy), y, label + " y");
+  same(download(gdx), dx, label + " dx");
   CHECK_THROWS(pyrnn::cuda::dropout_forward<T>(ctx, gy.data(), gx.data(), n, 1, -0.1));
 }
 
@@ -252,12 +237,12 @@ void check_last_step(Context& ctx, int D, bool use_lengths) {
   std::vector<T> y(N * W), dx(std::size_t(N) * T_ * W);
   pyrnn::last_step_forward(y.data(), x.data(), lp, N, T_, H, D);
   pyrnn::last_step_backward(dx.data(), dy.data(), lp, N, T_, H, D);
-  auto gx = up(x), gdy = up(dy);
+  auto gx = upload(x), gdy = upload(dy);
   DeviceBuffer<T> gy(N * W), gdx(dx.size());
   pyrnn::cuda::last_step_forward<T>(ctx, gy.data(), gx.data(), lp, N, T_, H, D);
   pyrnn::cuda::last_step_backward<T>(ctx, gdx.data(), gdy.data(), lp, N, T_, H, D);
-  same(down(gy), y, label + " y");
-  same(down(gdx), dx, label + " dx");
+  same(download(gy), y, label + " y");
+  same(download(gdx), dx, label + " dx");
   const std::int64_t bad[N] = {5, 6, 3, 2};
   CHECK_THROWS(pyrnn::cuda::last_step_forward<T>(ctx, gy.data(), gx.data(), bad, N, T_, H, D));
 }
@@ -273,56 +258,56 @@ void check_optimizers(Context& ctx) {
   for (const Sgd& s : {Sgd{0.0, 0.0, 0.0, false}, Sgd{0.9, 0.1, 0.01, false},
                        Sgd{0.9, 0.0, 0.0, true}}) {
     auto p = rand_vec<T>(n, 51), buf = std::vector<T>(n, T(0));
-    auto gp = up(p), gbuf = up(buf);
+    auto gp = upload(p), gbuf = upload(buf);
     for (int step = 0; step < 3; ++step) {
       const auto g = rand_vec<T>(n, 52 + step);
-      auto gg = up(g);
+      auto gg = upload(g);
       pyrnn::optim::sgd_step(p.data(), g.data(), buf.data(), n, 0.05, s.mom, s.damp, s.wd,
                              s.nesterov, step == 0);
       pyrnn::cuda::optim::sgd_step<T>(ctx, gp.data(), gg.data(), gbuf.data(), n, 0.05, s.mom,
                                       s.damp, s.wd, s.nesterov, step == 0);
     }
-    same(down(gp), p, pre + "sgd param");
-    same(down(gbuf), buf, pre + "sgd momentum");
+    same(download(gp), p, pre + "sgd param");
+    same(download(gbuf), buf, pre + "sgd momentum");
   }
   struct AdamCase { double wd; bool decoupled, amsgrad; };
   for (const AdamCase& a : {AdamCase{0.0, false, false}, AdamCase{0.01, false, true},
                             AdamCase{0.01, true, false}, AdamCase{0.1, true, true}}) {
     auto p = rand_vec<T>(n, 61);
     std::vector<T> m(n, T(0)), v(n, T(0)), vmax(n, T(0));
-    auto gp = up(p), gm = up(m), gv = up(v), gvmax = up(vmax);
+    auto gp = upload(p), gm = upload(m), gv = upload(v), gvmax = upload(vmax);
     for (int step = 1; step <= 3; ++step) {
       const auto g = rand_vec<T>(n, 62 + step);
-      auto gg = up(g);
+      auto gg = upload(g);
       pyrnn::optim::adam_step(p.data(), g.data(), m.data(), v.data(), vmax.data(), n, 1e-2, 0.9,
                               0.999, 1e-8, a.wd, a.decoupled, a.amsgrad, step);
       pyrnn::cuda::optim::adam_step<T>(ctx, gp.data(), gg.data(), gm.data(), gv.data(),
                                        gvmax.data(), n, 1e-2, 0.9, 0.999, 1e-8, a.wd, a.decoupled,
                                        a.amsgrad, step);
     }
-    same(down(gp), p, pre + "adam param");
-    same(down(gm), m, pre + "adam exp_avg");
-    same(down(gv), v, pre + "adam exp_avg_sq");
-    same(down(gvmax), vmax, pre + "adam max_exp_avg_sq");
+    same(download(gp), p, pre + "adam param");
+    same(download(gm), m, pre + "adam exp_avg");
+    same(download(gv), v, pre + "adam exp_avg_sq");
+    same(download(gvmax), vmax, pre + "adam max_exp_avg_sq");
   }
   struct Rms { double wd, mom; bool centered; };
   for (const Rms& r : {Rms{0.0, 0.0, false}, Rms{0.01, 0.9, true}, Rms{0.0, 0.5, false}}) {
     auto p = rand_vec<T>(n, 71);
     std::vector<T> s(n, T(0)), ga(n, T(0)), buf(n, T(0));
-    auto gp = up(p), gs = up(s), gga = up(ga), gbuf = up(buf);
+    auto gp = upload(p), gs = upload(s), gga = upload(ga), gbuf = upload(buf);
     for (int step = 0; step < 3; ++step) {
       const auto g = rand_vec<T>(n, 72 + step);
-      auto gg = up(g);
+      auto gg = upload(g);
       pyrnn::optim::rmsprop_step(p.data(), g.data(), s.data(), ga.data(), buf.data(), n, 1e-2,
                                  0.99, 1e-8, r.wd, r.mom, r.centered);
       pyrnn::cuda::optim::rmsprop_step<T>(ctx, gp.data(), gg.data(), gs.data(), gga.data(),
                                           gbuf.data(), n, 1e-2, 0.99, 1e-8, r.wd, r.mom,
                                           r.centered);
     }
-    same(down(gp), p, pre + "rmsprop param");
-    same(down(gs), s, pre + "rmsprop square_avg");
-    same(down(gga), ga, pre + "rmsprop grad_avg");
-    same(down(gbuf), buf, pre + "rmsprop momentum");
+    same(download(gp), p, pre + "rmsprop param");
+    same(download(gs), s, pre + "rmsprop square_avg");
+    same(download(gga), ga, pre + "rmsprop grad_avg");
+    same(download(gbuf), buf, pre + "rmsprop momentum");
   }
 }
 
@@ -331,7 +316,7 @@ void check_norms(Context& ctx) {
   const std::string pre = std::string("norms<") + tname<T>() + "> ";
   for (std::size_t n : {std::size_t(1), std::size_t(255), std::size_t(1000), std::size_t(300007)}) {
     auto x = rand_vec<T>(n, 81 + n, -3.0, 3.0);
-    auto gx = up(x);
+    auto gx = upload(x);
     const double s_cpu = pyrnn::optim::sum_squares(x.data(), n);
     const double s_gpu = pyrnn::cuda::optim::sum_squares<T>(ctx, gx.data(), n);
     CHECK(std::fabs(s_gpu - s_cpu) <= 1e-11 * s_cpu);  // summation order: ~n eps
@@ -339,17 +324,17 @@ void check_norms(Context& ctx) {
     CHECK(pyrnn::cuda::optim::max_abs<T>(ctx, gx.data(), n) == pyrnn::optim::max_abs(x.data(), n));
     pyrnn::optim::scale_inplace(x.data(), n, 0.37);
     pyrnn::cuda::optim::scale_inplace<T>(ctx, gx.data(), n, 0.37);
-    same(down(gx), x, pre + "scale_inplace");
+    same(download(gx), x, pre + "scale_inplace");
     pyrnn::cuda::optim::zero<T>(ctx, gx.data(), n);
-    same(down(gx), std::vector<T>(n, T(0)), pre + "zero");
+    same(download(gx), std::vector<T>(n, T(0)), pre + "zero");
   }
   CHECK(pyrnn::cuda::optim::sum_squares<T>(ctx, static_cast<const T*>(nullptr), 0) == 0.0);
   auto x = rand_vec<T>(5000, 90);
   x[4321] = std::numeric_limits<T>::quiet_NaN();
-  auto gx = up(x);
+  auto gx = upload(x);
   CHECK(std::isnan(pyrnn::cuda::optim::max_abs<T>(ctx, gx.data(), x.size())));
   x[4321] = -std::numeric_limits<T>::infinity();
-  gx = up(x);
+  gx = upload(x);
   CHECK(std::isinf(pyrnn::cuda::optim::max_abs<T>(ctx, gx.data(), x.size())));
 }
 
