@@ -253,6 +253,20 @@ typename Recurrent<T>::Weights Recurrent<T>::weights(int layer, int dir) {
 // Step algorithm, graphs
 
 template <typename T>
+typename Recurrent<T>::PassPlan Recurrent<T>::plan_pass(const Options& opt, bool backward) {
+  const cudaStream_t stream = ctx_->stream();
+  PassPlan p{};
+  p.two = cfg_.directions() == 2 && opt.streams == Switch::On;
+  p.lanes[0] = p.lanes[1] = Lane{stream, ctx_->cublas(), &work_[0]};
+  if (p.two) p.lanes[1] = Lane{ctx_->side_stream(), ctx_->side_cublas(), &work_[1]};
+  p.step = choose_step(opt, backward);
+  // Persistent kernels synchronize the grid themselves and are never captured.
+  p.use_graph = opt.graphs == Switch::On && graphs_error_.empty() &&
+                p.step.algo != RecurrentAlgo::Persistent;
+  return p;
+}
+
+template <typename T>
 typename Recurrent<T>::StepChoice Recurrent<T>::choose_step(const Options& opt, bool backward) {
   StepChoice c;
   // Auto: cuBLAS until GPU measurements pick per shape (docs/cuda_performance.md).
@@ -389,13 +403,10 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   steps_ = steps;
   batch_ = batch;
 
-  // Two lanes when the reverse direction gets the side stream; else one.
-  const bool two = D == 2 && opt.streams == Switch::On;
-  Lane lanes[2] = {{stream, ctx_->cublas(), &work_[0]}, {stream, ctx_->cublas(), &work_[0]}};
-  if (two) lanes[1] = Lane{ctx_->side_stream(), ctx_->side_cublas(), &work_[1]};
-  const StepChoice step = choose_step(opt, /*backward=*/false);
-  const bool use_graph = opt.graphs == Switch::On && graphs_error_.empty() &&
-                         step.algo != RecurrentAlgo::Persistent;
+  const PassPlan pass = plan_pass(opt, /*backward=*/false);
+  const bool two = pass.two, use_graph = pass.use_graph;
+  const Lane* lanes = pass.lanes;
+  const StepChoice& step = pass.step;
   last_fwd_algo_ = step.algo;
   last_fwd_graphs_ = false;
 
@@ -584,12 +595,10 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   cudaStream_t stream = ctx_->stream();
   pass_ = opt;
 
-  const bool two = D == 2 && opt.streams == Switch::On;
-  Lane lanes[2] = {{stream, ctx_->cublas(), &work_[0]}, {stream, ctx_->cublas(), &work_[0]}};
-  if (two) lanes[1] = Lane{ctx_->side_stream(), ctx_->side_cublas(), &work_[1]};
-  const StepChoice step = choose_step(opt, /*backward=*/true);
-  const bool use_graph = opt.graphs == Switch::On && graphs_error_.empty() &&
-                         step.algo != RecurrentAlgo::Persistent;
+  const PassPlan pass = plan_pass(opt, /*backward=*/true);
+  const bool two = pass.two, use_graph = pass.use_graph;
+  const Lane* lanes = pass.lanes;
+  const StepChoice& step = pass.step;
   last_bwd_algo_ = step.algo;
   last_bwd_graphs_ = false;
 

@@ -154,6 +154,14 @@ class Recurrent {
     int blocks = 0, threads = 0, units = 0, kc = 0, nc = 0, grid_sync = 0;
     std::size_t smem_bytes = 0;
   };
+  // A pass's lanes (two when the reverse direction gets the side stream), step algorithm and
+  // whether its step loops go through graphs: the same decision for forward and backward.
+  struct PassPlan {
+    bool two;
+    Lane lanes[2];
+    StepChoice step;
+    bool use_graph;
+  };
   struct LayerCache {
     DeviceBuffer<T> x;     // [T, N, C_k] the layer's input (after dropout for k > 0)
     DeviceBuffer<T> y;     // [T, N, D*H] the layer's output (before dropout)
@@ -169,6 +177,7 @@ class Recurrent {
   // between layers, so every layer keeps its own graphs.
   Graph& graph(bool backward, bool training, int layer, int dir);
   StepChoice choose_step(const Options& opt, bool backward);
+  PassPlan plan_pass(const Options& opt, bool backward);
   // Runs record() (a step loop's launches, all on `stream`): replays graph when use_graph and
   // its key matches, else captures it anew; launches eagerly without graphs or when the capture
   // fails. Returns whether a graph ran.
