@@ -91,6 +91,8 @@ class FakeNative:
         return {k: FakeDev(v) for k, v in self.n.views(grads).items()}
 
     def forward(self, x, h0, c0, lengths, training, seed):
+        for v in (x, h0, c0):
+            assert v is None or v.dtype == self.dtype, f"{v.dtype} reached a {self.dtype} layer"
         y, hn, cn = self.n.forward(dev(x), dev(h0), dev(c0), host_ints(lengths), training, seed)
         return FakeDev(y), FakeDev(hn), None if cn is None else FakeDev(cn)
 

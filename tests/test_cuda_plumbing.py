@@ -10,85 +10,12 @@ import numpy as np
 import pytest
 
 import pyrnn
-import pyrnn.cuda
-from pyrnn import _core
-
-
-class FakeDev:
-    """Stands in for pyrnn.cuda.DeviceArray: a C-contiguous ndarray (views stay views)."""
-
-    def __init__(self, a):
-        assert a.flags.c_contiguous
-        self.a = a
-
-    shape = property(lambda self: self.a.shape)
-    dtype = property(lambda self: self.a.dtype)
-    ndim = property(lambda self: self.a.ndim)
-
-    @property
-    def __cuda_array_interface__(self):
-        return {"shape": self.a.shape, "typestr": self.a.dtype.str,
-                "data": (self.a.ctypes.data or 1, False), "version": 3}
-
-    def reshape(self, *shape):
-        return FakeDev(self.a.reshape(*shape))
-
-    def permute01(self):
-        return FakeDev(np.ascontiguousarray(self.a.swapaxes(0, 1)))
-
-    def numpy(self):
-        return self.a.copy()
-
-    def __array__(self, dtype=None, copy=None):
-        return self.a.copy() if dtype is None else self.a.astype(dtype)
-
-    def copy_from(self, host):
-        self.a[...] = np.asarray(host).reshape(self.a.shape)
-
-
-def _a(x):
-    if x is None:
-        return None
-    assert isinstance(x, FakeDev), f"native layer got {type(x).__name__}, not a device array"
-    return x.a
-
-
-class FakeNative:
-    """NativeRecurrentCUDA's interface over the CPU NativeRecurrent."""
-
-    def __init__(self, *args):
-        self.n = _core.NativeRecurrent(*args)
-        self.dtype = self.n.dtype
-
-    def __getattr__(self, name):  # num_parameters, reset_parameters, zero_grad, has_cache, ...
-        return getattr(self.n, name)
-
-    def views(self, grads):
-        return {k: FakeDev(v) for k, v in self.n.views(grads).items()}
-
-    def forward(self, x, h0, c0, lengths, training, seed):
-        for v in (x, h0, c0):
-            assert v is None or v.dtype == self.dtype
-        y, hn, cn = self.n.forward(_a(x), _a(h0), _a(c0), lengths, training, seed)
-        return FakeDev(y), FakeDev(hn), None if cn is None else FakeDev(cn)
-
-    def backward(self, dy, dhn, dcn):
-        dx, dh0, dc0 = self.n.backward(_a(dy), _a(dhn), _a(dcn))
-        return FakeDev(dx), FakeDev(dh0), None if dc0 is None else FakeDev(dc0)
+from cuda_fakes import FakeDev, FakeNative, install
 
 
 @pytest.fixture
 def fake_cuda(monkeypatch):
-    def as_device_array(obj):
-        if isinstance(obj, FakeDev):
-            return obj
-        raise TypeError(f"{type(obj).__name__} is not a CUDA device array")
-
-    monkeypatch.setattr(pyrnn.cuda, "unavailable_reason", lambda: None)
-    monkeypatch.setattr(pyrnn.cuda, "NativeRecurrentCUDA", FakeNative, raising=False)
-    monkeypatch.setattr(pyrnn.cuda, "as_device_array", as_device_array)
-    monkeypatch.setattr(pyrnn.cuda, "to_device",
-                        lambda a, dtype=None: FakeDev(np.array(a, dtype=dtype, order="C")))
+    install(monkeypatch)
 
 
 CELLS = ("rnn_tanh", "lstm", "gru", "gru_after")
