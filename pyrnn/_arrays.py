@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from . import _train
+from ._validate import shape_str
 
 
 def on_device(a):
@@ -50,6 +51,11 @@ def host(a):
     if a is None or isinstance(a, np.ndarray):
         return a
     return a.numpy()
+
+
+def host_copy(a):
+    """A host ndarray copy of a host or device array (always a copy)."""
+    return a.copy() if isinstance(a, np.ndarray) else a.numpy()
 
 
 def to_device(a, dtype=None):
@@ -97,3 +103,17 @@ def assign(view, value):
         view[...] = value
     else:
         view.copy_from(np.asarray(value, dtype=view.dtype).reshape(tuple(view.shape)))
+
+
+def load_into(views, values):
+    """Overwrite the named views from {name: host array} (missing names keep their value): a
+    layer's load_params. Unknown names and wrong shapes raise before that entry is written."""
+    for name, value in values.items():
+        if name not in views:
+            raise KeyError(f"unknown parameter {name!r}; expected one of {list(views)}")
+        want = tuple(views[name].shape)
+        arr = np.asarray(value)
+        if tuple(arr.shape) != want:
+            raise ValueError(f"{name} must have shape {shape_str(want)}, "
+                             f"got {shape_str(arr.shape)}")
+        assign(views[name], arr)

@@ -120,23 +120,15 @@ class Layer:
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""
-        return {k: np.array(_arrays.host(v)) for k, v in self._params.items()}
+        return {k: _arrays.host_copy(v) for k, v in self._params.items()}
 
     def numpy_grads(self):
         """{name: ndarray} host COPIES of the accumulated gradients, on any device."""
-        return {k: np.array(_arrays.host(v)) for k, v in self._grads.items()}
+        return {k: _arrays.host_copy(v) for k, v in self._grads.items()}
 
     def load_params(self, values):
         """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
-        for name, value in values.items():
-            if name not in self._params:
-                raise KeyError(f"unknown parameter {name!r}; expected one of {list(self._params)}")
-            want = tuple(self._params[name].shape)
-            arr = np.asarray(value)
-            if tuple(arr.shape) != want:
-                raise ValueError(f"{name} must have shape {shape_str(want)}, "
-                                 f"got {shape_str(arr.shape)}")
-            _arrays.assign(self._params[name], arr)
+        _arrays.load_into(self._params, values)
 
     def to(self, device):
         """Move parameters and accumulated gradients to "cpu" or "cuda" (in place; returns

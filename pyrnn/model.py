@@ -139,10 +139,10 @@ class Sequential(Layer):
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of every parameter ("0.weight_ih_l0", ...)."""
-        return {p.name: np.array(_arrays.host(p.data)) for p in self.parameters()}
+        return {p.name: _arrays.host_copy(p.data) for p in self.parameters()}
 
     def numpy_grads(self):
-        return {p.name: np.array(_arrays.host(p.grad)) for p in self.parameters()}
+        return {p.name: _arrays.host_copy(p.grad) for p in self.parameters()}
 
     def _dtype(self, reverse=False):
         """The float dtype of the first (last) layer that has one, else None."""

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from . import _core
+from . import _arrays, _core
 from ._validate import float_dtype, lengths_array, positive_int, real_array, shape_str
 from .parameter import Parameter
 
@@ -23,21 +23,6 @@ def _check_device(device):
             raise RuntimeError(f"device='cuda' is not available: {reason}")
         return
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-
-
-def _host_copy(view):
-    """ndarray copy of an ndarray or DeviceArray view."""
-    if isinstance(view, np.ndarray):
-        return view.copy()
-    return view.numpy()
-
-
-def _assign(view, value):
-    """Write host data into an ndarray or DeviceArray view of the same shape."""
-    if isinstance(view, np.ndarray):
-        view[...] = value
-    else:
-        view.copy_from(np.asarray(value, dtype=view.dtype).reshape(view.shape))
 
 
 def _host_lengths(lengths):
@@ -109,9 +94,9 @@ class _Recurrent:
         self._params = native.views(False)
         self._grads = native.views(True)
         for name, value in params.items():
-            _assign(self._params[name], value)
+            _arrays.assign(self._params[name], value)
         for name, value in grads.items():
-            _assign(self._grads[name], value)
+            _arrays.assign(self._grads[name], value)
         self._last = None
         return self
 
@@ -137,22 +122,15 @@ class _Recurrent:
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""
-        return {k: _host_copy(v) for k, v in self._params.items()}
+        return {k: _arrays.host_copy(v) for k, v in self._params.items()}
 
     def numpy_grads(self):
         """{name: ndarray} host COPIES of the accumulated gradients, on any device."""
-        return {k: _host_copy(v) for k, v in self._grads.items()}
+        return {k: _arrays.host_copy(v) for k, v in self._grads.items()}
 
     def load_params(self, values):
         """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
-        for name, value in values.items():
-            if name not in self._params:
-                raise KeyError(f"unknown parameter {name!r}; expected one of {list(self._params)}")
-            want = tuple(self._params[name].shape)
-            arr = np.asarray(value)
-            if tuple(arr.shape) != want:
-                raise ValueError(f"{name} must have shape {shape_str(want)}, got {shape_str(arr.shape)}")
-            _assign(self._params[name], arr)
+        _arrays.load_into(self._params, values)
 
     def num_parameters(self):
         return int(self._native.num_parameters())
