@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "pyrnn/cuda/recurrent.h"
 #include "pyrnn/recurrent.h"
 #include "step_body.cuh"
 
@@ -53,15 +54,7 @@ void update_dh(int N, int H, int t, const std::int64_t* lengths, T* dh, const T*
                cudaStream_t stream);
 
 // ---- custom step kernels (step_body.cuh) ----------------------------------------------------
-// The launch plan of a direction's step kernel. blocks == 0: it does not fit this device (shared
-// memory, or co-residency for a persistent launch): use the cuBLAS path.
-struct StepPlan {
-  int blocks = 0;
-  int threads = 0;
-  int units = 0, kc = 0, nc = 0;
-  int grid_sync = 0;  // as StepArgs::grid_sync
-  std::size_t smem_bytes = 0;
-};
+// StepPlan (the launch plan of a direction's step kernel): pyrnn/cuda/recurrent.h.
 // persistent: one launch runs all steps (all blocks resident, cooperative launch when > 1
 // block); else one launch per (step, phase). requested_blocks: 0 = chosen (step_blocks).
 template <typename T>

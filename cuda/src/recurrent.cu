@@ -90,14 +90,7 @@ detail::StepArgs<T> step_args(const RecurrentConfig& cfg, int N, int steps, int 
 // phase (fused). S: the layer's StepChoice.
 template <typename T, typename S>
 void launch_steps(detail::StepArgs<T>& a, const S& step, bool backward, cudaStream_t stream) {
-  detail::StepPlan plan;
-  plan.blocks = step.blocks;
-  plan.threads = step.threads;
-  plan.units = step.units;
-  plan.kc = step.kc;
-  plan.nc = step.nc;
-  plan.grid_sync = step.grid_sync;
-  plan.smem_bytes = step.smem_bytes;
+  const detail::StepPlan& plan = step.plan;
   const int phases = detail::step_phases(a.cell, a.reset_after, backward);
   if (step.algo == RecurrentAlgo::Persistent) {  // every step and phase in one launch
     a.s_begin = 0;
@@ -288,13 +281,7 @@ typename Recurrent<T>::StepChoice Recurrent<T>::choose_step(const Options& opt, 
     return c;
   }
   c.algo = want;
-  c.blocks = plan.blocks;
-  c.threads = plan.threads;
-  c.units = plan.units;
-  c.kc = plan.kc;
-  c.nc = plan.nc;
-  c.grid_sync = plan.grid_sync;
-  c.smem_bytes = plan.smem_bytes;
+  c.plan = plan;
   memo.valid = true;
   memo.batch = batch_;
   memo.algo = want;
@@ -518,7 +505,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       std::uintptr_t(step.algo), std::uintptr_t(math), T_, N, std::uintptr_t(dir),
       key_of(g), key_of(hs), key_of(cs), key_of(gru ? dc.aux.data() : nullptr), key_of(y),
       key_of(lane.work->scratch.data()), key_of(w.w_hh), key_of(w.b_hn),
-      key_of(lengths_device()), std::uintptr_t(step.blocks), std::uintptr_t(step.units),
+      key_of(lengths_device()), std::uintptr_t(step.plan.blocks), std::uintptr_t(step.plan.units),
       key_of(lane.blas), key_of(lane.stream)};
   const bool graphed = run_loop(graph(false, training, layer, dir), std::move(key), lane.stream,
                                 use_graph,
@@ -679,8 +666,8 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dh0, T* dc0, const T* dy,
       key_of(dc.g.data()), key_of(dc.h.data()), key_of(lstm ? dc.c.data() : nullptr),
       key_of(gru ? dc.aux.data() : nullptr), key_of(dy), key_of(dg), key_of(dghn), key_of(dh),
       key_of(dcs), key_of(wk.pw.data()), key_of(wk.rec.data()), key_of(wk.drh.data()),
-      key_of(w.w_hh), key_of(lengths_device()), std::uintptr_t(step.blocks),
-      std::uintptr_t(step.units), key_of(lane.blas), key_of(lane.stream)};
+      key_of(w.w_hh), key_of(lengths_device()), std::uintptr_t(step.plan.blocks),
+      std::uintptr_t(step.plan.units), key_of(lane.blas), key_of(lane.stream)};
   const bool graphed = run_loop(graph(true, true, layer, dir), std::move(key), lane.stream,
                                 use_graph,
                                 [&] { backward_steps(dc, dy, layer, dir, lane, step); });

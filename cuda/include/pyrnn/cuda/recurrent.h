@@ -46,6 +46,18 @@
 namespace pyrnn {
 namespace cuda {
 
+namespace detail {
+// The launch plan of a direction's custom step kernel (cuda/src/cells.cuh). blocks == 0: it does
+// not fit this device (shared memory, or co-residency for a persistent launch): use cuBLAS.
+struct StepPlan {
+  int blocks = 0;
+  int threads = 0;
+  int units = 0, kc = 0, nc = 0;
+  int grid_sync = 0;  // as StepArgs::grid_sync
+  std::size_t smem_bytes = 0;
+};
+}  // namespace detail
+
 template <typename T>
 class Recurrent {
  public:
@@ -151,8 +163,7 @@ class Recurrent {
   // The step algorithm chosen for a pass (after fallbacks) and its kernel plan.
   struct StepChoice {
     RecurrentAlgo algo = RecurrentAlgo::Cublas;
-    int blocks = 0, threads = 0, units = 0, kc = 0, nc = 0, grid_sync = 0;
-    std::size_t smem_bytes = 0;
+    detail::StepPlan plan;  // Fused / Persistent only
   };
   // A pass's lanes (two when the reverse direction gets the side stream), step algorithm and
   // whether its step loops go through graphs: the same decision for forward and backward.
