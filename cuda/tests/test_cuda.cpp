@@ -16,6 +16,7 @@
 #include "pyrnn/recurrent.h"
 
 #include "check.h"
+#include "compare.h"
 #include "device_io.h"
 
 namespace {
@@ -156,25 +157,10 @@ void test_errors(Context& ctx) {
 
 // ---- cuda::Recurrent vs pyrnn::Recurrent -------------------------------------------------------
 
-// max |got - want| <= tol * max(1, max |want|) over the whole tensor.
 template <typename T>
 bool close(const std::vector<T>& got, const std::vector<T>& want, double tol, const char* what,
            const std::string& label) {
-  if (got.size() != want.size()) {
-    std::fprintf(stderr, "  %s %s: size %zu vs %zu\n", label.c_str(), what, got.size(), want.size());
-    return false;
-  }
-  double scale = 1.0, worst = 0.0;
-  for (T w : want) scale = std::max(scale, std::fabs(double(w)));
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double e = std::fabs(double(got[i]) - double(want[i]));
-    worst = std::isnan(e) ? std::numeric_limits<double>::infinity() : std::max(worst, e);
-  }
-  if (worst > tol * scale) {
-    std::fprintf(stderr, "  %s %s: max error %.3g > %.3g\n", label.c_str(), what, worst, tol * scale);
-    return false;
-  }
-  return true;
+  return close_to(got, want, tol, label + " " + what);
 }
 
 

@@ -27,6 +27,7 @@
 #include "pyrnn/random.h"
 
 #include "check.h"
+#include "compare.h"
 #include "device_io.h"
 
 #ifdef PYRNN_CUDA_HOST_EMULATION
@@ -62,27 +63,12 @@ const char* tname() {
   return sizeof(T) == 4 ? "float" : "double";
 }
 
-// max |got - want| <= tol * max(1, max |want|).
+// Within 1e-5 (float) / 1e-12 (double) of want, relative to max(1, max |want|); counted.
 template <typename T>
 bool close(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
-  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
-  if (got.size() != want.size()) {
-    std::fprintf(stderr, "  %s: size %zu vs %zu\n", what.c_str(), got.size(), want.size());
-    ++failures;
-    return false;
-  }
-  double scale = 1.0, worst = 0.0;
-  for (T w : want) scale = std::max(scale, std::fabs(double(w)));
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double e = std::fabs(double(got[i]) - double(want[i]));
-    worst = std::isnan(e) ? std::numeric_limits<double>::infinity() : std::max(worst, e);
-  }
-  if (worst > tol * scale) {
-    std::fprintf(stderr, "  %s: max error %.3g > %.3g\n", what.c_str(), worst, tol * scale);
-    ++failures;
-    return false;
-  }
-  return true;
+  const bool ok = close_to(got, want, sizeof(T) == 4 ? 1e-5 : 1e-12, what);
+  if (!ok) ++failures;
+  return ok;
 }
 
 // Bitwise (NaN == NaN).
