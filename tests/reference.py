@@ -127,6 +127,18 @@ def forward(cell, params, x, *, hidden_size, num_layers=1, bidirectional=False,
     return inp, h_n, (c_n if lstm else None)
 
 
+def make_layer(cell, C, H, L=1, **kw):
+    """A pyrnn layer by test cell name: rnn_tanh, rnn_relu, lstm, gru (the seeds' form) or
+    gru_after (PyTorch's reset_after form); keywords pass through (device, seed, ...)."""
+    import pyrnn
+    kw.setdefault("num_layers", L)  # L positionally, or num_layers=... as a keyword
+    if cell.startswith("rnn"):
+        return pyrnn.RNN(C, H, nonlinearity=cell[4:], **kw)
+    if cell == "lstm":
+        return pyrnn.LSTM(C, H, **kw)
+    return pyrnn.GRU(C, H, reset_after=cell == "gru_after", **kw)
+
+
 def cell_of(layer):
     """The reference cell name of a pyrnn layer object."""
     name = type(layer).__name__

@@ -14,6 +14,7 @@ import pytest
 
 import pyrnn
 import pyrnn.cuda
+from reference import make_layer as make
 
 pytestmark = pytest.mark.skipif(not pyrnn.cuda.is_available(),
                                 reason=f"no CUDA device: {pyrnn.cuda.unavailable_reason()}")
@@ -24,14 +25,6 @@ TOL = {"float64": dict(rtol=1e-10, atol=1e-10), "float32": dict(rtol=1e-5, atol=
 
 def seed_of(*parts):
     return zlib.crc32(repr(parts).encode())
-
-
-def make(cell, C, H, L=1, device="cpu", **kw):
-    if cell.startswith("rnn"):
-        return pyrnn.RNN(C, H, L, nonlinearity=cell[4:], device=device, **kw)
-    if cell == "lstm":
-        return pyrnn.LSTM(C, H, L, device=device, **kw)
-    return pyrnn.GRU(C, H, L, reset_after=cell == "gru_after", device=device, **kw)
 
 
 def twins(cell, C, H, L=1, **kw):

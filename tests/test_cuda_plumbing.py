@@ -11,6 +11,7 @@ import pytest
 
 import pyrnn
 from cuda_fakes import FakeDev, FakeNative, install
+from reference import make_layer as make
 
 
 @pytest.fixture
@@ -19,14 +20,6 @@ def fake_cuda(monkeypatch):
 
 
 CELLS = ("rnn_tanh", "lstm", "gru", "gru_after")
-
-
-def make(cell, C, H, L=1, **kw):
-    if cell.startswith("rnn"):
-        return pyrnn.RNN(C, H, L, nonlinearity=cell[4:], **kw)
-    if cell == "lstm":
-        return pyrnn.LSTM(C, H, L, **kw)
-    return pyrnn.GRU(C, H, L, reset_after=cell == "gru_after", **kw)
 
 
 def host(v):

@@ -10,20 +10,13 @@ import pytest
 
 import pyrnn
 import pyrnn.cuda
+from reference import make_layer as make
 
 pytestmark = pytest.mark.skipif(not pyrnn.cuda.is_available(),
                                 reason=f"no CUDA device: {pyrnn.cuda.unavailable_reason()}")
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after")
 ALGOS = ("cublas", "fused", "persistent")
-
-
-def make(cell, C, H, L=1, device="cpu", **kw):
-    if cell.startswith("rnn"):
-        return pyrnn.RNN(C, H, L, nonlinearity=cell[4:], device=device, **kw)
-    if cell == "lstm":
-        return pyrnn.LSTM(C, H, L, device=device, **kw)
-    return pyrnn.GRU(C, H, L, reset_after=cell == "gru_after", device=device, **kw)
 
 
 def run(layer, x, dy, lengths=None):

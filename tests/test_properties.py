@@ -9,18 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyrnn
+from reference import make_layer as make
 
 SETTINGS = dict(deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after"]
-
-
-def make(cell, C, H, **kw):
-    if cell.startswith("rnn"):
-        return pyrnn.RNN(C, H, nonlinearity=cell[4:], **kw)
-    if cell == "lstm":
-        return pyrnn.LSTM(C, H, **kw)
-    return pyrnn.GRU(C, H, reset_after=cell == "gru_after", **kw)
 
 
 @st.composite
