@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "elem_math.cuh"
 #include "pyrnn/random.h"  // PYRNN_HD
 #include "pyrnn/recurrent.h"
 
@@ -14,17 +15,6 @@ namespace pyrnn {
 namespace cuda {
 namespace detail {
 
-#ifdef __CUDA_ARCH__
-__device__ __forceinline__ float elem_exp(float x) { return expf(x); }
-__device__ __forceinline__ double elem_exp(double x) { return exp(x); }
-__device__ __forceinline__ float elem_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double elem_tanh(double x) { return tanh(x); }
-#else
-template <typename T>
-inline T elem_exp(T x) { return std::exp(x); }
-template <typename T>
-inline T elem_tanh(T x) { return std::tanh(x); }
-#endif
 template <typename T>
 PYRNN_HD inline T elem_sigmoid(T x) {
   return T(1) / (T(1) + elem_exp(-x));

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "elem_math.cuh"
 #include "pyrnn/layers.h"  // Activation, dropout_multiplier (PYRNN_HD)
 #include "pyrnn/random.h"  // PYRNN_HD
 
@@ -14,28 +15,14 @@ namespace pyrnn {
 namespace cuda {
 namespace detail {
 
-#ifdef __CUDA_ARCH__
-__device__ __forceinline__ float train_exp(float x) { return expf(x); }
-__device__ __forceinline__ double train_exp(double x) { return exp(x); }
-__device__ __forceinline__ float train_tanh(float x) { return tanhf(x); }
-__device__ __forceinline__ double train_tanh(double x) { return tanh(x); }
-__device__ __forceinline__ double train_sqrt(double x) { return sqrt(x); }
-#else
-template <typename T>
-inline T train_exp(T x) { return std::exp(x); }
-template <typename T>
-inline T train_tanh(T x) { return std::tanh(x); }
-inline double train_sqrt(double x) { return std::sqrt(x); }
-#endif
-
 // ---- Dense ------------------------------------------------------------------------------------
 // act as int (Activation's value) so kernels take a plain argument.
 template <typename T>
 PYRNN_HD inline T act_forward_elem(int act, T v) {
   switch (static_cast<Activation>(act)) {
     case Activation::ReLU: return v < T(0) ? T(0) : v;  // NaN stays NaN, as on the CPU
-    case Activation::Tanh: return train_tanh(v);
-    case Activation::Sigmoid: return T(1) / (T(1) + train_exp(-v));
+    case Activation::Tanh: return elem_tanh(v);
+    case Activation::Sigmoid: return T(1) / (T(1) + elem_exp(-v));
     case Activation::None: break;
   }
   return v;

@@ -68,7 +68,7 @@ __global__ void layernorm_forward_kernel(T* __restrict__ y, T* __restrict__ mean
       const double c = xr[j] - mu;
       v += c * c;
     }
-    const double rs = 1.0 / train_sqrt(warp_sum(v) / D + eps);
+    const double rs = 1.0 / elem_sqrt(warp_sum(v) / D + eps);
     if (lane == 0) {
       mean[m] = static_cast<T>(mu);
       rstd[m] = static_cast<T>(rs);

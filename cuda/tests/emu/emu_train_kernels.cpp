@@ -58,7 +58,7 @@ void layernorm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, cons
         const double c = xr[j] - mu;
         v[l] += c * c;
       }
-    const double rs = 1.0 / train_sqrt(warp_sum_emulated(v) / D + eps);
+    const double rs = 1.0 / elem_sqrt(warp_sum_emulated(v) / D + eps);
     mean[m] = static_cast<T>(mu);
     rstd[m] = static_cast<T>(rs);
     for (int j = 0; j < D; ++j) y[m * D + j] = layernorm_y_elem<T>(xr[j], mu, rs, w[j], b[j]);
