@@ -10,7 +10,6 @@ Run (atheris, coverage-guided; see README "Reliability"):
     PYRNN_MEMORY_LIMIT=1G python tests/fuzz/fuzz_layer.py -max_total_time=60 CORPUS_DIR \\
         tests/fuzz/corpus/layer
 """
-import sys
 
 import numpy as np
 
@@ -179,14 +178,6 @@ def test_one_input(data, pyrnn=None):
         pass
 
 
-def main():
-    import atheris
-    with atheris.instrument_imports(include=["pyrnn"]):
-        import pyrnn
-    pyrnn.set_num_threads(1)
-    atheris.Setup(sys.argv, lambda data: test_one_input(data, pyrnn))
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    from _atheris_main import run
+    run(test_one_input)

@@ -13,7 +13,6 @@ seed corpus through it in the normal test run).
 """
 import os
 import struct
-import sys
 import tempfile
 import zlib
 
@@ -50,14 +49,6 @@ def test_one_input(data, pyrnn=None):
     assert list(again.params) == list(model.params)
 
 
-def main():
-    import atheris
-    with atheris.instrument_imports(include=["pyrnn"]):
-        import pyrnn
-    pyrnn.set_num_threads(1)
-    atheris.Setup(sys.argv, lambda data: test_one_input(data, pyrnn))
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    from _atheris_main import run
+    run(test_one_input)
