@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <initializer_list>
 
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/cells.h"
@@ -21,6 +23,15 @@ template <typename T>
 inline void prefetch(const T* p, std::size_t n) {
   const char* b = reinterpret_cast<const char*>(p);
   for (std::size_t i = 0; i < n * sizeof(T); i += 64) __builtin_prefetch(b + i, 0, 2);
+}
+// Runs independent jobs (the packing of a layer's weights: megabytes each at the large sizes)
+// on up to as many threads as there are jobs; small ones stay on the calling thread, as a
+// parallel region costs microseconds.
+inline void run_concurrently(std::size_t bytes, std::initializer_list<std::function<void()>> jobs) {
+  const int n = static_cast<int>(jobs.size());
+  const int threads = bytes >= (std::size_t(1) << 20) ? std::min(n, get_num_threads()) : 1;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+  for (int i = 0; i < n; ++i) jobs.begin()[i]();
 }
 // How a pass's steps are shared among threads (see forward_direction): by batch rows when one
 // layer and direction's weights fit in L2 with room (no step needs another thread's rows), else
@@ -259,9 +270,14 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const Weights w = weights(layer, dir);
   const kernels::Ops<T>& K = kernels::ops<T>();
 
-  K.pack_b(pack_ih_, Trans::T, C, G * Hi, w.w_ih, C);
-  K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi);
-  if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+  // The weights, packed once for all steps (independent packs: concurrently when big).
+  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
+  run_concurrently(weight_bytes,
+                   {[&] { K.pack_b(pack_ih_, Trans::T, C, G * Hi, w.w_ih, C); },
+                    [&] { K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi); },
+                    [&] {
+                      if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+                    }});
   // Two ways to share the steps among threads; either way every element has one writer and one
   // summation order, so the bits do not depend on the thread count.
   //  - Rows: each thread runs the whole recurrence for its own batch rows (all units). No step
@@ -470,9 +486,11 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
 
   // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps;
   // d x_t = dg_t W_ih: W_ih packed once.
-  K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi);
-  if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-  K.pack_b(pack_ih_, Trans::N, G * Hi, C, w.w_ih, C);
+  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
+  run_concurrently(weight_bytes,
+                   {[&] { K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi); },
+                    [&] { K.pack_b(pack_ih_, Trans::N, G * Hi, C, w.w_ih, C); },
+                    [&] { if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi); }});
   // The steps are shared among threads as in forward, by batch rows (weights that fit in L2:
   // the cell, d h_prev and d x of a row need no other row, so steps need no barrier) or by
   // hidden units (one barrier per step; d x split by its columns). Either way the weight and bias
