@@ -10,6 +10,7 @@
 #include "pyrnn/kernels/cells.h"
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/random.h"
+#include "step_sync.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -285,6 +286,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   //    the others. Each thread reads all the weights, so this is for weights that fit in L2.
   //  - Units: threads own slices of hidden units, in whole GEMM panels, across every gate, and
   //    meet at one barrier per step (h_t complete); each streams only its share of the weights.
+  //    The barrier is split (step_sync.h): the next step's input projection fills its wait.
   //    Hidden sizes that are not a multiple of the panel width run it on one thread.
   const int nr = pack_hh_.nr;
   const StepSplit split_plan = step_split(Ni, G, Hi, C, sizeof(T), nr, Hi);
@@ -321,6 +323,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     if (c0) std::memcpy(cs + first * N * H, c0, N * H * sizeof(T));
     else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
   }
+  StepSync sync(nth);  // by units: the step barrier, split around the next step's projection
 
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
@@ -353,6 +356,16 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       nranges_ih = G;
     }
     const std::size_t U0 = u0, U = Mr > 0 ? u1 - u0 : 0;
+    // g_t = x_t W_ih^T + b for this thread's rows and units (step s), and a prefetch of the
+    // next step's input rows (a new block each step; backwards for the reverse direction).
+    auto project = [&](std::size_t s) {
+      const std::size_t t = dir == 0 ? s : T_ - 1 - s;
+      if (s + 1 < T_) prefetch(x + ((dir == 0 ? t + 1 : t - 1) * N + n0) * C, (n1 - n0) * C);
+      if (U)
+        K.gemm_panels(Trans::N, Mr, x + (t * N + n0) * C, C, T(1), pack_ih_, T(0), w.b,
+                      g + (gsteps == T_ ? t : 0) * N * GH + n0 * GH, G * Hi, ranges_ih,
+                      nranges_ih);
+    };
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
@@ -361,15 +374,10 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       T* hc = hs + cur * N * H;         // [N, H]
       T* gt = g + gs * N * GH;          // [N, GH]
       T* at = gru ? dc.aux.data() + gs * N * H : nullptr;  // [N, H]
-      // h_{t-1} was just written, half of it by the other threads: ask for it now and run the
-      // input projection (which does not need it) while it travels.
+      // By units the projection of this step ran while waiting at the last one's barrier (it
+      // needs no h); h_{t-1} was just completed, half of it by the other threads: ask for it.
       if (uteam > 1) prefetch(hp, N * H);
-      // The next step's input rows (a new block each step; backwards for the reverse direction).
-      if (step_proj && s + 1 < T_)
-        prefetch(x + ((dir == 0 ? t + 1 : t - 1) * N + n0) * C, (n1 - n0) * C);
-      if (step_proj && U)
-        K.gemm_panels(Trans::N, Mr, x + (t * N + n0) * C, C, T(1), pack_ih_, T(0), w.b,
-                      gt + n0 * GH, G * Hi, ranges_ih, nranges_ih);
+      if (step_proj && (uteam == 1 || s == 0)) project(s);
       // RNN, LSTM: the recurrent product accumulates onto g_t (the cell then reads one array;
       // the bits equal one sum over [x_t, h_{t-1}]); GRU keeps it apart (r scales its n part).
       if (U && !gru)
@@ -414,9 +422,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
         if (!split) std::memcpy(yr + U0, hcr + U0, U * sizeof(T));
       }
       if (split) {
-        if (!by_rows) {
-#pragma omp barrier
-        }
+        if (uteam > 1) sync.sync(tid, team);
         // The seeds' GRU: W_hn needs r*h_prev of every unit.
         T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
         if (U) K.gemm_panels(Trans::N, Mr, at + n0 * H, Hi, T(1), pack_hn_, T(0), nullptr,
@@ -427,8 +433,12 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
             std::memcpy(y + (t * N + n) * DH + dir * H + U0, hc + n * H + U0, U * sizeof(T));
           }
       }
-      if (!by_rows) {
-#pragma omp barrier
+      if (uteam > 1) {
+        // h_t complete for this thread's units; the next projection fills the wait for the
+        // others' (its own units' g slot is read by nobody else: no hazard even with one slot).
+        sync.arrive(tid);
+        if (step_proj && s + 1 < T_) project(s + 1);
+        sync.wait(tid, team);
       }
     }
   }
@@ -493,7 +503,8 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
                     [&] { if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi); }});
   // The steps are shared among threads as in forward, by batch rows (weights that fit in L2:
   // the cell, d h_prev and d x of a row need no other row, so steps need no barrier) or by
-  // hidden units (one barrier per step; d x split by its columns). Either way the weight and bias
+  // hidden units (one split barrier per step, step_sync.h: a step's d x, split by its columns,
+  // and weight gradients run in the next step's wait). Either way the weight and bias
   // gradients are owned by units: every element has one writer and one summation order (steps in
   // processing order, rows ascending), the same in both modes and for any thread count.
   const int nr = pack_hh_.nr;
@@ -505,13 +516,13 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // [T, N, GH] buffer: d h_prev and d x use them within their step, and the weight gradients
   // take them P steps at a time (blocks of steps [P*b, P*b + P), the same whatever the direction
   // or thread count), so each weight-gradient element is read and written once per P steps, with
-  // a K = P*N product in between. By rows, two rings alternate by block: a block's weight
-  // gradients read every thread's rows while the next block is being written.
+  // a K = P*N product in between. Two rings alternate by block: a block's weight gradients
+  // read every thread's part of it while the next block is being written (by rows: after the
+  // block's barrier; by units: one step later, in the wait at the next step's barrier).
   constexpr std::size_t P = 4;
-  const std::size_t rings = by_rows ? 2 : 1;
-  auto ring = [&](std::size_t t) { return (by_rows ? (t / P) % 2 * P : 0) + t % P; };
-  dg_.resize(rings * P * N * GH);                  // [rings*P, N, GH] d pre-activations
-  dghn_.resize(after ? rings * P * N * H : 0);     // [rings*P, N, H] d (W_hn h + b_hn)
+  auto ring = [&](std::size_t t) { return (t / P) % 2 * P + t % P; };
+  dg_.resize(2 * P * N * GH);                  // [2*P, N, GH] d pre-activations
+  dghn_.resize(after ? 2 * P * N * H : 0);     // [2*P, N, H] d (W_hn h + b_hn)
   AlignedBuffer<T> dh(N * H), dcs(lstm ? N * H : 0);  // [N, H] running d h, d c
   AlignedBuffer<T> dht(N * H), pw(N * H), rec(N * H), drh(N * H);  // [N, H] per-step
   if (dhn) std::memcpy(dh.data(), dhn + slot * N * H, N * H * sizeof(T));
@@ -519,6 +530,8 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
 
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
+  StepSync sync(nth);  // by units: the step barrier, split around the last step's d x and dW
+
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
 #ifdef _OPENMP
@@ -557,6 +570,75 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       if (dghnr)
         for (std::size_t j = j0; j < j0 + nj; ++j) w.db_hn[j] += dghnr[j];
     };
+    // The weight gradients of this thread's units for the block of steps [t0, t0 + nb) once its
+    // last step (step s, time t) is done (accumulate; the block's rows are contiguous in the ring
+    // and in x, the states and the GRU cache):
+    //   dW_ih[q*H + j, :] += dG[:, q*H + j]^T X,  dW_hh[q*H + j, :] += dG[:, q*H + j]^T H_prev
+    // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev). By rows, after a
+    // barrier (every row of the block written), the bias gradients too.
+    auto weight_grads = [&](std::size_t s, std::size_t t) {
+      const bool last = s + 1 == T_;
+      if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
+      if (by_rows) {
+#pragma omp barrier
+      }
+      if (!WU) return;
+      const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
+      const int Kb = static_cast<int>(nb * N);
+      const T* dgb = dg_.data() + ring(t0) * N * GH;                   // [nb*N, GH]
+      const T* dghnb = after ? dghn_.data() + ring(t0) * N * H : nullptr;  // [nb*N, H]
+      if (by_rows) {
+        for (std::size_t i = 0; i < nb; ++i) {  // steps in processing order
+          const std::size_t tt = dir == 0 ? t0 + nb - 1 - i : t0 + i;
+          for (std::size_t n = 0; n < N; ++n)
+            if (active(static_cast<int>(n), static_cast<int>(tt)))
+              add_bias(dgb + ((tt - t0) * N + n) * GH,
+                       after ? dghnb + ((tt - t0) * N + n) * H : nullptr, WU0, WU, 0);
+        }
+      }
+      // The block's right operands, packed by each thread for itself (one pass; then read
+      // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H].
+      // The left operand dG^T is packed by the GEMM (its rows are GH apart: read in place,
+      // 4 KB-aliased strides would thrash L1).
+      thread_local kernels::PackedB<T> pk_x, pk_h, pk_a;
+      K.pack_b(pk_x, Trans::N, Kb, C, x + t0 * N * C, C);
+      K.pack_b(pk_h, Trans::N, Kb, Hi, hs + (dir == 0 ? t0 : t0 + 1) * N * H, Hi);
+      if (split_r) K.pack_b(pk_a, Trans::N, Kb, Hi, dc.aux.data() + t0 * N * H, Hi);
+      for (int q = 0; q < G; ++q) {
+        const std::size_t row = q * H + WU0;
+        K.gemm_panels(Trans::T, static_cast<int>(WU), dgb + row, G * Hi, T(1), pk_x, T(1),
+                      nullptr, w.dw_ih + row * C, C, all_c, 1);
+        const T* da = dgb + row;
+        int lda = G * Hi;
+        const kernels::PackedB<T>* sb = &pk_h;
+        if (gru && q == 2) {
+          if (after) {
+            da = dghnb + WU0;
+            lda = Hi;
+          } else {
+            sb = &pk_a;  // r * h_prev
+          }
+        }
+        K.gemm_panels(Trans::T, static_cast<int>(WU), da, lda, T(1), *sb, T(1), nullptr,
+                      w.dw_hh + row * H, Hi, all_h, 1);
+      }
+    };
+    // d x_t (this direction's share) = dg_t W_ih, for this thread's rows and columns of d x.
+    // By units it reads every unit's dg_t: all were written before the step's barrier.
+    auto d_x = [&](std::size_t t) {
+      if (xrange[0] < xrange[1] && Mr > 0)
+        K.gemm_panels(Trans::N, Mr, dg_.data() + ring(t) * N * GH + n0 * GH, G * Hi, T(1),
+                      pack_ih_, accumulate_dx ? T(1) : T(0), nullptr, dx + (t * N + n0) * C, C,
+                      xrange, 1);
+    };
+    // By units, the work of step s that is off the recurrence's path (d x_t, the block's weight
+    // gradients) runs one step late, between arriving at the next step's barrier and waiting
+    // for the others there.
+    auto off_path = [&](std::size_t s) {
+      const std::size_t t = dir == 0 ? T_ - 1 - s : s;
+      d_x(t);
+      weight_grads(s, t);
+    };
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
@@ -564,58 +646,12 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       const T* at = dc.g.data() + t * N * GH;                // [N, GH] activations
       T* dgt = dg_.data() + ring(t) * N * GH;                // [N, GH]
       T* dghnt = after ? dghn_.data() + ring(t) * N * H : nullptr;  // [N, H]
-      // The weight gradients of this thread's units for the block of steps [t0, t0 + nb) once its
-      // last step is done (accumulate; the block's rows are contiguous in the ring and in x, the
-      // states and the GRU cache):
-      //   dW_ih[q*H + j, :] += dG[:, q*H + j]^T X,  dW_hh[q*H + j, :] += dG[:, q*H + j]^T H_prev
-      // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev). By rows, after
-      // a barrier (every row of the block written), the bias gradients too.
-      auto weight_grads = [&]() {
-        const bool last = s + 1 == T_;
-        if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
-        if (by_rows) {
-#pragma omp barrier
-        }
-        if (!WU) return;
-        const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
-        const int Kb = static_cast<int>(nb * N);
-        const T* dgb = dg_.data() + ring(t0) * N * GH;                   // [nb*N, GH]
-        const T* dghnb = after ? dghn_.data() + ring(t0) * N * H : nullptr;  // [nb*N, H]
-        if (by_rows) {
-          for (std::size_t i = 0; i < nb; ++i) {  // steps in processing order
-            const std::size_t tt = dir == 0 ? t0 + nb - 1 - i : t0 + i;
-            for (std::size_t n = 0; n < N; ++n)
-              if (active(static_cast<int>(n), static_cast<int>(tt)))
-                add_bias(dgb + ((tt - t0) * N + n) * GH,
-                         after ? dghnb + ((tt - t0) * N + n) * H : nullptr, WU0, WU, 0);
-          }
-        }
-        // The block's right operands, packed by each thread for itself (one pass; then read
-        // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H].
-        // The left operand dG^T is packed by the GEMM (its rows are GH apart: read in place,
-        // 4 KB-aliased strides would thrash L1).
-        thread_local kernels::PackedB<T> pk_x, pk_h, pk_a;
-        K.pack_b(pk_x, Trans::N, Kb, C, x + t0 * N * C, C);
-        K.pack_b(pk_h, Trans::N, Kb, Hi, hs + (dir == 0 ? t0 : t0 + 1) * N * H, Hi);
-        if (split_r) K.pack_b(pk_a, Trans::N, Kb, Hi, dc.aux.data() + t0 * N * H, Hi);
-        for (int q = 0; q < G; ++q) {
-          const std::size_t row = q * H + WU0;
-          K.gemm_panels(Trans::T, static_cast<int>(WU), dgb + row, G * Hi, T(1), pk_x, T(1),
-                        nullptr, w.dw_ih + row * C, C, all_c, 1);
-          const T* da = dgb + row;
-          int lda = G * Hi;
-          const kernels::PackedB<T>* sb = &pk_h;
-          if (gru && q == 2) {
-            if (after) {
-              da = dghnb + WU0;
-              lda = Hi;
-            } else {
-              sb = &pk_a;  // r * h_prev
-            }
-          }
-          K.gemm_panels(Trans::T, static_cast<int>(WU), da, lda, T(1), *sb, T(1), nullptr,
-                        w.dw_hh + row * H, Hi, all_h, 1);
-        }
+      // This step's barrier by units: dg_t (all units) complete; the last step's off-path work
+      // fills the wait.
+      auto step_barrier = [&]() {
+        sync.arrive(tid);
+        if (s > 0) off_path(s - 1);
+        sync.wait(tid, team);
       };
       for (std::size_t n = n0; n < n1 && U; ++n) {
         T* dgr = dgt + n * GH;
@@ -668,12 +704,12 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         }
       }
       if (!by_rows) {
-#pragma omp barrier
-        // Other threads' columns of dg_t are read next (d h_prev, d x): ask for them while this
-        // thread works on its own columns (the weight gradients; the seeds' GRU needs its r gate
-        // first, so there they follow the W_hn product).
+        // The seeds' GRU: its W_hn product needs dg_n of every unit; its barrier with the
+        // off-path work comes when dg_r is complete too.
+        if (split_r) sync.sync(tid, team);
+        else step_barrier();
+        // Other threads' columns of dg_t are read next: ask for all of them at once.
         if (team > 1) prefetch(dgt, N * GH);
-        if (!split_r) weight_grads();
       }
       // d h_prev through the recurrent weights, for this thread's rows and units:
       // rec = dg_h W_hh.
@@ -688,10 +724,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
             if (!by_rows && w.db)
               for (std::size_t j = U0; j < U0 + U; ++j) w.db[j] += dgt[n * GH + j];
           }
-        if (!by_rows) {
-          weight_grads();
-#pragma omp barrier
-        }
+        if (!by_rows) step_barrier();
         if (U) K.gemm_panels(Trans::N, Mr, dg0, G * Hi, T(1), pack_hh_, T(0), nullptr,
                              rec.data() + n0 * H, Hi, range, 1);
       } else if (after) {
@@ -710,13 +743,12 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         for (std::size_t j = U0; j < U0 + U; ++j)
           dh[n * H + j] = rec[n * H + j] + (gru ? pw[n * H + j] : T(0));
       }
-      // d x_t (this direction's share) = dg_t W_ih, for this thread's rows and columns of d x.
-      // By units it reads every unit's dg_t: all were written before the step's last barrier.
-      if (xrange[0] < xrange[1] && Mr > 0)
-        K.gemm_panels(Trans::N, Mr, dg0, G * Hi, T(1), pack_ih_, accumulate_dx ? T(1) : T(0),
-                      nullptr, dx + (t * N + n0) * C, C, xrange, 1);
-      if (by_rows) weight_grads();
+      if (by_rows) {
+        d_x(t);
+        weight_grads(s, t);
+      }
     }
+    if (!by_rows && T_ > 0) off_path(T_ - 1);  // every dg is complete: no barrier needed
   }
   std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));
   if (lstm) std::memcpy(dc0 + slot * N * H, dcs.data(), N * H * sizeof(T));

@@ -1,0 +1,83 @@
+// StepSync, the split step barrier of the CPU step loops: what a thread wrote before arrive() is
+// seen by every thread after wait(), nobody passes wait() before all have arrived, and waits
+// end even with more threads than cores (a slow thread, oversubscription: waiters must yield).
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "../src/step_sync.h"
+#include "check.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+void run_rounds(int threads, int rounds, bool slow_thread) {
+  pyrnn::StepSync sync(threads);
+  // data[s][i]: written by thread i in round s before it arrives; read by all after waiting.
+  std::vector<std::vector<long>> data(rounds, std::vector<long>(threads, -1));
+  std::vector<int> bad(threads, 0);
+  int team_seen = 1;
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#else
+    const int tid = 0, team = 1;
+#endif
+    if (tid == 0) team_seen = team;
+    for (int s = 0; s < rounds; ++s) {
+      // A thread that is late now and then: the others' waits outlast the spin phase.
+      if (slow_thread && tid == team - 1 && s % 16 == 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      data[s][tid] = 1000L * s + tid;
+      sync.arrive(tid);
+      // Work between arrive and wait may not depend on the others: here, none.
+      sync.wait(tid, team);
+      for (int i = 0; i < team; ++i)
+        if (data[s][i] != 1000L * s + i) ++bad[tid];
+    }
+  }
+  int total = 0;
+  for (int b : bad) total += b;
+  CHECK(total == 0);
+  CHECK(team_seen >= 1);
+}
+
+}  // namespace
+
+TEST(step_sync_publishes_writes_and_holds_until_all_arrive) { run_rounds(2, 2000, false); }
+
+TEST(step_sync_with_a_slow_thread) { run_rounds(2, 64, true); }
+
+TEST(step_sync_more_threads_than_cores) {
+  // 8 threads on this 2-core machine: a waiter spinning forever would starve the thread it
+  // waits for; yielding after the spin phase lets the rounds finish.
+  run_rounds(8, 300, false);
+  run_rounds(5, 64, true);
+}
+
+TEST(step_sync_sync_is_a_whole_barrier) {
+  const int threads = 3, rounds = 500;
+  pyrnn::StepSync sync(threads);
+  std::vector<long> counter(threads, 0);
+  int bad = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : bad)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#else
+    const int tid = 0, team = 1;
+#endif
+    for (int s = 0; s < rounds; ++s) {
+      counter[tid] = s + 1;
+      sync.sync(tid, team);
+      for (int i = 0; i < team; ++i)
+        if (counter[i] < s + 1) ++bad;  // everybody has reached round s
+      sync.sync(tid, team);            // nobody starts round s + 1 before all have checked
+    }
+  }
+  CHECK(bad == 0);
+}
