@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <initializer_list>
+#include <vector>
 
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/cells.h"
@@ -26,13 +28,30 @@ inline void prefetch(const T* p, std::size_t n) {
   for (std::size_t i = 0; i < n * sizeof(T); i += 64) __builtin_prefetch(b + i, 0, 2);
 }
 // Runs independent jobs (the packing of a layer's weights: megabytes each at the large sizes)
-// on up to as many threads as there are jobs; small ones stay on the calling thread, as a
-// parallel region costs microseconds.
+// on up to as many threads as there are jobs; empty ones are skipped, and small work stays on
+// the calling thread, as a parallel region costs microseconds. An exception (out of memory in
+// a pack) is carried out of the parallel region and rethrown: thrown inside, it would abort.
 inline void run_concurrently(std::size_t bytes, std::initializer_list<std::function<void()>> jobs) {
-  const int n = static_cast<int>(jobs.size());
+  std::vector<const std::function<void()>*> todo;
+  for (const auto& job : jobs)
+    if (job) todo.push_back(&job);
+  const int n = static_cast<int>(todo.size());
   const int threads = bytes >= (std::size_t(1) << 20) ? std::min(n, get_num_threads()) : 1;
-#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
-  for (int i = 0; i < n; ++i) jobs.begin()[i]();
+  if (threads <= 1) {
+    for (const auto* job : todo) (*job)();
+    return;
+  }
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int i = 0; i < n; ++i) {
+    try {
+      (*todo[static_cast<std::size_t>(i)])();
+    } catch (...) {
+      errors[static_cast<std::size_t>(i)] = std::current_exception();
+    }
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 // How a pass's steps are shared among threads (see forward_direction): by batch rows when one
 // layer and direction's weights fit in L2 with room (no step needs another thread's rows), else
@@ -276,9 +295,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   run_concurrently(weight_bytes,
                    {[&] { K.pack_b(pack_ih_, Trans::T, C, G * Hi, w.w_ih, C); },
                     [&] { K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi); },
-                    [&] {
-                      if (split) K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-                    }});
+                    split ? std::function<void()>([&] {
+                      K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+                    }) : nullptr});
   // Two ways to share the steps among threads; either way every element has one writer and one
   // summation order, so the bits do not depend on the thread count.
   //  - Rows: each thread runs the whole recurrence for its own batch rows (all units). No step
@@ -500,7 +519,9 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   run_concurrently(weight_bytes,
                    {[&] { K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi); },
                     [&] { K.pack_b(pack_ih_, Trans::N, G * Hi, C, w.w_ih, C); },
-                    [&] { if (gru) K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi); }});
+                    gru ? std::function<void()>([&] {
+                      K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
+                    }) : nullptr});
   // The steps are shared among threads as in forward, by batch rows (weights that fit in L2:
   // the cell, d h_prev and d x of a row need no other row, so steps need no barrier) or by
   // hidden units (one split barrier per step, step_sync.h: a step's d x, split by its columns,
@@ -518,7 +539,9 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // or thread count), so each weight-gradient element is read and written once per P steps, with
   // a K = P*N product in between. Two rings alternate by block: a block's weight gradients
   // read every thread's part of it while the next block is being written (by rows: after the
-  // block's barrier; by units: one step later, in the wait at the next step's barrier).
+  // block's barrier; by units: one step later, in the wait at the next step's barrier, when
+  // this thread has already written its columns of the next step: with one ring, that step
+  // would overwrite the block's first).
   constexpr std::size_t P = 4;
   auto ring = [&](std::size_t t) { return (t / P) % 2 * P + t % P; };
   dg_.resize(2 * P * N * GH);                  // [2*P, N, GH] d pre-activations

@@ -54,7 +54,9 @@ class StepSync {
 
  private:
   static constexpr long kSpins = 1 << 14;  // a fraction of a millisecond of pauses, then yield
-  struct alignas(64) Slot {  // one cache line per thread: no false sharing between counters
+  // Two cache lines per thread: no false sharing between counters, even with the adjacent-line
+  // prefetcher that fetches lines in pairs.
+  struct alignas(128) Slot {
     std::atomic<long> count{0};
   };
   std::unique_ptr<Slot[]> slots_;

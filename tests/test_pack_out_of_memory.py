@@ -1,0 +1,45 @@
+"""A failed allocation while a layer's weights are packed on several threads (weights over
+1 MiB are packed concurrently) must reach Python as a MemoryError: a C++ exception thrown
+inside an OpenMP region terminates the process instead. Run in a child process whose address
+space is capped just above what it already uses, so that an abort fails this test only."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+resource = pytest.importorskip("resource")
+
+CHILD = textwrap.dedent("""
+    import resource, numpy as np, pyrnn
+    pyrnn.set_num_threads(2)
+    big = pyrnn.LSTM(512, 512, seed=0)   # 8 MiB of weights: two 4 MiB packs, on 2 threads
+    big.eval()
+    warm = pyrnn.LSTM(256, 256, seed=0)  # makes the thread pool before the cap
+    warm.eval()
+    warm(np.zeros((1, 1, 256), np.float32))
+    x = np.zeros((1, 1, 512), np.float32)
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 20), resource.RLIM_INFINITY))
+    try:
+        big(x)
+        print("no error", flush=True)
+    except MemoryError as e:
+        print("MemoryError", str(e), flush=True)
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    print("recovered", bool(np.isfinite(big(x)[0]).all()), flush=True)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and RLIMIT_AS")
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="ASan reserves address space")
+def test_weight_pack_out_of_memory_is_memory_error_not_abort():
+    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stdout.splitlines()
+    # The error is pyrnn's (std::bad_alloc from a pack), not one of Python's own allocations.
+    assert lines[0] == "MemoryError std::bad_alloc", proc.stdout
+    assert lines[1] == "recovered True", proc.stdout
