@@ -35,9 +35,11 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and RLIMIT_AS")
 @pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="ASan reserves address space")
-def test_weight_pack_out_of_memory_is_memory_error_not_abort():
+def test_weight_pack_out_of_memory_is_memory_error_not_abort(tmp_path):
+    # cwd: not the repository root, whose source-tree pyrnn/ (no compiled modules) `-c` would
+    # import first.
     proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     lines = proc.stdout.splitlines()
     # The error is pyrnn's (std::bad_alloc from a pack), not one of Python's own allocations.
