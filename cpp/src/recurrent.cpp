@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
-#include <functional>
 #include <initializer_list>
 #include <vector>
 
@@ -27,25 +26,40 @@ inline void prefetch(const T* p, std::size_t n) {
   const char* b = reinterpret_cast<const char*>(p);
   for (std::size_t i = 0; i < n * sizeof(T); i += 64) __builtin_prefetch(b + i, 0, 2);
 }
-// Runs independent jobs (the packing of a layer's weights: megabytes each at the large sizes)
-// on up to as many threads as there are jobs; empty ones are skipped, and small work stays on
-// the calling thread, as a parallel region costs microseconds. An exception (out of memory in
-// a pack) is carried out of the parallel region and rethrown: thrown inside, it would abort.
-inline void run_concurrently(std::size_t bytes, std::initializer_list<std::function<void()>> jobs) {
-  std::vector<const std::function<void()>*> todo;
-  for (const auto& job : jobs)
-    if (job) todo.push_back(&job);
+// One weight pack of a pass: out = pack of op(B) [K x N] (out null: nothing to pack).
+template <typename T>
+struct PackJob {
+  kernels::PackedB<T>* out;
+  kernels::Trans tb;
+  int K, N;
+  const T* B;
+  int ldb;
+};
+// A pass's weight packs are independent: over 1 MiB in all (megabytes each at the large sizes)
+// they run on up to one thread each; smaller ones stay on the calling thread, as a parallel
+// region costs microseconds. An exception (out of memory in a pack) is carried out of the
+// parallel region and rethrown: thrown inside, it would abort.
+template <typename T>
+void pack_weights(const kernels::Ops<T>& K, std::initializer_list<PackJob<T>> jobs) {
+  std::vector<PackJob<T>> todo;
+  std::size_t bytes = 0;
+  for (const PackJob<T>& job : jobs)
+    if (job.out) {
+      todo.push_back(job);
+      bytes += static_cast<std::size_t>(job.K) * job.N * sizeof(T);
+    }
   const int n = static_cast<int>(todo.size());
   const int threads = bytes >= (std::size_t(1) << 20) ? std::min(n, get_num_threads()) : 1;
+  auto pack = [&](const PackJob<T>& j) { K.pack_b(*j.out, j.tb, j.K, j.N, j.B, j.ldb); };
   if (threads <= 1) {
-    for (const auto* job : todo) (*job)();
+    for (const PackJob<T>& job : todo) pack(job);
     return;
   }
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
   for (int i = 0; i < n; ++i) {
     try {
-      (*todo[static_cast<std::size_t>(i)])();
+      pack(todo[static_cast<std::size_t>(i)]);
     } catch (...) {
       errors[static_cast<std::size_t>(i)] = std::current_exception();
     }
@@ -290,14 +304,10 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const Weights w = weights(layer, dir);
   const kernels::Ops<T>& K = kernels::ops<T>();
 
-  // The weights, packed once for all steps (independent packs: concurrently when big).
-  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
-  run_concurrently(weight_bytes,
-                   {[&] { K.pack_b(pack_ih_, Trans::T, C, G * Hi, w.w_ih, C); },
-                    [&] { K.pack_b(pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi); },
-                    split ? std::function<void()>([&] {
-                      K.pack_b(pack_hn_, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-                    }) : nullptr});
+  // The weights, packed once for all steps.
+  pack_weights<T>(K, {{&pack_ih_, Trans::T, C, G * Hi, w.w_ih, C},
+                      {&pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi},
+                      {split ? &pack_hn_ : nullptr, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi}});
   // Two ways to share the steps among threads; either way every element has one writer and one
   // summation order, so the bits do not depend on the thread count.
   //  - Rows: each thread runs the whole recurrence for its own batch rows (all units). No step
@@ -515,13 +525,9 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
 
   // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps;
   // d x_t = dg_t W_ih: W_ih packed once.
-  const std::size_t weight_bytes = GH * (static_cast<std::size_t>(C) + H) * sizeof(T);
-  run_concurrently(weight_bytes,
-                   {[&] { K.pack_b(pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi); },
-                    [&] { K.pack_b(pack_ih_, Trans::N, G * Hi, C, w.w_ih, C); },
-                    gru ? std::function<void()>([&] {
-                      K.pack_b(pack_hn_, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi);
-                    }) : nullptr});
+  pack_weights<T>(K, {{&pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi},
+                      {&pack_ih_, Trans::N, G * Hi, C, w.w_ih, C},
+                      {gru ? &pack_hn_ : nullptr, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi}});
   // The steps are shared among threads as in forward, by batch rows (weights that fit in L2:
   // the cell, d h_prev and d x of a row need no other row, so steps need no barrier) or by
   // hidden units (one split barrier per step, step_sync.h: a step's d x, split by its columns,
