@@ -52,11 +52,13 @@ def context_stream(int device=0):
     return <uintptr_t>Context.get(device).stream()
 
 
-def stream_synchronize(stream):
-    """Wait for a CUDA stream given as an int handle (1: legacy default, 2: per-thread)."""
+def stream_synchronize(stream, int device=-1):
+    """Wait for a CUDA stream given as an int handle (1: legacy default, 2: per-thread). Handles
+    1 and 2 name the current device's default stream: `device` >= 0 is made current for the
+    wait (the caller's current device is restored)."""
     cdef uintptr_t s = stream
     with nogil:
-        ccuda.synchronize_stream(<cudaStream_t>s)
+        ccuda.synchronize_stream(<cudaStream_t>s, device)
 
 
 # ---- DLPack (dlpack.h, ABI v0 "dltensor" capsules) ---------------------------------------------
@@ -428,7 +430,7 @@ def from_dlpack(obj, device=None):
     arr = _from_capsule(capsule, obj)
     if s:
         with nogil:
-            ccuda.synchronize_stream(<cudaStream_t>s)
+            ccuda.synchronize_stream(<cudaStream_t>s, -1)
     return arr
 
 
@@ -438,14 +440,24 @@ def from_cuda_array_interface(obj):
         return obj
     d = obj.__cuda_array_interface__
     cai = parse_cuda_array_interface(d)
+    # The array's own device, not the caller's current one: the waits below must be on it (a
+    # legacy default stream handle, or a device-wide wait, means the current device's).
+    cdef int device = -1
+    cdef uintptr_t ptr = cai.ptr
+    if ptr and ccuda.device_count() > 0:
+        device = ccuda.pointer_device(<const void*>ptr)
     if cai.stream is not None:
-        stream_synchronize(cai.stream)  # v3: the producer's pending work on that stream
+        stream_synchronize(cai.stream, device)  # v3: the producer's pending work on that stream
     elif d.get("version", 0) < 3 and ccuda.device_count() > 0:
         # v0-v2 (e.g. PyTorch's) say nothing about streams: wait for all work on the device,
         # since pyrnn's stream does not synchronize with the legacy default stream.
         with nogil:
-            ccuda.synchronize()
-    return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly)
+            if device >= 0:
+                ccuda.synchronize_device(device)
+            else:
+                ccuda.synchronize()
+    return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly,
+                              device if device >= 0 else -1)
 
 
 def as_device_array(obj):

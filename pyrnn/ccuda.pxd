@@ -6,6 +6,7 @@ cdef extern from "pyrnn/cuda/device.h" namespace "pyrnn::cuda" nogil:
     string unavailable_reason() except +
     string device_name(int device) except +
     void synchronize() except +
+    void synchronize_device(int device) except +
     int runtime_version() except +
     int driver_version() except +
 
@@ -40,7 +41,7 @@ cdef extern from "pyrnn/cuda/memory.h" namespace "pyrnn::cuda" nogil:
     void permute01(void* out, const void* inp, size_t A, size_t B, size_t C, size_t elem_size,
                    int device) except +
     DeviceBuffer[unsigned char]* new_device_bytes(size_t nbytes, int device) except +
-    void synchronize_stream(cudaStream_t stream) except +
+    void synchronize_stream(cudaStream_t stream, int device) except +
     int pointer_device(const void* p)
 
 # Mirrors cuda/include/pyrnn/cuda/options.h

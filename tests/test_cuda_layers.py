@@ -206,6 +206,39 @@ def test_device_array_protocols_round_trip():
     assert v is d
 
 
+class _CAI:
+    """A bare __cuda_array_interface__ producer over a DeviceArray's memory (version, stream)."""
+
+    def __init__(self, arr, version, stream=None):
+        self.arr = arr
+        self.__cuda_array_interface__ = {"shape": arr.shape, "typestr": arr.dtype.str,
+                                         "data": (arr.ptr, False), "version": version}
+        if version >= 3:
+            self.__cuda_array_interface__["stream"] = stream
+
+
+@pytest.mark.parametrize("version,stream", [(2, None), (3, None), (3, 1), (3, 2)])
+def test_cuda_array_interface_versions_and_streams(version, stream):
+    # v0-v2: a wait for the array's device; v3: for its stream (1 and 2: the default streams
+    # of the ARRAY's device, which is made current for the wait).
+    d = pyrnn.cuda.to_device(np.arange(6, dtype=np.float32).reshape(2, 3))
+    a = pyrnn.cuda.from_cuda_array_interface(_CAI(d, version, stream))
+    assert a.ptr == d.ptr and a.device == d.device
+    np.testing.assert_array_equal(a.numpy(), d.numpy())
+
+
+@pytest.mark.skipif(pyrnn.cuda.device_count() < 2, reason="needs two CUDA devices")
+@pytest.mark.parametrize("version,stream", [(2, None), (3, 1)])
+def test_cuda_array_interface_on_another_device(version, stream):
+    # The caller's current device stays 0; the array lives on device 1: its device is the one
+    # recorded and waited for (a legacy-stream handle or a device-wide wait means the current
+    # device's, which would not order the producer's work on device 1).
+    d = pyrnn.cuda.DeviceArray.from_numpy(np.arange(8, dtype=np.float64), device=1)
+    a = pyrnn.cuda.from_cuda_array_interface(_CAI(d, version, stream))
+    assert a.device == 1
+    np.testing.assert_array_equal(a.numpy(), np.arange(8))
+
+
 def test_torch_interop():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():

@@ -2,6 +2,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/device.h"
 
@@ -82,6 +83,11 @@ std::string device_name(int device) {
 }
 
 void synchronize() { PYRNN_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+void synchronize_device(int device) {
+  detail::DeviceScope scope(device);
+  PYRNN_CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 int runtime_version() {
   int v = 0;

@@ -58,7 +58,14 @@ DeviceBuffer<unsigned char>* new_device_bytes(std::size_t bytes, int device) {
   return new DeviceBuffer<unsigned char>(bytes);
 }
 
-void synchronize_stream(cudaStream_t stream) { PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+void synchronize_stream(cudaStream_t stream, int device) {
+  if (device < 0) {
+    PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return;
+  }
+  DeviceScope scope(device);
+  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
 
 int pointer_device(const void* p) {
   cudaPointerAttributes attr{};
