@@ -1,6 +1,9 @@
 // StepSync, the split step barrier of the CPU step loops: what a thread wrote before arrive() is
 // seen by every thread after wait(), nobody passes wait() before all have arrived, and waits
 // end even with more threads than cores (a slow thread, oversubscription: waiters must yield).
+// With OMP_WAIT_POLICY=passive the same holds, and a waiter leaves its core idle.
+#include <time.h>
+
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -14,8 +17,9 @@
 
 namespace {
 
-void run_rounds(int threads, int rounds, bool slow_thread) {
-  pyrnn::StepSync sync(threads);
+void run_rounds(int threads, int rounds, bool slow_thread,
+                pyrnn::WaitPolicy policy = pyrnn::WaitPolicy::Spin) {
+  pyrnn::StepSync sync(threads, policy);
   // data[s][i]: written by thread i in round s before it arrives; read by all after waiting.
   std::vector<std::vector<long>> data(rounds, std::vector<long>(threads, -1));
   std::vector<int> bad(threads, 0);
@@ -80,4 +84,52 @@ TEST(step_sync_sync_is_a_whole_barrier) {
     }
   }
   CHECK(bad == 0);
+}
+
+TEST(step_sync_wait_policy_from_omp_wait_policy) {
+  using pyrnn::WaitPolicy;
+  using pyrnn::wait_policy_of;
+  CHECK(wait_policy_of(nullptr) == WaitPolicy::Spin);
+  CHECK(wait_policy_of("") == WaitPolicy::Spin);
+  CHECK(wait_policy_of("active") == WaitPolicy::Spin);
+  CHECK(wait_policy_of("ACTIVE") == WaitPolicy::Spin);
+  CHECK(wait_policy_of("pass") == WaitPolicy::Spin);
+  CHECK(wait_policy_of("passives") == WaitPolicy::Spin);
+  CHECK(wait_policy_of("passive") == WaitPolicy::Passive);
+  CHECK(wait_policy_of("PASSIVE") == WaitPolicy::Passive);
+  CHECK(wait_policy_of(" Passive\n") == WaitPolicy::Passive);
+}
+
+TEST(step_sync_passive_policy_is_still_a_barrier) {
+  run_rounds(2, 500, false, pyrnn::WaitPolicy::Passive);
+  run_rounds(2, 32, true, pyrnn::WaitPolicy::Passive);
+  run_rounds(5, 64, false, pyrnn::WaitPolicy::Passive);
+}
+
+namespace {
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+}  // namespace
+
+TEST(step_sync_passive_waiter_leaves_the_core_idle) {
+  // Thread 1 arrives 300 ms late. A spinning (then yielding) waiter burns about all of that on
+  // its core; a passive one sleeps through most of it.
+  pyrnn::StepSync sync(2, pyrnn::WaitPolicy::Passive);
+  double waiter_cpu = -1.0;
+  std::thread waiter([&] {
+    const double c0 = thread_cpu_seconds();
+    sync.sync(0, 2);
+    waiter_cpu = thread_cpu_seconds() - c0;
+  });
+  std::thread late([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    sync.sync(1, 2);
+  });
+  waiter.join();
+  late.join();
+  CHECK(waiter_cpu >= 0.0);
+  CHECK(waiter_cpu < 0.15);
 }
