@@ -3,8 +3,9 @@
 // Waiting spins (a step is tens of microseconds), then yields the core: with more threads than
 // cores (several processes, say), a spinning waiter must not starve the thread it waits for.
 // OMP_WAIT_POLICY=passive (as OpenMP's own barriers read it) skips the spinning: a few yields,
-// then sleeps of 1 to 64 microseconds, so waiting threads leave the cores to others, at the
-// price of some latency per step.
+// then sleeps doubling from 1 microsecond to 1 ms (each wake-up costs CPU time too, so long
+// waits sleep long), so waiting threads leave the cores to others, at the price of some latency
+// per step.
 // Work that needs no other thread's results goes between the two (the next step's input
 // projection, the previous step's d x and weight gradients), so a thread that finishes its part
 // early keeps computing instead of idling at a barrier, and the team's hiccups (a slow core, a
@@ -71,7 +72,7 @@ class StepSync {
         if (policy_ == WaitPolicy::Passive) {
           if (spins < kYields) std::this_thread::yield();
           else std::this_thread::sleep_for(std::chrono::microseconds(
-                   1L << std::min<long>(spins - kYields, 6)));
+                   1L << std::min<long>(spins - kYields, 10)));
         } else if (spins < kSpins) {
           PYRNN_SPIN_PAUSE();
         } else {
