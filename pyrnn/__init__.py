@@ -65,6 +65,7 @@ def info():
         "cpu_isa": _core.get_cpu_isa(),
         "available_isas": _core.available_isas(),
         "num_threads": _core.get_num_threads(),
+        "cpu_wait_policy": _core.cpu_wait_policy(),
         "cuda_compiled": cuda.is_compiled(),
         "cuda_available": cuda.is_available(),
         "cuda_devices": cuda.device_names(),

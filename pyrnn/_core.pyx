@@ -52,6 +52,11 @@ def set_cpu_isa(name):
 def get_num_threads():
     return cruntime.get_num_threads()
 
+def cpu_wait_policy():
+    """How the CPU step loops' barrier waits: "spin" or "passive" (OMP_WAIT_POLICY=passive,
+    read when the library loaded)."""
+    return cruntime.wait_policy_name(cruntime.cpu_wait_policy()).decode()
+
 def memory_limit():
     """Bytes pyrnn will ever allocate for one request (or one layer's parameters, or one
     forward's activations): the machine's physical memory, or a smaller cgroup limit, or a

@@ -435,29 +435,33 @@ def from_dlpack(obj, device=None):
 
 
 def from_cuda_array_interface(obj):
-    """Zero-copy DeviceArray over an object exposing __cuda_array_interface__ (kept alive)."""
+    """Zero-copy DeviceArray over an object exposing __cuda_array_interface__ (kept alive).
+    The producer's pending work on the array is complete when this returns: v3, the work on the
+    stream it names; v0-v2 (e.g. PyTorch's), which say nothing about streams, all work on the
+    array's device. Either wait is on the ARRAY's device, whatever device is current."""
     if isinstance(obj, DeviceArray):
         return obj
     d = obj.__cuda_array_interface__
     cai = parse_cuda_array_interface(d)
-    # The array's own device, not the caller's current one: the waits below must be on it (a
-    # legacy default stream handle, or a device-wide wait, means the current device's).
     cdef int device = -1
     cdef uintptr_t ptr = cai.ptr
-    if ptr and ccuda.device_count() > 0:
+    cdef bint gpu = ccuda.device_count() > 0
+    if ptr and gpu:
         device = ccuda.pointer_device(<const void*>ptr)
-    if cai.stream is not None:
-        stream_synchronize(cai.stream, device)  # v3: the producer's pending work on that stream
-    elif d.get("version", 0) < 3 and ccuda.device_count() > 0:
-        # v0-v2 (e.g. PyTorch's) say nothing about streams: wait for all work on the device,
-        # since pyrnn's stream does not synchronize with the legacy default stream.
-        with nogil:
-            if device >= 0:
-                ccuda.synchronize_device(device)
-            else:
-                ccuda.synchronize()
-    return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly,
-                              device if device >= 0 else -1)
+    if gpu:
+        if cai.stream is not None and cai.stream != 2:
+            # A handle, or 1: the legacy default stream of the current device, hence the device.
+            stream_synchronize(cai.stream, device)
+        elif cai.stream == 2 or d.get("version", 0) < 3:
+            # 2: the per-thread default stream of the PRODUCER's thread, which may not be this
+            # one: all work on the device. v0-v2: likewise (pyrnn's stream does not synchronize
+            # with the legacy default stream).
+            with nogil:
+                if device >= 0:
+                    ccuda.synchronize_device(device)
+                else:
+                    ccuda.synchronize()
+    return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly, device)
 
 
 def as_device_array(obj):

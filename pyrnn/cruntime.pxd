@@ -15,3 +15,8 @@ cdef extern from "pyrnn/runtime.h" namespace "pyrnn" nogil:
     void set_cpu_isa(CpuIsa isa) except +
     int get_num_threads() except +
     void set_num_threads(int n) except +
+    cdef enum class WaitPolicy(int):
+        Spin
+        Passive
+    WaitPolicy cpu_wait_policy()
+    const char* wait_policy_name(WaitPolicy policy)

@@ -126,6 +126,23 @@ def test_native_and_allocation_without_device():
         pyrnn.cuda.NativeRecurrentCUDA("lstm", 3, 4, 1, True, False, False, 0.0, "int32")
 
 
+@needs_ext
+@no_device
+@pytest.mark.parametrize("version,stream", [(0, None), (2, None), (3, None), (3, 1), (3, 2),
+                                            (3, 0x1234)])
+def test_cuda_array_interface_import_without_device(version, stream):
+    # Without a device there is no producer work to wait for: every version and stream gives a
+    # view (fake pointer, never dereferenced), with no CUDA call that would fail for want of a
+    # driver. (A v3 stream once reached cudaStreamSynchronize here: a RuntimeError.)
+    d = cai(shape=(2, 3), data=(0x30000, True), version=version)
+    if version >= 3:
+        d["stream"] = stream
+    owner = FakeCAI(d)
+    a = pyrnn.cuda.from_cuda_array_interface(owner)
+    assert (a.ptr, a.shape, a.device, a.readonly) == (0x30000, (2, 3), 0, True)
+    assert a.owner is owner
+
+
 # ---- DeviceArray bookkeeping (fake pointers, never dereferenced) -----------------------------
 
 @needs_ext

@@ -207,36 +207,45 @@ def test_device_array_protocols_round_trip():
 
 
 class _CAI:
-    """A bare __cuda_array_interface__ producer over a DeviceArray's memory (version, stream)."""
+    """A bare __cuda_array_interface__ producer over device memory (any version and stream)."""
 
-    def __init__(self, arr, version, stream=None):
-        self.arr = arr
-        self.__cuda_array_interface__ = {"shape": arr.shape, "typestr": arr.dtype.str,
-                                         "data": (arr.ptr, False), "version": version}
+    def __init__(self, ptr, shape, typestr, owner, version, stream=None):
+        self.owner = owner
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr,
+                                         "data": (ptr, False), "version": version}
         if version >= 3:
             self.__cuda_array_interface__["stream"] = stream
 
 
 @pytest.mark.parametrize("version,stream", [(2, None), (3, None), (3, 1), (3, 2)])
 def test_cuda_array_interface_versions_and_streams(version, stream):
-    # v0-v2: a wait for the array's device; v3: for its stream (1 and 2: the default streams
-    # of the ARRAY's device, which is made current for the wait).
+    # v0-v2, and v3 with stream 2 (another thread's per-thread stream, maybe): a wait for the
+    # array's device; v3 with a handle or 1 (legacy default): a wait for that stream, on the
+    # array's device.
     d = pyrnn.cuda.to_device(np.arange(6, dtype=np.float32).reshape(2, 3))
-    a = pyrnn.cuda.from_cuda_array_interface(_CAI(d, version, stream))
+    a = pyrnn.cuda.from_cuda_array_interface(_CAI(d.ptr, d.shape, d.dtype.str, d, version,
+                                                  stream))
     assert a.ptr == d.ptr and a.device == d.device
     np.testing.assert_array_equal(a.numpy(), d.numpy())
 
 
 @pytest.mark.skipif(pyrnn.cuda.device_count() < 2, reason="needs two CUDA devices")
-@pytest.mark.parametrize("version,stream", [(2, None), (3, 1)])
-def test_cuda_array_interface_on_another_device(version, stream):
-    # The caller's current device stays 0; the array lives on device 1: its device is the one
-    # recorded and waited for (a legacy-stream handle or a device-wide wait means the current
-    # device's, which would not order the producer's work on device 1).
-    d = pyrnn.cuda.DeviceArray.from_numpy(np.arange(8, dtype=np.float64), device=1)
-    a = pyrnn.cuda.from_cuda_array_interface(_CAI(d, version, stream))
+@pytest.mark.parametrize("version,stream", [(2, None), (3, 1), (3, 2)])
+def test_cuda_array_interface_waits_on_the_arrays_device(version, stream):
+    # Work still pending on device 1's default stream (a long GPU sleep, then the write) while
+    # device 0 is current: a wait on device 0, or on ITS legacy stream, lets pyrnn's copy read
+    # the array before the write lands (zeros).
+    torch = pytest.importorskip("torch")
+    with torch.cuda.device(1):
+        t = torch.zeros(1 << 20, dtype=torch.float32, device="cuda:1")
+        torch.cuda.synchronize()
+        torch.cuda._sleep(400_000_000)  # some 0.2 s of GPU clock cycles
+        t.fill_(3.0)
+    assert torch.cuda.current_device() == 0
+    a = pyrnn.cuda.from_cuda_array_interface(_CAI(t.data_ptr(), t.shape, "<f4", t, version,
+                                                  stream))
     assert a.device == 1
-    np.testing.assert_array_equal(a.numpy(), np.arange(8))
+    assert (a.numpy() == 3.0).all()
 
 
 def test_torch_interop():

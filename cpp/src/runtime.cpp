@@ -1,6 +1,7 @@
 #include "pyrnn/runtime.h"
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <thread>
 
@@ -120,6 +121,27 @@ int get_num_threads() { return threads_slot().load(); }
 void set_num_threads(int n) {
   PYRNN_CHECK(n >= 1 && n <= 4096, "num_threads must be in [1, 4096], got ", n);
   threads_slot().store(n);
+}
+
+WaitPolicy wait_policy_of(const char* value) {
+  if (!value) return WaitPolicy::Spin;
+  while (std::isspace(static_cast<unsigned char>(*value))) ++value;
+  // A shorter value stops at its terminating '\0', which matches no letter.
+  for (const char* want = "passive"; *want; ++want, ++value)
+    if (std::tolower(static_cast<unsigned char>(*value)) != *want) return WaitPolicy::Spin;
+  while (std::isspace(static_cast<unsigned char>(*value))) ++value;
+  return *value ? WaitPolicy::Spin : WaitPolicy::Passive;
+}
+
+namespace {
+// Read at load time, before any thread of ours could race a setenv from the embedding program.
+const WaitPolicy g_wait_policy = wait_policy_of(std::getenv("OMP_WAIT_POLICY"));
+}  // namespace
+
+WaitPolicy cpu_wait_policy() { return g_wait_policy; }
+
+const char* wait_policy_name(WaitPolicy policy) {
+  return policy == WaitPolicy::Passive ? "passive" : "spin";
 }
 
 }  // namespace pyrnn

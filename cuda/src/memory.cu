@@ -58,11 +58,10 @@ DeviceBuffer<unsigned char>* new_device_bytes(std::size_t bytes, int device) {
   return new DeviceBuffer<unsigned char>(bytes);
 }
 
+void synchronize_stream(cudaStream_t stream) { PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
 void synchronize_stream(cudaStream_t stream, int device) {
-  if (device < 0) {
-    PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return;
-  }
+  if (device < 0) return synchronize_stream(stream);
   DeviceScope scope(device);
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }

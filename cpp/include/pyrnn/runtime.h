@@ -25,4 +25,14 @@ void set_cpu_isa(CpuIsa isa);
 int get_num_threads();
 void set_num_threads(int n);
 
+// How the CPU step loops' per-step barrier waits (src/step_sync.h): Spin (spins briefly, then
+// yields) or Passive (yields briefly, then sleeps). From OMP_WAIT_POLICY, as OpenMP's own
+// barriers read it, once, when the library is loaded.
+enum class WaitPolicy { Spin = 0, Passive = 1 };
+// An OMP_WAIT_POLICY value: "passive" in any case (surrounding blanks ignored) is Passive;
+// anything else, or null (unset), is Spin.
+WaitPolicy wait_policy_of(const char* omp_wait_policy);
+WaitPolicy cpu_wait_policy();
+const char* wait_policy_name(WaitPolicy policy);  // "spin" | "passive"
+
 }  // namespace pyrnn

@@ -20,10 +20,12 @@ void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::siz
 // A new (heap) buffer of `bytes` bytes on `device` (the caller's current device is restored);
 // the caller deletes it. For owners that cannot hold a DeviceBuffer by value (Cython).
 DeviceBuffer<unsigned char>* new_device_bytes(std::size_t bytes, int device);
-// Waits for `stream` (a handle, or cudaStreamLegacy / cudaStreamPerThread). Those two name the
-// CURRENT device's default stream, so `device` >= 0 is made current for the call (and the
-// caller's restored): the device the producer's array lives on, whatever the caller's current.
-void synchronize_stream(cudaStream_t stream, int device = -1);
+// Waits for `stream` (a handle, or cudaStreamLegacy / cudaStreamPerThread).
+void synchronize_stream(cudaStream_t stream);
+// The same with `device` made current for the call (the caller's restored), for the two handles
+// that name the CURRENT device's default stream: the device a producer's array lives on,
+// whatever the caller's current one is. device < 0: as above.
+void synchronize_stream(cudaStream_t stream, int device);
 // The device a pointer belongs to, or -1 for host / unknown memory (never throws).
 int pointer_device(const void* p);
 
