@@ -29,6 +29,7 @@ def test_info_keys_and_types():
     assert info["cpu_isa"] in info["available_isas"]
     assert "scalar" in info["available_isas"]
     assert isinstance(info["num_threads"], int) and info["num_threads"] >= 1
+    assert info["cpu_wait_policy"] in ("spin", "passive")
     assert isinstance(info["cuda_compiled"], bool)
     if not info["cuda_available"]:
         assert info["cuda_devices"] == [] and info["cuda_unavailable_reason"]
