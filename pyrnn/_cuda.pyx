@@ -5,7 +5,7 @@ pyrnn._core.NativeRecurrent over device memory."""
 from cpython.pycapsule cimport (PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New,
                                 PyCapsule_SetName)
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.stddef cimport size_t
 from libcpp.vector cimport vector
@@ -61,7 +61,7 @@ def stream_synchronize(stream, int device=-1):
         ccuda.synchronize_stream(<cudaStream_t>s, device)
 
 
-# ---- DLPack (dlpack.h, ABI v0 "dltensor" capsules) ---------------------------------------------
+# ---- DLPack (dlpack.h): ABI 0 "dltensor" and ABI 1 "dltensor_versioned" capsules ---------------
 
 cdef struct DLDevice:
     int32_t device_type
@@ -86,39 +86,72 @@ cdef struct DLManagedTensor:
     void* manager_ctx
     void (*deleter)(DLManagedTensor*) noexcept
 
+cdef struct DLPackVersion:
+    uint32_t major
+    uint32_t minor
+
+# ABI 1: a version first (what a consumer may read before anything else), and flags.
+cdef struct DLManagedTensorVersioned:
+    DLPackVersion version
+    void* manager_ctx
+    void (*deleter)(DLManagedTensorVersioned*) noexcept
+    uint64_t flags
+    DLTensor dl_tensor
+
 cdef enum:
     kDLInt = 0
     kDLFloat = 2
+    DLPACK_FLAG_BITMASK_READ_ONLY = 1
+    DLPACK_FLAG_BITMASK_IS_COPIED = 2
 
 
+# Exported tensors: manager_ctx holds a reference to the exported DeviceArray (keeps its memory
+# alive); shape and strides share one allocation.
 cdef void _export_deleter(DLManagedTensor* t) noexcept with gil:
-    # manager_ctx holds a reference to the exported DeviceArray (keeps its memory alive).
     if t == NULL:
         return
     if t.manager_ctx != NULL:
         Py_DECREF(<object>t.manager_ctx)
-    free(t.dl_tensor.shape)  # shape and strides share one allocation
+    free(t.dl_tensor.shape)
+    free(t)
+
+
+cdef void _export_deleter_versioned(DLManagedTensorVersioned* t) noexcept with gil:
+    if t == NULL:
+        return
+    if t.manager_ctx != NULL:
+        Py_DECREF(<object>t.manager_ctx)
+    free(t.dl_tensor.shape)
     free(t)
 
 
 cdef void _capsule_destructor(object capsule) noexcept:
-    # An exported capsule nobody consumed: we still own the tensor.
+    # An exported capsule nobody consumed (its name unchanged): we still own the tensor.
     cdef DLManagedTensor* t
+    cdef DLManagedTensorVersioned* tv
     if PyCapsule_IsValid(capsule, b"dltensor"):
         t = <DLManagedTensor*>PyCapsule_GetPointer(capsule, b"dltensor")
         if t != NULL and t.deleter != NULL:
             t.deleter(t)
+    elif PyCapsule_IsValid(capsule, b"dltensor_versioned"):
+        tv = <DLManagedTensorVersioned*>PyCapsule_GetPointer(capsule, b"dltensor_versioned")
+        if tv != NULL and tv.deleter != NULL:
+            tv.deleter(tv)
 
 
 cdef class _DLPackOwner:
-    """Keeps an imported DLManagedTensor alive; calls its deleter when collected."""
+    """Keeps an imported DLPack tensor (ABI 0 or 1) alive; calls its deleter when collected."""
     cdef DLManagedTensor* tensor
+    cdef DLManagedTensorVersioned* tensor_versioned
     cdef object producer
 
     def __dealloc__(self):
         if self.tensor != NULL and self.tensor.deleter != NULL:
             self.tensor.deleter(self.tensor)
+        if self.tensor_versioned != NULL and self.tensor_versioned.deleter != NULL:
+            self.tensor_versioned.deleter(self.tensor_versioned)
         self.tensor = NULL
+        self.tensor_versioned = NULL
 
 
 cdef class _Allocation:
@@ -322,20 +355,24 @@ cdef class DeviceArray:
         return (kDLCUDA, self.device)
 
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
-        """A "dltensor" capsule (DLPack ABI 0). pyrnn's work is complete when its calls return,
-        so no stream ordering is needed: any consumer stream is accepted."""
+        """A DLPack capsule: "dltensor_versioned" (ABI 1, with the read-only flag of a read-only
+        array) when the consumer accepts version 1 (max_version >= (1, 0)), else "dltensor"
+        (ABI 0, which has no flags). pyrnn's work is complete when its calls return, so no
+        stream ordering is needed: any consumer stream is accepted."""
         if dl_device is not None and tuple(dl_device) != (kDLCUDA, self.device):
             raise BufferError(f"DeviceArray lives on cuda:{self.device}; cannot export to "
                               f"{tuple(dl_device)}")
+        cdef bint versioned = max_version is not None and tuple(max_version)[0] >= 1
         if copy:
-            return self.copy().__dlpack__(stream=stream)
+            c = self.copy()
+            cap = c.__dlpack__(stream=stream, max_version=max_version)
+            if versioned:
+                (<DLManagedTensorVersioned*>PyCapsule_GetPointer(
+                    cap, b"dltensor_versioned")).flags |= DLPACK_FLAG_BITMASK_IS_COPIED
+            return cap
         cdef int nd = len(self.shape)
-        cdef DLManagedTensor* t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
-        if t == NULL:
-            raise MemoryError()
         cdef int64_t* dims = <int64_t*>malloc(sizeof(int64_t) * (2 * nd + 1))
         if dims == NULL:
-            free(t)
             raise MemoryError()
         cdef int i
         cdef int64_t stride = 1
@@ -344,16 +381,37 @@ cdef class DeviceArray:
         for i in range(nd - 1, -1, -1):
             dims[nd + i] = stride
             stride *= dims[i]
-        t.dl_tensor.data = <void*>self.ptr
-        t.dl_tensor.device.device_type = kDLCUDA
-        t.dl_tensor.device.device_id = self.device
-        t.dl_tensor.ndim = nd
-        t.dl_tensor.dtype.code = kDLInt if self.dtype.kind == "i" else kDLFloat
-        t.dl_tensor.dtype.bits = self.dtype.itemsize * 8
-        t.dl_tensor.dtype.lanes = 1
-        t.dl_tensor.shape = dims
-        t.dl_tensor.strides = dims + nd
-        t.dl_tensor.byte_offset = 0
+        cdef DLTensor dl
+        dl.data = <void*>self.ptr
+        dl.device.device_type = kDLCUDA
+        dl.device.device_id = self.device
+        dl.ndim = nd
+        dl.dtype.code = kDLInt if self.dtype.kind == "i" else kDLFloat
+        dl.dtype.bits = self.dtype.itemsize * 8
+        dl.dtype.lanes = 1
+        dl.shape = dims
+        dl.strides = dims + nd
+        dl.byte_offset = 0
+        cdef DLManagedTensor* t
+        cdef DLManagedTensorVersioned* tv
+        if versioned:
+            tv = <DLManagedTensorVersioned*>malloc(sizeof(DLManagedTensorVersioned))
+            if tv == NULL:
+                free(dims)
+                raise MemoryError()
+            tv.version.major = 1
+            tv.version.minor = 0
+            tv.flags = DLPACK_FLAG_BITMASK_READ_ONLY if self.readonly else 0
+            tv.dl_tensor = dl
+            Py_INCREF(self)
+            tv.manager_ctx = <void*>self
+            tv.deleter = _export_deleter_versioned
+            return PyCapsule_New(<void*>tv, b"dltensor_versioned", _capsule_destructor)
+        t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
+        if t == NULL:
+            free(dims)
+            raise MemoryError()
+        t.dl_tensor = dl
         Py_INCREF(self)
         t.manager_ctx = <void*>self
         t.deleter = _export_deleter
@@ -361,16 +419,32 @@ cdef class DeviceArray:
 
 
 def _from_capsule(capsule, producer):
-    """DeviceArray over an (unconsumed) "dltensor" capsule; takes ownership of the tensor."""
-    if not PyCapsule_IsValid(capsule, b"dltensor"):
-        raise TypeError("__dlpack__ did not return an unconsumed 'dltensor' capsule (DLPack "
-                        "ABI 1 'dltensor_versioned' capsules are not supported)")
-    cdef DLManagedTensor* t = <DLManagedTensor*>PyCapsule_GetPointer(capsule, b"dltensor")
-    cdef DLTensor* dl = &t.dl_tensor
-    PyCapsule_SetName(capsule, b"used_dltensor")  # we own it now: the deleter runs in _DLPackOwner
+    """DeviceArray over an unconsumed "dltensor" (ABI 0) or "dltensor_versioned" (ABI 1)
+    capsule; takes ownership of the tensor. ABI 1's read-only flag makes a read-only array."""
+    cdef DLManagedTensor* t
+    cdef DLManagedTensorVersioned* tv
+    cdef DLTensor* dl
+    cdef bint readonly = False
     owner = _DLPackOwner()
-    owner.tensor = t
     owner.producer = producer
+    if PyCapsule_IsValid(capsule, b"dltensor_versioned"):
+        tv = <DLManagedTensorVersioned*>PyCapsule_GetPointer(capsule, b"dltensor_versioned")
+        # We own it now: its deleter runs in _DLPackOwner, whatever happens below.
+        PyCapsule_SetName(capsule, b"used_dltensor_versioned")
+        owner.tensor_versioned = tv
+        if tv.version.major != 1:  # then only the version and the deleter may be read
+            raise TypeError(f"DLPack tensor of ABI version {tv.version.major}."
+                            f"{tv.version.minor}; pyrnn reads versions 0 and 1")
+        dl = &tv.dl_tensor
+        readonly = (tv.flags & DLPACK_FLAG_BITMASK_READ_ONLY) != 0
+    elif PyCapsule_IsValid(capsule, b"dltensor"):
+        t = <DLManagedTensor*>PyCapsule_GetPointer(capsule, b"dltensor")
+        PyCapsule_SetName(capsule, b"used_dltensor")
+        owner.tensor = t
+        dl = &t.dl_tensor
+    else:
+        raise TypeError("__dlpack__ did not return an unconsumed 'dltensor' or "
+                        "'dltensor_versioned' capsule")
     if dl.device.device_type not in (kDLCUDA, kDLCUDAManaged):
         raise TypeError(f"DLPack tensor is on device type {dl.device.device_type}, not CUDA "
                         f"({kDLCUDA}); pass host arrays as NumPy")
@@ -394,7 +468,7 @@ def _from_capsule(capsule, producer):
                                  f"shape {shape} (make a contiguous copy first)")
             expect *= dl.shape[i]
     cdef uintptr_t ptr = <uintptr_t>dl.data + dl.byte_offset
-    return DeviceArray._make(ptr, shape, dt, dl.device.device_id, False, owner)
+    return DeviceArray._make(ptr, shape, dt, dl.device.device_id, readonly, owner)
 
 
 def from_dlpack(obj, device=None):
@@ -423,10 +497,15 @@ def from_dlpack(obj, device=None):
         # asynchronous). Only that stream is ordered, so it is synchronized below.
         s = <uintptr_t>Context.get(device).stream()
         stream = s
+    # ABI 1 first (it carries the read-only flag); producers that predate max_version, or
+    # stream, take fewer arguments.
     try:
-        capsule = obj.__dlpack__(stream=stream)
+        capsule = obj.__dlpack__(stream=stream, max_version=(1, 0))
     except TypeError:
-        capsule = obj.__dlpack__()
+        try:
+            capsule = obj.__dlpack__(stream=stream)
+        except TypeError:
+            capsule = obj.__dlpack__()
     arr = _from_capsule(capsule, obj)
     if s:
         with nogil:

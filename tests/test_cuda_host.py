@@ -283,6 +283,125 @@ def test_dlpack_import_checks():
         assert q.deleted == 1  # a rejected import still releases the producer's tensor
 
 
+# DLPack ABI 1 ("dltensor_versioned"): a version, then flags (read-only, copied).
+class DLPackVersion(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32)]
+
+
+class DLManagedTensorVersioned(ctypes.Structure):
+    pass
+
+
+DELETER_V1 = ctypes.CFUNCTYPE(None, ctypes.POINTER(DLManagedTensorVersioned))
+DLManagedTensorVersioned._fields_ = [("version", DLPackVersion), ("manager_ctx", ctypes.c_void_p),
+                                     ("deleter", DELETER_V1), ("flags", ctypes.c_uint64),
+                                     ("dl_tensor", DLTensor)]
+
+
+def capsule_tensor(capsule, name):
+    """The struct inside a capsule of that name (without consuming it)."""
+    valid = ctypes.pythonapi.PyCapsule_IsValid
+    valid.restype, valid.argtypes = ctypes.c_int, [ctypes.py_object, ctypes.c_char_p]
+    assert valid(capsule, name), name
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    kind = DLManagedTensorVersioned if name == b"dltensor_versioned" else DLManagedTensor
+    return ctypes.cast(get(capsule, name), ctypes.POINTER(kind)).contents
+
+
+class CtypesProducerV1:
+    """A foreign ABI 1 producer that also takes max_version (and checks it was asked for)."""
+
+    def __init__(self, flags=0, major=1, shape=(2, 3)):
+        self.deleted = 0
+        self.asked = None
+        self.shape = (ctypes.c_int64 * len(shape))(*shape)
+        self.deleter = DELETER_V1(self._delete)
+        t = DLManagedTensorVersioned()
+        t.version = DLPackVersion(major, 0)
+        t.flags = flags
+        t.dl_tensor.data = 0x61000
+        t.dl_tensor.device = DLDevice(2, 0)
+        t.dl_tensor.ndim = len(shape)
+        t.dl_tensor.dtype = DLDataType(2, 32, 1)
+        t.dl_tensor.shape = ctypes.cast(self.shape, ctypes.POINTER(ctypes.c_int64))
+        t.deleter = self.deleter
+        self.tensor = t
+
+    def _delete(self, ptr):
+        self.deleted += 1
+
+    def __dlpack__(self, stream=None, max_version=None):
+        self.asked = max_version
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        return new(ctypes.addressof(self.tensor), b"dltensor_versioned", None)
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+
+@needs_ext
+@pytest.mark.parametrize("readonly", [False, True])
+def test_dlpack_abi1_export(readonly):
+    a = pyrnn.cuda.DeviceArray.borrow(0x52000, (4, 5), "float32", None, readonly=readonly,
+                                      device=0)
+    before = sys.getrefcount(a)
+    cap = a.__dlpack__(max_version=(1, 0))
+    t = capsule_tensor(cap, b"dltensor_versioned")
+    assert (t.version.major, t.version.minor) == (1, 0)
+    assert t.flags == (1 if readonly else 0)  # DLPACK_FLAG_BITMASK_READ_ONLY
+    assert t.dl_tensor.data == 0x52000 and t.dl_tensor.ndim == 2
+    assert [t.dl_tensor.shape[i] for i in range(2)] == [4, 5]
+    assert [t.dl_tensor.strides[i] for i in range(2)] == [5, 1]
+    assert sys.getrefcount(a) == before + 1
+    del t, cap  # never consumed: the capsule destructor runs the versioned deleter
+    assert sys.getrefcount(a) == before
+    # Consumers that do not ask for ABI 1 get ABI 0, which has no flags.
+    for kw in ({}, {"max_version": None}, {"max_version": (0, 8)}):
+        capsule_tensor(a.__dlpack__(**kw), b"dltensor")
+    assert sys.getrefcount(a) == before
+
+
+@needs_ext
+@pytest.mark.parametrize("readonly", [False, True])
+def test_dlpack_abi1_round_trip_keeps_read_only(readonly):
+    a = pyrnn.cuda.DeviceArray.borrow(0x53000, (3,), "float64", None, readonly=readonly,
+                                      device=0)
+
+    class Producer:
+        def __dlpack__(self, stream=None, max_version=None):
+            return a.__dlpack__(stream=stream, max_version=max_version)
+
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    before = sys.getrefcount(a)
+    b = pyrnn.cuda.from_dlpack(Producer())
+    assert (b.ptr, b.shape, b.readonly) == (a.ptr, (3,), readonly)
+    if readonly:
+        with pytest.raises(ValueError, match="read-only"):
+            b.copy_from(np.zeros(3))
+    del b
+    assert sys.getrefcount(a) == before
+
+
+@needs_ext
+def test_dlpack_abi1_import_checks():
+    p = CtypesProducerV1(flags=1)
+    a = pyrnn.cuda.from_dlpack(p)
+    assert p.asked == (1, 0)
+    assert (a.ptr, a.shape, a.readonly) == (0x61000, (2, 3), True)
+    del a
+    assert p.deleted == 1
+    assert not pyrnn.cuda.from_dlpack(CtypesProducerV1(flags=2)).readonly  # IS_COPIED only
+    q = CtypesProducerV1(major=2)
+    with pytest.raises(TypeError, match="ABI version 2.0"):
+        pyrnn.cuda.from_dlpack(q)
+    assert q.deleted == 1  # a rejected import still releases the producer's tensor
+
+
 # ---- validation of device inputs (the CUDA layer path, checks only) --------------------------
 
 @needs_ext

@@ -204,6 +204,19 @@ def test_device_array_protocols_round_trip():
     np.testing.assert_array_equal(z.numpy(), [0, 0, 0])
     v = pyrnn.cuda.as_device_array(d)
     assert v is d
+    # DLPack ABI 1 with copy=True: a new buffer, flagged as copied, same contents.
+    cap = d.__dlpack__(max_version=(1, 0), copy=True)
+
+    class Producer:
+        def __dlpack__(self, stream=None, max_version=None):
+            return cap
+
+        def __dlpack_device__(self):
+            return (2, d.device)
+
+    c = pyrnn.cuda.from_dlpack(Producer())
+    assert c.ptr != d.ptr and not c.readonly
+    np.testing.assert_array_equal(c.numpy(), a)
 
 
 class _CAI:
