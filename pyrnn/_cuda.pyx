@@ -10,6 +10,8 @@ from libc.stdlib cimport free, malloc
 from libc.stddef cimport size_t
 from libcpp.vector cimport vector
 
+import operator
+
 import numpy as np
 
 from pyrnn cimport ccuda
@@ -362,7 +364,7 @@ cdef class DeviceArray:
         if dl_device is not None and tuple(dl_device) != (kDLCUDA, self.device):
             raise BufferError(f"DeviceArray lives on cuda:{self.device}; cannot export to "
                               f"{tuple(dl_device)}")
-        cdef bint versioned = max_version is not None and tuple(max_version)[0] >= 1
+        cdef bint versioned = _dlpack_major(max_version) >= 1
         if copy:
             c = self.copy()
             cap = c.__dlpack__(stream=stream, max_version=max_version)
@@ -403,19 +405,44 @@ cdef class DeviceArray:
             tv.version.minor = 0
             tv.flags = DLPACK_FLAG_BITMASK_READ_ONLY if self.readonly else 0
             tv.dl_tensor = dl
-            Py_INCREF(self)
-            tv.manager_ctx = <void*>self
+            tv.manager_ctx = NULL
             tv.deleter = _export_deleter_versioned
-            return PyCapsule_New(<void*>tv, b"dltensor_versioned", _capsule_destructor)
+            try:
+                cap = PyCapsule_New(<void*>tv, b"dltensor_versioned", _capsule_destructor)
+            except BaseException:
+                _export_deleter_versioned(tv)
+                raise
+            Py_INCREF(self)  # only once the capsule exists: it owns the reference from here
+            tv.manager_ctx = <void*>self
+            return cap
         t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
         if t == NULL:
             free(dims)
             raise MemoryError()
         t.dl_tensor = dl
+        t.manager_ctx = NULL
+        t.deleter = _export_deleter
+        try:
+            cap = PyCapsule_New(<void*>t, b"dltensor", _capsule_destructor)
+        except BaseException:
+            _export_deleter(t)
+            raise
         Py_INCREF(self)
         t.manager_ctx = <void*>self
-        t.deleter = _export_deleter
-        return PyCapsule_New(<void*>t, b"dltensor", _capsule_destructor)
+        return cap
+
+
+def _dlpack_major(max_version):
+    """The major of a __dlpack__ max_version (None: 0, the consumer predates ABI 1)."""
+    if max_version is None:
+        return 0
+    try:
+        major, minor = max_version
+        operator.index(minor)
+        return operator.index(major)
+    except (TypeError, ValueError):
+        raise TypeError(f"max_version must be None or a (major, minor) tuple of ints, got "
+                        f"{max_version!r}") from None
 
 
 def _from_capsule(capsule, producer):
@@ -433,8 +460,8 @@ def _from_capsule(capsule, producer):
         PyCapsule_SetName(capsule, b"used_dltensor_versioned")
         owner.tensor_versioned = tv
         if tv.version.major != 1:  # then only the version and the deleter may be read
-            raise TypeError(f"DLPack tensor of ABI version {tv.version.major}."
-                            f"{tv.version.minor}; pyrnn reads versions 0 and 1")
+            raise BufferError(f"DLPack tensor of ABI version {tv.version.major}."
+                              f"{tv.version.minor}; pyrnn reads versions 0 and 1")
         dl = &tv.dl_tensor
         readonly = (tv.flags & DLPACK_FLAG_BITMASK_READ_ONLY) != 0
     elif PyCapsule_IsValid(capsule, b"dltensor"):
@@ -497,20 +524,44 @@ def from_dlpack(obj, device=None):
         # asynchronous). Only that stream is ordered, so it is synchronized below.
         s = <uintptr_t>Context.get(device).stream()
         stream = s
-    # ABI 1 first (it carries the read-only flag); producers that predate max_version, or
-    # stream, take fewer arguments.
-    try:
-        capsule = obj.__dlpack__(stream=stream, max_version=(1, 0))
-    except TypeError:
-        try:
-            capsule = obj.__dlpack__(stream=stream)
-        except TypeError:
-            capsule = obj.__dlpack__()
+    capsule, ordered = _call_dlpack(obj, stream)
     arr = _from_capsule(capsule, obj)
-    if s:
+    if s and ordered:
         with nogil:
             ccuda.synchronize_stream(<cudaStream_t>s, -1)
+    elif s:
+        # A producer that takes no stream ordered nothing: wait for all work on the device.
+        _synchronize_device(arr.device)
     return arr
+
+
+def _keyword_refused(TypeError e):
+    # "__dlpack__() got an unexpected keyword argument 'max_version'" (or 'stream', whichever
+    # Python meets first) and the like.
+    msg = str(e)
+    return "keyword" in msg and ("max_version" in msg or "stream" in msg)
+
+
+def _call_dlpack(obj, stream):
+    """obj.__dlpack__ asking for ABI 1 first (it carries the read-only flag); producers that
+    predate max_version, or stream, are asked with fewer arguments. Any other TypeError is the
+    producer's own and propagates. Returns (capsule, whether `stream` was passed)."""
+    try:
+        return obj.__dlpack__(stream=stream, max_version=(1, 0)), True
+    except TypeError as e:
+        if not _keyword_refused(e):
+            raise
+    try:
+        return obj.__dlpack__(stream=stream), True
+    except TypeError as e:
+        if not _keyword_refused(e):
+            raise
+    return obj.__dlpack__(), False
+
+
+def _synchronize_device(int device):
+    with nogil:
+        ccuda.synchronize_device(device)
 
 
 def from_cuda_array_interface(obj):

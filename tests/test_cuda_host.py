@@ -312,7 +312,7 @@ def capsule_tensor(capsule, name):
 class CtypesProducerV1:
     """A foreign ABI 1 producer that also takes max_version (and checks it was asked for)."""
 
-    def __init__(self, flags=0, major=1, shape=(2, 3)):
+    def __init__(self, flags=0, major=1, shape=(2, 3), device_type=2, code=2):
         self.deleted = 0
         self.asked = None
         self.shape = (ctypes.c_int64 * len(shape))(*shape)
@@ -321,9 +321,9 @@ class CtypesProducerV1:
         t.version = DLPackVersion(major, 0)
         t.flags = flags
         t.dl_tensor.data = 0x61000
-        t.dl_tensor.device = DLDevice(2, 0)
+        t.dl_tensor.device = DLDevice(device_type, 0)
         t.dl_tensor.ndim = len(shape)
-        t.dl_tensor.dtype = DLDataType(2, 32, 1)
+        t.dl_tensor.dtype = DLDataType(code, 32, 1)
         t.dl_tensor.shape = ctypes.cast(self.shape, ctypes.POINTER(ctypes.c_int64))
         t.deleter = self.deleter
         self.tensor = t
@@ -396,10 +396,55 @@ def test_dlpack_abi1_import_checks():
     del a
     assert p.deleted == 1
     assert not pyrnn.cuda.from_dlpack(CtypesProducerV1(flags=2)).readonly  # IS_COPIED only
-    q = CtypesProducerV1(major=2)
-    with pytest.raises(TypeError, match="ABI version 2.0"):
-        pyrnn.cuda.from_dlpack(q)
-    assert q.deleted == 1  # a rejected import still releases the producer's tensor
+    for kw, exc, match in [(dict(major=2), BufferError, "ABI version 2.0"),
+                           (dict(device_type=1), TypeError, "not CUDA"),
+                           (dict(code=0), TypeError, "float32, float64 or int64")]:
+        q = CtypesProducerV1(**kw)
+        with pytest.raises(exc, match=match):
+            pyrnn.cuda.from_dlpack(q)
+        assert q.deleted == 1  # a rejected import still releases the producer's tensor
+
+
+@needs_ext
+def test_dlpack_export_max_version_forms():
+    a = pyrnn.cuda.DeviceArray.borrow(0x54000, (2,), "float32", None, device=0)
+    # A later ABI accepted by the consumer: version 1.0 is still ours (<= what it accepts).
+    cap = a.__dlpack__(max_version=(2, 0))
+    t = capsule_tensor(cap, b"dltensor_versioned")
+    assert (t.version.major, t.version.minor) == (1, 0)
+    del t, cap
+    for bad in [(), (1,), 1, "10", (1.0, 0), (1, 0, 0)]:
+        with pytest.raises(TypeError, match="max_version must be"):
+            a.__dlpack__(max_version=bad)
+
+
+@needs_ext
+def test_dlpack_import_asks_with_fewer_arguments_only_when_refused():
+    a = pyrnn.cuda.DeviceArray.borrow(0x55000, (3,), "float32", None, device=0)
+    calls = []
+
+    class Old:  # predates stream and max_version
+        def __dlpack__(self):
+            calls.append("old")
+            return a.__dlpack__()
+
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    assert pyrnn.cuda.from_dlpack(Old()).ptr == a.ptr and calls == ["old"]
+
+    class Broken:  # accepts every argument, then fails for a reason of its own
+        def __dlpack__(self, stream=None, max_version=None):
+            calls.append("broken")
+            raise TypeError("cannot export a tensor that requires grad")
+
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    calls.clear()
+    with pytest.raises(TypeError, match="requires grad"):
+        pyrnn.cuda.from_dlpack(Broken())
+    assert calls == ["broken"]  # not retried as if the keywords were refused
 
 
 # ---- validation of device inputs (the CUDA layer path, checks only) --------------------------

@@ -6,6 +6,7 @@ protocols (DeviceArray, torch CUDA tensors / CuPy when present). Skipped without
 Twin layers are built with the same seed, so they start bitwise equal; the GPU must then match
 the CPU to 1e-10 (float64) or 1e-5 relative (float32).
 """
+import ctypes
 import itertools
 import zlib
 
@@ -206,6 +207,11 @@ def test_device_array_protocols_round_trip():
     assert v is d
     # DLPack ABI 1 with copy=True: a new buffer, flagged as copied, same contents.
     cap = d.__dlpack__(max_version=(1, 0), copy=True)
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    # DLManagedTensorVersioned: version (2 x uint32), manager_ctx, deleter, then flags.
+    flags = ctypes.cast(get(cap, b"dltensor_versioned") + 24, ctypes.POINTER(ctypes.c_uint64))
+    assert flags.contents.value == 2  # DLPACK_FLAG_BITMASK_IS_COPIED
 
     class Producer:
         def __dlpack__(self, stream=None, max_version=None):
