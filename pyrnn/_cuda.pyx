@@ -108,23 +108,22 @@ cdef enum:
 
 
 # Exported tensors: manager_ctx holds a reference to the exported DeviceArray (keeps its memory
-# alive); shape and strides share one allocation.
-cdef void _export_deleter(DLManagedTensor* t) noexcept with gil:
-    if t == NULL:
-        return
-    if t.manager_ctx != NULL:
-        Py_DECREF(<object>t.manager_ctx)
-    free(t.dl_tensor.shape)
-    free(t)
+# alive); shape and strides share one allocation. One release for both ABIs' structs.
+cdef void _release_export(void* tensor, void* manager_ctx, int64_t* dims) noexcept with gil:
+    if manager_ctx != NULL:
+        Py_DECREF(<object>manager_ctx)
+    free(dims)
+    free(tensor)
 
 
-cdef void _export_deleter_versioned(DLManagedTensorVersioned* t) noexcept with gil:
-    if t == NULL:
-        return
-    if t.manager_ctx != NULL:
-        Py_DECREF(<object>t.manager_ctx)
-    free(t.dl_tensor.shape)
-    free(t)
+cdef void _export_deleter(DLManagedTensor* t) noexcept:
+    if t != NULL:
+        _release_export(t, t.manager_ctx, t.dl_tensor.shape)
+
+
+cdef void _export_deleter_versioned(DLManagedTensorVersioned* t) noexcept:
+    if t != NULL:
+        _release_export(t, t.manager_ctx, t.dl_tensor.shape)
 
 
 cdef void _capsule_destructor(object capsule) noexcept:
@@ -394,41 +393,43 @@ cdef class DeviceArray:
         dl.shape = dims
         dl.strides = dims + nd
         dl.byte_offset = 0
-        cdef DLManagedTensor* t
-        cdef DLManagedTensorVersioned* tv
+        cdef DLManagedTensor* t = NULL
+        cdef DLManagedTensorVersioned* tv = NULL
         if versioned:
             tv = <DLManagedTensorVersioned*>malloc(sizeof(DLManagedTensorVersioned))
-            if tv == NULL:
-                free(dims)
-                raise MemoryError()
+        else:
+            t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
+        if t == NULL and tv == NULL:
+            free(dims)
+            raise MemoryError()
+        if versioned:
             tv.version.major = 1
             tv.version.minor = 0
             tv.flags = DLPACK_FLAG_BITMASK_READ_ONLY if self.readonly else 0
             tv.dl_tensor = dl
             tv.manager_ctx = NULL
             tv.deleter = _export_deleter_versioned
-            try:
-                cap = PyCapsule_New(<void*>tv, b"dltensor_versioned", _capsule_destructor)
-            except BaseException:
-                _export_deleter_versioned(tv)
-                raise
-            Py_INCREF(self)  # only once the capsule exists: it owns the reference from here
-            tv.manager_ctx = <void*>self
-            return cap
-        t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
-        if t == NULL:
-            free(dims)
-            raise MemoryError()
-        t.dl_tensor = dl
-        t.manager_ctx = NULL
-        t.deleter = _export_deleter
+        else:
+            t.dl_tensor = dl
+            t.manager_ctx = NULL
+            t.deleter = _export_deleter
         try:
-            cap = PyCapsule_New(<void*>t, b"dltensor", _capsule_destructor)
+            if versioned:
+                cap = PyCapsule_New(<void*>tv, b"dltensor_versioned", _capsule_destructor)
+            else:
+                cap = PyCapsule_New(<void*>t, b"dltensor", _capsule_destructor)
         except BaseException:
-            _export_deleter(t)
+            if versioned:
+                _export_deleter_versioned(tv)
+            else:
+                _export_deleter(t)
             raise
+        # Only once the capsule exists: the reference is the capsule's (its deleter's) from here.
         Py_INCREF(self)
-        t.manager_ctx = <void*>self
+        if versioned:
+            tv.manager_ctx = <void*>self
+        else:
+            t.manager_ctx = <void*>self
         return cap
 
 
