@@ -586,12 +586,8 @@ def from_cuda_array_interface(obj):
         elif cai.stream == 2 or d.get("version", 0) < 3:
             # 2: the per-thread default stream of the PRODUCER's thread, which may not be this
             # one: all work on the device. v0-v2: likewise (pyrnn's stream does not synchronize
-            # with the legacy default stream).
-            with nogil:
-                if device >= 0:
-                    ccuda.synchronize_device(device)
-                else:
-                    ccuda.synchronize()
+            # with the legacy default stream). Unknown device (-1): the current one.
+            _synchronize_device(device)
     return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly, device)
 
 

@@ -85,6 +85,7 @@ std::string device_name(int device) {
 void synchronize() { PYRNN_CUDA_CHECK(cudaDeviceSynchronize()); }
 
 void synchronize_device(int device) {
+  if (device < 0) return synchronize();
   detail::DeviceScope scope(device);
   PYRNN_CUDA_CHECK(cudaDeviceSynchronize());
 }
