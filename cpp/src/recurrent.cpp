@@ -328,15 +328,21 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   // threads than the step loop has. Same kernel, k order and epilogue either way: same bits.
   const int big_threads = kernels::gemm_threads(static_cast<long long>(T_ * N), G * Hi, C);
   const bool step_proj = nth >= big_threads;
-  // Eval keeps no cache: with the per-step projection, the gate and GRU buffers hold one step.
-  // (An eval pass after a training one just uses the first slot: no shrink and regrow.)
-  const std::size_t gsteps = training_ || !step_proj ? T_ : 1;
-  if (training_ || dc.g.size() < gsteps * N * GH) dc.g.resize(gsteps * N * GH);
+  // With the per-step projection, a step's gates (and GRU aux) live in one slot, hot in L1/L2;
+  // training then streams each finished step into the cache for backward (cache_step below).
+  // Written in place, the cache's cold lines stalled every projection epilogue: ~7% of a large
+  // training forward. Without it, the one big projection fills the cache directly.
+  const bool hot = step_proj;
+  const bool keep = training_ || !hot;  // dc.g and dc.aux hold every step
+  if (keep) dc.g.resize(T_ * N * GH);   // (eval leaves a training cache as it is)
+  if (gru && keep) dc.aux.resize(T_ * N * H);
+  if (hot) step_g_.resize(N * GH);
+  if (hot && gru) step_aux_.resize(N * H);
   dc.h.resize((T_ + 1) * N * H);
   if (lstm) dc.c.resize((T_ + 1) * N * H);
-  if (gru && (training_ || dc.aux.size() < gsteps * N * H)) dc.aux.resize(gsteps * N * H);
   scratch_.resize(N * GH);
-  T* g = dc.g.data();      // [T, N, GH] (or [N, GH]: eval)
+  T* g = hot ? step_g_.data() : dc.g.data();  // [N, GH] (hot) or [T, N, GH]
+  T* aux = !gru ? nullptr : hot ? step_aux_.data() : dc.aux.data();  // [N, H] or [T, N, H]
   T* hs = dc.h.data();     // [T+1, N, H]
   T* cs = dc.c.data();     // [T+1, N, H]
   T* r = scratch_.data();  // [N, GH] recurrent products of one step
@@ -392,17 +398,32 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       if (s + 1 < T_) prefetch(x + ((dir == 0 ? t + 1 : t - 1) * N + n0) * C, (n1 - n0) * C);
       if (U)
         K.gemm_panels(Trans::N, Mr, x + (t * N + n0) * C, C, T(1), pack_ih_, T(0), w.b,
-                      g + (gsteps == T_ ? t : 0) * N * GH + n0 * GH, G * Hi, ranges_ih,
-                      nranges_ih);
+                      g + (hot ? 0 : t) * N * GH + n0 * GH, G * Hi, ranges_ih, nranges_ih);
+    };
+    // Training with the hot slot: step s's gates (activations now) and GRU aux, this thread's
+    // rows or units, into the cache.
+    auto cache_step = [&](std::size_t s) {
+      if (!(training_ && hot) || !U) return;
+      const std::size_t t = dir == 0 ? s : T_ - 1 - s;
+      T* gc = dc.g.data() + t * N * GH;  // [N, GH]
+      T* ac = gru ? dc.aux.data() + t * N * H : nullptr;  // [N, H]
+      if (uteam == 1) {
+        K.stream_copy(Mr, G * Hi, g + n0 * GH, G * Hi, gc + n0 * GH, G * Hi);
+        if (gru) K.stream_copy(Mr, Hi, aux + n0 * H, Hi, ac + n0 * H, Hi);
+        return;
+      }
+      for (int q = 0; q < G; ++q)
+        K.stream_copy(Ni, static_cast<int>(U), g + q * H + U0, G * Hi, gc + q * H + U0, G * Hi);
+      if (gru) K.stream_copy(Ni, static_cast<int>(U), aux + U0, Hi, ac + U0, Hi);
     };
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
-      const std::size_t gs = gsteps == T_ ? t : 0;  // slot of step t in g / aux
+      const std::size_t gs = hot ? 0 : t;  // slot of step t in g / aux
       const T* hp = hs + prev * N * H;  // [N, H]
       T* hc = hs + cur * N * H;         // [N, H]
       T* gt = g + gs * N * GH;          // [N, GH]
-      T* at = gru ? dc.aux.data() + gs * N * H : nullptr;  // [N, H]
+      T* at = gru ? aux + gs * N * H : nullptr;  // [N, H]
       // By units the projection of this step ran while waiting at the last one's barrier (it
       // needs no h); h_{t-1} was just completed, half of it by the other threads: ask for it.
       if (uteam > 1) prefetch(hp, N * H);
@@ -463,11 +484,15 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
           }
       }
       if (uteam > 1) {
-        // h_t complete for this thread's units; the next projection fills the wait for the
-        // others' (its own units' g slot is read by nobody else: no hazard even with one slot).
+        // h_t complete for this thread's units; caching this step and the next projection fill
+        // the wait for the others' (its own units' g slot is read by nobody else, its aux units
+        // only read by the others' W_hn products until the barrier: no hazard with one slot).
         sync.arrive(tid);
+        cache_step(s);
         if (step_proj && s + 1 < T_) project(s + 1);
         sync.wait(tid, team);
+      } else {
+        cache_step(s);
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "check.h"
+#include "pyrnn/aligned.h"
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/kernels/ops.h"
 #include "pyrnn/random.h"
@@ -119,7 +120,42 @@ void skinny_matches_tiled(CpuIsa isa) {
   }
 }
 
+// stream_copy: every byte of the block copied, nothing outside it touched, for destinations at
+// every offset from a 64-byte line (heads, streamed middles, tails) and widths around a vector.
+template <typename T>
+void stream_copy_family(CpuIsa isa) {
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
+  for (int rows : {0, 1, 3})
+    for (int cols : {0, 1, 7, 8, 15, 16, 17, 33, 64, 100})
+      for (int off = 0; off < 16; ++off) {
+        const int lds = cols + 5, ldd = cols + 3 + off;
+        AlignedBuffer<T> src(static_cast<std::size_t>(rows) * lds + 1);
+        AlignedBuffer<T> dst(static_cast<std::size_t>(rows + 1) * ldd + 32);
+        for (std::size_t i = 0; i < src.size(); ++i) src[i] = T(i + 1);
+        for (std::size_t i = 0; i < dst.size(); ++i) dst[i] = T(-1);
+        o.stream_copy(rows, cols, src.data(), lds, dst.data() + off, ldd);
+        bool ok = true;
+        for (std::size_t i = 0; i < dst.size(); ++i) {
+          const long long e = static_cast<long long>(i) - off;
+          const long long r = e >= 0 ? e / ldd : -1, c = e >= 0 ? e % ldd : -1;
+          const bool inside = r >= 0 && r < rows && c < cols;
+          ok = ok && dst[i] == (inside ? src[static_cast<std::size_t>(r * lds + c)] : T(-1));
+        }
+        if (!ok)
+          std::fprintf(stderr, "  stream_copy %s rows=%d cols=%d off=%d\n", isa_name(isa), rows,
+                       cols, off);
+        CHECK(ok);
+      }
+}
+
 }  // namespace
+
+TEST(stream_copy_every_isa) {
+  for (CpuIsa isa : available_isas()) {
+    stream_copy_family<float>(isa);
+    stream_copy_family<double>(isa);
+  }
+}
 
 TEST(gemm_skinny_rows_bitwise_equal_tiled) {
   for (CpuIsa isa : available_isas()) {

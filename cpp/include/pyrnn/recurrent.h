@@ -121,6 +121,7 @@ class Recurrent {
   std::vector<DirCache> dirs_;
   std::vector<std::int64_t> lengths_;  // empty: every sequence has all T steps
   AlignedBuffer<T> scratch_;           // per-step workspace
+  AlignedBuffer<T> step_g_, step_aux_;  // [N, G*H], [N, H] one step's gates and GRU aux (hot)
   // Recurrent weights packed once per direction pass, reused by every step.
   kernels::PackedB<T> pack_hh_;  // W_hh^T (forward) or W_hh (backward); GRU: its r,z rows
   kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own

@@ -55,6 +55,9 @@ struct Ops {
   void (*exp)(int n, const T* in, T* out);
   void (*tanh)(int n, const T* in, T* out);
   void (*sigmoid)(int n, const T* in, T* out);
+  // dst[r*ldd + c] = src[r*lds + c] (r < rows, c < cols), stored around the caches where the
+  // ISA can (for data read much later), ending with a store fence.
+  void (*stream_copy)(int rows, int cols, const T* src, int lds, T* dst, int ldd);
 };
 
 // The table for an ISA (must be supported), or for the current pyrnn::get_cpu_isa().
