@@ -120,6 +120,33 @@ void skinny_matches_tiled(CpuIsa isa) {
   }
 }
 
+// A read in place (row-major, alpha = 1, up to 512 KB) gives the bits of the packed path (the
+// same product through A^T, always packed): sizes on both sides of the in-place limit, and K
+// beyond one k-block.
+template <typename T>
+void in_place_matches_packed(CpuIsa isa) {
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
+  const int sizes[][3] = {{64, 96, 2048 * 4 / int(sizeof(T))}, {65, 96, 2048 * 4 / int(sizeof(T))},
+                          {8, 40, 2100}, {33, 70, 300}};
+  for (const auto& s : sizes) {
+    const int M = s[0], N = s[1], K = s[2];
+    std::vector<T> A(static_cast<std::size_t>(M) * K), At(A.size()), B(static_cast<std::size_t>(K) * N);
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < K; ++k)
+        At[static_cast<std::size_t>(k) * M + i] = A[static_cast<std::size_t>(i) * K + k] =
+            T(uniform01(9, 1, static_cast<std::uint64_t>(i) * K + k) - 0.5);
+    for (auto& v : B) v = T(uniform01(9, 2, &v - B.data()) - 0.5);
+    kernels::PackedB<T> pb;
+    o.pack_b(pb, Trans::N, K, N, B.data(), N);
+    for (T beta : {T(0), T(1)}) {
+      std::vector<T> c1(static_cast<std::size_t>(M) * N, T(0.25)), c2(c1);
+      o.gemm_packed(Trans::N, M, A.data(), K, T(1), pb, beta, nullptr, c1.data(), N, 1);
+      o.gemm_packed(Trans::T, M, At.data(), M, T(1), pb, beta, nullptr, c2.data(), N, 1);
+      CHECK(c1 == c2);
+    }
+  }
+}
+
 // stream_copy: every byte of the block copied, nothing outside it touched, for destinations at
 // every offset from a 64-byte line (heads, streamed middles, tails) and widths around a vector.
 template <typename T>
@@ -149,6 +176,13 @@ void stream_copy_family(CpuIsa isa) {
 }
 
 }  // namespace
+
+TEST(gemm_in_place_a_bitwise_equal_packed) {
+  for (CpuIsa isa : available_isas()) {
+    in_place_matches_packed<float>(isa);
+    in_place_matches_packed<double>(isa);
+  }
+}
 
 TEST(stream_copy_every_isa) {
   for (CpuIsa isa : available_isas()) {
