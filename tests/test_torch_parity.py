@@ -531,40 +531,6 @@ def test_dropout_single_layer_has_no_effect():
     np.testing.assert_allclose(layer(x)[0], forward_like(layer, x)[0], rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("shape", [(5, 64, 40, 128), (3, 16, 64, 512)], ids=["rows", "units"])
-@pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
-@pytest.mark.parametrize("cell, reset_after", [(c, True) for c in CELLS] + [("gru", False)])
-def test_thread_count_gives_identical_bits(cell, reset_after, isa, shape, restore_runtime):
-    """Large enough that 2 threads share the work: the forward steps by batch rows (weights that
-    fit in L2) or by hidden units (larger ones), the backward by units, the weight gradients by
-    their rows and d x by its columns. Every output and gradient must be bitwise those of one
-    thread, since each element has one writer and one summation order. Three threads also run
-    on a 2-core machine: the split step barrier's waits must then yield, not starve a thread."""
-    rng = np.random.default_rng(seed_of("threads-bits", cell, reset_after))
-    T, N, C, H = shape
-    x = rng.standard_normal((T, N, C)).astype(np.float32)
-    lens = rng.integers(1, T + 1, size=N)
-    lens[0] = T
-    results = []
-    pyrnn.set_cpu_isa(isa)
-    for threads in (1, 2, 3):
-        pyrnn.set_num_threads(threads)
-        if cell == "gru":
-            layer = pyrnn.GRU(C, H, 2, bidirectional=True, reset_after=reset_after, seed=3)
-        else:
-            layer = make_layer(cell, C, H, 2, bidirectional=True, seed=3)
-        res = layer(x, None, lens)
-        d_out = np.random.default_rng(1).standard_normal(res[0].shape).astype(np.float32)
-        dx = layer.backward(d_out)[0]
-        results.append((res[0].copy(), dx.copy(), {k: v.copy() for k, v in layer.grads.items()}))
-    (o1, dx1, g1) = results[0]
-    for o2, dx2, g2 in results[1:]:
-        np.testing.assert_array_equal(o1, o2)
-        np.testing.assert_array_equal(dx1, dx2)
-        for k in g1:
-            np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
-
-
 @pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("cell", CELLS)

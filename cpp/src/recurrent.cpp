@@ -67,6 +67,10 @@ void pack_weights(const kernels::Ops<T>& K, std::initializer_list<PackJob<T>> jo
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
 }
+// A training forward's gate cache (one layer and direction) above this size is streamed into
+// from a hot per-step slot instead of written in place (see forward_direction).
+constexpr std::size_t kStreamedCache = std::size_t(8) << 20;
+
 // How a pass's steps are shared among threads (see forward_direction): by batch rows when one
 // layer and direction's weights fit in L2 with room (no step needs another thread's rows), else
 // by hidden units (whole panels of nr columns; one thread when H is not a multiple of nr).
@@ -328,13 +332,17 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   // threads than the step loop has. Same kernel, k order and epilogue either way: same bits.
   const int big_threads = kernels::gemm_threads(static_cast<long long>(T_ * N), G * Hi, C);
   const bool step_proj = nth >= big_threads;
-  // With the per-step projection, a step's gates (and GRU aux) live in one slot, hot in L1/L2;
-  // training then streams each finished step into the cache for backward (cache_step below).
-  // Written in place, the cache's cold lines stalled every projection epilogue: ~7% of a large
-  // training forward. Without it, the one big projection fills the cache directly.
-  const bool hot = step_proj;
+  // With the per-step projection, eval computes a step's gates (and GRU aux) in one slot, hot
+  // in L1/L2. Training does too when its cache is larger than caches hold (kStreamedCache), then
+  // streams each finished step into it for backward (cache_step below): written in place, its
+  // cold lines stalled every projection epilogue (~7% of a large LSTM's training forward). A
+  // smaller cache is written in place: streaming sends it to DRAM and fences every step (+15%
+  // on a (50, 1, 32, 8) LSTM's training pass). Without the per-step projection, the one big
+  // projection fills the cache directly.
+  const std::size_t cache_bytes = T_ * N * (GH + (gru ? H : 0)) * sizeof(T);
+  const bool hot = step_proj && (!training_ || cache_bytes > kStreamedCache);
   const bool keep = training_ || !hot;  // dc.g and dc.aux hold every step
-  if (keep) dc.g.resize(T_ * N * GH);   // (eval leaves a training cache as it is)
+  if (keep) dc.g.resize(T_ * N * GH);   // (eval with the hot slot leaves them alone)
   if (gru && keep) dc.aux.resize(T_ * N * H);
   if (hot) step_g_.resize(N * GH);
   if (hot && gru) step_aux_.resize(N * H);

@@ -2,6 +2,7 @@
 // alpha/beta, thread counts) and the fast float math against libm (max relative error).
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <vector>
 
 #include "check.h"
@@ -121,58 +122,65 @@ void skinny_matches_tiled(CpuIsa isa) {
 }
 
 // A read in place (row-major, alpha = 1, up to 512 KB) gives the bits of the packed path (the
-// same product through A^T, always packed): sizes on both sides of the in-place limit, and K
-// beyond one k-block.
+// same product through A^T, always packed): sizes on both sides of the in-place limit, K beyond
+// one k-block, several in-place row blocks (M > 128), padded leading dimensions, a fused bias.
 template <typename T>
 void in_place_matches_packed(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   const int sizes[][3] = {{64, 96, 2048 * 4 / int(sizeof(T))}, {65, 96, 2048 * 4 / int(sizeof(T))},
-                          {8, 40, 2100}, {33, 70, 300}};
+                          {8, 40, 2100}, {33, 70, 300}, {200, 70, 300}};
   for (const auto& s : sizes) {
-    const int M = s[0], N = s[1], K = s[2];
-    std::vector<T> A(static_cast<std::size_t>(M) * K), At(A.size()), B(static_cast<std::size_t>(K) * N);
+    const int M = s[0], N = s[1], K = s[2], lda = K + 3, ldat = M + 2;
+    std::vector<T> A(static_cast<std::size_t>(M) * lda), At(static_cast<std::size_t>(K) * ldat);
+    std::vector<T> B(static_cast<std::size_t>(K) * N), bias(N);
     for (int i = 0; i < M; ++i)
       for (int k = 0; k < K; ++k)
-        At[static_cast<std::size_t>(k) * M + i] = A[static_cast<std::size_t>(i) * K + k] =
+        At[static_cast<std::size_t>(k) * ldat + i] = A[static_cast<std::size_t>(i) * lda + k] =
             T(uniform01(9, 1, static_cast<std::uint64_t>(i) * K + k) - 0.5);
     for (auto& v : B) v = T(uniform01(9, 2, &v - B.data()) - 0.5);
+    for (auto& v : bias) v = T(uniform01(9, 3, &v - bias.data()) - 0.5);
     kernels::PackedB<T> pb;
     o.pack_b(pb, Trans::N, K, N, B.data(), N);
-    for (T beta : {T(0), T(1)}) {
-      std::vector<T> c1(static_cast<std::size_t>(M) * N, T(0.25)), c2(c1);
-      o.gemm_packed(Trans::N, M, A.data(), K, T(1), pb, beta, nullptr, c1.data(), N, 1);
-      o.gemm_packed(Trans::T, M, At.data(), M, T(1), pb, beta, nullptr, c2.data(), N, 1);
-      CHECK(c1 == c2);
-    }
+    for (T beta : {T(0), T(1)})
+      for (const T* b : std::initializer_list<const T*>{nullptr, bias.data()}) {
+        if (b && beta != T(0)) continue;  // a bias goes with beta = 0
+        std::vector<T> c1(static_cast<std::size_t>(M) * N, T(0.25)), c2(c1);
+        o.gemm_packed(Trans::N, M, A.data(), lda, T(1), pb, beta, b, c1.data(), N, 1);
+        o.gemm_packed(Trans::T, M, At.data(), ldat, T(1), pb, beta, b, c2.data(), N, 1);
+        CHECK(c1 == c2);
+      }
   }
 }
 
 // stream_copy: every byte of the block copied, nothing outside it touched, for destinations at
-// every offset from a 64-byte line (heads, streamed middles, tails) and widths around a vector.
+// every offset from a 64-byte line (heads, streamed middles, tails), widths around a vector,
+// strided rows and contiguous ones (copied as one run).
 template <typename T>
 void stream_copy_family(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   for (int rows : {0, 1, 3})
     for (int cols : {0, 1, 7, 8, 15, 16, 17, 33, 64, 100})
-      for (int off = 0; off < 16; ++off) {
-        const int lds = cols + 5, ldd = cols + 3 + off;
-        AlignedBuffer<T> src(static_cast<std::size_t>(rows) * lds + 1);
-        AlignedBuffer<T> dst(static_cast<std::size_t>(rows + 1) * ldd + 32);
-        for (std::size_t i = 0; i < src.size(); ++i) src[i] = T(i + 1);
-        for (std::size_t i = 0; i < dst.size(); ++i) dst[i] = T(-1);
-        o.stream_copy(rows, cols, src.data(), lds, dst.data() + off, ldd);
-        bool ok = true;
-        for (std::size_t i = 0; i < dst.size(); ++i) {
-          const long long e = static_cast<long long>(i) - off;
-          const long long r = e >= 0 ? e / ldd : -1, c = e >= 0 ? e % ldd : -1;
-          const bool inside = r >= 0 && r < rows && c < cols;
-          ok = ok && dst[i] == (inside ? src[static_cast<std::size_t>(r * lds + c)] : T(-1));
+      for (int off = 0; off < 16; ++off)
+        for (bool contiguous : {false, true}) {
+          const int lds = contiguous ? cols : cols + 5, ldd = contiguous ? cols : cols + 3 + off;
+          AlignedBuffer<T> src(static_cast<std::size_t>(rows) * lds + 1);
+          AlignedBuffer<T> dst(static_cast<std::size_t>(rows + 1) * ldd + 32);
+          for (std::size_t i = 0; i < src.size(); ++i) src[i] = T(i + 1);
+          for (std::size_t i = 0; i < dst.size(); ++i) dst[i] = T(-1);
+          o.stream_copy(rows, cols, src.data(), lds, dst.data() + off, ldd);
+          bool ok = true;
+          for (std::size_t i = 0; i < dst.size(); ++i) {
+            const long long e = static_cast<long long>(i) - off;
+            const bool in_rows = e >= 0 && ldd > 0 && e / ldd < rows;
+            const long long r = in_rows ? e / ldd : 0, c = in_rows ? e % ldd : 0;
+            const bool inside = in_rows && c < cols;
+            ok = ok && dst[i] == (inside ? src[static_cast<std::size_t>(r * lds + c)] : T(-1));
+          }
+          if (!ok)
+            std::fprintf(stderr, "  stream_copy %s rows=%d cols=%d off=%d contiguous=%d\n",
+                         isa_name(isa), rows, cols, off, int(contiguous));
+          CHECK(ok);
         }
-        if (!ok)
-          std::fprintf(stderr, "  stream_copy %s rows=%d cols=%d off=%d\n", isa_name(isa), rows,
-                       cols, off);
-        CHECK(ok);
-      }
 }
 
 }  // namespace

@@ -1,0 +1,85 @@
+"""Thread counts and step-loop splits never change a bit: the CPU step loops share a pass's
+steps by batch rows or by hidden units, or run on one thread, and a training forward writes its
+gate cache in place or streams it from a hot per-step slot (caches over 8 MiB per layer and
+direction); every output and gradient must be bitwise the same whichever path runs, since each
+element has one writer and one summation order. No torch needed."""
+import numpy as np
+import pytest
+
+import pyrnn
+from reference import make_layer
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru_after", "gru")  # gru: the seeds' reset_after=False
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru_after": 3, "gru": 3}
+STREAMED_CACHE = 8 << 20  # bytes: kStreamedCache in cpp/src/recurrent.cpp
+
+
+@pytest.fixture
+def restore_runtime():
+    isa, threads = pyrnn.info()["cpu_isa"], pyrnn.get_num_threads()
+    yield
+    pyrnn.set_cpu_isa(isa)
+    pyrnn.set_num_threads(threads)
+
+
+def _train_pass(cell, T, N, C, H, threads, layers=1, seed_key=0):
+    """One training forward and backward (bidirectional, varied lengths, float32) at `threads`;
+    returns copies of the output, d x and every gradient."""
+    rng = np.random.default_rng(seed_key)
+    x = rng.standard_normal((T, N, C)).astype(np.float32)
+    lens = rng.integers(1, T + 1, size=N)
+    lens[0] = T
+    pyrnn.set_num_threads(threads)
+    layer = make_layer(cell, C, H, layers, bidirectional=True, seed=3)
+    out = layer(x, None, lens)[0]
+    d_out = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
+    dx = layer.backward(d_out)[0]
+    return out.copy(), dx.copy(), {k: v.copy() for k, v in layer.grads.items()}
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a[0], b[0], err_msg="output")
+    np.testing.assert_array_equal(a[1], b[1], err_msg="d x")
+    for k in a[2]:
+        np.testing.assert_array_equal(a[2][k], b[2][k], err_msg=k)
+
+
+@pytest.mark.parametrize("shape", [(5, 64, 40, 128), (3, 16, 64, 512)], ids=["rows", "units"])
+@pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_thread_count_gives_identical_bits(cell, isa, shape, restore_runtime):
+    """Large enough that 2 threads share the work: the forward steps by batch rows (weights that
+    fit in L2) or by hidden units (larger ones), the backward by units, the weight gradients by
+    their rows and d x by its columns; two layers. Three threads also run on a 2-core machine:
+    the split step barrier's waits must then yield, not starve a thread."""
+    pyrnn.set_cpu_isa(isa)
+    T, N, C, H = shape
+    runs = [_train_pass(cell, T, N, C, H, threads, layers=2) for threads in (1, 2, 3)]
+    for other in runs[1:]:
+        _assert_same(runs[0], other)
+
+
+def _steps_over_streamed(cell, N, H):
+    """Steps that make one direction's training cache (gates, and GRU's aux) exceed the
+    streaming threshold."""
+    per_step = N * (GATES[cell] + (1 if cell.startswith("gru") else 0)) * H * 4
+    return STREAMED_CACHE // per_step + 2
+
+
+@pytest.mark.parametrize("isa", [i for i in pyrnn.info()["available_isas"] if i != "scalar"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_streamed_training_cache_gives_identical_bits(cell, isa, restore_runtime):
+    """Training caches over the streaming threshold, each way of filling them:
+    - H = 501 (a multiple of no panel width) keeps the step loop on one thread: with 1 thread
+      the cache is streamed from the hot slot, with 2 the big projection over all steps writes
+      it in place: the two must agree bitwise;
+    - H = 512 splits the step loop by hidden units at 2 and 3 threads (each thread streams its
+      units' columns), against 1 thread (all rows streamed);
+    - small weights (H = 64) and a wide batch split it by batch rows at 2 threads.
+    (The scalar kernels stream with memcpy; stream_copy is tested per ISA in the C++ tests.)"""
+    pyrnn.set_cpu_isa(isa)
+    for N, H, thread_counts in [(64, 501, (1, 2)), (64, 512, (1, 2, 3)), (192, 64, (1, 2))]:
+        T, C = _steps_over_streamed(cell, N, H), 16
+        runs = [_train_pass(cell, T, N, C, H, threads) for threads in thread_counts]
+        for other in runs[1:]:
+            _assert_same(runs[0], other)
