@@ -22,17 +22,17 @@ def restore_runtime():
     pyrnn.set_num_threads(threads)
 
 
-def _train_pass(cell, T, N, C, H, threads, layers=1, seed_key=0):
-    """One training forward and backward (bidirectional, varied lengths, float32) at `threads`;
-    returns copies of the output, d x and every gradient."""
-    rng = np.random.default_rng(seed_key)
-    x = rng.standard_normal((T, N, C)).astype(np.float32)
+def _train_pass(cell, T, N, C, H, threads, layers=1, dtype="float32"):
+    """One training forward and backward (bidirectional, varied lengths) at `threads`; returns
+    copies of the output, d x and every gradient."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, N, C)).astype(dtype)
     lens = rng.integers(1, T + 1, size=N)
     lens[0] = T
     pyrnn.set_num_threads(threads)
-    layer = make_layer(cell, C, H, layers, bidirectional=True, seed=3)
+    layer = make_layer(cell, C, H, layers, bidirectional=True, seed=3, dtype=dtype)
     out = layer(x, None, lens)[0]
-    d_out = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
+    d_out = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
     dx = layer.backward(d_out)[0]
     return out.copy(), dx.copy(), {k: v.copy() for k, v in layer.grads.items()}
 
@@ -44,17 +44,19 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(a[2][k], b[2][k], err_msg=k)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(5, 64, 40, 128), (3, 16, 64, 512)], ids=["rows", "units"])
 @pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_thread_count_gives_identical_bits(cell, isa, shape, restore_runtime):
+def test_thread_count_gives_identical_bits(cell, isa, shape, dtype, restore_runtime):
     """Large enough that 2 threads share the work: the forward steps by batch rows (weights that
     fit in L2) or by hidden units (larger ones), the backward by units, the weight gradients by
     their rows and d x by its columns; two layers. Three threads also run on a 2-core machine:
-    the split step barrier's waits must then yield, not starve a thread."""
+    the split step barrier's waits must then yield, not starve a thread. Both precisions: their
+    panel widths differ."""
     pyrnn.set_cpu_isa(isa)
     T, N, C, H = shape
-    runs = [_train_pass(cell, T, N, C, H, threads, layers=2) for threads in (1, 2, 3)]
+    runs = [_train_pass(cell, T, N, C, H, threads, layers=2, dtype=dtype) for threads in (1, 2, 3)]
     for other in runs[1:]:
         _assert_same(runs[0], other)
 
