@@ -112,17 +112,9 @@ def test_repeated_runs_bitwise_identical(cfg):
         assert np.array_equal(u, w)
 
 
-@pytest.fixture
-def runtime():
-    threads, isa = pyrnn.get_num_threads(), pyrnn.get_cpu_isa()
-    yield
-    pyrnn.set_num_threads(threads)
-    pyrnn.set_cpu_isa(isa)
-
-
 @settings(max_examples=30, **SETTINGS)
 @given(configs(max_T=6, max_N=48, max_C=64, max_H=96))
-def test_thread_counts_bitwise_identical(runtime, cfg):
+def test_thread_counts_bitwise_identical(restore_runtime, cfg):
     """Sizes large enough that the kernels split work across threads (products of 1M
     multiply-adds and more)."""
     cfg["dropout"] = 0.0
@@ -137,7 +129,7 @@ def test_thread_counts_bitwise_identical(runtime, cfg):
 
 @settings(max_examples=80, **SETTINGS)
 @given(configs(max_T=6, max_N=9, max_C=40, max_H=40))
-def test_every_isa_agrees_with_scalar(runtime, cfg):
+def test_every_isa_agrees_with_scalar(restore_runtime, cfg):
     cfg["dropout"] = 0.0
     pyrnn.set_cpu_isa("scalar")
     ref = run(cfg)

@@ -14,14 +14,6 @@ GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru_after": 3, "gru": 3}
 STREAMED_CACHE = 8 << 20  # bytes: kStreamedCache in cpp/src/recurrent.cpp
 
 
-@pytest.fixture
-def restore_runtime():
-    isa, threads = pyrnn.info()["cpu_isa"], pyrnn.get_num_threads()
-    yield
-    pyrnn.set_cpu_isa(isa)
-    pyrnn.set_num_threads(threads)
-
-
 def _train_pass(cell, T, N, C, H, threads, layers=1, dtype="float32"):
     """One training forward and backward (bidirectional, varied lengths) at `threads`; returns
     copies of the output, d x and every gradient."""

@@ -257,14 +257,6 @@ def test_torch_parity_longer_batch(cell):
                grad_tol=LONG_GRAD_TOL32)
 
 
-@pytest.fixture
-def restore_runtime():
-    isa, threads = pyrnn.info()["cpu_isa"], pyrnn.get_num_threads()
-    yield
-    pyrnn.set_cpu_isa(isa)
-    pyrnn.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("H", [13, 64])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
