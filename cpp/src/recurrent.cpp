@@ -224,7 +224,8 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
     const double per_layer = tn * (std::max<double>(cfg_.input_size, dh) + 2.0 * dh);
     const double n_dirs = training ? static_cast<double>(L) * D : D;
     const double n_layers = training ? L : 2.0;
-    check_allocation((n_dirs * per_dir + n_layers * per_layer) * sizeof(T),
+    const double hot_slot = static_cast<double>(N) * (cfg_.gates() + 1) * H;  // step_g_, step_aux_
+    check_allocation((n_dirs * per_dir + n_layers * per_layer + hot_slot) * sizeof(T),
                      "this forward's activations");
   }
 
@@ -341,11 +342,16 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   // projection fills the cache directly.
   const std::size_t cache_bytes = T_ * N * (GH + (gru ? H : 0)) * sizeof(T);
   const bool hot = step_proj && (!training_ || cache_bytes > kStreamedCache);
-  const bool keep = training_ || !hot;  // dc.g and dc.aux hold every step
-  if (keep) dc.g.resize(T_ * N * GH);   // (eval with the hot slot leaves them alone)
-  if (gru && keep) dc.aux.resize(T_ * N * H);
-  if (hot) step_g_.resize(N * GH);
-  if (hot && gru) step_aux_.resize(N * H);
+  // dc.g and dc.aux hold every step (eval with the hot slot leaves them alone). Eval buffers
+  // only grow: inference on varying shapes does not reallocate (and zero) them every call.
+  const bool keep = training_ || !hot;
+  auto fit = [&](AlignedBuffer<T>& buf, std::size_t n) {
+    if (training_ ? buf.size() != n : buf.size() < n) buf.resize(n);
+  };
+  if (keep) fit(dc.g, T_ * N * GH);
+  if (gru && keep) fit(dc.aux, T_ * N * H);
+  if (hot) fit(step_g_, N * GH);
+  if (hot && gru) fit(step_aux_, N * H);
   dc.h.resize((T_ + 1) * N * H);
   if (lstm) dc.c.resize((T_ + 1) * N * H);
   scratch_.resize(N * GH);
