@@ -393,43 +393,40 @@ cdef class DeviceArray:
         dl.shape = dims
         dl.strides = dims + nd
         dl.byte_offset = 0
-        cdef DLManagedTensor* t = NULL
-        cdef DLManagedTensorVersioned* tv = NULL
+        # The ABI's struct; from here on only `tensor`, its manager_ctx slot and its name differ.
+        cdef DLManagedTensor* t
+        cdef DLManagedTensorVersioned* tv
+        cdef void* tensor
+        cdef void** ctx
+        cdef const char* name
         if versioned:
             tv = <DLManagedTensorVersioned*>malloc(sizeof(DLManagedTensorVersioned))
-        else:
-            t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
-        if t == NULL and tv == NULL:
-            free(dims)
-            raise MemoryError()
-        if versioned:
+            if tv == NULL:
+                free(dims)
+                raise MemoryError()
             tv.version.major = 1
             tv.version.minor = 0
             tv.flags = DLPACK_FLAG_BITMASK_READ_ONLY if self.readonly else 0
             tv.dl_tensor = dl
-            tv.manager_ctx = NULL
             tv.deleter = _export_deleter_versioned
+            tensor, ctx, name = <void*>tv, &tv.manager_ctx, b"dltensor_versioned"
         else:
+            t = <DLManagedTensor*>malloc(sizeof(DLManagedTensor))
+            if t == NULL:
+                free(dims)
+                raise MemoryError()
             t.dl_tensor = dl
-            t.manager_ctx = NULL
             t.deleter = _export_deleter
+            tensor, ctx, name = <void*>t, &t.manager_ctx, b"dltensor"
+        ctx[0] = NULL
         try:
-            if versioned:
-                cap = PyCapsule_New(<void*>tv, b"dltensor_versioned", _capsule_destructor)
-            else:
-                cap = PyCapsule_New(<void*>t, b"dltensor", _capsule_destructor)
+            cap = PyCapsule_New(tensor, name, _capsule_destructor)
         except BaseException:
-            if versioned:
-                _export_deleter_versioned(tv)
-            else:
-                _export_deleter(t)
+            _release_export(tensor, NULL, dims)
             raise
         # Only once the capsule exists: the reference is the capsule's (its deleter's) from here.
         Py_INCREF(self)
-        if versioned:
-            tv.manager_ctx = <void*>self
-        else:
-            t.manager_ctx = <void*>self
+        ctx[0] = <void*>self
         return cap
 
 
