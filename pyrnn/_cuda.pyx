@@ -505,22 +505,29 @@ def from_dlpack(obj, device=None):
         return obj
     if not hasattr(obj, "__dlpack__"):
         raise TypeError(f"{type(obj).__name__} does not implement __dlpack__")
+    kind = None
+    dev = getattr(obj, "__dlpack_device__", None)
+    if dev is not None:
+        try:
+            kind, index = (int(v) for v in dev())
+        except Exception:
+            kind = None
+    if kind is not None and kind not in (kDLCUDA, kDLCUDAManaged):
+        # Said before asking for a capsule: a host producer refuses a CUDA stream (NumPy:
+        # "only supports stream=None") before it could tell us where its data lives.
+        raise TypeError(f"DLPack tensor is on device type {kind}, not CUDA ({kDLCUDA}); pass "
+                        f"host arrays as NumPy")
     if device is None:  # the array's own device, when it says
-        device = 0
-        dev = getattr(obj, "__dlpack_device__", None)
-        if dev is not None:
-            try:
-                kind, index = dev()
-                if int(kind) in (kDLCUDA, kDLCUDAManaged):
-                    device = int(index)
-            except Exception:
-                pass
+        device = index if kind is not None else 0
     cdef uintptr_t s = 0
     stream = None
     if ccuda.device_count() > 0:
         # The consumer stream: the producer orders its pending work before it (an event wait,
-        # asynchronous). Only that stream is ordered, so it is synchronized below.
-        s = <uintptr_t>Context.get(device).stream()
+        # asynchronous). Only that stream is ordered, so it is synchronized below. It is the
+        # Context's import stream, not its compute stream: another thread may be capturing
+        # the compute stream into a CUDA graph (device_lock.cuh), and a wait queued or a
+        # synchronize issued on it meanwhile would break that capture.
+        s = <uintptr_t>Context.get(device).import_stream()
         stream = s
     capsule, ordered = _call_dlpack(obj, stream)
     arr = _from_capsule(capsule, obj)

@@ -33,6 +33,7 @@ cdef extern from "pyrnn/cuda/context.h" namespace "pyrnn::cuda" nogil:
         @staticmethod
         Context& get(int device) except +
         cudaStream_t stream()
+        cudaStream_t import_stream() except +
         int device()
 
 # Mirrors cuda/include/pyrnn/cuda/memory.h

@@ -274,10 +274,16 @@ def test_dlpack_import_checks():
     assert p.deleted == 0
     del a
     assert p.deleted == 1
-    for kw, exc, match in [(dict(device_type=1), TypeError, "not CUDA"),
-                           (dict(code=0, bits=32), TypeError, "float32, float64 or int64"),
-                           (dict(strides=(1, 2)), ValueError, "C-contiguous")]:
-        q = CtypesProducer(**kw)
+
+    class ClaimsCuda(CtypesProducer):  # says CUDA, but its tensor says CPU: caught in the capsule
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    for make, exc, match in [(lambda: ClaimsCuda(device_type=1), TypeError, "not CUDA"),
+                             (lambda: CtypesProducer(code=0, bits=32), TypeError,
+                              "float32, float64 or int64"),
+                             (lambda: CtypesProducer(strides=(1, 2)), ValueError, "C-contiguous")]:
+        q = make()
         with pytest.raises(exc, match=match):
             pyrnn.cuda.from_dlpack(q)
         assert q.deleted == 1  # a rejected import still releases the producer's tensor
@@ -445,6 +451,29 @@ def test_dlpack_import_asks_with_fewer_arguments_only_when_refused():
     with pytest.raises(TypeError, match="requires grad"):
         pyrnn.cuda.from_dlpack(Broken())
     assert calls == ["broken"]  # not retried as if the keywords were refused
+
+
+@needs_ext
+def test_dlpack_import_refuses_a_host_producer_before_asking_for_its_capsule():
+    """A host producer is refused from its __dlpack_device__ alone: asked for a capsule with a
+    CUDA stream (as on a machine with a GPU) NumPy raises its own RuntimeError instead."""
+    calls = []
+
+    class HostOnly:  # like NumPy: a CPU tensor, and no stream but None
+        def __dlpack__(self, stream=None, max_version=None):
+            calls.append(stream)
+            if stream is not None:
+                raise RuntimeError("only supports stream=None")
+            return np.zeros(3).__dlpack__()
+
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    with pytest.raises(TypeError, match="device type 1, not CUDA"):
+        pyrnn.cuda.from_dlpack(HostOnly())
+    assert calls == []
+    with pytest.raises(TypeError, match="device type 1, not CUDA"):
+        pyrnn.cuda.from_dlpack(np.zeros(3))
 
 
 # ---- validation of device inputs (the CUDA layer path, checks only) --------------------------

@@ -79,6 +79,15 @@ cublasHandle_t Context::side_cublas() {
   return side_cublas_;
 }
 
+cudaStream_t Context::import_stream() {
+  std::lock_guard<std::mutex> lock(side_mutex_);
+  if (!import_stream_) {
+    DeviceScope guard(device_);
+    PYRNN_CUDA_CHECK(cudaStreamCreateWithFlags(&import_stream_, cudaStreamNonBlocking));
+  }
+  return import_stream_;
+}
+
 // Best effort, never throws: switch to our device (handles belong to it), then back.
 Context::~Context() {
   int prev = 0;
@@ -91,12 +100,14 @@ void Context::release() noexcept {
   if (side_cublas_) (void)cublasDestroy(side_cublas_);
   if (side_stream_) (void)cudaStreamDestroy(side_stream_);
   if (side_workspace_) (void)cudaFree(side_workspace_);
+  if (import_stream_) (void)cudaStreamDestroy(import_stream_);
   if (cublas_) (void)cublasDestroy(cublas_);
   if (stream_) (void)cudaStreamDestroy(stream_);
   if (workspace_) (void)cudaFree(workspace_);
   side_cublas_ = nullptr;
   side_stream_ = nullptr;
   side_workspace_ = nullptr;
+  import_stream_ = nullptr;
   cublas_ = nullptr;
   stream_ = nullptr;
   workspace_ = nullptr;

@@ -2,9 +2,11 @@
 // cuda::Recurrent<float> (eval) -> y_T = h_T W_hy^T + b_y with cuBLAS and a bias kernel.
 #include <cuda_runtime.h>
 
+#include <mutex>
 #include <utility>
 
 #include "cells.cuh"
+#include "device_lock.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/error.h"
@@ -37,12 +39,19 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
   if (y_.size() < T * N * H) y_ = cuda::DeviceBuffer<float>(T * N * H);
   if (cn_.size() < N * H) cn_ = cuda::DeviceBuffer<float>(N * H);
   if (h_last_.rows() != N || h_last_.cols() != H) h_last_ = MatrixCUDA(N, H);
-  for (std::size_t t = 0; t < T; ++t)  // [N, C] steps -> x_ [T, N, C]
-    PYRNN_CUDA_CHECK(cudaMemcpyAsync(x_.data() + t * N * C, sequence[t].data(),
-                                     N * C * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  // Work queued here on the Context stream holds the device lock (device_lock.cuh); the
+  // recurrent pass and MatrixCUDA's constructor take it themselves.
+  std::mutex& device_mutex = cuda::detail::device_mutex(core_.device());
+  {
+    std::lock_guard<std::mutex> lock(device_mutex);
+    for (std::size_t t = 0; t < T; ++t)  // [N, C] steps -> x_ [T, N, C]
+      PYRNN_CUDA_CHECK(cudaMemcpyAsync(x_.data() + t * N * C, sequence[t].data(),
+                                       N * C * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  }
   core_.forward(y_.data(), h_last_.data(), cn_.data(), x_.data(), nullptr, nullptr, nullptr,
                 static_cast<int>(T), static_cast<int>(N), /*training=*/false, 0);
   MatrixCUDA out(N, O);
+  std::lock_guard<std::mutex> lock(device_mutex);
   cuda::gemm<float>(cuda::Context::get(core_.device()).cublas(), kernels::Trans::N,
                     kernels::Trans::T, static_cast<int>(N), static_cast<int>(O),
                     static_cast<int>(H), 1.f, h_last_.data(), static_cast<int>(H), w_hy_.data(),

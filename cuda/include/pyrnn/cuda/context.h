@@ -33,6 +33,10 @@ class Context {
   // this context's device current). Independent of stream(): order with events.
   cudaStream_t side_stream();
   cublasHandle_t side_cublas();
+  // A non-blocking stream no pass or training call uses, so never under graph capture and
+  // needing no device lock: DLPack producers order their pending work before it, and the
+  // importer synchronizes it. Created on first use.
+  cudaStream_t import_stream();
 
  private:
   void release() noexcept;
@@ -42,10 +46,11 @@ class Context {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* workspace_ = nullptr;  // cuBLAS workspace of cublas_
-  std::mutex side_mutex_;
+  std::mutex side_mutex_;  // guards the lazy creation of the side and import streams
   cudaStream_t side_stream_ = nullptr;
   cublasHandle_t side_cublas_ = nullptr;
   void* side_workspace_ = nullptr;
+  cudaStream_t import_stream_ = nullptr;
 };
 
 }  // namespace cuda
