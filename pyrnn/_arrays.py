@@ -58,16 +58,16 @@ def host_copy(a):
     return a.copy() if isinstance(a, np.ndarray) else a.numpy()
 
 
-def to_device(a, dtype=None):
+def to_device(a, dtype=None, device=0):
     from . import cuda
-    return cuda.to_device(a, dtype)
+    return cuda.to_device(a, dtype, device)
 
 
 def zeros_like(a):
     """Zeros of a's shape and dtype on a's device."""
     if isinstance(a, np.ndarray):
         return np.zeros_like(a)
-    return to_device(np.zeros(tuple(a.shape), a.dtype))
+    return to_device(np.zeros(tuple(a.shape), a.dtype), device=a.device)
 
 
 def copy(a):

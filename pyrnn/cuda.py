@@ -111,9 +111,9 @@ def from_cuda_array_interface(obj):
     return _need().from_cuda_array_interface(obj)
 
 
-def to_device(array, dtype=None):
-    """Owning DeviceArray copy of a host array (NumPy or anything array-like)."""
-    return _need().DeviceArray.from_numpy(array, dtype)
+def to_device(array, dtype=None, device=0):
+    """Owning DeviceArray copy of a host array (NumPy or anything array-like) on `device`."""
+    return _need().DeviceArray.from_numpy(array, dtype, device)
 
 
 def kernels():

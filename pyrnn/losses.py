@@ -60,6 +60,7 @@ class Loss:
         self._dpred = None
         self._dtype = None
         self._on_device = False
+        self._device = 0
         self.count = 0
 
     def __call__(self, pred, target):
@@ -86,7 +87,9 @@ class Loss:
             if reason:
                 raise RuntimeError(f"pred is a CUDA device array ({type(pred).__name__}), but no "
                                    f"CUDA device is usable: {reason}")
-            return cuda.as_device_array(pred).numpy()
+            arr = cuda.as_device_array(pred)
+            self._device = arr.device  # d pred goes back to pred's GPU, whichever it is
+            return arr.numpy()
         return pred
 
     def backward(self):
@@ -94,7 +97,7 @@ class Loss:
         if self._dpred is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward()")
         d = self._dpred.astype(self._dtype, copy=False)
-        return _arrays.to_device(d) if self._on_device else d
+        return _arrays.to_device(d, device=self._device) if self._on_device else d
 
     def metric_counts(self):
         return {}

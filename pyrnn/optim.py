@@ -121,7 +121,8 @@ class Optimizer:
                     if v.shape != (p.size,) or v.dtype != p.dtype:
                         raise ValueError(f"state {k!r} of {p.name!r} has shape {v.shape} "
                                          f"{v.dtype}, expected ({p.size},) {p.dtype}")
-                    v = _arrays.to_device(v) if p.device != "cpu" else v.copy()
+                    v = (_arrays.to_device(v, device=p.data.device) if p.device != "cpu"
+                         else v.copy())
                 d[k] = v
             new.append(d)
         self.state = new

@@ -17,17 +17,17 @@ from pyrnn import _core, _train
 class FakeDev:
     """pyrnn.cuda.DeviceArray over a C-contiguous ndarray (views stay views)."""
 
-    def __init__(self, a):
+    def __init__(self, a, device=0):
         assert isinstance(a, np.ndarray) and a.flags.c_contiguous, type(a)
         assert a.dtype in (np.float32, np.float64, np.int64), a.dtype
         self.a = a
+        self.device = device
 
     shape = property(lambda self: tuple(self.a.shape))
     dtype = property(lambda self: self.a.dtype)
     ndim = property(lambda self: self.a.ndim)
     size = property(lambda self: self.a.size)
     nbytes = property(lambda self: self.a.nbytes)
-    device = 0
     readonly = False
 
     @property
@@ -40,13 +40,13 @@ class FakeDev:
                 "data": (self.a.ctypes.data or 1, False), "version": 3}
 
     def reshape(self, *shape):
-        return FakeDev(self.a.reshape(*shape))
+        return FakeDev(self.a.reshape(*shape), self.device)
 
     def permute01(self):
-        return FakeDev(np.ascontiguousarray(self.a.swapaxes(0, 1)))
+        return FakeDev(np.ascontiguousarray(self.a.swapaxes(0, 1)), self.device)
 
     def copy(self):
-        return FakeDev(self.a.copy())
+        return FakeDev(self.a.copy(), self.device)
 
     def numpy(self):
         return self.a.copy()
@@ -220,8 +220,8 @@ def install(monkeypatch):
             return obj
         raise TypeError(f"{type(obj).__name__} is not a CUDA device array")
 
-    def to_device(a, dtype=None):
-        return FakeDev(np.array(a, dtype=dtype, order="C"))
+    def to_device(a, dtype=None, device=0):
+        return FakeDev(np.array(a, dtype=dtype, order="C"), device)
 
     monkeypatch.setattr(pyrnn.cuda, "unavailable_reason", lambda: None)
     monkeypatch.setattr(pyrnn.cuda, "NativeRecurrentCUDA", FakeNative, raising=False)

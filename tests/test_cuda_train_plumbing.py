@@ -224,6 +224,28 @@ def test_losses_take_device_predictions(fake, loss, shape, target):
     d = loss.backward()
     assert isinstance(d, FakeDev) and d.dtype == np.float32
     np.testing.assert_array_equal(d.a, d_want)
+    loss.forward(FakeDev(pred, device=1), t)  # a prediction on another GPU
+    d = loss.backward()
+    assert d.device == 1  # d pred returns to pred's device, not device 0
+    np.testing.assert_array_equal(d.a, d_want)
+
+
+@pytest.mark.parametrize("cls, kw", [(c, kw) for c, kw in OPTIMIZERS if c is not optim.SGD
+                                     or kw.get("momentum")])  # those that keep state
+def test_optimizer_state_on_the_parameters_device(fake, cls, kw):
+    """State buffers (new, or loaded from a state_dict) live on their parameter's device, which
+    need not be device 0 (a Parameter built over arrays on another GPU)."""
+    rng = np.random.default_rng(7)
+    p = pyrnn.Parameter("w", FakeDev(rng.standard_normal(6), device=1),
+                        FakeDev(rng.standard_normal(6), device=1))
+    opt = cls([p], **kw)
+    opt.step()
+    buffers = [v for st in opt.state for v in st.values() if isinstance(v, FakeDev)]
+    assert buffers and all(v.device == 1 for v in buffers)
+    again = cls([p], **kw)
+    again.load_state_dict(opt.state_dict())
+    loaded = [v for st in again.state for v in st.values() if isinstance(v, FakeDev)]
+    assert len(loaded) == len(buffers) and all(v.device == 1 for v in loaded)
 
 
 # ---- Sequential -----------------------------------------------------------------------------
