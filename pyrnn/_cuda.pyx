@@ -721,10 +721,14 @@ cdef class NativeRecurrentCUDA:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
         _require_device()
         self.device = device
-        if self.dtype == np.float32:
-            self.f32 = new CudaRecurrent[float](self.cfg, device)
-        else:
-            self.f64 = new CudaRecurrent[double](self.cfg, device)
+        # Device work below (and in the methods that follow) waits for the device lock, which a
+        # pass in another thread may hold for its whole length: without the GIL.
+        cdef bint single = self.dtype == np.float32
+        with nogil:
+            if single:
+                self.f32 = new CudaRecurrent[float](self.cfg, device)
+            else:
+                self.f64 = new CudaRecurrent[double](self.cfg, device)
 
     def __dealloc__(self):
         del self.f32
@@ -734,16 +738,18 @@ cdef class NativeRecurrentCUDA:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        if self.f32:
-            self.f32.reset_parameters(seed)
-        else:
-            self.f64.reset_parameters(seed)
+        with nogil:
+            if self.f32:
+                self.f32.reset_parameters(seed)
+            else:
+                self.f64.reset_parameters(seed)
 
     def zero_grad(self):
-        if self.f32:
-            self.f32.zero_grad()
-        else:
-            self.f64.zero_grad()
+        with nogil:
+            if self.f32:
+                self.f32.zero_grad()
+            else:
+                self.f64.zero_grad()
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()
@@ -819,16 +825,17 @@ cdef class NativeRecurrentCUDA:
         """Host copy (1-D ndarray) of all parameters or gradients."""
         out = np.empty(self.num_parameters(), self.dtype)
         cdef uintptr_t p = out.ctypes.data
-        if self.f32:
-            if grads:
-                self.f32.copy_grads_to_host(<float*>p)
+        with nogil:
+            if self.f32:
+                if grads:
+                    self.f32.copy_grads_to_host(<float*>p)
+                else:
+                    self.f32.copy_params_to_host(<float*>p)
             else:
-                self.f32.copy_params_to_host(<float*>p)
-        else:
-            if grads:
-                self.f64.copy_grads_to_host(<double*>p)
-            else:
-                self.f64.copy_params_to_host(<double*>p)
+                if grads:
+                    self.f64.copy_grads_to_host(<double*>p)
+                else:
+                    self.f64.copy_params_to_host(<double*>p)
         return out
 
     def set_flat(self, bint grads, values):
@@ -837,16 +844,17 @@ cdef class NativeRecurrentCUDA:
         if src.size != self.num_parameters():
             raise ValueError(f"expected {self.num_parameters()} values, got {src.size}")
         cdef uintptr_t p = src.ctypes.data
-        if self.f32:
-            if grads:
-                self.f32.copy_grads_from_host(<const float*>p)
+        with nogil:
+            if self.f32:
+                if grads:
+                    self.f32.copy_grads_from_host(<const float*>p)
+                else:
+                    self.f32.copy_params_from_host(<const float*>p)
             else:
-                self.f32.copy_params_from_host(<const float*>p)
-        else:
-            if grads:
-                self.f64.copy_grads_from_host(<const double*>p)
-            else:
-                self.f64.copy_params_from_host(<const double*>p)
+                if grads:
+                    self.f64.copy_grads_from_host(<const double*>p)
+                else:
+                    self.f64.copy_params_from_host(<const double*>p)
 
     cdef _enter(self):
         if self.busy:
