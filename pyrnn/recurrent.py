@@ -303,8 +303,9 @@ class _Recurrent:
     # ---- CUDA path ------------------------------------------------------------------------
     # Host (NumPy / array-like) data is validated exactly as on the CPU and uploaded; the
     # results come back as NumPy. Device arrays (DeviceArray, __cuda_array_interface__, CUDA
-    # __dlpack__) are used zero-copy when C-contiguous of the layer dtype, and the results are
-    # DeviceArrays. Layout changes (batch_first) are done on the device.
+    # __dlpack__) must be C-contiguous and of the layer dtype (else ValueError / TypeError: no
+    # silent device copy); they are used zero-copy, and the results are DeviceArrays. Layout
+    # changes (batch_first) are done on the device.
     def _device_in(self, name, value):
         from . import cuda
         arr = cuda.as_device_array(value)
