@@ -138,8 +138,10 @@ class Layer:
         if device == self.device:
             return self
         move = _arrays.to_device if device == "cuda" else _arrays.host
-        self._params = {k: move(v) for k, v in self._params.items()}
-        self._grads = {k: move(v) for k, v in self._grads.items()}
+        # Both moved before either is replaced: a failure leaves the layer whole where it was.
+        params = {k: move(v) for k, v in self._params.items()}
+        grads = {k: move(v) for k, v in self._grads.items()}
+        self._params, self._grads = params, grads
         self._cache = None
         self.device = device
         return self

@@ -129,12 +129,23 @@ class Sequential(Layer):
         """Move every layer to "cpu" or "cuda" (in place; returns self). Build optimizers
         after moving: Parameter views taken before point at the old storage."""
         _check_device(device)
-        for i, layer in enumerate(self.layers):
-            if callable(getattr(layer, "to", None)):
-                layer.to(device)
-            elif device != "cpu":
-                raise TypeError(f"layer {i} ({type(layer).__name__}) has no to(): it cannot move "
-                                f"to {device}")
+        moved = []  # (layer, its device before): moved back if a later layer fails
+        try:
+            for i, layer in enumerate(self.layers):
+                if callable(getattr(layer, "to", None)):
+                    before = getattr(layer, "device", "cpu")
+                    layer.to(device)
+                    moved.append((layer, before))
+                elif device != "cpu":
+                    raise TypeError(f"layer {i} ({type(layer).__name__}) has no to(): it "
+                                    f"cannot move to {device}")
+        except BaseException:
+            for layer, before in reversed(moved):
+                try:
+                    layer.to(before)
+                except Exception:  # the original error is the one to raise
+                    pass
+            raise
         return self
 
     def numpy_params(self):

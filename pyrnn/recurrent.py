@@ -89,14 +89,16 @@ class _Recurrent:
             return self
         params, grads = self.numpy_params(), self.numpy_grads()
         native = self._make_native(device)
+        new_params, new_grads = native.views(False), native.views(True)
+        # Filled before the layer switches: a failure here (out of device memory, say) leaves it
+        # whole on its old device, never on the new one with some weights still the seed's.
+        for name, value in params.items():
+            _arrays.assign(new_params[name], value)
+        for name, value in grads.items():
+            _arrays.assign(new_grads[name], value)
         self._native = native
         self.device = device
-        self._params = native.views(False)
-        self._grads = native.views(True)
-        for name, value in params.items():
-            _arrays.assign(self._params[name], value)
-        for name, value in grads.items():
-            _arrays.assign(self._grads[name], value)
+        self._params, self._grads = new_params, new_grads
         self._last = None
         return self
 

@@ -109,6 +109,33 @@ def test_to_round_trip(fake_cuda):
     assert "device='cuda'" in repr(make("gru", 2, 3, device="cuda"))
 
 
+def test_failed_move_leaves_the_layer_whole(fake_cuda, monkeypatch):
+    """A copy failing partway through to() (a device error, out of memory) leaves the layer on
+    its old device with all its values, not on the new one with some weights still the seed's."""
+    rng = np.random.default_rng(3)
+    layer = make("gru", 3, 4, 2, dtype="float64", seed=1)
+    for v in layer.params.values():
+        v[...] = rng.standard_normal(v.shape)
+    want = layer.numpy_params()
+    x = rng.standard_normal((4, 2, 3))
+    y = layer(x)[0]
+    calls = []
+
+    def failing(self, host):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("cudaMemcpy: out of memory (simulated)")
+        self.a[...] = np.asarray(host).reshape(self.a.shape)
+
+    monkeypatch.setattr(FakeDev, "copy_from", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        layer.to("cuda")
+    assert layer.device == "cpu" and isinstance(layer.params["bias_l0"], np.ndarray)
+    for k, v in layer.numpy_params().items():
+        np.testing.assert_array_equal(v, want[k])
+    np.testing.assert_array_equal(layer(x)[0], y)
+
+
 def test_device_input_errors(fake_cuda):
     gpu = make("gru", 3, 4, device="cuda", dtype="float32")
     with pytest.raises(TypeError, match="dtype float64"):

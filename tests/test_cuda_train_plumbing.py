@@ -386,6 +386,49 @@ def test_mixed_devices_are_a_clear_error(fake):
         pyrnn.export_onnx(model.to("cuda"))
 
 
+def test_failed_move_leaves_layers_and_models_whole(fake, monkeypatch):
+    """A move failing partway (a device error, out of memory) changes nothing: a Dense keeps
+    every array on the host, and a Sequential moves back the layers that had moved."""
+    dense = pyrnn.Dense(3, 2, seed=1)
+    want = {k: v.copy() for k, v in dense.params.items()}
+    real, calls = pyrnn.cuda.to_device, []
+
+    def failing(a, dtype=None, device=0):
+        calls.append(1)
+        if len(calls) == 3:  # weight, bias moved; the first gradient fails
+            raise RuntimeError("cudaMalloc: out of memory (simulated)")
+        return real(a, dtype, device)
+
+    monkeypatch.setattr(pyrnn.cuda, "to_device", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        dense.to("cuda")
+    assert dense.device == "cpu"
+    assert all(isinstance(v, np.ndarray) for v in list(dense.params.values())
+               + list(dense.grads.values()))
+    same_tree(dense.params, want, "after a failed move")
+    monkeypatch.setattr(pyrnn.cuda, "to_device", real)
+
+    class Custom:  # a layer without to(): the model cannot move
+        def forward(self, x):
+            return x
+        backward = forward
+
+        def parameters(self):
+            return iter(())
+
+        def zero_grad(self):
+            pass
+
+        def train(self, mode=True):
+            return self
+
+    model = pyrnn.Sequential([pyrnn.Dense(2, 2, seed=2), pyrnn.Dense(2, 2, seed=3), Custom()])
+    with pytest.raises(TypeError, match="has no to()"):
+        model.to("cuda")
+    assert [layer.device for layer in model.layers[:2]] == ["cpu", "cpu"]
+    assert all(isinstance(p.data, np.ndarray) for p in model.parameters())
+
+
 def test_optimizer_built_before_moving_is_refused(fake):
     model = pyrnn.Sequential([pyrnn.Dense(2, 1)])
     opt = optim.SGD(model.parameters(), lr=0.1)
