@@ -36,6 +36,20 @@ def _is_recurrent(layer):
     return isinstance(layer, _Recurrent)
 
 
+def _attribute_snapshots(layers):
+    """(object, copy of its attribute dict) for every layer, nested Sequentials' layers
+    included: what a move replaces (storage, native layer, cache, device) is held there."""
+    out, todo = [], list(layers)
+    while todo:
+        obj = todo.pop()
+        attrs = getattr(obj, "__dict__", None)
+        if attrs is not None:
+            out.append((obj, dict(attrs)))
+        if isinstance(obj, Sequential):
+            todo.extend(obj.layers)
+    return out
+
+
 class Sequential(Layer):
     """Layers applied in order. ``layers`` is a plain list (the layer objects themselves)."""
     _takes_lengths = True
@@ -127,24 +141,22 @@ class Sequential(Layer):
 
     def to(self, device):
         """Move every layer to "cpu" or "cuda" (in place; returns self). Build optimizers
-        after moving: Parameter views taken before point at the old storage."""
+        after moving: Parameter views taken before point at the old storage. If a layer fails
+        to move, the layers moved before it get their previous state back (the same arrays,
+        caches and device), so a failed move changes nothing."""
         _check_device(device)
-        moved = []  # (layer, its device before): moved back if a later layer fails
+        saved = _attribute_snapshots(self.layers)
         try:
             for i, layer in enumerate(self.layers):
                 if callable(getattr(layer, "to", None)):
-                    before = getattr(layer, "device", "cpu")
                     layer.to(device)
-                    moved.append((layer, before))
                 elif device != "cpu":
                     raise TypeError(f"layer {i} ({type(layer).__name__}) has no to(): it "
                                     f"cannot move to {device}")
         except BaseException:
-            for layer, before in reversed(moved):
-                try:
-                    layer.to(before)
-                except Exception:  # the original error is the one to raise
-                    pass
+            for obj, attrs in saved:  # puts references back: cannot fail
+                obj.__dict__.clear()
+                obj.__dict__.update(attrs)
             raise
         return self
 

@@ -422,11 +422,33 @@ def test_failed_move_leaves_layers_and_models_whole(fake, monkeypatch):
         def train(self, mode=True):
             return self
 
-    model = pyrnn.Sequential([pyrnn.Dense(2, 2, seed=2), pyrnn.Dense(2, 2, seed=3), Custom()])
+    inner = pyrnn.Sequential([pyrnn.GRU(2, 2, batch_first=True, seed=4), pyrnn.LastStep()])
+    model = pyrnn.Sequential([pyrnn.Dense(2, 2, seed=2), inner, pyrnn.Dense(2, 2, seed=3),
+                              Custom()])
+    x = np.random.default_rng(8).standard_normal((3, 4, 2)).astype(np.float32)
+    model.train()
+    y = model(x)
+    arrays = {p.name: p.data for p in model.parameters()}
+    opt = optim.SGD(model.parameters(), lr=0.5)  # built before the failed move: still valid
     with pytest.raises(TypeError, match="has no to()"):
         model.to("cuda")
-    assert [layer.device for layer in model.layers[:2]] == ["cpu", "cpu"]
-    assert all(isinstance(p.data, np.ndarray) for p in model.parameters())
+    assert [layer.device for layer in model.layers[:3]] == ["cpu"] * 3
+    assert all(p.data is arrays[p.name] for p in model.parameters())  # the same storage
+    before = {name: a.copy() for name, a in arrays.items()}
+    model.backward(np.ones_like(y))  # the forward's caches are still there
+    opt.step()  # and an optimizer built before still updates the model
+    changed = [name for name, a in arrays.items() if not np.array_equal(a, before[name])]
+    assert len(changed) == len(arrays)
+
+
+def test_nested_model_on_mixed_devices_can_be_moved(fake):
+    inner = pyrnn.Sequential([pyrnn.Dense(2, 2, seed=1), pyrnn.Dense(2, 2, seed=2)])
+    outer = pyrnn.Sequential([inner, pyrnn.Dense(2, 1, seed=3)])
+    inner.layers[0].to("cuda")  # the inner model is split: its device property raises
+    with pytest.raises(ValueError, match="different devices"):
+        inner.device
+    outer.to("cpu")
+    assert outer.device == "cpu"
 
 
 def test_optimizer_built_before_moving_is_refused(fake):
