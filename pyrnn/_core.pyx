@@ -9,14 +9,13 @@ from libc.stdint cimport int64_t, uint64_t
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 
-from pyrnn.caligned cimport memory_limit_bytes
+from pyrnn.caligned cimport memory_limit_bytes, check_allocation as c_check_allocation
 from pyrnn.cmatrix cimport BasicMatrix
 from pyrnn.crecurrent cimport CellType, ParamInfo, Recurrent, RecurrentConfig
 from pyrnn cimport cruntime
 from pyrnn.cversion cimport version as c_version
 
 import operator
-import os
 
 import numpy as np
 
@@ -66,12 +65,9 @@ def memory_limit():
 
 def check_allocation(nbytes, what):
     """MemoryError naming `what` if nbytes (any size, a Python int) exceeds memory_limit()."""
-    limit = memory_limit_bytes()
-    if nbytes > limit:
-        where = ("PYRNN_MEMORY_LIMIT" if os.environ.get("PYRNN_MEMORY_LIMIT")
-                 else "this machine's memory")
-        raise MemoryError(f"{what} needs {nbytes / 2**30:.1f} GiB, more than {where} "
-                          f"({limit / 2**30:.1f} GiB)")
+    # The C++ check: one message, and one reading of PYRNN_MEMORY_LIMIT (an invalid value is
+    # refused there). float(nbytes): any Python int; the check treats >= 1.8e19 as too big.
+    c_check_allocation(float(min(nbytes, 1 << 64)), str(what).encode())
 
 def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

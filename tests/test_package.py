@@ -91,6 +91,70 @@ def test_cpu_isa_environment_override(tmp_path):
     assert out.stdout.strip() == "scalar"
 
 
+def test_cpu_isa_environment_forgives_case_and_blanks(tmp_path):
+    code = "import pyrnn; print(pyrnn.get_cpu_isa())"
+    env = dict(os.environ, PYRNN_CPU_ISA=" SCALAR ")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "scalar"
+
+
+def test_bad_cpu_isa_environment_is_named_and_recoverable(tmp_path):
+    # Every use names the variable, and set_cpu_isa still works (a throwing static initialiser
+    # used to make the process unusable: even set_cpu_isa raised).
+    code = ("import numpy as np, pyrnn\n"
+            "for f in (pyrnn.get_cpu_isa, lambda: pyrnn.LSTM(3, 4)(np.ones((2, 1, 3), np.float32))):\n"
+            "    try:\n"
+            "        f(); print('no error')\n"
+            "    except RuntimeError as e:\n"
+            "        print('error:', e)\n"
+            "pyrnn.set_cpu_isa('scalar')\n"
+            "print(pyrnn.get_cpu_isa(), pyrnn.LSTM(3, 4)(np.ones((2, 1, 3), np.float32))[0].shape)\n")
+    env = dict(os.environ, PYRNN_CPU_ISA="avx3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3, out.stdout
+    for line in lines[:2]:
+        assert line.startswith("error: PYRNN_CPU_ISA='avx3' names no CPU ISA"), line
+    assert lines[2] == "scalar (2, 1, 4)"
+
+
+@pytest.mark.parametrize("value, expect", [("4G", 4 << 30), ("4 GiB", 4 << 30), ("512MB", 512 << 20),
+                                           (" 1.5k ", 1536), ("123", 123), ("2T", 2 << 40)])
+def test_memory_limit_environment_forms(tmp_path, value, expect):
+    code = "import pyrnn._core as c; print(c.memory_limit())"
+    env = dict(os.environ, PYRNN_MEMORY_LIMIT=value)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, check=True)
+    assert int(out.stdout) == min(expect, int(out.stdout))  # the machine's own limit may be lower
+    if expect < 8 << 30:
+        assert int(out.stdout) == expect
+
+
+@pytest.mark.parametrize("value", ["5x", "1 x", "G", "-1G", "0", "nan", "1e400", "4GG"])
+def test_bad_memory_limit_environment_is_refused_by_name(tmp_path, value):
+    # A typo used to become a limit of a few bytes (or none) without a word.
+    code = ("import numpy as np, pyrnn\n"
+            "try:\n"
+            "    pyrnn.LSTM(3, 4); print('no error')\n"
+            "except MemoryError as e:\n"
+            "    print(e)\n")
+    env = dict(os.environ, PYRNN_MEMORY_LIMIT=value)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"PYRNN_MEMORY_LIMIT='{value}' is not a size"), out.stdout
+
+
+def test_cuda_module_is_an_attribute_after_import(tmp_path):
+    code = "import pyrnn; print(pyrnn.cuda.is_available() in (True, False))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "True"
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matrix_is_a_zero_copy_view(dtype):
     m = pyrnn.Matrix(3, 4, dtype)

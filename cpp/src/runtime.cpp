@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
+#include <string>
 #include <thread>
 
 #include "pyrnn/error.h"
@@ -24,9 +25,15 @@ const char* isa_name(CpuIsa isa) {
 }
 
 CpuIsa parse_isa(const std::string& name) {
-  if (name == "scalar") return CpuIsa::Scalar;
-  if (name == "avx2") return CpuIsa::AVX2;
-  if (name == "avx512") return CpuIsa::AVX512;
+  // Case and surrounding blanks are forgiven ("AVX2", " avx2" from a shell script).
+  std::size_t b = 0, e = name.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(name[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(name[e - 1]))) --e;
+  std::string key = name.substr(b, e - b);
+  for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (key == "scalar") return CpuIsa::Scalar;
+  if (key == "avx2") return CpuIsa::AVX2;
+  if (key == "avx512") return CpuIsa::AVX512;
   throw_error("unknown CPU ISA '", name, "': expected 'scalar', 'avx2' or 'avx512'");
 }
 
@@ -70,8 +77,16 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+// -1 while PYRNN_CPU_ISA names no usable ISA: get_cpu_isa() reports why, and set_cpu_isa()
+// still works (a throwing static initialiser would rerun, and throw, on every access).
 std::atomic<int>& isa_slot() {
-  static std::atomic<int> slot(static_cast<int>(default_isa()));
+  static std::atomic<int> slot([] {
+    try {
+      return static_cast<int>(default_isa());
+    } catch (const Error&) {
+      return -1;
+    }
+  }());
   return slot;
 }
 
@@ -100,16 +115,27 @@ std::vector<CpuIsa> available_isas() {
 
 CpuIsa default_isa() {
   if (const char* env = std::getenv("PYRNN_CPU_ISA")) {
-    if (*env) {
-      CpuIsa want = parse_isa(env);
-      PYRNN_CHECK(isa_supported(want), "PYRNN_CPU_ISA=", env, " is not supported by this CPU");
+    const std::string value(env);
+    if (value.find_first_not_of(" \t\n\r\f\v") != std::string::npos) {
+      CpuIsa want;
+      try {
+        want = parse_isa(value);
+      } catch (const Error&) {
+        throw_error("PYRNN_CPU_ISA='", value, "' names no CPU ISA: expected 'scalar', 'avx2' or ",
+                    "'avx512' (unset it, or choose one with set_cpu_isa)");
+      }
+      PYRNN_CHECK(isa_supported(want), "PYRNN_CPU_ISA='", value, "' is not supported by this ",
+                  "CPU (unset it, or choose one with set_cpu_isa)");
       return want;
     }
   }
   return available_isas().back();
 }
 
-CpuIsa get_cpu_isa() { return static_cast<CpuIsa>(isa_slot().load()); }
+CpuIsa get_cpu_isa() {
+  const int isa = isa_slot().load();
+  return isa < 0 ? default_isa() : static_cast<CpuIsa>(isa);  // default_isa() throws why
+}
 
 void set_cpu_isa(CpuIsa isa) {
   PYRNN_CHECK(isa_supported(isa), "CPU ISA '", isa_name(isa), "' is not supported by this CPU");

@@ -41,6 +41,9 @@ TEST(runtime_settings) {
   CHECK(pyrnn::get_cpu_isa() == pyrnn::CpuIsa::Scalar);
   pyrnn::set_cpu_isa(saved);
   CHECK_THROWS(pyrnn::parse_isa("sse9"));
+  CHECK_THROWS(pyrnn::parse_isa("avx 2"));
+  CHECK(pyrnn::parse_isa(" AVX512\n") == pyrnn::CpuIsa::AVX512);  // case and blanks forgiven
+  CHECK(pyrnn::parse_isa("Scalar") == pyrnn::CpuIsa::Scalar);
   CHECK_THROWS(pyrnn::set_num_threads(0));
   pyrnn::set_num_threads(1);
   CHECK(pyrnn::get_num_threads() == 1);

@@ -170,6 +170,23 @@ TEST(allocation_guard_refuses_absurd_sizes) {
   }
 }
 
+TEST(memory_limit_environment_grammar) {
+  using pyrnn::detail::parse_memory_limit;
+  auto bytes = [](const char* v) { return parse_memory_limit(v).bytes; };
+  auto ok = [](const char* v) { return parse_memory_limit(v).ok; };
+  CHECK(ok(nullptr) && bytes(nullptr) == 0);  // unset
+  CHECK(ok("  ") && bytes("  ") == 0);        // blank: unset
+  CHECK(bytes("123") == 123);
+  CHECK(bytes("4G") == (std::uint64_t(4) << 30));
+  CHECK(bytes(" 4 GiB ") == (std::uint64_t(4) << 30));
+  CHECK(bytes("512MB") == (std::uint64_t(512) << 20));
+  CHECK(bytes("1.5k") == 1536);
+  CHECK(bytes("2t") == (std::uint64_t(2) << 40));
+  CHECK(bytes("64B") == 64);
+  for (const char* bad : {"5x", "1 x", "G", "-1G", "0", "0.5", "nan", "1e400", "4GG", "4 G B x"})
+    CHECK(!ok(bad) && bytes(bad) == 0);
+}
+
 TEST(forward_activations_beyond_memory_refused_before_use) {
   // 64 layers x 2 directions of caches at T*N*G*H just under 2^31 elements each: far more
   // than any machine. The buffers passed are tiny: the guard must throw before touching them.

@@ -40,29 +40,58 @@ inline std::uint64_t read_limit_file(const char* path) {
 }
 
 
-// PYRNN_MEMORY_LIMIT: bytes, or a number with a K/M/G/T suffix (powers of 1024); 0 if unset
-// or unreadable. It can only lower the limit below.
-inline std::uint64_t env_memory_limit() {
-  const char* env = std::getenv("PYRNN_MEMORY_LIMIT");
-  if (!env || !*env) return 0;
+// PYRNN_MEMORY_LIMIT: bytes, or a number with a K/M/G/T suffix (powers of 1024; blanks and a
+// trailing "B"/"iB" allowed: "4G", "4 GiB", "512MB"). bytes = 0 if unset; ok = false for a
+// value that is no positive size (check_allocation then refuses everything, naming it: a
+// typo must not quietly become a limit of 5 bytes, or no limit).
+struct EnvMemoryLimit {
+  std::uint64_t bytes = 0;
+  bool ok = true;
+  std::string value;
+};
+inline EnvMemoryLimit parse_memory_limit(const char* env) {
+  EnvMemoryLimit out;
+  if (!env) return out;
+  out.value = env;
+  const char* p = env;
+  auto blanks = [&p] {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') ++p;
+  };
+  blanks();
+  if (!*p) return out;  // empty: unset
   char* end = nullptr;
-  const double v = std::strtod(env, &end);
+  const double v = std::strtod(p, &end);
+  bool ok = end != p;
+  p = end;
+  blanks();
   double scale = 1;
-  switch (end && *end ? *end : ' ') {
-    case 'k': case 'K': scale = 1024.0; break;
-    case 'm': case 'M': scale = 1048576.0; break;
-    case 'g': case 'G': scale = 1073741824.0; break;
-    case 't': case 'T': scale = 1099511627776.0; break;
+  switch (*p) {
+    case 'k': case 'K': scale = 1024.0; ++p; break;
+    case 'm': case 'M': scale = 1048576.0; ++p; break;
+    case 'g': case 'G': scale = 1073741824.0; ++p; break;
+    case 't': case 'T': scale = 1099511627776.0; ++p; break;
     default: break;
   }
-  const double bytes = v * scale;
-  return bytes >= 1 && bytes < 1.8e19 ? static_cast<std::uint64_t>(bytes) : 0;
+  if (scale > 1 && *p == 'i') ++p;
+  if (*p == 'b' || *p == 'B') ++p;
+  blanks();
+  const double bytes = v * scale;  // NaN fails both comparisons
+  ok = ok && !*p && bytes >= 1 && bytes < 1.8e19;
+  out.ok = ok;
+  out.bytes = ok ? static_cast<std::uint64_t>(bytes) : 0;
+  return out;
 }
+inline const EnvMemoryLimit& env_memory_limit_parsed() {
+  static const EnvMemoryLimit e = parse_memory_limit(std::getenv("PYRNN_MEMORY_LIMIT"));
+  return e;
+}
+inline std::uint64_t env_memory_limit() { return env_memory_limit_parsed().bytes; }
 }  // namespace detail
 
 // Bytes this process could ever hold: the machine's physical memory, or a smaller cgroup
 // memory limit (v2 memory.max, v1 memory.limit_in_bytes), or a smaller PYRNN_MEMORY_LIMIT
-// (environment, read once, like the rest).
+// (environment, read once, like the rest; an invalid one is ignored here and refused by
+// check_allocation).
 inline std::uint64_t memory_limit_bytes() {
   static const std::uint64_t limit = [] {
     std::uint64_t lim = std::numeric_limits<std::uint64_t>::max();
@@ -88,6 +117,11 @@ inline std::uint64_t memory_limit_bytes() {
 // killed later, when the pages are touched. `bytes` is a double so that callers can pass
 // products that would overflow std::size_t.
 inline void check_allocation(double bytes, const char* what) {
+  const detail::EnvMemoryLimit& env = detail::env_memory_limit_parsed();
+  if (!env.ok)
+    throw OutOfMemory("PYRNN_MEMORY_LIMIT='" + env.value + "' is not a size: expected bytes or " +
+                      "a number with a K, M, G or T suffix (powers of 1024), e.g. 4G (unset, the " +
+                      "limit is this machine's memory); refused: " + what);
   const double limit = static_cast<double>(memory_limit_bytes());
   if (bytes > limit || bytes >= 1.8e19) {
     char msg[256];

@@ -17,7 +17,9 @@ bool isa_supported(CpuIsa isa);
 // The best supported ISA, unless PYRNN_CPU_ISA names another (checked) one.
 CpuIsa default_isa();
 
-// Current selection; starts as default_isa(). set_cpu_isa throws if unsupported.
+// Current selection; starts as default_isa(). While PYRNN_CPU_ISA names no usable ISA,
+// get_cpu_isa() throws that reason until set_cpu_isa() picks one. set_cpu_isa throws if
+// unsupported. parse_isa forgives case and surrounding blanks.
 CpuIsa get_cpu_isa();
 void set_cpu_isa(CpuIsa isa);
 
