@@ -12,6 +12,8 @@ __version__ = _core.version()
 
 # The training stack (DESIGN.md section 4).
 from . import callbacks, data, init, losses, optim  # noqa: E402
+# pyrnn.cuda.is_available() after a plain `import pyrnn`: the module loads nothing CUDA itself.
+from . import cuda  # noqa: E402
 from .layers import Dense, Dropout, Embedding, LastStep, LayerNorm  # noqa: E402
 from .model import Sequential  # noqa: E402
 from .parameter import Parameter  # noqa: E402
@@ -23,7 +25,8 @@ from .onnx_export import export_onnx  # noqa: E402
 __all__ = ["RNN", "LSTM", "GRU", "Matrix", "info", "set_num_threads", "get_num_threads",
            "set_cpu_isa", "get_cpu_isa", "get_include", "get_cmake_dir", "__version__",
            "Dense", "Embedding", "Dropout", "LayerNorm", "LastStep", "Sequential", "Parameter",
-           "load", "save", "losses", "optim", "init", "callbacks", "from_torch", "export_onnx"]
+           "load", "save", "losses", "optim", "init", "callbacks", "cuda", "from_torch",
+           "export_onnx"]
 
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 

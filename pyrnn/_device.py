@@ -6,6 +6,7 @@
   CUDA device), as opposed to host data that NumPy can read.
 """
 from collections import namedtuple
+import math
 import numbers
 
 import numpy as np
@@ -71,7 +72,10 @@ def parse_cuda_array_interface(d):
     if isinstance(ptr, bool) or not isinstance(ptr, numbers.Integral) or ptr < 0:
         raise ValueError(f"__cuda_array_interface__ data pointer must be a non-negative int, "
                          f"got {ptr!r}")
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    size = math.prod(shape)  # Python ints: np.prod wraps, (2**32, 2**32) gave 0
+    if size * dtype.itemsize > 2**63 - 1:
+        raise ValueError(f"__cuda_array_interface__ shape {_shape_str(shape)} of {dtype} is "
+                         "larger than any address space")
     if ptr == 0 and size > 0:
         raise ValueError("__cuda_array_interface__ data pointer is NULL for a non-empty array")
     strides = d.get("strides")

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from ._argtypes import int_range
+
 # Seed document 003: operation -> (CPU ms, GPU ms) at seq 50, batch 64, hidden 128.
 SEEDS_MS = {"RNN": (250.0, 15.0), "LSTM": (800.0, 25.0), "GRU": (600.0, 20.0)}
 CONFIG = {"T": 50, "N": 64, "C": 128, "H": 128}
@@ -218,21 +220,30 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="few repeats (a few seconds)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results "
                         "as JSON (machine, versions, every timing)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=int_range(1, 4096), default=None,
                         help="CPU threads for pyrnn and PyTorch (default: all cores)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per cell")
+    parser.add_argument("--repeats", type=int_range(1), default=None,
+                        help="timed rounds per cell (>= 1)")
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
 
 
 def main_args(args):
-    if args.threads is not None and args.threads < 1:
-        print("pyrnn bench: --threads must be >= 1", file=sys.stderr)
-        return 2
+    if args.json:
+        # Before the run, not after minutes of it: the folder exists (made if need be) and is
+        # writable, and the path is no folder.
+        folder = os.path.dirname(os.path.abspath(args.json))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            print(f"pyrnn bench: --json {args.json}: cannot create {folder}: {e.strerror}",
+                  file=sys.stderr)
+            return 2
+        if os.path.isdir(args.json) or not os.access(folder, os.W_OK):
+            print(f"pyrnn bench: --json {args.json}: not a writable file path", file=sys.stderr)
+            return 2
     result = run(quick=args.quick, threads=args.threads, repeats=args.repeats,
                  use_torch=not args.no_torch)
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(folder, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
         print(f"wrote {args.json}")

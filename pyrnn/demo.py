@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from ._argtypes import int_list, int_range
+
 BASELINE = 1.0 / 6.0  # MSE of always predicting the mean target (1.0) on the adding problem
 
 # The seeds' decision table (seed document 003, "Quick Summary").
@@ -463,13 +465,14 @@ def add_arguments(parser):
                         help="tiny budgets: runs in seconds (for CI); the numbers mean nothing")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where the models train (cuda needs a GPU and a CUDA build)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for data and weights")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed for data and weights (>= 0)")
     parser.add_argument("--out", default=".", help="folder for pyrnn_demo.png (default: .)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int_range(1, 4096), default=1,
                         help="CPU threads (default 1: the demo's models are small, and one "
                              "thread is fastest for them)")
-    parser.add_argument("--lengths", type=lambda s: [int(v) for v in s.split(",")],
-                        default=None, help="adding-problem lengths, e.g. 20,100")
+    parser.add_argument("--lengths", type=int_list(2), default=None,
+                        help="adding-problem lengths (each >= 2), e.g. 20,100")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
 
 

@@ -94,7 +94,8 @@ def save(obj, path):
 
 
 def _atomic_write(path, chunks):
-    path = os.fspath(path)
+    # Through symlinks, as open() writes: the rename replaces the link's target, not the link.
+    path = os.path.realpath(os.fspath(path))
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=folder)

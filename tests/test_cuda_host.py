@@ -50,6 +50,9 @@ def test_parse_minimal_and_full():
     (cai(typestr=">f4"), TypeError, "byte order"),
     (cai(typestr="zz"), ValueError, "not a valid type"),
     (cai(data=(0, False)), ValueError, "NULL"),
+    # The size is a Python int: NumPy's int64 product wrapped to 0 and let a NULL pointer in.
+    (cai(shape=(2**32, 2**32), data=(0, False)), ValueError, "larger than any address space"),
+    (cai(shape=(2**31, 2**31), data=(4096, False)), ValueError, "larger than any address space"),
     (cai(data=(-8, False)), ValueError, "non-negative"),
     (cai(data=(8,)), ValueError, r"\(ptr, readonly\)"),
     (cai(strides=(4, 8)), ValueError, "C-contiguous"),

@@ -80,6 +80,38 @@ def test_bench_quick_writes_valid_json(tmp_path):
     assert "| RNN forward" in out.stdout
 
 
+@pytest.mark.parametrize("args, option", [
+    (["demo", "--threads", "0"], "--threads"), (["demo", "--threads", "5000"], "--threads"),
+    (["demo", "--threads", "two"], "--threads"), (["demo", "--seed", "-1"], "--seed"),
+    (["demo", "--lengths", "1"], "--lengths"), (["demo", "--lengths", "-3"], "--lengths"),
+    (["demo", "--lengths", "20,,100"], "--lengths"), (["bench", "--repeats", "-2"], "--repeats"),
+    (["bench", "--repeats", "0"], "--repeats"), (["bench", "--threads", "-1"], "--threads"),
+])
+def test_bad_arguments_are_usage_errors(tmp_path, args, option):
+    # Refused by argparse before anything runs: exit status 2, the option named, no traceback.
+    out = _run(_pyrnn_exe() + args, tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert option in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "pyrnn_demo.png").exists()
+
+
+def test_bench_json_path_is_checked_before_the_run(tmp_path):
+    (tmp_path / "adir").mkdir()
+    for bad in (tmp_path / "adir", tmp_path / "afile" / "x.json"):
+        (tmp_path / "afile").write_text("a file, not a folder")
+        out = _run(_pyrnn_exe() + ["bench", "--quick", "--json", str(bad)], tmp_path, timeout=60)
+        assert out.returncode == 2 and "--json" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr and "| RNN forward" not in out.stdout  # no run
+
+
+def test_demo_lengths_are_parsed():
+    import argparse
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert parser.parse_args(["--lengths", "20, 100"]).lengths == [20, 100]
+    assert parser.parse_args(["--threads", "3", "--seed", "0"]).threads == 3
+
+
 def demo_seeds_ms():
     from pyrnn import bench
     return bench.SEEDS_MS

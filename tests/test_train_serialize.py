@@ -85,6 +85,19 @@ def test_save_overwrites_atomically_and_keeps_mode(tmp_path):
     assert os.listdir(tmp_path) == ["m.pyrnn"]
 
 
+def test_save_through_a_symlink_writes_its_target(tmp_path):
+    # As open(path, "w") would: the link stays, its target gets the new model.
+    (tmp_path / "real").mkdir()
+    target, link = tmp_path / "real" / "m.pyrnn", tmp_path / "link.pyrnn"
+    pyrnn.Dense(2, 2, seed=0).save(target)
+    link.symlink_to(target)
+    b = pyrnn.Dense(2, 2, seed=1)
+    b.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(pyrnn.load(target).params["weight"], b.params["weight"])
+    assert sorted(os.listdir(tmp_path / "real")) == ["m.pyrnn"]
+
+
 def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
     path = tmp_path / "m.pyrnn"
     pyrnn.Dense(2, 2, seed=0).save(path)

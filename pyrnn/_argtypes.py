@@ -1,0 +1,31 @@
+"""argparse types for the command line: a bad value is a usage error (exit status 2, the
+option named), not a traceback from deep inside a run."""
+import argparse
+
+
+def int_range(lo, hi=None):
+    """An int in [lo, hi] (hi None: no upper bound)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+    parse.__name__ = "int"  # argparse names the type in its message
+    return parse
+
+
+def int_list(lo):
+    """Comma-separated ints, each >= lo (e.g. "20,100")."""
+    one = int_range(lo)
+
+    def parse(text):
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or any(not p for p in parts):
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        return [one(p) for p in parts]
+    parse.__name__ = "list of int"
+    return parse
