@@ -224,7 +224,9 @@ def install(monkeypatch):
         return FakeDev(np.array(a, dtype=dtype, order="C"), device)
 
     monkeypatch.setattr(pyrnn.cuda, "unavailable_reason", lambda: None)
-    monkeypatch.setattr(pyrnn.cuda, "NativeRecurrentCUDA", FakeNative, raising=False)
+    # setitem on the module dict: setattr would first read the old value through the
+    # module's __getattr__, which raises RuntimeError in a build without the CUDA backend.
+    monkeypatch.setitem(vars(pyrnn.cuda), "NativeRecurrentCUDA", FakeNative)
     monkeypatch.setattr(pyrnn.cuda, "as_device_array", as_device_array)
     monkeypatch.setattr(pyrnn.cuda, "to_device", to_device)
     monkeypatch.setattr(pyrnn.cuda, "kernels", lambda: kernels)
