@@ -6,6 +6,7 @@ recognised); their kernels come from ``pyrnn.cuda.kernels()`` (the native pyrnn.
 whose functions mirror pyrnn._train's). Nothing here imports CUDA for host arrays.
 """
 import math
+from collections.abc import MutableMapping
 
 import numpy as np
 
@@ -105,15 +106,87 @@ def assign(view, value):
         view.copy_from(np.asarray(value, dtype=view.dtype).reshape(tuple(view.shape)))
 
 
-def load_into(views, values):
-    """Overwrite the named views from {name: host array} (missing names keep their value): a
-    layer's load_params. Unknown names and wrong shapes raise before that entry is written."""
+def _checked_value(name, view, value, what):
+    """value as a host ndarray that can be written into `view` (same shape, a dtype that
+    casts to the view's same_kind: ints and floats of any width, never complex or text)."""
+    if on_device(value):
+        value = host(value)
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} {name!r} must be a real numeric array, got "
+                        f"{type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{what} {name!r} must be a real numeric array: {e}") from None
+    want = tuple(view.shape)
+    if tuple(arr.shape) != want:
+        raise ValueError(f"{name} must have shape {shape_str(want)}, "
+                         f"got {shape_str(arr.shape)}")
+    if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, view.dtype, "same_kind"):
+        raise TypeError(f"{what} {name!r} is {view.dtype}; a value of dtype {arr.dtype} "
+                        "cannot be cast to it")
+    return arr
+
+
+def load_into(views, values, what="parameter"):
+    """Overwrite the named views from {name: array} (missing names keep their value): a
+    layer's load_params and the item assignment of its params / grads. All or nothing: every
+    entry (name, shape, dtype) is checked before any is written. Device values are copied
+    to the host first."""
+    if not hasattr(values, "items"):
+        raise TypeError(f"expected a mapping {{name: array}}, got {type(values).__name__}")
+    checked = []
     for name, value in values.items():
         if name not in views:
-            raise KeyError(f"unknown parameter {name!r}; expected one of {list(views)}")
-        want = tuple(views[name].shape)
-        arr = np.asarray(value)
-        if tuple(arr.shape) != want:
-            raise ValueError(f"{name} must have shape {shape_str(want)}, "
-                             f"got {shape_str(arr.shape)}")
-        assign(views[name], arr)
+            raise KeyError(f"unknown {what} {name!r}; expected one of {list(views)}")
+        checked.append((views[name], _checked_value(name, views[name], value, what)))
+    for view, arr in checked:
+        assign(view, arr)
+
+
+class ArrayDict(MutableMapping):
+    """A layer's {name: array} of parameters or gradients (``layer.params`` / ``.grads``).
+
+    Reading gives the layer's own arrays (zero-copy: ndarrays, or DeviceArrays on "cuda"), so
+    ``d[name][...] = v`` writes the layer. ``d[name] = v`` COPIES v into that array after
+    checking the name, the shape and that v's dtype casts to the array's: the native layer
+    and optimizers built before hold the array itself, so rebinding the entry would leave
+    them on the old one. ``update`` is all or nothing. Entries cannot be added or removed
+    (KeyError / TypeError naming the known ones). ``copy()`` is a plain dict of the views.
+    """
+    __slots__ = ("_views", "_what")
+
+    def __init__(self, views, what="parameter"):
+        self._views = views
+        self._what = what
+
+    def __getitem__(self, name):
+        return self._views[name]
+
+    def __iter__(self):
+        return iter(self._views)
+
+    def __len__(self):
+        return len(self._views)
+
+    def __contains__(self, name):
+        return name in self._views
+
+    def __setitem__(self, name, value):
+        load_into(self._views, {name: value}, self._what)
+
+    def __delitem__(self, name):
+        raise TypeError(f"cannot remove {self._what} {name!r}: a layer's {self._what}s are "
+                        f"fixed ({', '.join(map(repr, self._views))}); assign to an entry to "
+                        "overwrite its values")
+
+    def update(self, other=(), /, **kwargs):
+        values = dict(other)
+        values.update(kwargs)
+        load_into(self._views, values, self._what)
+
+    def copy(self):
+        return dict(self._views)
+
+    def __repr__(self):
+        return repr(self._views)

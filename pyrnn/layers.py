@@ -1,7 +1,8 @@
 """Feed-forward layers of the training stack: Dense, Embedding, Dropout, LayerNorm, LastStep.
 
 Every layer has ``forward`` (also ``__call__``) beside ``backward``, ``params`` / ``grads``
-(dicts name -> ndarray; gradients ACCUMULATE until ``zero_grad()``), ``parameters()``
+(mappings name -> ndarray whose item assignment copies into the layer's array; gradients
+ACCUMULATE until ``zero_grad()``), ``parameters()``
 (pyrnn.Parameter views), ``train()`` / ``eval()`` and ``config()`` (the JSON-able
 constructor arguments that pyrnn.save / pyrnn.load use). A forward in training mode keeps
 what backward needs; eval mode keeps nothing.
@@ -110,13 +111,16 @@ class Layer:
     @property
     def params(self):
         """{name: array} of the parameters (writable, the layer's own arrays): ndarrays on the
-        CPU, pyrnn.cuda.DeviceArrays on "cuda". Host copies on either: numpy_params()."""
-        return self._params
+        CPU, pyrnn.cuda.DeviceArrays on "cuda". Host copies on either: numpy_params().
+        ``params[name] = value`` copies value INTO the layer's array (checked: known name, same
+        shape, a castable dtype); names cannot be added or removed (pyrnn._arrays.ArrayDict)."""
+        return _arrays.ArrayDict(self._params, "parameter")
 
     @property
     def grads(self):
-        """{name: array} of the accumulated gradients; cleared by zero_grad()."""
-        return self._grads
+        """{name: array} of the accumulated gradients; cleared by zero_grad(). Assignment
+        copies into the layer's arrays, as for params."""
+        return _arrays.ArrayDict(self._grads, "gradient")
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""
@@ -127,7 +131,8 @@ class Layer:
         return {k: _arrays.host_copy(v) for k, v in self._grads.items()}
 
     def load_params(self, values):
-        """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
+        """Overwrite parameters from {name: array} (missing names keep their value). All or
+        nothing: every name, shape and dtype is checked before anything is written."""
         _arrays.load_into(self._params, values)
 
     def to(self, device):

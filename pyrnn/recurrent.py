@@ -113,14 +113,17 @@ class _Recurrent:
     def params(self):
         """{name: writable view of the native parameter}: ndarray views on CPU layers,
         pyrnn.cuda.DeviceArray views (device memory, zero-copy) on CUDA layers. Host copies on
-        either device: numpy_params()."""
-        return self._params
+        either device: numpy_params(). ``params[name] = value`` copies value INTO the native
+        parameter (checked: known name, same shape, a castable dtype): rebinding the entry
+        would leave forward on the old weights. Names cannot be added or removed."""
+        return _arrays.ArrayDict(self._params, "parameter")
 
     @property
     def grads(self):
         """{name: view of the accumulated gradient} (ndarray on CPU, DeviceArray on CUDA);
-        cleared by zero_grad(). Host copies on either device: numpy_grads()."""
-        return self._grads
+        cleared by zero_grad(). Host copies on either device: numpy_grads(). Assignment
+        copies into the native gradient, as for params."""
+        return _arrays.ArrayDict(self._grads, "gradient")
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""

@@ -1,0 +1,117 @@
+"""Guards of the training stack: writes through ``params`` / ``grads``, Sequential's input
+contract, loss / optimizer / callback argument checks, memory checks. Each test pins a
+behaviour that used to be silently wrong."""
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import optim
+
+from cuda_fakes import FakeDev, install
+
+
+def _x(*shape, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# ---- params / grads: item assignment copies into the layer's own arrays ---------------------
+
+def _layers():
+    cases = [("gru", lambda: pyrnn.GRU(3, 4, seed=0), "weight_ih_l0", (5, 2, 3)),
+             ("lstm-bi", lambda: pyrnn.LSTM(3, 4, bidirectional=True, seed=0),
+              "bias_l0_reverse", (5, 2, 3)),
+             ("dense", lambda: pyrnn.Dense(3, 4, seed=0), "weight", (5, 3)),
+             ("layernorm", lambda: pyrnn.LayerNorm(3), "bias", (5, 3)),
+             ("embedding", lambda: pyrnn.Embedding(7, 3, seed=0), "weight", None)]
+    return [pytest.param(*c[1:], id=c[0]) for c in cases]
+
+
+def _run(layer, shape):
+    if shape is None:
+        return layer(np.array([[1, 2, 6]]))
+    out = layer(_x(*shape, seed=1))
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize("make, key, shape", _layers())
+def test_param_assignment_copies_into_the_layer(make, key, shape):
+    layer, ref = make(), make()
+    old = layer.params[key]
+    opt = optim.SGD(layer.parameters(), lr=0.5)  # built BEFORE the assignment
+    value = _x(*old.shape, seed=2, dtype=np.float64)  # float64 into a float32 layer: cast
+    layer.params[key] = value
+    assert layer.params[key] is old  # same array: the native layer and opt still see it
+    ref.load_params({key: value.astype(np.float32)})
+    np.testing.assert_array_equal(layer.params[key], value.astype(np.float32))
+    np.testing.assert_array_equal(_run(layer, shape), _run(ref, shape))  # forward reads it
+    # the optimizer built before updates the array forward reads
+    layer.grads[key] = np.ones(old.shape)
+    opt.step()
+    np.testing.assert_array_equal(layer.params[key], value.astype(np.float32) - 0.5)
+    np.testing.assert_array_equal(layer.numpy_params()[key], layer.params[key])
+
+
+@pytest.mark.parametrize("make, key, shape", _layers())
+def test_param_assignment_is_checked(make, key, shape):
+    layer = make()
+    before = layer.numpy_params()
+    want = layer.params[key].shape
+    with pytest.raises(ValueError, match=rf"{key} must have shape"):
+        layer.params[key] = np.zeros((5, 5), np.float32)
+    with pytest.raises(TypeError, match=r"complex128 cannot be cast"):
+        layer.params[key] = np.zeros(want, np.complex128)
+    with pytest.raises(TypeError, match=r"real numeric array"):
+        layer.params[key] = "abc"
+    with pytest.raises(KeyError, match=rf"unknown parameter 'nope'.*{key}"):
+        layer.params["nope"] = np.zeros(want)
+    with pytest.raises(KeyError, match=r"unknown gradient 'nope'"):
+        layer.grads["nope"] = np.zeros(want)
+    with pytest.raises(TypeError, match=rf"cannot remove parameter '{key}'.*{key}"):
+        del layer.params[key]
+    with pytest.raises(TypeError, match="cannot remove"):
+        layer.params.pop(key)
+    with pytest.raises(TypeError, match="cannot remove"):
+        layer.grads.clear()
+    # update is all or nothing: the good entry is not written when another is bad
+    other = [k for k in layer.params if k != key]
+    if other:
+        with pytest.raises(ValueError, match="must have shape"):
+            layer.params.update({key: np.ones(want), other[0]: np.ones((1, 1))})
+    with pytest.raises(KeyError):
+        layer.params.update({key: np.ones(want), "nope": 1.0})
+    after = layer.numpy_params()
+    assert set(after) == set(before)
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+    # reading stays a dict-like of the layer's own arrays
+    assert list(layer.params) == list(before) and len(layer.params) == len(before)
+    assert dict(layer.params.items()).keys() == before.keys() and key in layer.params
+    assert all(v is layer.params[k] for k, v in layer.params.copy().items())
+
+
+def test_recurrent_param_assignment_saves_and_loads(tmp_path):
+    gru = pyrnn.GRU(3, 4, seed=0)
+    gru.params["weight_hh_l0"] = _x(12, 4, seed=3)
+    gru.save(tmp_path / "g.pyrnn")
+    back = pyrnn.load(tmp_path / "g.pyrnn")
+    x = _x(5, 2, 3, seed=4)
+    np.testing.assert_array_equal(back(x)[0], gru(x)[0])
+    names = {p.name: p.data for p in gru.parameters()}
+    assert names["weight_hh_l0"] is gru.params["weight_hh_l0"]
+
+
+def test_params_assignment_on_a_cuda_layer_goes_through_the_device(monkeypatch):
+    install(monkeypatch)
+    for make, key in ((lambda d: pyrnn.Dense(3, 2, seed=0, device=d), "weight"),
+                      (lambda d: pyrnn.GRU(3, 2, seed=0, device=d), "weight_ih_l0")):
+        gpu, cpu = make("cuda"), make("cpu")
+        old = gpu.params[key]
+        assert isinstance(old, FakeDev)
+        value = _x(*old.shape, seed=5, dtype=np.float64)
+        gpu.params[key] = value
+        gpu.params[key] = FakeDev(np.ascontiguousarray(value, np.float32))  # device value
+        cpu.params[key] = value
+        assert gpu.params[key] is old
+        np.testing.assert_array_equal(gpu.numpy_params()[key], cpu.params[key])
+        with pytest.raises(ValueError, match="must have shape"):
+            gpu.params[key] = np.zeros((9, 9))
