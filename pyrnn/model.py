@@ -99,11 +99,21 @@ class Sequential(Layer):
 
     @property
     def params(self):
-        return {p.name: p.data for p in self.parameters()}
+        """{"{layer index}.{name}": array}, the layers' own arrays (zero-copy). As for a
+        layer, ``params[name] = value`` copies value into that layer's array (checked first);
+        entries cannot be added or removed."""
+        return _arrays.ArrayDict({p.name: p.data for p in self.parameters()}, "parameter")
 
     @property
     def grads(self):
-        return {p.name: p.grad for p in self.parameters()}
+        """{"{layer index}.{name}": gradient}, the layers' own arrays; assignment copies."""
+        return _arrays.ArrayDict({p.name: p.grad for p in self.parameters()}, "gradient")
+
+    def load_params(self, values):
+        """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");
+        missing names keep their value. All or nothing: every name, shape and dtype is checked
+        before any layer is written."""
+        _arrays.load_into({p.name: p.data for p in self.parameters()}, values)
 
     def num_parameters(self):
         return int(sum(p.size for p in self.parameters()))

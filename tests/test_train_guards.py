@@ -115,3 +115,27 @@ def test_params_assignment_on_a_cuda_layer_goes_through_the_device(monkeypatch):
         np.testing.assert_array_equal(gpu.numpy_params()[key], cpu.params[key])
         with pytest.raises(ValueError, match="must have shape"):
             gpu.params[key] = np.zeros((9, 9))
+
+
+def test_sequential_params_assignment_and_load_params():
+    m = pyrnn.Sequential([pyrnn.GRU(2, 4, batch_first=True, seed=0), pyrnn.LastStep(),
+                          pyrnn.Sequential([pyrnn.Dense(4, 1, seed=1)])])
+    names = list(m.params)
+    assert names == ["0.weight_ih_l0", "0.weight_hh_l0", "0.bias_l0", "2.0.weight", "2.0.bias"]
+    m.load_params({"2.0.bias": [3.0], "0.bias_l0": np.arange(12)})
+    np.testing.assert_array_equal(m.layers[2].layers[0].params["bias"], [3.0])
+    np.testing.assert_array_equal(m.layers[0].params["bias_l0"], np.arange(12))
+    m.params["2.0.bias"] = [5]
+    np.testing.assert_array_equal(m.layers[2].layers[0].params["bias"], [5.0])
+    m.grads["2.0.bias"] = [7]
+    np.testing.assert_array_equal(m.layers[2].layers[0].grads["bias"], [7.0])
+    before = m.numpy_params()
+    with pytest.raises(ValueError, match=r"2.0.weight must have shape \(1, 4\)"):
+        m.load_params({"2.0.bias": [1.0], "2.0.weight": np.zeros((2, 2))})
+    with pytest.raises(KeyError, match=r"unknown parameter '0.bias'.*'0.bias_l0'"):
+        m.load_params({"2.0.bias": [1.0], "0.bias": np.zeros(12)})
+    with pytest.raises(TypeError, match="cannot remove"):
+        del m.params["2.0.bias"]
+    after = m.numpy_params()
+    for k in before:  # all or nothing
+        np.testing.assert_array_equal(after[k], before[k])
