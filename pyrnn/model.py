@@ -3,7 +3,12 @@
 Data is samples-first: x (N, T, C) for sequence models (or (N, T) integer tokens in front of
 an Embedding, or (N, C) for a feed-forward stack), targets (N, ...). Recurrent layers inside
 must be built with batch_first=True; they hand only their output sequence to the next layer
-(the final states are dropped; use LastStep to take each sequence's last state).
+(the final states are dropped; use LastStep to take each sequence's last state). As in Keras,
+a model whose data reaches a recurrent layer through rank-keeping layers only (Dense,
+LayerNorm, Dropout) needs exactly 3-D (N, T, C) data, or (N, T) token ids when an Embedding
+comes first, in fit / evaluate / predict and when called directly: anything else is a
+ValueError, since a recurrent layer would read a 2-D batch as ONE unbatched sequence (a single
+sequence goes in as x[None]; the layers' own unbatched (T, C) form is for layers used alone).
 
 On a GPU: ``model.to("cuda")`` moves every layer (all layers of a model must be on one device;
 a mix is a ValueError naming the layers). forward / backward then take NumPy (uploaded once,
@@ -27,13 +32,22 @@ from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
 from ._validate import host_only, lengths_array, positive_int, real_array, shape_str
-from .layers import Embedding, Layer, LastStep
+from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm
 from .parameter import Parameter
 from .recurrent import _Recurrent, _check_device
 
 
 def _is_recurrent(layer):
     return isinstance(layer, _Recurrent)
+
+
+def _flat_layers(layers):
+    """The layers in order, nested Sequentials' layers in their place."""
+    for layer in layers:
+        if isinstance(layer, Sequential):
+            yield from _flat_layers(layer.layers)
+        else:
+            yield layer
 
 
 def _attribute_snapshots(layers):
@@ -89,6 +103,37 @@ class Sequential(Layer):
                 bidirectional = layer.bidirectional
             elif isinstance(layer, LastStep):
                 layer._auto_bidirectional = bidirectional
+
+    def _input_rule(self):
+        """(ndim, description) the model's input must have when it reaches a recurrent layer
+        through rank-keeping layers only (an Embedding adds the feature axis); else None."""
+        embedding = False
+        for i, layer in enumerate(_flat_layers(self.layers)):
+            if _is_recurrent(layer):
+                where = "a recurrent first layer" if i == 0 else f"the recurrent layer {layer!r}"
+                if embedding:
+                    return 2, f"2-D (N, T) token ids for an Embedding feeding {where}"
+                return 3, f"3-D (N, T, C) input for {where}"
+            if isinstance(layer, Embedding) and not embedding:
+                embedding = True
+            elif not isinstance(layer, (Dense, Dropout, LayerNorm)):
+                return None  # LastStep, a second Embedding, a custom layer: no rule
+        return None
+
+    def _check_rank(self, x, name="x"):
+        """ValueError when x's rank breaks _input_rule: a recurrent layer would otherwise take
+        a 2-D batch for one unbatched sequence (and the results depend on batch_size)."""
+        self._link()  # the layer checks first: a layer edited into `layers` is the real error
+        rule = self._input_rule()
+        if rule is None:
+            return
+        try:
+            shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+        except Exception:
+            return  # not array-like: the first layer reports it
+        if len(shape) != rule[0]:
+            raise ValueError(f"{name}: expected {rule[1]}, got shape {shape_str(shape)}; "
+                             "Sequential data is samples-first (a single sequence: x[None])")
 
     # ---- parameters ----------------------------------------------------------------------
     def parameters(self):
@@ -212,7 +257,10 @@ class Sequential(Layer):
     def forward(self, x, lengths=None):
         """x (N, T, C) (or whatever the first layer takes); lengths (N,) passed to recurrent
         layers and LastStep. Returns the last layer's output. On a CUDA model: NumPy in, NumPy
-        out (the input is uploaded once); a device array in, a DeviceArray out."""
+        out (the input is uploaded once); a device array in, a DeviceArray out. Data that
+        reaches a recurrent layer must be 3-D (N, T, C) ((N, T) ids before an Embedding), as in
+        fit: see the module docstring."""
+        self._check_rank(x)
         if self.device == "cpu":
             return self._forward(x, lengths)
         out = self._forward(self._upload(x), lengths)
@@ -290,6 +338,7 @@ class Sequential(Layer):
 
     def _prepare(self, x, y, lengths, prefix=""):
         x = self._data(prefix + "x", x)
+        self._check_rank(x, prefix + "x")
         dt = self._input_dtype()
         if (dt is not None and x.dtype.kind == "f" and x.dtype.itemsize > dt.itemsize
                 and x.size and np.abs(x).max() > np.finfo(dt).max):

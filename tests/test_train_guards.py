@@ -139,3 +139,51 @@ def test_sequential_params_assignment_and_load_params():
     after = m.numpy_params()
     for k in before:  # all or nothing
         np.testing.assert_array_equal(after[k], before[k])
+
+
+# ---- Sequential: data reaching a recurrent layer must be samples-first 3-D -----------------
+
+def test_sequential_refuses_2d_data_for_a_recurrent_first_layer():
+    m = pyrnn.Sequential([pyrnn.GRU(2, 4, batch_first=True, seed=0), pyrnn.Dense(4, 1, seed=1)])
+    x2, y = _x(16, 2), _x(16, 1)
+    want = r"x: expected 3-D \(N, T, C\) input for a recurrent first layer, got shape \(16, 2\)"
+    with pytest.raises(ValueError, match=want):
+        m.fit(x2, y, loss="mse", optimizer="adam", batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=want):
+        m.predict(x2, batch_size=4)
+    with pytest.raises(ValueError, match=want):
+        m.evaluate(x2, y, loss="mse")
+    with pytest.raises(ValueError, match=want):
+        m(x2)  # Keras: calling the model checks the rank too
+    with pytest.raises(ValueError, match=r"validation x: expected 3-D"):
+        m.fit(x2[:, None], y, loss="mse", optimizer="adam", validation_data=(x2, y), verbose=0)
+    # 3-D data works, and predict no longer depends on batch_size
+    x3 = _x(16, 5, 2)
+    m.fit(x3, _x(16, 5, 1), loss="mse", optimizer="adam", batch_size=4, epochs=1, verbose=0)
+    np.testing.assert_allclose(m.predict(x3, batch_size=3), m.predict(x3, batch_size=16),
+                               rtol=1e-6, atol=1e-7)
+    # behind rank-keeping layers (also nested) the rule is the same
+    n = pyrnn.Sequential([pyrnn.Sequential([pyrnn.Dense(2, 2), pyrnn.LayerNorm(2)]),
+                          pyrnn.Dropout(0.1), pyrnn.GRU(2, 3, batch_first=True)])
+    with pytest.raises(ValueError, match=r"3-D \(N, T, C\) input for the recurrent layer GRU"):
+        n(np.ones((4, 2)))
+    assert n(np.ones((4, 3, 2))).shape == (4, 3, 3)
+
+
+def test_sequential_refuses_1d_token_ids_before_embedding_and_recurrent():
+    m = pyrnn.Sequential([pyrnn.Embedding(5, 3, seed=0), pyrnn.LSTM(3, 4, batch_first=True),
+                          pyrnn.Dense(4, 5)])
+    ids = np.array([1, 2, 3, 4])
+    with pytest.raises(ValueError, match=r"expected 2-D \(N, T\) token ids for an Embedding "
+                                         r"feeding the recurrent layer LSTM.*got shape \(4,\)"):
+        m.fit(ids, ids, loss="cross_entropy", optimizer="adam", verbose=0)
+    with pytest.raises(ValueError, match=r"2-D \(N, T\) token ids"):
+        m(ids)
+    assert m.predict(np.ones((2, 3), int)).shape == (2, 3, 5)
+
+
+def test_feed_forward_sequential_still_takes_2d_data():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 4, seed=0), pyrnn.Dense(4, 1, seed=1)])
+    assert m.predict(_x(6, 3)).shape == (6, 1)
+    e = pyrnn.Sequential([pyrnn.Embedding(5, 3), pyrnn.Dense(3, 2)])  # no recurrent layer
+    assert e(np.array([1, 2])).shape == (2, 2)
