@@ -70,6 +70,9 @@ class Sequential(Layer):
 
     def __init__(self, layers=()):
         super().__init__()
+        # Direction count of the recurrent layer before this model in an enclosing one
+        # (set by its _link); False standalone.
+        self._auto_bidirectional = False
         if isinstance(layers, (Layer, _Recurrent)):
             raise TypeError("Sequential takes a list of layers: Sequential([layer, ...])")
         self.layers = []
@@ -95,14 +98,21 @@ class Sequential(Layer):
                              "Sequential's data is samples-first (N, T, C)")
 
     def _link(self):
-        """Tell each LastStep the direction count of the nearest preceding recurrent layer."""
-        bidirectional = False
+        """Tell each LastStep the direction count of the nearest preceding recurrent layer,
+        across nested Sequentials: a nested model starts from what its enclosing model had
+        before it (its _auto_bidirectional, set here, kept for its own forward calls) and
+        passes on what its last recurrent layer had. Returns that direction flag."""
+        bidirectional = self._auto_bidirectional
         for i, layer in enumerate(self.layers):
             self._check_layer(i, layer)  # `layers` is a public list: re-check edits
             if _is_recurrent(layer):
                 bidirectional = layer.bidirectional
             elif isinstance(layer, LastStep):
                 layer._auto_bidirectional = bidirectional
+            elif isinstance(layer, Sequential):
+                layer._auto_bidirectional = bidirectional
+                bidirectional = layer._link()
+        return bidirectional
 
     def _input_rule(self):
         """(ndim, description) the model's input must have when it reaches a recurrent layer

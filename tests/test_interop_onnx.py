@@ -267,6 +267,24 @@ def test_sequential_regressor(lengths):
     _check(_run_ort(onx, feeds), [want], TOL["float32"])
 
 
+@pytest.mark.parametrize("lengths", [False, True])
+def test_nested_sequential_laststep_after_bidirectional(lengths):
+    """A LastStep in a nested Sequential after a bidirectional layer of the outer one exports
+    like the flat model (the reverse half at step 0)."""
+    g = pyrnn.GRU(C, 3, batch_first=True, bidirectional=True, reset_after=True, seed=0)
+    model = pyrnn.Sequential([g, pyrnn.Sequential([pyrnn.LastStep(), pyrnn.Dense(6, 1, seed=1)])])
+    flat = pyrnn.Sequential([g, pyrnn.LastStep(), model.layers[1].layers[1]])
+    x = np.random.default_rng(11).standard_normal((4, 6, C)).astype(np.float32)
+    lens = np.array([6, 2, 1, 4])
+    feeds = {"X": x, "lengths": lens} if lengths else {"X": x}
+    want = flat.forward(x, lengths=lens if lengths else None)
+    np.testing.assert_array_equal(model.forward(x, lengths=lens if lengths else None), want)
+    onx = pyrnn.export_onnx(model, lengths=lengths)
+    if not lengths:
+        _check(_run_ref(onx, feeds), [want], TOL["float32"])
+    _check(_run_ort(onx, feeds), [want], TOL["float32"])
+
+
 def test_sequential_float64_reference():
     model = _regressor("float64")
     onx = pyrnn.export_onnx(model)

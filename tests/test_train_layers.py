@@ -216,6 +216,41 @@ def test_laststep_in_sequential_learns_direction_count():
         pyrnn.LastStep()(np.zeros((2, 3)))
 
 
+def test_laststep_in_nested_sequential_learns_direction_count():
+    """A LastStep inside a nested Sequential takes the direction count of the recurrent layer
+    before it in the enclosing model: the nested model equals the flat one (forward, backward
+    and fit), at any depth."""
+    x = np.random.default_rng(1).standard_normal((3, 5, 2)).astype(np.float32)
+    lens = np.array([5, 2, 4])
+
+    def build(nested):
+        g = pyrnn.GRU(2, 3, batch_first=True, bidirectional=True, seed=0)
+        head = [pyrnn.LastStep(), pyrnn.Dense(6, 1, seed=1)]
+        if nested == 0:
+            return pyrnn.Sequential([g] + head)
+        if nested == 1:
+            return pyrnn.Sequential([g, pyrnn.Sequential(head)])
+        return pyrnn.Sequential([pyrnn.Sequential([g]), pyrnn.Dropout(0.0),
+                                 pyrnn.Sequential([pyrnn.Sequential([head[0]]), head[1]])])
+
+    flat = build(0)
+    want = flat(x, lengths=lens)
+    dx = flat.backward(np.ones_like(want))
+    for depth in (1, 2):
+        model = build(depth)
+        np.testing.assert_array_equal(model(x, lengths=lens), want)
+        np.testing.assert_array_equal(model.backward(np.ones_like(want)), dx)
+        for a, b in zip(model.parameters(), flat.parameters()):
+            np.testing.assert_array_equal(a.grad, b.grad)
+        inner = model.layers[-1]
+        np.testing.assert_array_equal(inner(flat.layers[0](x)[0]), flat.layers[2](
+            flat.layers[1](flat.layers[0](x)[0])))  # the nested model called on its own
+    y = np.random.default_rng(2).standard_normal((3, 1))
+    h_flat = build(0).fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0, seed=0)
+    h_nest = build(2).fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0, seed=0)
+    assert h_flat == h_nest
+
+
 def test_recurrent_parameters_are_native_views():
     lstm = pyrnn.LSTM(3, 4, num_layers=2, bidirectional=True)
     params = list(lstm.parameters())
