@@ -206,7 +206,9 @@ class CrossEntropyLoss(Loss):
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits (torch.nn.BCEWithLogitsLoss), targets in [0, 1] shaped
     like the logits: (1 - y) x + w (log(1 + e^-|x|) + max(-x, 0)), w = 1 + (pos_weight - 1) y.
-    pos_weight (optional) broadcasts along the last axis."""
+    pos_weight (optional): a scalar, one value, or one per output (K = the logits' last axis),
+    applied along the last axis; another length is a ValueError at forward (PyTorch refuses
+    it too), never a broadcast that changes the loss's shape."""
 
     def __init__(self, pos_weight=None, reduction="mean"):
         super().__init__(reduction)
@@ -231,7 +233,7 @@ class BCEWithLogitsLoss(Loss):
         # softplus(-x) = log(1 + e^-x), stably: log1p(e^-|x|) + max(-x, 0).
         sp = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0)
         sig = np.exp(-sp)                        # sigmoid(x) = e^{-softplus(-x)}
-        pw = 1.0 if self.pos_weight is None else self.pos_weight
+        pw = 1.0 if self.pos_weight is None else self._pos_weight_for(x.shape)
         w = 1.0 + (pw - 1.0) * y
         per = (1.0 - y) * x + w * sp
         loss, scale = self._reduce(per.sum(), per.size)
@@ -240,6 +242,19 @@ class BCEWithLogitsLoss(Loss):
         self._correct = int(((x > 0) == (y >= 0.5)).sum())
         self._total = int(x.size)
         return loss
+
+    def _pos_weight_for(self, shape):
+        """pos_weight as a float or a (K,) array for logits of `shape`: any other length
+        would broadcast the per-element loss to a new shape."""
+        pw = self.pos_weight
+        if pw.size == 1:
+            return float(pw.reshape(()))
+        K = shape[-1] if shape else 1
+        if pw.size != K:
+            raise ValueError(f"BCEWithLogitsLoss: pos_weight has {pw.size} values, but the "
+                             f"logits {shape_str(shape)} have {K} on their last axis; give a "
+                             f"scalar, one value or {K} (one per output)")
+        return pw
 
     def metric_counts(self):
         return {"accuracy": (self._correct, self._total)}

@@ -139,6 +139,33 @@ def test_bce_with_logits_matches_torch(pos_weight, dtype):
     np.testing.assert_allclose(loss.backward(), tg, **tol)
 
 
+def test_bce_pos_weight_must_fit_the_last_axis():
+    """pos_weight (3,) against logits (4, 1) used to broadcast to a (4, 3) loss and gradient;
+    PyTorch refuses it. A scalar or one value applies to every output, as in PyTorch."""
+    rng = np.random.default_rng(6)
+    logits, target = rng.standard_normal((4, 1)), rng.uniform(0, 1, (4, 1))
+    loss = losses.BCEWithLogitsLoss(pos_weight=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"pos_weight has 3 values, but the logits \(4, 1\) "
+                                         r"have 1 on their last axis"):
+        loss(logits, target)
+    with pytest.raises(RuntimeError):  # torch agrees
+        F.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(target),
+                                           pos_weight=torch.tensor([1.0, 2.0, 3.0]))
+    for pw in (2.5, [2.5]):
+        for shape in ((4, 1), (4, 3), (5,)):
+            x, t = rng.standard_normal(shape), rng.uniform(0, 1, shape)
+            loss = losses.BCEWithLogitsLoss(pos_weight=pw)
+            v = loss(x, t)
+            tv, tg = grad_of(lambda p: F.binary_cross_entropy_with_logits(
+                p, torch.tensor(t), pos_weight=torch.tensor(np.atleast_1d(pw))), x)
+            np.testing.assert_allclose(v, tv, rtol=1e-12)
+            d = loss.backward()
+            assert d.shape == shape
+            np.testing.assert_allclose(d, tg, rtol=1e-12, atol=1e-15)
+    loss = losses.BCEWithLogitsLoss(pos_weight=[2.0])
+    assert loss(np.array(0.3), np.array(1.0)) > 0 and loss.backward().shape == ()
+
+
 def test_bce_is_stable_for_huge_logits():
     logits = np.array([1e4, -1e4, 80.0, -80.0])
     target = np.array([0.0, 1.0, 1.0, 0.0])
