@@ -8,7 +8,10 @@ constructor arguments that pyrnn.save / pyrnn.load use). A forward in training m
 what backward needs; eval mode keeps nothing.
 
 Dense, LayerNorm, Embedding and Dropout run their forward and backward in C++ (pyrnn/layers.h
-via pyrnn._train). Arrays returned by forward are also the layer's cache: modify a copy.
+via pyrnn._train). Arrays returned by forward are also the layer's cache: modify a copy. Inputs
+stay the caller's: what a training forward keeps of them (x, indices, lengths) is copied when
+it could share memory with the caller's array, so changing that array in place before
+backward does not change the gradients.
 
 device="cuda" (or ``layer.to("cuda")``): parameters and gradients live on the GPU
 (pyrnn.cuda.DeviceArray views in ``params`` / ``grads``; host copies from ``numpy_params()`` /
@@ -88,6 +91,23 @@ def _host_float(value):
 
 def _out(y, device_out):
     return y if device_out else y.numpy()
+
+
+def _private(arr, given):
+    """arr, or a copy when it may share memory with the caller's `given`: what a training
+    forward keeps for backward must not change if the caller modifies its input in place
+    before backward (the recurrent layers copy x too). The copy costs far less than the
+    layer's own work on it."""
+    if isinstance(given, (list, tuple, numbers.Number)):
+        return arr  # np.asarray built arr from scratch
+    if isinstance(given, np.ndarray) and not np.may_share_memory(arr, given):
+        return arr
+    return arr.copy()
+
+
+def _private_device(arr, given_on_device):
+    """The device twin of _private: a device input is the caller's memory (zero-copy)."""
+    return arr.copy() if given_on_device else arr
 
 
 def _seed_arg(seed):
@@ -270,11 +290,13 @@ class Dense(Layer):
     def forward(self, x):
         if self.device == "cuda":
             return self._forward_cuda(x)
-        x = real_array("x", x, self.dtype)
+        given, x = x, real_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Dense expects input of shape (..., {self.in_features}), "
                              f"got {shape_str(x.shape)}")
         x2 = x.reshape(-1, self.in_features)                     # [M, in]
+        if self.training:
+            x2 = _private(x2, given)  # backward reads x
         y2 = np.empty((x2.shape[0], self.out_features), self.dtype)  # [M, out]
         with _exclusive(self):
             _train.dense_forward(y2, x2, self._params["weight"], self._params.get("bias"),
@@ -304,6 +326,8 @@ class Dense(Layer):
         shape = tuple(x.shape)
         self._check_input(shape)
         x2 = x.reshape(-1, self.in_features)                     # [M, in]
+        if self.training:
+            x2 = _private_device(x2, device_out)  # backward reads x
         y2 = _kernels().dense_forward(x2, self._params["weight"], self._params.get("bias"),
                                       _train.ACTIVATIONS[self.activation])  # [M, out]
         self._cache = (x2, y2, shape) if self.training else None
@@ -403,6 +427,8 @@ class Embedding(Layer):
             return self._forward_cuda(idx)
         arr = self._indices(idx)
         flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
+        if self.training:
+            flat = _private(flat, idx)  # backward scatters by these indices
         y = np.empty((flat.size, self.dim), self.dtype)                # [M, dim]
         with _exclusive(self):
             _train.embedding_forward(y, flat, self._params["weight"])
@@ -432,6 +458,8 @@ class Embedding(Layer):
             idx = cuda.as_device_array(idx).numpy()
         arr = self._indices(idx)
         flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
+        if self.training and not device_in:  # a device input was copied just above
+            flat = _private(flat, idx)
         y = _kernels().embedding_forward(flat, self._params["weight"])  # [M, dim]
         self._cache = (flat, arr.shape) if self.training else None
         return _out(y.reshape(arr.shape + (self.dim,)), device_in)
@@ -552,11 +580,13 @@ class LayerNorm(Layer):
     def forward(self, x):
         if self.device == "cuda":
             return self._forward_cuda(x)
-        x = real_array("x", x, self.dtype)
+        given, x = x, real_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
                              f"got {shape_str(x.shape)}")
         x2 = x.reshape(-1, self.dim)                 # [M, D]
+        if self.training:
+            x2 = _private(x2, given)  # backward reads x
         y2 = np.empty_like(x2)                       # [M, D]
         mean = np.empty(x2.shape[0], self.dtype)     # [M]
         rstd = np.empty(x2.shape[0], self.dtype)     # [M]
@@ -588,6 +618,8 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
                              f"got {shape_str(shape)}")
         x2 = x.reshape(-1, self.dim)                 # [M, D]
+        if self.training:
+            x2 = _private_device(x2, device_out)  # backward reads x
         y2, mean, rstd = _kernels().layernorm_forward(x2, self._params["weight"],
                                                       self._params["bias"], self.eps)
         self._cache = (x2, mean, rstd, shape) if self.training else None
@@ -655,6 +687,8 @@ class LastStep(Layer):
         self._check_input(x.shape)
         N, T, W = x.shape
         lens = np.full(N, T, np.int64) if lengths is None else lengths_array(lengths, N, T)
+        if self.training and lengths is not None:
+            lens = _private(lens, lengths)  # backward scatters by these steps
         H = W // D
         rows = np.arange(N)
         y = np.empty((N, W), x.dtype)                  # [N, D*H]
@@ -687,6 +721,8 @@ class LastStep(Layer):
         self._check_input(shape)
         N, T, W = shape
         lens = None if lengths is None else lengths_array(_host_lengths(lengths), N, T)
+        if self.training and lens is not None:
+            lens = _private(lens, lengths)
         y = _kernels().last_step_forward(x, lens, self.num_directions)  # [N, D*H]
         self._cache = (lens, shape, x.dtype) if self.training else None
         return _out(y, device_out)

@@ -187,3 +187,56 @@ def test_feed_forward_sequential_still_takes_2d_data():
     assert m.predict(_x(6, 3)).shape == (6, 1)
     e = pyrnn.Sequential([pyrnn.Embedding(5, 3), pyrnn.Dense(3, 2)])  # no recurrent layer
     assert e(np.array([1, 2])).shape == (2, 2)
+
+
+# ---- what a training forward keeps for backward is its own -----------------------------------
+
+def _inplace_cases():
+    cases = [("dense", lambda d="cpu": pyrnn.Dense(3, 4, activation="tanh", seed=0, device=d),
+              lambda: _x(5, 3, seed=1), None),
+             ("dense-3d", lambda d="cpu": pyrnn.Dense(3, 2, seed=0, device=d),
+              lambda: _x(2, 4, 3, seed=1), None),
+             ("layernorm", lambda d="cpu": pyrnn.LayerNorm(3, device=d),
+              lambda: _x(5, 3, seed=1), None),
+             ("embedding", lambda d="cpu": pyrnn.Embedding(9, 3, seed=0, device=d),
+              lambda: np.array([[1, 2, 3], [4, 1, 8]], np.int64), None),
+             ("laststep", lambda d="cpu": pyrnn.LastStep(device=d),
+              lambda: _x(3, 4, 2, seed=1), "lengths")]
+    return [pytest.param(*c[1:], id=c[0]) for c in cases]
+
+
+def _forward_backward(layer, x, lengths, mutate):
+    y = layer(x, lengths=lengths) if lengths is not None else layer(x)
+    if mutate:  # the caller reuses its buffers between forward and backward
+        x[...] = 1 if x.dtype.kind in "iu" else 0.5
+        if lengths is not None:
+            lengths[...] = 1
+    dx = layer.backward(np.ones(np.shape(y), np.float32))
+    return y, dx, layer.numpy_grads()
+
+
+@pytest.mark.parametrize("make, data, lengths", _inplace_cases())
+def test_modifying_the_input_between_forward_and_backward_changes_nothing(make, data, lengths):
+    lens = np.array([4, 1, 2], np.int64) if lengths else None
+    want = _forward_backward(make(), data(), None if lens is None else lens.copy(), False)
+    got = _forward_backward(make(), data(), lens, True)
+    for a, b in zip(got, want):
+        if isinstance(a, dict):
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k])
+        elif a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make, data, lengths", _inplace_cases()[:3])
+def test_modifying_a_device_input_between_forward_and_backward(monkeypatch, make, data,
+                                                                lengths):
+    install(monkeypatch)
+    want = _forward_backward(make("cpu"), data(), None, False)
+    layer, x = make("cuda"), FakeDev(data())
+    y = layer(x)
+    x.a[...] = 0.5  # the caller's device memory, changed in place
+    dx = layer.backward(FakeDev(np.ones(y.shape, np.float32)))
+    np.testing.assert_array_equal(dx.a, want[1])
+    for k, g in layer.numpy_grads().items():
+        np.testing.assert_array_equal(g, want[2][k])
