@@ -167,6 +167,11 @@ class CrossEntropyLoss(Loss):
             self._total = t.shape[0]
             return loss
 
+        if target.shape == logits.shape:
+            raise TypeError(f"CrossEntropyLoss: targets shaped like the logits "
+                            f"{shape_str(logits.shape)} are class probabilities and must be "
+                            f"floating point, got dtype {target.dtype} (class indices have "
+                            f"shape {shape_str(logits.shape[:-1])}: e.g. target.argmax(-1))")
         if target.shape != logits.shape[:-1]:
             raise ValueError(f"CrossEntropyLoss: targets must have shape "
                              f"{shape_str(logits.shape[:-1])} (the logits' shape without the "
@@ -176,17 +181,19 @@ class CrossEntropyLoss(Loss):
             # Float class labels (e.g. read from a float array) are fine if integral.
             if not np.all(np.isfinite(target)) or np.any(target != np.round(target)):
                 raise TypeError("CrossEntropyLoss: class targets must be integers")
-            target = target.astype(np.int64)
         elif target.dtype.kind not in "iu":
             raise TypeError(f"CrossEntropyLoss: targets must be integer class indices, "
                             f"got dtype {target.dtype}")
-        t = target.reshape(-1).astype(np.int64)                       # [M]
-        valid = t != self.ignore_index                                # [M]
-        bad = valid & ((t < 0) | (t >= K))
+        # Checked in the caller's dtype before any cast: a cast to int64 wraps huge values
+        # (uint64 2**64 - 100 would become -100, the ignore_index, and be dropped).
+        flat = target.reshape(-1)                                     # [M], caller's dtype
+        valid = self._not_ignored(flat)                               # [M]
+        bad = valid & ((flat < 0) | (flat >= K))
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"CrossEntropyLoss: target {int(t[i])} is outside [0, {K}) "
+            raise ValueError(f"CrossEntropyLoss: target {flat[i].item()!r} is outside [0, {K}) "
                              f"(ignore_index={self.ignore_index})")
+        t = np.where(valid, flat, 0).astype(np.int64)                 # [M], each in [0, K)
         rows = np.nonzero(valid)[0]
         tv = t[rows]
         loss, scale = self._reduce(-logp[rows, tv].sum(), rows.size)
@@ -198,6 +205,16 @@ class CrossEntropyLoss(Loss):
         self._correct = int((pred_class[rows] == tv).sum())
         self._total = int(rows.size)
         return loss
+
+    def _not_ignored(self, flat):
+        """flat != ignore_index, compared in flat's dtype (an ignore_index that dtype cannot
+        hold matches nothing)."""
+        if flat.dtype.kind in "iu":
+            info = np.iinfo(flat.dtype)
+            if not info.min <= self.ignore_index <= info.max:
+                return np.ones(flat.shape, bool)
+            return flat != flat.dtype.type(self.ignore_index)
+        return flat != float(self.ignore_index)
 
     def metric_counts(self):
         return {"accuracy": (self._correct, self._total)}

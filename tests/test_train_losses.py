@@ -122,6 +122,45 @@ def test_cross_entropy_errors():
     assert loss(np.zeros((2, 3)), np.array([0.0, 1.0])) == pytest.approx(np.log(3))
 
 
+@pytest.mark.parametrize("target, shown", [
+    (np.array([0, 2**64 - 100], np.uint64), "18446744073709551516"),  # == -100 as int64
+    (np.array([0, 2**64 - 1], np.uint64), "18446744073709551615"),    # -1 as int64
+    (np.array([0.0, 1e30]), r"1e\+30"),                               # int64 min after cast
+    (np.array([[1, 2**63 - 1]], np.uint64)[0], "9223372036854775807"),
+    (np.array([0, 200], np.uint8), "200"),
+])
+def test_cross_entropy_checks_targets_before_casting(target, shown):
+    """Out-of-range targets are refused and named as the caller passed them, never wrapped by
+    a cast to int64 (uint64 2**64 - 100 used to become -100 == ignore_index and be dropped)."""
+    with pytest.raises(ValueError, match=rf"target {shown} is outside \[0, 3\)"):
+        losses.CrossEntropyLoss()(np.zeros((2, 3)), target)
+
+
+def test_cross_entropy_ignore_index_in_any_integer_dtype():
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((4, 3))
+    want = losses.CrossEntropyLoss(ignore_index=2)(logits, np.array([2, 0, 1, 2]))
+    for dt in (np.uint8, np.int8, np.uint64, np.int16, np.float32):
+        got = losses.CrossEntropyLoss(ignore_index=2)(logits, np.array([2, 0, 1, 2], dt))
+        assert got == want
+    # an ignore_index the dtype cannot hold matches nothing
+    loss = losses.CrossEntropyLoss()
+    assert loss(logits, np.array([0, 1, 2, 0], np.uint8)) == pytest.approx(
+        loss(logits, np.array([0, 1, 2, 0])))
+    assert loss.count == 4
+    assert losses.CrossEntropyLoss()(logits, np.array([-100, 1, -100, 0], np.int8)) == \
+        pytest.approx(losses.CrossEntropyLoss()(logits, np.array([-100, 1, -100, 0])))
+
+
+def test_cross_entropy_one_hot_integer_targets_say_float_is_needed():
+    with pytest.raises(TypeError, match=r"targets shaped like the logits \(2, 3\) are class "
+                                        r"probabilities and must be floating point, got dtype "
+                                        r"int64.*shape \(2,\)"):
+        losses.CrossEntropyLoss()(np.zeros((2, 3)), np.eye(3, dtype=np.int64)[:2])
+    # as floats they are probabilities
+    assert losses.CrossEntropyLoss()(np.zeros((2, 3)), np.eye(3)[:2]) == pytest.approx(np.log(3))
+
+
 @pytest.mark.parametrize("pos_weight", [None, [0.5, 2.0, 3.0]])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bce_with_logits_matches_torch(pos_weight, dtype):
