@@ -21,12 +21,13 @@ for the recurrent layers, NumPy in gives NumPy out (copied), a device array in (
 Embedding's indices and LastStep's lengths are host integers (device ones are copied back).
 """
 import contextlib
+import math
 import numbers
 import threading
 
 import numpy as np
 
-from . import _arrays, _train
+from . import _arrays, _core, _train
 from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
                         real_array, shape_str)
 from .parameter import Parameter
@@ -108,6 +109,15 @@ def _private(arr, given):
 def _private_device(arr, given_on_device):
     """The device twin of _private: a device input is the caller's memory (zero-copy)."""
     return arr.copy() if given_on_device else arr
+
+
+def _check_result(layer, what, shape, dtype):
+    """MemoryError before allocating a host result beyond the memory limit, as the recurrent
+    layers do: with overcommit a huge np.empty succeeds and the process is killed when the
+    kernel touches it. (The message is built only on failure: this runs every call.)"""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > _core.memory_limit():
+        check_allocation(nbytes, f"{layer!r} {what} of shape {shape_str(shape)}")
 
 
 def _seed_arg(seed):
@@ -295,6 +305,7 @@ class Dense(Layer):
             raise ValueError(f"Dense expects input of shape (..., {self.in_features}), "
                              f"got {shape_str(x.shape)}")
         x2 = x.reshape(-1, self.in_features)                     # [M, in]
+        _check_result(self, "output", x.shape[:-1] + (self.out_features,), self.dtype)
         if self.training:
             x2 = _private(x2, given)  # backward reads x
         y2 = np.empty((x2.shape[0], self.out_features), self.dtype)  # [M, out]
@@ -314,6 +325,7 @@ class Dense(Layer):
         if dy.shape != want:
             raise ValueError(f"Dense.backward: dy must have the output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
+        _check_result(self, "d x", x_shape, self.dtype)
         dx2 = np.empty_like(x2)                                  # [M, in]
         with _exclusive(self):
             _train.dense_backward(self._grads["weight"], self._grads.get("bias"), dx2,
@@ -427,6 +439,7 @@ class Embedding(Layer):
             return self._forward_cuda(idx)
         arr = self._indices(idx)
         flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
+        _check_result(self, "output", arr.shape + (self.dim,), self.dtype)
         if self.training:
             flat = _private(flat, idx)  # backward scatters by these indices
         y = np.empty((flat.size, self.dim), self.dtype)                # [M, dim]
@@ -520,6 +533,7 @@ class Dropout(Layer):
         self._cache = (seed, tuple(x.shape))
         if device_out is not None:
             return _out(_kernels().dropout_forward(x, seed, self.p), device_out)
+        _check_result(self, "output", x.shape, x.dtype)
         y = np.empty_like(x)
         _train.dropout_forward(y.reshape(-1), x.reshape(-1), seed, self.p)
         return y
@@ -541,6 +555,7 @@ class Dropout(Layer):
         if device_out is not None:
             return _out(_kernels().dropout_backward(dy, seed, self.p), device_out)
         dy = real_array("dy", dy, _host_float(dy))
+        _check_result(self, "d x", dy.shape, dy.dtype)
         dx = np.empty_like(dy)
         _train.dropout_backward(dx.reshape(-1), dy.reshape(-1), seed, self.p)
         return dx
@@ -564,6 +579,8 @@ class LayerNorm(Layer):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self.eps = float(eps)
         self.dtype = float_dtype(dtype)
+        # weight, bias and their gradients, as Dense and Embedding check theirs
+        check_allocation(self.dim * 4 * self.dtype.itemsize, f"LayerNorm({self.dim})")
         self._params["weight"] = np.ones(self.dim, self.dtype)
         self._params["bias"] = np.zeros(self.dim, self.dtype)
         self._grads["weight"] = np.zeros(self.dim, self.dtype)
@@ -585,6 +602,7 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
                              f"got {shape_str(x.shape)}")
         x2 = x.reshape(-1, self.dim)                 # [M, D]
+        _check_result(self, "output", x.shape, self.dtype)
         if self.training:
             x2 = _private(x2, given)  # backward reads x
         y2 = np.empty_like(x2)                       # [M, D]
@@ -604,6 +622,7 @@ class LayerNorm(Layer):
         if dy.shape != shape:
             raise ValueError(f"LayerNorm.backward: dy must have shape {shape_str(shape)}, "
                              f"got {shape_str(dy.shape)}")
+        _check_result(self, "d x", shape, self.dtype)
         dx2 = np.empty_like(x2)                      # [M, D]
         with _exclusive(self):
             _train.layernorm_backward(dx2, self._grads["weight"], self._grads["bias"],
@@ -708,6 +727,7 @@ class LastStep(Layer):
             raise ValueError(f"LastStep.backward: dy must have shape ({N}, {W}), "
                              f"got {shape_str(dy.shape)}")
         H = W // self.num_directions
+        _check_result(self, "d x", shape, dtype)
         dx = np.zeros(shape, dtype)                    # [N, T, D*H]
         dx[np.arange(N), lens - 1, :H] = dy[:, :H]
         if W != H:
