@@ -16,6 +16,7 @@ is bitwise the CPU's); clip_grad_norm reduces each gradient on the device in a f
 """
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -37,6 +38,15 @@ def _float(name, value, low=0.0, low_open=False, high=None, high_open=True):
         hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
         raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
     return v
+
+
+def _count(name, value):
+    """A non-negative int (step counters in a state_dict)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
 
 
 def _param_list(params):
@@ -98,37 +108,114 @@ class Optimizer:
         return buf
 
     # ---- state (for checkpoints) ---------------------------------------------------------
+    # Per-parameter state names: buffers shaped like the parameter, and integer counters.
+    # None (the base class): any names, as a custom optimizer keeps them.
+    _state_buffers = None
+    _state_counters = ()
+
     def state_dict(self):
-        """Steps, hyperparameters and per-parameter state; state arrays as host ndarray copies
-        (whatever device the parameters are on)."""
+        """Class name, steps, hyperparameters and per-parameter state; state arrays as host
+        ndarray copies (whatever device the parameters are on)."""
         def copy(v):
             if isinstance(v, np.ndarray):
                 return v.copy()
             return _arrays.host(v) if _arrays.on_device(v) else v
-        return {"steps": self.steps, "hyper": self.hyperparameters(),
+        return {"class": type(self).__name__, "steps": self.steps,
+                "hyper": self.hyperparameters(),
                 "state": [{k: copy(v) for k, v in st.items()} for st in self.state]}
 
     def load_state_dict(self, sd):
-        if len(sd["state"]) != len(self.params):
-            raise ValueError(f"state_dict holds {len(sd['state'])} parameter states, this "
+        """Restore what state_dict() gave, all or nothing: the class, every hyperparameter
+        (through the constructor's checks), every state entry (name, shape, dtype, against
+        the parameters) and steps are validated before anything changes. State arrays may be
+        any array-like (lists are converted to the parameter's dtype; an ndarray must have it)
+        of the parameter's flat (size,) or own shape; they are copied to its device."""
+        name = type(self).__name__
+        if not isinstance(sd, Mapping):
+            raise TypeError(f"state_dict must be a dict (from {name}.state_dict()), got "
+                            f"{type(sd).__name__}")
+        missing = [k for k in ("steps", "hyper", "state") if k not in sd]
+        if missing:
+            raise ValueError(f"state_dict lacks {', '.join(map(repr, missing))} (expected the "
+                             f"dict {name}.state_dict() returns)")
+        if "class" in sd and sd["class"] != name:
+            raise ValueError(f"state_dict is from {sd['class']}, not {name}: load it into the "
+                             "optimizer class that saved it")
+        hyper = self._checked_hyper(sd["hyper"])
+        steps = _count("steps", sd["steps"])
+        states = sd["state"]
+        if isinstance(states, (str, bytes, Mapping)) or not hasattr(states, "__len__"):
+            raise TypeError(f"state_dict['state'] must be a list of dicts, got "
+                            f"{type(states).__name__}")
+        if len(states) != len(self.params):
+            raise ValueError(f"state_dict holds {len(states)} parameter states, this "
                              f"optimizer has {len(self.params)} parameters")
-        new = []
-        for p, st in zip(self.params, sd["state"]):
-            d = {}
-            for k, v in st.items():
-                if isinstance(v, np.ndarray) or _arrays.on_device(v):
-                    v = _arrays.host(v)
-                    if v.shape != (p.size,) or v.dtype != p.dtype:
-                        raise ValueError(f"state {k!r} of {p.name!r} has shape {v.shape} "
-                                         f"{v.dtype}, expected ({p.size},) {p.dtype}")
-                    v = (_arrays.to_device(v, device=p.data.device) if p.device != "cpu"
-                         else v.copy())
-                d[k] = v
-            new.append(d)
+        new = [self._checked_state(p, st) for p, st in zip(self.params, states)]
+        # Everything checked (and uploaded): nothing below can fail halfway.
         self.state = new
-        self.steps = int(sd["steps"])
-        for k, v in sd["hyper"].items():
+        self.steps = steps
+        for k, v in hyper.items():
             setattr(self, k, v)
+
+    def _checked_hyper(self, hyper):
+        """The hyperparameters as the constructor normalises them (its checks apply)."""
+        if not isinstance(hyper, Mapping):
+            raise TypeError(f"state_dict['hyper'] must be a dict, got {type(hyper).__name__}")
+        want = set(self.hyperparameters())
+        if set(hyper) != want:
+            extra, lack = sorted(set(hyper) - want), sorted(want - set(hyper))
+            raise ValueError(f"state_dict hyperparameters do not fit {type(self).__name__} "
+                             f"(unknown: {extra or 'none'}; missing: {lack or 'none'})")
+        try:
+            probe = type(self)(self.params, **hyper)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"state_dict hyperparameters: {e}") from None
+        return probe.hyperparameters()
+
+    def _checked_state(self, p, st):
+        """One parameter's state, validated, as the optimizer keeps it (buffers flat, on the
+        parameter's device)."""
+        if not isinstance(st, Mapping):
+            raise TypeError(f"state of {p.name!r} must be a dict, got {type(st).__name__}")
+        d = {}
+        for k, v in st.items():
+            if k in self._state_counters:
+                d[k] = _count(f"state {k!r} of {p.name!r}", v)
+                continue
+            if self._state_buffers is not None and k not in self._state_buffers:
+                known = sorted(self._state_buffers) + sorted(self._state_counters)
+                raise ValueError(f"state {k!r} of {p.name!r} is not {type(self).__name__} "
+                                 f"state (it keeps {', '.join(known)})")
+            if self._state_buffers is None and isinstance(v, numbers.Number):
+                d[k] = v  # a custom optimizer's scalar
+                continue
+            d[k] = self._checked_buffer(p, k, v)
+        return d
+
+    @staticmethod
+    def _checked_buffer(p, k, v):
+        if _arrays.on_device(v):
+            v = _arrays.host(v)
+        what = f"state {k!r} of {p.name!r}"
+        if isinstance(v, np.ndarray):
+            if v.dtype != p.dtype:
+                raise ValueError(f"{what} has dtype {v.dtype}, expected {p.dtype}")
+            arr = v
+        else:
+            if isinstance(v, (str, bytes)):
+                raise TypeError(f"{what} must be an array, got {type(v).__name__}")
+            try:
+                arr = np.asarray(v)
+            except Exception as e:
+                raise TypeError(f"{what} must be an array: {e}") from None
+            if arr.dtype.kind not in "iuf":
+                raise TypeError(f"{what} must be a real numeric array, got dtype {arr.dtype}")
+            arr = arr.astype(p.dtype)  # a list has no dtype of its own: the parameter's
+        if arr.shape not in ((p.size,), p.shape):
+            raise ValueError(f"{what} has shape {arr.shape}, expected ({p.size},) or "
+                             f"{p.shape}")
+        arr = np.array(arr.reshape(p.size), dtype=p.dtype, order="C")  # the optimizer's own
+        return _arrays.to_device(arr, device=p.data.device) if p.device != "cpu" else arr
 
     def hyperparameters(self):
         return {}
@@ -142,6 +229,7 @@ class SGD(Optimizer):
     """torch.optim.SGD: g = grad + weight_decay * p; with momentum, buf = g on the first step
     then buf = momentum * buf + (1 - dampening) * g, and g = g + momentum * buf (nesterov)
     or g = buf; p -= lr * g."""
+    _state_buffers = ("momentum_buffer",)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
@@ -171,6 +259,8 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """torch.optim.Adam (L2 weight decay added to the gradient); amsgrad as PyTorch."""
     _decoupled = False
+    _state_buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _state_counters = ("step",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False):
@@ -210,6 +300,7 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """torch.optim.RMSprop: s = alpha s + (1 - alpha) g^2; avg = sqrt(s) + eps (centered:
     sqrt(s - mean_g^2) + eps); p -= lr g / avg, or through a momentum buffer."""
+    _state_buffers = ("square_avg", "grad_avg", "momentum_buffer")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):

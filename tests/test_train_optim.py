@@ -116,6 +116,94 @@ def test_optimizer_state_dict_round_trip():
     np.testing.assert_array_equal(other.state[0]["exp_avg"], opt.state[0]["exp_avg"])
 
 
+def _stepped(cls, params, **kw):
+    for p in params:
+        p.grad[...] = 0.5
+    opt = cls(params, **kw)
+    opt.step()
+    opt.step()
+    return opt
+
+
+def _same_state(a, b):
+    assert a.steps == b.steps and a.hyperparameters() == b.hyperparameters()
+    assert [sorted(st) for st in a.state] == [sorted(st) for st in b.state]
+    for sa, sb in zip(a.state, b.state):
+        for k in sa:
+            np.testing.assert_array_equal(sa[k], sb[k])
+
+
+@pytest.mark.parametrize("change, exc, pattern", [
+    (lambda sd: sd.update(steps="x"), TypeError, r"steps must be an int, got str"),
+    (lambda sd: sd.update(steps=-2), ValueError, r"steps must be >= 0"),
+    (lambda sd: sd["hyper"].update(lr="oops"), TypeError, r"hyperparameters: lr must be a number"),
+    (lambda sd: sd["hyper"].update(betas=(0.9, 1.0)), ValueError, r"beta2 must be in"),
+    (lambda sd: sd["hyper"].update(momentum=0.9), ValueError, r"unknown: \['momentum'\]"),
+    (lambda sd: sd["hyper"].pop("eps"), ValueError, r"missing: \['eps'\]"),
+    (lambda sd: sd.update({"class": "SGD"}), ValueError, r"state_dict is from SGD, not Adam"),
+    (lambda sd: sd["state"][1].update(exp_avg=np.zeros(4)), ValueError,
+     r"state 'exp_avg' of 'p1' has shape \(4,\), expected \(5,\)"),
+    (lambda sd: sd["state"][0].update(exp_avg_sq=np.zeros(12, np.float32)), ValueError,
+     r"state 'exp_avg_sq' of 'p0' has dtype float32, expected float64"),
+    (lambda sd: sd["state"][1].update(momentum_buffer=np.zeros(3)), ValueError,
+     r"'momentum_buffer' of 'p1' is not Adam state"),
+    (lambda sd: sd["state"][1].update(step=1.5), TypeError, r"state 'step' of 'p1' must be an int"),
+    (lambda sd: sd["state"][1].update(exp_avg="abc"), TypeError, r"must be an array"),
+    (lambda sd: sd["state"].pop(), ValueError, r"holds 2 parameter states, this optimizer has 3"),
+    (lambda sd: sd.pop("hyper"), ValueError, r"lacks 'hyper'"),
+], ids=["steps-str", "steps-negative", "lr-str", "beta2", "unknown-hyper", "missing-hyper",
+        "class", "state-shape", "state-dtype", "state-name", "step-float", "state-str",
+        "state-count", "no-hyper"])
+def test_optimizer_load_state_dict_is_all_or_nothing(change, exc, pattern):
+    """Everything is validated before anything changes: a failed load leaves the optimizer
+    exactly as it was (steps, state, hyperparameters), and bad hyperparameters fail here,
+    not at the next step()."""
+    params = make_params(np.float64)
+    sd = _stepped(optim.Adam, params, lr=0.01, amsgrad=True).state_dict()
+    change(sd)
+    target = _stepped(optim.Adam, make_params(np.float64), lr=0.2)
+    before = _stepped(optim.Adam, make_params(np.float64), lr=0.2)
+    with pytest.raises(exc, match=pattern):
+        target.load_state_dict(sd)
+    _same_state(target, before)
+
+
+def test_optimizer_load_state_dict_refuses_another_class():
+    params = make_params(np.float64)
+    sgd = _stepped(optim.SGD, params, lr=0.1, momentum=0.9).state_dict()
+    adam = optim.Adam(params)
+    with pytest.raises(ValueError, match="state_dict is from SGD, not Adam"):
+        adam.load_state_dict(sgd)
+    del sgd["class"]  # a dict without the class: its hyperparameters give it away
+    with pytest.raises(ValueError, match=r"do not fit Adam \(unknown: \['dampening'"):
+        adam.load_state_dict(sgd)
+    with pytest.raises(ValueError, match="from Adam, not AdamW"):  # same hyperparameter names
+        optim.AdamW(params).load_state_dict(_stepped(optim.Adam, params).state_dict())
+    assert adam.steps == 0 and adam.state == [{}, {}, {}]
+
+
+@pytest.mark.parametrize("cls, kw", [(optim.SGD, dict(lr=0.1, momentum=0.9)),
+                                     (optim.Adam, dict(lr=0.01, amsgrad=True)),
+                                     (optim.RMSprop, dict(centered=True, momentum=0.5))])
+def test_optimizer_load_state_dict_accepts_lists_and_parameter_shapes(cls, kw):
+    """State given as lists (e.g. from JSON) or in the parameter's own shape is converted;
+    training then continues exactly as with the original state."""
+    params = make_params(np.float32)
+    opt = _stepped(cls, params, **kw)
+    sd = opt.state_dict()
+    as_lists = dict(sd, state=[{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                for k, v in st.items()} for st in sd["state"]])
+    shaped = dict(sd, state=[{k: (v.reshape(p.shape) if isinstance(v, np.ndarray) else v)
+                              for k, v in st.items()} for p, st in zip(params, sd["state"])])
+    for variant in (as_lists, shaped):
+        other = cls(params, lr=0.5)
+        other.load_state_dict(variant)
+        _same_state(other, opt)
+        assert all(v.dtype == np.float32 and v.shape == (p.size,)
+                   for p, st in zip(params, other.state) for v in st.values()
+                   if isinstance(v, np.ndarray))
+
+
 def test_optimizer_argument_errors():
     params = make_params(np.float32)
     with pytest.raises(ValueError, match="empty"):
