@@ -1,6 +1,8 @@
 """Callbacks for Sequential.fit (Keras-style hooks).
 
-fit() calls, in order: set_model(model), on_train_begin(logs), then per epoch
+fit() calls, in order: set_model(model), set_params(params) (Keras's: {"epochs", "steps",
+"batch_size", "verbose", "metrics"}, "metrics" being the keys every epoch's logs will hold,
+e.g. ["loss", "val_loss"]), on_train_begin(logs), then per epoch
 on_epoch_begin(epoch, logs), per batch on_batch_begin(batch, logs) / on_batch_end(batch,
 logs) (logs: {"loss": batch loss, "size": batch samples}), on_epoch_end(epoch, logs) (logs:
 the epoch's metrics, e.g. {"loss", "accuracy", "val_loss", "val_accuracy"}), and finally
@@ -9,6 +11,8 @@ on_train_end(logs). Epochs and batches count from 0. A callback stops training b
 """
 import math
 import numbers
+import re
+import string
 
 
 class Callback:
@@ -16,9 +20,13 @@ class Callback:
 
     def __init__(self):
         self.model = None
+        self.params = {}
 
     def set_model(self, model):
         self.model = model
+
+    def set_params(self, params):
+        self.params = params
 
     def on_train_begin(self, logs=None):
         pass
@@ -45,6 +53,38 @@ def _mode(mode, monitor):
     if mode == "auto":
         return "max" if "acc" in monitor else "min"
     return mode
+
+
+def _check_keys(who, what, keys, available):
+    """ValueError at on_train_begin when fit's epoch logs (params["metrics"], when known) will
+    lack `keys`: a clear message before the first epoch instead of a failure after it."""
+    if available is None:
+        return
+    missing = [k for k in keys if k not in available]
+    if missing:
+        raise ValueError(f"{who}: {what} {', '.join(map(repr, missing))} will not be in the "
+                         f"epoch logs (available: {', '.join(available)}); validation metrics "
+                         "need fit(validation_data=...)")
+
+
+def _path_fields(path):
+    """The log keys a str.format path refers to ("ckpt-{epoch:03d}-{val_loss:.3f}" ->
+    ["epoch", "val_loss"]); ValueError for a malformed pattern or a positional field."""
+    try:
+        parsed = list(string.Formatter().parse(path))
+    except ValueError as e:
+        raise ValueError(f"ModelCheckpoint: path {path!r} is not a valid format string: {e}") \
+            from None
+    fields = []
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        key = re.match(r"[^.\[]*", field).group()
+        if not key or key.isdigit():
+            raise ValueError(f"ModelCheckpoint: path {path!r} has a positional field "
+                             f"{{{field}}}; name a log key, e.g. {{epoch}} or {{val_loss}}")
+        fields.append(key)
+    return fields
 
 
 def _monitored(logs, monitor, who):
@@ -85,6 +125,8 @@ class EarlyStopping(Callback):
         return value > best + self.min_delta
 
     def on_train_begin(self, logs=None):
+        _check_keys("EarlyStopping", "the monitored quantity", [self.monitor],
+                    self.params.get("metrics"))
         self.best = None
         self.best_epoch = None
         self.stopped_epoch = None
@@ -122,6 +164,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         super().__init__()
         self.path = str(path)
+        self._fields = _path_fields(self.path)
         self.monitor = str(monitor)
         self.save_best_only = bool(save_best_only)
         self.mode = _mode(mode, self.monitor)
@@ -129,10 +172,21 @@ class ModelCheckpoint(Callback):
         self.last_saved = None
 
     def on_train_begin(self, logs=None):
+        available = self.params.get("metrics")
+        _check_keys("ModelCheckpoint", "the path's field",
+                    [k for k in self._fields if k != "epoch"], available)
+        if self.save_best_only:
+            _check_keys("ModelCheckpoint", "the monitored quantity", [self.monitor], available)
         self.best = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        missing = [k for k in self._fields if k != "epoch" and k not in logs]
+        if missing:  # used outside fit, or fit's logs changed: still a clear message
+            raise ValueError(f"ModelCheckpoint: the path {self.path!r} needs "
+                             f"{', '.join(map(repr, missing))}, not in the epoch logs "
+                             f"(available: {', '.join(sorted(logs)) or 'none'}); validation "
+                             "metrics need fit(validation_data=...)")
         if self.save_best_only:
             value = _monitored(logs, self.monitor, "ModelCheckpoint")
             improved = math.isfinite(value) and (

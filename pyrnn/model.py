@@ -480,8 +480,17 @@ class Sequential(Layer):
                                 f"{type(cb).__name__}")
         hist = _callbacks.History()
         cbs = [hist] + cbs
+        try:  # the epoch logs' keys, so callbacks can check theirs before the first epoch
+            log_keys = ["loss"] + list(loss.metric_counts())
+            if val is not None:
+                log_keys += ["val_" + k for k in log_keys]
+        except Exception:  # a custom loss whose metrics exist only after a forward: unknown
+            log_keys = None
+        cb_params = {"epochs": epochs, "steps": -(-x.shape[0] // batch_size),
+                     "batch_size": batch_size, "verbose": verbose, "metrics": log_keys}
         for cb in cbs:
             cb.set_model(self)
+            cb.set_params(cb_params)
         self._fit_loss = loss
         rng = np.random.default_rng(seed)
         N = x.shape[0]

@@ -240,3 +240,45 @@ def test_modifying_a_device_input_between_forward_and_backward(monkeypatch, make
     np.testing.assert_array_equal(dx.a, want[1])
     for k, g in layer.numpy_grads().items():
         np.testing.assert_array_equal(g, want[2][k])
+
+
+# ---- callbacks, seeds, Dropout's identity backward, ONNX of a misplaced Embedding ------------
+
+def _tiny():
+    return pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)]), np.ones((4, 2)), np.ones((4, 1))
+
+
+def test_checkpoint_path_needing_validation_logs_fails_before_training(tmp_path):
+    from pyrnn import callbacks
+    m, x, y = _tiny()
+    before = m.numpy_params()
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "c-{val_loss:.3f}.pyrnn"))
+    with pytest.raises(ValueError, match=r"ModelCheckpoint: the path's field 'val_loss' will not "
+                                         r"be in the epoch logs \(available: loss\).*"
+                                         r"validation_data"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0, callbacks=[ck])
+    assert not list(tmp_path.iterdir())
+    np.testing.assert_array_equal(m.numpy_params()["0.weight"], before["0.weight"])
+    with pytest.raises(ValueError, match=r"monitored quantity 'val_accuracy'.*available: loss"):
+        m.fit(x, y, loss="mse", optimizer="sgd", verbose=0,
+              callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "b.pyrnn"),
+                                                   monitor="val_accuracy", save_best_only=True)])
+    # outside fit (no params): a ValueError at the epoch's end, naming the logs there
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "c-{val_loss}.pyrnn"))
+    ck.set_model(m)
+    with pytest.raises(ValueError, match=r"needs 'val_loss', not in the epoch logs "
+                                         r"\(available: loss\)"):
+        ck.on_epoch_end(0, {"loss": 1.0})
+    with pytest.raises(ValueError, match="positional field"):
+        callbacks.ModelCheckpoint("c-{}.pyrnn")
+    with pytest.raises(ValueError, match="not a valid format string"):
+        callbacks.ModelCheckpoint("c-{val_loss.pyrnn")
+    # with validation data the same path works, and callbacks see Keras's params
+    seen = {}
+    spy = callbacks.LambdaCallback(on_train_begin=lambda logs: seen.update(spy.params))
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "c-{epoch}-{val_loss:.3f}.pyrnn"))
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, batch_size=3, verbose=0,
+          validation_data=(x, y), callbacks=[ck, spy])
+    assert len(list(tmp_path.iterdir())) == 2
+    assert seen == {"epochs": 2, "steps": 2, "batch_size": 3, "verbose": 0,
+                    "metrics": ["loss", "val_loss"]}
