@@ -14,6 +14,18 @@ def positive_int(name, value):
     return int(value)
 
 
+def seed_arg(name, seed):
+    """None or a non-negative int, what numpy.random.default_rng takes (it would otherwise
+    fail with SeedSequence's own words, naming no argument)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an int or None, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"{name} must be >= 0 (or None), got {seed}")
+    return int(seed)
+
+
 def float_dtype(dtype):
     try:
         dt = np.dtype(dtype)

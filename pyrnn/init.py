@@ -16,6 +16,7 @@ import numbers
 
 import numpy as np
 
+from ._validate import seed_arg
 from .parameter import Parameter
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
@@ -60,9 +61,7 @@ def _rng(rng, seed):
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         return rng
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(seed_arg("seed", seed))
 
 
 def _number(name, value):

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _arrays, _core, _train
 from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
-                        real_array, shape_str)
+                        real_array, seed_arg, shape_str)
 from .parameter import Parameter
 
 _busy_lock = threading.Lock()
@@ -121,9 +121,7 @@ def _check_result(layer, what, shape, dtype):
 
 
 def _seed_arg(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    return seed
+    return seed_arg("seed", seed)
 
 
 class Layer:

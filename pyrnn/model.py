@@ -31,7 +31,7 @@ from . import _arrays
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import host_only, lengths_array, positive_int, real_array, shape_str
+from ._validate import host_only, lengths_array, positive_int, real_array, seed_arg, shape_str
 from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm
 from .parameter import Parameter
 from .recurrent import _Recurrent, _check_device
@@ -461,6 +461,7 @@ class Sequential(Layer):
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         batch_size = positive_int("batch_size", batch_size)
+        seed = seed_arg("seed", seed)
         if clip_norm is not None and not (isinstance(clip_norm, numbers.Real)
                                           and not isinstance(clip_norm, bool)
                                           and 0 < clip_norm < math.inf):

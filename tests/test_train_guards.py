@@ -282,3 +282,22 @@ def test_checkpoint_path_needing_validation_logs_fails_before_training(tmp_path)
     assert len(list(tmp_path.iterdir())) == 2
     assert seen == {"epochs": 2, "steps": 2, "batch_size": 3, "verbose": 0,
                     "metrics": ["loss", "val_loss"]}
+
+
+def test_seeds_are_checked_with_clear_messages():
+    from pyrnn import init
+    m, x, y = _tiny()
+    with pytest.raises(TypeError, match=r"seed must be an int or None, got str"):
+        m.fit(x, y, loss="mse", optimizer="sgd", seed="abc", verbose=0)
+    with pytest.raises(ValueError, match=r"seed must be >= 0 \(or None\), got -1"):
+        m.fit(x, y, loss="mse", optimizer="sgd", seed=-1, verbose=0)
+    with pytest.raises(ValueError, match=r"seed must be >= 0 \(or None\), got -1"):
+        init.normal_(np.zeros(3), seed=-1)
+    with pytest.raises(TypeError, match=r"seed must be an int or None, got float"):
+        init.xavier_uniform_(np.zeros((2, 2)), seed=1.0)
+    for make in (lambda: pyrnn.Dense(2, 2, seed=-3), lambda: pyrnn.Embedding(3, 2, seed=-3),
+                 lambda: pyrnn.Dropout(0.5, seed=-3)):
+        with pytest.raises(ValueError, match=r"seed must be >= 0 \(or None\), got -3"):
+            make()
+    assert init.normal_(np.zeros(3), seed=np.int64(4)).any()
+    m.fit(x, y, loss="mse", optimizer="sgd", seed=np.uint32(3), verbose=0)
