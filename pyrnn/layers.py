@@ -548,11 +548,12 @@ class Dropout(Layer):
         if tuple(dy.shape) != shape:
             raise ValueError(f"Dropout.backward: dy must have shape {shape_str(shape)}, "
                              f"got {shape_str(dy.shape)}")
-        if seed is None:
+        if device_out is None:  # checked and converted as the active path does
+            dy = real_array("dy", dy, _host_float(dy))
+        if seed is None:  # identity (p = 0)
             return dy
         if device_out is not None:
             return _out(_kernels().dropout_backward(dy, seed, self.p), device_out)
-        dy = real_array("dy", dy, _host_float(dy))
         _check_result(self, "d x", dy.shape, dy.dtype)
         dx = np.empty_like(dy)
         _train.dropout_backward(dx.reshape(-1), dy.reshape(-1), seed, self.p)

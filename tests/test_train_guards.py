@@ -301,3 +301,17 @@ def test_seeds_are_checked_with_clear_messages():
             make()
     assert init.normal_(np.zeros(3), seed=np.int64(4)).any()
     m.fit(x, y, loss="mse", optimizer="sgd", seed=np.uint32(3), verbose=0)
+
+
+def test_dropout_identity_backward_checks_dy():
+    for d in (pyrnn.Dropout(0.0), pyrnn.Dropout(1.0)):
+        d(np.ones((2, 3), np.float32))
+        with pytest.raises(TypeError, match="dy must be a real numeric array"):
+            d.backward(np.array([["a"] * 3] * 2))
+        with pytest.raises(ValueError, match=r"dy must have shape \(2, 3\), got \(3,\)"):
+            d.backward(np.ones(3))
+    d = pyrnn.Dropout(0.0)
+    d(np.ones((2, 3)))
+    dx = d.backward(np.arange(6).reshape(2, 3))  # integers: computed as float32, as p > 0
+    assert dx.dtype == np.float32
+    np.testing.assert_array_equal(dx, np.arange(6).reshape(2, 3))
