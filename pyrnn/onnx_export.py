@@ -242,6 +242,10 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
     rank = len(lead) + 1
     for i, layer in enumerate(layers):
         if isinstance(layer, Embedding):
+            if layer is not first:  # its Gather would get float indices: onnx's InferenceError
+                raise ValueError(f"cannot export: layer {i} ({layer!r}) takes integer ids, so "
+                                 "it must come first in the model (only Dropout may precede "
+                                 "it; nested models count in their place)")
             x = g.node("Gather", [g.const(f"emb{i}_weight", layer.params["weight"]
                                           .astype(g.dtype)), x], f"emb{i}", axis=0)
             feat = layer.dim

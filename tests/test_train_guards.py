@@ -315,3 +315,18 @@ def test_dropout_identity_backward_checks_dy():
     dx = d.backward(np.arange(6).reshape(2, 3))  # integers: computed as float32, as p > 0
     assert dx.dtype == np.float32
     np.testing.assert_array_equal(dx, np.arange(6).reshape(2, 3))
+
+
+def test_onnx_export_names_a_misplaced_embedding():
+    pytest.importorskip("onnx")
+    m = pyrnn.Sequential([pyrnn.Dense(3, 4), pyrnn.Dropout(0.1), pyrnn.Embedding(10, 4)])
+    with pytest.raises(ValueError, match=r"layer 2 \(Embedding\(10, 4\)\) takes integer ids, "
+                                         r"so it must come first"):
+        pyrnn.export_onnx(m)
+    nested = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True),
+                               pyrnn.Sequential([pyrnn.Embedding(5, 3)])])
+    with pytest.raises(ValueError, match=r"Embedding\(5, 3\)\) takes integer ids"):
+        pyrnn.export_onnx(nested)
+    ok = pyrnn.Sequential([pyrnn.Dropout(0.1), pyrnn.Embedding(10, 4),
+                           pyrnn.GRU(4, 3, batch_first=True)])
+    pyrnn.export_onnx(ok)
