@@ -13,6 +13,15 @@ LSTM (i, f, g, o), GRU (r, z, n)):
   bias_ih[2H:] = bias_n, bias_hh[2H:] = bias_hn. A pyrnn -> torch -> pyrnn round trip is
   therefore bitwise exact (x + 0 == x); torch -> pyrnn -> torch gives the same outputs up
   to the rounding of the bias sum.
+- The collapse is lossless for outputs and gradients (d loss / d bias_l{k} equals torch's
+  gradient of bias_ih and of bias_hh), not for training: torch's optimizer steps each of its
+  two biases, so with the same settings their sum moves twice as far per step as pyrnn's one
+  bias (SGD; Adam, AdamW and RMSprop too, their steps not scaling with the gradient). A second
+  optimizer over the bias_l* parameters with twice the learning rate matches torch exactly
+  for SGD (any momentum, weight_decay halved), AdamW (weight_decay halved), and Adam / RMSprop
+  without weight decay (torch's L2 term then differs between its two biases). For the GRU
+  only the r and z parts are collapsed: the n part of bias_l{k} (b_in) and bias_hn train as
+  in torch.
 - GRU(reset_after=False) (n = tanh(W_in x + W_hn (r*h) + b_n)) has no torch equivalent:
   to_torch raises ValueError.
 """

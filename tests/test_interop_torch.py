@@ -290,3 +290,49 @@ def test_sequential_with_recurrent_layer():
     np.testing.assert_allclose(model.forward(x), want, **TOL["float32"])
     with pytest.raises(ValueError, match="batch_first"):
         pyrnn.from_torch(torch.nn.Sequential(torch.nn.LSTM(4, 6)))
+
+
+# ---- training after the bias collapse (README, pyrnn.interop docstring) -----------------------
+
+def _train_both(topt, tkw, popt, kw_weights, kw_biases, steps=4):
+    """torch LSTM and its pyrnn copy trained side by side on the same loss; pyrnn's bias_l*
+    get their own optimizer. Returns the largest parameter difference afterwards."""
+    torch.manual_seed(0)
+    m = torch.nn.LSTM(3, 4, bidirectional=True).double()
+    p = pyrnn.from_torch(m)
+    to = topt(m.parameters(), **tkw)
+    params = list(p.parameters())
+    ow = popt([q for q in params if not q.name.startswith("bias_l")], **kw_weights)
+    ob = popt([q for q in params if q.name.startswith("bias_l")], **kw_biases)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        x = rng.standard_normal((5, 2, 3))
+        to.zero_grad()
+        y, _ = m(torch.tensor(x))
+        (y ** 2).sum().backward()
+        to.step()
+        p.zero_grad()
+        out, _ = p(x)
+        p.backward(2 * out)
+        ow.step()
+        ob.step()
+    back = pyrnn.from_torch(m)
+    return max(float(np.abs(back.params[k] - p.params[k]).max()) for k in p.params)
+
+
+def test_collapsed_bias_trains_at_half_torchs_rate():
+    """Same outputs and gradients, but torch steps both of its biases: with the same settings
+    the collapsed bias falls behind; twice the learning rate on it matches torch (weight decay
+    halved for SGD and AdamW), as the docs say."""
+    from pyrnn import optim
+    tsgd, tadam, tadamw = torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW
+    assert _train_both(tsgd, dict(lr=0.05), optim.SGD, dict(lr=0.05), dict(lr=0.05)) > 1e-3
+    assert _train_both(tadam, dict(lr=0.01), optim.Adam, dict(lr=0.01), dict(lr=0.01)) > 1e-3
+    sgd = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)
+    assert _train_both(tsgd, sgd, optim.SGD, sgd, dict(sgd, lr=0.1, weight_decay=0.05)) < 1e-12
+    assert _train_both(tadam, dict(lr=0.01, amsgrad=True), optim.Adam,
+                       dict(lr=0.01, amsgrad=True), dict(lr=0.02, amsgrad=True)) < 1e-12
+    adamw = dict(lr=0.01, weight_decay=0.1)
+    assert _train_both(tadamw, adamw, optim.AdamW, adamw, dict(lr=0.02, weight_decay=0.05)) < 1e-12
+    rms = dict(lr=0.01, momentum=0.5, centered=True)
+    assert _train_both(torch.optim.RMSprop, rms, optim.RMSprop, rms, dict(rms, lr=0.02)) < 1e-12
