@@ -33,19 +33,56 @@ def _host_lengths(lengths):
     return lengths
 
 
+class _Fixed:
+    """A configuration attribute (input_size, hidden_size, ...), read-only: the native layer's
+    storage is sized by it at construction, and the Python shape checks read it, so a changed
+    value would make the two disagree. Stored in the instance dict as "_<name>"."""
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.slot]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__} has no {self.name} yet") from None
+
+    def __set__(self, obj, value):
+        cls = type(obj).__name__
+        raise AttributeError(f"cannot set {cls}.{self.name}: a layer's configuration is fixed "
+                             f"at construction; build a new layer instead, e.g. "
+                             f"pyrnn.{cls}(**dict(layer.config(), {self.name}=...))")
+
+    def __delete__(self, obj):
+        self.__set__(obj, None)
+
+
 class _Recurrent:
     _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
     _takes_lengths = True  # Sequential passes the sequence lengths to forward
 
+    # Read-only (see _Fixed); `device` and `training` stay plain attributes (to(), train()).
+    input_size = _Fixed()
+    hidden_size = _Fixed()
+    num_layers = _Fixed()
+    bias = _Fixed()
+    batch_first = _Fixed()
+    bidirectional = _Fixed()
+    dropout = _Fixed()
+    dtype = _Fixed()
+    seed = _Fixed()
+
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None,
                  _reset_after=False):
-        self.input_size = positive_int("input_size", input_size)
-        self.hidden_size = positive_int("hidden_size", hidden_size)
-        self.num_layers = positive_int("num_layers", num_layers)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.bidirectional = bool(bidirectional)
+        self._input_size = positive_int("input_size", input_size)
+        self._hidden_size = positive_int("hidden_size", hidden_size)
+        self._num_layers = positive_int("num_layers", num_layers)
+        self._bias = bool(bias)
+        self._batch_first = bool(batch_first)
+        self._bidirectional = bool(bidirectional)
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
             raise TypeError(f"dropout must be a float, got {type(dropout).__name__}")
         if not 0.0 <= dropout < 1.0:
@@ -53,13 +90,13 @@ class _Recurrent:
         if dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout applies between recurrent layers; with num_layers=1 it has "
                           "no effect", stacklevel=3)
-        self.dropout = float(dropout)
-        self.dtype = float_dtype(dtype)
+        self._dropout = float(dropout)
+        self._dtype = float_dtype(dtype)
         _check_device(device)
         self.device = device
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        self.seed = seed
+        self._seed = seed
         self._reset_after = bool(_reset_after)
         self._rng = np.random.default_rng(seed)
         self._native = self._make_native(device)
@@ -439,11 +476,12 @@ class _Recurrent:
 
 class RNN(_Recurrent):
     """Elman RNN: h_t = act(W_ih x_t + W_hh h_{t-1} + b), act = tanh or relu."""
+    nonlinearity = _Fixed()
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", **kwargs):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self._nonlinearity = nonlinearity
         self._cell = "rnn_" + nonlinearity
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
@@ -478,10 +516,10 @@ class GRU(_Recurrent):
         n = tanh(W_in x + b_n + r*(W_hn h_{t-1} + b_hn)), with the extra parameter bias_hn.
     """
     _cell = "gru"
+    reset_after = _Fixed()  # stored as _reset_after, which _Recurrent sets
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, reset_after=False, **kwargs):
-        self.reset_after = bool(reset_after)
-        super().__init__(input_size, hidden_size, num_layers, _reset_after=self.reset_after,
+        super().__init__(input_size, hidden_size, num_layers, _reset_after=bool(reset_after),
                          **kwargs)
 
     def backward(self, d_out, d_h_n=None):
