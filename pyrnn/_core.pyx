@@ -245,19 +245,75 @@ cdef inline const real* _cptr(const real[:, :, ::1] a):
         return NULL
     return &a[0, 0, 0]
 
+_NO_CACHE = "backward needs a preceding forward in training mode (train()); none is cached"
+
+# pyrnn::Recurrent<T>::forward/backward take raw pointers and no sizes: they trust the buffers
+# to match the layer's config and (backward) the cached forward's T and N. These checks are the
+# guard: every buffer is checked, on the memoryview whose pointer is passed, against the native
+# object's own config, so no slip on the Python side can hand the C++ a wrong-sized buffer.
+
+cdef int _expect(str name, str dims, const real[:, :, ::1] a, Py_ssize_t d0, Py_ssize_t d1,
+                 Py_ssize_t d2) except -1:
+    if a is None:
+        return 0
+    if a.shape[0] != d0 or a.shape[1] != d1 or a.shape[2] != d2:
+        raise ValueError(f"{name} must have shape {dims} = ({d0}, {d1}, {d2}) for this layer, "
+                         f"got ({a.shape[0]}, {a.shape[1]}, {a.shape[2]})")
+    return 0
+
 cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[:, :, ::1] cn,
               const real[:, :, ::1] x, const real[:, :, ::1] h0, const real[:, :, ::1] c0,
-              const int64_t* lengths, bint training, uint64_t seed):
+              const int64_t[::1] lengths, bint training, uint64_t seed):
+    cdef RecurrentConfig cfg = net.config()
+    cdef bint lstm = cfg.cell == CellType.LSTM
+    cdef Py_ssize_t T = x.shape[0], N = x.shape[1]
+    cdef Py_ssize_t LD = cfg.num_layers * cfg.directions(), H = cfg.hidden_size
+    if T < 1 or N < 1 or T > 2**31 - 1 or N > 2**31 - 1:  # the C++ takes them as int
+        raise ValueError(f"x must have 1 <= T, N < 2**31, got shape ({T}, {N}, {x.shape[2]})")
+    _expect("x", "(T, N, C)", x, T, N, cfg.input_size)
+    _expect("y", "(T, N, D*H)", y, T, N, cfg.directions() * H)
+    _expect("hn", "(L*D, N, H)", hn, LD, N, H)
+    _expect("h0", "(L*D, N, H)", h0, LD, N, H)
+    if lstm:
+        if cn is None:
+            raise ValueError("an LSTM's forward needs a c_n buffer")
+        _expect("cn", "(L*D, N, H)", cn, LD, N, H)
+        _expect("c0", "(L*D, N, H)", c0, LD, N, H)
+    elif cn is not None or c0 is not None:
+        raise ValueError("c0 / c_n are for an LSTM; this layer has no cell state")
+    cdef const int64_t* lens_p = NULL
+    if lengths is not None:
+        if lengths.shape[0] != N:
+            raise ValueError(f"lengths must have shape (N,) = ({N},), got ({lengths.shape[0]},)")
+        lens_p = &lengths[0]
     cdef real* cn_p = _ptr(cn)
     cdef const real* h0_p = _cptr(h0)
     cdef const real* c0_p = _cptr(c0)
-    cdef int steps = x.shape[0], batch = x.shape[1]
+    cdef int steps = <int>T, batch = <int>N
     with nogil:
-        net.forward(&y[0, 0, 0], &hn[0, 0, 0], cn_p, &x[0, 0, 0], h0_p, c0_p, lengths,
+        net.forward(&y[0, 0, 0], &hn[0, 0, 0], cn_p, &x[0, 0, 0], h0_p, c0_p, lens_p,
                     steps, batch, training, seed)
 
 cdef _backward(Recurrent[real]* net, real[:, :, ::1] dx, real[:, :, ::1] dh0, real[:, :, ::1] dc0,
                const real[:, :, ::1] dy, const real[:, :, ::1] dhn, const real[:, :, ::1] dcn):
+    # The C++ reads T and N from its cache: the buffers are checked against those.
+    if not net.has_cache():
+        raise RuntimeError(_NO_CACHE)
+    cdef RecurrentConfig cfg = net.config()
+    cdef bint lstm = cfg.cell == CellType.LSTM
+    cdef Py_ssize_t T = net.cached_steps(), N = net.cached_batch()
+    cdef Py_ssize_t LD = cfg.num_layers * cfg.directions(), H = cfg.hidden_size
+    _expect("dy", "(T, N, D*H) of the cached forward", dy, T, N, cfg.directions() * H)
+    _expect("dx", "(T, N, C) of the cached forward", dx, T, N, cfg.input_size)
+    _expect("dh0", "(L*D, N, H)", dh0, LD, N, H)
+    _expect("dhn", "(L*D, N, H)", dhn, LD, N, H)
+    if lstm:
+        if dc0 is None:
+            raise ValueError("an LSTM's backward needs a dc0 buffer")
+        _expect("dc0", "(L*D, N, H)", dc0, LD, N, H)
+        _expect("dcn", "(L*D, N, H)", dcn, LD, N, H)
+    elif dc0 is not None or dcn is not None:
+        raise ValueError("dc0 / dcn are for an LSTM; this layer has no cell state")
     cdef real* dc0_p = _ptr(dc0)
     cdef const real* dhn_p = _cptr(dhn)
     cdef const real* dcn_p = _cptr(dcn)
@@ -265,9 +321,32 @@ cdef _backward(Recurrent[real]* net, real[:, :, ::1] dx, real[:, :, ::1] dh0, re
         net.backward(&dx[0, 0, 0], &dh0[0, 0, 0], dc0_p, &dy[0, 0, 0], dhn_p, dcn_p)
 
 
+cdef _buffer(str name, a, dtype, int ndim, bint output=False, bint optional=False):
+    """a, if it is what the checks above can size: an ndarray of dtype, ndim dimensions,
+    C-contiguous, writable if an output (clear messages here, where a typed memoryview would
+    name none of it). None only if optional."""
+    if a is None:
+        if optional:
+            return None
+        raise TypeError(f"{name} must be a numpy.ndarray, got None")
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if output and not a.flags.writeable:
+        raise ValueError(f"{name} is an output and must be writable")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    return a
+
+
 cdef class NativeRecurrent:
-    """Owns a pyrnn::Recurrent<float|double>. Arguments arrive validated, C-contiguous and of
-    the layer dtype (pyrnn.recurrent does that); this layer only moves pointers."""
+    """Owns a pyrnn::Recurrent<float|double>. pyrnn.recurrent validates and converts the
+    arguments (messages in the user's terms); this layer checks again that each buffer is an
+    ndarray of the layer dtype, C-contiguous and sized for the native config, because the C++
+    takes raw pointers (see _forward)."""
     cdef Recurrent[float]* f32
     cdef Recurrent[double]* f64
     cdef RecurrentConfig cfg
@@ -359,37 +438,59 @@ cdef class NativeRecurrent:
         self.busy = True
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
-        """x [T, N, C]; h0/c0 [L*D, N, H] or None; lengths int64 [N] or None."""
+        """x [T, N, C]; h0/c0 [L*D, N, H] or None; lengths int64 [N] or None -> (y, hn, cn or
+        None). Every size is checked against the native config (ValueError): see _forward."""
+        x = _buffer("x", x, self.dtype, 3)
         T, N = x.shape[0], x.shape[1]
-        D = self.cfg.directions()
-        H = self.cfg.hidden_size
-        L = self.cfg.num_layers
+        L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
         y = np.empty((T, N, D * H), self.dtype)
         hn = np.empty((L * D, N, H), self.dtype)
-        lstm = self.cfg.cell == CellType.LSTM
-        cn = np.empty((L * D, N, H), self.dtype) if lstm else None
-        cdef const int64_t[::1] lens
-        cdef const int64_t* lens_p = NULL
-        if lengths is not None:
-            lens = lengths
-            lens_p = &lens[0]
+        cn = np.empty((L * D, N, H), self.dtype) if self.cfg.cell == CellType.LSTM else None
+        self.forward_into(y, hn, cn, x, h0, c0, lengths, training, seed)
+        return y, hn, cn
+
+    def forward_into(self, y, hn, cn, x, h0, c0, lengths, bint training, uint64_t seed):
+        """forward() into given outputs: y [T, N, D*H], hn/cn [L*D, N, H] (cn: LSTM only)."""
+        y = _buffer("y", y, self.dtype, 3, True)
+        hn = _buffer("hn", hn, self.dtype, 3, True)
+        cn = _buffer("cn", cn, self.dtype, 3, True, True)
+        x = _buffer("x", x, self.dtype, 3)
+        h0 = _buffer("h0", h0, self.dtype, 3, False, True)
+        c0 = _buffer("c0", c0, self.dtype, 3, False, True)
+        lengths = _buffer("lengths", lengths, np.dtype(np.int64), 1, False, True)
         self._enter()
         try:
             if self.f32:
-                _forward[float](self.f32, y, hn, cn, x, h0, c0, lens_p, training, seed)
+                _forward[float](self.f32, y, hn, cn, x, h0, c0, lengths, training, seed)
             else:
-                _forward[double](self.f64, y, hn, cn, x, h0, c0, lens_p, training, seed)
+                _forward[double](self.f64, y, hn, cn, x, h0, c0, lengths, training, seed)
         finally:
             self.busy = False
-        return y, hn, cn
 
     def backward(self, dy, dhn, dcn):
-        """dy [T, N, D*H]; dhn/dcn [L*D, N, H] or None -> (dx, dh0, dc0 or None)."""
-        T, N = dy.shape[0], dy.shape[1]
+        """dy [T, N, D*H]; dhn/dcn [L*D, N, H] or None -> (dx, dh0, dc0 or None). T and N are
+        the cached forward's; every size is checked against them and the config (ValueError)."""
+        if not self.has_cache():  # before sizing outputs by a stale (eval) forward's T, N
+            raise RuntimeError(_NO_CACHE)
+        T, N = self.cached_shape()
         L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
         dx = np.empty((T, N, self.cfg.input_size), self.dtype)
         dh0 = np.empty((L * D, N, H), self.dtype)
         dc0 = np.empty((L * D, N, H), self.dtype) if self.cfg.cell == CellType.LSTM else None
+        self.backward_into(dx, dh0, dc0, dy, dhn, dcn)
+        return dx, dh0, dc0
+
+    def backward_into(self, dx, dh0, dc0, dy, dhn, dcn):
+        """backward() into given outputs: dx [T, N, C], dh0/dc0 [L*D, N, H] (dc0: LSTM only).
+        The sizes are checked against the cache inside the busy window, where no forward in
+        another thread can change it (one that ran since backward() sized its outputs makes
+        this a ValueError, never a wrong-sized write)."""
+        dx = _buffer("dx", dx, self.dtype, 3, True)
+        dh0 = _buffer("dh0", dh0, self.dtype, 3, True)
+        dc0 = _buffer("dc0", dc0, self.dtype, 3, True, True)
+        dy = _buffer("dy", dy, self.dtype, 3)
+        dhn = _buffer("dhn", dhn, self.dtype, 3, False, True)
+        dcn = _buffer("dcn", dcn, self.dtype, 3, False, True)
         self._enter()
         try:
             if self.f32:
@@ -398,4 +499,3 @@ cdef class NativeRecurrent:
                 _backward[double](self.f64, dx, dh0, dc0, dy, dhn, dcn)
         finally:
             self.busy = False
-        return dx, dh0, dc0

@@ -862,6 +862,9 @@ cdef class NativeRecurrentCUDA:
                                "thread; use one layer per thread")
         self.busy = True
 
+    # pyrnn::cuda::Recurrent<T>::forward/backward take raw device pointers and no sizes (as the
+    # CPU core does): _arg checks every buffer against the config and (backward) the cached T, N,
+    # so no slip on the Python side can hand the C++ a wrong-sized buffer.
     cdef uintptr_t _arg(self, str name, a, tuple shape) except? 0:
         if a is None:
             return 0
@@ -880,11 +883,15 @@ cdef class NativeRecurrentCUDA:
         """x DeviceArray [T, N, C]; h0/c0 [L*D, N, H] or None; lengths host int64 [N] or None."""
         if not isinstance(x, DeviceArray) or (<DeviceArray>x).ndim != 3:
             raise TypeError("x must be a 3-d DeviceArray [T, N, C]")
+        if not (1 <= x.shape[0] < 2**31 and 1 <= x.shape[1] < 2**31):  # the C++ takes ints
+            raise ValueError(f"x must have 1 <= T, N < 2**31, got shape {x.shape}")
         cdef int T = x.shape[0], N = x.shape[1]
         D = self.cfg.directions()
         H = self.cfg.hidden_size
         L = self.cfg.num_layers
         lstm = self.cfg.cell == CellType.LSTM
+        if not lstm and c0 is not None:
+            raise ValueError("c0 is for an LSTM; this layer has no cell state")
         cdef uintptr_t xp = self._arg("x", x, (T, N, self.cfg.input_size))
         cdef uintptr_t h0p = self._arg("h0", h0, (L * D, N, H))
         cdef uintptr_t c0p = self._arg("c0", c0, (L * D, N, H)) if lstm else 0
@@ -918,23 +925,28 @@ cdef class NativeRecurrentCUDA:
 
     def backward(self, dy, dhn, dcn):
         """dy DeviceArray [T, N, D*H]; dhn/dcn [L*D, N, H] or None -> (dx, dh0, dc0 or None)."""
-        T, N = self.cached_shape()
         L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
         lstm = self.cfg.cell == CellType.LSTM
-        if not self.has_cache():
-            raise RuntimeError("backward needs a preceding forward in training mode")
-        cdef uintptr_t dyp = self._arg("dy", dy, (T, N, D * H))
-        if dyp == 0:
-            raise TypeError("dy must be a DeviceArray")
-        cdef uintptr_t dhnp = self._arg("dhn", dhn, (L * D, N, H))
-        cdef uintptr_t dcnp = self._arg("dcn", dcn, (L * D, N, H)) if lstm else 0
-        dx = DeviceArray.empty((T, N, self.cfg.input_size), self.dtype, self.device)
-        dh0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device)
-        dc0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device) if lstm else None
-        cdef uintptr_t dxp = (<DeviceArray>dx).ptr, dh0p = (<DeviceArray>dh0).ptr
-        cdef uintptr_t dc0p = (<DeviceArray>dc0).ptr if lstm else 0
+        if not lstm and dcn is not None:
+            raise ValueError("dcn is for an LSTM; this layer has no cell state")
+        cdef uintptr_t dyp, dhnp, dcnp, dxp, dh0p, dc0p
         self._enter()
         try:
+            # Checked against the cache inside the busy window: no forward can change it
+            # between the check and the call.
+            if not self.has_cache():
+                raise RuntimeError("backward needs a preceding forward in training mode")
+            T, N = self.cached_shape()
+            dyp = self._arg("dy", dy, (T, N, D * H))
+            if dyp == 0:
+                raise TypeError("dy must be a DeviceArray")
+            dhnp = self._arg("dhn", dhn, (L * D, N, H))
+            dcnp = self._arg("dcn", dcn, (L * D, N, H)) if lstm else 0
+            dx = DeviceArray.empty((T, N, self.cfg.input_size), self.dtype, self.device)
+            dh0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device)
+            dc0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device) if lstm else None
+            dxp, dh0p = (<DeviceArray>dx).ptr, (<DeviceArray>dh0).ptr
+            dc0p = (<DeviceArray>dc0).ptr if lstm else 0
             if self.f32:
                 with nogil:
                     self.f32.backward(<float*>dxp, <float*>dh0p, <float*>dc0p, <const float*>dyp,

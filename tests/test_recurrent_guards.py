@@ -1,9 +1,13 @@
-"""A recurrent layer's configuration is fixed.
+"""A recurrent layer's configuration is fixed, and its native layer checks every buffer.
 
 The C++ core (pyrnn::Recurrent<T>::forward/backward) takes raw pointers without sizes, so a
-buffer that does not match its config is an out-of-bounds access. The configuration attributes
-(input_size, hidden_size, ...) are read-only: once they were plain attributes, and changing one
-made the Python shape checks pass wrong-sized buffers (segfaults, the first two rows).
+buffer that does not match its config is an out-of-bounds access. Two guards, tested here:
+- the configuration attributes (input_size, hidden_size, ...) are read-only: once they were
+  plain attributes, and changing one made the Python shape checks pass wrong-sized buffers
+  (segfaults, the first two rows);
+- pyrnn._core.NativeRecurrent checks every buffer against the native config and the cached
+  forward's T and N, so even a Python-side bug (simulated by writing the attributes' storage
+  directly) is a ValueError. Those rows call the native object with wrong buffers directly.
 Every row runs in a child process (tests/_case_runner.py): a regression is a failed row, not a
 dead test run.
 """
@@ -45,6 +49,140 @@ CASES = [
     ("repro-hidden-size", "l = pyrnn.LSTM(2, 4096); l(np.ones((50, 64, 2), np.float32)); "
      "l.hidden_size = 1; l.backward(np.ones((50, 64, 1), np.float32))", A,
      FIXED.format("hidden_size")),
+    # ---- the same slips behind the read-only attributes (a Python-side bug): native ValueError --
+    ("bypass-input-size", "l = pyrnn.LSTM(4096, 8); l.__dict__['_input_size'] = 1; "
+     "l(np.ones((200, 64, 1), np.float32))", V,
+     r"x must have shape \(T, N, C\) = \(200, 64, 4096\) for this layer, got \(200, 64, 1\)"),
+    ("bypass-hidden-size", "l = pyrnn.LSTM(2, 4096); l(np.ones((50, 64, 2), np.float32)); "
+     "l.__dict__['_hidden_size'] = 1; l.backward(np.ones((50, 64, 1), np.float32))", V,
+     r"dy must have shape \(T, N, D\*H\) of the cached forward = \(50, 64, 4096\) for this "
+     r"layer, got \(50, 64, 1\)"),
+    ("bypass-num-layers", "l = pyrnn.GRU(3, 8); l.__dict__['_num_layers'] = 4; "
+     "l(f32(5, 2, 3), np.zeros((4, 2, 8)))", V,
+     r"h0 must have shape \(L\*D, N, H\) = \(1, 2, 8\) for this layer, got \(4, 2, 8\)"),
+    ("bypass-bidirectional", "l = pyrnn.RNN(3, 8); l(f32(5, 2, 3)); "
+     "l.__dict__['_bidirectional'] = True; l.backward(f32(5, 2, 16))", V,
+     r"dy must have shape .* = \(5, 2, 8\) for this layer, got \(5, 2, 16\)"),
+    ("bypass-dtype", "l = pyrnn.GRU(3, 8); l.__dict__['_dtype'] = np.dtype(np.float64); "
+     "l(f32(5, 2, 3))", T, r"x must have dtype float32, got float64"),
+    ("bypass-cell", "l = pyrnn.RNN(3, 8); l._cell = 'lstm'; "
+     "l(f32(5, 2, 3), (np.zeros((1, 2, 8)), np.zeros((1, 2, 8))))", V,
+     r"c0 / c_n are for an LSTM; this layer has no cell state"),
+    ("bypass-cached-shape", "l = pyrnn.LSTM(3, 8); l(f32(5, 2, 3)); l._last = (False, 50, 64); "
+     "l.backward(f32(50, 64, 8))", V, r"dy must have shape .* = \(5, 2, 8\) .* got \(50, 64, 8\)"),
+    # ---- NativeRecurrent.forward: every input ---------------------------------------------------
+    ("fwd-x-width", "lstm_native().forward(f32(5, 2, 7), None, None, None, True, 0)", V,
+     r"x must have shape \(T, N, C\) = \(5, 2, 3\) for this layer, got \(5, 2, 7\)"),
+    ("fwd-x-rank", "lstm_native().forward(f32(5, 3), None, None, None, True, 0)", V,
+     r"x must have 3 dimensions, got shape \(5, 3\)"),
+    ("fwd-x-dtype", "lstm_native().forward(f64(5, 2, 3), None, None, None, True, 0)", T,
+     r"x must have dtype float32, got float64"),
+    ("fwd-x-dtype-f64-layer", "lstm_native('float64').forward(f32(5, 2, 3), None, None, None, True, 0)",
+     T, r"x must have dtype float64, got float32"),
+    ("fwd-x-strided", "lstm_native().forward(f32(5, 2, 6)[:, :, ::2], None, None, None, True, 0)",
+     V, r"x must be C-contiguous"),
+    ("fwd-x-list", "lstm_native().forward([[[1.0] * 3]], None, None, None, True, 0)", T,
+     r"x must be a numpy.ndarray, got list"),
+    ("fwd-x-none", "lstm_native().forward(None, None, None, None, True, 0)", T,
+     r"x must be a numpy.ndarray, got None"),
+    ("fwd-x-empty-T", "lstm_native().forward(f32(0, 2, 3), None, None, None, True, 0)", V,
+     r"x must have 1 <= T, N < 2\*\*31, got shape \(0, 2, 3\)"),
+    ("fwd-x-empty-N", "lstm_native().forward(f32(5, 0, 3), None, None, None, True, 0)", V,
+     r"got shape \(5, 0, 3\)"),
+    ("fwd-h0-layers", "lstm_native().forward(f32(5, 2, 3), f32(2, 2, 4), None, None, True, 0)", V,
+     r"h0 must have shape \(L\*D, N, H\) = \(4, 2, 4\) for this layer, got \(2, 2, 4\)"),
+    ("fwd-h0-batch", "lstm_native().forward(f32(5, 2, 3), f32(4, 3, 4), None, None, True, 0)", V,
+     r"h0 must have shape .* = \(4, 2, 4\) .* got \(4, 3, 4\)"),
+    ("fwd-h0-hidden", "lstm_native().forward(f32(5, 2, 3), f32(4, 2, 5), None, None, True, 0)", V,
+     r"h0 must have shape .* = \(4, 2, 4\) .* got \(4, 2, 5\)"),
+    ("fwd-h0-dtype", "lstm_native().forward(f32(5, 2, 3), f64(4, 2, 4), None, None, True, 0)", T,
+     r"h0 must have dtype float32, got float64"),
+    ("fwd-c0-shape", "lstm_native().forward(f32(5, 2, 3), None, f32(4, 2, 9), None, True, 0)", V,
+     r"c0 must have shape \(L\*D, N, H\) = \(4, 2, 4\) for this layer, got \(4, 2, 9\)"),
+    ("fwd-c0-f64-layer", "lstm_native('float64').forward(f64(5, 2, 3), None, f64(1, 2, 4), None, True, 0)",
+     V, r"c0 must have shape .* = \(4, 2, 4\) .* got \(1, 2, 4\)"),
+    ("fwd-c0-not-lstm", "gru_native().forward(f32(5, 2, 3), None, f32(1, 2, 4), None, True, 0)", V,
+     r"c0 / c_n are for an LSTM"),
+    ("fwd-lengths-count", "lstm_native().forward(f32(5, 2, 3), None, None, np.array([5], np.int64), True, 0)",
+     V, r"lengths must have shape \(N,\) = \(2,\), got \(1,\)"),
+    ("fwd-lengths-dtype", "lstm_native().forward(f32(5, 2, 3), None, None, np.array([5, 5], np.int32), True, 0)",
+     T, r"lengths must have dtype int64, got int32"),
+    ("fwd-lengths-rank", "lstm_native().forward(f32(5, 2, 3), None, None, np.ones((2, 1), np.int64), True, 0)",
+     V, r"lengths must have 1 dimensions, got shape \(2, 1\)"),
+    # ---- NativeRecurrent.forward_into: every output ------------------------------------------
+    ("fwd-y-shape", "lstm_native().forward_into(f32(5, 2, 4), f32(4, 2, 4), f32(4, 2, 4), "
+     "f32(5, 2, 3), None, None, None, True, 0)", V,
+     r"y must have shape \(T, N, D\*H\) = \(5, 2, 8\) for this layer, got \(5, 2, 4\)"),
+    ("fwd-hn-shape", "lstm_native().forward_into(f32(5, 2, 8), f32(1, 2, 4), f32(4, 2, 4), "
+     "f32(5, 2, 3), None, None, None, True, 0)", V,
+     r"hn must have shape \(L\*D, N, H\) = \(4, 2, 4\) for this layer, got \(1, 2, 4\)"),
+    ("fwd-cn-shape", "lstm_native().forward_into(f32(5, 2, 8), f32(4, 2, 4), f32(4, 1, 4), "
+     "f32(5, 2, 3), None, None, None, True, 0)", V,
+     r"cn must have shape .* = \(4, 2, 4\) .* got \(4, 1, 4\)"),
+    ("fwd-cn-missing", "lstm_native().forward_into(f32(5, 2, 8), f32(4, 2, 4), None, "
+     "f32(5, 2, 3), None, None, None, True, 0)", V, r"an LSTM's forward needs a c_n buffer"),
+    ("fwd-cn-not-lstm", "gru_native().forward_into(f32(5, 2, 4), f32(1, 2, 4), f32(1, 2, 4), "
+     "f32(5, 2, 3), None, None, None, True, 0)", V, r"c0 / c_n are for an LSTM"),
+    ("fwd-y-readonly", "y = f32(5, 2, 4); y.setflags(write=False); "
+     "gru_native().forward_into(y, f32(1, 2, 4), None, f32(5, 2, 3), None, None, None, True, 0)",
+     V, r"y is an output and must be writable"),
+    # ---- NativeRecurrent.backward / backward_into: against the cached forward -----------------
+    ("bwd-no-forward", "lstm_native().backward(f32(5, 2, 8), None, None)", R,
+     r"backward needs a preceding forward in training mode"),
+    ("bwd-after-eval", "n = lstm_native(); n.forward(f32(5, 2, 3), None, None, None, False, 0); "
+     "n.backward(f32(5, 2, 8), None, None)", R, r"backward needs a preceding forward"),
+    ("bwd-into-no-forward", "lstm_native().backward_into(f32(5, 2, 3), f32(4, 2, 4), f32(4, 2, 4), "
+     "f32(5, 2, 8), None, None)", R, r"backward needs a preceding forward"),
+    ("bwd-dy-steps", "trained(lstm_native()).backward(f32(6, 2, 8), None, None)", V,
+     r"dy must have shape \(T, N, D\*H\) of the cached forward = \(5, 2, 8\) for this layer, "
+     r"got \(6, 2, 8\)"),
+    ("bwd-dy-batch", "trained(lstm_native()).backward(f32(5, 3, 8), None, None)", V,
+     r"dy must have shape .* = \(5, 2, 8\) .* got \(5, 3, 8\)"),
+    ("bwd-dy-width", "trained(lstm_native()).backward(f32(5, 2, 4), None, None)", V,
+     r"dy must have shape .* = \(5, 2, 8\) .* got \(5, 2, 4\)"),
+    ("bwd-dy-rank", "trained(lstm_native()).backward(f32(5, 16), None, None)", V,
+     r"dy must have 3 dimensions, got shape \(5, 16\)"),
+    ("bwd-dy-dtype", "trained(lstm_native()).backward(f64(5, 2, 8), None, None)", T,
+     r"dy must have dtype float32, got float64"),
+    ("bwd-dy-none", "trained(lstm_native()).backward(None, None, None)", T,
+     r"dy must be a numpy.ndarray, got None"),
+    ("bwd-dy-f64-layer", "trained(lstm_native('float64'), dtype=np.float64).backward(f64(5, 1, 8), None, None)",
+     V, r"dy must have shape .* = \(5, 2, 8\) .* got \(5, 1, 8\)"),
+    ("bwd-dhn-shape", "trained(lstm_native()).backward(f32(5, 2, 8), f32(4, 2, 3), None)", V,
+     r"dhn must have shape \(L\*D, N, H\) = \(4, 2, 4\) for this layer, got \(4, 2, 3\)"),
+    ("bwd-dcn-shape", "trained(lstm_native()).backward(f32(5, 2, 8), None, f32(2, 2, 4))", V,
+     r"dcn must have shape .* = \(4, 2, 4\) .* got \(2, 2, 4\)"),
+    ("bwd-dcn-not-lstm", "trained(gru_native()).backward(f32(5, 2, 4), None, f32(1, 2, 4))", V,
+     r"dc0 / dcn are for an LSTM"),
+    ("bwd-dx-shape", "trained(lstm_native()).backward_into(f32(5, 2, 4), f32(4, 2, 4), "
+     "f32(4, 2, 4), f32(5, 2, 8), None, None)", V,
+     r"dx must have shape \(T, N, C\) of the cached forward = \(5, 2, 3\) for this layer, "
+     r"got \(5, 2, 4\)"),
+    ("bwd-dh0-shape", "trained(lstm_native()).backward_into(f32(5, 2, 3), f32(4, 2, 5), "
+     "f32(4, 2, 4), f32(5, 2, 8), None, None)", V,
+     r"dh0 must have shape .* = \(4, 2, 4\) .* got \(4, 2, 5\)"),
+    ("bwd-dc0-shape", "trained(lstm_native()).backward_into(f32(5, 2, 3), f32(4, 2, 4), "
+     "f32(3, 2, 4), f32(5, 2, 8), None, None)", V,
+     r"dc0 must have shape .* = \(4, 2, 4\) .* got \(3, 2, 4\)"),
+    ("bwd-dc0-missing", "trained(lstm_native()).backward_into(f32(5, 2, 3), f32(4, 2, 4), None, "
+     "f32(5, 2, 8), None, None)", V, r"an LSTM's backward needs a dc0 buffer"),
+    ("bwd-dc0-not-lstm", "trained(gru_native()).backward_into(f32(5, 2, 3), f32(1, 2, 4), "
+     "f32(1, 2, 4), f32(5, 2, 4), None, None)", V, r"dc0 / dcn are for an LSTM"),
+    # Outputs sized for one forward, then another forward (another thread, say) changed the
+    # cache before backward: refused, not written past their end.
+    ("bwd-stale-outputs", "n = trained(lstm_native(), T=3, N=1); trained(n, T=5, N=2); "
+     "n.backward_into(f32(3, 1, 3), f32(4, 1, 4), f32(4, 1, 4), f32(3, 1, 8), None, None)", V,
+     r"dy must have shape .* = \(5, 2, 8\) .* got \(3, 1, 8\)"),
+    # ---- the checks let every valid call through --------------------------------------------
+    ("valid-native-calls",
+     "l = pyrnn.LSTM(3, 4, 2, bidirectional=True, seed=0); x = np.random.default_rng(0)"
+     ".standard_normal((5, 2, 3)).astype(np.float32); lens = np.array([5, 3], np.int64)\n"
+     "y, (hn, cn) = l(x, lengths=lens); dx, (dh0, dc0) = l.backward(np.ones_like(y))\n"
+     "m = pyrnn.LSTM(3, 4, 2, bidirectional=True, seed=0)._native\n"
+     "y2, hn2, cn2 = m.forward(x, None, None, lens, True, 0)\n"
+     "dx2, dh02, dc02 = m.backward(np.ones_like(y), None, None)\n"
+     "assert all(np.array_equal(a, b) for a, b in ((y, y2), (hn, hn2), (cn, cn2), (dx, dx2), "
+     "(dh0, dh02), (dc0, dc02)))", None, ""),
 ]
 
 
