@@ -225,8 +225,18 @@ cdef class Matrix:
             return a.astype(dtype)
         return a.copy() if copy else a
 
+    def __reduce__(self):
+        # Owned, aligned native memory cannot be shared by a copy: copy.copy, copy.deepcopy and
+        # pickle all carry the values and rebuild a new Matrix of the same shape and dtype.
+        return (_matrix_from_numpy, (self.numpy().copy(),))
+
     def __repr__(self):
         return f"Matrix({self.rows}, {self.cols}, dtype={self.dtype.name})"
+
+
+def _matrix_from_numpy(a):
+    """Matrix.from_numpy for unpickling (a module-level name pickle can find)."""
+    return Matrix.from_numpy(a)
 
 
 # ---- recurrent stack --------------------------------------------------------------------------
@@ -346,7 +356,7 @@ cdef class NativeRecurrent:
     """Owns a pyrnn::Recurrent<float|double>. pyrnn.recurrent validates and converts the
     arguments (messages in the user's terms); this layer checks again that each buffer is an
     ndarray of the layer dtype, C-contiguous and sized for the native config, because the C++
-    takes raw pointers (see _forward)."""
+    takes raw pointers (see _forward). Not picklable itself: the layers pickle host copies."""
     cdef Recurrent[float]* f32
     cdef Recurrent[double]* f64
     cdef RecurrentConfig cfg
@@ -380,6 +390,11 @@ cdef class NativeRecurrent:
     def __dealloc__(self):
         del self.f32
         del self.f64
+
+    def __reduce__(self):
+        raise TypeError("NativeRecurrent cannot be pickled or copied by itself; copy or pickle "
+                        "the layer that owns it (pyrnn.RNN / LSTM / GRU), which carries host "
+                        "copies of its parameters and gradients")
 
     def num_parameters(self):
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()

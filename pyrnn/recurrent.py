@@ -3,6 +3,7 @@
 Layout follows PyTorch: x (T, N, C) time-major, (N, T, C) with batch_first, or unbatched
 (T, C); states (num_layers * D, N, H) indexed layer * D + direction.
 """
+import copy
 import numbers
 import warnings
 
@@ -138,6 +139,40 @@ class _Recurrent:
         self._params, self._grads = new_params, new_grads
         self._last = None
         return self
+
+    # ---- copy / pickle ----------------------------------------------------------------------
+    # The native layer (C++ memory) cannot be shared or pickled: a copy gets a new one on the
+    # same device, holding copies of the parameters and accumulated gradients. The training
+    # flag, the CUDA options and the dropout generator's state are copied too, so the copy and
+    # the original draw the same dropout masks and give bitwise equal results for the same
+    # calls (processes given pickled copies draw the same masks as well). The forward cache is
+    # not copied: a copy needs its own training forward before backward().
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_native"]
+        state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
+        state["_last"] = None
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        params, grads = state.pop("_params"), state.pop("_grads")
+        self.__dict__.update(state)
+        _check_device(self.device)  # a CUDA layer unpickled where no GPU is: a clear error
+        native = self._make_native(self.device)
+        new_params, new_grads = native.views(False), native.views(True)
+        for what, views, values in (("parameters", new_params, params),
+                                    ("gradients", new_grads, grads)):
+            if set(values) != set(views):  # every value is overwritten: none left unset
+                raise ValueError(f"pickled {what} {sorted(values)} do not match the layer's "
+                                 f"{sorted(views)}")
+            _arrays.load_into(views, values)
+        self._native, self._params, self._grads = native, new_params, new_grads
+
+    def __copy__(self):
+        # A shallow copy cannot share the native storage either (nor, sensibly, the dropout
+        # generator): it is the deep copy.
+        return copy.deepcopy(self)
 
     def cuda(self):
         return self.to("cuda")
