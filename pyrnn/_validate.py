@@ -85,11 +85,13 @@ def lengths_array(lengths, batch, steps):
     arr = np.asarray(lengths)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
-    if arr.ndim == 0:
+    given = arr.shape
+    if arr.ndim == 0:  # one number is accepted for a batch of one
         arr = arr.reshape(1)
     if arr.shape != (batch,):
-        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), "
-                         f"got shape {shape_str(arr.shape)}")
+        # The caller's shape, not the reshaped one: a scalar was never "(1,)".
+        got = "a single number, shape ()" if not given else f"shape {shape_str(given)}"
+        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {got}")
     bad = np.nonzero((arr < 1) | (arr > steps))[0]
     if bad.size:
         i = int(bad[0])

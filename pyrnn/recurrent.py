@@ -314,13 +314,25 @@ class _Recurrent:
             raise ValueError(f"{name} must have shape {shape_str(want)}, got {shape_str(arr.shape)}")
         return np.ascontiguousarray(arr.reshape(LD, N, H))
 
+    @staticmethod
+    def _lstm_pair(hx):
+        """(h0, c0) of an LSTM's hx; both must be given, as in PyTorch (hx=None: zeros)."""
+        if isinstance(hx, (tuple, list)) and len(hx) == 2 and all(v is not None for v in hx):
+            return hx[0], hx[1]
+        if isinstance(hx, (tuple, list)):
+            got = tuple("None" if v is None else type(v).__name__ for v in hx)
+            got = str(got).replace("'", "")  # (ndarray, None)
+        else:
+            got = type(hx).__name__
+        raise TypeError(f"an LSTM's hx must be a tuple (h0, c0) of two arrays, both given, or "
+                        f"hx=None for zero states (PyTorch requires both too); got {got}")
+
     def _initial(self, hx, N, unbatched):
         if hx is None:
             return None, None
         if self._is_lstm():
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("LSTM hx must be a tuple (h0, c0)")
-            return (self._state("h0", hx[0], N, unbatched), self._state("c0", hx[1], N, unbatched))
+            h0, c0 = self._lstm_pair(hx)
+            return self._state("h0", h0, N, unbatched), self._state("c0", c0, N, unbatched)
         return self._state("hx", hx, N, unbatched), None
 
     def _to_user(self, y, unbatched):
@@ -444,10 +456,9 @@ class _Recurrent:
         h0 = c0 = None
         if hx is not None:
             if self._is_lstm():
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise TypeError("LSTM hx must be a tuple (h0, c0)")
-                h0 = self._state_cuda("h0", hx[0], N, unbatched)
-                c0 = self._state_cuda("c0", hx[1], N, unbatched)
+                h0, c0 = self._lstm_pair(hx)
+                h0 = self._state_cuda("h0", h0, N, unbatched)
+                c0 = self._state_cuda("c0", c0, N, unbatched)
             else:
                 h0 = self._state_cuda("hx", hx, N, unbatched)
         lens = None if lengths is None else lengths_array(_host_lengths(lengths), N, T)

@@ -149,6 +149,10 @@ def test_device_input_errors(fake_cuda):
         gpu.backward(FakeDev(np.zeros((2, 1, 5), np.float32)))
     with pytest.raises(ValueError, match="lengths"):
         gpu(np.zeros((2, 2, 3)), lengths=[1, 3])
+    lstm = make("lstm", 3, 4, device="cuda", dtype="float32")
+    with pytest.raises(TypeError, match=r"an LSTM's hx must be a tuple \(h0, c0\) of two arrays, "
+                       r"both given.*got \(FakeDev, None\)"):
+        lstm(FakeDev(np.zeros((2, 1, 3), np.float32)), (FakeDev(np.zeros((1, 1, 4), np.float32)), None))
 
 
 def test_cuda_layer_parameters_are_device_views(fake_cuda, tmp_path):

@@ -168,7 +168,15 @@ CASES = [
     ("lstm-x-device-array", "pyrnn.LSTM(4, 3)(FakeCAI((5, 2, 4)))", T,
      r"x is a CUDA device array.*CPU"),
     ("lstm-hx-not-pair", "pyrnn.LSTM(4, 3)(np.zeros((5, 2, 4)), np.zeros((1, 2, 3)))", T,
-     r"tuple \(h0, c0\)"),
+     r"an LSTM's hx must be a tuple \(h0, c0\) of two arrays.*; got ndarray$"),
+    # Both states or neither, as in PyTorch: a missing one is named, not "dtype object".
+    ("lstm-hx-c0-none", "pyrnn.LSTM(4, 3)(np.zeros((5, 2, 4)), (np.zeros((1, 2, 3)), None))", T,
+     r"^an LSTM's hx must be a tuple \(h0, c0\) of two arrays, both given, or hx=None for zero "
+     r"states \(PyTorch requires both too\); got \(ndarray, None\)$"),
+    ("lstm-hx-h0-none", "pyrnn.LSTM(4, 3)(np.zeros((5, 2, 4)), [None, np.zeros((1, 2, 3))])", T,
+     r"both given.*got \(None, ndarray\)$"),
+    ("lstm-hx-one", "pyrnn.LSTM(4, 3)(np.zeros((5, 2, 4)), (np.zeros((1, 2, 3)),))", T,
+     r"both given.*got \(ndarray,\)$"),
     ("lstm-h0-shape", "pyrnn.LSTM(4, 3)(np.zeros((5, 2, 4)), (np.zeros((1, 3, 3)), np.zeros((1, 2, 3))))",
      V, r"h0 must have shape \(1, 2, 3\), got \(1, 3, 3\)"),
     ("lstm-c0-shape", "pyrnn.LSTM(4, 3)(np.zeros((5, 2, 4)), (np.zeros((1, 2, 3)), np.zeros((2, 2, 3))))",
@@ -189,6 +197,11 @@ CASES = [
      V, r"outside \[1, 5\]"),
     ("rnn-lengths-count", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[3])", V,
      r"lengths must have shape \(2,\).*got shape \(1,\)"),
+    # A scalar is one length for a batch of one; otherwise the message names what was passed.
+    ("rnn-lengths-scalar", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=3)", V,
+     r"^lengths must have shape \(2,\) \(one per sequence\), got a single number, shape \(\)$"),
+    ("rnn-lengths-scalar-batch-of-one", "x = rand(5, 1, 4); l = pyrnn.RNN(4, 3, seed=0); "
+     "assert np.array_equal(l(x, lengths=np.int64(3))[0], l(x, lengths=[3])[0])", OK, ""),
     ("rnn-lengths-2d", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[[3, 3]])", V, r"\(1, 2\)"),
     ("rnn-lengths-float", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[2.5, 3.0])", T,
      r"lengths must be integers, got dtype float64"),
@@ -413,6 +426,7 @@ CASES = [
     ("fit-validation-mismatch", "fit(validation_data=(X, Y[:3]))", V, r"validation y has 3 samples but x has 8"),
     ("fit-lengths-range", "fit(lengths=[6] * 8)", V, r"lengths\[0\] = 6 is outside \[1, 5\]"),
     ("fit-lengths-count", "fit(lengths=[5] * 7)", V, r"lengths must have shape \(8,\)"),
+    ("fit-lengths-scalar", "fit(lengths=5)", V, r"lengths must have shape \(8,\).*got a single number"),
     ("fit-lengths-flat-x", "fit(model=pyrnn.Sequential([pyrnn.Dense(2, 1)]), x=np.zeros((8, 2))[:, 0], y=np.zeros(8), lengths=[1] * 8)",
      V, r"lengths need sequence data"),
     ("fit-callbacks", "fit(callbacks=[print])", T, r"callbacks must be pyrnn.callbacks.Callback instances"),
