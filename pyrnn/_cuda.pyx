@@ -273,6 +273,12 @@ cdef class DeviceArray:
             raise TypeError("len() of a 0-d DeviceArray")
         return self.shape[0]
 
+    def __reduce__(self):
+        # Cython's generated pickling would copy the raw device pointer: a copy that outlives
+        # the memory, or an unpickled one in another process, would point at nothing.
+        raise TypeError("a DeviceArray (device memory) cannot be pickled or copied with "
+                        "copy/pickle; use .numpy() for a host copy or .copy() for a device copy")
+
     def __repr__(self):
         return (f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, device=cuda:{self.device}"
                 f"{', readonly' if self.readonly else ''})")
@@ -733,6 +739,11 @@ cdef class NativeRecurrentCUDA:
     def __dealloc__(self):
         del self.f32
         del self.f64
+
+    def __reduce__(self):
+        raise TypeError("NativeRecurrentCUDA cannot be pickled or copied by itself; copy or "
+                        "pickle the layer that owns it (pyrnn.RNN / LSTM / GRU), which carries "
+                        "host copies of its parameters and gradients")
 
     def num_parameters(self):
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()

@@ -181,6 +181,18 @@ def test_device_array_views_and_interface():
 
 
 @needs_ext
+def test_device_array_refuses_copy_and_pickle():
+    # Cython's generated pickling carried the raw pointer (with a picklable owner it succeeded).
+    import copy
+    import pickle
+    a = pyrnn.cuda.DeviceArray.borrow(0x21000, (2, 3), "float32", ["picklable owner"], device=0)
+    for how in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="cannot be pickled or copied with copy/pickle; use "
+                           r"\.numpy\(\) for a host copy or \.copy\(\) for a device copy"):
+            how(a)
+
+
+@needs_ext
 def test_dlpack_export_releases_reference():
     a = pyrnn.cuda.DeviceArray.borrow(0x40000, (3, 5), "float32", None, device=0)
     before = sys.getrefcount(a)
