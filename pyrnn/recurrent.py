@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 
 from . import _arrays, _core
-from ._validate import float_dtype, lengths_array, positive_int, real_array, shape_str
+from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
+                        shape_str)
 from .parameter import Parameter
 
 
@@ -95,9 +96,7 @@ class _Recurrent:
         self._dtype = float_dtype(dtype)
         _check_device(device)
         self.device = device
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        self._seed = seed
+        self._seed = seed = seed_arg("seed", seed)
         self._reset_after = bool(_reset_after)
         self._rng = np.random.default_rng(seed)
         self._native = self._make_native(device)

@@ -137,6 +137,7 @@ CASES = [
     ("lstm-dtype-garbage", "pyrnn.LSTM(4, 3, dtype='fp32x')", T, r"dtype must be"),
     ("lstm-device-tpu", "pyrnn.LSTM(4, 3, device='tpu')", V, r"device must be 'cpu' or 'cuda', got 'tpu'"),
     ("lstm-seed-float", "pyrnn.LSTM(4, 3, seed=1.5)", T, r"seed must be an int or None, got float"),
+    ("gru-seed-negative", "pyrnn.GRU(4, 3, seed=-1)", V, r"seed must be >= 0 \(or None\), got -1"),
     ("rnn-nonlinearity", "pyrnn.RNN(4, 3, nonlinearity='sigmoid')", V, r"'tanh' or 'relu', got 'sigmoid'"),
     ("gru-nonlinearity-kw", "pyrnn.GRU(4, 3, nonlinearity='relu')", T, r"nonlinearity"),
     ("lstm-reset-after-kw", "pyrnn.LSTM(4, 3, reset_after=True)", T, r"reset_after"),
