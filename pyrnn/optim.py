@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _arrays
+from ._validate import real_array
 from .parameter import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "clip_grad_norm_"]
@@ -202,15 +203,7 @@ class Optimizer:
                 raise ValueError(f"{what} has dtype {v.dtype}, expected {p.dtype}")
             arr = v
         else:
-            if isinstance(v, (str, bytes)):
-                raise TypeError(f"{what} must be an array, got {type(v).__name__}")
-            try:
-                arr = np.asarray(v)
-            except Exception as e:
-                raise TypeError(f"{what} must be an array: {e}") from None
-            if arr.dtype.kind not in "iuf":
-                raise TypeError(f"{what} must be a real numeric array, got dtype {arr.dtype}")
-            arr = arr.astype(p.dtype)  # a list has no dtype of its own: the parameter's
+            arr = real_array(what, v, p.dtype)  # a list has no dtype of its own: the parameter's
         if arr.shape not in ((p.size,), p.shape):
             raise ValueError(f"{what} has shape {arr.shape}, expected ({p.size},) or "
                              f"{p.shape}")

@@ -148,7 +148,7 @@ def _same_state(a, b):
     (lambda sd: sd["state"][1].update(momentum_buffer=np.zeros(3)), ValueError,
      r"'momentum_buffer' of 'p1' is not Adam state"),
     (lambda sd: sd["state"][1].update(step=1.5), TypeError, r"state 'step' of 'p1' must be an int"),
-    (lambda sd: sd["state"][1].update(exp_avg="abc"), TypeError, r"must be an array"),
+    (lambda sd: sd["state"][1].update(exp_avg="abc"), TypeError, r"must be a real numeric array"),
     (lambda sd: sd["state"].pop(), ValueError, r"holds 2 parameter states, this optimizer has 3"),
     (lambda sd: sd.pop("hyper"), ValueError, r"lacks 'hyper'"),
 ], ids=["steps-str", "steps-negative", "lr-str", "beta2", "unknown-hyper", "missing-hyper",
