@@ -321,3 +321,23 @@ def test_init_seeding_and_targets():
         init.xavier_normal_(np.empty(5))
     with pytest.raises(TypeError):
         init.normal_([1.0, 2.0])
+
+
+def test_custom_optimizer_state_dict_round_trip():
+    # A subclass that keeps no hyperparameters() and needs its own constructor arguments: the
+    # hyperparameter check (which builds a probe optimizer) must not get in its way.
+    class MySGD(optim.Optimizer):
+        def __init__(self, params, lr):
+            super().__init__(params)
+            self.lr = lr
+
+        def _update(self, data, grad, state):
+            data -= self.lr * grad
+            state["n"] = state.get("n", 0) + 1
+
+    layer = pyrnn.Dense(3, 2, seed=0)
+    a = MySGD(layer.parameters(), 0.1)
+    a.step()
+    b = MySGD(layer.parameters(), 0.1)
+    b.load_state_dict(a.state_dict())
+    assert b.steps == 1 and b.state == a.state
