@@ -167,13 +167,17 @@ class Optimizer:
             extra, lack = sorted(set(hyper) - want), sorted(want - set(hyper))
             raise ValueError(f"state_dict hyperparameters do not fit {type(self).__name__} "
                              f"(unknown: {extra or 'none'}; missing: {lack or 'none'})")
-        if not want:  # none to check (a custom optimizer's constructor may need others)
-            return {}
+        # The checks of the nearest built-in class: a subclass's constructor may need other
+        # arguments, and a custom optimizer's values are its own business.
+        base = next((c for c in type(self).__mro__ if c in _BUILTIN), None)
+        if base is None:
+            return dict(hyper)
+        known = set(base.hyperparameters(self))
         try:
-            probe = type(self)(self.params, **hyper)
+            probe = base(self.params, **{k: v for k, v in hyper.items() if k in known})
         except (TypeError, ValueError) as e:
             raise type(e)(f"state_dict hyperparameters: {e}") from None
-        return probe.hyperparameters()
+        return {**hyper, **probe.hyperparameters()}
 
     def _checked_state(self, p, st):
         """One parameter's state, validated, as the optimizer keeps it (buffers flat, on the
@@ -181,18 +185,20 @@ class Optimizer:
         if not isinstance(st, Mapping):
             raise TypeError(f"state of {p.name!r} must be a dict, got {type(st).__name__}")
         d = {}
+        buffers = self._state_buffers or ()
         for k, v in st.items():
             if k in self._state_counters:
                 d[k] = _count(f"state {k!r} of {p.name!r}", v)
-                continue
-            if self._state_buffers is not None and k not in self._state_buffers:
-                known = sorted(self._state_buffers) + sorted(self._state_counters)
+            elif k in buffers:
+                d[k] = self._checked_buffer(p, k, v)
+            elif type(self) in _BUILTIN:
+                known = sorted(buffers) + sorted(self._state_counters)
                 raise ValueError(f"state {k!r} of {p.name!r} is not {type(self).__name__} "
                                  f"state (it keeps {', '.join(known)})")
-            if self._state_buffers is None and isinstance(v, numbers.Number):
-                d[k] = v  # a custom optimizer's scalar
-                continue
-            d[k] = self._checked_buffer(p, k, v)
+            elif isinstance(v, np.ndarray) or _arrays.on_device(v):
+                d[k] = self._checked_buffer(p, k, v)  # a custom entry shaped like the parameter
+            else:
+                d[k] = v  # a custom optimizer's own value (a number, a tuple, ...), as it was
         return d
 
     @staticmethod
@@ -381,3 +387,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
 
 
 clip_grad_norm_ = clip_grad_norm
+
+# Classes whose state names and hyperparameters load_state_dict checks strictly (subclasses
+# may keep more: theirs pass as they are).
+_BUILTIN = (SGD, Adam, AdamW, RMSprop)

@@ -341,3 +341,39 @@ def test_custom_optimizer_state_dict_round_trip():
     b = MySGD(layer.parameters(), 0.1)
     b.load_state_dict(a.state_dict())
     assert b.steps == 1 and b.state == a.state
+
+
+def test_subclass_of_a_builtin_optimizer_loads_its_own_state_dict():
+    # Its constructor needs another argument, and it keeps state of its own (an array shaped
+    # like the parameter and a tuple): the built-in checks apply to what it inherits only.
+    class Warm(optim.Adam):
+        def __init__(self, params, warmup, **kw):
+            super().__init__(params, **kw)
+            self.warmup = warmup
+
+        def _update(self, data, grad, state):
+            super()._update(data, grad, state)
+            state["ema"] = data.copy()
+            state["hist"] = (1, 2)
+
+    layer = pyrnn.Dense(3, 2, seed=0)
+    layer.grads["weight"][...] = 0.5
+    a = Warm(layer.parameters(), 3, lr=0.01)
+    a.step()
+    b = Warm(layer.parameters(), 3, lr=0.5)
+    b.load_state_dict(a.state_dict())
+    assert b.lr == 0.01 and b.steps == 1
+    for sa, sb in zip(a.state, b.state):
+        assert sorted(sa) == sorted(sb) and sb["hist"] == (1, 2)
+        np.testing.assert_array_equal(sa["ema"], sb["ema"])
+        np.testing.assert_array_equal(sa["exp_avg"], sb["exp_avg"])
+    bad = a.state_dict()
+    bad["hyper"]["lr"] = -1.0  # the inherited checks still apply
+    with pytest.raises(ValueError, match="state_dict hyperparameters"):
+        b.load_state_dict(bad)
+    adam = optim.Adam(layer.parameters())
+    adam.step()
+    sd = adam.state_dict()
+    sd["state"][0]["ema"] = np.zeros(6, np.float32)  # the built-in class itself stays strict
+    with pytest.raises(ValueError, match="'ema' of 'weight' is not Adam state"):
+        adam.load_state_dict(sd)
