@@ -434,7 +434,8 @@ class Sequential(Layer):
         clip_norm: clip the global gradient norm (pyrnn.optim.clip_grad_norm) before each step.
         verbose: 0 silent; 1 a tqdm bar per epoch when tqdm is installed and stdout is a
         terminal, else one line per epoch; 2 one line per epoch.
-        shuffle / seed: a fresh permutation per epoch from numpy.random.default_rng(seed).
+        shuffle / seed: a fresh permutation per epoch from numpy.random.default_rng(seed)
+        (seed: None, an int >= 0, or a numpy Generator).
 
         Safety: NaN/Inf in x, y or the validation data is a ValueError before training. The
         weights that produced the last finite batch loss are copied before every optimizer
@@ -461,7 +462,8 @@ class Sequential(Layer):
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
         batch_size = positive_int("batch_size", batch_size)
-        seed = seed_arg("seed", seed)
+        if not isinstance(seed, np.random.Generator):  # a Generator is used as it is
+            seed = seed_arg("seed", seed)
         if clip_norm is not None and not (isinstance(clip_norm, numbers.Real)
                                           and not isinstance(clip_norm, bool)
                                           and 0 < clip_norm < math.inf):
@@ -481,12 +483,14 @@ class Sequential(Layer):
                                 f"{type(cb).__name__}")
         hist = _callbacks.History()
         cbs = [hist] + cbs
-        try:  # the epoch logs' keys, so callbacks can check theirs before the first epoch
+        # The epoch logs' keys, so callbacks can check theirs before the first epoch; only
+        # the built-in losses know their metrics before a forward (a custom one may add some
+        # there: unknown, not checked).
+        log_keys = None
+        if type(loss).__module__ == _losses.__name__:
             log_keys = ["loss"] + list(loss.metric_counts())
             if val is not None:
                 log_keys += ["val_" + k for k in log_keys]
-        except Exception:  # a custom loss whose metrics exist only after a forward: unknown
-            log_keys = None
         cb_params = {"epochs": epochs, "steps": -(-x.shape[0] // batch_size),
                      "batch_size": batch_size, "verbose": verbose, "metrics": log_keys}
         for cb in cbs:

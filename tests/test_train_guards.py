@@ -284,6 +284,36 @@ def test_checkpoint_path_needing_validation_logs_fails_before_training(tmp_path)
                     "metrics": ["loss", "val_loss"]}
 
 
+def test_custom_loss_metrics_known_only_after_a_forward():
+    # A custom loss may create its metrics in forward: its keys are not checked up front.
+    from pyrnn import callbacks, losses
+
+    class MSEWithMAE(losses.MSELoss):
+        def __init__(self):
+            super().__init__()
+            self._m = {}
+
+        def forward(self, pred, target):
+            err = np.abs(np.asarray(pred) - np.asarray(target))
+            self._m = {"mae": (float(err.sum()), err.size)}
+            return super().forward(pred, target)
+
+        def metric_counts(self):
+            return self._m
+
+    m, x, y = _tiny()
+    hist = m.fit(x, y, loss=MSEWithMAE(), optimizer="sgd", epochs=2, verbose=0,
+                 callbacks=[callbacks.EarlyStopping("mae", patience=5)])
+    assert len(hist["mae"]) == 2
+
+
+def test_fit_takes_a_numpy_generator_as_seed():
+    m, x, y = _tiny()
+    a = m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, batch_size=2, verbose=0,
+              seed=np.random.default_rng(5))
+    assert len(a["loss"]) == 2
+
+
 def test_seeds_are_checked_with_clear_messages():
     from pyrnn import init
     m, x, y = _tiny()
