@@ -352,6 +352,19 @@ cdef _buffer(str name, a, dtype, int ndim, bint output=False, bint optional=Fals
     return a
 
 
+cdef _disjoint(outputs, inputs):
+    """ValueError if an output shares memory with another output or an input (pairs (name,
+    array or None)): the C++ reads inputs while it writes outputs, in no promised order.
+    The arrays are C-contiguous, so overlapping bounds are overlapping memory."""
+    for i, (name, out) in enumerate(outputs):
+        if out is None:
+            continue
+        for other, a in outputs[i + 1:] + inputs:
+            if a is not None and np.may_share_memory(out, a):
+                raise ValueError(f"{name} shares memory with {other}: outputs must not overlap "
+                                 "the inputs or each other")
+
+
 cdef class NativeRecurrent:
     """Owns a pyrnn::Recurrent<float|double>. pyrnn.recurrent validates and converts the
     arguments (messages in the user's terms); this layer checks again that each buffer is an
@@ -473,6 +486,8 @@ cdef class NativeRecurrent:
         h0 = _buffer("h0", h0, self.dtype, 3, False, True)
         c0 = _buffer("c0", c0, self.dtype, 3, False, True)
         lengths = _buffer("lengths", lengths, np.dtype(np.int64), 1, False, True)
+        _disjoint([("y", y), ("hn", hn), ("cn", cn)],
+                  [("x", x), ("h0", h0), ("c0", c0), ("lengths", lengths)])
         self._enter()
         try:
             if self.f32:
@@ -506,6 +521,7 @@ cdef class NativeRecurrent:
         dy = _buffer("dy", dy, self.dtype, 3)
         dhn = _buffer("dhn", dhn, self.dtype, 3, False, True)
         dcn = _buffer("dcn", dcn, self.dtype, 3, False, True)
+        _disjoint([("dx", dx), ("dh0", dh0), ("dc0", dc0)], [("dy", dy), ("dhn", dhn), ("dcn", dcn)])
         self._enter()
         try:
             if self.f32:

@@ -55,7 +55,7 @@ class _Fixed:
         cls = type(obj).__name__
         raise AttributeError(f"cannot set {cls}.{self.name}: a layer's configuration is fixed "
                              f"at construction; build a new layer instead, e.g. "
-                             f"pyrnn.{cls}(**dict(layer.config(), {self.name}=...))")
+                             f"{cls}(**dict(layer.config(), {self.name}=...))")
 
     def __delete__(self, obj):
         self.__set__(obj, None)
@@ -165,7 +165,7 @@ class _Recurrent:
             if set(values) != set(views):  # every value is overwritten: none left unset
                 raise ValueError(f"pickled {what} {sorted(values)} do not match the layer's "
                                  f"{sorted(views)}")
-            _arrays.load_into(views, values)
+            _arrays.load_into(views, values, what[:-1])
         self._native, self._params, self._grads = native, new_params, new_grads
 
     def __copy__(self):

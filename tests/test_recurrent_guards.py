@@ -126,6 +126,15 @@ CASES = [
     ("fwd-y-readonly", "y = f32(5, 2, 4); y.setflags(write=False); "
      "gru_native().forward_into(y, f32(1, 2, 4), None, f32(5, 2, 3), None, None, None, True, 0)",
      V, r"y is an output and must be writable"),
+    # Outputs overlapping inputs or each other: the C++ would read what it already wrote.
+    ("fwd-y-overlaps-x", "b = np.zeros(200, np.float32); lstm_native().forward_into("
+     "b[:80].reshape(5, 2, 8), f32(4, 2, 4), f32(4, 2, 4), b[50:80].reshape(5, 2, 3), None, None, "
+     "None, True, 0)", V, r"y shares memory with x: outputs must not overlap"),
+    ("fwd-hn-is-cn", "h = f32(4, 2, 4); lstm_native().forward_into(f32(5, 2, 8), h, h, "
+     "f32(5, 2, 3), None, None, None, True, 0)", V, r"hn shares memory with cn"),
+    ("bwd-dx-overlaps-dy", "b = np.zeros(200, np.float32); trained(lstm_native()).backward_into("
+     "b[:30].reshape(5, 2, 3), f32(4, 2, 4), f32(4, 2, 4), b[:80].reshape(5, 2, 8), None, None)",
+     V, r"dx shares memory with dy"),
     # ---- NativeRecurrent.backward / backward_into: against the cached forward -----------------
     ("bwd-no-forward", "lstm_native().backward(f32(5, 2, 8), None, None)", R,
      r"backward needs a preceding forward in training mode"),
@@ -224,7 +233,7 @@ def test_configuration_is_read_only(cls, kwargs, extra):
     for name in COMMON + extra:
         with pytest.raises(AttributeError, match=rf"cannot set {cls.__name__}\.{name}: a "
                            r"layer's configuration is fixed at construction; build a new "
-                           rf"layer instead, e\.g\. pyrnn\.{cls.__name__}\(\*\*dict\(layer"
+                           rf"layer instead, e\.g\. {cls.__name__}\(\*\*dict\(layer"
                            rf"\.config\(\), {name}=\.\.\.\)\)"):
             setattr(layer, name, getattr(layer, name))
         with pytest.raises(AttributeError, match="fixed at construction"):
