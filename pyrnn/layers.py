@@ -97,8 +97,8 @@ def _out(y, device_out):
 def _private(arr, given):
     """arr, or a copy when it may share memory with the caller's `given`: what a training
     forward keeps for backward must not change if the caller modifies its input in place
-    before backward (the recurrent layers copy x too). The copy costs far less than the
-    layer's own work on it."""
+    before backward (the recurrent layers copy x too). The copy costs far less than a
+    Dense's product, about as much as a LayerNorm's own pass."""
     if isinstance(given, (list, tuple, numbers.Number)):
         return arr  # np.asarray built arr from scratch
     if isinstance(given, np.ndarray) and not np.may_share_memory(arr, given):
@@ -184,6 +184,24 @@ class Layer:
 
     def cpu(self):
         return self.to("cpu")
+
+    # ---- copy / pickle ----------------------------------------------------------------------
+    # Device arrays cannot be pickled (they are raw pointers): a layer on "cuda" carries host
+    # copies of its parameters and gradients and uploads them again, as to() does; its forward
+    # cache is not kept (a copy needs its own training forward before backward()). On the CPU
+    # this is Python's default.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self.device != "cpu":
+            state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
+            state["_cache"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.device != "cpu":  # no GPU here: to()'s clear error
+            device, self.device = self.device, "cpu"
+            self.to(device)
 
     def parameters(self):
         """Yields a pyrnn.Parameter (name, data, grad views) per parameter."""

@@ -42,6 +42,9 @@ class FakeDev:
     def reshape(self, *shape):
         return FakeDev(self.a.reshape(*shape), self.device)
 
+    def __reduce__(self):  # as DeviceArray: device memory is a raw pointer, never pickled
+        raise TypeError("a DeviceArray (device memory) cannot be pickled or copied")
+
     def permute01(self):
         return FakeDev(np.ascontiguousarray(self.a.swapaxes(0, 1)), self.device)
 

@@ -188,6 +188,33 @@ def test_cuda_layer_copy_rebuilds_on_the_device(monkeypatch):
             pickle.loads(data)
 
 
+def test_cuda_model_copy_rebuilds_every_layer_on_the_device(monkeypatch):
+    """A "cuda" model's feed-forward layers hold device arrays too (the fakes refuse pickling,
+    as DeviceArray does): a copy uploads host copies again, like the recurrent layers."""
+    import cuda_fakes
+    cuda_fakes.install(monkeypatch)
+    m = pyrnn.Sequential([pyrnn.GRU(3, 8, batch_first=True, seed=0), pyrnn.LayerNorm(8),
+                          pyrnn.LastStep(), pyrnn.Dense(8, 2, seed=1)]).to("cuda")
+    x = np.random.default_rng(0).standard_normal((4, 5, 3)).astype(np.float32)
+    want = m.predict(x)
+    for how in ("deepcopy", "pickle-5"):
+        dup = COPIES[how](m)
+        for a, b in zip(dup.layers, m.layers):
+            assert a.device == "cuda" and a is not b
+            for k, v in a.params.items():
+                assert isinstance(v, cuda_fakes.FakeDev) and v.ptr != b.params[k].ptr
+        _assert_bitwise(dup.predict(x), want)
+    dense = pyrnn.Dense(3, 2, seed=0).to("cuda")
+    dense.grads["weight"] = np.ones((2, 3), np.float32)
+    dup = pickle.loads(pickle.dumps(dense))
+    _assert_bitwise(dup.numpy_grads()["weight"], dense.numpy_grads()["weight"])
+    data = pickle.dumps(dense)
+    monkeypatch.undo()
+    if pyrnn.cuda.unavailable_reason():
+        with pytest.raises(RuntimeError, match="not available"):
+            pickle.loads(data)
+
+
 def test_native_recurrent_itself_is_not_picklable():
     with pytest.raises(TypeError, match="copy or pickle the layer that owns it"):
         pickle.dumps(pyrnn.GRU(2, 3)._native)
