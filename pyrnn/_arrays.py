@@ -6,7 +6,6 @@ recognised); their kernels come from ``pyrnn.cuda.kernels()`` (the native pyrnn.
 whose functions mirror pyrnn._train's). Nothing here imports CUDA for host arrays.
 """
 import math
-from collections.abc import MutableMapping
 
 import numpy as np
 
@@ -144,49 +143,60 @@ def load_into(views, values, what="parameter"):
         assign(view, arr)
 
 
-class ArrayDict(MutableMapping):
-    """A layer's {name: array} of parameters or gradients (``layer.params`` / ``.grads``).
+class ArrayDict(dict):
+    """A layer's {name: array} of parameters or gradients (``layer.params`` / ``.grads``): a
+    dict (DESIGN.md's contract; ``isinstance(d, dict)``, ``dict(d)``, ``d | other`` and
+    ``np.savez(**d)`` work) whose values are the layer's own arrays, zero-copy (ndarrays, or
+    DeviceArrays on "cuda"), so ``d[name][...] = v`` writes the layer.
 
-    Reading gives the layer's own arrays (zero-copy: ndarrays, or DeviceArrays on "cuda"), so
-    ``d[name][...] = v`` writes the layer. ``d[name] = v`` COPIES v into that array after
-    checking the name, the shape and that v's dtype casts to the array's: the native layer
-    and optimizers built before hold the array itself, so rebinding the entry would leave
-    them on the old one. ``update`` is all or nothing. Entries cannot be added or removed
-    (KeyError / TypeError naming the known ones). ``copy()`` is a plain dict of the views.
+    ``d[name] = v`` COPIES v into that array after checking the name, the shape and that v's
+    dtype casts to the array's: the native layer and optimizers built before hold the array
+    itself, so rebinding the entry would leave them on the old one. ``update`` (and ``|=``)
+    is all or nothing. Entries cannot be added or removed (KeyError / TypeError naming the
+    known ones). ``copy()`` and pickling give a plain dict of the arrays.
     """
-    __slots__ = ("_views", "_what")
+    __slots__ = ("_what",)
 
     def __init__(self, views, what="parameter"):
-        self._views = views
+        super().__init__(views)
         self._what = what
 
-    def __getitem__(self, name):
-        return self._views[name]
-
-    def __iter__(self):
-        return iter(self._views)
-
-    def __len__(self):
-        return len(self._views)
-
-    def __contains__(self, name):
-        return name in self._views
-
     def __setitem__(self, name, value):
-        load_into(self._views, {name: value}, self._what)
-
-    def __delitem__(self, name):
-        raise TypeError(f"cannot remove {self._what} {name!r}: a layer's {self._what}s are "
-                        f"fixed ({', '.join(map(repr, self._views))}); assign to an entry to "
-                        "overwrite its values")
+        load_into(self, {name: value}, self._what)
 
     def update(self, other=(), /, **kwargs):
         values = dict(other)
         values.update(kwargs)
-        load_into(self._views, values, self._what)
+        load_into(self, values, self._what)
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def setdefault(self, name, default=None):
+        if name in self:
+            return self[name]
+        self._fixed(f"cannot add {self._what} {name!r}")
+
+    def __delitem__(self, name):
+        self._fixed(f"cannot remove {self._what} {name!r}")
+
+    def pop(self, name, *default):
+        self._fixed(f"cannot remove {self._what} {name!r}")
+
+    def popitem(self):
+        self._fixed(f"cannot remove a {self._what}")
+
+    def clear(self):
+        self._fixed(f"cannot remove the {self._what}s")
+
+    def _fixed(self, what):
+        raise TypeError(f"{what}: a layer's {self._what}s are fixed "
+                        f"({', '.join(map(repr, self))}); assign to an entry to overwrite its "
+                        "values")
 
     def copy(self):
-        return dict(self._views)
+        return dict(self)
 
-    def __repr__(self):
-        return repr(self._views)
+    def __reduce__(self):
+        return (dict, (dict(self),))

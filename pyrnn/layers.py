@@ -1,7 +1,7 @@
 """Feed-forward layers of the training stack: Dense, Embedding, Dropout, LayerNorm, LastStep.
 
 Every layer has ``forward`` (also ``__call__``) beside ``backward``, ``params`` / ``grads``
-(mappings name -> ndarray whose item assignment copies into the layer's array; gradients
+(dicts name -> ndarray whose item assignment copies into the layer's array; gradients
 ACCUMULATE until ``zero_grad()``), ``parameters()``
 (pyrnn.Parameter views), ``train()`` / ``eval()`` and ``config()`` (the JSON-able
 constructor arguments that pyrnn.save / pyrnn.load use). A forward in training mode keeps

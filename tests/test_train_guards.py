@@ -360,3 +360,22 @@ def test_onnx_export_names_a_misplaced_embedding():
     ok = pyrnn.Sequential([pyrnn.Dropout(0.1), pyrnn.Embedding(10, 4),
                            pyrnn.GRU(4, 3, batch_first=True)])
     pyrnn.export_onnx(ok)
+
+
+def test_params_and_grads_are_dicts():
+    # DESIGN.md's contract: dicts (dict(), |, np.savez(**d), pickle give plain dicts of arrays).
+    import pickle
+    layer = pyrnn.GRU(3, 4, seed=0)
+    for d in (layer.params, layer.grads, pyrnn.Dense(3, 2).params):
+        assert isinstance(d, dict)
+        assert type(d | {}) is dict and type(d.copy()) is dict
+        assert type(pickle.loads(pickle.dumps(d))) is dict
+    p = layer.params
+    w = p["weight_hh_l0"]
+    p |= {"weight_hh_l0": np.ones((12, 4))}
+    assert p["weight_hh_l0"] is w and np.all(layer.params["weight_hh_l0"] == 1)
+    for mutate in (lambda: p.pop("bias_l0"), p.popitem, p.clear,
+                   lambda: p.setdefault("new", np.zeros(1))):
+        with pytest.raises(TypeError, match="fixed"):
+            mutate()
+    assert sorted(layer.params) == ["bias_l0", "weight_hh_l0", "weight_ih_l0"]
