@@ -271,6 +271,21 @@ cdef int _expect(str name, str dims, const real[:, :, ::1] a, Py_ssize_t d0, Py_
                          f"got ({a.shape[0]}, {a.shape[1]}, {a.shape[2]})")
     return 0
 
+cdef int _cell_state(bint lstm, str call, str out_name, const real[:, :, ::1] out, str in_name,
+                     const real[:, :, ::1] inp, Py_ssize_t LD, Py_ssize_t N,
+                     Py_ssize_t H) except -1:
+    """The LSTM's cell-state pair of a pass (forward: c_n out, c0 in; backward: dc0 out, dcn
+    in): the output required and both sized [L*D, N, H]; neither for the other cells."""
+    if lstm:
+        if out is None:
+            raise ValueError(f"an LSTM's {call} needs a {out_name} buffer")
+        _expect(out_name, "(L*D, N, H)", out, LD, N, H)
+        _expect(in_name, "(L*D, N, H)", inp, LD, N, H)
+    elif out is not None or inp is not None:
+        raise ValueError(f"{' / '.join(sorted((in_name, out_name)))} are for an LSTM; this "
+                         "layer has no cell state")
+    return 0
+
 cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[:, :, ::1] cn,
               const real[:, :, ::1] x, const real[:, :, ::1] h0, const real[:, :, ::1] c0,
               const int64_t[::1] lengths, bint training, uint64_t seed):
@@ -284,13 +299,7 @@ cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[
     _expect("y", "(T, N, D*H)", y, T, N, cfg.directions() * H)
     _expect("hn", "(L*D, N, H)", hn, LD, N, H)
     _expect("h0", "(L*D, N, H)", h0, LD, N, H)
-    if lstm:
-        if cn is None:
-            raise ValueError("an LSTM's forward needs a c_n buffer")
-        _expect("cn", "(L*D, N, H)", cn, LD, N, H)
-        _expect("c0", "(L*D, N, H)", c0, LD, N, H)
-    elif cn is not None or c0 is not None:
-        raise ValueError("c0 / c_n are for an LSTM; this layer has no cell state")
+    _cell_state(lstm, "forward", "cn", cn, "c0", c0, LD, N, H)
     cdef const int64_t* lens_p = NULL
     if lengths is not None:
         if lengths.shape[0] != N:
@@ -317,13 +326,7 @@ cdef _backward(Recurrent[real]* net, real[:, :, ::1] dx, real[:, :, ::1] dh0, re
     _expect("dx", "(T, N, C) of the cached forward", dx, T, N, cfg.input_size)
     _expect("dh0", "(L*D, N, H)", dh0, LD, N, H)
     _expect("dhn", "(L*D, N, H)", dhn, LD, N, H)
-    if lstm:
-        if dc0 is None:
-            raise ValueError("an LSTM's backward needs a dc0 buffer")
-        _expect("dc0", "(L*D, N, H)", dc0, LD, N, H)
-        _expect("dcn", "(L*D, N, H)", dcn, LD, N, H)
-    elif dc0 is not None or dcn is not None:
-        raise ValueError("dc0 / dcn are for an LSTM; this layer has no cell state")
+    _cell_state(lstm, "backward", "dc0", dc0, "dcn", dcn, LD, N, H)
     cdef real* dc0_p = _ptr(dc0)
     cdef const real* dhn_p = _cptr(dhn)
     cdef const real* dcn_p = _cptr(dcn)

@@ -67,7 +67,7 @@ CASES = [
      "l(f32(5, 2, 3))", T, r"x must have dtype float32, got float64"),
     ("bypass-cell", "l = pyrnn.RNN(3, 8); l._cell = 'lstm'; "
      "l(f32(5, 2, 3), (np.zeros((1, 2, 8)), np.zeros((1, 2, 8))))", V,
-     r"c0 / c_n are for an LSTM; this layer has no cell state"),
+     r"c0 / cn are for an LSTM; this layer has no cell state"),
     ("bypass-cached-shape", "l = pyrnn.LSTM(3, 8); l(f32(5, 2, 3)); l._last = (False, 50, 64); "
      "l.backward(f32(50, 64, 8))", V, r"dy must have shape .* = \(5, 2, 8\) .* got \(50, 64, 8\)"),
     # ---- NativeRecurrent.forward: every input ---------------------------------------------------
@@ -102,7 +102,7 @@ CASES = [
     ("fwd-c0-f64-layer", "lstm_native('float64').forward(f64(5, 2, 3), None, f64(1, 2, 4), None, True, 0)",
      V, r"c0 must have shape .* = \(4, 2, 4\) .* got \(1, 2, 4\)"),
     ("fwd-c0-not-lstm", "gru_native().forward(f32(5, 2, 3), None, f32(1, 2, 4), None, True, 0)", V,
-     r"c0 / c_n are for an LSTM"),
+     r"c0 / cn are for an LSTM"),
     ("fwd-lengths-count", "lstm_native().forward(f32(5, 2, 3), None, None, np.array([5], np.int64), True, 0)",
      V, r"lengths must have shape \(N,\) = \(2,\), got \(1,\)"),
     ("fwd-lengths-dtype", "lstm_native().forward(f32(5, 2, 3), None, None, np.array([5, 5], np.int32), True, 0)",
@@ -120,9 +120,9 @@ CASES = [
      "f32(5, 2, 3), None, None, None, True, 0)", V,
      r"cn must have shape .* = \(4, 2, 4\) .* got \(4, 1, 4\)"),
     ("fwd-cn-missing", "lstm_native().forward_into(f32(5, 2, 8), f32(4, 2, 4), None, "
-     "f32(5, 2, 3), None, None, None, True, 0)", V, r"an LSTM's forward needs a c_n buffer"),
+     "f32(5, 2, 3), None, None, None, True, 0)", V, r"an LSTM's forward needs a cn buffer"),
     ("fwd-cn-not-lstm", "gru_native().forward_into(f32(5, 2, 4), f32(1, 2, 4), f32(1, 2, 4), "
-     "f32(5, 2, 3), None, None, None, True, 0)", V, r"c0 / c_n are for an LSTM"),
+     "f32(5, 2, 3), None, None, None, True, 0)", V, r"c0 / cn are for an LSTM"),
     ("fwd-y-readonly", "y = f32(5, 2, 4); y.setflags(write=False); "
      "gru_native().forward_into(y, f32(1, 2, 4), None, f32(5, 2, 3), None, None, None, True, 0)",
      V, r"y is an output and must be writable"),
