@@ -143,6 +143,16 @@ def load_into(views, values, what="parameter"):
         assign(view, arr)
 
 
+def assign_all(views, values, what="parameter"):
+    """``layer.params = values`` (and the write-back of ``layer.params |= values``): values
+    copied into the views, as load_into; an ArrayDict over these very arrays (what ``|=``
+    hands back, already written) is left alone."""
+    if isinstance(values, ArrayDict) and len(values) == len(views) and all(
+            values.get(k) is v for k, v in views.items()):
+        return
+    load_into(views, values, what)
+
+
 class ArrayDict(dict):
     """A layer's {name: array} of parameters or gradients (``layer.params`` / ``.grads``): a
     dict (DESIGN.md's contract; ``isinstance(d, dict)``, ``dict(d)``, ``d | other`` and

@@ -21,6 +21,7 @@ for the recurrent layers, NumPy in gives NumPy out (copied), a device array in (
 Embedding's indices and LastStep's lengths are host integers (device ones are copied back).
 """
 import contextlib
+import copy
 import math
 import numbers
 import threading
@@ -144,11 +145,19 @@ class Layer:
         shape, a castable dtype); names cannot be added or removed (pyrnn._arrays.ArrayDict)."""
         return _arrays.ArrayDict(self._params, "parameter")
 
+    @params.setter
+    def params(self, values):  # layer.params = {...} and layer.params |= {...}: copies in
+        _arrays.assign_all(self._params, values, "parameter")
+
     @property
     def grads(self):
         """{name: array} of the accumulated gradients; cleared by zero_grad(). Assignment
         copies into the layer's arrays, as for params."""
         return _arrays.ArrayDict(self._grads, "gradient")
+
+    @grads.setter
+    def grads(self, values):
+        _arrays.assign_all(self._grads, values, "gradient")
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""
@@ -202,6 +211,11 @@ class Layer:
         if self.device != "cpu":  # no GPU here: to()'s clear error
             device, self.device = self.device, "cpu"
             self.to(device)
+
+    def __copy__(self):
+        # As the recurrent layers (whose native storage cannot be shared): a copy is
+        # independent, on either device.
+        return copy.deepcopy(self)
 
     def parameters(self):
         """Yields a pyrnn.Parameter (name, data, grad views) per parameter."""

@@ -159,10 +159,26 @@ class Sequential(Layer):
         entries cannot be added or removed."""
         return _arrays.ArrayDict({p.name: p.data for p in self.parameters()}, "parameter")
 
+    @params.setter
+    def params(self, values):
+        _arrays.assign_all({p.name: p.data for p in self.parameters()}, values, "parameter")
+
     @property
     def grads(self):
         """{"{layer index}.{name}": gradient}, the layers' own arrays; assignment copies."""
         return _arrays.ArrayDict({p.name: p.grad for p in self.parameters()}, "gradient")
+
+    @grads.setter
+    def grads(self, values):
+        _arrays.assign_all({p.name: p.grad for p in self.parameters()}, values, "gradient")
+
+    # Copy / pickle: the layers carry their own data (each on its device); the model's own
+    # state is Python's default (Layer's host-copy swap would duplicate every parameter).
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
     def load_params(self, values):
         """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");

@@ -14,6 +14,7 @@ loops (pyrnn/cuda/optim.h: the CPU's per-element expressions, no fused multiply-
 is bitwise the CPU's); clip_grad_norm reduces each gradient on the device in a fixed order
 (the 2- and inf-norms; other orders copy the gradients to the host).
 """
+import inspect
 import math
 import numbers
 from collections.abc import Mapping
@@ -172,12 +173,15 @@ class Optimizer:
         base = next((c for c in type(self).__mro__ if c in _BUILTIN), None)
         if base is None:
             return dict(hyper)
-        known = set(base.hyperparameters(self))
+        # Only the values saved: a subclass that fixes some of the base's hyperparameters (and
+        # does not list them) keeps its own.
+        known = set(inspect.signature(base.__init__).parameters) - {"self", "params"}
         try:
             probe = base(self.params, **{k: v for k, v in hyper.items() if k in known})
         except (TypeError, ValueError) as e:
             raise type(e)(f"state_dict hyperparameters: {e}") from None
-        return {**hyper, **probe.hyperparameters()}
+        checked = probe.hyperparameters()
+        return {k: checked.get(k, v) if k in known else v for k, v in hyper.items()}
 
     def _checked_state(self, p, st):
         """One parameter's state, validated, as the optimizer keeps it (buffers flat, on the
@@ -195,10 +199,13 @@ class Optimizer:
                 known = sorted(buffers) + sorted(self._state_counters)
                 raise ValueError(f"state {k!r} of {p.name!r} is not {type(self).__name__} "
                                  f"state (it keeps {', '.join(known)})")
-            elif isinstance(v, np.ndarray) or _arrays.on_device(v):
-                d[k] = self._checked_buffer(p, k, v)  # a custom entry shaped like the parameter
+            elif _arrays.on_device(v) or (isinstance(v, np.ndarray) and v.dtype == p.dtype
+                                          and v.size == p.size):
+                d[k] = self._checked_buffer(p, k, v)  # shaped like the parameter: its device
+            elif isinstance(v, np.ndarray):
+                d[k] = v.copy()  # a custom array of its own shape, kept on the host as given
             else:
-                d[k] = v  # a custom optimizer's own value (a number, a tuple, ...), as it was
+                d[k] = v  # a custom optimizer's own value (a number, a list, ...), as it was
         return d
 
     @staticmethod

@@ -189,12 +189,20 @@ class _Recurrent:
         would leave forward on the old weights. Names cannot be added or removed."""
         return _arrays.ArrayDict(self._params, "parameter")
 
+    @params.setter
+    def params(self, values):  # layer.params = {...} and layer.params |= {...}: copies in
+        _arrays.assign_all(self._params, values, "parameter")
+
     @property
     def grads(self):
         """{name: view of the accumulated gradient} (ndarray on CPU, DeviceArray on CUDA);
         cleared by zero_grad(). Host copies on either device: numpy_grads(). Assignment
         copies into the native gradient, as for params."""
         return _arrays.ArrayDict(self._grads, "gradient")
+
+    @grads.setter
+    def grads(self, values):
+        _arrays.assign_all(self._grads, values, "gradient")
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""

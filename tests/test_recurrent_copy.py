@@ -204,6 +204,8 @@ def test_cuda_model_copy_rebuilds_every_layer_on_the_device(monkeypatch):
             for k, v in a.params.items():
                 assert isinstance(v, cuda_fakes.FakeDev) and v.ptr != b.params[k].ptr
         _assert_bitwise(dup.predict(x), want)
+    # The model's own state carries no second copy of the layers' arrays.
+    assert m.__getstate__()["_params"] == {}
     dense = pyrnn.Dense(3, 2, seed=0).to("cuda")
     dense.grads["weight"] = np.ones((2, 3), np.float32)
     dup = pickle.loads(pickle.dumps(dense))

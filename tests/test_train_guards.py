@@ -379,3 +379,30 @@ def test_params_and_grads_are_dicts():
         with pytest.raises(TypeError, match="fixed"):
             mutate()
     assert sorted(layer.params) == ["bias_l0", "weight_hh_l0", "weight_ih_l0"]
+
+
+def test_params_augmented_and_whole_assignment_copy_in():
+    # layer.params |= {...} writes, then assigns the result back to the attribute: accepted
+    # (it raised AttributeError after writing); layer.params = {...} copies in too.
+    for layer, key, shape in ((pyrnn.Dense(2, 2), "weight", (2, 2)),
+                              (pyrnn.GRU(2, 3), "weight_hh_l0", (9, 3)),
+                              (pyrnn.Sequential([pyrnn.Dense(2, 2)]), "0.weight", (2, 2))):
+        w = layer.params[key]
+        layer.params |= {key: np.full(shape, 7.0)}
+        assert layer.params[key] is w and np.all(w == 7)
+        layer.params = {key: np.full(shape, 3.0)}
+        assert layer.params[key] is w and np.all(w == 3)
+        layer.grads |= {key: np.ones(shape)}
+        assert np.all(layer.grads[key] == 1)
+        with pytest.raises(KeyError, match="unknown parameter"):
+            layer.params = {"nope": 1.0}
+
+
+def test_copy_of_a_layer_or_model_is_independent():
+    import copy
+    for obj in (pyrnn.Dense(2, 2, seed=0), pyrnn.Sequential([pyrnn.Dense(2, 2, seed=0)])):
+        dup = copy.copy(obj)
+        key = next(iter(dup.params))
+        dup.params[key][...] = 0
+        assert np.any(obj.params[key] != 0)
+

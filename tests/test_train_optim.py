@@ -377,3 +377,25 @@ def test_subclass_of_a_builtin_optimizer_loads_its_own_state_dict():
     sd["state"][0]["ema"] = np.zeros(6, np.float32)  # the built-in class itself stays strict
     with pytest.raises(ValueError, match="'ema' of 'weight' is not Adam state"):
         adam.load_state_dict(sd)
+
+
+def test_subclass_keeps_hyperparameters_it_fixes_and_its_own_arrays():
+    # A subclass fixing some base hyperparameters (not listed in its hyperparameters()) keeps
+    # them through load_state_dict, and an array of its own shape and dtype passes as given.
+    class DecayAdam(optim.Adam):
+        def __init__(self, params, lr=1e-3):
+            super().__init__(params, lr=lr, weight_decay=0.1, amsgrad=True)
+
+        def hyperparameters(self):
+            return {"lr": self.lr}
+
+        def _update(self, data, grad, state):
+            super()._update(data, grad, state)
+            state["row_norm"] = np.zeros(3)  # float64, not the parameter's shape
+
+    layer = pyrnn.Dense(3, 2, seed=0)
+    o = DecayAdam(layer.parameters(), lr=0.01)
+    o.step()
+    o.load_state_dict(o.state_dict())
+    assert (o.lr, o.weight_decay, o.amsgrad) == (0.01, 0.1, True)
+    assert o.state[0]["row_norm"].dtype == np.float64 and o.state[0]["row_norm"].shape == (3,)
