@@ -157,20 +157,24 @@ class Sequential(Layer):
         """{"{layer index}.{name}": array}, the layers' own arrays (zero-copy). As for a
         layer, ``params[name] = value`` copies value into that layer's array (checked first);
         entries cannot be added or removed."""
-        return _arrays.ArrayDict({p.name: p.data for p in self.parameters()}, "parameter")
+        return _arrays.ArrayDict(self._named("data"), "parameter")
 
     @params.setter
     def params(self, values):
-        _arrays.assign_all({p.name: p.data for p in self.parameters()}, values, "parameter")
+        _arrays.assign_all(self._named("data"), values, "parameter")
 
     @property
     def grads(self):
         """{"{layer index}.{name}": gradient}, the layers' own arrays; assignment copies."""
-        return _arrays.ArrayDict({p.name: p.grad for p in self.parameters()}, "gradient")
+        return _arrays.ArrayDict(self._named("grad"), "gradient")
 
     @grads.setter
     def grads(self, values):
-        _arrays.assign_all({p.name: p.grad for p in self.parameters()}, values, "gradient")
+        _arrays.assign_all(self._named("grad"), values, "gradient")
+
+    def _named(self, what):
+        """{"{layer index}.{name}": the layers' own data or grad arrays}."""
+        return {p.name: getattr(p, what) for p in self.parameters()}
 
     # Copy / pickle: the layers carry their own data (each on its device); the model's own
     # state is Python's default (Layer's host-copy swap would duplicate every parameter).
@@ -184,7 +188,7 @@ class Sequential(Layer):
         """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");
         missing names keep their value. All or nothing: every name, shape and dtype is checked
         before any layer is written."""
-        _arrays.load_into({p.name: p.data for p in self.parameters()}, values)
+        _arrays.load_into(self._named("data"), values)
 
     def num_parameters(self):
         return int(sum(p.size for p in self.parameters()))
