@@ -83,17 +83,10 @@ def test_cpu_isa_setting_and_errors():
         pyrnn.set_cpu_isa(saved)
 
 
-def test_cpu_isa_environment_override(tmp_path):
+@pytest.mark.parametrize("value", ["scalar", " SCALAR "])  # case and blanks forgiven
+def test_cpu_isa_environment_override(tmp_path, value):
     code = "import pyrnn; print(pyrnn.get_cpu_isa())"
-    env = dict(os.environ, PYRNN_CPU_ISA="scalar")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, check=True)
-    assert out.stdout.strip() == "scalar"
-
-
-def test_cpu_isa_environment_forgives_case_and_blanks(tmp_path):
-    code = "import pyrnn; print(pyrnn.get_cpu_isa())"
-    env = dict(os.environ, PYRNN_CPU_ISA=" SCALAR ")
+    env = dict(os.environ, PYRNN_CPU_ISA=value)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path, check=True)
     assert out.stdout.strip() == "scalar"
