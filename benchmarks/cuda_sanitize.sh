@@ -56,15 +56,25 @@ pyrnn.cuda.synchronize()
 PY
 status=0
 : > "$out/summary.txt"
-for tool in ${PYRNN_SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}; do
-  extra=""
+one_tool() {  # one tool over the workload; its line of the summary
+  local tool=$1 extra="" log="$out/$1.log"
   [ "$tool" = memcheck ] && extra="--leak-check full"
-  log="$out/$tool.log"
   "$san" --tool "$tool" $extra --error-exitcode 99 --log-file "$log" "$py" "$script" > "$out/$tool.stdout" 2>&1
-  rc=$?
+  local rc=$?
+  local errors
   errors="$(grep -Eo 'ERROR SUMMARY: [0-9]+ error' "$log" | tail -1)"
   echo "$tool: exit $rc, ${errors:-no summary line}" | tee -a "$out/summary.txt"
-  [ "$rc" -ne 0 ] && status=1
+  return $rc
+}
+# The tools run side by side (each is a separate process on the GPU; most of their time is host
+# work), so all of them fit the time a lent GPU has.
+pids=()
+for tool in ${PYRNN_SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}; do
+  one_tool "$tool" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do
+  wait "$p" || status=1
 done
 echo "logs in $out" | tee -a "$out/summary.txt"
 exit $status

@@ -10,6 +10,7 @@
 #             --no-deps --no-index): the CUDA ctest targets (cmake, -DCMAKE_CUDA_ARCHITECTURES=90)
 #             and the Python package; vendored cython-cmake modules (benchmarks/gpu_cmake) stand
 #             in when the image lacks the cython-cmake package
+# ctest, pytest and sanitize run side by side (one GPU, 16 cores); bench runs alone after them.
 #   ctest     every CUDA C++ test (pyrnn_cuda_*tests) on the device (every step algorithm,
 #             graphs, streams, TF32, ...) and the host-emulation tests
 #   bench     benchmarks/bench_cuda.py: pyrnn vs PyTorch/cuDNN, variants default, nographs,
@@ -128,7 +129,9 @@ do_bench() {
 
 do_pytest() {
   local xdist=()
-  "$PY" -c "import xdist" 2>/dev/null && xdist=(-n 4)
+  "$PY" -c "import xdist" 2>/dev/null && xdist=(-n 6)
+  # A hung test is named (pytest-timeout, when the image has it) instead of eating the stage.
+  "$PY" -c "import pytest_timeout" 2>/dev/null && xdist+=(--timeout 90)
   # Every CUDA test file there is (test_cuda_*.py), and the benchmark's.
   cd "$WORK" && "$PY" -m pytest -q -p no:cacheprovider -rs ${xdist[@]+"${xdist[@]}"} \
     "$ROOT"/tests/test_cuda_*.py "$ROOT/tests/test_bench_cuda.py"
@@ -192,14 +195,26 @@ py_built=0
 (cd "$WORK" && "$PY" -c "import pyrnn.cuda as c, sys; sys.exit(0 if c.is_available() else 1)") \
   >> "$SESSION" 2>&1 && py_built=1
 say "ctest targets built: $ct_built; pyrnn installed with a usable GPU: $py_built"
-if [ "$ct_built" = 1 ]; then stage ctest 120 "$OUT/ctest.log"; else echo "not built" > "$OUT/ctest.log"; fi
+# The correctness checks share the GPU (and 16 cores) at once; the benchmark then runs alone.
+checks=()
+if [ "$ct_built" = 1 ]; then checks+=("ctest 150"); else echo "not built" > "$OUT/ctest.log"; fi
 if [ "$py_built" = 1 ]; then
-  stage bench 170 "$OUT/bench.log"
-  stage pytest 150 "$OUT/pytest.log"
-  stage sanitize 150 "$OUT/sanitize.log"
+  checks+=("pytest 200" "sanitize 200")
 else
   for f in bench pytest sanitize; do echo "pyrnn not built / no GPU" > "$OUT/$f.log"; done
 fi
+pids=()
+for c in ${checks[@]+"${checks[@]}"}; do
+  set -- $c
+  stage "$1" "$2" "$OUT/$1.log" &
+  pids+=($!)
+done
+for p in ${pids[@]+"${pids[@]}"}; do
+  wait "$p"
+  rc=$?
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 99 ] && failed=1
+done
+[ "$py_built" = 1 ] && stage bench 170 "$OUT/bench.log"
 if [ "$ct_built" = 1 ]; then stage kernels 30 "$OUT/kernels.txt"; else echo "not built" > "$OUT/kernels.txt"; fi
 
 say "done in $((SECONDS - START))s; failed=$failed"
