@@ -16,7 +16,8 @@
 #   bench     benchmarks/bench_cuda.py: pyrnn vs PyTorch/cuDNN, variants default, nographs,
 #             fused, persistent; float32 and TF32 rows
 #   pytest    every CUDA Python test file (tests/test_cuda_*.py) and tests/test_bench_cuda.py
-#   sanitize  compute-sanitizer memcheck + racecheck over every cell and step algorithm
+#   sanitize  compute-sanitizer memcheck, racecheck, initcheck and synccheck (side by side) over
+#             every cell and step algorithm, time-major and batch_first; leaks grouped by origin
 #   kernels   cuobjdump resource usage (registers, shared memory, spills) of the CUDA kernels
 # $OUT receives exactly these 8 files (the device tool returns at most 8): session.txt (stage
 # results, environment), build.log, ctest.log, bench.log, bench_cuda.json, pytest.log,
@@ -44,7 +45,9 @@ failed=0
 say() { echo "[$((SECONDS - START))s] $*" | tee -a "$SESSION"; }
 
 # ---- the stages (each also runs alone: bash benchmarks/gpu_session.sh --stage NAME) ------------
-CUBLAS_ROOT=$("$PY" -c "import glob, nvidia, os; r = sorted(glob.glob(os.path.join(list(nvidia.__path__)[0], 'cu*'))); print(r[-1] if r else '')" 2>/dev/null)
+# The nvidia-cublas wheel's root (the folder with include/cublas_v2.h: nvidia/cu13, not the
+# other nvidia/cu* wheels such as cusparselt), else the CUDA toolkit's cuBLAS.
+CUBLAS_ROOT=$("$PY" -c "import glob, nvidia, os; r = [d for d in sorted(glob.glob(os.path.join(list(nvidia.__path__)[0], 'cu*'))) if os.path.exists(os.path.join(d, 'include', 'cublas_v2.h'))]; print(r[-1] if r else '')" 2>/dev/null)
 export PYRNN_CUBLAS_ROOT=$CUBLAS_ROOT
 # The image has scikit-build-core and Cython but maybe not cython-cmake (FindCython/UseCython):
 # then a shim package over the vendored modules (benchmarks/gpu_cmake) registers them through
@@ -137,8 +140,8 @@ do_pytest() {
     "$ROOT"/tests/test_cuda_*.py "$ROOT/tests/test_bench_cuda.py"
 }
 
-do_sanitize() {  # memcheck + racecheck (the two the time allows), every cell and algorithm
-  (cd "$WORK" && PYRNN_SANITIZE_TOOLS="memcheck racecheck" PYTHON="$PY" \
+do_sanitize() {  # memcheck, racecheck, initcheck, synccheck side by side; every cell and algorithm
+  (cd "$WORK" && PYRNN_SANITIZE_TOOLS="${PYRNN_SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}" PYTHON="$PY" \
     bash "$ROOT/benchmarks/cuda_sanitize.sh" "$WORK/sanitize")
   local rc=$?
   for f in "$WORK"/sanitize/*.log "$WORK"/sanitize/*.stdout; do
@@ -168,9 +171,16 @@ if [ "${1:-}" = "--stage" ]; then  # one stage alone (what `stage` runs under ti
   exit $?
 fi
 
-# stage NAME LIMIT LOG: runs do_NAME under timeout min(LIMIT, what the budget has left).
+# stage NAME LIMIT LOG: runs do_NAME under timeout min(LIMIT, what the budget has left), unless
+# PYRNN_GPU_SKIP names it (a rerun of some stages: PYRNN_GPU_SKIP="bench kernels").
 stage() {
   local name=$1 limit=$2 log=$3
+  case " ${PYRNN_GPU_SKIP:-} " in
+    *" $name "*)
+      say "SKIP  $name: PYRNN_GPU_SKIP"
+      echo "skipped: PYRNN_GPU_SKIP" >> "$log"
+      return 99 ;;
+  esac
   local left=$(( BUDGET - (SECONDS - START) ))
   local t=$(( limit < left ? limit : left ))
   if [ "$t" -lt 15 ]; then
@@ -214,7 +224,7 @@ for p in ${pids[@]+"${pids[@]}"}; do
   rc=$?
   [ "$rc" -ne 0 ] && [ "$rc" -ne 99 ] && failed=1
 done
-[ "$py_built" = 1 ] && stage bench 170 "$OUT/bench.log"
+if [ "$py_built" = 1 ]; then stage bench 170 "$OUT/bench.log"; fi
 if [ "$ct_built" = 1 ]; then stage kernels 30 "$OUT/kernels.txt"; else echo "not built" > "$OUT/kernels.txt"; fi
 
 say "done in $((SECONDS - START))s; failed=$failed"

@@ -155,18 +155,39 @@ cdef class _DLPackOwner:
         self.tensor_versioned = NULL
 
 
+# Live _Allocation objects (count, bytes): what DeviceArrays pyrnn allocated still hold. Read
+# by _live_allocations() so tests and the sanitizer workload can tell a leaked array from memory
+# that is only freed at exit. Changed under the GIL only.
+cdef size_t _n_live = 0
+cdef size_t _bytes_live = 0
+
+
+def _live_allocations():
+    """(count, bytes) of device allocations owned by live DeviceArrays (not layers' buffers)."""
+    return _n_live, _bytes_live
+
+
 cdef class _Allocation:
     """Owns one DeviceBuffer of bytes."""
     cdef DeviceBuffer[unsigned char]* buf
+    cdef size_t nbytes
     cdef readonly int device
 
     def __cinit__(self, size_t nbytes, int device):
+        global _n_live, _bytes_live
         _require_device()
         self.device = device
         Context.get(device)  # validates the index
-        self.buf = ccuda.new_device_bytes(nbytes if nbytes else 1, device)
+        self.nbytes = nbytes if nbytes else 1
+        self.buf = ccuda.new_device_bytes(self.nbytes, device)
+        _n_live += 1
+        _bytes_live += self.nbytes
 
     def __dealloc__(self):
+        global _n_live, _bytes_live
+        if self.buf != NULL:
+            _n_live -= 1
+            _bytes_live -= self.nbytes
         del self.buf
 
     cdef uintptr_t ptr(self):
@@ -302,7 +323,9 @@ cdef class DeviceArray:
             raise ValueError(f"permute01 needs at least 2 dimensions, got shape {self.shape}")
         A, B = self.shape[0], self.shape[1]
         C = self.size // (A * B) if A * B else 0
-        out = DeviceArray.empty((B, A) + self.shape[2:], self.dtype, self.device)
+        # Typed, so that out.ptr is the address it holds (untyped, <void*>out.ptr would be the
+        # address of the Python int object: a host pointer the kernel would write through).
+        cdef DeviceArray out = DeviceArray.empty((B, A) + self.shape[2:], self.dtype, self.device)
         cdef size_t a = A, b = B, c = C, es = self.dtype.itemsize
         cdef void* dst = <void*>out.ptr
         cdef const void* src = <const void*>self.ptr
@@ -313,7 +336,7 @@ cdef class DeviceArray:
         return out
 
     def copy(self):
-        out = DeviceArray.empty(self.shape, self.dtype, self.device)
+        cdef DeviceArray out = DeviceArray.empty(self.shape, self.dtype, self.device)
         cdef size_t n = self.nbytes
         cdef void* dst = <void*>out.ptr
         cdef const void* src = <const void*>self.ptr

@@ -536,3 +536,50 @@ def test_numpy_params_and_load():
         layer.load_params({"bias_l0": np.zeros(3)})
     g = layer.numpy_grads()
     assert all(not v.any() for v in g.values())
+
+
+# ---- a source check of the Cython pointer casts -------------------------------------------------
+
+def _untyped_pointer_casts(text):
+    """(line, name) of each `<T*>name.attr` whose `name` is not typed as a cdef class (or C struct)
+    in its function: Cython then casts the *Python object* holding the attribute, so the pointer
+    is the address of that object (a host pointer), not the address the attribute holds."""
+    import re
+    cast = re.compile(r"<[^<>]*\*>[ (]*([A-Za-z_]\w*)\.[A-Za-z_]")
+    found = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        for m in cast.finditer(line.split("#")[0]):
+            name = m.group(1)
+            if name == "self":
+                continue
+            declared = re.compile(r"(^|,)\s*" + name + r"\s*(=|,|$)")
+            for j in range(i, -1, -1):
+                d = re.match(r"\s*cdef\s+(?!object\b)[A-Za-z_][\w\[\]]*\**\s+(.*)", lines[j])
+                if d and declared.search(d.group(1)):
+                    break  # typed (a cdef class or a C type) in this function
+                if re.match(r"\s*(async\s+)?c?p?def\s+[^=]*\(", lines[j]):
+                    found.append((i + 1, name))  # reached the function's start
+                    break
+    return found
+
+
+def test_cython_pointer_casts_are_of_typed_objects():
+    # DeviceArray.permute01 / copy once wrote `cdef void* dst = <void*>out.ptr` with `out`
+    # untyped: the kernel got the address of a Python int. On an H200 with HMM that write landed
+    # in the host heap (crashes far from the cause); elsewhere it is an illegal address. This
+    # check runs without a GPU.
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent / "pyrnn"
+    bad = {}
+    for f in sorted(root.glob("*.pyx")) + sorted(root.glob("*.pxi")):
+        hits = _untyped_pointer_casts(f.read_text())
+        if hits:
+            bad[f.name] = hits
+    assert not bad, f"pointer casts of untyped Python objects (type the variable): {bad}"
+    # The check itself finds the pattern it is for, and passes the typed forms.
+    assert _untyped_pointer_casts("def f(self):\n    out = g()\n    cdef void* p = <void*>out.ptr\n")
+    assert not _untyped_pointer_casts(
+        "def f(self):\n    cdef DeviceArray out = g()\n    cdef void* p = <void*>out.ptr\n")
+    assert not _untyped_pointer_casts(
+        "def f(self, x):\n    cdef DeviceArray d = x, s = x\n    cdef void* p = <void*>s.ptr\n")

@@ -194,6 +194,45 @@ def test_device_array_in_device_array_out():
         gpu(pyrnn.cuda.to_device(x.astype(np.float64)))
 
 
+def test_permute01_and_copy_write_their_own_device_output():
+    # Both once passed the address of a Python int as the output pointer: on an H200 (HMM) the
+    # kernel wrote the host heap and batch_first layers crashed later, elsewhere. Poisoned
+    # memory first, so an unwritten output cannot pass by reusing a freed array's contents.
+    rng = np.random.default_rng(11)
+    for dtype in (np.float32, np.float64, np.int64):
+        a = (rng.standard_normal((37, 53, 29)) * 100).astype(dtype)
+        for _ in range(2):
+            poison = pyrnn.cuda.to_device(np.full(a.shape, -7, dtype))
+            del poison
+            d = pyrnn.cuda.to_device(a)
+            np.testing.assert_array_equal(d.permute01().numpy(), a.transpose(1, 0, 2))
+            np.testing.assert_array_equal(d.copy().numpy(), a)
+            np.testing.assert_array_equal(d.numpy(), a)  # the source is untouched
+
+
+def test_device_arrays_are_released():
+    # Every DeviceArray pyrnn allocates (inputs moved to the device, outputs, permuted copies)
+    # is freed with its last reference, in every path a layer takes.
+    import gc
+    _cuda = pyrnn.cuda.kernels()  # the loaded pyrnn._cuda module
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 6, 4)).astype(np.float32)
+    gc.collect()
+    before = _cuda._live_allocations()
+    for cell in ("lstm", "gru"):
+        layer = make(cell, 4, 5, 2, bidirectional=True, batch_first=True, device="cuda",
+                     seed=3)
+        for _ in range(3):
+            out, _ = layer(x, lengths=[6, 3, 1])
+            layer.backward(np.ones_like(out))
+            out_d, _ = layer(pyrnn.cuda.to_device(x))
+            layer.backward(pyrnn.cuda.to_device(np.ones(out_d.shape, np.float32)))
+            out_d.copy().permute01().reshape(-1).numpy()
+        del layer, out, out_d
+    gc.collect()
+    assert _cuda._live_allocations() == before
+
+
 def test_device_array_protocols_round_trip():
     a = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
     d = pyrnn.cuda.to_device(a)
