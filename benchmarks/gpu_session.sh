@@ -132,7 +132,9 @@ do_bench() {
 
 do_pytest() {
   local xdist=()
-  "$PY" -c "import xdist" 2>/dev/null && xdist=(-n 6)
+  # A crashed worker is replaced (up to 100 times; xdist's default limit stopped the first run
+  # at 48 %), so a segfault costs one test, not the rest of the run.
+  "$PY" -c "import xdist" 2>/dev/null && xdist=(-n 6 --max-worker-restart 100)
   # A hung test is named (pytest-timeout, when the image has it) instead of eating the stage.
   "$PY" -c "import pytest_timeout" 2>/dev/null && xdist+=(--timeout 90)
   # Every CUDA test file there is (test_cuda_*.py), and the benchmark's.

@@ -1,6 +1,7 @@
 """Render a committed benchmark JSON as the Markdown table README.md shows.
 
     python benchmarks/render_table.py benchmarks/results/cpu-*.json
+    python benchmarks/render_table.py benchmarks/results/cuda-*.json    # bench_cuda.py's JSON
 """
 import json
 import sys
@@ -9,6 +10,8 @@ import sys
 def render(path):
     with open(path) as f:
         r = json.load(f)
+    if r.get("benchmark") == "bench_cuda":
+        return render_cuda(r)
     m = r["machine"]
     lines = [f"Measured {r['date'][:10]} on {m['cpu']} ({m['cores']} cores), "
              f"{r['pyrnn']['threads']} threads, pyrnn {r['pyrnn']['version']} "
@@ -46,6 +49,41 @@ def render(path):
         lines += ["", f"Issue 4's ratio targets met: {s['targets_met']} of {s['targets_judged']}"
                   + (f" (missed: {', '.join(s['targets_missed'])})" if s["targets_missed"] else "")
                   + "."]
+    return "\n".join(lines)
+
+
+def render_cuda(r):
+    """bench_cuda.py's JSON: float32 rows (TF32 off on both sides), one line per configuration,
+    cell and mode, cuDNN's time and each variant's (ratio = pyrnn / cuDNN in brackets)."""
+    d = r["device"]
+    variants = list(r["variants"])
+    lines = [f"Measured {r['date'][:10]} on an {d['name']} ({d['multiprocessors']} SMs, driver "
+             f"{d['clocks_before'].get('driver', '?')}, SM clock {d['clocks_before'].get('sm_mhz', '?')}"
+             f" MHz), pyrnn {r['pyrnn']['version']} vs torch {r['torch']} with cuDNN "
+             f"{d['cudnn']}; float32 with TF32 off on both sides; CUDA-event medians of "
+             f"interleaved runs; ms, in brackets pyrnn time / cuDNN time (lower is better).",
+             "",
+             "| config (T, N, C, H) | cell | mode | cuDNN ms | "
+             + " | ".join(f"pyrnn {v}" for v in variants) + " |",
+             "|---|---|---|---|" + "---|" * len(variants)]
+    rows = {}
+    for x in r["results"]:
+        if x["precision"] == "float32":
+            key = (x["config"], x["T"], x["N"], x["C"], x["H"], x["cell"], x["mode"])
+            rows.setdefault(key, {})[x["variant"]] = x
+    for (cfg, T, N, C, H, cell, mode), by in rows.items():
+        torch_ms = next((x["torch_ms"] for x in by.values() if x.get("torch_ms")), None)
+        cells = []
+        for v in variants:
+            x = by.get(v)
+            if x is None:
+                cells.append("")
+                continue
+            ratio = f" ({x['ratio']:.2f})" if x.get("ratio") else ""
+            cells.append(f"{x['pyrnn_ms']:.3g}{ratio}")
+        name = "GRU (seeds' form)" if cell == "GRU_seeds" else cell
+        lines.append(f"| {cfg} ({T}, {N}, {C}, {H}) | {name} | {'fwd+bwd' if mode == 'fwdbwd' else 'fwd'} | "
+                     f"{f'{torch_ms:.3g}' if torch_ms else 'n/a'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -142,6 +142,21 @@ def test_fake_backend_table_and_json(tmp_path):
     assert "skipped seed RNN fwd fused float32" in text
     assert "clocks read before" in text and "clocks read after" in text
 
+    # render_table.py turns the JSON into the README's table: float32 rows, one per config,
+    # cell and mode, a column per variant (the skipped one left empty).
+    table = load_script("render_table").render(str(path))
+    lines = table.splitlines()
+    assert lines[0].startswith("Measured ") and "Fake H200" in lines[0]
+    head = [ln for ln in lines if ln.startswith("| config")][0]
+    assert head.endswith("| cuDNN ms | pyrnn default | pyrnn persistent | pyrnn fused |")
+    body = [ln for ln in lines if ln.startswith(("| seed", "| large", "| latency"))]
+    assert len(body) == 3 * 4 * 2
+    r = next(x for x in rows if (x["config"], x["cell"], x["mode"], x["variant"], x["precision"])
+             == ("seed", "LSTM", "fwd", "persistent", "float32"))
+    row = [ln for ln in body if ln.startswith("| seed (50, 64, 128, 128) | LSTM | fwd |")][0]
+    assert f"{r['pyrnn_ms']:.3g} ({r['ratio']:.2f})" in row and row.endswith("|  |")
+    assert any("GRU (seeds' form)" in ln and "| n/a |" in ln for ln in body)
+
 
 def test_unknown_variant_is_refused():
     bench = load_bench()
