@@ -53,7 +53,7 @@ for opts in algos:
                 out, _ = layer(x, lengths=[3, 2, 1, 3] if kw["batch_first"] else [4, 2, 1])
                 layer.backward(np.ones_like(out))
             xd = pyrnn.cuda.to_device(x.astype(dtype))  # device in, device out
-            out_d, _ = layer(xd)
+            out_d, state_d = layer(xd)
             layer.backward(out_d.copy())
             layer.eval()
             layer(x)
@@ -62,7 +62,7 @@ for opts in algos:
 pyrnn.cuda.synchronize()
 # Everything the workload made is released here, so what memcheck's leak check still reports
 # at exit is memory kept on purpose (the per-device Context: stream, cuBLAS, workspaces).
-del layer, x, out, xd, out_d
+del layer, x, out, xd, out_d, state_d, _
 gc.collect()
 print("DeviceArray allocations still live after cleanup (count, bytes):", _cuda._live_allocations())
 PY

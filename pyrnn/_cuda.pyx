@@ -10,6 +10,7 @@ from libc.stdlib cimport free, malloc
 from libc.stddef cimport size_t
 from libcpp.vector cimport vector
 
+import math
 import operator
 
 import numpy as np
@@ -207,6 +208,10 @@ def _shape_of(shape):
     shape = tuple(int(s) for s in shape)
     if any(s < 0 for s in shape):
         raise ValueError(f"negative extent in shape {shape}")
+    # Python ints (np.prod wraps: (2**62, 4) gave 0, a 1-byte allocation the kernels would then
+    # overrun); 8 bytes is the widest element.
+    if math.prod(shape) * 8 > 2**63 - 1:
+        raise ValueError(f"DeviceArray shape {shape} is larger than any address space")
     return shape
 
 
@@ -242,7 +247,7 @@ cdef class DeviceArray:
         """Uninitialised device memory (owning)."""
         shape = _shape_of(shape)
         dt = _dtype_of(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize if shape else dt.itemsize
+        nbytes = math.prod(shape) * dt.itemsize  # math.prod(()) == 1: a scalar
         cdef _Allocation alloc = _Allocation(nbytes, device)
         return DeviceArray._make(alloc.ptr(), shape, dt, device, False, alloc)
 
@@ -278,7 +283,7 @@ cdef class DeviceArray:
 
     @property
     def size(self):
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)
 
     @property
     def nbytes(self):
@@ -310,10 +315,10 @@ cdef class DeviceArray:
             shape = shape[0]
         shape = list(int(s) for s in shape)
         if shape.count(-1) == 1:
-            known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+            known = math.prod(s for s in shape if s != -1)
             shape[shape.index(-1)] = self.size // known if known else 0
         shape = _shape_of(shape)
-        if (int(np.prod(shape, dtype=np.int64)) if shape else 1) != self.size:
+        if math.prod(shape) != self.size:
             raise ValueError(f"cannot reshape DeviceArray of shape {self.shape} into {shape}")
         return DeviceArray._make(self.ptr, shape, self.dtype, self.device, self.readonly, self)
 
@@ -358,6 +363,9 @@ cdef class DeviceArray:
         return host
 
     def __array__(self, dtype=None, copy=None):
+        if copy is False:  # NumPy 2's contract: no view of device memory exists
+            raise ValueError("a DeviceArray is in device memory: NumPy needs a copy "
+                             "(np.asarray(a) or a.numpy(), not copy=False)")
         a = self.numpy()
         return a if dtype is None else a.astype(dtype, copy=False)
 
@@ -612,6 +620,11 @@ def from_cuda_array_interface(obj):
     cdef bint gpu = ccuda.device_count() > 0
     if ptr and gpu:
         device = ccuda.pointer_device(<const void*>ptr)
+        if device < 0:
+            # Host or unknown memory: on a GPU with HMM the kernels would silently read and
+            # write the host heap through it, elsewhere fault (a sticky error).
+            raise TypeError(f"__cuda_array_interface__ data pointer {ptr:#x} is not CUDA device "
+                            f"or managed memory (shape {cai.shape})")
     if gpu:
         if cai.stream is not None and cai.stream != 2:
             # A handle, or 1: the legacy default stream of the current device, hence the device.

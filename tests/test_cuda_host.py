@@ -178,6 +178,16 @@ def test_device_array_views_and_interface():
         pyrnn.cuda.as_device_array(FakeCAI(cai(strides=(4, 8))))
     with pytest.raises(TypeError, match="not a CUDA device array"):
         pyrnn.cuda.as_device_array(np.zeros(3))
+    # Sizes in Python ints: np.prod wrapped (2**62, 4) to 0 elements (a 1-byte allocation).
+    for shape in ((2**62, 4), (2**32, 2**32), (2**61,)):
+        with pytest.raises(ValueError, match="larger than any address space"):
+            DA.borrow(0x20000, shape, "float32", owner, device=0)
+    big = DA.borrow(0x20000, (2**30, 2**29), "float64", owner, device=0)  # 2**62 bytes: fits
+    assert big.size == 2**59 and big.nbytes == 2**62
+    assert big.reshape(-1, 2**30).shape == (2**29, 2**30)
+    # NumPy 2's copy=False asks for a view, which device memory cannot give (no copy is made).
+    with pytest.raises(ValueError, match="needs a copy"):
+        a.__array__(copy=False)
 
 
 @needs_ext

@@ -210,6 +210,18 @@ def test_permute01_and_copy_write_their_own_device_output():
             np.testing.assert_array_equal(d.numpy(), a)  # the source is untouched
 
 
+def test_host_memory_behind_cuda_array_interface_is_refused():
+    # On a GPU with HMM a kernel would read and write it silently; elsewhere it faults.
+    host = np.zeros((3, 4), np.float32)
+
+    class HostCAI:
+        __cuda_array_interface__ = {"shape": (3, 4), "typestr": "<f4", "version": 3,
+                                    "data": (host.ctypes.data, False), "stream": None}
+
+    with pytest.raises(TypeError, match="not CUDA device or managed memory"):
+        pyrnn.cuda.as_device_array(HostCAI())
+
+
 def test_device_arrays_are_released():
     # Every DeviceArray pyrnn allocates (inputs moved to the device, outputs, permuted copies)
     # is freed with its last reference, in every path a layer takes.

@@ -32,9 +32,9 @@ cublasStatus_t xgeam(cublasHandle_t h, int m, int n, const double* alpha, const 
   return cublasDgeam(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, alpha, A, lda, beta, B, ldb, C, ldc);
 }
 // TF32 through the call's compute type, never through the handle's math mode: the handle is
-// shared (a device's Context serves every layer, and the training stack's calls do not take the
-// recurrent layers' device lock), so a mode set for one TF32 pass could leak into another
-// thread's float GEMM between its mode set and its call.
+// shared by everything on the device (one Context), and pyrnn::cuda::gemm is public API whose
+// callers need not hold the device lock, so a mode set for one TF32 pass could leak into
+// another thread's float GEMM between its mode set and its call.
 cublasStatus_t xgemm_tf32(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                           int n, int k, const float* alpha, const float* A, int lda,
                           const float* B, int ldb, const float* beta, float* C, int ldc) {
