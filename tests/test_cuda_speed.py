@@ -125,3 +125,50 @@ def test_configure_survives_to_cpu_and_back():
     assert info["options"]["algo"] == "fused" and info["options"]["graphs"] is False
     gpu(np.zeros((2, 1, 3), np.float32) + 0.5)
     assert pyrnn.cuda.layer_options(gpu)["last_forward_algo"] == "fused"
+
+
+def test_graph_capture_beside_another_threads_copies_and_syncs():
+    # A pass captures its step loop on the Context stream under the device lock. Another
+    # thread's DeviceArray traffic does not take that lock: legacy-stream copies, permute01,
+    # cudaMalloc / cudaFree and device-wide synchronizes (v0-v2 __cuda_array_interface__
+    # imports, pyrnn.cuda.synchronize). Neither side may fail, and the graphs must stay on.
+    # (From the review of the first GPU run: not yet run on a GPU.)
+    import threading
+    rng = np.random.default_rng(21)
+    layer = make("lstm", 16, 32, 1, device="cuda", seed=5)
+    pyrnn.cuda.configure(layer, graphs=True)
+    x = rng.standard_normal((20, 8, 16)).astype(np.float32)
+    errors, stop = [], threading.Event()
+
+    class V2:  # PyTorch's kind of interface: no stream key, so the import syncs the device
+        def __init__(self, a):
+            self.a = a
+            d = a.__cuda_array_interface__
+            self.__cuda_array_interface__ = {k: d[k] for k in ("shape", "typestr", "data")}
+            self.__cuda_array_interface__["version"] = 2
+
+    def traffic():
+        own = np.random.default_rng(22)  # a Generator is not shared between threads
+        try:
+            while not stop.is_set():
+                a = pyrnn.cuda.to_device(own.standard_normal((64, 48)).astype(np.float32))
+                b = a.permute01().copy()
+                np.testing.assert_array_equal(b.numpy(), a.numpy().T)
+                pyrnn.cuda.as_device_array(V2(a))
+                pyrnn.cuda.synchronize()
+                del a, b
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        for _ in range(30):
+            out, _ = layer(x)
+            layer.backward(np.ones_like(out))
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors, errors
+    info = pyrnn.cuda.layer_options(layer)
+    assert info["graphs_disabled_reason"] is None and info["last_forward_graphs"]
