@@ -153,6 +153,21 @@ def assign_all(views, values, what="parameter"):
     load_into(views, values, what)
 
 
+class NamedArrays:
+    """The ``params`` / ``grads`` attribute of a layer or model: reading gives an ArrayDict over
+    its own arrays (``arrays(obj)``: {name: array}); assigning, and ``|=``, copy into them
+    (assign_all)."""
+
+    def __init__(self, arrays, what, doc):
+        self._arrays, self._what, self.__doc__ = arrays, what, doc
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else ArrayDict(self._arrays(obj), self._what)
+
+    def __set__(self, obj, values):
+        assign_all(self._arrays(obj), values, self._what)
+
+
 class ArrayDict(dict):
     """A layer's {name: array} of parameters or gradients (``layer.params`` / ``.grads``): a
     dict (DESIGN.md's contract; ``isinstance(d, dict)``, ``dict(d)``, ``d | other`` and

@@ -137,27 +137,17 @@ class Layer:
         self._grads = {}   # name -> same shapes and device; accumulate until zero_grad()
         self._cache = None
 
-    @property
-    def params(self):
+    params = _arrays.NamedArrays(
+        lambda self: self._params, "parameter",
         """{name: array} of the parameters (writable, the layer's own arrays): ndarrays on the
         CPU, pyrnn.cuda.DeviceArrays on "cuda". Host copies on either: numpy_params().
         ``params[name] = value`` copies value INTO the layer's array (checked: known name, same
-        shape, a castable dtype); names cannot be added or removed (pyrnn._arrays.ArrayDict)."""
-        return _arrays.ArrayDict(self._params, "parameter")
-
-    @params.setter
-    def params(self, values):  # layer.params = {...} and layer.params |= {...}: copies in
-        _arrays.assign_all(self._params, values, "parameter")
-
-    @property
-    def grads(self):
+        shape, a castable dtype); names cannot be added or removed (pyrnn._arrays.ArrayDict).
+        ``layer.params = {...}`` and ``|=`` copy in too.""")
+    grads = _arrays.NamedArrays(
+        lambda self: self._grads, "gradient",
         """{name: array} of the accumulated gradients; cleared by zero_grad(). Assignment
-        copies into the layer's arrays, as for params."""
-        return _arrays.ArrayDict(self._grads, "gradient")
-
-    @grads.setter
-    def grads(self, values):
-        _arrays.assign_all(self._grads, values, "gradient")
+        copies into the layer's arrays, as for params.""")
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""

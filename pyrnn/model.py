@@ -152,25 +152,14 @@ class Sequential(Layer):
             for p in layer.parameters():
                 yield Parameter(f"{i}.{p.name}", p.data, p.grad)
 
-    @property
-    def params(self):
+    params = _arrays.NamedArrays(
+        lambda self: self._named("data"), "parameter",
         """{"{layer index}.{name}": array}, the layers' own arrays (zero-copy). As for a
         layer, ``params[name] = value`` copies value into that layer's array (checked first);
-        entries cannot be added or removed."""
-        return _arrays.ArrayDict(self._named("data"), "parameter")
-
-    @params.setter
-    def params(self, values):
-        _arrays.assign_all(self._named("data"), values, "parameter")
-
-    @property
-    def grads(self):
-        """{"{layer index}.{name}": gradient}, the layers' own arrays; assignment copies."""
-        return _arrays.ArrayDict(self._named("grad"), "gradient")
-
-    @grads.setter
-    def grads(self, values):
-        _arrays.assign_all(self._named("grad"), values, "gradient")
+        entries cannot be added or removed.""")
+    grads = _arrays.NamedArrays(
+        lambda self: self._named("grad"), "gradient",
+        """{"{layer index}.{name}": gradient}, the layers' own arrays; assignment copies.""")
 
     def _named(self, what):
         """{"{layer index}.{name}": the layers' own data or grad arrays}."""

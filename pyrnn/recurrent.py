@@ -180,29 +180,19 @@ class _Recurrent:
         return self.to("cpu")
 
     # ---- parameters -----------------------------------------------------------------------
-    @property
-    def params(self):
+    params = _arrays.NamedArrays(
+        lambda self: self._params, "parameter",
         """{name: writable view of the native parameter}: ndarray views on CPU layers,
         pyrnn.cuda.DeviceArray views (device memory, zero-copy) on CUDA layers. Host copies on
         either device: numpy_params(). ``params[name] = value`` copies value INTO the native
         parameter (checked: known name, same shape, a castable dtype): rebinding the entry
-        would leave forward on the old weights. Names cannot be added or removed."""
-        return _arrays.ArrayDict(self._params, "parameter")
-
-    @params.setter
-    def params(self, values):  # layer.params = {...} and layer.params |= {...}: copies in
-        _arrays.assign_all(self._params, values, "parameter")
-
-    @property
-    def grads(self):
+        would leave forward on the old weights. Names cannot be added or removed.
+        ``layer.params = {...}`` and ``|=`` copy in too.""")
+    grads = _arrays.NamedArrays(
+        lambda self: self._grads, "gradient",
         """{name: view of the accumulated gradient} (ndarray on CPU, DeviceArray on CUDA);
         cleared by zero_grad(). Host copies on either device: numpy_grads(). Assignment
-        copies into the native gradient, as for params."""
-        return _arrays.ArrayDict(self._grads, "gradient")
-
-    @grads.setter
-    def grads(self, values):
-        _arrays.assign_all(self._grads, values, "gradient")
+        copies into the native gradient, as for params.""")
 
     def numpy_params(self):
         """{name: ndarray} host COPIES of the parameters, on any device."""
