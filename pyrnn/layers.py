@@ -132,11 +132,12 @@ class Layer:
 
     def __init__(self):
         self.training = True
-        self.device = "cpu"
+        self._device = "cpu"
         self._params = {}  # name -> ndarray (DeviceArray on "cuda"), owned by the layer
         self._grads = {}   # name -> same shapes and device; accumulate until zero_grad()
         self._cache = None
 
+    device = _arrays.Device()
     params = _arrays.NamedArrays(
         lambda self: self._params, "parameter",
         """{name: array} of the parameters (writable, the layer's own arrays): ndarrays on the
@@ -175,7 +176,7 @@ class Layer:
         grads = {k: move(v) for k, v in self._grads.items()}
         self._params, self._grads = params, grads
         self._cache = None
-        self.device = device
+        self._device = device
         return self
 
     def cuda(self):
@@ -197,9 +198,9 @@ class Layer:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update(_arrays.Device.upgrade(dict(state)))
         if self.device != "cpu":  # no GPU here: to()'s clear error
-            device, self.device = self.device, "cpu"
+            device, self._device = self.device, "cpu"
             self.to(device)
 
     def __copy__(self):

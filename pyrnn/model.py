@@ -171,7 +171,7 @@ class Sequential(Layer):
         return dict(self.__dict__)
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update(_arrays.Device.upgrade(dict(state)))
 
     def load_params(self, values):
         """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");
@@ -210,8 +210,12 @@ class Sequential(Layer):
         return devices[0] if devices else "cpu"
 
     @device.setter
-    def device(self, value):  # Layer.__init__ sets "cpu"; the layers decide
-        pass
+    def device(self, value):  # the layers decide; to() moves them
+        _arrays.Device().__set__(self, value)
+
+    @device.deleter
+    def device(self):
+        _arrays.Device().__delete__(self)
 
     def to(self, device):
         """Move every layer to "cpu" or "cuda" (in place; returns self). Build optimizers

@@ -65,7 +65,9 @@ class _Recurrent:
     _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
     _takes_lengths = True  # Sequential passes the sequence lengths to forward
 
-    # Read-only (see _Fixed); `device` and `training` stay plain attributes (to(), train()).
+    # Read-only (see _Fixed); `training` stays a plain attribute (train(), eval()); `device`
+    # changes only through to().
+    device = _arrays.Device()
     input_size = _Fixed()
     hidden_size = _Fixed()
     num_layers = _Fixed()
@@ -95,7 +97,7 @@ class _Recurrent:
         self._dropout = float(dropout)
         self._dtype = float_dtype(dtype)
         _check_device(device)
-        self.device = device
+        self._device = device
         self._seed = seed = seed_arg("seed", seed)
         self._reset_after = bool(_reset_after)
         self._rng = np.random.default_rng(seed)
@@ -134,7 +136,7 @@ class _Recurrent:
         for name, value in grads.items():
             _arrays.assign(new_grads[name], value)
         self._native = native
-        self.device = device
+        self._device = device
         self._params, self._grads = new_params, new_grads
         self._last = None
         return self
@@ -154,7 +156,7 @@ class _Recurrent:
         return state
 
     def __setstate__(self, state):
-        state = dict(state)
+        state = _arrays.Device.upgrade(dict(state))
         params, grads = state.pop("_params"), state.pop("_grads")
         self.__dict__.update(state)
         _check_device(self.device)  # a CUDA layer unpickled where no GPU is: a clear error

@@ -244,12 +244,49 @@ def test_configuration_is_read_only(cls, kwargs, extra):
     assert other.hidden_size == 6 and other.config() == dict(layer.config(), hidden_size=6)
 
 
-def test_device_and_training_stay_settable():
+def test_training_stays_settable():
     layer = pyrnn.GRU(3, 4)
     assert layer.eval() is layer and layer.training is False
     layer.train()
     assert layer.training is True
-    layer.training = False  # plain attributes, as before (train()/eval() and to() set them)
+    layer.training = False  # a plain attribute, as in PyTorch (train()/eval() set it)
     assert layer.to("cpu") is layer and layer.device == "cpu"
     out, _ = layer(np.ones((2, 1, 3), np.float32))
     assert out.shape == (2, 1, 4) and not layer._native.has_cache()
+
+
+def _every_layer():
+    return [pyrnn.RNN(3, 4, seed=0), pyrnn.LSTM(3, 4, seed=0), pyrnn.GRU(3, 4, seed=0),
+            pyrnn.Dense(3, 4, seed=0), pyrnn.Embedding(5, 3, seed=0), pyrnn.LayerNorm(3),
+            pyrnn.Dropout(0.5), pyrnn.LastStep(),
+            pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True, seed=0), pyrnn.LastStep(), pyrnn.Dense(4, 2)])]
+
+
+@pytest.mark.parametrize("layer", _every_layer(), ids=lambda l: type(l).__name__)
+def test_device_is_read_only(layer):
+    # Once a plain attribute: `layer.device = "cuda"` relabelled a layer whose arrays stayed on
+    # the host (the next forward handed them to the CUDA backend), and a Sequential ignored it.
+    cls = type(layer).__name__
+    for value in ("cuda", "cpu", "gpu"):
+        with pytest.raises(AttributeError, match=rf"cannot set {cls}\.device: it says where the "
+                           rf"arrays are; move them with \.to\('{value}'\)"):
+            layer.device = value
+    with pytest.raises(AttributeError, match=rf"cannot set {cls}\.device"):
+        del layer.device
+    assert layer.device == "cpu" and layer.to("cpu") is layer and layer.device == "cpu"
+    assert type(layer).device.__get__(None, type(layer)) is not None  # class access works
+
+
+@pytest.mark.parametrize("layer", _every_layer(), ids=lambda l: type(l).__name__)
+def test_pickles_from_before_device_was_read_only_load(layer):
+    # Such a pickle carries "device" in the instance dict; it becomes the layer's device.
+    import pickle
+    state = layer.__getstate__()
+    if "_device" in state:
+        state["device"] = state.pop("_device")
+    other = type(layer).__new__(type(layer))
+    other.__setstate__(state)
+    assert other.device == "cpu" and "device" not in other.__dict__
+    assert pickle.loads(pickle.dumps(other)).device == "cpu"
+    for name, value in layer.numpy_params().items():
+        np.testing.assert_array_equal(other.numpy_params()[name], value)
