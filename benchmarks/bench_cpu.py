@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import pyrnn
-from pyrnn.bench import cpu_model  # noqa: E402  (one definition, shared)
+from pyrnn.bench import cpu_id, cpu_model  # noqa: E402  (one definition, shared)
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8)}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "GRU_seeds": 3}
@@ -192,8 +192,8 @@ def main(argv=None):
         print(line)
     result = {
         "benchmark": "bench_cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "python": sys.version.split()[0]},
+        "machine": {"cpu": cpu_model(), "cpu_id": cpu_id(), "cores": os.cpu_count(),
+                    "platform": platform.platform(), "python": sys.version.split()[0]},
         "pyrnn": {"version": pyrnn.__version__, "cpu_isa": pyrnn.get_cpu_isa(),
                   "threads": pyrnn.get_num_threads()},
         "torch": torch.__version__ if torch else None,

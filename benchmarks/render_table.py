@@ -13,7 +13,10 @@ def render(path):
     if r.get("benchmark") == "bench_cuda":
         return render_cuda(r)
     m = r["machine"]
-    lines = [f"Measured {r['date'][:10]} on {m['cpu']} ({m['cores']} cores), "
+    cid = m.get("cpu_id") or {}
+    cpu = m["cpu"] + (f" (family {cid['family']}, model {cid['model']})"
+                      if "family" in cid and "model" in cid else "")
+    lines = [f"Measured {r['date'][:10]} on {cpu}, {m['cores']} cores, "
              f"{r['pyrnn']['threads']} threads, pyrnn {r['pyrnn']['version']} "
              f"({r['pyrnn']['cpu_isa']}) vs torch {r['torch']}; float32; median of interleaved "
              f"runs; ratio = pyrnn time / PyTorch time (lower is better"

@@ -39,6 +39,26 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_id():
+    """{vendor, family, model, stepping} of the first CPU in /proc/cpuinfo ({} elsewhere): "AMD
+    EPYC" alone does not tell a Zen 4 (AVX-512 on 256-bit units) from a Zen 5 (512-bit units,
+    twice the FMA peak), which decides what a GFLOP/s figure means."""
+    keys = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping"}
+    out = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block only
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in keys:
+                    out[keys[key]] = int(value) if value.isdigit() else value
+    except OSError:
+        pass
+    return out
+
+
 def _timed(fn):
     t = time.perf_counter()
     fn()
@@ -179,7 +199,7 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=sys.s
       "pyrnn/torch < 1 means pyrnn is faster.")
     return {"benchmark": "pyrnn bench", "quick": bool(quick),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+            "machine": {"cpu": cpu_model(), "cpu_id": cpu_id(), "cores": os.cpu_count(),
                         "platform": platform.platform(), "python": sys.version.split()[0],
                         "load_average_1min": load},
             "pyrnn": {"version": pyrnn.__version__, "cpu_isa": pyrnn.get_cpu_isa(),

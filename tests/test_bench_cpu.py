@@ -1,6 +1,7 @@
 """benchmarks/bench_cpu.py: the JSON and table it writes (a quick run on the latency configuration,
 with and without torch) and its target bookkeeping on made-up rows. Timings are never asserted."""
 import json
+import sys
 
 import pytest
 from _scripts import load_script
@@ -38,6 +39,9 @@ def test_quick_run_without_torch_writes_absolute_figures(tmp_path, capsys):
     assert on_disk["results"] == res["results"]
     assert on_disk["torch"] is None and on_disk["torch_matmul_2048_gflops"] is None
     assert on_disk["pyrnn"]["threads"] == 1 and on_disk["machine"]["cpu"]
+    if sys.platform.startswith("linux"):  # family/model tell CPU generations apart
+        assert isinstance(on_disk["machine"]["cpu_id"]["family"], int)
+        assert isinstance(on_disk["machine"]["cpu_id"]["model"], int)
     assert len(on_disk["results"]) == 4  # 2 cells x (fwd, fwdbwd)
     for r in on_disk["results"]:
         assert r["pyrnn_ms"] > 0 and r["pyrnn_gflops"] > 0 and r["repeats"] >= 3
@@ -80,3 +84,7 @@ def test_render_table_shows_ratios_spread_and_summary(tmp_path):
     assert "| seed (50, 64, 128, 128) | LSTM | 2.2 (2.75) | 0.80 (0.78-0.84) | 7 (14) | 0.50 | 381 / 360 |" in text
     assert "Issue 4's ratio targets met: 1 of 2 (missed: seed LSTM fwd)." in text
     assert "quartiles of the per-round ratios" in text
+    assert "on Test CPU, 2 cores," in text  # an older file: no cpu_id
+    doc["machine"]["cpu_id"] = {"vendor": "AuthenticAMD", "family": 26, "model": 2}
+    path.write_text(json.dumps(doc))
+    assert "on Test CPU (family 26, model 2), 2 cores," in render.render(str(path))
