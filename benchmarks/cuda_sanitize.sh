@@ -88,31 +88,7 @@ done
 for p in "${pids[@]}"; do
   wait "$p" || status=1
 done
-# What the errors are: kinds, and leaks grouped by the innermost Python frame that allocated.
-"$py" - "$out" <<'PY' | tee -a "$out/summary.txt"
-import collections, pathlib, re, sys
-for log in sorted(pathlib.Path(sys.argv[1]).glob("*.log")):
-    kinds, leaks, block = collections.Counter(), collections.defaultdict(lambda: [0, 0]), None
-    def close(b):
-        if b and b[0] == "leak":
-            frame = " < ".join([f for f in b[2] if ".py:" in f][:2]) or "(no Python frame)"
-            leaks[frame][0] += 1
-            leaks[frame][1] += b[1]
-    for line in log.read_text(errors="replace").splitlines():
-        body = line[len("========= "):].strip() if line.startswith("=========") else None
-        if body is None:
-            continue
-        m = re.match(r"Leaked (\d+) bytes", body)
-        if m or re.match(r"(Invalid|Program hit|Race|Uninitialized|Barrier|Error|Malloc|Cuda API)", body):
-            close(block)
-            kinds["Leaked" if m else " ".join(body.split()[:4])] += 1
-            block = ["leak", int(m.group(1)), []] if m else ["other", 0, []]
-        elif block and body.startswith("Host Frame:"):
-            block[2].append(body[len("Host Frame:"):].strip())
-    close(block)
-    print(f"{log.name}: error kinds {dict(kinds) or 'none'}")
-    for frame, (n, nbytes) in sorted(leaks.items(), key=lambda kv: -kv[1][1])[:12]:
-        print(f"  leaked {n} allocations, {nbytes} bytes, allocated under {frame}")
-PY
+# What the errors are: kinds, and leaks grouped by the pyrnn frames that allocated them.
+"$py" "$here/sanitize_summary.py" "$out" | tee -a "$out/summary.txt"
 echo "logs in $out" | tee -a "$out/summary.txt"
 exit $status

@@ -8,7 +8,7 @@
 #   env       nvidia-smi (read only: clocks and state are never set), versions
 #   build     two builds at once from the image's own packages (pip --no-build-isolation
 #             --no-deps --no-index): the CUDA ctest targets (cmake, -DCMAKE_CUDA_ARCHITECTURES=90)
-#             and the Python package; vendored cython-cmake modules (benchmarks/gpu_cmake) stand
+#             and the Python package (unstripped: sanitizer backtraces name pyrnn's functions); vendored cython-cmake modules (benchmarks/gpu_cmake) stand
 #             in when the image lacks the cython-cmake package
 # ctest, pytest and sanitize run side by side (one GPU, 16 cores); bench runs alone after them.
 #   ctest     every CUDA C++ test (pyrnn_cuda_*tests) on the device (every step algorithm,
@@ -108,7 +108,7 @@ do_build() {  # the ctest targets (cmake) and the Python package (pip), side by 
   local ct=$!
   CMAKE_BUILD_PARALLEL_LEVEL=$HALF "$PY" -m pip install --no-build-isolation --no-deps \
     --no-index -v "$ROOT" -C "build-dir=$WORK/py" -C cmake.define.PYRNN_WITH_CUDA=ON \
-    -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 > "$WORK/pip.log" 2>&1
+    -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 -C install.strip=false > "$WORK/pip.log" 2>&1
   local pip_rc=$?
   wait "$ct"
   local ct_rc=$?
