@@ -541,3 +541,41 @@ def test_nan_input_gives_nan_like_torch(cell, dtype, isa, restore_runtime):
         ref, _ = m(torch.from_numpy(x.astype(np.float64)))
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref.numpy()))
     assert np.isnan(out[1:, 0]).all() and not np.isnan(out[:, 1]).any()
+
+
+@pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
+@pytest.mark.parametrize("pad", [np.nan, np.inf, 1e30])
+@pytest.mark.parametrize("cell", CELLS + ("gru_seeds",))
+def test_padding_past_lengths_never_reaches_a_gradient(cell, pad, isa, restore_runtime):
+    """Steps past a sequence's length are never read (PyTorch packs them away), so what they
+    hold (NaN, inf, np.empty's garbage) must change nothing: outputs and every gradient are
+    bitwise those of zero padding. NaN padding once made d weight_ih all NaN (0 * NaN in the
+    weight gradient's product)."""
+    pyrnn.set_cpu_isa(isa)
+    rng = np.random.default_rng(seed_of("pad", cell, isa))
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    lengths = [6, 2, 4]
+    dy = rng.standard_normal((6, 3, 2 * 5)).astype(np.float32)
+    runs = []
+    for fill in (0.0, pad):
+        xp = x.copy()
+        for n, length in enumerate(lengths):
+            xp[length:, n] = fill
+        if cell == "gru_seeds":
+            layer = pyrnn.GRU(4, 5, 2, bidirectional=True, seed=3)
+        else:
+            layer = make_layer(cell, 4, 5, 2, bidirectional=True, seed=3)
+        out, h = layer(xp, lengths=lengths)
+        dx = layer.backward(dy)
+        runs.append((out, h, dx, layer.numpy_grads()))
+    def arrays(v):  # the arrays of nested (out, h or (h, c)) / (dx, dh0 or (dh0, dc0))
+        return [a for e in v for a in arrays(e)] if isinstance(v, tuple) else [v]
+
+    (out0, h0, dx0, g0), (out1, h1, dx1, g1) = runs
+    pairs = list(zip(arrays((out1, h1, dx1)), arrays((out0, h0, dx0))))
+    assert len(pairs) == (6 if cell == "lstm" else 4)
+    for a, b in pairs:
+        np.testing.assert_array_equal(a, b)
+    for name in g0:
+        assert np.isfinite(g1[name]).all(), name
+        np.testing.assert_array_equal(g1[name], g0[name], err_msg=name)

@@ -252,8 +252,15 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
 
   const T* in = x;
   if (training) {
-    layers_[0].x.resize(T_ * N * cfg_.input_size);
-    std::memcpy(layers_[0].x.data(), x, T_ * N * cfg_.input_size * sizeof(T));
+    const std::size_t C = cfg_.input_size;
+    layers_[0].x.resize(T_ * N * C);
+    std::memcpy(layers_[0].x.data(), x, T_ * N * C * sizeof(T));
+    // Steps past a sequence's end are never used (PyTorch never reads them), but the weight
+    // gradient multiplies their rows by d pre-activations of 0: 0 * NaN (padding that is NaN,
+    // inf or uninitialised) would turn d W_ih into NaN. Zeros there change nothing else.
+    for (std::size_t n = 0; n < N && !lengths_.empty(); ++n)
+      for (std::size_t t = static_cast<std::size_t>(lengths_[n]); t < T_; ++t)
+        std::fill_n(layers_[0].x.data() + (t * N + n) * C, C, T(0));
     in = layers_[0].x.data();
   }
   for (int k = 0; k < L; ++k) {

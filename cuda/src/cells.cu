@@ -121,6 +121,16 @@ __global__ void multiply_inplace_kernel(T* __restrict__ a, const T* __restrict__
   PYRNN_GRID_LOOP(i, n) a[i] *= m[i];
 }
 
+template <typename T>
+__global__ void zero_past_lengths_kernel(T* __restrict__ x,
+                                         const std::int64_t* __restrict__ lengths, std::size_t n,
+                                         int N, int C) {
+  PYRNN_GRID_LOOP(i, n) {
+    const std::size_t row = i / C;  // t * N + b
+    if (static_cast<std::int64_t>(row / N) >= lengths[row % N]) x[i] = T(0);
+  }
+}
+
 // ---- custom step kernels: the bodies are in step_body.cuh -------------------------------------
 
 // The execution context step_body.cuh is written against, on the GPU.
@@ -229,6 +239,15 @@ template <typename T>
 void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream) {
   if (n == 0) return;
   multiply_inplace_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(a, m, n);
+  PYRNN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void zero_past_lengths(T* x, const std::int64_t* lengths, std::size_t steps, int N, int C,
+                       cudaStream_t stream) {
+  const std::size_t n = steps * N * C;
+  if (n == 0) return;
+  zero_past_lengths_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(x, lengths, n, N, C);
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 

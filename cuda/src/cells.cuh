@@ -81,6 +81,10 @@ void dropout_forward(T* next, T* mask, const T* in, std::size_t n, std::uint64_t
 // a[i] *= m[i], i < n.
 template <typename T>
 void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream);
+// x [steps, N, C]: the rows of steps past their sequence's end (t >= lengths[n]) set to 0.
+template <typename T>
+void zero_past_lengths(T* x, const std::int64_t* lengths, std::size_t steps, int N, int C,
+                       cudaStream_t stream);
 
 // The explicit instantiations, for the CUDA sources and the host emulation alike (one list).
 #define PYRNN_CELLS_INSTANTIATE(T)                                                                 \
@@ -100,6 +104,7 @@ void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream);
   template void dropout_forward<T>(T*, T*, const T*, std::size_t, std::uint64_t, std::uint64_t,    \
                                    double, T, cudaStream_t);                                       \
   template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);                      \
+  template void zero_past_lengths<T>(T*, const std::int64_t*, std::size_t, int, int, cudaStream_t); \
   template StepPlan plan_step_kernel<T>(int, CellType, bool, int, int, bool, bool, int);           \
   template void launch_step_kernel<T>(const StepArgs<T>&, const StepPlan&, bool, cudaStream_t);
 

@@ -407,6 +407,10 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   if (training) {
     ensure(layers_[0].x, T_ * N * cfg_.input_size);
     copy_d2d(layers_[0].x.data(), x, T_ * N * cfg_.input_size, stream);
+    // As on the CPU: padding (NaN, inf, garbage) must not reach d W_ih through 0 * NaN.
+    if (has_lengths_)
+      detail::zero_past_lengths<T>(layers_[0].x.data(), lengths_.data(), T_, batch, cfg_.input_size,
+                                   stream);
     in = layers_[0].x.data();
   }
   for (int k = 0; k < L; ++k) {

@@ -348,6 +348,16 @@ void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t) {
     for (std::size_t i = 0; i < n; ++i) a[i] *= m[i];
   });
 }
+template <typename T>
+void zero_past_lengths(T* x, const std::int64_t* lengths, std::size_t steps, int N, int C,
+                       cudaStream_t) {
+  run_or_record([=] {
+    for (std::size_t i = 0; i < steps * N * C; ++i) {
+      const std::size_t row = i / C;
+      if (static_cast<std::int64_t>(row / N) >= lengths[row % N]) x[i] = T(0);
+    }
+  });
+}
 
 // ---- the custom step kernels: step_body.cuh on host threads -------------------------------
 
