@@ -84,7 +84,11 @@ class Sequential(Layer):
     def add(self, layer):
         self._check_layer(len(self.layers), layer)
         self.layers.append(layer)
-        self._link()
+        try:
+            self._link()
+        except ValueError:
+            self.layers.pop()  # refused: the model stays as it was
+            raise
         return self
 
     @staticmethod
@@ -97,11 +101,37 @@ class Sequential(Layer):
             raise ValueError(f"layer {i} ({layer!r}) must be built with batch_first=True: "
                              "Sequential's data is samples-first (N, T, C)")
 
+    def _check_distinct(self):
+        """ValueError when one layer object sits at two places of the model, nested models
+        included: a layer keeps one forward's cache, so backward would take its first use
+        through the second use's activations (silently wrong gradients). Also refuses a model
+        that contains itself."""
+        seen = {id(self): ""}
+
+        def walk(model, prefix):
+            for i, layer in enumerate(model.layers):
+                where = f"{prefix}{i}"
+                if id(layer) in seen:
+                    if layer is self:
+                        raise ValueError(f"layer {where} is the Sequential itself: a model "
+                                         "cannot contain itself")
+                    raise ValueError(
+                        f"layer {where} ({type(layer).__name__}) is the same object as layer "
+                        f"{seen[id(layer)] or 'the model'}: a layer keeps one forward's cache, "
+                        "so a second use would give wrong gradients; use copy.deepcopy(layer) "
+                        "for an independent layer (shared weights are not supported)")
+                seen[id(layer)] = where
+                if isinstance(layer, Sequential):
+                    walk(layer, where + ".")
+
+        walk(self, "")
+
     def _link(self):
         """Tell each LastStep the direction count of the nearest preceding recurrent layer,
         across nested Sequentials: a nested model starts from what its enclosing model had
         before it (its _auto_bidirectional, set here, kept for its own forward calls) and
         passes on what its last recurrent layer had. Returns that direction flag."""
+        self._check_distinct()
         bidirectional = self._auto_bidirectional
         for i, layer in enumerate(self.layers):
             self._check_layer(i, layer)  # `layers` is a public list: re-check edits

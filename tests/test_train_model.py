@@ -1,5 +1,6 @@
 """Sequential: forward/backward of whole models against the same model in PyTorch, and the
 fit / evaluate / predict loop (history, seeding, progress output, callbacks, NaN safety)."""
+import copy
 import os
 
 import numpy as np
@@ -151,6 +152,44 @@ def test_sequential_structure_and_errors():
     model.layers.append(pyrnn.GRU(2, 2))  # a direct edit of the list is checked at forward
     with pytest.raises(ValueError, match="batch_first"):
         model(np.zeros((1, 3)))
+
+
+def test_a_layer_used_twice_is_refused():
+    # A layer keeps one forward's cache: Sequential([d, d]) once ran, and its backward took the
+    # first use through the second use's activations (d x off by 0.1, d weight by 1.9, no error).
+    d = pyrnn.Dense(4, 4, "tanh", dtype="float64", seed=0)
+    same = r"layer {} \(Dense\) is the same object as layer {}: a layer keeps one forward's cache"
+    with pytest.raises(ValueError, match=same.format(1, 0)):
+        pyrnn.Sequential([d, d])
+    with pytest.raises(ValueError, match=same.format(1, r"0\.0")):
+        pyrnn.Sequential([pyrnn.Sequential([d]), d])
+    inner = pyrnn.Sequential([pyrnn.Dense(4, 4)])
+    with pytest.raises(ValueError, match=r"layer 1 \(Sequential\) is the same object as layer 0"):
+        pyrnn.Sequential([inner, inner])
+    model = pyrnn.Sequential([d])
+    with pytest.raises(ValueError, match="same object"):
+        model.add(d)
+    with pytest.raises(ValueError, match="layer 1 is the Sequential itself"):
+        model.add(model)
+    assert model.layers == [d]  # a refused add leaves the model as it was
+    model.layers.append(d)  # a direct edit of the list is checked at forward
+    with pytest.raises(ValueError, match="same object"):
+        model(np.ones((2, 4)))
+    model.layers.pop()
+    # Independent copies are the supported way, and give torch's gradients.
+    twin = pyrnn.Sequential([d, copy.deepcopy(d)])
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    lin = torch.nn.Linear(4, 4).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(d.params["weight"]))
+        lin.bias.copy_(torch.from_numpy(d.params["bias"]))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    torch.tanh(lin(torch.tanh(lin(xt)))).sum().backward()
+    y = twin(x)
+    dx = twin.backward(np.ones_like(y))
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    total = twin.layers[0].grads["weight"] + twin.layers[1].grads["weight"]
+    np.testing.assert_allclose(total, lin.weight.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def regression_data(n=64, seed=0):
