@@ -114,17 +114,20 @@ cdef class _NativeView:
         pass
 
 
-cdef object _view(object owner, void* ptr, size_t rows, size_t cols, bint double_prec):
-    """ndarray (rows,) if cols == 0 else (rows, cols) over ptr; writable, no copy."""
+cdef object _view(object owner, void* ptr, size_t rows, size_t cols, bint double_prec,
+                  bint vector=False):
+    """ndarray (rows,) if vector else (rows, cols) over ptr; writable, no copy. (An empty
+    (rows, 0) Matrix is 2-D: once cols == 0 meant a vector, and its view was (rows,) over
+    no memory.)"""
     cdef _NativeView v = _NativeView.__new__(_NativeView)
     v.owner = owner
     v.ptr = <char*>ptr
     v.itemsize = 8 if double_prec else 4
     v.fmt = b"d" if double_prec else b"f"
-    v.ndim = 1 if cols == 0 else 2
+    v.ndim = 1 if vector else 2
     v.shape[0] = rows
-    v.shape[1] = cols
-    v.strides[0] = v.itemsize * (cols if cols else 1)
+    v.shape[1] = 1 if vector else cols
+    v.strides[0] = v.itemsize * (1 if vector else cols)
     v.strides[1] = v.itemsize
     return np.asarray(v)
 
@@ -458,7 +461,8 @@ cdef class NativeRecurrent:
                 base = <void*>((self.f32.grads() if grads else self.f32.params()) + p.offset)
             else:
                 base = <void*>((self.f64.grads() if grads else self.f64.params()) + p.offset)
-            out[p.name.decode()] = _view(self, base, p.rows, p.cols, self.f64 != NULL)
+            out[p.name.decode()] = _view(self, base, p.rows, p.cols, self.f64 != NULL,
+                                         p.cols == 0)  # cols 0: a vector (ParamInfo)
         return out
 
     cdef _enter(self):

@@ -233,5 +233,10 @@ def test_matrix_copy_and_pickle(dtype, how):
     assert dup.numpy().ctypes.data % 64 == 0  # a real Matrix: aligned native memory
     dup.set(0, 0, 5.0)
     assert m.get(0, 0) == 0.0
-    empty = COPIES[how](pyrnn.Matrix(0, 3, dtype))
-    assert empty.shape == (0, 3) and empty.dtype == np.dtype(dtype)
+    for shape in ((0, 3), (3, 0), (0, 0)):
+        # (3, 0) once gave a (3,) view over no memory (uninitialised values) and no copy.
+        empty = COPIES[how](pyrnn.Matrix(*shape, dtype))
+        assert empty.shape == shape and empty.dtype == np.dtype(dtype)
+        assert empty.numpy().shape == shape and np.asarray(empty).shape == shape
+        assert pyrnn.Matrix.from_numpy(np.zeros(shape, dtype)).shape == shape
+    assert pyrnn.Matrix(10**9, 0).numpy().nbytes == 0  # no memory behind it, none made up
