@@ -153,30 +153,6 @@ def assign_all(views, values, what="parameter"):
     load_into(views, values, what)
 
 
-class Device:
-    """The ``device`` attribute of a layer or model: "cpu" or "cuda", read-only. Assigning it
-    would only relabel: the arrays would stay where they are and the next forward would hand
-    them to the other backend. ``to(device)`` moves them (AttributeError naming it)."""
-
-    def __get__(self, obj, owner=None):
-        return self if obj is None else obj.__dict__.get("_device", "cpu")
-
-    def __set__(self, obj, value):
-        cls = type(obj).__name__
-        raise AttributeError(f"cannot set {cls}.device: it says where the arrays are; move them "
-                             f"with .to({value!r}) (or .cuda() / .cpu())")
-
-    def __delete__(self, obj):
-        self.__set__(obj, None)
-
-    @staticmethod
-    def upgrade(state):
-        """A pickle from before ``device`` was read-only kept it as a plain attribute."""
-        if "device" in state:
-            state["_device"] = state.pop("device")
-        return state
-
-
 class NamedArrays:
     """The ``params`` / ``grads`` attribute of a layer or model: reading gives an ArrayDict over
     its own arrays (``arrays(obj)``: {name: array}); assigning, and ``|=``, copy into them

@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from . import _arrays, _core, _train
+from . import _arrays, _attrs, _core, _train
 from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
                         real_array, seed_arg, shape_str)
 from .parameter import Parameter
@@ -137,7 +137,7 @@ class Layer:
         self._grads = {}   # name -> same shapes and device; accumulate until zero_grad()
         self._cache = None
 
-    device = _arrays.Device()
+    device = _attrs.Device()
     params = _arrays.NamedArrays(
         lambda self: self._params, "parameter",
         """{name: array} of the parameters (writable, the layer's own arrays): ndarrays on the
@@ -198,7 +198,7 @@ class Layer:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(_arrays.Device.upgrade(dict(state)))
+        self.__dict__.update(_attrs.Fixed.upgrade(type(self), _attrs.Device.upgrade(dict(state))))
         if self.device != "cpu":  # no GPU here: to()'s clear error
             device, self._device = self.device, "cpu"
             self.to(device)
@@ -277,18 +277,26 @@ class Dense(Layer):
     so a CUDA layer starts bitwise equal to a CPU layer with the same seed).
     """
 
+    # Read-only (see _attrs.Fixed): the parameters are sized by them and save() writes them.
+    in_features = _attrs.Fixed()
+    out_features = _attrs.Fixed()
+    activation = _attrs.Fixed()
+    bias = _attrs.Fixed()
+    dtype = _attrs.Fixed()
+    seed = _attrs.Fixed()
+
     def __init__(self, in_features, out_features, activation=None, *, bias=True,
                  dtype="float32", seed=None, device="cpu"):
         super().__init__()
-        self.in_features = positive_int("in_features", in_features)
-        self.out_features = positive_int("out_features", out_features)
+        self._in_features = positive_int("in_features", in_features)
+        self._out_features = positive_int("out_features", out_features)
         if activation not in _train.ACTIVATIONS:
             raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', "
                              f"got {activation!r}")
-        self.activation = activation
-        self.bias = bool(bias)
-        self.dtype = float_dtype(dtype)
-        self.seed = _seed_arg(seed)
+        self._activation = activation
+        self._bias = bool(bias)
+        self._dtype = float_dtype(dtype)
+        self._seed = _seed_arg(seed)
         # float64 draws, then the weights and their gradients
         check_allocation(self.out_features * self.in_features * (8 + 2 * self.dtype.itemsize),
                          f"Dense({self.in_features}, {self.out_features})")
@@ -398,10 +406,17 @@ class Embedding(Layer):
     output is a DeviceArray when the indices came as one.
     """
 
+    # Read-only (see _attrs.Fixed): the parameters are sized by them and save() writes them.
+    num = _attrs.Fixed()
+    dim = _attrs.Fixed()
+    padding_idx = _attrs.Fixed()
+    dtype = _attrs.Fixed()
+    seed = _attrs.Fixed()
+
     def __init__(self, num, dim, *, padding_idx=None, dtype="float32", seed=None, device="cpu"):
         super().__init__()
-        self.num = positive_int("num", num)
-        self.dim = positive_int("dim", dim)
+        self._num = positive_int("num", num)
+        self._dim = positive_int("dim", dim)
         if padding_idx is not None:
             if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral):
                 raise TypeError(f"padding_idx must be an int or None, got "
@@ -410,9 +425,9 @@ class Embedding(Layer):
                 raise ValueError(f"padding_idx must be in [-{self.num}, {self.num}), "
                                  f"got {padding_idx}")
             padding_idx = int(padding_idx) % self.num
-        self.padding_idx = padding_idx
-        self.dtype = float_dtype(dtype)
-        self.seed = _seed_arg(seed)
+        self._padding_idx = padding_idx
+        self._dtype = float_dtype(dtype)
+        self._seed = _seed_arg(seed)
         check_allocation(self.num * self.dim * (8 + 2 * self.dtype.itemsize),
                          f"Embedding({self.num}, {self.dim})")
         rng = np.random.default_rng(seed)
@@ -593,14 +608,19 @@ class LayerNorm(Layer):
     var the biased variance (PyTorch's nn.LayerNorm(dim)). weight starts at 1, bias at 0.
     device="cuda": one warp per row (statistics in double, a fixed reduction order)."""
 
+    # Read-only (see _attrs.Fixed): the parameters are sized by them and save() writes them.
+    dim = _attrs.Fixed()
+    eps = _attrs.Fixed()
+    dtype = _attrs.Fixed()
+
     def __init__(self, dim, eps=1e-5, *, dtype="float32", device="cpu"):
         super().__init__()
-        self.dim = positive_int("dim", dim)
+        self._dim = positive_int("dim", dim)
         if (isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0
                 or eps == float("inf")):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-        self.eps = float(eps)
-        self.dtype = float_dtype(dtype)
+        self._eps = float(eps)
+        self._dtype = float_dtype(dtype)
         # weight, bias and their gradients, as Dense and Embedding check theirs
         check_allocation(self.dim * 4 * self.dtype.itemsize, f"LayerNorm({self.dim})")
         self._params["weight"] = np.ones(self.dim, self.dtype)

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import _arrays, _core
+from . import _arrays, _attrs, _core
 from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
                         shape_str)
 from .parameter import Parameter
@@ -35,48 +35,22 @@ def _host_lengths(lengths):
     return lengths
 
 
-class _Fixed:
-    """A configuration attribute (input_size, hidden_size, ...), read-only: the native layer's
-    storage is sized by it at construction, and the Python shape checks read it, so a changed
-    value would make the two disagree. Stored in the instance dict as "_<name>"."""
-
-    def __set_name__(self, owner, name):
-        self.name, self.slot = name, "_" + name
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        try:
-            return obj.__dict__[self.slot]
-        except KeyError:
-            raise AttributeError(f"{type(obj).__name__} has no {self.name} yet") from None
-
-    def __set__(self, obj, value):
-        cls = type(obj).__name__
-        raise AttributeError(f"cannot set {cls}.{self.name}: a layer's configuration is fixed "
-                             f"at construction; build a new layer instead, e.g. "
-                             f"{cls}(**dict(layer.config(), {self.name}=...))")
-
-    def __delete__(self, obj):
-        self.__set__(obj, None)
-
-
 class _Recurrent:
     _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
     _takes_lengths = True  # Sequential passes the sequence lengths to forward
 
-    # Read-only (see _Fixed); `training` stays a plain attribute (train(), eval()); `device`
+    # Read-only (see _attrs.Fixed); `training` stays a plain attribute (train(), eval()); `device`
     # changes only through to().
-    device = _arrays.Device()
-    input_size = _Fixed()
-    hidden_size = _Fixed()
-    num_layers = _Fixed()
-    bias = _Fixed()
-    batch_first = _Fixed()
-    bidirectional = _Fixed()
-    dropout = _Fixed()
-    dtype = _Fixed()
-    seed = _Fixed()
+    device = _attrs.Device()
+    input_size = _attrs.Fixed()
+    hidden_size = _attrs.Fixed()
+    num_layers = _attrs.Fixed()
+    bias = _attrs.Fixed()
+    batch_first = _attrs.Fixed()
+    bidirectional = _attrs.Fixed()
+    dropout = _attrs.Fixed()
+    dtype = _attrs.Fixed()
+    seed = _attrs.Fixed()
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None,
@@ -156,7 +130,7 @@ class _Recurrent:
         return state
 
     def __setstate__(self, state):
-        state = _arrays.Device.upgrade(dict(state))
+        state = _attrs.Device.upgrade(dict(state))
         params, grads = state.pop("_params"), state.pop("_grads")
         self.__dict__.update(state)
         _check_device(self.device)  # a CUDA layer unpickled where no GPU is: a clear error
@@ -521,7 +495,7 @@ class _Recurrent:
 
 class RNN(_Recurrent):
     """Elman RNN: h_t = act(W_ih x_t + W_hh h_{t-1} + b), act = tanh or relu."""
-    nonlinearity = _Fixed()
+    nonlinearity = _attrs.Fixed()
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", **kwargs):
         if nonlinearity not in ("tanh", "relu"):
@@ -561,7 +535,7 @@ class GRU(_Recurrent):
         n = tanh(W_in x + b_n + r*(W_hn h_{t-1} + b_hn)), with the extra parameter bias_hn.
     """
     _cell = "gru"
-    reset_after = _Fixed()  # stored as _reset_after, which _Recurrent sets
+    reset_after = _attrs.Fixed()  # stored as _reset_after, which _Recurrent sets
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, reset_after=False, **kwargs):
         super().__init__(input_size, hidden_size, num_layers, _reset_after=bool(reset_after),

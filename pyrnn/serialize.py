@@ -62,12 +62,20 @@ def _spec(obj):
     return {"class": name, "config": obj.config()}
 
 
+def _check_saveable(obj):
+    """TypeError unless obj and every layer inside it, nested models included, is a class
+    load() knows (a nested custom layer once saved fine and could not be loaded)."""
+    _spec(obj)
+    for layer in getattr(obj, "layers", ()) if type(obj).__name__ == "Sequential" else ():
+        _check_saveable(layer)
+
+
 def save(obj, path):
-    """Write a Sequential or a single layer (config + weights) to `path`, atomically."""
+    """Write a Sequential or a single layer (config + weights) to `path`, atomically. What is
+    written is checked to load first: the classes, and the parameters against the shapes and
+    dtypes the configs give (else ValueError, and no file is written)."""
+    _check_saveable(obj)
     spec = _spec(obj)
-    if spec["class"] == "Sequential":
-        for i, layer in enumerate(obj.layers):
-            _spec(layer)  # every layer must be a saveable class
     tensors, chunks, offset = [], [], 0
     from ._arrays import host
     for name, arr in obj.params.items():
@@ -82,6 +90,14 @@ def save(obj, path):
                         "offset": offset, "nbytes": len(data)})
         chunks.append(data)
         offset += len(data)
+    want = _expected("save", spec, _registry(), len(tensors))
+    have = {t["name"]: (tuple(t["shape"]), np.dtype(t["dtype"])) for t in tensors}
+    if have != want:
+        diff = sorted(set(have) ^ set(want)) or [n for n in have if have[n] != want[n]]
+        raise ValueError(f"cannot save {type(obj).__name__}: its parameters do not match what "
+                         f"its config describes, so the file could not be loaded (first "
+                         f"difference: {diff[0]!r}: parameter {have.get(diff[0])}, config "
+                         f"{want.get(diff[0])})")
     from . import __version__
     header = json.dumps({"format": "pyrnn", "format_version": FORMAT_VERSION,
                          "pyrnn_version": __version__, "model": spec, "tensors": tensors},
@@ -95,7 +111,7 @@ def save(obj, path):
 
 def _atomic_write(path, chunks):
     # Through symlinks, as open() writes: the rename replaces the link's target, not the link.
-    path = os.path.realpath(os.fspath(path))
+    path = os.path.realpath(os.fsdecode(os.fspath(path)))  # str or bytes, as open() takes
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=folder)

@@ -285,3 +285,34 @@ def test_dense_nan_stays_nan(activation):
     x = np.array([[np.nan, 0.0, 0.0], [1.0, 2.0, 3.0]], np.float32)
     y = layer(x)
     assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+
+
+@pytest.mark.parametrize("layer, names", [
+    (pyrnn.Dense(3, 2, "relu", seed=1), ["in_features", "out_features", "activation", "bias",
+                                         "dtype", "seed"]),
+    (pyrnn.Embedding(5, 3, padding_idx=0, seed=1), ["num", "dim", "padding_idx", "dtype",
+                                                    "seed"]),
+    (pyrnn.LayerNorm(4, eps=1e-3), ["dim", "eps", "dtype"])], ids=lambda v: type(v).__name__)
+def test_configuration_is_read_only(layer, names):
+    # Once plain attributes: `dense.in_features = 5` left the weights (2, 3), and save() then
+    # wrote a file load() refused. As for the recurrent layers, they are fixed at construction.
+    import pickle
+    cls = type(layer).__name__
+    before = {n: getattr(layer, n) for n in names}
+    for n in names:
+        with pytest.raises(AttributeError, match=rf"cannot set {cls}\.{n}: a layer's "
+                           r"configuration is fixed at construction"):
+            setattr(layer, n, before[n])
+        with pytest.raises(AttributeError, match="fixed at construction"):
+            delattr(layer, n)
+    assert {n: getattr(layer, n) for n in names} == before
+    rebuilt = type(layer)(**layer.config())
+    assert rebuilt.config() == layer.config()
+    # A pickle from before kept them under their own names: it still loads.
+    state = layer.__getstate__()
+    old = {(k[1:] if k[1:] in names else k): v for k, v in state.items()}
+    other = type(layer).__new__(type(layer))
+    other.__setstate__(old)
+    assert {n: getattr(other, n) for n in names} == before
+    assert not set(names) & set(other.__dict__)
+    assert pickle.loads(pickle.dumps(other)).config() == layer.config()

@@ -120,6 +120,30 @@ def test_save_rejects_foreign_objects(tmp_path):
         pyrnn.save(Mine(), tmp_path / "x")
 
 
+def test_save_writes_only_what_load_can_read(tmp_path):
+    # Both once wrote a file that load() then refused: the model was lost.
+    class MyDense(pyrnn.Dense):
+        pass
+    nested = pyrnn.Sequential([pyrnn.Dense(3, 3), pyrnn.Sequential([MyDense(3, 3)])])
+    with pytest.raises(TypeError, match="cannot save a MyDense"):
+        nested.save(tmp_path / "nested.pyrnn")
+    d = pyrnn.Dense(3, 2)
+    d.__dict__["_in_features"] = 5  # what a plain `d.in_features = 5` once did (now refused)
+    with pytest.raises(ValueError, match=r"cannot save Dense: its parameters do not match what "
+                       r"its config describes.*'weight'.*\(2, 3\).*\(2, 5\)"):
+        d.save(tmp_path / "d.pyrnn")
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_save_and_load_take_bytes_paths(tmp_path):
+    model = full_model()
+    path = os.fsencode(tmp_path / "m.pyrnn")
+    model.save(path)
+    back = pyrnn.load(path)
+    for name, value in model.numpy_params().items():
+        np.testing.assert_array_equal(back.numpy_params()[name], value)
+
+
 # ---- damaged files ------------------------------------------------------------------------------
 
 @pytest.fixture

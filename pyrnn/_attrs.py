@@ -1,0 +1,61 @@
+"""Attribute descriptors of layers and models: read-only configuration and device."""
+
+
+class Fixed:
+    """A configuration attribute (input_size, hidden_size, ...), read-only: the native layer's
+    storage is sized by it at construction, and the Python shape checks read it, so a changed
+    value would make the two disagree (for the training-stack layers, save() would write a
+    config that load() cannot match with the parameters). Stored in the instance dict as
+    "_<name>"."""
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.slot]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__} has no {self.name} yet") from None
+
+    def __set__(self, obj, value):
+        cls = type(obj).__name__
+        raise AttributeError(f"cannot set {cls}.{self.name}: a layer's configuration is fixed "
+                             f"at construction; build a new layer instead, e.g. "
+                             f"{cls}(**dict(layer.config(), {self.name}=...))")
+
+    def __delete__(self, obj):
+        self.__set__(obj, None)
+
+    @staticmethod
+    def upgrade(cls, state):
+        """A pickle from before an attribute was Fixed kept it under its own name."""
+        for name in dir(cls):
+            if isinstance(getattr(cls, name, None), Fixed) and name in state:
+                state["_" + name] = state.pop(name)
+        return state
+
+
+class Device:
+    """The ``device`` attribute of a layer or model: "cpu" or "cuda", read-only. Assigning it
+    would only relabel: the arrays would stay where they are and the next forward would hand
+    them to the other backend. ``to(device)`` moves them (AttributeError naming it)."""
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__.get("_device", "cpu")
+
+    def __set__(self, obj, value):
+        cls = type(obj).__name__
+        raise AttributeError(f"cannot set {cls}.device: it says where the arrays are; move them "
+                             f"with .to({value!r}) (or .cuda() / .cpu())")
+
+    def __delete__(self, obj):
+        self.__set__(obj, None)
+
+    @staticmethod
+    def upgrade(state):
+        """A pickle from before ``device`` was read-only kept it as a plain attribute."""
+        if "device" in state:
+            state["_device"] = state.pop("device")
+        return state
