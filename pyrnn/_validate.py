@@ -77,24 +77,25 @@ def check_allocation(nbytes, what):
     _core.check_allocation(int(nbytes), what)
 
 
-def lengths_array(lengths, batch, steps):
-    """lengths as int64 (N,), each in [1, T]."""
+def lengths_array(lengths, batch, steps, name="lengths"):
+    """lengths as int64 (N,), each in [1, T]; `name` says which in the errors (fit's
+    "validation lengths")."""
     if isinstance(lengths, (str, bytes)):
-        raise TypeError(f"lengths must be integers, got {type(lengths).__name__}")
-    host_only("lengths", lengths)
+        raise TypeError(f"{name} must be integers, got {type(lengths).__name__}")
+    host_only(name, lengths)
     arr = np.asarray(lengths)
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
     given = arr.shape
     if arr.ndim == 0:  # one number is accepted for a batch of one
         arr = arr.reshape(1)
     if arr.shape != (batch,):
         # The caller's shape, not the reshaped one: a scalar was never "(1,)".
         got = "a single number, shape ()" if not given else f"shape {shape_str(given)}"
-        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {got}")
+        raise ValueError(f"{name} must have shape ({batch},) (one per sequence), got {got}")
     bad = np.nonzero((arr < 1) | (arr > steps))[0]
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"lengths[{i}] = {int(arr[i])} is outside [1, {steps}] "
+        raise ValueError(f"{name}[{i}] = {int(arr[i])} is outside [1, {steps}] "
                          f"(sequence length T = {steps})")
     return np.ascontiguousarray(arr, dtype=np.int64)

@@ -327,8 +327,13 @@ class Sequential(Layer):
     def _forward(self, x, lengths=None):
         self._link()
         out = x
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             if _is_recurrent(layer):
+                if len(getattr(out, "shape", ())) != 3:
+                    # A 2-D (N, F) from LastStep would pass as ONE unbatched sequence whose
+                    # steps are the samples: results that depend on how the data is batched.
+                    raise ValueError(f"layer {i} ({layer!r}) needs a sequence (N, T, F), but the "
+                                     f"layers before it give shape {tuple(out.shape)}")
                 out = layer.forward(out, lengths=lengths)[0]
             elif getattr(layer, "_takes_lengths", False):
                 out = layer.forward(out, lengths=lengths)
@@ -404,7 +409,7 @@ class Sequential(Layer):
             if x.ndim < 2:
                 raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "
                                  f"{shape_str(x.shape)}")
-            lengths = lengths_array(lengths, N, x.shape[1])
+            lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths")
         return x, y, lengths
 
     def _batches(self, N, batch_size, order=None):

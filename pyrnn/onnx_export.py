@@ -240,6 +240,18 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
         lens64 = g.input("lengths", g.onnx.TensorProto.INT64, [N])
         seq_lens = g.node("Cast", [lens64], "sequence_lens", to=g.onnx.TensorProto.INT32)
     rank = len(lead) + 1
+
+    def fits(i, layer, width, seq=False):
+        """ValueError unless layer i can take what the layers before it give (rank, width), as
+        running the model would check: a graph of a model that cannot run is not exported."""
+        given = "(N, T, F)" if rank == 3 else "(N, F)" if rank == 2 else f"rank {rank}"
+        if seq and rank != 3:
+            raise ValueError(f"cannot export: layer {i} ({layer!r}) takes a sequence (N, T, F), "
+                             f"but the layers before it give {given}; the model cannot run")
+        if width is not None and feat is not None and width != feat:
+            raise ValueError(f"cannot export: layer {i} ({layer!r}) takes {width} features, but "
+                             f"the layers before it give {feat}; the model cannot run")
+
     for i, layer in enumerate(layers):
         if isinstance(layer, Embedding):
             if layer is not first:  # its Gather would get float indices: onnx's InferenceError
@@ -252,11 +264,13 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
         elif isinstance(layer, _Recurrent):
             if not layer.batch_first:
                 raise ValueError(f"layer {i} ({layer!r}) must be batch_first inside Sequential")
+            fits(i, layer, layer.input_size, seq=True)
             xt = g.node("Transpose", [x], f"rnn{i}_in", perm=[1, 0, 2])
             y, _, _ = _emit_recurrent(g, layer, xt, seq_lens=seq_lens)
             x = g.node("Transpose", [y], f"rnn{i}_out", perm=[1, 0, 2])  # [N, T, D*H]
             feat = layer.num_directions * layer.hidden_size
         elif isinstance(layer, LastStep):
+            fits(i, layer, None, seq=True)
             D = layer.num_directions
             Hd = feat // D
             if lens64 is not None:
@@ -280,6 +294,7 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
             x = fwd
             rank -= 1
         elif isinstance(layer, Dense):
+            fits(i, layer, layer.in_features)
             W = np.ascontiguousarray(layer.params["weight"].T).astype(g.dtype)
             x = g.node("MatMul", [x, g.const(f"dense{i}_weight_t", W)], f"dense{i}_mm")
             if layer.bias:
@@ -291,6 +306,7 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
                 x = g.node(act, [x], f"dense{i}_{layer.activation}")
             feat = layer.out_features
         elif isinstance(layer, LayerNorm):
+            fits(i, layer, layer.dim)
             if opset < 17:
                 raise ValueError(f"LayerNorm exports as LayerNormalization, which needs "
                                  f"opset >= 17 (got opset={opset})")

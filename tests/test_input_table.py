@@ -425,6 +425,8 @@ CASES = [
     ("fit-validation-not-tuple", "fit(validation_data=X)", T, r"validation_data must be \(x_val, y_val\)"),
     ("fit-validation-nan", "fit(validation_data=(X, Y * np.nan))", V, r"validation y contains NaN or Inf"),
     ("fit-validation-mismatch", "fit(validation_data=(X, Y[:3]))", V, r"validation y has 3 samples but x has 8"),
+    ("fit-validation-lengths-count", "fit(validation_data=(X, Y, [5] * 7))", V, r"^validation lengths must have shape \(8,\)"),
+    ("fit-validation-lengths-range", "fit(validation_data=(X, Y, [0] * 8))", V, r"^validation lengths\[0\] = 0 is outside \[1, 5\]"),
     ("fit-lengths-range", "fit(lengths=[6] * 8)", V, r"lengths\[0\] = 6 is outside \[1, 5\]"),
     ("fit-lengths-count", "fit(lengths=[5] * 7)", V, r"lengths must have shape \(8,\)"),
     ("fit-lengths-scalar", "fit(lengths=5)", V, r"lengths must have shape \(8,\).*got a single number"),

@@ -320,3 +320,26 @@ def test_export_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match="pip install onnx"):
         pyrnn.export_onnx(_layer("gru"))
+
+
+@pytest.mark.parametrize("layers, message", [
+    # Each once exported: the first gave a graph onnxruntime ran (output (N,)), the second
+    # failed only inside onnxruntime. pyrnn refuses to run both.
+    (lambda: [pyrnn.LSTM(3, 4, batch_first=True), pyrnn.LastStep(), pyrnn.LastStep()],
+     r"layer 2 \(LastStep\(\)\) takes a sequence \(N, T, F\), but the layers before it give "
+     r"\(N, F\)"),
+    (lambda: [pyrnn.Dense(3, 5), pyrnn.LSTM(4, 4, batch_first=True)],
+     r"layer 1 \(LSTM\(4, 4, batch_first=True\)\) takes 4 features, but the layers before it "
+     r"give 5"),
+    (lambda: [pyrnn.GRU(3, 4, batch_first=True), pyrnn.LastStep(), pyrnn.GRU(4, 2, batch_first=True)],
+     r"layer 2 .* takes a sequence"),
+    (lambda: [pyrnn.Embedding(9, 3), pyrnn.Dense(4, 2)], r"layer 1 .* takes 4 features.* give 3"),
+    (lambda: [pyrnn.Dense(3, 5), pyrnn.LayerNorm(4)], r"layer 1 \(LayerNorm\(4\)\) takes 4")])
+def test_a_model_that_cannot_run_is_not_exported(layers, message):
+    model = pyrnn.Sequential(layers())
+    x = np.zeros((2, 3), np.int64) if isinstance(model.layers[0], pyrnn.Embedding) else \
+        np.zeros((2, 3, 3), np.float32)
+    with pytest.raises((ValueError, TypeError)):
+        model(x)  # pyrnn refuses to run it ...
+    with pytest.raises(ValueError, match="cannot export: " + message + ".*the model cannot run"):
+        pyrnn.export_onnx(model)  # ... so there is nothing faithful to export

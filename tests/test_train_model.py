@@ -192,6 +192,21 @@ def test_a_layer_used_twice_is_refused():
     np.testing.assert_allclose(total, lin.weight.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_a_recurrent_layer_after_laststep_is_refused():
+    # LastStep gives (N, F): a recurrent layer after it once took that as ONE unbatched
+    # sequence whose steps were the samples (results depending on how data is batched).
+    x = np.zeros((2, 5, 3), np.float32)
+    model = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True), pyrnn.LastStep(),
+                              pyrnn.GRU(4, 2, batch_first=True)])
+    with pytest.raises(ValueError, match=r"layer 2 \(GRU\(4, 2, batch_first=True\)\) needs a "
+                       r"sequence \(N, T, F\), but the layers before it give shape \(2, 4\)"):
+        model(x)
+    nested = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True), pyrnn.LastStep(),
+                               pyrnn.Sequential([pyrnn.LSTM(4, 2, batch_first=True)])])
+    with pytest.raises(ValueError, match=r"expected 3-D \(N, T, C\) input .* got shape \(2, 4\)"):
+        nested(x)  # the nested model checks its input as a model does
+
+
 def regression_data(n=64, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 5, 2)).astype(np.float32)
