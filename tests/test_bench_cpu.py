@@ -85,6 +85,10 @@ def test_render_table_shows_ratios_spread_and_summary(tmp_path):
     assert "Issue 4's ratio targets met: 1 of 2 (missed: seed LSTM fwd)." in text
     assert "quartiles of the per-round ratios" in text
     assert "on Test CPU, 2 cores," in text  # an older file: no cpu_id
+    doc["results"][0].update(ratio=0.7503, target_ratio=0.75)  # a miss that .2f shows as 0.75
+    doc["results"][1].update(ratio=0.5, target_ratio=0.6)
+    path.write_text(json.dumps(doc))
+    assert "| 0.750 (0.78-0.84) | 7 (14) | 0.50 |" in render.render(str(path))
     doc["machine"]["cpu_id"] = {"vendor": "AuthenticAMD", "family": 26, "model": 2}
     path.write_text(json.dumps(doc))
     assert "on Test CPU (family 26, model 2), 2 cores," in render.render(str(path))
