@@ -4,13 +4,13 @@
 
 A leak report is the line "Leaked N bytes at 0x..." and the host backtrace of its allocation,
 one "Host Frame:" line each (older tools: "Host Frame:LIB (FUNCTION + 0xOFF) [0xADDR]", newer:
-"Host Frame: FUNCTION [0xADDR] in LIB", maybe over two lines). Leaks are grouped by the
-innermost two frames that are pyrnn's own: a Python frame ("file.py:line", where the tool shows
-Python stacks), a Cython function of pyrnn's modules ("__pyx_..." names say the module and the
-function, e.g. __pyx_pw_5pyrnn_5_cuda_9to_device) or a pyrnn:: C++ function (mangled or not).
-These names exist only in an unstripped build (gpu_session.sh installs with
-install.strip=false); a stripped frame of pyrnn's library groups as "? in .../pyrnn/LIB", and a
-leak with no frame of pyrnn's as "(no pyrnn frame)" and its first frame.
+"Host Frame: FUNCTION [0xADDR]", then "in LIB" on a line of its own or the same one). Leaks are
+grouped by the innermost two frames that are pyrnn's own: a Cython function of its modules
+("__pyx_..." names say the module and the function, e.g. __pyx_pw_5pyrnn_5_cuda_9to_device), a
+pyrnn:: C++ function (mangled or not), or one of its .py files (where the tool shows Python
+frames). These names exist only in an unstripped build (gpu_session.sh installs with
+install.strip=false); a stripped frame of pyrnn's libraries groups as "? in .../pyrnn/LIB", and
+a leak with no frame of pyrnn's as "(no pyrnn frame)" and its first frame.
 """
 import collections
 import pathlib
@@ -18,9 +18,11 @@ import re
 import sys
 
 _ADDR = re.compile(r"\s*\[0x[0-9a-fA-F]+\]")
-_OWN = re.compile(r"\.py:\d+|__pyx_|pyrnn::|pyrnn_|_ZN\d*5pyrnn|/pyrnn/")
+# pyrnn's own: its Cython functions, its C++ (plain or mangled), its .py files and, for a
+# stripped frame, its extension libraries (a file directly in a pyrnn/ folder).
+_OWN = re.compile(r"__pyx_|pyrnn::|pyrnn_|_ZN\d*5pyrnn|/pyrnn/[^/\s]+\.(?:py:\d+|so)")
 _KINDS = re.compile(r"(Invalid|Program hit|Race|Uninitialized|Barrier|Error|Malloc|Cuda API|"
-                    r"Unused|Potential|Misaligned|Out-of-range)")
+                    r"Host API|Unused|Potential|Misaligned|Out-of-range)")
 
 
 def frame_name(text):
@@ -61,6 +63,8 @@ def parse(text):
         elif block and re.match(r"(Host|Python) Frame:", body):
             block[2].append(frame_name(body.split(":", 1)[1]))
         elif block and block[2] and body.startswith("in "):  # "FUNC [0x..]" then "in LIB"
+            if block[2][-1] == "(unnamed)":  # an address only: the library says whose
+                block[2][-1] = "? " + body
             continue
         elif not body or body.startswith(("LEAK SUMMARY", "ERROR SUMMARY")):
             close(block)

@@ -45,13 +45,17 @@ class Device:
     def __get__(self, obj, owner=None):
         return self if obj is None else obj.__dict__.get("_device", "cpu")
 
+    @staticmethod
+    def _refuse(obj, what, value):
+        to = f".to({value!r})" if value in ("cpu", "cuda") else ".to('cuda') or .to('cpu')"
+        raise AttributeError(f"cannot {what} {type(obj).__name__}.device: it says where the "
+                             f"arrays are; move them with {to}")
+
     def __set__(self, obj, value):
-        cls = type(obj).__name__
-        raise AttributeError(f"cannot set {cls}.device: it says where the arrays are; move them "
-                             f"with .to({value!r}) (or .cuda() / .cpu())")
+        self._refuse(obj, "set", value)
 
     def __delete__(self, obj):
-        self.__set__(obj, None)
+        self._refuse(obj, "delete", None)
 
     @staticmethod
     def upgrade(state):

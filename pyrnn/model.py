@@ -329,11 +329,12 @@ class Sequential(Layer):
         out = x
         for i, layer in enumerate(self.layers):
             if _is_recurrent(layer):
-                if len(getattr(out, "shape", ())) != 3:
+                shape = tuple(out.shape) if hasattr(out, "shape") else np.shape(out)
+                if len(shape) != 3:
                     # A 2-D (N, F) from LastStep would pass as ONE unbatched sequence whose
                     # steps are the samples: results that depend on how the data is batched.
                     raise ValueError(f"layer {i} ({layer!r}) needs a sequence (N, T, F), but the "
-                                     f"layers before it give shape {tuple(out.shape)}")
+                                     f"layers before it give shape {shape}")
                 out = layer.forward(out, lengths=lengths)[0]
             elif getattr(layer, "_takes_lengths", False):
                 out = layer.forward(out, lengths=lengths)

@@ -52,29 +52,29 @@ def _registry():
 
 # ---- save -----------------------------------------------------------------------------------
 
-def _spec(obj):
-    """{"class", "config"} of a model or layer; Sequential's config nests its layers' specs."""
+def _check_saveable(obj):
+    """TypeError unless obj and every layer inside it, nested models included, is a class
+    load() knows (a nested custom layer once saved fine and could not be loaded). Checked
+    before any config() is asked for: a custom layer may not have one."""
     reg = _registry()
     name = type(obj).__name__
     if reg.get(name) is not type(obj):
         raise TypeError(f"cannot save a {name}: pyrnn.save handles Sequential and the layers "
                         f"{', '.join(sorted(reg))}")
-    return {"class": name, "config": obj.config()}
-
-
-def _check_saveable(obj):
-    """TypeError unless obj and every layer inside it, nested models included, is a class
-    load() knows (a nested custom layer once saved fine and could not be loaded)."""
-    _spec(obj)
-    for layer in getattr(obj, "layers", ()) if type(obj).__name__ == "Sequential" else ():
+    for layer in obj.layers if name == "Sequential" else ():
         _check_saveable(layer)
+
+
+def _spec(obj):
+    """{"class", "config"} of a model or layer; Sequential's config nests its layers' specs."""
+    _check_saveable(obj)
+    return {"class": type(obj).__name__, "config": obj.config()}
 
 
 def save(obj, path):
     """Write a Sequential or a single layer (config + weights) to `path`, atomically. What is
     written is checked to load first: the classes, and the parameters against the shapes and
     dtypes the configs give (else ValueError, and no file is written)."""
-    _check_saveable(obj)
     spec = _spec(obj)
     tensors, chunks, offset = [], [], 0
     from ._arrays import host

@@ -29,6 +29,20 @@ NEW = """========= COMPUTE-SANITIZER
 =========     Host Frame: [0x2e3f5b] in /lib/x86_64-linux-gnu/libcuda.so.1
 =========     Host Frame: [0x77aa] in /opt/pyrnn/_cuda.so
 =========
+========= Leaked 128 bytes at 0x7f0004000000
+=========     Saved host backtrace up to driver entry point at allocation time
+=========     Host Frame: [0x2e3f5b]
+=========                in /lib/x86_64-linux-gnu/libcuda.so.1
+=========     Host Frame: [0x77aa]
+=========                in /opt/pyrnn/_cuda.so
+=========
+========= Leaked 256 bytes at 0x7f0005000000
+=========     Saved host backtrace up to driver entry point at allocation time
+=========     Host Frame: [0x2e3f5b]
+=========                in /lib/x86_64-linux-gnu/libcuda.so.1
+=========     Host Frame: c10::cuda::CUDACachingAllocator::malloc [0x99]
+=========                in /work/pyrnn/.venv/lib/python3.11/site-packages/torch/lib/libc10_cuda.so
+=========
 ========= LEAK SUMMARY: 33557568 bytes leaked in 4 allocations
 ========= ERROR SUMMARY: 4 errors
 """
@@ -51,15 +65,18 @@ OLD = """========= CUDA-MEMCHECK
 def test_leaks_grouped_by_pyrnn_frames_in_the_newer_format():
     mod = load_script("sanitize_summary")
     kinds, leaks = mod.parse(NEW)
-    assert kinds == {"Leaked": 4}
+    assert kinds == {"Leaked": 6}
     empty = ("pyrnn::cuda::DeviceBuffer::allocate(unsigned long) < "
              "__pyx_pw_5pyrnn_5_cuda_11DeviceArray_5empty")
     assert leaks[empty] == [2, 3072]  # the frame split over two lines groups with the other
     assert leaks["pyrnn::cuda::Context::Context(int)"] == [1, 33554432]
-    assert leaks["? in /opt/pyrnn/_cuda.so"] == [1, 64]  # a stripped build: its library
-    assert sum(n for n, _ in leaks.values()) == 4
+    # A stripped build: its library, whether "in LIB" shares the frame's line or not.
+    assert leaks["? in /opt/pyrnn/_cuda.so"] == [2, 192]
+    # Not pyrnn's, though a folder above is named pyrnn: its own group.
+    assert leaks["(no pyrnn frame) ? in /lib/x86_64-linux-gnu/libcuda.so.1"] == [1, 256]
+    assert sum(n for n, _ in leaks.values()) == 6
     _, leaks = mod.parse(NEW.replace("/opt/pyrnn/_cuda.so", "/opt/other/lib.so"))
-    assert leaks["(no pyrnn frame) ? in /lib/x86_64-linux-gnu/libcuda.so.1"] == [1, 64]
+    assert leaks["(no pyrnn frame) ? in /lib/x86_64-linux-gnu/libcuda.so.1"] == [3, 448]
 
 
 def test_older_format_and_other_error_kinds():
@@ -76,8 +93,11 @@ def test_summary_lines_per_log_largest_first(tmp_path):
     (tmp_path / "racecheck.log").write_text("========= RACECHECK SUMMARY: 0 hazards displayed\n"
                                             "========= ERROR SUMMARY: 0 errors\n")
     lines = mod.summarize(tmp_path)
-    assert lines[0] == "memcheck.log: error kinds {'Leaked': 4}"
+    assert lines[0] == "memcheck.log: error kinds {'Leaked': 6}"
     assert lines[1] == ("  leaked 1 allocations, 33554432 bytes, allocated under "
                         "pyrnn::cuda::Context::Context(int)")
     assert lines[2].startswith("  leaked 2 allocations, 3072 bytes")
+    kinds, _ = mod.parse("========= Host API memory access error at 0x1 in cudaMemcpy\n"
+                         "=========     Host Frame: cudaMemcpy [0x2]\n")  # initcheck's kind
+    assert kinds == {"Host API memory access": 1}
     assert lines[-1] == "racecheck.log: error kinds none"

@@ -549,8 +549,9 @@ def test_nan_input_gives_nan_like_torch(cell, dtype, isa, restore_runtime):
 def test_padding_past_lengths_never_reaches_a_gradient(cell, pad, isa, restore_runtime):
     """Steps past a sequence's length are never read (PyTorch packs them away), so what they
     hold (NaN, inf, np.empty's garbage) must change nothing: outputs and every gradient are
-    bitwise those of zero padding. NaN padding once made d weight_ih all NaN (0 * NaN in the
-    weight gradient's product)."""
+    bitwise those of zero padding. NaN and inf padding once made d weight_ih all NaN (0 * NaN in
+    the weight gradient's product); 1e30, finite garbage, guards the rest of the path (outputs,
+    states and d x of padded steps), which it passed before too."""
     pyrnn.set_cpu_isa(isa)
     rng = np.random.default_rng(seed_of("pad", cell, isa))
     x = rng.standard_normal((6, 3, 4)).astype(np.float32)

@@ -201,6 +201,9 @@ def test_a_recurrent_layer_after_laststep_is_refused():
     with pytest.raises(ValueError, match=r"layer 2 \(GRU\(4, 2, batch_first=True\)\) needs a "
                        r"sequence \(N, T, F\), but the layers before it give shape \(2, 4\)"):
         model(x)
+    # Array-likes still pass (the check reads their shape the way NumPy does).
+    ok = pyrnn.Sequential([pyrnn.LSTM(2, 3, batch_first=True), pyrnn.LastStep(), pyrnn.Dense(3, 1)])
+    assert ok.forward([[[1.0, 2.0], [3.0, 4.0]]]).shape == (1, 1)
     nested = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True), pyrnn.LastStep(),
                                pyrnn.Sequential([pyrnn.LSTM(4, 2, batch_first=True)])])
     with pytest.raises(ValueError, match=r"expected 3-D \(N, T, C\) input .* got shape \(2, 4\)"):

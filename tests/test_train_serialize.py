@@ -127,6 +127,15 @@ def test_save_writes_only_what_load_can_read(tmp_path):
     nested = pyrnn.Sequential([pyrnn.Dense(3, 3), pyrnn.Sequential([MyDense(3, 3)])])
     with pytest.raises(TypeError, match="cannot save a MyDense"):
         nested.save(tmp_path / "nested.pyrnn")
+
+    class NoConfig(pyrnn.layers.Layer):  # a custom layer need not have config()
+        def forward(self, x):
+            return x
+
+        def backward(self, d):
+            return d
+    with pytest.raises(TypeError, match="cannot save a NoConfig"):
+        pyrnn.Sequential([pyrnn.Sequential([NoConfig()])]).save(tmp_path / "n.pyrnn")
     d = pyrnn.Dense(3, 2)
     d.__dict__["_in_features"] = 5  # what a plain `d.in_features = 5` once did (now refused)
     with pytest.raises(ValueError, match=r"cannot save Dense: its parameters do not match what "
