@@ -186,8 +186,18 @@ def test_gil_is_released_in_native_calls():
 
 # ---- one layer shared by two threads ------------------------------------------------------------
 
-def _slow_input(layer_in=32, T=150, N=32):
-    return np.random.default_rng(3).standard_normal((T, N, layer_in)).astype(np.float32)
+def _slow_input(layer, T=150, N=32, at_least_s=0.1):
+    """An input long enough that the layer's training forward takes at_least_s here (doubling
+    T): _collide's 10 ms head start must end inside the native call on any machine (at a fixed
+    T = 150 a fast CPU finished first, and no collision was ever seen)."""
+    rng = np.random.default_rng(3)
+    while True:
+        x = rng.standard_normal((T, N, layer.input_size)).astype(np.float32)
+        start = time.perf_counter()
+        layer(x)
+        if time.perf_counter() - start >= at_least_s or T >= 150 * 64:
+            return x
+        T *= 2
 
 
 def _collide(call_a, call_b):
@@ -218,7 +228,7 @@ def _collide(call_a, call_b):
 def test_shared_recurrent_layer_concurrent_calls_are_refused(kind):
     cls = pyrnn.LSTM if kind == "lstm" else pyrnn.GRU
     layer = cls(32, 128, num_layers=2, seed=0)
-    x = _slow_input()
+    x = _slow_input(layer)
     ref = cls(32, 128, num_layers=2, seed=0)(x)[0]
     # Retry: the second call must land while the first is inside the native code.
     for _ in range(20):
@@ -234,7 +244,7 @@ def test_shared_recurrent_layer_concurrent_calls_are_refused(kind):
     # accumulation).
     layer(x)
     for _ in range(20):
-        err_a, err_b = _collide(lambda: layer.backward(np.ones((150, 32, 128), np.float32)),
+        err_a, err_b = _collide(lambda: layer.backward(np.ones(x.shape[:2] + (128,), np.float32)),
                                 layer.zero_grad)
         if err_b is not None:
             break
