@@ -8,8 +8,9 @@
 #   env       nvidia-smi (read only: clocks and state are never set), versions
 #   build     two builds at once from the image's own packages (pip --no-build-isolation
 #             --no-deps --no-index): the CUDA ctest targets (cmake, -DCMAKE_CUDA_ARCHITECTURES=90)
-#             and the Python package (unstripped: sanitizer backtraces name pyrnn's functions); vendored cython-cmake modules (benchmarks/gpu_cmake) stand
-#             in when the image lacks the cython-cmake package
+#             and the Python package (unstripped: sanitizer backtraces name pyrnn's functions);
+#             vendored cython-cmake modules (benchmarks/gpu_cmake) stand in when the image lacks
+#             the cython-cmake package
 # ctest, pytest and sanitize run side by side (one GPU, 16 cores); bench runs alone after them.
 #   ctest     every CUDA C++ test (pyrnn_cuda_*tests) on the device (every step algorithm,
 #             graphs, streams, TF32, ...) and the host-emulation tests

@@ -28,13 +28,6 @@ class Fixed:
     def __delete__(self, obj):
         self.__set__(obj, None)
 
-    @staticmethod
-    def upgrade(cls, state):
-        """A pickle from before an attribute was Fixed kept it under its own name."""
-        for name in dir(cls):
-            if isinstance(getattr(cls, name, None), Fixed) and name in state:
-                state["_" + name] = state.pop(name)
-        return state
 
 
 class Device:
@@ -57,9 +50,15 @@ class Device:
     def __delete__(self, obj):
         self._refuse(obj, "delete", None)
 
-    @staticmethod
-    def upgrade(state):
-        """A pickle from before ``device`` was read-only kept it as a plain attribute."""
-        if "device" in state:
-            state["_device"] = state.pop("device")
-        return state
+
+def upgrade(cls, state):
+    """A copy of `state` (an instance dict from a pickle) with the read-only attributes of cls
+    (Fixed, Device) in their "_<name>" slots: pickles from before they were read-only kept them
+    under their own names. (Sequential computes its device from its layers: an old plain
+    `device` goes to the slot too, out of the way.)"""
+    state = dict(state)
+    for name in dir(cls):
+        if name in state and (name == "device" or isinstance(getattr(cls, name, None),
+                                                             (Fixed, Device))):
+            state["_" + name] = state.pop(name)
+    return state

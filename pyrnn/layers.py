@@ -198,7 +198,7 @@ class Layer:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(_attrs.Fixed.upgrade(type(self), _attrs.Device.upgrade(dict(state))))
+        self.__dict__.update(_attrs.upgrade(type(self), state))
         if self.device != "cpu":  # no GPU here: to()'s clear error
             device, self._device = self.device, "cpu"
             self.to(device)

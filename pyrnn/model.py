@@ -201,7 +201,7 @@ class Sequential(Layer):
         return dict(self.__dict__)
 
     def __setstate__(self, state):
-        self.__dict__.update(_attrs.Device.upgrade(dict(state)))
+        self.__dict__.update(_attrs.upgrade(type(self), state))
 
     def load_params(self, values):
         """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");
@@ -241,11 +241,11 @@ class Sequential(Layer):
 
     @device.setter
     def device(self, value):  # the layers decide; to() moves them
-        _attrs.Device().__set__(self, value)
+        _attrs.Device._refuse(self, "set", value)
 
     @device.deleter
     def device(self):
-        _attrs.Device().__delete__(self)
+        _attrs.Device._refuse(self, "delete", None)
 
     def to(self, device):
         """Move every layer to "cpu" or "cuda" (in place; returns self). Build optimizers

@@ -130,7 +130,7 @@ class _Recurrent:
         return state
 
     def __setstate__(self, state):
-        state = _attrs.Device.upgrade(dict(state))
+        state = _attrs.upgrade(type(self), state)
         params, grads = state.pop("_params"), state.pop("_grads")
         self.__dict__.update(state)
         _check_device(self.device)  # a CUDA layer unpickled where no GPU is: a clear error
