@@ -23,4 +23,6 @@ def restore_runtime():
 
 def pytest_report_header(config):
     import pyrnn
-    return f"pyrnn {pyrnn.__version__} from {os.path.dirname(pyrnn.__file__)}"
+    info = pyrnn.info()
+    cuda = ", ".join(info["cuda_devices"]) or info["cuda_unavailable_reason"] or "not compiled"
+    return f"pyrnn {pyrnn.__version__} from {os.path.dirname(pyrnn.__file__)}; CUDA: {cuda}"

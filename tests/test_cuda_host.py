@@ -170,10 +170,15 @@ def test_device_array_views_and_interface():
     r = DA.borrow(0x20000, (2,), "float32", owner, readonly=True, device=0)
     with pytest.raises(ValueError, match="read-only"):
         r.copy_from(np.zeros(2))
-    # Wrapping a foreign CAI object keeps it alive, zero-copy
+    # Wrapping a foreign CAI object keeps it alive, zero-copy; with a device, a pointer that is
+    # not device memory (this fake one) is refused instead.
     f = FakeCAI(cai(data=(0x30000, True)))
-    v = pyrnn.cuda.as_device_array(f)
-    assert v.ptr == 0x30000 and v.readonly and v.owner is f and v.shape == (2, 3)
+    if pyrnn.cuda.is_available():
+        with pytest.raises(TypeError, match="0x30000 is not CUDA device or managed memory"):
+            pyrnn.cuda.as_device_array(f)
+    else:
+        v = pyrnn.cuda.as_device_array(f)
+        assert v.ptr == 0x30000 and v.readonly and v.owner is f and v.shape == (2, 3)
     with pytest.raises(ValueError, match="C-contiguous"):
         pyrnn.cuda.as_device_array(FakeCAI(cai(strides=(4, 8))))
     with pytest.raises(TypeError, match="not a CUDA device array"):

@@ -247,7 +247,7 @@ def test_device_arrays_are_released():
             out_d, _ = layer(pyrnn.cuda.to_device(x))
             layer.backward(pyrnn.cuda.to_device(np.ones(out_d.shape, np.float32)))
             out_d.copy().permute01().reshape(-1).numpy()
-        del layer, out, out_d
+        del layer, out, out_d, _  # _: the last call's h_n, a DeviceArray too
     gc.collect()
     assert _cuda._live_allocations() == before
 

@@ -10,6 +10,7 @@ import pytest
 
 import pyrnn
 import pyrnn.cuda
+from _emulation import EMULATED
 from reference import make_layer as make
 
 pytestmark = pytest.mark.skipif(not pyrnn.cuda.is_available(),
@@ -55,6 +56,7 @@ def test_algorithms_match_cpu(cell, algo, graphs, bidir):
     assert info["graphs_disabled_reason"] is None
 
 
+@pytest.mark.skipif(EMULATED, reason="benchmark sizes are too slow for the host emulation")
 @pytest.mark.parametrize("size", ["seed", "large"])
 @pytest.mark.parametrize("cell", ("lstm", "gru", "gru_after"))
 def test_persistent_at_benchmark_sizes(size, cell):

@@ -9,11 +9,14 @@
 // The custom step kernels (step_body.cuh) run with one host thread per GPU thread and real
 // block / grid barriers, on a small emulated device (3 multiprocessors, 4 threads per block,
 // 4-wide K tiles, 2-row tiles) so every partition and tiling path is taken at test sizes.
+// Linked into pyrnn._cuda (PYRNN_CUDA_HOST_EMULATION), it runs the Python GPU tests too: device
+// allocations are tracked, so cudaPointerGetAttributes tells them from host memory.
 // What this cannot check: launch configurations, cuBLAS's argument mapping (gemm.cu), real
 // asynchrony between streams, and memory-model subtleties of the GPU (L1 vs L2); the GPU
 // session checks those (cuda/tests/test_cuda.cpp on a device, compute-sanitizer).
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,15 +47,21 @@ namespace cuda {
 namespace emu {
 namespace {
 using Tape = std::vector<std::function<void()>>;
-bool g_capturing = false;
-bool g_fail_capture = false;
-Tape g_tape;
-long g_captures = 0, g_graph_launches = 0;
+// Per thread, as recurrent.cu's cudaStreamCaptureModeThreadLocal captures: another thread's
+// copies and allocations (pyrnn._cuda's DeviceArrays) neither land in nor break a capture.
+thread_local bool g_capturing = false;
+thread_local Tape g_tape;
+std::atomic<bool> g_fail_capture{false};
+std::atomic<long> g_captures{0}, g_graph_launches{0};
 }  // namespace
 // Test hooks (declared in tests/test_cuda.cpp): make captures fail; count captures and replays.
 void set_capture_failure(bool fail) { g_fail_capture = fail; }
 long captures() { return g_captures; }
 long graph_launches() { return g_graph_launches; }
+// Live "device" allocations (start -> bytes), so cudaPointerGetAttributes can tell device memory
+// from host memory as the driver does, and pyrnn's refusal of host pointers is exercised.
+std::mutex g_alloc_mutex;
+std::map<std::uintptr_t, std::size_t> g_allocs;
 // Runs an operation now, or records it while a capture is open.
 void run_or_record(std::function<void()> op) {
   if (g_capturing) g_tape.push_back(std::move(op));
@@ -85,10 +95,35 @@ cudaError_t CUDARTAPI cudaMalloc(void** p, size_t size) {
   *p = std::malloc(size ? size : 1);
   if (!*p) return cudaErrorMemoryAllocation;
   std::memset(*p, 0xA5, size);
+  std::lock_guard<std::mutex> lock(pyrnn::cuda::emu::g_alloc_mutex);
+  pyrnn::cuda::emu::g_allocs[reinterpret_cast<std::uintptr_t>(*p)] = size ? size : 1;
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(pyrnn::cuda::emu::g_alloc_mutex);
+    // Freeing what cudaMalloc did not return is an error, as on a device.
+    if (!pyrnn::cuda::emu::g_allocs.erase(reinterpret_cast<std::uintptr_t>(p)))
+      return cudaErrorInvalidValue;
+  }
   std::free(p);
+  return cudaSuccess;
+}
+// Device memory for pointers into a live cudaMalloc block, unregistered host memory otherwise.
+cudaError_t CUDARTAPI cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* ptr) {
+  using namespace pyrnn::cuda::emu;
+  *attr = cudaPointerAttributes{};
+  attr->type = cudaMemoryTypeUnregistered;
+  attr->device = -1;
+  const auto u = reinterpret_cast<std::uintptr_t>(ptr);
+  std::lock_guard<std::mutex> lock(g_alloc_mutex);
+  auto it = g_allocs.upper_bound(u);
+  if (it != g_allocs.begin() && u < std::prev(it)->first + std::prev(it)->second) {
+    attr->type = cudaMemoryTypeDevice;
+    attr->device = 0;
+    attr->devicePointer = const_cast<void*>(ptr);
+  }
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
@@ -193,7 +228,10 @@ int device_count() { return 1; }
 std::string unavailable_reason() { return std::string(); }
 std::string device_name(int) { return "host emulation"; }
 void synchronize() {}
-int runtime_version() { return 0; }
+void synchronize_device(int device) {
+  PYRNN_CHECK(device <= 0, "CUDA device ", device, " out of range (1 device, emulated)");
+}
+int runtime_version() { return CUDART_VERSION; }  // the runtime headers it was built against
 int driver_version() { return 0; }
 
 Context::Context(int device) : device_(device) {}
@@ -201,6 +239,10 @@ Context::~Context() {}
 void Context::release() noexcept {}
 cudaStream_t Context::side_stream() { return nullptr; }
 cublasHandle_t Context::side_cublas() { return nullptr; }
+cudaStream_t Context::import_stream() {
+  static int handle;  // any distinct non-null value: the emulated streams are all synchronous
+  return reinterpret_cast<cudaStream_t>(&handle);
+}
 Context& Context::get(int device) {
   static Context ctx(0);
   PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");
