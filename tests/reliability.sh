@@ -12,8 +12,8 @@
 #   bash tests/reliability.sh fuzz [SECONDS]    each atheris target for SECONDS (default 60;
 #                                               PYRNN_FUZZ_SEED, default 1, 0 = random)
 #   bash tests/reliability.sh cuda-emulation    pyrnn._cuda built over the host emulation of
-#                                               CUDA (no GPU), then the whole Python suite:
-#                                               every device="cuda" test runs on the CPU
+#                                               CUDA (no GPU) with ASan + UBSan, then every
+#                                               test file with device="cuda" paths
 #
 # Builds go to $PYRNN_RELIABILITY_BUILD (default build/reliability). Any report, leak or
 # fuzz finding makes the command exit non-zero.
@@ -114,21 +114,28 @@ case "${1:-}" in
     # cuBLAS: its one device, "host emulation", runs the real Cython wrappers and the real
     # recurrent.cu / layers.cu / ... orchestration (compiled as C++) with the kernels' bodies
     # on host threads. So the Python GPU tests (DeviceArray, DLPack, device="cuda" layers and
-    # training, graphs, the demo's --device cuda) run without a GPU. Kernel launches, cuBLAS's
-    # argument mapping and real asynchrony are left to a device (benchmarks/gpu_session.sh).
+    # training, graphs, the demo's --device cuda) run without a GPU, here under ASan + UBSan:
+    # "device" memory is host memory, so an access outside a device buffer is a report (what
+    # compute-sanitizer's memcheck does on a GPU). Kernel launches, cuBLAS's argument mapping
+    # and real asynchrony are left to a device (benchmarks/gpu_session.sh).
     rm -rf "$BUILD/emu-site"
     isolation=()
     "$PY" -c "import scikit_build_core, Cython, cython_cmake" 2> /dev/null \
       && isolation=(--no-build-isolation)
     env -u SKBUILD_CMAKE_DEFINE "$PY" -m pip install "${isolation[@]}" --no-deps -q \
       --target "$BUILD/emu-site" "$ROOT" -C build-dir="$BUILD/emu-py" \
+      -C cmake.build-type=RelWithDebInfo -C cmake.define.PYRNN_SANITIZE=ON \
       -C cmake.define.PYRNN_WITH_CUDA=ON -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 \
       -C cmake.define.PYRNN_CUDA_HOST_EMULATION=ON
+    asan_env
     export PYTHONPATH="$BUILD/emu-site"
     (cd "$BUILD" && "$PY" -c "import pyrnn, sys; d = pyrnn.info()['cuda_devices']; print('CUDA devices:', d); sys.exit(d != ['host emulation'])")
-    # test_cpp*.py build the installed C++ library (the real CUDA one): the main run has them.
-    (cd "$BUILD" && "$PY" -m pytest -q -p no:cacheprovider "$ROOT/tests" \
-      --ignore="$ROOT/tests/test_cpp.py" --ignore="$ROOT/tests/test_cpp_examples.py")
+    # Every test file with a device="cuda" path (test_cpp_examples.py builds the installed C++
+    # library, the real CUDA one: the main run has it).
+    (cd "$BUILD" && PYRNN_MEMORY_LIMIT=4G "$PY" -m pytest -q -p no:cacheprovider \
+      "$ROOT"/tests/test_cuda_*.py "$ROOT/tests/test_bench_cuda.py" \
+      "$ROOT/tests/test_demo_cli.py" "$ROOT/tests/test_input_table.py" \
+      "$ROOT/tests/test_package.py" "$ROOT/tests/test_recurrent_copy.py")
     ;;
   *)
     sed -n '2,18p' "$0"

@@ -15,6 +15,7 @@ import pytest
 
 import pyrnn
 import pyrnn.cuda
+from _emulation import live_device_allocations
 from reference import make_layer as make
 
 pytestmark = pytest.mark.skipif(not pyrnn.cuda.is_available(),
@@ -250,6 +251,44 @@ def test_device_arrays_are_released():
         del layer, out, out_d, _  # _: the last call's h_n, a DeviceArray too
     gc.collect()
     assert _cuda._live_allocations() == before
+
+
+@pytest.mark.skipif(live_device_allocations() is None, reason="needs the host emulation's count")
+def test_every_device_allocation_is_freed_with_its_objects():
+    # All device memory, not only DeviceArrays': each step algorithm (graphs' staging buffers,
+    # persistent grid workspaces), float32/float64, dropout, lengths, batch_first, device in and
+    # out, eval, layer.to(), and a device-side training step. Once the objects are gone, so is
+    # every allocation they made (what compute-sanitizer's leak check cannot separate from the
+    # per-device Context's memory, kept on purpose).
+    import gc
+    rng = np.random.default_rng(13)
+    gc.collect()
+    before = live_device_allocations()
+    for opts in (dict(algo="cublas", graphs=True), dict(algo="fused", persist_blocks=3),
+                 dict(algo="persistent", persist_blocks=3)):
+        for dtype in ("float32", "float64"):
+            for i, cell in enumerate(CELLS):
+                layer = make(cell, 3, 5, 2, bidirectional=True, dropout=0.3, dtype=dtype,
+                             device="cuda", seed=1, batch_first=bool(i % 2))
+                pyrnn.cuda.configure(layer, **opts)
+                x = rng.standard_normal((4, 3, 3))
+                for _ in range(2):  # the second pass replays captured graphs
+                    out, _ = layer(x, lengths=[3, 2, 1, 3] if i % 2 else [4, 2, 1])
+                    layer.backward(np.ones_like(out))
+                out_d, state_d = layer(pyrnn.cuda.to_device(x.astype(dtype)))
+                layer.backward(out_d.copy())
+                layer.eval()
+                layer(x)
+                layer.to("cpu").to("cuda")
+                del layer, out, out_d, state_d, _
+    model = pyrnn.Sequential([pyrnn.LSTM(3, 6, batch_first=True), pyrnn.LastStep(),
+                              pyrnn.Dense(6, 2)]).to("cuda")
+    model.fit(rng.standard_normal((8, 5, 3)), rng.standard_normal((8, 2)),
+              loss=pyrnn.losses.MSELoss(), optimizer=pyrnn.optim.Adam(model.parameters()),
+              epochs=2, batch_size=4, verbose=False)
+    del model
+    gc.collect()
+    assert live_device_allocations() == before
 
 
 def test_device_array_protocols_round_trip():

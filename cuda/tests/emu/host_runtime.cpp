@@ -62,6 +62,16 @@ long graph_launches() { return g_graph_launches; }
 // from host memory as the driver does, and pyrnn's refusal of host pointers is exercised.
 std::mutex g_alloc_mutex;
 std::map<std::uintptr_t, std::size_t> g_allocs;
+// For pyrnn._cuda's tests (through ctypes; the emulation's only exported symbol): the number and
+// bytes of "device" allocations not yet freed, which only leaks or live objects hold (the
+// emulated Context keeps no memory).
+extern "C" __attribute__((visibility("default"))) void pyrnn_emu_live_allocations(
+    std::size_t* count, std::size_t* bytes) {
+  std::lock_guard<std::mutex> lock(g_alloc_mutex);
+  *count = g_allocs.size();
+  *bytes = 0;
+  for (const auto& a : g_allocs) *bytes += a.second;
+}
 // Runs an operation now, or records it while a capture is open.
 void run_or_record(std::function<void()> op) {
   if (g_capturing) g_tape.push_back(std::move(op));
