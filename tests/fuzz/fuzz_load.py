@@ -11,12 +11,16 @@ Run (atheris, coverage-guided; see README "Reliability"):
 Without atheris, test_one_input() is plain Python (tests/test_fuzz_corpus.py replays the
 seed corpus through it in the normal test run).
 """
+import atexit
 import os
+import shutil
 import struct
 import tempfile
 import zlib
 
-_PATH = os.path.join(tempfile.mkdtemp(prefix="pyrnn-fuzz-load-"), "input.pyrnn")
+_DIR = tempfile.mkdtemp(prefix="pyrnn-fuzz-load-")
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # every import made one; none stayed
+_PATH = os.path.join(_DIR, "input.pyrnn")
 
 
 def build_file(data):
