@@ -162,10 +162,17 @@ class NamedArrays:
         self._arrays, self._what, self.__doc__ = arrays, what, doc
 
     def __get__(self, obj, owner=None):
-        return self if obj is None else ArrayDict(self._arrays(obj), self._what)
+        return self if obj is None else ArrayDict(self._arrays(obj), self._what,
+                                                  self._on_write(obj))
 
     def __set__(self, obj, values):
         assign_all(self._arrays(obj), values, self._what)
+        if (on_write := self._on_write(obj)) is not None:
+            on_write()
+
+    def _on_write(self, obj):
+        # Parameter writes are counted (parameter.ParamWrites); gradient writes are not.
+        return getattr(obj, "_params_changed", None) if self._what == "parameter" else None
 
 
 class ArrayDict(dict):
@@ -180,19 +187,22 @@ class ArrayDict(dict):
     is all or nothing. Entries cannot be added or removed (KeyError / TypeError naming the
     known ones). ``copy()`` and pickling give a plain dict of the arrays.
     """
-    __slots__ = ("_what",)
+    __slots__ = ("_what", "_on_write")
 
-    def __init__(self, views, what="parameter"):
+    def __init__(self, views, what="parameter", on_write=None):
         super().__init__(views)
         self._what = what
+        self._on_write = on_write  # called after each write (the layer's _params_changed)
 
     def __setitem__(self, name, value):
-        load_into(self, {name: value}, self._what)
+        self.update({name: value})
 
     def update(self, other=(), /, **kwargs):
         values = dict(other)
         values.update(kwargs)
         load_into(self, values, self._what)
+        if self._on_write is not None:
+            self._on_write()
 
     def __ior__(self, other):
         self.update(other)

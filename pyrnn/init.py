@@ -38,9 +38,9 @@ def _target(a):
 
 
 def _device_aware(fn):
-    """Runs `fn` on a host copy of a device array, then writes the values back."""
-    @functools.wraps(fn)
-    def wrapper(a, *args, **kwargs):
+    """Runs `fn` on a host copy of a device array, then writes the values back. A Parameter
+    tells its layer of the write (parameter.ParamWrites)."""
+    def run(a, *args, **kwargs):
         target = a.data if isinstance(a, Parameter) else a
         if isinstance(target, np.ndarray):
             return fn(a, *args, **kwargs)
@@ -51,6 +51,13 @@ def _device_aware(fn):
         fn(host, *args, **kwargs)
         target.copy_from(host)
         return target
+
+    @functools.wraps(fn)
+    def wrapper(a, *args, **kwargs):
+        result = run(a, *args, **kwargs)
+        if isinstance(a, Parameter):
+            a._changed()
+        return result
     return wrapper
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from . import _arrays, _attrs, _core, _train
 from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
                         real_array, seed_arg, shape_str)
-from .parameter import Parameter
+from .parameter import Parameter, ParamWrites
 
 _busy_lock = threading.Lock()
 
@@ -125,7 +125,7 @@ def _seed_arg(seed):
     return seed_arg("seed", seed)
 
 
-class Layer:
+class Layer(ParamWrites):
     """Base of the pure-Python-API layers (the recurrent layers follow the same protocol)."""
     # Layers that take the sequence lengths in forward (Sequential passes them on).
     _takes_lengths = False
@@ -162,6 +162,7 @@ class Layer:
         """Overwrite parameters from {name: array} (missing names keep their value). All or
         nothing: every name, shape and dtype is checked before anything is written."""
         _arrays.load_into(self._params, values)
+        self._params_changed()
 
     def to(self, device):
         """Move parameters and accumulated gradients to "cpu" or "cuda" (in place; returns
@@ -211,7 +212,7 @@ class Layer:
     def parameters(self):
         """Yields a pyrnn.Parameter (name, data, grad views) per parameter."""
         for name, data in self._params.items():
-            yield Parameter(name, data, self._grads[name])
+            yield Parameter(name, data, self._grads[name], self)
 
     def num_parameters(self):
         return int(sum(p.size for p in self._params.values()))
@@ -232,10 +233,17 @@ class Layer:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def _keep(self, cache):
+        """The forward's cache for backward() (None in eval mode), and the parameters' write
+        count it belongs to."""
+        self._cache = cache
+        self._forward_made()
+
     def _need_cache(self):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
                                "training mode (call layer.train() before forward)")
+        self._check_params_unchanged()
         return self._cache
 
     # ---- serialization -------------------------------------------------------------------
@@ -341,7 +349,7 @@ class Dense(Layer):
         with _exclusive(self):
             _train.dense_forward(y2, x2, self._params["weight"], self._params.get("bias"),
                                  _train.ACTIVATIONS[self.activation])
-            self._cache = (x2, y2, x.shape) if self.training else None
+            self._keep((x2, y2, x.shape) if self.training else None)
         return y2.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dy):
@@ -371,7 +379,7 @@ class Dense(Layer):
             x2 = _private_device(x2, device_out)  # backward reads x
         y2 = _kernels().dense_forward(x2, self._params["weight"], self._params.get("bias"),
                                       _train.ACTIVATIONS[self.activation])  # [M, out]
-        self._cache = (x2, y2, shape) if self.training else None
+        self._keep((x2, y2, shape) if self.training else None)
         return _out(y2.reshape(shape[:-1] + (self.out_features,)), device_out)
 
     def _backward_cuda(self, dy):
@@ -481,7 +489,7 @@ class Embedding(Layer):
         y = np.empty((flat.size, self.dim), self.dtype)                # [M, dim]
         with _exclusive(self):
             _train.embedding_forward(y, flat, self._params["weight"])
-            self._cache = (flat, arr.shape) if self.training else None
+            self._keep((flat, arr.shape) if self.training else None)
         return y.reshape(arr.shape + (self.dim,))
 
     def backward(self, dy):
@@ -510,7 +518,7 @@ class Embedding(Layer):
         if self.training and not device_in:  # a device input was copied just above
             flat = _private(flat, idx)
         y = _kernels().embedding_forward(flat, self._params["weight"])  # [M, dim]
-        self._cache = (flat, arr.shape) if self.training else None
+        self._keep((flat, arr.shape) if self.training else None)
         return _out(y.reshape(arr.shape + (self.dim,)), device_in)
 
     def _backward_cuda(self, dy):
@@ -563,10 +571,10 @@ class Dropout(Layer):
         else:
             x = real_array("x", x, _host_float(x))
         if not active:  # identity
-            self._cache = (None, tuple(x.shape)) if self.training else None
+            self._keep((None, tuple(x.shape)) if self.training else None)
             return x
         seed = int(self._rng.integers(0, 2**63))
-        self._cache = (seed, tuple(x.shape))
+        self._keep((seed, tuple(x.shape)))
         if device_out is not None:
             return _out(_kernels().dropout_forward(x, seed, self.p), device_out)
         _check_result(self, "output", x.shape, x.dtype)
@@ -653,7 +661,7 @@ class LayerNorm(Layer):
         with _exclusive(self):
             _train.layernorm_forward(y2, mean, rstd, x2, self._params["weight"],
                                      self._params["bias"], self.eps)
-            self._cache = (x2, mean, rstd, x.shape) if self.training else None
+            self._keep((x2, mean, rstd, x.shape) if self.training else None)
         return y2.reshape(x.shape)
 
     def backward(self, dy):
@@ -683,7 +691,7 @@ class LayerNorm(Layer):
             x2 = _private_device(x2, device_out)  # backward reads x
         y2, mean, rstd = _kernels().layernorm_forward(x2, self._params["weight"],
                                                       self._params["bias"], self.eps)
-        self._cache = (x2, mean, rstd, shape) if self.training else None
+        self._keep((x2, mean, rstd, shape) if self.training else None)
         return _out(y2.reshape(shape), device_out)
 
     def _backward_cuda(self, dy):
@@ -756,7 +764,7 @@ class LastStep(Layer):
         y[:, :H] = x[rows, lens - 1, :H]
         if D == 2:
             y[:, H:] = x[:, 0, H:]
-        self._cache = (lens, x.shape, x.dtype) if self.training else None
+        self._keep((lens, x.shape, x.dtype) if self.training else None)
         return y
 
     def backward(self, dy):
@@ -786,7 +794,7 @@ class LastStep(Layer):
         if self.training and lens is not None:
             lens = _private(lens, lengths)
         y = _kernels().last_step_forward(x, lens, self.num_directions)  # [N, D*H]
-        self._cache = (lens, shape, x.dtype) if self.training else None
+        self._keep((lens, shape, x.dtype) if self.training else None)
         return _out(y, device_out)
 
     def _backward_cuda(self, dy):

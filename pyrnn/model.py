@@ -33,7 +33,7 @@ from . import losses as _losses
 from . import optim as _optim
 from ._validate import host_only, lengths_array, positive_int, real_array, seed_arg, shape_str
 from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm
-from .parameter import Parameter
+from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device
 
 
@@ -179,8 +179,7 @@ class Sequential(Layer):
     def parameters(self):
         """Every layer's Parameters, named "{layer index}.{name}" (e.g. "0.weight_ih_l0")."""
         for i, layer in enumerate(self.layers):
-            for p in layer.parameters():
-                yield Parameter(f"{i}.{p.name}", p.data, p.grad)
+            yield from prefixed(f"{i}.", layer.parameters())
 
     params = _arrays.NamedArrays(
         lambda self: self._named("data"), "parameter",
@@ -208,6 +207,14 @@ class Sequential(Layer):
         missing names keep their value. All or nothing: every name, shape and dtype is checked
         before any layer is written."""
         _arrays.load_into(self._named("data"), values)
+        self._params_changed()
+
+    def _params_changed(self):
+        # Writes through the model's params / load_params: each layer's backward then refuses
+        # a forward made before them (parameter.ParamWrites).
+        for layer in self.layers:
+            if callable(getattr(layer, "_params_changed", None)):
+                layer._params_changed()
 
     def num_parameters(self):
         return int(sum(p.size for p in self.parameters()))

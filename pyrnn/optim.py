@@ -99,6 +99,7 @@ class Optimizer:
         self.steps += 1
         for p, st in zip(self.params, self.state):
             self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
+            p._changed()
 
     def _update(self, data, grad, state):  # flat [n] views
         raise NotImplementedError

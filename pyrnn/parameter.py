@@ -13,9 +13,9 @@ class Parameter:
     ``grad`` across backward calls until zero_grad(). A layer moved with ``.to(device)`` gets
     new storage: build optimizers after moving the model.
     """
-    __slots__ = ("_name", "_data", "_grad")
+    __slots__ = ("_name", "_data", "_grad", "_owner")
 
-    def __init__(self, name, data, grad):
+    def __init__(self, name, data, grad, owner=None):
         kinds = (_kind(data), _kind(grad))
         if None in kinds or kinds[0] != kinds[1]:
             raise TypeError("Parameter data and grad must both be ndarrays or both device arrays, "
@@ -26,6 +26,13 @@ class Parameter:
         self._name = str(name)
         self._data = data
         self._grad = grad
+        self._owner = owner  # the layer whose array data is (a ParamWrites), or None
+
+    def _changed(self):
+        """Called by whatever writes ``data`` through pyrnn (an optimizer step, pyrnn.init):
+        the owning layer then refuses to differentiate a forward made before the write."""
+        if self._owner is not None:
+            self._owner._params_changed()
 
     @property
     def name(self):
@@ -78,4 +85,30 @@ def _kind(a):
 def prefixed(prefix, params):
     """The same Parameter views under names ``prefix + name`` (Sequential's "0.weight")."""
     for p in params:
-        yield Parameter(prefix + p.name, p.data, p.grad)
+        yield Parameter(prefix + p.name, p.data, p.grad, p._owner)
+
+
+class ParamWrites:
+    """Mixin of the layers with parameters: counts the writes made to them through pyrnn (an
+    optimizer step, pyrnn.init on a Parameter, load_params, ``params[...] = ``), so that
+    backward() refuses to differentiate a forward made before one, as PyTorch refuses a graph
+    whose weights were modified in place: the cached activations belong to the old weights,
+    and the gradients would silently mix the two. (Writes by hand into the arrays,
+    ``layer.params[name][...] = v``, are not seen.)"""
+    _params_version = 0  # class defaults: pickles from before have neither
+    _forward_params_version = 0
+
+    def _params_changed(self):
+        self._params_version += 1
+
+    def _forward_made(self):
+        """At a training forward: the write count its cache belongs to."""
+        self._forward_params_version = self._params_version
+
+    def _check_params_unchanged(self):
+        if self._forward_params_version != self._params_version:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward(): its parameters were changed (an optimizer "
+                "step, load_params, params assignment or pyrnn.init) after the forward() it "
+                "would differentiate; call backward() before optimizer.step(), or run forward() "
+                "again")

@@ -12,7 +12,7 @@ import numpy as np
 from . import _arrays, _attrs, _core
 from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
                         shape_str)
-from .parameter import Parameter
+from .parameter import Parameter, ParamWrites
 
 
 def _check_device(device):
@@ -35,7 +35,7 @@ def _host_lengths(lengths):
     return lengths
 
 
-class _Recurrent:
+class _Recurrent(ParamWrites):
     _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
     _takes_lengths = True  # Sequential passes the sequence lengths to forward
 
@@ -181,6 +181,7 @@ class _Recurrent:
     def load_params(self, values):
         """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
         _arrays.load_into(self._params, values)
+        self._params_changed()
 
     def num_parameters(self):
         return int(self._native.num_parameters())
@@ -191,7 +192,7 @@ class _Recurrent:
         optimizers update the layer in place, on its device. layer.to() gives the layer new
         storage: build optimizers after moving it."""
         for name, data in self._params.items():
-            yield Parameter(name, data, self._grads[name])
+            yield Parameter(name, data, self._grads[name], self)
 
     # ---- serialization (pyrnn.save / pyrnn.load) ------------------------------------------
     def config(self):
@@ -316,6 +317,7 @@ class _Recurrent:
         return y
 
     def forward(self, x, hx=None, lengths=None):
+        self._forward_made()
         if self.device == "cuda":
             return self._forward_cuda(x, hx, lengths)
         x, unbatched = self._input(x)
@@ -337,6 +339,7 @@ class _Recurrent:
         if self._last is None or not self._native.has_cache():
             raise RuntimeError("backward() needs a preceding forward() in training mode "
                                "(call layer.train() before forward)")
+        self._check_params_unchanged()
         if self.device == "cuda":
             return self._backward_cuda(d_out, d_h_n, d_c_n)
         unbatched, T, N = self._last

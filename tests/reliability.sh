@@ -135,7 +135,8 @@ case "${1:-}" in
     (cd "$BUILD" && PYRNN_MEMORY_LIMIT=4G "$PY" -m pytest -q -p no:cacheprovider \
       "$ROOT"/tests/test_cuda_*.py "$ROOT/tests/test_bench_cuda.py" \
       "$ROOT/tests/test_demo_cli.py" "$ROOT/tests/test_input_table.py" \
-      "$ROOT/tests/test_package.py" "$ROOT/tests/test_recurrent_copy.py")
+      "$ROOT/tests/test_package.py" "$ROOT/tests/test_recurrent_copy.py" \
+      "$ROOT/tests/test_param_writes.py")
     ;;
   *)
     sed -n '2,18p' "$0"
