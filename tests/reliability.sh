@@ -36,6 +36,21 @@ asan_env() {
   export LD_PRELOAD
 }
 
+# install_site SITE BUILD_DIR [-C option...]: the package, built with the given options, into
+# SITE (--target: nothing else is touched); `PYTHONPATH=SITE` then imports it. Every option is
+# explicit: CI's SKBUILD_CMAKE_DEFINE (PYRNN_WITH_CUDA=ON for its main build) is dropped. The
+# build requirements come from an isolated build environment unless this one has them.
+install_site() {
+  local site=$1 build=$2
+  shift 2
+  rm -rf "$site"
+  local isolation=()
+  "$PY" -c "import scikit_build_core, Cython, cython_cmake" 2> /dev/null \
+    && isolation=(--no-build-isolation)
+  env -u SKBUILD_CMAKE_DEFINE "$PY" -m pip install "${isolation[@]}" --no-deps -q \
+    --target "$site" "$ROOT" -C build-dir="$build" -C cmake.build-type=RelWithDebInfo "$@"
+}
+
 case "${1:-}" in
   asan-cpp)
     cmake -S "$ROOT/cpp" -B "$BUILD/asan-cpp" "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -45,16 +60,8 @@ case "${1:-}" in
     ctest --test-dir "$BUILD/asan-cpp" --output-on-failure
     ;;
   asan-python)
-    rm -rf "$BUILD/asan-site"
-    # CPU only (the CUDA backend is not sanitizer-instrumented); CI exports
-    # SKBUILD_CMAKE_DEFINE=PYRNN_WITH_CUDA=ON for its main build. The build requirements
-    # come from an isolated build environment unless this environment has them.
-    isolation=()
-    "$PY" -c "import scikit_build_core, Cython, cython_cmake" 2> /dev/null \
-      && isolation=(--no-build-isolation)
-    env -u SKBUILD_CMAKE_DEFINE "$PY" -m pip install "${isolation[@]}" --no-deps -q \
-      --target "$BUILD/asan-site" "$ROOT" \
-      -C build-dir="$BUILD/asan-py" -C cmake.build-type=RelWithDebInfo \
+    # CPU only (nvcc's objects are not sanitizer-instrumented).
+    install_site "$BUILD/asan-site" "$BUILD/asan-py" \
       -C cmake.define.PYRNN_SANITIZE=ON -C cmake.define.PYRNN_WITH_CUDA=OFF
     asan_env
     export PYTHONPATH="$BUILD/asan-site"
@@ -118,13 +125,7 @@ case "${1:-}" in
     # "device" memory is host memory, so an access outside a device buffer is a report (what
     # compute-sanitizer's memcheck does on a GPU). Kernel launches, cuBLAS's argument mapping
     # and real asynchrony are left to a device (benchmarks/gpu_session.sh).
-    rm -rf "$BUILD/emu-site"
-    isolation=()
-    "$PY" -c "import scikit_build_core, Cython, cython_cmake" 2> /dev/null \
-      && isolation=(--no-build-isolation)
-    env -u SKBUILD_CMAKE_DEFINE "$PY" -m pip install "${isolation[@]}" --no-deps -q \
-      --target "$BUILD/emu-site" "$ROOT" -C build-dir="$BUILD/emu-py" \
-      -C cmake.build-type=RelWithDebInfo -C cmake.define.PYRNN_SANITIZE=ON \
+    install_site "$BUILD/emu-site" "$BUILD/emu-py" -C cmake.define.PYRNN_SANITIZE=ON \
       -C cmake.define.PYRNN_WITH_CUDA=ON -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 \
       -C cmake.define.PYRNN_CUDA_HOST_EMULATION=ON
     asan_env

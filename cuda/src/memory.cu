@@ -1,11 +1,11 @@
-// copy_bytes / permute01 / pointer_device (see pyrnn/cuda/memory.h).
+// copy_bytes / pointer_device and the rest of pyrnn/cuda/memory.h but permute01 (permute.cu):
+// runtime calls only, no kernels, so the host emulation compiles this file as it is.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 
 #include "device_scope.cuh"
-#include "grid.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/memory.h"
 #include "pyrnn/error.h"
@@ -15,41 +15,10 @@ namespace cuda {
 
 using detail::DeviceScope;
 
-namespace {
-template <typename E>
-__global__ void permute01_kernel(E* __restrict__ out, const E* __restrict__ in, std::size_t A,
-                                 std::size_t B, std::size_t C) {
-  PYRNN_GRID_LOOP(i, A * B * C) {
-    // i indexes out [B, A, C]
-    const std::size_t c = i % C, a = (i / C) % A, b = i / (C * A);
-    out[i] = in[(a * B + b) * C + c];
-  }
-}
-}  // namespace
-
 void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return;
   PYRNN_CHECK(dst && src, "copy_bytes: null pointer");
   PYRNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
-  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
-}
-
-void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
-               std::size_t elem_size, int device) {
-  const std::size_t n = A * B * C;
-  if (n == 0) return;
-  DeviceScope scope(device);
-  cudaStream_t stream = nullptr;
-  PYRNN_CHECK(elem_size == 4 || elem_size == 8, "permute01: element size ", elem_size,
-              " is not 4 or 8");
-  const unsigned blocks = detail::blocks_for(n);
-  if (elem_size == 4)
-    permute01_kernel<std::uint32_t><<<blocks, detail::kThreads, 0, stream>>>(
-        static_cast<std::uint32_t*>(out), static_cast<const std::uint32_t*>(in), A, B, C);
-  else
-    permute01_kernel<std::uint64_t><<<blocks, detail::kThreads, 0, stream>>>(
-        static_cast<std::uint64_t*>(out), static_cast<const std::uint64_t*>(in), A, B, C);
-  PYRNN_CUDA_CHECK(cudaGetLastError());
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 

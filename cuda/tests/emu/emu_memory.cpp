@@ -1,43 +1,28 @@
-// memory.cu and fill.cu for the host emulation (see host_runtime.cpp): the same functions, with
-// the permute01 and fill kernels as loops over every element. The runtime calls (copies,
-// synchronisation, cudaPointerGetAttributes) go through host_runtime.cpp as in memory.cu.
-#include <cuda_runtime_api.h>
+// The real memory.cu (runtime calls only), compiled as C++ against host_runtime.cpp, and the
+// two kernels behind the memory helpers, permute.cu's permute01 and fill.cu's fill, as loops
+// over every element (run, or recorded into an open capture, as a launch would be).
+#include "../../src/memory.cu"
 
-#include <cstdint>
-#include <cstring>
 #include <functional>
 
-#include "device_scope.cuh"
-#include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/fill.h"
-#include "pyrnn/cuda/memory.h"
-#include "pyrnn/error.h"
 
 namespace pyrnn {
 namespace cuda {
-
-using detail::DeviceScope;
 namespace emu {
-void run_or_record(std::function<void()> op);  // host_runtime.cpp: now, or into an open capture
+void run_or_record(std::function<void()> op);  // host_runtime.cpp
 }
 
 namespace {
 template <typename E>
 void permute01_loop(E* out, const E* in, std::size_t A, std::size_t B, std::size_t C) {
   for (std::size_t i = 0; i < A * B * C; ++i) {
-    // i indexes out [B, A, C], as in memory.cu's kernel
+    // i indexes out [B, A, C], as in permute.cu's kernel
     const std::size_t c = i % C, a = (i / C) % A, b = i / (C * A);
     out[i] = in[(a * B + b) * C + c];
   }
 }
 }  // namespace
-
-void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream) {
-  if (bytes == 0) return;
-  PYRNN_CHECK(dst && src, "copy_bytes: null pointer");
-  PYRNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
-  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
-}
 
 void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
                std::size_t elem_size, int device) {
@@ -55,28 +40,6 @@ void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::siz
                      B, C);
   });
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
-}
-
-DeviceBuffer<unsigned char>* new_device_bytes(std::size_t bytes, int device) {
-  DeviceScope scope(device);
-  return new DeviceBuffer<unsigned char>(bytes);
-}
-
-void synchronize_stream(cudaStream_t stream) { PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream)); }
-
-void synchronize_stream(cudaStream_t stream, int device) {
-  if (device < 0) return synchronize_stream(stream);
-  DeviceScope scope(device);
-  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
-}
-
-int pointer_device(const void* p) {
-  cudaPointerAttributes attr{};
-  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return -1;
-  }
-  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged ? attr.device : -1;
 }
 
 template <typename T>
