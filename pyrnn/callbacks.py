@@ -153,6 +153,7 @@ class EarlyStopping(Callback):
             from ._arrays import copy_into
             for p, w in zip(self.model.parameters(), self._best_weights):
                 copy_into(p.data, w)  # on the parameters' device (a copy there)
+                p._changed()
 
 
 class ModelCheckpoint(Callback):

@@ -211,10 +211,9 @@ class Sequential(Layer):
 
     def _params_changed(self):
         # Writes through the model's params / load_params: each layer's backward then refuses
-        # a forward made before them (parameter.ParamWrites).
-        for layer in self.layers:
-            if callable(getattr(layer, "_params_changed", None)):
-                layer._params_changed()
+        # a forward made before them (parameter.ParamWrites), nested layers included.
+        for p in self.parameters():
+            p._changed()
 
     def num_parameters(self):
         return int(sum(p.size for p in self.parameters()))
@@ -566,6 +565,7 @@ class Sequential(Layer):
         def restore():
             for p, g in zip(params, good):
                 _arrays.copy_into(p.data, g)
+                p._changed()
 
         def fail(why):
             restore()

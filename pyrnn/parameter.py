@@ -28,6 +28,10 @@ class Parameter:
         self._grad = grad
         self._owner = owner  # the layer whose array data is (a ParamWrites), or None
 
+    def __reduce__(self):
+        # A copy or pickle is a detached Parameter: it does not drag its whole layer along.
+        return (Parameter, (self._name, self._data, self._grad))
+
     def _changed(self):
         """Called by whatever writes ``data`` through pyrnn (an optimizer step, pyrnn.init):
         the owning layer then refuses to differentiate a forward made before the write."""
@@ -85,7 +89,7 @@ def _kind(a):
 def prefixed(prefix, params):
     """The same Parameter views under names ``prefix + name`` (Sequential's "0.weight")."""
     for p in params:
-        yield Parameter(prefix + p.name, p.data, p.grad, p._owner)
+        yield Parameter(prefix + p.name, p.data, p.grad, getattr(p, "_owner", None))
 
 
 class ParamWrites:
@@ -96,7 +100,9 @@ class ParamWrites:
     and the gradients would silently mix the two. (Writes by hand into the arrays,
     ``layer.params[name][...] = v``, are not seen.)"""
     _params_version = 0  # class defaults: pickles from before have neither
-    _forward_params_version = 0
+    # The count the cached forward saw; None where no forward recorded one (a custom Layer
+    # subclass that sets _cache itself, a pickle from before): not checked then.
+    _forward_params_version = None
 
     def _params_changed(self):
         self._params_version += 1
@@ -106,7 +112,7 @@ class ParamWrites:
         self._forward_params_version = self._params_version
 
     def _check_params_unchanged(self):
-        if self._forward_params_version != self._params_version:
+        if self._forward_params_version not in (None, self._params_version):
             raise RuntimeError(
                 f"{type(self).__name__}.backward(): its parameters were changed (an optimizer "
                 "step, load_params, params assignment or pyrnn.init) after the forward() it "

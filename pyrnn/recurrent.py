@@ -317,7 +317,6 @@ class _Recurrent(ParamWrites):
         return y
 
     def forward(self, x, hx=None, lengths=None):
-        self._forward_made()
         if self.device == "cuda":
             return self._forward_cuda(x, hx, lengths)
         x, unbatched = self._input(x)
@@ -327,6 +326,7 @@ class _Recurrent(ParamWrites):
         seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
         y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
         self._last = (unbatched, T, N) if self.training else None
+        self._forward_made()  # after the pass: a failed forward leaves the old cache and count
         y = self._to_user(y, unbatched)
         if unbatched:
             hn = hn[:, 0, :]
@@ -441,6 +441,7 @@ class _Recurrent(ParamWrites):
         seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
         y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
         self._last = (unbatched, T, N) if self.training else None
+        self._forward_made()  # after the pass: a failed forward leaves the old cache and count
         y = self._to_user_cuda(y, unbatched, device_out)
         hn = self._states_out_cuda(hn, unbatched, device_out)
         cn = self._states_out_cuda(cn, unbatched, device_out)

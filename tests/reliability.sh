@@ -105,7 +105,8 @@ case "${1:-}" in
       # fuzzer with a non-zero status and leaves the input in $work/crash-* (or timeout-*,
       # oom-*).
       rc=0
-      (cd "$work" && PYRNN_MEMORY_LIMIT=1G OMP_NUM_THREADS=1 "$PY" \
+      # TMPDIR: libFuzzer ends a timed run with exit(), past Python's atexit clean-up.
+      (cd "$work" && TMPDIR="$work" PYRNN_MEMORY_LIMIT=1G OMP_NUM_THREADS=1 "$PY" \
         "$ROOT/tests/fuzz/fuzz_$target.py" -max_total_time="$seconds" -timeout=20 -seed="$seed" \
         -rss_limit_mb=4096 -artifact_prefix="$work/" -print_final_stats=1 \
         "$work/corpus" "$ROOT/tests/fuzz/corpus/$target" > "$work/log" 2>&1) || rc=$?

@@ -156,3 +156,109 @@ def test_pickles_from_before_the_check_still_train():
     optim.SGD(old.parameters(), lr=0.1).step()
     with pytest.raises(RuntimeError, match=REFUSED):
         old.backward(ones_like(out))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_forward_keeps_the_old_forwards_count(kind, device):
+    # The refused forward leaves the previous cache; a write since that one still counts.
+    layer, x = layer_and_input(kind, device)
+    out = forward(layer, x)
+    optim.SGD(layer.parameters(), lr=0.1).step()
+    bad = {"embedding": np.array([1, 99])}.get(kind, np.ones((7,) * x.ndim, np.float32))
+    with pytest.raises((ValueError, IndexError)):
+        layer(bad)
+    with pytest.raises(RuntimeError, match=REFUSED):
+        layer.backward(ones_like(out))
+
+
+def test_fit_restoring_weights_after_a_nonfinite_loss_counts_as_a_write():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((8, 4, 3)).astype(np.float32)
+    y = rng.standard_normal((8, 2)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                          pyrnn.Dense(4, 2, seed=2)])
+    with pytest.raises(RuntimeError, match="restored"):
+        m.fit(x, y, loss=losses.MSELoss(), optimizer=optim.SGD(m.parameters(), lr=1e30),
+              epochs=3, batch_size=2, verbose=False, seed=0)
+    # The last cached forward is the non-finite batch's, made with the weights fit replaced.
+    with pytest.raises(RuntimeError, match=REFUSED):
+        m.backward(np.ones((2, 2), np.float32))
+
+
+class _Custom(pyrnn.layers.Layer):
+    """A user's layer as Layer's protocol allows: it sets _cache itself (no _keep)."""
+
+    def __init__(self):
+        super().__init__()
+        self._params = {"w": np.ones(3, np.float32)}
+        self._grads = {"w": np.zeros(3, np.float32)}
+
+    def forward(self, x):
+        self._cache = np.asarray(x, np.float32) if self.training else None
+        return self._cache * self._params["w"]
+
+    def backward(self, dy):
+        x = self._need_cache()
+        self._grads["w"] += (dy * x).sum(axis=0)
+        return dy * self._params["w"]
+
+
+class _Duck:
+    """A duck-typed layer: plain objects with name / data / grad, wrapping a pyrnn Dense."""
+
+    def __init__(self):
+        self.inner = pyrnn.Dense(3, 3, seed=4)
+        self.training = True
+
+    def forward(self, x):
+        return self.inner(x)
+
+    __call__ = forward
+
+    def backward(self, dy):
+        return self.inner.backward(dy)
+
+    def parameters(self):
+        for p in self.inner.parameters():
+            yield p  # pyrnn Parameters: their layer counts the model's writes
+
+    def zero_grad(self):
+        self.inner.zero_grad()
+
+    def train(self, mode=True):
+        self.training = mode
+        self.inner.train(mode)
+        return self
+
+
+class _Plain:
+    def __init__(self, name, data, grad):
+        self.name, self.data, self.grad = name, data, grad
+
+
+class _DuckPlain(_Duck):
+    def parameters(self):
+        for p in self.inner.parameters():
+            yield _Plain(p.name, p.data, p.grad)
+
+
+def test_custom_layers_in_a_model():
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    # A Layer subclass that sets _cache itself trains normally (its writes are not tracked).
+    m = pyrnn.Sequential([_Custom(), pyrnn.Dense(3, 2, seed=1)])
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    for _ in range(3):
+        m.backward(np.ones((4, 2), np.float32) + 0 * m(x))
+        opt.step()
+        opt.zero_grad()
+    # Duck-typed parameters (plain objects) still make Parameters, with no layer to tell.
+    m = pyrnn.Sequential([_DuckPlain(), pyrnn.Dense(3, 2, seed=1)])
+    assert [p.name for p in m.parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert m.num_parameters() == 20
+    # A wrapper passing pyrnn's Parameters through: the model's writes reach the inner layer.
+    m = pyrnn.Sequential([_Duck(), pyrnn.Dense(3, 2, seed=1)])
+    out = m(x)
+    m.params["0.weight"] = host(m.params["0.weight"])
+    with pytest.raises(RuntimeError, match=REFUSED):
+        m.backward(np.ones_like(out))
