@@ -262,3 +262,14 @@ def test_custom_layers_in_a_model():
     m.params["0.weight"] = host(m.params["0.weight"])
     with pytest.raises(RuntimeError, match=REFUSED):
         m.backward(np.ones_like(out))
+
+
+def test_a_parameter_copy_leaves_its_layer_behind():
+    import copy
+    layer, _ = layer_and_input("dense", "cpu")
+    p = first_param(layer)
+    for q in (copy.deepcopy(p), pickle.loads(pickle.dumps(p))):
+        assert q._owner is None and q.name == p.name
+        np.testing.assert_array_equal(q.data, p.data)
+        assert not np.shares_memory(q.data, p.data)
+    assert copy.copy(p)._owner is None
