@@ -32,7 +32,10 @@ def render(path):
              f"runs; ratio = pyrnn time / PyTorch time (lower is better"
              + ("; in brackets the quartiles of the per-round ratios" if any(
                  x.get("ratio_q1") is not None for x in r["results"]) else "") + "). "
-             f"torch.matmul 2048x2048 reached {r['torch_matmul_2048_gflops']:.0f} GFLOP/s.",
+             f"torch.matmul 2048x2048 reached {r['torch_matmul_2048_gflops']:.0f} GFLOP/s"
+             + (f"; the FMA peak (pyrnn's multiply-add alone, before / after the cases) "
+                f"{r['fma_peak_gflops']['before']:.0f} / {r['fma_peak_gflops']['after']:.0f}"
+                if r.get("fma_peak_gflops") else "") + ".",
              "",
              "| config (T, N, C, H) | cell | forward ms (torch) | ratio | fwd+bwd ms (torch) | ratio | GFLOP/s fwd / fwd+bwd |",
              "|---|---|---|---|---|---|---|"]
@@ -62,6 +65,15 @@ def render(path):
         lines += ["", f"Issue 4's ratio targets met: {s['targets_met']} of {s['targets_judged']}"
                   + (f" (missed: {', '.join(s['targets_missed'])})" if s["targets_missed"] else "")
                   + "."]
+        needs = s.get("missed_needs") or {}
+        if needs:
+            peak = r["fma_peak_gflops"]["max"]
+            lines += ["", f"What each missed target needs (GFLOP/s, and its fraction of the FMA "
+                          f"peak, {peak:.0f}):", ""]
+            lines += [f"- {name}: {ratio_text(n['ratio'], n['target'])} against {n['target']}; "
+                      f"meeting it needs {n['needed_gflops']:.0f} GFLOP/s, "
+                      f"{n['needed_fraction_of_fma_peak']:.0%} "
+                      f"of the peak." for name, n in needs.items()]
     return "\n".join(lines)
 
 

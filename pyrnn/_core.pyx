@@ -51,6 +51,28 @@ def set_cpu_isa(name):
 def get_num_threads():
     return cruntime.get_num_threads()
 
+def fma_peak_gflops(threads=None, seconds=0.5):
+    """The machine's limit for pyrnn's CPU kernels: the best float32 rate (GFLOP/s, 2 flops per
+    multiply-add) of the current ISA's widest multiply-add on `threads` threads at once
+    (default get_num_threads()), with nothing else in the loop, over 5 trials taking about
+    `seconds` in all. No product can beat it; benchmarks divide by it."""
+    if threads is None:
+        threads = cruntime.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an int, got {type(threads).__name__}")
+    if not 1 <= threads <= 4096:
+        raise ValueError(f"threads must be in [1, 4096], got {threads}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)):
+        raise TypeError(f"seconds must be a number, got {type(seconds).__name__}")
+    if not 0 < seconds <= 60:  # NaN fails too
+        raise ValueError(f"seconds must be in (0, 60], got {seconds}")
+    cdef int c_threads = threads
+    cdef double c_seconds = seconds
+    cdef double out
+    with nogil:
+        out = cruntime.fma_peak_gflops(c_threads, c_seconds)
+    return out
+
 def cpu_wait_policy():
     """How the CPU step loops' barrier waits: "spin" or "passive" (OMP_WAIT_POLICY=passive,
     read when the library loaded)."""

@@ -20,3 +20,6 @@ cdef extern from "pyrnn/runtime.h" namespace "pyrnn" nogil:
         Passive
     WaitPolicy cpu_wait_policy()
     const char* wait_policy_name(WaitPolicy policy)
+
+cdef extern from "pyrnn/kernels/peak.h" namespace "pyrnn::kernels" nogil:
+    double fma_peak_gflops(int threads, double seconds) except +

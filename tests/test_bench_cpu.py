@@ -1,6 +1,7 @@
 """benchmarks/bench_cpu.py: the JSON and table it writes (a quick run on the latency configuration,
 with and without torch) and its target bookkeeping on made-up rows. Timings are never asserted."""
 import json
+import math
 import platform
 import sys
 
@@ -12,8 +13,10 @@ def load_bench():
     return load_script("bench_cpu")
 
 
-def row(config, mode, ratio, gflops=1.0, cell="LSTM"):
+def row(config, mode, ratio, gflops=1.0, cell="LSTM", torch_ms=2.0):
+    T, N, C, H = load_bench().CONFIGS[config]
     return {"config": config, "cell": cell, "mode": mode, "ratio": ratio, "pyrnn_gflops": gflops,
+            "T": T, "N": N, "C": C, "H": H, "torch_ms": None if ratio is None else torch_ms,
             "target_ratio": None if ratio is None else load_bench().TARGETS[(config, mode)]}
 
 
@@ -29,6 +32,46 @@ def test_summary_counts_targets_and_the_gflops_bound():
     assert not bench.summarize(rows, peak=420.0)["gflops_target_met"]          # 310 < 315
     assert "missed: seed LSTM fwdbwd" in s["lines"][0]
     assert "gflops_target_met" not in bench.summarize(rows, peak=None)
+    assert "missed_needs" not in s  # no FMA peak given
+
+
+def test_missed_targets_say_what_they_need_of_the_fma_peak():
+    bench = load_bench()
+    # seed LSTM forward + backward: 3 x 2 T N 4H (C + H) = 2.5166 GFLOP; torch 8 ms, bound 0.6:
+    # meeting it takes 2.5166 / 4.8 ms = 524.3 GFLOP/s.
+    rows = [row("seed", "fwdbwd", 0.8, gflops=400.0, torch_ms=8.0), row("seed", "fwd", 0.5)]
+    assert bench.needed_gflops(rows[0]) == pytest.approx(2.5165824e9 / 4.8e-3 / 1e9)
+    assert bench.needed_gflops(row("latency", "fwd", None, cell="GRU_seeds")) is None
+    s = bench.summarize(rows, peak=None, fma_peak=550.0)
+    need = s["missed_needs"]["seed LSTM fwdbwd"]
+    assert need["needed_gflops"] == pytest.approx(524.288)
+    assert need["needed_fraction_of_fma_peak"] == pytest.approx(524.288 / 550.0)
+    assert (need["ratio"], need["target"]) == (0.8, 0.6)
+    assert list(s["missed_needs"]) == ["seed LSTM fwdbwd"]  # the met one is not listed
+    assert "needs 524 GFLOP/s = 95% of the FMA peak (550); pyrnn ran at 400 (73%)" in s["lines"][1]
+
+
+def test_fma_peak_runs_on_every_isa_and_refuses_bad_arguments():
+    import pyrnn
+    from pyrnn import _core
+    before = pyrnn.get_cpu_isa()
+    try:
+        for isa in pyrnn._core.available_isas():
+            pyrnn.set_cpu_isa(isa)
+            for threads in (1, 2):
+                g = _core.fma_peak_gflops(threads, 0.01)
+                assert math.isfinite(g) and g > 0, (isa, threads, g)
+    finally:
+        pyrnn.set_cpu_isa(before)
+    assert _core.fma_peak_gflops(seconds=0.01) > 0  # threads default: get_num_threads()
+    for bad, err in [((0, 1.0), "threads must be in"), ((4097, 1.0), "threads must be in"),
+                     ((1, 0.0), "seconds must be in"), ((1, -1.0), "seconds must be in"),
+                     ((1, float("nan")), "seconds must be in"), ((1, 61), "seconds must be in")]:
+        with pytest.raises(ValueError, match=err):
+            _core.fma_peak_gflops(*bad)
+    for bad in [(True, 1.0), (1.5, 1.0), (1, "1"), (1, None)]:
+        with pytest.raises(TypeError):
+            _core.fma_peak_gflops(*bad)
 
 
 def test_quick_run_without_torch_writes_absolute_figures(tmp_path, capsys):
@@ -39,6 +82,8 @@ def test_quick_run_without_torch_writes_absolute_figures(tmp_path, capsys):
     on_disk = json.loads(out.read_text())
     assert on_disk["results"] == res["results"]
     assert on_disk["torch"] is None and on_disk["torch_matmul_2048_gflops"] is None
+    fma = on_disk["fma_peak_gflops"]
+    assert fma["before"] > 0 and fma["after"] > 0 and fma["max"] == max(fma["before"], fma["after"])
     assert on_disk["pyrnn"]["threads"] == 1 and on_disk["machine"]["cpu"]
     if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "i686"):
         # family/model tell CPU generations apart (x86's /proc/cpuinfo has them; ARM's not)
@@ -49,6 +94,8 @@ def test_quick_run_without_torch_writes_absolute_figures(tmp_path, capsys):
         assert r["pyrnn_ms"] > 0 and r["pyrnn_gflops"] > 0 and r["repeats"] >= 3
         assert r["torch_ms"] is None and r["ratio"] is None and r["target_ratio"] is None
         assert r["ratio_q1"] is None and r["ratio_q3"] is None
+        assert r["needed_gflops"] is None and "needed_fraction_of_fma_peak" not in r
+        assert r["fraction_of_fma_peak"] == pytest.approx(r["pyrnn_gflops"] / fma["max"])
     assert on_disk["summary"]["targets_judged"] == 0
     assert "ratio targets met: 0/0" in capsys.readouterr().out
 
@@ -66,6 +113,9 @@ def test_quick_run_with_torch_pairs_every_case(tmp_path):
             continue
         assert r["ratio"] == pytest.approx(r["pyrnn_ms"] / r["torch_ms"])
         assert r["ratio_q1"] <= r["ratio_q3"] and r["target_ratio"] == 0.3
+        assert r["needed_gflops"] == pytest.approx(r["pyrnn_gflops"] * r["ratio"] / 0.3)
+        assert r["needed_fraction_of_fma_peak"] == pytest.approx(
+            r["needed_gflops"] / res["fma_peak_gflops"]["max"])
     assert res["summary"]["targets_judged"] == 4
 
 
@@ -97,3 +147,14 @@ def test_render_table_shows_ratios_spread_and_summary(tmp_path):
     doc["machine"]["cpu_id"] = {"vendor": "AuthenticAMD", "family": 26, "model": 2}
     path.write_text(json.dumps(doc))
     assert "on Test CPU (family 26, model 2), 2 cores," in render.render(str(path))
+    assert "FMA peak" not in render.render(str(path))  # an older file: no FMA peak
+    doc["fma_peak_gflops"] = {"before": 540.2, "after": 530.0, "max": 540.2}
+    doc["summary"]["missed_needs"] = {"seed LSTM fwd": {
+        "ratio": 0.7503, "target": 0.75, "needed_gflops": 503.4,
+        "needed_fraction_of_fma_peak": 503.4 / 540.2}}
+    path.write_text(json.dumps(doc))
+    text = render.render(str(path))
+    assert "reached 180 GFLOP/s; the FMA peak (pyrnn's multiply-add alone, before / after the " \
+        "cases) 540 / 530." in text
+    assert "- seed LSTM fwd: 0.7503 against 0.75; meeting it needs 503 GFLOP/s, 93% of the peak." \
+        in text

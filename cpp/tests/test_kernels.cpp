@@ -1,5 +1,6 @@
 // Every kernel family against the reference: packed GEMM (all transposes, ragged sizes,
-// alpha/beta, thread counts) and the fast float math against libm (max relative error).
+// alpha/beta, thread counts), the fast float math against libm (max relative error), and the
+// multiply-add loop the FMA peak times.
 #include <cmath>
 #include <cstdio>
 #include <initializer_list>
@@ -7,8 +8,10 @@
 
 #include "check.h"
 #include "pyrnn/aligned.h"
+#include "pyrnn/error.h"
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/kernels/ops.h"
+#include "pyrnn/kernels/peak.h"
 #include "pyrnn/random.h"
 #include "pyrnn/runtime.h"
 
@@ -215,4 +218,41 @@ TEST(gemm_every_isa_matches_reference) {
 
 TEST(fast_math_every_isa) {
   for (CpuIsa isa : available_isas()) math_family(isa);
+}
+
+// The peak loop does the multiply-adds it counts, at the ISA's full vector width: 12 chains of
+// a = a b + c (b = 0.9999, c = 1e-5) from a_i = i / 1000: each lane of each ends at
+// c / (1 - b) + (a_i - c / (1 - b)) b^R.
+template <typename T>
+void fma_loop_family(CpuIsa isa) {
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
+  const int bytes = isa == CpuIsa::AVX512 ? 64 : isa == CpuIsa::AVX2 ? 32 : int(sizeof(T));
+  const int W = bytes / int(sizeof(T));  // lanes per vector
+  for (long long R : {0LL, 1LL, 1000LL}) {
+    T sink = -1;
+    CHECK(o.fma_loop(R, &sink) == 2.0 * 12 * W * double(R));
+    // The constants as T holds them; the fixed point is c / (1 - b).
+    const double b = T(0.9999), c = T(1e-5), fixed = c / (1 - b);
+    double want = 0;
+    for (int i = 0; i < 12; ++i)
+      want += W * (fixed + (double(T(i) * T(1e-3)) - fixed) * std::pow(b, double(R)));
+    CHECK_NEAR(sink, want, 1e-4 * want);
+  }
+}
+
+TEST(fma_loop_every_isa) {
+  for (CpuIsa isa : available_isas()) {
+    fma_loop_family<float>(isa);
+    fma_loop_family<double>(isa);
+  }
+}
+
+TEST(fma_peak_checks_its_arguments) {
+  CHECK(kernels::fma_peak_gflops(1, 0.01) > 0);
+  CHECK(kernels::fma_peak_gflops(2, 0.01) > 0);
+  CHECK_THROWS(kernels::fma_peak_gflops(0, 0.01));
+  CHECK_THROWS(kernels::fma_peak_gflops(4097, 0.01));
+  CHECK_THROWS(kernels::fma_peak_gflops(1, 0.0));
+  CHECK_THROWS(kernels::fma_peak_gflops(1, 61.0));
+  CHECK_THROWS(kernels::fma_peak_gflops(1, std::nan("")));
 }

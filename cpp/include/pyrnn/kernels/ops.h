@@ -58,6 +58,10 @@ struct Ops {
   // dst[r*ldd + c] = src[r*lds + c] (r < rows, c < cols), stored around the caches where the
   // ISA can (for data read much later), ending with a store fence.
   void (*stream_copy)(int rows, int cols, const T* src, int lds, T* dst, int ldd);
+  // `rounds` rounds of independent full-width multiply-adds and nothing else: the ceiling of
+  // any product on one core (fma_peak_gflops). Returns the flops done; *sink defeats dead-code
+  // elimination.
+  double (*fma_loop)(long long rounds, T* sink);
 };
 
 // The table for an ISA (must be supported), or for the current pyrnn::get_cpu_isa().
