@@ -202,10 +202,25 @@ def _dtype_of(dtype):
     return dt
 
 
+def _host_c(array, dtype):
+    """A C-contiguous host ndarray of `array` (converted to dtype if given): 0-d stays 0-d,
+    where np.ascontiguousarray makes it (1,)."""
+    a = np.asarray(array, dtype=dtype)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _extents(shape):
+    """Integer extents, as NumPy takes them: a float (2.5) is a TypeError, never truncated."""
+    try:
+        return [operator.index(s) for s in shape]
+    except TypeError:
+        raise TypeError(f"DeviceArray extents must be integers, got {shape!r}") from None
+
+
 def _shape_of(shape):
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(_extents(shape))
     if any(s < 0 for s in shape):
         raise ValueError(f"negative extent in shape {shape}")
     # Python ints (np.prod wraps: (2**62, 4) gave 0, a 1-byte allocation the kernels would then
@@ -260,7 +275,7 @@ cdef class DeviceArray:
     @staticmethod
     def from_numpy(array, dtype=None, int device=0):
         """An owning device copy of a host array (converted to dtype if given)."""
-        host = np.ascontiguousarray(array, dtype=dtype)
+        host = _host_c(array, dtype)
         a = DeviceArray.empty(host.shape, host.dtype, device)
         a.copy_from(host)
         return a
@@ -300,10 +315,18 @@ cdef class DeviceArray:
         return self.shape[0]
 
     def __reduce__(self):
-        # Cython's generated pickling would copy the raw device pointer: a copy that outlives
-        # the memory, or an unpickled one in another process, would point at nothing.
-        raise TypeError("a DeviceArray (device memory) cannot be pickled or copied with "
-                        "copy/pickle; use .numpy() for a host copy or .copy() for a device copy")
+        # Cython's generated pickling would copy the raw device pointer: an unpickled one in
+        # another process, or after the memory is freed, would point at nothing.
+        raise TypeError("a DeviceArray (device memory) cannot be pickled; use .numpy() for a "
+                        "host copy, or copy.copy / copy.deepcopy / .copy() for a device copy")
+
+    def __copy__(self):
+        # As ndarray's: a new owning (writable) array with the same contents, so optimizers,
+        # callbacks and Parameters holding device state copy as their host versions do.
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
 
     def __repr__(self):
         return (f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, device=cuda:{self.device}"
@@ -313,7 +336,7 @@ cdef class DeviceArray:
         """A view with another shape of the same number of elements (always possible: C order)."""
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
             shape = shape[0]
-        shape = list(int(s) for s in shape)
+        shape = _extents(shape)
         if shape.count(-1) == 1:
             known = math.prod(s for s in shape if s != -1)
             shape[shape.index(-1)] = self.size // known if known else 0
@@ -373,7 +396,7 @@ cdef class DeviceArray:
         """Overwrite the contents from a host array of the same shape (converted to dtype)."""
         if self.readonly:
             raise ValueError("DeviceArray is read-only")
-        src_arr = np.ascontiguousarray(host, dtype=self.dtype)
+        src_arr = _host_c(host, self.dtype)
         if src_arr.shape != self.shape:
             raise ValueError(f"copy_from: shape {src_arr.shape} does not match {self.shape}")
         cdef size_t n = self.nbytes
@@ -613,7 +636,11 @@ def from_cuda_array_interface(obj):
     array's device. Either wait is on the ARRAY's device, whatever device is current."""
     if isinstance(obj, DeviceArray):
         return obj
-    d = obj.__cuda_array_interface__
+    try:
+        d = obj.__cuda_array_interface__
+    except AttributeError:
+        raise TypeError(f"{type(obj).__name__} has no __cuda_array_interface__ (not a CUDA "
+                        "device array); pyrnn.cuda.to_device copies host data") from None
     cai = parse_cuda_array_interface(d)
     cdef int device = -1
     cdef uintptr_t ptr = cai.ptr
@@ -785,18 +812,27 @@ cdef class NativeRecurrentCUDA:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        with nogil:
-            if self.f32:
-                self.f32.reset_parameters(seed)
-            else:
-                self.f64.reset_parameters(seed)
+        self._enter()  # as the CPU core: refused while another thread runs this layer
+        try:
+            with nogil:
+                if self.f32:
+                    self.f32.reset_parameters(seed)
+                else:
+                    self.f64.reset_parameters(seed)
+        finally:
+            self.busy = False
 
     def zero_grad(self):
-        with nogil:
-            if self.f32:
-                self.f32.zero_grad()
-            else:
-                self.f64.zero_grad()
+        # Refused while another thread runs backward (it accumulates into the same memory).
+        self._enter()
+        try:
+            with nogil:
+                if self.f32:
+                    self.f32.zero_grad()
+                else:
+                    self.f64.zero_grad()
+        finally:
+            self.busy = False
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()

@@ -48,6 +48,16 @@ cdef tuple _main(str name, object a, int ndim):
     return d.dtype, d.device, d.shape
 
 
+cdef int _extent(str name, tuple shape, int axis) except -1:
+    """shape[axis] for a C++ int argument: a ValueError from 2**31 on, where Cython's conversion
+    would raise OverflowError (a view imported through __cuda_array_interface__ can claim any
+    shape without the memory behind it)."""
+    cdef object v = shape[axis]
+    if v >= 2**31:
+        raise ValueError(f"{name} has shape {shape}: axis {axis} must be below 2**31 here")
+    return v
+
+
 def _host_i64(str name, values, int64_t n):
     arr = np.ascontiguousarray(values, dtype=np.int64).reshape(-1)
     if arr.shape[0] != n:
@@ -61,10 +71,10 @@ def dense_forward(x, w, b, int act):
     """y [M, out] = act(x [M, in] w [out, in]^T + b [out]); b may be None."""
     dt, dev, xs = _main("x", x, 2)
     cdef int64_t M = xs[0]
-    cdef int n_in = xs[1]
+    cdef int n_in = _extent("x", xs, 1)
     if not isinstance(w, DeviceArray) or (<DeviceArray>w).ndim != 2:
         raise TypeError("weight must be a 2-d DeviceArray")
-    cdef int n_out = w.shape[0]
+    cdef int n_out = _extent("weight", w.shape, 0)
     cdef uintptr_t xp = _dev("x", x, dt, None, dev)
     cdef uintptr_t wp = _dev("weight", w, dt, (n_out, n_in), dev)
     cdef uintptr_t bp = _dev("bias", b, dt, (n_out,), dev, False, True)
@@ -87,10 +97,10 @@ def dense_backward(dw, db, dy, y, x, w, int act, bint need_dx=True):
     returns dx [M, in] = dz w (None unless need_dx)."""
     dt, dev, xs = _main("x", x, 2)
     cdef int64_t M = xs[0]
-    cdef int n_in = xs[1]
+    cdef int n_in = _extent("x", xs, 1)
     if not isinstance(w, DeviceArray) or (<DeviceArray>w).ndim != 2:
         raise TypeError("weight must be a 2-d DeviceArray")
-    cdef int n_out = w.shape[0]
+    cdef int n_out = _extent("weight", w.shape, 0)
     cdef uintptr_t xp = _dev("x", x, dt, None, dev)
     cdef uintptr_t wp = _dev("weight", w, dt, (n_out, n_in), dev)
     cdef uintptr_t dwp = _dev("dweight", dw, dt, (n_out, n_in), dev, True)
@@ -119,7 +129,7 @@ def layernorm_forward(x, w, b, double eps):
     """(y [M, D], mean [M], rstd [M]) of x [M, D] normalised over its last axis."""
     dt, dev, xs = _main("x", x, 2)
     cdef int64_t M = xs[0]
-    cdef int D = xs[1]
+    cdef int D = _extent("x", xs, 1)
     cdef uintptr_t xp = _dev("x", x, dt, None, dev)
     cdef uintptr_t wp = _dev("weight", w, dt, (D,), dev)
     cdef uintptr_t bp = _dev("bias", b, dt, (D,), dev)
@@ -146,7 +156,7 @@ def layernorm_backward(dw, db, dy, x, mean, rstd, w):
     """Returns dx [M, D]; dw, db [D] accumulate."""
     dt, dev, xs = _main("x", x, 2)
     cdef int64_t M = xs[0]
-    cdef int D = xs[1]
+    cdef int D = _extent("x", xs, 1)
     cdef uintptr_t xp = _dev("x", x, dt, None, dev)
     cdef uintptr_t dyp = _dev("dy", dy, dt, (M, D), dev)
     cdef uintptr_t mp = _dev("mean", mean, dt, (M,), dev)
@@ -177,7 +187,7 @@ def embedding_forward(idx, table):
     """y [M, dim] = table [num, dim] rows at idx (HOST int64 [M], validated in C++)."""
     dt, dev, ts = _main("table", table, 2)
     cdef int64_t num = ts[0]
-    cdef int dim = ts[1]
+    cdef int dim = _extent("table", ts, 1)
     cdef const int64_t[::1] ids = np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
     cdef int64_t M = ids.shape[0]
     cdef uintptr_t tp = _dev("table", table, dt, None, dev)
@@ -198,7 +208,7 @@ def embedding_backward(dtable, dy, idx, int64_t padding_idx):
     """dtable [num, dim] += dy [M, dim] rows at idx (HOST int64 [M]); padding_idx skipped."""
     dt, dev, ts = _main("dtable", dtable, 2)
     cdef int64_t num = ts[0]
-    cdef int dim = ts[1]
+    cdef int dim = _extent("dtable", ts, 1)
     cdef const int64_t[::1] ids = np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
     cdef int64_t M = ids.shape[0]
     cdef uintptr_t tp = _dev("dtable", dtable, dt, None, dev, True)
@@ -254,7 +264,7 @@ def dropout_backward(dy, uint64_t seed, double p):
 def last_step_forward(x, lengths, int D):
     """y [N, W] from x [N, T, W] (W = D*H); lengths HOST int64 [N] or None (all T)."""
     dt, dev, xs = _main("x", x, 3)
-    cdef int N = xs[0], T = xs[1], W = xs[2]
+    cdef int N = _extent("x", xs, 0), T = _extent("x", xs, 1), W = _extent("x", xs, 2)
     if D not in (1, 2) or W % D:
         raise ValueError(f"last_step_forward: width {W} does not split into {D} directions")
     cdef uintptr_t xp = _dev("x", x, dt, None, dev)
@@ -279,7 +289,7 @@ def last_step_forward(x, lengths, int D):
 def last_step_backward(dy, lengths, int T, int D):
     """dx [N, T, W]: dy [N, W] where forward read, 0 elsewhere."""
     dt, dev, ds = _main("dy", dy, 2)
-    cdef int N = ds[0], W = ds[1]
+    cdef int N = _extent("dy", ds, 0), W = _extent("dy", ds, 1)
     if D not in (1, 2) or W % D:
         raise ValueError(f"last_step_backward: width {W} does not split into {D} directions")
     cdef uintptr_t dyp = _dev("dy", dy, dt, None, dev)

@@ -36,13 +36,16 @@ def float_dtype(dtype):
     return dt
 
 
-def host_only(name, value):
-    """TypeError for device memory (CUDA array interface / DLPack) handed to a CPU path."""
+def host_only(name, value, takes=None):
+    """TypeError for device memory (CUDA array interface / DLPack) handed to a CPU path, or to
+    a path that takes host data whatever the device (`takes` says which)."""
     from ._device import is_device_array
     if is_device_array(value):
-        raise TypeError(f"{name} is a CUDA device array ({type(value).__name__}), but this "
-                        "runs on the CPU: copy it to the host first (e.g. .cpu() / .numpy() / "
-                        "pyrnn.cuda.DeviceArray.numpy()), or use a device='cuda' layer")
+        why = takes or "this runs on the CPU"
+        raise TypeError(f"{name} is a CUDA device array ({type(value).__name__}), but {why}: "
+                        "copy it to the host first (e.g. .cpu() / .numpy() / "
+                        "pyrnn.cuda.DeviceArray.numpy())"
+                        + ("" if takes else ", or use a device='cuda' layer"))
 
 
 def real_array(name, value, dtype):

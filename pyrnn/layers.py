@@ -336,7 +336,8 @@ class Dense(Layer):
 
     def forward(self, x):
         if self.device == "cuda":
-            return self._forward_cuda(x)
+            with _exclusive(self):  # the device kernels write the cache and grads too
+                return self._forward_cuda(x)
         given, x = x, real_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Dense expects input of shape (..., {self.in_features}), "
@@ -355,7 +356,8 @@ class Dense(Layer):
     def backward(self, dy):
         """dy shaped like the forward output -> dx shaped like its input; grads accumulate."""
         if self.device == "cuda":
-            return self._backward_cuda(dy)
+            with _exclusive(self):  # the device kernels write the cache and grads too
+                return self._backward_cuda(dy)
         x2, y2, x_shape = self._need_cache()
         want = x_shape[:-1] + (self.out_features,)
         dy = real_array("dy", dy, self.dtype)
@@ -480,7 +482,8 @@ class Embedding(Layer):
 
     def forward(self, idx):
         if self.device == "cuda":
-            return self._forward_cuda(idx)
+            with _exclusive(self):  # the device kernels write the cache and grads too
+                return self._forward_cuda(idx)
         arr = self._indices(idx)
         flat = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)  # [M]
         _check_result(self, "output", arr.shape + (self.dim,), self.dtype)
@@ -496,7 +499,8 @@ class Embedding(Layer):
         """Accumulates dy (input shape + (dim,)) into grads['weight']; returns None (indices
         have no gradient)."""
         if self.device == "cuda":
-            return self._backward_cuda(dy)
+            with _exclusive(self):  # the device kernels write the cache and grads too
+                return self._backward_cuda(dy)
         flat, shape = self._need_cache()
         want = shape + (self.dim,)
         dy = real_array("dy", dy, self.dtype)
@@ -646,7 +650,8 @@ class LayerNorm(Layer):
 
     def forward(self, x):
         if self.device == "cuda":
-            return self._forward_cuda(x)
+            with _exclusive(self):  # the device kernels write the cache and grads too
+                return self._forward_cuda(x)
         given, x = x, real_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
@@ -666,7 +671,8 @@ class LayerNorm(Layer):
 
     def backward(self, dy):
         if self.device == "cuda":
-            return self._backward_cuda(dy)
+            with _exclusive(self):  # the device kernels write the cache and grads too
+                return self._backward_cuda(dy)
         x2, mean, rstd, shape = self._need_cache()
         dy = real_array("dy", dy, self.dtype)
         if dy.shape != shape:
@@ -750,8 +756,9 @@ class LastStep(Layer):
     def forward(self, x, lengths=None):
         if self.device == "cuda":
             return self._forward_cuda(x, lengths)
-        arr = np.asarray(x)
-        x = real_array("x", x, arr.dtype if arr.dtype.kind == "f" else np.float32)
+        # As Dropout, and as on a device: float32 / float64 kept, anything else (ints, float16)
+        # computed in float32.
+        x = real_array("x", x, _host_float(x))
         D = self.num_directions
         self._check_input(x.shape)
         N, T, W = x.shape

@@ -32,7 +32,7 @@ from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
 from ._validate import host_only, lengths_array, positive_int, real_array, seed_arg, shape_str
-from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm
+from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float
 from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device
 
@@ -299,7 +299,9 @@ class Sequential(Layer):
             # Integer ids travel as int64 (the Embedding validates them); anything else stays
             # on the host so the Embedding reports it.
             return _arrays.to_device(arr, np.int64) if arr.dtype.kind in "iu" else x
-        dtype = self._dtype(reverse) or np.dtype(np.float32)
+        # No layer with a dtype (LastStep, Dropout): the input's float32 / float64, as those
+        # layers take host data alone and as the CPU model does.
+        dtype = self._dtype(reverse) or _host_float(x)
         return _arrays.to_device(real_array("dy" if reverse else "x", x, dtype))
 
     @classmethod
@@ -374,7 +376,8 @@ class Sequential(Layer):
     def _data(name, a, n=None):
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-        host_only(name, a)
+        host_only(name, a, "fit, evaluate and predict take host data on any device (they "
+                  "batch it there; a CUDA model uploads each batch)")
         try:
             arr = np.asarray(a)
         except Exception as e:

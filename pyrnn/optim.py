@@ -364,9 +364,10 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
             raise TypeError(f"parameter {p.name!r}: grad dtype must be float32 or float64, "
                             f"got {g.dtype}")
         # Clipping scales the gradient in place: a copy (what reshape makes of a strided
-        # array) would be scaled instead, and the clip silently lost. (Device gradients are
-        # the layers' own contiguous, writable buffers.)
-        if not _arrays.on_device(g) and (not g.flags.c_contiguous or not g.flags.writeable):
+        # array) would be scaled instead, and the clip silently lost. Checked for every
+        # parameter before any is scaled. (DeviceArrays are C-contiguous; a read-only one, a
+        # user's Parameter over an imported view, say, is refused as on the host.)
+        if not _arrays.writable(g) or (not _arrays.on_device(g) and not g.flags.c_contiguous):
             raise ValueError(f"parameter {p.name!r}: grad must be a writable C-contiguous array "
                              "(clip_grad_norm scales it in place)")
         grads.append(g.reshape(-1))

@@ -43,7 +43,13 @@ class FakeDev:
         return FakeDev(self.a.reshape(*shape), self.device)
 
     def __reduce__(self):  # as DeviceArray: device memory is a raw pointer, never pickled
-        raise TypeError("a DeviceArray (device memory) cannot be pickled or copied")
+        raise TypeError("a DeviceArray (device memory) cannot be pickled")
+
+    def __copy__(self):  # as DeviceArray: copy / deepcopy make a device copy
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
 
     def permute01(self):
         return FakeDev(np.ascontiguousarray(self.a.swapaxes(0, 1)), self.device)

@@ -196,15 +196,15 @@ def test_device_array_views_and_interface():
 
 
 @needs_ext
-def test_device_array_refuses_copy_and_pickle():
+def test_device_array_refuses_pickle():
     # Cython's generated pickling carried the raw pointer (with a picklable owner it succeeded).
-    import copy
+    # (copy.copy / deepcopy make device copies: tests/test_cuda_train.py.)
     import pickle
     a = pyrnn.cuda.DeviceArray.borrow(0x21000, (2, 3), "float32", ["picklable owner"], device=0)
-    for how in (copy.copy, copy.deepcopy, pickle.dumps):
-        with pytest.raises(TypeError, match="cannot be pickled or copied with copy/pickle; use "
-                           r"\.numpy\(\) for a host copy or \.copy\(\) for a device copy"):
-            how(a)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        with pytest.raises(TypeError, match=r"cannot be pickled; use \.numpy\(\) for a host copy, "
+                           r"or copy\.copy / copy\.deepcopy / \.copy\(\) for a device copy"):
+            pickle.dumps(a, protocol)
 
 
 @needs_ext
@@ -598,3 +598,33 @@ def test_cython_pointer_casts_are_of_typed_objects():
         "def f(self):\n    cdef DeviceArray out = g()\n    cdef void* p = <void*>out.ptr\n")
     assert not _untyped_pointer_casts(
         "def f(self, x):\n    cdef DeviceArray d = x, s = x\n    cdef void* p = <void*>s.ptr\n")
+
+
+@needs_ext
+def test_device_array_extents_must_be_integers():
+    # int() used to truncate them silently (2.5 -> 2); NumPy raises TypeError.
+    DA = pyrnn.cuda.DeviceArray
+    a = DA.borrow(0x23000, (2, 3), "float32", None, device=0)
+    for bad in [(2.5,), (2, 1.0), ("3",)]:
+        with pytest.raises(TypeError, match="extents must be integers"):
+            DA.borrow(0x23000, bad, "float32", None, device=0)
+    for args in [(2.7, 3), ((6.0,),), (3.5,)]:
+        with pytest.raises(TypeError, match="extents must be integers"):
+            a.reshape(*args)
+    assert a.reshape(np.int64(3), 2).shape == (3, 2) and a.reshape((6,)).shape == (6,)
+
+
+def test_model_data_on_a_device_says_fit_takes_host_data():
+    # The message told a CUDA model's user to "use a device='cuda' layer".
+    class Dev:
+        __cuda_array_interface__ = cai()
+    model = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
+    opt = pyrnn.optim.SGD(model.parameters(), lr=0.1)
+    for call in (lambda: model.predict(Dev()),
+                 lambda: model.evaluate(Dev(), np.zeros((2, 2)), loss="mse"),
+                 lambda: model.fit(np.zeros((2, 3)), Dev(), loss="mse", optimizer=opt, epochs=1,
+                                   verbose=0)):
+        with pytest.raises(TypeError, match="fit, evaluate and predict take host data on any "
+                                            "device") as e:
+            call()
+        assert "device='cuda' layer" not in str(e.value)

@@ -1,0 +1,181 @@
+"""device="cuda" at its edges, each against what the CPU does: one layer entered from two threads,
+clip_grad_norm over a read-only device gradient, copies of objects holding device state, 0-d
+arrays, float64 through a model of parameter-less layers, float16 into LastStep, extents past
+the kernels' int range, and the errors for misused interop calls. Found by a bug hunt over the
+host emulation; each test failed before its fix. Skipped without a usable device (the host
+emulation counts: `bash tests/reliability.sh cuda-emulation`)."""
+import copy
+import threading
+
+import numpy as np
+import pytest
+
+import pyrnn
+import pyrnn.cuda
+from pyrnn import callbacks, optim
+from pyrnn.layers import Dense, Dropout, Embedding, LastStep, LayerNorm
+
+from test_threads import _collide, _slow_input
+
+pytestmark = pytest.mark.skipif(not pyrnn.cuda.is_available(),
+                                reason=f"no CUDA device: {pyrnn.cuda.unavailable_reason()}")
+DA = pyrnn.cuda.DeviceArray if pyrnn.cuda.is_compiled() else None
+
+
+# ---- one layer, two threads -------------------------------------------------------------------
+
+def test_zero_grad_during_a_device_backward_is_refused():
+    # It used to wait for the backward and then wipe the gradients it had just accumulated.
+    layer = pyrnn.GRU(16, 64, seed=0, device="cuda")
+    x = _slow_input(layer, T=50, N=8)
+    dy = np.ones(x.shape[:2] + (64,), np.float32)
+    for _ in range(20):
+        layer(x)
+        err_a, err_b = _collide(lambda: layer.backward(dy), layer.zero_grad)
+        if err_b is not None:
+            break
+    assert err_a is None and isinstance(err_b, RuntimeError), (err_a, err_b)
+    assert "another thread" in str(err_b)
+    assert any(np.any(p.grad.numpy() != 0) for p in layer.parameters())  # nothing wiped
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda: Dense(6, 4, seed=0, device="cuda"), np.ones((3, 6), np.float32)),
+    (lambda: LayerNorm(6, device="cuda"), np.ones((3, 6), np.float32)),
+    (lambda: Embedding(9, 4, seed=0, device="cuda"), np.array([[1, 2], [3, 8]])),
+], ids=["Dense", "LayerNorm", "Embedding"])
+def test_device_layers_refuse_a_second_thread(make, x):
+    # The CPU paths ran inside _exclusive(layer); the device paths did not, so a second
+    # thread's call raced the first's cache and gradient accumulation unnoticed.
+    layer = make()
+    y = layer(x)
+    dy = np.ones(y.shape, np.float32)
+    layer._busy_owner = threading.get_ident() + 1  # as if another thread were inside
+    for call in (lambda: layer(x), lambda: layer.backward(dy)):
+        with pytest.raises(RuntimeError, match="already running forward/backward in another "
+                                               "thread; use one layer per thread"):
+            call()
+    layer._busy_owner = None
+    layer(x)
+    layer.backward(dy)  # usable again
+
+
+# ---- clip_grad_norm ---------------------------------------------------------------------------
+
+def test_clip_grad_norm_refuses_a_read_only_device_grad_before_scaling_any():
+    def param(name, grad, readonly=False):
+        g = pyrnn.cuda.to_device(grad)
+        if readonly:
+            g = DA.borrow(g.ptr, g.shape, g.dtype, g, readonly=True)
+        return pyrnn.Parameter(name, pyrnn.cuda.to_device(np.zeros_like(grad)), g)
+    grads = np.full(2, 10.0, np.float32)
+    a, b = param("a", grads), param("b", grads, readonly=True)
+    with pytest.raises(ValueError, match="parameter 'b': grad must be a writable"):
+        optim.clip_grad_norm([a, b], 1.0)
+    np.testing.assert_array_equal(a.grad.numpy(), grads)  # untouched, as on the host
+    np.testing.assert_array_equal(b.grad.numpy(), grads)
+
+
+# ---- copies -----------------------------------------------------------------------------------
+
+def test_device_arrays_copy_like_ndarrays():
+    src = pyrnn.cuda.to_device(np.arange(6.0).reshape(2, 3))
+    view = DA.borrow(src.ptr, src.shape, src.dtype, src, readonly=True)
+    for how in (copy.copy, copy.deepcopy):
+        c = how(view)
+        assert isinstance(c, DA) and c.ptr != src.ptr and not c.readonly
+        assert c.shape == (2, 3) and c.dtype == np.float64
+        np.testing.assert_array_equal(c.numpy(), src.numpy())
+        c.copy_from(np.zeros((2, 3)))  # its own memory
+        np.testing.assert_array_equal(src.numpy(), np.arange(6.0).reshape(2, 3))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_objects_holding_device_state_deepcopy_as_on_the_host(device):
+    # An optimizer, EarlyStopping's best weights and a Parameter deepcopied on the CPU but
+    # raised TypeError on a device.
+    model = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True, seed=0), LastStep(),
+                              Dense(4, 2, seed=1)])
+    model.to(device)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    x = np.random.default_rng(0).standard_normal((5, 6, 3)).astype(np.float32)
+    y = model(x)
+    model.backward(np.ones_like(y))
+    opt.step()
+    stop = callbacks.EarlyStopping(patience=1)
+    stop._best_weights = [p.data.copy() for p in model.parameters()]  # as at its best epoch
+    opt2, stop2, p2 = copy.deepcopy((opt, stop, opt.params[0]))
+    pairs = [(p.data, q.data) for p, q in zip(opt.params, opt2.params)]
+    pairs += [(st[k], st2[k]) for st, st2 in zip(opt.state, opt2.state) for k in st
+              if not isinstance(st[k], (int, float))]
+    pairs += list(zip(stop._best_weights, stop2._best_weights)) + [(opt.params[0].data, p2.data)]
+    assert len(pairs) > 2 * len(opt.params)
+    for a, b in pairs:
+        assert type(a) is type(b)
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+        if device == "cuda":
+            assert a.ptr != b.ptr  # copies, not views
+
+
+# ---- 0-d arrays, dtypes -----------------------------------------------------------------------
+
+def test_zero_d_arrays_stay_zero_d():
+    assert DA.zeros(()).shape == () and DA.zeros(()).numpy() == 0
+    a = DA.empty((), "float64")
+    a.copy_from(np.array(1.5))
+    assert a.numpy().shape == () and a.numpy() == 1.5
+    b = pyrnn.cuda.to_device(np.float32(3.5))
+    assert b.shape == () and b.numpy() == 3.5
+    d = Dropout(0.5, device="cuda").eval()
+    assert d(np.float64(2.0)).shape == Dropout(0.5).eval()(np.float64(2.0)).shape == ()
+    with pytest.raises(ValueError, match=r"got \(\)"):
+        Dense(3, 2, device="cuda")(np.float32(1.0))
+
+
+def test_a_model_of_parameterless_layers_keeps_float64():
+    x = np.random.default_rng(1).standard_normal((4, 5, 6))  # float64
+    want = pyrnn.Sequential([Dropout(0.0), LastStep()])(x)
+    got = pyrnn.Sequential([Dropout(0.0), LastStep()]).to("cuda")(x)
+    assert want.dtype == got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_laststep_computes_float16_in_float32_on_both_devices():
+    x = np.random.default_rng(2).standard_normal((3, 4, 5)).astype(np.float16)
+    outs = []
+    for device in ("cpu", "cuda"):
+        layer = LastStep(device=device)
+        y = layer(x)
+        dx = layer.backward(np.ones_like(y))
+        assert y.dtype == dx.dtype == np.float32, device
+        outs.append((y, dx))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][0], x[:, -1].astype(np.float32))
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+# ---- sizes past the kernels' int --------------------------------------------------------------
+
+def test_extents_past_int_are_value_errors():
+    # A view imported through __cuda_array_interface__ can claim any shape; the kernels take
+    # int extents, so these must be refused before any launch (they were OverflowErrors).
+    mem = DA.zeros((8,))
+    k = pyrnn.cuda.kernels()
+    for shape, call in [
+            ((2**31, 1, 2), lambda a: k.last_step_forward(a, None, 1)),
+            ((1, 2**31, 2), lambda a: k.last_step_forward(a, None, 1)),
+            ((2**31, 2), lambda a: k.last_step_backward(a, None, 3, 1)),
+            ((2, 2**31), lambda a: k.layernorm_forward(a, mem, mem, 1e-5))]:
+        big = DA.borrow(mem.ptr, shape, "float32", mem)
+        with pytest.raises(ValueError, match="must be below 2\\*\\*31"):
+            call(big)
+    with pytest.raises(ValueError, match="must be below 2\\*\\*31"):
+        LastStep(device="cuda")(DA.borrow(mem.ptr, (2**31, 1, 2), "float32", mem))
+
+
+# ---- interop misuse ---------------------------------------------------------------------------
+
+def test_from_cuda_array_interface_refuses_host_arrays_with_a_type_error():
+    for host in (np.ones(3), [1.0, 2.0], 3.0):
+        with pytest.raises(TypeError, match="has no __cuda_array_interface__"):
+            pyrnn.cuda.from_cuda_array_interface(host)
