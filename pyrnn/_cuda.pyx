@@ -397,6 +397,8 @@ cdef class DeviceArray:
         if self.readonly:
             raise ValueError("DeviceArray is read-only")
         src_arr = _host_c(host, self.dtype)
+        if src_arr.ndim == 0 and self.size == 1:
+            src_arr = src_arr.reshape(self.shape)  # a scalar into one element, as before 0-d
         if src_arr.shape != self.shape:
             raise ValueError(f"copy_from: shape {src_arr.shape} does not match {self.shape}")
         cdef size_t n = self.nbytes
@@ -639,8 +641,9 @@ def from_cuda_array_interface(obj):
     try:
         d = obj.__cuda_array_interface__
     except AttributeError:
-        raise TypeError(f"{type(obj).__name__} has no __cuda_array_interface__ (not a CUDA "
-                        "device array); pyrnn.cuda.to_device copies host data") from None
+        raise TypeError(f"{type(obj).__name__} has no __cuda_array_interface__: "
+                        "pyrnn.cuda.as_device_array or from_dlpack take DLPack producers, "
+                        "pyrnn.cuda.to_device copies host data") from None
     cai = parse_cuda_array_interface(d)
     cdef int device = -1
     cdef uintptr_t ptr = cai.ptr

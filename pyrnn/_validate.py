@@ -80,12 +80,12 @@ def check_allocation(nbytes, what):
     _core.check_allocation(int(nbytes), what)
 
 
-def lengths_array(lengths, batch, steps, name="lengths"):
+def lengths_array(lengths, batch, steps, name="lengths", takes=None):
     """lengths as int64 (N,), each in [1, T]; `name` says which in the errors (fit's
-    "validation lengths")."""
+    "validation lengths"), `takes` why device arrays are refused (see host_only)."""
     if isinstance(lengths, (str, bytes)):
         raise TypeError(f"{name} must be integers, got {type(lengths).__name__}")
-    host_only(name, lengths)
+    host_only(name, lengths, takes)
     arr = np.asarray(lengths)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")

@@ -37,6 +37,11 @@ from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device
 
 
+# Why fit / evaluate / predict refuse device arrays, on either device (host_only's `takes`).
+_HOST_DATA = ("fit, evaluate and predict take host data on any device (they batch it there; a "
+              "CUDA model uploads each batch)")
+
+
 def _is_recurrent(layer):
     return isinstance(layer, _Recurrent)
 
@@ -299,9 +304,15 @@ class Sequential(Layer):
             # Integer ids travel as int64 (the Embedding validates them); anything else stays
             # on the host so the Embedding reports it.
             return _arrays.to_device(arr, np.int64) if arr.dtype.kind in "iu" else x
-        # No layer with a dtype (LastStep, Dropout): the input's float32 / float64, as those
-        # layers take host data alone and as the CPU model does.
-        dtype = self._dtype(reverse) or _host_float(x)
+        dtype = self._dtype(reverse)
+        if dtype is None:
+            # No layer with a dtype (LastStep, Dropout). Forward: the input's float32 / float64,
+            # as those layers take host data alone and as the CPU model does. Backward: dy stays
+            # on the host, and each layer converts it to the dtype its forward ran in (dy's own
+            # dtype may differ: the CPU model converts it too).
+            if reverse:
+                return x
+            dtype = _host_float(x)
         return _arrays.to_device(real_array("dy" if reverse else "x", x, dtype))
 
     @classmethod
@@ -376,8 +387,7 @@ class Sequential(Layer):
     def _data(name, a, n=None):
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-        host_only(name, a, "fit, evaluate and predict take host data on any device (they "
-                  "batch it there; a CUDA model uploads each batch)")
+        host_only(name, a, _HOST_DATA)
         try:
             arr = np.asarray(a)
         except Exception as e:
@@ -419,7 +429,7 @@ class Sequential(Layer):
             if x.ndim < 2:
                 raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "
                                  f"{shape_str(x.shape)}")
-            lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths")
+            lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths", _HOST_DATA)
         return x, y, lengths
 
     def _batches(self, N, batch_size, order=None):

@@ -1,4 +1,6 @@
 """pyrnn.Parameter: one trainable tensor, as the optimizers see it."""
+import copy
+
 import numpy as np
 
 
@@ -31,6 +33,24 @@ class Parameter:
     def __reduce__(self):
         # A copy or pickle is a detached Parameter: it does not drag its whole layer along.
         return (Parameter, (self._name, self._data, self._grad))
+
+    def __deepcopy__(self, memo):
+        # Deep-copied after its layer in the same call (copy.deepcopy((model, optimizer))): the
+        # copied layer's own arrays, so the copied optimizer trains the copied model. A layer
+        # holding native memory (recurrent layers, any layer on CUDA) is rebuilt by its copy,
+        # and the arrays alone would otherwise be detached copies nobody else uses.
+        # Otherwise (copied alone, or before its layer): a detached copy, as __reduce__.
+        new_owner = memo.get(id(self._owner)) if self._owner is not None else None
+        params = getattr(self._owner, "_params", None)
+        key = next((k for k in params if params[k] is self._data), None) \
+            if new_owner is not None and isinstance(params, dict) else None
+        new_params = getattr(new_owner, "_params", None)  # None: its copy is not built yet
+        new_grads = getattr(new_owner, "_grads", None)
+        if key is None or not isinstance(new_params, dict) or key not in new_params \
+                or not isinstance(new_grads, dict) or key not in new_grads:
+            return Parameter(self._name, copy.deepcopy(self._data, memo),
+                             copy.deepcopy(self._grad, memo))
+        return Parameter(self._name, new_params[key], new_grads[key], new_owner)
 
     def _changed(self):
         """Called by whatever writes ``data`` through pyrnn (an optimizer step, pyrnn.init):

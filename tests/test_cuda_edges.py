@@ -117,6 +117,11 @@ def test_objects_holding_device_state_deepcopy_as_on_the_host(device):
             assert a.ptr != b.ptr  # copies, not views
 
 
+def test_copied_optimizer_trains_the_copied_device_model():
+    from test_recurrent_copy import check_copied_optimizer_trains_the_copied_model
+    check_copied_optimizer_trains_the_copied_model("cuda")
+
+
 # ---- 0-d arrays, dtypes -----------------------------------------------------------------------
 
 def test_zero_d_arrays_stay_zero_d():
@@ -126,18 +131,34 @@ def test_zero_d_arrays_stay_zero_d():
     assert a.numpy().shape == () and a.numpy() == 1.5
     b = pyrnn.cuda.to_device(np.float32(3.5))
     assert b.shape == () and b.numpy() == 3.5
-    d = Dropout(0.5, device="cuda").eval()
-    assert d(np.float64(2.0)).shape == Dropout(0.5).eval()(np.float64(2.0)).shape == ()
+    one = DA.zeros((1,))
+    one.copy_from(1.5)  # a scalar into one element still works
+    assert one.numpy().tolist() == [1.5]
+    d = Dropout(0.5, seed=3, device="cuda")  # training mode: uploads, draws a mask
+    y = d(np.float64(2.0))
+    assert y.shape == Dropout(0.5, seed=3)(np.float64(2.0)).shape == ()
+    assert d.backward(np.float64(1.0)).shape == ()
     with pytest.raises(ValueError, match=r"got \(\)"):
         Dense(3, 2, device="cuda")(np.float32(1.0))
 
 
-def test_a_model_of_parameterless_layers_keeps_float64():
-    x = np.random.default_rng(1).standard_normal((4, 5, 6))  # float64
-    want = pyrnn.Sequential([Dropout(0.0), LastStep()])(x)
-    got = pyrnn.Sequential([Dropout(0.0), LastStep()]).to("cuda")(x)
-    assert want.dtype == got.dtype == np.float64
-    np.testing.assert_array_equal(got, want)
+@pytest.mark.parametrize("x_dtype, dy_dtype", [("float64", "float64"), ("float64", "float32"),
+                                               ("float32", "float64")])
+def test_a_model_of_parameterless_layers_keeps_the_input_dtype(x_dtype, dy_dtype):
+    # The device model rounded float64 to float32; its backward must then take a dy of
+    # another float dtype as the CPU model does (converted to the forward's).
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 5, 6)).astype(x_dtype)
+    dy = rng.standard_normal((4, 6)).astype(dy_dtype)
+    res = []
+    for device in ("cpu", "cuda"):
+        m = pyrnn.Sequential([Dropout(0.0), LastStep()]).to(device)
+        y = m(x)
+        res.append((y, m.backward(dy)))
+    for (y, dx) in res:
+        assert y.dtype == dx.dtype == np.dtype(x_dtype)
+    np.testing.assert_array_equal(res[1][0], res[0][0])
+    np.testing.assert_array_equal(res[1][1], res[0][1])
 
 
 def test_laststep_computes_float16_in_float32_on_both_devices():
@@ -177,5 +198,6 @@ def test_extents_past_int_are_value_errors():
 
 def test_from_cuda_array_interface_refuses_host_arrays_with_a_type_error():
     for host in (np.ones(3), [1.0, 2.0], 3.0):
-        with pytest.raises(TypeError, match="has no __cuda_array_interface__"):
+        with pytest.raises(TypeError, match="has no __cuda_array_interface__: pyrnn.cuda."
+                                            "as_device_array or from_dlpack take DLPack"):
             pyrnn.cuda.from_cuda_array_interface(host)

@@ -198,7 +198,7 @@ def test_device_array_views_and_interface():
 @needs_ext
 def test_device_array_refuses_pickle():
     # Cython's generated pickling carried the raw pointer (with a picklable owner it succeeded).
-    # (copy.copy / deepcopy make device copies: tests/test_cuda_train.py.)
+    # (copy.copy / deepcopy make device copies: tests/test_cuda_edges.py.)
     import pickle
     a = pyrnn.cuda.DeviceArray.borrow(0x21000, (2, 3), "float32", ["picklable owner"], device=0)
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
@@ -619,8 +619,13 @@ def test_model_data_on_a_device_says_fit_takes_host_data():
     class Dev:
         __cuda_array_interface__ = cai()
     model = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
+    class DevLengths:
+        __cuda_array_interface__ = cai(shape=(2,), typestr="<i8")
     opt = pyrnn.optim.SGD(model.parameters(), lr=0.1)
     for call in (lambda: model.predict(Dev()),
+                 lambda: model.predict(np.zeros((2, 3)), lengths=DevLengths()),
+                 lambda: model.fit(np.zeros((2, 3)), np.zeros((2, 2)), loss="mse", optimizer=opt,
+                                   epochs=1, verbose=0, lengths=DevLengths()),
                  lambda: model.evaluate(Dev(), np.zeros((2, 2)), loss="mse"),
                  lambda: model.fit(np.zeros((2, 3)), Dev(), loss="mse", optimizer=opt, epochs=1,
                                    verbose=0)):

@@ -240,3 +240,36 @@ def test_matrix_copy_and_pickle(dtype, how):
         assert empty.numpy().shape == shape and np.asarray(empty).shape == shape
         assert pyrnn.Matrix.from_numpy(np.zeros(shape, dtype)).shape == shape
     assert pyrnn.Matrix(10**9, 0).numpy().nbytes == 0  # no memory behind it, none made up
+
+
+def _model_and_optimizer(device="cpu"):
+    model = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True, seed=0), pyrnn.LastStep(),
+                              pyrnn.Dense(4, 2, seed=1)]).to(device)
+    return model, optim.Adam(model.parameters(), lr=0.1)
+
+
+def check_copied_optimizer_trains_the_copied_model(device):
+    """deepcopy((model, opt)): the copy's optimizer updates the copy's parameters (every layer,
+    native memory included), never the original's; a Parameter copied alone stays detached."""
+    model, opt = _model_and_optimizer(device)
+    x = np.random.default_rng(0).standard_normal((5, 6, 3)).astype(np.float32)
+    before = {k: np.array(v) for k, v in model.params.items()}
+    m2, opt2 = copy.deepcopy((model, opt))
+    y = m2(x)
+    m2.backward(np.ones(y.shape, np.float32))
+    opt2.step()
+    after = {k: np.array(v) for k, v in m2.params.items()}
+    changed = [k for k in before if not np.array_equal(before[k], after[k])]
+    assert sorted(changed) == sorted(before), f"not trained by the copied optimizer: " \
+        f"{sorted(set(before) - set(changed))}"
+    for k, v in model.params.items():  # the original is untouched
+        np.testing.assert_array_equal(np.array(v), before[k])
+    for p, q in zip(opt.params, opt2.params):
+        assert q._owner is not p._owner and q._owner is not None
+    lone = copy.deepcopy(opt.params[0])
+    assert lone._owner is None
+
+
+def test_copied_optimizer_trains_the_copied_model():
+    # The LSTM's parameters (native memory, rebuilt by its copy) were left to detached copies.
+    check_copied_optimizer_trains_the_copied_model("cpu")
