@@ -40,17 +40,14 @@ class Parameter:
         # holding native memory (recurrent layers, any layer on CUDA) is rebuilt by its copy,
         # and the arrays alone would otherwise be detached copies nobody else uses.
         # Otherwise (copied alone, or before its layer): a detached copy, as __reduce__.
-        new_owner = memo.get(id(self._owner)) if self._owner is not None else None
-        params = getattr(self._owner, "_params", None)
-        key = next((k for k in params if params[k] is self._data), None) \
-            if new_owner is not None and isinstance(params, dict) else None
-        new_params = getattr(new_owner, "_params", None)  # None: its copy is not built yet
-        new_grads = getattr(new_owner, "_grads", None)
-        if key is None or not isinstance(new_params, dict) or key not in new_params \
-                or not isinstance(new_grads, dict) or key not in new_grads:
+        try:
+            new_owner = memo[id(self._owner)]  # KeyError: its layer is not (yet) copied
+            key = next(k for k, v in self._owner._params.items() if v is self._data)
+            data, grad = new_owner._params[key], new_owner._grads[key]
+        except (AttributeError, KeyError, StopIteration, TypeError):
             return Parameter(self._name, copy.deepcopy(self._data, memo),
                              copy.deepcopy(self._grad, memo))
-        return Parameter(self._name, new_params[key], new_grads[key], new_owner)
+        return Parameter(self._name, data, grad, new_owner)
 
     def _changed(self):
         """Called by whatever writes ``data`` through pyrnn (an optimizer step, pyrnn.init):

@@ -6,6 +6,7 @@
 
 #include "device_scope.cuh"
 #include "grid.cuh"
+#include "permute_elem.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/memory.h"
 #include "pyrnn/error.h"
@@ -19,11 +20,7 @@ namespace {
 template <typename E>
 __global__ void permute01_kernel(E* __restrict__ out, const E* __restrict__ in, std::size_t A,
                                  std::size_t B, std::size_t C) {
-  PYRNN_GRID_LOOP(i, A * B * C) {
-    // i indexes out [B, A, C]
-    const std::size_t c = i % C, a = (i / C) % A, b = i / (C * A);
-    out[i] = in[(a * B + b) * C + c];
-  }
+  PYRNN_GRID_LOOP(i, A * B * C) detail::permute01_elem(i, out, in, A, B, C);
 }
 }  // namespace
 

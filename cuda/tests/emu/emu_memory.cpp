@@ -5,6 +5,7 @@
 
 #include <functional>
 
+#include "permute_elem.cuh"
 #include "pyrnn/cuda/fill.h"
 
 namespace pyrnn {
@@ -16,11 +17,7 @@ void run_or_record(std::function<void()> op);  // host_runtime.cpp
 namespace {
 template <typename E>
 void permute01_loop(E* out, const E* in, std::size_t A, std::size_t B, std::size_t C) {
-  for (std::size_t i = 0; i < A * B * C; ++i) {
-    // i indexes out [B, A, C], as in permute.cu's kernel
-    const std::size_t c = i % C, a = (i / C) % A, b = i / (C * A);
-    out[i] = in[(a * B + b) * C + c];
-  }
+  for (std::size_t i = 0; i < A * B * C; ++i) detail::permute01_elem(i, out, in, A, B, C);
 }
 }  // namespace
 
