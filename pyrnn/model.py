@@ -371,7 +371,16 @@ class Sequential(Layer):
         d = self._backward(self._upload(dy, reverse=True))
         return d if d is None or _arrays.on_device(dy) else _arrays.host(d)
 
+    def _check_params_unchanged(self):
+        # Every layer (nested models too) before any runs: a refused backward accumulates no
+        # gradient into the layers after the written one.
+        for layer in self.layers:
+            check = getattr(layer, "_check_params_unchanged", None)
+            if check is not None:
+                check()
+
     def _backward(self, dy):
+        self._check_params_unchanged()
         d = dy
         for layer in reversed(self.layers):
             if d is None:

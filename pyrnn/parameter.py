@@ -1,6 +1,4 @@
 """pyrnn.Parameter: one trainable tensor, as the optimizers see it."""
-import copy
-
 import numpy as np
 
 
@@ -31,23 +29,19 @@ class Parameter:
         self._owner = owner  # the layer whose array data is (a ParamWrites), or None
 
     def __reduce__(self):
-        # A copy or pickle is a detached Parameter: it does not drag its whole layer along.
-        return (Parameter, (self._name, self._data, self._grad))
-
-    def __deepcopy__(self, memo):
-        # Deep-copied after its layer in the same call (copy.deepcopy((model, optimizer))): the
-        # copied layer's own arrays, so the copied optimizer trains the copied model. A layer
-        # holding native memory (recurrent layers, any layer on CUDA) is rebuilt by its copy,
-        # and the arrays alone would otherwise be detached copies nobody else uses.
-        # Otherwise (copied alone, or before its layer): a detached copy, as __reduce__.
-        try:
-            new_owner = memo[id(self._owner)]  # KeyError: its layer is not (yet) copied
-            key = next(k for k, v in self._owner._params.items() if v is self._data)
-            data, grad = new_owner._params[key], new_owner._grads[key]
-        except (AttributeError, KeyError, StopIteration, TypeError):
-            return Parameter(self._name, copy.deepcopy(self._data, memo),
-                             copy.deepcopy(self._grad, memo))
-        return Parameter(self._name, data, grad, new_owner)
+        # As PyTorch, where an optimizer and its model hold the same tensors: a deep copy or a
+        # pickle of (model, optimizer), in either order, gives an optimizer over the copied
+        # model's own arrays, because the Parameter is rebuilt from its (copied) layer: the same
+        # memo makes the layer one object in both. Copies of the arrays alone would not do: a
+        # layer holding native memory (recurrent layers, any layer on CUDA) is rebuilt by its
+        # copy, and they would be detached, used by nobody else. So a Parameter copied or
+        # pickled on its own carries its layer too. One without a layer (or no longer one of
+        # its layer's arrays, after layer.to()) carries its arrays.
+        params = getattr(self._owner, "_params", None)
+        key = next((k for k, v in params.items() if v is self._data), None) if params else None
+        if key is None:
+            return (Parameter, (self._name, self._data, self._grad))
+        return (_of_layer, (self._name, self._owner, key))
 
     def _changed(self):
         """Called by whatever writes ``data`` through pyrnn (an optimizer step, pyrnn.init):
@@ -93,6 +87,11 @@ class Parameter:
         shape = "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         dev = "" if self.device == "cpu" else f", device='{self.device}'"
         return f"Parameter({self._name!r}, shape={shape}, dtype={self._data.dtype}{dev})"
+
+
+def _of_layer(name, layer, key):
+    """The Parameter `name` over layer's parameter `key` (how a Parameter is copied)."""
+    return Parameter(name, layer._params[key], layer._grads[key], layer)
 
 
 def _kind(a):

@@ -117,9 +117,21 @@ def test_objects_holding_device_state_deepcopy_as_on_the_host(device):
             assert a.ptr != b.ptr  # copies, not views
 
 
-def test_copied_optimizer_trains_the_copied_device_model():
+@pytest.mark.parametrize("how", ["deepcopy-model-first", "deepcopy-optimizer-first",
+                                 "pickle-optimizer-first"])
+def test_copied_optimizer_trains_the_copied_device_model(how):
     from test_recurrent_copy import check_copied_optimizer_trains_the_copied_model
-    check_copied_optimizer_trains_the_copied_model("cuda")
+    check_copied_optimizer_trains_the_copied_model("cuda", how)
+
+
+def test_copied_parameter_of_a_moved_layer_copies_its_arrays():
+    # After to(), the Parameter's arrays are no longer its layer's: copied as arrays.
+    lstm = pyrnn.LSTM(3, 4, seed=0)
+    p = next(lstm.parameters())
+    lstm.to("cuda")
+    q = copy.deepcopy(p)
+    assert q._owner is None and isinstance(q.data, np.ndarray)
+    np.testing.assert_array_equal(q.data, p.data)
 
 
 # ---- 0-d arrays, dtypes -----------------------------------------------------------------------

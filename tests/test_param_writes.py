@@ -265,11 +265,36 @@ def test_custom_layers_in_a_model():
 
 
 def test_a_parameter_copy_leaves_its_layer_behind():
+    # A deep copy or pickle carries a copy of its layer: writes to it are not the original's.
     import copy
-    layer, _ = layer_and_input("dense", "cpu")
+    layer, x = layer_and_input("dense", "cpu")
     p = first_param(layer)
+    out = forward(layer, x)
     for q in (copy.deepcopy(p), pickle.loads(pickle.dumps(p))):
-        assert q._owner is None and q.name == p.name
+        assert q._owner is not layer and q.name == p.name
         np.testing.assert_array_equal(q.data, p.data)
         assert not np.shares_memory(q.data, p.data)
-    assert copy.copy(p)._owner is None
+        init.normal_(q, seed=0)
+    layer.backward(ones_like(out))
+    # A shallow copy shares the arrays, so its writes are the layer's.
+    out = forward(layer, x)
+    init.normal_(copy.copy(p), seed=0)
+    with pytest.raises(RuntimeError, match=REFUSED):
+        layer.backward(ones_like(out))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_refused_model_backward_accumulates_nothing(device):
+    # Only the first layer is written: the model refuses before the later layers accumulate.
+    m = pyrnn.Sequential([pyrnn.Sequential([pyrnn.LSTM(3, 5, batch_first=True, seed=1)]),
+                          pyrnn.LastStep(), pyrnn.Dense(5, 2, seed=2)]).to(device)
+    x = np.random.default_rng(0).standard_normal((4, 6, 3)).astype(np.float32)
+    out = m(x)
+    optim.SGD(m.layers[0].parameters(), lr=0.1).step()
+    with pytest.raises(RuntimeError, match=REFUSED):
+        m.backward(ones_like(out))
+    for name, g in m.grads.items():
+        assert not host(g).any(), f"{name} accumulated a gradient"
+    out = m(x)
+    m.backward(ones_like(out))
+    assert all(host(g).any() for g in m.grads.values())

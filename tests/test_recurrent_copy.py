@@ -248,13 +248,21 @@ def _model_and_optimizer(device="cpu"):
     return model, optim.Adam(model.parameters(), lr=0.1)
 
 
-def check_copied_optimizer_trains_the_copied_model(device):
-    """deepcopy((model, opt)): the copy's optimizer updates the copy's parameters (every layer,
-    native memory included), never the original's; a Parameter copied alone stays detached."""
+COPY_BOTH = {
+    "deepcopy-model-first": lambda model, opt: copy.deepcopy((model, opt)),
+    "deepcopy-optimizer-first": lambda model, opt: copy.deepcopy((opt, model))[::-1],
+    "pickle-optimizer-first": lambda model, opt: pickle.loads(pickle.dumps((opt, model)))[::-1],
+}
+
+
+def check_copied_optimizer_trains_the_copied_model(device, how="deepcopy-model-first"):
+    """A deep copy or pickle of (model, opt), in either order: the copy's optimizer updates the
+    copy's parameters (every layer, native memory included), never the original's; a Parameter
+    copied alone is detached from the original."""
     model, opt = _model_and_optimizer(device)
     x = np.random.default_rng(0).standard_normal((5, 6, 3)).astype(np.float32)
     before = {k: np.array(v) for k, v in model.params.items()}
-    m2, opt2 = copy.deepcopy((model, opt))
+    m2, opt2 = COPY_BOTH[how](model, opt)
     y = m2(x)
     m2.backward(np.ones(y.shape, np.float32))
     opt2.step()
@@ -264,12 +272,30 @@ def check_copied_optimizer_trains_the_copied_model(device):
         f"{sorted(set(before) - set(changed))}"
     for k, v in model.params.items():  # the original is untouched
         np.testing.assert_array_equal(np.array(v), before[k])
+    copied_layers = [m for m in m2.layers if list(m.parameters())]
     for p, q in zip(opt.params, opt2.params):
-        assert q._owner is not p._owner and q._owner is not None
+        assert q._owner is not p._owner and any(q._owner is m for m in copied_layers)
     lone = copy.deepcopy(opt.params[0])
-    assert lone._owner is None
+    assert lone._owner is not opt.params[0]._owner
+    first = np.array(opt.params[0].data).ravel()[0]
+    pyrnn.init.constant_(lone, 7.0)
+    assert np.array(opt.params[0].data).ravel()[0] == first
+    assert np.array(lone.data).ravel()[0] == 7.0
 
 
-def test_copied_optimizer_trains_the_copied_model():
-    # The LSTM's parameters (native memory, rebuilt by its copy) were left to detached copies.
-    check_copied_optimizer_trains_the_copied_model("cpu")
+@pytest.mark.parametrize("how", sorted(COPY_BOTH))
+def test_copied_optimizer_trains_the_copied_model(how):
+    # The LSTM's parameters (native memory, rebuilt by its copy) were left to detached copies;
+    # with the optimizer first, every layer's were.
+    check_copied_optimizer_trains_the_copied_model("cpu", how)
+
+
+def test_copied_parameter_without_a_layer_copies_its_arrays():
+    lstm = pyrnn.LSTM(3, 4, seed=0)
+    p = next(lstm.parameters())
+    free = pyrnn.Parameter("w", np.ones(3), np.zeros(3))
+    for q in (copy.deepcopy(free), pickle.loads(pickle.dumps(free))):
+        assert q._owner is None and q.name == "w" and not np.shares_memory(q.data, free.data)
+        np.testing.assert_array_equal(q.data, free.data)
+    shallow = copy.copy(p)  # the same arrays, as a shallow copy of a tensor view
+    assert shallow.data is p.data and shallow._owner is lstm
