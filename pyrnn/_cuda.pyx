@@ -19,8 +19,11 @@ from pyrnn cimport ccuda
 from pyrnn.ccuda cimport Context, DeviceBuffer, Recurrent as CudaRecurrent, cudaStream_t
 from pyrnn.crecurrent cimport CellType, ParamInfo, RecurrentConfig
 
-from pyrnn._device import (SUPPORTED_DTYPES, is_device_array, kDLCUDA, kDLCUDAManaged,
+from pyrnn._device import (SUPPORTED_DTYPES, is_device_array, kDLCPU, kDLCUDA, kDLCUDAManaged,
                            parse_cuda_array_interface)
+
+cdef extern from "Python.h":
+    int Py_IsInitialized() nogil
 
 
 def device_count():
@@ -110,9 +113,15 @@ cdef enum:
 
 # Exported tensors: manager_ctx holds a reference to the exported DeviceArray (keeps its memory
 # alive); shape and strides share one allocation. One release for both ABIs' structs.
-cdef void _release_export(void* tensor, void* manager_ctx, int64_t* dims) noexcept with gil:
-    if manager_ctx != NULL:
-        Py_DECREF(<object>manager_ctx)
+cdef void _release_owner(void* manager_ctx) noexcept with gil:
+    Py_DECREF(<object>manager_ctx)
+
+
+cdef void _release_export(void* tensor, void* manager_ctx, int64_t* dims) noexcept nogil:
+    # A consumer may release the tensor after Python has shut down (one kept in a C++ static):
+    # the DLPack spec's deleter then leaks the array, as NumPy's does; taking the GIL would crash.
+    if manager_ctx != NULL and Py_IsInitialized():
+        _release_owner(manager_ctx)
     free(dims)
     free(tensor)
 
@@ -411,7 +420,9 @@ cdef class DeviceArray:
     # ---- interop ---------------------------------------------------------------------------
     @property
     def __cuda_array_interface__(self):
-        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, self.readonly),
+        # CAI v3: "For zero-size arrays, use 0 here."
+        return {"shape": self.shape, "typestr": self.dtype.str,
+                "data": (self.ptr if self.size else 0, self.readonly),
                 "version": 3, "strides": None, "stream": None}
 
     def __dlpack_device__(self):
@@ -421,11 +432,21 @@ cdef class DeviceArray:
         """A DLPack capsule: "dltensor_versioned" (ABI 1, with the read-only flag of a read-only
         array) when the consumer accepts version 1 (max_version >= (1, 0)), else "dltensor"
         (ABI 0, which has no flags). pyrnn's work is complete when its calls return, so no
-        stream ordering is needed: any consumer stream is accepted."""
-        if dl_device is not None and tuple(dl_device) != (kDLCUDA, self.device):
-            raise BufferError(f"DeviceArray lives on cuda:{self.device}; cannot export to "
-                              f"{tuple(dl_device)}")
+        stream ordering is needed: any valid consumer stream is accepted (None, -1, 1, 2 or a
+        handle; 0 is ambiguous and refused, as the array API says). dl_device=(kDLCPU, 0), what
+        np.from_dlpack asks for, exports a host copy (refused with copy=False)."""
         cdef bint versioned = _dlpack_major(max_version) >= 1
+        _check_consumer_stream(stream)
+        if dl_device is not None:
+            target = _dl_device(dl_device)
+            if target == (kDLCPU, 0):
+                if copy is False:
+                    raise BufferError(f"DeviceArray lives on cuda:{self.device}; exporting it to "
+                                      "the host needs a copy, and copy=False was given")
+                return _host_capsule(self.numpy(), max_version, versioned)
+            if target != (kDLCUDA, self.device):
+                raise BufferError(f"DeviceArray lives on cuda:{self.device}; cannot export to "
+                                  f"{target}")
         if copy:
             c = self.copy()
             cap = c.__dlpack__(stream=stream, max_version=max_version)
@@ -445,7 +466,8 @@ cdef class DeviceArray:
             dims[nd + i] = stride
             stride *= dims[i]
         cdef DLTensor dl
-        dl.data = <void*>self.ptr
+        # The DLPack spec: "If the array is of size zero, the data pointer ... NULL or 0".
+        dl.data = <void*>self.ptr if self.size else NULL
         dl.device.device_type = kDLCUDA
         dl.device.device_id = self.device
         dl.ndim = nd
@@ -490,6 +512,43 @@ cdef class DeviceArray:
         Py_INCREF(self)
         ctx[0] = <void*>self
         return cap
+
+
+def _check_consumer_stream(stream):
+    """A __dlpack__ consumer stream for CUDA: None, -1 (no synchronization), 1 (legacy
+    default), 2 (per-thread default) or a stream handle; 0 is ambiguous."""
+    if stream is None:
+        return
+    if isinstance(stream, bool) or not isinstance(stream, int):
+        raise TypeError(f"__dlpack__ stream must be None or an int, got {stream!r}")
+    if stream == 0 or stream < -1:
+        raise ValueError(f"__dlpack__ stream {stream} is not a CUDA consumer stream (None, -1, "
+                         "1, 2 or a stream handle; 0 is disallowed as ambiguous)")
+
+
+def _dl_device(dl_device):
+    """A __dlpack__ dl_device as a (device type, index) tuple of ints."""
+    try:
+        kind, index = dl_device
+        return (operator.index(kind), operator.index(index))
+    except (TypeError, ValueError):
+        raise TypeError(f"dl_device must be None or a (device type, index) tuple of ints, got "
+                        f"{dl_device!r}") from None
+
+
+def _host_capsule(host, max_version, bint versioned):
+    """A capsule of the host copy `host` (its NumPy export), flagged as a copy in ABI 1.
+    NumPy before 2.1 takes no max_version: ABI 0 then, which a consumer must accept too."""
+    if versioned:
+        try:
+            cap = host.__dlpack__(max_version=max_version)
+        except TypeError:
+            cap = host.__dlpack__()
+        if PyCapsule_IsValid(cap, b"dltensor_versioned"):
+            (<DLManagedTensorVersioned*>PyCapsule_GetPointer(
+                cap, b"dltensor_versioned")).flags |= DLPACK_FLAG_BITMASK_IS_COPIED
+        return cap
+    return host.__dlpack__()
 
 
 def _dlpack_major(max_version):
@@ -544,10 +603,20 @@ def _from_capsule(capsule, producer):
     else:
         raise TypeError(f"device arrays must be float32, float64 or int64, got DLPack dtype "
                         f"(code {dl.dtype.code}, bits {dl.dtype.bits})")
+    if dl.ndim < 0 or (dl.ndim > 0 and dl.shape == NULL):
+        raise ValueError(f"DLPack tensor has no valid shape (ndim {dl.ndim})")
     shape = tuple(dl.shape[i] for i in range(dl.ndim))
+    if any(e < 0 for e in shape):
+        raise ValueError(f"DLPack tensor shape {shape} has a negative extent")
+    size = math.prod(shape)  # Python ints: no wrap-around
+    if size * dt.itemsize > 2**63 - 1:
+        raise ValueError(f"DLPack tensor shape {shape} of {dt} is larger than any address space")
+    if dl.data == NULL and size > 0:
+        raise ValueError(f"DLPack tensor data pointer is NULL for a non-empty array (shape "
+                         f"{shape})")
     cdef int64_t expect = 1
     cdef int i
-    if dl.strides != NULL:
+    if dl.strides != NULL and size > 0:  # an empty array has no layout: any strides are valid
         for i in range(dl.ndim - 1, -1, -1):
             if dl.shape[i] != 1 and dl.strides[i] != expect:
                 raise ValueError(f"device arrays must be C-contiguous; got strides "

@@ -85,7 +85,8 @@ def parse_cuda_array_interface(d):
                              f"{_shape_str(shape)}")
         expect = dtype.itemsize
         for extent, stride in zip(reversed(shape), reversed(tuple(strides))):
-            if extent != 1 and stride != expect:
+            # An empty array has no layout: any strides are valid.
+            if extent != 1 and stride != expect and size > 0:
                 raise ValueError(f"device arrays must be C-contiguous; got strides "
                                  f"{tuple(strides)} for shape {_shape_str(shape)} and "
                                  f"itemsize {dtype.itemsize} (make a contiguous copy first)")
@@ -99,6 +100,9 @@ def parse_cuda_array_interface(d):
         if stream == 0:
             raise ValueError("__cuda_array_interface__ stream 0 is disallowed (ambiguous); use 1 "
                              "for the legacy default stream or 2 for the per-thread one")
+        if stream < 0:
+            raise ValueError(f"__cuda_array_interface__ stream must be a stream handle (1, 2 or "
+                             f"a pointer), got {stream}")
         stream = int(stream)
     return CAI(int(ptr), shape, dtype, bool(readonly), stream)
 

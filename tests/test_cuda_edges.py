@@ -213,3 +213,32 @@ def test_from_cuda_array_interface_refuses_host_arrays_with_a_type_error():
         with pytest.raises(TypeError, match="has no __cuda_array_interface__: pyrnn.cuda."
                                             "as_device_array or from_dlpack take DLPack"):
             pyrnn.cuda.from_cuda_array_interface(host)
+
+
+# ---- DLPack export to the host ----------------------------------------------------------------
+
+@pytest.mark.parametrize("readonly", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3), (), (0, 4)])
+def test_numpy_from_dlpack_of_a_device_array_is_a_host_copy(shape, readonly):
+    # np.from_dlpack(device="cpu") asks for dl_device=(kDLCPU, 0); a BufferError before.
+    host = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    a = pyrnn.cuda.to_device(host)
+    if readonly:
+        a = DA.borrow(a.ptr, a.shape, a.dtype, a, readonly=True)
+    from test_cuda_host import capsule_tensor
+    numpy_2_1 = np.lib.NumpyVersion(np.__version__) >= "2.1.0"  # max_version, dl_device, copy
+    cap = a.__dlpack__(max_version=(1, 0), dl_device=(1, 0))
+    t = capsule_tensor(cap, b"dltensor_versioned" if numpy_2_1 else b"dltensor")
+    assert t.dl_tensor.device.device_type == 1  # kDLCPU
+    if numpy_2_1:
+        assert t.flags & 2  # DLPACK_FLAG_BITMASK_IS_COPIED
+    del t, cap
+    if numpy_2_1:
+        # (Without device="cpu", NumPy asks for the array where it is, and refuses CUDA.)
+        for out in (np.from_dlpack(a, device="cpu"), np.from_dlpack(a, device="cpu", copy=True)):
+            assert out.shape == shape and out.dtype == np.float64
+            np.testing.assert_array_equal(out, host)
+            out[...] = -1  # a copy: the device array is unchanged
+        np.testing.assert_array_equal(a.numpy(), host)
+        with pytest.raises(BufferError, match="copy=False"):
+            np.from_dlpack(a, device="cpu", copy=False)

@@ -36,6 +36,8 @@ def test_parse_minimal_and_full():
     # size-1 dimensions may carry any stride; empty arrays may have a NULL pointer
     assert parse_cuda_array_interface(cai(shape=(2, 1, 3), strides=(12, 999, 4))).shape == (2, 1, 3)
     assert parse_cuda_array_interface(cai(shape=(0, 3), data=(0, False))).ptr == 0
+    # An empty array has no layout: any strides (NumPy exports (0, 0) for shape (0, 3)).
+    assert parse_cuda_array_interface(cai(shape=(2, 0), data=(0, False), strides=(4, 4))).ptr == 0
 
 
 @pytest.mark.parametrize("d, exc, match", [
@@ -60,6 +62,7 @@ def test_parse_minimal_and_full():
     (cai(mask=(1, False)), ValueError, "mask"),
     (cai(stream=0), ValueError, "disallowed"),
     (cai(stream="s"), ValueError, "int or None"),
+    (cai(stream=-1), ValueError, "stream handle"),  # was an OverflowError further in
 ])
 def test_parse_rejects(d, exc, match):
     with pytest.raises(exc, match=match):
@@ -266,13 +269,14 @@ DLManagedTensor._fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_vo
 
 
 class CtypesProducer:
-    def __init__(self, device_type=2, code=2, bits=32, shape=(2, 3), strides=None, offset=0):
+    def __init__(self, device_type=2, code=2, bits=32, shape=(2, 3), strides=None, offset=0,
+                 data=0x60000):
         self.deleted = 0
         self.shape = (ctypes.c_int64 * len(shape))(*shape)
         self.strides = None if strides is None else (ctypes.c_int64 * len(strides))(*strides)
         self.deleter = DELETER(self._delete)
         t = DLManagedTensor()
-        t.dl_tensor.data = 0x60000
+        t.dl_tensor.data = data
         t.dl_tensor.device = DLDevice(device_type, 0)
         t.dl_tensor.ndim = len(shape)
         t.dl_tensor.dtype = DLDataType(code, bits, 1)
@@ -317,6 +321,108 @@ def test_dlpack_import_checks():
         with pytest.raises(exc, match=match):
             pyrnn.cuda.from_dlpack(q)
         assert q.deleted == 1  # a rejected import still releases the producer's tensor
+
+
+@needs_ext
+def test_dlpack_import_of_empty_arrays_takes_any_strides():
+    # What PyTorch (torch.empty(2, 0, 3): (3, 3, 1)) and NumPy ((0, 3): (0, 0)) export for
+    # arrays they call contiguous; refused as "not C-contiguous" before.
+    for shape, strides in [((2, 0, 3), (3, 3, 1)), ((0, 3), (0, 0)), ((2, 0), (1, 1))]:
+        p = CtypesProducer(shape=shape, strides=strides, data=0)
+        a = pyrnn.cuda.from_dlpack(p)
+        assert a.shape == shape and a.size == 0
+        del a
+        assert p.deleted == 1
+
+
+@needs_ext
+@pytest.mark.parametrize("kw, match", [
+    (dict(shape=(-1, 3)), "negative extent"),
+    (dict(shape=(4,), data=0), "NULL"),
+    (dict(shape=(2**31, 2**31), bits=64), "larger than any address space"),
+])
+def test_dlpack_import_refuses_malformed_tensors(kw, match):
+    # As the __cuda_array_interface__ route does: a NULL array was used by kernels, and a
+    # negative extent gave a negative size.
+    q = CtypesProducer(**kw)
+    with pytest.raises(ValueError, match=match):
+        pyrnn.cuda.from_dlpack(q)
+    assert q.deleted == 1
+
+
+@needs_ext
+def test_empty_arrays_export_a_null_pointer():
+    # CAI v3: "For zero-size arrays, use 0"; DLPack: "the data pointer ... NULL or 0".
+    a = pyrnn.cuda.DeviceArray.borrow(0x71000, (2, 0, 3), "float32", None, device=0)
+    assert a.__cuda_array_interface__["data"] == (0, False)
+    for cap, name in [(a.__dlpack__(), b"dltensor"),
+                      (a.__dlpack__(max_version=(1, 0)), b"dltensor_versioned")]:
+        t = capsule_tensor(cap, name)  # cap keeps t alive
+        assert t.dl_tensor.data is None and [t.dl_tensor.shape[i] for i in range(3)] == [2, 0, 3]
+
+
+@needs_ext
+def test_dlpack_export_checks_the_consumer_stream():
+    a = pyrnn.cuda.DeviceArray.borrow(0x72000, (3,), "float32", None, device=0)
+    for stream in (None, -1, 1, 2, 0x7F0000):
+        capsule_tensor(a.__dlpack__(stream=stream), b"dltensor")
+    for stream, exc in [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("1", TypeError),
+                        (True, TypeError)]:
+        with pytest.raises(exc, match="stream"):
+            a.__dlpack__(stream=stream)
+    for dev in [(2,), "cuda", (2.0, 0)]:
+        with pytest.raises(TypeError, match="dl_device must be"):
+            a.__dlpack__(dl_device=dev)
+    with pytest.raises(BufferError, match="cannot export to"):
+        a.__dlpack__(dl_device=(2, 3))
+    with pytest.raises(BufferError, match="copy=False"):
+        a.__dlpack__(dl_device=(1, 0), copy=False)
+
+
+LATE_CONSUMER = r"""
+#include <stdlib.h>
+/* The head of DLManagedTensorVersioned: version, manager_ctx, deleter. */
+typedef struct { unsigned major, minor; void* ctx; void (*deleter)(void*); } Head;
+static Head* kept;
+static void release_late(void) { kept->deleter(kept); }
+/* A C++ consumer keeping the tensor in a static: released by an atexit handler, which runs
+   after Python has shut down. */
+void keep_until_exit(void* tensor) { kept = (Head*)tensor; atexit(release_late); }
+"""
+
+LATE_SCRIPT = """
+import ctypes, sys
+import pyrnn.cuda
+lib = ctypes.CDLL(sys.argv[1])
+lib.keep_until_exit.argtypes = [ctypes.c_void_p]
+api = ctypes.pythonapi
+api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+api.PyCapsule_SetName.argtypes = [ctypes.py_object, ctypes.c_char_p]
+a = pyrnn.cuda.DeviceArray.borrow(0x73000, (4,), "float32", None, device=0)
+cap = a.__dlpack__(max_version=(1, 0))
+lib.keep_until_exit(api.PyCapsule_GetPointer(cap, b"dltensor_versioned"))
+api.PyCapsule_SetName(cap, b"used_dltensor_versioned")  # consumed: the consumer owns it
+del cap, a
+print("exiting")
+"""
+
+
+@needs_ext
+def test_dlpack_deleter_called_after_python_exits(tmp_path):
+    # The DLPack spec's deleter must work "beyond Python boundaries": after finalization it
+    # leaks the array (as NumPy's does). It took the GIL and crashed (SIGSEGV) before.
+    import shutil
+    import subprocess
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    src, lib = tmp_path / "late.c", tmp_path / "late.so"
+    src.write_text(LATE_CONSUMER)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    r = subprocess.run([sys.executable, "-c", LATE_SCRIPT, str(lib)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "exiting", (r.returncode, r.stderr[-2000:])
 
 
 # DLPack ABI 1 ("dltensor_versioned"): a version, then flags (read-only, copied).
