@@ -206,6 +206,7 @@ template <typename T>
 void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
                            const std::int64_t* lengths, int steps, int batch, bool training,
                            std::uint64_t seed) {
+  moved_.check("Recurrent::forward");
   PYRNN_CHECK(steps >= 1, "sequence length must be >= 1, got ", steps);
   PYRNN_CHECK(batch >= 1, "batch size must be >= 1, got ", batch);
   PYRNN_CHECK(x && y && hn, "forward: null buffer");
@@ -213,8 +214,11 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
   const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
   const std::size_t T_ = steps, N = batch;
-  PYRNN_CHECK(T_ * N * std::max({cfg_.gates() * H, D * H, cfg_.input_size}) <
-                  (std::size_t(1) << 31),
+  // In double: the product of three ints wraps around in 64 bits (T = N = 2^30, width 16).
+  PYRNN_CHECK(static_cast<double>(T_) * static_cast<double>(N) *
+                      std::max({static_cast<double>(cfg_.gates()) * H, static_cast<double>(D) * H,
+                                static_cast<double>(cfg_.input_size)}) <
+                  2147483648.0,
               "steps*batch*width overflows 32-bit GEMM sizes (T=", steps, ", N=", batch, ")");
   {  // The caches this forward allocates (see DirCache / LayerCache), refused up front.
     const double tn = static_cast<double>(T_) * N, dh = static_cast<double>(D) * H;
@@ -524,6 +528,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
 
 template <typename T>
 void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn) {
+  moved_.check("Recurrent::backward");
   PYRNN_CHECK(cached_, "backward needs a preceding forward in training mode (train()); "
                        "none is cached");
   PYRNN_CHECK(dx && dh0 && dy, "backward: null buffer");

@@ -413,6 +413,26 @@ TEST(facade_errors) {
   lstm.forward(good);
   lstm.backward(pyrnn::Matrix(2, 2));
 
+  // A moved-from layer, and an output projection reassigned to another shape (forward read past
+  // its end), are refused by name.
+  pyrnn::LSTMLayer from(3, 4, 2);
+  pyrnn::LSTMLayer to(std::move(from));
+  CHECK(contains(error_of([&] { from.forward(good); }), "was moved from"));
+  CHECK_THROWS(from.backward(pyrnn::Matrix(2, 2)));
+  CHECK_THROWS(from.parameters());
+  CHECK(to.forward(good).cols() == 2);
+  to.outputWeight() = pyrnn::Matrix(7, 9);
+  const std::string e4 = error_of([&] { to.forward(good); });
+  CHECK(contains(e4, "LSTMLayer.forward: outputWeight() is (7, 9), expected (2, 4)"));
+  CHECK_THROWS(to.backward(pyrnn::Matrix(2, 2)));
+  CHECK_THROWS(to.parameters());
+  CHECK(to.outputSize() == 2);
+  to.outputWeight() = pyrnn::Matrix(2, 4);
+  to.outputBias() = pyrnn::Matrix(1, 1);
+  CHECK(contains(error_of([&] { to.forward(good); }), "outputBias() is (1, 1), expected (1, 2)"));
+  to.outputBias() = pyrnn::Matrix(1, 2);
+  CHECK(to.forward(good).cols() == 2 && to.parameters().size() == 5);
+
   // Cell states: LSTM only.
   pyrnn::GRULayer gru(3, 4, 2);
   gru.forward(good);

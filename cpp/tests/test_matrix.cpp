@@ -1,4 +1,5 @@
 #include <cstdint>
+#include <utility>
 
 #include "check.h"
 #include "pyrnn/matrix.h"
@@ -30,6 +31,23 @@ TEST(matrix_copy_is_deep) {
   pyrnn::Matrix b = a;
   b.set(0, 0, 2.0f);
   CHECK(a.get(0, 0) == 1.0f);
+}
+
+TEST(matrix_moved_from_is_empty) {
+  // A moved-from matrix is 0 x 0: it kept its shape with no storage, so get() read through null.
+  pyrnn::Matrix a(2, 3);
+  a.set(1, 2, 4.0f);
+  pyrnn::Matrix b(std::move(a));
+  CHECK(b.get(1, 2) == 4.0f && a.rows() == 0 && a.cols() == 0 && a.size() == 0);
+  CHECK_THROWS(a.get(1, 2));
+  pyrnn::Matrix c(1, 1);
+  c = std::move(b);
+  CHECK(c.rows() == 2 && c.get(1, 2) == 4.0f && b.rows() == 0 && b.cols() == 0);
+  pyrnn::Matrix& alias = c;
+  c = std::move(alias);  // self-move keeps the matrix
+  CHECK(c.rows() == 2 && c.cols() == 3 && c.get(1, 2) == 4.0f);
+  a = c;  // a moved-from matrix takes new values
+  CHECK(a.rows() == 2 && a.get(1, 2) == 4.0f);
 }
 
 TEST(runtime_settings) {

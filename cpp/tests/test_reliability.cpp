@@ -227,6 +227,50 @@ TEST(gemm_size_check_counts_bidirectional_width) {
   }));
 }
 
+TEST(gemm_size_check_does_not_wrap_around) {
+  // T = N = 2^30 at width 16: T*N*16 = 2^64 wrapped to 0 in size_t and passed the check.
+  RecurrentConfig cfg;
+  cfg.cell = CellType::RNN_TANH;
+  cfg.input_size = 16;
+  cfg.hidden_size = 16;
+  Recurrent<float> net(cfg);
+  std::vector<float> tiny(16);
+  CHECK(throws<pyrnn::Error>([&] {
+    net.forward(tiny.data(), tiny.data(), nullptr, tiny.data(), nullptr, nullptr, nullptr, 1 << 30,
+                1 << 30, true, 0);
+  }));
+  CHECK(!net.has_cache());
+}
+
+TEST(moved_from_recurrent_throws) {
+  // A moved-from Recurrent kept its config and cache flag but lost its parameter table:
+  // forward indexed an empty vector, backward an empty cache.
+  RecurrentConfig cfg;
+  cfg.input_size = 3;
+  cfg.hidden_size = 4;  // LSTM
+  std::vector<float> x(2 * 3), y(2 * 4), hn(4), cn(4), dx(2 * 3), dh(4), dc(4);
+  Recurrent<float> a(cfg);
+  a.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2, 1, true, 0);
+  Recurrent<float> b(std::move(a));
+  CHECK(a.moved_from() && !b.moved_from() && !a.has_cache() && b.has_cache());
+  CHECK_THROWS(a.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2,
+                         1, true, 0));
+  CHECK_THROWS(a.backward(dx.data(), dh.data(), dc.data(), y.data(), nullptr, nullptr));
+  b.backward(dx.data(), dh.data(), dc.data(), y.data(), nullptr, nullptr);  // b has it all
+  Recurrent<float> c(cfg);
+  c = std::move(b);
+  CHECK(b.moved_from() && !c.moved_from());
+  CHECK_THROWS(b.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2,
+                         1, true, 0));
+  Recurrent<float>& alias = c;
+  c = std::move(alias);  // self-move: std::vector's emptied the parameter table
+  CHECK_THROWS(c.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2,
+                         1, true, 0));
+  a = Recurrent<float>(cfg);  // assigned a new one: usable again
+  a.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2, 1, true, 0);
+  CHECK(!a.moved_from() && a.has_cache());
+}
+
 TEST(error_paths_throw_without_touching_memory) {
   RecurrentConfig cfg;
   cfg.cell = CellType::GRU;

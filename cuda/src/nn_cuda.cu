@@ -16,6 +16,7 @@ namespace pyrnn {
 
 RecurrentLayerCUDA::RecurrentLayerCUDA(RecurrentLayer host, int device)
     : name_(host.name() + "CUDA"),
+      output_size_(host.outputSize()),
       core_(host.core().config(), device),
       w_hy_(host.outputWeight()),
       b_y_(host.outputBias()) {
@@ -23,7 +24,20 @@ RecurrentLayerCUDA::RecurrentLayerCUDA(RecurrentLayer host, int device)
   core_.copy_params_from_host(host.core().params());
 }
 
+void RecurrentLayerCUDA::check_usable(const char* call) const {
+  PYRNN_CHECK(!core_.moved_from(), "RecurrentLayerCUDA::", call,
+              ": this layer was moved from (its storage went with the move)");
+  const std::size_t O = outputSize(), H = hiddenSize();
+  PYRNN_CHECK(w_hy_.rows() == O && w_hy_.cols() == H, name_, "::", call, ": outputWeight() is ",
+              w_hy_.rows(), " x ", w_hy_.cols(), ", expected ", O, " x ", H,
+              " (output_size x hidden_size); assign a matrix of that shape");
+  PYRNN_CHECK(b_y_.rows() == 1 && b_y_.cols() == O, name_, "::", call, ": outputBias() is ",
+              b_y_.rows(), " x ", b_y_.cols(), ", expected 1 x ", O,
+              " (1 x output_size); assign a matrix of that shape");
+}
+
 MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) {
+  check_usable("forward");
   PYRNN_CHECK(!sequence.empty(), name_, "::forward: empty sequence (need at least one step)");
   const std::size_t T = sequence.size(), N = sequence[0].rows();
   const std::size_t C = static_cast<std::size_t>(inputSize());

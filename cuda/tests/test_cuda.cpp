@@ -676,6 +676,22 @@ void test_recurrent_errors() {
     pyrnn::cuda::Recurrent<float> net(wide);
     CHECK_THROWS(net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr,
                              1 << 12, 1 << 12, false, 0));
+    // T = N = 2^30 at width 64 * 2: the product wrapped around to 0 in size_t and passed.
+    CHECK_THROWS(net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr,
+                             1 << 30, 1 << 30, false, 0));
+  }
+  {  // A moved-from core kept its config and cache flag but lost its parameter table.
+    pyrnn::cuda::Recurrent<float> a(cfg);
+    a.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2, 2, true, 0);
+    pyrnn::cuda::Recurrent<float> b(std::move(a));
+    CHECK(a.moved_from() && !a.has_cache() && b.has_cache());
+    CHECK_THROWS(a.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2,
+                           2, true, 0));
+    CHECK_THROWS(a.backward(x.data(), hn.data(), cn.data(), y.data(), nullptr, nullptr));
+    pyrnn::cuda::Recurrent<float>& alias = b;
+    b = std::move(alias);
+    CHECK_THROWS(b.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2,
+                           2, true, 0));
   }
   cfg.hidden_size = 0;
   CHECK_THROWS(pyrnn::cuda::Recurrent<float> bad_layer(cfg));
@@ -701,6 +717,45 @@ void test_matrix_cuda() {
   for (std::size_t i = 0; i < z.size(); ++i) all0 = all0 && z.data()[i] == 0.f;
   CHECK(all0);
   CHECK_THROWS(zeros.toGPU(host));  // shape mismatch
+  // A moved-from matrix is 0 x 0 (it kept its shape with no storage: copies read through null).
+  pyrnn::MatrixCUDA moved(std::move(copy));
+  CHECK(copy.rows() == 0 && copy.cols() == 0 && copy.data() == nullptr && moved.rows() == 3);
+  CHECK(pyrnn::MatrixCUDA(copy).size() == 0 && copy.toCPU().size() == 0);
+  zeros = std::move(moved);
+  CHECK(zeros.rows() == 3 && moved.rows() == 0 && moved.cols() == 0);
+  pyrnn::MatrixCUDA& alias = zeros;
+  zeros = std::move(alias);  // self-move keeps the matrix
+  pyrnn::Matrix back3 = zeros.toCPU();
+  CHECK(std::equal(back3.data(), back3.data() + back3.size(), host.data()));
+  pyrnn::Matrix moved_host(std::move(back3));
+  CHECK(pyrnn::MatrixCUDA(back3).rows() == 0);
+  // Out of device memory: pyrnn::OutOfMemory (MemoryError in Python) naming the size.
+  bool named = false;
+  try {
+    pyrnn::MatrixCUDA huge(std::size_t(1) << 30, std::size_t(1) << 28);  // 1 EiB
+  } catch (const pyrnn::OutOfMemory& e) {
+    named = std::string(e.what()).find("out of device memory") != std::string::npos &&
+            std::string(e.what()).find("1152921504606846976 bytes") != std::string::npos;
+  }
+  CHECK(named);
+  named = false;
+  try {
+    pyrnn::cuda::DeviceBuffer<double> overflow(std::numeric_limits<std::size_t>::max() / 4);
+  } catch (const pyrnn::OutOfMemory& e) {
+    named = std::string(e.what()).find("the size overflows") != std::string::npos;
+  }
+  CHECK(named);
+}
+
+// The message of the pyrnn::Error f throws ("" if none).
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const pyrnn::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 template <typename CpuLayer, typename GpuLayer>
@@ -739,6 +794,28 @@ void test_facade() {
   pyrnn::LSTMLayer trained(6, 9, 4, 77);
   trained.outputBias().set(0, 1, 3.f);  // a changed weight travels with the layer
   check_facade("LSTMLayerCUDA(host)", trained, pyrnn::LSTMLayerCUDA(trained));
+
+  // A moved-from layer, and a projection reassigned to another shape (forward read past its
+  // end), are refused by name; so is a moved-from core.
+  std::vector<pyrnn::MatrixCUDA> seq;
+  seq.emplace_back(pyrnn::Matrix(2, 3));
+  pyrnn::LSTMLayerCUDA from(3, 4, 2);
+  pyrnn::LSTMLayerCUDA to(std::move(from));
+  CHECK(std::string(error_of([&] { from.forward(seq); })).find("was moved from") !=
+        std::string::npos);
+  CHECK(from.core().moved_from() && !from.core().has_cache());
+  CHECK(to.forward(seq).cols() == 2 && to.outputSize() == 2);
+  to.outputWeight() = pyrnn::MatrixCUDA(7, 9);
+  CHECK(std::string(error_of([&] { to.forward(seq); }))
+            .find("outputWeight() is 7 x 9, expected 2 x 4") != std::string::npos);
+  to.outputWeight() = pyrnn::MatrixCUDA(2, 4);
+  to.outputBias() = pyrnn::MatrixCUDA(1, 1);
+  CHECK_THROWS(to.forward(seq));
+  to.outputBias() = pyrnn::MatrixCUDA(1, 2);
+  CHECK(to.forward(seq).cols() == 2);
+  pyrnn::LSTMLayerCUDA& alias = to;
+  to = std::move(alias);  // self-move: the core's parameter table was emptied
+  CHECK_THROWS(to.forward(seq));
 }
 
 // Without a device: every entry point that needs one throws pyrnn::Error (checked in the SKIP run).

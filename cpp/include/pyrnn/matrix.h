@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "pyrnn/aligned.h"
@@ -27,6 +28,20 @@ class BasicMatrix {
                 values.size(), " values, expected ", rows * cols);
     std::size_t i = 0;
     for (T v : values) buf_[i++] = v;
+  }
+
+  BasicMatrix(const BasicMatrix&) = default;
+  BasicMatrix& operator=(const BasicMatrix&) = default;
+  // A moved-from matrix is 0 x 0: its storage went with the move.
+  BasicMatrix(BasicMatrix&& o) noexcept
+      : rows_(std::exchange(o.rows_, 0)), cols_(std::exchange(o.cols_, 0)), buf_(std::move(o.buf_)) {}
+  BasicMatrix& operator=(BasicMatrix&& o) noexcept {
+    if (this != &o) {
+      rows_ = std::exchange(o.rows_, 0);
+      cols_ = std::exchange(o.cols_, 0);
+      buf_ = std::move(o.buf_);
+    }
+    return *this;
   }
 
   std::size_t rows() const { return rows_; }

@@ -17,6 +17,7 @@
 
 #include "pyrnn/aligned.h"
 #include "pyrnn/kernels/ops.h"
+#include "pyrnn/moved_from.h"
 
 namespace pyrnn {
 
@@ -72,7 +73,9 @@ class Recurrent {
   // Throws if the last forward was not in training mode.
   void backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn);
 
-  bool has_cache() const { return cached_; }
+  bool has_cache() const { return cached_ && !moved_; }
+  // True once moved from: forward and backward then throw pyrnn::Error.
+  bool moved_from() const { return static_cast<bool>(moved_); }
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
   // The last layer's state sequence from the last forward (training or eval), read-only:
@@ -130,6 +133,7 @@ class Recurrent {
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
   bool training_ = false;  // the forward in progress keeps a cache
+  MovedFrom moved_;
 };
 
 extern template class Recurrent<float>;

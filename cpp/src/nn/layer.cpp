@@ -46,6 +46,19 @@ BasicRecurrentLayer<T>::BasicRecurrentLayer(std::string name, const RecurrentCon
 }
 
 template <typename T>
+void BasicRecurrentLayer<T>::check_usable(const char* call) const {
+  PYRNN_CHECK(!core_.moved_from(), "RecurrentLayer::", call,
+              ": this layer was moved from (its storage went with the move)");
+  const std::size_t O = outputSize(), H = hiddenSize();
+  PYRNN_CHECK(w_hy_.rows() == O && w_hy_.cols() == H, name_, ".", call, ": outputWeight() is (",
+              w_hy_.rows(), ", ", w_hy_.cols(), "), expected (", O, ", ", H,
+              ") = (output_size, hidden_size); assign a matrix of that shape");
+  PYRNN_CHECK(b_y_.rows() == 1 && b_y_.cols() == O, name_, ".", call, ": outputBias() is (",
+              b_y_.rows(), ", ", b_y_.cols(), "), expected (1, ", O,
+              ") = (1, output_size); assign a matrix of that shape");
+}
+
+template <typename T>
 void BasicRecurrentLayer<T>::resetParameters(std::uint64_t seed) {
   core_.reset_parameters(seed);
   const T k = T(1) / std::sqrt(static_cast<T>(hiddenSize()));
@@ -64,6 +77,7 @@ void BasicRecurrentLayer<T>::zeroGrad() {
 
 template <typename T>
 std::vector<ParamView<T>> BasicRecurrentLayer<T>::parameters() {
+  check_usable("parameters");
   std::vector<ParamView<T>> out;
   for (const ParamInfo& p : core_.param_info())
     out.push_back({p.name, core_.params() + p.offset, core_.grads() + p.offset, p.rows, p.cols});
@@ -84,6 +98,7 @@ const std::vector<BasicMatrix<T>>& BasicRecurrentLayer<T>::getCellStates() const
 
 template <typename T>
 BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& sequence) {
+  check_usable("forward");
   const std::size_t C = inputSize(), H = hiddenSize(), O = outputSize();
   const bool lstm = core_.config().cell == CellType::LSTM;
   cached_ = false;  // a forward that throws leaves nothing to backpropagate through
@@ -142,6 +157,7 @@ BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& seque
 
 template <typename T>
 std::vector<BasicMatrix<T>> BasicRecurrentLayer<T>::backward(const MatrixT& d_output) {
+  check_usable("backward");
   PYRNN_CHECK(cached_ && core_.has_cache() && core_.cached_steps() == steps_ &&
                   core_.cached_batch() == batch_,
               name_, ".backward: no training-mode forward to backpropagate through; call "

@@ -52,7 +52,8 @@ class BasicRecurrentLayer {
 
   int inputSize() const { return core_.config().input_size; }
   int hiddenSize() const { return core_.config().hidden_size; }
-  int outputSize() const { return static_cast<int>(w_hy_.rows()); }
+  // Fixed at construction (the gradient's rows): outputWeight() / outputBias() keep that shape.
+  int outputSize() const { return static_cast<int>(dw_hy_.rows()); }
   // "RNNLayer", "LSTMLayer" or "GRULayer": used in error messages.
   const std::string& name() const { return name_; }
 
@@ -90,6 +91,7 @@ class BasicRecurrentLayer {
   // Direct access, e.g. to load trained weights.
   Recurrent<T>& core() { return core_; }
   const Recurrent<T>& core() const { return core_; }
+  // Assign matrices of the same shape: forward, backward and parameters() refuse others.
   MatrixT& outputWeight() { return w_hy_; }        // [O, H]
   MatrixT& outputBias() { return b_y_; }           // [1, O]
   const MatrixT& outputWeightGrad() const { return dw_hy_; }  // [O, H]
@@ -102,6 +104,9 @@ class BasicRecurrentLayer {
  private:
   static RecurrentConfig checked(const std::string& name, const RecurrentConfig& config,
                                  int output_size);
+  // Throws unless the layer is usable by `call`: not moved from, and the projection [O, H],
+  // [1, O] as built (a reassigned outputWeight() of another shape would overflow).
+  void check_usable(const char* call) const;
 
   std::string name_;
   Recurrent<T> core_;

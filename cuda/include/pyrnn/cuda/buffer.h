@@ -3,10 +3,13 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <iomanip>
 #include <limits>
-#include <new>
+#include <sstream>
+#include <string>
 #include <utility>
 
+#include "pyrnn/aligned.h"
 #include "pyrnn/cuda/check.h"
 
 namespace pyrnn {
@@ -19,12 +22,22 @@ class DeviceBuffer {
   // Uninitialised (cudaMalloc does not clear); call zero() if it must start at 0.
   explicit DeviceBuffer(std::size_t n) {
     if (n == 0) return;
-    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
+    // pyrnn::OutOfMemory (a std::bad_alloc, MemoryError in Python) naming the size, as the
+    // host allocations do.
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T))
+      throw OutOfMemory("device buffer of " + std::to_string(n) + " elements of " +
+                        std::to_string(sizeof(T)) + " bytes: the size overflows");
     void* p = nullptr;
     const cudaError_t err = cudaMalloc(&p, n * sizeof(T));
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();  // not sticky: clear it so later launch checks stay clean
-      throw std::bad_alloc();
+      int device = -1;
+      (void)cudaGetDevice(&device);
+      std::ostringstream msg;
+      msg << "cudaMalloc of " << n * sizeof(T) << " bytes (" << std::setprecision(3)
+          << static_cast<double>(n * sizeof(T)) / 1073741824.0 << " GiB) on device " << device
+          << ": out of device memory";
+      throw OutOfMemory(msg.str());
     }
     PYRNN_CUDA_CHECK(err);
     ptr_ = static_cast<T*>(p);

@@ -11,6 +11,7 @@
 // "no usable CUDA device: <reason>").
 #pragma once
 #include <cstddef>
+#include <utility>
 
 #include "pyrnn/cuda/buffer.h"
 #include "pyrnn/matrix.h"
@@ -26,8 +27,17 @@ class MatrixCUDA {
   explicit MatrixCUDA(const Matrix& host);
   MatrixCUDA(const MatrixCUDA& other);
   MatrixCUDA& operator=(const MatrixCUDA& other);
-  MatrixCUDA(MatrixCUDA&&) noexcept = default;
-  MatrixCUDA& operator=(MatrixCUDA&&) noexcept = default;
+  // A moved-from matrix is 0 x 0 (as pyrnn::Matrix): its storage went with the move.
+  MatrixCUDA(MatrixCUDA&& o) noexcept
+      : rows_(std::exchange(o.rows_, 0)), cols_(std::exchange(o.cols_, 0)), buf_(std::move(o.buf_)) {}
+  MatrixCUDA& operator=(MatrixCUDA&& o) noexcept {
+    if (this != &o) {
+      rows_ = std::exchange(o.rows_, 0);
+      cols_ = std::exchange(o.cols_, 0);
+      buf_ = std::move(o.buf_);
+    }
+    return *this;
+  }
 
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }

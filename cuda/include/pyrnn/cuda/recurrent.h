@@ -105,7 +105,9 @@ class Recurrent {
   // Why CUDA graphs were switched off for this layer (a capture failed), or "".
   const std::string& graphs_disabled_reason() const { return graphs_error_; }
 
-  bool has_cache() const { return cached_; }
+  bool has_cache() const { return cached_ && !moved_; }
+  // True once moved from: forward and backward then throw pyrnn::Error.
+  bool moved_from() const { return static_cast<bool>(moved_); }
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
   // Device [T+1, N, H] states of the last layer from the last forward (see the CPU class).
@@ -238,6 +240,7 @@ class Recurrent {
   bool last_fwd_graphs_ = false, last_bwd_graphs_ = false;
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
+  MovedFrom moved_;
 };
 
 extern template class Recurrent<float>;

@@ -35,7 +35,7 @@ class RecurrentLayerCUDA {
 
   int inputSize() const { return core_.config().input_size; }
   int hiddenSize() const { return core_.config().hidden_size; }
-  int outputSize() const { return static_cast<int>(w_hy_.rows()); }
+  int outputSize() const { return output_size_; }  // fixed at construction
   const std::string& name() const { return name_; }
 
   // sequence: T >= 1 steps, each [N, C] (N >= 1, the same for every step). Returns y_T [N, O].
@@ -44,11 +44,16 @@ class RecurrentLayerCUDA {
   const MatrixCUDA& lastHiddenState() const { return h_last_; }
 
   cuda::Recurrent<float>& core() { return core_; }
+  // Assign matrices of the same shape: forward refuses others.
   MatrixCUDA& outputWeight() { return w_hy_; }  // [O, H]
   MatrixCUDA& outputBias() { return b_y_; }     // [1, O]
 
  private:
+  // As the CPU facade's: not moved from, and the projection [O, H], [1, O] as built.
+  void check_usable(const char* call) const;
+
   std::string name_;
+  int output_size_;
   cuda::Recurrent<float> core_;
   MatrixCUDA w_hy_, b_y_;                    // [O, H], [1, O]
   cuda::DeviceBuffer<float> x_, y_, cn_;     // [T, N, C], [T, N, H], [N, H] workspaces
