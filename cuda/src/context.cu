@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 
+#include "device_lock.cuh"
 #include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
@@ -112,6 +113,8 @@ void Context::release() noexcept {
   stream_ = nullptr;
   workspace_ = nullptr;
 }
+
+std::mutex& Context::mutex() const { return detail::device_mutex(device_); }
 
 Context& Context::get(int device) {
   static std::mutex mutex;

@@ -376,7 +376,9 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   cudaStream_t stream = ctx_->stream();
   pass_ = opt;
 
-  cached_ = false;  // a failed or eval forward leaves nothing to backpropagate through
+  // From here a failed or eval forward leaves nothing to backpropagate through (a call refused
+  // by the argument checks above leaves the last forward's cache, as PyTorch leaves its graph).
+  cached_ = false;
   has_lengths_ = false;
   if (lengths) {
     bool all_full = true;

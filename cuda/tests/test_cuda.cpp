@@ -1,10 +1,14 @@
 // CUDA backend tests, checked against the CPU reference. Without a usable GPU: "SKIP: <reason>", exit 0.
 #include <cmath>
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -818,6 +822,30 @@ void test_facade() {
   CHECK_THROWS(to.forward(seq));
 }
 
+// Context::mutex() is the lock pyrnn's own calls take: a pass waits while a caller holds it.
+void test_context_mutex() {
+  pyrnn::RecurrentConfig cfg;
+  cfg.input_size = 2;
+  cfg.hidden_size = 3;
+  pyrnn::cuda::Recurrent<float> gpu(cfg);
+  DeviceBuffer<float> x(2 * 2 * 2), y(2 * 2 * 3), hn(2 * 3), cn(2 * 3);
+  x.zero();
+  std::atomic<bool> done{false};
+  std::thread pass;
+  {
+    std::lock_guard<std::mutex> held(Context::get(0).mutex());
+    pass = std::thread([&] {
+      gpu.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, nullptr, 2, 2, false,
+                  0);
+      done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(!done);  // a forward that did not take the lock would be done by now
+  }
+  pass.join();
+  CHECK(done);
+}
+
 // Without a device: every entry point that needs one throws pyrnn::Error (checked in the SKIP run).
 void test_no_device_errors() {
   pyrnn::RecurrentConfig cfg;
@@ -847,6 +875,7 @@ int main() {
     test_recurrent_errors();
     test_matrix_cuda();
     test_facade();
+    test_context_mutex();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;
@@ -887,6 +916,7 @@ int main() {
     test_recurrent_errors();
     test_matrix_cuda();
     test_facade();
+    test_context_mutex();
     test_shared_memory_attribute();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());

@@ -33,6 +33,7 @@
 
 #include "cell_elems.cuh"
 #include "cells.cuh"
+#include "device_lock.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
 #include "pyrnn/cuda/device.h"
@@ -140,6 +141,7 @@ cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
                                       enum cudaMemcpyKind kind, cudaStream_t) {
   if (pyrnn::cuda::emu::g_capturing && kind != cudaMemcpyDeviceToDevice)
     return cudaErrorStreamCaptureUnsupported;  // host memory in a graph: not what we want
+  if (count && (!dst || !src)) return cudaErrorInvalidValue;  // as a device does
   if (count) run_or_record([=] { std::memmove(dst, src, count); });
   return cudaSuccess;
 }
@@ -155,6 +157,7 @@ cudaError_t CUDARTAPI cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* sr
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t) {
+  if (count && !p) return cudaErrorInvalidValue;
   if (count) run_or_record([=] { std::memset(p, value, count); });
   return cudaSuccess;
 }
@@ -236,7 +239,10 @@ void throw_cublas_error(int status, const char* call, const char* file, int line
 
 int device_count() { return 1; }
 std::string unavailable_reason() { return std::string(); }
-std::string device_name(int) { return "host emulation"; }
+std::string device_name(int device) {
+  PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");
+  return "host emulation";
+}
 void synchronize() {}
 void synchronize_device(int device) {
   PYRNN_CHECK(device <= 0, "CUDA device ", device, " out of range (1 device, emulated)");
@@ -253,6 +259,7 @@ cudaStream_t Context::import_stream() {
   static int handle;  // any distinct non-null value: the emulated streams are all synchronous
   return reinterpret_cast<cudaStream_t>(&handle);
 }
+std::mutex& Context::mutex() const { return detail::device_mutex(device_); }
 Context& Context::get(int device) {
   static Context ctx(0);
   PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");

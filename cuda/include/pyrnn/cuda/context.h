@@ -29,6 +29,11 @@ class Context {
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
   int device() const { return device_; }
+  // The lock pyrnn holds while it queues work on stream() / cublas(): a recurrent pass may be
+  // capturing stream() into a CUDA graph, which would take in another thread's work. Hold it
+  // while queueing your own work there (cuda::gemm, fill, copies) when other threads use pyrnn
+  // on this device; not across a pyrnn call, which takes it itself (it is not recursive).
+  std::mutex& mutex() const;
   // The side stream (non-blocking) and its handle, created on first use (the caller must have
   // this context's device current). Independent of stream(): order with events.
   cudaStream_t side_stream();
