@@ -324,10 +324,24 @@ cdef class DeviceArray:
         return self.shape[0]
 
     def __reduce__(self):
-        # Cython's generated pickling would copy the raw device pointer: an unpickled one in
-        # another process, or after the memory is freed, would point at nothing.
-        raise TypeError("a DeviceArray (device memory) cannot be pickled; use .numpy() for a "
-                        "host copy, or copy.copy / copy.deepcopy / .copy() for a device copy")
+        # Memory pyrnn allocated (a copy, optimizer state, EarlyStopping's weights) pickles as
+        # its values, uploaded again on unpickle to the same device index, as CuPy's arrays do
+        # (Cython's generated pickling would carry the raw pointer). A view of memory pyrnn
+        # does not own (a layer's parameter, an imported tensor) is refused: unpickled, it
+        # would silently stop being a view.
+        if not self._owns_memory():
+            raise TypeError("a DeviceArray viewing memory pyrnn does not own (a layer's "
+                            "parameter, an imported tensor) cannot be pickled; use .numpy() for "
+                            "a host copy, or copy.copy / copy.deepcopy / .copy() for a device "
+                            "copy")
+        return (_unpickle_device_array, (self.numpy(), self.device, self.readonly))
+
+    cdef bint _owns_memory(self):
+        """Whether the memory is pyrnn's own allocation (directly or through views of it)."""
+        o = self._owner
+        while isinstance(o, DeviceArray):
+            o = (<DeviceArray>o)._owner
+        return isinstance(o, _Allocation)
 
     def __copy__(self):
         # As ndarray's: a new owning (writable) array with the same contents, so optimizers,
@@ -549,6 +563,11 @@ def _host_capsule(host, max_version, bint versioned):
                 cap, b"dltensor_versioned")).flags |= DLPACK_FLAG_BITMASK_IS_COPIED
         return cap
     return host.__dlpack__()
+
+
+def _unpickle_device_array(host, int device, bint readonly):
+    a = DeviceArray.from_numpy(host, device=device)
+    return DeviceArray._make(a.ptr, a.shape, a.dtype, a.device, True, a) if readonly else a
 
 
 def _dlpack_major(max_version):

@@ -31,7 +31,7 @@ import numpy as np
 from . import _arrays, _attrs, _core, _train
 from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
                         real_array, seed_arg, shape_str)
-from .parameter import Parameter, ParamWrites
+from .parameter import Parameter, ParamWrites, bind_pending
 
 _busy_lock = threading.Lock()
 
@@ -203,6 +203,7 @@ class Layer(ParamWrites):
         if self.device != "cpu":  # no GPU here: to()'s clear error
             device, self._device = self.device, "cpu"
             self.to(device)
+        bind_pending(self)
 
     def __copy__(self):
         # As the recurrent layers (whose native storage cannot be shared): a copy is

@@ -91,7 +91,22 @@ class Parameter:
 
 def _of_layer(name, layer, key):
     """The Parameter `name` over layer's parameter `key` (how a Parameter is copied)."""
-    return Parameter(name, layer._params[key], layer._grads[key], layer)
+    params = getattr(layer, "__dict__", {}).get("_params")
+    if params is not None:
+        return Parameter(name, params[key], layer._grads[key], layer)
+    # The layer is still being rebuilt: its own state holds this Parameter (a layer keeping its
+    # optimizer, or a list of its parameters), and copy / pickle restore that state before the
+    # layer's arrays exist. The arrays are bound at the end of its __setstate__ (bind_pending).
+    p = object.__new__(Parameter)
+    p._name, p._data, p._grad, p._owner = name, None, None, layer
+    layer.__dict__.setdefault("_pending_parameters", []).append((p, key))
+    return p
+
+
+def bind_pending(layer):
+    """End of a layer's __setstate__: binds the Parameters copied while it was rebuilt."""
+    for p, key in layer.__dict__.pop("_pending_parameters", ()):
+        p._data, p._grad = layer._params[key], layer._grads[key]
 
 
 def _kind(a):

@@ -12,7 +12,7 @@ import numpy as np
 from . import _arrays, _attrs, _core
 from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
                         shape_str)
-from .parameter import Parameter, ParamWrites
+from .parameter import Parameter, ParamWrites, bind_pending
 
 
 def _check_device(device):
@@ -143,6 +143,7 @@ class _Recurrent(ParamWrites):
                                  f"{sorted(views)}")
             _arrays.load_into(views, values, what[:-1])
         self._native, self._params, self._grads = native, new_params, new_grads
+        bind_pending(self)
 
     def __copy__(self):
         # A shallow copy cannot share the native storage either (nor, sensibly, the dropout

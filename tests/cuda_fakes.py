@@ -42,7 +42,7 @@ class FakeDev:
     def reshape(self, *shape):
         return FakeDev(self.a.reshape(*shape), self.device)
 
-    def __reduce__(self):  # as DeviceArray: device memory is a raw pointer, never pickled
+    def __reduce__(self):  # as a DeviceArray viewing a layer's memory: never pickled
         raise TypeError("a DeviceArray (device memory) cannot be pickled")
 
     def __copy__(self):  # as DeviceArray: copy / deepcopy make a device copy

@@ -118,10 +118,31 @@ def test_objects_holding_device_state_deepcopy_as_on_the_host(device):
 
 
 @pytest.mark.parametrize("how", ["deepcopy-model-first", "deepcopy-optimizer-first",
-                                 "pickle-optimizer-first"])
+                                 "pickle-model-first", "pickle-optimizer-first"])
 def test_copied_optimizer_trains_the_copied_device_model(how):
+    # Pickling an optimizer with state (device arrays) was a TypeError.
     from test_recurrent_copy import check_copied_optimizer_trains_the_copied_model
     check_copied_optimizer_trains_the_copied_model("cuda", how)
+
+
+def test_pickled_device_arrays():
+    # pyrnn's own memory pickles as its values (a new device array on unpickle), as CuPy's
+    # arrays do; a view of memory it does not own (a layer's parameter) is refused.
+    import pickle
+    host = np.arange(12, dtype=np.float64).reshape(3, 4)
+    a = pyrnn.cuda.to_device(host)
+    ro = DA.borrow(a.ptr, a.shape, a.dtype, a, readonly=True)
+    for arr in (a, a.reshape(4, 3), ro, DA.zeros((0, 2))):
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            b = pickle.loads(pickle.dumps(arr, protocol))
+            assert isinstance(b, DA) and b.ptr != arr.ptr or arr.size == 0
+            assert (b.shape, b.dtype, b.device, b.readonly) == (arr.shape, arr.dtype, arr.device,
+                                                                arr.readonly)
+            np.testing.assert_array_equal(b.numpy(), arr.numpy())
+    layer = pyrnn.LSTM(3, 4, seed=0, device="cuda")
+    with pytest.raises(TypeError, match="memory pyrnn does not own"):
+        pickle.dumps(layer.params["weight_ih_l0"])
+    assert pickle.loads(pickle.dumps(layer)).device == "cuda"  # layers carry host copies
 
 
 def test_copied_parameter_of_a_moved_layer_copies_its_arrays():

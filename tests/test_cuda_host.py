@@ -420,8 +420,9 @@ def test_dlpack_deleter_called_after_python_exits(tmp_path):
     src, lib = tmp_path / "late.c", tmp_path / "late.so"
     src.write_text(LATE_CONSUMER)
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    # cwd: not the repository root, whose pyrnn/ source tree has no compiled modules.
     r = subprocess.run([sys.executable, "-c", LATE_SCRIPT, str(lib)], capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "exiting", (r.returncode, r.stderr[-2000:])
 
 

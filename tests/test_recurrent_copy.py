@@ -251,27 +251,38 @@ def _model_and_optimizer(device="cpu"):
 COPY_BOTH = {
     "deepcopy-model-first": lambda model, opt: copy.deepcopy((model, opt)),
     "deepcopy-optimizer-first": lambda model, opt: copy.deepcopy((opt, model))[::-1],
+    "pickle-model-first": lambda model, opt: pickle.loads(pickle.dumps((model, opt))),
     "pickle-optimizer-first": lambda model, opt: pickle.loads(pickle.dumps((opt, model)))[::-1],
 }
 
 
+def _train_step(model, opt, x):
+    y = model(x)
+    model.backward(np.ones(y.shape, np.float32))
+    opt.step()
+    opt.zero_grad()
+
+
 def check_copied_optimizer_trains_the_copied_model(device, how="deepcopy-model-first"):
-    """A deep copy or pickle of (model, opt), in either order: the copy's optimizer updates the
-    copy's parameters (every layer, native memory included), never the original's; a Parameter
-    copied alone is detached from the original."""
+    """A deep copy or pickle of (model, opt), in either order, after a step (so the optimizer
+    has state): the copy's optimizer updates the copy's parameters (every layer, native memory
+    included), never the original's, and the two then train bitwise alike; a Parameter copied
+    alone is detached from the original."""
     model, opt = _model_and_optimizer(device)
     x = np.random.default_rng(0).standard_normal((5, 6, 3)).astype(np.float32)
+    _train_step(model, opt, x)
     before = {k: np.array(v) for k, v in model.params.items()}
     m2, opt2 = COPY_BOTH[how](model, opt)
-    y = m2(x)
-    m2.backward(np.ones(y.shape, np.float32))
-    opt2.step()
+    _train_step(m2, opt2, x)
     after = {k: np.array(v) for k, v in m2.params.items()}
     changed = [k for k in before if not np.array_equal(before[k], after[k])]
     assert sorted(changed) == sorted(before), f"not trained by the copied optimizer: " \
         f"{sorted(set(before) - set(changed))}"
     for k, v in model.params.items():  # the original is untouched
         np.testing.assert_array_equal(np.array(v), before[k])
+    _train_step(model, opt, x)  # the same step, with the original's state: the same result
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(np.array(v), after[k])
     copied_layers = [m for m in m2.layers if list(m.parameters())]
     for p, q in zip(opt.params, opt2.params):
         assert q._owner is not p._owner and any(q._owner is m for m in copied_layers)
@@ -288,6 +299,44 @@ def test_copied_optimizer_trains_the_copied_model(how):
     # The LSTM's parameters (native memory, rebuilt by its copy) were left to detached copies;
     # with the optimizer first, every layer's were.
     check_copied_optimizer_trains_the_copied_model("cpu", how)
+
+
+class SelfTrainingLSTM(pyrnn.LSTM):
+    """A layer whose own state reaches its Parameters (it keeps its optimizer)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opt = optim.Adam(self.parameters(), lr=0.1)
+
+
+class ParamCachingDense(pyrnn.Dense):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cached = list(self.parameters())
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_layer_holding_its_own_parameters_copies(how):
+    # Its Parameters are copied while the layer is half rebuilt (no arrays yet): an
+    # AttributeError, before they were bound at the end of its __setstate__.
+    dup = {"deepcopy": copy.deepcopy, "pickle": lambda o: pickle.loads(pickle.dumps(o))}[how]
+    x = np.random.default_rng(1).standard_normal((4, 2, 3)).astype(np.float32)
+    lstm = SelfTrainingLSTM(3, 4, seed=0)
+    lstm.backward(np.ones((4, 2, 4), np.float32) + 0 * lstm(x)[0])
+    lstm.opt.step()
+    twin = dup(lstm)
+    assert not hasattr(twin, "_pending_parameters")
+    for p, (name, arr) in zip(twin.opt.params, twin.params.items()):
+        assert p._owner is twin and p.data is arr and p.grad is twin.grads[name]
+    for layer in (lstm, twin):  # the same next step on both: bitwise alike, independent
+        layer.backward(np.ones((4, 2, 4), np.float32) + 0 * layer(x)[0])
+        layer.opt.step()
+    for k, v in lstm.params.items():
+        np.testing.assert_array_equal(twin.params[k], v)
+        assert not np.shares_memory(twin.params[k], v)
+    dense = ParamCachingDense(3, 2, seed=0)
+    twin = dup(dense)
+    assert [p.data is twin.params[p.name] for p in twin.cached] == [True, True]
 
 
 def test_copied_parameter_without_a_layer_copies_its_arrays():

@@ -9,6 +9,7 @@
 
 #include "device_lock.cuh"
 #include "device_scope.cuh"
+#include "pyrnn/cuda/buffer.h"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
 #include "pyrnn/cuda/device.h"
@@ -36,7 +37,7 @@ void make_stream_and_handle(int device, cudaStream_t* stream, cublasHandle_t* ha
   PYRNN_CUBLAS_CHECK(cublasSetMathMode(*handle, CUBLAS_DEFAULT_MATH));
   PYRNN_CUBLAS_CHECK(cublasSetPointerMode(*handle, CUBLAS_POINTER_MODE_HOST));
   const std::size_t bytes = workspace_bytes(device);
-  PYRNN_CUDA_CHECK(cudaMalloc(workspace, bytes));
+  *workspace = detail::device_malloc(bytes);
   PYRNN_CUBLAS_CHECK(cublasSetWorkspace(*handle, *workspace, bytes));
 }
 }  // namespace

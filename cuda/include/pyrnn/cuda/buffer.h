@@ -15,6 +15,27 @@
 namespace pyrnn {
 namespace cuda {
 
+namespace detail {
+// cudaMalloc of `bytes` (> 0) on the current device. Out of memory is pyrnn::OutOfMemory (a
+// std::bad_alloc, MemoryError in Python) naming the size, as the host allocations do.
+inline void* device_malloc(std::size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();  // not sticky: clear it so later launch checks stay clean
+    int device = -1;
+    (void)cudaGetDevice(&device);
+    std::ostringstream msg;
+    msg << "cudaMalloc of " << bytes << " bytes (" << std::setprecision(3)
+        << static_cast<double>(bytes) / 1073741824.0 << " GiB) on device " << device
+        << ": out of device memory";
+    throw OutOfMemory(msg.str());
+  }
+  PYRNN_CUDA_CHECK(err);
+  return p;
+}
+}  // namespace detail
+
 template <typename T>
 class DeviceBuffer {
  public:
@@ -22,25 +43,10 @@ class DeviceBuffer {
   // Uninitialised (cudaMalloc does not clear); call zero() if it must start at 0.
   explicit DeviceBuffer(std::size_t n) {
     if (n == 0) return;
-    // pyrnn::OutOfMemory (a std::bad_alloc, MemoryError in Python) naming the size, as the
-    // host allocations do.
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T))
       throw OutOfMemory("device buffer of " + std::to_string(n) + " elements of " +
                         std::to_string(sizeof(T)) + " bytes: the size overflows");
-    void* p = nullptr;
-    const cudaError_t err = cudaMalloc(&p, n * sizeof(T));
-    if (err == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();  // not sticky: clear it so later launch checks stay clean
-      int device = -1;
-      (void)cudaGetDevice(&device);
-      std::ostringstream msg;
-      msg << "cudaMalloc of " << n * sizeof(T) << " bytes (" << std::setprecision(3)
-          << static_cast<double>(n * sizeof(T)) / 1073741824.0 << " GiB) on device " << device
-          << ": out of device memory";
-      throw OutOfMemory(msg.str());
-    }
-    PYRNN_CUDA_CHECK(err);
-    ptr_ = static_cast<T*>(p);
+    ptr_ = static_cast<T*>(detail::device_malloc(n * sizeof(T)));
     size_ = n;
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
