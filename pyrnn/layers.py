@@ -243,7 +243,9 @@ class Layer(ParamWrites):
     def _need_cache(self):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
-                               "training mode (call layer.train() before forward)")
+                               "training mode: it differentiates the layer's LAST forward, and "
+                               "there is none, or it ran in eval mode, which keeps no cache "
+                               "(call layer.train() before forward)")
         self._check_params_unchanged()
         return self._cache
 

@@ -5,6 +5,7 @@ Layout follows PyTorch: x (T, N, C) time-major, (N, T, C) with batch_first, or u
 """
 import copy
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -13,6 +14,15 @@ from . import _arrays, _attrs, _core
 from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
                         shape_str)
 from .parameter import Parameter, ParamWrites, bind_pending
+
+
+def _user_stacklevel():
+    """warnings.warn's stacklevel, from its caller, of the first frame outside pyrnn (the
+    user's line: LSTM has no __init__ of its own, RNN and GRU do, a subclass adds more)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "pyrnn":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_device(device):
@@ -67,7 +77,7 @@ class _Recurrent(ParamWrites):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout applies between recurrent layers; with num_layers=1 it has "
-                          "no effect", stacklevel=3)
+                          "no effect", stacklevel=_user_stacklevel())
         self._dropout = float(dropout)
         self._dtype = float_dtype(dtype)
         _check_device(device)
@@ -338,8 +348,10 @@ class _Recurrent(ParamWrites):
 
     def _backward(self, d_out, d_h_n, d_c_n):
         if self._last is None or not self._native.has_cache():
-            raise RuntimeError("backward() needs a preceding forward() in training mode "
-                               "(call layer.train() before forward)")
+            raise RuntimeError("backward() needs a preceding forward() in training mode: it "
+                               "differentiates the layer's LAST forward, and there is none, or "
+                               "it ran in eval mode, which keeps no cache (call layer.train() "
+                               "before forward)")
         self._check_params_unchanged()
         if self.device == "cuda":
             return self._backward_cuda(d_out, d_h_n, d_c_n)

@@ -280,3 +280,19 @@ def test_layer_usable_after_refused_calls(layer):
     np.testing.assert_array_equal(out, out0)
     dx = layer.backward(np.ones_like(out))[0]
     assert dx.shape == x.shape and np.all(np.isfinite(dx))
+
+
+class SubclassedLSTM(pyrnn.LSTM):
+    pass
+
+
+@pytest.mark.parametrize("cls", [pyrnn.RNN, pyrnn.LSTM, pyrnn.GRU, SubclassedLSTM])
+def test_single_layer_dropout_warning_names_the_callers_line(cls):
+    # As PyTorch's: warned at the user's line. LSTM (no __init__ of its own) pointed one frame
+    # further up (at module level: "sys:1").
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cls(3, 4, 1, dropout=0.5)
+    assert len(caught) == 1 and "no effect" in str(caught[0].message)
+    assert caught[0].filename == __file__, caught[0].filename
