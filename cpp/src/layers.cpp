@@ -49,6 +49,15 @@ void check_sizes(const char* what, std::int64_t M, std::int64_t a, std::int64_t 
   PYRNN_CHECK(a <= 2147483647 && b <= 2147483647, what, ": size too large (", a, ", ", b, ")");
 }
 
+// As the CUDA twin (cuda/src/layers.cu): every index checked before anything is written, so a
+// refused call leaves y / dtable as they were.
+void check_indices(const char* what, const std::int64_t* idx, std::int64_t M, std::int64_t num) {
+  PYRNN_CHECK(M == 0 || idx, what, ": null index array");
+  for (std::int64_t m = 0; m < M; ++m)
+    PYRNN_CHECK(idx[m] >= 0 && idx[m] < num, "embedding index ", idx[m], " at position ", m,
+                " is outside [0, ", num, ")");
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -176,11 +185,10 @@ template <typename T>
 void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64_t M,
                        std::int64_t num, int dim) {
   check_sizes("embedding_forward", M, num, dim);
+  check_indices("embedding_forward", idx, M, num);
   const std::size_t E = static_cast<std::size_t>(dim);
   for (std::int64_t m = 0; m < M; ++m) {
     const std::int64_t k = idx[m];
-    PYRNN_CHECK(k >= 0 && k < num, "embedding index ", k, " at position ", m,
-                " is outside [0, ", num, ")");
     std::memcpy(y + static_cast<std::size_t>(m) * E, table + static_cast<std::size_t>(k) * E,
                 E * sizeof(T));
   }
@@ -190,11 +198,10 @@ template <typename T>
 void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::int64_t M,
                         std::int64_t num, int dim, std::int64_t padding_idx) {
   check_sizes("embedding_backward", M, num, dim);
+  check_indices("embedding_backward", idx, M, num);
   const std::size_t E = static_cast<std::size_t>(dim);
   for (std::int64_t m = 0; m < M; ++m) {
     const std::int64_t k = idx[m];
-    PYRNN_CHECK(k >= 0 && k < num, "embedding index ", k, " at position ", m,
-                " is outside [0, ", num, ")");
     if (k == padding_idx) continue;
     T* row = dtable + static_cast<std::size_t>(k) * E;
     const T* d = dy + static_cast<std::size_t>(m) * E;

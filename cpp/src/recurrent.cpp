@@ -117,7 +117,8 @@ void RecurrentConfig::validate() const {
   PYRNN_CHECK(!reset_after || cell == CellType::GRU, "reset_after applies to GRU only");
   // Every buffer index below is computed in std::size_t, but GEMM sizes are int.
   const double gh = static_cast<double>(gates()) * hidden_size;
-  PYRNN_CHECK(gh * std::max(input_size, 2 * hidden_size) < 2147483647.0,
+  // 2*hidden_size in double: in int it overflows for hidden_size >= 2^30.
+  PYRNN_CHECK(gh * std::max(static_cast<double>(input_size), 2.0 * hidden_size) < 2147483647.0,
               "layer too large: gates*hidden_size*input_size overflows (hidden_size=",
               hidden_size, ", input_size=", input_size, ")");
 }

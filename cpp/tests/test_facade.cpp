@@ -345,6 +345,34 @@ TEST(facade_clip_grad_norm) {
   CHECK_NEAR(ps[3].grad[0], -0.8, 1e-6);
   CHECK(ps[1].grad[0] == 0.0);
   CHECK_NEAR(pyrnn::clipGradNorm(layer, 1.0), 1.0, 1e-6);
+  // A NaN gradient makes every gradient NaN, as torch's clip_grad_norm_ (they were unclipped).
+  ps[0].grad[0] = std::nan("");
+  ps[3].grad[0] = 1e6;
+  CHECK(std::isnan(pyrnn::clipGradNorm(layer, 1.0)));
+  for (const auto& p : ps) CHECK(std::isnan(p.grad[0]));
+}
+
+TEST(facade_optimizer_state_starts_afresh_for_a_new_layer) {
+  // State was keyed by parameter address alone: a new layer whose memory reused a freed one's
+  // addresses resumed its momentum (first steps of -0.19, -0.271, ... instead of -0.1).
+  pyrnn::BasicSGD<double> sgd(0.1, 0.9);
+  pyrnn::BasicAdam<double> adam(0.1);
+  for (int k = 0; k < 20; ++k) {  // each layer's memory reuses the last one's (same sizes)
+    pyrnn::BasicLSTMLayer<double> layer(3, 8, 8, k);
+    set_all(layer, 0.0, 1.0);
+    sgd.step(layer);  // v = g: p = -0.1
+    check_all(layer, -0.1, 1e-15);
+    set_all(layer, 0.0, 1.0);
+    adam.step(layer);  // step 1 of Adam: p = -lr * g / |g|
+    check_all(layer, -0.1, 1e-7);
+  }
+  pyrnn::BasicRNNLayer<double> a(1, 1, 1), b(a);
+  const std::uint64_t id = a.instanceId();
+  CHECK(b.instanceId() != id);
+  pyrnn::BasicRNNLayer<double> c(std::move(a));
+  CHECK(c.instanceId() == id);
+  b = c;
+  CHECK(b.instanceId() != id);
 }
 
 TEST(facade_mse_loss) {
@@ -432,6 +460,18 @@ TEST(facade_errors) {
   CHECK(contains(error_of([&] { to.forward(good); }), "outputBias() is (1, 1), expected (1, 2)"));
   to.outputBias() = pyrnn::Matrix(1, 2);
   CHECK(to.forward(good).cols() == 2 && to.parameters().size() == 5);
+  // core() replaced by a deeper or bidirectional one: forward wrote past its [1, N, H] state.
+  pyrnn::RecurrentConfig deep = to.core().config();
+  deep.num_layers = 2;
+  to.core() = pyrnn::Recurrent<float>(deep);
+  CHECK(contains(error_of([&] { to.forward(good); }), "core() has num_layers=2"));
+  deep.num_layers = 1;
+  deep.bidirectional = true;
+  to.core() = pyrnn::Recurrent<float>(deep);
+  CHECK_THROWS(to.forward(good));
+  deep.bidirectional = false;
+  to.core() = pyrnn::Recurrent<float>(deep);
+  CHECK(to.forward(good).cols() == 2);
 
   // Cell states: LSTM only.
   pyrnn::GRULayer gru(3, 4, 2);

@@ -3,6 +3,7 @@
 // (The Python suite adds PyTorch parity for all of them.)
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <vector>
 
@@ -91,9 +92,49 @@ TEST(embedding_forward_backward) {
   CHECK(dtable[2 * dim] == 0.0);  // padding row gets nothing
   const std::int64_t bad[1] = {4};
   CHECK_THROWS(pyrnn::embedding_forward(y.data(), bad, table.data(), 1, num, dim));
+  // A refused backward writes nothing (the bad index came after two good ones: they were
+  // accumulated before), as the CUDA twin; a null index array is an error, not a crash.
+  const std::vector<double> before = dtable;
+  const std::int64_t late_bad[3] = {0, 1, 7};
+  CHECK_THROWS(pyrnn::embedding_backward(dtable.data(), dy.data(), late_bad, 3, num, dim, -1));
+  CHECK(dtable == before);
+  CHECK_THROWS(pyrnn::embedding_backward(dtable.data(), dy.data(), nullptr, 3, num, dim, -1));
+  CHECK_THROWS(pyrnn::embedding_forward(y.data(), nullptr, table.data(), 3, num, dim));
   CHECK_THROWS(pyrnn::dense_forward(y.data(), y.data(), y.data(), y.data(), 1, 0, 1,
                                     Activation::None));
 }
+
+#ifdef __linux__
+// Resident memory in bytes (/proc/self/statm's second field, in pages).
+long resident_bytes() {
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * 4096;
+}
+
+TEST(dense_backward_keeps_no_copy_of_x) {
+  // The weight-gradient GEMM packs x as its B operand into a thread_local buffer, which kept
+  // a 64 MiB copy of x for the thread's lifetime.
+  const std::int64_t M = std::int64_t(1) << 17;
+  const int in = 128, out = 2;
+  long grew = 0;
+  {
+    std::vector<float> x(static_cast<std::size_t>(M) * in, 0.5f), dy(static_cast<std::size_t>(M) * out, 1.0f);
+    std::vector<float> w(static_cast<std::size_t>(out) * in, 0.1f), dw(w.size(), 0.0f), db(out, 0.0f);
+    std::vector<float> y(dy.size());
+    pyrnn::dense_forward(y.data(), x.data(), w.data(), db.data(), M, in, out, Activation::None);
+    const long before = resident_bytes();
+    pyrnn::dense_backward(static_cast<float*>(nullptr), dw.data(), db.data(), dy.data(), y.data(),
+                          x.data(), w.data(), M, in, out, Activation::None);
+    grew = resident_bytes() - before;
+    CHECK_NEAR(dw[0], 0.5 * static_cast<double>(M), 1e-3 * static_cast<double>(M));
+  }
+  CHECK(grew < (32L << 20));  // x is 64 MiB
+}
+#endif
 
 TEST(optimizer_steps_by_hand) {
   // SGD with momentum: first step buf = g, then buf = m * buf + g.

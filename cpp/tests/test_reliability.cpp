@@ -242,6 +242,15 @@ TEST(gemm_size_check_does_not_wrap_around) {
   CHECK(!net.has_cache());
 }
 
+TEST(huge_hidden_size_is_an_error_not_an_overflow) {
+  // 2 * hidden_size was computed in int: signed overflow (UB; UBSan aborts) for 2^30.
+  RecurrentConfig cfg;
+  cfg.cell = CellType::RNN_TANH;
+  cfg.input_size = 1;
+  cfg.hidden_size = 1 << 30;
+  CHECK(throws<pyrnn::Error>([&] { cfg.validate(); }));
+}
+
 TEST(moved_from_recurrent_throws) {
   // A moved-from Recurrent kept its config and cache flag but lost its parameter table:
   // forward indexed an empty vector, backward an empty cache.

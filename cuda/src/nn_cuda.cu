@@ -27,6 +27,10 @@ RecurrentLayerCUDA::RecurrentLayerCUDA(RecurrentLayer host, int device)
 void RecurrentLayerCUDA::check_usable(const char* call) const {
   PYRNN_CHECK(!core_.moved_from(), "RecurrentLayerCUDA::", call,
               ": this layer was moved from (its storage went with the move)");
+  const RecurrentConfig& cfg = core_.config();
+  PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional, name_, "::", call, ": core() has ",
+              "num_layers=", cfg.num_layers, ", bidirectional=", cfg.bidirectional ? "true" : "false",
+              "; the layer runs one unidirectional layer (assign such a Recurrent)");
   const std::size_t O = outputSize(), H = hiddenSize();
   PYRNN_CHECK(w_hy_.rows() == O && w_hy_.cols() == H, name_, "::", call, ": outputWeight() is ",
               w_hy_.rows(), " x ", w_hy_.cols(), ", expected ", O, " x ", H,

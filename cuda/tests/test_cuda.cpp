@@ -817,6 +817,14 @@ void test_facade() {
   CHECK_THROWS(to.forward(seq));
   to.outputBias() = pyrnn::MatrixCUDA(1, 2);
   CHECK(to.forward(seq).cols() == 2);
+  pyrnn::RecurrentConfig deep = to.core().config();  // a deeper core wrote past [1, N, H]
+  deep.num_layers = 2;
+  to.core() = pyrnn::cuda::Recurrent<float>(deep);
+  CHECK(std::string(error_of([&] { to.forward(seq); })).find("core() has num_layers=2") !=
+        std::string::npos);
+  deep.num_layers = 1;
+  to.core() = pyrnn::cuda::Recurrent<float>(deep);
+  CHECK(to.forward(seq).cols() == 2);
   pyrnn::LSTMLayerCUDA& alias = to;
   to = std::move(alias);  // self-move: the core's parameter table was emptied
   CHECK_THROWS(to.forward(seq));

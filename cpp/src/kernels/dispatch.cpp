@@ -40,6 +40,9 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
   thread_local PackedB<T> packed;
   o.pack_b(packed, tb, K, N, B, ldb);
   o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
+  // Reused across calls to spare the allocation, but not kept when large: a dense backward's
+  // B is the whole input x, and the thread would hold a copy of it for its lifetime.
+  if (packed.data.size() * sizeof(T) > (std::size_t(16) << 20)) packed = PackedB<T>();
 }
 
 template const Ops<float>& ops_for<float>(CpuIsa);

@@ -49,6 +49,10 @@ template <typename T>
 void BasicRecurrentLayer<T>::check_usable(const char* call) const {
   PYRNN_CHECK(!core_.moved_from(), "RecurrentLayer::", call,
               ": this layer was moved from (its storage went with the move)");
+  const RecurrentConfig& cfg = core_.config();
+  PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional, name_, ".", call, ": core() has ",
+              "num_layers=", cfg.num_layers, ", bidirectional=", cfg.bidirectional ? "true" : "false",
+              "; the layer runs one unidirectional layer (assign such a Recurrent)");
   const std::size_t O = outputSize(), H = hiddenSize();
   PYRNN_CHECK(w_hy_.rows() == O && w_hy_.cols() == H, name_, ".", call, ": outputWeight() is (",
               w_hy_.rows(), ", ", w_hy_.cols(), "), expected (", O, ", ", H,

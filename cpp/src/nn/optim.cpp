@@ -40,10 +40,14 @@ void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
     T* buf = nullptr;
     bool first = false;
     if (momentum_ != 0) {
-      std::vector<T>& v = velocity_[p.data];  // [size]
-      first = v.size() != n;                 // a new parameter: v starts as g (PyTorch)
-      if (first) v.assign(n, T(0));
-      buf = v.data();
+      State& s = velocity_[p.data];
+      // A new parameter (or another layer's at a reused address): v starts as g (PyTorch).
+      first = s.layer != layer.instanceId() || s.v.size() != n;
+      if (first) {
+        s.layer = layer.instanceId();
+        s.v.assign(n, T(0));
+      }
+      buf = s.v.data();
     }
     optim::sgd_step(p.data, p.grad, buf, n, lr_, momentum_, 0.0, 0.0, false, first);
   }
@@ -72,7 +76,8 @@ void BasicAdam<T>::step(BasicRecurrentLayer<T>& layer) {
   for (ParamView<T>& p : layer.parameters()) {
     const std::size_t n = p.size();
     State& s = state_[p.data];
-    if (s.m.size() != n) {  // a new parameter: zero moments, step 0
+    if (s.layer != layer.instanceId() || s.m.size() != n) {  // a new parameter: step 0
+      s.layer = layer.instanceId();
       s.m.assign(n, T(0));
       s.v.assign(n, T(0));
       s.t = 0;
@@ -93,7 +98,9 @@ double clipGradNorm(BasicRecurrentLayer<T>& layer, double max_norm) {
   double sq = 0;
   for (const ParamView<T>& p : ps) sq += optim::sum_squares(p.grad, p.size());
   const double norm = std::sqrt(sq);
-  if (norm > max_norm)  // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6)
+  // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6); a NaN norm makes every
+  // gradient NaN, as there (and as pyrnn.clip_grad_norm), rather than leaving them unclipped.
+  if (norm > max_norm || std::isnan(norm))
     for (ParamView<T>& p : ps) optim::scale_inplace(p.grad, p.size(), max_norm / (norm + 1e-6));
   return norm;
 }

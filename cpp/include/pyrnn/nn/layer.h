@@ -14,6 +14,7 @@
 // optimizer (<pyrnn/nn/optim.h>) then updates the parameters in place. Errors throw
 // pyrnn::Error with the shapes involved.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -36,6 +37,37 @@ struct ParamView {
   std::size_t cols;
   std::size_t size() const { return cols ? rows * cols : rows; }
 };
+
+namespace detail {
+// A number unique to each layer object: a copy gets a new one, a move hands it over. Optimizers
+// key their state by parameter address AND this, so a new layer whose parameters happen to
+// reuse a freed layer's addresses starts with fresh state.
+class InstanceId {
+ public:
+  InstanceId() : id_(next()) {}
+  InstanceId(const InstanceId&) : id_(next()) {}
+  InstanceId& operator=(const InstanceId&) {
+    id_ = next();
+    return *this;
+  }
+  InstanceId(InstanceId&& o) noexcept : id_(o.id_) { o.id_ = 0; }
+  InstanceId& operator=(InstanceId&& o) noexcept {
+    if (this != &o) {
+      id_ = o.id_;
+      o.id_ = 0;
+    }
+    return *this;
+  }
+  std::uint64_t value() const { return id_; }
+
+ private:
+  static std::uint64_t next() {
+    static std::atomic<std::uint64_t> counter{0};
+    return ++counter;
+  }
+  std::uint64_t id_;
+};
+}  // namespace detail
 
 template <typename T>
 class BasicRecurrentLayer {
@@ -88,6 +120,9 @@ class BasicRecurrentLayer {
   std::vector<ParamView<T>> parameters();
   std::size_t numParameters() const { return core_.num_parameters() + w_hy_.size() + b_y_.size(); }
 
+  // Unique to this layer object (copies get their own; see detail::InstanceId).
+  std::uint64_t instanceId() const { return id_.value(); }
+
   // Direct access, e.g. to load trained weights.
   Recurrent<T>& core() { return core_; }
   const Recurrent<T>& core() const { return core_; }
@@ -109,6 +144,7 @@ class BasicRecurrentLayer {
   void check_usable(const char* call) const;
 
   std::string name_;
+  detail::InstanceId id_;
   Recurrent<T> core_;
   MatrixT w_hy_, b_y_;    // [O, H], [1, O]
   MatrixT dw_hy_, db_y_;  // [O, H], [1, O]; accumulate like the core's grads

@@ -8,7 +8,9 @@
 //   opt.step(layer);
 //
 // State (momentum, Adam moments and step count) is kept per parameter, keyed by the
-// parameter's memory, so one optimizer may step several layers; it must not outlive them.
+// parameter's memory and its layer object (instanceId()), so one optimizer may step several
+// layers, and a layer replaced by a new one (`layer = LSTMLayer(...)`, a copy) starts afresh
+// even where its memory reuses the old one's addresses.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -30,8 +32,12 @@ class BasicSGD {
   void setLearningRate(double lr);
 
  private:
+  struct State {
+    std::uint64_t layer = 0;  // instanceId() of the layer it belongs to
+    std::vector<T> v;         // [size of the parameter]
+  };
   double lr_, momentum_;
-  std::unordered_map<const T*, std::vector<T>> velocity_;  // per parameter, its size
+  std::unordered_map<const T*, State> velocity_;  // per parameter address
 };
 
 // Adam (Kingma & Ba, as torch.optim.Adam without weight decay), per parameter:
@@ -49,7 +55,8 @@ class BasicAdam {
 
  private:
   struct State {
-    std::vector<T> m, v;  // per parameter, its size
+    std::uint64_t layer = 0;  // instanceId() of the layer it belongs to
+    std::vector<T> m, v;      // [size of the parameter]
     std::int64_t t = 0;
   };
   double lr_, beta1_, beta2_, eps_;
