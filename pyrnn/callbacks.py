@@ -11,6 +11,7 @@ on_train_end(logs). Epochs and batches count from 0. A callback stops training b
 """
 import math
 import numbers
+import os
 import re
 import string
 
@@ -96,7 +97,8 @@ def _monitored(logs, monitor, who):
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs.
+    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs (as
+    Keras: patience 0 and 1 both stop at the first epoch without improvement).
 
     restore_best=True: at the end of training (early stop or not) the weights of the best
     epoch are put back, if a later epoch was worse. The best weights are kept as a copy of
@@ -143,7 +145,9 @@ class EarlyStopping(Callback):
                 self._best_weights = [p.data.copy() for p in self.model.parameters()]
             return
         self.wait += 1
-        if self.wait > self.patience:
+        # As Keras (and Lightning): `patience` epochs without improvement stop training (so
+        # patience 0 and 1 both stop at the first one).
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
@@ -196,6 +200,9 @@ class ModelCheckpoint(Callback):
                 return
             self.best = value
         path = self.path.format(epoch=epoch + 1, **logs)
+        folder = os.path.dirname(path)
+        if folder:  # as Keras: a missing folder is created
+            os.makedirs(folder, exist_ok=True)
         self.model.save(path)
         self.last_saved = path
 

@@ -448,9 +448,7 @@ class Sequential(Layer):
 
     def _run_eval(self, x, y, lengths, loss, batch_size):
         """(mean loss over every counted element, {metric: value}) in eval mode."""
-        was = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             total, count, metrics = 0.0, 0, {}
             for idx in self._batches(x.shape[0], batch_size):
                 pred = self._forward_batch(x[idx], None if lengths is None else lengths[idx])
@@ -460,8 +458,6 @@ class Sequential(Layer):
                 for k, (c, t) in loss.metric_counts().items():
                     a, b = metrics.get(k, (0, 0))
                     metrics[k] = (a + c, b + t)
-        finally:
-            self.train(was)
         mean = total / count if (loss.reduction == "mean" and count) else total
         return mean, {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
 
@@ -481,15 +477,36 @@ class Sequential(Layer):
         batch_size = positive_int("batch_size", batch_size)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, _, lengths = self._prepare(x, None, lengths)
-        was = self.training
-        self.eval()
-        try:
+        with self._eval_mode():
             outs = [_arrays.host(self._forward_batch(x[idx],
                                                      None if lengths is None else lengths[idx]))
                     for idx in self._batches(x.shape[0], batch_size)]
-        finally:
-            self.train(was)
         return np.concatenate(outs, axis=0)
+
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """eval() for the block, then every layer's own mode back, nested models included: as
+        Keras's predict / evaluate, they change no model state (a layer the user put in eval
+        mode stays there)."""
+        modes = [(m, m.training) for m in self._with_nested() if hasattr(m, "training")]
+        self.eval()
+        try:
+            yield
+        finally:
+            for m, was in modes:
+                if isinstance(m, Sequential):
+                    m.training = was  # its layers are restored one by one
+                else:
+                    m.train(was)
+
+    def _with_nested(self):
+        """This model and every layer in it, nested models' layers included."""
+        yield self
+        for layer in self.layers:
+            if isinstance(layer, Sequential):
+                yield from layer._with_nested()
+            else:
+                yield layer
 
     def _loss_arg(self, loss):
         if loss is None:

@@ -28,8 +28,8 @@ Any failure is a ValueError naming the problem; a model is returned only when co
 import inspect
 import json
 import os
+import secrets
 import struct
-import tempfile
 import zlib
 
 import numpy as np
@@ -109,21 +109,34 @@ def save(obj, path):
     _atomic_write(path, [prefix, header] + chunks)
 
 
+def _new_temp(folder):
+    """(fd, path) of a new empty file in folder with the mode a plain open() would give
+    (0o666 less the umask; mkstemp's is 0600) and a short name: one derived from the target's
+    name could exceed the file system's name limit where the target's does not."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(
+        os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".pyrnn-{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary name in {folder!r}")
+
+
 def _atomic_write(path, chunks):
     # Through symlinks, as open() writes: the rename replaces the link's target, not the link.
     path = os.path.realpath(os.fsdecode(os.fspath(path)))  # str or bytes, as open() takes
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
+    fd, tmp = _new_temp(folder)
     try:
         with os.fdopen(fd, "wb") as f:
             for c in chunks:
                 f.write(c)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes the file 0600; give it the mode a plain open() would have had.
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-        os.chmod(tmp, mode)
+        if os.path.exists(path):  # an overwritten file keeps its mode, as with open()
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -325,7 +325,7 @@ def test_fit_non_finite_loss_restores_last_good_weights():
 
 def test_early_stopping_restores_best_weights():
     m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
-    es = callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    es = callbacks.EarlyStopping(monitor="val_loss", patience=2)
     es.set_model(m)
     es.on_train_begin()
     w = m.layers[0].params["weight"]
@@ -341,6 +341,57 @@ def test_early_stopping_restores_best_weights():
     assert (w == 1.0).all()
     with pytest.raises(ValueError, match="val_loss"):
         es.on_epoch_end(3, {"loss": 1.0})
+
+
+@pytest.mark.parametrize("patience, epochs_run", [(0, 2), (1, 2), (3, 4)])
+def test_early_stopping_counts_patience_as_keras(patience, epochs_run):
+    # Keras's docstring: patience=3 with no improvement after the first epoch runs 4 epochs
+    # (pyrnn ran patience + 1 epochs without improvement: 5).
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    es = callbacks.EarlyStopping(monitor="loss", patience=patience)
+    es.set_model(m)
+    es.on_train_begin()
+    ran = 0
+    for epoch in range(10):
+        ran += 1
+        es.on_epoch_end(epoch, {"loss": 1.0 if epoch == 0 else 2.0})
+        if getattr(m, "stop_training", False):
+            break
+    assert ran == epochs_run and es.stopped_epoch == epochs_run - 1
+
+
+def test_checkpoint_creates_its_folder(tmp_path):
+    # As Keras: a missing folder was a FileNotFoundError naming a hidden temporary file, after
+    # the first epoch's training.
+    x, y = regression_data(16)
+    m = small_model()
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "ckpts" / "run1" / "ckpt-{epoch:02d}.pyrnn"),
+                                   monitor="loss")
+    m.fit(x, y, loss="mse", optimizer="adam", epochs=2, batch_size=8, verbose=0, callbacks=[ck])
+    assert sorted(os.listdir(tmp_path / "ckpts" / "run1")) == ["ckpt-01.pyrnn", "ckpt-02.pyrnn"]
+
+
+def test_predict_and_evaluate_keep_each_layers_mode():
+    # They put every layer back in the model's mode: a Dropout the user froze with eval()
+    # came back in training mode.
+    x, y = regression_data(16)
+    inner = pyrnn.Sequential([pyrnn.Dropout(0.5), pyrnn.Dense(4, 4, seed=2)])
+    m = pyrnn.Sequential([pyrnn.LSTM(2, 4, batch_first=True, seed=1), pyrnn.LastStep(), inner,
+                          pyrnn.Dense(4, 1, seed=3)])
+    inner.layers[0].eval()
+
+    def modes(model):
+        return [layer.training for layer in model._with_nested()]
+
+    before = modes(m)
+    assert before == [True, True, True, True, False, True, True]
+    m.predict(x)
+    assert modes(m) == before
+    m.evaluate(x, y, loss="mse")
+    assert modes(m) == before
+    m.eval()
+    m.predict(x)
+    assert not any(modes(m))
 
 
 def test_early_stopping_and_checkpoint_in_fit(tmp_path):

@@ -85,6 +85,30 @@ def test_save_overwrites_atomically_and_keeps_mode(tmp_path):
     assert os.listdir(tmp_path) == ["m.pyrnn"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o077, 0o002, 0o022])
+def test_a_new_file_gets_the_mode_open_would_give(tmp_path, umask):
+    # 0644 whatever the umask before: readable by others under umask 077.
+    old = os.umask(umask)
+    try:
+        pyrnn.Dense(2, 2, seed=0).save(tmp_path / "m.pyrnn")
+        with open(tmp_path / "plain", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    mode = os.stat(tmp_path / "m.pyrnn").st_mode & 0o777
+    assert mode == os.stat(tmp_path / "plain").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_save_to_a_long_file_name(tmp_path):
+    # The temporary file's name was derived from the target's, past NAME_MAX (255) for a
+    # 250-character name that open() takes.
+    path = tmp_path / ("m" * 244 + ".pyrnn")
+    pyrnn.Dense(2, 2, seed=0).save(path)
+    assert pyrnn.load(path).params["weight"].shape == (2, 2)
+    assert os.listdir(tmp_path) == [path.name]
+
+
 def test_save_through_a_symlink_writes_its_target(tmp_path):
     # As open(path, "w") would: the link stays, its target gets the new model.
     (tmp_path / "real").mkdir()
