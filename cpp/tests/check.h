@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "pyrnn/error.h"
+
 namespace check {
 struct Case {
   const char* name;
@@ -23,6 +25,24 @@ struct Register {
   Register(const char* n, std::function<void()> f) { registry().push_back({n, std::move(f)}); }
 };
 }  // namespace check
+
+// The message of the pyrnn::Error f throws, or "<no pyrnn::Error>".
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const pyrnn::Error& e) {
+    return e.what();
+  }
+  return "<no pyrnn::Error>";
+}
+
+// Whether s contains part (printing both when not, to show the message).
+inline bool contains(const std::string& s, const std::string& part) {
+  if (s.find(part) != std::string::npos) return true;
+  std::fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", s.c_str(), part.c_str());
+  return false;
+}
 
 #define TEST(name)                                                \
   static void test_##name();                                      \

@@ -32,21 +32,6 @@ std::vector<BasicMatrix<T>> random_sequence(int steps, int batch, int input, std
   return seq;
 }
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const pyrnn::Error& e) {
-    return e.what();
-  }
-  return "<no pyrnn::Error>";
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  if (s.find(part) != std::string::npos) return true;
-  std::fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", s.c_str(), part.c_str());
-  return false;
-}
 
 // y_T, every h_t and (LSTM) every c_t of the facade against a separate Recurrent<float> with
 // the same weights: the states of a t-step prefix are h_t / c_t. The projection is checked

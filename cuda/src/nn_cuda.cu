@@ -25,19 +25,8 @@ RecurrentLayerCUDA::RecurrentLayerCUDA(RecurrentLayer host, int device)
 }
 
 void RecurrentLayerCUDA::check_usable(const char* call) const {
-  PYRNN_CHECK(!core_.moved_from(), "RecurrentLayerCUDA::", call,
-              ": this layer was moved from (its storage went with the move)");
-  const RecurrentConfig& cfg = core_.config();
-  PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional, name_, "::", call, ": core() has ",
-              "num_layers=", cfg.num_layers, ", bidirectional=", cfg.bidirectional ? "true" : "false",
-              "; the layer runs one unidirectional layer (assign such a Recurrent)");
-  const std::size_t O = outputSize(), H = hiddenSize();
-  PYRNN_CHECK(w_hy_.rows() == O && w_hy_.cols() == H, name_, "::", call, ": outputWeight() is ",
-              w_hy_.rows(), " x ", w_hy_.cols(), ", expected ", O, " x ", H,
-              " (output_size x hidden_size); assign a matrix of that shape");
-  PYRNN_CHECK(b_y_.rows() == 1 && b_y_.cols() == O, name_, "::", call, ": outputBias() is ",
-              b_y_.rows(), " x ", b_y_.cols(), ", expected 1 x ", O,
-              " (1 x output_size); assign a matrix of that shape");
+  detail::check_facade(name_, call, core_.moved_from(), core_.config(), w_hy_.rows(),
+                       w_hy_.cols(), b_y_.rows(), b_y_.cols(), static_cast<std::size_t>(outputSize()));
 }
 
 MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) {

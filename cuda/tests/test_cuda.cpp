@@ -655,13 +655,24 @@ void test_options() {
   CHECK_THROWS(pyrnn::cuda::set_default_options(o));
 }
 
+// An LSTM (C = 2, H = 3) and buffers for T = N = 2: x [2, 2, 2], y [2, 2, 3], hn / cn [2, 3].
+struct TinyLstm {
+  pyrnn::RecurrentConfig cfg = [] {
+    pyrnn::RecurrentConfig c;
+    c.input_size = 2;
+    c.hidden_size = 3;
+    return c;
+  }();
+  pyrnn::cuda::Recurrent<float> gpu{cfg};
+  DeviceBuffer<float> x{2 * 2 * 2}, y{2 * 2 * 3}, hn{2 * 3}, cn{2 * 3};
+  TinyLstm() { x.zero(); }
+};
+
 void test_recurrent_errors() {
-  pyrnn::RecurrentConfig cfg;
-  cfg.input_size = 2;
-  cfg.hidden_size = 3;
-  pyrnn::cuda::Recurrent<float> gpu(cfg);
-  DeviceBuffer<float> x(2 * 2 * 2), y(2 * 2 * 3), hn(2 * 3), cn(2 * 3);
-  x.zero();
+  TinyLstm tiny;
+  pyrnn::RecurrentConfig& cfg = tiny.cfg;
+  pyrnn::cuda::Recurrent<float>& gpu = tiny.gpu;
+  DeviceBuffer<float> &x = tiny.x, &y = tiny.y, &hn = tiny.hn, &cn = tiny.cn;
   const std::int64_t bad[] = {1, 3};  // 3 > T = 2
   CHECK_THROWS(gpu.forward(y.data(), hn.data(), cn.data(), x.data(), nullptr, nullptr, bad, 2, 2,
                            true, 0));
@@ -751,17 +762,6 @@ void test_matrix_cuda() {
   CHECK(named);
 }
 
-// The message of the pyrnn::Error f throws ("" if none).
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const pyrnn::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 template <typename CpuLayer, typename GpuLayer>
 void check_facade(const char* what, CpuLayer cpu, GpuLayer gpu) {
   const int T = 7, N = 3, C = cpu.inputSize();
@@ -805,13 +805,11 @@ void test_facade() {
   seq.emplace_back(pyrnn::Matrix(2, 3));
   pyrnn::LSTMLayerCUDA from(3, 4, 2);
   pyrnn::LSTMLayerCUDA to(std::move(from));
-  CHECK(std::string(error_of([&] { from.forward(seq); })).find("was moved from") !=
-        std::string::npos);
+  CHECK(contains(error_of([&] { from.forward(seq); }), "was moved from"));
   CHECK(from.core().moved_from() && !from.core().has_cache());
   CHECK(to.forward(seq).cols() == 2 && to.outputSize() == 2);
   to.outputWeight() = pyrnn::MatrixCUDA(7, 9);
-  CHECK(std::string(error_of([&] { to.forward(seq); }))
-            .find("outputWeight() is 7 x 9, expected 2 x 4") != std::string::npos);
+  CHECK(contains(error_of([&] { to.forward(seq); }), "outputWeight() is (7, 9), expected (2, 4)"));
   to.outputWeight() = pyrnn::MatrixCUDA(2, 4);
   to.outputBias() = pyrnn::MatrixCUDA(1, 1);
   CHECK_THROWS(to.forward(seq));
@@ -820,8 +818,7 @@ void test_facade() {
   pyrnn::RecurrentConfig deep = to.core().config();  // a deeper core wrote past [1, N, H]
   deep.num_layers = 2;
   to.core() = pyrnn::cuda::Recurrent<float>(deep);
-  CHECK(std::string(error_of([&] { to.forward(seq); })).find("core() has num_layers=2") !=
-        std::string::npos);
+  CHECK(contains(error_of([&] { to.forward(seq); }), "core() has num_layers=2"));
   deep.num_layers = 1;
   to.core() = pyrnn::cuda::Recurrent<float>(deep);
   CHECK(to.forward(seq).cols() == 2);
@@ -832,12 +829,9 @@ void test_facade() {
 
 // Context::mutex() is the lock pyrnn's own calls take: a pass waits while a caller holds it.
 void test_context_mutex() {
-  pyrnn::RecurrentConfig cfg;
-  cfg.input_size = 2;
-  cfg.hidden_size = 3;
-  pyrnn::cuda::Recurrent<float> gpu(cfg);
-  DeviceBuffer<float> x(2 * 2 * 2), y(2 * 2 * 3), hn(2 * 3), cn(2 * 3);
-  x.zero();
+  TinyLstm tiny;
+  pyrnn::cuda::Recurrent<float>& gpu = tiny.gpu;
+  DeviceBuffer<float> &x = tiny.x, &y = tiny.y, &hn = tiny.hn, &cn = tiny.cn;
   std::atomic<bool> done{false};
   std::thread pass;
   {

@@ -45,21 +45,27 @@ BasicRecurrentLayer<T>::BasicRecurrentLayer(std::string name, const RecurrentCon
   resetParameters(seed);
 }
 
-template <typename T>
-void BasicRecurrentLayer<T>::check_usable(const char* call) const {
-  PYRNN_CHECK(!core_.moved_from(), "RecurrentLayer::", call,
+void detail::check_facade(const std::string& who, const char* call, bool moved_from,
+                          const RecurrentConfig& cfg, std::size_t w_rows, std::size_t w_cols,
+                          std::size_t b_rows, std::size_t b_cols, std::size_t O) {
+  // A moved-from layer's name went with the move too.
+  PYRNN_CHECK(!moved_from, who.empty() ? "layer" : who, ".", call,
               ": this layer was moved from (its storage went with the move)");
-  const RecurrentConfig& cfg = core_.config();
-  PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional, name_, ".", call, ": core() has ",
+  PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional, who, ".", call, ": core() has ",
               "num_layers=", cfg.num_layers, ", bidirectional=", cfg.bidirectional ? "true" : "false",
               "; the layer runs one unidirectional layer (assign such a Recurrent)");
-  const std::size_t O = outputSize(), H = hiddenSize();
-  PYRNN_CHECK(w_hy_.rows() == O && w_hy_.cols() == H, name_, ".", call, ": outputWeight() is (",
-              w_hy_.rows(), ", ", w_hy_.cols(), "), expected (", O, ", ", H,
+  const std::size_t H = static_cast<std::size_t>(cfg.hidden_size);
+  PYRNN_CHECK(w_rows == O && w_cols == H, who, ".", call, ": outputWeight() is (", w_rows, ", ",
+              w_cols, "), expected (", O, ", ", H,
               ") = (output_size, hidden_size); assign a matrix of that shape");
-  PYRNN_CHECK(b_y_.rows() == 1 && b_y_.cols() == O, name_, ".", call, ": outputBias() is (",
-              b_y_.rows(), ", ", b_y_.cols(), "), expected (1, ", O,
-              ") = (1, output_size); assign a matrix of that shape");
+  PYRNN_CHECK(b_rows == 1 && b_cols == O, who, ".", call, ": outputBias() is (", b_rows, ", ",
+              b_cols, "), expected (1, ", O, ") = (1, output_size); assign a matrix of that shape");
+}
+
+template <typename T>
+void BasicRecurrentLayer<T>::check_usable(const char* call) const {
+  detail::check_facade(name_, call, core_.moved_from(), core_.config(), w_hy_.rows(),
+                       w_hy_.cols(), b_y_.rows(), b_y_.cols(), outputSize());
 }
 
 template <typename T>

@@ -67,6 +67,13 @@ class InstanceId {
   }
   std::uint64_t id_;
 };
+
+// What both layer facades (this one and the CUDA one) check before a call uses their core and
+// projection: `who.call` names the call ("LSTMLayer.forward"); the core not moved from and one
+// unidirectional layer; W_hy [O, H] and b_y [1, O] as built (O = output_size).
+void check_facade(const std::string& who, const char* call, bool moved_from,
+                  const RecurrentConfig& cfg, std::size_t w_rows, std::size_t w_cols,
+                  std::size_t b_rows, std::size_t b_cols, std::size_t output_size);
 }  // namespace detail
 
 template <typename T>
