@@ -467,6 +467,21 @@ TEST(facade_errors) {
 
   // Construction and optimizer arguments.
   CHECK(contains(error_of([] { pyrnn::RNNLayer(3, 4, 0); }), "output_size must be >= 1, got 0"));
+  {  // W_hy and its gradient each half the memory limit: each fit alone, together with b_y
+     // and db_y they took the process (killed) instead of a pyrnn::OutOfMemory.
+    const int H = 64;
+    const double o = std::floor(static_cast<double>(pyrnn::memory_limit_bytes()) /
+                                (2.0 * H * sizeof(float))) + 1;
+    if (o < 2147483647.0) {
+      bool refused = false;
+      try {
+        pyrnn::LSTMLayer huge(1, H, static_cast<int>(o));
+      } catch (const pyrnn::OutOfMemory& e) {
+        refused = contains(e.what(), "LSTMLayer output projection needs");
+      }
+      CHECK(refused);
+    }
+  }
   CHECK(contains(error_of([] { pyrnn::GRULayer(0, 4, 1); }), "input_size must be >= 1"));
   CHECK(contains(error_of([] { pyrnn::LSTMLayer(3, -1, 1); }), "hidden_size must be >= 1"));
   CHECK(contains(error_of([] { pyrnn::RNNLayer(3, 4, 1, 0, "sigmoid"); }), "\"sigmoid\""));

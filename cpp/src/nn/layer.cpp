@@ -30,6 +30,11 @@ RecurrentConfig BasicRecurrentLayer<T>::checked(const std::string& name,
   PYRNN_CHECK(config.hidden_size >= 1, name, ": hidden_size must be >= 1, got ",
               config.hidden_size);
   PYRNN_CHECK(output_size >= 1, name, ": output_size must be >= 1, got ", output_size);
+  // The projection's four buffers (W_hy, b_y and their gradients) together, before any: each
+  // alone fit the memory limit for a huge output_size, and all four did not (the process was
+  // killed instead of a pyrnn::OutOfMemory).
+  const double o = output_size, h = config.hidden_size;
+  check_allocation((2.0 * o * h + 2.0 * o) * sizeof(T), (name + " output projection").c_str());
   return config;
 }
 
