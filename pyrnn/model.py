@@ -494,8 +494,8 @@ class Sequential(Layer):
             yield
         finally:
             for m, was in modes:
-                if isinstance(m, Sequential):
-                    m.training = was  # its layers are restored one by one
+                if isinstance(m, Sequential) or not callable(getattr(m, "train", None)):
+                    m.training = was  # a model's layers are restored one by one
                 else:
                     m.train(was)
 
