@@ -488,16 +488,20 @@ class Sequential(Layer):
         """eval() for the block, then every layer's own mode back, nested models included: as
         Keras's predict / evaluate, they change no model state (a layer the user put in eval
         mode stays there)."""
-        modes = [(m, m.training) for m in self._with_nested() if hasattr(m, "training")]
+        was = self.training
+        modes = [(m, m.training) for m in self._with_nested()
+                 if m is not self and hasattr(m, "training")]
         self.eval()
         try:
             yield
         finally:
-            for m, was in modes:
-                if isinstance(m, Sequential) or not callable(getattr(m, "train", None)):
-                    m.training = was  # a model's layers are restored one by one
-                else:
-                    m.train(was)
+            self.train(was)  # every layer, a custom one keeping its mode elsewhere included
+            for m, flag in modes:  # then each layer's own mode, where it says which
+                if m.training != flag:
+                    if isinstance(m, Sequential):
+                        m.training = flag  # its layers are restored one by one
+                    else:
+                        m.train(flag)
 
     def _with_nested(self):
         """This model and every layer in it, nested models' layers included."""

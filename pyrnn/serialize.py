@@ -110,18 +110,32 @@ def save(obj, path):
 
 
 def _new_temp(folder):
-    """(fd, path) of a new empty file in folder with the mode a plain open() would give
-    (0o666 less the umask; mkstemp's is 0600) and a short name: one derived from the target's
-    name could exceed the file system's name limit where the target's does not."""
+    """(fd, path) of a new empty file in folder, private (0600) while it is written, with a
+    short name: one derived from the target's name could exceed the file system's name limit
+    where the target's does not."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(
         os, "O_CLOEXEC", 0)
     for _ in range(100):
         tmp = os.path.join(folder, f".pyrnn-{secrets.token_hex(8)}.tmp")
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            return os.open(tmp, flags, 0o600), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"no unused temporary name in {folder!r}")
+
+
+def _umask():
+    """The process umask, without changing it where the system says (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting (restored at once)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_write(path, chunks):
@@ -135,8 +149,10 @@ def _atomic_write(path, chunks):
                 f.write(c)
             f.flush()
             os.fsync(f.fileno())
-        if os.path.exists(path):  # an overwritten file keeps its mode, as with open()
-            os.chmod(tmp, os.stat(path).st_mode & 0o777)
+        # The mode open() would give: an overwritten file keeps its own, a new one gets
+        # 0o666 less the umask. Set only now, so nobody can open the file while it is written.
+        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -394,6 +394,46 @@ def test_predict_and_evaluate_keep_each_layers_mode():
     assert not any(modes(m))
 
 
+class _ModeElsewhere:
+    """A custom layer keeping its mode in its own attribute (no `training`)."""
+
+    def __init__(self):
+        self.is_training = True
+
+    def train(self, mode=True):
+        self.is_training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def forward(self, x):
+        return x
+
+    def backward(self, d):
+        return d
+
+    def parameters(self):
+        return iter(())
+
+    def zero_grad(self):
+        pass
+
+
+def test_predict_restores_a_custom_layers_own_mode():
+    # Only layers with a `training` attribute were restored: this one stayed in eval mode, and
+    # fit's first validation pass left it there for every later epoch.
+    x, y = regression_data(16)
+    custom = _ModeElsewhere()
+    m = pyrnn.Sequential([pyrnn.GRU(2, 4, batch_first=True, seed=0), pyrnn.LastStep(), custom,
+                          pyrnn.Dense(4, 1, seed=1)])
+    m.predict(x)
+    assert custom.is_training
+    m.fit(x, y, loss="mse", optimizer="adam", epochs=1, batch_size=8, verbose=0,
+          validation_data=(x, y))
+    assert custom.is_training
+
+
 def test_early_stopping_and_checkpoint_in_fit(tmp_path):
     x, y = regression_data(32)
     m = small_model()

@@ -100,6 +100,24 @@ def test_a_new_file_gets_the_mode_open_would_give(tmp_path, umask):
     assert mode == os.stat(tmp_path / "plain").st_mode & 0o777 == 0o666 & ~umask
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_the_file_is_private_while_it_is_written(tmp_path):
+    # Created with open()'s mode (0644 under umask 022), it could be opened by others while
+    # the model was written, and read after a chmod to the target's 0600.
+    (tmp_path / "f").write_bytes(b"old")
+    os.chmod(tmp_path / "f", 0o600)
+    seen = []
+
+    def chunks():
+        tmp = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+        seen.extend(os.stat(tmp_path / n).st_mode & 0o777 for n in tmp)
+        yield b"new"
+
+    serialize._atomic_write(tmp_path / "f", chunks())
+    assert seen == [0o600]
+    assert (tmp_path / "f").read_bytes() == b"new" and os.stat(tmp_path / "f").st_mode & 0o777 == 0o600
+
+
 def test_save_to_a_long_file_name(tmp_path):
     # The temporary file's name was derived from the target's, past NAME_MAX (255) for a
     # 250-character name that open() takes.

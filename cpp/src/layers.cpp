@@ -98,8 +98,9 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
     const T* dzb = dz + static_cast<std::size_t>(m0) * out;  // [rows, out]
     const T* xb = x + static_cast<std::size_t>(m0) * in;     // [rows, in]
-    // dw += dz^T x (accumulate: beta = 1).
-    gemm(Trans::T, Trans::N, out, in, rows, T(1), dzb, out, xb, in, T(1), dw, in);
+    // dw += dz^T x (accumulate: beta = 1). x is B here: packed for this call only, or the
+    // thread would keep a copy of the largest input it ever saw.
+    kernels::gemm_b_once(Trans::T, Trans::N, out, in, rows, T(1), dzb, out, xb, in, T(1), dw, in);
     // dx = dz w (overwrite).
     if (dx) gemm(Trans::N, Trans::N, rows, in, out, T(1), dzb, out, w, in, T(0),
                  dx + static_cast<std::size_t>(m0) * in, in);

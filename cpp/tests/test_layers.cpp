@@ -106,6 +106,8 @@ TEST(embedding_forward_backward) {
 }
 
 #ifdef __linux__
+#include <unistd.h>
+
 // Resident memory in bytes (/proc/self/statm's second field, in pages).
 long resident_bytes() {
   long pages = 0, resident = 0;
@@ -113,7 +115,7 @@ long resident_bytes() {
     if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
     std::fclose(f);
   }
-  return resident * 4096;
+  return resident * sysconf(_SC_PAGESIZE);
 }
 
 // Resident memory tells only with the system allocator: valgrind's and ASan's keep what is

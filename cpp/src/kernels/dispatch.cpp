@@ -40,9 +40,16 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
   thread_local PackedB<T> packed;
   o.pack_b(packed, tb, K, N, B, ldb);
   o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
-  // Reused across calls to spare the allocation, but not kept when large: a dense backward's
-  // B is the whole input x, and the thread would hold a copy of it for its lifetime.
-  if (packed.data.size() * sizeof(T) > (std::size_t(16) << 20)) packed = PackedB<T>();
+}
+
+template <typename T>
+void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
+                 const T* B, int ldb, T beta, T* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  const Ops<T>& o = ops<T>();
+  PackedB<T> packed;
+  o.pack_b(packed, tb, K, N, B, ldb);
+  o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
 }
 
 template const Ops<float>& ops_for<float>(CpuIsa);
@@ -53,6 +60,10 @@ template void gemm<float>(Trans, Trans, int, int, int, float, const float*, int,
                           float, float*, int);
 template void gemm<double>(Trans, Trans, int, int, int, double, const double*, int, const double*,
                            int, double, double*, int);
+template void gemm_b_once<float>(Trans, Trans, int, int, int, float, const float*, int,
+                                 const float*, int, float, float*, int);
+template void gemm_b_once<double>(Trans, Trans, int, int, int, double, const double*, int,
+                                  const double*, int, double, double*, int);
 
 }  // namespace kernels
 }  // namespace pyrnn

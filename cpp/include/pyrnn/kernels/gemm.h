@@ -9,9 +9,17 @@ namespace kernels {
 
 enum class Trans { N, T };
 
+// B is packed into a per-thread buffer kept for the next call (a weight packed again and
+// again costs no allocation).
 template <typename T>
 void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
           int ldb, T beta, T* C, int ldc);
+
+// The same product with B packed into a buffer freed on return: for a B used once (an
+// activation), so the thread keeps no copy of it.
+template <typename T>
+void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
+                 const T* B, int ldb, T beta, T* C, int ldc);
 
 // The reference loops: the oracle every optimised variant is tested against.
 template <typename T>
