@@ -28,8 +28,8 @@ Any failure is a ValueError naming the problem; a model is returned only when co
 import inspect
 import json
 import os
-import secrets
 import struct
+import tempfile
 import zlib
 
 import numpy as np
@@ -109,21 +109,6 @@ def save(obj, path):
     _atomic_write(path, [prefix, header] + chunks)
 
 
-def _new_temp(folder):
-    """(fd, path) of a new empty file in folder, private (0600) while it is written, with a
-    short name: one derived from the target's name could exceed the file system's name limit
-    where the target's does not."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(
-        os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        tmp = os.path.join(folder, f".pyrnn-{secrets.token_hex(8)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o600), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no unused temporary name in {folder!r}")
-
-
 def _umask():
     """The process umask, without changing it where the system says (Linux)."""
     try:
@@ -142,7 +127,9 @@ def _atomic_write(path, chunks):
     # Through symlinks, as open() writes: the rename replaces the link's target, not the link.
     path = os.path.realpath(os.fsdecode(os.fspath(path)))  # str or bytes, as open() takes
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _new_temp(folder)
+    # 0600 while it is written; a short name (one derived from the target's could exceed the
+    # file system's name limit where the target's does not).
+    fd, tmp = tempfile.mkstemp(prefix=".pyrnn-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             for c in chunks:
