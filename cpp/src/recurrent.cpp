@@ -123,18 +123,21 @@ void RecurrentConfig::validate() const {
               hidden_size, ", input_size=", input_size, ")");
 }
 
+double RecurrentConfig::parameter_elements() const {
+  const double GH = static_cast<double>(gates()) * hidden_size, H = hidden_size,
+               D = directions();
+  const double per_dir = GH * H + (bias ? GH + H : 0) + 8.0;  // W_hh, biases (+ slack)
+  return D * (GH * input_size + (num_layers - 1.0) * GH * D * H) + D * num_layers * per_dir;
+}
+
 template <typename T>
 Recurrent<T>::Recurrent(const RecurrentConfig& config) : cfg_(config) {
   cfg_.validate();
   const int G = cfg_.gates(), H = cfg_.hidden_size, D = cfg_.directions();
   const std::size_t GH = static_cast<std::size_t>(G) * H;
-  {  // Parameters + gradients (+ the name table), refused before anything is allocated.
-    const double per_dir = static_cast<double>(GH) * H + (cfg_.bias ? GH + H : 0) + 8.0;
-    const double total = static_cast<double>(D) * (static_cast<double>(GH) * cfg_.input_size +
-                         (cfg_.num_layers - 1.0) * static_cast<double>(GH) * D * H) +
-                         static_cast<double>(D) * cfg_.num_layers * per_dir;
-    check_allocation(total * 2 * sizeof(T), "the layer's parameters and gradients");
-  }
+  // Parameters + gradients, refused before anything is allocated.
+  check_allocation(cfg_.parameter_elements() * 2 * sizeof(T),
+                   "the layer's parameters and gradients");
   std::size_t off = 0;
   for (int k = 0; k < cfg_.num_layers; ++k) {
     for (int d = 0; d < D; ++d) {

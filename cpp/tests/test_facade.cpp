@@ -360,6 +360,26 @@ TEST(facade_optimizer_state_starts_afresh_for_a_new_layer) {
   CHECK(b.instanceId() != id);
 }
 
+TEST(facade_optimizer_state_starts_afresh_for_a_replaced_core) {
+  // State was keyed by parameter address and the layer's id: a new core() whose memory reused
+  // a replaced core's addresses resumed its momentum.
+  pyrnn::BasicSGD<double> sgd(0.1, 0.9);
+  pyrnn::BasicAdam<double> adam(0.1);
+  pyrnn::BasicLSTMLayer<double> layer(3, 8, 8);
+  const pyrnn::RecurrentConfig cfg = layer.core().config();
+  for (int k = 0; k < 20; ++k) {  // the new cores' memory alternates between two blocks
+    layer.core() = pyrnn::Recurrent<double>(cfg);
+    set_all(layer, 0.0, 1.0);
+    sgd.step(layer);
+    check_all(layer, -0.1, 1e-15);
+    set_all(layer, 0.0, 1.0);
+    adam.step(layer);
+    check_all(layer, -0.1, 1e-7);
+  }
+  pyrnn::Recurrent<double> a(cfg), b(a);
+  CHECK(a.instanceId() != b.instanceId());
+}
+
 TEST(facade_mse_loss) {
   pyrnn::Matrix pred(1, 2, {1.0f, 2.0f}), target(1, 2, {0.0f, 0.0f}), d;
   CHECK_NEAR(pyrnn::mseLoss(pred, target, &d), 2.5, 1e-12);  // (1 + 4) / 2
@@ -477,7 +497,24 @@ TEST(facade_errors) {
       try {
         pyrnn::LSTMLayer huge(1, H, static_cast<int>(o));
       } catch (const pyrnn::OutOfMemory& e) {
-        refused = contains(e.what(), "LSTMLayer output projection needs");
+        refused = contains(e.what(), "LSTMLayer parameters and gradients (core and output "
+                                     "projection) needs");
+      }
+      CHECK(refused);
+    }
+  }
+  {  // The core's parameters and the projection each about 60% of the limit: each fit alone,
+     // and together they would have taken the process.
+    const double limit = static_cast<double>(pyrnn::memory_limit_bytes());
+    const int H = 64;  // G*H = 256
+    const double c = std::floor(0.6 * limit / (2.0 * 256 * sizeof(double)));
+    const double o = std::floor(0.6 * limit / (2.0 * H * sizeof(double)));
+    if (256.0 * c < 2147483647.0 && o < 2147483647.0) {
+      bool refused = false;
+      try {
+        pyrnn::BasicLSTMLayer<double> huge(static_cast<int>(c), H, static_cast<int>(o));
+      } catch (const pyrnn::OutOfMemory& e) {
+        refused = contains(e.what(), "(core and output projection) needs");
       }
       CHECK(refused);
     }

@@ -17,6 +17,7 @@
 
 #include "pyrnn/aligned.h"
 #include "pyrnn/kernels/ops.h"
+#include "pyrnn/instance_id.h"
 #include "pyrnn/moved_from.h"
 
 namespace pyrnn {
@@ -36,6 +37,9 @@ struct RecurrentConfig {
   int gates() const;
   int directions() const { return bidirectional ? 2 : 1; }
   int layer_input_size(int layer) const;
+  // Elements of parameters that Recurrent allocates for this config (with a few of slack per
+  // direction), in double so that no size overflows; its gradients take as many again.
+  double parameter_elements() const;
   // Throws pyrnn::Error naming the bad field.
   void validate() const;
 };
@@ -76,6 +80,8 @@ class Recurrent {
   bool has_cache() const { return cached_ && !moved_; }
   // True once moved from: forward and backward then throw pyrnn::Error.
   bool moved_from() const { return static_cast<bool>(moved_); }
+  // Unique to this object: a copy gets its own, a move hands it over (detail::InstanceId).
+  std::uint64_t instanceId() const { return id_.value(); }
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
   // The last layer's state sequence from the last forward (training or eval), read-only:
@@ -134,6 +140,7 @@ class Recurrent {
   bool cached_ = false;
   bool training_ = false;  // the forward in progress keeps a cache
   MovedFrom moved_;
+  detail::InstanceId id_;
 };
 
 extern template class Recurrent<float>;

@@ -30,11 +30,14 @@ RecurrentConfig BasicRecurrentLayer<T>::checked(const std::string& name,
   PYRNN_CHECK(config.hidden_size >= 1, name, ": hidden_size must be >= 1, got ",
               config.hidden_size);
   PYRNN_CHECK(output_size >= 1, name, ": output_size must be >= 1, got ", output_size);
-  // The projection's four buffers (W_hy, b_y and their gradients) together, before any: each
-  // alone fit the memory limit for a huge output_size, and all four did not (the process was
-  // killed instead of a pyrnn::OutOfMemory).
+  config.validate();
+  // Everything the layer holds for good, together, before any of it is allocated: the core's
+  // parameters and the projection's four buffers (W_hy, b_y and their gradients) could each
+  // fit the memory limit alone and not all together (the process was then killed instead of
+  // throwing pyrnn::OutOfMemory).
   const double o = output_size, h = config.hidden_size;
-  check_allocation((2.0 * o * h + 2.0 * o) * sizeof(T), (name + " output projection").c_str());
+  check_allocation((2.0 * config.parameter_elements() + 2.0 * o * h + 2.0 * o) * sizeof(T),
+                   (name + " parameters and gradients (core and output projection)").c_str());
   return config;
 }
 

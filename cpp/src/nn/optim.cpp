@@ -35,6 +35,7 @@ void BasicSGD<T>::setLearningRate(double lr) {
 
 template <typename T>
 void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
+  const detail::Owner owner = detail::Owner::of(layer);
   for (ParamView<T>& p : layer.parameters()) {
     const std::size_t n = p.size();
     T* buf = nullptr;
@@ -42,9 +43,9 @@ void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
     if (momentum_ != 0) {
       State& s = velocity_[p.data];
       // A new parameter (or another layer's at a reused address): v starts as g (PyTorch).
-      first = s.layer != layer.instanceId() || s.v.size() != n;
+      first = s.owner != owner || s.v.size() != n;
       if (first) {
-        s.layer = layer.instanceId();
+        s.owner = owner;
         s.v.assign(n, T(0));
       }
       buf = s.v.data();
@@ -73,11 +74,12 @@ void BasicAdam<T>::setLearningRate(double lr) {
 
 template <typename T>
 void BasicAdam<T>::step(BasicRecurrentLayer<T>& layer) {
+  const detail::Owner owner = detail::Owner::of(layer);
   for (ParamView<T>& p : layer.parameters()) {
     const std::size_t n = p.size();
     State& s = state_[p.data];
-    if (s.layer != layer.instanceId() || s.m.size() != n) {  // a new parameter: step 0
-      s.layer = layer.instanceId();
+    if (s.owner != owner || s.m.size() != n) {  // a new parameter: step 0
+      s.owner = owner;
       s.m.assign(n, T(0));
       s.v.assign(n, T(0));
       s.t = 0;

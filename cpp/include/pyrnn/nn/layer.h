@@ -14,13 +14,13 @@
 // optimizer (<pyrnn/nn/optim.h>) then updates the parameters in place. Errors throw
 // pyrnn::Error with the shapes involved.
 #pragma once
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "pyrnn/aligned.h"
+#include "pyrnn/instance_id.h"
 #include "pyrnn/matrix.h"
 #include "pyrnn/recurrent.h"
 
@@ -39,35 +39,6 @@ struct ParamView {
 };
 
 namespace detail {
-// A number unique to each layer object: a copy gets a new one, a move hands it over. Optimizers
-// key their state by parameter address AND this, so a new layer whose parameters happen to
-// reuse a freed layer's addresses starts with fresh state.
-class InstanceId {
- public:
-  InstanceId() : id_(next()) {}
-  InstanceId(const InstanceId&) : id_(next()) {}
-  InstanceId& operator=(const InstanceId&) {
-    id_ = next();
-    return *this;
-  }
-  InstanceId(InstanceId&& o) noexcept : id_(o.id_) { o.id_ = 0; }
-  InstanceId& operator=(InstanceId&& o) noexcept {
-    if (this != &o) {
-      id_ = o.id_;
-      o.id_ = 0;
-    }
-    return *this;
-  }
-  std::uint64_t value() const { return id_; }
-
- private:
-  static std::uint64_t next() {
-    static std::atomic<std::uint64_t> counter{0};
-    return ++counter;
-  }
-  std::uint64_t id_;
-};
-
 // What both layer facades (this one and the CUDA one) check before a call uses their core and
 // projection: `who.call` names the call ("LSTMLayer.forward"); the core not moved from and one
 // unidirectional layer; W_hy [O, H] and b_y [1, O] as built (O = output_size).
@@ -127,7 +98,8 @@ class BasicRecurrentLayer {
   std::vector<ParamView<T>> parameters();
   std::size_t numParameters() const { return core_.num_parameters() + w_hy_.size() + b_y_.size(); }
 
-  // Unique to this layer object (copies get their own; see detail::InstanceId).
+  // Unique to this layer object (copies get their own; see detail::InstanceId). The core has
+  // its own (core().instanceId()), so a replaced core is told apart too.
   std::uint64_t instanceId() const { return id_.value(); }
 
   // Direct access, e.g. to load trained weights.

@@ -8,9 +8,10 @@
 //   opt.step(layer);
 //
 // State (momentum, Adam moments and step count) is kept per parameter, keyed by the
-// parameter's memory and its layer object (instanceId()), so one optimizer may step several
-// layers, and a layer replaced by a new one (`layer = LSTMLayer(...)`, a copy) starts afresh
-// even where its memory reuses the old one's addresses.
+// parameter's memory, its layer object and the layer's core (their instanceId()s), so one
+// optimizer may step several layers, and a layer replaced by a new one (`layer =
+// LSTMLayer(...)`, a copy, or a new `layer.core()`) starts afresh even where its memory reuses
+// the old one's addresses.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,18 @@
 #include "pyrnn/nn/layer.h"
 
 namespace pyrnn {
+
+namespace detail {
+// Whose parameter an optimizer state is: the layer's and its core's instanceId().
+struct Owner {
+  std::uint64_t layer = 0, core = 0;
+  template <typename T>
+  static Owner of(const BasicRecurrentLayer<T>& l) {
+    return {l.instanceId(), l.core().instanceId()};
+  }
+  bool operator!=(const Owner& o) const { return layer != o.layer || core != o.core; }
+};
+}  // namespace detail
 
 // SGD with optional momentum: v = momentum*v + g (v = g on the first step); p -= lr*v.
 template <typename T>
@@ -32,9 +45,10 @@ class BasicSGD {
   void setLearningRate(double lr);
 
  private:
+  using Owner = detail::Owner;
   struct State {
-    std::uint64_t layer = 0;  // instanceId() of the layer it belongs to
-    std::vector<T> v;         // [size of the parameter]
+    Owner owner;       // the layer and core it belongs to
+    std::vector<T> v;  // [size of the parameter]
   };
   double lr_, momentum_;
   std::unordered_map<const T*, State> velocity_;  // per parameter address
@@ -54,9 +68,10 @@ class BasicAdam {
   void setLearningRate(double lr);
 
  private:
+  using Owner = detail::Owner;
   struct State {
-    std::uint64_t layer = 0;  // instanceId() of the layer it belongs to
-    std::vector<T> m, v;      // [size of the parameter]
+    Owner owner;          // the layer and core it belongs to
+    std::vector<T> m, v;  // [size of the parameter]
     std::int64_t t = 0;
   };
   double lr_, beta1_, beta2_, eps_;
