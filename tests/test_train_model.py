@@ -392,6 +392,9 @@ def test_predict_and_evaluate_keep_each_layers_mode():
     m.eval()
     m.predict(x)
     assert not any(modes(m))
+    # fit trains every layer and leaves the model training, as model.train() in PyTorch (README).
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, batch_size=8, verbose=0)
+    assert all(modes(m))
 
 
 class _ModeElsewhere:
