@@ -16,7 +16,11 @@ What is exported
   (batch_first=True, as Sequential requires), LastStep (Slice / GatherND with
   ``lengths``), Dense (MatMul + Add + Relu/Tanh/Sigmoid), LayerNorm (LayerNormalization,
   opset >= 17) and Dropout (identity). Input ``X`` (N, T, C) (or int64 (N, T)), optional
-  ``lengths`` int64 (N,), output ``Y``.
+  ``lengths`` int64 (N,), output ``Y``. That holds for a Sequential of rank-keeping layers
+  only (no recurrent layer or LastStep) too, which pyrnn runs on any rank: its graph takes
+  sequences (N, T, F) (ids (N, T)) like the others, and ``seq_len`` fixes T. Only pyrnn's
+  own classes are exported; a subclass is a TypeError (its forward may differ from what the
+  graph would compute).
 
 The batch and time axes are dynamic ("batch", "seq_len") unless ``batch`` / ``seq_len``
 give fixed sizes.
@@ -31,6 +35,8 @@ exactly pyrnn's bias, except:
   n bias goes into Wbh and Rbh = 0.
 RNN(nonlinearity="relu") -> activations=["Relu"] (one per direction).
 """
+import os
+
 import numpy as np
 
 DEFAULT_OPSET = 17
@@ -219,9 +225,15 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
     layers = _flatten(model)
     if not layers:
         raise ValueError("cannot export an empty Sequential")
+    for i, layer in enumerate(layers):
+        _check_own_class(layer, f"layer {i} ({type(layer).__name__})")
     sequence = any(isinstance(l, (_Recurrent, LastStep)) for l in layers)
+    if lengths and not sequence:
+        raise ValueError("lengths=True needs a recurrent layer or LastStep in the model")
     first = next((l for l in layers if not isinstance(l, Dropout)), None)
-    lead = [N, T] if sequence else [N]
+    # Samples-first sequences, as fit takes them; also for rank-keeping layers only, which
+    # pyrnn runs on any rank (an ONNX graph input needs one).
+    lead = [N, T]
     if isinstance(first, Embedding):
         x = g.input("X", g.onnx.TensorProto.INT64, lead)
         feat = None
@@ -235,8 +247,6 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
         x = g.input("X", g.elem, lead + [feat])
     lens64 = seq_lens = None
     if lengths:
-        if not sequence:
-            raise ValueError("lengths=True needs a recurrent layer or LastStep in the model")
         lens64 = g.input("lengths", g.onnx.TensorProto.INT64, [N])
         seq_lens = g.node("Cast", [lens64], "sequence_lens", to=g.onnx.TensorProto.INT32)
     rank = len(lead) + 1
@@ -254,10 +264,10 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
 
     for i, layer in enumerate(layers):
         if isinstance(layer, Embedding):
-            if layer is not first:  # its Gather would get float indices: onnx's InferenceError
+            if i != 0:  # pyrnn refuses the floats a layer before it gives (Dropout's too)
                 raise ValueError(f"cannot export: layer {i} ({layer!r}) takes integer ids, so "
-                                 "it must come first in the model (only Dropout may precede "
-                                 "it; nested models count in their place)")
+                                 "it must come first in the model (nested models count in "
+                                 "their place); the model cannot run")
             x = g.node("Gather", [g.const(f"emb{i}_weight", layer.params["weight"]
                                           .astype(g.dtype)), x], f"emb{i}", axis=0)
             feat = layer.dim
@@ -324,6 +334,30 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
 
 # ---- entry point ----------------------------------------------------------------------------
 
+def _check_own_class(obj, what):
+    """TypeError for a subclass of a pyrnn class: the graph is built from the class's known
+    computation, and a subclass may compute something else (an overridden forward)."""
+    own = next((c for c in type(obj).__mro__ if c.__module__.split(".")[0] == "pyrnn"), None)
+    if own is not None and type(obj) is not own:  # no pyrnn class at all: refused later
+        raise TypeError(f"ONNX export writes pyrnn's own classes only: {what} is a subclass of "
+                        f"pyrnn.{own.__name__}, and the graph cannot know what it overrides")
+
+
+def _check_int(name, v, low):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    return int(v)
+
+
+def _write(model, path):
+    """Writes the serialized model to a path (atomically, as pyrnn.save) or a binary file."""
+    data = model.SerializeToString()
+    if hasattr(path, "write"):
+        path.write(data)
+    else:
+        from .serialize import _atomic_write
+        _atomic_write(path, [data])
+
 def _model_dtype(obj):
     from .layers import Dropout, LastStep
     from .model import Sequential
@@ -340,7 +374,8 @@ def export_onnx(obj, path=None, *, seq_len=None, batch=None, opset=DEFAULT_OPSET
                 lengths=False, initial_states=False, check=True):
     """Write `obj` (a pyrnn RNN / LSTM / GRU layer or a pyrnn.Sequential) as an ONNX model.
 
-    path: file to write (None: only return the model). seq_len / batch: fixed sizes for
+    path: file to write, atomically (str, bytes or os.PathLike), or a binary file object to
+    write to (None: only return the model). seq_len / batch: fixed sizes for
     the time and batch axes (default dynamic). opset: ONNX opset (>= 13; >= 17 when the
     model has a LayerNorm). lengths: add an int64 ``lengths`` (N,) input (per-sequence
     lengths, pyrnn/PyTorch packed-sequence semantics). initial_states (single layers
@@ -350,13 +385,18 @@ def export_onnx(obj, path=None, *, seq_len=None, batch=None, opset=DEFAULT_OPSET
     onnx = _onnx()
     from .model import Sequential
     from .recurrent import _Recurrent
-    opset = int(opset)
-    if opset < _MIN_OPSET:
-        raise ValueError(f"opset must be >= {_MIN_OPSET}, got {opset}")
-    for nm, v in (("seq_len", seq_len), ("batch", batch)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                              or v < 1):
-            raise ValueError(f"{nm} must be a positive int or None, got {v!r}")
+    opset = _check_int("opset", opset, _MIN_OPSET)
+    if opset > onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset {opset} is newer than this onnx package knows "
+                         f"({onnx.__version__}: up to {onnx.defs.onnx_opset_version()})")
+    seq_len = None if seq_len is None else _check_int("seq_len", seq_len, 1)
+    batch = None if batch is None else _check_int("batch", batch, 1)
+    if path is not None and not hasattr(path, "write") and \
+            not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str, bytes or os.PathLike path or a binary file "
+                        f"object, got {type(path).__name__}")
+    if isinstance(obj, (Sequential, _Recurrent)):
+        _check_own_class(obj, type(obj).__name__)
     g = _Graph(onnx, _model_dtype(obj) if isinstance(obj, (Sequential, _Recurrent)) else
                np.float32)
     if isinstance(obj, _Recurrent):
@@ -386,5 +426,5 @@ def export_onnx(obj, path=None, *, seq_len=None, batch=None, opset=DEFAULT_OPSET
     if check:
         onnx.checker.check_model(model, full_check=True)
     if path is not None:
-        onnx.save(model, str(path))
+        _write(model, path)
     return model

@@ -12,6 +12,7 @@ Evaluator coverage (as of onnx 1.23 / onnxruntime 1.31):
   sequence_lens with onnxruntime's = PyTorch's semantics); the rest of the graph (Cast,
   Slice, Transpose, Reshape, GatherND, ...) still runs in the reference evaluator.
 """
+import os
 import sys
 
 import numpy as np
@@ -307,7 +308,7 @@ def test_sequential_float64_reference():
 def test_export_errors(monkeypatch):
     with pytest.raises(ValueError, match="opset >= 17"):
         pyrnn.export_onnx(_regressor(), opset=16)
-    with pytest.raises(ValueError, match="opset must be >= 13"):
+    with pytest.raises(ValueError, match="opset must be an int >= 13, got 11"):
         pyrnn.export_onnx(_layer("lstm"), opset=11)
     with pytest.raises(TypeError, match="export_onnx takes"):
         pyrnn.export_onnx(pyrnn.Dense(3, 2))
@@ -334,7 +335,10 @@ def test_export_errors(monkeypatch):
     (lambda: [pyrnn.GRU(3, 4, batch_first=True), pyrnn.LastStep(), pyrnn.GRU(4, 2, batch_first=True)],
      r"layer 2 .* takes a sequence"),
     (lambda: [pyrnn.Embedding(9, 3), pyrnn.Dense(4, 2)], r"layer 1 .* takes 4 features.* give 3"),
-    (lambda: [pyrnn.Dense(3, 5), pyrnn.LayerNorm(4)], r"layer 1 \(LayerNorm\(4\)\) takes 4")])
+    (lambda: [pyrnn.Dense(3, 5), pyrnn.LayerNorm(4)], r"layer 1 \(LayerNorm\(4\)\) takes 4"),
+    # Dropout gives the ids back as floats, which Embedding refuses (was exported).
+    (lambda: [pyrnn.Dropout(0.1), pyrnn.Embedding(5, 3), pyrnn.GRU(3, 2, batch_first=True)],
+     r"layer 1 \(Embedding.*\) takes integer ids, so it must come first")])
 def test_a_model_that_cannot_run_is_not_exported(layers, message):
     model = pyrnn.Sequential(layers())
     x = np.zeros((2, 3), np.int64) if isinstance(model.layers[0], pyrnn.Embedding) else \
@@ -343,3 +347,95 @@ def test_a_model_that_cannot_run_is_not_exported(layers, message):
         model(x)  # pyrnn refuses to run it ...
     with pytest.raises(ValueError, match="cannot export: " + message + ".*the model cannot run"):
         pyrnn.export_onnx(model)  # ... so there is nothing faithful to export
+
+
+@pytest.mark.parametrize("opset", [10**3, 17.9, "17", True])
+def test_opset_must_be_an_int_this_onnx_knows(tmp_path, opset):
+    # opset=1000 was written (onnxruntime then refused the file) and 17.9 became 17.
+    with pytest.raises(ValueError, match="opset"):
+        pyrnn.export_onnx(_layer("lstm"), tmp_path / "m.onnx", opset=opset)
+    assert not (tmp_path / "m.onnx").exists()
+    top = onnx.defs.onnx_opset_version()
+    assert pyrnn.export_onnx(_layer("gru"), opset=np.int64(top)).opset_import[0].version == top
+
+
+def test_numpy_int_sizes():
+    # np.int64 passed the check, then failed inside onnx.helper ("Invalid item in shape").
+    m = pyrnn.export_onnx(_layer("gru"), seq_len=np.int32(5), batch=np.int64(2))
+    assert [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim] == [5, 2, _layer("gru").input_size]
+
+
+def test_path_kinds(tmp_path, monkeypatch):
+    # A file object was turned into str() and written under that name in the working folder.
+    import io
+    monkeypatch.chdir(tmp_path)
+    layer = _layer("lstm")
+    buf = io.BytesIO()
+    pyrnn.export_onnx(layer, buf)
+    assert onnx.load_from_string(buf.getvalue()) == pyrnn.export_onnx(layer)
+    pyrnn.export_onnx(layer, tmp_path / "a.onnx")
+    pyrnn.export_onnx(layer, str(tmp_path / "b.onnx"))
+    pyrnn.export_onnx(layer, os.fsencode(tmp_path / "c.onnx"))
+    for name in "abc":
+        assert onnx.load(str(tmp_path / f"{name}.onnx")) == onnx.load_from_string(buf.getvalue())
+    for bad in (3, object()):
+        with pytest.raises(TypeError, match="path must be a str, bytes or os.PathLike path or a "
+                                            "binary file object"):
+            pyrnn.export_onnx(layer, bad)
+    assert sorted(os.listdir(tmp_path)) == ["a.onnx", "b.onnx", "c.onnx"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    # Written atomically, as pyrnn.save: a failure part-way leaves the old file whole.
+    path = tmp_path / "m.onnx"
+    pyrnn.export_onnx(_layer("lstm"), path)
+    old = path.read_bytes()
+
+    def fail(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        pyrnn.export_onnx(_layer("gru"), path)
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_model_without_sequence_layers_takes_sequences(dtype):
+    # Its X was declared (N, F) (ids (N,)), against the documented (N, T, F) / (N, T): onnxruntime
+    # refused the sequences pyrnn runs it on (the reference evaluator accepted them), and
+    # seq_len was ignored.
+    rng = np.random.default_rng(0)
+    dense = pyrnn.Sequential([pyrnn.Dense(3, 4, activation="tanh", seed=0, dtype=dtype),
+                              pyrnn.LayerNorm(4, dtype=dtype)]).eval()
+    emb = pyrnn.Sequential([pyrnn.Embedding(5, 3, seed=0, dtype=dtype),
+                            pyrnn.Dense(3, 2, seed=1, dtype=dtype)]).eval()
+    run = _run_ort if dtype == "float32" else _run_ref
+    for model, x in ((dense, rng.standard_normal((4, 6, 3)).astype(dtype)),
+                     (emb, rng.integers(0, 5, (4, 6)))):
+        for kw, dims in (({}, ["batch", "seq_len"]), ({"seq_len": 6}, ["batch", 6])):
+            onx = pyrnn.export_onnx(model, **kw)
+            got = [d.dim_param or d.dim_value for d in onx.graph.input[0].type.tensor_type.shape.dim]
+            assert got[:2] == dims
+            _check(run(onx, {"X": x}), [model(x)], TOL[dtype])
+
+
+def test_subclasses_are_refused():
+    # A subclass was exported as its base: here the graph gave half of pyrnn's output.
+    class ScaledDense(pyrnn.Dense):
+        def forward(self, x):
+            return 2.0 * super().forward(x)
+
+    class MyLSTM(pyrnn.LSTM):
+        pass
+
+    class MySequential(pyrnn.Sequential):
+        pass
+
+    gru = pyrnn.GRU(3, 4, batch_first=True, seed=0)
+    with pytest.raises(TypeError, match=r"layer 2 \(ScaledDense\) is a subclass of pyrnn.Dense"):
+        pyrnn.export_onnx(pyrnn.Sequential([gru, pyrnn.LastStep(), ScaledDense(4, 2, seed=1)]))
+    with pytest.raises(TypeError, match="MyLSTM is a subclass of pyrnn.LSTM"):
+        pyrnn.export_onnx(MyLSTM(3, 4))
+    with pytest.raises(TypeError, match="MySequential is a subclass of pyrnn.Sequential"):
+        pyrnn.export_onnx(MySequential([pyrnn.Dense(3, 2)]))
