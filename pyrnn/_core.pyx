@@ -170,8 +170,8 @@ cdef class Matrix:
             except TypeError:
                 raise TypeError(f"Matrix {name} must be an int, got {type(v).__name__}") from None
         rows, cols = operator.index(rows), operator.index(cols)
-        try:
-            dt = np.dtype(dtype)
+        try:  # None is the default, as torch's dtype=None (np.dtype(None) is float64)
+            dt = np.dtype(np.float32 if dtype is None else dtype)
         except TypeError:
             raise TypeError(f"Matrix dtype must be float32 or float64, got {dtype!r}") from None
         if dt != np.float32 and dt != np.float64:

@@ -1,4 +1,5 @@
 """Argument checks shared by the Python API: clear exceptions naming shapes and values."""
+import math
 import numbers
 
 import numpy as np
@@ -26,7 +27,35 @@ def seed_arg(name, seed):
     return int(seed)
 
 
+def real_number(name, value, low=0.0, low_open=False, high=None, high_open=True):
+    """A finite real number in the range given (low None: no lower bound): TypeError for
+    another type (bool included), ValueError for a value out of range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    bad = not math.isfinite(v)
+    if low is not None:
+        bad = bad or (v <= low if low_open else v < low)
+    if high is not None:
+        bad = bad or (v >= high if high_open else v > high)
+    if bad:
+        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low}"
+        hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
+        raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
+    return v
+
+
+def train_mode(mode):
+    """The mode train(mode) takes: a bool, as torch.nn.Module.train insists ("False" or
+    None would otherwise be coerced, silently)."""
+    if not isinstance(mode, (bool, np.bool_)):
+        raise TypeError(f"train(mode): mode must be a bool, got {type(mode).__name__}")
+    return bool(mode)
+
+
 def float_dtype(dtype):
+    if dtype is None:  # the default, as torch's dtype=None (np.dtype(None) is float64)
+        return np.dtype(np.float32)
     try:
         dt = np.dtype(dtype)
     except TypeError:

@@ -15,6 +15,8 @@ import os
 import re
 import string
 
+from ._validate import real_number
+
 
 class Callback:
     """Base class; every hook does nothing."""
@@ -109,11 +111,13 @@ class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
                  restore_best=True):
         super().__init__()
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
+            raise TypeError(f"patience must be an int >= 0, got {type(patience).__name__}")
+        if patience < 0:
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
         self.monitor = str(monitor)
         self.patience = int(patience)
-        self.min_delta = abs(float(min_delta))
+        self.min_delta = abs(real_number("min_delta", min_delta, low=None))
         self.mode = _mode(mode, self.monitor)
         self.restore_best = bool(restore_best)
 
@@ -168,7 +172,11 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         super().__init__()
-        self.path = str(path)
+        if not isinstance(path, (str, os.PathLike)):  # None was saved as a file named "None"
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        self.path = os.fspath(path)
+        if not isinstance(self.path, str):
+            raise TypeError("path must be a str path (it may hold {epoch} fields), got bytes")
         self._fields = _path_fields(self.path)
         self.monitor = str(monitor)
         self.save_best_only = bool(save_best_only)

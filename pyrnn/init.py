@@ -72,7 +72,9 @@ def _rng(rng, seed):
 
 
 def _number(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number, got {type(value).__name__}")
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
@@ -100,6 +102,8 @@ def calculate_gain(nonlinearity, param=None):
             slope = 0.01
         elif isinstance(param, bool) or not isinstance(param, numbers.Real):
             raise ValueError(f"negative_slope {param} is not a valid number")
+        elif not math.isfinite(param):
+            raise ValueError(f"negative_slope must be a finite number, got {param}")
         else:
             slope = float(param)
         return math.sqrt(2.0 / (1 + slope ** 2))
@@ -119,6 +123,8 @@ def uniform_(a, low=0.0, high=1.0, *, rng=None, seed=None):
     low, high = _number("low", low), _number("high", high)
     if high < low:
         raise ValueError(f"uniform_ needs low <= high, got low={low}, high={high}")
+    if not math.isfinite(high - low):  # NumPy's OverflowError would name neither
+        raise ValueError(f"uniform_ needs a finite high - low, got low={low}, high={high}")
     return _fill(a, _rng(rng, seed).uniform(low, high, size=a.shape))
 
 
@@ -177,7 +183,7 @@ def _kaiming_std(a, neg_slope, mode, nonlinearity):
         raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = _fans(a)
     fan = fan_in if mode == "fan_in" else fan_out
-    gain = calculate_gain(nonlinearity, neg_slope)
+    gain = calculate_gain(nonlinearity, _number("neg_slope", neg_slope))
     return gain / math.sqrt(fan) if fan else 0.0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _arrays, _attrs, _core, _train
 from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
-                        real_array, seed_arg, shape_str)
+                        real_array, seed_arg, shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending
 
 _busy_lock = threading.Lock()
@@ -223,7 +223,7 @@ class Layer(ParamWrites):
             _arrays.zero_(g)
 
     def train(self, mode=True):
-        self.training = bool(mode)
+        self.training = train_mode(mode)
         if not self.training:
             self._cache = None
         return self
@@ -301,7 +301,8 @@ class Dense(Layer):
         super().__init__()
         self._in_features = positive_int("in_features", in_features)
         self._out_features = positive_int("out_features", out_features)
-        if activation not in _train.ACTIVATIONS:
+        if not (activation is None or isinstance(activation, str)) or \
+                activation not in _train.ACTIVATIONS:
             raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', "
                              f"got {activation!r}")
         self._activation = activation
@@ -557,14 +558,22 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, *, seed=None, device="cpu"):
         super().__init__()
+        self.p = p
+        self.seed = _seed_arg(seed)
+        self._rng = np.random.default_rng(seed)
+        self.to(_check_device(device))
+
+    @property
+    def p(self):
+        return self._p
+
+    @p.setter
+    def p(self, p):  # checked on every write, as in the constructor
         if isinstance(p, bool) or not isinstance(p, numbers.Real):
             raise TypeError(f"p must be a float, got {type(p).__name__}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
-        self.p = float(p)
-        self.seed = _seed_arg(seed)
-        self._rng = np.random.default_rng(seed)
-        self.to(_check_device(device))
+        self._p = float(p)
 
     def config(self):
         return {"p": self.p}
@@ -631,8 +640,9 @@ class LayerNorm(Layer):
     def __init__(self, dim, eps=1e-5, *, dtype="float32", device="cpu"):
         super().__init__()
         self._dim = positive_int("dim", dim)
-        if (isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0
-                or eps == float("inf")):
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+            raise TypeError(f"eps must be a finite number >= 0, got {type(eps).__name__}")
+        if not eps >= 0 or eps == float("inf"):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self._eps = float(eps)
         self._dtype = float_dtype(dtype)

@@ -96,7 +96,7 @@ class Loss:
         """d loss / d pred of the last forward, in the prediction's dtype, on its device."""
         if self._dpred is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward()")
-        d = self._dpred.astype(self._dtype, copy=False)
+        d = self._dpred.astype(self._dtype)  # a copy: the caller may write into it
         return _arrays.to_device(d, device=self._device) if self._on_device else d
 
     def metric_counts(self):
@@ -230,6 +230,10 @@ class BCEWithLogitsLoss(Loss):
     def __init__(self, pos_weight=None, reduction="mean"):
         super().__init__(reduction)
         if pos_weight is not None:
+            kind = np.asarray(pos_weight).dtype.kind
+            if kind not in "iuf":  # "3" was taken as 3.0, "a" failed in NumPy's words
+                raise TypeError(f"pos_weight must be a number or numbers, got "
+                                f"{type(pos_weight).__name__} of dtype {np.asarray(pos_weight).dtype}")
             pos_weight = np.asarray(pos_weight, dtype=np.float64)
             if pos_weight.ndim > 1:
                 raise ValueError(f"pos_weight must be a scalar or (C,), got "

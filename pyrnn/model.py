@@ -31,7 +31,8 @@ from . import _arrays, _attrs
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import host_only, lengths_array, positive_int, real_array, seed_arg, shape_str
+from ._validate import (host_only, lengths_array, positive_int, real_array, seed_arg, shape_str,
+                        train_mode)
 from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float
 from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device
@@ -228,9 +229,9 @@ class Sequential(Layer):
             layer.zero_grad()
 
     def train(self, mode=True):
-        self.training = bool(mode)
+        self.training = train_mode(mode)
         for layer in self.layers:
-            layer.train(mode)
+            layer.train(self.training)
         return self
 
     def config(self):
@@ -574,6 +575,9 @@ class Sequential(Layer):
                                 "(x_val, y_val, lengths_val)")
             vx, vy, vl = (tuple(validation_data) + (None,))[:3]
             val = self._prepare(vx, vy, vl, prefix="validation ")
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of pyrnn.callbacks.Callback instances, "
+                            f"got {type(callbacks).__name__}")
         cbs = list(callbacks or [])
         for cb in cbs:
             if not isinstance(cb, _callbacks.Callback):

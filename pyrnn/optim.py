@@ -22,24 +22,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _arrays
-from ._validate import real_array
+from ._validate import real_array, real_number
 from .parameter import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "clip_grad_norm_"]
 
 
-def _float(name, value, low=0.0, low_open=False, high=None, high_open=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    bad = not math.isfinite(v) or (v <= low if low_open else v < low)
-    if high is not None:
-        bad = bad or (v >= high if high_open else v > high)
-    if bad:
-        lo = f"{'(' if low_open else '['}{low}"
-        hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
-        raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
-    return v
+_float = real_number
 
 
 def _count(name, value):
@@ -372,13 +361,18 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
                              "(clip_grad_norm scales it in place)")
         grads.append(g.reshape(-1))
     max_norm = _float("max_norm", max_norm)
+    if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
+        raise TypeError(f"norm_type must be a number > 0 (or math.inf), got "
+                        f"{type(norm_type).__name__}")
     norm_type = float(norm_type)
     if not norm_type > 0:
         raise ValueError(f"norm_type must be > 0 or inf, got {norm_type}")
     if not grads:
         return 0.0
     if math.isinf(norm_type):
-        total = max(_arrays.kernels_for(g).max_abs(g) for g in grads)
+        # NaN anywhere makes the norm NaN, as torch's (max() keeps an earlier value over it).
+        norms = [_arrays.kernels_for(g).max_abs(g) for g in grads]
+        total = math.nan if any(math.isnan(v) for v in norms) else max(norms)
     elif norm_type == 2.0:
         total = math.sqrt(sum(_arrays.kernels_for(g).sum_squares(g) for g in grads))
     else:  # rare orders: NumPy on the host (device gradients are copied back)

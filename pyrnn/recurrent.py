@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _arrays, _attrs, _core
 from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
-                        shape_str)
+                        shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending
 
 
@@ -258,7 +258,7 @@ class _Recurrent(ParamWrites):
         self._native.zero_grad()
 
     def train(self, mode=True):
-        self.training = bool(mode)
+        self.training = train_mode(mode)
         return self
 
     def eval(self):

@@ -540,9 +540,37 @@ CASES = [
     ("from-torch-half", "import torch; pyrnn.from_torch(torch.nn.GRU(2, 3).half())", V, r"float32 and float64.*float16"),
     ("to-torch-gru-reset-before", "pyrnn.GRU(2, 3).to_torch()", V, r"reset_after=False\) has no PyTorch equivalent"),
     ("export-onnx-object", "pyrnn.export_onnx(object())", T, r"export_onnx takes a pyrnn RNN/LSTM/GRU layer or a pyrnn.Sequential"),
-    ("export-onnx-opset", "pyrnn.export_onnx(pyrnn.LSTM(2, 3), opset=5)", V, r"opset must be >= 13, got 5"),
-    ("export-onnx-seq-len", "pyrnn.export_onnx(pyrnn.LSTM(2, 3), seq_len=-1)", V, r"seq_len must be a positive int or None, got -1"),
+    ("export-onnx-opset", "pyrnn.export_onnx(pyrnn.LSTM(2, 3), opset=5)", V, r"opset must be an int >= 13, got 5"),
+    ("export-onnx-seq-len", "pyrnn.export_onnx(pyrnn.LSTM(2, 3), seq_len=-1)", V, r"seq_len must be an int >= 1, got -1"),
     ("export-onnx-missing-folder", "pyrnn.export_onnx(pyrnn.LSTM(2, 3), os.path.join(TMP, 'no', 'x.onnx'))", FileNotFoundError, r""),
+    # ---- argument types and values found by a hunt: each was coerced, ignored or failed in
+    # Python's / NumPy's own words naming no argument -------------------------------------------
+    ("dtype-none-is-float32", "assert pyrnn.LSTM(2, 3, dtype=None).dtype == np.float32 and pyrnn.Dense(2, 3, dtype=None).dtype "
+     "== np.float32 and pyrnn.Matrix(2, 2, None).dtype == np.float32 and pyrnn.GRU(2, 3, dtype=None)(rand(4, 1, 2))[0].dtype == np.float32",
+     OK, ""),
+    ("dropout-p-set-negative", "d = pyrnn.Dropout(0.5); d.p = -0.5", V, r"p must be in \[0, 1\], got -0.5"),
+    ("dropout-p-set-nan", "d = pyrnn.Dropout(0.5); d.p = float('nan')", V, r"p must be in \[0, 1\], got nan"),
+    ("dropout-p-set-str", "d = pyrnn.Dropout(0.5); d.p = '0.1'", T, r"p must be a float, got str"),
+    ("dropout-p-set-ok", "d = pyrnn.Dropout(0.5, seed=0); d.p = 1; assert d.p == 1.0 and (d(np.ones(8)) == 0).all()", OK, ""),
+    ("train-mode-str", "pyrnn.LSTM(2, 3).train('False')", T, r"mode must be a bool, got str"),
+    ("train-mode-none", "pyrnn.Dense(2, 3).train(None)", T, r"mode must be a bool, got NoneType"),
+    ("train-mode-sequential", "pyrnn.Sequential([pyrnn.Dense(2, 3)]).train('eval')", T, r"mode must be a bool"),
+    ("train-mode-numpy-bool", "m = pyrnn.Sequential([pyrnn.Dense(2, 3)]).train(np.bool_(False)); assert not m.layers[0].training", OK, ""),
+    ("layernorm-eps-str", "pyrnn.LayerNorm(3, eps='1e-5')", T, r"eps must be a finite number >= 0, got str"),
+    ("dense-activation-list", "pyrnn.Dense(3, 2, activation=['relu'])", V, r"activation must be None.*got \['relu'\]"),
+    ("clip-norm-type-none", "optim.clip_grad_norm(pyrnn.Dense(3, 2).parameters(), 1, norm_type=None)", T, r"norm_type must be a number"),
+    ("clip-norm-type-str", "optim.clip_grad_norm(pyrnn.Dense(3, 2).parameters(), 1, norm_type='two')", T, r"norm_type must be a number"),
+    ("earlystop-patience-float", "callbacks.EarlyStopping(patience=2.5)", T, r"patience must be an int >= 0, got float"),
+    ("earlystop-min-delta-str", "callbacks.EarlyStopping(min_delta='x')", T, r"min_delta must be a number, got str"),
+    ("earlystop-min-delta-nan", "callbacks.EarlyStopping(min_delta=float('nan'))", V, r"min_delta must be in"),
+    ("bce-pos-weight-str", "losses.BCEWithLogitsLoss(pos_weight='3')", T, r"pos_weight must be a number or numbers, got str"),
+    ("fit-callbacks-not-list", "m = pyrnn.Sequential([pyrnn.Dense(2, 1)]); m.fit(rand(4, 3, 2), rand(4, 3, 1), loss='mse', "
+     "optimizer='sgd', verbose=0, callbacks=callbacks.EarlyStopping('loss'))", T, r"callbacks must be a list.*got EarlyStopping"),
+    ("checkpoint-path-none", "callbacks.ModelCheckpoint(None)", T, r"path must be a str or os.PathLike, got NoneType"),
+    ("init-uniform-overflow", "init.uniform_(np.zeros(3), -1e308, 1e308)", V, r"finite high - low"),
+    ("init-kaiming-slope-nan", "init.kaiming_normal_(np.zeros((3, 3)), float('nan'))", V, r"neg_slope must be a finite number, got nan"),
+    ("init-kaiming-slope-str", "init.kaiming_uniform_(np.zeros((3, 3)), 'a')", T, r"neg_slope must be a finite number, got str"),
+    ("init-gain-str", "init.xavier_uniform_(np.zeros((3, 3)), gain='1')", T, r"gain must be a finite number, got str"),
 ]
 
 ABSURD_WITHOUT_ENV = [

@@ -357,9 +357,15 @@ def test_onnx_export_names_a_misplaced_embedding():
                                pyrnn.Sequential([pyrnn.Embedding(5, 3)])])
     with pytest.raises(ValueError, match=r"Embedding\(5, 3\)\) takes integer ids"):
         pyrnn.export_onnx(nested)
-    ok = pyrnn.Sequential([pyrnn.Dropout(0.1), pyrnn.Embedding(10, 4),
-                           pyrnn.GRU(4, 3, batch_first=True)])
-    pyrnn.export_onnx(ok)
+    # Dropout gives floats, which Embedding refuses: pyrnn cannot run it, so no graph either.
+    after_dropout = pyrnn.Sequential([pyrnn.Dropout(0.1), pyrnn.Embedding(10, 4),
+                                      pyrnn.GRU(4, 3, batch_first=True)])
+    with pytest.raises(TypeError, match="integer indices"):
+        after_dropout.predict(np.zeros((2, 3), np.int64))
+    with pytest.raises(ValueError, match=r"layer 1 \(Embedding\(10, 4\)\) takes integer ids"):
+        pyrnn.export_onnx(after_dropout)
+    pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Embedding(10, 4), pyrnn.Dropout(0.1),
+                                        pyrnn.GRU(4, 3, batch_first=True)]))
 
 
 def test_params_and_grads_are_dicts():

@@ -224,3 +224,22 @@ def test_loss_lookup_by_name():
     with pytest.raises(ValueError):
         losses.MSELoss(reduction="none")
     assert pyrnn.losses is losses
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [losses.MSELoss, losses.CrossEntropyLoss, losses.BCEWithLogitsLoss])
+def test_backward_returns_a_fresh_array(dtype, make):
+    # float64 predictions got the loss's own stored gradient: a caller scaling it in place
+    # changed what the next backward() returned.
+    rng = np.random.default_rng(0)
+    pred = rng.standard_normal((4, 3)).astype(dtype)
+    target = rng.integers(0, 3, 4) if make is losses.CrossEntropyLoss else \
+        rng.random((4, 3)).astype(dtype)
+    loss = make()
+    loss.forward(pred, target)
+    g = loss.backward()
+    want = g.copy()
+    g *= 100
+    again = loss.backward()
+    assert again is not g and again.dtype == dtype
+    np.testing.assert_array_equal(again, want)

@@ -248,6 +248,20 @@ def test_clip_grad_norm_nonfinite():
     assert optim.clip_grad_norm(params, 1.0) == math.inf
 
 
+@pytest.mark.parametrize("norm_type", [math.inf, 2.0, 3.0])
+@pytest.mark.parametrize("where", [0, -1])
+def test_clip_grad_norm_nan_in_any_parameter(norm_type, where):
+    # The inf-norm ignored a NaN in any parameter but the first (Python's max() keeps an earlier
+    # value over a later NaN): norm 4, the finite gradients clipped, error_if_nonfinite silent.
+    params = make_params(np.float64)
+    assert len(params) > 1
+    params[where].grad.reshape(-1)[0] = np.nan
+    with pytest.raises(RuntimeError, match="non"):
+        optim.clip_grad_norm(params, 1.0, norm_type=norm_type, error_if_nonfinite=True)
+    assert math.isnan(optim.clip_grad_norm(params, 1.0, norm_type=norm_type))
+    assert all(np.isnan(p.grad).all() for p in params)  # torch: every gradient times nan
+
+
 # ---- init -------------------------------------------------------------------------------------
 
 def torch_sample(fn, shape, n_rep=1, **kw):
