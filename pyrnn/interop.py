@@ -130,12 +130,16 @@ def _layernorm_from_torch(torch, m):
                          "normalises the last axis only")
     w = getattr(m, "weight", None)
     b = getattr(m, "bias", None)
-    dtype = "float32" if w is None else _dtype_name(torch, w, "torch.nn.LayerNorm")
-    layer = LayerNorm(shape[0], eps=float(m.eps), dtype=dtype)
-    if w is not None:
-        layer.params["weight"][...] = _np(w)
-    if b is not None:
-        layer.params["bias"][...] = _np(b)
+    if w is None or b is None:
+        # pyrnn's LayerNorm always has both: the converted model would train parameters the
+        # torch one does not have (and, with neither, not know its dtype).
+        raise ValueError(f"torch.nn.LayerNorm without its {'weight' if w is None else 'bias'} "
+                         f"(elementwise_affine=False or bias=False) has no pyrnn equivalent: "
+                         f"pyrnn's LayerNorm always trains an elementwise weight and bias")
+    layer = LayerNorm(shape[0], eps=float(m.eps),
+                      dtype=_dtype_name(torch, w, "torch.nn.LayerNorm"))
+    layer.params["weight"][...] = _np(w)
+    layer.params["bias"][...] = _np(b)
     return layer
 
 

@@ -226,6 +226,12 @@ def test_unsupported_modules_and_options():
         pyrnn.from_torch(torch.nn.Sequential(torch.nn.ReLU()))
     with pytest.raises(TypeError):
         pyrnn.interop.to_torch(pyrnn.LastStep())
+    # A LayerNorm without weight or bias became one that trains both (float32 with neither).
+    for kw, missing in (({"elementwise_affine": False}, "weight"), ({"bias": False}, "bias")):
+        with pytest.raises(ValueError, match=f"LayerNorm without its {missing} .*no pyrnn "
+                                             "equivalent"):
+            pyrnn.from_torch(torch.nn.Sequential(torch.nn.Linear(3, 4),
+                                                 torch.nn.LayerNorm(4, dtype=torch.float64, **kw)))
 
 
 def test_missing_torch_gives_clear_import_error(monkeypatch):
