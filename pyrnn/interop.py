@@ -160,7 +160,7 @@ def _sequential_from_torch(torch, seq):
                     and isinstance(mods[i + 1], nn.Module):
                 act = _ACTIVATIONS[type(mods[i + 1]).__name__]
                 i += 1
-            layers.append(_linear_from_torch(torch, m, act))
+            layers.append(_linear_from_torch(torch, m, act).train(m.training))
         elif type(m).__name__ in _ACTIVATIONS:
             raise TypeError(f"torch.nn.Sequential item {i} ({type(m).__name__}) must follow a "
                             "torch.nn.Linear: pyrnn has activations only inside Dense")
@@ -168,7 +168,9 @@ def _sequential_from_torch(torch, seq):
             layers.append(from_torch(m))
         i += 1
     model = Sequential(layers)
-    model.train(seq.training)
+    # The container's own flag only: model.train() would reset each layer's mode, which
+    # from_torch carried over one by one (a torch Dropout in eval mode came back active).
+    model.training = bool(seq.training)
     return model
 
 
@@ -193,11 +195,11 @@ def from_torch(module):
     if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
         return _recurrent_from_torch(torch, module)
     if isinstance(module, nn.Linear):
-        return _linear_from_torch(torch, module)
+        return _linear_from_torch(torch, module).train(module.training)
     if isinstance(module, nn.Embedding):
-        return _embedding_from_torch(torch, module)
+        return _embedding_from_torch(torch, module).train(module.training)
     if isinstance(module, nn.LayerNorm):
-        return _layernorm_from_torch(torch, module)
+        return _layernorm_from_torch(torch, module).train(module.training)
     if isinstance(module, nn.Dropout):
         from .layers import Dropout
         layer = Dropout(float(module.p))
@@ -270,22 +272,22 @@ def to_torch(layer):
             if layer.bias:
                 _copy(torch, lin.bias, layer.params["bias"])
         if layer.activation is None:
-            return lin
+            return lin.train(layer.training)
         act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[layer.activation]()
-        return nn.Sequential(lin, act)
+        return nn.Sequential(lin, act).train(layer.training)
     if isinstance(layer, Embedding):
         tdtype = {"float32": torch.float32, "float64": torch.float64}[layer.dtype.name]
         m = nn.Embedding(layer.num, layer.dim, padding_idx=layer.padding_idx, dtype=tdtype)
         with torch.no_grad():
             _copy(torch, m.weight, layer.params["weight"])
-        return m
+        return m.train(layer.training)
     if isinstance(layer, LayerNorm):
         tdtype = {"float32": torch.float32, "float64": torch.float64}[layer.dtype.name]
         m = nn.LayerNorm(layer.dim, eps=layer.eps, dtype=tdtype)
         with torch.no_grad():
             _copy(torch, m.weight, layer.params["weight"])
             _copy(torch, m.bias, layer.params["bias"])
-        return m
+        return m.train(layer.training)
     if isinstance(layer, Dropout):
         m = nn.Dropout(layer.p)
         m.train(layer.training)

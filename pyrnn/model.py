@@ -82,8 +82,10 @@ class Sequential(Layer):
         if isinstance(layers, (Layer, _Recurrent)):
             raise TypeError("Sequential takes a list of layers: Sequential([layer, ...])")
         self.layers = []
-        for layer in layers:
-            self.add(layer)
+        for layer in layers:  # checked one by one, linked once (add() per layer was O(n^2))
+            self._check_layer(len(self.layers), layer)
+            self.layers.append(layer)
+        self._link()
         self.stop_training = False
         self.history = None
 

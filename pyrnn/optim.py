@@ -31,12 +31,15 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "cl
 _float = real_number
 
 
+_MAX_COUNT = 2**62  # the kernels take a C int64 step, and later steps add to it
+
+
 def _count(name, value):
-    """A non-negative int (step counters in a state_dict)."""
+    """A non-negative int (step counters in a state_dict), small enough for the kernels."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if not 0 <= value <= _MAX_COUNT:
+        raise ValueError(f"{name} must be in [0, 2**62], got {value}")
     return int(value)
 
 
@@ -85,10 +88,10 @@ class Optimizer:
             p.zero_grad()
 
     def step(self):
-        self.steps += 1
         for p, st in zip(self.params, self.state):
             self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
             p._changed()
+        self.steps += 1  # counted once done (a step that raised is not one)
 
     def _update(self, data, grad, state):  # flat [n] views
         raise NotImplementedError
@@ -281,9 +284,10 @@ class Adam(Optimizer):
         m = self._buffer(st, "exp_avg", data)
         v = self._buffer(st, "exp_avg_sq", data)
         vmax = self._buffer(st, "max_exp_avg_sq", data) if self.amsgrad else None
-        st["step"] = st.get("step", 0) + 1
+        step = st.get("step", 0) + 1
         _arrays.kernels_for(data).adam_step(data, grad, m, v, vmax, self.lr, self.betas[0], self.betas[1],
-                         self.eps, self.weight_decay, self._decoupled, self.amsgrad, st["step"])
+                         self.eps, self.weight_decay, self._decoupled, self.amsgrad, step)
+        st["step"] = step  # after the kernel: a failed update leaves the count as it was
 
 
 class AdamW(Adam):

@@ -20,14 +20,17 @@ folder, fsync, os.replace, then fsync of the folder, so a crash leaves the old f
 new one, never a mix.
 
 Loading checks everything before building anything: magic, version, declared lengths
-against the real file size (no allocation from a declared size the file cannot back), both
-CRCs, the JSON, every tensor's bounds, and that the tensors are exactly the parameters the
-declared layers have (names, shapes, dtypes), computed from the config without allocating.
-Any failure is a ValueError naming the problem; a model is returned only when complete.
+against the real file size (no allocation from a declared size the file cannot back), the
+header's CRC, the JSON, every tensor's bounds (none empty, the payload exactly as long as
+they need), and that the tensors are exactly the parameters the declared layers have (names,
+shapes, dtypes), computed from the config without allocating; only then is the payload read
+and its CRC checked. Any failure is a ValueError naming the problem; a model is returned
+only when complete.
 """
 import inspect
 import json
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -126,6 +129,17 @@ def _umask():
 def _atomic_write(path, chunks):
     # Through symlinks, as open() writes: the rename replaces the link's target, not the link.
     path = os.path.realpath(os.fsdecode(os.fspath(path)))  # str or bytes, as open() takes
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        # A device, FIFO or socket: written into, as open() does (a rename would replace
+        # /dev/null itself with a regular file when run as root).
+        with open(path, "wb") as f:
+            for c in chunks:
+                f.write(c)
+        return
     folder = os.path.dirname(os.path.abspath(path))
     # 0600 while it is written; a short name (one derived from the target's could exceed the
     # file system's name limit where the target's does not).
@@ -205,16 +219,30 @@ def _check_tensors(path, tensors, payload_len):
         if count * dt.itemsize != nbytes:
             raise _bad(path, f"corrupted header: tensor {name!r} of shape {tuple(shape)} "
                              f"declares {nbytes} bytes")
+        if count == 0:  # no layer has an empty parameter; free entries would inflate a header
+            raise _bad(path, f"corrupted header: tensor {name!r} of shape {tuple(shape)} is "
+                             "empty")
         if off + nbytes > payload_len:
             raise _bad(path, f"truncated or corrupted: tensor {name!r} needs bytes "
                              f"[{off}, {off + nbytes}) of a {payload_len}-byte payload")
         out[name] = (dt, tuple(shape), off, nbytes)
+    end = max((off + nbytes for _, _, off, nbytes in out.values()), default=0)
+    if end != payload_len:  # save() writes the tensors and nothing after them
+        raise _bad(path, f"corrupted header: the tensors end at byte {end} of a "
+                         f"{payload_len}-byte payload")
     return out
 
 
-def _expected(path, spec, reg, n_tensors, prefix=""):
+_MAX_LAYERS = 100_000  # layers of a model, nested ones included: far beyond any real model
+
+
+def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
     """{full name: (shape, dtype)} the model described by spec has, computed without
-    building it; also validates the structure of spec."""
+    building it; also validates the structure of spec. `seen` counts the layers so far."""
+    seen = [0] if seen is None else seen
+    seen[0] += 1
+    if seen[0] > _MAX_LAYERS:  # parameterless layers cost no tensors: bound them too
+        raise _bad(path, f"corrupted header: more than {_MAX_LAYERS} layers")
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise _bad(path, "corrupted header: model spec must be {'class', 'config'}")
     cls = reg.get(spec["class"]) if isinstance(spec.get("class"), str) else None
@@ -232,12 +260,15 @@ def _expected(path, spec, reg, n_tensors, prefix=""):
             raise _bad(path, "corrupted header: Sequential config needs a 'layers' list")
         out = {}
         for i, sub in enumerate(layers):
-            out.update(_expected(path, sub, reg, n_tensors, f"{prefix}{i}."))
+            out.update(_expected(path, sub, reg, n_tensors, f"{prefix}{i}.", seen))
         return out
     # A declared layer count beyond the tensors in the file cannot be right, and would make
     # even the shape computation below loop for long.
+    # Each (layer, direction) has two weights at least: a bound that keeps the shapes computed
+    # below within a few times the tensor table.
     n_layers = cfg.get("num_layers", 1)
-    if not _int(n_layers) or not 1 <= n_layers <= max(n_tensors, 1):
+    dirs = 2 if cfg.get("bidirectional") else 1
+    if not _int(n_layers) or not 1 <= n_layers * dirs * 2 <= max(n_tensors, 2):
         raise _bad(path, f"corrupted config: num_layers = {n_layers!r}")
     try:  # any JSON value can sit anywhere in cfg: every use of it is inside this try
         shapes = cls.param_shapes(cfg)
@@ -296,13 +327,44 @@ def load(path, device="cpu"):
             raise _bad(path, f"{kind} pyrnn file: header ({hlen} bytes) and payload ({plen} "
                              f"bytes) do not add up to the file size ({size} bytes)")
         header = f.read(hlen)
+        if len(header) != hlen:
+            raise _bad(path, "truncated pyrnn file (the file changed while being read)")
+        if zlib.crc32(header) != hcrc:
+            raise _bad(path, "corrupted pyrnn file: header checksum mismatch")
+        # The payload is read only once the header says what it holds (a lying header with a
+        # huge declared payload cost its size in memory before any check).
+        spec, tensors = _check_header(path, header, plen)
         payload = f.read(plen)
-    if len(header) != hlen or len(payload) != plen:
+    if len(payload) != plen:
         raise _bad(path, "truncated pyrnn file (the file changed while being read)")
-    if zlib.crc32(header) != hcrc:
-        raise _bad(path, "corrupted pyrnn file: header checksum mismatch")
     if zlib.crc32(payload) != pcrc:
         raise _bad(path, "corrupted pyrnn file: weights checksum mismatch")
+
+    # Everything is consistent: build (allocations now match what the file holds) and fill.
+    reg = _registry()
+    try:
+        model = _build(spec, reg)
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
+        raise _bad(path, f"invalid model config: {e}") from None
+    params = model.params
+    if set(params) != set(tensors):
+        raise _bad(path, "model parameters differ from the file's tensors after building")
+    for name, (dt, shape, off, nbytes) in tensors.items():
+        arr = np.frombuffer(payload, dtype=dt, count=nbytes // dt.itemsize, offset=off)
+        params[name][...] = arr.reshape(shape)
+    return model.to(device) if device != "cpu" else model
+
+
+def _names(names, most=5):
+    """At most `most` of the names, and how many more (a hostile header may list millions)."""
+    names = sorted(names)
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"{names[:most]}{more}"
+
+
+def _check_header(path, header, plen):
+    """(model spec, {name: (dtype, shape, offset, nbytes)}) of a header whose CRC matched,
+    after checking the JSON, the tensor table and the tensors against the model's parameters."""
     try:
         # save() never writes NaN or Infinity (allow_nan=False): a header with one, or with a
         # number that overflows to inf (1e999), is not one of ours.
@@ -322,25 +384,13 @@ def load(path, device="cpu"):
     except RecursionError:
         raise _bad(path, "corrupted header: model spec nested too deeply") from None
     if set(expected) != set(tensors):
-        missing = sorted(set(expected) - set(tensors))
-        extra = sorted(set(tensors) - set(expected))
-        raise _bad(path, f"tensors do not match the model's parameters (missing: {missing}, "
-                         f"unexpected: {extra})")
+        missing = set(expected) - set(tensors)
+        extra = set(tensors) - set(expected)
+        raise _bad(path, f"tensors do not match the model's parameters (missing: "
+                         f"{_names(missing)}, unexpected: {_names(extra)})")
     for name, (shape, dtype) in expected.items():
         dt, tshape, _, _ = tensors[name]
         if tshape != shape or dt.newbyteorder("=") != dtype:
             raise _bad(path, f"tensor {name!r} is {tshape} {dt}, but the model's parameter is "
                              f"{shape} {dtype}")
-
-    # Everything is consistent: build (allocations now match what the file holds) and fill.
-    try:
-        model = _build(meta["model"], reg)
-    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
-        raise _bad(path, f"invalid model config: {e}") from None
-    params = model.params
-    if set(params) != set(tensors):
-        raise _bad(path, "model parameters differ from the file's tensors after building")
-    for name, (dt, shape, off, nbytes) in tensors.items():
-        arr = np.frombuffer(payload, dtype=dt, count=nbytes // dt.itemsize, offset=off)
-        params[name][...] = arr.reshape(shape)
-    return model.to(device) if device != "cpu" else model
+    return meta["model"], tensors

@@ -342,3 +342,30 @@ def test_collapsed_bias_trains_at_half_torchs_rate():
     assert _train_both(tadamw, adamw, optim.AdamW, adamw, dict(lr=0.02, weight_decay=0.05)) < 1e-12
     rms = dict(lr=0.01, momentum=0.5, centered=True)
     assert _train_both(torch.optim.RMSprop, rms, optim.RMSprop, rms, dict(rms, lr=0.02)) < 1e-12
+
+
+def test_each_layers_mode_is_carried_over():
+    # from_torch reset every layer to the container's mode (a torch Dropout in eval mode came
+    # back active), and Linear / Embedding / LayerNorm (both ways) came back training.
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.LayerNorm(4),
+                              torch.nn.Linear(4, 2), torch.nn.Tanh())
+    seq.train()
+    seq[1].eval()
+    seq[2].eval()
+    model = pyrnn.from_torch(seq)
+    assert model.training
+    assert [layer.training for layer in model.layers] == [True, False, False, True]
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = seq(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-6)
+    for mod in (torch.nn.Linear(3, 2), torch.nn.Embedding(5, 2), torch.nn.LayerNorm(3)):
+        assert not pyrnn.from_torch(mod.eval()).training
+        assert pyrnn.from_torch(mod.train()).training
+    for layer in (pyrnn.Dense(3, 2), pyrnn.Dense(3, 2, activation="relu"), pyrnn.Embedding(5, 2),
+                  pyrnn.LayerNorm(3)):
+        m = layer.eval().to_torch() if hasattr(layer, "to_torch") else \
+            pyrnn.interop.to_torch(layer.eval())
+        assert not any(x.training for x in m.modules())
+        m = pyrnn.interop.to_torch(layer.train())
+        assert all(x.training for x in m.modules())

@@ -135,7 +135,7 @@ def _same_state(a, b):
 
 @pytest.mark.parametrize("change, exc, pattern", [
     (lambda sd: sd.update(steps="x"), TypeError, r"steps must be an int, got str"),
-    (lambda sd: sd.update(steps=-2), ValueError, r"steps must be >= 0"),
+    (lambda sd: sd.update(steps=-2), ValueError, r"steps must be in \[0, 2\*\*62\], got -2"),
     (lambda sd: sd["hyper"].update(lr="oops"), TypeError, r"hyperparameters: lr must be a number"),
     (lambda sd: sd["hyper"].update(betas=(0.9, 1.0)), ValueError, r"beta2 must be in"),
     (lambda sd: sd["hyper"].update(momentum=0.9), ValueError, r"unknown: \['momentum'\]"),
@@ -413,3 +413,23 @@ def test_subclass_keeps_hyperparameters_it_fixes_and_its_own_arrays():
     o.load_state_dict(o.state_dict())
     assert (o.lr, o.weight_decay, o.amsgrad) == (0.01, 0.1, True)
     assert o.state[0]["row_norm"].dtype == np.float64 and o.state[0]["row_norm"].shape == (3,)
+
+
+def test_step_counts_are_bounded_and_a_failed_step_counts_nothing():
+    # A per-parameter Adam step of 2**63 loaded, then every step() raised OverflowError while
+    # the optimizer's and the parameter's counts still went up.
+    params = make_params(np.float32)
+    opt = optim.Adam(params, 1e-3)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = 2**63
+    with pytest.raises(ValueError, match=r"must be in \[0, 2\*\*62\], got 9223372036854775808"):
+        opt.load_state_dict(sd)
+    sd["state"][0]["step"] = 2**62
+    opt.load_state_dict(sd)
+    params[1].data.flags.writeable = False  # the kernel refuses to update it
+    steps, counts = opt.steps, [st.get("step") for st in opt.state]
+    with pytest.raises((TypeError, ValueError)):
+        opt.step()
+    assert opt.steps == steps
+    assert [st.get("step") for st in opt.state][1:] == counts[1:]

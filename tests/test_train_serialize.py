@@ -301,7 +301,7 @@ def test_lying_headers_never_allocate(saved, tmp_path):
     h["tensors"][0]["dtype"] = "|O"
     expect(h, "unsupported dtype")
     h = json.loads(json.dumps(header))
-    del h["tensors"][-1]
+    del h["tensors"][0]  # (the last one: the payload would outlast the tensors)
     expect(h, "missing")
     h = json.loads(json.dumps(header))
     h["tensors"][0]["shape"] = "many"
@@ -322,3 +322,101 @@ def test_lying_headers_never_allocate(saved, tmp_path):
     p.write_bytes(prefix + deep)
     with pytest.raises(ValueError):
         pyrnn.load(p)
+
+
+# ---- from a hunt: hostile headers that cost time or memory, and targets that are no files ----
+
+def test_a_sequential_links_its_layers_once(monkeypatch):
+    # Each add() linked the whole model again: a file of 20,000 LastSteps (0.6 MB) took 136 s
+    # to load.
+    calls = []
+    real = pyrnn.Sequential._check_distinct
+    monkeypatch.setattr(pyrnn.Sequential, "_check_distinct",
+                        lambda self: calls.append(1) or real(self))
+    pyrnn.Sequential([pyrnn.LastStep() for _ in range(200)])
+    assert len(calls) == 1
+
+
+def _header(spec, tensors):
+    return {"format": "pyrnn", "format_version": 1, "pyrnn_version": "0", "model": spec,
+            "tensors": tensors}
+
+
+def test_empty_tensors_and_oversized_payloads_are_refused(tmp_path):
+    p = tmp_path / "x.pyrnn"
+    spec = {"class": "LastStep", "config": {}}
+    write_raw(p, _header(spec, [{"name": "t", "dtype": "<f4", "shape": [0], "offset": 0,
+                                 "nbytes": 0}]))
+    with pytest.raises(ValueError, match="tensor 't' of shape \\(0,\\) is empty"):
+        pyrnn.load(p)
+    write_raw(p, _header(spec, []), payload=b"\0" * 64)
+    with pytest.raises(ValueError, match="the tensors end at byte 0 of a 64-byte payload"):
+        pyrnn.load(p)
+    write_raw(p, _header({"class": "Sequential", "config": {"layers": [spec] * 100_001}}, []))
+    with pytest.raises(ValueError, match="more than 100000 layers"):
+        pyrnn.load(p)
+
+
+def test_a_padded_tensor_table_stays_cheap(tmp_path):
+    # Free (empty) entries let an LSTM declare 100k layers: the shapes of all of them, and a
+    # 14 MB error message listing every name, took 40x the file's size.
+    import tracemalloc
+    n = 20_000
+    tensors = [{"name": f"t{i}", "dtype": "<f4", "shape": [1], "offset": 64 * i, "nbytes": 4}
+               for i in range(n)]
+    payload = b"\0" * (64 * (n - 1) + 4)
+    p = tmp_path / "padded.pyrnn"
+    for layers, match in ((n, "num_layers"), (n // 4, r"missing: \[.*\] and \d+ more")):
+        spec = {"class": "LSTM", "config": {"input_size": 1, "hidden_size": 1,
+                                            "num_layers": layers, "bidirectional": True}}
+        write_raw(p, _header(spec, tensors), payload)
+        size = p.stat().st_size
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=match) as e:
+                pyrnn.load(p)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(str(e.value)) < 1000
+        assert peak < 20 * size + (4 << 20), peak
+
+
+def test_the_payload_is_read_only_after_the_header_checks(tmp_path):
+    # A 40-byte prefix declaring a 1 GiB payload (a sparse file) and a garbage header: the
+    # whole payload was read (its size in memory) before the header's checksum was checked.
+    import tracemalloc
+    p = tmp_path / "sparse.pyrnn"
+    h = b"garbage header!!!"
+    plen = 1 << 30
+    with open(p, "wb") as f:
+        f.write(struct.pack("<8sIIQQII", serialize.MAGIC, 1, 0, len(h), plen, 0, 0) + h)
+        f.truncate(40 + len(h) + plen)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="header checksum mismatch"):
+            pyrnn.load(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+
+
+def test_save_writes_into_a_fifo(tmp_path):
+    # The atomic rename replaced a FIFO (or, as root, a device such as /dev/null) with a
+    # regular file; open() writes into it, and so does save now.
+    import stat
+    import threading
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    layer = pyrnn.GRU(2, 3, seed=0)
+    layer.save(fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == ["pipe"]
+    (tmp_path / "copy.pyrnn").write_bytes(got[0])
+    loaded = pyrnn.load(tmp_path / "copy.pyrnn")
+    for k, v in layer.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
