@@ -126,7 +126,8 @@ def dense_backward(dw, db, dy, y, x, w, int act, bint need_dx=True):
 # ---- LayerNorm --------------------------------------------------------------------------------
 
 def layernorm_forward(x, w, b, double eps):
-    """(y [M, D], mean [M], rstd [M]) of x [M, D] normalised over its last axis."""
+    """(y [M, D], mean [M], rstd [M]) of x [M, D] normalised over its last axis; mean and rstd
+    float64 for both precisions."""
     dt, dev, xs = _main("x", x, 2)
     cdef int64_t M = xs[0]
     cdef int D = _extent("x", xs, 1)
@@ -134,14 +135,14 @@ def layernorm_forward(x, w, b, double eps):
     cdef uintptr_t wp = _dev("weight", w, dt, (D,), dev)
     cdef uintptr_t bp = _dev("bias", b, dt, (D,), dev)
     y = DeviceArray.empty((M, D), dt, dev)
-    mean = DeviceArray.empty((M,), dt, dev)
-    rstd = DeviceArray.empty((M,), dt, dev)
+    mean = DeviceArray.empty((M,), np.float64, dev)
+    rstd = DeviceArray.empty((M,), np.float64, dev)
     cdef uintptr_t yp = (<DeviceArray>y).ptr, mp = (<DeviceArray>mean).ptr
     cdef uintptr_t rp = (<DeviceArray>rstd).ptr
     cdef Context* c = _train_ctx(dev)
     if dt == np.float32:
         with nogil:
-            ct.layernorm_forward[float](c[0], <float*>yp, <float*>mp, <float*>rp,
+            ct.layernorm_forward[float](c[0], <float*>yp, <double*>mp, <double*>rp,
                                         <const float*>xp, <const float*>wp, <const float*>bp,
                                         M, D, eps)
     else:
@@ -159,8 +160,8 @@ def layernorm_backward(dw, db, dy, x, mean, rstd, w):
     cdef int D = _extent("x", xs, 1)
     cdef uintptr_t xp = _dev("x", x, dt, None, dev)
     cdef uintptr_t dyp = _dev("dy", dy, dt, (M, D), dev)
-    cdef uintptr_t mp = _dev("mean", mean, dt, (M,), dev)
-    cdef uintptr_t rp = _dev("rstd", rstd, dt, (M,), dev)
+    cdef uintptr_t mp = _dev("mean", mean, np.dtype(np.float64), (M,), dev)
+    cdef uintptr_t rp = _dev("rstd", rstd, np.dtype(np.float64), (M,), dev)
     cdef uintptr_t wp = _dev("weight", w, dt, (D,), dev)
     cdef uintptr_t dwp = _dev("dweight", dw, dt, (D,), dev, True)
     cdef uintptr_t dbp = _dev("dbias", db, dt, (D,), dev, True)
@@ -170,8 +171,8 @@ def layernorm_backward(dw, db, dy, x, mean, rstd, w):
     if dt == np.float32:
         with nogil:
             ct.layernorm_backward[float](c[0], <float*>dxp, <float*>dwp, <float*>dbp,
-                                         <const float*>dyp, <const float*>xp, <const float*>mp,
-                                         <const float*>rp, <const float*>wp, M, D)
+                                         <const float*>dyp, <const float*>xp, <const double*>mp,
+                                         <const double*>rp, <const float*>wp, M, D)
     else:
         with nogil:
             ct.layernorm_backward[double](c[0], <double*>dxp, <double*>dwp, <double*>dbp,

@@ -82,9 +82,10 @@ def dense_backward(real[:, ::1] dw, real[::1] db, real[:, ::1] dx, const real[:,
 
 # ---- LayerNorm --------------------------------------------------------------------------------
 
-def layernorm_forward(real[:, ::1] y, real[::1] mean, real[::1] rstd, const real[:, ::1] x,
+def layernorm_forward(real[:, ::1] y, double[::1] mean, double[::1] rstd, const real[:, ::1] x,
                       const real[::1] w, const real[::1] b, double eps):
-    """y [M, D] = (x - mean) * rstd * w + b over the last axis; mean, rstd [M] cached."""
+    """y [M, D] = (x - mean) * rstd * w + b over the last axis; mean, rstd [M] (float64 for
+    both precisions) cached."""
     cdef int64_t M = x.shape[0]
     cdef int D = x.shape[1]
     _same((y.shape[0], y.shape[1]), (M, D), "y")
@@ -95,7 +96,7 @@ def layernorm_forward(real[:, ::1] y, real[::1] mean, real[::1] rstd, const real
 
 
 def layernorm_backward(real[:, ::1] dx, real[::1] dw, real[::1] db, const real[:, ::1] dy,
-                       const real[:, ::1] x, const real[::1] mean, const real[::1] rstd,
+                       const real[:, ::1] x, const double[::1] mean, const double[::1] rstd,
                        const real[::1] w):
     """dx [M, D] overwritten; dw, db [D] accumulate."""
     cdef int64_t M = x.shape[0]

@@ -14,11 +14,11 @@ cdef extern from "pyrnn/cuda/layers.h" namespace "pyrnn::cuda" nogil:
     void dense_backward[T](Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y,
                            const T* x, const T* w, int64_t M, int in_, int out,
                            Activation act) except +
-    # x, y [M, D]  w, b [D]  mean, rstd [M]
-    void layernorm_forward[T](Context& ctx, T* y, T* mean, T* rstd, const T* x, const T* w,
+    # x, y [M, D]  w, b [D]  mean, rstd [M] (double for both precisions)
+    void layernorm_forward[T](Context& ctx, T* y, double* mean, double* rstd, const T* x, const T* w,
                               const T* b, int64_t M, int D, double eps) except +
     void layernorm_backward[T](Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x,
-                               const T* mean, const T* rstd, const T* w, int64_t M,
+                               const double* mean, const double* rstd, const T* w, int64_t M,
                                int D) except +
     # idx HOST [M]  table [num, dim]  y [M, dim]
     void embedding_forward[T](Context& ctx, T* y, const int64_t* idx, const T* table, int64_t M,

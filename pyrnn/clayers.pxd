@@ -16,11 +16,11 @@ cdef extern from "pyrnn/layers.h" namespace "pyrnn" nogil:
     void dense_backward[T](T* dx, T* dw, T* db, const T* dy, const T* y, const T* x,
                            const T* w, int64_t M, int in_, int out, Activation act) except +
 
-    # x, y [M, D]  w, b [D]  mean, rstd [M]
-    void layernorm_forward[T](T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+    # x, y [M, D]  w, b [D]  mean, rstd [M] (double for both precisions)
+    void layernorm_forward[T](T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                               int64_t M, int D, double eps) except +
-    void layernorm_backward[T](T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
-                               const T* rstd, const T* w, int64_t M, int D) except +
+    void layernorm_backward[T](T* dx, T* dw, T* db, const T* dy, const T* x, const double* mean,
+                               const double* rstd, const T* w, int64_t M, int D) except +
 
     # idx [M]  table [num, dim]  y [M, dim]
     void embedding_forward[T](T* y, const int64_t* idx, const T* table, int64_t M, int64_t num,

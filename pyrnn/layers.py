@@ -674,8 +674,8 @@ class LayerNorm(Layer):
         if self.training:
             x2 = _private(x2, given)  # backward reads x
         y2 = np.empty_like(x2)                       # [M, D]
-        mean = np.empty(x2.shape[0], self.dtype)     # [M]
-        rstd = np.empty(x2.shape[0], self.dtype)     # [M]
+        mean = np.empty(x2.shape[0], np.float64)     # [M] double for both precisions
+        rstd = np.empty(x2.shape[0], np.float64)     # [M]
         with _exclusive(self):
             _train.layernorm_forward(y2, mean, rstd, x2, self._params["weight"],
                                      self._params["bias"], self.eps)

@@ -136,7 +136,7 @@ class FakeKernels:
     def layernorm_forward(self, x, w, b, eps):
         self._count("layernorm_forward")
         x = dev(x)
-        y, mean, rstd = np.empty_like(x), np.empty(x.shape[0], x.dtype), np.empty(x.shape[0], x.dtype)
+        y, mean, rstd = np.empty_like(x), np.empty(x.shape[0]), np.empty(x.shape[0])
         _train.layernorm_forward(y, mean, rstd, x, dev(w), dev(b), eps)
         return FakeDev(y), FakeDev(mean), FakeDev(rstd)
 

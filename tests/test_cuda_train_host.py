@@ -74,7 +74,8 @@ def test_native_kernels_validate_before_device_work():
     with pytest.raises(ValueError, match=r"bias has shape \(4,\), expected \(3,\)"):
         native.layernorm_forward(x, arr((3,)), arr((4,)), 1e-5)
     with pytest.raises(ValueError, match=r"rstd has shape \(3,\), expected \(4,\)"):
-        native.layernorm_backward(arr((3,)), arr((3,)), x, x, arr((4,)), arr((3,)), arr((3,)))
+        native.layernorm_backward(arr((3,)), arr((3,)), x, x, arr((4,), "float64"),
+                                  arr((3,), "float64"), arr((3,)))
     with pytest.raises(ValueError, match=r"dy has shape \(4, 3\), expected \(5, 3\)"):
         native.embedding_backward(arr((7, 3)), x, np.zeros(5, np.int64), -1)
     with pytest.raises(ValueError, match="lengths must have 2 entries"):

@@ -154,7 +154,7 @@ def _native_calls():
     w = rng.standard_normal((n, n)).astype(np.float32)
     y = np.empty((M, n), np.float32)
     dw, dx = np.zeros((n, n), np.float32), np.empty((M, n), np.float32)
-    mean, rstd = np.empty(M, np.float32), np.empty(M, np.float32)
+    mean, rstd = np.empty(M), np.empty(M)  # float64 for both precisions
     ones, zeros = np.ones(n, np.float32), np.zeros(n, np.float32)
     big = rng.standard_normal(1 << 23).astype(np.float32)
     m1, m2 = np.zeros_like(big), np.zeros_like(big)

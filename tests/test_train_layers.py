@@ -117,6 +117,24 @@ def test_layernorm_large_offset_is_stable():
     np.testing.assert_allclose(y[0], ref, rtol=1e-4, atol=1e-4)
 
 
+def test_layernorm_float32_backward_differentiates_its_forward():
+    # The float32 layer kept its row mean rounded to float32 for backward, so backward
+    # differentiated another function than forward computed: at rows of 1e4 +- 1e-2 the
+    # weight gradient was off by a large fraction. The float64 layer on the same float32
+    # inputs is the reference.
+    rng = np.random.default_rng(0)
+    x = (1e4 + 1e-2 * rng.standard_normal((5, 16))).astype(np.float32)
+    dy = rng.standard_normal((5, 16)).astype(np.float32)
+    got, want = pyrnn.LayerNorm(16), pyrnn.LayerNorm(16, dtype="float64")
+    got(x)
+    dx = got.backward(dy)
+    want(x.astype(np.float64))
+    dx64 = want.backward(dy.astype(np.float64))
+    for a, b in ((dx, dx64), (got.grads["weight"], want.grads["weight"]),
+                 (got.grads["bias"], want.grads["bias"])):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_embedding_matches_torch(dtype):
     rng = np.random.default_rng(3)

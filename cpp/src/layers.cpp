@@ -118,7 +118,7 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
 // LayerNorm
 
 template <typename T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                        std::int64_t M, int D, double eps) {
   check_sizes("layernorm_forward", M, D, 1);
   PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
@@ -135,8 +135,8 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
       v += c * c;
     }
     const double rs = 1.0 / std::sqrt(v / D + eps);
-    mean[m] = static_cast<T>(mu);
-    rstd[m] = static_cast<T>(rs);
+    mean[m] = mu;
+    rstd[m] = rs;
     T* yr = y + m * Dz;
     for (std::size_t j = 0; j < Dz; ++j)
       yr[j] = static_cast<T>((xr[j] - mu) * rs) * w[j] + b[j];
@@ -144,8 +144,8 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
 }
 
 template <typename T>
-void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
-                        const T* rstd, const T* w, std::int64_t M, int D) {
+void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const double* mean,
+                        const double* rstd, const T* w, std::int64_t M, int D) {
   check_sizes("layernorm_backward", M, D, 1);
   const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
   std::vector<double> dw_acc(Dz, 0.0), db_acc(Dz, 0.0);
@@ -275,10 +275,10 @@ void last_step_backward(T* dx, const T* dy, const std::int64_t* lengths, int N, 
                                  Activation);                                                  \
   template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,          \
                                   std::int64_t, int, int, Activation);                         \
-  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, std::int64_t,   \
-                                     int, double);                                             \
-  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,      \
-                                      const T*, std::int64_t, int);                            \
+  template void layernorm_forward<T>(T*, double*, double*, const T*, const T*, const T*,       \
+                                     std::int64_t, int, double);                               \
+  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const double*,           \
+                                      const double*, const T*, std::int64_t, int);             \
   template void embedding_forward<T>(T*, const std::int64_t*, const T*, std::int64_t,          \
                                      std::int64_t, int);                                       \
   template void embedding_backward<T>(T*, const T*, const std::int64_t*, std::int64_t,         \

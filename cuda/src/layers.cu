@@ -103,8 +103,8 @@ void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, 
 // LayerNorm
 
 template <typename T>
-void layernorm_forward(Context& ctx, T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
-                       std::int64_t M, int D, double eps) {
+void layernorm_forward(Context& ctx, T* y, double* mean, double* rstd, const T* x, const T* w,
+                       const T* b, std::int64_t M, int D, double eps) {
   check_sizes("layernorm_forward", M, D, 1);
   PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
   detail::TrainScope scope(ctx);
@@ -114,8 +114,8 @@ void layernorm_forward(Context& ctx, T* y, T* mean, T* rstd, const T* x, const T
 }
 
 template <typename T>
-void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
-                        const T* rstd, const T* w, std::int64_t M, int D) {
+void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x,
+                        const double* mean, const double* rstd, const T* w, std::int64_t M, int D) {
   check_sizes("layernorm_backward", M, D, 1);
   detail::TrainScope scope(ctx);
   const std::size_t rows = static_cast<std::size_t>(M);
@@ -226,10 +226,10 @@ void last_step_backward(Context& ctx, T* dx, const T* dy, const std::int64_t* le
                                  int, Activation);                                                \
   template void dense_backward<T>(Context&, T*, T*, T*, const T*, const T*, const T*, const T*,   \
                                   std::int64_t, int, int, Activation);                            \
-  template void layernorm_forward<T>(Context&, T*, T*, T*, const T*, const T*, const T*,          \
-                                     std::int64_t, int, double);                                  \
-  template void layernorm_backward<T>(Context&, T*, T*, T*, const T*, const T*, const T*,         \
-                                      const T*, const T*, std::int64_t, int);                     \
+  template void layernorm_forward<T>(Context&, T*, double*, double*, const T*, const T*,          \
+                                     const T*, std::int64_t, int, double);                        \
+  template void layernorm_backward<T>(Context&, T*, T*, T*, const T*, const T*, const double*,    \
+                                      const double*, const T*, std::int64_t, int);                \
   template void embedding_forward<T>(Context&, T*, const std::int64_t*, const T*, std::int64_t,   \
                                      std::int64_t, int);                                          \
   template void embedding_backward<T>(Context&, T*, const T*, const std::int64_t*, std::int64_t,  \

@@ -63,7 +63,7 @@ PYRNN_HD inline void column_sum_add_elem(int j, T* out, const T* a, std::size_t 
 }
 
 // ---- LayerNorm --------------------------------------------------------------------------------
-// y from the row's double statistics mu, rs (not the rounded mean / rstd stored for backward).
+// y from the row's double statistics mu, rs (the mean / rstd kept for backward, in double).
 template <typename T>
 PYRNN_HD inline T layernorm_y_elem(T x, double mu, double rs, T w, T b) {
   return static_cast<T>((x - mu) * rs) * w + b;
@@ -80,7 +80,8 @@ PYRNN_HD inline T layernorm_dx_elem(T x, T dy, T w, double mu, double rs, double
 // Owner of column j: dw[j] += sum_m dy * xhat, db[j] += sum_m dy, rows in order, in double.
 template <typename T>
 PYRNN_HD inline void layernorm_params_elem(int j, T* dw, T* db, const T* dy, const T* x,
-                                           const T* mean, const T* rstd, std::size_t rows, int D) {
+                                           const double* mean, const double* rstd,
+                                           std::size_t rows, int D) {
   double aw = 0.0, ab = 0.0;
   for (std::size_t m = 0; m < rows; ++m) {
     const double mu = mean[m], rs = rstd[m];

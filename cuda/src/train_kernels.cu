@@ -50,8 +50,8 @@ __global__ void column_sums_add_kernel(T* __restrict__ out, const T* __restrict_
 
 // One warp per row (rows grid-strided, warp-uniform loop: the shuffles see all 32 lanes).
 template <typename T>
-__global__ void layernorm_forward_kernel(T* __restrict__ y, T* __restrict__ mean,
-                                         T* __restrict__ rstd, const T* __restrict__ x,
+__global__ void layernorm_forward_kernel(T* __restrict__ y, double* __restrict__ mean,
+                                         double* __restrict__ rstd, const T* __restrict__ x,
                                          const T* __restrict__ w, const T* __restrict__ b,
                                          std::size_t M, int D, double eps) {
   const int lane = threadIdx.x & 31;
@@ -70,8 +70,8 @@ __global__ void layernorm_forward_kernel(T* __restrict__ y, T* __restrict__ mean
     }
     const double rs = 1.0 / elem_sqrt(warp_sum(v) / D + eps);
     if (lane == 0) {
-      mean[m] = static_cast<T>(mu);
-      rstd[m] = static_cast<T>(rs);
+      mean[m] = mu;
+      rstd[m] = rs;
     }
     T* yr = y + m * D;  // [D]
     for (int j = lane; j < D; j += 32) yr[j] = layernorm_y_elem<T>(xr[j], mu, rs, w[j], b[j]);
@@ -80,8 +80,8 @@ __global__ void layernorm_forward_kernel(T* __restrict__ y, T* __restrict__ mean
 
 template <typename T>
 __global__ void layernorm_backward_kernel(T* __restrict__ dx, const T* __restrict__ dy,
-                                          const T* __restrict__ x, const T* __restrict__ mean,
-                                          const T* __restrict__ rstd, const T* __restrict__ w,
+                                          const T* __restrict__ x, const double* __restrict__ mean,
+                                          const double* __restrict__ rstd, const T* __restrict__ w,
                                           std::size_t M, int D) {
   const int lane = threadIdx.x & 31;
   const std::size_t warp = threadIdx.x >> 5;
@@ -108,8 +108,8 @@ __global__ void layernorm_backward_kernel(T* __restrict__ dx, const T* __restric
 template <typename T>
 __global__ void layernorm_params_kernel(T* __restrict__ dw, T* __restrict__ db,
                                         const T* __restrict__ dy, const T* __restrict__ x,
-                                        const T* __restrict__ mean, const T* __restrict__ rstd,
-                                        std::size_t M, int D) {
+                                        const double* __restrict__ mean,
+                                        const double* __restrict__ rstd, std::size_t M, int D) {
   PYRNN_GRID_LOOP(j, static_cast<std::size_t>(D))
   layernorm_params_elem<T>(static_cast<int>(j), dw, db, dy, x, mean, rstd, M, D);
 }
@@ -221,8 +221,8 @@ void column_sums_add(T* out, const T* a, std::size_t rows, int cols, cudaStream_
   PYRNN_LAUNCH(column_sums_add_kernel<T>, n, out, a, rows, cols);
 }
 template <typename T>
-void layernorm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
-                            std::size_t M, int D, double eps, cudaStream_t stream) {
+void layernorm_rows_forward(T* y, double* mean, double* rstd, const T* x, const T* w,
+                            const T* b, std::size_t M, int D, double eps, cudaStream_t stream) {
   if (M == 0) return;
   const unsigned grid =
       static_cast<unsigned>(std::min<std::size_t>((M + kWarpsPerBlock - 1) / kWarpsPerBlock, 65535));
@@ -230,8 +230,9 @@ void layernorm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, cons
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 template <typename T>
-void layernorm_rows_backward(T* dx, const T* dy, const T* x, const T* mean, const T* rstd,
-                             const T* w, std::size_t M, int D, cudaStream_t stream) {
+void layernorm_rows_backward(T* dx, const T* dy, const T* x, const double* mean,
+                             const double* rstd, const T* w, std::size_t M, int D,
+                             cudaStream_t stream) {
   if (M == 0) return;
   const unsigned grid =
       static_cast<unsigned>(std::min<std::size_t>((M + kWarpsPerBlock - 1) / kWarpsPerBlock, 65535));
@@ -239,8 +240,8 @@ void layernorm_rows_backward(T* dx, const T* dy, const T* x, const T* mean, cons
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 template <typename T>
-void layernorm_params_backward(T* dw, T* db, const T* dy, const T* x, const T* mean,
-                               const T* rstd, std::size_t M, int D, cudaStream_t stream) {
+void layernorm_params_backward(T* dw, T* db, const T* dy, const T* x, const double* mean,
+                               const double* rstd, std::size_t M, int D, cudaStream_t stream) {
   const std::size_t n = static_cast<std::size_t>(D);
   PYRNN_LAUNCH(layernorm_params_kernel<T>, n, dw, db, dy, x, mean, rstd, M, D);
 }

@@ -24,18 +24,20 @@ void dense_dz(T* dz, const T* dy, const T* y, std::size_t n, int act, cudaStream
 // out [cols] += column sums of a [rows, cols]: one owner thread per column, rows in order, double.
 template <typename T>
 void column_sums_add(T* out, const T* a, std::size_t rows, int cols, cudaStream_t stream);
-// One warp per row of x [M, D]: mean / rstd [M] (two passes in double, fixed shuffle tree), y.
+// One warp per row of x [M, D]: mean / rstd [M] (two passes in double, fixed shuffle tree,
+// kept in double), y.
 template <typename T>
-void layernorm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
-                            std::size_t M, int D, double eps, cudaStream_t stream);
+void layernorm_rows_forward(T* y, double* mean, double* rstd, const T* x, const T* w,
+                            const T* b, std::size_t M, int D, double eps, cudaStream_t stream);
 // One warp per row: dx [M, D] from dy, x, mean, rstd, w.
 template <typename T>
-void layernorm_rows_backward(T* dx, const T* dy, const T* x, const T* mean, const T* rstd,
-                             const T* w, std::size_t M, int D, cudaStream_t stream);
+void layernorm_rows_backward(T* dx, const T* dy, const T* x, const double* mean,
+                             const double* rstd, const T* w, std::size_t M, int D,
+                             cudaStream_t stream);
 // dw, db [D] += per-column sums (one owner per column, rows in order, double).
 template <typename T>
-void layernorm_params_backward(T* dw, T* db, const T* dy, const T* x, const T* mean,
-                               const T* rstd, std::size_t M, int D, cudaStream_t stream);
+void layernorm_params_backward(T* dw, T* db, const T* dy, const T* x, const double* mean,
+                               const double* rstd, std::size_t M, int D, cudaStream_t stream);
 // y [M, dim] = table rows at idx [M] (device, validated).
 template <typename T>
 void embedding_gather(T* y, const std::int64_t* idx, const T* table, std::size_t M, int dim,
@@ -92,12 +94,12 @@ void scale_elems(T* x, std::size_t n, T s, cudaStream_t stream);
   template void dense_epilogue<T>(T*, const T*, std::size_t, int, int, cudaStream_t);              \
   template void dense_dz<T>(T*, const T*, const T*, std::size_t, int, cudaStream_t);               \
   template void column_sums_add<T>(T*, const T*, std::size_t, int, cudaStream_t);                  \
-  template void layernorm_rows_forward<T>(T*, T*, T*, const T*, const T*, const T*, std::size_t,   \
-                                          int, double, cudaStream_t);                              \
-  template void layernorm_rows_backward<T>(T*, const T*, const T*, const T*, const T*, const T*,   \
-                                           std::size_t, int, cudaStream_t);                        \
-  template void layernorm_params_backward<T>(T*, T*, const T*, const T*, const T*, const T*,       \
-                                             std::size_t, int, cudaStream_t);                      \
+  template void layernorm_rows_forward<T>(T*, double*, double*, const T*, const T*, const T*,      \
+                                          std::size_t, int, double, cudaStream_t);                 \
+  template void layernorm_rows_backward<T>(T*, const T*, const T*, const double*, const double*,   \
+                                           const T*, std::size_t, int, cudaStream_t);              \
+  template void layernorm_params_backward<T>(T*, T*, const T*, const T*, const double*,            \
+                                             const double*, std::size_t, int, cudaStream_t);       \
   template void embedding_gather<T>(T*, const std::int64_t*, const T*, std::size_t, int,           \
                                     cudaStream_t);                                                 \
   template void embedding_owned_add<T>(T*, const T*, const std::int64_t*, const std::int64_t*,     \

@@ -132,11 +132,13 @@ void check_layernorm(Context& ctx, std::int64_t M, int D) {
   // Offset rows: a large mean must not cost digits (two-pass statistics).
   const auto x = rand_vec<T>(n, 11, 2.0, 5.0), w = rand_vec<T>(D, 12), b = rand_vec<T>(D, 13);
   const auto dy = rand_vec<T>(n, 14), dw0 = rand_vec<T>(D, 15), db0 = rand_vec<T>(D, 16);
-  std::vector<T> y(n), mean(Ms), rstd(Ms);
+  std::vector<T> y(n);
+  std::vector<double> mean(Ms), rstd(Ms);  // double for both precisions
   pyrnn::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), M, D,
                            1e-5);
   auto gx = upload(x), gw = upload(w), gb = upload(b);
-  DeviceBuffer<T> gy(n), gmean(Ms), grstd(Ms);
+  DeviceBuffer<T> gy(n);
+  DeviceBuffer<double> gmean(Ms), grstd(Ms);
   pyrnn::cuda::layernorm_forward<T>(ctx, gy.data(), gmean.data(), grstd.data(), gx.data(),
                                     gw.data(), gb.data(), M, D, 1e-5);
   close(download(gy), y, label + " y");
@@ -345,8 +347,9 @@ void check_errors(Context& ctx) {
   DeviceBuffer<float> a(16);
   CHECK_THROWS(pyrnn::cuda::dense_forward<float>(ctx, a.data(), a.data(), a.data(), nullptr, 2, 0,
                                                  2, Activation::None));
-  CHECK_THROWS(pyrnn::cuda::layernorm_forward<float>(ctx, a.data(), a.data(), a.data(), a.data(),
-                                                     a.data(), a.data(), 2, 2, -1.0));
+  DeviceBuffer<double> stats(16);
+  CHECK_THROWS(pyrnn::cuda::layernorm_forward<float>(ctx, a.data(), stats.data(), stats.data(),
+                                                     a.data(), a.data(), a.data(), 2, 2, -1.0));
   CHECK_THROWS(pyrnn::cuda::optim::adam_step<float>(ctx, a.data(), a.data(), a.data(), a.data(),
                                                     nullptr, 4, 1e-3, 0.9, 0.999, 1e-8, 0.0, false,
                                                     false, 0));

@@ -35,15 +35,17 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
                     std::int64_t M, int in, int out, Activation act);
 
 // ---- LayerNorm over the last axis: y = (x - mean) * rstd * w + b ---------------------------
-// rstd = 1 / sqrt(var + eps), var the biased variance (PyTorch). mean and rstd are kept for
-// backward. Statistics accumulate in double for both precisions.
+// rstd = 1 / sqrt(var + eps), var the biased variance (PyTorch). Statistics accumulate in
+// double for both precisions, and mean, rstd [M] are kept for backward in double: a rounded
+// float mean made backward differentiate another function than forward computed (for rows
+// whose mean dwarfs their spread).
 template <typename T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                        std::int64_t M, int D, double eps);
 // dx [M, D] overwritten; dw, db [D] accumulate.
 template <typename T>
-void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
-                        const T* rstd, const T* w, std::int64_t M, int D);
+void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const double* mean,
+                        const double* rstd, const T* w, std::int64_t M, int D);
 
 // ---- Embedding: y[m] = table[idx[m]] -------------------------------------------------------
 // Throws pyrnn::Error if an index is outside [0, num).

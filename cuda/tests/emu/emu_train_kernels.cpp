@@ -45,7 +45,7 @@ void column_sums_add(T* out, const T* a, std::size_t rows, int cols, cudaStream_
   for (int j = 0; j < cols; ++j) column_sum_add_elem<T>(j, out, a, rows, cols);
 }
 template <typename T>
-void layernorm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
+void layernorm_rows_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                             std::size_t M, int D, double eps, cudaStream_t) {
   for (std::size_t m = 0; m < M; ++m) {
     const T* xr = x + m * D;
@@ -59,13 +59,13 @@ void layernorm_rows_forward(T* y, T* mean, T* rstd, const T* x, const T* w, cons
         v[l] += c * c;
       }
     const double rs = 1.0 / elem_sqrt(warp_sum_emulated(v) / D + eps);
-    mean[m] = static_cast<T>(mu);
-    rstd[m] = static_cast<T>(rs);
+    mean[m] = mu;
+    rstd[m] = rs;
     for (int j = 0; j < D; ++j) y[m * D + j] = layernorm_y_elem<T>(xr[j], mu, rs, w[j], b[j]);
   }
 }
 template <typename T>
-void layernorm_rows_backward(T* dx, const T* dy, const T* x, const T* mean, const T* rstd,
+void layernorm_rows_backward(T* dx, const T* dy, const T* x, const double* mean, const double* rstd,
                              const T* w, std::size_t M, int D, cudaStream_t) {
   for (std::size_t m = 0; m < M; ++m) {
     const T* xr = x + m * D;
@@ -85,8 +85,8 @@ void layernorm_rows_backward(T* dx, const T* dy, const T* x, const T* mean, cons
   }
 }
 template <typename T>
-void layernorm_params_backward(T* dw, T* db, const T* dy, const T* x, const T* mean,
-                               const T* rstd, std::size_t M, int D, cudaStream_t) {
+void layernorm_params_backward(T* dw, T* db, const T* dy, const T* x, const double* mean,
+                               const double* rstd, std::size_t M, int D, cudaStream_t) {
   for (int j = 0; j < D; ++j) layernorm_params_elem<T>(j, dw, db, dy, x, mean, rstd, M, D);
 }
 template <typename T>

@@ -50,13 +50,14 @@ void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, 
                     const T* w, std::int64_t M, int in, int out, Activation act);
 
 // ---- LayerNorm over the last axis: y = (x - mean) * rstd * w + b ---------------------------
+// mean, rstd [M] in double for both precisions, as on the CPU.
 template <typename T>
-void layernorm_forward(Context& ctx, T* y, T* mean, T* rstd, const T* x, const T* w, const T* b,
-                       std::int64_t M, int D, double eps);
+void layernorm_forward(Context& ctx, T* y, double* mean, double* rstd, const T* x, const T* w,
+                       const T* b, std::int64_t M, int D, double eps);
 // dx [M, D] overwritten; dw, db [D] accumulate.
 template <typename T>
-void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x, const T* mean,
-                        const T* rstd, const T* w, std::int64_t M, int D);
+void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x,
+                        const double* mean, const double* rstd, const T* w, std::int64_t M, int D);
 
 // ---- Embedding: y[m] = table[idx[m]]; idx HOST [M] ------------------------------------------
 template <typename T>
