@@ -53,12 +53,15 @@ class Device:
 
 def upgrade(cls, state):
     """A copy of `state` (an instance dict from a pickle) with the read-only attributes of cls
-    (Fixed, Device) in their "_<name>" slots: pickles from before they were read-only kept them
-    under their own names. (Sequential computes its device from its layers: an old plain
-    `device` goes to the slot too, out of the way.)"""
+    (Fixed, Device) and its checked ones (a property with a setter, e.g. Dropout.p) in their
+    "_<name>" slots: pickles from before they were read-only or checked kept them under their
+    own names, where the class's descriptor hides them. (Sequential computes its device from
+    its layers: an old plain `device` goes to the slot too, out of the way.)"""
     state = dict(state)
     for name in dir(cls):
-        if name in state and (name == "device" or isinstance(getattr(cls, name, None),
-                                                             (Fixed, Device))):
+        attr = getattr(cls, name, None)
+        checked = isinstance(attr, property) and attr.fset is not None
+        if name in state and "_" + name not in state and (
+                name == "device" or checked or isinstance(attr, (Fixed, Device))):
             state["_" + name] = state.pop(name)
     return state

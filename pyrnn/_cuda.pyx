@@ -205,7 +205,8 @@ cdef class _Allocation:
 
 
 def _dtype_of(dtype):
-    dt = np.dtype(dtype)
+    # None is the default float32, as for the layers and torch (np.dtype(None) is float64).
+    dt = np.dtype(np.float32 if dtype is None else dtype)
     if dt not in SUPPORTED_DTYPES:
         raise TypeError(f"DeviceArray dtype must be float32, float64 or int64, got {dt}")
     return dt

@@ -122,7 +122,8 @@ def _embedding_from_torch(torch, m):
     return layer
 
 
-def _layernorm_from_torch(torch, m):
+def _layernorm_from_torch(torch, m, dtype=None):
+    """dtype: the enclosing model's, for a LayerNorm with no parameters to tell its own."""
     from .layers import LayerNorm
     shape = tuple(m.normalized_shape)
     if len(shape) != 1:
@@ -130,16 +131,21 @@ def _layernorm_from_torch(torch, m):
                          "normalises the last axis only")
     w = getattr(m, "weight", None)
     b = getattr(m, "bias", None)
+    if w is not None or b is not None:
+        dtype = _dtype_name(torch, w if w is not None else b, "torch.nn.LayerNorm")
+    elif dtype is None:  # (it was float32 whatever the model's)
+        dtype = _dtype_name(torch, torch.empty(0), "torch.nn.LayerNorm")  # the default dtype
     if w is None or b is None:
-        # pyrnn's LayerNorm always has both: the converted model would train parameters the
-        # torch one does not have (and, with neither, not know its dtype).
-        raise ValueError(f"torch.nn.LayerNorm without its {'weight' if w is None else 'bias'} "
-                         f"(elementwise_affine=False or bias=False) has no pyrnn equivalent: "
-                         f"pyrnn's LayerNorm always trains an elementwise weight and bias")
-    layer = LayerNorm(shape[0], eps=float(m.eps),
-                      dtype=_dtype_name(torch, w, "torch.nn.LayerNorm"))
-    layer.params["weight"][...] = _np(w)
-    layer.params["bias"][...] = _np(b)
+        missing = " and ".join(n for n, t in (("weight", w), ("bias", b)) if t is None)
+        warnings.warn(f"torch.nn.LayerNorm has no {missing}: pyrnn's LayerNorm has both, so it "
+                      f"is converted with weight 1 / bias 0 (the same outputs), but training "
+                      f"updates them, which the torch module would not", UserWarning,
+                      stacklevel=3)
+    layer = LayerNorm(shape[0], eps=float(m.eps), dtype=dtype)
+    if w is not None:
+        layer.params["weight"][...] = _np(w)
+    if b is not None:
+        layer.params["bias"][...] = _np(b)
     return layer
 
 
@@ -161,6 +167,10 @@ def _sequential_from_torch(torch, seq):
                 act = _ACTIVATIONS[type(mods[i + 1]).__name__]
                 i += 1
             layers.append(_linear_from_torch(torch, m, act).train(m.training))
+        elif isinstance(m, nn.LayerNorm):
+            first = next(iter(seq.parameters()), None)
+            hint = None if first is None else _dtype_name(torch, first, "torch.nn.Sequential")
+            layers.append(_layernorm_from_torch(torch, m, hint).train(m.training))
         elif type(m).__name__ in _ACTIVATIONS:
             raise TypeError(f"torch.nn.Sequential item {i} ({type(m).__name__}) must follow a "
                             "torch.nn.Linear: pyrnn has activations only inside Dense")

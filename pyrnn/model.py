@@ -577,10 +577,13 @@ class Sequential(Layer):
                                 "(x_val, y_val, lengths_val)")
             vx, vy, vl = (tuple(validation_data) + (None,))[:3]
             val = self._prepare(vx, vy, vl, prefix="validation ")
-        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        try:  # a list (any iterable) of callbacks; a single one was "not iterable"
+            if isinstance(callbacks, _callbacks.Callback):
+                raise TypeError
+            cbs = list(callbacks or [])
+        except TypeError:
             raise TypeError(f"callbacks must be a list of pyrnn.callbacks.Callback instances, "
-                            f"got {type(callbacks).__name__}")
-        cbs = list(callbacks or [])
+                            f"got {type(callbacks).__name__}") from None
         for cb in cbs:
             if not isinstance(cb, _callbacks.Callback):
                 raise TypeError(f"callbacks must be pyrnn.callbacks.Callback instances, got "

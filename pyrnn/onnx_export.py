@@ -16,10 +16,10 @@ What is exported
   (batch_first=True, as Sequential requires), LastStep (Slice / GatherND with
   ``lengths``), Dense (MatMul + Add + Relu/Tanh/Sigmoid), LayerNorm (LayerNormalization,
   opset >= 17) and Dropout (identity). Input ``X`` (N, T, C) (or int64 (N, T)), optional
-  ``lengths`` int64 (N,), output ``Y``. That holds for a Sequential of rank-keeping layers
-  only (no recurrent layer or LastStep) too, which pyrnn runs on any rank: its graph takes
-  sequences (N, T, F) (ids (N, T)) like the others, and ``seq_len`` fixes T. Only pyrnn's
-  own classes are exported; a subclass is a TypeError (its forward may differ from what the
+  ``lengths`` int64 (N,), output ``Y``. A Sequential of rank-keeping layers only (no
+  recurrent layer or LastStep), which pyrnn runs on any rank, takes ``X`` (N, F) (ids
+  (N,)), or sequences (N, T, F) (ids (N, T)) when ``seq_len`` is given. Only pyrnn's own
+  classes are exported; a subclass is a TypeError (its forward may differ from what the
   graph would compute).
 
 The batch and time axes are dynamic ("batch", "seq_len") unless ``batch`` / ``seq_len``
@@ -213,7 +213,11 @@ def _flatten(model):
     model._link()  # sets each LastStep's direction count
     out = []
     for layer in model.layers:
-        out.extend(_flatten(layer) if isinstance(layer, Sequential) else [layer])
+        if isinstance(layer, Sequential):  # dissolved here, so checked here
+            _check_own_class(layer, f"a nested {type(layer).__name__}")
+            out.extend(_flatten(layer))
+        else:
+            out.append(layer)
     return out
 
 
@@ -231,9 +235,9 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
     if lengths and not sequence:
         raise ValueError("lengths=True needs a recurrent layer or LastStep in the model")
     first = next((l for l in layers if not isinstance(l, Dropout)), None)
-    # Samples-first sequences, as fit takes them; also for rank-keeping layers only, which
-    # pyrnn runs on any rank (an ONNX graph input needs one).
-    lead = [N, T]
+    # Samples-first sequences, as fit takes them. Rank-keeping layers only run on any rank in
+    # pyrnn, and an ONNX input needs one: (N, F), or sequences when seq_len asks for a T.
+    lead = [N, T] if sequence or seq_len is not None else [N]
     if isinstance(first, Embedding):
         x = g.input("X", g.onnx.TensorProto.INT64, lead)
         feat = None

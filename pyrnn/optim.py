@@ -43,6 +43,19 @@ def _count(name, value):
     return int(value)
 
 
+def _check_updatable(p):
+    """TypeError / ValueError unless the optimizer can update p in place."""
+    for what, a in (("data", p.data), ("grad", p.grad)):
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"parameter {p.name!r}: {what} dtype must be float32 or "
+                            f"float64, got {a.dtype}")
+        # Device arrays are C-contiguous by construction.
+        contiguous = a.flags.c_contiguous if isinstance(a, np.ndarray) else True
+        if not contiguous or not _arrays.writable(a):
+            raise ValueError(f"parameter {p.name!r}: {what} must be a writable C-contiguous "
+                             "array (the optimizer updates it in place)")
+
+
 def _param_list(params):
     if isinstance(params, Parameter):
         raise TypeError("params must be an iterable of pyrnn.Parameter (e.g. "
@@ -58,15 +71,7 @@ def _param_list(params):
     for i, p in enumerate(plist):
         if not isinstance(p, Parameter):
             raise TypeError(f"params[{i}] is a {type(p).__name__}, expected pyrnn.Parameter")
-        for what, a in (("data", p.data), ("grad", p.grad)):
-            if a.dtype not in (np.float32, np.float64):
-                raise TypeError(f"parameter {p.name!r}: {what} dtype must be float32 or "
-                                f"float64, got {a.dtype}")
-            # Device arrays are C-contiguous by construction.
-            contiguous = a.flags.c_contiguous if isinstance(a, np.ndarray) else True
-            if not contiguous or not _arrays.writable(a):
-                raise ValueError(f"parameter {p.name!r}: {what} must be a writable C-contiguous "
-                                 "array (the optimizer updates it in place)")
+        _check_updatable(p)
         key = _arrays.data_ptr(p.data), p.device, p.size * p.dtype.itemsize
         if p.data.size and key in seen:
             raise ValueError(f"parameter {p.name!r} appears twice (also as {seen[key]!r}); "
@@ -88,6 +93,8 @@ class Optimizer:
             p.zero_grad()
 
     def step(self):
+        for p in self.params:  # all before any update: a refused step changes nothing
+            _check_updatable(p)
         for p, st in zip(self.params, self.state):
             self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
             p._changed()
@@ -345,7 +352,8 @@ def get(optimizer, params):
 def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """Scale every gradient by max_norm / (total_norm + 1e-6) when that is below 1, total_norm
     being the norm of all gradients together (torch.nn.utils.clip_grad_norm_). Returns the
-    total norm before clipping, as a float. norm_type: a positive number or inf."""
+    total norm before clipping, as a float. norm_type: a positive number or inf ('inf' too,
+    as torch takes it)."""
     if isinstance(parameters, Parameter):
         parameters = [parameters]
     grads = []
@@ -365,6 +373,12 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
                              "(clip_grad_norm scales it in place)")
         grads.append(g.reshape(-1))
     max_norm = _float("max_norm", max_norm)
+    if isinstance(norm_type, str):  # torch's float(norm_type) takes 'inf'
+        try:
+            norm_type = float(norm_type)
+        except ValueError:
+            raise ValueError(f"norm_type must be a number > 0 or 'inf', got "
+                             f"{norm_type!r}") from None
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
         raise TypeError(f"norm_type must be a number > 0 (or math.inf), got "
                         f"{type(norm_type).__name__}")

@@ -37,6 +37,8 @@ import zlib
 
 import numpy as np
 
+from ._validate import float_dtype
+
 MAGIC = b"\x89PYRNN\r\n"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIIQQII")  # magic, version, flags, H, P, crc(header), crc(payload)
@@ -134,8 +136,8 @@ def _atomic_write(path, chunks):
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
-        # A device, FIFO or socket: written into, as open() does (a rename would replace
-        # /dev/null itself with a regular file when run as root).
+        # A device, FIFO or socket: written into, as open() does, so not atomically (a rename
+        # would replace /dev/null itself with a regular file when run as root).
         with open(path, "wb") as f:
             for c in chunks:
                 f.write(c)
@@ -240,9 +242,9 @@ def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
     """{full name: (shape, dtype)} the model described by spec has, computed without
     building it; also validates the structure of spec. `seen` counts the layers so far."""
     seen = [0] if seen is None else seen
-    seen[0] += 1
+    seen[0] += bool(prefix)  # the layers inside the model (the model itself does not count)
     if seen[0] > _MAX_LAYERS:  # parameterless layers cost no tensors: bound them too
-        raise _bad(path, f"corrupted header: more than {_MAX_LAYERS} layers")
+        raise _bad(path, f"more than {_MAX_LAYERS} layers in the model, which load refuses")
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise _bad(path, "corrupted header: model spec must be {'class', 'config'}")
     cls = reg.get(spec["class"]) if isinstance(spec.get("class"), str) else None
@@ -272,7 +274,8 @@ def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
         raise _bad(path, f"corrupted config: num_layers = {n_layers!r}")
     try:  # any JSON value can sit anywhere in cfg: every use of it is inside this try
         shapes = cls.param_shapes(cfg)
-        dtype = np.dtype(cfg.get("dtype", "float32")) if shapes else None
+        # As the constructor reads it (None is float32 there; np.dtype(None) is float64).
+        dtype = float_dtype(cfg.get("dtype", "float32")) if shapes else None
         return {prefix + k: (tuple(int(s) for s in v), dtype) for k, v in shapes.items()}
     except Exception as e:
         raise _bad(path, f"invalid {cls.__name__} config {cfg!r}: {e}") from None

@@ -263,3 +263,10 @@ def test_numpy_from_dlpack_of_a_device_array_is_a_host_copy(shape, readonly):
         np.testing.assert_array_equal(a.numpy(), host)
         with pytest.raises(BufferError, match="copy=False"):
             np.from_dlpack(a, device="cpu", copy=False)
+
+
+def test_device_array_dtype_none_is_float32():
+    # np.dtype(None) is float64: DeviceArray.empty(shape, None) disagreed with the layers'
+    # dtype=None (float32, as torch).
+    assert DA.empty((2,), None).dtype == np.float32
+    assert DA.zeros((2, 3), None).dtype == np.float32

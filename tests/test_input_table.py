@@ -559,7 +559,9 @@ CASES = [
     ("layernorm-eps-str", "pyrnn.LayerNorm(3, eps='1e-5')", T, r"eps must be a finite number >= 0, got str"),
     ("dense-activation-list", "pyrnn.Dense(3, 2, activation=['relu'])", V, r"activation must be None.*got \['relu'\]"),
     ("clip-norm-type-none", "optim.clip_grad_norm(pyrnn.Dense(3, 2).parameters(), 1, norm_type=None)", T, r"norm_type must be a number"),
-    ("clip-norm-type-str", "optim.clip_grad_norm(pyrnn.Dense(3, 2).parameters(), 1, norm_type='two')", T, r"norm_type must be a number"),
+    ("clip-norm-type-str", "optim.clip_grad_norm(pyrnn.Dense(3, 2).parameters(), 1, norm_type='two')", V, r"norm_type must be a number > 0 or 'inf', got 'two'"),
+    ("clip-norm-type-inf-str", "d = pyrnn.Dense(3, 2); d.grads['weight'][0, 0] = -5; "
+     "assert optim.clip_grad_norm(d.parameters(), 1, norm_type='inf') == 5.0", OK, ""),
     ("earlystop-patience-float", "callbacks.EarlyStopping(patience=2.5)", T, r"patience must be an int >= 0, got float"),
     ("earlystop-min-delta-str", "callbacks.EarlyStopping(min_delta='x')", T, r"min_delta must be a number, got str"),
     ("earlystop-min-delta-nan", "callbacks.EarlyStopping(min_delta=float('nan'))", V, r"min_delta must be in"),

@@ -401,22 +401,22 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_a_model_without_sequence_layers_takes_sequences(dtype):
-    # Its X was declared (N, F) (ids (N,)), against the documented (N, T, F) / (N, T): onnxruntime
-    # refused the sequences pyrnn runs it on (the reference evaluator accepted them), and
-    # seq_len was ignored.
+def test_a_model_without_sequence_layers_takes_samples_or_sequences(dtype):
+    # Rank-keeping layers run on any rank in pyrnn: the graph takes (N, F) (ids (N,)) as it
+    # did, and sequences (N, T, F) / (N, T) when seq_len asks for them (it was ignored).
     rng = np.random.default_rng(0)
     dense = pyrnn.Sequential([pyrnn.Dense(3, 4, activation="tanh", seed=0, dtype=dtype),
                               pyrnn.LayerNorm(4, dtype=dtype)]).eval()
     emb = pyrnn.Sequential([pyrnn.Embedding(5, 3, seed=0, dtype=dtype),
                             pyrnn.Dense(3, 2, seed=1, dtype=dtype)]).eval()
     run = _run_ort if dtype == "float32" else _run_ref
-    for model, x in ((dense, rng.standard_normal((4, 6, 3)).astype(dtype)),
-                     (emb, rng.integers(0, 5, (4, 6)))):
-        for kw, dims in (({}, ["batch", "seq_len"]), ({"seq_len": 6}, ["batch", 6])):
+    for model, x2, x3 in ((dense, rng.standard_normal((4, 3)).astype(dtype),
+                           rng.standard_normal((4, 6, 3)).astype(dtype)),
+                          (emb, rng.integers(0, 5, 4), rng.integers(0, 5, (4, 6)))):
+        for kw, x, dims in (({}, x2, ["batch"]), ({"seq_len": 6}, x3, ["batch", 6])):
             onx = pyrnn.export_onnx(model, **kw)
             got = [d.dim_param or d.dim_value for d in onx.graph.input[0].type.tensor_type.shape.dim]
-            assert got[:2] == dims
+            assert got[:len(dims)] == dims and len(got) == x.ndim
             _check(run(onx, {"X": x}), [model(x)], TOL[dtype])
 
 
@@ -439,3 +439,6 @@ def test_subclasses_are_refused():
         pyrnn.export_onnx(MyLSTM(3, 4))
     with pytest.raises(TypeError, match="MySequential is a subclass of pyrnn.Sequential"):
         pyrnn.export_onnx(MySequential([pyrnn.Dense(3, 2)]))
+    # Nested too (a nested model is dissolved into its layers before they are checked).
+    with pytest.raises(TypeError, match="a nested MySequential is a subclass of pyrnn.Sequential"):
+        pyrnn.export_onnx(pyrnn.Sequential([MySequential([pyrnn.Dense(3, 2)])]))

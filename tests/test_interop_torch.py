@@ -226,12 +226,22 @@ def test_unsupported_modules_and_options():
         pyrnn.from_torch(torch.nn.Sequential(torch.nn.ReLU()))
     with pytest.raises(TypeError):
         pyrnn.interop.to_torch(pyrnn.LastStep())
-    # A LayerNorm without weight or bias became one that trains both (float32 with neither).
-    for kw, missing in (({"elementwise_affine": False}, "weight"), ({"bias": False}, "bias")):
-        with pytest.raises(ValueError, match=f"LayerNorm without its {missing} .*no pyrnn "
-                                             "equivalent"):
-            pyrnn.from_torch(torch.nn.Sequential(torch.nn.Linear(3, 4),
-                                                 torch.nn.LayerNorm(4, dtype=torch.float64, **kw)))
+
+
+@pytest.mark.parametrize("kw, missing", [({"elementwise_affine": False}, "weight and bias"),
+                                         ({"bias": False}, "bias")])
+def test_layernorm_without_affine_parameters(kw, missing):
+    # With neither, it became float32 in a float64 model; it also trains parameters the torch
+    # one lacks, which is now warned about.
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 4, dtype=torch.float64),
+                              torch.nn.LayerNorm(4, dtype=torch.float64, **kw))
+    with pytest.warns(UserWarning, match=f"LayerNorm has no {missing}: .*training updates"):
+        model = pyrnn.from_torch(seq)
+    assert model.layers[1].dtype == np.float64
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    with torch.no_grad():
+        want = seq(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(x), want, rtol=1e-12, atol=1e-12)
 
 
 def test_missing_torch_gives_clear_import_error(monkeypatch):

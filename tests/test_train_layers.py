@@ -1,5 +1,7 @@
 """Dense, LayerNorm, Embedding, Dropout, LastStep against PyTorch (outputs and every gradient),
 plus the layer protocol: parameters() views, accumulation, zero_grad, train/eval, errors."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -334,3 +336,15 @@ def test_configuration_is_read_only(layer, names):
     assert {n: getattr(other, n) for n in names} == before
     assert not set(names) & set(other.__dict__)
     assert pickle.loads(pickle.dumps(other)).config() == layer.config()
+
+
+def test_an_older_dropout_pickle_still_loads():
+    # Dropout.p became a checked property (its value in _p); a pickle from before keeps p
+    # in the instance dict, where the property hid it: .p, config() and forward all failed.
+    d = pyrnn.Dropout(0.25, seed=3)
+    state = copy.deepcopy(d.__dict__)  # its own generator, in the same state as d's
+    state["p"] = state.pop("_p")
+    old = pyrnn.Dropout.__new__(pyrnn.Dropout)
+    old.__setstate__(state)
+    assert old.p == 0.25 and old.config() == {"p": 0.25}
+    np.testing.assert_array_equal(old(np.ones(64, np.float32)), d(np.ones(64, np.float32)))

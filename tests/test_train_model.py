@@ -360,6 +360,22 @@ def test_early_stopping_counts_patience_as_keras(patience, epochs_run):
     assert ran == epochs_run and es.stopped_epoch == epochs_run - 1
 
 
+def test_fit_takes_any_iterable_of_callbacks_but_not_one_callback():
+    x, y = regression_data(16)
+    m = small_model()
+    seen = []
+
+    class Count(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, batch_size=8, verbose=0,
+          callbacks=(cb for cb in [Count()]))
+    assert seen == [0, 1]
+    with pytest.raises(TypeError, match="callbacks must be a list .* got Count"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0, callbacks=Count())
+
+
 def test_checkpoint_creates_its_folder(tmp_path):
     # As Keras: a missing folder was a FileNotFoundError naming a hidden temporary file, after
     # the first epoch's training.

@@ -353,7 +353,34 @@ def test_empty_tensors_and_oversized_payloads_are_refused(tmp_path):
     with pytest.raises(ValueError, match="the tensors end at byte 0 of a 64-byte payload"):
         pyrnn.load(p)
     write_raw(p, _header({"class": "Sequential", "config": {"layers": [spec] * 100_001}}, []))
-    with pytest.raises(ValueError, match="more than 100000 layers"):
+    with pytest.raises(ValueError, match="more than 100000 layers in the model"):
+        pyrnn.load(p)
+
+
+def test_the_layer_limit_counts_the_layers_inside(tmp_path, monkeypatch):
+    # The model itself counted: a Sequential of exactly the limit was refused.
+    p, q = tmp_path / "m.pyrnn", tmp_path / "n.pyrnn"
+    pyrnn.Sequential([pyrnn.LastStep() for _ in range(9)] +
+                     [pyrnn.Sequential([pyrnn.LastStep()])]).save(p)  # 11 with the nested one
+    pyrnn.Sequential([pyrnn.LastStep() for _ in range(10)]).save(q)
+    monkeypatch.setattr(serialize, "_MAX_LAYERS", 10)
+    with pytest.raises(ValueError, match="more than 10 layers"):
+        pyrnn.load(p)
+    assert len(pyrnn.load(q).layers) == 10
+    with pytest.raises(ValueError, match="save: more than 10 layers in the model, which load "
+                                         "refuses"):
+        pyrnn.Sequential([pyrnn.LastStep() for _ in range(11)]).save(p)
+
+
+def test_a_null_dtype_is_read_as_the_constructor_reads_it(tmp_path):
+    # dtype None builds a float32 layer, but the check read it as float64: a float64 tensor
+    # then loaded into the float32 layer (1 + 1e-12 became 1.0).
+    p = tmp_path / "d.pyrnn"
+    pyrnn.Dense(2, 2, dtype="float64").save(p)
+    header, payload = header_of(p.read_bytes())
+    header["model"]["config"]["dtype"] = None
+    write_raw(p, header, payload)
+    with pytest.raises(ValueError, match="float64, but the model's parameter is .* float32"):
         pyrnn.load(p)
 
 
