@@ -784,19 +784,23 @@ class LastStep(Layer):
         y[:, :H] = x[rows, lens - 1, :H]
         if D == 2:
             y[:, H:] = x[:, 0, H:]
-        self._keep((lens, x.shape, x.dtype) if self.training else None)
+        # D with the cache: backward scatters as this forward gathered, whatever a later
+        # Sequential link sets (a shared head put after a unidirectional layer meanwhile).
+        self._keep((lens, x.shape, x.dtype, D) if self.training else None)
         return y
 
     def backward(self, dy):
         if self.device == "cuda":
             return self._backward_cuda(dy)
-        lens, shape, dtype = self._need_cache()
+        cache = self._need_cache()
+        lens, shape, dtype = cache[:3]
+        D = cache[3] if len(cache) > 3 else self.num_directions  # (a pickle from before D)
         N, T, W = shape
         dy = real_array("dy", dy, dtype)
         if dy.shape != (N, W):
             raise ValueError(f"LastStep.backward: dy must have shape ({N}, {W}), "
                              f"got {shape_str(dy.shape)}")
-        H = W // self.num_directions
+        H = W // D
         _check_result(self, "d x", shape, dtype)
         dx = np.zeros(shape, dtype)                    # [N, T, D*H]
         dx[np.arange(N), lens - 1, :H] = dy[:, :H]
@@ -813,18 +817,19 @@ class LastStep(Layer):
         lens = None if lengths is None else lengths_array(_host_lengths(lengths), N, T)
         if self.training and lens is not None:
             lens = _private(lens, lengths)
-        y = _kernels().last_step_forward(x, lens, self.num_directions)  # [N, D*H]
-        self._keep((lens, shape, x.dtype) if self.training else None)
+        D = self.num_directions
+        y = _kernels().last_step_forward(x, lens, D)  # [N, D*H]
+        self._keep((lens, shape, x.dtype, D) if self.training else None)
         return _out(y, device_out)
 
     def _backward_cuda(self, dy):
-        lens, shape, dtype = self._need_cache()
+        lens, shape, dtype, D = self._need_cache()
         N, T, W = shape
         dy, device_out = _device_input("dy", dy, dtype)
         if tuple(dy.shape) != (N, W):
             raise ValueError(f"LastStep.backward: dy must have shape ({N}, {W}), "
                              f"got {shape_str(dy.shape)}")
-        dx = _kernels().last_step_backward(dy, lens, T, self.num_directions)  # [N, T, D*H]
+        dx = _kernels().last_step_backward(dy, lens, T, D)  # [N, T, D*H]
         return _out(dx, device_out)
 
     def __repr__(self):

@@ -59,9 +59,12 @@ def _flat_layers(layers):
 def _attribute_snapshots(layers):
     """(object, copy of its attribute dict) for every layer, nested Sequentials' layers
     included: what a move replaces (storage, native layer, cache, device) is held there."""
-    out, todo = [], list(layers)
+    out, todo, seen = [], list(layers), set()
     while todo:
         obj = todo.pop()
+        if id(obj) in seen:  # (callers refuse cycles first; never loop on one)
+            continue
+        seen.add(id(obj))
         attrs = getattr(obj, "__dict__", None)
         if attrs is not None:
             out.append((obj, dict(attrs)))
@@ -94,7 +97,7 @@ class Sequential(Layer):
         self.layers.append(layer)
         try:
             self._link()
-        except ValueError:
+        except Exception:  # (a TypeError too: an earlier edit of `layers` it reports)
             self.layers.pop()  # refused: the model stays as it was
             raise
         return self
@@ -186,6 +189,7 @@ class Sequential(Layer):
     # ---- parameters ----------------------------------------------------------------------
     def parameters(self):
         """Every layer's Parameters, named "{layer index}.{name}" (e.g. "0.weight_ih_l0")."""
+        self._check_distinct()  # `layers` is a public list: a cycle would recurse forever
         for i, layer in enumerate(self.layers):
             yield from prefixed(f"{i}.", layer.parameters())
 
@@ -227,24 +231,30 @@ class Sequential(Layer):
         return int(sum(p.size for p in self.parameters()))
 
     def zero_grad(self):
+        self._check_distinct()
         for layer in self.layers:
             layer.zero_grad()
 
     def train(self, mode=True):
         self.training = train_mode(mode)
+        self._check_distinct()
         for layer in self.layers:
             layer.train(self.training)
         return self
 
     def config(self):
+        self._check_distinct()
         return {"layers": [{"class": type(layer).__name__, "config": layer.config()}
                            for layer in self.layers]}
 
     # ---- device ----------------------------------------------------------------------------
     @property
     def device(self):
-        """The device every layer is on ("cpu" or "cuda"); ValueError if they differ."""
-        devices = [getattr(layer, "device", "cpu") for layer in self.layers]
+        """The device every layer is on ("cpu" or "cuda"); ValueError if they differ. An empty
+        nested model has none (it is on whichever its neighbours are)."""
+        self._check_distinct()
+        devices = [getattr(layer, "device", "cpu") for layer in self.layers
+                   if not (isinstance(layer, Sequential) and not any(_flat_layers(layer.layers)))]
         if len(set(devices)) > 1:
             where = "; ".join(f"{d}: " + ", ".join(f"{i} ({type(self.layers[i]).__name__})"
                                                    for i, e in enumerate(devices) if e == d)
@@ -267,6 +277,7 @@ class Sequential(Layer):
         to move, the layers moved before it get their previous state back (the same arrays,
         caches and device), so a failed move changes nothing."""
         _check_device(device)
+        self._check_distinct()
         saved = _attribute_snapshots(self.layers)
         try:
             for i, layer in enumerate(self.layers):
@@ -290,8 +301,10 @@ class Sequential(Layer):
         return {p.name: _arrays.host_copy(p.grad) for p in self.parameters()}
 
     def _dtype(self, reverse=False):
-        """The float dtype of the first (last) layer that has one, else None."""
-        for layer in (reversed(self.layers) if reverse else self.layers):
+        """The float dtype of the first (last) layer that has one, nested models' layers in
+        their place, else None."""
+        flat = list(_flat_layers(self.layers))
+        for layer in (reversed(flat) if reverse else flat):
             dt = getattr(layer, "dtype", None)
             if dt is not None:
                 return np.dtype(dt)
@@ -302,7 +315,7 @@ class Sequential(Layer):
         to the model's dtype (token ids in front of an Embedding: int64) and copied once."""
         if _arrays.on_device(x):
             return x
-        if not reverse and self.layers and isinstance(self.layers[0], Embedding):
+        if not reverse and isinstance(next(_flat_layers(self.layers), None), Embedding):
             arr = np.asarray(x)
             # Integer ids travel as int64 (the Embedding validates them); anything else stays
             # on the host so the Embedding reports it.
@@ -320,10 +333,17 @@ class Sequential(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from .serialize import _build, _registry
-        return _build({"class": "Sequential", "config": config}, _registry())
+        from .serialize import _build, _expected, _registry
+        spec, reg = {"class": "Sequential", "config": config}, _registry()
+        # Checked as load checks a file's (a bare KeyError named a class or a missing key).
+        _expected("Sequential.from_config", spec, reg, float("inf"))
+        return _build(spec, reg)
 
     def __repr__(self):
+        try:
+            self._check_distinct()
+        except ValueError as e:  # a cycle: repr must not recurse forever, nor raise
+            return f"<Sequential of {len(self.layers)} layers: {e}>"
         inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ")
                         for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)" if inner else "Sequential()"
@@ -349,7 +369,11 @@ class Sequential(Layer):
     def _forward(self, x, lengths=None):
         self._link()
         out = x
+        # Until this forward completes, the layer it failed at: the layers before it hold this
+        # forward's caches and the rest the last one's, which backward must not mix.
+        self._failed_at = 0
         for i, layer in enumerate(self.layers):
+            self._failed_at = i
             if _is_recurrent(layer):
                 shape = tuple(out.shape) if hasattr(out, "shape") else np.shape(out)
                 if len(shape) != 3:
@@ -362,6 +386,7 @@ class Sequential(Layer):
                 out = layer.forward(out, lengths=lengths)
             else:
                 out = layer.forward(out)
+        self._failed_at = None
         return out
 
     def backward(self, dy):
@@ -377,7 +402,19 @@ class Sequential(Layer):
     def _check_params_unchanged(self):
         # Every layer (nested models too) before any runs: a refused backward accumulates no
         # gradient into the layers after the written one.
-        for layer in self.layers:
+        failed = getattr(self, "_failed_at", None)
+        if failed:  # (a failure at layer 0 changed no cache)
+            raise RuntimeError(
+                f"Sequential.backward(): the last forward failed at layer {failed}, after the "
+                f"layers before it had run, so the layers hold the caches of different forwards "
+                f"(their gradients would mix them); run a forward that succeeds first")
+        owners = {id(layer): layer for layer in self.layers}
+        # Also the owners of the parameters a custom layer hands out (a pyrnn layer it wraps).
+        for p in self.parameters():
+            owner = getattr(p, "_owner", None)
+            if owner is not None:
+                owners.setdefault(id(owner), owner)
+        for layer in owners.values():
             check = getattr(layer, "_check_params_unchanged", None)
             if check is not None:
                 check()
@@ -419,12 +456,13 @@ class Sequential(Layer):
         return arr
 
     def _input_dtype(self):
-        """The float dtype the first layer computes in (None: integer input, or unknown)."""
-        dt = getattr(self.layers[0], "dtype", None) if self.layers else None
-        if dt is None or isinstance(self.layers[0], Embedding):
+        """The float dtype the input is first computed in: that of the first layer with one,
+        nested models' included (Dropout and LastStep keep the input's); None for integer
+        input or unknown."""
+        if isinstance(next(_flat_layers(self.layers), None), Embedding):
             return None
-        dt = np.dtype(dt)
-        return dt if dt.kind == "f" else None
+        dt = self._dtype()
+        return dt if dt is not None and dt.kind == "f" else None
 
     def _prepare(self, x, y, lengths, prefix=""):
         x = self._data(prefix + "x", x)
@@ -491,13 +529,20 @@ class Sequential(Layer):
         """eval() for the block, then every layer's own mode back, nested models included: as
         Keras's predict / evaluate, they change no model state (a layer the user put in eval
         mode stays there)."""
-        was = self.training
-        modes = [(m, m.training) for m in self._with_nested()
-                 if m is not self and hasattr(m, "training")]
+        restore = self._modes()
         self.eval()
         try:
             yield
         finally:
+            restore()
+
+    def _modes(self):
+        """A function that gives the model and each layer the mode they have now."""
+        was = self.training
+        modes = [(m, m.training) for m in self._with_nested()
+                 if m is not self and hasattr(m, "training")]
+
+        def restore():
             self.train(was)  # every layer, a custom one keeping its mode elsewhere included
             for m, flag in modes:  # then each layer's own mode, where it says which
                 if m.training != flag:
@@ -505,9 +550,11 @@ class Sequential(Layer):
                         m.training = flag  # its layers are restored one by one
                     else:
                         m.train(flag)
+        return restore
 
     def _with_nested(self):
         """This model and every layer in it, nested models' layers included."""
+        self._check_distinct()
         yield self
         for layer in self.layers:
             if isinstance(layer, Sequential):
@@ -603,6 +650,9 @@ class Sequential(Layer):
         for cb in cbs:
             cb.set_model(self)
             cb.set_params(cb_params)
+        # What fit changes before its callbacks may still refuse it (on_train_begin checks
+        # their keys): put back if they do.
+        before = getattr(self, "_fit_loss", None), self.stop_training, self._modes()
         self._fit_loss = loss
         rng = np.random.default_rng(seed)
         N = x.shape[0]
@@ -629,8 +679,13 @@ class Sequential(Layer):
 
         self.stop_training = False
         self.train()
-        for cb in cbs:
-            cb.on_train_begin({})
+        try:
+            for cb in cbs:
+                cb.on_train_begin({})
+        except BaseException:
+            self._fit_loss, self.stop_training = before[:2]
+            before[2]()
+            raise
         # Live: the epochs completed so far, also when Ctrl-C (KeyboardInterrupt) stops fit.
         # Steps are never interrupted halfway (_sigint_deferred), so the weights then are
         # those after the last whole optimizer step, and the model stays usable.

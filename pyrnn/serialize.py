@@ -246,7 +246,7 @@ def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
     if seen[0] > _MAX_LAYERS:  # parameterless layers cost no tensors: bound them too
         raise _bad(path, f"more than {_MAX_LAYERS} layers in the model, which load refuses")
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
-        raise _bad(path, "corrupted header: model spec must be {'class', 'config'}")
+        raise _bad(path, "invalid model spec: each layer must be {'class', 'config'}")
     cls = reg.get(spec["class"]) if isinstance(spec.get("class"), str) else None
     if cls is None:
         raise _bad(path, f"unknown layer class {spec.get('class')!r} (known: "
@@ -259,7 +259,7 @@ def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
     if cls.__name__ == "Sequential":
         layers = cfg.get("layers")
         if not isinstance(layers, list):
-            raise _bad(path, "corrupted header: Sequential config needs a 'layers' list")
+            raise _bad(path, "invalid model spec: a Sequential config needs a 'layers' list")
         out = {}
         for i, sub in enumerate(layers):
             out.update(_expected(path, sub, reg, n_tensors, f"{prefix}{i}.", seen))

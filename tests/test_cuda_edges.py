@@ -270,3 +270,28 @@ def test_device_array_dtype_none_is_float32():
     # dtype=None (float32, as torch).
     assert DA.empty((2,), None).dtype == np.float32
     assert DA.zeros((2, 3), None).dtype == np.float32
+
+
+def test_a_nested_first_model_gets_its_input_in_its_own_dtype():
+    # Only the outer model's first layer was looked at: token ids for a nested [Embedding, GRU]
+    # were uploaded as float32 (refused), float32 data for a nested float64 GRU stayed float32.
+    ids = np.random.default_rng(0).integers(0, 5, (4, 3))
+    x = np.random.default_rng(1).standard_normal((4, 3, 2)).astype(np.float32)
+    for inner, data in ((lambda d: [pyrnn.Embedding(5, 2, device=d),
+                                    pyrnn.GRU(2, 3, batch_first=True, device=d)], ids),
+                        (lambda d: [pyrnn.GRU(2, 3, batch_first=True, dtype="float64",
+                                              device=d)], x)):
+        models = [pyrnn.Sequential([pyrnn.Sequential(inner(d)), LastStep(device=d),
+                                    Dense(3, 1, dtype=inner("cpu")[-1].dtype, device=d)])
+                  for d in ("cpu", "cuda")]
+        models[1].load_params(models[0].params)
+        np.testing.assert_allclose(models[1].predict(data), models[0].predict(data), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_an_empty_nested_model_does_not_pin_the_device():
+    # An empty Sequential reported "cpu", so a model holding one could never run on the GPU.
+    m = pyrnn.Sequential([pyrnn.Sequential([]), pyrnn.GRU(2, 3, batch_first=True), LastStep()])
+    m.to("cuda")
+    assert m.device == "cuda"
+    assert m.predict(np.zeros((2, 4, 2), np.float32)).shape == (2, 3)

@@ -484,3 +484,146 @@ def test_lambda_callback_hooks_order():
     m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, batch_size=8, verbose=0, callbacks=[cb])
     assert calls == ["train_begin", ("batch", 0), ("batch", 1), ("epoch", 0), ("batch", 0),
                      ("batch", 1), ("epoch", 1), "train_end"]
+
+
+# ---- model structure: found by a hunt over Sequential, each failed before its fix -------------
+
+def test_a_model_containing_itself_is_refused_everywhere():
+    # Only forward refused it: to() looped until memory ran out, the rest hit RecursionError.
+    m = pyrnn.Sequential([pyrnn.Dense(2, 2)])
+    m.layers.append(m)
+    x = np.zeros((3, 2), np.float32)
+    for call in (lambda: m.to("cpu"), lambda: list(m.parameters()), lambda: m.train(),
+                 lambda: m.zero_grad(), lambda: m.config(), lambda: m.device,
+                 lambda: m.num_parameters(), lambda: m.predict(x), lambda: m(x)):
+        with pytest.raises(ValueError, match="cannot contain itself"):
+            call()
+    assert "cannot contain itself" in repr(m)
+
+
+def test_backward_after_a_forward_that_failed_partway_is_refused():
+    # The layers before the failure held the failed forward's caches and the rest the last
+    # good one's: backward mixed them (wrong gradients, no error).
+    rng = np.random.default_rng(0)
+    m = pyrnn.Sequential([pyrnn.Dense(2, 3, "tanh", dtype="float64", seed=0),
+                          pyrnn.GRU(3, 3, batch_first=True, dtype="float64", seed=1),
+                          pyrnn.LastStep(), pyrnn.Dense(3, 1, dtype="float64", seed=2)])
+    x = rng.standard_normal((3, 4, 2))
+    out = m(x, lengths=[4, 2, 3])
+    with pytest.raises(ValueError):
+        m(x, lengths=[4, 9, 3])  # the GRU refuses, after the Dense ran
+    with pytest.raises(RuntimeError, match="last forward failed at layer 1"):
+        m.backward(np.ones_like(out))
+    assert not any(np.abs(g).max() for g in m.grads.values())
+    out = m(x, lengths=[4, 2, 3])
+    with pytest.raises(ValueError, match="Dense"):
+        m(rng.standard_normal((3, 4, 5)))  # refused by layer 0: no cache changed
+
+    m.backward(np.ones_like(out))
+
+
+def test_laststep_backward_uses_its_forwards_direction_count():
+    # A head shared with a unidirectional model, linked after the forward, changed LastStep's
+    # direction count before backward: the gradients were wrong, without an error.
+    x = np.random.default_rng(0).standard_normal((2, 4, 2))
+    head = pyrnn.Sequential([pyrnn.LastStep(), pyrnn.Dense(6, 1, dtype="float64", seed=2)])
+    m = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, bidirectional=True,
+                                    dtype="float64", seed=1), head])
+    ref = copy.deepcopy(m)
+    out = m(x)
+    pyrnn.Sequential([pyrnn.GRU(2, 6, batch_first=True, dtype="float64"), head])
+    dx = m.backward(np.ones_like(out))
+    np.testing.assert_array_equal(dx, ref.backward(np.ones_like(ref(x))))
+    for k in m.grads:
+        np.testing.assert_array_equal(m.grads[k], ref.grads[k])
+
+
+def test_a_refused_fit_leaves_the_model_as_it_was():
+    # EarlyStopping refusing in on_train_begin left every layer training, stop_training reset
+    # and evaluate()'s default loss switched to the refused fit's.
+    x, y = regression_data(16)
+    m = small_model()
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0)
+    m.eval()
+    m.stop_training = True
+    with pytest.raises(ValueError, match="val_loss"):
+        m.fit(x, y, loss=losses.CrossEntropyLoss(), optimizer="sgd", epochs=1, verbose=0,
+              callbacks=[callbacks.EarlyStopping("val_loss")])
+    assert not any(layer.training for layer in m._with_nested())
+    assert m.stop_training is True
+    assert type(m._fit_loss).__name__ == "MSELoss"
+
+
+def test_the_input_checks_look_through_nested_models_and_dropout():
+    # Float64 data beyond float32's range was refused only when the first layer itself was a
+    # float32 layer: a nested model or a Dropout in front let it through (NaN results).
+    x = np.full((4, 3, 2), 1e39)
+    y = np.zeros((4, 1))
+    for first in (lambda: pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True)]),
+                  lambda: pyrnn.Dropout(0.1)):
+        layers = [first()] + ([pyrnn.GRU(2, 3, batch_first=True)]
+                              if isinstance(first(), pyrnn.Dropout) else [])
+        m = pyrnn.Sequential(layers + [pyrnn.LastStep(), pyrnn.Dense(3, 1)])
+        for call in (lambda: m.predict(x), lambda: m.fit(x, y, loss="mse", optimizer="sgd",
+                                                         verbose=0)):
+            with pytest.raises(ValueError, match="beyond the float32 range"):
+                call()
+
+
+def test_a_refused_add_leaves_the_layers_as_they_were():
+    # A TypeError (an earlier edit of `layers` reported by the link) left the layer appended.
+    m = pyrnn.Sequential([pyrnn.Dense(2, 2)])
+    m.layers.append("not a layer")
+    d = pyrnn.Dense(2, 2)
+    with pytest.raises(TypeError, match=r"layer 1 \(str\) is not a pyrnn layer"):
+        m.add(d)
+    assert m.layers[-1] == "not a layer" and len(m.layers) == 2
+    m.layers.pop()
+    m.add(d)
+    assert m.layers[-1] is d
+
+
+def test_a_refused_backward_checks_layers_inside_custom_wrappers():
+    # Only the model's direct layers were checked: with the changed pyrnn layer inside a
+    # duck-typed wrapper, the Dense after it had already accumulated gradients.
+    class Wrapper:
+        def __init__(self):
+            self.inner, self.training = pyrnn.Dense(3, 3, seed=4), True
+
+        def forward(self, x):
+            return self.inner(x)
+
+        def backward(self, dy):
+            return self.inner.backward(dy)
+
+        def parameters(self):
+            yield from self.inner.parameters()
+
+        def zero_grad(self):
+            self.inner.zero_grad()
+
+        def train(self, mode=True):
+            self.training = mode
+            self.inner.train(mode)
+            return self
+
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    w = Wrapper()
+    m = pyrnn.Sequential([w, pyrnn.Dense(3, 2, seed=1)])
+    out = m(x)
+    optim.SGD(w.parameters(), lr=0.1).step()
+    with pytest.raises(RuntimeError, match="parameters were changed"):
+        m.backward(np.ones_like(out))
+    assert not any(np.abs(g).max() for g in m.grads.values())
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"layers": [{"class": "My", "config": {}}]}, r"unknown layer class 'My' \(known: Dense"),
+    ({"layers": [{"class": "Dense"}]}, r"each layer must be \{'class', 'config'\}"),
+    ({}, r"a Sequential config needs a 'layers' list"),
+    ({"layers": [{"class": "Dense", "config": {"in_features": 2, "out_features": 2,
+                                               "colour": 1}}]}, r"unexpected keys \['colour'\]")])
+def test_from_config_names_what_is_wrong(config, match):
+    # Bare KeyErrors ('My', 'config', 'layers') named neither the problem nor what is accepted.
+    with pytest.raises(ValueError, match="Sequential.from_config: .*" + match):
+        pyrnn.Sequential.from_config(config)
