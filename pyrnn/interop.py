@@ -152,7 +152,12 @@ def _layernorm_from_torch(torch, m, dtype=None):
 _ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
 
 
-def _sequential_from_torch(torch, seq):
+def _sequential_from_torch(torch, seq, hint=None):
+    """hint: the outermost model's dtype name, for a LayerNorm without parameters of its own
+    (the first parameter of the whole model decides, nested models included)."""
+    if hint is None:
+        first = next(iter(seq.parameters()), None)
+        hint = None if first is None else _dtype_name(torch, first, "torch.nn.Sequential")
     from .model import Sequential
     nn = torch.nn
     layers = []
@@ -168,9 +173,9 @@ def _sequential_from_torch(torch, seq):
                 i += 1
             layers.append(_linear_from_torch(torch, m, act).train(m.training))
         elif isinstance(m, nn.LayerNorm):
-            first = next(iter(seq.parameters()), None)
-            hint = None if first is None else _dtype_name(torch, first, "torch.nn.Sequential")
             layers.append(_layernorm_from_torch(torch, m, hint).train(m.training))
+        elif isinstance(m, nn.Sequential):
+            layers.append(_sequential_from_torch(torch, m, hint))
         elif type(m).__name__ in _ACTIVATIONS:
             raise TypeError(f"torch.nn.Sequential item {i} ({type(m).__name__}) must follow a "
                             "torch.nn.Linear: pyrnn has activations only inside Dense")

@@ -137,12 +137,14 @@ class Sequential(Layer):
 
         walk(self, "")
 
-    def _link(self):
+    def _link(self, _checked=False):
         """Tell each LastStep the direction count of the nearest preceding recurrent layer,
         across nested Sequentials: a nested model starts from what its enclosing model had
         before it (its _auto_bidirectional, set here, kept for its own forward calls) and
-        passes on what its last recurrent layer had. Returns that direction flag."""
-        self._check_distinct()
+        passes on what its last recurrent layer had. Returns that direction flag. (_checked:
+        the enclosing model checked this one's distinctness already, in its own walk.)"""
+        if not _checked:
+            self._check_distinct()
         bidirectional = self._auto_bidirectional
         for i, layer in enumerate(self.layers):
             self._check_layer(i, layer)  # `layers` is a public list: re-check edits
@@ -152,7 +154,7 @@ class Sequential(Layer):
                 layer._auto_bidirectional = bidirectional
             elif isinstance(layer, Sequential):
                 layer._auto_bidirectional = bidirectional
-                bidirectional = layer._link()
+                bidirectional = layer._link(_checked=True)
         return bidirectional
 
     def _input_rule(self):
@@ -333,10 +335,11 @@ class Sequential(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from .serialize import _build, _expected, _registry
+        from .serialize import _build, _check_spec, _registry
         spec, reg = {"class": "Sequential", "config": config}, _registry()
-        # Checked as load checks a file's (a bare KeyError named a class or a missing key).
-        _expected("Sequential.from_config", spec, reg, float("inf"))
+        # Its structure first (a bare KeyError named a class or a missing key); the layers'
+        # constructors check their own arguments.
+        _check_spec("Sequential.from_config", spec, reg)
         return _build(spec, reg)
 
     def __repr__(self):
@@ -402,30 +405,45 @@ class Sequential(Layer):
     def _check_params_unchanged(self):
         # Every layer (nested models too) before any runs: a refused backward accumulates no
         # gradient into the layers after the written one.
-        failed = getattr(self, "_failed_at", None)
-        if failed:  # (a failure at layer 0 changed no cache)
-            raise RuntimeError(
-                f"Sequential.backward(): the last forward failed at layer {failed}, after the "
-                f"layers before it had run, so the layers hold the caches of different forwards "
-                f"(their gradients would mix them); run a forward that succeeds first")
-        owners = {id(layer): layer for layer in self.layers}
-        # Also the owners of the parameters a custom layer hands out (a pyrnn layer it wraps).
-        for p in self.parameters():
-            owner = getattr(p, "_owner", None)
-            if owner is not None:
-                owners.setdefault(id(owner), owner)
-        for layer in owners.values():
-            check = getattr(layer, "_check_params_unchanged", None)
+        # One walk of the tree (per-level parameters() calls made deep nesting cost depth^4).
+        checks = []
+        for m in self._with_nested():
+            if isinstance(m, Sequential):
+                failed = getattr(m, "_failed_at", None)
+                if failed:  # (a failure at layer 0 changed no cache)
+                    where = "" if m is self else " of a nested model"
+                    raise RuntimeError(
+                        f"Sequential.backward(): the last forward failed at layer {failed}{where}, "
+                        f"after the layers before it had run, so the layers hold the caches of "
+                        f"different forwards (their gradients would mix them); run a forward "
+                        f"that succeeds first")
+                continue
+            check = getattr(m, "_check_params_unchanged", None)
             if check is not None:
-                check()
+                checks.append(check)
+                continue
+            # A custom layer: the pyrnn layers owning the parameters it hands out (one it wraps).
+            params = getattr(m, "parameters", None)
+            for p in params() if callable(params) else ():
+                check = getattr(getattr(p, "_owner", None), "_check_params_unchanged", None)
+                if check is not None:
+                    checks.append(check)
+        for check in checks:
+            check()
 
-    def _backward(self, dy):
-        self._check_params_unchanged()
+    def _backward(self, dy, _checked=False):
+        """(_checked: an enclosing model's backward checked this one's whole tree already.)"""
+        if not _checked:
+            self._check_params_unchanged()
         d = dy
         for layer in reversed(self.layers):
             if d is None:
                 raise RuntimeError(f"{type(layer).__name__} sits before a layer that passes no "
                                    "gradient back (Embedding must come first)")
+            if isinstance(layer, Sequential) and type(layer).backward is Sequential.backward:
+                # d is already where the nested model computes (uploaded once)
+                d = layer._backward(d, _checked=True)
+                continue
             d = layer.backward(d)
             if _is_recurrent(layer):
                 d = d[0]
@@ -457,12 +475,18 @@ class Sequential(Layer):
 
     def _input_dtype(self):
         """The float dtype the input is first computed in: that of the first layer with one,
-        nested models' included (Dropout and LastStep keep the input's); None for integer
-        input or unknown."""
-        if isinstance(next(_flat_layers(self.layers), None), Embedding):
-            return None
-        dt = self._dtype()
-        return dt if dt is not None and dt.kind == "f" else None
+        nested models' included, past Dropout and LastStep (they keep the input's); None for
+        integer input, or unknown (a custom layer without a dtype may transform the input)."""
+        for layer in _flat_layers(self.layers):
+            if isinstance(layer, Embedding):
+                return None
+            dt = getattr(layer, "dtype", None)
+            if dt is not None:
+                dt = np.dtype(dt)
+                return dt if dt.kind == "f" else None
+            if not isinstance(layer, (Dropout, LastStep)):
+                return None
+        return None
 
     def _prepare(self, x, y, lengths, prefix=""):
         x = self._data(prefix + "x", x)
@@ -552,13 +576,15 @@ class Sequential(Layer):
                         m.train(flag)
         return restore
 
-    def _with_nested(self):
-        """This model and every layer in it, nested models' layers included."""
-        self._check_distinct()
+    def _with_nested(self, _checked=False):
+        """This model and every layer in it, nested models' layers included (distinctness
+        checked once, for the whole tree)."""
+        if not _checked:
+            self._check_distinct()
         yield self
         for layer in self.layers:
             if isinstance(layer, Sequential):
-                yield from layer._with_nested()
+                yield from layer._with_nested(_checked=True)
             else:
                 yield layer
 

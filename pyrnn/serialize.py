@@ -298,6 +298,27 @@ def _config_keys(cls):
     return {n for n in names if n not in ("self", "device", "seed") and not n.startswith("_")}
 
 
+def _check_spec(where, spec, reg):
+    """ValueError unless spec is {"class": a known class, "config": {...}}, a Sequential's
+    config holding a list of such specs (the structure _build needs, without its KeyErrors)."""
+    from collections.abc import Mapping
+    if not isinstance(spec, Mapping) or "class" not in spec or \
+            not isinstance(spec.get("config"), Mapping):
+        raise ValueError(f"{where}: invalid model spec: each layer must be {{'class', 'config'}}, "
+                         f"got {str(spec)[:80]}")
+    cls = reg.get(spec["class"]) if isinstance(spec["class"], str) else None
+    if cls is None:
+        raise ValueError(f"{where}: unknown layer class {spec['class']!r} (known: "
+                         f"{', '.join(sorted(reg))})")
+    if cls.__name__ == "Sequential":
+        layers = spec["config"].get("layers")
+        if not isinstance(layers, (list, tuple)):
+            raise ValueError(f"{where}: invalid model spec: a Sequential config needs a 'layers' "
+                             f"list")
+        for sub in layers:
+            _check_spec(where, sub, reg)
+
+
 def _build(spec, reg):
     cls = reg[spec["class"]]
     cfg = spec["config"]

@@ -238,6 +238,9 @@ def test_layernorm_without_affine_parameters(kw, missing):
     with pytest.warns(UserWarning, match=f"LayerNorm has no {missing}: .*training updates"):
         model = pyrnn.from_torch(seq)
     assert model.layers[1].dtype == np.float64
+    with pytest.warns(UserWarning):
+        nested = pyrnn.from_torch(torch.nn.Sequential(seq[0], torch.nn.Sequential(seq[1])))
+    assert nested.layers[1].layers[0].dtype == np.float64  # the whole model's dtype decides
     x = np.random.default_rng(0).standard_normal((5, 3))
     with torch.no_grad():
         want = seq(torch.from_numpy(x)).numpy()
