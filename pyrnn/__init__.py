@@ -61,11 +61,17 @@ def get_cmake_dir():
 
 
 def info():
-    """Build and runtime facts as a dict."""
+    """Build and runtime facts as a dict. cpu_isa is None, and cpu_isa_error says why, while
+    PYRNN_CPU_ISA names no usable ISA (every pass then raises that, until set_cpu_isa)."""
     from . import cuda
+    try:
+        isa, isa_error = _core.get_cpu_isa(), None
+    except RuntimeError as e:  # the diagnostic must still run, and say it
+        isa, isa_error = None, str(e)
     return {
         "version": __version__,
-        "cpu_isa": _core.get_cpu_isa(),
+        "cpu_isa": isa,
+        "cpu_isa_error": isa_error,
         "available_isas": _core.available_isas(),
         "num_threads": _core.get_num_threads(),
         "cpu_wait_policy": _core.cpu_wait_policy(),

@@ -70,23 +70,27 @@ def _check_keys(who, what, keys, available):
                          "need fit(validation_data=...)")
 
 
-def _path_fields(path):
+def _path_fields(path, whole=None):
     """The log keys a str.format path refers to ("ckpt-{epoch:03d}-{val_loss:.3f}" ->
-    ["epoch", "val_loss"]); ValueError for a malformed pattern or a positional field."""
+    ["epoch", "val_loss"]), those nested in format specs too; ValueError for a malformed
+    pattern or a positional field. (whole: the path a nested spec comes from, for messages.)"""
+    whole = path if whole is None else whole
     try:
         parsed = list(string.Formatter().parse(path))
     except ValueError as e:
-        raise ValueError(f"ModelCheckpoint: path {path!r} is not a valid format string: {e}") \
+        raise ValueError(f"ModelCheckpoint: path {whole!r} is not a valid format string: {e}") \
             from None
     fields = []
-    for _, field, _, _ in parsed:
+    for _, field, spec, _ in parsed:
         if field is None:
             continue
         key = re.match(r"[^.\[]*", field).group()
         if not key or key.isdigit():
-            raise ValueError(f"ModelCheckpoint: path {path!r} has a positional field "
+            raise ValueError(f"ModelCheckpoint: path {whole!r} has a positional field "
                              f"{{{field}}}; name a log key, e.g. {{epoch}} or {{val_loss}}")
         fields.append(key)
+        if spec and "{" in spec:  # fields nested in a format spec ("{loss:.{digits}f}")
+            fields.extend(k for k in _path_fields(spec, whole) if k not in fields)
     return fields
 
 
@@ -168,7 +172,8 @@ class ModelCheckpoint(Callback):
     """Save the model (model.save) after each epoch, or only when `monitor` improved
     (save_best_only). `path` may hold str.format fields: {epoch} (1-based) and any log key,
     e.g. "ckpt-{epoch:03d}-{val_loss:.3f}.pyrnn". Each save is atomic (pyrnn.save).
-    Attributes: best, last_saved (the path of the last file written)."""
+    Attributes: best (kept across fit calls, as Keras's: a later fit saves only what beats
+    it), last_saved (the path of the last file written)."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         super().__init__()
@@ -190,7 +195,7 @@ class ModelCheckpoint(Callback):
                     [k for k in self._fields if k != "epoch"], available)
         if self.save_best_only:
             _check_keys("ModelCheckpoint", "the monitored quantity", [self.monitor], available)
-        self.best = None
+        # best is kept across fit calls, as Keras's: a later fit saves only what beats it.
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})

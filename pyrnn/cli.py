@@ -11,7 +11,9 @@ def _info(args):
         print(json.dumps(facts, indent=2))
         return 0
     labels = [("version", "pyrnn version"), ("cpu_isa", "CPU kernels"),
+              ("cpu_isa_error", "CPU kernels status"),
               ("available_isas", "CPU ISAs available"), ("num_threads", "threads"),
+              ("cpu_wait_policy", "thread wait policy"),
               ("cuda_compiled", "CUDA backend compiled"), ("cuda_available", "CUDA available"),
               ("cuda_devices", "CUDA devices"), ("cuda_unavailable_reason", "CUDA status"),
               ("include_dir", "C++ headers"), ("cmake_dir", "CMake package")]
@@ -23,19 +25,31 @@ def _info(args):
         elif isinstance(value, list):
             value = ", ".join(map(str, value)) or "none"
         elif value is None:
-            value = "ok"
+            value = "ok" if key.endswith(("_error", "_reason")) else "none"
         print(f"{label:<{width}}  {value}")
     return 0
 
 
+def _cpu_ready(command):
+    """False (and why, on stderr) while PYRNN_CPU_ISA names no usable ISA: a message and exit 2
+    before any work, not a traceback from the first pass."""
+    import pyrnn
+    try:
+        pyrnn.get_cpu_isa()
+    except RuntimeError as e:
+        print(f"pyrnn {command}: {e}", file=sys.stderr)
+        return False
+    return True
+
+
 def _demo(args):
     from . import demo
-    return demo.main_args(args)
+    return demo.main_args(args) if _cpu_ready("demo") else 2
 
 
 def _bench(args):
     from . import bench
-    return bench.main_args(args)
+    return bench.main_args(args) if _cpu_ready("bench") else 2
 
 
 def main(argv=None):

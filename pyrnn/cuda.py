@@ -8,10 +8,12 @@ import glob
 import importlib
 import importlib.util
 import os
+import threading
 
 _module = None
 _error = None
 _loaded = False
+_load_lock = threading.Lock()
 
 
 def is_compiled():
@@ -35,23 +37,35 @@ def _preload_cublas():
 
 
 def _load():
-    global _module, _error, _loaded
     if _loaded:
         return _module
-    _loaded = True
+    with _load_lock:  # the first call from several threads: one loads, the rest wait for it
+        if not _loaded:
+            _load_once()
+    return _module
+
+
+def _load_once():
+    global _module, _error, _loaded
+    try:
+        _load_module()
+    finally:
+        _loaded = True  # after _module / _error are set: a reader never sees half a load
+
+
+def _load_module():
+    global _module, _error
     if not is_compiled():
         _error = "pyrnn was built without the CUDA backend (PYRNN_WITH_CUDA=OFF or nvcc/cuBLAS not found)"
         return None
     _preload_cublas()
     try:
-        _module = importlib.import_module("pyrnn._cuda")
+        module = importlib.import_module("pyrnn._cuda")
     except ImportError as e:
         _error = f"the CUDA backend could not be loaded: {e}"
-        return None
-    reason = _module.unavailable_reason()
-    if reason:
-        _error = reason
-    return _module
+        return
+    _error = module.unavailable_reason() or None
+    _module = module
 
 
 def unavailable_reason():
@@ -147,8 +161,8 @@ def set_precision(precision):
     """Float32 GEMM precision for CUDA layers: "float32" (default: true fp32) or "tf32"
     (tensor cores, operands rounded to 10 mantissa bits, fp32 accumulation: relative error near
     3e-4; see docs/cuda_performance.md), or "default" for the environment's
-    PYRNN_CUDA_PRECISION. float64 layers are always exact."""
-    _need().set_default_options(precision=precision)
+    PYRNN_CUDA_PRECISION (None too, as for set_graphs). float64 layers are always exact."""
+    _need().set_default_options(precision="default" if precision is None else precision)
 
 
 def get_precision():
@@ -158,8 +172,9 @@ def get_precision():
 def set_recurrent_algo(algo):
     """How the per-step recurrence runs: "auto" (default; cuBLAS for now), "cublas" (a cuBLAS
     GEMM + a fused pointwise kernel per step), "fused" (one custom kernel per step), "persistent"
-    (one kernel for all steps, falls back to cuBLAS where it does not fit), or "default"."""
-    _need().set_default_options(algo=algo)
+    (one kernel for all steps, falls back to cuBLAS where it does not fit), or "default" /
+    None for PYRNN_CUDA_RECURRENT."""
+    _need().set_default_options(algo="default" if algo is None else algo)
 
 
 def set_graphs(enabled):

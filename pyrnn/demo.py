@@ -372,7 +372,18 @@ def check_device(device):
 def run(*, quick=False, device="cpu", seed=0, out=".", threads=1, lengths=None, plot_png=True,
         stream=sys.stdout):
     """The whole demo; prints as it goes and returns {"adding": [...], "claims": [...],
-    "char": {...}, "png": path|None, "seconds": total}."""
+    "char": {...}, "png": path|None, "seconds": total}. The thread count it sets is put back
+    when it returns."""
+    import pyrnn
+    saved = pyrnn.get_num_threads()
+    try:
+        return _run(quick=quick, device=device, seed=seed, out=out, threads=threads,
+                    lengths=lengths, plot_png=plot_png, stream=stream)
+    finally:
+        pyrnn.set_num_threads(saved)
+
+
+def _run(*, quick, device, seed, out, threads, lengths, plot_png, stream):
     import pyrnn
 
     device = check_device(device)
@@ -477,6 +488,15 @@ def add_arguments(parser):
 
 
 def main_args(args):
+    if not args.no_plot:  # before the run, not after it: the folder for the PNG
+        try:
+            os.makedirs(os.path.abspath(args.out or "."), exist_ok=True)
+            if not os.access(os.path.abspath(args.out or "."), os.W_OK):
+                raise PermissionError(13, "not writable")
+        except OSError as e:
+            print(f"pyrnn demo: --out {args.out}: not a writable folder ({e.strerror or e})",
+                  file=sys.stderr)
+            return 2
     try:
         run(quick=args.quick, device=args.device, seed=args.seed, out=args.out,
             threads=args.threads, lengths=args.lengths, plot_png=not args.no_plot)

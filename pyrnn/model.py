@@ -662,7 +662,7 @@ class Sequential(Layer):
                 raise TypeError(f"callbacks must be pyrnn.callbacks.Callback instances, got "
                                 f"{type(cb).__name__}")
         hist = _callbacks.History()
-        cbs = [hist] + cbs
+        cbs = cbs + [hist]  # last, as Keras's: it records what the others add to the logs
         # The epoch logs' keys, so callbacks can check theirs before the first epoch; only
         # the built-in losses know their metrics before a forward (a custom one may add some
         # there: unknown, not checked).
@@ -673,9 +673,12 @@ class Sequential(Layer):
                 log_keys += ["val_" + k for k in log_keys]
         cb_params = {"epochs": epochs, "steps": -(-x.shape[0] // batch_size),
                      "batch_size": batch_size, "verbose": verbose, "metrics": log_keys}
-        for cb in cbs:
+        for i, cb in enumerate(cbs):
             cb.set_model(self)
-            cb.set_params(cb_params)
+            # A custom callback before this one may add log keys (Keras's logs["val_x"] = ...):
+            # then they are unknown here, and checked at epoch end instead.
+            custom = any(type(c).__module__ != _callbacks.__name__ for c in cbs[:i])
+            cb.set_params(dict(cb_params, metrics=None) if custom else cb_params)
         # What fit changes before its callbacks may still refuse it (on_train_begin checks
         # their keys): put back if they do.
         before = getattr(self, "_fit_loss", None), self.stop_training, self._modes()

@@ -295,3 +295,29 @@ def test_an_empty_nested_model_does_not_pin_the_device():
     m.to("cuda")
     assert m.device == "cuda"
     assert m.predict(np.zeros((2, 4, 2), np.float32)).shape == (2, 3)
+
+
+def test_the_first_load_from_several_threads_sees_the_backend(tmp_path):
+    # _load() marked itself done before the module was set: other threads saw "unavailable:
+    # None" (is_available() False on a working device) while one thread imported it.
+    import os
+    import subprocess
+    import sys
+    code = """
+import threading, pyrnn.cuda as c
+results = []
+def probe():
+    try:
+        results.append((c.is_available(), c.options()["algo"]))
+    except Exception as e:
+        results.append(repr(e))
+ts = [threading.Thread(target=probe) for _ in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(set(map(str, results)))
+"""
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=tmp_path, env=dict(os.environ), timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "{\"(True, 'auto')\"}", out.stdout

@@ -78,6 +78,12 @@ def test_setters_and_reset():
     c.set_streams("default")
     o = c.options()
     assert (o["precision"], o["algo"], o["graphs"], o["streams"]) == ("float32", "auto", False, False)
+    # None resets these two too, as it does graphs and streams (it left them as they were).
+    c.set_precision("tf32")
+    c.set_recurrent_algo("fused")
+    c.set_precision(None)
+    c.set_recurrent_algo(None)
+    assert (c.options()["precision"], c.options()["algo"]) == ("float32", "auto")
 
 
 @pytest.mark.parametrize("call, match", [

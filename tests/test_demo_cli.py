@@ -165,3 +165,60 @@ def test_check_device():
     if not pyrnn.cuda.is_available():
         with pytest.raises(demo.DemoError, match="no usable CUDA device"):
             demo.check_device("cuda")
+
+
+def test_a_bad_cpu_isa_is_reported_not_raised(tmp_path):
+    # PYRNN_CPU_ISA naming no ISA made pyrnn.info() (and `pyrnn info`, demo, bench) fail with a
+    # traceback: the diagnostic could not say what was wrong.
+    env = dict(os.environ, PYRNN_CPU_ISA="sse9")
+    code = ("import pyrnn; i = pyrnn.info(); print(i['cpu_isa'], '|', i['cpu_isa_error'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("None | PYRNN_CPU_ISA='sse9' names no CPU ISA")
+    for args in (["info"], ["info", "--json"]):
+        out = subprocess.run(_pyrnn_exe() + args, capture_output=True, text=True, cwd=tmp_path,
+                             env=env, timeout=60)
+        assert out.returncode == 0 and "sse9" in out.stdout, out.stderr
+    for args in (["demo", "--quick"], ["bench", "--quick"]):
+        out = subprocess.run(_pyrnn_exe() + args, capture_output=True, text=True, cwd=tmp_path,
+                             env=env, timeout=60)
+        assert out.returncode == 2 and "PYRNN_CPU_ISA='sse9'" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path):
+    # bench --json "dir/" (or a path the system refuses) and demo --out naming a file ran the
+    # whole run, then failed with a traceback.
+    (tmp_path / "afile").write_text("a file, not a folder")
+    for args, what in ((["bench", "--quick", "--json", str(tmp_path) + "/"], "--json"),
+                       (["bench", "--quick", "--json", "/proc/pyrnn.json"], "--json"),
+                       (["demo", "--quick", "--out", str(tmp_path / "afile")], "--out")):
+        out = _run(_pyrnn_exe() + args, tmp_path, timeout=60)
+        assert out.returncode == 2 and what in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr and "| RNN" not in out.stdout  # nothing ran
+
+
+def test_demo_run_puts_the_thread_count_back():
+    saved = pyrnn.get_num_threads()
+    pyrnn.set_num_threads(2)
+    try:
+        demo.run(quick=True, threads=1, plot_png=False, stream=open(os.devnull, "w"),
+                 lengths=[5])
+        assert pyrnn.get_num_threads() == 2
+    finally:
+        pyrnn.set_num_threads(saved)
+
+
+def test_memory_errors_name_the_limit_that_applies(tmp_path):
+    # A PYRNN_MEMORY_LIMIT above the machine's memory was named as the limit (with the
+    # machine's size), and small limits printed as "0.1 GiB".
+    code = ("import pyrnn\ntry:\n    pyrnn.Dense(10**5, 10**5)\nexcept MemoryError as e:\n"
+            "    print(e)")
+    for limit, want in (("1000T", r"more than this machine's memory \([\d.]+ GiB\)"),
+                        ("100M", r"more than PYRNN_MEMORY_LIMIT \(100.0 MiB\)")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=tmp_path, env=dict(os.environ, PYRNN_MEMORY_LIMIT=limit),
+                             timeout=60)
+        import re
+        assert re.search(want, out.stdout), (limit, out.stdout, out.stderr)

@@ -2,6 +2,7 @@
 at once (one layer per thread) give exactly the serial results, and one layer shared by two
 threads at the same moment is refused with a RuntimeError (README "Threads"), never a race
 that silently mixes two calls' caches or gradients."""
+import os
 import threading
 import time
 
@@ -294,3 +295,46 @@ def test_sharing_rule_hammer():
                 stats["ok"] += 1
     _run_threads([lambda i=i: worker(i) for i in range(4)])
     assert stats["ok"] + stats["refused"] == 120 and stats["ok"] > 0
+
+
+def test_a_forked_child_runs_on_one_thread():
+    # After a pass on 2 threads, a fork()ed child (multiprocessing's default on Linux) hung in
+    # its first multi-threaded pass: OpenMP's thread pool does not survive fork.
+    import signal
+    saved = pyrnn.get_num_threads()
+    pyrnn.set_num_threads(2)
+    try:
+        x = np.random.default_rng(0).standard_normal((5, 64, 40)).astype(np.float32)
+        layer = pyrnn.LSTM(40, 128, seed=1)
+        want = layer(x)[0]
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, never return into pytest
+            code = 1
+            try:
+                got = layer(x)[0]
+                try:
+                    pyrnn.set_num_threads(2)
+                    refused = False
+                except RuntimeError as e:
+                    refused = "fork" in str(e)
+                ok = np.array_equal(got, want) and pyrnn.get_num_threads() == 1 and refused
+                code = 0 if ok else 3
+            finally:
+                os._exit(code)
+        os.close(w)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in its first pass")
+        os.close(r)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert pyrnn.get_num_threads() == 2  # the parent keeps its threads
+    finally:
+        pyrnn.set_num_threads(saved)

@@ -686,3 +686,53 @@ def test_backward_through_deep_nesting_stays_cheap():
     finally:
         pyrnn.Sequential._check_distinct = real
     assert len(calls) <= 2 * 41, len(calls)  # linear in the depth (each walk over a subtree)
+
+
+# ---- callbacks: found by a hunt ---------------------------------------------------------------
+
+def test_checkpoint_fields_nested_in_a_format_spec_are_checked_before_training(tmp_path):
+    # "{loss:.{digits}f}" failed with a bare KeyError, "{epoch:0{}d}" with an IndexError, both
+    # after the first epoch had trained.
+    x, y = regression_data(16)
+    m = small_model()
+    with pytest.raises(ValueError, match="'val_digits' will not be in the epoch logs"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0, callbacks=[
+            callbacks.ModelCheckpoint(str(tmp_path / "ck-{loss:.{val_digits}f}.pyrnn"), "loss")])
+    with pytest.raises(ValueError, match="positional field"):
+        callbacks.ModelCheckpoint(str(tmp_path / "ck-{epoch:0{}d}.pyrnn"))
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "ck-{epoch:{width}d}.pyrnn"), "loss")
+    assert ck._fields == ["epoch", "width"]
+
+
+def test_checkpoint_best_is_kept_across_fits(tmp_path):
+    # on_train_begin reset best: a second fit overwrote the best file with a worse model.
+    x, y = regression_data(16)
+    m = small_model()
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "best.pyrnn"), "loss", save_best_only=True)
+    m.fit(x, y, loss="mse", optimizer=optim.SGD(m.parameters(), 0.05), epochs=3, verbose=0,
+          callbacks=[ck])
+    best, saved = ck.best, (tmp_path / "best.pyrnn").read_bytes()
+    for p in m.parameters():
+        p.data[...] += 3.0  # far worse weights, barely trained below
+    m.fit(x, y, loss="mse", optimizer=optim.SGD(m.parameters(), 1e-9), epochs=1, verbose=0,
+          callbacks=[ck])
+    assert ck.best == best and (tmp_path / "best.pyrnn").read_bytes() == saved
+
+
+def test_a_callback_may_add_log_keys_for_later_ones():
+    # As in Keras, a callback writing logs["val_max_err"] in on_epoch_end: EarlyStopping on it
+    # was refused before training, and History (run first) never recorded it.
+    x, y = regression_data(16)
+    m = small_model()
+
+    class MaxErr(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_max_err"] = float(np.abs(m.predict(x) - y).max())
+
+    es = callbacks.EarlyStopping("val_max_err", patience=5)
+    hist = m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0,
+                 callbacks=[MaxErr(), es])
+    assert len(hist["val_max_err"]) == 2 and es.best == min(hist["val_max_err"])
+    with pytest.raises(ValueError, match="'val_max_err' will not be in the epoch logs"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0,
+              callbacks=[callbacks.EarlyStopping("val_max_err"), MaxErr()])  # it runs after

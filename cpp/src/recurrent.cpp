@@ -56,6 +56,7 @@ void pack_weights(const kernels::Ops<T>& K, std::initializer_list<PackJob<T>> jo
     return;
   }
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
+  detail::note_team(threads);
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
   for (int i = 0; i < n; ++i) {
     try {
@@ -390,7 +391,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
   }
   StepSync sync(nth);  // by units: the step barrier, split around the next step's projection
-
+  detail::note_team(nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
 #ifdef _OPENMP
@@ -623,7 +624,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
   StepSync sync(nth);  // by units: the step barrier, split around the last step's d x and dW
-
+  detail::note_team(nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
 #ifdef _OPENMP

@@ -1,5 +1,7 @@
 #include "pyrnn/runtime.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
@@ -142,10 +144,32 @@ void set_cpu_isa(CpuIsa isa) {
   isa_slot().store(static_cast<int>(isa));
 }
 
+namespace {
+std::atomic<bool> g_team_started{false};  // a team of > 1 threads has run in this process
+std::atomic<bool> g_forked{false};        // ... and this process is a fork()ed child since
+
+// The child of a fork after our threads ran: one thread from now on (as PyTorch does).
+void after_fork_in_child() {
+  if (g_team_started.load()) {
+    g_forked.store(true);
+    threads_slot().store(1);
+  }
+}
+const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+}  // namespace
+
+void detail::note_team(int threads) {
+  if (threads > 1 && !g_team_started.load(std::memory_order_relaxed)) g_team_started.store(true);
+}
+
 int get_num_threads() { return threads_slot().load(); }
 
 void set_num_threads(int n) {
   PYRNN_CHECK(n >= 1 && n <= 4096, "num_threads must be in [1, 4096], got ", n);
+  PYRNN_CHECK(n == 1 || !g_forked.load(), "set_num_threads(", n, "): this process was fork()ed ",
+              "from one whose pyrnn threads had run, and OpenMP's thread pool does not survive ",
+              "fork (the threads would wait forever), so pyrnn runs on 1 thread here; start ",
+              "worker processes with multiprocessing's 'spawn' or 'forkserver' method for more");
   threads_slot().store(n);
 }
 

@@ -88,11 +88,10 @@ inline const EnvMemoryLimit& env_memory_limit_parsed() {
 inline std::uint64_t env_memory_limit() { return env_memory_limit_parsed().bytes; }
 }  // namespace detail
 
-// Bytes this process could ever hold: the machine's physical memory, or a smaller cgroup
-// memory limit (v2 memory.max, v1 memory.limit_in_bytes), or a smaller PYRNN_MEMORY_LIMIT
-// (environment, read once, like the rest; an invalid one is ignored here and refused by
-// check_allocation).
-inline std::uint64_t memory_limit_bytes() {
+namespace detail {
+// The machine's physical memory, or a smaller cgroup memory limit (v2 memory.max, v1
+// memory.limit_in_bytes); read once.
+inline std::uint64_t system_memory_bytes() {
   static const std::uint64_t limit = [] {
     std::uint64_t lim = std::numeric_limits<std::uint64_t>::max();
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
@@ -100,16 +99,31 @@ inline std::uint64_t memory_limit_bytes() {
     if (pages > 0 && page > 0) lim = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
 #endif
 #if defined(__linux__)
-    const std::uint64_t v2 = detail::read_limit_file("/sys/fs/cgroup/memory.max");
-    const std::uint64_t v1 = detail::read_limit_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    const std::uint64_t v2 = read_limit_file("/sys/fs/cgroup/memory.max");
+    const std::uint64_t v1 = read_limit_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
     if (v2 < lim) lim = v2;
     if (v1 < lim) lim = v1;
 #endif
-    const std::uint64_t env = detail::env_memory_limit();
-    if (env && env < lim) lim = env;
     return lim;
   }();
   return limit;
+}
+
+// "12.5 GiB" or "100.0 MiB": a size in the unit that shows it.
+inline std::string size_text(double bytes) {
+  char buf[64];
+  if (bytes >= 1073741824.0) std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / 1073741824.0);
+  else std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  return buf;
+}
+}  // namespace detail
+
+// Bytes this process could ever hold: system_memory_bytes(), or a smaller PYRNN_MEMORY_LIMIT
+// (environment, read once, like the rest; an invalid one is ignored here and refused by
+// check_allocation).
+inline std::uint64_t memory_limit_bytes() {
+  const std::uint64_t sys = detail::system_memory_bytes(), env = detail::env_memory_limit();
+  return env && env < sys ? env : sys;
 }
 
 // Refuses (OutOfMemory, before any allocation) a request for more bytes than the machine can
@@ -124,12 +138,12 @@ inline void check_allocation(double bytes, const char* what) {
                       "limit is this machine's memory); refused: " + what);
   const double limit = static_cast<double>(memory_limit_bytes());
   if (bytes > limit || bytes >= 1.8e19) {
-    char msg[256];
-    std::snprintf(msg, sizeof msg, "%s needs %.1f GiB, more than %s (%.1f GiB)", what,
-                  bytes / 1073741824.0,
-                  detail::env_memory_limit() ? "PYRNN_MEMORY_LIMIT" : "this machine's memory",
-                  limit / 1073741824.0);
-    throw OutOfMemory(msg);
+    // Named after the limit that applies: a PYRNN_MEMORY_LIMIT above the machine's is not it.
+    const std::uint64_t env = detail::env_memory_limit();
+    const bool by_env = env && env < detail::system_memory_bytes();
+    throw OutOfMemory(std::string(what) + " needs " + detail::size_text(bytes) + ", more than " +
+                      (by_env ? "PYRNN_MEMORY_LIMIT" : "this machine's memory") + " (" +
+                      detail::size_text(limit) + ")");
   }
 }
 

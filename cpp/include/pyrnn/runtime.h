@@ -23,9 +23,13 @@ CpuIsa default_isa();
 CpuIsa get_cpu_isa();
 void set_cpu_isa(CpuIsa isa);
 
-// Threads used by compute kernels (>= 1). Starts at the hardware concurrency.
+// Threads used by compute kernels (>= 1). Starts at the hardware concurrency. In a process
+// fork()ed from one that had started threads of ours, it is 1 and set_num_threads(n > 1)
+// throws: OpenMP's (libgomp's) thread pool does not survive fork, and the child's first team
+// would wait for the parent's threads forever.
 int get_num_threads();
 void set_num_threads(int n);
+
 
 // How the CPU step loops' per-step barrier waits (src/step_sync.h): Spin (spins briefly, then
 // yields) or Passive (yields briefly, then sleeps). From OMP_WAIT_POLICY, as OpenMP's own
@@ -36,5 +40,11 @@ enum class WaitPolicy { Spin = 0, Passive = 1 };
 WaitPolicy wait_policy_of(const char* omp_wait_policy);
 WaitPolicy cpu_wait_policy();
 const char* wait_policy_name(WaitPolicy policy);  // "spin" | "passive"
+
+namespace detail {
+// Called just before a parallel region of `threads` threads starts (for the fork rule at
+// get_num_threads). Not inline: the per-ISA kernel files must not define shared inline code.
+void note_team(int threads);
+}  // namespace detail
 
 }  // namespace pyrnn

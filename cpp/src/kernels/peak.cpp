@@ -47,6 +47,7 @@ double fma_peak_gflops(int threads, double seconds) {
   for (int trial = 0; trial < kTrials; ++trial) {
     double flops = 0;
     const auto t0 = std::chrono::steady_clock::now();
+    ::pyrnn::detail::note_team(threads);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) reduction(+ : flops)
     flops += o.fma_loop(rounds, &sinks[static_cast<std::size_t>(omp_get_thread_num())]);
