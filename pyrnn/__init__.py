@@ -4,7 +4,10 @@ C++ core with CPU SIMD kernels, an optional CUDA backend, NumPy in and out.
 """
 import os as _os
 
-from . import _core
+from . import _core, _train
+# One set of runtime settings (ISA, threads, the fork rule) for every extension module: each
+# links its own copy of the C++ library, and set_num_threads / set_cpu_isa reached only _core's.
+_train._use_runtime_state(_core._runtime_state())
 from ._core import Matrix
 from .recurrent import GRU, LSTM, RNN
 

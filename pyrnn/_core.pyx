@@ -13,6 +13,7 @@ from pyrnn.caligned cimport memory_limit_bytes, check_allocation as c_check_allo
 from pyrnn.cmatrix cimport BasicMatrix
 from pyrnn.crecurrent cimport CellType, ParamInfo, Recurrent, RecurrentConfig
 from pyrnn cimport cruntime
+from cpython.pycapsule cimport PyCapsule_New
 from pyrnn.cversion cimport version as c_version
 
 import operator
@@ -28,6 +29,12 @@ ctypedef fused real:
 
 def version():
     return c_version().decode()
+
+def _runtime_state():
+    """This module's C++ runtime settings (ISA, threads, the fork rule), as a capsule: the other
+    extension modules, each with its own copy of the library, adopt it (pyrnn/__init__.py)."""
+    return PyCapsule_New(cruntime.runtime_state(), b"pyrnn.runtime_state", NULL)
+
 
 def available_isas():
     return [cruntime.isa_name(i).decode() for i in cruntime.available_isas()]

@@ -15,7 +15,7 @@ import operator
 
 import numpy as np
 
-from pyrnn cimport ccuda
+from pyrnn cimport ccuda, cruntime
 from pyrnn.ccuda cimport Context, DeviceBuffer, Recurrent as CudaRecurrent, cudaStream_t
 from pyrnn.crecurrent cimport CellType, ParamInfo, RecurrentConfig
 
@@ -24,6 +24,11 @@ from pyrnn._device import (SUPPORTED_DTYPES, is_device_array, kDLCPU, kDLCUDA, k
 
 cdef extern from "Python.h":
     int Py_IsInitialized() nogil
+
+
+def _use_runtime_state(capsule):
+    """Adopt pyrnn._core's runtime settings (its _runtime_state()), before any call."""
+    cruntime.use_runtime_state(PyCapsule_GetPointer(capsule, b"pyrnn.runtime_state"))
 
 
 def device_count():

@@ -20,7 +20,8 @@ from pyrnn.clayers cimport (Activation, dense_forward as c_dense_forward,
                             dropout_backward as c_dropout_backward,
                             last_step_forward as c_last_step_forward,
                             last_step_backward as c_last_step_backward)
-from pyrnn cimport coptim
+from pyrnn cimport coptim, cruntime
+from cpython.pycapsule cimport PyCapsule_GetPointer
 
 ctypedef fused real:
     float
@@ -35,6 +36,12 @@ cdef inline void _same(tuple got, tuple want, str name) except *:
 
 cdef inline tuple _shape2(real[:, ::1] a):
     return (a.shape[0], a.shape[1])
+
+
+def _use_runtime_state(capsule):
+    """Adopt pyrnn._core's runtime settings (its _runtime_state()), before any call: one ISA,
+    thread count and fork rule for every module."""
+    cruntime.use_runtime_state(PyCapsule_GetPointer(capsule, b"pyrnn.runtime_state"))
 
 
 # ---- Dense ------------------------------------------------------------------------------------

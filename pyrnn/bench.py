@@ -248,22 +248,29 @@ def add_arguments(parser):
 
 
 def main_args(args):
+    from .cli import cpu_ready
+    if not cpu_ready("bench"):
+        return 2
     if args.json:
         # Before the run, not after minutes of it: the folder exists (made if need be) and is
         # writable, and the path is no folder.
         folder = os.path.dirname(os.path.abspath(args.json))
+        if args.json.endswith(("/", os.sep)) or os.path.isdir(args.json):
+            print(f"pyrnn bench: --json {args.json}: a folder, not a file path", file=sys.stderr)
+            return 2
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
             print(f"pyrnn bench: --json {args.json}: cannot create {folder}: {e.strerror}",
                   file=sys.stderr)
             return 2
-        existed = os.path.exists(args.json)
-        try:  # what the write after the run will do ("results/" or /sys/x.json got through)
-            with open(args.json, "a"):
-                pass
-            if not existed:
-                os.unlink(args.json)
+        target = os.path.realpath(args.json)  # through links, as the write after the run
+        try:  # can that write happen? (/sys/x.json got through): nothing left changed
+            if not os.path.exists(target):
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.unlink(target)
+            elif not os.access(target, os.W_OK):
+                raise PermissionError(13, "not writable")
         except OSError as e:
             print(f"pyrnn bench: --json {args.json}: not a writable file path ({e.strerror})",
                   file=sys.stderr)

@@ -30,7 +30,7 @@ def _info(args):
     return 0
 
 
-def _cpu_ready(command):
+def cpu_ready(command):
     """False (and why, on stderr) while PYRNN_CPU_ISA names no usable ISA: a message and exit 2
     before any work, not a traceback from the first pass."""
     import pyrnn
@@ -44,12 +44,12 @@ def _cpu_ready(command):
 
 def _demo(args):
     from . import demo
-    return demo.main_args(args) if _cpu_ready("demo") else 2
+    return demo.main_args(args)  # (it checks cpu_ready: also for python -m pyrnn.demo)
 
 
 def _bench(args):
     from . import bench
-    return bench.main_args(args) if _cpu_ready("bench") else 2
+    return bench.main_args(args)
 
 
 def main(argv=None):

@@ -21,5 +21,9 @@ cdef extern from "pyrnn/runtime.h" namespace "pyrnn" nogil:
     WaitPolicy cpu_wait_policy()
     const char* wait_policy_name(WaitPolicy policy)
 
+cdef extern from "pyrnn/runtime.h" namespace "pyrnn::detail" nogil:
+    void* runtime_state()
+    void use_runtime_state(void* state)
+
 cdef extern from "pyrnn/kernels/peak.h" namespace "pyrnn::kernels" nogil:
     double fma_peak_gflops(int threads, double seconds) except +

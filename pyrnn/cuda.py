@@ -16,6 +16,16 @@ _loaded = False
 _load_lock = threading.Lock()
 
 
+def _new_lock_in_child():
+    # A fork while another thread held the lock (during the first load) would leave it held
+    # in the child for good.
+    global _load_lock
+    _load_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def is_compiled():
     """True if this build of pyrnn includes the CUDA backend."""
     return importlib.util.find_spec("pyrnn._cuda") is not None
@@ -64,6 +74,8 @@ def _load_module():
     except ImportError as e:
         _error = f"the CUDA backend could not be loaded: {e}"
         return
+    from . import _core
+    module._use_runtime_state(_core._runtime_state())  # one ISA / thread count (pyrnn/__init__)
     _error = module.unavailable_reason() or None
     _module = module
 

@@ -487,15 +487,33 @@ def add_arguments(parser):
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
 
 
+def _out_problem(out):
+    """Why the PNG could not be written to folder `out` (made if need be), or None; nothing
+    is created here."""
+    path = os.path.abspath(out or ".")
+    while not os.path.lexists(path):  # the first part that exists must be a writable folder
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return f"{path} is not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    return None
+
+
 def main_args(args):
-    if not args.no_plot:  # before the run, not after it: the folder for the PNG
-        try:
-            os.makedirs(os.path.abspath(args.out or "."), exist_ok=True)
-            if not os.access(os.path.abspath(args.out or "."), os.W_OK):
-                raise PermissionError(13, "not writable")
-        except OSError as e:
-            print(f"pyrnn demo: --out {args.out}: not a writable folder ({e.strerror or e})",
-                  file=sys.stderr)
+    from .cli import cpu_ready
+    if not cpu_ready("demo"):
+        return 2
+    try:
+        check_device(args.device)
+    except DemoError as e:
+        print(f"pyrnn demo: {e}", file=sys.stderr)
+        return 2
+    import importlib.util
+    if not args.no_plot and importlib.util.find_spec("matplotlib") is not None:
+        why = _out_problem(args.out)  # before the run, not after it
+        if why:
+            print(f"pyrnn demo: --out {args.out}: {why}", file=sys.stderr)
             return 2
     try:
         run(quick=args.quick, device=args.device, seed=args.seed, out=args.out,

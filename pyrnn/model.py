@@ -677,7 +677,8 @@ class Sequential(Layer):
             cb.set_model(self)
             # A custom callback before this one may add log keys (Keras's logs["val_x"] = ...):
             # then they are unknown here, and checked at epoch end instead.
-            custom = any(type(c).__module__ != _callbacks.__name__ for c in cbs[:i])
+            custom = any(type(c).__module__ != _callbacks.__name__
+                         or isinstance(c, _callbacks.LambdaCallback) for c in cbs[:i])
             cb.set_params(dict(cb_params, metrics=None) if custom else cb_params)
         # What fit changes before its callbacks may still refuse it (on_train_begin checks
         # their keys): put back if they do.

@@ -181,22 +181,47 @@ def test_a_bad_cpu_isa_is_reported_not_raised(tmp_path):
                              env=env, timeout=60)
         assert out.returncode == 0 and "sse9" in out.stdout, out.stderr
     for args in (["demo", "--quick"], ["bench", "--quick"]):
-        out = subprocess.run(_pyrnn_exe() + args, capture_output=True, text=True, cwd=tmp_path,
-                             env=env, timeout=60)
-        assert out.returncode == 2 and "PYRNN_CPU_ISA='sse9'" in out.stderr, out.stderr
-        assert "Traceback" not in out.stderr
+        for exe in (_pyrnn_exe(), [sys.executable, "-m", "pyrnn." + args[0]]):
+            out = subprocess.run(exe + args[1:] if "-m" in exe else exe + args,
+                                 capture_output=True, text=True, cwd=tmp_path, env=env,
+                                 timeout=60)
+            assert out.returncode == 2 and "PYRNN_CPU_ISA='sse9'" in out.stderr, out.stderr
+            assert "Traceback" not in out.stderr
+    # set_cpu_isa fixes every pass, the training stack's too (it reached only pyrnn._core).
+    code = ("import numpy as np, pyrnn; pyrnn.set_cpu_isa('scalar'); "
+            "pyrnn.LSTM(2, 3)(np.ones((2, 1, 2))); pyrnn.Dense(2, 3)(np.ones((4, 2))); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
 
 
 def test_output_paths_are_checked_before_the_run(tmp_path):
     # bench --json "dir/" (or a path the system refuses) and demo --out naming a file ran the
     # whole run, then failed with a traceback.
+    import importlib.util
     (tmp_path / "afile").write_text("a file, not a folder")
-    for args, what in ((["bench", "--quick", "--json", str(tmp_path) + "/"], "--json"),
-                       (["bench", "--quick", "--json", "/proc/pyrnn.json"], "--json"),
-                       (["demo", "--quick", "--out", str(tmp_path / "afile")], "--out")):
+    os.symlink(tmp_path / "run-42.json", tmp_path / "latest.json")  # dangling: kept as it is
+    cases = [(["bench", "--quick", "--json", str(tmp_path / "new") + "/"], "--json"),
+             (["bench", "--quick", "--json", "/proc/pyrnn.json"], "--json")]
+    if importlib.util.find_spec("matplotlib") is not None:  # else no PNG, nothing to check
+        cases.append((["demo", "--quick", "--out", str(tmp_path / "afile" / "x")], "--out"))
+    for args, what in cases:
         out = _run(_pyrnn_exe() + args, tmp_path, timeout=60)
         assert out.returncode == 2 and what in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr and "| RNN" not in out.stdout  # nothing ran
+    assert sorted(os.listdir(tmp_path)) == ["afile", "latest.json"]  # nothing made or broken
+    assert os.readlink(tmp_path / "latest.json") == str(tmp_path / "run-42.json")
+    from pyrnn import bench
+    import argparse
+    args = argparse.Namespace(json=str(tmp_path / "latest.json"), quick=True, threads=1,
+                              repeats=1, no_torch=True)
+    bench.run, real = (lambda **kw: {"ok": 1}), bench.run
+    try:
+        assert bench.main_args(args) == 0  # written through the link, the link intact
+    finally:
+        bench.run = real
+    assert json.loads((tmp_path / "run-42.json").read_text()) == {"ok": 1}
+    assert os.path.islink(tmp_path / "latest.json")
 
 
 def test_demo_run_puts_the_thread_count_back():
@@ -216,7 +241,9 @@ def test_memory_errors_name_the_limit_that_applies(tmp_path):
     code = ("import pyrnn\ntry:\n    pyrnn.Dense(10**5, 10**5)\nexcept MemoryError as e:\n"
             "    print(e)")
     for limit, want in (("1000T", r"more than this machine's memory \([\d.]+ GiB\)"),
-                        ("100M", r"more than PYRNN_MEMORY_LIMIT \(100.0 MiB\)")):
+                        ("100M", r"more than PYRNN_MEMORY_LIMIT \(100.0 MiB\)"),
+                        ("10K", r"more than PYRNN_MEMORY_LIMIT \(10.0 KiB\)"),
+                        ("100", r"more than PYRNN_MEMORY_LIMIT \(100 bytes\)")):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              cwd=tmp_path, env=dict(os.environ, PYRNN_MEMORY_LIMIT=limit),
                              timeout=60)

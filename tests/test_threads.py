@@ -307,18 +307,23 @@ def test_a_forked_child_runs_on_one_thread():
         x = np.random.default_rng(0).standard_normal((5, 64, 40)).astype(np.float32)
         layer = pyrnn.LSTM(40, 128, seed=1)
         want = layer(x)[0]
+        dense = pyrnn.Dense(512, 512, seed=0)
+        xd = np.ones((512, 512), np.float32)
+        want_d = dense(xd)  # the training stack's module too (it had its own thread count)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report, never return into pytest
             code = 1
             try:
                 got = layer(x)[0]
+                got_d = dense(xd)
                 try:
                     pyrnn.set_num_threads(2)
                     refused = False
                 except RuntimeError as e:
                     refused = "fork" in str(e)
-                ok = np.array_equal(got, want) and pyrnn.get_num_threads() == 1 and refused
+                ok = (np.array_equal(got, want) and np.array_equal(got_d, want_d)
+                      and pyrnn.get_num_threads() == 1 and refused)
                 code = 0 if ok else 3
             finally:
                 os._exit(code)

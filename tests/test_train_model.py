@@ -736,3 +736,8 @@ def test_a_callback_may_add_log_keys_for_later_ones():
     with pytest.raises(ValueError, match="'val_max_err' will not be in the epoch logs"):
         m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0,
               callbacks=[callbacks.EarlyStopping("val_max_err"), MaxErr()])  # it runs after
+    # A LambdaCallback may add keys too (it counted as a built-in: refused up front).
+    lam = callbacks.LambdaCallback(on_epoch_end=lambda e, logs: logs.update(val_custom=1.0 / (e + 1)))
+    hist = m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0,
+                 callbacks=[lam, callbacks.EarlyStopping("val_custom", patience=3)])
+    assert hist["val_custom"] == [1.0, 0.5]

@@ -79,25 +79,46 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-// -1 while PYRNN_CPU_ISA names no usable ISA: get_cpu_isa() reports why, and set_cpu_isa()
-// still works (a throwing static initialiser would rerun, and throw, on every access).
-std::atomic<int>& isa_slot() {
-  static std::atomic<int> slot([] {
-    try {
-      return static_cast<int>(default_isa());
-    } catch (const Error&) {
-      return -1;
-    }
-  }());
-  return slot;
+int initial_isa() {
+  try {
+    return static_cast<int>(default_isa());
+  } catch (const Error&) {
+    return -1;
+  }
 }
 
-std::atomic<int>& threads_slot() {
-  static std::atomic<int> slot(hardware_threads());
-  return slot;
+// The process-wide settings. Every copy of this library has one, and uses the one it was
+// given by use_runtime_state (Python's extension modules each link a copy, but share one
+// OpenMP runtime: settings and the fork rule must be one too).
+struct RuntimeState {
+  // -1 while PYRNN_CPU_ISA names no usable ISA: get_cpu_isa() reports why, and set_cpu_isa()
+  // still works (a throwing static initialiser would rerun, and throw, on every access).
+  std::atomic<int> isa{initial_isa()};
+  std::atomic<int> threads{hardware_threads()};
+  std::atomic<bool> team_started{false};  // a team of > 1 threads has run in this process
+  std::atomic<bool> forked{false};        // ... and this process is a fork()ed child since
+};
+
+RuntimeState& own_state() {
+  static RuntimeState s;
+  return s;
 }
+std::atomic<RuntimeState*> g_shared{nullptr};
+
+RuntimeState& state() {
+  RuntimeState* s = g_shared.load(std::memory_order_acquire);
+  return s ? *s : own_state();
+}
+
+std::atomic<int>& isa_slot() { return state().isa; }
+std::atomic<int>& threads_slot() { return state().threads; }
 
 }  // namespace
+
+void* detail::runtime_state() { return &state(); }
+void detail::use_runtime_state(void* shared) {
+  g_shared.store(static_cast<RuntimeState*>(shared), std::memory_order_release);
+}
 
 bool isa_supported(CpuIsa isa) {
   switch (isa) {
@@ -145,28 +166,28 @@ void set_cpu_isa(CpuIsa isa) {
 }
 
 namespace {
-std::atomic<bool> g_team_started{false};  // a team of > 1 threads has run in this process
-std::atomic<bool> g_forked{false};        // ... and this process is a fork()ed child since
-
-// The child of a fork after our threads ran: one thread from now on (as PyTorch does).
+// The child of a fork after our threads ran: one thread from now on (as PyTorch does). Each
+// copy of the library registers it; on the shared state it is the same, idempotent, step.
 void after_fork_in_child() {
-  if (g_team_started.load()) {
-    g_forked.store(true);
-    threads_slot().store(1);
+  RuntimeState& s = state();
+  if (s.team_started.load()) {
+    s.forked.store(true);
+    s.threads.store(1);
   }
 }
 const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
 }  // namespace
 
 void detail::note_team(int threads) {
-  if (threads > 1 && !g_team_started.load(std::memory_order_relaxed)) g_team_started.store(true);
+  RuntimeState& s = state();
+  if (threads > 1 && !s.team_started.load(std::memory_order_relaxed)) s.team_started.store(true);
 }
 
 int get_num_threads() { return threads_slot().load(); }
 
 void set_num_threads(int n) {
   PYRNN_CHECK(n >= 1 && n <= 4096, "num_threads must be in [1, 4096], got ", n);
-  PYRNN_CHECK(n == 1 || !g_forked.load(), "set_num_threads(", n, "): this process was fork()ed ",
+  PYRNN_CHECK(n == 1 || !state().forked.load(), "set_num_threads(", n, "): this process was fork()ed ",
               "from one whose pyrnn threads had run, and OpenMP's thread pool does not survive ",
               "fork (the threads would wait forever), so pyrnn runs on 1 thread here; start ",
               "worker processes with multiprocessing's 'spawn' or 'forkserver' method for more");

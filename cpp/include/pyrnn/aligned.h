@@ -109,11 +109,13 @@ inline std::uint64_t system_memory_bytes() {
   return limit;
 }
 
-// "12.5 GiB" or "100.0 MiB": a size in the unit that shows it.
+// "12.5 GiB", "100.0 MiB", "10.0 KiB" or "512 bytes": a size in the unit that shows it.
 inline std::string size_text(double bytes) {
   char buf[64];
   if (bytes >= 1073741824.0) std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / 1073741824.0);
-  else std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  else if (bytes >= 1048576.0) std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  else if (bytes >= 1024.0) std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%.0f bytes", bytes);
   return buf;
 }
 }  // namespace detail
