@@ -247,6 +247,15 @@ def add_arguments(parser):
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
 
 
+def _missing_folders(folder):
+    """The folders that do not exist yet on the way to `folder`, outermost first."""
+    out = []
+    while not os.path.lexists(folder):
+        out.append(folder)
+        folder = os.path.dirname(folder)
+    return out[::-1]
+
+
 def main_args(args):
     from .cli import cpu_ready
     if not cpu_ready("bench"):
@@ -258,22 +267,23 @@ def main_args(args):
         if args.json.endswith(("/", os.sep)) or os.path.isdir(args.json):
             print(f"pyrnn bench: --json {args.json}: a folder, not a file path", file=sys.stderr)
             return 2
+        made = []  # folders made here, removed again if the path is refused
         try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as e:
-            print(f"pyrnn bench: --json {args.json}: cannot create {folder}: {e.strerror}",
-                  file=sys.stderr)
-            return 2
-        target = os.path.realpath(args.json)  # through links, as the write after the run
-        try:  # can that write happen? (/sys/x.json got through): nothing left changed
-            if not os.path.exists(target):
+            for f in _missing_folders(folder):
+                os.mkdir(f)
+                made.append(f)
+            if os.path.exists(args.json):  # a file, a pipe (/dev/stdout), ...: as it is
+                if not os.access(args.json, os.W_OK):
+                    raise PermissionError(13, "not writable")
+            else:  # can the write after the run create it? (/sys/x.json got through)
+                target = os.path.realpath(args.json)  # a dangling link's target, kept so
                 os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 os.unlink(target)
-            elif not os.access(target, os.W_OK):
-                raise PermissionError(13, "not writable")
         except OSError as e:
-            print(f"pyrnn bench: --json {args.json}: not a writable file path ({e.strerror})",
-                  file=sys.stderr)
+            for f in reversed(made):
+                os.rmdir(f)
+            print(f"pyrnn bench: --json {args.json}: not a writable file path "
+                  f"({e.strerror or e})", file=sys.stderr)
             return 2
     result = run(quick=args.quick, threads=args.threads, repeats=args.repeats,
                  use_torch=not args.no_torch)

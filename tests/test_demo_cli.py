@@ -249,3 +249,19 @@ def test_memory_errors_name_the_limit_that_applies(tmp_path):
                              timeout=60)
         import re
         assert re.search(want, out.stdout), (limit, out.stdout, out.stderr)
+
+
+def test_bench_json_takes_a_pipe_and_a_refusal_leaves_no_folders(tmp_path):
+    # realpath of /dev/stdout (a pipe here) named no file, so the check refused it; and folders
+    # made for a refused path stayed.
+    code = ("import argparse, sys; from pyrnn import bench; bench.run = lambda **kw: {'ok': 1}; "
+            "sys.exit(bench.main_args(argparse.Namespace(json=sys.argv[1], quick=True, "
+            "threads=1, repeats=1, no_torch=True)))")
+    out = subprocess.run([sys.executable, "-c", code, "/dev/stdout"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0 and '"ok": 1' in out.stdout, out.stderr
+    bad = tmp_path / "a" / "b" / ("x" * 300 + ".json")  # the name is too long
+    out = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert out.returncode == 2 and "--json" in out.stderr, out.stderr
+    assert not (tmp_path / "a").exists()
