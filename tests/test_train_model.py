@@ -586,29 +586,10 @@ def test_a_refused_add_leaves_the_layers_as_they_were():
 def test_a_refused_backward_checks_layers_inside_custom_wrappers():
     # Only the model's direct layers were checked: with the changed pyrnn layer inside a
     # duck-typed wrapper, the Dense after it had already accumulated gradients.
-    class Wrapper:
-        def __init__(self):
-            self.inner, self.training = pyrnn.Dense(3, 3, seed=4), True
-
-        def forward(self, x):
-            return self.inner(x)
-
-        def backward(self, dy):
-            return self.inner.backward(dy)
-
-        def parameters(self):
-            yield from self.inner.parameters()
-
-        def zero_grad(self):
-            self.inner.zero_grad()
-
-        def train(self, mode=True):
-            self.training = mode
-            self.inner.train(mode)
-            return self
+    from test_param_writes import _Duck  # wraps a pyrnn Dense
 
     x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
-    w = Wrapper()
+    w = _Duck()
     m = pyrnn.Sequential([w, pyrnn.Dense(3, 2, seed=1)])
     out = m(x)
     optim.SGD(w.parameters(), lr=0.1).step()
