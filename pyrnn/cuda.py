@@ -47,27 +47,23 @@ def _preload_cublas():
 
 
 def _load():
+    global _loaded
     if _loaded:
         return _module
     with _load_lock:  # the first call from several threads: one loads, the rest wait for it
         if not _loaded:
-            _load_once()
+            try:
+                _load_module()
+            finally:
+                _loaded = True  # after _module / _error are set: never half a load seen
     return _module
-
-
-def _load_once():
-    global _module, _error, _loaded
-    try:
-        _load_module()
-    finally:
-        _loaded = True  # after _module / _error are set: a reader never sees half a load
 
 
 def _load_module():
     global _module, _error
     if not is_compiled():
         _error = "pyrnn was built without the CUDA backend (PYRNN_WITH_CUDA=OFF or nvcc/cuBLAS not found)"
-        return None
+        return
     _preload_cublas()
     try:
         module = importlib.import_module("pyrnn._cuda")

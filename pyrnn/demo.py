@@ -501,21 +501,16 @@ def _out_problem(out):
 
 
 def main_args(args):
+    import importlib.util
     from .cli import cpu_ready
     if not cpu_ready("demo"):
         return 2
     try:
-        check_device(args.device)
-    except DemoError as e:
-        print(f"pyrnn demo: {e}", file=sys.stderr)
-        return 2
-    import importlib.util
-    if not args.no_plot and importlib.util.find_spec("matplotlib") is not None:
-        why = _out_problem(args.out)  # before the run, not after it
-        if why:
-            print(f"pyrnn demo: --out {args.out}: {why}", file=sys.stderr)
-            return 2
-    try:
+        check_device(args.device)  # refusals before the run, not after it
+        if not args.no_plot and importlib.util.find_spec("matplotlib") is not None:
+            why = _out_problem(args.out)
+            if why:
+                raise DemoError(f"--out {args.out}: {why}")
         run(quick=args.quick, device=args.device, seed=args.seed, out=args.out,
             threads=args.threads, lengths=args.lengths, plot_png=not args.no_plot)
     except DemoError as e:

@@ -245,29 +245,19 @@ def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
     seen[0] += bool(prefix)  # the layers inside the model (the model itself does not count)
     if seen[0] > _MAX_LAYERS:  # parameterless layers cost no tensors: bound them too
         raise _bad(path, f"more than {_MAX_LAYERS} layers in the model, which load refuses")
-    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
-        raise _bad(path, "invalid model spec: each layer must be {'class', 'config'}")
-    cls = reg.get(spec["class"]) if isinstance(spec.get("class"), str) else None
-    if cls is None:
-        raise _bad(path, f"unknown layer class {spec.get('class')!r} (known: "
-                         f"{', '.join(sorted(reg))})")
+    cls, layers = _spec_class(path, spec, reg)  # a file's JSON: dicts and lists only
     cfg = spec["config"]
-    if cls.__name__ != "Sequential":
-        unknown = sorted(set(cfg) - _config_keys(cls))
-        if unknown:
-            raise _bad(path, f"invalid {cls.__name__} config: unexpected keys {unknown}")
-    if cls.__name__ == "Sequential":
-        layers = cfg.get("layers")
-        if not isinstance(layers, list):
-            raise _bad(path, "invalid model spec: a Sequential config needs a 'layers' list")
+    if layers is not None:
         out = {}
         for i, sub in enumerate(layers):
             out.update(_expected(path, sub, reg, n_tensors, f"{prefix}{i}.", seen))
         return out
+    unknown = sorted(set(cfg) - _config_keys(cls))
+    if unknown:
+        raise _bad(path, f"invalid {cls.__name__} config: unexpected keys {unknown}")
     # A declared layer count beyond the tensors in the file cannot be right, and would make
-    # even the shape computation below loop for long.
-    # Each (layer, direction) has two weights at least: a bound that keeps the shapes computed
-    # below within a few times the tensor table.
+    # even the shape computation below loop for long: each (layer, direction) has two weights
+    # at least, a bound that keeps the shapes within a few times the tensor table.
     n_layers = cfg.get("num_layers", 1)
     dirs = 2 if cfg.get("bidirectional") else 1
     if not _int(n_layers) or not 1 <= n_layers * dirs * 2 <= max(n_tensors, 2):
@@ -298,25 +288,32 @@ def _config_keys(cls):
     return {n for n in names if n not in ("self", "device", "seed") and not n.startswith("_")}
 
 
-def _check_spec(where, spec, reg):
-    """ValueError unless spec is {"class": a known class, "config": {...}}, a Sequential's
-    config holding a list of such specs (the structure _build needs, without its KeyErrors)."""
-    from collections.abc import Mapping
-    if not isinstance(spec, Mapping) or "class" not in spec or \
-            not isinstance(spec.get("config"), Mapping):
-        raise ValueError(f"{where}: invalid model spec: each layer must be {{'class', 'config'}}, "
-                         f"got {str(spec)[:80]}")
-    cls = reg.get(spec["class"]) if isinstance(spec["class"], str) else None
+def _spec_class(where, spec, reg, maps=dict, seqs=list):
+    """(class, its layer specs or None) of spec {"class": a known class, "config": {...}}, a
+    Sequential's config holding a list of layer specs; ValueError naming `where` otherwise.
+    maps / seqs: the types accepted for the dicts and the list (a file's JSON: dict, list)."""
+    if not isinstance(spec, maps) or not isinstance(spec.get("config"), maps):
+        raise _bad(where, "invalid model spec: each layer must be {'class', 'config'}, got "
+                          f"{str(spec)[:80]}")
+    cls = reg.get(spec["class"]) if isinstance(spec.get("class"), str) else None
     if cls is None:
-        raise ValueError(f"{where}: unknown layer class {spec['class']!r} (known: "
-                         f"{', '.join(sorted(reg))})")
-    if cls.__name__ == "Sequential":
-        layers = spec["config"].get("layers")
-        if not isinstance(layers, (list, tuple)):
-            raise ValueError(f"{where}: invalid model spec: a Sequential config needs a 'layers' "
-                             f"list")
-        for sub in layers:
-            _check_spec(where, sub, reg)
+        raise _bad(where, f"unknown layer class {spec.get('class')!r} (known: "
+                          f"{', '.join(sorted(reg))})")
+    if cls.__name__ != "Sequential":
+        return cls, None
+    layers = spec["config"].get("layers")
+    if not isinstance(layers, seqs):
+        raise _bad(where, "invalid model spec: a Sequential config needs a 'layers' list")
+    return cls, layers
+
+
+def _check_spec(where, spec, reg):
+    """ValueError unless spec has the structure _build needs (without its KeyErrors), nested
+    specs included; any mapping and list or tuple pass, as the constructors take them."""
+    from collections.abc import Mapping
+    _, layers = _spec_class(where, spec, reg, Mapping, (list, tuple))
+    for sub in layers or ():
+        _check_spec(where, sub, reg)
 
 
 def _build(spec, reg):

@@ -30,7 +30,6 @@ void set_cpu_isa(CpuIsa isa);
 int get_num_threads();
 void set_num_threads(int n);
 
-
 // How the CPU step loops' per-step barrier waits (src/step_sync.h): Spin (spins briefly, then
 // yields) or Passive (yields briefly, then sleeps). From OMP_WAIT_POLICY, as OpenMP's own
 // barriers read it, once, when the library is loaded.
