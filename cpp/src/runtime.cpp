@@ -1,7 +1,11 @@
 #include "pyrnn/runtime.h"
 
 #include <pthread.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
@@ -74,8 +78,16 @@ const Detected& detected() {
   return d;
 }
 
-int hardware_threads() {
-  unsigned n = std::thread::hardware_concurrency();
+int available_cpus() {
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n >= 1) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
@@ -94,7 +106,7 @@ struct RuntimeState {
   // -1 while PYRNN_CPU_ISA names no usable ISA: get_cpu_isa() reports why, and set_cpu_isa()
   // still works (a throwing static initialiser would rerun, and throw, on every access).
   std::atomic<int> isa{initial_isa()};
-  std::atomic<int> threads{hardware_threads()};
+  std::atomic<int> threads{default_num_threads(std::getenv("OMP_NUM_THREADS"))};
   std::atomic<bool> team_started{false};  // a team of > 1 threads has run in this process
   std::atomic<bool> forked{false};        // ... and this process is a fork()ed child since
 };
@@ -181,6 +193,19 @@ const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
 void detail::note_team(int threads) {
   RuntimeState& s = state();
   if (threads > 1 && !s.team_started.load(std::memory_order_relaxed)) s.team_started.store(true);
+}
+
+int default_num_threads(const char* value) {
+  constexpr int kMax = 4096;  // set_num_threads' bound
+  if (value) {
+    while (std::isspace(static_cast<unsigned char>(*value))) ++value;
+    long n = 0;
+    const char* p = value;
+    for (; *p >= '0' && *p <= '9'; ++p) n = n < kMax ? n * 10 + (*p - '0') : n;
+    while (std::isspace(static_cast<unsigned char>(*p))) ++p;
+    if (p != value && (*p == '\0' || *p == ',') && n >= 1) return n < kMax ? int(n) : kMax;
+  }
+  return std::min(available_cpus(), kMax);
 }
 
 int get_num_threads() { return threads_slot().load(); }

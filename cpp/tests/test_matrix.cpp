@@ -66,3 +66,15 @@ TEST(runtime_settings) {
   pyrnn::set_num_threads(1);
   CHECK(pyrnn::get_num_threads() == 1);
 }
+
+TEST(runtime_default_num_threads_reads_omp_num_threads) {
+  using pyrnn::default_num_threads;
+  const int cpus = default_num_threads(nullptr);  // the affinity mask's CPUs
+  CHECK(cpus >= 1 && cpus <= 4096);
+  CHECK(default_num_threads("3") == 3);
+  CHECK(default_num_threads(" 1 ") == 1);
+  CHECK(default_num_threads("6,2") == 6);  // nested levels: the outer one is ours
+  CHECK(default_num_threads("99999999999999999999") == 4096);
+  for (const char* ignored : {"", "0", "-2", "abc", "4x", "2 3", ","})
+    CHECK(default_num_threads(ignored) == cpus);
+}

@@ -23,12 +23,19 @@ CpuIsa default_isa();
 CpuIsa get_cpu_isa();
 void set_cpu_isa(CpuIsa isa);
 
-// Threads used by compute kernels (>= 1). Starts at the hardware concurrency. In a process
+// Threads used by compute kernels (>= 1). Starts at default_num_threads(OMP_NUM_THREADS as the
+// library is loaded). In a process
 // fork()ed from one that had started threads of ours, it is 1 and set_num_threads(n > 1)
 // throws: OpenMP's (libgomp's) thread pool does not survive fork, and the child's first team
 // would wait for the parent's threads forever.
 int get_num_threads();
 void set_num_threads(int n);
+// The starting thread count: an OMP_NUM_THREADS value's first entry ("4" or "4,2", blanks
+// around it forgiven) when it is an integer >= 1 (capped at 4096), as OpenMP and PyTorch read
+// it; otherwise (null, empty, 0, not a number) the CPUs this process may run on (its affinity
+// mask, which taskset and container cpusets narrow), or the hardware concurrency where that is
+// unknown.
+int default_num_threads(const char* omp_num_threads);
 
 // How the CPU step loops' per-step barrier waits (src/step_sync.h): Spin (spins briefly, then
 // yields) or Passive (yields briefly, then sleeps). From OMP_WAIT_POLICY, as OpenMP's own
