@@ -9,11 +9,17 @@
 #include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/gemm.h"
+#include "pyrnn/layer_checks.h"
 
 namespace pyrnn {
 
 using kernels::gemm;
 using kernels::Trans;
+using pyrnn::detail::check_activation;
+using pyrnn::detail::check_given;
+using pyrnn::detail::check_indices;
+using pyrnn::detail::check_last_step;
+using pyrnn::detail::check_layer_sizes;
 
 namespace {
 
@@ -43,21 +49,6 @@ inline T act_grad_from_output(Activation a, T y) {
   return T(1);
 }
 
-void check_sizes(const char* what, std::int64_t M, std::int64_t a, std::int64_t b) {
-  PYRNN_CHECK(M >= 0, what, ": row count must be >= 0, got ", M);
-  PYRNN_CHECK(a >= 1 && b >= 1, what, ": sizes must be >= 1, got ", a, " and ", b);
-  PYRNN_CHECK(a <= 2147483647 && b <= 2147483647, what, ": size too large (", a, ", ", b, ")");
-}
-
-// As the CUDA twin (cuda/src/layers.cu): every index checked before anything is written, so a
-// refused call leaves y / dtable as they were.
-void check_indices(const char* what, const std::int64_t* idx, std::int64_t M, std::int64_t num) {
-  PYRNN_CHECK(M == 0 || idx, what, ": null index array");
-  for (std::int64_t m = 0; m < M; ++m)
-    PYRNN_CHECK(idx[m] >= 0 && idx[m] < num, "embedding index ", idx[m], " at position ", m,
-                " is outside [0, ", num, ")");
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -66,7 +57,10 @@ void check_indices(const char* what, const std::int64_t* idx, std::int64_t M, st
 template <typename T>
 void dense_forward(T* y, const T* x, const T* w, const T* b, std::int64_t M, int in, int out,
                    Activation act) {
-  check_sizes("dense_forward", M, in, out);
+  check_layer_sizes("dense_forward", M, in, out);
+  check_activation("dense_forward", act);
+  check_given("dense_forward", {{"w", w}});
+  if (M > 0) check_given("dense_forward", {{"y", y}, {"x", x}});
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
     const T* xb = x + static_cast<std::size_t>(m0) * in;  // [rows, in]
@@ -85,7 +79,12 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, std::int64_t M, int
 template <typename T>
 void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, const T* w,
                     std::int64_t M, int in, int out, Activation act) {
-  check_sizes("dense_backward", M, in, out);
+  check_layer_sizes("dense_backward", M, in, out);
+  check_activation("dense_backward", act);
+  check_given("dense_backward", {{"dw", dw}});
+  if (M > 0) check_given("dense_backward", {{"dy", dy}, {"x", x}});
+  if (M > 0 && act != Activation::None) check_given("dense_backward", {{"y", y}});
+  if (M > 0 && dx) check_given("dense_backward", {{"w", w}});
   const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
   // dz [M, out]: d pre-activation. With no activation it is dy itself (no copy).
   AlignedBuffer<T> dz_buf(act == Activation::None ? 0 : n_rows * O);
@@ -120,7 +119,10 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
 template <typename T>
 void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                        std::int64_t M, int D, double eps) {
-  check_sizes("layernorm_forward", M, D, 1);
+  check_layer_sizes("layernorm_forward", M, D, 1);
+  if (M > 0)
+    check_given("layernorm_forward", {{"y", y}, {"mean", mean}, {"rstd", rstd}, {"x", x},
+                                      {"w", w}, {"b", b}});
   PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
   const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
   for (std::size_t m = 0; m < n_rows; ++m) {
@@ -146,7 +148,11 @@ void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w,
 template <typename T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const double* mean,
                         const double* rstd, const T* w, std::int64_t M, int D) {
-  check_sizes("layernorm_backward", M, D, 1);
+  check_layer_sizes("layernorm_backward", M, D, 1);
+  check_given("layernorm_backward", {{"dw", dw}, {"db", db}});
+  if (M > 0)
+    check_given("layernorm_backward", {{"dx", dx}, {"dy", dy}, {"x", x}, {"mean", mean},
+                                       {"rstd", rstd}, {"w", w}});
   const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
   std::vector<double> dw_acc(Dz, 0.0), db_acc(Dz, 0.0);
   for (std::size_t m = 0; m < n_rows; ++m) {
@@ -185,8 +191,9 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const doub
 template <typename T>
 void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64_t M,
                        std::int64_t num, int dim) {
-  check_sizes("embedding_forward", M, num, dim);
+  check_layer_sizes("embedding_forward", M, num, dim);
   check_indices("embedding_forward", idx, M, num);
+  if (M > 0) check_given("embedding_forward", {{"y", y}, {"table", table}});
   const std::size_t E = static_cast<std::size_t>(dim);
   for (std::int64_t m = 0; m < M; ++m) {
     const std::int64_t k = idx[m];
@@ -198,8 +205,9 @@ void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64
 template <typename T>
 void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::int64_t M,
                         std::int64_t num, int dim, std::int64_t padding_idx) {
-  check_sizes("embedding_backward", M, num, dim);
+  check_layer_sizes("embedding_backward", M, num, dim);
   check_indices("embedding_backward", idx, M, num);
+  if (M > 0) check_given("embedding_backward", {{"dtable", dtable}, {"dy", dy}});
   const std::size_t E = static_cast<std::size_t>(dim);
   for (std::int64_t m = 0; m < M; ++m) {
     const std::int64_t k = idx[m];
@@ -216,6 +224,7 @@ void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::in
 template <typename T>
 void dropout_forward(T* y, const T* x, std::size_t n, std::uint64_t seed, double p) {
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
+  if (n > 0) check_given("dropout_forward", {{"y", y}, {"x", x}});
   const T scale = dropout_scale<T>(p);
   for (std::size_t i = 0; i < n; ++i) y[i] = x[i] * dropout_multiplier<T>(seed, i, p, scale);
 }
@@ -223,6 +232,7 @@ void dropout_forward(T* y, const T* x, std::size_t n, std::uint64_t seed, double
 template <typename T>
 void dropout_backward(T* dx, const T* dy, std::size_t n, std::uint64_t seed, double p) {
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_backward: p must be in [0, 1], got ", p);
+  if (n > 0) check_given("dropout_backward", {{"dx", dx}, {"dy", dy}});
   const T scale = dropout_scale<T>(p);
   for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * dropout_multiplier<T>(seed, i, p, scale);
 }
@@ -231,19 +241,12 @@ void dropout_backward(T* dx, const T* dy, std::size_t n, std::uint64_t seed, dou
 // LastStep
 
 namespace {
-void check_last_step(const char* what, const std::int64_t* lengths, int N, int T_, int H, int D) {
-  PYRNN_CHECK(N >= 1 && T_ >= 1 && H >= 1 && (D == 1 || D == 2), what, ": bad sizes N=", N,
-              " T=", T_, " H=", H, " D=", D);
-  if (lengths)
-    for (int n = 0; n < N; ++n)
-      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= T_, what, ": lengths[", n, "] = ", lengths[n],
-                  " is outside [1, ", T_, "]");
-}
 }  // namespace
 
 template <typename T>
 void last_step_forward(T* y, const T* x, const std::int64_t* lengths, int N, int T_, int H, int D) {
   check_last_step("last_step_forward", lengths, N, T_, H, D);
+  check_given("last_step_forward", {{"y", y}, {"x", x}});
   const std::size_t W = static_cast<std::size_t>(D) * H, Ts = T_;
   for (std::size_t n = 0; n < static_cast<std::size_t>(N); ++n) {
     const std::size_t last = lengths ? static_cast<std::size_t>(lengths[n] - 1) : Ts - 1;
@@ -258,6 +261,7 @@ template <typename T>
 void last_step_backward(T* dx, const T* dy, const std::int64_t* lengths, int N, int T_, int H,
                         int D) {
   check_last_step("last_step_backward", lengths, N, T_, H, D);
+  check_given("last_step_backward", {{"dx", dx}, {"dy", dy}});
   const std::size_t W = static_cast<std::size_t>(D) * H, Ts = T_;
   std::memset(dx, 0, static_cast<std::size_t>(N) * Ts * W * sizeof(T));
   for (std::size_t n = 0; n < static_cast<std::size_t>(N); ++n) {

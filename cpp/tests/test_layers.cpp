@@ -224,3 +224,45 @@ TEST(last_step_forward_backward) {
   const std::int64_t bad[N] = {4, 0, 2};
   CHECK_THROWS(pyrnn::last_step_forward(y.data(), x.data(), bad, N, T, H, D));
 }
+
+TEST(layer_functions_refuse_null_buffers_and_unknown_activations) {
+  using pyrnn::Activation;
+  float y[4] = {}, x[4] = {1, 2, 3, 4}, w[4] = {1, 2, 3, 4}, dw[4] = {}, b[2] = {}, db[2] = {};
+  double mean[2] = {}, rstd[2] = {};
+  const std::int64_t idx[2] = {0, 1};
+  // Each refused before touching anything (UB before: a null load in the GEMM).
+  CHECK(contains(error_of([&] { pyrnn::dense_forward<float>(y, nullptr, w, nullptr, 2, 2, 2, Activation::None); }),
+                 "dense_forward: null x buffer"));
+  CHECK(contains(error_of([&] { pyrnn::dense_forward<float>(y, x, nullptr, nullptr, 0, 2, 2, Activation::None); }),
+                 "dense_forward: null w buffer"));
+  CHECK(contains(error_of([&] { pyrnn::dense_forward<float>(y, x, w, nullptr, 2, 2, 2, static_cast<Activation>(9)); }),
+                 "dense_forward: unknown activation 9"));
+  CHECK(contains(error_of([&] { pyrnn::dense_backward<float>(nullptr, dw, nullptr, x, nullptr, x, w, 2, 2, 2, Activation::Tanh); }),
+                 "dense_backward: null y buffer"));
+  CHECK(contains(error_of([&] { pyrnn::dense_backward<float>(nullptr, nullptr, nullptr, x, y, x, w, 2, 2, 2, Activation::None); }),
+                 "dense_backward: null dw buffer"));
+  CHECK(contains(error_of([&] { pyrnn::dense_backward<float>(y, dw, nullptr, x, y, x, w, 2, 2, 2, static_cast<Activation>(-1)); }),
+                 "unknown activation -1"));
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(y, mean, nullptr, x, w, b, 2, 2, 1e-5); }),
+                 "layernorm_forward: null rstd buffer"));
+  CHECK(contains(error_of([&] { pyrnn::layernorm_backward<float>(y, dw, nullptr, x, x, mean, rstd, w, 0, 2); }),
+                 "layernorm_backward: null db buffer"));
+  CHECK(contains(error_of([&] { pyrnn::embedding_forward<float>(y, idx, nullptr, 2, 2, 2); }),
+                 "embedding_forward: null table buffer"));
+  CHECK(contains(error_of([&] { pyrnn::embedding_backward<float>(nullptr, x, idx, 2, 2, 2, -1); }),
+                 "embedding_backward: null dtable buffer"));
+  CHECK(contains(error_of([&] { pyrnn::dropout_forward<float>(nullptr, x, 4, 1, 0.5); }),
+                 "dropout_forward: null y buffer"));
+  CHECK(contains(error_of([&] { pyrnn::dropout_backward<float>(y, nullptr, 4, 1, 0.5); }),
+                 "dropout_backward: null dy buffer"));
+  CHECK(contains(error_of([&] { pyrnn::last_step_forward<float>(y, nullptr, nullptr, 1, 2, 2, 1); }),
+                 "last_step_forward: null x buffer"));
+  CHECK(contains(error_of([&] { pyrnn::last_step_backward<float>(nullptr, x, nullptr, 1, 2, 2, 1); }),
+                 "last_step_backward: null dx buffer"));
+  for (float v : y) CHECK(v == 0.0f);
+  // What may be null stays allowed: no bias, no dx, and no rows at all.
+  pyrnn::dense_forward<float>(y, x, w, nullptr, 2, 2, 2, Activation::ReLU);
+  pyrnn::dense_backward<float>(nullptr, dw, nullptr, x, y, x, nullptr, 2, 2, 2, Activation::ReLU);
+  pyrnn::dense_forward<float>(nullptr, nullptr, w, nullptr, 0, 2, 2, Activation::None);
+  pyrnn::dropout_forward<float>(nullptr, nullptr, 0, 1, 0.5);
+}

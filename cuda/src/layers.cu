@@ -11,6 +11,7 @@
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/cuda/layers.h"
 #include "pyrnn/error.h"
+#include "pyrnn/layer_checks.h"
 #include "train_common.cuh"
 #include "train_kernels.cuh"
 
@@ -18,33 +19,16 @@ namespace pyrnn {
 namespace cuda {
 
 using kernels::Trans;
+using pyrnn::detail::check_activation;
+using pyrnn::detail::check_given;
+using pyrnn::detail::check_indices;
+using pyrnn::detail::check_last_step;
+using pyrnn::detail::check_layer_sizes;
 
 namespace {
 
 // GEMM sizes are int: very tall inputs (M rows) are processed in row blocks of this many.
 constexpr std::int64_t kRowBlock = std::int64_t(1) << 30;
-
-void check_sizes(const char* what, std::int64_t M, std::int64_t a, std::int64_t b) {
-  PYRNN_CHECK(M >= 0, what, ": row count must be >= 0, got ", M);
-  PYRNN_CHECK(a >= 1 && b >= 1, what, ": sizes must be >= 1, got ", a, " and ", b);
-  PYRNN_CHECK(a <= 2147483647 && b <= 2147483647, what, ": size too large (", a, ", ", b, ")");
-}
-
-void check_indices(const char* what, const std::int64_t* idx, std::int64_t M, std::int64_t num) {
-  PYRNN_CHECK(M == 0 || idx, what, ": null index array");
-  for (std::int64_t m = 0; m < M; ++m)
-    PYRNN_CHECK(idx[m] >= 0 && idx[m] < num, "embedding index ", idx[m], " at position ", m,
-                " is outside [0, ", num, ")");
-}
-
-void check_last_step(const char* what, const std::int64_t* lengths, int N, int T_, int H, int D) {
-  PYRNN_CHECK(N >= 1 && T_ >= 1 && H >= 1 && (D == 1 || D == 2), what, ": bad sizes N=", N,
-              " T=", T_, " H=", H, " D=", D);
-  if (lengths)
-    for (int n = 0; n < N; ++n)
-      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= T_, what, ": lengths[", n, "] = ", lengths[n],
-                  " is outside [1, ", T_, "]");
-}
 
 }  // namespace
 
@@ -54,7 +38,10 @@ void check_last_step(const char* what, const std::int64_t* lengths, int N, int T
 template <typename T>
 void dense_forward(Context& ctx, T* y, const T* x, const T* w, const T* b, std::int64_t M, int in,
                    int out, Activation act) {
-  check_sizes("dense_forward", M, in, out);
+  check_layer_sizes("dense_forward", M, in, out);
+  check_activation("dense_forward", act);
+  check_given("dense_forward", {{"w", w}});
+  if (M > 0) check_given("dense_forward", {{"y", y}, {"x", x}});
   detail::TrainScope scope(ctx);
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
@@ -73,7 +60,12 @@ void dense_forward(Context& ctx, T* y, const T* x, const T* w, const T* b, std::
 template <typename T>
 void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, const T* x,
                     const T* w, std::int64_t M, int in, int out, Activation act) {
-  check_sizes("dense_backward", M, in, out);
+  check_layer_sizes("dense_backward", M, in, out);
+  check_activation("dense_backward", act);
+  check_given("dense_backward", {{"dw", dw}});
+  if (M > 0) check_given("dense_backward", {{"dy", dy}, {"x", x}});
+  if (M > 0 && act != Activation::None) check_given("dense_backward", {{"y", y}});
+  if (M > 0 && dx) check_given("dense_backward", {{"w", w}});
   detail::TrainScope scope(ctx);
   const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
   // dz [M, out]: d pre-activation. With no activation it is dy itself (no copy).
@@ -105,7 +97,10 @@ void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, 
 template <typename T>
 void layernorm_forward(Context& ctx, T* y, double* mean, double* rstd, const T* x, const T* w,
                        const T* b, std::int64_t M, int D, double eps) {
-  check_sizes("layernorm_forward", M, D, 1);
+  check_layer_sizes("layernorm_forward", M, D, 1);
+  if (M > 0)
+    check_given("layernorm_forward", {{"y", y}, {"mean", mean}, {"rstd", rstd}, {"x", x},
+                                      {"w", w}, {"b", b}});
   PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
   detail::TrainScope scope(ctx);
   detail::layernorm_rows_forward<T>(y, mean, rstd, x, w, b, static_cast<std::size_t>(M), D, eps,
@@ -116,7 +111,11 @@ void layernorm_forward(Context& ctx, T* y, double* mean, double* rstd, const T* 
 template <typename T>
 void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x,
                         const double* mean, const double* rstd, const T* w, std::int64_t M, int D) {
-  check_sizes("layernorm_backward", M, D, 1);
+  check_layer_sizes("layernorm_backward", M, D, 1);
+  check_given("layernorm_backward", {{"dw", dw}, {"db", db}});
+  if (M > 0)
+    check_given("layernorm_backward", {{"dx", dx}, {"dy", dy}, {"x", x}, {"mean", mean},
+                                       {"rstd", rstd}, {"w", w}});
   detail::TrainScope scope(ctx);
   const std::size_t rows = static_cast<std::size_t>(M);
   detail::layernorm_rows_backward<T>(dx, dy, x, mean, rstd, w, rows, D, scope.stream());
@@ -130,8 +129,9 @@ void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T*
 template <typename T>
 void embedding_forward(Context& ctx, T* y, const std::int64_t* idx, const T* table, std::int64_t M,
                        std::int64_t num, int dim) {
-  check_sizes("embedding_forward", M, num, dim);
+  check_layer_sizes("embedding_forward", M, num, dim);
   check_indices("embedding_forward", idx, M, num);
+  if (M > 0) check_given("embedding_forward", {{"y", y}, {"table", table}});
   if (M == 0) return;
   detail::TrainScope scope(ctx);
   const std::size_t Ms = static_cast<std::size_t>(M);
@@ -149,8 +149,9 @@ void embedding_forward(Context& ctx, T* y, const std::int64_t* idx, const T* tab
 template <typename T>
 void embedding_backward(Context& ctx, T* dtable, const T* dy, const std::int64_t* idx,
                         std::int64_t M, std::int64_t num, int dim, std::int64_t padding_idx) {
-  check_sizes("embedding_backward", M, num, dim);
+  check_layer_sizes("embedding_backward", M, num, dim);
   check_indices("embedding_backward", idx, M, num);
+  if (M > 0) check_given("embedding_backward", {{"dtable", dtable}, {"dy", dy}});
   std::vector<std::int64_t> order;  // [<= M] positions grouped by index, ascending within a group
   order.reserve(static_cast<std::size_t>(M));
   for (std::int64_t m = 0; m < M; ++m)
@@ -180,6 +181,7 @@ void embedding_backward(Context& ctx, T* dtable, const T* dy, const std::int64_t
 template <typename T>
 void dropout_forward(Context& ctx, T* y, const T* x, std::size_t n, std::uint64_t seed, double p) {
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
+  if (n > 0) check_given("dropout_forward", {{"y", y}, {"x", x}});
   detail::TrainScope scope(ctx);
   detail::dropout_apply<T>(y, x, n, seed, p, dropout_scale<T>(p), scope.stream());
   scope.synchronize();
@@ -189,6 +191,7 @@ template <typename T>
 void dropout_backward(Context& ctx, T* dx, const T* dy, std::size_t n, std::uint64_t seed,
                       double p) {
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_backward: p must be in [0, 1], got ", p);
+  if (n > 0) check_given("dropout_backward", {{"dx", dx}, {"dy", dy}});
   detail::TrainScope scope(ctx);
   detail::dropout_apply<T>(dx, dy, n, seed, p, dropout_scale<T>(p), scope.stream());
   scope.synchronize();
@@ -201,6 +204,7 @@ template <typename T>
 void last_step_forward(Context& ctx, T* y, const T* x, const std::int64_t* lengths, int N, int T_,
                        int H, int D) {
   check_last_step("last_step_forward", lengths, N, T_, H, D);
+  check_given("last_step_forward", {{"y", y}, {"x", x}});
   detail::TrainScope scope(ctx);
   DeviceBuffer<std::int64_t> d_len;  // [N]
   if (lengths) d_len = detail::upload(lengths, static_cast<std::size_t>(N), scope.stream());
@@ -213,6 +217,7 @@ template <typename T>
 void last_step_backward(Context& ctx, T* dx, const T* dy, const std::int64_t* lengths, int N,
                         int T_, int H, int D) {
   check_last_step("last_step_backward", lengths, N, T_, H, D);
+  check_given("last_step_backward", {{"dx", dx}, {"dy", dy}});
   detail::TrainScope scope(ctx);
   DeviceBuffer<std::int64_t> d_len;  // [N]
   if (lengths) d_len = detail::upload(lengths, static_cast<std::size_t>(N), scope.stream());

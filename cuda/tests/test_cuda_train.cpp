@@ -353,6 +353,29 @@ void check_errors(Context& ctx) {
   CHECK_THROWS(pyrnn::cuda::optim::adam_step<float>(ctx, a.data(), a.data(), a.data(), a.data(),
                                                     nullptr, 4, 1e-3, 0.9, 0.999, 1e-8, 0.0, false,
                                                     false, 0));
+  // The CPU twin's argument checks (pyrnn/layer_checks.h): null buffers, unknown activations.
+  const std::int64_t idx[2] = {0, 1};
+  CHECK(contains(error_of([&] {
+          pyrnn::cuda::dense_forward<float>(ctx, a.data(), nullptr, a.data(), nullptr, 2, 2, 2,
+                                            Activation::None);
+        }), "dense_forward: null x buffer"));
+  CHECK(contains(error_of([&] {
+          pyrnn::cuda::dense_backward<float>(ctx, nullptr, a.data(), nullptr, a.data(), a.data(),
+                                             a.data(), a.data(), 2, 2, 2, static_cast<Activation>(7));
+        }), "dense_backward: unknown activation 7"));
+  CHECK(contains(error_of([&] {
+          pyrnn::cuda::layernorm_backward<float>(ctx, a.data(), nullptr, a.data(), a.data(),
+                                                 a.data(), stats.data(), stats.data(), a.data(), 2, 2);
+        }), "layernorm_backward: null dw buffer"));
+  CHECK(contains(error_of([&] {
+          pyrnn::cuda::embedding_forward<float>(ctx, a.data(), idx, nullptr, 2, 2, 2);
+        }), "embedding_forward: null table buffer"));
+  CHECK(contains(error_of([&] {
+          pyrnn::cuda::dropout_backward<float>(ctx, nullptr, a.data(), 4, 1, 0.5);
+        }), "dropout_backward: null dx buffer"));
+  CHECK(contains(error_of([&] {
+          pyrnn::cuda::last_step_forward<float>(ctx, nullptr, a.data(), nullptr, 1, 2, 2, 1);
+        }), "last_step_forward: null y buffer"));
 }
 
 #ifdef PYRNN_CUDA_HOST_EMULATION

@@ -11,7 +11,9 @@
 //   Dropout    x [n]       y [n]                   (any shape, flattened)
 //   LastStep   x [N, T, D*H] (samples-first)       y [N, D*H]   lengths [N]
 // Outputs (y, dx, caches) are overwritten; parameter gradients (dw, db, dtable) ACCUMULATE
-// (+=), like the recurrent core, until the caller zeroes them.
+// (+=), like the recurrent core, until the caller zeroes them. Bad sizes, an unknown
+// Activation and a null buffer the call needs (other than those marked "may be null") throw
+// pyrnn::Error before anything is read or written (<pyrnn/layer_checks.h>).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,0 +1,54 @@
+// Argument checks of the feed-forward layers' free functions (<pyrnn/layers.h>), shared by the
+// CPU (src/layers.cpp) and CUDA (cuda/src/layers.cu) twins so that both refuse the same calls
+// with the same messages, before anything is read or written.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
+
+#include "pyrnn/error.h"
+#include "pyrnn/layers.h"
+
+namespace pyrnn::detail {
+
+inline void check_layer_sizes(const char* what, std::int64_t M, std::int64_t a, std::int64_t b) {
+  PYRNN_CHECK(M >= 0, what, ": row count must be >= 0, got ", M);
+  PYRNN_CHECK(a >= 1 && b >= 1, what, ": sizes must be >= 1, got ", a, " and ", b);
+  PYRNN_CHECK(a <= 2147483647 && b <= 2147483647, what, ": size too large (", a, ", ", b, ")");
+}
+
+// Each named buffer must be given (non-null). Callers list the ones a call touches: data
+// buffers only when there are rows (M = 0 reads none), weights and accumulated gradients always.
+inline void check_given(const char* what,
+                        std::initializer_list<std::pair<const char*, const void*>> buffers) {
+  for (const auto& [name, ptr] : buffers) PYRNN_CHECK(ptr, what, ": null ", name, " buffer");
+}
+
+// An out-of-range enum value would otherwise fall through to the identity.
+inline void check_activation(const char* what, Activation act) {
+  const int a = static_cast<int>(act);
+  PYRNN_CHECK(a >= 0 && a <= 3, what, ": unknown activation ", a,
+              " (None = 0, ReLU = 1, Tanh = 2, Sigmoid = 3)");
+}
+
+// Every index checked before anything is written, so a refused call leaves y / dtable as they
+// were. idx is host memory on both backends.
+inline void check_indices(const char* what, const std::int64_t* idx, std::int64_t M,
+                          std::int64_t num) {
+  PYRNN_CHECK(M == 0 || idx, what, ": null index array");
+  for (std::int64_t m = 0; m < M; ++m)
+    PYRNN_CHECK(idx[m] >= 0 && idx[m] < num, "embedding index ", idx[m], " at position ", m,
+                " is outside [0, ", num, ")");
+}
+
+inline void check_last_step(const char* what, const std::int64_t* lengths, int N, int T_, int H,
+                            int D) {
+  PYRNN_CHECK(N >= 1 && T_ >= 1 && H >= 1 && (D == 1 || D == 2), what, ": bad sizes N=", N,
+              " T=", T_, " H=", H, " D=", D);
+  if (lengths)
+    for (int n = 0; n < N; ++n)
+      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= T_, what, ": lengths[", n, "] = ", lengths[n],
+                  " is outside [1, ", T_, "]");
+}
+
+}  // namespace pyrnn::detail
