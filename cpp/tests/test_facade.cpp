@@ -478,6 +478,29 @@ TEST(facade_errors) {
   to.core() = pyrnn::Recurrent<float>(deep);
   CHECK(to.forward(good).cols() == 2);
 
+  // core() of another hidden size, outputWeight() reassigned to match: the projection's
+  // gradient follows (it was (O, H_built): backward wrote past it, or with the wrong stride).
+  for (int H2 : {64, 2}) {
+    pyrnn::LSTMLayer ref(3, H2, 2, 11), swapped(3, 4, 2, 5);
+    swapped.core() = ref.core();
+    swapped.outputWeight() = ref.outputWeight();
+    swapped.outputBias() = ref.outputBias();
+    const auto seq = random_sequence<float>(4, 5, 3, 3);
+    pyrnn::Matrix d(5, 2);
+    d.fill(0.5f);
+    const pyrnn::Matrix y_ref = ref.forward(seq), y = swapped.forward(seq);
+    ref.backward(d);
+    swapped.backward(d);
+    CHECK(swapped.outputWeightGrad().rows() == 2 && swapped.outputWeightGrad().cols() == std::size_t(H2));
+    bool same = y.size() == y_ref.size();
+    for (std::size_t i = 0; same && i < y.size(); ++i) same = y.data()[i] == y_ref.data()[i];
+    for (std::size_t i = 0; same && i < ref.outputWeightGrad().size(); ++i)
+      same = swapped.outputWeightGrad().data()[i] == ref.outputWeightGrad().data()[i];
+    CHECK(same);
+    const auto params = swapped.parameters();
+    CHECK(params[3].rows == 2 && params[3].cols == std::size_t(H2));
+  }
+
   // Cell states: LSTM only.
   pyrnn::GRULayer gru(3, 4, 2);
   gru.forward(good);

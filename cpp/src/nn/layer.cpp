@@ -77,6 +77,15 @@ void BasicRecurrentLayer<T>::check_usable(const char* call) const {
 }
 
 template <typename T>
+void BasicRecurrentLayer<T>::prepare(const char* call) {
+  check_usable(call);
+  // A core of another hidden_size, with outputWeight() reassigned to (O, H) to match: the
+  // projection's gradient starts afresh at that shape (the old one was another weight's, and
+  // backward would write past it).
+  if (dw_hy_.cols() != w_hy_.cols()) dw_hy_ = MatrixT(w_hy_.rows(), w_hy_.cols());
+}
+
+template <typename T>
 void BasicRecurrentLayer<T>::resetParameters(std::uint64_t seed) {
   core_.reset_parameters(seed);
   const T k = T(1) / std::sqrt(static_cast<T>(hiddenSize()));
@@ -95,7 +104,7 @@ void BasicRecurrentLayer<T>::zeroGrad() {
 
 template <typename T>
 std::vector<ParamView<T>> BasicRecurrentLayer<T>::parameters() {
-  check_usable("parameters");
+  prepare("parameters");
   std::vector<ParamView<T>> out;
   for (const ParamInfo& p : core_.param_info())
     out.push_back({p.name, core_.params() + p.offset, core_.grads() + p.offset, p.rows, p.cols});
@@ -116,7 +125,7 @@ const std::vector<BasicMatrix<T>>& BasicRecurrentLayer<T>::getCellStates() const
 
 template <typename T>
 BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& sequence) {
-  check_usable("forward");
+  prepare("forward");
   const std::size_t C = inputSize(), H = hiddenSize(), O = outputSize();
   const bool lstm = core_.config().cell == CellType::LSTM;
   cached_ = false;  // a forward that throws leaves nothing to backpropagate through
@@ -175,7 +184,7 @@ BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& seque
 
 template <typename T>
 std::vector<BasicMatrix<T>> BasicRecurrentLayer<T>::backward(const MatrixT& d_output) {
-  check_usable("backward");
+  prepare("backward");
   PYRNN_CHECK(cached_ && core_.has_cache() && core_.cached_steps() == steps_ &&
                   core_.cached_batch() == batch_,
               name_, ".backward: no training-mode forward to backpropagate through; call "

@@ -105,7 +105,10 @@ class BasicRecurrentLayer {
   // Direct access, e.g. to load trained weights.
   Recurrent<T>& core() { return core_; }
   const Recurrent<T>& core() const { return core_; }
-  // Assign matrices of the same shape: forward, backward and parameters() refuse others.
+  // Assign matrices of the same shape: forward, backward and parameters() refuse others. After
+  // assigning a core() of another hidden_size H2, assign an outputWeight() of (O, H2): its
+  // gradient is then reset to zeros of that shape by the next forward, backward or
+  // parameters().
   MatrixT& outputWeight() { return w_hy_; }        // [O, H]
   MatrixT& outputBias() { return b_y_; }           // [1, O]
   const MatrixT& outputWeightGrad() const { return dw_hy_; }  // [O, H]
@@ -121,6 +124,8 @@ class BasicRecurrentLayer {
   // Throws unless the layer is usable by `call`: not moved from, and the projection [O, H],
   // [1, O] as built (a reassigned outputWeight() of another shape would overflow).
   void check_usable(const char* call) const;
+  // check_usable, then the projection's gradient fitted to a new core's hidden_size.
+  void prepare(const char* call);
 
   std::string name_;
   detail::InstanceId id_;
