@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import _train
-from ._validate import shape_str
+from ._validate import cast_finite, shape_str
 
 
 def on_device(a):
@@ -124,7 +124,7 @@ def _checked_value(name, view, value, what):
     if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, view.dtype, "same_kind"):
         raise TypeError(f"{what} {name!r} is {view.dtype}; a value of dtype {arr.dtype} "
                         "cannot be cast to it")
-    return arr
+    return cast_finite(f"{what} {name!r}", arr, view.dtype)
 
 
 def load_into(views, values, what="parameter"):

@@ -91,7 +91,21 @@ def real_array(name, value, dtype):
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     # order="C", not ascontiguousarray: that one turns a 0-d array into shape (1,), and the
     # shape errors would then name a shape the caller never passed.
-    return np.asarray(arr, dtype=dtype, order="C")
+    return cast_finite(name, arr, dtype)
+
+
+def cast_finite(name, arr, dtype):
+    """ndarray arr as a C-ordered array of dtype; ValueError when narrowing it (float64 to
+    float32) would turn a finite value into Inf, which every result would then carry."""
+    with np.errstate(over="ignore"):  # the check below says it better than numpy's warning
+        out = np.asarray(arr, dtype=dtype, order="C")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > out.dtype.itemsize and np.isinf(out).any():
+        beyond = np.isinf(out) & np.isfinite(arr)
+        if beyond.any():
+            raise ValueError(f"{name} has values beyond the {out.dtype} range (the largest "
+                             f"is {float(np.abs(arr[beyond]).max()):.3g}); scale the data or use "
+                             "float64")
+    return out
 
 
 def shape_str(shape):

@@ -427,7 +427,7 @@ class Embedding(Layer):
     dtype = _attrs.Fixed()
     seed = _attrs.Fixed()
 
-    def __init__(self, num, dim, *, padding_idx=None, dtype="float32", seed=None, device="cpu"):
+    def __init__(self, num, dim, padding_idx=None, *, dtype="float32", seed=None, device="cpu"):
         super().__init__()
         self._num = positive_int("num", num)
         self._dim = positive_int("dim", dim)

@@ -573,6 +573,25 @@ CASES = [
     ("init-kaiming-slope-nan", "init.kaiming_normal_(np.zeros((3, 3)), float('nan'))", V, r"neg_slope must be a finite number, got nan"),
     ("init-kaiming-slope-str", "init.kaiming_uniform_(np.zeros((3, 3)), 'a')", T, r"neg_slope must be a finite number, got str"),
     ("init-gain-str", "init.xavier_uniform_(np.zeros((3, 3)), gain='1')", T, r"gain must be a finite number, got str"),
+    # Finite float64 that float32 cannot hold would be Inf, then NaN, in every result: as fit.
+    ("lstm-x-overflows-float32", "pyrnn.LSTM(2, 3)(np.full((4, 1, 2), 1e300))", V,
+     r"^x has values beyond the float32 range \(the largest is 1e\+300\)"),
+    ("dense-x-overflows-float32", "x = np.zeros((4, 2)); x[1, 1] = -1e39; pyrnn.Dense(2, 3)(x)", V,
+     r"^x has values beyond the float32 range \(the largest is 1e\+39\)"),
+    ("model-call-x-overflows-float32", "pyrnn.Sequential([pyrnn.Dense(2, 1)])(np.full((4, 2), 1e300))", V,
+     r"x has values beyond the float32 range"),
+    ("gru-hx-overflows-float32", "pyrnn.GRU(2, 3)(np.zeros((4, 1, 2)), np.full((1, 1, 3), 1e300))", V,
+     r"^hx has values beyond the float32 range"),
+    ("lstm-dout-overflows-float32", "l = pyrnn.LSTM(2, 3); l(np.zeros((4, 1, 2))); l.backward(np.full((4, 1, 3), 1e300))", V,
+     r"^d_out has values beyond the float32 range"),
+    ("params-overflow-float32", "d = pyrnn.Dense(2, 3); d.params['bias'] = np.full(3, 1e300)", V,
+     r"^parameter 'bias' has values beyond the float32 range"),
+    ("params-overflow-leaves-value", "d = pyrnn.Dense(2, 3); b = d.params['bias'].copy()\n"
+     "try:\n    d.params.update(weight=np.zeros((3, 2)), bias=np.full(3, 1e300))\nexcept ValueError:\n    pass\n"
+     "assert (d.params['bias'] == b).all() and (d.params['weight'] != 0).any()", OK, ""),
+    ("lstm-x-inf-float64-propagates", "y, _ = pyrnn.LSTM(2, 3)(np.full((4, 1, 2), np.inf)); assert np.isnan(y).all()", OK, ""),
+    ("embedding-padding-idx-positional", "assert pyrnn.Embedding(5, 3, 1).padding_idx == 1  # as torch.nn.Embedding", OK, ""),
+    ("float64-layer-takes-1e300", "y, _ = pyrnn.LSTM(2, 3, dtype='float64')(np.full((4, 1, 2), 1e300)); assert np.isfinite(y).all()", OK, ""),
 ]
 
 ABSURD_WITHOUT_ENV = [
