@@ -300,9 +300,16 @@ cdef class DeviceArray:
         """A view of existing device memory at ptr; `owner` is kept alive while the view lives."""
         shape = _shape_of(shape)
         dt = _dtype_of(dtype)
+        _check_aligned(ptr, dt, "DeviceArray.borrow")
         if device < 0:
             device = ccuda.pointer_device(<void*>ptr) if ptr else 0
             if device < 0:
+                if ptr and ccuda.device_count() > 0:
+                    # Host or unknown memory: on a GPU with HMM the kernels would silently read
+                    # and write the host heap through it, elsewhere fault (a sticky error).
+                    raise TypeError(f"DeviceArray.borrow: pointer {ptr:#x} is not CUDA device "
+                                    f"or managed memory (shape {shape}); pass device= only for "
+                                    "memory known to be on that device")
                 device = 0
         return DeviceArray._make(ptr, shape, dt, device, readonly, owner)
 
@@ -649,6 +656,7 @@ def _from_capsule(capsule, producer):
                                  f"shape {shape} (make a contiguous copy first)")
             expect *= dl.shape[i]
     cdef uintptr_t ptr = <uintptr_t>dl.data + dl.byte_offset
+    _check_aligned(ptr, dt, "DLPack tensor")
     return DeviceArray._make(ptr, shape, dt, dl.device.device_id, readonly, owner)
 
 
@@ -720,6 +728,14 @@ def _call_dlpack(obj, stream):
     return obj.__dlpack__(), False
 
 
+def _check_aligned(uintptr_t ptr, dt, what):
+    # Kernels and cuBLAS would fault on it (cudaErrorMisalignedAddress, which is sticky: the
+    # process's CUDA context, torch's and CuPy's included, would be lost).
+    if ptr % dt.itemsize:
+        raise ValueError(f"{what} data pointer {ptr:#x} is not aligned to the {dt.itemsize}-byte "
+                         f"elements of {dt} (copy the array first)")
+
+
 def _synchronize_device(int device):
     with nogil:
         ccuda.synchronize_device(device)
@@ -728,7 +744,7 @@ def _synchronize_device(int device):
 def from_cuda_array_interface(obj):
     """Zero-copy DeviceArray over an object exposing __cuda_array_interface__ (kept alive).
     The producer's pending work on the array is complete when this returns: v3, the work on the
-    stream it names; v0-v2 (e.g. PyTorch's), which say nothing about streams, all work on the
+    stream it names (None: on the legacy default stream, where Numba's default work runs); v0-v2 (e.g. PyTorch's), which say nothing about streams, all work on the
     array's device. Either wait is on the ARRAY's device, whatever device is current."""
     if isinstance(obj, DeviceArray):
         return obj
@@ -750,14 +766,19 @@ def from_cuda_array_interface(obj):
             raise TypeError(f"__cuda_array_interface__ data pointer {ptr:#x} is not CUDA device "
                             f"or managed memory (shape {cai.shape})")
     if gpu:
-        if cai.stream is not None and cai.stream != 2:
-            # A handle, or 1: the legacy default stream of the current device, hence the device.
-            stream_synchronize(cai.stream, device)
-        elif cai.stream == 2 or d.get("version", 0) < 3:
+        if cai.stream == 2 or d.get("version", 0) < 3:
             # 2: the per-thread default stream of the PRODUCER's thread, which may not be this
             # one: all work on the device. v0-v2: likewise (pyrnn's stream does not synchronize
             # with the legacy default stream). Unknown device (-1): the current one.
             _synchronize_device(device)
+        elif cai.stream is None:
+            # v3's "no synchronization needed" assumes a consumer on the legacy default stream,
+            # which waits for the producer's work there (Numba says None for its default
+            # stream); pyrnn's stream is non-blocking, so it waits for that stream itself.
+            stream_synchronize(1, device)
+        else:
+            # A handle, or 1: the legacy default stream of the array's device.
+            stream_synchronize(cai.stream, device)
     return DeviceArray.borrow(cai.ptr, cai.shape, cai.dtype, obj, cai.readonly, device)
 
 

@@ -78,6 +78,11 @@ def parse_cuda_array_interface(d):
                          "larger than any address space")
     if ptr == 0 and size > 0:
         raise ValueError("__cuda_array_interface__ data pointer is NULL for a non-empty array")
+    if ptr % dtype.itemsize:
+        # Kernels and cuBLAS would fault on it (cudaErrorMisalignedAddress, which is sticky:
+        # the whole process's CUDA context, torch's and CuPy's included, would be lost).
+        raise ValueError(f"__cuda_array_interface__ data pointer {ptr:#x} is not aligned to "
+                         f"the {dtype.itemsize}-byte elements of {dtype} (copy the array first)")
     strides = d.get("strides")
     if strides is not None:
         if not isinstance(strides, (tuple, list)) or len(strides) != len(shape):

@@ -63,6 +63,9 @@ def test_parse_minimal_and_full():
     (cai(stream=0), ValueError, "disallowed"),
     (cai(stream="s"), ValueError, "int or None"),
     (cai(stream=-1), ValueError, "stream handle"),  # was an OverflowError further in
+    # Misaligned (a CuPy view at an odd byte offset): kernels would fault, a sticky error.
+    (cai(data=(0x10002, False)), ValueError, "0x10002 is not aligned to the 4-byte elements"),
+    (cai(typestr="<f8", data=(0x10004, False)), ValueError, "not aligned to the 8-byte"),
 ])
 def test_parse_rejects(d, exc, match):
     with pytest.raises(exc, match=match):
@@ -170,6 +173,8 @@ def test_device_array_views_and_interface():
         a.reshape(5, 5)
     with pytest.raises(TypeError, match="float32, float64 or int64"):
         DA.borrow(0x20000, (2,), "int32", owner, device=0)
+    with pytest.raises(ValueError, match="borrow data pointer 0x20004 is not aligned to the 8"):
+        DA.borrow(0x20004, (2,), "float64", owner, device=0)
     r = DA.borrow(0x20000, (2,), "float32", owner, readonly=True, device=0)
     with pytest.raises(ValueError, match="read-only"):
         r.copy_from(np.zeros(2))
@@ -455,7 +460,7 @@ def capsule_tensor(capsule, name):
 class CtypesProducerV1:
     """A foreign ABI 1 producer that also takes max_version (and checks it was asked for)."""
 
-    def __init__(self, flags=0, major=1, shape=(2, 3), device_type=2, code=2):
+    def __init__(self, flags=0, major=1, shape=(2, 3), device_type=2, code=2, offset=0):
         self.deleted = 0
         self.asked = None
         self.shape = (ctypes.c_int64 * len(shape))(*shape)
@@ -464,6 +469,7 @@ class CtypesProducerV1:
         t.version = DLPackVersion(major, 0)
         t.flags = flags
         t.dl_tensor.data = 0x61000
+        t.dl_tensor.byte_offset = offset
         t.dl_tensor.device = DLDevice(device_type, 0)
         t.dl_tensor.ndim = len(shape)
         t.dl_tensor.dtype = DLDataType(code, 32, 1)
@@ -541,7 +547,8 @@ def test_dlpack_abi1_import_checks():
     assert not pyrnn.cuda.from_dlpack(CtypesProducerV1(flags=2)).readonly  # IS_COPIED only
     for kw, exc, match in [(dict(major=2), BufferError, "ABI version 2.0"),
                            (dict(device_type=1), TypeError, "not CUDA"),
-                           (dict(code=0), TypeError, "float32, float64 or int64")]:
+                           (dict(code=0), TypeError, "float32, float64 or int64"),
+                           (dict(offset=6), ValueError, "0x61006 is not aligned to the 4-byte")]:
         q = CtypesProducerV1(**kw)
         with pytest.raises(exc, match=match):
             pyrnn.cuda.from_dlpack(q)

@@ -345,6 +345,33 @@ def test_cuda_array_interface_versions_and_streams(version, stream):
     np.testing.assert_array_equal(a.numpy(), d.numpy())
 
 
+def test_cuda_array_interface_stream_none_waits_for_the_legacy_stream():
+    # v3 "stream": None (what Numba says for its default stream): the producer's write is still
+    # queued on the legacy default stream behind a long GPU sleep. pyrnn's Context stream is
+    # non-blocking, so without a wait the layer's input GEMM read the zeros.
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs PyTorch's CUDA build")
+    layer = pyrnn.LSTM(8, 5, device="cuda", dtype="float32", seed=1)
+    cpu = pyrnn.LSTM(8, 5, dtype="float32", seed=1)
+    with torch.cuda.stream(torch.cuda.default_stream()):  # the legacy default stream
+        t = torch.zeros((6, 3, 8), dtype=torch.float32, device="cuda")
+        torch.cuda.synchronize()
+        torch.cuda._sleep(400_000_000)  # some 0.2 s of GPU clock cycles
+        t.fill_(0.5)
+    x = pyrnn.cuda.from_cuda_array_interface(_CAI(t.data_ptr(), tuple(t.shape), "<f4", t, 3, None))
+    y, _ = layer(x)
+    want, _ = cpu(np.full((6, 3, 8), 0.5, np.float32))
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_borrow_refuses_host_memory():
+    # On an HMM GPU the kernels would read and write the host heap through it, silently.
+    host = np.zeros(4, np.float32)
+    with pytest.raises(TypeError, match="not CUDA device or managed memory"):
+        pyrnn.cuda.DeviceArray.borrow(host.ctypes.data, (4,), "float32", host)
+
+
 @pytest.mark.skipif(pyrnn.cuda.device_count() < 2, reason="needs two CUDA devices")
 @pytest.mark.parametrize("version,stream", [(2, None), (3, 1), (3, 2)])
 def test_cuda_array_interface_waits_on_the_arrays_device(version, stream):
