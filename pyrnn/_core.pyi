@@ -1,5 +1,5 @@
 """Type stubs for the native extension pyrnn._core."""
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class Matrix:
     def get(self, r: int, c: int) -> float: ...
     def set(self, r: int, c: int, v: float) -> None: ...
     def numpy(self) -> np.ndarray: ...
+    def __array__(self, dtype: Any = ..., copy: Optional[bool] = ...) -> np.ndarray: ...
 
 class NativeRecurrent:
     dtype: np.dtype
