@@ -64,8 +64,9 @@ OLD = """========= CUDA-MEMCHECK
 
 def test_leaks_grouped_by_pyrnn_frames_in_the_newer_format():
     mod = load_script("sanitize_summary")
-    kinds, leaks = mod.parse(NEW)
-    assert kinds == {"Leaked": 6}
+    kinds, leaks, totals = mod.parse(NEW)
+    assert kinds == {"Leaked": 6} and totals == {"errors": 4}
+    assert mod.verdict(kinds, totals) == []  # leaks alone pass (the Context is kept on purpose)
     empty = ("pyrnn::cuda::DeviceBuffer::allocate(unsigned long) < "
              "__pyx_pw_5pyrnn_5_cuda_11DeviceArray_5empty")
     assert leaks[empty] == [2, 3072]  # the frame split over two lines groups with the other
@@ -75,14 +76,15 @@ def test_leaks_grouped_by_pyrnn_frames_in_the_newer_format():
     # Not pyrnn's, though a folder above is named pyrnn: its own group.
     assert leaks["(no pyrnn frame) ? in /lib/x86_64-linux-gnu/libcuda.so.1"] == [1, 256]
     assert sum(n for n, _ in leaks.values()) == 6
-    _, leaks = mod.parse(NEW.replace("/opt/pyrnn/_cuda.so", "/opt/other/lib.so"))
+    _, leaks, _ = mod.parse(NEW.replace("/opt/pyrnn/_cuda.so", "/opt/other/lib.so"))
     assert leaks["(no pyrnn frame) ? in /lib/x86_64-linux-gnu/libcuda.so.1"] == [3, 448]
 
 
 def test_older_format_and_other_error_kinds():
     mod = load_script("sanitize_summary")
-    kinds, leaks = mod.parse(OLD)
+    kinds, leaks, totals = mod.parse(OLD)
     assert kinds == {"Invalid __global__ write of": 1, "Leaked": 1}
+    assert mod.verdict(kinds, totals) == ["1 x Invalid __global__ write of"]
     assert dict(leaks) == {"_ZN5pyrnn4cuda12DeviceBufferC1Em < __pyx_pw_5pyrnn_5_cuda_9to_device":
                            [1, 512]}
 
@@ -90,14 +92,80 @@ def test_older_format_and_other_error_kinds():
 def test_summary_lines_per_log_largest_first(tmp_path):
     mod = load_script("sanitize_summary")
     (tmp_path / "memcheck.log").write_text(NEW)
-    (tmp_path / "racecheck.log").write_text("========= RACECHECK SUMMARY: 0 hazards displayed\n"
-                                            "========= ERROR SUMMARY: 0 errors\n")
-    lines = mod.summarize(tmp_path)
-    assert lines[0] == "memcheck.log: error kinds {'Leaked': 6}"
+    (tmp_path / "racecheck.log").write_text("========= RACECHECK SUMMARY: 0 hazards displayed "
+                                            "(0 errors, 0 warnings)\n")
+    lines, clean = mod.summarize(tmp_path)
+    assert clean
+    assert lines[0] == "memcheck.log: error kinds {'Leaked': 6}; passed"
     assert lines[1] == ("  leaked 1 allocations, 33554432 bytes, allocated under "
                         "pyrnn::cuda::Context::Context(int)")
     assert lines[2].startswith("  leaked 2 allocations, 3072 bytes")
-    kinds, _ = mod.parse("========= Host API memory access error at 0x1 in cudaMemcpy\n"
-                         "=========     Host Frame: cudaMemcpy [0x2]\n")  # initcheck's kind
+    kinds, _, _ = mod.parse("========= Host API memory access error at 0x1 in cudaMemcpy\n"
+                            "=========     Host Frame: cudaMemcpy [0x2]\n")  # initcheck's kind
     assert kinds == {"Host API memory access": 1}
-    assert lines[-1] == "racecheck.log: error kinds none"
+    assert lines[-1] == "racecheck.log: error kinds none; passed"
+
+
+# Reports the first parser missed (it knew a fixed list of leading words, case-sensitively): a
+# log with errors read as "error kinds none".
+MISSED = {
+    "racecheck_warning.log": """========= COMPUTE-SANITIZER
+========= Warning: Race reported between Read access at k()+0x600 in gru.cu:88
+=========     and Write access at k()+0x640 in gru.cu:90 [256 hazards]
+=========
+========= RACECHECK SUMMARY: 1 hazard displayed (0 errors, 1 warning)
+""",
+    "racecheck_hazard.log": """========= COMPUTE-SANITIZER
+========= ERROR: Potential WAW hazard detected at __shared__ 0x0 in block (0, 0, 0) :
+=========     Write Thread (0, 0, 0) at 0x00000130 in k()
+=========
+========= RACECHECK SUMMARY: 1 hazard displayed (1 error, 0 warnings)
+""",
+    "memcheck_hw.log": """========= COMPUTE-SANITIZER
+========= Illegal Instruction
+=========     at step_kernel+0x300
+=========
+========= ERROR SUMMARY: 1 error
+""",
+}
+
+
+def test_every_report_is_a_finding_whatever_its_wording(tmp_path):
+    mod = load_script("sanitize_summary")
+    want = {"racecheck_warning.log": "Warning: Race reported between",
+            "racecheck_hazard.log": "ERROR: Potential WAW hazard",
+            "memcheck_hw.log": "Illegal Instruction"}
+    for name, text in MISSED.items():
+        kinds, _, totals = mod.parse(text)
+        assert kinds == {want[name]: 1}, name
+        assert mod.verdict(kinds, totals) == [f"1 x {want[name]}"], name
+        (tmp_path / name).write_text(text)
+    lines, clean = mod.summarize(tmp_path)
+    assert not clean and all("FAILED" in line for line in lines)
+
+
+def test_totals_the_reports_do_not_explain_and_unfinished_logs_fail():
+    mod = load_script("sanitize_summary")
+    # A total above the reports read (a report in a form nobody foresaw).
+    kinds, _, totals = mod.parse("========= COMPUTE-SANITIZER\n========= ERROR SUMMARY: 2 errors\n")
+    assert mod.verdict(kinds, totals) == ["ERROR SUMMARY counts 2 errors, 0 reports read"]
+    kinds, _, totals = mod.parse("========= RACECHECK SUMMARY: 3 hazards displayed (1 error, 2 warnings)\n")
+    assert mod.verdict(kinds, totals) == ["RACECHECK SUMMARY counts 3 hazards"]
+    # No total: the tool (or the program under it) did not finish.
+    kinds, _, totals = mod.parse("========= COMPUTE-SANITIZER\n")
+    assert mod.verdict(kinds, totals) == [
+        "no ERROR SUMMARY / RACECHECK SUMMARY line (the tool did not finish)"]
+
+
+def test_exit_status(tmp_path):
+    import subprocess
+    import sys
+    from _scripts import BENCHMARKS
+    (tmp_path / "memcheck.log").write_text(NEW)
+    ok = subprocess.run([sys.executable, str(BENCHMARKS / "sanitize_summary.py"), str(tmp_path)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout
+    (tmp_path / "racecheck.log").write_text(MISSED["racecheck_warning.log"])
+    bad = subprocess.run([sys.executable, str(BENCHMARKS / "sanitize_summary.py"), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "racecheck.log: error kinds" in bad.stdout
