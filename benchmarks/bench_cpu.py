@@ -29,6 +29,7 @@ import numpy as np
 
 import pyrnn
 from pyrnn.bench import cpu_id, cpu_model  # noqa: E402  (one definition, shared)
+from pyrnn._argtypes import int_range, name_list, positive_float
 from pyrnn._core import fma_peak_gflops
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8)}
@@ -135,14 +136,15 @@ def matmul_peak(torch, threads):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--budget", type=float, default=20.0, help="seconds per case at most")
-    ap.add_argument("--configs", default="seed,large,latency")
-    ap.add_argument("--cells", default="RNN,LSTM,GRU,GRU_seeds")
+    ap.add_argument("--threads", type=int_range(1, 4096), default=os.cpu_count() or 1)
+    ap.add_argument("--repeats", type=int_range(2), default=30,
+                    help="timed rounds per case (>= 2: the quartiles need two)")
+    ap.add_argument("--budget", type=positive_float, default=20.0, help="seconds per case at most")
+    ap.add_argument("--configs", type=name_list(tuple(CONFIGS)), default="seed,large,latency")
+    ap.add_argument("--cells", type=name_list(tuple(GATES)), default="RNN,LSTM,GRU,GRU_seeds")
     ap.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--peak-seconds", type=float, default=1.0,
+    ap.add_argument("--peak-seconds", type=positive_float, default=1.0,
                     help="seconds for each FMA peak measurement (one before, one after)")
     ap.add_argument("--out", default=None, help="JSON file to write")
     args = ap.parse_args(argv)
@@ -237,6 +239,7 @@ def main(argv=None):
         "pyrnn": {"version": pyrnn.__version__, "cpu_isa": pyrnn.get_cpu_isa(),
                   "threads": pyrnn.get_num_threads()},
         "torch": torch.__version__ if torch else None,
+        "torch_threads": torch.get_num_threads() if torch else None,
         "torch_matmul_2048_gflops": peak,
         "fma_peak_gflops": {"before": fma[0], "after": fma[1], "max": fma_peak},
         "targets": {f"{c}/{m}": v for (c, m), v in TARGETS.items()},

@@ -380,10 +380,7 @@ def run(backend, args, stream=sys.stdout):
     import pyrnn
     precisions = {"float32": ["float32"], "tf32": ["float32", "tf32"],
                   "both": ["float32", "tf32"]}[args.precision]
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    for v in variants:
-        if v not in VARIANTS:
-            raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    variants = args.variants.split(",")  # checked by parse_args
     device = backend.device_info()
     clocks_before = backend.clocks()
     peak = backend.matmul_gflops()
@@ -530,6 +527,18 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
     ap.add_argument("--out", default=None, help="JSON file to write")
     args = ap.parse_args(argv)
+    # Usage errors (exit 2) before a GPU is looked for, not a KeyError minutes into a run.
+    for name, known in (("configs", CONFIGS), ("cells", GATES), ("variants", VARIANTS)):
+        given = [v.strip() for v in getattr(args, name).split(",")]
+        if not all(given) or any(v not in known for v in given):
+            ap.error(f"--{name}: expected comma-separated names from {', '.join(known)}, got "
+                     f"{getattr(args, name)!r}")
+        setattr(args, name, ",".join(given))
+    if args.repeats < 1 or args.warmup < 0:
+        ap.error(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and "
+                 f"{args.warmup}")
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        ap.error(f"--budget must be a finite number of seconds > 0, got {args.budget}")
     if args.quick:
         args.repeats, args.warmup, args.budget = 5, 2, 1.0
     return args

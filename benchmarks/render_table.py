@@ -9,12 +9,19 @@ import sys
 
 def ratio_text(ratio, target=None):
     """Two decimals; near its target, as many more (up to 6) as it takes for a miss to print
-    above the target and a met ratio at or below it (0.7503 against 0.75 is not "0.75")."""
+    above the target and a met ratio at or below it (0.7503 against 0.75 is not "0.75"); closer
+    still, 6 decimals and "+" (a miss) or "-"."""
     for digits in range(2, 7):
         text = f"{ratio:.{digits}f}"
         if target is None or (float(text) > target) == (ratio > target):
             return text
-    return text
+    # Within 5e-7 of the target: the rounding would read as met; say on which side it is.
+    return f"{text}{'+' if ratio > target else '-'}"
+
+
+def _sentence(text):
+    """text as a sentence; "torch.matmul" keeps its case."""
+    return (text if text.startswith("torch.") else text[0].upper() + text[1:]) + "."
 
 
 def render(path):
@@ -26,16 +33,21 @@ def render(path):
     cid = m.get("cpu_id") or {}
     cpu = m["cpu"] + (f" (family {cid['family']}, model {cid['model']})"
                       if "family" in cid and "model" in cid else "")
+    has_torch = r.get("torch") is not None
+    matmul, peak = r.get("torch_matmul_2048_gflops"), r.get("fma_peak_gflops")
+    quartiles = any(x.get("ratio_q1") is not None for x in r["results"])
+    rates = ([f"torch.matmul 2048x2048 reached {matmul:.0f} GFLOP/s"] if matmul is not None else [])
+    if peak:
+        rates.append(f"the FMA peak (pyrnn's multiply-add alone, before / after the cases) "
+                     f"{peak['before']:.0f} / {peak['after']:.0f}")
     lines = [f"Measured {r['date'][:10]} on {cpu}, {m['cores']} cores, "
              f"{r['pyrnn']['threads']} threads, pyrnn {r['pyrnn']['version']} "
-             f"({r['pyrnn']['cpu_isa']}) vs torch {r['torch']}; float32; median of interleaved "
-             f"runs; ratio = pyrnn time / PyTorch time (lower is better"
-             + ("; in brackets the quartiles of the per-round ratios" if any(
-                 x.get("ratio_q1") is not None for x in r["results"]) else "") + "). "
-             f"torch.matmul 2048x2048 reached {r['torch_matmul_2048_gflops']:.0f} GFLOP/s"
-             + (f"; the FMA peak (pyrnn's multiply-add alone, before / after the cases) "
-                f"{r['fma_peak_gflops']['before']:.0f} / {r['fma_peak_gflops']['after']:.0f}"
-                if r.get("fma_peak_gflops") else "") + ".",
+             f"({r['pyrnn']['cpu_isa']})"
+             + (f" vs torch {r['torch']}; float32; median of interleaved runs; ratio = pyrnn "
+                f"time / PyTorch time (lower is better"
+                + ("; in brackets the quartiles of the per-round ratios" if quartiles else "")
+                + ")." if has_torch else ", without PyTorch (no ratios); float32; medians.")
+             + (" " + _sentence("; ".join(rates)) if rates else ""),
              "",
              "| config (T, N, C, H) | cell | forward ms (torch) | ratio | fwd+bwd ms (torch) | ratio | GFLOP/s fwd / fwd+bwd |",
              "|---|---|---|---|---|---|---|"]

@@ -1,6 +1,7 @@
 """argparse types for the command line: a bad value is a usage error (exit status 2, the
 option named), not a traceback from deep inside a run."""
 import argparse
+import math
 
 
 def int_range(lo, hi=None):
@@ -28,4 +29,31 @@ def int_list(lo):
             raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
         return [one(p) for p in parts]
     parse.__name__ = "list of int"
+    return parse
+
+
+def positive_float(text):
+    """A finite number > 0 (seconds, budgets)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+positive_float.__name__ = "float"
+
+
+def name_list(choices):
+    """Comma-separated names, each one of `choices` (e.g. "seed,large"); the text as given."""
+    def parse(text):
+        parts = [p.strip() for p in text.split(",")]
+        bad = [p for p in parts if p not in choices]
+        if not text.strip() or bad:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated names from {', '.join(choices)}; got {text!r}")
+        return ",".join(parts)
+    parse.__name__ = "list of names"
     return parse

@@ -82,6 +82,11 @@ def test_quick_run_without_torch_writes_absolute_figures(tmp_path, capsys):
     on_disk = json.loads(out.read_text())
     assert on_disk["results"] == res["results"]
     assert on_disk["torch"] is None and on_disk["torch_matmul_2048_gflops"] is None
+    assert on_disk["torch_threads"] is None
+    # The table renders without PyTorch's figures (it formatted None, a TypeError).
+    text = load_script("render_table").render(str(out))
+    assert "without PyTorch (no ratios)" in text and "torch.matmul" not in text
+    assert "| latency (50, 1, 32, 8) | RNN |" in text and "| n/a |" in text
     fma = on_disk["fma_peak_gflops"]
     assert fma["before"] > 0 and fma["after"] > 0 and fma["max"] == max(fma["before"], fma["after"])
     assert on_disk["pyrnn"]["threads"] == 1 and on_disk["machine"]["cpu"]
@@ -106,6 +111,7 @@ def test_quick_run_with_torch_pairs_every_case(tmp_path):
     res = bench.main(["--quick", "--threads", "1", "--configs", "latency", "--cells",
                       "LSTM,GRU,GRU_seeds", "--out", str(tmp_path / "r.json")])
     assert res["torch_matmul_2048_gflops"] > 0
+    assert res["torch_threads"] == res["pyrnn"]["threads"] == 1  # the same on both sides
     assert res["targets"]["latency/fwd"] == 0.3
     for r in res["results"]:
         if r["cell"] == "GRU_seeds":  # torch has no such GRU
@@ -143,7 +149,9 @@ def test_render_table_shows_ratios_spread_and_summary(tmp_path):
     assert "| 0.7503 (0.78-0.84) | 7 (14) | 0.50 |" in render.render(str(path))
     assert [render.ratio_text(r, 0.75) for r in (0.7501, 0.75004, 0.75, 0.7496, 0.7449, 0.9)] == \
         ["0.7501", "0.75004", "0.75", "0.75", "0.74", "0.90"]
-    assert render.ratio_text(1.0000001, 1.0) == "1.000000"  # past 6 decimals: the last try
+    # Within 5e-7 of the target, the side is marked: "1.000000" read as met.
+    assert render.ratio_text(1.0000001, 1.0) == "1.000000+"
+    assert render.ratio_text(0.9999999, 1.0) == "1.00"  # met, and reads as met
     doc["machine"]["cpu_id"] = {"vendor": "AuthenticAMD", "family": 26, "model": 2}
     path.write_text(json.dumps(doc))
     assert "on Test CPU (family 26, model 2), 2 cores," in render.render(str(path))
@@ -158,3 +166,17 @@ def test_render_table_shows_ratios_spread_and_summary(tmp_path):
         "cases) 540 / 530." in text
     assert "- seed LSTM fwd: 0.7503 against 0.75; meeting it needs 503 GFLOP/s, 93% of the peak." \
         in text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--configs", "tiny"], "expected comma-separated names from seed, large, latency"),
+    (["--cells", "LSTMX"], "expected comma-separated names from RNN, LSTM, GRU, GRU_seeds"),
+    (["--repeats", "1"], "--repeats: must be >= 2"),  # the quartiles need two rounds
+    (["--threads", "0"], "--threads: must be in [1, 4096]"),
+    (["--budget", "-1"], "--budget: must be a finite number > 0"),
+    (["--peak-seconds", "nan"], "--peak-seconds: must be a finite number > 0"),
+])
+def test_bad_arguments_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        load_bench().main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -158,11 +158,19 @@ def test_fake_backend_table_and_json(tmp_path):
     assert any("GRU (seeds' form)" in ln and "| n/a |" in ln for ln in body)
 
 
-def test_unknown_variant_is_refused():
+@pytest.mark.parametrize("argv,message", [
+    (["--variants", "warp-speed"], "--variants: expected comma-separated names"),
+    (["--configs", "tiny"], "--configs: expected comma-separated names from seed, large, latency"),
+    (["--cells", "LSTM,"], "--cells: expected"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--budget", "nan"], "--budget must be a finite number"),
+])
+def test_bad_arguments_are_usage_errors(argv, message, capsys):
+    # Before any GPU is looked for (a KeyError minutes into a run, before).
     bench = load_bench()
-    args = bench.parse_args(["--quick", "--variants", "warp-speed"])
-    with pytest.raises(SystemExit, match="unknown variant"):
-        bench.run(FakeBackend(), args, stream=io.StringIO())
+    with pytest.raises(SystemExit) as e:
+        bench.parse_args(["--quick"] + argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_read_clocks_never_fails():
