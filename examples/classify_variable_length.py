@@ -42,6 +42,10 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.epochs < 1:
+        ap.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
     pyrnn.set_num_threads(1)  # a small model: one thread is fastest
     rng = np.random.default_rng(args.seed)
     n_train, n_test = (200, 100) if args.quick else (2000, 500)

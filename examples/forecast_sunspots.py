@@ -40,12 +40,19 @@ def main(argv=None):
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.epochs < 1:
+        ap.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
     epochs = 2 if args.quick else args.epochs
     pyrnn.set_num_threads(1)  # a small model: one thread is fastest
 
     years, spots = load_sunspots()
     split_year = 1959
     n_train = int(np.searchsorted(years, split_year))
+    if not 1 <= args.window < n_train:  # at least one training window before the split
+        ap.error(f"--window must be in [1, {n_train - 1}] ({n_train} years before "
+                 f"{split_year}), got {args.window}")
     mean, std = spots[:n_train].mean(), spots[:n_train].std()  # training statistics only
     z = (spots - mean) / std
     x, y = windows(z, args.window)

@@ -40,9 +40,25 @@ def main(argv=None):
     ap.add_argument("--prime", default="Let me not")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    for name in ("epochs", "hidden"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
+    try:
+        temperatures = [float(t) for t in args.temperatures.split(",")]
+    except ValueError:
+        temperatures = []
+    if not temperatures or not all(np.isfinite(t) and t > 0 for t in temperatures):
+        ap.error(f"--temperatures must be positive numbers, comma-separated, got "
+                 f"{args.temperatures!r}")
     pyrnn.set_num_threads(1)
     text = pyrnn.data.sonnets()
     chars = sorted(set(text))
+    unknown = sorted(set(args.prime) - set(chars))
+    if not args.prime or unknown:
+        ap.error(f"--prime must be non-empty text of the sonnets' characters"
+                 + (f" ({''.join(unknown)!r} are not among them)" if unknown else ""))
     ids = np.array([chars.index(c) for c in text])
     T = 50
     starts = np.arange(0, ids.size - T - 1, T // 2)
@@ -63,7 +79,7 @@ def main(argv=None):
     model.eval()
     emb, gru, dense = model.layers
     rng = np.random.default_rng(args.seed)
-    for temp in (float(t) for t in args.temperatures.split(",")):
+    for temp in temperatures:
         sample = generate(emb, gru, dense, chars, args.prime, 60 if args.quick else 250, temp,
                           rng)
         print(f"\n--- temperature {temp} ---\n{sample}")

@@ -56,6 +56,15 @@ def test_rnn_sine_learns(example_dir, optimizer):
     assert res.stdout.count("loss") >= 6
 
 
+@pytest.mark.parametrize("args", [["adam", "abc"], ["sgd", "0"], ["adam", "99999999999999"],
+                                  ["adam", "12x"], ["rmsprop"]])
+def test_rnn_sine_refuses_bad_arguments(example_dir, args):
+    # atoi made "99999999999999" an overflowed count that ran for ever.
+    res = subprocess.run([str(example_dir / "rnn_sine"), *args], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2 and "usage: rnn_sine" in res.stderr
+
+
 def _cublas_root():
     """PYRNN_CUBLAS_ROOT, else the nvidia-cublas wheel's nvidia/cu* folder, else None."""
     import glob

@@ -24,3 +24,29 @@ def test_example_runs_quick(script, tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     assert out.stdout.strip(), "an example should print what it did"
     assert "Traceback" not in out.stderr
+
+
+# Bad arguments: argparse's usage error (exit 2) naming the option, before any training; they
+# were tracebacks from deep in numpy (or, for --temperatures -1, silently inverted sampling).
+BAD_ARGS = [
+    ("generate_text.py", ["--epochs", "0"], "--epochs must be >= 1"),
+    ("generate_text.py", ["--temperatures", "0"], "--temperatures must be positive"),
+    ("generate_text.py", ["--temperatures", "-1"], "--temperatures must be positive"),
+    ("generate_text.py", ["--temperatures", "nan"], "--temperatures must be positive"),
+    ("generate_text.py", ["--temperatures", "abc"], "--temperatures must be positive"),
+    ("generate_text.py", ["--prime", "Zebra"], "'Z' are not among them"),
+    ("generate_text.py", ["--prime", ""], "--prime must be non-empty"),
+    ("forecast_sunspots.py", ["--window", "0"], r"--window must be in [1, 258]"),
+    ("forecast_sunspots.py", ["--window", "259"], r"--window must be in [1, 258]"),
+    ("forecast_sunspots.py", ["--epochs", "-1"], "--epochs must be >= 1"),
+    ("classify_variable_length.py", ["--seed", "-1"], "--seed must be >= 0"),
+    ("classify_variable_length.py", ["--epochs", "0"], "--epochs must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("script,args,message", BAD_ARGS)
+def test_example_refuses_bad_arguments(script, args, message, tmp_path):
+    out = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick"] + args,
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert message in out.stderr and "Traceback" not in out.stderr

@@ -8,6 +8,7 @@
 //
 // The seeds write the layer as `RNNLayer rnn(input_size=1, hidden_size=32, output_size=1);`
 // (keyword style); in C++ that is the three sizes in that order, as below.
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -45,9 +46,16 @@ Data make_data(int count, double phase_offset) {
 
 int main(int argc, char** argv) {
   const std::string optimizer = argc > 1 ? argv[1] : "adam";
-  const int epochs = argc > 2 ? std::atoi(argv[2]) : 300;
-  if ((optimizer != "adam" && optimizer != "sgd") || epochs < 1) {
-    std::fprintf(stderr, "usage: rnn_sine [adam|sgd] [epochs >= 1]\n");
+  // strtol, not atoi: "abc" or an out-of-range count is a usage error, not 0 or overflow.
+  long epochs = 300;
+  if (argc > 2) {
+    char* end = nullptr;
+    errno = 0;
+    epochs = std::strtol(argv[2], &end, 10);
+    if (end == argv[2] || *end != '\0' || errno == ERANGE) epochs = 0;
+  }
+  if ((optimizer != "adam" && optimizer != "sgd") || epochs < 1 || epochs > 1000000) {
+    std::fprintf(stderr, "usage: rnn_sine [adam|sgd] [epochs in 1..1000000]\n");
     return 2;
   }
   const int input_size = 1, hidden_size = 32, output_size = 1;
@@ -88,7 +96,7 @@ int main(int argc, char** argv) {
 
   // "Well below the start": both losses under 5% of where they began.
   const bool learned = loss < 0.05 * first && last_held_out < 0.05 * first_held_out;
-  std::printf("%s, %d epochs: train loss %.6f -> %.6f, held-out loss %.6f -> %.6f: %s\n",
+  std::printf("%s, %ld epochs: train loss %.6f -> %.6f, held-out loss %.6f -> %.6f: %s\n",
               optimizer.c_str(), epochs, first, loss, first_held_out, last_held_out,
               learned ? "learned" : "DID NOT LEARN");
   return learned ? 0 : 1;
