@@ -603,7 +603,8 @@ class Sequential(Layer):
         entry per epoch. The epoch loss is the mean over all samples seen in the epoch.
 
         loss: a pyrnn.losses.Loss (or 'mse' / 'cross_entropy' / 'bce'); optimizer: built over
-        model.parameters() (or 'adam' / 'adamw' / 'sgd' / 'rmsprop' with defaults).
+        model.parameters() (or 'adam' / 'adamw' / 'sgd' / 'rmsprop': the class defaults, except
+        'sgd' with lr=0.01, Keras' default, where SGD's own is PyTorch's 1e-3).
         validation_data: (x_val, y_val) or (x_val, y_val, lengths_val).
         clip_norm: clip the global gradient norm (pyrnn.optim.clip_grad_norm) before each step.
         verbose: 0 silent; 1 a tqdm bar per epoch when tqdm is installed and stdout is a

@@ -78,8 +78,9 @@ def _spec(obj):
 
 def save(obj, path):
     """Write a Sequential or a single layer (config + weights) to `path`, atomically. What is
-    written is checked to load first: the classes, and the parameters against the shapes and
-    dtypes the configs give (else ValueError, and no file is written)."""
+    written is checked to load first: the classes (a class pyrnn.load cannot rebuild, such as a
+    subclass or a custom layer, is a TypeError) and the parameters against the shapes and dtypes
+    the configs give (else ValueError); either way no file is written."""
     spec = _spec(obj)
     tensors, chunks, offset = [], [], 0
     from ._arrays import host
