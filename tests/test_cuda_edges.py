@@ -321,3 +321,55 @@ print(set(map(str, results)))
                              cwd=tmp_path, env=dict(os.environ), timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "{\"(True, 'auto')\"}", out.stdout
+
+
+# ---- what only a real GPU shows (from a static review of the kernels) ---------------------------
+
+def test_two_persistent_grids_at_once_finish_and_match_cublas():
+    # Bidirectional with streams: each direction's persistent backward is a cooperative grid,
+    # and at H = 512 in float64 one block fills an SM, so the two grids compete for every SM.
+    # They must be serialised by the driver (never one launched in part: its grid barrier would
+    # wait for ever) and give the cuBLAS path's results. (gpu_session.sh runs pytest with a
+    # 90 s timeout per test, so a hang fails here instead of stalling the session.)
+    from _emulation import EMULATED
+    if EMULATED:
+        pytest.skip("a GPU's co-residency only: far too slow over the host emulation")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 64, 32))
+    dy = rng.standard_normal((4, 64, 2 * 512))
+    grads = {}
+    for algo in ("cublas", "persistent"):
+        layer = pyrnn.LSTM(32, 512, bidirectional=True, dtype="float64", device="cuda", seed=5)
+        pyrnn.cuda.configure(layer, algo=algo, streams=True)
+        out, _ = layer(x)
+        dx, _ = layer.backward(dy)
+        ran = pyrnn.cuda.layer_options(layer)
+        grads[algo] = (np.asarray(out), np.asarray(dx),
+                       {k: v.numpy() for k, v in layer.grads.items()},
+                       ran["last_forward_algo"], ran["last_backward_algo"])
+    ref, got = grads["cublas"], grads["persistent"]
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-10, atol=1e-12)
+    for k in ref[2]:
+        np.testing.assert_allclose(got[2][k], ref[2][k], rtol=1e-10, atol=1e-11, err_msg=k)
+    print("persistent run:", got[3], got[4])  # what ran (a fallback is allowed, and shown)
+
+
+def test_graph_capture_works_on_the_first_pass_of_a_fresh_process(tmp_path):
+    # The step kernels and GEMM shapes are first launched inside the stream capture, where CUDA's
+    # lazy module loading applies: if that made the capture fail, graphs would be switched off
+    # for the layer for good (graphs_disabled_reason), silently costing the graphs' speed.
+    import subprocess
+    import sys
+    child = (
+        "import numpy as np, pyrnn, pyrnn.cuda\n"
+        "layer = pyrnn.GRU(8, 16, device='cuda', seed=0)\n"
+        "pyrnn.cuda.configure(layer, algo='cublas', graphs=True)\n"
+        "x = np.ones((5, 3, 8), np.float32)\n"
+        "out, _ = layer(x); layer.backward(np.ones_like(out))\n"
+        "o = pyrnn.cuda.layer_options(layer)\n"
+        "print(o['graphs_disabled_reason'], o['last_forward_graphs'], o['last_backward_graphs'])\n")
+    res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split() == ["None", "True", "True"], res.stdout
