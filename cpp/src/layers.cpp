@@ -9,7 +9,7 @@
 #include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/gemm.h"
-#include "pyrnn/layer_checks.h"
+#include "pyrnn/train_checks.h"
 
 namespace pyrnn {
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "pyrnn/train_checks.h"
+
 namespace pyrnn {
 namespace optim {
 
@@ -17,6 +19,7 @@ inline T lerp(T a, T b, T w) {
 template <typename T>
 void sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
               double dampening, double weight_decay, bool nesterov, bool first_step) {
+  detail::check_sgd(n, param, grad, buf, momentum);
   const T lr_t = static_cast<T>(lr), mom = static_cast<T>(momentum);
   const T wd = static_cast<T>(weight_decay), damp = static_cast<T>(1.0 - dampening);
   for (std::size_t i = 0; i < n; ++i) {
@@ -34,6 +37,7 @@ template <typename T>
 void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
                std::size_t n, double lr, double beta1, double beta2, double eps,
                double weight_decay, bool decoupled, bool amsgrad, std::int64_t step) {
+  detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step);
   // Bias corrections in double, as PyTorch computes them in Python.
   const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
   const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
@@ -65,6 +69,7 @@ template <typename T>
 void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered) {
+  detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum);
   const T lr_t = static_cast<T>(lr), a = static_cast<T>(alpha), w = static_cast<T>(1.0 - alpha);
   const T eps_t = static_cast<T>(eps), wd = static_cast<T>(weight_decay);
   const T mom = static_cast<T>(momentum);
@@ -90,6 +95,7 @@ void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, s
 
 template <typename T>
 double sum_squares(const T* x, std::size_t n) {
+  detail::check_vector("sum_squares", x, n);
   double s = 0.0;
   for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
   return s;
@@ -97,6 +103,7 @@ double sum_squares(const T* x, std::size_t n) {
 
 template <typename T>
 double max_abs(const T* x, std::size_t n) {
+  detail::check_vector("max_abs", x, n);
   double m = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
     const double v = std::fabs(static_cast<double>(x[i]));
@@ -108,6 +115,7 @@ double max_abs(const T* x, std::size_t n) {
 
 template <typename T>
 void scale_inplace(T* x, std::size_t n, double scale) {
+  detail::check_vector("scale_inplace", x, n);
   const T s = static_cast<T>(scale);
   for (std::size_t i = 0; i < n; ++i) x[i] *= s;
 }

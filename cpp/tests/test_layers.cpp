@@ -266,3 +266,30 @@ TEST(layer_functions_refuse_null_buffers_and_unknown_activations) {
   pyrnn::dense_forward<float>(nullptr, nullptr, w, nullptr, 0, 2, 2, Activation::None);
   pyrnn::dropout_forward<float>(nullptr, nullptr, 0, 1, 0.5);
 }
+
+TEST(optimizer_functions_refuse_null_buffers) {
+  namespace optim = pyrnn::optim;
+  float p[3] = {1, 2, 3}, g[3] = {1, 1, 1}, m[3] = {}, v[3] = {};
+  // A null parameter or state was a null store (a crash); now refused, nothing written.
+  CHECK(contains(error_of([&] { optim::sgd_step<float>(nullptr, g, nullptr, 3, 0.1, 0, 0, 0, false, true); }),
+                 "sgd_step: null param buffer"));
+  CHECK(contains(error_of([&] { optim::sgd_step<float>(p, g, nullptr, 3, 0.1, 0.9, 0, 0, false, true); }),
+                 "sgd_step: momentum needs a buffer"));
+  CHECK(contains(error_of([&] { optim::adam_step<float>(p, g, m, nullptr, nullptr, 3, 0.1, 0.9, 0.999, 1e-8, 0, false, false, 1); }),
+                 "adam_step: null exp_avg_sq buffer"));
+  CHECK(contains(error_of([&] { optim::adam_step<float>(p, g, m, v, nullptr, 3, 0.1, 0.9, 0.999, 1e-8, 0, false, false, 0); }),
+                 "adam_step: step must be >= 1, got 0"));
+  CHECK(contains(error_of([&] { optim::adam_step<float>(p, g, m, v, nullptr, 3, 0.1, 0.9, 0.999, 1e-8, 0, false, true, 1); }),
+                 "amsgrad needs max_exp_avg_sq"));
+  CHECK(contains(error_of([&] { optim::rmsprop_step<float>(p, nullptr, m, nullptr, nullptr, 3, 0.1, 0.99, 1e-8, 0, 0, false); }),
+                 "rmsprop_step: null grad buffer"));
+  CHECK(contains(error_of([&] { optim::rmsprop_step<float>(p, g, m, nullptr, nullptr, 3, 0.1, 0.99, 1e-8, 0, 0, true); }),
+                 "centered needs grad_avg"));
+  CHECK(contains(error_of([&] { optim::sum_squares<float>(nullptr, 3); }), "sum_squares: null x buffer"));
+  CHECK(contains(error_of([&] { optim::max_abs<double>(nullptr, 1); }), "max_abs: null x buffer"));
+  CHECK(contains(error_of([&] { optim::scale_inplace<float>(nullptr, 2, 0.5); }), "scale_inplace: null x buffer"));
+  CHECK(p[0] == 1 && p[1] == 2 && p[2] == 3);
+  // Empty tensors touch nothing: null is fine there.
+  optim::sgd_step<float>(nullptr, nullptr, nullptr, 0, 0.1, 0.9, 0, 0, false, true);
+  CHECK(optim::sum_squares<float>(nullptr, 0) == 0.0);
+}

@@ -11,7 +11,7 @@
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/cuda/layers.h"
 #include "pyrnn/error.h"
-#include "pyrnn/layer_checks.h"
+#include "pyrnn/train_checks.h"
 #include "train_common.cuh"
 #include "train_kernels.cuh"
 

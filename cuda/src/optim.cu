@@ -9,6 +9,7 @@
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/optim.h"
 #include "pyrnn/error.h"
+#include "pyrnn/train_checks.h"
 #include "train_common.cuh"
 #include "train_kernels.cuh"
 
@@ -20,7 +21,7 @@ template <typename T>
 void sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov,
               bool first_step) {
-  PYRNN_CHECK(momentum == 0.0 || buf || n == 0, "sgd_step: momentum needs a buffer");
+  pyrnn::detail::check_sgd(n, param, grad, buf, momentum);
   detail::TrainScope scope(ctx);
   detail::sgd_update<T>(param, grad, buf, n,
                         detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov,
@@ -33,8 +34,7 @@ template <typename T>
 void adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
                double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step) {
-  PYRNN_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
-  PYRNN_CHECK(!amsgrad || max_exp_avg_sq || n == 0, "adam_step: amsgrad needs max_exp_avg_sq");
+  pyrnn::detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step);
   detail::TrainScope scope(ctx);
   detail::adam_update<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
                          detail::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled,
@@ -47,8 +47,7 @@ template <typename T>
 void rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
                   std::size_t n, double lr, double alpha, double eps, double weight_decay,
                   double momentum, bool centered) {
-  PYRNN_CHECK(!centered || grad_avg || n == 0, "rmsprop_step: centered needs grad_avg");
-  PYRNN_CHECK(!(momentum > 0.0) || buf || n == 0, "rmsprop_step: momentum needs a buffer");
+  pyrnn::detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum);
   detail::TrainScope scope(ctx);
   detail::rmsprop_update<T>(param, grad, square_avg, grad_avg, buf, n,
                             detail::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum,
@@ -73,6 +72,7 @@ std::vector<double> partials_of(Context& ctx, const T* x, std::size_t n, Launch 
 
 template <typename T>
 double sum_squares(Context& ctx, const T* x, std::size_t n) {
+  pyrnn::detail::check_vector("sum_squares", x, n);
   if (n == 0) return 0.0;
   double s = 0.0;
   for (double p : partials_of<T>(ctx, x, n, detail::sum_squares_partials<T>)) s += p;
@@ -81,6 +81,7 @@ double sum_squares(Context& ctx, const T* x, std::size_t n) {
 
 template <typename T>
 double max_abs(Context& ctx, const T* x, std::size_t n) {
+  pyrnn::detail::check_vector("max_abs", x, n);
   if (n == 0) return 0.0;
   double m = 0.0;
   for (double p : partials_of<T>(ctx, x, n, detail::max_abs_partials<T>))
@@ -90,6 +91,7 @@ double max_abs(Context& ctx, const T* x, std::size_t n) {
 
 template <typename T>
 void scale_inplace(Context& ctx, T* x, std::size_t n, double scale) {
+  pyrnn::detail::check_vector("scale_inplace", x, n);
   detail::TrainScope scope(ctx);
   detail::scale_elems<T>(x, n, static_cast<T>(scale), scope.stream());
   scope.synchronize();
@@ -97,6 +99,7 @@ void scale_inplace(Context& ctx, T* x, std::size_t n, double scale) {
 
 template <typename T>
 void zero(Context& ctx, T* x, std::size_t n) {
+  pyrnn::detail::check_vector("zero", x, n);
   if (n == 0) return;
   detail::TrainScope scope(ctx);
   PYRNN_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(T), scope.stream()));

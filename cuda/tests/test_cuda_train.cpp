@@ -353,7 +353,7 @@ void check_errors(Context& ctx) {
   CHECK_THROWS(pyrnn::cuda::optim::adam_step<float>(ctx, a.data(), a.data(), a.data(), a.data(),
                                                     nullptr, 4, 1e-3, 0.9, 0.999, 1e-8, 0.0, false,
                                                     false, 0));
-  // The CPU twin's argument checks (pyrnn/layer_checks.h): null buffers, unknown activations.
+  // The CPU twin's argument checks (pyrnn/train_checks.h): null buffers, unknown activations.
   const std::int64_t idx[2] = {0, 1};
   CHECK(contains(error_of([&] {
           pyrnn::cuda::dense_forward<float>(ctx, a.data(), nullptr, a.data(), nullptr, 2, 2, 2,
@@ -376,6 +376,24 @@ void check_errors(Context& ctx) {
   CHECK(contains(error_of([&] {
           pyrnn::cuda::last_step_forward<float>(ctx, nullptr, a.data(), nullptr, 1, 2, 2, 1);
         }), "last_step_forward: null y buffer"));
+  namespace optim = pyrnn::cuda::optim;
+  CHECK(contains(error_of([&] {
+          optim::sgd_step<float>(ctx, nullptr, a.data(), nullptr, 4, 0.1, 0, 0, 0, false, true);
+        }), "sgd_step: null param buffer"));
+  CHECK(contains(error_of([&] {
+          optim::adam_step<float>(ctx, a.data(), a.data(), a.data(), nullptr, nullptr, 4, 1e-3, 0.9,
+                                  0.999, 1e-8, 0.0, false, false, 1);
+        }), "adam_step: null exp_avg_sq buffer"));
+  CHECK(contains(error_of([&] {
+          optim::rmsprop_step<float>(ctx, a.data(), a.data(), nullptr, nullptr, nullptr, 4, 0.1,
+                                     0.99, 1e-8, 0, 0, false);
+        }), "rmsprop_step: null square_avg buffer"));
+  CHECK(contains(error_of([&] { optim::sum_squares<float>(ctx, nullptr, 3); }),
+                 "sum_squares: null x buffer"));
+  CHECK(contains(error_of([&] { optim::max_abs<float>(ctx, nullptr, 3); }), "max_abs: null x buffer"));
+  CHECK(contains(error_of([&] { optim::scale_inplace<float>(ctx, nullptr, 3, 2.0); }),
+                 "scale_inplace: null x buffer"));
+  CHECK(contains(error_of([&] { optim::zero<float>(ctx, nullptr, 3); }), "zero: null x buffer"));
 }
 
 #ifdef PYRNN_CUDA_HOST_EMULATION

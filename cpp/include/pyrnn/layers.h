@@ -13,7 +13,7 @@
 // Outputs (y, dx, caches) are overwritten; parameter gradients (dw, db, dtable) ACCUMULATE
 // (+=), like the recurrent core, until the caller zeroes them. Bad sizes, an unknown
 // Activation and a null buffer the call needs (other than those marked "may be null") throw
-// pyrnn::Error before anything is read or written (<pyrnn/layer_checks.h>).
+// pyrnn::Error before anything is read or written (<pyrnn/train_checks.h>).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,7 +1,9 @@
 // Optimizer update loops (PyTorch's exact formulas), one parameter tensor of n elements at a
 // time, in place. Every buffer is [n] and C-contiguous; the Python optimizers own the state
 // buffers and call these on the parameter / gradient views. Scalar coefficients arrive as
-// double and are rounded to T once, as PyTorch does with its Python-float hyperparameters.
+// double and are rounded to T once, as PyTorch does with its Python-float hyperparameters. A null
+// buffer a step reads, step < 1 and a missing momentum / amsgrad / centered buffer throw
+// pyrnn::Error before anything is written (<pyrnn/train_checks.h>).
 // Templated on float / double; explicit instantiations in src/optim.cpp.
 #pragma once
 #include <cstddef>

@@ -1,7 +1,9 @@
-// Argument checks of the feed-forward layers' free functions (<pyrnn/layers.h>), shared by the
-// CPU (src/layers.cpp) and CUDA (cuda/src/layers.cu) twins so that both refuse the same calls
-// with the same messages, before anything is read or written.
+// Argument checks of the training stack's free functions (<pyrnn/layers.h>, <pyrnn/optim.h>),
+// shared by the CPU (src/layers.cpp, src/optim.cpp) and CUDA (cuda/src/layers.cu, optim.cu)
+// twins so that both refuse the same calls with the same messages, before anything is read or
+// written.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <utility>
@@ -49,6 +51,38 @@ inline void check_last_step(const char* what, const std::int64_t* lengths, int N
     for (int n = 0; n < N; ++n)
       PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= T_, what, ": lengths[", n, "] = ", lengths[n],
                   " is outside [1, ", T_, "]");
+}
+
+// Optimizer steps over n elements (n = 0 touches nothing): the buffers each one reads.
+inline void check_sgd(std::size_t n, const void* param, const void* grad, const void* buf,
+                      double momentum) {
+  if (n == 0) return;
+  check_given("sgd_step", {{"param", param}, {"grad", grad}});
+  PYRNN_CHECK(momentum == 0.0 || buf, "sgd_step: momentum needs a buffer");
+}
+
+inline void check_adam(std::size_t n, const void* param, const void* grad, const void* exp_avg,
+                       const void* exp_avg_sq, const void* max_exp_avg_sq, bool amsgrad,
+                       std::int64_t step) {
+  PYRNN_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
+  if (n == 0) return;
+  check_given("adam_step", {{"param", param}, {"grad", grad}, {"exp_avg", exp_avg},
+                            {"exp_avg_sq", exp_avg_sq}});
+  PYRNN_CHECK(!amsgrad || max_exp_avg_sq, "adam_step: amsgrad needs max_exp_avg_sq");
+}
+
+inline void check_rmsprop(std::size_t n, const void* param, const void* grad,
+                          const void* square_avg, const void* grad_avg, const void* buf,
+                          bool centered, double momentum) {
+  if (n == 0) return;
+  check_given("rmsprop_step", {{"param", param}, {"grad", grad}, {"square_avg", square_avg}});
+  PYRNN_CHECK(!centered || grad_avg, "rmsprop_step: centered needs grad_avg");
+  PYRNN_CHECK(!(momentum > 0.0) || buf, "rmsprop_step: momentum needs a buffer");
+}
+
+// sum_squares, max_abs, scale_inplace, zero: x [n].
+inline void check_vector(const char* what, const void* x, std::size_t n) {
+  if (n > 0) check_given(what, {{"x", x}});
 }
 
 }  // namespace pyrnn::detail
