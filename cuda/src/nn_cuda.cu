@@ -3,10 +3,12 @@
 #include <cuda_runtime.h>
 
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include "cells.cuh"
 #include "device_lock.cuh"
+#include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/error.h"
@@ -14,13 +16,27 @@
 
 namespace pyrnn {
 
+namespace {
+// "LSTMLayerCUDA" etc.; from the cell when the CPU layer was moved from (its name went along).
+std::string facade_name(const RecurrentLayer& host) {
+  if (!host.name().empty()) return host.name() + "CUDA";
+  switch (host.core().config().cell) {
+    case CellType::LSTM: return "LSTMLayerCUDA";
+    case CellType::GRU: return "GRULayerCUDA";
+    default: return "RNNLayerCUDA";
+  }
+}
+}  // namespace
+
 RecurrentLayerCUDA::RecurrentLayerCUDA(RecurrentLayer host, int device)
-    : name_(host.name() + "CUDA"),
+    : name_(facade_name(host)),
       output_size_(host.outputSize()),
       core_(host.core().config(), device),
       w_hy_(host.outputWeight()),
       b_y_(host.outputBias()) {
   PYRNN_CHECK(device == 0, name_, ": MatrixCUDA lives on device 0; got device ", device);
+  PYRNN_CHECK(!host.core().moved_from(), name_, ": the CPU layer it is built from was moved from ",
+              "(its storage went with the move)");
   core_.copy_params_from_host(host.core().params());
 }
 
@@ -41,6 +57,9 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
     PYRNN_CHECK(sequence[t].rows() == N && sequence[t].cols() == C, name_, "::forward: step ", t,
                 " is ", sequence[t].rows(), " x ", sequence[t].cols(), ", expected ", N, " x ", C,
                 " (batch x input_size, the same batch every step)");
+  // The workspaces, copies, GEMM and bias kernel belong to the core's device whatever device the
+  // caller has made current (as MatrixCUDA and the core itself do).
+  cuda::detail::DeviceScope scope(core_.device());
   cudaStream_t stream = core_.stream();
   if (x_.size() < T * N * C) x_ = cuda::DeviceBuffer<float>(T * N * C);
   if (y_.size() < T * N * H) y_ = cuda::DeviceBuffer<float>(T * N * H);

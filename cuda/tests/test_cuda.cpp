@@ -825,6 +825,10 @@ void test_facade() {
   pyrnn::LSTMLayerCUDA& alias = to;
   to = std::move(alias);  // self-move: the core's parameter table was emptied
   CHECK_THROWS(to.forward(seq));
+  // Built from a moved-from CPU layer: named, not a cudaMemcpy failure from a null source.
+  pyrnn::LSTMLayer cpu_from(3, 4, 2), cpu_to(std::move(cpu_from));
+  CHECK(contains(error_of([&] { pyrnn::LSTMLayerCUDA gpu(cpu_from); }),
+                 "LSTMLayerCUDA: the CPU layer it is built from was moved from"));
 }
 
 // Context::mutex() is the lock pyrnn's own calls take: a pass waits while a caller holds it.
