@@ -19,6 +19,7 @@ from pyrnn cimport ccuda, cruntime
 from pyrnn.ccuda cimport Context, DeviceBuffer, Recurrent as CudaRecurrent, cudaStream_t
 from pyrnn.crecurrent cimport CellType, ParamInfo, RecurrentConfig
 
+from pyrnn._validate import cast_finite as _cast_finite
 from pyrnn._device import (SUPPORTED_DTYPES, is_device_array, kDLCPU, kDLCUDA, kDLCUDAManaged,
                            parse_cuda_array_interface)
 
@@ -219,8 +220,11 @@ def _dtype_of(dtype):
 
 def _host_c(array, dtype):
     """A C-contiguous host ndarray of `array` (converted to dtype if given): 0-d stays 0-d,
-    where np.ascontiguousarray makes it (1,)."""
-    a = np.asarray(array, dtype=dtype)
+    where np.ascontiguousarray makes it (1,). Narrowing that would turn a finite value into Inf
+    is a ValueError, as on the CPU (pyrnn._validate.cast_finite)."""
+    a = np.asarray(array)
+    if dtype is not None:
+        a = _cast_finite("the host data", a, dtype)
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 

@@ -94,18 +94,31 @@ def real_array(name, value, dtype):
     return cast_finite(name, arr, dtype)
 
 
+def beyond_range(arr, dtype):
+    """The largest magnitude of a FINITE value of float array `arr` that narrowing it to `dtype`
+    turns into Inf, or None (no narrowing, or nothing overflows). Inf and NaN in arr are not
+    counted: they are values of their own, which propagate as in PyTorch."""
+    dt = np.dtype(dtype)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= dt.itemsize or not arr.size:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        hi, lo = arr.max(), arr.min()  # two passes, no temporary: the common case ends here
+        if all(np.isfinite(v) and np.isfinite(dt.type(v)) for v in (hi, lo)):
+            return None
+        # An extreme that is Inf, NaN or overflows: look at the elements themselves.
+        beyond = np.isfinite(arr) & np.isinf(arr.astype(dt))
+    return float(np.abs(arr[beyond]).max()) if beyond.any() else None
+
+
 def cast_finite(name, arr, dtype):
     """ndarray arr as a C-ordered array of dtype; ValueError when narrowing it (float64 to
     float32) would turn a finite value into Inf, which every result would then carry."""
-    with np.errstate(over="ignore"):  # the check below says it better than numpy's warning
-        out = np.asarray(arr, dtype=dtype, order="C")
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > out.dtype.itemsize and np.isinf(out).any():
-        beyond = np.isinf(out) & np.isfinite(arr)
-        if beyond.any():
-            raise ValueError(f"{name} has values beyond the {out.dtype} range (the largest "
-                             f"is {float(np.abs(arr[beyond]).max()):.3g}); scale the data or use "
-                             "float64")
-    return out
+    big = beyond_range(arr, dtype)
+    if big is not None:
+        raise ValueError(f"{name} has values beyond the {np.dtype(dtype)} range (the largest is "
+                         f"{big:.3g}); scale the data or use float64")
+    with np.errstate(over="ignore"):  # Inf stays Inf (checked above: nothing finite overflows)
+        return np.asarray(arr, dtype=dtype, order="C")
 
 
 def shape_str(shape):

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _arrays
 
-from ._validate import host_only, shape_str
+from ._validate import beyond_range, host_only, shape_str
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -37,6 +37,15 @@ def _pred_array(name, value):
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     return arr
+
+
+def _target_in_range(target, pred, loss_name):
+    # The gradient takes the prediction's dtype: a target float32 cannot hold made it Inf.
+    big = beyond_range(target, pred.dtype)
+    if big is not None:
+        raise ValueError(f"{loss_name}: target has values beyond the {pred.dtype} range of the "
+                         f"prediction (the largest is {big:.3g}); scale the data")
+    return target
 
 
 def _same_shape(pred, target, loss_name):
@@ -115,7 +124,8 @@ class MSELoss(Loss):
 
     def forward(self, pred, target):
         pred = _pred_array("pred", self._host_pred(pred))
-        target = _same_shape(pred, _pred_array("target", target), "MSELoss")
+        target = _target_in_range(_same_shape(pred, _pred_array("target", target), "MSELoss"),
+                                  pred, "MSELoss")
         self._dtype = pred.dtype
         diff = pred.astype(np.float64) - target          # pred-shaped
         loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), diff.size)
@@ -160,6 +170,7 @@ class CrossEntropyLoss(Loss):
         pred_class = logits.reshape(-1, K).argmax(axis=1)             # [M]
 
         if target.shape == logits.shape and target.dtype.kind == "f":
+            _target_in_range(target, logits, "CrossEntropyLoss")
             t = target.reshape(-1, K).astype(np.float64)             # [M, K] probabilities
             loss, scale = self._reduce(-(t * logp).sum(), t.shape[0])
             self._dpred = ((prob * t.sum(axis=1, keepdims=True) - t) * scale).reshape(logits.shape)
@@ -247,7 +258,9 @@ class BCEWithLogitsLoss(Loss):
 
     def forward(self, logits, target):
         logits = _pred_array("logits", self._host_pred(logits))
-        target = _same_shape(logits, _pred_array("target", target), "BCEWithLogitsLoss")
+        target = _target_in_range(
+            _same_shape(logits, _pred_array("target", target), "BCEWithLogitsLoss"), logits,
+            "BCEWithLogitsLoss")
         self._dtype = logits.dtype
         x = logits.astype(np.float64)
         y = target.astype(np.float64)

@@ -31,8 +31,8 @@ from . import _arrays, _attrs
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import (host_only, lengths_array, positive_int, real_array, seed_arg, shape_str,
-                        train_mode)
+from ._validate import (beyond_range, host_only, lengths_array, positive_int, real_array,
+                        seed_arg, shape_str, train_mode)
 from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float
 from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device
@@ -488,17 +488,24 @@ class Sequential(Layer):
                 return None
         return None
 
+    @staticmethod
+    def _check_range(name, arr, dt):
+        # Finite here, but Inf once converted to the model's dtype: refused like Inf (the rule
+        # of every layer call, pyrnn._validate.cast_finite).
+        big = None if dt is None else beyond_range(arr, dt)
+        if big is not None:
+            raise ValueError(f"{name} has values beyond the {dt} range of the model (the "
+                             f"largest is {big:.3g}); scale the data")
+
     def _prepare(self, x, y, lengths, prefix=""):
         x = self._data(prefix + "x", x)
         self._check_rank(x, prefix + "x")
         dt = self._input_dtype()
-        if (dt is not None and x.dtype.kind == "f" and x.dtype.itemsize > dt.itemsize
-                and x.size and np.abs(x).max() > np.finfo(dt).max):
-            # Finite here, but Inf once the first layer converts it: refused like Inf.
-            raise ValueError(f"{prefix}x has values beyond the {dt} range of the model (max |x| "
-                             f"= {np.abs(x).max():.3g}); scale the data")
+        self._check_range(prefix + "x", x, dt)
         N = x.shape[0]
         y = None if y is None else self._data(prefix + "y", y, N)
+        if y is not None:
+            self._check_range(prefix + "y", y, dt)  # the loss's gradient takes the model's dtype
         if lengths is not None:
             if x.ndim < 2:
                 raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "

@@ -373,3 +373,16 @@ def test_graph_capture_works_on_the_first_pass_of_a_fresh_process(tmp_path):
                          timeout=300, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.split() == ["None", "True", "True"], res.stdout
+
+
+def test_uploads_refuse_finite_values_beyond_float32():
+    # The CPU layers' rule (pyrnn._validate.cast_finite): to_device and copy_from narrowed 1e39
+    # to Inf with only numpy's warning, and a float32 layer then took the Inf as it was.
+    with pytest.raises(ValueError, match=r"beyond the float32 range \(the largest is 1e\+39\)"):
+        pyrnn.cuda.to_device(np.array([1.0, -1e39, 2.0]), "float32")
+    d = pyrnn.cuda.to_device(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        d.copy_from(np.full(3, 1e39))
+    assert (d.numpy() == 0).all()
+    d.copy_from(np.array([np.inf, -np.inf, 1.0]))  # Inf is a value: it stays
+    assert np.isinf(d.numpy()[:2]).all()

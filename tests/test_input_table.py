@@ -590,6 +590,17 @@ CASES = [
      "try:\n    d.params.update(weight=np.zeros((3, 2)), bias=np.full(3, 1e300))\nexcept ValueError:\n    pass\n"
      "assert (d.params['bias'] == b).all() and (d.params['weight'] != 0).any()", OK, ""),
     ("lstm-x-inf-float64-propagates", "y, _ = pyrnn.LSTM(2, 3)(np.full((4, 1, 2), np.inf)); assert np.isnan(y).all()", OK, ""),
+    ("mse-target-overflows-float32", "losses.MSELoss()(np.zeros((4, 1), np.float32), np.full((4, 1), 1e39))", V,
+     r"^MSELoss: target has values beyond the float32 range of the prediction \(the largest is 1e\+39\)"),
+    ("bce-target-overflows-float32", "losses.BCEWithLogitsLoss()(np.zeros(3, np.float32), np.array([0, 1, -1e39]))", V,
+     r"^BCEWithLogitsLoss: target has values beyond the float32 range"),
+    ("ce-soft-target-overflows-float32", "losses.CrossEntropyLoss()(np.zeros((2, 3), np.float32), np.full((2, 3), 1e39))", V,
+     r"^CrossEntropyLoss: target has values beyond the float32 range"),
+    ("mse-target-float64-in-range", "l = losses.MSELoss(); l(np.zeros((4, 1), np.float32), np.full((4, 1), 1e38)); "
+     "assert np.isfinite(l.backward()).all()", OK, ""),
+    ("fit-y-overflows-float32", "fit(y=Y.astype(np.float64) * 1e300)", V, r"^y has values beyond the float32 range of the model"),
+    # Rounds to float32's largest value, not Inf: a layer call takes it, so fit does too.
+    ("fit-x-rounds-to-float32-max", "fit(x=np.full(X.shape, 3.4028235e38 * (1 + 2.0 ** -26)))", OK, ""),
     ("embedding-padding-idx-positional", "assert pyrnn.Embedding(5, 3, 1).padding_idx == 1  # as torch.nn.Embedding", OK, ""),
     ("float64-layer-takes-1e300", "y, _ = pyrnn.LSTM(2, 3, dtype='float64')(np.full((4, 1, 2), 1e300)); assert np.isfinite(y).all()", OK, ""),
 ]
