@@ -136,7 +136,9 @@ def matmul_peak(torch, threads):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int_range(1, 4096), default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int_range(1, 4096), default=None,
+                    help="threads for both sides (default: pyrnn's: OMP_NUM_THREADS, else the "
+                    "CPUs this process may run on)")
     ap.add_argument("--repeats", type=int_range(2), default=30,
                     help="timed rounds per case (>= 2: the quartiles need two)")
     ap.add_argument("--budget", type=positive_float, default=20.0, help="seconds per case at most")
@@ -150,6 +152,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats, args.budget, args.peak_seconds = 3, 2.0, 0.05
+    if args.threads is None:
+        args.threads = pyrnn.get_num_threads()
 
     torch = None
     if not args.no_torch:

@@ -123,7 +123,7 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=sys.s
     import pyrnn
     from . import cuda
 
-    threads = threads or os.cpu_count() or 1
+    threads = threads or pyrnn.get_num_threads()  # the library's default (OMP_NUM_THREADS, cpuset)
     repeats = repeats or (3 if quick else 30)
     budget = 0.3 if quick else 10.0
     T, N, C, H = CONFIG["T"], CONFIG["N"], CONFIG["C"], CONFIG["H"]
@@ -241,7 +241,8 @@ def add_arguments(parser):
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results "
                         "as JSON (machine, versions, every timing)")
     parser.add_argument("--threads", type=int_range(1, 4096), default=None,
-                        help="CPU threads for pyrnn and PyTorch (default: all cores)")
+                        help="CPU threads for pyrnn and PyTorch (default: pyrnn's thread count: "
+                        "OMP_NUM_THREADS, else the CPUs this process may run on)")
     parser.add_argument("--repeats", type=int_range(1), default=None,
                         help="timed rounds per cell (>= 1)")
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")

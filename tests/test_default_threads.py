@@ -44,3 +44,16 @@ def test_default_is_the_affinity_mask(tmp_path):
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("taskset is not available")
     assert threads_in_child(tmp_path, cpus=str(cpu)) == 1
+
+
+def test_pyrnn_bench_uses_the_library_default(tmp_path):
+    # It used os.cpu_count(): under OMP_NUM_THREADS=1 (or a narrow cpuset) the bench ran, and
+    # left pyrnn on, every core of the machine.
+    import json
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = tmp_path / "b.json"
+    proc = subprocess.run([sys.executable, "-m", "pyrnn", "bench", "--quick", "--no-torch",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(out.read_text())["pyrnn"]["threads"] == 1
