@@ -76,16 +76,21 @@ def parse(text):
         if _TOTAL.match(body):
             close(block)
             block = None
+            # Summed: a log of several processes (children) has one total per process.
+            m = re.match(r"ERROR SUMMARY: (\d+) errors? were not printed", body)
+            if m:  # past --print-limit: errors nobody can read are errors all the same
+                totals["unprinted"] = totals.get("unprinted", 0) + int(m.group(1))
+                continue
             m = re.match(r"ERROR SUMMARY: (\d+) error", body)
             if m:
-                totals["errors"] = int(m.group(1))
+                totals["errors"] = totals.get("errors", 0) + int(m.group(1))
             m = re.match(r"RACECHECK SUMMARY: (\d+) hazards? displayed(?: \((\d+) errors?, "
                          r"(\d+) warnings?\))?", body)
             if m:
-                totals["hazards"] = (int(m.group(2)) + int(m.group(3)) if m.group(2)
-                                     else int(m.group(1)))
+                totals["hazards"] = totals.get("hazards", 0) + (
+                    int(m.group(2)) + int(m.group(3)) if m.group(2) else int(m.group(1)))
             continue
-        indented = rest.startswith("  ")  # details; a report's first line has one blank
+        indented = rest.startswith(("  ", "\t", " \t"))  # details; a report's first line has one blank
         if not indented and not _BANNER.match(body):
             close(block)
             m = re.match(r"Leaked (\d+) bytes", body)
@@ -109,6 +114,8 @@ def verdict(kinds, totals):
     reports = sum(kinds.values())
     if totals.get("errors", 0) > reports:
         problems.append(f"ERROR SUMMARY counts {totals['errors']} errors, {reports} reports read")
+    if totals.get("unprinted"):
+        problems.append(f"{totals['unprinted']} errors not printed (past --print-limit)")
     if totals.get("hazards", 0) and not problems:
         problems.append(f"RACECHECK SUMMARY counts {totals['hazards']} hazards")
     return problems

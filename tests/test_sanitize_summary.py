@@ -169,3 +169,24 @@ def test_exit_status(tmp_path):
     bad = subprocess.run([sys.executable, str(BENCHMARKS / "sanitize_summary.py"), str(tmp_path)],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "racecheck.log: error kinds" in bad.stdout
+
+
+def test_unprinted_errors_and_several_processes():
+    mod = load_script("sanitize_summary")
+    # Past --print-limit the tool adds a second ERROR SUMMARY line; it overwrote the total.
+    log = ("========= Invalid __global__ read of size 4 bytes\n=========     at k()+0x10\n=========\n"
+           "========= ERROR SUMMARY: 5 errors\n"
+           "========= ERROR SUMMARY: 4 errors were not printed. Use --print-limit option to "
+           "adjust the number of printed errors\n")
+    kinds, _, totals = mod.parse(log)
+    assert totals == {"errors": 5, "unprinted": 4}
+    assert mod.verdict(kinds, totals) == ["1 x Invalid __global__ read of",
+                                          "ERROR SUMMARY counts 5 errors, 1 reports read",
+                                          "4 errors not printed (past --print-limit)"]
+    # Two processes, two totals: summed (the last one won, hiding the first process's errors).
+    kinds, _, totals = mod.parse("========= ERROR SUMMARY: 2 errors\n========= ERROR SUMMARY: 0 errors\n")
+    assert totals == {"errors": 2} and mod.verdict(kinds, totals)
+    # Tab-indented details are details, not reports.
+    kinds, _, totals = mod.parse("========= Leaked 8 bytes at 0x1\n=========\tHost Frame: f [0x2]\n"
+                                 "========= ERROR SUMMARY: 1 error\n")
+    assert kinds == {"Leaked": 1} and mod.verdict(kinds, totals) == []
