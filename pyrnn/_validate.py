@@ -112,13 +112,16 @@ def beyond_range(arr, dtype):
 
 def cast_finite(name, arr, dtype):
     """ndarray arr as a C-ordered array of dtype; ValueError when narrowing it (float64 to
-    float32) would turn a finite value into Inf, which every result would then carry."""
-    big = beyond_range(arr, dtype)
-    if big is not None:
-        raise ValueError(f"{name} has values beyond the {np.dtype(dtype)} range (the largest is "
-                         f"{big:.3g}); scale the data or use float64")
-    with np.errstate(over="ignore"):  # Inf stays Inf (checked above: nothing finite overflows)
-        return np.asarray(arr, dtype=dtype, order="C")
+    float32) would turn a finite value into Inf, which every result would then carry. Free in
+    the common case: numpy's cast itself raises the overflow (Inf and NaN cast without one)."""
+    try:
+        with np.errstate(over="raise"):
+            return np.asarray(arr, dtype=dtype, order="C")
+    except FloatingPointError:
+        big = beyond_range(arr, dtype)
+        largest = f" (the largest is {big:.3g})" if big is not None else ""
+        raise ValueError(f"{name} has values beyond the {np.dtype(dtype)} range{largest}; scale "
+                         "the data or use float64") from None
 
 
 def shape_str(shape):
