@@ -32,6 +32,18 @@ def is_compiled():
 
 
 def _preload_cublas():
+    """Load libcublas(Lt) globally before pyrnn._cuda, from PYRNN_CUBLAS_ROOT (the folder a
+    build used: lib/libcublas.so.N) when set, and from the nvidia-cublas wheels."""
+    roots = []
+    given = os.environ.get("PYRNN_CUBLAS_ROOT")
+    if given:
+        for lib in ("libcublasLt.so.*", "libcublas.so.*"):
+            roots += sorted(glob.glob(os.path.join(given, "lib*", lib)))
+    for lib in roots:
+        try:
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            pass
     try:
         import nvidia  # namespace package of the nvidia-* wheels
     except ImportError:
@@ -68,7 +80,9 @@ def _load_module():
     try:
         module = importlib.import_module("pyrnn._cuda")
     except ImportError as e:
-        _error = f"the CUDA backend could not be loaded: {e}"
+        hint = (" (install nvidia-cublas beside pyrnn, or set PYRNN_CUBLAS_ROOT to the folder "
+                "holding lib/libcublas.so.N)" if "cublas" in str(e) else "")
+        _error = f"the CUDA backend could not be loaded: {e}{hint}"
         return
     from . import _core
     module._use_runtime_state(_core._runtime_state())  # one ISA / thread count (pyrnn/__init__)
