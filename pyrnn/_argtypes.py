@@ -19,9 +19,9 @@ def int_range(lo, hi=None):
     return parse
 
 
-def int_list(lo):
-    """Comma-separated ints, each >= lo (e.g. "20,100")."""
-    one = int_range(lo)
+def int_list(lo, hi=None):
+    """Comma-separated ints, each in [lo, hi] (hi None: >= lo; e.g. "20,100")."""
+    one = int_range(lo, hi)
 
     def parse(text):
         parts = [p.strip() for p in text.split(",")]

@@ -118,8 +118,9 @@ def _gpu_fn(cell, x, torch):
     return fn, ("device input" if xin is not x else "NumPy input: includes host<->device copies")
 
 
-def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=sys.stdout):
+def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=None):
     """Measure the table; returns a JSON-able dict (also printed as a table)."""
+    stream = sys.stdout if stream is None else stream  # at call time: redirect_stdout
     import pyrnn
     from . import cuda
 
@@ -298,7 +299,8 @@ def main_args(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="pyrnn bench", description=__doc__.split("\n")[0])
     add_arguments(parser)
-    return main_args(parser.parse_args(argv))
+    from .cli import guarded
+    return guarded("bench", main_args, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,21 @@ def cpu_ready(command):
     return True
 
 
+def guarded(command, func, args):
+    """func(args)'s exit status; Ctrl-C is one line and status 130 (not a traceback), and a
+    reader that closed the pipe (`| head`) ends the command quietly."""
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print(f"pyrnn {command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        import os
+        # Python would report the pipe again while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 def _demo(args):
     from . import demo
     return demo.main_args(args)  # (it checks cpu_ready: also for python -m pyrnn.demo)
@@ -60,7 +75,7 @@ def main(argv=None):
     p_info.set_defaults(func=_info)
     from . import bench, demo  # light modules: they import numpy and pyrnn lazily
     p_demo = sub.add_parser("demo", help="RNN vs GRU vs LSTM on the adding problem, and a "
-                            "character-level GRU on Shakespeare (about a minute)",
+                            "character-level GRU on Shakespeare (seconds on two cores)",
                             description=demo.__doc__.split("\n")[0])
     demo.add_arguments(p_demo)
     p_demo.set_defaults(func=_demo)
@@ -73,7 +88,7 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    return guarded(args.command, args.func, args)
 
 
 if __name__ == "__main__":
