@@ -15,11 +15,7 @@ namespace pyrnn {
 
 using kernels::gemm;
 using kernels::Trans;
-using pyrnn::detail::check_activation;
-using pyrnn::detail::check_given;
-using pyrnn::detail::check_indices;
-using pyrnn::detail::check_last_step;
-using pyrnn::detail::check_layer_sizes;
+using namespace detail;  // the argument checks (pyrnn/train_checks.h)
 
 namespace {
 
@@ -57,10 +53,7 @@ inline T act_grad_from_output(Activation a, T y) {
 template <typename T>
 void dense_forward(T* y, const T* x, const T* w, const T* b, std::int64_t M, int in, int out,
                    Activation act) {
-  check_layer_sizes("dense_forward", M, in, out);
-  check_activation("dense_forward", act);
-  check_given("dense_forward", {{"w", w}});
-  if (M > 0) check_given("dense_forward", {{"y", y}, {"x", x}});
+  check_dense_forward(M, in, out, act, y, x, w);
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
     const T* xb = x + static_cast<std::size_t>(m0) * in;  // [rows, in]
@@ -79,12 +72,7 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, std::int64_t M, int
 template <typename T>
 void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, const T* w,
                     std::int64_t M, int in, int out, Activation act) {
-  check_layer_sizes("dense_backward", M, in, out);
-  check_activation("dense_backward", act);
-  check_given("dense_backward", {{"dw", dw}});
-  if (M > 0) check_given("dense_backward", {{"dy", dy}, {"x", x}});
-  if (M > 0 && act != Activation::None) check_given("dense_backward", {{"y", y}});
-  if (M > 0 && dx) check_given("dense_backward", {{"w", w}});
+  check_dense_backward(M, in, out, act, dx, dw, dy, y, x, w);
   const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
   // dz [M, out]: d pre-activation. With no activation it is dy itself (no copy).
   AlignedBuffer<T> dz_buf(act == Activation::None ? 0 : n_rows * O);

@@ -19,11 +19,7 @@ namespace pyrnn {
 namespace cuda {
 
 using kernels::Trans;
-using pyrnn::detail::check_activation;
-using pyrnn::detail::check_given;
-using pyrnn::detail::check_indices;
-using pyrnn::detail::check_last_step;
-using pyrnn::detail::check_layer_sizes;
+using namespace pyrnn::detail;  // the argument checks (pyrnn/train_checks.h)
 
 namespace {
 
@@ -38,10 +34,7 @@ constexpr std::int64_t kRowBlock = std::int64_t(1) << 30;
 template <typename T>
 void dense_forward(Context& ctx, T* y, const T* x, const T* w, const T* b, std::int64_t M, int in,
                    int out, Activation act) {
-  check_layer_sizes("dense_forward", M, in, out);
-  check_activation("dense_forward", act);
-  check_given("dense_forward", {{"w", w}});
-  if (M > 0) check_given("dense_forward", {{"y", y}, {"x", x}});
+  check_dense_forward(M, in, out, act, y, x, w);
   detail::TrainScope scope(ctx);
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
@@ -60,12 +53,7 @@ void dense_forward(Context& ctx, T* y, const T* x, const T* w, const T* b, std::
 template <typename T>
 void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, const T* x,
                     const T* w, std::int64_t M, int in, int out, Activation act) {
-  check_layer_sizes("dense_backward", M, in, out);
-  check_activation("dense_backward", act);
-  check_given("dense_backward", {{"dw", dw}});
-  if (M > 0) check_given("dense_backward", {{"dy", dy}, {"x", x}});
-  if (M > 0 && act != Activation::None) check_given("dense_backward", {{"y", y}});
-  if (M > 0 && dx) check_given("dense_backward", {{"w", w}});
+  check_dense_backward(M, in, out, act, dx, dw, dy, y, x, w);
   detail::TrainScope scope(ctx);
   const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
   // dz [M, out]: d pre-activation. With no activation it is dy itself (no copy).

@@ -33,6 +33,26 @@ inline void check_activation(const char* what, Activation act) {
               " (None = 0, ReLU = 1, Tanh = 2, Sigmoid = 3)");
 }
 
+// Dense: what each pass reads (b and, in backward, db and dx may be null; M = 0 reads no rows).
+inline void check_dense_forward(std::int64_t M, std::int64_t in, std::int64_t out, Activation act,
+                                const void* y, const void* x, const void* w) {
+  check_layer_sizes("dense_forward", M, in, out);
+  check_activation("dense_forward", act);
+  check_given("dense_forward", {{"w", w}});
+  if (M > 0) check_given("dense_forward", {{"y", y}, {"x", x}});
+}
+
+inline void check_dense_backward(std::int64_t M, std::int64_t in, std::int64_t out, Activation act,
+                                 const void* dx, const void* dw, const void* dy, const void* y,
+                                 const void* x, const void* w) {
+  check_layer_sizes("dense_backward", M, in, out);
+  check_activation("dense_backward", act);
+  check_given("dense_backward", {{"dw", dw}});
+  if (M > 0) check_given("dense_backward", {{"dy", dy}, {"x", x}});
+  if (M > 0 && act != Activation::None) check_given("dense_backward", {{"y", y}});
+  if (M > 0 && dx) check_given("dense_backward", {{"w", w}});  // w only makes dx
+}
+
 // Every index checked before anything is written, so a refused call leaves y / dtable as they
 // were. idx is host memory on both backends.
 inline void check_indices(const char* what, const std::int64_t* idx, std::int64_t M,
