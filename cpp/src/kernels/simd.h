@@ -204,7 +204,13 @@ inline VF vexp(VF x_in) {
   return nan_or(x_in, scale2(p, n));  // p * 2^n, n in [-126, 127]
 }
 
-inline VF vsigmoid(VF x) { return recip(add(set1(1.0f), vexp(sub(set1(0.0f), x)))); }
+// 1 / (1 + exp(-x)); 0 below ln(FLT_MIN) = -87.3365, where the true value is subnormal (it
+// rounds to at most 1.2e-38): the clamped exp gave 6e-39 there, -inf included, and AVX2's
+// reciprocal estimate 0, so the ISAs disagreed bitwise on a saturated gate.
+inline VF vsigmoid(VF x) {
+  const VF s = recip(add(set1(1.0f), vexp(sub(set1(0.0f), x))));
+  return select_lt(x, set1(-87.33654f), set1(0.0f), s);  // NaN: not less, stays NaN
+}
 
 // tanh: a rational minimax approximation |x| P(x^2) / Q(x^2) (degrees 9 / 8) on |x| < 9, at
 // most 1, and exactly 1 from 9 on (tanh rounds to 1 in float there); the sign copied from x.
