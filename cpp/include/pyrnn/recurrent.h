@@ -82,6 +82,7 @@ class Recurrent {
   bool moved_from() const { return static_cast<bool>(moved_); }
   // Unique to this object: a copy gets its own, a move hands it over (detail::InstanceId).
   std::uint64_t instanceId() const { return id_.value(); }
+  std::weak_ptr<const void> instanceAlive() const { return id_.alive(); }  // expires with it
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
   // The last layer's state sequence from the last forward (training or eval), read-only:

@@ -28,6 +28,11 @@ BasicSGD<T>::BasicSGD(double lr, double momentum) : lr_(lr), momentum_(momentum)
 }
 
 template <typename T>
+std::size_t BasicSGD<T>::numStates() const {
+  return velocity_.size();
+}
+
+template <typename T>
 void BasicSGD<T>::setLearningRate(double lr) {
   check_lr("SGD", lr);
   lr_ = lr;
@@ -36,6 +41,7 @@ void BasicSGD<T>::setLearningRate(double lr) {
 template <typename T>
 void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
   const detail::Owner owner = detail::Owner::of(layer);
+  detail::drop_gone(velocity_);
   for (ParamView<T>& p : layer.parameters()) {
     const std::size_t n = p.size();
     T* buf = nullptr;
@@ -67,6 +73,11 @@ BasicAdam<T>::BasicAdam(double lr, double beta1, double beta2, double eps)
 }
 
 template <typename T>
+std::size_t BasicAdam<T>::numStates() const {
+  return state_.size();
+}
+
+template <typename T>
 void BasicAdam<T>::setLearningRate(double lr) {
   check_lr("Adam", lr);
   lr_ = lr;
@@ -75,6 +86,7 @@ void BasicAdam<T>::setLearningRate(double lr) {
 template <typename T>
 void BasicAdam<T>::step(BasicRecurrentLayer<T>& layer) {
   const detail::Owner owner = detail::Owner::of(layer);
+  detail::drop_gone(state_);
   for (ParamView<T>& p : layer.parameters()) {
     const std::size_t n = p.size();
     State& s = state_[p.data];

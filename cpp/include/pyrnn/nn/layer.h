@@ -101,6 +101,7 @@ class BasicRecurrentLayer {
   // Unique to this layer object (copies get their own; see detail::InstanceId). The core has
   // its own (core().instanceId()), so a replaced core is told apart too.
   std::uint64_t instanceId() const { return id_.value(); }
+  std::weak_ptr<const void> instanceAlive() const { return id_.alive(); }  // expires with it
 
   // Direct access, e.g. to load trained weights.
   Recurrent<T>& core() { return core_; }

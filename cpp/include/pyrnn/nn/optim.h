@@ -11,10 +11,13 @@
 // parameter's memory, its layer object and the layer's core (their instanceId()s), so one
 // optimizer may step several layers, and a layer replaced by a new one (`layer =
 // LSTMLayer(...)`, a copy, or a new `layer.core()`) starts afresh even where its memory reuses
-// the old one's addresses.
+// the old one's addresses. The state of a layer (or core) that no longer exists is dropped at
+// the next step, so an optimizer outliving many layers holds only the live ones' state.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -23,15 +26,25 @@
 namespace pyrnn {
 
 namespace detail {
-// Whose parameter an optimizer state is: the layer's and its core's instanceId().
+// Whose parameter an optimizer state is: the layer's and its core's instanceId(), and handles
+// that expire with them.
 struct Owner {
   std::uint64_t layer = 0, core = 0;
+  std::weak_ptr<const void> layer_alive, core_alive;
   template <typename T>
   static Owner of(const BasicRecurrentLayer<T>& l) {
-    return {l.instanceId(), l.core().instanceId()};
+    return {l.instanceId(), l.core().instanceId(), l.instanceAlive(), l.core().instanceAlive()};
   }
   bool operator!=(const Owner& o) const { return layer != o.layer || core != o.core; }
+  bool gone() const { return layer_alive.expired() || core_alive.expired(); }
 };
+
+// Drops the entries of owners that no longer exist (state that could never be used again).
+template <typename Map>
+void drop_gone(Map& states) {
+  for (auto it = states.begin(); it != states.end();)
+    it = it->second.owner.gone() ? states.erase(it) : std::next(it);
+}
 }  // namespace detail
 
 // SGD with optional momentum: v = momentum*v + g (v = g on the first step); p -= lr*v.
@@ -43,6 +56,8 @@ class BasicSGD {
   void step(BasicRecurrentLayer<T>& layer);
   double learningRate() const { return lr_; }
   void setLearningRate(double lr);
+  // Parameter tensors with state (momentum / moments) held: the live layers' only.
+  std::size_t numStates() const;
 
  private:
   using Owner = detail::Owner;
@@ -66,6 +81,8 @@ class BasicAdam {
   void step(BasicRecurrentLayer<T>& layer);
   double learningRate() const { return lr_; }
   void setLearningRate(double lr);
+  // Parameter tensors with state (momentum / moments) held: the live layers' only.
+  std::size_t numStates() const;
 
  private:
   using Owner = detail::Owner;
