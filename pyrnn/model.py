@@ -73,6 +73,25 @@ def _attribute_snapshots(layers):
     return out
 
 
+def _walk_distinct(root, model, prefix, seen):
+    """Sequential._check_distinct's walk, as a plain function: a nested closure calling itself
+    is a reference cycle, which kept every model it had checked alive until a gc run."""
+    for i, layer in enumerate(model.layers):
+        where = f"{prefix}{i}"
+        if id(layer) in seen:
+            if layer is root:
+                raise ValueError(f"layer {where} is the Sequential itself: a model cannot "
+                                 "contain itself")
+            raise ValueError(
+                f"layer {where} ({type(layer).__name__}) is the same object as layer "
+                f"{seen[id(layer)] or 'the model'}: a layer keeps one forward's cache, so a "
+                "second use would give wrong gradients; use copy.deepcopy(layer) for an "
+                "independent layer (shared weights are not supported)")
+        seen[id(layer)] = where
+        if isinstance(layer, Sequential):
+            _walk_distinct(root, layer, where + ".", seen)
+
+
 class Sequential(Layer):
     """Layers applied in order. ``layers`` is a plain list (the layer objects themselves)."""
     _takes_lengths = True
@@ -117,25 +136,7 @@ class Sequential(Layer):
         included: a layer keeps one forward's cache, so backward would take its first use
         through the second use's activations (silently wrong gradients). Also refuses a model
         that contains itself."""
-        seen = {id(self): ""}
-
-        def walk(model, prefix):
-            for i, layer in enumerate(model.layers):
-                where = f"{prefix}{i}"
-                if id(layer) in seen:
-                    if layer is self:
-                        raise ValueError(f"layer {where} is the Sequential itself: a model "
-                                         "cannot contain itself")
-                    raise ValueError(
-                        f"layer {where} ({type(layer).__name__}) is the same object as layer "
-                        f"{seen[id(layer)] or 'the model'}: a layer keeps one forward's cache, "
-                        "so a second use would give wrong gradients; use copy.deepcopy(layer) "
-                        "for an independent layer (shared weights are not supported)")
-                seen[id(layer)] = where
-                if isinstance(layer, Sequential):
-                    walk(layer, where + ".")
-
-        walk(self, "")
+        _walk_distinct(self, self, "", {id(self): ""})
 
     def _link(self, _checked=False):
         """Tell each LastStep the direction count of the nearest preceding recurrent layer,
