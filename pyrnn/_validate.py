@@ -101,7 +101,7 @@ def beyond_range(arr, dtype):
     dt = np.dtype(dtype)
     if arr.dtype.kind != "f" or arr.dtype.itemsize <= dt.itemsize or not arr.size:
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         hi, lo = arr.max(), arr.min()  # two passes, no temporary: the common case ends here
         if all(np.isfinite(v) and np.isfinite(dt.type(v)) for v in (hi, lo)):
             return None
@@ -119,9 +119,10 @@ def cast_finite(name, arr, dtype):
             return np.asarray(arr, dtype=dtype, order="C")
     except FloatingPointError:
         big = beyond_range(arr, dtype)
-        largest = f" (the largest is {big:.3g})" if big is not None else ""
-        raise ValueError(f"{name} has values beyond the {np.dtype(dtype)} range{largest}; scale "
-                         "the data or use float64") from None
+        if big is None:
+            raise  # not an overflow: an underflow or invalid the caller's errstate asked about
+        raise ValueError(f"{name} has values beyond the {np.dtype(dtype)} range (the largest "
+                         f"is {big:.3g}); scale the data or use float64") from None
 
 
 def shape_str(shape):

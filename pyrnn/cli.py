@@ -50,11 +50,38 @@ def guarded(command, func, args):
     except KeyboardInterrupt:
         print(f"pyrnn {command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        import os
-        # Python would report the pipe again while flushing stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError as e:
+        if not _stdout_closed():  # another pipe (e.g. --json into one): say so
+            print(f"pyrnn {command}: {e}", file=sys.stderr)
+            return 1
+        _silence_stdout()
         return 1
+
+
+def _stdout_closed():
+    """Whether stdout is a pipe whose reader went away (poll reports an error on it)."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or no real descriptor
+        return False
+
+
+def _silence_stdout():
+    # Python would report the closed pipe again while flushing stdout at exit: point the
+    # descriptor at /dev/null (a real file descriptor only; a redirected sys.stdout has none).
+    import os
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _demo(args):

@@ -80,8 +80,11 @@ def _load_module():
     try:
         module = importlib.import_module("pyrnn._cuda")
     except ImportError as e:
-        hint = (" (install nvidia-cublas beside pyrnn, or set PYRNN_CUBLAS_ROOT to the folder "
-                "holding lib/libcublas.so.N)" if "cublas" in str(e) else "")
+        given = os.environ.get("PYRNN_CUBLAS_ROOT")
+        hint = ("" if "cublas" not in str(e) else
+                f" (PYRNN_CUBLAS_ROOT={given} has no loadable lib/ copy of it)" if given else
+                " (install nvidia-cublas beside pyrnn, or set PYRNN_CUBLAS_ROOT to the folder "
+                "holding lib/libcublas.so.N)")
         _error = f"the CUDA backend could not be loaded: {e}{hint}"
         return
     from . import _core

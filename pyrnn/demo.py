@@ -358,15 +358,17 @@ def plot(results, char_hist, path):
     ax.set_xlabel("epoch")
     ax.set_ylabel("training cross-entropy (nats/char)")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # through a symlink, as a plain open() would write
+    folder = os.path.dirname(target)
     try:
         os.makedirs(folder, exist_ok=True)
         # A temporary file renamed into place: a failed write leaves no half PNG at `path`.
         fd, tmp = tempfile.mkstemp(prefix=".pyrnn_demo.", suffix=".png", dir=folder)
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is not what open() gives
             with os.fdopen(fd, "wb") as f:
                 fig.savefig(f, format="png", dpi=100)
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         except BaseException:
             os.unlink(tmp)
             raise
@@ -375,6 +377,12 @@ def plot(results, char_hist, path):
     finally:
         plt.close(fig)
     return path
+
+
+def _umask():
+    mask = os.umask(0)  # the only way to read it; set back at once
+    os.umask(mask)
+    return mask
 
 
 # ---- driver -----------------------------------------------------------------------------
@@ -413,7 +421,7 @@ def _run(*, quick, device, seed, out, threads, lengths, plot_png, stream):
 
     device = check_device(device)
     cfg = dict(QUICK if quick else DEFAULTS)
-    if lengths is not None:
+    if lengths:  # None or empty: the defaults
         lengths = check_lengths(lengths)
         default_epochs = max(cfg["epochs"].values())
         cfg["epochs"] = {T: cfg["epochs"].get(T, default_epochs) for T in lengths}

@@ -335,6 +335,14 @@ def test_a_failed_plot_write_is_a_demo_error(tmp_path, monkeypatch):
     good = tmp_path / "ok" / "pyrnn_demo.png"
     assert demo.plot(results, {"loss": [1.0]}, str(good)) == str(good)
     assert good.read_bytes() == b"png" and os.listdir(good.parent) == ["pyrnn_demo.png"]
+    # The mode open() would give (mkstemp's is 0600), and through a symlink, not over it.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (good.stat().st_mode & 0o777) == 0o666 & ~mask
+    link = tmp_path / "link.png"
+    link.symlink_to(good)
+    demo.plot(results, {"loss": [1.0]}, str(link))
+    assert link.is_symlink() and os.listdir(good.parent) == ["pyrnn_demo.png"]
     (tmp_path / "file").write_text("a file")
     with pytest.raises(demo.DemoError, match="could not write"):
         demo.plot(results, {"loss": [1.0]}, str(tmp_path / "file" / "pyrnn_demo.png"))
@@ -342,3 +350,38 @@ def test_a_failed_plot_write_is_a_demo_error(tmp_path, monkeypatch):
     with pytest.raises(demo.DemoError, match="No space left"):
         demo.plot(results, {"loss": [1.0]}, str(good))
     assert good.read_bytes() == b"png" and os.listdir(good.parent) == ["pyrnn_demo.png"]
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_reported(tmp_path):
+    # bench --json into a pipe whose reader is gone: one line naming the error (the stdout
+    # handling must not swallow it, nor point a working stdout at /dev/null).
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        res = subprocess.run(_pyrnn_exe() + ["bench", "--quick", "--no-torch", "--threads", "1",
+                                             "--json", f"/dev/fd/{w}"], capture_output=True,
+                             text=True, cwd=tmp_path, timeout=300, pass_fds=(w,))
+    finally:
+        os.close(w)
+    assert res.returncode == 1 and "pyrnn bench: [Errno 32] Broken pipe" in res.stderr
+    assert "Traceback" not in res.stderr and "| RNN forward" in res.stdout
+
+
+def test_guarded_in_process_leaves_a_redirected_stdout_alone(capsys):
+    import contextlib
+    import io
+    from pyrnn import cli
+
+    def boom(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli.guarded("bench", boom, None) == 1
+    print("still here")
+    assert "still here" in capsys.readouterr().out
+
+
+def test_empty_lengths_mean_the_defaults():
+    out = demo.run(quick=True, plot_png=False, lengths=(), stream=open(os.devnull, "w"))
+    assert sorted({r["T"] for r in out["adding"]}) == list(demo.QUICK["lengths"])

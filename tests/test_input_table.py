@@ -603,6 +603,9 @@ CASES = [
     ("fit-y-overflows-float32", "fit(y=Y.astype(np.float64) * 1e300)", V, r"^y has values beyond the float32 range of the model"),
     # Rounds to float32's largest value, not Inf: a layer call takes it, so fit does too.
     ("fit-x-rounds-to-float32-max", "fit(x=np.full(X.shape, 3.4028235e38 * (1 + 2.0 ** -26)))", OK, ""),
+    # An underflow the caller's errstate asks about is that, not "beyond the range".
+    ("errstate-underflow-stays-underflow", "with np.errstate(all='raise'):\n    pyrnn.Dense(3, 1)(np.array([[1.0, 1e-50, -1.0]]))",
+     FloatingPointError, r"underflow"),
     ("embedding-padding-idx-positional", "assert pyrnn.Embedding(5, 3, 1).padding_idx == 1  # as torch.nn.Embedding", OK, ""),
     ("float64-layer-takes-1e300", "y, _ = pyrnn.LSTM(2, 3, dtype='float64')(np.full((4, 1, 2), 1e300)); assert np.isfinite(y).all()", OK, ""),
 ]
