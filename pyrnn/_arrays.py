@@ -139,6 +139,11 @@ def load_into(views, values, what="parameter"):
         if name not in views:
             raise KeyError(f"unknown {what} {name!r}; expected one of {list(views)}")
         checked.append((views[name], _checked_value(name, views[name], value, what)))
+    # A value that is (a view of) one of these arrays is copied first: a swap ({"a": p["b"],
+    # "b": p["a"]}) would otherwise read "a" after its own write.
+    targets = [v for v in views.values() if isinstance(v, np.ndarray)]
+    checked = [(view, arr.copy() if isinstance(arr, np.ndarray) and any(
+        np.may_share_memory(arr, t) for t in targets) else arr) for view, arr in checked]
     for view, arr in checked:
         assign(view, arr)
 

@@ -8,6 +8,7 @@ from libc.stddef cimport size_t
 from libc.stdint cimport int64_t, uint64_t
 from libcpp.string cimport string
 from libcpp.vector cimport vector
+from posix.unistd cimport getpid
 
 from pyrnn.caligned cimport memory_limit_bytes, check_allocation as c_check_allocation
 from pyrnn.cmatrix cimport BasicMatrix
@@ -19,6 +20,8 @@ from pyrnn.cversion cimport version as c_version
 import operator
 
 import numpy as np
+
+from pyrnn._validate import cast_finite as _cast_finite
 
 ctypedef fused real:
     float
@@ -203,7 +206,9 @@ cdef class Matrix:
             raise TypeError(f"Matrix.from_numpy needs a real numeric array, got dtype {arr.dtype}")
         if arr.ndim != 2:
             raise ValueError(f"Matrix.from_numpy needs a 2-D array, got shape {arr.shape}")
-        dt = np.float64 if arr.dtype == np.float64 else np.float32
+        # float64 by kind and size ('>f8' too); values float32 cannot hold are a ValueError
+        dt = np.float64 if arr.dtype.kind == "f" and arr.dtype.itemsize == 8 else np.float32
+        arr = _cast_finite("Matrix.from_numpy: the array", arr, dt)
         m = Matrix(arr.shape[0], arr.shape[1], dt)
         m.numpy()[...] = arr
         return m
@@ -242,6 +247,8 @@ cdef class Matrix:
     def set(self, r, c, double v):
         r, c = self._index(r, c)
         if self.f32:
+            # numpy's checked narrowing (a C cast of an out-of-range double is undefined)
+            v = float(_cast_finite("Matrix.set: the value", np.float64(v), np.float32))
             self.f32.set(r, c, <float>v)
         else:
             self.f64.set(r, c, v)
@@ -409,6 +416,7 @@ cdef class NativeRecurrent:
     cdef Recurrent[double]* f64
     cdef RecurrentConfig cfg
     cdef bint busy
+    cdef long busy_pid  # the process busy was set in
     cdef readonly object dtype
 
     def __cinit__(self, str cell, int input_size, int hidden_size, int num_layers, bint bias,
@@ -495,11 +503,14 @@ cdef class NativeRecurrent:
         return out
 
     cdef _enter(self):
-        # One layer holds one forward cache: concurrent use from two threads is refused.
-        if self.busy:
+        # One layer holds one forward cache: concurrent use from two threads is refused. A
+        # fork()ed child's layer is free (the busy thread was the parent's).
+        cdef long pid = getpid()
+        if self.busy and self.busy_pid == pid:
             raise RuntimeError("this layer is already running forward/backward in another "
                                "thread; use one layer per thread")
         self.busy = True
+        self.busy_pid = pid
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
         """x [T, N, C]; h0/c0 [L*D, N, H] or None; lengths int64 [N] or None -> (y, hn, cn or

@@ -11,6 +11,7 @@ from libc.stddef cimport size_t
 from libcpp.vector cimport vector
 
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -223,7 +224,14 @@ def _host_c(array, dtype):
     where np.ascontiguousarray makes it (1,). Narrowing that would turn a finite value into Inf
     is a ValueError, as on the CPU (pyrnn._validate.cast_finite)."""
     a = np.asarray(array)
+    if dtype is None and not a.dtype.isnative:
+        dtype = a.dtype.newbyteorder("=")  # big-endian data is still float64 data
     if dtype is not None:
+        if np.dtype(dtype).kind in "iu" and a.dtype.kind in "fc" and a.size and \
+                not np.isfinite(a).all():
+            # numpy casts NaN / Inf to INT64_MIN with only a warning
+            raise ValueError(f"the host data has NaN or Inf values, which {np.dtype(dtype)} "
+                             "cannot hold")
         a = _cast_finite("the host data", a, dtype)
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
@@ -305,6 +313,10 @@ cdef class DeviceArray:
         shape = _shape_of(shape)
         dt = _dtype_of(dtype)
         _check_aligned(ptr, dt, "DeviceArray.borrow")
+        # (no device at all: the host-side tests borrow fake pointers, never dereferenced)
+        if device >= 0 and 0 < ccuda.device_count() <= device:
+            raise ValueError(f"DeviceArray.borrow: CUDA device {device} out of range "
+                             f"({ccuda.device_count()} devices)")
         if device < 0:
             device = ccuda.pointer_device(<void*>ptr) if ptr else 0
             if device < 0:
@@ -826,7 +838,7 @@ cdef dict _options_dict(const ccuda.Options& o):
 
 
 cdef ccuda.Switch _switch_of(value, const char* what) except *:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return ccuda.Switch.On if value else ccuda.Switch.Off
     if isinstance(value, str):
         return ccuda.parse_switch(value.encode(), what)
@@ -836,9 +848,10 @@ cdef ccuda.Switch _switch_of(value, const char* what) except *:
 cdef int _blocks_of(value) except -2:
     if isinstance(value, str) and value == "default":
         return -1
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or \
+            not 0 <= value <= 65535:
         raise ValueError(f"persist_blocks must be an int in [0, 65535] or 'default', got {value!r}")
-    return value
+    return int(value)
 
 
 cdef void _apply(ccuda.Options* o, precision, algo, graphs, streams, persist_blocks) except *:

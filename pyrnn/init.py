@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from ._validate import seed_arg
+from ._validate import cast_finite, seed_arg
 from .parameter import Parameter
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
@@ -113,7 +113,9 @@ def calculate_gain(nonlinearity, param=None):
 
 
 def _fill(a, values):
-    a[...] = values.astype(a.dtype, copy=False)
+    # Values a float32 parameter cannot hold (a gain of 1e39) are a ValueError, as every
+    # parameter write; numpy's cast would store Inf with only a warning.
+    a[...] = cast_finite("the initial values", values, a.dtype)
     return a
 
 
@@ -140,8 +142,7 @@ def normal_(a, mean=0.0, std=1.0, *, rng=None, seed=None):
 @_device_aware
 def constant_(a, value):
     a = _target(a)
-    a[...] = value
-    return a
+    return _fill(a, np.broadcast_to(np.asarray(value), a.shape))
 
 
 @_device_aware

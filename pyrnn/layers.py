@@ -22,8 +22,10 @@ Embedding's indices and LastStep's lengths are host integers (device ones are co
 """
 import contextlib
 import copy
+import functools
 import math
 import numbers
+import os
 import threading
 
 import numpy as np
@@ -36,24 +38,50 @@ from .parameter import Parameter, ParamWrites, bind_pending
 _busy_lock = threading.Lock()
 
 
+def _new_busy_lock():
+    # A fork() while another thread held the lock would leave it locked in the child forever.
+    global _busy_lock
+    _busy_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_busy_lock)
+
+
 @contextlib.contextmanager
 def _exclusive(layer):
-    """One call at a time per layer: native kernels run without the GIL and write the layer's
-    cache and gradients, so a second thread entering the same layer is a RuntimeError (use one
-    layer per thread) rather than a silent race."""
-    me = threading.get_ident()
+    """One call at a time per layer (or model): native kernels run without the GIL and write
+    the layer's cache and gradients, so a second thread entering the same layer is a
+    RuntimeError (use one layer per thread) rather than a silent race. Re-entrant in one thread
+    (a model's fit calls its forward). The owner is (process, thread): a fork()ed child, whose
+    only thread is not the one that was busy in the parent, has the layer free."""
+    me = (os.getpid(), threading.get_ident())
     with _busy_lock:
         owner = layer.__dict__.get("_busy_owner")
-        if owner is not None and owner != me:
+        if not isinstance(owner, tuple):  # (a pickle from before kept a bare thread id)
+            owner = None
+        if owner is not None and owner != me and owner[0] == me[0]:
             raise RuntimeError(f"this {type(layer).__name__} is already running forward/backward "
                                "in another thread; use one layer per thread")
-        layer._busy_owner = me
+        outer = owner != me
+        if outer:
+            layer._busy_owner = me
     # An exception (Ctrl-C) landing between here and the finally can leave the owner set; it
     # only ever blocks OTHER threads, so the interrupted thread keeps a usable layer.
     try:
         yield
     finally:
-        layer._busy_owner = None
+        if outer:
+            layer._busy_owner = None
+
+
+def _one_thread(method):
+    """A method run under _exclusive(self): a model's fit / predict / forward / backward."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with _exclusive(self):
+            return method(self, *args, **kwargs)
+    return run
 
 
 def _check_device(device):
@@ -88,7 +116,9 @@ def _host_float(value):
     """The dtype a parameter-less layer computes in for host data: the input's float32 /
     float64, anything else (ints, float16) as float32."""
     dt = np.asarray(value).dtype
-    return dt if dt in (np.float32, np.float64) else np.dtype(np.float32)
+    # (by kind and size: a big-endian '>f8' is float64 data too, not "anything else")
+    return dt.newbyteorder("=") if dt.kind == "f" and dt.itemsize in (4, 8) else \
+        np.dtype(np.float32)
 
 
 def _out(y, device_out):
@@ -193,9 +223,13 @@ class Layer(ParamWrites):
     # this is Python's default.
     def __getstate__(self):
         state = dict(self.__dict__)
+        # Neither the forward cache (the last batch's activations, often the input data itself:
+        # a pickle 600x the weights) nor the busy mark of a thread inside forward (the copy
+        # would refuse every call) belongs to the copy, as for the recurrent layers.
+        state["_cache"] = None
+        state.pop("_busy_owner", None)
         if self.device != "cpu":
             state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
-            state["_cache"] = None
         return state
 
     def __setstate__(self, state):
@@ -219,13 +253,14 @@ class Layer(ParamWrites):
         return int(sum(p.size for p in self._params.values()))
 
     def zero_grad(self):
-        for g in self._grads.values():
-            _arrays.zero_(g)
+        with _exclusive(self):  # refused while another thread's backward accumulates into them
+            for g in self._grads.values():
+                _arrays.zero_(g)
 
     def train(self, mode=True):
+        # The cache of a training forward is kept (as by the recurrent layers and PyTorch's
+        # graph): backward() after eval() still differentiates it. An eval forward drops it.
         self.training = train_mode(mode)
-        if not self.training:
-            self._cache = None
         return self
 
     def eval(self):
@@ -239,6 +274,10 @@ class Layer(ParamWrites):
         count it belongs to."""
         self._cache = cache
         self._forward_made()
+
+    def _check_backward_ready(self):
+        """RuntimeError unless backward() can run (Sequential asks every layer before any runs)."""
+        self._need_cache()
 
     def _need_cache(self):
         if self._cache is None:
@@ -355,6 +394,8 @@ class Dense(Layer):
             _train.dense_forward(y2, x2, self._params["weight"], self._params.get("bias"),
                                  _train.ACTIVATIONS[self.activation])
             self._keep((x2, y2, x.shape) if self.training else None)
+        if self.training and self.activation is not None:
+            y2 = y2.copy()  # backward reads act'() from the cached y2: the caller's is its own
         return y2.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dy):
@@ -365,6 +406,8 @@ class Dense(Layer):
         x2, y2, x_shape = self._need_cache()
         want = x_shape[:-1] + (self.out_features,)
         dy = real_array("dy", dy, self.dtype)
+        if any(np.may_share_memory(dy, g) for g in self._grads.values()):
+            dy = dy.copy()  # (the kernel reads dy while it accumulates into the gradients)
         if dy.shape != want:
             raise ValueError(f"Dense.backward: dy must have the output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
@@ -386,6 +429,8 @@ class Dense(Layer):
         y2 = _kernels().dense_forward(x2, self._params["weight"], self._params.get("bias"),
                                       _train.ACTIVATIONS[self.activation])  # [M, out]
         self._keep((x2, y2, shape) if self.training else None)
+        if self.training and self.activation is not None and device_out:
+            y2 = y2.copy()  # backward reads act'() from the cached y2: the caller's is its own
         return _out(y2.reshape(shape[:-1] + (self.out_features,)), device_out)
 
     def _backward_cuda(self, dy):
@@ -737,9 +782,10 @@ class LastStep(Layer):
 
     x (N, T, D*H) -> (N, D*H): the forward direction's h at step len-1 (lengths, default T)
     concatenated with the reverse direction's h at step 0, which is where the reverse pass
-    ends. D comes from `bidirectional`; left at None, Sequential sets it from the nearest
-    preceding recurrent layer (standalone, None means unidirectional). device="cuda": a gather
-    (and a scatter back) on the GPU; lengths stay host integers.
+    ends. D comes from `bidirectional`; left at None, a Sequential's passes (forward, fit,
+    export) take it from the nearest preceding recurrent layer, and a call outside them
+    (standalone, or the same object after it left the model) means unidirectional.
+    device="cuda": a gather (and a scatter back) on the GPU; lengths stay host integers.
     """
     _takes_lengths = True
 

@@ -10,11 +10,12 @@ to weight batch losses) and ``metric_counts()`` gives {"accuracy": (correct, tot
 classification losses.
 
 Device predictions (a CUDA model's output, any device array): the loss is computed on the HOST
-from a copy of the prediction, by exactly the code above, and ``backward`` returns d pred as a
-DeviceArray on the device. A prediction is one small tensor per batch (batch x outputs, or x
-steps x classes) and the loss value must reach the host anyway (fit checks it every batch), so
-the round trip costs two small copies and keeps one implementation: CPU and CUDA training see
-bitwise the same loss and gradient for the same predictions.
+from a copy of the prediction (and of a device target), by exactly the code above, and
+``backward`` returns d pred as a DeviceArray on the device. A prediction is one small tensor
+per batch (batch x outputs, or x steps x classes) and the loss value must reach the host anyway
+(fit checks it every batch), so the round trip costs two small copies and keeps one
+implementation: CPU and CUDA training see bitwise the same loss and gradient for the same
+predictions.
 """
 import numbers
 
@@ -32,11 +33,24 @@ def _pred_array(name, value):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
     host_only(name, value)
     arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf":
+    if arr.dtype.kind not in "biuf":  # bool labels are 0 / 1 (Keras takes them for BCE)
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     return arr
+
+
+def _host_target(target):
+    """A device target (a DeviceArray, CuPy, a torch CUDA tensor) copied to the host, where
+    the loss is computed, as the prediction is; anything else as it is."""
+    if not _arrays.on_device(target):
+        return target
+    from . import cuda
+    reason = cuda.unavailable_reason()
+    if reason:
+        raise RuntimeError(f"target is a CUDA device array ({type(target).__name__}), but no "
+                           f"CUDA device is usable: {reason}")
+    return cuda.as_device_array(target).numpy()
 
 
 def _target_in_range(target, pred, loss_name):
@@ -71,6 +85,13 @@ class Loss:
         self._on_device = False
         self._device = 0
         self.count = 0
+
+    def __getstate__(self):
+        # The gradient of the last batch is not copied (a fitted model's pickle would carry
+        # it, prediction-sized): a copy needs its own forward before backward(), as a layer.
+        state = dict(self.__dict__)
+        state["_dpred"] = None
+        return state
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
@@ -124,8 +145,8 @@ class MSELoss(Loss):
 
     def forward(self, pred, target):
         pred = _pred_array("pred", self._host_pred(pred))
-        target = _target_in_range(_same_shape(pred, _pred_array("target", target), "MSELoss"),
-                                  pred, "MSELoss")
+        target = _pred_array("target", _host_target(target))
+        target = _target_in_range(_same_shape(pred, target, "MSELoss"), pred, "MSELoss")
         self._dtype = pred.dtype
         diff = pred.astype(np.float64) - target          # pred-shaped
         loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), diff.size)
@@ -160,7 +181,7 @@ class CrossEntropyLoss(Loss):
                              f"got {shape_str(logits.shape)}")
         if isinstance(target, (str, bytes)):
             raise TypeError(f"target must be an array of class indices, got {type(target).__name__}")
-        target = np.asarray(target)
+        target = np.asarray(_host_target(target))
         self._dtype = logits.dtype
         K = logits.shape[-1]
         z = logits.reshape(-1, K).astype(np.float64)                  # [M, K]
@@ -258,9 +279,9 @@ class BCEWithLogitsLoss(Loss):
 
     def forward(self, logits, target):
         logits = _pred_array("logits", self._host_pred(logits))
-        target = _target_in_range(
-            _same_shape(logits, _pred_array("target", target), "BCEWithLogitsLoss"), logits,
-            "BCEWithLogitsLoss")
+        target = _pred_array("target", _host_target(target))
+        target = _target_in_range(_same_shape(logits, target, "BCEWithLogitsLoss"), logits,
+                                  "BCEWithLogitsLoss")
         self._dtype = logits.dtype
         x = logits.astype(np.float64)
         y = target.astype(np.float64)

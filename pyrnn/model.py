@@ -33,7 +33,8 @@ from . import losses as _losses
 from . import optim as _optim
 from ._validate import (beyond_range, host_only, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
-from .layers import Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float
+from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
+                     _one_thread)
 from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device
 
@@ -73,6 +74,24 @@ def _attribute_snapshots(layers):
     return out
 
 
+def _layer_index(index, n):
+    """index (an integer, negative from the end) checked against n layers."""
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"Sequential indices must be integers or slices, got "
+                        f"{type(index).__name__}")
+    i = int(index)
+    if not -n <= i < n:
+        raise IndexError(f"layer index {i} out of range for a Sequential of {n} layers")
+    return i
+
+
+def _pyrnn_backward(layer):
+    """Whether layer's backward() is a pyrnn layer's own (its cache is then the pyrnn one)."""
+    backward = getattr(type(layer), "backward", None)
+    return (hasattr(layer, "_check_backward_ready") and
+            getattr(backward, "__module__", "").startswith("pyrnn."))
+
+
 def _walk_distinct(root, model, prefix, seen):
     """Sequential._check_distinct's walk, as a plain function: a nested closure calling itself
     is a reference cycle, which kept every model it had checked alive until a gc run."""
@@ -107,7 +126,7 @@ class Sequential(Layer):
         for layer in layers:  # checked one by one, linked once (add() per layer was O(n^2))
             self._check_layer(len(self.layers), layer)
             self.layers.append(layer)
-        self._link()
+        self._check_links()
         self.stop_training = False
         self.history = None
 
@@ -115,11 +134,30 @@ class Sequential(Layer):
         self._check_layer(len(self.layers), layer)
         self.layers.append(layer)
         try:
-            self._link()
+            self._check_links()
         except Exception:  # (a TypeError too: an earlier edit of `layers` it reports)
             self.layers.pop()  # refused: the model stays as it was
             raise
         return self
+
+    def pop(self, index=-1):
+        """Remove and return the layer at `index` (the last by default), as Keras' pop()."""
+        if not self.layers:
+            raise IndexError("pop from an empty Sequential")
+        return self.layers.pop(_layer_index(index, len(self.layers)))
+
+    # As PyTorch's nn.Sequential: len(model), iteration over the layers, model[i] (the layer
+    # object) and model[a:b] (a new Sequential over the same layer objects).
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(list(self.layers))
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(self.layers[index])
+        return self.layers[_layer_index(index, len(self.layers))]
 
     @staticmethod
     def _check_layer(i, layer):
@@ -138,12 +176,36 @@ class Sequential(Layer):
         that contains itself."""
         _walk_distinct(self, self, "", {id(self): ""})
 
+    @contextlib.contextmanager
+    def _linked(self):
+        """The direction counts _link gives, for one pass (a forward, an ONNX export) only: a
+        LastStep (or nested model) used on its own afterwards, or taken out of the model, is
+        standalone again, not still bidirectional from its last model."""
+        self._link()
+        try:
+            yield
+        finally:
+            self._unlink()
+
+    def _check_links(self):
+        """_link's checks of `layers`, leaving no direction count set."""
+        with self._linked():
+            pass
+
+    def _unlink(self):
+        for layer in self.layers:
+            if isinstance(layer, (LastStep, Sequential)):
+                layer._auto_bidirectional = False
+            if isinstance(layer, Sequential):
+                layer._unlink()
+
     def _link(self, _checked=False):
         """Tell each LastStep the direction count of the nearest preceding recurrent layer,
         across nested Sequentials: a nested model starts from what its enclosing model had
         before it (its _auto_bidirectional, set here, kept for its own forward calls) and
         passes on what its last recurrent layer had. Returns that direction flag. (_checked:
-        the enclosing model checked this one's distinctness already, in its own walk.)"""
+        the enclosing model checked this one's distinctness already, in its own walk.) Used
+        through _linked, which clears the counts again."""
         if not _checked:
             self._check_distinct()
         bidirectional = self._auto_bidirectional
@@ -177,7 +239,7 @@ class Sequential(Layer):
     def _check_rank(self, x, name="x"):
         """ValueError when x's rank breaks _input_rule: a recurrent layer would otherwise take
         a 2-D batch for one unbatched sequence (and the results depend on batch_size)."""
-        self._link()  # the layer checks first: a layer edited into `layers` is the real error
+        self._check_links()  # the layer checks first: an edit of `layers` is the real error
         rule = self._input_rule()
         if rule is None:
             return
@@ -212,7 +274,9 @@ class Sequential(Layer):
     # Copy / pickle: the layers carry their own data (each on its device); the model's own
     # state is Python's default (Layer's host-copy swap would duplicate every parameter).
     def __getstate__(self):
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state.pop("_busy_owner", None)
+        return state
 
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))
@@ -353,6 +417,7 @@ class Sequential(Layer):
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     # ---- forward / backward --------------------------------------------------------------
+    @_one_thread  # its flags and layer caches: one call at a time, as a layer
     def forward(self, x, lengths=None):
         """x (N, T, C) (or whatever the first layer takes); lengths (N,) passed to recurrent
         layers and LastStep. Returns the last layer's output. On a CUDA model: NumPy in, NumPy
@@ -371,7 +436,10 @@ class Sequential(Layer):
         return self._forward(self._upload(x) if self.device != "cpu" else x, lengths)
 
     def _forward(self, x, lengths=None):
-        self._link()
+        with self._linked():
+            return self._forward_linked(x, lengths)
+
+    def _forward_linked(self, x, lengths):
         out = x
         # Until this forward completes, the layer it failed at: the layers before it hold this
         # forward's caches and the rest the last one's, which backward must not mix.
@@ -393,6 +461,7 @@ class Sequential(Layer):
         self._failed_at = None
         return out
 
+    @_one_thread
     def backward(self, dy):
         """Backpropagates dy (shaped like the output) through every layer of the last
         training-mode forward; parameter gradients accumulate. Returns d x (None when the
@@ -405,7 +474,8 @@ class Sequential(Layer):
 
     def _check_params_unchanged(self):
         # Every layer (nested models too) before any runs: a refused backward accumulates no
-        # gradient into the layers after the written one.
+        # gradient into the layers after the written one (or the one without a cache: a layer
+        # put in eval mode on its own, or a forward that ran in eval mode).
         # One walk of the tree (per-level parameters() calls made deep nesting cost depth^4).
         checks = []
         for m in self._with_nested():
@@ -420,6 +490,8 @@ class Sequential(Layer):
                         f"that succeeds first")
                 continue
             check = getattr(m, "_check_params_unchanged", None)
+            if _pyrnn_backward(m):  # (an overridden backward may keep its cache elsewhere)
+                check = m._check_backward_ready
             if check is not None:
                 checks.append(check)
                 continue
@@ -471,7 +543,7 @@ class Sequential(Layer):
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(arr))[0]
             raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}); "
-                             "clean the data before training")
+                             "clean the data first")
         return arr
 
     def _input_dtype(self):
@@ -534,6 +606,7 @@ class Sequential(Layer):
         mean = total / count if (loss.reduction == "mean" and count) else total
         return mean, {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
 
+    @_one_thread
     def evaluate(self, x, y, loss=None, batch_size=32, lengths=None, return_dict=False):
         """Loss of the model on (x, y) in eval mode, as one mean over all samples (not a mean
         of batch means). return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
@@ -545,6 +618,7 @@ class Sequential(Layer):
         value, metrics = self._run_eval(x, y, lengths, loss, batch_size)
         return {"loss": value, **metrics} if return_dict else value
 
+    @_one_thread
     def predict(self, x, batch_size=32, lengths=None):
         """The model's outputs for x in eval mode, batch by batch, concatenated."""
         batch_size = positive_int("batch_size", batch_size)
@@ -603,6 +677,7 @@ class Sequential(Layer):
                 raise TypeError("evaluate() needs a loss (none was given and fit() has not run)")
         return _losses.get(loss)
 
+    @_one_thread
     def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
             validation_data=None, clip_norm=None, callbacks=None, verbose=True, shuffle=True,
             seed=None):
@@ -659,6 +734,10 @@ class Sequential(Layer):
                                 "(x_val, y_val, lengths_val)")
             vx, vy, vl = (tuple(validation_data) + (None,))[:3]
             val = self._prepare(vx, vy, vl, prefix="validation ")
+            # One validation sample through the model and the loss now: a y_val the output does
+            # not fit (a wrong width) is refused before training, not after a whole epoch.
+            self._run_eval(val[0][:1], val[1][:1], None if val[2] is None else val[2][:1], loss,
+                           1)
         try:  # a list (any iterable) of callbacks; a single one was "not iterable"
             if isinstance(callbacks, _callbacks.Callback):
                 raise TypeError

@@ -210,7 +210,7 @@ def _export_recurrent(g, layer, seq_len, batch, lengths, initial_states):
 
 def _flatten(model):
     from .model import Sequential
-    model._link()  # sets each LastStep's direction count
+    model._link()  # a nested model's LastSteps (cleared by the outer model's _linked)
     out = []
     for layer in model.layers:
         if isinstance(layer, Sequential):  # dissolved here, so checked here
@@ -413,7 +413,8 @@ def export_onnx(obj, path=None, *, seq_len=None, batch=None, opset=DEFAULT_OPSET
             raise ValueError("export a CPU model (model.to('cpu'))")
         if initial_states:
             raise ValueError("initial_states=True applies to single recurrent layers only")
-        _export_sequential(g, obj, seq_len, batch, lengths, opset)
+        with obj._linked():  # each LastStep's direction count, for this export only
+            _export_sequential(g, obj, seq_len, batch, lengths, opset)
         name = "Sequential"
     else:
         raise TypeError(f"export_onnx takes a pyrnn RNN/LSTM/GRU layer or a pyrnn.Sequential, "

@@ -44,7 +44,13 @@ def _count(name, value):
 
 
 def _check_updatable(p):
-    """TypeError / ValueError unless the optimizer can update p in place."""
+    """TypeError / ValueError unless the optimizer can update p in place; RuntimeError when
+    p's layer has left the memory p views (moved by .to()): the steps would train nothing."""
+    if p._detached():
+        raise RuntimeError(f"parameter {p.name!r} no longer views its layer's memory (the layer "
+                           "was moved with .to() after this optimizer was built, or the "
+                           "Parameter was taken before): build the optimizer over "
+                           "model.parameters() after moving the model")
     for what, a in (("data", p.data), ("grad", p.grad)):
         if a.dtype not in (np.float32, np.float64):
             raise TypeError(f"parameter {p.name!r}: {what} dtype must be float32 or "
@@ -89,6 +95,9 @@ class Optimizer:
         self.steps = 0  # step() calls so far
 
     def zero_grad(self):
+        for p in self.params:  # all before any is cleared, as step()
+            if p._detached():
+                _check_updatable(p)
         for p in self.params:
             p.zero_grad()
 
@@ -372,7 +381,11 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
             raise ValueError(f"parameter {p.name!r}: grad must be a writable C-contiguous array "
                              "(clip_grad_norm scales it in place)")
         grads.append(g.reshape(-1))
-    max_norm = _float("max_norm", max_norm)
+    if isinstance(max_norm, numbers.Real) and not isinstance(max_norm, bool) and \
+            float(max_norm) == math.inf:
+        max_norm = math.inf  # as torch: the norm is reported, nothing is scaled
+    else:
+        max_norm = _float("max_norm", max_norm)
     if isinstance(norm_type, str):  # torch's float(norm_type) takes 'inf'
         try:
             norm_type = float(norm_type)

@@ -12,6 +12,11 @@ class Parameter:
     ``p.data = other`` would not, so the attributes are read-only. Gradients accumulate into
     ``grad`` across backward calls until zero_grad(). A layer moved with ``.to(device)`` gets
     new storage: build optimizers after moving the model.
+
+    Two Parameters are equal (and hash alike) when they view the same storage, whatever their
+    names: each parameters() call makes new Parameter objects, and Sequential's carry the
+    layer index in their names, so ``p not in set(model.layers[0].parameters())`` is how a
+    subset (layers to freeze) is told apart, as with PyTorch's tensors.
     """
     __slots__ = ("_name", "_data", "_grad", "_owner")
 
@@ -43,23 +48,70 @@ class Parameter:
             return (Parameter, (self._name, self._data, self._grad))
         return (_of_layer, (self._name, self._owner, key))
 
+    def _detached(self):
+        """Whether its layer no longer holds the arrays this Parameter views (layer.to() gave
+        it new storage): an update through it would change nothing the layer uses."""
+        params = getattr(self._owner, "__dict__", {}).get("_params")
+        return params is not None and not any(v is self._data for v in params.values())
+
     def _changed(self):
         """Called by whatever writes ``data`` through pyrnn (an optimizer step, pyrnn.init):
         the owning layer then refuses to differentiate a forward made before the write."""
         if self._owner is not None:
             self._owner._params_changed()
 
+    def _storage(self):
+        """What identifies the viewed memory: device, address, shape, strides, dtype."""
+        from ._arrays import data_ptr
+        d = self._data
+        strides = d.strides if isinstance(d, np.ndarray) else getattr(d, "strides", None)
+        return (_kind(d), data_ptr(d), tuple(d.shape), None if strides is None else
+                tuple(strides), np.dtype(d.dtype).str)
+
+    def __eq__(self, other):
+        if not isinstance(other, Parameter):
+            return NotImplemented
+        if self._data is other._data:
+            return True
+        if self._data is None or other._data is None or not self._data.size:
+            return False  # (empty arrays may share an address without sharing anything)
+        return self._storage() == other._storage()
+
+    def __hash__(self):
+        if self._data is None or not self._data.size:
+            return id(self._data)
+        return hash(self._storage())
+
     @property
     def name(self):
         return self._name
 
+    # In-place operators (``p.data += 1``, ``p.grad *= 0.5``) write into the array and then
+    # assign the result, the same array, back: accepted. Rebinding to another array would
+    # detach the Parameter from its layer, so it is refused, naming the in-place spelling.
     @property
     def data(self):
         return self._data
 
+    @data.setter
+    def data(self, value):
+        self._rebind("data", value)
+        self._changed()  # (an in-place write: a cached forward belongs to the old values)
+
     @property
     def grad(self):
         return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._rebind("grad", value)
+
+    def _rebind(self, what, value):
+        if value is not getattr(self, "_" + what):
+            raise AttributeError(
+                f"Parameter {self._name!r}: {what} cannot be rebound (it views the layer's "
+                f"memory); write into it instead: p.{what}[...] = value (host arrays) or "
+                f"p.{what}.copy_from(value) (device arrays)")
 
     @property
     def device(self):

@@ -344,15 +344,26 @@ class _Recurrent(ParamWrites):
             cn = None if cn is None else cn[:, 0, :]
         return (y, (hn, cn)) if self._is_lstm() else (y, hn)
 
-    __call__ = forward
+    def __call__(self, *args, **kwargs):
+        # Through self.forward, so that a subclass overriding forward() is called.
+        return self.forward(*args, **kwargs)
+
+    def _check_backward_ready(self):
+        """RuntimeError unless backward() can run (Sequential asks every layer before any runs)."""
+        if self._last is None or not self._native.has_cache():
+            raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
+                               "training mode: it differentiates the layer's LAST forward, and "
+                               "there is none, or it ran in eval mode, which keeps no cache "
+                               "(call layer.train() before forward)")
+        self._check_params_unchanged()
 
     def _backward(self, d_out, d_h_n, d_c_n):
-        if self._last is None or not self._native.has_cache():
-            raise RuntimeError("backward() needs a preceding forward() in training mode: it "
-                               "differentiates the layer's LAST forward, and there is none, or "
-                               "it ran in eval mode, which keeps no cache (call layer.train() "
-                               "before forward)")
-        self._check_params_unchanged()
+        self._check_backward_ready()
+        if d_out is None:  # only d_h_n / d_c_n flow back (a loss on the final state alone)
+            unbatched, T, N = self._last
+            DH = self.num_directions * self.hidden_size
+            d_out = np.zeros((T, DH) if unbatched else
+                             (N, T, DH) if self.batch_first else (T, N, DH), self.dtype)
         if self.device == "cuda":
             return self._backward_cuda(d_out, d_h_n, d_c_n)
         unbatched, T, N = self._last
@@ -500,7 +511,7 @@ class _Recurrent(ParamWrites):
                 extra.append(f"{name}={getattr(self, name)}")
         extra += self._extra_repr()
         if self.dtype != np.float32:
-            extra.append(f"dtype={self.dtype.name}")
+            extra.append(f"dtype={self.dtype.name!r}")
         if self.device != "cpu":
             extra.append(f"device='{self.device}'")
         args = ", ".join([str(self.input_size), str(self.hidden_size)] + extra)
@@ -522,7 +533,8 @@ class RNN(_Recurrent):
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
     def backward(self, d_out, d_h_n=None):
-        """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate."""
+        """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate.
+        d_out None: zeros (only d_h_n flows back)."""
         dx, dh0, _ = self._backward(d_out, d_h_n, None)
         return dx, dh0
 
@@ -538,7 +550,8 @@ class LSTM(_Recurrent):
     _cell = "lstm"
 
     def backward(self, d_out, d_h_n=None, d_c_n=None):
-        """BPTT through the last training forward -> (dx, (dh0, dc0)); grads accumulate."""
+        """BPTT through the last training forward -> (dx, (dh0, dc0)); grads accumulate.
+        d_out None: zeros (only d_h_n / d_c_n flow back)."""
         dx, dh0, dc0 = self._backward(d_out, d_h_n, d_c_n)
         return dx, (dh0, dc0)
 
@@ -559,7 +572,8 @@ class GRU(_Recurrent):
                          **kwargs)
 
     def backward(self, d_out, d_h_n=None):
-        """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate."""
+        """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate.
+        d_out None: zeros (only d_h_n flows back)."""
         dx, dh0, _ = self._backward(d_out, d_h_n, None)
         return dx, dh0
 

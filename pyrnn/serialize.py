@@ -15,7 +15,9 @@ Layout (all integers little-endian):
                   "dtype" ("<f4" | "<f8"), "shape", "offset" (into the payload), "nbytes"}]}
     40+H    P     payload: raw little-endian tensor data, each tensor 64-byte aligned
 
-and the file is exactly 40 + H + P bytes. Writing is atomic: a temporary file in the same
+and the file is exactly 40 + H + P bytes. `path` may also be a binary file object (as
+torch.save / torch.load take): written from, or read to, its current position. Writing a
+path is atomic: a temporary file in the same
 folder, fsync, os.replace, then fsync of the folder, so a crash leaves the old file or the
 new one, never a mix.
 
@@ -27,7 +29,9 @@ shapes, dtypes), computed from the config without allocating; only then is the p
 and its CRC checked. Any failure is a ValueError naming the problem; a model is returned
 only when complete.
 """
+import errno
 import inspect
+import io
 import json
 import os
 import stat
@@ -81,6 +85,7 @@ def save(obj, path):
     written is checked to load first: the classes (a class pyrnn.load cannot rebuild, such as a
     subclass or a custom layer, is a TypeError) and the parameters against the shapes and dtypes
     the configs give (else ValueError); either way no file is written."""
+    path = _save_target(path)  # before the work: a folder or "" is named as given
     spec = _spec(obj)
     tensors, chunks, offset = [], [], 0
     from ._arrays import host
@@ -112,7 +117,37 @@ def save(obj, path):
     for c in chunks:
         pcrc = zlib.crc32(c, pcrc)
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header), offset, zlib.crc32(header), pcrc)
-    _atomic_write(path, [prefix, header] + chunks)
+    if _is_file(path):
+        for c in [prefix, header] + chunks:
+            path.write(c)
+    else:
+        _atomic_write(path, [prefix, header] + chunks)
+
+
+def _is_file(obj):
+    return hasattr(obj, "write") or hasattr(obj, "read")
+
+
+def _save_target(path):
+    """`path` checked as open(path, "wb") would check it: a binary file object, or a str /
+    bytes / os.PathLike naming no folder."""
+    if _is_file(path):
+        if isinstance(path, io.TextIOBase) or "b" not in getattr(path, "mode", "b"):
+            raise TypeError("save() needs a file opened in binary mode ('wb'), got a text file")
+        if not callable(getattr(path, "write", None)):
+            raise TypeError(f"save() needs a writable file object, got "
+                            f"{type(path).__name__} (it has no write())")
+        return path
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str, bytes, os.PathLike or a binary file object, got "
+                        f"{type(path).__name__}") from None
+    if not name:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory (an empty path)", name)
+    if os.path.isdir(name):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory (save() needs a file path)", name)
+    return name
 
 
 def _umask():
@@ -330,33 +365,54 @@ def load(path, device="cpu"):
     the CPU and then moved to `device` ("cpu" or "cuda") when that is another device."""
     from .recurrent import _check_device
     _check_device(device)
+    if _is_file(path):
+        if isinstance(path, io.TextIOBase) or "b" not in getattr(path, "mode", "b"):
+            raise TypeError("load() needs a file opened in binary mode ('rb'), got a text file")
+        if not callable(getattr(path, "read", None)):
+            raise TypeError(f"load() needs a readable file object, got {type(path).__name__} "
+                            "(it has no read())")
+        name = getattr(path, "name", None)
+        name = name if isinstance(name, (str, bytes)) else f"<{type(path).__name__}>"
+        return _load(name, path, None, device)
     path = os.fspath(path)
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(_PREFIX.size)
-        if len(head) < _PREFIX.size or head[:8] != MAGIC:
-            if head[:8] == MAGIC[:len(head)] and len(head) < _PREFIX.size:
-                raise _bad(path, f"truncated pyrnn file ({size} bytes)")
-            raise _bad(path, "not a pyrnn model file (bad magic number)")
-        magic, version, flags, hlen, plen, hcrc, pcrc = _PREFIX.unpack(head)
-        if version != FORMAT_VERSION:
-            raise _bad(path, f"unsupported pyrnn file format version {version} (this pyrnn "
-                             f"reads version {FORMAT_VERSION})")
-        if flags != 0:
-            raise _bad(path, f"unsupported pyrnn file flags {flags:#x}")
-        if _PREFIX.size + hlen + plen != size or hlen > _MAX_HEADER:
-            kind = "truncated" if _PREFIX.size + hlen + plen > size else "corrupted"
-            raise _bad(path, f"{kind} pyrnn file: header ({hlen} bytes) and payload ({plen} "
-                             f"bytes) do not add up to the file size ({size} bytes)")
-        header = f.read(hlen)
-        if len(header) != hlen:
-            raise _bad(path, "truncated pyrnn file (the file changed while being read)")
-        if zlib.crc32(header) != hcrc:
-            raise _bad(path, "corrupted pyrnn file: header checksum mismatch")
-        # The payload is read only once the header says what it holds (a lying header with a
-        # huge declared payload cost its size in memory before any check).
-        spec, tensors = _check_header(path, header, plen)
-        payload = f.read(plen)
+        return _load(path, f, os.fstat(f.fileno()).st_size, device)
+
+
+def _load(path, f, size, device):
+    """load() of an open binary file `f` of `size` bytes, named `path` in errors. size None:
+    a file object given by the caller, read from its position for exactly what the prefix
+    declares (several models may follow each other in it, as torch.load reads them)."""
+    head = f.read(_PREFIX.size)
+    if not isinstance(head, (bytes, bytearray)):
+        raise TypeError(f"load(): the file object's read() gave {type(head).__name__}, not "
+                        "bytes (open it in binary mode)")
+    if len(head) < _PREFIX.size or head[:8] != MAGIC:
+        if head[:8] == MAGIC[:len(head)] and len(head) < _PREFIX.size:
+            raise _bad(path, f"truncated pyrnn file ({len(head) if size is None else size} "
+                             "bytes)")
+        raise _bad(path, "not a pyrnn model file (bad magic number)")
+    magic, version, flags, hlen, plen, hcrc, pcrc = _PREFIX.unpack(head)
+    if version != FORMAT_VERSION:
+        raise _bad(path, f"unsupported pyrnn file format version {version} (this pyrnn "
+                         f"reads version {FORMAT_VERSION})")
+    if flags != 0:
+        raise _bad(path, f"unsupported pyrnn file flags {flags:#x}")
+    if hlen > _MAX_HEADER or (size is not None and _PREFIX.size + hlen + plen != size):
+        kind = ("truncated" if size is not None and _PREFIX.size + hlen + plen > size
+                else "corrupted")
+        raise _bad(path, f"{kind} pyrnn file: header ({hlen} bytes) and payload ({plen} "
+                         f"bytes) do not add up to the file size ({size} bytes)"
+                   if size is not None else f"{kind} pyrnn file: header length {hlen} bytes")
+    header = f.read(hlen)
+    if len(header) != hlen:
+        raise _bad(path, "truncated pyrnn file (the file changed while being read)")
+    if zlib.crc32(header) != hcrc:
+        raise _bad(path, "corrupted pyrnn file: header checksum mismatch")
+    # The payload is read only once the header says what it holds (a lying header with a
+    # huge declared payload cost its size in memory before any check).
+    spec, tensors = _check_header(path, header, plen)
+    payload = f.read(plen)
     if len(payload) != plen:
         raise _bad(path, "truncated pyrnn file (the file changed while being read)")
     if zlib.crc32(payload) != pcrc:

@@ -5,6 +5,7 @@ the kernels' int range, and the errors for misused interop calls. Found by a bug
 host emulation; each test failed before its fix. Skipped without a usable device (the host
 emulation counts: `bash tests/reliability.sh cuda-emulation`)."""
 import copy
+import os
 import threading
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_device_layers_refuse_a_second_thread(make, x):
     layer = make()
     y = layer(x)
     dy = np.ones(y.shape, np.float32)
-    layer._busy_owner = threading.get_ident() + 1  # as if another thread were inside
+    layer._busy_owner = (os.getpid(), threading.get_ident() + 1)  # another thread inside
     for call in (lambda: layer(x), lambda: layer.backward(dy)):
         with pytest.raises(RuntimeError, match="already running forward/backward in another "
                                                "thread; use one layer per thread"):
@@ -386,3 +387,86 @@ def test_uploads_refuse_finite_values_beyond_float32():
     assert (d.numpy() == 0).all()
     d.copy_from(np.array([np.inf, -np.inf, 1.0]))  # Inf is a value: it stays
     assert np.isinf(d.numpy()[:2]).all()
+
+
+# ---- found by the Python CUDA API hunt of 2026-12-04 (host emulation) ------------------------
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_editing_a_device_dense_output_leaves_its_gradients(activation):
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 1))
+    d = Dense(3, 1, activation=activation, seed=0, dtype="float64", device="cuda")
+    xd = pyrnn.cuda.to_device(x)
+    p = d(xd)
+    d.backward(pyrnn.cuda.to_device((p.numpy() - t) / 4))
+    want = d.numpy_grads()
+    d.zero_grad()
+    p = d(xd)
+    p.copy_from(p.numpy() - t)  # the caller edits its output in place
+    d.backward(pyrnn.cuda.to_device(p.numpy() / 4))
+    for k, v in d.numpy_grads().items():
+        np.testing.assert_allclose(v, want[k], rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("to", ["cuda", "cpu"])
+def test_an_optimizer_over_a_moved_layer_refuses_to_step(to):
+    layer = pyrnn.LSTM(3, 4, seed=0, device="cpu" if to == "cuda" else "cuda")
+    opt = optim.SGD(layer.parameters(), lr=0.1)
+    layer.to(to)
+    w0 = layer.numpy_params()
+    for call in (opt.step, opt.zero_grad):
+        with pytest.raises(RuntimeError, match="no longer views its layer's memory"):
+            call()
+    with pytest.raises(RuntimeError, match="no longer views"):
+        optim.Adam(opt.params)
+    for k, v in layer.numpy_params().items():
+        np.testing.assert_array_equal(v, w0[k])
+    optim.SGD(layer.parameters(), lr=0.1).step()  # one built after the move is fine
+
+
+@pytest.mark.parametrize("loss, target", [
+    (pyrnn.losses.MSELoss(), np.ones((2, 3))),
+    (pyrnn.losses.BCEWithLogitsLoss(), np.ones((2, 3))),
+    (pyrnn.losses.CrossEntropyLoss(), np.array([0, 2])),
+])
+def test_losses_take_device_targets_as_host_ones(loss, target):
+    pred = np.random.default_rng(0).standard_normal((2, 3))
+    want = loss(pred, target)
+    want_d = loss.backward()
+    assert loss(pyrnn.cuda.to_device(pred), pyrnn.cuda.to_device(target)) == want
+    np.testing.assert_array_equal(loss.backward().numpy(), want_d)
+    assert loss(pred, pyrnn.cuda.to_device(target)) == want
+
+
+def test_uploads_to_int64_refuse_nan_and_inf():
+    with pytest.raises(ValueError, match="NaN or Inf values, which int64 cannot hold"):
+        pyrnn.cuda.to_device(np.array([np.nan, 2.0]), dtype="int64")
+    a = pyrnn.cuda.to_device(np.array([1, 2]), dtype="int64")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        a.copy_from(np.array([np.inf, 1.0]))
+    np.testing.assert_array_equal(a.numpy(), [1, 2])
+
+
+def test_big_endian_host_data_uploads_as_its_values():
+    a = pyrnn.cuda.to_device(np.arange(3, dtype=">f8"))
+    assert a.dtype == np.float64
+    np.testing.assert_array_equal(a.numpy(), [0, 1, 2])
+
+
+def test_borrow_checks_the_device_index():
+    b = pyrnn.cuda.to_device(np.arange(2.0))
+    n = pyrnn.cuda.device_count()
+    with pytest.raises(ValueError, match=f"CUDA device {n} out of range"):
+        DA.borrow(b.ptr, (2,), "float64", b, device=n)
+
+
+def test_option_setters_take_numpy_bools_and_ints():
+    before = pyrnn.cuda.options()
+    try:
+        pyrnn.cuda.set_graphs(np.True_)
+        assert pyrnn.cuda.options()["graphs"] is True
+        pyrnn.cuda._need().set_default_options(persist_blocks=np.int64(3))
+        assert pyrnn.cuda.options()["persist_blocks"] == 3
+        with pytest.raises(ValueError, match="persist_blocks"):
+            pyrnn.cuda._need().set_default_options(persist_blocks=np.bool_(True))
+    finally:
+        pyrnn.cuda._need().set_default_options(**before)

@@ -451,7 +451,8 @@ CASES = [
     ("predict-batch-size", "small_model().predict(X, batch_size=0)", V, r"batch_size must be >= 1, got 0"),
     ("predict-inf", "small_model().predict(X + np.inf)", V, r"x contains NaN or Inf"),
     # ---- save / load -----------------------------------------------------------------------------
-    ("save-path-none", "pyrnn.Dense(2, 2).save(None)", T, r"expected str, bytes or os.PathLike"),
+    ("save-path-none", "pyrnn.Dense(2, 2).save(None)", T,
+     r"path must be a str, bytes, os.PathLike or a binary file object, got NoneType"),
     ("save-missing-folder", "pyrnn.Dense(2, 2).save(os.path.join(TMP, 'no', 'such', 'dir', 'm.pyrnn'))", FileNotFoundError, r""),
     ("save-foreign-object", "pyrnn.save(object(), os.path.join(TMP, 'x'))", T, r"cannot save a object"),
     ("save-into-directory", "pyrnn.Dense(2, 2).save(TMP)", IsADirectoryError, r""),

@@ -226,12 +226,15 @@ def test_laststep_matches_torch_final_states(bidirectional):
 def test_laststep_in_sequential_learns_direction_count():
     gru = pyrnn.GRU(3, 4, batch_first=True, bidirectional=True)
     model = pyrnn.Sequential([gru, pyrnn.LastStep(), pyrnn.Dense(8, 2)])
-    assert model.layers[1].num_directions == 2
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     out, _ = gru(x)
-    np.testing.assert_allclose(model.layers[1](out), np.concatenate([out[:, -1, :4],
-                                                                   out[:, 0, 4:]], 1))
-    assert model(x).shape == (2, 2)
+    last = np.concatenate([out[:, -1, :4], out[:, 0, 4:]], 1)
+    np.testing.assert_allclose(pyrnn.LastStep(bidirectional=True)(out), last)
+    # In the model's passes it is bidirectional; called on its own it is standalone (None:
+    # unidirectional), whatever model it sits in.
+    np.testing.assert_allclose(model(x), model.layers[2](last))
+    assert model.layers[1].num_directions == 1
+    np.testing.assert_allclose(model.layers[1](out), out[:, -1, :])
     with pytest.raises(ValueError, match=r"\(N, T, H\)"):
         pyrnn.LastStep()(np.zeros((2, 3)))
 

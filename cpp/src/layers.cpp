@@ -78,7 +78,10 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
   AlignedBuffer<T> dz_buf(act == Activation::None ? 0 : n_rows * O);
   const T* dz = dy;
   if (act != Activation::None) {
-    for (std::size_t i = 0; i < n_rows * O; ++i) dz_buf[i] = dy[i] * act_grad_from_output(act, y[i]);
+    // ReLU selects, as PyTorch's threshold_backward: 0 where y <= 0 even for an Inf / NaN dy.
+    for (std::size_t i = 0; i < n_rows * O; ++i)
+      dz_buf[i] = act == Activation::ReLU ? (y[i] > T(0) ? dy[i] : T(0))
+                                          : dy[i] * act_grad_from_output(act, y[i]);
     dz = dz_buf.data();
   }
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
@@ -184,7 +187,8 @@ void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64
   if (M > 0) check_given("embedding_forward", {{"y", y}, {"table", table}});
   const std::size_t E = static_cast<std::size_t>(dim);
   for (std::int64_t m = 0; m < M; ++m) {
-    const std::int64_t k = idx[m];
+    const std::int64_t k = idx[m];  // read once, checked again: the caller's may change
+    check_index(k, m, num);
     std::memcpy(y + static_cast<std::size_t>(m) * E, table + static_cast<std::size_t>(k) * E,
                 E * sizeof(T));
   }
@@ -198,7 +202,8 @@ void embedding_backward(T* dtable, const T* dy, const std::int64_t* idx, std::in
   if (M > 0) check_given("embedding_backward", {{"dtable", dtable}, {"dy", dy}});
   const std::size_t E = static_cast<std::size_t>(dim);
   for (std::int64_t m = 0; m < M; ++m) {
-    const std::int64_t k = idx[m];
+    const std::int64_t k = idx[m];  // read once, checked again: the caller's may change
+    check_index(k, m, num);
     if (k == padding_idx) continue;
     T* row = dtable + static_cast<std::size_t>(k) * E;
     const T* d = dy + static_cast<std::size_t>(m) * E;
@@ -237,7 +242,10 @@ void last_step_forward(T* y, const T* x, const std::int64_t* lengths, int N, int
   check_given("last_step_forward", {{"y", y}, {"x", x}});
   const std::size_t W = static_cast<std::size_t>(D) * H, Ts = T_;
   for (std::size_t n = 0; n < static_cast<std::size_t>(N); ++n) {
-    const std::size_t last = lengths ? static_cast<std::size_t>(lengths[n] - 1) : Ts - 1;
+    const std::int64_t len = lengths ? lengths[n] : T_;  // read once, checked again
+    PYRNN_CHECK(len >= 1 && len <= T_, "last_step_forward: lengths[", n, "] = ", len,
+                " is outside [1, ", T_, "] (changed during the call)");
+    const std::size_t last = static_cast<std::size_t>(len - 1);
     const T* fwd = x + (n * Ts + last) * W;  // [W] step len-1
     const T* rev = x + n * Ts * W;           // [W] step 0
     T* yr = y + n * W;                       // [W]
@@ -253,7 +261,10 @@ void last_step_backward(T* dx, const T* dy, const std::int64_t* lengths, int N, 
   const std::size_t W = static_cast<std::size_t>(D) * H, Ts = T_;
   std::memset(dx, 0, static_cast<std::size_t>(N) * Ts * W * sizeof(T));
   for (std::size_t n = 0; n < static_cast<std::size_t>(N); ++n) {
-    const std::size_t last = lengths ? static_cast<std::size_t>(lengths[n] - 1) : Ts - 1;
+    const std::int64_t len = lengths ? lengths[n] : T_;  // read once, checked again
+    PYRNN_CHECK(len >= 1 && len <= T_, "last_step_backward: lengths[", n, "] = ", len,
+                " is outside [1, ", T_, "] (changed during the call)");
+    const std::size_t last = static_cast<std::size_t>(len - 1);
     const T* dyr = dy + n * W;
     for (std::size_t c = 0; c < W; ++c) {
       const std::size_t t = c < static_cast<std::size_t>(H) ? last : 0;

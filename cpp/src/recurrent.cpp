@@ -243,13 +243,17 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   cached_ = false;
   lengths_.clear();
   if (lengths) {
+    // Read once, then checked: the caller's array may change meanwhile (another thread), and
+    // a value checked is then the value used.
+    lengths_.assign(lengths, lengths + N);
     bool all_full = true;
     for (std::size_t n = 0; n < N; ++n) {
-      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= steps, "lengths[", n, "] = ", lengths[n],
-                  " is outside [1, ", steps, "]");
-      all_full = all_full && lengths[n] == steps;
+      const std::int64_t len = lengths_[n];
+      PYRNN_CHECK(len >= 1 && len <= steps, "lengths[", n, "] = ", len, " is outside [1, ",
+                  steps, "]");
+      all_full = all_full && len == steps;
     }
-    if (!all_full) lengths_.assign(lengths, lengths + N);
+    if (all_full) lengths_.clear();
   }
   steps_ = steps;
   training_ = training;

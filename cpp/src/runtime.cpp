@@ -1,6 +1,8 @@
 #include "pyrnn/runtime.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -9,6 +11,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -109,6 +112,7 @@ struct RuntimeState {
   std::atomic<int> threads{default_num_threads(std::getenv("OMP_NUM_THREADS"))};
   std::atomic<bool> team_started{false};  // a team of > 1 threads has run in this process
   std::atomic<bool> forked{false};        // ... and this process is a fork()ed child since
+  std::atomic<int> threads_at_fork{0};    // the parent's thread count at its last fork()
 };
 
 RuntimeState& own_state() {
@@ -178,17 +182,42 @@ void set_cpu_isa(CpuIsa isa) {
 }
 
 namespace {
-// The child of a fork after our threads ran: one thread from now on (as PyTorch does). Each
-// copy of the library registers it; on the shared state it is the same, idempotent, step.
+// Threads in this process (Linux: /proc/self/stat's 20th field), 0 where unknown. Runs in
+// fork's prepare handler: plain system calls into a stack buffer.
+int process_threads() {
+  const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // field 2, the name, may hold ' ' and ')'
+  if (!p) return 0;
+  int field = 2;
+  for (++p; *p && field < 20; ++p)
+    if (*p == ' ') ++field;
+  return field == 20 ? std::atoi(p) : 0;
+}
+
+void before_fork() { state().threads_at_fork.store(process_threads()); }
+
+// The child of a fork after an OpenMP team may have run: one thread from now on (as PyTorch
+// does). Our own teams are known; another library's (PyTorch's, on the same libgomp) are not,
+// so a parent with any other thread counts too: a team of the shared runtime would hang the
+// child's first parallel region. Each copy of the library registers these; on the shared state
+// they are the same, idempotent, steps.
 void after_fork_in_child() {
   RuntimeState& s = state();
-  if (s.team_started.load()) {
+  if (s.team_started.load() || s.threads_at_fork.load() > 1) {
     s.forked.store(true);
     s.threads.store(1);
   }
 }
-const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+const int g_atfork = pthread_atfork(before_fork, nullptr, after_fork_in_child);
 }  // namespace
+
+bool detail::forked_child() { return state().forked.load(); }
 
 void detail::note_team(int threads) {
   RuntimeState& s = state();
@@ -213,7 +242,8 @@ int get_num_threads() { return threads_slot().load(); }
 void set_num_threads(int n) {
   PYRNN_CHECK(n >= 1 && n <= 4096, "num_threads must be in [1, 4096], got ", n);
   PYRNN_CHECK(n == 1 || !state().forked.load(), "set_num_threads(", n, "): this process was fork()ed ",
-              "from one whose pyrnn threads had run, and OpenMP's thread pool does not survive ",
+              "from one with threads (pyrnn's, or another library's OpenMP pool), and OpenMP's ",
+              "thread pool does not survive ",
               "fork (the threads would wait forever), so pyrnn runs on 1 thread here; start ",
               "worker processes with multiprocessing's 'spawn' or 'forkserver' method for more");
   threads_slot().store(n);

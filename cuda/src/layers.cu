@@ -114,10 +114,23 @@ void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T*
 // ---------------------------------------------------------------------------------------------
 // Embedding
 
+namespace {
+// The caller's host integers (indices, lengths), read once: another thread may change them
+// meanwhile, and what is checked must be what the kernels get. Empty for a null pointer.
+std::vector<std::int64_t> read_once(const std::int64_t* p, std::int64_t n) {
+  return p && n > 0 ? std::vector<std::int64_t>(p, p + n) : std::vector<std::int64_t>();
+}
+const std::int64_t* data_or_null(const std::vector<std::int64_t>& v, const std::int64_t* given) {
+  return given ? v.data() : nullptr;
+}
+}  // namespace
+
 template <typename T>
-void embedding_forward(Context& ctx, T* y, const std::int64_t* idx, const T* table, std::int64_t M,
-                       std::int64_t num, int dim) {
+void embedding_forward(Context& ctx, T* y, const std::int64_t* given_idx, const T* table,
+                       std::int64_t M, std::int64_t num, int dim) {
   check_layer_sizes("embedding_forward", M, num, dim);
+  const std::vector<std::int64_t> ids = read_once(given_idx, M);  // [M]
+  const std::int64_t* idx = data_or_null(ids, given_idx);
   check_indices("embedding_forward", idx, M, num);
   if (M > 0) check_given("embedding_forward", {{"y", y}, {"table", table}});
   if (M == 0) return;
@@ -135,9 +148,11 @@ void embedding_forward(Context& ctx, T* y, const std::int64_t* idx, const T* tab
 // additions for that element, so the result is bitwise the CPU's. Work is O(M log M) on the host
 // for the grouping (the indices are on the host anyway) and O(M * dim) on the GPU.
 template <typename T>
-void embedding_backward(Context& ctx, T* dtable, const T* dy, const std::int64_t* idx,
+void embedding_backward(Context& ctx, T* dtable, const T* dy, const std::int64_t* given_idx,
                         std::int64_t M, std::int64_t num, int dim, std::int64_t padding_idx) {
   check_layer_sizes("embedding_backward", M, num, dim);
+  const std::vector<std::int64_t> ids = read_once(given_idx, M);  // [M]
+  const std::int64_t* idx = data_or_null(ids, given_idx);
   check_indices("embedding_backward", idx, M, num);
   if (M > 0) check_given("embedding_backward", {{"dtable", dtable}, {"dy", dy}});
   std::vector<std::int64_t> order;  // [<= M] positions grouped by index, ascending within a group
@@ -189,8 +204,10 @@ void dropout_backward(Context& ctx, T* dx, const T* dy, std::size_t n, std::uint
 // LastStep
 
 template <typename T>
-void last_step_forward(Context& ctx, T* y, const T* x, const std::int64_t* lengths, int N, int T_,
-                       int H, int D) {
+void last_step_forward(Context& ctx, T* y, const T* x, const std::int64_t* given_lengths, int N,
+                       int T_, int H, int D) {
+  const std::vector<std::int64_t> lens = read_once(given_lengths, N);  // [N]
+  const std::int64_t* lengths = data_or_null(lens, given_lengths);
   check_last_step("last_step_forward", lengths, N, T_, H, D);
   check_given("last_step_forward", {{"y", y}, {"x", x}});
   detail::TrainScope scope(ctx);
@@ -202,8 +219,10 @@ void last_step_forward(Context& ctx, T* y, const T* x, const std::int64_t* lengt
 }
 
 template <typename T>
-void last_step_backward(Context& ctx, T* dx, const T* dy, const std::int64_t* lengths, int N,
-                        int T_, int H, int D) {
+void last_step_backward(Context& ctx, T* dx, const T* dy, const std::int64_t* given_lengths,
+                        int N, int T_, int H, int D) {
+  const std::vector<std::int64_t> lens = read_once(given_lengths, N);  // [N]
+  const std::int64_t* lengths = data_or_null(lens, given_lengths);
   check_last_step("last_step_backward", lengths, N, T_, H, D);
   check_given("last_step_backward", {{"dx", dx}, {"dy", dy}});
   detail::TrainScope scope(ctx);

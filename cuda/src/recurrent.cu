@@ -381,15 +381,19 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   cached_ = false;
   has_lengths_ = false;
   if (lengths) {
+    // Read once, then checked and uploaded: the caller's array may change meanwhile (another
+    // thread), and a value checked is then the value used.
+    host_lengths_.assign(lengths, lengths + N);
     bool all_full = true;
     for (std::size_t n = 0; n < N; ++n) {
-      PYRNN_CHECK(lengths[n] >= 1 && lengths[n] <= steps, "lengths[", n, "] = ", lengths[n],
-                  " is outside [1, ", steps, "]");
-      all_full = all_full && lengths[n] == steps;
+      const std::int64_t len = host_lengths_[n];
+      PYRNN_CHECK(len >= 1 && len <= steps, "lengths[", n, "] = ", len, " is outside [1, ",
+                  steps, "]");
+      all_full = all_full && len == steps;
     }
     if (!all_full) {
       ensure(lengths_, N);
-      lengths_.copy_from_host(lengths, N, stream);
+      lengths_.copy_from_host(host_lengths_.data(), N, stream);
       has_lengths_ = true;
     }
   }

@@ -50,7 +50,9 @@ PYRNN_HD inline void dense_epilogue_elem(std::size_t i, T* y, const T* b, int ou
 // dz [n] = dy * act'(y): the d pre-activation.
 template <typename T>
 PYRNN_HD inline void dense_dz_elem(std::size_t i, T* dz, const T* dy, const T* y, int act) {
-  dz[i] = dy[i] * act_grad_elem<T>(act, y[i]);
+  // ReLU selects, as PyTorch's threshold_backward: 0 where y <= 0 even for an Inf / NaN dy.
+  dz[i] = act == static_cast<int>(Activation::ReLU) ? (y[i] > T(0) ? dy[i] : T(0))
+                                                   : dy[i] * act_grad_elem<T>(act, y[i]);
 }
 
 // Owner of column j: out[j] += sum over rows of a [rows, cols], rows in order, in double (the

@@ -51,6 +51,8 @@ namespace detail {
 // Called just before a parallel region of `threads` threads starts (for the fork rule at
 // get_num_threads). Not inline: the per-ISA kernel files must not define shared inline code.
 void note_team(int threads);
+// Whether this process is a fork()ed child held to one thread (see set_num_threads).
+bool forked_child();
 // The settings above (ISA, threads, the fork rule) are one object per copy of this library.
 // Where several copies live in one process (Python's extension modules each link one), all but
 // one adopt that one's: use_runtime_state(runtime_state() of the owner), before any call.

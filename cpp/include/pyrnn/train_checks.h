@@ -55,12 +55,15 @@ inline void check_dense_backward(std::int64_t M, std::int64_t in, std::int64_t o
 
 // Every index checked before anything is written, so a refused call leaves y / dtable as they
 // were. idx is host memory on both backends.
+inline void check_index(std::int64_t k, std::int64_t m, std::int64_t num) {
+  PYRNN_CHECK(k >= 0 && k < num, "embedding index ", k, " at position ", m, " is outside [0, ",
+              num, ")");
+}
+
 inline void check_indices(const char* what, const std::int64_t* idx, std::int64_t M,
                           std::int64_t num) {
   PYRNN_CHECK(M == 0 || idx, what, ": null index array");
-  for (std::int64_t m = 0; m < M; ++m)
-    PYRNN_CHECK(idx[m] >= 0 && idx[m] < num, "embedding index ", idx[m], " at position ", m,
-                " is outside [0, ", num, ")");
+  for (std::int64_t m = 0; m < M; ++m) check_index(idx[m], m, num);
 }
 
 inline void check_last_step(const char* what, const std::int64_t* lengths, int N, int T_, int H,

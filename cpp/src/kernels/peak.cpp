@@ -12,6 +12,7 @@
 
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/ops.h"
+#include "pyrnn/runtime.h"
 
 namespace pyrnn {
 namespace kernels {
@@ -28,6 +29,9 @@ double fma_peak_gflops(int threads, double seconds) {
               "fma_peak_gflops: threads must be in [1, 4096], got ", threads);
   PYRNN_CHECK(seconds > 0 && seconds <= 60, "fma_peak_gflops: seconds must be in (0, 60], got ",
               seconds);
+  PYRNN_CHECK(threads == 1 || !::pyrnn::detail::forked_child(), "fma_peak_gflops(threads=",
+              threads, "): this process was fork()ed from one with threads, and OpenMP's thread ",
+              "pool does not survive fork; only 1 thread can run here");
   const Ops<float>& o = ops<float>();
   constexpr int kTrials = 5;
   std::vector<float> sinks(static_cast<std::size_t>(threads), 0.0f);

@@ -218,6 +218,7 @@ class Recurrent {
   std::vector<LayerCache> layers_;
   std::vector<DirCache> dirs_;
   DeviceBuffer<std::int64_t> lengths_;  // [N] device copy when some sequence is shorter than T
+  std::vector<std::int64_t> host_lengths_;  // [N] the caller's, read once, checked, uploaded
   bool has_lengths_ = false;
   Work work_[2];
   // Graph mode: the last layer's y [T, N, D*H] and the top dy [T, N, D*H] go through these

@@ -1,0 +1,177 @@
+"""Inputs at the edges an input-forms hunt found: ReLU backward with Inf / NaN gradients
+(PyTorch selects, 0 * Inf is NaN), big-endian float64, swaps through load_params, a Dense dy
+that is its own gradient array, clip_grad_norm(max_norm=inf), pyrnn.init beyond float32,
+bool targets, a validation y the model cannot take, and backward from h_n only. Each test
+failed before its fix."""
+import math
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import init, optim
+
+torch = pytest.importorskip("torch")
+
+
+def test_dense_relu_backward_passes_zero_for_inactive_units_whatever_dy():
+    d = pyrnn.Dense(2, 2, activation="relu", seed=0)
+    d.params["weight"] = np.array([[1, 0], [-1, 0]], np.float32)
+    d.params["bias"] = np.zeros(2, np.float32)
+    x = np.array([[1.0, 0.0]], np.float32)
+    d(x)  # y = [[1, 0]]: unit 1 inactive
+    for bad in (np.nan, np.inf):
+        d.zero_grad()
+        d(x)
+        dx = d.backward(np.array([[1.0, bad]], np.float32))
+        np.testing.assert_array_equal(dx, [[1.0, 0.0]])  # torch: [[1, 0]]
+        np.testing.assert_array_equal(d.grads["weight"], [[1, 0], [0, 0]])
+        np.testing.assert_array_equal(d.grads["bias"], [1, 0])
+
+
+@pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rnn_relu_backward_matches_torch_with_inf_and_nan(isa, dtype):
+    saved = pyrnn.info()["cpu_isa"]
+    pyrnn.set_cpu_isa(isa)
+    try:
+        rng = np.random.default_rng(0)
+        layer = pyrnn.RNN(3, 17, nonlinearity="relu", seed=1, dtype=dtype)
+        ref = layer.to_torch()
+        x = rng.standard_normal((4, 2, 3)).astype(dtype)
+        x[1, 0, 2] = np.nan  # NaN activations (relu(NaN) is NaN, as torch's)
+        dy = rng.standard_normal((4, 2, 17)).astype(dtype)
+        y = layer(x)[0]
+        dy[y == 0] = np.inf  # Inf gradients on inactive units
+        dx, _ = layer.backward(dy)
+        xt = torch.tensor(x, requires_grad=True)
+        yt, _ = ref(xt)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(yt.detach().numpy()))
+        yt.backward(torch.tensor(dy))
+        np.testing.assert_array_equal(np.isnan(dx), np.isnan(xt.grad.numpy()))
+        np.testing.assert_array_equal(np.isinf(dx), np.isinf(xt.grad.numpy()))
+        g = layer.grads["weight_ih_l0"]
+        np.testing.assert_array_equal(np.isfinite(g), np.isfinite(ref.weight_ih_l0.grad.numpy()))
+    finally:
+        pyrnn.set_cpu_isa(saved)
+
+
+def test_big_endian_float64_keeps_its_dtype_and_range():
+    a = np.array([[1 / 3, 1e300]], ">f8")
+    m = pyrnn.Matrix.from_numpy(a)
+    assert m.dtype == np.float64
+    np.testing.assert_array_equal(m.numpy(), a)
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        pyrnn.Matrix.from_numpy(np.array([[1e39]], np.longdouble))
+    m32 = pyrnn.Matrix(1, 1, np.float32)
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        m32.set(0, 0, 1e39)
+    m32.set(0, 0, math.inf)  # Inf and NaN are values, as everywhere
+    assert m32.get(0, 0) == math.inf
+    y = pyrnn.Dropout(0.0)(np.array([1 / 3, 1e300], ">f8"))  # was float32, and a range error
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, [1 / 3, 1e300])
+    y = pyrnn.LastStep()(np.full((1, 2, 3), 1e300, ">f8"))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, np.full((1, 3), 1e300))
+
+
+def test_load_params_swaps_two_parameters():
+    layer = pyrnn.LSTM(3, 4, bidirectional=True, seed=0)
+    before, p = layer.numpy_params(), layer.params
+    layer.params = {"weight_ih_l0": p["weight_ih_l0_reverse"],
+                    "weight_ih_l0_reverse": p["weight_ih_l0"]}
+    np.testing.assert_array_equal(layer.params["weight_ih_l0"], before["weight_ih_l0_reverse"])
+    np.testing.assert_array_equal(layer.params["weight_ih_l0_reverse"], before["weight_ih_l0"])
+    m = pyrnn.Sequential([pyrnn.Dense(3, 3, seed=1), pyrnn.Dense(3, 3, seed=2)])
+    w0, w1 = m.params["0.weight"].copy(), m.params["1.weight"].copy()
+    m.load_params({"0.weight": m.params["1.weight"], "1.weight": m.params["0.weight"]})
+    np.testing.assert_array_equal(m.params["0.weight"], w1)
+    np.testing.assert_array_equal(m.params["1.weight"], w0)
+
+
+def test_dense_backward_with_dy_that_is_its_own_gradient_array():
+    x = np.random.default_rng(0).random((3, 3)).astype(np.float32)
+    want = pyrnn.Dense(3, 3, seed=0)
+    want.grads["weight"] = np.arange(9.0).reshape(3, 3)
+    want(x)
+    dx_want = want.backward(want.grads["weight"].copy())
+    d = pyrnn.Dense(3, 3, seed=0)
+    d.grads["weight"] = np.arange(9.0).reshape(3, 3)
+    d(x)
+    dx = d.backward(d.grads["weight"])
+    np.testing.assert_array_equal(dx, dx_want)
+    np.testing.assert_array_equal(d.grads["weight"], want.grads["weight"])
+
+
+def test_clip_grad_norm_with_an_infinite_max_norm_only_reports():
+    d = pyrnn.Dense(3, 2, seed=0)
+    d.grads["weight"] = np.full((2, 3), 1e3, np.float32)
+    g0 = d.numpy_grads()
+    total = optim.clip_grad_norm(d.parameters(), math.inf)
+    assert total == pytest.approx(float(np.sqrt(6) * 1e3), rel=1e-6)
+    for k, v in d.numpy_grads().items():
+        np.testing.assert_array_equal(v, g0[k])
+    with pytest.raises(ValueError, match="max_norm"):
+        optim.clip_grad_norm(d.parameters(), -math.inf)
+
+
+@pytest.mark.parametrize("fill", [
+    lambda p: init.constant_(p, 1e39),
+    lambda p: init.uniform_(p, 1e39, 2e39),
+    lambda p: init.xavier_uniform_(p, gain=1e39),
+])
+def test_init_beyond_float32_is_refused_and_writes_nothing(fill):
+    d = pyrnn.Dense(3, 2, seed=0)
+    w0 = d.params["weight"].copy()
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        fill(next(d.parameters()))
+    np.testing.assert_array_equal(d.params["weight"], w0)
+
+
+def test_bool_targets_train_with_bce_and_mse():
+    x = np.random.default_rng(0).random((8, 3)).astype(np.float32)
+    y = x[:, :1] > 0.5
+    for loss in ("bce", "mse"):
+        m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+        hist = m.fit(x, y, loss=loss, optimizer="sgd", epochs=1, verbose=0)
+        ref = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+        ref_hist = ref.fit(x, y.astype(np.float32), loss=loss, optimizer="sgd", epochs=1,
+                           verbose=0)
+        assert hist["loss"] == ref_hist["loss"]
+
+
+def test_a_validation_y_the_model_cannot_take_is_refused_before_training():
+    x = np.random.default_rng(0).random((8, 3)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
+    w0 = m.numpy_params()
+    with pytest.raises(ValueError, match="target shape"):
+        m.fit(x, np.zeros((8, 2)), loss="mse", optimizer="sgd", verbose=0,
+              validation_data=(x, np.zeros((8, 5))))
+    for k, v in m.numpy_params().items():
+        np.testing.assert_array_equal(v, w0[k])  # no epoch ran
+
+
+def test_predict_on_nan_data_does_not_speak_of_training():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
+    with pytest.raises(ValueError, match="contains NaN or Inf") as e:
+        m.predict(np.full((2, 3), np.nan))
+    assert "training" not in str(e.value)
+
+
+@pytest.mark.parametrize("cls", [pyrnn.RNN, pyrnn.GRU, pyrnn.LSTM])
+def test_backward_from_the_final_state_only(cls):
+    rng = np.random.default_rng(0)
+    layer = cls(3, 4, seed=0, batch_first=True)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    out, state = layer(x)
+    dh = rng.standard_normal((1, 2, 4)).astype(np.float32)
+    extra = (None,) if cls is pyrnn.LSTM else ()
+    got = layer.backward(None, dh, *extra)
+    g_none = layer.numpy_grads()
+    layer.zero_grad()
+    layer(x)
+    want = layer.backward(np.zeros_like(out), dh, *extra)
+    np.testing.assert_array_equal(got[0], want[0])
+    for k, v in layer.numpy_grads().items():
+        np.testing.assert_array_equal(g_none[k], v)
