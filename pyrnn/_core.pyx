@@ -4,6 +4,7 @@
 Arrays cross as typed memoryviews without copies; compute runs with the GIL released.
 """
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from libc.math cimport fabs, isfinite
 from libc.stddef cimport size_t
 from libc.stdint cimport int64_t, uint64_t
 from libcpp.string cimport string
@@ -247,8 +248,11 @@ cdef class Matrix:
     def set(self, r, c, double v):
         r, c = self._index(r, c)
         if self.f32:
-            # numpy's checked narrowing (a C cast of an out-of-range double is undefined)
-            v = float(_cast_finite("Matrix.set: the value", np.float64(v), np.float32))
+            # Values float32 cannot hold would become Inf (and a C cast beyond its range is
+            # undefined). The bound is where rounding reaches Inf: FLT_MAX + half an ulp.
+            if isfinite(v) and fabs(v) >= 3.4028235677973366e38:
+                raise ValueError(f"Matrix.set: {v!r} is beyond the float32 range of this Matrix "
+                                 "(use a float64 Matrix)")
             self.f32.set(r, c, <float>v)
         else:
             self.f64.set(r, c, v)
@@ -475,6 +479,14 @@ cdef class NativeRecurrent:
                 self.f64.zero_grad()
         finally:
             self.busy = False
+
+    def hold(self):
+        """Marks the layer busy, as its forward does, until release(): an optimizer writing its
+        parameters or gradients. RuntimeError while another thread runs the layer."""
+        self._enter()
+
+    def release(self):
+        self.busy = False
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()

@@ -1074,6 +1074,13 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.copy_params_from_host(<const double*>p)
 
+    def hold(self):
+        """Marks the layer busy, as its forward does, until release() (pyrnn._core's twin)."""
+        self._enter()
+
+    def release(self):
+        self.busy = False
+
     cdef _enter(self):
         if self.busy:
             raise RuntimeError("this layer is already running forward/backward in another "

@@ -49,6 +49,14 @@ class Callback:
     def on_batch_end(self, batch, logs=None):
         pass
 
+    # Keras' names of the batch hooks (what fit calls), which call the short ones by default,
+    # as Keras' do: a subclass may define either.
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
 
 def _mode(mode, monitor):
     if mode not in ("auto", "min", "max"):
@@ -239,10 +247,14 @@ class LambdaCallback(Callback):
     def __init__(self, **hooks):
         super().__init__()
         names = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-                 "on_batch_begin", "on_batch_end"}
+                 "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end"}
         for name, fn in hooks.items():
             if name not in names:
                 raise TypeError(f"unknown hook {name!r} (hooks: {', '.join(sorted(names))})")
+            if fn is None:  # as Keras: a hook given as None is not set
+                continue
+            if not callable(fn):
+                raise TypeError(f"hook {name!r} must be callable, got {type(fn).__name__}")
             setattr(self, name, fn)
 
 

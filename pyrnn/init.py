@@ -142,7 +142,10 @@ def normal_(a, mean=0.0, std=1.0, *, rng=None, seed=None):
 @_device_aware
 def constant_(a, value):
     a = _target(a)
-    return _fill(a, np.broadcast_to(np.asarray(value), a.shape))
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":  # (complex would lose its imaginary part)
+        raise TypeError(f"constant_ needs a real value, got {value.dtype} {value!r}")
+    return _fill(a, np.broadcast_to(value, a.shape))
 
 
 @_device_aware

@@ -61,8 +61,9 @@ def _exclusive(layer):
         if not isinstance(owner, tuple):  # (a pickle from before kept a bare thread id)
             owner = None
         if owner is not None and owner != me and owner[0] == me[0]:
+            what = "model" if hasattr(layer, "layers") else "layer"
             raise RuntimeError(f"this {type(layer).__name__} is already running forward/backward "
-                               "in another thread; use one layer per thread")
+                               f"in another thread; use one {what} per thread")
         outer = owner != me
         if outer:
             layer._busy_owner = me

@@ -1,4 +1,9 @@
-"""Losses: ``forward(pred, target) -> float`` beside ``backward() -> dpred``.
+"""Losses: ``forward(pred, target, mask=None) -> float`` beside ``backward() -> dpred``.
+
+``mask`` (optional): a bool array shaped like the leading axes of the prediction (the (N, T)
+of per-step outputs (N, T, ...)); elements where it is False count nowhere: not in the loss,
+its mean, its gradient (0 there) or the metrics. fit / evaluate pass it for per-step outputs
+when lengths are given (the steps past each sequence's end), as Keras' masking does.
 
 Values are computed in float64 whatever the prediction dtype (so a float32 model's loss is
 not rounded twice); ``backward`` returns d loss / d pred in the prediction's dtype. Every
@@ -53,6 +58,20 @@ def _host_target(target):
     return cuda.as_device_array(target).numpy()
 
 
+def _expand_mask(mask, shape, loss_name):
+    """`mask` (bool, shaped like the leading axes of the prediction, e.g. (N, T) of (N, T, F):
+    the steps that count) broadcast to `shape`; None stays None."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"{loss_name}: mask must be a bool array, got dtype {m.dtype}")
+    if m.ndim > len(shape) or m.shape != tuple(shape[:m.ndim]):
+        raise ValueError(f"{loss_name}: mask shape {shape_str(m.shape)} must be the leading "
+                         f"axes of the prediction's {shape_str(shape)}")
+    return np.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
+
+
 def _target_in_range(target, pred, loss_name):
     # The gradient takes the prediction's dtype: a target float32 cannot hold made it Inf.
     big = beyond_range(target, pred.dtype)
@@ -93,8 +112,8 @@ class Loss:
         state["_dpred"] = None
         return state
 
-    def __call__(self, pred, target):
-        return self.forward(pred, target)
+    def __call__(self, pred, target, mask=None):
+        return self.forward(pred, target) if mask is None else self.forward(pred, target, mask)
 
     def _reduce(self, total, count):
         """(loss, scale of the per-element gradient)."""
@@ -143,13 +162,17 @@ class Loss:
 class MSELoss(Loss):
     """mean((pred - target)^2) over every element (torch.nn.MSELoss)."""
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, mask=None):
         pred = _pred_array("pred", self._host_pred(pred))
         target = _pred_array("target", _host_target(target))
         target = _target_in_range(_same_shape(pred, target, "MSELoss"), pred, "MSELoss")
+        m = _expand_mask(mask, pred.shape, "MSELoss")
         self._dtype = pred.dtype
         diff = pred.astype(np.float64) - target          # pred-shaped
-        loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), diff.size)
+        if m is not None:  # masked elements: no loss, no gradient, not counted
+            diff = np.where(m, diff, 0.0)
+        n = diff.size if m is None else int(np.count_nonzero(m))
+        loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), n)
         self._dpred = diff * (2.0 * scale)
         return loss
 
@@ -174,7 +197,7 @@ class CrossEntropyLoss(Loss):
     def config(self):
         return {"ignore_index": self.ignore_index, "reduction": self.reduction}
 
-    def forward(self, logits, target):
+    def forward(self, logits, target, mask=None):
         logits = _pred_array("logits", self._host_pred(logits))
         if logits.ndim < 1 or logits.shape[-1] < 1:
             raise ValueError(f"CrossEntropyLoss: logits must be (..., K) with K >= 1 classes, "
@@ -184,6 +207,8 @@ class CrossEntropyLoss(Loss):
         target = np.asarray(_host_target(target))
         self._dtype = logits.dtype
         K = logits.shape[-1]
+        m = _expand_mask(mask, logits.shape[:-1], "CrossEntropyLoss")
+        counted = None if m is None else m.reshape(-1)               # [M] rows that count
         z = logits.reshape(-1, K).astype(np.float64)                  # [M, K]
         z -= z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))       # [M, K] log-softmax
@@ -193,10 +218,13 @@ class CrossEntropyLoss(Loss):
         if target.shape == logits.shape and target.dtype.kind == "f":
             _target_in_range(target, logits, "CrossEntropyLoss")
             t = target.reshape(-1, K).astype(np.float64)             # [M, K] probabilities
-            loss, scale = self._reduce(-(t * logp).sum(), t.shape[0])
+            rows = np.arange(t.shape[0]) if counted is None else np.nonzero(counted)[0]
+            if counted is not None:
+                t = np.where(counted[:, None], t, 0.0)  # a masked row adds nothing
+            loss, scale = self._reduce(-(t * logp).sum(), rows.size)
             self._dpred = ((prob * t.sum(axis=1, keepdims=True) - t) * scale).reshape(logits.shape)
-            self._correct = int((pred_class == t.argmax(axis=1)).sum())
-            self._total = t.shape[0]
+            self._correct = int((pred_class[rows] == t[rows].argmax(axis=1)).sum())
+            self._total = int(rows.size)
             return loss
 
         if target.shape == logits.shape:
@@ -220,6 +248,8 @@ class CrossEntropyLoss(Loss):
         # (uint64 2**64 - 100 would become -100, the ignore_index, and be dropped).
         flat = target.reshape(-1)                                     # [M], caller's dtype
         valid = self._not_ignored(flat)                               # [M]
+        if counted is not None:
+            valid = valid & counted  # masked steps are ignored, whatever their target
         bad = valid & ((flat < 0) | (flat >= K))
         if bad.any():
             i = int(np.argmax(bad))
@@ -277,11 +307,12 @@ class BCEWithLogitsLoss(Loss):
         pw = None if self.pos_weight is None else self.pos_weight.tolist()
         return {"pos_weight": pw, "reduction": self.reduction}
 
-    def forward(self, logits, target):
+    def forward(self, logits, target, mask=None):
         logits = _pred_array("logits", self._host_pred(logits))
         target = _pred_array("target", _host_target(target))
         target = _target_in_range(_same_shape(logits, target, "BCEWithLogitsLoss"), logits,
                                   "BCEWithLogitsLoss")
+        m = _expand_mask(mask, logits.shape, "BCEWithLogitsLoss")
         self._dtype = logits.dtype
         x = logits.astype(np.float64)
         y = target.astype(np.float64)
@@ -291,11 +322,16 @@ class BCEWithLogitsLoss(Loss):
         pw = 1.0 if self.pos_weight is None else self._pos_weight_for(x.shape)
         w = 1.0 + (pw - 1.0) * y
         per = (1.0 - y) * x + w * sp
-        loss, scale = self._reduce(per.sum(), per.size)
+        n = per.size if m is None else int(np.count_nonzero(m))
+        if m is not None:  # masked elements: no loss, no gradient, not counted
+            per = np.where(m, per, 0.0)
+        loss, scale = self._reduce(per.sum(), n)
         # d/dx = (1 - y) - w sigmoid(-x) = w sigmoid(x) - pos_weight y (sigmoid(x) - y at pw=1)
-        self._dpred = (w * sig - pw * y) * scale
-        self._correct = int(((x > 0) == (y >= 0.5)).sum())
-        self._total = int(x.size)
+        d = (w * sig - pw * y) * scale
+        self._dpred = d if m is None else np.where(m, d, 0.0)
+        hit = (x > 0) == (y >= 0.5)
+        self._correct = int(hit.sum() if m is None else (hit & m).sum())
+        self._total = n
         return loss
 
     def _pos_weight_for(self, shape):
@@ -329,4 +365,6 @@ def get(loss):
     if isinstance(loss, type) and issubclass(loss, Loss):
         return loss()
     raise TypeError(f"loss must be a pyrnn.losses.Loss or one of {sorted(_ALIASES)}, "
-                    f"got {loss!r}")
+                    f"got {loss!r} (pyrnn's classification losses take LOGITS, as Keras' "
+                    f"from_logits=True: 'bce' is binary_crossentropy, 'cross_entropy' "
+                    f"sparse_categorical_crossentropy; end the model without a sigmoid)")

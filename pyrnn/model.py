@@ -85,6 +85,33 @@ def _layer_index(index, n):
     return i
 
 
+_MASK_TAKERS = {}
+
+
+def _takes_mask(loss):
+    """Whether loss.forward takes mask= (the built-in losses do; a custom one may)."""
+    kind = type(loss)
+    if kind not in _MASK_TAKERS:
+        import inspect
+        try:
+            _MASK_TAKERS[kind] = "mask" in inspect.signature(loss.forward).parameters
+        except (TypeError, ValueError):
+            _MASK_TAKERS[kind] = False
+    return _MASK_TAKERS[kind]
+
+
+def _batch_loss(loss, pred, target, lens, steps):
+    """loss.forward of one batch of fit / evaluate. With lengths and a per-step prediction
+    (n, T, ...), the steps past each sequence's length are masked out of the loss, its gradient
+    and its metrics, as Keras' masking does: the recurrent output there is 0, and a Dense after
+    it would otherwise be trained toward the padding's targets."""
+    shape = tuple(pred.shape)
+    if lens is not None and len(shape) >= 3 and shape[1] == steps and bool((lens < steps).any()) \
+            and _takes_mask(loss):
+        return loss.forward(pred, target, mask=np.arange(steps)[None, :] < lens[:, None])
+    return loss.forward(pred, target)
+
+
 def _pyrnn_backward(layer):
     """Whether layer's backward() is a pyrnn layer's own (its cache is then the pyrnn one)."""
     backward = getattr(type(layer), "backward", None)
@@ -181,8 +208,8 @@ class Sequential(Layer):
         """The direction counts _link gives, for one pass (a forward, an ONNX export) only: a
         LastStep (or nested model) used on its own afterwards, or taken out of the model, is
         standalone again, not still bidirectional from its last model."""
-        self._link()
         try:
+            self._link()
             yield
         finally:
             self._unlink()
@@ -193,11 +220,15 @@ class Sequential(Layer):
             pass
 
     def _unlink(self):
-        for layer in self.layers:
-            if isinstance(layer, (LastStep, Sequential)):
-                layer._auto_bidirectional = False
-            if isinstance(layer, Sequential):
-                layer._unlink()
+        # A walk with a seen set: it also runs after _link refused a model containing itself.
+        todo, seen = [self], {id(self)}
+        while todo:
+            for layer in todo.pop().layers:
+                if isinstance(layer, (LastStep, Sequential)) and layer is not self:
+                    layer._auto_bidirectional = False
+                if isinstance(layer, Sequential) and id(layer) not in seen:
+                    seen.add(id(layer))
+                    todo.append(layer)
 
     def _link(self, _checked=False):
         """Tell each LastStep the direction count of the nearest preceding recurrent layer,
@@ -596,8 +627,9 @@ class Sequential(Layer):
         with self._eval_mode():
             total, count, metrics = 0.0, 0, {}
             for idx in self._batches(x.shape[0], batch_size):
-                pred = self._forward_batch(x[idx], None if lengths is None else lengths[idx])
-                value = loss.forward(pred, y[idx])
+                lens = None if lengths is None else lengths[idx]
+                pred = self._forward_batch(x[idx], lens)
+                value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
                 total += value * (loss.count if loss.reduction == "mean" else 1)
                 count += loss.count
                 for k, (c, t) in loss.metric_counts().items():
@@ -612,6 +644,7 @@ class Sequential(Layer):
         of batch means). return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
         loss: a Loss (or name); default the loss of the last fit()."""
         loss = self._loss_arg(loss)
+        self._warn_logit_losses(loss)
         batch_size = positive_int("batch_size", batch_size)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, y, lengths = self._prepare(x, y, lengths)
@@ -670,6 +703,36 @@ class Sequential(Layer):
             else:
                 yield layer
 
+    def _named_optimizer(self, optimizer, params):
+        """fit's optimizer: one given by name is built once and kept for later fit calls with
+        that name (while it still trains exactly these parameters), as Keras' compile keeps
+        it; an instance is used as it is."""
+        if not isinstance(optimizer, str):
+            return _optim.get(optimizer, params)
+        kept = self.__dict__.get("_fit_named_optimizer")
+        if kept is not None and kept[0] == optimizer.lower() and kept[1].params == params and \
+                not any(p._detached() for p in kept[1].params):
+            return kept[1]
+        built = _optim.get(optimizer, params)
+        self._fit_named_optimizer = (optimizer.lower(), built)
+        return built
+
+    def _warn_logit_losses(self, loss):
+        """A UserWarning when the model ends in a sigmoid and the loss takes logits: Keras'
+        habit (Dense(1, activation="sigmoid") + binary_crossentropy) would train through a
+        second sigmoid and count every sample as positive, silently."""
+        last = None
+        for layer in _flat_layers(self.layers):
+            if not isinstance(layer, Dropout):
+                last = layer
+        if isinstance(last, Dense) and last.activation == "sigmoid" and isinstance(
+                loss, (_losses.BCEWithLogitsLoss, _losses.CrossEntropyLoss)):
+            import warnings
+            warnings.warn(f"the model ends in Dense(activation='sigmoid') and "
+                          f"{type(loss).__name__} takes logits: the sigmoid is applied twice "
+                          f"(and accuracy counts outputs > 0); drop the final activation",
+                          UserWarning, stacklevel=4)
+
     def _loss_arg(self, loss):
         if loss is None:
             loss = getattr(self, "_fit_loss", None)
@@ -683,13 +746,21 @@ class Sequential(Layer):
             seed=None):
         """Mini-batch training. Returns history: {"loss": [...], metrics ("accuracy" for the
         classification losses), and with validation_data "val_loss", "val_<metric>"}, one
-        entry per epoch. The epoch loss is the mean over all samples seen in the epoch.
+        entry per epoch. The epoch loss is the mean over all elements the loss counted in the
+        epoch (with reduction="sum": the sum over the epoch).
 
-        loss: a pyrnn.losses.Loss (or 'mse' / 'cross_entropy' / 'bce'); optimizer: built over
-        model.parameters() (or 'adam' / 'adamw' / 'sgd' / 'rmsprop': the class defaults, except
-        'sgd' with lr=0.01, Keras' default, where SGD's own is PyTorch's 1e-3).
-        validation_data: (x_val, y_val) or (x_val, y_val, lengths_val).
-        clip_norm: clip the global gradient norm (pyrnn.optim.clip_grad_norm) before each step.
+        loss: a pyrnn.losses.Loss (or 'mse' / 'cross_entropy' / 'bce'; the classification
+        losses take logits: end the model without a sigmoid); optimizer: built over
+        model.parameters(), or a name ('adam' / 'adamw' / 'sgd' / 'rmsprop': the class
+        defaults, except 'sgd' with lr=0.01, Keras' default, where SGD's own is PyTorch's 1e-3),
+        built on the first fit and kept by the model for later fit calls with the same name, as
+        Keras' compile keeps it (its moments and step count continue). During fit the optimizer
+        is ``model.optimizer`` (a callback may change its ``lr`` / ``learning_rate``).
+        validation_data: (x_val, y_val) or (x_val, y_val, lengths_val) (the third is lengths,
+        not Keras' sample weights). One validation sample is run through the model and the
+        loss before training, so that data they cannot take fails first.
+        clip_norm: clip the global norm of the gradients the optimizer updates
+        (pyrnn.optim.clip_grad_norm) before each step.
         verbose: 0 silent; 1 a tqdm bar per epoch when tqdm is installed and stdout is a
         terminal, else one line per epoch; 2 one line per epoch.
         shuffle / seed: a fresh permutation per epoch from numpy.random.default_rng(seed)
@@ -702,11 +773,12 @@ class Sequential(Layer):
         raised (its .history holds the epochs completed).
         """
         loss = _losses.get(loss)
+        self._warn_logit_losses(loss)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
         params = list(self.parameters())
         if not params:
             raise ValueError("the model has no parameters to train")
-        optimizer = _optim.get(optimizer, params)
+        optimizer = self._named_optimizer(optimizer, params)
         current = {_arrays.data_ptr(p.data) for p in params}
         stale = [p.name for p in optimizer.params if _arrays.data_ptr(p.data) not in current]
         if stale:
@@ -736,8 +808,13 @@ class Sequential(Layer):
             val = self._prepare(vx, vy, vl, prefix="validation ")
             # One validation sample through the model and the loss now: a y_val the output does
             # not fit (a wrong width) is refused before training, not after a whole epoch.
-            self._run_eval(val[0][:1], val[1][:1], None if val[2] is None else val[2][:1], loss,
-                           1)
+            try:
+                self._run_eval(val[0][:1], val[1][:1], None if val[2] is None else val[2][:1],
+                               loss, 1)
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"validation_data (x_val {shape_str(val[0].shape)}, y_val "
+                              f"{shape_str(val[1].shape)}), checked on its first sample: "
+                              f"{e}") from None
         try:  # a list (any iterable) of callbacks; a single one was "not iterable"
             if isinstance(callbacks, _callbacks.Callback):
                 raise TypeError
@@ -772,6 +849,7 @@ class Sequential(Layer):
         # their keys): put back if they do.
         before = getattr(self, "_fit_loss", None), self.stop_training, self._modes()
         self._fit_loss = loss
+        self.optimizer = optimizer  # (Keras' model.optimizer: a callback may change its lr)
         rng = np.random.default_rng(seed)
         N = x.shape[0]
         n_batches = -(-N // batch_size)
@@ -818,9 +896,10 @@ class Sequential(Layer):
                           file=sys.stdout) if bar_cls else None
             for b, idx in enumerate(self._batches(N, batch_size, order)):
                 for cb in cbs:
-                    cb.on_batch_begin(b, {"size": len(idx)})
-                pred = self._forward_batch(x[idx], None if lengths is None else lengths[idx])
-                value = loss.forward(pred, y[idx])
+                    cb.on_train_batch_begin(b, {"size": len(idx)})
+                lens = None if lengths is None else lengths[idx]
+                pred = self._forward_batch(x[idx], lens)
+                value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
                 if not math.isfinite(value):
                     if bar:
                         bar.close()
@@ -831,8 +910,8 @@ class Sequential(Layer):
                 good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
                 self.zero_grad()
                 self._backward(loss.backward())  # d pred is on pred's device
-                if clip_norm is not None:
-                    _optim.clip_grad_norm(params, clip_norm)
+                if clip_norm is not None:  # (a frozen layer's gradients do not count)
+                    _optim.clip_grad_norm(optimizer.params, clip_norm)
                 with _sigint_deferred():  # a step is applied whole or not at all
                     optimizer.step()
                 total += value * (loss.count if loss.reduction == "mean" else 1)
@@ -844,7 +923,7 @@ class Sequential(Layer):
                     bar.update(1)
                     bar.set_postfix(loss=f"{total / max(count, 1):.4f}", refresh=False)
                 for cb in cbs:
-                    cb.on_batch_end(b, {"loss": value, "size": len(idx)})
+                    cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
             if not all(_arrays.all_finite(p.data) for p in params):
                 if bar:
                     bar.close()

@@ -210,7 +210,8 @@ def _export_recurrent(g, layer, seq_len, batch, lengths, initial_states):
 
 def _flatten(model):
     from .model import Sequential
-    model._link()  # a nested model's LastSteps (cleared by the outer model's _linked)
+    # (no linking here: the callers check the model, and export inside its _linked(), which
+    # gives every LastStep, nested ones too, its direction count)
     out = []
     for layer in model.layers:
         if isinstance(layer, Sequential):  # dissolved here, so checked here
@@ -366,6 +367,7 @@ def _model_dtype(obj):
     from .layers import Dropout, LastStep
     from .model import Sequential
     if isinstance(obj, Sequential):
+        obj._check_links()  # the layers, and no cycle, before the walk
         dts = {np.dtype(l.dtype) for l in _flatten(obj) if not isinstance(l, (Dropout, LastStep))}
         if len(dts) > 1:
             raise ValueError(f"ONNX export needs one float dtype across the model, got "

@@ -21,9 +21,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, _attrs
 from ._validate import real_array, real_number
-from .parameter import Parameter
+from ._arrays import zero_
+from .parameter import Parameter, owners_held
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "clip_grad_norm_"]
 
@@ -94,19 +95,36 @@ class Optimizer:
         self.state = [dict() for _ in self.params]
         self.steps = 0  # step() calls so far
 
+    # The learning rate may be changed between steps (a schedule); checked as the
+    # constructor checks it. learning_rate is Keras' name for it.
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = _float("lr", value)
+
+    learning_rate = lr
+
+    def __setstate__(self, state):
+        self.__dict__.update(_attrs.upgrade(type(self), state))  # (pickles kept a plain lr)
+
     def zero_grad(self):
         for p in self.params:  # all before any is cleared, as step()
             if p._detached():
                 _check_updatable(p)
-        for p in self.params:
-            p.zero_grad()
+        with owners_held(self.params):
+            for p in self.params:
+                zero_(p.grad)
 
     def step(self):
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
-        for p, st in zip(self.params, self.state):
-            self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
-            p._changed()
+        with owners_held(self.params):
+            for p, st in zip(self.params, self.state):
+                self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
+                p._changed()
         self.steps += 1  # counted once done (a step that raised is not one)
 
     def _update(self, data, grad, state):  # flat [n] views

@@ -1,4 +1,6 @@
 """pyrnn.Parameter: one trainable tensor, as the optimizers see it."""
+import contextlib
+
 import numpy as np
 
 
@@ -132,13 +134,35 @@ class Parameter:
 
     def zero_grad(self):
         from ._arrays import zero_
-        zero_(self._grad)
+        with owners_held([self]):
+            zero_(self._grad)
 
     def __repr__(self):
         shape = self.shape
         shape = "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         dev = "" if self.device == "cpu" else f", device='{self.device}'"
         return f"Parameter({self._name!r}, shape={shape}, dtype={self._data.dtype}{dev})"
+
+
+@contextlib.contextmanager
+def owners_held(params):
+    """The layers owning `params` marked busy, as their forward and backward mark them, while an
+    optimizer writes into them: a step (or zero_grad) while another thread runs one of them is
+    a RuntimeError, as that thread's layer.zero_grad() would be, not a race."""
+    from .layers import _exclusive
+    owners = {}
+    for p in params:
+        if p._owner is not None:
+            owners.setdefault(id(p._owner), p._owner)
+    with contextlib.ExitStack() as stack:
+        for owner in owners.values():
+            native = getattr(owner, "__dict__", {}).get("_native")
+            if native is not None and hasattr(native, "hold"):  # a recurrent layer's own flag
+                native.hold()
+                stack.callback(native.release)
+            else:
+                stack.enter_context(_exclusive(owner))
+        yield
 
 
 def _of_layer(name, layer, key):

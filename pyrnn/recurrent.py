@@ -362,8 +362,13 @@ class _Recurrent(ParamWrites):
         if d_out is None:  # only d_h_n / d_c_n flow back (a loss on the final state alone)
             unbatched, T, N = self._last
             DH = self.num_directions * self.hidden_size
-            d_out = np.zeros((T, DH) if unbatched else
-                             (N, T, DH) if self.batch_first else (T, N, DH), self.dtype)
+            shape = (T, DH) if unbatched else (N, T, DH) if self.batch_first else (T, N, DH)
+            from . import cuda
+            if self.device == "cuda" and any(cuda.is_device_array(d) for d in (d_h_n, d_c_n)):
+                # device state gradients: d x comes back on the device, as for a device d_out
+                d_out = cuda._need().DeviceArray.zeros(shape, self.dtype, self._native.device)
+            else:
+                d_out = np.zeros(shape, self.dtype)
         if self.device == "cuda":
             return self._backward_cuda(d_out, d_h_n, d_c_n)
         unbatched, T, N = self._last

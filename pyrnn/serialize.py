@@ -118,7 +118,12 @@ def save(obj, path):
         pcrc = zlib.crc32(c, pcrc)
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header), offset, zlib.crc32(header), pcrc)
     if _is_file(path):
-        for c in [prefix, header] + chunks:
+        try:
+            path.write(prefix)
+        except TypeError:  # a text stream that is not an io.TextIOBase
+            raise TypeError("save() needs a file opened in binary mode ('wb'): its write() "
+                            "refused bytes") from None
+        for c in [header] + chunks:
             path.write(c)
     else:
         _atomic_write(path, [prefix, header] + chunks)
@@ -132,7 +137,9 @@ def _save_target(path):
     """`path` checked as open(path, "wb") would check it: a binary file object, or a str /
     bytes / os.PathLike naming no folder."""
     if _is_file(path):
-        if isinstance(path, io.TextIOBase) or "b" not in getattr(path, "mode", "b"):
+        # (text files are io.TextIOBase; `mode` is no guide: gzip's is an int, a zip
+        # member's "r" is binary)
+        if isinstance(path, io.TextIOBase):
             raise TypeError("save() needs a file opened in binary mode ('wb'), got a text file")
         if not callable(getattr(path, "write", None)):
             raise TypeError(f"save() needs a writable file object, got "
@@ -366,7 +373,7 @@ def load(path, device="cpu"):
     from .recurrent import _check_device
     _check_device(device)
     if _is_file(path):
-        if isinstance(path, io.TextIOBase) or "b" not in getattr(path, "mode", "b"):
+        if isinstance(path, io.TextIOBase):
             raise TypeError("load() needs a file opened in binary mode ('rb'), got a text file")
         if not callable(getattr(path, "read", None)):
             raise TypeError(f"load() needs a readable file object, got {type(path).__name__} "

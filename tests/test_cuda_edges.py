@@ -470,3 +470,17 @@ def test_option_setters_take_numpy_bools_and_ints():
             pyrnn.cuda._need().set_default_options(persist_blocks=np.bool_(True))
     finally:
         pyrnn.cuda._need().set_default_options(**before)
+
+
+@pytest.mark.parametrize("cls", [pyrnn.GRU, pyrnn.LSTM])
+def test_backward_from_a_device_final_state_only_stays_on_the_device(cls):
+    layer = cls(3, 4, seed=0, device="cuda")
+    x = pyrnn.cuda.to_device(np.ones((5, 2, 3), np.float32))
+    layer(x)
+    dh = pyrnn.cuda.to_device(np.ones((1, 2, 4), np.float32))
+    extra = (None,) if cls is pyrnn.LSTM else ()
+    dx = layer.backward(None, dh, *extra)[0]
+    assert isinstance(dx, DA)
+    layer(x)
+    want = layer.backward(pyrnn.cuda.to_device(np.zeros((5, 2, 4), np.float32)), dh, *extra)[0]
+    np.testing.assert_array_equal(dx.numpy(), want.numpy())

@@ -195,3 +195,54 @@ def test_peak_gflops_in_a_forked_child_refuses_more_threads():
         assert _in_child(child) == 0
     finally:
         pyrnn.set_num_threads(saved)
+
+
+def test_a_child_of_a_parent_with_other_threads_defaults_to_one_thread_but_may_raise_it():
+    # Another library's OpenMP team cannot be told from NumPy's BLAS threads: one thread by
+    # default, and set_num_threads(n) is the caller's to allow (only pyrnn's own team is known).
+    rc, out = _run("""
+        import os, threading, time, pyrnn
+        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+        pyrnn.set_num_threads(2)
+        pid = os.fork()
+        if pid == 0:
+            ok = pyrnn.get_num_threads() == 1
+            pyrnn.set_num_threads(2)
+            ok = ok and pyrnn.get_num_threads() == 2
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.WEXITSTATUS(status))
+    """)
+    assert rc == 0 and "child 0" in out, out
+
+
+def test_an_optimizer_step_while_another_thread_runs_the_layer_is_refused():
+    dense = pyrnn.Dense(3, 2, seed=0)
+    gru = pyrnn.GRU(3, 2, seed=0)
+    for layer, hold, release in (
+            (dense, lambda: setattr(dense, "_busy_owner", ELSEWHERE),
+             lambda: setattr(dense, "_busy_owner", None)),
+            (gru, gru._native.hold, gru._native.release)):
+        opt = pyrnn.optim.SGD(layer.parameters(), lr=0.1)
+        w0 = layer.numpy_params()
+        for p in layer.parameters():
+            p.grad[...] = 1
+        hold()  # as while another thread is inside its forward / backward
+        try:
+            for call in (opt.step, opt.zero_grad, next(layer.parameters()).zero_grad):
+                with pytest.raises(RuntimeError, match="another thread"):
+                    call()
+        finally:
+            release()
+        for k, v in layer.numpy_params().items():
+            np.testing.assert_array_equal(v, w0[k])
+        assert all(np.all(g == 1) for g in layer.numpy_grads().values())
+        opt.step()  # free again
+        opt.zero_grad()
+
+
+def test_a_shared_model_names_the_model_in_its_refusal():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
+    m._busy_owner = ELSEWHERE
+    with pytest.raises(RuntimeError, match="use one model per thread"):
+        m.predict(np.ones((1, 3)))

@@ -175,3 +175,18 @@ def test_backward_from_the_final_state_only(cls):
     np.testing.assert_array_equal(got[0], want[0])
     for k, v in layer.numpy_grads().items():
         np.testing.assert_array_equal(g_none[k], v)
+
+
+def test_matrix_set_takes_every_value_that_rounds_into_float32():
+    m = pyrnn.Matrix(1, 1, np.float32)
+    top = float(np.finfo(np.float32).max)
+    m.set(0, 0, top + 2.0 ** 102)  # rounds to FLT_MAX, as numpy's cast
+    assert m.get(0, 0) == top
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        m.set(0, 0, -(top + 2.0 ** 103))  # rounds to -Inf
+
+
+def test_init_constant_refuses_complex_values():
+    d = pyrnn.Dense(3, 2, seed=0)
+    with pytest.raises(TypeError, match="real value"):
+        init.constant_(next(d.parameters()), 1 + 2j)

@@ -627,6 +627,10 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
 
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
+  // The bias gradients are summed in double (each element by its one owner, in the order
+  // above) and added once at the end: a float32 running sum of T*N rows lost digits as it
+  // grew (10-50x PyTorch's error at T*N = 64k).
+  std::vector<double> db_acc(w.db ? GH : 0), dbhn_acc(w.db_hn ? H : 0);  // [G*H], [H]
   StepSync sync(nth);  // by units: the step barrier, split around the last step's d x and dW
   detail::note_team(nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
@@ -660,12 +664,12 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     auto add_bias = [&](const T* dgr, const T* dghnr, std::size_t j0, std::size_t nj, int q0) {
       if (!w.db) return;
       for (int q = q0; q < G; ++q) {
-        T* db = w.db + q * H;
+        double* db = db_acc.data() + q * H;
         const T* dq = dgr + q * H;
         for (std::size_t j = j0; j < j0 + nj; ++j) db[j] += dq[j];
       }
       if (dghnr)
-        for (std::size_t j = j0; j < j0 + nj; ++j) w.db_hn[j] += dghnr[j];
+        for (std::size_t j = j0; j < j0 + nj; ++j) dbhn_acc[j] += dghnr[j];
     };
     // The weight gradients of this thread's units for the block of steps [t0, t0 + nb) once its
     // last step (step s, time t) is done (accumulate; the block's rows are contiguous in the ring
@@ -819,7 +823,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
             K.gru_before_backward_r_row(Hi, u0, u1, dgt + n * LG, drh.data() + n * H,
                                         pw.data() + n * H, at + n * GH, hp + n * H);
             if (!by_rows && w.db)
-              for (std::size_t j = U0; j < U0 + U; ++j) w.db[j] += dgt[n * LG + j];
+              for (std::size_t j = U0; j < U0 + U; ++j) db_acc[j] += dgt[n * LG + j];
           }
         if (!by_rows) step_barrier();
         if (U) K.gemm_panels(Trans::N, Mr, dg0, ldg, T(1), pack_hh_, T(0), nullptr,
@@ -847,6 +851,8 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     }
     if (!by_rows && T_ > 0) off_path(T_ - 1);  // every dg is complete: no barrier needed
   }
+  for (std::size_t i = 0; i < db_acc.size(); ++i) w.db[i] += static_cast<T>(db_acc[i]);
+  for (std::size_t j = 0; j < dbhn_acc.size(); ++j) w.db_hn[j] += static_cast<T>(dbhn_acc[j]);
   std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));
   if (lstm) std::memcpy(dc0 + slot * N * H, dcs.data(), N * H * sizeof(T));
 }

@@ -202,15 +202,18 @@ int process_threads() {
 
 void before_fork() { state().threads_at_fork.store(process_threads()); }
 
-// The child of a fork after an OpenMP team may have run: one thread from now on (as PyTorch
-// does). Our own teams are known; another library's (PyTorch's, on the same libgomp) are not,
-// so a parent with any other thread counts too: a team of the shared runtime would hang the
-// child's first parallel region. Each copy of the library registers these; on the shared state
-// they are the same, idempotent, steps.
+// The child of a fork after an OpenMP team may have run: one thread (as PyTorch does). After
+// our own team, for good: set_num_threads(n > 1) raises. Another library's team (PyTorch's, on
+// the same libgomp) would hang the child's first parallel region as well, but is not known:
+// a parent with any other thread (NumPy's BLAS threads count too) gives 1 as the default, and
+// set_num_threads(n) may raise it again (the caller knows no such team ran). Each copy of the
+// library registers these; on the shared state they are the same, idempotent, steps.
 void after_fork_in_child() {
   RuntimeState& s = state();
-  if (s.team_started.load() || s.threads_at_fork.load() > 1) {
+  if (s.team_started.load()) {
     s.forked.store(true);
+    s.threads.store(1);
+  } else if (s.threads_at_fork.load() > 1) {
     s.threads.store(1);
   }
 }
@@ -242,8 +245,7 @@ int get_num_threads() { return threads_slot().load(); }
 void set_num_threads(int n) {
   PYRNN_CHECK(n >= 1 && n <= 4096, "num_threads must be in [1, 4096], got ", n);
   PYRNN_CHECK(n == 1 || !state().forked.load(), "set_num_threads(", n, "): this process was fork()ed ",
-              "from one with threads (pyrnn's, or another library's OpenMP pool), and OpenMP's ",
-              "thread pool does not survive ",
+              "from one whose pyrnn threads had run, and OpenMP's thread pool does not survive ",
               "fork (the threads would wait forever), so pyrnn runs on 1 thread here; start ",
               "worker processes with multiprocessing's 'spawn' or 'forkserver' method for more");
   threads_slot().store(n);

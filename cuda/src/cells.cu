@@ -84,22 +84,23 @@ __global__ void add_bias_rows_kernel(T* __restrict__ a, const T* __restrict__ b,
 }
 
 // Block (32, 8): column blockIdx.x*32 + tx; thread (tx, ty) sums rows ty, ty+8, ... in order,
-// then row 0 of the block adds the 8 partial sums in order. Fixed order for a given shape.
+// then row 0 of the block adds the 8 partial sums in order. Fixed order for a given shape. In
+// double, as the CPU's bias gradients: T*N rows summed in float32 lost digits as they grew.
 constexpr int kSumX = 32, kSumY = 8;
 template <typename T>
 __global__ void column_sum_add_kernel(T* __restrict__ out, const T* __restrict__ a,
                                       std::size_t rows, int cols, int ld) {
-  __shared__ T part[kSumY][kSumX + 1];
+  __shared__ double part[kSumY][kSumX + 1];
   const int col = blockIdx.x * kSumX + threadIdx.x;
-  T s = T(0);
+  double s = 0.0;
   if (col < cols)
     for (std::size_t r = threadIdx.y; r < rows; r += kSumY) s += a[r * ld + col];
   part[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && col < cols) {
-    T total = part[0][threadIdx.x];
+    double total = part[0][threadIdx.x];
     for (int k = 1; k < kSumY; ++k) total += part[k][threadIdx.x];
-    out[col] += total;
+    out[col] += static_cast<T>(total);
   }
 }
 

@@ -377,16 +377,17 @@ void add_bias_rows(T* a, const T* b, std::size_t rows, int cols, int ld, cudaStr
 template <typename T>
 void column_sum_add(T* out, const T* a, std::size_t rows, int cols, int ld, cudaStream_t) {
   run_or_record([=] {
-    constexpr int kSumY = 8;  // as column_sum_add_kernel: 8 strided partial sums, then in order
+    // as column_sum_add_kernel: 8 strided partial sums in double, then in order
+    constexpr int kSumY = 8;
     for (int c = 0; c < cols; ++c) {
-      T part[kSumY];
+      double part[kSumY];
       for (int y = 0; y < kSumY; ++y) {
-        part[y] = T(0);
+        part[y] = 0.0;
         for (std::size_t r = y; r < rows; r += kSumY) part[y] += a[r * ld + c];
       }
-      T total = part[0];
+      double total = part[0];
       for (int y = 1; y < kSumY; ++y) total += part[y];
-      out[c] += total;
+      out[c] += static_cast<T>(total);
     }
   });
 }

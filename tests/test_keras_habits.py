@@ -1,0 +1,214 @@
+"""What a Keras user does with pyrnn's training stack, from a hunt over Keras habits: masked
+per-step losses with lengths, a final sigmoid before a logits loss, an optimizer given by name
+over several fit calls, clipping with frozen layers, Keras' batch hook names, LambdaCallback
+with None, learning-rate changes through model.optimizer, validation data errors, and the
+loss mask itself against torch. Each test failed before its fix."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import callbacks, losses, optim
+
+torch = pytest.importorskip("torch")
+
+
+def _padded(seed=0):
+    r = np.random.default_rng(seed)
+    N, T, V, K = 8, 6, 10, 3
+    L = np.array([6, 2, 3, 6, 1, 4, 5, 2])
+    ids, t = r.integers(1, V, (N, T)), r.integers(0, K, (N, T))
+    for i, n in enumerate(L):
+        ids[i, n:] = 0
+        t[i, n:] = 0
+    return ids, t, L
+
+
+def _tagger():
+    return pyrnn.Sequential([pyrnn.Embedding(10, 4, padding_idx=0, seed=0),
+                             pyrnn.LSTM(4, 5, batch_first=True, seed=0),
+                             pyrnn.Dense(5, 3, seed=0)])
+
+
+def test_per_step_losses_leave_out_the_padding_given_lengths():
+    ids, t, L = _padded()
+    m = _tagger()
+    hist = m.fit(ids, t, loss="cross_entropy", optimizer=optim.SGD(m.parameters(), lr=0.0),
+                 epochs=1, verbose=0, lengths=L)
+    logits = m.predict(ids, lengths=L)
+    valid = np.arange(ids.shape[1])[None, :] < L[:, None]
+    want = float(torch.nn.functional.cross_entropy(torch.tensor(logits[valid]),
+                                                   torch.tensor(t[valid])))
+    assert hist["loss"][0] == pytest.approx(want, rel=1e-6)  # Keras' mask_zero loss
+    assert hist["accuracy"][0] == pytest.approx((logits[valid].argmax(-1) == t[valid]).mean())
+    assert m.evaluate(ids, t, lengths=L) == pytest.approx(want, rel=1e-6)
+    # and the gradient: the padding's targets train nothing (the Dense bias saw them)
+    m2 = _tagger()
+    m2.fit(ids, t, loss="cross_entropy", optimizer=optim.SGD(m2.parameters(), lr=0.5),
+           epochs=1, verbose=0, lengths=L, shuffle=False, batch_size=8)
+    t_other = t.copy()
+    t_other[~valid] = 2  # other padding targets: the same training
+    m3 = _tagger()
+    m3.fit(ids, t_other, loss="cross_entropy", optimizer=optim.SGD(m3.parameters(), lr=0.5),
+           epochs=1, verbose=0, lengths=L, shuffle=False, batch_size=8)
+    for k, v in m2.numpy_params().items():
+        np.testing.assert_array_equal(v, m3.numpy_params()[k])
+
+
+@pytest.mark.parametrize("name", ["mse", "bce"])
+def test_masked_elementwise_losses_match_torch_on_the_valid_steps(name):
+    rng = np.random.default_rng(1)
+    pred, target = rng.standard_normal((4, 5, 3)), rng.random((4, 5, 3))
+    mask = rng.random((4, 5)) < 0.6
+    loss = losses.get(name)
+    value = loss(pred, target, mask)
+    d = loss.backward()
+    p = torch.tensor(pred, requires_grad=True)
+    fn = torch.nn.functional.mse_loss if name == "mse" else \
+        torch.nn.functional.binary_cross_entropy_with_logits
+    want = fn(p[torch.tensor(mask)], torch.tensor(target)[torch.tensor(mask)])
+    want.backward()
+    assert value == pytest.approx(want.item(), rel=1e-12)
+    np.testing.assert_allclose(d, p.grad.numpy(), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="leading axes"):
+        loss(pred, target, mask[:, :4])
+    with pytest.raises(TypeError, match="bool"):
+        loss(pred, target, mask.astype(int))
+
+
+def test_masked_cross_entropy_soft_targets():
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((3, 4, 5))
+    soft = rng.dirichlet(np.ones(5), size=(3, 4))
+    mask = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], bool)
+    loss = losses.CrossEntropyLoss()
+    value = loss(logits, soft, mask)
+    p = torch.tensor(logits, requires_grad=True)
+    want = torch.nn.functional.cross_entropy(p[torch.tensor(mask)],
+                                             torch.tensor(soft)[torch.tensor(mask)])
+    want.backward()
+    assert value == pytest.approx(want.item(), rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), p.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert loss.metric_counts()["accuracy"][1] == int(mask.sum())
+
+
+def test_a_final_sigmoid_before_a_logits_loss_warns():
+    x = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, activation="sigmoid", seed=0)])
+    with pytest.warns(UserWarning, match="sigmoid is applied twice"):
+        m.fit(x, y, loss="bce", optimizer="adam", epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match="drop the final activation"):
+        m.evaluate(x, y, loss="bce")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(x, y, loss="mse", optimizer="adam", epochs=1, verbose=0)  # no warning for mse
+    with pytest.raises(TypeError, match="take LOGITS"):
+        losses.get("binary_crossentropy")
+
+
+def test_an_optimizer_given_by_name_is_kept_across_fit_calls():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 3)).astype(np.float32), rng.standard_normal((16, 1))
+    once = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    h1 = once.fit(x, y, loss="mse", optimizer="adam", epochs=4, verbose=0, shuffle=False)
+    split = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    h2 = [split.fit(x, y, loss="mse", optimizer="adam", epochs=1, verbose=0,
+                    shuffle=False)["loss"][0] for _ in range(4)]
+    assert h2 == h1["loss"]  # as Keras' compiled optimizer: Adam's moments continue
+    assert split.optimizer.steps == 4
+    kept = split.optimizer
+    split.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0)
+    assert split.optimizer is not kept  # another name: a new one
+
+
+def test_clip_norm_counts_only_the_trained_parameters():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 4, 3)).astype(np.float32)
+    y = rng.standard_normal((50, 1)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.LSTM(3, 8, batch_first=True, seed=0), pyrnn.LastStep(),
+                          pyrnn.Dense(8, 1, seed=0)])
+    before = m.numpy_params()
+    m.fit(x, y, loss="mse", optimizer=optim.SGD(list(m[2].parameters()), lr=1.0), epochs=1,
+          batch_size=50, clip_norm=0.01, shuffle=False, verbose=0)
+    after = m.numpy_params()
+    step = np.sqrt(sum(np.sum((after[k] - before[k]) ** 2) for k in ("2.weight", "2.bias")))
+    assert step == pytest.approx(0.01, rel=1e-3)  # the frozen LSTM's gradients did not count
+
+
+def test_keras_batch_hook_names_are_called():
+    calls = []
+
+    class Mine(callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            calls.append(("begin", batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append(("end", batch, round(logs["loss"], 6) > 0))
+
+    class Old(callbacks.Callback):  # the short names still work
+        def on_batch_end(self, batch, logs=None):
+            calls.append(("old", batch))
+
+    x = np.ones((4, 3), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    m.fit(x, np.zeros((4, 1)) + 1, loss="mse", optimizer="sgd", batch_size=2, verbose=0,
+          callbacks=[Mine(), Old(), callbacks.LambdaCallback(
+              on_train_batch_end=lambda b, logs: calls.append(("lambda", b)))])
+    assert [c for c in calls if c[0] == "begin"] == [("begin", 0), ("begin", 1)]
+    assert [c[:2] for c in calls if c[0] == "end"] == [("end", 0), ("end", 1)]
+    assert [c for c in calls if c[0] == "old"] == [("old", 0), ("old", 1)]
+    assert [c for c in calls if c[0] == "lambda"] == [("lambda", 0), ("lambda", 1)]
+
+
+def test_lambda_callback_hooks_given_as_none_are_skipped():
+    seen = []
+    cb = callbacks.LambdaCallback(on_epoch_end=None, on_train_end=lambda logs: seen.append(1))
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    m.fit(np.ones((4, 3)), np.ones((4, 1)), loss="mse", optimizer="sgd", epochs=2, verbose=0,
+          callbacks=[cb])
+    assert seen == [1] and len(m.history["loss"]) == 2
+    with pytest.raises(TypeError, match="must be callable"):
+        callbacks.LambdaCallback(on_epoch_end=3)
+
+
+def test_learning_rate_changes_through_model_optimizer():
+    class Schedule(callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.model.optimizer.learning_rate = 0.0 if epoch else 0.1
+
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0, callbacks=[Schedule()])
+    after_one = m.numpy_params()
+    m2 = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    m2.fit(x, y, loss="mse", optimizer="sgd", epochs=3, verbose=0, callbacks=[Schedule()])
+    for k, v in m2.numpy_params().items():  # epochs 2 and 3 ran at lr 0
+        np.testing.assert_array_equal(v, after_one[k])
+    opt = optim.Adam(m.parameters())
+    opt.lr = 0.5
+    assert opt.learning_rate == 0.5 and opt.hyperparameters()["lr"] == 0.5
+    for bad in (-1.0, math.nan):
+        with pytest.raises(ValueError, match="lr"):
+            opt.learning_rate = bad
+
+
+def test_validation_data_errors_name_the_validation_data():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 3, seed=0)])
+    x = np.ones((6, 3), np.float32)
+    with pytest.raises(ValueError, match=r"validation_data \(x_val \(5, 3\), y_val \(5, 1\)\)"):
+        m.fit(x, np.zeros(6, int), loss="cross_entropy", optimizer="sgd", verbose=0,
+              validation_data=(np.ones((5, 3)), np.zeros((5, 1), int)))
+
+
+def test_old_optimizer_pickles_keep_their_learning_rate():
+    import pickle
+    opt = optim.SGD(pyrnn.Dense(2, 2).parameters(), lr=0.25)
+    state = opt.__dict__.copy()
+    state["lr"] = state.pop("_lr")  # as pickles from before lr was checked kept it
+    old = optim.SGD.__new__(optim.SGD)
+    old.__setstate__(state)
+    assert old.lr == 0.25
+    assert pickle.loads(pickle.dumps(opt)).lr == 0.25
