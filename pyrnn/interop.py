@@ -65,7 +65,7 @@ def _recurrent_from_torch(torch, m):
                          "(pyrnn's LSTM has no projection); use proj_size=0")
     dtype = _dtype_name(torch, m.weight_ih_l0, f"torch.nn.{name}")
     kw = dict(num_layers=m.num_layers, bias=bool(m.bias), batch_first=bool(m.batch_first),
-              bidirectional=bool(m.bidirectional), dropout=float(m.dropout), dtype=dtype, seed=0)
+              bidirectional=bool(m.bidirectional), dropout=float(m.dropout), dtype=dtype)
     with warnings.catch_warnings():
         # torch already warned about dropout with num_layers=1 when the module was built.
         warnings.simplefilter("ignore", UserWarning)
@@ -152,6 +152,21 @@ def _layernorm_from_torch(torch, m, dtype=None):
 _ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
 
 
+def _check_plain(torch, m):
+    """TypeError when m's class overrides forward() of the torch.nn class pyrnn converts it as:
+    its parameters would be copied into a layer that computes something else (export_onnx
+    refuses such subclasses too). A subclass that only adds attributes is fine."""
+    nn = torch.nn
+    for base in (nn.RNN, nn.LSTM, nn.GRU, nn.Linear, nn.Embedding, nn.LayerNorm, nn.Dropout,
+                 nn.Sequential, nn.ReLU, nn.Tanh, nn.Sigmoid):
+        if isinstance(m, base):
+            if type(m).forward is not base.forward:
+                raise TypeError(f"from_torch: {type(m).__name__} overrides forward() of "
+                                f"torch.nn.{base.__name__}; pyrnn would compute "
+                                f"torch.nn.{base.__name__}'s, not yours")
+            return
+
+
 def _sequential_from_torch(torch, seq, hint=None):
     """hint: the outermost model's dtype name, for a LayerNorm without parameters of its own
     (the first parameter of the whole model decides, nested models included)."""
@@ -165,10 +180,12 @@ def _sequential_from_torch(torch, seq, hint=None):
     i = 0
     while i < len(mods):
         m = mods[i]
+        _check_plain(torch, m)
         if isinstance(m, nn.Linear):
             act = None
             if i + 1 < len(mods) and type(mods[i + 1]).__name__ in _ACTIVATIONS \
                     and isinstance(mods[i + 1], nn.Module):
+                _check_plain(torch, mods[i + 1])
                 act = _ACTIVATIONS[type(mods[i + 1]).__name__]
                 i += 1
             layers.append(_linear_from_torch(torch, m, act).train(m.training))
@@ -207,6 +224,7 @@ def from_torch(module):
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    _check_plain(torch, module)
     if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
         return _recurrent_from_torch(torch, module)
     if isinstance(module, nn.Linear):

@@ -87,6 +87,34 @@ def _param_list(params):
     return plist
 
 
+class _ParamGroup(Mapping):
+    """One of Optimizer.param_groups: the optimizer's hyperparameters and params by key."""
+
+    def __init__(self, opt):
+        self._opt = opt
+
+    def _items(self):
+        return {"params": self._opt.params, **self._opt.hyperparameters()}
+
+    def __getitem__(self, key):
+        return self._items()[key]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self):
+        return len(self._items())
+
+    def __setitem__(self, key, value):
+        if key != "lr":
+            raise TypeError(f"param_groups[0][{key!r}] is fixed at construction; only 'lr' "
+                            "may be changed (or opt.lr)")
+        self._opt.lr = value
+
+    def __repr__(self):
+        return repr({k: v for k, v in self._items().items() if k != "params"})
+
+
 class Optimizer:
     """Base: holds the parameter list and one state dict per parameter."""
 
@@ -107,10 +135,20 @@ class Optimizer:
 
     learning_rate = lr
 
+    @property
+    def param_groups(self):
+        """PyTorch's view of it, one group: [{"params": [...], "lr": ..., the other
+        hyperparameters}]. ``g["lr"] = x`` sets the learning rate (as ``opt.lr = x``: a
+        schedule written for torch works); the others are fixed at construction."""
+        return [_ParamGroup(self)]
+
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))  # (pickles kept a plain lr)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Zero every gradient. (pyrnn's gradients are arrays, never None: set_to_none, torch's
+        keyword, zeroes as well; a parameter no step touched is then still moved by momentum
+        and weight decay, where torch skips a None gradient.)"""
         for p in self.params:  # all before any is cleared, as step()
             if p._detached():
                 _check_updatable(p)

@@ -132,6 +132,10 @@ class Parameter:
     def size(self):
         return self._data.size
 
+    def numel(self):
+        """The element count (PyTorch's name; ``size`` is NumPy's, an int)."""
+        return int(self._data.size)
+
     def zero_grad(self):
         from ._arrays import zero_
         with owners_held([self]):

@@ -328,6 +328,9 @@ class _Recurrent(ParamWrites):
         return y
 
     def forward(self, x, hx=None, lengths=None):
+        if type(x).__name__ == "PackedSequence":  # (torch's, a tuple of its own)
+            raise TypeError("a torch PackedSequence is not taken: pass the padded tensor and "
+                            "lengths= (PyTorch's packed-sequence semantics, without packing)")
         if self.device == "cuda":
             return self._forward_cuda(x, hx, lengths)
         x, unbatched = self._input(x)

@@ -88,9 +88,24 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
     const T* dzb = dz + static_cast<std::size_t>(m0) * out;  // [rows, out]
     const T* xb = x + static_cast<std::size_t>(m0) * in;     // [rows, in]
-    // dw += dz^T x (accumulate: beta = 1). x is B here: packed for this call only, or the
-    // thread would keep a copy of the largest input it ever saw.
-    kernels::gemm_b_once(Trans::T, Trans::N, out, in, rows, T(1), dzb, out, xb, in, T(1), dw, in);
+    // dw += dz^T x. x is B here: packed for this call only, or the thread would keep a copy of
+    // the largest input it ever saw. Over many rows in groups: each group's product into a
+    // partial, added to dw once (one float32 C taking every K block's sum lost digits as M
+    // grew: 16x PyTorch's error at M = 200k); the extra pass costs < 1% of a group's product.
+    constexpr int kGroupRows = 16384;
+    if (rows <= kGroupRows) {
+      kernels::gemm_b_once(Trans::T, Trans::N, out, in, rows, T(1), dzb, out, xb, in, T(1), dw,
+                           in);
+    } else {
+      AlignedBuffer<T> part(O * static_cast<std::size_t>(in));  // [out, in]
+      for (int g0 = 0; g0 < rows; g0 += kGroupRows) {
+        const int gr = std::min(kGroupRows, rows - g0);
+        kernels::gemm_b_once(Trans::T, Trans::N, out, in, gr, T(1),
+                             dzb + static_cast<std::size_t>(g0) * out, out,
+                             xb + static_cast<std::size_t>(g0) * in, in, T(0), part.data(), in);
+        kernels::add_into(dw, part.data(), part.size());
+      }
+    }
     // dx = dz w (overwrite).
     if (dx) gemm(Trans::N, Trans::N, rows, in, out, T(1), dzb, out, w, in, T(0),
                  dx + static_cast<std::size_t>(m0) * in, in);

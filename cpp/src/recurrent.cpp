@@ -631,6 +631,20 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // above) and added once at the end: a float32 running sum of T*N rows lost digits as it
   // grew (10-50x PyTorch's error at T*N = 64k).
   std::vector<double> db_acc(w.db ? GH : 0), dbhn_acc(w.db_hn ? H : 0);  // [G*H], [H]
+  // The weight gradients in two levels, for the same reason: the blocks' products go into a
+  // partial sum, added to dW once per group of S blocks (or at the end), so dW takes T/(P*S)
+  // additions instead of T/P (float32: 7-27x PyTorch's error at T = 2000, N = 64). S makes a
+  // group at least 256 rows (the extra pass over dW then costs a few % of the group's
+  // products) and at least 16 blocks; with no more blocks than that, straight into dW.
+  const std::size_t n_blocks = (T_ + P - 1) / P;
+  const std::size_t S = std::max<std::size_t>(16, (256 + P * N - 1) / (P * N));
+  const bool two_level = n_blocks > S;
+  if (two_level) {
+    dwp_ih_.resize(GH * static_cast<std::size_t>(C));  // written before read (beta = 0)
+    dwp_hh_.resize(GH * H);
+  }
+  T* const dst_ih = two_level ? dwp_ih_.data() : w.dw_ih;  // [G*H, C] where blocks add
+  T* const dst_hh = two_level ? dwp_hh_.data() : w.dw_hh;  // [G*H, H]
   StepSync sync(nth);  // by units: the step barrier, split around the last step's d x and dW
   detail::note_team(nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
@@ -677,6 +691,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     //   dW_ih[q*H + j, :] += dG[:, q*H + j]^T X,  dW_hh[q*H + j, :] += dG[:, q*H + j]^T H_prev
     // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev). By rows, after a
     // barrier (every row of the block written), the bias gradients too.
+    std::size_t in_group = 0;  // blocks summed into this thread's rows of dst_* since a flush
     auto weight_grads = [&](std::size_t s, std::size_t t) {
       const bool last = s + 1 == T_;
       if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
@@ -705,10 +720,11 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       K.pack_b(pk_x, Trans::N, Kb, C, x + t0 * N * C, C);
       K.pack_b(pk_h, Trans::N, Kb, Hi, hs + (dir == 0 ? t0 : t0 + 1) * N * H, Hi);
       if (split_r) K.pack_b(pk_a, Trans::N, Kb, Hi, dc.aux.data() + t0 * N * H, Hi);
+      const T beta = two_level && in_group == 0 ? T(0) : T(1);  // a group starts afresh
       for (int q = 0; q < G; ++q) {
         const std::size_t row = q * H + WU0;
-        K.gemm_panels(Trans::T, static_cast<int>(WU), dgb + row, ldg, T(1), pk_x, T(1),
-                      nullptr, w.dw_ih + row * C, C, all_c, 1);
+        K.gemm_panels(Trans::T, static_cast<int>(WU), dgb + row, ldg, T(1), pk_x, beta,
+                      nullptr, dst_ih + row * C, C, all_c, 1);
         const T* da = dgb + row;
         int lda = ldg;
         const kernels::PackedB<T>* sb = &pk_h;
@@ -720,8 +736,16 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
             sb = &pk_a;  // r * h_prev
           }
         }
-        K.gemm_panels(Trans::T, static_cast<int>(WU), da, lda, T(1), *sb, T(1), nullptr,
-                      w.dw_hh + row * H, Hi, all_h, 1);
+        K.gemm_panels(Trans::T, static_cast<int>(WU), da, lda, T(1), *sb, beta, nullptr,
+                      dst_hh + row * H, Hi, all_h, 1);
+      }
+      if (two_level && (++in_group == S || last)) {  // the group into dW: this thread's rows
+        in_group = 0;
+        for (int q = 0; q < G; ++q) {
+          const std::size_t r0 = q * H + WU0;
+          kernels::add_into(w.dw_ih + r0 * C, dwp_ih_.data() + r0 * C, WU * C);
+          kernels::add_into(w.dw_hh + r0 * H, dwp_hh_.data() + r0 * H, WU * H);
+        }
       }
     };
     // d x_t (this direction's share) = dg_t W_ih, for this thread's rows and columns of d x.

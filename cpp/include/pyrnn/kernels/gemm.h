@@ -21,6 +21,13 @@ template <typename T>
 void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
                  const T* B, int ldb, T beta, T* C, int ldc);
 
+// C[i] += P[i] for i < n: a partial product (a group of K rows computed with beta = 0) added
+// to its accumulator. Summing a long K in groups bounds the float32 additions C takes.
+template <typename T>
+inline void add_into(T* C, const T* P, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) C[i] += P[i];
+}
+
 // The reference loops: the oracle every optimised variant is tested against.
 template <typename T>
 void gemm_reference(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
