@@ -3,8 +3,10 @@
 fit() calls, in order: set_model(model), set_params(params) (Keras's: {"epochs", "steps",
 "batch_size", "verbose", "metrics"}, "metrics" being the keys every epoch's logs will hold,
 e.g. ["loss", "val_loss"]), on_train_begin(logs), then per epoch
-on_epoch_begin(epoch, logs), per batch on_batch_begin(batch, logs) / on_batch_end(batch,
-logs) (logs: {"loss": batch loss, "size": batch samples}), on_epoch_end(epoch, logs) (logs:
+on_epoch_begin(epoch, logs), per batch on_train_batch_begin(batch, logs) /
+on_train_batch_end(batch, logs) (Keras' names; by default they call on_batch_begin /
+on_batch_end, so a callback may define either; logs: {"loss": batch loss, "size": batch
+samples}), on_epoch_end(epoch, logs) (logs:
 the epoch's metrics, e.g. {"loss", "accuracy", "val_loss", "val_accuracy"}), and finally
 on_train_end(logs). Epochs and batches count from 0. A callback stops training by setting
 ``self.model.stop_training = True``; training then ends after the current epoch.
@@ -248,6 +250,11 @@ class LambdaCallback(Callback):
         super().__init__()
         names = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
                  "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end"}
+        for short in ("on_batch_begin", "on_batch_end"):
+            long = short.replace("on_", "on_train_", 1)
+            if hooks.get(short) is not None and hooks.get(long) is not None:
+                raise TypeError(f"{short} and {long} are one hook (fit calls {long}, which "
+                                f"calls {short} by default): give one of them")
         for name, fn in hooks.items():
             if name not in names:
                 raise TypeError(f"unknown hook {name!r} (hooks: {', '.join(sorted(names))})")

@@ -106,9 +106,14 @@ def _batch_loss(loss, pred, target, lens, steps):
     and its metrics, as Keras' masking does: the recurrent output there is 0, and a Dense after
     it would otherwise be trained toward the padding's targets."""
     shape = tuple(pred.shape)
-    if lens is not None and len(shape) >= 3 and shape[1] == steps and bool((lens < steps).any()) \
-            and _takes_mask(loss):
-        return loss.forward(pred, target, mask=np.arange(steps)[None, :] < lens[:, None])
+    if lens is not None and len(shape) >= 3 and shape[1] == steps and bool((lens < steps).any()):
+        if _takes_mask(loss):
+            return loss.forward(pred, target, mask=np.arange(steps)[None, :] < lens[:, None])
+        import warnings
+        warnings.warn(f"{type(loss).__name__}.forward takes no mask=: the padded steps past "
+                      f"lengths count in its loss and gradient (pyrnn's losses take mask=, a "
+                      f"bool array over the prediction's leading axes)", UserWarning,
+                      stacklevel=4)
     return loss.forward(pred, target)
 
 
@@ -141,6 +146,7 @@ def _walk_distinct(root, model, prefix, seen):
 class Sequential(Layer):
     """Layers applied in order. ``layers`` is a plain list (the layer objects themselves)."""
     _takes_lengths = True
+    optimizer = None  # fit's optimizer, once fit has run (Keras' model.optimizer)
 
     def __init__(self, layers=()):
         super().__init__()
@@ -847,7 +853,8 @@ class Sequential(Layer):
             cb.set_params(dict(cb_params, metrics=None) if custom else cb_params)
         # What fit changes before its callbacks may still refuse it (on_train_begin checks
         # their keys): put back if they do.
-        before = getattr(self, "_fit_loss", None), self.stop_training, self._modes()
+        before = (getattr(self, "_fit_loss", None), self.stop_training, self._modes(),
+                  self.optimizer, self.__dict__.get("_fit_named_optimizer"))
         self._fit_loss = loss
         self.optimizer = optimizer  # (Keras' model.optimizer: a callback may change its lr)
         rng = np.random.default_rng(seed)
@@ -881,6 +888,7 @@ class Sequential(Layer):
         except BaseException:
             self._fit_loss, self.stop_training = before[:2]
             before[2]()
+            self.optimizer, self._fit_named_optimizer = before[3:]
             raise
         # Live: the epochs completed so far, also when Ctrl-C (KeyboardInterrupt) stops fit.
         # Steps are never interrupted halfway (_sigint_deferred), so the weights then are

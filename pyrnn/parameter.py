@@ -162,7 +162,7 @@ def owners_held(params):
         for owner in owners.values():
             native = getattr(owner, "__dict__", {}).get("_native")
             if native is not None and hasattr(native, "hold"):  # a recurrent layer's own flag
-                native.hold()
+                native.hold()  # (raises while another thread runs it: not ours to release)
                 stack.callback(native.release)
             else:
                 stack.enter_context(_exclusive(owner))

@@ -484,3 +484,28 @@ def test_backward_from_a_device_final_state_only_stays_on_the_device(cls):
     layer(x)
     want = layer.backward(pyrnn.cuda.to_device(np.zeros((5, 2, 4), np.float32)), dh, *extra)[0]
     np.testing.assert_array_equal(dx.numpy(), want.numpy())
+
+
+def test_device_relu_backward_passes_zero_for_inactive_units_whatever_dy():
+    # As torch's threshold_backward (and the CPU): 0 * Inf was NaN.
+    d = Dense(2, 2, activation="relu", seed=0, device="cuda")
+    d.params = {"weight": np.array([[1, 0], [-1, 0]], np.float32),
+                "bias": np.zeros(2, np.float32)}
+    x = np.array([[1.0, 0.0]], np.float32)
+    d(x)
+    dx = d.backward(np.array([[1.0, np.inf]], np.float32))
+    np.testing.assert_array_equal(dx, [[1.0, 0.0]])
+    np.testing.assert_array_equal(d.numpy_grads()["weight"], [[1, 0], [0, 0]])
+    cpu = pyrnn.RNN(3, 5, nonlinearity="relu", seed=1)
+    gpu = pyrnn.RNN(3, 5, nonlinearity="relu", seed=1, device="cuda")
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    y = cpu(x)[0]
+    gpu(x)
+    dy = np.ones_like(y)
+    dy[y == 0] = np.inf
+    got, want = gpu.backward(dy)[0], cpu.backward(dy)[0]
+    assert np.isfinite(got).all() and np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for k, v in gpu.numpy_grads().items():
+        assert np.isfinite(v).all()
+        np.testing.assert_allclose(v, cpu.grads[k], rtol=1e-5, atol=1e-6)

@@ -212,3 +212,38 @@ def test_old_optimizer_pickles_keep_their_learning_rate():
     old.__setstate__(state)
     assert old.lr == 0.25
     assert pickle.loads(pickle.dumps(opt)).lr == 0.25
+
+
+def test_lambda_callback_refuses_both_names_of_one_hook():
+    with pytest.raises(TypeError, match="one hook"):
+        callbacks.LambdaCallback(on_batch_end=print, on_train_batch_end=print)
+
+
+def test_model_optimizer_before_fit_and_after_a_refused_fit():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    assert m.optimizer is None  # Keras: None before compile
+
+    class Refuse(callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError, match="no"):
+        m.fit(np.ones((4, 3)), np.ones((4, 1)), loss="mse", optimizer="adam", verbose=0,
+              callbacks=[Refuse()])
+    assert m.optimizer is None
+
+
+def test_a_custom_loss_without_mask_warns_that_the_padding_counts():
+    class Plain(losses.Loss):
+        def forward(self, pred, target):
+            self._dtype = np.asarray(pred).dtype
+            d = np.asarray(pred, np.float64) - target
+            self._dpred = d
+            self.count = d.size
+            return float((d ** 2).mean())
+
+    ids, t, L = _padded()
+    m = _tagger()
+    y = np.zeros(t.shape + (3,), np.float32)
+    with pytest.warns(UserWarning, match="takes no mask="):
+        m.fit(ids, y, loss=Plain(), optimizer="sgd", epochs=1, verbose=0, lengths=L)

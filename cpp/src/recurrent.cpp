@@ -631,17 +631,24 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // above) and added once at the end: a float32 running sum of T*N rows lost digits as it
   // grew (10-50x PyTorch's error at T*N = 64k).
   std::vector<double> db_acc(w.db ? GH : 0), dbhn_acc(w.db_hn ? H : 0);  // [G*H], [H]
-  // The weight gradients in two levels, for the same reason: the blocks' products go into a
-  // partial sum, added to dW once per group of S blocks (or at the end), so dW takes T/(P*S)
-  // additions instead of T/P (float32: 7-27x PyTorch's error at T = 2000, N = 64). S makes a
-  // group at least 256 rows (the extra pass over dW then costs a few % of the group's
-  // products) and at least 16 blocks; with no more blocks than that, straight into dW.
+  // The weight gradients in two levels, for the same reason. A block's product is computed in
+  // pieces of at most kPiece rows (one float32 chain each, in the micro-kernel's registers),
+  // summed into a partial, which is added to dW once per group of S pieces (or at the end):
+  // dW then takes about sqrt(pieces) additions instead of one per block (float32: 7-27x
+  // PyTorch's error at T = 2000, N = 64, and 10-40x for N in the thousands). A group holds
+  // at least 256 rows, so the extra pass over dW costs a few % of its products at most; with
+  // no more pieces than one group, straight into dW.
+  constexpr std::size_t kPiece = 2048;
   const std::size_t n_blocks = (T_ + P - 1) / P;
-  const std::size_t S = std::max<std::size_t>(16, (256 + P * N - 1) / (P * N));
-  const bool two_level = n_blocks > S;
-  if (two_level) {
-    dwp_ih_.resize(GH * static_cast<std::size_t>(C));  // written before read (beta = 0)
-    dwp_hh_.resize(GH * H);
+  const std::size_t block_pieces = (P * N + kPiece - 1) / kPiece;
+  const std::size_t piece_rows = std::min(P * N, kPiece);
+  const std::size_t S = std::max(static_cast<std::size_t>(std::ceil(std::sqrt(
+                                     static_cast<double>(n_blocks * block_pieces)))),
+                                 (256 + piece_rows - 1) / piece_rows);
+  const bool two_level = n_blocks * block_pieces > S;
+  if (two_level) {  // grown only (layer k > 0 has another C): written before read (beta = 0)
+    if (dwp_ih_.size() < GH * static_cast<std::size_t>(C)) dwp_ih_.resize(GH * C);
+    if (dwp_hh_.size() < GH * H) dwp_hh_.resize(GH * H);
   }
   T* const dst_ih = two_level ? dwp_ih_.data() : w.dw_ih;  // [G*H, C] where blocks add
   T* const dst_hh = two_level ? dwp_hh_.data() : w.dw_hh;  // [G*H, H]
@@ -713,38 +720,45 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         }
       }
       // The block's right operands, packed by each thread for itself (one pass; then read
-      // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H].
-      // The left operand dG^T is packed by the GEMM (read in place, its columns, one element
-      // per ring row, would thrash L1).
+      // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H],
+      // a piece [kr rows] at a time. The left operand dG^T is packed by the GEMM (read in
+      // place, its columns, one element per ring row, would thrash L1).
       thread_local kernels::PackedB<T> pk_x, pk_h, pk_a;
-      K.pack_b(pk_x, Trans::N, Kb, C, x + t0 * N * C, C);
-      K.pack_b(pk_h, Trans::N, Kb, Hi, hs + (dir == 0 ? t0 : t0 + 1) * N * H, Hi);
-      if (split_r) K.pack_b(pk_a, Trans::N, Kb, Hi, dc.aux.data() + t0 * N * H, Hi);
-      const T beta = two_level && in_group == 0 ? T(0) : T(1);  // a group starts afresh
-      for (int q = 0; q < G; ++q) {
-        const std::size_t row = q * H + WU0;
-        K.gemm_panels(Trans::T, static_cast<int>(WU), dgb + row, ldg, T(1), pk_x, beta,
-                      nullptr, dst_ih + row * C, C, all_c, 1);
-        const T* da = dgb + row;
-        int lda = ldg;
-        const kernels::PackedB<T>* sb = &pk_h;
-        if (gru && q == 2) {
-          if (after) {
-            da = dghnb + WU0;
-            lda = Hi;
-          } else {
-            sb = &pk_a;  // r * h_prev
-          }
-        }
-        K.gemm_panels(Trans::T, static_cast<int>(WU), da, lda, T(1), *sb, beta, nullptr,
-                      dst_hh + row * H, Hi, all_h, 1);
-      }
-      if (two_level && (++in_group == S || last)) {  // the group into dW: this thread's rows
-        in_group = 0;
+      const T* hb = hs + (dir == 0 ? t0 : t0 + 1) * N * H;  // [Kb, H] h_prev of the block
+      for (int k0 = 0; k0 < Kb; k0 += static_cast<int>(kPiece)) {
+        const int kr = std::min(static_cast<int>(kPiece), Kb - k0);
+        const std::size_t k = static_cast<std::size_t>(k0);
+        K.pack_b(pk_x, Trans::N, kr, C, x + (t0 * N + k) * C, C);
+        K.pack_b(pk_h, Trans::N, kr, Hi, hb + k * H, Hi);
+        if (split_r) K.pack_b(pk_a, Trans::N, kr, Hi, dc.aux.data() + (t0 * N + k) * H, Hi);
+        const T beta = two_level && in_group == 0 ? T(0) : T(1);  // a group starts afresh
+        const T* dgk = dgb + k * LG;                                // [kr, GH] (LG)
         for (int q = 0; q < G; ++q) {
-          const std::size_t r0 = q * H + WU0;
-          kernels::add_into(w.dw_ih + r0 * C, dwp_ih_.data() + r0 * C, WU * C);
-          kernels::add_into(w.dw_hh + r0 * H, dwp_hh_.data() + r0 * H, WU * H);
+          const std::size_t row = q * H + WU0;
+          K.gemm_panels(Trans::T, static_cast<int>(WU), dgk + row, ldg, T(1), pk_x, beta,
+                        nullptr, dst_ih + row * C, C, all_c, 1);
+          const T* da = dgk + row;
+          int lda = ldg;
+          const kernels::PackedB<T>* sb = &pk_h;
+          if (gru && q == 2) {
+            if (after) {
+              da = dghnb + k * H + WU0;
+              lda = Hi;
+            } else {
+              sb = &pk_a;  // r * h_prev
+            }
+          }
+          K.gemm_panels(Trans::T, static_cast<int>(WU), da, lda, T(1), *sb, beta, nullptr,
+                        dst_hh + row * H, Hi, all_h, 1);
+        }
+        // The group into dW (this thread's rows), when full or after the last piece.
+        if (two_level && (++in_group == S || (last && k0 + kr == Kb))) {
+          in_group = 0;
+          for (int q = 0; q < G; ++q) {
+            const std::size_t r0 = q * H + WU0;
+            kernels::add_into(w.dw_ih + r0 * C, dwp_ih_.data() + r0 * C, WU * C);
+            kernels::add_into(w.dw_hh + r0 * H, dwp_hh_.data() + r0 * H, WU * H);
+          }
         }
       }
     };
