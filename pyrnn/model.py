@@ -36,7 +36,7 @@ from ._validate import (beyond_range, host_only, lengths_array, positive_int, re
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from .parameter import prefixed
-from .recurrent import _Recurrent, _check_device
+from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
 
 # Why fit / evaluate / predict refuse device arrays, on either device (host_only's `takes`).
@@ -94,7 +94,9 @@ def _takes_mask(loss):
     if kind not in _MASK_TAKERS:
         import inspect
         try:
-            _MASK_TAKERS[kind] = "mask" in inspect.signature(loss.forward).parameters
+            ps = inspect.signature(loss.forward).parameters
+            _MASK_TAKERS[kind] = "mask" in ps or any(
+                p.kind is inspect.Parameter.VAR_KEYWORD for p in ps.values())
         except (TypeError, ValueError):
             _MASK_TAKERS[kind] = False
     return _MASK_TAKERS[kind]
@@ -113,7 +115,7 @@ def _batch_loss(loss, pred, target, lens, steps):
         warnings.warn(f"{type(loss).__name__}.forward takes no mask=: the padded steps past "
                       f"lengths count in its loss and gradient (pyrnn's losses take mask=, a "
                       f"bool array over the prediction's leading axes)", UserWarning,
-                      stacklevel=4)
+                      stacklevel=_user_stacklevel())
     return loss.forward(pred, target)
 
 
@@ -710,18 +712,18 @@ class Sequential(Layer):
                 yield layer
 
     def _named_optimizer(self, optimizer, params):
-        """fit's optimizer: one given by name is built once and kept for later fit calls with
-        that name (while it still trains exactly these parameters), as Keras' compile keeps
-        it; an instance is used as it is."""
+        """(fit's optimizer, what to keep once fit has started or None): one given by name is
+        built once and kept for later fit calls with that name (while it still trains exactly
+        these parameters), as Keras' compile keeps it; an instance is used as it is. A fit
+        refused before it starts keeps nothing."""
         if not isinstance(optimizer, str):
-            return _optim.get(optimizer, params)
+            return _optim.get(optimizer, params), None
         kept = self.__dict__.get("_fit_named_optimizer")
         if kept is not None and kept[0] == optimizer.lower() and kept[1].params == params and \
                 not any(p._detached() for p in kept[1].params):
-            return kept[1]
+            return kept[1], None
         built = _optim.get(optimizer, params)
-        self._fit_named_optimizer = (optimizer.lower(), built)
-        return built
+        return built, (optimizer.lower(), built)
 
     def _warn_logit_losses(self, loss):
         """A UserWarning when the model ends in a sigmoid and the loss takes logits: Keras'
@@ -737,7 +739,7 @@ class Sequential(Layer):
             warnings.warn(f"the model ends in Dense(activation='sigmoid') and "
                           f"{type(loss).__name__} takes logits: the sigmoid is applied twice "
                           f"(and accuracy counts outputs > 0); drop the final activation",
-                          UserWarning, stacklevel=4)
+                          UserWarning, stacklevel=_user_stacklevel())
 
     def _loss_arg(self, loss):
         if loss is None:
@@ -784,7 +786,7 @@ class Sequential(Layer):
         params = list(self.parameters())
         if not params:
             raise ValueError("the model has no parameters to train")
-        optimizer = self._named_optimizer(optimizer, params)
+        optimizer, named = self._named_optimizer(optimizer, params)
         current = {_arrays.data_ptr(p.data) for p in params}
         stale = [p.name for p in optimizer.params if _arrays.data_ptr(p.data) not in current]
         if stale:
@@ -854,7 +856,7 @@ class Sequential(Layer):
         # What fit changes before its callbacks may still refuse it (on_train_begin checks
         # their keys): put back if they do.
         before = (getattr(self, "_fit_loss", None), self.stop_training, self._modes(),
-                  self.optimizer, self.__dict__.get("_fit_named_optimizer"))
+                  self.optimizer)
         self._fit_loss = loss
         self.optimizer = optimizer  # (Keras' model.optimizer: a callback may change its lr)
         rng = np.random.default_rng(seed)
@@ -888,8 +890,10 @@ class Sequential(Layer):
         except BaseException:
             self._fit_loss, self.stop_training = before[:2]
             before[2]()
-            self.optimizer, self._fit_named_optimizer = before[3:]
+            self.optimizer = before[3]
             raise
+        if named is not None:
+            self._fit_named_optimizer = named
         # Live: the epochs completed so far, also when Ctrl-C (KeyboardInterrupt) stops fit.
         # Steps are never interrupted halfway (_sigint_deferred), so the weights then are
         # those after the last whole optimizer step, and the model stays usable.

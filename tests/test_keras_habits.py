@@ -247,3 +247,40 @@ def test_a_custom_loss_without_mask_warns_that_the_padding_counts():
     y = np.zeros(t.shape + (3,), np.float32)
     with pytest.warns(UserWarning, match="takes no mask="):
         m.fit(ids, y, loss=Plain(), optimizer="sgd", epochs=1, verbose=0, lengths=L)
+
+
+def test_a_refused_fit_keeps_the_named_optimizer_of_the_last_one():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 1))
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    m.fit(x, y, loss="mse", optimizer="adam", epochs=2, verbose=0)
+    adam = m.optimizer
+    with pytest.raises(ValueError):
+        m.fit(x, y, loss="mse", optimizer="sgd", verbose=0,
+              callbacks=[callbacks.EarlyStopping(monitor="nope")])
+    with pytest.raises(ValueError):
+        m.fit(x, y, loss="mse", optimizer="rmsprop", epochs=-1, verbose=0)
+    assert m.optimizer is adam
+    m.fit(x, y, loss="mse", optimizer="adam", verbose=0)
+    assert m.optimizer is adam and adam.steps == 3  # its moments and step count continue
+
+
+def test_mask_warnings_point_at_the_callers_line():
+    class Plain(losses.MSELoss):
+        def forward(self, pred, target):
+            return super().forward(pred, target)
+
+    ids, t, L = _padded()
+    m = _tagger()
+    y = np.zeros(t.shape + (3,), np.float32)
+    with pytest.warns(UserWarning, match="takes no mask=") as rec:
+        m.evaluate(ids, y, loss=Plain(), lengths=L)
+    assert all(w.filename == __file__ for w in rec)
+
+    class Keywords(losses.MSELoss):
+        def forward(self, pred, target, **kw):
+            return super().forward(pred, target, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.evaluate(ids, y, loss=Keywords(), lengths=L)  # takes mask through **kw
