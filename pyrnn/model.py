@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -111,7 +112,6 @@ def _batch_loss(loss, pred, target, lens, steps):
     if lens is not None and len(shape) >= 3 and shape[1] == steps and bool((lens < steps).any()):
         if _takes_mask(loss):
             return loss.forward(pred, target, mask=np.arange(steps)[None, :] < lens[:, None])
-        import warnings
         warnings.warn(f"{type(loss).__name__}.forward takes no mask=: the padded steps past "
                       f"lengths count in its loss and gradient (pyrnn's losses take mask=, a "
                       f"bool array over the prediction's leading axes)", UserWarning,
@@ -735,7 +735,6 @@ class Sequential(Layer):
                 last = layer
         if isinstance(last, Dense) and last.activation == "sigmoid" and isinstance(
                 loss, (_losses.BCEWithLogitsLoss, _losses.CrossEntropyLoss)):
-            import warnings
             warnings.warn(f"the model ends in Dense(activation='sigmoid') and "
                           f"{type(loss).__name__} takes logits: the sigmoid is applied twice "
                           f"(and accuracy counts outputs > 0); drop the final activation",

@@ -133,18 +133,24 @@ def _is_file(obj):
     return hasattr(obj, "write") or hasattr(obj, "read")
 
 
+def _binary_file(f, caller, method, mode):
+    """f checked as save() / load() use it: binary (text files are io.TextIOBase; `mode` is
+    no guide: gzip's is an int, a zip member's "r" is binary), with the method they call."""
+    if isinstance(f, io.TextIOBase):
+        raise TypeError(f"{caller}() needs a file opened in binary mode ({mode!r}), got a text "
+                        "file")
+    if not callable(getattr(f, method, None)):
+        what = "writable" if method == "write" else "readable"
+        raise TypeError(f"{caller}() needs a {what} file object, got {type(f).__name__} (it "
+                        f"has no {method}())")
+    return f
+
+
 def _save_target(path):
     """`path` checked as open(path, "wb") would check it: a binary file object, or a str /
     bytes / os.PathLike naming no folder."""
     if _is_file(path):
-        # (text files are io.TextIOBase; `mode` is no guide: gzip's is an int, a zip
-        # member's "r" is binary)
-        if isinstance(path, io.TextIOBase):
-            raise TypeError("save() needs a file opened in binary mode ('wb'), got a text file")
-        if not callable(getattr(path, "write", None)):
-            raise TypeError(f"save() needs a writable file object, got "
-                            f"{type(path).__name__} (it has no write())")
-        return path
+        return _binary_file(path, "save", "write", "wb")
     try:
         name = os.fspath(path)
     except TypeError:
@@ -373,11 +379,7 @@ def load(path, device="cpu"):
     from .recurrent import _check_device
     _check_device(device)
     if _is_file(path):
-        if isinstance(path, io.TextIOBase):
-            raise TypeError("load() needs a file opened in binary mode ('rb'), got a text file")
-        if not callable(getattr(path, "read", None)):
-            raise TypeError(f"load() needs a readable file object, got {type(path).__name__} "
-                            "(it has no read())")
+        _binary_file(path, "load", "read", "rb")
         name = getattr(path, "name", None)
         name = name if isinstance(name, (str, bytes)) else f"<{type(path).__name__}>"
         return _load(name, path, None, device)
