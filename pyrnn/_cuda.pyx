@@ -877,8 +877,10 @@ def default_options():
 def set_default_options(precision=None, algo=None, graphs=None, streams=None,
                         persist_blocks=None):
     """Change process-wide defaults: None leaves a field as it is, "default" returns it to the
-    environment's / built-in value. Takes effect at each layer's next call."""
-    cdef ccuda.Options o = ccuda.default_options()
+    environment's / built-in value. Takes effect at each layer's next call. (Starts from what
+    was set before, not the resolved values, so that a bad environment variable can be
+    replaced.)"""
+    cdef ccuda.Options o = ccuda.default_overrides()
     try:
         _apply(&o, precision, algo, graphs, streams, persist_blocks)
         ccuda.set_default_options(o)
@@ -997,8 +999,10 @@ cdef class NativeRecurrentCUDA:
             self.f64.set_options(o)
 
     def options_and_last_run(self):
-        """(the layer's own options, what its last passes ran)."""
+        """(the layer's own options, them resolved against the process defaults, what its last
+        passes ran)."""
         cdef ccuda.Options o = self._own_options()
+        effective = _options_dict(ccuda.resolve(o))
         if self.f32:
             ran = {"last_forward_algo": _name(ccuda.algo_name(self.f32.last_forward_algo())),
                    "last_backward_algo": _name(ccuda.algo_name(self.f32.last_backward_algo())),
@@ -1011,7 +1015,7 @@ cdef class NativeRecurrentCUDA:
                    "last_forward_graphs": self.f64.last_forward_graphs(),
                    "last_backward_graphs": self.f64.last_backward_graphs(),
                    "graphs_disabled_reason": self.f64.graphs_disabled_reason().decode() or None}
-        return _options_dict(o), ran
+        return _options_dict(o), effective, ran
 
     def param_info(self):
         """[(name, offset, shape)] in native order."""

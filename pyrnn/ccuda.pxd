@@ -69,6 +69,8 @@ cdef extern from "pyrnn/cuda/options.h" namespace "pyrnn::cuda" nogil:
         int persist_blocks
     Options default_options() except +
     void set_default_options(const Options& options) except +
+    Options default_overrides() except +
+    Options resolve(const Options& layer) except +
     const char* precision_name "pyrnn::cuda::to_string"(Precision p)
     const char* algo_name "pyrnn::cuda::to_string"(RecurrentAlgo a)
     const char* switch_name "pyrnn::cuda::to_string"(Switch s)

@@ -245,7 +245,6 @@ def layer_options(layer):
     'last_backward_algo' ('cublas' | 'fused' | 'persistent', after fallbacks; 'default' before
     any), 'last_forward_graphs' / 'last_backward_graphs', 'graphs_disabled_reason'}."""
     _need()
-    own, ran = _cuda_native(layer).options_and_last_run()
-    process = options()
-    effective = {k: (process[k] if own[k] == "default" else own[k]) for k in _LAYER_KEYS}
+    own, resolved, ran = _cuda_native(layer).options_and_last_run()
+    effective = {k: resolved[k] for k in _LAYER_KEYS}
     return {"options": own, "effective": effective, **ran}

@@ -62,6 +62,44 @@ def test_bad_environment_is_a_clear_error(var, value):
     assert out.stdout.startswith("ERR") and var in out.stdout
 
 
+@pytest.mark.parametrize("var, setter, value, key", [
+    ("PYRNN_CUDA_RECURRENT", "set_recurrent_algo", "'cublas'", "algo"),
+    ("PYRNN_CUDA_PRECISION", "set_precision", "'tf32'", "precision"),
+    ("PYRNN_CUDA_STREAMS", "set_streams", "True", "streams"),
+])
+def test_setting_a_field_replaces_its_bad_environment_value(var, setter, value, key):
+    # A typo in the environment used to make every setter raise too: the process could not
+    # recover. Now the error stands until that field is set (process-wide or on a layer).
+    code = f"""
+import numpy as np, pyrnn, pyrnn.cuda as c
+def attempt(f):
+    try:
+        return f()
+    except RuntimeError as e:
+        return 'ERR ' + str(e).split(' must')[0]
+print(attempt(c.options))
+c.set_graphs(True)  # another field: the bad one still stands
+print(attempt(c.options))
+c.{setter}({value})
+print(attempt(lambda: (c.options()[{key!r}], c.options()['graphs'])))
+c.{setter}(None)  # back to the environment's value: the error again
+print(attempt(c.options))
+if c.is_available():
+    layer = pyrnn.LSTM(3, 4, device='cuda', seed=0)
+    x = np.ones((2, 1, 3), np.float32)
+    print(attempt(lambda: layer(x)[0].shape))
+    c.configure(layer, {key}={value})
+    print(attempt(lambda: tuple(layer(x)[0].shape)))
+"""
+    out = run_py(code, **{var: "bogus"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:4] == [f"ERR {var}", f"ERR {var}", f"({value.strip(chr(39))!r}, True)"
+                         if value != "True" else "(True, True)", f"ERR {var}"], out.stdout
+    if len(lines) > 4:
+        assert lines[4:] == [f"ERR {var}", "(2, 1, 4)"], out.stdout
+
+
 def test_setters_and_reset():
     c = pyrnn.cuda
     c.set_precision("tf32")

@@ -19,12 +19,27 @@ std::string lower(std::string s) {
   return s;
 }
 
+// The five fields, in the order of Options; a bad environment value is kept per field, so
+// that setting that field (process-wide or on a layer) replaces it.
+enum Field { kPrecision, kAlgo, kGraphs, kStreams, kPersistBlocks, kFields };
+
 struct Defaults {
   std::mutex mutex;
   bool loaded = false;
   Options env;      // from the environment (or built in), resolved
-  Options current;  // env overridden by set_default_options
+  Options overrides;  // the last set_default_options (Default fields: the environment's)
+  Options current;    // env overridden by overrides
+  std::string bad[kFields];  // the error of a field whose environment value did not parse
 };
+
+// Which fields `o` leaves to the defaults.
+void defaulted(const Options& o, bool out[kFields]) {
+  out[kPrecision] = o.precision == Precision::Default;
+  out[kAlgo] = o.algo == RecurrentAlgo::Default;
+  out[kGraphs] = o.graphs == Switch::Default;
+  out[kStreams] = o.streams == Switch::Default;
+  out[kPersistBlocks] = o.persist_blocks < 0;
+}
 
 Defaults& defaults() {
   static Defaults* d = new Defaults();  // leaked: used until process exit
@@ -34,6 +49,27 @@ Defaults& defaults() {
 const char* env(const char* name) {
   const char* v = std::getenv(name);
   return v && *v ? v : nullptr;
+}
+
+// Parses one variable; a bad value is recorded for its field (and the built-in value kept), to
+// be thrown wherever that field is used without being set.
+template <class T, class Parse>
+void read_env(Defaults& d, Field f, const char* name, T& value, Parse parse) {
+  const char* v = env(name);
+  if (!v) return;
+  try {
+    value = parse(v, name);
+  } catch (const Error& e) {
+    d.bad[f] = e.what();
+  }
+}
+
+int parse_blocks(const char* v, const char* name) {
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  PYRNN_CHECK(end && *end == '\0' && n >= 0 && n <= 65535, name,
+              " must be an integer in [0, 65535], got '", v, "'");
+  return static_cast<int>(n);
 }
 
 // Called with the mutex held.
@@ -47,17 +83,15 @@ void load(Defaults& d) {
   o.graphs = Switch::Off;
   o.streams = Switch::Off;
   o.persist_blocks = 0;
-  if (const char* v = env("PYRNN_CUDA_PRECISION")) o.precision = parse_precision(v, "PYRNN_CUDA_PRECISION");
-  if (const char* v = env("PYRNN_CUDA_RECURRENT")) o.algo = parse_algo(v, "PYRNN_CUDA_RECURRENT");
-  if (const char* v = env("PYRNN_CUDA_GRAPHS")) o.graphs = parse_switch(v, "PYRNN_CUDA_GRAPHS");
-  if (const char* v = env("PYRNN_CUDA_STREAMS")) o.streams = parse_switch(v, "PYRNN_CUDA_STREAMS");
-  if (const char* v = env("PYRNN_CUDA_PERSIST_BLOCKS")) {
-    char* end = nullptr;
-    const long n = std::strtol(v, &end, 10);
-    PYRNN_CHECK(end && *end == '\0' && n >= 0 && n <= 65535,
-                "PYRNN_CUDA_PERSIST_BLOCKS must be an integer in [0, 65535], got '", v, "'");
-    o.persist_blocks = static_cast<int>(n);
-  }
+  read_env(d, kPrecision, "PYRNN_CUDA_PRECISION", o.precision,
+           [](const char* v, const char* n) { return parse_precision(v, n); });
+  read_env(d, kAlgo, "PYRNN_CUDA_RECURRENT", o.algo,
+           [](const char* v, const char* n) { return parse_algo(v, n); });
+  read_env(d, kGraphs, "PYRNN_CUDA_GRAPHS", o.graphs,
+           [](const char* v, const char* n) { return parse_switch(v, n); });
+  read_env(d, kStreams, "PYRNN_CUDA_STREAMS", o.streams,
+           [](const char* v, const char* n) { return parse_switch(v, n); });
+  read_env(d, kPersistBlocks, "PYRNN_CUDA_PERSIST_BLOCKS", o.persist_blocks, parse_blocks);
   // Default in the environment means the built-in default.
   if (o.precision == Precision::Default) o.precision = Precision::Float32;
   if (o.algo == RecurrentAlgo::Default) o.algo = RecurrentAlgo::Auto;
@@ -66,6 +100,16 @@ void load(Defaults& d) {
   d.env = o;
   d.current = o;
   d.loaded = true;
+}
+
+// Throws the error of a bad environment value that `over` and set_default_options both leave
+// in use. Called with the mutex held, after load.
+void check_env(const Defaults& d, const Options& over) {
+  bool open[kFields], from_env[kFields];
+  defaulted(over, open);
+  defaulted(d.overrides, from_env);
+  for (int f = 0; f < kFields; ++f)
+    if (open[f] && from_env[f] && !d.bad[f].empty()) throw Error(d.bad[f]);
 }
 
 Options merge(const Options& over, const Options& base) {
@@ -84,6 +128,7 @@ Options default_options() {
   Defaults& d = defaults();
   std::lock_guard<std::mutex> lock(d.mutex);
   load(d);
+  check_env(d, Options{});
   return d.current;
 }
 
@@ -93,10 +138,24 @@ void set_default_options(const Options& options) {
   Defaults& d = defaults();
   std::lock_guard<std::mutex> lock(d.mutex);
   load(d);
+  d.overrides = options;
   d.current = merge(options, d.env);
 }
 
-Options resolve(const Options& layer) { return merge(layer, default_options()); }
+Options default_overrides() {
+  Defaults& d = defaults();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  load(d);
+  return d.overrides;
+}
+
+Options resolve(const Options& layer) {
+  Defaults& d = defaults();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  load(d);
+  check_env(d, layer);
+  return merge(layer, d.current);
+}
 
 const char* to_string(Precision p) {
   switch (p) {

@@ -10,7 +10,8 @@
 //   PYRNN_CUDA_GRAPHS         0 (default until measured on a GPU) | 1
 //   PYRNN_CUDA_STREAMS        0 (default until measured on a GPU) | 1
 //   PYRNN_CUDA_PERSIST_BLOCKS 0 (default: chosen from the device) | n blocks for fused/persistent
-// A bad value in the environment throws pyrnn::Error at the first layer call naming the variable.
+// A bad value in the environment throws pyrnn::Error naming the variable wherever its field is
+// used (default_options(), resolve()) until set_default_options or the layer sets that field.
 #pragma once
 #include <string>
 
@@ -48,6 +49,9 @@ struct Options {
 Options default_options();
 // Sets the process-wide defaults; a Default field goes back to its environment / built-in value.
 void set_default_options(const Options& options);
+// What the last set_default_options set (Default fields follow the environment); never throws
+// for a bad environment value.
+Options default_overrides();
 // `layer` with every Default field replaced by the process-wide default.
 Options resolve(const Options& layer);
 
