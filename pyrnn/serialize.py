@@ -388,11 +388,33 @@ def load(path, device="cpu"):
         return _load(path, f, os.fstat(f.fileno()).st_size, device)
 
 
+def _read_exact(f, n):
+    """n bytes of `f`, fewer only at its end: a raw stream (a pipe, a socket, an unbuffered
+    file) may return less than asked before its end."""
+    data = f.read(n)
+    if not isinstance(data, (bytes, bytearray)) or len(data) >= n or not data:
+        return data
+    parts, got = [data], len(data)
+    while got < n:
+        more = f.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _short_read(what, want, got, size):
+    if size is None:  # a caller's stream: it ended early
+        return f"truncated pyrnn file: the stream ended {got} bytes into a {want}-byte {what}"
+    return "truncated pyrnn file (the file changed while being read)"
+
+
 def _load(path, f, size, device):
     """load() of an open binary file `f` of `size` bytes, named `path` in errors. size None:
     a file object given by the caller, read from its position for exactly what the prefix
     declares (several models may follow each other in it, as torch.load reads them)."""
-    head = f.read(_PREFIX.size)
+    head = _read_exact(f, _PREFIX.size)
     if not isinstance(head, (bytes, bytearray)):
         raise TypeError(f"load(): the file object's read() gave {type(head).__name__}, not "
                         "bytes (open it in binary mode)")
@@ -413,17 +435,17 @@ def _load(path, f, size, device):
         raise _bad(path, f"{kind} pyrnn file: header ({hlen} bytes) and payload ({plen} "
                          f"bytes) do not add up to the file size ({size} bytes)"
                    if size is not None else f"{kind} pyrnn file: header length {hlen} bytes")
-    header = f.read(hlen)
+    header = _read_exact(f, hlen)
     if len(header) != hlen:
-        raise _bad(path, "truncated pyrnn file (the file changed while being read)")
+        raise _bad(path, _short_read("header", hlen, len(header), size))
     if zlib.crc32(header) != hcrc:
         raise _bad(path, "corrupted pyrnn file: header checksum mismatch")
     # The payload is read only once the header says what it holds (a lying header with a
     # huge declared payload cost its size in memory before any check).
     spec, tensors = _check_header(path, header, plen)
-    payload = f.read(plen)
+    payload = _read_exact(f, plen)
     if len(payload) != plen:
-        raise _bad(path, "truncated pyrnn file (the file changed while being read)")
+        raise _bad(path, _short_read("payload", plen, len(payload), size))
     if zlib.crc32(payload) != pcrc:
         raise _bad(path, "corrupted pyrnn file: weights checksum mismatch")
 

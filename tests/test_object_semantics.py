@@ -225,6 +225,37 @@ def test_save_and_load_through_file_objects(tmp_path):
         pyrnn.load(io.BytesIO(b"x" * 100))
 
 
+class _Trickle(io.RawIOBase):
+    """A raw stream (as a pipe or socket) whose reads return at most 5 bytes each."""
+
+    def __init__(self, data):
+        self._data, self._pos = data, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = min(len(b), 5, len(self._data) - self._pos)
+        b[:n] = self._data[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+def test_load_reads_a_raw_stream_to_the_end_and_names_a_short_one():
+    # A raw stream's read(n) may return less than n before its end; load took that for a
+    # truncated file (and said the file had changed while being read).
+    a = _model()
+    buf = io.BytesIO()
+    a.save(buf)
+    got = pyrnn.load(_Trickle(buf.getvalue()))
+    for k, v in a.params.items():
+        np.testing.assert_array_equal(got.params[k], v)
+    with pytest.raises(ValueError, match=r"the stream ended \d+ bytes into a \d+-byte payload"):
+        pyrnn.load(io.BytesIO(buf.getvalue()[:-3]))
+    with pytest.raises(ValueError, match="truncated"):
+        pyrnn.load(_Trickle(buf.getvalue()[:20]))
+
+
 def test_recurrent_repr_is_python():
     assert repr(pyrnn.GRU(3, 4, dtype="float64")) == "GRU(3, 4, dtype='float64')"
 
