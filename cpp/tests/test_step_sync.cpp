@@ -133,3 +133,21 @@ TEST(step_sync_passive_waiter_leaves_the_core_idle) {
   CHECK(waiter_cpu >= 0.0);
   CHECK(waiter_cpu < 0.15);
 }
+
+// The split of batch blocks (or unit panels) among a team: every part in order, the parts
+// covering [0, count) exactly, also where count * part passes INT_MAX (2^28 blocks of 8 rows
+// among 4096 threads; in int the last parts started at negative values and lost their rows).
+TEST(part_start_splits_large_counts_exactly) {
+  const int counts[] = {1, 7, 1000, 1 << 22, 1 << 28, 268435455};
+  const int teams[] = {1, 2, 3, 128, 4096};
+  for (int count : counts)
+    for (int team : teams) {
+      CHECK(pyrnn::part_start(count, 0, team) == 0);
+      CHECK(pyrnn::part_start(count, team, team) == count);
+      for (int p = 0; p < team; ++p) {
+        const int a = pyrnn::part_start(count, p, team), b = pyrnn::part_start(count, p + 1, team);
+        CHECK(a <= b && b - a <= count / team + 1);
+      }
+    }
+  CHECK(pyrnn::part_start(1 << 28, 4095, 4096) == (1 << 28) - (1 << 16));
+}
