@@ -289,6 +289,36 @@ def max_abs(const real[::1] x):
     return s
 
 
+def all_finite(const real[::1] x):
+    """No NaN or Inf in x."""
+    cdef size_t n = x.shape[0]
+    cdef bint ok = True
+    if n == 0:
+        return True
+    with nogil:
+        ok = coptim.all_finite(&x[0], n)
+    return ok
+
+
+def all_finite_arrays(arrays):
+    """Index of the first of `arrays` (C-contiguous float32 / float64 ndarrays) holding a NaN
+    or Inf, or -1: fit's check after every step, one call for all of them."""
+    cdef const float[::1] f
+    cdef const double[::1] d
+    cdef Py_ssize_t i
+    cdef bint ok
+    for i, a in enumerate(arrays):
+        if a.dtype.itemsize == 4:
+            f = a.reshape(-1)
+            ok = f.shape[0] == 0 or coptim.all_finite(&f[0], <size_t>f.shape[0])
+        else:
+            d = a.reshape(-1)
+            ok = d.shape[0] == 0 or coptim.all_finite(&d[0], <size_t>d.shape[0])
+        if not ok:
+            return i
+    return -1
+
+
 def scale_inplace(real[::1] x, double scale):
     cdef size_t n = x.shape[0]
     if n == 0:

@@ -16,4 +16,5 @@ cdef extern from "pyrnn/optim.h" namespace "pyrnn::optim" nogil:
                          double momentum, bool centered) except +
     double sum_squares[T](const T* x, size_t n) except +
     double max_abs[T](const T* x, size_t n) except +
+    bint all_finite[T](const T* x, size_t n) except +
     void scale_inplace[T](T* x, size_t n, double scale) except +

@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from . import _arrays, _attrs
+from . import _arrays, _attrs, _fit_guard
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
@@ -774,10 +774,11 @@ class Sequential(Layer):
         (seed: None, an int >= 0, or a numpy Generator).
 
         Safety: NaN/Inf in x, y or the validation data is a ValueError before training. The
-        weights that produced the last finite batch loss are copied before every optimizer
-        step (one copy of the parameters, reused); if a batch loss becomes NaN/Inf, or an
-        epoch ends with non-finite weights, those weights are restored and RuntimeError is
-        raised (its .history holds the epochs completed).
+        weights that produced the last finite batch loss, and the optimizer's state then, are
+        copied before every optimizer step (one copy, reused); if a batch loss becomes NaN/Inf,
+        or a step makes a weight or the optimizer's state (Adam's moments, say) non-finite,
+        both are restored and RuntimeError is raised (its .history holds the epochs
+        completed). The same optimizer can then go on, with a lower learning rate, say.
         """
         loss = _losses.get(loss)
         self._warn_logit_losses(loss)
@@ -864,19 +865,15 @@ class Sequential(Layer):
         use_bar = verbose == 1 or verbose is True
         bar_cls = _tqdm() if use_bar and _isatty() else None
 
-        # Last good weights: the parameters that gave the last finite batch loss.
-        good = [_arrays.copy(p.data) for p in params]  # on the parameters' device
+        # The weights that gave the last finite batch loss, and the optimizer's state then.
+        good = _fit_guard.LastGood(params, optimizer)
         good_at = "the start of training"
 
-        def restore():
-            for p, g in zip(params, good):
-                _arrays.copy_into(p.data, g)
-                p._changed()
-
         def fail(why):
-            restore()
-            err = RuntimeError(f"{why}; training stopped and the weights were restored to those "
-                               f"of {good_at}. Lower the learning rate or set clip_norm.")
+            good.restore()
+            err = RuntimeError(f"{why}; training stopped and the weights and the optimizer's "
+                               f"state were restored to those of {good_at}. Lower the learning "
+                               "rate or set clip_norm.")
             err.history = hist.history
             self.history = hist.history
             return err
@@ -916,8 +913,7 @@ class Sequential(Layer):
                         bar.close()
                     raise fail(f"non-finite training loss ({value}) at epoch {epoch + 1}, "
                                f"batch {b + 1}")
-                for p, g in zip(params, good):
-                    _arrays.copy_into(g, p.data)
+                good.keep()
                 good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
                 self.zero_grad()
                 self._backward(loss.backward())  # d pred is on pred's device
@@ -925,6 +921,14 @@ class Sequential(Layer):
                     _optim.clip_grad_norm(optimizer.params, clip_norm)
                 with _sigint_deferred():  # a step is applied whole or not at all
                     optimizer.step()
+                # A step that overflows (Adam's squared moments first) is undone at once: an
+                # Inf moment freezes its weight silently, and poisons every later step.
+                bad = good.non_finite()
+                if bad is not None:
+                    if bar:
+                        bar.close()
+                    raise fail(f"the optimizer step of epoch {epoch + 1}, batch {b + 1} made "
+                               f"the {bad} non-finite")
                 total += value * (loss.count if loss.reduction == "mean" else 1)
                 count += loss.count
                 for k, (c, t) in loss.metric_counts().items():
@@ -935,10 +939,6 @@ class Sequential(Layer):
                     bar.set_postfix(loss=f"{total / max(count, 1):.4f}", refresh=False)
                 for cb in cbs:
                     cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
-            if not all(_arrays.all_finite(p.data) for p in params):
-                if bar:
-                    bar.close()
-                raise fail(f"the weights became non-finite during epoch {epoch + 1}")
             logs = {"loss": total / count if (loss.reduction == "mean" and count) else total}
             logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
             if val is not None:

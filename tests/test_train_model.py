@@ -300,7 +300,7 @@ def test_fit_rejects_non_finite_data():
         m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0, lengths=np.full(16, 9))
 
 
-def test_fit_non_finite_loss_restores_last_good_weights():
+def test_fit_diverging_restores_last_good_weights():
     # Linear regression with a learning rate far too large diverges to inf within a few steps.
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 4)).astype(np.float32) * 10
@@ -312,15 +312,90 @@ def test_fit_non_finite_loss_restores_last_good_weights():
         def on_batch_begin(self, batch, logs=None):
             seen.append([p.data.copy() for p in self.model.parameters()])
 
-    with pytest.raises(RuntimeError, match="non-finite training loss") as err:
+    with pytest.raises(RuntimeError, match="made the weights non-finite") as err:
         m.fit(x, y, loss="mse", optimizer=optim.SGD(m.parameters(), lr=50.0), epochs=50,
               batch_size=8, verbose=0, callbacks=[Record()], shuffle=False)
     assert len(seen) >= 2
-    # Restored: the weights at the start of the last batch whose loss was finite.
-    for p, w in zip(m.parameters(), seen[-2]):
+    # Restored: the weights at the start of the batch whose step overflowed (its loss was
+    # still finite: the loss is summed in float64).
+    for p, w in zip(m.parameters(), seen[-1]):
         np.testing.assert_array_equal(p.data, w)
     assert np.isfinite(m.evaluate(x[:8], y[:8], loss="mse"))
     assert isinstance(err.value.history, dict)
+
+
+def test_fit_non_finite_loss_restores_weights_and_state_of_the_last_finite_batch():
+    # Batch 2's inputs overflow the forward (10 * 3e38 in float32): its loss is Inf. Back to
+    # the weights that gave batch 1's finite loss, and the optimizer's state before its step.
+    x = np.ones((8, 1), np.float32)
+    x[4:] = 3e38
+    y = np.zeros((8, 1), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(1, 1, seed=0)])
+    m.layers[0].params["weight"][...] = 10
+    w0 = [p.data.copy() for p in m.parameters()]
+    opt = optim.Adam(m.parameters(), lr=1e-3)
+    with pytest.raises(RuntimeError, match=r"non-finite training loss \(inf\) at epoch 1, "
+                                           r"batch 2.*restored to those of epoch 1, batch 1"):
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0,
+              shuffle=False)
+    for p, w in zip(m.parameters(), w0):
+        np.testing.assert_array_equal(p.data, w)
+    assert opt.steps == 0 and opt.state == [{}, {}]
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_fit_undoes_a_step_that_overflows_the_optimizer_state(named):
+    # Inputs of 1e18 keep the loss finite (~1e36) but square the gradient past float32: Adam's
+    # second moment became Inf, its update 0, and fit went on with that weight frozen for good
+    # (later steps, any learning rate, any clip_norm). Now that step is undone, weights and
+    # moments together, and the same optimizer goes on.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    xb = x.copy()
+    xb[40:48] *= 1e18  # batch 6
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=1)])
+    opt = "adam" if named else optim.Adam(m.parameters(), lr=1e-2)
+    before = []
+
+    class Record(callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            o = self.model.optimizer
+            before.append(([p.data.copy() for p in self.model.parameters()],
+                           o.state_dict(), o.steps))
+
+    with pytest.raises(RuntimeError, match="batch 6 made the optimizer state non-finite"):
+        m.fit(xb, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+              shuffle=False, callbacks=[Record()])
+    opt = m.optimizer
+    weights, state, steps = before[5]
+    for p, w in zip(m.parameters(), weights):
+        np.testing.assert_array_equal(p.data, w)
+    assert opt.steps == steps == 5
+    for got, want in zip(opt.state_dict()["state"], state["state"]):
+        assert got.keys() == want.keys()
+        for k in got:
+            np.testing.assert_array_equal(got[k], want[k])
+    opt.lr = 1e-2
+    loss0 = m.evaluate(x, y, loss="mse")
+    m.fit(x, y, loss="mse", optimizer=opt, epochs=5, batch_size=8, verbose=0)
+    assert m.evaluate(x, y, loss="mse") < loss0
+    assert all(np.isfinite(v).all() for st in opt.state for v in st.values()
+               if isinstance(v, np.ndarray))
+
+
+def test_fit_undoes_a_step_that_makes_the_weights_non_finite():
+    # Finite loss and gradient, an update past float32: the weights become Inf at that step.
+    x = np.full((4, 1), 100, np.float32)
+    y = np.zeros((4, 1), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(1, 1, seed=0)])
+    w0 = [p.data.copy() for p in m.parameters()]
+    opt = optim.SGD(m.parameters(), lr=1e37, momentum=0.9)
+    with pytest.raises(RuntimeError, match="batch 1 made the weights non-finite"):
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0)
+    for p, w in zip(m.parameters(), w0):
+        np.testing.assert_array_equal(p.data, w)
+    assert opt.steps == 0 and opt.state == [{}, {}]  # as before the step: no momentum yet
 
 
 def test_early_stopping_restores_best_weights():

@@ -114,6 +114,22 @@ double max_abs(const T* x, std::size_t n) {
 }
 
 template <typename T>
+bool all_finite(const T* x, std::size_t n) {
+  detail::check_vector("all_finite", x, n);
+  // x * 0 is 0 for a finite x and NaN for NaN or +-Inf, and a sum of them, in any order, is
+  // NaN exactly when one is: no branch per element, so it vectorises. Chunks end it early.
+  constexpr std::size_t kChunk = 4096;
+  for (std::size_t i0 = 0; i0 < n; i0 += kChunk) {
+    const std::size_t i1 = std::min(n, i0 + kChunk);
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (std::size_t i = i0; i < i1; ++i) s += x[i] * T(0);
+    if (s != s) return false;
+  }
+  return true;
+}
+
+template <typename T>
 void scale_inplace(T* x, std::size_t n, double scale) {
   detail::check_vector("scale_inplace", x, n);
   const T s = static_cast<T>(scale);
@@ -129,7 +145,8 @@ void scale_inplace(T* x, std::size_t n, double scale) {
                                 double, double, bool);                                          \
   template double sum_squares<T>(const T*, std::size_t);                                        \
   template double max_abs<T>(const T*, std::size_t);                                           \
-  template void scale_inplace<T>(T*, std::size_t, double);
+  template void scale_inplace<T>(T*, std::size_t, double);                                    \
+  template bool all_finite<T>(const T*, std::size_t);
 
 PYRNN_INSTANTIATE_OPTIM(float)
 PYRNN_INSTANTIATE_OPTIM(double)

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "check.h"
@@ -176,6 +177,27 @@ TEST(optimizer_steps_by_hand) {
   const double xs[3] = {3.0, -4.0, 0.0};
   CHECK_NEAR(pyrnn::optim::sum_squares(xs, 3), 25.0, 0.0);
   CHECK_NEAR(pyrnn::optim::max_abs(xs, 3), 4.0, 0.0);
+}
+
+TEST(all_finite_finds_one_nan_or_inf_anywhere) {
+  const float big = std::numeric_limits<float>::max();
+  const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
+                       std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity()};
+  for (std::size_t n : {1, 7, 4096, 4097, 10000}) {
+    std::vector<float> x(n, big);  // large finite values: x * 0 stays 0
+    x[0] = -big;
+    CHECK(pyrnn::optim::all_finite(x.data(), n));
+    for (float b : bad)
+      for (std::size_t at : {std::size_t(0), n / 2, n - 1}) {
+        std::vector<float> y = x;
+        y[at] = b;
+        CHECK(!pyrnn::optim::all_finite(y.data(), n));
+      }
+  }
+  const double d[] = {1.0, std::numeric_limits<double>::denorm_min(), -0.0};
+  CHECK(pyrnn::optim::all_finite(d, 3));
+  CHECK(pyrnn::optim::all_finite(static_cast<const double*>(nullptr), 0));
 }
 
 TEST(dropout_mask_is_the_counter_hash) {

@@ -49,6 +49,10 @@ template <typename T>
 double max_abs(const T* x, std::size_t n);
 template <typename T>
 void scale_inplace(T* x, std::size_t n, double scale);
+// No NaN or Inf among x[0..n): fit's check of the weights and the optimizer state after every
+// step (one read, vectorised).
+template <typename T>
+bool all_finite(const T* x, std::size_t n);
 
 }  // namespace optim
 }  // namespace pyrnn
