@@ -602,10 +602,15 @@ class Dropout(Layer):
     CUDA layers with the same seed draw identical masks. float32 / float64 (other inputs are
     computed as float32)."""
 
+    # Read-only: the mask generator is seeded from it at construction (assigning it did
+    # nothing). save() keeps it, as Keras' get_config does: a loaded layer's masks restart from it.
+    seed = _attrs.Fixed()
+    _config_keeps_seed = True
+
     def __init__(self, p=0.5, *, seed=None, device="cpu"):
         super().__init__()
         self.p = p
-        self.seed = _seed_arg(seed)
+        self._seed = _seed_arg(seed)
         self._rng = np.random.default_rng(seed)
         self.to(_check_device(device))
 
@@ -622,7 +627,7 @@ class Dropout(Layer):
         self._p = float(p)
 
     def config(self):
-        return {"p": self.p}
+        return {"p": self.p} if self.seed is None else {"p": self.p, "seed": self.seed}
 
     def forward(self, x):
         from . import cuda

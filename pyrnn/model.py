@@ -750,7 +750,7 @@ class Sequential(Layer):
     @_one_thread
     def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
             validation_data=None, clip_norm=None, callbacks=None, verbose=True, shuffle=True,
-            seed=None):
+            seed=None, initial_epoch=0):
         """Mini-batch training. Returns history: {"loss": [...], metrics ("accuracy" for the
         classification losses), and with validation_data "val_loss", "val_<metric>"}, one
         entry per epoch. The epoch loss is the mean over all elements the loss counted in the
@@ -771,7 +771,13 @@ class Sequential(Layer):
         verbose: 0 silent; 1 a tqdm bar per epoch when tqdm is installed and stdout is a
         terminal, else one line per epoch; 2 one line per epoch.
         shuffle / seed: a fresh permutation per epoch from numpy.random.default_rng(seed)
-        (seed: None, an int >= 0, or a numpy Generator).
+        (seed: None, an int >= 0, or a numpy Generator). shuffle is True or False.
+        initial_epoch: Keras' way to resume: epochs initial_epoch .. epochs - 1 are run (so
+        ``fit(epochs=4, initial_epoch=2)`` runs the third and fourth), and callbacks, the
+        progress text and History see those numbers. With an int seed the epochs before it
+        draw their permutations unused, so a run resumed with the same seed shuffles as the
+        uninterrupted one; a Generator is used from its current state (keep it with the
+        checkpoint).
 
         Safety: NaN/Inf in x, y or the validation data is a ValueError before training. The
         weights that produced the last finite batch loss, and the optimizer's state then, are
@@ -799,9 +805,22 @@ class Sequential(Layer):
         epochs = int(epochs)
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral):
+            raise TypeError(f"initial_epoch must be an int, got {type(initial_epoch).__name__}")
+        initial_epoch = int(initial_epoch)
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError(f"initial_epoch must be in [0, epochs] = [0, {epochs}], got "
+                             f"{initial_epoch} (epochs is the number of the last epoch, as "
+                             "in Keras, not a count)")
         batch_size = positive_int("batch_size", batch_size)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         if not isinstance(seed, np.random.Generator):  # a Generator is used as it is
-            seed = seed_arg("seed", seed)
+            try:
+                seed = seed_arg("seed", seed)
+            except TypeError:
+                raise TypeError(f"seed must be None, an int >= 0 or a numpy Generator, got "
+                                f"{type(seed).__name__}") from None
         if clip_norm is not None and not (isinstance(clip_norm, numbers.Real)
                                           and not isinstance(clip_norm, bool)
                                           and 0 < clip_norm < math.inf):
@@ -861,6 +880,9 @@ class Sequential(Layer):
         self.optimizer = optimizer  # (Keras' model.optimizer: a callback may change its lr)
         rng = np.random.default_rng(seed)
         N = x.shape[0]
+        if shuffle and not isinstance(seed, np.random.Generator):
+            for _ in range(initial_epoch):  # the permutations of the epochs already run
+                rng.permutation(N)
         n_batches = -(-N // batch_size)
         use_bar = verbose == 1 or verbose is True
         bar_cls = _tqdm() if use_bar and _isatty() else None
@@ -894,7 +916,7 @@ class Sequential(Layer):
         # Steps are never interrupted halfway (_sigint_deferred), so the weights then are
         # those after the last whole optimizer step, and the model stays usable.
         self.history = hist.history
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             t0 = time.perf_counter()
             for cb in cbs:
                 cb.on_epoch_begin(epoch, {})

@@ -323,7 +323,8 @@ def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
 def _config_keys(cls):
     """The config keys a file may give a layer class: its constructor's arguments, less the
     ones config() never writes (device: a file must not move a model onto a GPU; seed: the
-    weights come from the file) and private ones."""
+    weights come from the file, except for a class whose seed drives only its masks:
+    _config_keeps_seed) and private ones."""
     names = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -334,7 +335,8 @@ def _config_keys(cls):
                 names.add(p.name)
         if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
             break
-    return {n for n in names if n not in ("self", "device", "seed") and not n.startswith("_")}
+    dropped = ("self", "device") + (() if getattr(cls, "_config_keeps_seed", False) else ("seed",))
+    return {n for n in names if n not in dropped and not n.startswith("_")}
 
 
 def _spec_class(where, spec, reg, maps=dict, seqs=list):

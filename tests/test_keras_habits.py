@@ -284,3 +284,65 @@ def test_mask_warnings_point_at_the_callers_line():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m.evaluate(ids, y, loss=Keywords(), lengths=L)  # takes mask through **kw
+
+
+def _resumable(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((40, 6, 3)).astype(np.float32)
+    y = rng.standard_normal((40, 2)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.GRU(3, 5, batch_first=True, seed=1), pyrnn.LastStep(),
+                          pyrnn.Dense(5, 2, seed=2)])
+    return m, x, y
+
+
+def test_initial_epoch_resumes_like_keras(tmp_path):
+    # fit had no initial_epoch: a resumed fit numbered its epochs from 1 again, so schedules
+    # restarted and ModelCheckpoint("ep{epoch}") overwrote the first files.
+    m, x, y = _resumable()
+    whole = m.fit(x, y, loss="mse", optimizer="adam", epochs=4, batch_size=8, seed=3,
+                  verbose=0)
+    m2, _, _ = _resumable()
+    seen, lrs = [], []
+
+    def schedule(epoch, logs):
+        seen.append(epoch)
+        m2.optimizer.lr = 0.01 * 0.5 ** epoch
+        lrs.append(m2.optimizer.lr)
+
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "ep{epoch:02d}.pyrnn"))
+    first = m2.fit(x, y, loss="mse", optimizer="adam", epochs=2, batch_size=8, seed=3,
+                   verbose=0, callbacks=[ck])
+    later = m2.fit(x, y, loss="mse", optimizer="adam", epochs=4, batch_size=8, seed=3,
+                   verbose=0, initial_epoch=2, callbacks=[ck, callbacks.LambdaCallback(
+                       on_epoch_begin=schedule)])
+    assert seen == [2, 3] and lrs == [0.0025, 0.00125]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"ep0{i}.pyrnn" for i in (1, 2, 3, 4)]
+    assert len(first["loss"]) == 2 and len(later["loss"]) == 2
+    # Same seed: the resumed epochs shuffled as the uninterrupted run's epochs 3 and 4 (the
+    # schedule aside, which changed the learning rate: compare a run without it).
+    m3, _, _ = _resumable()
+    m3.fit(x, y, loss="mse", optimizer="adam", epochs=2, batch_size=8, seed=3, verbose=0)
+    m3.fit(x, y, loss="mse", optimizer="adam", epochs=4, batch_size=8, seed=3, verbose=0,
+           initial_epoch=2)
+    m4, _, _ = _resumable()
+    m4.fit(x, y, loss="mse", optimizer="adam", epochs=4, batch_size=8, seed=3, verbose=0)
+    for a, b in zip(m3.parameters(), m4.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert whole["loss"][2:] == pytest.approx(m3.history["loss"])
+
+
+def test_initial_epoch_progress_and_checks(capsys):
+    m, x, y = _resumable()
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, initial_epoch=1, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 2/3" in out and "Epoch 3/3" in out and "Epoch 1/3" not in out
+    assert m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, initial_epoch=3,
+                 verbose=0) == {}
+    with pytest.raises(ValueError, match=r"initial_epoch must be in \[0, epochs\] = \[0, 3\], "
+                                         r"got 4"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, initial_epoch=4, verbose=0)
+    with pytest.raises(ValueError, match=r"got -1"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, initial_epoch=-1, verbose=0)
+    for bad in (True, 1.0, "1"):
+        with pytest.raises(TypeError, match="initial_epoch must be an int"):
+            m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, initial_epoch=bad, verbose=0)

@@ -317,8 +317,16 @@ def test_fit_takes_a_numpy_generator_as_seed():
 def test_seeds_are_checked_with_clear_messages():
     from pyrnn import init
     m, x, y = _tiny()
-    with pytest.raises(TypeError, match=r"seed must be an int or None, got str"):
+    with pytest.raises(TypeError, match=r"seed must be None, an int >= 0 or a numpy Generator, "
+                                        r"got str"):
         m.fit(x, y, loss="mse", optimizer="sgd", seed="abc", verbose=0)
+    with pytest.raises(TypeError, match=r"or a numpy Generator, got SeedSequence"):
+        m.fit(x, y, loss="mse", optimizer="sgd", seed=np.random.SeedSequence(0), verbose=0)
+    # Keras' shuffle="batch" (and any other truthy value) ran a full shuffle without a word.
+    for bad in ("batch", "no", 1, None):
+        with pytest.raises(TypeError, match=r"shuffle must be True or False, got"):
+            m.fit(x, y, loss="mse", optimizer="sgd", shuffle=bad, verbose=0)
+    m.fit(x, y, loss="mse", optimizer="sgd", shuffle=np.bool_(False), verbose=0)
     with pytest.raises(ValueError, match=r"seed must be >= 0 \(or None\), got -1"):
         m.fit(x, y, loss="mse", optimizer="sgd", seed=-1, verbose=0)
     with pytest.raises(ValueError, match=r"seed must be >= 0 \(or None\), got -1"):

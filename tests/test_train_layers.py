@@ -347,7 +347,8 @@ def test_an_older_dropout_pickle_still_loads():
     d = pyrnn.Dropout(0.25, seed=3)
     state = copy.deepcopy(d.__dict__)  # its own generator, in the same state as d's
     state["p"] = state.pop("_p")
+    state["seed"] = state.pop("_seed")  # a plain attribute then too
     old = pyrnn.Dropout.__new__(pyrnn.Dropout)
     old.__setstate__(state)
-    assert old.p == 0.25 and old.config() == {"p": 0.25}
+    assert old.p == 0.25 and old.config() == {"p": 0.25, "seed": 3} and old.seed == 3
     np.testing.assert_array_equal(old(np.ones(64, np.float32)), d(np.ones(64, np.float32)))

@@ -448,3 +448,26 @@ def test_save_writes_into_a_fifo(tmp_path):
     loaded = pyrnn.load(tmp_path / "copy.pyrnn")
     for k, v in layer.params.items():
         np.testing.assert_array_equal(loaded.params[k], v)
+
+
+def test_dropout_keeps_its_seed_through_save_and_load(tmp_path):
+    # Dropout's config left out its seed (Keras' get_config keeps it): a loaded model drew its
+    # masks from fresh entropy, different in every process. Assigning .seed did nothing.
+    x = np.ones((6, 50), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(50, 50, seed=0), pyrnn.Dropout(0.5, seed=7)])
+    assert m.layers[1].config() == {"p": 0.5, "seed": 7}
+    assert pyrnn.Dropout(0.25).config() == {"p": 0.25}
+    m.save(tmp_path / "m.pyrnn")
+    a, b = pyrnn.load(tmp_path / "m.pyrnn"), pyrnn.load(tmp_path / "m.pyrnn")
+    assert a.layers[1].seed == 7
+    a.train()
+    b.train()
+    fresh = pyrnn.Sequential([pyrnn.Dense(50, 50, seed=0), pyrnn.Dropout(0.5, seed=7)])
+    fresh.train()
+    first = a.forward(x)
+    assert 0 < np.count_nonzero(first) < first.size  # masked
+    np.testing.assert_array_equal(first, b.forward(x))
+    np.testing.assert_array_equal(first, fresh.forward(x))  # masks restart from the seed
+    np.testing.assert_array_equal(a.forward(x), fresh.forward(x))
+    with pytest.raises(AttributeError, match="cannot set Dropout.seed"):
+        a.layers[1].seed = 3
