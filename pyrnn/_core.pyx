@@ -329,6 +329,14 @@ cdef int _cell_state(bint lstm, str call, str out_name, const real[:, :, ::1] ou
                          "layer has no cell state")
     return 0
 
+cdef _check_extents(Py_ssize_t T, Py_ssize_t N, Py_ssize_t C):
+    if T < 1 or N < 1 or T > 2**31 - 1 or N > 2**31 - 1:  # the C++ takes them as int
+        raise ValueError(f"x must have 1 <= T, N < 2**31, got shape ({T}, {N}, {C})")
+    if T * N > 2**31 - 1:  # the rows of the input projection's GEMM
+        raise ValueError(f"x of shape ({T}, {N}, {C}) has T * N = {T * N} rows; at most "
+                         f"2**31 - 1 (the input projection's 32-bit GEMM row count)")
+
+
 cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[:, :, ::1] cn,
               const real[:, :, ::1] x, const real[:, :, ::1] h0, const real[:, :, ::1] c0,
               const int64_t[::1] lengths, bint training, uint64_t seed):
@@ -336,8 +344,7 @@ cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[
     cdef bint lstm = cfg.cell == CellType.LSTM
     cdef Py_ssize_t T = x.shape[0], N = x.shape[1]
     cdef Py_ssize_t LD = cfg.num_layers * cfg.directions(), H = cfg.hidden_size
-    if T < 1 or N < 1 or T > 2**31 - 1 or N > 2**31 - 1:  # the C++ takes them as int
-        raise ValueError(f"x must have 1 <= T, N < 2**31, got shape ({T}, {N}, {x.shape[2]})")
+    _check_extents(T, N, x.shape[2])
     _expect("x", "(T, N, C)", x, T, N, cfg.input_size)
     _expect("y", "(T, N, D*H)", y, T, N, cfg.directions() * H)
     _expect("hn", "(L*D, N, H)", hn, LD, N, H)
@@ -529,12 +536,23 @@ cdef class NativeRecurrent:
         None). Every size is checked against the native config (ValueError): see _forward."""
         x = _buffer("x", x, self.dtype, 3)
         T, N = x.shape[0], x.shape[1]
+        self.check_forward(T, N, training)  # before the outputs are allocated
         L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
         y = np.empty((T, N, D * H), self.dtype)
         hn = np.empty((L * D, N, H), self.dtype)
         cn = np.empty((L * D, N, H), self.dtype) if self.cfg.cell == CellType.LSTM else None
         self.forward_into(y, hn, cn, x, h0, c0, lengths, training, seed)
         return y, hn, cn
+
+    def check_forward(self, Py_ssize_t T, Py_ssize_t N, bint training):
+        """What forward checks of the sizes of a (T, N, C) input, before anything is converted
+        or allocated: ValueError beyond the int extents, MemoryError when the buffers that
+        forward would allocate (eval: no cache) exceed pyrnn's memory limit."""
+        _check_extents(T, N, self.cfg.input_size)
+        if self.f32:
+            self.f32.check_forward(<int>T, <int>N, training)
+        else:
+            self.f64.check_forward(<int>T, <int>N, training)
 
     def forward_into(self, y, hn, cn, x, h0, c0, lengths, bint training, uint64_t seed):
         """forward() into given outputs: y [T, N, D*H], hn/cn [L*D, N, H] (cn: LSTM only)."""

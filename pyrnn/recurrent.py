@@ -273,6 +273,15 @@ class _Recurrent(ParamWrites):
         return self._cell == "lstm"
 
     def _input(self, x):
+        shape = getattr(x, "shape", None)
+        if (self.device == "cpu" and isinstance(shape, tuple) and len(shape) in (2, 3)
+                and shape[-1] == self.input_size and all(isinstance(s, int) for s in shape)):
+            # Sizes first: an input too large for this forward is refused before its
+            # conversion (a copy of a broadcast view took its full size, for seconds).
+            T, N = (shape[0], 1) if len(shape) == 2 else \
+                (shape[1], shape[0]) if self.batch_first else shape[:2]
+            if T >= 1 and N >= 1:
+                self._native.check_forward(T, N, self.training)
         x = real_array("x", x, self.dtype)
         given = x.shape
         C = self.input_size

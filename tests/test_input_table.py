@@ -217,7 +217,11 @@ CASES = [
      "pyrnn.LSTM(1, 64, num_layers=8, bidirectional=True)(np.zeros((500, 200, 1), np.float32))", M,
      r"this forward's activations needs [\d.]+ GiB, more than PYRNN_MEMORY_LIMIT"),
     ("lstm-forward-int32-overflow",
-     "pyrnn.LSTM(1, 64)(np.zeros((2**14, 2**9, 1), np.float32))", R, r"overflows 32-bit GEMM sizes"),
+     "pyrnn.LSTM(1, 64)(np.broadcast_to(np.float32(0), (2**16, 2**15, 1)))", V,
+     r"x of shape \(65536, 32768, 1\) has T \* N = 2147483648 rows; at most 2\*\*31 - 1"),
+    ("lstm-forward-beyond-memory-before-conversion",  # (a broadcast view: copied first, 4 GB)
+     "l = pyrnn.LSTM(1, 1024).eval(); l(np.broadcast_to(np.float32(0), (10**6, 10**3, 1)))", M,
+     r"this forward's activations needs [\d.]+ GiB"),
     # accepted: conversions, views, read-only memory
     ("lstm-x-nan-propagates", "out, _ = pyrnn.LSTM(4, 3)(np.full((5, 2, 4), np.nan)); assert np.isnan(out).all()",
      OK, ""),

@@ -11,7 +11,10 @@ buffer that does not match its config is an out-of-bounds access. Two guards, te
 Every row runs in a child process (tests/_case_runner.py): a regression is a failed row, not a
 dead test run.
 """
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -294,3 +297,25 @@ def test_pickles_from_before_device_was_read_only_load(layer):
     assert pickle.loads(pickle.dumps(other)).device == "cpu"
     for name, value in layer.numpy_params().items():
         np.testing.assert_array_equal(other.numpy_params()[name], value)
+
+def test_eval_forward_is_checked_against_what_eval_allocates(tmp_path):
+    # The up-front memory check counted eval as a cache-keeping pass and more (two layer inputs
+    # and a full gate cache): inference that needs ~125 MiB was refused under a 150 MiB limit
+    # that the larger training pass of the same layer also exceeds. Both estimates are
+    # printed by the refusal; eval's is now below training's.
+    code = (
+        "import numpy as np, pyrnn\n"
+        "x = np.zeros((100, 100, 1), np.float32)\n"
+        "for mode in ('train', 'eval'):\n"
+        "    for layers in (1, 3):\n"
+        "        l = getattr(pyrnn.LSTM(1, 512, num_layers=layers, seed=0), mode)()\n"
+        "        try:\n"
+        "            l(x); print(mode, layers, 'ok')\n"
+        "        except MemoryError as e:\n"
+        "            print(mode, layers, 'refused')\n")
+    env = dict(os.environ, PYRNN_MEMORY_LIMIT="150M")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:4] == ["train 1 refused", "train 3 refused", "eval 1 ok",
+                                          "eval 3 ok"], out.stdout

@@ -208,6 +208,46 @@ typename Recurrent<T>::Weights Recurrent<T>::weights(int layer, int dir) {
 // Forward
 
 template <typename T>
+void Recurrent<T>::check_forward(int steps, int batch, bool training) const {
+  PYRNN_CHECK(steps >= 1, "sequence length must be >= 1, got ", steps);
+  PYRNN_CHECK(batch >= 1, "batch size must be >= 1, got ", batch);
+  const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size, G = cfg_.gates();
+  const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
+  const double T_ = steps, N = batch, tn = T_ * N, dh = static_cast<double>(D) * H;
+  // Every buffer offset is a size_t; the int sizes are the GEMMs' (rows T*N of the input
+  // projection, at most 4N rows per weight-gradient block, widths bounded by validate()).
+  PYRNN_CHECK(tn < 2147483648.0, "steps * batch = ", steps, " * ", batch,
+              " rows overflow the 32-bit GEMM row count (must be < 2^31)");
+  // The buffers this forward allocates (DirCache / LayerCache / the hot slot), refused up
+  // front. Training keeps every layer and direction's cache. Eval reuses D direction buffers
+  // and two layer outputs, and keeps a [T, N, G*H] gate buffer only where the input projection
+  // runs as one GEMM over all steps (forward_direction's step_proj, mirrored here); per-step
+  // projections use one [N, (G+1)*H] slot.
+  const double states = (lstm ? 2.0 : 1.0) * (T_ + 1.0) * N * H;  // dc.h, dc.c
+  const double gate_cache = tn * G * H + (gru ? tn * H : 0.0);     // dc.g, dc.aux
+  const double scratch = N * G * H;                                 // scratch_
+  double need;
+  if (training) {
+    const double per_layer = tn * (std::max<double>(cfg_.input_size, dh) + 2.0 * dh);  // x, y, mask
+    const double hot_slot = N * (G + 1.0) * H;  // step_g_, step_aux_ (large caches stream)
+    need = static_cast<double>(L) * D * (states + gate_cache + scratch) + L * per_layer + hot_slot;
+  } else {
+    const int nr = kernels::ops<T>().nr;
+    bool any_cold = false, any_hot = false;
+    for (int k = 0; k < L; ++k) {
+      const int C = cfg_.layer_input_size(k);
+      const StepSplit sp = step_split(batch, G, H, C, sizeof(T), nr, H);
+      const bool step_proj = sp.threads >= kernels::gemm_threads(static_cast<long long>(steps) *
+                                                                      batch, G * H, C);
+      (step_proj ? any_hot : any_cold) = true;
+    }
+    need = D * (states + scratch + (any_cold ? gate_cache : 0.0)) +
+           std::min(L - 1, 2) * tn * dh + (any_hot ? N * (G + 1.0) * H : 0.0);
+  }
+  check_allocation(need * sizeof(T), "this forward's activations");
+}
+
+template <typename T>
 void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
                            const std::int64_t* lengths, int steps, int batch, bool training,
                            std::uint64_t seed) {
@@ -219,24 +259,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
   const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
   const std::size_t T_ = steps, N = batch;
-  // In double: the product of three ints wraps around in 64 bits (T = N = 2^30, width 16).
-  PYRNN_CHECK(static_cast<double>(T_) * static_cast<double>(N) *
-                      std::max({static_cast<double>(cfg_.gates()) * H, static_cast<double>(D) * H,
-                                static_cast<double>(cfg_.input_size)}) <
-                  2147483648.0,
-              "steps*batch*width overflows 32-bit GEMM sizes (T=", steps, ", N=", batch, ")");
-  {  // The caches this forward allocates (see DirCache / LayerCache), refused up front.
-    const double tn = static_cast<double>(T_) * N, dh = static_cast<double>(D) * H;
-    const double per_dir = tn * cfg_.gates() * H + (lstm ? 2.0 : 1.0) * (T_ + 1.0) * N * H +
-                           (cfg_.cell == CellType::GRU ? tn * H : 0.0) +
-                           static_cast<double>(N) * cfg_.gates() * H;
-    const double per_layer = tn * (std::max<double>(cfg_.input_size, dh) + 2.0 * dh);
-    const double n_dirs = training ? static_cast<double>(L) * D : D;
-    const double n_layers = training ? L : 2.0;
-    const double hot_slot = static_cast<double>(N) * (cfg_.gates() + 1) * H;  // step_g_, step_aux_
-    check_allocation((n_dirs * per_dir + n_layers * per_layer + hot_slot) * sizeof(T),
-                     "this forward's activations");
-  }
+  check_forward(steps, batch, training);
 
   // From here a failed or eval forward leaves nothing to backpropagate through (a call refused
   // by the argument checks above leaves the last forward's cache, as PyTorch leaves its graph).

@@ -207,10 +207,10 @@ TEST(forward_activations_beyond_memory_refused_before_use) {
   CHECK(!net.has_cache());
 }
 
-TEST(gemm_size_check_counts_bidirectional_width) {
-  // RNN: G*H = H, but a bidirectional layer's output (and layer 1's input) is 2H wide. With
-  // T*N*H < 2^31 <= T*N*2H the 32-bit GEMM sizes overflow: must be a pyrnn::Error, thrown
-  // before any buffer is touched (the ones passed are tiny).
+TEST(gemm_size_check_counts_rows) {
+  // The input projection's GEMM takes its T*N rows as an int: T*N = 2^31 must be a
+  // pyrnn::Error, thrown before any buffer is touched (the ones passed are tiny). The width
+  // (G*H, D*H, C) does not enter: every buffer offset is a size_t.
   AddressSpaceCap cap;
   RecurrentConfig cfg;
   cfg.cell = CellType::RNN_TANH;
@@ -220,11 +220,13 @@ TEST(gemm_size_check_counts_bidirectional_width) {
   cfg.bidirectional = true;
   Recurrent<float> net(cfg);
   std::vector<float> tiny(16);
-  const int T = 1 << 12, N = 1 << 12;  // T*N*H = 2^30, T*N*2H = 2^31
-  CHECK(throws<pyrnn::Error>([&] {
+  const int T = 1 << 16, N = 1 << 15;
+  const std::string what = error_of([&] {
     net.forward(tiny.data(), tiny.data(), nullptr, tiny.data(), nullptr, nullptr, nullptr, T, N,
                 false, 0);
-  }));
+  });
+  CHECK(contains(what, "steps * batch = 65536 * 32768 rows overflow the 32-bit GEMM row count"));
+  CHECK(contains(error_of([&] { net.check_forward(T, N, true); }), "rows overflow"));
 }
 
 TEST(gemm_size_check_does_not_wrap_around) {

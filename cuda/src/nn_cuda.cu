@@ -2,6 +2,7 @@
 // cuda::Recurrent<float> (eval) -> y_T = h_T W_hy^T + b_y with cuBLAS and a bias kernel.
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -57,6 +58,9 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
     PYRNN_CHECK(sequence[t].rows() == N && sequence[t].cols() == C, name_, "::forward: step ", t,
                 " is ", sequence[t].rows(), " x ", sequence[t].cols(), ", expected ", N, " x ", C,
                 " (batch x input_size, the same batch every step)");
+  // As the CPU facade: the core takes T and N as int (a cast would wrap 2^32 + 1 rows to 1).
+  PYRNN_CHECK(T <= INT_MAX && N <= INT_MAX, name_, "::forward: ", T, " steps of batch ", N,
+              " exceed the int sizes of the core");
   // The workspaces, copies, GEMM and bias kernel belong to the core's device whatever device the
   // caller has made current (as MatrixCUDA and the core itself do).
   cuda::detail::DeviceScope scope(core_.device());
