@@ -46,6 +46,12 @@ def available_isas():
 def get_cpu_isa():
     return cruntime.isa_name(cruntime.get_cpu_isa()).decode()
 
+def _cap_cpu_isa_for_tests(name):
+    """Tests only (pyrnn::detail::cap_isa_for_tests): ISAs above `name` count as unsupported,
+    as on a CPU without them, and the ISA is chosen again as at import; 'avx512' lifts it."""
+    cruntime.cap_isa_for_tests(cruntime.parse_isa(name.encode()))
+
+
 def set_cpu_isa(name):
     if not isinstance(name, str):
         raise TypeError(f"ISA name must be a str, got {type(name).__name__}")

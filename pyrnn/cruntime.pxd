@@ -24,6 +24,7 @@ cdef extern from "pyrnn/runtime.h" namespace "pyrnn" nogil:
 cdef extern from "pyrnn/runtime.h" namespace "pyrnn::detail" nogil:
     void* runtime_state()
     void use_runtime_state(void* state)
+    void cap_isa_for_tests(CpuIsa highest)
 
 cdef extern from "pyrnn/kernels/peak.h" namespace "pyrnn::kernels" nogil:
     double fma_peak_gflops(int threads, double seconds) except +

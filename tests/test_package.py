@@ -83,6 +83,41 @@ def test_cpu_isa_setting_and_errors():
         pyrnn.set_cpu_isa(saved)
 
 
+def test_an_isa_the_cpu_lacks_is_refused_by_the_setter_and_the_environment(tmp_path):
+    # The refusals above only run on a CPU without AVX-512; capping the detected ISAs (a
+    # test hook) runs them on any machine: set_cpu_isa, and PYRNN_CPU_ISA read at import.
+    code = (
+        "import numpy as np, pyrnn, pyrnn._core as c\n"
+        "def attempt(f):\n"
+        "    try:\n"
+        "        return f()\n"
+        "    except (ValueError, RuntimeError) as e:\n"
+        "        return f'{type(e).__name__}: {e}'\n"
+        "print(pyrnn.get_cpu_isa())\n"
+        "c._cap_cpu_isa_for_tests('scalar')\n"
+        "print(pyrnn.info()['available_isas'])\n"
+        "print(attempt(pyrnn.get_cpu_isa))\n"
+        "print(attempt(lambda: pyrnn.set_cpu_isa('avx2')))\n"
+        "pyrnn.set_cpu_isa('scalar')\n"
+        "print(pyrnn.get_cpu_isa(), pyrnn.LSTM(3, 4)(np.ones((2, 1, 3), np.float32))[0].shape)\n"
+        "c._cap_cpu_isa_for_tests('avx512')\n"
+        "print(pyrnn.get_cpu_isa())\n")
+    env = dict(os.environ, PYRNN_CPU_ISA="avx2")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    if lines[0] != "avx2":
+        pytest.skip("this CPU has no AVX2")
+    assert lines[1:] == [
+        "['scalar']",
+        "RuntimeError: PYRNN_CPU_ISA='avx2' is not supported by this CPU (unset it, or choose "
+        "one with set_cpu_isa)",
+        "ValueError: CPU ISA 'avx2' is not supported by this CPU (available: scalar)",
+        "scalar (2, 1, 4)",
+        "avx2"], out.stdout
+
+
 @pytest.mark.parametrize("value", ["scalar", " SCALAR "])  # case and blanks forgiven
 def test_cpu_isa_environment_override(tmp_path, value):
     code = "import pyrnn; print(pyrnn.get_cpu_isa())"

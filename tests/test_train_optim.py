@@ -436,3 +436,48 @@ def test_step_counts_are_bounded_and_a_failed_step_counts_nothing():
     assert opt.steps == steps and [st.get("step") for st in opt.state] == counts
     for p, b in zip(params, before):
         np.testing.assert_array_equal(p.data, b)
+
+
+def _ks_distance(samples, cdf):
+    """Kolmogorov-Smirnov statistic of samples against a CDF."""
+    s = np.sort(np.asarray(samples, np.float64).ravel())
+    n = s.size
+    f = cdf(s)
+    return max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: pyrnn.LSTM(5, 40, num_layers=2, bidirectional=True, seed=3),
+    lambda: pyrnn.GRU(5, 40, seed=3),
+    lambda: pyrnn.GRU(5, 40, seed=3, reset_after=True),
+    lambda: pyrnn.RNN(5, 40, dtype="float64", seed=3)], ids=["lstm", "gru", "gru-after", "rnn"])
+def test_default_init_is_pytorchs(make):
+    # Weights U(-k, k), k = 1/sqrt(H); a bias entry is the sum of two such draws (torch's
+    # b_ih + b_hh: triangular on [-2k, 2k]), except GRU reset_after's n-gate bias and bias_hn,
+    # single draws. Parity tests copy weights across, so nothing else checks this. KS bound
+    # 1.95/sqrt(n): p ~ 0.001 (fixed seeds: never flaky).
+    layer = make()
+    H = layer.hidden_size
+    k = 1 / math.sqrt(H)
+    uniform = lambda x: np.clip((x + k) / (2 * k), 0, 1)  # noqa: E731
+    triangle = lambda x: np.where(x < 0, (x + 2 * k) ** 2, 8 * k * k - (2 * k - x) ** 2) \
+        / (8 * k * k)  # noqa: E731
+    single, summed = [], []
+    for name, v in layer.params.items():
+        v = np.asarray(v, np.float64)
+        if name.startswith("weight") or name.startswith("bias_hn"):
+            single.append(v.ravel())
+        elif getattr(layer, "reset_after", False):
+            summed.append(v[:2 * H])
+            single.append(v[2 * H:])
+        else:
+            summed.append(v)
+    single, summed = np.concatenate(single), np.concatenate(summed)
+    assert np.abs(single).max() <= k and np.abs(summed).max() <= 2 * k
+    assert np.abs(summed).max() > k  # a sum of two draws, not one
+    assert _ks_distance(single, uniform) < 1.95 / math.sqrt(single.size)
+    assert _ks_distance(summed, triangle) < 1.95 / math.sqrt(summed.size)
+    # The seed decides it all: the same seed, the same values.
+    again = make()
+    for name, v in layer.params.items():
+        np.testing.assert_array_equal(again.params[name], v)

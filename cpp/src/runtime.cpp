@@ -81,6 +81,10 @@ const Detected& detected() {
   return d;
 }
 
+// detail::cap_isa_for_tests: this copy of the library's (not in RuntimeState, whose
+// construction asks isa_supported).
+std::atomic<int> g_isa_cap{static_cast<int>(CpuIsa::AVX512)};
+
 int available_cpus() {
 #ifdef __linux__
   cpu_set_t set;
@@ -131,12 +135,18 @@ std::atomic<int>& threads_slot() { return state().threads; }
 
 }  // namespace
 
+void detail::cap_isa_for_tests(CpuIsa highest) {
+  g_isa_cap.store(static_cast<int>(highest));
+  state().isa.store(initial_isa());  // chosen again, as at load: PYRNN_CPU_ISA is read anew
+}
+
 void* detail::runtime_state() { return &state(); }
 void detail::use_runtime_state(void* shared) {
   g_shared.store(static_cast<RuntimeState*>(shared), std::memory_order_release);
 }
 
 bool isa_supported(CpuIsa isa) {
+  if (static_cast<int>(isa) > g_isa_cap.load()) return false;
   switch (isa) {
     case CpuIsa::Scalar: return true;
     case CpuIsa::AVX2: return detected().avx2;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <new>
 #include <vector>
@@ -363,4 +364,17 @@ TEST(exercise_every_configuration) {
             }
           }
   }
+}
+
+TEST(an_isa_the_cpu_lacks_is_refused) {
+  // On a CPU with AVX-512 nothing is missing; the test hook caps what counts as detected.
+  IsaGuard guard;
+  pyrnn::detail::cap_isa_for_tests(pyrnn::CpuIsa::Scalar);
+  CHECK(pyrnn::available_isas() == std::vector<pyrnn::CpuIsa>{pyrnn::CpuIsa::Scalar});
+  CHECK(!pyrnn::isa_supported(pyrnn::CpuIsa::AVX2) && !pyrnn::isa_supported(pyrnn::CpuIsa::AVX512));
+  CHECK(contains(error_of([] { pyrnn::set_cpu_isa(pyrnn::CpuIsa::AVX2); }),
+                 "CPU ISA 'avx2' is not supported by this CPU"));
+  if (!std::getenv("PYRNN_CPU_ISA")) CHECK(pyrnn::get_cpu_isa() == pyrnn::CpuIsa::Scalar);
+  pyrnn::detail::cap_isa_for_tests(pyrnn::CpuIsa::AVX512);
+  CHECK(pyrnn::available_isas().size() >= 1);
 }

@@ -58,6 +58,10 @@ bool forked_child();
 // one adopt that one's: use_runtime_state(runtime_state() of the owner), before any call.
 void* runtime_state();
 void use_runtime_state(void* state);
+// Tests only: ISAs above `highest` count as unsupported in this copy of the library, as on a
+// CPU without them, and the ISA is chosen again as at load (PYRNN_CPU_ISA included).
+// CpuIsa::AVX512 lifts the cap.
+void cap_isa_for_tests(CpuIsa highest);
 }  // namespace detail
 
 }  // namespace pyrnn
