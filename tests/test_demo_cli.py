@@ -318,6 +318,16 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert res.stdout.startswith("pyrnn ") and "Traceback" not in res.stderr, res.stderr
 
 
+def test_plot_without_matplotlib_writes_nothing(tmp_path, monkeypatch):
+    # The test extras install matplotlib (the full demo test checks the real PNG); without
+    # it, plot() says so by returning None and leaves no file.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    results = [_result(c, 20, 0.1) | {"val_loss": [0.2, 0.1]} for c in ("RNN", "GRU")]
+    assert demo.plot(results, {"loss": [1.0]}, str(tmp_path / "pyrnn_demo.png")) is None
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_failed_plot_write_is_a_demo_error(tmp_path, monkeypatch):
     # After the whole run, an unwritable --out (/proc, a full disk) was a traceback and exit
     # 1; and savefig wrote the final path directly (a failure left half a PNG).
