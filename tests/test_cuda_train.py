@@ -272,3 +272,29 @@ def test_demo_trains_on_the_gpu(tmp_path):
     out = demo.run(quick=True, device="cuda", out=str(tmp_path), plot_png=False,
                    stream=open(tmp_path / "log.txt", "w"))
     assert len(out["adding"]) == 6 and out["char"]["loss"]
+
+
+def test_fit_undoes_an_overflowing_step_on_the_device():
+    # As on the CPU (test_train_model): the device moments and weights before the step that
+    # made Adam's second moment Inf come back, and the same optimizer goes on.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    xb = x.copy()
+    xb[40:48] *= 1e18  # batch 6: finite loss, gradient squared past float32
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=1, device="cuda")])
+    ref = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=1)])
+    for model in (m, ref):
+        with pytest.raises(RuntimeError, match="batch 6 made the optimizer state non-finite"):
+            model.fit(xb, y, loss="mse", optimizer="adam", epochs=1, batch_size=8, verbose=0,
+                      shuffle=False)
+    assert m.optimizer.steps == ref.optimizer.steps == 5
+    for got, want in zip(m.optimizer.state, ref.optimizer.state):
+        assert got["step"] == want["step"]
+        for k in ("exp_avg", "exp_avg_sq"):
+            close(host(got[k]), want[k], np.float32, k)
+    for a, b in zip(m.parameters(), ref.parameters()):
+        close(host(a.data), b.data, np.float32, a.name)
+    m.fit(x, y, loss="mse", optimizer="adam", epochs=2, batch_size=8, verbose=0)
+    assert all(np.isfinite(host(v)).all() for st in m.optimizer.state for k, v in st.items()
+               if k != "step")
