@@ -550,15 +550,21 @@ cdef class NativeRecurrent:
         self.forward_into(y, hn, cn, x, h0, c0, lengths, training, seed)
         return y, hn, cn
 
-    def check_forward(self, Py_ssize_t T, Py_ssize_t N, bint training):
+    def check_forward(self, Py_ssize_t T, Py_ssize_t N, bint training, extra_elements=None):
         """What forward checks of the sizes of a (T, N, C) input, before anything is converted
         or allocated: ValueError beyond the int extents, MemoryError when the buffers that
-        forward would allocate (eval: no cache) exceed pyrnn's memory limit."""
+        forward would allocate (eval: no cache), with its outputs y, hn (and cn) and
+        `extra_elements` more of the layer's dtype (the caller's copies), exceed pyrnn's
+        memory limit."""
         _check_extents(T, N, self.cfg.input_size)
+        cdef double L = self.cfg.num_layers, D = self.cfg.directions(), H = self.cfg.hidden_size
+        cdef double outputs = T * N * D * H + L * D * N * H * (
+            2 if self.cfg.cell == CellType.LSTM else 1)
+        cdef double extra = (outputs + float(extra_elements or 0)) * self.dtype.itemsize
         if self.f32:
-            self.f32.check_forward(<int>T, <int>N, training)
+            self.f32.check_forward(<int>T, <int>N, training, extra)
         else:
-            self.f64.check_forward(<int>T, <int>N, training)
+            self.f64.check_forward(<int>T, <int>N, training, extra)
 
     def forward_into(self, y, hn, cn, x, h0, c0, lengths, bint training, uint64_t seed):
         """forward() into given outputs: y [T, N, D*H], hn/cn [L*D, N, H] (cn: LSTM only)."""

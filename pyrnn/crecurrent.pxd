@@ -46,7 +46,7 @@ cdef extern from "pyrnn/recurrent.h" namespace "pyrnn" nogil:
         void forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
                      const int64_t* lengths, int steps, int batch, bool training,
                      uint64_t seed) except +
-        void check_forward(int steps, int batch, bint training) except +
+        void check_forward(int steps, int batch, bint training, double caller_bytes) except +
         # dx [T, N, C]; dh0/dc0/dhn/dcn [L*D, N, H]; dy [T, N, D*H]
         void backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn,
                       const T* dcn) except +

@@ -215,6 +215,13 @@ def set_streams(enabled):
     _need().set_default_options(streams="default" if enabled is None else enabled)
 
 
+def set_persist_blocks(blocks):
+    """Blocks of the fused / persistent step kernels of every CUDA layer: 0 (the built-in
+    default: chosen from the device), n in [1, 65535], or None / "default" for
+    PYRNN_CUDA_PERSIST_BLOCKS. configure(layer, persist_blocks=) sets one layer's."""
+    _need().set_default_options(persist_blocks="default" if blocks is None else blocks)
+
+
 def _cuda_native(layer):
     native = getattr(layer, "_native", None)
     if getattr(layer, "device", None) != "cuda" or native is None:

@@ -880,7 +880,7 @@ class Sequential(Layer):
         self.optimizer = optimizer  # (Keras' model.optimizer: a callback may change its lr)
         rng = np.random.default_rng(seed)
         N = x.shape[0]
-        if shuffle and not isinstance(seed, np.random.Generator):
+        if shuffle and seed is not None and not isinstance(seed, np.random.Generator):
             for _ in range(initial_epoch):  # the permutations of the epochs already run
                 rng.permutation(N)
         n_batches = -(-N // batch_size)
@@ -892,10 +892,9 @@ class Sequential(Layer):
         good_at = "the start of training"
 
         def fail(why):
-            good.restore()
-            err = RuntimeError(f"{why}; training stopped and the weights and the optimizer's "
-                               f"state were restored to those of {good_at}. Lower the learning "
-                               "rate or set clip_norm.")
+            what = good.restore()
+            err = RuntimeError(f"{why}; training stopped and {what} restored to those of "
+                               f"{good_at}. Lower the learning rate or set clip_norm.")
             err.history = hist.history
             self.history = hist.history
             return err

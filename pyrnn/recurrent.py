@@ -272,16 +272,38 @@ class _Recurrent(ParamWrites):
     def _is_lstm(self):
         return self._cell == "lstm"
 
+    def _check_sizes_first(self, x):
+        """An input too large for this forward is refused before its conversion (a copy of a
+        broadcast view took its full size, for seconds): T * N past the GEMM's int rows is a
+        ValueError naming the given shape; a pass that would not fit memory, counting the
+        copies made here, a MemoryError."""
+        try:
+            shape = x.shape
+        except Exception:  # not an array: the conversion below says what it is
+            return
+        if not (isinstance(shape, tuple) and len(shape) in (2, 3)
+                and all(isinstance(s, int) for s in shape) and shape[-1] == self.input_size):
+            return
+        batched = len(shape) == 3
+        T, N = (shape[1], shape[0]) if batched and self.batch_first else \
+            (shape[0], shape[1] if batched else 1)
+        if T < 1 or N < 1:
+            return
+        if T * N > 2**31 - 1:
+            raise ValueError(f"x of shape {shape_str(shape)} holds T * N = {T * N} steps of "
+                             "sequences; at most 2**31 - 1 (the input projection's 32-bit "
+                             "GEMM row count)")
+        C, DH = self.input_size, self.num_directions * self.hidden_size
+        copies = 0
+        if not (isinstance(x, np.ndarray) and x.dtype == self.dtype and x.flags.c_contiguous):
+            copies += T * N * C  # the converted input
+        if batched and self.batch_first:
+            copies += T * N * (C + DH)  # the input transposed, and the output back
+        self._native.check_forward(T, N, self.training, copies)
+
     def _input(self, x):
-        shape = getattr(x, "shape", None)
-        if (self.device == "cpu" and isinstance(shape, tuple) and len(shape) in (2, 3)
-                and shape[-1] == self.input_size and all(isinstance(s, int) for s in shape)):
-            # Sizes first: an input too large for this forward is refused before its
-            # conversion (a copy of a broadcast view took its full size, for seconds).
-            T, N = (shape[0], 1) if len(shape) == 2 else \
-                (shape[1], shape[0]) if self.batch_first else shape[:2]
-            if T >= 1 and N >= 1:
-                self._native.check_forward(T, N, self.training)
+        if self.device == "cpu":
+            self._check_sizes_first(x)
         x = real_array("x", x, self.dtype)
         given = x.shape
         C = self.input_size

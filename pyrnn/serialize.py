@@ -119,14 +119,32 @@ def save(obj, path):
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header), offset, zlib.crc32(header), pcrc)
     if _is_file(path):
         try:
-            path.write(prefix)
+            _write_all(path, prefix)
         except TypeError:  # a text stream that is not an io.TextIOBase
             raise TypeError("save() needs a file opened in binary mode ('wb'): its write() "
                             "refused bytes") from None
         for c in [header] + chunks:
-            path.write(c)
+            _write_all(path, c)
     else:
         _atomic_write(path, [prefix, header] + chunks)
+
+
+def _write_all(f, data):
+    """All of `data` into `f`: a raw stream (a pipe, a socket, an unbuffered file) may write
+    less than it is given and say so by the count it returns (save() dropped the rest)."""
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        n = f.write(view)
+        if n is None:  # a buffered or text stream returning nothing: it took it all
+            if isinstance(f, io.RawIOBase):  # a non-blocking raw stream that would block
+                raise OSError("save(): the stream accepted no bytes (a non-blocking stream "
+                              "that would block); give a blocking one")
+            return
+        if not isinstance(n, int) or n < 0 or n > view.nbytes:
+            return  # (a write() that returns something else: taken as all written)
+        if n == 0:
+            raise OSError("save(): the stream accepted no bytes (it is full or closed)")
+        view = view[n:]
 
 
 def _is_file(obj):

@@ -66,6 +66,8 @@ def test_bad_environment_is_a_clear_error(var, value):
     ("PYRNN_CUDA_RECURRENT", "set_recurrent_algo", "'cublas'", "algo"),
     ("PYRNN_CUDA_PRECISION", "set_precision", "'tf32'", "precision"),
     ("PYRNN_CUDA_STREAMS", "set_streams", "True", "streams"),
+    ("PYRNN_CUDA_GRAPHS", "set_graphs", "True", "graphs"),
+    ("PYRNN_CUDA_PERSIST_BLOCKS", "set_persist_blocks", "8", "persist_blocks"),
 ])
 def test_setting_a_field_replaces_its_bad_environment_value(var, setter, value, key):
     # A typo in the environment used to make every setter raise too: the process could not
@@ -78,10 +80,11 @@ def attempt(f):
     except RuntimeError as e:
         return 'ERR ' + str(e).split(' must')[0]
 print(attempt(c.options))
-c.set_graphs(True)  # another field: the bad one still stands
+other, set_other = ('streams', c.set_streams) if {key!r} == 'graphs' else ('graphs', c.set_graphs)
+set_other(True)  # another field: the bad one still stands
 print(attempt(c.options))
 c.{setter}({value})
-print(attempt(lambda: (c.options()[{key!r}], c.options()['graphs'])))
+print(attempt(lambda: (c.options()[{key!r}], c.options()[other])))
 c.{setter}(None)  # back to the environment's value: the error again
 print(attempt(c.options))
 if c.is_available():
@@ -94,8 +97,9 @@ if c.is_available():
     out = run_py(code, **{var: "bogus"})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[:4] == [f"ERR {var}", f"ERR {var}", f"({value.strip(chr(39))!r}, True)"
-                         if value != "True" else "(True, True)", f"ERR {var}"], out.stdout
+    want = value.strip("'") if value.startswith("'") else eval(value)
+    assert lines[:4] == [f"ERR {var}", f"ERR {var}", f"({want!r}, True)", f"ERR {var}"], \
+        out.stdout
     if len(lines) > 4:
         assert lines[4:] == [f"ERR {var}", "(2, 1, 4)"], out.stdout
 

@@ -218,7 +218,11 @@ CASES = [
      r"this forward's activations needs [\d.]+ GiB, more than PYRNN_MEMORY_LIMIT"),
     ("lstm-forward-int32-overflow",
      "pyrnn.LSTM(1, 64)(np.broadcast_to(np.float32(0), (2**16, 2**15, 1)))", V,
-     r"x of shape \(65536, 32768, 1\) has T \* N = 2147483648 rows; at most 2\*\*31 - 1"),
+     r"x of shape \(65536, 32768, 1\) holds T \* N = 2147483648 steps of sequences; at most "
+     r"2\*\*31 - 1"),
+    ("lstm-forward-int32-overflow-batch-first-names-the-given-shape",
+     "pyrnn.LSTM(1, 64, batch_first=True)(np.broadcast_to(np.float32(0), (2**15, 2**16, 1)))", V,
+     r"x of shape \(32768, 65536, 1\) holds T \* N = 2147483648"),
     ("lstm-forward-beyond-memory-before-conversion",  # (a broadcast view: copied first, 4 GB)
      "l = pyrnn.LSTM(1, 1024).eval(); l(np.broadcast_to(np.float32(0), (10**6, 10**3, 1)))", M,
      r"this forward's activations needs [\d.]+ GiB"),

@@ -256,6 +256,34 @@ def test_load_reads_a_raw_stream_to_the_end_and_names_a_short_one():
         pyrnn.load(_Trickle(buf.getvalue()[:20]))
 
 
+class _Dribble(io.RawIOBase):
+    """A raw stream whose writes take at most 5 bytes each (or none: full)."""
+
+    def __init__(self, full=False):
+        self.data, self.full = bytearray(), full
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        b = bytes(b)[:0 if self.full else 5]
+        self.data += b
+        return len(b)
+
+
+def test_save_writes_all_of_it_into_a_raw_stream():
+    # save() ignored write()'s count: a raw stream taking 5 bytes at a time got 25 bytes of a
+    # 486-byte file, and no error.
+    a = _model()
+    ref = io.BytesIO()
+    a.save(ref)
+    w = _Dribble()
+    a.save(w)
+    assert bytes(w.data) == ref.getvalue()
+    with pytest.raises(OSError, match="accepted no bytes"):
+        a.save(_Dribble(full=True))
+
+
 def test_recurrent_repr_is_python():
     assert repr(pyrnn.GRU(3, 4, dtype="float64")) == "GRU(3, 4, dtype='float64')"
 

@@ -319,3 +319,36 @@ def test_eval_forward_is_checked_against_what_eval_allocates(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:4] == ["train 1 refused", "train 3 refused", "eval 1 ok",
                                           "eval 3 ok"], out.stdout
+
+
+def test_forward_memory_check_counts_outputs_and_input_copies(tmp_path):
+    # The check counted only the layer's own buffers: an eval forward whose outputs, converted
+    # input and batch_first transposes were most of its memory passed it, and the OS killed
+    # the process (LSTM(4, 8) on a (16384, 16384, 4) view: 17 GB counted, ~30 GB used).
+    # Here the estimate (from the refusal under a tiny limit) is set against the measured peak
+    # growth of the same forward in a fresh process: float64 batch_first input to a float32
+    # layer (converted, then transposed), eval.
+    code = (
+        "import re, resource, numpy as np, pyrnn\n"
+        "l = pyrnn.RNN(16, 64, batch_first=True, seed=0).eval()\n"
+        "x = np.zeros((400, 600, 16))\n"
+        "x += 0\n"
+        "try:\n"
+        "    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    y, h = l(x)\n"
+        "    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024)\n"
+        "except MemoryError as e:\n"
+        "    print(re.search(r'needs ([\\d.]+) MiB', str(e)).group(1))\n")
+    runs = {}
+    for limit in ("1M", None):
+        env = dict(os.environ)
+        env.pop("PYRNN_MEMORY_LIMIT", None)
+        if limit:
+            env["PYRNN_MEMORY_LIMIT"] = limit
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=120)
+        assert out.returncode == 0, out.stderr
+        runs[limit] = float(out.stdout)
+    estimate, used = runs["1M"], runs[None]
+    assert used <= estimate * 1.05 + 8, (estimate, used)  # not an underestimate
+    assert estimate <= used * 1.5 + 8, (estimate, used)   # nor a wild overestimate

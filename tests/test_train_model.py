@@ -384,6 +384,74 @@ def test_fit_undoes_a_step_that_overflows_the_optimizer_state(named):
                if isinstance(v, np.ndarray))
 
 
+def test_a_fit_that_fails_at_once_keeps_the_optimizers_earlier_state():
+    # The guard started from empty state dicts: a resumed fit failing on its first batch
+    # "restored" an Adam that had run 4 steps to no moments at all.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    opt = optim.Adam(m.parameters(), lr=1e-2)
+    m.fit(x, x[:, :1], loss="mse", optimizer=opt, epochs=2, batch_size=8, verbose=0)
+    before = opt.state_dict()
+    m.layers[0].params["weight"][...] = 10
+    with pytest.raises(RuntimeError, match="non-finite training loss"):
+        m.fit(np.full_like(x, 3e38), x[:, :1], loss="mse", optimizer=opt, batch_size=8,
+              verbose=0, shuffle=False)
+    after = opt.state_dict()
+    assert after["steps"] == before["steps"] == 4
+    for got, want in zip(after["state"], before["state"]):
+        assert got.keys() == want.keys() and got["step"] == 4
+        for k in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(got[k], want[k])
+
+
+class _OddState(optim.Optimizer):
+    """A custom optimizer keeping what the guard cannot copy or must not check: a lock, a
+    big-endian array, a best-so-far of Inf, a tuple of arrays it updates in place."""
+
+    def __init__(self, params, lr=0.01):
+        self.lr = lr
+        super().__init__(params)
+
+    def _update(self, data, grad, st):
+        import threading
+        st.setdefault("lock", threading.Lock())
+        st.setdefault("big_endian", np.zeros(2, ">f4"))
+        st.setdefault("best", np.full(1, np.inf))
+        pair = st.setdefault("pair", (np.zeros(1), np.zeros(1)))
+        pair[0][0] += 1
+        data -= self.lr * grad
+
+
+class _DictState(optim.Optimizer):
+    """torch's habit: state is a dict keyed by parameter."""
+
+    def __init__(self, params, lr=0.01):
+        self.lr = lr
+        super().__init__(params)
+        self.state = {}
+
+    def step(self):
+        for p in self.params:
+            self.state.setdefault(p, {"n": 0})["n"] += 1
+            p.data[...] -= self.lr * p.grad
+
+
+@pytest.mark.parametrize("cls", [_OddState, _DictState])
+def test_fit_guard_leaves_custom_optimizer_state_alone(cls):
+    # These fits ran before the guard kept the optimizer's state; the guard must not refuse
+    # them (it deep-copied a lock, read big-endian data natively, and took a deliberate Inf
+    # for an overflow).
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 3)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    opt = cls(m.parameters())
+    hist = m.fit(x, x[:, :1], loss="mse", optimizer=opt, epochs=2, batch_size=8, verbose=0)
+    assert len(hist["loss"]) == 2 and hist["loss"][1] < hist["loss"][0]
+    if cls is _OddState:
+        assert opt.state[0]["pair"][0][0] == 4  # updated in place, by reference: 4 steps
+
+
 def test_fit_undoes_a_step_that_makes_the_weights_non_finite():
     # Finite loss and gradient, an update past float32: the weights become Inf at that step.
     x = np.full((4, 1), 100, np.float32)

@@ -208,7 +208,8 @@ typename Recurrent<T>::Weights Recurrent<T>::weights(int layer, int dir) {
 // Forward
 
 template <typename T>
-void Recurrent<T>::check_forward(int steps, int batch, bool training) const {
+void Recurrent<T>::check_forward(int steps, int batch, bool training,
+                                 double caller_bytes) const {
   PYRNN_CHECK(steps >= 1, "sequence length must be >= 1, got ", steps);
   PYRNN_CHECK(batch >= 1, "batch size must be >= 1, got ", batch);
   const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size, G = cfg_.gates();
@@ -244,7 +245,7 @@ void Recurrent<T>::check_forward(int steps, int batch, bool training) const {
     need = D * (states + scratch + (any_cold ? gate_cache : 0.0)) +
            std::min(L - 1, 2) * tn * dh + (any_hot ? N * (G + 1.0) * H : 0.0);
   }
-  check_allocation(need * sizeof(T), "this forward's activations");
+  check_allocation(need * sizeof(T) + caller_bytes, "this forward's activations");
 }
 
 template <typename T>

@@ -74,8 +74,9 @@ class Recurrent {
                std::uint64_t seed);
   // What forward checks of its sizes before touching anything: steps * batch rows fit the int
   // row count of the input projection's GEMM, and the buffers this forward would allocate
-  // (eval: no cache) fit the memory limit (pyrnn::Error / OutOfMemory naming the need).
-  void check_forward(int steps, int batch, bool training) const;
+  // (eval: no cache), plus `caller_bytes` the caller allocates for the pass (its outputs,
+  // converted inputs), fit the memory limit (pyrnn::Error / OutOfMemory naming the need).
+  void check_forward(int steps, int batch, bool training, double caller_bytes = 0) const;
   // dx [T, N, C], dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0 LSTM only, may be null).
   // dy [T, N, D*H]; dhn, dcn [L*D, N, H] (null: zero). Parameter gradients accumulate.
   // Throws if the last forward was not in training mode.
