@@ -64,7 +64,14 @@ class LastGood:
                 for k in [k for k in kept if k not in st]:
                     del kept[k]
             for k, v in st.items():
-                if isinstance(v, _SCALARS):
+                if type(v) is np.ndarray:  # the common case first: a host buffer
+                    old = kept.get(k)
+                    if (type(old) is np.ndarray and old is not v and old.shape == v.shape
+                            and old.dtype == v.dtype):
+                        np.copyto(old, v)
+                    else:
+                        kept[k] = v.copy()
+                elif isinstance(v, _SCALARS):
                     kept[k] = v  # a counter
                 elif _is_buffer(v):
                     old = kept.get(k)
@@ -80,7 +87,10 @@ class LastGood:
 
     def keep(self):
         for g, live in self.weights:
-            _arrays.copy_into(g, live)
+            if type(g) is np.ndarray:
+                np.copyto(g, live)
+            else:
+                _arrays.copy_into(g, live)
         self._keep_state()
         self.steps = self.optimizer.steps
 
