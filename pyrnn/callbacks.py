@@ -221,13 +221,14 @@ class ModelCheckpoint(Callback):
                 self.best is None or (value < self.best if self.mode == "min" else value > self.best))
             if not improved:
                 return
-            self.best = value
         path = self.path.format(epoch=epoch + 1, **logs)
         folder = os.path.dirname(path)
         if folder:  # as Keras: a missing folder is created
             os.makedirs(folder, exist_ok=True)
         self.model.save(path)
         self.last_saved = path
+        if self.save_best_only:  # once saved: a failed save leaves the best to beat as it was
+            self.best = value
 
 
 class History(Callback):

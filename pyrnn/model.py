@@ -20,9 +20,7 @@ copies; pyrnn.load(path, device="cuda") rebuilds on the GPU.
 import contextlib
 import math
 import numbers
-import signal
 import sys
-import threading
 import time
 import warnings
 
@@ -36,6 +34,7 @@ from ._validate import (beyond_range, host_only, lengths_array, positive_int, re
                         seed_arg, shape_str, train_mode)
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
+from ._signals import sigint_deferred as _sigint_deferred
 from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
@@ -342,8 +341,9 @@ class Sequential(Layer):
             layer.zero_grad()
 
     def train(self, mode=True):
-        self.training = train_mode(mode)
-        self._check_distinct()
+        mode = train_mode(mode)
+        self._check_distinct()  # before anything changes: a refused call changes nothing
+        self.training = mode
         for layer in self.layers:
             layer.train(self.training)
         return self
@@ -940,16 +940,21 @@ class Sequential(Layer):
                 self._backward(loss.backward())  # d pred is on pred's device
                 if clip_norm is not None:  # (a frozen layer's gradients do not count)
                     _optim.clip_grad_norm(optimizer.params, clip_norm)
-                with _sigint_deferred():  # a step is applied whole or not at all
+                # A step is applied whole or not at all (Ctrl-C waits for its end), and one that
+                # overflows (Adam's squared moments first) is undone at once, also when a
+                # Ctrl-C is waiting: an Inf moment freezes its weight silently, and poisons
+                # every later step.
+                err = None
+                with _sigint_deferred():
                     optimizer.step()
-                # A step that overflows (Adam's squared moments first) is undone at once: an
-                # Inf moment freezes its weight silently, and poisons every later step.
-                bad = good.non_finite()
-                if bad is not None:
-                    if bar:
-                        bar.close()
-                    raise fail(f"the optimizer step of epoch {epoch + 1}, batch {b + 1} made "
-                               f"the {bad} non-finite")
+                    bad = good.non_finite()
+                    if bad is not None:
+                        if bar:
+                            bar.close()
+                        err = fail(f"the optimizer step of epoch {epoch + 1}, batch {b + 1} "
+                                   f"made the {bad} non-finite")
+                if err is not None:
+                    raise err
                 total += value * (loss.count if loss.reduction == "mean" else 1)
                 count += loss.count
                 for k, (c, t) in loss.metric_counts().items():
@@ -980,36 +985,6 @@ class Sequential(Layer):
             cb.on_train_end({})
         self.history = hist.history
         return hist.history
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Ctrl-C (SIGINT) arriving inside the block takes effect when the block ends.
-
-    Around an optimizer step: Python runs a signal handler between two bytecodes, so a
-    KeyboardInterrupt could otherwise land between two parameters' updates and leave the model
-    half-stepped (and the optimizer's moments and step counts out of step with it). Only in the
-    main thread (where Python runs signal handlers) and only when a Python-level handler is
-    installed (the default one raises KeyboardInterrupt); otherwise a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-    except (ValueError, OSError):
-        previous = None
-    if not callable(previous):
-        yield
-        return
-    pending = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            previous(*pending[0])  # the default handler raises KeyboardInterrupt here
 
 
 def _fmt(logs):

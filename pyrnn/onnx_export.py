@@ -357,10 +357,10 @@ def _check_int(name, v, low):
 def _write(model, path):
     """Writes the serialized model to a path (atomically, as pyrnn.save) or a binary file."""
     data = model.SerializeToString()
+    from .serialize import _atomic_write, _write_all
     if hasattr(path, "write"):
-        path.write(data)
+        _write_all(path, data)  # all of it: a raw stream may take less per write()
     else:
-        from .serialize import _atomic_write
         _atomic_write(path, [data])
 
 def _model_dtype(obj):

@@ -285,8 +285,8 @@ class Optimizer:
         else:
             arr = real_array(what, v, p.dtype)  # a list has no dtype of its own: the parameter's
         if arr.shape not in ((p.size,), p.shape):
-            raise ValueError(f"{what} has shape {arr.shape}, expected ({p.size},) or "
-                             f"{p.shape}")
+            want = f"({p.size},)" + ("" if p.shape == (p.size,) else f" or {p.shape}")
+            raise ValueError(f"{what} has shape {arr.shape}, expected {want}")
         arr = np.array(arr.reshape(p.size), dtype=p.dtype, order="C")  # the optimizer's own
         return _arrays.to_device(arr, device=p.data.device) if p.device != "cpu" else arr
 

@@ -41,6 +41,7 @@ import zlib
 
 import numpy as np
 
+from ._signals import sigint_deferred
 from ._validate import float_dtype
 
 MAGIC = b"\x89PYRNN\r\n"
@@ -210,11 +211,18 @@ def _atomic_write(path, chunks):
                 f.write(c)
         return
     folder = os.path.dirname(os.path.abspath(path))
-    # 0600 while it is written; a short name (one derived from the target's could exceed the
-    # file system's name limit where the target's does not).
-    fd, tmp = tempfile.mkstemp(prefix=".pyrnn-", suffix=".tmp", dir=folder)
+    if not os.path.isdir(folder):  # (mkstemp would name its temporary file, not the path)
+        raise FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENOENT)} (the folder of the "
+                                "file to write)", path)
+    fd, tmp = -1, None
     try:
-        with os.fdopen(fd, "wb") as f:
+        # 0600 while it is written; a short name (one derived from the target's could exceed
+        # the file system's name limit where the target's does not). Ctrl-C waits until the
+        # name is known here: inside mkstemp it left the file behind, and its descriptor open.
+        with sigint_deferred():
+            fd, tmp = tempfile.mkstemp(prefix=".pyrnn-", suffix=".tmp", dir=folder)
+        f, fd = os.fdopen(fd, "wb"), -1  # f owns the descriptor now
+        with f:
             for c in chunks:
                 f.write(c)
             f.flush()
@@ -225,10 +233,13 @@ def _atomic_write(path, chunks):
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if fd >= 0:
+            os.close(fd)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)

@@ -385,6 +385,29 @@ def test_path_kinds(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["a.onnx", "b.onnx", "c.onnx"]
 
 
+def test_export_writes_all_of_it_into_a_raw_stream():
+    # One write() whose count was ignored: a raw stream taking 1000 bytes at a time got the
+    # first 1000 of a 22 kB model, and no error.
+    import io
+
+    class Short(io.RawIOBase):
+        def __init__(self):
+            self.data = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            b = bytes(b)[:1000]
+            self.data += b
+            return len(b)
+
+    layer = _layer("lstm")
+    s = Short()
+    proto = pyrnn.export_onnx(layer, s)
+    assert bytes(s.data) == proto.SerializeToString()
+
+
 def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     # Written atomically, as pyrnn.save: a failure part-way leaves the old file whole.
     path = tmp_path / "m.onnx"

@@ -481,3 +481,16 @@ def test_default_init_is_pytorchs(make):
     again = make()
     for name, v in layer.params.items():
         np.testing.assert_array_equal(again.params[name], v)
+
+
+def test_a_state_shape_error_names_each_shape_once():
+    p = pyrnn.Dense(3, 2, seed=0)
+    opt = optim.Adam(list(p.parameters()))
+    sd = opt.state_dict()
+    sd["state"] = [{"exp_avg": np.zeros((2, 3), np.float32)}, {"exp_avg": np.zeros(3, np.float32)}]
+    with pytest.raises(ValueError, match=r"state 'exp_avg' of '.*bias' has shape \(3,\), "
+                                         r"expected \(2,\)$"):
+        opt.load_state_dict(sd)
+    sd["state"] = [{"exp_avg": np.zeros(5, np.float32)}, {}]
+    with pytest.raises(ValueError, match=r"has shape \(5,\), expected \(6,\) or \(2, 3\)$"):
+        opt.load_state_dict(sd)
