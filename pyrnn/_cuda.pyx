@@ -848,8 +848,10 @@ cdef ccuda.Switch _switch_of(value, const char* what) except *:
 cdef int _blocks_of(value) except -2:
     if isinstance(value, str) and value == "default":
         return -1
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or \
-            not 0 <= value <= 65535:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"persist_blocks must be an int in [0, 65535] or 'default', got "
+                        f"{value!r}")
+    if not 0 <= value <= 65535:
         raise ValueError(f"persist_blocks must be an int in [0, 65535] or 'default', got {value!r}")
     return int(value)
 

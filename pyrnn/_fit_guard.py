@@ -7,6 +7,7 @@ import copy
 import numpy as np
 
 from . import _arrays, _train
+from ._signals import sigint_deferred
 
 _SCALARS = (int, float, bool, str, bytes, type(None), np.generic)
 
@@ -95,7 +96,12 @@ class LastGood:
         self.steps = self.optimizer.steps
 
     def restore(self):
-        """Puts the kept weights (and state) back; returns what was restored, for the message."""
+        """Puts the kept weights (and state) back, whole (Ctrl-C waits for its end); returns
+        what was restored, for the message."""
+        with sigint_deferred():
+            return self._restore()
+
+    def _restore(self):
         for p, (g, _) in zip(self.params, self.weights):
             _arrays.copy_into(p.data, g)
             p._changed()

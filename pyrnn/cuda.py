@@ -9,6 +9,10 @@ import importlib
 import importlib.util
 import os
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what __getattr__ below loads at run time, for type checkers
+    from ._cuda import DeviceArray, NativeRecurrentCUDA  # noqa: F401
 
 _module = None
 _error = None

@@ -13,6 +13,7 @@ Fans follow PyTorch: for a (out, in, *k) array fan_in = in * prod(k), fan_out = 
 import functools
 import math
 import numbers
+from typing import Callable, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -37,7 +38,11 @@ def _target(a):
     return a
 
 
-def _device_aware(fn):
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Runs `fn` on a host copy of a device array, then writes the values back. A Parameter
     tells its layer of the write (parameter.ParamWrites)."""
     def run(a, *args, **kwargs):

@@ -27,6 +27,7 @@ import math
 import numbers
 import os
 import threading
+from typing import Callable, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -76,8 +77,13 @@ def _exclusive(layer):
             layer._busy_owner = None
 
 
-def _one_thread(method):
-    """A method run under _exclusive(self): a model's fit / predict / forward / backward."""
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_thread(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A method run under _exclusive(self): a model's fit / predict / forward / backward.
+    (Typed: type checkers see the method's own signature through it.)"""
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         with _exclusive(self):

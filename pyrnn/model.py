@@ -342,7 +342,10 @@ class Sequential(Layer):
 
     def train(self, mode=True):
         mode = train_mode(mode)
-        self._check_distinct()  # before anything changes: a refused call changes nothing
+        # Before anything changes: a refused call changes nothing.
+        for i, layer in enumerate(self.layers):
+            self._check_layer(i, layer)
+        self._check_distinct()
         self.training = mode
         for layer in self.layers:
             layer.train(self.training)
@@ -874,6 +877,9 @@ class Sequential(Layer):
             cb.set_params(dict(cb_params, metrics=None) if custom else cb_params)
         # What fit changes before its callbacks may still refuse it (on_train_begin checks
         # their keys): put back if they do.
+        # The weights that gave the last finite batch loss, and the optimizer's state then
+        # (copied first: a MemoryError here leaves the model as it was).
+        good = _fit_guard.LastGood(params, optimizer)
         before = (getattr(self, "_fit_loss", None), self.stop_training, self._modes(),
                   self.optimizer)
         self._fit_loss = loss
@@ -887,8 +893,6 @@ class Sequential(Layer):
         use_bar = verbose == 1 or verbose is True
         bar_cls = _tqdm() if use_bar and _isatty() else None
 
-        # The weights that gave the last finite batch loss, and the optimizer's state then.
-        good = _fit_guard.LastGood(params, optimizer)
         good_at = "the start of training"
 
         def fail(why):

@@ -62,9 +62,10 @@ class _Recurrent(ParamWrites):
     dtype = _attrs.Fixed()
     seed = _attrs.Fixed()
 
+    _reset_after = False  # GRU's reset_after, set by GRU before this __init__
+
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None,
-                 _reset_after=False):
+                 bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None):
         self._input_size = positive_int("input_size", input_size)
         self._hidden_size = positive_int("hidden_size", hidden_size)
         self._num_layers = positive_int("num_layers", num_layers)
@@ -83,7 +84,6 @@ class _Recurrent(ParamWrites):
         _check_device(device)
         self._device = device
         self._seed = seed = seed_arg("seed", seed)
-        self._reset_after = bool(_reset_after)
         self._rng = np.random.default_rng(seed)
         self._native = self._make_native(device)
         # The same draw on either device: a CUDA layer starts with the CPU layer's exact values.
@@ -279,7 +279,10 @@ class _Recurrent(ParamWrites):
         copies made here, a MemoryError."""
         try:
             shape = x.shape
-        except Exception:  # not an array: the conversion below says what it is
+            kind = np.dtype(x.dtype).kind
+        except Exception:  # not an array (or a torch tensor): the conversion says what it is
+            return
+        if kind not in "fiu":  # the conversion's dtype error comes first
             return
         if not (isinstance(shape, tuple) and len(shape) in (2, 3)
                 and all(isinstance(s, int) for s in shape) and shape[-1] == self.input_size):
@@ -564,12 +567,18 @@ class RNN(_Recurrent):
     """Elman RNN: h_t = act(W_ih x_t + W_hh h_{t-1} + b), act = tanh or relu."""
     nonlinearity = _attrs.Fixed()
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", **kwargs):
+    # Every keyword spelled out (not **kwargs): signatures, checkers and a misspelt keyword's
+    # error name this class.
+    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh",
+                 bias=True, batch_first=False, bidirectional=False, dropout=0.0,
+                 dtype="float32", device="cpu", seed=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self._nonlinearity = nonlinearity
         self._cell = "rnn_" + nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                         bidirectional=bidirectional, dropout=dropout, dtype=dtype,
+                         device=device, seed=seed)
 
     def backward(self, d_out, d_h_n=None):
         """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate.
@@ -587,6 +596,12 @@ class RNN(_Recurrent):
 class LSTM(_Recurrent):
     """LSTM, gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
     _cell = "lstm"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                         bidirectional=bidirectional, dropout=dropout, dtype=dtype,
+                         device=device, seed=seed)
 
     def backward(self, d_out, d_h_n=None, d_c_n=None):
         """BPTT through the last training forward -> (dx, (dh0, dc0)); grads accumulate.
@@ -606,9 +621,13 @@ class GRU(_Recurrent):
     _cell = "gru"
     reset_after = _attrs.Fixed()  # stored as _reset_after, which _Recurrent sets
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, reset_after=False, **kwargs):
-        super().__init__(input_size, hidden_size, num_layers, _reset_after=bool(reset_after),
-                         **kwargs)
+    def __init__(self, input_size, hidden_size, num_layers=1, *, reset_after=False, bias=True,
+                 batch_first=False, bidirectional=False, dropout=0.0, dtype="float32",
+                 device="cpu", seed=None):
+        self._reset_after = bool(reset_after)
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                         bidirectional=bidirectional, dropout=dropout, dtype=dtype,
+                         device=device, seed=seed)
 
     def backward(self, d_out, d_h_n=None):
         """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate.

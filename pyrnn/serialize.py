@@ -33,6 +33,7 @@ import errno
 import inspect
 import io
 import json
+import operator
 import os
 import stat
 import struct
@@ -132,20 +133,30 @@ def save(obj, path):
 
 def _write_all(f, data):
     """All of `data` into `f`: a raw stream (a pipe, a socket, an unbuffered file) may write
-    less than it is given and say so by the count it returns (save() dropped the rest)."""
-    view = memoryview(data).cast("B")
-    while view.nbytes:
+    less than it is given and say so by the count it returns (save() dropped the rest). The
+    first write() gets `data` itself (some writers take bytes only); only the rest after a
+    short write is a memoryview slice."""
+    view, total = data, len(data)
+    while total:
         n = f.write(view)
         if n is None:  # a buffered or text stream returning nothing: it took it all
             if isinstance(f, io.RawIOBase):  # a non-blocking raw stream that would block
                 raise OSError("save(): the stream accepted no bytes (a non-blocking stream "
                               "that would block); give a blocking one")
             return
-        if not isinstance(n, int) or n < 0 or n > view.nbytes:
+        if isinstance(n, bool):  # (True: "done", not a count of 1)
+            if n:
+                return
+            raise OSError("save(): the stream's write() returned False")
+        try:
+            n = operator.index(n)  # numpy integers count too
+        except TypeError:
             return  # (a write() that returns something else: taken as all written)
+        if n < 0 or n >= total:
+            return
         if n == 0:
             raise OSError("save(): the stream accepted no bytes (it is full or closed)")
-        view = view[n:]
+        view, total = memoryview(data).cast("B")[len(data) - total + n:], total - n
 
 
 def _is_file(obj):
@@ -197,8 +208,9 @@ def _umask():
 
 
 def _atomic_write(path, chunks):
+    given = os.fsdecode(os.fspath(path))  # what errors name, as open()'s do
     # Through symlinks, as open() writes: the rename replaces the link's target, not the link.
-    path = os.path.realpath(os.fsdecode(os.fspath(path)))  # str or bytes, as open() takes
+    path = os.path.realpath(given)  # str or bytes, as open() takes
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -213,7 +225,7 @@ def _atomic_write(path, chunks):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):  # (mkstemp would name its temporary file, not the path)
         raise FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENOENT)} (the folder of the "
-                                "file to write)", path)
+                                "file to write)", given)
     fd, tmp = -1, None
     try:
         # 0600 while it is written; a short name (one derived from the target's could exceed
@@ -232,7 +244,7 @@ def _atomic_write(path, chunks):
         mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         if tmp is not None:
@@ -240,6 +252,9 @@ def _atomic_write(path, chunks):
                 os.unlink(tmp)
             except OSError:
                 pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename not in (given, path):
+            # (the temporary file, or its folder: name the path the caller gave)
+            raise type(e)(e.errno, e.strerror, given) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)

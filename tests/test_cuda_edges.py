@@ -466,7 +466,7 @@ def test_option_setters_take_numpy_bools_and_ints():
         assert pyrnn.cuda.options()["graphs"] is True
         pyrnn.cuda._need().set_default_options(persist_blocks=np.int64(3))
         assert pyrnn.cuda.options()["persist_blocks"] == 3
-        with pytest.raises(ValueError, match="persist_blocks"):
+        with pytest.raises(TypeError, match="persist_blocks"):  # a bool is no count
             pyrnn.cuda._need().set_default_options(persist_blocks=np.bool_(True))
     finally:
         pyrnn.cuda._need().set_default_options(**before)

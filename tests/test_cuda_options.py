@@ -133,11 +133,17 @@ def test_setters_and_reset():
     (lambda c: c.set_recurrent_algo("warp"), "algo"),
     (lambda c: c.set_graphs("sometimes"), "graphs"),
     (lambda c: c._need().set_default_options(persist_blocks=-2), "persist_blocks"),
-    (lambda c: c._need().set_default_options(persist_blocks=True), "persist_blocks"),
 ])
 def test_bad_values(call, match):
     with pytest.raises(ValueError, match=match):
         call(pyrnn.cuda)
+
+
+@pytest.mark.parametrize("value", [True, "8", 8.0])
+def test_persist_blocks_of_another_type_is_a_type_error(value):
+    # (a ValueError, where set_streams(1) is a TypeError)
+    with pytest.raises(TypeError, match="persist_blocks must be an int"):
+        pyrnn.cuda.set_persist_blocks(value)
 
 
 def test_configure_needs_a_cuda_layer():

@@ -418,3 +418,110 @@ def test_a_refused_mode_change_changes_nothing():
         m.eval()
     m.layers.pop()
     assert m.training and all(layer.training for layer in m.layers)
+
+
+def test_save_counts_what_write_returns_whatever_its_type(tmp_path):
+    # True was taken for a count of 1 (the rest written again and again: 55 kB for 437 bytes),
+    # a numpy integer for "not a count" (the file cut short), and a memoryview reached
+    # writers that take bytes only.
+    m = pyrnn.Dense(3, 2, seed=0)
+    ref = tmp_path / "ref.pyrnn"
+    m.save(ref)
+    want = ref.read_bytes()
+
+    class Done:
+        def __init__(self):
+            self.data = bytearray()
+
+        def write(self, b):
+            if not isinstance(b, (bytes, bytearray)):
+                raise TypeError("bytes only")
+            self.data += b
+            return True
+
+    class NumpyCount(Done):
+        def write(self, b):
+            n = min(64, len(b))
+            self.data += bytes(b[:n])
+            return np.int64(n)
+
+    for cls in (Done, NumpyCount):
+        w = cls()
+        m.save(w)
+        assert bytes(w.data) == want, cls.__name__
+
+
+def test_ctrl_c_during_the_restore_after_a_non_finite_loss_restores_all(monkeypatch):
+    # The restore after a non-finite loss ran with Ctrl-C live: an interrupt at its first
+    # parameter left the others as the diverged step made them.
+    from pyrnn import _arrays
+    x = np.ones((8, 3), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 3, seed=0), pyrnn.Dense(3, 1, seed=1)])
+    opt = optim.SGD(m.parameters(), lr=0.01)
+    m.fit(x, x[:, :1], loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0)
+    good = [p.data.copy() for p in m.parameters()]
+
+    class Blowup(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for p in self.model.parameters():
+                p.data[...] = 1e30  # the next batch's loss is Inf
+
+    real = _arrays.copy_into
+    calls = []
+
+    def copy_into(dst, src):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(dst, src)
+
+    monkeypatch.setattr(_arrays, "copy_into", copy_into)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(x, x[:, :1], loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0,
+              shuffle=False, callbacks=[Blowup()])
+    monkeypatch.undo()
+    # Back to the weights that gave batch 1's finite loss (the fit's start), every one.
+    for p, w in zip(m.parameters(), good):
+        np.testing.assert_array_equal(p.data, w)
+
+
+def test_save_errors_name_the_path_given(tmp_path, monkeypatch):
+    import tempfile
+
+    def refuse(*a, **kw):
+        raise PermissionError(13, "Permission denied", os.path.join(kw["dir"], ".pyrnn-x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as e:
+        pyrnn.Dense(2, 2).save(tmp_path / "m.pyrnn")
+    assert e.value.filename == str(tmp_path / "m.pyrnn")
+
+
+def test_a_mode_change_refused_for_a_non_layer_changes_nothing():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 3), pyrnn.Dropout(0.5)])
+    m.layers.append("junk")
+    with pytest.raises(TypeError, match="layer 2 \\(str\\) is not a pyrnn layer"):
+        m.eval()
+    assert m.training and all(layer.training for layer in m.layers[:2])
+
+
+def test_a_fit_refused_by_a_memory_error_in_its_guard_changes_nothing(monkeypatch):
+    from pyrnn import _fit_guard
+    x = np.ones((8, 3), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    m.fit(x, x[:, :1], loss="mse", optimizer="adam", epochs=1, verbose=0)
+    kept = m.optimizer
+
+    def no_memory(*a, **kw):
+        raise MemoryError("no room for the guard's copies")
+
+    monkeypatch.setattr(_fit_guard, "LastGood", no_memory)
+    with pytest.raises(MemoryError):
+        m.fit(x, x[:, :1], loss="mse", optimizer="sgd", epochs=1, verbose=0)
+    assert m.optimizer is kept
+
+
+def test_an_input_of_another_dtype_gets_the_dtype_error_first():
+    huge = np.broadcast_to(np.array(None, dtype=object), (2**16, 2**15, 1))
+    with pytest.raises(TypeError):
+        pyrnn.LSTM(1, 4)(huge)

@@ -296,3 +296,18 @@ def test_single_layer_dropout_warning_names_the_callers_line(cls):
         cls(3, 4, 1, dropout=0.5)
     assert len(caught) == 1 and "no effect" in str(caught[0].message)
     assert caught[0].filename == __file__, caught[0].filename
+
+
+@pytest.mark.parametrize("cls, own", [(pyrnn.RNN, ["nonlinearity"]), (pyrnn.LSTM, []),
+                                      (pyrnn.GRU, ["reset_after"])])
+def test_recurrent_signatures_spell_out_their_keywords(cls, own):
+    # RNN and GRU took **kwargs (a typo passed type checkers, and its error named the private
+    # _Recurrent), and LSTM's signature showed a private _reset_after.
+    import inspect
+    params = inspect.signature(cls).parameters
+    common = ["bias", "batch_first", "bidirectional", "dropout", "dtype", "device", "seed"]
+    assert list(params) == ["input_size", "hidden_size", "num_layers"] + own + common
+    assert all(p.kind != p.VAR_KEYWORD for p in params.values())
+    with pytest.raises(TypeError, match=rf"{cls.__name__}\.__init__\(\) got an unexpected "
+                                        r"keyword argument 'bidirectionl'"):
+        cls(3, 4, bidirectionl=True)
