@@ -6,6 +6,7 @@ recognised); their kernels come from ``pyrnn.cuda.kernels()`` (the native pyrnn.
 whose functions mirror pyrnn._train's). Nothing here imports CUDA for host arrays.
 """
 import math
+from typing import Any, overload
 
 import numpy as np
 
@@ -167,6 +168,12 @@ class NamedArrays:
 
     def __init__(self, arrays, what, doc):
         self._arrays, self._what, self.__doc__ = arrays, what, doc
+
+    # Overloads for type checkers: on the class, the descriptor; on a layer, its ArrayDict.
+    @overload
+    def __get__(self, obj: None, owner: Any = None) -> "NamedArrays": ...
+    @overload
+    def __get__(self, obj: object, owner: Any = None) -> "ArrayDict": ...
 
     def __get__(self, obj, owner=None):
         return self if obj is None else ArrayDict(self._arrays(obj), self._what,
