@@ -1,0 +1,146 @@
+"""CPU benchmark of the non-recurrent layers: pyrnn vs PyTorch (same process, same thread count,
+interleaved, medians; bench_cpu.py's method).
+
+    python benchmarks/bench_layers.py [--threads 1] [--repeats 15] [--quick] [--out results.json]
+
+Dense (with each activation, and at one row, where a weight pack is not amortised), LayerNorm
+and Embedding, forward in eval mode and forward + backward (d x included on both sides: the
+torch input requires grad). The cases come from the performance-cliff hunt of 2026-12-05; the
+recurrent layers are bench_cpu.py's. Without PyTorch it reports pyrnn's times only.
+"""
+import argparse
+import datetime
+import json
+import platform
+import sys
+
+import numpy as np
+
+import pyrnn
+from pyrnn._argtypes import int_range
+from pyrnn.bench import cpu_id, cpu_model
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from bench_cpu import bench_pair  # noqa: E402  (one timing method for both benchmarks)
+
+# name: (kind, rows M, sizes, activation)
+CASES = {
+    "dense_tanh": ("dense", 256, (129, 1000), "tanh"),
+    "dense_sigmoid": ("dense", 256, (129, 1000), "sigmoid"),
+    "dense_relu": ("dense", 256, (129, 1000), "relu"),
+    "dense_linear": ("dense", 1024, (512, 512), None),
+    "dense_one_row": ("dense", 1, (2048, 2048), None),
+    "layernorm_512": ("layernorm", 4096, (512,), None),
+    "layernorm_1000": ("layernorm", 64, (1000,), None),
+    "embedding": ("embedding", 4096, (50000, 128), None),
+}
+QUICK = ("dense_tanh", "layernorm_1000")
+
+
+def make(kind, sizes, act, torch):
+    """(pyrnn layer, torch module or None, input maker)."""
+    rng = np.random.default_rng(0)
+    if kind == "dense":
+        p = pyrnn.Dense(sizes[0], sizes[1], act, seed=0)
+        t = None
+        if torch:
+            lin = torch.nn.Linear(*sizes)
+            f = {"tanh": torch.nn.Tanh(), "sigmoid": torch.nn.Sigmoid(), "relu": torch.nn.ReLU(),
+                 None: torch.nn.Identity()}[act]
+            t = torch.nn.Sequential(lin, f)
+        return p, t, lambda M: rng.standard_normal((M, sizes[0])).astype(np.float32)
+    if kind == "layernorm":
+        return (pyrnn.LayerNorm(sizes[0]), torch.nn.LayerNorm(sizes[0]) if torch else None,
+                lambda M: rng.standard_normal((M, sizes[0])).astype(np.float32))
+    return (pyrnn.Embedding(*sizes, seed=0), torch.nn.Embedding(*sizes) if torch else None,
+            lambda M: rng.integers(0, sizes[0], M))
+
+
+def run_case(name, torch, repeats, budget_s):
+    kind, M, sizes, act = CASES[name]
+    p, t, make_x = make(kind, sizes, act, torch)
+    x = make_x(M)
+    out = {"case": name, "layer": kind, "rows": M, "sizes": list(sizes), "activation": act}
+    for mode in ("fwd", "fwdbwd"):
+        if mode == "fwd":
+            p.eval()
+            p_fn = lambda: p.forward(x)  # noqa: E731
+            if t is not None:
+                t.eval()
+                xt = torch.from_numpy(x)
+
+                def t_fn():
+                    with torch.no_grad():
+                        t(xt)
+            else:
+                t_fn = None
+        else:
+            p.train()
+            y = p.forward(x)
+            dy = np.ones_like(y)
+
+            def p_fn():
+                p.zero_grad()
+                p.forward(x)
+                p.backward(dy)
+            if t is not None:
+                t.train()
+                xt = torch.from_numpy(x)
+                if kind != "embedding":
+                    xt = xt.clone().requires_grad_()
+                dyt = torch.from_numpy(dy)
+
+                def t_fn():
+                    t.zero_grad()
+                    t(xt).backward(dyt)
+            else:
+                t_fn = None
+        pm, tm, n, spread = bench_pair(p_fn, t_fn, repeats, budget_s)
+        out[mode] = {"pyrnn_ms": pm * 1e3, "torch_ms": None if tm is None else tm * 1e3,
+                     "ratio": None if tm is None else pm / tm, "rounds": n,
+                     "ratio_quartiles": spread}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int_range(1, 4096), default=1,
+                    help="threads for both sides (default 1)")
+    ap.add_argument("--repeats", type=int_range(5, 10**6), default=15)
+    ap.add_argument("--budget", type=float, default=5.0, help="seconds per case and mode, at most")
+    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            torch = None
+    pyrnn.set_num_threads(args.threads)
+    print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
+          f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
+    rows = [run_case(name, torch, args.repeats, args.budget)
+            for name in (QUICK if args.quick else CASES)]
+    print(f"{'case':16} {'fwd ms':>9} {'ratio':>6} {'fwd+bwd ms':>11} {'ratio':>6}")
+    for r in rows:
+        f, b = r["fwd"], r["fwdbwd"]
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"{r['case']:16} {f['pyrnn_ms']:9.3f} {fmt(f['ratio']):>6} "
+              f"{b['pyrnn_ms']:11.3f} {fmt(b['ratio']):>6}")
+    if args.out:
+        doc = {"benchmark": "bench_layers", "date": datetime.datetime.now().isoformat(),
+               "pyrnn_version": pyrnn.__version__, "torch_version": torch.__version__ if torch
+               else None, "cpu_model": cpu_model(), "cpu_id": cpu_id(),
+               "isa": pyrnn.get_cpu_isa(), "threads": args.threads,
+               "python": platform.python_version(), "rows": rows}
+        with open(args.out, "w") as f:
+            json.dump(doc, f, indent=1)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
