@@ -11,16 +11,17 @@ recurrent layers are bench_cpu.py's. Without PyTorch it reports pyrnn's times on
 import argparse
 import datetime
 import json
+import os
 import platform
 import sys
 
 import numpy as np
 
 import pyrnn
-from pyrnn._argtypes import int_range
+from pyrnn._argtypes import int_range, positive_float
 from pyrnn.bench import cpu_id, cpu_model
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(__file__))
 from bench_cpu import bench_pair  # noqa: E402  (one timing method for both benchmarks)
 
 # name: (kind, rows M, sizes, activation)
@@ -92,6 +93,8 @@ def run_case(name, torch, repeats, budget_s):
 
                 def t_fn():
                     t.zero_grad()
+                    if xt.grad is not None:
+                        xt.grad = None  # a fresh d x each round, as pyrnn's backward returns
                     t(xt).backward(dyt)
             else:
                 t_fn = None
@@ -107,11 +110,15 @@ def main(argv=None):
     ap.add_argument("--threads", type=int_range(1, 4096), default=1,
                     help="threads for both sides (default 1)")
     ap.add_argument("--repeats", type=int_range(5, 10**6), default=15)
-    ap.add_argument("--budget", type=float, default=5.0, help="seconds per case and mode, at most")
+    ap.add_argument("--budget", type=positive_float, default=5.0,
+                    help="seconds per case and mode, at most")
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
+    if args.out:  # before the run: a missing folder would lose it at the end
+        folder = os.path.dirname(os.path.abspath(args.out))
+        os.makedirs(folder, exist_ok=True)
     torch = None
     if not args.no_torch:
         try:

@@ -43,8 +43,14 @@ def stub_entries(module):
         if isinstance(node, ast.FunctionDef):
             funcs[node.name] = stub_params(node)
         elif isinstance(node, ast.ClassDef):
-            classes[node.name] = {n.name: (stub_params(n), [ast.unparse(d) for d in n.decorator_list])
-                                  for n in node.body if isinstance(n, ast.FunctionDef)}
+            methods = classes[node.name] = {}
+            for n in node.body:
+                if not isinstance(n, ast.FunctionDef):
+                    continue
+                decorators = [ast.unparse(d) for d in n.decorator_list]
+                if n.name in methods and "overload" in decorators:
+                    continue  # an @overload's first form is the one set against the runtime
+                methods[n.name] = (stub_params(n), decorators)
     return funcs, classes
 
 

@@ -1,7 +1,8 @@
 // Per-element bodies of the training stack's kernels (internal header), host and device: the
 // kernels in train_kernels.cu run them one thread per element (or per owned column / table row);
 // cuda/tests/test_train_elems.cpp runs them in host loops against cpp/src/layers.cpp. Each is the
-// CPU loop body of pyrnn/layers.h written per element, same formula and operand order.
+// CPU loop body of pyrnn/layers.h written per element, same formula and operand order (except
+// Dense's float32 tanh / sigmoid, which the CPU takes from its vectorised kernels).
 #pragma once
 #include <cmath>
 #include <cstddef>

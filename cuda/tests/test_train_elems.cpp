@@ -1,7 +1,8 @@
 // Host test of the training stack's per-element kernel bodies (cuda/src/train_elems.cuh,
 // cuda/src/optim_elems.cuh), run on the CPU in plain loops against the CPU functions of
 // pyrnn/layers.h and pyrnn/optim.h: every body must reproduce the CPU BITWISE (same formulas, same
-// operand order). Needs no GPU: it checks the kernels' math and indexing, not the launches.
+// operand order), except Dense's float32 tanh / sigmoid (the CPU's are its vectorised kernels:
+// within their bound). Needs no GPU: it checks the kernels' math and indexing, not the launches.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
