@@ -63,6 +63,18 @@ def timed(fn):
     return time.perf_counter() - t
 
 
+def torch_peer(threads, no_torch):
+    """PyTorch on `threads` threads, or None (no_torch, or not installed)."""
+    if no_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
 def bench_pair(p_fn, t_fn, repeats, budget_s):
     for _ in range(2):  # warm-up: caches, packing buffers, thread pools
         p_fn()
@@ -155,13 +167,7 @@ def main(argv=None):
     if args.threads is None:
         args.threads = pyrnn.get_num_threads()
 
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch  # noqa: F811
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            torch = None
+    torch = torch_peer(args.threads, args.no_torch)
     pyrnn.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
 

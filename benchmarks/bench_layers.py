@@ -22,7 +22,7 @@ from pyrnn._argtypes import int_range, positive_float
 from pyrnn.bench import cpu_id, cpu_model
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_cpu import bench_pair  # noqa: E402  (one timing method for both benchmarks)
+from bench_cpu import bench_pair, torch_peer  # noqa: E402  (one method for both benchmarks)
 
 # name: (kind, rows M, sizes, activation)
 CASES = {
@@ -119,13 +119,7 @@ def main(argv=None):
     if args.out:  # before the run: a missing folder would lose it at the end
         folder = os.path.dirname(os.path.abspath(args.out))
         os.makedirs(folder, exist_ok=True)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            torch = None
+    torch = torch_peer(args.threads, args.no_torch)
     pyrnn.set_num_threads(args.threads)
     print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
           f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
