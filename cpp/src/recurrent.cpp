@@ -89,6 +89,21 @@ inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, 
     return {true, std::min(want, N / 8)};
   return {false, H % nr == 0 ? std::min(kernels::gemm_threads(N, G * H, unit_k), H / nr) : 1};
 }
+
+// A forward pass's plan for one layer and direction (forward_direction runs it; check_forward
+// sizes its buffers by it): the step split, and whether the input projection g_t = x_t W_ih^T + b
+// runs per step (step_proj) or as one GEMM over all steps on big_threads threads.
+struct ForwardPlan {
+  StepSplit split;
+  int big_threads;
+  bool step_proj;
+};
+inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t elem_bytes,
+                                int nr) {
+  const StepSplit split = step_split(N, G, H, C, elem_bytes, nr, H);
+  const int big = kernels::gemm_threads(static_cast<long long>(T) * N, G * H, C);
+  return {split, big, split.threads >= big};
+}
 }  // namespace
 
 using kernels::gemm;
@@ -236,11 +251,9 @@ void Recurrent<T>::check_forward(int steps, int batch, bool training,
     const int nr = kernels::ops<T>().nr;
     bool any_cold = false, any_hot = false;
     for (int k = 0; k < L; ++k) {
-      const int C = cfg_.layer_input_size(k);
-      const StepSplit sp = step_split(batch, G, H, C, sizeof(T), nr, H);
-      const bool step_proj = sp.threads >= kernels::gemm_threads(static_cast<long long>(steps) *
-                                                                      batch, G * H, C);
-      (step_proj ? any_hot : any_cold) = true;
+      const ForwardPlan plan =
+          forward_plan(steps, batch, G, H, cfg_.layer_input_size(k), sizeof(T), nr);
+      (plan.step_proj ? any_hot : any_cold) = true;
     }
     need = D * (states + scratch + (any_cold ? gate_cache : 0.0)) +
            std::min(L - 1, 2) * tn * dh + (any_hot ? N * (G + 1.0) * H : 0.0);
@@ -369,16 +382,16 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   //    The barrier is split (step_sync.h): the next step's input projection fills its wait.
   //    Hidden sizes that are not a multiple of the panel width run it on one thread.
   const int nr = pack_hh_.nr;
-  const StepSplit split_plan = step_split(Ni, G, Hi, C, sizeof(T), nr, Hi);
-  const bool by_rows = split_plan.by_rows;
-  const int nth = split_plan.threads;
-  const int ngates = split ? 2 : G;
   // The input projection g_t = x_t W_ih^T + b runs per step, by each thread for its own units
   // right before its cell reads them (g_t is then hot in L1/L2 instead of fetched from a
   // [T, N, GH] buffer written long before), unless one big GEMM over all steps would use more
   // threads than the step loop has. Same kernel, k order and epilogue either way: same bits.
-  const int big_threads = kernels::gemm_threads(static_cast<long long>(T_ * N), G * Hi, C);
-  const bool step_proj = nth >= big_threads;
+  const ForwardPlan plan = forward_plan(steps_, Ni, G, Hi, C, sizeof(T), nr);
+  const bool by_rows = plan.split.by_rows;
+  const int nth = plan.split.threads;
+  const int ngates = split ? 2 : G;
+  const int big_threads = plan.big_threads;
+  const bool step_proj = plan.step_proj;
   // With the per-step projection, eval computes a step's gates (and GRU aux) in one slot, hot
   // in L1/L2. Training does too when its cache is larger than caches hold (kStreamedCache), then
   // streams each finished step into it for backward (cache_step below): written in place, its
