@@ -91,10 +91,17 @@ def zero_(a):
         kernels_for(a).zero_(a)
 
 
+def native_float(a):
+    """A C-contiguous, native-order float32 / float64 ndarray: what the native finiteness checks
+    (_train.all_finite, all_finite_arrays) read in place."""
+    return (type(a) is np.ndarray and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)
+            and a.dtype.isnative and a.flags.c_contiguous)
+
+
 def all_finite(a):
     """No NaN or Inf in `a` (on a device: one reduction, a float comes back)."""
     if isinstance(a, np.ndarray):
-        if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous:
+        if native_float(a):
             return _train.all_finite(a.reshape(-1))  # native: one read, no temporary
         return bool(np.isfinite(a).all())
     return math.isfinite(kernels_for(a).max_abs(a.reshape(-1)))

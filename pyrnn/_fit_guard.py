@@ -7,16 +7,10 @@ import copy
 import numpy as np
 
 from . import _arrays, _train
+from ._arrays import native_float
 from ._signals import sigint_deferred
 
 _SCALARS = (int, float, bool, str, bytes, type(None), np.generic)
-
-
-def _plain(a):
-    """A C-contiguous native-order float32 / float64 ndarray (what _train.all_finite_arrays
-    reads)."""
-    return (type(a) is np.ndarray and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)
-            and a.dtype.isnative and a.flags.c_contiguous)
 
 
 def _is_buffer(v):
@@ -114,18 +108,17 @@ class LastGood:
 
     def non_finite(self):
         """What the last step made non-finite ('weights' / 'optimizer state'), or None."""
-        host, other = [], []  # the plain host arrays go to one native call
+        host, other = [], []  # the native-order host float arrays go to one native call
         for _, live in self.weights:
-            (host if _plain(live) else other).append((live, "weights"))
+            (host if native_float(live) else other).append((live, "weights"))
         for st in _state_dicts(self.optimizer) or ():
             for k, v in st.items():
                 if k in self.checked and _is_buffer(v) and np.dtype(v.dtype).kind == "f":
-                    (host if _plain(v) else other).append((v, "optimizer state"))
+                    (host if native_float(v) else other).append((v, "optimizer state"))
         bad = _train.all_finite_arrays([a for a, _ in host])
         if bad >= 0:
             return host[bad][1]
         for a, what in other:
-            if not (bool(np.isfinite(a).all()) if isinstance(a, np.ndarray)
-                    else _arrays.all_finite(a)):
+            if not _arrays.all_finite(a):
                 return what
         return None
