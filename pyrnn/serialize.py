@@ -136,7 +136,8 @@ def _write_all(f, data):
     less than it is given and say so by the count it returns (save() dropped the rest). The
     first write() gets `data` itself (some writers take bytes only); only the rest after a
     short write is a memoryview slice."""
-    view, total = data, len(data)
+    flat = memoryview(data).cast("B")  # (a buffer of wider items: its length in bytes)
+    view, total = data, flat.nbytes
     while total:
         n = f.write(view)
         if n is None:  # a buffered or text stream returning nothing: it took it all
@@ -156,7 +157,7 @@ def _write_all(f, data):
             return
         if n == 0:
             raise OSError("save(): the stream accepted no bytes (it is full or closed)")
-        view, total = memoryview(data).cast("B")[len(data) - total + n:], total - n
+        view, total = flat[flat.nbytes - total + n:], total - n
 
 
 def _is_file(obj):
