@@ -131,6 +131,45 @@ void skinny_matches_tiled(CpuIsa isa) {
   }
 }
 
+// Few rows times B^T read in place (gemm_bt_skinny) give the bits of pack_b + gemm_packed (the
+// skinny and the tiled micro-kernel), for every row count it takes, edge panels, k tails, K beyond one k-block, padded leading
+// dimensions, alpha != 1, beta 0 and 1 and 1-3 threads; it declines what it does not take.
+template <typename T>
+void bt_skinny_matches_packed(CpuIsa isa) {
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
+  const int sizes[][2] = {{1, 1}, {5, 3}, {75, 300}, {100, 17}, {33, 2100}, {64, 2048}};
+  int done = 0;
+  for (const auto& s : sizes)
+    for (int M = 1; M <= 9; ++M)
+      for (T beta : {T(0), T(1)})
+        for (T alpha : {T(1), T(0.75)}) {
+          const int N = s[0], K = s[1], lda = K + 3, ldb = K + (K % 2 ? 0 : 5), ldc = N + 1;
+          std::vector<T> A(static_cast<std::size_t>(M) * lda), B(static_cast<std::size_t>(N) * ldb);
+          std::vector<T> C0(static_cast<std::size_t>(M) * ldc);
+          for (auto& v : A) v = T(uniform01(11, 1, &v - A.data()) - 0.5);
+          for (auto& v : B) v = T(uniform01(11, 2, &v - B.data()) - 0.5);
+          for (auto& v : C0) v = T(uniform01(11, 3, &v - C0.data()) - 0.5);
+          kernels::PackedB<T> pb;
+          o.pack_b(pb, Trans::T, K, N, B.data(), ldb);
+          std::vector<T> want = C0;
+          o.gemm_packed(Trans::N, M, A.data(), lda, alpha, pb, beta, nullptr, want.data(), ldc, 1);
+          for (int threads : {1, 2, 3}) {
+            std::vector<T> got = C0;
+            if (!o.gemm_bt_skinny(M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, got.data(),
+                                  ldc, threads))
+              continue;
+            ++done;
+            CHECK(got == want);  // padding columns (j == N) included: never touched
+          }
+        }
+  CHECK(done == 6 * 8 * 2 * 2 * 3);  // every size with 1-8 rows, none with 9
+  std::vector<T> A(9 * 4, T(1)), B(4 * 4, T(1)), C(9 * 4, T(0));
+  CHECK(!o.gemm_bt_skinny(9, 4, 4, T(1), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
+  CHECK(!o.gemm_bt_skinny(1, 4, 4, T(1), A.data(), 4, B.data(), 4, T(0.5), C.data(), 4, 1));
+  CHECK(!o.gemm_bt_skinny(1, 4, 0, T(1), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
+  CHECK(!o.gemm_bt_skinny(1, 4, 4, T(0), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
+}
+
 // A read in place (row-major, alpha = 1, up to 512 KB) gives the bits of the packed path (the
 // same product through A^T, always packed): sizes on both sides of the in-place limit, K beyond
 // one k-block, several in-place row blocks (M > 128), padded leading dimensions, a fused bias.
@@ -206,6 +245,13 @@ TEST(stream_copy_every_isa) {
   for (CpuIsa isa : available_isas()) {
     stream_copy_family<float>(isa);
     stream_copy_family<double>(isa);
+  }
+}
+
+TEST(gemm_bt_skinny_bitwise_equal_packed) {
+  for (CpuIsa isa : available_isas()) {
+    bt_skinny_matches_packed<float>(isa);
+    bt_skinny_matches_packed<double>(isa);
   }
 }
 

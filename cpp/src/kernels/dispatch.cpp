@@ -37,6 +37,9 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
           int ldb, T beta, T* C, int ldc) {
   if (M <= 0 || N <= 0) return;
   const Ops<T>& o = ops<T>();
+  if (ta == Trans::N && tb == Trans::T &&
+      o.gemm_bt_skinny(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
+    return;  // few rows: B read in place (packing it cost as much as the product)
   thread_local PackedB<T> packed;
   o.pack_b(packed, tb, K, N, B, ldb);
   o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
@@ -47,6 +50,9 @@ void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, i
                  const T* B, int ldb, T beta, T* C, int ldc) {
   if (M <= 0 || N <= 0) return;
   const Ops<T>& o = ops<T>();
+  if (ta == Trans::N && tb == Trans::T &&
+      o.gemm_bt_skinny(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
+    return;
   PackedB<T> packed;
   o.pack_b(packed, tb, K, N, B, ldb);
   o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
