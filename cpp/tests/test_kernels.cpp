@@ -1,6 +1,7 @@
 // Every kernel family against the reference: packed GEMM (all transposes, ragged sizes,
 // alpha/beta, thread counts), the fast float math against libm (max relative error), and the
 // multiply-add loop the FMA peak times.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <initializer_list>
@@ -170,6 +171,48 @@ void bt_skinny_matches_packed(CpuIsa isa) {
   CHECK(!o.gemm_bt_skinny(1, 4, 4, T(0), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
 }
 
+// Every GEMM path sums each element in chains of 256 k from fresh accumulators, each chain's sum
+// added to C in order, a bias after the first chain (micro_kernel): a transcription in scalar
+// float arithmetic (fma on the FMA ISAs, a * b + c on the scalar one) gives the same bits. One
+// chain over all of K had 1.5-3x PyTorch's float32 error at K in the thousands.
+void sums_in_chains(CpuIsa isa) {
+  const kernels::Ops<float>& o = kernels::ops_for<float>(isa);
+  const bool fused = isa != CpuIsa::Scalar;
+  for (int M : {1, 2, 9}) {
+    const int N = 40, K = 2100;  // an edge panel; chains crossing a k block (KC = 2048)
+    std::vector<float> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(N) * K), bias(N);
+    for (auto& v : A) v = float(uniform01(13, 1, &v - A.data()));
+    for (auto& v : B) v = float(uniform01(13, 2, &v - B.data()));
+    for (auto& v : bias) v = float(uniform01(13, 3, &v - bias.data()) - 0.5);
+    for (float beta : {0.0f, 1.0f}) {
+      std::vector<float> want(static_cast<std::size_t>(M) * N, 0.5f), c1(want), c2(want);
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+          float sum = want[static_cast<std::size_t>(i) * N + j];
+          for (int k0 = 0; k0 < K; k0 += 256) {
+            float acc = 0.0f;
+            for (int k = k0; k < std::min(K, k0 + 256); ++k) {
+              const float a = A[static_cast<std::size_t>(i) * K + k], b = B[static_cast<std::size_t>(j) * K + k];
+              acc = fused ? std::fma(a, b, acc) : a * b + acc;
+            }
+            if (beta == 0.0f && k0 == 0) sum = acc + bias[j];
+            else sum = sum + acc;
+          }
+          want[static_cast<std::size_t>(i) * N + j] = sum;
+        }
+      kernels::PackedB<float> pb;
+      o.pack_b(pb, Trans::T, K, N, B.data(), K);
+      o.gemm_packed(Trans::N, M, A.data(), K, 1.0f, pb, beta, beta == 0.0f ? bias.data() : nullptr,
+                    c1.data(), N, 1);
+      CHECK(c1 == want);
+      if (beta == 0.0f) continue;  // no bias on the in-place path
+      if (o.gemm_bt_skinny(M, N, K, 1.0f, A.data(), K, B.data(), K, beta, c2.data(), N, 1)) {
+        CHECK(c2 == want);
+      }
+    }
+  }
+}
+
 // A read in place (row-major, alpha = 1, up to 512 KB) gives the bits of the packed path (the
 // same product through A^T, always packed): sizes on both sides of the in-place limit, K beyond
 // one k-block, several in-place row blocks (M > 128), padded leading dimensions, a fused bias.
@@ -246,6 +289,10 @@ TEST(stream_copy_every_isa) {
     stream_copy_family<float>(isa);
     stream_copy_family<double>(isa);
   }
+}
+
+TEST(gemm_sums_in_chains_of_256) {
+  for (CpuIsa isa : available_isas()) sums_in_chains(isa);
 }
 
 TEST(gemm_bt_skinny_bitwise_equal_packed) {
