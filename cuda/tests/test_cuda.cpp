@@ -494,16 +494,65 @@ void test_shared_memory_attribute() {
 
 #ifdef PYRNN_CUDA_HOST_EMULATION
 }  // namespace
+#include "device_scope.cuh"  // internal (cuda/src): the emulation's include path has it
 namespace pyrnn {
 namespace cuda {
 namespace emu {  // tests/emu/host_runtime.cpp
 void set_capture_failure(bool fail);
 long captures();
 long graph_launches();
+void reset_devices(int count);
+bool primary_context_active(int device);
+long set_device_calls(int device);
+void set_device_failure(bool fail);
 }  // namespace emu
 }  // namespace cuda
 }  // namespace pyrnn
 namespace {
+
+// Runs f on a new thread: the runtime's current device is per thread, 0 until set.
+template <class F>
+void on_new_thread(F f) {
+  std::thread th(f);
+  th.join();
+}
+
+// DeviceScope restores the caller's device only where its primary context is active: since
+// CUDA 12 cudaSetDevice creates one, so restoring an unused device 0 would put a context
+// (hundreds of MiB) on a GPU the process never used. Two emulated devices, none used yet.
+void test_device_scope_emulated() {
+  namespace emu = pyrnn::cuda::emu;
+  using pyrnn::cuda::detail::DeviceScope;
+  emu::reset_devices(2);
+  on_new_thread([] {
+    int dev = -1;
+    { DeviceScope same(0); }  // already current: no switch, no context made
+    CHECK(emu::set_device_calls(0) == 0 && !emu::primary_context_active(0));
+    {
+      DeviceScope other(1);
+      CHECK(cudaGetDevice(&dev) == cudaSuccess && dev == 1);
+    }
+    // Device 0 was never used: not made current again (no context), device 1 stays current.
+    CHECK(emu::set_device_calls(0) == 0 && !emu::primary_context_active(0));
+    CHECK(!pyrnn::cuda::detail::primary_context_active(0));
+    CHECK(cudaGetDevice(&dev) == cudaSuccess && dev == 1);
+    // Once the caller has used device 0, it is restored.
+    CHECK(cudaSetDevice(0) == cudaSuccess && pyrnn::cuda::detail::primary_context_active(0));
+    {
+      DeviceScope other(1);
+      CHECK(cudaGetDevice(&dev) == cudaSuccess && dev == 1);
+    }
+    CHECK(cudaGetDevice(&dev) == cudaSuccess && dev == 0 && emu::set_device_calls(0) == 2);
+    // A failed restore leaves no error for the next call's check.
+    {
+      DeviceScope other(1);
+      emu::set_device_failure(true);
+    }
+    emu::set_device_failure(false);
+    CHECK(cudaGetLastError() == cudaSuccess);
+  });
+  emu::reset_devices(1);
+}
 
 // The graph bookkeeping as the emulation sees it: one capture per direction and pass, replays
 // after that, and a failed capture falling back to launches for good.
@@ -882,6 +931,7 @@ int main() {
     test_matrix_cuda();
     test_facade();
     test_context_mutex();
+    test_device_scope_emulated();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;

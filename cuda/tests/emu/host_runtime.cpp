@@ -11,9 +11,14 @@
 // 4-wide K tiles, 2-row tiles) so every partition and tiling path is taken at test sizes.
 // Linked into pyrnn._cuda (PYRNN_CUDA_HOST_EMULATION), it runs the Python GPU tests too: device
 // allocations are tracked, so cudaPointerGetAttributes tells them from host memory.
+// The runtime's per-thread state is kept as CUDA 12+ documents it: the current device (0 until
+// set), the last-error slot (set by a failing call, read and reset by cudaGetLastError) and
+// the primary contexts (created by cudaSetDevice or the first call that needs one on the current
+// device; cuDevicePrimaryCtxGetState, through cudaGetDriverEntryPointByVersion, reports them).
 // What this cannot check: launch configurations, cuBLAS's argument mapping (gemm.cu), real
 // asynchrony between streams, and memory-model subtleties of the GPU (L1 vs L2); the GPU
 // session checks those (cuda/tests/test_cuda.cpp on a device, compute-sanitizer).
+#include <cuda.h>
 #include <cuda_runtime_api.h>
 
 #include <atomic>
@@ -62,7 +67,12 @@ long graph_launches() { return g_graph_launches; }
 // Live "device" allocations (start -> bytes), so cudaPointerGetAttributes can tell device memory
 // from host memory as the driver does, and pyrnn's refusal of host pointers is exercised.
 std::mutex g_alloc_mutex;
-std::map<std::uintptr_t, std::size_t> g_allocs;
+struct Alloc {
+  std::size_t bytes;
+  int device;
+};
+std::map<std::uintptr_t, Alloc> g_allocs;
+
 // For pyrnn._cuda's tests (through ctypes; the emulation's only exported symbol): the number and
 // bytes of "device" allocations not yet freed, which only leaks or live objects hold (the
 // emulated Context keeps no memory).
@@ -71,7 +81,35 @@ extern "C" __attribute__((visibility("default"))) void pyrnn_emu_live_allocation
   std::lock_guard<std::mutex> lock(g_alloc_mutex);
   *count = g_allocs.size();
   *bytes = 0;
-  for (const auto& a : g_allocs) *bytes += a.second;
+  for (const auto& a : g_allocs) *bytes += a.second.bytes;
+}
+// Devices: one, "host emulation"; a test can make a second one reachable through the runtime
+// calls (cudaSetDevice, cudaMalloc, copies: not Context, which stays device 0) to check what
+// pyrnn does to the current device and to primary contexts.
+constexpr int kMaxDevices = 2;
+std::atomic<int> g_devices{1};
+thread_local int g_current = 0;  // the runtime's current device: per thread, 0 until set
+thread_local cudaError_t g_last_error = cudaSuccess;
+std::atomic<bool> g_context[kMaxDevices];  // primary context active
+std::atomic<long> g_set_device_calls[kMaxDevices];
+std::atomic<bool> g_fail_set_device{false};
+// Test hooks (declared in tests/test_cuda.cpp): `count` devices with no primary context and
+// nothing counted yet, as in a process that has not used CUDA (the calling thread's current
+// device left as it is); whether `device` has an active primary context; cudaSetDevice calls
+// that made `device` current; make every cudaSetDevice fail.
+void reset_devices(int count) {
+  g_devices = count < 1 ? 1 : count > kMaxDevices ? kMaxDevices : count;
+  for (int d = 0; d < kMaxDevices; ++d) g_context[d] = false, g_set_device_calls[d] = 0;
+}
+bool primary_context_active(int device) { return g_context[device]; }
+long set_device_calls(int device) { return g_set_device_calls[device]; }
+void set_device_failure(bool fail) { g_fail_set_device = fail; }
+// A runtime call that needs a context: the current device's primary context is created.
+void use_context() { g_context[g_current] = true; }
+// A failing runtime call: the error is also left in the thread's slot for cudaGetLastError.
+cudaError_t fail(cudaError_t err) {
+  g_last_error = err;
+  return err;
 }
 // Runs an operation now, or records it while a capture is open.
 void run_or_record(std::function<void()> op) {
@@ -86,37 +124,54 @@ using pyrnn::cuda::emu::run_or_record;
 
 // ---- CUDA runtime (host memory, synchronous) ------------------------------------------------
 extern "C" {
-cudaError_t CUDARTAPI cudaGetLastError(void) { return cudaSuccess; }
+cudaError_t CUDARTAPI cudaGetLastError(void) {
+  const cudaError_t err = pyrnn::cuda::emu::g_last_error;
+  pyrnn::cuda::emu::g_last_error = cudaSuccess;
+  return err;
+}
 const char* CUDARTAPI cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
 const char* CUDARTAPI cudaGetErrorString(cudaError_t) { return "host emulation error"; }
 cudaError_t CUDARTAPI cudaSetDevice(int device) {
-  return device == 0 ? cudaSuccess : cudaErrorInvalidDevice;
+  using namespace pyrnn::cuda::emu;
+  if (g_fail_set_device) return fail(cudaErrorDevicesUnavailable);
+  if (device < 0 || device >= g_devices) return fail(cudaErrorInvalidDevice);
+  g_current = device;
+  ++g_set_device_calls[device];
+  use_context();  // CUDA 12+: cudaSetDevice initializes the device's primary context
+  return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaGetDevice(int* device) {
-  *device = 0;
+cudaError_t CUDARTAPI cudaGetDevice(int* device) {  // needs no context
+  *device = pyrnn::cuda::emu::g_current;
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) {
+  using namespace pyrnn::cuda::emu;
   // Illegal while capturing (it would wait for work that was never launched).
-  return pyrnn::cuda::emu::g_capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
-}
-cudaError_t CUDARTAPI cudaMalloc(void** p, size_t size) {
-  if (pyrnn::cuda::emu::g_capturing) return cudaErrorStreamCaptureUnsupported;  // caught by tests
-  // Garbage-filled like cudaMalloc, so code that reads before writing is caught by the tests.
-  *p = std::malloc(size ? size : 1);
-  if (!*p) return cudaErrorMemoryAllocation;
-  std::memset(*p, 0xA5, size);
-  std::lock_guard<std::mutex> lock(pyrnn::cuda::emu::g_alloc_mutex);
-  pyrnn::cuda::emu::g_allocs[reinterpret_cast<std::uintptr_t>(*p)] = size ? size : 1;
+  if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
+  use_context();
   return cudaSuccess;
 }
+cudaError_t CUDARTAPI cudaMalloc(void** p, size_t size) {
+  using namespace pyrnn::cuda::emu;
+  if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);  // caught by tests
+  use_context();
+  // Garbage-filled like cudaMalloc, so code that reads before writing is caught by the tests.
+  *p = std::malloc(size ? size : 1);
+  if (!*p) return fail(cudaErrorMemoryAllocation);
+  std::memset(*p, 0xA5, size);
+  std::lock_guard<std::mutex> lock(g_alloc_mutex);
+  g_allocs[reinterpret_cast<std::uintptr_t>(*p)] = Alloc{size ? size : 1, g_current};
+  return cudaSuccess;
+}
+// Any device's memory (unified addressing), under the current device's context.
 cudaError_t CUDARTAPI cudaFree(void* p) {
+  using namespace pyrnn::cuda::emu;
   if (!p) return cudaSuccess;
+  use_context();
   {
-    std::lock_guard<std::mutex> lock(pyrnn::cuda::emu::g_alloc_mutex);
+    std::lock_guard<std::mutex> lock(g_alloc_mutex);
     // Freeing what cudaMalloc did not return is an error, as on a device.
-    if (!pyrnn::cuda::emu::g_allocs.erase(reinterpret_cast<std::uintptr_t>(p)))
-      return cudaErrorInvalidValue;
+    if (!g_allocs.erase(reinterpret_cast<std::uintptr_t>(p))) return fail(cudaErrorInvalidValue);
   }
   std::free(p);
   return cudaSuccess;
@@ -130,25 +185,28 @@ cudaError_t CUDARTAPI cudaPointerGetAttributes(cudaPointerAttributes* attr, cons
   const auto u = reinterpret_cast<std::uintptr_t>(ptr);
   std::lock_guard<std::mutex> lock(g_alloc_mutex);
   auto it = g_allocs.upper_bound(u);
-  if (it != g_allocs.begin() && u < std::prev(it)->first + std::prev(it)->second) {
+  if (it != g_allocs.begin() && u < std::prev(it)->first + std::prev(it)->second.bytes) {
     attr->type = cudaMemoryTypeDevice;
-    attr->device = 0;
+    attr->device = std::prev(it)->second.device;
     attr->devicePointer = const_cast<void*>(ptr);
   }
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
                                       enum cudaMemcpyKind kind, cudaStream_t) {
-  if (pyrnn::cuda::emu::g_capturing && kind != cudaMemcpyDeviceToDevice)
-    return cudaErrorStreamCaptureUnsupported;  // host memory in a graph: not what we want
-  if (count && (!dst || !src)) return cudaErrorInvalidValue;  // as a device does
+  using namespace pyrnn::cuda::emu;
+  if (g_capturing && kind != cudaMemcpyDeviceToDevice)
+    return fail(cudaErrorStreamCaptureUnsupported);  // host memory in a graph: not what we want
+  if (count && (!dst || !src)) return fail(cudaErrorInvalidValue);  // as a device does
+  use_context();
   if (count) run_or_record([=] { std::memmove(dst, src, count); });
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
                                         size_t width, size_t height, enum cudaMemcpyKind,
                                         cudaStream_t) {
-  if (width > dpitch || width > spitch) return cudaErrorInvalidPitchValue;
+  if (width > dpitch || width > spitch) return pyrnn::cuda::emu::fail(cudaErrorInvalidPitchValue);
+  pyrnn::cuda::emu::use_context();
   run_or_record([=] {
     for (size_t r = 0; r < height; ++r)
       std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
@@ -157,12 +215,14 @@ cudaError_t CUDARTAPI cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* sr
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t) {
-  if (count && !p) return cudaErrorInvalidValue;
+  if (count && !p) return pyrnn::cuda::emu::fail(cudaErrorInvalidValue);
+  pyrnn::cuda::emu::use_context();
   if (count) run_or_record([=] { std::memset(p, value, count); });
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemset2DAsync(void* p, size_t pitch, int value, size_t width,
                                         size_t height, cudaStream_t) {
+  pyrnn::cuda::emu::use_context();
   run_or_record([=] {
     for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(p) + r * pitch, value, width);
   });
@@ -170,6 +230,7 @@ cudaError_t CUDARTAPI cudaMemset2DAsync(void* p, size_t pitch, int value, size_t
 }
 // Events: the emulation is synchronous, so ordering between streams holds trivially.
 cudaError_t CUDARTAPI cudaEventCreateWithFlags(cudaEvent_t* ev, unsigned int) {
+  pyrnn::cuda::emu::use_context();
   *ev = reinterpret_cast<cudaEvent_t>(new int(0));
   return cudaSuccess;
 }
@@ -178,23 +239,26 @@ cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t ev) {
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t, cudaStream_t) {
-  return pyrnn::cuda::emu::g_capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+  return pyrnn::cuda::emu::g_capturing ? pyrnn::cuda::emu::fail(cudaErrorStreamCaptureUnsupported)
+                                        : cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
-  return pyrnn::cuda::emu::g_capturing ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+  return pyrnn::cuda::emu::g_capturing ? pyrnn::cuda::emu::fail(cudaErrorStreamCaptureUnsupported)
+                                        : cudaSuccess;
 }
 // Graphs: a captured tape; an executable graph is a copy of it.
 cudaError_t CUDARTAPI cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) {
   using namespace pyrnn::cuda::emu;
-  if (g_fail_capture) return cudaErrorStreamCaptureUnsupported;
-  if (g_capturing) return cudaErrorIllegalState;
+  if (g_fail_capture) return fail(cudaErrorStreamCaptureUnsupported);
+  if (g_capturing) return fail(cudaErrorIllegalState);
+  use_context();
   g_capturing = true;
   g_tape.clear();
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
   using namespace pyrnn::cuda::emu;
-  if (!g_capturing) return cudaErrorIllegalState;
+  if (!g_capturing) return fail(cudaErrorIllegalState);
   g_capturing = false;
   *graph = reinterpret_cast<cudaGraph_t>(new Tape(std::move(g_tape)));
   g_tape.clear();
@@ -217,11 +281,39 @@ cudaError_t CUDARTAPI cudaGraphExecDestroy(cudaGraphExec_t exec) {
 }
 cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
   using namespace pyrnn::cuda::emu;
-  if (g_capturing) return cudaErrorStreamCaptureUnsupported;
+  if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
   for (const auto& op : *reinterpret_cast<Tape*>(exec)) op();
   ++g_graph_launches;
   return cudaSuccess;
 }
+// The driver entry points: cuDevicePrimaryCtxGetState only (device_scope.cuh); other symbols
+// are not found (success, a null pointer and SymbolNotFound, as documented).
+static CUresult CUDAAPI emu_primary_ctx_get_state(CUdevice dev, unsigned int* flags, int* active) {
+  using namespace pyrnn::cuda::emu;
+  if (dev < 0 || dev >= g_devices) return CUDA_ERROR_INVALID_DEVICE;
+  *flags = 0;
+  *active = g_context[dev] ? 1 : 0;
+  return CUDA_SUCCESS;
+}
+static cudaError_t entry_point(const char* symbol, void** fn,
+                               cudaDriverEntryPointQueryResult* status) {
+  const bool found = std::strcmp(symbol, "cuDevicePrimaryCtxGetState") == 0;
+  *fn = found ? reinterpret_cast<void*>(&emu_primary_ctx_get_state) : nullptr;
+  if (status) *status = found ? cudaDriverEntryPointSuccess : cudaDriverEntryPointSymbolNotFound;
+  return cudaSuccess;
+}
+#if CUDART_VERSION >= 12050
+cudaError_t CUDARTAPI cudaGetDriverEntryPointByVersion(const char* symbol, void** fn,
+                                                       unsigned int, unsigned long long,
+                                                       cudaDriverEntryPointQueryResult* status) {
+  return entry_point(symbol, fn, status);
+}
+#else
+cudaError_t CUDARTAPI cudaGetDriverEntryPoint(const char* symbol, void** fn, unsigned long long,
+                                              cudaDriverEntryPointQueryResult* status) {
+  return entry_point(symbol, fn, status);
+}
+#endif
 }  // extern "C"
 
 namespace pyrnn {
@@ -230,9 +322,11 @@ namespace cuda {
 // ---- foundation ---------------------------------------------------------------------------
 namespace detail {
 void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
+  (void)cudaGetLastError();  // as device.cu: the error is reported here, not left behind
   throw_error(call, " failed at ", file, ":", line, ": emulated CUDA error ", int(err));
 }
 void throw_cublas_error(int status, const char* call, const char* file, int line) {
+  (void)cudaGetLastError();
   throw_error(call, " failed at ", file, ":", line, ": emulated cuBLAS error ", status);
 }
 }  // namespace detail
