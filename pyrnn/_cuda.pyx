@@ -420,9 +420,10 @@ cdef class DeviceArray:
         cdef size_t n = self.nbytes
         cdef void* dst = <void*>out.ptr
         cdef const void* src = <const void*>self.ptr
+        cdef int dev = self.device
         if n:
-            with nogil:
-                ccuda.copy_bytes(dst, src, n, NULL)
+            with nogil:  # on the array's device, whatever the caller's current one is
+                ccuda.copy_bytes(dst, src, n, NULL, dev)
         return out
 
     # ---- host transfers --------------------------------------------------------------------
@@ -432,9 +433,10 @@ cdef class DeviceArray:
         cdef size_t n = self.nbytes
         cdef uintptr_t dst = host.ctypes.data
         cdef const void* src = <const void*>self.ptr
+        cdef int dev = self.device
         if n:
             with nogil:
-                ccuda.copy_bytes(<void*>dst, src, n, NULL)
+                ccuda.copy_bytes(<void*>dst, src, n, NULL, dev)
         return host
 
     def __array__(self, dtype=None, copy=None):
@@ -456,9 +458,10 @@ cdef class DeviceArray:
         cdef size_t n = self.nbytes
         cdef void* dst = <void*>self.ptr
         cdef uintptr_t src = src_arr.ctypes.data
+        cdef int dev = self.device
         if n:
             with nogil:
-                ccuda.copy_bytes(dst, <const void*>src, n, NULL)
+                ccuda.copy_bytes(dst, <const void*>src, n, NULL, dev)
 
     # ---- interop ---------------------------------------------------------------------------
     @property

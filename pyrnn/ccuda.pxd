@@ -39,6 +39,8 @@ cdef extern from "pyrnn/cuda/context.h" namespace "pyrnn::cuda" nogil:
 # Mirrors cuda/include/pyrnn/cuda/memory.h
 cdef extern from "pyrnn/cuda/memory.h" namespace "pyrnn::cuda" nogil:
     void copy_bytes(void* dst, const void* src, size_t nbytes, cudaStream_t stream) except +
+    void copy_bytes(void* dst, const void* src, size_t nbytes, cudaStream_t stream,
+                    int device) except +
     void permute01(void* out, const void* inp, size_t A, size_t B, size_t C, size_t elem_size,
                    int device) except +
     DeviceBuffer[unsigned char]* new_device_bytes(size_t nbytes, int device) except +

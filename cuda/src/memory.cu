@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 
 #include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
@@ -21,6 +22,24 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stre
   PYRNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
+
+void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream, int device) {
+  if (device < 0 || bytes == 0) return copy_bytes(dst, src, bytes, stream);
+  DeviceScope scope(device);
+  copy_bytes(dst, src, bytes, stream);
+}
+
+namespace detail {
+void device_free(void* p, int device) noexcept {
+  // Errors ignored (the slot cleared): at process exit the runtime may already be gone.
+  try {
+    std::optional<DeviceScope> scope;
+    if (device >= 0) scope.emplace(device);
+    if (cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
+  } catch (...) {  // the scope could not switch (its check cleared the slot)
+  }
+}
+}  // namespace detail
 
 DeviceBuffer<unsigned char>* new_device_bytes(std::size_t bytes, int device) {
   DeviceScope scope(device);

@@ -508,6 +508,7 @@ void set_device_failure(bool fail);
 }  // namespace emu
 }  // namespace cuda
 }  // namespace pyrnn
+extern "C" void pyrnn_emu_live_allocations(std::size_t* count, std::size_t* bytes);
 namespace {
 
 // Runs f on a new thread: the runtime's current device is per thread, 0 until set.
@@ -551,6 +552,40 @@ void test_device_scope_emulated() {
     emu::set_device_failure(false);
     CHECK(cudaGetLastError() == cudaSuccess);
   });
+  emu::reset_devices(1);
+}
+
+// A DeviceBuffer is freed on its own device, and copy_bytes(..., device) copies on the array's
+// device (DeviceArray's numpy / copy / copy_from): a thread that never used device 0 (its
+// current device) gets no context there from memory on device 1.
+void test_buffer_device_emulated() {
+  namespace emu = pyrnn::cuda::emu;
+  emu::reset_devices(2);
+  std::size_t n0 = 0, b0 = 0, n1 = 0, b1 = 0;
+  pyrnn_emu_live_allocations(&n0, &b0);
+  DeviceBuffer<float> buf, copy;
+  on_new_thread([&] {
+    CHECK(cudaSetDevice(1) == cudaSuccess);
+    buf = DeviceBuffer<float>(16);
+    copy = DeviceBuffer<float>(16);
+  });
+  CHECK(!emu::primary_context_active(0) && emu::primary_context_active(1));
+  on_new_thread([&] {
+    const auto v = pattern<float>(16, 3);
+    std::vector<float> back(16, 0.f);
+    pyrnn::cuda::copy_bytes(buf.data(), v.data(), 16 * sizeof(float), nullptr, 1);
+    pyrnn::cuda::copy_bytes(copy.data(), buf.data(), 16 * sizeof(float), nullptr, 1);
+    pyrnn::cuda::copy_bytes(back.data(), copy.data(), 16 * sizeof(float), nullptr, 1);
+    CHECK(back == v);
+  });
+  CHECK(!emu::primary_context_active(0));
+  on_new_thread([&] {  // (copy_bytes left device 1 current: a new thread has 0)
+    buf = DeviceBuffer<float>();  // freed from a thread whose current device is 0
+    DeviceBuffer<float> moved(std::move(copy));  // the device moves with the memory
+  });
+  pyrnn_emu_live_allocations(&n1, &b1);
+  CHECK(n1 == n0 && b1 == b0);
+  CHECK(!emu::primary_context_active(0));
   emu::reset_devices(1);
 }
 
@@ -932,6 +967,7 @@ int main() {
     test_facade();
     test_context_mutex();
     test_device_scope_emulated();
+    test_buffer_device_emulated();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;

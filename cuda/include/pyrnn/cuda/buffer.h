@@ -1,4 +1,5 @@
-// DeviceBuffer<T>: owning, move-only array in device memory on the device current at construction.
+// DeviceBuffer<T>: owning, move-only array in device memory on the device current at construction
+// (and freed there, whatever device is current then).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -34,6 +35,10 @@ inline void* device_malloc(std::size_t bytes) {
   PYRNN_CUDA_CHECK(err);
   return p;
 }
+// cudaFree of `p` with `device` (where it was allocated) current, the caller's device restored;
+// errors ignored. Freed under another current device, cudaFree would create that device's
+// primary context if it had none (memory.cu).
+void device_free(void* p, int device) noexcept;
 }  // namespace detail
 
 template <typename T>
@@ -48,6 +53,7 @@ class DeviceBuffer {
                         std::to_string(sizeof(T)) + " bytes: the size overflows");
     ptr_ = static_cast<T*>(detail::device_malloc(n * sizeof(T)));
     size_ = n;
+    (void)cudaGetDevice(&device_);  // cannot fail once cudaMalloc has succeeded
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -58,12 +64,13 @@ class DeviceBuffer {
   }
   // Errors ignored: at process exit the runtime may already be gone.
   ~DeviceBuffer() {
-    if (ptr_) (void)cudaFree(ptr_);
+    if (ptr_) detail::device_free(ptr_, device_);
   }
 
   void swap(DeviceBuffer& o) noexcept {
     std::swap(ptr_, o.ptr_);
     std::swap(size_, o.size_);
+    std::swap(device_, o.device_);
   }
   T* data() { return ptr_; }
   const T* data() const { return ptr_; }
@@ -92,6 +99,7 @@ class DeviceBuffer {
  private:
   T* ptr_ = nullptr;  // [size_] in device memory
   std::size_t size_ = 0;
+  int device_ = -1;  // where ptr_ was allocated
 };
 
 }  // namespace cuda

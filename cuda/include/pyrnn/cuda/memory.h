@@ -12,6 +12,10 @@ namespace cuda {
 
 // bytes from src to dst, either side host or device (cudaMemcpyDefault: unified addressing).
 void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream = nullptr);
+// The same with `device` current for the call (the caller's restored): the device of the
+// device-side pointer(s), so a null `stream` is that device's default stream and no context is
+// made on the caller's current device. device < 0: as above.
+void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream, int device);
 // out [B, A, C] = in [A, B, C] transposed in its first two axes (batch_first <-> time-major);
 // elem_size 4 or 8 bytes. Device pointers on `device`; in and out must not overlap. Runs on
 // that device's legacy default stream (the caller's current device is restored).
