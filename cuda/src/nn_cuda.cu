@@ -61,6 +61,9 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
   // As the CPU facade: the core takes T and N as int (a cast would wrap 2^32 + 1 rows to 1).
   PYRNN_CHECK(T <= INT_MAX && N <= INT_MAX, name_, "::forward: ", T, " steps of batch ", N,
               " exceed the int sizes of the core");
+  // The core's size check before the workspaces grow: an oversize pass is its size error, not an
+  // out-of-memory (or gigabytes of workspace kept) from the ensures below.
+  core_.check_forward(static_cast<int>(T), static_cast<int>(N));
   // The workspaces, copies, GEMM and bias kernel belong to the core's device whatever device the
   // caller has made current (as MatrixCUDA and the core itself do).
   cuda::detail::DeviceScope scope(core_.device());

@@ -352,27 +352,33 @@ bool Recurrent<T>::run_loop(Graph& graph, std::vector<std::uintptr_t> key, cudaS
 // Forward
 
 template <typename T>
-void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
-                           const std::int64_t* lengths, int steps, int batch, bool training,
-                           std::uint64_t seed) {
-  moved_.check("Recurrent::forward");
+void Recurrent<T>::check_forward(int steps, int batch) const {
   PYRNN_CHECK(steps >= 1, "sequence length must be >= 1, got ", steps);
   PYRNN_CHECK(batch >= 1, "batch size must be >= 1, got ", batch);
-  PYRNN_CHECK(x && y && hn, "forward: null buffer");
-  const bool lstm = cfg_.cell == CellType::LSTM;
-  PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
-  const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
-  const std::size_t T_ = steps, N = batch;
+  const int D = cfg_.directions(), H = cfg_.hidden_size;
   // Stricter than the CPU's T*N bound: some step kernels index [N, G*H] in int (fused and
   // persistent: e < N*U), and no size past this has run on a GPU. The width: the gates, the
   // output (D*H: a deeper layer's input) or the input. In double: the product of three ints
   // wraps around in 64 bits (T = N = 2^30, width 16).
   const double width = std::max({static_cast<double>(cfg_.gates()) * H,
                                  static_cast<double>(D) * H, static_cast<double>(cfg_.input_size)});
-  PYRNN_CHECK(static_cast<double>(T_) * static_cast<double>(N) * width < 2147483648.0,
+  PYRNN_CHECK(static_cast<double>(steps) * static_cast<double>(batch) * width < 2147483648.0,
               "steps * batch * width = ", steps, " * ", batch, " * ", width,
               " overflows the CUDA layers' 32-bit sizes (must be < 2^31; the CPU layers "
               "only need steps * batch < 2^31)");
+}
+
+template <typename T>
+void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
+                           const std::int64_t* lengths, int steps, int batch, bool training,
+                           std::uint64_t seed) {
+  moved_.check("Recurrent::forward");
+  check_forward(steps, batch);
+  PYRNN_CHECK(x && y && hn, "forward: null buffer");
+  const bool lstm = cfg_.cell == CellType::LSTM;
+  PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
+  const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
+  const std::size_t T_ = steps, N = batch;
   const Options opt = resolve(opts_);
   std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
   DeviceScope scope(ctx_->device());

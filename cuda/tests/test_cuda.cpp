@@ -505,6 +505,7 @@ void reset_devices(int count);
 bool primary_context_active(int device);
 long set_device_calls(int device);
 void set_device_failure(bool fail);
+void set_memory_limit(std::size_t bytes);
 }  // namespace emu
 }  // namespace cuda
 }  // namespace pyrnn
@@ -587,6 +588,32 @@ void test_buffer_device_emulated() {
   CHECK(n1 == n0 && b1 == b0);
   CHECK(!emu::primary_context_active(0));
   emu::reset_devices(1);
+}
+
+// The facade refuses an oversize pass with the core's size error before its workspaces grow:
+// x_ [T, N, C] and y_ [T, N, H] would take 2 GiB here, more than the emulated device has.
+void test_facade_size_check_emulated() {
+  namespace emu = pyrnn::cuda::emu;
+  pyrnn::LSTMLayerCUDA layer(1, 1024, 1);  // width 4 * 1024: 2^19 rows reach 2^31
+  std::vector<pyrnn::MatrixCUDA> seq;
+  seq.emplace_back(pyrnn::Matrix(1 << 19, 1));
+  std::size_t n0 = 0, b0 = 0, n1 = 0, b1 = 0;
+  emu::set_memory_limit(std::size_t(1) << 30);
+  pyrnn_emu_live_allocations(&n0, &b0);
+  std::string msg;
+  try {
+    layer.forward(seq);
+    msg = "<no error>";
+  } catch (const pyrnn::Error& e) {
+    msg = e.what();
+  } catch (const std::exception& e) {  // OutOfMemory (a std::bad_alloc)
+    msg = std::string("not a pyrnn::Error: ") + e.what();
+  }
+  pyrnn_emu_live_allocations(&n1, &b1);
+  emu::set_memory_limit(0);
+  CHECK(contains(msg, "steps * batch * width = 1 * 524288 * 4096 overflows the CUDA layers' "
+                      "32-bit sizes"));
+  CHECK(n1 == n0 && b1 == b0);
 }
 
 // The graph bookkeeping as the emulation sees it: one capture per direction and pass, replays
@@ -968,6 +995,7 @@ int main() {
     test_context_mutex();
     test_device_scope_emulated();
     test_buffer_device_emulated();
+    test_facade_size_check_emulated();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;

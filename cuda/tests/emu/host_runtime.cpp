@@ -21,6 +21,7 @@
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -72,7 +73,15 @@ struct Alloc {
   int device;
 };
 std::map<std::uintptr_t, Alloc> g_allocs;
-
+std::size_t g_live_bytes = 0;  // the sum of g_allocs' bytes
+std::size_t g_memory_limit = 0;  // the emulated device's memory; 0: the host's
+// Test hook (declared in tests/test_cuda.cpp): a device of `bytes` bytes (0: no limit), so a
+// cudaMalloc past it fails with cudaErrorMemoryAllocation, as on a device, without the host
+// allocating it.
+void set_memory_limit(std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_alloc_mutex);
+  g_memory_limit = bytes;
+}
 // For pyrnn._cuda's tests (through ctypes; the emulation's only exported symbol): the number and
 // bytes of "device" allocations not yet freed, which only leaks or live objects hold (the
 // emulated Context keeps no memory).
@@ -155,12 +164,19 @@ cudaError_t CUDARTAPI cudaMalloc(void** p, size_t size) {
   using namespace pyrnn::cuda::emu;
   if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);  // caught by tests
   use_context();
+  const std::size_t bytes = size ? size : 1;
+  {
+    std::lock_guard<std::mutex> lock(g_alloc_mutex);
+    if (g_memory_limit && bytes > g_memory_limit - std::min(g_live_bytes, g_memory_limit))
+      return fail(cudaErrorMemoryAllocation);
+  }
   // Garbage-filled like cudaMalloc, so code that reads before writing is caught by the tests.
-  *p = std::malloc(size ? size : 1);
+  *p = std::malloc(bytes);
   if (!*p) return fail(cudaErrorMemoryAllocation);
   std::memset(*p, 0xA5, size);
   std::lock_guard<std::mutex> lock(g_alloc_mutex);
-  g_allocs[reinterpret_cast<std::uintptr_t>(*p)] = Alloc{size ? size : 1, g_current};
+  g_allocs[reinterpret_cast<std::uintptr_t>(*p)] = Alloc{bytes, g_current};
+  g_live_bytes += bytes;
   return cudaSuccess;
 }
 // Any device's memory (unified addressing), under the current device's context.
@@ -171,7 +187,10 @@ cudaError_t CUDARTAPI cudaFree(void* p) {
   {
     std::lock_guard<std::mutex> lock(g_alloc_mutex);
     // Freeing what cudaMalloc did not return is an error, as on a device.
-    if (!g_allocs.erase(reinterpret_cast<std::uintptr_t>(p))) return fail(cudaErrorInvalidValue);
+    const auto it = g_allocs.find(reinterpret_cast<std::uintptr_t>(p));
+    if (it == g_allocs.end()) return fail(cudaErrorInvalidValue);
+    g_live_bytes -= it->second.bytes;
+    g_allocs.erase(it);
   }
   std::free(p);
   return cudaSuccess;

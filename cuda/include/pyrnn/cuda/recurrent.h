@@ -88,6 +88,10 @@ class Recurrent {
   void forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T* c0,
                const std::int64_t* lengths, int steps, int batch, bool training,
                std::uint64_t seed);
+  // What forward checks of its sizes before touching anything (as pyrnn::Recurrent's): steps,
+  // batch >= 1 and steps * batch * width < 2^31 (pyrnn::Error naming them), so a caller can
+  // refuse a pass before it allocates for it.
+  void check_forward(int steps, int batch) const;
   // dx [T, N, C], dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0 LSTM only).
   // dy [T, N, D*H]; dhn, dcn [L*D, N, H] (null: zero). Parameter gradients accumulate.
   // Throws if the last forward was not in training mode.
