@@ -51,10 +51,29 @@ def test_environment_sets_the_defaults():
     assert out.stdout.split() == ["tf32", "persistent", "True", "True", "8"]
 
 
+def test_environment_default_is_the_built_in_value():
+    # 'default' (any case) in every variable, PYRNN_CUDA_PERSIST_BLOCKS included.
+    out = run_py("import pyrnn.cuda as c; print(sorted(c.options().items()))",
+                 PYRNN_CUDA_PRECISION="default", PYRNN_CUDA_RECURRENT="Default",
+                 PYRNN_CUDA_GRAPHS="default", PYRNN_CUDA_STREAMS="DEFAULT",
+                 PYRNN_CUDA_PERSIST_BLOCKS="default")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(sorted({"algo": "auto", "graphs": False, "persist_blocks": 0,
+                                             "precision": "float32", "streams": False}.items()))
+
+
+# Blanks are refused on either side, in PYRNN_CUDA_PERSIST_BLOCKS as in the others (a leading
+# blank or '+' used to pass there, a trailing blank not).
 @pytest.mark.parametrize("var, value", [("PYRNN_CUDA_RECURRENT", "warp"),
                                         ("PYRNN_CUDA_PRECISION", "bf16"),
                                         ("PYRNN_CUDA_GRAPHS", "maybe"),
-                                        ("PYRNN_CUDA_PERSIST_BLOCKS", "-1")])
+                                        ("PYRNN_CUDA_GRAPHS", " on"),
+                                        ("PYRNN_CUDA_GRAPHS", "on "),
+                                        ("PYRNN_CUDA_PERSIST_BLOCKS", "-1"),
+                                        ("PYRNN_CUDA_PERSIST_BLOCKS", " 8"),
+                                        ("PYRNN_CUDA_PERSIST_BLOCKS", "8 "),
+                                        ("PYRNN_CUDA_PERSIST_BLOCKS", "+8"),
+                                        ("PYRNN_CUDA_PERSIST_BLOCKS", "65536")])
 def test_bad_environment_is_a_clear_error(var, value):
     out = run_py("import pyrnn.cuda as c\ntry:\n    c.options()\nexcept RuntimeError as e:\n"
                  "    print('ERR', e)", **{var: value})

@@ -64,11 +64,15 @@ void read_env(Defaults& d, Field f, const char* name, T& value, Parse parse) {
   }
 }
 
+// As the other variables: 'default' (any case) is the built-in value, and no blanks or sign on
+// either side (strtol alone skipped leading blanks and '+' but refused trailing blanks).
 int parse_blocks(const char* v, const char* name) {
-  char* end = nullptr;
-  const long n = std::strtol(v, &end, 10);
-  PYRNN_CHECK(end && *end == '\0' && n >= 0 && n <= 65535, name,
-              " must be an integer in [0, 65535], got '", v, "'");
+  if (lower(v) == "default") return -1;
+  const std::string s(v);
+  const bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+  const long n = digits ? std::strtol(v, nullptr, 10) : -1;  // LONG_MAX past its range
+  PYRNN_CHECK(digits && n <= 65535, name, " must be an integer in [0, 65535] or 'default', got '",
+              v, "'");
   return static_cast<int>(n);
 }
 
@@ -97,6 +101,7 @@ void load(Defaults& d) {
   if (o.algo == RecurrentAlgo::Default) o.algo = RecurrentAlgo::Auto;
   if (o.graphs == Switch::Default) o.graphs = Switch::Off;
   if (o.streams == Switch::Default) o.streams = Switch::Off;
+  if (o.persist_blocks < 0) o.persist_blocks = 0;
   d.env = o;
   d.current = o;
   d.loaded = true;
