@@ -358,11 +358,14 @@ void Recurrent<T>::check_forward(int steps, int batch) const {
   const int D = cfg_.directions(), H = cfg_.hidden_size;
   // Stricter than the CPU's T*N bound: some step kernels index [N, G*H] in int (fused and
   // persistent: e < N*U), and no size past this has run on a GPU. The width: the gates, the
-  // output (D*H: a deeper layer's input) or the input. In double: the product of three ints
-  // wraps around in 64 bits (T = N = 2^30, width 16).
-  const double width = std::max({static_cast<double>(cfg_.gates()) * H,
-                                 static_cast<double>(D) * H, static_cast<double>(cfg_.input_size)});
-  PYRNN_CHECK(static_cast<double>(steps) * static_cast<double>(batch) * width < 2147483648.0,
+  // output (D*H: a deeper layer's input) or the input. The width is an exact integer (and
+  // printed as one); the product is taken in double: in 64 bits, three ints' product wraps
+  // around (T = N = 2^30, width 16).
+  const long long width = std::max({static_cast<long long>(cfg_.gates()) * H,
+                                    static_cast<long long>(D) * H,
+                                    static_cast<long long>(cfg_.input_size)});
+  PYRNN_CHECK(static_cast<double>(steps) * static_cast<double>(batch) *
+                      static_cast<double>(width) < 2147483648.0,
               "steps * batch * width = ", steps, " * ", batch, " * ", width,
               " overflows the CUDA layers' 32-bit sizes (must be < 2^31; the CPU layers "
               "only need steps * batch < 2^31)");

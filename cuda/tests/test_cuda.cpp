@@ -805,6 +805,13 @@ void test_recurrent_errors() {
     // T = N = 2^30 at width 64 * 2: the product wrapped around to 0 in size_t and passed.
     CHECK_THROWS(net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr,
                              1 << 30, 1 << 30, false, 0));
+    // The sizes print as integers (a width of 2^20 used to print as 1.04858e+06).
+    wide.hidden_size = 1;  // parameters 4 MiB
+    wide.num_layers = 1;
+    wide.bidirectional = false;
+    wide.input_size = 1 << 20;  // the width
+    CHECK(contains(error_of([&] { pyrnn::cuda::Recurrent<float>(wide).check_forward(2048, 1); }),
+                   "steps * batch * width = 2048 * 1 * 1048576 overflows"));
   }
   {  // A moved-from core kept its config and cache flag but lost its parameter table.
     pyrnn::cuda::Recurrent<float> a(cfg);

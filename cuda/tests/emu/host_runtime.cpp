@@ -7,7 +7,7 @@
 // value, as a kernel's arguments are) instead of run, and a graph launch replays the record, so
 // the graph bookkeeping of recurrent.cu (keys, staging buffers, fallback) is checked as well.
 // The custom step kernels (step_body.cuh) run with one host thread per GPU thread and real
-// block / grid barriers, on a small emulated device (3 multiprocessors, 4 threads per block,
+// block / grid barriers, on a small emulated device (3 multiprocessors, 2 threads per block,
 // 4-wide K tiles, 2-row tiles) so every partition and tiling path is taken at test sizes.
 // Linked into pyrnn._cuda (PYRNN_CUDA_HOST_EMULATION), it runs the Python GPU tests too: device
 // allocations are tracked, so cudaPointerGetAttributes tells them from host memory.
