@@ -58,6 +58,7 @@ void Context::make_side() {
   cudaStream_t s = nullptr;
   cublasHandle_t h = nullptr;
   void* w = nullptr;
+  DeviceScope guard(device_);  // the stream and handle belong to our device, as import_stream's
   try {
     make_stream_and_handle(device_, &s, &h, &w);
   } catch (...) {
@@ -90,12 +91,17 @@ cudaStream_t Context::import_stream() {
   return import_stream_;
 }
 
-// Best effort, never throws: switch to our device (handles belong to it), then back.
+// Best effort, never throws: switch to our device (handles belong to it), then back where the
+// caller's device has a primary context (as DeviceScope); failures leave no error behind.
 Context::~Context() {
   int prev = 0;
-  const bool switched = cudaGetDevice(&prev) == cudaSuccess && cudaSetDevice(device_) == cudaSuccess;
+  bool switched = false;
+  if (cudaGetDevice(&prev) != cudaSuccess) (void)cudaGetLastError();
+  else if (prev != device_ && !(switched = cudaSetDevice(device_) == cudaSuccess))
+    (void)cudaGetLastError();
   release();
-  if (switched) (void)cudaSetDevice(prev);
+  if (switched && detail::primary_context_active(prev) && cudaSetDevice(prev) != cudaSuccess)
+    (void)cudaGetLastError();
 }
 
 void Context::release() noexcept {

@@ -34,8 +34,8 @@ class Context {
   // while queueing your own work there (cuda::gemm, fill, copies) when other threads use pyrnn
   // on this device; not across a pyrnn call, which takes it itself (it is not recursive).
   std::mutex& mutex() const;
-  // The side stream (non-blocking) and its handle, created on first use (the caller must have
-  // this context's device current). Independent of stream(): order with events.
+  // The side stream (non-blocking) and its handle, created on first use (on this context's
+  // device, whatever the caller's current one is). Independent of stream(): order with events.
   cudaStream_t side_stream();
   cublasHandle_t side_cublas();
   // A non-blocking stream no pass or training call uses, so never under graph capture and
