@@ -112,24 +112,41 @@ void math_family(CpuIsa isa) {
   }
 }
 
-// Rows computed alone (the skinny path) equal the same rows computed inside a taller product.
+// Rows computed alone (the skinny path: 1 to MR - 1 rows) equal the same rows computed inside a
+// taller product, for every row count up to past MR, K past a k block, alpha != 1 and A^T.
 template <typename T>
 void skinny_matches_tiled(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
-  const int M = 19, N = 75, K = 300;
-  std::vector<T> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(N) * K), bias(N);
-  for (auto& v : A) v = T(uniform01(5, 1, &v - A.data()) - 0.5);
-  for (auto& v : B) v = T(uniform01(5, 2, &v - B.data()) - 0.5);
-  for (auto& v : bias) v = T(uniform01(5, 3, &v - bias.data()) - 0.5);
-  kernels::PackedB<T> pb;
-  o.pack_b(pb, Trans::T, K, N, B.data(), K);
-  std::vector<T> tall(static_cast<std::size_t>(M) * N), one(N);
-  o.gemm_packed(Trans::N, M, A.data(), K, T(1), pb, T(0), bias.data(), tall.data(), N, 1);
-  for (int i = 0; i < M; ++i) {
-    o.gemm_packed(Trans::N, 1, A.data() + static_cast<std::size_t>(i) * K, K, T(1), pb, T(0),
-                  bias.data(), one.data(), N, 1);
-    for (int j = 0; j < N; ++j) CHECK(one[j] == tall[static_cast<std::size_t>(i) * N + j]);
-  }
+  const int M = 19, N = 75;
+  for (int K : {300, 2100})
+    for (Trans ta : {Trans::N, Trans::T}) {
+      std::vector<T> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(N) * K), bias(N);
+      for (auto& v : A) v = T(uniform01(5, 1, &v - A.data()) - 0.5);
+      for (auto& v : B) v = T(uniform01(5, 2, &v - B.data()) - 0.5);
+      for (auto& v : bias) v = T(uniform01(5, 3, &v - bias.data()) - 0.5);
+      // op(A) [M x K]: A itself, or At [K x M] holding the same values.
+      std::vector<T> At(static_cast<std::size_t>(K) * M);
+      for (int i = 0; i < M; ++i)
+        for (int k = 0; k < K; ++k)
+          At[static_cast<std::size_t>(k) * M + i] = A[static_cast<std::size_t>(i) * K + k];
+      const T alpha = T(0.75);
+      kernels::PackedB<T> pb;
+      o.pack_b(pb, Trans::T, K, N, B.data(), K);
+      auto run = [&](int i0, int rows, T* c) {
+        const T* a = ta == Trans::N ? A.data() + static_cast<std::size_t>(i0) * K : At.data() + i0;
+        o.gemm_packed(ta, rows, a, ta == Trans::N ? K : M, alpha, pb, T(0), bias.data(), c, N, 1);
+      };
+      std::vector<T> tall(static_cast<std::size_t>(M) * N), part(static_cast<std::size_t>(M) * N);
+      run(0, M, tall.data());
+      for (int rows = 1; rows <= 9; ++rows)
+        for (int i0 = 0; i0 + rows <= M; i0 += 5) {
+          run(i0, rows, part.data());
+          for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < N; ++j)
+              CHECK(part[static_cast<std::size_t>(r) * N + j] ==
+                    tall[static_cast<std::size_t>(i0 + r) * N + j]);
+        }
+    }
 }
 
 // Few rows times B^T read in place (gemm_bt_skinny) give the bits of pack_b + gemm_packed (the
