@@ -97,10 +97,28 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
   const T* dz = dy;
   if (act != Activation::None) {
     // ReLU selects, as PyTorch's threshold_backward: 0 where y <= 0 even for an Inf / NaN dy.
-    for (std::size_t i = 0; i < n_rows * O; ++i)
-      dz_buf[i] = act == Activation::ReLU ? (y[i] > T(0) ? dy[i] : T(0))
-                                          : dy[i] * act_grad_from_output(act, y[i]);
-    dz = dz_buf.data();
+    // One loop per activation: with the activation tested inside, ReLU's select compiled to a
+    // branch, mispredicted on half the elements (its backward ran 0.9 ms behind tanh's at
+    // 256 x 1000).
+    const std::size_t n = n_rows * O;
+    T* d = dz_buf.data();
+    switch (act) {
+      case Activation::ReLU:
+        for (std::size_t i = 0; i < n; ++i) {
+          const T g = dy[i];  // read unconditionally, so the select needs no branch
+          d[i] = y[i] > T(0) ? g : T(0);
+        }
+        break;
+      case Activation::Tanh:
+        for (std::size_t i = 0; i < n; ++i) d[i] = dy[i] * act_grad_from_output(Activation::Tanh, y[i]);
+        break;
+      case Activation::Sigmoid:
+        for (std::size_t i = 0; i < n; ++i)
+          d[i] = dy[i] * act_grad_from_output(Activation::Sigmoid, y[i]);
+        break;
+      case Activation::None: break;
+    }
+    dz = d;
   }
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));

@@ -149,43 +149,50 @@ void skinny_matches_tiled(CpuIsa isa) {
     }
 }
 
-// Few rows times B^T read in place (gemm_bt_skinny) give the bits of pack_b + gemm_packed (the
-// skinny and the tiled micro-kernel), for every row count it takes, edge panels, k tails, K beyond one k-block, padded leading
-// dimensions, alpha != 1, beta 0 and 1 and 1-3 threads; it declines what it does not take.
+// Few rows times op(B) read in place (gemm_b_in_place) give the bits of pack_b + gemm_packed (the
+// skinny and the tiled micro-kernel), for every row count it takes, both op(B), edge groups and
+// panels, k tails, K beyond one k-block, padded leading dimensions, alpha != 1, beta 0 and 1 and
+// 1-3 threads; it declines what it does not take.
 template <typename T>
-void bt_skinny_matches_packed(CpuIsa isa) {
+void in_place_b_matches_packed(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   const int sizes[][2] = {{1, 1}, {5, 3}, {75, 300}, {100, 17}, {33, 2100}, {64, 2048}};
-  int done = 0;
-  for (const auto& s : sizes)
-    for (int M = 1; M <= 9; ++M)
-      for (T beta : {T(0), T(1)})
-        for (T alpha : {T(1), T(0.75)}) {
-          const int N = s[0], K = s[1], lda = K + 3, ldb = K + (K % 2 ? 0 : 5), ldc = N + 1;
-          std::vector<T> A(static_cast<std::size_t>(M) * lda), B(static_cast<std::size_t>(N) * ldb);
-          std::vector<T> C0(static_cast<std::size_t>(M) * ldc);
-          for (auto& v : A) v = T(uniform01(11, 1, &v - A.data()) - 0.5);
-          for (auto& v : B) v = T(uniform01(11, 2, &v - B.data()) - 0.5);
-          for (auto& v : C0) v = T(uniform01(11, 3, &v - C0.data()) - 0.5);
-          kernels::PackedB<T> pb;
-          o.pack_b(pb, Trans::T, K, N, B.data(), ldb);
-          std::vector<T> want = C0;
-          o.gemm_packed(Trans::N, M, A.data(), lda, alpha, pb, beta, nullptr, want.data(), ldc, 1);
-          for (int threads : {1, 2, 3}) {
-            std::vector<T> got = C0;
-            if (!o.gemm_bt_skinny(M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, got.data(),
-                                  ldc, threads))
-              continue;
-            ++done;
-            CHECK(got == want);  // padding columns (j == N) included: never touched
+  int done[2] = {0, 0};
+  for (Trans tb : {Trans::T, Trans::N})
+    for (const auto& s : sizes)
+      for (int M = 1; M <= 9; ++M)
+        for (T beta : {T(0), T(1)})
+          for (T alpha : {T(1), T(0.75)}) {
+            const int N = s[0], K = s[1], lda = K + 3, ldc = N + 1;
+            const int ldb = (tb == Trans::T ? K : N) + ((tb == Trans::T ? K : N) % 2 ? 0 : 5);
+            std::vector<T> A(static_cast<std::size_t>(M) * lda);
+            std::vector<T> B(static_cast<std::size_t>(tb == Trans::T ? N : K) * ldb);
+            std::vector<T> C0(static_cast<std::size_t>(M) * ldc);
+            for (auto& v : A) v = T(uniform01(11, 1, &v - A.data()) - 0.5);
+            for (auto& v : B) v = T(uniform01(11, 2, &v - B.data()) - 0.5);
+            for (auto& v : C0) v = T(uniform01(11, 3, &v - C0.data()) - 0.5);
+            kernels::PackedB<T> pb;
+            o.pack_b(pb, tb, K, N, B.data(), ldb);
+            std::vector<T> want = C0;
+            o.gemm_packed(Trans::N, M, A.data(), lda, alpha, pb, beta, nullptr, want.data(), ldc, 1);
+            for (int threads : {1, 2, 3}) {
+              std::vector<T> got = C0;
+              if (!o.gemm_b_in_place(tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta,
+                                     got.data(), ldc, threads))
+                continue;
+              ++done[tb == Trans::N];
+              CHECK(got == want);  // padding columns (j == N) included: never touched
+            }
           }
-        }
-  CHECK(done == 6 * 8 * 2 * 2 * 3);  // every size with 1-8 rows, none with 9
+  CHECK(done[0] == 6 * 8 * 2 * 2 * 3);  // B^T: every size with 1-8 rows, none with 9
+  CHECK(done[1] >= 6 * 3 * 2 * 2 * 3);  // B: 1 to MR - 1 rows (3 on the scalar ISA)
   std::vector<T> A(9 * 4, T(1)), B(4 * 4, T(1)), C(9 * 4, T(0));
-  CHECK(!o.gemm_bt_skinny(9, 4, 4, T(1), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
-  CHECK(!o.gemm_bt_skinny(1, 4, 4, T(1), A.data(), 4, B.data(), 4, T(0.5), C.data(), 4, 1));
-  CHECK(!o.gemm_bt_skinny(1, 4, 0, T(1), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
-  CHECK(!o.gemm_bt_skinny(1, 4, 4, T(0), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
+  for (Trans tb : {Trans::T, Trans::N}) {
+    CHECK(!o.gemm_b_in_place(tb, 9, 4, 4, T(1), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
+    CHECK(!o.gemm_b_in_place(tb, 1, 4, 4, T(1), A.data(), 4, B.data(), 4, T(0.5), C.data(), 4, 1));
+    CHECK(!o.gemm_b_in_place(tb, 1, 4, 0, T(1), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
+    CHECK(!o.gemm_b_in_place(tb, 1, 4, 4, T(0), A.data(), 4, B.data(), 4, T(0), C.data(), 4, 1));
+  }
 }
 
 // Every GEMM path sums each element in chains of 256 k from fresh accumulators, each chain's sum
@@ -223,7 +230,7 @@ void sums_in_chains(CpuIsa isa) {
                     c1.data(), N, 1);
       CHECK(c1 == want);
       if (beta == 0.0f) continue;  // no bias on the in-place path
-      if (o.gemm_bt_skinny(M, N, K, 1.0f, A.data(), K, B.data(), K, beta, c2.data(), N, 1)) {
+      if (o.gemm_b_in_place(Trans::T, M, N, K, 1.0f, A.data(), K, B.data(), K, beta, c2.data(), N, 1)) {
         CHECK(c2 == want);
       }
     }
@@ -312,10 +319,10 @@ TEST(gemm_sums_in_chains_of_256) {
   for (CpuIsa isa : available_isas()) sums_in_chains(isa);
 }
 
-TEST(gemm_bt_skinny_bitwise_equal_packed) {
+TEST(gemm_b_in_place_bitwise_equal_packed) {
   for (CpuIsa isa : available_isas()) {
-    bt_skinny_matches_packed<float>(isa);
-    bt_skinny_matches_packed<double>(isa);
+    in_place_b_matches_packed<float>(isa);
+    in_place_b_matches_packed<double>(isa);
   }
 }
 

@@ -37,8 +37,8 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
           int ldb, T beta, T* C, int ldc) {
   if (M <= 0 || N <= 0) return;
   const Ops<T>& o = ops<T>();
-  if (ta == Trans::N && tb == Trans::T &&
-      o.gemm_bt_skinny(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
+  if (ta == Trans::N &&
+      o.gemm_b_in_place(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;  // few rows: B read in place (packing it cost as much as the product)
   thread_local PackedB<T> packed;
   o.pack_b(packed, tb, K, N, B, ldb);
@@ -50,8 +50,8 @@ void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, i
                  const T* B, int ldb, T beta, T* C, int ldc) {
   if (M <= 0 || N <= 0) return;
   const Ops<T>& o = ops<T>();
-  if (ta == Trans::N && tb == Trans::T &&
-      o.gemm_bt_skinny(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
+  if (ta == Trans::N &&
+      o.gemm_b_in_place(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;
   PackedB<T> packed;
   o.pack_b(packed, tb, K, N, B, ldb);

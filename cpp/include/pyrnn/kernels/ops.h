@@ -36,12 +36,12 @@ struct Ops {
   // columns), by the calling thread alone: no barrier. A is packed once for all ranges.
   void (*gemm_panels)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
                       const T* bias, T* C, int ldc, const int* ranges, int nranges);
-  // C [M x N] = alpha * A [M x K] * B^T + beta * C, A and B row-major (B [N x K]) read in place
-  // with no packing, bitwise what pack_b + gemm_packed give; up to `threads` threads. Only for
-  // few rows (M < 4, fewer on narrower ISAs) and beta 0 or 1: returns false, doing nothing,
-  // otherwise.
-  bool (*gemm_bt_skinny)(int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
-                         T beta, T* C, int ldc, int threads);
+  // C [M x N] = alpha * A [M x K] * op(B) + beta * C, A and B row-major and read in place (no
+  // packing), bitwise what pack_b + gemm_packed give; up to `threads` threads. Only for few rows
+  // (op(B) = B^T: M <= 8; op(B) = B: M < the micro-kernel's rows) and beta 0 or 1: returns
+  // false, doing nothing, otherwise.
+  bool (*gemm_b_in_place)(Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
+                          const T* B, int ldb, T beta, T* C, int ldc, int threads);
   // Cell rows over units [j0, j1) (see cells.h for the meaning of each argument).
   void (*rnn_forward_row)(int H, int j0, int j1, bool relu, T* g, const T* r);
   void (*rnn_backward_row)(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a);
