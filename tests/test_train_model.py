@@ -865,3 +865,119 @@ def test_a_callback_may_add_log_keys_for_later_ones():
     hist = m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0,
                  callbacks=[lam, callbacks.EarlyStopping("val_custom", patience=3)])
     assert hist["val_custom"] == [1.0, 0.5]
+
+
+# ---- behaviours found unchecked by mutation testing ---------------------------------------
+
+def _dense_data(n=8):
+    x = np.arange(2.0 * n).reshape(n, 2) / (2 * n)
+    return x, x[:, :1] ** 2
+
+
+def test_fit_shuffle_uses_the_documented_permutation():
+    # shuffle=True draws the batch order from numpy.random.default_rng(seed).permutation(N):
+    # the same as shuffle=False on the data put in that order (oracle), and not the same as
+    # the unshuffled order.
+    x, y = _dense_data()
+
+    def run(xs, ys, shuffle):
+        m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0, dtype="float64")])
+        m.fit(xs, ys, loss="mse", optimizer="sgd", batch_size=2, shuffle=shuffle, seed=3,
+              verbose=0)
+        return m.params["0.weight"].copy()
+
+    perm = np.random.default_rng(3).permutation(len(x))
+    shuffled = run(x, y, True)
+    np.testing.assert_array_equal(shuffled, run(x[perm], y[perm], False))
+    assert not np.array_equal(shuffled, run(x, y, False))
+
+
+def test_a_named_optimizer_is_rebuilt_after_add():
+    # The optimizer given by name is kept across fits only while it trains exactly the model's
+    # parameters: after add() the new layer must train too.
+    x, y = _dense_data()
+    m = pyrnn.Sequential([pyrnn.Dense(2, 2, seed=0)])
+    m.fit(x, y[:, [0, 0]], loss="mse", optimizer="sgd", epochs=1, verbose=0, shuffle=False)
+    m.add(pyrnn.Dense(2, 1, seed=1))
+    w = m.layers[1].params["weight"].copy()
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0, shuffle=False)
+    assert len(m.optimizer.params) == 4
+    assert not np.array_equal(m.layers[1].params["weight"], w)
+
+
+def test_a_fit_after_an_early_stop_runs_all_its_epochs():
+    # stop_training set by a callback ends that fit only; the next fit starts afresh.
+    x, y = _dense_data()
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+
+    class StopNow(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    h = m.fit(x, y, loss="mse", optimizer="sgd", epochs=5, verbose=0, callbacks=[StopNow()])
+    assert len(h["loss"]) == 1
+    h = m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, verbose=0)
+    assert len(h["loss"]) == 3
+
+
+def test_lengths_one_short_of_the_steps_are_masked():
+    # lengths [T, T-1]: the last step of the second sequence is padding, out of the per-step
+    # loss. Oracle: the mean of the squared errors over the valid steps of predict's output.
+    rng = np.random.default_rng(0)
+    T = 4
+    x = rng.standard_normal((2, T, 2))
+    y = rng.standard_normal((2, T, 1))
+    y[1, T - 1] = 100.0  # a padding target that would dominate the loss
+    lengths = np.array([T, T - 1])
+    m = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, seed=0, dtype="float64"),
+                          pyrnn.Dense(3, 1, seed=1, dtype="float64")])
+    pred = m.predict(x, lengths=lengths)
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    want = ((pred - y) ** 2)[valid].mean()
+    assert m.evaluate(x, y, loss="mse", lengths=lengths) == pytest.approx(want, rel=1e-12)
+
+
+def test_fit_epoch_loss_with_reduction_sum_is_the_sum():
+    # reduction="sum": the epoch loss is the sum over the epoch, as evaluate's. With lr=0 the
+    # weights do not move, so the two see the same model (oracle: the numpy sum too).
+    x, y = _dense_data()
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0, dtype="float64")])
+    loss = losses.MSELoss(reduction="sum")
+    want = float(((m.predict(x) - y) ** 2).sum())
+    assert m.evaluate(x, y, loss=loss, batch_size=3) == pytest.approx(want, rel=1e-12)
+    h = m.fit(x, y, loss=loss, optimizer=optim.SGD(m.parameters(), lr=0.0), batch_size=3,
+              verbose=0, shuffle=False)
+    assert h["loss"][0] == pytest.approx(want, rel=1e-12)
+
+
+def test_fit_with_zero_epochs_trains_nothing():
+    # epochs=0 is allowed (as Keras): an empty history and the weights as they were.
+    x, y = _dense_data()
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    w = m.params["0.weight"].copy()
+    assert m.fit(x, y, loss="mse", optimizer="sgd", epochs=0, verbose=0) == {}
+    np.testing.assert_array_equal(m.params["0.weight"], w)
+
+
+def test_fit_refuses_clip_norm_zero():
+    # clip_norm must be positive: 0 would zero every gradient (documented: "a positive number").
+    x, y = _dense_data()
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    with pytest.raises(ValueError, match="clip_norm must be a positive number"):
+        m.fit(x, y, loss="mse", optimizer="sgd", clip_norm=0, verbose=0)
+
+
+def test_the_most_negative_layer_index_is_the_first_layer():
+    # model[-len(model)] is model[0], as for a list; one further is an IndexError.
+    m = pyrnn.Sequential([pyrnn.Dense(2, 3, seed=0), pyrnn.Dense(3, 1, seed=1)])
+    assert m[-2] is m.layers[0]
+    with pytest.raises(IndexError):
+        m[-3]
+
+
+def test_evaluate_accuracy_with_every_target_ignored_is_nan():
+    # No counted target: accuracy is 0 / 0, NaN (not 0, which reads as "all wrong").
+    x, _ = _dense_data()
+    m = pyrnn.Sequential([pyrnn.Dense(2, 3, seed=0)])
+    r = m.evaluate(x, np.full(len(x), -100), loss="cross_entropy", return_dict=True)
+    assert np.isnan(r["accuracy"])
