@@ -981,3 +981,117 @@ def test_evaluate_accuracy_with_every_target_ignored_is_nan():
     m = pyrnn.Sequential([pyrnn.Dense(2, 3, seed=0)])
     r = m.evaluate(x, np.full(len(x), -100), loss="cross_entropy", return_dict=True)
     assert np.isnan(r["accuracy"])
+
+
+def _drive(cb, key, values, model=None):
+    """Runs a callback over a scripted sequence of epoch values of `key`, as fit calls it
+    (stopping when it sets stop_training). The model is only trained by the script."""
+    m = model if model is not None else pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    m.stop_training = False
+    cb.set_model(m)
+    cb.set_params({})
+    cb.on_train_begin({})
+    for epoch, value in enumerate(values):
+        cb.on_epoch_end(epoch, {key: value})
+        if m.stop_training:
+            break
+    cb.on_train_end({})
+    return m
+
+
+@pytest.mark.parametrize("monitor", ["acc", "accuracy", "val_accuracy"])
+def test_early_stopping_auto_mode_maximises_accuracies(monitor):
+    # Keras' mode "auto": "max" for a monitor naming an accuracy, so a rising accuracy is
+    # improvement every epoch (best = last, no stop); "min" for anything else.
+    es = callbacks.EarlyStopping(monitor, patience=0)
+    assert es.mode == "max"
+    _drive(es, monitor, [0.5, 0.6, 0.7])
+    assert (es.best, es.best_epoch, es.stopped_epoch) == (0.7, 2, None)
+    assert callbacks.EarlyStopping("val_loss").mode == "min"
+
+
+@pytest.mark.parametrize("values, patience, min_delta, mode, want", [
+    # a plateau is no improvement: patience 1 stops at the first repeat
+    ([0.5, 0.5, 0.5], 1, 0.0, "auto", (0.5, 0, 1)),
+    # each improvement resets the wait: two bad epochs never in a row, no stop
+    ([0.5, 0.6, 0.4, 0.45, 0.3], 2, 0.0, "auto", (0.3, 4, None)),
+    # mode max: a rise by less than min_delta is no improvement
+    ([0.5, 0.55, 0.58], 1, 0.1, "max", (0.5, 0, 1)),
+    # min_delta is taken as its absolute value (Keras): -0.1 acts as 0.1
+    ([0.5, 0.45, 0.42], 1, -0.1, "auto", (0.5, 0, 1)),
+    # NaN is never an improvement, also as the first value
+    ([float("nan"), 0.5, 0.4], 5, 0.0, "auto", (0.4, 2, None)),
+], ids=["plateau", "wait_reset", "max_min_delta", "negative_min_delta", "nan_first"])
+def test_early_stopping_over_scripted_values(values, patience, min_delta, mode, want):
+    # Oracle: Keras' rule, worked by hand: improved = value < best - |min_delta| (min mode)
+    # or value > best + |min_delta| (max mode); `patience` epochs without one stop.
+    es = callbacks.EarlyStopping("loss", patience=patience, min_delta=min_delta, mode=mode,
+                                 restore_best=False)
+    assert es.min_delta == abs(min_delta)
+    _drive(es, "loss", values)
+    assert (es.best, es.best_epoch, es.stopped_epoch) == want
+
+
+def test_early_stopping_best_is_reset_by_each_fit():
+    # A reused EarlyStopping starts each fit afresh (Keras' on_train_begin): a best from the
+    # first fit must not stop the second at once.
+    es = callbacks.EarlyStopping("loss", patience=1, restore_best=False)
+    _drive(es, "loss", [0.1, 0.2])
+    assert (es.best, es.stopped_epoch) == (0.1, 1)
+    _drive(es, "loss", [0.5, 0.4, 0.3])
+    assert (es.best, es.best_epoch, es.stopped_epoch) == (0.3, 2, None)
+
+
+def test_early_stopping_refuses_negative_patience():
+    with pytest.raises(ValueError, match="patience must be an int >= 0"):
+        callbacks.EarlyStopping(patience=-1)
+
+
+def test_early_stopping_restore_marks_the_weights_changed():
+    # Restoring the best weights is a write to the parameters: a forward made before it can no
+    # longer be differentiated (as after an optimizer step).
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    es = callbacks.EarlyStopping("loss", patience=5)
+    m.stop_training = False
+    es.set_model(m)
+    es.set_params({})
+    es.on_train_begin({})
+    es.on_epoch_end(0, {"loss": 1.0})
+    m.layers[0].params["weight"][...] += 1.0
+    es.on_epoch_end(1, {"loss": 2.0})
+    m.train()
+    m.forward(np.ones((3, 2), np.float32))
+    es.on_train_end({})
+    with pytest.raises(RuntimeError, match="parameters were changed"):
+        m.backward(np.ones((3, 1), np.float32))
+
+
+@pytest.mark.parametrize("values, saved", [
+    ([float("nan"), 0.5, 0.4], ["m-2.pyrnn", "m-3.pyrnn"]),  # NaN is never the best
+    ([0.5, 0.5, 0.5], ["m-1.pyrnn"]),  # a tie is no improvement: not saved again
+], ids=["nan_first", "ties"])
+def test_checkpoint_save_best_only_over_scripted_values(tmp_path, values, saved):
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch}.pyrnn"), "loss",
+                                   save_best_only=True)
+    _drive(ck, "loss", values)
+    assert sorted(os.listdir(tmp_path)) == saved
+    assert ck.last_saved == str(tmp_path / saved[-1])
+    assert ck.best == min(v for v in values if v == v)
+
+
+def test_checkpoint_missing_monitor_is_refused_before_training(tmp_path):
+    # save_best_only on val_loss without validation_data: refused at on_train_begin, so the
+    # weights are as they were (not after a first epoch of training).
+    x, y = _dense_data()
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    w = m.params["0.weight"].copy()
+    ck = callbacks.ModelCheckpoint(str(tmp_path / "m.pyrnn"), save_best_only=True)
+    with pytest.raises(ValueError, match="'val_loss' will not be in the epoch logs"):
+        m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0, callbacks=[ck])
+    np.testing.assert_array_equal(m.params["0.weight"], w)
+    assert os.listdir(tmp_path) == []
+
+
+def test_checkpoint_refuses_a_positional_path_field():
+    with pytest.raises(ValueError, match=r"positional field \{0\}"):
+        callbacks.ModelCheckpoint("ckpt-{0}.pyrnn")
