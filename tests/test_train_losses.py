@@ -243,3 +243,37 @@ def test_backward_returns_a_fresh_array(dtype, make):
     again = loss.backward()
     assert again is not g and again.dtype == dtype
     np.testing.assert_array_equal(again, want)
+
+
+# Accuracy counts (correct, counted) that fit and evaluate report; oracle: worked by hand.
+def test_cross_entropy_accuracy_skips_ignored_targets():
+    # Ignored rows are neither counted nor correct, whatever the prediction there (argmax 0,
+    # the class an ignored target is filled with internally).
+    ce = losses.CrossEntropyLoss()
+    ce(np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0]]), np.array([1, -100, -100]))
+    assert ce.metric_counts() == {"accuracy": (0, 1)}
+
+
+def test_cross_entropy_accuracy_with_soft_targets():
+    # Class probabilities: a row is correct when the logits' argmax is the target's argmax.
+    ce = losses.CrossEntropyLoss()
+    ce(np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]),
+       np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]]))
+    assert ce.metric_counts() == {"accuracy": (2, 3)}
+
+
+def test_bce_accuracy_counts_only_unmasked_elements():
+    bce = losses.BCEWithLogitsLoss()
+    bce(np.ones((1, 3, 1)), np.ones((1, 3, 1)), np.array([[True, False, False]]))
+    assert bce.metric_counts() == {"accuracy": (1, 1)}
+
+
+def test_bce_accuracy_thresholds():
+    # pyrnn's rule (hit = (x > 0) == (y >= 0.5)): a logit of exactly 0, probability 0.5, is
+    # the negative class (as Keras' BinaryAccuracy: sigmoid(x) > 0.5); a soft target of
+    # exactly 0.5 is rounded up to the positive one.
+    bce = losses.BCEWithLogitsLoss()
+    bce(np.zeros((4, 1)), np.zeros((4, 1)))
+    assert bce.metric_counts() == {"accuracy": (4, 4)}
+    bce(np.ones((2, 1)), np.full((2, 1), 0.5))
+    assert bce.metric_counts() == {"accuracy": (2, 2)}
