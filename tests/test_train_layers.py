@@ -378,3 +378,14 @@ def test_dense_epilogue_at_edge_values_on_every_isa(isa, activation, restore_run
             ok = ~np.isnan(want)
             np.testing.assert_allclose(row[ok], want[ok], rtol=4e-7 + 2 ** -24, atol=1.2e-38,
                                        err_msg=f"{isa} out={out}")
+
+
+def test_dense_backward_uses_the_input_as_it_was_at_forward():
+    # A training forward keeps a private copy of x: the caller overwriting its input before
+    # backward must not change the weight gradient (oracle: dW = dy^T x with x all ones).
+    d = pyrnn.Dense(2, 1, seed=0)
+    x = np.ones((3, 2), np.float32)
+    d.forward(x)
+    x[...] = 100.0
+    d.backward(np.ones((3, 1), np.float32))
+    np.testing.assert_array_equal(d.grads["weight"], [[3.0, 3.0]])
