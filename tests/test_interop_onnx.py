@@ -465,3 +465,16 @@ def test_subclasses_are_refused():
     # Nested too (a nested model is dissolved into its layers before they are checked).
     with pytest.raises(TypeError, match="a nested MySequential is a subclass of pyrnn.Sequential"):
         pyrnn.export_onnx(pyrnn.Sequential([MySequential([pyrnn.Dense(3, 2)])]))
+
+
+def test_layernorm_epsilon_is_exported():
+    # eps=1.0 (far from the default 1e-5) changes the output visibly: the graph must match.
+    rng = np.random.default_rng(0)
+    model = pyrnn.Sequential([pyrnn.LayerNorm(4, eps=1.0, dtype="float64")]).eval()
+    x = rng.standard_normal((3, 4))
+    _check(_run_ref(pyrnn.export_onnx(model), {"X": x}), [model(x)], TOL["float64"])
+
+
+def test_lengths_need_a_sequence_layer():
+    with pytest.raises(ValueError, match="lengths=True needs a recurrent layer or LastStep"):
+        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dense(2, 1)]), lengths=True)

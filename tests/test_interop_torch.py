@@ -382,3 +382,24 @@ def test_each_layers_mode_is_carried_over():
         assert not any(x.training for x in m.modules())
         m = pyrnn.interop.to_torch(layer.train())
         assert all(x.training for x in m.modules())
+
+
+def test_non_default_layer_options_survive_the_round_trip():
+    # Dropout's p, Embedding's padding_idx and LayerNorm's eps, each off its default: carried
+    # to the torch module and back (a default silently replacing them changes the outputs).
+    layers = [pyrnn.Dropout(0.2), pyrnn.Embedding(5, 3, padding_idx=0, seed=0),
+              pyrnn.LayerNorm(4, eps=1e-3)]
+    mods = [pyrnn.interop.to_torch(layer) for layer in layers]
+    assert mods[0].p == 0.2 and mods[1].padding_idx == 0 and mods[2].eps == 1e-3
+    back = [pyrnn.from_torch(m) for m in mods]
+    assert back[0].p == 0.2 and back[1].padding_idx == 0 and back[2].eps == 1e-3
+    assert pyrnn.from_torch(torch.nn.Dropout(0.3)).p == 0.3
+
+
+def test_torch_modules_pyrnn_cannot_match_are_refused():
+    with pytest.raises(ValueError, match="max_norm, sparse or scale_grad_by_freq"):
+        pyrnn.from_torch(torch.nn.Embedding(5, 3, max_norm=1.0))
+    # A LayerNorm over more than the last axis: a clear message, not a NumPy broadcast error.
+    with pytest.raises(ValueError, match=r"LayerNorm over \(2, 4\) is not supported: .*last "
+                                         r"axis only"):
+        pyrnn.from_torch(torch.nn.LayerNorm((2, 4)))
