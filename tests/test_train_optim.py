@@ -494,3 +494,84 @@ def test_a_state_shape_error_names_each_shape_once():
     sd["state"] = [{"exp_avg": np.zeros(5, np.float32)}, {}]
     with pytest.raises(ValueError, match=r"has shape \(5,\), expected \(6,\) or \(2, 3\)$"):
         opt.load_state_dict(sd)
+
+
+# ---- behaviours found unchecked by mutation testing ---------------------------------------
+
+def test_sgd_by_name_uses_keras_learning_rate():
+    # Documented (fit, optim.get): 'sgd' is built with lr=0.01, Keras' default, where SGD's
+    # own default is PyTorch's 1e-3.
+    params = make_params(np.float32)
+    assert optim.get("sgd", params).lr == 0.01
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    m.fit(np.ones((2, 2)), np.ones((2, 1)), loss="mse", optimizer="sgd", verbose=0)
+    assert m.optimizer.lr == 0.01
+
+
+def test_load_state_dict_copies_the_callers_buffers():
+    # The loaded state is the optimizer's own: writing into the caller's array afterwards
+    # must not change it.
+    params = make_params(np.float32)
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    sd = opt.state_dict()
+    buf = np.zeros(params[1].shape, np.float32)
+    sd["state"][1] = {"momentum_buffer": buf}
+    opt.load_state_dict(sd)
+    buf[...] = 99.0
+    np.testing.assert_array_equal(opt.state[1]["momentum_buffer"], 0.0)
+
+
+def test_load_state_dict_refuses_a_buffer_of_the_same_size_but_another_shape():
+    # A (3, 4) buffer for a (4, 3) weight has the right size, but not the parameter's layout.
+    params = make_params(np.float32)
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    sd = opt.state_dict()
+    sd["state"][0] = {"momentum_buffer": np.zeros((3, 4), np.float32)}
+    with pytest.raises(ValueError, match=r"has shape \(3, 4\), expected \(12,\) or \(4, 3\)"):
+        opt.load_state_dict(sd)
+
+
+def test_loaded_hyperparameters_are_normalised_as_the_constructor_does():
+    # betas saved (or edited) as a list come back as the tuple Adam(betas=...) keeps, lr as a
+    # float: a state_dict round trip gives the hyperparameters a fresh Adam would have.
+    params = make_params(np.float32)
+    opt = optim.Adam(params)
+    sd = opt.state_dict()
+    sd["hyper"]["betas"] = [0.8, 0.9]
+    sd["hyper"]["lr"] = 1
+    opt.load_state_dict(sd)
+    want = optim.Adam(params, lr=1, betas=[0.8, 0.9])
+    assert opt.hyperparameters() == want.hyperparameters()
+    assert opt.betas == (0.8, 0.9) and type(opt.lr) is float
+
+
+def test_clip_grad_norm_with_max_norm_inf_only_reports_the_norm():
+    # As torch: max_norm=inf scales nothing and returns the total norm (oracle: sqrt(2)).
+    params = make_params(np.float64)
+    params[0].grad[0, :2] = 1.0
+    assert optim.clip_grad_norm(params, math.inf) == pytest.approx(math.sqrt(2), rel=1e-15)
+    assert params[0].grad.sum() == 2.0
+
+
+def test_clip_grad_norm_refuses_norm_type_zero():
+    with pytest.raises(ValueError, match="norm_type must be > 0 or inf, got 0.0"):
+        optim.clip_grad_norm(make_params(np.float64), 1.0, norm_type=0)
+
+
+def test_clip_grad_norm_takes_a_single_parameter():
+    # As torch: one Parameter instead of a list (oracle: |(3, 3)| = sqrt(18), clipped to 1).
+    p = pyrnn.Parameter("w", np.zeros(2), np.full(2, 3.0))
+    assert optim.clip_grad_norm(p, 1.0) == pytest.approx(math.sqrt(18), rel=1e-15)
+    assert np.linalg.norm(p.grad) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clip_grad_norm_refuses_a_read_only_grad_before_scaling_any():
+    # Clipping scales in place: a read-only gradient is refused, and checked before the
+    # others are scaled (nothing is half clipped).
+    first = pyrnn.Parameter("a", np.zeros(2), np.full(2, 3.0))
+    ro = np.full(2, 3.0)
+    ro.flags.writeable = False
+    second = pyrnn.Parameter("b", np.zeros(2), ro)
+    with pytest.raises(ValueError, match="'b': grad must be a writable C-contiguous array"):
+        optim.clip_grad_norm([first, second], 1.0)
+    np.testing.assert_array_equal(first.grad, 3.0)
