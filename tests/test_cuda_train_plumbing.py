@@ -516,3 +516,13 @@ def test_callbacks_on_a_cuda_model(fake, tmp_path):
     assert runs["cuda"][0] == runs["cpu"][0]
     same_tree(runs["cuda"][1], runs["cpu"][1], "restored best")
     same_tree(runs["cuda"][2], runs["cpu"][2], "checkpoint")
+
+
+def test_zero_grad_of_an_optimizer_built_before_moving_is_refused(fake):
+    # Its Parameters view the layer's old (host) arrays: zeroing them would silently leave the
+    # layer's gradients as they are.
+    layer = pyrnn.Dense(2, 1, seed=0)
+    opt = optim.SGD(layer.parameters(), lr=0.1)
+    layer.to("cuda")
+    with pytest.raises(RuntimeError, match="no longer views its layer's memory"):
+        opt.zero_grad()
