@@ -471,3 +471,25 @@ def test_dropout_keeps_its_seed_through_save_and_load(tmp_path):
     np.testing.assert_array_equal(a.forward(x), fresh.forward(x))
     with pytest.raises(AttributeError, match="cannot set Dropout.seed"):
         a.layers[1].seed = 3
+
+
+@pytest.mark.parametrize("key", ["seed", "foo", "device"])
+def test_a_config_key_the_layer_does_not_save_is_refused(tmp_path, key):
+    # Dense's weights come from the file (its seed is not saved), device must not move a model
+    # onto a GPU, and an unknown key is a corrupted or foreign file: each a ValueError.
+    p = tmp_path / "d.pyrnn"
+    pyrnn.Dense(2, 1).save(p)
+    header, payload = header_of(p.read_bytes())
+    header["model"]["config"][key] = {"device": "cpu"}.get(key, 7)
+    write_raw(p, header, payload)
+    with pytest.raises(ValueError, match=rf"invalid Dense config: unexpected keys \['{key}'\]"):
+        pyrnn.load(p)
+
+
+def test_tensors_are_64_byte_aligned_in_the_payload(tmp_path):
+    # The format (serialize's docstring): each tensor 64-byte aligned. Dense(3, 1)'s weight
+    # is 12 bytes, so the later offsets need padding.
+    p = tmp_path / "m.pyrnn"
+    pyrnn.Sequential([pyrnn.Dense(3, 1), pyrnn.Dense(1, 1)]).save(p)
+    header, _ = header_of(p.read_bytes())
+    assert [t["offset"] for t in header["tensors"]] == [0, 64, 128, 192]
