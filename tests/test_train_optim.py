@@ -575,3 +575,12 @@ def test_clip_grad_norm_refuses_a_read_only_grad_before_scaling_any():
     with pytest.raises(ValueError, match="'b': grad must be a writable C-contiguous array"):
         optim.clip_grad_norm([first, second], 1.0)
     np.testing.assert_array_equal(first.grad, 3.0)
+
+
+def test_init_leaky_relu_default_slope_and_degenerate_ranges():
+    # As torch.nn.init: leaky_relu's gain without a slope takes torch's default 0.01 (not 0);
+    # low == high and std == 0 are allowed and fill the constant.
+    assert init.calculate_gain("leaky_relu") == pytest.approx(
+        torch.nn.init.calculate_gain("leaky_relu"), rel=1e-12)
+    np.testing.assert_array_equal(init.uniform_(np.zeros(3), 2.0, 2.0, seed=0), 2.0)
+    np.testing.assert_array_equal(init.normal_(np.ones(3), 0.5, 0.0, seed=0), 0.5)
