@@ -395,3 +395,10 @@ def test_guarded_in_process_leaves_a_redirected_stdout_alone(capsys):
 def test_empty_lengths_mean_the_defaults():
     out = demo.run(quick=True, plot_png=False, lengths=(), stream=open(os.devnull, "w"))
     assert sorted({r["T"] for r in out["adding"]}) == list(demo.QUICK["lengths"])
+
+
+def test_char_windows_targets_are_the_next_characters():
+    # Next-character prediction: each target window is its input window shifted by one.
+    x, y = demo.char_windows(np.arange(10), 3, 3)
+    np.testing.assert_array_equal(x, [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(y, [[1, 2, 3], [4, 5, 6]])
