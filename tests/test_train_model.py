@@ -1095,3 +1095,44 @@ def test_checkpoint_missing_monitor_is_refused_before_training(tmp_path):
 def test_checkpoint_refuses_a_positional_path_field():
     with pytest.raises(ValueError, match=r"positional field \{0\}"):
         callbacks.ModelCheckpoint("ckpt-{0}.pyrnn")
+
+
+def test_weights_restored_by_the_guard_invalidate_the_last_forward():
+    # Batch 2's loss is Inf: the weights go back to those before batch 1's step, so the
+    # forward of batch 2 (made with the stepped weights) can no longer be differentiated.
+    x = np.ones((8, 1), np.float32)
+    x[4:] = 3e38
+    m = pyrnn.Sequential([pyrnn.Dense(1, 1, seed=0)])
+    m.layers[0].params["weight"][...] = 10
+    with pytest.raises(RuntimeError, match="non-finite training loss"):
+        m.fit(x, np.zeros((8, 1), np.float32), loss="mse", optimizer="sgd", batch_size=4,
+              verbose=0, shuffle=False)
+    with pytest.raises(RuntimeError, match="parameters were changed"):
+        m.backward(np.ones((4, 1), np.float32))
+
+
+class _ReshapingState(optim.Optimizer):
+    """A custom optimizer whose per-parameter state changes between steps: step 1 adds
+    "first", step 2 drops it, every step appends to a list in place; step 3 makes the weights
+    Inf."""
+
+    def _update(self, data, grad, st):
+        n = st["n"] = st.get("n", 0) + 1
+        st.setdefault("log", []).append(n)
+        if n == 1:
+            st["first"] = 1.0
+        elif n == 2:
+            del st["first"]
+        else:
+            data[...] = np.inf
+
+
+def test_fit_guard_restores_custom_state_as_it_was_kept():
+    # Oracle: the state after step 2, the last whole one (the keys it had then, and the list's
+    # contents then, not the live list step 3 appended to).
+    m = pyrnn.Sequential([pyrnn.Dense(1, 1, seed=0)])
+    opt = _ReshapingState(m.parameters())
+    with pytest.raises(RuntimeError, match="batch 3 made the weights non-finite"):
+        m.fit(np.ones((12, 1)), np.zeros((12, 1)), loss="mse", optimizer=opt, batch_size=4,
+              verbose=0, shuffle=False)
+    assert opt.state == [{"n": 2, "log": [1, 2]}] * 2
