@@ -626,6 +626,17 @@ def test_float32_bias_gradients_over_many_rows_are_as_accurate_as_torch(cell):
     assert err(layer.grads["bias_l0"]) <= max(2 * err(t32.bias_ih_l0.grad.numpy()), 2e-7)
 
 
+def float32_twins(cell, C, H, seed):
+    """A torch float32 RNN (tanh) or LSTM with torch's default init, pyrnn's copy of it, and a
+    torch float64 module with the same values (the oracle)."""
+    tcls = torch.nn.RNN if cell == "rnn_tanh" else torch.nn.LSTM
+    torch.manual_seed(seed)
+    t32 = tcls(C, H)
+    t64 = tcls(C, H, dtype=torch.float64)
+    t64.load_state_dict({k: v.double() for k, v in t32.state_dict().items()})
+    return pyrnn.from_torch(t32), t32, t64
+
+
 @pytest.mark.parametrize("cell, T, N", [("rnn_tanh", 2000, 64), ("lstm", 2000, 64),
                                          ("rnn_tanh", 68, 4096)])
 def test_float32_weight_gradients_stay_accurate_over_long_sequences(cell, T, N):
@@ -633,12 +644,7 @@ def test_float32_weight_gradients_stay_accurate_over_long_sequences(cell, T, N):
     # N = 64 the error reached 1.1e-5 of the largest gradient (torch: 6.5e-7), past the 1e-5
     # contract, and a block of 4N rows was one float32 chain (3e-5 at N = 8192). Summed in
     # pieces of at most 2048 rows and two levels now.
-    tcls = torch.nn.RNN if cell == "rnn_tanh" else torch.nn.LSTM
-    torch.manual_seed(0)
-    tm = tcls(16, 32)
-    layer = pyrnn.from_torch(tm)
-    exact = tcls(16, 32, dtype=torch.float64)
-    exact.load_state_dict({k: v.double() for k, v in tm.state_dict().items()})
+    layer, _, exact = float32_twins(cell, 16, 32, seed=0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, N, 16)).astype(np.float32)
     g = rng.standard_normal((T, N, 32)).astype(np.float32)
@@ -670,12 +676,7 @@ def test_float32_outputs_and_input_gradients_as_accurate_as_torch(cell):
     # C + H per gate, the backward's 4H): outputs and final states had 2.2-3.2x torch's float32
     # error, dx 1.7-2.2x, at C = 64, H = 512. Now chains of 256 terms, added in order, as BLAS
     # does: 1.0-1.3x. Both sides are judged against torch float64 on the same float32 values.
-    cls = torch.nn.RNN if cell == "rnn_tanh" else torch.nn.LSTM
-    torch.manual_seed(3)
-    t32 = cls(64, 512)
-    layer = pyrnn.from_torch(t32)
-    t64 = cls(64, 512, dtype=torch.float64)
-    t64.load_state_dict({k: v.double() for k, v in t32.state_dict().items()})
+    layer, t32, t64 = float32_twins(cell, 64, 512, seed=3)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 16, 64)).astype(np.float32)
     g = rng.standard_normal((5, 16, 512)).astype(np.float32)
