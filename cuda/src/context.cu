@@ -91,17 +91,11 @@ cudaStream_t Context::import_stream() {
   return import_stream_;
 }
 
-// Best effort, never throws: switch to our device (handles belong to it), then back where the
-// caller's device has a primary context (as DeviceScope); failures leave no error behind.
+// Best effort, never throws: on our device (handles belong to it) where it can switch, and
+// failures leave no error behind.
 Context::~Context() {
-  int prev = 0;
-  bool switched = false;
-  if (cudaGetDevice(&prev) != cudaSuccess) (void)cudaGetLastError();
-  else if (prev != device_ && !(switched = cudaSetDevice(device_) == cudaSuccess))
-    (void)cudaGetLastError();
+  DeviceScope scope(device_, std::nothrow);
   release();
-  if (switched && detail::primary_context_active(prev) && cudaSetDevice(prev) != cudaSuccess)
-    (void)cudaGetLastError();
 }
 
 void Context::release() noexcept {

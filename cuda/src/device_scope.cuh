@@ -4,6 +4,8 @@
 #include <cuda.h>  // CUresult, CUdevice: types only, libcuda is not linked
 #include <cuda_runtime_api.h>
 
+#include <new>  // std::nothrow_t
+
 #include "pyrnn/cuda/check.h"
 
 namespace pyrnn {
@@ -44,6 +46,21 @@ class DeviceScope {
     switched_ = prev_ != device;
     if (switched_) PYRNN_CUDA_CHECK(cudaSetDevice(device));
   }
+  // Best effort, for destructors: never throws. A failed query or switch leaves ok() false, the
+  // device unchanged and no error behind.
+  DeviceScope(int device, std::nothrow_t) noexcept {
+    if (cudaGetDevice(&prev_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      ok_ = false;
+      return;
+    }
+    switched_ = prev_ != device;
+    if (switched_ && cudaSetDevice(device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      switched_ = ok_ = false;
+    }
+  }
+  bool ok() const { return ok_; }
   // Since CUDA 12 cudaSetDevice creates the device's primary context (hundreds of MiB): a caller
   // who never used its current device (device 0 by default) does not get one made for it, as
   // PyTorch's MaybeSetDevice. A failed restore is cleared: it must not surface as a later call's
@@ -58,6 +75,7 @@ class DeviceScope {
  private:
   int prev_ = 0;
   bool switched_ = false;
+  bool ok_ = true;
 };
 
 }  // namespace detail

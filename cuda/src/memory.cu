@@ -32,12 +32,9 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stre
 namespace detail {
 void device_free(void* p, int device) noexcept {
   // Errors ignored (the slot cleared): at process exit the runtime may already be gone.
-  try {
-    std::optional<DeviceScope> scope;
-    if (device >= 0) scope.emplace(device);
-    if (cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
-  } catch (...) {  // the scope could not switch (its check cleared the slot)
-  }
+  std::optional<DeviceScope> scope;
+  if (device >= 0 && !scope.emplace(device, std::nothrow).ok()) return;
+  if (cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
 }
 }  // namespace detail
 
