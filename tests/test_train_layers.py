@@ -138,6 +138,30 @@ def test_layernorm_float32_backward_differentiates_its_forward():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layernorm_same_bits_on_every_isa_and_thread_count(dtype, restore_runtime):
+    # Per-ISA row loops and row / column threads (above 64k elements): one result, bit for bit,
+    # as the scalar ISA's on one thread. D = 1001 leaves a tail after the 8 partial sums.
+    rng = np.random.default_rng(5)
+    x = (2 + 3 * rng.standard_normal((70, 1001))).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    results = {}
+    for isa in pyrnn.info()["available_isas"]:
+        for threads in (1, 2, 3):
+            pyrnn.set_cpu_isa(isa)
+            pyrnn.set_num_threads(threads)
+            layer = pyrnn.LayerNorm(1001, dtype=dtype)
+            layer.params["weight"][:] = np.linspace(0.5, 1.5, 1001)
+            layer.params["bias"][:] = np.linspace(-1, 1, 1001)
+            y = layer(x)
+            dx = layer.backward(dy)
+            results[isa, threads] = (y, dx, layer.grads["weight"], layer.grads["bias"])
+    want = results["scalar", 1]
+    for key, got in results.items():
+        for a, b in zip(got, want):
+            assert a.tobytes() == b.tobytes(), key
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_embedding_matches_torch(dtype):
     rng = np.random.default_rng(3)
     layer = pyrnn.Embedding(10, 4, dtype=dtype, seed=0)

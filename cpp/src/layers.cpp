@@ -6,10 +6,16 @@
 #include <cstring>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/gemm.h"
+#include "pyrnn/kernels/norm_rows.h"
 #include "pyrnn/kernels/ops.h"
+#include "pyrnn/runtime.h"
 #include "pyrnn/train_checks.h"
 
 namespace pyrnn {
@@ -40,17 +46,38 @@ inline void bias_act_row(const kernels::Ops<T>& K, Activation a, T* yr, const T*
   }
 }
 
-// Sum of f(j), j < n, in double, in 8 interleaved partial sums added in a fixed order: the same
-// bits whatever the thread count, and no chain of n dependent additions (one accumulator kept
-// LayerNorm at ~2 ns per element, 5x PyTorch).
-template <typename F>
-inline double sum8(std::size_t n, F f) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::size_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; ++k) a[k] += f(j + k);
-  for (int k = 0; j < n; ++j, ++k) a[k] += f(j);
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+// Threads for a row-wise layer over M rows of D: one below ~64k elements (tens of us on one
+// core), where a fork/join costs more than it saves; at most one per row.
+inline int row_threads(std::size_t M, int D) {
+  if (M * static_cast<std::size_t>(D) < (std::size_t(1) << 16)) return 1;
+  return static_cast<int>(std::min<std::size_t>(M, static_cast<std::size_t>(get_num_threads())));
+}
+
+inline int team_member() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// Member `me`'s contiguous share of n items in a team's static split, its bounds multiples of
+// `grain` (but the last).
+struct Span {
+  std::size_t begin, end;
+};
+inline Span share(std::size_t n, int me, std::size_t grain = 1) {
+  const std::size_t units = (n + grain - 1) / grain, team = static_cast<std::size_t>(team_size());
+  const std::size_t u0 = units * me / team, u1 = units * (me + 1) / team;
+  return {std::min(n, u0 * grain), std::min(n, u1 * grain)};
 }
 
 // Derivative written in terms of the activation's output y (no pre-activation is stored).
@@ -166,21 +193,15 @@ void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w,
     check_given("layernorm_forward", {{"y", y}, {"mean", mean}, {"rstd", rstd}, {"x", x},
                                       {"w", w}, {"b", b}});
   PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
-  const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
-  for (std::size_t m = 0; m < n_rows; ++m) {
-    const T* xr = x + m * Dz;
-    // Two passes (mean, then centred squares): no cancellation for large-mean rows.
-    const double mu = sum8(Dz, [&](std::size_t j) { return static_cast<double>(xr[j]); }) / D;
-    const double v = sum8(Dz, [&](std::size_t j) {
-      const double c = xr[j] - mu;
-      return c * c;
-    });
-    const double rs = 1.0 / std::sqrt(v / D + eps);
-    mean[m] = mu;
-    rstd[m] = rs;
-    T* yr = y + m * Dz;
-    for (std::size_t j = 0; j < Dz; ++j)
-      yr[j] = static_cast<T>((xr[j] - mu) * rs) * w[j] + b[j];
+  const kernels::NormRows<T>& R = kernels::norm_rows<T>();
+  const std::size_t n_rows = static_cast<std::size_t>(M);
+  const int nth = row_threads(n_rows, D);
+  if (nth == 1) return R.forward(0, n_rows, D, eps, x, w, b, y, mean, rstd);
+  detail::note_team(nth);
+#pragma omp parallel num_threads(nth)
+  {
+    const Span r = share(n_rows, team_member());
+    R.forward(r.begin, r.end, D, eps, x, w, b, y, mean, rstd);
   }
 }
 
@@ -192,29 +213,24 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const doub
   if (M > 0)
     check_given("layernorm_backward", {{"dx", dx}, {"dy", dy}, {"x", x}, {"mean", mean},
                                        {"rstd", rstd}, {"w", w}});
+  const kernels::NormRows<T>& R = kernels::norm_rows<T>();
   const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
-  std::vector<double> dw_acc(Dz, 0.0), db_acc(Dz, 0.0);
-  for (std::size_t m = 0; m < n_rows; ++m) {
-    const T* xr = x + m * Dz;
-    const T* dyr = dy + m * Dz;
-    const double mu = mean[m], rs = rstd[m];
-    // With xhat = (x - mu) * rs and g = dy * w:
-    //   dx = rs * (g - mean(g) - xhat * mean(g * xhat))
-    const double sg =
-        sum8(Dz, [&](std::size_t j) { return static_cast<double>(dyr[j]) * w[j]; }) / D;
-    const double sgx = sum8(Dz, [&](std::size_t j) {
-      return static_cast<double>(dyr[j]) * w[j] * ((xr[j] - mu) * rs);
-    }) / D;
-    for (std::size_t j = 0; j < Dz; ++j) {  // independent per j: vectorises
-      const double xhat = (xr[j] - mu) * rs;
-      dw_acc[j] += static_cast<double>(dyr[j]) * xhat;
-      db_acc[j] += dyr[j];
-    }
-    T* dxr = dx + m * Dz;
-    for (std::size_t j = 0; j < Dz; ++j) {
-      const double xhat = (xr[j] - mu) * rs;
-      const double g = static_cast<double>(dyr[j]) * w[j];
-      dxr[j] = static_cast<T>(rs * (g - sg - xhat * sgx));
+  std::vector<double> dw_acc(Dz, 0.0), db_acc(Dz, 0.0);  // [D] each, rows in order per column
+  const int nth = row_threads(n_rows, D);
+  if (nth == 1) {
+    R.backward(0, n_rows, D, dy, x, mean, rstd, w, dx, dw_acc.data(), db_acc.data());
+  } else {
+    // dx by rows; then the parameter sums by columns, each still over the rows in order: the
+    // same bits as one thread's single pass.
+    detail::note_team(nth);
+#pragma omp parallel num_threads(nth)
+    {
+      const int me = team_member();
+      const Span r = share(n_rows, me);
+      R.backward(r.begin, r.end, D, dy, x, mean, rstd, w, dx, nullptr, nullptr);
+      const Span c = share(Dz, me, 8);  // whole cache lines of dw_acc / db_acc per thread
+      R.params(static_cast<int>(c.begin), static_cast<int>(c.end), n_rows, D, dy, x, mean, rstd,
+               dw_acc.data(), db_acc.data());
     }
   }
   for (std::size_t j = 0; j < Dz; ++j) {

@@ -14,6 +14,7 @@
 #include "pyrnn/layers.h"
 #include "pyrnn/optim.h"
 #include "pyrnn/random.h"
+#include "pyrnn/runtime.h"
 
 namespace {
 
@@ -79,6 +80,124 @@ TEST(layernorm_gradcheck) {
   for (int i = 0; i < M * D; ++i) CHECK_NEAR(dx[i], numeric(&x[i], loss), 1e-7);
   for (int i = 0; i < D; ++i) CHECK_NEAR(dw[i], numeric(&w[i], loss), 1e-7);
   for (int i = 0; i < D; ++i) CHECK_NEAR(db[i], numeric(&b[i], loss), 1e-7);
+}
+
+namespace {
+
+using pyrnn::CpuIsa;
+
+// LayerNorm as one plain loop per row: the sums in 8 interleaved partial sums in double (lane k
+// takes j = k mod 8, the tail joining lanes 0, 1, ...), added ((0+1)+(2+3))+((4+5)+(6+7)); the
+// parameter sums over rows in order. Every ISA's vectorised rows and every thread split must
+// give exactly these bits.
+template <typename F>
+double lanes8_sum(int n, F f) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) a[k] += f(j + k);
+  for (int k = 0; j < n; ++j, ++k) a[k] += f(j);
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+template <typename T>
+struct LayerNormCase {
+  int M, D;
+  std::vector<T> x, w, b, dy, y, dx, dw, db;
+  std::vector<double> mean, rstd;
+  LayerNormCase(int M_, int D_, std::uint64_t seed)
+      : M(M_), D(D_), x(std::size_t(M_) * D_), w(D_), b(D_), dy(x.size()), y(x.size()),
+        dx(x.size()), dw(D_, T(0.25)), db(D_, T(-0.5)), mean(M_), rstd(M_) {
+    const auto r = random_vec(x.size() * 2 + 2 * D_, seed);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      x[i] = T(3 * r[i] + 2);  // an offset: the centred pass matters
+      dy[i] = T(r[x.size() + i]);
+    }
+    for (int j = 0; j < D; ++j) {
+      w[j] = T(r[2 * x.size() + j] + 1);
+      b[j] = T(r[2 * x.size() + D + j]);
+    }
+    if (M > 1 && D > 2) {  // specials in row 1 stay in row 1
+      x[D] = std::numeric_limits<T>::quiet_NaN();
+      dy[D + 1] = std::numeric_limits<T>::infinity();
+    }
+  }
+  void run() {
+    pyrnn::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), M,
+                             D, 1e-5);
+    pyrnn::layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), mean.data(),
+                              rstd.data(), w.data(), M, D);
+  }
+  void reference() {
+    std::vector<double> aw(D, 0.0), ab(D, 0.0);
+    for (int m = 0; m < M; ++m) {
+      const T* xr = &x[std::size_t(m) * D];
+      const T* dyr = &dy[std::size_t(m) * D];
+      const double mu = lanes8_sum(D, [&](int j) { return double(xr[j]); }) / D;
+      const double rs = 1.0 / std::sqrt(lanes8_sum(D, [&](int j) {
+                                          const double c = xr[j] - mu;
+                                          return c * c;
+                                        }) / D + 1e-5);
+      mean[m] = mu;
+      rstd[m] = rs;
+      const double sg = lanes8_sum(D, [&](int j) { return double(dyr[j]) * w[j]; }) / D;
+      const double sgx =
+          lanes8_sum(D, [&](int j) { return double(dyr[j]) * w[j] * ((xr[j] - mu) * rs); }) / D;
+      for (int j = 0; j < D; ++j) {
+        const double xhat = (xr[j] - mu) * rs, g = double(dyr[j]) * w[j];
+        y[std::size_t(m) * D + j] = static_cast<T>(xhat) * w[j] + b[j];
+        dx[std::size_t(m) * D + j] = static_cast<T>(rs * (g - sg - xhat * sgx));
+        aw[j] += double(dyr[j]) * xhat;
+        ab[j] += dyr[j];
+      }
+    }
+    for (int j = 0; j < D; ++j) {
+      dw[j] += static_cast<T>(aw[j]);
+      db[j] += static_cast<T>(ab[j]);
+    }
+  }
+};
+
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+template <typename T>
+void layernorm_bits() {
+  const CpuIsa saved_isa = pyrnn::get_cpu_isa();
+  const int saved_threads = pyrnn::get_num_threads();
+  // Row widths around the vector widths and the 8 lanes; the large ones pass the row-thread
+  // threshold (64k elements), so 2 and 3 threads split rows and parameter columns.
+  const int shapes[][2] = {{3, 1},  {4, 5},   {2, 8},    {5, 9},   {3, 15},  {3, 17},
+                           {2, 63}, {6, 130}, {300, 257}, {70, 1001}, {1, 70001}};
+  for (const auto& s : shapes) {
+    LayerNormCase<T> want(s[0], s[1], 40 + s[1]);
+    want.reference();
+    for (CpuIsa isa : pyrnn::available_isas())
+      for (int threads : {1, 2, 3}) {
+        pyrnn::set_cpu_isa(isa);
+        pyrnn::set_num_threads(threads);
+        LayerNormCase<T> got(s[0], s[1], 40 + s[1]);
+        got.run();
+        const bool ok = same_bits(got.y, want.y) && same_bits(got.mean, want.mean) &&
+                        same_bits(got.rstd, want.rstd) && same_bits(got.dx, want.dx) &&
+                        same_bits(got.dw, want.dw) && same_bits(got.db, want.db);
+        if (!ok)
+          std::fprintf(stderr, "  layernorm %s threads=%d M=%d D=%d (%s)\n", pyrnn::isa_name(isa),
+                       threads, s[0], s[1], sizeof(T) == 4 ? "float" : "double");
+        CHECK(ok);
+      }
+  }
+  pyrnn::set_cpu_isa(saved_isa);
+  pyrnn::set_num_threads(saved_threads);
+}
+
+}  // namespace
+
+TEST(layernorm_same_bits_on_every_isa_and_thread_count) {
+  layernorm_bits<float>();
+  layernorm_bits<double>();
 }
 
 TEST(embedding_forward_backward) {

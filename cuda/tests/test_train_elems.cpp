@@ -83,7 +83,7 @@ void check_dense() {
     }
 }
 
-// The CPU's row sums (layers.cpp, sum8): 8 interleaved partial sums in double, added in a
+// The CPU's row sums (src/kernels/norm_rows_isa.inc): 8 interleaved partial sums in double, added in a
 // fixed order.
 template <typename F>
 double cpu_row_sum(int n, F f) {

@@ -3,6 +3,7 @@
 
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/gemm.h"
+#include "pyrnn/kernels/norm_rows.h"
 #include "pyrnn/kernels/ops_tables.h"
 
 namespace pyrnn {
@@ -22,6 +23,22 @@ const Ops<T>& ops_for(CpuIsa isa) {
 template <typename T>
 const Ops<T>& ops() {
   return ops_for<T>(get_cpu_isa());
+}
+
+template <typename T>
+const NormRows<T>& norm_rows_for(CpuIsa isa) {
+  PYRNN_CHECK(isa_supported(isa), "CPU ISA '", isa_name(isa), "' is not supported by this CPU");
+  switch (isa) {
+    case CpuIsa::AVX512: return norm_rows_avx512<T>();
+    case CpuIsa::AVX2: return norm_rows_avx2<T>();
+    case CpuIsa::Scalar: break;
+  }
+  return norm_rows_scalar<T>();
+}
+
+template <typename T>
+const NormRows<T>& norm_rows() {
+  return norm_rows_for<T>(get_cpu_isa());
 }
 
 int gemm_threads(long long M, long long N, long long K) {
@@ -61,6 +78,10 @@ void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, i
 template const Ops<float>& ops_for<float>(CpuIsa);
 template const Ops<double>& ops_for<double>(CpuIsa);
 template const Ops<float>& ops<float>();
+template const NormRows<float>& norm_rows_for<float>(CpuIsa);
+template const NormRows<double>& norm_rows_for<double>(CpuIsa);
+template const NormRows<float>& norm_rows<float>();
+template const NormRows<double>& norm_rows<double>();
 template const Ops<double>& ops<double>();
 template void gemm<float>(Trans, Trans, int, int, int, float, const float*, int, const float*, int,
                           float, float*, int);
