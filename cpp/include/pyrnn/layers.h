@@ -40,11 +40,12 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
 // rstd = 1 / sqrt(var + eps), var the biased variance (PyTorch). Statistics accumulate in
 // double for both precisions, and mean, rstd [M] are kept for backward in double: a rounded
 // float mean made backward differentiate another function than forward computed (for rows
-// whose mean dwarfs their spread).
+// whose mean dwarfs their spread). y may alias x (a row's statistics come before its y).
 template <typename T>
 void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                        std::int64_t M, int D, double eps);
-// dx [M, D] overwritten; dw, db [D] accumulate.
+// dx [M, D] overwritten, and must not overlap dy or x (above 64k elements the
+// parameter sums read them after dx is written); dw, db [D] accumulate.
 template <typename T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const double* mean,
                         const double* rstd, const T* w, std::int64_t M, int D);
