@@ -219,6 +219,12 @@ def test_loss_lookup_by_name():
     assert isinstance(losses.get("mse"), losses.MSELoss)
     assert isinstance(losses.get("cross_entropy"), losses.CrossEntropyLoss)
     assert isinstance(losses.get("bce"), losses.BCEWithLogitsLoss)
+    # Documented: every alias, in any case.
+    for name, cls in [("MSE", losses.MSELoss), ("Mean_Squared_Error", losses.MSELoss),
+                      ("CrossEntropy", losses.CrossEntropyLoss),
+                      ("CROSS_ENTROPY", losses.CrossEntropyLoss),
+                      ("BCE_with_logits", losses.BCEWithLogitsLoss)]:
+        assert type(losses.get(name)) is cls, name
     with pytest.raises(TypeError):
         losses.get("hinge")
     with pytest.raises(ValueError):
@@ -277,3 +283,13 @@ def test_bce_accuracy_thresholds():
     assert bce.metric_counts() == {"accuracy": (4, 4)}
     bce(np.ones((2, 1)), np.full((2, 1), 0.5))
     assert bce.metric_counts() == {"accuracy": (2, 2)}
+
+
+def test_cross_entropy_accuracy_ties_go_to_the_first_class():
+    # Documented (README, accuracy): a tie in the logits predicts the first of the tied
+    # classes, and a tie in probability targets makes the first of them the target.
+    ce = losses.CrossEntropyLoss()
+    ce(np.array([[1.0, 1.0], [1.0, 1.0]]), np.array([0, 1]))
+    assert ce.metric_counts() == {"accuracy": (1, 2)}
+    ce(np.array([[0.0, 2.0], [2.0, 0.0]]), np.array([[0.5, 0.5], [0.5, 0.5]]))
+    assert ce.metric_counts() == {"accuracy": (1, 2)}

@@ -503,6 +503,10 @@ def test_sgd_by_name_uses_keras_learning_rate():
     # own default is PyTorch's 1e-3.
     params = make_params(np.float32)
     assert optim.get("sgd", params).lr == 0.01
+    # Documented: names in any case.
+    for name, cls in [("SGD", optim.SGD), ("Adam", optim.Adam), ("ADAMW", optim.AdamW),
+                      ("RMSProp", optim.RMSprop)]:
+        assert type(optim.get(name, params)) is cls, name
     m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
     m.fit(np.ones((2, 2)), np.ones((2, 1)), loss="mse", optimizer="sgd", verbose=0)
     assert m.optimizer.lr == 0.01
