@@ -215,22 +215,26 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const doub
                                        {"rstd", rstd}, {"w", w}});
   const kernels::NormRows<T>& R = kernels::norm_rows<T>();
   const std::size_t n_rows = static_cast<std::size_t>(M), Dz = static_cast<std::size_t>(D);
-  std::vector<double> dw_acc(Dz, 0.0), db_acc(Dz, 0.0);  // [D] each, rows in order per column
+  // [D] each, rows in order per column; cache-line aligned, so a team's column split (8
+  // doubles a line) shares no line.
+  AlignedBuffer<double> dw_acc(Dz), db_acc(Dz);
   const int nth = row_threads(n_rows, D);
   if (nth == 1) {
     R.backward(0, n_rows, D, dy, x, mean, rstd, w, dx, dw_acc.data(), db_acc.data());
   } else {
-    // dx by rows; then the parameter sums by columns, each still over the rows in order: the
-    // same bits as one thread's single pass.
+    // The parameter sums by columns, each still over the rows in order (the same bits as one
+    // thread's single pass); then dx by rows. In this order dx may alias dy or x, as it may on
+    // one thread: every read of a row comes before that row's dx is written.
     detail::note_team(nth);
 #pragma omp parallel num_threads(nth)
     {
       const int me = team_member();
-      const Span r = share(n_rows, me);
-      R.backward(r.begin, r.end, D, dy, x, mean, rstd, w, dx, nullptr, nullptr);
-      const Span c = share(Dz, me, 8);  // whole cache lines of dw_acc / db_acc per thread
+      const Span c = share(Dz, me, 8);
       R.params(static_cast<int>(c.begin), static_cast<int>(c.end), n_rows, D, dy, x, mean, rstd,
                dw_acc.data(), db_acc.data());
+#pragma omp barrier
+      const Span r = share(n_rows, me);
+      R.backward(r.begin, r.end, D, dy, x, mean, rstd, w, dx, nullptr, nullptr);
     }
   }
   for (std::size_t j = 0; j < Dz; ++j) {

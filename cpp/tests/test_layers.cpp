@@ -184,10 +184,22 @@ void layernorm_bits() {
         std::vector<double> mean2(s[0]), rstd2(s[0]);
         pyrnn::layernorm_forward(in_place.data(), mean2.data(), rstd2.data(), in_place.data(),
                                  got.w.data(), got.b.data(), s[0], s[1], 1e-5);
+        // dx may alias dy, or x
+        std::vector<T> dx_dy = got.dy, dx_x = got.x, dw2(s[1], T(0.25)), db2(s[1], T(-0.5));
+        std::vector<T> dw3 = dw2, db3 = db2;
+        pyrnn::layernorm_backward(dx_dy.data(), dw2.data(), db2.data(), dx_dy.data(),
+                                  got.x.data(), got.mean.data(), got.rstd.data(), got.w.data(),
+                                  s[0], s[1]);
+        pyrnn::layernorm_backward(dx_x.data(), dw3.data(), db3.data(), got.dy.data(),
+                                  dx_x.data(), got.mean.data(), got.rstd.data(), got.w.data(),
+                                  s[0], s[1]);
         const bool ok = same_bits(got.y, want.y) && same_bits(got.mean, want.mean) &&
                         same_bits(got.rstd, want.rstd) && same_bits(got.dx, want.dx) &&
                         same_bits(got.dw, want.dw) && same_bits(got.db, want.db) &&
-                        same_bits(in_place, want.y) && same_bits(mean2, want.mean);
+                        same_bits(in_place, want.y) && same_bits(mean2, want.mean) &&
+                        same_bits(dx_dy, want.dx) && same_bits(dw2, want.dw) &&
+                        same_bits(db2, want.db) && same_bits(dx_x, want.dx) &&
+                        same_bits(dw3, want.dw) && same_bits(db3, want.db);
         if (!ok)
           std::fprintf(stderr, "  layernorm %s threads=%d M=%d D=%d (%s)\n", pyrnn::isa_name(isa),
                        threads, s[0], s[1], sizeof(T) == 4 ? "float" : "double");

@@ -44,8 +44,8 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
 template <typename T>
 void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                        std::int64_t M, int D, double eps);
-// dx [M, D] overwritten, and must not overlap dy or x (above 64k elements the
-// parameter sums read them after dx is written); dw, db [D] accumulate.
+// dx [M, D] overwritten; it may alias dy or x (each row is read before its dx is written).
+// dw, db [D] accumulate.
 template <typename T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const double* mean,
                         const double* rstd, const T* w, std::int64_t M, int D);
