@@ -5,13 +5,25 @@ Device arrays are pyrnn.cuda.DeviceArray (anything with ``__cuda_array_interface
 recognised); their kernels come from ``pyrnn.cuda.kernels()`` (the native pyrnn._cuda module,
 whose functions mirror pyrnn._train's). Nothing here imports CUDA for host arrays.
 """
+from __future__ import annotations
+
 import math
-from typing import Any, overload
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, overload
 
 import numpy as np
 
 from . import _train
 from ._validate import cast_finite, shape_str
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._typing import Array, ArrayInput
+
+    _ArrayDictBase = dict[str, Array]
+else:
+    _ArrayDictBase = dict
 
 
 def on_device(a):
@@ -178,15 +190,15 @@ class NamedArrays:
 
     # Overloads for type checkers: on the class, the descriptor; on a layer, its ArrayDict.
     @overload
-    def __get__(self, obj: None, owner: Any = None) -> "NamedArrays": ...
+    def __get__(self, obj: None, owner: Any = None) -> NamedArrays: ...
     @overload
-    def __get__(self, obj: object, owner: Any = None) -> "ArrayDict": ...
+    def __get__(self, obj: object, owner: Any = None) -> ArrayDict: ...
 
-    def __get__(self, obj, owner=None):
+    def __get__(self, obj: object, owner: Any = None) -> NamedArrays | ArrayDict:
         return self if obj is None else ArrayDict(self._arrays(obj), self._what,
                                                   self._on_write(obj))
 
-    def __set__(self, obj, values):
+    def __set__(self, obj: object, values: Mapping[str, ArrayInput]) -> None:
         assign_all(self._arrays(obj), values, self._what)
         if (on_write := self._on_write(obj)) is not None:
             on_write()
@@ -196,7 +208,7 @@ class NamedArrays:
         return getattr(obj, "_params_changed", None) if self._what == "parameter" else None
 
 
-class ArrayDict(dict):
+class ArrayDict(_ArrayDictBase):
     """A layer's {name: array} of parameters or gradients (``layer.params`` / ``.grads``): a
     dict (DESIGN.md's contract; ``isinstance(d, dict)``, ``dict(d)``, ``d | other`` and
     ``np.savez(**d)`` work) whose values are the layer's own arrays, zero-copy (ndarrays, or
@@ -210,48 +222,53 @@ class ArrayDict(dict):
     """
     __slots__ = ("_what", "_on_write")
 
-    def __init__(self, views, what="parameter", on_write=None):
+    def __init__(self, views: Mapping[str, Array], what: str = "parameter",
+                 on_write: Callable[[], object] | None = None) -> None:
         super().__init__(views)
         self._what = what
         self._on_write = on_write  # called after each write (the layer's _params_changed)
 
-    def __setitem__(self, name, value):
+    # The values written may be any real array-like of the entry's shape (copied in), not
+    # only the arrays reading gives: hence the ignores on these overrides of dict's methods.
+    def __setitem__(self, name: str, value: ArrayInput) -> None:  # type: ignore[override]
         self.update({name: value})
 
-    def update(self, other=(), /, **kwargs):
+    def update(  # type: ignore[override]
+            self, other: Mapping[str, ArrayInput] | Iterable[tuple[str, ArrayInput]] = (), /,
+            **kwargs: ArrayInput) -> None:
         values = dict(other)
         values.update(kwargs)
         load_into(self, values, self._what)
         if self._on_write is not None:
             self._on_write()
 
-    def __ior__(self, other):
+    def __ior__(self, other: Mapping[str, ArrayInput]) -> Self:  # type: ignore[override,misc]
         self.update(other)
         return self
 
-    def setdefault(self, name, default=None):
+    def setdefault(self, name: str, default: object = None) -> Array:  # type: ignore[override]
         if name in self:
             return self[name]
         self._fixed(f"cannot add {self._what} {name!r}")
 
-    def __delitem__(self, name):
+    def __delitem__(self, name: str) -> NoReturn:
         self._fixed(f"cannot remove {self._what} {name!r}")
 
-    def pop(self, name, *default):
+    def pop(self, name: str, *default: object) -> NoReturn:  # type: ignore[override]
         self._fixed(f"cannot remove {self._what} {name!r}")
 
-    def popitem(self):
+    def popitem(self) -> NoReturn:
         self._fixed(f"cannot remove a {self._what}")
 
-    def clear(self):
+    def clear(self) -> NoReturn:
         self._fixed(f"cannot remove the {self._what}s")
 
-    def _fixed(self, what):
+    def _fixed(self, what: str) -> NoReturn:
         raise TypeError(f"{what}: a layer's {self._what}s are fixed "
                         f"({', '.join(map(repr, self))}); assign to an entry to overwrite its "
                         "values")
 
-    def copy(self):
+    def copy(self) -> dict[str, Array]:
         return dict(self)
 
     def __reduce__(self):

@@ -1,7 +1,15 @@
 """Attribute descriptors of layers and models: read-only configuration and device."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
+
+if TYPE_CHECKING:
+    from ._typing import Device as _DeviceName
+
+_T = TypeVar("_T")
 
 
-class Fixed:
+class Fixed(Generic[_T]):
     """A configuration attribute (input_size, hidden_size, ...), read-only: the native layer's
     storage is sized by it at construction, and the Python shape checks read it, so a changed
     value would make the two disagree (for the training-stack layers, save() would write a
@@ -11,7 +19,14 @@ class Fixed:
     def __set_name__(self, owner, name):
         self.name, self.slot = name, "_" + name
 
-    def __get__(self, obj, objtype=None):
+    # Typed: ``input_size: Fixed[int] = Fixed()`` reads as an int on a layer, and assigning
+    # it is a type error (as it is an AttributeError at run time).
+    @overload
+    def __get__(self, obj: None, objtype: Any = None) -> Fixed[_T]: ...
+    @overload
+    def __get__(self, obj: object, objtype: Any = None) -> _T: ...
+
+    def __get__(self, obj: object, objtype: Any = None) -> Fixed[_T] | _T:
         if obj is None:
             return self
         try:
@@ -19,14 +34,14 @@ class Fixed:
         except KeyError:
             raise AttributeError(f"{type(obj).__name__} has no {self.name} yet") from None
 
-    def __set__(self, obj, value):
+    def __set__(self, obj: object, value: NoReturn) -> NoReturn:
         cls = type(obj).__name__
         raise AttributeError(f"cannot set {cls}.{self.name}: a layer's configuration is fixed "
                              f"at construction; build a new layer instead, e.g. "
                              f"{cls}(**dict(layer.config(), {self.name}=...))")
 
-    def __delete__(self, obj):
-        self.__set__(obj, None)
+    def __delete__(self, obj: object) -> NoReturn:
+        self.__set__(obj, None)  # type: ignore[arg-type]
 
 
 
@@ -35,19 +50,24 @@ class Device:
     would only relabel: the arrays would stay where they are and the next forward would hand
     them to the other backend. ``to(device)`` moves them (AttributeError naming it)."""
 
-    def __get__(self, obj, owner=None):
+    @overload
+    def __get__(self, obj: None, owner: Any = None) -> Device: ...
+    @overload
+    def __get__(self, obj: object, owner: Any = None) -> _DeviceName: ...
+
+    def __get__(self, obj: object, owner: Any = None) -> Device | _DeviceName:
         return self if obj is None else obj.__dict__.get("_device", "cpu")
 
     @staticmethod
-    def _refuse(obj, what, value):
+    def _refuse(obj: object, what: str, value: object) -> NoReturn:
         to = f".to({value!r})" if value in ("cpu", "cuda") else ".to('cuda') or .to('cpu')"
         raise AttributeError(f"cannot {what} {type(obj).__name__}.device: it says where the "
                              f"arrays are; move them with {to}")
 
-    def __set__(self, obj, value):
+    def __set__(self, obj: object, value: NoReturn) -> NoReturn:
         self._refuse(obj, "set", value)
 
-    def __delete__(self, obj):
+    def __delete__(self, obj: object) -> NoReturn:
         self._refuse(obj, "delete", None)
 
 

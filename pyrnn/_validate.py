@@ -1,11 +1,17 @@
 """Argument checks shared by the Python API: clear exceptions naming shapes and values."""
+from __future__ import annotations
+
 import math
 import numbers
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
-def positive_int(name, value):
+
+def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
@@ -15,7 +21,7 @@ def positive_int(name, value):
     return int(value)
 
 
-def seed_arg(name, seed):
+def seed_arg(name: str, seed: Any) -> Optional[int]:
     """None or a non-negative int, what numpy.random.default_rng takes (it would otherwise
     fail with SeedSequence's own words, naming no argument)."""
     if seed is None:
@@ -27,7 +33,8 @@ def seed_arg(name, seed):
     return int(seed)
 
 
-def real_number(name, value, low=0.0, low_open=False, high=None, high_open=True):
+def real_number(name: str, value: Any, low: Optional[float] = 0.0, low_open: bool = False,
+                high: Optional[float] = None, high_open: bool = True) -> float:
     """A finite real number in the range given (low None: no lower bound): TypeError for
     another type (bool included), ValueError for a value out of range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -45,7 +52,7 @@ def real_number(name, value, low=0.0, low_open=False, high=None, high_open=True)
     return v
 
 
-def train_mode(mode):
+def train_mode(mode: object) -> bool:
     """The mode train(mode) takes: a bool, as torch.nn.Module.train insists ("False" or
     None would otherwise be coerced, silently)."""
     if not isinstance(mode, (bool, np.bool_)):
@@ -53,7 +60,7 @@ def train_mode(mode):
     return bool(mode)
 
 
-def float_dtype(dtype):
+def float_dtype(dtype: Any) -> np.dtype[Any]:
     if dtype is None:  # the default, as torch's dtype=None (np.dtype(None) is float64)
         return np.dtype(np.float32)
     try:
@@ -77,7 +84,7 @@ def host_only(name, value, takes=None):
                         + ("" if takes else ", or use a device='cuda' layer"))
 
 
-def real_array(name, value, dtype):
+def real_array(name: str, value: Any, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """value as an ndarray of dtype; TypeError for anything non-numeric (str, object, complex)
     and for device arrays (a CPU layer never reads device memory)."""
     if isinstance(value, (str, bytes)):
@@ -110,7 +117,7 @@ def beyond_range(arr, dtype):
     return float(np.abs(arr[beyond]).max()) if beyond.any() else None
 
 
-def cast_finite(name, arr, dtype):
+def cast_finite(name: str, arr: Any, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """ndarray arr as a C-ordered array of dtype; ValueError when narrowing it (float64 to
     float32) would turn a finite value into Inf, which every result would then carry. Free in
     the common case: numpy's cast itself raises the overflow (Inf and NaN cast without one)."""
@@ -140,7 +147,8 @@ def check_allocation(nbytes, what):
     _core.check_allocation(int(nbytes), what)
 
 
-def lengths_array(lengths, batch, steps, name="lengths", takes=None):
+def lengths_array(lengths: Any, batch: int, steps: int, name: str = "lengths",
+                  takes: Optional[str] = None) -> npt.NDArray[np.int64]:
     """lengths as int64 (N,), each in [1, T]; `name` says which in the errors (fit's
     "validation lengths"), `takes` why device arrays are refused (see host_only)."""
     if isinstance(lengths, (str, bytes)):

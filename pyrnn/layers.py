@@ -20,6 +20,8 @@ for the recurrent layers, NumPy in gives NumPy out (copied), a device array in (
 ``__cuda_array_interface__``, CUDA ``__dlpack__``) gives a DeviceArray out, zero-copy.
 Embedding's indices and LastStep's lengths are host integers (device ones are copied back).
 """
+from __future__ import annotations
+
 import contextlib
 import copy
 import functools
@@ -27,7 +29,8 @@ import math
 import numbers
 import os
 import threading
-from typing import Callable, ParamSpec, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, overload
 
 import numpy as np
 
@@ -35,6 +38,14 @@ from . import _arrays, _attrs, _core, _train
 from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
                         real_array, seed_arg, shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import Self
+
+    from ._cuda import DeviceArray
+    from ._typing import (Activation, Array, ArrayInput, Device, DeviceArrayLike, FloatDType,
+                          HostArray, Int, Real, Seed, StrPath)
 
 _busy_lock = threading.Lock()
 
@@ -85,10 +96,10 @@ def _one_thread(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """A method run under _exclusive(self): a model's fit / predict / forward / backward.
     (Typed: type checkers see the method's own signature through it.)"""
     @functools.wraps(method)
-    def run(self, *args, **kwargs):
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         with _exclusive(self):
             return method(self, *args, **kwargs)
-    return run
+    return run  # type: ignore[return-value]
 
 
 def _check_device(device):
@@ -167,12 +178,12 @@ class Layer(ParamWrites):
     # Layers that take the sequence lengths in forward (Sequential passes them on).
     _takes_lengths = False
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.training = True
         self._device = "cpu"
-        self._params = {}  # name -> ndarray (DeviceArray on "cuda"), owned by the layer
-        self._grads = {}   # name -> same shapes and device; accumulate until zero_grad()
-        self._cache = None
+        self._params: dict[str, Any] = {}  # name -> ndarray (DeviceArray on "cuda"), owned by the layer
+        self._grads: dict[str, Any] = {}   # name -> same shapes and device; accumulate until zero_grad()
+        self._cache: Any = None
 
     device = _attrs.Device()
     params = _arrays.NamedArrays(
@@ -187,21 +198,21 @@ class Layer(ParamWrites):
         """{name: array} of the accumulated gradients; cleared by zero_grad(). Assignment
         copies into the layer's arrays, as for params.""")
 
-    def numpy_params(self):
+    def numpy_params(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of the parameters, on any device."""
         return {k: _arrays.host_copy(v) for k, v in self._params.items()}
 
-    def numpy_grads(self):
+    def numpy_grads(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of the accumulated gradients, on any device."""
         return {k: _arrays.host_copy(v) for k, v in self._grads.items()}
 
-    def load_params(self, values):
+    def load_params(self, values: Mapping[str, ArrayInput]) -> None:
         """Overwrite parameters from {name: array} (missing names keep their value). All or
         nothing: every name, shape and dtype is checked before anything is written."""
         _arrays.load_into(self._params, values)
         self._params_changed()
 
-    def to(self, device):
+    def to(self, device: Device) -> Self:
         """Move parameters and accumulated gradients to "cpu" or "cuda" (in place; returns
         self). The cached forward is dropped, and Parameter views taken before (optimizers)
         keep pointing at the old storage: build optimizers after moving."""
@@ -217,10 +228,10 @@ class Layer(ParamWrites):
         self._device = device
         return self
 
-    def cuda(self):
+    def cuda(self) -> Self:
         return self.to("cuda")
 
-    def cpu(self):
+    def cpu(self) -> Self:
         return self.to("cpu")
 
     # ---- copy / pickle ----------------------------------------------------------------------
@@ -246,35 +257,35 @@ class Layer(ParamWrites):
             self.to(device)
         bind_pending(self)
 
-    def __copy__(self):
+    def __copy__(self) -> Self:
         # As the recurrent layers (whose native storage cannot be shared): a copy is
         # independent, on either device.
         return copy.deepcopy(self)
 
-    def parameters(self):
+    def parameters(self) -> Iterator[Parameter]:
         """Yields a pyrnn.Parameter (name, data, grad views) per parameter."""
         for name, data in self._params.items():
             yield Parameter(name, data, self._grads[name], self)
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return int(sum(p.size for p in self._params.values()))
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         with _exclusive(self):  # refused while another thread's backward accumulates into them
             for g in self._grads.values():
                 _arrays.zero_(g)
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         # The cache of a training forward is kept (as by the recurrent layers and PyTorch's
         # graph): backward() after eval() still differentiates it. An eval forward drops it.
         self.training = train_mode(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         return self.train(False)
 
-    def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)  # type: ignore[attr-defined]
 
     def _keep(self, cache):
         """The forward's cache for backward() (None in eval mode), and the parameters' write
@@ -296,26 +307,26 @@ class Layer(ParamWrites):
         return self._cache
 
     # ---- serialization -------------------------------------------------------------------
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """Constructor arguments as a JSON-able dict: type(self)(**config()) rebuilds it."""
         raise NotImplementedError
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         return cls(**config)
 
     @classmethod
-    def param_shapes(cls, config):
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         """{name: shape} the layer built from `config` has, computed without allocating
         (pyrnn.load checks a file's tensors against it before building anything)."""
         return {}
 
-    def save(self, path):
+    def save(self, path: StrPath) -> None:
         """Write this layer (config + weights) to one file; pyrnn.load(path) reads it back."""
         from .serialize import save
         save(self, path)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args}{self._device_repr()})"
 
@@ -335,15 +346,16 @@ class Dense(Layer):
     """
 
     # Read-only (see _attrs.Fixed): the parameters are sized by them and save() writes them.
-    in_features = _attrs.Fixed()
-    out_features = _attrs.Fixed()
-    activation = _attrs.Fixed()
-    bias = _attrs.Fixed()
-    dtype = _attrs.Fixed()
-    seed = _attrs.Fixed()
+    in_features: _attrs.Fixed[int] = _attrs.Fixed()
+    out_features: _attrs.Fixed[int] = _attrs.Fixed()
+    activation: _attrs.Fixed[Activation] = _attrs.Fixed()
+    bias: _attrs.Fixed[bool] = _attrs.Fixed()
+    dtype: _attrs.Fixed[np.dtype[Any]] = _attrs.Fixed()
+    seed: _attrs.Fixed[Optional[int]] = _attrs.Fixed()
 
-    def __init__(self, in_features, out_features, activation=None, *, bias=True,
-                 dtype="float32", seed=None, device="cpu"):
+    def __init__(self, in_features: Int, out_features: Int, activation: Activation = None, *,
+                 bias: bool = True, dtype: FloatDType = "float32", seed: Seed = None,
+                 device: Device = "cpu") -> None:
         super().__init__()
         self._in_features = positive_int("in_features", in_features)
         self._out_features = positive_int("out_features", out_features)
@@ -368,13 +380,14 @@ class Dense(Layer):
             self._grads["bias"] = np.zeros(self.out_features, self.dtype)
         self.to(_check_device(device))
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "activation": self.activation, "bias": self.bias, "dtype": self.dtype.name}
 
     @classmethod
-    def param_shapes(cls, config):
-        shapes = {"weight": (config["out_features"], config["in_features"])}
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {
+            "weight": (config["out_features"], config["in_features"])}
         if config.get("bias", True):
             shapes["bias"] = (config["out_features"],)
         return shapes
@@ -384,7 +397,15 @@ class Dense(Layer):
             raise ValueError(f"Dense expects input of shape (..., {self.in_features}), "
                              f"got {shape_str(shape)}")
 
-    def forward(self, x):
+    @overload
+    def forward(self, x: DeviceArray) -> DeviceArray: ...
+    @overload
+    def forward(self, x: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def forward(self, x: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def forward(self, x: ArrayInput) -> Array: ...
+    def forward(self, x: Any) -> Any:
         if self.device == "cuda":
             with _exclusive(self):  # the device kernels write the cache and grads too
                 return self._forward_cuda(x)
@@ -405,7 +426,15 @@ class Dense(Layer):
             y2 = y2.copy()  # backward reads act'() from the cached y2: the caller's is its own
         return y2.reshape(x.shape[:-1] + (self.out_features,))
 
-    def backward(self, dy):
+    @overload
+    def backward(self, dy: DeviceArray) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def backward(self, dy: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: ArrayInput) -> Array: ...
+    def backward(self, dy: Any) -> Any:
         """dy shaped like the forward output -> dx shaped like its input; grads accumulate."""
         if self.device == "cuda":
             with _exclusive(self):  # the device kernels write the cache and grads too
@@ -453,7 +482,7 @@ class Dense(Layer):
                                         _train.ACTIVATIONS[self.activation], True)  # [M, in]
         return _out(dx2.reshape(x_shape), device_out)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.activation is None else f", activation={self.activation!r}"
         extra += "" if self.bias else ", bias=False"
         extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
@@ -473,13 +502,15 @@ class Embedding(Layer):
     """
 
     # Read-only (see _attrs.Fixed): the parameters are sized by them and save() writes them.
-    num = _attrs.Fixed()
-    dim = _attrs.Fixed()
-    padding_idx = _attrs.Fixed()
-    dtype = _attrs.Fixed()
-    seed = _attrs.Fixed()
+    num: _attrs.Fixed[int] = _attrs.Fixed()
+    dim: _attrs.Fixed[int] = _attrs.Fixed()
+    padding_idx: _attrs.Fixed[Optional[int]] = _attrs.Fixed()
+    dtype: _attrs.Fixed[np.dtype[Any]] = _attrs.Fixed()
+    seed: _attrs.Fixed[Optional[int]] = _attrs.Fixed()
 
-    def __init__(self, num, dim, padding_idx=None, *, dtype="float32", seed=None, device="cpu"):
+    def __init__(self, num: Int, dim: Int, padding_idx: Optional[Int] = None, *,
+                 dtype: FloatDType = "float32", seed: Seed = None,
+                 device: Device = "cpu") -> None:
         super().__init__()
         self._num = positive_int("num", num)
         self._dim = positive_int("dim", dim)
@@ -504,19 +535,19 @@ class Embedding(Layer):
         self.to(_check_device(device))
 
     @property
-    def num_embeddings(self):
+    def num_embeddings(self) -> int:
         return self.num
 
     @property
-    def embedding_dim(self):
+    def embedding_dim(self) -> int:
         return self.dim
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"num": self.num, "dim": self.dim, "padding_idx": self.padding_idx,
                 "dtype": self.dtype.name}
 
     @classmethod
-    def param_shapes(cls, config):
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         return {"weight": (config["num"], config["dim"])}
 
     def _indices(self, idx):
@@ -536,7 +567,15 @@ class Embedding(Layer):
                                  f"(input shape {shape_str(arr.shape)})")
         return arr
 
-    def forward(self, idx):
+    @overload
+    def forward(self, idx: DeviceArray) -> DeviceArray: ...
+    @overload
+    def forward(self, idx: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def forward(self, idx: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def forward(self, idx: ArrayInput) -> Array: ...
+    def forward(self, idx: Any) -> Any:
         if self.device == "cuda":
             with _exclusive(self):  # the device kernels write the cache and grads too
                 return self._forward_cuda(idx)
@@ -551,7 +590,7 @@ class Embedding(Layer):
             self._keep((flat, arr.shape) if self.training else None)
         return y.reshape(arr.shape + (self.dim,))
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayInput) -> None:
         """Accumulates dy (input shape + (dim,)) into grads['weight']; returns None (indices
         have no gradient)."""
         if self.device == "cuda":
@@ -592,7 +631,7 @@ class Embedding(Layer):
         _kernels().embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
         extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
         return f"Embedding({self.num}, {self.dim}{extra}{self._device_repr()})"
@@ -610,32 +649,41 @@ class Dropout(Layer):
 
     # Read-only: the mask generator is seeded from it at construction (assigning it did
     # nothing). save() keeps it, as Keras' get_config does: a loaded layer's masks restart from it.
-    seed = _attrs.Fixed()
+    seed: _attrs.Fixed[Optional[int]] = _attrs.Fixed()
     _config_keeps_seed = True
+    _p: float
 
-    def __init__(self, p=0.5, *, seed=None, device="cpu"):
+    def __init__(self, p: Real = 0.5, *, seed: Seed = None, device: Device = "cpu") -> None:
         super().__init__()
-        self.p = p
+        self.p = p  # type: ignore[assignment]  # (the setter checks any real number)
         self._seed = _seed_arg(seed)
         self._rng = np.random.default_rng(seed)
         self.to(_check_device(device))
 
     @property
-    def p(self):
+    def p(self) -> float:
         return self._p
 
     @p.setter
-    def p(self, p):  # checked on every write, as in the constructor
+    def p(self, p: float) -> None:  # checked on every write, as in the constructor
         if isinstance(p, bool) or not isinstance(p, numbers.Real):
             raise TypeError(f"p must be a float, got {type(p).__name__}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
         self._p = float(p)
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"p": self.p} if self.seed is None else {"p": self.p, "seed": self.seed}
 
-    def forward(self, x):
+    @overload
+    def forward(self, x: DeviceArray) -> DeviceArray: ...
+    @overload
+    def forward(self, x: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def forward(self, x: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def forward(self, x: ArrayInput) -> Array: ...
+    def forward(self, x: Any) -> Any:
         from . import cuda
         active = self.training and self.p > 0.0
         device_out = None  # None: computed on the host
@@ -655,7 +703,15 @@ class Dropout(Layer):
         _train.dropout_forward(y.reshape(-1), x.reshape(-1), seed, self.p)
         return y
 
-    def backward(self, dy):
+    @overload
+    def backward(self, dy: DeviceArray) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def backward(self, dy: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: ArrayInput) -> Array: ...
+    def backward(self, dy: Any) -> Any:
         seed, shape = self._need_cache()
         from . import cuda
         device_out = None
@@ -678,7 +734,7 @@ class Dropout(Layer):
         _train.dropout_backward(dx.reshape(-1), dy.reshape(-1), seed, self.p)
         return dx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dropout(p={self.p}{self._device_repr()})"
 
 
@@ -690,11 +746,12 @@ class LayerNorm(Layer):
     device="cuda": one warp per row (statistics in double, a fixed reduction order)."""
 
     # Read-only (see _attrs.Fixed): the parameters are sized by them and save() writes them.
-    dim = _attrs.Fixed()
-    eps = _attrs.Fixed()
-    dtype = _attrs.Fixed()
+    dim: _attrs.Fixed[int] = _attrs.Fixed()
+    eps: _attrs.Fixed[float] = _attrs.Fixed()
+    dtype: _attrs.Fixed[np.dtype[Any]] = _attrs.Fixed()
 
-    def __init__(self, dim, eps=1e-5, *, dtype="float32", device="cpu"):
+    def __init__(self, dim: Int, eps: Real = 1e-5, *, dtype: FloatDType = "float32",
+                 device: Device = "cpu") -> None:
         super().__init__()
         self._dim = positive_int("dim", dim)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
@@ -711,14 +768,22 @@ class LayerNorm(Layer):
         self._grads["bias"] = np.zeros(self.dim, self.dtype)
         self.to(_check_device(device))
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"dim": self.dim, "eps": self.eps, "dtype": self.dtype.name}
 
     @classmethod
-    def param_shapes(cls, config):
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         return {"weight": (config["dim"],), "bias": (config["dim"],)}
 
-    def forward(self, x):
+    @overload
+    def forward(self, x: DeviceArray) -> DeviceArray: ...
+    @overload
+    def forward(self, x: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def forward(self, x: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def forward(self, x: ArrayInput) -> Array: ...
+    def forward(self, x: Any) -> Any:
         if self.device == "cuda":
             with _exclusive(self):  # the device kernels write the cache and grads too
                 return self._forward_cuda(x)
@@ -739,7 +804,15 @@ class LayerNorm(Layer):
             self._keep((x2, mean, rstd, x.shape) if self.training else None)
         return y2.reshape(x.shape)
 
-    def backward(self, dy):
+    @overload
+    def backward(self, dy: DeviceArray) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def backward(self, dy: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: ArrayInput) -> Array: ...
+    def backward(self, dy: Any) -> Any:
         if self.device == "cuda":
             with _exclusive(self):  # the device kernels write the cache and grads too
                 return self._backward_cuda(dy)
@@ -781,7 +854,7 @@ class LayerNorm(Layer):
                                             self._params["weight"])  # [M, D]
         return _out(dx2.reshape(shape), device_out)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.eps == 1e-5 else f", eps={self.eps}"
         extra += "" if self.dtype == np.float32 else f", dtype={self.dtype.name!r}"
         return f"LayerNorm({self.dim}{extra}{self._device_repr()})"
@@ -801,7 +874,7 @@ class LastStep(Layer):
     """
     _takes_lengths = True
 
-    def __init__(self, bidirectional=None, *, device="cpu"):
+    def __init__(self, bidirectional: Optional[bool] = None, *, device: Device = "cpu") -> None:
         super().__init__()
         if bidirectional is not None and not isinstance(bidirectional, (bool, np.bool_)):
             raise TypeError(f"bidirectional must be True, False or None, got {bidirectional!r}")
@@ -810,11 +883,11 @@ class LastStep(Layer):
         self.to(_check_device(device))
 
     @property
-    def num_directions(self):
+    def num_directions(self) -> int:
         bi = self.bidirectional if self.bidirectional is not None else self._auto_bidirectional
         return 2 if bi else 1
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"bidirectional": self.bidirectional}
 
     def _check_input(self, shape):
@@ -824,7 +897,15 @@ class LastStep(Layer):
             raise ValueError(f"LastStep expects a samples-first recurrent output {want}, "
                              f"got {shape_str(shape)}")
 
-    def forward(self, x, lengths=None):
+    @overload
+    def forward(self, x: DeviceArray, lengths: Optional[npt.ArrayLike] = None) -> DeviceArray: ...
+    @overload
+    def forward(self, x: npt.ArrayLike, lengths: Optional[npt.ArrayLike] = None) -> HostArray: ...
+    @overload
+    def forward(self, x: DeviceArrayLike, lengths: Optional[npt.ArrayLike] = None) -> DeviceArray: ...
+    @overload
+    def forward(self, x: ArrayInput, lengths: Optional[npt.ArrayLike] = None) -> Array: ...
+    def forward(self, x: Any, lengths: Any = None) -> Any:
         if self.device == "cuda":
             return self._forward_cuda(x, lengths)
         # As Dropout, and as on a device: float32 / float64 kept, anything else (ints, float16)
@@ -847,7 +928,15 @@ class LastStep(Layer):
         self._keep((lens, x.shape, x.dtype, D) if self.training else None)
         return y
 
-    def backward(self, dy):
+    @overload
+    def backward(self, dy: DeviceArray) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: npt.ArrayLike) -> HostArray: ...
+    @overload
+    def backward(self, dy: DeviceArrayLike) -> DeviceArray: ...
+    @overload
+    def backward(self, dy: ArrayInput) -> Array: ...
+    def backward(self, dy: Any) -> Any:
         if self.device == "cuda":
             return self._backward_cuda(dy)
         cache = self._need_cache()
@@ -890,7 +979,7 @@ class LastStep(Layer):
         dx = _kernels().last_step_backward(dy, lens, T, D)  # [N, T, D*H]
         return _out(dx, device_out)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = [] if self.bidirectional is None else [f"bidirectional={self.bidirectional}"]
         if self.device != "cpu":
             args.append(f"device='{self.device}'")

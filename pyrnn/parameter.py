@@ -1,7 +1,13 @@
 """pyrnn.Parameter: one trainable tensor, as the optimizers see it."""
+from __future__ import annotations
+
 import contextlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import Array, Device
 
 
 class Parameter:
@@ -22,7 +28,7 @@ class Parameter:
     """
     __slots__ = ("_name", "_data", "_grad", "_owner")
 
-    def __init__(self, name, data, grad, owner=None):
+    def __init__(self, name: str, data: Array, grad: Array, owner: object | None = None) -> None:
         kinds = (_kind(data), _kind(grad))
         if None in kinds or kinds[0] != kinds[1]:
             raise TypeError("Parameter data and grad must both be ndarrays or both device arrays, "
@@ -70,7 +76,7 @@ class Parameter:
         return (_kind(d), data_ptr(d), tuple(d.shape), None if strides is None else
                 tuple(strides), np.dtype(d.dtype).str)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Parameter):
             return NotImplemented
         if self._data is other._data:
@@ -79,33 +85,35 @@ class Parameter:
             return False  # (empty arrays may share an address without sharing anything)
         return self._storage() == other._storage()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         if self._data is None or not self._data.size:
             return id(self._data)
         return hash(self._storage())
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     # In-place operators (``p.data += 1``, ``p.grad *= 0.5``) write into the array and then
     # assign the result, the same array, back: accepted. Rebinding to another array would
     # detach the Parameter from its layer, so it is refused, naming the in-place spelling.
+    # data / grad: an ndarray on a CPU layer, a pyrnn.cuda.DeviceArray on a CUDA one (a
+    # run-time property of the layer, hence the Union).
     @property
-    def data(self):
+    def data(self) -> Array:
         return self._data
 
     @data.setter
-    def data(self, value):
+    def data(self, value: Array) -> None:
         self._rebind("data", value)
         self._changed()  # (an in-place write: a cached forward belongs to the old values)
 
     @property
-    def grad(self):
+    def grad(self) -> Array:
         return self._grad
 
     @grad.setter
-    def grad(self, value):
+    def grad(self, value: Array) -> None:
         self._rebind("grad", value)
 
     def _rebind(self, what, value):
@@ -116,33 +124,33 @@ class Parameter:
                 f"p.{what}.copy_from(value) (device arrays)")
 
     @property
-    def device(self):
+    def device(self) -> Device:
         """"cpu" (ndarrays) or "cuda" (device arrays)."""
         return _kind(self._data)
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return tuple(self._data.shape)
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self._data.dtype
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self._data.size
 
-    def numel(self):
+    def numel(self) -> int:
         """The element count (PyTorch's name; ``size`` is NumPy's, an int)."""
         return int(self._data.size)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         from ._arrays import zero_
         with owners_held([self]):
             zero_(self._grad)
 
-    def __repr__(self):
-        shape = self.shape
+    def __repr__(self) -> str:
+        shape: Any = self.shape  # (a tuple, then its text)
         shape = "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         dev = "" if self.device == "cpu" else f", device='{self.device}'"
         return f"Parameter({self._name!r}, shape={shape}, dtype={self._data.dtype}{dev})"

@@ -3,10 +3,14 @@
 Layout follows PyTorch: x (T, N, C) time-major, (N, T, C) with batch_first, or unbatched
 (T, C); states (num_layers * D, N, H) indexed layer * D + direction.
 """
+from __future__ import annotations
+
 import copy
 import numbers
 import sys
 import warnings
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -14,6 +18,18 @@ from . import _arrays, _attrs, _core
 from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
                         shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import torch
+    from typing_extensions import Self
+
+    from ._cuda import DeviceArray
+    from ._typing import (Array, ArrayInput, Device, DeviceArrayLike, FloatDType, HostArray,
+                          Int, Real, Seed, StrPath)
+
+    # hx of an LSTM: the pair (h0, c0), both given (a list of two is taken too).
+    _LSTMState = Union[Tuple[ArrayInput, ArrayInput], Sequence[ArrayInput]]
 
 
 def _user_stacklevel():
@@ -46,26 +62,36 @@ def _host_lengths(lengths):
 
 
 class _Recurrent(ParamWrites):
-    _cell = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
+    _cell: Any = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
     _takes_lengths = True  # Sequential passes the sequence lengths to forward
 
     # Read-only (see _attrs.Fixed); `training` stays a plain attribute (train(), eval()); `device`
     # changes only through to().
     device = _attrs.Device()
-    input_size = _attrs.Fixed()
-    hidden_size = _attrs.Fixed()
-    num_layers = _attrs.Fixed()
-    bias = _attrs.Fixed()
-    batch_first = _attrs.Fixed()
-    bidirectional = _attrs.Fixed()
-    dropout = _attrs.Fixed()
-    dtype = _attrs.Fixed()
-    seed = _attrs.Fixed()
+    input_size: _attrs.Fixed[int] = _attrs.Fixed()
+    hidden_size: _attrs.Fixed[int] = _attrs.Fixed()
+    num_layers: _attrs.Fixed[int] = _attrs.Fixed()
+    bias: _attrs.Fixed[bool] = _attrs.Fixed()
+    batch_first: _attrs.Fixed[bool] = _attrs.Fixed()
+    bidirectional: _attrs.Fixed[bool] = _attrs.Fixed()
+    dropout: _attrs.Fixed[float] = _attrs.Fixed()
+    dtype: _attrs.Fixed[np.dtype[Any]] = _attrs.Fixed()
+    seed: _attrs.Fixed[Optional[int]] = _attrs.Fixed()
+    training: bool
+    if TYPE_CHECKING:  # set in __init__ (the native layer and its {name: view} dicts)
+        _native: Any
+        _params: dict[str, Any]
+        _grads: dict[str, Any]
+        _rng: np.random.Generator
+        _last: Any
+        _device: str
 
     _reset_after = False  # GRU's reset_after, set by GRU before this __init__
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None):
+    def __init__(self, input_size: Int, hidden_size: Int, num_layers: Int = 1, *,
+                 bias: bool = True, batch_first: bool = False, bidirectional: bool = False,
+                 dropout: Real = 0.0, dtype: FloatDType = "float32", device: Device = "cpu",
+                 seed: Seed = None) -> None:
         self._input_size = positive_int("input_size", input_size)
         self._hidden_size = positive_int("hidden_size", hidden_size)
         self._num_layers = positive_int("num_layers", num_layers)
@@ -104,7 +130,7 @@ class _Recurrent(ParamWrites):
             return native
         return _core.NativeRecurrent(*args)
 
-    def to(self, device):
+    def to(self, device: Device) -> Self:
         """Move parameters and accumulated gradients to "cpu" or "cuda" (in place; returns
         self). The cached forward is dropped (run forward again before backward)."""
         _check_device(device)
@@ -155,15 +181,15 @@ class _Recurrent(ParamWrites):
         self._native, self._params, self._grads = native, new_params, new_grads
         bind_pending(self)
 
-    def __copy__(self):
+    def __copy__(self) -> Self:
         # A shallow copy cannot share the native storage either (nor, sensibly, the dropout
         # generator): it is the deep copy.
         return copy.deepcopy(self)
 
-    def cuda(self):
+    def cuda(self) -> Self:
         return self.to("cuda")
 
-    def cpu(self):
+    def cpu(self) -> Self:
         return self.to("cpu")
 
     # ---- parameters -----------------------------------------------------------------------
@@ -181,23 +207,23 @@ class _Recurrent(ParamWrites):
         cleared by zero_grad(). Host copies on either device: numpy_grads(). Assignment
         copies into the native gradient, as for params.""")
 
-    def numpy_params(self):
+    def numpy_params(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of the parameters, on any device."""
         return {k: _arrays.host_copy(v) for k, v in self._params.items()}
 
-    def numpy_grads(self):
+    def numpy_grads(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of the accumulated gradients, on any device."""
         return {k: _arrays.host_copy(v) for k, v in self._grads.items()}
 
-    def load_params(self, values):
+    def load_params(self, values: Mapping[str, ArrayInput]) -> None:
         """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
         _arrays.load_into(self._params, values)
         self._params_changed()
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return int(self._native.num_parameters())
 
-    def parameters(self):
+    def parameters(self) -> Iterator[Parameter]:
         """Yields a pyrnn.Parameter per entry of `params` (same names), whose data and grad
         are the views into native memory (ndarrays on the CPU, DeviceArrays on CUDA):
         optimizers update the layer in place, on its device. layer.to() gives the layer new
@@ -206,7 +232,7 @@ class _Recurrent(ParamWrites):
             yield Parameter(name, data, self._grads[name], self)
 
     # ---- serialization (pyrnn.save / pyrnn.load) ------------------------------------------
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """Constructor arguments as a JSON-able dict (the seed and device are not kept)."""
         cfg = {"input_size": self.input_size, "hidden_size": self.hidden_size,
                "num_layers": self.num_layers, "bias": self.bias,
@@ -215,22 +241,22 @@ class _Recurrent(ParamWrites):
         cfg.update(self._extra_config())
         return cfg
 
-    def _extra_config(self):
+    def _extra_config(self) -> dict[str, Any]:
         return {}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         return cls(**config)
 
     @classmethod
-    def param_shapes(cls, config):
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         """{name: shape} of a layer built from `config`, computed without allocating."""
         G = {"lstm": 4, "gru": 3}.get(cls._cell, 1)
         H, L = int(config["hidden_size"]), int(config["num_layers"])
         D = 2 if config.get("bidirectional", False) else 1
         bias = config.get("bias", True)
         reset_after = config.get("reset_after", False)
-        shapes = {}
+        shapes: dict[str, tuple[int, ...]] = {}
         for k in range(L):
             C = int(config["input_size"]) if k == 0 else D * H
             for d in range(D):
@@ -243,29 +269,29 @@ class _Recurrent(ParamWrites):
                         shapes["bias_hn" + sfx] = (H,)
         return shapes
 
-    def save(self, path):
+    def save(self, path: StrPath) -> None:
         """Write this layer (config + weights) to one file; pyrnn.load(path) reads it back."""
         from .serialize import save
         save(self, path)
 
-    def to_torch(self):
+    def to_torch(self) -> torch.nn.Module:
         """The equivalent torch.nn.RNN / LSTM / GRU with copied parameters (see
         pyrnn.interop; needs torch). GRU(reset_after=False) has none: ValueError."""
         from .interop import to_torch
         return to_torch(self)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         self._native.zero_grad()
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         self.training = train_mode(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         return self.train(False)
 
     @property
-    def num_directions(self):
+    def num_directions(self) -> Literal[1, 2]:
         return 2 if self.bidirectional else 1
 
     # ---- forward / backward ---------------------------------------------------------------
@@ -361,7 +387,10 @@ class _Recurrent(ParamWrites):
             return np.ascontiguousarray(y.transpose(1, 0, 2))
         return y
 
-    def forward(self, x, hx=None, lengths=None):
+    # forward / backward: host data in (NumPy, lists, CPU tensors), NumPy out; on a CUDA layer
+    # a device array in (DeviceArray, __cuda_array_interface__, CUDA __dlpack__), a DeviceArray
+    # out. RNN / GRU return (y, h_n), an LSTM (y, (h_n, c_n)): typed on each class.
+    def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> tuple[Any, Any]:
         if type(x).__name__ == "PackedSequence":  # (torch's, a tuple of its own)
             raise TypeError("a torch PackedSequence is not taken: pass the padded tensor and "
                             "lengths= (PyTorch's packed-sequence semantics, without packing)")
@@ -381,7 +410,7 @@ class _Recurrent(ParamWrites):
             cn = None if cn is None else cn[:, 0, :]
         return (y, (hn, cn)) if self._is_lstm() else (y, hn)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Through self.forward, so that a subclass overriding forward() is called.
         return self.forward(*args, **kwargs)
 
@@ -543,7 +572,7 @@ class _Recurrent(ParamWrites):
         dc0 = self._states_out_cuda(dc0, unbatched, device_out)
         return dx, dh0, dc0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = []
         if self.num_layers != 1:
             extra.append(f"num_layers={self.num_layers}")
@@ -559,19 +588,21 @@ class _Recurrent(ParamWrites):
         args = ", ".join([str(self.input_size), str(self.hidden_size)] + extra)
         return f"{type(self).__name__}({args})"
 
-    def _extra_repr(self):
+    def _extra_repr(self) -> list[str]:
         return []
 
 
 class RNN(_Recurrent):
     """Elman RNN: h_t = act(W_ih x_t + W_hh h_{t-1} + b), act = tanh or relu."""
-    nonlinearity = _attrs.Fixed()
+    nonlinearity: _attrs.Fixed[Literal["tanh", "relu"]] = _attrs.Fixed()
 
     # Every keyword spelled out (not **kwargs): signatures, checkers and a misspelt keyword's
     # error name this class.
-    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh",
-                 bias=True, batch_first=False, bidirectional=False, dropout=0.0,
-                 dtype="float32", device="cpu", seed=None):
+    def __init__(self, input_size: Int, hidden_size: Int, num_layers: Int = 1, *,
+                 nonlinearity: Literal["tanh", "relu"] = "tanh", bias: bool = True,
+                 batch_first: bool = False, bidirectional: bool = False, dropout: Real = 0.0,
+                 dtype: FloatDType = "float32", device: Device = "cpu",
+                 seed: Seed = None) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self._nonlinearity = nonlinearity
@@ -580,16 +611,45 @@ class RNN(_Recurrent):
                          bidirectional=bidirectional, dropout=dropout, dtype=dtype,
                          device=device, seed=seed)
 
-    def backward(self, d_out, d_h_n=None):
+    if TYPE_CHECKING:
+        @overload
+        def forward(self, x: DeviceArray, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def forward(self, x: npt.ArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[HostArray, HostArray]: ...
+        @overload
+        def forward(self, x: DeviceArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def forward(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
+        def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
+        __call__ = forward  # type: ignore[assignment]
+
+    @overload
+    def backward(self, d_out: DeviceArray, d_h_n: Optional[ArrayInput] = None
+                 ) -> tuple[DeviceArray, DeviceArray]: ...
+    @overload
+    def backward(self, d_out: npt.ArrayLike, d_h_n: Optional[ArrayInput] = None
+                 ) -> tuple[HostArray, HostArray]: ...
+    @overload
+    def backward(self, d_out: Optional[ArrayInput], d_h_n: Optional[ArrayInput] = None
+                 ) -> tuple[Array, Array]: ...
+
+    def backward(self, d_out: Optional[ArrayInput],
+                 d_h_n: Optional[ArrayInput] = None) -> tuple[Array, Array]:
         """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate.
         d_out None: zeros (only d_h_n flows back)."""
         dx, dh0, _ = self._backward(d_out, d_h_n, None)
         return dx, dh0
 
-    def _extra_repr(self):
+    def _extra_repr(self) -> list[str]:
         return [] if self.nonlinearity == "tanh" else [f"nonlinearity='{self.nonlinearity}'"]
 
-    def _extra_config(self):
+    def _extra_config(self) -> dict[str, Any]:
         return {"nonlinearity": self.nonlinearity}
 
 
@@ -597,13 +657,49 @@ class LSTM(_Recurrent):
     """LSTM, gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
     _cell = "lstm"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 bidirectional=False, dropout=0.0, dtype="float32", device="cpu", seed=None):
+    def __init__(self, input_size: Int, hidden_size: Int, num_layers: Int = 1, *,
+                 bias: bool = True, batch_first: bool = False, bidirectional: bool = False,
+                 dropout: Real = 0.0, dtype: FloatDType = "float32", device: Device = "cpu",
+                 seed: Seed = None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, dropout=dropout, dtype=dtype,
                          device=device, seed=seed)
 
-    def backward(self, d_out, d_h_n=None, d_c_n=None):
+    if TYPE_CHECKING:
+        @overload
+        def forward(self, x: DeviceArray, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, tuple[DeviceArray, DeviceArray]]: ...
+        @overload
+        def forward(self, x: npt.ArrayLike, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[HostArray, tuple[HostArray, HostArray]]: ...
+        @overload
+        def forward(self, x: DeviceArrayLike, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, tuple[DeviceArray, DeviceArray]]: ...
+        @overload
+        def forward(self, x: ArrayInput, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[Array, tuple[Array, Array]]: ...
+        def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
+        __call__ = forward  # type: ignore[assignment]
+
+    @overload
+    def backward(self, d_out: DeviceArray, d_h_n: Optional[ArrayInput] = None,
+                 d_c_n: Optional[ArrayInput] = None
+                 ) -> tuple[DeviceArray, tuple[DeviceArray, DeviceArray]]: ...
+    @overload
+    def backward(self, d_out: npt.ArrayLike, d_h_n: Optional[ArrayInput] = None,
+                 d_c_n: Optional[ArrayInput] = None
+                 ) -> tuple[HostArray, tuple[HostArray, HostArray]]: ...
+    @overload
+    def backward(self, d_out: Optional[ArrayInput], d_h_n: Optional[ArrayInput] = None,
+                 d_c_n: Optional[ArrayInput] = None) -> tuple[Array, tuple[Array, Array]]: ...
+
+    def backward(self, d_out: Optional[ArrayInput],
+                 d_h_n: Optional[ArrayInput] = None,
+                 d_c_n: Optional[ArrayInput] = None) -> tuple[Array, tuple[Array, Array]]:
         """BPTT through the last training forward -> (dx, (dh0, dc0)); grads accumulate.
         d_out None: zeros (only d_h_n / d_c_n flow back)."""
         dx, dh0, dc0 = self._backward(d_out, d_h_n, d_c_n)
@@ -619,24 +715,54 @@ class GRU(_Recurrent):
         n = tanh(W_in x + b_n + r*(W_hn h_{t-1} + b_hn)), with the extra parameter bias_hn.
     """
     _cell = "gru"
-    reset_after = _attrs.Fixed()  # stored as _reset_after, which _Recurrent sets
+    reset_after: _attrs.Fixed[bool] = _attrs.Fixed()  # stored as _reset_after (see _Recurrent)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, reset_after=False, bias=True,
-                 batch_first=False, bidirectional=False, dropout=0.0, dtype="float32",
-                 device="cpu", seed=None):
+    def __init__(self, input_size: Int, hidden_size: Int, num_layers: Int = 1, *,
+                 reset_after: bool = False, bias: bool = True, batch_first: bool = False,
+                 bidirectional: bool = False, dropout: Real = 0.0, dtype: FloatDType = "float32",
+                 device: Device = "cpu", seed: Seed = None) -> None:
         self._reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, dropout=dropout, dtype=dtype,
                          device=device, seed=seed)
 
-    def backward(self, d_out, d_h_n=None):
+    if TYPE_CHECKING:
+        @overload
+        def forward(self, x: DeviceArray, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def forward(self, x: npt.ArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[HostArray, HostArray]: ...
+        @overload
+        def forward(self, x: DeviceArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def forward(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
+        def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
+        __call__ = forward  # type: ignore[assignment]
+
+    @overload
+    def backward(self, d_out: DeviceArray, d_h_n: Optional[ArrayInput] = None
+                 ) -> tuple[DeviceArray, DeviceArray]: ...
+    @overload
+    def backward(self, d_out: npt.ArrayLike, d_h_n: Optional[ArrayInput] = None
+                 ) -> tuple[HostArray, HostArray]: ...
+    @overload
+    def backward(self, d_out: Optional[ArrayInput], d_h_n: Optional[ArrayInput] = None
+                 ) -> tuple[Array, Array]: ...
+
+    def backward(self, d_out: Optional[ArrayInput],
+                 d_h_n: Optional[ArrayInput] = None) -> tuple[Array, Array]:
         """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate.
         d_out None: zeros (only d_h_n flows back)."""
         dx, dh0, _ = self._backward(d_out, d_h_n, None)
         return dx, dh0
 
-    def _extra_repr(self):
+    def _extra_repr(self) -> list[str]:
         return ["reset_after=True"] if self.reset_after else []
 
-    def _extra_config(self):
+    def _extra_config(self) -> dict[str, Any]:
         return {"reset_after": self.reset_after}
