@@ -11,52 +11,78 @@ the epoch's metrics, e.g. {"loss", "accuracy", "val_loss", "val_accuracy"}), and
 on_train_end(logs). Epochs and batches count from 0. A callback stops training by setting
 ``self.model.stop_training = True``; training then ends after the current epoch.
 """
+from __future__ import annotations
+
 import math
 import numbers
 import os
 import re
 import string
+from typing import TYPE_CHECKING
 
 from ._validate import real_number
+
+if TYPE_CHECKING:
+    from typing import Any, Callable, Literal, Optional, TypedDict
+
+    from typing_extensions import Unpack
+
+    from ._typing import Int, Real, StrPath
+    from .model import Sequential
+
+    # The logs a hook receives (None when fit has none to give, or called by hand).
+    Logs = Optional[dict[str, Any]]
+
+    class _Hooks(TypedDict, total=False):
+        """LambdaCallback's keywords (None: the hook is not set)."""
+        on_train_begin: Optional[Callable[[Logs], object]]
+        on_train_end: Optional[Callable[[Logs], object]]
+        on_epoch_begin: Optional[Callable[[int, Logs], object]]
+        on_epoch_end: Optional[Callable[[int, Logs], object]]
+        on_batch_begin: Optional[Callable[[int, Logs], object]]
+        on_batch_end: Optional[Callable[[int, Logs], object]]
+        on_train_batch_begin: Optional[Callable[[int, Logs], object]]
+        on_train_batch_end: Optional[Callable[[int, Logs], object]]
 
 
 class Callback:
     """Base class; every hook does nothing."""
 
-    def __init__(self):
-        self.model = None
-        self.params = {}
+    def __init__(self) -> None:
+        # The model fit() trains (None until fit calls set_model).
+        self.model: Optional[Sequential] = None
+        self.params: dict[str, Any] = {}
 
-    def set_model(self, model):
+    def set_model(self, model: Sequential) -> None:
         self.model = model
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs = None) -> None:
         pass
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs = None) -> None:
         pass
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
         pass
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         pass
 
-    def on_batch_begin(self, batch, logs=None):
+    def on_batch_begin(self, batch: int, logs: Logs = None) -> None:
         pass
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: Logs = None) -> None:
         pass
 
     # Keras' names of the batch hooks (what fit calls), which call the short ones by default,
     # as Keras' do: a subclass may define either.
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: Logs = None) -> None:
         self.on_batch_begin(batch, logs)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         self.on_batch_end(batch, logs)
 
 
@@ -122,8 +148,8 @@ class EarlyStopping(Callback):
     Attributes after fit: best, best_epoch, stopped_epoch (None if it never stopped).
     """
 
-    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
-                 restore_best=True):
+    def __init__(self, monitor: str = "val_loss", patience: Int = 0, min_delta: Real = 0.0,
+                 mode: Literal["auto", "min", "max"] = "auto", restore_best: bool = True) -> None:
         super().__init__()
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
             raise TypeError(f"patience must be an int >= 0, got {type(patience).__name__}")
@@ -185,7 +211,8 @@ class ModelCheckpoint(Callback):
     Attributes: best (kept across fit calls, as Keras's: a later fit saves only what beats
     it), last_saved (the path of the last file written)."""
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
+    def __init__(self, path: StrPath, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: Literal["auto", "min", "max"] = "auto") -> None:
         super().__init__()
         if not isinstance(path, (str, os.PathLike)):  # None was saved as a file named "None"
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -247,7 +274,7 @@ class History(Callback):
 class LambdaCallback(Callback):
     """A callback from plain functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ...)."""
 
-    def __init__(self, **hooks):
+    def __init__(self, **hooks: Unpack[_Hooks]) -> None:
         super().__init__()
         names = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
                  "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end"}

@@ -10,22 +10,39 @@ values a CPU layer gets from the same rng.
 
 Fans follow PyTorch: for a (out, in, *k) array fan_in = in * prod(k), fan_out = out * prod(k).
 """
+from __future__ import annotations
+
 import functools
 import math
 import numbers
-from typing import Callable, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, ParamSpec, TypeVar, Union
 
 import numpy as np
 
 from ._validate import cast_finite, seed_arg
 from .parameter import Parameter
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from ._cuda import DeviceArray
+    from ._typing import Array, Real, Seed
+
+    # What the initialisers fill in place: a float ndarray, a DeviceArray (filled on the host
+    # and copied over) or a Parameter (its data). They return the array filled (a Parameter's
+    # data), whose kind the Parameter's device decides: hence Array, not the argument's type.
+    _Target = Union[npt.NDArray[Any], DeviceArray, Parameter]
+    _Rng = Optional[np.random.Generator]
+    Nonlinearity = Literal["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+                           "conv_transpose2d", "conv_transpose3d", "sigmoid", "tanh", "relu",
+                           "leaky_relu", "selu"]
+
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
            "he_uniform_", "he_normal_", "orthogonal_"]
 
 
-def _target(a):
+def _target(a: Any) -> npt.NDArray[Any]:
     if isinstance(a, Parameter):
         a = a.data
     if not isinstance(a, np.ndarray):
@@ -58,12 +75,12 @@ def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         return target
 
     @functools.wraps(fn)
-    def wrapper(a, *args, **kwargs):
+    def wrapper(a: Any, *args: Any, **kwargs: Any) -> Any:
         result = run(a, *args, **kwargs)
         if isinstance(a, Parameter):
             a._changed()
         return result
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 def _rng(rng, seed):
@@ -92,7 +109,7 @@ def _fans(a):
     return a.shape[1] * receptive, a.shape[0] * receptive
 
 
-def calculate_gain(nonlinearity, param=None):
+def calculate_gain(nonlinearity: Nonlinearity, param: Optional[Real] = None) -> float:
     """torch.nn.init.calculate_gain: linear/conv/sigmoid 1, tanh 5/3, relu sqrt(2),
     leaky_relu sqrt(2 / (1 + slope^2)) (slope default 0.01), selu 3/4."""
     if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
@@ -125,7 +142,8 @@ def _fill(a, values):
 
 
 @_device_aware
-def uniform_(a, low=0.0, high=1.0, *, rng=None, seed=None):
+def uniform_(a: _Target, low: Real = 0.0, high: Real = 1.0, *, rng: _Rng = None,
+             seed: Seed = None) -> Array:
     a = _target(a)
     low, high = _number("low", low), _number("high", high)
     if high < low:
@@ -136,7 +154,8 @@ def uniform_(a, low=0.0, high=1.0, *, rng=None, seed=None):
 
 
 @_device_aware
-def normal_(a, mean=0.0, std=1.0, *, rng=None, seed=None):
+def normal_(a: _Target, mean: Real = 0.0, std: Real = 1.0, *, rng: _Rng = None,
+            seed: Seed = None) -> Array:
     a = _target(a)
     mean, std = _number("mean", mean), _number("std", std)
     if std < 0:
@@ -145,7 +164,7 @@ def normal_(a, mean=0.0, std=1.0, *, rng=None, seed=None):
 
 
 @_device_aware
-def constant_(a, value):
+def constant_(a: _Target, value: npt.ArrayLike) -> Array:
     a = _target(a)
     value = np.asarray(value)
     if value.dtype.kind not in "biuf":  # (complex would lose its imaginary part)
@@ -154,17 +173,18 @@ def constant_(a, value):
 
 
 @_device_aware
-def zeros_(a):
+def zeros_(a: _Target) -> Array:
     return constant_(a, 0.0)
 
 
 @_device_aware
-def ones_(a):
+def ones_(a: _Target) -> Array:
     return constant_(a, 1.0)
 
 
 @_device_aware
-def xavier_uniform_(a, gain=1.0, *, rng=None, seed=None):
+def xavier_uniform_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
+                    seed: Seed = None) -> Array:
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     a = _target(a)
     gain = _number("gain", gain)
@@ -176,7 +196,8 @@ def xavier_uniform_(a, gain=1.0, *, rng=None, seed=None):
 
 
 @_device_aware
-def xavier_normal_(a, gain=1.0, *, rng=None, seed=None):
+def xavier_normal_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
+                   seed: Seed = None) -> Array:
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     a = _target(a)
     gain = _number("gain", gain)
@@ -197,8 +218,10 @@ def _kaiming_std(a, neg_slope, mode, nonlinearity):
 
 
 @_device_aware
-def kaiming_uniform_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None,
-                     seed=None):
+def kaiming_uniform_(a: _Target, neg_slope: Real = 0.0,
+                     mode: Literal["fan_in", "fan_out"] = "fan_in",
+                     nonlinearity: Nonlinearity = "leaky_relu", *, rng: _Rng = None,
+                     seed: Seed = None) -> Array:
     """U(-b, b), b = gain * sqrt(3 / fan) (He et al. 2015); torch's argument `a` is
     `neg_slope` here (the leaky_relu slope), default 0 -> gain sqrt(2)."""
     a = _target(a)
@@ -209,8 +232,10 @@ def kaiming_uniform_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu",
 
 
 @_device_aware
-def kaiming_normal_(a, neg_slope=0.0, mode="fan_in", nonlinearity="leaky_relu", *, rng=None,
-                    seed=None):
+def kaiming_normal_(a: _Target, neg_slope: Real = 0.0,
+                    mode: Literal["fan_in", "fan_out"] = "fan_in",
+                    nonlinearity: Nonlinearity = "leaky_relu", *, rng: _Rng = None,
+                    seed: Seed = None) -> Array:
     """N(0, std^2), std = gain / sqrt(fan)."""
     a = _target(a)
     std = _kaiming_std(a, neg_slope, mode, nonlinearity)
@@ -226,7 +251,8 @@ he_normal_ = kaiming_normal_
 
 
 @_device_aware
-def orthogonal_(a, gain=1.0, *, rng=None, seed=None):
+def orthogonal_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
+                seed: Seed = None) -> Array:
     """(Semi-)orthogonal matrix times gain (Saxe et al. 2013), torch.nn.init.orthogonal_: the
     array viewed as (rows, numel / rows) gets orthonormal rows (rows <= cols) or columns,
     from the QR decomposition of a Gaussian matrix with the signs of R's diagonal fixed

@@ -14,10 +14,13 @@ loops (pyrnn/cuda/optim.h: the CPU's per-element expressions, no fused multiply-
 is bitwise the CPU's); clip_grad_norm reduces each gradient on the device in a fixed order
 (the 2- and inf-norms; other orders copy the gradients to the host).
 """
+from __future__ import annotations
+
 import inspect
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
@@ -25,6 +28,9 @@ from . import _arrays, _attrs
 from ._validate import real_array, real_number
 from ._arrays import zero_
 from .parameter import Parameter, owners_held
+
+if TYPE_CHECKING:
+    from ._typing import Real
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "clip_grad_norm_"]
 
@@ -87,56 +93,58 @@ def _param_list(params):
     return plist
 
 
-class _ParamGroup(Mapping):
+class _ParamGroup(Mapping[str, Any]):
     """One of Optimizer.param_groups: the optimizer's hyperparameters and params by key."""
 
-    def __init__(self, opt):
+    def __init__(self, opt: Optimizer) -> None:
         self._opt = opt
 
-    def _items(self):
+    def _items(self) -> dict[str, Any]:
         return {"params": self._opt.params, **self._opt.hyperparameters()}
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self._items()[key]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._items())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._items())
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: str, value: float) -> None:
         if key != "lr":
             raise TypeError(f"param_groups[0][{key!r}] is fixed at construction; only 'lr' "
                             "may be changed (or opt.lr)")
         self._opt.lr = value
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr({k: v for k, v in self._items().items() if k != "params"})
 
 
 class Optimizer:
     """Base: holds the parameter list and one state dict per parameter."""
 
-    def __init__(self, params):
-        self.params = _param_list(params)
-        self.state = [dict() for _ in self.params]
+    _lr: float
+
+    def __init__(self, params: Iterable[Parameter]) -> None:
+        self.params: list[Parameter] = _param_list(params)
+        self.state: list[dict[str, Any]] = [dict() for _ in self.params]
         self.steps = 0  # step() calls so far
 
     # The learning rate may be changed between steps (a schedule); checked as the
     # constructor checks it. learning_rate is Keras' name for it.
     @property
-    def lr(self):
+    def lr(self) -> float:
         return self._lr
 
     @lr.setter
-    def lr(self, value):
+    def lr(self, value: float) -> None:
         self._lr = _float("lr", value)
 
     learning_rate = lr
 
     @property
-    def param_groups(self):
+    def param_groups(self) -> list[_ParamGroup]:
         """PyTorch's view of it, one group: [{"params": [...], "lr": ..., the other
         hyperparameters}]. ``g["lr"] = x`` sets the learning rate (as ``opt.lr = x``: a
         schedule written for torch works); the others are fixed at construction."""
@@ -145,7 +153,7 @@ class Optimizer:
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))  # (pickles kept a plain lr)
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero every gradient. (pyrnn's gradients are arrays, never None: set_to_none, torch's
         keyword, zeroes as well; a parameter no step touched is then still moved by momentum
         and weight decay, where torch skips a None gradient.)"""
@@ -156,7 +164,7 @@ class Optimizer:
             for p in self.params:
                 zero_(p.grad)
 
-    def step(self):
+    def step(self) -> None:
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
         with owners_held(self.params):
@@ -177,10 +185,10 @@ class Optimizer:
     # ---- state (for checkpoints) ---------------------------------------------------------
     # Per-parameter state names: buffers shaped like the parameter, and integer counters.
     # None (the base class): any names, as a custom optimizer keeps them.
-    _state_buffers = None
-    _state_counters = ()
+    _state_buffers: Optional[tuple[str, ...]] = None
+    _state_counters: tuple[str, ...] = ()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Class name, steps, hyperparameters and per-parameter state; state arrays as host
         ndarray copies (whatever device the parameters are on)."""
         def copy(v):
@@ -191,7 +199,7 @@ class Optimizer:
                 "hyper": self.hyperparameters(),
                 "state": [{k: copy(v) for k, v in st.items()} for st in self.state]}
 
-    def load_state_dict(self, sd):
+    def load_state_dict(self, sd: Mapping[str, Any]) -> None:
         """Restore what state_dict() gave, all or nothing: the class, every hyperparameter
         (through the constructor's checks), every state entry (name, shape, dtype, against
         the parameters) and steps are validated before anything changes. State arrays may be
@@ -290,10 +298,10 @@ class Optimizer:
         arr = np.array(arr.reshape(p.size), dtype=p.dtype, order="C")  # the optimizer's own
         return _arrays.to_device(arr, device=p.data.device) if p.device != "cpu" else arr
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         return {}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({len(self.params)} parameters, {args})"
 
@@ -304,8 +312,8 @@ class SGD(Optimizer):
     or g = buf; p -= lr * g."""
     _state_buffers = ("momentum_buffer",)
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, params: Iterable[Parameter], lr: Real = 1e-3, momentum: Real = 0.0,
+                 dampening: Real = 0.0, weight_decay: Real = 0.0, nesterov: bool = False) -> None:
         self.lr = _float("lr", lr)
         self.momentum = _float("momentum", momentum)
         self.dampening = _float("dampening", dampening)
@@ -315,7 +323,7 @@ class SGD(Optimizer):
             raise ValueError("nesterov momentum requires momentum > 0 and dampening = 0")
         super().__init__(params)
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov}
 
@@ -335,8 +343,9 @@ class Adam(Optimizer):
     _state_buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _state_counters = ("step",)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False):
+    def __init__(self, params: Iterable[Parameter], lr: Real = 1e-3,
+                 betas: tuple[Real, Real] = (0.9, 0.999), eps: Real = 1e-8,
+                 weight_decay: Real = 0.0, amsgrad: bool = False) -> None:
         self.lr = _float("lr", lr)
         try:
             b1, b2 = betas
@@ -348,7 +357,7 @@ class Adam(Optimizer):
         self.amsgrad = bool(amsgrad)
         super().__init__(params)
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
 
@@ -366,8 +375,9 @@ class AdamW(Adam):
     """torch.optim.AdamW: decoupled weight decay, p *= 1 - lr * weight_decay, then Adam."""
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
+    def __init__(self, params: Iterable[Parameter], lr: Real = 1e-3,
+                 betas: tuple[Real, Real] = (0.9, 0.999), eps: Real = 1e-8,
+                 weight_decay: Real = 1e-2, amsgrad: bool = False) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
 
@@ -376,8 +386,9 @@ class RMSprop(Optimizer):
     sqrt(s - mean_g^2) + eps); p -= lr g / avg, or through a momentum buffer."""
     _state_buffers = ("square_avg", "grad_avg", "momentum_buffer")
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
+    def __init__(self, params: Iterable[Parameter], lr: Real = 1e-2, alpha: Real = 0.99,
+                 eps: Real = 1e-8, weight_decay: Real = 0.0, momentum: Real = 0.0,
+                 centered: bool = False) -> None:
         self.lr = _float("lr", lr)
         self.alpha = _float("alpha", alpha)
         self.eps = _float("eps", eps)
@@ -386,7 +397,7 @@ class RMSprop(Optimizer):
         self.centered = bool(centered)
         super().__init__(params)
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "centered": self.centered}
@@ -402,7 +413,7 @@ class RMSprop(Optimizer):
 _ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 
-def get(optimizer, params):
+def get(optimizer: Union[Optimizer, str], params: Iterable[Parameter]) -> Optimizer:
     """An Optimizer from an instance, or from a name ('sgd', 'adam', 'adamw', 'rmsprop')
     built over `params` with default hyperparameters (SGD: lr=0.01)."""
     if isinstance(optimizer, Optimizer):
@@ -414,7 +425,8 @@ def get(optimizer, params):
                     f"got {optimizer!r}")
 
 
-def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+def clip_grad_norm(parameters: Union[Parameter, Iterable[Parameter]], max_norm: Real,
+                   norm_type: Union[Real, str] = 2.0, error_if_nonfinite: bool = False) -> float:
     """Scale every gradient by max_norm / (total_norm + 1e-6) when that is below 1, total_norm
     being the norm of all gradients together (torch.nn.utils.clip_grad_norm_). Returns the
     total norm before clipping, as a float. norm_type: a positive number or inf ('inf' too,
@@ -433,7 +445,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
         # array) would be scaled instead, and the clip silently lost. Checked for every
         # parameter before any is scaled. (DeviceArrays are C-contiguous; a read-only one, a
         # user's Parameter over an imported view, say, is refused as on the host.)
-        if not _arrays.writable(g) or (not _arrays.on_device(g) and not g.flags.c_contiguous):
+        if not _arrays.writable(g) or (not _arrays.on_device(g) and not g.flags.c_contiguous):  # type: ignore[union-attr]
             raise ValueError(f"parameter {p.name!r}: grad must be a writable C-contiguous array "
                              "(clip_grad_norm scales it in place)")
         grads.append(g.reshape(-1))
