@@ -22,18 +22,28 @@ per batch (batch x outputs, or x steps x classes) and the loss value must reach 
 implementation: CPU and CUDA training see bitwise the same loss and gradient for the same
 predictions.
 """
+from __future__ import annotations
+
 import numbers
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import numpy as np
 
 from . import _arrays
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from ._typing import Array, ArrayInput, Int
+
+    Reduction = Literal["mean", "sum"]
 
 from ._validate import beyond_range, host_only, shape_str
 
 _REDUCTIONS = ("mean", "sum")
 
 
-def _pred_array(name, value):
+def _pred_array(name: str, value: Any) -> npt.NDArray[Any]:
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
     host_only(name, value)
@@ -45,7 +55,7 @@ def _pred_array(name, value):
     return arr
 
 
-def _host_target(target):
+def _host_target(target: Any) -> Any:
     """A device target (a DeviceArray, CuPy, a torch CUDA tensor) copied to the host, where
     the loss is computed, as the prediction is; anything else as it is."""
     if not _arrays.on_device(target):
@@ -58,7 +68,8 @@ def _host_target(target):
     return cuda.as_device_array(target).numpy()
 
 
-def _expand_mask(mask, shape, loss_name):
+def _expand_mask(mask: Any, shape: tuple[int, ...],
+                 loss_name: str) -> Optional[npt.NDArray[np.bool_]]:
     """`mask` (bool, shaped like the leading axes of the prediction, e.g. (N, T) of (N, T, F):
     the steps that count) broadcast to `shape`; None stays None."""
     if mask is None:
@@ -72,7 +83,8 @@ def _expand_mask(mask, shape, loss_name):
     return np.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
 
 
-def _target_in_range(target, pred, loss_name):
+def _target_in_range(target: npt.NDArray[Any], pred: npt.NDArray[Any],
+                     loss_name: str) -> npt.NDArray[Any]:
     # The gradient takes the prediction's dtype: a target float32 cannot hold made it Inf.
     big = beyond_range(target, pred.dtype)
     if big is not None:
@@ -81,7 +93,8 @@ def _target_in_range(target, pred, loss_name):
     return target
 
 
-def _same_shape(pred, target, loss_name):
+def _same_shape(pred: npt.NDArray[Any], target: npt.NDArray[Any],
+                loss_name: str) -> npt.NDArray[Any]:
     """target shaped as pred; a target missing only pred's trailing axis of size 1 (the
     (N,) targets of a (N, 1) regression output) is reshaped instead of silently broadcast."""
     if target.shape == pred.shape:
@@ -95,12 +108,12 @@ def _same_shape(pred, target, loss_name):
 class Loss:
     """Base class: subclasses set self._dpred (float64, pred-shaped) in forward."""
 
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction: Reduction = "mean") -> None:
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
-        self._dpred = None
-        self._dtype = None
+        self._dpred: Any = None
+        self._dtype: Any = None
         self._on_device = False
         self._device = 0
         self.count = 0
@@ -112,7 +125,12 @@ class Loss:
         state["_dpred"] = None
         return state
 
-    def __call__(self, pred, target, mask=None):
+    if TYPE_CHECKING:  # each loss defines it (a custom Loss subclass too)
+        def forward(self, pred: ArrayInput, target: ArrayInput,
+                    mask: Optional[npt.ArrayLike] = None) -> float: ...
+
+    def __call__(self, pred: ArrayInput, target: ArrayInput,
+                 mask: Optional[npt.ArrayLike] = None) -> float:
         return self.forward(pred, target) if mask is None else self.forward(pred, target, mask)
 
     def _reduce(self, total, count):
@@ -126,7 +144,7 @@ class Loss:
             return 0.0, 0.0
         return float(total) / count, 1.0 / count
 
-    def _host_pred(self, pred):
+    def _host_pred(self, pred: Any) -> Any:
         """The prediction on the host (a device array is copied back, and backward will return
         d pred on the device)."""
         self._on_device = _arrays.on_device(pred)
@@ -141,20 +159,20 @@ class Loss:
             return arr.numpy()
         return pred
 
-    def backward(self):
+    def backward(self) -> Array:
         """d loss / d pred of the last forward, in the prediction's dtype, on its device."""
         if self._dpred is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward()")
         d = self._dpred.astype(self._dtype)  # a copy: the caller may write into it
         return _arrays.to_device(d, device=self._device) if self._on_device else d
 
-    def metric_counts(self):
+    def metric_counts(self) -> dict[str, tuple[int, int]]:
         return {}
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"reduction": self.reduction}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
@@ -162,7 +180,8 @@ class Loss:
 class MSELoss(Loss):
     """mean((pred - target)^2) over every element (torch.nn.MSELoss)."""
 
-    def forward(self, pred, target, mask=None):
+    def forward(self, pred: ArrayInput, target: ArrayInput,
+                mask: Optional[npt.ArrayLike] = None) -> float:
         pred = _pred_array("pred", self._host_pred(pred))
         target = _pred_array("target", _host_target(target))
         target = _target_in_range(_same_shape(pred, target, "MSELoss"), pred, "MSELoss")
@@ -187,17 +206,22 @@ class CrossEntropyLoss(Loss):
     what a Dense layer on a samples-first sequence produces.
     """
 
-    def __init__(self, ignore_index=-100, reduction="mean"):
+    ignore_index: int
+    _correct: int
+    _total: int
+
+    def __init__(self, ignore_index: Int = -100, reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
         self.ignore_index = int(ignore_index)
         self._correct = self._total = 0
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"ignore_index": self.ignore_index, "reduction": self.reduction}
 
-    def forward(self, logits, target, mask=None):
+    def forward(self, logits: ArrayInput, target: ArrayInput,
+                mask: Optional[npt.ArrayLike] = None) -> float:
         logits = _pred_array("logits", self._host_pred(logits))
         if logits.ndim < 1 or logits.shape[-1] < 1:
             raise ValueError(f"CrossEntropyLoss: logits must be (..., K) with K >= 1 classes, "
@@ -278,7 +302,7 @@ class CrossEntropyLoss(Loss):
             return flat != flat.dtype.type(self.ignore_index)
         return flat != float(self.ignore_index)
 
-    def metric_counts(self):
+    def metric_counts(self) -> dict[str, tuple[int, int]]:
         return {"accuracy": (self._correct, self._total)}
 
 
@@ -289,7 +313,12 @@ class BCEWithLogitsLoss(Loss):
     applied along the last axis; another length is a ValueError at forward (PyTorch refuses
     it too), never a broadcast that changes the loss's shape."""
 
-    def __init__(self, pos_weight=None, reduction="mean"):
+    pos_weight: Optional[npt.NDArray[np.float64]]
+    _correct: int
+    _total: int
+
+    def __init__(self, pos_weight: Optional[npt.ArrayLike] = None,
+                 reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
         if pos_weight is not None:
             kind = np.asarray(pos_weight).dtype.kind
@@ -303,11 +332,12 @@ class BCEWithLogitsLoss(Loss):
         self.pos_weight = pos_weight
         self._correct = self._total = 0
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         pw = None if self.pos_weight is None else self.pos_weight.tolist()
         return {"pos_weight": pw, "reduction": self.reduction}
 
-    def forward(self, logits, target, mask=None):
+    def forward(self, logits: ArrayInput, target: ArrayInput,
+                mask: Optional[npt.ArrayLike] = None) -> float:
         logits = _pred_array("logits", self._host_pred(logits))
         target = _pred_array("target", _host_target(target))
         target = _target_in_range(_same_shape(logits, target, "BCEWithLogitsLoss"), logits,
@@ -347,7 +377,7 @@ class BCEWithLogitsLoss(Loss):
                              f"scalar, one value or {K} (one per output)")
         return pw
 
-    def metric_counts(self):
+    def metric_counts(self) -> dict[str, tuple[int, int]]:
         return {"accuracy": (self._correct, self._total)}
 
 
@@ -356,7 +386,7 @@ _ALIASES = {"mse": MSELoss, "mean_squared_error": MSELoss,
             "bce": BCEWithLogitsLoss, "bce_with_logits": BCEWithLogitsLoss}
 
 
-def get(loss):
+def get(loss: Union[Loss, type[Loss], str]) -> Loss:
     """A Loss instance from an instance or a name ('mse', 'cross_entropy', 'bce')."""
     if isinstance(loss, Loss):
         return loss
