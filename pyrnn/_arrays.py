@@ -229,8 +229,8 @@ class ArrayDict(_ArrayDictBase):
         self._on_write = on_write  # called after each write (the layer's _params_changed)
 
     # The values written may be any real array-like of the entry's shape (copied in), not
-    # only the arrays reading gives: hence the ignores on these overrides of dict's methods.
-    def __setitem__(self, name: str, value: ArrayInput) -> None:  # type: ignore[override]
+    # only the arrays reading gives.
+    def __setitem__(self, name: str, value: ArrayInput) -> None:
         self.update({name: value})
 
     def update(  # type: ignore[override]
@@ -246,7 +246,7 @@ class ArrayDict(_ArrayDictBase):
         self.update(other)
         return self
 
-    def setdefault(self, name: str, default: object = None) -> Array:  # type: ignore[override]
+    def setdefault(self, name: str, default: object = None) -> Array:
         if name in self:
             return self[name]
         self._fixed(f"cannot add {self._what} {name!r}")
@@ -254,7 +254,7 @@ class ArrayDict(_ArrayDictBase):
     def __delitem__(self, name: str) -> NoReturn:
         self._fixed(f"cannot remove {self._what} {name!r}")
 
-    def pop(self, name: str, *default: object) -> NoReturn:  # type: ignore[override]
+    def pop(self, name: str, *default: object) -> NoReturn:
         self._fixed(f"cannot remove {self._what} {name!r}")
 
     def popitem(self) -> NoReturn:

@@ -17,12 +17,16 @@ data and move each batch to the device, so activations, gradients and optimizer 
 and only the batch, its predictions (for the loss) and d loss / d pred cross. save() writes host
 copies; pyrnn.load(path, device="cuda") rebuilds on the GPU.
 """
+from __future__ import annotations
+
 import contextlib
 import math
 import numbers
 import sys
 import time
 import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, Sequence, Union, overload
 
 import numpy as np
 
@@ -37,6 +41,25 @@ from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _hos
 from ._signals import sigint_deferred as _sigint_deferred
 from .parameter import prefixed
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import Self
+
+    from ._cuda import DeviceArray
+    from ._typing import Array, ArrayInput, Device, DeviceArrayLike, HostArray, Int, Real
+    from .parameter import Parameter
+
+
+class SupportsLayer(Protocol):
+    """What Sequential takes as a layer: pyrnn's layers, nested Sequentials, or any object with
+    these methods (a custom layer; config() too for save / load)."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any: ...
+    def backward(self, *args: Any, **kwargs: Any) -> Any: ...
+    def parameters(self) -> Iterable[Parameter]: ...
+    def zero_grad(self) -> None: ...
+    def train(self, mode: bool = ...) -> Any: ...
 
 
 # Why fit / evaluate / predict refuse device arrays, on either device (host_only's `takes`).
@@ -147,9 +170,12 @@ def _walk_distinct(root, model, prefix, seen):
 class Sequential(Layer):
     """Layers applied in order. ``layers`` is a plain list (the layer objects themselves)."""
     _takes_lengths = True
-    optimizer = None  # fit's optimizer, once fit has run (Keras' model.optimizer)
+    optimizer: Optional[_optim.Optimizer] = None  # fit's optimizer, once fit has run (Keras' model.optimizer)
+    layers: list[SupportsLayer]
+    stop_training: bool
+    history: Optional[dict[str, list[float]]]
 
-    def __init__(self, layers=()):
+    def __init__(self, layers: Iterable[SupportsLayer] = ()) -> None:
         super().__init__()
         # Direction count of the recurrent layer before this model in an enclosing one
         # (set by its _link); False standalone.
@@ -164,7 +190,7 @@ class Sequential(Layer):
         self.stop_training = False
         self.history = None
 
-    def add(self, layer):
+    def add(self, layer: SupportsLayer) -> Self:
         self._check_layer(len(self.layers), layer)
         self.layers.append(layer)
         try:
@@ -174,7 +200,7 @@ class Sequential(Layer):
             raise
         return self
 
-    def pop(self, index=-1):
+    def pop(self, index: Int = -1) -> SupportsLayer:
         """Remove and return the layer at `index` (the last by default), as Keras' pop()."""
         if not self.layers:
             raise IndexError("pop from an empty Sequential")
@@ -182,13 +208,18 @@ class Sequential(Layer):
 
     # As PyTorch's nn.Sequential: len(model), iteration over the layers, model[i] (the layer
     # object) and model[a:b] (a new Sequential over the same layer objects).
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.layers)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[SupportsLayer]:
         return iter(list(self.layers))
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: slice) -> Sequential: ...
+    @overload
+    def __getitem__(self, index: Int) -> SupportsLayer: ...
+
+    def __getitem__(self, index: Union[slice, Int]) -> Union[Sequential, SupportsLayer]:
         if isinstance(index, slice):
             return Sequential(self.layers[index])
         return self.layers[_layer_index(index, len(self.layers))]
@@ -290,7 +321,7 @@ class Sequential(Layer):
                              "Sequential data is samples-first (a single sequence: x[None])")
 
     # ---- parameters ----------------------------------------------------------------------
-    def parameters(self):
+    def parameters(self) -> Iterator[Parameter]:
         """Every layer's Parameters, named "{layer index}.{name}" (e.g. "0.weight_ih_l0")."""
         self._check_distinct()  # `layers` is a public list: a cycle would recurse forever
         for i, layer in enumerate(self.layers):
@@ -319,7 +350,7 @@ class Sequential(Layer):
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))
 
-    def load_params(self, values):
+    def load_params(self, values: Mapping[str, ArrayInput]) -> None:
         """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");
         missing names keep their value. All or nothing: every name, shape and dtype is checked
         before any layer is written."""
@@ -332,15 +363,15 @@ class Sequential(Layer):
         for p in self.parameters():
             p._changed()
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return int(sum(p.size for p in self.parameters()))
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         self._check_distinct()
         for layer in self.layers:
             layer.zero_grad()
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         mode = train_mode(mode)
         # Before anything changes: a refused call changes nothing.
         for i, layer in enumerate(self.layers):
@@ -351,14 +382,14 @@ class Sequential(Layer):
             layer.train(self.training)
         return self
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         self._check_distinct()
-        return {"layers": [{"class": type(layer).__name__, "config": layer.config()}
+        return {"layers": [{"class": type(layer).__name__, "config": layer.config()}  # type: ignore[attr-defined]
                            for layer in self.layers]}
 
     # ---- device ----------------------------------------------------------------------------
-    @property
-    def device(self):
+    @property  # type: ignore[override]  # (computed from the layers; Layer's is a descriptor)
+    def device(self) -> Device:
         """The device every layer is on ("cpu" or "cuda"); ValueError if they differ. An empty
         nested model has none (it is on whichever its neighbours are)."""
         self._check_distinct()
@@ -370,17 +401,17 @@ class Sequential(Layer):
                               for d in dict.fromkeys(devices))
             raise ValueError(f"the layers of this Sequential are on different devices ({where}); "
                              "move the whole model with model.to('cuda') or model.to('cpu')")
-        return devices[0] if devices else "cpu"
+        return devices[0] if devices else "cpu"  # type: ignore[return-value]
 
     @device.setter
-    def device(self, value):  # the layers decide; to() moves them
+    def device(self, value: Any) -> None:  # the layers decide; to() moves them
         _attrs.Device._refuse(self, "set", value)
 
     @device.deleter
-    def device(self):
+    def device(self) -> None:
         _attrs.Device._refuse(self, "delete", None)
 
-    def to(self, device):
+    def to(self, device: Device) -> Self:
         """Move every layer to "cpu" or "cuda" (in place; returns self). Build optimizers
         after moving: Parameter views taken before point at the old storage. If a layer fails
         to move, the layers moved before it get their previous state back (the same arrays,
@@ -391,7 +422,7 @@ class Sequential(Layer):
         try:
             for i, layer in enumerate(self.layers):
                 if callable(getattr(layer, "to", None)):
-                    layer.to(device)
+                    layer.to(device)  # type: ignore[attr-defined]
                 elif device != "cpu":
                     raise TypeError(f"layer {i} ({type(layer).__name__}) has no to(): it "
                                     f"cannot move to {device}")
@@ -402,11 +433,11 @@ class Sequential(Layer):
             raise
         return self
 
-    def numpy_params(self):
+    def numpy_params(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of every parameter ("0.weight_ih_l0", ...)."""
         return {p.name: _arrays.host_copy(p.data) for p in self.parameters()}
 
-    def numpy_grads(self):
+    def numpy_grads(self) -> dict[str, HostArray]:
         return {p.name: _arrays.host_copy(p.grad) for p in self.parameters()}
 
     def _dtype(self, reverse=False):
@@ -441,7 +472,7 @@ class Sequential(Layer):
         return _arrays.to_device(real_array("dy" if reverse else "x", x, dtype))
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         from .serialize import _build, _check_spec, _registry
         spec, reg = {"class": "Sequential", "config": config}, _registry()
         # Its structure first (a bare KeyError named a class or a missing key); the layers'
@@ -449,7 +480,7 @@ class Sequential(Layer):
         _check_spec("Sequential.from_config", spec, reg)
         return _build(spec, reg)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         try:
             self._check_distinct()
         except ValueError as e:  # a cycle: repr must not recurse forever, nor raise
@@ -459,8 +490,20 @@ class Sequential(Layer):
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     # ---- forward / backward --------------------------------------------------------------
+    # forward / backward: host data in, NumPy out; a device array in (a CUDA model), a
+    # DeviceArray out. (The output is the last layer's: an ndarray for pyrnn's layers.)
+    @overload
+    def forward(self, x: DeviceArray, lengths: Optional[npt.ArrayLike] = None) -> DeviceArray: ...
+    @overload
+    def forward(self, x: npt.ArrayLike, lengths: Optional[npt.ArrayLike] = None) -> HostArray: ...
+    @overload
+    def forward(self, x: DeviceArrayLike,
+                lengths: Optional[npt.ArrayLike] = None) -> DeviceArray: ...
+    @overload
+    def forward(self, x: ArrayInput, lengths: Optional[npt.ArrayLike] = None) -> Array: ...
+
     @_one_thread  # its flags and layer caches: one call at a time, as a layer
-    def forward(self, x, lengths=None):
+    def forward(self, x: Any, lengths: Any = None) -> Any:
         """x (N, T, C) (or whatever the first layer takes); lengths (N,) passed to recurrent
         layers and LastStep. Returns the last layer's output. On a CUDA model: NumPy in, NumPy
         out (the input is uploaded once); a device array in, a DeviceArray out. Data that
@@ -503,8 +546,18 @@ class Sequential(Layer):
         self._failed_at = None
         return out
 
+    # d x: None when the first layer is an Embedding (integer inputs have no gradient).
+    @overload
+    def backward(self, dy: DeviceArray) -> Optional[DeviceArray]: ...
+    @overload
+    def backward(self, dy: npt.ArrayLike) -> Optional[HostArray]: ...
+    @overload
+    def backward(self, dy: DeviceArrayLike) -> Optional[DeviceArray]: ...
+    @overload
+    def backward(self, dy: ArrayInput) -> Optional[Array]: ...
+
     @_one_thread
-    def backward(self, dy):
+    def backward(self, dy: Any) -> Any:
         """Backpropagates dy (shaped like the output) through every layer of the last
         training-mode forward; parameter gradients accumulate. Returns d x (None when the
         first layer is an Embedding: integer inputs have no gradient). On a CUDA model a NumPy
@@ -612,7 +665,8 @@ class Sequential(Layer):
             raise ValueError(f"{name} has values beyond the {dt} range of the model (the "
                              f"largest is {big:.3g}); scale the data")
 
-    def _prepare(self, x, y, lengths, prefix=""):
+    def _prepare(self, x: Any, y: Any, lengths: Any,
+                 prefix: str = "") -> tuple[npt.NDArray[Any], Any, Optional[npt.NDArray[Any]]]:
         x = self._data(prefix + "x", x)
         self._check_rank(x, prefix + "x")
         dt = self._input_dtype()
@@ -649,8 +703,26 @@ class Sequential(Layer):
         mean = total / count if (loss.reduction == "mean" and count) else total
         return mean, {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
 
+    # fit / evaluate / predict take host data only (device arrays are a TypeError).
+    @overload
+    def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
+                 loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
+                 batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None,
+                 return_dict: Literal[False] = False) -> float: ...
+    @overload
+    def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
+                 loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
+                 batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None, *,
+                 return_dict: Literal[True]) -> dict[str, float]: ...
+    @overload
+    def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
+                 loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
+                 batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None,
+                 return_dict: bool = False) -> Union[float, dict[str, float]]: ...
+
     @_one_thread
-    def evaluate(self, x, y, loss=None, batch_size=32, lengths=None, return_dict=False):
+    def evaluate(self, x: Any, y: Any, loss: Any = None, batch_size: Any = 32,
+                 lengths: Any = None, return_dict: bool = False) -> Any:
         """Loss of the model on (x, y) in eval mode, as one mean over all samples (not a mean
         of batch means). return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
         loss: a Loss (or name); default the loss of the last fit()."""
@@ -663,7 +735,8 @@ class Sequential(Layer):
         return {"loss": value, **metrics} if return_dict else value
 
     @_one_thread
-    def predict(self, x, batch_size=32, lengths=None):
+    def predict(self, x: npt.ArrayLike, batch_size: Int = 32,
+                lengths: Optional[npt.ArrayLike] = None) -> HostArray:
         """The model's outputs for x in eval mode, batch by batch, concatenated."""
         batch_size = positive_int("batch_size", batch_size)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
@@ -714,7 +787,8 @@ class Sequential(Layer):
             else:
                 yield layer
 
-    def _named_optimizer(self, optimizer, params):
+    def _named_optimizer(self, optimizer: Any,
+                         params: Any) -> tuple[_optim.Optimizer, Any]:
         """(fit's optimizer, what to keep once fit has started or None): one given by name is
         built once and kept for later fit calls with that name (while it still trains exactly
         these parameters), as Keras' compile keeps it; an instance is used as it is. A fit
@@ -751,9 +825,16 @@ class Sequential(Layer):
         return _losses.get(loss)
 
     @_one_thread
-    def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=32, lengths=None,
-            validation_data=None, clip_norm=None, callbacks=None, verbose=True, shuffle=True,
-            seed=None, initial_epoch=0):
+    def fit(self, x: npt.ArrayLike, y: npt.ArrayLike, *,
+            loss: Union[_losses.Loss, type[_losses.Loss], str],
+            optimizer: Union[_optim.Optimizer, str], epochs: Int = 1, batch_size: Int = 32,
+            lengths: Optional[npt.ArrayLike] = None,
+            validation_data: Optional[Sequence[Optional[npt.ArrayLike]]] = None,
+            clip_norm: Optional[Real] = None,
+            callbacks: Optional[Iterable[_callbacks.Callback]] = None,
+            verbose: Union[bool, Literal[0, 1, 2]] = True, shuffle: bool = True,
+            seed: Union[Int, np.random.Generator, None] = None,
+            initial_epoch: Int = 0) -> dict[str, list[float]]:
         """Mini-batch training. Returns history: {"loss": [...], metrics ("accuracy" for the
         classification losses), and with validation_data "val_loss", "val_<metric>"}, one
         entry per epoch. The epoch loss is the mean over all elements the loss counted in the
