@@ -2,7 +2,10 @@
 
 C++ core with CPU SIMD kernels, an optional CUDA backend, NumPy in and out.
 """
+from __future__ import annotations
+
 import os as _os
+from typing import Any as _Any
 
 from . import _core, _train
 # One set of runtime settings (ISA, threads, the fork rule) for every extension module: each
@@ -34,36 +37,36 @@ __all__ = ["RNN", "LSTM", "GRU", "Matrix", "info", "set_num_threads", "get_num_t
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Threads used by pyrnn's CPU kernels (>= 1)."""
     _core.set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-def set_cpu_isa(name):
+def set_cpu_isa(name: str) -> None:
     """Select the CPU kernel family: 'scalar', 'avx2' or 'avx512' (ValueError if unsupported).
     The environment variable PYRNN_CPU_ISA sets the initial choice."""
     _core.set_cpu_isa(name)
 
 
-def get_cpu_isa():
+def get_cpu_isa() -> str:
     return _core.get_cpu_isa()
 
 
-def get_include():
+def get_include() -> str:
     """Folder holding the C++ headers (<pyrnn/pyrnn.h>) of the installed package."""
     return _os.path.join(_HERE, "include")
 
 
-def get_cmake_dir():
+def get_cmake_dir() -> str:
     """Folder holding pyrnnConfig.cmake: pass as pyrnn_DIR to find_package(pyrnn CONFIG)."""
     return _os.path.join(_HERE, "lib", "cmake", "pyrnn")
 
 
-def info():
+def info() -> dict[str, _Any]:
     """Build and runtime facts as a dict. cpu_isa is None, and cpu_isa_error says why, while
     PYRNN_CPU_ISA names no usable ISA (every pass of RNN, LSTM, GRU and Dense then raises that,
     until set_cpu_isa)."""

@@ -3,16 +3,26 @@
 The extension pyrnn._cuda links cuBLAS dynamically. When cuBLAS comes from the nvidia-cublas
 wheel it is not on the loader path, so it is preloaded from there first.
 """
+from __future__ import annotations
+
 import ctypes
 import glob
 import importlib
 import importlib.util
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 if TYPE_CHECKING:  # what __getattr__ below loads at run time, for type checkers
+    from types import ModuleType
+
+    import numpy.typing as npt
+
     from ._cuda import DeviceArray, NativeRecurrentCUDA  # noqa: F401
+    from ._typing import DeviceArrayLike, SupportsCudaArrayInterface, SupportsDLPackDevice
+    from .recurrent import GRU, LSTM, RNN
+
+    _Default = Literal["default"]
 
 _module = None
 _error = None
@@ -30,7 +40,7 @@ def _new_lock_in_child():
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
-def is_compiled():
+def is_compiled() -> bool:
     """True if this build of pyrnn includes the CUDA backend."""
     return importlib.util.find_spec("pyrnn._cuda") is not None
 
@@ -97,27 +107,27 @@ def _load_module():
     _module = module
 
 
-def unavailable_reason():
+def unavailable_reason() -> Optional[str]:
     """None if a CUDA device is usable, else why not (a readable sentence)."""
     _load()
     return _error
 
 
-def device_count():
+def device_count() -> int:
     mod = _load()
     return 0 if mod is None else mod.device_count()
 
 
-def is_available():
+def is_available() -> bool:
     return device_count() > 0
 
 
-def device_names():
+def device_names() -> list[str]:
     mod = _load()
     return [] if mod is None else [mod.device_name(i) for i in range(mod.device_count())]
 
 
-def synchronize():
+def synchronize() -> None:
     """Wait for all work on the current device (no-op without one)."""
     mod = _load()
     if mod is not None and mod.device_count() > 0:
@@ -135,7 +145,7 @@ def _need():
     return mod
 
 
-def as_device_array(obj):
+def as_device_array(obj: DeviceArrayLike) -> DeviceArray:
     """Zero-copy pyrnn.cuda.DeviceArray view of a device array: a DeviceArray, a CUDA
     ``__dlpack__`` (preferred when offered: stream-ordered) or ``__cuda_array_interface__``
     (CuPy, Numba, PyTorch CUDA tensors). The view keeps the producer alive. TypeError for
@@ -143,30 +153,31 @@ def as_device_array(obj):
     return _need().as_device_array(obj)
 
 
-def from_dlpack(obj):
+def from_dlpack(obj: SupportsDLPackDevice) -> DeviceArray:
     """Zero-copy DeviceArray over an object exporting a CUDA DLPack tensor."""
     return _need().from_dlpack(obj)
 
 
-def from_cuda_array_interface(obj):
+def from_cuda_array_interface(obj: SupportsCudaArrayInterface) -> DeviceArray:
     """Zero-copy DeviceArray over an object exposing ``__cuda_array_interface__``. A v3 stream
     is synchronized; older versions (no stream information) synchronize the device."""
     return _need().from_cuda_array_interface(obj)
 
 
-def to_device(array, dtype=None, device=0):
+def to_device(array: npt.ArrayLike, dtype: Optional[npt.DTypeLike] = None,
+              device: int = 0) -> DeviceArray:
     """Owning DeviceArray copy of a host array (NumPy or anything array-like) on `device`."""
     return _need().DeviceArray.from_numpy(array, dtype, device)
 
 
-def kernels():
+def kernels() -> ModuleType:
     """The native device kernels of the training stack (the pyrnn._cuda module: Dense,
     LayerNorm, Embedding, Dropout, LastStep, optimizer steps, norms; the twins of pyrnn._train's
     functions over DeviceArrays). pyrnn.layers / optim / model call it for device arrays."""
     return _need()
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # pyrnn.cuda.DeviceArray / NativeRecurrentCUDA load the extension on first use.
     if name in ("DeviceArray", "NativeRecurrentCUDA"):
         return getattr(_need(), name)
@@ -180,13 +191,13 @@ def __getattr__(name):
 _LAYER_KEYS = ("precision", "algo", "graphs", "streams", "persist_blocks")
 
 
-def options():
+def options() -> dict[str, Any]:
     """The process-wide CUDA defaults: {'precision', 'algo', 'graphs', 'streams',
     'persist_blocks'} (resolved: never 'default')."""
     return _need().default_options()
 
 
-def set_precision(precision):
+def set_precision(precision: Union[Literal["float32", "tf32"], _Default, None]) -> None:
     """Float32 GEMM precision for CUDA layers: "float32" (default: true fp32) or "tf32"
     (tensor cores, operands rounded to 10 mantissa bits, fp32 accumulation: relative error near
     3e-4; see docs/cuda_performance.md), or "default" for the environment's
@@ -194,11 +205,12 @@ def set_precision(precision):
     _need().set_default_options(precision="default" if precision is None else precision)
 
 
-def get_precision():
+def get_precision() -> str:
     return options()["precision"]
 
 
-def set_recurrent_algo(algo):
+def set_recurrent_algo(
+        algo: Union[Literal["auto", "cublas", "fused", "persistent"], _Default, None]) -> None:
     """How the per-step recurrence runs: "auto" (default; cuBLAS for now), "cublas" (a cuBLAS
     GEMM + a fused pointwise kernel per step), "fused" (one custom kernel per step), "persistent"
     (one kernel for all steps, falls back to cuBLAS where it does not fit), or "default" /
@@ -206,20 +218,20 @@ def set_recurrent_algo(algo):
     _need().set_default_options(algo="default" if algo is None else algo)
 
 
-def set_graphs(enabled):
+def set_graphs(enabled: Union[bool, _Default, None]) -> None:
     """Capture each direction's step loop into a CUDA graph and replay it (True), launch every
     kernel (False, the built-in default until measured on a GPU), or None / "default" for
     PYRNN_CUDA_GRAPHS."""
     _need().set_default_options(graphs="default" if enabled is None else enabled)
 
 
-def set_streams(enabled):
+def set_streams(enabled: Union[bool, _Default, None]) -> None:
     """Bidirectional layers: run the reverse direction on a second stream (True), or not (False,
     the built-in default until measured on a GPU); None / "default" for PYRNN_CUDA_STREAMS."""
     _need().set_default_options(streams="default" if enabled is None else enabled)
 
 
-def set_persist_blocks(blocks):
+def set_persist_blocks(blocks: Union[int, _Default, None]) -> None:
     """Blocks of the fused / persistent step kernels of every CUDA layer: 0 (the built-in
     default: chosen from the device), n in [1, 65535], or None / "default" for
     PYRNN_CUDA_PERSIST_BLOCKS. configure(layer, persist_blocks=) sets one layer's."""
@@ -234,8 +246,12 @@ def _cuda_native(layer):
     return native
 
 
-def configure(layer, *, precision=None, algo=None, graphs=None, streams=None,
-              persist_blocks=None):
+def configure(layer: Union[RNN, LSTM, GRU], *,
+              precision: Union[Literal["float32", "tf32"], _Default, None] = None,
+              algo: Union[Literal["auto", "cublas", "fused", "persistent"], _Default, None] = None,
+              graphs: Union[bool, _Default, None] = None,
+              streams: Union[bool, _Default, None] = None,
+              persist_blocks: Union[int, _Default, None] = None) -> dict[str, Any]:
     """Per-layer CUDA options of an RNN / LSTM / GRU on device="cuda"; a keyword left None keeps
     the layer's setting, "default" makes it follow the process default. Kept across
     layer.to("cpu").to("cuda"). Returns layer_options(layer)."""
@@ -246,11 +262,11 @@ def configure(layer, *, precision=None, algo=None, graphs=None, streams=None,
     native.set_options(**given)
     kept = dict(getattr(layer, "_cuda_options", None) or {})
     kept.update({k: v for k, v in given.items() if v is not None})
-    layer._cuda_options = kept
+    layer._cuda_options = kept  # type: ignore[union-attr]
     return layer_options(layer)
 
 
-def layer_options(layer):
+def layer_options(layer: Union[RNN, LSTM, GRU]) -> dict[str, Any]:
     """{'options': the layer's own settings ('default' = follows the process), 'effective':
     resolved against options(), and what its last passes ran: 'last_forward_algo' /
     'last_backward_algo' ('cublas' | 'fused' | 'persistent', after fallbacks; 'default' before

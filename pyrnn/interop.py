@@ -25,9 +25,23 @@ LSTM (i, f, g, o), GRU (r, z, n)):
 - GRU(reset_after=False) (n = tanh(W_in x + W_hn (r*h) + b_n)) has no torch equivalent:
   to_torch raises ValueError.
 """
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .layers import Dense, Dropout, Embedding, LayerNorm
+    from .model import Sequential
+    from .recurrent import GRU, LSTM, RNN, _Recurrent
+
+    # What from_torch returns: the pyrnn class follows the torch one (Linear -> Dense, ...),
+    # which a Union cannot say (overloads on torch classes would need torch to type-check).
+    _PyrnnModule = Union[RNN, LSTM, GRU, Dense, Embedding, LayerNorm, Dropout, Sequential]
 
 _TORCH_DTYPES = ("float32", "float64")
 
@@ -206,7 +220,7 @@ def _sequential_from_torch(torch, seq, hint=None):
     return model
 
 
-def from_torch(module):
+def from_torch(module: nn.Module) -> _PyrnnModule:
     """A pyrnn layer or model with the same parameters as a PyTorch module.
 
     Supported: torch.nn.RNN / LSTM / GRU (any num_layers, bidirectional, batch_first, bias,
@@ -251,7 +265,7 @@ def _copy(torch, dst, arr):
     dst.copy_(torch.from_numpy(np.ascontiguousarray(arr)))
 
 
-def to_torch(layer):
+def to_torch(layer: Union[_Recurrent, Dense, Embedding, LayerNorm, Dropout]) -> nn.Module:
     """The PyTorch module equivalent to a pyrnn RNN / LSTM / GRU(reset_after=True) layer,
     Dense (-> Linear, or Sequential(Linear, activation)), Embedding, LayerNorm or Dropout.
     Parameters are copied (CPU, the layer's dtype); the training/eval mode is carried."""

@@ -35,9 +35,19 @@ exactly pyrnn's bias, except:
   n bias goes into Wbh and Rbh = 0.
 RNN(nonlinearity="relu") -> activations=["Relu"] (one per direction).
 """
+from __future__ import annotations
+
 import os
+from typing import IO, TYPE_CHECKING, Optional, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ._typing import Int, PathOrBytes
+    from .model import Sequential
+    from .recurrent import GRU, LSTM, RNN
 
 DEFAULT_OPSET = 17
 _MIN_OPSET = 13  # Squeeze / Unsqueeze / Slice take axes as inputs
@@ -376,8 +386,11 @@ def _model_dtype(obj):
     return np.dtype(obj.dtype)
 
 
-def export_onnx(obj, path=None, *, seq_len=None, batch=None, opset=DEFAULT_OPSET,
-                lengths=False, initial_states=False, check=True):
+def export_onnx(obj: Union[Sequential, RNN, LSTM, GRU],
+                path: Union[PathOrBytes, IO[bytes], None] = None, *,
+                seq_len: Optional[Int] = None, batch: Optional[Int] = None,
+                opset: Int = DEFAULT_OPSET, lengths: bool = False,
+                initial_states: bool = False, check: bool = True) -> onnx.ModelProto:
     """Write `obj` (a pyrnn RNN / LSTM / GRU layer or a pyrnn.Sequential) as an ONNX model.
 
     path: file to write, atomically (str, bytes or os.PathLike), or a binary file object to

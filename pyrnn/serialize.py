@@ -29,6 +29,8 @@ shapes, dtypes), computed from the config without allocating; only then is the p
 and its CRC checked. Any failure is a ValueError naming the problem; a model is returned
 only when complete.
 """
+from __future__ import annotations
+
 import errno
 import inspect
 import io
@@ -39,11 +41,21 @@ import stat
 import struct
 import tempfile
 import zlib
+from typing import IO, TYPE_CHECKING, Union
 
 import numpy as np
 
 from ._signals import sigint_deferred
 from ._validate import float_dtype
+
+if TYPE_CHECKING:
+    from ._typing import Device, PathOrBytes
+    from .layers import Layer
+    from .recurrent import _Recurrent
+
+    # What save writes and load returns: a Sequential (a Layer) or a single layer (the
+    # recurrent ones derive from _Recurrent: RNN, LSTM, GRU).
+    _Saveable = Union[Layer, _Recurrent]
 
 MAGIC = b"\x89PYRNN\r\n"
 FORMAT_VERSION = 1
@@ -82,7 +94,7 @@ def _spec(obj):
     return {"class": type(obj).__name__, "config": obj.config()}
 
 
-def save(obj, path):
+def save(obj: _Saveable, path: Union[PathOrBytes, IO[bytes]]) -> None:
     """Write a Sequential or a single layer (config + weights) to `path`, atomically. What is
     written is checked to load first: the classes (a class pyrnn.load cannot rebuild, such as a
     subclass or a custom layer, is a TypeError) and the parameters against the shapes and dtypes
@@ -104,9 +116,9 @@ def save(obj, path):
         chunks.append(data)
         offset += len(data)
     want = _expected("save", spec, _registry(), len(tensors))
-    have = {t["name"]: (tuple(t["shape"]), np.dtype(t["dtype"])) for t in tensors}
+    have = {t["name"]: (tuple(t["shape"]), np.dtype(t["dtype"])) for t in tensors}  # type: ignore[call-overload,arg-type,var-annotated]
     if have != want:
-        diff = sorted(set(have) ^ set(want)) or [n for n in have if have[n] != want[n]]
+        diff = sorted(set(have) ^ set(want)) or [n for n in have if have[n] != want[n]]  # type: ignore[type-var]
         raise ValueError(f"cannot save {type(obj).__name__}: its parameters do not match what "
                          f"its config describes, so the file could not be loaded (first "
                          f"difference: {diff[0]!r}: parameter {have.get(diff[0])}, config "
@@ -420,7 +432,7 @@ def _build(spec, reg):
     return cls.from_config(dict(cfg))
 
 
-def load(path, device="cpu"):
+def load(path: Union[PathOrBytes, IO[bytes]], device: Device = "cpu") -> _Saveable:
     """Read a file written by model.save / pyrnn.save: returns the Sequential or layer, built on
     the CPU and then moved to `device` ("cpu" or "cuda") when that is another device."""
     from .recurrent import _check_device
@@ -430,7 +442,7 @@ def load(path, device="cpu"):
         name = getattr(path, "name", None)
         name = name if isinstance(name, (str, bytes)) else f"<{type(path).__name__}>"
         return _load(name, path, None, device)
-    path = os.fspath(path)
+    path = os.fspath(path)  # type: ignore[arg-type]  # (not a file object: _is_file said so)
     with open(path, "rb") as f:
         return _load(path, f, os.fstat(f.fileno()).st_size, device)
 
