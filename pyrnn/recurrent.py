@@ -627,7 +627,23 @@ class RNN(_Recurrent):
         def forward(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
                     lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
         def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
-        __call__ = forward  # type: ignore[assignment]
+
+        # (the same as forward: __call__ calls it)
+        @overload
+        def __call__(self, x: DeviceArray, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def __call__(self, x: npt.ArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[HostArray, HostArray]: ...
+        @overload
+        def __call__(self, x: DeviceArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def __call__(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
+        def __call__(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
 
     @overload
     def backward(self, d_out: DeviceArray, d_h_n: Optional[ArrayInput] = None
@@ -683,7 +699,25 @@ class LSTM(_Recurrent):
                     lengths: Optional[npt.ArrayLike] = None
                     ) -> tuple[Array, tuple[Array, Array]]: ...
         def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
-        __call__ = forward  # type: ignore[assignment]
+
+        # (the same as forward: __call__ calls it)
+        @overload
+        def __call__(self, x: DeviceArray, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, tuple[DeviceArray, DeviceArray]]: ...
+        @overload
+        def __call__(self, x: npt.ArrayLike, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[HostArray, tuple[HostArray, HostArray]]: ...
+        @overload
+        def __call__(self, x: DeviceArrayLike, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, tuple[DeviceArray, DeviceArray]]: ...
+        @overload
+        def __call__(self, x: ArrayInput, hx: Optional[_LSTMState] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[Array, tuple[Array, Array]]: ...
+        def __call__(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
 
     @overload
     def backward(self, d_out: DeviceArray, d_h_n: Optional[ArrayInput] = None,
@@ -742,7 +776,23 @@ class GRU(_Recurrent):
         def forward(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
                     lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
         def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
-        __call__ = forward  # type: ignore[assignment]
+
+        # (the same as forward: __call__ calls it)
+        @overload
+        def __call__(self, x: DeviceArray, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def __call__(self, x: npt.ArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[HostArray, HostArray]: ...
+        @overload
+        def __call__(self, x: DeviceArrayLike, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None
+                    ) -> tuple[DeviceArray, DeviceArray]: ...
+        @overload
+        def __call__(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
+                    lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
+        def __call__(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
 
     @overload
     def backward(self, d_out: DeviceArray, d_h_n: Optional[ArrayInput] = None
