@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "check.h"
+#include "row_sum_oracle.h"
 #include "pyrnn/error.h"
 #include "pyrnn/layers.h"
 #include "pyrnn/optim.h"
@@ -86,20 +87,8 @@ namespace {
 
 using pyrnn::CpuIsa;
 
-// LayerNorm as one plain loop per row: the sums in 8 interleaved partial sums in double (lane k
-// takes j = k mod 8, the tail joining lanes 0, 1, ...), added ((0+1)+(2+3))+((4+5)+(6+7)); the
-// parameter sums over rows in order. Every ISA's vectorised rows and every thread split must
-// give exactly these bits.
-template <typename F>
-double lanes8_sum(int n, F f) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; ++k) a[k] += f(j + k);
-  for (int k = 0; j < n; ++j, ++k) a[k] += f(j);
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
+// LayerNorm as one plain loop per row (the sums: row_sum_oracle.h; the parameter sums over rows
+// in order). Every ISA's vectorised rows and every thread split must give exactly these bits.
 template <typename T>
 struct LayerNormCase {
   int M, D;

@@ -16,6 +16,7 @@
 #include "train_elems.cuh"
 
 #include "check.h"
+#include "row_sum_oracle.h"
 
 namespace {
 
@@ -83,18 +84,6 @@ void check_dense() {
     }
 }
 
-// The CPU's row sums (src/kernels/norm_rows_isa.inc): 8 interleaved partial sums in double, added in a
-// fixed order.
-template <typename F>
-double cpu_row_sum(int n, F f) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int k = 0; k < 8; ++k) a[k] += f(j + k);
-  for (int k = 0; j < n; ++j, ++k) a[k] += f(j);
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
 // LayerNorm bodies, given the CPU's own row statistics.
 template <typename T>
 void check_layernorm() {
@@ -106,8 +95,8 @@ void check_layernorm() {
   pyrnn::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), M, D,
                            1e-5);
   for (int m = 0; m < M; ++m) {
-    const double mu = cpu_row_sum(D, [&](int j) { return static_cast<double>(x[m * D + j]); }) / D;
-    const double v = cpu_row_sum(D, [&](int j) {
+    const double mu = lanes8_sum(D, [&](int j) { return static_cast<double>(x[m * D + j]); }) / D;
+    const double v = lanes8_sum(D, [&](int j) {
       const double c = x[m * D + j] - mu;
       return c * c;
     });
@@ -123,8 +112,8 @@ void check_layernorm() {
   for (int m = 0; m < M; ++m) {
     const double mu = mean[m], rs = rstd[m];
     const double sg =
-        cpu_row_sum(D, [&](int j) { return static_cast<double>(dy[m * D + j]) * w[j]; });
-    const double sgx = cpu_row_sum(D, [&](int j) {
+        lanes8_sum(D, [&](int j) { return static_cast<double>(dy[m * D + j]) * w[j]; });
+    const double sgx = lanes8_sum(D, [&](int j) {
       return static_cast<double>(dy[m * D + j]) * w[j] * ((x[m * D + j] - mu) * rs);
     });
     for (int j = 0; j < D; ++j)
