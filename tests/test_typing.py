@@ -42,6 +42,19 @@ ignore_missing_imports = True
 
 
 def _mypy(tmp_path, *args):
+    # mypy searches the working directory first: run from a checkout's root (as CI runs
+    # `pytest tests`), it took the source tree's pyrnn for user code and checked its private
+    # helpers under --strict. From tmp_path it finds the installed package (py.typed), as a
+    # user's project does.
+    old_cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        return _run_mypy(tmp_path, *args)
+    finally:
+        os.chdir(old_cwd)
+
+
+def _run_mypy(tmp_path, *args):
     cfg = tmp_path / "mypy.ini"
     cfg.write_text(CONFIG.format(cache=tmp_path / ".mypy_cache"))
     stdout, stderr, status = mypy_api.run(
