@@ -344,8 +344,8 @@ class Adam(Optimizer):
     _state_counters = ("step",)
 
     def __init__(self, params: Iterable[Parameter], lr: Real = 1e-3,
-                 betas: tuple[Real, Real] = (0.9, 0.999), eps: Real = 1e-8,
-                 weight_decay: Real = 0.0, amsgrad: bool = False) -> None:
+                 betas: Union[tuple[Real, Real], list[Real]] = (0.9, 0.999),
+                 eps: Real = 1e-8, weight_decay: Real = 0.0, amsgrad: bool = False) -> None:
         self.lr = _float("lr", lr)
         try:
             b1, b2 = betas
@@ -376,8 +376,8 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params: Iterable[Parameter], lr: Real = 1e-3,
-                 betas: tuple[Real, Real] = (0.9, 0.999), eps: Real = 1e-8,
-                 weight_decay: Real = 1e-2, amsgrad: bool = False) -> None:
+                 betas: Union[tuple[Real, Real], list[Real]] = (0.9, 0.999),
+                 eps: Real = 1e-8, weight_decay: Real = 1e-2, amsgrad: bool = False) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
 
