@@ -30,7 +30,8 @@ import numbers
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, overload
+from typing import (IO, TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, Union,
+                    overload)
 
 import numpy as np
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
     from ._cuda import DeviceArray
     from ._typing import (Activation, Array, ArrayInput, Device, DeviceArrayLike, FloatDType,
-                          HostArray, Int, Real, Seed, StrPath)
+                          HostArray, Int, PathOrBytes, Real, Seed)
 
 _busy_lock = threading.Lock()
 
@@ -321,8 +322,9 @@ class Layer(ParamWrites):
         (pyrnn.load checks a file's tensors against it before building anything)."""
         return {}
 
-    def save(self, path: StrPath) -> None:
-        """Write this layer (config + weights) to one file; pyrnn.load(path) reads it back."""
+    def save(self, path: Union[PathOrBytes, IO[bytes]]) -> None:
+        """Write this layer (config + weights) to one file (as pyrnn.save: a str, bytes or
+        path-like path, or a binary file object); pyrnn.load(path) reads it back."""
         from .serialize import save
         save(self, path)
 

@@ -10,7 +10,8 @@ import numbers
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import (IO, TYPE_CHECKING, Any, Literal, Optional, Sequence, Tuple, Union,
+                    overload)
 
 import numpy as np
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from ._cuda import DeviceArray
     from ._typing import (Array, ArrayInput, Device, DeviceArrayLike, FloatDType, HostArray,
-                          Int, Real, Seed, StrPath)
+                          Int, PathOrBytes, Real, Seed)
 
     # hx of an LSTM: the pair (h0, c0), both given (a list of two is taken too).
     _LSTMState = Union[Tuple[ArrayInput, ArrayInput], Sequence[ArrayInput]]
@@ -269,8 +270,9 @@ class _Recurrent(ParamWrites):
                         shapes["bias_hn" + sfx] = (H,)
         return shapes
 
-    def save(self, path: StrPath) -> None:
-        """Write this layer (config + weights) to one file; pyrnn.load(path) reads it back."""
+    def save(self, path: Union[PathOrBytes, IO[bytes]]) -> None:
+        """Write this layer (config + weights) to one file (as pyrnn.save: a str, bytes or
+        path-like path, or a binary file object); pyrnn.load(path) reads it back."""
         from .serialize import save
         save(self, path)
 
