@@ -68,3 +68,11 @@ Activation: TypeAlias = Literal["relu", "tanh", "sigmoid", None]
 #: A file path (pyrnn.save / load, ModelCheckpoint).
 StrPath: TypeAlias = Union[str, "os.PathLike[str]"]
 PathOrBytes: TypeAlias = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+
+class SupportsWriteBytes(Protocol):
+    """A binary writer as pyrnn.save / layer.save take it: anything with write(bytes) (a file
+    opened "wb", io.BytesIO, a gzip or zip member, a pipe or socket file); what write returns
+    may be a count, None or anything else (save writes the rest after a short count)."""
+
+    def write(self, data: bytes, /) -> object: ...

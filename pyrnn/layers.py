@@ -30,8 +30,7 @@ import numbers
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from typing import (IO, TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, Union,
-                    overload)
+from typing import TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, Union, overload
 
 import numpy as np
 
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 
     from ._cuda import DeviceArray
     from ._typing import (Activation, Array, ArrayInput, Device, DeviceArrayLike, FloatDType,
-                          HostArray, Int, PathOrBytes, Real, Seed)
+                          HostArray, Int, PathOrBytes, Real, Seed, SupportsWriteBytes)
 
 _busy_lock = threading.Lock()
 
@@ -322,7 +321,7 @@ class Layer(ParamWrites):
         (pyrnn.load checks a file's tensors against it before building anything)."""
         return {}
 
-    def save(self, path: Union[PathOrBytes, IO[bytes]]) -> None:
+    def save(self, path: Union[PathOrBytes, SupportsWriteBytes]) -> None:
         """Write this layer (config + weights) to one file (as pyrnn.save: a str, bytes or
         path-like path, or a binary file object); pyrnn.load(path) reads it back."""
         from .serialize import save

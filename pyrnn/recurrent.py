@@ -10,8 +10,7 @@ import numbers
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import (IO, TYPE_CHECKING, Any, Literal, Optional, Sequence, Tuple, Union,
-                    overload)
+from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
     from ._cuda import DeviceArray
     from ._typing import (Array, ArrayInput, Device, DeviceArrayLike, FloatDType, HostArray,
-                          Int, PathOrBytes, Real, Seed)
+                          Int, PathOrBytes, Real, Seed, SupportsWriteBytes)
 
     # hx of an LSTM: the pair (h0, c0), both given (a list of two is taken too).
     _LSTMState = Union[Tuple[ArrayInput, ArrayInput], Sequence[ArrayInput]]
@@ -270,7 +269,7 @@ class _Recurrent(ParamWrites):
                         shapes["bias_hn" + sfx] = (H,)
         return shapes
 
-    def save(self, path: Union[PathOrBytes, IO[bytes]]) -> None:
+    def save(self, path: Union[PathOrBytes, SupportsWriteBytes]) -> None:
         """Write this layer (config + weights) to one file (as pyrnn.save: a str, bytes or
         path-like path, or a binary file object); pyrnn.load(path) reads it back."""
         from .serialize import save

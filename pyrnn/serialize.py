@@ -49,7 +49,7 @@ from ._signals import sigint_deferred
 from ._validate import float_dtype
 
 if TYPE_CHECKING:
-    from ._typing import Device, PathOrBytes
+    from ._typing import Device, PathOrBytes, SupportsWriteBytes
     from .layers import Layer
     from .recurrent import _Recurrent
 
@@ -94,7 +94,7 @@ def _spec(obj):
     return {"class": type(obj).__name__, "config": obj.config()}
 
 
-def save(obj: _Saveable, path: Union[PathOrBytes, IO[bytes]]) -> None:
+def save(obj: _Saveable, path: Union[PathOrBytes, SupportsWriteBytes]) -> None:
     """Write a Sequential or a single layer (config + weights) to `path`, atomically. What is
     written is checked to load first: the classes (a class pyrnn.load cannot rebuild, such as a
     subclass or a custom layer, is a TypeError) and the parameters against the shapes and dtypes
