@@ -163,7 +163,9 @@ class Loss:
         """d loss / d pred of the last forward, in the prediction's dtype, on its device."""
         if self._dpred is None:
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward()")
-        d = self._dpred.astype(self._dtype)  # a copy: the caller may write into it
+        # A copy the caller may write into; np.array, not .astype: a 0-d prediction's
+        # arithmetic left a NumPy scalar, which .astype kept a scalar (not writable, no array).
+        d = np.array(self._dpred, dtype=self._dtype)
         return _arrays.to_device(d, device=self._device) if self._on_device else d
 
     def metric_counts(self) -> dict[str, tuple[int, int]]:

@@ -293,3 +293,15 @@ def test_cross_entropy_accuracy_ties_go_to_the_first_class():
     assert ce.metric_counts() == {"accuracy": (1, 2)}
     ce(np.array([[0.0, 2.0], [2.0, 0.0]]), np.array([[0.5, 0.5], [0.5, 0.5]]))
     assert ce.metric_counts() == {"accuracy": (1, 2)}
+
+
+@pytest.mark.parametrize("make", [losses.MSELoss, losses.BCEWithLogitsLoss])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_of_a_0d_prediction_is_a_writable_0d_array(make, dtype):
+    # It was a NumPy scalar (the arithmetic on 0-d arrays gives scalars): not an ndarray, and
+    # not writable, though backward documents a copy the caller may write into.
+    loss = make()
+    loss(np.array(0.3, dtype), np.array(1.0, dtype))
+    d = loss.backward()
+    assert type(d) is np.ndarray and d.shape == () and d.dtype == dtype
+    d[...] = 0.0
