@@ -593,24 +593,8 @@ class _Recurrent(ParamWrites):
         return []
 
 
-class RNN(_Recurrent):
-    """Elman RNN: h_t = act(W_ih x_t + W_hh h_{t-1} + b), act = tanh or relu."""
-    nonlinearity: _attrs.Fixed[Literal["tanh", "relu"]] = _attrs.Fixed()
-
-    # Every keyword spelled out (not **kwargs): signatures, checkers and a misspelt keyword's
-    # error name this class.
-    def __init__(self, input_size: Int, hidden_size: Int, num_layers: Int = 1, *,
-                 nonlinearity: Literal["tanh", "relu"] = "tanh", bias: bool = True,
-                 batch_first: bool = False, bidirectional: bool = False, dropout: Real = 0.0,
-                 dtype: FloatDType = "float32", device: Device = "cpu",
-                 seed: Seed = None) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self._nonlinearity = nonlinearity
-        self._cell = "rnn_" + nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                         bidirectional=bidirectional, dropout=dropout, dtype=dtype,
-                         device=device, seed=seed)
+class _OneStateRecurrent(_Recurrent):
+    """RNN and GRU: one state, h, so forward gives (y, h_n) and backward (dx, dh0)."""
 
     if TYPE_CHECKING:
         @overload
@@ -662,6 +646,26 @@ class RNN(_Recurrent):
         d_out None: zeros (only d_h_n flows back)."""
         dx, dh0, _ = self._backward(d_out, d_h_n, None)
         return dx, dh0
+
+
+class RNN(_OneStateRecurrent):
+    """Elman RNN: h_t = act(W_ih x_t + W_hh h_{t-1} + b), act = tanh or relu."""
+    nonlinearity: _attrs.Fixed[Literal["tanh", "relu"]] = _attrs.Fixed()
+
+    # Every keyword spelled out (not **kwargs): signatures, checkers and a misspelt keyword's
+    # error name this class.
+    def __init__(self, input_size: Int, hidden_size: Int, num_layers: Int = 1, *,
+                 nonlinearity: Literal["tanh", "relu"] = "tanh", bias: bool = True,
+                 batch_first: bool = False, bidirectional: bool = False, dropout: Real = 0.0,
+                 dtype: FloatDType = "float32", device: Device = "cpu",
+                 seed: Seed = None) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self._nonlinearity = nonlinearity
+        self._cell = "rnn_" + nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                         bidirectional=bidirectional, dropout=dropout, dtype=dtype,
+                         device=device, seed=seed)
 
     def _extra_repr(self) -> list[str]:
         return [] if self.nonlinearity == "tanh" else [f"nonlinearity='{self.nonlinearity}'"]
@@ -741,7 +745,7 @@ class LSTM(_Recurrent):
         return dx, (dh0, dc0)
 
 
-class GRU(_Recurrent):
+class GRU(_OneStateRecurrent):
     """GRU, gates (r, z, n), h_t = (1-z)*n + z*h_{t-1}.
 
     reset_after=False (default; the seeds', Cho et al.'s and ONNX's default form):
@@ -760,57 +764,6 @@ class GRU(_Recurrent):
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, dropout=dropout, dtype=dtype,
                          device=device, seed=seed)
-
-    if TYPE_CHECKING:
-        @overload
-        def forward(self, x: DeviceArray, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None
-                    ) -> tuple[DeviceArray, DeviceArray]: ...
-        @overload
-        def forward(self, x: npt.ArrayLike, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None) -> tuple[HostArray, HostArray]: ...
-        @overload
-        def forward(self, x: DeviceArrayLike, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None
-                    ) -> tuple[DeviceArray, DeviceArray]: ...
-        @overload
-        def forward(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
-        def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
-
-        # (the same as forward: __call__ calls it)
-        @overload
-        def __call__(self, x: DeviceArray, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None
-                    ) -> tuple[DeviceArray, DeviceArray]: ...
-        @overload
-        def __call__(self, x: npt.ArrayLike, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None) -> tuple[HostArray, HostArray]: ...
-        @overload
-        def __call__(self, x: DeviceArrayLike, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None
-                    ) -> tuple[DeviceArray, DeviceArray]: ...
-        @overload
-        def __call__(self, x: ArrayInput, hx: Optional[ArrayInput] = None,
-                    lengths: Optional[npt.ArrayLike] = None) -> tuple[Array, Array]: ...
-        def __call__(self, x: Any, hx: Any = None, lengths: Any = None) -> Any: ...
-
-    @overload
-    def backward(self, d_out: DeviceArray, d_h_n: Optional[ArrayInput] = None
-                 ) -> tuple[DeviceArray, DeviceArray]: ...
-    @overload
-    def backward(self, d_out: npt.ArrayLike, d_h_n: Optional[ArrayInput] = None
-                 ) -> tuple[HostArray, HostArray]: ...
-    @overload
-    def backward(self, d_out: Optional[ArrayInput], d_h_n: Optional[ArrayInput] = None
-                 ) -> tuple[Array, Array]: ...
-
-    def backward(self, d_out: Optional[ArrayInput],
-                 d_h_n: Optional[ArrayInput] = None) -> tuple[Array, Array]:
-        """BPTT through the last training forward -> (dx, dh0); parameter grads accumulate.
-        d_out None: zeros (only d_h_n flows back)."""
-        dx, dh0, _ = self._backward(d_out, d_h_n, None)
-        return dx, dh0
 
     def _extra_repr(self) -> list[str]:
         return ["reset_after=True"] if self.reset_after else []
