@@ -9,15 +9,22 @@
 namespace pyrnn {
 namespace kernels {
 
-template <typename T>
-const Ops<T>& ops_for(CpuIsa isa) {
+// One ISA's table of a family (Ops, NormRows), given each ISA's table getter.
+template <typename Table>
+const Table& table_for(CpuIsa isa, const Table& (*scalar)(), const Table& (*avx2)(),
+                       const Table& (*avx512)()) {
   PYRNN_CHECK(isa_supported(isa), "CPU ISA '", isa_name(isa), "' is not supported by this CPU");
   switch (isa) {
-    case CpuIsa::AVX512: return ops_avx512<T>();
-    case CpuIsa::AVX2: return ops_avx2<T>();
+    case CpuIsa::AVX512: return avx512();
+    case CpuIsa::AVX2: return avx2();
     case CpuIsa::Scalar: break;
   }
-  return ops_scalar<T>();
+  return scalar();
+}
+
+template <typename T>
+const Ops<T>& ops_for(CpuIsa isa) {
+  return table_for<Ops<T>>(isa, ops_scalar<T>, ops_avx2<T>, ops_avx512<T>);
 }
 
 template <typename T>
@@ -27,13 +34,7 @@ const Ops<T>& ops() {
 
 template <typename T>
 const NormRows<T>& norm_rows_for(CpuIsa isa) {
-  PYRNN_CHECK(isa_supported(isa), "CPU ISA '", isa_name(isa), "' is not supported by this CPU");
-  switch (isa) {
-    case CpuIsa::AVX512: return norm_rows_avx512<T>();
-    case CpuIsa::AVX2: return norm_rows_avx2<T>();
-    case CpuIsa::Scalar: break;
-  }
-  return norm_rows_scalar<T>();
+  return table_for<NormRows<T>>(isa, norm_rows_scalar<T>, norm_rows_avx2<T>, norm_rows_avx512<T>);
 }
 
 template <typename T>
