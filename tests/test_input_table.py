@@ -27,13 +27,14 @@ import pyrnn.cuda
 from _case_runner import run_cases
 
 PRELUDE = r'''
-import os, tempfile, json, struct, zlib
+import atexit, os, shutil, tempfile, json, struct, zlib
 import numpy as np
 import pyrnn
 from pyrnn import losses, optim, init, callbacks
 from pyrnn.parameter import Parameter
 
 TMP = tempfile.mkdtemp(prefix="pyrnn-table-")
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)  # each child made one; none stayed
 rng = np.random.default_rng(0)
 
 def rand(*shape, dtype=np.float32):
