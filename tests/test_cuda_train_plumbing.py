@@ -4,6 +4,7 @@ evaluate / predict / save / load / to) must give BITWISE the results of the CPU 
 activations and gradients on the "device" (the fakes refuse host arrays in device kernels), and
 fail clearly (mixed devices, stale optimizers). The real kernels are checked against the CPU by
 tests/test_cuda_train.py on a GPU and by the C++ host emulation (ctest)."""
+import io
 import itertools
 
 import numpy as np
@@ -478,12 +479,12 @@ def test_nonfinite_loss_restores_device_weights(fake):
 def test_demo_trains_on_the_device(fake):
     from pyrnn import demo
     kw = dict(epochs=1, n_train=64, n_val=32, n_test=32, hidden=4, batch_size=16, seed=0,
-              stream=open("/dev/null", "w"))
+              stream=io.StringIO())
     cpu = demo.run_adding("GRU", 5, device="cpu", **kw)
     gpu = demo.run_adding("GRU", 5, device="cuda", **kw)
     assert gpu["test_mse"] == cpu["test_mse"] and gpu["loss"] == cpu["loss"]
     model, chars, hist, _ = demo.train_char_gru(epochs=1, hidden=8, T=10, device="cuda",
-                                                stream=open("/dev/null", "w"))
+                                                stream=io.StringIO())
     assert all(layer.device == "cuda" for layer in model.layers)
     assert isinstance(demo.sample(model, chars, "Shall", 5), str)
 

@@ -4,6 +4,7 @@ The full demo takes seconds, but is not run here; --quick exercises every code p
 (training, table, claims, sampling, the PNG) with tiny budgets. The claims themselves are
 checked at full budget by tests/test_train_learning.py's adding-problem tests.
 """
+import io
 import json
 import os
 import subprocess
@@ -156,7 +157,7 @@ def test_table_and_claims_report_failures_honestly():
 
 def test_sample_uses_the_model_and_temperature():
     model, chars, hist, _ = demo.train_char_gru(epochs=1, hidden=16, seed=0,
-                                                stream=open(os.devnull, "w"))
+                                                stream=io.StringIO())
     a = demo.sample(model, chars, "Shall", 40, temperature=0.7, seed=1)
     b = demo.sample(model, chars, "Shall", 40, temperature=0.7, seed=1)
     assert a == b and a.startswith("Shall") and len(a) == 45
@@ -235,7 +236,7 @@ def test_demo_run_puts_the_thread_count_back():
     saved = pyrnn.get_num_threads()
     pyrnn.set_num_threads(2)
     try:
-        demo.run(quick=True, threads=1, plot_png=False, stream=open(os.devnull, "w"),
+        demo.run(quick=True, threads=1, plot_png=False, stream=io.StringIO(),
                  lengths=[5, 6])
         assert pyrnn.get_num_threads() == 2
     finally:
@@ -393,7 +394,7 @@ def test_guarded_in_process_leaves_a_redirected_stdout_alone(capsys):
 
 
 def test_empty_lengths_mean_the_defaults():
-    out = demo.run(quick=True, plot_png=False, lengths=(), stream=open(os.devnull, "w"))
+    out = demo.run(quick=True, plot_png=False, lengths=(), stream=io.StringIO())
     assert sorted({r["T"] for r in out["adding"]}) == list(demo.QUICK["lengths"])
 
 

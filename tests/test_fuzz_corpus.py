@@ -14,6 +14,12 @@ import fuzz_layer  # noqa: E402
 import fuzz_load  # noqa: E402
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _remove_fuzz_files():
+    yield
+    fuzz_load.cleanup()
+
+
 def corpus(name):
     folder = os.path.join(FUZZ, "corpus", name)
     out = []

@@ -438,7 +438,11 @@ def test_save_writes_into_a_fifo(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+
+    def read():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+    reader = threading.Thread(target=read)
     reader.start()
     layer = pyrnn.GRU(2, 3, seed=0)
     layer.save(fifo)

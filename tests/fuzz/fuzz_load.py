@@ -18,9 +18,24 @@ import struct
 import tempfile
 import zlib
 
-_DIR = tempfile.mkdtemp(prefix="pyrnn-fuzz-load-")
-atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # every import made one; none stayed
-_PATH = os.path.join(_DIR, "input.pyrnn")
+_dir = None  # made on the first input, not at import: pytest-xdist workers import this
+             # module to collect it and leave without running atexit handlers
+
+
+def _path():
+    global _dir
+    if _dir is None:
+        _dir = tempfile.mkdtemp(prefix="pyrnn-fuzz-load-")
+        atexit.register(cleanup)
+    return os.path.join(_dir, "input.pyrnn")
+
+
+def cleanup():
+    """Removes the folder the inputs were written to (test_fuzz_corpus calls it when done)."""
+    global _dir
+    if _dir is not None:
+        shutil.rmtree(_dir, ignore_errors=True)
+        _dir = None
 
 
 def build_file(data):
@@ -38,18 +53,19 @@ def build_file(data):
 def test_one_input(data, pyrnn=None):
     if pyrnn is None:
         import pyrnn
-    with open(_PATH, "wb") as f:
+    path = _path()
+    with open(path, "wb") as f:
         f.write(build_file(data))
     try:
-        model = pyrnn.load(_PATH)
+        model = pyrnn.load(path)
     except ValueError:
         return
     # A model that loads must be usable as declared: its parameters are finite-or-not
     # arrays of the declared shapes, and save() round-trips it.
     for p in model.parameters():
         assert p.data.shape == p.grad.shape
-    model.save(_PATH + ".again")
-    again = pyrnn.load(_PATH + ".again")
+    model.save(path + ".again")
+    again = pyrnn.load(path + ".again")
     assert list(again.params) == list(model.params)
 
 
