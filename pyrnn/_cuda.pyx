@@ -714,9 +714,10 @@ def from_dlpack(obj, device=None):
         stream = s
     capsule, ordered = _call_dlpack(obj, stream)
     arr = _from_capsule(capsule, obj)
+    cdef int s_device = device  # the import stream's device
     if s and ordered:
         with nogil:
-            ccuda.synchronize_stream(<cudaStream_t>s, -1)
+            ccuda.synchronize_stream(<cudaStream_t>s, s_device)
     elif s:
         # A producer that takes no stream ordered nothing: wait for all work on the device.
         _synchronize_device(arr.device)

@@ -2,6 +2,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "device_lock.cuh"
 #include "device_scope.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/device.h"
@@ -82,10 +83,19 @@ std::string device_name(int device) {
   return prop.name;
 }
 
-void synchronize() { PYRNN_CUDA_CHECK(cudaDeviceSynchronize()); }
+// A device-wide wait also waits on a stream another thread may be capturing into a CUDA graph
+// (a recurrent pass with graphs on), which can invalidate that capture: both take the device's
+// lock, which every call queueing work on the Context stream holds (device_lock.cuh).
+void synchronize() {
+  int device = 0;
+  PYRNN_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(detail::device_mutex(device));
+  PYRNN_CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 void synchronize_device(int device) {
   if (device < 0) return synchronize();
+  std::lock_guard<std::mutex> lock(detail::device_mutex(device));
   detail::DeviceScope scope(device);
   PYRNN_CUDA_CHECK(cudaDeviceSynchronize());
 }

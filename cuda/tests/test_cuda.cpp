@@ -968,6 +968,23 @@ void test_context_mutex() {
   }
   pass.join();
   CHECK(done);
+  // A device-wide wait takes the lock too (it would also wait on a stream that another thread
+  // is capturing into a graph).
+  for (int device : {-1, 0}) {  // -1: synchronize(), the current device
+    std::atomic<bool> synced{false};
+    std::thread sync;
+    {
+      std::lock_guard<std::mutex> held(Context::get(0).mutex());
+      sync = std::thread([&] {
+        pyrnn::cuda::synchronize_device(device);
+        synced = true;
+      });
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      CHECK(!synced);
+    }
+    sync.join();
+    CHECK(synced);
+  }
 }
 
 // Without a device: every entry point that needs one throws pyrnn::Error (checked in the SKIP run).

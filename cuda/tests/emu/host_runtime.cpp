@@ -356,9 +356,12 @@ std::string device_name(int device) {
   PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");
   return "host emulation";
 }
-void synchronize() {}
+// Nothing to wait for; the device's lock is taken as device.cu takes it.
+void synchronize() { std::lock_guard<std::mutex> lock(detail::device_mutex(0)); }
 void synchronize_device(int device) {
-  PYRNN_CHECK(device <= 0, "CUDA device ", device, " out of range (1 device, emulated)");
+  if (device < 0) return synchronize();
+  PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");
+  std::lock_guard<std::mutex> lock(detail::device_mutex(0));
 }
 int runtime_version() { return CUDART_VERSION; }  // the runtime headers it was built against
 int driver_version() { return 0; }

@@ -11,7 +11,8 @@ int device_count();
 std::string unavailable_reason();
 // Throws pyrnn::Error for an invalid index.
 std::string device_name(int device);
-// Waits for all work on the current device (all streams).
+// Waits for all work on the current device (all streams). Takes the device's lock
+// (Context::mutex()): not to be called while holding it.
 void synchronize();
 // Waits for all work on `device` (all streams); the caller's current device is restored.
 // device < 0: the current device, as synchronize().
