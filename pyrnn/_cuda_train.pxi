@@ -125,9 +125,10 @@ def dense_backward(dw, db, dy, y, x, w, int act, bint need_dx=True):
 
 # ---- LayerNorm --------------------------------------------------------------------------------
 
-def layernorm_forward(x, w, b, double eps):
-    """(y [M, D], mean [M], rstd [M]) of x [M, D] normalised over its last axis; mean and rstd
-    float64 for both precisions."""
+def layernorm_forward(x, w, b, double eps, bint keep=False):
+    """(y [M, D], mean [M], rstd [M], x_keep) of x [M, D] normalised over its last axis; mean and
+    rstd float64 for both precisions; x_keep a copy of x made in the same pass when keep (the
+    training cache), else None."""
     dt, dev, xs = _main("x", x, 2)
     cdef int64_t M = xs[0]
     cdef int D = _extent("x", xs, 1)
@@ -139,18 +140,20 @@ def layernorm_forward(x, w, b, double eps):
     rstd = DeviceArray.empty((M,), np.float64, dev)
     cdef uintptr_t yp = (<DeviceArray>y).ptr, mp = (<DeviceArray>mean).ptr
     cdef uintptr_t rp = (<DeviceArray>rstd).ptr
+    kept = DeviceArray.empty((M, D), dt, dev) if keep else None
+    cdef uintptr_t kp = (<DeviceArray>kept).ptr if keep else 0
     cdef Context* c = _train_ctx(dev)
     if dt == np.float32:
         with nogil:
             ct.layernorm_forward[float](c[0], <float*>yp, <double*>mp, <double*>rp,
                                         <const float*>xp, <const float*>wp, <const float*>bp,
-                                        M, D, eps)
+                                        M, D, eps, <float*>kp)
     else:
         with nogil:
             ct.layernorm_forward[double](c[0], <double*>yp, <double*>mp, <double*>rp,
                                          <const double*>xp, <const double*>wp,
-                                         <const double*>bp, M, D, eps)
-    return y, mean, rstd
+                                         <const double*>bp, M, D, eps, <double*>kp)
+    return y, mean, rstd, kept
 
 
 def layernorm_backward(dw, db, dy, x, mean, rstd, w):

@@ -90,16 +90,21 @@ def dense_backward(real[:, ::1] dw, real[::1] db, real[:, ::1] dx, const real[:,
 # ---- LayerNorm --------------------------------------------------------------------------------
 
 def layernorm_forward(real[:, ::1] y, double[::1] mean, double[::1] rstd, const real[:, ::1] x,
-                      const real[::1] w, const real[::1] b, double eps):
+                      const real[::1] w, const real[::1] b, double eps,
+                      real[:, ::1] x_keep=None):
     """y [M, D] = (x - mean) * rstd * w + b over the last axis; mean, rstd [M] (float64 for
-    both precisions) cached."""
+    both precisions) cached; x_keep [M, D], if given, a copy of x (the training cache)."""
     cdef int64_t M = x.shape[0]
     cdef int D = x.shape[1]
     _same((y.shape[0], y.shape[1]), (M, D), "y")
     _same((mean.shape[0], rstd.shape[0]), (M, M), "mean/rstd")
     _same((w.shape[0], b.shape[0]), (D, D), "weight/bias")
+    cdef real* kp = NULL
+    if x_keep is not None:
+        _same((x_keep.shape[0], x_keep.shape[1]), (M, D), "x_keep")
+        kp = &x_keep[0, 0]
     with nogil:
-        c_layernorm_forward(&y[0, 0], &mean[0], &rstd[0], &x[0, 0], &w[0], &b[0], M, D, eps)
+        c_layernorm_forward(&y[0, 0], &mean[0], &rstd[0], &x[0, 0], &w[0], &b[0], M, D, eps, kp)
 
 
 def layernorm_backward(real[:, ::1] dx, real[::1] dw, real[::1] db, const real[:, ::1] dy,

@@ -16,9 +16,9 @@ cdef extern from "pyrnn/layers.h" namespace "pyrnn" nogil:
     void dense_backward[T](T* dx, T* dw, T* db, const T* dy, const T* y, const T* x,
                            const T* w, int64_t M, int in_, int out, Activation act) except +
 
-    # x, y [M, D]  w, b [D]  mean, rstd [M] (double for both precisions)
+    # x, y [M, D]  w, b [D]  mean, rstd [M] (double for both precisions)  x_keep [M, D] nullable
     void layernorm_forward[T](T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
-                              int64_t M, int D, double eps) except +
+                              int64_t M, int D, double eps, T* x_keep) except +
     void layernorm_backward[T](T* dx, T* dw, T* db, const T* dy, const T* x, const double* mean,
                                const double* rstd, const T* w, int64_t M, int D) except +
 

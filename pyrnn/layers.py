@@ -143,16 +143,19 @@ def _out(y, device_out):
     return y if device_out else y.numpy()
 
 
+def _shares_caller_memory(arr, given):
+    """Whether arr may be the memory of the caller's `given` (not where np.asarray built it)."""
+    if isinstance(given, (list, tuple, numbers.Number)):
+        return False
+    return not isinstance(given, np.ndarray) or np.may_share_memory(arr, given)
+
+
 def _private(arr, given):
     """arr, or a copy when it may share memory with the caller's `given`: what a training
     forward keeps for backward must not change if the caller modifies its input in place
     before backward (the recurrent layers copy x too). The copy costs far less than a
-    Dense's product, about as much as a LayerNorm's own pass."""
-    if isinstance(given, (list, tuple, numbers.Number)):
-        return arr  # np.asarray built arr from scratch
-    if isinstance(given, np.ndarray) and not np.may_share_memory(arr, given):
-        return arr
-    return arr.copy()
+    Dense's product; LayerNorm has its kernel make it."""
+    return arr.copy() if _shares_caller_memory(arr, given) else arr
 
 
 def _private_device(arr, given_on_device):
@@ -838,15 +841,19 @@ class LayerNorm(Layer):
                              f"got {shape_str(x.shape)}")
         x2 = x.reshape(-1, self.dim)                 # [M, D]
         _check_result(self, "output", x.shape, self.dtype)
-        if self.training:
-            x2 = _private(x2, given)  # backward reads x
+        # Backward reads x: a private copy where the caller's array is x2 (see _private), made
+        # by the kernel in its first pass over each row (a separate copy was 30% of the training
+        # forward at 4096 x 512).
+        keep = (np.empty_like(x2) if self.training and _shares_caller_memory(x2, given)
+                else None)                           # [M, D]
         y2 = np.empty_like(x2)                       # [M, D]
         mean = np.empty(x2.shape[0], np.float64)     # [M] double for both precisions
         rstd = np.empty(x2.shape[0], np.float64)     # [M]
         with _exclusive(self):
             _train.layernorm_forward(y2, mean, rstd, x2, self._params["weight"],
-                                     self._params["bias"], self.eps)
-            self._keep((x2, mean, rstd, x.shape) if self.training else None)
+                                     self._params["bias"], self.eps, keep)
+            self._keep((x2 if keep is None else keep, mean, rstd, x.shape) if self.training
+                       else None)
         return y2.reshape(x.shape)
 
     @overload
@@ -881,11 +888,14 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm expects input of shape (..., {self.dim}), "
                              f"got {shape_str(shape)}")
         x2 = x.reshape(-1, self.dim)                 # [M, D]
-        if self.training:
-            x2 = _private_device(x2, device_out)  # backward reads x
-        y2, mean, rstd = _kernels().layernorm_forward(x2, self._params["weight"],
-                                                      self._params["bias"], self.eps)
-        self._keep((x2, mean, rstd, shape) if self.training else None)
+        # Backward reads x: the kernel copies a caller's device array as it reads it (as on
+        # the CPU; _private_device's rule).
+        keep = self.training and device_out
+        y2, mean, rstd, kept = _kernels().layernorm_forward(x2, self._params["weight"],
+                                                            self._params["bias"], self.eps,
+                                                            keep)
+        self._keep((x2 if kept is None else kept, mean, rstd, shape) if self.training
+                   else None)
         return _out(y2.reshape(shape), device_out)
 
     def _backward_cuda(self, dy):

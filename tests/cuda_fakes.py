@@ -133,12 +133,13 @@ class FakeKernels:
         _train.dense_backward(dev(dw), dev(db), dx, dev(dy), dev(y), dev(x), dev(w), act)
         return FakeDev(dx) if need_dx else None
 
-    def layernorm_forward(self, x, w, b, eps):
+    def layernorm_forward(self, x, w, b, eps, keep=False):
         self._count("layernorm_forward")
         x = dev(x)
         y, mean, rstd = np.empty_like(x), np.empty(x.shape[0]), np.empty(x.shape[0])
-        _train.layernorm_forward(y, mean, rstd, x, dev(w), dev(b), eps)
-        return FakeDev(y), FakeDev(mean), FakeDev(rstd)
+        kept = np.empty_like(x) if keep else None
+        _train.layernorm_forward(y, mean, rstd, x, dev(w), dev(b), eps, kept)
+        return FakeDev(y), FakeDev(mean), FakeDev(rstd), None if kept is None else FakeDev(kept)
 
     def layernorm_backward(self, dw, db, dy, x, mean, rstd, w):
         self._count("layernorm_backward")

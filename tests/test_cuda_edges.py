@@ -509,3 +509,22 @@ def test_device_relu_backward_passes_zero_for_inactive_units_whatever_dy():
     for k, v in gpu.numpy_grads().items():
         assert np.isfinite(v).all()
         np.testing.assert_allclose(v, cpu.grads[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: LayerNorm(6), lambda: Dense(6, 4, "tanh", seed=0)])
+def test_overwriting_a_device_input_before_backward_changes_nothing(make):
+    # A device input is the caller's memory (zero-copy): the training forward keeps a copy of
+    # it (LayerNorm's kernel makes it in the same pass), so backward differentiates the input
+    # the forward saw, as on the CPU.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6)).astype(np.float32) + 2
+    cpu, dev = make(), make().to("cuda")
+    dy = rng.standard_normal(cpu.forward(x).shape).astype(np.float32)
+    dx_want = cpu.backward(dy)
+    xd = pyrnn.cuda.to_device(x)
+    dev.forward(xd)
+    xd.copy_from(np.full(x.shape, 100.0, np.float32))
+    dx = dev.backward(pyrnn.cuda.to_device(dy)).numpy()
+    np.testing.assert_allclose(dx, dx_want, rtol=1e-5, atol=1e-6)
+    for k, g in dev.numpy_grads().items():
+        np.testing.assert_allclose(g, cpu.grads[k], rtol=1e-5, atol=1e-6, err_msg=k)

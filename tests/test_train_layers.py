@@ -413,3 +413,26 @@ def test_dense_backward_uses_the_input_as_it_was_at_forward():
     x[...] = 100.0
     d.backward(np.ones((3, 1), np.float32))
     np.testing.assert_array_equal(d.grads["weight"], [[3.0, 3.0]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layernorm_backward_uses_the_input_as_it_was_at_forward(dtype):
+    # A training forward keeps x for backward: the caller's array is copied (by the kernel, in
+    # its first pass over each row), so overwriting it before backward changes nothing; an
+    # input np.asarray had to build (a list) is kept as it is. Both give the results of a run
+    # on an untouched copy, bit for bit.
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((5, 3, 7)) * 2 + 1).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    ref = pyrnn.LayerNorm(7, dtype=dtype)
+    y_want = ref.forward(x.copy())
+    dx_want = ref.backward(dy)
+    for how in ("array", "view", "list"):
+        given = {"array": x.copy(), "view": x.copy()[:, :, :], "list": x.tolist()}[how]
+        ln = pyrnn.LayerNorm(7, dtype=dtype)
+        np.testing.assert_array_equal(ln.forward(given), y_want, err_msg=how)
+        if how != "list":
+            given[...] = 100.0
+        np.testing.assert_array_equal(ln.backward(dy), dx_want, err_msg=how)
+        for k in ("weight", "bias"):
+            np.testing.assert_array_equal(ln.grads[k], ref.grads[k], err_msg=f"{how} {k}")

@@ -187,21 +187,17 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
 
 template <typename T>
 void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
-                       std::int64_t M, int D, double eps) {
-  check_layer_sizes("layernorm_forward", M, D, 1);
-  if (M > 0)
-    check_given("layernorm_forward", {{"y", y}, {"mean", mean}, {"rstd", rstd}, {"x", x},
-                                      {"w", w}, {"b", b}});
-  PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
+                       std::int64_t M, int D, double eps, T* x_keep) {
+  check_layernorm_forward(M, D, eps, y, mean, rstd, x, w, b, x_keep, sizeof(T));
   const kernels::NormRows<T>& R = kernels::norm_rows<T>();
   const std::size_t n_rows = static_cast<std::size_t>(M);
   const int nth = row_threads(n_rows, D);
-  if (nth == 1) return R.forward(0, n_rows, D, eps, x, w, b, y, mean, rstd);
+  if (nth == 1) return R.forward(0, n_rows, D, eps, x, w, b, y, mean, rstd, x_keep);
   detail::note_team(nth);
 #pragma omp parallel num_threads(nth)
   {
     const Span r = share(n_rows, team_member());
-    R.forward(r.begin, r.end, D, eps, x, w, b, y, mean, rstd);
+    R.forward(r.begin, r.end, D, eps, x, w, b, y, mean, rstd, x_keep);
   }
 }
 
@@ -346,7 +342,7 @@ void last_step_backward(T* dx, const T* dy, const std::int64_t* lengths, int N, 
   template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,          \
                                   std::int64_t, int, int, Activation);                         \
   template void layernorm_forward<T>(T*, double*, double*, const T*, const T*, const T*,       \
-                                     std::int64_t, int, double);                               \
+                                     std::int64_t, int, double, T*);                           \
   template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const double*,           \
                                       const double*, const T*, std::int64_t, int);             \
   template void embedding_forward<T>(T*, const std::int64_t*, const T*, std::int64_t,          \

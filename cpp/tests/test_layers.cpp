@@ -169,10 +169,11 @@ void layernorm_bits() {
         pyrnn::set_num_threads(threads);
         LayerNormCase<T> got(s[0], s[1], 40 + s[1]);
         got.run();
-        std::vector<T> in_place = got.x;  // y may alias x
+        // y may alias x; x_keep gets x as it was, bit for bit (NaN included)
+        std::vector<T> in_place = got.x, kept(got.x.size(), T(7));
         std::vector<double> mean2(s[0]), rstd2(s[0]);
         pyrnn::layernorm_forward(in_place.data(), mean2.data(), rstd2.data(), in_place.data(),
-                                 got.w.data(), got.b.data(), s[0], s[1], 1e-5);
+                                 got.w.data(), got.b.data(), s[0], s[1], 1e-5, kept.data());
         // dx may alias dy, or x
         std::vector<T> dx_dy = got.dy, dx_x = got.x, dw2(s[1], T(0.25)), db2(s[1], T(-0.5));
         std::vector<T> dw3 = dw2, db3 = db2;
@@ -186,6 +187,7 @@ void layernorm_bits() {
                         same_bits(got.rstd, want.rstd) && same_bits(got.dx, want.dx) &&
                         same_bits(got.dw, want.dw) && same_bits(got.db, want.db) &&
                         same_bits(in_place, want.y) && same_bits(mean2, want.mean) &&
+                        same_bits(rstd2, want.rstd) && same_bits(kept, want.x) &&
                         same_bits(dx_dy, want.dx) && same_bits(dw2, want.dw) &&
                         same_bits(db2, want.db) && same_bits(dx_x, want.dx) &&
                         same_bits(dw3, want.dw) && same_bits(db3, want.db);
@@ -392,6 +394,17 @@ TEST(layer_functions_refuse_null_buffers_and_unknown_activations) {
                  "unknown activation -1"));
   CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(y, mean, nullptr, x, w, b, 2, 2, 1e-5); }),
                  "layernorm_forward: null rstd buffer"));
+  // x_keep laid over x or y (even one element) would be a corrupt cache: refused.
+  float big[12] = {};
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(big + 4, mean, rstd, big, w, b, 2, 2, 1e-5, big + 3); }),
+                 "layernorm_forward: x_keep overlaps x"));
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(big + 4, mean, rstd, big, w, b, 2, 2, 1e-5, big + 7); }),
+                 "layernorm_forward: x_keep overlaps y"));
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(big, mean, rstd, big, w, b, 2, 2, 1e-5, big); }),
+                 "layernorm_forward: x_keep overlaps x"));
+  pyrnn::layernorm_forward<float>(big + 4, mean, rstd, big, w, b, 2, 2, 1e-5, big + 8);  // adjacent
+  pyrnn::layernorm_forward<float>(big, mean, rstd, big + 4, w, b, 2, 2, 1e-5, big + 8);
+  pyrnn::layernorm_forward<float>(big, mean, rstd, big, w, b, 0, 2, 1e-5, big);  // no rows
   CHECK(contains(error_of([&] { pyrnn::layernorm_backward<float>(y, dw, nullptr, x, x, mean, rstd, w, 0, 2); }),
                  "layernorm_backward: null db buffer"));
   CHECK(contains(error_of([&] { pyrnn::embedding_forward<float>(y, idx, nullptr, 2, 2, 2); }),

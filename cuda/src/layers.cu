@@ -84,15 +84,11 @@ void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, 
 
 template <typename T>
 void layernorm_forward(Context& ctx, T* y, double* mean, double* rstd, const T* x, const T* w,
-                       const T* b, std::int64_t M, int D, double eps) {
-  check_layer_sizes("layernorm_forward", M, D, 1);
-  if (M > 0)
-    check_given("layernorm_forward", {{"y", y}, {"mean", mean}, {"rstd", rstd}, {"x", x},
-                                      {"w", w}, {"b", b}});
-  PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
+                       const T* b, std::int64_t M, int D, double eps, T* x_keep) {
+  check_layernorm_forward(M, D, eps, y, mean, rstd, x, w, b, x_keep, sizeof(T));
   detail::TrainScope scope(ctx);
   detail::layernorm_rows_forward<T>(y, mean, rstd, x, w, b, static_cast<std::size_t>(M), D, eps,
-                                    scope.stream());
+                                    x_keep, scope.stream());
   scope.synchronize();
 }
 
@@ -239,7 +235,7 @@ void last_step_backward(Context& ctx, T* dx, const T* dy, const std::int64_t* gi
   template void dense_backward<T>(Context&, T*, T*, T*, const T*, const T*, const T*, const T*,   \
                                   std::int64_t, int, int, Activation);                            \
   template void layernorm_forward<T>(Context&, T*, double*, double*, const T*, const T*,          \
-                                     const T*, std::int64_t, int, double);                        \
+                                     const T*, std::int64_t, int, double, T*);                    \
   template void layernorm_backward<T>(Context&, T*, T*, T*, const T*, const T*, const double*,    \
                                       const double*, const T*, std::int64_t, int);                \
   template void embedding_forward<T>(Context&, T*, const std::int64_t*, const T*, std::int64_t,   \

@@ -53,7 +53,8 @@ template <typename T>
 __global__ void layernorm_forward_kernel(T* __restrict__ y, double* __restrict__ mean,
                                          double* __restrict__ rstd, const T* __restrict__ x,
                                          const T* __restrict__ w, const T* __restrict__ b,
-                                         std::size_t M, int D, double eps) {
+                                         std::size_t M, int D, double eps,
+                                         T* __restrict__ x_keep) {
   const int lane = threadIdx.x & 31;
   const std::size_t warp = threadIdx.x >> 5;
   for (std::size_t m = blockIdx.x * std::size_t(kWarpsPerBlock) + warp; m < M;
@@ -61,7 +62,16 @@ __global__ void layernorm_forward_kernel(T* __restrict__ y, double* __restrict__
     const T* xr = x + m * D;  // [D]
     // Two passes (mean, then centred squares), as the CPU: no cancellation for large means.
     double s = 0.0;
-    for (int j = lane; j < D; j += 32) s += xr[j];
+    if (x_keep) {  // the training cache, in the pass that reads x first (warp-uniform branch)
+      T* kr = x_keep + m * D;  // [D]
+      for (int j = lane; j < D; j += 32) {
+        const T xv = xr[j];
+        kr[j] = xv;
+        s += xv;
+      }
+    } else {
+      for (int j = lane; j < D; j += 32) s += xr[j];
+    }
     const double mu = warp_sum(s) / D;
     double v = 0.0;
     for (int j = lane; j < D; j += 32) {
@@ -222,11 +232,13 @@ void column_sums_add(T* out, const T* a, std::size_t rows, int cols, cudaStream_
 }
 template <typename T>
 void layernorm_rows_forward(T* y, double* mean, double* rstd, const T* x, const T* w,
-                            const T* b, std::size_t M, int D, double eps, cudaStream_t stream) {
+                            const T* b, std::size_t M, int D, double eps, T* x_keep,
+                            cudaStream_t stream) {
   if (M == 0) return;
   const unsigned grid =
       static_cast<unsigned>(std::min<std::size_t>((M + kWarpsPerBlock - 1) / kWarpsPerBlock, 65535));
-  layernorm_forward_kernel<T><<<grid, kThreads, 0, stream>>>(y, mean, rstd, x, w, b, M, D, eps);
+  layernorm_forward_kernel<T><<<grid, kThreads, 0, stream>>>(y, mean, rstd, x, w, b, M, D, eps,
+                                                             x_keep);
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 template <typename T>

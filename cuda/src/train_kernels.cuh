@@ -25,10 +25,11 @@ void dense_dz(T* dz, const T* dy, const T* y, std::size_t n, int act, cudaStream
 template <typename T>
 void column_sums_add(T* out, const T* a, std::size_t rows, int cols, cudaStream_t stream);
 // One warp per row of x [M, D]: mean / rstd [M] (two passes in double, fixed shuffle tree,
-// kept in double), y.
+// kept in double), y; x_keep (nullable) a copy of x made in the first pass.
 template <typename T>
 void layernorm_rows_forward(T* y, double* mean, double* rstd, const T* x, const T* w,
-                            const T* b, std::size_t M, int D, double eps, cudaStream_t stream);
+                            const T* b, std::size_t M, int D, double eps, T* x_keep,
+                            cudaStream_t stream);
 // One warp per row: dx [M, D] from dy, x, mean, rstd, w.
 template <typename T>
 void layernorm_rows_backward(T* dx, const T* dy, const T* x, const double* mean,
@@ -95,7 +96,7 @@ void scale_elems(T* x, std::size_t n, T s, cudaStream_t stream);
   template void dense_dz<T>(T*, const T*, const T*, std::size_t, int, cudaStream_t);               \
   template void column_sums_add<T>(T*, const T*, std::size_t, int, cudaStream_t);                  \
   template void layernorm_rows_forward<T>(T*, double*, double*, const T*, const T*, const T*,      \
-                                          std::size_t, int, double, cudaStream_t);                 \
+                                          std::size_t, int, double, T*, cudaStream_t);             \
   template void layernorm_rows_backward<T>(T*, const T*, const T*, const double*, const double*,   \
                                            const T*, std::size_t, int, cudaStream_t);              \
   template void layernorm_params_backward<T>(T*, T*, const T*, const T*, const double*,            \

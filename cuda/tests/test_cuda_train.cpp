@@ -144,6 +144,12 @@ void check_layernorm(Context& ctx, std::int64_t M, int D) {
   close(download(gy), y, label + " y");
   close(download(gmean), mean, label + " mean");
   close(download(grstd), rstd, label + " rstd");
+  // With the training cache: x copied bit for bit, the rest as without it.
+  DeviceBuffer<T> gy2(n), gkeep(n);
+  pyrnn::cuda::layernorm_forward<T>(ctx, gy2.data(), gmean.data(), grstd.data(), gx.data(),
+                                    gw.data(), gb.data(), M, D, 1e-5, gkeep.data());
+  same(download(gkeep), x, label + " x_keep");
+  same(download(gy2), download(gy), label + " y with x_keep");
 
   std::vector<T> dx(n), dw = dw0, db = db0;
   auto gdy = upload(dy), gm = upload(mean), gr = upload(rstd), gdw = upload(dw0), gdb = upload(db0);
@@ -350,6 +356,12 @@ void check_errors(Context& ctx) {
   DeviceBuffer<double> stats(16);
   CHECK_THROWS(pyrnn::cuda::layernorm_forward<float>(ctx, a.data(), stats.data(), stats.data(),
                                                      a.data(), a.data(), a.data(), 2, 2, -1.0));
+  CHECK(contains(error_of([&] {
+          pyrnn::cuda::layernorm_forward<float>(ctx, a.data() + 4, stats.data(), stats.data() + 2,
+                                                a.data(), a.data(), a.data(), 2, 2, 1e-5,
+                                                a.data() + 6);
+        }),
+        "layernorm_forward: x_keep overlaps y"));
   CHECK_THROWS(pyrnn::cuda::optim::adam_step<float>(ctx, a.data(), a.data(), a.data(), a.data(),
                                                     nullptr, 4, 1e-3, 0.9, 0.999, 1e-8, 0.0, false,
                                                     false, 0));

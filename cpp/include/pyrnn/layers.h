@@ -41,9 +41,12 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
 // double for both precisions, and mean, rstd [M] are kept for backward in double: a rounded
 // float mean made backward differentiate another function than forward computed (for rows
 // whose mean dwarfs their spread). y may alias x (a row's statistics come before its y).
+// x_keep [M, D], when not null, receives a copy of x made in the same pass over each row: the
+// training cache backward reads, one read of x cheaper than a separate copy. It must not
+// overlap x or y.
 template <typename T>
 void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
-                       std::int64_t M, int D, double eps);
+                       std::int64_t M, int D, double eps, T* x_keep = nullptr);
 // dx [M, D] overwritten; it may alias dy or x (each row is read before its dx is written).
 // dw, db [D] accumulate.
 template <typename T>

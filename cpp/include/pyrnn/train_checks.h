@@ -53,6 +53,30 @@ inline void check_dense_backward(std::int64_t M, std::int64_t in, std::int64_t o
   if (M > 0 && dx) check_given("dense_backward", {{"w", w}});  // w only makes dx
 }
 
+// LayerNorm forward: what it reads and writes. x_keep, when given, is a third [M, D] buffer: it
+// must share no byte with x or y (y may alias x; a copy laid over either would be corrupt).
+inline void check_layernorm_forward(std::int64_t M, int D, double eps, const void* y,
+                                    const void* mean, const void* rstd, const void* x,
+                                    const void* w, const void* b, const void* x_keep,
+                                    std::size_t elem_size) {
+  check_layer_sizes("layernorm_forward", M, D, 1);
+  if (M > 0)
+    check_given("layernorm_forward", {{"y", y}, {"mean", mean}, {"rstd", rstd}, {"x", x},
+                                      {"w", w}, {"b", b}});
+  PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
+  if (M > 0 && x_keep) {
+    const std::uintptr_t n = static_cast<std::uintptr_t>(M) * static_cast<std::uintptr_t>(D) *
+                             elem_size;
+    const auto apart = [n](const void* a, const void* c) {
+      const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(a);
+      const std::uintptr_t q = reinterpret_cast<std::uintptr_t>(c);
+      return p + n <= q || q + n <= p;
+    };
+    PYRNN_CHECK(apart(x_keep, x) && apart(x_keep, y),
+                "layernorm_forward: x_keep overlaps ", apart(x_keep, x) ? "y" : "x");
+  }
+}
+
 // Every index checked before anything is written, so a refused call leaves y / dtable as they
 // were. idx is host memory on both backends.
 inline void check_index(std::int64_t k, std::int64_t m, std::int64_t num) {

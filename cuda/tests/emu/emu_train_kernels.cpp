@@ -46,9 +46,11 @@ void column_sums_add(T* out, const T* a, std::size_t rows, int cols, cudaStream_
 }
 template <typename T>
 void layernorm_rows_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
-                            std::size_t M, int D, double eps, cudaStream_t) {
+                            std::size_t M, int D, double eps, T* x_keep, cudaStream_t) {
   for (std::size_t m = 0; m < M; ++m) {
     const T* xr = x + m * D;
+    if (x_keep)
+      for (int j = 0; j < D; ++j) x_keep[m * D + j] = xr[j];
     std::vector<double> s(32, 0.0), v(32, 0.0);
     for (int l = 0; l < 32; ++l)
       for (int j = l; j < D; j += 32) s[l] += xr[j];

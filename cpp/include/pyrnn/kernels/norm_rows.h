@@ -15,8 +15,9 @@ template <typename T>
 struct NormRows {
   CpuIsa isa;
   // Rows [m0, m1) of x [M, D]: y [M, D], and the row statistics kept for backward (double).
+  // Where x_keep [M, D] is not null, each row of x is also copied there as it is first read.
   void (*forward)(std::size_t m0, std::size_t m1, int D, double eps, const T* x, const T* w,
-                  const T* b, T* y, double* mean, double* rstd);
+                  const T* b, T* y, double* mean, double* rstd, T* x_keep);
   // Rows [m0, m1): dx [M, D]. Where dw_acc is not null, also dw_acc[j] += dy * xhat and
   // db_acc[j] += dy ([D] each, double), rows in order: params' sums, in the same pass.
   void (*backward)(std::size_t m0, std::size_t m1, int D, const T* dy, const T* x,

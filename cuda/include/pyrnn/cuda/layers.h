@@ -50,10 +50,11 @@ void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, 
                     const T* w, std::int64_t M, int in, int out, Activation act);
 
 // ---- LayerNorm over the last axis: y = (x - mean) * rstd * w + b ---------------------------
-// mean, rstd [M] in double for both precisions, as on the CPU.
+// mean, rstd [M] in double for both precisions, as on the CPU; x_keep [M, D] (nullable) gets a
+// copy of x in the same pass, as on the CPU.
 template <typename T>
 void layernorm_forward(Context& ctx, T* y, double* mean, double* rstd, const T* x, const T* w,
-                       const T* b, std::int64_t M, int D, double eps);
+                       const T* b, std::int64_t M, int D, double eps, T* x_keep = nullptr);
 // dx [M, D] overwritten; dw, db [D] accumulate.
 template <typename T>
 void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* x,
