@@ -714,8 +714,9 @@ def from_dlpack(obj, device=None):
         stream = s
     capsule, ordered = _call_dlpack(obj, stream)
     arr = _from_capsule(capsule, obj)
-    cdef int s_device = device  # the import stream's device
+    cdef int s_device
     if s and ordered:
+        s_device = device  # the import stream's
         with nogil:
             ccuda.synchronize_stream(<cudaStream_t>s, s_device)
     elif s:

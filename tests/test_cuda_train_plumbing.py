@@ -527,3 +527,31 @@ def test_zero_grad_of_an_optimizer_built_before_moving_is_refused(fake):
     layer.to("cuda")
     with pytest.raises(RuntimeError, match="no longer views its layer's memory"):
         opt.zero_grad()
+
+
+def test_layernorm_keeps_a_copy_of_a_device_input_for_backward(fake):
+    # A device input is the caller's memory: the training forward asks the kernel for a copy,
+    # so overwriting the input before backward changes nothing. Host input is uploaded (already
+    # private), and eval keeps nothing: no copy asked for either.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 6)).astype(np.float32) + 2
+    dy = rng.standard_normal((4, 6)).astype(np.float32)
+    cpu = pyrnn.LayerNorm(6)
+    cpu.forward(x)
+    want = cpu.backward(dy)
+    asked = []
+    real = fake.layernorm_forward
+
+    def spy(x, w, b, eps, keep=False):
+        asked.append(bool(keep))
+        return real(x, w, b, eps, keep)
+    fake.layernorm_forward = spy
+    g = pyrnn.LayerNorm(6).to("cuda")
+    xd = FakeDev(x.copy())
+    g.forward(xd)
+    xd.a[...] = 100.0
+    np.testing.assert_array_equal(h(g.backward(FakeDev(dy))), want)
+    g.forward(x)
+    g.eval()
+    g.forward(xd)
+    assert asked == [True, False, False]

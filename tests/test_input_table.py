@@ -33,8 +33,10 @@ import pyrnn
 from pyrnn import losses, optim, init, callbacks
 from pyrnn.parameter import Parameter
 
-TMP = tempfile.mkdtemp(prefix="pyrnn-table-")
-atexit.register(shutil.rmtree, TMP, ignore_errors=True)  # each child made one; none stayed
+# In the runner's own temporary folder (the child's working directory), which it removes even
+# when a child crashes; atexit for a normal exit.
+TMP = tempfile.mkdtemp(prefix="pyrnn-table-", dir=os.getcwd())
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 rng = np.random.default_rng(0)
 
 def rand(*shape, dtype=np.float32):

@@ -428,7 +428,7 @@ def test_layernorm_backward_uses_the_input_as_it_was_at_forward(dtype):
     y_want = ref.forward(x.copy())
     dx_want = ref.backward(dy)
     for how in ("array", "view", "list"):
-        given = {"array": x.copy(), "view": x.copy()[:, :, :], "list": x.tolist()}[how]
+        given = {"array": x.copy(), "view": np.concatenate([x, x])[5:], "list": x.tolist()}[how]
         ln = pyrnn.LayerNorm(7, dtype=dtype)
         np.testing.assert_array_equal(ln.forward(given), y_want, err_msg=how)
         if how != "list":
@@ -436,3 +436,30 @@ def test_layernorm_backward_uses_the_input_as_it_was_at_forward(dtype):
         np.testing.assert_array_equal(ln.backward(dy), dx_want, err_msg=how)
         for k in ("weight", "bias"):
             np.testing.assert_array_equal(ln.grads[k], ref.grads[k], err_msg=f"{how} {k}")
+
+
+def test_layernorm_copies_only_inputs_the_caller_owns(monkeypatch):
+    # The training cache is a copy made by the kernel only where x2 may be the caller's memory;
+    # inputs NumPy had to convert (another dtype, a list, non-contiguous) are private already,
+    # and eval keeps nothing.
+    from pyrnn import layers
+    asked = []
+    real = layers._train.layernorm_forward
+
+    def spy(y, mean, rstd, x, w, b, eps, x_keep=None):
+        asked.append(x_keep is not None)
+        return real(y, mean, rstd, x, w, b, eps, x_keep)
+    monkeypatch.setattr(layers._train, "layernorm_forward", spy)
+    ln = pyrnn.LayerNorm(4)
+    owned = {"float32": np.ones((2, 4), np.float32), "3-d view": np.ones((3, 2, 4), np.float32)[1:]}
+    fresh = {"float16": np.ones((2, 4), np.float16), "float64": np.ones((2, 4)),
+             "list": [[1.0, 2.0, 3.0, 4.0]], "strided": np.ones((4, 4), np.float32)[::2],
+             "no rows": np.ones((0, 4), np.float32)[:0]}
+    for name, x in {**owned, **fresh}.items():
+        asked.clear()
+        ln.forward(x)
+        assert asked == [name in owned], name
+    ln.eval()
+    asked.clear()
+    ln.forward(owned["float32"])
+    assert asked == [False]

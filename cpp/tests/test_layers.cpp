@@ -405,6 +405,15 @@ TEST(layer_functions_refuse_null_buffers_and_unknown_activations) {
   pyrnn::layernorm_forward<float>(big + 4, mean, rstd, big, w, b, 2, 2, 1e-5, big + 8);  // adjacent
   pyrnn::layernorm_forward<float>(big, mean, rstd, big + 4, w, b, 2, 2, 1e-5, big + 8);
   pyrnn::layernorm_forward<float>(big, mean, rstd, big, w, b, 0, 2, 1e-5, big);  // no rows
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(big + 4, mean, rstd, big, big + 9, b, 2, 2, 1e-5, big + 8); }),
+                 "layernorm_forward: x_keep overlaps w"));
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(big + 4, mean, rstd, big, w, big + 7, 2, 2, 1e-5, big + 8); }),
+                 "layernorm_forward: x_keep overlaps b"));
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(big + 4, mean, reinterpret_cast<double*>(big + 8), big, w, b, 2, 2, 1e-5, big + 8); }),
+                 "layernorm_forward: x_keep overlaps rstd"));
+  // A size whose byte count wraps is refused, not taken for a small buffer.
+  CHECK(contains(error_of([&] { pyrnn::layernorm_forward<float>(big + 4, mean, rstd, big, w, b, (std::int64_t(1) << 62) + 2, 1, 1e-5, big + 2); }),
+                 "is beyond any buffer"));
   CHECK(contains(error_of([&] { pyrnn::layernorm_backward<float>(y, dw, nullptr, x, x, mean, rstd, w, 0, 2); }),
                  "layernorm_backward: null db buffer"));
   CHECK(contains(error_of([&] { pyrnn::embedding_forward<float>(y, idx, nullptr, 2, 2, 2); }),

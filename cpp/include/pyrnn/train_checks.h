@@ -53,8 +53,16 @@ inline void check_dense_backward(std::int64_t M, std::int64_t in, std::int64_t o
   if (M > 0 && dx) check_given("dense_backward", {{"w", w}});  // w only makes dx
 }
 
-// LayerNorm forward: what it reads and writes. x_keep, when given, is a third [M, D] buffer: it
-// must share no byte with x or y (y may alias x; a copy laid over either would be corrupt).
+// Whether [a, a + a_bytes) and [b, b + b_bytes) share no byte (no address arithmetic that could
+// wrap: the sizes are of buffers the caller says exist).
+inline bool disjoint(const void* a, std::uint64_t a_bytes, const void* b, std::uint64_t b_bytes) {
+  const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(a);
+  const std::uintptr_t q = reinterpret_cast<std::uintptr_t>(b);
+  return p < q ? q - p >= a_bytes : p - q >= b_bytes;
+}
+
+// LayerNorm forward: what it reads and writes. x_keep, when given, is one more [M, D] buffer,
+// written before w and b are read: it must share no byte with any other (y may alias x).
 inline void check_layernorm_forward(std::int64_t M, int D, double eps, const void* y,
                                     const void* mean, const void* rstd, const void* x,
                                     const void* w, const void* b, const void* x_keep,
@@ -65,15 +73,18 @@ inline void check_layernorm_forward(std::int64_t M, int D, double eps, const voi
                                       {"w", w}, {"b", b}});
   PYRNN_CHECK(eps >= 0.0, "layernorm_forward: eps must be >= 0, got ", eps);
   if (M > 0 && x_keep) {
-    const std::uintptr_t n = static_cast<std::uintptr_t>(M) * static_cast<std::uintptr_t>(D) *
-                             elem_size;
-    const auto apart = [n](const void* a, const void* c) {
-      const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(a);
-      const std::uintptr_t q = reinterpret_cast<std::uintptr_t>(c);
-      return p + n <= q || q + n <= p;
-    };
-    PYRNN_CHECK(apart(x_keep, x) && apart(x_keep, y),
-                "layernorm_forward: x_keep overlaps ", apart(x_keep, x) ? "y" : "x");
+    const std::uint64_t rows = static_cast<std::uint64_t>(M);
+    PYRNN_CHECK(rows <= UINT64_MAX / static_cast<std::uint64_t>(D) / elem_size,
+                "layernorm_forward: M * D = ", M, " * ", D, " elements is beyond any buffer");
+    const std::uint64_t n = rows * static_cast<std::uint64_t>(D) * elem_size;  // [M, D]
+    const std::uint64_t d = static_cast<std::uint64_t>(D) * elem_size;         // [D]
+    const std::uint64_t m = rows * sizeof(double);                              // [M]
+    const std::pair<const char*, bool> others[] = {
+        {"x", disjoint(x_keep, n, x, n)},       {"y", disjoint(x_keep, n, y, n)},
+        {"w", disjoint(x_keep, n, w, d)},       {"b", disjoint(x_keep, n, b, d)},
+        {"mean", disjoint(x_keep, n, mean, m)}, {"rstd", disjoint(x_keep, n, rstd, m)}};
+    for (const auto& [name, apart] : others)
+      PYRNN_CHECK(apart, "layernorm_forward: x_keep overlaps ", name);
   }
 }
 

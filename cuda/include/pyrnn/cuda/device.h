@@ -15,7 +15,7 @@ std::string device_name(int device);
 // (Context::mutex()): not to be called while holding it.
 void synchronize();
 // Waits for all work on `device` (all streams); the caller's current device is restored.
-// device < 0: the current device, as synchronize().
+// device < 0: the current device, as synchronize(). Takes that device's lock, as synchronize().
 void synchronize_device(int device);
 // Versions as 1000 * major + 10 * minor; driver_version() is 0 without a driver.
 int runtime_version();
