@@ -248,13 +248,36 @@ void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64
   check_layer_sizes("embedding_forward", M, num, dim);
   check_indices("embedding_forward", idx, M, num);
   if (M > 0) check_given("embedding_forward", {{"y", y}, {"table", table}});
-  const std::size_t E = static_cast<std::size_t>(dim);
-  for (std::int64_t m = 0; m < M; ++m) {
-    const std::int64_t k = idx[m];  // read once, checked again: the caller's may change
-    check_index(k, m, num);
-    std::memcpy(y + static_cast<std::size_t>(m) * E, table + static_cast<std::size_t>(k) * E,
-                E * sizeof(T));
+  const std::size_t E = static_cast<std::size_t>(dim), n_rows = static_cast<std::size_t>(M);
+  // Rows [m0, m1); an index found out of range (the caller's array may change under us: each
+  // is read once, checked again) stops the share and is reported after the team (no exception
+  // may leave an OpenMP region): the first such position of any share.
+  std::vector<std::int64_t> bad_at(1, -1);
+  const auto gather = [&](std::size_t m0, std::size_t m1, std::int64_t& bad) {
+    for (std::size_t m = m0; m < m1; ++m) {
+      const std::int64_t k = idx[m];
+      if (k < 0 || k >= num) {
+        bad = static_cast<std::int64_t>(m);
+        return;
+      }
+      std::memcpy(y + m * E, table + static_cast<std::size_t>(k) * E, E * sizeof(T));
+    }
+  };
+  const int nth = row_threads(n_rows, dim);
+  if (nth == 1) {
+    gather(0, n_rows, bad_at[0]);
+  } else {
+    bad_at.assign(static_cast<std::size_t>(nth), -1);
+    detail::note_team(nth);
+#pragma omp parallel num_threads(nth)
+    {
+      const int me = team_member();
+      const Span r = share(n_rows, me);
+      gather(r.begin, r.end, bad_at[static_cast<std::size_t>(me)]);
+    }
   }
+  for (const std::int64_t m : bad_at)
+    if (m >= 0) check_index(idx[m], m, num);  // throws (if the index changed back: the next)
 }
 
 template <typename T>
@@ -282,6 +305,10 @@ void dropout_forward(T* y, const T* x, std::size_t n, std::uint64_t seed, double
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
   if (n > 0) check_given("dropout_forward", {{"y", y}, {"x", x}});
   const T scale = dropout_scale<T>(p);
+  // Each element's mask depends on (seed, i) only: any split gives the same bits.
+  const int nth = row_threads(n, 1);
+  detail::note_team(nth);
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
   for (std::size_t i = 0; i < n; ++i) y[i] = x[i] * dropout_multiplier<T>(seed, i, p, scale);
 }
 
@@ -290,6 +317,9 @@ void dropout_backward(T* dx, const T* dy, std::size_t n, std::uint64_t seed, dou
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_backward: p must be in [0, 1], got ", p);
   if (n > 0) check_given("dropout_backward", {{"dx", dx}, {"dy", dy}});
   const T scale = dropout_scale<T>(p);
+  const int nth = row_threads(n, 1);
+  detail::note_team(nth);
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
   for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * dropout_multiplier<T>(seed, i, p, scale);
 }
 

@@ -349,6 +349,37 @@ TEST(dropout_mask_is_the_counter_hash) {
   CHECK_THROWS(pyrnn::dropout_forward(y.data(), x.data(), n, 1, 1.5));
 }
 
+// Above 64k elements the gather and the masks are split over threads: the same bits whatever
+// the thread count (a row or an element is written by one formula, in any split).
+TEST(embedding_and_dropout_threads_give_the_serial_bits) {
+  const int saved_threads = pyrnn::get_num_threads();
+  const int num = 500, dim = 40, M = 3001;  // 120k elements
+  const std::size_t n = 100003;
+  const std::vector<double> table = random_vec(num * dim, 21);
+  std::vector<std::int64_t> idx(M);
+  for (int m = 0; m < M; ++m) idx[m] = (m * 7919 + 13) % num;
+  std::vector<float> x(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = 1.0f + float(i % 13);
+  for (int threads : {1, 2, 3}) {
+    pyrnn::set_num_threads(threads);
+    std::vector<double> y(std::size_t(M) * dim, -1.0);
+    pyrnn::embedding_forward(y.data(), idx.data(), table.data(), M, num, dim);
+    bool rows_ok = true;
+    for (int m = 0; m < M; ++m)
+      rows_ok = rows_ok && std::memcmp(&y[std::size_t(m) * dim], &table[idx[m] * dim],
+                                       dim * sizeof(double)) == 0;
+    CHECK(rows_ok);
+    std::vector<float> yd(n), dx(n);
+    pyrnn::dropout_forward(yd.data(), x.data(), n, 99, 0.25);
+    pyrnn::dropout_backward(dx.data(), x.data(), n, 99, 0.25);
+    bool masks_ok = dx == yd;
+    for (std::size_t i = 0; i < n; ++i)
+      masks_ok = masks_ok && yd[i] == (pyrnn::uniform01(99, 0, i) >= 0.25 ? x[i] * float(1 / 0.75) : 0.0f);
+    CHECK(masks_ok);
+  }
+  pyrnn::set_num_threads(saved_threads);
+}
+
 TEST(last_step_forward_backward) {
   const int N = 3, T = 4, H = 2, D = 2, W = D * H;
   std::vector<double> x = random_vec(N * T * W, 11), y(N * W), dx(N * T * W, 7.0);
