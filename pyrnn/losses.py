@@ -106,7 +106,8 @@ def _same_shape(pred: npt.NDArray[Any], target: npt.NDArray[Any],
 
 
 class Loss:
-    """Base class: subclasses set self._dpred (float64, pred-shaped) in forward."""
+    """Base class: subclasses set self._dpred (pred-shaped, computed in float64; the built-in
+    losses keep it rounded to the prediction's dtype, as backward returns it) in forward."""
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         if reduction not in _REDUCTIONS:
@@ -132,6 +133,11 @@ class Loss:
     def __call__(self, pred: ArrayInput, target: ArrayInput,
                  mask: Optional[npt.ArrayLike] = None) -> float:
         return self.forward(pred, target) if mask is None else self.forward(pred, target, mask)
+
+    def _keep_dpred(self, d):
+        """Keeps d loss / d pred (float64) in the prediction's dtype until backward: the same
+        values backward returns (one rounding either way), at half the memory for float32."""
+        self._dpred = np.asarray(d, dtype=self._dtype)
 
     def _reduce(self, total, count):
         """(loss, scale of the per-element gradient)."""
@@ -194,7 +200,7 @@ class MSELoss(Loss):
             diff = np.where(m, diff, 0.0)
         n = diff.size if m is None else int(np.count_nonzero(m))
         loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), n)
-        self._dpred = diff * (2.0 * scale)
+        self._keep_dpred(diff * (2.0 * scale))
         return loss
 
 
@@ -248,7 +254,8 @@ class CrossEntropyLoss(Loss):
             if counted is not None:
                 t = np.where(counted[:, None], t, 0.0)  # a masked row adds nothing
             loss, scale = self._reduce(-(t * logp).sum(), rows.size)
-            self._dpred = ((prob * t.sum(axis=1, keepdims=True) - t) * scale).reshape(logits.shape)
+            self._keep_dpred(((prob * t.sum(axis=1, keepdims=True) - t) * scale)
+                             .reshape(logits.shape))
             self._correct = int((pred_class[rows] == t[rows].argmax(axis=1)).sum())
             self._total = int(rows.size)
             return loss
@@ -289,7 +296,7 @@ class CrossEntropyLoss(Loss):
         d[rows, tv] -= 1.0
         d[~valid] = 0.0
         d *= scale
-        self._dpred = d.reshape(logits.shape)
+        self._keep_dpred(d.reshape(logits.shape))
         self._correct = int((pred_class[rows] == tv).sum())
         self._total = int(rows.size)
         return loss
@@ -360,7 +367,7 @@ class BCEWithLogitsLoss(Loss):
         loss, scale = self._reduce(per.sum(), n)
         # d/dx = (1 - y) - w sigmoid(-x) = w sigmoid(x) - pos_weight y (sigmoid(x) - y at pw=1)
         d = (w * sig - pw * y) * scale
-        self._dpred = d if m is None else np.where(m, d, 0.0)
+        self._keep_dpred(d if m is None else np.where(m, d, 0.0))
         hit = (x > 0) == (y >= 0.5)
         self._correct = int(hit.sum() if m is None else (hit & m).sum())
         self._total = n

@@ -305,3 +305,23 @@ def test_backward_of_a_0d_prediction_is_a_writable_0d_array(make, dtype):
     d = loss.backward()
     assert type(d) is np.ndarray and d.shape == () and d.dtype == dtype
     d[...] = 0.0
+
+
+@pytest.mark.parametrize("make, target", [
+    (lambda: losses.MSELoss(), lambda rng, p: rng.standard_normal(p.shape)),
+    (lambda: losses.CrossEntropyLoss(), lambda rng, p: rng.integers(0, p.shape[-1], p.shape[:-1])),
+    (lambda: losses.BCEWithLogitsLoss(), lambda rng, p: (rng.random(p.shape) > 0.5) * 1.0)])
+def test_the_kept_gradient_is_in_the_prediction_dtype(make, target):
+    # d pred is computed in float64 and kept rounded to the prediction's dtype (half the memory
+    # of a float64 copy for float32 logits, e.g. a large vocabulary's): backward returns the
+    # float64 gradient rounded once, as before, in a fresh array each call.
+    rng = np.random.default_rng(4)
+    p32 = rng.standard_normal((6, 5, 7)).astype(np.float32)
+    t = target(rng, p32)
+    lf, ref = make(), make()
+    lf(p32, t)
+    ref(p32.astype(np.float64), t)  # the same values in float64
+    assert lf._dpred.dtype == np.float32
+    d = lf.backward()
+    assert d.dtype == np.float32 and d is not lf.backward()
+    np.testing.assert_array_equal(d, ref.backward().astype(np.float32))
