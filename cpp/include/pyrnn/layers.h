@@ -42,8 +42,8 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
 // float mean made backward differentiate another function than forward computed (for rows
 // whose mean dwarfs their spread). y may alias x (a row's statistics come before its y).
 // x_keep [M, D], when not null, receives a copy of x made in the same pass over each row: the
-// training cache backward reads, one read of x cheaper than a separate copy. It must not
-// overlap x or y.
+// training cache backward reads, one read of x cheaper than a separate copy. It must share no
+// byte with any other buffer of the call (pyrnn::Error).
 template <typename T>
 void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w, const T* b,
                        std::int64_t M, int D, double eps, T* x_keep = nullptr);
