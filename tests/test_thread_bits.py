@@ -103,3 +103,35 @@ def test_reused_layer_matches_fresh_one_across_shapes_and_modes(cell, restore_ru
             results.append(got)
         for a, b in zip(*results):
             np.testing.assert_array_equal(a, b, err_msg=f"call {i}: {mode} T={T} N={N}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_stack_layers_give_identical_bits_at_any_thread_count(dtype, restore_runtime):
+    """Above 64k elements the training-stack layers split rows, elements or columns over the
+    threads (Dense's bias + activation and d pre-activation, its bias-gradient column sums;
+    LayerNorm's rows; Embedding's gather; Dropout's masks): each element has one formula and
+    each column sum its rows in order, so 1, 2 and 3 threads agree bit for bit."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 257)).astype(dtype)
+    ids = rng.integers(0, 1000, (40, 50))
+    makers = {f"dense_{a}": (lambda a=a: pyrnn.Dense(257, 301, a, seed=1, dtype=dtype), x)
+              for a in (None, "relu", "tanh", "sigmoid")}
+    makers["layernorm"] = (lambda: pyrnn.LayerNorm(257, dtype=dtype), x)
+    makers["embedding"] = (lambda: pyrnn.Embedding(1000, 40, seed=2, dtype=dtype), ids)
+    makers["dropout"] = (lambda: pyrnn.Dropout(0.3, seed=4), x)
+    for name, (make, inp) in makers.items():
+        runs = []
+        for threads in (1, 2, 3):
+            pyrnn.set_num_threads(threads)
+            layer = make()
+            y = layer.forward(inp)
+            dy = np.random.default_rng(3).standard_normal(y.shape).astype(y.dtype)
+            dx = layer.backward(dy)
+            runs.append((y.copy(), None if dx is None else dx.copy(),
+                         {k: v.copy() for k, v in layer.grads.items()}))
+        for other in runs[1:]:
+            np.testing.assert_array_equal(runs[0][0], other[0], err_msg=f"{name} y")
+            if runs[0][1] is not None:
+                np.testing.assert_array_equal(runs[0][1], other[1], err_msg=f"{name} d x")
+            for k in runs[0][2]:
+                np.testing.assert_array_equal(runs[0][2][k], other[2][k], err_msg=f"{name} {k}")

@@ -80,6 +80,20 @@ inline Span share(std::size_t n, int me, std::size_t grain = 1) {
   return {std::min(n, u0 * grain), std::min(n, u1 * grain)};
 }
 
+// f(begin, end) over [0, n) in `nth` contiguous shares (multiples of grain), one per member of a
+// team; a plain call when nth is 1. Element-wise and row-wise loops give the same bits in any
+// split; so do column sums split by columns (each column still over the rows in order).
+template <typename F>
+void for_shares(std::size_t n, int nth, std::size_t grain, F&& f) {
+  if (nth <= 1) return f(std::size_t(0), n);
+  detail::note_team(nth);
+#pragma omp parallel num_threads(nth)
+  {
+    const Span s = share(n, team_member(), grain);
+    f(s.begin, s.end);
+  }
+}
+
 // Derivative written in terms of the activation's output y (no pre-activation is stored).
 template <typename T>
 inline T act_grad_from_output(Activation a, T y) {
@@ -111,7 +125,9 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, std::int64_t M, int
   const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
   if (!b && act == Activation::None) return;
   const kernels::Ops<T>& K = kernels::ops<T>();
-  for (std::size_t m = 0; m < n_rows; ++m) bias_act_row(K, act, y + m * O, b, out);
+  for_shares(n_rows, row_threads(n_rows, out), 1, [&](std::size_t m0, std::size_t m1) {
+    for (std::size_t m = m0; m < m1; ++m) bias_act_row(K, act, y + m * O, b, out);
+  });
 }
 
 template <typename T>
@@ -129,22 +145,25 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
     // 256 x 1000).
     const std::size_t n = n_rows * O;
     T* d = dz_buf.data();
-    switch (act) {
-      case Activation::ReLU:
-        for (std::size_t i = 0; i < n; ++i) {
-          const T g = dy[i];  // read unconditionally, so the select needs no branch
-          d[i] = y[i] > T(0) ? g : T(0);
-        }
-        break;
-      case Activation::Tanh:
-        for (std::size_t i = 0; i < n; ++i) d[i] = dy[i] * act_grad_from_output(Activation::Tanh, y[i]);
-        break;
-      case Activation::Sigmoid:
-        for (std::size_t i = 0; i < n; ++i)
-          d[i] = dy[i] * act_grad_from_output(Activation::Sigmoid, y[i]);
-        break;
-      case Activation::None: break;
-    }
+    for_shares(n, row_threads(n, 1), 16, [&](std::size_t i0, std::size_t i1) {
+      switch (act) {
+        case Activation::ReLU:
+          for (std::size_t i = i0; i < i1; ++i) {
+            const T g = dy[i];  // read unconditionally, so the select needs no branch
+            d[i] = y[i] > T(0) ? g : T(0);
+          }
+          break;
+        case Activation::Tanh:
+          for (std::size_t i = i0; i < i1; ++i)
+            d[i] = dy[i] * act_grad_from_output(Activation::Tanh, y[i]);
+          break;
+        case Activation::Sigmoid:
+          for (std::size_t i = i0; i < i1; ++i)
+            d[i] = dy[i] * act_grad_from_output(Activation::Sigmoid, y[i]);
+          break;
+        case Activation::None: break;
+      }
+    });
     dz = d;
   }
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
@@ -174,10 +193,13 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* y, const T* x, co
                  dx + static_cast<std::size_t>(m0) * in, in);
   }
   if (db) {
-    // Column sums in double: thousands of rows of float32 would otherwise lose digits.
-    std::vector<double> acc(O, 0.0);
-    for (std::size_t m = 0; m < n_rows; ++m)
-      for (std::size_t j = 0; j < O; ++j) acc[j] += dz[m * O + j];
+    // Column sums in double: thousands of rows of float32 would otherwise lose digits. Split by
+    // columns (8 doubles, a cache line, at a time), each over the rows in order.
+    AlignedBuffer<double> acc(O);  // [out], zeroed
+    for_shares(O, row_threads(n_rows, out), 8, [&](std::size_t j0, std::size_t j1) {
+      for (std::size_t m = 0; m < n_rows; ++m)
+        for (std::size_t j = j0; j < j1; ++j) acc[j] += dz[m * O + j];
+    });
     for (std::size_t j = 0; j < O; ++j) db[j] += static_cast<T>(acc[j]);
   }
 }
@@ -191,14 +213,9 @@ void layernorm_forward(T* y, double* mean, double* rstd, const T* x, const T* w,
   check_layernorm_forward(M, D, eps, y, mean, rstd, x, w, b, x_keep, sizeof(T));
   const kernels::NormRows<T>& R = kernels::norm_rows<T>();
   const std::size_t n_rows = static_cast<std::size_t>(M);
-  const int nth = row_threads(n_rows, D);
-  if (nth == 1) return R.forward(0, n_rows, D, eps, x, w, b, y, mean, rstd, x_keep);
-  detail::note_team(nth);
-#pragma omp parallel num_threads(nth)
-  {
-    const Span r = share(n_rows, team_member());
-    R.forward(r.begin, r.end, D, eps, x, w, b, y, mean, rstd, x_keep);
-  }
+  for_shares(n_rows, row_threads(n_rows, D), 1, [&](std::size_t m0, std::size_t m1) {
+    R.forward(m0, m1, D, eps, x, w, b, y, mean, rstd, x_keep);
+  });
 }
 
 template <typename T>
@@ -252,30 +269,18 @@ void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64
   // Rows [m0, m1); an index found out of range (the caller's array may change under us: each
   // is read once, checked again) stops the share and is reported after the team (no exception
   // may leave an OpenMP region): the first such position of any share.
-  std::vector<std::int64_t> bad_at(1, -1);
-  const auto gather = [&](std::size_t m0, std::size_t m1, std::int64_t& bad) {
+  const int nth = row_threads(n_rows, dim);
+  std::vector<std::int64_t> bad_at(static_cast<std::size_t>(nth), -1);  // per share
+  for_shares(n_rows, nth, 1, [&](std::size_t m0, std::size_t m1) {
     for (std::size_t m = m0; m < m1; ++m) {
       const std::int64_t k = idx[m];
       if (k < 0 || k >= num) {
-        bad = static_cast<std::int64_t>(m);
+        bad_at[static_cast<std::size_t>(team_member())] = static_cast<std::int64_t>(m);
         return;
       }
       std::memcpy(y + m * E, table + static_cast<std::size_t>(k) * E, E * sizeof(T));
     }
-  };
-  const int nth = row_threads(n_rows, dim);
-  if (nth == 1) {
-    gather(0, n_rows, bad_at[0]);
-  } else {
-    bad_at.assign(static_cast<std::size_t>(nth), -1);
-    detail::note_team(nth);
-#pragma omp parallel num_threads(nth)
-    {
-      const int me = team_member();
-      const Span r = share(n_rows, me);
-      gather(r.begin, r.end, bad_at[static_cast<std::size_t>(me)]);
-    }
-  }
+  });
   for (const std::int64_t m : bad_at)
     if (m >= 0) check_index(idx[m], m, num);  // throws (if the index changed back: the next)
 }
@@ -306,10 +311,9 @@ void dropout_forward(T* y, const T* x, std::size_t n, std::uint64_t seed, double
   if (n > 0) check_given("dropout_forward", {{"y", y}, {"x", x}});
   const T scale = dropout_scale<T>(p);
   // Each element's mask depends on (seed, i) only: any split gives the same bits.
-  const int nth = row_threads(n, 1);
-  detail::note_team(nth);
-#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
-  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] * dropout_multiplier<T>(seed, i, p, scale);
+  for_shares(n, row_threads(n, 1), 16, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) y[i] = x[i] * dropout_multiplier<T>(seed, i, p, scale);
+  });
 }
 
 template <typename T>
@@ -317,10 +321,9 @@ void dropout_backward(T* dx, const T* dy, std::size_t n, std::uint64_t seed, dou
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_backward: p must be in [0, 1], got ", p);
   if (n > 0) check_given("dropout_backward", {{"dx", dx}, {"dy", dy}});
   const T scale = dropout_scale<T>(p);
-  const int nth = row_threads(n, 1);
-  detail::note_team(nth);
-#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
-  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * dropout_multiplier<T>(seed, i, p, scale);
+  for_shares(n, row_threads(n, 1), 16, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) dx[i] = dy[i] * dropout_multiplier<T>(seed, i, p, scale);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
