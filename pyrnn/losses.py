@@ -195,12 +195,14 @@ class MSELoss(Loss):
         target = _target_in_range(_same_shape(pred, target, "MSELoss"), pred, "MSELoss")
         m = _expand_mask(mask, pred.shape, "MSELoss")
         self._dtype = pred.dtype
-        diff = pred.astype(np.float64) - target          # pred-shaped
+        diff = pred.astype(np.float64)                   # pred-shaped; in place below, so
+        diff -= target                                   # one float64 array at a time
         if m is not None:  # masked elements: no loss, no gradient, not counted
             diff = np.where(m, diff, 0.0)
         n = diff.size if m is None else int(np.count_nonzero(m))
         loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), n)
-        self._keep_dpred(diff * (2.0 * scale))
+        diff *= 2.0 * scale
+        self._keep_dpred(diff)
         return loss
 
 
@@ -241,9 +243,12 @@ class CrossEntropyLoss(Loss):
         K = logits.shape[-1]
         m = _expand_mask(mask, logits.shape[:-1], "CrossEntropyLoss")
         counted = None if m is None else m.reshape(-1)               # [M] rows that count
-        z = logits.reshape(-1, K).astype(np.float64)                  # [M, K]
-        z -= z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))       # [M, K] log-softmax
+        # In place where the values allow (the same operations, so the same bits): two [M, K]
+        # float64 arrays at a time instead of four.
+        logp = logits.reshape(-1, K).astype(np.float64)               # [M, K]
+        logp -= logp.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(logp).sum(axis=1, keepdims=True))         # [M, 1]
+        logp -= lse                                                   # log-softmax
         prob = np.exp(logp)                                           # [M, K]
         pred_class = logits.reshape(-1, K).argmax(axis=1)             # [M]
 
