@@ -1,6 +1,7 @@
 #include "pyrnn/layers.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -266,23 +267,26 @@ void embedding_forward(T* y, const std::int64_t* idx, const T* table, std::int64
   check_indices("embedding_forward", idx, M, num);
   if (M > 0) check_given("embedding_forward", {{"y", y}, {"table", table}});
   const std::size_t E = static_cast<std::size_t>(dim), n_rows = static_cast<std::size_t>(M);
-  // Rows [m0, m1); an index found out of range (the caller's array may change under us: each
-  // is read once, checked again) stops the share and is reported after the team (no exception
-  // may leave an OpenMP region): the first such position of any share.
-  const int nth = row_threads(n_rows, dim);
-  std::vector<std::int64_t> bad_at(static_cast<std::size_t>(nth), -1);  // per share
-  for_shares(n_rows, nth, 1, [&](std::size_t m0, std::size_t m1) {
+  // An index found out of range here (the caller's array may change under us: each is read
+  // once, checked again) stops its share and is reported after the team (no exception may
+  // leave an OpenMP region): the lowest such position of any share.
+  std::atomic<std::size_t> first_bad{n_rows};
+  for_shares(n_rows, row_threads(n_rows, dim), 1, [&](std::size_t m0, std::size_t m1) {
     for (std::size_t m = m0; m < m1; ++m) {
       const std::int64_t k = idx[m];
       if (k < 0 || k >= num) {
-        bad_at[static_cast<std::size_t>(team_member())] = static_cast<std::int64_t>(m);
+        std::size_t seen = first_bad.load();
+        while (m < seen && !first_bad.compare_exchange_weak(seen, m)) {
+        }
         return;
       }
       std::memcpy(y + m * E, table + static_cast<std::size_t>(k) * E, E * sizeof(T));
     }
   });
-  for (const std::int64_t m : bad_at)
-    if (m >= 0) check_index(idx[m], m, num);  // throws (if the index changed back: the next)
+  const std::size_t bad = first_bad.load();
+  if (bad < n_rows) check_index(idx[bad], static_cast<std::int64_t>(bad), num);  // as it is now
+  PYRNN_CHECK(bad == n_rows, "embedding_forward: the index at position ", bad,
+              " was out of range while it was read (the index array changed during the call)");
 }
 
 template <typename T>
