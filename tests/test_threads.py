@@ -158,7 +158,7 @@ def _native_calls():
     mean, rstd = np.empty(M), np.empty(M)  # float64 for both precisions
     ones, zeros = np.ones(n, np.float32), np.zeros(n, np.float32)
     big = rng.standard_normal(1 << 23).astype(np.float32)
-    m1, m2 = np.zeros_like(big), np.zeros_like(big)
+    g1, m1, m2 = np.ones_like(big), np.zeros_like(big), np.zeros_like(big)
     return [
         ("recurrent forward", lambda: nat.forward(x, None, None, None, True, 0)),
         ("recurrent backward", lambda: nat.backward(dy, None, None)),
@@ -166,9 +166,9 @@ def _native_calls():
         ("dense backward", lambda: _train.dense_backward(dw, None, dx, y, y, a, w, 0)),
         ("layernorm forward", lambda: [_train.layernorm_forward(dx, mean, rstd, a, ones, zeros,
                                                                 1e-5) for _ in range(8)]),
-        ("adam step", lambda: _train.adam_step(big, big, m1, m2, None, 1e-3, 0.9, 0.999, 1e-8,
-                                               0.0, False, False, 1)),
-        ("sum of squares", lambda: _train.sum_squares(big)),
+        ("adam step", lambda: [_train.adam_step(big, g1, m1, m2, None, 1e-3, 0.9, 0.999, 1e-8,
+                                                0.0, False, False, 1) for _ in range(4)]),
+        ("sum of squares", lambda: [_train.sum_squares(big) for _ in range(16)]),
     ]
 
 

@@ -7,10 +7,6 @@
 #include <cstring>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/gemm.h"
@@ -18,6 +14,7 @@
 #include "pyrnn/kernels/ops.h"
 #include "pyrnn/runtime.h"
 #include "pyrnn/train_checks.h"
+#include "team.h"
 
 namespace pyrnn {
 
@@ -52,47 +49,6 @@ inline void bias_act_row(const kernels::Ops<T>& K, Activation a, T* yr, const T*
 inline int row_threads(std::size_t M, int D) {
   if (M * static_cast<std::size_t>(D) < (std::size_t(1) << 16)) return 1;
   return static_cast<int>(std::min<std::size_t>(M, static_cast<std::size_t>(get_num_threads())));
-}
-
-inline int team_member() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-inline int team_size() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
-// Member `me`'s contiguous share of n items in a team's static split, its bounds multiples of
-// `grain` (but the last).
-struct Span {
-  std::size_t begin, end;
-};
-inline Span share(std::size_t n, int me, std::size_t grain = 1) {
-  const std::size_t units = (n + grain - 1) / grain, team = static_cast<std::size_t>(team_size());
-  const std::size_t u0 = units * me / team, u1 = units * (me + 1) / team;
-  return {std::min(n, u0 * grain), std::min(n, u1 * grain)};
-}
-
-// f(begin, end) over [0, n) in `nth` contiguous shares (multiples of grain), one per member of a
-// team; a plain call when nth is 1. Element-wise and row-wise loops give the same bits in any
-// split; so do column sums split by columns (each column still over the rows in order).
-template <typename F>
-void for_shares(std::size_t n, int nth, std::size_t grain, F&& f) {
-  if (nth <= 1) return f(std::size_t(0), n);
-  detail::note_team(nth);
-#pragma omp parallel num_threads(nth)
-  {
-    const Span s = share(n, team_member(), grain);
-    f(s.begin, s.end);
-  }
 }
 
 // Derivative written in terms of the activation's output y (no pre-activation is stored).

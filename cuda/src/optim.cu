@@ -1,5 +1,5 @@
 // cuda::optim: mirrors cpp/src/optim.cpp (see pyrnn/cuda/optim.h). Coefficients are computed on
-// the host by optim_elems.cuh's *_coef (the CPU's expressions), then one kernel per call.
+// the host by pyrnn/kernels/optim_loops.h's *_coef (the CPU's own functions), then one kernel per call.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -21,7 +21,7 @@ template <typename T>
 void sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov,
               bool first_step) {
-  pyrnn::detail::check_sgd(n, param, grad, buf, momentum);
+  pyrnn::detail::check_sgd(n, param, grad, buf, momentum, sizeof(T));
   detail::TrainScope scope(ctx);
   detail::sgd_update<T>(param, grad, buf, n,
                         detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov,
@@ -34,7 +34,8 @@ template <typename T>
 void adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
                double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step) {
-  pyrnn::detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step);
+  pyrnn::detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step,
+                            sizeof(T));
   detail::TrainScope scope(ctx);
   detail::adam_update<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
                          detail::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled,
@@ -47,7 +48,8 @@ template <typename T>
 void rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
                   std::size_t n, double lr, double alpha, double eps, double weight_decay,
                   double momentum, bool centered) {
-  pyrnn::detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum);
+  pyrnn::detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum,
+                               sizeof(T));
   detail::TrainScope scope(ctx);
   detail::rmsprop_update<T>(param, grad, square_avg, grad_avg, buf, n,
                             detail::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum,

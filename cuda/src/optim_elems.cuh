@@ -1,6 +1,7 @@
 // Per-element bodies of the optimizer update kernels (internal header), host and device: the loop
-// bodies of cpp/src/optim.cpp written per element, same expressions and operand order, with the
-// scalar coefficients computed once on the host by the same code (the *Coef structs below).
+// bodies of cpp/src/kernels/optim_loops_isa.inc written per element, same expressions and operand
+// order, with the scalar coefficients computed once on the host by the CPU's own functions
+// (pyrnn/kernels/optim_loops.h's *Coef structs).
 // cuda/tests/test_train_elems.cpp checks them bitwise against pyrnn::optim on the host; the kernels
 // in train_kernels.cu are compiled with --fmad=false so the GPU performs the same IEEE operations.
 #pragma once
@@ -8,7 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "pyrnn/random.h"  // PYRNN_HD
+#include "pyrnn/kernels/optim_loops.h"  // the *Coef structs and their host functions
+#include "pyrnn/random.h"                // PYRNN_HD
 
 namespace pyrnn {
 namespace cuda {
@@ -22,25 +24,15 @@ template <typename T>
 inline T opt_sqrt(T x) { return std::sqrt(x); }
 #endif
 
-// torch.lerp's two-sided form, as optim.cpp's lerp.
+// torch.lerp's two-sided form, as optim_loops_isa.inc's lerp.
 template <typename T>
 PYRNN_HD inline T opt_lerp(T a, T b, T w) {
   return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
 }
 
 // ---- SGD ----------------------------------------------------------------------------------------
-template <typename T>
-struct SgdCoef {
-  T lr, mom, wd, damp;
-  bool use_wd, use_mom, nesterov, first;
-};
-template <typename T>
-inline SgdCoef<T> sgd_coef(double lr, double momentum, double dampening, double weight_decay,
-                           bool nesterov, bool first_step) {
-  return {static_cast<T>(lr), static_cast<T>(momentum), static_cast<T>(weight_decay),
-          static_cast<T>(1.0 - dampening), weight_decay != 0.0, momentum != 0.0, nesterov,
-          first_step};
-}
+using ::pyrnn::kernels::SgdCoef;
+using ::pyrnn::kernels::sgd_coef;
 template <typename T>
 PYRNN_HD inline void sgd_elem(std::size_t i, T* param, const T* grad, T* buf, const SgdCoef<T>& c) {
   T g = grad[i];
@@ -53,24 +45,8 @@ PYRNN_HD inline void sgd_elem(std::size_t i, T* param, const T* grad, T* buf, co
 }
 
 // ---- Adam / AdamW -------------------------------------------------------------------------------
-template <typename T>
-struct AdamCoef {
-  T step_size, bc2_sqrt, w1, b2, w2, eps, wd, shrink;
-  bool use_wd, decoupled, amsgrad;
-};
-template <typename T>
-inline AdamCoef<T> adam_coef(double lr, double beta1, double beta2, double eps,
-                             double weight_decay, bool decoupled, bool amsgrad, std::int64_t step) {
-  // Bias corrections in double, as optim.cpp (and PyTorch in Python).
-  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  return {static_cast<T>(lr / bc1),          static_cast<T>(std::sqrt(bc2)),
-          static_cast<T>(1.0 - beta1),       static_cast<T>(beta2),
-          static_cast<T>(1.0 - beta2),       static_cast<T>(eps),
-          static_cast<T>(weight_decay),      static_cast<T>(1.0 - lr * weight_decay),
-          weight_decay != 0.0,               decoupled,
-          amsgrad};
-}
+using ::pyrnn::kernels::AdamCoef;
+using ::pyrnn::kernels::adam_coef;
 template <typename T>
 PYRNN_HD inline void adam_elem(std::size_t i, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                                T* max_exp_avg_sq, const AdamCoef<T>& c) {
@@ -92,18 +68,8 @@ PYRNN_HD inline void adam_elem(std::size_t i, T* param, const T* grad, T* exp_av
 }
 
 // ---- RMSprop ------------------------------------------------------------------------------------
-template <typename T>
-struct RmspropCoef {
-  T lr, a, w, eps, wd, mom;
-  bool use_wd, centered, use_mom;
-};
-template <typename T>
-inline RmspropCoef<T> rmsprop_coef(double lr, double alpha, double eps, double weight_decay,
-                                   double momentum, bool centered) {
-  return {static_cast<T>(lr),  static_cast<T>(alpha),        static_cast<T>(1.0 - alpha),
-          static_cast<T>(eps), static_cast<T>(weight_decay), static_cast<T>(momentum),
-          weight_decay != 0.0, centered,                     momentum > 0.0};
-}
+using ::pyrnn::kernels::RmspropCoef;
+using ::pyrnn::kernels::rmsprop_coef;
 template <typename T>
 PYRNN_HD inline void rmsprop_elem(std::size_t i, T* param, const T* grad, T* square_avg,
                                   T* grad_avg, T* buf, const RmspropCoef<T>& c) {

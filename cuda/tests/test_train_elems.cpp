@@ -224,14 +224,17 @@ void check_optim() {
     }
     CHECK(bitwise(p2, p) && bitwise(s2, s) && bitwise(a2, a) && bitwise(b2, b));
   }
-  // Clipping helpers folded sequentially: exactly the CPU's sum_squares / max_abs.
+  // Clipping helpers folded as the CPU folds them: exactly its sum_squares (one block of
+  // kSquareLanes partial sums, added in a pairwise tree) and max_abs (in order).
   auto x = rand_vec<T>(n, 71);
-  double s = 0.0, m = 0.0;
-  for (T v : x) {
-    s += E::square_elem<T>(v);
-    m = E::max_abs_step(m, std::fabs(static_cast<double>(v)));
+  double lanes[pyrnn::kernels::kSquareLanes] = {}, m = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    lanes[i % pyrnn::kernels::kSquareLanes] += E::square_elem<T>(x[i]);
+    m = E::max_abs_step(m, std::fabs(static_cast<double>(x[i])));
   }
-  CHECK(s == pyrnn::optim::sum_squares(x.data(), n));
+  for (int w = 1; w < pyrnn::kernels::kSquareLanes; w *= 2)
+    for (int k = 0; k < pyrnn::kernels::kSquareLanes; k += 2 * w) lanes[k] += lanes[k + w];
+  CHECK(lanes[0] == pyrnn::optim::sum_squares(x.data(), n));
   CHECK(m == pyrnn::optim::max_abs(x.data(), n));
   x[7] = std::numeric_limits<T>::quiet_NaN();
   m = 0.0;

@@ -2,8 +2,11 @@
 // time, in place. Every buffer is [n] and C-contiguous; the Python optimizers own the state
 // buffers and call these on the parameter / gradient views. Scalar coefficients arrive as
 // double and are rounded to T once, as PyTorch does with its Python-float hyperparameters. A null
-// buffer a step reads, step < 1 and a missing momentum / amsgrad / centered buffer throw
-// pyrnn::Error before anything is written (<pyrnn/train_checks.h>).
+// buffer a step reads, step < 1, a missing momentum / amsgrad / centered buffer and buffers that
+// overlap throw pyrnn::Error before anything is written (<pyrnn/train_checks.h>).
+// The loops are vectorised for the selected ISA and split over the threads above 64k elements;
+// every element's update is the same IEEE operations either way, so neither the ISA nor the
+// thread count changes a bit (nor does the GPU: pyrnn/cuda/optim.h).
 // Templated on float / double; explicit instantiations in src/optim.cpp.
 #pragma once
 #include <cstddef>
@@ -42,7 +45,9 @@ void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, s
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered);
 
-// Gradient clipping helpers: sum of squares (accumulated in double), max |x|, x *= scale.
+// Gradient clipping helpers: sum of squares (in double, in a shape fixed by n: blocks of 2^15
+// elements, each in 16 partial sums added pairwise, then the blocks in order), max |x|,
+// x *= scale.
 template <typename T>
 double sum_squares(const T* x, std::size_t n);
 template <typename T>

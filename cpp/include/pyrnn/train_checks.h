@@ -112,30 +112,52 @@ inline void check_last_step(const char* what, const std::int64_t* lengths, int N
 }
 
 // Optimizer steps over n elements (n = 0 touches nothing): the buffers each one reads.
+// The optimizer steps: the buffers a step uses, [n] elements of elem_size bytes each, must not
+// overlap (threads and vectors would see each other's writes in an order of their own). Null
+// entries are buffers the step does not use.
+inline void check_apart(const char* what, std::size_t n, std::size_t elem_size,
+                        std::initializer_list<std::pair<const char*, const void*>> buffers) {
+  PYRNN_CHECK(n <= SIZE_MAX / elem_size, what, ": ", n, " elements are beyond any buffer");
+  const std::uint64_t bytes = static_cast<std::uint64_t>(n) * elem_size;
+  for (auto a = buffers.begin(); a != buffers.end(); ++a)
+    for (auto b = a + 1; b != buffers.end(); ++b)
+      PYRNN_CHECK(!a->second || !b->second || disjoint(a->second, bytes, b->second, bytes), what,
+                  ": ", a->first, " and ", b->first, " overlap; each must be a buffer of its own");
+}
+
 inline void check_sgd(std::size_t n, const void* param, const void* grad, const void* buf,
-                      double momentum) {
+                      double momentum, std::size_t elem_size) {
   if (n == 0) return;
   check_given("sgd_step", {{"param", param}, {"grad", grad}});
   PYRNN_CHECK(momentum == 0.0 || buf, "sgd_step: momentum needs a buffer");
+  check_apart("sgd_step", n, elem_size,
+              {{"param", param}, {"grad", grad}, {"momentum buffer", momentum != 0.0 ? buf : nullptr}});
 }
 
 inline void check_adam(std::size_t n, const void* param, const void* grad, const void* exp_avg,
                        const void* exp_avg_sq, const void* max_exp_avg_sq, bool amsgrad,
-                       std::int64_t step) {
+                       std::int64_t step, std::size_t elem_size) {
   PYRNN_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
   if (n == 0) return;
   check_given("adam_step", {{"param", param}, {"grad", grad}, {"exp_avg", exp_avg},
                             {"exp_avg_sq", exp_avg_sq}});
   PYRNN_CHECK(!amsgrad || max_exp_avg_sq, "adam_step: amsgrad needs max_exp_avg_sq");
+  check_apart("adam_step", n, elem_size,
+              {{"param", param}, {"grad", grad}, {"exp_avg", exp_avg}, {"exp_avg_sq", exp_avg_sq},
+               {"max_exp_avg_sq", amsgrad ? max_exp_avg_sq : nullptr}});
 }
 
 inline void check_rmsprop(std::size_t n, const void* param, const void* grad,
                           const void* square_avg, const void* grad_avg, const void* buf,
-                          bool centered, double momentum) {
+                          bool centered, double momentum, std::size_t elem_size) {
   if (n == 0) return;
   check_given("rmsprop_step", {{"param", param}, {"grad", grad}, {"square_avg", square_avg}});
   PYRNN_CHECK(!centered || grad_avg, "rmsprop_step: centered needs grad_avg");
   PYRNN_CHECK(!(momentum > 0.0) || buf, "rmsprop_step: momentum needs a buffer");
+  check_apart("rmsprop_step", n, elem_size,
+              {{"param", param}, {"grad", grad}, {"square_avg", square_avg},
+               {"grad_avg", centered ? grad_avg : nullptr},
+               {"momentum buffer", momentum > 0.0 ? buf : nullptr}});
 }
 
 // sum_squares, max_abs, scale_inplace, zero: x [n].

@@ -5,11 +5,12 @@
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/kernels/norm_rows.h"
 #include "pyrnn/kernels/ops_tables.h"
+#include "pyrnn/kernels/optim_loops.h"
 
 namespace pyrnn {
 namespace kernels {
 
-// One ISA's table of a family (Ops, NormRows), given each ISA's table getter.
+// One ISA's table of a family (Ops, NormRows, OptimLoops), given each ISA's table getter.
 template <typename Table>
 const Table& table_for(CpuIsa isa, const Table& (*scalar)(), const Table& (*avx2)(),
                        const Table& (*avx512)()) {
@@ -40,6 +41,17 @@ const NormRows<T>& norm_rows_for(CpuIsa isa) {
 template <typename T>
 const NormRows<T>& norm_rows() {
   return norm_rows_for<T>(get_cpu_isa());
+}
+
+template <typename T>
+const OptimLoops<T>& optim_loops_for(CpuIsa isa) {
+  return table_for<OptimLoops<T>>(isa, optim_loops_scalar<T>, optim_loops_avx2<T>,
+                                  optim_loops_avx512<T>);
+}
+
+template <typename T>
+const OptimLoops<T>& optim_loops() {
+  return optim_loops_for<T>(get_cpu_isa());
 }
 
 int gemm_threads(long long M, long long N, long long K) {
@@ -83,6 +95,10 @@ template const NormRows<float>& norm_rows_for<float>(CpuIsa);
 template const NormRows<double>& norm_rows_for<double>(CpuIsa);
 template const NormRows<float>& norm_rows<float>();
 template const NormRows<double>& norm_rows<double>();
+template const OptimLoops<float>& optim_loops_for<float>(CpuIsa);
+template const OptimLoops<double>& optim_loops_for<double>(CpuIsa);
+template const OptimLoops<float>& optim_loops<float>();
+template const OptimLoops<double>& optim_loops<double>();
 template const Ops<double>& ops<double>();
 template void gemm<float>(Trans, Trans, int, int, int, float, const float*, int, const float*, int,
                           float, float*, int);

@@ -1,0 +1,60 @@
+// Contiguous shares of a loop for an OpenMP team (internal to the core's .cpp files): the
+// element-wise and row-wise passes of the training stack (layers.cpp) and the optimizer steps
+// (optim.cpp). A share depends on the team size only through its bounds, never the arithmetic
+// inside it, so these loops give the same bits at any thread count.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "pyrnn/runtime.h"
+
+namespace pyrnn {
+namespace detail {
+
+inline int team_member() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// Member `me`'s contiguous share of n items in a team's static split, its bounds multiples of
+// `grain` (but the last).
+struct Span {
+  std::size_t begin, end;
+};
+inline Span share(std::size_t n, int me, std::size_t grain = 1) {
+  const std::size_t units = (n + grain - 1) / grain, team = static_cast<std::size_t>(team_size());
+  const std::size_t u0 = units * me / team, u1 = units * (me + 1) / team;
+  return {std::min(n, u0 * grain), std::min(n, u1 * grain)};
+}
+
+// f(begin, end) over [0, n) in `nth` contiguous shares (multiples of grain), one per member of a
+// team; a plain call when nth is 1. Element-wise and row-wise loops give the same bits in any
+// split; so do column sums split by columns (each column still over the rows in order).
+template <typename F>
+void for_shares(std::size_t n, int nth, std::size_t grain, F&& f) {
+  if (nth <= 1) return f(std::size_t(0), n);
+  note_team(nth);
+#pragma omp parallel num_threads(nth)
+  {
+    const Span s = share(n, team_member(), grain);
+    f(s.begin, s.end);
+  }
+}
+
+}  // namespace detail
+}  // namespace pyrnn
