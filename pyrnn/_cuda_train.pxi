@@ -8,6 +8,7 @@
 # device arrays.
 from pyrnn cimport ccuda_train as ct
 from pyrnn.clayers cimport Activation
+from pyrnn.coptim cimport StepKeep
 
 
 cdef Context* _train_ctx(int device) except NULL:
@@ -322,28 +323,63 @@ cdef tuple _flat(object param):
     return dt, dev, (<DeviceArray>param).size
 
 
+_KEEP_NAMES = ("keep param", "keep state[0]", "keep state[1]", "keep state[2]")
+
+
+cdef tuple _keep_ptrs(object keep, object dtype, size_t n, int device):
+    """keep: None, or (param, state0, state1, state2), each None or a writable [n] DeviceArray
+    of the step's dtype on its device (pyrnn/optim.h's StepKeep): their pointers (0: none)."""
+    if keep is None:
+        return (0, 0, 0, 0)
+    if len(keep) != 4:
+        raise ValueError(f"keep must be (param, state0, state1, state2), got {len(keep)} entries")
+    return tuple(_dev(name, a, dtype, (n,), device, True, True)
+                 for name, a in zip(_KEEP_NAMES, keep))
+
+
+cdef StepKeep[float] _keep_f(tuple p):
+    cdef StepKeep[float] k
+    k.param = <float*><uintptr_t>p[0]
+    k.state[0] = <float*><uintptr_t>p[1]
+    k.state[1] = <float*><uintptr_t>p[2]
+    k.state[2] = <float*><uintptr_t>p[3]
+    return k
+
+
+cdef StepKeep[double] _keep_d(tuple p):
+    cdef StepKeep[double] k
+    k.param = <double*><uintptr_t>p[0]
+    k.state[0] = <double*><uintptr_t>p[1]
+    k.state[1] = <double*><uintptr_t>p[2]
+    k.state[2] = <double*><uintptr_t>p[3]
+    return k
+
+
 def sgd_step(param, grad, buf, double lr, double momentum, double dampening,
-             double weight_decay, bint nesterov, bint first_step):
+             double weight_decay, bint nesterov, bint first_step, keep=None):
     dt, dev, n = _flat(param)
     cdef size_t nn = n
     cdef uintptr_t pp = _dev("param", param, dt, (n,), dev, True)
     cdef uintptr_t gp = _dev("grad", grad, dt, (n,), dev)
     cdef uintptr_t bp = _dev("momentum buffer", buf, dt, (n,), dev, True,
                              momentum == 0)
+    cdef tuple kp = _keep_ptrs(keep, dt, nn, dev)
+    cdef StepKeep[float] kf = _keep_f(kp)
+    cdef StepKeep[double] kd = _keep_d(kp)
     cdef Context* c = _train_ctx(dev)
     if dt == np.float32:
         with nogil:
             ct.sgd_step[float](c[0], <float*>pp, <const float*>gp, <float*>bp, nn, lr, momentum,
-                               dampening, weight_decay, nesterov, first_step)
+                               dampening, weight_decay, nesterov, first_step, &kf)
     else:
         with nogil:
             ct.sgd_step[double](c[0], <double*>pp, <const double*>gp, <double*>bp, nn, lr,
-                                momentum, dampening, weight_decay, nesterov, first_step)
+                                momentum, dampening, weight_decay, nesterov, first_step, &kd)
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, double lr, double beta1,
               double beta2, double eps, double weight_decay, bint decoupled, bint amsgrad,
-              int64_t step):
+              int64_t step, keep=None):
     dt, dev, n = _flat(param)
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
@@ -354,21 +390,24 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, double lr, doubl
     cdef uintptr_t vp = _dev("exp_avg_sq", exp_avg_sq, dt, (n,), dev, True)
     cdef uintptr_t xp = _dev("max_exp_avg_sq", max_exp_avg_sq, dt, (n,), dev, True,
                              not amsgrad)
+    cdef tuple kp = _keep_ptrs(keep, dt, nn, dev)
+    cdef StepKeep[float] kf = _keep_f(kp)
+    cdef StepKeep[double] kd = _keep_d(kp)
     cdef Context* c = _train_ctx(dev)
     if dt == np.float32:
         with nogil:
             ct.adam_step[float](c[0], <float*>pp, <const float*>gp, <float*>mp, <float*>vp,
                                 <float*>xp, nn, lr, beta1, beta2, eps, weight_decay, decoupled,
-                                amsgrad, step)
+                                amsgrad, step, &kf)
     else:
         with nogil:
             ct.adam_step[double](c[0], <double*>pp, <const double*>gp, <double*>mp, <double*>vp,
                                  <double*>xp, nn, lr, beta1, beta2, eps, weight_decay, decoupled,
-                                 amsgrad, step)
+                                 amsgrad, step, &kd)
 
 
 def rmsprop_step(param, grad, square_avg, grad_avg, buf, double lr, double alpha, double eps,
-                 double weight_decay, double momentum, bint centered):
+                 double weight_decay, double momentum, bint centered, keep=None):
     dt, dev, n = _flat(param)
     cdef size_t nn = n
     cdef uintptr_t pp = _dev("param", param, dt, (n,), dev, True)
@@ -378,17 +417,20 @@ def rmsprop_step(param, grad, square_avg, grad_avg, buf, double lr, double alpha
                              not centered)
     cdef uintptr_t bp = _dev("momentum buffer", buf, dt, (n,), dev, True,
                              not momentum > 0)
+    cdef tuple kp = _keep_ptrs(keep, dt, nn, dev)
+    cdef StepKeep[float] kf = _keep_f(kp)
+    cdef StepKeep[double] kd = _keep_d(kp)
     cdef Context* c = _train_ctx(dev)
     if dt == np.float32:
         with nogil:
             ct.rmsprop_step[float](c[0], <float*>pp, <const float*>gp, <float*>sp, <float*>ap,
                                    <float*>bp, nn, lr, alpha, eps, weight_decay, momentum,
-                                   centered)
+                                   centered, &kf)
     else:
         with nogil:
             ct.rmsprop_step[double](c[0], <double*>pp, <const double*>gp, <double*>sp,
                                     <double*>ap, <double*>bp, nn, lr, alpha, eps, weight_decay,
-                                    momentum, centered)
+                                    momentum, centered, &kd)
 
 
 def sum_squares(x):

@@ -1,16 +1,21 @@
 """fit()'s guard against non-finite training: the weights and the optimizer's state before the
 last step, to put back together when a loss or a step goes non-finite (weights restored
 alone left Adam's Inf moments behind, and no retry could recover). Runs once per batch:
-kept lean (one copy of the parameters and the optimizer's buffers, one read of them)."""
+kept lean. A built-in optimizer's step writes the copies itself, as it reads the values it
+replaces (optim.Optimizer._step): no pass of the guard's own over the weights and the state,
+which cost a large embedding's training a quarter of its time. Another optimizer's step is run
+as it is, after one copy of the parameters and its buffers (keep()); one read checks them."""
 import copy
 
 import numpy as np
 
 from . import _arrays, _train
+from . import optim as _optim
 from ._arrays import native_float
 from ._signals import sigint_deferred
 
 _SCALARS = (int, float, bool, str, bytes, type(None), np.generic)
+FUSE_ELEMENTS = 1 << 16  # parameter elements from which a built-in step keeps the copies
 
 
 def _is_buffer(v):
@@ -32,10 +37,17 @@ def _state_dicts(optimizer):
     return None
 
 
+def _memory(p):
+    """What identifies a parameter: its memory (model.parameters() makes new Parameter objects
+    over the same arrays at every call)."""
+    return _arrays.data_ptr(p.data), p.device, p.size * p.dtype.itemsize
+
+
 class LastGood:
-    """keep() copies the parameters and the optimizer's per-parameter state into buffers kept
-    across batches; restore() writes them back. Buffers are reused while their shape and dtype
-    hold (an optimizer creates its state at its first step)."""
+    """keep() then step() each batch: the optimizer's step, with the parameters and the
+    optimizer's per-parameter state before it kept in buffers reused across batches (while
+    their shape and dtype hold: an optimizer creates its state at its first step); restore()
+    writes them back."""
 
     def __init__(self, params, optimizer):
         self.params, self.optimizer = params, optimizer
@@ -46,6 +58,20 @@ class LastGood:
         self.state = None
         self._keep_state()  # the state now: a fit that fails at its first batch puts it back
         self.steps = optimizer.steps
+        # Whether the step keeps the copies (each optimizer parameter's own kept copy: among
+        # params, once each), and the kept copies of the parameters it does not step. Below
+        # FUSE_ELEMENTS parameter elements the copies cost no more than the step's bookkeeping
+        # of them (a few us per batch either way): copied here.
+        at = {_memory(p): i for i, p in enumerate(params)}
+        opt_params = getattr(optimizer, "params", None)
+        self.fused = (_optim._keeps_in_step(optimizer) and isinstance(opt_params, list)
+                      and all(_memory(p) in at for p in opt_params)
+                      and len({_memory(p) for p in opt_params}) == len(opt_params)
+                      and sum(p.size for p in opt_params) >= FUSE_ELEMENTS)
+        if self.fused:
+            self.stepped = [at[_memory(p)] for p in opt_params]
+            left = set(range(len(params))) - set(self.stepped)
+            self.unstepped = [self.weights[i] for i in sorted(left)]
 
     def _keep_state(self):
         live = _state_dicts(self.optimizer)
@@ -81,13 +107,60 @@ class LastGood:
                         kept[k] = v
 
     def keep(self):
-        for g, live in self.weights:
+        """The values to restore should this batch's step go non-finite (or the next batch's
+        loss): copied now, or, by a built-in optimizer, in step()."""
+        for g, live in self.unstepped if self.fused else self.weights:
             if type(g) is np.ndarray:
                 np.copyto(g, live)
             else:
                 _arrays.copy_into(g, live)
-        self._keep_state()
+        if not self.fused:
+            self._keep_state()
+            self.steps = self.optimizer.steps
+
+    def step(self):
+        """The optimizer's step (keep() first)."""
+        if not self.fused:
+            self.optimizer.step()
+            return
         self.steps = self.optimizer.steps
+        self.optimizer._step(self._step_keeps())
+
+    def _step_keeps(self):
+        """Per optimizer parameter: (its kept copy, {state name: kept buffer}) for the step to
+        fill; the state's counters and other values are kept here, as _keep_state keeps them.
+        A buffer the step creates (absent now) gets no kept copy: restore() leaves it out."""
+        live = self.optimizer.state
+        if self.state is None or len(self.state) != len(live):
+            self.state = [dict() for _ in live]
+        keeps = []
+        for i, st, kept in zip(self.stepped, live, self.state):
+            for k in [k for k in kept if k not in st]:
+                del kept[k]
+            buffers = {}
+            for k, v in st.items():
+                if type(v) is np.ndarray:  # the common case first: a host buffer
+                    old = kept.get(k)
+                    if (type(old) is not np.ndarray or old is v or old.shape != v.shape
+                            or old.dtype != v.dtype):
+                        old = kept[k] = np.empty_like(v)
+                    buffers[k] = old
+                elif type(v) is int:  # the step count
+                    kept[k] = v
+                elif _is_buffer(v):
+                    old = kept.get(k)
+                    if old is None or old is v or not _same_buffer(old, v):
+                        old = kept[k] = _arrays.zeros_like(v)
+                    buffers[k] = old
+                elif isinstance(v, _SCALARS):
+                    kept[k] = v  # a counter
+                else:  # (not a built-in optimizer's: kept as _keep_state keeps it)
+                    try:
+                        kept[k] = copy.deepcopy(v)
+                    except Exception:
+                        kept[k] = v
+            keeps.append((self.weights[i][0].reshape(-1), buffers))
+        return keeps
 
     def restore(self):
         """Puts the kept weights (and state) back, whole (Ctrl-C waits for its end); returns

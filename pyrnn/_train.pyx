@@ -206,8 +206,32 @@ cdef inline void _check_n(size_t n, object a, str name) except *:
         raise ValueError(f"{name} has {a.shape[0]} elements, expected {n}")
 
 
+_KEEP_NAMES = ("keep param", "keep state[0]", "keep state[1]", "keep state[2]")
+
+
+cdef int _keep_into(coptim.StepKeep[real]* k, object keep, size_t n) except -1:
+    """keep: None, or (param, state0, state1, state2), each None or a writable [n] array of the
+    step's dtype that receives what the step overwrites (pyrnn/optim.h's StepKeep)."""
+    cdef real[::1] v
+    cdef int j
+    if keep is None or n == 0:
+        return 0
+    if len(keep) != 4:
+        raise ValueError(f"keep must be (param, state0, state1, state2), got {len(keep)} entries")
+    for j in range(4):
+        if keep[j] is None:
+            continue
+        v = keep[j]
+        _check_n(n, v, _KEEP_NAMES[j])
+        if j == 0:
+            k.param = &v[0]
+        else:
+            k.state[j - 1] = &v[0]
+    return 0
+
+
 def sgd_step(real[::1] param, const real[::1] grad, real[::1] buf, double lr, double momentum,
-             double dampening, double weight_decay, bint nesterov, bint first_step):
+             double dampening, double weight_decay, bint nesterov, bint first_step, keep=None):
     cdef size_t n = param.shape[0]
     _check_n(n, grad, "grad")
     if momentum != 0:
@@ -219,14 +243,16 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] buf, double lr, do
         bp = &buf[0]
     if n == 0:
         return
+    cdef coptim.StepKeep[real] k
+    _keep_into(&k, keep, n)
     with nogil:
         coptim.sgd_step(&param[0], &grad[0], bp, n, lr, momentum, dampening, weight_decay,
-                        nesterov, first_step)
+                        nesterov, first_step, &k)
 
 
 def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
               real[::1] max_exp_avg_sq, double lr, double beta1, double beta2, double eps,
-              double weight_decay, bint decoupled, bint amsgrad, int64_t step):
+              double weight_decay, bint decoupled, bint amsgrad, int64_t step, keep=None):
     cdef size_t n = param.shape[0]
     _check_n(n, grad, "grad")
     _check_n(n, exp_avg, "exp_avg")
@@ -242,14 +268,16 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
         mp = &max_exp_avg_sq[0]
     if n == 0:
         return
+    cdef coptim.StepKeep[real] k
+    _keep_into(&k, keep, n)
     with nogil:
         coptim.adam_step(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], mp, n, lr, beta1,
-                         beta2, eps, weight_decay, decoupled, amsgrad, step)
+                         beta2, eps, weight_decay, decoupled, amsgrad, step, &k)
 
 
 def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
                  real[::1] grad_avg, real[::1] buf, double lr, double alpha, double eps,
-                 double weight_decay, double momentum, bint centered):
+                 double weight_decay, double momentum, bint centered, keep=None):
     cdef size_t n = param.shape[0]
     _check_n(n, grad, "grad")
     _check_n(n, square_avg, "square_avg")
@@ -269,9 +297,11 @@ def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
         bp = &buf[0]
     if n == 0:
         return
+    cdef coptim.StepKeep[real] k
+    _keep_into(&k, keep, n)
     with nogil:
         coptim.rmsprop_step(&param[0], &grad[0], &square_avg[0], ap, bp, n, lr, alpha, eps,
-                            weight_decay, momentum, centered)
+                            weight_decay, momentum, centered, &k)
 
 
 def sum_squares(const real[::1] x):

@@ -1031,7 +1031,7 @@ class Sequential(Layer):
                 # every later step.
                 err = None
                 with _sigint_deferred():
-                    optimizer.step()
+                    good.step()  # optimizer.step(), keeping what it overwrites
                     bad = good.non_finite()
                     if bad is not None:
                         if bar:

@@ -165,16 +165,40 @@ class Optimizer:
                 zero_(p.grad)
 
     def step(self) -> None:
+        self._step(None)
+
+    def _step(self, keeps):
+        """step(). keeps (built-in optimizers only, see _keeps_in_step): None, or per parameter
+        (a flat copy-to-be of it, {state name: flat copy-to-be}), which the step fills with the
+        values it overwrites, as it reads them: fit's guard (_fit_guard.py) without a pass of its
+        own over the weights and the state."""
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
         with owners_held(self.params):
-            for p, st in zip(self.params, self.state):
-                self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
+            for i, (p, st) in enumerate(zip(self.params, self.state)):
+                if keeps is None:
+                    self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
+                else:
+                    self._update(p.data.reshape(-1), p.grad.reshape(-1), st, keeps[i])
                 p._changed()
         self.steps += 1  # counted once done (a step that raised is not one)
 
     def _update(self, data, grad, state):  # flat [n] views
         raise NotImplementedError
+
+    @staticmethod
+    def _native_keep(st, keep, slots):
+        """A kernel's keep argument (param, state0, state1, state2) from _step's keep for one
+        parameter: slots names the state buffer in each of the kernel's state slots (None: one
+        it does not write). Kept buffers of state the kernel does not write are copied here."""
+        if keep is None:
+            return None
+        kept_param, kept_state = keep
+        for name, kept in kept_state.items():
+            if name not in slots:
+                _arrays.copy_into(kept, st[name])
+        return (kept_param,) + tuple(None if name is None else kept_state.get(name)
+                                     for name in slots) + (None,) * (3 - len(slots))
 
     def _buffer(self, state, key, like):
         buf = state.get(key)
@@ -327,14 +351,15 @@ class SGD(Optimizer):
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov}
 
-    def _update(self, data, grad, st):
+    def _update(self, data, grad, st, keep=None):
         buf = None
         first = False
         if self.momentum != 0:
             first = "momentum_buffer" not in st
             buf = self._buffer(st, "momentum_buffer", data)
+        keep = self._native_keep(st, keep, ("momentum_buffer" if self.momentum != 0 else None,))
         _arrays.kernels_for(data).sgd_step(data, grad, buf, self.lr, self.momentum, self.dampening,
-                        self.weight_decay, self.nesterov, first)
+                                           self.weight_decay, self.nesterov, first, keep=keep)
 
 
 class Adam(Optimizer):
@@ -361,13 +386,16 @@ class Adam(Optimizer):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
 
-    def _update(self, data, grad, st):
+    def _update(self, data, grad, st, keep=None):
         m = self._buffer(st, "exp_avg", data)
         v = self._buffer(st, "exp_avg_sq", data)
         vmax = self._buffer(st, "max_exp_avg_sq", data) if self.amsgrad else None
         step = st.get("step", 0) + 1
-        _arrays.kernels_for(data).adam_step(data, grad, m, v, vmax, self.lr, self.betas[0], self.betas[1],
-                         self.eps, self.weight_decay, self._decoupled, self.amsgrad, step)
+        keep = self._native_keep(st, keep, ("exp_avg", "exp_avg_sq",
+                                            "max_exp_avg_sq" if self.amsgrad else None))
+        _arrays.kernels_for(data).adam_step(data, grad, m, v, vmax, self.lr, self.betas[0],
+                                            self.betas[1], self.eps, self.weight_decay,
+                                            self._decoupled, self.amsgrad, step, keep=keep)
         st["step"] = step  # after the kernel: a failed update leaves the count as it was
 
 
@@ -402,15 +430,30 @@ class RMSprop(Optimizer):
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "centered": self.centered}
 
-    def _update(self, data, grad, st):
+    def _update(self, data, grad, st, keep=None):
         s = self._buffer(st, "square_avg", data)
         a = self._buffer(st, "grad_avg", data) if self.centered else None
         b = self._buffer(st, "momentum_buffer", data) if self.momentum > 0 else None
-        _arrays.kernels_for(data).rmsprop_step(data, grad, s, a, b, self.lr, self.alpha, self.eps,
-                            self.weight_decay, self.momentum, self.centered)
+        keep = self._native_keep(st, keep, ("square_avg", "grad_avg" if self.centered else None,
+                                            "momentum_buffer" if self.momentum > 0 else None))
+        _arrays.kernels_for(data).rmsprop_step(data, grad, s, a, b, self.lr, self.alpha,
+                                               self.eps, self.weight_decay, self.momentum,
+                                               self.centered, keep=keep)
 
 
 _ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+# The steps that take _step's keeps: the built-in ones, where a subclass changes neither.
+_KEEPING = (SGD._update, Adam._update, RMSprop._update)
+
+
+def _keeps_in_step(optimizer: Optimizer) -> bool:
+    """Whether optimizer._step(keeps) keeps what its step overwrites (a built-in optimizer's
+    own step); a custom one's step is run as it is, and fit's guard copies before it."""
+    cls = type(optimizer)
+    return (cls.step is Optimizer.step and cls._step is Optimizer._step
+            and cls._native_keep is Optimizer._native_keep and cls._buffer is Optimizer._buffer
+            and cls._update in _KEEPING)
 
 
 def get(optimizer: Union[Optimizer, str], params: Iterable[Parameter]) -> Optimizer:

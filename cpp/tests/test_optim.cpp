@@ -163,12 +163,17 @@ void steps_bits() {
       sgd_oracle(want, g1, wbuf, 0.1, mom, wd, nesterov, true);
       sgd_oracle(want, g2, wbuf, 0.1, mom, wd, nesterov, false);
       everywhere([&] {
-        std::vector<T> p = p0, buf(n, T(0));
+        std::vector<T> p = p0, buf(n, T(0)), kp(n), kb(n);
         pyrnn::optim::sgd_step(p.data(), g1.data(), buf.data(), n, 0.1, mom, 0.0, wd, nesterov,
                                true);
+        const std::vector<T> was_p = p, was_b = buf;  // the second step keeps these
+        pyrnn::optim::StepKeep<T> keep;
+        keep.param = kp.data();
+        if (mom != 0.0) keep.state[0] = kb.data();
         pyrnn::optim::sgd_step(p.data(), g2.data(), buf.data(), n, 0.1, mom, 0.0, wd, nesterov,
-                               false);
-        const bool ok = same_bits(p, want) && same_bits(buf, wbuf);
+                               false, &keep);
+        const bool ok = same_bits(p, want) && same_bits(buf, wbuf) && same_bits(kp, was_p) &&
+                        (mom == 0.0 || same_bits(kb, was_b));
         CHECK(ok);
         return ok;
       });
@@ -182,12 +187,21 @@ void steps_bits() {
       adam_oracle(want, g2, wm, wv, wx, 1e-2, wd, decoupled, amsgrad, 2);
       everywhere([&] {
         std::vector<T> p = p0, m(n, T(0)), v(n, T(0)), x(n, T(0));
-        for (int step = 1; step <= 2; ++step)
+        std::vector<std::vector<T>> kept(4, std::vector<T>(n)), was;
+        for (int step = 1; step <= 2; ++step) {
+          pyrnn::optim::StepKeep<T> keep;
+          if (step == 2) {
+            keep = {kept[0].data(), {kept[1].data(), kept[2].data(),
+                                     amsgrad ? kept[3].data() : nullptr}};
+            was = {p, m, v, x};
+          }
           pyrnn::optim::adam_step(p.data(), (step == 1 ? g1 : g2).data(), m.data(), v.data(),
                                   amsgrad ? x.data() : nullptr, n, 1e-2, 0.9, 0.999, 1e-8, wd,
-                                  decoupled, amsgrad, step);
-        const bool ok = same_bits(p, want) && same_bits(m, wm) && same_bits(v, wv) &&
-                        same_bits(x, wx);
+                                  decoupled, amsgrad, step, &keep);
+        }
+        bool ok = same_bits(p, want) && same_bits(m, wm) && same_bits(v, wv) &&
+                  same_bits(x, wx);
+        for (int b = 0; b < (amsgrad ? 4 : 3); ++b) ok = ok && same_bits(kept[b], was[b]);
         CHECK(ok);
         return ok;
       });
@@ -201,11 +215,22 @@ void steps_bits() {
       rmsprop_oracle(want, g2, ws, wa, wb, wd, mom, centered);
       everywhere([&] {
         std::vector<T> p = p0, s(n, T(0)), a(n, T(0)), b(n, T(0));
-        for (const auto* g : {&g1, &g2})
+        std::vector<std::vector<T>> kept(4, std::vector<T>(n)), was;
+        for (const auto* g : {&g1, &g2}) {
+          pyrnn::optim::StepKeep<T> keep;
+          if (g == &g2) {
+            keep = {kept[0].data(), {kept[1].data(), centered ? kept[2].data() : nullptr,
+                                     mom > 0.0 ? kept[3].data() : nullptr}};
+            was = {p, s, a, b};
+          }
           pyrnn::optim::rmsprop_step(p.data(), g->data(), s.data(), a.data(), b.data(), n, 1e-2,
-                                     0.99, 1e-8, wd, mom, centered);
-        const bool ok = same_bits(p, want) && same_bits(s, ws) && same_bits(a, wa) &&
-                        same_bits(b, wb);
+                                     0.99, 1e-8, wd, mom, centered, &keep);
+        }
+        bool ok = same_bits(p, want) && same_bits(s, ws) && same_bits(a, wa) &&
+                  same_bits(b, wb);
+        for (int j = 0; j < 4; ++j)
+          if (j < 2 || (j == 2 && centered) || (j == 3 && mom > 0.0))
+            ok = ok && same_bits(kept[j], was[j]);
         CHECK(ok);
         return ok;
       });
@@ -298,6 +323,15 @@ TEST(optimizer_steps_refuse_overlapping_buffers) {
             "sgd_step: param and momentum buffer overlap"));
   CHECK(has(error_of([&] { pyrnn::optim::rmsprop_step(p, p + 16, p + 32, p + 40, static_cast<float*>(nullptr), 16, 0.1, 0.99, 1e-8, 0.0, 0.0, true); }),
             "rmsprop_step: square_avg and grad_avg overlap"));
+  // A keep buffer overlapping another, or given for state the step does not write.
+  CHECK(has(error_of([&] { pyrnn::optim::StepKeep<float> k; k.param = p + 20; pyrnn::optim::sgd_step(p, p + 16, static_cast<float*>(nullptr), 8, 0.1, 0.0, 0.0, 0.0, false, true, &k); }),
+            "sgd_step: grad and keep.param overlap"));
+  CHECK(has(error_of([&] { pyrnn::optim::StepKeep<float> k; k.state[0] = p + 32; pyrnn::optim::sgd_step(p, p + 16, static_cast<float*>(nullptr), 8, 0.1, 0.0, 0.0, 0.0, false, true, &k); }),
+            "sgd_step: keep.state[0] is given, but the step writes no momentum buffer (momentum is 0)"));
+  CHECK(has(error_of([&] { pyrnn::optim::StepKeep<float> k; k.state[1] = p + 32; pyrnn::optim::sgd_step(p, p + 16, p + 24, 8, 0.1, 0.9, 0.0, 0.0, false, true, &k); }),
+            "sgd_step: keep.state[1] is given, but the step has only 1 state buffer"));
+  CHECK(has(error_of([&] { pyrnn::optim::StepKeep<float> k; k.state[1] = p + 40; pyrnn::optim::rmsprop_step(p, p + 8, p + 16, static_cast<float*>(nullptr), static_cast<float*>(nullptr), 8, 0.1, 0.99, 1e-8, 0.0, 0.0, false, &k); }),
+            "rmsprop_step: keep.state[1] is given, but the step writes no grad_avg (centered is off)"));
   // Buffers a step does not use may be anything (here: the parameter itself), and nothing is
   // written by a refused step.
   const std::vector<float> before = a;

@@ -17,44 +17,57 @@ namespace pyrnn {
 namespace cuda {
 namespace optim {
 
+namespace {
+template <typename T>
+pyrnn::optim::StepKeep<T> given(const pyrnn::optim::StepKeep<T>* keep) {
+  return keep ? *keep : pyrnn::optim::StepKeep<T>{};
+}
+template <typename T>
+pyrnn::detail::KeepPtrs erased(const pyrnn::optim::StepKeep<T>* keep) {
+  const pyrnn::optim::StepKeep<T> k = given(keep);
+  return {k.param, {k.state[0], k.state[1], k.state[2]}};
+}
+}  // namespace
+
 template <typename T>
 void sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov,
-              bool first_step) {
-  pyrnn::detail::check_sgd(n, param, grad, buf, momentum, sizeof(T));
+              bool first_step, const pyrnn::optim::StepKeep<T>* keep) {
+  pyrnn::detail::check_sgd(n, param, grad, buf, momentum, sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
   detail::sgd_update<T>(param, grad, buf, n,
                         detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov,
                                             first_step),
-                        scope.stream());
+                        given(keep), scope.stream());
   scope.synchronize();
 }
 
 template <typename T>
 void adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
-               double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step) {
+               double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
+               const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step,
-                            sizeof(T));
+                            sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
   detail::adam_update<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
                          detail::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled,
                                               amsgrad, step),
-                         scope.stream());
+                         given(keep), scope.stream());
   scope.synchronize();
 }
 
 template <typename T>
 void rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
                   std::size_t n, double lr, double alpha, double eps, double weight_decay,
-                  double momentum, bool centered) {
+                  double momentum, bool centered, const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum,
-                               sizeof(T));
+                               sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
   detail::rmsprop_update<T>(param, grad, square_avg, grad_avg, buf, n,
                             detail::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum,
                                                     centered),
-                            scope.stream());
+                            given(keep), scope.stream());
   scope.synchronize();
 }
 
@@ -110,11 +123,12 @@ void zero(Context& ctx, T* x, std::size_t n) {
 
 #define PYRNN_INSTANTIATE_OPTIM(T)                                                                 \
   template void sgd_step<T>(Context&, T*, const T*, T*, std::size_t, double, double, double,      \
-                            double, bool, bool);                                                   \
+                            double, bool, bool, const pyrnn::optim::StepKeep<T>*);                 \
   template void adam_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,     \
-                             double, double, double, bool, bool, std::int64_t);                    \
+                             double, double, double, bool, bool, std::int64_t,                     \
+                             const pyrnn::optim::StepKeep<T>*);                                    \
   template void rmsprop_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,  \
-                                double, double, double, bool);                                     \
+                                double, double, double, bool, const pyrnn::optim::StepKeep<T>*);   \
   template double sum_squares<T>(Context&, const T*, std::size_t);                                \
   template double max_abs<T>(Context&, const T*, std::size_t);                                    \
   template void scale_inplace<T>(Context&, T*, std::size_t, double);                              \

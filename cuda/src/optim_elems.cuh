@@ -31,13 +31,19 @@ PYRNN_HD inline T opt_lerp(T a, T b, T w) {
 }
 
 // ---- SGD ----------------------------------------------------------------------------------------
+using ::pyrnn::optim::StepKeep;
 using ::pyrnn::kernels::SgdCoef;
 using ::pyrnn::kernels::sgd_coef;
+// `k` gets each value the step replaces, as it is read (pyrnn/optim.h's StepKeep: device
+// pointers here, each null or [n]).
 template <typename T>
-PYRNN_HD inline void sgd_elem(std::size_t i, T* param, const T* grad, T* buf, const SgdCoef<T>& c) {
+PYRNN_HD inline void sgd_elem(std::size_t i, T* param, const T* grad, T* buf, const SgdCoef<T>& c,
+                              const StepKeep<T>& k) {
   T g = grad[i];
+  if (k.param) k.param[i] = param[i];
   if (c.use_wd) g += c.wd * param[i];
   if (c.use_mom) {
+    if (k.state[0]) k.state[0][i] = buf[i];
     buf[i] = c.first ? g : c.mom * buf[i] + c.damp * g;
     g = c.nesterov ? g + c.mom * buf[i] : buf[i];
   }
@@ -49,17 +55,21 @@ using ::pyrnn::kernels::AdamCoef;
 using ::pyrnn::kernels::adam_coef;
 template <typename T>
 PYRNN_HD inline void adam_elem(std::size_t i, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
-                               T* max_exp_avg_sq, const AdamCoef<T>& c) {
+                               T* max_exp_avg_sq, const AdamCoef<T>& c, const StepKeep<T>& k) {
   T g = grad[i];
+  if (k.param) k.param[i] = param[i];
   if (c.use_wd) {
     if (c.decoupled) param[i] *= c.shrink;
     else g += c.wd * param[i];
   }
+  if (k.state[0]) k.state[0][i] = exp_avg[i];
   exp_avg[i] = opt_lerp(exp_avg[i], g, c.w1);
+  if (k.state[1]) k.state[1][i] = exp_avg_sq[i];
   exp_avg_sq[i] = exp_avg_sq[i] * c.b2 + c.w2 * g * g;
   T v = exp_avg_sq[i];
   if (c.amsgrad) {
     const T m = max_exp_avg_sq[i];
+    if (k.state[2]) k.state[2][i] = m;
     max_exp_avg_sq[i] = m < v ? v : m;  // std::max(m, v)
     v = max_exp_avg_sq[i];
   }
@@ -72,18 +82,23 @@ using ::pyrnn::kernels::RmspropCoef;
 using ::pyrnn::kernels::rmsprop_coef;
 template <typename T>
 PYRNN_HD inline void rmsprop_elem(std::size_t i, T* param, const T* grad, T* square_avg,
-                                  T* grad_avg, T* buf, const RmspropCoef<T>& c) {
+                                  T* grad_avg, T* buf, const RmspropCoef<T>& c,
+                                  const StepKeep<T>& k) {
   T g = grad[i];
+  if (k.param) k.param[i] = param[i];
   if (c.use_wd) g += c.wd * param[i];
+  if (k.state[0]) k.state[0][i] = square_avg[i];
   square_avg[i] = square_avg[i] * c.a + c.w * g * g;
   T avg;
   if (c.centered) {
+    if (k.state[1]) k.state[1][i] = grad_avg[i];
     grad_avg[i] = opt_lerp(grad_avg[i], g, c.w);
     avg = opt_sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + c.eps;
   } else {
     avg = opt_sqrt(square_avg[i]) + c.eps;
   }
   if (c.use_mom) {
+    if (k.state[2]) k.state[2][i] = buf[i];
     buf[i] = buf[i] * c.mom + g / avg;
     param[i] -= c.lr * buf[i];
   } else {

@@ -180,49 +180,83 @@ void check_dropout_last_step() {
 template <typename T>
 void check_optim() {
   const std::size_t n = 300;
+  using Keep = pyrnn::optim::StepKeep<T>;
+  // Every step keeps what it overwrites (the second step of each run): the CPU's kept copies
+  // and the element bodies' are bitwise equal, and equal to the values before that step.
   for (int variant = 0; variant < 3; ++variant) {
     const double mom = variant ? 0.9 : 0.0, wd = variant == 1 ? 0.01 : 0.0;
     const bool nesterov = variant == 2;
     auto p = rand_vec<T>(n, 41), p2 = p;
-    std::vector<T> buf(n, T(0)), buf2 = buf;
+    std::vector<T> buf(n, T(0)), buf2 = buf, kp(n), kb(n), kp2(n), kb2(n), was_p, was_b;
     for (int step = 0; step < 3; ++step) {
       const auto g = rand_vec<T>(n, 42 + step);
+      Keep k, k2;
+      if (step == 1) {
+        k.param = kp.data(), k2.param = kp2.data();
+        if (mom != 0.0) k.state[0] = kb.data(), k2.state[0] = kb2.data();
+        was_p = p, was_b = buf;
+      }
       pyrnn::optim::sgd_step(p.data(), g.data(), buf.data(), n, 0.1, mom, 0.0, wd, nesterov,
-                             step == 0);
+                             step == 0, &k);
       const auto c = E::sgd_coef<T>(0.1, mom, 0.0, wd, nesterov, step == 0);
-      for (std::size_t i = 0; i < n; ++i) E::sgd_elem<T>(i, p2.data(), g.data(), buf2.data(), c);
+      for (std::size_t i = 0; i < n; ++i)
+        E::sgd_elem<T>(i, p2.data(), g.data(), buf2.data(), c, k2);
     }
     CHECK(bitwise(p2, p) && bitwise(buf2, buf));
+    CHECK(bitwise(kp, was_p) && bitwise(kp2, was_p));
+    if (mom != 0.0) CHECK(bitwise(kb, was_b) && bitwise(kb2, was_b));
   }
   for (int variant = 0; variant < 4; ++variant) {
     const bool decoupled = variant & 1, amsgrad = variant & 2;
     const double wd = variant ? 0.05 : 0.0;
     auto p = rand_vec<T>(n, 51), p2 = p;
     std::vector<T> m(n, T(0)), v(n, T(0)), vm(n, T(0)), m2 = m, v2 = v, vm2 = vm;
+    std::vector<std::vector<T>> kept(4, std::vector<T>(n)), kept2 = kept, was;
     for (int step = 1; step <= 3; ++step) {
       const auto g = rand_vec<T>(n, 52 + step);
+      Keep k, k2;
+      if (step == 2) {
+        k = {kept[0].data(), {kept[1].data(), kept[2].data(), amsgrad ? kept[3].data() : nullptr}};
+        k2 = {kept2[0].data(),
+              {kept2[1].data(), kept2[2].data(), amsgrad ? kept2[3].data() : nullptr}};
+        was = {p, m, v, vm};
+      }
       pyrnn::optim::adam_step(p.data(), g.data(), m.data(), v.data(), vm.data(), n, 1e-2, 0.9,
-                              0.999, 1e-8, wd, decoupled, amsgrad, step);
+                              0.999, 1e-8, wd, decoupled, amsgrad, step, &k);
       const auto c = E::adam_coef<T>(1e-2, 0.9, 0.999, 1e-8, wd, decoupled, amsgrad, step);
       for (std::size_t i = 0; i < n; ++i)
-        E::adam_elem<T>(i, p2.data(), g.data(), m2.data(), v2.data(), vm2.data(), c);
+        E::adam_elem<T>(i, p2.data(), g.data(), m2.data(), v2.data(), vm2.data(), c, k2);
     }
     CHECK(bitwise(p2, p) && bitwise(m2, m) && bitwise(v2, v) && bitwise(vm2, vm));
+    for (int b = 0; b < (amsgrad ? 4 : 3); ++b)
+      CHECK(bitwise(kept[b], was[b]) && bitwise(kept2[b], was[b]));
   }
   for (int variant = 0; variant < 3; ++variant) {
     const bool centered = variant == 1;
     const double mom = variant ? 0.8 : 0.0, wd = variant == 2 ? 0.02 : 0.0;
     auto p = rand_vec<T>(n, 61), p2 = p;
     std::vector<T> s(n, T(0)), a(n, T(0)), b(n, T(0)), s2 = s, a2 = a, b2 = b;
+    std::vector<std::vector<T>> kept(4, std::vector<T>(n)), kept2 = kept, was;
     for (int step = 0; step < 3; ++step) {
       const auto g = rand_vec<T>(n, 62 + step);
+      Keep k, k2;
+      if (step == 1) {
+        k = {kept[0].data(), {kept[1].data(), centered ? kept[2].data() : nullptr,
+                              mom > 0 ? kept[3].data() : nullptr}};
+        k2 = {kept2[0].data(), {kept2[1].data(), centered ? kept2[2].data() : nullptr,
+                                mom > 0 ? kept2[3].data() : nullptr}};
+        was = {p, s, a, b};
+      }
       pyrnn::optim::rmsprop_step(p.data(), g.data(), s.data(), a.data(), b.data(), n, 1e-2, 0.99,
-                                 1e-8, wd, mom, centered);
+                                 1e-8, wd, mom, centered, &k);
       const auto c = E::rmsprop_coef<T>(1e-2, 0.99, 1e-8, wd, mom, centered);
       for (std::size_t i = 0; i < n; ++i)
-        E::rmsprop_elem<T>(i, p2.data(), g.data(), s2.data(), a2.data(), b2.data(), c);
+        E::rmsprop_elem<T>(i, p2.data(), g.data(), s2.data(), a2.data(), b2.data(), c, k2);
     }
     CHECK(bitwise(p2, p) && bitwise(s2, s) && bitwise(a2, a) && bitwise(b2, b));
+    for (int j = 0; j < 4; ++j)
+      if (j < 2 || (j == 2 && centered) || (j == 3 && mom > 0))
+        CHECK(bitwise(kept[j], was[j]) && bitwise(kept2[j], was[j]));
   }
   // Clipping helpers folded as the CPU folds them: exactly its sum_squares (one block of
   // kSquareLanes partial sums, added in a pairwise tree) and max_abs (in order).

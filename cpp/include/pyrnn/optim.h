@@ -15,6 +15,18 @@
 namespace pyrnn {
 namespace optim {
 
+// What a step overwrites, kept as it runs (fit's guard against non-finite steps,
+// pyrnn/_fit_guard.py: one pass over the state instead of a copy of it before every step).
+// Given to a step, each non-null buffer here ([n], apart from every other buffer) receives the
+// values the step is about to replace: param the parameter, state[k] the step's k-th state
+// buffer in its argument order (SGD: buf; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq; RMSprop:
+// square_avg, grad_avg, buf). One for a state buffer the step does not write is refused.
+template <typename T>
+struct StepKeep {
+  T* param = nullptr;
+  T* state[3] = {nullptr, nullptr, nullptr};
+};
+
 // SGD (torch.optim.SGD):
 //   g = grad + weight_decay * p
 //   momentum != 0:  buf = g on the first step, else buf = momentum * buf + (1 - dampening) * g
@@ -23,7 +35,8 @@ namespace optim {
 // buf may be null when momentum == 0.
 template <typename T>
 void sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
-              double dampening, double weight_decay, bool nesterov, bool first_step);
+              double dampening, double weight_decay, bool nesterov, bool first_step,
+              const StepKeep<T>* keep = nullptr);
 
 // Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), step = 1, 2, ... (after increment):
 //   decoupled (AdamW): p *= 1 - lr * weight_decay      else: g = grad + weight_decay * p
@@ -33,7 +46,8 @@ void sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double 
 template <typename T>
 void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
                std::size_t n, double lr, double beta1, double beta2, double eps,
-               double weight_decay, bool decoupled, bool amsgrad, std::int64_t step);
+               double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
+               const StepKeep<T>* keep = nullptr);
 
 // RMSprop (torch.optim.RMSprop):
 //   g = grad + weight_decay * p;  s = alpha * s + (1 - alpha) * g * g
@@ -43,7 +57,7 @@ void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_av
 template <typename T>
 void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
                   double lr, double alpha, double eps, double weight_decay, double momentum,
-                  bool centered);
+                  bool centered, const StepKeep<T>* keep = nullptr);
 
 // Gradient clipping helpers: sum of squares (in double, in a shape fixed by n: blocks of 2^15
 // elements, each in 16 partial sums added pairwise, then the blocks in order), max |x|,

@@ -125,39 +125,71 @@ inline void check_apart(const char* what, std::size_t n, std::size_t elem_size,
                   ": ", a->first, " and ", b->first, " overlap; each must be a buffer of its own");
 }
 
+// A step's keep buffers (pyrnn::optim::StepKeep), type-erased: param, then state[0..2].
+struct KeepPtrs {
+  const void* param = nullptr;
+  const void* state[3] = {nullptr, nullptr, nullptr};
+};
+
+// A keep buffer given for a state buffer the step does not write would keep nothing: refused.
+inline void check_keep_used(const char* what, const KeepPtrs& keep,
+                            std::initializer_list<std::pair<const char*, bool>> state_used) {
+  int k = 0;
+  for (const auto& [name, used] : state_used) {
+    PYRNN_CHECK(!keep.state[k] || used, what, ": keep.state[", k, "] is given, but the step ",
+                "writes no ", name);
+    ++k;
+  }
+  for (; k < 3; ++k)
+    PYRNN_CHECK(!keep.state[k], what, ": keep.state[", k, "] is given, but the step has only ",
+                state_used.size(), " state buffer", state_used.size() == 1 ? "" : "s");
+}
+
 inline void check_sgd(std::size_t n, const void* param, const void* grad, const void* buf,
-                      double momentum, std::size_t elem_size) {
+                      double momentum, std::size_t elem_size, const KeepPtrs& keep = {}) {
   if (n == 0) return;
   check_given("sgd_step", {{"param", param}, {"grad", grad}});
   PYRNN_CHECK(momentum == 0.0 || buf, "sgd_step: momentum needs a buffer");
+  check_keep_used("sgd_step", keep, {{"momentum buffer (momentum is 0)", momentum != 0.0}});
   check_apart("sgd_step", n, elem_size,
-              {{"param", param}, {"grad", grad}, {"momentum buffer", momentum != 0.0 ? buf : nullptr}});
+              {{"param", param}, {"grad", grad}, {"momentum buffer", momentum != 0.0 ? buf : nullptr},
+               {"keep.param", keep.param}, {"keep.state[0]", keep.state[0]}});
 }
 
 inline void check_adam(std::size_t n, const void* param, const void* grad, const void* exp_avg,
                        const void* exp_avg_sq, const void* max_exp_avg_sq, bool amsgrad,
-                       std::int64_t step, std::size_t elem_size) {
+                       std::int64_t step, std::size_t elem_size, const KeepPtrs& keep = {}) {
   PYRNN_CHECK(step >= 1, "adam_step: step must be >= 1, got ", step);
   if (n == 0) return;
   check_given("adam_step", {{"param", param}, {"grad", grad}, {"exp_avg", exp_avg},
                             {"exp_avg_sq", exp_avg_sq}});
   PYRNN_CHECK(!amsgrad || max_exp_avg_sq, "adam_step: amsgrad needs max_exp_avg_sq");
+  check_keep_used("adam_step", keep, {{"exp_avg", true}, {"exp_avg_sq", true},
+                                      {"max_exp_avg_sq (amsgrad is off)", amsgrad}});
   check_apart("adam_step", n, elem_size,
               {{"param", param}, {"grad", grad}, {"exp_avg", exp_avg}, {"exp_avg_sq", exp_avg_sq},
-               {"max_exp_avg_sq", amsgrad ? max_exp_avg_sq : nullptr}});
+               {"max_exp_avg_sq", amsgrad ? max_exp_avg_sq : nullptr},
+               {"keep.param", keep.param}, {"keep.state[0]", keep.state[0]},
+               {"keep.state[1]", keep.state[1]}, {"keep.state[2]", keep.state[2]}});
 }
 
 inline void check_rmsprop(std::size_t n, const void* param, const void* grad,
                           const void* square_avg, const void* grad_avg, const void* buf,
-                          bool centered, double momentum, std::size_t elem_size) {
+                          bool centered, double momentum, std::size_t elem_size,
+                          const KeepPtrs& keep = {}) {
   if (n == 0) return;
   check_given("rmsprop_step", {{"param", param}, {"grad", grad}, {"square_avg", square_avg}});
   PYRNN_CHECK(!centered || grad_avg, "rmsprop_step: centered needs grad_avg");
   PYRNN_CHECK(!(momentum > 0.0) || buf, "rmsprop_step: momentum needs a buffer");
+  check_keep_used("rmsprop_step", keep, {{"square_avg", true},
+                                         {"grad_avg (centered is off)", centered},
+                                         {"momentum buffer (momentum is 0)", momentum > 0.0}});
   check_apart("rmsprop_step", n, elem_size,
               {{"param", param}, {"grad", grad}, {"square_avg", square_avg},
                {"grad_avg", centered ? grad_avg : nullptr},
-               {"momentum buffer", momentum > 0.0 ? buf : nullptr}});
+               {"momentum buffer", momentum > 0.0 ? buf : nullptr},
+               {"keep.param", keep.param}, {"keep.state[0]", keep.state[0]},
+               {"keep.state[1]", keep.state[1]}, {"keep.state[2]", keep.state[2]}});
 }
 
 // sum_squares, max_abs, scale_inplace, zero: x [n].

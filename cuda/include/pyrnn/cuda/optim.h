@@ -11,12 +11,15 @@
 // block, and the host adds the per-block partials in block order. max_abs is exact in any order
 // (and propagates NaN like the CPU's). Results equal the CPU's up to the order of the double sum.
 //
+// A StepKeep (pyrnn/optim.h) holds DEVICE pointers here, on ctx's device, with the CPU's rules.
+//
 // Every call returns when its work is complete (stream synchronize), like the layers.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 #include "pyrnn/cuda/context.h"
+#include "pyrnn/optim.h"  // StepKeep (its pointers: device memory here)
 
 namespace pyrnn {
 namespace cuda {
@@ -25,17 +28,18 @@ namespace optim {
 template <typename T>
 void sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov,
-              bool first_step);
+              bool first_step, const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
 void adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
-               double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step);
+               double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
+               const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
 void rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
                   std::size_t n, double lr, double alpha, double eps, double weight_decay,
-                  double momentum, bool centered);
+                  double momentum, bool centered, const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
 double sum_squares(Context& ctx, const T* x, std::size_t n);

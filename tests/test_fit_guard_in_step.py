@@ -1,0 +1,217 @@
+"""fit's guard with a built-in optimizer: the step itself keeps what it overwrites (the parameter
+and each state buffer, pyrnn/optim.h's StepKeep) instead of the guard copying them before it.
+Checked: the kept values are exactly the values before the step, for every built-in step and
+option, on the host and over the device plumbing (tests/cuda_fakes.py); the step is bitwise the
+plain one; fit restores the same weights and state either way (the guard's own copies forced
+for comparison); custom steps get no keeps; state a step does not write is still kept."""
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import _fit_guard, optim
+
+from cuda_fakes import FakeDev, install
+
+OPTIMIZERS = {
+    "sgd": lambda ps: optim.SGD(ps, lr=0.1),
+    "sgd-momentum-wd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+    "sgd-nesterov": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+    "adam": lambda ps: optim.Adam(ps, lr=1e-2),
+    "adam-amsgrad-wd": lambda ps: optim.Adam(ps, lr=1e-2, weight_decay=0.1, amsgrad=True),
+    "adamw-amsgrad": lambda ps: optim.AdamW(ps, lr=1e-2, amsgrad=True),
+    "rmsprop": lambda ps: optim.RMSprop(ps, lr=1e-2),
+    "rmsprop-centered-momentum": lambda ps: optim.RMSprop(ps, lr=1e-2, centered=True,
+                                                          momentum=0.8, weight_decay=0.01),
+}
+
+
+def host(a):
+    return a.a if isinstance(a, FakeDev) else np.asarray(a)
+
+
+def model(dtype, device="cpu", activation="tanh"):
+    # Big enough (> 64k elements) that the host step splits over the threads.
+    return pyrnn.Sequential([pyrnn.Dense(300, 250, activation=activation, dtype=dtype, seed=0,
+                                         device=device),
+                             pyrnn.Dense(250, 3, dtype=dtype, seed=1, device=device)])
+
+
+def set_grads(params, seed):
+    rng = np.random.default_rng(seed)
+    for p in params:
+        g = rng.standard_normal(p.shape).astype(p.dtype)
+        if isinstance(p.grad, np.ndarray):
+            p.grad[...] = g
+        else:
+            p.grad.copy_from(g)
+
+
+def snapshot(params, opt):
+    return ([host(p.data).copy() for p in params],
+            [{k: host(v).copy() if not isinstance(v, int) else v for k, v in st.items()}
+             for st in opt.state])
+
+
+def same(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", ["cpu", "fake"])
+def test_each_step_keeps_exactly_what_it_overwrites(monkeypatch, name, dtype, device):
+    if device == "fake":
+        install(monkeypatch)
+    m, twin = model(dtype, "cuda" if device == "fake" else "cpu"), model(dtype)
+    params, twin_params = list(m.parameters()), list(twin.parameters())
+    opt, twin_opt = OPTIMIZERS[name](params), OPTIMIZERS[name](twin_params)
+    good = _fit_guard.LastGood(params, opt)
+    assert good.fused
+    for step in range(3):
+        set_grads(params, step)
+        set_grads(twin_params, step)
+        before = snapshot(params, opt)
+        good.keep()
+        good.step()
+        twin_opt.step()  # the plain step, no keeps
+        # What was kept is the parameters and state as they were before this step ...
+        for kept, want in zip(good.weights, before[0]):
+            assert same(host(kept[0]), want)
+        assert [set(k) for k in good.state] == [set(b) for b in before[1]]
+        for kept, want in zip(good.state, before[1]):
+            for k, v in want.items():
+                assert (same(host(kept[k]), v) if isinstance(v, np.ndarray) else kept[k] == v), k
+        # ... and the step is the plain one, bit for bit.
+        for p, q in zip(params, twin_params):
+            assert same(host(p.data), q.data)
+        for st, tw in zip(opt.state, twin_opt.state):
+            assert set(st) == set(tw)
+            for k in st:
+                v = st[k]
+                assert same(host(v), tw[k]) if not isinstance(v, int) else v == tw[k]
+    # restore() puts the last step's "before" back, weights and state.
+    good.restore()
+    for p, want in zip(params, before[0]):
+        assert same(host(p.data), want)
+    assert opt.steps == 2
+    for st, want in zip(opt.state, before[1]):
+        assert set(st) == set(want)
+
+
+def _diverging_fit(name, fused, monkeypatch):
+    """A fit that fails at a later batch; (weights, state, message) after it."""
+    if not fused:
+        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 300)).astype(np.float32)
+    y = rng.standard_normal((64, 3)).astype(np.float32)
+    if name == "step":  # batch 4's inputs overflow Adam's second moment: the step goes Inf
+        x[24:32] *= 1e18
+        make = lambda ps: optim.Adam(ps, lr=1e-2, amsgrad=True)  # noqa: E731
+    else:  # batch 4's inputs overflow the forward: its loss is Inf
+        x[24:32] = 3e38
+        make = lambda ps: optim.RMSprop(ps, lr=1e-3, centered=True, momentum=0.5)  # noqa: E731
+    m = model("float32", activation=None)  # (tanh would saturate: no overflow)
+    opt = make(m.parameters())
+    with pytest.raises(RuntimeError, match="batch 4") as err:
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+              shuffle=False, clip_norm=1e30)
+    return snapshot(list(m.parameters()), opt), opt.steps, str(err.value)
+
+
+@pytest.mark.parametrize("name", ["step", "loss"])
+def test_fit_restores_the_same_with_the_guards_own_copies(monkeypatch, name):
+    (w1, s1), n1, msg1 = _diverging_fit(name, True, monkeypatch)
+    (w0, s0), n0, msg0 = _diverging_fit(name, False, monkeypatch)
+    assert msg1 == msg0 and n1 == n0 == (3 if name == "step" else 2)  # before step 4 / 3
+    assert all(same(a, b) for a, b in zip(w1, w0))
+    for a, b in zip(s1, s0):
+        assert set(a) == set(b)
+        for k in a:
+            assert same(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k]
+
+
+def test_fit_with_a_built_in_optimizer_copies_nothing_itself(monkeypatch):
+    # model.parameters() makes new Parameter objects at every call: the guard matches the
+    # optimizer's to fit's by their memory, and only its first copy (the start) is its own.
+    m = model("float32")
+    copies = []
+    real = _fit_guard.LastGood._keep_state
+    monkeypatch.setattr(_fit_guard.LastGood, "_keep_state",
+                        lambda self: copies.append(1) or real(self))
+    x = np.random.default_rng(0).standard_normal((32, 300)).astype(np.float32)
+    m.fit(x, x[:, :3], loss="mse", optimizer=optim.Adam(m.parameters()), batch_size=8,
+          verbose=0)
+    assert len(copies) == 1
+    assert _fit_guard.LastGood(list(m.parameters()), optim.Adam(m.parameters())).fused
+
+
+def test_custom_steps_get_no_keeps():
+    ps = list(model("float32").parameters())
+
+    class OwnUpdate(optim.Adam):
+        def _update(self, data, grad, st):
+            data -= 0.01 * grad
+
+    class OwnStep(optim.SGD):
+        def step(self):
+            super().step()
+
+    assert _fit_guard.LastGood(ps, optim.AdamW(ps)).fused  # a built-in subclass, unchanged
+    # A small model: the guard's own copies are as cheap as the step's bookkeeping.
+    small = list(pyrnn.Dense(200, 100, seed=0).parameters())
+    assert sum(p.size for p in ps) >= _fit_guard.FUSE_ELEMENTS > sum(p.size for p in small)
+    assert not _fit_guard.LastGood(small, optim.Adam(small)).fused
+    assert not _fit_guard.LastGood(ps, OwnUpdate(ps)).fused
+    assert not _fit_guard.LastGood(ps, OwnStep(ps)).fused
+    # An optimizer over some of the parameters: the others are copied by keep() itself.
+    good = _fit_guard.LastGood(ps, optim.SGD(ps[:2], lr=0.1))
+    assert good.fused and len(good.unstepped) == 2
+    ps[3].data[...] = 7
+    good.keep()
+    assert (good.weights[3][0] == 7).all()
+
+
+def test_state_the_step_does_not_write_is_kept_as_well():
+    # An Adam without amsgrad that loaded a state holding max_exp_avg_sq: its step never writes
+    # that buffer, the guard still keeps (and restores) it.
+    ps = list(model("float64").parameters())
+    opt = optim.Adam(ps, lr=1e-2)
+    set_grads(ps, 0)
+    opt.step()
+    sd = opt.state_dict()
+    for st in sd["state"]:
+        st["max_exp_avg_sq"] = np.full_like(st["exp_avg"], 0.25)
+    opt.load_state_dict(sd)
+    good = _fit_guard.LastGood(ps, opt)
+    for st in opt.state:  # changed after the guard's first copy: only the step's keep has it
+        st["max_exp_avg_sq"][...] = 0.5
+    good.keep()
+    good.step()
+    for kept in good.state:
+        assert (kept["max_exp_avg_sq"] == 0.5).all()
+    for st in opt.state:
+        st["max_exp_avg_sq"][...] = 9
+    good.restore()
+    assert all((st["max_exp_avg_sq"] == 0.5).all() for st in opt.state)
+
+
+def test_the_kernels_check_their_keeps():
+    from pyrnn import _train
+    n = 8
+    p, g, m, v = (np.zeros(n, np.float32) for _ in range(4))
+    k = np.zeros(n, np.float32)
+    with pytest.raises(RuntimeError, match="keep.state.2. is given, but the step writes no "
+                                           r"max_exp_avg_sq \(amsgrad is off\)"):
+        _train.adam_step(p, g, m, v, None, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, 1,
+                         keep=(None, None, None, k))
+    with pytest.raises(RuntimeError, match="param and keep.param overlap"):
+        _train.adam_step(p, g, m, v, None, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, 1,
+                         keep=(p, None, None, None))
+    with pytest.raises(ValueError, match="keep state.0. has 4 elements, expected 8"):
+        _train.sgd_step(p, g, m, 0.1, 0.9, 0.0, 0.0, False, True, keep=(None, k[:4], None, None))
+    with pytest.raises(ValueError, match="keep must be"):
+        _train.sgd_step(p, g, None, 0.1, 0.0, 0.0, 0.0, False, True, keep=(k,))
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        _train.rmsprop_step(p, g, m, None, None, 1e-2, 0.99, 1e-8, 0.0, 0.0, False,
+                            keep=(np.zeros(n), None, None, None))
