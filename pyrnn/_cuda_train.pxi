@@ -367,14 +367,18 @@ def sgd_step(param, grad, buf, double lr, double momentum, double dampening,
     cdef StepKeep[float] kf = _keep_f(kp)
     cdef StepKeep[double] kd = _keep_d(kp)
     cdef Context* c = _train_ctx(dev)
+    cdef unsigned bad
     if dt == np.float32:
         with nogil:
-            ct.sgd_step[float](c[0], <float*>pp, <const float*>gp, <float*>bp, nn, lr, momentum,
-                               dampening, weight_decay, nesterov, first_step, &kf)
+            bad = ct.sgd_step[float](c[0], <float*>pp, <const float*>gp, <float*>bp, nn, lr,
+                                     momentum, dampening, weight_decay, nesterov, first_step,
+                                     &kf)
     else:
         with nogil:
-            ct.sgd_step[double](c[0], <double*>pp, <const double*>gp, <double*>bp, nn, lr,
-                                momentum, dampening, weight_decay, nesterov, first_step, &kd)
+            bad = ct.sgd_step[double](c[0], <double*>pp, <const double*>gp, <double*>bp, nn, lr,
+                                      momentum, dampening, weight_decay, nesterov, first_step,
+                                      &kd)
+    return bad
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, double lr, double beta1,
@@ -394,16 +398,18 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, double lr, doubl
     cdef StepKeep[float] kf = _keep_f(kp)
     cdef StepKeep[double] kd = _keep_d(kp)
     cdef Context* c = _train_ctx(dev)
+    cdef unsigned bad
     if dt == np.float32:
         with nogil:
-            ct.adam_step[float](c[0], <float*>pp, <const float*>gp, <float*>mp, <float*>vp,
-                                <float*>xp, nn, lr, beta1, beta2, eps, weight_decay, decoupled,
-                                amsgrad, step, &kf)
+            bad = ct.adam_step[float](c[0], <float*>pp, <const float*>gp, <float*>mp, <float*>vp,
+                                      <float*>xp, nn, lr, beta1, beta2, eps, weight_decay,
+                                      decoupled, amsgrad, step, &kf)
     else:
         with nogil:
-            ct.adam_step[double](c[0], <double*>pp, <const double*>gp, <double*>mp, <double*>vp,
-                                 <double*>xp, nn, lr, beta1, beta2, eps, weight_decay, decoupled,
-                                 amsgrad, step, &kd)
+            bad = ct.adam_step[double](c[0], <double*>pp, <const double*>gp, <double*>mp,
+                                       <double*>vp, <double*>xp, nn, lr, beta1, beta2, eps,
+                                       weight_decay, decoupled, amsgrad, step, &kd)
+    return bad
 
 
 def rmsprop_step(param, grad, square_avg, grad_avg, buf, double lr, double alpha, double eps,
@@ -421,16 +427,18 @@ def rmsprop_step(param, grad, square_avg, grad_avg, buf, double lr, double alpha
     cdef StepKeep[float] kf = _keep_f(kp)
     cdef StepKeep[double] kd = _keep_d(kp)
     cdef Context* c = _train_ctx(dev)
+    cdef unsigned bad
     if dt == np.float32:
         with nogil:
-            ct.rmsprop_step[float](c[0], <float*>pp, <const float*>gp, <float*>sp, <float*>ap,
-                                   <float*>bp, nn, lr, alpha, eps, weight_decay, momentum,
-                                   centered, &kf)
+            bad = ct.rmsprop_step[float](c[0], <float*>pp, <const float*>gp, <float*>sp,
+                                         <float*>ap, <float*>bp, nn, lr, alpha, eps,
+                                         weight_decay, momentum, centered, &kf)
     else:
         with nogil:
-            ct.rmsprop_step[double](c[0], <double*>pp, <const double*>gp, <double*>sp,
-                                    <double*>ap, <double*>bp, nn, lr, alpha, eps, weight_decay,
-                                    momentum, centered, &kd)
+            bad = ct.rmsprop_step[double](c[0], <double*>pp, <const double*>gp, <double*>sp,
+                                          <double*>ap, <double*>bp, nn, lr, alpha, eps,
+                                          weight_decay, momentum, centered, &kd)
+    return bad
 
 
 def sum_squares(x):

@@ -1,10 +1,12 @@
 """fit()'s guard against non-finite training: the weights and the optimizer's state before the
 last step, to put back together when a loss or a step goes non-finite (weights restored
 alone left Adam's Inf moments behind, and no retry could recover). Runs once per batch:
-kept lean. A built-in optimizer's step writes the copies itself, as it reads the values it
-replaces (optim.Optimizer._step): no pass of the guard's own over the weights and the state,
-which cost a large embedding's training a quarter of its time. Another optimizer's step is run
-as it is, after one copy of the parameters and its buffers (keep()); one read checks them."""
+kept lean. A built-in optimizer's step over many parameters writes the copies itself, as it
+reads the values it replaces, and counts the non-finite values it writes
+(optim.Optimizer._step): no pass of the guard's own over the weights and the state, which cost
+a large embedding's training more than a third of its time. Another optimizer's step (or a
+small model's) runs as it is, after one copy of the parameters and its buffers (keep()); one
+read of them checks it."""
 import copy
 
 import numpy as np
@@ -64,6 +66,7 @@ class LastGood:
         # of them (a few us per batch either way): copied here.
         at = {_memory(p): i for i, p in enumerate(params)}
         opt_params = getattr(optimizer, "params", None)
+        self.bad = None  # the last step's non-finite bits (a fused step's), else None
         self.fused = (_optim._keeps_in_step(optimizer) and isinstance(opt_params, list)
                       and all(_memory(p) in at for p in opt_params)
                       and len({_memory(p) for p in opt_params}) == len(opt_params)
@@ -120,11 +123,12 @@ class LastGood:
 
     def step(self):
         """The optimizer's step (keep() first)."""
+        self.bad = None
         if not self.fused:
             self.optimizer.step()
             return
         self.steps = self.optimizer.steps
-        self.optimizer._step(self._step_keeps())
+        self.bad = self.optimizer._step(self._step_keeps())
 
     def _step_keeps(self):
         """Per optimizer parameter: (its kept copy, {state name: kept buffer}) for the step to
@@ -180,7 +184,11 @@ class LastGood:
         return "the weights and the optimizer's state were"
 
     def non_finite(self):
-        """What the last step made non-finite ('weights' / 'optimizer state'), or None."""
+        """What the last step made non-finite ('weights' / 'optimizer state'), or None: as the
+        built-in step counted it among the values it wrote, or from a read of the parameters and
+        the optimizer's buffers."""
+        if self.fused and self.bad is not None:
+            return "weights" if self.bad & 1 else "optimizer state" if self.bad & 2 else None
         host, other = [], []  # the native-order host float arrays go to one native call
         for _, live in self.weights:
             (host if native_float(live) else other).append((live, "weights"))

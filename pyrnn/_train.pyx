@@ -199,7 +199,8 @@ def last_step_backward(real[:, :, ::1] dx, const real[:, ::1] dy, const int64_t[
 
 
 # ---- optimizers -------------------------------------------------------------------------------
-# All buffers are flat [n] views (ndarray.reshape(-1) of contiguous parameters).
+# All buffers are flat [n] views (ndarray.reshape(-1) of contiguous parameters). Each step returns
+# what it made non-finite (bit 1 the parameter, bit 2 a state buffer; pyrnn/optim.h).
 
 cdef inline void _check_n(size_t n, object a, str name) except *:
     if a is not None and a.shape[0] != n:
@@ -242,12 +243,14 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] buf, double lr, do
     if buf is not None:
         bp = &buf[0]
     if n == 0:
-        return
+        return 0
     cdef coptim.StepKeep[real] k
     _keep_into(&k, keep, n)
+    cdef unsigned bad
     with nogil:
-        coptim.sgd_step(&param[0], &grad[0], bp, n, lr, momentum, dampening, weight_decay,
-                        nesterov, first_step, &k)
+        bad = coptim.sgd_step(&param[0], &grad[0], bp, n, lr, momentum, dampening, weight_decay,
+                              nesterov, first_step, &k)
+    return bad
 
 
 def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1] exp_avg_sq,
@@ -267,12 +270,14 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
     if max_exp_avg_sq is not None:
         mp = &max_exp_avg_sq[0]
     if n == 0:
-        return
+        return 0
     cdef coptim.StepKeep[real] k
     _keep_into(&k, keep, n)
+    cdef unsigned bad
     with nogil:
-        coptim.adam_step(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], mp, n, lr, beta1,
-                         beta2, eps, weight_decay, decoupled, amsgrad, step, &k)
+        bad = coptim.adam_step(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], mp, n, lr,
+                               beta1, beta2, eps, weight_decay, decoupled, amsgrad, step, &k)
+    return bad
 
 
 def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
@@ -296,12 +301,14 @@ def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
     if buf is not None:
         bp = &buf[0]
     if n == 0:
-        return
+        return 0
     cdef coptim.StepKeep[real] k
     _keep_into(&k, keep, n)
+    cdef unsigned bad
     with nogil:
-        coptim.rmsprop_step(&param[0], &grad[0], &square_avg[0], ap, bp, n, lr, alpha, eps,
-                            weight_decay, momentum, centered, &k)
+        bad = coptim.rmsprop_step(&param[0], &grad[0], &square_avg[0], ap, bp, n, lr, alpha, eps,
+                                  weight_decay, momentum, centered, &k)
+    return bad
 
 
 def sum_squares(const real[::1] x):

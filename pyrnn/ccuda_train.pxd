@@ -40,17 +40,17 @@ cdef extern from "pyrnn/cuda/layers.h" namespace "pyrnn::cuda" nogil:
 cdef extern from "pyrnn/cuda/optim.h" namespace "pyrnn::cuda::optim" nogil:
     # every buffer [n]; state buffers may be null where the header says so
     # keep: pyrnn/optim.h's StepKeep, of device pointers
-    void sgd_step[T](Context& ctx, T* param, const T* grad, T* buf, size_t n, double lr,
-                     double momentum, double dampening, double weight_decay, bool nesterov,
-                     bool first_step, const StepKeep[T]* keep) except +
-    void adam_step[T](Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
-                      T* max_exp_avg_sq, size_t n, double lr, double beta1, double beta2,
-                      double eps, double weight_decay, bool decoupled, bool amsgrad,
-                      int64_t step, const StepKeep[T]* keep) except +
-    void rmsprop_step[T](Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg,
-                         T* buf, size_t n, double lr, double alpha, double eps,
-                         double weight_decay, double momentum, bool centered,
-                         const StepKeep[T]* keep) except +
+    unsigned sgd_step[T](Context& ctx, T* param, const T* grad, T* buf, size_t n, double lr,
+                         double momentum, double dampening, double weight_decay, bool nesterov,
+                         bool first_step, const StepKeep[T]* keep) except +
+    unsigned adam_step[T](Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+                          T* max_exp_avg_sq, size_t n, double lr, double beta1, double beta2,
+                          double eps, double weight_decay, bool decoupled, bool amsgrad,
+                          int64_t step, const StepKeep[T]* keep) except +
+    unsigned rmsprop_step[T](Context& ctx, T* param, const T* grad, T* square_avg,
+                             T* grad_avg, T* buf, size_t n, double lr, double alpha, double eps,
+                             double weight_decay, double momentum, bool centered,
+                             const StepKeep[T]* keep) except +
     double sum_squares[T](Context& ctx, const T* x, size_t n) except +
     double max_abs[T](Context& ctx, const T* x, size_t n) except +
     void scale_inplace[T](Context& ctx, T* x, size_t n, double scale) except +

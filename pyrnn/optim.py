@@ -171,17 +171,21 @@ class Optimizer:
         """step(). keeps (built-in optimizers only, see _keeps_in_step): None, or per parameter
         (a flat copy-to-be of it, {state name: flat copy-to-be}), which the step fills with the
         values it overwrites, as it reads them: fit's guard (_fit_guard.py) without a pass of its
-        own over the weights and the state."""
+        own over the weights and the state. Returns, from a built-in step, what it made
+        non-finite among the values it wrote (bit 1 a parameter, bit 2 the state), else None."""
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
+        bad = 0
         with owners_held(self.params):
             for i, (p, st) in enumerate(zip(self.params, self.state)):
                 if keeps is None:
-                    self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
+                    bits = self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
                 else:
-                    self._update(p.data.reshape(-1), p.grad.reshape(-1), st, keeps[i])
+                    bits = self._update(p.data.reshape(-1), p.grad.reshape(-1), st, keeps[i])
                 p._changed()
+                bad = None if bad is None or not isinstance(bits, int) else bad | bits
         self.steps += 1  # counted once done (a step that raised is not one)
+        return bad
 
     def _update(self, data, grad, state):  # flat [n] views
         raise NotImplementedError
@@ -358,8 +362,9 @@ class SGD(Optimizer):
             first = "momentum_buffer" not in st
             buf = self._buffer(st, "momentum_buffer", data)
         keep = self._native_keep(st, keep, ("momentum_buffer" if self.momentum != 0 else None,))
-        _arrays.kernels_for(data).sgd_step(data, grad, buf, self.lr, self.momentum, self.dampening,
-                                           self.weight_decay, self.nesterov, first, keep=keep)
+        return _arrays.kernels_for(data).sgd_step(data, grad, buf, self.lr, self.momentum,
+                                                  self.dampening, self.weight_decay,
+                                                  self.nesterov, first, keep=keep)
 
 
 class Adam(Optimizer):
@@ -393,10 +398,11 @@ class Adam(Optimizer):
         step = st.get("step", 0) + 1
         keep = self._native_keep(st, keep, ("exp_avg", "exp_avg_sq",
                                             "max_exp_avg_sq" if self.amsgrad else None))
-        _arrays.kernels_for(data).adam_step(data, grad, m, v, vmax, self.lr, self.betas[0],
-                                            self.betas[1], self.eps, self.weight_decay,
-                                            self._decoupled, self.amsgrad, step, keep=keep)
+        bad = _arrays.kernels_for(data).adam_step(data, grad, m, v, vmax, self.lr, self.betas[0],
+                                                  self.betas[1], self.eps, self.weight_decay,
+                                                  self._decoupled, self.amsgrad, step, keep=keep)
         st["step"] = step  # after the kernel: a failed update leaves the count as it was
+        return bad
 
 
 class AdamW(Adam):
@@ -436,9 +442,9 @@ class RMSprop(Optimizer):
         b = self._buffer(st, "momentum_buffer", data) if self.momentum > 0 else None
         keep = self._native_keep(st, keep, ("square_avg", "grad_avg" if self.centered else None,
                                             "momentum_buffer" if self.momentum > 0 else None))
-        _arrays.kernels_for(data).rmsprop_step(data, grad, s, a, b, self.lr, self.alpha,
-                                               self.eps, self.weight_decay, self.momentum,
-                                               self.centered, keep=keep)
+        return _arrays.kernels_for(data).rmsprop_step(data, grad, s, a, b, self.lr, self.alpha,
+                                                      self.eps, self.weight_decay, self.momentum,
+                                                      self.centered, keep=keep)
 
 
 _ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

@@ -194,17 +194,17 @@ class FakeKernels:
 
     def sgd_step(self, param, grad, buf, *args, keep=None):
         self._count("sgd_step")
-        _train.sgd_step(dev(param), dev(grad), dev(buf), *args, keep=self._keep(keep))
+        return _train.sgd_step(dev(param), dev(grad), dev(buf), *args, keep=self._keep(keep))
 
     def adam_step(self, param, grad, m, v, vmax, *args, keep=None):
         self._count("adam_step")
-        _train.adam_step(dev(param), dev(grad), dev(m), dev(v), dev(vmax), *args,
-                         keep=self._keep(keep))
+        return _train.adam_step(dev(param), dev(grad), dev(m), dev(v), dev(vmax), *args,
+                                keep=self._keep(keep))
 
     def rmsprop_step(self, param, grad, s, a, b, *args, keep=None):
         self._count("rmsprop_step")
-        _train.rmsprop_step(dev(param), dev(grad), dev(s), dev(a), dev(b), *args,
-                            keep=self._keep(keep))
+        return _train.rmsprop_step(dev(param), dev(grad), dev(s), dev(a), dev(b), *args,
+                                   keep=self._keep(keep))
 
     def sum_squares(self, x):
         self._count("sum_squares")

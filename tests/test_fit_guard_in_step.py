@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pyrnn
-from pyrnn import _fit_guard, optim
+from pyrnn import _fit_guard, _train, optim
 
 from cuda_fakes import FakeDev, install
 
@@ -105,9 +105,12 @@ def _diverging_fit(name, fused, monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 300)).astype(np.float32)
     y = rng.standard_normal((64, 3)).astype(np.float32)
-    if name == "step":  # batch 4's inputs overflow Adam's second moment: the step goes Inf
+    if name == "state":  # batch 4's inputs overflow Adam's second moment: the step goes Inf
         x[24:32] *= 1e18
         make = lambda ps: optim.Adam(ps, lr=1e-2, amsgrad=True)  # noqa: E731
+    elif name == "weights":  # batch 4's gradient overflows float32 (its loss, in float64, not)
+        x[24:32] *= 1e20
+        make = lambda ps: optim.SGD(ps, lr=1e-2, momentum=0.5)  # noqa: E731
     else:  # batch 4's inputs overflow the forward: its loss is Inf
         x[24:32] = 3e38
         make = lambda ps: optim.RMSprop(ps, lr=1e-3, centered=True, momentum=0.5)  # noqa: E731
@@ -119,11 +122,19 @@ def _diverging_fit(name, fused, monkeypatch):
     return snapshot(list(m.parameters()), opt), opt.steps, str(err.value)
 
 
-@pytest.mark.parametrize("name", ["step", "loss"])
+@pytest.mark.parametrize("name", ["state", "weights", "loss"])
 def test_fit_restores_the_same_with_the_guards_own_copies(monkeypatch, name):
+    reads = []
+    real = _train.all_finite_arrays
+    monkeypatch.setattr(_train, "all_finite_arrays", lambda a: reads.append(1) or real(a))
     (w1, s1), n1, msg1 = _diverging_fit(name, True, monkeypatch)
+    assert not reads  # the step counted its non-finite values: no read of the guard's own
     (w0, s0), n0, msg0 = _diverging_fit(name, False, monkeypatch)
-    assert msg1 == msg0 and n1 == n0 == (3 if name == "step" else 2)  # before step 4 / 3
+    assert reads
+    assert msg1 == msg0 and n1 == n0 == (2 if name == "loss" else 3)  # before step 3 / 4
+    want = {"state": "made the optimizer state non-finite",
+            "weights": "made the weights non-finite", "loss": "non-finite training loss"}
+    assert want[name] in msg1
     assert all(same(a, b) for a, b in zip(w1, w0))
     for a, b in zip(s1, s0):
         assert set(a) == set(b)
@@ -144,6 +155,23 @@ def test_fit_with_a_built_in_optimizer_copies_nothing_itself(monkeypatch):
           verbose=0)
     assert len(copies) == 1
     assert _fit_guard.LastGood(list(m.parameters()), optim.Adam(m.parameters())).fused
+
+
+def test_built_in_steps_report_what_they_made_non_finite():
+    ps = list(pyrnn.Dense(4, 3, seed=0).parameters())
+    opt = optim.Adam(ps, lr=1e-2)
+    set_grads(ps, 0)
+    assert opt.step() is None and opt._step(None) == 0  # step() returns nothing, as torch's
+    ps[0].grad[0, 0] = np.float32(3e38)  # its square overflows the second moment
+    assert opt._step(None) == 2
+    ps[1].grad[0] = np.nan
+    assert opt._step(None) == 3
+
+    class Own(optim.SGD):
+        def _update(self, data, grad, st):
+            data -= grad
+
+    assert Own(ps)._step(None) is None  # a custom step reports nothing: the guard reads
 
 
 def test_custom_steps_get_no_keeps():

@@ -43,48 +43,55 @@ detail::KeepPtrs erased(const StepKeep<T>* keep) {
 }  // namespace
 
 template <typename T>
-void sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
+unsigned sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
               double dampening, double weight_decay, bool nesterov, bool first_step,
               const StepKeep<T>* keep) {
   detail::check_sgd(n, param, grad, buf, momentum, sizeof(T), erased(keep));
   const StepKeep<T> k = keep ? *keep : StepKeep<T>{};
-  if (n == 0) return;
+  if (n == 0) return 0;
   const auto c = kernels::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov, first_step);
   const auto& L = optim_loops<T>();
-  detail::for_shares(n, element_threads(n), kGrain,
-                     [&](std::size_t i0, std::size_t i1) { L.sgd(i0, i1, param, grad, buf, c, k); });
+  std::atomic<unsigned> bad{0};
+  detail::for_shares(n, element_threads(n), kGrain, [&](std::size_t i0, std::size_t i1) {
+    bad.fetch_or(L.sgd(i0, i1, param, grad, buf, c, k));
+  });
+  return bad.load();
 }
 
 template <typename T>
-void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
+unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
                std::size_t n, double lr, double beta1, double beta2, double eps,
                double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
                const StepKeep<T>* keep) {
   detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step,
                      sizeof(T), erased(keep));
   const StepKeep<T> k = keep ? *keep : StepKeep<T>{};
-  if (n == 0) return;
+  if (n == 0) return 0;
   const auto c = kernels::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
                                        step);
   const auto& L = optim_loops<T>();
+  std::atomic<unsigned> bad{0};
   detail::for_shares(n, element_threads(n), kGrain, [&](std::size_t i0, std::size_t i1) {
-    L.adam(i0, i1, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k);
+    bad.fetch_or(L.adam(i0, i1, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k));
   });
+  return bad.load();
 }
 
 template <typename T>
-void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
+unsigned rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered, const StepKeep<T>* keep) {
   detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum,
                         sizeof(T), erased(keep));
   const StepKeep<T> k = keep ? *keep : StepKeep<T>{};
-  if (n == 0) return;
+  if (n == 0) return 0;
   const auto c = kernels::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum, centered);
   const auto& L = optim_loops<T>();
+  std::atomic<unsigned> bad{0};
   detail::for_shares(n, element_threads(n), kGrain, [&](std::size_t i0, std::size_t i1) {
-    L.rmsprop(i0, i1, param, grad, square_avg, grad_avg, buf, c, k);
+    bad.fetch_or(L.rmsprop(i0, i1, param, grad, square_avg, grad_avg, buf, c, k));
   });
+  return bad.load();
 }
 
 template <typename T>
@@ -139,11 +146,11 @@ void scale_inplace(T* x, std::size_t n, double scale) {
 }
 
 #define PYRNN_INSTANTIATE_OPTIM(T)                                                              \
-  template void sgd_step<T>(T*, const T*, T*, std::size_t, double, double, double, double, bool, \
+  template unsigned sgd_step<T>(T*, const T*, T*, std::size_t, double, double, double, double, bool, \
                             bool, const StepKeep<T>*);                                          \
-  template void adam_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double, double,     \
+  template unsigned adam_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double, double,     \
                              double, double, bool, bool, std::int64_t, const StepKeep<T>*);     \
-  template void rmsprop_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double, double,  \
+  template unsigned rmsprop_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double, double,  \
                                 double, double, bool, const StepKeep<T>*);                      \
   template double sum_squares<T>(const T*, std::size_t);                                        \
   template double max_abs<T>(const T*, std::size_t);                                           \

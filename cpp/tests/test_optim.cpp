@@ -286,7 +286,47 @@ void reductions_bits() {
   });
 }
 
+// The NonFinite bits a step returns: one Inf / NaN written anywhere (any thread's share, a
+// vector's lane or the tail) is reported, for the buffer it went to; none gives 0.
+template <typename T>
+void non_finite_bits() {
+  const std::size_t n = 70001;
+  const T huge = std::numeric_limits<T>::max() / T(4), nan = std::numeric_limits<T>::quiet_NaN();
+  const auto p0 = rand_vec<T>(n, 21), g0 = rand_vec<T>(n, 22);
+  using pyrnn::optim::kParamNonFinite;
+  using pyrnn::optim::kStateNonFinite;
+  everywhere([&] {
+    bool ok = true;
+    for (std::size_t at : {std::size_t(0), std::size_t(35001), n - 1})
+      for (int which = 0; which < 3; ++which) {
+        std::vector<T> p = p0, g = g0, m(n, T(0)), v(n, T(0));
+        if (which == 1) g[at] = huge;  // g^2 overflows the second moment: state only
+        if (which == 2) g[at] = nan;   // reaches the moments and the parameter
+        const unsigned want[] = {0u, kStateNonFinite, kParamNonFinite | kStateNonFinite};
+        ok = ok && pyrnn::optim::adam_step(p.data(), g.data(), m.data(), v.data(),
+                                           static_cast<T*>(nullptr), n, 1e-2, 0.9, 0.999, 1e-8,
+                                           0.0, false, false, 1) == want[which];
+        std::vector<T> q = p0, h = g0;
+        h[at] = huge;  // a step past the largest value: the parameter only
+        ok = ok && pyrnn::optim::sgd_step(q.data(), h.data(), static_cast<T*>(nullptr), n, 1e3,
+                                          0.0, 0.0, 0.0, false, true) == kParamNonFinite;
+        std::vector<T> r = p0, k = g0, s(n, T(0)), a(n, T(0)), b(n, T(0));
+        k[at] = nan;
+        ok = ok && pyrnn::optim::rmsprop_step(r.data(), k.data(), s.data(), a.data(), b.data(),
+                                              n, 1e-2, 0.99, 1e-8, 0.0, 0.5, true) ==
+                       (kParamNonFinite | kStateNonFinite);
+      }
+    CHECK(ok);
+    return ok;
+  });
+}
+
 }  // namespace
+
+TEST(steps_report_what_they_made_non_finite) {
+  non_finite_bits<float>();
+  non_finite_bits<double>();
+}
 
 TEST(optimizer_steps_are_their_formulas_on_every_isa_and_thread_count) {
   steps_bits<float>();

@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "optim_elems.cuh"
@@ -27,48 +29,75 @@ pyrnn::detail::KeepPtrs erased(const pyrnn::optim::StepKeep<T>* keep) {
   const pyrnn::optim::StepKeep<T> k = given(keep);
   return {k.param, {k.state[0], k.state[1], k.state[2]}};
 }
+
+// The device word a step ORs its NonFinite bits into, one per device, made on first use and
+// never freed (a cudaMalloc and cudaFree per step would cost more than the step's launch, and a
+// free waits for the whole device). Called and used under the device's lock (TrainScope, whose
+// device is current), zeroed before each step.
+unsigned* flag_word(int device) {
+  static std::mutex m;
+  static auto* words = new std::unordered_map<int, unsigned*>();  // never destroyed
+  std::lock_guard<std::mutex> lock(m);
+  unsigned*& w = (*words)[device];
+  if (!w) w = static_cast<unsigned*>(detail::device_malloc(sizeof(unsigned)));
+  return w;
+}
+
+// Runs launch(bad) on the scope's stream with a zeroed flag word; returns its bits once the
+// step is complete.
+template <typename Launch>
+unsigned flagged(Context& ctx, detail::TrainScope& scope, Launch launch) {
+  unsigned* bad = flag_word(ctx.device());
+  PYRNN_CUDA_CHECK(cudaMemsetAsync(bad, 0, sizeof(unsigned), scope.stream()));
+  launch(bad);
+  unsigned bits = 0;
+  PYRNN_CUDA_CHECK(
+      cudaMemcpyAsync(&bits, bad, sizeof(unsigned), cudaMemcpyDeviceToHost, scope.stream()));
+  scope.synchronize();
+  return bits;
+}
 }  // namespace
 
 template <typename T>
-void sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
+unsigned sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov,
               bool first_step, const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_sgd(n, param, grad, buf, momentum, sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
-  detail::sgd_update<T>(param, grad, buf, n,
-                        detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov,
-                                            first_step),
-                        given(keep), scope.stream());
-  scope.synchronize();
+  const auto c = detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov, first_step);
+  return flagged(ctx, scope, [&](unsigned* bad) {
+    detail::sgd_update<T>(param, grad, buf, n, c, given(keep), bad, scope.stream());
+  });
 }
 
 template <typename T>
-void adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+unsigned adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
                double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
                const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step,
                             sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
-  detail::adam_update<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n,
-                         detail::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled,
-                                              amsgrad, step),
-                         given(keep), scope.stream());
-  scope.synchronize();
+  const auto c = detail::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+                                      step);
+  return flagged(ctx, scope, [&](unsigned* bad) {
+    detail::adam_update<T>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, c, given(keep),
+                           bad, scope.stream());
+  });
 }
 
 template <typename T>
-void rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
+unsigned rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
                   std::size_t n, double lr, double alpha, double eps, double weight_decay,
                   double momentum, bool centered, const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum,
                                sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
-  detail::rmsprop_update<T>(param, grad, square_avg, grad_avg, buf, n,
-                            detail::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum,
-                                                    centered),
-                            given(keep), scope.stream());
-  scope.synchronize();
+  const auto c = detail::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum, centered);
+  return flagged(ctx, scope, [&](unsigned* bad) {
+    detail::rmsprop_update<T>(param, grad, square_avg, grad_avg, buf, n, c, given(keep), bad,
+                              scope.stream());
+  });
 }
 
 namespace {
@@ -122,12 +151,12 @@ void zero(Context& ctx, T* x, std::size_t n) {
 }
 
 #define PYRNN_INSTANTIATE_OPTIM(T)                                                                 \
-  template void sgd_step<T>(Context&, T*, const T*, T*, std::size_t, double, double, double,      \
+  template unsigned sgd_step<T>(Context&, T*, const T*, T*, std::size_t, double, double, double,      \
                             double, bool, bool, const pyrnn::optim::StepKeep<T>*);                 \
-  template void adam_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,     \
+  template unsigned adam_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,     \
                              double, double, double, bool, bool, std::int64_t,                     \
                              const pyrnn::optim::StepKeep<T>*);                                    \
-  template void rmsprop_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,  \
+  template unsigned rmsprop_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,  \
                                 double, double, double, bool, const pyrnn::optim::StepKeep<T>*);   \
   template double sum_squares<T>(Context&, const T*, std::size_t);                                \
   template double max_abs<T>(Context&, const T*, std::size_t);                                    \

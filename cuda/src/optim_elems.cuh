@@ -24,6 +24,17 @@ template <typename T>
 inline T opt_sqrt(T x) { return std::sqrt(x); }
 #endif
 
+// x - x is 0 for a finite x, NaN for NaN or +-Inf: the same test on the host and the device.
+template <typename T>
+PYRNN_HD inline bool opt_finite(T x) {
+  return x - x == T(0);
+}
+// The NonFinite bits (pyrnn/optim.h) of a written parameter value and a written state value.
+template <typename T>
+PYRNN_HD inline unsigned opt_bits(T param, bool state_finite) {
+  return (opt_finite(param) ? 0u : 1u) | (state_finite ? 0u : 2u);
+}
+
 // torch.lerp's two-sided form, as optim_loops_isa.inc's lerp.
 template <typename T>
 PYRNN_HD inline T opt_lerp(T a, T b, T w) {
@@ -35,26 +46,29 @@ using ::pyrnn::optim::StepKeep;
 using ::pyrnn::kernels::SgdCoef;
 using ::pyrnn::kernels::sgd_coef;
 // `k` gets each value the step replaces, as it is read (pyrnn/optim.h's StepKeep: device
-// pointers here, each null or [n]).
+// pointers here, each null or [n]). Each returns the NonFinite bits of the values it wrote.
 template <typename T>
-PYRNN_HD inline void sgd_elem(std::size_t i, T* param, const T* grad, T* buf, const SgdCoef<T>& c,
+PYRNN_HD inline unsigned sgd_elem(std::size_t i, T* param, const T* grad, T* buf, const SgdCoef<T>& c,
                               const StepKeep<T>& k) {
   T g = grad[i];
   if (k.param) k.param[i] = param[i];
   if (c.use_wd) g += c.wd * param[i];
+  bool state_ok = true;
   if (c.use_mom) {
     if (k.state[0]) k.state[0][i] = buf[i];
     buf[i] = c.first ? g : c.mom * buf[i] + c.damp * g;
+    state_ok = opt_finite(buf[i]);
     g = c.nesterov ? g + c.mom * buf[i] : buf[i];
   }
   param[i] -= c.lr * g;
+  return opt_bits(param[i], state_ok);
 }
 
 // ---- Adam / AdamW -------------------------------------------------------------------------------
 using ::pyrnn::kernels::AdamCoef;
 using ::pyrnn::kernels::adam_coef;
 template <typename T>
-PYRNN_HD inline void adam_elem(std::size_t i, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+PYRNN_HD inline unsigned adam_elem(std::size_t i, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                                T* max_exp_avg_sq, const AdamCoef<T>& c, const StepKeep<T>& k) {
   T g = grad[i];
   if (k.param) k.param[i] = param[i];
@@ -67,21 +81,24 @@ PYRNN_HD inline void adam_elem(std::size_t i, T* param, const T* grad, T* exp_av
   if (k.state[1]) k.state[1][i] = exp_avg_sq[i];
   exp_avg_sq[i] = exp_avg_sq[i] * c.b2 + c.w2 * g * g;
   T v = exp_avg_sq[i];
+  bool state_ok = opt_finite(exp_avg[i]) && opt_finite(v);
   if (c.amsgrad) {
     const T m = max_exp_avg_sq[i];
     if (k.state[2]) k.state[2][i] = m;
     max_exp_avg_sq[i] = m < v ? v : m;  // std::max(m, v)
     v = max_exp_avg_sq[i];
+    state_ok = state_ok && opt_finite(v);
   }
   const T denom = opt_sqrt(v) / c.bc2_sqrt + c.eps;
   param[i] -= c.step_size * (exp_avg[i] / denom);
+  return opt_bits(param[i], state_ok);
 }
 
 // ---- RMSprop ------------------------------------------------------------------------------------
 using ::pyrnn::kernels::RmspropCoef;
 using ::pyrnn::kernels::rmsprop_coef;
 template <typename T>
-PYRNN_HD inline void rmsprop_elem(std::size_t i, T* param, const T* grad, T* square_avg,
+PYRNN_HD inline unsigned rmsprop_elem(std::size_t i, T* param, const T* grad, T* square_avg,
                                   T* grad_avg, T* buf, const RmspropCoef<T>& c,
                                   const StepKeep<T>& k) {
   T g = grad[i];
@@ -89,10 +106,12 @@ PYRNN_HD inline void rmsprop_elem(std::size_t i, T* param, const T* grad, T* squ
   if (c.use_wd) g += c.wd * param[i];
   if (k.state[0]) k.state[0][i] = square_avg[i];
   square_avg[i] = square_avg[i] * c.a + c.w * g * g;
+  bool state_ok = opt_finite(square_avg[i]);
   T avg;
   if (c.centered) {
     if (k.state[1]) k.state[1][i] = grad_avg[i];
     grad_avg[i] = opt_lerp(grad_avg[i], g, c.w);
+    state_ok = state_ok && opt_finite(grad_avg[i]);
     avg = opt_sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + c.eps;
   } else {
     avg = opt_sqrt(square_avg[i]) + c.eps;
@@ -100,10 +119,12 @@ PYRNN_HD inline void rmsprop_elem(std::size_t i, T* param, const T* grad, T* squ
   if (c.use_mom) {
     if (k.state[2]) k.state[2][i] = buf[i];
     buf[i] = buf[i] * c.mom + g / avg;
+    state_ok = state_ok && opt_finite(buf[i]);
     param[i] -= c.lr * buf[i];
   } else {
     param[i] -= c.lr * (g / avg);
   }
+  return opt_bits(param[i], state_ok);
 }
 
 // ---- gradient clipping ----------------------------------------------------------------------------

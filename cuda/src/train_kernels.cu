@@ -163,24 +163,30 @@ __global__ void last_step_scatter_kernel(T* __restrict__ dx, const T* __restrict
 
 template <typename T>
 __global__ void sgd_kernel(T* __restrict__ param, const T* __restrict__ grad, T* __restrict__ buf,
-                           std::size_t n, SgdCoef<T> c, StepKeep<T> k) {
-  PYRNN_GRID_LOOP(i, n) sgd_elem<T>(i, param, grad, buf, c, k);
+                           std::size_t n, SgdCoef<T> c, StepKeep<T> k, unsigned* bad) {
+  unsigned b = 0;
+  PYRNN_GRID_LOOP(i, n) b |= sgd_elem<T>(i, param, grad, buf, c, k);
+  if (b) atomicOr(bad, b);  // a flag, not a value: the order of the ORs changes nothing
 }
 
 template <typename T>
 __global__ void adam_kernel(T* __restrict__ param, const T* __restrict__ grad,
                             T* __restrict__ exp_avg, T* __restrict__ exp_avg_sq,
                             T* __restrict__ max_exp_avg_sq, std::size_t n, AdamCoef<T> c,
-                            StepKeep<T> k) {
-  PYRNN_GRID_LOOP(i, n) adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k);
+                            StepKeep<T> k, unsigned* bad) {
+  unsigned b = 0;
+  PYRNN_GRID_LOOP(i, n) b |= adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k);
+  if (b) atomicOr(bad, b);
 }
 
 template <typename T>
 __global__ void rmsprop_kernel(T* __restrict__ param, const T* __restrict__ grad,
                                T* __restrict__ square_avg, T* __restrict__ grad_avg,
                                T* __restrict__ buf, std::size_t n, RmspropCoef<T> c,
-                               StepKeep<T> k) {
-  PYRNN_GRID_LOOP(i, n) rmsprop_elem<T>(i, param, grad, square_avg, grad_avg, buf, c, k);
+                               StepKeep<T> k, unsigned* bad) {
+  unsigned b = 0;
+  PYRNN_GRID_LOOP(i, n) b |= rmsprop_elem<T>(i, param, grad, square_avg, grad_avg, buf, c, k);
+  if (b) atomicOr(bad, b);
 }
 
 // Fixed-shape block reduction (see train_kernels.cuh): strided per-thread partials, then the tree.
@@ -292,18 +298,19 @@ void last_step_scatter(T* dx, const T* dy, const std::int64_t* lengths, int N, i
 
 template <typename T>
 void sgd_update(T* param, const T* grad, T* buf, std::size_t n, SgdCoef<T> c, StepKeep<T> k,
-                cudaStream_t stream) {
-  PYRNN_LAUNCH(sgd_kernel<T>, n, param, grad, buf, n, c, k);
+                unsigned* bad, cudaStream_t stream) {
+  PYRNN_LAUNCH(sgd_kernel<T>, n, param, grad, buf, n, c, k, bad);
 }
 template <typename T>
 void adam_update(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
-                 std::size_t n, AdamCoef<T> c, StepKeep<T> k, cudaStream_t stream) {
-  PYRNN_LAUNCH(adam_kernel<T>, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, c, k);
+                 std::size_t n, AdamCoef<T> c, StepKeep<T> k, unsigned* bad,
+                 cudaStream_t stream) {
+  PYRNN_LAUNCH(adam_kernel<T>, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, c, k, bad);
 }
 template <typename T>
 void rmsprop_update(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
-                    RmspropCoef<T> c, StepKeep<T> k, cudaStream_t stream) {
-  PYRNN_LAUNCH(rmsprop_kernel<T>, n, param, grad, square_avg, grad_avg, buf, n, c, k);
+                    RmspropCoef<T> c, StepKeep<T> k, unsigned* bad, cudaStream_t stream) {
+  PYRNN_LAUNCH(rmsprop_kernel<T>, n, param, grad, square_avg, grad_avg, buf, n, c, k, bad);
 }
 template <typename T>
 void sum_squares_partials(double* partials, const T* x, std::size_t n, unsigned blocks,

@@ -62,15 +62,17 @@ void last_step_scatter(T* dx, const T* dy, const std::int64_t* lengths, int N, i
                        int H, cudaStream_t stream);
 
 // ---- optimizers (bodies in optim_elems.cuh) -------------------------------------------------
+// bad: one device word, zero before the launch; the NonFinite bits of what was written are ORed
+// into it (pyrnn/optim.h).
 template <typename T>
 void sgd_update(T* param, const T* grad, T* buf, std::size_t n, SgdCoef<T> c, StepKeep<T> k,
-                cudaStream_t stream);
+                unsigned* bad, cudaStream_t stream);
 template <typename T>
 void adam_update(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
-                 std::size_t n, AdamCoef<T> c, StepKeep<T> k, cudaStream_t stream);
+                 std::size_t n, AdamCoef<T> c, StepKeep<T> k, unsigned* bad, cudaStream_t stream);
 template <typename T>
 void rmsprop_update(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
-                    RmspropCoef<T> c, StepKeep<T> k, cudaStream_t stream);
+                    RmspropCoef<T> c, StepKeep<T> k, unsigned* bad, cudaStream_t stream);
 // Fixed-shape reductions: `blocks` blocks of kReduceThreads threads; thread g (= block *
 // kReduceThreads + lane) reduces x[g], x[g + stride], ... (stride = blocks * kReduceThreads) in
 // order, then each block folds its threads by the tree s = 128, 64, ..., 1 (lane += lane + s),
@@ -112,12 +114,12 @@ void scale_elems(T* x, std::size_t n, T s, cudaStream_t stream);
                                     cudaStream_t);                                                 \
   template void last_step_scatter<T>(T*, const T*, const std::int64_t*, int, int, int, int,        \
                                      cudaStream_t);                                                \
-  template void sgd_update<T>(T*, const T*, T*, std::size_t, SgdCoef<T>, StepKeep<T>,              \
+  template void sgd_update<T>(T*, const T*, T*, std::size_t, SgdCoef<T>, StepKeep<T>, unsigned*,   \
                               cudaStream_t);                                                       \
   template void adam_update<T>(T*, const T*, T*, T*, T*, std::size_t, AdamCoef<T>, StepKeep<T>,    \
-                               cudaStream_t);                                                      \
+                               unsigned*, cudaStream_t);                                           \
   template void rmsprop_update<T>(T*, const T*, T*, T*, T*, std::size_t, RmspropCoef<T>,           \
-                                  StepKeep<T>, cudaStream_t);                                      \
+                                  StepKeep<T>, unsigned*, cudaStream_t);                           \
   template void sum_squares_partials<T>(double*, const T*, std::size_t, unsigned, cudaStream_t);   \
   template void max_abs_partials<T>(double*, const T*, std::size_t, unsigned, cudaStream_t);       \
   template void scale_elems<T>(T*, std::size_t, T, cudaStream_t);

@@ -276,6 +276,59 @@ void check_optim() {
   CHECK(std::isnan(m) && std::isnan(pyrnn::optim::max_abs(x.data(), n)));
 }
 
+// The NonFinite bits: the CPU step's (vector lanes, tail) equal the OR of the element bodies',
+// for a value gone Inf / NaN at the start, inside and at the end; 0 when all stay finite.
+template <typename T>
+void check_non_finite_bits() {
+  const std::size_t n = 37;  // vectors and a tail on every ISA
+  const T huge = std::numeric_limits<T>::max() / T(4);
+  for (std::size_t at : {std::size_t(0), std::size_t(17), n - 1}) {
+    for (int which = 0; which < 3; ++which) {
+      auto p = rand_vec<T>(n, 81), g = rand_vec<T>(n, 82);
+      std::vector<T> m(n, T(0)), v(n, T(0)), vm(n, T(0));
+      // 0: all finite; 1: g^2 overflows Adam's second moment (state); 2: a NaN gradient (both).
+      if (which == 1) g[at] = huge;
+      if (which == 2) g[at] = std::numeric_limits<T>::quiet_NaN();
+      auto p2 = p, m2 = m, v2 = v, vm2 = vm;
+      const unsigned bits = pyrnn::optim::adam_step(p.data(), g.data(), m.data(), v.data(),
+                                                    vm.data(), n, 1e-2, 0.9, 0.999, 1e-8, 0.0,
+                                                    false, true, 1);
+      const auto c = E::adam_coef<T>(1e-2, 0.9, 0.999, 1e-8, 0.0, false, true, 1);
+      unsigned elem_bits = 0;
+      for (std::size_t i = 0; i < n; ++i)
+        elem_bits |= E::adam_elem<T>(i, p2.data(), g.data(), m2.data(), v2.data(), vm2.data(), c,
+                                     pyrnn::optim::StepKeep<T>{});
+      const unsigned want[] = {0u, pyrnn::optim::kStateNonFinite,
+                               pyrnn::optim::kParamNonFinite | pyrnn::optim::kStateNonFinite};
+      CHECK(bits == want[which] && elem_bits == want[which]);
+    }
+    // SGD: a step past the largest float makes the parameter Inf; no state without momentum.
+    auto p = rand_vec<T>(n, 83), g = rand_vec<T>(n, 84), p2 = p;
+    g[at] = huge;
+    const unsigned bits = pyrnn::optim::sgd_step(p.data(), g.data(), static_cast<T*>(nullptr), n,
+                                                 1e3, 0.0, 0.0, 0.0, false, true);
+    const auto c = E::sgd_coef<T>(1e3, 0.0, 0.0, 0.0, false, true);
+    unsigned elem_bits = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      elem_bits |= E::sgd_elem<T>(i, p2.data(), g.data(), static_cast<T*>(nullptr), c,
+                                  pyrnn::optim::StepKeep<T>{});
+    CHECK(bits == pyrnn::optim::kParamNonFinite && elem_bits == bits);
+    // RMSprop centered with momentum: a NaN gradient reaches every buffer.
+    auto q = rand_vec<T>(n, 85), gq = rand_vec<T>(n, 86), q2 = q;
+    gq[at] = std::numeric_limits<T>::quiet_NaN();
+    std::vector<T> s(n, T(0)), a(n, T(0)), b(n, T(0)), s2 = s, a2 = a, b2 = b;
+    const unsigned rbits = pyrnn::optim::rmsprop_step(q.data(), gq.data(), s.data(), a.data(),
+                                                      b.data(), n, 1e-2, 0.99, 1e-8, 0.0, 0.5,
+                                                      true);
+    const auto rc = E::rmsprop_coef<T>(1e-2, 0.99, 1e-8, 0.0, 0.5, true);
+    unsigned relem = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      relem |= E::rmsprop_elem<T>(i, q2.data(), gq.data(), s2.data(), a2.data(), b2.data(), rc,
+                                  pyrnn::optim::StepKeep<T>{});
+    CHECK(rbits == 3u && relem == 3u);
+  }
+}
+
 template <typename T>
 void check_all() {
   check_dense<T>();
@@ -283,6 +336,7 @@ void check_all() {
   check_embedding<T>();
   check_dropout_last_step<T>();
   check_optim<T>();
+  check_non_finite_bits<T>();
 }
 
 }  // namespace

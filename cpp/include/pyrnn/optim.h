@@ -27,6 +27,11 @@ struct StepKeep {
   T* state[3] = {nullptr, nullptr, nullptr};
 };
 
+// Each step returns what it made non-finite (NaN or +-Inf) among the values it wrote, as bits:
+// kParamNonFinite the parameter, kStateNonFinite a state buffer; 0 when all are finite. (fit's
+// guard reads it instead of a pass of its own over them; counted in the step's own pass.)
+enum NonFinite : unsigned { kParamNonFinite = 1u, kStateNonFinite = 2u };
+
 // SGD (torch.optim.SGD):
 //   g = grad + weight_decay * p
 //   momentum != 0:  buf = g on the first step, else buf = momentum * buf + (1 - dampening) * g
@@ -34,7 +39,7 @@ struct StepKeep {
 //   p -= lr * g
 // buf may be null when momentum == 0.
 template <typename T>
-void sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
+unsigned sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
               double dampening, double weight_decay, bool nesterov, bool first_step,
               const StepKeep<T>* keep = nullptr);
 
@@ -44,7 +49,7 @@ void sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double 
 //   amsgrad: vmax = max(vmax, v), used in place of v below (vmax may be null otherwise)
 //   p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 template <typename T>
-void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
+unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
                std::size_t n, double lr, double beta1, double beta2, double eps,
                double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
                const StepKeep<T>* keep = nullptr);
@@ -55,7 +60,7 @@ void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_av
 //   momentum > 0: buf = momentum * buf + g / avg; p -= lr * buf     else p -= lr * g / avg
 // grad_avg may be null unless centered, buf null unless momentum > 0.
 template <typename T>
-void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
+unsigned rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered, const StepKeep<T>* keep = nullptr);
 

@@ -123,20 +123,20 @@ void last_step_scatter(T* dx, const T* dy, const std::int64_t* lengths, int N, i
 
 template <typename T>
 void sgd_update(T* param, const T* grad, T* buf, std::size_t n, SgdCoef<T> c, StepKeep<T> k,
-                cudaStream_t) {
-  for (std::size_t i = 0; i < n; ++i) sgd_elem<T>(i, param, grad, buf, c, k);
+                unsigned* bad, cudaStream_t) {
+  for (std::size_t i = 0; i < n; ++i) *bad |= sgd_elem<T>(i, param, grad, buf, c, k);
 }
 template <typename T>
 void adam_update(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
-                 std::size_t n, AdamCoef<T> c, StepKeep<T> k, cudaStream_t) {
+                 std::size_t n, AdamCoef<T> c, StepKeep<T> k, unsigned* bad, cudaStream_t) {
   for (std::size_t i = 0; i < n; ++i)
-    adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k);
+    *bad |= adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k);
 }
 template <typename T>
 void rmsprop_update(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
-                    RmspropCoef<T> c, StepKeep<T> k, cudaStream_t) {
+                    RmspropCoef<T> c, StepKeep<T> k, unsigned* bad, cudaStream_t) {
   for (std::size_t i = 0; i < n; ++i)
-    rmsprop_elem<T>(i, param, grad, square_avg, grad_avg, buf, c, k);
+    *bad |= rmsprop_elem<T>(i, param, grad, square_avg, grad_avg, buf, c, k);
 }
 
 namespace {

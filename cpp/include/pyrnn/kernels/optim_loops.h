@@ -71,14 +71,16 @@ template <typename T>
 struct OptimLoops {
   CpuIsa isa;
   // Elements [i0, i1) of one step, in place (the formulas: pyrnn/optim.h), copying what they
-  // overwrite into keep's non-null buffers.
-  void (*sgd)(std::size_t i0, std::size_t i1, T* param, const T* grad, T* buf,
-              const SgdCoef<T>& c, const optim::StepKeep<T>& keep);
-  void (*adam)(std::size_t i0, std::size_t i1, T* param, const T* grad, T* exp_avg,
-               T* exp_avg_sq, T* max_exp_avg_sq, const AdamCoef<T>& c,
-               const optim::StepKeep<T>& keep);
-  void (*rmsprop)(std::size_t i0, std::size_t i1, T* param, const T* grad, T* square_avg,
-                  T* grad_avg, T* buf, const RmspropCoef<T>& c, const optim::StepKeep<T>& keep);
+  // overwrite into keep's non-null buffers; they return what they made non-finite
+  // (optim::NonFinite bits).
+  unsigned (*sgd)(std::size_t i0, std::size_t i1, T* param, const T* grad, T* buf,
+                  const SgdCoef<T>& c, const optim::StepKeep<T>& keep);
+  unsigned (*adam)(std::size_t i0, std::size_t i1, T* param, const T* grad, T* exp_avg,
+                   T* exp_avg_sq, T* max_exp_avg_sq, const AdamCoef<T>& c,
+                   const optim::StepKeep<T>& keep);
+  unsigned (*rmsprop)(std::size_t i0, std::size_t i1, T* param, const T* grad, T* square_avg,
+                      T* grad_avg, T* buf, const RmspropCoef<T>& c,
+                      const optim::StepKeep<T>& keep);
   // sum of x[i]^2 over [0, n) in double: kSquareLanes partial sums, each over its elements in
   // order, then added pairwise in a fixed tree.
   double (*sum_squares)(const T* x, std::size_t n);

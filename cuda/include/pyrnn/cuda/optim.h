@@ -11,7 +11,9 @@
 // block, and the host adds the per-block partials in block order. max_abs is exact in any order
 // (and propagates NaN like the CPU's). Results equal the CPU's up to the order of the double sum.
 //
-// A StepKeep (pyrnn/optim.h) holds DEVICE pointers here, on ctx's device, with the CPU's rules.
+// A StepKeep (pyrnn/optim.h) holds DEVICE pointers here, on ctx's device, with the CPU's rules,
+// and the steps return the CPU's NonFinite bits (a device word ORed by the threads that wrote a
+// NaN or Inf, read back with the step's completion).
 //
 // Every call returns when its work is complete (stream synchronize), like the layers.
 #pragma once
@@ -26,18 +28,18 @@ namespace cuda {
 namespace optim {
 
 template <typename T>
-void sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
+unsigned sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
               double momentum, double dampening, double weight_decay, bool nesterov,
               bool first_step, const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
-void adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+unsigned adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
                double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
                const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
-void rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
+unsigned rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
                   std::size_t n, double lr, double alpha, double eps, double weight_decay,
                   double momentum, bool centered, const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
