@@ -44,8 +44,8 @@ detail::KeepPtrs erased(const StepKeep<T>* keep) {
 
 template <typename T>
 unsigned sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
-              double dampening, double weight_decay, bool nesterov, bool first_step,
-              const StepKeep<T>* keep) {
+                  double dampening, double weight_decay, bool nesterov, bool first_step,
+                  const StepKeep<T>* keep) {
   detail::check_sgd(n, param, grad, buf, momentum, sizeof(T), erased(keep));
   const StepKeep<T> k = keep ? *keep : StepKeep<T>{};
   if (n == 0) return 0;
@@ -60,9 +60,9 @@ unsigned sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, dou
 
 template <typename T>
 unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
-               std::size_t n, double lr, double beta1, double beta2, double eps,
-               double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
-               const StepKeep<T>* keep) {
+                   std::size_t n, double lr, double beta1, double beta2, double eps,
+                   double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
+                   const StepKeep<T>* keep) {
   detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step,
                      sizeof(T), erased(keep));
   const StepKeep<T> k = keep ? *keep : StepKeep<T>{};
@@ -78,9 +78,9 @@ unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_ex
 }
 
 template <typename T>
-unsigned rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
-                  double lr, double alpha, double eps, double weight_decay, double momentum,
-                  bool centered, const StepKeep<T>* keep) {
+unsigned rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
+                      std::size_t n, double lr, double alpha, double eps, double weight_decay,
+                      double momentum, bool centered, const StepKeep<T>* keep) {
   detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum,
                         sizeof(T), erased(keep));
   const StepKeep<T> k = keep ? *keep : StepKeep<T>{};
@@ -131,7 +131,8 @@ bool all_finite(const T* x, std::size_t n) {
   std::atomic<bool> bad{false};
   detail::for_shares(n, element_threads(n), kGrain, [&](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1 && !bad.load(std::memory_order_relaxed); i += kPiece)
-      if (!L.all_finite(x + i, std::min(kPiece, i1 - i))) bad.store(true, std::memory_order_relaxed);
+      if (!L.all_finite(x + i, std::min(kPiece, i1 - i)))
+        bad.store(true, std::memory_order_relaxed);
   });
   return !bad.load();
 }
@@ -145,16 +146,17 @@ void scale_inplace(T* x, std::size_t n, double scale) {
                      [&](std::size_t i0, std::size_t i1) { L.scale(i0, i1, x, s); });
 }
 
-#define PYRNN_INSTANTIATE_OPTIM(T)                                                              \
-  template unsigned sgd_step<T>(T*, const T*, T*, std::size_t, double, double, double, double, bool, \
-                            bool, const StepKeep<T>*);                                          \
-  template unsigned adam_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double, double,     \
-                             double, double, bool, bool, std::int64_t, const StepKeep<T>*);     \
-  template unsigned rmsprop_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double, double,  \
-                                double, double, bool, const StepKeep<T>*);                      \
-  template double sum_squares<T>(const T*, std::size_t);                                        \
+#define PYRNN_INSTANTIATE_OPTIM(T)                                                           \
+  template unsigned sgd_step<T>(T*, const T*, T*, std::size_t, double, double, double, double, \
+                                bool, bool, const StepKeep<T>*);                               \
+  template unsigned adam_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double,        \
+                                 double, double, double, bool, bool, std::int64_t,             \
+                                 const StepKeep<T>*);                                          \
+  template unsigned rmsprop_step<T>(T*, const T*, T*, T*, T*, std::size_t, double, double,     \
+                                    double, double, double, bool, const StepKeep<T>*);         \
+  template double sum_squares<T>(const T*, std::size_t);                                       \
   template double max_abs<T>(const T*, std::size_t);                                           \
-  template void scale_inplace<T>(T*, std::size_t, double);                                    \
+  template void scale_inplace<T>(T*, std::size_t, double);                                     \
   template bool all_finite<T>(const T*, std::size_t);
 
 PYRNN_INSTANTIATE_OPTIM(float)

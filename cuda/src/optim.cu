@@ -1,5 +1,6 @@
 // cuda::optim: mirrors cpp/src/optim.cpp (see pyrnn/cuda/optim.h). Coefficients are computed on
-// the host by pyrnn/kernels/optim_loops.h's *_coef (the CPU's own functions), then one kernel per call.
+// the host by pyrnn/kernels/optim_loops.h's *_coef (the CPU's own functions), then one kernel per
+// call.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -60,8 +61,8 @@ unsigned flagged(Context& ctx, detail::TrainScope& scope, Launch launch) {
 
 template <typename T>
 unsigned sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
-              double momentum, double dampening, double weight_decay, bool nesterov,
-              bool first_step, const pyrnn::optim::StepKeep<T>* keep) {
+                  double momentum, double dampening, double weight_decay, bool nesterov,
+                  bool first_step, const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_sgd(n, param, grad, buf, momentum, sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
   const auto c = detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov, first_step);
@@ -72,9 +73,9 @@ unsigned sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, 
 
 template <typename T>
 unsigned adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
-               T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
-               double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
-               const pyrnn::optim::StepKeep<T>* keep) {
+                   T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, bool decoupled, bool amsgrad,
+                   std::int64_t step, const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step,
                             sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
@@ -87,9 +88,10 @@ unsigned adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg
 }
 
 template <typename T>
-unsigned rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
-                  std::size_t n, double lr, double alpha, double eps, double weight_decay,
-                  double momentum, bool centered, const pyrnn::optim::StepKeep<T>* keep) {
+unsigned rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg,
+                      T* buf, std::size_t n, double lr, double alpha, double eps,
+                      double weight_decay, double momentum, bool centered,
+                      const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum,
                                sizeof(T), erased(keep));
   detail::TrainScope scope(ctx);
@@ -150,17 +152,19 @@ void zero(Context& ctx, T* x, std::size_t n) {
   scope.synchronize();
 }
 
-#define PYRNN_INSTANTIATE_OPTIM(T)                                                                 \
-  template unsigned sgd_step<T>(Context&, T*, const T*, T*, std::size_t, double, double, double,      \
-                            double, bool, bool, const pyrnn::optim::StepKeep<T>*);                 \
-  template unsigned adam_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,     \
-                             double, double, double, bool, bool, std::int64_t,                     \
-                             const pyrnn::optim::StepKeep<T>*);                                    \
-  template unsigned rmsprop_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double, double,  \
-                                double, double, double, bool, const pyrnn::optim::StepKeep<T>*);   \
-  template double sum_squares<T>(Context&, const T*, std::size_t);                                \
-  template double max_abs<T>(Context&, const T*, std::size_t);                                    \
-  template void scale_inplace<T>(Context&, T*, std::size_t, double);                              \
+#define PYRNN_INSTANTIATE_OPTIM(T)                                                          \
+  template unsigned sgd_step<T>(Context&, T*, const T*, T*, std::size_t, double, double,      \
+                                double, double, bool, bool,                                   \
+                                const pyrnn::optim::StepKeep<T>*);                            \
+  template unsigned adam_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double,     \
+                                 double, double, double, double, bool, bool, std::int64_t,    \
+                                 const pyrnn::optim::StepKeep<T>*);                           \
+  template unsigned rmsprop_step<T>(Context&, T*, const T*, T*, T*, T*, std::size_t, double,  \
+                                    double, double, double, double, bool,                     \
+                                    const pyrnn::optim::StepKeep<T>*);                        \
+  template double sum_squares<T>(Context&, const T*, std::size_t);                           \
+  template double max_abs<T>(Context&, const T*, std::size_t);                               \
+  template void scale_inplace<T>(Context&, T*, std::size_t, double);                         \
   template void zero<T>(Context&, T*, std::size_t);
 
 PYRNN_INSTANTIATE_OPTIM(float)

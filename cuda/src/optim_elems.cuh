@@ -48,8 +48,8 @@ using ::pyrnn::kernels::sgd_coef;
 // `k` gets each value the step replaces, as it is read (pyrnn/optim.h's StepKeep: device
 // pointers here, each null or [n]). Each returns the NonFinite bits of the values it wrote.
 template <typename T>
-PYRNN_HD inline unsigned sgd_elem(std::size_t i, T* param, const T* grad, T* buf, const SgdCoef<T>& c,
-                              const StepKeep<T>& k) {
+PYRNN_HD inline unsigned sgd_elem(std::size_t i, T* param, const T* grad, T* buf,
+                                  const SgdCoef<T>& c, const StepKeep<T>& k) {
   T g = grad[i];
   if (k.param) k.param[i] = param[i];
   if (c.use_wd) g += c.wd * param[i];
@@ -68,8 +68,9 @@ PYRNN_HD inline unsigned sgd_elem(std::size_t i, T* param, const T* grad, T* buf
 using ::pyrnn::kernels::AdamCoef;
 using ::pyrnn::kernels::adam_coef;
 template <typename T>
-PYRNN_HD inline unsigned adam_elem(std::size_t i, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
-                               T* max_exp_avg_sq, const AdamCoef<T>& c, const StepKeep<T>& k) {
+PYRNN_HD inline unsigned adam_elem(std::size_t i, T* param, const T* grad, T* exp_avg,
+                                   T* exp_avg_sq, T* max_exp_avg_sq, const AdamCoef<T>& c,
+                                   const StepKeep<T>& k) {
   T g = grad[i];
   if (k.param) k.param[i] = param[i];
   if (c.use_wd) {
@@ -99,8 +100,8 @@ using ::pyrnn::kernels::RmspropCoef;
 using ::pyrnn::kernels::rmsprop_coef;
 template <typename T>
 PYRNN_HD inline unsigned rmsprop_elem(std::size_t i, T* param, const T* grad, T* square_avg,
-                                  T* grad_avg, T* buf, const RmspropCoef<T>& c,
-                                  const StepKeep<T>& k) {
+                                      T* grad_avg, T* buf, const RmspropCoef<T>& c,
+                                      const StepKeep<T>& k) {
   T g = grad[i];
   if (k.param) k.param[i] = param[i];
   if (c.use_wd) g += c.wd * param[i];

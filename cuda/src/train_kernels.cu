@@ -175,7 +175,9 @@ __global__ void adam_kernel(T* __restrict__ param, const T* __restrict__ grad,
                             T* __restrict__ max_exp_avg_sq, std::size_t n, AdamCoef<T> c,
                             StepKeep<T> k, unsigned* bad) {
   unsigned b = 0;
-  PYRNN_GRID_LOOP(i, n) b |= adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k);
+  PYRNN_GRID_LOOP(i, n) {
+    b |= adam_elem<T>(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, c, k);
+  }
   if (b) atomicOr(bad, b);
 }
 

@@ -40,8 +40,8 @@ enum NonFinite : unsigned { kParamNonFinite = 1u, kStateNonFinite = 2u };
 // buf may be null when momentum == 0.
 template <typename T>
 unsigned sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, double momentum,
-              double dampening, double weight_decay, bool nesterov, bool first_step,
-              const StepKeep<T>* keep = nullptr);
+                  double dampening, double weight_decay, bool nesterov, bool first_step,
+                  const StepKeep<T>* keep = nullptr);
 
 // Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), step = 1, 2, ... (after increment):
 //   decoupled (AdamW): p *= 1 - lr * weight_decay      else: g = grad + weight_decay * p
@@ -50,9 +50,9 @@ unsigned sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, dou
 //   p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 template <typename T>
 unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
-               std::size_t n, double lr, double beta1, double beta2, double eps,
-               double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
-               const StepKeep<T>* keep = nullptr);
+                   std::size_t n, double lr, double beta1, double beta2, double eps,
+                   double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
+                   const StepKeep<T>* keep = nullptr);
 
 // RMSprop (torch.optim.RMSprop):
 //   g = grad + weight_decay * p;  s = alpha * s + (1 - alpha) * g * g
@@ -60,9 +60,9 @@ unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_ex
 //   momentum > 0: buf = momentum * buf + g / avg; p -= lr * buf     else p -= lr * g / avg
 // grad_avg may be null unless centered, buf null unless momentum > 0.
 template <typename T>
-unsigned rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf, std::size_t n,
-                  double lr, double alpha, double eps, double weight_decay, double momentum,
-                  bool centered, const StepKeep<T>* keep = nullptr);
+unsigned rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
+                      std::size_t n, double lr, double alpha, double eps, double weight_decay,
+                      double momentum, bool centered, const StepKeep<T>* keep = nullptr);
 
 // Gradient clipping helpers: sum of squares (in double, in a shape fixed by n: blocks of 2^15
 // elements, each in 16 partial sums added pairwise, then the blocks in order), max |x|,

@@ -111,10 +111,10 @@ inline void check_last_step(const char* what, const std::int64_t* lengths, int N
                   " is outside [1, ", T_, "]");
 }
 
-// Optimizer steps over n elements (n = 0 touches nothing): the buffers each one reads.
-// The optimizer steps: the buffers a step uses, [n] elements of elem_size bytes each, must not
-// overlap (threads and vectors would see each other's writes in an order of their own). Null
-// entries are buffers the step does not use.
+// Optimizer steps over n elements (n = 0 touches nothing): the buffers each one reads, and
+// that the buffers a step uses, [n] elements of elem_size bytes each, do not overlap (threads and
+// vectors would see each other's writes in an order of their own). Null entries are buffers the
+// step does not use.
 inline void check_apart(const char* what, std::size_t n, std::size_t elem_size,
                         std::initializer_list<std::pair<const char*, const void*>> buffers) {
   PYRNN_CHECK(n <= SIZE_MAX / elem_size, what, ": ", n, " elements are beyond any buffer");
@@ -152,8 +152,11 @@ inline void check_sgd(std::size_t n, const void* param, const void* grad, const 
   PYRNN_CHECK(momentum == 0.0 || buf, "sgd_step: momentum needs a buffer");
   check_keep_used("sgd_step", keep, {{"momentum buffer (momentum is 0)", momentum != 0.0}});
   check_apart("sgd_step", n, elem_size,
-              {{"param", param}, {"grad", grad}, {"momentum buffer", momentum != 0.0 ? buf : nullptr},
-               {"keep.param", keep.param}, {"keep.state[0]", keep.state[0]}});
+              {{"param", param},
+               {"grad", grad},
+               {"momentum buffer", momentum != 0.0 ? buf : nullptr},
+               {"keep.param", keep.param},
+               {"keep.state[0]", keep.state[0]}});
 }
 
 inline void check_adam(std::size_t n, const void* param, const void* grad, const void* exp_avg,

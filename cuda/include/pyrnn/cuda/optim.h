@@ -29,19 +29,20 @@ namespace optim {
 
 template <typename T>
 unsigned sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, double lr,
-              double momentum, double dampening, double weight_decay, bool nesterov,
-              bool first_step, const pyrnn::optim::StepKeep<T>* keep = nullptr);
+                  double momentum, double dampening, double weight_decay, bool nesterov,
+                  bool first_step, const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
 unsigned adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
-               T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
-               double eps, double weight_decay, bool decoupled, bool amsgrad, std::int64_t step,
-               const pyrnn::optim::StepKeep<T>* keep = nullptr);
+                   T* max_exp_avg_sq, std::size_t n, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, bool decoupled, bool amsgrad,
+                   std::int64_t step, const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
-unsigned rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg, T* buf,
-                  std::size_t n, double lr, double alpha, double eps, double weight_decay,
-                  double momentum, bool centered, const pyrnn::optim::StepKeep<T>* keep = nullptr);
+unsigned rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* grad_avg,
+                      T* buf, std::size_t n, double lr, double alpha, double eps,
+                      double weight_decay, double momentum, bool centered,
+                      const pyrnn::optim::StepKeep<T>* keep = nullptr);
 
 template <typename T>
 double sum_squares(Context& ctx, const T* x, std::size_t n);
