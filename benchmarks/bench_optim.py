@@ -9,10 +9,11 @@ with amsgrad, RMSprop centered with momentum, and the global-norm clipping of on
 (pyrnn.optim.clip_grad_norm against torch.nn.utils.clip_grad_norm_, with a bound that never
 clips: pyrnn then only sums, torch also multiplies every gradient by 1). PyTorch runs its default step (the per-tensor loop on CPU) and, for
 the optimizers that have one, its fused step (fused=True) in the same rounds: both ratios are
-reported. Without PyTorch it reports pyrnn's times only.
+reported (RMSprop has no fused step). Without PyTorch it reports pyrnn's times only.
 """
 import argparse
 import datetime
+import inspect
 import json
 import math
 import os
@@ -70,11 +71,12 @@ def run_case(name, torch, size, repeats, budget_s):
             t_opt = cls([t_param], **t_kw)
             t_opt.step()
             t_fn = t_opt.step
-            t_param2 = torch.nn.Parameter(t_param.detach().clone())
-            t_param2.grad = t_param.grad.clone()
-            t_opt2 = cls([t_param2], fused=True, **t_kw)
-            t_opt2.step()
-            t_fused = t_opt2.step
+            if "fused" in inspect.signature(cls).parameters:  # (RMSprop has none)
+                t_param2 = torch.nn.Parameter(t_param.detach().clone())
+                t_param2.grad = t_param.grad.clone()
+                t_opt2 = cls([t_param2], fused=True, **t_kw)
+                t_opt2.step()
+                t_fused = t_opt2.step
     pm, tm, rounds, spread = bench_pair(p_fn, t_fn, repeats, budget_s)
     row.update(pyrnn_ms=pm * 1e3, torch_ms=None if tm is None else tm * 1e3,
                ratio=None if tm is None else pm / tm, rounds=rounds, ratio_quartiles=spread,

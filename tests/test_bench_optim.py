@@ -23,11 +23,15 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
         assert (r["ratio_fused"] is not None) == (torch_side and r["case"] != "clip_grad_norm")
 
 
-def test_every_case_runs():
+@pytest.mark.parametrize("torch_side", [False, True])
+def test_every_case_runs(torch_side):
+    torch = pytest.importorskip("torch") if torch_side else None
     bench = load_script("bench_optim")
     for name in bench.CASES:
-        r = bench.run_case(name, None, 6400, 5, 0.1)
-        assert r["pyrnn_ms"] > 0 and r["ratio"] is None, name
+        r = bench.run_case(name, torch, 6400, 5, 0.1)
+        assert r["pyrnn_ms"] > 0 and (r["ratio"] is None) != torch_side, name
+        fused = torch_side and name in ("sgd_momentum", "adam", "adamw_amsgrad")
+        assert (r["ratio_fused"] is not None) == fused, name
 
 
 def test_size_must_split_into_rows_of_64():
