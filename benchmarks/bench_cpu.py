@@ -75,6 +75,57 @@ def torch_peer(threads, no_torch):
     return torch
 
 
+def add_common_args(ap, repeats, min_repeats, budget, quick_help):
+    """The options the layer, optimizer and training benchmarks share."""
+    ap.add_argument("--threads", type=int_range(1, 4096), default=1,
+                    help="threads for both sides (default 1)")
+    ap.add_argument("--repeats", type=int_range(min_repeats, 10**6), default=repeats,
+                    help=f"rounds timed per side (default {repeats})")
+    ap.add_argument("--budget", type=positive_float, default=budget,
+                    help=f"seconds per case and peer, at most (default {budget:g})")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", help="write the results as JSON here")
+
+
+def start(args):
+    """The common start of the layer, optimizer and training benchmarks: --out's folder made
+    first (a missing one would lose the results at the end), args.threads on both sides, and a
+    banner line. Returns torch, or None (--no-torch, or not installed)."""
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    torch = torch_peer(args.threads, args.no_torch)
+    pyrnn.set_num_threads(args.threads)
+    print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
+          f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
+    return torch
+
+
+def write_results(path, benchmark, threads, torch, rows):
+    """The rows as JSON at path, with the machine's and the versions' details."""
+    doc = {"benchmark": benchmark, "date": datetime.datetime.now().isoformat(),
+           "pyrnn_version": pyrnn.__version__,
+           "torch_version": torch.__version__ if torch else None, "cpu_model": cpu_model(),
+           "cpu_id": cpu_id(), "isa": pyrnn.get_cpu_isa(), "threads": threads,
+           "python": platform.python_version(), "rows": rows}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"wrote {path}")
+
+
+def pair_with_fused(p_fn, t_fn, t_fused, repeats, budget_s):
+    """pyrnn against PyTorch's default implementation and, where given, its fused one (each
+    pairing timed on its own, bench_pair): the fields of a result row."""
+    pm, tm, rounds, spread = bench_pair(p_fn, t_fn, repeats, budget_s)
+    row = {"pyrnn_ms": pm * 1e3, "torch_ms": None if tm is None else tm * 1e3,
+           "ratio": None if tm is None else pm / tm, "rounds": rounds, "ratio_quartiles": spread,
+           "torch_fused_ms": None, "ratio_fused": None}
+    if t_fused is not None:
+        pm2, tf, _, spread2 = bench_pair(p_fn, t_fused, repeats, budget_s)
+        row.update(torch_fused_ms=tf * 1e3, ratio_fused=pm2 / tf, ratio_fused_quartiles=spread2)
+    return row
+
+
 def bench_pair(p_fn, t_fn, repeats, budget_s):
     for _ in range(2):  # warm-up: caches, packing buffers, thread pools
         p_fn()

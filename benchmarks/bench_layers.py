@@ -9,20 +9,15 @@ torch input requires grad). The cases come from the performance-cliff hunt of 20
 recurrent layers are bench_cpu.py's. Without PyTorch it reports pyrnn's times only.
 """
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 
 import numpy as np
 
 import pyrnn
-from pyrnn._argtypes import int_range, positive_float
-from pyrnn.bench import cpu_id, cpu_model
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_cpu import bench_pair, torch_peer  # noqa: E402  (one method for both benchmarks)
+from bench_cpu import add_common_args, bench_pair, start, write_results  # noqa: E402
 
 # name: (kind, rows M, sizes, activation)
 CASES = {
@@ -107,22 +102,9 @@ def run_case(name, torch, repeats, budget_s):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int_range(1, 4096), default=1,
-                    help="threads for both sides (default 1)")
-    ap.add_argument("--repeats", type=int_range(5, 10**6), default=15)
-    ap.add_argument("--budget", type=positive_float, default=5.0,
-                    help="seconds per case and mode, at most")
-    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--out", help="write the results as JSON here")
+    add_common_args(ap, 15, 5, 5.0, f"only {', '.join(QUICK)}")
     args = ap.parse_args(argv)
-    if args.out:  # before the run: a missing folder would lose it at the end
-        folder = os.path.dirname(os.path.abspath(args.out))
-        os.makedirs(folder, exist_ok=True)
-    torch = torch_peer(args.threads, args.no_torch)
-    pyrnn.set_num_threads(args.threads)
-    print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
-          f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
+    torch = start(args)
     rows = [run_case(name, torch, args.repeats, args.budget)
             for name in (QUICK if args.quick else CASES)]
     print(f"{'case':16} {'fwd ms':>9} {'ratio':>6} {'fwd+bwd ms':>11} {'ratio':>6}")
@@ -132,14 +114,7 @@ def main(argv=None):
         print(f"{r['case']:16} {f['pyrnn_ms']:9.3f} {fmt(f['ratio']):>6} "
               f"{b['pyrnn_ms']:11.3f} {fmt(b['ratio']):>6}")
     if args.out:
-        doc = {"benchmark": "bench_layers", "date": datetime.datetime.now().isoformat(),
-               "pyrnn_version": pyrnn.__version__, "torch_version": torch.__version__ if torch
-               else None, "cpu_model": cpu_model(), "cpu_id": cpu_id(),
-               "isa": pyrnn.get_cpu_isa(), "threads": args.threads,
-               "python": platform.python_version(), "rows": rows}
-        with open(args.out, "w") as f:
-            json.dump(doc, f, indent=1)
-        print(f"wrote {args.out}")
+        write_results(args.out, "bench_layers", args.threads, torch, rows)
     return 0
 
 

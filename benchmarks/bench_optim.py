@@ -1,5 +1,7 @@
-"""CPU benchmark of the optimizer steps and gradient clipping: pyrnn vs PyTorch on one large
-parameter (same process, same thread count, interleaved, medians; bench_cpu.py's method).
+"""CPU benchmark of the optimizer steps and gradient clipping against PyTorch's.
+
+One large parameter; same process, same thread count, interleaved, medians (bench_cpu.py's
+method).
 
     python benchmarks/bench_optim.py [--threads 1] [--size 12800000] [--out results.json]
 
@@ -7,28 +9,25 @@ Each case updates one float32 parameter of `size` elements (a 200000 x 64 embedd
 12.8M) in place, from the second step on (the state exists): SGD with momentum, Adam, AdamW
 with amsgrad, RMSprop centered with momentum, and the global-norm clipping of one gradient
 (pyrnn.optim.clip_grad_norm against torch.nn.utils.clip_grad_norm_, with a bound that never
-clips: pyrnn then only sums, torch also multiplies every gradient by 1). PyTorch runs its default step (the per-tensor loop on CPU) and, for
-the optimizers that have one, its fused step (fused=True) in the same rounds: both ratios are
-reported (RMSprop has no fused step). Without PyTorch it reports pyrnn's times only.
+clips: pyrnn then only sums, torch also multiplies every gradient by 1). PyTorch runs its
+default step (the per-tensor loop on CPU) and, for the optimizers that have one, its fused step
+(fused=True) in the same rounds: both ratios are reported (RMSprop has no fused step). Without
+PyTorch it reports pyrnn's times only.
 """
 import argparse
-import datetime
 import inspect
-import json
 import math
 import os
-import platform
 import sys
 
 import numpy as np
 
 import pyrnn
 from pyrnn import optim
-from pyrnn._argtypes import int_range, positive_float
-from pyrnn.bench import cpu_id, cpu_model
+from pyrnn._argtypes import int_range
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_cpu import bench_pair, torch_peer  # noqa: E402  (one method for every benchmark)
+from bench_cpu import add_common_args, pair_with_fused, start, write_results  # noqa: E402
 
 # name: (pyrnn optimizer maker, torch optimizer name, its keyword arguments); None: clipping.
 CASES = {
@@ -77,37 +76,19 @@ def run_case(name, torch, size, repeats, budget_s):
                 t_opt2 = cls([t_param2], fused=True, **t_kw)
                 t_opt2.step()
                 t_fused = t_opt2.step
-    pm, tm, rounds, spread = bench_pair(p_fn, t_fn, repeats, budget_s)
-    row.update(pyrnn_ms=pm * 1e3, torch_ms=None if tm is None else tm * 1e3,
-               ratio=None if tm is None else pm / tm, rounds=rounds, ratio_quartiles=spread,
-               torch_fused_ms=None, ratio_fused=None)
-    if t_fused is not None:
-        pm2, tf, _, spread2 = bench_pair(p_fn, t_fused, repeats, budget_s)
-        row.update(torch_fused_ms=tf * 1e3, ratio_fused=pm2 / tf, ratio_fused_quartiles=spread2)
+    row.update(pair_with_fused(p_fn, t_fn, t_fused, repeats, budget_s))
     return row
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int_range(1, 4096), default=1,
-                    help="threads for both sides (default 1)")
+    add_common_args(ap, 21, 5, 10.0, f"only {', '.join(QUICK)}")
     ap.add_argument("--size", type=int_range(64, 1 << 31), default=12_800_000,
                     help="parameter elements (a multiple of 64; default 12800000)")
-    ap.add_argument("--repeats", type=int_range(5, 10**6), default=21)
-    ap.add_argument("--budget", type=positive_float, default=10.0,
-                    help="seconds per case and torch variant, at most")
-    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
     if args.size % 64:
         ap.error(f"--size must be a multiple of 64, got {args.size}")
-    if args.out:  # before the run: a missing folder would lose it at the end
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    torch = torch_peer(args.threads, args.no_torch)
-    pyrnn.set_num_threads(args.threads)
-    print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
-          f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
+    torch = start(args)
     rows = [run_case(name, torch, args.size, args.repeats, args.budget)
             for name in (QUICK if args.quick else CASES)]
     fmt = lambda v, d=2: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
@@ -116,14 +97,7 @@ def main(argv=None):
         print(f"{r['case']:18} {r['pyrnn_ms']:8.2f} {fmt(r['torch_ms']):>8} "
               f"{fmt(r['ratio']):>6} {fmt(r['torch_fused_ms']):>8} {fmt(r['ratio_fused']):>6}")
     if args.out:
-        doc = {"benchmark": "bench_optim", "date": datetime.datetime.now().isoformat(),
-               "pyrnn_version": pyrnn.__version__, "torch_version": torch.__version__ if torch
-               else None, "cpu_model": cpu_model(), "cpu_id": cpu_id(),
-               "isa": pyrnn.get_cpu_isa(), "threads": args.threads,
-               "python": platform.python_version(), "rows": rows}
-        with open(args.out, "w") as f:
-            json.dump(doc, f, indent=1)
-        print(f"wrote {args.out}")
+        write_results(args.out, "bench_optim", args.threads, torch, rows)
     return 0
 
 

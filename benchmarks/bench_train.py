@@ -1,6 +1,7 @@
-"""CPU benchmark of whole training epochs: pyrnn's Sequential.fit against the PyTorch training
-loop a user writes for the same model (same process, same thread count, interleaved, medians;
-bench_cpu.py's method).
+"""CPU benchmark of whole training epochs against the PyTorch training loop.
+
+pyrnn's Sequential.fit against the loop a user writes for the same model in PyTorch: same
+process, same thread count, interleaved, medians (bench_cpu.py's method).
 
     python benchmarks/bench_train.py [--threads 1] [--repeats 5] [--quick] [--out results.json]
 
@@ -13,21 +14,16 @@ clipping, the loss and the per-batch Python work count, as they do for a user. W
 it reports pyrnn's times only.
 """
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 
 import numpy as np
 
 import pyrnn
 from pyrnn import losses, optim
-from pyrnn._argtypes import int_range, positive_float
-from pyrnn.bench import cpu_id, cpu_model
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_cpu import bench_pair, torch_peer  # noqa: E402  (one method for every benchmark)
+from bench_cpu import add_common_args, pair_with_fused, start, write_results  # noqa: E402
 
 # name: sizes of the model and its data.
 #   cell, vocab (0: real-valued input of `inputs` features), embed, hidden, layers, out,
@@ -138,37 +134,17 @@ def run_case(name, torch, repeats, budget_s, samples=None):
             return fn
         t_fn, t_fused = loop(False), loop(True)
 
-    pm, tm_, rounds, spread = bench_pair(p_fn, t_fn, repeats, budget_s)
     row = {"case": name, **c, "samples": n, "batches": -(-n // c["batch"]),
-           "parameters": int(sum(np.asarray(p.data).size for p in model.parameters())),
-           "pyrnn_ms": pm * 1e3, "torch_ms": None if tm_ is None else tm_ * 1e3,
-           "ratio": None if tm_ is None else pm / tm_, "rounds": rounds,
-           "ratio_quartiles": spread, "torch_fused_ms": None, "ratio_fused": None}
-    if t_fused is not None:
-        pm2, tf, _, spread2 = bench_pair(p_fn, t_fused, repeats, budget_s)
-        row.update(torch_fused_ms=tf * 1e3, ratio_fused=pm2 / tf, ratio_fused_quartiles=spread2)
+           "parameters": int(sum(np.asarray(p.data).size for p in model.parameters()))}
+    row.update(pair_with_fused(p_fn, t_fn, t_fused, repeats, budget_s))
     return row
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int_range(1, 4096), default=1,
-                    help="threads for both sides (default 1)")
-    ap.add_argument("--repeats", type=int_range(3, 10**6), default=5,
-                    help="epochs timed per side (default 5)")
-    ap.add_argument("--budget", type=positive_float, default=30.0,
-                    help="seconds per case and torch variant, at most")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"only {', '.join(QUICK)}, on {QUICK_SAMPLES} samples")
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--out", help="write the results as JSON here")
+    add_common_args(ap, 5, 3, 30.0, f"only {', '.join(QUICK)}, on {QUICK_SAMPLES} samples")
     args = ap.parse_args(argv)
-    if args.out:  # before the run: a missing folder would lose it at the end
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    torch = torch_peer(args.threads, args.no_torch)
-    pyrnn.set_num_threads(args.threads)
-    print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
-          f"{cpu_model()}" + (f", torch {torch.__version__}" if torch else ", no torch"))
+    torch = start(args)
     rows = [run_case(name, torch, args.repeats, args.budget,
                      QUICK_SAMPLES if args.quick else None)
             for name in (QUICK if args.quick else CASES)]
@@ -180,14 +156,7 @@ def main(argv=None):
               f"{fmt(r['torch_ms'], 1):>9} {fmt(r['ratio']):>6} "
               f"{fmt(r['torch_fused_ms'], 1):>9} {fmt(r['ratio_fused']):>6}")
     if args.out:
-        doc = {"benchmark": "bench_train", "date": datetime.datetime.now().isoformat(),
-               "pyrnn_version": pyrnn.__version__, "torch_version": torch.__version__ if torch
-               else None, "cpu_model": cpu_model(), "cpu_id": cpu_id(),
-               "isa": pyrnn.get_cpu_isa(), "threads": args.threads,
-               "python": platform.python_version(), "rows": rows}
-        with open(args.out, "w") as f:
-            json.dump(doc, f, indent=1)
-        print(f"wrote {args.out}")
+        write_results(args.out, "bench_train", args.threads, torch, rows)
     return 0
 
 
