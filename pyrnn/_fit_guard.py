@@ -39,6 +39,18 @@ def _state_dicts(optimizer):
     return None
 
 
+def _any_non_finite(arrays):
+    """Whether one of `arrays` (float buffers, host or device) holds a NaN or Inf; the
+    native-order host arrays go to one native call."""
+    host, other = [], []
+    for a in arrays:
+        if _is_buffer(a) and np.dtype(a.dtype).kind == "f":
+            (host if native_float(a) else other).append(a)
+    if host and _train.all_finite_arrays(host) >= 0:
+        return True
+    return any(not _arrays.all_finite(a) for a in other)
+
+
 def _memory(p):
     """What identifies a parameter: its memory (model.parameters() makes new Parameter objects
     over the same arrays at every call)."""
@@ -67,6 +79,7 @@ class LastGood:
         at = {_memory(p): i for i, p in enumerate(params)}
         opt_params = getattr(optimizer, "params", None)
         self.bad = None  # the last step's non-finite bits (a fused step's), else None
+        self.unwritten = []
         self.fused = (_optim._keeps_in_step(optimizer) and isinstance(opt_params, list)
                       and all(_memory(p) in at for p in opt_params)
                       and len({_memory(p) for p in opt_params}) == len(opt_params)
@@ -138,6 +151,7 @@ class LastGood:
         if self.state is None or len(self.state) != len(live):
             self.state = [dict() for _ in live]
         keeps = []
+        self.unwritten = []  # per optimizer parameter: the kept state its step only copies
         for i, st, kept in zip(self.stepped, live, self.state):
             for k in [k for k in kept if k not in st]:
                 del kept[k]
@@ -163,7 +177,8 @@ class LastGood:
                         kept[k] = copy.deepcopy(v)
                     except Exception:
                         kept[k] = v
-            keeps.append((self.weights[i][0].reshape(-1), buffers))
+            self.unwritten.append([])
+            keeps.append((self.weights[i][0].reshape(-1), buffers, self.unwritten[-1]))
         return keeps
 
     def restore(self):
@@ -184,22 +199,18 @@ class LastGood:
         return "the weights and the optimizer's state were"
 
     def non_finite(self):
-        """What the last step made non-finite ('weights' / 'optimizer state'), or None: as the
-        built-in step counted it among the values it wrote, or from a read of the parameters and
-        the optimizer's buffers."""
+        """What the last step made non-finite ('weights' / 'optimizer state'), or None: from a
+        read of the parameters and the optimizer's buffers, or, after a built-in step that kept
+        the copies, as it counted them among the values it wrote (and a read of the rest: the
+        parameters it does not step, the state buffers it does not write)."""
         if self.fused and self.bad is not None:
-            return "weights" if self.bad & 1 else "optimizer state" if self.bad & 2 else None
-        host, other = [], []  # the native-order host float arrays go to one native call
-        for _, live in self.weights:
-            (host if native_float(live) else other).append((live, "weights"))
-        for st in _state_dicts(self.optimizer) or ():
-            for k, v in st.items():
-                if k in self.checked and _is_buffer(v) and np.dtype(v.dtype).kind == "f":
-                    (host if native_float(v) else other).append((v, "optimizer state"))
-        bad = _train.all_finite_arrays([a for a, _ in host])
-        if bad >= 0:
-            return host[bad][1]
-        for a, what in other:
-            if not _arrays.all_finite(a):
-                return what
-        return None
+            if self.bad & 1 or _any_non_finite(live for _, live in self.unstepped):
+                return "weights"
+            state = [st[k] for st, names in zip(self.optimizer.state, self.unwritten)
+                     for k in names if k in self.checked and k in st]
+            return "optimizer state" if self.bad & 2 or _any_non_finite(state) else None
+        if _any_non_finite(live for _, live in self.weights):
+            return "weights"
+        state = [v for st in _state_dicts(self.optimizer) or () for k, v in st.items()
+                 if k in self.checked]
+        return "optimizer state" if _any_non_finite(state) else None

@@ -210,19 +210,24 @@ cdef inline void _check_n(size_t n, object a, str name) except *:
 _KEEP_NAMES = ("keep param", "keep state[0]", "keep state[1]", "keep state[2]")
 
 
-cdef int _keep_into(coptim.StepKeep[real]* k, object keep, size_t n) except -1:
+def _keep_tuple(keep):
     """keep: None, or (param, state0, state1, state2), each None or a writable [n] array of the
     step's dtype that receives what the step overwrites (pyrnn/optim.h's StepKeep)."""
-    cdef real[::1] v
-    cdef int j
-    if keep is None or n == 0:
-        return 0
+    if keep is None:
+        return (None, None, None, None)
     if len(keep) != 4:
         raise ValueError(f"keep must be (param, state0, state1, state2), got {len(keep)} entries")
-    for j in range(4):
-        if keep[j] is None:
+    return tuple(keep)
+
+
+cdef int _keep_into(coptim.StepKeep[real]* k, real[::1] kp, real[::1] k0, real[::1] k1,
+                    real[::1] k2, size_t n) except -1:
+    """k's pointers into the keep views, which the caller holds until its step returns."""
+    cdef real[::1] v
+    cdef int j
+    for j, v in enumerate((kp, k0, k1, k2)):
+        if v is None:
             continue
-        v = keep[j]
         _check_n(n, v, _KEEP_NAMES[j])
         if j == 0:
             k.param = &v[0]
@@ -244,8 +249,10 @@ def sgd_step(real[::1] param, const real[::1] grad, real[::1] buf, double lr, do
         bp = &buf[0]
     if n == 0:
         return 0
+    cdef real[::1] kp, k0, k1, k2  # held until the step returns: k points into them
+    kp, k0, k1, k2 = _keep_tuple(keep)
     cdef coptim.StepKeep[real] k
-    _keep_into(&k, keep, n)
+    _keep_into(&k, kp, k0, k1, k2, n)
     cdef unsigned bad
     with nogil:
         bad = coptim.sgd_step(&param[0], &grad[0], bp, n, lr, momentum, dampening, weight_decay,
@@ -271,8 +278,10 @@ def adam_step(real[::1] param, const real[::1] grad, real[::1] exp_avg, real[::1
         mp = &max_exp_avg_sq[0]
     if n == 0:
         return 0
+    cdef real[::1] kp, k0, k1, k2  # held until the step returns: k points into them
+    kp, k0, k1, k2 = _keep_tuple(keep)
     cdef coptim.StepKeep[real] k
-    _keep_into(&k, keep, n)
+    _keep_into(&k, kp, k0, k1, k2, n)
     cdef unsigned bad
     with nogil:
         bad = coptim.adam_step(&param[0], &grad[0], &exp_avg[0], &exp_avg_sq[0], mp, n, lr,
@@ -302,8 +311,10 @@ def rmsprop_step(real[::1] param, const real[::1] grad, real[::1] square_avg,
         bp = &buf[0]
     if n == 0:
         return 0
+    cdef real[::1] kp, k0, k1, k2  # held until the step returns: k points into them
+    kp, k0, k1, k2 = _keep_tuple(keep)
     cdef coptim.StepKeep[real] k
-    _keep_into(&k, keep, n)
+    _keep_into(&k, kp, k0, k1, k2, n)
     cdef unsigned bad
     with nogil:
         bad = coptim.rmsprop_step(&param[0], &grad[0], &square_avg[0], ap, bp, n, lr, alpha, eps,

@@ -169,10 +169,11 @@ class Optimizer:
 
     def _step(self, keeps):
         """step(). keeps (built-in optimizers only, see _keeps_in_step): None, or per parameter
-        (a flat copy-to-be of it, {state name: flat copy-to-be}), which the step fills with the
-        values it overwrites, as it reads them: fit's guard (_fit_guard.py) without a pass of its
-        own over the weights and the state. Returns, from a built-in step, what it made
-        non-finite among the values it wrote (bit 1 a parameter, bit 2 the state), else None."""
+        (a flat copy-to-be of it, {state name: flat copy-to-be}, a list the step adds the names
+        of the state it only copies to), which the step fills with the values it overwrites, as
+        it reads them: fit's guard (_fit_guard.py) without a pass of its own over the weights
+        and the state. Returns, from a built-in step, what it made non-finite among the values
+        it wrote (bit 1 a parameter, bit 2 the state), else None."""
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
         bad = 0
@@ -193,14 +194,16 @@ class Optimizer:
     @staticmethod
     def _native_keep(st, keep, slots):
         """A kernel's keep argument (param, state0, state1, state2) from _step's keep for one
-        parameter: slots names the state buffer in each of the kernel's state slots (None: one
-        it does not write). Kept buffers of state the kernel does not write are copied here."""
+        parameter, (its kept copy, {state name: kept copy}, [names]): slots names the state
+        buffer in each of the kernel's state slots (None: one it does not write). Kept buffers
+        of state the kernel does not write are copied here, and their names listed."""
         if keep is None:
             return None
-        kept_param, kept_state = keep
+        kept_param, kept_state, unwritten = keep
         for name, kept in kept_state.items():
             if name not in slots:
                 _arrays.copy_into(kept, st[name])
+                unwritten.append(name)
         return (kept_param,) + tuple(None if name is None else kept_state.get(name)
                                      for name in slots) + (None,) * (3 - len(slots))
 
@@ -457,9 +460,12 @@ def _keeps_in_step(optimizer: Optimizer) -> bool:
     """Whether optimizer._step(keeps) keeps what its step overwrites (a built-in optimizer's
     own step); a custom one's step is run as it is, and fit's guard copies before it."""
     cls = type(optimizer)
+    own = vars(optimizer) if hasattr(optimizer, "__dict__") else {}
     return (cls.step is Optimizer.step and cls._step is Optimizer._step
             and cls._native_keep is Optimizer._native_keep and cls._buffer is Optimizer._buffer
-            and cls._update in _KEEPING)
+            and cls._update in _KEEPING
+            # (a step wrapped or replaced on the object itself runs as it is)
+            and not any(k in own for k in ("step", "_step", "_update", "_buffer", "_native_keep")))
 
 
 def get(optimizer: Union[Optimizer, str], params: Iterable[Parameter]) -> Optimizer:

@@ -174,6 +174,54 @@ def test_built_in_steps_report_what_they_made_non_finite():
     assert Own(ps)._step(None) is None  # a custom step reports nothing: the guard reads
 
 
+def test_a_step_wrapped_on_the_object_is_the_one_fit_calls():
+    # mock.patch.object(opt, "step", wraps=...) and the like: fit must call that, not the
+    # class's step underneath it.
+    m = model("float32")
+    opt = optim.Adam(m.parameters())
+    calls = []
+    real = opt.step
+    opt.step = lambda: calls.append(1) or real()
+    assert not _fit_guard.LastGood(list(m.parameters()), opt).fused
+    x = np.random.default_rng(0).standard_normal((16, 300)).astype(np.float32)
+    m.fit(x, x[:, :3], loss="mse", optimizer=opt, batch_size=8, verbose=0)
+    assert len(calls) == 2 and opt.steps == 2
+
+
+def test_non_finite_state_the_step_only_copies_stops_fit_as_before(monkeypatch):
+    # A loaded max_exp_avg_sq holding Inf, which an Adam without amsgrad never writes: the
+    # guard's read found it; with the step keeping the copies, the guard reads it still.
+    def run(fused):
+        if not fused:
+            monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
+        m = model("float32")
+        opt = optim.Adam(m.parameters(), lr=1e-3)
+        set_grads(list(m.parameters()), 0)
+        opt.step()
+        sd = opt.state_dict()
+        sd["state"][0]["max_exp_avg_sq"] = np.full_like(sd["state"][0]["exp_avg"], np.inf)
+        opt.load_state_dict(sd)
+        x = np.random.default_rng(0).standard_normal((16, 300)).astype(np.float32)
+        assert _fit_guard.LastGood(list(m.parameters()), opt).fused == fused
+        with pytest.raises(RuntimeError) as err:
+            m.fit(x, x[:, :3], loss="mse", optimizer=opt, batch_size=8, verbose=0,
+                  shuffle=False)
+        return str(err.value)
+    fused_msg = run(True)
+    assert "batch 1 made the optimizer state non-finite" in fused_msg
+    assert fused_msg == run(False)
+
+
+def test_keeps_may_be_any_writable_buffer_of_the_dtype():
+    import array
+    p, g, m, v = (np.zeros(8, np.float32) for _ in range(4))
+    p[:] = 1
+    kept = array.array("f", [7.0] * 8)
+    assert _train.adam_step(p, g, m, v, None, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, 1,
+                            keep=(kept, None, None, None)) == 0
+    assert list(kept) == [1.0] * 8
+
+
 def test_custom_steps_get_no_keeps():
     ps = list(model("float32").parameters())
 

@@ -91,6 +91,15 @@ cudaStream_t Context::import_stream() {
   return import_stream_;
 }
 
+unsigned* Context::step_flags() {
+  std::lock_guard<std::mutex> lock(side_mutex_);
+  if (!step_flags_) {
+    DeviceScope guard(device_);
+    step_flags_ = static_cast<unsigned*>(detail::device_malloc(sizeof(unsigned)));
+  }
+  return step_flags_;
+}
+
 // Best effort, never throws: on our device (handles belong to it) where it can switch, and
 // failures leave no error behind.
 Context::~Context() {
@@ -106,6 +115,7 @@ void Context::release() noexcept {
   if (cublas_) (void)cublasDestroy(cublas_);
   if (stream_) (void)cudaStreamDestroy(stream_);
   if (workspace_) (void)cudaFree(workspace_);
+  if (step_flags_) (void)cudaFree(step_flags_);
   side_cublas_ = nullptr;
   side_stream_ = nullptr;
   side_workspace_ = nullptr;
@@ -113,6 +123,7 @@ void Context::release() noexcept {
   cublas_ = nullptr;
   stream_ = nullptr;
   workspace_ = nullptr;
+  step_flags_ = nullptr;
 }
 
 std::mutex& Context::mutex() const { return detail::device_mutex(device_); }

@@ -4,8 +4,6 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "optim_elems.cuh"
@@ -31,24 +29,11 @@ pyrnn::detail::KeepPtrs erased(const pyrnn::optim::StepKeep<T>* keep) {
   return {k.param, {k.state[0], k.state[1], k.state[2]}};
 }
 
-// The device word a step ORs its NonFinite bits into, one per device, made on first use and
-// never freed (a cudaMalloc and cudaFree per step would cost more than the step's launch, and a
-// free waits for the whole device). Called and used under the device's lock (TrainScope, whose
-// device is current), zeroed before each step.
-unsigned* flag_word(int device) {
-  static std::mutex m;
-  static auto* words = new std::unordered_map<int, unsigned*>();  // never destroyed
-  std::lock_guard<std::mutex> lock(m);
-  unsigned*& w = (*words)[device];
-  if (!w) w = static_cast<unsigned*>(detail::device_malloc(sizeof(unsigned)));
-  return w;
-}
-
-// Runs launch(bad) on the scope's stream with a zeroed flag word; returns its bits once the
-// step is complete.
+// Runs launch(bad) on the scope's stream with the context's flag word zeroed; returns its bits
+// once the step is complete.
 template <typename Launch>
 unsigned flagged(Context& ctx, detail::TrainScope& scope, Launch launch) {
-  unsigned* bad = flag_word(ctx.device());
+  unsigned* bad = ctx.step_flags();
   PYRNN_CUDA_CHECK(cudaMemsetAsync(bad, 0, sizeof(unsigned), scope.stream()));
   launch(bad);
   unsigned bits = 0;

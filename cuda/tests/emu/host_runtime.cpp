@@ -375,6 +375,12 @@ cudaStream_t Context::import_stream() {
   static int handle;  // any distinct non-null value: the emulated streams are all synchronous
   return reinterpret_cast<cudaStream_t>(&handle);
 }
+// Host memory, as the emulated kernels write it: the Context's own memory is not counted among
+// the device allocations (the real one's workspaces are not made here either).
+unsigned* Context::step_flags() {
+  static unsigned word;
+  return &word;
+}
 std::mutex& Context::mutex() const { return detail::device_mutex(device_); }
 Context& Context::get(int device) {
   static Context ctx(0);

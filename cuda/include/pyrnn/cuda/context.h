@@ -42,6 +42,9 @@ class Context {
   // needing no device lock: DLPack producers order their pending work before it, and the
   // importer synchronizes it. Created on first use.
   cudaStream_t import_stream();
+  // One device word the optimizer steps OR their NonFinite bits into (pyrnn/cuda/optim.h): made
+  // on first use, freed with the context, used under mutex() on stream().
+  unsigned* step_flags();
 
  private:
   void release() noexcept;
@@ -56,6 +59,7 @@ class Context {
   cublasHandle_t side_cublas_ = nullptr;
   void* side_workspace_ = nullptr;
   cudaStream_t import_stream_ = nullptr;
+  unsigned* step_flags_ = nullptr;
 };
 
 }  // namespace cuda
