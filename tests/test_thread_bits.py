@@ -107,9 +107,9 @@ def test_reused_layer_matches_fresh_one_across_shapes_and_modes(cell, restore_ru
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_training_stack_layers_give_identical_bits_at_any_thread_count(dtype, restore_runtime):
-    """Above 64k elements the training-stack layers split rows, elements or columns over the
-    threads (Dense's bias + activation and d pre-activation, its bias-gradient column sums;
-    LayerNorm's rows; Embedding's gather; Dropout's masks): each element has one formula and
+    """Above 64k elements (LayerNorm: 32k) the training-stack layers split rows, elements or
+    columns over the threads (Dense's bias + activation and d pre-activation, its bias-gradient
+    column sums; LayerNorm's rows; Embedding's gather; Dropout's masks): each element has one formula and
     each column sum its rows in order, so 1, 2 and 3 threads agree bit for bit."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((300, 257)).astype(dtype)
@@ -117,6 +117,9 @@ def test_training_stack_layers_give_identical_bits_at_any_thread_count(dtype, re
     makers = {f"dense_{a}": (lambda a=a: pyrnn.Dense(257, 301, a, seed=1, dtype=dtype), x)
               for a in (None, "relu", "tanh", "sigmoid")}
     makers["layernorm"] = (lambda: pyrnn.LayerNorm(257, dtype=dtype), x)
+    # Between LayerNorm's own thread threshold (32k elements) and the others' (64k).
+    makers["layernorm_40k"] = (lambda: pyrnn.LayerNorm(1000, dtype=dtype),
+                               rng.standard_normal((40, 1000)).astype(dtype))
     makers["embedding"] = (lambda: pyrnn.Embedding(1000, 40, seed=2, dtype=dtype), ids)
     makers["dropout"] = (lambda: pyrnn.Dropout(0.3, seed=4), x)
     for name, (make, inp) in makers.items():
