@@ -239,7 +239,8 @@ void Recurrent<T>::check_forward(int steps, int batch, bool training,
   // and two layer outputs, and keeps a [T, N, G*H] gate buffer only where the input projection
   // runs as one GEMM over all steps (forward_direction's step_proj, mirrored here); per-step
   // projections use one [N, (G+1)*H] slot.
-  const double states = (lstm ? 2.0 : 1.0) * (T_ + 1.0) * N * H;  // dc.h, dc.c
+  const double slots = training || keep_states_ ? T_ + 1.0 : 2.0;  // see keep_state_sequence
+  const double states = (lstm ? 2.0 : 1.0) * slots * N * H;         // dc.h, dc.c
   const double gate_cache = tn * G * H + (gru ? tn * H : 0.0);     // dc.g, dc.aux
   const double scratch = N * G * H;                                 // scratch_
   double need;
@@ -294,6 +295,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   }
   steps_ = steps;
   training_ = training;
+  ring_ = !training && !keep_states_;
   batch_ = batch;
 
   const bool drop = training && cfg_.dropout > 0.0 && L > 1;
@@ -327,7 +329,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
       const std::size_t slot = static_cast<std::size_t>(k) * D + d;
       forward_direction(dc, out, in, h0 ? h0 + slot * N * H : nullptr,
                         c0 ? c0 + slot * N * H : nullptr, k, d);
-      const std::size_t last = d == 0 ? T_ : 0;
+      const std::size_t last = state_slot(d == 0 ? T_ : 0);
       std::memcpy(hn + slot * N * H, dc.h.data() + last * N * H, N * H * sizeof(T));
       if (lstm) std::memcpy(cn + slot * N * H, dc.c.data() + last * N * H, N * H * sizeof(T));
     }
@@ -411,20 +413,23 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   if (gru && keep) fit(dc.aux, T_ * N * H);
   if (hot) fit(step_g_, N * GH);
   if (hot && gru) fit(step_aux_, N * H);
-  dc.h.resize((T_ + 1) * N * H);
-  if (lstm) dc.c.resize((T_ + 1) * N * H);
+  // Every step's state (training, keep_states_), or the two a step reads and writes (eval): its
+  // threads meet at a barrier each step after reading h_{t-1}, so slot t-1 is free to be h_{t+1}.
+  const std::size_t state_slots = ring_ ? 2 : T_ + 1;
+  dc.h.resize(state_slots * N * H);
+  if (lstm) dc.c.resize(state_slots * N * H);
   scratch_.resize(N * GH);
   T* g = hot ? step_g_.data() : dc.g.data();  // [N, GH] (hot) or [T, N, GH]
   T* aux = !gru ? nullptr : hot ? step_aux_.data() : dc.aux.data();  // [N, H] or [T, N, H]
-  T* hs = dc.h.data();     // [T+1, N, H]
-  T* cs = dc.c.data();     // [T+1, N, H]
+  T* hs = dc.h.data();     // [T+1, N, H] or [2, N, H] (state_slot)
+  T* cs = dc.c.data();     // [T+1, N, H] or [2, N, H]
   T* r = scratch_.data();  // [N, GH] recurrent products of one step
   // Input projection of every step at once, bias fused: g = x W_ih^T + b.
   if (!step_proj)
     K.gemm_packed(Trans::N, static_cast<int>(T_ * N), x, C, T(1), pack_ih_, T(0), w.b, g,
                   G * Hi, big_threads);
 
-  const std::size_t first = dir == 0 ? 0 : T_;
+  const std::size_t first = state_slot(dir == 0 ? 0 : T_);
   if (h0) std::memcpy(hs + first * N * H, h0, N * H * sizeof(T));
   else std::fill(hs + first * N * H, hs + (first + 1) * N * H, T(0));
   if (lstm) {
@@ -493,7 +498,8 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     };
     for (std::size_t s = 0; s < T_; ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
-      const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+      const std::size_t prev = state_slot(dir == 0 ? t : t + 1);
+      const std::size_t cur = state_slot(dir == 0 ? t + 1 : t);
       const std::size_t gs = hot ? 0 : t;  // slot of step t in g / aux
       const T* hp = hs + prev * N * H;  // [N, H]
       T* hc = hs + cur * N * H;         // [N, H]

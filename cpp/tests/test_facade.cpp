@@ -169,12 +169,15 @@ TEST(facade_eval_forward_equals_train_forward) {
   pyrnn::LSTMLayer lstm(2, 3, 2, 1);
   const auto seq = random_sequence<float>(4, 2, 2, 3);
   const pyrnn::Matrix a = lstm.forward(seq);
-  const pyrnn::Matrix ca = lstm.getCellStates().back();
+  const std::vector<pyrnn::Matrix> ca = lstm.getCellStates();
   lstm.eval();
+  lstm.core().keep_state_sequence(false);  // the facade asks for every c_t itself
   const pyrnn::Matrix b = lstm.forward(seq);
   for (std::size_t i = 0; i < a.size(); ++i) CHECK(a.data()[i] == b.data()[i]);
-  for (std::size_t i = 0; i < ca.size(); ++i)
-    CHECK(ca.data()[i] == lstm.getCellStates().back().data()[i]);
+  CHECK(lstm.getCellStates().size() == ca.size());
+  for (std::size_t t = 0; t < ca.size(); ++t)
+    for (std::size_t i = 0; i < ca[t].size(); ++i)
+      CHECK(ca[t].data()[i] == lstm.getCellStates()[t].data()[i]);
 }
 
 TEST(facade_parameter_counts_and_seeds) {

@@ -7,6 +7,7 @@
 #include "pyrnn/error.h"
 #include "pyrnn/random.h"
 #include "pyrnn/recurrent.h"
+#include "pyrnn/runtime.h"
 
 namespace {
 
@@ -116,4 +117,65 @@ TEST(recurrent_errors) {
   net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 2, 1, false, 0);
   CHECK(!net.has_cache());  // eval mode keeps nothing
   CHECK_THROWS(net.backward(dx.data(), dh0.data(), nullptr, y.data(), nullptr, nullptr));
+}
+
+// Eval keeps two state slots per direction (a ring) unless asked for the sequence: the outputs
+// are the training forward's bits either way, on every cell, both directions, with lengths and
+// given initial states, at 1-3 threads and shapes that share the steps by batch rows (small
+// weights) and by hidden units (large ones). Slot i of the ring is i % 2: odd and even step
+// counts put the final state of each direction in either slot.
+TEST(eval_state_ring_gives_training_bits) {
+  const int saved = pyrnn::get_num_threads();
+  struct Shape { int T, N, C, H; };
+  for (const Shape sh : {Shape{5, 64, 40, 128}, Shape{4, 16, 64, 512}, Shape{3, 2, 3, 4}})
+    for (CellType cell :
+         {CellType::RNN_TANH, CellType::RNN_RELU, CellType::LSTM, CellType::GRU})
+      for (bool reset_after : {false, true}) {
+        if (reset_after && cell != CellType::GRU) continue;
+        RecurrentConfig cfg = make(cell, true, 2, reset_after);
+        cfg.input_size = sh.C;
+        cfg.hidden_size = sh.H;
+        const int T = sh.T, N = sh.N, L = 2, D = 2, H = sh.H;
+        const bool lstm = cell == CellType::LSTM;
+        Recurrent<float> net(cfg);
+        net.reset_parameters(5);
+        const std::size_t nx = std::size_t(T) * N * sh.C, ny = std::size_t(T) * N * D * H,
+                          ns = std::size_t(L) * D * N * H;
+        auto floats = [](std::size_t n, std::uint64_t seed) {
+          const std::vector<double> v = random_vec(n, seed);
+          return std::vector<float>(v.begin(), v.end());
+        };
+        const std::vector<float> x = floats(nx, 1), h0 = floats(ns, 2), c0 = floats(ns, 3);
+        std::vector<std::int64_t> len(N);
+        for (int n = 0; n < N; ++n) len[n] = 1 + (n * 7) % T;
+        len[0] = T;
+        struct Out { std::vector<float> y, hn, cn, states, cells; };
+        // mode 0: training; 1: eval keeping the sequence; 2: eval ring.
+        auto run = [&](int threads, int mode) {
+          pyrnn::set_num_threads(threads);
+          net.keep_state_sequence(mode == 1);
+          Out o{std::vector<float>(ny), std::vector<float>(ns), std::vector<float>(ns), {}, {}};
+          net.forward(o.y.data(), o.hn.data(), o.cn.data(), x.data(), h0.data(), c0.data(),
+                      len.data(), T, N, mode == 0, 0);
+          for (int d = 0; d < D; ++d) {
+            const float* hs = net.last_layer_states(d);
+            const float* cs = net.last_layer_states(d, true);
+            CHECK((hs != nullptr) == (mode != 2));
+            CHECK((cs != nullptr) == (mode != 2 && lstm));
+            if (hs) o.states.insert(o.states.end(), hs, hs + std::size_t(T + 1) * N * H);
+            if (cs) o.cells.insert(o.cells.end(), cs, cs + std::size_t(T + 1) * N * H);
+          }
+          return o;
+        };
+        const Out want = run(1, 0);
+        for (int threads : {1, 2, 3})
+          for (int mode : {0, 1, 2}) {
+            const Out got = run(threads, mode);
+            CHECK(got.y == want.y);
+            CHECK(got.hn == want.hn);
+            CHECK(!lstm || got.cn == want.cn);
+            if (mode != 2) CHECK(got.states == want.states && got.cells == want.cells);
+          }
+      }
+  pyrnn::set_num_threads(saved);
 }

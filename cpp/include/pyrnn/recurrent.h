@@ -90,14 +90,21 @@ class Recurrent {
   std::weak_ptr<const void> instanceAlive() const { return id_.alive(); }  // expires with it
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
-  // The last layer's state sequence from the last forward (training or eval), read-only:
-  // [T+1, N, H], slot 0 the initial state for dir 0, slot T for dir 1 (the reverse direction).
-  // cell = true gives the LSTM cell states. Null before any forward. Valid until the next one.
+  // Whether an eval forward keeps every step's state (for last_layer_states) or only the two a
+  // step reads and writes (the default: [2, N, H] per direction instead of [T+1, N, H], a third
+  // of an LSTM's eval memory at large T). Training keeps every state either way.
+  void keep_state_sequence(bool on) { keep_states_ = on; }
+  bool keeps_state_sequence() const { return keep_states_; }
+  // The last layer's state sequence from the last forward, read-only: [T+1, N, H], slot 0 the
+  // initial state for dir 0, slot T for dir 1 (the reverse direction). cell = true gives the
+  // LSTM cell states. Null before any forward, and after an eval forward that kept only two
+  // states (keep_state_sequence). Valid until the next forward.
   // (Training keeps every (layer, dir) cache; eval reuses D of them, so the last layer's are
   // the last D entries either way.)
   const T* last_layer_states(int dir, bool cell = false) const {
     const std::size_t D = static_cast<std::size_t>(cfg_.directions());
-    if (dirs_.size() < D || dir < 0 || static_cast<std::size_t>(dir) >= D) return nullptr;
+    if (ring_ || dirs_.size() < D || dir < 0 || static_cast<std::size_t>(dir) >= D)
+      return nullptr;
     const DirCache& dc = dirs_[dirs_.size() - D + static_cast<std::size_t>(dir)];
     const AlignedBuffer<T>& b = cell ? dc.c : dc.h;
     return b.size() ? b.data() : nullptr;
@@ -107,6 +114,7 @@ class Recurrent {
   struct DirCache {
     AlignedBuffer<T> g;    // [T, N, G*H] gate activations (pre-activations during the step)
     AlignedBuffer<T> h;    // [T+1, N, H] states; forward: slot 0 initial; reverse: slot T
+                           // (eval without keep_states_: [2, N, H], slot i at i % 2)
     AlignedBuffer<T> c;    // [T+1, N, H] LSTM cell states, same slots as h
     AlignedBuffer<T> aux;  // [T, N, H] GRU: r*h_prev (reset_after=false) or W_hn h + b_hn
   };
@@ -126,6 +134,8 @@ class Recurrent {
   void backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy, const T* dhn,
                           const T* dcn, const T* x, int layer, int dir, bool accumulate_dx);
   bool active(int n, int t) const { return lengths_.empty() || t < lengths_[n]; }
+  // Where state slot i (0..T) of the last forward lives in DirCache::h / c.
+  std::size_t state_slot(std::size_t i) const { return ring_ ? i % 2 : i; }
 
   RecurrentConfig cfg_;
   std::vector<ParamInfo> info_;
@@ -146,6 +156,8 @@ class Recurrent {
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
   bool training_ = false;  // the forward in progress keeps a cache
+  bool keep_states_ = false;  // see keep_state_sequence
+  bool ring_ = false;         // the last forward kept two state slots (eval, !keep_states_)
   MovedFrom moved_;
   detail::InstanceId id_;
 };

@@ -148,6 +148,8 @@ BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& seque
   y_.resize(T_ * N * H);  // [T, N, H]
   hn_.resize(N * H);      // [N, H]
   cn_.resize(lstm ? N * H : 0);
+  // getCellStates() hands out every c_t, in eval too (set per call: core() may be replaced).
+  core_.keep_state_sequence(lstm);
   core_.forward(y_.data(), hn_.data(), lstm ? cn_.data() : nullptr, x_.data(), nullptr, nullptr,
                 nullptr, static_cast<int>(T_), static_cast<int>(N), training_, 0);
   steps_ = static_cast<int>(T_);
