@@ -1,0 +1,149 @@
+"""CPU memory benchmark of the recurrent layers: the peak memory one call adds, pyrnn vs PyTorch.
+
+    python benchmarks/bench_memory.py [--threads 1] [--cases lstm_eval,...] [--out results.json]
+
+An eval forward (torch under no_grad) or a training forward + backward (the input requires grad
+on the torch side, as pyrnn always returns d x). Each case and library runs in a fresh child
+process: it builds the layer and the input, makes one warm-up call on the input's first two
+steps (library code, thread pools and first-use buffers are then resident on both sides), resets
+the kernel's peak-RSS mark (/proc/self/clear_refs), and reads the peak after the measured call.
+`*_mb` is that peak minus the resident size just before the call, in MiB: what a user watching
+the process sees the call take, its outputs included (`output_mb`: the output sequence alone).
+Where the mark cannot be reset (not Linux) the child says so and the case's row holds None.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_cpu import start, write_results  # noqa: E402
+from pyrnn._argtypes import int_range, name_list  # noqa: E402
+
+# name: (cell, (T, N, C, H), num_layers, bidirectional, mode)
+CASES = {
+    "lstm_eval": ("LSTM", (1000, 32, 64, 256), 1, False, "eval"),
+    "lstm_bidir_eval": ("LSTM", (1000, 32, 64, 256), 1, True, "eval"),
+    "lstm_2layer_eval": ("LSTM", (1000, 32, 64, 256), 2, False, "eval"),
+    "gru_eval": ("GRU", (1000, 32, 64, 256), 1, False, "eval"),
+    "rnn_eval": ("RNN", (1000, 32, 64, 256), 1, False, "eval"),
+    "lstm_train": ("LSTM", (1000, 32, 64, 256), 1, False, "train"),
+    "lstm_2layer_train": ("LSTM", (1000, 32, 64, 256), 2, False, "train"),
+    "gru_train": ("GRU", (1000, 32, 64, 256), 1, False, "train"),
+}
+QUICK = ("lstm_eval", "lstm_train")
+QUICK_SHAPE = (60, 4, 8, 16)
+
+
+def _status_kib(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key}")
+
+
+def child(lib, name, threads, quick):
+    """Runs in the child process: one case on one library; prints its JSON line."""
+    cell, shape, layers, bidir, mode = CASES[name]
+    T, N, C, H = QUICK_SHAPE if quick else shape
+    x = np.random.default_rng(0).standard_normal((T, N, C), dtype=np.float32)
+    if lib == "pyrnn":
+        import pyrnn
+        pyrnn.set_num_threads(threads)
+        layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir, seed=0)
+        layer.train(mode == "train")
+
+        def call(xs):
+            y = layer(xs)[0]
+            if mode == "train":
+                layer.backward(np.ones_like(y))
+            return y.nbytes
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        layer = getattr(torch.nn, cell)(C, H, num_layers=layers, bidirectional=bidir)
+        layer.train(mode == "train")
+        xt = torch.from_numpy(x)
+
+        def call(xs):
+            xs = xt[: len(xs)]
+            if mode == "eval":
+                with torch.no_grad():
+                    return layer(xs)[0].numel() * 4
+            xs = xs.clone().requires_grad_(True)
+            y = layer(xs)[0]
+            y.backward(torch.ones_like(y))
+            return y.numel() * 4
+    call(x[:2])
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+    except OSError as e:
+        print(json.dumps({"mb": None, "output_mb": None, "why": f"peak RSS not resettable: {e}"}))
+        return
+    before = _status_kib("VmRSS")
+    out_bytes = call(x)
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"mb": (peak - before) / 1024, "output_mb": out_bytes / 2**20}))
+
+
+def measure(lib, name, threads, quick):
+    """One child's result: {"mb", "output_mb"[, "why"]}."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", lib, name,
+           "--threads", str(threads)] + (["--quick"] if quick else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{lib} {name} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_case(name, torch, threads, quick):
+    cell, shape, layers, bidir, mode = CASES[name]
+    T, N, C, H = QUICK_SHAPE if quick else shape
+    p = measure("pyrnn", name, threads, quick)
+    t = measure("torch", name, threads, quick) if torch is not None else None
+    ratio = None
+    if t is not None and p["mb"] is not None and t["mb"]:
+        ratio = p["mb"] / t["mb"]
+    return {"case": name, "cell": cell, "T": T, "N": N, "C": C, "H": H, "num_layers": layers,
+            "bidirectional": bidir, "mode": mode, "output_mb": p["output_mb"],
+            "pyrnn_mb": p["mb"], "torch_mb": None if t is None else t["mb"], "ratio": ratio,
+            **({"why": p["why"]} if "why" in p else {})}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int_range(1, 4096), default=1,
+                    help="threads for both sides (default 1)")
+    ap.add_argument("--cases", type=name_list(tuple(CASES)), default=",".join(CASES))
+    ap.add_argument("--quick", action="store_true",
+                    help=f"only {', '.join(QUICK)}, at (T, N, C, H) = {QUICK_SHAPE}")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--child", nargs=2, metavar=("LIB", "CASE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        lib, name = args.child
+        if lib not in ("pyrnn", "torch") or name not in CASES:
+            ap.error(f"--child takes pyrnn|torch and a case, got {lib} {name}")
+        child(lib, name, args.threads, args.quick)
+        return 0
+    torch = start(args)
+    names = QUICK if args.quick else args.cases.split(",")
+    rows = [run_case(name, torch, args.threads, args.quick) for name in names]
+    fmt = lambda v, d=1: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
+    print(f"{'case (MiB)':18} {'output':>7} {'pyrnn':>7} {'torch':>7} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['case']:18} {fmt(r['output_mb']):>7} {fmt(r['pyrnn_mb']):>7} "
+              f"{fmt(r['torch_mb']):>7} {fmt(r['ratio'], 2):>6}")
+    if args.out:
+        write_results(args.out, "bench_memory", args.threads, torch, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
