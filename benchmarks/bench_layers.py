@@ -5,8 +5,9 @@ interleaved, medians; bench_cpu.py's method).
 
 Dense (with each activation, and at one row, where a weight pack is not amortised), LayerNorm
 and Embedding, forward in eval mode and forward + backward (d x included on both sides: the
-torch input requires grad). The cases come from the performance-cliff hunt of 2026-12-05; the
-recurrent layers are bench_cpu.py's. Without PyTorch it reports pyrnn's times only.
+torch input requires grad). The cases come from the performance-cliff hunt of 2026-12-05, plus a
+vocabulary-sized Dense (its 65 MB weight is packed in blocks); the recurrent layers are
+bench_cpu.py's. Without PyTorch it reports pyrnn's times only.
 """
 import argparse
 import os
@@ -26,6 +27,7 @@ CASES = {
     "dense_relu": ("dense", 256, (129, 1000), "relu"),
     "dense_linear": ("dense", 1024, (512, 512), None),
     "dense_one_row": ("dense", 1, (2048, 2048), None),
+    "dense_vocab": ("dense", 128, (512, 32000), None),  # a language model's output layer
     "layernorm_512": ("layernorm", 4096, (512,), None),
     "layernorm_1000": ("layernorm", 64, (1000,), None),
     "embedding": ("embedding", 4096, (50000, 128), None),

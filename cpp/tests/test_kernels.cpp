@@ -195,6 +195,55 @@ void in_place_b_matches_packed(CpuIsa isa) {
   }
 }
 
+// gemm's blocked product (threads packing their own blocks of op(B), the k blocks after the
+// first accumulating) gives the bits of one pack_b + gemm_packed whatever the block size: blocks
+// of all of K and the thread's whole run of columns, of whole k blocks (K beyond two of them),
+// and of one panel; every transpose, ragged sizes and padded leading dimensions, alpha 0 / 0.75,
+// beta 0 / 1 / 0.5, K = 0, 1-3 threads; and gemm / gemm_b_once themselves (2 MiB blocks).
+template <typename T>
+void blocked_matches_one_pack(CpuIsa isa) {
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
+  const int sizes[][3] = {{12, 70, 4133}, {40, 70, 300}, {9, 33, 0}};
+  for (const auto& s : sizes)
+    for (Trans ta : {Trans::N, Trans::T})
+      for (Trans tb : {Trans::N, Trans::T})
+        for (T alpha : {T(0.75), T(0)})
+          for (T beta : {T(0), T(1), T(0.5)}) {
+            if (alpha == T(0) && s[2] != 300) continue;
+            const int M = s[0], N = s[1], K = s[2];
+            const int lda = (ta == Trans::N ? K : M) + 3, ldb = (tb == Trans::N ? N : K) + 2;
+            const int ldc = N + 1;
+            std::vector<T> A(static_cast<std::size_t>(ta == Trans::N ? M : K) * lda + 1),
+                B(static_cast<std::size_t>(tb == Trans::N ? K : N) * ldb + 1),
+                C0(static_cast<std::size_t>(M) * ldc);
+            for (auto& v : A) v = T(uniform01(5, 1, &v - A.data()) - 0.5);
+            for (auto& v : B) v = T(uniform01(5, 2, &v - B.data()) - 0.5);
+            for (auto& v : C0) v = T(uniform01(5, 3, &v - C0.data()) - 0.5);
+            kernels::PackedB<T> pb;
+            o.pack_b(pb, tb, K, N, B.data(), ldb);
+            std::vector<T> want = C0;
+            o.gemm_packed(ta, M, A.data(), lda, alpha, pb, beta, nullptr, want.data(), ldc, 1);
+            // Bytes of a block: one panel of a k block; a few panels; a few k blocks of a panel;
+            // everything.
+            const std::size_t panel = sizeof(T) * o.nr;
+            for (std::size_t bytes : {panel, panel * 3 * o.kc, panel * 2 * std::max(K, 1),
+                                      std::size_t(64) << 20})
+              for (int threads : {1, 2, 3}) {
+                pyrnn::set_num_threads(threads);
+                std::vector<T> got = C0;
+                kernels::detail::gemm_in_blocks(bytes, ta, tb, M, N, K, alpha, A.data(), lda,
+                                                B.data(), ldb, beta, got.data(), ldc);
+                CHECK(got == want);
+              }
+            for (bool once : {false, true}) {
+              std::vector<T> got = C0;
+              (once ? kernels::gemm_b_once<T> : kernels::gemm<T>)(
+                  ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), ldc);
+              if (M > 9) CHECK(got == want);  // (few rows may read B in place: tested above)
+            }
+          }
+}
+
 // Every GEMM path sums each element in chains of 256 k from fresh accumulators, each chain's sum
 // added to C in order, a bias after the first chain (micro_kernel): a transcription in scalar
 // float arithmetic (fma on the FMA ISAs, a * b + c on the scalar one) gives the same bits. One
@@ -324,6 +373,18 @@ TEST(gemm_b_in_place_bitwise_equal_packed) {
     in_place_b_matches_packed<float>(isa);
     in_place_b_matches_packed<double>(isa);
   }
+}
+
+TEST(gemm_blocked_bitwise_equal_one_pack) {
+  const CpuIsa saved_isa = pyrnn::get_cpu_isa();
+  const int saved_threads = pyrnn::get_num_threads();
+  for (CpuIsa isa : available_isas()) {
+    pyrnn::set_cpu_isa(isa);  // gemm and its blocks dispatch on the selected ISA
+    blocked_matches_one_pack<float>(isa);
+    blocked_matches_one_pack<double>(isa);
+  }
+  pyrnn::set_cpu_isa(saved_isa);
+  pyrnn::set_num_threads(saved_threads);
 }
 
 TEST(gemm_skinny_rows_bitwise_equal_tiled) {

@@ -1,11 +1,19 @@
 // Picks the kernel family for the selected ISA, and the general GEMM entry point on top of it.
 #include <algorithm>
+#include <cstddef>
+#include <exception>
+#include <vector>
 
 #include "pyrnn/error.h"
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/kernels/norm_rows.h"
 #include "pyrnn/kernels/ops_tables.h"
 #include "pyrnn/kernels/optim_loops.h"
+#include "pyrnn/runtime.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace pyrnn {
 namespace kernels {
@@ -62,6 +70,80 @@ int gemm_threads(long long M, long long N, long long K) {
   return work < (1LL << 20) ? 1 : get_num_threads();
 }
 
+namespace {
+// The product by threads that each own a run of column panels and pack their own blocks of op(B)
+// (at most kPackBlockBytes: all of K and whole panels, or for a long K whole kc blocks of it,
+// the later ones accumulating with beta 1), multiplying each before packing the next. Packing
+// was serial, on the calling thread, and of all of op(B) (98 MB kept per thread for a
+// Dense(512, 50000)); now it is split like the product, a block is still in cache when every
+// row block of A goes through it, and the buffers stay small. No split changes a bit: a column's
+// sum runs over the same kc blocks, in k order, whoever packs and wherever a block ends.
+// keep: pack into per-thread buffers kept for the next call (gemm: a weight, every call) or
+// into ones freed on return (gemm_b_once).
+// 2 MiB per thread: 1 to 8 MiB were within a few percent of each other, with 1 slower
+// on a long K (Dense(512, 32000)'s d x, 2 threads, Zen 5 with 1 MB L2).
+constexpr std::size_t kPackBlockBytes = std::size_t(2) << 20;
+
+template <typename T>
+void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
+                 const T* B, int ldb, T beta, T* C, int ldc) {
+  const Ops<T>& o = ops<T>();
+  const int nr = o.nr, npanels = (N + nr - 1) / nr;
+  const int threads = std::max(1, std::min(gemm_threads(M, N, K), npanels));
+  const std::size_t budget = std::max<std::size_t>(1, block_bytes / sizeof(T));  // one block
+  const std::size_t Kz = static_cast<std::size_t>(std::max(K, 1));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+  ::pyrnn::detail::note_team(threads);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+    const int tid = 0, nth = 1;
+#endif
+    try {
+      thread_local PackedB<T> kept;
+      PackedB<T> own;
+      PackedB<T>& packed = keep ? kept : own;
+      const int p0 = static_cast<int>(static_cast<long long>(npanels) * tid / nth);
+      const int p1 = static_cast<int>(static_cast<long long>(npanels) * (tid + 1) / nth);
+      // Block: kb x (pb panels) of op(B). Wide first: each block's product packs (or reads)
+      // all of A's rows for its k range again, so this thread's whole run of panels if it fits
+      // with all of K, or with whole kc blocks of K; narrower only when one kc block of the run
+      // does not fit.
+      const std::size_t width = static_cast<std::size_t>(p1 - p0) * nr;
+      int kb = std::max(K, 1), pb = std::max(1, p1 - p0);
+      if (Kz * width > budget) {
+        const std::size_t kcs = budget / (width * o.kc);
+        if (kcs >= 1) {
+          kb = static_cast<int>(kcs * o.kc);
+        } else {
+          kb = std::min(kb, o.kc);
+          pb = static_cast<int>(std::max<std::size_t>(1, budget / (static_cast<std::size_t>(kb) * nr)));
+        }
+      }
+      for (int q = p0; q < p1; q += pb) {
+        const int j0 = q * nr, n = std::min(std::min(q + pb, p1) * nr, N) - j0;
+        const int range[2] = {0, (n + nr - 1) / nr};
+        for (int k0 = 0; k0 == 0 || k0 < K; k0 += kb) {  // once for K = 0: C = beta * C
+          const int k = std::max(0, std::min(kb, K - k0));
+          // Block (k0, j0) of op(B): B + k0 * ldb + j0, or of B^T: B + j0 * ldb + k0; the k0
+          // columns of op(A): A + k0, or A^T's k0 rows: A + k0 * lda.
+          const std::size_t bk = static_cast<std::size_t>(k0), bj = static_cast<std::size_t>(j0);
+          o.pack_b(packed, tb, k, n, tb == Trans::N ? B + bk * ldb + bj : B + bj * ldb + bk, ldb);
+          o.gemm_panels(ta, M, ta == Trans::N ? A + bk : A + bk * lda, lda, alpha, packed,
+                        k0 == 0 ? beta : T(1), nullptr, C + j0, ldc, range, 1);
+        }
+      }
+    } catch (...) {
+      errors[static_cast<std::size_t>(tid)] = std::current_exception();
+    }
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+}  // namespace
+
 template <typename T>
 void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
           int ldb, T beta, T* C, int ldc) {
@@ -70,9 +152,7 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
   if (ta == Trans::N &&
       o.gemm_b_in_place(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;  // few rows: B read in place (packing it cost as much as the product)
-  thread_local PackedB<T> packed;
-  o.pack_b(packed, tb, K, N, B, ldb);
-  o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
+  gemm_blocks(kPackBlockBytes, /*keep=*/true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 template <typename T>
@@ -83,10 +163,21 @@ void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, i
   if (ta == Trans::N &&
       o.gemm_b_in_place(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;
-  PackedB<T> packed;
-  o.pack_b(packed, tb, K, N, B, ldb);
-  o.gemm_packed(ta, M, A, lda, alpha, packed, beta, nullptr, C, ldc, gemm_threads(M, N, K));
+  gemm_blocks(kPackBlockBytes, /*keep=*/false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+namespace detail {
+template <typename T>
+void gemm_in_blocks(std::size_t block_bytes, Trans ta, Trans tb, int M, int N, int K, T alpha,
+                    const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc) {
+  if (M > 0 && N > 0)
+    gemm_blocks(block_bytes, /*keep=*/false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+template void gemm_in_blocks<float>(std::size_t, Trans, Trans, int, int, int, float, const float*,
+                                    int, const float*, int, float, float*, int);
+template void gemm_in_blocks<double>(std::size_t, Trans, Trans, int, int, int, double,
+                                     const double*, int, const double*, int, double, double*, int);
+}  // namespace detail
 
 template const Ops<float>& ops_for<float>(CpuIsa);
 template const Ops<double>& ops_for<double>(CpuIsa);

@@ -9,8 +9,9 @@ namespace kernels {
 
 enum class Trans { N, T };
 
-// B is packed into a per-thread buffer kept for the next call (a weight packed again and
-// again costs no allocation).
+// Threads split C's columns; each packs its own blocks of op(B) (2 MiB at most) into a buffer
+// kept for the next call (a weight packed again and again costs no allocation), multiplying
+// each block before packing the next.
 template <typename T>
 void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
           int ldb, T beta, T* C, int ldc);
@@ -20,6 +21,14 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
 template <typename T>
 void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
                  const T* B, int ldb, T beta, T* C, int ldc);
+
+namespace detail {
+// gemm's blocked product (never B read in place) with blocks of at most block_bytes: for the
+// tests, which check that no blocking changes a bit.
+template <typename T>
+void gemm_in_blocks(std::size_t block_bytes, Trans ta, Trans tb, int M, int N, int K, T alpha,
+                    const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc);
+}  // namespace detail
 
 // C[i] += P[i] for i < n: a partial product (a group of K rows computed with beta = 0) added
 // to its accumulator. Summing a long K in groups bounds the float32 additions C takes.

@@ -23,6 +23,7 @@ template <typename T>
 struct Ops {
   CpuIsa isa;
   int nr;  // the micro-kernel's panel width: PackedB::nr of what pack_b packs
+  int kc;  // its k block: PackedB::kc; a product split in k at multiples of it keeps its bits
   void (*pack_b)(PackedB<T>& out, Trans tb, int K, int N, const T* B, int ldb);
   // C [M x N] = alpha * op(A) [M x K] * B + beta * C (+ bias [N] per column, beta = 0 only),
   // using up to `threads` threads.
