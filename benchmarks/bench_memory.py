@@ -1,11 +1,12 @@
-"""CPU memory benchmark of the recurrent layers: the peak memory one call adds, pyrnn vs PyTorch.
+"""CPU memory benchmark: the peak memory one recurrent (or Dense) call adds, pyrnn vs PyTorch.
 
     python benchmarks/bench_memory.py [--threads 1] [--cases lstm_eval,...] [--out results.json]
 
-An eval forward (torch under no_grad) or a training forward + backward (the input requires grad
-on the torch side, as pyrnn always returns d x). Each case and library runs in a fresh child
-process: it builds the layer and the input, makes one warm-up call on the input's first two
-steps (library code, thread pools and first-use buffers are then resident on both sides), resets
+Recurrent layers over long sequences, and a vocabulary-sized Dense. An eval forward (torch under
+no_grad) or a training forward + backward (the input requires grad on the torch side, as pyrnn
+always returns d x). Each case and library runs in a fresh child process: it builds the layer
+and the input, makes one warm-up call on the input's first two steps (Dense: rows; library
+code, thread pools and first-use buffers are then resident on both sides), resets
 the kernel's peak-RSS mark (/proc/self/clear_refs), and reads the peak after the measured call.
 `*_mb` is that peak minus the resident size just before the call, in MiB: what a user watching
 the process sees the call take, its outputs included (`output_mb`: the output sequence alone).
@@ -33,6 +34,9 @@ CASES = {
     "lstm_train": ("LSTM", (1000, 32, 64, 256), 1, False, "train"),
     "lstm_2layer_train": ("LSTM", (1000, 32, 64, 256), 2, False, "train"),
     "gru_train": ("GRU", (1000, 32, 64, 256), 1, False, "train"),
+    # A language model's output layer: x [N, C] = [256, 512], a 100 MB weight.
+    "dense_vocab_eval": ("Dense", (1, 256, 512, 50000), 1, False, "eval"),
+    "dense_vocab_train": ("Dense", (1, 256, 512, 50000), 1, False, "train"),
 }
 QUICK = ("lstm_eval", "lstm_train")
 QUICK_SHAPE = (60, 4, 8, 16)
@@ -50,22 +54,29 @@ def child(lib, name, threads, quick):
     """Runs in the child process: one case on one library; prints its JSON line."""
     cell, shape, layers, bidir, mode = CASES[name]
     T, N, C, H = QUICK_SHAPE if quick else shape
-    x = np.random.default_rng(0).standard_normal((T, N, C), dtype=np.float32)
+    dense = cell == "Dense"  # x [N, C] -> [N, H]; its warm-up call takes 2 rows
+    x = np.random.default_rng(0).standard_normal((N, C) if dense else (T, N, C), dtype=np.float32)
     if lib == "pyrnn":
         import pyrnn
         pyrnn.set_num_threads(threads)
-        layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir, seed=0)
+        if dense:
+            layer = pyrnn.Dense(C, H, seed=0)
+        else:
+            layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir, seed=0)
         layer.train(mode == "train")
 
         def call(xs):
-            y = layer(xs)[0]
+            y = layer.forward(xs) if dense else layer(xs)[0]
             if mode == "train":
                 layer.backward(np.ones_like(y))
             return y.nbytes
     else:
         import torch
         torch.set_num_threads(threads)
-        layer = getattr(torch.nn, cell)(C, H, num_layers=layers, bidirectional=bidir)
+        if dense:
+            layer = torch.nn.Linear(C, H)
+        else:
+            layer = getattr(torch.nn, cell)(C, H, num_layers=layers, bidirectional=bidir)
         layer.train(mode == "train")
         xt = torch.from_numpy(x)
 
@@ -73,9 +84,10 @@ def child(lib, name, threads, quick):
             xs = xt[: len(xs)]
             if mode == "eval":
                 with torch.no_grad():
-                    return layer(xs)[0].numel() * 4
+                    y = layer(xs)
+                    return (y if dense else y[0]).numel() * 4
             xs = xs.clone().requires_grad_(True)
-            y = layer(xs)[0]
+            y = layer(xs) if dense else layer(xs)[0]
             y.backward(torch.ones_like(y))
             return y.numel() * 4
     call(x[:2])

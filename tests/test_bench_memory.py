@@ -32,6 +32,22 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
         assert (r["torch_mb"] is not None) == torch_side
 
 
+@linux_only
+def test_every_case_runs_at_the_quick_shape():
+    """Each case's child, pyrnn's side (torch's too for the Dense cases, whose calls differ from
+    the recurrent ones), at the quick shape."""
+    bench = load_script("bench_memory")
+    torch_too = __import__("importlib").util.find_spec("torch") is not None
+    for name, (cell, *_rest) in bench.CASES.items():
+        for lib in ("pyrnn", "torch") if torch_too and cell == "Dense" else ("pyrnn",):
+            got = bench.measure(lib, name, 1, True)
+            assert got.get("why") or got["mb"] >= 0, (lib, name, got)
+            N, H = bench.QUICK_SHAPE[1], bench.QUICK_SHAPE[3]
+            T = 1 if cell == "Dense" else bench.QUICK_SHAPE[0]
+            D = 2 if bench.CASES[name][3] else 1
+            assert got.get("why") or got["output_mb"] == T * N * D * H * 4 / 2**20, (lib, name)
+
+
 def test_child_arguments_are_checked():
     bench = load_script("bench_memory")
     with pytest.raises(SystemExit):
