@@ -416,8 +416,8 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   // Every step's state (training, keep_states_), or the two a step reads and writes (eval): its
   // threads meet at a barrier each step after reading h_{t-1}, so slot t-1 is free to be h_{t+1}.
   const std::size_t state_slots = ring_ ? 2 : T_ + 1;
-  dc.h.resize(state_slots * N * H);
-  if (lstm) dc.c.resize(state_slots * N * H);
+  fit(dc.h, state_slots * N * H);  // (eval: grow only, so a validation pass between training
+  if (lstm) fit(dc.c, state_slots * N * H);  // passes frees and re-zeroes nothing)
   scratch_.resize(N * GH);
   T* g = hot ? step_g_.data() : dc.g.data();  // [N, GH] (hot) or [T, N, GH]
   T* aux = !gru ? nullptr : hot ? step_aux_.data() : dc.aux.data();  // [N, H] or [T, N, H]

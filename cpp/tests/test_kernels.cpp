@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <initializer_list>
+#include <type_traits>
 #include <vector>
 
 #include "check.h"
@@ -198,8 +199,9 @@ void in_place_b_matches_packed(CpuIsa isa) {
 // gemm's blocked product (threads packing their own blocks of op(B), the k blocks after the
 // first accumulating) gives the bits of one pack_b + gemm_packed whatever the block size: blocks
 // of all of K and the thread's whole run of columns, of whole k blocks (K beyond two of them),
-// and of one panel; every transpose, ragged sizes and padded leading dimensions, alpha 0 / 0.75,
-// beta 0 / 1 / 0.5, K = 0, 1-3 threads; and gemm / gemm_b_once themselves (2 MiB blocks).
+// and of one panel; every transpose, ragged sizes and padded leading dimensions, alpha 0 / 0.75
+// / 1, beta 0 / 1 / 0.5, K = 0, 1 and 3 threads; and gemm / gemm_b_once themselves (2 MiB blocks,
+// which split the last, float, shape in columns and in k).
 template <typename T>
 void blocked_matches_one_pack(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
@@ -207,9 +209,10 @@ void blocked_matches_one_pack(CpuIsa isa) {
   for (const auto& s : sizes)
     for (Trans ta : {Trans::N, Trans::T})
       for (Trans tb : {Trans::N, Trans::T})
-        for (T alpha : {T(0.75), T(0)})
+        for (T alpha : {T(1), T(0.75), T(0)})  // 1: A may be read in place (a block's K)
           for (T beta : {T(0), T(1), T(0.5)}) {
             if (alpha == T(0) && s[2] != 300) continue;
+            if (s[2] > 2048 && beta != T(0.5)) continue;  // (the long K costs: one beta)
             const int M = s[0], N = s[1], K = s[2];
             const int lda = (ta == Trans::N ? K : M) + 3, ldb = (tb == Trans::N ? N : K) + 2;
             const int ldc = N + 1;
@@ -228,7 +231,7 @@ void blocked_matches_one_pack(CpuIsa isa) {
             const std::size_t panel = sizeof(T) * o.nr;
             for (std::size_t bytes : {panel, panel * 3 * o.kc, panel * 2 * std::max(K, 1),
                                       std::size_t(64) << 20})
-              for (int threads : {1, 2, 3}) {
+              for (int threads : {1, 3}) {
                 pyrnn::set_num_threads(threads);
                 std::vector<T> got = C0;
                 kernels::detail::gemm_in_blocks(bytes, ta, tb, M, N, K, alpha, A.data(), lda,
@@ -242,6 +245,31 @@ void blocked_matches_one_pack(CpuIsa isa) {
               if (M > 9) CHECK(got == want);  // (few rows may read B in place: tested above)
             }
           }
+  // K x N = 1.2M elements of op(B), past one 2 MiB float block: gemm and gemm_b_once split it.
+  if (!std::is_same<T, float>::value) return;
+  const int M = 20, N = 300, K = 4133;
+  for (Trans ta : {Trans::N, Trans::T})
+    for (Trans tb : {Trans::N, Trans::T}) {
+      const int lda = ta == Trans::N ? K : M, ldb = tb == Trans::N ? N : K;
+      std::vector<T> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(K) * N),
+          C0(static_cast<std::size_t>(M) * N);
+      for (auto& v : A) v = T(uniform01(6, 1, &v - A.data()) - 0.5);
+      for (auto& v : B) v = T(uniform01(6, 2, &v - B.data()) - 0.5);
+      for (auto& v : C0) v = T(uniform01(6, 3, &v - C0.data()) - 0.5);
+      kernels::PackedB<T> pb;
+      o.pack_b(pb, tb, K, N, B.data(), ldb);
+      std::vector<T> want = C0;
+      o.gemm_packed(ta, M, A.data(), lda, T(1), pb, T(1), nullptr, want.data(), N, 1);
+      for (int threads : {2}) {
+        pyrnn::set_num_threads(threads);
+        for (bool once : {false, true}) {
+          std::vector<T> got = C0;
+          (once ? kernels::gemm_b_once<T> : kernels::gemm<T>)(ta, tb, M, N, K, T(1), A.data(), lda,
+                                                              B.data(), ldb, T(1), got.data(), N);
+          CHECK(got == want);
+        }
+      }
+    }
 }
 
 // Every GEMM path sums each element in chains of 256 k from fresh accumulators, each chain's sum

@@ -107,7 +107,9 @@ class Recurrent {
       return nullptr;
     const DirCache& dc = dirs_[dirs_.size() - D + static_cast<std::size_t>(dir)];
     const AlignedBuffer<T>& b = cell ? dc.c : dc.h;
-    return b.size() ? b.data() : nullptr;
+    // (A forward that threw may have left a smaller buffer: never hand that out.)
+    const std::size_t need = (static_cast<std::size_t>(steps_) + 1) * batch_ * cfg_.hidden_size;
+    return b.size() && b.size() >= need ? b.data() : nullptr;
   }
 
  private:

@@ -1,5 +1,6 @@
 // Picks the kernel family for the selected ISA, and the general GEMM entry point on top of it.
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <exception>
 #include <vector>
@@ -92,7 +93,8 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
   const int threads = std::max(1, std::min(gemm_threads(M, N, K), npanels));
   const std::size_t budget = std::max<std::size_t>(1, block_bytes / sizeof(T));  // one block
   const std::size_t Kz = static_cast<std::size_t>(std::max(K, 1));
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));  // one per thread
+  std::atomic<bool> failed{false};
   ::pyrnn::detail::note_team(threads);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -101,32 +103,48 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
 #else
     const int tid = 0, nth = 1;
 #endif
-    try {
-      thread_local PackedB<T> kept;
-      PackedB<T> own;
-      PackedB<T>& packed = keep ? kept : own;
-      const int p0 = static_cast<int>(static_cast<long long>(npanels) * tid / nth);
-      const int p1 = static_cast<int>(static_cast<long long>(npanels) * (tid + 1) / nth);
-      // Block: kb x (pb panels) of op(B). Wide first: each block's product packs (or reads)
-      // all of A's rows for its k range again, so this thread's whole run of panels if it fits
-      // with all of K, or with whole kc blocks of K; narrower only when one kc block of the run
-      // does not fit.
-      const std::size_t width = static_cast<std::size_t>(p1 - p0) * nr;
-      int kb = std::max(K, 1), pb = std::max(1, p1 - p0);
-      if (Kz * width > budget) {
-        const std::size_t kcs = budget / (width * o.kc);
-        if (kcs >= 1) {
-          kb = static_cast<int>(kcs * o.kc);
-        } else {
-          kb = std::min(kb, o.kc);
-          pb = static_cast<int>(std::max<std::size_t>(1, budget / (static_cast<std::size_t>(kb) * nr)));
-        }
+    const int p0 = static_cast<int>(static_cast<long long>(npanels) * tid / nth);
+    const int p1 = static_cast<int>(static_cast<long long>(npanels) * (tid + 1) / nth);
+    // Block: kb x (pb panels) of op(B). Wide first: each block's product packs (or reads) all
+    // of A's rows for its k range again, so this thread's whole run of panels if it fits with
+    // all of K, or with whole kc blocks of K; narrower only when one kc block of the run does
+    // not fit.
+    const std::size_t width = static_cast<std::size_t>(p1 - p0) * nr;
+    int kb = std::max(K, 1), pb = std::max(1, p1 - p0);
+    if (Kz * width > budget) {
+      const std::size_t kcs = budget / (width * o.kc);
+      if (kcs >= 1) {
+        kb = static_cast<int>(kcs * o.kc);
+      } else {
+        kb = std::min(kb, o.kc);
+        pb = static_cast<int>(
+            std::max<std::size_t>(1, budget / (static_cast<std::size_t>(kb) * nr)));
       }
-      for (int q = p0; q < p1; q += pb) {
+    }
+    thread_local PackedB<T> kept;
+    PackedB<T> own;
+    PackedB<T>& packed = keep ? kept : own;
+    // The largest block's buffer first, and a barrier: a pack that cannot be allocated then
+    // leaves C as it was, on every thread (the kernel's A block buffer is still allocated
+    // later, in gemm_panels).
+    try {
+      const std::size_t need = static_cast<std::size_t>(std::max(std::min(kb, K), 1)) *
+                               static_cast<std::size_t>(std::min(pb, p1 - p0)) * nr;
+      if (packed.data.size() < need) packed.data.resize(need);
+    } catch (...) {
+      errors[static_cast<std::size_t>(tid)] = std::current_exception();
+      failed.store(true, std::memory_order_relaxed);
+    }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    try {
+      for (int q = p0; q < p1 && !failed.load(std::memory_order_relaxed); q += pb) {
         const int j0 = q * nr, n = std::min(std::min(q + pb, p1) * nr, N) - j0;
         const int range[2] = {0, (n + nr - 1) / nr};
-        for (int k0 = 0; k0 == 0 || k0 < K; k0 += kb) {  // once for K = 0: C = beta * C
-          const int k = std::max(0, std::min(kb, K - k0));
+        // (k0 in long long: K near 2^31 would overflow k0 + kb.) Once for K = 0: C = beta * C.
+        for (long long k0 = 0; k0 == 0 || k0 < K; k0 += kb) {
+          const int k = static_cast<int>(std::max(0LL, std::min<long long>(kb, K - k0)));
           // Block (k0, j0) of op(B): B + k0 * ldb + j0, or of B^T: B + j0 * ldb + k0; the k0
           // columns of op(A): A + k0, or A^T's k0 rows: A + k0 * lda.
           const std::size_t bk = static_cast<std::size_t>(k0), bj = static_cast<std::size_t>(j0);
