@@ -5,12 +5,15 @@
 Recurrent layers over long sequences, and a vocabulary-sized Dense. An eval forward (torch under
 no_grad) or a training forward + backward (the input requires grad on the torch side, as pyrnn
 always returns d x). Each case and library runs in a fresh child process: it builds the layer
-and the input, makes one warm-up call on the input's first two steps (Dense: rows; library
-code, thread pools and first-use buffers are then resident on both sides), resets
-the kernel's peak-RSS mark (/proc/self/clear_refs), and reads the peak after the measured call.
-`*_mb` is that peak minus the resident size just before the call, in MiB: what a user watching
-the process sees the call take, its outputs included (`output_mb`: the output sequence alone).
-Where the mark cannot be reset (not Linux) the child says so and the case's row holds None.
+and the input, makes one warm-up call on the input's first two steps (Dense: rows), so that
+library code and thread pools are resident on both sides, resets the kernel's peak-RSS mark
+(/proc/self/clear_refs), and makes the measured call, the first at its size: what the call
+allocates, whether freed on return or kept by the layer for the next call (caches, packed
+weights), counts. `*_mb` is the peak minus the resident size just before the call, in MiB: what
+a user watching the process sees the layer take, its outputs included (`output_mb`: the output
+alone); `*_held_mb` is what is still resident after the call beyond the output (a training
+cache kept for backward, buffers kept for the next call). Where the mark cannot be reset (not
+Linux) the child says so and the case's row holds None.
 """
 import argparse
 import json
@@ -95,12 +98,14 @@ def child(lib, name, threads, quick):
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
     except OSError as e:
-        print(json.dumps({"mb": None, "output_mb": None, "why": f"peak RSS not resettable: {e}"}))
+        print(json.dumps({"mb": None, "output_mb": None, "held_mb": None,
+                          "why": f"peak RSS not resettable: {e}"}))
         return
     before = _status_kib("VmRSS")
     out_bytes = call(x)
-    peak = _status_kib("VmHWM")
-    print(json.dumps({"mb": (peak - before) / 1024, "output_mb": out_bytes / 2**20}))
+    peak, after = _status_kib("VmHWM"), _status_kib("VmRSS")
+    print(json.dumps({"mb": (peak - before) / 1024, "output_mb": out_bytes / 2**20,
+                      "held_mb": (after - before) / 1024 - out_bytes / 2**20}))
 
 
 def measure(lib, name, threads, quick):
@@ -124,6 +129,7 @@ def run_case(name, torch, threads, quick):
     return {"case": name, "cell": cell, "T": T, "N": N, "C": C, "H": H, "num_layers": layers,
             "bidirectional": bidir, "mode": mode, "output_mb": p["output_mb"],
             "pyrnn_mb": p["mb"], "torch_mb": None if t is None else t["mb"], "ratio": ratio,
+            "pyrnn_held_mb": p["held_mb"], "torch_held_mb": None if t is None else t["held_mb"],
             **({"why": p["why"]} if "why" in p else {})}
 
 
@@ -148,10 +154,12 @@ def main(argv=None):
     names = QUICK if args.quick else args.cases.split(",")
     rows = [run_case(name, torch, args.threads, args.quick) for name in names]
     fmt = lambda v, d=1: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
-    print(f"{'case (MiB)':18} {'output':>7} {'pyrnn':>7} {'torch':>7} {'ratio':>6}")
+    print(f"{'case (MiB)':18} {'output':>7} {'pyrnn':>7} {'torch':>7} {'ratio':>6} "
+          f"{'held: pyrnn':>11} {'torch':>7}")
     for r in rows:
         print(f"{r['case']:18} {fmt(r['output_mb']):>7} {fmt(r['pyrnn_mb']):>7} "
-              f"{fmt(r['torch_mb']):>7} {fmt(r['ratio'], 2):>6}")
+              f"{fmt(r['torch_mb']):>7} {fmt(r['ratio'], 2):>6} {fmt(r['pyrnn_held_mb']):>11} "
+              f"{fmt(r['torch_held_mb']):>7}")
     if args.out:
         write_results(args.out, "bench_memory", args.threads, torch, rows)
     return 0

@@ -2,6 +2,7 @@
 forward holds: its output and two states per direction, not every step's state (a peak-RSS
 reading in a child process; sizes, never timings)."""
 import json
+import os
 import sys
 
 import pytest
@@ -9,6 +10,9 @@ from _scripts import load_script
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc/self/status")
+# Under AddressSanitizer (tests/reliability.sh preloads it) shadow memory adds to every size.
+sizes_meaningful = pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
+                                      reason="sizes under AddressSanitizer include its shadow")
 
 
 @linux_only
@@ -28,8 +32,11 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
         if "why" in r:  # a kernel that cannot reset the peak mark: the row says so
             assert r["pyrnn_mb"] is None and "peak RSS" in r["why"]
             continue
-        assert r["pyrnn_mb"] >= 0 and r["output_mb"] == 60 * 4 * 16 * 4 / 2**20
+        # (-0.5: the kernel may reclaim a few pages of the process meanwhile)
+        assert r["pyrnn_mb"] >= -0.5 and r["output_mb"] == 60 * 4 * 16 * 4 / 2**20
         assert (r["torch_mb"] is not None) == torch_side
+        assert r["pyrnn_held_mb"] is not None
+        assert (r["torch_held_mb"] is not None) == torch_side
 
 
 @linux_only
@@ -41,7 +48,7 @@ def test_every_case_runs_at_the_quick_shape():
     for name, (cell, *_rest) in bench.CASES.items():
         for lib in ("pyrnn", "torch") if torch_too and cell == "Dense" else ("pyrnn",):
             got = bench.measure(lib, name, 1, True)
-            assert got.get("why") or got["mb"] >= 0, (lib, name, got)
+            assert got.get("why") or got["mb"] >= -0.5, (lib, name, got)
             N, H = bench.QUICK_SHAPE[1], bench.QUICK_SHAPE[3]
             T = 1 if cell == "Dense" else bench.QUICK_SHAPE[0]
             D = 2 if bench.CASES[name][3] else 1
@@ -59,6 +66,7 @@ def test_child_arguments_are_checked():
 
 
 @linux_only
+@sizes_meaningful
 @pytest.mark.parametrize("case", ["lstm_eval", "lstm_bidir_eval", "gru_eval"])
 def test_eval_forward_holds_its_output_and_little_else(case):
     """(T, N, H) = (1000, 32, 256): the output is 31 MiB per direction; keeping every step's h
