@@ -6,14 +6,15 @@ Recurrent layers over long sequences, and a vocabulary-sized Dense. An eval forw
 no_grad) or a training forward + backward (the input requires grad on the torch side, as pyrnn
 always returns d x). Each case and library runs in a fresh child process: it builds the layer
 and the input, makes one warm-up call on the input's first two steps (Dense: rows), so that
-library code and thread pools are resident on both sides, resets the kernel's peak-RSS mark
-(/proc/self/clear_refs), and makes the measured call, the first at its size: what the call
-allocates, whether freed on return or kept by the layer for the next call (caches, packed
-weights), counts. `*_mb` is the peak minus the resident size just before the call, in MiB: what
-a user watching the process sees the layer take, its outputs included (`output_mb`: the output
-alone); `*_held_mb` is what is still resident after the call beyond the output (a training
-cache kept for backward, buffers kept for the next call). Where the mark cannot be reset (not
-Linux) the child says so and the case's row holds None.
+library code and thread pools are resident on both sides, returns the heap's free memory to
+the kernel (glibc's malloc_trim), resets the kernel's peak-RSS mark (/proc/self/clear_refs),
+and makes the measured call, the first at its size: what the call allocates, whether freed on
+return or kept by the layer for the next call (caches, packed weights), counts. `*_mb` is the
+peak minus the resident size just before the call, in MiB: what a user watching the process
+sees the layer take, its outputs included (`output_mb`: the output alone); `*_held_mb` is what
+is still resident after the call beyond the output (a training cache kept for backward,
+buffers kept for the next call). Where the mark cannot be reset (not Linux) the child says so
+and the case's row holds None.
 """
 import argparse
 import json
@@ -53,6 +54,17 @@ def _status_kib(key):
     raise RuntimeError(f"/proc/self/status has no {key}")
 
 
+def _trim_heap():
+    """Returns the heap's free memory to the kernel (glibc), so that the resident size before
+    the call holds no freed memory the allocator could give back during it (which would make the
+    call look smaller than it is, and its held memory negative)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def child(lib, name, threads, quick):
     """Runs in the child process: one case on one library; prints its JSON line."""
     cell, shape, layers, bidir, mode = CASES[name]
@@ -68,11 +80,11 @@ def child(lib, name, threads, quick):
             layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir, seed=0)
         layer.train(mode == "train")
 
-        def call(xs):
+        def call(xs):  # -> (output, its bytes), the output held until the sizes are read
             y = layer.forward(xs) if dense else layer(xs)[0]
             if mode == "train":
                 layer.backward(np.ones_like(y))
-            return y.nbytes
+            return y, y.nbytes
     else:
         import torch
         torch.set_num_threads(threads)
@@ -88,12 +100,14 @@ def child(lib, name, threads, quick):
             if mode == "eval":
                 with torch.no_grad():
                     y = layer(xs)
-                    return (y if dense else y[0]).numel() * 4
+                    y = y if dense else y[0]
+                    return y, y.numel() * 4
             xs = xs.clone().requires_grad_(True)
             y = layer(xs) if dense else layer(xs)[0]
             y.backward(torch.ones_like(y))
-            return y.numel() * 4
+            return y, y.numel() * 4
     call(x[:2])
+    _trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
@@ -102,8 +116,9 @@ def child(lib, name, threads, quick):
                           "why": f"peak RSS not resettable: {e}"}))
         return
     before = _status_kib("VmRSS")
-    out_bytes = call(x)
+    y, out_bytes = call(x)
     peak, after = _status_kib("VmHWM"), _status_kib("VmRSS")
+    del y
     print(json.dumps({"mb": (peak - before) / 1024, "output_mb": out_bytes / 2**20,
                       "held_mb": (after - before) / 1024 - out_bytes / 2**20}))
 
