@@ -245,9 +245,12 @@ void Recurrent<T>::check_forward(int steps, int batch, bool training,
   const double scratch = N * G * H;                                 // scratch_
   double need;
   if (training) {
-    const double per_layer = tn * (std::max<double>(cfg_.input_size, dh) + 2.0 * dh);  // x, y, mask
+    // Layer caches: layer 0's x, each lower layer's y, and with dropout the next x and a mask.
+    const bool drop = cfg_.dropout > 0.0 && L > 1;
+    const double layer_caches =
+        tn * (cfg_.input_size + (L - 1.0) * dh * (drop ? 3.0 : 1.0));
     const double hot_slot = N * (G + 1.0) * H;  // step_g_, step_aux_ (large caches stream)
-    need = static_cast<double>(L) * D * (states + gate_cache + scratch) + L * per_layer + hot_slot;
+    need = static_cast<double>(L) * D * (states + gate_cache + scratch) + layer_caches + hot_slot;
   } else {
     const int nr = kernels::ops<T>().nr;
     bool any_cold = false, any_hot = false;
@@ -338,10 +341,11 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
       in = out;
       continue;
     }
-    // The next layer's input, kept for its weight gradient; dropout applied here.
+    // The next layer's input, kept for its weight gradient: with dropout, this output times its
+    // mask; without, this output itself (layer_input), kept in lc.y.
     LayerCache& next = layers_[k + 1];
-    next.x.resize(T_ * N * DH);
     if (drop) {
+      next.x.resize(T_ * N * DH);
       lc.mask.resize(T_ * N * DH);
       for (std::size_t i = 0; i < T_ * N * DH; ++i) {
         const bool keep = uniform01(seed, static_cast<std::uint64_t>(k), i) >= cfg_.dropout;
@@ -350,9 +354,9 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
       }
     } else {
       lc.mask.resize(0);
-      std::memcpy(next.x.data(), out, T_ * N * DH * sizeof(T));
+      next.x.resize(0);
     }
-    in = next.x.data();
+    in = layer_input(k + 1);
   }
   cached_ = training;
 }
@@ -603,7 +607,7 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     }
     for (int d = 0; d < D; ++d)
       backward_direction(dirs_[static_cast<std::size_t>(k) * D + d], dxk, dh0, dc0, dyk, dhn, dcn,
-                         layers_[k].x.data(), k, d, d > 0);
+                         layer_input(k), k, d, d > 0);
     if (k == 0) break;
     // d of the previous layer's output: through its dropout mask.
     const LayerCache& below = layers_[k - 1];

@@ -474,18 +474,19 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
       in = out;
       continue;
     }
-    // The next layer's input, kept for its weight gradient; dropout applied here.
+    // The next layer's input, kept for its weight gradient: with dropout, this output times its
+    // mask; without, this output itself (layer_input), kept in lc.y.
     LayerCache& next = layers_[k + 1];
-    ensure(next.x, T_ * N * DH);
     if (drop) {
+      ensure(next.x, T_ * N * DH);
       ensure(lc.mask, T_ * N * DH);
       detail::dropout_forward<T>(next.x.data(), lc.mask.data(), out, T_ * N * DH, seed,
                                  static_cast<std::uint64_t>(k), cfg_.dropout, scale, stream);
     } else {
       lc.mask = DeviceBuffer<T>();
-      copy_d2d(next.x.data(), out, T_ * N * DH, stream);
+      next.x = DeviceBuffer<T>();
     }
-    in = next.x.data();
+    in = layer_input(k + 1);
   }
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
   cached_ = training;
@@ -634,7 +635,7 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     }
     for (int d = 0; d < D; ++d) {
       backward_direction(dirs_[static_cast<std::size_t>(k) * D + d], dh0, dc0, dyk, dhn, dcn,
-                         layers_[k].x.data(), k, d, lanes[d], step, use_graph);
+                         layer_input(k), k, d, lanes[d], step, use_graph);
       // One shared workspace: direction d's dx share before direction d+1 overwrites it.
       if (!two) backward_dx(dxk, k, d, lanes[d], d > 0);
     }

@@ -121,7 +121,8 @@ class Recurrent {
     AlignedBuffer<T> aux;  // [T, N, H] GRU: r*h_prev (reset_after=false) or W_hn h + b_hn
   };
   struct LayerCache {
-    AlignedBuffer<T> x;     // [T, N, C_k] the layer's input (after dropout for k > 0)
+    AlignedBuffer<T> x;     // [T, N, C_k] the layer's input: layer 0's, or k > 0 after dropout
+                            // (without dropout, empty: layer k - 1's y is the input)
     AlignedBuffer<T> y;     // [T, N, D*H] the layer's output (before dropout)
     AlignedBuffer<T> mask;  // [T, N, D*H] dropout scale (0 or 1/(1-p)), k < L-1 in training
   };
@@ -136,6 +137,11 @@ class Recurrent {
   void backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy, const T* dhn,
                           const T* dcn, const T* x, int layer, int dir, bool accumulate_dx);
   bool active(int n, int t) const { return lengths_.empty() || t < lengths_[n]; }
+  // The training forward's input of layer k, [T, N, C_k]: its own copy (layer 0; after dropout)
+  // or the layer below's output.
+  const T* layer_input(int k) const {
+    return k == 0 || layers_[k].x.size() ? layers_[k].x.data() : layers_[k - 1].y.data();
+  }
   // Where state slot i (0..T) of the last forward lives in DirCache::h / c.
   std::size_t state_slot(std::size_t i) const { return ring_ ? i % 2 : i; }
 

@@ -180,7 +180,8 @@ class Recurrent {
     bool use_graph;
   };
   struct LayerCache {
-    DeviceBuffer<T> x;     // [T, N, C_k] the layer's input (after dropout for k > 0)
+    DeviceBuffer<T> x;     // [T, N, C_k] the layer's input: layer 0's, or k > 0 after dropout
+                           // (without dropout, empty: layer k - 1's y is the input)
     DeviceBuffer<T> y;     // [T, N, D*H] the layer's output (before dropout)
     DeviceBuffer<T> mask;  // [T, N, D*H] dropout scale, k < L-1 in training with dropout
   };
@@ -190,6 +191,11 @@ class Recurrent {
   };
 
   Weights weights(int layer, int dir);
+  // The training forward's input of layer k, [T, N, C_k]: its own copy (layer 0; after dropout)
+  // or the layer below's output (the CPU core's layer_input).
+  const T* layer_input(int k) const {
+    return k == 0 || layers_[k].x.size() ? layers_[k].x.data() : layers_[k - 1].y.data();
+  }
   // The captured step loop of (pass, layer, direction); eval passes share their DirCaches
   // between layers, so every layer keeps its own graphs.
   Graph& graph(bool backward, bool training, int layer, int dir);
