@@ -86,8 +86,8 @@ namespace {
 constexpr std::size_t kPackBlockBytes = std::size_t(2) << 20;
 
 template <typename T>
-void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
-                 const T* B, int ldb, T beta, T* C, int ldc) {
+void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, int N, int K,
+                 T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc) {
   const Ops<T>& o = ops<T>();
   const int nr = o.nr, npanels = (N + nr - 1) / nr;
   const int threads = std::max(1, std::min(gemm_threads(M, N, K), npanels));
@@ -170,7 +170,8 @@ void gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
   if (ta == Trans::N &&
       o.gemm_b_in_place(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;  // few rows: B read in place (packing it cost as much as the product)
-  gemm_blocks(kPackBlockBytes, /*keep=*/true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_blocks(kPackBlockBytes, /*keep=*/true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+              ldc);
 }
 
 template <typename T>
@@ -181,7 +182,8 @@ void gemm_b_once(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, i
   if (ta == Trans::N &&
       o.gemm_b_in_place(tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_threads(M, N, K)))
     return;
-  gemm_blocks(kPackBlockBytes, /*keep=*/false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_blocks(kPackBlockBytes, /*keep=*/false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+              ldc);
 }
 
 namespace detail {
@@ -189,7 +191,8 @@ template <typename T>
 void gemm_in_blocks(std::size_t block_bytes, Trans ta, Trans tb, int M, int N, int K, T alpha,
                     const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc) {
   if (M > 0 && N > 0)
-    gemm_blocks(block_bytes, /*keep=*/false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_blocks(block_bytes, /*keep=*/false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                ldc);
 }
 template void gemm_in_blocks<float>(std::size_t, Trans, Trans, int, int, int, float, const float*,
                                     int, const float*, int, float, float*, int);
