@@ -1,6 +1,7 @@
 #include "pyrnn/recurrent.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -104,7 +105,38 @@ inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t e
   const int big = kernels::gemm_threads(static_cast<long long>(T) * N, G * H, C);
   return {split, big, split.threads >= big};
 }
+
+// batch_first: the caller's [N, T, W] buffers are read and written in place, row (t, n) at
+// n*T*W + t*W, so a step's N rows are T*W apart. The GEMMs take that stride as an int lda / ldc
+// (x and d x: T*C; the eval projection's gates, one GEMM over a batch-major x: T*G*H); beyond
+// it, forward and backward go through time-major copies (stage_in_, stage_out_).
+std::atomic<long long> g_batch_major_limit{2147483647LL};
+inline bool batch_major_in_place(double T, double C, double GH) {
+  return T * std::max(C, GH) <=
+         static_cast<double>(g_batch_major_limit.load(std::memory_order_relaxed));
+}
+// dst [B, A, W] = src [A, B, W]: the first two axes swapped (time-major <-> batch-major).
+template <typename T>
+void swap01(T* dst, const T* src, std::size_t A, std::size_t B, std::size_t W) {
+  for (std::size_t a = 0; a < A; ++a)
+    for (std::size_t b = 0; b < B; ++b)
+      std::memcpy(dst + (b * A + a) * W, src + (a * B + b) * W, W * sizeof(T));
+}
+// Where row (t, n) of a [T, N, W] (time-major) or [N, T, W] (batch-major) buffer starts.
+struct Rows {
+  std::size_t t, n;  // elements between steps, between sequences
+  std::size_t at(std::size_t ti, std::size_t ni) const { return ti * t + ni * n; }
+};
+inline Rows rows_of(bool batch_major, std::size_t T, std::size_t N, std::size_t W) {
+  return batch_major ? Rows{W, T * W} : Rows{N * W, W};
+}
 }  // namespace
+
+namespace detail {
+void set_batch_major_stride_limit(long long elements) {
+  g_batch_major_limit.store(elements > 0 ? elements : 2147483647LL, std::memory_order_relaxed);
+}
+}  // namespace detail
 
 using kernels::gemm;
 using kernels::Trans;
@@ -262,6 +294,9 @@ void Recurrent<T>::check_forward(int steps, int batch, bool training,
     need = D * (states + scratch + (any_cold ? gate_cache : 0.0)) +
            std::min(L - 1, 2) * tn * dh + (any_hot ? N * (G + 1.0) * H : 0.0);
   }
+  // batch_first past the in-place strides: y, and in eval x, through time-major copies.
+  if (cfg_.batch_first && !batch_major_in_place(T_, cfg_.input_size, static_cast<double>(G) * H))
+    need += tn * dh + (training ? 0.0 : tn * cfg_.input_size);
   check_allocation(need * sizeof(T) + caller_bytes, "this forward's activations");
 }
 
@@ -304,14 +339,29 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const bool drop = training && cfg_.dropout > 0.0 && L > 1;
   layers_.resize(training ? L : 2);
   dirs_.resize(training ? static_cast<std::size_t>(L) * D : D);
-  const std::size_t DH = static_cast<std::size_t>(D) * H;
+  const std::size_t DH = static_cast<std::size_t>(D) * H, C = cfg_.input_size;
   const T scale = static_cast<T>(1.0 / (1.0 - cfg_.dropout));
 
+  // batch_first: layer 0 reads x (eval) and the last layer writes y in place, unless their
+  // strides overflow the GEMMs' int (then through time-major copies). Training reads x from
+  // its time-major cache, whose copy swaps the axes on the way.
+  const bool bf = cfg_.batch_first;
+  const bool bm = bf && batch_major_in_place(T_, C, static_cast<double>(cfg_.gates()) * H);
+  T* const y_user = y;
+  if (bf && !bm) {
+    if (!training) {
+      stage_in_.resize(T_ * N * C);
+      swap01(stage_in_.data(), x, N, T_, C);
+      x = stage_in_.data();
+    }
+    stage_out_.resize(T_ * N * DH);
+    y = stage_out_.data();
+  }
   const T* in = x;
   if (training) {
-    const std::size_t C = cfg_.input_size;
     layers_[0].x.resize(T_ * N * C);
-    std::memcpy(layers_[0].x.data(), x, T_ * N * C * sizeof(T));
+    if (bf) swap01(layers_[0].x.data(), x, N, T_, C);
+    else std::memcpy(layers_[0].x.data(), x, T_ * N * C * sizeof(T));
     // Steps past a sequence's end are never used (PyTorch never reads them), but the weight
     // gradient multiplies their rows by d pre-activations of 0: 0 * NaN (padding that is NaN,
     // inf or uninitialised) would turn d W_ih into NaN. Zeros there change nothing else.
@@ -331,7 +381,8 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
       DirCache& dc = dirs_[training ? static_cast<std::size_t>(k) * D + d : d];
       const std::size_t slot = static_cast<std::size_t>(k) * D + d;
       forward_direction(dc, out, in, h0 ? h0 + slot * N * H : nullptr,
-                        c0 ? c0 + slot * N * H : nullptr, k, d);
+                        c0 ? c0 + slot * N * H : nullptr, k, d, bm && k == 0 && !training,
+                        bm && k == L - 1);
       const std::size_t last = state_slot(d == 0 ? T_ : 0);
       std::memcpy(hn + slot * N * H, dc.h.data() + last * N * H, N * H * sizeof(T));
       if (lstm) std::memcpy(cn + slot * N * H, dc.c.data() + last * N * H, N * H * sizeof(T));
@@ -358,12 +409,13 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
     }
     in = layer_input(k + 1);
   }
+  if (y != y_user) swap01(y_user, y, T_, N, DH);
   cached_ = training;
 }
 
 template <typename T>
 void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0, const T* c0,
-                                     int layer, int dir) {
+                                     int layer, int dir, bool x_bm, bool y_bm) {
   const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
   const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
   const std::size_t GH = G * H, DH = cfg_.directions() * H;
@@ -423,11 +475,16 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   fit(dc.h, state_slots * N * H);  // (eval: grow only, so a validation pass between training
   if (lstm) fit(dc.c, state_slots * N * H);  // passes frees and re-zeroes nothing)
   scratch_.resize(N * GH);
-  T* g = hot ? step_g_.data() : dc.g.data();  // [N, GH] (hot) or [T, N, GH]
+  T* g = hot ? step_g_.data() : dc.g.data();  // [N, GH] (hot), [T, N, GH] or [N, T, GH]
   T* aux = !gru ? nullptr : hot ? step_aux_.data() : dc.aux.data();  // [N, H] or [T, N, H]
   T* hs = dc.h.data();     // [T+1, N, H] or [2, N, H] (state_slot)
   T* cs = dc.c.data();     // [T+1, N, H] or [2, N, H]
   T* r = scratch_.data();  // [N, GH] recurrent products of one step
+  // Rows (t, n) of x [T, N, C] or [N, T, C], y [T, N, D*H] or [N, T, D*H] (batch_first's,
+  // in place), and g: the one big projection below writes it in x's row order.
+  const Rows xrows = rows_of(x_bm, T_, N, C), yrows = rows_of(y_bm, T_, N, DH);
+  const Rows grows = hot ? Rows{0, GH} : rows_of(x_bm, T_, N, GH);
+  const int ldg = static_cast<int>(grows.n), ldx = static_cast<int>(xrows.n);
   // Input projection of every step at once, bias fused: g = x W_ih^T + b.
   if (!step_proj)
     K.gemm_packed(Trans::N, static_cast<int>(T_ * N), x, C, T(1), pack_ih_, T(0), w.b, g,
@@ -479,10 +536,17 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     // next step's input rows (a new block each step; backwards for the reverse direction).
     auto project = [&](std::size_t s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
-      if (s + 1 < T_) prefetch(x + ((dir == 0 ? t + 1 : t - 1) * N + n0) * C, (n1 - n0) * C);
+      if (s + 1 < T_) {
+        const T* next = x + xrows.at(dir == 0 ? t + 1 : t - 1, n0);
+        if (x_bm) {
+          for (std::size_t n = n0; n < n1; ++n) prefetch(next + (n - n0) * xrows.n, C);
+        } else {
+          prefetch(next, (n1 - n0) * C);
+        }
+      }
       if (U)
-        K.gemm_panels(Trans::N, Mr, x + (t * N + n0) * C, C, T(1), pack_ih_, T(0), w.b,
-                      g + (hot ? 0 : t) * N * GH + n0 * GH, G * Hi, ranges_ih, nranges_ih);
+        K.gemm_panels(Trans::N, Mr, x + xrows.at(t, n0), ldx, T(1), pack_ih_, T(0), w.b,
+                      g + grows.at(t, n0), ldg, ranges_ih, nranges_ih);
     };
     // Training with the hot slot: step s's gates (activations now) and GRU aux, this thread's
     // rows or units, into the cache.
@@ -504,10 +568,10 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = state_slot(dir == 0 ? t : t + 1);
       const std::size_t cur = state_slot(dir == 0 ? t + 1 : t);
-      const std::size_t gs = hot ? 0 : t;  // slot of step t in g / aux
+      const std::size_t gs = hot ? 0 : t;  // slot of step t in aux
       const T* hp = hs + prev * N * H;  // [N, H]
       T* hc = hs + cur * N * H;         // [N, H]
-      T* gt = g + gs * N * GH;          // [N, GH]
+      T* gt = g + grows.at(t, 0);       // [N, GH], rows ldg apart
       T* at = gru ? aux + gs * N * H : nullptr;  // [N, H]
       // By units the projection of this step ran while waiting at the last one's barrier (it
       // needs no h); h_{t-1} was just completed, half of it by the other threads: ask for it.
@@ -516,17 +580,17 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       // RNN, LSTM: the recurrent product accumulates onto g_t (the cell then reads one array;
       // the bits equal one sum over [x_t, h_{t-1}]); GRU keeps it apart (r scales its n part).
       if (U && !gru)
-        K.gemm_panels(Trans::N, Mr, hp + n0 * H, Hi, T(1), pack_hh_, T(1), nullptr, gt + n0 * GH,
-                      G * Hi, ranges_ih, nranges_ih);
+        K.gemm_panels(Trans::N, Mr, hp + n0 * H, Hi, T(1), pack_hh_, T(1), nullptr,
+                      gt + n0 * grows.n, ldg, ranges_ih, nranges_ih);
       else if (U)
         K.gemm_panels(Trans::N, Mr, hp + n0 * H, Hi, T(1), pack_hh_, T(0), nullptr, r + n0 * GH,
                       G * Hi, ranges, ngates);
       for (std::size_t n = n0; n < n1 && U; ++n) {
-        T* gr = gt + n * GH;
+        T* gr = gt + n * grows.n;
         const T* rr = gru ? r + n * GH : nullptr;
         const T* hpr = hp + n * H;
         T* hcr = hc + n * H;
-        T* yr = y + (t * N + n) * DH + dir * H;  // this direction's slice of y[t, n]
+        T* yr = y + yrows.at(t, n) + dir * H;  // this direction's slice of y[t, n]
         if (!active(static_cast<int>(n), static_cast<int>(t))) {
           // Past this sequence's end: the state carries through, the output is zero.
           std::memcpy(hcr + U0, hpr + U0, U * sizeof(T));
@@ -564,8 +628,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
                              rn + n0 * GH, G * Hi, ranges_n, 1);
         for (std::size_t n = n0; n < n1 && U; ++n)
           if (active(static_cast<int>(n), static_cast<int>(t))) {
-            K.gru_before_state_row(Hi, u0, u1, gt + n * GH, rn + n * GH, hp + n * H, hc + n * H);
-            std::memcpy(y + (t * N + n) * DH + dir * H + U0, hc + n * H + U0, U * sizeof(T));
+            K.gru_before_state_row(Hi, u0, u1, gt + n * grows.n, rn + n * GH, hp + n * H,
+                                   hc + n * H);
+            std::memcpy(y + yrows.at(t, n) + dir * H + U0, hc + n * H + U0, U * sizeof(T));
           }
       }
       if (uteam > 1) {
@@ -596,7 +661,20 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   PYRNN_CHECK(!lstm || dc0, "backward: LSTM needs a dc0 buffer");
   const int L = cfg_.num_layers, D = cfg_.directions();
   const std::size_t T_ = steps_, N = batch_, DH = static_cast<std::size_t>(D) * cfg_.hidden_size;
+  const std::size_t C = cfg_.input_size;
 
+  // batch_first: dy and dx in place, or through time-major copies (as forward's x and y).
+  const bool bf = cfg_.batch_first;
+  const bool bm = bf && batch_major_in_place(T_, C, static_cast<double>(cfg_.gates()) *
+                                                        cfg_.hidden_size);
+  T* const dx_user = dx;
+  if (bf && !bm) {
+    stage_in_.resize(T_ * N * DH);
+    swap01(stage_in_.data(), dy, N, T_, DH);
+    dy = stage_in_.data();
+    stage_out_.resize(T_ * N * C);
+    dx = stage_out_.data();
+  }
   AlignedBuffer<T> dy_buf, dx_buf;  // [T, N, D*H] between layers
   const T* dyk = dy;
   for (int k = L - 1; k >= 0; --k) {
@@ -607,7 +685,7 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     }
     for (int d = 0; d < D; ++d)
       backward_direction(dirs_[static_cast<std::size_t>(k) * D + d], dxk, dh0, dc0, dyk, dhn, dcn,
-                         layer_input(k), k, d, d > 0);
+                         layer_input(k), k, d, d > 0, bm && k == 0, bm && k == L - 1);
     if (k == 0) break;
     // d of the previous layer's output: through its dropout mask.
     const LayerCache& below = layers_[k - 1];
@@ -616,12 +694,13 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     dy_buf.swap(dx_buf);
     dyk = dy_buf.data();
   }
+  if (dx != dx_user) swap01(dx_user, dx, T_, N, C);
 }
 
 template <typename T>
 void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy,
                                       const T* dhn, const T* dcn, const T* x, int layer, int dir,
-                                      bool accumulate_dx) {
+                                      bool accumulate_dx, bool dx_bm, bool dy_bm) {
   const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
   const int G = cfg_.gates(), Hi = cfg_.hidden_size, Ni = batch_;
   const std::size_t GH = G * H, DH = cfg_.directions() * H;
@@ -676,6 +755,10 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
 
   const T* hs = dc.h.data();
   const T* cs = dc.c.data();
+  // Rows (t, n) of d x [T, N, C] or [N, T, C] and d y [T, N, D*H] or [N, T, D*H] (batch_first's,
+  // in place).
+  const Rows dxrows = rows_of(dx_bm, T_, N, C), dyrows = rows_of(dy_bm, T_, N, DH);
+  const int lddx = static_cast<int>(dxrows.n);
   // The bias gradients are summed in double (each element by its one owner, in the order
   // above) and added once at the end: a float32 running sum of T*N rows lost digits as it
   // grew (10-50x PyTorch's error at T*N = 64k).
@@ -818,7 +901,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     auto d_x = [&](std::size_t t) {
       if (xrange[0] < xrange[1] && Mr > 0)
         K.gemm_panels(Trans::N, Mr, dg_.data() + ring(t) * N * LG + n0 * LG, ldg, T(1),
-                      pack_ih_, accumulate_dx ? T(1) : T(0), nullptr, dx + (t * N + n0) * C, C,
+                      pack_ih_, accumulate_dx ? T(1) : T(0), nullptr, dx + dxrows.at(t, n0), lddx,
                       xrange, 1);
     };
     // By units, the work of step s that is off the recurrence's path (d x_t, the block's weight
@@ -850,7 +933,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
           if (after) std::fill(dghnt + n * H + U0, dghnt + n * H + U0 + U, T(0));
           continue;
         }
-        const T* dyr = dy + (t * N + n) * DH + dir * H;
+        const T* dyr = dy + dyrows.at(t, n) + dir * H;
         T* d = dht.data() + n * H;
         for (std::size_t j = U0; j < U0 + U; ++j) d[j] = dh[n * H + j] + dyr[j];
         const T* ar = at + n * GH;
@@ -881,7 +964,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         const T* an = dc.g.data() + tn * N * GH;
         for (std::size_t n = n0; n < n1 && U; ++n) {
           for (int q = 0; q < G; ++q) prefetch(an + n * GH + q * H + U0, U);
-          prefetch(dy + (tn * N + n) * DH + dir * H + U0, U);
+          prefetch(dy + dyrows.at(tn, n) + dir * H + U0, U);
           if (lstm) {
             prefetch(cs + cn * N * H + n * H + U0, U);
             prefetch(cs + pn * N * H + n * H + U0, U);

@@ -508,6 +508,10 @@ TEST(facade_errors) {
   to.core() = pyrnn::Recurrent<float>(deep);
   CHECK_THROWS(to.forward(good));
   deep.bidirectional = false;
+  deep.batch_first = true;  // the facade hands the core time-major steps
+  to.core() = pyrnn::Recurrent<float>(deep);
+  CHECK(contains(error_of([&] { to.forward(good); }), "batch_first=true"));
+  deep.batch_first = false;
   to.core() = pyrnn::Recurrent<float>(deep);
   CHECK(to.forward(good).cols() == 2);
 

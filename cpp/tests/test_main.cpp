@@ -1,11 +1,16 @@
 #include <cstdio>
+#include <cstring>
 #include <exception>
 
 #include "check.h"
 
-int main() {
-  int failed_cases = 0;
+// pyrnn_cpp_tests [SUBSTRING]: every case, or those whose name contains SUBSTRING.
+int main(int argc, char** argv) {
+  const char* only = argc > 1 ? argv[1] : nullptr;
+  int failed_cases = 0, total = 0;
   for (const auto& c : check::registry()) {
+    if (only && !std::strstr(c.name, only)) continue;
+    ++total;
     const int before = check::failures();
     try {
       c.fn();
@@ -17,7 +22,7 @@ int main() {
     failed_cases += !ok;
     std::printf("[%s] %s\n", ok ? " OK " : "FAIL", c.name);
   }
-  const int total = static_cast<int>(check::registry().size());
   std::printf("%d passed, %d failed\n", total - failed_cases, failed_cases);
-  return failed_cases == 0 ? 0 : 1;
+  if (total == 0) std::fprintf(stderr, "no test case matches %s\n", only ? only : "(none)");
+  return failed_cases == 0 && total > 0 ? 0 : 1;
 }

@@ -1,5 +1,6 @@
 // C++-level checks of the recurrent core: float64 central differences for every cell, plus
 // error paths. (The Python suite adds PyTorch and ONNX parity over the full option grid.)
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -182,5 +183,95 @@ TEST(eval_state_ring_gives_training_bits) {
         }
       }
     }
+  pyrnn::set_num_threads(saved);
+}
+
+// batch_first reads x and dy and writes y and dx as [N, T, .] in place: the bits must be the
+// time-major layer's on the same data with its first two axes swapped, for every cell, in
+// training (y, hn, cn, dx, dh0, dc0, every gradient) and eval, with the steps split by rows and
+// by units, the eval projection as one GEMM over all steps (H off the panel width, 2 threads:
+// its g rows then follow x's batch-major order), and through the time-major copies that strides
+// past the GEMMs' int take (the limit lowered to 1). The shapes are the smallest that take each
+// split (valgrind runs this).
+TEST(batch_first_gives_time_major_bits) {
+  const int saved = pyrnn::get_num_threads();
+  struct Shape { int T, N, C, H; };
+  // dst [B, A, W] = src [A, B, W]
+  auto swap01 = [](const std::vector<double>& src, int A, int B, std::size_t W) {
+    std::vector<double> dst(src.size());
+    for (int a = 0; a < A; ++a)
+      for (int b = 0; b < B; ++b)
+        for (std::size_t w = 0; w < W; ++w)
+          dst[(std::size_t(b) * A + a) * W + w] = src[(std::size_t(a) * B + b) * W + w];
+    return dst;
+  };
+  for (CellType cell : {CellType::RNN_TANH, CellType::RNN_RELU, CellType::LSTM, CellType::GRU})
+    for (bool reset_after : {false, true}) {
+      if (reset_after && cell != CellType::GRU) continue;
+      const bool one_gate = cell == CellType::RNN_TANH || cell == CellType::RNN_RELU;
+      const bool lstm = cell == CellType::LSTM;
+      const Shape rows = one_gate ? Shape{2, 16, 384, 128} : Shape{2, 16, 192, 64};
+      const Shape units = one_gate ? Shape{2, 8, 16, 384} : Shape{2, 8, 16, 192};
+      const int G = one_gate ? 1 : lstm ? 4 : 3;
+      const Shape one_gemm{64, 8, 520 / G, 5}, tiny{3, 2, 3, 4};
+      // Two layers (an inner output is time-major) and the copies on the small shapes only:
+      // neither depends on the split. One thread on the tiny one.
+      for (const Shape sh : {rows, units, one_gemm, tiny})
+        for (int layers : {1, 2})
+          for (long long limit : {0LL, 1LL}) {
+            const bool small = sh.H == one_gemm.H || sh.H == tiny.H;
+            if ((layers == 1 && sh.H == one_gemm.H) || (!small && (layers == 2 || limit == 1)))
+              continue;
+            pyrnn::detail::set_batch_major_stride_limit(limit);
+            RecurrentConfig cfg = make(cell, true, layers, reset_after);
+            cfg.input_size = sh.C;
+            cfg.hidden_size = sh.H;
+            RecurrentConfig cfg_bf = cfg;
+            cfg_bf.batch_first = true;
+            const int T = sh.T, N = sh.N, C = sh.C, H = sh.H, D = 2, L = layers;
+            Recurrent<double> tm(cfg), bf(cfg_bf);
+            tm.reset_parameters(5);
+            bf.reset_parameters(5);
+            const std::size_t ns = std::size_t(L) * D * N * H, DH = std::size_t(D) * H;
+            const std::vector<double> x = random_vec(std::size_t(T) * N * C, 1),
+                                      dy = random_vec(std::size_t(T) * N * DH, 2),
+                                      h0 = random_vec(ns, 3), c0 = random_vec(ns, 4),
+                                      dhn = random_vec(ns, 6);
+            const std::vector<double> x_bm = swap01(x, T, N, C), dy_bm = swap01(dy, T, N, DH);
+            std::vector<std::int64_t> len(N);
+            for (int n = 0; n < N; ++n) len[n] = 1 + (n * 7) % T;
+            len[0] = T;
+            struct Out { std::vector<double> y, hn, cn, dx, dh0, dc0; };
+            auto run = [&](Recurrent<double>& net, const std::vector<double>& xin,
+                           const std::vector<double>& dyin, bool training) {
+              Out o{std::vector<double>(dy.size()), std::vector<double>(ns),
+                    std::vector<double>(ns), std::vector<double>(x.size()),
+                    std::vector<double>(ns), std::vector<double>(ns)};
+              net.forward(o.y.data(), o.hn.data(), o.cn.data(), xin.data(), h0.data(), c0.data(),
+                          len.data(), T, N, training, 0);
+              if (training)
+                net.backward(o.dx.data(), o.dh0.data(), o.dc0.data(), dyin.data(), dhn.data(),
+                             lstm ? dhn.data() : nullptr);
+              return o;
+            };
+            for (int threads : {1, 2})
+              for (bool training : {true, false}) {
+                if (threads == 1 && sh.H != tiny.H) continue;
+                pyrnn::set_num_threads(threads);
+                tm.zero_grad();
+                bf.zero_grad();
+                const Out want = run(tm, x, dy, training), got = run(bf, x_bm, dy_bm, training);
+                CHECK(got.y == swap01(want.y, T, N, DH));
+                CHECK(got.hn == want.hn);
+                CHECK(!lstm || got.cn == want.cn);
+                if (!training) continue;
+                CHECK(got.dx == swap01(want.dx, T, N, C));
+                CHECK(got.dh0 == want.dh0);
+                CHECK(!lstm || got.dc0 == want.dc0);
+                CHECK(std::equal(tm.grads(), tm.grads() + tm.num_parameters(), bf.grads()));
+              }
+          }
+    }
+  pyrnn::detail::set_batch_major_stride_limit(0);
   pyrnn::set_num_threads(saved);
 }

@@ -4,6 +4,8 @@
 // G gates: RNN 1, LSTM 4, GRU 3):
 //   x  [T, N, C]         y  [T, N, D*H]      lengths [N] in [1, T] (or null: all T)
 //   h0 [L*D, N, H]       hn [L*D, N, H]      c0 / cn likewise (LSTM only)
+// With config.batch_first, x, y, dx and dy are batch-major instead: [N, T, C] and [N, T, D*H]
+// (PyTorch's batch_first; the states stay [L*D, N, H]).
 // Layer k > 0 reads the previous layer's y (width D*H), after dropout in training mode.
 // Parameters per layer k and direction (suffix "_reverse"), in this order in params():
 //   weight_ih_l{k} [G*H, C_k], weight_hh_l{k} [G*H, H], bias_l{k} [G*H] (if bias),
@@ -33,6 +35,7 @@ struct RecurrentConfig {
   bool bidirectional = false;
   bool reset_after = false;  // GRU only: true is the PyTorch/cuDNN form
   double dropout = 0.0;      // between layers, training mode only
+  bool batch_first = false;  // x, y, dx, dy as [N, T, .] (read and written in place, no copy)
 
   int gates() const;
   int directions() const { return bidirectional ? 2 : 1; }
@@ -132,10 +135,12 @@ class Recurrent {
   };
 
   Weights weights(int layer, int dir);
+  // x_bm / y_bm (dx_bm / dy_bm): that buffer is the caller's batch-major one, else time-major.
   void forward_direction(DirCache& dc, T* y, const T* x, const T* h0, const T* c0, int layer,
-                         int dir);
+                         int dir, bool x_bm, bool y_bm);
   void backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const T* dy, const T* dhn,
-                          const T* dcn, const T* x, int layer, int dir, bool accumulate_dx);
+                          const T* dcn, const T* x, int layer, int dir, bool accumulate_dx,
+                          bool dx_bm, bool dy_bm);
   bool active(int n, int t) const { return lengths_.empty() || t < lengths_[n]; }
   // The training forward's input of layer k, [T, N, C_k]: its own copy (layer 0; after dropout)
   // or the layer below's output.
@@ -159,6 +164,8 @@ class Recurrent {
   kernels::PackedB<T> pack_hh_;  // W_hh^T (forward) or W_hh (backward); GRU: its r,z rows
   kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own
   kernels::PackedB<T> pack_ih_;  // W_ih^T for the input projection (backward: W_ih, for d x)
+  AlignedBuffer<T> stage_in_, stage_out_;  // time-major copies of batch-major buffers whose
+                                           // strides overflow the GEMMs' int (rare; see forward)
   AlignedBuffer<T> dg_, dghn_;   // backward workspaces: two steps each (see backward_direction)
   AlignedBuffer<T> dwp_ih_, dwp_hh_;  // [G*H, C], [G*H, H] partial weight gradients (ditto)
   int steps_ = 0, batch_ = 0;
@@ -169,6 +176,13 @@ class Recurrent {
   MovedFrom moved_;
   detail::InstanceId id_;
 };
+
+namespace detail {
+// Test hook: the largest row stride, in elements, at which batch_first buffers are read and
+// written in place (default 2^31 - 1, the GEMMs' int lda); beyond it forward and backward go
+// through time-major copies. 0 restores the default.
+void set_batch_major_stride_limit(long long elements);
+}  // namespace detail
 
 extern template class Recurrent<float>;
 extern template class Recurrent<double>;

@@ -59,9 +59,11 @@ void detail::check_facade(const std::string& who, const char* call, bool moved_f
   // A moved-from layer's name went with the move too.
   PYRNN_CHECK(!moved_from, who.empty() ? "layer" : who, ".", call,
               ": this layer was moved from (its storage went with the move)");
-  PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional, who, ".", call, ": core() has ",
-              "num_layers=", cfg.num_layers, ", bidirectional=", cfg.bidirectional ? "true" : "false",
-              "; the layer runs one unidirectional layer (assign such a Recurrent)");
+  PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional && !cfg.batch_first, who, ".", call,
+              ": core() has num_layers=", cfg.num_layers,
+              ", bidirectional=", cfg.bidirectional ? "true" : "false",
+              ", batch_first=", cfg.batch_first ? "true" : "false",
+              "; the layer runs one unidirectional time-major layer (assign such a Recurrent)");
   const std::size_t H = static_cast<std::size_t>(cfg.hidden_size);
   PYRNN_CHECK(w_rows == O && w_cols == H, who, ".", call, ": outputWeight() is (", w_rows, ", ",
               w_cols, "), expected (", O, ", ", H,
