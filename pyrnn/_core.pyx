@@ -320,6 +320,13 @@ cdef int _expect(str name, str dims, const real[:, :, ::1] a, Py_ssize_t d0, Py_
                          f"got ({a.shape[0]}, {a.shape[1]}, {a.shape[2]})")
     return 0
 
+cdef int _expect_seq(str name, str width, const real[:, :, ::1] a, bint batch_first, Py_ssize_t T,
+                     Py_ssize_t N, Py_ssize_t W, str of="") except -1:
+    """A sequence buffer: (T, N, W), or (N, T, W) for a batch_first layer."""
+    if batch_first:
+        return _expect(name, f"(N, T, {width}){of} (batch_first)", a, N, T, W)
+    return _expect(name, f"(T, N, {width}){of}", a, T, N, W)
+
 cdef int _cell_state(bint lstm, str call, str out_name, const real[:, :, ::1] out, str in_name,
                      const real[:, :, ::1] inp, Py_ssize_t LD, Py_ssize_t N,
                      Py_ssize_t H) except -1:
@@ -347,12 +354,12 @@ cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[
               const real[:, :, ::1] x, const real[:, :, ::1] h0, const real[:, :, ::1] c0,
               const int64_t[::1] lengths, bint training, uint64_t seed):
     cdef RecurrentConfig cfg = net.config()
-    cdef bint lstm = cfg.cell == CellType.LSTM
-    cdef Py_ssize_t T = x.shape[0], N = x.shape[1]
+    cdef bint lstm = cfg.cell == CellType.LSTM, bf = cfg.batch_first
+    cdef Py_ssize_t T = x.shape[1] if bf else x.shape[0], N = x.shape[0] if bf else x.shape[1]
     cdef Py_ssize_t LD = cfg.num_layers * cfg.directions(), H = cfg.hidden_size
     _check_extents(T, N, x.shape[2])
-    _expect("x", "(T, N, C)", x, T, N, cfg.input_size)
-    _expect("y", "(T, N, D*H)", y, T, N, cfg.directions() * H)
+    _expect_seq("x", "C", x, bf, T, N, cfg.input_size)
+    _expect_seq("y", "D*H", y, bf, T, N, cfg.directions() * H)
     _expect("hn", "(L*D, N, H)", hn, LD, N, H)
     _expect("h0", "(L*D, N, H)", h0, LD, N, H)
     _cell_state(lstm, "forward", "cn", cn, "c0", c0, LD, N, H)
@@ -378,8 +385,9 @@ cdef _backward(Recurrent[real]* net, real[:, :, ::1] dx, real[:, :, ::1] dh0, re
     cdef bint lstm = cfg.cell == CellType.LSTM
     cdef Py_ssize_t T = net.cached_steps(), N = net.cached_batch()
     cdef Py_ssize_t LD = cfg.num_layers * cfg.directions(), H = cfg.hidden_size
-    _expect("dy", "(T, N, D*H) of the cached forward", dy, T, N, cfg.directions() * H)
-    _expect("dx", "(T, N, C) of the cached forward", dx, T, N, cfg.input_size)
+    cdef str of = " of the cached forward"
+    _expect_seq("dy", "D*H", dy, cfg.batch_first, T, N, cfg.directions() * H, of)
+    _expect_seq("dx", "C", dx, cfg.batch_first, T, N, cfg.input_size, of)
     _expect("dh0", "(L*D, N, H)", dh0, LD, N, H)
     _expect("dhn", "(L*D, N, H)", dhn, LD, N, H)
     _cell_state(lstm, "backward", "dc0", dc0, "dcn", dcn, LD, N, H)
@@ -437,7 +445,8 @@ cdef class NativeRecurrent:
     cdef readonly object dtype
 
     def __cinit__(self, str cell, int input_size, int hidden_size, int num_layers, bint bias,
-                  bint bidirectional, bint reset_after, double dropout, dtype):
+                  bint bidirectional, bint reset_after, double dropout, dtype,
+                  bint batch_first=False):
         if cell not in _CELLS:
             raise ValueError(f"unknown cell {cell!r}")
         self.cfg.cell = <CellType><int>_CELLS[cell]
@@ -448,6 +457,7 @@ cdef class NativeRecurrent:
         self.cfg.bidirectional = bidirectional
         self.cfg.reset_after = reset_after
         self.cfg.dropout = dropout
+        self.cfg.batch_first = batch_first
         try:
             self.cfg.validate()
         except RuntimeError as e:
@@ -468,6 +478,11 @@ cdef class NativeRecurrent:
         raise TypeError("NativeRecurrent cannot be pickled or copied by itself; copy or pickle "
                         "the layer that owns it (pyrnn.RNN / LSTM / GRU), which carries host "
                         "copies of its parameters and gradients")
+
+    @property
+    def batch_first(self):
+        """Whether x, y, dx and dy are [N, T, .] (read in place) instead of [T, N, .]."""
+        return self.cfg.batch_first
 
     def num_parameters(self):
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
@@ -538,13 +553,15 @@ cdef class NativeRecurrent:
         self.busy_pid = pid
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
-        """x [T, N, C]; h0/c0 [L*D, N, H] or None; lengths int64 [N] or None -> (y, hn, cn or
-        None). Every size is checked against the native config (ValueError): see _forward."""
+        """x [T, N, C] ([N, T, C] batch_first); h0/c0 [L*D, N, H] or None; lengths int64 [N] or
+        None -> (y [T, N, D*H] or [N, T, D*H], hn, cn or None). Every size is checked against
+        the native config (ValueError): see _forward."""
         x = _buffer("x", x, self.dtype, 3)
-        T, N = x.shape[0], x.shape[1]
+        bf = self.cfg.batch_first
+        T, N = (x.shape[1], x.shape[0]) if bf else (x.shape[0], x.shape[1])
         self.check_forward(T, N, training)  # before the outputs are allocated
         L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
-        y = np.empty((T, N, D * H), self.dtype)
+        y = np.empty((N, T, D * H) if bf else (T, N, D * H), self.dtype)
         hn = np.empty((L * D, N, H), self.dtype)
         cn = np.empty((L * D, N, H), self.dtype) if self.cfg.cell == CellType.LSTM else None
         self.forward_into(y, hn, cn, x, h0, c0, lengths, training, seed)
@@ -567,7 +584,8 @@ cdef class NativeRecurrent:
             self.f64.check_forward(<int>T, <int>N, training, extra)
 
     def forward_into(self, y, hn, cn, x, h0, c0, lengths, bint training, uint64_t seed):
-        """forward() into given outputs: y [T, N, D*H], hn/cn [L*D, N, H] (cn: LSTM only)."""
+        """forward() into given outputs: y [T, N, D*H] ([N, T, D*H] batch_first), hn/cn
+        [L*D, N, H] (cn: LSTM only)."""
         y = _buffer("y", y, self.dtype, 3, True)
         hn = _buffer("hn", hn, self.dtype, 3, True)
         cn = _buffer("cn", cn, self.dtype, 3, True, True)
@@ -587,20 +605,23 @@ cdef class NativeRecurrent:
             self.busy = False
 
     def backward(self, dy, dhn, dcn):
-        """dy [T, N, D*H]; dhn/dcn [L*D, N, H] or None -> (dx, dh0, dc0 or None). T and N are
-        the cached forward's; every size is checked against them and the config (ValueError)."""
+        """dy [T, N, D*H] ([N, T, D*H] batch_first); dhn/dcn [L*D, N, H] or None -> (dx, dh0,
+        dc0 or None). T and N are the cached forward's; every size is checked against them and
+        the config (ValueError)."""
         if not self.has_cache():  # before sizing outputs by a stale (eval) forward's T, N
             raise RuntimeError(_NO_CACHE)
         T, N = self.cached_shape()
         L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
-        dx = np.empty((T, N, self.cfg.input_size), self.dtype)
+        C = self.cfg.input_size
+        dx = np.empty((N, T, C) if self.cfg.batch_first else (T, N, C), self.dtype)
         dh0 = np.empty((L * D, N, H), self.dtype)
         dc0 = np.empty((L * D, N, H), self.dtype) if self.cfg.cell == CellType.LSTM else None
         self.backward_into(dx, dh0, dc0, dy, dhn, dcn)
         return dx, dh0, dc0
 
     def backward_into(self, dx, dh0, dc0, dy, dhn, dcn):
-        """backward() into given outputs: dx [T, N, C], dh0/dc0 [L*D, N, H] (dc0: LSTM only).
+        """backward() into given outputs: dx [T, N, C] ([N, T, C] batch_first), dh0/dc0
+        [L*D, N, H] (dc0: LSTM only).
         The sizes are checked against the cache inside the busy window, where no forward in
         another thread can change it (one that ran since backward() sized its outputs makes
         this a ValueError, never a wrong-sized write)."""

@@ -21,6 +21,7 @@ cdef extern from "pyrnn/recurrent.h" namespace "pyrnn" nogil:
         bool bidirectional
         bool reset_after
         double dropout
+        bool batch_first
         int gates()
         int directions()
         int layer_input_size(int layer)

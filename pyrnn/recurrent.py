@@ -128,7 +128,9 @@ class _Recurrent(ParamWrites):
             if getattr(self, "_cuda_options", None):  # pyrnn.cuda.configure, kept across to()
                 native.set_options(**self._cuda_options)
             return native
-        return _core.NativeRecurrent(*args)
+        # The CPU core reads and writes batch_first buffers in place; the CUDA path permutes
+        # on the device (_input_cuda).
+        return _core.NativeRecurrent(*args, batch_first=self.batch_first)
 
     def to(self, device: Device) -> Self:
         """Move parameters and accumulated gradients to "cpu" or "cuda" (in place; returns
@@ -323,15 +325,16 @@ class _Recurrent(ParamWrites):
             raise ValueError(f"x of shape {shape_str(shape)} holds T * N = {T * N} steps of "
                              "sequences; at most 2**31 - 1 (the input projection's 32-bit "
                              "GEMM row count)")
-        C, DH = self.input_size, self.num_directions * self.hidden_size
         copies = 0
         if not (isinstance(x, np.ndarray) and x.dtype == self.dtype and x.flags.c_contiguous):
-            copies += T * N * C  # the converted input
-        if batched and self.batch_first:
-            copies += T * N * (C + DH)  # the input transposed, and the output back
+            copies += T * N * self.input_size  # the converted input
+        # (batch_first makes no copy: the native layer reads it in place)
         self._native.check_forward(T, N, self.training, copies)
 
-    def _input(self, x):
+    def _input(self, x, batch_major=False):
+        """x as a 3-d array of the layer dtype: (T, N, C), or (N, T, C) if batch_major (the CPU
+        core's batch_first layout; the CUDA path wants time-major), with whether it was
+        unbatched."""
         if self.device == "cpu":
             self._check_sizes_first(x)
         x = real_array("x", x, self.dtype)
@@ -343,10 +346,10 @@ class _Recurrent(ParamWrites):
                              f"got {shape_str(x.shape)}")
         unbatched = x.ndim == 2
         if unbatched:
-            x = x[:, None, :]
-        elif self.batch_first:
+            x = x[None] if batch_major else x[:, None, :]
+        elif self.batch_first and not batch_major:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
-        T, N = x.shape[0], x.shape[1]
+        T, N = (x.shape[1], x.shape[0]) if batch_major else (x.shape[0], x.shape[1])
         if T < 1 or N < 1:
             raise ValueError(f"input must have at least one step and one sequence, got "
                              f"T = {T}, N = {N} (input shape {shape_str(given)})")
@@ -382,10 +385,9 @@ class _Recurrent(ParamWrites):
         return self._state("hx", hx, N, unbatched), None
 
     def _to_user(self, y, unbatched):
+        """The CPU core's y or dx (its layout: batch_first's in place) in the user's shape."""
         if unbatched:
-            return y[:, 0, :]
-        if self.batch_first:
-            return np.ascontiguousarray(y.transpose(1, 0, 2))
+            return y[0] if self.batch_first else y[:, 0, :]
         return y
 
     # forward / backward: host data in (NumPy, lists, CPU tensors), NumPy out; on a CUDA layer
@@ -397,8 +399,8 @@ class _Recurrent(ParamWrites):
                             "lengths= (PyTorch's packed-sequence semantics, without packing)")
         if self.device == "cuda":
             return self._forward_cuda(x, hx, lengths)
-        x, unbatched = self._input(x)
-        T, N = x.shape[0], x.shape[1]
+        x, unbatched = self._input(x, self.batch_first)
+        T, N = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
         h0, c0 = self._initial(hx, N, unbatched)
         lens = None if lengths is None else lengths_array(lengths, N, T)
         seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
@@ -449,9 +451,7 @@ class _Recurrent(ParamWrites):
             raise ValueError(f"d_out must have the forward output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
         if unbatched:
-            dy = dy[:, None, :]
-        elif self.batch_first:
-            dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+            dy = dy[None] if self.batch_first else dy[:, None, :]
         dhn = None if d_h_n is None else self._state("d_h_n", d_h_n, N, unbatched)
         dcn = None if d_c_n is None else self._state("d_c_n", d_c_n, N, unbatched)
         dx, dh0, dc0 = self._native.backward(dy, dhn, dcn)
