@@ -425,10 +425,24 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const std::size_t DH = static_cast<std::size_t>(D) * H;
   const T scale = static_cast<T>(1.0 / (1.0 - cfg_.dropout));
 
+  // batch_first: x [N, T, C] swapped into a time-major copy (training: its cache), y written
+  // time-major into bm_out_ and swapped into the caller's at the end.
+  const std::size_t C = cfg_.input_size;
+  T* const y_user = y;
+  if (cfg_.batch_first) {
+    if (!training) {
+      ensure(bm_in_, T_ * N * C);
+      detail::swap01<T>(bm_in_.data(), x, N, T_, C, stream);
+      x = bm_in_.data();
+    }
+    ensure(bm_out_, T_ * N * DH);
+    y = bm_out_.data();
+  }
   const T* in = x;
   if (training) {
-    ensure(layers_[0].x, T_ * N * cfg_.input_size);
-    copy_d2d(layers_[0].x.data(), x, T_ * N * cfg_.input_size, stream);
+    ensure(layers_[0].x, T_ * N * C);
+    if (cfg_.batch_first) detail::swap01<T>(layers_[0].x.data(), x, N, T_, C, stream);
+    else copy_d2d(layers_[0].x.data(), x, T_ * N * C, stream);
     // As on the CPU: padding (NaN, inf, garbage) must not reach d W_ih through 0 * NaN.
     if (has_lengths_)
       detail::zero_past_lengths<T>(layers_[0].x.data(), lengths_.data(), T_, batch, cfg_.input_size,
@@ -488,6 +502,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
     }
     in = layer_input(k + 1);
   }
+  if (y != y_user) detail::swap01<T>(y_user, y, T_, N, DH, stream);
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
   cached_ = training;
 }
@@ -617,6 +632,17 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   last_bwd_algo_ = step.algo;
   last_bwd_graphs_ = false;
 
+  // batch_first: dy [N, T, D*H] swapped into a time-major copy, d x computed time-major into
+  // bm_out_ and swapped into the caller's at the end.
+  const std::size_t C = cfg_.input_size;
+  T* const dx_user = dx;
+  if (cfg_.batch_first) {
+    ensure(bm_in_, T_ * N * DH);
+    detail::swap01<T>(bm_in_.data(), dy, N, T_, DH, stream);
+    dy = bm_in_.data();
+    ensure(bm_out_, T_ * N * C);
+    dx = bm_out_.data();
+  }
   const T* dyk = dy;
   if (use_graph) {  // graphs capture pointers: the caller's dy goes through a stage
     ensure(dy_stage_, T_ * N * DH);
@@ -651,6 +677,7 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     if (below.mask.size()) detail::multiply_inplace<T>(dxk, below.mask.data(), T_ * N * DH, stream);
     dyk = dxk;
   }
+  if (dx != dx_user) detail::swap01<T>(dx_user, dx, T_, N, C, stream);
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 

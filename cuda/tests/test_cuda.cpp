@@ -177,6 +177,7 @@ struct Case {
   bool hx;
   double dropout;
   bool bias = true;
+  bool batch_first = false;  // x, y, dx, dy as [N, T, .] on both (the CPU reads them in place)
 };
 
 // The execution options a test pass runs the layers with, and its tolerance factor (TF32).
@@ -206,13 +207,16 @@ void check_recurrent(const Case& cs, const Mode& mode) {
   cfg.bidirectional = cs.bidir;
   cfg.dropout = cs.dropout;
   cfg.bias = cs.bias;
+  cfg.batch_first = cs.batch_first;
   const int T_ = 6, N = 3, L = cfg.num_layers, D = cfg.directions(), H = cfg.hidden_size;
   const bool lstm = cs.cell == pyrnn::CellType::LSTM;
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "Recurrent<%s> cell=%d reset_after=%d L=%d bidir=%d lengths=%d hx=%d p=%g bias=%d",
+                "Recurrent<%s> cell=%d reset_after=%d L=%d bidir=%d lengths=%d hx=%d p=%g bias=%d "
+                "batch_first=%d",
                 sizeof(T) == 4 ? "float" : "double", int(cs.cell), int(cs.reset_after), L,
-                int(cs.bidir), int(cs.lengths), int(cs.hx), cs.dropout, int(cs.bias));
+                int(cs.bidir), int(cs.lengths), int(cs.hx), cs.dropout, int(cs.bias),
+                int(cs.batch_first));
   const std::string label = std::string(buf) + " [" + mode.name + ": " +
                             options_label(mode.options) + "]";
   const double tol = (sizeof(T) == 4 ? 1e-5 : 1e-10) * (sizeof(T) == 4 ? mode.tol_factor : 1.0);
@@ -242,7 +246,8 @@ void check_recurrent(const Case& cs, const Mode& mode) {
     for (int n = 0; n < N; ++n)
       if (t >= lens[n])
         for (int c = 0; c < cfg.input_size; ++c)
-          x[(std::size_t(t) * N + n) * cfg.input_size + c] = std::numeric_limits<T>::quiet_NaN();
+          x[(cs.batch_first ? std::size_t(n) * T_ + t : std::size_t(t) * N + n) * cfg.input_size +
+            c] = std::numeric_limits<T>::quiet_NaN();
   std::vector<T> y(ny), hn(ns), cn(ns);
   cpu.forward(y.data(), hn.data(), lstm ? cn.data() : nullptr, x.data(), cs.hx ? h0.data() : nullptr,
               cs.hx && lstm ? c0.data() : nullptr, lp, T_, N, true, 99);
@@ -312,6 +317,9 @@ void test_recurrent(const Mode& mode) {
   for (const auto& c : kCells) check_recurrent<T>({c.first, c.second, 3, true, true, true, 0.3}, mode);
   for (const auto& c : kCells)
     check_recurrent<T>({c.first, c.second, 2, true, true, true, 0.0, /*bias=*/false}, mode);
+  for (const auto& c : kCells)
+    check_recurrent<T>({c.first, c.second, 2, true, true, true, 0.3, true, /*batch_first=*/true},
+                       mode);
 }
 
 Options make_options(RecurrentAlgo algo, Switch graphs, Switch streams, int blocks = 0,

@@ -6,6 +6,8 @@
 // G gates: RNN 1, LSTM 4, GRU 3):
 //   x  [T, N, C]         y  [T, N, D*H]      lengths [N] HOST int64 in [1, T] (or null: all T)
 //   h0 [L*D, N, H]       hn [L*D, N, H]      c0 / cn likewise (LSTM only)
+// With config.batch_first, x, y, dx and dy are [N, T, .] (as on the CPU); here they are swapped
+// to and from time-major copies on the stream (the step kernels index time-major rows).
 // lengths is a host array on purpose: it is validated on the host exactly as on the CPU (a bad
 // entry throws before any kernel runs) and copied to the device once per forward.
 //
@@ -234,6 +236,9 @@ class Recurrent {
   // Graph mode: the last layer's y [T, N, D*H] and the top dy [T, N, D*H] go through these
   // (graphs capture pointers; the caller's y / dy change from call to call).
   DeviceBuffer<T> y_stage_, dy_stage_;
+  // batch_first: time-major copies of the caller's [N, T, .] x or dy (bm_in_) and y or dx
+  // (bm_out_).
+  DeviceBuffer<T> bm_in_, bm_out_;
   DeviceBuffer<T> dbuf_[2];  // [T, N, D*H] d outputs between layers (index: layer parity)
   Event ev_fork_, ev_join_;
   std::vector<Graph> graphs_;  // [3 (forward eval / forward training / backward) * L * D]
