@@ -45,16 +45,17 @@ def flops(cell, T, N, C, H, backward):
     return fwd * 3 if backward else fwd  # backward: d input, d state and d weights GEMMs
 
 
-def make_pyrnn(cell, C, H):
+def make_pyrnn(cell, C, H, batch_first=False):
     if cell == "RNN":
-        return pyrnn.RNN(C, H, seed=0)
+        return pyrnn.RNN(C, H, batch_first=batch_first, seed=0)
     if cell == "LSTM":
-        return pyrnn.LSTM(C, H, seed=0)
-    return pyrnn.GRU(C, H, reset_after=(cell == "GRU"), seed=0)
+        return pyrnn.LSTM(C, H, batch_first=batch_first, seed=0)
+    return pyrnn.GRU(C, H, reset_after=(cell == "GRU"), batch_first=batch_first, seed=0)
 
 
-def make_torch(torch, cell, C, H):
-    return {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](C, H)
+def make_torch(torch, cell, C, H, batch_first=False):
+    return {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](
+        C, H, batch_first=batch_first)
 
 
 def timed(fn):
@@ -209,6 +210,8 @@ def main(argv=None):
     ap.add_argument("--cells", type=name_list(tuple(GATES)), default="RNN,LSTM,GRU,GRU_seeds")
     ap.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--batch-first", action="store_true",
+                    help="both libraries' layers with batch_first=True, inputs (N, T, C)")
     ap.add_argument("--peak-seconds", type=positive_float, default=1.0,
                     help="seconds for each FMA peak measurement (one before, one after)")
     ap.add_argument("--out", default=None, help="JSON file to write")
@@ -236,10 +239,11 @@ def main(argv=None):
     print("-" * len(hdr))
     for cname in args.configs.split(","):
         T, N, C, H = CONFIGS[cname]
-        x = rng.standard_normal((T, N, C), dtype=np.float32)
+        bf = args.batch_first
+        x = rng.standard_normal((N, T, C) if bf else (T, N, C), dtype=np.float32)
         for cell in args.cells.split(","):
-            layer = make_pyrnn(cell, C, H)
-            tl = make_torch(torch, cell, C, H) if torch and cell != "GRU_seeds" else None
+            layer = make_pyrnn(cell, C, H, bf)
+            tl = make_torch(torch, cell, C, H, bf) if torch and cell != "GRU_seeds" else None
             xt = torch.from_numpy(x) if tl is not None else None
             for mode in ("fwd", "fwdbwd"):
                 if mode == "fwd":
@@ -253,7 +257,7 @@ def main(argv=None):
                             tl(xt)
                 else:
                     layer.train()
-                    dy = np.ones((T, N, H), np.float32)
+                    dy = np.ones((N, T, H) if bf else (T, N, H), np.float32)
                     xg = xt.clone().requires_grad_(True) if tl is not None else None
 
                     def p_fn():
@@ -268,7 +272,7 @@ def main(argv=None):
                 gf = flops(cell, T, N, C, H, mode == "fwdbwd") / p_s / 1e9
                 ratio = p_s / t_s if t_s else None
                 rows.append({"config": cname, "T": T, "N": N, "C": C, "H": H, "cell": cell,
-                             "mode": mode, "pyrnn_ms": p_s * 1e3,
+                             "batch_first": bf, "mode": mode, "pyrnn_ms": p_s * 1e3,
                              "torch_ms": t_s * 1e3 if t_s else None, "ratio": ratio,
                              "pyrnn_gflops": gf, "repeats": n,
                              "ratio_q1": spread[0] if spread else None,
@@ -301,6 +305,7 @@ def main(argv=None):
                   "threads": pyrnn.get_num_threads()},
         "torch": torch.__version__ if torch else None,
         "torch_threads": torch.get_num_threads() if torch else None,
+        "batch_first": args.batch_first,
         "torch_matmul_2048_gflops": peak,
         "fma_peak_gflops": {"before": fma[0], "after": fma[1], "max": fma_peak},
         "targets": {f"{c}/{m}": v for (c, m), v in TARGETS.items()},

@@ -40,13 +40,14 @@ def render(path):
     if peak:
         rates.append(f"the FMA peak (pyrnn's multiply-add alone, before / after the cases) "
                      f"{peak['before']:.0f} / {peak['after']:.0f}")
+    data = "float32" + ("; batch_first layers, inputs (N, T, C)" if r.get("batch_first") else "")
     lines = [f"Measured {r['date'][:10]} on {cpu}, {m['cores']} cores, "
              f"{r['pyrnn']['threads']} threads, pyrnn {r['pyrnn']['version']} "
              f"({r['pyrnn']['cpu_isa']})"
-             + (f" vs torch {r['torch']}; float32; median of interleaved runs; ratio = pyrnn "
+             + (f" vs torch {r['torch']}; {data}; median of interleaved runs; ratio = pyrnn "
                 f"time / PyTorch time (lower is better"
                 + ("; in brackets the quartiles of the per-round ratios" if quartiles else "")
-                + ")." if has_torch else ", without PyTorch (no ratios); float32; medians.")
+                + ")." if has_torch else f", without PyTorch (no ratios); {data}; medians.")
              + (" " + _sentence("; ".join(rates)) if rates else ""),
              "",
              "| config (T, N, C, H) | cell | forward ms (torch) | ratio | fwd+bwd ms (torch) | ratio | GFLOP/s fwd / fwd+bwd |",

@@ -125,6 +125,21 @@ def test_quick_run_with_torch_pairs_every_case(tmp_path):
     assert res["summary"]["targets_judged"] == 4
 
 
+def test_batch_first_run_builds_both_sides_batch_first(tmp_path):
+    pytest.importorskip("torch")
+    bench = load_bench()
+    out = tmp_path / "r.json"
+    res = bench.main(["--quick", "--threads", "1", "--configs", "latency", "--cells", "LSTM,GRU",
+                      "--batch-first", "--out", str(out)])
+    assert res["batch_first"] is True
+    assert [r["batch_first"] for r in res["results"]] == [True] * 4
+    assert all(r["ratio"] == pytest.approx(r["pyrnn_ms"] / r["torch_ms"]) for r in res["results"])
+    text = load_script("render_table").render(str(out))
+    assert "; float32; batch_first layers, inputs (N, T, C); median of interleaved runs" in text
+    assert bench.main(["--quick", "--no-torch", "--threads", "1", "--configs", "latency",
+                       "--cells", "RNN"])["batch_first"] is False
+
+
 def test_render_table_shows_ratios_spread_and_summary(tmp_path):
     render = load_script("render_table")
     base = {"config": "seed", "T": 50, "N": 64, "C": 128, "H": 128, "cell": "LSTM"}
