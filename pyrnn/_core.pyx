@@ -342,11 +342,13 @@ cdef int _cell_state(bint lstm, str call, str out_name, const real[:, :, ::1] ou
                          "layer has no cell state")
     return 0
 
-cdef _check_extents(Py_ssize_t T, Py_ssize_t N, Py_ssize_t C):
+cdef _check_extents(Py_ssize_t T, Py_ssize_t N, Py_ssize_t C, bint batch_first=False):
+    # (the shape in the layer's own order: (N, T, C) with batch_first)
+    shape = f"({N}, {T}, {C})" if batch_first else f"({T}, {N}, {C})"
     if T < 1 or N < 1 or T > 2**31 - 1 or N > 2**31 - 1:  # the C++ takes them as int
-        raise ValueError(f"x must have 1 <= T, N < 2**31, got shape ({T}, {N}, {C})")
+        raise ValueError(f"x must have 1 <= T, N < 2**31, got shape {shape}")
     if T * N > 2**31 - 1:  # the rows of the input projection's GEMM
-        raise ValueError(f"x of shape ({T}, {N}, {C}) has T * N = {T * N} rows; at most "
+        raise ValueError(f"x of shape {shape} has T * N = {T * N} rows; at most "
                          f"2**31 - 1 (the input projection's 32-bit GEMM row count)")
 
 
@@ -357,7 +359,7 @@ cdef _forward(Recurrent[real]* net, real[:, :, ::1] y, real[:, :, ::1] hn, real[
     cdef bint lstm = cfg.cell == CellType.LSTM, bf = cfg.batch_first
     cdef Py_ssize_t T = x.shape[1] if bf else x.shape[0], N = x.shape[0] if bf else x.shape[1]
     cdef Py_ssize_t LD = cfg.num_layers * cfg.directions(), H = cfg.hidden_size
-    _check_extents(T, N, x.shape[2])
+    _check_extents(T, N, x.shape[2], bf)
     _expect_seq("x", "C", x, bf, T, N, cfg.input_size)
     _expect_seq("y", "D*H", y, bf, T, N, cfg.directions() * H)
     _expect("hn", "(L*D, N, H)", hn, LD, N, H)
@@ -573,7 +575,7 @@ cdef class NativeRecurrent:
         forward would allocate (eval: no cache), with its outputs y, hn (and cn) and
         `extra_elements` more of the layer's dtype (the caller's copies), exceed pyrnn's
         memory limit."""
-        _check_extents(T, N, self.cfg.input_size)
+        _check_extents(T, N, self.cfg.input_size, self.cfg.batch_first)
         cdef double L = self.cfg.num_layers, D = self.cfg.directions(), H = self.cfg.hidden_size
         cdef double outputs = T * N * D * H + L * D * N * H * (
             2 if self.cfg.cell == CellType.LSTM else 1)

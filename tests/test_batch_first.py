@@ -129,3 +129,13 @@ def test_native_batch_first_buffers_are_checked_in_its_layout():
                                          r"\(batch_first\) = \(2, 5, 3\)"):
         n.backward_into(np.zeros((5, 2, 3), np.float32), dh0, dc0, np.ones((2, 5, 4), np.float32),
                         None, None)
+
+
+def test_native_batch_first_extent_errors_name_the_shape_in_its_order():
+    n = _core.NativeRecurrent("gru", 3, 4, 1, True, False, False, 0.0, "float32",
+                              batch_first=True)
+    # (N, T, C) = (2, 0, 3): no step
+    with pytest.raises(ValueError, match=r"got shape \(2, 0, 3\)"):
+        n.forward(np.zeros((2, 0, 3), np.float32), None, None, None, False, 0)
+    with pytest.raises(ValueError, match=r"x of shape \(2, 1073741824, 3\) has T \* N"):
+        n.check_forward(2**30, 2, False)

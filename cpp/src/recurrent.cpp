@@ -409,7 +409,11 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
     }
     in = layer_input(k + 1);
   }
-  if (y != y_user) swap01(y_user, y, T_, N, DH);
+  if (y != y_user) {
+    swap01(y_user, y, T_, N, DH);
+    stage_in_.resize(0);  // (gigabytes: not kept between calls)
+    stage_out_.resize(0);
+  }
   cached_ = training;
 }
 
@@ -694,7 +698,11 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     dy_buf.swap(dx_buf);
     dyk = dy_buf.data();
   }
-  if (dx != dx_user) swap01(dx_user, dx, T_, N, C);
+  if (dx != dx_user) {
+    swap01(dx_user, dx, T_, N, C);
+    stage_in_.resize(0);
+    stage_out_.resize(0);
+  }
 }
 
 template <typename T>

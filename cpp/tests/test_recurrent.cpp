@@ -220,8 +220,7 @@ TEST(batch_first_gives_time_major_bits) {
         for (int layers : {1, 2})
           for (long long limit : {0LL, 1LL}) {
             const bool small = sh.H == one_gemm.H || sh.H == tiny.H;
-            if ((layers == 1 && sh.H == one_gemm.H) || (!small && (layers == 2 || limit == 1)))
-              continue;
+            if (!small && (layers == 2 || limit == 1)) continue;
             pyrnn::detail::set_batch_major_stride_limit(limit);
             RecurrentConfig cfg = make(cell, true, layers, reset_after);
             cfg.input_size = sh.C;

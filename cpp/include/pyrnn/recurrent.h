@@ -1,4 +1,5 @@
-// Recurrent<T>: a stack of RNN / LSTM / GRU layers over time-major buffers, forward and BPTT.
+// Recurrent<T>: a stack of RNN / LSTM / GRU layers over time-major buffers (or batch-major with
+// batch_first), forward and BPTT.
 //
 // Shapes (T steps, N batch, C input, H hidden, L layers, D = 2 if bidirectional else 1,
 // G gates: RNN 1, LSTM 4, GRU 3):
@@ -80,8 +81,9 @@ class Recurrent {
   // (eval: no cache), plus `caller_bytes` the caller allocates for the pass (its outputs,
   // converted inputs), fit the memory limit (pyrnn::Error / OutOfMemory naming the need).
   void check_forward(int steps, int batch, bool training, double caller_bytes = 0) const;
-  // dx [T, N, C], dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0 LSTM only, may be null).
-  // dy [T, N, D*H]; dhn, dcn [L*D, N, H] (null: zero). Parameter gradients accumulate.
+  // dx [T, N, C] ([N, T, C] batch_first), dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0
+  // LSTM only, may be null). dy [T, N, D*H] ([N, T, D*H] batch_first); dhn, dcn [L*D, N, H]
+  // (null: zero). Parameter gradients accumulate.
   // Throws if the last forward was not in training mode.
   void backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn);
 
@@ -165,7 +167,8 @@ class Recurrent {
   kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own
   kernels::PackedB<T> pack_ih_;  // W_ih^T for the input projection (backward: W_ih, for d x)
   AlignedBuffer<T> stage_in_, stage_out_;  // time-major copies of batch-major buffers whose
-                                           // strides overflow the GEMMs' int (rare; see forward)
+                                           // strides overflow the GEMMs' int (rare: gigabytes;
+                                           // see forward), freed at the end of each call
   AlignedBuffer<T> dg_, dghn_;   // backward workspaces: two steps each (see backward_direction)
   AlignedBuffer<T> dwp_ih_, dwp_hh_;  // [G*H, C], [G*H, H] partial weight gradients (ditto)
   int steps_ = 0, batch_ = 0;
@@ -180,7 +183,8 @@ class Recurrent {
 namespace detail {
 // Test hook: the largest row stride, in elements, at which batch_first buffers are read and
 // written in place (default 2^31 - 1, the GEMMs' int lda); beyond it forward and backward go
-// through time-major copies. 0 restores the default.
+// through time-major copies. 0 restores the default. Process-wide, read by each call: change it
+// only between a forward and the next (never between a forward and its backward).
 void set_batch_major_stride_limit(long long elements);
 }  // namespace detail
 
