@@ -426,7 +426,8 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const T scale = static_cast<T>(1.0 / (1.0 - cfg_.dropout));
 
   // batch_first: x [N, T, C] swapped into a time-major copy (training: its cache), y written
-  // time-major into bm_out_ and swapped into the caller's at the end.
+  // time-major into bm_out_ (with graphs: y_stage_, which the loop writes anyway) and swapped
+  // into the caller's at the end.
   const std::size_t C = cfg_.input_size;
   T* const y_user = y;
   if (cfg_.batch_first) {
@@ -435,8 +436,9 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
       detail::swap01<T>(bm_in_.data(), x, N, T_, C, stream);
       x = bm_in_.data();
     }
-    ensure(bm_out_, T_ * N * DH);
-    y = bm_out_.data();
+    DeviceBuffer<T>& y_tm = use_graph ? y_stage_ : bm_out_;
+    ensure(y_tm, T_ * N * DH);
+    y = y_tm.data();
   }
   const T* in = x;
   if (training) {
@@ -632,19 +634,21 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   last_bwd_algo_ = step.algo;
   last_bwd_graphs_ = false;
 
-  // batch_first: dy [N, T, D*H] swapped into a time-major copy, d x computed time-major into
-  // bm_out_ and swapped into the caller's at the end.
+  // batch_first: dy [N, T, D*H] swapped into a time-major copy (with graphs: the stage they
+  // read), d x computed time-major into bm_out_ and swapped into the caller's at the end.
   const std::size_t C = cfg_.input_size;
   T* const dx_user = dx;
   if (cfg_.batch_first) {
-    ensure(bm_in_, T_ * N * DH);
-    detail::swap01<T>(bm_in_.data(), dy, N, T_, DH, stream);
-    dy = bm_in_.data();
+    DeviceBuffer<T>& dy_tm = use_graph ? dy_stage_ : bm_in_;
+    ensure(dy_tm, T_ * N * DH);
+    detail::swap01<T>(dy_tm.data(), dy, N, T_, DH, stream);
+    dy = dy_tm.data();
     ensure(bm_out_, T_ * N * C);
     dx = bm_out_.data();
   }
   const T* dyk = dy;
-  if (use_graph) {  // graphs capture pointers: the caller's dy goes through a stage
+  if (use_graph && dy != dy_stage_.data()) {  // graphs capture pointers: the caller's dy goes
+                                              // through a stage
     ensure(dy_stage_, T_ * N * DH);
     copy_d2d(dy_stage_.data(), dy, T_ * N * DH, stream);
     dyk = dy_stage_.data();
