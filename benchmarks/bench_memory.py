@@ -31,17 +31,21 @@ from pyrnn._argtypes import int_range, name_list  # noqa: E402
 # name: (cell, (T, N, C, H), num_layers, bidirectional, mode)
 CASES = {
     "lstm_eval": ("LSTM", (1000, 32, 64, 256), 1, False, "eval"),
+    "lstm_eval_batch_first": ("LSTM", (1000, 32, 64, 256), 1, False, "eval"),
     "lstm_bidir_eval": ("LSTM", (1000, 32, 64, 256), 1, True, "eval"),
     "lstm_2layer_eval": ("LSTM", (1000, 32, 64, 256), 2, False, "eval"),
     "gru_eval": ("GRU", (1000, 32, 64, 256), 1, False, "eval"),
     "rnn_eval": ("RNN", (1000, 32, 64, 256), 1, False, "eval"),
     "lstm_train": ("LSTM", (1000, 32, 64, 256), 1, False, "train"),
+    "lstm_train_batch_first": ("LSTM", (1000, 32, 64, 256), 1, False, "train"),
     "lstm_2layer_train": ("LSTM", (1000, 32, 64, 256), 2, False, "train"),
     "gru_train": ("GRU", (1000, 32, 64, 256), 1, False, "train"),
     # A language model's output layer: x [N, C] = [256, 512], a 100 MB weight.
     "dense_vocab_eval": ("Dense", (1, 256, 512, 50000), 1, False, "eval"),
     "dense_vocab_train": ("Dense", (1, 256, 512, 50000), 1, False, "train"),
 }
+# Layers built with batch_first=True on both sides, input (N, T, C).
+BATCH_FIRST = ("lstm_eval_batch_first", "lstm_train_batch_first")
 QUICK = ("lstm_eval", "lstm_train")
 QUICK_SHAPE = (60, 4, 8, 16)
 
@@ -70,14 +74,17 @@ def child(lib, name, threads, quick):
     cell, shape, layers, bidir, mode = CASES[name]
     T, N, C, H = QUICK_SHAPE if quick else shape
     dense = cell == "Dense"  # x [N, C] -> [N, H]; its warm-up call takes 2 rows
-    x = np.random.default_rng(0).standard_normal((N, C) if dense else (T, N, C), dtype=np.float32)
+    bf = name in BATCH_FIRST
+    x = np.random.default_rng(0).standard_normal(
+        (N, C) if dense else (N, T, C) if bf else (T, N, C), dtype=np.float32)
     if lib == "pyrnn":
         import pyrnn
         pyrnn.set_num_threads(threads)
         if dense:
             layer = pyrnn.Dense(C, H, seed=0)
         else:
-            layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir, seed=0)
+            layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir,
+                                         batch_first=bf, seed=0)
         layer.train(mode == "train")
 
         def call(xs):  # -> (output, its bytes), the output held until the sizes are read
@@ -91,12 +98,12 @@ def child(lib, name, threads, quick):
         if dense:
             layer = torch.nn.Linear(C, H)
         else:
-            layer = getattr(torch.nn, cell)(C, H, num_layers=layers, bidirectional=bidir)
+            layer = getattr(torch.nn, cell)(C, H, num_layers=layers, bidirectional=bidir,
+                                            batch_first=bf)
         layer.train(mode == "train")
-        xt = torch.from_numpy(x)
 
         def call(xs):
-            xs = xt[: len(xs)]
+            xs = torch.from_numpy(xs)  # (shares the array's memory, strides included)
             if mode == "eval":
                 with torch.no_grad():
                     y = layer(xs)
@@ -106,7 +113,7 @@ def child(lib, name, threads, quick):
             y = layer(xs) if dense else layer(xs)[0]
             y.backward(torch.ones_like(y))
             return y, y.numel() * 4
-    call(x[:2])
+    call(x[:, :2] if bf else x[:2])
     _trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -142,7 +149,8 @@ def run_case(name, torch, threads, quick):
     if t is not None and p["mb"] is not None and t["mb"]:
         ratio = p["mb"] / t["mb"]
     return {"case": name, "cell": cell, "T": T, "N": N, "C": C, "H": H, "num_layers": layers,
-            "bidirectional": bidir, "mode": mode, "output_mb": p["output_mb"],
+            "bidirectional": bidir, "batch_first": name in BATCH_FIRST, "mode": mode,
+            "output_mb": p["output_mb"],
             "pyrnn_mb": p["mb"], "torch_mb": None if t is None else t["mb"], "ratio": ratio,
             "pyrnn_held_mb": p["held_mb"], "torch_held_mb": None if t is None else t["held_mb"],
             **({"why": p["why"]} if "why" in p else {})}

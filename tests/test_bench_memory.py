@@ -67,10 +67,12 @@ def test_child_arguments_are_checked():
 
 @linux_only
 @sizes_meaningful
-@pytest.mark.parametrize("case", ["lstm_eval", "lstm_bidir_eval", "gru_eval"])
+@pytest.mark.parametrize("case", ["lstm_eval", "lstm_bidir_eval", "gru_eval",
+                                  "lstm_eval_batch_first"])
 def test_eval_forward_holds_its_output_and_little_else(case):
     """(T, N, H) = (1000, 32, 256): the output is 31 MiB per direction; keeping every step's h
-    (and LSTM's c) as well, as eval did before its two-slot state ring, took 2-3x that."""
+    (and LSTM's c) as well, as eval did before its two-slot state ring, took 2-3x that, and
+    batch_first's transposed copies of x and y (before the core read them in place) 2.3x."""
     bench = load_script("bench_memory")
     got = bench.measure("pyrnn", case, 1, False)
     if "why" in got:
