@@ -24,6 +24,7 @@ py="${PYTHON:-python3}"
 script="$out/workload.py"
 cat > "$script" <<'PY'
 import gc
+import sys
 
 import numpy as np
 import pyrnn
@@ -32,10 +33,48 @@ import pyrnn.cuda
 assert pyrnn.cuda.is_available(), pyrnn.cuda.unavailable_reason()
 _cuda = pyrnn.cuda.kernels()  # the loaded pyrnn._cuda module
 rng = np.random.default_rng(0)
+
+
+def describe(obj):
+    """A short name for a referrer: frames by function and line, dicts by a few keys."""
+    if type(obj).__name__ == "frame":
+        return f"frame {obj.f_code.co_name} ({obj.f_code.co_filename}:{obj.f_lineno})"
+    if isinstance(obj, dict):
+        return f"dict keys {sorted(map(str, obj))[:8]}"
+    if isinstance(obj, (list, tuple)):
+        return f"{type(obj).__name__} of {len(obj)}"
+    return type(obj).__module__ + "." + type(obj).__qualname__
+
+
+def leak_report(tag, before, limit=4):
+    """After gc: the DeviceArrays pyrnn allocated that something still holds, with who holds
+    them (two levels of gc referrers and the refcount: a count above the referrers found is a
+    reference that no Python container holds, i.e. one taken in C)."""
+    gc.collect()
+    now = _cuda._live_allocations()
+    if now == before:
+        return now
+    print(f"LEAK after {tag}: live DeviceArray allocations {before} -> {now}")
+    seen = [o for o in gc.get_objects() if type(o).__name__ == "DeviceArray"
+            and type(o.owner).__name__ == "_Allocation"]
+    layers = [o for o in gc.get_objects() if isinstance(o, (pyrnn.RNN, pyrnn.LSTM, pyrnn.GRU))]
+    print(f"  {len(seen)} owning DeviceArrays and {len(layers)} recurrent layers found by gc")
+    for a in seen[:limit]:
+        refs = [r for r in gc.get_referrers(a) if r is not seen]
+        print(f"  DeviceArray {a.shape} {a.dtype}: refcount {sys.getrefcount(a) - 2}, "
+              f"{len(refs)} gc referrers")
+        for r in refs[:3]:
+            up = [describe(u) for u in gc.get_referrers(r) if u is not refs][:3]
+            print(f"    <- {describe(r)} <- {up}")
+    del seen, layers
+    return _cuda._live_allocations()
+
+
 algos = [None]
 if hasattr(pyrnn.cuda, "configure"):
     algos = [dict(algo="cublas", graphs=True), dict(algo="fused", persist_blocks=3),
              dict(algo="persistent", persist_blocks=3)]
+live = leak_report("import", (0, 0))
 for opts in algos:
     for dtype in ("float32", "float64"):
         for i, cell in enumerate(("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after")):
@@ -59,12 +98,18 @@ for opts in algos:
             layer.backward(out_d.copy())
             layer.eval()
             layer(x)
-            ran = pyrnn.cuda.layer_options(layer)["last_forward_algo"] if opts else "default"
+            info = pyrnn.cuda.layer_options(layer) if opts else {}
+            ran = (f"{info['last_forward_algo']}/{info['last_backward_algo']} graphs "
+                   f"{info['last_forward_graphs']}/{info['last_backward_graphs']} "
+                   f"({info['graphs_disabled_reason']})" if opts else "default")
             print(cell, dtype, "batch_first" if kw["batch_first"] else "time-major", ran, "ok")
+            # Everything this block made is released here: a live count that grows names the
+            # block (cell, dtype, algorithm) whose objects something keeps.
+            del layer, x, out, xd, out_d, state_d, _
+            live = leak_report(f"{cell} {dtype} {opts}", live)
 pyrnn.cuda.synchronize()
-# Everything the workload made is released here, so what memcheck's leak check still reports
-# at exit is memory kept on purpose (the per-device Context: stream, cuBLAS, workspaces).
-del layer, x, out, xd, out_d, state_d, _
+# So what memcheck's leak check still reports at exit is memory kept on purpose (the
+# per-device Context: stream, cuBLAS, workspaces).
 gc.collect()
 print("DeviceArray allocations still live after cleanup (count, bytes):", _cuda._live_allocations())
 PY
@@ -84,6 +129,9 @@ one_tool() {  # one tool over the workload; its line of the summary
 # The tools run side by side (each is a separate process on the GPU; most of their time is host
 # work), so all of them fit the time a lent GPU has.
 pids=()
+# The workload without a sanitizer too: whether a live count after a block needs one.
+"$py" "$script" > "$out/plain.stdout" 2>&1 &
+plain=$!
 for tool in ${PYRNN_SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}; do
   one_tool "$tool" &
   pids+=($!)
@@ -91,6 +139,14 @@ done
 for p in "${pids[@]}"; do
   wait "$p" || status=1
 done
+wait "$plain"
+echo "no sanitizer: exit $?, $(tail -1 "$out/plain.stdout")" | tee -a "$out/summary.txt"
+# The workload's own leak reports (the first blocks that kept DeviceArrays, and who holds them).
+for f in "$out"/*.stdout; do
+  grep -q "^LEAK" "$f" || continue
+  echo "== $(basename "$f"): leak reports (first 40 lines)"
+  grep -A10 "^LEAK" "$f" | head -40
+done | tee -a "$out/summary.txt"
 # What the errors are: kinds, and leaks grouped by the pyrnn frames that allocated them; its
 # status is the verdict (pipefail: not tee's).
 set -o pipefail
