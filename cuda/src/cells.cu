@@ -8,7 +8,6 @@
 #include "cell_elems.cuh"
 #include "cells.cuh"
 #include "grid.cuh"
-#include "permute_elem.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/random.h"
 
@@ -133,12 +132,6 @@ __global__ void zero_past_lengths_kernel(T* __restrict__ x,
   }
 }
 
-template <typename T>
-__global__ void swap01_kernel(T* __restrict__ out, const T* __restrict__ in, std::size_t A,
-                              std::size_t B, std::size_t W) {
-  PYRNN_GRID_LOOP(i, A * B * W) permute01_elem(i, out, in, A, B, W);
-}
-
 // ---- custom step kernels: the bodies are in step_body.cuh -------------------------------------
 
 // The execution context step_body.cuh is written against, on the GPU.
@@ -247,15 +240,6 @@ template <typename T>
 void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream) {
   if (n == 0) return;
   multiply_inplace_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(a, m, n);
-  PYRNN_CUDA_CHECK(cudaGetLastError());
-}
-
-template <typename T>
-void swap01(T* out, const T* in, std::size_t A, std::size_t B, std::size_t W,
-            cudaStream_t stream) {
-  const std::size_t n = A * B * W;
-  if (n == 0) return;
-  swap01_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(out, in, A, B, W);
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -85,10 +85,6 @@ void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream);
 template <typename T>
 void zero_past_lengths(T* x, const std::int64_t* lengths, std::size_t steps, int N, int C,
                        cudaStream_t stream);
-// out [B, A, W] = in [A, B, W]: the first two axes swapped (batch_first <-> time-major), on
-// `stream` (permute01's element body).
-template <typename T>
-void swap01(T* out, const T* in, std::size_t A, std::size_t B, std::size_t W, cudaStream_t stream);
 
 // The explicit instantiations, for the CUDA sources and the host emulation alike (one list).
 #define PYRNN_CELLS_INSTANTIATE(T)                                                                 \
@@ -109,7 +105,6 @@ void swap01(T* out, const T* in, std::size_t A, std::size_t B, std::size_t W, cu
                                    double, T, cudaStream_t);                                       \
   template void multiply_inplace<T>(T*, const T*, std::size_t, cudaStream_t);                      \
   template void zero_past_lengths<T>(T*, const std::int64_t*, std::size_t, int, int, cudaStream_t); \
-  template void swap01<T>(T*, const T*, std::size_t, std::size_t, std::size_t, cudaStream_t);      \
   template StepPlan plan_step_kernel<T>(int, CellType, bool, int, int, bool, bool, int);           \
   template void launch_step_kernel<T>(const StepArgs<T>&, const StepPlan&, bool, cudaStream_t);
 

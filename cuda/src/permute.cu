@@ -1,11 +1,13 @@
-// permute01 (pyrnn/cuda/memory.h): the one kernel behind the memory helpers, apart from
-// memory.cu so that file stays kernel-free (the host emulation compiles it as C++).
+// permute01 (pyrnn/cuda/memory.h) and detail::permute01_on (permute.cuh, the layers' batch_first
+// swaps): the one permute kernel, apart from memory.cu so that file stays kernel-free (the host
+// emulation compiles it as C++).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "device_scope.cuh"
 #include "grid.cuh"
+#include "permute.cuh"
 #include "permute_elem.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/memory.h"
@@ -24,23 +26,30 @@ __global__ void permute01_kernel(E* __restrict__ out, const E* __restrict__ in, 
 }
 }  // namespace
 
-void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
-               std::size_t elem_size, int device) {
+namespace detail {
+void permute01_on(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
+                  std::size_t elem_size, cudaStream_t stream) {
   const std::size_t n = A * B * C;
   if (n == 0) return;
-  DeviceScope scope(device);
-  cudaStream_t stream = nullptr;
   PYRNN_CHECK(elem_size == 4 || elem_size == 8, "permute01: element size ", elem_size,
               " is not 4 or 8");
-  const unsigned blocks = detail::blocks_for(n);
+  const unsigned blocks = blocks_for(n);
   if (elem_size == 4)
-    permute01_kernel<std::uint32_t><<<blocks, detail::kThreads, 0, stream>>>(
+    permute01_kernel<std::uint32_t><<<blocks, kThreads, 0, stream>>>(
         static_cast<std::uint32_t*>(out), static_cast<const std::uint32_t*>(in), A, B, C);
   else
-    permute01_kernel<std::uint64_t><<<blocks, detail::kThreads, 0, stream>>>(
+    permute01_kernel<std::uint64_t><<<blocks, kThreads, 0, stream>>>(
         static_cast<std::uint64_t*>(out), static_cast<const std::uint64_t*>(in), A, B, C);
   PYRNN_CUDA_CHECK(cudaGetLastError());
-  PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+}  // namespace detail
+
+void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
+               std::size_t elem_size, int device) {
+  if (A * B * C == 0) return;
+  DeviceScope scope(device);
+  detail::permute01_on(out, in, A, B, C, elem_size, nullptr);
+  PYRNN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 }  // namespace cuda

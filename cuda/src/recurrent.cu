@@ -10,6 +10,7 @@
 #include "cells.cuh"
 #include "device_lock.cuh"
 #include "device_scope.cuh"
+#include "permute.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/gemm.h"
 #include "pyrnn/cuda/recurrent.h"

@@ -1,10 +1,11 @@
 // The real memory.cu (runtime calls only), compiled as C++ against host_runtime.cpp, and the
-// two kernels behind the memory helpers, permute.cu's permute01 and fill.cu's fill, as loops
+// two kernels behind the memory helpers, permute.cu's permute01_on and fill.cu's fill, as loops
 // over every element (run, or recorded into an open capture, as a launch would be).
 #include "../../src/memory.cu"
 
 #include <functional>
 
+#include "permute.cuh"
 #include "permute_elem.cuh"
 #include "pyrnn/cuda/fill.h"
 
@@ -21,11 +22,10 @@ void permute01_loop(E* out, const E* in, std::size_t A, std::size_t B, std::size
 }
 }  // namespace
 
-void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
-               std::size_t elem_size, int device) {
-  const std::size_t n = A * B * C;
-  if (n == 0) return;
-  DeviceScope scope(device);
+namespace detail {
+void permute01_on(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
+                  std::size_t elem_size, cudaStream_t) {
+  if (A * B * C == 0) return;
   PYRNN_CHECK(elem_size == 4 || elem_size == 8, "permute01: element size ", elem_size,
               " is not 4 or 8");
   emu::run_or_record([=] {
@@ -36,6 +36,14 @@ void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::siz
       permute01_loop(static_cast<std::uint64_t*>(out), static_cast<const std::uint64_t*>(in), A,
                      B, C);
   });
+}
+}  // namespace detail
+
+void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
+               std::size_t elem_size, int device) {
+  if (A * B * C == 0) return;
+  DeviceScope scope(device);
+  detail::permute01_on(out, in, A, B, C, elem_size, nullptr);
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 

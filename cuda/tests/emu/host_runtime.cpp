@@ -40,7 +40,6 @@
 #include "cell_elems.cuh"
 #include "cells.cuh"
 #include "device_lock.cuh"
-#include "permute_elem.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/context.h"
 #include "pyrnn/cuda/device.h"
@@ -529,12 +528,6 @@ template <typename T>
 void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t) {
   run_or_record([=] {
     for (std::size_t i = 0; i < n; ++i) a[i] *= m[i];
-  });
-}
-template <typename T>
-void swap01(T* out, const T* in, std::size_t A, std::size_t B, std::size_t W, cudaStream_t) {
-  run_or_record([=] {
-    for (std::size_t i = 0; i < A * B * W; ++i) permute01_elem(i, out, in, A, B, W);
   });
 }
 template <typename T>
