@@ -905,7 +905,8 @@ cdef class NativeRecurrentCUDA:
     """Owns a pyrnn::cuda::Recurrent<float|double>: the device twin of
     pyrnn._core.NativeRecurrent. Tensor arguments are DeviceArrays of the layer dtype on the
     layer's device, C-contiguous, already shape-checked by pyrnn.recurrent (re-checked here);
-    lengths is a host int64 array. Outputs are new owning DeviceArrays."""
+    lengths is a host int64 array. Outputs are new owning DeviceArrays. With batch_first, x, y,
+    dy and dx are [N, T, .] (the core swaps them on its own stream)."""
     cdef CudaRecurrent[float]* f32
     cdef CudaRecurrent[double]* f64
     cdef RecurrentConfig cfg
@@ -914,7 +915,8 @@ cdef class NativeRecurrentCUDA:
     cdef readonly int device
 
     def __cinit__(self, str cell, int input_size, int hidden_size, int num_layers, bint bias,
-                  bint bidirectional, bint reset_after, double dropout, dtype, int device=0):
+                  bint bidirectional, bint reset_after, double dropout, dtype, int device=0,
+                  bint batch_first=False):
         if cell not in _CELLS:
             raise ValueError(f"unknown cell {cell!r}")
         self.cfg.cell = <CellType><int>_CELLS[cell]
@@ -925,6 +927,7 @@ cdef class NativeRecurrentCUDA:
         self.cfg.bidirectional = bidirectional
         self.cfg.reset_after = reset_after
         self.cfg.dropout = dropout
+        self.cfg.batch_first = batch_first
         try:
             self.cfg.validate()
         except RuntimeError as e:
@@ -951,6 +954,15 @@ cdef class NativeRecurrentCUDA:
         raise TypeError("NativeRecurrentCUDA cannot be pickled or copied by itself; copy or "
                         "pickle the layer that owns it (pyrnn.RNN / LSTM / GRU), which carries "
                         "host copies of its parameters and gradients")
+
+    @property
+    def batch_first(self):
+        """Whether x, y, dx and dy are [N, T, .] instead of [T, N, .]."""
+        return self.cfg.batch_first
+
+    cdef tuple _seq(self, int T, int N, int W):
+        # a sequence buffer's shape in this layer's layout
+        return (N, T, W) if self.cfg.batch_first else (T, N, W)
 
     def num_parameters(self):
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
@@ -1116,22 +1128,25 @@ cdef class NativeRecurrentCUDA:
         return da.ptr
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
-        """x DeviceArray [T, N, C]; h0/c0 [L*D, N, H] or None; lengths host int64 [N] or None."""
+        """x DeviceArray [T, N, C] ([N, T, C] batch_first); h0/c0 [L*D, N, H] or None; lengths
+        host int64 [N] or None."""
+        bf = self.cfg.batch_first
         if not isinstance(x, DeviceArray) or (<DeviceArray>x).ndim != 3:
-            raise TypeError("x must be a 3-d DeviceArray [T, N, C]")
+            raise TypeError("x must be a 3-d DeviceArray " + ("[N, T, C]" if bf else "[T, N, C]"))
         if not (1 <= x.shape[0] < 2**31 and 1 <= x.shape[1] < 2**31):  # the C++ takes ints
             raise ValueError(f"x must have 1 <= T, N < 2**31, got shape {x.shape}")
-        cdef int T = x.shape[0], N = x.shape[1]
+        cdef int T = x.shape[1] if bf else x.shape[0]
+        cdef int N = x.shape[0] if bf else x.shape[1]
         D = self.cfg.directions()
         H = self.cfg.hidden_size
         L = self.cfg.num_layers
         lstm = self.cfg.cell == CellType.LSTM
         if not lstm and c0 is not None:
             raise ValueError("c0 is for an LSTM; this layer has no cell state")
-        cdef uintptr_t xp = self._arg("x", x, (T, N, self.cfg.input_size))
+        cdef uintptr_t xp = self._arg("x", x, self._seq(T, N, self.cfg.input_size))
         cdef uintptr_t h0p = self._arg("h0", h0, (L * D, N, H))
         cdef uintptr_t c0p = self._arg("c0", c0, (L * D, N, H)) if lstm else 0
-        y = DeviceArray.empty((T, N, D * H), self.dtype, self.device)
+        y = DeviceArray.empty(self._seq(T, N, D * H), self.dtype, self.device)
         hn = DeviceArray.empty((L * D, N, H), self.dtype, self.device)
         cn = DeviceArray.empty((L * D, N, H), self.dtype, self.device) if lstm else None
         cdef uintptr_t yp = (<DeviceArray>y).ptr, hnp = (<DeviceArray>hn).ptr
@@ -1160,7 +1175,8 @@ cdef class NativeRecurrentCUDA:
         return y, hn, cn
 
     def backward(self, dy, dhn, dcn):
-        """dy DeviceArray [T, N, D*H]; dhn/dcn [L*D, N, H] or None -> (dx, dh0, dc0 or None)."""
+        """dy DeviceArray [T, N, D*H] ([N, T, D*H] batch_first); dhn/dcn [L*D, N, H] or None ->
+        (dx in x's layout, dh0, dc0 or None)."""
         L, D, H = self.cfg.num_layers, self.cfg.directions(), self.cfg.hidden_size
         lstm = self.cfg.cell == CellType.LSTM
         if not lstm and dcn is not None:
@@ -1173,12 +1189,12 @@ cdef class NativeRecurrentCUDA:
             if not self.has_cache():
                 raise RuntimeError("backward needs a preceding forward in training mode")
             T, N = self.cached_shape()
-            dyp = self._arg("dy", dy, (T, N, D * H))
+            dyp = self._arg("dy", dy, self._seq(T, N, D * H))
             if dyp == 0:
                 raise TypeError("dy must be a DeviceArray")
             dhnp = self._arg("dhn", dhn, (L * D, N, H))
             dcnp = self._arg("dcn", dcn, (L * D, N, H)) if lstm else 0
-            dx = DeviceArray.empty((T, N, self.cfg.input_size), self.dtype, self.device)
+            dx = DeviceArray.empty(self._seq(T, N, self.cfg.input_size), self.dtype, self.device)
             dh0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device)
             dc0 = DeviceArray.empty((L * D, N, H), self.dtype, self.device) if lstm else None
             dxp, dh0p = (<DeviceArray>dx).ptr, (<DeviceArray>dh0).ptr

@@ -124,12 +124,12 @@ class _Recurrent(ParamWrites):
                 self.bidirectional, self._reset_after, self.dropout, self.dtype)
         if device == "cuda":
             from . import cuda
-            native = cuda.NativeRecurrentCUDA(*args)
+            native = cuda.NativeRecurrentCUDA(*args, batch_first=self.batch_first)
             if getattr(self, "_cuda_options", None):  # pyrnn.cuda.configure, kept across to()
                 native.set_options(**self._cuda_options)
             return native
-        # The CPU core reads and writes batch_first buffers in place; the CUDA path permutes
-        # on the device (_input_cuda).
+        # batch_first buffers go to the core as they are: the CPU core reads and writes them in
+        # place, the CUDA core swaps them on its own stream.
         return _core.NativeRecurrent(*args, batch_first=self.batch_first)
 
     def to(self, device: Device) -> Self:
@@ -332,9 +332,8 @@ class _Recurrent(ParamWrites):
         self._native.check_forward(T, N, self.training, copies)
 
     def _input(self, x, batch_major=False):
-        """x as a 3-d array of the layer dtype: (T, N, C), or (N, T, C) if batch_major (the CPU
-        core's batch_first layout; the CUDA path wants time-major), with whether it was
-        unbatched."""
+        """x as a 3-d array of the layer dtype: (T, N, C), or (N, T, C) if batch_major (the
+        cores' batch_first layout), with whether it was unbatched."""
         if self.device == "cpu":
             self._check_sizes_first(x)
         x = real_array("x", x, self.dtype)
@@ -465,8 +464,8 @@ class _Recurrent(ParamWrites):
     # Host (NumPy / array-like) data is validated exactly as on the CPU and uploaded; the
     # results come back as NumPy. Device arrays (DeviceArray, __cuda_array_interface__, CUDA
     # __dlpack__) must be C-contiguous and of the layer dtype (else ValueError / TypeError: no
-    # silent device copy); they are used zero-copy, and the results are DeviceArrays. Layout
-    # changes (batch_first) are done on the device.
+    # silent device copy); they are used zero-copy, and the results are DeviceArrays.
+    # batch_first arrays go to the core in that layout (it swaps them on its stream).
     def _device_in(self, name, value):
         from . import cuda
         arr = cuda.as_device_array(value)
@@ -478,7 +477,7 @@ class _Recurrent(ParamWrites):
     def _input_cuda(self, x):
         from . import cuda
         if not cuda.is_device_array(x):
-            xh, unbatched = self._input(x)
+            xh, unbatched = self._input(x, self.batch_first)
             return cuda.to_device(xh), unbatched, False
         x = self._device_in("x", x)
         given, C = tuple(x.shape), self.input_size
@@ -488,10 +487,8 @@ class _Recurrent(ParamWrites):
                              f"got {shape_str(given)}")
         unbatched = x.ndim == 2
         if unbatched:
-            x = x.reshape(given[0], 1, C)
-        elif self.batch_first:
-            x = x.permute01()
-        T, N = x.shape[0], x.shape[1]
+            x = x.reshape(1, given[0], C) if self.batch_first else x.reshape(given[0], 1, C)
+        T, N = self._steps_batch(x)
         if T < 1 or N < 1:
             raise ValueError(f"input must have at least one step and one sequence, got "
                              f"T = {T}, N = {N} (input shape {shape_str(given)})")
@@ -508,11 +505,13 @@ class _Recurrent(ParamWrites):
             raise ValueError(f"{name} must have shape {shape_str(want)}, got {shape_str(arr.shape)}")
         return arr.reshape(LD, N, H)
 
+    def _steps_batch(self, x):
+        """(T, N) of a 3-d sequence in the core's layout."""
+        return (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+
     def _to_user_cuda(self, y, unbatched, device_out):
-        if unbatched:
-            y = y.reshape(y.shape[0], y.shape[2])
-        elif self.batch_first:
-            y = y.permute01()
+        if unbatched:  # (1, T, W) batch_first, (T, 1, W) time-major
+            y = y.reshape(y.shape[0] * y.shape[1], y.shape[2])
         return y if device_out else y.numpy()
 
     def _states_out_cuda(self, s, unbatched, device_out):
@@ -524,7 +523,7 @@ class _Recurrent(ParamWrites):
 
     def _forward_cuda(self, x, hx, lengths):
         x, unbatched, device_out = self._input_cuda(x)
-        T, N = x.shape[0], x.shape[1]
+        T, N = self._steps_batch(x)
         h0 = c0 = None
         if hx is not None:
             if self._is_lstm():
@@ -562,9 +561,7 @@ class _Recurrent(ParamWrites):
         if not device_out:
             dy = cuda.to_device(dy)
         if unbatched:
-            dy = dy.reshape(T, 1, DH)
-        elif self.batch_first:
-            dy = dy.permute01()
+            dy = dy.reshape(1, T, DH) if self.batch_first else dy.reshape(T, 1, DH)
         dhn = None if d_h_n is None else self._state_cuda("d_h_n", d_h_n, N, unbatched)
         dcn = None if d_c_n is None else self._state_cuda("d_c_n", d_c_n, N, unbatched)
         dx, dh0, dc0 = self._native.backward(dy, dhn, dcn)

@@ -89,8 +89,8 @@ def host_ints(x):
 class FakeNative:
     """NativeRecurrentCUDA's interface over the CPU NativeRecurrent."""
 
-    def __init__(self, *args):
-        self.n = _core.NativeRecurrent(*args)
+    def __init__(self, *args, batch_first=False):
+        self.n = _core.NativeRecurrent(*args, batch_first=batch_first)
         self.dtype = self.n.dtype
 
     def __getattr__(self, name):  # num_parameters, reset_parameters, zero_grad, has_cache, ...

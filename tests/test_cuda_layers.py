@@ -43,22 +43,22 @@ def close(got, want, dtype, what):
 
 
 GRID = list(itertools.product(CELLS, (1, 2), (False, True), (False, True), (False, True),
-                              ("float32", "float64"), ("tnc", "ntc", "tc")))
+                              ("float32", "float64"), ("tnc", "ntc", "tc", "tc_bf")))
 
 
 @pytest.mark.parametrize("cell, L, bidir, use_lengths, use_hx, dtype, layout", GRID)
 def test_matches_cpu(cell, L, bidir, use_lengths, use_hx, dtype, layout):
-    if layout == "tc" and use_lengths:
+    if layout in ("tc", "tc_bf") and use_lengths:
         pytest.skip("lengths need a batch")
     rng = np.random.default_rng(seed_of(cell, L, bidir, use_lengths, use_hx, dtype, layout))
     C, H, T, N = 5, 7, 6, 3
     kw = dict(bidirectional=bidir, dtype=dtype, seed=seed_of("w", cell, L),
-              batch_first=layout == "ntc")
+              batch_first=layout in ("ntc", "tc_bf"))
     cpu, gpu = twins(cell, C, H, L, **kw)
     D = 2 if bidir else 1
-    shape = {"tnc": (T, N, C), "ntc": (N, T, C), "tc": (T, C)}[layout]
+    shape = {"tnc": (T, N, C), "ntc": (N, T, C), "tc": (T, C), "tc_bf": (T, C)}[layout]
     x = rng.standard_normal(shape)
-    sshape = (L * D, H) if layout == "tc" else (L * D, N, H)
+    sshape = (L * D, H) if layout in ("tc", "tc_bf") else (L * D, N, H)
     hx = None
     if use_hx:
         hx = rng.standard_normal(sshape)

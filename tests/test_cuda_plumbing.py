@@ -1,6 +1,6 @@
 """The Python side of device="cuda" (pyrnn.recurrent's CUDA path: NumPy <-> device copies,
-batch_first permutes on the device, unbatched reshapes, states, lengths, to(), parameter views)
-run WITHOUT a GPU: pyrnn.cuda's native pieces are replaced by NumPy-backed fakes whose
+batch_first and unbatched layouts as the native layer gets them, states, lengths, to(),
+parameter views) run WITHOUT a GPU: pyrnn.cuda's native pieces are replaced by NumPy-backed fakes whose
 "device" layer is the CPU NativeRecurrent. Outputs must then equal a CPU layer's exactly, so any
 difference is a plumbing bug. (The native CUDA numerics are covered by test_cuda_layers.py on a
 GPU and by the C++ host-emulation test.)"""
@@ -27,24 +27,24 @@ def host(v):
 
 
 GRID = list(itertools.product(CELLS, (False, True), (False, True), (False, True),
-                              ("tnc", "ntc", "tc"), ("numpy", "device")))
+                              ("tnc", "ntc", "tc", "tc_bf"), ("numpy", "device")))
 
 
 @pytest.mark.parametrize("cell, bidir, use_lengths, use_hx, layout, kind", GRID)
 def test_cuda_path_equals_cpu(fake_cuda, cell, bidir, use_lengths, use_hx, layout, kind):
-    if layout == "tc" and use_lengths:
+    if layout in ("tc", "tc_bf") and use_lengths:
         pytest.skip("lengths need a batch")
     rng = np.random.default_rng(1)
     C, H, T, N, L = 3, 4, 5, 2, 2
-    kw = dict(bidirectional=bidir, dtype="float64", seed=9, batch_first=layout == "ntc",
+    kw = dict(bidirectional=bidir, dtype="float64", seed=9, batch_first=layout in ("ntc", "tc_bf"),
               dropout=0.3)
     cpu = make(cell, C, H, L, **kw)
     gpu = make(cell, C, H, L, device="cuda", **kw)
     assert isinstance(gpu._native, FakeNative) and gpu.device == "cuda"
     assert all(isinstance(v, FakeDev) for v in gpu.params.values())
     D = 2 if bidir else 1
-    shape = {"tnc": (T, N, C), "ntc": (N, T, C), "tc": (T, C)}[layout]
-    sshape = (L * D, H) if layout == "tc" else (L * D, N, H)
+    shape = {"tnc": (T, N, C), "ntc": (N, T, C), "tc": (T, C), "tc_bf": (T, C)}[layout]
+    sshape = (L * D, H) if layout in ("tc", "tc_bf") else (L * D, N, H)
     dev = (lambda a: FakeDev(np.ascontiguousarray(a))) if kind == "device" else (lambda a: a)
     x = rng.standard_normal(shape)
     hx = None
