@@ -78,7 +78,7 @@ live = leak_report("import", (0, 0))
 for opts in algos:
     for dtype in ("float32", "float64"):
         for i, cell in enumerate(("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_after")):
-            # batch_first on every other cell: the device permute of inputs and outputs
+            # batch_first on every other cell: the core's swaps of x, y, dy and dx
             kw = dict(num_layers=2, bidirectional=True, dropout=0.3, dtype=dtype, device="cuda",
                       seed=1, batch_first=bool(i % 2))
             if cell.startswith("rnn"):

@@ -683,7 +683,7 @@ def from_dlpack(obj, device=None):
     """Zero-copy DeviceArray over a CUDA array exporting __dlpack__ (kept alive while used).
     The producer's pending work on the array is complete when this returns (as for
     from_cuda_array_interface): pyrnn reads its inputs on more than one stream (its Context
-    stream, and the legacy default stream for copies and layout changes)."""
+    stream, and the legacy default stream for DeviceArray copies and permute01)."""
     if isinstance(obj, DeviceArray):
         return obj
     if not hasattr(obj, "__dlpack__"):

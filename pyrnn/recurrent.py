@@ -117,7 +117,7 @@ class _Recurrent(ParamWrites):
         self._params = self._native.views(False)
         self._grads = self._native.views(True)
         self.training = True
-        self._last = None  # (batch_first, unbatched) of the cached forward
+        self._last = None  # (unbatched, T, N) of the cached forward
 
     def _make_native(self, device):
         args = (self._cell, self.input_size, self.hidden_size, self.num_layers, self.bias,
@@ -331,9 +331,9 @@ class _Recurrent(ParamWrites):
         # (batch_first makes no copy: the native layer reads it in place)
         self._native.check_forward(T, N, self.training, copies)
 
-    def _input(self, x, batch_major=False):
-        """x as a 3-d array of the layer dtype: (T, N, C), or (N, T, C) if batch_major (the
-        cores' batch_first layout), with whether it was unbatched."""
+    def _input(self, x):
+        """x as a 3-d array of the layer dtype in the layer's layout, as the cores read it:
+        (T, N, C), or (N, T, C) with batch_first; with whether it was unbatched."""
         if self.device == "cpu":
             self._check_sizes_first(x)
         x = real_array("x", x, self.dtype)
@@ -345,10 +345,8 @@ class _Recurrent(ParamWrites):
                              f"got {shape_str(x.shape)}")
         unbatched = x.ndim == 2
         if unbatched:
-            x = x[None] if batch_major else x[:, None, :]
-        elif self.batch_first and not batch_major:
-            x = np.ascontiguousarray(x.transpose(1, 0, 2))
-        T, N = (x.shape[1], x.shape[0]) if batch_major else (x.shape[0], x.shape[1])
+            x = x[None] if self.batch_first else x[:, None, :]
+        T, N = self._steps_batch(x)
         if T < 1 or N < 1:
             raise ValueError(f"input must have at least one step and one sequence, got "
                              f"T = {T}, N = {N} (input shape {shape_str(given)})")
@@ -398,8 +396,8 @@ class _Recurrent(ParamWrites):
                             "lengths= (PyTorch's packed-sequence semantics, without packing)")
         if self.device == "cuda":
             return self._forward_cuda(x, hx, lengths)
-        x, unbatched = self._input(x, self.batch_first)
-        T, N = (x.shape[1], x.shape[0]) if self.batch_first else (x.shape[0], x.shape[1])
+        x, unbatched = self._input(x)
+        T, N = self._steps_batch(x)
         h0, c0 = self._initial(hx, N, unbatched)
         lens = None if lengths is None else lengths_array(lengths, N, T)
         seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
@@ -477,7 +475,7 @@ class _Recurrent(ParamWrites):
     def _input_cuda(self, x):
         from . import cuda
         if not cuda.is_device_array(x):
-            xh, unbatched = self._input(x, self.batch_first)
+            xh, unbatched = self._input(x)
             return cuda.to_device(xh), unbatched, False
         x = self._device_in("x", x)
         given, C = tuple(x.shape), self.input_size

@@ -183,6 +183,34 @@ def test_params_are_device_views():
     close(gpu(x)[0], cpu(x)[0], "float64", "after writing a parameter view")
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unbatched_device_array_in_and_out(cell, batch_first):
+    # (T, C) device input: the layer reshapes it to its layout's (1, T, C) or (T, 1, C), and
+    # y, h_n, d x, d h0 come back unbatched, on the device.
+    rng = np.random.default_rng(seed_of("unbatched-device", cell, batch_first))
+    T, C, H, L = 5, 3, 4, 2
+    cpu, gpu = twins(cell, C, H, L, dtype="float64", bidirectional=True,
+                     batch_first=batch_first, seed=7)
+    x = rng.standard_normal((T, C))
+    out_g, st_g = gpu(pyrnn.cuda.to_device(x))
+    out_c, st_c = cpu(x)
+    assert isinstance(out_g, pyrnn.cuda.DeviceArray) and out_g.shape == (T, 2 * H)
+    close(out_g, out_c, "float64", "out")
+    for g, c in zip(st_g if cell == "lstm" else (st_g,), st_c if cell == "lstm" else (st_c,)):
+        assert g.shape == (2 * L, H)
+        close(g, c, "float64", "state")
+    d = rng.standard_normal((T, 2 * H))
+    dx_g, d0_g = gpu.backward(pyrnn.cuda.to_device(d))
+    dx_c, d0_c = cpu.backward(d)
+    assert isinstance(dx_g, pyrnn.cuda.DeviceArray) and dx_g.shape == (T, C)
+    close(dx_g, dx_c, "float64", "dx")
+    close(d0_g[0] if cell == "lstm" else d0_g, d0_c[0] if cell == "lstm" else d0_c, "float64",
+          "dh0")
+    for k, v in gpu.numpy_grads().items():
+        close(v, cpu.grads[k], "float64", f"grad {k}")
+
+
 def test_device_array_in_device_array_out():
     rng = np.random.default_rng(9)
     cpu, gpu = twins("lstm", 4, 5, 2, dtype="float32", batch_first=True, seed=2)

@@ -320,6 +320,10 @@ void test_recurrent(const Mode& mode) {
   for (const auto& c : kCells)
     check_recurrent<T>({c.first, c.second, 2, true, true, true, 0.3, true, /*batch_first=*/true},
                        mode);
+  // and the plain case (one layer, one direction, full lengths, zero states) batch_first
+  for (const auto& c : kCells)
+    check_recurrent<T>({c.first, c.second, 1, false, false, false, 0.0, true, /*batch_first=*/true},
+                       mode);
 }
 
 Options make_options(RecurrentAlgo algo, Switch graphs, Switch streams, int blocks = 0,
