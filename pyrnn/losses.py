@@ -107,7 +107,9 @@ def _same_shape(pred: npt.NDArray[Any], target: npt.NDArray[Any],
 
 class Loss:
     """Base class: subclasses set self._dpred (pred-shaped, computed in float64; the built-in
-    losses keep it rounded to the prediction's dtype, as backward returns it) in forward."""
+    losses keep it rounded to the prediction's dtype, as backward returns it) in forward. A
+    forward that raises changes nothing: what backward returns (values, dtype, device) is
+    committed at its end, by _keep_dpred."""
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         if reduction not in _REDUCTIONS:
@@ -117,6 +119,7 @@ class Loss:
         self._dtype: Any = None
         self._on_device = False
         self._device = 0
+        self._place = (False, 0)  # (on device, device) of the forward in progress
         self.count = 0
 
     def __getstate__(self):
@@ -134,10 +137,13 @@ class Loss:
                  mask: Optional[npt.ArrayLike] = None) -> float:
         return self.forward(pred, target) if mask is None else self.forward(pred, target, mask)
 
-    def _keep_dpred(self, d):
+    def _keep_dpred(self, d, dtype):
         """Keeps d loss / d pred (float64) in the prediction's dtype until backward: the same
-        values backward returns (one rounding either way), at half the memory for float32."""
-        self._dpred = np.asarray(d, dtype=self._dtype)
+        values backward returns (one rounding either way), at half the memory for float32.
+        With it, the forward's dtype and device: the end of a forward that succeeded."""
+        dpred = np.asarray(d, dtype=dtype)
+        self._dpred, self._dtype = dpred, dtype
+        self._on_device, self._device = self._place
 
     def _reduce(self, total, count):
         """(loss, scale of the per-element gradient)."""
@@ -152,16 +158,16 @@ class Loss:
 
     def _host_pred(self, pred: Any) -> Any:
         """The prediction on the host (a device array is copied back, and backward will return
-        d pred on the device)."""
-        self._on_device = _arrays.on_device(pred)
-        if self._on_device:
+        d pred on the device, once the forward has succeeded)."""
+        self._place = (False, 0)
+        if _arrays.on_device(pred):
             from . import cuda
             reason = cuda.unavailable_reason()
             if reason:
                 raise RuntimeError(f"pred is a CUDA device array ({type(pred).__name__}), but no "
                                    f"CUDA device is usable: {reason}")
             arr = cuda.as_device_array(pred)
-            self._device = arr.device  # d pred goes back to pred's GPU, whichever it is
+            self._place = (True, arr.device)  # d pred goes back to pred's GPU, whichever it is
             return arr.numpy()
         return pred
 
@@ -194,7 +200,7 @@ class MSELoss(Loss):
         target = _pred_array("target", _host_target(target))
         target = _target_in_range(_same_shape(pred, target, "MSELoss"), pred, "MSELoss")
         m = _expand_mask(mask, pred.shape, "MSELoss")
-        self._dtype = pred.dtype
+        dtype = pred.dtype
         diff = pred.astype(np.float64)                   # pred-shaped; in place below, so
         diff -= target                                   # one float64 array at a time
         if m is not None:  # masked elements: no loss, no gradient, not counted
@@ -202,7 +208,7 @@ class MSELoss(Loss):
         n = diff.size if m is None else int(np.count_nonzero(m))
         loss, scale = self._reduce(np.dot(diff.ravel(), diff.ravel()), n)
         diff *= 2.0 * scale
-        self._keep_dpred(diff)
+        self._keep_dpred(diff, dtype)
         return loss
 
 
@@ -239,7 +245,7 @@ class CrossEntropyLoss(Loss):
         if isinstance(target, (str, bytes)):
             raise TypeError(f"target must be an array of class indices, got {type(target).__name__}")
         target = np.asarray(_host_target(target))
-        self._dtype = logits.dtype
+        dtype = logits.dtype
         K = logits.shape[-1]
         m = _expand_mask(mask, logits.shape[:-1], "CrossEntropyLoss")
         counted = None if m is None else m.reshape(-1)               # [M] rows that count
@@ -260,7 +266,7 @@ class CrossEntropyLoss(Loss):
                 t = np.where(counted[:, None], t, 0.0)  # a masked row adds nothing
             loss, scale = self._reduce(-(t * logp).sum(), rows.size)
             self._keep_dpred(((prob * t.sum(axis=1, keepdims=True) - t) * scale)
-                             .reshape(logits.shape))
+                             .reshape(logits.shape), dtype)
             self._correct = int((pred_class[rows] == t[rows].argmax(axis=1)).sum())
             self._total = int(rows.size)
             return loss
@@ -301,7 +307,7 @@ class CrossEntropyLoss(Loss):
         d[rows, tv] -= 1.0
         d[~valid] = 0.0
         d *= scale
-        self._keep_dpred(d.reshape(logits.shape))
+        self._keep_dpred(d.reshape(logits.shape), dtype)
         self._correct = int((pred_class[rows] == tv).sum())
         self._total = int(rows.size)
         return loss
@@ -357,7 +363,7 @@ class BCEWithLogitsLoss(Loss):
         target = _target_in_range(_same_shape(logits, target, "BCEWithLogitsLoss"), logits,
                                   "BCEWithLogitsLoss")
         m = _expand_mask(mask, logits.shape, "BCEWithLogitsLoss")
-        self._dtype = logits.dtype
+        dtype = logits.dtype
         x = logits.astype(np.float64)
         y = target.astype(np.float64)
         # softplus(-x) = log(1 + e^-x), stably: log1p(e^-|x|) + max(-x, 0).
@@ -372,7 +378,7 @@ class BCEWithLogitsLoss(Loss):
         loss, scale = self._reduce(per.sum(), n)
         # d/dx = (1 - y) - w sigmoid(-x) = w sigmoid(x) - pos_weight y (sigmoid(x) - y at pw=1)
         d = (w * sig - pw * y) * scale
-        self._keep_dpred(d if m is None else np.where(m, d, 0.0))
+        self._keep_dpred(d if m is None else np.where(m, d, 0.0), dtype)
         hit = (x > 0) == (y >= 0.5)
         self._correct = int(hit.sum() if m is None else (hit & m).sum())
         self._total = n

@@ -231,6 +231,32 @@ def test_losses_take_device_predictions(fake, loss, shape, target):
     np.testing.assert_array_equal(d.a, d_want)
 
 
+@pytest.mark.parametrize("loss, shape, target", [
+    (losses.MSELoss(), (6, 2), lambda r: r.standard_normal((6, 2))),
+    (losses.CrossEntropyLoss(), (4, 5, 3), lambda r: r.integers(0, 3, (4, 5))),
+    (losses.BCEWithLogitsLoss(), (6, 3), lambda r: r.integers(0, 2, (6, 3)).astype(float)),
+])
+def test_a_refused_loss_forward_changes_nothing(fake, loss, shape, target):
+    # backward() still returns the last successful forward's d pred, in its dtype, on its
+    # device, whatever a refused forward (wrong target shape) was given in between.
+    rng = np.random.default_rng(8)
+    pred = rng.standard_normal(shape).astype(np.float32)
+    t = target(rng)
+    bad = np.zeros((7,) + shape[1:])
+    for first, then in ((pred, FakeDev(pred.astype(np.float64), device=1)),
+                        (FakeDev(pred, device=1), pred.astype(np.float64))):
+        loss.forward(first, t)
+        want = loss.backward()
+        with pytest.raises(ValueError):
+            loss.forward(then, bad)
+        got = loss.backward()
+        assert type(got) is type(want) and got.dtype == np.float32
+        if isinstance(got, FakeDev):
+            assert got.device == 1
+            got, want = got.a, want.a
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("cls, kw", [(c, kw) for c, kw in OPTIMIZERS if c is not optim.SGD
                                      or kw.get("momentum")])  # those that keep state
 def test_optimizer_state_on_the_parameters_device(fake, cls, kw):
@@ -555,3 +581,30 @@ def test_layernorm_keeps_a_copy_of_a_device_input_for_backward(fake):
     g.eval()
     g.forward(xd)
     assert asked == [True, False, False]
+
+
+def test_a_model_of_mixed_dtypes_is_refused_on_the_device(fake):
+    # On the CPU each layer converts its host input; on a GPU activations stay device arrays of
+    # their layer's dtype, so a float32 layer cannot feed a float64 one: one clear TypeError at
+    # to("cuda") (the model left on the CPU, unchanged), and at the first forward of a model
+    # built from layers made on the device.
+    def layers(device):
+        return [pyrnn.Dense(3, 4, seed=1, device=device),
+                pyrnn.LSTM(4, 5, batch_first=True, dtype="float64", seed=2, device=device),
+                pyrnn.LastStep(device=device), pyrnn.Dense(5, 1, seed=3, device=device)]
+
+    model = pyrnn.Sequential(layers("cpu"))
+    x = np.random.default_rng(0).standard_normal((2, 6, 3))
+    want = model.predict(x)  # the CPU model converts between layers
+    with pytest.raises(TypeError, match=r"one dtype .*float32: 0 \(Dense\), 3 \(Dense\); "
+                                        r"float64: 1 \(LSTM\)"):
+        model.to("cuda")
+    assert model.device == "cpu"
+    np.testing.assert_array_equal(model.predict(x), want)
+    built = pyrnn.Sequential(layers("cuda"))
+    with pytest.raises(TypeError, match="one dtype across its layers"):
+        built.predict(x)
+    same = pyrnn.Sequential([pyrnn.LSTM(3, 5, batch_first=True, dtype="float64", seed=2),
+                             pyrnn.LastStep(), pyrnn.Dense(5, 1, dtype="float64", seed=3)])
+    same.to("cuda")  # one dtype (float64): moves
+    assert same.device == "cuda"
