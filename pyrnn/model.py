@@ -418,6 +418,8 @@ class Sequential(Layer):
         caches and device), so a failed move changes nothing."""
         _check_device(device)
         self._check_distinct()
+        if device != "cpu":
+            self._check_one_dtype(device)
         saved = _attribute_snapshots(self.layers)
         try:
             for i, layer in enumerate(self.layers):
@@ -439,6 +441,21 @@ class Sequential(Layer):
 
     def numpy_grads(self) -> dict[str, HostArray]:
         return {p.name: _arrays.host_copy(p.grad) for p in self.parameters()}
+
+    def _check_one_dtype(self, device):
+        """A model on a GPU computes in one float dtype: device arrays pass from layer to layer
+        as they are (the CPU model converts its host arrays at each layer instead). TypeError
+        naming the layers of each dtype otherwise."""
+        by_dtype: dict[np.dtype, list[str]] = {}
+        for i, layer in enumerate(_flat_layers(self.layers)):
+            dt = getattr(layer, "dtype", None)
+            if dt is not None:
+                by_dtype.setdefault(np.dtype(dt), []).append(f"{i} ({type(layer).__name__})")
+        if len(by_dtype) > 1:
+            where = "; ".join(f"{dt}: " + ", ".join(names) for dt, names in by_dtype.items())
+            raise TypeError(f"a Sequential on {device} needs one dtype across its layers, got "
+                            f"{where}; build every layer with the same dtype= (PyTorch requires "
+                            f"this on any device)")
 
     def _dtype(self, reverse=False):
         """The float dtype of the first (last) layer that has one, nested models' layers in
@@ -521,6 +538,9 @@ class Sequential(Layer):
         return self._forward(self._upload(x) if self.device != "cpu" else x, lengths)
 
     def _forward(self, x, lengths=None):
+        device = self.device
+        if device != "cpu":  # (a model built from layers made on the device: not through to())
+            self._check_one_dtype(device)
         with self._linked():
             return self._forward_linked(x, lengths)
 
