@@ -109,7 +109,7 @@ inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t e
 // batch_first: the caller's [N, T, W] buffers are read and written in place, row (t, n) at
 // n*T*W + t*W, so a step's N rows are T*W apart. The GEMMs take that stride as an int lda / ldc
 // (x and d x: T*C; the eval projection's gates, one GEMM over a batch-major x: T*G*H); beyond
-// it, forward and backward go through time-major copies (stage_in_, stage_out_).
+// it, forward and backward go through time-major copies (stage_in, stage_out).
 std::atomic<long long> g_batch_major_limit{2147483647LL};
 inline bool batch_major_in_place(double T, double C, double GH) {
   return T * std::max(C, GH) <=
@@ -348,14 +348,16 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const bool bf = cfg_.batch_first;
   const bool bm = bf && batch_major_in_place(T_, C, static_cast<double>(cfg_.gates()) * H);
   T* const y_user = y;
+  // Locals (gigabytes when used): freed at the end of the call, a failed one included.
+  AlignedBuffer<T> stage_in, stage_out;  // [T, N, C], [T, N, D*H]
   if (bf && !bm) {
     if (!training) {
-      stage_in_.resize(T_ * N * C);
-      swap01(stage_in_.data(), x, N, T_, C);
-      x = stage_in_.data();
+      stage_in.resize(T_ * N * C);
+      swap01(stage_in.data(), x, N, T_, C);
+      x = stage_in.data();
     }
-    stage_out_.resize(T_ * N * DH);
-    y = stage_out_.data();
+    stage_out.resize(T_ * N * DH);
+    y = stage_out.data();
   }
   const T* in = x;
   if (training) {
@@ -409,11 +411,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
     }
     in = layer_input(k + 1);
   }
-  if (y != y_user) {
-    swap01(y_user, y, T_, N, DH);
-    stage_in_.resize(0);  // (gigabytes: not kept between calls)
-    stage_out_.resize(0);
-  }
+  if (y != y_user) swap01(y_user, y, T_, N, DH);
   cached_ = training;
 }
 
@@ -672,12 +670,13 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   const bool bm = bf && batch_major_in_place(T_, C, static_cast<double>(cfg_.gates()) *
                                                         cfg_.hidden_size);
   T* const dx_user = dx;
+  AlignedBuffer<T> stage_in, stage_out;  // [T, N, D*H], [T, N, C]; freed as forward's
   if (bf && !bm) {
-    stage_in_.resize(T_ * N * DH);
-    swap01(stage_in_.data(), dy, N, T_, DH);
-    dy = stage_in_.data();
-    stage_out_.resize(T_ * N * C);
-    dx = stage_out_.data();
+    stage_in.resize(T_ * N * DH);
+    swap01(stage_in.data(), dy, N, T_, DH);
+    dy = stage_in.data();
+    stage_out.resize(T_ * N * C);
+    dx = stage_out.data();
   }
   AlignedBuffer<T> dy_buf, dx_buf;  // [T, N, D*H] between layers
   const T* dyk = dy;
@@ -698,11 +697,7 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     dy_buf.swap(dx_buf);
     dyk = dy_buf.data();
   }
-  if (dx != dx_user) {
-    swap01(dx_user, dx, T_, N, C);
-    stage_in_.resize(0);
-    stage_out_.resize(0);
-  }
+  if (dx != dx_user) swap01(dx_user, dx, T_, N, C);
 }
 
 template <typename T>
