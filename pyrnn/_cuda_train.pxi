@@ -512,6 +512,7 @@ def copy_(dst, src):
     cdef size_t nbytes = d.nbytes
     cdef void* dp = <void*>d.ptr
     cdef const void* sp = <const void*>s.ptr
+    cdef int dev = d.device
     if nbytes and dp != sp:
-        with nogil:
-            ccuda.copy_bytes(dp, sp, nbytes, NULL)
+        with nogil:  # on the destination's device, as DeviceArray.copy: whatever is current
+            ccuda.copy_bytes(dp, sp, nbytes, NULL, dev)
