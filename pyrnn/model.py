@@ -812,14 +812,20 @@ class Sequential(Layer):
         """(fit's optimizer, what to keep once fit has started or None): one given by name is
         built once and kept for later fit calls with that name (while it still trains exactly
         these parameters), as Keras' compile keeps it; an instance is used as it is. A fit
-        refused before it starts keeps nothing."""
+        refused before it starts keeps nothing. After model.to() the kept one's parameters are
+        detached (new storage): the new one takes its state (steps, moments), so a fit goes on
+        as it would have on the old device."""
         if not isinstance(optimizer, str):
             return _optim.get(optimizer, params), None
         kept = self.__dict__.get("_fit_named_optimizer")
-        if kept is not None and kept[0] == optimizer.lower() and kept[1].params == params and \
-                not any(p._detached() for p in kept[1].params):
+        same = kept is not None and kept[0] == optimizer.lower()
+        moved = same and any(p._detached() for p in kept[1].params)
+        if same and not moved and kept[1].params == params:
             return kept[1], None
         built = _optim.get(optimizer, params)
+        if moved and [(p.name, p.shape) for p in kept[1].params] == \
+                [(p.name, p.shape) for p in params]:
+            built.load_state_dict(kept[1].state_dict())  # copied to the parameters' device
         return built, (optimizer.lower(), built)
 
     def _warn_logit_losses(self, loss):

@@ -608,3 +608,30 @@ def test_a_model_of_mixed_dtypes_is_refused_on_the_device(fake):
                              pyrnn.LastStep(), pyrnn.Dense(5, 1, dtype="float64", seed=3)])
     same.to("cuda")  # one dtype (float64): moves
     assert same.device == "cuda"
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "adamw"])
+def test_a_named_optimizer_keeps_its_state_across_to(fake, name):
+    # fit(optimizer=name) keeps its optimizer for the next fit, as Keras' compile does; moving
+    # the model in between gives the parameters new storage, and the new optimizer takes the
+    # old one's steps and moments: the same weights as never moving (the fakes compute as the
+    # CPU, bitwise). It used to start again from zero moments.
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((8, 5, 3)), rng.standard_normal((8, 1))
+
+    def model():
+        return pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                                 pyrnn.Dense(4, 1, seed=2)])
+
+    kw = dict(loss="mse", optimizer=name, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    stay = model()
+    for _ in range(3):
+        stay.fit(x, y, **kw)
+    moved = model()
+    moved.fit(x, y, **kw)
+    moved.to("cuda")
+    moved.fit(x, y, **kw)
+    moved.to("cpu")
+    moved.fit(x, y, **kw)
+    assert moved.optimizer.steps == stay.optimizer.steps == 6
+    same_tree(moved.numpy_params(), stay.numpy_params())
