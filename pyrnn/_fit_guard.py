@@ -32,6 +32,9 @@ def _same_buffer(old, v):
 def _state_dicts(optimizer):
     """The optimizer's per-parameter state dicts, or None where it keeps its state otherwise (a
     custom optimizer: a dict keyed by parameter, say): then only the weights are guarded."""
+    sync = getattr(optimizer, "_sync_params", None)
+    if callable(sync):
+        sync()  # (params appended through param_groups: their state paired first)
     state = getattr(optimizer, "state", None)
     if (isinstance(state, list) and len(state) == len(optimizer.params)
             and all(isinstance(st, dict) for st in state)):

@@ -129,7 +129,21 @@ class Optimizer:
     def __init__(self, params: Iterable[Parameter]) -> None:
         self.params: list[Parameter] = _param_list(params)
         self.state: list[dict[str, Any]] = [dict() for _ in self.params]
+        self._known = list(self.params)  # what self.state is paired with (_sync_params)
         self.steps = 0  # step() calls so far
+
+    def _sync_params(self):
+        """self.params as the caller may have changed it (it is param_groups[0]["params"], a
+        live list as torch's: a parameter appended there is trained, as torch trains it):
+        checked as at construction, and each parameter keeps its state (one new to the list
+        starts with none, as in torch, whose Adam counts steps per parameter too)."""
+        known = self._known
+        if len(known) == len(self.params) and all(a is b for a, b in zip(known, self.params)):
+            return
+        plist = _param_list(self.params)
+        kept = {id(p): st for p, st in zip(known, self.state)}
+        self.state = [kept.get(id(p), {}) for p in plist]
+        self._known = plist
 
     # The learning rate may be changed between steps (a schedule); checked as the
     # constructor checks it. learning_rate is Keras' name for it.
@@ -147,16 +161,20 @@ class Optimizer:
     def param_groups(self) -> list[_ParamGroup]:
         """PyTorch's view of it, one group: [{"params": [...], "lr": ..., the other
         hyperparameters}]. ``g["lr"] = x`` sets the learning rate (as ``opt.lr = x``: a
-        schedule written for torch works); the others are fixed at construction."""
+        schedule written for torch works); the others are fixed at construction. "params" is
+        the optimizer's own list, as torch's: a parameter appended to it is trained from the
+        next step, with state of its own."""
         return [_ParamGroup(self)]
 
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))  # (pickles kept a plain lr)
+        self.__dict__.setdefault("_known", list(self.params))  # (pickles from before it)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero every gradient. (pyrnn's gradients are arrays, never None: set_to_none, torch's
         keyword, zeroes as well; a parameter no step touched is then still moved by momentum
         and weight decay, where torch skips a None gradient.)"""
+        self._sync_params()
         for p in self.params:  # all before any is cleared, as step()
             if p._detached():
                 _check_updatable(p)
@@ -174,6 +192,7 @@ class Optimizer:
         it reads them: fit's guard (_fit_guard.py) without a pass of its own over the weights
         and the state. Returns, from a built-in step, what it made non-finite among the values
         it wrote (bit 1 a parameter, bit 2 the state), else None."""
+        self._sync_params()
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
         bad = 0
@@ -226,6 +245,7 @@ class Optimizer:
             if isinstance(v, np.ndarray):
                 return v.copy()
             return _arrays.host(v) if _arrays.on_device(v) else v
+        self._sync_params()
         return {"class": type(self).__name__, "steps": self.steps,
                 "hyper": self.hyperparameters(),
                 "state": [{k: copy(v) for k, v in st.items()} for st in self.state]}
@@ -237,6 +257,7 @@ class Optimizer:
         any array-like (lists are converted to the parameter's dtype; an ndarray must have it)
         of the parameter's flat (size,) or own shape; they are copied to its device."""
         name = type(self).__name__
+        self._sync_params()
         if not isinstance(sd, Mapping):
             raise TypeError(f"state_dict must be a dict (from {name}.state_dict()), got "
                             f"{type(sd).__name__}")

@@ -81,6 +81,39 @@ def test_optimizer_matches_torch(case, dtype):
         np.testing.assert_allclose(p.data, tp.detach().numpy(), **tol)
 
 
+@pytest.mark.parametrize("case", ["sgd_momentum", "adam", "rmsprop_centered"])
+def test_a_parameter_appended_to_param_groups_is_trained_as_in_torch(case):
+    # param_groups[0]["params"] is the optimizer's own list, as torch's: a parameter appended
+    # after some steps is stepped from then on with fresh state (Adam's step count its own),
+    # the others' state continuing; and a removed one is no longer touched. Used to be zeroed by
+    # zero_grad() but never stepped.
+    ours, theirs = CASES[case]
+    params = make_params(np.float64)
+    first, late = params[:-1], params[-1]
+    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    opt, topt = ours(first), theirs(tparams[:-1])
+    rng = np.random.default_rng(2)
+    for step in range(6):
+        if step == 2:
+            opt.param_groups[0]["params"].append(late)
+            topt.param_groups[0]["params"].append(tparams[-1])
+        if step == 4:
+            opt.param_groups[0]["params"].pop(0)
+            topt.param_groups[0]["params"].pop(0)
+        for p, tp in zip(params, tparams):
+            g = rng.standard_normal(p.shape)
+            p.grad[...] = g
+            tp.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
+    assert len(opt.state_dict()["state"]) == len(opt.params)
+    opt.param_groups[0]["params"].append(late)  # twice: refused, as at construction
+    with pytest.raises(ValueError, match="appears twice"):
+        opt.step()
+
+
 def test_optimizer_updates_recurrent_layer_in_place_and_zero_grad():
     gru = pyrnn.GRU(3, 4, seed=0)
     before = {k: v.copy() for k, v in gru.params.items()}
