@@ -14,8 +14,9 @@ What is exported
   Unbatched (T, C) inputs are not part of the exported graph (add a batch axis of 1).
 - A pyrnn.Sequential of Embedding (Gather; input ``X`` int64 (N, T)), recurrent layers
   (batch_first=True, as Sequential requires), LastStep (Slice / GatherND with
-  ``lengths``), Dense (MatMul + Add + Relu/Tanh/Sigmoid), LayerNorm (LayerNormalization,
-  opset >= 17) and Dropout (identity). Input ``X`` (N, T, C) (or int64 (N, T)), optional
+  ``lengths``), Dense (MatMul + Add + Relu/Tanh/Sigmoid), LayerNorm (float32:
+  LayerNormalization, opset >= 17; float64: ReduceMean, Sub, Mul, Add, Sqrt, Div, since
+  LayerNormalization's epsilon attribute is a 32-bit float) and Dropout (identity). Input ``X`` (N, T, C) (or int64 (N, T)), optional
   ``lengths`` int64 (N,), output ``Y``. A Sequential of rank-keeping layers only (no
   recurrent layer or LastStep), which pyrnn runs on any rank, takes ``X`` (N, F) (ids
   (N,)), or sequences (N, T, F) (ids (N, T)) when ``seq_len`` is given. Only pyrnn's own
@@ -297,6 +298,10 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
         elif isinstance(layer, LastStep):
             fits(i, layer, None, seq=True)
             D = layer.num_directions
+            if feat is not None and feat % D:  # as LastStep refuses it when the model runs
+                raise ValueError(f"cannot export: layer {i} ({layer!r}) takes a bidirectional "
+                                 f"output (N, T, 2*H), but the layers before it give {feat} "
+                                 f"features; the model cannot run")
             Hd = feat // D
             if lens64 is not None:
                 idx = g.node("Sub", [lens64, g.ints("one", [1])], f"last{i}_idx")
@@ -332,19 +337,39 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
             feat = layer.out_features
         elif isinstance(layer, LayerNorm):
             fits(i, layer, layer.dim)
-            if opset < 17:
-                raise ValueError(f"LayerNorm exports as LayerNormalization, which needs "
-                                 f"opset >= 17 (got opset={opset})")
-            x = g.node("LayerNormalization",
-                       [x, g.const(f"ln{i}_weight", layer.params["weight"].astype(g.dtype)),
-                        g.const(f"ln{i}_bias", layer.params["bias"].astype(g.dtype))],
-                       f"ln{i}", axis=-1, epsilon=layer.eps)
+            x = _emit_layernorm(g, layer, x, i, opset)
         elif isinstance(layer, Dropout):
             continue  # identity at inference
         else:
             raise TypeError(f"ONNX export does not support layer {i} ({type(layer).__name__})")
     out_shape = ([N, T] if rank == 3 else [N] if rank == 2 else [None] * (rank - 1)) + [feat]
     g.output("Y", x, g.elem, out_shape)
+
+
+def _emit_layernorm(g, layer, x, i, opset):
+    """LayerNorm over the last axis. float32: one LayerNormalization node. float64: the same
+    formula from basic ops, with eps a float64 constant: LayerNormalization's epsilon
+    attribute is a 32-bit float (0.3 became 0.30000001192..., an error of 1e-8 where float64
+    agrees to 1e-16)."""
+    w = g.const(f"ln{i}_weight", layer.params["weight"].astype(g.dtype))
+    b = g.const(f"ln{i}_bias", layer.params["bias"].astype(g.dtype))
+    if g.dtype != np.float64:
+        if opset < 17:
+            raise ValueError(f"LayerNorm exports as LayerNormalization, which needs "
+                             f"opset >= 17 (got opset={opset})")
+        return g.node("LayerNormalization", [x, w, b], f"ln{i}", axis=-1, epsilon=layer.eps)
+
+    def mean_last(v, base):  # ReduceMean over the last axis, kept: axes an input from opset 18
+        if opset >= 18:
+            return g.node("ReduceMean", [v, g.ints("axes", [-1])], base, keepdims=1)
+        return g.node("ReduceMean", [v], base, axes=[-1], keepdims=1)
+
+    d = g.node("Sub", [x, mean_last(x, f"ln{i}_mean")], f"ln{i}_centered")
+    var = mean_last(g.node("Mul", [d, d], f"ln{i}_sq"), f"ln{i}_var")
+    eps = g.const(f"ln{i}_eps", np.asarray(layer.eps, np.float64))
+    std = g.node("Sqrt", [g.node("Add", [var, eps], f"ln{i}_var_eps")], f"ln{i}_std")
+    y = g.node("Div", [d, std], f"ln{i}_norm")
+    return g.node("Add", [g.node("Mul", [y, w], f"ln{i}_scaled"), b], f"ln{i}")
 
 
 # ---- entry point ----------------------------------------------------------------------------

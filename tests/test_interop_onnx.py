@@ -336,6 +336,12 @@ def test_export_errors(monkeypatch):
      r"layer 2 .* takes a sequence"),
     (lambda: [pyrnn.Embedding(9, 3), pyrnn.Dense(4, 2)], r"layer 1 .* takes 4 features.* give 3"),
     (lambda: [pyrnn.Dense(3, 5), pyrnn.LayerNorm(4)], r"layer 1 \(LayerNorm\(4\)\) takes 4"),
+    # A bidirectional LastStep (told so, or after a bidirectional layer) needs an even width
+    # (was exported: onnx.checker's shape error, or with check=False a Y narrower than declared).
+    (lambda: [pyrnn.GRU(3, 4, bidirectional=True, batch_first=True), pyrnn.Dense(8, 5),
+              pyrnn.LastStep()], r"layer 2 \(LastStep\(\)\) takes a bidirectional output"),
+    (lambda: [pyrnn.GRU(3, 5, batch_first=True), pyrnn.LastStep(bidirectional=True)],
+     r"layer 1 .* bidirectional output \(N, T, 2\*H\), but the layers before it give 5"),
     # Dropout gives the ids back as floats, which Embedding refuses (was exported).
     (lambda: [pyrnn.Dropout(0.1), pyrnn.Embedding(5, 3), pyrnn.GRU(3, 2, batch_first=True)],
      r"layer 1 \(Embedding.*\) takes integer ids, so it must come first")])
@@ -473,6 +479,26 @@ def test_layernorm_epsilon_is_exported():
     model = pyrnn.Sequential([pyrnn.LayerNorm(4, eps=1.0, dtype="float64")]).eval()
     x = rng.standard_normal((3, 4))
     _check(_run_ref(pyrnn.export_onnx(model), {"X": x}), [model(x)], TOL["float64"])
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])
+def test_float64_layernorm_keeps_float64_precision(opset):
+    # LayerNormalization's epsilon is a 32-bit float attribute (0.3 became 0.30000001192...):
+    # float64 graphs build the formula with a float64 eps, any opset from 13, and agree with
+    # pyrnn to rounding, however small the variance (where eps weighs most).
+    rng = np.random.default_rng(1)
+    model = pyrnn.Sequential([pyrnn.LayerNorm(6, eps=0.3, dtype="float64"),
+                              pyrnn.LayerNorm(6, dtype="float64")]).eval()
+    for p in model.parameters():
+        p.data[...] = rng.uniform(-2, 2, p.data.shape)
+    x = 1.0 + 1e-3 * rng.standard_normal((5, 6))
+    onx = pyrnn.export_onnx(model, opset=opset)
+    assert "LayerNormalization" not in [n.op_type for n in onx.graph.node]
+    tight = dict(rtol=1e-13, atol=1e-13)
+    _check(_run_ref(onx, {"X": x}), [model(x)], tight)
+    _check(_run_ort(onx, {"X": x}), [model(x)], tight)
+    with pytest.raises(ValueError, match="opset >= 17"):  # float32 still needs the node
+        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.LayerNorm(6)]), opset=16)
 
 
 def test_lengths_need_a_sequence_layer():
