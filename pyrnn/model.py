@@ -818,14 +818,14 @@ class Sequential(Layer):
         if not isinstance(optimizer, str):
             return _optim.get(optimizer, params), None
         kept = self.__dict__.get("_fit_named_optimizer")
-        same = kept is not None and kept[0] == optimizer.lower()
-        moved = same and any(p._detached() for p in kept[1].params)
-        if same and not moved and kept[1].params == params:
-            return kept[1], None
+        old = kept[1] if kept is not None and kept[0] == optimizer.lower() else None
+        moved = old is not None and any(p._detached() for p in old.params)
+        if old is not None and not moved and old.params == params:
+            return old, None
         built = _optim.get(optimizer, params)
-        if moved and [(p.name, p.shape) for p in kept[1].params] == \
+        if old is not None and moved and [(p.name, p.shape) for p in old.params] == \
                 [(p.name, p.shape) for p in params]:
-            built.load_state_dict(kept[1].state_dict())  # copied to the parameters' device
+            built.load_state_dict(old.state_dict())  # copied to the parameters' device
         return built, (optimizer.lower(), built)
 
     def _warn_logit_losses(self, loss):

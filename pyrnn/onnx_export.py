@@ -421,7 +421,7 @@ def export_onnx(obj: Union[Sequential, RNN, LSTM, GRU],
     path: file to write, atomically (str, bytes or os.PathLike), or a binary file object to
     write to (None: only return the model). seq_len / batch: fixed sizes for
     the time and batch axes (default dynamic). opset: ONNX opset (>= 13; >= 17 when the
-    model has a LayerNorm). lengths: add an int64 ``lengths`` (N,) input (per-sequence
+    model has a float32 LayerNorm). lengths: add an int64 ``lengths`` (N,) input (per-sequence
     lengths, pyrnn/PyTorch packed-sequence semantics). initial_states (single layers
     only): add ``h0`` (and ``c0``) inputs. check: run onnx.checker (full check).
     Returns the onnx.ModelProto. See the module docstring for the graph's layout.
@@ -435,6 +435,10 @@ def export_onnx(obj: Union[Sequential, RNN, LSTM, GRU],
                          f"({onnx.__version__}: up to {onnx.defs.onnx_opset_version()})")
     seq_len = None if seq_len is None else _check_int("seq_len", seq_len, 1)
     batch = None if batch is None else _check_int("batch", batch, 1)
+    for flag, value in (("lengths", lengths), ("initial_states", initial_states),
+                        ("check", check)):
+        if not isinstance(value, (bool, np.bool_)):  # "no" would read as True
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
     if path is not None and not hasattr(path, "write") and \
             not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str, bytes or os.PathLike path or a binary file "

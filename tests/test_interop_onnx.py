@@ -504,3 +504,13 @@ def test_float64_layernorm_keeps_float64_precision(opset):
 def test_lengths_need_a_sequence_layer():
     with pytest.raises(ValueError, match="lengths=True needs a recurrent layer or LastStep"):
         pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dense(2, 1)]), lengths=True)
+
+
+@pytest.mark.parametrize("flag", ["lengths", "initial_states", "check"])
+def test_flags_must_be_booleans(flag):
+    # A truthy non-bool ("no", 0.0 is falsy, "False") was taken at its truth value.
+    gru = pyrnn.GRU(3, 4, seed=0)
+    for bad in ("no", "False", 1, None):
+        with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+            pyrnn.export_onnx(gru, **{flag: bad})
+    pyrnn.export_onnx(gru, **{flag: np.bool_(False)})
