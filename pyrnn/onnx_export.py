@@ -258,8 +258,11 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
             first.in_features if isinstance(first, Dense) else \
             first.dim if isinstance(first, LayerNorm) else None
         if feat is None:
-            raise TypeError(f"cannot infer the input width of a Sequential starting with "
-                            f"{type(first).__name__}")
+            what = "only Dropout layers" if first is None else \
+                f"its first layer after any Dropout a {type(first).__name__}"
+            raise TypeError(f"cannot infer the input width of a Sequential with {what}: it "
+                            f"must start with a layer of fixed input width (Embedding, a "
+                            f"recurrent layer, Dense or LayerNorm)")
         x = g.input("X", g.elem, lead + [feat])
     lens64 = seq_lens = None
     if lengths:

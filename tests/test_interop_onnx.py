@@ -514,3 +514,13 @@ def test_flags_must_be_booleans(flag):
         with pytest.raises(TypeError, match=f"{flag} must be True or False"):
             pyrnn.export_onnx(gru, **{flag: bad})
     pyrnn.export_onnx(gru, **{flag: np.bool_(False)})
+
+
+def test_a_model_without_a_fixed_input_width_says_why():
+    # (a Dropout-only model was "a Sequential starting with NoneType")
+    with pytest.raises(TypeError, match="with only Dropout layers: it must start with a layer "
+                                        "of fixed input width"):
+        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dropout(0.1)]))
+    with pytest.raises(TypeError, match="its first layer after any Dropout a LastStep"):
+        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dropout(0.1), pyrnn.LastStep(),
+                                            pyrnn.Dense(3, 1)]))
