@@ -1,5 +1,6 @@
-// copy_bytes / pointer_device and the rest of pyrnn/cuda/memory.h but permute01 (permute.cu):
-// runtime calls only, no kernels, so the host emulation compiles this file as it is.
+// copy_bytes / pointer_device, permute01 and the rest of pyrnn/cuda/memory.h: runtime calls
+// only, no kernels (permute01's is permute.cu's detail::permute01_on), so the host emulation
+// compiles this file as it is.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <optional>
 
 #include "device_scope.cuh"
+#include "permute.cuh"
 #include "pyrnn/cuda/check.h"
 #include "pyrnn/cuda/memory.h"
 #include "pyrnn/error.h"
@@ -27,6 +29,14 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stre
   if (device < 0 || bytes == 0) return copy_bytes(dst, src, bytes, stream);
   DeviceScope scope(device);
   copy_bytes(dst, src, bytes, stream);
+}
+
+void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
+               std::size_t elem_size, int device) {
+  if (A * B * C == 0) return;
+  DeviceScope scope(device);
+  detail::permute01_on(out, in, A, B, C, elem_size, nullptr);
+  PYRNN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 namespace detail {

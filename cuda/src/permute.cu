@@ -1,22 +1,18 @@
-// permute01 (pyrnn/cuda/memory.h) and detail::permute01_on (permute.cuh, the layers' batch_first
-// swaps): the one permute kernel, apart from memory.cu so that file stays kernel-free (the host
-// emulation compiles it as C++).
+// detail::permute01_on (permute.cuh): the one permute kernel, behind permute01 (memory.cu) and
+// the layers' batch_first swaps; apart from memory.cu so that file stays kernel-free (the host
+// emulation compiles it as C++, with emu_memory.cpp's loop for this).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "device_scope.cuh"
 #include "grid.cuh"
 #include "permute.cuh"
 #include "permute_elem.cuh"
 #include "pyrnn/cuda/check.h"
-#include "pyrnn/cuda/memory.h"
 #include "pyrnn/error.h"
 
 namespace pyrnn {
 namespace cuda {
-
-using detail::DeviceScope;
 
 namespace {
 template <typename E>
@@ -43,14 +39,6 @@ void permute01_on(void* out, const void* in, std::size_t A, std::size_t B, std::
   PYRNN_CUDA_CHECK(cudaGetLastError());
 }
 }  // namespace detail
-
-void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
-               std::size_t elem_size, int device) {
-  if (A * B * C == 0) return;
-  DeviceScope scope(device);
-  detail::permute01_on(out, in, A, B, C, elem_size, nullptr);
-  PYRNN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
-}
 
 }  // namespace cuda
 }  // namespace pyrnn

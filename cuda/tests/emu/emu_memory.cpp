@@ -39,14 +39,6 @@ void permute01_on(void* out, const void* in, std::size_t A, std::size_t B, std::
 }
 }  // namespace detail
 
-void permute01(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
-               std::size_t elem_size, int device) {
-  if (A * B * C == 0) return;
-  DeviceScope scope(device);
-  detail::permute01_on(out, in, A, B, C, elem_size, nullptr);
-  PYRNN_CUDA_CHECK(cudaStreamSynchronize(nullptr));
-}
-
 template <typename T>
 void fill(T* p, std::size_t n, T value, cudaStream_t) {
   if (n == 0) return;
