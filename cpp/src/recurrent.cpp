@@ -21,6 +21,12 @@
 namespace pyrnn {
 
 namespace {
+// Process-wide, so no two forwards (of any objects) share one: see forward_serial().
+std::uint64_t next_forward_serial() {
+  static std::atomic<std::uint64_t> count{0};
+  return ++count;
+}
+
 // Asks for n elements at p to be brought towards the cache (a hint: never faults).
 template <typename T>
 inline void prefetch(const T* p, std::size_t n) {
@@ -317,6 +323,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   // From here a failed or eval forward leaves nothing to backpropagate through (a call refused
   // by the argument checks above leaves the last forward's cache, as PyTorch leaves its graph).
   cached_ = false;
+  serial_ = next_forward_serial();
   lengths_.clear();
   if (lengths) {
     // Read once, then checked: the caller's array may change meanwhile (another thread), and

@@ -1,6 +1,8 @@
 // BasicMatrix<T>: dense, row-major, 64-byte aligned, owning. Matrix = BasicMatrix<float>.
 #pragma once
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <utility>
 #include <vector>
@@ -9,6 +11,13 @@
 #include "pyrnn/error.h"
 
 namespace pyrnn {
+
+namespace detail {
+inline std::uint64_t next_matrix_storage_id() {
+  static std::atomic<std::uint64_t> count{0};
+  return ++count;
+}
+}  // namespace detail
 
 template <typename T>
 class BasicMatrix {
@@ -30,19 +39,35 @@ class BasicMatrix {
     for (T v : values) buf_[i++] = v;
   }
 
-  BasicMatrix(const BasicMatrix&) = default;
-  BasicMatrix& operator=(const BasicMatrix&) = default;
-  // A moved-from matrix is 0 x 0: its storage went with the move.
+  // A copy is new storage (its own storageId()).
+  BasicMatrix(const BasicMatrix& o) : rows_(o.rows_), cols_(o.cols_), buf_(o.buf_) {}
+  BasicMatrix& operator=(const BasicMatrix& o) {
+    if (this != &o) {
+      buf_ = o.buf_;
+      rows_ = o.rows_;
+      cols_ = o.cols_;
+      storage_ = detail::next_matrix_storage_id();
+    }
+    return *this;
+  }
+  // A moved-from matrix is 0 x 0: its storage (and storageId()) went with the move.
   BasicMatrix(BasicMatrix&& o) noexcept
-      : rows_(std::exchange(o.rows_, 0)), cols_(std::exchange(o.cols_, 0)), buf_(std::move(o.buf_)) {}
+      : rows_(std::exchange(o.rows_, 0)), cols_(std::exchange(o.cols_, 0)), buf_(std::move(o.buf_)),
+        storage_(std::exchange(o.storage_, detail::next_matrix_storage_id())) {}
   BasicMatrix& operator=(BasicMatrix&& o) noexcept {
     if (this != &o) {
       rows_ = std::exchange(o.rows_, 0);
       cols_ = std::exchange(o.cols_, 0);
       buf_ = std::move(o.buf_);
+      storage_ = std::exchange(o.storage_, detail::next_matrix_storage_id());
     }
     return *this;
   }
+
+  // Names the storage: new at construction and at each assignment (a copy's own, a move's
+  // the source's), unchanged by element writes. Optimizers keep state per storage, so a
+  // reassigned outputWeight() starts afresh even where its memory reuses the old address.
+  std::uint64_t storageId() const { return storage_; }
 
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
@@ -73,6 +98,7 @@ class BasicMatrix {
   }
   std::size_t rows_ = 0, cols_ = 0;
   AlignedBuffer<T> buf_;
+  std::uint64_t storage_ = detail::next_matrix_storage_id();
 };
 
 using Matrix = BasicMatrix<float>;

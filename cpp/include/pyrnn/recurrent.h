@@ -95,6 +95,10 @@ class Recurrent {
   std::weak_ptr<const void> instanceAlive() const { return id_.alive(); }  // expires with it
   int cached_steps() const { return steps_; }
   int cached_batch() const { return batch_; }
+  // A number no other forward (of this object or any other) has: what a caller keeping a
+  // forward's outputs checks before backward, to know the cache is still that forward's (a
+  // copy carries its original's, with the same cache).
+  std::uint64_t forward_serial() const { return serial_; }
   // Whether an eval forward keeps every step's state (for last_layer_states) or only the two a
   // step reads and writes (the default: [2, N, H] per direction instead of [T+1, N, H], a third
   // of an LSTM's eval memory at large T). Training keeps every state either way.
@@ -173,6 +177,7 @@ class Recurrent {
   bool training_ = false;  // the forward in progress keeps a cache
   bool keep_states_ = false;  // see keep_state_sequence
   bool ring_ = false;         // the last forward kept two state slots (eval, !keep_states_)
+  std::uint64_t serial_ = 0;  // forward_serial()
   MovedFrom moved_;
   detail::InstanceId id_;
 };

@@ -110,8 +110,9 @@ std::vector<ParamView<T>> BasicRecurrentLayer<T>::parameters() {
   std::vector<ParamView<T>> out;
   for (const ParamInfo& p : core_.param_info())
     out.push_back({p.name, core_.params() + p.offset, core_.grads() + p.offset, p.rows, p.cols});
-  out.push_back({"weight_hy", w_hy_.data(), dw_hy_.data(), w_hy_.rows(), w_hy_.cols()});
-  out.push_back({"bias_y", b_y_.data(), db_y_.data(), b_y_.cols(), 0});
+  out.push_back({"weight_hy", w_hy_.data(), dw_hy_.data(), w_hy_.rows(), w_hy_.cols(),
+                 w_hy_.storageId()});
+  out.push_back({"bias_y", b_y_.data(), db_y_.data(), b_y_.cols(), 0, b_y_.storageId()});
   return out;
 }
 
@@ -156,6 +157,7 @@ BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& seque
                 nullptr, static_cast<int>(T_), static_cast<int>(N), training_, 0);
   steps_ = static_cast<int>(T_);
   batch_ = static_cast<int>(N);
+  core_serial_ = core_.forward_serial();
 
   // The per-step views the seeds' API hands out: h_t = y_[t-1]; c_t from the core's
   // [T+1, N, H] cell states (slot 0 is c_0 = 0, so c_t is slot t).
@@ -189,10 +191,14 @@ BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& seque
 template <typename T>
 std::vector<BasicMatrix<T>> BasicRecurrentLayer<T>::backward(const MatrixT& d_output) {
   prepare("backward");
-  PYRNN_CHECK(cached_ && core_.has_cache() && core_.cached_steps() == steps_ &&
-                  core_.cached_batch() == batch_,
+  // The core's cache must be this layer's last forward's: not a replaced core()'s, nor one a
+  // direct core().forward() made since (y_ and the core's cache would then belong to different
+  // forwards, or sizes).
+  PYRNN_CHECK(cached_ && core_.has_cache() && core_.forward_serial() == core_serial_ &&
+                  core_.cached_steps() == steps_ && core_.cached_batch() == batch_,
               name_, ".backward: no training-mode forward to backpropagate through; call "
-              "forward() first (in train() mode, the default)");
+              "forward() first (in train() mode, the default; core() replaced or run on its "
+              "own since counts as none)");
   const std::size_t T_ = steps_, N = batch_;
   const std::size_t C = inputSize(), H = hiddenSize(), O = outputSize();
   const bool lstm = core_.config().cell == CellType::LSTM;

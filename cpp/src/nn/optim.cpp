@@ -41,17 +41,20 @@ void BasicSGD<T>::setLearningRate(double lr) {
 template <typename T>
 void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
   const detail::Owner owner = detail::Owner::of(layer);
-  detail::drop_gone(velocity_);
-  for (ParamView<T>& p : layer.parameters()) {
+  std::vector<ParamView<T>> params = layer.parameters();
+  detail::drop_gone(velocity_, owner, params);
+  for (ParamView<T>& p : params) {
     const std::size_t n = p.size();
     T* buf = nullptr;
     bool first = false;
     if (momentum_ != 0) {
       State& s = velocity_[p.data];
-      // A new parameter (or another layer's at a reused address): v starts as g (PyTorch).
-      first = s.owner != owner || s.v.size() != n;
+      // A new parameter (or another layer's, or matrix's, at a reused address): v starts as g
+      // (PyTorch).
+      first = s.owner != owner || s.storage != p.storage || s.v.size() != n;
       if (first) {
         s.owner = owner;
+        s.storage = p.storage;
         s.v.assign(n, T(0));
       }
       buf = s.v.data();
@@ -86,12 +89,14 @@ void BasicAdam<T>::setLearningRate(double lr) {
 template <typename T>
 void BasicAdam<T>::step(BasicRecurrentLayer<T>& layer) {
   const detail::Owner owner = detail::Owner::of(layer);
-  detail::drop_gone(state_);
-  for (ParamView<T>& p : layer.parameters()) {
+  std::vector<ParamView<T>> params = layer.parameters();
+  detail::drop_gone(state_, owner, params);
+  for (ParamView<T>& p : params) {
     const std::size_t n = p.size();
     State& s = state_[p.data];
-    if (s.owner != owner || s.m.size() != n) {  // a new parameter: step 0
+    if (s.owner != owner || s.storage != p.storage || s.m.size() != n) {  // new: step 0
       s.owner = owner;
+      s.storage = p.storage;
       s.m.assign(n, T(0));
       s.v.assign(n, T(0));
       s.t = 0;

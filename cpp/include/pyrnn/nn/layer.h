@@ -35,6 +35,9 @@ struct ParamView {
   T* grad;
   std::size_t rows;
   std::size_t cols;
+  // The storage it views: a Matrix's storageId() for the projection, 0 for the core's (whose
+  // instanceId() names them). Optimizers keep state per (address, owner, storage).
+  std::uint64_t storage = 0;
   std::size_t size() const { return cols ? rows * cols : rows; }
 };
 
@@ -138,6 +141,7 @@ class BasicRecurrentLayer {
   // The last forward. Buffers are reused across calls of the same size.
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;        // a training-mode forward completed; backward may run
+  std::uint64_t core_serial_ = 0;  // core_.forward_serial() of that forward (backward: its own)
   AlignedBuffer<T> x_;         // [T, N, C] the sequence, time-major, as the core takes it
   AlignedBuffer<T> y_;         // [T, N, H] the core's output: y_[t] = h_{t+1}
   AlignedBuffer<T> hn_, cn_;   // [N, H] final states (cn_ LSTM only)

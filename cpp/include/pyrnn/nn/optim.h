@@ -8,11 +8,13 @@
 //   opt.step(layer);
 //
 // State (momentum, Adam moments and step count) is kept per parameter, keyed by the
-// parameter's memory, its layer object and the layer's core (their instanceId()s), so one
-// optimizer may step several layers, and a layer replaced by a new one (`layer =
-// LSTMLayer(...)`, a copy, or a new `layer.core()`) starts afresh even where its memory reuses
-// the old one's addresses. The state of a layer (or core) that no longer exists is dropped at
-// the next step, so an optimizer outliving many layers holds only the live ones' state.
+// parameter's memory, its layer object and the layer's core (their instanceId()s) and, for the
+// projection, its matrix's storageId(), so one optimizer may step several layers, and a layer
+// replaced by a new one (`layer = LSTMLayer(...)`, a copy, a new `layer.core()`, or a new
+// `outputWeight()`) starts afresh even where its memory reuses the old one's addresses. The
+// state of a layer (or core) that no longer exists, or of a parameter the layer no longer has,
+// is dropped at the next step, so an optimizer outliving many layers holds only the live
+// ones' state.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,11 +41,19 @@ struct Owner {
   bool gone() const { return layer_alive.expired() || core_alive.expired(); }
 };
 
-// Drops the entries of owners that no longer exist (state that could never be used again).
-template <typename Map>
-void drop_gone(Map& states) {
-  for (auto it = states.begin(); it != states.end();)
-    it = it->second.owner.gone() ? states.erase(it) : std::next(it);
+// Drops the entries of owners that no longer exist, and `owner`'s entries at addresses none
+// of its parameters `current` has now (a reassigned outputWeight()): state that could never
+// be used again.
+template <typename Map, typename Params>
+void drop_gone(Map& states, const Owner& owner, const Params& current) {
+  for (auto it = states.begin(); it != states.end();) {
+    bool stale = it->second.owner.gone();
+    if (!stale && !(it->second.owner != owner)) {
+      stale = true;
+      for (const auto& p : current) stale = stale && p.data != it->first;
+    }
+    it = stale ? states.erase(it) : std::next(it);
+  }
 }
 }  // namespace detail
 
@@ -62,8 +72,9 @@ class BasicSGD {
  private:
   using Owner = detail::Owner;
   struct State {
-    Owner owner;       // the layer and core it belongs to
-    std::vector<T> v;  // [size of the parameter]
+    Owner owner;                // the layer and core it belongs to
+    std::uint64_t storage = 0;  // ParamView::storage
+    std::vector<T> v;           // [size of the parameter]
   };
   double lr_, momentum_;
   std::unordered_map<const T*, State> velocity_;  // per parameter address
@@ -87,8 +98,9 @@ class BasicAdam {
  private:
   using Owner = detail::Owner;
   struct State {
-    Owner owner;          // the layer and core it belongs to
-    std::vector<T> m, v;  // [size of the parameter]
+    Owner owner;                // the layer and core it belongs to
+    std::uint64_t storage = 0;  // ParamView::storage
+    std::vector<T> m, v;        // [size of the parameter]
     std::int64_t t = 0;
   };
   double lr_, beta1_, beta2_, eps_;
