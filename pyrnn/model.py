@@ -685,8 +685,11 @@ class Sequential(Layer):
             raise ValueError(f"{name} has values beyond the {dt} range of the model (the "
                              f"largest is {big:.3g}); scale the data")
 
-    def _prepare(self, x: Any, y: Any, lengths: Any,
-                 prefix: str = "") -> tuple[npt.NDArray[Any], Any, Optional[npt.NDArray[Any]]]:
+    def _prepare(self, x: Any, y: Any, lengths: Any, prefix: str = "",
+                 need_y: bool = True) -> tuple[npt.NDArray[Any], Any, Optional[npt.NDArray[Any]]]:
+        if need_y and y is None:  # (fit / evaluate: predict takes none)
+            raise TypeError(f"{prefix}y is None: {'fit' if not prefix else 'validation_data'} "
+                            f"and evaluate need targets (predict takes x alone)")
         x = self._data(prefix + "x", x)
         self._check_rank(x, prefix + "x")
         dt = self._input_dtype()
@@ -760,7 +763,7 @@ class Sequential(Layer):
         """The model's outputs for x in eval mode, batch by batch, concatenated."""
         batch_size = positive_int("batch_size", batch_size)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
-        x, _, lengths = self._prepare(x, None, lengths)
+        x, _, lengths = self._prepare(x, None, lengths, need_y=False)
         with self._eval_mode():
             outs = [_arrays.host(self._forward_batch(x[idx],
                                                      None if lengths is None else lengths[idx]))

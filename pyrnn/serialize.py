@@ -364,10 +364,12 @@ def _expected(path, spec, reg, n_tensors, prefix="", seen=None):
     # A declared layer count beyond the tensors in the file cannot be right, and would make
     # even the shape computation below loop for long: each (layer, direction) has two weights
     # at least, a bound that keeps the shapes within a few times the tensor table.
-    n_layers = cfg.get("num_layers", 1)
-    dirs = 2 if cfg.get("bidirectional") else 1
-    if not _int(n_layers) or not 1 <= n_layers * dirs * 2 <= max(n_tensors, 2):
-        raise _bad(path, f"corrupted config: num_layers = {n_layers!r}")
+    # (Recurrent layers only: LastStep's config has "bidirectional" too, and no weights.)
+    if "num_layers" in _config_keys(cls):
+        n_layers = cfg.get("num_layers", 1)
+        dirs = 2 if cfg.get("bidirectional") else 1
+        if not _int(n_layers) or not 1 <= n_layers * dirs * 2 <= max(n_tensors, 2):
+            raise _bad(path, f"corrupted config: num_layers = {n_layers!r}")
     try:  # any JSON value can sit anywhere in cfg: every use of it is inside this try
         shapes = cls.param_shapes(cfg)
         # As the constructor reads it (None is float32 there; np.dtype(None) is float64).

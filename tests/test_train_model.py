@@ -1136,3 +1136,18 @@ def test_fit_guard_restores_custom_state_as_it_was_kept():
         m.fit(np.ones((12, 1)), np.zeros((12, 1)), loss="mse", optimizer=opt, batch_size=4,
               verbose=0, shuffle=False)
     assert opt.state == [{"n": 2, "log": [1, 2]}] * 2
+
+
+def test_missing_targets_are_named():
+    # y = None passed _prepare (predict's case): fit and evaluate failed on "'NoneType' object is
+    # not subscriptable", and validation_data=(x, None) inside fit's own error message.
+    m = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0)])
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    kw = dict(loss="mse", optimizer="sgd", verbose=0)
+    with pytest.raises(TypeError, match="^y is None: fit and evaluate need targets"):
+        m.fit(x, None, **kw)
+    with pytest.raises(TypeError, match="^y is None"):
+        m.evaluate(x, None, loss="mse")
+    with pytest.raises(TypeError, match="^validation y is None: validation_data"):
+        m.fit(x, x[:, :1], validation_data=(x, None), **kw)
+    assert m.predict(x).shape == (8, 1)

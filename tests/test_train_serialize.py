@@ -497,3 +497,20 @@ def test_tensors_are_64_byte_aligned_in_the_payload(tmp_path):
     pyrnn.Sequential([pyrnn.Dense(3, 1), pyrnn.Dense(1, 1)]).save(p)
     header, _ = header_of(p.read_bytes())
     assert [t["offset"] for t in header["tensors"]] == [0, 64, 128, 192]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: pyrnn.LastStep(True),
+    lambda: pyrnn.Sequential([pyrnn.LastStep(True), pyrnn.Dense(8, 2, seed=1)]),
+    lambda: pyrnn.Sequential([pyrnn.LSTM(3, 4, bidirectional=True, batch_first=True, seed=0),
+                              pyrnn.LastStep(True), pyrnn.Dense(8, 2, seed=1)])[1:],
+])
+def test_a_bidirectional_laststep_saves_with_few_weights(tmp_path, make):
+    # The file check's bound on a layer's num_layers * directions (by the weights in the file)
+    # took LastStep's "bidirectional" for a recurrent layer's: "corrupted config: num_layers =
+    # 1", refusing to save a model of fewer than 4 weight arrays (a classifier's head, say).
+    obj = make()
+    pyrnn.save(obj, tmp_path / "m.pyrnn")
+    back = pyrnn.load(tmp_path / "m.pyrnn")
+    x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32)
+    np.testing.assert_array_equal(back(x), obj(x))
