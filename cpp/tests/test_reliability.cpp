@@ -80,6 +80,22 @@ struct AddressSpaceCap {
 
 }  // namespace
 
+TEST(error_messages_are_utf8) {
+  // Messages quote outside bytes (environment values); Python decodes what() as UTF-8, so a
+  // Latin-1 value made the documented error a UnicodeDecodeError. Bytes outside well-formed
+  // UTF-8 are written as \xNN; well-formed sequences (e, 2-, 3-, 4-byte) are kept.
+  CHECK(std::string(pyrnn::Error("ISA='x\xe9'").what()) == "ISA='x\\xe9'");
+  CHECK(std::string(pyrnn::Error("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80").what()) ==
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  // Truncated, overlong, surrogate, past U+10FFFF, stray continuation.
+  CHECK(std::string(pyrnn::Error("\xc3").what()) == "\\xc3");
+  CHECK(std::string(pyrnn::Error("\xc0\xaf").what()) == "\\xc0\\xaf");
+  CHECK(std::string(pyrnn::Error("\xed\xa0\x80").what()) == "\\xed\\xa0\\x80");
+  CHECK(std::string(pyrnn::Error("\xf4\x90\x80\x80").what()) == "\\xf4\\x90\\x80\\x80");
+  CHECK(std::string(pyrnn::Error("a\x80z").what()) == "a\\x80z");
+  CHECK(std::string(pyrnn::OutOfMemory("LIMIT='\xff'").what()) == "LIMIT='\\xff'");
+}
+
 TEST(float_math_propagates_nan_every_isa) {
   for (CpuIsa isa : pyrnn::available_isas()) {
     const pyrnn::kernels::Ops<float>& o = pyrnn::kernels::ops_for<float>(isa);

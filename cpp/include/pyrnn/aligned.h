@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "pyrnn/error.h"
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
@@ -21,7 +23,7 @@ constexpr std::size_t kAlignment = 64;
 // std::bad_alloc with a message: Cython's `except +` turns it into MemoryError(what()).
 class OutOfMemory : public std::bad_alloc {
  public:
-  explicit OutOfMemory(std::string what) : what_(std::move(what)) {}
+  explicit OutOfMemory(std::string what) : what_(detail::utf8_or_escaped(what)) {}
   const char* what() const noexcept override { return what_.c_str(); }
 
  private:
