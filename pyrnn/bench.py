@@ -290,8 +290,16 @@ def main_args(args):
     result = run(quick=args.quick, threads=args.threads, repeats=args.repeats,
                  use_torch=not args.no_torch)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        text = json.dumps(result, indent=2)
+        try:
+            with open(args.json, "w") as f:
+                f.write(text)
+        except BrokenPipeError:
+            raise  # (a reader gone: cli.guarded's one line)
+        except OSError as e:  # checked before the run, but a disk can fill meanwhile
+            print(f"pyrnn bench: --json {args.json}: {e.strerror or e}; the results:\n{text}",
+                  file=sys.stderr)
+            return 2
         print(f"wrote {args.json}")
     return 0
 

@@ -403,3 +403,42 @@ def test_char_windows_targets_are_the_next_characters():
     x, y = demo.char_windows(np.arange(10), 3, 3)
     np.testing.assert_array_equal(x, [[0, 1, 2], [3, 4, 5]])
     np.testing.assert_array_equal(y, [[1, 2, 3], [4, 5, 6]])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_bench_json_write_failing_after_the_run_is_one_message(monkeypatch, capsys):
+    # The path passes the check before the run (/dev/full is writable), the write after it
+    # fails (no space): a traceback lost the measured results; now one message that carries
+    # them, and status 2.
+    from pyrnn import bench
+    monkeypatch.setattr(bench, "run", lambda **kw: {"rows": [1, 2]})
+    assert bench.main(["--quick", "--json", "/dev/full"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyrnn bench: --json /dev/full: No space left on device")
+    assert '"rows"' in err and "Traceback" not in err
+
+
+def test_environment_values_that_are_not_utf8_give_the_documented_errors(tmp_path):
+    # A Latin-1 value (b'x\xe9') made every message quoting it undecodable: pyrnn.info() and
+    # each pass raised UnicodeDecodeError, `pyrnn info` / demo ended in a traceback.
+    env = {k.encode(): v.encode() for k, v in os.environ.items()}
+    code = ("import numpy as np, pyrnn\n"
+            "print(pyrnn.info()['cpu_isa_error'])\n"
+            "try:\n    pyrnn.GRU(2, 3)(np.ones((2, 1, 2)))\n"
+            "except RuntimeError as e:\n    print('RuntimeError', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**env, b"PYRNN_CPU_ISA": b"x\xe9"}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("PYRNN_CPU_ISA='x\\xe9' names no CPU ISA"), out.stdout
+    assert lines[1].startswith("RuntimeError PYRNN_CPU_ISA='x\\xe9'"), out.stdout
+    out = subprocess.run(_pyrnn_exe() + ["demo", "--quick"], capture_output=True, text=True,
+                         cwd=tmp_path, env={**env, b"PYRNN_CPU_ISA": b"x\xe9"}, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    code = ("import numpy as np, pyrnn\n"
+            "try:\n    pyrnn.GRU(2, 3)(np.ones((2, 1, 2)))\n"
+            "except MemoryError as e:\n    print('MemoryError', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**env, b"PYRNN_MEMORY_LIMIT": b"4\xffG"}, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith(
+        "MemoryError PYRNN_MEMORY_LIMIT='4\\xffG' is not a size"), (out.stdout, out.stderr)
