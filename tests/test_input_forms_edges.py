@@ -52,8 +52,44 @@ def test_rnn_relu_backward_matches_torch_with_inf_and_nan(isa, dtype):
         np.testing.assert_array_equal(np.isinf(dx), np.isinf(xt.grad.numpy()))
         g = layer.grads["weight_ih_l0"]
         np.testing.assert_array_equal(np.isfinite(g), np.isfinite(ref.weight_ih_l0.grad.numpy()))
+        # The values too: where h is NaN, d passes (torch: h <= 0 ? 0 : d; this gave 0).
+        tol = dict(rtol=1e-5, atol=1e-5) if np.dtype(dtype) == np.float32 else \
+            dict(rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), equal_nan=True, **tol)
+        for k in ("weight_ih_l0", "weight_hh_l0"):
+            np.testing.assert_allclose(layer.grads[k], getattr(ref, k).grad.numpy(),
+                                       equal_nan=True, **tol)
+        layer1 = pyrnn.RNN(1, 1, nonlinearity="relu", seed=0, dtype=dtype)
+        ref1 = layer1.to_torch()
+        x1 = np.array([[[np.nan]], [[1.0]]], dtype)
+        y1 = layer1(x1)[0]
+        dx1, _ = layer1.backward(np.ones_like(y1))
+        xt1 = torch.tensor(x1, requires_grad=True)
+        ref1(xt1)[0].backward(torch.ones(2, 1, 1, dtype=xt1.dtype))
+        np.testing.assert_allclose(dx1, xt1.grad.numpy(), equal_nan=True, **tol)
     finally:
         pyrnn.set_cpu_isa(saved)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_relu_backward_passes_the_gradient_where_the_output_is_nan(dtype):
+    # torch's rule, h <= 0 ? 0 : d: a NaN output passes d (it gave 0).
+    layer = pyrnn.Dense(2, 3, activation="relu", seed=0, dtype=dtype)
+    ref = torch.nn.Linear(2, 3, dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(layer.params["weight"]))
+        ref.bias.copy_(torch.tensor(layer.params["bias"]))
+    x = np.array([[np.nan, 1.0], [0.5, -2.0]], dtype)
+    dy = np.arange(6, dtype=dtype).reshape(2, 3) + 1
+    y = layer(x)
+    dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.relu(ref(xt)).backward(torch.tensor(dy))
+    tol = dict(rtol=1e-5, atol=1e-6) if np.dtype(dtype) == np.float32 else dict(rtol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), equal_nan=True, **tol)
+    np.testing.assert_allclose(layer.grads["weight"], ref.weight.grad.numpy(), equal_nan=True,
+                               **tol)
+    assert np.isnan(y[0]).all()
 
 
 def test_big_endian_float64_keeps_its_dtype_and_range():

@@ -130,8 +130,8 @@ PYRNN_HD inline void cell_backward_elem(std::size_t i, int cell, bool reset_afte
   switch (static_cast<CellType>(cell)) {
     case CellType::RNN_TANH:
     case CellType::RNN_RELU:  // rnn_backward_row
-      // ReLU selects, as cells.h: an Inf / NaN d of an inactive unit gives 0.
-      dgr[j] = cell == static_cast<int>(CellType::RNN_RELU) ? (ar[j] > T(0) ? d : T(0))
+      // ReLU selects, as cells.h: an Inf / NaN d of an inactive unit gives 0, a NaN h passes d.
+      dgr[j] = cell == static_cast<int>(CellType::RNN_RELU) ? (ar[j] <= T(0) ? T(0) : d)
                                                             : d * (T(1) - ar[j] * ar[j]);
       break;
     case CellType::LSTM: {  // lstm_backward_row

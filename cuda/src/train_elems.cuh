@@ -33,7 +33,7 @@ PYRNN_HD inline T act_forward_elem(int act, T v) {
 template <typename T>
 PYRNN_HD inline T act_grad_elem(int act, T y) {
   switch (static_cast<Activation>(act)) {
-    case Activation::ReLU: return y > T(0) ? T(1) : T(0);
+    case Activation::ReLU: return y <= T(0) ? T(0) : T(1);  // (NaN: 1, as torch)
     case Activation::Tanh: return T(1) - y * y;
     case Activation::Sigmoid: return y * (T(1) - y);
     case Activation::None: break;
@@ -51,8 +51,9 @@ PYRNN_HD inline void dense_epilogue_elem(std::size_t i, T* y, const T* b, int ou
 // dz [n] = dy * act'(y): the d pre-activation.
 template <typename T>
 PYRNN_HD inline void dense_dz_elem(std::size_t i, T* dz, const T* dy, const T* y, int act) {
-  // ReLU selects, as PyTorch's threshold_backward: 0 where y <= 0 even for an Inf / NaN dy.
-  dz[i] = act == static_cast<int>(Activation::ReLU) ? (y[i] > T(0) ? dy[i] : T(0))
+  // ReLU selects, as PyTorch's threshold_backward: 0 where y <= 0 even for an Inf / NaN dy,
+  // dy where y is NaN.
+  dz[i] = act == static_cast<int>(Activation::ReLU) ? (y[i] <= T(0) ? T(0) : dy[i])
                                                    : dy[i] * act_grad_elem<T>(act, y[i]);
 }
 

@@ -34,6 +34,9 @@ inline VF scale2(VF p, VF n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 inline VF select_lt(VF a, VF b, VF x, VF y) {  // a < b ? x : y
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ), y.v, x.v)};
 }
+inline VF select_le(VF a, VF b, VF x, VF y) {  // a <= b ? x : y (NaN: y)
+  return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ), y.v, x.v)};
+}
 inline VF nan_or(VF a, VF y) {  // isnan(a) ? a : y
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), y.v, a.v)};
 }
@@ -94,6 +97,9 @@ inline VF scale2(VF p, VF n) {
 inline VF select_lt(VF a, VF b, VF x, VF y) {
   return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))};
 }
+inline VF select_le(VF a, VF b, VF x, VF y) {
+  return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ))};
+}
 inline VF nan_or(VF a, VF y) {  // isnan(a) ? a : y
   return {_mm256_blendv_ps(y.v, a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))};
 }
@@ -141,6 +147,7 @@ inline VF scale2(VF p, VF n) {
   return {p.v * f};
 }
 inline VF select_lt(VF a, VF b, VF x, VF y) { return a.v < b.v ? x : y; }
+inline VF select_le(VF a, VF b, VF x, VF y) { return a.v <= b.v ? x : y; }
 inline VF nan_or(VF a, VF y) { return a.v != a.v ? a : y; }  // isnan(a) ? a : y
 inline VF copysign(VF mag, VF sgn) { return {std::copysign(mag.v, sgn.v)}; }
 inline VF load_partial(const float* p, int) { return {*p}; }

@@ -25,8 +25,9 @@ inline void rnn_forward_row(int H, int j0, int j1, bool relu, T* g, const T* r) 
   }
 }
 // dg [H] out: d pre-activation; dh [H]: d h; a [H]: stored activation h.
-// ReLU selects rather than multiplies by 0/1, as PyTorch's threshold_backward: an inactive unit
-// passes 0 back even for an Inf or NaN dh (0 * Inf would be NaN).
+// ReLU selects rather than multiplies by 0/1, as PyTorch's threshold_backward (h <= 0 ? 0 : dh):
+// an inactive unit passes 0 back even for an Inf or NaN dh (0 * Inf would be NaN), and a NaN h
+// passes dh, as there (0 < h ? dh : 0 gave 0).
 // One loop per activation, dh read unconditionally: the select then needs no branch (tested
 // inside one loop it was a branch, mispredicted on half the units).
 template <typename T>
@@ -34,7 +35,7 @@ inline void rnn_backward_row(int H, int j0, int j1, bool relu, T* dg, const T* d
   if (relu) {
     for (int j = j0; j < j1; ++j) {
       const T d = dh[j];
-      dg[j] = a[j] > T(0) ? d : T(0);
+      dg[j] = a[j] <= T(0) ? T(0) : d;
     }
   } else {
     for (int j = j0; j < j1; ++j) dg[j] = dh[j] * (T(1) - a[j] * a[j]);
