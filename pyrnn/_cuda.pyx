@@ -232,6 +232,20 @@ def _host_c(array, dtype):
             # numpy casts NaN / Inf to INT64_MIN with only a warning
             raise ValueError(f"the host data has NaN or Inf values, which {np.dtype(dtype)} "
                              "cannot hold")
+        if np.dtype(dtype).kind in "iu" and a.dtype.kind in "fciu" and a.size and \
+                a.dtype != np.dtype(dtype):
+            # Finite floats past its range became INT64_MIN (a warning only), uint64 past
+            # 2**63 wrapped around (none): refused, as float32 overflow is.
+            info = np.iinfo(np.dtype(dtype))
+            lo, hi = (a.real.min(), a.real.max()) if a.dtype.kind == "c" else (a.min(), a.max())
+            if a.dtype.kind in "fc":
+                # float(info.max) rounds up to 2**63, itself out of range
+                bad = lo < float(info.min) or hi >= float(info.max)
+            else:
+                bad = int(lo) < info.min or int(hi) > info.max
+            if bad:
+                raise ValueError(f"the host data has values beyond the {np.dtype(dtype)} range "
+                                 f"(from {lo!r} to {hi!r}); it holds {info.min} to {info.max}")
         a = _cast_finite("the host data", a, dtype)
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
@@ -312,6 +326,11 @@ cdef class DeviceArray:
         """A view of existing device memory at ptr; `owner` is kept alive while the view lives."""
         shape = _shape_of(shape)
         dt = _dtype_of(dtype)
+        if ptr == 0 and math.prod(shape):
+            # (the recurrent layers took a null h0 for "no h0": zeros, silently; a kernel
+            # would fault on it) As the CUDA array interface and DLPack imports refuse it.
+            raise ValueError(f"DeviceArray.borrow: a null pointer for {math.prod(shape)} "
+                             f"elements (shape {shape}); only an empty array may have none")
         _check_aligned(ptr, dt, "DeviceArray.borrow")
         # (no device at all: the host-side tests borrow fake pointers, never dereferenced)
         if device >= 0 and 0 < ccuda.device_count() <= device:
@@ -395,7 +414,11 @@ cdef class DeviceArray:
         shape = _shape_of(shape)
         if math.prod(shape) != self.size:
             raise ValueError(f"cannot reshape DeviceArray of shape {self.shape} into {shape}")
-        return DeviceArray._make(self.ptr, shape, self.dtype, self.device, self.readonly, self)
+        # The owner: this array, or the array this one views (as NumPy's base), so that
+        # x = x.reshape(...) in a loop makes no chain of views (a million of them crashed on
+        # release, recursively).
+        base = self._owner if isinstance(self._owner, DeviceArray) else self
+        return DeviceArray._make(self.ptr, shape, self.dtype, self.device, self.readonly, base)
 
     def permute01(self):
         """A new owning array with the first two axes swapped ((A, B, ...) -> (B, A, ...))."""
@@ -851,7 +874,7 @@ cdef ccuda.Switch _switch_of(value, const char* what) except *:
 
 
 cdef int _blocks_of(value) except -2:
-    if isinstance(value, str) and value == "default":
+    if isinstance(value, str) and value.lower() == "default":  # any case, as the other options
         return -1
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"persist_blocks must be an int in [0, 65535] or 'default', got "

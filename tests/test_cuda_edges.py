@@ -446,6 +446,34 @@ def test_uploads_to_int64_refuse_nan_and_inf():
     np.testing.assert_array_equal(a.numpy(), [1, 2])
 
 
+def test_uploads_to_int64_refuse_values_past_its_range():
+    # Finite floats past int64 became INT64_MIN (a NumPy warning only), uint64 past 2**63
+    # wrapped around (no warning): refused, as float32 overflow is.
+    for bad in (np.array([1e30, 1.0]), np.array([-1e19]), np.array([2.0**63]),
+                np.array([2**63 + 5], np.uint64)):
+        with pytest.raises(ValueError, match="beyond the int64 range"):
+            pyrnn.cuda.to_device(bad, dtype="int64")
+    a = pyrnn.cuda.to_device(np.array([1, 2]), dtype="int64")
+    with pytest.raises(ValueError, match="beyond the int64 range"):
+        a.copy_from(np.array([1e30, 1.0]))
+    np.testing.assert_array_equal(a.numpy(), [1, 2])
+    ok = np.array([2.0**62, -2.0**63])  # the edges that fit
+    np.testing.assert_array_equal(pyrnn.cuda.to_device(ok, dtype="int64").numpy(),
+                                  ok.astype(np.int64))
+    big = np.array([2**63 - 1], np.uint64)
+    assert pyrnn.cuda.to_device(big, dtype="int64").numpy()[0] == 2**63 - 1
+
+
+def test_persist_blocks_default_in_any_case():
+    # (the other four options and the environment take 'DEFAULT'; this setter wanted 'default')
+    pyrnn.cuda.set_persist_blocks(3)
+    pyrnn.cuda.set_persist_blocks("DEFAULT")
+    assert pyrnn.cuda.options()["persist_blocks"] == 0
+    layer = pyrnn.GRU(2, 3, device="cuda")
+    pyrnn.cuda.configure(layer, persist_blocks="Default")
+    assert pyrnn.cuda.layer_options(layer)["options"]["persist_blocks"] == "default"
+
+
 def test_big_endian_host_data_uploads_as_its_values():
     a = pyrnn.cuda.to_device(np.arange(3, dtype=">f8"))
     assert a.dtype == np.float64

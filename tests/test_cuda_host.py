@@ -155,6 +155,30 @@ def test_cuda_array_interface_import_without_device(version, stream):
 # ---- DeviceArray bookkeeping (fake pointers, never dereferenced) -----------------------------
 
 @needs_ext
+def test_borrow_refuses_a_null_pointer_for_data():
+    # A null h0 borrowed for (1, 2, 4) reached the recurrent layer as "no h0" (zeros, silently).
+    DA = pyrnn.cuda.DeviceArray
+    with pytest.raises(ValueError, match=r"null pointer for 8 elements \(shape \(1, 2, 4\)\)"):
+        DA.borrow(0, (1, 2, 4), "float32", None, device=0)
+    assert DA.borrow(0, (0, 4), "float32", None, device=0).size == 0  # empty: none needed
+
+
+@needs_ext
+def test_reshape_views_make_no_chain():
+    # Each reshape's owner was the array it came from: x = x.reshape(...) in a loop kept every
+    # view alive, and releasing a million of them crashed (recursion in the deallocations).
+    DA = pyrnn.cuda.DeviceArray
+    owner = object()
+    a = DA.borrow(0x20000, (4, 6), "float32", owner, device=0)
+    x = a
+    for _ in range(1000):
+        x = x.reshape(24).reshape(6, 4)
+    assert x.owner is a and a.owner is owner and x.ptr == a.ptr
+    del a
+    assert x.owner.owner is owner  # the base stays alive with its views
+
+
+@needs_ext
 def test_device_array_views_and_interface():
     DA = pyrnn.cuda.DeviceArray
     with pytest.raises(TypeError):
