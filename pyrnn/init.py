@@ -274,6 +274,5 @@ def orthogonal_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
     q = q * d
     if rows < cols:
         q = q.T
-    a[...] = (gain * q).reshape(a.shape).astype(a.dtype, copy=False)
-    return a
+    return _fill(a, (gain * q).reshape(a.shape))  # (a gain of 1e39: refused, as elsewhere)
 

@@ -413,6 +413,9 @@ CASES = [
     ("init-std-negative", "init.normal_(np.zeros(3), std=-1)", V, r"std must be >= 0, got -1"),
     ("init-uniform-bounds", "init.uniform_(np.zeros(3), 1, 0)", V, r"low <= high"),
     ("init-orthogonal-1d", "init.orthogonal_(np.zeros(3))", V, r"at least 2 dimensions"),
+    # (it wrote Inf with only NumPy's warning; the other initialisers refused)
+    ("init-orthogonal-gain-past-float32", "a = np.zeros((3, 3), np.float32); "
+     "init.orthogonal_(a, gain=1e39)", V, r"initial values has values beyond the float32 range"),
     ("init-nonlinearity", "init.kaiming_normal_(np.zeros((3, 3)), nonlinearity='gelu')", V, r"unsupported nonlinearity 'gelu'"),
     ("init-zero-size-noop", "a = np.zeros((3, 0)); init.kaiming_uniform_(a); init.kaiming_normal_(a); init.xavier_uniform_(a); "
      "init.xavier_normal_(a); init.orthogonal_(a)", OK, ""),
