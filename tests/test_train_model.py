@@ -1151,3 +1151,17 @@ def test_missing_targets_are_named():
     with pytest.raises(TypeError, match="^validation y is None: validation_data"):
         m.fit(x, x[:, :1], validation_data=(x, None), **kw)
     assert m.predict(x).shape == (8, 1)
+
+
+def test_lengths_need_a_layer_that_uses_them():
+    # A Dense-only model took lengths= (checked against x's second axis) and ignored them.
+    m = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0)])
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    for call in (lambda: m.fit(x, x[:, :1], loss="mse", optimizer="sgd", verbose=0,
+                               lengths=np.full(8, 2)),
+                 lambda: m.evaluate(x, x[:, :1], loss="mse", lengths=np.full(8, 2)),
+                 lambda: m.predict(x, lengths=np.full(8, 2))):
+        with pytest.raises(ValueError, match="lengths= needs a recurrent layer or LastStep"):
+            call()
+    seq = pyrnn.Sequential([pyrnn.Sequential([pyrnn.LastStep()]), pyrnn.Dense(4, 1, seed=0)])
+    assert seq.predict(np.ones((2, 3, 4)), lengths=[3, 1]).shape == (2, 1)  # nested: used
