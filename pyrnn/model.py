@@ -754,6 +754,8 @@ class Sequential(Layer):
         """Loss of the model on (x, y) in eval mode, as one mean over all samples (not a mean
         of batch means). return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
         loss: a Loss (or name); default the loss of the last fit()."""
+        if not isinstance(return_dict, (bool, np.bool_)):  # ("no" was taken as True)
+            raise TypeError(f"return_dict must be True or False, got {return_dict!r}")
         loss = self._loss_arg(loss)
         self._warn_logit_losses(loss)
         batch_size = positive_int("batch_size", batch_size)
@@ -933,6 +935,10 @@ class Sequential(Layer):
         batch_size = positive_int("batch_size", batch_size)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        if not (isinstance(verbose, (bool, np.bool_)) or
+                (isinstance(verbose, numbers.Integral) and verbose in (0, 1, 2))):
+            # ("no" was taken as True: a progress bar)
+            raise TypeError(f"verbose must be True, False, 0, 1 or 2, got {verbose!r}")
         if not isinstance(seed, np.random.Generator):  # a Generator is used as it is
             try:
                 seed = seed_arg("seed", seed)

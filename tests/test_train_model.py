@@ -1165,3 +1165,15 @@ def test_lengths_need_a_layer_that_uses_them():
             call()
     seq = pyrnn.Sequential([pyrnn.Sequential([pyrnn.LastStep()]), pyrnn.Dense(4, 1, seed=0)])
     assert seq.predict(np.ones((2, 3, 4)), lengths=[3, 1]).shape == (2, 1)  # nested: used
+
+
+def test_flags_are_booleans_not_truthy_values():
+    m = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0)])
+    x = np.random.default_rng(0).standard_normal((8, 4))
+    for bad in ("no", "0", 3, None, 1.0):
+        with pytest.raises(TypeError, match="verbose must be True, False, 0, 1 or 2"):
+            m.fit(x, x[:, :1], loss="mse", optimizer="sgd", verbose=bad)
+    with pytest.raises(TypeError, match="return_dict must be True or False"):
+        m.evaluate(x, x[:, :1], loss="mse", return_dict="yes")
+    assert isinstance(m.evaluate(x, x[:, :1], loss="mse", return_dict=np.bool_(True)), dict)
+    m.fit(x, x[:, :1], loss="mse", optimizer="sgd", verbose=np.int64(0))
