@@ -173,11 +173,12 @@ def load_into(views, values, what="parameter"):
 def assign_all(views, values, what="parameter"):
     """``layer.params = values`` (and the write-back of ``layer.params |= values``): values
     copied into the views, as load_into; an ArrayDict over these very arrays (what ``|=``
-    hands back, already written) is left alone."""
+    hands back, already written) is left alone. Whether anything was written."""
     if isinstance(values, ArrayDict) and len(values) == len(views) and all(
             values.get(k) is v for k, v in views.items()):
-        return
+        return False
     load_into(views, values, what)
+    return len(values) > 0
 
 
 class NamedArrays:
@@ -199,8 +200,9 @@ class NamedArrays:
                                                   self._on_write(obj))
 
     def __set__(self, obj: object, values: Mapping[str, ArrayInput]) -> None:
-        assign_all(self._arrays(obj), values, self._what)
-        if (on_write := self._on_write(obj)) is not None:
+        # (|= counted its write in update: the write-back here is none)
+        if assign_all(self._arrays(obj), values, self._what) and \
+                (on_write := self._on_write(obj)) is not None:
             on_write()
 
     def _on_write(self, obj):
@@ -239,7 +241,7 @@ class ArrayDict(_ArrayDictBase):
         values = dict(other)
         values.update(kwargs)
         load_into(self, values, self._what)
-        if self._on_write is not None:
+        if values and self._on_write is not None:  # (update({}) writes nothing: no write)
             self._on_write()
 
     def __ior__(self, other: Mapping[str, ArrayInput]) -> Self:  # type: ignore[override,misc]

@@ -298,3 +298,18 @@ def test_a_refused_model_backward_accumulates_nothing(device):
     out = m(x)
     m.backward(ones_like(out))
     assert all(host(g).any() for g in m.grads.values())
+
+
+def test_an_empty_update_is_no_write():
+    # params.update({}) (or |= {}) wrote nothing but counted as a write: the next backward was
+    # refused as if the weights had changed after the forward.
+    layer = pyrnn.GRU(2, 3, seed=0)
+    x = np.ones((4, 1, 2))
+    y, _ = layer(x)
+    layer.params.update({})
+    layer.params |= {}
+    layer.backward(np.ones_like(y))  # not refused
+    y, _ = layer(x)
+    layer.params.update({"bias_l0": layer.params["bias_l0"]})  # a real write still counts
+    with pytest.raises(RuntimeError, match="parameters were changed"):
+        layer.backward(np.ones_like(y))
