@@ -702,12 +702,12 @@ class Sequential(Layer):
             if x.ndim < 2:
                 raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "
                                  f"{shape_str(x.shape)}")
+            lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths", _HOST_DATA)
             if not any(_is_recurrent(layer) or getattr(layer, "_takes_lengths", False)
                        for layer in _flat_layers(self.layers)):
                 # (a Dense-only model on (N, F) data took them as T = F, then ignored them)
                 raise ValueError(f"{prefix}lengths= needs a recurrent layer or LastStep in the "
                                  f"model, which would use them; this one has none")
-            lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths", _HOST_DATA)
         return x, y, lengths
 
     def _batches(self, N, batch_size, order=None):
