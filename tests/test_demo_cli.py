@@ -301,8 +301,11 @@ def test_run_prints_to_the_stdout_of_the_call(capsys):
 
 def test_ctrl_c_is_one_line_and_status_130(tmp_path):
     import signal
+    # SIGINT at its default in the child: a run started in the background by a shell (`cmd &`,
+    # as a CI job may be) inherits it ignored, and Python then leaves it ignored.
     proc = subprocess.Popen(_pyrnn_exe() + ["demo", "--no-plot"], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         proc.stdout.readline()  # running (Python's SIGINT handler is in place)
         proc.send_signal(signal.SIGINT)
