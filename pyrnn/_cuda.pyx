@@ -322,31 +322,37 @@ cdef class DeviceArray:
         return a
 
     @staticmethod
-    def borrow(uintptr_t ptr, shape, dtype, owner, bint readonly=False, int device=-1):
+    def borrow(ptr, shape, dtype, owner, bint readonly=False, int device=-1):
         """A view of existing device memory at ptr; `owner` is kept alive while the view lives."""
+        if isinstance(ptr, (bool, np.bool_)) or not isinstance(ptr, numbers.Integral):
+            raise TypeError(f"DeviceArray.borrow: the pointer must be an int, got {ptr!r}")
+        if not 0 <= ptr < 2**64:  # (a negative one was a bare OverflowError)
+            raise ValueError(f"DeviceArray.borrow: pointer {int(ptr)} is not an address "
+                             "(0 to 2**64 - 1)")
+        cdef uintptr_t addr = ptr
         shape = _shape_of(shape)
         dt = _dtype_of(dtype)
-        if ptr == 0 and math.prod(shape):
+        if addr == 0 and math.prod(shape):
             # (the recurrent layers took a null h0 for "no h0": zeros, silently; a kernel
             # would fault on it) As the CUDA array interface and DLPack imports refuse it.
             raise ValueError(f"DeviceArray.borrow: a null pointer for {math.prod(shape)} "
                              f"elements (shape {shape}); only an empty array may have none")
-        _check_aligned(ptr, dt, "DeviceArray.borrow")
+        _check_aligned(addr, dt, "DeviceArray.borrow")
         # (no device at all: the host-side tests borrow fake pointers, never dereferenced)
         if device >= 0 and 0 < ccuda.device_count() <= device:
             raise ValueError(f"DeviceArray.borrow: CUDA device {device} out of range "
                              f"({ccuda.device_count()} devices)")
         if device < 0:
-            device = ccuda.pointer_device(<void*>ptr) if ptr else 0
+            device = ccuda.pointer_device(<void*>addr) if addr else 0
             if device < 0:
-                if ptr and ccuda.device_count() > 0:
+                if addr and ccuda.device_count() > 0:
                     # Host or unknown memory: on a GPU with HMM the kernels would silently read
                     # and write the host heap through it, elsewhere fault (a sticky error).
-                    raise TypeError(f"DeviceArray.borrow: pointer {ptr:#x} is not CUDA device "
+                    raise TypeError(f"DeviceArray.borrow: pointer {addr:#x} is not CUDA device "
                                     f"or managed memory (shape {shape}); pass device= only for "
                                     "memory known to be on that device")
                 device = 0
-        return DeviceArray._make(ptr, shape, dt, device, readonly, owner)
+        return DeviceArray._make(addr, shape, dt, device, readonly, owner)
 
     # ---- basic properties ------------------------------------------------------------------
     @property
@@ -410,7 +416,11 @@ cdef class DeviceArray:
         shape = _extents(shape)
         if shape.count(-1) == 1:
             known = math.prod(s for s in shape if s != -1)
-            shape[shape.index(-1)] = self.size // known if known else 0
+            if not known:
+                # As NumPy: -1 beside a 0 extent could be any value.
+                raise ValueError(f"cannot reshape DeviceArray of shape {self.shape} into "
+                                 f"{tuple(shape)}: the -1 is ambiguous beside a 0 extent")
+            shape[shape.index(-1)] = self.size // known
         shape = _shape_of(shape)
         if math.prod(shape) != self.size:
             raise ValueError(f"cannot reshape DeviceArray of shape {self.shape} into {shape}")
@@ -588,8 +598,9 @@ def _check_consumer_stream(stream):
     default), 2 (per-thread default) or a stream handle; 0 is ambiguous."""
     if stream is None:
         return
-    if isinstance(stream, bool) or not isinstance(stream, int):
+    if isinstance(stream, (bool, np.bool_)) or not isinstance(stream, numbers.Integral):
         raise TypeError(f"__dlpack__ stream must be None or an int, got {stream!r}")
+    stream = int(stream)  # NumPy integers too (a handle kept in an int64 array was refused)
     if stream == 0 or stream < -1:
         raise ValueError(f"__dlpack__ stream {stream} is not a CUDA consumer stream (None, -1, "
                          "1, 2 or a stream handle; 0 is disallowed as ambiguous)")

@@ -88,6 +88,9 @@ def parse_cuda_array_interface(d):
         if not isinstance(strides, (tuple, list)) or len(strides) != len(shape):
             raise ValueError(f"__cuda_array_interface__ strides {strides!r} do not match shape "
                              f"{_shape_str(shape)}")
+        if not all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in strides):
+            # (4.0 passed as 4: the producer is not speaking the interface)
+            raise ValueError(f"__cuda_array_interface__ strides must be ints, got {strides!r}")
         expect = dtype.itemsize
         for extent, stride in zip(reversed(shape), reversed(tuple(strides))):
             # An empty array has no layout: any strides are valid.

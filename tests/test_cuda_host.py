@@ -59,6 +59,8 @@ def test_parse_minimal_and_full():
     (cai(data=(8,)), ValueError, r"\(ptr, readonly\)"),
     (cai(strides=(4, 8)), ValueError, "C-contiguous"),
     (cai(strides=(12,)), ValueError, "do not match"),
+    (cai(strides=(12.0, 4.0)), ValueError, "strides must be ints"),
+    (cai(strides=(True, 4)), ValueError, "strides must be ints"),
     (cai(mask=(1, False)), ValueError, "mask"),
     (cai(stream=0), ValueError, "disallowed"),
     (cai(stream="s"), ValueError, "int or None"),
@@ -161,6 +163,14 @@ def test_borrow_refuses_a_null_pointer_for_data():
     with pytest.raises(ValueError, match=r"null pointer for 8 elements \(shape \(1, 2, 4\)\)"):
         DA.borrow(0, (1, 2, 4), "float32", None, device=0)
     assert DA.borrow(0, (0, 4), "float32", None, device=0).size == 0  # empty: none needed
+    # Not an address: ValueError / TypeError naming it (a negative one was a bare OverflowError).
+    for ptr, exc, match in [(-4096, ValueError, "-4096 is not an address"),
+                            (2**64, ValueError, "is not an address"),
+                            (4096.0, TypeError, "must be an int"),
+                            (True, TypeError, "must be an int")]:
+        with pytest.raises(exc, match=match):
+            DA.borrow(ptr, (1,), "float32", None, device=0)
+    assert DA.borrow(np.uint64(2**63), (2,), "float32", None, device=0).ptr == 2**63
 
 
 @needs_ext
@@ -176,6 +186,16 @@ def test_reshape_views_make_no_chain():
     assert x.owner is a and a.owner is owner and x.ptr == a.ptr
     del a
     assert x.owner.owner is owner  # the base stays alive with its views
+
+
+@needs_ext
+def test_reshape_minus_one_beside_a_zero_extent_is_refused():
+    # As NumPy: (0, 4) into (-1, 0) could be any number of rows; it gave (0, 0) silently.
+    e = pyrnn.cuda.DeviceArray.borrow(0, (0, 4), "float32", None, device=0)
+    for shape in [(-1, 0), (2, 0, -1), (0, -1)]:
+        with pytest.raises(ValueError, match=r"-1 is ambiguous beside a 0 extent"):
+            e.reshape(*shape)
+    assert e.reshape(-1, 2).shape == (0, 2) and e.reshape(3, 0).shape == (3, 0)
 
 
 @needs_ext
@@ -393,10 +413,10 @@ def test_empty_arrays_export_a_null_pointer():
 @needs_ext
 def test_dlpack_export_checks_the_consumer_stream():
     a = pyrnn.cuda.DeviceArray.borrow(0x72000, (3,), "float32", None, device=0)
-    for stream in (None, -1, 1, 2, 0x7F0000):
-        capsule_tensor(a.__dlpack__(stream=stream), b"dltensor")
+    for stream in (None, -1, 1, 2, 0x7F0000, np.int64(0x7F0000), np.uint64(2)):
+        capsule_tensor(a.__dlpack__(stream=stream), b"dltensor")  # NumPy ints too
     for stream, exc in [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("1", TypeError),
-                        (True, TypeError)]:
+                        (True, TypeError), (np.int64(0), ValueError), (np.bool_(True), TypeError)]:
         with pytest.raises(exc, match="stream"):
             a.__dlpack__(stream=stream)
     for dev in [(2,), "cuda", (2.0, 0)]:
