@@ -200,7 +200,10 @@ TEST(memory_limit_environment_grammar) {
   CHECK(bytes("1.5k") == 1536);
   CHECK(bytes("2t") == (std::uint64_t(2) << 40));
   CHECK(bytes("64B") == 64);
-  for (const char* bad : {"5x", "1 x", "G", "-1G", "0", "0.5", "nan", "1e400", "4GG", "4 G B x"})
+  CHECK(bytes("2.") == 2 && bytes(".5k") == 512 && bytes("0.0625g") == (std::uint64_t(64) << 20));
+  // Decimal only, whatever the C locale (strtod took these, and followed LC_NUMERIC).
+  for (const char* bad : {"5x", "1 x", "G", "-1G", "0", "0.5", "nan", "1e400", "4GG", "4 G B x",
+                          "0x10", "inf", "1e3", "+5", ".", "1,5G", "1 5"})
     CHECK(!ok(bad) && bytes(bad) == 0);
 }
 

@@ -61,10 +61,18 @@ inline EnvMemoryLimit parse_memory_limit(const char* env) {
   };
   blanks();
   if (!*p) return out;  // empty: unset
-  char* end = nullptr;
-  const double v = std::strtod(p, &end);
-  bool ok = end != p;
-  p = end;
+  // A plain decimal, read here: strtod also took hex ("0x10"), "inf" and exponents, and used
+  // the C locale's decimal point ("1.5G" was refused after setlocale(LC_NUMERIC, "de_DE")).
+  // One mantissa divided once by 10^decimals: correctly rounded ("0.0625g" is exactly 64 MiB).
+  double mantissa = 0, divisor = 1;
+  bool ok = false;
+  for (; *p >= '0' && *p <= '9'; ++p, ok = true) mantissa = mantissa * 10 + (*p - '0');
+  if (*p == '.')
+    for (++p; *p >= '0' && *p <= '9'; ++p, ok = true) {
+      mantissa = mantissa * 10 + (*p - '0');
+      divisor *= 10;
+    }
+  const double v = mantissa / divisor;
   blanks();
   double scale = 1;
   switch (*p) {
