@@ -52,6 +52,15 @@ def real_number(name: str, value: Any, low: Optional[float] = 0.0, low_open: boo
     return v
 
 
+def flag(name: str, value: object) -> bool:
+    """A constructor switch (bias, batch_first, ...): a bool, or the ints 0 and 1. Anything else
+    is a TypeError: bool("no") is True, and bias="no" built a bias without a word."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
+                                                and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def train_mode(mode: object) -> bool:
     """The mode train(mode) takes: a bool, as torch.nn.Module.train insists ("False" or
     None would otherwise be coerced, silently)."""

@@ -20,7 +20,7 @@ import re
 import string
 from typing import TYPE_CHECKING
 
-from ._validate import real_number
+from ._validate import flag, real_number
 
 if TYPE_CHECKING:
     from typing import Any, Callable, Literal, Optional, TypedDict
@@ -159,7 +159,7 @@ class EarlyStopping(Callback):
         self.patience = int(patience)
         self.min_delta = abs(real_number("min_delta", min_delta, low=None))
         self.mode = _mode(mode, self.monitor)
-        self.restore_best = bool(restore_best)
+        self.restore_best = flag("restore_best", restore_best)
 
     def _better(self, value, best):
         if not math.isfinite(value):
@@ -221,7 +221,7 @@ class ModelCheckpoint(Callback):
             raise TypeError("path must be a str path (it may hold {epoch} fields), got bytes")
         self._fields = _path_fields(self.path)
         self.monitor = str(monitor)
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = flag("save_best_only", save_best_only)
         self.mode = _mode(mode, self.monitor)
         self.best = None
         self.last_saved = None

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, U
 import numpy as np
 
 from . import _arrays, _attrs, _core, _train
-from ._validate import (check_allocation, float_dtype, host_only, lengths_array, positive_int,
-                        real_array, seed_arg, shape_str, train_mode)
+from ._validate import (check_allocation, flag, float_dtype, host_only, lengths_array,
+                        positive_int, real_array, seed_arg, shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ class Dense(Layer):
             raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', "
                              f"got {activation!r}")
         self._activation = activation
-        self._bias = bool(bias)
+        self._bias = flag("bias", bias)
         self._dtype = float_dtype(dtype)
         self._seed = _seed_arg(seed)
         # float64 draws, then the weights and their gradients

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from . import _arrays, _attrs
-from ._validate import real_array, real_number
+from ._validate import flag, real_array, real_number
 from ._arrays import zero_
 from .parameter import Parameter, owners_held
 
@@ -370,7 +370,7 @@ class SGD(Optimizer):
         self.momentum = _float("momentum", momentum)
         self.dampening = _float("dampening", dampening)
         self.weight_decay = _float("weight_decay", weight_decay)
-        self.nesterov = bool(nesterov)
+        self.nesterov = flag("nesterov", nesterov)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov momentum requires momentum > 0 and dampening = 0")
         super().__init__(params)
@@ -408,7 +408,7 @@ class Adam(Optimizer):
         self.betas = (_float("beta1", b1, high=1.0), _float("beta2", b2, high=1.0))
         self.eps = _float("eps", eps)
         self.weight_decay = _float("weight_decay", weight_decay)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = flag("amsgrad", amsgrad)
         super().__init__(params)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -452,7 +452,7 @@ class RMSprop(Optimizer):
         self.eps = _float("eps", eps)
         self.weight_decay = _float("weight_decay", weight_decay)
         self.momentum = _float("momentum", momentum)
-        self.centered = bool(centered)
+        self.centered = flag("centered", centered)
         super().__init__(params)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -507,6 +507,7 @@ def clip_grad_norm(parameters: Union[Parameter, Iterable[Parameter]], max_norm: 
     being the norm of all gradients together (torch.nn.utils.clip_grad_norm_). Returns the
     total norm before clipping, as a float. norm_type: a positive number or inf ('inf' too,
     as torch takes it)."""
+    error_if_nonfinite = flag("error_if_nonfinite", error_if_nonfinite)
     if isinstance(parameters, Parameter):
         parameters = [parameters]
     grads = []

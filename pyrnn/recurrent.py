@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _arrays, _attrs, _core
-from ._validate import (float_dtype, lengths_array, positive_int, real_array, seed_arg,
+from ._validate import (flag, float_dtype, lengths_array, positive_int, real_array, seed_arg,
                         shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending
 
@@ -95,9 +95,9 @@ class _Recurrent(ParamWrites):
         self._input_size = positive_int("input_size", input_size)
         self._hidden_size = positive_int("hidden_size", hidden_size)
         self._num_layers = positive_int("num_layers", num_layers)
-        self._bias = bool(bias)
-        self._batch_first = bool(batch_first)
-        self._bidirectional = bool(bidirectional)
+        self._bias = flag("bias", bias)
+        self._batch_first = flag("batch_first", batch_first)
+        self._bidirectional = flag("bidirectional", bidirectional)
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
             raise TypeError(f"dropout must be a float, got {type(dropout).__name__}")
         if not 0.0 <= dropout < 1.0:
@@ -755,7 +755,7 @@ class GRU(_OneStateRecurrent):
                  reset_after: bool = False, bias: bool = True, batch_first: bool = False,
                  bidirectional: bool = False, dropout: Real = 0.0, dtype: FloatDType = "float32",
                  device: Device = "cpu", seed: Seed = None) -> None:
-        self._reset_after = bool(reset_after)
+        self._reset_after = flag("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, dropout=dropout, dtype=dtype,
                          device=device, seed=seed)

@@ -175,6 +175,33 @@ def test_bad_constructor_args(cls, args, kwargs, pattern):
         CTORS[cls](*args, **kwargs)
 
 
+@pytest.mark.parametrize("make, name", [
+    (lambda v: pyrnn.LSTM(C, H, bias=v), "bias"),
+    (lambda v: pyrnn.RNN(C, H, batch_first=v), "batch_first"),
+    (lambda v: pyrnn.GRU(C, H, bidirectional=v), "bidirectional"),
+    (lambda v: pyrnn.GRU(C, H, reset_after=v), "reset_after"),
+    (lambda v: pyrnn.Dense(C, H, bias=v), "bias"),
+    (lambda v: pyrnn.optim.SGD(pyrnn.Dense(C, H).parameters(), momentum=0.9, nesterov=v),
+     "nesterov"),
+    (lambda v: pyrnn.optim.Adam(pyrnn.Dense(C, H).parameters(), amsgrad=v), "amsgrad"),
+    (lambda v: pyrnn.optim.AdamW(pyrnn.Dense(C, H).parameters(), amsgrad=v), "amsgrad"),
+    (lambda v: pyrnn.optim.RMSprop(pyrnn.Dense(C, H).parameters(), centered=v), "centered"),
+    (lambda v: pyrnn.callbacks.EarlyStopping(restore_best=v), "restore_best"),
+    (lambda v: pyrnn.callbacks.ModelCheckpoint("m.pyrnn", save_best_only=v), "save_best_only"),
+    (lambda v: pyrnn.optim.clip_grad_norm(pyrnn.Dense(C, H).parameters(), 1.0,
+                                          error_if_nonfinite=v), "error_if_nonfinite"),
+], ids=["lstm-bias", "batch_first", "bidirectional", "reset_after", "dense-bias", "nesterov",
+        "adam-amsgrad", "adamw-amsgrad", "centered", "restore_best", "save_best_only",
+        "error_if_nonfinite"])
+def test_switches_take_bools_only(make, name):
+    # bool("no") is True: bias="no" built a bias, batch_first="False" read (N, T, C).
+    for bad in ["no", "False", None, 2, 0.0, [True]]:
+        with pytest.raises(TypeError, match=rf"{name} must be True or False, got {re.escape(repr(bad))}"):
+            make(bad)
+    for good in [True, False, 0, 1, np.bool_(True), np.int64(0)]:
+        make(good)
+
+
 def test_unknown_nonlinearity():
     with pytest.raises(ValueError, match=r"sigmoid"):
         pyrnn.RNN(C, H, nonlinearity="sigmoid")
