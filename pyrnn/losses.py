@@ -349,6 +349,9 @@ class BCEWithLogitsLoss(Loss):
             if pos_weight.ndim > 1:
                 raise ValueError(f"pos_weight must be a scalar or (C,), got "
                                  f"{shape_str(pos_weight.shape)}")
+            if not np.isfinite(pos_weight).all():
+                # Every loss and gradient would be NaN (inf: NaN at y = 0), found only in training.
+                raise ValueError(f"pos_weight must be finite, got {pos_weight.tolist()!r}")
         self.pos_weight = pos_weight
         self._correct = self._total = 0
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <initializer_list>
+#include <iomanip>
 #include <vector>
 
 #include "pyrnn/error.h"
@@ -173,8 +174,10 @@ void RecurrentConfig::validate() const {
   const double gh = static_cast<double>(gates()) * hidden_size;
   // 2*hidden_size in double: in int it overflows for hidden_size >= 2^30.
   PYRNN_CHECK(gh * std::max(static_cast<double>(input_size), 2.0 * hidden_size) < 2147483647.0,
-              "layer too large: gates*hidden_size*input_size overflows (hidden_size=",
-              hidden_size, ", input_size=", input_size, ")");
+              "layer too large: gates*hidden_size*max(input_size, 2*hidden_size) = ", std::fixed,
+              std::setprecision(0), gh * std::max(static_cast<double>(input_size), 2.0 * hidden_size),
+              " is 2^31 or more, the GEMMs' int sizes (hidden_size=", hidden_size,
+              ", input_size=", input_size, ")");
 }
 
 double RecurrentConfig::parameter_elements() const {
