@@ -639,7 +639,7 @@ class Sequential(Layer):
 
     # ---- training loop -------------------------------------------------------------------
     @staticmethod
-    def _data(name, a, n=None):
+    def _data(name, a, n=None, finite=True):
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
         host_only(name, a, _HOST_DATA)
@@ -655,11 +655,33 @@ class Sequential(Layer):
         if n is not None and arr.shape[0] != n:
             raise ValueError(f"{name} has {arr.shape[0]} samples but x has {n} "
                              f"({name} shape {shape_str(arr.shape)})")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(arr))[0]
-            raise ValueError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}); "
-                             "clean the data first")
+        if finite:
+            arr = Sequential._finite(name, arr, None)
         return arr
+
+    @staticmethod
+    def _finite(name, arr, lengths):
+        """arr, refused if it holds NaN or Inf; with lengths, only steps within each sequence's
+        length count, and padding that holds any is zeroed in a copy: the layers promise that
+        padding reaches no output or gradient, but a Dense before the recurrent layer would
+        still multiply it by its zero gradient (NaN * 0 = NaN in its weight gradient)."""
+        if arr.dtype.kind != "f":
+            return arr
+        finite = np.isfinite(arr)
+        if finite.all():
+            return arr
+        valid = None
+        if lengths is not None:
+            T = arr.shape[1]
+            valid = (np.arange(T)[None, :] < lengths[:, None]).reshape(
+                lengths.shape[0], T, *([1] * (arr.ndim - 2)))
+        bad = ~finite if valid is None else ~finite & valid
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name} contains NaN or Inf (first at index {first}"
+                             f"{', within its lengths' if valid is not None else ''}); "
+                             "clean the data first")
+        return np.where(valid, arr, arr.dtype.type(0))  # (only padding held any)
 
     def _input_dtype(self):
         """The float dtype the input is first computed in: that of the first layer with one,
@@ -690,24 +712,27 @@ class Sequential(Layer):
         if need_y and y is None:  # (fit / evaluate: predict takes none)
             raise TypeError(f"{prefix}y is None: {'fit' if not prefix else 'validation_data'} "
                             f"and evaluate need targets (predict takes x alone)")
-        x = self._data(prefix + "x", x)
+        x = self._data(prefix + "x", x, finite=False)  # (finite within lengths: below)
         self._check_rank(x, prefix + "x")
-        dt = self._input_dtype()
-        self._check_range(prefix + "x", x, dt)
         N = x.shape[0]
-        y = None if y is None else self._data(prefix + "y", y, N)
-        if y is not None:
-            self._check_range(prefix + "y", y, dt)  # the loss's gradient takes the model's dtype
         if lengths is not None:
+            host_only(prefix + "lengths", lengths, _HOST_DATA)
+            if not any(_is_recurrent(layer) or getattr(layer, "_takes_lengths", False)
+                       for layer in _flat_layers(self.layers)):
+                # (a Dense-only model on (N, F) data took them as T = F, then ignored them;
+                # checked before their values, which were then reported against T = F)
+                raise ValueError(f"{prefix}lengths= needs a recurrent layer or LastStep in the "
+                                 f"model, which would use them; this one has none")
             if x.ndim < 2:
                 raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "
                                  f"{shape_str(x.shape)}")
             lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths", _HOST_DATA)
-            if not any(_is_recurrent(layer) or getattr(layer, "_takes_lengths", False)
-                       for layer in _flat_layers(self.layers)):
-                # (a Dense-only model on (N, F) data took them as T = F, then ignored them)
-                raise ValueError(f"{prefix}lengths= needs a recurrent layer or LastStep in the "
-                                 f"model, which would use them; this one has none")
+        x = self._finite(prefix + "x", x, lengths)
+        dt = self._input_dtype()
+        self._check_range(prefix + "x", x, dt)
+        y = None if y is None else self._data(prefix + "y", y, N)
+        if y is not None:
+            self._check_range(prefix + "y", y, dt)  # the loss's gradient takes the model's dtype
         return x, y, lengths
 
     def _batches(self, N, batch_size, order=None):

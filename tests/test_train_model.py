@@ -1167,6 +1167,51 @@ def test_lengths_need_a_layer_that_uses_them():
     assert seq.predict(np.ones((2, 3, 4)), lengths=[3, 1]).shape == (2, 1)  # nested: used
 
 
+def test_lengths_are_checked_for_use_before_their_values():
+    # (N, F) data: the values were checked against T = F first ("lengths[0] = 3 is outside
+    # [1, 2] (sequence length T = 2)"), hiding that no layer uses them.
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    with pytest.raises(ValueError, match="lengths= needs a recurrent layer or LastStep"):
+        m.predict(np.ones((3, 2)), lengths=[3, 3, 3])
+
+
+def test_padding_past_lengths_may_hold_anything():
+    # The layers' promise (padding reaches no output or gradient) holds through fit / predict /
+    # evaluate: NaN there was refused as bad data. With a Dense before the recurrent layer, a
+    # padded NaN would otherwise reach the Dense's weight gradient (NaN * 0): it is zeroed.
+    x, y = regression_data(16)
+    lens = np.array([5, 3, 4, 1] * 4)
+    pad = np.arange(5)[None, :] >= lens[:, None]
+    dirty = x.copy()
+    dirty[pad] = np.nan
+    dirty[1, 4, 0] = np.inf
+    clean = np.where(pad[..., None], 0, x).astype(np.float32)
+
+    def model():
+        return pyrnn.Sequential([pyrnn.Dense(2, 2, seed=3), pyrnn.GRU(2, 8, batch_first=True, seed=0),
+                                 pyrnn.LastStep(), pyrnn.Dense(8, 1, seed=1)])
+    runs = []
+    for data in (dirty, clean):
+        m = model()
+        h = m.fit(data, y, lengths=lens, loss="mse", optimizer="adam", epochs=2, batch_size=4,
+                  verbose=0, shuffle=False, validation_data=(data, y, lens))
+        runs.append((h, m.predict(data, lengths=lens), m.evaluate(data, y, lengths=lens),
+                     [np.array(p.data) for p in m.parameters()]))
+    assert all(np.isfinite(v).all() for v in runs[0][0].values())
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    for a, b in zip(runs[0][3], runs[1][3]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert np.isnan(dirty).any()  # the caller's array is not cleaned in place
+    # Within the lengths it is still refused, naming the first bad index.
+    dirty[2, 3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"x contains NaN or Inf \(first at index \(2, 3, 1\), "
+                                         r"within its lengths\)"):
+        model().predict(dirty, lengths=lens)
+    with pytest.raises(ValueError, match=r"x contains NaN or Inf \(first at index \(1, 3, 0\)\)"):
+        model().predict(dirty)  # without lengths, every step counts
+
+
 def test_flags_are_booleans_not_truthy_values():
     m = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0)])
     x = np.random.default_rng(0).standard_normal((8, 4))
