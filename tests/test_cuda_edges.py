@@ -474,6 +474,20 @@ def test_persist_blocks_default_in_any_case():
     assert pyrnn.cuda.layer_options(layer)["options"]["persist_blocks"] == "default"
 
 
+def test_configure_options_travel_with_copies_not_with_save(tmp_path):
+    import pickle
+    layer = pyrnn.LSTM(2, 3, device="cuda")
+    pyrnn.cuda.configure(layer, algo="cublas", graphs=False)
+    want = pyrnn.cuda.layer_options(layer)["options"]
+    for twin in [copy.copy(layer), copy.deepcopy(layer), pickle.loads(pickle.dumps(layer)),
+                 layer.to("cpu").to("cuda")]:
+        assert pyrnn.cuda.layer_options(twin)["options"] == want
+    # As a torch state dict, a saved model holds no execution options (docs/cuda_performance.md).
+    pyrnn.save(pyrnn.Sequential([layer]), tmp_path / "m.pyrnn")
+    loaded = pyrnn.load(tmp_path / "m.pyrnn", device="cuda")[0]
+    assert pyrnn.cuda.layer_options(loaded)["options"]["algo"] == "default"
+
+
 def test_big_endian_host_data_uploads_as_its_values():
     a = pyrnn.cuda.to_device(np.arange(3, dtype=">f8"))
     assert a.dtype == np.float64
