@@ -854,6 +854,9 @@ void test_matrix_cuda() {
   CHECK(std::equal(back.data(), back.data() + back.size(), host.data()));
   pyrnn::MatrixCUDA copy(m);
   CHECK(copy.data() != m.data());
+  std::vector<pyrnn::MatrixCUDA> pushed;  // the seeds' "GPU Optimization": an implicit upload
+  pushed.push_back(host);
+  CHECK(pushed[0].rows() == 3 && pyrnn::Matrix(pushed[0].toCPU()).get(2, 4) == host.get(2, 4));
   pyrnn::Matrix back2 = copy.toCPU();
   CHECK(std::equal(back2.data(), back2.data() + back2.size(), host.data()));
   pyrnn::MatrixCUDA zeros(2, 4);

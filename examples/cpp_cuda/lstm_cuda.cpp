@@ -5,6 +5,7 @@
 //   std::vector<MatrixCUDA> sequence_gpu; ... MatrixCUDA(input) / toGPU() ...
 //   MatrixCUDA output = lstm.forward(sequence_gpu);
 //   Matrix host = static_cast<Matrix>(output);
+//   std::vector<MatrixCUDA> batch; batch.push_back(sequences[i]);  // "GPU Optimization"
 //
 // Exits 0 after printing the output (and the largest difference to pyrnn::LSTMLayer with the
 // same seed); without a usable GPU it prints why and exits 0 too.
@@ -45,6 +46,16 @@ int main() {
 
     MatrixCUDA output = lstm.forward(sequence_gpu);  // batch x output_size, on the device
     Matrix host = static_cast<Matrix>(output);       // or output.toCPU()
+
+    // The seeds' "5. GPU Optimization": host matrices pushed into a std::vector<MatrixCUDA>
+    // (each push_back uploads one), then the whole batch at once. The same output.
+    std::vector<MatrixCUDA> batch_gpu;
+    for (int t = 0; t < steps; ++t) batch_gpu.push_back(sequence[t]);
+    Matrix again = lstm.forward(batch_gpu).toCPU();
+    if (!std::equal(again.data(), again.data() + again.size(), host.data())) {
+      std::fprintf(stderr, "error: the pushed-back batch gave another output\n");
+      return 1;
+    }
     reference.eval();
     Matrix want = reference.forward(sequence);
 

@@ -23,8 +23,9 @@ class MatrixCUDA {
   MatrixCUDA() = default;
   // rows x cols of zeros on the device.
   MatrixCUDA(std::size_t rows, std::size_t cols);
-  // A device copy of `host`.
-  explicit MatrixCUDA(const Matrix& host);
+  // A device copy of `host`. Implicit, as the seeds use it: their "GPU Optimization" snippet
+  // fills a std::vector<MatrixCUDA> with push_back(host_matrix).
+  MatrixCUDA(const Matrix& host);  // NOLINT(google-explicit-constructor)
   MatrixCUDA(const MatrixCUDA& other);
   MatrixCUDA& operator=(const MatrixCUDA& other);
   // A moved-from matrix is 0 x 0 (as pyrnn::Matrix): its storage went with the move.
