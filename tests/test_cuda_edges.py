@@ -476,7 +476,7 @@ def test_persist_blocks_default_in_any_case():
 
 def test_configure_options_travel_with_copies_not_with_save(tmp_path):
     import pickle
-    layer = pyrnn.LSTM(2, 3, device="cuda")
+    layer = pyrnn.LSTM(2, 3, batch_first=True, device="cuda")
     pyrnn.cuda.configure(layer, algo="cublas", graphs=False)
     want = pyrnn.cuda.layer_options(layer)["options"]
     for twin in [copy.copy(layer), copy.deepcopy(layer), pickle.loads(pickle.dumps(layer)),
