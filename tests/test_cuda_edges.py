@@ -570,3 +570,45 @@ def test_overwriting_a_device_input_before_backward_changes_nothing(make):
     np.testing.assert_allclose(dx, dx_want, rtol=1e-5, atol=1e-6)
     for k, g in dev.numpy_grads().items():
         np.testing.assert_allclose(g, cpu.grads[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def _legacy_stream_hooks():
+    """The host emulation's stand-in for another library (PyTorch, CuPy, Numba) queueing work
+    on the legacy default stream, their default: on a device there is no such hook."""
+    from _emulation import EMULATED
+    if not EMULATED:
+        pytest.skip("needs the host emulation's streams")
+    import ctypes
+    lib = ctypes.CDLL(pyrnn.cuda.kernels().__file__)
+    lib.pyrnn_emu_legacy_memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    lib.pyrnn_emu_legacy_copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    lib.pyrnn_emu_pending.restype = ctypes.c_ulonglong
+    return lib
+
+
+def test_work_another_library_queued_on_the_legacy_stream_comes_first():
+    # pyrnn's stream is non-blocking: nothing ordered it after work another library had queued
+    # on the legacy stream for an array pyrnn then used (a torch mul_ on the DLPack view of a
+    # layer's output, then the next layer read it; a clone of a weight still queued when an
+    # optimizer step overwrote it). Each call now waits for the legacy stream first.
+    lib = _legacy_stream_hooks()
+    dense = Dense(4, 3, seed=0, device="cuda")
+    lstm = pyrnn.LSTM(4, 5, batch_first=True, device="cuda", seed=0)
+    zeros = np.zeros((2, 3, 4), np.float32)
+    want_dense = dense.forward(pyrnn.cuda.to_device(zeros)).numpy()
+    want_lstm = lstm(pyrnn.cuda.to_device(zeros))[0].numpy()
+    for run, want in [(dense.forward, want_dense), (lambda a: lstm(a)[0], want_lstm)]:
+        x = pyrnn.cuda.to_device(np.ones((2, 3, 4), np.float32))
+        lib.pyrnn_emu_legacy_memset(x.ptr, 0, x.nbytes)  # still queued: zeroes x when run
+        np.testing.assert_array_equal(run(x).numpy(), want)
+    # The other way: a copy of the weight still queued when a step overwrites it.
+    w = dense.params["weight"]
+    before = w.numpy()
+    dense.forward(pyrnn.cuda.to_device(np.ones((2, 4), np.float32)))
+    dense.backward(pyrnn.cuda.to_device(np.ones((2, 3), np.float32)))
+    snapshot = pyrnn.cuda.DeviceArray.empty(w.shape, w.dtype)
+    lib.pyrnn_emu_legacy_copy(snapshot.ptr, w.ptr, w.nbytes)
+    optim.SGD(dense.parameters(), lr=0.5).step()
+    assert not np.array_equal(w.numpy(), before)  # the step moved the weight...
+    np.testing.assert_array_equal(snapshot.numpy(), before)  # ...after the copy had read it
+    assert lib.pyrnn_emu_pending() == 0

@@ -46,6 +46,7 @@ Context::Context(int device) : device_(device) {
   DeviceScope guard(device);
   try {
     make_stream_and_handle(device, &stream_, &cublas_, &workspace_);
+    PYRNN_CUDA_CHECK(cudaEventCreateWithFlags(&legacy_event_, cudaEventDisableTiming));
   } catch (...) {
     release();
     throw;
@@ -91,6 +92,12 @@ cudaStream_t Context::import_stream() {
   return import_stream_;
 }
 
+void Context::after_legacy_stream() {
+  // cudaStreamLegacy is the current device's: the caller has made ours current.
+  PYRNN_CUDA_CHECK(cudaEventRecord(legacy_event_, cudaStreamLegacy));
+  PYRNN_CUDA_CHECK(cudaStreamWaitEvent(stream_, legacy_event_, 0));
+}
+
 unsigned* Context::step_flags() {
   std::lock_guard<std::mutex> lock(side_mutex_);
   if (!step_flags_) {
@@ -116,6 +123,8 @@ void Context::release() noexcept {
   if (stream_) (void)cudaStreamDestroy(stream_);
   if (workspace_) (void)cudaFree(workspace_);
   if (step_flags_) (void)cudaFree(step_flags_);
+  if (legacy_event_) (void)cudaEventDestroy(legacy_event_);
+  legacy_event_ = nullptr;
   side_cublas_ = nullptr;
   side_stream_ = nullptr;
   side_workspace_ = nullptr;

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <exception>
 #include <mutex>
 
 #include "device_lock.cuh"
@@ -22,7 +23,16 @@ namespace detail {
 class TrainScope {
  public:
   explicit TrainScope(Context& ctx)
-      : ctx_(ctx), lock_(device_mutex(ctx.device())), device_(ctx.device()) {}
+      : ctx_(ctx), lock_(device_mutex(ctx.device())), device_(ctx.device()) {
+    ctx.after_legacy_stream();  // an array another library still writes or reads there
+  }
+  // A call that throws after queueing work waits for it: the caller must not find its outputs
+  // still being written (or read) once it has the error.
+  ~TrainScope() {
+    if (std::uncaught_exceptions() > uncaught_ &&
+        cudaStreamSynchronize(ctx_.stream()) != cudaSuccess)
+      (void)cudaGetLastError();
+  }
   TrainScope(const TrainScope&) = delete;
   TrainScope& operator=(const TrainScope&) = delete;
 
@@ -33,6 +43,7 @@ class TrainScope {
   Context& ctx_;
   std::lock_guard<std::mutex> lock_;  // taken first, released last
   DeviceScope device_;
+  int uncaught_ = std::uncaught_exceptions();
 };
 
 // A device copy of a host array (ordered on `stream`, complete on return).

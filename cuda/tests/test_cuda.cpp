@@ -522,6 +522,7 @@ void set_memory_limit(std::size_t bytes);
 }  // namespace cuda
 }  // namespace pyrnn
 extern "C" void pyrnn_emu_live_allocations(std::size_t* count, std::size_t* bytes);
+extern "C" unsigned long long pyrnn_emu_pending();
 namespace {
 
 // Runs f on a new thread: the runtime's current device is per thread, 0 until set.
@@ -683,6 +684,53 @@ void test_graphs_emulated() {
   emu::set_capture_failure(false);
   CHECK(close(run_forward(fallback, gx, T_, N, nullptr, true), y, 1e-5, "y", "after failure"));
   CHECK(!fallback.last_forward_graphs());  // off for the rest of the layer's life
+}
+
+// A pass that runs out of device memory part-way has queued work by then (layers done, weight
+// gradients accumulating, the side lane running): it waits for it before it throws, so the
+// caller never reads buffers a kernel is still writing. Every failure point is taken: the
+// device's memory grows a little per try, for forward and for backward, with both lanes.
+void test_failed_pass_leaves_nothing_running_emulated() {
+  namespace emu = pyrnn::cuda::emu;
+  pyrnn::RecurrentConfig cfg;
+  cfg.cell = pyrnn::CellType::LSTM;
+  cfg.input_size = 4;
+  cfg.hidden_size = 8;
+  cfg.num_layers = 3;
+  cfg.bidirectional = true;
+  const int T_ = 5, N = 3;
+  const std::size_t ny = std::size_t(T_) * N * 16, ns = std::size_t(6) * N * 8;
+  auto gx = upload(pattern<float>(std::size_t(T_) * N * 4, 11));
+  auto gdy = upload(pattern<float>(ny, 12));
+  DeviceBuffer<float> y(ny), hn(ns), cn(ns), dx(std::size_t(T_) * N * 4), dh0(ns), dc0(ns);
+  for (const bool backward : {false, true}) {
+    int failed = 0;
+    for (std::size_t extra = 0;; extra += 512) {
+      pyrnn::cuda::Recurrent<float> gpu(cfg);  // no workspaces yet: every ensure allocates
+      gpu.set_options(make_options(RecurrentAlgo::Cublas, Switch::Off, Switch::On));
+      if (backward)
+        gpu.forward(y.data(), hn.data(), cn.data(), gx.data(), nullptr, nullptr, nullptr, T_, N,
+                    true, 0);
+      std::size_t count = 0, live = 0;
+      pyrnn_emu_live_allocations(&count, &live);
+      emu::set_memory_limit(live + extra);
+      bool threw = false;
+      try {
+        if (backward)
+          gpu.backward(dx.data(), dh0.data(), dc0.data(), gdy.data(), nullptr, nullptr);
+        else
+          gpu.forward(y.data(), hn.data(), cn.data(), gx.data(), nullptr, nullptr, nullptr, T_,
+                      N, true, 0);
+      } catch (const std::bad_alloc&) {  // pyrnn::OutOfMemory
+        threw = true;
+      }
+      emu::set_memory_limit(0);
+      CHECK(pyrnn_emu_pending() == 0);
+      if (!threw) break;
+      ++failed;
+    }
+    CHECK(failed > 3);  // failure points past the first allocation were taken
+  }
 }
 #endif
 
@@ -1035,6 +1083,7 @@ int main() {
     test_device_scope_emulated();
     test_buffer_device_emulated();
     test_facade_size_check_emulated();
+    test_failed_pass_leaves_nothing_running_emulated();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "  unexpected exception: %s\n", e.what());
     ++failures;

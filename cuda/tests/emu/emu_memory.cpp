@@ -12,7 +12,7 @@
 namespace pyrnn {
 namespace cuda {
 namespace emu {
-void run_or_record(std::function<void()> op);  // host_runtime.cpp
+void run_or_record(cudaStream_t stream, std::function<void()> op);  // host_runtime.cpp: queued
 }
 
 namespace {
@@ -24,11 +24,11 @@ void permute01_loop(E* out, const E* in, std::size_t A, std::size_t B, std::size
 
 namespace detail {
 void permute01_on(void* out, const void* in, std::size_t A, std::size_t B, std::size_t C,
-                  std::size_t elem_size, cudaStream_t) {
+                  std::size_t elem_size, cudaStream_t stream) {
   if (A * B * C == 0) return;
   PYRNN_CHECK(elem_size == 4 || elem_size == 8, "permute01: element size ", elem_size,
               " is not 4 or 8");
-  emu::run_or_record([=] {
+  emu::run_or_record(stream, [=] {
     if (elem_size == 4)
       permute01_loop(static_cast<std::uint32_t*>(out), static_cast<const std::uint32_t*>(in), A,
                      B, C);
@@ -40,9 +40,9 @@ void permute01_on(void* out, const void* in, std::size_t A, std::size_t B, std::
 }  // namespace detail
 
 template <typename T>
-void fill(T* p, std::size_t n, T value, cudaStream_t) {
+void fill(T* p, std::size_t n, T value, cudaStream_t stream) {
   if (n == 0) return;
-  emu::run_or_record([=] {
+  emu::run_or_record(stream, [=] {
     for (std::size_t i = 0; i < n; ++i) p[i] = value;
   });
 }

@@ -15,9 +15,11 @@
 // set), the last-error slot (set by a failing call, read and reset by cudaGetLastError) and
 // the primary contexts (created by cudaSetDevice or the first call that needs one on the current
 // device; cuDevicePrimaryCtxGetState, through cudaGetDriverEntryPointByVersion, reports them).
-// What this cannot check: launch configurations, cuBLAS's argument mapping (gemm.cu), real
-// asynchrony between streams, and memory-model subtleties of the GPU (L1 vs L2); the GPU
-// session checks those (cuda/tests/test_cuda.cpp on a device, compute-sanitizer).
+// Streams are asynchronous as on a device: each queues its work, which runs only when waited
+// for (see "streams" below), so a missing event or synchronization gives wrong results here.
+// What this cannot check: launch configurations, cuBLAS's argument mapping (gemm.cu), work
+// overlapping in time, and memory-model subtleties of the GPU (L1 vs L2); the GPU session
+// checks those (cuda/tests/test_cuda.cpp on a device, compute-sanitizer).
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
@@ -28,6 +30,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <map>
@@ -82,7 +85,7 @@ void set_memory_limit(std::size_t bytes) {
   std::lock_guard<std::mutex> lock(g_alloc_mutex);
   g_memory_limit = bytes;
 }
-// For pyrnn._cuda's tests (through ctypes; the emulation's only exported symbol): the number and
+// For pyrnn._cuda's tests (through ctypes, as the pyrnn_emu_* below): the number and
 // bytes of "device" allocations not yet freed, which only leaks or live objects hold (the
 // emulated Context keeps no memory).
 extern "C" __attribute__((visibility("default"))) void pyrnn_emu_live_allocations(
@@ -120,10 +123,103 @@ cudaError_t fail(cudaError_t err) {
   g_last_error = err;
   return err;
 }
-// Runs an operation now, or records it while a capture is open.
-void run_or_record(std::function<void()> op) {
-  if (g_capturing) g_tape.push_back(std::move(op));
-  else op();
+// ---- streams: a queue each, run when waited for ------------------------------------------------
+// A GPU runs each stream's work in order, later than the host queued it, and streams apart from
+// one another unless an event or a synchronization orders them. To catch a missing one, every
+// operation is queued on its stream and runs only when something waits for that stream:
+// cudaStreamSynchronize, another stream reaching a cudaStreamWaitEvent on it, a device
+// synchronize, or cudaFree (which waits for the device). The legacy default stream (0 or 0x1) is
+// one more queue: pyrnn's streams are non-blocking, so nothing orders them with it implicitly.
+// PYRNN_EMU_EAGER=<digits> runs the named streams' work at once instead (0 legacy, 1 main,
+// 2 side, 3 import), for other interleavings.
+thread_local cudaStream_t g_capture_stream = nullptr;
+struct StreamQueue {
+  std::deque<std::function<void()>> ops;
+  unsigned long long queued = 0, done = 0;  // operations ever queued / run
+};
+std::recursive_mutex g_queue_mutex;  // recursive: a wait's flush runs inside another flush
+std::map<cudaStream_t, StreamQueue>& queues() {
+  static auto* q = new std::map<cudaStream_t, StreamQueue>();  // never destroyed (exit order)
+  return *q;
+}
+cudaStream_t legacy_stream() { return reinterpret_cast<cudaStream_t>(0x1); }
+cudaStream_t norm(cudaStream_t s) { return s ? s : legacy_stream(); }
+// Runs `s`'s operations up to the `upto`-th ever queued.
+void flush(cudaStream_t s, unsigned long long upto) {
+  std::lock_guard<std::recursive_mutex> lock(g_queue_mutex);
+  StreamQueue& q = queues()[norm(s)];
+  while (q.done < upto && !q.ops.empty()) {
+    std::function<void()> op = std::move(q.ops.front());
+    q.ops.pop_front();
+    ++q.done;
+    op();
+  }
+}
+void flush_stream(cudaStream_t s) {
+  std::lock_guard<std::recursive_mutex> lock(g_queue_mutex);
+  flush(s, queues()[norm(s)].queued);
+}
+void flush_all() {
+  std::lock_guard<std::recursive_mutex> lock(g_queue_mutex);
+  for (bool again = true; again;) {
+    again = false;
+    for (auto& kv : queues())
+      if (kv.second.done < kv.second.queued) {
+        flush(kv.first, kv.second.queued);
+        again = true;
+      }
+  }
+}
+unsigned long long pending() {
+  std::lock_guard<std::recursive_mutex> lock(g_queue_mutex);
+  unsigned long long n = 0;
+  for (auto& kv : queues()) n += kv.second.queued - kv.second.done;
+  return n;
+}
+int stream_id(cudaStream_t s);  // with the emulated Context's streams, below
+bool eager(cudaStream_t s) {
+  static const std::string ids = [] {
+    const char* e = std::getenv("PYRNN_EMU_EAGER");
+    return std::string(e ? e : "");
+  }();
+  const int id = stream_id(s);
+  return id >= 0 && ids.find(char('0' + id)) != std::string::npos;
+}
+unsigned long long enqueue(cudaStream_t s, std::function<void()> op) {
+  std::lock_guard<std::recursive_mutex> lock(g_queue_mutex);
+  StreamQueue& q = queues()[norm(s)];
+  q.ops.push_back(std::move(op));
+  const unsigned long long n = ++q.queued;
+  if (eager(norm(s))) flush(s, n);
+  return n;
+}
+// Queues an operation on `stream`, or records it while this thread captures. Work for another
+// stream during a capture is a pyrnn bug (it would run outside the graph, unordered with it):
+// the test process stops there, naming it.
+void run_or_record(cudaStream_t stream, std::function<void()> op) {
+  if (g_capturing) {
+    if (norm(stream) != norm(g_capture_stream)) {
+      std::fprintf(stderr, "host emulation: work on stream %p queued while capturing stream %p\n",
+                   static_cast<void*>(stream), static_cast<void*>(g_capture_stream));
+      std::abort();
+    }
+    g_tape.push_back(std::move(op));
+    return;
+  }
+  enqueue(stream, std::move(op));
+}
+unsigned long long enqueue_or_record(cudaStream_t stream, std::function<void()> op) {
+  if (g_capturing) {
+    run_or_record(stream, std::move(op));
+    return 0;
+  }
+  return enqueue(stream, std::move(op));
+}
+bool is_device_ptr(const void* ptr) {
+  const auto u = reinterpret_cast<std::uintptr_t>(ptr);
+  std::lock_guard<std::mutex> lock(g_alloc_mutex);
+  auto it = g_allocs.upper_bound(u);
+  return it != g_allocs.begin() && u < std::prev(it)->first + std::prev(it)->second.bytes;
 }
 }  // namespace emu
 }  // namespace cuda
@@ -131,7 +227,13 @@ void run_or_record(std::function<void()> op) {
 
 using pyrnn::cuda::emu::run_or_record;
 
-// ---- CUDA runtime (host memory, synchronous) ------------------------------------------------
+// For pyrnn._cuda's tests (ctypes): operations queued and not yet run, on every stream. Every
+// pyrnn call waits for its own work, so this is 0 between calls unless one left work behind.
+extern "C" __attribute__((visibility("default"))) unsigned long long pyrnn_emu_pending() {
+  return pyrnn::cuda::emu::pending();
+}
+
+// ---- CUDA runtime (host memory, streams as above) ---------------------------------------------
 extern "C" {
 cudaError_t CUDARTAPI cudaGetLastError(void) {
   const cudaError_t err = pyrnn::cuda::emu::g_last_error;
@@ -153,11 +255,12 @@ cudaError_t CUDARTAPI cudaGetDevice(int* device) {  // needs no context
   *device = pyrnn::cuda::emu::g_current;
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) {
+cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
   using namespace pyrnn::cuda::emu;
   // Illegal while capturing (it would wait for work that was never launched).
   if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
   use_context();
+  flush_stream(stream);
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMalloc(void** p, size_t size) {
@@ -184,11 +287,14 @@ cudaError_t CUDARTAPI cudaFree(void* p) {
   using namespace pyrnn::cuda::emu;
   if (!p) return cudaSuccess;
   use_context();
+  if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);  // unsafe in a capture
+  flush_all();  // cudaFree waits for the device
   {
     std::lock_guard<std::mutex> lock(g_alloc_mutex);
     // Freeing what cudaMalloc did not return is an error, as on a device.
     const auto it = g_allocs.find(reinterpret_cast<std::uintptr_t>(p));
     if (it == g_allocs.end()) return fail(cudaErrorInvalidValue);
+    std::memset(p, 0x7F, it->second.bytes);  // a use after free reads NaN-like garbage
     g_live_bytes -= it->second.bytes;
     g_allocs.erase(it);
   }
@@ -212,65 +318,94 @@ cudaError_t CUDARTAPI cudaPointerGetAttributes(cudaPointerAttributes* attr, cons
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
-                                      enum cudaMemcpyKind kind, cudaStream_t) {
+                                      enum cudaMemcpyKind kind, cudaStream_t stream) {
   using namespace pyrnn::cuda::emu;
   if (g_capturing && kind != cudaMemcpyDeviceToDevice)
     return fail(cudaErrorStreamCaptureUnsupported);  // host memory in a graph: not what we want
   if (count && (!dst || !src)) return fail(cudaErrorInvalidValue);  // as a device does
   use_context();
-  if (count) run_or_record([=] { std::memmove(dst, src, count); });
+  if (!count) return cudaSuccess;
+  const bool src_dev = is_device_ptr(src), dst_dev = is_device_ptr(dst);
+  if (!src_dev && dst_dev) {
+    // From pageable host memory: staged at the call, as the driver does, so the caller may
+    // reuse its buffer at once.
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
+                                                     static_cast<const char*>(src) + count);
+    run_or_record(stream, [=] { std::memmove(dst, staged->data(), count); });
+  } else {
+    const unsigned long long n = enqueue_or_record(stream, [=] { std::memmove(dst, src, count); });
+    // Into pageable host memory: complete when the call returns, as documented (API sync
+    // behavior), the stream's earlier work with it.
+    if (src_dev && !dst_dev && n) flush(stream, n);
+  }
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
                                         size_t width, size_t height, enum cudaMemcpyKind,
-                                        cudaStream_t) {
+                                        cudaStream_t stream) {
   if (width > dpitch || width > spitch) return pyrnn::cuda::emu::fail(cudaErrorInvalidPitchValue);
   pyrnn::cuda::emu::use_context();
-  run_or_record([=] {
+  run_or_record(stream, [=] {
     for (size_t r = 0; r < height; ++r)
       std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
                    width);
   });
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t) {
+cudaError_t CUDARTAPI cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t stream) {
   if (count && !p) return pyrnn::cuda::emu::fail(cudaErrorInvalidValue);
   pyrnn::cuda::emu::use_context();
-  if (count) run_or_record([=] { std::memset(p, value, count); });
+  if (count) run_or_record(stream, [=] { std::memset(p, value, count); });
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemset2DAsync(void* p, size_t pitch, int value, size_t width,
-                                        size_t height, cudaStream_t) {
+                                        size_t height, cudaStream_t stream) {
   pyrnn::cuda::emu::use_context();
-  run_or_record([=] {
+  run_or_record(stream, [=] {
     for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(p) + r * pitch, value, width);
   });
   return cudaSuccess;
 }
-// Events: the emulation is synchronous, so ordering between streams holds trivially.
+// Events: a record notes how far its stream's queue reaches; a wait queues, on the waiting
+// stream, the running of the recorded stream up to there.
+struct EmuEvent {
+  cudaStream_t stream = nullptr;
+  unsigned long long upto = 0;
+};
 cudaError_t CUDARTAPI cudaEventCreateWithFlags(cudaEvent_t* ev, unsigned int) {
   pyrnn::cuda::emu::use_context();
-  *ev = reinterpret_cast<cudaEvent_t>(new int(0));
+  *ev = reinterpret_cast<cudaEvent_t>(new EmuEvent());
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t ev) {
-  delete reinterpret_cast<int*>(ev);
+  delete reinterpret_cast<EmuEvent*>(ev);
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t, cudaStream_t) {
-  return pyrnn::cuda::emu::g_capturing ? pyrnn::cuda::emu::fail(cudaErrorStreamCaptureUnsupported)
-                                        : cudaSuccess;
+cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t ev, cudaStream_t stream) {
+  using namespace pyrnn::cuda::emu;
+  if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
+  std::lock_guard<std::recursive_mutex> lock(g_queue_mutex);
+  auto* e = reinterpret_cast<EmuEvent*>(ev);
+  e->stream = norm(stream);
+  e->upto = queues()[norm(stream)].queued;
+  return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
-  return pyrnn::cuda::emu::g_capturing ? pyrnn::cuda::emu::fail(cudaErrorStreamCaptureUnsupported)
-                                        : cudaSuccess;
+cudaError_t CUDARTAPI cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t ev, unsigned int) {
+  using namespace pyrnn::cuda::emu;
+  if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
+  const auto* e = reinterpret_cast<const EmuEvent*>(ev);
+  const cudaStream_t s = e->stream;
+  const unsigned long long upto = e->upto;  // as recorded now: a later record does not count
+  if (s && upto) enqueue(stream, [s, upto] { flush(s, upto); });
+  return cudaSuccess;
 }
 // Graphs: a captured tape; an executable graph is a copy of it.
-cudaError_t CUDARTAPI cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) {
+cudaError_t CUDARTAPI cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode) {
   using namespace pyrnn::cuda::emu;
   if (g_fail_capture) return fail(cudaErrorStreamCaptureUnsupported);
   if (g_capturing) return fail(cudaErrorIllegalState);
   use_context();
+  g_capture_stream = stream;
   g_capturing = true;
   g_tape.clear();
   return cudaSuccess;
@@ -298,10 +433,12 @@ cudaError_t CUDARTAPI cudaGraphExecDestroy(cudaGraphExec_t exec) {
   delete reinterpret_cast<pyrnn::cuda::emu::Tape*>(exec);
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   using namespace pyrnn::cuda::emu;
   if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
-  for (const auto& op : *reinterpret_cast<Tape*>(exec)) op();
+  // A copy of the executable graph: it may be destroyed before the launch runs, as on a device.
+  auto tape = std::make_shared<Tape>(*reinterpret_cast<Tape*>(exec));
+  run_or_record(stream, [tape] { for (const auto& op : *tape) op(); });
   ++g_graph_launches;
   return cudaSuccess;
 }
@@ -356,24 +493,62 @@ std::string device_name(int device) {
   PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");
   return "host emulation";
 }
-// Nothing to wait for; the device's lock is taken as device.cu takes it.
-void synchronize() { std::lock_guard<std::mutex> lock(detail::device_mutex(0)); }
+// Runs every stream's queue; the device's lock is taken as device.cu takes it.
+void synchronize() {
+  std::lock_guard<std::mutex> lock(detail::device_mutex(0));
+  emu::flush_all();
+}
 void synchronize_device(int device) {
   if (device < 0) return synchronize();
   PYRNN_CHECK(device == 0, "CUDA device ", device, " out of range (1 device, emulated)");
   std::lock_guard<std::mutex> lock(detail::device_mutex(0));
+  emu::flush_all();
 }
 int runtime_version() { return CUDART_VERSION; }  // the runtime headers it was built against
 int driver_version() { return 0; }
 
-Context::Context(int device) : device_(device) {}
-Context::~Context() {}
-void Context::release() noexcept {}
-cudaStream_t Context::side_stream() { return nullptr; }
-cublasHandle_t Context::side_cublas() { return nullptr; }
+// The Context's streams: three distinct handles (each its own queue), and a cuBLAS handle for
+// each of the main and side streams that names its stream, as cublasSetStream binds one.
+namespace emu {
+struct EmuStream {
+  int id;  // as PYRNN_EMU_EAGER names it
+};
+struct EmuBlas {
+  cudaStream_t stream;
+};
+EmuStream g_main_stream{1}, g_side_stream{2}, g_import_stream{3};
+EmuBlas g_main_blas{reinterpret_cast<cudaStream_t>(&g_main_stream)};
+EmuBlas g_side_blas{reinterpret_cast<cudaStream_t>(&g_side_stream)};
+int stream_id(cudaStream_t s) {
+  if (s == legacy_stream()) return 0;
+  for (const EmuStream* e : {&g_main_stream, &g_side_stream, &g_import_stream})
+    if (s == reinterpret_cast<cudaStream_t>(const_cast<EmuStream*>(e))) return e->id;
+  return -1;
+}
+cudaStream_t stream_of(cublasHandle_t h) {
+  return h ? reinterpret_cast<EmuBlas*>(h)->stream : nullptr;
+}
+}  // namespace emu
+Context::Context(int device) : device_(device) {
+  stream_ = reinterpret_cast<cudaStream_t>(&emu::g_main_stream);
+  cublas_ = reinterpret_cast<cublasHandle_t>(&emu::g_main_blas);
+}
+Context::~Context() { release(); }
+void Context::release() noexcept {
+  if (legacy_event_) (void)cudaEventDestroy(legacy_event_);
+  legacy_event_ = nullptr;
+}
+void Context::after_legacy_stream() {  // as context.cu's, the event made on first use
+  if (!legacy_event_) PYRNN_CUDA_CHECK(cudaEventCreateWithFlags(&legacy_event_, 0));
+  PYRNN_CUDA_CHECK(cudaEventRecord(legacy_event_, cudaStreamLegacy));
+  PYRNN_CUDA_CHECK(cudaStreamWaitEvent(stream_, legacy_event_, 0));
+}
+cudaStream_t Context::side_stream() { return reinterpret_cast<cudaStream_t>(&emu::g_side_stream); }
+cublasHandle_t Context::side_cublas() {
+  return reinterpret_cast<cublasHandle_t>(&emu::g_side_blas);
+}
 cudaStream_t Context::import_stream() {
-  static int handle;  // any distinct non-null value: the emulated streams are all synchronous
-  return reinterpret_cast<cudaStream_t>(&handle);
+  return reinterpret_cast<cudaStream_t>(&emu::g_import_stream);
 }
 // Host memory, as the emulated kernels write it: the Context's own memory is not counted among
 // the device allocations (the real one's workspaces are not made here either).
@@ -408,7 +583,7 @@ std::vector<T> tf32_copy(const T* p, std::size_t n) {
 }  // namespace
 
 template <typename T>
-void gemm(cublasHandle_t, kernels::Trans ta, kernels::Trans tb, int M, int N, int K, T alpha,
+void gemm(cublasHandle_t handle, kernels::Trans ta, kernels::Trans tb, int M, int N, int K, T alpha,
           const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc, GemmMath math) {
   using kernels::Trans;
   if (M <= 0 || N <= 0) return;
@@ -418,7 +593,7 @@ void gemm(cublasHandle_t, kernels::Trans ta, kernels::Trans tb, int M, int N, in
     PYRNN_CHECK(ldb >= (tb == Trans::N ? N : K), "cuda::gemm: ldb too small");
   }
   const bool tf32 = math == GemmMath::TF32 && sizeof(T) == sizeof(float) && K > 0;
-  run_or_record([=] {
+  run_or_record(emu::stream_of(handle), [=] {
     if (!tf32) {
       kernels::gemm_reference<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
@@ -446,8 +621,8 @@ int gates_of(CellType cell) { return cell == CellType::LSTM ? 4 : cell == CellTy
 template <typename T>
 void cell_forward(CellType cell, bool reset_after, int N, int H, int t, const std::int64_t* lengths,
                   T* g, const T* r, const T* b_hn, const T* hp, T* hc, const T* cp, T* cc, T* aux,
-                  T* y, int ldy, cudaStream_t) {
-  run_or_record([=] {
+                  T* y, int ldy, cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
       cell_forward_elem<T>(i, int(cell), reset_after, H, gates_of(cell), t, lengths, g, r, b_hn,
                            hp, hc, cp, cc, aux, y, ldy);
@@ -455,8 +630,8 @@ void cell_forward(CellType cell, bool reset_after, int N, int H, int t, const st
 }
 template <typename T>
 void gru_before_state(int N, int H, int t, const std::int64_t* lengths, T* g, const T* rn,
-                      const T* hp, T* hc, T* y, int ldy, cudaStream_t) {
-  run_or_record([=] {
+                      const T* hp, T* hc, T* y, int ldy, cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
       gru_before_state_elem<T>(i, H, t, lengths, g, rn, hp, hc, y, ldy);
   });
@@ -465,8 +640,8 @@ template <typename T>
 void cell_backward(CellType cell, bool reset_after, int N, int H, int t,
                    const std::int64_t* lengths, T* dg, T* dghn, const T* dh, const T* dy, int ldy,
                    T* dc, T* pw, const T* a, const T* aux, const T* hp, const T* c, const T* cp,
-                   cudaStream_t) {
-  run_or_record([=] {
+                   cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
       cell_backward_elem<T>(i, int(cell), reset_after, H, gates_of(cell), t, lengths, dg, dghn,
                             dh, dy, ldy, dc, pw, a, aux, hp, c, cp);
@@ -474,31 +649,31 @@ void cell_backward(CellType cell, bool reset_after, int N, int H, int t,
 }
 template <typename T>
 void gru_before_backward_r(int N, int H, int t, const std::int64_t* lengths, T* dg, const T* drh,
-                           T* pw, const T* a, const T* hp, cudaStream_t) {
-  run_or_record([=] {
+                           T* pw, const T* a, const T* hp, cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
       gru_before_backward_r_elem<T>(i, H, t, lengths, dg, drh, pw, a, hp);
   });
 }
 template <typename T>
 void update_dh(int N, int H, int t, const std::int64_t* lengths, T* dh, const T* rec, const T* pw,
-               cudaStream_t) {
-  run_or_record([=] {
+               cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < std::size_t(N) * H; ++i)
       update_dh_elem<T>(i, H, t, lengths, dh, rec, pw);
   });
 }
 // Mirrors of the helper kernels in cells.cu (same arithmetic order).
 template <typename T>
-void add_bias_rows(T* a, const T* b, std::size_t rows, int cols, int ld, cudaStream_t) {
-  run_or_record([=] {
+void add_bias_rows(T* a, const T* b, std::size_t rows, int cols, int ld, cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) a[r * ld + c] += b[c];
   });
 }
 template <typename T>
-void column_sum_add(T* out, const T* a, std::size_t rows, int cols, int ld, cudaStream_t) {
-  run_or_record([=] {
+void column_sum_add(T* out, const T* a, std::size_t rows, int cols, int ld, cudaStream_t stream) {
+  run_or_record(stream, [=] {
     // as column_sum_add_kernel: 8 strided partial sums in double, then in order
     constexpr int kSumY = 8;
     for (int c = 0; c < cols; ++c) {
@@ -515,8 +690,8 @@ void column_sum_add(T* out, const T* a, std::size_t rows, int cols, int ld, cuda
 }
 template <typename T>
 void dropout_forward(T* next, T* mask, const T* in, std::size_t n, std::uint64_t seed,
-                     std::uint64_t layer, double p, T scale, cudaStream_t) {
-  run_or_record([=] {
+                     std::uint64_t layer, double p, T scale, cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < n; ++i) {
       const T m = uniform01(seed, layer, i) >= p ? scale : T(0);
       mask[i] = m;
@@ -525,15 +700,15 @@ void dropout_forward(T* next, T* mask, const T* in, std::size_t n, std::uint64_t
   });
 }
 template <typename T>
-void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t) {
-  run_or_record([=] {
+void multiply_inplace(T* a, const T* m, std::size_t n, cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < n; ++i) a[i] *= m[i];
   });
 }
 template <typename T>
 void zero_past_lengths(T* x, const std::int64_t* lengths, std::size_t steps, int N, int C,
-                       cudaStream_t) {
-  run_or_record([=] {
+                       cudaStream_t stream) {
+  run_or_record(stream, [=] {
     for (std::size_t i = 0; i < steps * N * C; ++i) {
       const std::size_t row = i / C;
       if (static_cast<std::int64_t>(row / N) >= lengths[row % N]) x[i] = T(0);
@@ -604,7 +779,8 @@ StepPlan plan_step_kernel(int, CellType cell, bool, int N, int H, bool backward,
 }
 
 template <typename T>
-void launch_step_kernel(const StepArgs<T>& a, const StepPlan& plan, bool backward, cudaStream_t) {
+void launch_step_kernel(const StepArgs<T>& a, const StepPlan& plan, bool backward,
+                        cudaStream_t stream) {
   StepArgs<T> args = a;
   args.units = plan.units;
   args.kc = plan.kc;
@@ -615,7 +791,7 @@ void launch_step_kernel(const StepArgs<T>& a, const StepPlan& plan, bool backwar
               "step kernel: a launch without barriers must run one (step, phase)");
   const int nb = plan.blocks, nt = plan.threads;
   const std::size_t smem_elems = plan.smem_bytes / sizeof(T);
-  run_or_record([args, nb, nt, smem_elems, backward] {
+  run_or_record(stream, [args, nb, nt, smem_elems, backward] {
     HostBarrier grid(nb * nt);
     std::vector<std::unique_ptr<HostBarrier>> barriers;
     // Shared memory starts as NaN: a read of anything not staged first poisons the results.
@@ -655,3 +831,15 @@ PYRNN_CELLS_INSTANTIATE(double)
 }  // namespace detail
 }  // namespace cuda
 }  // namespace pyrnn
+
+// For pyrnn._cuda's tests (ctypes): another library's work on the legacy default stream, where
+// PyTorch, CuPy and Numba queue theirs by default: a fill of n bytes, or a device-to-device copy.
+extern "C" __attribute__((visibility("default"))) void pyrnn_emu_legacy_memset(void* p, int value,
+                                                                               size_t n) {
+  (void)cudaMemsetAsync(p, value, n, nullptr);
+}
+extern "C" __attribute__((visibility("default"))) void pyrnn_emu_legacy_copy(void* dst,
+                                                                             const void* src,
+                                                                             size_t n) {
+  (void)cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, nullptr);
+}

@@ -42,6 +42,12 @@ class Context {
   // needing no device lock: DLPack producers order their pending work before it, and the
   // importer synchronizes it. Created on first use.
   cudaStream_t import_stream();
+  // Makes stream() wait for the work queued so far on this device's legacy default stream, where
+  // PyTorch, CuPy and Numba queue theirs unless told otherwise: a DeviceArray another library
+  // is still writing or reading there is then ordered before pyrnn's work on it. Every pyrnn
+  // call that queues work calls it first (under mutex(), on this device, outside any capture).
+  // Work on other streams of other libraries stays the caller's to order (synchronize them).
+  void after_legacy_stream();
   // One device word the optimizer steps OR their NonFinite bits into (pyrnn/cuda/optim.h): made
   // on first use, freed with the context, used under mutex() on stream().
   unsigned* step_flags();
@@ -59,6 +65,7 @@ class Context {
   cublasHandle_t side_cublas_ = nullptr;
   void* side_workspace_ = nullptr;
   cudaStream_t import_stream_ = nullptr;
+  cudaEvent_t legacy_event_ = nullptr;  // after_legacy_stream's; made with the stream
   unsigned* step_flags_ = nullptr;
 };
 
