@@ -25,6 +25,7 @@ import numbers
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, Sequence, Union, overload
 
@@ -108,7 +109,8 @@ def _layer_index(index, n):
     return i
 
 
-_MASK_TAKERS = {}
+# Weakly keyed: a loss class defined per trial (with class attributes) is not kept alive.
+_MASK_TAKERS: "weakref.WeakKeyDictionary[type, bool]" = weakref.WeakKeyDictionary()
 
 
 def _takes_mask(loss):
@@ -660,11 +662,12 @@ class Sequential(Layer):
         return arr
 
     @staticmethod
-    def _finite(name, arr, lengths):
+    def _finite(name, arr, lengths, zero=True):
         """arr, refused if it holds NaN or Inf; with lengths, only steps within each sequence's
-        length count, and padding that holds any is zeroed in a copy: the layers promise that
-        padding reaches no output or gradient, but a Dense before the recurrent layer would
-        still multiply it by its zero gradient (NaN * 0 = NaN in its weight gradient)."""
+        length count, and padding that holds any is zeroed in a copy (zero=True, for x: the
+        layers promise that padding reaches no output or gradient, but a Dense before the
+        recurrent layer would still multiply it by its zero gradient, NaN * 0 = NaN in its
+        weight gradient) or left as it is (per-step targets: the loss's mask leaves it out)."""
         if arr.dtype.kind != "f":
             return arr
         finite = np.isfinite(arr)
@@ -681,7 +684,7 @@ class Sequential(Layer):
             raise ValueError(f"{name} contains NaN or Inf (first at index {first}"
                              f"{', within its lengths' if valid is not None else ''}); "
                              "clean the data first")
-        return np.where(valid, arr, arr.dtype.type(0))  # (only padding held any)
+        return np.where(valid, arr, arr.dtype.type(0)) if zero else arr  # (only padding had any)
 
     def _input_dtype(self):
         """The float dtype the input is first computed in: that of the first layer with one,
@@ -730,8 +733,11 @@ class Sequential(Layer):
         x = self._finite(prefix + "x", x, lengths)
         dt = self._input_dtype()
         self._check_range(prefix + "x", x, dt)
-        y = None if y is None else self._data(prefix + "y", y, N)
+        y = None if y is None else self._data(prefix + "y", y, N, finite=False)
         if y is not None:
+            # Per-step targets (N, T, ...) may hold anything in the padding, as x.
+            per_step = lengths is not None and y.ndim >= 3 and y.shape[1] == x.shape[1]
+            y = self._finite(prefix + "y", y, lengths if per_step else None, zero=False)
             self._check_range(prefix + "y", y, dt)  # the loss's gradient takes the model's dtype
         return x, y, lengths
 
@@ -776,8 +782,9 @@ class Sequential(Layer):
     @_one_thread
     def evaluate(self, x: Any, y: Any, loss: Any = None, batch_size: Any = 32,
                  lengths: Any = None, return_dict: bool = False) -> Any:
-        """Loss of the model on (x, y) in eval mode, as one mean over all samples (not a mean
-        of batch means). return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
+        """Loss of the model on (x, y) in eval mode, as one mean over every element the loss
+        counted (all samples; with lengths and per-step predictions, the valid steps), not a
+        mean of batch means. return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
         loss: a Loss (or name); default the loss of the last fit()."""
         if not isinstance(return_dict, (bool, np.bool_)):  # ("no" was taken as True)
             raise TypeError(f"return_dict must be True or False, got {return_dict!r}")
@@ -1104,7 +1111,13 @@ class Sequential(Layer):
                         err = fail(f"the optimizer step of epoch {epoch + 1}, batch {b + 1} "
                                    f"made the {bad} non-finite")
                 if err is not None:
-                    raise err
+                    # Raised with its name dropped: the traceback holds this frame, which would
+                    # hold the error (a cycle keeping the model, optimizer and data alive until
+                    # a full gc run; a diverged trial of a sweep kept 360 MB each).
+                    try:
+                        raise err
+                    finally:
+                        err = None
                 total += value * (loss.count if loss.reduction == "mean" else 1)
                 count += loss.count
                 for k, (c, t) in loss.metric_counts().items():

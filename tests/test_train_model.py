@@ -1212,6 +1212,63 @@ def test_padding_past_lengths_may_hold_anything():
         model().predict(dirty)  # without lengths, every step counts
 
 
+def test_per_step_target_padding_may_hold_anything():
+    # y (N, T, 1) with NaN past each length was refused, though the loss masks those steps out.
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 1))
+    lens = np.array([5, 3, 2, 4])
+    pad = np.arange(5)[None, :] >= lens[:, None]
+    dirty = y.copy()
+    dirty[pad] = np.nan
+
+    def run(targets):
+        m = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, seed=0, dtype="float64"),
+                              pyrnn.Dense(3, 1, seed=1, dtype="float64")])
+        h = m.fit(x, targets, lengths=lens, loss="mse", optimizer="adam", epochs=2, verbose=0,
+                  shuffle=False)
+        return h, m.evaluate(x, targets, lengths=lens)
+    assert run(dirty) == run(np.where(pad[..., None], 0.0, y))
+    dirty[0, 4, 0] = np.inf  # within the lengths: refused
+    with pytest.raises(ValueError, match=r"y contains NaN or Inf \(first at index \(0, 4, 0\), "
+                                         r"within its lengths\)"):
+        run(dirty)
+
+
+def test_a_diverged_fit_does_not_keep_the_model_alive():
+    # The error was raised from a local: the traceback's frame held it, a cycle that kept the
+    # model, optimizer and data alive until a full gc run.
+    import gc
+    import weakref
+    m = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0)])
+    ref = weakref.ref(m)
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError, match="non-finite"):
+            m.fit(np.ones((8, 4), np.float32), np.full((8, 1), 1e30, np.float32), loss="mse",
+                  optimizer=pyrnn.optim.SGD(m.parameters(), lr=1e38), verbose=0)
+        del m
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_a_custom_loss_class_is_not_kept_by_the_mask_check():
+    # _takes_mask cached per loss class in a plain dict: every class ever used stayed alive.
+    import gc
+    import weakref
+
+    def trial():
+        class TrialLoss(pyrnn.losses.MSELoss):
+            pass
+        x, y = np.ones((2, 3, 2)), np.ones((2, 3, 1))
+        m = pyrnn.Sequential([pyrnn.GRU(2, 1, batch_first=True, seed=0, dtype="float64")])
+        m.fit(x, y, lengths=[3, 2], loss=TrialLoss(), optimizer="sgd", verbose=0)
+        return weakref.ref(TrialLoss)
+    ref = trial()
+    gc.collect()  # (a class is always in a cycle: its __mro__)
+    assert ref() is None
+
+
 def test_flags_are_booleans_not_truthy_values():
     m = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0)])
     x = np.random.default_rng(0).standard_normal((8, 4))
