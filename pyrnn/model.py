@@ -35,8 +35,8 @@ from . import _arrays, _attrs, _fit_guard
 from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optim as _optim
-from ._validate import (beyond_range, host_only, lengths_array, positive_int, real_array,
-                        seed_arg, shape_str, train_mode)
+from ._validate import (beyond_range, flag, host_only, lengths_array, positive_int,
+                        real_array, seed_arg, shape_str, train_mode)
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
@@ -662,12 +662,12 @@ class Sequential(Layer):
         return arr
 
     @staticmethod
-    def _finite(name, arr, lengths, zero=True):
+    def _finite(name, arr, lengths):
         """arr, refused if it holds NaN or Inf; with lengths, only steps within each sequence's
-        length count, and padding that holds any is zeroed in a copy (zero=True, for x: the
-        layers promise that padding reaches no output or gradient, but a Dense before the
-        recurrent layer would still multiply it by its zero gradient, NaN * 0 = NaN in its
-        weight gradient) or left as it is (per-step targets: the loss's mask leaves it out)."""
+        length count, and padding that holds any is zeroed in a copy: the layers promise that
+        padding reaches no output or gradient, but a Dense before the recurrent layer would
+        still multiply it by its zero gradient (NaN * 0 = NaN in its weight gradient), and a
+        loss's 0 * inf is NaN too."""
         if arr.dtype.kind != "f":
             return arr
         finite = np.isfinite(arr)
@@ -684,7 +684,7 @@ class Sequential(Layer):
             raise ValueError(f"{name} contains NaN or Inf (first at index {first}"
                              f"{', within its lengths' if valid is not None else ''}); "
                              "clean the data first")
-        return np.where(valid, arr, arr.dtype.type(0)) if zero else arr  # (only padding had any)
+        return np.where(valid, arr, arr.dtype.type(0))  # (only the padding had any)
 
     def _input_dtype(self):
         """The float dtype the input is first computed in: that of the first layer with one,
@@ -735,9 +735,10 @@ class Sequential(Layer):
         self._check_range(prefix + "x", x, dt)
         y = None if y is None else self._data(prefix + "y", y, N, finite=False)
         if y is not None:
-            # Per-step targets (N, T, ...) may hold anything in the padding, as x.
-            per_step = lengths is not None and y.ndim >= 3 and y.shape[1] == x.shape[1]
-            y = self._finite(prefix + "y", y, lengths if per_step else None, zero=False)
+            # Per-step targets (N, T, ...) may hold anything in the padding, as x, and are read
+            # as zeros there too: a loss without mask= would count them (with a warning).
+            per_step = lengths is not None and y.ndim >= 2 and y.shape[1] == x.shape[1]
+            y = self._finite(prefix + "y", y, lengths if per_step else None)
             self._check_range(prefix + "y", y, dt)  # the loss's gradient takes the model's dtype
         return x, y, lengths
 
@@ -786,8 +787,7 @@ class Sequential(Layer):
         counted (all samples; with lengths and per-step predictions, the valid steps), not a
         mean of batch means. return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
         loss: a Loss (or name); default the loss of the last fit()."""
-        if not isinstance(return_dict, (bool, np.bool_)):  # ("no" was taken as True)
-            raise TypeError(f"return_dict must be True or False, got {return_dict!r}")
+        return_dict = flag("return_dict", return_dict)  # ("no" was taken as True)
         loss = self._loss_arg(loss)
         self._warn_logit_losses(loss)
         batch_size = positive_int("batch_size", batch_size)
@@ -965,8 +965,7 @@ class Sequential(Layer):
                              f"{initial_epoch} (epochs is the number of the last epoch, as "
                              "in Keras, not a count)")
         batch_size = positive_int("batch_size", batch_size)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        shuffle = flag("shuffle", shuffle)
         if not (isinstance(verbose, (bool, np.bool_)) or
                 (isinstance(verbose, numbers.Integral) and verbose in (0, 1, 2))):
             # ("no" was taken as True: a progress bar)

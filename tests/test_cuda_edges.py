@@ -611,4 +611,21 @@ def test_work_another_library_queued_on_the_legacy_stream_comes_first():
     optim.SGD(dense.parameters(), lr=0.5).step()
     assert not np.array_equal(w.numpy(), before)  # the step moved the weight...
     np.testing.assert_array_equal(snapshot.numpy(), before)  # ...after the copy had read it
+    # A recurrent backward after a write to d_out, and zero_grad after a read of the grads.
+    x = pyrnn.cuda.to_device(np.ones((2, 3, 4), np.float32))
+    lstm(x)
+    dx_zero = lstm.backward(pyrnn.cuda.to_device(np.zeros((2, 3, 5), np.float32)))[0].numpy()
+    lstm(x)
+    d_out = pyrnn.cuda.to_device(np.ones((2, 3, 5), np.float32))
+    lib.pyrnn_emu_legacy_memset(d_out.ptr, 0, d_out.nbytes)
+    np.testing.assert_array_equal(lstm.backward(d_out)[0].numpy(), dx_zero)
+    g = lstm.grads["weight_ih_l0"]
+    lstm(x)
+    lstm.backward(pyrnn.cuda.to_device(np.ones((2, 3, 5), np.float32)))
+    grads = g.numpy()
+    snapshot = pyrnn.cuda.DeviceArray.empty(g.shape, g.dtype)
+    lib.pyrnn_emu_legacy_copy(snapshot.ptr, g.ptr, g.nbytes)
+    lstm.zero_grad()
+    assert not g.numpy().any() and grads.any()
+    np.testing.assert_array_equal(snapshot.numpy(), grads)
     assert lib.pyrnn_emu_pending() == 0

@@ -2,6 +2,7 @@
 fit / evaluate / predict loop (history, seeding, progress output, callbacks, NaN safety)."""
 import copy
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -1212,25 +1213,40 @@ def test_padding_past_lengths_may_hold_anything():
         model().predict(dirty)  # without lengths, every step counts
 
 
-def test_per_step_target_padding_may_hold_anything():
-    # y (N, T, 1) with NaN past each length was refused, though the loss masks those steps out.
+@pytest.mark.parametrize("loss, shape, fill", [
+    ("mse", (4, 5, 1), np.nan), ("mse", (4, 5), np.nan), ("bce", (4, 5, 1), np.inf),
+    ("custom", (4, 5, 1), np.nan)], ids=["mse", "mse-NT", "bce-inf", "no-mask-loss"])
+def test_per_step_target_padding_may_hold_anything(loss, shape, fill):
+    # y with NaN / Inf past each length was refused, though the loss masks those steps out; it
+    # is read as zeros there, as x (a loss without mask= counts them, with a warning; BCE's
+    # 0 * inf warned in every batch).
     rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 1))
+    x, y = rng.standard_normal((4, 5, 2)), rng.uniform(0, 1, shape)
     lens = np.array([5, 3, 2, 4])
     pad = np.arange(5)[None, :] >= lens[:, None]
     dirty = y.copy()
-    dirty[pad] = np.nan
+    dirty[pad] = fill
+
+    class NoMask(pyrnn.losses.MSELoss):  # a loss whose forward takes no mask=
+        def forward(self, pred, target):
+            return super().forward(pred, target)
+    loss_obj = {"mse": "mse", "bce": "bce_with_logits", "custom": None}[loss]
 
     def run(targets):
         m = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, seed=0, dtype="float64"),
                               pyrnn.Dense(3, 1, seed=1, dtype="float64")])
-        h = m.fit(x, targets, lengths=lens, loss="mse", optimizer="adam", epochs=2, verbose=0,
-                  shuffle=False)
-        return h, m.evaluate(x, targets, lengths=lens)
-    assert run(dirty) == run(np.where(pad[..., None], 0.0, y))
-    dirty[0, 4, 0] = np.inf  # within the lengths: refused
-    with pytest.raises(ValueError, match=r"y contains NaN or Inf \(first at index \(0, 4, 0\), "
-                                         r"within its lengths\)"):
+        lf = NoMask() if loss_obj is None else loss_obj
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            warnings.filterwarnings("ignore", "NoMask.forward takes no mask=")
+            h = m.fit(x, targets, lengths=lens, loss=lf, optimizer="adam", epochs=2, verbose=0,
+                      shuffle=False)
+            return h, m.evaluate(x, targets, lengths=lens, loss=lf)
+    got = run(dirty)
+    assert got == run(np.where(pad.reshape(pad.shape + (1,) * (len(shape) - 2)), 0.0, y))
+    assert all(np.isfinite(v).all() for v in got[0].values())
+    dirty[(0, 4) + (0,) * (len(shape) - 2)] = np.inf  # within the lengths: refused
+    with pytest.raises(ValueError, match=r"y contains NaN or Inf \(first at index \(0, 4"):
         run(dirty)
 
 

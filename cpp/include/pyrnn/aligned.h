@@ -63,7 +63,9 @@ inline EnvMemoryLimit parse_memory_limit(const char* env) {
   if (!*p) return out;  // empty: unset
   // A plain decimal, read here: strtod also took hex ("0x10"), "inf" and exponents, and used
   // the C locale's decimal point ("1.5G" was refused after setlocale(LC_NUMERIC, "de_DE")).
-  // One mantissa divided once by 10^decimals: correctly rounded ("0.0625g" is exactly 64 MiB).
+  // One mantissa divided once by 10^decimals: exact for the usual forms ("0.0625g" is 64 MiB;
+  // correctly rounded while mantissa and 10^decimals stay below 2^53). Too many digits give
+  // inf or NaN, refused below.
   double mantissa = 0, divisor = 1;
   bool ok = false;
   for (; *p >= '0' && *p <= '9'; ++p, ok = true) mantissa = mantissa * 10 + (*p - '0');

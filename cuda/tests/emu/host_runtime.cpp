@@ -194,8 +194,9 @@ unsigned long long enqueue(cudaStream_t s, std::function<void()> op) {
   return n;
 }
 // Queues an operation on `stream`, or records it while this thread captures. Work for another
-// stream during a capture is a pyrnn bug (it would run outside the graph, unordered with it):
-// the test process stops there, naming it.
+// stream during a capture is a pyrnn bug today (it would run outside the graph, unordered with
+// it): the test process stops there, naming it. (CUDA can capture across streams joined by
+// events; pyrnn captures one lane at a time, and this emulation models only that.)
 void run_or_record(cudaStream_t stream, std::function<void()> op) {
   if (g_capturing) {
     if (norm(stream) != norm(g_capture_stream)) {
@@ -294,7 +295,7 @@ cudaError_t CUDARTAPI cudaFree(void* p) {
     // Freeing what cudaMalloc did not return is an error, as on a device.
     const auto it = g_allocs.find(reinterpret_cast<std::uintptr_t>(p));
     if (it == g_allocs.end()) return fail(cudaErrorInvalidValue);
-    std::memset(p, 0x7F, it->second.bytes);  // a use after free reads NaN-like garbage
+    std::memset(p, 0xFF, it->second.bytes);  // a use after free reads NaN (float and double)
     g_live_bytes -= it->second.bytes;
     g_allocs.erase(it);
   }
@@ -393,6 +394,7 @@ cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t ev, cudaStream_t stream) {
 cudaError_t CUDARTAPI cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t ev, unsigned int) {
   using namespace pyrnn::cuda::emu;
   if (g_capturing) return fail(cudaErrorStreamCaptureUnsupported);
+  std::lock_guard<std::recursive_mutex> lock(g_queue_mutex);  // (cudaEventRecord writes it)
   const auto* e = reinterpret_cast<const EmuEvent*>(ev);
   const cudaStream_t s = e->stream;
   const unsigned long long upto = e->upto;  // as recorded now: a later record does not count

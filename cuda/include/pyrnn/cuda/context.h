@@ -44,9 +44,11 @@ class Context {
   cudaStream_t import_stream();
   // Makes stream() wait for the work queued so far on this device's legacy default stream, where
   // PyTorch, CuPy and Numba queue theirs unless told otherwise: a DeviceArray another library
-  // is still writing or reading there is then ordered before pyrnn's work on it. Every pyrnn
-  // call that queues work calls it first (under mutex(), on this device, outside any capture).
-  // Work on other streams of other libraries stays the caller's to order (synchronize them).
+  // is still writing or reading there is then ordered before pyrnn's work on it (work on a
+  // blocking stream too, which the legacy stream waits for). The recurrent layers and the
+  // training calls call it first (under mutex(), on this device, outside any capture); the
+  // seeds' MatrixCUDA facade, on memory only pyrnn holds, does not. Work on another library's
+  // non-blocking stream stays the caller's to order (synchronize it).
   void after_legacy_stream();
   // One device word the optimizer steps OR their NonFinite bits into (pyrnn/cuda/optim.h): made
   // on first use, freed with the context, used under mutex() on stream().
