@@ -323,10 +323,11 @@ def test_seeds_are_checked_with_clear_messages():
     with pytest.raises(TypeError, match=r"or a numpy Generator, got SeedSequence"):
         m.fit(x, y, loss="mse", optimizer="sgd", seed=np.random.SeedSequence(0), verbose=0)
     # Keras' shuffle="batch" (and any other truthy value) ran a full shuffle without a word.
-    for bad in ("batch", "no", 1, None):
+    for bad in ("batch", "no", 2, None):
         with pytest.raises(TypeError, match=r"shuffle must be True or False, got"):
             m.fit(x, y, loss="mse", optimizer="sgd", shuffle=bad, verbose=0)
     m.fit(x, y, loss="mse", optimizer="sgd", shuffle=np.bool_(False), verbose=0)
+    m.fit(x, y, loss="mse", optimizer="sgd", shuffle=0, verbose=0)  # 0 / 1, as every switch
     with pytest.raises(ValueError, match=r"seed must be >= 0 \(or None\), got -1"):
         m.fit(x, y, loss="mse", optimizer="sgd", seed=-1, verbose=0)
     with pytest.raises(ValueError, match=r"seed must be >= 0 \(or None\), got -1"):
