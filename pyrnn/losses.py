@@ -152,7 +152,8 @@ class Loss:
             return float(total), 1.0
         if count == 0:
             # Nothing counts (every target ignored): PyTorch gives nan; a loss of 0 with zero
-            # gradient lets a batch of pure padding pass through fit() harmlessly.
+            # gradient lets a batch of pure padding through fit() without a NaN. Its optimizer
+            # step still runs (momentum and weight decay move the weights), as in Keras.
             return 0.0, 0.0
         return float(total) / count, 1.0 / count
 
