@@ -177,8 +177,29 @@ def kernels() -> ModuleType:
     return _need()
 
 
+class _Unavailable(type):
+    def __getattr__(cls, name: str) -> Any:
+        _need()  # raises, saying why the backend is unavailable
+        raise AttributeError(name)
+
+
+class _DeviceArrayUnavailable(metaclass=_Unavailable):
+    """pyrnn.cuda.DeviceArray where the CUDA backend is not built or cannot load: no device
+    array can exist, so isinstance(x, pyrnn.cuda.DeviceArray) is simply False (it raised
+    RuntimeError, breaking user code that tells host from device arrays on a CPU-only
+    install); making one (DeviceArray.empty, from_numpy, ...) raises why."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _need().DeviceArray(*args, **kwargs)
+
+
+_DeviceArrayUnavailable.__name__ = _DeviceArrayUnavailable.__qualname__ = "DeviceArray"
+
+
 def __getattr__(name: str) -> Any:
     # pyrnn.cuda.DeviceArray / NativeRecurrentCUDA load the extension on first use.
+    if name == "DeviceArray" and _load() is None:
+        return _DeviceArrayUnavailable
     if name in ("DeviceArray", "NativeRecurrentCUDA"):
         return getattr(_need(), name)
     raise AttributeError(f"module 'pyrnn.cuda' has no attribute {name!r}")

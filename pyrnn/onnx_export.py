@@ -429,13 +429,10 @@ def export_onnx(obj: Union[Sequential, RNN, LSTM, GRU],
     only): add ``h0`` (and ``c0``) inputs. check: run onnx.checker (full check).
     Returns the onnx.ModelProto. See the module docstring for the graph's layout.
     """
-    onnx = _onnx()
     from .model import Sequential
     from .recurrent import _Recurrent
+    # The arguments first: a wrong one is named whether or not onnx is installed.
     opset = _check_int("opset", opset, _MIN_OPSET)
-    if opset > onnx.defs.onnx_opset_version():
-        raise ValueError(f"opset {opset} is newer than this onnx package knows "
-                         f"({onnx.__version__}: up to {onnx.defs.onnx_opset_version()})")
     seq_len = None if seq_len is None else _check_int("seq_len", seq_len, 1)
     batch = None if batch is None else _check_int("batch", batch, 1)
     for flag, value in (("lengths", lengths), ("initial_states", initial_states),
@@ -446,26 +443,27 @@ def export_onnx(obj: Union[Sequential, RNN, LSTM, GRU],
             not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str, bytes or os.PathLike path or a binary file "
                         f"object, got {type(path).__name__}")
-    if isinstance(obj, (Sequential, _Recurrent)):
-        _check_own_class(obj, type(obj).__name__)
-    g = _Graph(onnx, _model_dtype(obj) if isinstance(obj, (Sequential, _Recurrent)) else
-               np.float32)
+    if not isinstance(obj, (Sequential, _Recurrent)):
+        raise TypeError(f"export_onnx takes a pyrnn RNN/LSTM/GRU layer or a pyrnn.Sequential, "
+                        f"got {type(obj).__name__}")
+    _check_own_class(obj, type(obj).__name__)
+    what = "layer" if isinstance(obj, _Recurrent) else "model"
+    if obj.device != "cpu":
+        raise ValueError(f"export a CPU {what} ({what}.to('cpu'))")
+    onnx = _onnx()
+    if opset > onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset {opset} is newer than this onnx package knows "
+                         f"({onnx.__version__}: up to {onnx.defs.onnx_opset_version()})")
+    g = _Graph(onnx, _model_dtype(obj))
     if isinstance(obj, _Recurrent):
-        if obj.device != "cpu":
-            raise ValueError("export a CPU layer (layer.to('cpu'))")
         _export_recurrent(g, obj, seq_len, batch, lengths, initial_states)
         name = type(obj).__name__
-    elif isinstance(obj, Sequential):
-        if obj.device != "cpu":
-            raise ValueError("export a CPU model (model.to('cpu'))")
+    else:
         if initial_states:
             raise ValueError("initial_states=True applies to single recurrent layers only")
         with obj._linked():  # each LastStep's direction count, for this export only
             _export_sequential(g, obj, seq_len, batch, lengths, opset)
         name = "Sequential"
-    else:
-        raise TypeError(f"export_onnx takes a pyrnn RNN/LSTM/GRU layer or a pyrnn.Sequential, "
-                        f"got {type(obj).__name__}")
     from . import __version__
     graph = onnx.helper.make_graph(g.nodes, f"pyrnn_{name}", g.inputs, g.outputs, g.inits)
     opsets = [onnx.helper.make_opsetid("", opset)]

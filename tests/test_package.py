@@ -267,3 +267,39 @@ def test_cublas_preload_reads_pyrnn_cublas_root(tmp_path, monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda path, mode=0: loaded.append(path))
     pc._preload_cublas()
     assert loaded[:2] == [str(lib / "libcublasLt.so.13"), str(lib / "libcublas.so.13")]
+
+
+def test_device_array_type_checks_work_without_the_backend(monkeypatch):
+    # On a CPU-only install, isinstance(x, pyrnn.cuda.DeviceArray) raised RuntimeError (the
+    # attribute loaded the missing extension); it is now False, and making one says why.
+    import pyrnn.cuda as c
+    monkeypatch.setattr(c, "_loaded", True)
+    monkeypatch.setattr(c, "_module", None)
+    monkeypatch.setattr(c, "_error", "simulated: built without the CUDA backend")
+    DA = c.DeviceArray
+    assert DA.__name__ == "DeviceArray"
+    assert not isinstance(np.zeros(3), DA) and not isinstance(object(), DA)
+    for make in (lambda: DA.empty(3), lambda: DA.from_numpy(np.zeros(3)), lambda: DA()):
+        with pytest.raises(RuntimeError, match="CUDA backend is unavailable: simulated"):
+            make()
+    with pytest.raises(RuntimeError, match="simulated"):
+        c.NativeRecurrentCUDA
+
+
+def test_export_onnx_names_a_wrong_argument_before_needing_onnx(monkeypatch):
+    # Without onnx installed, a wrong object / opset / flag / device got the ImportError first.
+    import pyrnn.onnx_export as ox
+
+    def missing():
+        raise ImportError("ONNX export needs the 'onnx' package (simulated)")
+    monkeypatch.setattr(ox, "_onnx", missing)
+    layer = pyrnn.LSTM(2, 3)
+    for call, exc, match in [
+            (lambda: pyrnn.export_onnx(object()), TypeError, "takes a pyrnn RNN/LSTM/GRU layer"),
+            (lambda: pyrnn.export_onnx(layer, opset=12), ValueError, "opset"),
+            (lambda: pyrnn.export_onnx(layer, seq_len=0), ValueError, "seq_len"),
+            (lambda: pyrnn.export_onnx(layer, lengths="no"), TypeError, "lengths must be"),
+            (lambda: pyrnn.export_onnx(layer, path=3.5), TypeError, "path must be"),
+            (lambda: pyrnn.export_onnx(layer), ImportError, "simulated")]:
+        with pytest.raises(exc, match=match):
+            call()
