@@ -6,6 +6,22 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    # `python -m pytest` run in the repository puts it first on sys.path: its pyrnn/ folder,
+    # which has no built extensions, then hides the installed package and every test module
+    # fails with a circular-import error. Say so once, up front.
+    try:
+        import pyrnn  # noqa: F401
+    except ImportError as e:
+        if pathlib.Path(getattr(e, "path", "") or "").resolve().is_relative_to(REPO / "pyrnn") \
+                or "partially initialized module 'pyrnn'" in str(e):
+            raise pytest.UsageError(
+                f"pyrnn was imported from the source tree ({REPO / 'pyrnn'}), which has no built "
+                "extensions: run `pytest tests` (as README.md says) or run from another folder; "
+                "`python -m pytest` in the repository puts it first on sys.path") from None
+        raise
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO
