@@ -12,6 +12,7 @@ from libcpp.vector cimport vector
 from posix.unistd cimport getpid
 
 from pyrnn.caligned cimport memory_limit_bytes, check_allocation as c_check_allocation
+from pyrnn.caligned cimport inject_allocation_failure
 from pyrnn.cmatrix cimport BasicMatrix
 from pyrnn.crecurrent cimport CellType, ParamInfo, Recurrent, RecurrentConfig
 from pyrnn cimport cruntime
@@ -107,6 +108,13 @@ def check_allocation(nbytes, what):
     # The C++ check: one message, and one reading of PYRNN_MEMORY_LIMIT (an invalid value is
     # refused there). float(nbytes): any Python int; the check treats >= 1.8e19 as too big.
     c_check_allocation(float(min(nbytes, 1 << 64)), str(what).encode())
+
+def _fail_allocations_from(nbytes):
+    """Tests only: every later buffer allocation of at least nbytes fails (MemoryError), as one
+    the system refuses would; 0 ends it. (The up-front size checks are not affected.)"""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 <= nbytes < 1 << 64:
+        raise ValueError(f"nbytes must be an int in [0, 2**64), got {nbytes!r}")
+    inject_allocation_failure(nbytes)
 
 def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

@@ -14,6 +14,7 @@
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/random.h"
 #include "step_sync.h"
+#include "team_errors.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -510,6 +511,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
   }
   StepSync sync(nth);  // by units: the step barrier, split around the next step's projection
+  detail::TeamErrors errors(nth);
   detail::note_team(nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
@@ -576,7 +578,16 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
         K.stream_copy(Ni, static_cast<int>(U), g + q * H + U0, G * Hi, gc + q * H + U0, G * Hi);
       if (gru) K.stream_copy(Ni, static_cast<int>(U), aux + U0, Hi, ac + U0, Hi);
     };
-    for (std::size_t s = 0; s < T_; ++s) {
+    // This thread's scratch for its products, before anything is written (TeamErrors): the
+    // steps run only if every thread has its own.
+    errors.run(tid, [&] {
+      if (!U) return;
+      if (step_proj) K.reserve_a(Trans::N, Mr, pack_ih_.K, T(1));
+      K.reserve_a(Trans::N, Mr, pack_hh_.K, T(1));
+      if (split) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
+    });
+#pragma omp barrier
+    for (std::size_t s = 0; s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = state_slot(dir == 0 ? t : t + 1);
       const std::size_t cur = state_slot(dir == 0 ? t + 1 : t);
@@ -658,6 +669,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       }
     }
   }
+  errors.rethrow();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,6 +810,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   T* const dst_ih = two_level ? dwp_ih_.data() : w.dw_ih;  // [G*H, C] where blocks add
   T* const dst_hh = two_level ? dwp_hh_.data() : w.dw_hh;  // [G*H, H]
   StepSync sync(nth);  // by units: the step barrier, split around the last step's d x and dW
+  detail::TeamErrors errors(nth);
   detail::note_team(nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
@@ -846,6 +859,11 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     // (GRU n rows of W_hh: d(W_hn h + b_hn) and H_prev, or dG_n and r*h_prev). By rows, after a
     // barrier (every row of the block written), the bias gradients too.
     std::size_t in_group = 0;  // blocks summed into this thread's rows of dst_* since a flush
+    // The block's right operands, packed by each thread for itself (one pass; then read
+    // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H],
+    // a piece [kr rows] at a time. The left operand dG^T is packed by the GEMM (read in
+    // place, its columns, one element per ring row, would thrash L1).
+    thread_local kernels::PackedB<T> pk_x, pk_h, pk_a;
     auto weight_grads = [&](std::size_t s, std::size_t t) {
       const bool last = s + 1 == T_;
       if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
@@ -866,11 +884,6 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
                        after ? dghnb + ((tt - t0) * N + n) * H : nullptr, WU0, WU, 0);
         }
       }
-      // The block's right operands, packed by each thread for itself (one pass; then read
-      // contiguously by every micro-tile): X [Kb, C], H_prev [Kb, H], GRU r*h_prev [Kb, H],
-      // a piece [kr rows] at a time. The left operand dG^T is packed by the GEMM (read in
-      // place, its columns, one element per ring row, would thrash L1).
-      thread_local kernels::PackedB<T> pk_x, pk_h, pk_a;
       const T* hb = hs + (dir == 0 ? t0 : t0 + 1) * N * H;  // [Kb, H] h_prev of the block
       for (int k0 = 0; k0 < Kb; k0 += static_cast<int>(kPiece)) {
         const int kr = std::min(static_cast<int>(kPiece), Kb - k0);
@@ -925,7 +938,24 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       d_x(t);
       weight_grads(s, t);
     };
-    for (std::size_t s = 0; s < T_; ++s) {
+    // This thread's scratch for its products and packs, before anything is written
+    // (TeamErrors): the steps run only if every thread has its own.
+    errors.run(tid, [&] {
+      if (WU) {
+        const int kr = static_cast<int>(piece_rows);  // a piece's rows, at most
+        kernels::reserve_b(pk_x, kr, C, nr);
+        kernels::reserve_b(pk_h, kr, Hi, nr);
+        if (split_r) kernels::reserve_b(pk_a, kr, Hi, nr);
+        K.reserve_a(Trans::T, static_cast<int>(WU), kr, T(1));
+      }
+      if (Mr > 0) {
+        K.reserve_a(Trans::N, Mr, pack_ih_.K, T(1));
+        K.reserve_a(Trans::N, Mr, pack_hh_.K, T(1));
+        if (gru) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
+      }
+    });
+#pragma omp barrier
+    for (std::size_t s = 0; s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
       const T* hp = hs + prev * N * H;                       // [N, H] h_{t-1}
@@ -1034,8 +1064,10 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         weight_grads(s, t);
       }
     }
-    if (!by_rows && T_ > 0) off_path(T_ - 1);  // every dg is complete: no barrier needed
+    // Every dg is complete: no barrier needed.
+    if (!by_rows && T_ > 0 && !errors.failed()) off_path(T_ - 1);
   }
+  errors.rethrow();
   for (std::size_t i = 0; i < db_acc.size(); ++i) w.db[i] += static_cast<T>(db_acc[i]);
   for (std::size_t j = 0; j < dbhn_acc.size(); ++j) w.db_hn[j] += static_cast<T>(dbhn_acc[j]);
   std::memcpy(dh0 + slot * N * H, dh.data(), N * H * sizeof(T));

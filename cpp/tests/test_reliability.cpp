@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <thread>
 #include <vector>
 
 #if defined(__linux__)
@@ -18,6 +19,7 @@
 #include "check.h"
 #include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
+#include "pyrnn/kernels/gemm.h"
 #include "pyrnn/kernels/ops.h"
 #include "pyrnn/layers.h"
 #include "pyrnn/matrix.h"
@@ -184,6 +186,69 @@ TEST(allocation_guard_refuses_absurd_sizes) {
   } catch (const pyrnn::OutOfMemory& e) {
     CHECK(std::string(e.what()).find("a test buffer needs") != std::string::npos);
     CHECK(std::string(e.what()).find("GiB") != std::string::npos);
+  }
+}
+
+// A buffer a thread team cannot allocate (a thread's A-block scratch, gemm_b_in_place's edge
+// panel) is an OutOfMemory out of the product with C untouched: thrown inside the OpenMP region,
+// it aborted the process. Run on a new thread, whose OpenMP team is new too, so that no
+// member's scratch has grown yet; then the same products, allowed, give the one-thread bits.
+template <typename T>
+void team_allocation_failure(CpuIsa isa) {
+  using pyrnn::kernels::Trans;
+  const pyrnn::kernels::Ops<T>& o = pyrnn::kernels::ops_for<T>(isa);
+  const int M = 40, N = 3 * o.nr + 5, K = 300, m_skinny = 2;  // N: an edge panel
+  std::vector<T> A(static_cast<std::size_t>(K) * M), B(static_cast<std::size_t>(K) * N);
+  std::vector<T> C0(static_cast<std::size_t>(M) * N);
+  for (auto& v : A) v = T(pyrnn::uniform01(5, 1, &v - A.data()) - 0.5);
+  for (auto& v : B) v = T(pyrnn::uniform01(5, 2, &v - B.data()) - 0.5);
+  for (auto& v : C0) v = T(pyrnn::uniform01(5, 3, &v - C0.data()) - 0.5);
+  pyrnn::kernels::PackedB<T> pb;
+  o.pack_b(pb, Trans::N, K, N, B.data(), N);
+  // C += A^T B (A stored [K, M]: packed per block), and C[:2] += A[:2] B (B read in place).
+  auto packed = [&](std::vector<T>& c, int threads) {
+    o.gemm_packed(Trans::T, M, A.data(), M, T(1), pb, T(1), nullptr, c.data(), N, threads);
+  };
+  auto in_place = [&](std::vector<T>& c, int threads) {
+    CHECK(o.gemm_b_in_place(Trans::N, m_skinny, N, K, T(1), A.data(), K, B.data(), N, T(1),
+                            c.data(), N, threads));
+  };
+  std::vector<T> want_packed = C0, want_in_place = C0;
+  packed(want_packed, 1);
+  in_place(want_in_place, 1);
+  int refused[2] = {0, 0};  // 1: threw OutOfMemory with C untouched; -1: threw, C changed
+  bool same_after = false;
+  std::thread([&] {
+    pyrnn::detail::inject_allocation_failure(1);
+    std::vector<T> c = C0;
+    try {
+      packed(c, 2);
+    } catch (const pyrnn::OutOfMemory&) {
+      refused[0] = c == C0 ? 1 : -1;
+    }
+    c = C0;
+    try {
+      in_place(c, 2);
+    } catch (const pyrnn::OutOfMemory&) {
+      refused[1] = c == C0 ? 1 : -1;
+    }
+    pyrnn::detail::inject_allocation_failure(0);
+    c = C0;
+    packed(c, 2);
+    same_after = c == want_packed;
+    c = C0;
+    in_place(c, 2);
+    same_after = same_after && c == want_in_place;
+  }).join();
+  CHECK(refused[0] == 1);
+  CHECK(refused[1] == 1);
+  CHECK(same_after);
+}
+
+TEST(allocation_failure_inside_a_thread_team_is_an_exception) {
+  for (CpuIsa isa : pyrnn::available_isas()) {
+    team_allocation_failure<float>(isa);
+    team_allocation_failure<double>(isa);
   }
 }
 

@@ -1,5 +1,6 @@
 // 64-byte aligned owning buffer: one cache line, and the widest SIMD load (AVX-512).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <cstdint>
@@ -93,6 +94,17 @@ inline EnvMemoryLimit parse_memory_limit(const char* env) {
   out.bytes = ok ? static_cast<std::uint64_t>(bytes) : 0;
   return out;
 }
+// For tests only: every AlignedBuffer allocation of at least this many bytes fails (0, the
+// default: none), as one the system refuses would, so that what follows one (a failure inside
+// a thread team, say) can be run on purpose.
+inline std::atomic<std::uint64_t>& injected_allocation_failure() {
+  static std::atomic<std::uint64_t> from_bytes{0};
+  return from_bytes;
+}
+inline void inject_allocation_failure(std::uint64_t from_bytes) {
+  injected_allocation_failure().store(from_bytes, std::memory_order_relaxed);
+}
+
 inline const EnvMemoryLimit& env_memory_limit_parsed() {
   static const EnvMemoryLimit e = parse_memory_limit(std::getenv("PYRNN_MEMORY_LIMIT"));
   return e;
@@ -185,8 +197,15 @@ class AlignedBuffer {
     if (n == 0) return;
     check_allocation(static_cast<double>(n) * sizeof(T), "a buffer");
     std::size_t bytes = (n * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
+    const std::uint64_t injected =
+        detail::injected_allocation_failure().load(std::memory_order_relaxed);
+    if (injected && bytes >= injected)
+      throw OutOfMemory("a buffer of " + detail::size_text(static_cast<double>(bytes)) +
+                        ": refused by a test (detail::injected_allocation_failure)");
     ptr_ = static_cast<T*>(std::aligned_alloc(kAlignment, bytes));
-    if (!ptr_) throw std::bad_alloc();
+    if (!ptr_)  // (a cgroup, `ulimit -v` or no overcommit): say how much, not "std::bad_alloc"
+      throw OutOfMemory("a buffer of " + detail::size_text(static_cast<double>(bytes)) +
+                        " could not be allocated: the system refused it");
     std::memset(ptr_, 0, bytes);
     size_ = n;
   }

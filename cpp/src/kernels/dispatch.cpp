@@ -124,13 +124,13 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
     thread_local PackedB<T> kept;
     PackedB<T> own;
     PackedB<T>& packed = keep ? kept : own;
-    // The largest block's buffer first, and a barrier: a pack that cannot be allocated then
-    // leaves C as it was, on every thread (the kernel's A block buffer is still allocated
-    // later, in gemm_panels).
+    // The largest block's buffers first (op(B)'s pack and the kernel's A block), and a
+    // barrier: one that cannot be allocated then leaves C as it was, on every thread.
     try {
       const std::size_t need = static_cast<std::size_t>(std::max(std::min(kb, K), 1)) *
                                static_cast<std::size_t>(std::min(pb, p1 - p0)) * nr;
       if (packed.data.size() < need) packed.data.resize(need);
+      if (p0 < p1) o.reserve_a(ta, M, std::min(kb, K), alpha);
     } catch (...) {
       errors[static_cast<std::size_t>(tid)] = std::current_exception();
       failed.store(true, std::memory_order_relaxed);

@@ -19,6 +19,15 @@ struct PackedB {
   CpuIsa isa = CpuIsa::Scalar;  // panel shape belongs to one ISA's micro-kernel
 };
 
+// Grows a pack buffer to hold op(B) [K x N] in panels of nr (what pack_b then writes without
+// allocating; see Ops::reserve_a).
+template <typename T>
+void reserve_b(PackedB<T>& out, int K, int N, int nr) {
+  const std::size_t need = static_cast<std::size_t>(K > 1 ? K : 1) *
+                           static_cast<std::size_t>((N + nr - 1) / nr * nr);
+  if (out.data.size() < need) out.data.resize(need);
+}
+
 template <typename T>
 struct Ops {
   CpuIsa isa;
@@ -37,6 +46,10 @@ struct Ops {
   // columns), by the calling thread alone: no barrier. A is packed once for all ranges.
   void (*gemm_panels)(Trans ta, int M, const T* A, int lda, T alpha, const PackedB<T>& B, T beta,
                       const T* bias, T* C, int ldc, const int* ranges, int nranges);
+  // Grows the calling thread's scratch for gemm_panels(ta, M, ..., alpha, B with K rows), so
+  // that the product then allocates nothing: a thread team reserves first, meets, and only then
+  // writes (an exception thrown inside an OpenMP region aborts; see src/team_errors.h).
+  void (*reserve_a)(Trans ta, int M, int K, T alpha);
   // C [M x N] = alpha * A [M x K] * op(B) + beta * C, A and B row-major and read in place (no
   // packing), bitwise what pack_b + gemm_packed give; up to `threads` threads. Only for few rows
   // (op(B) = B^T: M <= 8; op(B) = B: M < the micro-kernel's rows) and beta 0 or 1: returns
