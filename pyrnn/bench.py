@@ -7,15 +7,20 @@ PyTorch on the CPU when it is installed (same thread count), and on the GPU when
 pyrnn.cuda.is_available() (else the GPU column says 'n/a' and why).
 
 Timing follows benchmarks/bench_cpu.py: warm-up, then pyrnn and PyTorch interleaved (who goes
-first alternates), median of the repeats. Timings are noisy on a shared machine; the medians
-and the pyrnn/PyTorch ratio (same process, same moment) are the figures to read.
+first alternates, the garbage collector off), median of the repeats. With PyTorch, pyrnn's layer
+is built from the torch module's weights (pyrnn.from_torch; the GRU in PyTorch's reset_after=True
+form) and their outputs must agree (relative error <= REL_TOL) before anything is timed.
+Timings are noisy on a shared machine; the medians and the pyrnn/PyTorch ratio (same process,
+same moment) are the figures to read.
 """
 import argparse
 import datetime
 import json
+import gc
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -26,6 +31,10 @@ from ._argtypes import int_range
 # Seed document 003: operation -> (CPU ms, GPU ms) at seq 50, batch 64, hidden 128.
 SEEDS_MS = {"RNN": (250.0, 15.0), "LSTM": (800.0, 25.0), "GRU": (600.0, 20.0)}
 CONFIG = {"T": 50, "N": 64, "C": 128, "H": 128}
+# Beyond this relative error (float32) two sides are not computing the same thing; summation
+# order alone gives about 1e-6.
+REL_TOL = 1e-4
+_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_model():
@@ -59,6 +68,91 @@ def cpu_id():
     return out
 
 
+def git_commit(path):
+    """`git describe --always --dirty` of the checkout that tracks `path`; None when it is not
+    tracked (an installed package, even one inside a checkout's ignored .venv) or git is
+    missing."""
+    folder, name = os.path.split(os.path.abspath(path))
+
+    def git(*a):
+        return subprocess.run(["git", "-C", folder, *a], capture_output=True, text=True,
+                              timeout=20)
+    try:
+        if git("ls-files", "--error-unmatch", name).returncode != 0:
+            return None
+        done = git("describe", "--always", "--dirty")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def openmp_runtimes():
+    """Paths of the OpenMP runtimes mapped into this process (libgomp, libiomp, libomp): two
+    at once (torch's bundled libgomp beside another) make two thread pools. None where
+    /proc/self/maps cannot be read."""
+    try:
+        with open("/proc/self/maps") as f:
+            fields = [line.split(None, 5) for line in f]
+    except OSError:
+        return None
+    paths = {f[5].strip() for f in fields if len(f) == 6}  # (anonymous mappings have no path)
+    return sorted(p for p in paths
+                  if os.path.basename(p).startswith(("libgomp", "libiomp", "libomp")))
+
+
+def provenance(torch=None, source=None):
+    """What a result depends on beyond the code: the commit `source` (a file) is tracked in,
+    the CPUs this process may use, the thread and ISA settings of both libraries and the
+    OpenMP runtimes loaded. For every benchmark's JSON."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        affinity = None
+    env = {k: os.environ.get(k) for k in _ENV}
+    env.update({k: v for k, v in sorted(os.environ.items()) if k.startswith("PYRNN_")})
+    out = {"git_commit": git_commit(source) if source else None,
+           "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+           "cpu_count": os.cpu_count(), "affinity_cpus": affinity,
+           "platform": platform.platform(), "env": env, "openmp_runtimes": openmp_runtimes(),
+           "torch": None}
+    if torch is not None:
+        cpu = getattr(torch.backends, "cpu", None)
+        out["torch"] = {"num_threads": torch.get_num_threads(),
+                        "num_interop_threads": torch.get_num_interop_threads(),
+                        "cpu_capability": cpu.get_cpu_capability() if cpu else None}
+    return out
+
+
+def rel_err(got, want):
+    """||got - want|| / ||want||, in float64."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-300))
+
+
+def check_same(what, got, want, tol=REL_TOL):
+    """rel_err(got, want), raising RuntimeError beyond tol: timing two sides that compute
+    different things compares nothing."""
+    err = rel_err(got, want)
+    if not err <= tol:
+        raise RuntimeError(f"{what}: pyrnn and PyTorch disagree, relative error {err:.2e} > "
+                           f"{tol:g}; not timing them")
+    return err
+
+
+class gc_paused:
+    """Collects, then keeps the garbage collector off (a collection inside one side's timed
+    call would be charged to it); restores it on exit."""
+
+    def __enter__(self):
+        gc.collect()
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was:
+            gc.enable()
+
+
 def _timed(fn):
     t = time.perf_counter()
     fn()
@@ -83,20 +177,23 @@ def interleaved_medians(fns, repeats, budget_s, warmup=2):
     times = [[] for _ in fns]
     start = time.perf_counter()
     rounds = 0
-    for i in range(repeats):
-        k = i % len(fns)
-        for j in list(range(k, len(fns))) + list(range(k)):
-            if fns[j] is not None:
-                times[j].append(_timed(fns[j]))
-        rounds += 1
-        if time.perf_counter() - start > budget_s and rounds >= 3:
-            break
+    with gc_paused():
+        for i in range(repeats):
+            k = i % len(fns)
+            for j in list(range(k, len(fns))) + list(range(k)):
+                if fns[j] is not None:
+                    times[j].append(_timed(fns[j]))
+            rounds += 1
+            if time.perf_counter() - start > budget_s and rounds >= 3:
+                break
     return [statistics.median(t) if t else None for t in times], rounds
 
 
 def _make_pyrnn(cell, C, H, device="cpu"):
     import pyrnn
-    layer = getattr(pyrnn, cell)(C, H, seed=0, device=device)
+    # GRU in PyTorch's (and cuDNN's) form, the one timed against it
+    kw = {"reset_after": True} if cell == "GRU" else {}
+    layer = getattr(pyrnn, cell)(C, H, seed=0, device=device, **kw)
     layer.eval()
     return layer
 
@@ -157,13 +254,18 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=None)
     p(f"GPU: {', '.join(cuda.device_names()) if gpu_reason is None else 'n/a: ' + gpu_reason}")
     rows = []
     for cell in ("RNN", "LSTM", "GRU"):
-        layer = _make_pyrnn(cell, C, H)
-        tl = None
+        tl, err = None, None
         if torch is not None:
             torch.manual_seed(0)
             tl = {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](C, H)
             tl.eval()
             xt = torch.from_numpy(x)
+            layer = pyrnn.from_torch(tl)  # the same weights (a GRU comes with reset_after=True)
+            layer.eval()
+            with torch.no_grad():
+                err = check_same(f"{cell} forward", layer(x)[0], tl(xt)[0].numpy())
+        else:
+            layer = _make_pyrnn(cell, C, H)
 
         def p_fn():
             layer(x)
@@ -177,7 +279,8 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=None)
         row = {"cell": cell, **CONFIG, "seeds_cpu_ms": SEEDS_MS[cell][0],
                "seeds_gpu_ms": SEEDS_MS[cell][1], "pyrnn_cpu_ms": p_s * 1e3,
                "torch_cpu_ms": t_s * 1e3 if t_s else None,
-               "pyrnn_over_torch": (p_s / t_s) if t_s else None, "repeats": n,
+               "pyrnn_over_torch": (p_s / t_s) if t_s else None, "rel_err": err,
+               "reset_after": layer.reset_after if cell == "GRU" else None, "repeats": n,
                "pyrnn_gpu_ms": None, "gpu_note": gpu_reason}
         if gpu_reason is None:
             try:
@@ -192,10 +295,8 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=None)
     notes = sorted({r["gpu_note"] for r in rows if r["gpu_note"]})
     for note in notes:
         p(f"GPU column: {note}")
-    if torch is not None:
-        p("GRU: pyrnn in its default form (reset_after=False, the seeds' equations), PyTorch in "
-          "its reset-after form (the same GEMM work); benchmarks/bench_cpu.py times pyrnn in "
-          "both forms.")
+    p("GRU: pyrnn in PyTorch's form (reset_after=True; pyrnn's default is the seeds' "
+      "reset_after=False); benchmarks/bench_cpu.py times pyrnn in both forms.")
     p("Seeds' figures are the document's claims, not measurements on this machine. "
       "pyrnn/torch < 1 means pyrnn is faster.")
     return {"benchmark": "pyrnn bench", "quick": bool(quick),
@@ -208,7 +309,7 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=None)
             "torch": torch.__version__ if torch is not None else None,
             "cuda": {"available": gpu_reason is None, "devices": cuda.device_names(),
                      "reason": gpu_reason},
-            "config": CONFIG, "results": rows}
+            "config": CONFIG, "provenance": provenance(torch, __file__), "results": rows}
 
 
 def _ms(v):
