@@ -15,6 +15,10 @@ pyrnn would need to meet it ("needed_gflops") and that as a fraction of the peak
 0.9 (the micro-kernel's rate with its loads, on L1-resident operands), a target is out of reach.
 Each row also gives the quartiles of the per-round ratios (pyrnn and torch timed back to back):
 on a shared machine they show how far a single median can move. "target" is issue 4's bound.
+With PyTorch, pyrnn's layer is built from the torch module's weights (pyrnn.from_torch, torch
+seeded) and both must agree before a case is timed: "rel_err" is ||y - y_torch|| / ||y_torch||
+of the output, "rel_err_dx" that of d x (forward + backward), and a relative error beyond
+pyrnn.bench.REL_TOL stops the run. The garbage collector is off in the timed rounds.
 """
 import argparse
 import datetime
@@ -28,7 +32,8 @@ import time
 import numpy as np
 
 import pyrnn
-from pyrnn.bench import cpu_id, cpu_model  # noqa: E402  (one definition, shared)
+from pyrnn.bench import (check_same, cpu_id, cpu_model, gc_paused,  # noqa: E402  (shared)
+                         provenance)
 from pyrnn._argtypes import int_range, name_list, positive_float
 from pyrnn._core import fma_peak_gflops
 
@@ -54,6 +59,7 @@ def make_pyrnn(cell, C, H, batch_first=False):
 
 
 def make_torch(torch, cell, C, H, batch_first=False):
+    torch.manual_seed(0)
     return {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](
         C, H, batch_first=batch_first)
 
@@ -104,11 +110,14 @@ def start(args):
 
 def write_results(path, benchmark, threads, torch, rows):
     """The rows as JSON at path, with the machine's and the versions' details."""
-    doc = {"benchmark": benchmark, "date": datetime.datetime.now().isoformat(),
+    doc = {"benchmark": benchmark,
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "pyrnn_version": pyrnn.__version__,
            "torch_version": torch.__version__ if torch else None, "cpu_model": cpu_model(),
            "cpu_id": cpu_id(), "isa": pyrnn.get_cpu_isa(), "threads": threads,
-           "python": platform.python_version(), "rows": rows}
+           "python": platform.python_version(),
+           "provenance": provenance(torch, __file__),  # (every script lives beside this one)
+           "rows": rows}
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
     print(f"wrote {path}")
@@ -134,15 +143,16 @@ def bench_pair(p_fn, t_fn, repeats, budget_s):
             t_fn()
     ps, ts = [], []
     start = time.perf_counter()
-    for i in range(repeats):
-        # Interleave, alternating who goes first, so drift hits both alike.
-        order = (p_fn, t_fn) if i % 2 == 0 else (t_fn, p_fn)
-        for fn in order:
-            if fn is None:
-                continue
-            (ps if fn is p_fn else ts).append(timed(fn))
-        if time.perf_counter() - start > budget_s and i >= 4:
-            break
+    with gc_paused():
+        for i in range(repeats):
+            # Interleave, alternating who goes first, so drift hits both alike.
+            order = (p_fn, t_fn) if i % 2 == 0 else (t_fn, p_fn)
+            for fn in order:
+                if fn is None:
+                    continue
+                (ps if fn is p_fn else ts).append(timed(fn))
+            if time.perf_counter() - start > budget_s and i >= 4:
+                break
     spread = None
     if ts:  # quartiles of the per-round ratios (each round times both, back to back)
         q = statistics.quantiles([p / t for p, t in zip(ps, ts)], n=4, method="inclusive")
@@ -242,12 +252,20 @@ def main(argv=None):
         bf = args.batch_first
         x = rng.standard_normal((N, T, C) if bf else (T, N, C), dtype=np.float32)
         for cell in args.cells.split(","):
-            layer = make_pyrnn(cell, C, H, bf)
             tl = make_torch(torch, cell, C, H, bf) if torch and cell != "GRU_seeds" else None
+            # The same weights on both sides (from_torch makes torch's GRU reset_after=True).
+            layer = make_pyrnn(cell, C, H, bf) if tl is None else pyrnn.from_torch(tl)
             xt = torch.from_numpy(x) if tl is not None else None
             for mode in ("fwd", "fwdbwd"):
+                err = err_dx = None
+                if tl is not None:
+                    tl.train(mode == "fwdbwd")
                 if mode == "fwd":
                     layer.eval()
+                    if tl is not None:
+                        with torch.no_grad():
+                            err = check_same(f"{cname} {cell} forward", layer(x)[0],
+                                             tl(xt)[0].numpy())
 
                     def p_fn():
                         layer(x)
@@ -259,12 +277,23 @@ def main(argv=None):
                     layer.train()
                     dy = np.ones((N, T, H) if bf else (T, N, H), np.float32)
                     xg = xt.clone().requires_grad_(True) if tl is not None else None
+                    if tl is not None:
+                        y_p, dx_p = layer(x)[0], layer.backward(dy)[0]
+                        y_t = tl(xg)[0]
+                        y_t.backward(torch.from_numpy(dy))
+                        err = check_same(f"{cname} {cell} training forward", y_p,
+                                         y_t.detach().numpy())
+                        err_dx = check_same(f"{cname} {cell} d x", dx_p, xg.grad.numpy())
 
                     def p_fn():
                         layer(x)
                         layer.backward(dy)
 
                     def t_fn():
+                        # Fresh gradients each round, as pyrnn's backward returns d x (torch
+                        # would otherwise add into the last round's).
+                        xg.grad = None
+                        tl.zero_grad(set_to_none=True)
                         y, _ = tl(xg)
                         y.backward(torch.ones_like(y))
                 p_s, t_s, n, spread = bench_pair(p_fn, t_fn if tl is not None else None, args.repeats,
@@ -277,7 +306,8 @@ def main(argv=None):
                              "pyrnn_gflops": gf, "repeats": n,
                              "ratio_q1": spread[0] if spread else None,
                              "ratio_q3": spread[1] if spread else None,
-                             "target_ratio": TARGETS[(cname, mode)] if ratio else None})
+                             "target_ratio": TARGETS[(cname, mode)] if ratio else None,
+                             "rel_err": err, "rel_err_dx": err_dx})
                 rows[-1]["needed_gflops"] = needed_gflops(rows[-1])
                 q = f"{spread[0]:.2f}-{spread[1]:.2f}" if spread else ""
                 tgt = f"{TARGETS[(cname, mode)]:.2f}" if ratio else ""
@@ -309,7 +339,8 @@ def main(argv=None):
         "torch_matmul_2048_gflops": peak,
         "fma_peak_gflops": {"before": fma[0], "after": fma[1], "max": fma_peak},
         "targets": {f"{c}/{m}": v for (c, m), v in TARGETS.items()},
-        "summary": {k: v for k, v in summary.items() if k != "lines"}, "results": rows,
+        "summary": {k: v for k, v in summary.items() if k != "lines"},
+        "provenance": provenance(torch, __file__), "results": rows,
     }
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -8,10 +8,11 @@ process, same thread count, interleaved, medians (bench_cpu.py's method).
 Each case is one epoch over the same data, shuffled, with Adam and gradient clipping by global
 norm on both sides: pyrnn's fit (its non-finite guard included), and torch's loop (randperm,
 zero_grad, forward, loss, backward, clip_grad_norm_, step). The torch side uses its default Adam
-(the per-tensor loop on CPU) and, timed in the same rounds, its fused one (Adam(fused=True)):
-both ratios are reported. What is measured is the epoch, not a layer: the optimizer, the
-clipping, the loss and the per-batch Python work count, as they do for a user. Without PyTorch
-it reports pyrnn's times only.
+(the per-tensor loop on CPU) and its fused one (Adam(fused=True)), each timed against pyrnn in
+a pairing of its own (bench_cpu.pair_with_fused): both ratios are reported, each from its own
+rounds. Both torch models start from the same seeded weights. What is measured is the epoch,
+not a layer: the optimizer, the clipping, the loss and the per-batch Python work count, as they
+do for a user. Without PyTorch it reports pyrnn's times only.
 """
 import argparse
 import os
@@ -114,6 +115,7 @@ def run_case(name, torch, repeats, budget_s, samples=None):
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
         def loop(fused):
+            torch.manual_seed(0)  # the same initial weights for the default and fused runs
             tm = torch_model(c, torch)
             t_opt = torch.optim.Adam(tm.parameters(), 1e-3, fused=fused)
             t_loss = torch.nn.MSELoss() if c["out"] == 1 else torch.nn.CrossEntropyLoss()

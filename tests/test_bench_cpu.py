@@ -123,6 +123,27 @@ def test_quick_run_with_torch_pairs_every_case(tmp_path):
         assert r["needed_fraction_of_fma_peak"] == pytest.approx(
             r["needed_gflops"] / res["fma_peak_gflops"]["max"])
     assert res["summary"]["targets_judged"] == 4
+    for r in res["results"]:  # the same weights on both sides, checked before timing
+        if r["cell"] == "GRU_seeds":
+            assert r["rel_err"] is None and r["rel_err_dx"] is None
+            continue
+        assert 0 <= r["rel_err"] <= 1e-4
+        assert (r["rel_err_dx"] is None) == (r["mode"] == "fwd")
+    prov = res["provenance"]
+    assert prov["torch"]["num_threads"] == 1 and prov["torch"]["cpu_capability"]
+    assert set(prov["env"]) >= {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
+                                "MKL_ENABLE_INSTRUCTIONS"}
+
+
+def test_sides_that_disagree_are_not_timed(monkeypatch):
+    """Weights that differ from the torch module's: a clear error before any timing."""
+    pytest.importorskip("torch")
+    import pyrnn
+    bench = load_bench()
+    monkeypatch.setattr(pyrnn, "from_torch", lambda m: bench.make_pyrnn(
+        "RNN", m.input_size, m.hidden_size))  # pyrnn's own seeded weights
+    with pytest.raises(RuntimeError, match="latency RNN forward: pyrnn and PyTorch disagree"):
+        bench.main(["--quick", "--threads", "1", "--configs", "latency", "--cells", "RNN"])
 
 
 def test_batch_first_run_builds_both_sides_batch_first(tmp_path):

@@ -23,6 +23,11 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
             assert m["pyrnn_ms"] > 0 and m["rounds"] >= 5
             assert (m["ratio"] is not None) == torch_side
             assert (m["torch_ms"] is not None) == torch_side
+            assert (m["rel_err"] is not None) == torch_side and (m["rel_err"] or 0) <= 1e-4
+        if torch_side:
+            assert r["fwdbwd"]["rel_err_grads"] <= 1e-4
+            assert r["fwdbwd"]["rel_err_dx"] is not None  # (no Embedding among the quick cases)
+    assert "openmp_runtimes" in doc["provenance"]
 
 
 def test_every_case_builds():

@@ -23,6 +23,7 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
         assert r["pyrnn_ms"] > 0 and r["rounds"] >= 3 and r["parameters"] > 0
         for key in ("torch_ms", "ratio", "torch_fused_ms", "ratio_fused"):
             assert (r[key] is not None) == torch_side, key
+    assert doc["date"].endswith("+00:00") and doc["provenance"]["cpu_count"] >= 1
 
 
 @pytest.mark.parametrize("name", ["adding_lstm", "char_gru", "text_big_embedding",
