@@ -7,12 +7,19 @@ method).
 
 Each case updates one float32 parameter of `size` elements (a 200000 x 64 embedding table is
 12.8M) in place, from the second step on (the state exists): SGD with momentum, Adam, AdamW
-with amsgrad, RMSprop centered with momentum, and the global-norm clipping of one gradient
-(pyrnn.optim.clip_grad_norm against torch.nn.utils.clip_grad_norm_, with a bound that never
-clips: pyrnn then only sums, torch also multiplies every gradient by 1). PyTorch runs its
-default step (the per-tensor loop on CPU) and, for the optimizers that have one, its fused step
-(fused=True) in the same rounds: both ratios are reported (RMSprop has no fused step). Without
-PyTorch it reports pyrnn's times only.
+with amsgrad, RMSprop centered with momentum. Both sides start from the same values, and after
+the first step their parameters must agree ("rel_err"). Global-norm clipping of one gradient,
+pyrnn.optim.clip_grad_norm against (each row's "compares" says what each side does):
+- clip_grad_norm: torch.nn.utils.clip_grad_norm_ with an infinite bound. Not like for like:
+  pyrnn then only computes the norm, torch also multiplies every gradient by min(inf, 1) = 1;
+- clip_grad_norm_norm_only: torch.nn.utils.get_total_norm, the norm alone on both sides;
+- clip_grad_norm_clipping: clip_grad_norm_ with a bound just under the gradient's norm at each
+  call (1e-4 below), so both sides compute the norm and scale every gradient; the gradient
+  shrinks by that much per call.
+PyTorch runs its default step (the per-tensor loop on CPU) and, for the optimizers that have
+one, its fused step (fused=True), each timed against pyrnn in a pairing of its own
+(bench_cpu.pair_with_fused): both ratios are reported, each from its own rounds (RMSprop has no
+fused step). Without PyTorch it reports pyrnn's times only.
 """
 import argparse
 import inspect
@@ -28,6 +35,7 @@ from pyrnn._argtypes import int_range
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_cpu import add_common_args, pair_with_fused, start, write_results  # noqa: E402
+from pyrnn.bench import check_same  # noqa: E402
 
 # name: (pyrnn optimizer maker, torch optimizer name, its keyword arguments); None: clipping.
 CASES = {
@@ -39,8 +47,29 @@ CASES = {
     "rmsprop_centered": (lambda ps: optim.RMSprop(ps, lr=1e-3, centered=True, momentum=0.5),
                          "RMSprop", {"lr": 1e-3, "centered": True, "momentum": 0.5}),
     "clip_grad_norm": None,
+    "clip_grad_norm_norm_only": None,
+    "clip_grad_norm_clipping": None,
 }
-QUICK = ("adam", "clip_grad_norm")
+QUICK = ("adam", "clip_grad_norm", "clip_grad_norm_clipping")
+COMPARES = {
+    "clip_grad_norm": "pyrnn: the norm; torch clip_grad_norm_(max_norm=inf): the norm, then "
+                      "every gradient multiplied by 1",
+    "clip_grad_norm_norm_only": "pyrnn clip_grad_norm(max_norm=inf) vs torch "
+                                "get_total_norm: the norm alone on both sides",
+    "clip_grad_norm_clipping": "both: the norm, then every gradient scaled (bound 1e-4 under "
+                               "the norm at each call)",
+}
+SHRINK = 1 - 1e-4  # the clipping row's bound / the gradient's norm: above rounding noise
+
+
+def clipping(clip, norm0):
+    """A call of clip(bound) -> norm whose bound stays just under the gradient's norm, which
+    each clip brings down to the bound."""
+    bound = [norm0 * SHRINK]
+
+    def fn():
+        bound[0] = min(float(clip(bound[0])), bound[0]) * SHRINK
+    return fn
 
 
 def run_case(name, torch, size, repeats, budget_s):
@@ -53,12 +82,24 @@ def run_case(name, torch, size, repeats, budget_s):
         t_param = torch.nn.Parameter(torch.from_numpy(params[0].data.copy()))
         t_param.grad = torch.from_numpy(params[0].grad.copy())
     case = CASES[name]
-    row = {"case": name, "elements": int(params[0].size), "dtype": "float32"}
+    row = {"case": name, "elements": int(params[0].size), "dtype": "float32", "rel_err": None}
     if case is None:
+        row["compares"] = COMPARES[name]
         p_fn = lambda: optim.clip_grad_norm(params, math.inf)  # noqa: E731
-        t_fn = None if torch is None else (
-            lambda: torch.nn.utils.clip_grad_norm_([t_param], math.inf))
-        t_fused = None
+        t_fn = t_fused = None
+        if name == "clip_grad_norm_clipping":
+            norm0 = optim.clip_grad_norm(params, math.inf)
+            p_fn = clipping(lambda b: optim.clip_grad_norm(params, b), norm0)
+        if torch is not None:
+            grads = [t_param.grad]
+            row["rel_err"] = check_same(f"{name} norm", optim.clip_grad_norm(params, math.inf),
+                                        float(torch.nn.utils.get_total_norm(grads)))
+            if name == "clip_grad_norm":
+                t_fn = lambda: torch.nn.utils.clip_grad_norm_([t_param], math.inf)  # noqa: E731
+            elif name == "clip_grad_norm_norm_only":
+                t_fn = lambda: torch.nn.utils.get_total_norm(grads)  # noqa: E731
+            else:
+                t_fn = clipping(lambda b: torch.nn.utils.clip_grad_norm_([t_param], b), norm0)
     else:
         make, t_name, t_kw = case
         opt = make(params)
@@ -69,6 +110,8 @@ def run_case(name, torch, size, repeats, budget_s):
             cls = getattr(torch.optim, t_name)
             t_opt = cls([t_param], **t_kw)
             t_opt.step()
+            row["rel_err"] = check_same(f"{name} first step", params[0].data,
+                                        t_param.detach().numpy())
             t_fn = t_opt.step
             if "fused" in inspect.signature(cls).parameters:  # (RMSprop has none)
                 t_param2 = torch.nn.Parameter(t_param.detach().clone())
@@ -92,9 +135,9 @@ def main(argv=None):
     rows = [run_case(name, torch, args.size, args.repeats, args.budget)
             for name in (QUICK if args.quick else CASES)]
     fmt = lambda v, d=2: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
-    print(f"{'case (ms)':18} {'pyrnn':>8} {'torch':>8} {'ratio':>6} {'fused':>8} {'ratio':>6}")
+    print(f"{'case (ms)':26} {'pyrnn':>8} {'torch':>8} {'ratio':>6} {'fused':>8} {'ratio':>6}")
     for r in rows:
-        print(f"{r['case']:18} {r['pyrnn_ms']:8.2f} {fmt(r['torch_ms']):>8} "
+        print(f"{r['case']:26} {r['pyrnn_ms']:8.2f} {fmt(r['torch_ms']):>8} "
               f"{fmt(r['ratio']):>6} {fmt(r['torch_fused_ms']):>8} {fmt(r['ratio_fused']):>6}")
     if args.out:
         write_results(args.out, "bench_optim", args.threads, torch, rows)

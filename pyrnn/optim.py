@@ -528,7 +528,10 @@ def clip_grad_norm(parameters: Union[Parameter, Iterable[Parameter]], max_norm: 
         grads.append(g.reshape(-1))
     if isinstance(max_norm, numbers.Real) and not isinstance(max_norm, bool) and \
             float(max_norm) == math.inf:
-        max_norm = math.inf  # as torch: the norm is reported, nothing is scaled
+        # torch still multiplies every gradient by min(inf / (norm + 1e-6), 1) = 1; here a
+        # finite norm leaves them untouched (the same values), a NaN or inf one scales by
+        # NaN as torch's does
+        max_norm = math.inf
     else:
         max_norm = _float("max_norm", max_norm)
     if isinstance(norm_type, str):  # torch's float(norm_type) takes 'inf'

@@ -20,7 +20,13 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
     for r in doc["rows"]:
         assert r["elements"] == 64000 and r["pyrnn_ms"] > 0 and r["rounds"] >= 5
         assert (r["ratio"] is not None) == torch_side
-        assert (r["ratio_fused"] is not None) == (torch_side and r["case"] != "clip_grad_norm")
+        clip = r["case"].startswith("clip_grad_norm")
+        assert (r["ratio_fused"] is not None) == (torch_side and not clip)
+        assert (r["rel_err"] is not None) == torch_side and (r["rel_err"] or 0) <= 1e-4
+        assert ("compares" in r) == clip
+    assert set(doc["provenance"]) >= {"git_commit", "utc", "cpu_count", "affinity_cpus", "env",
+                                      "openmp_runtimes", "torch"}
+    assert (doc["provenance"]["torch"] is not None) == torch_side
 
 
 @pytest.mark.parametrize("torch_side", [False, True])
