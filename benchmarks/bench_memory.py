@@ -4,19 +4,23 @@
 
 Recurrent layers over long sequences, and a vocabulary-sized Dense. An eval forward (torch under
 no_grad) or a training forward + backward (the input requires grad on the torch side, as pyrnn
-always returns d x). Each case and library runs in a fresh child process: it builds the layer
-and the input, makes one warm-up call on the input's first two steps (Dense: rows), so that
-library code and thread pools are resident on both sides, returns the heap's free memory to
-the kernel (glibc's malloc_trim), resets the kernel's peak-RSS mark (/proc/self/clear_refs),
-and makes the measured call, the first at its size: what the call allocates, whether freed on
-return or kept by the layer for the next call (caches, packed weights), counts. `*_mb` is the
-peak minus the resident size just before the call, in MiB: what a user watching the process
-sees the layer take, its outputs included (`output_mb`: the output alone); `*_held_mb` is what
-is still resident after the call beyond the output (a training cache kept for backward,
-buffers kept for the next call). Where the mark cannot be reset (not Linux) the child says so
-and the case's row holds None.
+always returns d x). Each case and library runs in a fresh child process: it makes the input
+(torch's copy that requires grad included), builds a throwaway layer of the same kind and
+calls it on the input's first two steps (Dense: rows), so that library code and thread pools
+are resident on both sides, returns the heap's free memory to the kernel (glibc's
+malloc_trim), resets the kernel's peak-RSS mark (/proc/self/clear_refs), then builds the layer
+and makes the measured call. Counted, on both sides alike, from before the layer is built: its
+parameters, its gradient buffers (pyrnn allocates them with the layer, torch in the first
+backward), and everything the call allocates, whether freed on return or kept (caches, packed
+weights). `*_mb` is the peak minus the resident size before the build, in MiB: what a user
+watching the process sees the layer take, its outputs included (`output_mb`: the output
+alone); `*_build_mb` is the part the build took (parameters, and pyrnn's gradient buffers);
+`*_held_mb` is what is still resident after the call beyond the output (the parameters and
+gradients, a training cache kept for backward, buffers kept for the next call). Where the mark
+cannot be reset (not Linux) the child says so and the case's row holds None.
 """
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -48,6 +52,8 @@ CASES = {
 BATCH_FIRST = ("lstm_eval_batch_first", "lstm_train_batch_first")
 QUICK = ("lstm_eval", "lstm_train")
 QUICK_SHAPE = (60, 4, 8, 16)
+COUNTED = ("from before the layer is built: parameters, gradient buffers (pyrnn: at the build; "
+           "torch: in the backward), the call's peak")
 
 
 def _status_kib(key):
@@ -80,14 +86,20 @@ def child(lib, name, threads, quick):
     if lib == "pyrnn":
         import pyrnn
         pyrnn.set_num_threads(threads)
-        if dense:
-            layer = pyrnn.Dense(C, H, seed=0)
-        else:
-            layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir,
-                                         batch_first=bf, seed=0)
-        layer.train(mode == "train")
 
-        def call(xs):  # -> (output, its bytes), the output held until the sizes are read
+        def build():
+            if dense:
+                layer = pyrnn.Dense(C, H, seed=0)
+            else:
+                layer = getattr(pyrnn, cell)(C, H, num_layers=layers, bidirectional=bidir,
+                                             batch_first=bf, seed=0)
+            layer.train(mode == "train")
+            return layer
+
+        def prepare(xs):
+            return xs
+
+        def call(layer, xs):  # -> (output, its bytes), the output held until sizes are read
             y = layer.forward(xs) if dense else layer(xs)[0]
             if mode == "train":
                 layer.backward(np.ones_like(y))
@@ -95,43 +107,56 @@ def child(lib, name, threads, quick):
     else:
         import torch
         torch.set_num_threads(threads)
-        if dense:
-            layer = torch.nn.Linear(C, H)
-        else:
-            layer = getattr(torch.nn, cell)(C, H, num_layers=layers, bidirectional=bidir,
-                                            batch_first=bf)
-        layer.train(mode == "train")
 
-        def call(xs):
+        def build():
+            if dense:
+                layer = torch.nn.Linear(C, H)
+            else:
+                layer = getattr(torch.nn, cell)(C, H, num_layers=layers, bidirectional=bidir,
+                                                batch_first=bf)
+            layer.train(mode == "train")
+            return layer
+
+        def prepare(xs):
             xs = torch.from_numpy(xs)  # (shares the array's memory, strides included)
+            return xs.clone().requires_grad_(True) if mode == "train" else xs
+
+        def call(layer, xs):
             if mode == "eval":
                 with torch.no_grad():
                     y = layer(xs)
                     y = y if dense else y[0]
                     return y, y.numel() * 4
-            xs = xs.clone().requires_grad_(True)
             y = layer(xs) if dense else layer(xs)[0]
             y.backward(torch.ones_like(y))
             return y, y.numel() * 4
-    call(x[:, :2] if bf else x[:2])
+    # Inputs before the mark on both sides: pyrnn's array is not counted, nor torch's copy.
+    xs = prepare(x)
+    warm = build()
+    call(warm, prepare(np.ascontiguousarray(x[:, :2] if bf else x[:2])))
+    del warm
+    gc.collect()
     _trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
     except OSError as e:
-        print(json.dumps({"mb": None, "output_mb": None, "held_mb": None,
+        print(json.dumps({"mb": None, "build_mb": None, "output_mb": None, "held_mb": None,
                           "why": f"peak RSS not resettable: {e}"}))
         return
     before = _status_kib("VmRSS")
-    y, out_bytes = call(x)
+    layer = build()
+    built = _status_kib("VmRSS")
+    y, out_bytes = call(layer, xs)
     peak, after = _status_kib("VmHWM"), _status_kib("VmRSS")
     del y
-    print(json.dumps({"mb": (peak - before) / 1024, "output_mb": out_bytes / 2**20,
+    print(json.dumps({"mb": (peak - before) / 1024, "build_mb": (built - before) / 1024,
+                      "output_mb": out_bytes / 2**20,
                       "held_mb": (after - before) / 1024 - out_bytes / 2**20}))
 
 
 def measure(lib, name, threads, quick):
-    """One child's result: {"mb", "output_mb"[, "why"]}."""
+    """One child's result: {"mb", "build_mb", "output_mb", "held_mb"[, "why"]}."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", lib, name,
            "--threads", str(threads)] + (["--quick"] if quick else [])
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -150,8 +175,9 @@ def run_case(name, torch, threads, quick):
         ratio = p["mb"] / t["mb"]
     return {"case": name, "cell": cell, "T": T, "N": N, "C": C, "H": H, "num_layers": layers,
             "bidirectional": bidir, "batch_first": name in BATCH_FIRST, "mode": mode,
-            "output_mb": p["output_mb"],
+            "counted": COUNTED, "output_mb": p["output_mb"],
             "pyrnn_mb": p["mb"], "torch_mb": None if t is None else t["mb"], "ratio": ratio,
+            "pyrnn_build_mb": p["build_mb"], "torch_build_mb": None if t is None else t["build_mb"],
             "pyrnn_held_mb": p["held_mb"], "torch_held_mb": None if t is None else t["held_mb"],
             **({"why": p["why"]} if "why" in p else {})}
 

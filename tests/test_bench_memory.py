@@ -37,6 +37,9 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
         assert (r["torch_mb"] is not None) == torch_side
         assert r["pyrnn_held_mb"] is not None
         assert (r["torch_held_mb"] is not None) == torch_side
+        # The build counts on both sides: the parameters at least (pyrnn's gradients too).
+        assert r["pyrnn_build_mb"] is not None and r["counted"] == bench.COUNTED
+        assert (r["torch_build_mb"] is not None) == torch_side
 
 
 @linux_only
