@@ -9,15 +9,20 @@ large (100, 64, 512, 512), latency (50, 1, 32, 8) as (T, N, C, H); RNN (tanh), L
 PyTorch's form (reset_after=True) and pyrnn's default GRU form (GRU_seeds, reset_after=False, no
 cuDNN twin); forward in eval mode, and forward + backward (d input, d state, d weights).
 
-How it times (issue 7): device tensors in and out on both sides (a torch CUDA tensor goes to
-pyrnn through DLPack once, zero-copy, before timing; no host copies are timed); CUDA events on
-each side's own stream (pyrnn's Context stream through torch.cuda.ExternalStream, PyTorch's
-current stream) around one call; warm-up first (pyrnn captures its CUDA graphs there); then
-pyrnn and PyTorch interleaved, the order rotating every round; medians. float32 with TF32 OFF
-on both sides (torch.backends.cuda.matmul / cudnn.rnn fp32_precision = "ieee", or the legacy
-allow_tf32 flags on older PyTorch); `--precision tf32` adds rows with TF32 on both sides
-(pyrnn.cuda.configure(layer, precision="tf32")). Host wall-clock medians (call + synchronize)
-are kept in the JSON too.
+How it times (issue 7): end-to-end per call, PyTorch (cuDNN) vs pyrnn, both synchronized after
+each call. Device tensors in and out on both sides (a torch CUDA tensor goes to pyrnn through
+DLPack once, zero-copy, before timing; no host copies are timed); CUDA events on each side's
+own stream (pyrnn's Context stream through torch.cuda.ExternalStream, PyTorch's current stream)
+recorded around one call on an idle GPU, so the event time includes the host's launch work
+(Python, argument checks, launches) wherever the GPU waits for it; warm-up first (pyrnn
+captures its CUDA graphs there); then pyrnn and PyTorch interleaved, the order rotating every
+round, the garbage collector off; medians. The torch side's input and parameter gradients are
+set to None before each round (not timed), so it does not add into the last round's. float32
+with TF32 OFF on both sides (torch.backends.cuda.matmul / cudnn.rnn fp32_precision = "ieee", or
+the legacy allow_tf32 flags on older PyTorch); `--precision tf32` adds rows with TF32 on both
+sides (pyrnn.cuda.configure(layer, precision="tf32")). Host wall-clock medians (call +
+synchronize) are kept in the JSON too; their gap to the event times is the events' recording and
+the synchronize's wake-up, not the host overhead (which the event times already hold).
 
 Variants (--variants) time pyrnn under several backend settings (pyrnn.cuda.configure on each
 layer) in the same rounds, against the same PyTorch timings: default (the build's defaults),
@@ -46,6 +51,8 @@ import sys
 import time
 
 import numpy as np
+
+from pyrnn.bench import gc_paused, provenance
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8)}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "GRU_seeds": 3}
@@ -290,7 +297,12 @@ class TorchCudaBackend:
                 def t_call():
                     y, _ = tl(xg)
                     y.backward(dyt)
-            t_fn = lambda: self._timed(t_call, None)  # noqa: E731
+
+            def t_fn():
+                if mode != "fwd":  # fresh gradients, not added into the last round's (untimed)
+                    xg.grad = None
+                    tl.zero_grad(set_to_none=True)
+                return self._timed(t_call, None)
 
         def make_pyrnn(variant, precision):
             """{'fn', 'err', 'info'} for pyrnn under a variant, or a str: why it cannot run."""
@@ -344,15 +356,16 @@ def interleaved(fns, repeats, budget_s, warmup):
     wall = {k: [] for k in names}
     start = time.perf_counter()
     rounds = 0
-    for i in range(repeats):
-        k0 = i % len(names)
-        for k in names[k0:] + names[:k0]:
-            e, w = fns[k]()
-            ev[k].append(e)
-            wall[k].append(w)
-        rounds += 1
-        if time.perf_counter() - start > budget_s and rounds >= 5:
-            break
+    with gc_paused():
+        for i in range(repeats):
+            k0 = i % len(names)
+            for k in names[k0:] + names[:k0]:
+                e, w = fns[k]()
+                ev[k].append(e)
+                wall[k].append(w)
+            rounds += 1
+            if time.perf_counter() - start > budget_s and rounds >= 5:
+                break
     return {k: (statistics.median(ev[k]), statistics.median(wall[k])) for k in names}, rounds
 
 
@@ -411,9 +424,11 @@ def run(backend, args, stream=sys.stdout):
             "targets": {f"{c}/{m}": v for (c, m), v in TARGETS.items()},
             "lstm_seed_fwd_target_ms": LSTM_SEED_FWD_TARGET_MS,
             "seeds_gpu_ms": SEEDS_GPU_MS,
-            "timing": {"method": "CUDA events per call on each side's stream, interleaved, "
-                                 "medians", "repeats": args.repeats, "warmup": args.warmup,
-                       "budget_s": args.budget},
+            "timing": {"method": "end-to-end per call, both sides synchronized after each "
+                                 "call: CUDA events around the call on each side's stream, "
+                                 "idle GPU (host launch work included), interleaved, medians",
+                       "repeats": args.repeats, "warmup": args.warmup, "budget_s": args.budget},
+            "provenance": provenance(getattr(backend, "torch", None), __file__),
             "variants": {v: VARIANTS[v] for v in variants},
             "skipped": skipped, "summary": summary["data"], "results": rows,
         }

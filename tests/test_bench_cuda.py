@@ -101,6 +101,9 @@ def test_fake_backend_table_and_json(tmp_path):
     assert "clocks_after" in dev and "pyrnn_cuda_runtime" in dev and "pyrnn_driver_api" in dev
     assert on_disk["torch_matmul_4096_gflops"] == 51000.0
     assert on_disk["targets"]["seed/fwd"] == 0.8 and on_disk["targets"]["latency/fwd"] == 0.5
+    assert on_disk["timing"]["method"].startswith("end-to-end per call")
+    prov = on_disk["provenance"]  # (the fake back end has no torch)
+    assert prov["torch"] is None and prov["cpu_count"] >= 1 and "openmp_runtimes" in prov
 
     rows = on_disk["results"]
     cpu_keys = {"config", "T", "N", "C", "H", "cell", "mode", "pyrnn_ms", "torch_ms", "ratio",
