@@ -98,8 +98,9 @@ def render_cuda(r):
     lines = [f"Measured {r['date'][:10]} on an {d['name']} ({d['multiprocessors']} SMs, driver "
              f"{d['clocks_before'].get('driver', '?')}, SM clock {d['clocks_before'].get('sm_mhz', '?')}"
              f" MHz), pyrnn {r['pyrnn']['version']} vs torch {r['torch']} with cuDNN "
-             f"{d['cudnn']}; float32 with TF32 off on both sides; CUDA-event medians of "
-             f"interleaved runs; ms, in brackets pyrnn time / cuDNN time (lower is better).",
+             f"{d['cudnn']}; float32 with TF32 off on both sides; end-to-end per call, both "
+             f"synchronized after each call (CUDA events around each call on an idle GPU: host "
+             f"launch work included), medians of interleaved runs; ms, in brackets pyrnn time / cuDNN time (lower is better).",
              "",
              "| config (T, N, C, H) | cell | mode | cuDNN ms | "
              + " | ".join(f"pyrnn {v}" for v in variants) + " |",
