@@ -25,6 +25,7 @@ script="$out/workload.py"
 cat > "$script" <<'PY'
 import gc
 import sys
+import weakref
 
 import numpy as np
 import pyrnn
@@ -46,6 +47,19 @@ def describe(obj):
     return type(obj).__module__ + "." + type(obj).__qualname__
 
 
+def layer_report(tag, ref):
+    """A layer that outlives its block (gc cannot free it): its raw refcount (2**31 or more
+    is a corrupted count: an immortal object to Python 3.12) and who holds it."""
+    layer = ref()
+    if layer is None:
+        return
+    refs = gc.get_referrers(layer)
+    print(f"LAYER ALIVE after {tag}: {type(layer).__name__}, raw refcount "
+          f"{sys.getrefcount(layer) - 1}, {len(refs)} gc referrers")
+    for r in refs[:3]:
+        print(f"    <- {describe(r)} <- {[describe(u) for u in gc.get_referrers(r)][:3]}")
+
+
 def leak_report(tag, before, limit=4):
     """After gc: the DeviceArrays pyrnn allocated that something still holds, with who holds
     them (two levels of gc referrers and the refcount: a count above the referrers found is a
@@ -61,7 +75,7 @@ def leak_report(tag, before, limit=4):
     print(f"  {len(seen)} owning DeviceArrays and {len(layers)} recurrent layers found by gc")
     for a in seen[:limit]:
         refs = [r for r in gc.get_referrers(a) if r is not seen]
-        print(f"  DeviceArray {a.shape} {a.dtype}: refcount {sys.getrefcount(a) - 2}, "
+        print(f"  DeviceArray {a.shape} {a.dtype}: raw refcount {sys.getrefcount(a) - 2}, "
               f"{len(refs)} gc referrers")
         for r in refs[:3]:
             up = [describe(u) for u in gc.get_referrers(r) if u is not refs][:3]
@@ -103,10 +117,12 @@ for opts in algos:
                    f"{info['last_forward_graphs']}/{info['last_backward_graphs']} "
                    f"({info['graphs_disabled_reason']})" if opts else "default")
             print(cell, dtype, "batch_first" if kw["batch_first"] else "time-major", ran, "ok")
+            alive = weakref.ref(layer)
             # Everything this block made is released here: a live count that grows names the
             # block (cell, dtype, algorithm) whose objects something keeps.
             del layer, x, out, xd, out_d, state_d, _
             live = leak_report(f"{cell} {dtype} {opts}", live)
+            layer_report(f"{cell} {dtype} {opts}", alive)
 pyrnn.cuda.synchronize()
 # So what memcheck's leak check still reports at exit is memory kept on purpose (the
 # per-device Context: stream, cuBLAS, workspaces).
@@ -143,9 +159,9 @@ wait "$plain"
 echo "no sanitizer: exit $?, $(tail -1 "$out/plain.stdout")" | tee -a "$out/summary.txt"
 # The workload's own leak reports (the first blocks that kept DeviceArrays, and who holds them).
 for f in "$out"/*.stdout; do
-  grep -q "^LEAK" "$f" || continue
+  grep -Eq "^(LEAK|LAYER ALIVE)" "$f" || continue
   echo "== $(basename "$f"): leak reports (first 40 lines)"
-  grep -A10 "^LEAK" "$f" | head -40
+  grep -EA10 "^(LEAK|LAYER ALIVE)" "$f" | head -40
 done | tee -a "$out/summary.txt"
 # What the errors are: kinds, and leaks grouped by the pyrnn frames that allocated them; its
 # status is the verdict (pipefail: not tee's).

@@ -15,8 +15,8 @@ same moment) are the figures to read.
 """
 import argparse
 import datetime
-import json
 import gc
+import json
 import os
 import platform
 import statistics
