@@ -9,6 +9,9 @@
 #                                               then tests/sanitize/python_smoke.py and the
 #                                               reliability test files under LD_PRELOAD=libasan
 #   bash tests/reliability.sh valgrind          memcheck (leaks included) on the C++ tests
+#   bash tests/reliability.sh tsan-cpp          cpp/ standalone with ThreadSanitizer, its
+#                                               tests at 2 and 3 threads over LLVM's OpenMP
+#                                               runtime and its Archer tool (libomp-dev)
 #   bash tests/reliability.sh fuzz [SECONDS]    each atheris target for SECONDS (default 60;
 #                                               PYRNN_FUZZ_SEED, default 1, 0 = random)
 #   bash tests/reliability.sh cuda-emulation    pyrnn._cuda built over the host emulation of
@@ -86,6 +89,37 @@ case "${1:-}" in
     # run the scalar and AVX2 kernels there.
     valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
       --show-leak-kinds=definite,indirect "$BUILD/valgrind/tests/pyrnn_cpp_tests"
+    ;;
+  tsan-cpp)
+    # ThreadSanitizer sees no ordering in gcc's libgomp (its barriers and joins are futexes and
+    # uninstrumented atomics: every region's join is a report). LLVM's runtime exports the same
+    # GOMP_* entry points, so it stands in for libgomp at run time, and its Archer tool tells
+    # TSan about the barriers and joins. Then any report is a race in pyrnn's code (the step
+    # barriers of step_sync.h, the thread-private scratch, the runtime's shared state).
+    archer=$(ls /usr/lib/llvm-*/lib/libarcher.so 2> /dev/null | sort -V | tail -1 || true)
+    if [ -z "$archer" ]; then
+      echo "LLVM's OpenMP runtime with Archer is not installed (Debian: apt-get install libomp-dev)" >&2
+      exit 1
+    fi
+    libomp="$(dirname "$archer")/libomp.so.5"
+    cmake -S "$ROOT/cpp" -B "$BUILD/tsan-cpp" "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPYRNN_BUILD_TESTS=ON -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
+      -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" > /dev/null
+    cmake --build "$BUILD/tsan-cpp"
+    mkdir -p "$BUILD/tsan-cpp/omp"
+    ln -sf "$libomp" "$BUILD/tsan-cpp/omp/libgomp.so.1"
+    for threads in 2 3; do
+      echo "== ThreadSanitizer, $threads threads"
+      # exitcode: a report fails the run even if the test itself passes. verbose=1: Archer
+      # says it is attached (checked below), so a run without it cannot pass as clean.
+      (cd "$BUILD/tsan-cpp" && LD_LIBRARY_PATH="$BUILD/tsan-cpp/omp" OMP_TOOL_LIBRARIES="$archer" \
+        ARCHER_OPTIONS=verbose=1 OMP_NUM_THREADS=$threads \
+        TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=1 exitcode=66" \
+        ./tests/pyrnn_cpp_tests > log-$threads 2>&1) || { tail -60 "$BUILD/tsan-cpp/log-$threads"; exit 1; }
+      grep -q "Archer detected OpenMP application with TSan" "$BUILD/tsan-cpp/log-$threads" \
+        || { echo "Archer was not attached: no OpenMP-aware run" >&2; exit 1; }
+      tail -1 "$BUILD/tsan-cpp/log-$threads"
+    done
     ;;
   fuzz)
     seconds=${2:-60}
