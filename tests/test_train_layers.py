@@ -1,6 +1,8 @@
 """Dense, LayerNorm, Embedding, Dropout, LastStep against PyTorch (outputs and every gradient),
 plus the layer protocol: parameters() views, accumulation, zero_grad, train/eval, errors."""
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -463,3 +465,25 @@ def test_layernorm_copies_only_inputs_the_caller_owns(monkeypatch):
     asked.clear()
     ln.forward(owned["float32"])
     assert asked == [False]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("build", ["pyrnn.Dense(512, 50000, seed=0)",
+                                   "pyrnn.Embedding(50000, 512, seed=0)"])
+def test_building_a_large_table_takes_about_its_own_memory(tmp_path, build):
+    # The initial values were drawn as one float64 table and then converted: building a
+    # Dense(512, 50000) (98 MiB of float32 weights) peaked at 293 MiB. Drawn a block of rows
+    # at a time (the same values), the peak is the weights (the zeroed gradients are not
+    # touched until written).
+    code = ("import re, numpy as np, pyrnn\n"
+            "def peak():\n"
+            "    with open('/proc/self/status') as f:\n"
+            "        return int(re.search(r'VmHWM:\\s*(\\d+) kB', f.read()).group(1)) / 1024\n"
+            "r0 = peak()\n"
+            f"layer = {build}\n"
+            "print(peak() - r0, layer.params['weight'].nbytes / 2**20)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    grown, weights = map(float, out.stdout.split())
+    assert grown <= weights * 1.25 + 16, (grown, weights)
