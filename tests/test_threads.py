@@ -3,6 +3,8 @@ at once (one layer per thread) give exactly the serial results, and one layer sh
 threads at the same moment is refused with a RuntimeError (README "Threads"), never a race
 that silently mixes two calls' caches or gradients."""
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -343,3 +345,45 @@ def test_a_forked_child_runs_on_one_thread():
         assert pyrnn.get_num_threads() == 2  # the parent keeps its threads
     finally:
         pyrnn.set_num_threads(saved)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and RLIMIT_AS")
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="ASan reserves address space")
+@pytest.mark.parametrize("when", ["set_num_threads", "first_team"])
+def test_threads_the_system_refuses_are_a_runtime_error_not_an_exit(tmp_path, when):
+    # libgomp ends the process when it cannot create a team member ("libgomp: Thread creation
+    # failed", exit status 1): under `ulimit -v`, set_num_threads(2) and the next forward
+    # killed Python. Now the threads a team would add are started (and joined) first, where a
+    # refusal is an error code: a RuntimeError, from set_num_threads or from the call whose
+    # team could not start (the count set before the limit came), with nothing run.
+    # first_team: OMP_NUM_THREADS=2 and no team before the limit (set_num_threads' own check
+    # would leave glibc's cached thread stacks to reuse); the call's first team packs weights.
+    code = ("import resource, numpy as np, pyrnn\n"
+            "layer = pyrnn.LSTM(256, 256, seed=0)\n"
+            "x = np.zeros((2, 64, 256), np.float32)  # 2 threads, small buffers\n"
+            + ("pyrnn.set_num_threads(1)\n" if when == "set_num_threads" else "") +
+            "with open('/proc/self/statm') as f:\n"
+            "    size = int(f.read().split()[0]) * resource.getpagesize()\n"
+            "# 4 MiB of address space to spare: no room for a thread's stack\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (size + (4 << 20), resource.RLIM_INFINITY))\n"
+            "try:\n"
+            + ("    pyrnn.set_num_threads(2)\n" if when == "set_num_threads" else
+               "    layer(x)\n") +
+            "    print('no error')\n"
+            "except RuntimeError as e:\n"
+            "    print('RuntimeError', e)\n"
+            "print('threads', pyrnn.get_num_threads())\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+            "pyrnn.set_num_threads(2)\n"
+            "y2, _ = layer(x)\n"
+            "pyrnn.set_num_threads(1)\n"
+            "y1, _ = layer(x)\n"
+            "print('same', bool(np.array_equal(y1, y2)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("RuntimeError cannot start 2 threads: the system refused "
+                               "thread 2"), out.stdout
+    assert lines[1] == f"threads {1 if when == 'set_num_threads' else 2}", out.stdout
+    assert lines[2] == "same True", out.stdout

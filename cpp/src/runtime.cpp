@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "pyrnn/error.h"
 
@@ -232,9 +233,45 @@ const int g_atfork = pthread_atfork(before_fork, nullptr, after_fork_in_child);
 
 bool detail::forked_child() { return state().forked.load(); }
 
+namespace {
+void* idle_thread(void*) { return nullptr; }
+
+// The largest team this thread has started (1: none): libgomp keeps a pool of workers per
+// thread that starts teams, so a team up to this size creates no thread.
+thread_local int t_team_started = 1;
+
+// libgomp ends the process when it cannot create a team member ("libgomp: Thread creation
+// failed", exit status 1: under `ulimit -v`, `ulimit -u` or a container's pids.max), which
+// no caller can catch. So before this thread's first team of a new size, the threads it would
+// add are started (default attributes, as libgomp's without OMP_STACKSIZE) and joined here,
+// where a refusal is an error code: pyrnn::Error naming the count, and nothing has run.
+// `team`: a team starts right after (libgomp then keeps them); else only a check
+// (set_num_threads: the limit may still come before the first team).
+void check_team_can_start(int threads, bool team) {
+  if (threads <= t_team_started) return;
+  const int extra = threads - t_team_started;
+  std::vector<pthread_t> started;
+  started.reserve(static_cast<std::size_t>(extra));
+  int err = 0;
+  for (int i = 0; i < extra && err == 0; ++i) {
+    pthread_t t;
+    err = pthread_create(&t, nullptr, idle_thread, nullptr);
+    if (err == 0) started.push_back(t);
+  }
+  for (pthread_t t : started) pthread_join(t, nullptr);
+  PYRNN_CHECK(err == 0, "cannot start ", threads, " threads: the system refused thread ",
+              t_team_started + static_cast<int>(started.size()) + 1, " (", std::strerror(err),
+              "); lower pyrnn.set_num_threads (now ", get_num_threads(), ") or raise this ",
+              "process's limits (ulimit -u, ulimit -v, a container's pids.max)");
+  if (team) t_team_started = threads;
+}
+}  // namespace
+
 void detail::note_team(int threads) {
+  if (threads <= 1) return;
+  check_team_can_start(threads, true);
   RuntimeState& s = state();
-  if (threads > 1 && !s.team_started.load(std::memory_order_relaxed)) s.team_started.store(true);
+  if (!s.team_started.load(std::memory_order_relaxed)) s.team_started.store(true);
 }
 
 int default_num_threads(const char* value) {
@@ -258,6 +295,7 @@ void set_num_threads(int n) {
               "from one whose pyrnn threads had run, and OpenMP's thread pool does not survive ",
               "fork (the threads would wait forever), so pyrnn runs on 1 thread here; start ",
               "worker processes with multiprocessing's 'spawn' or 'forkserver' method for more");
+  check_team_can_start(n, false);  // refused now, not at the next call
   threads_slot().store(n);
 }
 

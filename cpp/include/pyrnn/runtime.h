@@ -27,7 +27,9 @@ void set_cpu_isa(CpuIsa isa);
 // library is loaded). In a process
 // fork()ed from one that had started threads of ours, it is 1 and set_num_threads(n > 1)
 // throws: OpenMP's (libgomp's) thread pool does not survive fork, and the child's first team
-// would wait for the parent's threads forever.
+// would wait for the parent's threads forever. set_num_threads(n), and a call's first team of
+// n threads, first start (and join) the threads that team would add: where the system refuses
+// one (ulimit -u / -v, pids.max), they throw pyrnn::Error instead of libgomp ending the process.
 int get_num_threads();
 void set_num_threads(int n);
 // The starting thread count: an OMP_NUM_THREADS value's first entry ("4" or "4,2", blanks
