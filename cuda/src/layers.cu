@@ -35,7 +35,7 @@ template <typename T>
 void dense_forward(Context& ctx, T* y, const T* x, const T* w, const T* b, std::int64_t M, int in,
                    int out, Activation act) {
   check_dense_forward(M, in, out, act, y, x, w);
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   for (std::int64_t m0 = 0; m0 < M; m0 += kRowBlock) {
     const int rows = static_cast<int>(std::min(kRowBlock, M - m0));
     const T* xb = x + static_cast<std::size_t>(m0) * in;  // [rows, in]
@@ -54,7 +54,7 @@ template <typename T>
 void dense_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T* y, const T* x,
                     const T* w, std::int64_t M, int in, int out, Activation act) {
   check_dense_backward(M, in, out, act, dx, dw, dy, y, x, w);
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   const std::size_t n_rows = static_cast<std::size_t>(M), O = static_cast<std::size_t>(out);
   // dz [M, out]: d pre-activation. With no activation it is dy itself (no copy).
   DeviceBuffer<T> dz_buf(act == Activation::None ? 0 : n_rows * O);
@@ -86,7 +86,7 @@ template <typename T>
 void layernorm_forward(Context& ctx, T* y, double* mean, double* rstd, const T* x, const T* w,
                        const T* b, std::int64_t M, int D, double eps, T* x_keep) {
   check_layernorm_forward(M, D, eps, y, mean, rstd, x, w, b, x_keep, sizeof(T));
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   detail::layernorm_rows_forward<T>(y, mean, rstd, x, w, b, static_cast<std::size_t>(M), D, eps,
                                     x_keep, scope.stream());
   scope.synchronize();
@@ -100,7 +100,7 @@ void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T*
   if (M > 0)
     check_given("layernorm_backward", {{"dx", dx}, {"dy", dy}, {"x", x}, {"mean", mean},
                                        {"rstd", rstd}, {"w", w}});
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   const std::size_t rows = static_cast<std::size_t>(M);
   detail::layernorm_rows_backward<T>(dx, dy, x, mean, rstd, w, rows, D, scope.stream());
   detail::layernorm_params_backward<T>(dw, db, dy, x, mean, rstd, rows, D, scope.stream());
@@ -130,7 +130,7 @@ void embedding_forward(Context& ctx, T* y, const std::int64_t* given_idx, const 
   check_indices("embedding_forward", idx, M, num);
   if (M > 0) check_given("embedding_forward", {{"y", y}, {"table", table}});
   if (M == 0) return;
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   const std::size_t Ms = static_cast<std::size_t>(M);
   DeviceBuffer<std::int64_t> d_idx = detail::upload(idx, Ms, scope.stream());  // [M]
   detail::embedding_gather<T>(y, d_idx.data(), table, Ms, dim, scope.stream());
@@ -165,7 +165,7 @@ void embedding_backward(Context& ctx, T* dtable, const T* dy, const std::int64_t
       starts.push_back(static_cast<std::int64_t>(k));
     }
   starts.push_back(static_cast<std::int64_t>(order.size()));
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   DeviceBuffer<std::int64_t> d_order = detail::upload(order.data(), order.size(), scope.stream());
   DeviceBuffer<std::int64_t> d_rows = detail::upload(rows.data(), rows.size(), scope.stream());
   DeviceBuffer<std::int64_t> d_starts = detail::upload(starts.data(), starts.size(), scope.stream());
@@ -181,7 +181,7 @@ template <typename T>
 void dropout_forward(Context& ctx, T* y, const T* x, std::size_t n, std::uint64_t seed, double p) {
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_forward: p must be in [0, 1], got ", p);
   if (n > 0) check_given("dropout_forward", {{"y", y}, {"x", x}});
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   detail::dropout_apply<T>(y, x, n, seed, p, dropout_scale<T>(p), scope.stream());
   scope.synchronize();
 }
@@ -191,7 +191,7 @@ void dropout_backward(Context& ctx, T* dx, const T* dy, std::size_t n, std::uint
                       double p) {
   PYRNN_CHECK(p >= 0.0 && p <= 1.0, "dropout_backward: p must be in [0, 1], got ", p);
   if (n > 0) check_given("dropout_backward", {{"dx", dx}, {"dy", dy}});
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   detail::dropout_apply<T>(dx, dy, n, seed, p, dropout_scale<T>(p), scope.stream());
   scope.synchronize();
 }
@@ -206,7 +206,7 @@ void last_step_forward(Context& ctx, T* y, const T* x, const std::int64_t* given
   const std::int64_t* lengths = data_or_null(lens, given_lengths);
   check_last_step("last_step_forward", lengths, N, T_, H, D);
   check_given("last_step_forward", {{"y", y}, {"x", x}});
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   DeviceBuffer<std::int64_t> d_len;  // [N]
   if (lengths) d_len = detail::upload(lengths, static_cast<std::size_t>(N), scope.stream());
   detail::last_step_gather<T>(y, x, lengths ? d_len.data() : nullptr, N, T_, D * H, H,
@@ -221,7 +221,7 @@ void last_step_backward(Context& ctx, T* dx, const T* dy, const std::int64_t* gi
   const std::int64_t* lengths = data_or_null(lens, given_lengths);
   check_last_step("last_step_backward", lengths, N, T_, H, D);
   check_given("last_step_backward", {{"dx", dx}, {"dy", dy}});
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   DeviceBuffer<std::int64_t> d_len;  // [N]
   if (lengths) d_len = detail::upload(lengths, static_cast<std::size_t>(N), scope.stream());
   detail::last_step_scatter<T>(dx, dy, lengths ? d_len.data() : nullptr, N, T_, D * H, H,

@@ -32,7 +32,7 @@ pyrnn::detail::KeepPtrs erased(const pyrnn::optim::StepKeep<T>* keep) {
 // Runs launch(bad) on the scope's stream with the context's flag word zeroed; returns its bits
 // once the step is complete.
 template <typename Launch>
-unsigned flagged(Context& ctx, detail::TrainScope& scope, Launch launch) {
+unsigned flagged(Context& ctx, detail::CallScope& scope, Launch launch) {
   unsigned* bad = ctx.step_flags();
   PYRNN_CUDA_CHECK(cudaMemsetAsync(bad, 0, sizeof(unsigned), scope.stream()));
   launch(bad);
@@ -49,7 +49,7 @@ unsigned sgd_step(Context& ctx, T* param, const T* grad, T* buf, std::size_t n, 
                   double momentum, double dampening, double weight_decay, bool nesterov,
                   bool first_step, const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_sgd(n, param, grad, buf, momentum, sizeof(T), erased(keep));
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   const auto c = detail::sgd_coef<T>(lr, momentum, dampening, weight_decay, nesterov, first_step);
   return flagged(ctx, scope, [&](unsigned* bad) {
     detail::sgd_update<T>(param, grad, buf, n, c, given(keep), bad, scope.stream());
@@ -63,7 +63,7 @@ unsigned adam_step(Context& ctx, T* param, const T* grad, T* exp_avg, T* exp_avg
                    std::int64_t step, const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_adam(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad, step,
                             sizeof(T), erased(keep));
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   const auto c = detail::adam_coef<T>(lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
                                       step);
   return flagged(ctx, scope, [&](unsigned* bad) {
@@ -79,7 +79,7 @@ unsigned rmsprop_step(Context& ctx, T* param, const T* grad, T* square_avg, T* g
                       const pyrnn::optim::StepKeep<T>* keep) {
   pyrnn::detail::check_rmsprop(n, param, grad, square_avg, grad_avg, buf, centered, momentum,
                                sizeof(T), erased(keep));
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   const auto c = detail::rmsprop_coef<T>(lr, alpha, eps, weight_decay, momentum, centered);
   return flagged(ctx, scope, [&](unsigned* bad) {
     detail::rmsprop_update<T>(param, grad, square_avg, grad_avg, buf, n, c, given(keep), bad,
@@ -92,7 +92,7 @@ namespace {
 template <typename T, typename Launch>
 std::vector<double> partials_of(Context& ctx, const T* x, std::size_t n, Launch launch) {
   const unsigned blocks = detail::reduce_blocks(n);
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   DeviceBuffer<double> d_part(blocks);  // [blocks]
   launch(d_part.data(), x, n, blocks, scope.stream());
   std::vector<double> part(blocks);
@@ -123,7 +123,7 @@ double max_abs(Context& ctx, const T* x, std::size_t n) {
 template <typename T>
 void scale_inplace(Context& ctx, T* x, std::size_t n, double scale) {
   pyrnn::detail::check_vector("scale_inplace", x, n);
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   detail::scale_elems<T>(x, n, static_cast<T>(scale), scope.stream());
   scope.synchronize();
 }
@@ -132,7 +132,7 @@ template <typename T>
 void zero(Context& ctx, T* x, std::size_t n) {
   pyrnn::detail::check_vector("zero", x, n);
   if (n == 0) return;
-  detail::TrainScope scope(ctx);
+  detail::CallScope scope(ctx);
   PYRNN_CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(T), scope.stream()));
   scope.synchronize();
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <utility>
 
+#include "call_scope.cuh"
 #include "cells.cuh"
 #include "device_lock.cuh"
 #include "device_scope.cuh"
@@ -29,26 +30,6 @@ using detail::DeviceScope;
 // A device's Context (its stream and cuBLAS handle) is shared by every layer on it, and a pass may
 // capture its stream into a graph: host calls that queue work on it are serialized per device.
 using detail::device_mutex;
-
-// A pass that throws part-way (out of memory in an ensure, a failed launch) has work queued that
-// is still running: it is waited for before the device lock is released, so the caller, who now
-// has the error, never reads outputs, gradients or caches a kernel is still writing.
-class DrainOnThrow {
- public:
-  explicit DrainOnThrow(cudaStream_t main) : main_(main) {}
-  void also(cudaStream_t side) { side_ = side; }
-  ~DrainOnThrow() {
-    if (std::uncaught_exceptions() <= uncaught_) return;
-    for (cudaStream_t s : {side_, main_})
-      if (s && cudaStreamSynchronize(s) != cudaSuccess) (void)cudaGetLastError();
-  }
-  DrainOnThrow(const DrainOnThrow&) = delete;
-  DrainOnThrow& operator=(const DrainOnThrow&) = delete;
-
- private:
-  cudaStream_t main_, side_ = nullptr;
-  int uncaught_ = std::uncaught_exceptions();
-};
 
 // Grows (never shrinks) a workspace; contents are not preserved.
 template <typename U>
@@ -190,9 +171,7 @@ Recurrent<T>::Recurrent(const RecurrentConfig& config, int device)
 
 template <typename T>
 void Recurrent<T>::zero_grad() {
-  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
-  DeviceScope scope(ctx_->device());
-  ctx_->after_legacy_stream();  // a DeviceArray another library still uses
+  detail::CallScope call(*ctx_);
   grads_.zero(ctx_->stream());
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(ctx_->stream()));
 }
@@ -206,30 +185,22 @@ void Recurrent<T>::reset_parameters(std::uint64_t seed) {
 
 template <typename T>
 void Recurrent<T>::copy_params_from_host(const T* src) {
-  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
-  DeviceScope scope(ctx_->device());
-  ctx_->after_legacy_stream();  // a DeviceArray another library still uses
+  detail::CallScope call(*ctx_);
   params_.copy_from_host(src, params_.size(), ctx_->stream());
 }
 template <typename T>
 void Recurrent<T>::copy_params_to_host(T* dst) const {
-  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
-  DeviceScope scope(ctx_->device());
-  ctx_->after_legacy_stream();  // a DeviceArray another library still uses
+  detail::CallScope call(*ctx_);
   params_.copy_to_host(dst, params_.size(), ctx_->stream());
 }
 template <typename T>
 void Recurrent<T>::copy_grads_from_host(const T* src) {
-  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
-  DeviceScope scope(ctx_->device());
-  ctx_->after_legacy_stream();  // a DeviceArray another library still uses
+  detail::CallScope call(*ctx_);
   grads_.copy_from_host(src, grads_.size(), ctx_->stream());
 }
 template <typename T>
 void Recurrent<T>::copy_grads_to_host(T* dst) const {
-  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
-  DeviceScope scope(ctx_->device());
-  ctx_->after_legacy_stream();  // a DeviceArray another library still uses
+  detail::CallScope call(*ctx_);
   grads_.copy_to_host(dst, grads_.size(), ctx_->stream());
 }
 
@@ -410,11 +381,8 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
   const std::size_t T_ = steps, N = batch;
   const Options opt = resolve(opts_);
-  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
-  DeviceScope scope(ctx_->device());
-  ctx_->after_legacy_stream();  // a DeviceArray another library still uses
+  detail::CallScope call(*ctx_);
   cudaStream_t stream = ctx_->stream();
-  DrainOnThrow drain(stream);
   pass_ = opt;
 
   // From here a failed or eval forward leaves nothing to backpropagate through (a call refused
@@ -444,7 +412,7 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   const PassPlan pass = plan_pass(opt, /*backward=*/false);
   const bool two = pass.two, use_graph = pass.use_graph;
   const Lane* lanes = pass.lanes;
-  if (two) drain.also(lanes[1].stream);
+  if (two) call.also(lanes[1].stream);
   const StepChoice& step = pass.step;
   last_fwd_algo_ = step.algo;
   last_fwd_graphs_ = false;
@@ -652,17 +620,14 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   const int L = cfg_.num_layers, D = cfg_.directions();
   const std::size_t T_ = steps_, N = batch_, DH = static_cast<std::size_t>(D) * cfg_.hidden_size;
   const Options opt = resolve(opts_);
-  std::lock_guard<std::mutex> lock(device_mutex(ctx_->device()));
-  DeviceScope scope(ctx_->device());
-  ctx_->after_legacy_stream();  // a DeviceArray another library still uses
+  detail::CallScope call(*ctx_);
   cudaStream_t stream = ctx_->stream();
-  DrainOnThrow drain(stream);
   pass_ = opt;
 
   const PassPlan pass = plan_pass(opt, /*backward=*/true);
   const bool two = pass.two, use_graph = pass.use_graph;
   const Lane* lanes = pass.lanes;
-  if (two) drain.also(lanes[1].stream);
+  if (two) call.also(lanes[1].stream);
   const StepChoice& step = pass.step;
   last_bwd_algo_ = step.algo;
   last_bwd_graphs_ = false;
