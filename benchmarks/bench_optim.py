@@ -92,12 +92,16 @@ def run_case(name, torch, size, repeats, budget_s):
             p_fn = clipping(lambda b: optim.clip_grad_norm(params, b), norm0)
         if torch is not None:
             grads = [t_param.grad]
+            # get_total_norm is torch >= 2.6; before it, the same sum of per-tensor norms
+            total_norm = getattr(torch.nn.utils, "get_total_norm", None) or (
+                lambda gs: torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in gs])))
             row["rel_err"] = check_same(f"{name} norm", optim.clip_grad_norm(params, math.inf),
-                                        float(torch.nn.utils.get_total_norm(grads)))
+                                        float(total_norm(grads)))
             if name == "clip_grad_norm":
                 t_fn = lambda: torch.nn.utils.clip_grad_norm_([t_param], math.inf)  # noqa: E731
             elif name == "clip_grad_norm_norm_only":
-                t_fn = lambda: torch.nn.utils.get_total_norm(grads)  # noqa: E731
+                t_fn = lambda: total_norm(grads)  # noqa: E731
             else:
                 t_fn = clipping(lambda b: torch.nn.utils.clip_grad_norm_([t_param], b), norm0)
     else:

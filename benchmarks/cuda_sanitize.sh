@@ -48,14 +48,15 @@ def describe(obj):
 
 
 def layer_report(tag, ref):
-    """A layer that outlives its block (gc cannot free it): its raw refcount (2**31 or more
-    is a corrupted count: an immortal object to Python 3.12) and who holds it."""
+    """A layer that outlives its block (gc cannot free it): its raw refcount (getrefcount's
+    argument and this frame's name not counted; 2**31 or more is a corrupted count, an
+    immortal object to Python 3.12) and who holds it."""
     layer = ref()
     if layer is None:
         return
     refs = gc.get_referrers(layer)
     print(f"LAYER ALIVE after {tag}: {type(layer).__name__}, raw refcount "
-          f"{sys.getrefcount(layer) - 1}, {len(refs)} gc referrers")
+          f"{sys.getrefcount(layer) - 2}, {len(refs)} gc referrers")
     for r in refs[:3]:
         print(f"    <- {describe(r)} <- {[describe(u) for u in gc.get_referrers(r)][:3]}")
 

@@ -74,9 +74,10 @@ def git_commit(path):
     missing."""
     folder, name = os.path.split(os.path.abspath(path))
 
-    def git(*a):
+    def git(*a):  # (no index.lock taken: another git may be running there)
         return subprocess.run(["git", "-C", folder, *a], capture_output=True, text=True,
-                              timeout=20)
+                              timeout=20, stdin=subprocess.DEVNULL,
+                              env=dict(os.environ, GIT_OPTIONAL_LOCKS="0"))
     try:
         if git("ls-files", "--error-unmatch", name).returncode != 0:
             return None
@@ -110,7 +111,9 @@ def provenance(torch=None, source=None):
         affinity = None
     env = {k: os.environ.get(k) for k in _ENV}
     env.update({k: v for k, v in sorted(os.environ.items()) if k.startswith("PYRNN_")})
-    out = {"git_commit": git_commit(source) if source else None,
+    # The checkout the benchmark script ran from: the pyrnn it imported was built from that
+    # tree only if it was installed from it since (pyrnn.info() says which version).
+    out = {"benchmark_checkout": git_commit(source) if source else None,
            "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "cpu_count": os.cpu_count(), "affinity_cpus": affinity,
            "platform": platform.platform(), "env": env, "openmp_runtimes": openmp_runtimes(),

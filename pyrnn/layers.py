@@ -172,8 +172,14 @@ def _check_result(layer, what, shape, dtype):
         check_allocation(nbytes, f"{layer!r} {what} of shape {shape_str(shape)}")
 
 
-# Values per float64 block of a table's initial draws (8 MiB).
-_DRAW_BLOCK = 1 << 20
+# Values per float64 block of a table's initial draws (512 KiB: a freed block stays in the
+# heap).
+_DRAW_BLOCK = 1 << 16
+
+
+def _draw_block_bytes(shape):
+    """Bytes of _drawn's float64 block for a (rows, cols) table."""
+    return min(shape[0], max(1, _DRAW_BLOCK // max(1, shape[1]))) * shape[1] * 8
 
 
 def _drawn(dtype, shape, draw):
@@ -388,11 +394,11 @@ class Dense(Layer):
         self._dtype = float_dtype(dtype)
         self._seed = _seed_arg(seed)
         # the weights and their gradients, and a block of float64 draws
+        shape = (self.out_features, self.in_features)
         check_allocation(self.out_features * self.in_features * 2 * self.dtype.itemsize +
-                         _DRAW_BLOCK * 8, f"Dense({self.in_features}, {self.out_features})")
+                         _draw_block_bytes(shape), f"Dense({self.in_features}, {self.out_features})")
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.in_features)
-        shape = (self.out_features, self.in_features)
         self._params["weight"] = _drawn(self.dtype, shape,
                                         lambda block: rng.uniform(-k, k, size=block))
         self._grads["weight"] = np.zeros(shape, self.dtype)
@@ -557,7 +563,8 @@ class Embedding(Layer):
         self._padding_idx = padding_idx
         self._dtype = float_dtype(dtype)
         self._seed = _seed_arg(seed)
-        check_allocation(self.num * self.dim * 2 * self.dtype.itemsize + _DRAW_BLOCK * 8,
+        check_allocation(self.num * self.dim * 2 * self.dtype.itemsize +
+                         _draw_block_bytes((self.num, self.dim)),
                          f"Embedding({self.num}, {self.dim})")
         rng = np.random.default_rng(seed)
         self._params["weight"] = _drawn(self.dtype, (self.num, self.dim), rng.standard_normal)

@@ -102,6 +102,7 @@ case "${1:-}" in
       exit 1
     fi
     libomp="$(dirname "$archer")/libomp.so.5"
+    [ -e "$libomp" ] || { echo "$libomp is missing (Debian: apt-get install libomp-dev)" >&2; exit 1; }
     cmake -S "$ROOT/cpp" -B "$BUILD/tsan-cpp" "${GEN[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DPYRNN_BUILD_TESTS=ON -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
       -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" > /dev/null

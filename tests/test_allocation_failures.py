@@ -3,7 +3,7 @@
 The recurrent passes run their time steps inside one OpenMP region; each thread's scratch (its
 block of A for a product, its packs of the weight gradients' right operands) was allocated
 there, on first use, and an exception thrown inside an OpenMP region ends the process
-(std::terminate). Under memory pressure (a cgroup or `ulimit -v` limit) a training step
+(std::terminate). Under an address-space limit (`ulimit -v`) a training step
 aborted Python (found with `ulimit -v`: "terminate called after throwing std::bad_alloc").
 Now every thread reserves its scratch before the steps, the team meets, and the steps run only
 if all of them have it; the error is raised after the region.

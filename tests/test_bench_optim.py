@@ -24,7 +24,7 @@ def test_quick_run_writes_its_rows(tmp_path, torch_side):
         assert (r["ratio_fused"] is not None) == (torch_side and not clip)
         assert (r["rel_err"] is not None) == torch_side and (r["rel_err"] or 0) <= 1e-4
         assert ("compares" in r) == clip
-    assert set(doc["provenance"]) >= {"git_commit", "utc", "cpu_count", "affinity_cpus", "env",
+    assert set(doc["provenance"]) >= {"benchmark_checkout", "utc", "cpu_count", "affinity_cpus", "env",
                                       "openmp_runtimes", "torch"}
     assert (doc["provenance"]["torch"] is not None) == torch_side
 

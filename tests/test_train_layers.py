@@ -1,6 +1,7 @@
 """Dense, LayerNorm, Embedding, Dropout, LastStep against PyTorch (outputs and every gradient),
 plus the layer protocol: parameters() views, accumulation, zero_grad, train/eval, errors."""
 import copy
+import os
 import subprocess
 import sys
 
@@ -487,3 +488,20 @@ def test_building_a_large_table_takes_about_its_own_memory(tmp_path, build):
     assert out.returncode == 0, out.stderr
     grown, weights = map(float, out.stdout.split())
     assert grown <= weights * 1.25 + 16, (grown, weights)
+
+
+def test_small_tables_build_under_a_small_memory_limit(tmp_path):
+    # The build's memory check counted a whole 8 MiB draw block for any table: under
+    # PYRNN_MEMORY_LIMIT=4M, Dense(4, 4) was refused (LSTM(4, 4) was not).
+    code = ("import pyrnn\n"
+            "pyrnn.Dense(4, 4); pyrnn.Embedding(10, 4); pyrnn.Dense(300, 500)\n"
+            "try:\n"
+            "    pyrnn.Dense(1000, 1000)\n"
+            "except MemoryError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYRNN_MEMORY_LIMIT": "4M"})
+    assert out.returncode == 0, out.stderr
+    # 1000 x 1000 float32 weights and gradients, and a 512 KiB draw block: 8.1 MiB
+    assert out.stdout.startswith("Dense(1000, 1000) needs 8.1 MiB"), out.stdout

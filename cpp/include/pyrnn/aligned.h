@@ -203,7 +203,7 @@ class AlignedBuffer {
       throw OutOfMemory("a buffer of " + detail::size_text(static_cast<double>(bytes)) +
                         ": refused by a test (detail::injected_allocation_failure)");
     ptr_ = static_cast<T*>(std::aligned_alloc(kAlignment, bytes));
-    if (!ptr_)  // (a cgroup, `ulimit -v` or no overcommit): say how much, not "std::bad_alloc"
+    if (!ptr_)  // (`ulimit -v`, RLIMIT_DATA, no overcommit): say how much, not "std::bad_alloc"
       throw OutOfMemory("a buffer of " + detail::size_text(static_cast<double>(bytes)) +
                         " could not be allocated: the system refused it");
     std::memset(ptr_, 0, bytes);
