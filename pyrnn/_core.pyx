@@ -110,8 +110,10 @@ def check_allocation(nbytes, what):
     c_check_allocation(float(min(nbytes, 1 << 64)), str(what).encode())
 
 def _fail_allocations_from(nbytes):
-    """Tests only: every later buffer allocation of at least nbytes fails (MemoryError), as one
-    the system refuses would; 0 ends it. (The up-front size checks are not affected.)"""
+    """Tests only: every later buffer allocation of at least nbytes by this module (the
+    recurrent layers; pyrnn._train and pyrnn._cuda link their own copy of the flag) fails
+    (MemoryError), as one the system refuses would; 0 ends it. (The up-front size checks are
+    not affected.)"""
     if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 <= nbytes < 1 << 64:
         raise ValueError(f"nbytes must be an int in [0, 2**64), got {nbytes!r}")
     inject_allocation_failure(nbytes)

@@ -4,6 +4,10 @@ import pathlib
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+# A buffer allocated during an OpenMP team's work aborts the test process, naming itself
+# (pyrnn/aligned.h): refused, it would end the process only under memory pressure. Child
+# processes inherit it.
+os.environ.setdefault("PYRNN_CHECK_TEAM_ALLOCATIONS", "1")
 
 
 def pytest_configure(config):

@@ -387,3 +387,49 @@ def test_threads_the_system_refuses_are_a_runtime_error_not_an_exit(tmp_path, wh
                                "thread 2"), out.stdout
     assert lines[1] == f"threads {1 if when == 'set_num_threads' else 2}", out.stdout
     assert lines[2] == "same True", out.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and RLIMIT_AS")
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="ASan reserves address space")
+@pytest.mark.parametrize("case", ["pool_shrank", "omp_stacksize"])
+def test_a_team_libgomp_would_create_again_is_checked_too(tmp_path, case):
+    # pool_shrank: libgomp lets a thread's surplus workers go when a smaller team (of 2 or more)
+    # starts, and creates them again for a larger one; the check counted the largest team ever
+    # started, per copy of the library (pyrnn._train's Dense and pyrnn._core's LSTM each had
+    # one), so a Dense team of 16 after an LSTM team of 2 was not checked: exit 1 under the
+    # limit. omp_stacksize: libgomp's workers take OMP_STACKSIZE's stack, the check's threads
+    # took the default one: 1 GiB stacks passed the check and libgomp ended the process.
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    if case == "pool_shrank":
+        code = ("import numpy as np, pyrnn\n"
+                "d = pyrnn.Dense(4, 32768)\n"
+                "big = np.ones((16, 4), np.float32)\n"
+                "lstm = pyrnn.LSTM(256, 256, seed=0)\n"
+                "pyrnn.set_num_threads(16); y16 = d(big)\n"
+                "pyrnn.set_num_threads(2); lstm(np.zeros((8, 64, 256), np.float32))\n"
+                "pyrnn.set_num_threads(16)\n"
+                "call = lambda: d(big)\n"
+                "again = lambda: print('same', bool(np.array_equal(d(big), y16)))\n")
+    else:
+        env["OMP_STACKSIZE"] = "1G"
+        code = ("import numpy as np, pyrnn\n"
+                "lstm = pyrnn.LSTM(256, 256, seed=0)\n"
+                "x = np.zeros((2, 64, 256), np.float32)\n"
+                "call = lambda: lstm(x)\n"
+                "again = lambda: print('same', True)\n")
+    code += ("import resource\n"
+             "with open('/proc/self/statm') as f:\n"
+             "    size = int(f.read().split()[0]) * resource.getpagesize()\n"
+             "resource.setrlimit(resource.RLIMIT_AS, (size + (64 << 20), resource.RLIM_INFINITY))\n"
+             "try:\n"
+             "    call(); print('no error')\n"
+             "except RuntimeError as e:\n"
+             "    print('RuntimeError', e)\n"
+             "resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)\n"
+             "again()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120, env=env)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("RuntimeError cannot start "), out.stdout
+    assert lines[1] == "same True", out.stdout

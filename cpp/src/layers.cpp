@@ -208,6 +208,7 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const doub
 #pragma omp parallel num_threads(nth)
     {
       const int me = team_member();
+      TeamWork work;
       const Span c = share(Dz, me, 8);
       R.params(static_cast<int>(c.begin), static_cast<int>(c.end), n_rows, D, dy, x, mean, rstd,
                dw_acc.data(), db_acc.data());

@@ -587,6 +587,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       if (split) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
     });
 #pragma omp barrier
+    detail::TeamWork work;
     for (std::size_t s = 0; s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = state_slot(dir == 0 ? t : t + 1);
@@ -955,6 +956,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       }
     });
 #pragma omp barrier
+    detail::TeamWork work;
     for (std::size_t s = 0; s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;

@@ -107,6 +107,14 @@ int initial_isa() {
   }
 }
 
+// The calling thread's pool size in libgomp as this copy of the library left it: the size of
+// the last team it started (1: none). libgomp keeps team members between teams, lets go of
+// the surplus when a smaller team (of 2 or more) starts, and creates them again for a larger.
+int& own_last_team() {
+  thread_local int last = 1;
+  return last;
+}
+
 // The process-wide settings. Every copy of this library has one, and uses the one it was
 // given by use_runtime_state (Python's extension modules each link a copy, but share one
 // OpenMP runtime: settings and the fork rule must be one too).
@@ -118,6 +126,8 @@ struct RuntimeState {
   std::atomic<bool> team_started{false};  // a team of > 1 threads has run in this process
   std::atomic<bool> forked{false};        // ... and this process is a fork()ed child since
   std::atomic<int> threads_at_fork{0};    // the parent's thread count at its last fork()
+  // One per thread for all copies (they share the thread's libgomp pool): the owner's.
+  int& (*last_team)() = own_last_team;
 };
 
 RuntimeState& own_state() {
@@ -236,34 +246,70 @@ bool detail::forked_child() { return state().forked.load(); }
 namespace {
 void* idle_thread(void*) { return nullptr; }
 
-// The largest team this thread has started (1: none): libgomp keeps a pool of workers per
-// thread that starts teams, so a team up to this size creates no thread.
-thread_local int t_team_started = 1;
+// libgomp's worker stack size: OMP_STACKSIZE, else GOMP_STACKSIZE (a number with an optional
+// B, K, M or G suffix, K by default, as libgomp reads them); 0 (the default stack) when unset
+// or invalid (libgomp then ignores it too). Read once.
+std::size_t omp_stack_size() {
+  static const std::size_t size = [] {
+    for (const char* name : {"OMP_STACKSIZE", "GOMP_STACKSIZE"}) {
+      const char* p = std::getenv(name);
+      if (!p) continue;
+      while (std::isspace(static_cast<unsigned char>(*p))) ++p;
+      unsigned long long n = 0;
+      const char* digits = p;
+      for (; *p >= '0' && *p <= '9' && n < (1ULL << 50); ++p) n = n * 10 + (*p - '0');
+      if (p == digits) return std::size_t(0);
+      while (std::isspace(static_cast<unsigned char>(*p))) ++p;
+      unsigned long long unit = 1024;
+      switch (std::tolower(static_cast<unsigned char>(*p))) {
+        case 'b': unit = 1; ++p; break;
+        case 'k': ++p; break;
+        case 'm': unit = 1ULL << 20; ++p; break;
+        case 'g': unit = 1ULL << 30; ++p; break;
+        default: break;
+      }
+      while (std::isspace(static_cast<unsigned char>(*p))) ++p;
+      if (*p || n == 0 || n > (1ULL << 50) / unit) return std::size_t(0);
+      return static_cast<std::size_t>(n * unit);
+    }
+    return std::size_t(0);
+  }();
+  return size;
+}
 
 // libgomp ends the process when it cannot create a team member ("libgomp: Thread creation
 // failed", exit status 1: under `ulimit -v`, `ulimit -u` or a container's pids.max), which
-// no caller can catch. So before this thread's first team of a new size, the threads it would
-// add are started (default attributes, as libgomp's without OMP_STACKSIZE) and joined here,
-// where a refusal is an error code: pyrnn::Error naming the count, and nothing has run.
-// `team`: a team starts right after (libgomp then keeps them); else only a check
-// (set_num_threads: the limit may still come before the first team).
+// no caller can catch. So before a team larger than this thread's pool, the threads libgomp
+// would add are started (with its stack size) and joined here, where a refusal is an error
+// code: pyrnn::Error naming the count, and nothing has run. `team`: a team of that size
+// starts right after (the pool is then its size); else only a check (set_num_threads: a limit
+// may still come before the first team).
 void check_team_can_start(int threads, bool team) {
-  if (threads <= t_team_started) return;
-  const int extra = threads - t_team_started;
+  int& last = state().last_team();
+  if (threads <= last) {
+    if (team) last = threads;  // (libgomp lets the surplus go)
+    return;
+  }
+  const int extra = threads - last;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (const std::size_t stack = omp_stack_size())
+    pthread_attr_setstacksize(&attr, std::max<std::size_t>(stack, PTHREAD_STACK_MIN));
   std::vector<pthread_t> started;
   started.reserve(static_cast<std::size_t>(extra));
   int err = 0;
   for (int i = 0; i < extra && err == 0; ++i) {
     pthread_t t;
-    err = pthread_create(&t, nullptr, idle_thread, nullptr);
+    err = pthread_create(&t, &attr, idle_thread, nullptr);
     if (err == 0) started.push_back(t);
   }
+  pthread_attr_destroy(&attr);
   for (pthread_t t : started) pthread_join(t, nullptr);
   PYRNN_CHECK(err == 0, "cannot start ", threads, " threads: the system refused thread ",
-              t_team_started + static_cast<int>(started.size()) + 1, " (", std::strerror(err),
+              last + static_cast<int>(started.size()) + 1, " (", std::strerror(err),
               "); lower pyrnn.set_num_threads (now ", get_num_threads(), ") or raise this ",
               "process's limits (ulimit -u, ulimit -v, a container's pids.max)");
-  if (team) t_team_started = threads;
+  if (team) last = threads;
 }
 }  // namespace
 

@@ -11,6 +11,7 @@
 #endif
 
 #include "pyrnn/runtime.h"
+#include "team_errors.h"
 
 namespace pyrnn {
 namespace detail {
@@ -52,6 +53,7 @@ void for_shares(std::size_t n, int nth, std::size_t grain, F&& f) {
 #pragma omp parallel num_threads(nth)
   {
     const Span s = share(n, team_member(), grain);
+    TeamWork work;
     f(s.begin, s.end);
   }
 }

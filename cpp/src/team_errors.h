@@ -9,6 +9,8 @@
 #include <exception>
 #include <vector>
 
+#include "pyrnn/aligned.h"
+
 namespace pyrnn {
 namespace detail {
 
@@ -37,6 +39,21 @@ class TeamErrors {
  private:
   std::vector<std::exception_ptr> errors_;  // [members]
   std::atomic<bool> failed_{false};
+};
+
+// Marks the calling thread as doing its team's work for a scope (after the reserve phase and
+// the barrier): with PYRNN_CHECK_TEAM_ALLOCATIONS=1, a buffer allocated meanwhile aborts, naming
+// itself (aligned.h), so a test finds an allocation that would otherwise throw here only when
+// refused.
+class TeamWork {
+ public:
+  TeamWork() : outer_(in_team_work()) { in_team_work() = true; }
+  ~TeamWork() { in_team_work() = outer_; }
+  TeamWork(const TeamWork&) = delete;
+  TeamWork& operator=(const TeamWork&) = delete;
+
+ private:
+  bool outer_;
 };
 
 }  // namespace detail

@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -6,6 +7,8 @@
 
 // pyrnn_cpp_tests [SUBSTRING]: every case, or those whose name contains SUBSTRING.
 int main(int argc, char** argv) {
+  // An allocation during an OpenMP team's work aborts, naming itself (pyrnn/aligned.h).
+  setenv("PYRNN_CHECK_TEAM_ALLOCATIONS", "1", /*overwrite=*/0);
   const char* only = argc > 1 ? argv[1] : nullptr;
   int failed_cases = 0, total = 0;
   for (const auto& c : check::registry()) {

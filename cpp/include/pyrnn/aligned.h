@@ -96,13 +96,31 @@ inline EnvMemoryLimit parse_memory_limit(const char* env) {
 }
 // For tests only: every AlignedBuffer allocation of at least this many bytes fails (0, the
 // default: none), as one the system refuses would, so that what follows one (a failure inside
-// a thread team, say) can be run on purpose.
+// a thread team, say) can be run on purpose. One per copy of the library (each Python
+// extension module links its own: pyrnn._core's covers the recurrent layers).
 inline std::atomic<std::uint64_t>& injected_allocation_failure() {
   static std::atomic<std::uint64_t> from_bytes{0};
   return from_bytes;
 }
 inline void inject_allocation_failure(std::uint64_t from_bytes) {
   injected_allocation_failure().store(from_bytes, std::memory_order_relaxed);
+}
+
+// Whether the calling thread is doing its OpenMP team's work (set by src/team_errors.h's
+// TeamWork, after the team's reserve phase): an exception it throws there ends the process.
+inline bool& in_team_work() {
+  thread_local bool in_work = false;
+  return in_work;
+}
+// For tests: PYRNN_CHECK_TEAM_ALLOCATIONS=1 (read once) makes an AlignedBuffer allocated
+// during a team's work abort at once, naming it. Refused, such an allocation would end the
+// process anyway, but only under memory pressure; this way every test run finds it.
+inline bool check_team_allocations() {
+  static const bool on = [] {
+    const char* v = std::getenv("PYRNN_CHECK_TEAM_ALLOCATIONS");
+    return v && v[0] == '1' && v[1] == '\0';
+  }();
+  return on;
 }
 
 inline const EnvMemoryLimit& env_memory_limit_parsed() {
@@ -197,6 +215,12 @@ class AlignedBuffer {
     if (n == 0) return;
     check_allocation(static_cast<double>(n) * sizeof(T), "a buffer");
     std::size_t bytes = (n * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
+    if (detail::in_team_work() && detail::check_team_allocations()) {
+      std::fprintf(stderr, "pyrnn: a buffer of %zu bytes was allocated during an OpenMP team's "
+                           "work: reserve it before the team's barrier (src/team_errors.h)\n",
+                   bytes);
+      std::abort();
+    }
     const std::uint64_t injected =
         detail::injected_allocation_failure().load(std::memory_order_relaxed);
     if (injected && bytes >= injected)

@@ -11,6 +11,7 @@
 #include "pyrnn/kernels/ops_tables.h"
 #include "pyrnn/kernels/optim_loops.h"
 #include "pyrnn/runtime.h"
+#include "../team_errors.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -138,6 +139,7 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+    ::pyrnn::detail::TeamWork work;
     try {
       for (int q = p0; q < p1 && !failed.load(std::memory_order_relaxed); q += pb) {
         const int j0 = q * nr, n = std::min(std::min(q + pb, p1) * nr, N) - j0;
