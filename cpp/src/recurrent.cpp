@@ -64,18 +64,11 @@ void pack_weights(const kernels::Ops<T>& K, std::initializer_list<PackJob<T>> jo
     for (const PackJob<T>& job : todo) pack(job);
     return;
   }
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
+  detail::TeamErrors errors(n);  // one per job
   detail::note_team(threads);
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
-  for (int i = 0; i < n; ++i) {
-    try {
-      pack(todo[static_cast<std::size_t>(i)]);
-    } catch (...) {
-      errors[static_cast<std::size_t>(i)] = std::current_exception();
-    }
-  }
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  for (int i = 0; i < n; ++i) errors.run(i, [&] { pack(todo[static_cast<std::size_t>(i)]); });
+  errors.rethrow();
 }
 // A training forward's gate cache (one layer and direction) above this size is streamed into
 // from a hot per-step slot instead of written in place (see forward_direction).

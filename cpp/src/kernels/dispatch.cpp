@@ -1,8 +1,6 @@
 // Picks the kernel family for the selected ISA, and the general GEMM entry point on top of it.
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
-#include <exception>
 #include <vector>
 
 #include "pyrnn/error.h"
@@ -94,8 +92,7 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
   const int threads = std::max(1, std::min(gemm_threads(M, N, K), npanels));
   const std::size_t budget = std::max<std::size_t>(1, block_bytes / sizeof(T));  // one block
   const std::size_t Kz = static_cast<std::size_t>(std::max(K, 1));
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));  // one per thread
-  std::atomic<bool> failed{false};
+  ::pyrnn::detail::TeamErrors errors(threads);
   ::pyrnn::detail::note_team(threads);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -127,21 +124,18 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
     PackedB<T>& packed = keep ? kept : own;
     // The largest block's buffers first (op(B)'s pack and the kernel's A block), and a
     // barrier: one that cannot be allocated then leaves C as it was, on every thread.
-    try {
+    errors.run(tid, [&] {
       const std::size_t need = static_cast<std::size_t>(std::max(std::min(kb, K), 1)) *
                                static_cast<std::size_t>(std::min(pb, p1 - p0)) * nr;
       if (packed.data.size() < need) packed.data.resize(need);
       if (p0 < p1) o.reserve_a(ta, M, std::min(kb, K), alpha);
-    } catch (...) {
-      errors[static_cast<std::size_t>(tid)] = std::current_exception();
-      failed.store(true, std::memory_order_relaxed);
-    }
+    });
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
     ::pyrnn::detail::TeamWork work;
-    try {
-      for (int q = p0; q < p1 && !failed.load(std::memory_order_relaxed); q += pb) {
+    errors.run(tid, [&] {
+      for (int q = p0; q < p1 && !errors.failed(); q += pb) {
         const int j0 = q * nr, n = std::min(std::min(q + pb, p1) * nr, N) - j0;
         const int range[2] = {0, (n + nr - 1) / nr};
         // (k0 in long long: K near 2^31 would overflow k0 + kb.) Once for K = 0: C = beta * C.
@@ -155,12 +149,9 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
                         k0 == 0 ? beta : T(1), nullptr, C + j0, ldc, range, 1);
         }
       }
-    } catch (...) {
-      errors[static_cast<std::size_t>(tid)] = std::current_exception();
-    }
+    });
   }
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  errors.rethrow();
 }
 }  // namespace
 
