@@ -433,3 +433,67 @@ def test_a_team_libgomp_would_create_again_is_checked_too(tmp_path, case):
     lines = out.stdout.splitlines()
     assert lines[0].startswith("RuntimeError cannot start "), out.stdout
     assert lines[1] == "same True", out.stdout
+
+
+def _thread_ids():
+    return set(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc/self/task")
+@pytest.mark.parametrize("case", ["packs", "rows", "units", "dense", "fit"])
+def test_passes_keep_their_threads(case):
+    # libgomp ends a thread's surplus workers when a smaller team starts and creates them again
+    # for the next larger one (~10-20 us per thread, and the start check as much again). Passes
+    # whose regions differ in size paid that at every change: at 4 threads, a large LSTM's weight
+    # packs ran on 2 (2 <-> 4 four times a pass), a by-rows step loop on N/8, a by-units one on
+    # H/16; every thread of the pool was new after one training step. Now a region starts the
+    # pool's size and its extra members idle: once warm, a pass creates no thread.
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    if case == "packs":  # weight packs over 1 MiB: one job per matrix
+        layer = pyrnn.LSTM(512, 512, seed=0, dtype="float32")
+        x = rng.standard_normal((4, 16, 512)).astype(f32)
+    elif case == "rows":  # steps by rows on N/8 = 2 threads, the projection on 4
+        layer = pyrnn.GRU(128, 128, seed=0, bidirectional=True)
+        x = rng.standard_normal((20, 16, 128))
+    elif case == "units":  # steps by units on 2 threads (weights over L2's share), packs alone
+        layer = pyrnn.LSTM(960, 32, seed=0, dtype="float64")
+        x = rng.standard_normal((2, 512, 960))
+    if case in ("packs", "rows", "units"):
+        def step():
+            y, _ = layer(x)
+            layer.backward(np.ones_like(y))
+            layer.eval()
+            layer(x)
+            layer.train()
+    elif case == "dense":  # a product over 3 column panels, then one over all
+        narrow, wide = pyrnn.Dense(256, 40, seed=0), pyrnn.Dense(256, 512, seed=1)
+        x = rng.standard_normal((512, 256))
+
+        def step():
+            narrow.backward(np.ones_like(narrow(x)))
+            wide.backward(np.ones_like(wide(x)))
+    else:
+        model = pyrnn.Sequential([pyrnn.LSTM(64, 256, batch_first=True, seed=0),
+                                  pyrnn.LastStep(), pyrnn.Dense(256, 5, seed=1)])
+        xs, ys = rng.standard_normal((32, 12, 64)), rng.integers(0, 5, 32)
+        opt = optim.Adam(model.parameters(), 1e-3)
+
+        def step():
+            model.fit(xs, ys, loss=pyrnn.losses.CrossEntropyLoss(), optimizer=opt, epochs=1,
+                      batch_size=16, verbose=0)
+    # A product on all 4 threads: the pool at its size whenever the threads are listed, so a
+    # worker that ended and was created again within a step shows as a new thread id.
+    full, full_x = pyrnn.Dense(256, 512, seed=2), rng.standard_normal((512, 256))
+    before = pyrnn.get_num_threads()
+    pyrnn.set_num_threads(4)
+    try:
+        step()
+        full(full_x)
+        ids = _thread_ids()
+        for _ in range(3):
+            step()
+            full(full_x)
+            assert _thread_ids() == ids
+    finally:
+        pyrnn.set_num_threads(before)

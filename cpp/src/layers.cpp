@@ -204,16 +204,16 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const doub
     // The parameter sums by columns, each still over the rows in order (the same bits as one
     // thread's single pass); then dx by rows. In this order dx may alias dy or x, as it may on
     // one thread: every read of a row comes before that row's dx is written.
-    detail::note_team(nth);
-#pragma omp parallel num_threads(nth)
+    const int size = detail::start_team(nth);
+#pragma omp parallel num_threads(size)
     {
-      const int me = team_member();
+      const int me = team_member(), parts = sharers(nth);
       TeamWork work;
-      const Span c = share(Dz, me, 8);
+      const Span c = share(Dz, me, parts, 8);
       R.params(static_cast<int>(c.begin), static_cast<int>(c.end), n_rows, D, dy, x, mean, rstd,
                dw_acc.data(), db_acc.data());
 #pragma omp barrier
-      const Span r = share(n_rows, me);
+      const Span r = share(n_rows, me, parts);
       R.backward(r.begin, r.end, D, dy, x, mean, rstd, w, dx, nullptr, nullptr);
     }
   }

@@ -65,8 +65,9 @@ void pack_weights(const kernels::Ops<T>& K, std::initializer_list<PackJob<T>> jo
     return;
   }
   detail::TeamErrors errors(n);  // one per job
-  detail::note_team(threads);
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  // (A team of the pool's size when that is larger: members past the jobs idle.)
+  const int size = detail::start_team(threads);
+#pragma omp parallel for num_threads(size) schedule(static, 1)
   for (int i = 0; i < n; ++i) errors.run(i, [&] { pack(todo[static_cast<std::size_t>(i)]); });
   errors.rethrow();
 }
@@ -504,15 +505,16 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     else std::fill(cs + first * N * H, cs + (first + 1) * N * H, T(0));
   }
   StepSync sync(nth);  // by units: the step barrier, split around the next step's projection
-  detail::TeamErrors errors(nth);
-  detail::note_team(nth);
-#pragma omp parallel num_threads(nth) if (nth > 1)
+  const int size = detail::start_team(nth);  // (the pool's size if larger: members past nth idle)
+  detail::TeamErrors errors(size);
+#pragma omp parallel num_threads(size) if (size > 1)
   {
 #ifdef _OPENMP
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const int tid = omp_get_thread_num(), team = std::min(nth, omp_get_num_threads());
 #else
     const int tid = 0, team = 1;
 #endif
+    const bool works = tid < team;  // (an idle member's rows and units below come out empty)
     // This thread's batch rows [n0, n1) (whole micro-tiles) and hidden units [u0, u1).
     const int uteam = by_rows ? 1 : team, utid = by_rows ? 0 : tid;
     const int rblocks = static_cast<int>((N + 7) / 8);
@@ -581,7 +583,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     });
 #pragma omp barrier
     detail::TeamWork work;
-    for (std::size_t s = 0; s < T_ && !errors.failed(); ++s) {
+    for (std::size_t s = 0; works && s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = state_slot(dir == 0 ? t : t + 1);
       const std::size_t cur = state_slot(dir == 0 ? t + 1 : t);
@@ -803,16 +805,19 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   }
   T* const dst_ih = two_level ? dwp_ih_.data() : w.dw_ih;  // [G*H, C] where blocks add
   T* const dst_hh = two_level ? dwp_hh_.data() : w.dw_hh;  // [G*H, H]
-  StepSync sync(nth);  // by units: the step barrier, split around the last step's d x and dW
-  detail::TeamErrors errors(nth);
-  detail::note_team(nth);
-#pragma omp parallel num_threads(nth) if (nth > 1)
+  // By units: the step barrier, split around the last step's d x and dW; by rows: the barrier
+  // before each block's weight gradients.
+  StepSync sync(nth);
+  const int size = detail::start_team(nth);  // (the pool's size if larger: members past nth idle)
+  detail::TeamErrors errors(size);
+#pragma omp parallel num_threads(size) if (size > 1)
   {
 #ifdef _OPENMP
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const int tid = omp_get_thread_num(), team = std::min(nth, omp_get_num_threads());
 #else
     const int tid = 0, team = 1;
 #endif
+    const bool works = tid < team;  // (an idle member's rows and units below come out empty)
     const int upanels = (Hi + nr - 1) / nr, cpanels = (C + nr - 1) / nr;
     // Units owned for the weight and bias gradients (whole micro-tiles of dW rows).
     const int ublocks = (Hi + 7) / 8;
@@ -861,9 +866,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     auto weight_grads = [&](std::size_t s, std::size_t t) {
       const bool last = s + 1 == T_;
       if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
-      if (by_rows) {
-#pragma omp barrier
-      }
+      if (by_rows) sync.sync(tid, team);  // (the working members only)
       if (!WU) return;
       const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
       const int Kb = static_cast<int>(nb * N);
@@ -935,6 +938,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     // This thread's scratch for its products and packs, before anything is written
     // (TeamErrors): the steps run only if every thread has its own.
     errors.run(tid, [&] {
+      if (!works) return;
       if (WU) {
         const int kr = static_cast<int>(piece_rows);  // a piece's rows, at most
         kernels::reserve_b(pk_x, kr, C, nr);
@@ -950,7 +954,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     });
 #pragma omp barrier
     detail::TeamWork work;
-    for (std::size_t s = 0; s < T_ && !errors.failed(); ++s) {
+    for (std::size_t s = 0; works && s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
       const std::size_t prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
       const T* hp = hs + prev * N * H;                       // [N, H] h_{t-1}
@@ -1060,7 +1064,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       }
     }
     // Every dg is complete: no barrier needed.
-    if (!by_rows && T_ > 0 && !errors.failed()) off_path(T_ - 1);
+    if (works && !by_rows && T_ > 0 && !errors.failed()) off_path(T_ - 1);
   }
   errors.rethrow();
   for (std::size_t i = 0; i < db_acc.size(); ++i) w.db[i] += static_cast<T>(db_acc[i]);

@@ -320,6 +320,13 @@ void detail::note_team(int threads) {
   if (!s.team_started.load(std::memory_order_relaxed)) s.team_started.store(true);
 }
 
+int detail::start_team(int threads) {
+  if (threads <= 1) return 1;
+  const int size = std::max(threads, std::min(state().last_team(), get_num_threads()));
+  note_team(size);
+  return size;
+}
+
 int default_num_threads(const char* value) {
   constexpr int kMax = 4096;  // set_num_threads' bound
   if (value) {

@@ -32,13 +32,18 @@ inline int team_size() {
 #endif
 }
 
-// Member `me`'s contiguous share of n items in a team's static split, its bounds multiples of
-// `grain` (but the last).
+// The members of the current team that share work meant for `threads`: the team, at most
+// `threads` (start_team may start more, OpenMP may give fewer).
+inline int sharers(int threads) { return std::min(threads, team_size()); }
+
+// Member `me`'s contiguous share of n items split among `parts` members, its bounds multiples
+// of `grain` (but the last); empty for a member from `parts` on.
 struct Span {
   std::size_t begin, end;
 };
-inline Span share(std::size_t n, int me, std::size_t grain = 1) {
-  const std::size_t units = (n + grain - 1) / grain, team = static_cast<std::size_t>(team_size());
+inline Span share(std::size_t n, int me, int parts, std::size_t grain = 1) {
+  if (me >= parts) return {n, n};
+  const std::size_t units = (n + grain - 1) / grain, team = static_cast<std::size_t>(parts);
   const std::size_t u0 = units * me / team, u1 = units * (me + 1) / team;
   return {std::min(n, u0 * grain), std::min(n, u1 * grain)};
 }
@@ -49,12 +54,15 @@ inline Span share(std::size_t n, int me, std::size_t grain = 1) {
 template <typename F>
 void for_shares(std::size_t n, int nth, std::size_t grain, F&& f) {
   if (nth <= 1) return f(std::size_t(0), n);
-  note_team(nth);
-#pragma omp parallel num_threads(nth)
+  const int size = start_team(nth);
+#pragma omp parallel num_threads(size)
   {
-    const Span s = share(n, team_member(), grain);
-    TeamWork work;
-    f(s.begin, s.end);
+    const int me = team_member(), parts = sharers(nth);
+    if (me < parts) {
+      const Span s = share(n, me, parts, grain);
+      TeamWork work;
+      f(s.begin, s.end);
+    }
   }
 }
 

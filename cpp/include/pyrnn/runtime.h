@@ -50,9 +50,18 @@ WaitPolicy cpu_wait_policy();
 const char* wait_policy_name(WaitPolicy policy);  // "spin" | "passive"
 
 namespace detail {
-// Called just before a parallel region of `threads` threads starts (for the fork rule at
-// get_num_threads). Not inline: the per-ISA kernel files must not define shared inline code.
+// Called just before a parallel region of exactly `threads` threads starts (for the fork rule
+// at get_num_threads). Not inline: the per-ISA kernel files must not define shared inline code.
 void note_team(int threads);
+// The team to start for work shared by `threads` members (1: none, the caller works alone):
+// the larger of `threads` and the calling thread's libgomp pool (its last team), at most
+// get_num_threads(); noted as note_team does. libgomp ends the pool's surplus threads when a
+// smaller team starts and creates them again for the next larger one (tens of microseconds per
+// thread, and the start check above as much again): a pass whose regions differ in size (weight
+// packs on 2-4 threads, a step loop on N/8, a projection on all) paid that at every change.
+// The members from `threads` on have no work: a region splits by min(threads, its team), or by
+// its team where extra members only get empty shares.
+int start_team(int threads);
 // Whether this process is a fork()ed child held to one thread (see set_num_threads).
 bool forked_child();
 // The settings above (ISA, threads, the fork rule) are one object per copy of this library.

@@ -92,17 +92,19 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
   const int threads = std::max(1, std::min(gemm_threads(M, N, K), npanels));
   const std::size_t budget = std::max<std::size_t>(1, block_bytes / sizeof(T));  // one block
   const std::size_t Kz = static_cast<std::size_t>(std::max(K, 1));
-  ::pyrnn::detail::TeamErrors errors(threads);
-  ::pyrnn::detail::note_team(threads);
-#pragma omp parallel num_threads(threads) if (threads > 1)
+  const int size = ::pyrnn::detail::start_team(threads);
+  ::pyrnn::detail::TeamErrors errors(size);
+#pragma omp parallel num_threads(size) if (size > 1)
   {
 #ifdef _OPENMP
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int tid = omp_get_thread_num(), nth = std::min(threads, omp_get_num_threads());
 #else
     const int tid = 0, nth = 1;
 #endif
-    const int p0 = static_cast<int>(static_cast<long long>(npanels) * tid / nth);
-    const int p1 = static_cast<int>(static_cast<long long>(npanels) * (tid + 1) / nth);
+    // This member's run of panels [p0, p1): none past `threads` (start_team's extra members).
+    const int me = std::min(tid, nth), me1 = std::min(tid + 1, nth);
+    const int p0 = static_cast<int>(static_cast<long long>(npanels) * me / nth);
+    const int p1 = static_cast<int>(static_cast<long long>(npanels) * me1 / nth);
     // Block: kb x (pb panels) of op(B). Wide first: each block's product packs (or reads) all
     // of A's rows for its k range again, so this thread's whole run of panels if it fits with
     // all of K, or with whole kc blocks of K; narrower only when one kc block of the run does
