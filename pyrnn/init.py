@@ -9,6 +9,8 @@ values a CPU layer gets from the same rng.
     pyrnn.init.orthogonal_(lstm.params["weight_hh_l0"], rng=np.random.default_rng(1))
 
 Fans follow PyTorch: for a (out, in, *k) array fan_in = in * prod(k), fan_out = out * prod(k).
+The arguments are torch's, names included (`tensor`; uniform_'s `a`, `b`; constant_'s `val`;
+kaiming's slope `a`), so torch code such as ``kaiming_uniform_(w, a=math.sqrt(5))`` runs as is.
 """
 from __future__ import annotations
 
@@ -62,23 +64,24 @@ _R = TypeVar("_R")
 def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Runs `fn` on a host copy of a device array, then writes the values back. A Parameter
     tells its layer of the write (parameter.ParamWrites)."""
-    def run(a, *args, **kwargs):
-        target = a.data if isinstance(a, Parameter) else a
+    def run(tensor, *args, **kwargs):
+        target = tensor.data if isinstance(tensor, Parameter) else tensor
         if isinstance(target, np.ndarray):
-            return fn(a, *args, **kwargs)
+            return fn(tensor, *args, **kwargs)
         from ._arrays import on_device
         if not on_device(target):
-            return fn(a, *args, **kwargs)  # _target raises its TypeError
+            return fn(tensor, *args, **kwargs)  # _target raises its TypeError
         host = target.numpy()
         fn(host, *args, **kwargs)
         target.copy_from(host)
         return target
 
+    # (The array is `tensor`, torch's name, so torch's keywords, `a=` among them, reach fn.)
     @functools.wraps(fn)
-    def wrapper(a: Any, *args: Any, **kwargs: Any) -> Any:
-        result = run(a, *args, **kwargs)
-        if isinstance(a, Parameter):
-            a._changed()
+    def wrapper(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        result = run(tensor, *args, **kwargs)
+        if isinstance(tensor, Parameter):
+            tensor._changed()
         return result
     return wrapper  # type: ignore[return-value]
 
@@ -142,21 +145,22 @@ def _fill(a, values):
 
 
 @_device_aware
-def uniform_(a: _Target, low: Real = 0.0, high: Real = 1.0, *, rng: _Rng = None,
+def uniform_(tensor: _Target, a: Real = 0.0, b: Real = 1.0, *, rng: _Rng = None,
              seed: Seed = None) -> Array:
-    a = _target(a)
-    low, high = _number("low", low), _number("high", high)
+    """U(a, b) (torch.nn.init.uniform_'s arguments)."""
+    t = _target(tensor)
+    low, high = _number("a", a), _number("b", b)
     if high < low:
-        raise ValueError(f"uniform_ needs low <= high, got low={low}, high={high}")
+        raise ValueError(f"uniform_ needs a <= b, got a={low}, b={high}")
     if not math.isfinite(high - low):  # NumPy's OverflowError would name neither
-        raise ValueError(f"uniform_ needs a finite high - low, got low={low}, high={high}")
-    return _fill(a, _rng(rng, seed).uniform(low, high, size=a.shape))
+        raise ValueError(f"uniform_ needs a finite b - a, got a={low}, b={high}")
+    return _fill(t, _rng(rng, seed).uniform(low, high, size=t.shape))
 
 
 @_device_aware
-def normal_(a: _Target, mean: Real = 0.0, std: Real = 1.0, *, rng: _Rng = None,
+def normal_(tensor: _Target, mean: Real = 0.0, std: Real = 1.0, *, rng: _Rng = None,
             seed: Seed = None) -> Array:
-    a = _target(a)
+    a = _target(tensor)
     mean, std = _number("mean", mean), _number("std", std)
     if std < 0:
         raise ValueError(f"std must be >= 0, got {std}")
@@ -164,29 +168,29 @@ def normal_(a: _Target, mean: Real = 0.0, std: Real = 1.0, *, rng: _Rng = None,
 
 
 @_device_aware
-def constant_(a: _Target, value: npt.ArrayLike) -> Array:
-    a = _target(a)
-    value = np.asarray(value)
+def constant_(tensor: _Target, val: npt.ArrayLike) -> Array:
+    a = _target(tensor)
+    value = np.asarray(val)
     if value.dtype.kind not in "biuf":  # (complex would lose its imaginary part)
         raise TypeError(f"constant_ needs a real value, got {value.dtype} {value!r}")
     return _fill(a, np.broadcast_to(value, a.shape))
 
 
 @_device_aware
-def zeros_(a: _Target) -> Array:
-    return constant_(a, 0.0)
+def zeros_(tensor: _Target) -> Array:
+    return constant_(tensor, 0.0)
 
 
 @_device_aware
-def ones_(a: _Target) -> Array:
-    return constant_(a, 1.0)
+def ones_(tensor: _Target) -> Array:
+    return constant_(tensor, 1.0)
 
 
 @_device_aware
-def xavier_uniform_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
+def xavier_uniform_(tensor: _Target, gain: Real = 1.0, *, rng: _Rng = None,
                     seed: Seed = None) -> Array:
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
-    a = _target(a)
+    a = _target(tensor)
     gain = _number("gain", gain)
     fan_in, fan_out = _fans(a)
     if a.size == 0:
@@ -196,10 +200,10 @@ def xavier_uniform_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
 
 
 @_device_aware
-def xavier_normal_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
+def xavier_normal_(tensor: _Target, gain: Real = 1.0, *, rng: _Rng = None,
                    seed: Seed = None) -> Array:
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
-    a = _target(a)
+    a = _target(tensor)
     gain = _number("gain", gain)
     fan_in, fan_out = _fans(a)
     if a.size == 0:
@@ -208,40 +212,40 @@ def xavier_normal_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
     return _fill(a, _rng(rng, seed).normal(0.0, std, size=a.shape))
 
 
-def _kaiming_std(a, neg_slope, mode, nonlinearity):
+def _kaiming_std(t, slope, mode, nonlinearity):
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
-    fan_in, fan_out = _fans(a)
+    fan_in, fan_out = _fans(t)
     fan = fan_in if mode == "fan_in" else fan_out
-    gain = calculate_gain(nonlinearity, _number("neg_slope", neg_slope))
+    gain = calculate_gain(nonlinearity, _number("a (the leaky_relu negative slope)", slope))
     return gain / math.sqrt(fan) if fan else 0.0
 
 
 @_device_aware
-def kaiming_uniform_(a: _Target, neg_slope: Real = 0.0,
+def kaiming_uniform_(tensor: _Target, a: Real = 0.0,
                      mode: Literal["fan_in", "fan_out"] = "fan_in",
                      nonlinearity: Nonlinearity = "leaky_relu", *, rng: _Rng = None,
                      seed: Seed = None) -> Array:
-    """U(-b, b), b = gain * sqrt(3 / fan) (He et al. 2015); torch's argument `a` is
-    `neg_slope` here (the leaky_relu slope), default 0 -> gain sqrt(2)."""
-    a = _target(a)
-    bound = math.sqrt(3.0) * _kaiming_std(a, neg_slope, mode, nonlinearity)
-    if a.size == 0:
-        return a
-    return _fill(a, _rng(rng, seed).uniform(-bound, bound, size=a.shape))
+    """U(-b, b), b = gain * sqrt(3 / fan) (He et al. 2015); `a` is the leaky_relu slope, as
+    in torch (default 0 -> gain sqrt(2); torch's nn.Linear uses a = sqrt(5))."""
+    t = _target(tensor)
+    bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
+    if t.size == 0:
+        return t
+    return _fill(t, _rng(rng, seed).uniform(-bound, bound, size=t.shape))
 
 
 @_device_aware
-def kaiming_normal_(a: _Target, neg_slope: Real = 0.0,
+def kaiming_normal_(tensor: _Target, a: Real = 0.0,
                     mode: Literal["fan_in", "fan_out"] = "fan_in",
                     nonlinearity: Nonlinearity = "leaky_relu", *, rng: _Rng = None,
                     seed: Seed = None) -> Array:
-    """N(0, std^2), std = gain / sqrt(fan)."""
-    a = _target(a)
-    std = _kaiming_std(a, neg_slope, mode, nonlinearity)
-    if a.size == 0:
-        return a
-    return _fill(a, _rng(rng, seed).normal(0.0, std, size=a.shape))
+    """N(0, std^2), std = gain / sqrt(fan); `a` as in kaiming_uniform_."""
+    t = _target(tensor)
+    std = _kaiming_std(t, a, mode, nonlinearity)
+    if t.size == 0:
+        return t
+    return _fill(t, _rng(rng, seed).normal(0.0, std, size=t.shape))
 
 
 he_uniform_ = kaiming_uniform_
@@ -251,13 +255,13 @@ he_normal_ = kaiming_normal_
 
 
 @_device_aware
-def orthogonal_(a: _Target, gain: Real = 1.0, *, rng: _Rng = None,
+def orthogonal_(tensor: _Target, gain: Real = 1.0, *, rng: _Rng = None,
                 seed: Seed = None) -> Array:
     """(Semi-)orthogonal matrix times gain (Saxe et al. 2013), torch.nn.init.orthogonal_: the
     array viewed as (rows, numel / rows) gets orthonormal rows (rows <= cols) or columns,
     from the QR decomposition of a Gaussian matrix with the signs of R's diagonal fixed
     (so the result is Haar-distributed)."""
-    a = _target(a)
+    a = _target(tensor)
     gain = _number("gain", gain)
     if a.ndim < 2:
         raise ValueError(f"orthogonal_ needs an array of at least 2 dimensions, got shape {a.shape}")

@@ -273,6 +273,28 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm):
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_clip_grad_norm_counts_a_merged_bias_once(kind):
+    # As the README says: torch's total norm counts both of its biases, pyrnn's one merged bias
+    # once, so torch's squared norm is pyrnn's plus the merged biases' (all of bias_l* but a
+    # GRU's n part, whose torch biases b_in and b_hn pyrnn keeps apart too).
+    torch.manual_seed(0)
+    t = getattr(torch.nn, kind)(3, 4, num_layers=2).double()
+    layer = pyrnn.from_torch(t)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    y, _ = layer(x)
+    dy = np.cos(np.arange(y.size)).reshape(y.shape)
+    layer.backward(dy)
+    (t(torch.tensor(x))[0] * torch.tensor(dy)).sum().backward()
+    ours = optim.clip_grad_norm(list(layer.parameters()), math.inf)
+    theirs = float(torch.nn.utils.clip_grad_norm_(t.parameters(), math.inf))
+    merged = [g for name, g in layer.grads.items() if name.startswith("bias_l")]
+    extra = sum(float(np.sum((g[:8] if kind == "GRU" else g) ** 2)) for g in merged)
+    assert len(merged) == 2 and extra > 0
+    assert ours < theirs
+    np.testing.assert_allclose(theirs ** 2, ours ** 2 + extra, rtol=1e-12)
+
+
 def test_clip_grad_norm_nonfinite():
     params = make_params(np.float64)
     params[0].grad[0, 0] = np.inf
@@ -308,6 +330,11 @@ def torch_sample(fn, shape, n_rep=1, **kw):
     ("kaiming_uniform", init.kaiming_uniform_, torch.nn.init.kaiming_uniform_, {}),
     ("kaiming_normal", init.kaiming_normal_, torch.nn.init.kaiming_normal_,
      {"mode": "fan_out", "nonlinearity": "relu"}),
+    # torch's keywords: nn.Linear's own init call, a slope for kaiming_normal_, U(a, b)
+    ("kaiming_uniform_a", init.kaiming_uniform_, torch.nn.init.kaiming_uniform_,
+     {"a": math.sqrt(5)}),
+    ("kaiming_normal_a", init.kaiming_normal_, torch.nn.init.kaiming_normal_, {"a": 0.3}),
+    ("uniform_ab", init.uniform_, torch.nn.init.uniform_, {"a": -0.3, "b": 0.3}),
 ])
 def test_init_distributions_match_torch(name, ours, theirs, kw):
     shape = (300, 200, 3)  # fans include the receptive field (3)
@@ -321,6 +348,25 @@ def test_init_distributions_match_torch(name, ours, theirs, kw):
     else:
         # Gaussian: fourth moment ratio 3 (uniform would give 1.8).
         assert abs(((a / a.std()) ** 4).mean() - 3.0) < 0.1
+
+
+def test_init_arguments_are_torchs():
+    # Named as torch names them, so torch code passes its keywords unchanged (kaiming's slope
+    # is `a`, which collided with pyrnn's former name for the array); rng / seed are pyrnn's
+    # generator, torch's `generator` has no counterpart.
+    import inspect
+    for name in init.__all__:
+        if name in ("he_uniform_", "he_normal_"):
+            continue
+        ours = [p for p in inspect.signature(getattr(init, name)).parameters
+                if p not in ("rng", "seed")]
+        theirs = [p for p in inspect.signature(getattr(torch.nn.init, name)).parameters
+                  if p != "generator"]
+        assert ours == theirs, name
+    w = np.empty((6, 4))
+    init.kaiming_uniform_(tensor=w, a=math.sqrt(5), seed=0)
+    assert np.abs(w).max() <= math.sqrt(1 / 4) + 1e-12  # gain sqrt(2 / 6), bound 1 / sqrt(fan)
+    assert np.array_equal(init.constant_(w, val=0.5), np.full((6, 4), 0.5))
 
 
 def test_init_kaiming_formula_and_gain():
