@@ -164,7 +164,15 @@ def lengths_array(lengths: Any, batch: int, steps: int, name: str = "lengths",
         raise TypeError(f"{name} must be integers, got {type(lengths).__name__}")
     host_only(name, lengths, takes)
     arr = np.asarray(lengths)
-    if arr.dtype.kind not in "iu":
+    if arr.dtype.kind == "f":
+        # Whole numbers in a float array (a float mask's sum(1)) are lengths, as torch's
+        # pack_padded_sequence takes them; a fraction, NaN or Inf is refused, not truncated.
+        frac = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+        if frac.size:
+            i = int(frac[0])
+            value = float(arr.reshape(-1)[i])
+            raise ValueError(f"{name} must be whole numbers, got {value!r} at index {i}")
+    elif arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
     given = arr.shape
     if arr.ndim == 0:  # one number is accepted for a batch of one

@@ -211,8 +211,16 @@ CASES = [
     ("rnn-lengths-scalar-batch-of-one", "x = rand(5, 1, 4); l = pyrnn.RNN(4, 3, seed=0); "
      "assert np.array_equal(l(x, lengths=np.int64(3))[0], l(x, lengths=[3])[0])", OK, ""),
     ("rnn-lengths-2d", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[[3, 3]])", V, r"\(1, 2\)"),
-    ("rnn-lengths-float", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[2.5, 3.0])", T,
-     r"lengths must be integers, got dtype float64"),
+    ("rnn-lengths-float", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[3.0, 2.5])", V,
+     r"^lengths must be whole numbers, got 2.5 at index 1$"),
+    ("rnn-lengths-float-nan", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[np.nan, 2])", V,
+     r"^lengths must be whole numbers, got nan at index 0$"),
+    # Whole floats (a float mask's sum(1)) are lengths, as in torch's pack_padded_sequence.
+    ("rnn-lengths-whole-floats", "x = rand(5, 2, 4); l = pyrnn.RNN(4, 3, seed=0); "
+     "assert np.array_equal(l(x, lengths=np.array([5.0, 2.0], np.float32))[0], "
+     "l(x, lengths=[5, 2])[0])", OK, ""),
+    ("rnn-lengths-float-range", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[3.0, 1e30])", V,
+     r"lengths\[1\] = \S+ is outside \[1, 5\]"),
     ("rnn-lengths-bool", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[True, True])", T,
      r"lengths must be integers, got dtype bool"),
     ("rnn-lengths-str", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths='55')", T, r"lengths must be integers"),
@@ -415,7 +423,7 @@ CASES = [
     ("init-kaiming-mode", "init.kaiming_uniform_(np.zeros((3, 3)), mode='fan')", V, r"mode must be 'fan_in' or 'fan_out'"),
     ("init-gain-nan", "init.xavier_uniform_(np.zeros((3, 3)), gain=float('nan'))", V, r"gain must be a finite number, got nan"),
     ("init-std-negative", "init.normal_(np.zeros(3), std=-1)", V, r"std must be >= 0, got -1"),
-    ("init-uniform-bounds", "init.uniform_(np.zeros(3), 1, 0)", V, r"low <= high"),
+    ("init-uniform-bounds", "init.uniform_(np.zeros(3), 1, 0)", V, r"a <= b, got a=1.0, b=0.0"),
     ("init-orthogonal-1d", "init.orthogonal_(np.zeros(3))", V, r"at least 2 dimensions"),
     # (it wrote Inf with only NumPy's warning; the other initialisers refused)
     ("init-orthogonal-gain-past-float32", "a = np.zeros((3, 3), np.float32); "
@@ -590,9 +598,9 @@ CASES = [
     ("fit-callbacks-not-list", "m = pyrnn.Sequential([pyrnn.Dense(2, 1)]); m.fit(rand(4, 3, 2), rand(4, 3, 1), loss='mse', "
      "optimizer='sgd', verbose=0, callbacks=callbacks.EarlyStopping('loss'))", T, r"callbacks must be a list.*got EarlyStopping"),
     ("checkpoint-path-none", "callbacks.ModelCheckpoint(None)", T, r"path must be a str or os.PathLike, got NoneType"),
-    ("init-uniform-overflow", "init.uniform_(np.zeros(3), -1e308, 1e308)", V, r"finite high - low"),
-    ("init-kaiming-slope-nan", "init.kaiming_normal_(np.zeros((3, 3)), float('nan'))", V, r"neg_slope must be a finite number, got nan"),
-    ("init-kaiming-slope-str", "init.kaiming_uniform_(np.zeros((3, 3)), 'a')", T, r"neg_slope must be a finite number, got str"),
+    ("init-uniform-overflow", "init.uniform_(np.zeros(3), -1e308, 1e308)", V, r"finite b - a"),
+    ("init-kaiming-slope-nan", "init.kaiming_normal_(np.zeros((3, 3)), float('nan'))", V, r"a \(the leaky_relu negative slope\) must be a finite number, got nan"),
+    ("init-kaiming-slope-str", "init.kaiming_uniform_(np.zeros((3, 3)), 'a')", T, r"a \(the leaky_relu negative slope\) must be a finite number, got str"),
     ("init-gain-str", "init.xavier_uniform_(np.zeros((3, 3)), gain='1')", T, r"gain must be a finite number, got str"),
     # Finite float64 that float32 cannot hold would be Inf, then NaN, in every result: as fit.
     ("lstm-x-overflows-float32", "pyrnn.LSTM(2, 3)(np.full((4, 1, 2), 1e300))", V,
