@@ -77,6 +77,10 @@ def _recurrent_from_torch(torch, m):
     if isinstance(m, nn.LSTM) and getattr(m, "proj_size", 0):
         raise ValueError(f"torch.nn.LSTM with proj_size={m.proj_size} has no pyrnn equivalent "
                          "(pyrnn's LSTM has no projection); use proj_size=0")
+    if m.dropout >= 1:
+        raise ValueError(f"torch.nn.{name} with dropout={m.dropout} has no pyrnn equivalent "
+                         "(pyrnn's dropout between recurrent layers is in [0, 1); torch's 1.0 "
+                         "zeroes every upper layer's input in training)")
     dtype = _dtype_name(torch, m.weight_ih_l0, f"torch.nn.{name}")
     kw = dict(num_layers=m.num_layers, bias=bool(m.bias), batch_first=bool(m.batch_first),
               bidirectional=bool(m.bidirectional), dropout=float(m.dropout), dtype=dtype)
@@ -224,7 +228,7 @@ def from_torch(module: nn.Module) -> _PyrnnModule:
     """A pyrnn layer or model with the same parameters as a PyTorch module.
 
     Supported: torch.nn.RNN / LSTM / GRU (any num_layers, bidirectional, batch_first, bias,
-    nonlinearity, dropout; float32 or float64 parameters; torch's GRU becomes
+    nonlinearity, dropout below 1; float32 or float64 parameters; torch's GRU becomes
     pyrnn.GRU(reset_after=True)); torch.nn.Linear -> pyrnn.Dense; Embedding, LayerNorm
     (over the last axis), Dropout; torch.nn.Sequential of these, where a ReLU / Tanh /
     Sigmoid right after a Linear becomes that Dense's activation (recurrent layers inside

@@ -216,6 +216,9 @@ def test_gru_reset_before_has_no_torch_equivalent():
 def test_unsupported_modules_and_options():
     with pytest.raises(ValueError, match="proj_size"):
         pyrnn.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(ValueError, match=r"torch.nn.GRU with dropout=1.0 has no pyrnn "
+                                         r"equivalent \(pyrnn's dropout .* is in \[0, 1\)"):
+        pyrnn.from_torch(torch.nn.GRU(3, 4, num_layers=2, dropout=1.0))
     with pytest.raises(ValueError, match="float16"):
         pyrnn.from_torch(torch.nn.GRU(3, 4).half())
     with pytest.raises(TypeError, match="Conv1d"):
