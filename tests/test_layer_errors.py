@@ -140,11 +140,21 @@ def test_lengths_wrong_count(layer, lengths):
     assert re.search(r"\b2\b", str(e.value)), f"expected count 2 not named: {e.value}"
 
 
-@pytest.mark.parametrize("lengths", [[3.0, 2.0], [2.5, 3.0], ["a", "b"]],
-                         ids=["integral-float", "float", "str"])
-def test_lengths_non_integer(layer, lengths):
-    with pytest.raises((TypeError, ValueError), match=r"(?i)int"):
+@pytest.mark.parametrize("lengths,error,match", [
+    ([2.5, 3.0], ValueError, r"^lengths must be whole numbers, got 2.5 at index 0$"),
+    ([3.0, np.inf], ValueError, r"^lengths must be whole numbers, got inf at index 1$"),
+    (["a", "b"], TypeError, r"^lengths must be integers, got dtype <U1$")],
+    ids=["float", "inf", "str"])
+def test_lengths_non_integer(layer, lengths, error, match):
+    with pytest.raises(error, match=match):
         layer(np.zeros((5, 2, C)), None, np.array(lengths))
+
+
+def test_lengths_as_whole_floats(layer):
+    # A float mask's sum(1), as torch's pack_padded_sequence takes it.
+    x = np.random.default_rng(0).standard_normal((5, 2, C))
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
+    np.testing.assert_array_equal(layer(x, None, mask.sum(1))[0], layer(x, None, [3, 5])[0])
 
 
 def test_lengths_accepts_lists_and_int_dtypes(layer):
