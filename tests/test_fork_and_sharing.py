@@ -183,8 +183,9 @@ def test_peak_gflops_in_a_forked_child_refuses_more_threads():
     saved = pyrnn.get_num_threads()
     pyrnn.set_num_threads(2)
     try:
-        pyrnn.Dense(64, 64)(np.ones((64, 64), np.float32))
-        pyrnn.LSTM(8, 32)(np.ones((3, 4, 8), np.float32))  # a team of 2 has run
+        # A team of 2 has run (a product of 67M multiply-adds: the small ones this test had
+        # ran on one thread, so it passed only after other tests of the file had run a team).
+        pyrnn.Dense(256, 512)(np.ones((512, 256), np.float32))
 
         def child():
             try:
