@@ -57,3 +57,24 @@ def test_find_package_consumer(repo_root, tmp_path):
     exe = build / "consumer"
     res = _run([str(exe)])
     assert f"pyrnn {pyrnn.__version__}" in res.stdout
+
+
+@pytest.mark.parametrize("compiler", ["g++", "clang++"])
+def test_public_headers_compile_cleanly(repo_root, tmp_path, compiler):
+    # Each public header alone, in a user's strict build: -Wshadow caught a local in
+    # check_allocation, clang's -Wextra an unused parameter of the cell rows (gcc is silent on
+    # templates never instantiated).
+    exe = shutil.which(compiler) or (
+        "/usr/lib/llvm-14/bin/clang++" if compiler == "clang++" and
+        os.path.exists("/usr/lib/llvm-14/bin/clang++") else None)
+    if exe is None:
+        pytest.skip(f"{compiler} is not installed")
+    include = repo_root / "cpp" / "include"
+    headers = sorted(str(p.relative_to(include)) for p in include.rglob("*.h"))
+    assert "pyrnn/pyrnn.h" in headers and "pyrnn/kernels/cells.h" in headers
+    for std in ("c++17", "c++20"):
+        for h in headers:
+            src = tmp_path / "one.cpp"
+            src.write_text(f"#include <{h}>\nint main() {{ return 0; }}\n")
+            _run([exe, f"-std={std}", "-Wall", "-Wextra", "-Wshadow", "-Wpedantic", "-Werror",
+                  "-fsyntax-only", f"-I{include}", str(src)])

@@ -52,6 +52,8 @@ def test_rnn_sine_learns(example_dir, optimizer):
     assert m, res.stdout
     first, last, first_held, last_held = map(float, m.groups())
     assert last < 0.05 * first and last_held < 0.05 * first_held, res.stdout
+    # Another set than the training one in effect (phases alone printed the same losses).
+    assert abs(first_held - first) > 0.1 * first, res.stdout
     # The loss is printed every 50 epochs from epoch 0.
     assert res.stdout.count("loss") >= 6
 

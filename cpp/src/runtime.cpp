@@ -347,7 +347,8 @@ void set_num_threads(int n) {
   PYRNN_CHECK(n == 1 || !state().forked.load(), "set_num_threads(", n, "): this process was fork()ed ",
               "from one whose pyrnn threads had run, and OpenMP's thread pool does not survive ",
               "fork (the threads would wait forever), so pyrnn runs on 1 thread here; start ",
-              "worker processes with multiprocessing's 'spawn' or 'forkserver' method for more");
+              "workers as fresh processes for more (fork then exec; in Python, multiprocessing's ",
+              "'spawn' or 'forkserver' method)");
   check_team_can_start(n, false);  // refused now, not at the next call
   threads_slot().store(n);
 }

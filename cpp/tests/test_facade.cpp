@@ -556,8 +556,13 @@ TEST(facade_errors) {
   // its end), are refused by name.
   pyrnn::LSTMLayer from(3, 4, 2);
   pyrnn::LSTMLayer to(std::move(from));
-  CHECK(contains(error_of([&] { from.forward(good); }), "was moved from"));
+  CHECK(contains(error_of([&] { from.forward(good); }), "layer.forward: this layer was moved"));
   CHECK_THROWS(from.backward(pyrnn::Matrix(2, 2)));
+  // Only its core() moved out: the layer says so (it said the layer was moved from).
+  pyrnn::LSTMLayer kept(3, 4, 2);
+  pyrnn::Recurrent<float> taken = std::move(kept.core());
+  CHECK(contains(error_of([&] { kept.forward(good); }),
+                 "LSTMLayer.forward: this layer's core() was moved from"));
   CHECK_THROWS(from.parameters());
   CHECK(to.forward(good).cols() == 2);
   to.outputWeight() = pyrnn::Matrix(7, 9);

@@ -187,6 +187,19 @@ TEST(allocation_guard_refuses_absurd_sizes) {
     CHECK(std::string(e.what()).find("a test buffer needs") != std::string::npos);
     CHECK(std::string(e.what()).find("GiB") != std::string::npos);
   }
+  // A size that went wrong in the caller's arithmetic is refused, not passed (NaN compares
+  // false with every limit).
+  for (double bad : {std::nan(""), -1.0}) {
+    try {
+      pyrnn::check_allocation(bad, "a test buffer");
+      CHECK(false);
+    } catch (const pyrnn::OutOfMemory&) {
+      CHECK(false);
+    } catch (const pyrnn::Error& e) {
+      CHECK(std::string(e.what()).find("a test buffer: ") == 0);
+      CHECK(std::string(e.what()).find("bytes is not a size") != std::string::npos);
+    }
+  }
 }
 
 // A buffer a thread team cannot allocate (a thread's A-block scratch, gemm_b_in_place's edge

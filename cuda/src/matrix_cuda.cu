@@ -17,7 +17,12 @@ namespace pyrnn {
 
 namespace {
 cudaStream_t stream() { return cuda::Context::get(0).stream(); }  // throws without a device
-using Device0 = cuda::detail::DeviceScope;  // Device0 on(0): device 0 current for the scope
+// Device 0 current for the scope, once Context::get(0) has found one: without a device that
+// throws "no usable CUDA device: <reason>", not cudaGetDevice's raw error and source path.
+struct Device0 {
+  Device0() : scope((static_cast<void>(cuda::Context::get(0)), 0)) {}
+  cuda::detail::DeviceScope scope;
+};
 using Lock0 = std::lock_guard<std::mutex>;    // Lock0 lock(device0_mutex())
 std::mutex& device0_mutex() { return cuda::detail::device_mutex(0); }
 }  // namespace
@@ -25,7 +30,7 @@ std::mutex& device0_mutex() { return cuda::detail::device_mutex(0); }
 MatrixCUDA::MatrixCUDA(std::size_t rows, std::size_t cols) : rows_(rows), cols_(cols) {
   PYRNN_CHECK(cols == 0 || rows <= static_cast<std::size_t>(-1) / 2 / cols, "MatrixCUDA(", rows,
               ", ", cols, "): size overflows");
-  Device0 on(0);
+  Device0 on;
   Lock0 lock(device0_mutex());
   cudaStream_t s = stream();
   buf_ = cuda::DeviceBuffer<float>(rows * cols);
@@ -34,7 +39,7 @@ MatrixCUDA::MatrixCUDA(std::size_t rows, std::size_t cols) : rows_(rows), cols_(
 }
 
 MatrixCUDA::MatrixCUDA(const Matrix& host) : rows_(host.rows()), cols_(host.cols()) {
-  Device0 on(0);
+  Device0 on;
   Lock0 lock(device0_mutex());
   cudaStream_t s = stream();
   buf_ = cuda::DeviceBuffer<float>(host.size());
@@ -43,7 +48,7 @@ MatrixCUDA::MatrixCUDA(const Matrix& host) : rows_(host.rows()), cols_(host.cols
 
 MatrixCUDA::MatrixCUDA(const MatrixCUDA& other) : rows_(other.rows_), cols_(other.cols_) {
   if (other.size() == 0) return;
-  Device0 on(0);
+  Device0 on;
   Lock0 lock(device0_mutex());
   cudaStream_t s = stream();
   buf_ = cuda::DeviceBuffer<float>(other.size());
@@ -60,7 +65,7 @@ MatrixCUDA& MatrixCUDA::operator=(const MatrixCUDA& other) {
 MatrixCUDA& MatrixCUDA::toGPU(const Matrix& host) {
   PYRNN_CHECK(host.rows() == rows_ && host.cols() == cols_, "MatrixCUDA::toGPU: host matrix is ",
               host.rows(), " x ", host.cols(), ", this one ", rows_, " x ", cols_);
-  Device0 on(0);
+  Device0 on;
   Lock0 lock(device0_mutex());
   buf_.copy_from_host(host.data(), host.size(), stream());
   return *this;
@@ -69,7 +74,7 @@ MatrixCUDA& MatrixCUDA::toGPU(const Matrix& host) {
 Matrix MatrixCUDA::toCPU() const {
   Matrix out(rows_, cols_);
   if (size()) {
-    Device0 on(0);
+    Device0 on;
     Lock0 lock(device0_mutex());
     buf_.copy_to_host(out.data(), size(), stream());
   }

@@ -180,11 +180,13 @@ inline void check_allocation(double bytes, const char* what) {
     throw OutOfMemory("PYRNN_MEMORY_LIMIT='" + env.value + "' is not a size: expected bytes or " +
                       "a number with a K, M, G or T suffix (powers of 1024), e.g. 4G (unset, the " +
                       "limit is this machine's memory); refused: " + what);
+  if (!(bytes >= 0))  // NaN or negative: a caller's size computation went wrong
+    throw Error(std::string(what) + ": " + std::to_string(bytes) + " bytes is not a size");
   const double limit = static_cast<double>(memory_limit_bytes());
   if (bytes > limit || bytes >= 1.8e19) {
     // Named after the limit that applies: a PYRNN_MEMORY_LIMIT above the machine's is not it.
-    const std::uint64_t env = detail::env_memory_limit();
-    const bool by_env = env && env < detail::system_memory_bytes();
+    const std::uint64_t env_limit = detail::env_memory_limit();
+    const bool by_env = env_limit && env_limit < detail::system_memory_bytes();
     throw OutOfMemory(std::string(what) + " needs " + detail::size_text(bytes) + ", more than " +
                       (by_env ? "PYRNN_MEMORY_LIMIT" : "this machine's memory") + " (" +
                       detail::size_text(limit) + ")");

@@ -67,6 +67,7 @@ class Recurrent {
   T* params() { return params_.data(); }
   const T* params() const { return params_.data(); }
   T* grads() { return grads_.data(); }
+  const T* grads() const { return grads_.data(); }
   void zero_grad() { grads_.zero(); }
   // PyTorch-style init, U(-1/sqrt(H), 1/sqrt(H)), reproducible from seed.
   void reset_parameters(std::uint64_t seed);

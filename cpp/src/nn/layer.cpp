@@ -56,9 +56,10 @@ BasicRecurrentLayer<T>::BasicRecurrentLayer(std::string name, const RecurrentCon
 void detail::check_facade(const std::string& who, const char* call, bool moved_from,
                           const RecurrentConfig& cfg, std::size_t w_rows, std::size_t w_cols,
                           std::size_t b_rows, std::size_t b_cols, std::size_t O) {
-  // A moved-from layer's name went with the move too.
-  PYRNN_CHECK(!moved_from, who.empty() ? "layer" : who, ".", call,
-              ": this layer was moved from (its storage went with the move)");
+  // A moved-from layer's name went with the move too. (Its core() alone may have been moved
+  // out: the layer's name is then still there.)
+  PYRNN_CHECK(!moved_from, who.empty() ? "layer" : who, ".", call, ": this layer",
+              who.empty() ? "" : "'s core()", " was moved from (its storage went with the move)");
   PYRNN_CHECK(cfg.num_layers == 1 && !cfg.bidirectional && !cfg.batch_first, who, ".", call,
               ": core() has num_layers=", cfg.num_layers,
               ", bidirectional=", cfg.bidirectional ? "true" : "false",

@@ -18,7 +18,7 @@ inline T sigmoid(T x) {
 // ---- RNN: h = act(x W_ih^T + b + h_prev W_hh^T) -------------------------------------------
 // g [H] in: input part; r [H]: recurrent part (null: already in g). out: g = h [H].
 template <typename T>
-inline void rnn_forward_row(int H, int j0, int j1, bool relu, T* g, const T* r) {
+inline void rnn_forward_row(int /*H*/, int j0, int j1, bool relu, T* g, const T* r) {
   for (int j = j0; j < j1; ++j) {
     const T pre = r ? g[j] + r[j] : g[j];
     g[j] = relu ? (pre < T(0) ? T(0) : pre) : std::tanh(pre);  // relu(NaN) = NaN
@@ -31,7 +31,7 @@ inline void rnn_forward_row(int H, int j0, int j1, bool relu, T* g, const T* r) 
 // One loop per activation, dh read unconditionally: the select then needs no branch (tested
 // inside one loop it was a branch, mispredicted on half the units).
 template <typename T>
-inline void rnn_backward_row(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a) {
+inline void rnn_backward_row(int /*H*/, int j0, int j1, bool relu, T* dg, const T* dh, const T* a) {
   if (relu) {
     for (int j = j0; j < j1; ++j) {
       const T d = dh[j];
@@ -147,7 +147,7 @@ inline void gru_before_backward_zn_row(int H, int j0, int j1, T* dg, const T* dh
 }
 // Backward stage 2: drh [H] = d (r*h_prev) (from dg_n W_hn); dg r part out; dh_prev += drh*r.
 template <typename T>
-inline void gru_before_backward_r_row(int H, int j0, int j1, T* dg, const T* drh, T* dh_prev, const T* a,
+inline void gru_before_backward_r_row(int /*H*/, int j0, int j1, T* dg, const T* drh, T* dh_prev, const T* a,
                                       const T* h_prev) {
   for (int j = j0; j < j1; ++j) {
     const T rg = a[j];

@@ -78,10 +78,12 @@ class BasicRecurrentLayer {
   // backpropagates through the same cached forward (so two calls add twice).
   std::vector<MatrixT> backward(const MatrixT& d_output);
 
-  // h_1..h_T of the last forward, each [N, H] (h_0 = 0 is not included).
+  // h_1..h_T of the last forward, each [N, H] (h_0 = 0 is not included); empty before the
+  // first forward and on a moved-from layer.
   const std::vector<MatrixT>& getHiddenStates() const { return hidden_; }
-  // c_1..c_T of the last forward, each [N, H]. LSTM only: RNNLayer and GRULayer have no cell
-  // state and throw pyrnn::Error (rather than hand back an empty vector whose back() is UB).
+  // c_1..c_T of the last forward, each [N, H] (empty as getHiddenStates()). LSTM only: RNNLayer
+  // and GRULayer have no cell state and throw pyrnn::Error (rather than hand back an empty
+  // vector whose back() is UB).
   const std::vector<MatrixT>& getCellStates() const;
 
   // Training mode (the default) keeps the BPTT cache; eval mode skips it (cheaper inference)
@@ -115,6 +117,8 @@ class BasicRecurrentLayer {
   // parameters().
   MatrixT& outputWeight() { return w_hy_; }        // [O, H]
   MatrixT& outputBias() { return b_y_; }           // [1, O]
+  const MatrixT& outputWeight() const { return w_hy_; }
+  const MatrixT& outputBias() const { return b_y_; }
   const MatrixT& outputWeightGrad() const { return dw_hy_; }  // [O, H]
   const MatrixT& outputBiasGrad() const { return db_y_; }     // [1, O]
 

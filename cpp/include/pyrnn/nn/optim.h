@@ -66,7 +66,8 @@ class BasicSGD {
   void step(BasicRecurrentLayer<T>& layer);
   double learningRate() const { return lr_; }
   void setLearningRate(double lr);
-  // Parameter tensors with state (momentum / moments) held: the live layers' only.
+  // Parameter tensors with state (momentum / moments) held. The state of a layer that no
+  // longer exists (or a replaced parameter) is dropped at the next step(), not before.
   std::size_t numStates() const;
 
  private:
@@ -92,7 +93,8 @@ class BasicAdam {
   void step(BasicRecurrentLayer<T>& layer);
   double learningRate() const { return lr_; }
   void setLearningRate(double lr);
-  // Parameter tensors with state (momentum / moments) held: the live layers' only.
+  // Parameter tensors with state (momentum / moments) held. The state of a layer that no
+  // longer exists (or a replaced parameter) is dropped at the next step(), not before.
   std::size_t numStates() const;
 
  private:

@@ -75,6 +75,7 @@ class Recurrent {
   T* params() { return params_.data(); }  // device [num_parameters()]
   const T* params() const { return params_.data(); }
   T* grads() { return grads_.data(); }  // device [num_parameters()]
+  const T* grads() const { return grads_.data(); }
   void zero_grad();
   // Exactly the values pyrnn::Recurrent<T>::reset_parameters(seed) produces (drawn on the host by
   // the same code, then uploaded).

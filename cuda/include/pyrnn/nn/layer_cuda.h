@@ -44,9 +44,12 @@ class RecurrentLayerCUDA {
   const MatrixCUDA& lastHiddenState() const { return h_last_; }
 
   cuda::Recurrent<float>& core() { return core_; }
+  const cuda::Recurrent<float>& core() const { return core_; }
   // Assign matrices of the same shape: forward refuses others.
   MatrixCUDA& outputWeight() { return w_hy_; }  // [O, H]
   MatrixCUDA& outputBias() { return b_y_; }     // [1, O]
+  const MatrixCUDA& outputWeight() const { return w_hy_; }
+  const MatrixCUDA& outputBias() const { return b_y_; }
 
  private:
   // As the CPU facade's: not moved from, and the projection [O, H], [1, O] as built.
