@@ -78,3 +78,8 @@ def test_public_headers_compile_cleanly(repo_root, tmp_path, compiler):
             src.write_text(f"#include <{h}>\nint main() {{ return 0; }}\n")
             _run([exe, f"-std={std}", "-Wall", "-Wextra", "-Wshadow", "-Wpedantic", "-Werror",
                   "-fsyntax-only", f"-I{include}", str(src)])
+    # No POSIX names come along (aligned.h included <unistd.h>: a user's `read` clashed).
+    src = tmp_path / "posix.cpp"
+    src.write_text("#include <pyrnn/pyrnn.h>\nint read = 0, access = 1, close = 2;\n"
+                   "int main() { return read + access + close - 3; }\n")
+    _run([exe, "-std=c++17", "-Wall", "-Werror", "-fsyntax-only", f"-I{include}", str(src)])

@@ -10,12 +10,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -24,6 +27,25 @@
 #endif
 
 namespace pyrnn {
+
+std::uint64_t detail::system_memory_bytes() {
+  static const std::uint64_t limit = [] {
+    std::uint64_t lim = std::numeric_limits<std::uint64_t>::max();
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0)
+      lim = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+#endif
+#if defined(__linux__)
+    const std::uint64_t v2 = read_limit_file("/sys/fs/cgroup/memory.max");
+    const std::uint64_t v1 = read_limit_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    if (v2 < lim) lim = v2;
+    if (v1 < lim) lim = v1;
+#endif
+    return lim;
+  }();
+  return limit;
+}
 
 const char* isa_name(CpuIsa isa) {
   switch (isa) {

@@ -13,10 +13,6 @@
 
 #include "pyrnn/error.h"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
 namespace pyrnn {
 
 constexpr std::size_t kAlignment = 64;
@@ -132,24 +128,9 @@ inline std::uint64_t env_memory_limit() { return env_memory_limit_parsed().bytes
 
 namespace detail {
 // The machine's physical memory, or a smaller cgroup memory limit (v2 memory.max, v1
-// memory.limit_in_bytes); read once.
-inline std::uint64_t system_memory_bytes() {
-  static const std::uint64_t limit = [] {
-    std::uint64_t lim = std::numeric_limits<std::uint64_t>::max();
-#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) lim = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
-#endif
-#if defined(__linux__)
-    const std::uint64_t v2 = read_limit_file("/sys/fs/cgroup/memory.max");
-    const std::uint64_t v1 = read_limit_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
-    if (v2 < lim) lim = v2;
-    if (v1 < lim) lim = v1;
-#endif
-    return lim;
-  }();
-  return limit;
-}
+// memory.limit_in_bytes); read once. Defined in the library (runtime.cpp): its sysconf needs
+// <unistd.h>, which this public header would otherwise hand to every user's code.
+std::uint64_t system_memory_bytes();
 
 // "12.5 GiB", "100.0 MiB", "10.0 KiB" or "512 bytes": a size in the unit that shows it.
 inline std::string size_text(double bytes) {
