@@ -14,6 +14,7 @@
 #include "pyrnn/kernels/gemm.h"
 #include "pyrnn/random.h"
 #include "step_sync.h"
+#include "team.h"
 #include "team_errors.h"
 
 #ifdef _OPENMP
@@ -509,25 +510,16 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   detail::TeamErrors errors(size);
 #pragma omp parallel num_threads(size) if (size > 1)
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), team = std::min(nth, omp_get_num_threads());
-#else
-    const int tid = 0, team = 1;
-#endif
+    const int tid = detail::team_member(), team = detail::sharers(nth);
     // start_team's extra members (tid >= team) skip the steps; their shares come out empty.
     const bool works = tid < team;
-    const int me = std::min(tid, team), me1 = std::min(tid + 1, team);
     // This thread's batch rows [n0, n1) (whole micro-tiles) and hidden units [u0, u1).
-    const int uteam = by_rows ? 1 : team, utid = by_rows ? 0 : me, utid1 = by_rows ? 1 : me1;
-    const int rblocks = static_cast<int>((N + 7) / 8);
-    const std::size_t n0 =
-        by_rows ? std::min(N, 8 * std::size_t(part_start(rblocks, me, team))) : 0;
-    const std::size_t n1 =
-        by_rows ? std::min(N, 8 * std::size_t(part_start(rblocks, me1, team))) : N;
+    const int uteam = by_rows ? 1 : team;
+    const detail::Span rows = by_rows ? detail::share(N, tid, team, 8) : detail::Span{0, N};
+    const detail::Span units = detail::share(Hi, by_rows ? 0 : tid, uteam, nr);
+    const std::size_t n0 = rows.begin, n1 = rows.end;
     const int Mr = static_cast<int>(n1 - n0);
-    const int upanels = (Hi + nr - 1) / nr;
-    const int u0 = std::min(Hi, part_start(upanels, utid, uteam) * nr);
-    const int u1 = std::min(Hi, part_start(upanels, utid1, uteam) * nr);
+    const int u0 = static_cast<int>(units.begin), u1 = static_cast<int>(units.end);
     int ranges[8], ranges_n[2] = {u0 / nr, (u1 + nr - 1) / nr};
     for (int q = 0; q < ngates; ++q) {
       ranges[2 * q] = (q * Hi + u0) / nr;
@@ -814,33 +806,23 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   detail::TeamErrors errors(size);
 #pragma omp parallel num_threads(size) if (size > 1)
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), team = std::min(nth, omp_get_num_threads());
-#else
-    const int tid = 0, team = 1;
-#endif
+    const int tid = detail::team_member(), team = detail::sharers(nth);
     // start_team's extra members (tid >= team) skip the steps; their shares come out empty.
     const bool works = tid < team;
-    const int me = std::min(tid, team), me1 = std::min(tid + 1, team);
     const int upanels = (Hi + nr - 1) / nr, cpanels = (C + nr - 1) / nr;
     // Units owned for the weight and bias gradients (whole micro-tiles of dW rows).
-    const int ublocks = (Hi + 7) / 8;
-    const int wu0 = by_rows ? std::min(Hi, part_start(ublocks, me, team) * 8)
-                            : std::min(Hi, part_start(upanels, me, team) * nr);
-    const int wu1 = by_rows ? std::min(Hi, part_start(ublocks, me1, team) * 8)
-                            : std::min(Hi, part_start(upanels, me1, team) * nr);
+    const detail::Span wunits = detail::share(Hi, tid, team, by_rows ? 8 : nr);
+    const int wu0 = static_cast<int>(wunits.begin), wu1 = static_cast<int>(wunits.end);
     // The step part: batch rows [n0, n1) and units [u0, u1) of this thread.
-    const int rblocks = static_cast<int>((N + 7) / 8);
-    const std::size_t n0 =
-        by_rows ? std::min(N, 8 * std::size_t(part_start(rblocks, me, team))) : 0;
-    const std::size_t n1 =
-        by_rows ? std::min(N, 8 * std::size_t(part_start(rblocks, me1, team))) : N;
+    const detail::Span rows = by_rows ? detail::share(N, tid, team, 8) : detail::Span{0, N};
+    const std::size_t n0 = rows.begin, n1 = rows.end;
     const int Mr = static_cast<int>(n1 - n0);
     const int u0 = by_rows ? 0 : wu0, u1 = by_rows ? Hi : wu1;
     const int range[2] = {u0 / nr, (u1 + nr - 1) / nr};
     // d x_t: by rows, all its columns for this thread's rows; by units, this thread's columns.
-    const int xrange[2] = {by_rows ? 0 : part_start(cpanels, me, team),
-                           by_rows ? cpanels : part_start(cpanels, me1, team)};
+    const detail::Span xpanels = by_rows ? detail::Span{0, std::size_t(cpanels)}
+                                         : detail::share(cpanels, tid, team);
+    const int xrange[2] = {static_cast<int>(xpanels.begin), static_cast<int>(xpanels.end)};
     const int all_c[2] = {0, cpanels}, all_h[2] = {0, upanels};
     const std::size_t U0 = u0, U = Mr > 0 ? u1 - u0 : 0;
     const std::size_t WU0 = wu0, WU = wu1 - wu0;

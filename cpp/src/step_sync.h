@@ -32,12 +32,6 @@
 
 namespace pyrnn {
 
-// Where part `part` of `parts` starts when `count` items are split evenly: count * part / parts,
-// in 64 bits (batch blocks times a large team overflowed int: rows were skipped, silently).
-inline int part_start(int count, int part, int parts) {
-  return static_cast<int>(static_cast<long long>(count) * part / parts);
-}
-
 class StepSync {
  public:
   // Room for `threads` threads; the team that uses it may be smaller (OpenMP can give fewer).

@@ -1,7 +1,8 @@
 // Contiguous shares of a loop for an OpenMP team (internal to the core's .cpp files): the
-// element-wise and row-wise passes of the training stack (layers.cpp) and the optimizer steps
-// (optim.cpp). A share depends on the team size only through its bounds, never the arithmetic
-// inside it, so these loops give the same bits at any thread count.
+// GEMMs' panels (kernels/), the step loops' rows and units (recurrent.cpp), the element-wise and
+// row-wise passes of the training stack (layers.cpp) and the optimizer steps (optim.cpp). A
+// share depends on the team size only through its bounds, never the arithmetic inside it, so
+// these loops give the same bits at any thread count.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -37,7 +38,8 @@ inline int team_size() {
 inline int sharers(int threads) { return std::min(threads, team_size()); }
 
 // Member `me`'s contiguous share of n items split among `parts` members, its bounds multiples
-// of `grain` (but the last); empty for a member from `parts` on.
+// of `grain` (but the last); empty for a member from `parts` on (start_team's extra members).
+// In size_t: units * me overflowed int for 2^28 row blocks among 4096 threads.
 struct Span {
   std::size_t begin, end;
 };

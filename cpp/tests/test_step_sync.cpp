@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../src/step_sync.h"
+#include "../src/team.h"
 #include "check.h"
 
 #ifdef _OPENMP
@@ -134,20 +135,29 @@ TEST(step_sync_passive_waiter_leaves_the_core_idle) {
   CHECK(waiter_cpu < 0.15);
 }
 
-// The split of batch blocks (or unit panels) among a team: every part in order, the parts
-// covering [0, count) exactly, also where count * part passes INT_MAX (2^28 blocks of 8 rows
+// The split of batch rows (or unit panels) among a team (team.h's share, which the step loops
+// and the GEMMs use): every part in order, whole grains, the parts covering [0, count) exactly,
+// members past the team empty; also where blocks * part passes INT_MAX (2^28 blocks of 8 rows
 // among 4096 threads; in int the last parts started at negative values and lost their rows).
-TEST(part_start_splits_large_counts_exactly) {
-  const int counts[] = {1, 7, 1000, 1 << 22, 1 << 28, 268435455};
+TEST(share_splits_large_counts_exactly) {
+  using pyrnn::detail::share;
+  const std::size_t counts[] = {1, 7, 1000, 1 << 22, 1 << 28, 268435455, std::size_t(1) << 31};
   const int teams[] = {1, 2, 3, 128, 4096};
-  for (int count : counts)
-    for (int team : teams) {
-      CHECK(pyrnn::part_start(count, 0, team) == 0);
-      CHECK(pyrnn::part_start(count, team, team) == count);
-      for (int p = 0; p < team; ++p) {
-        const int a = pyrnn::part_start(count, p, team), b = pyrnn::part_start(count, p + 1, team);
-        CHECK(a <= b && b - a <= count / team + 1);
+  const std::size_t grains[] = {1, 8};
+  for (std::size_t count : counts)
+    for (int team : teams)
+      for (std::size_t grain : grains) {
+        const std::size_t units = (count + grain - 1) / grain;
+        CHECK(share(count, 0, team, grain).begin == 0);
+        CHECK(share(count, team - 1, team, grain).end == count);
+        CHECK(share(count, team, team, grain).begin == count);
+        CHECK(share(count, team, team, grain).end == count);
+        for (int p = 0; p < team; ++p) {
+          const pyrnn::detail::Span a = share(count, p, team, grain);
+          CHECK(a.begin <= a.end && a.end - a.begin <= (units / team + 1) * grain);
+          CHECK(a.begin % grain == 0);
+          if (p + 1 < team) CHECK(a.end == share(count, p + 1, team, grain).begin);
+        }
       }
-    }
-  CHECK(pyrnn::part_start(1 << 28, 4095, 4096) == (1 << 28) - (1 << 16));
+  CHECK(share(std::size_t(8) << 28, 4095, 4096, 8).begin == std::size_t(8) * ((1 << 28) - (1 << 16)));
 }

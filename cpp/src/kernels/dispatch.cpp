@@ -9,6 +9,7 @@
 #include "pyrnn/kernels/ops_tables.h"
 #include "pyrnn/kernels/optim_loops.h"
 #include "pyrnn/runtime.h"
+#include "../team.h"
 #include "../team_errors.h"
 
 #ifdef _OPENMP
@@ -96,15 +97,11 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
   ::pyrnn::detail::TeamErrors errors(size);
 #pragma omp parallel num_threads(size) if (size > 1)
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), nth = std::min(threads, omp_get_num_threads());
-#else
-    const int tid = 0, nth = 1;
-#endif
+    const int tid = ::pyrnn::detail::team_member();
     // This member's run of panels [p0, p1): none past `threads` (start_team's extra members).
-    const int me = std::min(tid, nth), me1 = std::min(tid + 1, nth);
-    const int p0 = static_cast<int>(static_cast<long long>(npanels) * me / nth);
-    const int p1 = static_cast<int>(static_cast<long long>(npanels) * me1 / nth);
+    const ::pyrnn::detail::Span mine =
+        ::pyrnn::detail::share(npanels, tid, ::pyrnn::detail::sharers(threads));
+    const int p0 = static_cast<int>(mine.begin), p1 = static_cast<int>(mine.end);
     // Block: kb x (pb panels) of op(B). Wide first: each block's product packs (or reads) all
     // of A's rows for its k range again, so this thread's whole run of panels if it fits with
     // all of K, or with whole kc blocks of K; narrower only when one kc block of the run does
