@@ -81,6 +81,27 @@ def test_optimizer_matches_torch(case, dtype):
         np.testing.assert_allclose(p.data, tp.detach().numpy(), **tol)
 
 
+@pytest.mark.parametrize("dtype, huge", [(np.float32, 2e21), (np.float64, 2e156)])
+def test_centered_rmsprop_past_overflow_matches_torch(dtype, huge):
+    # Once grad_avg**2 overflows, square_avg is +Inf too: torch's fused addcmul gives an Inf
+    # variance and a step of 0. pyrnn computed Inf - Inf = NaN and wrote NaN parameters (found by
+    # helper-118). Huge gradients among ordinary ones, in the vector bodies and the tail, per ISA.
+    g = np.where(np.arange(37) % 3 == 1, huge, np.linspace(-1, 1, 37)).astype(dtype)
+    tp = torch.tensor(np.full(37, 0.5, dtype), requires_grad=True)
+    topt = torch.optim.RMSprop([tp], lr=0.01, centered=True)
+    tp.grad = torch.tensor(g)
+    topt.step()
+    want = tp.detach().numpy()
+    assert np.isfinite(want).all() and (want[1::3] == 0.5).all()
+    for isa in pyrnn._core.available_isas():
+        pyrnn.set_cpu_isa(isa)
+        p = pyrnn.Parameter("p", np.full(37, 0.5, dtype), g.copy())
+        optim.RMSprop([p], lr=0.01, centered=True).step()
+        np.testing.assert_allclose(p.data, want, rtol=1e-6 if dtype == np.float32 else 1e-13,
+                                   err_msg=isa)
+        assert (p.data[1::3] == 0.5).all(), isa
+
+
 @pytest.mark.parametrize("case", ["sgd_momentum", "adam", "rmsprop_centered"])
 def test_a_parameter_appended_to_param_groups_is_trained_as_in_torch(case):
     # param_groups[0]["params"] is the optimizer's own list, as torch's: a parameter appended

@@ -41,6 +41,13 @@ PYRNN_HD inline T opt_lerp(T a, T b, T w) {
   return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
 }
 
+// The centred variance s - a*a, as optim_loops_isa.inc's centered_var: +Inf (torch's fused
+// addcmul) once a*a overflows, where s is +Inf too, not Inf - Inf = NaN.
+template <typename T>
+PYRNN_HD inline T opt_centered_var(T s, T a) {
+  return s == T(INFINITY) && opt_finite(a) ? s : s - a * a;
+}
+
 // ---- SGD ----------------------------------------------------------------------------------------
 using ::pyrnn::optim::StepKeep;
 using ::pyrnn::kernels::SgdCoef;
@@ -113,7 +120,7 @@ PYRNN_HD inline unsigned rmsprop_elem(std::size_t i, T* param, const T* grad, T*
     if (k.state[1]) k.state[1][i] = grad_avg[i];
     grad_avg[i] = opt_lerp(grad_avg[i], g, c.w);
     state_ok = state_ok && opt_finite(grad_avg[i]);
-    avg = opt_sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + c.eps;
+    avg = opt_sqrt(opt_centered_var(square_avg[i], grad_avg[i])) + c.eps;
   } else {
     avg = opt_sqrt(square_avg[i]) + c.eps;
   }
