@@ -57,6 +57,7 @@ unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_ex
 // RMSprop (torch.optim.RMSprop):
 //   g = grad + weight_decay * p;  s = alpha * s + (1 - alpha) * g * g
 //   centered: a = lerp(a, g, 1 - alpha); avg = sqrt(s - a * a) + eps   else avg = sqrt(s) + eps
+//   (s - a * a is +Inf where s is +Inf and a finite, as torch's fused addcmul: a * a may overflow)
 //   momentum > 0: buf = momentum * buf + g / avg; p -= lr * buf     else p -= lr * g / avg
 // grad_avg may be null unless centered, buf null unless momentum > 0.
 template <typename T>

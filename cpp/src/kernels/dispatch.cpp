@@ -12,10 +12,6 @@
 #include "../team.h"
 #include "../team_errors.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace pyrnn {
 namespace kernels {
 
