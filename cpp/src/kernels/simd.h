@@ -37,6 +37,7 @@ inline VF select_lt(VF a, VF b, VF x, VF y) {  // a < b ? x : y
 inline VF select_le(VF a, VF b, VF x, VF y) {  // a <= b ? x : y (NaN: y)
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ), y.v, x.v)};
 }
+inline bool any_lt(VF a, VF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ) != 0; }
 inline VF nan_or(VF a, VF y) {  // isnan(a) ? a : y
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q), y.v, a.v)};
 }
@@ -100,6 +101,9 @@ inline VF select_lt(VF a, VF b, VF x, VF y) {
 inline VF select_le(VF a, VF b, VF x, VF y) {
   return {_mm256_blendv_ps(y.v, x.v, _mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ))};
 }
+inline bool any_lt(VF a, VF b) {
+  return _mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)) != 0;
+}
 inline VF nan_or(VF a, VF y) {  // isnan(a) ? a : y
   return {_mm256_blendv_ps(y.v, a.v, _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))};
 }
@@ -148,6 +152,7 @@ inline VF scale2(VF p, VF n) {
 }
 inline VF select_lt(VF a, VF b, VF x, VF y) { return a.v < b.v ? x : y; }
 inline VF select_le(VF a, VF b, VF x, VF y) { return a.v <= b.v ? x : y; }
+inline bool any_lt(VF a, VF b) { return a.v < b.v; }  // some lane: a < b
 inline VF nan_or(VF a, VF y) { return a.v != a.v ? a : y; }  // isnan(a) ? a : y
 inline VF copysign(VF mag, VF sgn) { return {std::copysign(mag.v, sgn.v)}; }
 inline VF load_partial(const float* p, int) { return {*p}; }
@@ -189,7 +194,7 @@ inline VF ld(const float* p, Lanes) { return {*p}; }
 inline void st(float* p, VF a, Lanes) { *p = a.v; }
 #endif
 
-// ---- float math (Cephes-style polynomials; errors measured in tests/test_simd_math.py) ------
+// ---- float math (Cephes-style polynomials; errors measured in cpp/tests/test_kernels.cpp) ---
 
 // exp(x) for x in [-87.3, 88] (inputs are clamped there: results stay finite and normal; the
 // cells only need exp where it has not yet saturated). Max rel error ~1.2e-7 (tests).
@@ -219,12 +224,14 @@ inline VF vsigmoid(VF x) {
   return select_lt(x, set1(-87.33654f), set1(0.0f), s);  // NaN: not less, stays NaN
 }
 
-// tanh: a rational minimax approximation |x| P(x^2) / Q(x^2) (degrees 9 / 8) on |x| < 9, at
-// most 1, and exactly 1 from about 8 on (correctly rounded float tanh reaches 1 near 9.01:
-// the gap is within the documented error); the sign copied from x.
-// Half the work of the exp-based form: 4 + 4 FMAs and one reciprocal, no exp, no branch on
-// the range. NaN stays NaN (min/max with the constant first; no float-to-int conversion).
-// Max relative error over every float (exhaustive): 3.5e-7, about 3 ulp.
+// tanh: a rational minimax approximation |x| P(x^2) / Q(x^2) (degrees 9 / 8) below |x| = 4,
+// 4 + 4 FMAs and one reciprocal, half the work of the exp-based form; from 4 to 9,
+// 1 - 2 / (exp(2|x|) + 1), 1 from 9 on; the sign copied from x. Near saturation the
+// rational's few ulps were much of 1 - y, and so of the backward's derivative 1 - y^2 (up to
+// 480% off near 9): the small term 2 / (exp(2|x|) + 1) is accurate to about 3e-7 of itself
+// (under 2e-10), so y is within an ulp of the true value. That branch is taken only by vectors
+// with a lane past 4 (each lane's result depends on that lane alone). NaN stays NaN (min/max
+// with the constant first, compares false; no float-to-int conversion).
 inline VF vtanh(VF x) {
   const VF ax = vabs(x);
   const VF xc = vmin(set1(9.0f), ax);
@@ -239,7 +246,13 @@ inline VF vtanh(VF x) {
   q = fmadd(q, z, set1(2.587707866e-02f));
   q = fmadd(q, z, set1(4.671436256e-01f));
   q = fmadd(q, z, set1(1.0f));
-  const VF t = vmin(set1(1.0f), mul(mul(p, xc), recip(q)));
+  VF t = vmin(set1(1.0f), mul(mul(p, xc), recip(q)));
+  const VF below4 = set1(3.99999976f);  // the float below 4: below4 < |x| is |x| >= 4
+  if (any_lt(below4, ax)) {
+    const VF e = vexp(add(xc, xc));  // xc = min(|x|, 9): e <= 6.6e7
+    const VF big = sub(set1(1.0f), div(set1(2.0f), add(e, set1(1.0f))));
+    t = select_lt(below4, ax, big, t);
+  }
   return copysign(select_lt(set1(9.0f), ax, set1(1.0f), t), x);
 }
 
