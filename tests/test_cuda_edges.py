@@ -324,6 +324,56 @@ print(set(map(str, results)))
         assert out.stdout.strip() == "{\"(True, 'auto')\"}", out.stdout
 
 
+# ---- the device's tiles in the host emulation -----------------------------------------------------
+
+def _state_pairs(a, b):
+    """(device, host) pairs of final states: h_n, or LSTM's (h_n, c_n)."""
+    return list(zip(a, b)) if isinstance(b, tuple) else [(a, b)]
+
+
+@pytest.mark.parametrize("cls, kw", [(pyrnn.LSTM, {}), (pyrnn.GRU, {}),
+                                     (pyrnn.GRU, {"reset_after": False}), (pyrnn.RNN, {})],
+                         ids=["lstm", "gru", "gru_before", "rnn"])
+def test_step_kernels_with_the_devices_tiles_match_the_cpu(monkeypatch, cls, kw):
+    # The emulation's own tiles are tiny (kc 4, nc 2) so that small tests take every path; a
+    # device tiles with kc = min(K, 128) and nc = min(N, 64) (cells.cu). Here the step kernels
+    # run with those: a batch past one 64-row tile (70, 66), sums past one 128-long chunk
+    # (H = 150: K = 150 forward, G*150 backward), K under one chunk (H = 33, 40), a requested
+    # block count, a single unit; bidirectional, with and without lengths, against the CPU.
+    from _emulation import EMULATED
+    if not EMULATED:
+        pytest.skip("sets the host emulation's tile sizes")
+    monkeypatch.setenv("PYRNN_EMU_DEVICE_TILES", "1")
+    rng = np.random.default_rng(5)
+    for T, N, C, H, blocks in [(2, 70, 3, 40, 0), (2, 3, 3, 150, 0), (2, 66, 2, 33, 5),
+                               (1, 1, 1, 1, 0)]:
+        for algo in ("fused", "persistent"):
+            for with_lengths in (False, True):
+                cpu = cls(C, H, seed=3, dtype="float64", bidirectional=True, **kw)
+                dev = cls(C, H, seed=3, dtype="float64", bidirectional=True, device="cuda", **kw)
+                pyrnn.cuda.configure(dev, algo=algo, persist_blocks=blocks, graphs=False)
+                x = rng.standard_normal((T, N, C))
+                lengths = None
+                if with_lengths:
+                    lengths = rng.integers(1, T + 1, N)
+                    lengths[0] = T
+                y_cpu, h_cpu = cpu(x, lengths=lengths)
+                y_dev, h_dev = dev(x, lengths=lengths)
+                dy = rng.standard_normal(y_cpu.shape)
+                want, got = cpu.backward(dy), dev.backward(dy)
+                case = f"T={T} N={N} C={C} H={H} blocks={blocks} {algo} lengths={with_lengths}"
+                ran = pyrnn.cuda.layer_options(dev)
+                assert (ran["last_forward_algo"], ran["last_backward_algo"]) == (algo, algo), case
+                pairs = [(y_dev, y_cpu)] + _state_pairs(h_dev, h_cpu) + list(zip(got, want))
+                for a, b in pairs:
+                    if b is not None:
+                        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10,
+                                                   atol=1e-12, err_msg=case)
+                for k, g in dev.numpy_grads().items():
+                    np.testing.assert_allclose(g, cpu.grads[k], rtol=1e-10, atol=1e-12,
+                                               err_msg=f"{case} {k}")
+
+
 # ---- what only a real GPU shows (from a static review of the kernels) ---------------------------
 
 def test_two_persistent_grids_at_once_finish_and_match_cublas():

@@ -759,24 +759,38 @@ struct HostCtx {
   }
 };
 
-// The emulated device of the step kernels: small, so test sizes take every path.
-constexpr int kEmuMultiprocessors = 3, kEmuThreads = 2, kEmuKc = 4, kEmuNc = 2;
+// The emulated device of the step kernels: small, so test sizes take every path. With
+// PYRNN_EMU_DEVICE_TILES=1 the tiles are the real planner's (cells.cu: kc = min(K, 128),
+// nc = min(N, 64)) on wider blocks, so the tiling a device runs is checked here too.
+struct EmuPlanShape {
+  int multiprocessors, threads, kc, nc;
+};
+
+inline EmuPlanShape emu_plan_shape(int G, int N, int H, bool backward) {
+  const char* tiles = std::getenv("PYRNN_EMU_DEVICE_TILES");
+  if (tiles && std::string(tiles) == "1") {
+    const int K = backward ? G * H : H;  // the longest sum of block_dot, as in cells.cu
+    return {16, 32, std::min(K, 128), std::min(N, 64)};
+  }
+  return {3, 2, 4, 2};
+}
 
 template <typename T>
 StepPlan plan_step_kernel(int, CellType cell, bool, int N, int H, bool backward, bool persistent,
                           int requested_blocks) {
   StepPlan plan;
   const int G = gates_of(cell);
+  const EmuPlanShape emu = emu_plan_shape(G, N, H, backward);
   int blocks = 0, units = 0;
-  step_blocks(N, G, H, backward, kEmuThreads, kEmuMultiprocessors, requested_blocks, &blocks,
+  step_blocks(N, G, H, backward, emu.threads, emu.multiprocessors, requested_blocks, &blocks,
               &units);
   plan.blocks = blocks;
-  plan.threads = kEmuThreads;
+  plan.threads = emu.threads;
   plan.units = units;
-  plan.kc = kEmuKc;
-  plan.nc = kEmuNc;
+  plan.kc = emu.kc;
+  plan.nc = emu.nc;
   plan.grid_sync = persistent ? (blocks > 1 ? 2 : 1) : 0;
-  plan.smem_bytes = step_smem_elems(G, H, units, kEmuKc, kEmuNc, backward) * sizeof(T);
+  plan.smem_bytes = step_smem_elems(G, H, units, emu.kc, emu.nc, backward) * sizeof(T);
   return plan;
 }
 
