@@ -50,8 +50,7 @@ def _torch():
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("PyTorch interop needs the 'torch' package: pip install torch "
-                          "(or pip install 'pyrnn[torch]')") from e
+        raise ImportError("PyTorch interop needs the 'torch' package: pip install torch") from e
     return torch
 
 

@@ -61,8 +61,7 @@ def _onnx():
     try:
         import onnx
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("ONNX export needs the 'onnx' package: pip install onnx "
-                          "(or pip install 'pyrnn[onnx]')") from e
+        raise ImportError("ONNX export needs the 'onnx' package: pip install onnx") from e
     return onnx
 
 
