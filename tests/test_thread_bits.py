@@ -37,13 +37,16 @@ def _assert_same(a, b):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape", [(5, 64, 40, 128), (3, 16, 64, 512)], ids=["rows", "units"])
+@pytest.mark.parametrize("shape", [(5, 64, 40, 128), (3, 16, 64, 512), (3, 16, 64, 300),
+                                   (3, 4, 600, 256)],
+                         ids=["rows", "units", "rows_past_l2", "few_rows"])
 @pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_thread_count_gives_identical_bits(cell, isa, shape, dtype, restore_runtime):
     """Large enough that 2 threads share the work: the forward steps by batch rows (weights that
-    fit in L2) or by hidden units (larger ones), the backward by units, the weight gradients by
-    their rows and d x by its columns; two layers. Three threads also run on a 2-core machine:
+    fit in L2, or larger ones with H a multiple of no panel width: H = 300) or by hidden units
+    (larger ones), the backward by units, the weight gradients by their rows and d x by its
+    columns; two layers. A batch of 4 rows with a W_ih past L2 projects all steps in one GEMM. Three threads also run on a 2-core machine:
     the split step barrier's waits must then yield, not starve a thread. Both precisions: their
     panel widths differ."""
     pyrnn.set_cpu_isa(isa)
@@ -64,15 +67,15 @@ def _steps_over_streamed(cell, N, H):
 @pytest.mark.parametrize("cell", CELLS)
 def test_streamed_training_cache_gives_identical_bits(cell, isa, restore_runtime):
     """Training caches over the streaming threshold, each way of filling them:
-    - H = 501 (a multiple of no panel width) keeps the step loop on one thread: with 1 thread
-      the cache is streamed from the hot slot, with 2 the big projection over all steps writes
-      it in place: the two must agree bitwise;
+    - H = 501 (a multiple of no panel width) with too few rows to split them (12) keeps the
+      step loop on one thread: with 1 thread the cache is streamed from the hot slot, with 2
+      the big projection over all steps writes it in place: the two must agree bitwise;
     - H = 512 splits the step loop by hidden units at 2 and 3 threads (each thread streams its
       units' columns), against 1 thread (all rows streamed);
     - small weights (H = 64) and a wide batch split it by batch rows at 2 threads.
     (The scalar kernels stream with memcpy; stream_copy is tested per ISA in the C++ tests.)"""
     pyrnn.set_cpu_isa(isa)
-    for N, H, thread_counts in [(64, 501, (1, 2)), (64, 512, (1, 2, 3)), (192, 64, (1, 2))]:
+    for N, H, thread_counts in [(12, 501, (1, 2)), (64, 512, (1, 2, 3)), (192, 64, (1, 2))]:
         T, C = _steps_over_streamed(cell, N, H), 16
         runs = [_train_pass(cell, T, N, C, H, threads) for threads in thread_counts]
         for other in runs[1:]:
@@ -138,3 +141,20 @@ def test_training_stack_layers_give_identical_bits_at_any_thread_count(dtype, re
                 np.testing.assert_array_equal(runs[0][1], other[1], err_msg=f"{name} d x")
             for k in runs[0][2]:
                 np.testing.assert_array_equal(runs[0][2][k], other[2][k], err_msg=f"{name} {k}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_few_rows_project_per_step_or_at_once_with_identical_bits(cell, restore_runtime):
+    """A batch of fewer than 8 rows whose W_ih is past L2 (256 KB) projects every step's input
+    in one GEMM (a per-step projection would read all of W_ih for each step's few rows), except
+    in eval when that gate buffer would exceed max(8 MB, W_ih): there, per step. Training and
+    eval outputs of one long sequence take the two paths and must agree bitwise."""
+    C, H, N = 512, 512, 2
+    per_step = N * GATES[cell] * H * 4
+    T = max(8 << 20, GATES[cell] * H * C * 4) // per_step + 2
+    pyrnn.set_num_threads(1)  # (more threads may take the one GEMM in eval too)
+    x = np.random.default_rng(0).standard_normal((T, N, C)).astype(np.float32)
+    layer = make_layer(cell, C, H, 1, bidirectional=False, seed=3, dtype="float32")
+    train_out = layer(x)[0].copy()
+    layer.eval()
+    np.testing.assert_array_equal(layer(x)[0], train_out)
