@@ -272,16 +272,17 @@ def to_torch(layer: Union[_Recurrent, Dense, Embedding, LayerNorm, Dropout]) -> 
     """The PyTorch module equivalent to a pyrnn RNN / LSTM / GRU(reset_after=True) layer,
     Dense (-> Linear, or Sequential(Linear, activation)), Embedding, LayerNorm or Dropout.
     Parameters are copied (CPU, the layer's dtype); the training/eval mode is carried."""
-    torch = _torch()
-    nn = torch.nn
     from .layers import Dense, Dropout, Embedding, LayerNorm
     from .recurrent import GRU, LSTM, RNN, _Recurrent
+    # (Before importing torch: this layer has no equivalent whether torch is installed or not.)
+    if isinstance(layer, GRU) and not layer.reset_after:
+        raise ValueError("pyrnn.GRU(reset_after=False) has no PyTorch equivalent: "
+                         "torch.nn.GRU applies the reset gate after the recurrent matmul "
+                         "(n = tanh(W_in x + b_in + r*(W_hn h + b_hn))); build the layer with "
+                         "reset_after=True to convert it")
+    torch = _torch()
+    nn = torch.nn
     if isinstance(layer, _Recurrent):
-        if isinstance(layer, GRU) and not layer.reset_after:
-            raise ValueError("pyrnn.GRU(reset_after=False) has no PyTorch equivalent: "
-                             "torch.nn.GRU applies the reset gate after the recurrent matmul "
-                             "(n = tanh(W_in x + b_in + r*(W_hn h + b_hn))); build the layer with "
-                             "reset_after=True to convert it")
         tdtype = {"float32": torch.float32, "float64": torch.float64}[layer.dtype.name]
         kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
                   dropout=layer.dropout, bidirectional=layer.bidirectional, dtype=tdtype)

@@ -669,8 +669,8 @@ def _run_all():
 
 # Rows that reach an optional package: they skip where it is not installed (the test extras
 # have both; a numpy-only install runs the rest). The ONNX row fails only when writing, after
-# the graph is built.
-NEEDS = {"export-onnx-missing-folder": "onnx"}
+# the graph is built; from_torch needs torch to tell a Module.
+NEEDS = {"export-onnx-missing-folder": "onnx", "from-torch-none": "torch"}
 
 
 def _needed_module(case_id, src):

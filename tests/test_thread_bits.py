@@ -44,11 +44,11 @@ def _assert_same(a, b):
 @pytest.mark.parametrize("cell", CELLS)
 def test_thread_count_gives_identical_bits(cell, isa, shape, dtype, restore_runtime):
     """Large enough that 2 threads share the work: the forward steps by batch rows (weights that
-    fit in L2, or larger ones with H a multiple of no panel width: H = 300) or by hidden units
-    (larger ones), the backward by units, the weight gradients by their rows and d x by its
-    columns; two layers. A batch of 4 rows with a W_ih past L2 projects all steps in one GEMM. Three threads also run on a 2-core machine:
-    the split step barrier's waits must then yield, not starve a thread. Both precisions: their
-    panel widths differ."""
+    fit in L2, or larger ones with H = 300, a multiple of no AVX2 or AVX-512 panel width) or by
+    hidden units (larger ones), the backward by units, the weight gradients by their rows and
+    d x by its columns; two layers. A batch of 4 rows with a W_ih past L2 projects all steps in
+    one GEMM. Three threads also run on a 2-core machine: the split step barrier's waits must
+    then yield, not starve a thread. Both precisions: their panel widths differ."""
     pyrnn.set_cpu_isa(isa)
     T, N, C, H = shape
     runs = [_train_pass(cell, T, N, C, H, threads, layers=2, dtype=dtype) for threads in (1, 2, 3)]
@@ -145,13 +145,13 @@ def test_training_stack_layers_give_identical_bits_at_any_thread_count(dtype, re
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_few_rows_project_per_step_or_at_once_with_identical_bits(cell, restore_runtime):
-    """A batch of fewer than 8 rows whose W_ih is past L2 (256 KB) projects every step's input
+    """A batch of fewer than 8 rows whose W_ih is past L2 (256 KiB) projects every step's input
     in one GEMM (a per-step projection would read all of W_ih for each step's few rows), except
-    in eval when that gate buffer would exceed max(8 MB, W_ih): there, per step. Training and
-    eval outputs of one long sequence take the two paths and must agree bitwise."""
+    in eval when that gate buffer would exceed 8 MiB (kStreamedCache): there, per step. Training
+    and eval outputs of one long sequence take the two paths and must agree bitwise."""
     C, H, N = 512, 512, 2
-    per_step = N * GATES[cell] * H * 4
-    T = max(8 << 20, GATES[cell] * H * C * 4) // per_step + 2
+    per_step = N * (GATES[cell] + (1 if cell.startswith("gru") else 0)) * H * 4
+    T = STREAMED_CACHE // per_step + 2
     pyrnn.set_num_threads(1)  # (more threads may take the one GEMM in eval too)
     x = np.random.default_rng(0).standard_normal((T, N, C)).astype(np.float32)
     layer = make_layer(cell, C, H, 1, bidirectional=False, seed=3, dtype="float32")

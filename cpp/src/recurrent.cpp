@@ -74,7 +74,8 @@ constexpr std::size_t kStreamedCache = std::size_t(8) << 20;
 
 // How a pass's steps are shared among threads (see forward_direction): by batch rows when one
 // layer and direction's weights fit in L2 with room (no step needs another thread's rows), else
-// by hidden units (whole panels of nr columns; one thread when H is not a multiple of nr).
+// by hidden units (whole panels of nr columns; one thread when H is not a multiple of nr and
+// the batch is too small to share by rows).
 // Rows also where units cannot be split (H not a multiple of nr) and there are rows to share:
 // each thread then reads all the weights from L3, still far quicker than one thread alone
 // (LSTM (50, 64, 300, 300) on 2 threads ran at 1 thread's speed, 1.5x PyTorch's time).
@@ -96,12 +97,13 @@ inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, 
 // A forward pass's plan for one layer and direction (forward_direction runs it; check_forward
 // sizes its buffers by it): the step split, and whether the input projection g_t = x_t W_ih^T + b
 // runs per step (step_proj) or as one GEMM over all steps on big_threads threads.
-// A batch of fewer rows than a micro-tile (8) makes the per-step projection a matrix-vector
-// product that reads all of W_ih at every step: past L2 (here 256 KB) that is what a step costs
-// (LSTM (50, 1, 1024, 1024): 2x PyTorch's time, which reads W_ih once). Such a batch takes the one
-// GEMM over all steps instead, whose [T, N, G*H] gates are then small; in eval, while they stay
-// within max(8 MB, W_ih's size), so a long sequence does not allocate a gate buffer many times
-// the weights.
+// A batch of fewer than 8 rows (an AVX-512 micro-tile) makes the per-step projection a
+// matrix-vector product that reads all of W_ih at every step: past L2 (here 256 KiB) that is
+// what a step costs (LSTM (50, 1, 1024, 1024): 1.0-2.2x PyTorch's time over several runs; torch
+// reads W_ih once). Such a batch takes the one GEMM over all steps instead, whose [T, N, G*H]
+// gates are then small; in eval only while they (and GRU's [T, N, H] aux) stay within
+// kStreamedCache, as eval keeps its buffers: a long sequence or a very wide W_ih keeps the
+// per-step slot.
 struct ForwardPlan {
   StepSplit split;
   int big_threads;
@@ -112,9 +114,9 @@ inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t e
   const StepSplit split = step_split(N, G, H, C, elem_bytes, nr, H);
   const int big = kernels::gemm_threads(static_cast<long long>(T) * N, G * H, C);
   const double w_ih = static_cast<double>(G) * H * C * elem_bytes;
-  const double gates = static_cast<double>(T) * N * G * H * elem_bytes;
+  const double gates = static_cast<double>(T) * N * (G + (G == 3 ? 1 : 0)) * H * elem_bytes;
   const bool vector_steps = N < 8 && w_ih > 256.0 * 1024 &&
-                            (training || gates <= std::max(8.0 * (1 << 20), w_ih));
+                            (training || gates <= static_cast<double>(kStreamedCache));
   return {split, big, split.threads >= big && !vector_steps};
 }
 
@@ -451,7 +453,8 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   // summation order, so the bits do not depend on the thread count.
   //  - Rows: each thread runs the whole recurrence for its own batch rows (all units). No step
   //    needs another thread's results: no barrier at all, so one thread's hiccup never stalls
-  //    the others. Each thread reads all the weights, so this is for weights that fit in L2.
+  //    the others. Each thread reads all the weights, so this is for weights that fit in L2,
+  //    or for hidden sizes that units cannot split (see step_split).
   //  - Units: threads own slices of hidden units, in whole GEMM panels, across every gate, and
   //    meet at one barrier per step (h_t complete); each streams only its share of the weights.
   //    The barrier is split (step_sync.h): the next step's input projection fills its wait.
