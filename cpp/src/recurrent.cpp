@@ -765,7 +765,11 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // block's barrier; by units: one step later, in the wait at the next step's barrier, when
   // this thread has already written its columns of the next step: with one ring, that step
   // would overwrite the block's first).
-  constexpr std::size_t P = 4;
+  // P = 4 for 32 rows and more (K = 4N >= 128); fewer rows take longer blocks, K = P*N about
+  // 128, at most 64 steps: with a few rows, a block of 4 steps read and wrote all of dW for a
+  // product of K = 4N, so a large layer's backward streamed its weight gradients from memory
+  // every 4 steps (LSTM (100, 1, 512, 512): 2x PyTorch's time on 1 thread).
+  const std::size_t P = N >= 32 ? 4 : std::min<std::size_t>(64, (128 + N - 1) / N);
   // The ring's rows are LG apart: GH plus a cache line when GH's bytes are a multiple of 1 KB.
   // Rows 8 KB apart (G*H = 2048 floats) share L1/L2 sets, so the rows a micro-tile reads in
   // place, and the columns the weight gradients pack, evict each other: padded, the weight
