@@ -756,7 +756,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const bool by_rows = split_plan.by_rows;
   const int nth = split_plan.threads;
 
-  // The gradients of the pre-activations live in a ring of P steps (hot in cache), not a
+  // The gradients of the pre-activations live in two rings of P steps (cache-sized), not a
   // [T, N, GH] buffer: d h_prev and d x use them within their step, and the weight gradients
   // take them P steps at a time (blocks of steps [P*b, P*b + P), the same whatever the direction
   // or thread count), so each weight-gradient element is read and written once per P steps, with

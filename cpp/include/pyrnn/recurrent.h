@@ -171,7 +171,7 @@ class Recurrent {
   kernels::PackedB<T> pack_hh_;  // W_hh^T (forward) or W_hh (backward); GRU: its r,z rows
   kernels::PackedB<T> pack_hn_;  // GRU: the n rows of W_hh on their own
   kernels::PackedB<T> pack_ih_;  // W_ih^T for the input projection (backward: W_ih, for d x)
-  AlignedBuffer<T> dg_, dghn_;   // backward workspaces: two steps each (see backward_direction)
+  AlignedBuffer<T> dg_, dghn_;   // backward: two rings of P steps, P up to 64 (backward_direction)
   AlignedBuffer<T> dwp_ih_, dwp_hh_;  // [G*H, C], [G*H, H] partial weight gradients (ditto)
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;
