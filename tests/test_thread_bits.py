@@ -160,3 +160,40 @@ def test_few_rows_project_per_step_or_at_once_with_identical_bits(cell, restore_
     train_out = layer(x)[0].copy()
     layer.eval()
     np.testing.assert_array_equal(layer(x)[0], train_out)
+
+
+# Hidden sizes whose W_hh and W_ih (C = H) pass 256 KiB in float32: a batch of at most 8 rows
+# then reads them in place for a one-step call, instead of packing them (W_ih also for any call
+# of at most 8 rows of steps in all).
+IN_PLACE_H = {"rnn_tanh": 384, "rnn_relu": 384, "lstm": 256, "gru_after": 256, "gru": 256}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("N", [1, 3, 8])
+@pytest.mark.parametrize("cell", CELLS)
+def test_streaming_steps_give_the_whole_sequences_bits(cell, N, dtype, restore_runtime):
+    """Inference one step at a time (the state carried by hx) reads the weights in place; in
+    chunks of 2 steps W_ih alone; the whole sequence of 12 steps packs both. All three must give
+    the same bits, on 1 and 2 threads, two layers, and match the float64 NumPy reference."""
+    from reference import forward_like
+    C = H = IN_PLACE_H[cell]
+    T = 12
+    x = np.random.default_rng(0).standard_normal((T, N, C)).astype(dtype)
+    layer = make_layer(cell, C, H, 2, seed=3, dtype=dtype)
+    layer.eval()
+    for threads in (1, 2):
+        pyrnn.set_num_threads(threads)
+        y_all, state_all = layer(x)
+        y_all = y_all.copy()
+        for chunk in (1, 2):
+            state, ys = None, []
+            for t in range(0, T, chunk):
+                y, state = layer(x[t:t + chunk], state)
+                ys.append(y.copy())
+            np.testing.assert_array_equal(np.concatenate(ys), y_all, err_msg=f"{chunk}-step y")
+            pairs = zip(state, state_all) if cell == "lstm" else [(state, state_all)]
+            for a, b in pairs:
+                np.testing.assert_array_equal(a, b, err_msg=f"{chunk}-step state")
+    y_ref = forward_like(layer, x)[0]
+    tol = 1e-11 if dtype == "float64" else 2e-4
+    np.testing.assert_allclose(y_all, y_ref, rtol=tol, atol=tol)

@@ -104,10 +104,12 @@ inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, 
 // gates are then small; in eval only while they (and GRU's [T, N, H] aux) stay within
 // kStreamedCache, as eval keeps its buffers: a long sequence or a very wide W_ih keeps the
 // per-step slot.
+std::atomic<int> g_weights_in_place{-1};  // detail::set_weights_in_place
 struct ForwardPlan {
   StepSplit split;
   int big_threads;
   bool step_proj;
+  bool hh_in_place, ih_in_place;  // W_hh, W_ih read in place by the steps (see below)
 };
 inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t elem_bytes,
                                 int nr, bool training) {
@@ -117,7 +119,23 @@ inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t e
   const double gates = static_cast<double>(T) * N * (G + (G == 3 ? 1 : 0)) * H * elem_bytes;
   const bool vector_steps = N < 8 && w_ih > 256.0 * 1024 &&
                             (training || gates <= static_cast<double>(kStreamedCache));
-  return {split, big, split.threads >= big && !vector_steps};
+  // Weights read in place (gemm_bt_panels, at most 8 rows): packing one costs about two passes
+  // over it, then each step's product reads it once; read in place, a step costs up to twice a
+  // packed one from cache (it transposes B in registers to keep the packed path's bits) and the
+  // same from memory. So past L2 (256 KiB), W_ih (one product over all T*N rows) is read in
+  // place when those are at most 8; W_hh for one step, or for up to 8 rows of steps once it is
+  // past what caches hold beside its pack (8 MiB). Measured on Zen 4 (1 MiB L2), eval, 1
+  // thread: GRU (1, 1, 1024, 1024) 5.9-6.2 -> 1.4-1.5 ms, (8, 1, 1024, 1024) 7.6-8.2 ->
+  // 5.4-5.7 ms; but (4, 1, 512, 512) with W_hh in place too 0.52 -> 0.62 ms (so it is packed).
+  const double w_hh = static_cast<double>(G) * H * H * elem_bytes;
+  const long long rows = static_cast<long long>(T) * N;
+  const int mode = g_weights_in_place.load(std::memory_order_relaxed);
+  const bool hh_in_place =
+      N <= 8 && (mode > 0 || (mode < 0 && w_hh > 256.0 * 1024 &&
+                              (T == 1 || (rows <= 8 && w_hh > 8.0 * 1024 * 1024))));
+  const bool ih_in_place = rows <= 8 && (mode > 0 || (mode < 0 && w_ih > 256.0 * 1024));
+  return {split, big, split.threads >= big && !vector_steps && !ih_in_place, hh_in_place,
+          ih_in_place};
 }
 
 // batch_first: the caller's [N, T, W] buffers are read and written in place, row (t, n) at
@@ -149,6 +167,9 @@ inline Rows rows_of(bool batch_major, std::size_t T, std::size_t N, std::size_t 
 namespace detail {
 void set_batch_major_stride_limit(long long elements) {
   g_batch_major_limit.store(elements > 0 ? elements : 2147483647LL, std::memory_order_relaxed);
+}
+void set_weights_in_place(int mode) {
+  g_weights_in_place.store(mode < 0 ? -1 : mode > 0 ? 1 : 0, std::memory_order_relaxed);
 }
 }  // namespace detail
 
@@ -445,10 +466,30 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const Weights w = weights(layer, dir);
   const kernels::Ops<T>& K = kernels::ops<T>();
 
-  // The weights, packed once for all steps.
-  pack_weights<T>(K, {{&pack_ih_, Trans::T, C, G * Hi, w.w_ih, C},
-                      {&pack_hh_, Trans::T, Hi, split ? 2 * Hi : G * Hi, w.w_hh, Hi},
-                      {split ? &pack_hn_ : nullptr, Trans::T, Hi, Hi, w.w_hh + 2 * H * H, Hi}});
+  const ForwardPlan plan = forward_plan(steps_, Ni, G, Hi, C, sizeof(T), K.nr, training_);
+  // The weights, packed once for all steps, unless read in place.
+  const bool hh_packed = !plan.hh_in_place, ih_packed = !plan.ih_in_place;
+  pack_weights<T>(K, {{ih_packed ? &pack_ih_ : nullptr, Trans::T, C, G * Hi, w.w_ih, C},
+                      {hh_packed ? &pack_hh_ : nullptr, Trans::T, Hi, split ? 2 * Hi : G * Hi,
+                       w.w_hh, Hi},
+                      {split && hh_packed ? &pack_hn_ : nullptr, Trans::T, Hi, Hi,
+                       w.w_hh + 2 * H * H, Hi}});
+  // A step's recurrent products over column panels: h W_hh^T (GRU: its r,z rows; the seeds' GRU
+  // then (r*h) W_hn^T), from the packed weights or read in place: the same bits.
+  auto hh_product = [&](int M, const T* a, T beta, T* c, int ldc, const int* rg, int nrg) {
+    if (hh_packed)
+      K.gemm_panels(Trans::N, M, a, Hi, T(1), pack_hh_, beta, nullptr, c, ldc, rg, nrg);
+    else
+      K.gemm_bt_panels(M, a, Hi, T(1), w.w_hh, Hi, split ? 2 * Hi : G * Hi, Hi, beta, nullptr,
+                       c, ldc, rg, nrg);
+  };
+  auto hn_product = [&](int M, const T* a, T* c, int ldc, const int* rg, int nrg) {
+    if (hh_packed)
+      K.gemm_panels(Trans::N, M, a, Hi, T(1), pack_hn_, T(0), nullptr, c, ldc, rg, nrg);
+    else
+      K.gemm_bt_panels(M, a, Hi, T(1), w.w_hh + 2 * H * H, Hi, Hi, Hi, T(0), nullptr, c, ldc,
+                       rg, nrg);
+  };
   // Two ways to share the steps among threads; either way every element has one writer and one
   // summation order, so the bits do not depend on the thread count.
   //  - Rows: each thread runs the whole recurrence for its own batch rows (all units). No step
@@ -459,12 +500,11 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   //    meet at one barrier per step (h_t complete); each streams only its share of the weights.
   //    The barrier is split (step_sync.h): the next step's input projection fills its wait.
   //    Hidden sizes that are not a multiple of the panel width run it on one thread.
-  const int nr = pack_hh_.nr;
+  const int nr = K.nr;
   // The input projection g_t = x_t W_ih^T + b runs per step, by each thread for its own units
   // right before its cell reads them (g_t is then hot in L1/L2 instead of fetched from a
   // [T, N, GH] buffer written long before), unless one big GEMM over all steps would use more
   // threads than the step loop has. Same kernel, k order and epilogue either way: same bits.
-  const ForwardPlan plan = forward_plan(steps_, Ni, G, Hi, C, sizeof(T), nr, training_);
   const bool by_rows = plan.split.by_rows;
   const int nth = plan.split.threads;
   const int ngates = split ? 2 : G;
@@ -505,8 +545,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const Rows xrows = rows_of(x_bm, T_, N, C), yrows = rows_of(y_bm, T_, N, DH);
   const Rows grows = hot ? Rows{0, GH} : rows_of(x_bm, T_, N, GH);
   const int ldg = static_cast<int>(grows.n), ldx = static_cast<int>(xrows.n);
-  // Input projection of every step at once, bias fused: g = x W_ih^T + b.
-  if (!step_proj)
+  // Input projection of every step at once, bias fused: g = x W_ih^T + b (read in place: by
+  // the step team below, each thread for the units it then reads).
+  if (!step_proj && ih_packed)
     K.gemm_packed(Trans::N, static_cast<int>(T_ * N), x, C, T(1), pack_ih_, T(0), w.b, g,
                   G * Hi, big_threads);
 
@@ -584,10 +625,15 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     errors.run(tid, [&] {
       if (!U) return;
       if (step_proj) K.reserve_a(Trans::N, Mr, pack_ih_.K, T(1));
-      K.reserve_a(Trans::N, Mr, pack_hh_.K, T(1));
-      if (split) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
+      if (hh_packed) K.reserve_a(Trans::N, Mr, pack_hh_.K, T(1));
+      if (split && hh_packed) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
     });
 #pragma omp barrier
+    // [T*N rows, at most 8: never shared by rows] g = x W_ih^T + b, W_ih read in place, for
+    // this thread's units (the only ones its steps read).
+    if (!ih_packed && works && U && !errors.failed())
+      K.gemm_bt_panels(static_cast<int>(T_ * N), x, C, T(1), w.w_ih, C, G * Hi, C, T(0), w.b, g,
+                       G * Hi, ranges_ih, nranges_ih);
     detail::TeamWork work;
     for (std::size_t s = 0; works && s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
@@ -605,11 +651,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       // RNN, LSTM: the recurrent product accumulates onto g_t (the cell then reads one array;
       // the bits equal one sum over [x_t, h_{t-1}]); GRU keeps it apart (r scales its n part).
       if (U && !gru)
-        K.gemm_panels(Trans::N, Mr, hp + n0 * H, Hi, T(1), pack_hh_, T(1), nullptr,
-                      gt + n0 * grows.n, ldg, ranges_ih, nranges_ih);
+        hh_product(Mr, hp + n0 * H, T(1), gt + n0 * grows.n, ldg, ranges_ih, nranges_ih);
       else if (U)
-        K.gemm_panels(Trans::N, Mr, hp + n0 * H, Hi, T(1), pack_hh_, T(0), nullptr, r + n0 * GH,
-                      G * Hi, ranges, ngates);
+        hh_product(Mr, hp + n0 * H, T(0), r + n0 * GH, G * Hi, ranges, ngates);
       for (std::size_t n = n0; n < n1 && U; ++n) {
         T* gr = gt + n * grows.n;
         const T* rr = gru ? r + n * GH : nullptr;
@@ -649,8 +693,7 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
         if (uteam > 1) sync.sync(tid, team);
         // The seeds' GRU: W_hn needs r*h_prev of every unit.
         T* rn = r + 2 * H;  // [N, H] in the n columns of the step scratch
-        if (U) K.gemm_panels(Trans::N, Mr, at + n0 * H, Hi, T(1), pack_hn_, T(0), nullptr,
-                             rn + n0 * GH, G * Hi, ranges_n, 1);
+        if (U) hn_product(Mr, at + n0 * H, rn + n0 * GH, G * Hi, ranges_n, 1);
         for (std::size_t n = n0; n < n1 && U; ++n)
           if (active(static_cast<int>(n), static_cast<int>(t))) {
             K.gru_before_state_row(Hi, u0, u1, gt + n * grows.n, rn + n * GH, hp + n * H,

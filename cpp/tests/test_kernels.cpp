@@ -396,6 +396,49 @@ void stream_copy_family(CpuIsa isa) {
 
 }  // namespace
 
+// gemm_bt_panels (B^T read in place, by the calling thread over column panels) gives the bits
+// of gemm_panels on pack_b(Trans::T, ...): row counts across its groups of 8, the bias epilogue,
+// beta 0, 1 and 0.5, alpha 1, 0.75 and 0, K = 0, k beyond one block and a chain, edge groups,
+// padded leading dimensions and sets of panel ranges that leave other columns alone.
+template <typename T>
+void bt_panels_match_packed(CpuIsa isa) {
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
+  const int nr = o.nr;
+  const int sizes[][2] = {{1, 1}, {5, 3}, {75, 300}, {100, 17}, {3 * nr + 5, 2100}, {2 * nr, 0}};
+  int done = 0;
+  for (const auto& s : sizes)
+    for (int M : {1, 2, 5, 7, 8, 9, 17})
+      for (T beta : {T(0), T(1), T(0.5)})
+        for (T alpha : {T(1), T(0.75), T(0)})
+          for (bool bias : {false, true}) {
+            const int N = s[0], K = s[1], lda = K + 3, ldc = N + 1, ldb = K + (K % 2 ? 0 : 5);
+            const int panels = (N + nr - 1) / nr;
+            std::vector<T> A(static_cast<std::size_t>(M) * lda);
+            std::vector<T> B(static_cast<std::size_t>(N) * ldb);
+            std::vector<T> C0(static_cast<std::size_t>(M) * ldc), b(N);
+            for (auto& v : A) v = T(uniform01(12, 1, &v - A.data()) - 0.5);
+            for (auto& v : B) v = T(uniform01(12, 2, &v - B.data()) - 0.5);
+            for (auto& v : C0) v = T(uniform01(12, 3, &v - C0.data()) - 0.5);
+            for (auto& v : b) v = T(uniform01(12, 4, &v - b.data()) - 0.5);
+            kernels::PackedB<T> pb;
+            o.pack_b(pb, Trans::T, K, N, B.data(), ldb);
+            // All panels; then the first and the last panel alone (two ranges), leaving the rest.
+            const int all[2] = {0, panels}, ends[4] = {0, 1, panels - 1, panels};
+            for (int part = 0; part < 2; ++part) {
+              const int* rg = part ? ends : all;
+              const int nrg = part && panels > 1 ? 2 : 1;
+              std::vector<T> want = C0, got = C0;
+              o.gemm_panels(Trans::N, M, A.data(), lda, alpha, pb, beta, bias ? b.data() : nullptr,
+                            want.data(), ldc, rg, nrg);
+              o.gemm_bt_panels(M, A.data(), lda, alpha, B.data(), ldb, N, K, beta,
+                               bias ? b.data() : nullptr, got.data(), ldc, rg, nrg);
+              CHECK(got == want);  // the columns outside the ranges (and j == N) untouched
+              ++done;
+            }
+          }
+  CHECK(done == 6 * 7 * 3 * 3 * 2 * 2);
+}
+
 TEST(gemm_in_place_a_bitwise_equal_packed) {
   for (CpuIsa isa : available_isas()) {
     in_place_matches_packed<float>(isa);
@@ -418,6 +461,13 @@ TEST(gemm_b_in_place_bitwise_equal_packed) {
   for (CpuIsa isa : available_isas()) {
     in_place_b_matches_packed<float>(isa);
     in_place_b_matches_packed<double>(isa);
+  }
+}
+
+TEST(gemm_bt_panels_bitwise_equal_packed) {
+  for (CpuIsa isa : available_isas()) {
+    bt_panels_match_packed<float>(isa);
+    bt_panels_match_packed<double>(isa);
   }
 }
 

@@ -186,6 +186,88 @@ TEST(eval_state_ring_gives_training_bits) {
   pyrnn::set_num_threads(saved);
 }
 
+// Weights read in place (a batch of at most 8 rows: W_hh; at most 8 rows of steps in all: W_ih)
+// give the bits of the packed weights, for every cell, float32 and float64, one and two layers,
+// bidirectional, batch_first, with lengths, in training (y, hn, cn, dx, dh0, dc0, every
+// gradient) and eval,
+// on one thread and with the steps split by units over two (the 8-row shapes), with W_ih then
+// in place or packed (T*N = 8 or 9). The hook forces each way; auto (-1) on these small shapes
+// packs.
+template <typename F>
+void in_place_weights_match_packed() {
+  struct Shape { int steps, N, C, H; };
+  for (CellType cell : {CellType::RNN_TANH, CellType::RNN_RELU, CellType::LSTM, CellType::GRU})
+    for (bool reset_after : {false, true}) {
+      if (reset_after && cell != CellType::GRU) continue;
+      const bool lstm = cell == CellType::LSTM;
+      const bool one_gate = cell == CellType::RNN_TANH || cell == CellType::RNN_RELU;
+      // by units on 2 threads: N * G*H * (C + H) >= 2^20 and H a multiple of the panel width
+      const int Hu = one_gate ? 384 : lstm ? 192 : 256;
+      for (const Shape sh : {Shape{1, 8, 16, Hu}, Shape{3, 3, 16, Hu}, Shape{3, 2, 3, 4},
+                             Shape{4, 1, 5, 7}})
+        for (int layers : {1, 2})
+          for (bool batch_first : {false, true}) {
+            const bool tiny = sh.H < 16;
+            if (!tiny && (layers == 2 || batch_first)) continue;
+            RecurrentConfig cfg = make(cell, true, layers, reset_after);
+            cfg.batch_first = batch_first;  // x, y, dy, dx as [N, T, .], read in place
+            cfg.input_size = sh.C;
+            cfg.hidden_size = sh.H;
+            const int Ts = sh.steps, N = sh.N, C = sh.C, H = sh.H, D = 2, L = layers;
+            Recurrent<F> net(cfg);
+            net.reset_parameters(5);
+            const std::size_t ns = std::size_t(L) * D * N * H, ny = std::size_t(Ts) * N * D * H,
+                              nx = std::size_t(Ts) * N * C;
+            auto cast = [](const std::vector<double>& v) {
+              return std::vector<F>(v.begin(), v.end());
+            };
+            const std::vector<F> x = cast(random_vec(nx, 1)), dy = cast(random_vec(ny, 2)),
+                                 h0 = cast(random_vec(ns, 3)), c0 = cast(random_vec(ns, 4)),
+                                 dhn = cast(random_vec(ns, 6));
+            std::vector<std::int64_t> len(N, Ts);
+            if (N > 1) len[N - 1] = 1;
+            struct Out { std::vector<F> y, hn, cn, dx, dh0, dc0, grads; };
+            auto run = [&](int mode, bool training) {
+              pyrnn::detail::set_weights_in_place(mode);
+              Out o{std::vector<F>(ny), std::vector<F>(ns), std::vector<F>(ns), std::vector<F>(nx),
+                    std::vector<F>(ns), std::vector<F>(ns), {}};
+              net.zero_grad();
+              net.forward(o.y.data(), o.hn.data(), o.cn.data(), x.data(), h0.data(), c0.data(),
+                          len.data(), Ts, N, training, 0);
+              if (training) {
+                net.backward(o.dx.data(), o.dh0.data(), o.dc0.data(), dy.data(), dhn.data(),
+                             lstm ? dhn.data() : nullptr);
+                o.grads.assign(net.grads(), net.grads() + net.num_parameters());
+              }
+              return o;
+            };
+            for (int threads : {1, 2})
+              for (bool training : {true, false}) {
+                if (threads == 2 && (tiny || training)) continue;
+                pyrnn::set_num_threads(threads);
+                const Out want = run(0, training);
+                for (int mode : {1, -1}) {
+                  const Out got = run(mode, training);
+                  CHECK(got.y == want.y);
+                  CHECK(got.hn == want.hn);
+                  CHECK(!lstm || got.cn == want.cn);
+                  CHECK(got.dx == want.dx && got.dh0 == want.dh0);
+                  CHECK(!lstm || got.dc0 == want.dc0);
+                  CHECK(got.grads == want.grads);
+                }
+              }
+          }
+    }
+}
+
+TEST(weights_in_place_give_packed_bits) {
+  const int saved = pyrnn::get_num_threads();
+  in_place_weights_match_packed<double>();
+  in_place_weights_match_packed<float>();
+  pyrnn::detail::set_weights_in_place(-1);
+  pyrnn::set_num_threads(saved);
+}
+
 // batch_first reads x and dy and writes y and dx as [N, T, .] in place: the bits must be the
 // time-major layer's on the same data with its first two axes swapped, for every cell, in
 // training (y, hn, cn, dx, dh0, dc0, every gradient) and eval, with the steps split by rows and

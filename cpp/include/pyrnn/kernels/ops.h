@@ -56,6 +56,12 @@ struct Ops {
   // false, doing nothing, otherwise.
   bool (*gemm_b_in_place)(Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
                           const T* B, int ldb, T beta, T* C, int ldc, int threads);
+  // gemm_panels' product (ta = N) for op(B) = B^T, B [N x K] row-major read in place instead of
+  // packed by pack_b(Trans::T, K, N, B, ldb): bitwise the same, by the calling thread alone, over
+  // the same column panels (of nr). It reads B once per 8 rows: for a small batch's steps, where
+  // packing the weights costs more than the steps' products.
+  void (*gemm_bt_panels)(int M, const T* A, int lda, T alpha, const T* B, int ldb, int N, int K,
+                         T beta, const T* bias, T* C, int ldc, const int* ranges, int nranges);
   // Cell rows over units [j0, j1) (see cells.h for the meaning of each argument).
   void (*rnn_forward_row)(int H, int j0, int j1, bool relu, T* g, const T* r);
   void (*rnn_backward_row)(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a);
