@@ -173,8 +173,9 @@ IN_PLACE_H = {"rnn_tanh": 384, "rnn_relu": 384, "lstm": 256, "gru_after": 256, "
 @pytest.mark.parametrize("cell", CELLS)
 def test_streaming_steps_give_the_whole_sequences_bits(cell, N, dtype, restore_runtime):
     """Inference one step at a time (the state carried by hx) reads the weights in place; in
-    chunks of 2 steps W_ih alone; the whole sequence of 12 steps packs both. All three must give
-    the same bits, on 1 and 2 threads, two layers, and match the float64 NumPy reference."""
+    chunks of 2 steps W_ih alone (N <= 4: at most 8 rows in all; N = 8 packs both); the whole
+    sequence of 12 steps packs both. All must give the same bits, on 1 and 2 threads, two
+    layers, and match the float64 NumPy reference."""
     from reference import forward_like
     C = H = IN_PLACE_H[cell]
     T = 12

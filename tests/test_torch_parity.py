@@ -257,16 +257,17 @@ def test_torch_parity_longer_batch(cell):
                grad_tol=LONG_GRAD_TOL32)
 
 
+@pytest.mark.parametrize("layout", ["time_major", "batch_first"])
 @pytest.mark.parametrize("N", [1, 5, 31, 32])
 @pytest.mark.parametrize("cell", CELLS)
-def test_torch_parity_weight_gradient_blocks(cell, N):
+def test_torch_parity_weight_gradient_blocks(cell, N, layout):
     """The backward takes the weight gradients P steps at a time: P = 4 from 32 rows, else
-    about 128 / N (N = 1: 64, N = 5: 26, N = 31: 5). Sequences over two blocks with a partial
-    last one, both directions, lengths, two layers, float64 (exact enough to see a step counted
-    twice or dropped)."""
+    about 128 / N (N = 1: 64, N = 5: 26, N = 31: 5); below 32 rows d x too (by units, as here
+    on one thread: one product per block; batch_first's d x rows one sequence at a time).
+    Sequences over two blocks with a partial last one, both directions, lengths, two layers,
+    float64 (exact enough to see a step counted twice or dropped)."""
     P = 4 if N >= 32 else min(64, -(-128 // N))
-    run_parity(cell, "float64", "time_major", 2, True, True, N > 1, True, T=2 * P + 3, N=N, C=5,
-               H=7)
+    run_parity(cell, "float64", layout, 2, True, True, N > 1, True, T=2 * P + 3, N=N, C=5, H=7)
 
 
 @pytest.mark.parametrize("H", [13, 64])

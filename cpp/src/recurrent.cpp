@@ -95,8 +95,9 @@ inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, 
 }
 
 // A forward pass's plan for one layer and direction (forward_direction runs it; check_forward
-// sizes its buffers by it): the step split, and whether the input projection g_t = x_t W_ih^T + b
-// runs per step (step_proj) or as one GEMM over all steps on big_threads threads.
+// sizes its buffers by it): the step split, whether the input projection g_t = x_t W_ih^T + b
+// runs per step (step_proj) or as one GEMM over all steps (on big_threads threads, or with W_ih
+// read in place on the step team), and which weights the steps read in place (unpacked).
 // A batch of fewer than 8 rows (an AVX-512 micro-tile) makes the per-step projection a
 // matrix-vector product that reads all of W_ih at every step: past L2 (here 256 KiB) that is
 // what a step costs (LSTM (50, 1, 1024, 1024): 1.0-2.2x PyTorch's time over several runs; torch
@@ -122,17 +123,20 @@ inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t e
   // Weights read in place (gemm_bt_panels, at most 8 rows): packing one costs about two passes
   // over it, then each step's product reads it once; read in place, a step costs up to twice a
   // packed one from cache (it transposes B in registers to keep the packed path's bits) and the
-  // same from memory. So past L2 (256 KiB), W_ih (one product over all T*N rows) is read in
+  // same from memory. So past 256 KiB, W_ih (one product over all T*N rows) is read in
   // place when those are at most 8; W_hh for one step, or for up to 8 rows of steps once it is
-  // past what caches hold beside its pack (8 MiB). Measured on Zen 4 (1 MiB L2), eval, 1
-  // thread: GRU (1, 1, 1024, 1024) 5.9-6.2 -> 1.4-1.5 ms, (8, 1, 1024, 1024) 7.6-8.2 ->
-  // 5.4-5.7 ms; but (4, 1, 512, 512) with W_hh in place too 0.52 -> 0.62 ms (so it is packed).
+  // past what caches hold beside its pack (8 MiB), up to 4 steps unless the steps are shared
+  // by several threads. Measured on Zen 4 (1 MiB L2), eval: GRU (1, 1, 1024, 1024) on 1
+  // thread 5.1-6.2 -> 1.4-1.5 ms; (8, 1, 1024, 1024) on 2 threads 5.1 -> 2.9 ms (3.5-3.9
+  // with W_ih alone in place); but with W_hh in place too, (4, 1, 512, 512) 0.52 -> 0.62 ms
+  // (1 thread), and (8, 1, 1000, 1000), whose steps run on one thread, 4.7 -> 5.2 ms.
   const double w_hh = static_cast<double>(G) * H * H * elem_bytes;
   const long long rows = static_cast<long long>(T) * N;
   const int mode = g_weights_in_place.load(std::memory_order_relaxed);
   const bool hh_in_place =
       N <= 8 && (mode > 0 || (mode < 0 && w_hh > 256.0 * 1024 &&
-                              (T == 1 || (rows <= 8 && w_hh > 8.0 * 1024 * 1024))));
+                              (T == 1 || (rows <= 8 && w_hh > 8.0 * 1024 * 1024 &&
+                                          (T <= 4 || split.threads > 1)))));
   const bool ih_in_place = rows <= 8 && (mode > 0 || (mode < 0 && w_ih > 256.0 * 1024));
   return {split, big, split.threads >= big && !vector_steps && !ih_in_place, hh_in_place,
           ih_in_place};
@@ -503,8 +507,9 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
   const int nr = K.nr;
   // The input projection g_t = x_t W_ih^T + b runs per step, by each thread for its own units
   // right before its cell reads them (g_t is then hot in L1/L2 instead of fetched from a
-  // [T, N, GH] buffer written long before), unless one big GEMM over all steps would use more
-  // threads than the step loop has. Same kernel, k order and epilogue either way: same bits.
+  // [T, N, GH] buffer written long before), unless one GEMM over all steps is better (it would
+  // use more threads than the step loop has; a few rows with a large W_ih; W_ih read in place:
+  // forward_plan). Same k order and epilogue either way: same bits.
   const bool by_rows = plan.split.by_rows;
   const int nth = plan.split.threads;
   const int ngates = split ? 2 : G;
@@ -818,6 +823,10 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // place, and the columns the weight gradients pack, evict each other: padded, the weight
   // gradients of that shape ran 8-10% faster in isolation (their GEMMs over a ring; measured).
   const std::size_t LG = GH * sizeof(T) % 1024 == 0 ? GH + 64 / sizeof(T) : GH;
+  // d x = dG W_ih, by units, also a block at a time below 32 rows: per step, a few rows read all
+  // of W_ih at every step (as the forward's per-step projection did). Same kernel and k order
+  // per row: same bits. GRU (50, 1, 1024, 1024) forward + backward, 1 thread: 63-65 -> 46 ms.
+  const bool dx_blocks = !by_rows && N < 32;
   const int ldg = static_cast<int>(LG);
   auto ring = [&](std::size_t t) { return (t / P) % 2 * P + t % P; };
   dg_.resize(2 * P * N * LG);                  // [2*P, N, GH] d pre-activations, rows LG apart
@@ -908,9 +917,13 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     // a piece [kr rows] at a time. The left operand dG^T is packed by the GEMM (read in
     // place, its columns, one element per ring row, would thrash L1).
     thread_local kernels::PackedB<T> pk_x, pk_h, pk_a;
+    // Whether step s (time t) completes its block of P steps.
+    auto block_end = [&](std::size_t s, std::size_t t) {
+      return s + 1 == T_ || (dir == 0 ? t % P == 0 : t % P == P - 1);
+    };
     auto weight_grads = [&](std::size_t s, std::size_t t) {
       const bool last = s + 1 == T_;
-      if (!(last || (dir == 0 ? t % P == 0 : t % P == P - 1))) return;
+      if (!block_end(s, t)) return;
       if (by_rows) sync.sync(tid, team);  // (the working members only)
       if (!WU) return;
       const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
@@ -965,19 +978,35 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       }
     };
     // d x_t (this direction's share) = dg_t W_ih, for this thread's rows and columns of d x.
-    // By units it reads every unit's dg_t: all were written before the step's barrier.
-    auto d_x = [&](std::size_t t) {
-      if (xrange[0] < xrange[1] && Mr > 0)
+    // By units it reads every unit's dg_t: all were written before the step's barrier; with
+    // dx_blocks, a block's steps at once when its last is done (as its weight gradients).
+    const T beta_dx = accumulate_dx ? T(1) : T(0);
+    auto d_x = [&](std::size_t s, std::size_t t) {
+      if (!(xrange[0] < xrange[1] && Mr > 0)) return;
+      if (!dx_blocks) {
         K.gemm_panels(Trans::N, Mr, dg_.data() + ring(t) * N * LG + n0 * LG, ldg, T(1),
-                      pack_ih_, accumulate_dx ? T(1) : T(0), nullptr, dx + dxrows.at(t, n0), lddx,
-                      xrange, 1);
+                      pack_ih_, beta_dx, nullptr, dx + dxrows.at(t, n0), lddx, xrange, 1);
+        return;
+      }
+      if (!block_end(s, t)) return;
+      const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
+      const T* dgb = dg_.data() + ring(t0) * N * LG;  // [nb*N, GH] (LG), all rows (by units)
+      if (!dx_bm) {  // the block's rows of d x are contiguous too: [nb*N, C]
+        K.gemm_panels(Trans::N, static_cast<int>(nb * N), dgb, ldg, T(1), pack_ih_, beta_dx,
+                      nullptr, dx + dxrows.at(t0, 0), lddx, xrange, 1);
+        return;
+      }
+      for (std::size_t n = 0; n < N; ++n)  // batch-major d x: [nb, C] per sequence
+        K.gemm_panels(Trans::N, static_cast<int>(nb), dgb + n * LG, static_cast<int>(N * LG),
+                      T(1), pack_ih_, beta_dx, nullptr, dx + dxrows.at(t0, n),
+                      static_cast<int>(dxrows.t), xrange, 1);
     };
     // By units, the work of step s that is off the recurrence's path (d x_t, the block's weight
     // gradients) runs one step late, between arriving at the next step's barrier and waiting
     // for the others there.
     auto off_path = [&](std::size_t s) {
       const std::size_t t = dir == 0 ? T_ - 1 - s : s;
-      d_x(t);
+      d_x(s, t);
       weight_grads(s, t);
     };
     // This thread's scratch for its products and packs, before anything is written
@@ -992,7 +1021,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         K.reserve_a(Trans::T, static_cast<int>(WU), kr, T(1));
       }
       if (Mr > 0) {
-        K.reserve_a(Trans::N, Mr, pack_ih_.K, T(1));
+        K.reserve_a(Trans::N, dx_blocks ? static_cast<int>(P * N) : Mr, pack_ih_.K, T(1));
         K.reserve_a(Trans::N, Mr, pack_hh_.K, T(1));
         if (gru) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
       }
@@ -1104,7 +1133,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
           dh[n * H + j] = rec[n * H + j] + (gru ? pw[n * H + j] : T(0));
       }
       if (by_rows) {
-        d_x(t);
+        d_x(s, t);
         weight_grads(s, t);
       }
     }
