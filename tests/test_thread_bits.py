@@ -198,3 +198,31 @@ def test_streaming_steps_give_the_whole_sequences_bits(cell, N, dtype, restore_r
     y_ref = forward_like(layer, x)[0]
     tol = 1e-11 if dtype == "float64" else 2e-4
     np.testing.assert_allclose(y_all, y_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("N", [1, 5, 11, 12])
+@pytest.mark.parametrize("cell", CELLS)
+def test_batch_first_backward_blocks_give_time_major_bits(cell, N, restore_runtime):
+    """Below 32 rows the backward takes d x a block of P ~ 128 / N steps at a time: time-major
+    as one product over the block's rows, batch_first (d x read and written in place as
+    [N, T, C]) as one product per sequence, up to 11 rows (12: per step). Over two blocks and a
+    partial one, bidirectional (the second direction adds onto d x), two layers, lengths, on 1
+    and 2 threads: batch_first must give the time-major bits."""
+    P = min(64, -(-128 // N))
+    T, C, H = 2 * P + 3, 40, 64
+    rng = np.random.default_rng(N)
+    x = rng.standard_normal((T, N, C)).astype(np.float32)
+    dy = rng.standard_normal((T, N, 2 * H)).astype(np.float32)
+    lens = rng.integers(1, T + 1, size=N)
+    lens[0] = T
+    for threads in (1, 2):
+        pyrnn.set_num_threads(threads)
+        runs = []
+        for bf in (False, True):
+            layer = make_layer(cell, C, H, 2, bidirectional=True, batch_first=bf, seed=3,
+                               dtype="float32")
+            y = layer(x.swapaxes(0, 1) if bf else x, None, lens)[0]
+            dx = layer.backward(dy.swapaxes(0, 1) if bf else dy)[0]
+            runs.append((y.swapaxes(0, 1) if bf else y, dx.swapaxes(0, 1) if bf else dx,
+                         {k: v.copy() for k, v in layer.grads.items()}))
+        _assert_same(runs[0], runs[1])

@@ -826,7 +826,9 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // d x = dG W_ih, by units, also a block at a time below 32 rows: per step, a few rows read all
   // of W_ih at every step (as the forward's per-step projection did). Same kernel and k order
   // per row: same bits. GRU (50, 1, 1024, 1024) forward + backward, 1 thread: 63-65 -> 46 ms.
-  const bool dx_blocks = !by_rows && N < 32;
+  // A batch-major d x takes a product per sequence (its rows are T*C apart between sequences),
+  // each reading W_ih: N passes per P steps, fewer than P only while N*N < 128 (P ~ 128 / N).
+  const bool dx_blocks = !by_rows && N < 32 && (!dx_bm || N * N < 128);
   const int ldg = static_cast<int>(LG);
   auto ring = [&](std::size_t t) { return (t / P) % 2 * P + t % P; };
   dg_.resize(2 * P * N * LG);                  // [2*P, N, GH] d pre-activations, rows LG apart
