@@ -79,7 +79,11 @@ constexpr std::size_t kStreamedCache = std::size_t(8) << 20;
 // Rows also where units cannot be split (H not a multiple of nr) and there are rows to share:
 // each thread then reads all the weights from L3, still far quicker than one thread alone
 // (LSTM (50, 64, 300, 300) on 2 threads ran at 1 thread's speed, 1.5x PyTorch's time).
-// unit_k: the K of the per-step product that decides whether splitting units pays.
+// unit_k: the K of the per-step product that decides whether splitting units pays: by its
+// multiply-adds (gemm_threads), or by the weights it reads: past 256 KiB a few rows' product is
+// bound by reading them (from L2 or beyond), not by its arithmetic, and halves on 2 threads.
+// LSTM (100, 1, 256, 256) on 2 threads, eval: 1.68 -> 1.01 ms (1.2x PyTorch's time -> 0.64x);
+// (100, 8, 128, 128) 2.0 -> 1.3 ms.
 struct StepSplit {
   bool by_rows;
   int threads;
@@ -91,7 +95,10 @@ inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, 
       static_cast<std::size_t>(G) * H * (static_cast<std::size_t>(C) + H) * elem_bytes;
   if (want > 1 && N >= 16 && (weight_bytes <= (std::size_t(768) << 10) || H % nr != 0))
     return {true, std::min(want, N / 8)};
-  return {false, H % nr == 0 ? std::min(kernels::gemm_threads(N, G * H, unit_k), H / nr) : 1};
+  const double step_weight_bytes = static_cast<double>(G) * H * unit_k * elem_bytes;
+  const int units = step_weight_bytes >= 256.0 * 1024 ? get_num_threads()
+                                                       : kernels::gemm_threads(N, G * H, unit_k);
+  return {false, H % nr == 0 ? std::min(units, H / nr) : 1};
 }
 
 // A forward pass's plan for one layer and direction (forward_direction runs it; check_forward
