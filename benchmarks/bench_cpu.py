@@ -38,12 +38,15 @@ from pyrnn._argtypes import int_range, name_list, positive_float
 from pyrnn._core import fma_peak_gflops
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8),
-           # Not in issue 4's table (no targets; --configs odd_h,few_rows,one_step): shapes that
-           # took slow plans until 2026-12-06: a hidden size that is a multiple of no panel width
-           # (2 threads ran it on one), one row with large weights (W_ih read every step), and
-           # one step of one row (streaming inference: the weights packed for a single use).
+           # Not in issue 4's table (no targets; --configs odd_h,few_rows,one_step,...): shapes
+           # that took slow plans until 2026-12-06: a hidden size that is a multiple of no panel
+           # width (2 threads ran it on one), one row with large weights (W_ih read every step),
+           # one step of one row (streaming inference: the weights packed for a single use) and of
+           # 32 rows (a batch of streams), 8 rows of a short sequence (W_ih read every step), and
+           # one row with mid-sized weights (2 threads ran the steps on one).
            "odd_h": (50, 64, 300, 300), "few_rows": (50, 1, 1024, 1024),
-           "one_step": (1, 1, 1024, 1024)}
+           "one_step": (1, 1, 1024, 1024), "one_step_batch": (1, 32, 1024, 1024),
+           "short_rows": (16, 8, 1024, 1024), "one_row_mid": (100, 1, 256, 256)}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "GRU_seeds": 3}
 # Issue 4's targets: pyrnn time / PyTorch time, float32, same thread count.
 TARGETS = {("seed", "fwd"): 0.75, ("seed", "fwdbwd"): 0.6, ("large", "fwd"): 1.0,

@@ -170,13 +170,14 @@ IN_PLACE_H = {"rnn_tanh": 384, "rnn_relu": 384, "lstm": 256, "gru_after": 256, "
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("N", [1, 3, 8])
+@pytest.mark.parametrize("N", [1, 3, 8, 20])
 @pytest.mark.parametrize("cell", CELLS)
 def test_streaming_steps_give_the_whole_sequences_bits(cell, N, dtype, restore_runtime):
-    """Inference one step at a time (the state carried by hx) reads the weights in place; in
-    chunks of 2 steps W_ih alone (N <= 4: at most 8 rows in all; N = 8 packs both); the whole
-    sequence of 12 steps packs both. All must give the same bits, on 1 and 2 threads, two
-    layers, and match the float64 NumPy reference."""
+    """Inference one step at a time (the state carried by hx) reads the weights in place (20
+    rows: a panel packed at a time, past the 8 read in registers); in chunks of 2 steps W_ih
+    alone (N <= 4: at most 8 rows in all; N = 8 packs both; N = 20: 40 rows, a panel at a
+    time); the whole sequence of 12 steps packs W_hh. All must give the same bits, on 1 and 2
+    threads, two layers, and match the float64 NumPy reference."""
     from reference import forward_like
     C = H = IN_PLACE_H[cell]
     T = 12

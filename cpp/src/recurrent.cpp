@@ -113,6 +113,11 @@ inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, 
 // kStreamedCache, as eval keeps its buffers: a long sequence or a very wide W_ih keeps the
 // per-step slot.
 std::atomic<int> g_weights_in_place{-1};  // detail::set_weights_in_place
+// Whether a product of M rows by K reads them where they lie (kernels' a_in_place, alpha 1):
+// then B read a panel at a time (gemm_b_panels) costs no repacking of A per panel.
+inline bool a_direct(long long M, int K, std::size_t elem_bytes) {
+  return M <= 8 || static_cast<double>(M) * K * elem_bytes <= 512.0 * 1024;
+}
 struct ForwardPlan {
   StepSplit split;
   int big_threads;
@@ -127,24 +132,37 @@ inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t e
   const double gates = static_cast<double>(T) * N * (G + (G == 3 ? 1 : 0)) * H * elem_bytes;
   const bool vector_steps = N < 8 && w_ih > 256.0 * 1024 &&
                             (training || gates <= static_cast<double>(kStreamedCache));
-  // Weights read in place (gemm_bt_panels, at most 8 rows): packing one costs about two passes
-  // over it, then each step's product reads it once; read in place, a step costs up to twice a
-  // packed one from cache (it transposes B in registers to keep the packed path's bits) and the
-  // same from memory. So past 256 KiB, W_ih (one product over all T*N rows) is read in
-  // place when those are at most 8; W_hh for one step, or for up to 8 rows of steps once it is
-  // past what caches hold beside its pack (8 MiB), up to 4 steps unless the steps are shared
-  // by several threads. Measured on Zen 4 (1 MiB L2), eval: GRU (1, 1, 1024, 1024) on 1
-  // thread 5.1-6.2 -> 1.4-1.5 ms; (8, 1, 1024, 1024) on 2 threads 5.1 -> 2.9 ms (3.5-3.9
-  // with W_ih alone in place); but with W_hh in place too, (4, 1, 512, 512) 0.52 -> 0.62 ms
-  // (1 thread), and (8, 1, 1000, 1000), whose steps run on one thread, 4.7 -> 5.2 ms.
+  // Weights read in place (gemm_b_panels): packing one costs about two passes over it, then
+  // each step's product reads it once. Read in place, up to 8 rows a step costs up to twice a
+  // packed one from cache (B transposed in registers, to keep the packed path's bits) and the
+  // same from memory; more rows take one panel at a time, packed right before all rows use it
+  // (one pass over the weight per product: for a weight one product uses, never slower).
+  // So past 256 KiB:
+  //  - W_ih (one product over all T*N rows) is read in place when those are at most 8, or when
+  //    they are few enough that the product reads them where they lie (a_direct) and the step
+  //    team has the threads that product would use: a per-step projection read all of W_ih at
+  //    every step (LSTM (16, 8, 1024, 1024): as slow as PyTorch, which reads it once);
+  //  - W_hh for one step (a_direct rows), or for up to 8 rows of steps once it is past what
+  //    caches hold beside its pack (8 MiB), up to 4 steps unless the steps are shared by
+  //    several threads.
+  // Measured on Zen 4 (1 MiB L2), eval: GRU (1, 1, 1024, 1024) on 1 thread 5.1-6.2 -> 1.4-1.5
+  // ms; (8, 1, 1024, 1024) on 2 threads 5.1 -> 2.9 ms (3.5-3.9 with W_ih alone in place); but
+  // with W_hh in place too, (4, 1, 512, 512) 0.52 -> 0.62 ms (1 thread), and (8, 1, 1000, 1000),
+  // whose steps run on one thread, 4.7 -> 5.2 ms. Past 8 rows, 1 thread: RNN (1, 32, 1024,
+  // 1024) 2.7-3.2 -> 2.2-2.4 ms, GRU 8.9-11 -> 6.5-6.7 (PyTorch 2.3-2.5 and 7.0-7.6); LSTM
+  // (16, 8, 1024, 1024) 34.6-35.4 -> 28.4-29.8 (PyTorch 34-37).
   const double w_hh = static_cast<double>(G) * H * H * elem_bytes;
   const long long rows = static_cast<long long>(T) * N;
   const int mode = g_weights_in_place.load(std::memory_order_relaxed);
   const bool hh_in_place =
-      N <= 8 && (mode > 0 || (mode < 0 && w_hh > 256.0 * 1024 &&
-                              (T == 1 || (rows <= 8 && w_hh > 8.0 * 1024 * 1024 &&
-                                          (T <= 4 || split.threads > 1)))));
-  const bool ih_in_place = rows <= 8 && (mode > 0 || (mode < 0 && w_ih > 256.0 * 1024));
+      mode > 0 || (mode < 0 && w_hh > 256.0 * 1024 &&
+                   ((T == 1 && a_direct(N, H, elem_bytes)) ||
+                    (rows <= 8 && w_hh > 8.0 * 1024 * 1024 && (T <= 4 || split.threads > 1))));
+  // (Not by rows: each thread would project every row, its steps' and the others'.)
+  const bool ih_in_place =
+      !split.by_rows &&
+      (mode > 0 || (mode < 0 && w_ih > 256.0 * 1024 &&
+                    (rows <= 8 || (a_direct(rows, C, elem_bytes) && split.threads >= big))));
   return {split, big, split.threads >= big && !vector_steps && !ih_in_place, hh_in_place,
           ih_in_place};
 }
@@ -491,15 +509,15 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
     if (hh_packed)
       K.gemm_panels(Trans::N, M, a, Hi, T(1), pack_hh_, beta, nullptr, c, ldc, rg, nrg);
     else
-      K.gemm_bt_panels(M, a, Hi, T(1), w.w_hh, Hi, split ? 2 * Hi : G * Hi, Hi, beta, nullptr,
-                       c, ldc, rg, nrg);
+      K.gemm_b_panels(Trans::T, M, a, Hi, T(1), w.w_hh, Hi, split ? 2 * Hi : G * Hi, Hi, beta,
+                      nullptr, c, ldc, rg, nrg);
   };
   auto hn_product = [&](int M, const T* a, T* c, int ldc, const int* rg, int nrg) {
     if (hh_packed)
       K.gemm_panels(Trans::N, M, a, Hi, T(1), pack_hn_, T(0), nullptr, c, ldc, rg, nrg);
     else
-      K.gemm_bt_panels(M, a, Hi, T(1), w.w_hh + 2 * H * H, Hi, Hi, Hi, T(0), nullptr, c, ldc,
-                       rg, nrg);
+      K.gemm_b_panels(Trans::T, M, a, Hi, T(1), w.w_hh + 2 * H * H, Hi, Hi, Hi, T(0), nullptr,
+                      c, ldc, rg, nrg);
   };
   // Two ways to share the steps among threads; either way every element has one writer and one
   // summation order, so the bits do not depend on the thread count.
@@ -639,13 +657,15 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       if (step_proj) K.reserve_a(Trans::N, Mr, pack_ih_.K, T(1));
       if (hh_packed) K.reserve_a(Trans::N, Mr, pack_hh_.K, T(1));
       if (split && hh_packed) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
+      if (!hh_packed) K.reserve_b_panels(Trans::T, Mr, Hi, T(1));
+      if (!ih_packed) K.reserve_b_panels(Trans::T, static_cast<int>(T_ * N), C, T(1));
     });
 #pragma omp barrier
-    // [T*N rows, at most 8: never shared by rows] g = x W_ih^T + b, W_ih read in place, for
-    // this thread's units (the only ones its steps read).
+    // g = x W_ih^T + b over all T*N rows, W_ih read in place, for this thread's units (the
+    // only ones its steps read; never by rows: forward_plan).
     if (!ih_packed && works && U && !errors.failed())
-      K.gemm_bt_panels(static_cast<int>(T_ * N), x, C, T(1), w.w_ih, C, G * Hi, C, T(0), w.b, g,
-                       G * Hi, ranges_ih, nranges_ih);
+      K.gemm_b_panels(Trans::T, static_cast<int>(T_ * N), x, C, T(1), w.w_ih, C, G * Hi, C, T(0),
+                      w.b, g, G * Hi, ranges_ih, nranges_ih);
     detail::TeamWork work;
     for (std::size_t s = 0; works && s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
@@ -796,17 +816,48 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   const kernels::Ops<T>& K = kernels::ops<T>();
 
   // d h_prev = dg_h W_hh: W_hh (GRU: its r,z rows, then its n rows) packed once for all steps;
-  // d x_t = dg_t W_ih: W_ih packed once.
-  pack_weights<T>(K, {{&pack_hh_, Trans::N, gru ? 2 * Hi : G * Hi, Hi, w.w_hh, Hi},
-                      {&pack_ih_, Trans::N, G * Hi, C, w.w_ih, C},
-                      {gru ? &pack_hn_ : nullptr, Trans::N, Hi, Hi, w.w_hh + 2 * H * H, Hi}});
+  // d x_t = dg_t W_ih: W_ih packed once. One step past 256 KiB reads them where they lie
+  // instead (gemm_b_panels: few rows straight from them, more through pieces packed one at a
+  // time; the same bits), when its rows read dG in place: packed, each cost two passes more
+  // than the step's one product (GRU (1, 1, 1024, 1024) forward + backward on 1 thread:
+  // 7.3-9.5 -> 5.9-6.1 ms, PyTorch 4.3-5.2).
+  const int mode = g_weights_in_place.load(std::memory_order_relaxed);
+  auto read_in_place = [&](double rows, double cols) {
+    return mode > 0 || (mode < 0 && T_ == 1 && rows * cols * sizeof(T) > 256.0 * 1024 &&
+                        a_direct(Ni, G * Hi, sizeof(T)));
+  };
+  const bool hh_packed = !read_in_place(G * Hi, Hi), ih_packed = !read_in_place(G * Hi, C);
+  const int hh_k = gru ? 2 * Hi : G * Hi;  // W_hh's rows in d h_prev = dg_h W_hh (then W_hn's)
+  pack_weights<T>(K, {{hh_packed ? &pack_hh_ : nullptr, Trans::N, hh_k, Hi, w.w_hh, Hi},
+                      {ih_packed ? &pack_ih_ : nullptr, Trans::N, G * Hi, C, w.w_ih, C},
+                      {gru && hh_packed ? &pack_hn_ : nullptr, Trans::N, Hi, Hi,
+                       w.w_hh + 2 * H * H, Hi}});
+  // d h_prev's products (W_hh, then GRU's W_hn) and d x's (W_ih), over column panels.
+  auto hh_product = [&](int M, const T* a, int lda, T* c, const int* rg) {
+    if (hh_packed) K.gemm_panels(Trans::N, M, a, lda, T(1), pack_hh_, T(0), nullptr, c, Hi, rg, 1);
+    else
+      K.gemm_b_panels(Trans::N, M, a, lda, T(1), w.w_hh, Hi, Hi, hh_k, T(0), nullptr, c, Hi, rg,
+                      1);
+  };
+  auto hn_product = [&](int M, const T* a, int lda, T beta, T* c, const int* rg) {
+    if (hh_packed) K.gemm_panels(Trans::N, M, a, lda, T(1), pack_hn_, beta, nullptr, c, Hi, rg, 1);
+    else
+      K.gemm_b_panels(Trans::N, M, a, lda, T(1), w.w_hh + 2 * H * H, Hi, Hi, Hi, beta, nullptr,
+                      c, Hi, rg, 1);
+  };
+  auto ih_product = [&](int M, const T* a, int lda, T beta, T* c, int ldc, const int* rg) {
+    if (ih_packed) K.gemm_panels(Trans::N, M, a, lda, T(1), pack_ih_, beta, nullptr, c, ldc, rg, 1);
+    else
+      K.gemm_b_panels(Trans::N, M, a, lda, T(1), w.w_ih, C, C, G * Hi, beta, nullptr, c, ldc, rg,
+                      1);
+  };
   // The steps are shared among threads as in forward, by batch rows (weights that fit in L2:
   // the cell, d h_prev and d x of a row need no other row, so steps need no barrier) or by
   // hidden units (one split barrier per step, step_sync.h: a step's d x, split by its columns,
   // and weight gradients run in the next step's wait). Either way the weight and bias
   // gradients are owned by units: every element has one writer and one summation order (steps in
   // processing order, rows ascending), the same in both modes and for any thread count.
-  const int nr = pack_hh_.nr;
+  const int nr = K.nr;
   const StepSplit split_plan = step_split(Ni, G, Hi, C, sizeof(T), nr, Hi + C);
   const bool by_rows = split_plan.by_rows;
   const int nth = split_plan.threads;
@@ -993,22 +1044,21 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
     auto d_x = [&](std::size_t s, std::size_t t) {
       if (!(xrange[0] < xrange[1] && Mr > 0)) return;
       if (!dx_blocks) {
-        K.gemm_panels(Trans::N, Mr, dg_.data() + ring(t) * N * LG + n0 * LG, ldg, T(1),
-                      pack_ih_, beta_dx, nullptr, dx + dxrows.at(t, n0), lddx, xrange, 1);
+        ih_product(Mr, dg_.data() + ring(t) * N * LG + n0 * LG, ldg, beta_dx,
+                   dx + dxrows.at(t, n0), lddx, xrange);
         return;
       }
       if (!block_end(s, t)) return;
       const std::size_t t0 = t - t % P, nb = std::min(P, T_ - t0);
       const T* dgb = dg_.data() + ring(t0) * N * LG;  // [nb*N, GH] (LG), all rows (by units)
       if (!dx_bm) {  // the block's rows of d x are contiguous too: [nb*N, C]
-        K.gemm_panels(Trans::N, static_cast<int>(nb * N), dgb, ldg, T(1), pack_ih_, beta_dx,
-                      nullptr, dx + dxrows.at(t0, 0), lddx, xrange, 1);
+        ih_product(static_cast<int>(nb * N), dgb, ldg, beta_dx, dx + dxrows.at(t0, 0), lddx,
+                   xrange);
         return;
       }
       for (std::size_t n = 0; n < N; ++n)  // batch-major d x: [nb, C] per sequence
-        K.gemm_panels(Trans::N, static_cast<int>(nb), dgb + n * LG, static_cast<int>(N * LG),
-                      T(1), pack_ih_, beta_dx, nullptr, dx + dxrows.at(t0, n),
-                      static_cast<int>(dxrows.t), xrange, 1);
+        ih_product(static_cast<int>(nb), dgb + n * LG, static_cast<int>(N * LG), beta_dx,
+                   dx + dxrows.at(t0, n), static_cast<int>(dxrows.t), xrange);
     };
     // By units, the work of step s that is off the recurrence's path (d x_t, the block's weight
     // gradients) runs one step late, between arriving at the next step's barrier and waiting
@@ -1030,9 +1080,13 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
         K.reserve_a(Trans::T, static_cast<int>(WU), kr, T(1));
       }
       if (Mr > 0) {
-        K.reserve_a(Trans::N, dx_blocks ? static_cast<int>(P * N) : Mr, pack_ih_.K, T(1));
-        K.reserve_a(Trans::N, Mr, pack_hh_.K, T(1));
-        if (gru) K.reserve_a(Trans::N, Mr, pack_hn_.K, T(1));
+        const int dx_rows = dx_blocks ? static_cast<int>(P * N) : Mr;
+        if (ih_packed) K.reserve_a(Trans::N, dx_rows, G * Hi, T(1));
+        else K.reserve_b_panels(Trans::N, dx_rows, G * Hi, T(1));
+        if (hh_packed) K.reserve_a(Trans::N, Mr, hh_k, T(1));
+        else K.reserve_b_panels(Trans::N, Mr, hh_k, T(1));
+        if (gru && hh_packed) K.reserve_a(Trans::N, Mr, Hi, T(1));
+        else if (gru) K.reserve_b_panels(Trans::N, Mr, Hi, T(1));
       }
     });
 #pragma omp barrier
@@ -1113,8 +1167,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
       // rec = dg_h W_hh.
       T* dg0 = dgt + n0 * LG;
       if (split_r) {
-        if (U) K.gemm_panels(Trans::N, Mr, dg0 + 2 * H, ldg, T(1), pack_hn_, T(0), nullptr,
-                             drh.data() + n0 * H, Hi, range, 1);
+        if (U) hn_product(Mr, dg0 + 2 * H, ldg, T(0), drh.data() + n0 * H, range);
         for (std::size_t n = n0; n < n1 && U; ++n)
           if (active(static_cast<int>(n), static_cast<int>(t))) {
             K.gru_before_backward_r_row(Hi, u0, u1, dgt + n * LG, drh.data() + n * H,
@@ -1123,18 +1176,14 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
               for (std::size_t j = U0; j < U0 + U; ++j) db_acc[j] += dgt[n * LG + j];
           }
         if (!by_rows) step_barrier();
-        if (U) K.gemm_panels(Trans::N, Mr, dg0, ldg, T(1), pack_hh_, T(0), nullptr,
-                             rec.data() + n0 * H, Hi, range, 1);
+        if (U) hh_product(Mr, dg0, ldg, rec.data() + n0 * H, range);
       } else if (after) {
         if (U) {
-          K.gemm_panels(Trans::N, Mr, dg0, ldg, T(1), pack_hh_, T(0), nullptr,
-                        rec.data() + n0 * H, Hi, range, 1);
-          K.gemm_panels(Trans::N, Mr, dghnt + n0 * H, Hi, T(1), pack_hn_, T(1), nullptr,
-                        rec.data() + n0 * H, Hi, range, 1);
+          hh_product(Mr, dg0, ldg, rec.data() + n0 * H, range);
+          hn_product(Mr, dghnt + n0 * H, Hi, T(1), rec.data() + n0 * H, range);
         }
       } else if (U) {
-        K.gemm_panels(Trans::N, Mr, dg0, ldg, T(1), pack_hh_, T(0), nullptr,
-                      rec.data() + n0 * H, Hi, range, 1);
+        hh_product(Mr, dg0, ldg, rec.data() + n0 * H, range);
       }
       for (std::size_t n = n0; n < n1 && U; ++n) {
         if (!active(static_cast<int>(n), static_cast<int>(t))) continue;  // d h passes through

@@ -398,55 +398,71 @@ void stream_copy_family(CpuIsa isa) {
 
 }  // namespace
 
-// gemm_bt_panels (B^T read in place, by the calling thread over column panels) gives the bits
-// of gemm_panels on pack_b(Trans::T, ...): row counts across its groups of 8, the bias epilogue,
-// beta 0, 1 and 0.5, alpha 1, 0.75 and 0, K = 0, k beyond one block and a chain, edge groups,
-// padded leading dimensions and sets of panel ranges that leave other columns alone.
+// gemm_b_panels (op(B) from B where it lies, by the calling thread over column panels) gives
+// the bits of gemm_panels on pack_b(tb, ...), for both op(B): rows read in registers (B^T, up to
+// 8) and rows past them or of op(B) = B through pieces packed one at a time (skinny rows, tiled
+// rows read in place or packed, a tiled part and a skinny tail); the bias epilogue, beta 0, 1
+// and 0.5, alpha 1, 0.75 and 0, K = 0, k beyond one block and a chain, groups of panels, edge
+// panels, padded leading dimensions and sets of panel ranges that leave other columns alone.
+// After reserve_b_panels the product allocates nothing (its scratch keeps its buffer).
 template <typename T>
-void bt_panels_match_packed(CpuIsa isa) {
+void b_panels_match_packed(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   const int nr = o.nr;
-  const int sizes[][2] = {{1, 1}, {5, 3}, {75, 300}, {100, 17}, {3 * nr + 5, 2100}, {2 * nr, 0}};
+  // 9 panels and an edge one: op(B) = B's groups of 8 panels and a shorter one.
+  const int sizes[][2] = {{1, 1},      {5, 3},           {75, 300}, {100, 17},
+                          {3 * nr + 5, 2100}, {9 * nr + 3, 600}, {2 * nr, 0}};
   int done = 0;
-  for (const auto& s : sizes)
-    for (int M : {1, 2, 5, 7, 8, 9, 17})
-      for (T beta : {T(0), T(1), T(0.5)})
-        for (T alpha : {T(1), T(0.75), T(0)})
-          for (bool bias : {false, true}) {
-            const int N = s[0], K = s[1], lda = K + 3, ldc = N + 1, ldb = K + (K % 2 ? 0 : 5);
-            const int panels = (N + nr - 1) / nr;
-            std::vector<T> A(static_cast<std::size_t>(M) * lda);
-            std::vector<T> B(static_cast<std::size_t>(N) * ldb);
-            std::vector<T> C0(static_cast<std::size_t>(M) * ldc), b(N);
-            for (auto& v : A) v = T(uniform01(12, 1, &v - A.data()) - 0.5);
-            for (auto& v : B) v = T(uniform01(12, 2, &v - B.data()) - 0.5);
-            // beta 0: C is never read (NaN there would show)
-            for (auto& v : C0)
-              v = beta == T(0) ? std::numeric_limits<T>::quiet_NaN()
-                               : T(uniform01(12, 3, &v - C0.data()) - 0.5);
-            for (auto& v : b) v = T(uniform01(12, 4, &v - b.data()) - 0.5);
-            kernels::PackedB<T> pb;
-            o.pack_b(pb, Trans::T, K, N, B.data(), ldb);
-            // All panels; then the first and the last panel alone (two ranges), leaving the rest.
-            const int all[2] = {0, panels}, ends[4] = {0, 1, panels - 1, panels};
-            for (int part = 0; part < 2; ++part) {
-              const int* rg = part ? ends : all;
-              const int nrg = part && panels > 1 ? 2 : 1;
-              std::vector<T> want = C0, got = C0;
-              o.gemm_panels(Trans::N, M, A.data(), lda, alpha, pb, beta, bias ? b.data() : nullptr,
-                            want.data(), ldc, rg, nrg);
-              o.gemm_bt_panels(M, A.data(), lda, alpha, B.data(), ldb, N, K, beta,
-                               bias ? b.data() : nullptr, got.data(), ldc, rg, nrg);
-              // the columns outside the ranges (and j == N) untouched: NaN there in both
-              CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(T)) == 0);
-              if (beta == T(0) && part == 0)  // every column written, none from C's NaN
-                for (int i = 0; i < M; ++i)
-                  for (int j = 0; j < N; ++j)
-                    CHECK(!std::isnan(got[static_cast<std::size_t>(i) * ldc + j]));
-              ++done;
+  for (Trans tb : {Trans::T, Trans::N})
+    for (const auto& s : sizes)
+      for (int M : {1, 2, 5, 7, 8, 9, 17, 40})
+        for (T beta : {T(0), T(1), T(0.5)})
+          for (T alpha : {T(1), T(0.75), T(0)})
+            for (bool bias : {false, true}) {
+              const int N = s[0], K = s[1], lda = K + 3, ldc = N + 1;
+              const int ldb = (tb == Trans::T ? K : N) + ((tb == Trans::T ? K : N) % 2 ? 0 : 5);
+              const int panels = (N + nr - 1) / nr;
+              std::vector<T> A(static_cast<std::size_t>(M) * lda);
+              std::vector<T> B(static_cast<std::size_t>(tb == Trans::T ? N : K) * ldb + 1);
+              std::vector<T> C0(static_cast<std::size_t>(M) * ldc), b(N);
+              for (auto& v : A) v = T(uniform01(12, 1, &v - A.data()) - 0.5);
+              for (auto& v : B) v = T(uniform01(12, 2, &v - B.data()) - 0.5);
+              // beta 0: C is never read (NaN there would show)
+              for (auto& v : C0)
+                v = beta == T(0) ? std::numeric_limits<T>::quiet_NaN()
+                                 : T(uniform01(12, 3, &v - C0.data()) - 0.5);
+              for (auto& v : b) v = T(uniform01(12, 4, &v - b.data()) - 0.5);
+              kernels::PackedB<T> pb;
+              o.pack_b(pb, tb, K, N, B.data(), ldb);
+              o.reserve_b_panels(tb, M, K, alpha);
+              // All panels; then the first and the last panel alone (two ranges), leaving the rest.
+              const int all[2] = {0, panels}, ends[4] = {0, 1, panels - 1, panels};
+              for (int part = 0; part < 2; ++part) {
+                const int* rg = part ? ends : all;
+                const int nrg = part && panels > 1 ? 2 : 1;
+                std::vector<T> want = C0, got = C0;
+                o.gemm_panels(Trans::N, M, A.data(), lda, alpha, pb, beta,
+                              bias ? b.data() : nullptr, want.data(), ldc, rg, nrg);
+                pyrnn::detail::inject_allocation_failure(1);  // any allocation now throws
+                bool allocated = false;
+                try {
+                  o.gemm_b_panels(tb, M, A.data(), lda, alpha, B.data(), ldb, N, K, beta,
+                                  bias ? b.data() : nullptr, got.data(), ldc, rg, nrg);
+                } catch (const pyrnn::OutOfMemory&) {
+                  allocated = true;
+                }
+                pyrnn::detail::inject_allocation_failure(0);
+                CHECK(!allocated);
+                // the columns outside the ranges (and j == N) untouched: NaN there in both
+                CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(T)) == 0);
+                if (beta == T(0) && part == 0)  // every column written, none from C's NaN
+                  for (int i = 0; i < M; ++i)
+                    for (int j = 0; j < N; ++j)
+                      CHECK(!std::isnan(got[static_cast<std::size_t>(i) * ldc + j]));
+                ++done;
+              }
             }
-          }
-  CHECK(done == 6 * 7 * 3 * 3 * 2 * 2);
+  CHECK(done == 2 * 7 * 8 * 3 * 3 * 2 * 2);
 }
 
 TEST(gemm_in_place_a_bitwise_equal_packed) {
@@ -474,10 +490,10 @@ TEST(gemm_b_in_place_bitwise_equal_packed) {
   }
 }
 
-TEST(gemm_bt_panels_bitwise_equal_packed) {
+TEST(gemm_b_panels_bitwise_equal_packed) {
   for (CpuIsa isa : available_isas()) {
-    bt_panels_match_packed<float>(isa);
-    bt_panels_match_packed<double>(isa);
+    b_panels_match_packed<float>(isa);
+    b_panels_match_packed<double>(isa);
   }
 }
 

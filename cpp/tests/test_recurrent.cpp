@@ -186,14 +186,13 @@ TEST(eval_state_ring_gives_training_bits) {
   pyrnn::set_num_threads(saved);
 }
 
-// Weights read in place (a batch of at most 8 rows: W_hh; at most 8 rows of steps in all: W_ih)
+// Weights read in place (W_hh, W_ih; in registers up to 8 rows, else a panel packed at a time)
 // give the bits of the packed weights, for every cell, float32 and float64, one and two layers,
 // bidirectional, batch_first, with lengths, in training (y, hn, cn, dx, dh0, dc0, every
-// gradient) and eval,
-// on one thread and with the steps split by units over two (the 8-row shapes), with W_ih then
-// in place or packed (T*N = 8, or 9 and 16: W_hh alone in place). The hook forces each way
-// (auto, -1, reads W_hh in place for the one-step 8-row shapes, else packs). The in-place run
-// comes first, on a layer that has never packed anything: a read of a stale pack would show.
+// gradient) and eval, on one thread and with the steps split over two (by units, or by rows
+// for float32's 20 rows: W_ih then packed). The hook forces each way (auto, -1, chooses by
+// size: in place for the one-step shapes' W_hh, else mostly packed). The in-place run comes
+// first, on a layer that has never packed anything: a read of a stale pack would show.
 template <typename F>
 void in_place_weights_match_packed() {
   struct Shape { int steps, N, C, H; };
@@ -204,8 +203,11 @@ void in_place_weights_match_packed() {
       const bool one_gate = cell == CellType::RNN_TANH || cell == CellType::RNN_RELU;
       // by units on 2 threads: N * G*H * (C + H) >= 2^20 and H a multiple of the panel width
       const int Hu = one_gate ? 384 : lstm ? 192 : 256;
+      // 12 and 20 rows: past the 8 read in registers, panels packed one at a time (20 rows of
+      // float32 share the steps by rows: W_hh only; by units in float64).
       for (const Shape sh : {Shape{1, 8, 16, Hu}, Shape{2, 8, 16, Hu}, Shape{3, 3, 16, Hu},
-                             Shape{3, 2, 3, 4}, Shape{4, 1, 5, 7}})
+                             Shape{1, 12, 16, Hu}, Shape{2, 20, 16, Hu}, Shape{3, 2, 3, 4},
+                             Shape{4, 1, 5, 7}})
         for (int layers : {1, 2})
           for (bool batch_first : {false, true}) {
             const bool tiny = sh.H < 16;

@@ -189,10 +189,10 @@ namespace detail {
 // through time-major copies. 0 restores the default. Process-wide, read by each call: change it
 // only between a forward and the next (never between a forward and its backward).
 void set_batch_major_stride_limit(long long elements);
-// Test hook: whether forward passes read W_hh (batch of at most 8 rows) and W_ih (at most 8
-// rows of steps in all) in place instead of packing them: -1 by their size (the default), 0
-// never, 1 whenever the rows allow. Process-wide, read by each forward; every choice gives the
-// same bits.
+// Test hook: whether forward and backward passes read W_hh and W_ih in place instead of packing
+// them: -1 by their size, the steps and the rows (the default), 0 never, 1 always (but not the
+// forward's W_ih where its steps are shared by batch rows). Process-wide, read by each pass;
+// every choice gives the same bits.
 void set_weights_in_place(int mode);
 }  // namespace detail
 

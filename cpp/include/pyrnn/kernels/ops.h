@@ -56,12 +56,17 @@ struct Ops {
   // false, doing nothing, otherwise.
   bool (*gemm_b_in_place)(Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
                           const T* B, int ldb, T beta, T* C, int ldc, int threads);
-  // gemm_panels' product (ta = N) for op(B) = B^T, B [N x K] row-major read in place instead of
-  // packed by pack_b(Trans::T, K, N, B, ldb): bitwise the same, by the calling thread alone, over
-  // the same column panels (of nr). It reads B once per 8 rows: for a small batch's steps, where
-  // packing the weights costs more than the steps' products.
-  void (*gemm_bt_panels)(int M, const T* A, int lda, T alpha, const T* B, int ldb, int N, int K,
-                         T beta, const T* bias, T* C, int ldc, const int* ranges, int nranges);
+  // gemm_panels' product (ta = N) with op(B) from B where it lies, as pack_b(tb, K, N, B, ldb)
+  // would take it, instead of packed: bitwise the same, by the calling thread alone over the
+  // same column panels (of nr). Few rows read B straight (op(B) = B^T: up to 8, transposed in
+  // registers, a pass over B per 8 rows); otherwise op(B) is packed a piece at a time right
+  // before all M rows use it (one pass over B). For a weight used once per call or by a small
+  // batch's steps, where packing all of it costs two passes over it before the products read it
+  // again. reserve_b_panels first in a thread team (as reserve_a).
+  void (*gemm_b_panels)(Trans tb, int M, const T* A, int lda, T alpha, const T* B, int ldb, int N,
+                        int K, T beta, const T* bias, T* C, int ldc, const int* ranges,
+                        int nranges);
+  void (*reserve_b_panels)(Trans tb, int M, int K, T alpha);
   // Cell rows over units [j0, j1) (see cells.h for the meaning of each argument).
   void (*rnn_forward_row)(int H, int j0, int j1, bool relu, T* g, const T* r);
   void (*rnn_backward_row)(int H, int j0, int j1, bool relu, T* dg, const T* dh, const T* a);
