@@ -81,14 +81,16 @@ constexpr std::size_t kStreamedCache = std::size_t(8) << 20;
 // (LSTM (50, 64, 300, 300) on 2 threads ran at 1 thread's speed, 1.5x PyTorch's time).
 // unit_k: the K of the per-step product that decides whether splitting units pays: by its
 // multiply-adds (gemm_threads), or by the weights it reads: past 256 KiB a few rows' product is
-// bound by reading them (from L2 or beyond), not by its arithmetic, and halves on 2 threads.
-// LSTM (100, 1, 256, 256) on 2 threads, eval: 1.68 -> 1.01 ms (1.2x PyTorch's time -> 0.64x);
-// (100, 8, 128, 128) 2.0 -> 1.3 ms.
+// bound by reading them (from L2 or beyond), not by its arithmetic, and halves on 2 threads,
+// once the pass's steps read enough (8 MiB in all) to repay waking the team (one step of RNN
+// (1, 1, 256, 256) on 2 threads: 0.051 -> 0.065-0.075 ms). LSTM (100, 1, 256, 256) on 2
+// threads, eval: 1.68 -> 1.01 ms (1.2x PyTorch's time -> 0.64x); (100, 8, 128, 128) 2.0 ->
+// 1.3 ms.
 struct StepSplit {
   bool by_rows;
   int threads;
 };
-inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, int nr,
+inline StepSplit step_split(int T, int N, int G, int H, int C, std::size_t elem_bytes, int nr,
                             int unit_k) {
   const int want = kernels::gemm_threads(N, G * H, C + H);
   const std::size_t weight_bytes =
@@ -96,8 +98,9 @@ inline StepSplit step_split(int N, int G, int H, int C, std::size_t elem_bytes, 
   if (want > 1 && N >= 16 && (weight_bytes <= (std::size_t(768) << 10) || H % nr != 0))
     return {true, std::min(want, N / 8)};
   const double step_weight_bytes = static_cast<double>(G) * H * unit_k * elem_bytes;
-  const int units = step_weight_bytes >= 256.0 * 1024 ? get_num_threads()
-                                                       : kernels::gemm_threads(N, G * H, unit_k);
+  const bool read_bound = step_weight_bytes >= 256.0 * 1024 &&
+                          T * step_weight_bytes >= 8.0 * 1024 * 1024;
+  const int units = read_bound ? get_num_threads() : kernels::gemm_threads(N, G * H, unit_k);
   return {false, H % nr == 0 ? std::min(units, H / nr) : 1};
 }
 
@@ -126,7 +129,7 @@ struct ForwardPlan {
 };
 inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t elem_bytes,
                                 int nr, bool training) {
-  const StepSplit split = step_split(N, G, H, C, elem_bytes, nr, H);
+  const StepSplit split = step_split(T, N, G, H, C, elem_bytes, nr, H);
   const int big = kernels::gemm_threads(static_cast<long long>(T) * N, G * H, C);
   const double w_ih = static_cast<double>(G) * H * C * elem_bytes;
   const double gates = static_cast<double>(T) * N * (G + (G == 3 ? 1 : 0)) * H * elem_bytes;
@@ -858,7 +861,8 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dx, T* dh0, T* dc0, const
   // gradients are owned by units: every element has one writer and one summation order (steps in
   // processing order, rows ascending), the same in both modes and for any thread count.
   const int nr = K.nr;
-  const StepSplit split_plan = step_split(Ni, G, Hi, C, sizeof(T), nr, Hi + C);
+  const StepSplit split_plan =
+      step_split(static_cast<int>(T_), Ni, G, Hi, C, sizeof(T), nr, Hi + C);
   const bool by_rows = split_plan.by_rows;
   const int nth = split_plan.threads;
 
