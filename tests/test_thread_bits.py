@@ -164,6 +164,28 @@ def test_few_rows_project_per_step_or_at_once_with_identical_bits(cell, restore_
     np.testing.assert_array_equal(layer(x)[0], train_out)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru_after"])
+def test_eval_keeps_one_projections_gates_within_the_streamed_cache(cell, restore_runtime):
+    """Few rows in all (T*N*C within 512 KiB) with a W_ih past 256 KiB project every step in
+    one product reading W_ih in place, but eval (which keeps its buffers) only while that
+    product's [T, N, G*H] gates stay within 8 MiB: here 12-16 MiB, so eval projects per step
+    from one [N, G*H] slot and allocates no buffer of 8 MiB or more (one would be refused:
+    MemoryError). Training keeps its cache either way; both give the same bits."""
+    from pyrnn import _core
+    T, N, C, H = 256, 8, 64, 512
+    pyrnn.set_num_threads(1)
+    x = np.random.default_rng(0).standard_normal((T, N, C)).astype(np.float32)
+    train_out = make_layer(cell, C, H, 1, bidirectional=True, seed=3, dtype="float32")(x)[0]
+    layer = make_layer(cell, C, H, 1, bidirectional=True, seed=3, dtype="float32")
+    layer.eval()  # a new layer: training's cache would be reused (eval buffers only grow)
+    _core._fail_allocations_from(STREAMED_CACHE)
+    try:
+        eval_out = layer(x)[0]
+    finally:
+        _core._fail_allocations_from(0)
+    np.testing.assert_array_equal(eval_out, train_out)
+
+
 # Hidden sizes whose W_hh and W_ih (C = H) pass 256 KiB in float32: a batch of at most 8 rows
 # then reads them in place for a one-step call, instead of packing them (W_ih also for any call
 # of at most 8 rows of steps in all).

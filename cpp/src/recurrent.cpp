@@ -161,11 +161,14 @@ inline ForwardPlan forward_plan(int T, int N, int G, int H, int C, std::size_t e
       mode > 0 || (mode < 0 && w_hh > 256.0 * 1024 &&
                    ((T == 1 && a_direct(N, H, elem_bytes)) ||
                     (rows <= 8 && w_hh > 8.0 * 1024 * 1024 && (T <= 4 || split.threads > 1))));
-  // (Not by rows: each thread would project every row, its steps' and the others'.)
+  // (Not by rows: each thread would project every row, its steps' and the others'. Past 8 rows,
+  // eval keeps the [T, N, G*H] gates of one product only within kStreamedCache, as above.)
   const bool ih_in_place =
       !split.by_rows &&
-      (mode > 0 || (mode < 0 && w_ih > 256.0 * 1024 &&
-                    (rows <= 8 || (a_direct(rows, C, elem_bytes) && split.threads >= big))));
+      (mode > 0 ||
+       (mode < 0 && w_ih > 256.0 * 1024 &&
+        (rows <= 8 || (a_direct(rows, C, elem_bytes) && split.threads >= big &&
+                       (training || gates <= static_cast<double>(kStreamedCache))))));
   return {split, big, split.threads >= big && !vector_steps && !ih_in_place, hh_in_place,
           ih_in_place};
 }
@@ -664,12 +667,12 @@ void Recurrent<T>::forward_direction(DirCache& dc, T* y, const T* x, const T* h0
       if (!ih_packed) K.reserve_b_panels(Trans::T, static_cast<int>(T_ * N), C, T(1));
     });
 #pragma omp barrier
+    detail::TeamWork work;
     // g = x W_ih^T + b over all T*N rows, W_ih read in place, for this thread's units (the
     // only ones its steps read; never by rows: forward_plan).
     if (!ih_packed && works && U && !errors.failed())
       K.gemm_b_panels(Trans::T, static_cast<int>(T_ * N), x, C, T(1), w.w_ih, C, G * Hi, C, T(0),
                       w.b, g, G * Hi, ranges_ih, nranges_ih);
-    detail::TeamWork work;
     for (std::size_t s = 0; works && s < T_ && !errors.failed(); ++s) {
       const std::size_t t = dir == 0 ? s : T_ - 1 - s;
       const std::size_t prev = state_slot(dir == 0 ? t : t + 1);

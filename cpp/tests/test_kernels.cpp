@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <initializer_list>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -415,7 +416,7 @@ void b_panels_match_packed(CpuIsa isa) {
   int done = 0;
   for (Trans tb : {Trans::T, Trans::N})
     for (const auto& s : sizes)
-      for (int M : {1, 2, 5, 7, 8, 9, 17, 40})
+      for (int M : {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 40})
         for (T beta : {T(0), T(1), T(0.5)})
           for (T alpha : {T(1), T(0.75), T(0)})
             for (bool bias : {false, true}) {
@@ -462,7 +463,30 @@ void b_panels_match_packed(CpuIsa isa) {
                 ++done;
               }
             }
-  CHECK(done == 2 * 7 * 8 * 3 * 3 * 2 * 2);
+  CHECK(done == 2 * 7 * 11 * 3 * 3 * 2 * 2);
+  // Outside a team reserving is optional (as reserve_a): on a new thread, whose scratch is
+  // empty, and after a reservation for a smaller K, every path grows what it needs (an edge
+  // panel: N not a multiple of nr).
+  for (Trans tb : {Trans::T, Trans::N})
+    for (int M : {2, 7, 12})
+      for (int reserved_k : {-1, 10}) {
+        const int N = 2 * nr + 3, K = 700, lda = K, ldc = N, ldb = tb == Trans::T ? K : N;
+        std::vector<T> A(static_cast<std::size_t>(M) * lda), B(static_cast<std::size_t>(K) * N);
+        for (auto& v : A) v = T(uniform01(13, 1, &v - A.data()) - 0.5);
+        for (auto& v : B) v = T(uniform01(13, 2, &v - B.data()) - 0.5);
+        kernels::PackedB<T> pb;
+        o.pack_b(pb, tb, K, N, B.data(), ldb);
+        const int all[2] = {0, (N + nr - 1) / nr};
+        std::vector<T> want(static_cast<std::size_t>(M) * ldc), got = want;
+        o.gemm_panels(Trans::N, M, A.data(), lda, T(1), pb, T(0), nullptr, want.data(), ldc, all,
+                      1);
+        std::thread([&] {
+          if (reserved_k > 0) o.reserve_b_panels(tb, M, reserved_k, T(1));
+          o.gemm_b_panels(tb, M, A.data(), lda, T(1), B.data(), ldb, N, K, T(0), nullptr,
+                          got.data(), ldc, all, 1);
+        }).join();
+        CHECK(got == want);
+      }
 }
 
 TEST(gemm_in_place_a_bitwise_equal_packed) {

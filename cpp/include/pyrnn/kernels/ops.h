@@ -59,8 +59,9 @@ struct Ops {
   // gemm_panels' product (ta = N) with op(B) from B where it lies, as pack_b(tb, K, N, B, ldb)
   // would take it, instead of packed: bitwise the same, by the calling thread alone over the
   // same column panels (of nr). Few rows read B straight (op(B) = B^T: up to 8, transposed in
-  // registers, a pass over B per 8 rows); otherwise op(B) is packed a piece at a time right
-  // before all M rows use it (one pass over B). For a weight used once per call or by a small
+  // registers; op(B) = B: up to the skinny rows, 6 on AVX-512); otherwise op(B) is packed a
+  // piece at a time right before all M rows use it (B^T: a panel of all K; B: 256 rows of k by
+  // up to 8 panels). One pass over B either way: for a weight used once per call or by a small
   // batch's steps, where packing all of it costs two passes over it before the products read it
   // again. reserve_b_panels first in a thread team (as reserve_a).
   void (*gemm_b_panels)(Trans tb, int M, const T* A, int lda, T alpha, const T* B, int ldb, int N,
