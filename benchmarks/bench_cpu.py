@@ -19,6 +19,9 @@ With PyTorch, pyrnn's layer is built from the torch module's weights (pyrnn.from
 seeded) and both must agree before a case is timed: "rel_err" is ||y - y_torch|| / ||y_torch||
 of the output, "rel_err_dx" that of d x (forward + backward), and a relative error beyond
 pyrnn.bench.REL_TOL stops the run. The garbage collector is off in the timed rounds.
+--dtype float64 times both sides in double (torch's module .double()): issue 4's targets are
+float32's, so no row is judged, and "fraction_of_fma_peak" is of half the float32 peak (the
+same vectors hold half as many doubles).
 """
 import argparse
 import datetime
@@ -59,18 +62,20 @@ def flops(cell, T, N, C, H, backward):
     return fwd * 3 if backward else fwd  # backward: d input, d state and d weights GEMMs
 
 
-def make_pyrnn(cell, C, H, batch_first=False):
+def make_pyrnn(cell, C, H, batch_first=False, dtype="float32"):
     if cell == "RNN":
-        return pyrnn.RNN(C, H, batch_first=batch_first, seed=0)
+        return pyrnn.RNN(C, H, batch_first=batch_first, seed=0, dtype=dtype)
     if cell == "LSTM":
-        return pyrnn.LSTM(C, H, batch_first=batch_first, seed=0)
-    return pyrnn.GRU(C, H, reset_after=(cell == "GRU"), batch_first=batch_first, seed=0)
+        return pyrnn.LSTM(C, H, batch_first=batch_first, seed=0, dtype=dtype)
+    return pyrnn.GRU(C, H, reset_after=(cell == "GRU"), batch_first=batch_first, seed=0,
+                     dtype=dtype)
 
 
-def make_torch(torch, cell, C, H, batch_first=False):
+def make_torch(torch, cell, C, H, batch_first=False, dtype="float32"):
     torch.manual_seed(0)
-    return {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](
+    m = {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell](
         C, H, batch_first=batch_first)
+    return m.double() if dtype == "float64" else m
 
 
 def timed(fn):
@@ -229,6 +234,8 @@ def main(argv=None):
     ap.add_argument("--cells", type=name_list(tuple(GATES)), default="RNN,LSTM,GRU,GRU_seeds")
     ap.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                    help="both sides' dtype (float64: no targets judged)")
     ap.add_argument("--batch-first", action="store_true",
                     help="both libraries' layers with batch_first=True, inputs (N, T, C)")
     ap.add_argument("--peak-seconds", type=positive_float, default=1.0,
@@ -259,11 +266,13 @@ def main(argv=None):
     for cname in args.configs.split(","):
         T, N, C, H = CONFIGS[cname]
         bf = args.batch_first
-        x = rng.standard_normal((N, T, C) if bf else (T, N, C), dtype=np.float32)
+        x = rng.standard_normal((N, T, C) if bf else (T, N, C), dtype=np.dtype(args.dtype))
         for cell in args.cells.split(","):
-            tl = make_torch(torch, cell, C, H, bf) if torch and cell != "GRU_seeds" else None
+            tl = (make_torch(torch, cell, C, H, bf, args.dtype)
+                  if torch and cell != "GRU_seeds" else None)
             # The same weights on both sides (from_torch makes torch's GRU reset_after=True).
-            layer = make_pyrnn(cell, C, H, bf) if tl is None else pyrnn.from_torch(tl)
+            layer = (make_pyrnn(cell, C, H, bf, args.dtype) if tl is None
+                     else pyrnn.from_torch(tl))
             xt = torch.from_numpy(x) if tl is not None else None
             for mode in ("fwd", "fwdbwd"):
                 err = err_dx = None
@@ -284,7 +293,7 @@ def main(argv=None):
                             tl(xt)
                 else:
                     layer.train()
-                    dy = np.ones((N, T, H) if bf else (T, N, H), np.float32)
+                    dy = np.ones((N, T, H) if bf else (T, N, H), np.dtype(args.dtype))
                     xg = xt.clone().requires_grad_(True) if tl is not None else None
                     if tl is not None:
                         y_p, dx_p = layer(x)[0], layer.backward(dy)[0]
@@ -309,17 +318,19 @@ def main(argv=None):
                                          args.budget)
                 gf = flops(cell, T, N, C, H, mode == "fwdbwd") / p_s / 1e9
                 ratio = p_s / t_s if t_s else None
+                judged = ratio is not None and args.dtype == "float32"
                 rows.append({"config": cname, "T": T, "N": N, "C": C, "H": H, "cell": cell,
-                             "batch_first": bf, "mode": mode, "pyrnn_ms": p_s * 1e3,
+                             "batch_first": bf, "dtype": args.dtype, "mode": mode,
+                             "pyrnn_ms": p_s * 1e3,
                              "torch_ms": t_s * 1e3 if t_s else None, "ratio": ratio,
                              "pyrnn_gflops": gf, "repeats": n,
                              "ratio_q1": spread[0] if spread else None,
                              "ratio_q3": spread[1] if spread else None,
-                             "target_ratio": TARGETS.get((cname, mode)) if ratio else None,
+                             "target_ratio": TARGETS.get((cname, mode)) if judged else None,
                              "rel_err": err, "rel_err_dx": err_dx})
                 rows[-1]["needed_gflops"] = needed_gflops(rows[-1])
                 q = f"{spread[0]:.2f}-{spread[1]:.2f}" if spread else ""
-                tgt = f"{TARGETS[(cname, mode)]:.2f}" if ratio and (cname, mode) in TARGETS else ""
+                tgt = f"{TARGETS[(cname, mode)]:.2f}" if judged and (cname, mode) in TARGETS else ""
                 need = rows[-1]["needed_gflops"]
                 need = f"{need:.1f}" if need else ""
                 print(f"{cname:8s} {cell:9s} {mode:6s} {p_s * 1e3:9.3f} "
@@ -328,12 +339,14 @@ def main(argv=None):
                       f"{need:>7s}", flush=True)
     fma.append(fma_peak_gflops(args.threads, args.peak_seconds))
     fma_peak = max(fma)
+    dtype_peak = fma_peak / (2 if args.dtype == "float64" else 1)  # the peak is float32's
     for r in rows:
-        r["fraction_of_fma_peak"] = r["pyrnn_gflops"] / fma_peak
+        r["fraction_of_fma_peak"] = r["pyrnn_gflops"] / dtype_peak
         if r["needed_gflops"] is not None:
             r["needed_fraction_of_fma_peak"] = r["needed_gflops"] / fma_peak
     print(f"FMA peak after the cases: {fma[1]:.1f} GFLOP/s")
-    summary = summarize(rows, peak, fma_peak)
+    # The GFLOP/s bound is of torch.matmul's float32 product: judged in float32 only.
+    summary = summarize(rows, peak if args.dtype == "float32" else None, fma_peak)
     for line in summary["lines"]:
         print(line)
     result = {
@@ -344,7 +357,7 @@ def main(argv=None):
                   "threads": pyrnn.get_num_threads()},
         "torch": torch.__version__ if torch else None,
         "torch_threads": torch.get_num_threads() if torch else None,
-        "batch_first": args.batch_first,
+        "batch_first": args.batch_first, "dtype": args.dtype,
         "torch_matmul_2048_gflops": peak,
         "fma_peak_gflops": {"before": fma[0], "after": fma[1], "max": fma_peak},
         "targets": {f"{c}/{m}": v for (c, m), v in TARGETS.items()},

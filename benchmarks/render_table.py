@@ -40,7 +40,8 @@ def render(path):
     if peak:
         rates.append(f"the FMA peak (pyrnn's multiply-add alone, before / after the cases) "
                      f"{peak['before']:.0f} / {peak['after']:.0f}")
-    data = "float32" + ("; batch_first layers, inputs (N, T, C)" if r.get("batch_first") else "")
+    data = (r.get("dtype", "float32")
+            + ("; batch_first layers, inputs (N, T, C)" if r.get("batch_first") else ""))
     lines = [f"Measured {r['date'][:10]} on {cpu}, {m['cores']} cores, "
              f"{r['pyrnn']['threads']} threads, pyrnn {r['pyrnn']['version']} "
              f"({r['pyrnn']['cpu_isa']})"

@@ -190,6 +190,27 @@ def test_batch_first_run_builds_both_sides_batch_first(tmp_path):
                        "--cells", "RNN"])["batch_first"] is False
 
 
+def test_float64_run_times_both_sides_in_double_and_judges_nothing(tmp_path):
+    pytest.importorskip("torch")
+    bench = load_bench()
+    out = tmp_path / "r.json"
+    res = bench.main(["--quick", "--threads", "1", "--configs", "latency", "--cells", "LSTM,GRU",
+                      "--dtype", "float64", "--out", str(out)])
+    assert res["dtype"] == "float64" and [r["dtype"] for r in res["results"]] == ["float64"] * 4
+    half_peak = res["fma_peak_gflops"]["max"] / 2
+    for r in res["results"]:
+        assert r["ratio"] == pytest.approx(r["pyrnn_ms"] / r["torch_ms"])
+        assert r["target_ratio"] is None and r["needed_gflops"] is None  # targets are float32's
+        assert r["fraction_of_fma_peak"] == pytest.approx(r["pyrnn_gflops"] / half_peak)
+        # Agreement checked in double: far tighter than float32 could give.
+        assert 0 <= r["rel_err"] <= 1e-12
+        assert r["rel_err_dx"] is None or r["rel_err_dx"] <= 1e-12
+    assert res["summary"]["targets_judged"] == 0 and "gflops_target_met" not in res["summary"]
+    assert "; float64; median of interleaved runs" in load_script("render_table").render(str(out))
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--dtype", "float16"])
+
+
 def test_render_table_shows_ratios_spread_and_summary(tmp_path):
     render = load_script("render_table")
     base = {"config": "seed", "T": 50, "N": 64, "C": 128, "H": 128, "cell": "LSTM"}

@@ -387,7 +387,7 @@ def test_dense_epilogue_at_edge_values_on_every_isa(isa, activation, restore_run
     # The float32 epilogue uses the vectorised activations (per ISA, with masked tails): edge
     # values through the bias (NaN, +-Inf, huge, the saturation points) and row widths that are
     # no multiple of a vector, against float64 torch within the documented 4e-7 (plus float32's
-    # own rounding), and NaN / Inf exactly where torch has them. float64 is libm, as torch's.
+    # own rounding), and NaN / Inf exactly where torch has them.
     pyrnn.set_cpu_isa(isa)
     edges = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 88.0, -88.0, -87.3, -87.4, 9.0,
                       -9.0, 8.5, 0.0, -0.0, 1e-45, 3.0, -0.5], np.float64)
@@ -404,6 +404,34 @@ def test_dense_epilogue_at_edge_values_on_every_isa(isa, activation, restore_run
             assert np.array_equal(np.isnan(row), np.isnan(want)), (isa, out)
             ok = ~np.isnan(want)
             np.testing.assert_allclose(row[ok], want[ok], rtol=4e-7 + 2 ** -24, atol=1.2e-38,
+                                       err_msg=f"{isa} out={out}")
+
+
+@pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_dense_float64_epilogue_at_edge_values_on_every_isa(isa, activation, restore_runtime):
+    # float64: libm on the scalar ISA, the vectorised double math on AVX2 / AVX-512 (README: at
+    # most about 2.6 ulps); edge values of double's range (exp's overflow and underflow, tanh's
+    # saturation, subnormals) against torch's float64 within 4 ulps, NaN exactly where torch's.
+    pyrnn.set_cpu_isa(isa)
+    edges = np.array([np.nan, np.inf, -np.inf, 1e300, -1e300, 709.0, -709.0, -709.9, -745.2,
+                      20.0, -19.06, 0.0, -0.0, 5e-324, 1e-300, 0.2166881686621500, -0.5,
+                      -36.737427889889581, 3.0], np.float64)
+    for out in (1, 3, 9, 19):
+        layer = pyrnn.Dense(1, out, activation, seed=0, dtype="float64")
+        layer.eval()
+        layer.params["weight"][...] = 0
+        b = np.resize(edges, out)
+        layer.params["bias"][...] = b
+        y = layer.forward(np.zeros((3, 1), np.float64))
+        f = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[activation]
+        want = f(torch.tensor(b)).numpy()
+        if activation == "sigmoid":  # 1 / (1 + exp(-x)) is 0 below -709.78 (a subnormal in torch)
+            want = np.where(b < -709.78, 0.0, want)
+        for row in y:
+            assert np.array_equal(np.isnan(row), np.isnan(want)), (isa, out)
+            ok = ~np.isnan(want)
+            np.testing.assert_allclose(row[ok], want[ok], rtol=4 * 2.0 ** -52, atol=0,
                                        err_msg=f"{isa} out={out}")
 
 

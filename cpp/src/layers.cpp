@@ -28,8 +28,8 @@ namespace {
 constexpr std::int64_t kRowBlock = std::int64_t(1) << 30;
 
 // The bias and activation of one row of n outputs, in place. The activation's switch is outside
-// the loops (inside, it kept even ReLU scalar), and float32 tanh / sigmoid are the cells'
-// vectorised ones (their error: README, CPU kernels); float64 keeps libm through the same table.
+// the loops (inside, it kept even ReLU scalar), and tanh / sigmoid are the cells' vectorised
+// ones through the same table (their error: README, CPU kernels; float64 on the scalar ISA: libm).
 template <typename T>
 inline void bias_act_row(const kernels::Ops<T>& K, Activation a, T* yr, const T* b, int n) {
   if (b)

@@ -2,7 +2,8 @@
 // kernels in train_kernels.cu run them one thread per element (or per owned column / table row);
 // cuda/tests/test_train_elems.cpp runs them in host loops against cpp/src/layers.cpp. Each is the
 // CPU loop body of pyrnn/layers.h written per element, same formula and operand order (except
-// Dense's float32 tanh / sigmoid, which the CPU takes from its vectorised kernels).
+// Dense's tanh / sigmoid, which the CPU takes from its vectorised kernels: float32 on every ISA,
+// float64 on AVX2 / AVX-512).
 #pragma once
 #include <cmath>
 #include <cstddef>

@@ -61,7 +61,33 @@ inline VD load(const double* p) { return {_mm512_loadu_pd(p)}; }
 inline void store(double* p, VD a) { _mm512_storeu_pd(p, a.v); }
 inline VD set1(double x) { return {_mm512_set1_pd(x)}; }
 inline VD add(VD a, VD b) { return {_mm512_add_pd(a.v, b.v)}; }
+inline VD sub(VD a, VD b) { return {_mm512_sub_pd(a.v, b.v)}; }
+inline VD mul(VD a, VD b) { return {_mm512_mul_pd(a.v, b.v)}; }
+inline VD div(VD a, VD b) { return {_mm512_div_pd(a.v, b.v)}; }
 inline VD fmadd(VD a, VD b, VD c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+inline VD vmin(VD a, VD b) { return {_mm512_min_pd(a.v, b.v)}; }
+inline VD vmax(VD a, VD b) { return {_mm512_max_pd(a.v, b.v)}; }
+inline VD vabs(VD a) { return {_mm512_abs_pd(a.v)}; }
+inline VD round_nearest(VD a) { return {_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEAREST_INT)}; }
+inline VD round_down(VD a) { return {_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEG_INF)}; }
+inline VD select_le(VD a, VD b, VD x, VD y) {  // a <= b ? x : y (NaN: y)
+  return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, b.v, _CMP_LE_OQ), y.v, x.v)};
+}
+inline VD nan_or(VD a, VD y) {  // isnan(a) ? a : y
+  return {_mm512_mask_blend_pd(_mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q), y.v, a.v)};
+}
+inline VD copysign(VD mag, VD sgn) {
+  const __m512i m = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ull));
+  return {_mm512_castsi512_pd(_mm512_or_si512(
+      _mm512_andnot_si512(m, _mm512_castpd_si512(mag.v)),
+      _mm512_and_si512(m, _mm512_castpd_si512(sgn.v))))};
+}
+// 2^k for integral k in [-1022, 1023], through the exponent bits: k + 1023 + 2^52 holds
+// k + 1023 in its low bits, which the shift moves into the exponent field.
+inline VD pow2i(VD k) {
+  const __m512d biased = _mm512_add_pd(k.v, _mm512_set1_pd(1023.0 + 4503599627370496.0));
+  return {_mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(biased), 52))};
+}
 #elif PYRNN_ISA_LEVEL == 1
 struct VF {
   static constexpr int W = 8;
@@ -124,7 +150,37 @@ inline VD load(const double* p) { return {_mm256_loadu_pd(p)}; }
 inline void store(double* p, VD a) { _mm256_storeu_pd(p, a.v); }
 inline VD set1(double x) { return {_mm256_set1_pd(x)}; }
 inline VD add(VD a, VD b) { return {_mm256_add_pd(a.v, b.v)}; }
+inline VD sub(VD a, VD b) { return {_mm256_sub_pd(a.v, b.v)}; }
+inline VD mul(VD a, VD b) { return {_mm256_mul_pd(a.v, b.v)}; }
+inline VD div(VD a, VD b) { return {_mm256_div_pd(a.v, b.v)}; }
 inline VD fmadd(VD a, VD b, VD c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+inline VD vmin(VD a, VD b) { return {_mm256_min_pd(a.v, b.v)}; }
+inline VD vmax(VD a, VD b) { return {_mm256_max_pd(a.v, b.v)}; }
+inline VD vabs(VD a) {
+  return {_mm256_and_pd(a.v, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll)))};
+}
+inline VD round_nearest(VD a) {
+  return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+inline VD round_down(VD a) { return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)}; }
+inline VD select_le(VD a, VD b, VD x, VD y) {
+  return {_mm256_blendv_pd(y.v, x.v, _mm256_cmp_pd(a.v, b.v, _CMP_LE_OQ))};
+}
+inline VD nan_or(VD a, VD y) {  // isnan(a) ? a : y
+  return {_mm256_blendv_pd(y.v, a.v, _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q))};
+}
+inline VD copysign(VD mag, VD sgn) {
+  const __m256d m = _mm256_castsi256_pd(_mm256_set1_epi64x(static_cast<long long>(0x8000000000000000ull)));
+  return {_mm256_or_pd(_mm256_andnot_pd(m, mag.v), _mm256_and_pd(m, sgn.v))};
+}
+// 2^k for integral k in [-1022, 1023], as AVX-512's pow2i.
+inline VD pow2i(VD k) {
+  const __m256d biased = _mm256_add_pd(k.v, _mm256_set1_pd(1023.0 + 4503599627370496.0));
+  return {_mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(biased), 52))};
+}
+inline __m256i tail_mask_pd(int n) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
 #else
 // Scalar: width 1, plain arithmetic (no FMA contraction in ISO C++ mode).
 struct VF {
@@ -169,26 +225,50 @@ inline VD fmadd(VD a, VD b, VD c) { return {a.v * b.v + c.v}; }
 #endif
 
 // The lanes [0, n) of a row chunk, decided once per chunk (no branch per load in the body).
+// lanes<T>(n): the lanes of a float (T = float) or double vector (LanesD).
 #if PYRNN_ISA_LEVEL == 2
 struct Lanes {
   __mmask16 m;
 };
-inline Lanes lanes(int n) { return {static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1)}; }
+struct LanesD {
+  __mmask8 m;
+};
+template <typename T>
+inline auto lanes(int n) {
+  if constexpr (sizeof(T) == 4) return Lanes{static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1)};
+  else return LanesD{static_cast<__mmask8>(n >= 8 ? 0xFF : (1u << n) - 1)};
+}
 inline VF ld(const float* p, Lanes l) { return {_mm512_maskz_loadu_ps(l.m, p)}; }
 inline void st(float* p, VF a, Lanes l) { _mm512_mask_storeu_ps(p, l.m, a.v); }
+inline VD ld(const double* p, LanesD l) { return {_mm512_maskz_loadu_pd(l.m, p)}; }
+inline void st(double* p, VD a, LanesD l) { _mm512_mask_storeu_pd(p, l.m, a.v); }
 #elif PYRNN_ISA_LEVEL == 1
 struct Lanes {
   bool full;
   __m256i m;
 };
-inline Lanes lanes(int n) { return {n >= 8, tail_mask(n)}; }
+struct LanesD {
+  bool full;
+  __m256i m;
+};
+template <typename T>
+inline auto lanes(int n) {
+  if constexpr (sizeof(T) == 4) return Lanes{n >= 8, tail_mask(n)};
+  else return LanesD{n >= 4, tail_mask_pd(n)};
+}
 inline VF ld(const float* p, Lanes l) { return l.full ? load(p) : VF{_mm256_maskload_ps(p, l.m)}; }
 inline void st(float* p, VF a, Lanes l) {
   if (l.full) store(p, a);
   else _mm256_maskstore_ps(p, l.m, a.v);
 }
+inline VD ld(const double* p, LanesD l) { return l.full ? load(p) : VD{_mm256_maskload_pd(p, l.m)}; }
+inline void st(double* p, VD a, LanesD l) {
+  if (l.full) store(p, a);
+  else _mm256_maskstore_pd(p, l.m, a.v);
+}
 #else
 struct Lanes {};
+template <typename T>
 inline Lanes lanes(int) { return {}; }
 inline VF ld(const float* p, Lanes) { return {*p}; }
 inline void st(float* p, VF a, Lanes) { *p = a.v; }
@@ -255,6 +335,61 @@ inline VF vtanh(VF x) {
   }
   return copysign(select_lt(set1(9.0f), ax, set1(1.0f), t), x);
 }
+
+#if PYRNN_ISA_LEVEL >= 1
+// ---- double math (AVX2 / AVX-512; the scalar ISA keeps libm) ------------------------------
+// The same operations on every lane and ISA (IEEE adds, multiplies, divides and fused
+// multiply-adds), so a value's bits depend on neither the ISA nor where it falls in a vector.
+// Errors against libm measured in cpp/tests/test_kernels.cpp.
+
+// Taylor coefficients 1/k!, k = 13 down to 2: on |r| <= ln2 / 2 the next term is below 5e-18.
+constexpr double kExpTaylor[12] = {
+    1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+    1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,      1.0 / 720.0,
+    1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,         0.5};
+
+// x = n ln2 + r, n integral, |r| <= ln2 / 2 (ln2 in two parts: n ln2_hi is exact);
+// returns sum_{k>=2} r^(k-2) / k!, so that e^r - 1 = r + r^2 * that.
+inline VD exp_reduce(VD x, VD* n, VD* r) {
+  *n = round_nearest(mul(x, set1(1.4426950408889634)));
+  *r = fmadd(*n, set1(-6.93147180369123816490e-01), x);
+  *r = fmadd(*n, set1(-1.90821492927058770002e-10), *r);
+  VD p = set1(kExpTaylor[0]);
+  for (int k = 1; k < 12; ++k) p = fmadd(p, *r, set1(kExpTaylor[k]));
+  return p;
+}
+
+// exp(x), within about an ulp of libm's, subnormal results and overflow to inf included.
+inline VD vexp(VD x_in) {
+  // Past the clamp the result is 0 or inf anyway (e^-746 < 2^-1075, e^710 > DBL_MAX); the clamp
+  // also turns NaN finite (min/max return their second operand), and NaN is put back at the end.
+  const VD x = vmin(vmax(x_in, set1(-746.0)), set1(710.0));
+  VD n, r;
+  const VD p = exp_reduce(x, &n, &r);
+  const VD er = fmadd(fmadd(p, r, set1(1.0)), r, set1(1.0));  // e^r = 1 + r (1 + r p)
+  // 2^n in two factors, each a normal number for n in [-1076, 1024]: the first product is
+  // exact, the second rounds once (into the subnormals, or to inf, where the value lies).
+  const VD n1 = round_down(mul(n, set1(0.5)));
+  return nan_or(x_in, mul(mul(er, pow2i(n1)), pow2i(sub(n, n1))));
+}
+
+// 1 / (1 + exp(-x)), as cells.h's scalar form: 0 from x = -710 down, 1 for large x.
+inline VD vsigmoid(VD x) { return div(set1(1.0), add(set1(1.0), vexp(sub(set1(0.0), x)))); }
+
+// tanh(x) = q / (q + 2), q = expm1(2|x|), with the sign of x: no cancellation for small |x|
+// (1 - 2 / (e^2|x| + 1) loses ulp(1) / |x| relative there). expm1(y) = 2^n (1 + u) - 1 with
+// u = e^r - 1 = r + r^2 p, in one fused multiply-add: 2^n u + (2^n - 1). |x| is capped at 20,
+// where tanh already rounds to 1 (from 19.06).
+inline VD vtanh(VD x) {
+  const VD y = vmin(add(vabs(x), vabs(x)), set1(40.0));
+  VD n, r;
+  const VD p = exp_reduce(y, &n, &r);
+  const VD u = fmadd(p, mul(r, r), r);
+  const VD s = pow2i(n);  // n in [0, 58]
+  const VD q = fmadd(s, u, sub(s, set1(1.0)));
+  return nan_or(x, copysign(div(q, add(q, set1(2.0))), x));
+}
+#endif
 
 }  // namespace PYRNN_ISA_NS
 }  // namespace kernels
