@@ -149,9 +149,13 @@ void double_math_family(CpuIsa isa) {
   const kernels::Ops<double>& o = kernels::ops_for<double>(isa);
   std::vector<double> x;
   for (int i = 0; i < 200003; ++i) x.push_back(-40.0 + 80.0 * double(i) / 200002.0);
-  for (int i = 0; i <= 20000; ++i) x.push_back(-745.0 + 1454.7 * double(i) / 20000.0);  // exp's range
-  for (double e = -320; e <= 0; e += 0.25) x.push_back(std::pow(10.0, e)), x.push_back(-std::pow(10.0, e));
-  for (double v : {0.0, -0.0, 5e-324, -5e-324, 1e-310, 0.5493, 0.55, 19.0, 19.06, 19.07, 20.0, 25.0})
+  for (int i = 0; i <= 20000; ++i) x.push_back(-745.0 + 1454.7 * double(i) / 20000.0);  // exp's
+  for (double e = -320; e <= 0; e += 0.25) {
+    x.push_back(std::pow(10.0, e));
+    x.push_back(-std::pow(10.0, e));
+  }
+  for (double v : {0.0, -0.0, 5e-324, -5e-324, 1e-310, 0.5493, 0.55, 19.0, 19.06, 19.07, 20.0,
+                   25.0})
     x.push_back(v);
   // The worst found by helper-129's random search (30M inputs): tanh 2.59 ulps (n = 1 of the
   // reduction: expm1 = 2u + 1 doubles u's rounding), sigmoid 2.49 (libm's form alike).
@@ -182,7 +186,8 @@ void double_math_family(CpuIsa isa) {
   CHECK(e_sig <= 3.0);
   // Special values, exactly: overflow to inf, underflow through the subnormals to 0, the
   // saturated limits, signed zeros, NaN in every lane position (body and tail).
-  const double in[] = {INFINITY, -INFINITY, 709.78, 709.79, -745.2, -740.0, 0.0, -0.0, 20.0, -1e300};
+  const double in[] = {INFINITY, -INFINITY, 709.78, 709.79, -745.2,
+                       -740.0,   0.0,       -0.0,   20.0,   -1e300};
   double out[10];
   o.exp(10, in, out);
   CHECK(out[0] == INFINITY && out[1] == 0.0 && std::isfinite(out[2]) && out[3] == INFINITY);
@@ -642,7 +647,10 @@ TEST(double_math_every_isa) {
   if (std::find(isas.begin(), isas.end(), CpuIsa::AVX512) == isas.end()) return;
   std::vector<double> x;
   for (int i = 0; i < 30011; ++i) x.push_back(-760.0 + 1480.0 * double(i) / 30010.0);
-  for (double e = -320; e <= 0; e += 0.5) x.push_back(std::pow(10.0, e)), x.push_back(-std::pow(10.0, e));
+  for (double e = -320; e <= 0; e += 0.5) {
+    x.push_back(std::pow(10.0, e));
+    x.push_back(-std::pow(10.0, e));
+  }
   const int n = static_cast<int>(x.size());
   const kernels::Ops<double>& a = kernels::ops_for<double>(CpuIsa::AVX2);
   const kernels::Ops<double>& b = kernels::ops_for<double>(CpuIsa::AVX512);

@@ -162,7 +162,9 @@ inline VD vabs(VD a) {
 inline VD round_nearest(VD a) {
   return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
 }
-inline VD round_down(VD a) { return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)}; }
+inline VD round_down(VD a) {
+  return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
+}
 inline VD select_le(VD a, VD b, VD x, VD y) {
   return {_mm256_blendv_pd(y.v, x.v, _mm256_cmp_pd(a.v, b.v, _CMP_LE_OQ))};
 }
@@ -170,7 +172,8 @@ inline VD nan_or(VD a, VD y) {  // isnan(a) ? a : y
   return {_mm256_blendv_pd(y.v, a.v, _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q))};
 }
 inline VD copysign(VD mag, VD sgn) {
-  const __m256d m = _mm256_castsi256_pd(_mm256_set1_epi64x(static_cast<long long>(0x8000000000000000ull)));
+  const __m256d m =
+      _mm256_castsi256_pd(_mm256_set1_epi64x(static_cast<long long>(0x8000000000000000ull)));
   return {_mm256_or_pd(_mm256_andnot_pd(m, mag.v), _mm256_and_pd(m, sgn.v))};
 }
 // 2^k for integral k in [-1022, 1023], as AVX-512's pow2i.
@@ -235,8 +238,10 @@ struct LanesD {
 };
 template <typename T>
 inline auto lanes(int n) {
-  if constexpr (sizeof(T) == 4) return Lanes{static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1)};
-  else return LanesD{static_cast<__mmask8>(n >= 8 ? 0xFF : (1u << n) - 1)};
+  if constexpr (sizeof(T) == 4)
+    return Lanes{static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1)};
+  else
+    return LanesD{static_cast<__mmask8>(n >= 8 ? 0xFF : (1u << n) - 1)};
 }
 inline VF ld(const float* p, Lanes l) { return {_mm512_maskz_loadu_ps(l.m, p)}; }
 inline void st(float* p, VF a, Lanes l) { _mm512_mask_storeu_ps(p, l.m, a.v); }
@@ -261,7 +266,9 @@ inline void st(float* p, VF a, Lanes l) {
   if (l.full) store(p, a);
   else _mm256_maskstore_ps(p, l.m, a.v);
 }
-inline VD ld(const double* p, LanesD l) { return l.full ? load(p) : VD{_mm256_maskload_pd(p, l.m)}; }
+inline VD ld(const double* p, LanesD l) {
+  return l.full ? load(p) : VD{_mm256_maskload_pd(p, l.m)};
+}
 inline void st(double* p, VD a, LanesD l) {
   if (l.full) store(p, a);
   else _mm256_maskstore_pd(p, l.m, a.v);
@@ -373,7 +380,8 @@ inline VD vexp(VD x_in) {
   return nan_or(x_in, mul(mul(er, pow2i(n1)), pow2i(sub(n, n1))));
 }
 
-// 1 / (1 + exp(-x)), as cells.h's scalar form: 0 from x = -710 down, 1 for large x.
+// 1 / (1 + exp(-x)), as cells.h's scalar form: 0 below -709.78 (exp(-x) overflows), 1 for
+// large x.
 inline VD vsigmoid(VD x) { return div(set1(1.0), add(set1(1.0), vexp(sub(set1(0.0), x)))); }
 
 // tanh(x) = q / (q + 2), q = expm1(2|x|), with the sign of x: no cancellation for small |x|
