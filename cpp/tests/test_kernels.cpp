@@ -180,10 +180,17 @@ void double_math_family(CpuIsa isa) {
   const double e_sig = worst([](long double v) { return 1.0L / (1.0L + std::exp(-v)); }, -709.0);
   std::printf("  %s double: max error in ulps exp %.2f, tanh %.2f, sigmoid %.2f\n", isa_name(isa),
               e_exp, e_tanh, e_sig);
-  // Documented bounds (README): libm's and the vector forms' alike.
-  CHECK(e_exp <= 1.0);
-  CHECK(e_tanh <= 3.0);
-  CHECK(e_sig <= 3.0);
+  // Documented bounds (README): libm's and the vector forms' alike. They need a reference finer
+  // than double: valgrind runs x87 long double at double's precision (its errors then come out
+  // as whole ulps, sigmoid 4), so there only the exact checks below run.
+  volatile long double tiny = 0x1p-60L;
+  if (1.0L + tiny != 1.0L) {
+    CHECK(e_exp <= 1.0);
+    CHECK(e_tanh <= 3.0);
+    CHECK(e_sig <= 3.0);
+  } else {
+    std::printf("  (long double is no finer than double here: error bounds not checked)\n");
+  }
   // Special values, exactly: overflow to inf, underflow through the subnormals to 0, the
   // saturated limits, signed zeros, NaN in every lane position (body and tail).
   const double in[] = {INFINITY, -INFINITY, 709.78, 709.79, -745.2,
