@@ -157,9 +157,12 @@ void double_math_family(CpuIsa isa) {
   for (double v : {0.0, -0.0, 5e-324, -5e-324, 1e-310, 0.5493, 0.55, 19.0, 19.06, 19.07, 20.0,
                    25.0})
     x.push_back(v);
-  // The worst of random searches: tanh 2.55 ulps (0.1 < |x| < 0.35, tanh low in its binade;
-  // 2.59 before y = -2|x| there), sigmoid 2.49 (libm's form alike).
-  for (double v : {0.21212126358617708, 0.21668816866215007, -0.2086987519626354,
+  // The worst of random searches: vector tanh 1.40 ulps at 0.52 (q / (q + 2)), 1.34 just past
+  // the polynomial's 0.4, 1.20 just past 0.7, 0.61 below 0.4 (the quotient alone gave 2.55 at
+  // 0.21); sigmoid 2.49 (libm's form alike).
+  for (double v : {0.52070485391552002, 0.40210912027815698, 0.70153674770870222,
+                   0.3986776382247631, 0.39999999999999997, 0.4, 0.69999999999999996, 0.7,
+                   0.21212126358617708, 0.21668816866215007, -0.2086987519626354,
                    0.21666806186256421, -36.737427889889581})
     x.push_back(v);
   const int n = static_cast<int>(x.size());
@@ -186,7 +189,7 @@ void double_math_family(CpuIsa isa) {
   volatile long double tiny = 0x1p-60L;
   if (1.0L + tiny != 1.0L) {
     CHECK(e_exp <= 1.0);
-    CHECK(e_tanh <= 3.0);
+    CHECK(e_tanh <= (isa == CpuIsa::Scalar ? 3.0 : 1.5));  // libm's measured 1.88 here
     CHECK(e_sig <= 3.0);
   } else {
     std::printf("  (long double is no finer than double here: error bounds not checked)\n");
