@@ -399,9 +399,9 @@ constexpr double kTanhOdd[10] = {
 // in one fused multiply-add: 2^n u + (2^n - 1). Below |x| = 0.7 as q / (q + 2) (up to 1.4 ulps
 // in random searches), from there as 1 - 2 / (q + 2) (up to 1.2). |x| is capped at 20, where
 // tanh already rounds to 1 (from 19.06). Both parts run on every lane: branching on the lanes'
-// ranges mispredicted in the cell rows (the seed LSTM's float64 forward took 5-6% longer than
-// with the quotient alone, against 2.5-3.5% this way). The sign of x goes on last (tanh(-0) =
-// -0).
+// ranges mispredicted in the cell rows (one thread, seed LSTM float64 forward: 5-6% slower than
+// the quotient alone with branches, 1-3.5% without; README). The sign of x goes on last
+// (tanh(-0) = -0).
 inline VD vtanh(VD x) {
   const VD ax = vabs(x);
   const VD t = mul(ax, ax);
