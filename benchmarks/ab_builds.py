@@ -116,7 +116,8 @@ def main(argv=None):
             print(f"{threads} thr  {spec:28} A {row['a_ms']:9.3f} ms  B {row['b_ms']:9.3f} ms  "
                   f"B/A {row['ratio_b_over_a']:.3f}  ({' '.join(f'{r:.3f}' for r in ratios)})",
                   flush=True)
-    doc = {"benchmark": "ab_builds", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    doc = {"benchmark": "ab_builds", "date": now,
            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                        "platform": platform.platform(), "python": sys.version.split()[0]},
            "dtype": args.dtype, "rounds": args.rounds, "budget_s": args.budget,

@@ -10,9 +10,11 @@ not rounded twice); ``backward`` returns d loss / d pred in the prediction's dty
 loss is numerically stable for logits of any size (log-sum-exp, softplus on -|x|).
 
 ``reduction``: "mean" (default; the mean over the elements that count, as PyTorch) or "sum".
-After a forward, ``count`` is the number of elements the mean was taken over (fit() uses it
-to weight batch losses) and ``metric_counts()`` gives {"accuracy": (correct, total)} for the
-classification losses.
+After a forward, ``count`` is what the mean divided by: the number of elements that count, or
+for CrossEntropyLoss(weight=) with class targets the sum of their classes' weights, a float
+(fit() uses it to weight batch losses, so an epoch's loss is the mean over all its elements, as
+one batch of them all would give), and ``metric_counts()`` gives {"accuracy": (correct, total)}
+for the classification losses.
 
 Device predictions (a CUDA model's output, any device array): the loss is computed on the HOST
 from a copy of the prediction (and of a device target), by exactly the code above, and
@@ -146,8 +148,9 @@ class Loss:
         self._on_device, self._device = self._place
 
     def _reduce(self, total, count):
-        """(loss, scale of the per-element gradient)."""
-        self.count = int(count)
+        """(loss, scale of the per-element gradient). count: what the mean divides by (the
+        elements that count; CrossEntropyLoss(weight=): their classes' weights summed)."""
+        self.count = count if isinstance(count, float) else int(count)
         if self.reduction == "sum":
             return float(total), 1.0
         if count == 0:
@@ -221,21 +224,67 @@ class CrossEntropyLoss(Loss):
 
     Note the class axis: PyTorch's per-step form is (N, K, T); here it is last, which is
     what a Dense layer on a samples-first sequence produces.
+
+    As torch.nn.CrossEntropyLoss (keyword-only here: the positional order is ignore_index,
+    reduction):
+
+    - ``weight`` (K,): a weight per class, finite and >= 0. With class targets each element's
+      loss is scaled by its target's weight, and "mean" divides by the sum of those weights
+      (not by their number); with probabilities, -sum_k weight_k t_k log p_k, and "mean"
+      divides by the number of elements.
+    - ``label_smoothing`` in [0, 1]: class targets become (1 - s) one-hot + s / K (with weight,
+      the smoothing term is -sum_k weight_k log p_k, divided as above); probabilities become
+      (1 - s) t + s / K.
+
+    A batch whose counted weights sum to 0 (every target ignored or masked, or of classes of
+    weight 0) gives loss 0 and a zero gradient, where PyTorch gives nan.
     """
 
     ignore_index: int
+    weight: Optional[npt.NDArray[np.float64]]
+    label_smoothing: float
     _correct: int
     _total: int
 
-    def __init__(self, ignore_index: Int = -100, reduction: Reduction = "mean") -> None:
+    def __init__(self, ignore_index: Int = -100, reduction: Reduction = "mean", *,
+                 weight: Optional[npt.ArrayLike] = None, label_smoothing: float = 0.0) -> None:
         super().__init__(reduction)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
         self.ignore_index = int(ignore_index)
+        if weight is not None:
+            kind = np.asarray(weight).dtype.kind
+            if kind not in "iuf":
+                raise TypeError(f"weight must be numbers, one per class, got "
+                                f"{type(weight).__name__} of dtype {np.asarray(weight).dtype}")
+            weight = np.asarray(weight, dtype=np.float64)
+            if weight.ndim != 1 or weight.size < 1:
+                raise ValueError(f"weight must be (K,), one value per class, got "
+                                 f"{shape_str(weight.shape)}")
+            if not np.isfinite(weight).all() or (weight < 0).any():
+                raise ValueError(f"weight must be finite and >= 0, got {weight.tolist()!r}")
+            weight = weight.copy()  # the caller's array may change; the loss must not
+        self.weight = weight
+        if (isinstance(label_smoothing, bool)
+                or not isinstance(label_smoothing, numbers.Real)):
+            raise TypeError(f"label_smoothing must be a number, got "
+                            f"{type(label_smoothing).__name__}")
+        if not 0.0 <= float(label_smoothing) <= 1.0:  # NaN fails too
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
         self._correct = self._total = 0
 
     def config(self) -> dict[str, Any]:
-        return {"ignore_index": self.ignore_index, "reduction": self.reduction}
+        return {"ignore_index": self.ignore_index, "reduction": self.reduction,
+                "weight": None if self.weight is None else self.weight.tolist(),
+                "label_smoothing": self.label_smoothing}
+
+    def _class_weight(self, K: int) -> Optional[npt.NDArray[np.float64]]:
+        """weight for logits with K classes; another length is a ValueError (PyTorch's too)."""
+        if self.weight is not None and self.weight.size != K:
+            raise ValueError(f"CrossEntropyLoss: weight has {self.weight.size} values, but the "
+                             f"logits have K = {K} classes on their last axis")
+        return self.weight
 
     def forward(self, logits: ArrayInput, target: ArrayInput,
                 mask: Optional[npt.ArrayLike] = None) -> float:
@@ -259,16 +308,23 @@ class CrossEntropyLoss(Loss):
         prob = np.exp(logp)                                           # [M, K]
         pred_class = logits.reshape(-1, K).argmax(axis=1)             # [M]
 
+        w = self._class_weight(K)                                     # [K] or None
+        s = self.label_smoothing
         if target.shape == logits.shape and target.dtype.kind == "f":
             _target_in_range(target, logits, "CrossEntropyLoss")
             t = target.reshape(-1, K).astype(np.float64)             # [M, K] probabilities
             rows = np.arange(t.shape[0]) if counted is None else np.nonzero(counted)[0]
+            hit = pred_class[rows] == t[rows].argmax(axis=1)          # before smoothing
+            if s:
+                t = t * (1.0 - s) + s / K
             if counted is not None:
                 t = np.where(counted[:, None], t, 0.0)  # a masked row adds nothing
-            loss, scale = self._reduce(-(t * logp).sum(), rows.size)
-            self._keep_dpred(((prob * t.sum(axis=1, keepdims=True) - t) * scale)
+            wt = t if w is None else t * w                            # [M, K]
+            # d/dz_j of -sum_k wt_k log p_k = p_j sum_k wt_k - wt_j
+            loss, scale = self._reduce(-(wt * logp).sum(), rows.size)
+            self._keep_dpred(((prob * wt.sum(axis=1, keepdims=True) - wt) * scale)
                              .reshape(logits.shape), dtype)
-            self._correct = int((pred_class[rows] == t[rows].argmax(axis=1)).sum())
+            self._correct = int(hit.sum())
             self._total = int(rows.size)
             return loss
 
@@ -303,9 +359,29 @@ class CrossEntropyLoss(Loss):
         t = np.where(valid, flat, 0).astype(np.int64)                 # [M], each in [0, K)
         rows = np.nonzero(valid)[0]
         tv = t[rows]
-        loss, scale = self._reduce(-logp[rows, tv].sum(), rows.size)
-        d = prob                                                      # [M, K], reused
-        d[rows, tv] -= 1.0
+        if w is None and not s:
+            loss, scale = self._reduce(-logp[rows, tv].sum(), rows.size)
+            d = prob                                                  # [M, K], reused
+            d[rows, tv] -= 1.0
+        else:
+            # Element r's loss: (1 - s) w_c (-log p_c) + s / K (-sum_k w_k log p_k), c its
+            # target (w = 1 without weight); "mean" divides by sum_r w_c. Its gradient:
+            # (1 - s) w_c (p - onehot_c) + s / K (p sum_k w_k - w).
+            wc = np.ones(rows.size) if w is None else w[tv]          # [R]
+            total = (1.0 - s) * (wc * -logp[rows, tv]).sum()
+            if s:
+                smooth = -logp[rows].sum() if w is None else -(logp[rows] @ w).sum()
+                total += s / K * smooth
+            loss, scale = self._reduce(total, rows.size if w is None else float(wc.sum()))
+            d = prob                                                  # [M, K], reused
+            if s:
+                wsum = float(K) if w is None else float(w.sum())
+                d *= (1.0 - s) * (np.ones(d.shape[0]) if w is None else w[t])[:, None] \
+                    + s / K * wsum
+                d -= s / K * (1.0 if w is None else w)
+            elif w is not None:
+                d *= w[t][:, None]
+            d[rows, tv] -= (1.0 - s) * wc
         d[~valid] = 0.0
         d *= scale
         self._keep_dpred(d.reshape(logits.shape), dtype)

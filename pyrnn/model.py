@@ -1124,7 +1124,7 @@ class Sequential(Layer):
                     metrics[k] = (a + c, s + t)
                 if bar:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{total / max(count, 1):.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{total / count if count else total:.4f}", refresh=False)
                 for cb in cbs:
                     cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
             logs = {"loss": total / count if (loss.reduction == "mean" and count) else total}

@@ -101,6 +101,118 @@ def test_cross_entropy_soft_targets_match_torch():
     np.testing.assert_allclose(loss.backward(), tg, rtol=1e-10, atol=1e-14)
 
 
+WEIGHTS = [0.5, 2.0, 0.0, 1.5, 3.0, 1.0, 0.25]  # one class of weight 0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("weight", [None, WEIGHTS])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_weight_and_label_smoothing_match_torch(reduction, weight, smoothing,
+                                                              dtype):
+    # Class targets, per step with ignored ones (PyTorch's layout (N, K, T)), and soft targets.
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((3, 4, 7)).astype(dtype)
+    target = rng.integers(0, 7, (3, 4))
+    target[0, 2:] = -100
+    target[1, 1] = 2  # the weight-0 class
+    probs = rng.dirichlet(np.ones(7), size=(3, 4))
+    tw = None if weight is None else torch.tensor(weight, dtype=torch.float64)
+    loss = losses.CrossEntropyLoss(reduction=reduction, weight=weight, label_smoothing=smoothing)
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    for tgt, torch_tgt in ((target, torch.tensor(target)),
+                           (probs, torch.tensor(probs).permute(0, 2, 1))):
+        v = loss(logits, tgt)
+        d = loss.backward()
+        tv, tg = grad_of(lambda p: F.cross_entropy(
+            p.double().permute(0, 2, 1), torch_tgt, weight=tw, reduction=reduction,
+            label_smoothing=smoothing), logits)
+        assert d.dtype == dtype
+        np.testing.assert_allclose(v, tv, rtol=rtol, atol=1e-15)
+        np.testing.assert_allclose(d, tg, rtol=rtol * 10, atol=1e-7 if dtype == np.float32
+                                   else 1e-15)
+    # The mean divided by the counted targets' weights (class targets), as a float.
+    loss(logits, target)
+    if weight is not None:
+        assert loss.count == pytest.approx(float(np.sum(np.array(weight)[target[target >= 0]])))
+    else:
+        assert loss.count == 10
+    assert not loss.backward()[0, 2:].any()
+
+
+def test_cross_entropy_weight_with_a_mask_is_ignoring_those_steps():
+    # mask= (fit's padding) leaves elements out as ignore_index does, weighted mean included.
+    rng = np.random.default_rng(6)
+    logits = rng.standard_normal((2, 5, 3))
+    target = rng.integers(0, 3, (2, 5))
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    loss = losses.CrossEntropyLoss(weight=[1.0, 2.0, 0.5], label_smoothing=0.2)
+    v = loss(logits, target, mask=mask)
+    d = loss.backward()
+    v2 = loss(logits, np.where(mask, target, -100))
+    assert v == v2 and np.array_equal(d, loss.backward())
+    assert not d[0, 3:].any()
+
+
+def test_cross_entropy_weights_summing_to_zero_give_zero():
+    # PyTorch gives nan (0 / 0); as for an all-ignored batch, pyrnn gives 0 and no gradient.
+    logits = np.random.default_rng(7).standard_normal((4, 3))
+    loss = losses.CrossEntropyLoss(weight=[0.0, 1.0, 0.0], label_smoothing=0.1)
+    assert loss(logits, np.array([0, 2, 2, 0])) == 0.0
+    assert not loss.backward().any() and loss.count == 0.0
+
+
+def test_cross_entropy_weight_and_smoothing_checks():
+    with pytest.raises(ValueError, match=r"weight has 3 values, but the logits have K = 4"):
+        losses.CrossEntropyLoss(weight=[1, 2, 3])(np.zeros((2, 4)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        losses.CrossEntropyLoss(weight=[1.0, -0.5])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        losses.CrossEntropyLoss(weight=[1.0, np.nan])
+    with pytest.raises(ValueError, match=r"\(K,\).*\(2, 2\)"):
+        losses.CrossEntropyLoss(weight=[[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(TypeError, match="weight must be numbers"):
+        losses.CrossEntropyLoss(weight=["a", "b"])
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
+            losses.CrossEntropyLoss(label_smoothing=bad)
+    for bad in (True, "0.1", None):
+        with pytest.raises(TypeError, match="label_smoothing must be a number"):
+            losses.CrossEntropyLoss(label_smoothing=bad)
+    with pytest.raises(TypeError):  # keyword-only: the positional order is PyTorch's otherwise
+        losses.CrossEntropyLoss(-100, "mean", [1.0, 2.0])  # type: ignore[misc]
+
+
+def test_cross_entropy_weight_is_the_losss_own():
+    w = np.array([1.0, 2.0, 3.0])
+    loss = losses.CrossEntropyLoss(weight=w, label_smoothing=0.05)
+    w[:] = 0.0  # the caller's array changing later changes nothing
+    assert loss.weight.tolist() == [1.0, 2.0, 3.0]
+    assert repr(loss) == ("CrossEntropyLoss(ignore_index=-100, reduction='mean', "
+                          "weight=[1.0, 2.0, 3.0], label_smoothing=0.05)")
+    import pickle
+    again = pickle.loads(pickle.dumps(loss))
+    logits, target = np.random.default_rng(8).standard_normal((4, 3)), np.array([0, 1, 2, 1])
+    assert again(logits, target) == loss(logits, target)
+
+
+def test_weighted_cross_entropy_epoch_loss_is_the_datasets_weighted_mean():
+    # fit / evaluate weigh each batch's mean by loss.count (here the batch's weight sum), so
+    # the result does not depend on the batch size and is PyTorch's over the whole dataset.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((10, 4)).astype(np.float64)
+    y = rng.integers(0, 3, 10)
+    model = pyrnn.Sequential([pyrnn.Dense(4, 3, seed=0, dtype="float64")])
+    w = [0.2, 1.0, 3.0]
+    loss = losses.CrossEntropyLoss(weight=w, label_smoothing=0.1)
+    logits = model.predict(x)
+    want = float(F.cross_entropy(torch.tensor(logits), torch.tensor(y),
+                                 weight=torch.tensor(w, dtype=torch.float64),
+                                 label_smoothing=0.1))
+    for bs in (1, 3, 10):
+        assert model.evaluate(x, y, loss=loss, batch_size=bs) == pytest.approx(want, rel=1e-12)
+
+
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1e4, 0.0, -1e4], [-1e30, 1e30, 0.0]], np.float32)
     target = np.array([1, 0])
