@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     Reduction = Literal["mean", "sum"]
 
-from ._validate import beyond_range, host_only, shape_str
+from ._validate import beyond_range, host_only, real_array, shape_str
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -123,6 +123,7 @@ class Loss:
         self._device = 0
         self._place = (False, 0)  # (on device, device) of the forward in progress
         self.count = 0
+        self._numerator: Optional[float] = None
 
     def __getstate__(self):
         # The gradient of the last batch is not copied (a fitted model's pickle would carry
@@ -151,6 +152,9 @@ class Loss:
         """(loss, scale of the per-element gradient). count: what the mean divides by (the
         elements that count; CrossEntropyLoss(weight=): their classes' weights summed)."""
         self.count = count if isinstance(count, float) else int(count)
+        # The sum the mean divides (fit / evaluate add these up: with class weights summing to 0
+        # a batch's mean is 0, but its label-smoothing term still counts in the epoch's).
+        self._numerator = float(total)
         if self.reduction == "sum":
             return float(total), 1.0
         if count == 0:
@@ -228,7 +232,8 @@ class CrossEntropyLoss(Loss):
     As torch.nn.CrossEntropyLoss (keyword-only here: the positional order is ignore_index,
     reduction):
 
-    - ``weight`` (K,): a weight per class, finite and >= 0. With class targets each element's
+    - ``weight`` (K,): a weight per class, finite, >= 0 and not all 0 (checked whenever set;
+      the loss keeps a read-only copy). With class targets each element's
       loss is scaled by its target's weight, and "mean" divides by the sum of those weights
       (not by their number); with probabilities, -sum_k weight_k t_k log p_k, and "mean"
       divides by the number of elements.
@@ -237,12 +242,14 @@ class CrossEntropyLoss(Loss):
       (1 - s) t + s / K.
 
     A batch whose counted weights sum to 0 (every target ignored or masked, or of classes of
-    weight 0) gives loss 0 and a zero gradient, where PyTorch gives nan.
+    weight 0) gives loss 0 and a zero gradient, where PyTorch gives nan; fit / evaluate still
+    count its label-smoothing term in the epoch's mean (the sum the mean divides, kept by
+    every built-in loss, adds up over the batches), which is then the whole dataset's.
     """
 
     ignore_index: int
-    weight: Optional[npt.NDArray[np.float64]]
-    label_smoothing: float
+    _weight: Optional[npt.NDArray[np.float64]]
+    _label_smoothing: float
     _correct: int
     _total: int
 
@@ -252,27 +259,57 @@ class CrossEntropyLoss(Loss):
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
         self.ignore_index = int(ignore_index)
-        if weight is not None:
-            kind = np.asarray(weight).dtype.kind
-            if kind not in "iuf":
-                raise TypeError(f"weight must be numbers, one per class, got "
-                                f"{type(weight).__name__} of dtype {np.asarray(weight).dtype}")
-            weight = np.asarray(weight, dtype=np.float64)
-            if weight.ndim != 1 or weight.size < 1:
-                raise ValueError(f"weight must be (K,), one value per class, got "
-                                 f"{shape_str(weight.shape)}")
-            if not np.isfinite(weight).all() or (weight < 0).any():
-                raise ValueError(f"weight must be finite and >= 0, got {weight.tolist()!r}")
-            weight = weight.copy()  # the caller's array may change; the loss must not
         self.weight = weight
-        if (isinstance(label_smoothing, bool)
-                or not isinstance(label_smoothing, numbers.Real)):
-            raise TypeError(f"label_smoothing must be a number, got "
-                            f"{type(label_smoothing).__name__}")
-        if not 0.0 <= float(label_smoothing) <= 1.0:  # NaN fails too
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = label_smoothing
         self._correct = self._total = 0
+
+    def __setstate__(self, state):
+        # Pickles from before weight= and label_smoothing= existed load as their defaults.
+        state.setdefault("_weight", None)
+        state.setdefault("_label_smoothing", 0.0)
+        if state["_weight"] is not None:
+            state["_weight"].setflags(write=False)  # (unpickled arrays come back writable)
+        self.__dict__.update(state)
+
+    @property
+    def weight(self) -> Optional[npt.NDArray[np.float64]]:
+        """The per-class weights (K,), read-only, or None; checked whenever set."""
+        return self._weight
+
+    @weight.setter
+    def weight(self, value: Optional[npt.ArrayLike]) -> None:
+        if value is not None:
+            # A copy (the caller's array may change; the loss must not), read-only: a write
+            # into it would skip these checks.
+            w = real_array("weight", value, np.float64).copy()
+            if w.ndim != 1 or w.size < 1:
+                raise ValueError(f"weight must be (K,), one value per class, got "
+                                 f"{shape_str(w.shape)}")
+            if not np.isfinite(w).all() or (w < 0).any():
+                raise ValueError(f"weight must be finite and >= 0, got {w.tolist()!r}")
+            if not (w > 0).any():
+                # Every batch would give loss 0 and no gradient (PyTorch: nan), silently.
+                raise ValueError(f"weight must have a positive value, got {w.tolist()!r}")
+            w.setflags(write=False)
+            value = w
+        self._weight = value
+
+    @property
+    def label_smoothing(self) -> float:
+        """In [0, 1]: class targets become (1 - s) one-hot + s / K; checked whenever set."""
+        return self._label_smoothing
+
+    @label_smoothing.setter
+    def label_smoothing(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"label_smoothing must be a number, got {type(value).__name__}")
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond double's range
+            v = float("inf")
+        if not 0.0 <= v <= 1.0:  # NaN fails too
+            raise ValueError(f"label_smoothing must be in [0, 1], got {value!r}")
+        self._label_smoothing = v
 
     def config(self) -> dict[str, Any]:
         return {"ignore_index": self.ignore_index, "reduction": self.reduction,

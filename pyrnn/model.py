@@ -132,6 +132,8 @@ def _batch_loss(loss, pred, target, lens, steps):
     (n, T, ...), the steps past each sequence's length are masked out of the loss, its gradient
     and its metrics, as Keras' masking does: the recurrent output there is 0, and a Dense after
     it would otherwise be trained toward the padding's targets."""
+    if isinstance(loss, _losses.Loss):
+        loss._numerator = None  # set again by this forward's _reduce (a custom loss may not)
     shape = tuple(pred.shape)
     if lens is not None and len(shape) >= 3 and shape[1] == steps and bool((lens < steps).any()):
         if _takes_mask(loss):
@@ -141,6 +143,22 @@ def _batch_loss(loss, pred, target, lens, steps):
                       f"bool array over the prediction's leading axes)", UserWarning,
                       stacklevel=_user_stacklevel())
     return loss.forward(pred, target)
+
+
+def _batch_sum(loss, value):
+    """What an epoch's (or evaluate's) mean adds up for one batch: the batch's sum before the
+    mean divided it (the built-in losses keep it; value * count for a custom one), or the value
+    itself for reduction="sum"."""
+    if loss.reduction != "mean":
+        return value
+    numerator = getattr(loss, "_numerator", None)
+    return numerator if numerator is not None else value * loss.count
+
+
+def _epoch_loss(loss, total, count):
+    if loss.reduction != "mean":
+        return total
+    return total / count if count else 0.0  # nothing counted: 0, as a batch of it gives
 
 
 def _pyrnn_backward(layer):
@@ -755,12 +773,12 @@ class Sequential(Layer):
                 lens = None if lengths is None else lengths[idx]
                 pred = self._forward_batch(x[idx], lens)
                 value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
-                total += value * (loss.count if loss.reduction == "mean" else 1)
+                total += _batch_sum(loss, value)
                 count += loss.count
                 for k, (c, t) in loss.metric_counts().items():
                     a, b = metrics.get(k, (0, 0))
                     metrics[k] = (a + c, b + t)
-        mean = total / count if (loss.reduction == "mean" and count) else total
+        mean = _epoch_loss(loss, total, count)
         return mean, {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
 
     # fit / evaluate / predict take host data only (device arrays are a TypeError).
@@ -1117,7 +1135,7 @@ class Sequential(Layer):
                         raise err
                     finally:
                         err = None
-                total += value * (loss.count if loss.reduction == "mean" else 1)
+                total += _batch_sum(loss, value)
                 count += loss.count
                 for k, (c, t) in loss.metric_counts().items():
                     a, s = metrics.get(k, (0, 0))
@@ -1127,7 +1145,7 @@ class Sequential(Layer):
                     bar.set_postfix(loss=f"{total / count if count else total:.4f}", refresh=False)
                 for cb in cbs:
                     cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
-            logs = {"loss": total / count if (loss.reduction == "mean" and count) else total}
+            logs = {"loss": _epoch_loss(loss, total, count)}
             logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
             if val is not None:
                 vloss, vmetrics = self._run_eval(val[0], val[1], val[2], loss, batch_size)

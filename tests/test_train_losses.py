@@ -171,7 +171,7 @@ def test_cross_entropy_weight_and_smoothing_checks():
         losses.CrossEntropyLoss(weight=[1.0, np.nan])
     with pytest.raises(ValueError, match=r"\(K,\).*\(2, 2\)"):
         losses.CrossEntropyLoss(weight=[[1.0, 2.0], [3.0, 4.0]])
-    with pytest.raises(TypeError, match="weight must be numbers"):
+    with pytest.raises(TypeError, match="weight must be a real numeric array"):
         losses.CrossEntropyLoss(weight=["a", "b"])
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
@@ -211,6 +211,58 @@ def test_weighted_cross_entropy_epoch_loss_is_the_datasets_weighted_mean():
                                  label_smoothing=0.1))
     for bs in (1, 3, 10):
         assert model.evaluate(x, y, loss=loss, batch_size=bs) == pytest.approx(want, rel=1e-12)
+    # A batch whose targets all have weight 0: its mean is 0 (PyTorch: nan), but its label
+    # smoothing term still counts in the dataset's (helper-130's case).
+    x4, y4 = x[:4], np.array([0, 1, 2, 0])
+    loss = losses.CrossEntropyLoss(weight=[0.0, 1.0, 2.0], label_smoothing=0.3)
+    want = float(F.cross_entropy(torch.tensor(model.predict(x4)), torch.tensor(y4),
+                                 weight=torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64),
+                                 label_smoothing=0.3))
+    for bs in (1, 2, 4):
+        assert model.evaluate(x4, y4, loss=loss, batch_size=bs) == pytest.approx(want, rel=1e-12)
+    hist = model.fit(x4, y4, loss=loss, optimizer=pyrnn.optim.SGD(model.parameters(), lr=0.0),
+                     epochs=1, batch_size=1, verbose=False)
+    assert hist["loss"][0] == pytest.approx(want, rel=1e-12)  # lr 0: the weights stay
+
+
+def test_cross_entropy_weight_and_smoothing_are_checked_whenever_set():
+    loss = losses.CrossEntropyLoss(weight=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="read-only"):
+        loss.weight[0] = -5.0  # the loss's own copy, not writable around the checks
+    loss.weight = [3, 2, 1]
+    assert loss.weight.dtype == np.float64 and loss.weight.tolist() == [3.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="positive value"):
+        loss.weight = [0.0, 0.0, 0.0]  # every batch would give 0 and no gradient, silently
+    with pytest.raises(TypeError, match="weight must be a real numeric array"):
+        loss.weight = [[1.0, 2.0], [3.0]]
+    with pytest.raises(TypeError, match="weight must be a real numeric array"):
+        loss.weight = [2 ** 70, 1, 1]
+    assert loss.weight.tolist() == [3.0, 2.0, 1.0]  # a refused write changes nothing
+    loss.weight = None
+    assert loss.weight is None
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
+        loss.label_smoothing = 5.0
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
+        loss.label_smoothing = 10 ** 400
+    with pytest.raises(TypeError, match="label_smoothing must be a number"):
+        loss.label_smoothing = "0.1"
+    loss.label_smoothing = 1
+    assert loss.label_smoothing == 1.0 and isinstance(loss.label_smoothing, float)
+
+
+def test_cross_entropy_pickled_before_weights_existed_still_loads():
+    import pickle
+    old = losses.CrossEntropyLoss(ignore_index=3)
+    del old.__dict__["_weight"], old.__dict__["_label_smoothing"]  # as an older pyrnn's
+    loss = pickle.loads(pickle.dumps(old))
+    assert loss.weight is None and loss.label_smoothing == 0.0
+    assert "weight=None" in repr(loss)
+    logits, target = np.random.default_rng(10).standard_normal((4, 5)), np.array([0, 3, 4, 1])
+    assert loss(logits, target) == losses.CrossEntropyLoss(ignore_index=3)(logits, target)
+    # And a weighted one comes back with its weights read-only still.
+    again = pickle.loads(pickle.dumps(losses.CrossEntropyLoss(weight=[1.0, 2.0])))
+    with pytest.raises(ValueError, match="read-only"):
+        again.weight[0] = 0.0
 
 
 def test_cross_entropy_is_stable_for_huge_logits():

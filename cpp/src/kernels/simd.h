@@ -397,7 +397,7 @@ constexpr double kTanhOdd[10] = {
 
 // tanh(|x|) for |x| >= 0.4 from q = expm1(2|x|) = 2^n (1 + u) - 1, u = e^r - 1 = r + r^2 p,
 // in one fused multiply-add: 2^n u + (2^n - 1). Below |x| = 0.7 as q / (q + 2) (up to 1.4 ulps
-// in random searches), from there as 1 - 2 / (q + 2) (up to 1.2). |x| is capped at 20, where
+// in random searches), from there as 1 - 2 / (q + 2) (up to 1.21). |x| is capped at 20, where
 // tanh already rounds to 1 (from 19.06). Both parts run on every lane: branching on the lanes'
 // ranges mispredicted in the cell rows (one thread, seed LSTM float64 forward: 5-6% slower than
 // the quotient alone with branches, 1-3.5% without; README). The sign of x goes on last
