@@ -720,13 +720,26 @@ class Sequential(Layer):
         return None
 
     @staticmethod
-    def _check_range(name, arr, dt):
-        # Finite here, but Inf once converted to the model's dtype: refused like Inf (the rule
-        # of every layer call, pyrnn._validate.cast_finite).
+    def _check_range(name, arr, dt, lengths=None):
+        """arr, refused if it holds values finite here but Inf once converted to the model's
+        dtype (as Inf is: the rule of every layer call, pyrnn._validate.cast_finite); with
+        lengths, only steps within each sequence's length count, and padding that holds any is
+        zeroed in a copy (as _finite does with NaN and Inf there)."""
         big = None if dt is None else beyond_range(arr, dt)
+        if big is None:
+            return arr
+        valid = None
+        if lengths is not None:
+            T = arr.shape[1]
+            valid = (np.arange(T)[None, :] < lengths[:, None]).reshape(
+                lengths.shape[0], T, *([1] * (arr.ndim - 2)))
+            big = beyond_range(arr[np.broadcast_to(valid, arr.shape)], dt)
         if big is not None:
             raise ValueError(f"{name} has values beyond the {dt} range of the model (the "
-                             f"largest is {big:.3g}); scale the data")
+                             f"largest is {big:.3g}"
+                             f"{', within its lengths' if valid is not None else ''}); "
+                             "scale the data")
+        return np.where(valid, arr, arr.dtype.type(0))  # (only the padding had any)
 
     def _prepare(self, x: Any, y: Any, lengths: Any, prefix: str = "",
                  need_y: bool = True) -> tuple[npt.NDArray[Any], Any, Optional[npt.NDArray[Any]]]:
@@ -750,14 +763,15 @@ class Sequential(Layer):
             lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths", _HOST_DATA)
         x = self._finite(prefix + "x", x, lengths)
         dt = self._input_dtype()
-        self._check_range(prefix + "x", x, dt)
+        x = self._check_range(prefix + "x", x, dt, lengths)
         y = None if y is None else self._data(prefix + "y", y, N, finite=False)
         if y is not None:
             # Per-step targets (N, T, ...) may hold anything in the padding, as x, and are read
             # as zeros there too: a loss without mask= would count them (with a warning).
             per_step = lengths is not None and y.ndim >= 2 and y.shape[1] == x.shape[1]
             y = self._finite(prefix + "y", y, lengths if per_step else None)
-            self._check_range(prefix + "y", y, dt)  # the loss's gradient takes the model's dtype
+            # (the loss's gradient takes the model's dtype)
+            y = self._check_range(prefix + "y", y, dt, lengths if per_step else None)
         return x, y, lengths
 
     def _batches(self, N, batch_size, order=None):

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _arrays, _attrs, _core
-from ._validate import (flag, float_dtype, lengths_array, positive_int, real_array, seed_arg,
-                        shape_str, train_mode)
+from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
+                        seed_arg, shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending
 
 if TYPE_CHECKING:
@@ -331,12 +331,15 @@ class _Recurrent(ParamWrites):
         # (batch_first makes no copy: the native layer reads it in place)
         self._native.check_forward(T, N, self.training, copies)
 
-    def _input(self, x):
+    def _input(self, x, lengths=None):
         """x as a 3-d array of the layer dtype in the layer's layout, as the cores read it:
         (T, N, C), or (N, T, C) with batch_first; with whether it was unbatched."""
         if self.device == "cpu":
             self._check_sizes_first(x)
-        x = real_array("x", x, self.dtype)
+        try:
+            x = real_array("x", x, self.dtype)
+        except ValueError as e:
+            x = self._beyond_range_in_padding(x, lengths, e)
         given = x.shape
         C = self.input_size
         if x.ndim not in (2, 3) or x.shape[-1] != C:
@@ -351,6 +354,31 @@ class _Recurrent(ParamWrites):
             raise ValueError(f"input must have at least one step and one sequence, got "
                              f"T = {T}, N = {N} (input shape {shape_str(given)})")
         return x, unbatched
+
+    def _beyond_range_in_padding(self, x, lengths, err):
+        """x cast to the layer dtype when its values beyond that range (float64 data for a
+        float32 layer: err) all lie past the lengths, where padding may hold anything (as NaN
+        and Inf may: they become +-Inf there, which reaches no output or gradient); else err,
+        or the largest such value within the lengths."""
+        arr = np.asarray(x)  # (real_array took it: numeric, on the host)
+        if lengths is None or "beyond the" not in str(err) or arr.ndim not in (2, 3):
+            raise err
+        if arr.ndim == 2:
+            arr3 = arr[None] if self.batch_first else arr[:, None, :]
+        else:
+            arr3 = arr
+        T, N = self._steps_batch(arr3)
+        lens = lengths_array(lengths, N, T)
+        valid = np.arange(T)[:, None] < lens[None, :]  # [T, N]
+        if self.batch_first:
+            valid = valid.T                            # [N, T]
+        big = beyond_range(arr3[valid], self.dtype)
+        if big is not None:
+            raise ValueError(f"x has values beyond the {np.dtype(self.dtype)} range within its "
+                             f"lengths (the largest is {big:.3g}); scale the data or use "
+                             f"float64") from None
+        with np.errstate(over="ignore"):
+            return np.asarray(arr, dtype=self.dtype, order="C")
 
     def _state(self, name, value, N, unbatched):
         LD, H = self.num_layers * self.num_directions, self.hidden_size
@@ -396,7 +424,7 @@ class _Recurrent(ParamWrites):
                             "lengths= (PyTorch's packed-sequence semantics, without packing)")
         if self.device == "cuda":
             return self._forward_cuda(x, hx, lengths)
-        x, unbatched = self._input(x)
+        x, unbatched = self._input(x, lengths)
         T, N = self._steps_batch(x)
         h0, c0 = self._initial(hx, N, unbatched)
         lens = None if lengths is None else lengths_array(lengths, N, T)
@@ -472,10 +500,10 @@ class _Recurrent(ParamWrites):
                             f"{self.dtype}; convert it on the device first")
         return arr
 
-    def _input_cuda(self, x):
+    def _input_cuda(self, x, lengths=None):
         from . import cuda
         if not cuda.is_device_array(x):
-            xh, unbatched = self._input(x)
+            xh, unbatched = self._input(x, lengths)
             return cuda.to_device(xh), unbatched, False
         x = self._device_in("x", x)
         given, C = tuple(x.shape), self.input_size
@@ -520,7 +548,7 @@ class _Recurrent(ParamWrites):
         return s if device_out else s.numpy()
 
     def _forward_cuda(self, x, hx, lengths):
-        x, unbatched, device_out = self._input_cuda(x)
+        x, unbatched, device_out = self._input_cuda(x, lengths)
         T, N = self._steps_batch(x)
         h0 = c0 = None
         if hx is not None:

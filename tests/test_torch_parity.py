@@ -596,6 +596,38 @@ def test_padding_past_lengths_never_reaches_a_gradient(cell, pad, isa, restore_r
         np.testing.assert_array_equal(g1[name], g0[name], err_msg=name)
 
 
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_float64_padding_beyond_float32_range_is_padding_too(batch_first):
+    """float64 data for a float32 layer: a value past float32's range is a ValueError (it would
+    be Inf), but past the lengths the padding may hold anything (np.empty's leftovers in a
+    float64 batch can be 1e300): it was refused there too (helper-131). Now it is as zero
+    padding, bitwise; within the lengths, and without lengths, it is still refused."""
+    rng = np.random.default_rng(11)
+    lengths = [6, 2, 4]
+    x = rng.standard_normal((6, 3, 4))                                   # float64, (T, N, C)
+    dy = rng.standard_normal((6, 3, 10)).astype(np.float32)
+    runs = []
+    for fill in (0.0, 1e300, -1e39):
+        xp = x.copy()
+        for n, length in enumerate(lengths):
+            xp[length:, n] = fill
+        if batch_first:
+            xp = xp.transpose(1, 0, 2)  # (strided: a view, as a caller's may be)
+        layer = pyrnn.LSTM(4, 5, 2, bidirectional=True, batch_first=batch_first, seed=3)
+        out, (h, c) = layer(xp, lengths=lengths)
+        dx = layer.backward(dy.transpose(1, 0, 2) if batch_first else dy)
+        runs.append([out, h, c, dx[0], *layer.numpy_grads().values()])
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            np.testing.assert_array_equal(a, b)
+    xp[(0, 1) if batch_first else (1, 0)] = 1e300  # within sequence 0's length
+    with pytest.raises(ValueError, match=r"x has values beyond the float32 range within its "
+                                         r"lengths \(the largest is 1e\+300\)"):
+        layer(xp, lengths=lengths)
+    with pytest.raises(ValueError, match=r"x has values beyond the float32 range \(the largest"):
+        layer(xp)
+
+
 @pytest.mark.parametrize("isa", pyrnn.info()["available_isas"])
 def test_saturated_gates_are_exact_zeros_on_every_isa(isa, restore_runtime):
     # A GRU update gate driven below ln(FLT_MIN) (b_z = -1e4, -89, -inf) with h0 = 1: h = z.

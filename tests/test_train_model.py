@@ -1213,6 +1213,37 @@ def test_padding_past_lengths_may_hold_anything():
         model().predict(dirty)  # without lengths, every step counts
 
 
+def test_padding_beyond_the_model_dtype_range_may_hold_anything_too():
+    # float64 data for a float32 model: values past float32's range in the padding of x and of
+    # per-step targets (np.empty's leftovers) were refused as out of range (helper-131); they
+    # are padding like NaN, read as zeros. Within the lengths they are still refused.
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 1))
+    lens = np.array([5, 3, 2, 4])
+    pad = np.arange(5)[None, :] >= lens[:, None]
+    dx, dy = x.copy(), y.copy()
+    dx[pad] = 1e300
+    dy[pad] = -1e39
+
+    def run(xs, ys):
+        m = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, seed=0), pyrnn.Dense(3, 1, seed=1)])
+        h = m.fit(xs, ys, lengths=lens, loss="mse", optimizer="adam", epochs=2, verbose=0,
+                  shuffle=False, validation_data=(xs, ys, lens))
+        return h, m.evaluate(xs, ys, lengths=lens), m.predict(xs, lengths=lens).tolist()
+    got = run(dx, dy)
+    assert got == run(np.where(pad[..., None], 0.0, x), np.where(pad[..., None], 0.0, y))
+    assert all(np.isfinite(v).all() for v in got[0].values())
+    dx[0, 4, 1] = 1e300  # within sequence 0's length
+    with pytest.raises(ValueError, match=r"x has values beyond the float32 range of the model "
+                                         r"\(the largest is 1e\+300, within its lengths\)"):
+        run(dx, dy)
+    dx[0, 4, 1] = 0.0
+    dy[1, 0, 0] = 1e39
+    with pytest.raises(ValueError, match=r"y has values beyond the float32 range of the model "
+                                         r"\(the largest is 1e\+39, within its lengths\)"):
+        run(dx, dy)
+
+
 @pytest.mark.parametrize("loss, shape, fill", [
     ("mse", (4, 5, 1), np.nan), ("mse", (4, 5), np.nan), ("bce", (4, 5, 1), np.inf),
     ("custom", (4, 5, 1), np.nan)], ids=["mse", "mse-NT", "bce-inf", "no-mask-loss"])
