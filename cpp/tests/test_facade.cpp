@@ -2,6 +2,8 @@
 // central differences through backward, optimizer steps against hand-computed values, errors.
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
@@ -484,6 +486,120 @@ TEST(facade_backward_refuses_a_core_cache_of_another_forward) {
   gru.core().forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 3, 2,
                      true, 0);  // the core on its own, same T and N
   CHECK_THROWS(gru.backward(d));
+}
+
+TEST(facade_backward_refuses_weights_changed_since_forward) {
+  // forward -> step -> backward mixed the old forward's activations with the new weights: a
+  // gradient of neither (helper-132). The optimizers, resetParameters() and parametersChanged()
+  // now make backward refuse until the next forward, with the gradients left as they were.
+  std::vector<pyrnn::MatrixD> seq(4, pyrnn::MatrixD(2, 3));
+  for (std::size_t t = 0; t < seq.size(); ++t) seq[t].fill(0.1 * static_cast<double>(t + 1));
+  pyrnn::MatrixD d(2, 2);
+  d.fill(1.0);
+  pyrnn::BasicSGD<double> sgd(0.1);
+  pyrnn::BasicAdam<double> adam(0.01);
+  for (int how = 0; how < 4; ++how) {
+    pyrnn::BasicLSTMLayer<double> layer(3, 5, 2, 7);
+    layer.forward(seq);
+    layer.backward(d);  // backward, step, backward again: the second is refused
+    if (how == 0) sgd.step(layer);
+    if (how == 1) adam.step(layer);
+    if (how == 2) layer.resetParameters(8);
+    if (how == 3) layer.parametersChanged();
+    std::vector<double> before;
+    for (const auto& p : layer.parameters()) before.insert(before.end(), p.grad, p.grad + p.size());
+    CHECK(error_of([&] { layer.backward(d); }).find("the weights changed since the last forward") !=
+          std::string::npos);
+    std::vector<double> after;
+    for (const auto& p : layer.parameters()) after.insert(after.end(), p.grad, p.grad + p.size());
+    CHECK(before == after);
+    // A new forward differentiates the new weights: as a fresh layer with them.
+    pyrnn::BasicLSTMLayer<double> fresh(layer);
+    fresh.zeroGrad();
+    layer.zeroGrad();
+    layer.forward(seq);
+    fresh.forward(seq);
+    const auto dx = layer.backward(d), want = fresh.backward(d);
+    for (std::size_t t = 0; t < dx.size(); ++t)
+      for (std::size_t i = 0; i < dx[t].size(); ++i) CHECK(dx[t].data()[i] == want[t].data()[i]);
+  }
+  // clipGradNorm changes gradients only: backward after it still runs.
+  pyrnn::BasicGRULayer<double> gru(3, 4, 2);
+  gru.forward(seq);
+  gru.backward(d);
+  pyrnn::clipGradNorm(gru, 1e-3);
+  gru.backward(d);
+}
+
+TEST(facade_out_of_memory_leaves_gradients_and_allocates_nothing_first) {
+  // backward added into d W_hy / d b_y before allocating its buffers: a refused allocation left
+  // those changed and the core's not, and a retry counted the projection twice (helper-132).
+  // Every allocation size from the smallest up is refused in turn; each refusal must leave
+  // every gradient bitwise as it was, and the retry must give the one-pass result.
+  std::vector<pyrnn::MatrixD> seq(5, pyrnn::MatrixD(3, 4));
+  for (std::size_t t = 0; t < seq.size(); ++t)
+    for (std::size_t i = 0; i < seq[t].size(); ++i)
+      seq[t].data()[i] = std::sin(0.3 * static_cast<double>(t * 7 + i));
+  pyrnn::MatrixD d(3, 2);
+  d.fill(0.5);
+  auto grads = [](pyrnn::BasicRecurrentLayer<double>& l) {
+    std::vector<double> g;
+    for (const auto& p : l.parameters()) g.insert(g.end(), p.grad, p.grad + p.size());
+    return g;
+  };
+  pyrnn::BasicLSTMLayer<double> ref(4, 6, 2, 3);
+  ref.forward(seq);
+  ref.backward(d);
+  const std::vector<double> once = grads(ref);
+  int refused = 0;
+  for (std::uint64_t from = 64; from <= (1u << 16); from *= 2) {
+    pyrnn::BasicLSTMLayer<double> layer(4, 6, 2, 3);
+    layer.forward(seq);
+    const std::vector<double> zero = grads(layer);
+    pyrnn::detail::inject_allocation_failure(from);
+    bool threw = false;
+    try {
+      layer.backward(d);
+    } catch (const pyrnn::OutOfMemory&) {
+      threw = true;
+    }
+    pyrnn::detail::inject_allocation_failure(0);
+    if (threw) {
+      ++refused;
+      CHECK(grads(layer) == zero);
+      layer.backward(d);  // the retry: the same cache, counted once
+    }
+    CHECK(grads(layer) == once);
+  }
+  CHECK(refused >= 3);
+}
+
+TEST(facade_forward_counts_its_buffers_under_a_limit) {
+  // forward allocated its copies (x_ [T, N, C], y_, the states it hands out) before the core's
+  // memory check, which did not count them: over a limit the pass was refused with hundreds of
+  // MB kept, or accepted needing twice what was checked (helper-132). ctest runs this test
+  // alone under PYRNN_MEMORY_LIMIT=64M (read once per process): the core's own need here is
+  // about 47 MB and the facade's copies 46 MB more, so the forward must be refused up front.
+  const char* limit = std::getenv("PYRNN_MEMORY_LIMIT");
+  if (!limit || std::string(limit) != "64M") {
+    std::printf("  (checked by ctest's pyrnn_cpp_facade_memory_limit entry, "
+                "PYRNN_MEMORY_LIMIT=64M)\n");
+    return;
+  }
+  const int T = 43, N = 256, C = 512;
+  std::vector<pyrnn::MatrixD> seq(T, pyrnn::MatrixD(N, C));  // 45 MB of the caller's
+  pyrnn::BasicGRULayer<double> gru(C, 4, 2);
+  std::string what;
+  try {
+    gru.forward(seq);
+  } catch (const pyrnn::OutOfMemory& e) {
+    what = e.what();
+  }
+  CHECK(what.find("this forward's activations needs") != std::string::npos);
+  CHECK(gru.getHiddenStates().empty());
+  // The core alone fits: a forward of half the batch runs.
+  std::vector<pyrnn::MatrixD> half(T, pyrnn::MatrixD(N / 4, C));
+  CHECK(gru.forward(half).rows() == static_cast<std::size_t>(N / 4));
 }
 
 TEST(facade_mse_loss) {

@@ -90,6 +90,7 @@ void BasicRecurrentLayer<T>::prepare(const char* call) {
 
 template <typename T>
 void BasicRecurrentLayer<T>::resetParameters(std::uint64_t seed) {
+  parametersChanged();
   core_.reset_parameters(seed);
   const T k = T(1) / std::sqrt(static_cast<T>(hiddenSize()));
   for (std::size_t i = 0; i < w_hy_.size(); ++i)
@@ -144,6 +145,17 @@ BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& seque
   }
   PYRNN_CHECK(T_ <= INT_MAX && N <= INT_MAX, name_, ".forward: ", T_, " steps of batch ", N,
               " exceed the int sizes of the core");
+  // The core's size and memory check before anything here is allocated, this facade's buffers
+  // for the pass counted in (x_, y_, hn_ / cn_, the per-step states handed out, the output):
+  // a refused pass allocates nothing (as the Python wrapper and the CUDA facade check first).
+  // getCellStates() hands out every c_t, in eval too (set per call: core() may be replaced;
+  // before the check, which counts those states).
+  core_.keep_state_sequence(lstm);
+  const double tn = static_cast<double>(T_) * static_cast<double>(N);
+  // hidden_ / cells_ and hn_ / cn_
+  const double states = (lstm ? 2.0 : 1.0) * (tn + static_cast<double>(N)) * H;
+  core_.check_forward(static_cast<int>(T_), static_cast<int>(N), training_,
+                      (tn * C + tn * H + states + static_cast<double>(N) * O) * sizeof(T));
 
   // x_ [T, N, C]: step t is rows t*N .. t*N+N-1 of the time-major buffer.
   x_.resize(T_ * N * C);
@@ -152,13 +164,12 @@ BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& seque
   y_.resize(T_ * N * H);  // [T, N, H]
   hn_.resize(N * H);      // [N, H]
   cn_.resize(lstm ? N * H : 0);
-  // getCellStates() hands out every c_t, in eval too (set per call: core() may be replaced).
-  core_.keep_state_sequence(lstm);
   core_.forward(y_.data(), hn_.data(), lstm ? cn_.data() : nullptr, x_.data(), nullptr, nullptr,
                 nullptr, static_cast<int>(T_), static_cast<int>(N), training_, 0);
   steps_ = static_cast<int>(T_);
   batch_ = static_cast<int>(N);
   core_serial_ = core_.forward_serial();
+  forward_version_ = weights_version_;
 
   // The per-step views the seeds' API hands out: h_t = y_[t-1]; c_t from the core's
   // [T+1, N, H] cell states (slot 0 is c_0 = 0, so c_t is slot t).
@@ -200,6 +211,10 @@ std::vector<BasicMatrix<T>> BasicRecurrentLayer<T>::backward(const MatrixT& d_ou
               name_, ".backward: no training-mode forward to backpropagate through; call "
               "forward() first (in train() mode, the default; core() replaced or run on its "
               "own since counts as none)");
+  PYRNN_CHECK(forward_version_ == weights_version_, name_, ".backward: the weights changed "
+              "since the last forward (resetParameters(), an optimizer step or "
+              "parametersChanged()): its activations are the old weights', so the gradient would "
+              "be neither's; run forward() again first");
   const std::size_t T_ = steps_, N = batch_;
   const std::size_t C = inputSize(), H = hiddenSize(), O = outputSize();
   const bool lstm = core_.config().cell == CellType::LSTM;
@@ -209,6 +224,23 @@ std::vector<BasicMatrix<T>> BasicRecurrentLayer<T>::backward(const MatrixT& d_ou
   const T* dy = d_output.data();                   // [N, O]
   const T* h_last = y_.data() + (T_ - 1) * N * H;  // [N, H]
 
+  // Every buffer first, and the core's backward (all or nothing: it checks and allocates before
+  // its first write) before the projection's gradients: an out-of-memory anywhere leaves every
+  // gradient as it was, and a retry counts nothing twice.
+  AlignedBuffer<T> d_seq(T_ * N * H);                  // [T, N, H] zero-filled
+  AlignedBuffer<T> dx(T_ * N * C);                     // [T, N, C]
+  AlignedBuffer<T> dh0(N * H);                         // [N, H] (h_0 is the fixed zero state)
+  AlignedBuffer<T> dc0(lstm ? N * H : 0);              // [N, H]
+  std::vector<MatrixT> d_sequence(T_, MatrixT(N, C));  // T x [N, C]
+
+  // d of the core's output sequence: only h_T feeds the projection, so every step but the last
+  // is zero; d h_T [N, H] = d_y [N, O] W_hy [O, H].
+  gemm(Trans::N, Trans::N, static_cast<int>(N), static_cast<int>(H), static_cast<int>(O), T(1), dy,
+       static_cast<int>(O), w_hy_.data(), static_cast<int>(H), T(0),
+       d_seq.data() + (T_ - 1) * N * H, static_cast<int>(H));
+  core_.backward(dx.data(), dh0.data(), lstm ? dc0.data() : nullptr, d_seq.data(), nullptr,
+                 nullptr);
+
   // Projection. dW_hy [O, H] += d_y^T [O, N] h_T [N, H]; db_y [O] += sum over the batch.
   gemm(Trans::T, Trans::N, static_cast<int>(O), static_cast<int>(H), static_cast<int>(N), T(1),
        dy, static_cast<int>(O), h_last, static_cast<int>(H), T(1), dw_hy_.data(),
@@ -216,20 +248,6 @@ std::vector<BasicMatrix<T>> BasicRecurrentLayer<T>::backward(const MatrixT& d_ou
   for (std::size_t n = 0; n < N; ++n)
     for (std::size_t o = 0; o < O; ++o) db_y_.data()[o] += dy[n * O + o];
 
-  // d of the core's output sequence [T, N, H]: only h_T feeds the projection, so every step but
-  // the last is zero; d h_T [N, H] = d_y [N, O] W_hy [O, H].
-  AlignedBuffer<T> d_seq(T_ * N * H);  // zero-filled
-  gemm(Trans::N, Trans::N, static_cast<int>(N), static_cast<int>(H), static_cast<int>(O), T(1), dy,
-       static_cast<int>(O), w_hy_.data(), static_cast<int>(H), T(0),
-       d_seq.data() + (T_ - 1) * N * H, static_cast<int>(H));
-
-  AlignedBuffer<T> dx(T_ * N * C);            // [T, N, C]
-  AlignedBuffer<T> dh0(N * H);                // [N, H] (h_0 is the fixed zero state: unused)
-  AlignedBuffer<T> dc0(lstm ? N * H : 0);     // [N, H]
-  core_.backward(dx.data(), dh0.data(), lstm ? dc0.data() : nullptr, d_seq.data(), nullptr,
-                 nullptr);
-
-  std::vector<MatrixT> d_sequence(T_, MatrixT(N, C));  // T x [N, C]
   for (std::size_t t = 0; t < T_; ++t)
     std::memcpy(d_sequence[t].data(), dx.data() + t * N * C, N * C * sizeof(T));
   return d_sequence;

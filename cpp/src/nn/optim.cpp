@@ -61,6 +61,7 @@ void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
     }
     optim::sgd_step(p.data, p.grad, buf, n, lr_, momentum_, 0.0, 0.0, false, first);
   }
+  layer.parametersChanged();  // a backward through the last forward would mix old and new
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -105,6 +106,7 @@ void BasicAdam<T>::step(BasicRecurrentLayer<T>& layer) {
     optim::adam_step(p.data, p.grad, s.m.data(), s.v.data(), static_cast<T*>(nullptr), n, lr_,
                      beta1_, beta2_, eps_, 0.0, false, false, s.t);
   }
+  layer.parametersChanged();  // a backward through the last forward would mix old and new
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -75,7 +75,11 @@ class BasicRecurrentLayer {
   MatrixT forward(const std::vector<MatrixT>& sequence);
   // d_output [N, O]: d loss / d y_T of the last training-mode forward. Accumulates the
   // gradient of every parameter; returns d loss / d x_t, T matrices [N, C]. Each call
-  // backpropagates through the same cached forward (so two calls add twice).
+  // backpropagates through the same cached forward (so two calls add twice). Throws if the
+  // weights changed since that forward (resetParameters(), an optimizer's step(),
+  // parametersChanged()): its activations are the old weights', and the gradient would be
+  // neither's (PyTorch's autograd and pyrnn's Python layers refuse it too). A refusal, an
+  // out-of-memory included, leaves every gradient as it was.
   std::vector<MatrixT> backward(const MatrixT& d_output);
 
   // h_1..h_T of the last forward, each [N, H] (h_0 = 0 is not included); empty before the
@@ -93,6 +97,11 @@ class BasicRecurrentLayer {
   bool isTraining() const { return training_; }
 
   void zeroGrad();
+  // Tells the layer its weights changed (the optimizers in <pyrnn/nn/optim.h> and
+  // resetParameters() call it): backward() then refuses until the next forward(). Call it after
+  // writing weights yourself through parameters(), core() or outputWeight() / outputBias(),
+  // which the layer cannot see.
+  void parametersChanged() { ++weights_version_; }
   // Recurrent weights as pyrnn::Recurrent initialises them (PyTorch's U(-1/sqrt(H), 1/sqrt(H)))
   // and the projection like torch.nn.Linear (U(-1/sqrt(H), 1/sqrt(H))), reproducible from seed.
   void resetParameters(std::uint64_t seed);
@@ -145,6 +154,8 @@ class BasicRecurrentLayer {
   // The last forward. Buffers are reused across calls of the same size.
   int steps_ = 0, batch_ = 0;
   bool cached_ = false;        // a training-mode forward completed; backward may run
+  std::uint64_t weights_version_ = 0;  // parametersChanged() calls so far
+  std::uint64_t forward_version_ = 0;  // weights_version_ at the cached forward
   std::uint64_t core_serial_ = 0;  // core_.forward_serial() of that forward (backward: its own)
   AlignedBuffer<T> x_;         // [T, N, C] the sequence, time-major, as the core takes it
   AlignedBuffer<T> y_;         // [T, N, H] the core's output: y_[t] = h_{t+1}

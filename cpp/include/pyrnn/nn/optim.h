@@ -7,6 +7,9 @@
 //   double norm = pyrnn::clipGradNorm(layer, 5.0);  // optional
 //   opt.step(layer);
 //
+// step() tells the layer its weights changed (layer.parametersChanged()): a backward() after it
+// needs a new forward() first.
+//
 // State (momentum, Adam moments and step count) is kept per parameter, keyed by the
 // parameter's memory, its layer object and the layer's core (their instanceId()s) and, for the
 // projection, its matrix's storageId(), so one optimizer may step several layers, and a layer
