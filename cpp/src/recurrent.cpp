@@ -379,7 +379,8 @@ void Recurrent<T>::forward(T* y, T* hn, T* cn, const T* x, const T* h0, const T*
   moved_.check("Recurrent::forward");
   PYRNN_CHECK(steps >= 1, "sequence length must be >= 1, got ", steps);
   PYRNN_CHECK(batch >= 1, "batch size must be >= 1, got ", batch);
-  PYRNN_CHECK(x && y && hn, "forward: null buffer");
+  PYRNN_CHECK(x && y && hn, "forward: null buffer: ", x ? "" : "x ", y ? "" : "y ",
+              hn ? "" : "hn ", "(x [T, N, C], y [T, N, D*H] and hn [L*D, N, H] are required)");
   const bool lstm = cfg_.cell == CellType::LSTM;
   PYRNN_CHECK(!lstm || cn, "forward: LSTM needs a c_n buffer");
   const int L = cfg_.num_layers, D = cfg_.directions(), H = cfg_.hidden_size;
@@ -763,7 +764,9 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   moved_.check("Recurrent::backward");
   PYRNN_CHECK(cached_, "backward needs a preceding forward in training mode (train()); "
                        "none is cached");
-  PYRNN_CHECK(dx && dh0 && dy, "backward: null buffer");
+  PYRNN_CHECK(dx && dh0 && dy, "backward: null buffer: ", dx ? "" : "dx ", dh0 ? "" : "dh0 ",
+              dy ? "" : "dy ", "(dx [T, N, C], dh0 [L*D, N, H] and dy [T, N, D*H] are required, ",
+              "dh0 even without an h0)");
   const bool lstm = cfg_.cell == CellType::LSTM;
   PYRNN_CHECK(!lstm || dc0, "backward: LSTM needs a dc0 buffer");
   const int L = cfg_.num_layers, D = cfg_.directions();

@@ -119,6 +119,15 @@ TEST(recurrent_errors) {
   net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 2, 1, false, 0);
   CHECK(!net.has_cache());  // eval mode keeps nothing
   CHECK_THROWS(net.backward(dx.data(), dh0.data(), nullptr, y.data(), nullptr, nullptr));
+  // A null buffer is named (it was "null buffer" alone).
+  CHECK(error_of([&] {
+          net.forward(nullptr, hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 2, 1,
+                      true, 0);
+        }).find("null buffer: y (") != std::string::npos);
+  net.forward(y.data(), hn.data(), nullptr, x.data(), nullptr, nullptr, nullptr, 2, 1, true, 0);
+  CHECK(error_of([&] {
+          net.backward(dx.data(), nullptr, nullptr, y.data(), nullptr, nullptr);
+        }).find("null buffer: dh0 (") != std::string::npos);
 }
 
 // Eval keeps two state slots per direction (a ring) unless asked for the sequence: the outputs

@@ -120,7 +120,7 @@ std::vector<ParamView<T>> BasicRecurrentLayer<T>::parameters() {
 
 template <typename T>
 const std::vector<BasicMatrix<T>>& BasicRecurrentLayer<T>::getCellStates() const {
-  PYRNN_CHECK(core_.config().cell == CellType::LSTM, name_,
+  PYRNN_CHECK(core_.config().cell == CellType::LSTM, name_.empty() ? "a moved-from layer" : name_,
               " has no cell state: getCellStates() is for LSTMLayer only (use getHiddenStates())");
   return cells_;
 }
