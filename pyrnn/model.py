@@ -691,11 +691,7 @@ class Sequential(Layer):
         finite = np.isfinite(arr)
         if finite.all():
             return arr
-        valid = None
-        if lengths is not None:
-            T = arr.shape[1]
-            valid = (np.arange(T)[None, :] < lengths[:, None]).reshape(
-                lengths.shape[0], T, *([1] * (arr.ndim - 2)))
+        valid = Sequential._within_lengths(arr, lengths)
         bad = ~finite if valid is None else ~finite & valid
         if bad.any():
             first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -720,6 +716,16 @@ class Sequential(Layer):
         return None
 
     @staticmethod
+    def _within_lengths(arr, lengths):
+        """Bool (N, T, 1, ...) over arr (N, T, ...): the steps within each sequence's length;
+        None without lengths."""
+        if lengths is None:
+            return None
+        T = arr.shape[1]
+        return (np.arange(T)[None, :] < lengths[:, None]).reshape(
+            lengths.shape[0], T, *([1] * (arr.ndim - 2)))
+
+    @staticmethod
     def _check_range(name, arr, dt, lengths=None):
         """arr, refused if it holds values finite here but Inf once converted to the model's
         dtype (as Inf is: the rule of every layer call, pyrnn._validate.cast_finite); with
@@ -728,11 +734,8 @@ class Sequential(Layer):
         big = None if dt is None else beyond_range(arr, dt)
         if big is None:
             return arr
-        valid = None
-        if lengths is not None:
-            T = arr.shape[1]
-            valid = (np.arange(T)[None, :] < lengths[:, None]).reshape(
-                lengths.shape[0], T, *([1] * (arr.ndim - 2)))
+        valid = Sequential._within_lengths(arr, lengths)
+        if valid is not None:
             big = beyond_range(arr[np.broadcast_to(valid, arr.shape)], dt)
         if big is not None:
             raise ValueError(f"{name} has values beyond the {dt} range of the model (the "
