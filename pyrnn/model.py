@@ -1106,6 +1106,7 @@ class Sequential(Layer):
         # Steps are never interrupted halfway (_sigint_deferred), so the weights then are
         # those after the last whole optimizer step, and the model stays usable.
         self.history = hist.history
+        last_logs: dict[str, float] = {}  # on_train_end gets the last epoch's, as in Keras
         for epoch in range(initial_epoch, epochs):
             t0 = time.perf_counter()
             for cb in cbs:
@@ -1176,10 +1177,11 @@ class Sequential(Layer):
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            last_logs = logs
             if self.stop_training:
                 break
         for cb in cbs:
-            cb.on_train_end({})
+            cb.on_train_end(last_logs)
         self.history = hist.history
         return hist.history
 

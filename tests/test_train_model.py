@@ -630,6 +630,23 @@ def test_lambda_callback_hooks_order():
                      ("batch", 1), ("epoch", 1), "train_end"]
 
 
+def test_on_train_end_gets_the_last_epochs_logs():
+    # As Keras ("the output of the last call to on_epoch_end() is passed"): it got {}, and a
+    # Keras callback reading logs["loss"] there raised KeyError (helper-133).
+    x, y = regression_data(16)
+    m = small_model()
+    got = []
+    cb = callbacks.LambdaCallback(on_epoch_end=lambda e, logs: got.append(dict(logs)),
+                                  on_train_end=lambda logs: got.append(dict(logs)))
+    h = m.fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0, callbacks=[cb],
+              validation_data=(x, y))
+    assert got[-1] == got[-2] and set(got[-1]) == {"loss", "val_loss"}
+    assert got[-1]["loss"] == h["loss"][-1]
+    got.clear()
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=0, verbose=0, callbacks=[cb])
+    assert got == [{}]  # no epoch ran
+
+
 # ---- model structure: found by a hunt over Sequential, each failed before its fix -------------
 
 def test_a_model_containing_itself_is_refused_everywhere():
