@@ -777,6 +777,15 @@ class Sequential(Layer):
             y = self._check_range(prefix + "y", y, dt, lengths if per_step else None)
         return x, y, lengths
 
+    def _probe_first_sample(self, data, loss, what):
+        """Run data's (x, y, lengths) first sample through the model and the loss in eval mode
+        (no training state changes); a ValueError / TypeError is re-raised naming `what`."""
+        x, y, lengths = data
+        try:
+            self._run_eval(x[:1], y[:1], None if lengths is None else lengths[:1], loss, 1)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{what}, checked on its first sample: {e}") from None
+
     def _batches(self, N, batch_size, order=None):
         idx = np.arange(N) if order is None else order
         for start in range(0, N, batch_size):
@@ -951,8 +960,9 @@ class Sequential(Layer):
         Keras' compile keeps it (its moments and step count continue). During fit the optimizer
         is ``model.optimizer`` (a callback may change its ``lr`` / ``learning_rate``).
         validation_data: (x_val, y_val) or (x_val, y_val, lengths_val) (the third is lengths,
-        not Keras' sample weights). One validation sample is run through the model and the
-        loss before training, so that data they cannot take fails first.
+        not Keras' sample weights). The first sample of x (and of the validation data) is run
+        through the model and the loss in eval mode before training and before any callback,
+        so that data they cannot take fails first.
         clip_norm: clip the global norm of the gradients the optimizer updates
         (pyrnn.optim.clip_grad_norm) before each step.
         verbose: 0 silent; 1 a tqdm bar per epoch when tqdm is installed and stdout is a
@@ -1016,6 +1026,11 @@ class Sequential(Layer):
                                           and 0 < clip_norm < math.inf):
             raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
         x, y, lengths = self._prepare(x, y, lengths)
+        # One training sample through the model and the loss now: an x the first layer cannot
+        # take (T = 0, a wrong feature size) or a y the output does not fit is refused before
+        # on_train_begin, naming the whole x's shape (the first batch named its own).
+        self._probe_first_sample((x, y, lengths), loss,
+                                 f"x {shape_str(x.shape)}, y {shape_str(y.shape)}")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -1023,15 +1038,11 @@ class Sequential(Layer):
                                 "(x_val, y_val, lengths_val)")
             vx, vy, vl = (tuple(validation_data) + (None,))[:3]
             val = self._prepare(vx, vy, vl, prefix="validation ")
-            # One validation sample through the model and the loss now: a y_val the output does
-            # not fit (a wrong width) is refused before training, not after a whole epoch.
-            try:
-                self._run_eval(val[0][:1], val[1][:1], None if val[2] is None else val[2][:1],
-                               loss, 1)
-            except (ValueError, TypeError) as e:
-                raise type(e)(f"validation_data (x_val {shape_str(val[0].shape)}, y_val "
-                              f"{shape_str(val[1].shape)}), checked on its first sample: "
-                              f"{e}") from None
+            # The same for validation: a y_val the output does not fit (a wrong width) is
+            # refused before training, not after a whole epoch.
+            self._probe_first_sample(val, loss, f"validation_data (x_val "
+                                     f"{shape_str(val[0].shape)}, y_val "
+                                     f"{shape_str(val[1].shape)})")
         try:  # a list (any iterable) of callbacks; a single one was "not iterable"
             if isinstance(callbacks, _callbacks.Callback):
                 raise TypeError

@@ -421,3 +421,24 @@ def test_copy_of_a_layer_or_model_is_independent():
         dup.params[key][...] = 0
         assert np.any(obj.params[key] != 0)
 
+
+
+@pytest.mark.parametrize("x, y, why", [
+    (np.zeros((10, 0, 2), np.float32), np.zeros((10, 1)), "at least one step"),
+    (np.zeros((10, 3, 5), np.float32), np.zeros((10, 1)), "5"),      # 5 features for 2
+    (np.zeros((10, 3, 2), np.float32), np.zeros((10, 3)), "3"),      # y wider than the output
+], ids=["T=0", "features", "y-width"])
+def test_fit_refuses_data_the_model_cannot_take_before_any_callback(x, y, why):
+    # It was refused in the first batch, after on_train_begin had run, naming that batch's
+    # shape (4, 0, 2), not x's.
+    m = pyrnn.Sequential([pyrnn.LSTM(2, 4, batch_first=True, seed=0), pyrnn.LastStep(),
+                          pyrnn.Dense(4, 1, seed=0)])
+    before = {k: v.copy() for k, v in m.params.items()}
+    ran = []
+    cb = pyrnn.callbacks.LambdaCallback(on_train_begin=lambda logs: ran.append(1))
+    with pytest.raises(ValueError, match=rf"x \(10, {x.shape[1]}, {x.shape[2]}\), y "
+                                         rf"\(10, {y.shape[1]}\), checked on its first "
+                                         rf"sample: .*{why}"):
+        m.fit(x, y, loss="mse", optimizer="adam", batch_size=4, verbose=0, callbacks=[cb])
+    assert ran == [] and m.training and m.optimizer is None
+    assert all(np.array_equal(v, before[k]) for k, v in m.params.items())
