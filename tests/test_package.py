@@ -303,3 +303,25 @@ def test_export_onnx_names_a_wrong_argument_before_needing_onnx(monkeypatch):
             (lambda: pyrnn.export_onnx(layer), ImportError, "simulated")]:
         with pytest.raises(exc, match=match):
             call()
+
+
+def test_cuda_extra_provides_the_cublas_major_the_extension_links(repo_root):
+    # `pip install pyrnn[cuda]` must bring the cuBLAS whose soname pyrnn._cuda needs: a wheel
+    # of another major would install and leave the backend unloadable.
+    import importlib.util
+    import re
+    import shutil
+    tomllib = pytest.importorskip("tomllib")  # (Python 3.11+)
+    extras = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    (req,) = extras["cuda"]
+    m = re.fullmatch(r"nvidia-cublas>=(\d+),<(\d+)", req)
+    assert m and int(m[2]) == int(m[1]) + 1, req
+    spec = importlib.util.find_spec("pyrnn._cuda")
+    if spec is None or shutil.which("readelf") is None:
+        pytest.skip("pyrnn._cuda is not built, or readelf is missing")
+    dyn = subprocess.run(["readelf", "-d", spec.origin], capture_output=True, text=True).stdout
+    needed = re.findall(r"\[libcublas\.so\.(\d+)\]", dyn)
+    if not needed:
+        pytest.skip("the host emulation build links no cuBLAS")
+    assert needed == [m[1]], (needed, req)
