@@ -364,8 +364,9 @@ def test_fit_keeps_batches_on_the_device(fake):
     gpu = model_seq_regression("cuda")
     gpu.fit(x, y, loss="mse", optimizer="adam", epochs=1, batch_size=16, lengths=lengths,
             clip_norm=1.0, verbose=0)
-    # 3 batches: every layer ran on the device kernels, the optimizer and clipping too
-    assert fake.calls["dense_forward"] == 3 and fake.calls["dense_backward"] == 3
+    # 3 batches: every layer ran on the device kernels, the optimizer and clipping too (and
+    # one forward more: x's first sample, checked before training)
+    assert fake.calls["dense_forward"] == 4 and fake.calls["dense_backward"] == 3
     assert fake.calls["layernorm_backward"] == 3 and fake.calls["last_step_backward"] == 3
     assert fake.calls["adam_step"] == 3 * len(list(gpu.parameters()))
     assert fake.calls["sum_squares"] == 3 * len(list(gpu.parameters()))
