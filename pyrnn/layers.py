@@ -952,14 +952,25 @@ class LastStep(Layer):
     device="cuda": a gather (and a scatter back) on the GPU; lengths stay host integers.
     """
     _takes_lengths = True
+    _bidirectional: Optional[bool]
 
     def __init__(self, bidirectional: Optional[bool] = None, *, device: Device = "cpu") -> None:
         super().__init__()
-        if bidirectional is not None and not isinstance(bidirectional, (bool, np.bool_)):
-            raise TypeError(f"bidirectional must be True, False or None, got {bidirectional!r}")
-        self.bidirectional = None if bidirectional is None else bool(bidirectional)
+        self.bidirectional = bidirectional
         self._auto_bidirectional = False  # set by Sequential when bidirectional is None
         self.to(_check_device(device))
+
+    @property
+    def bidirectional(self) -> Optional[bool]:
+        return self._bidirectional
+
+    @bidirectional.setter
+    def bidirectional(self, bidirectional: Optional[bool]) -> None:
+        # Checked on every write, as in the constructor: save() wrote "yes" or 2 unchecked,
+        # into a file load() refused.
+        if bidirectional is not None and not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(f"bidirectional must be True, False or None, got {bidirectional!r}")
+        self._bidirectional = None if bidirectional is None else bool(bidirectional)
 
     @property
     def num_directions(self) -> int:

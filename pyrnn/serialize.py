@@ -201,7 +201,8 @@ def _save_target(path):
                         f"{type(path).__name__}") from None
     if not name:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory (an empty path)", name)
-    if os.path.isdir(name):
+    # (a trailing slash names a folder, as open() reads it: "m.pyrnn/" wrote a file m.pyrnn)
+    if os.path.isdir(name) or name.endswith(os.sep if isinstance(name, str) else os.sep.encode()):
         raise IsADirectoryError(errno.EISDIR, "Is a directory (save() needs a file path)", name)
     return name
 
@@ -235,6 +236,13 @@ def _atomic_write(path, chunks):
             for c in chunks:
                 f.write(c)
         return
+    if st is not None and stat.S_ISREG(st.st_mode):
+        # The check open(path, "wb") makes (without its truncation): the rename alone replaced
+        # a read-only file, one the user protected, say.
+        try:
+            os.close(os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)))
+        except OSError as e:
+            raise type(e)(e.errno, e.strerror, given) from None
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):  # (mkstemp would name its temporary file, not the path)
         raise FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENOENT)} (the folder of the "
@@ -446,23 +454,44 @@ def load(path: Union[PathOrBytes, IO[bytes]], device: Device = "cpu") -> _Saveab
         return _load(name, path, None, device)
     path = os.fspath(path)  # type: ignore[arg-type]  # (not a file object: _is_file said so)
     with open(path, "rb") as f:
-        return _load(path, f, os.fstat(f.fileno()).st_size, device)
+        st = os.fstat(f.fileno())
+        # A FIFO, /dev/stdin or a character device has no size (st_size 0, which was then
+        # "truncated"): read as a stream, for what the prefix declares.
+        return _load(path, f, st.st_size if stat.S_ISREG(st.st_mode) else None, device)
 
 
-def _read_exact(f, n):
-    """n bytes of `f`, fewer only at its end: a raw stream (a pipe, a socket, an unbuffered
-    file) may return less than asked before its end."""
+# Reads of a stream (size unknown) take at most this much at a time, so that a header
+# declaring more than the stream holds costs only what it holds, not the declared size.
+_STREAM_CHUNK = 1 << 24
+
+
+def _read_some(f, n):
+    """One f.read(n), checked: bytes, not None (a non-blocking stream with none ready) nor
+    text."""
     data = f.read(n)
-    if not isinstance(data, (bytes, bytearray)) or len(data) >= n or not data:
+    if data is None:  # (as save() refuses a stream that would block)
+        raise OSError("load(): the stream had no bytes ready (a non-blocking stream that would "
+                      "block); give a blocking one")
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"load(): the file object's read() gave {type(data).__name__}, not "
+                        "bytes (open it in binary mode)")
+    return data
+
+
+def _read_exact(f, n, size):
+    """n bytes of `f`, fewer only at its end: a raw stream (a pipe, a socket, an unbuffered
+    file) may return less than asked before its end. size None (a stream): in chunks."""
+    step = n if size is not None else min(n, _STREAM_CHUNK)
+    data = _read_some(f, step)
+    if len(data) >= n or not data:
         return data
-    parts, got = [data], len(data)
-    while got < n:
-        more = f.read(n - got)
+    buf = bytearray(data)
+    while len(buf) < n:
+        more = _read_some(f, min(n - len(buf), step))
         if not more:
             break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
+        buf += more
+    return buf
 
 
 def _short_read(what, want, got, size):
@@ -475,10 +504,7 @@ def _load(path, f, size, device):
     """load() of an open binary file `f` of `size` bytes, named `path` in errors. size None:
     a file object given by the caller, read from its position for exactly what the prefix
     declares (several models may follow each other in it, as torch.load reads them)."""
-    head = _read_exact(f, _PREFIX.size)
-    if not isinstance(head, (bytes, bytearray)):
-        raise TypeError(f"load(): the file object's read() gave {type(head).__name__}, not "
-                        "bytes (open it in binary mode)")
+    head = bytes(_read_exact(f, _PREFIX.size, size))
     if len(head) < _PREFIX.size or head[:8] != MAGIC:
         if head[:8] == MAGIC[:len(head)] and len(head) < _PREFIX.size:
             raise _bad(path, f"truncated pyrnn file ({len(head) if size is None else size} "
@@ -496,7 +522,7 @@ def _load(path, f, size, device):
         raise _bad(path, f"{kind} pyrnn file: header ({hlen} bytes) and payload ({plen} "
                          f"bytes) do not add up to the file size ({size} bytes)"
                    if size is not None else f"{kind} pyrnn file: header length {hlen} bytes")
-    header = _read_exact(f, hlen)
+    header = _read_exact(f, hlen, size)
     if len(header) != hlen:
         raise _bad(path, _short_read("header", hlen, len(header), size))
     if zlib.crc32(header) != hcrc:
@@ -504,7 +530,7 @@ def _load(path, f, size, device):
     # The payload is read only once the header says what it holds (a lying header with a
     # huge declared payload cost its size in memory before any check).
     spec, tensors = _check_header(path, header, plen)
-    payload = _read_exact(f, plen)
+    payload = _read_exact(f, plen, size)
     if len(payload) != plen:
         raise _bad(path, _short_read("payload", plen, len(payload), size))
     if zlib.crc32(payload) != pcrc:

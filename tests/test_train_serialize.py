@@ -1,6 +1,7 @@
 """model.save / pyrnn.load: round trips of every layer kind, and refusal of truncated,
 corrupted, foreign, wrong-version and lying files (a ValueError, never a crash, a partly
 loaded model or an allocation sized by the file's claims)."""
+import io
 import json
 import os
 import struct
@@ -514,3 +515,130 @@ def test_a_bidirectional_laststep_saves_with_few_weights(tmp_path, make):
     back = pyrnn.load(tmp_path / "m.pyrnn")
     x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32)
     np.testing.assert_array_equal(back(x), obj(x))
+
+
+# ---- from a hunt: streams, FIFOs and targets open() would refuse -----------------------------
+
+class _ReadSpy(io.RawIOBase):
+    """A raw binary stream over bytes that records the size of every read() asked of it."""
+
+    def __init__(self, data):
+        self._f, self.asked = io.BytesIO(data), []
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        self.asked.append(len(b))
+        return self._f.readinto(b)
+
+
+def test_a_stream_is_read_in_bounded_chunks(monkeypatch):
+    # A header declaring a 16 TiB payload (an LSTM of hidden size 2**20), read from a file
+    # object: f.read(declared size) was a MemoryError (or that much memory) before the
+    # "truncated" ValueError a path gave.
+    H = 2**20
+    cfg = {"input_size": 1, "hidden_size": H, "num_layers": 1, "bias": True,
+           "batch_first": False, "bidirectional": False, "dropout": 0.0, "dtype": "float32"}
+    tensors, off = [], 0
+    for k, s in pyrnn.LSTM.param_shapes(cfg).items():
+        n = int(np.prod(s)) * 4
+        tensors.append({"name": k, "dtype": "<f4", "shape": list(s), "offset": off,
+                        "nbytes": n})
+        off += n
+    h = json.dumps({"format": "pyrnn", "format_version": 1,
+                    "model": {"class": "LSTM", "config": cfg}, "tensors": tensors}).encode()
+    data = struct.pack("<8sIIQQII", serialize.MAGIC, 1, 0, len(h), off, zlib.crc32(h), 0) + h
+    f = _ReadSpy(data)
+    with pytest.raises(ValueError, match="stream ended 0 bytes into a 17592219598848-byte"):
+        pyrnn.load(io.BufferedReader(f))
+    assert max(f.asked) <= serialize._STREAM_CHUNK
+    # A real model read over many small chunks comes back bitwise.
+    monkeypatch.setattr(serialize, "_STREAM_CHUNK", 100)
+    layer = pyrnn.LSTM(3, 5, num_layers=2, seed=0)
+    buf = io.BytesIO()
+    layer.save(buf)
+    f = _ReadSpy(buf.getvalue())
+    loaded = pyrnn.load(f)
+    assert len(f.asked) > 10 and max(f.asked) <= 100
+    for k, v in layer.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
+
+
+def test_load_reads_a_fifo_path(tmp_path):
+    # st_size is 0 for a FIFO (or /dev/stdin): load(path) called it truncated; it is read as a
+    # stream now, as a file object over it was.
+    import threading
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    layer = pyrnn.GRU(2, 3, seed=0)
+    writer = threading.Thread(target=layer.save, args=(fifo,))
+    writer.start()
+    try:
+        loaded = pyrnn.load(fifo)
+    finally:
+        writer.join(10)
+    for k, v in layer.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
+
+
+@pytest.mark.parametrize("cut", [0, 20, 40, 100])
+def test_load_from_a_non_blocking_stream_without_data_is_named(cut):
+    # read() giving None ("would block") was "gave NoneType ... binary mode", or a bare
+    # "object of type 'NoneType' has no len()"; save() refused such a stream clearly already.
+    buf = io.BytesIO()
+    pyrnn.Dense(2, 2, seed=0).save(buf)
+    r, w = os.pipe()
+    try:
+        os.set_blocking(r, False)
+        os.write(w, buf.getvalue()[:cut])
+        with open(r, "rb", buffering=0, closefd=False) as f:
+            with pytest.raises(OSError, match="non-blocking stream that would block"):
+                pyrnn.load(f)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_save_refuses_a_trailing_slash_as_open_does(tmp_path):
+    # "m.pyrnn/" wrote (or overwrote) a file m.pyrnn; open() calls it a directory.
+    for name in (f"{tmp_path}/m.pyrnn/", os.fsencode(f"{tmp_path}/m.pyrnn/")):
+        with pytest.raises(IsADirectoryError, match="Is a directory"):
+            pyrnn.Dense(2, 2).save(name)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_does_not_replace_a_read_only_file(tmp_path):
+    # The atomic rename replaced a 0444 file (a checkpoint the user protected); open(p, "wb")
+    # and torch.save refuse it. Root bypasses file modes: run without that capability.
+    import shutil
+    import subprocess
+    import sys
+    p = tmp_path / "kept.pyrnn"
+    p.write_bytes(b"precious")
+    p.chmod(0o444)
+    code = ("import sys, pyrnn\ntry:\n    pyrnn.Dense(2, 2).save(sys.argv[1])\n"
+            "except PermissionError as e:\n    print('refused', e)\n")
+    cmd = [sys.executable, "-c", code, str(p)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root, and no setpriv to drop CAP_DAC_OVERRIDE")
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused") and str(p) in out.stdout, out.stdout
+    assert p.read_bytes() == b"precious" and os.listdir(tmp_path) == ["kept.pyrnn"]
+
+
+def test_laststep_bidirectional_is_checked_when_set(tmp_path):
+    # A plain attribute: "yes" or 2 saved into a file load() refused, np.True_ was a JSON
+    # TypeError in save().
+    ls = pyrnn.LastStep()
+    for bad in ("yes", 1, 2):
+        with pytest.raises(TypeError, match="bidirectional must be True, False or None"):
+            ls.bidirectional = bad
+    assert ls.bidirectional is None
+    ls.bidirectional = np.True_
+    assert ls.bidirectional is True
+    ls.save(tmp_path / "l.pyrnn")
+    assert pyrnn.load(tmp_path / "l.pyrnn").bidirectional is True
