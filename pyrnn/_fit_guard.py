@@ -75,21 +75,35 @@ class LastGood:
         self.state = None
         self._keep_state()  # the state now: a fit that fails at its first batch puts it back
         self.steps = optimizer.steps
-        # Whether the step keeps the copies (each optimizer parameter's own kept copy: among
-        # params, once each), and the kept copies of the parameters it does not step. Below
-        # FUSE_ELEMENTS parameter elements the copies cost no more than the step's bookkeeping
-        # of them (a few us per batch either way): copied here.
-        at = {_memory(p): i for i, p in enumerate(params)}
-        opt_params = getattr(optimizer, "params", None)
         self.bad = None  # the last step's non-finite bits (a fused step's), else None
         self.unwritten = []
-        self.fused = (_optim._keeps_in_step(optimizer) and isinstance(opt_params, list)
+        self._map_steps()
+        self.kept_for = self._opt_params()  # the optimizer parameters self.state pairs with
+
+    def _opt_params(self):
+        """The optimizer's parameter list now (after its own sync: a callback may have
+        appended to it or removed from it), or None where it has none."""
+        sync = getattr(self.optimizer, "_sync_params", None)
+        if callable(sync):
+            sync()
+        opt_params = getattr(self.optimizer, "params", None)
+        return list(opt_params) if isinstance(opt_params, list) else None
+
+    def _map_steps(self):
+        """Whether the step keeps the copies (each optimizer parameter's own kept copy: among
+        params, once each), and the kept copies of the parameters it does not step; for the
+        optimizer's parameter list as it is now (self.mapped). Below FUSE_ELEMENTS parameter
+        elements the copies cost no more than the step's bookkeeping of them (a few us per
+        batch either way): copied in keep()."""
+        at = {_memory(p): i for i, p in enumerate(self.params)}
+        opt_params = self.mapped = self._opt_params()
+        self.fused = (_optim._keeps_in_step(self.optimizer) and opt_params is not None
                       and all(_memory(p) in at for p in opt_params)
                       and len({_memory(p) for p in opt_params}) == len(opt_params)
                       and sum(p.size for p in opt_params) >= FUSE_ELEMENTS)
         if self.fused:
             self.stepped = [at[_memory(p)] for p in opt_params]
-            left = set(range(len(params))) - set(self.stepped)
+            left = set(range(len(self.params))) - set(self.stepped)
             self.unstepped = [self.weights[i] for i in sorted(left)]
 
     def _keep_state(self):
@@ -128,6 +142,12 @@ class LastGood:
     def keep(self):
         """The values to restore should this batch's step go non-finite (or the next batch's
         loss): copied now, or, by a built-in optimizer, in step()."""
+        now = self._opt_params()
+        if now is None or self.mapped is None or len(now) != len(self.mapped) or any(
+                a is not b for a, b in zip(now, self.mapped)):
+            # A callback changed the optimizer's list (unfreezing a layer, say): the step's
+            # kept copies were paired with the old one (an IndexError halfway through a step).
+            self._map_steps()
         for g, live in self.unstepped if self.fused else self.weights:
             if type(g) is np.ndarray:
                 np.copyto(g, live)
@@ -135,6 +155,7 @@ class LastGood:
                 _arrays.copy_into(g, live)
         if not self.fused:
             self._keep_state()
+            self.kept_for = self.mapped
             self.steps = self.optimizer.steps
 
     def step(self):
@@ -144,7 +165,9 @@ class LastGood:
             self.optimizer.step()
             return
         self.steps = self.optimizer.steps
-        self.bad = self.optimizer._step(self._step_keeps())
+        keeps = self._step_keeps()
+        self.kept_for = self.mapped
+        self.bad = self.optimizer._step(keeps)
 
     def _step_keeps(self):
         """Per optimizer parameter: (its kept copy, {state name: kept buffer}) for the step to
@@ -198,7 +221,17 @@ class LastGood:
         if self.state is None or _state_dicts(self.optimizer) is None:
             return "the weights were"
         # The buffers themselves go back (fit stops right after): the optimizer owns them now.
-        self.optimizer.state, self.state = self.state, None
+        state, now = self.state, self._opt_params()
+        if now is not None and self.kept_for is not None and (
+                len(now) != len(self.kept_for)
+                or any(a is not b for a, b in zip(now, self.kept_for))):
+            # The list changed since they were kept: each parameter gets its own back (one new
+            # to the list, none), paired as the optimizer pairs them.
+            by_param = {id(p): st for p, st in zip(self.kept_for, state)}
+            state = [by_param.get(id(p), {}) for p in now]
+            if hasattr(self.optimizer, "_known"):
+                self.optimizer._known = now
+        self.optimizer.state, self.state = state, None
         return "the weights and the optimizer's state were"
 
     def non_finite(self):

@@ -3,7 +3,8 @@
 Built PyTorch-style over parameters: ``opt = pyrnn.optim.Adam(model.parameters(), lr=1e-3)``;
 ``opt.step()`` updates every Parameter's ``data`` in place from its ``grad`` (the views into
 the layers, so the model changes without copies), ``opt.zero_grad()`` zeroes the gradients.
-Hyperparameters are plain attributes (``opt.lr = 1e-4`` takes effect at the next step).
+Hyperparameters are attributes (``opt.lr = 1e-4`` takes effect at the next step), checked
+whenever set as the constructor checks them (``opt.eps = -1`` is a ValueError).
 
 State buffers (momentum, Adam moments, ...) are owned by the optimizer, one per parameter, in
 the parameter's dtype and on its device; ``state_dict()`` / ``load_state_dict()`` copy them
@@ -166,6 +167,31 @@ class Optimizer:
         next step, with state of its own."""
         return [_ParamGroup(self)]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A built-in optimizer's hyperparameters, once built, pass its constructor's checks
+        # when set (opt.betas = (0.9, 1.5) or opt.eps = -1 wrote NaN weights at the next step,
+        # and a state_dict load_state_dict then refused); lr has its own property.
+        if "state" in self.__dict__ and not name.startswith("_") and name != "lr":
+            known = self._base_hyper_names()
+            if name in known:
+                hyper = {k: v for k, v in self.hyperparameters().items() if k in known}
+                value = self._probe_hyper({**hyper, name: value})[name]
+        object.__setattr__(self, name, value)
+
+    def _base_hyper_names(self) -> set[str]:
+        """The hyperparameters the nearest built-in class's constructor takes (none for a
+        custom optimizer: its values are its own business)."""
+        base = next((c for c in type(self).__mro__ if c in _BUILTIN), None)
+        if base is None:
+            return set()
+        return set(inspect.signature(base.__init__).parameters) - {"self", "params"}
+
+    def _probe_hyper(self, hyper: Mapping[str, Any]) -> dict[str, Any]:
+        """hyper (the built-in base's constructor arguments) as that constructor normalises
+        them, its checks applied (their TypeError / ValueError raised)."""
+        base = next(c for c in type(self).__mro__ if c in _BUILTIN)
+        return base(self.params, **hyper).hyperparameters()
+
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))  # (pickles kept a plain lr)
         self.__dict__.setdefault("_known", list(self.params))  # (pickles from before it)
@@ -278,11 +304,19 @@ class Optimizer:
             raise ValueError(f"state_dict holds {len(states)} parameter states, this "
                              f"optimizer has {len(self.params)} parameters")
         new = [self._checked_state(p, st) for p, st in zip(self.params, states)]
+        need = self._stepped_state({**self.hyperparameters(), **hyper})
+        for p, st in zip(self.params, new):
+            lack = sorted(need - set(st)) if st else []  # ({}: a parameter not stepped yet)
+            if lack:
+                # (the step restarted what was missing from zero: a wrong update, no error)
+                raise ValueError(f"state of {p.name!r} lacks {', '.join(map(repr, lack))}: "
+                                 f"{name} with these hyperparameters keeps "
+                                 f"{', '.join(sorted(need))} for every parameter it stepped")
         # Everything checked (and uploaded): nothing below can fail halfway.
         self.state = new
         self.steps = steps
-        for k, v in hyper.items():
-            setattr(self, k, v)
+        for k, v in hyper.items():  # (checked together above: one at a time could refuse
+            object.__setattr__(self, k, v)  # momentum = 0 before nesterov = False)
 
     def _checked_hyper(self, hyper):
         """The hyperparameters as the constructor normalises them (its checks apply)."""
@@ -295,17 +329,15 @@ class Optimizer:
                              f"(unknown: {extra or 'none'}; missing: {lack or 'none'})")
         # The checks of the nearest built-in class: a subclass's constructor may need other
         # arguments, and a custom optimizer's values are its own business.
-        base = next((c for c in type(self).__mro__ if c in _BUILTIN), None)
-        if base is None:
+        known = self._base_hyper_names()
+        if not known:
             return dict(hyper)
         # Only the values saved: a subclass that fixes some of the base's hyperparameters (and
         # does not list them) keeps its own.
-        known = set(inspect.signature(base.__init__).parameters) - {"self", "params"}
         try:
-            probe = base(self.params, **{k: v for k, v in hyper.items() if k in known})
+            checked = self._probe_hyper({k: v for k, v in hyper.items() if k in known})
         except (TypeError, ValueError) as e:
             raise type(e)(f"state_dict hyperparameters: {e}") from None
-        checked = probe.hyperparameters()
         return {k: checked.get(k, v) if k in known else v for k, v in hyper.items()}
 
     def _checked_state(self, p, st):
@@ -353,6 +385,11 @@ class Optimizer:
     def hyperparameters(self) -> dict[str, Any]:
         return {}
 
+    def _stepped_state(self, hyper: Mapping[str, Any]) -> set[str]:
+        """The state entries a built-in step keeps for every parameter it stepped, with these
+        hyperparameters; none where _update is not a built-in one (a subclass's own)."""
+        return set()
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({len(self.params)} parameters, {args})"
@@ -378,6 +415,11 @@ class SGD(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+
+    def _stepped_state(self, hyper):
+        if type(self)._update is not SGD._update:
+            return set()
+        return {"momentum_buffer"} if hyper["momentum"] != 0 else set()
 
     def _update(self, data, grad, st, keep=None):
         buf = None
@@ -414,6 +456,12 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
+
+    def _stepped_state(self, hyper):
+        if type(self)._update is not Adam._update:
+            return set()
+        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"]
+                                                    else set())
 
     def _update(self, data, grad, st, keep=None):
         m = self._buffer(st, "exp_avg", data)
@@ -459,6 +507,12 @@ class RMSprop(Optimizer):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "centered": self.centered}
+
+    def _stepped_state(self, hyper):
+        if type(self)._update is not RMSprop._update:
+            return set()
+        return ({"square_avg"} | ({"grad_avg"} if hyper["centered"] else set())
+                | ({"momentum_buffer"} if hyper["momentum"] > 0 else set()))
 
     def _update(self, data, grad, st, keep=None):
         s = self._buffer(st, "square_avg", data)

@@ -291,3 +291,71 @@ def test_the_kernels_check_their_keeps():
     with pytest.raises(ValueError, match="dtype mismatch"):
         _train.rmsprop_step(p, g, m, None, None, 1e-2, 0.99, 1e-8, 0.0, 0.0, False,
                             keep=(np.zeros(n), None, None, None))
+
+
+class _EditList(pyrnn.callbacks.Callback):
+    """Changes the optimizer's list (torch's param_groups[0]["params"]) at a batch's start."""
+
+    def __init__(self, opt, at_batch, edit):
+        super().__init__()
+        self.opt, self.at, self.edit, self.seen = opt, at_batch, edit, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.seen == self.at:
+            self.edit(self.opt.param_groups[0]["params"])
+        self.seen += 1
+
+
+@pytest.mark.parametrize("edit", ["append", "pop"])
+def test_a_list_changed_mid_fit_is_stepped_as_the_plain_guard_steps_it(monkeypatch, edit):
+    # Unfreezing a layer from a callback: the fused guard kept its pairing from the start of
+    # fit, so the step raised IndexError (appended) or ValueError (removed) halfway through,
+    # some parameters stepped, nothing restored.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 300)).astype(np.float32)
+    y = rng.standard_normal((32, 3)).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        with monkeypatch.context() as mp:
+            if not fused:
+                mp.setattr(optim, "_keeps_in_step", lambda o: False)
+            m = model("float32")
+            first, head = list(m.layers[0].parameters()), list(m.layers[1].parameters())
+            opt = optim.Adam(first if edit == "append" else first + head, lr=1e-2)
+            assert _fit_guard.LastGood(list(m.parameters()), opt).fused == fused
+            change = (lambda ps: ps.extend(head)) if edit == "append" else (lambda ps: ps.pop(0))
+            m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+                  shuffle=False, callbacks=[_EditList(opt, 2, change)])
+            results.append(snapshot(list(m.parameters()), opt))
+            steps = [st["step"] for st in opt.state]
+            assert steps == ([4, 4, 2, 2] if edit == "append" else [4, 4, 4])
+    (w1, s1), (w0, s0) = results
+    assert all(same(a, b) for a, b in zip(w1, w0))
+    for a, b in zip(s1, s0):
+        assert set(a) == set(b) and all(
+            same(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k] for k in a)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_restore_after_the_list_changed_pairs_each_state_with_its_parameter(monkeypatch,
+                                                                            fused):
+    # The kept state (a list paired with the old parameter list) went back as it was: 2 states
+    # for 4 parameters, and the appended head was then never stepped.
+    if not fused:
+        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 300)).astype(np.float32)
+    x[16:] = 3e38  # batch 2's loss is Inf
+    y = rng.standard_normal((24, 3)).astype(np.float32)
+    m = model("float32", activation=None)
+    first, head = list(m.layers[0].parameters()), list(m.layers[1].parameters())
+    opt = optim.Adam(first, lr=1e-2)
+    with pytest.raises(RuntimeError, match="batch 2"):
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+              shuffle=False, callbacks=[_EditList(opt, 2, lambda ps: ps.extend(head))])
+    assert len(opt.state) == len(opt.params) == 4
+    assert [st.get("step") for st in opt.state] == [1, 1, None, None]  # as before batch 1's step
+    for p in opt.params:
+        p.grad[...] = 1
+    opt.step()
+    assert [st["step"] for st in opt.state] == [2, 2, 1, 1]

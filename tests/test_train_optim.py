@@ -688,3 +688,75 @@ def test_init_leaky_relu_default_slope_and_degenerate_ranges():
         torch.nn.init.calculate_gain("leaky_relu"), rel=1e-12)
     np.testing.assert_array_equal(init.uniform_(np.zeros(3), 2.0, 2.0, seed=0), 2.0)
     np.testing.assert_array_equal(init.normal_(np.ones(3), 0.5, 0.0, seed=0), 0.5)
+
+
+@pytest.mark.parametrize("cls, attr, bad", [
+    (optim.Adam, "betas", (0.9, 1.5)), (optim.Adam, "eps", -1.0),
+    (optim.AdamW, "weight_decay", -5.0), (optim.Adam, "amsgrad", "yes"),
+    (optim.SGD, "nesterov", True), (optim.SGD, "momentum", -0.1),
+    (optim.RMSprop, "alpha", math.nan), (optim.RMSprop, "centered", 2)])
+def test_hyperparameters_are_checked_when_set(cls, attr, bad):
+    # Plain attributes: opt.betas = (0.9, 1.5) or eps = -1 wrote NaN weights at the next
+    # step, SGD(nesterov=True) without momentum ran without it, and state_dict() gave a dict
+    # load_state_dict() refused.
+    params = make_params("float32")
+    opt = cls(params, lr=0.1)
+    before = opt.hyperparameters()
+    with pytest.raises((ValueError, TypeError), match=attr.rstrip("s") if attr != "betas"
+                       else "beta2"):
+        setattr(opt, attr, bad)
+    assert opt.hyperparameters() == before
+    opt.load_state_dict(opt.state_dict())
+
+
+def test_a_hyperparameter_set_is_normalised_and_used():
+    params = make_params("float64")
+    opt = optim.SGD(params, lr=0.1)
+    opt.momentum = 1  # an int, kept as the constructor keeps it
+    assert opt.momentum == 1.0 and isinstance(opt.momentum, float)
+    opt.nesterov = np.True_  # (now momentum > 0: accepted)
+    assert opt.nesterov is True
+    with pytest.raises(ValueError, match="nesterov"):
+        opt.momentum = 0.0  # nesterov needs it
+    ref = optim.SGD(make_params("float64"), lr=0.1, momentum=1.0, nesterov=True)
+    for o in (opt, ref):
+        for p in o.params:
+            p.grad[...] = 1.0
+        o.step()
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(opt.params, ref.params))
+    adam = optim.Adam(make_params("float32"))
+    adam.betas = [0.5, 0.6]
+    assert adam.betas == (0.5, 0.6)
+
+    class Custom(optim.Optimizer):  # a custom optimizer's attributes stay its own business
+        def _update(self, data, grad, state):
+            pass
+    c = Custom(make_params("float32"))
+    c.eps = -1
+    assert c.eps == -1
+
+
+@pytest.mark.parametrize("cls, kw, drop", [
+    (optim.Adam, {}, "step"), (optim.Adam, {}, "exp_avg"),
+    (optim.AdamW, {"amsgrad": True}, "max_exp_avg_sq"),
+    (optim.RMSprop, {"centered": True}, "grad_avg"),
+    (optim.RMSprop, {"momentum": 0.5}, "momentum_buffer")])
+def test_load_state_dict_refuses_a_stepped_parameter_missing_state(cls, kw, drop):
+    # Accepted: the next step restarted the missing entry from zero (Adam without its step
+    # count moved the weight -0.19 instead of -0.10); torch's load_state_dict raises KeyError.
+    # (SGD keeps one entry: without it a parameter is one not stepped yet, as in torch.)
+    params = make_params("float32")
+    opt = _stepped(cls, params, **kw)
+    sd = opt.state_dict()
+    before = ([p.data.copy() for p in params], opt.state_dict())
+    del sd["state"][1][drop]
+    fresh = cls(params, lr=0.1, **kw)
+    with pytest.raises(ValueError, match=f"state of 'p1' lacks '{drop}'"):
+        fresh.load_state_dict(sd)
+    assert all(st == {} for st in fresh.state) and fresh.steps == 0
+    sd["state"][1] = {}  # a parameter not stepped yet: nothing to lack
+    fresh.load_state_dict(sd)
+    assert fresh.state[1] == {} and fresh.steps == 2
+    saved = before[1]["state"][0]
+    assert set(fresh.state[0]) == set(saved) and all(
+        np.array_equal(fresh.state[0][k], v) for k, v in saved.items())
