@@ -340,6 +340,13 @@ TEST(facade_clip_grad_norm) {
   ps[3].grad[0] = 1e6;
   CHECK(std::isnan(pyrnn::clipGradNorm(layer, 1.0)));
   for (const auto& p : ps) CHECK(std::isnan(p.grad[0]));
+  // A norm within 1e-6 under max_norm is scaled, as torch's (3, 4) at max_norm 5 gives
+  // 2.9999994 (it was left at 3).
+  set_all(layer, 0.0, 0.0);
+  ps[0].grad[0] = 3.0;
+  ps[3].grad[0] = 4.0;
+  CHECK_NEAR(pyrnn::clipGradNorm(layer, 5.0), 5.0, 1e-15);
+  CHECK(ps[0].grad[0] == 3.0 * (5.0 / (5.0 + 1e-6)) && ps[3].grad[0] < 4.0);
 }
 
 TEST(facade_optimizer_state_starts_afresh_for_a_new_layer) {

@@ -119,10 +119,12 @@ double clipGradNorm(BasicRecurrentLayer<T>& layer, double max_norm) {
   double sq = 0;
   for (const ParamView<T>& p : ps) sq += optim::sum_squares(p.grad, p.size());
   const double norm = std::sqrt(sq);
-  // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6); a NaN norm makes every
-  // gradient NaN, as there (and as pyrnn.clip_grad_norm), rather than leaving them unclipped.
-  if (norm > max_norm || std::isnan(norm))
-    for (ParamView<T>& p : ps) optim::scale_inplace(p.grad, p.size(), max_norm / (norm + 1e-6));
+  // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) wherever that is below 1 (a
+  // norm within 1e-6 under max_norm too: `norm > max_norm` left those unscaled); a NaN norm
+  // makes every gradient NaN, as there (and as pyrnn.clip_grad_norm), rather than unclipped.
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0 || std::isnan(coef))
+    for (ParamView<T>& p : ps) optim::scale_inplace(p.grad, p.size(), coef);
   return norm;
 }
 
