@@ -166,7 +166,15 @@ def _layernorm_from_torch(torch, m, dtype=None):
     return layer
 
 
-_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+def _activation(torch, m):
+    """Dense's activation for a torch activation module (its subclasses too: _check_plain
+    refuses one overriding forward), else None. By class, not name: a module of the user's
+    named Tanh computing 2 tanh(x) became Dense(activation="tanh"), with no error."""
+    nn = torch.nn
+    for cls, name in ((nn.ReLU, "relu"), (nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid")):
+        if isinstance(m, cls):
+            return name
+    return None
 
 
 def _check_plain(torch, m):
@@ -181,7 +189,14 @@ def _check_plain(torch, m):
                 raise TypeError(f"from_torch: {type(m).__name__} overrides forward() of "
                                 f"torch.nn.{base.__name__}; pyrnn would compute "
                                 f"torch.nn.{base.__name__}'s, not yours")
-            return
+            break
+    # Hooks change what the module computes as an overridden forward would: pyrnn runs none.
+    hooks = [what for what, attr in (("forward hooks", "_forward_hooks"),
+                                     ("forward pre-hooks", "_forward_pre_hooks"))
+             if getattr(m, attr, None)]
+    if hooks:
+        raise TypeError(f"from_torch: {type(m).__name__} has {' and '.join(hooks)} "
+                        "registered; pyrnn would not run them (remove them first)")
 
 
 def _sequential_from_torch(torch, seq, hint=None):
@@ -200,17 +215,16 @@ def _sequential_from_torch(torch, seq, hint=None):
         _check_plain(torch, m)
         if isinstance(m, nn.Linear):
             act = None
-            if i + 1 < len(mods) and type(mods[i + 1]).__name__ in _ACTIVATIONS \
-                    and isinstance(mods[i + 1], nn.Module):
+            if i + 1 < len(mods) and _activation(torch, mods[i + 1]) is not None:
                 _check_plain(torch, mods[i + 1])
-                act = _ACTIVATIONS[type(mods[i + 1]).__name__]
+                act = _activation(torch, mods[i + 1])
                 i += 1
             layers.append(_linear_from_torch(torch, m, act).train(m.training))
         elif isinstance(m, nn.LayerNorm):
             layers.append(_layernorm_from_torch(torch, m, hint).train(m.training))
         elif isinstance(m, nn.Sequential):
             layers.append(_sequential_from_torch(torch, m, hint))
-        elif type(m).__name__ in _ACTIVATIONS:
+        elif _activation(torch, m) is not None:
             raise TypeError(f"torch.nn.Sequential item {i} ({type(m).__name__}) must follow a "
                             "torch.nn.Linear: pyrnn has activations only inside Dense")
         else:

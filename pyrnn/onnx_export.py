@@ -405,7 +405,9 @@ def _model_dtype(obj):
     from .model import Sequential
     if isinstance(obj, Sequential):
         obj._check_links()  # the layers, and no cycle, before the walk
-        dts = {np.dtype(l.dtype) for l in _flatten(obj) if not isinstance(l, (Dropout, LastStep))}
+        # (a custom layer has no dtype, maybe: the walk after this one refuses it by name)
+        dts = {np.dtype(l.dtype) for l in _flatten(obj)
+               if not isinstance(l, (Dropout, LastStep)) and hasattr(l, "dtype")}
         if len(dts) > 1:
             raise ValueError(f"ONNX export needs one float dtype across the model, got "
                              f"{sorted(d.name for d in dts)}")

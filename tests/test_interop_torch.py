@@ -406,3 +406,39 @@ def test_torch_modules_pyrnn_cannot_match_are_refused():
     with pytest.raises(ValueError, match=r"LayerNorm over \(2, 4\) is not supported: .*last "
                                          r"axis only"):
         pyrnn.from_torch(torch.nn.LayerNorm((2, 4)))
+
+
+# ---- from a hunt (helper-134) -------------------------------------------------------------------
+
+def test_activations_are_matched_by_class_not_name():
+    nn = torch.nn
+
+    class Tanh(nn.Module):  # the user's own module, named as torch's
+        def forward(self, x):
+            return 2.0 * torch.tanh(x)
+
+    with pytest.raises(TypeError, match="does not support torch module Tanh"):
+        pyrnn.from_torch(nn.Sequential(nn.Linear(3, 2), Tanh()))  # was Dense(tanh): x 0.5
+
+    class MyReLU(nn.ReLU):  # a subclass adding nothing is fine, as for the other modules
+        pass
+
+    tm = nn.Sequential(nn.Linear(3, 2), MyReLU()).eval()
+    pm = pyrnn.from_torch(tm)
+    assert pm.layers[0].activation == "relu" and len(pm.layers) == 1
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(pm(x), tm(torch.from_numpy(x)).detach().numpy(), rtol=1e-6)
+
+
+def test_modules_with_hooks_are_refused():
+    # A hook changes what the module computes, as an overridden forward: converted silently.
+    for register in (lambda m: m.register_forward_hook(lambda mod, inp, out: 2 * out),
+                     lambda m: m.register_forward_pre_hook(lambda mod, inp: (inp[0] + 1,))):
+        lin = torch.nn.Linear(3, 2)
+        handle = register(lin)
+        for module in (lin, torch.nn.Sequential(lin)):
+            with pytest.raises(TypeError, match=r"Linear has forward (pre-)?hooks registered; "
+                                                "pyrnn would not run them"):
+                pyrnn.from_torch(module)
+        handle.remove()
+        pyrnn.from_torch(lin)
