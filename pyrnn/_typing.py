@@ -63,7 +63,7 @@ FloatDType: TypeAlias = Union[Literal["float32", "float64"], type[np.float32],
 Device: TypeAlias = Literal["cpu", "cuda"]
 
 #: Dense's activation.
-Activation: TypeAlias = Literal["relu", "tanh", "sigmoid", None]
+Activation: TypeAlias = Literal["relu", "tanh", "sigmoid", "linear", None]
 
 #: A file path (pyrnn.save / load, ModelCheckpoint).
 StrPath: TypeAlias = Union[str, "os.PathLike[str]"]

@@ -295,7 +295,10 @@ class Layer(ParamWrites):
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self._params.values()))
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients (set_to_none, torch's keyword, zeroes too: pyrnn's gradients are
+        the layer's own arrays, never None)."""
+        flag("set_to_none", set_to_none)
         with _exclusive(self):  # refused while another thread's backward accumulates into them
             for g in self._grads.values():
                 _arrays.zero_(g)
@@ -366,7 +369,8 @@ class Dense(Layer):
     """y = activation(x W^T + b) over the last axis of an input of any rank (..., in).
 
     weight (out_features, in_features), bias (out_features,); both initialised as PyTorch's
-    nn.Linear, U(-1/sqrt(in), 1/sqrt(in)). activation: None, "relu", "tanh" or "sigmoid".
+    nn.Linear, U(-1/sqrt(in), 1/sqrt(in)). activation: None (or "linear", Keras' name for it),
+    "relu", "tanh" or "sigmoid".
     device="cuda": cuBLAS GEMMs with a fused bias/activation kernel (values drawn on the host,
     so a CUDA layer starts bitwise equal to a CPU layer with the same seed).
     """
@@ -385,6 +389,8 @@ class Dense(Layer):
         super().__init__()
         self._in_features = positive_int("in_features", in_features)
         self._out_features = positive_int("out_features", out_features)
+        if activation == "linear":  # (Keras' name for none)
+            activation = None
         if not (activation is None or isinstance(activation, str)) or \
                 activation not in _train.ACTIVATIONS:
             raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', "
@@ -753,10 +759,12 @@ class Dropout(Layer):
         else:
             x = real_array("x", x, _host_float(x))
         if not active:  # identity
-            self._keep((None, tuple(x.shape)) if self.training else None)
+            self._keep((None, tuple(x.shape), 0.0) if self.training else None)
             return x
         seed = int(self._rng.integers(0, 2**63))
-        self._keep((seed, tuple(x.shape)))
+        # With the p of this forward: backward after `d.p = ...` (a schedule) used the new p,
+        # another mask and scale than the forward's.
+        self._keep((seed, tuple(x.shape), self.p))
         if device_out is not None:
             return _out(_kernels().dropout_forward(x, seed, self.p), device_out)
         _check_result(self, "output", x.shape, x.dtype)
@@ -773,14 +781,22 @@ class Dropout(Layer):
     @overload
     def backward(self, dy: ArrayInput) -> Array: ...
     def backward(self, dy: Any) -> Any:
-        seed, shape = self._need_cache()
+        seed, shape, p = self._need_cache()
         from . import cuda
         device_out = None
         if self.device == "cuda" and (seed is not None or cuda.is_device_array(dy)):
             dy, device_out = _device_input("dy", dy, None)
         else:
             host_only("dy", dy)
-            dy = np.asarray(dy)
+            try:
+                arr = None if isinstance(dy, (str, bytes)) else np.asarray(dy)
+            except Exception:  # (ragged lists)
+                arr = None
+            if arr is None or arr.dtype.kind not in "iuf":
+                # None or a str: real_array's TypeError, as other layers give (it was a
+                # ValueError naming the shape () first)
+                real_array("dy", dy, np.float32)
+            dy = arr
         if tuple(dy.shape) != shape:
             raise ValueError(f"Dropout.backward: dy must have shape {shape_str(shape)}, "
                              f"got {shape_str(dy.shape)}")
@@ -789,10 +805,10 @@ class Dropout(Layer):
         if seed is None:  # identity (p = 0)
             return dy
         if device_out is not None:
-            return _out(_kernels().dropout_backward(dy, seed, self.p), device_out)
+            return _out(_kernels().dropout_backward(dy, seed, p), device_out)
         _check_result(self, "d x", dy.shape, dy.dtype)
         dx = np.empty_like(dy)
-        _train.dropout_backward(dx.reshape(-1), dy.reshape(-1), seed, self.p)
+        _train.dropout_backward(dx.reshape(-1), dy.reshape(-1), seed, p)
         return dx
 
     def __repr__(self) -> str:

@@ -72,6 +72,29 @@ def _is_recurrent(layer):
     return isinstance(layer, _Recurrent)
 
 
+# Layers whose output features are no longer [forward h | reverse h] halves: after one, a
+# LastStep(bidirectional=None) takes every feature at the last valid step (it split a Dense
+# head's features into "directions").
+_MIXES_FEATURES = (Dense, Embedding)
+
+
+def _directions_after(layers, bidirectional):
+    """The direction flag a LastStep(bidirectional=None) gets after `layers` (flat walk,
+    nested models in their place), given the flag before them: _link's rule."""
+    for layer in _flat_layers(layers):
+        if _is_recurrent(layer):
+            bidirectional = layer.bidirectional
+        elif isinstance(layer, _MIXES_FEATURES):
+            bidirectional = False
+    return bidirectional
+
+
+def _uses_lengths(layers):
+    """Whether a layer among `layers` (nested models' included) uses lengths=."""
+    return any(_is_recurrent(layer) or getattr(layer, "_takes_lengths", False)
+               for layer in _flat_layers(layers))
+
+
 def _flat_layers(layers):
     """The layers in order, nested Sequentials' layers in their place."""
     for layer in layers:
@@ -241,7 +264,15 @@ class Sequential(Layer):
 
     def __getitem__(self, index: Union[slice, Int]) -> Union[Sequential, SupportsLayer]:
         if isinstance(index, slice):
-            return Sequential(self.layers[index])
+            sub = Sequential(self.layers[index])
+            start, _, step = index.indices(len(self.layers))
+            if step == 1:
+                # The direction count the slice's first layer gets in this model: model[1:] of
+                # [BiGRU, LastStep(), Dense] took the BiGRU's output as unidirectional.
+                self._check_distinct()
+                sub._auto_bidirectional = _directions_after(self.layers[:start],
+                                                            self._auto_bidirectional)
+            return sub
         return self.layers[_layer_index(index, len(self.layers))]
 
     @staticmethod
@@ -302,6 +333,8 @@ class Sequential(Layer):
             self._check_layer(i, layer)  # `layers` is a public list: re-check edits
             if _is_recurrent(layer):
                 bidirectional = layer.bidirectional
+            elif isinstance(layer, _MIXES_FEATURES):
+                bidirectional = False  # (see _directions_after)
             elif isinstance(layer, LastStep):
                 layer._auto_bidirectional = bidirectional
             elif isinstance(layer, Sequential):
@@ -386,7 +419,10 @@ class Sequential(Layer):
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.parameters()))
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero every layer's gradients (set_to_none, torch's keyword, zeroes too: pyrnn's
+        gradients are the layers' own arrays, never None)."""
+        flag("set_to_none", set_to_none)
         self._check_distinct()
         for layer in self.layers:
             layer.zero_grad()
@@ -404,8 +440,12 @@ class Sequential(Layer):
 
     def config(self) -> dict[str, Any]:
         self._check_distinct()
-        return {"layers": [{"class": type(layer).__name__, "config": layer.config()}  # type: ignore[attr-defined]
-                           for layer in self.layers]}
+        cfg: dict[str, Any] = {
+            "layers": [{"class": type(layer).__name__, "config": layer.config()}  # type: ignore[attr-defined]
+                       for layer in self.layers]}
+        if self._auto_bidirectional:  # a slice after a bidirectional layer (__getitem__)
+            cfg["bidirectional_input"] = True
+        return cfg
 
     # ---- device ----------------------------------------------------------------------------
     @property  # type: ignore[override]  # (computed from the layers; Layer's is a descriptor)
@@ -546,7 +586,12 @@ class Sequential(Layer):
         out (the input is uploaded once); a device array in, a DeviceArray out. Data that
         reaches a recurrent layer must be 3-D (N, T, C) ((N, T) ids before an Embedding), as in
         fit: see the module docstring."""
+        if type(x).__name__ == "PackedSequence":  # (a tuple: numpy's "inhomogeneous shape")
+            raise TypeError("a torch PackedSequence is not taken: pass the padded tensor and "
+                            "lengths= (torch.nn.utils.rnn.pad_packed_sequence gives both)")
         self._check_rank(x)
+        if lengths is not None:
+            self._check_lengths_used()  # (ignored, whatever they held)
         if self.device == "cpu":
             return self._forward(x, lengths)
         out = self._forward(self._upload(x), lengths)
@@ -579,6 +624,8 @@ class Sequential(Layer):
                     raise ValueError(f"layer {i} ({layer!r}) needs a sequence (N, T, F), but the "
                                      f"layers before it give shape {shape}")
                 out = layer.forward(out, lengths=lengths)[0]
+            elif isinstance(layer, Sequential) and not _uses_lengths(layer.layers):
+                out = layer.forward(out)  # (a Dense head: it would refuse lengths= as unused)
             elif getattr(layer, "_takes_lengths", False):
                 out = layer.forward(out, lengths=lengths)
             else:
@@ -602,6 +649,8 @@ class Sequential(Layer):
         training-mode forward; parameter gradients accumulate. Returns d x (None when the
         first layer is an Embedding: integer inputs have no gradient). On a CUDA model a NumPy
         dy is uploaded once and d x comes back as NumPy; a device dy gives a device d x."""
+        if dy is None:  # (not "a layer that passes no gradient back", as an Embedding's None)
+            raise TypeError("dy must be a real numeric array (d loss / d output), got None")
         if self.device == "cpu":
             return self._backward(dy)
         d = self._backward(self._upload(dy, reverse=True))
@@ -754,12 +803,9 @@ class Sequential(Layer):
         N = x.shape[0]
         if lengths is not None:
             host_only(prefix + "lengths", lengths, _HOST_DATA)
-            if not any(_is_recurrent(layer) or getattr(layer, "_takes_lengths", False)
-                       for layer in _flat_layers(self.layers)):
-                # (a Dense-only model on (N, F) data took them as T = F, then ignored them;
-                # checked before their values, which were then reported against T = F)
-                raise ValueError(f"{prefix}lengths= needs a recurrent layer or LastStep in the "
-                                 f"model, which would use them; this one has none")
+            # (a Dense-only model on (N, F) data took them as T = F, then ignored them;
+            # checked before their values, which were then reported against T = F)
+            self._check_lengths_used(prefix)
             if x.ndim < 2:
                 raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "
                                  f"{shape_str(x.shape)}")
@@ -785,6 +831,12 @@ class Sequential(Layer):
             self._run_eval(x[:1], y[:1], None if lengths is None else lengths[:1], loss, 1)
         except (ValueError, TypeError) as e:
             raise type(e)(f"{what}, checked on its first sample: {e}") from None
+
+    def _check_lengths_used(self, prefix=""):
+        """ValueError when no layer would use lengths= (given: they were ignored silently)."""
+        if not _uses_lengths(self.layers):
+            raise ValueError(f"{prefix}lengths= needs a recurrent layer or LastStep in the "
+                             f"model, which would use them; this one has none")
 
     def _batches(self, N, batch_size, order=None):
         idx = np.arange(N) if order is None else order

@@ -184,7 +184,7 @@ class Optimizer:
         base = next((c for c in type(self).__mro__ if c in _BUILTIN), None)
         if base is None:
             return set()
-        return set(inspect.signature(base.__init__).parameters) - {"self", "params"}
+        return set(inspect.signature(base).parameters) - {"params"}  # (its __init__'s)
 
     def _probe_hyper(self, hyper: Mapping[str, Any]) -> dict[str, Any]:
         """hyper (the built-in base's constructor arguments) as that constructor normalises

@@ -283,7 +283,10 @@ class _Recurrent(ParamWrites):
         from .interop import to_torch
         return to_torch(self)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients (set_to_none, torch's keyword, zeroes too: pyrnn's gradients are
+        the layer's own arrays, never None)."""
+        flag("set_to_none", set_to_none)
         self._native.zero_grad()
 
     def train(self, mode: bool = True) -> Self:

@@ -422,6 +422,12 @@ def _spec_class(where, spec, reg, maps=dict, seqs=list):
     layers = spec["config"].get("layers")
     if not isinstance(layers, seqs):
         raise _bad(where, "invalid model spec: a Sequential config needs a 'layers' list")
+    extra = sorted(set(spec["config"]) - {"layers", "bidirectional_input"}, key=str)
+    if extra:
+        raise _bad(where, f"invalid model spec: unknown Sequential config keys {extra}")
+    if not isinstance(spec["config"].get("bidirectional_input", False), (bool, np.bool_)):
+        raise _bad(where, "invalid model spec: a Sequential's 'bidirectional_input' must be "
+                          f"true or false, got {spec['config']['bidirectional_input']!r}")
     return cls, layers
 
 
@@ -438,7 +444,9 @@ def _build(spec, reg):
     cls = reg[spec["class"]]
     cfg = spec["config"]
     if cls.__name__ == "Sequential":
-        return cls([_build(sub, reg) for sub in cfg["layers"]])
+        model = cls([_build(sub, reg) for sub in cfg["layers"]])
+        model._auto_bidirectional = bool(cfg.get("bidirectional_input", False))  # (a slice's)
+        return model
     return cls.from_config(dict(cfg))
 
 

@@ -339,7 +339,8 @@ def test_export_errors(monkeypatch):
     # A bidirectional LastStep (told so, or after a bidirectional layer) needs an even width
     # (was exported: onnx.checker's shape error, or with check=False a Y narrower than declared).
     (lambda: [pyrnn.GRU(3, 4, bidirectional=True, batch_first=True), pyrnn.Dense(8, 5),
-              pyrnn.LastStep()], r"layer 2 \(LastStep\(\)\) takes a bidirectional output"),
+              pyrnn.LastStep(bidirectional=True)],
+     r"layer 2 \(LastStep\(.*\)\) takes a bidirectional output"),
     (lambda: [pyrnn.GRU(3, 5, batch_first=True), pyrnn.LastStep(bidirectional=True)],
      r"layer 1 .* bidirectional output \(N, T, 2\*H\), but the layers before it give 5"),
     # Dropout gives the ids back as floats, which Embedding refuses (was exported).
@@ -524,3 +525,31 @@ def test_a_model_without_a_fixed_input_width_says_why():
     with pytest.raises(TypeError, match="its first layer after any Dropout a LastStep"):
         pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dropout(0.1), pyrnn.LastStep(),
                                             pyrnn.Dense(3, 1)]))
+
+
+def test_a_duck_typed_layer_is_refused_by_name():
+    # Sequential takes any object with the layer methods; export read its missing .dtype first
+    # (AttributeError) instead of its TypeError for unsupported layers.
+    class Scale:
+        training = True
+
+        def forward(self, x, lengths=None):
+            return 2 * np.asarray(x)
+
+        def backward(self, d):
+            return 2 * d
+
+        def parameters(self):
+            return iter(())
+
+        def zero_grad(self):
+            pass
+
+        def train(self, mode=True):
+            self.training = mode
+            return self
+
+    with pytest.raises(TypeError, match=r"does not support layer 1 \(Scale\)"):
+        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dense(3, 2), Scale()]))
+    with pytest.raises(TypeError, match="cannot infer the input width"):
+        pyrnn.export_onnx(pyrnn.Sequential([Scale(), pyrnn.Dense(3, 2)]))

@@ -537,3 +537,45 @@ def test_small_tables_build_under_a_small_memory_limit(tmp_path):
     assert out.returncode == 0, out.stderr
     # 1000 x 1000 float32 weights and gradients, and a 512 KiB draw block: 8.1 MiB
     assert out.stdout.startswith("Dense(1000, 1000) needs 8.1 MiB"), out.stdout
+
+
+# ---- from a hunt (helper-137) -----------------------------------------------------------------
+
+def test_dropout_backward_uses_the_p_of_its_forward():
+    # The cache kept (seed, shape): backward after `d.p = 0.2` (a schedule) applied p = 0.2's
+    # mask and scale, after `d.p = 0` the identity.
+    x = np.ones((4, 64), np.float32)
+    for new_p in (0.2, 0.0, 0.9):
+        d = pyrnn.Dropout(0.5, seed=3)
+        y = d(x)
+        d.p = new_p
+        dx = d.backward(np.ones_like(x))
+        np.testing.assert_array_equal(dx, y)  # dy of ones: d x is the forward's mask * scale
+    d = pyrnn.Dropout(0.0)  # an identity forward stays one whatever p becomes
+    d(x)
+    d.p = 0.5
+    np.testing.assert_array_equal(d.backward(x), x)
+
+
+@pytest.mark.parametrize("dy", [None, "abc", [[1, 2], [3]]])
+def test_dropout_backward_of_non_numeric_dy_is_a_type_error(dy):
+    # It was a ValueError naming the shape () of None, where other layers give TypeError.
+    for p in (0.5, 0.0):
+        d = pyrnn.Dropout(p, seed=0)
+        d(np.ones((2, 2), np.float32))
+        with pytest.raises(TypeError, match="dy must be a real numeric array"):
+            d.backward(dy)
+
+
+def test_zero_grad_takes_torchs_set_to_none_and_dense_keras_linear():
+    for layer in (pyrnn.Dense(2, 2), pyrnn.LayerNorm(2), pyrnn.GRU(2, 3),
+                  pyrnn.Sequential([pyrnn.Dense(2, 2)])):
+        for p in layer.parameters():
+            p.grad[...] = 1
+        layer.zero_grad(set_to_none=True)  # zeroes: the gradients are arrays, never None
+        assert all(not p.grad.any() for p in layer.parameters())
+        with pytest.raises(TypeError, match="set_to_none"):
+            layer.zero_grad(set_to_none="yes")
+    d = pyrnn.Dense(3, 2, activation="linear", seed=0)
+    assert d.activation is None and d.config()["activation"] is None
+    np.testing.assert_array_equal(d(np.ones((1, 3))), pyrnn.Dense(3, 2, seed=0)(np.ones((1, 3))))

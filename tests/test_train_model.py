@@ -1343,3 +1343,88 @@ def test_flags_are_booleans_not_truthy_values():
         m.evaluate(x, x[:, :1], loss="mse", return_dict="yes")
     assert isinstance(m.evaluate(x, x[:, :1], loss="mse", return_dict=np.bool_(True)), dict)
     m.fit(x, x[:, :1], loss="mse", optimizer="sgd", verbose=np.int64(0))
+
+
+# ---- from a hunt (helper-137, helper-134): Sequential composition --------------------------
+
+def _bigru(**kw):
+    return pyrnn.GRU(2, 3, batch_first=True, bidirectional=True, seed=0, **kw)
+
+
+def test_laststep_after_a_dense_head_takes_every_feature_at_the_last_step():
+    # After a per-step Dense on a bidirectional layer, LastStep(None) still split the head's
+    # features into "directions" (the first half at len-1, the rest at step 0).
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 2)).astype(np.float32)
+    lens = np.array([5, 2, 4])
+    gru, head = _bigru(), pyrnn.Dense(6, 4, seed=1)
+    model = pyrnn.Sequential([gru, head, pyrnn.LastStep()])
+    per_step = head(gru(x, lengths=lens)[0])
+    np.testing.assert_array_equal(model(x, lengths=lens), per_step[np.arange(3), lens - 1])
+    odd = pyrnn.Sequential([_bigru(), pyrnn.Dense(6, 3, seed=1), pyrnn.LastStep()])
+    assert odd(x, lengths=lens).shape == (3, 3)  # (refused as "(N, T, 2*H) bidirectional")
+    # Dropout and LayerNorm keep the halves: the reverse half is still taken at step 0.
+    for mid in (pyrnn.Dropout(0.0), pyrnn.LayerNorm(6)):
+        m = pyrnn.Sequential([_bigru(), mid, pyrnn.LastStep()])
+        seq = mid(_bigru()(x, lengths=lens)[0])
+        want = np.concatenate([seq[np.arange(3), lens - 1, :3], seq[:, 0, 3:]], axis=1)
+        np.testing.assert_allclose(m(x, lengths=lens), want, rtol=1e-6)
+
+
+def test_a_slice_keeps_the_direction_count_before_it(tmp_path):
+    # model[1:] of [BiGRU, LastStep(), Dense] took the BiGRU's output as unidirectional.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 2)).astype(np.float32)
+    lens = np.array([5, 2, 4])
+    model = pyrnn.Sequential([_bigru(), pyrnn.LastStep(), pyrnn.Dense(6, 1, seed=1)])
+    whole = model(x, lengths=lens)
+    enc, head = model[:1], model[1:]
+    np.testing.assert_array_equal(head(enc(x, lengths=lens), lengths=lens), whole)
+    mixed = pyrnn.Sequential([_bigru(), pyrnn.Dense(6, 6, seed=1), pyrnn.LastStep()])
+    assert model[1:]._auto_bidirectional and not mixed[2:]._auto_bidirectional  # (Dense)
+    head.save(tmp_path / "head.pyrnn")  # and through a file
+    loaded = pyrnn.load(tmp_path / "head.pyrnn")
+    np.testing.assert_array_equal(loaded(enc(x, lengths=lens), lengths=lens), whole)
+    assert "bidirectional_input" not in model.config()
+
+
+def test_a_saved_sequential_config_with_unknown_or_bad_keys_is_refused(tmp_path):
+    import json
+    import struct
+    import zlib
+    from pyrnn import serialize
+    pyrnn.Sequential([pyrnn.LastStep()]).save(tmp_path / "m.pyrnn")
+    data = (tmp_path / "m.pyrnn").read_bytes()
+    hlen = struct.unpack_from("<Q", data, 16)[0]
+    header = json.loads(data[40:40 + hlen])
+    for cfg, match in (({"bidirectional_input": 1}, "must be true or false"),
+                       ({"extra": 1}, "unknown Sequential config keys")):
+        h = json.loads(json.dumps(header))
+        h["model"]["config"].update(cfg)
+        hb = json.dumps(h).encode()
+        (tmp_path / "bad.pyrnn").write_bytes(struct.pack(
+            "<8sIIQQII", serialize.MAGIC, 1, 0, len(hb), 0, zlib.crc32(hb), zlib.crc32(b"")) + hb)
+        with pytest.raises(ValueError, match=match):
+            pyrnn.load(tmp_path / "bad.pyrnn")
+
+
+def test_sequential_call_refuses_lengths_no_layer_uses():
+    # fit / predict refused them; model(x, lengths=[99, -5, 0]) ignored them silently.
+    dense = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    with pytest.raises(ValueError, match="lengths= needs a recurrent layer or LastStep"):
+        dense(np.ones((3, 4, 3), np.float32), lengths=[99, -5, 0])
+    # A nested Dense head of a recurrent model is called without them.
+    model = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=0), pyrnn.LastStep(),
+                              pyrnn.Sequential([pyrnn.Dense(4, 2, seed=1)])])
+    assert model(np.ones((3, 4, 3), np.float32), lengths=[4, 2, 1]).shape == (3, 2)
+
+
+def test_sequential_backward_of_none_is_a_type_error_and_packed_input_is_named():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0), pyrnn.Dense(2, 1, seed=1)])
+    m(np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match="dy must be a real numeric array"):
+        m.backward(None)  # (was "Dense sits before a layer that passes no gradient back")
+    from torch.nn.utils.rnn import pack_padded_sequence
+    packed = pack_padded_sequence(torch.randn(2, 5, 3), torch.tensor([5, 3]), batch_first=True)
+    with pytest.raises(TypeError, match="PackedSequence is not taken: pass the padded tensor"):
+        pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True)])(packed)
