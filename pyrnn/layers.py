@@ -389,11 +389,11 @@ class Dense(Layer):
         super().__init__()
         self._in_features = positive_int("in_features", in_features)
         self._out_features = positive_int("out_features", out_features)
-        if activation == "linear":  # (Keras' name for none)
+        if isinstance(activation, str) and activation == "linear":  # (Keras' name for none)
             activation = None
         if not (activation is None or isinstance(activation, str)) or \
                 activation not in _train.ACTIVATIONS:
-            raise ValueError(f"activation must be None, 'relu', 'tanh' or 'sigmoid', "
+            raise ValueError(f"activation must be None ('linear'), 'relu', 'tanh' or 'sigmoid', "
                              f"got {activation!r}")
         self._activation = activation
         self._bias = flag("bias", bias)
@@ -963,7 +963,8 @@ class LastStep(Layer):
     x (N, T, D*H) -> (N, D*H): the forward direction's h at step len-1 (lengths, default T)
     concatenated with the reverse direction's h at step 0, which is where the reverse pass
     ends. D comes from `bidirectional`; left at None, a Sequential's passes (forward, fit,
-    export) take it from the nearest preceding recurrent layer, and a call outside them
+    export) take it from the nearest preceding recurrent layer (none after a Dense or
+    Embedding in between: their features are no direction halves), and a call outside them
     (standalone, or the same object after it left the model) means unidirectional.
     device="cuda": a gather (and a scatter back) on the GPU; lengths stay host integers.
     """

@@ -220,9 +220,9 @@ class Sequential(Layer):
 
     def __init__(self, layers: Iterable[SupportsLayer] = ()) -> None:
         super().__init__()
-        # Direction count of the recurrent layer before this model in an enclosing one
-        # (set by its _link); False standalone.
-        self._auto_bidirectional = False
+        # Direction count of the recurrent layer before this model in an enclosing one (set
+        # by its _link during its passes); None when unknown (standalone, or nothing before).
+        self._auto_bidirectional: Optional[bool] = None
         if isinstance(layers, (Layer, _Recurrent)):
             raise TypeError("Sequential takes a list of layers: Sequential([layer, ...])")
         self.layers = []
@@ -270,8 +270,8 @@ class Sequential(Layer):
                 # The direction count the slice's first layer gets in this model: model[1:] of
                 # [BiGRU, LastStep(), Dense] took the BiGRU's output as unidirectional.
                 self._check_distinct()
-                sub._auto_bidirectional = _directions_after(self.layers[:start],
-                                                            self._auto_bidirectional)
+                sub._input_bidirectional = bool(
+                    _directions_after(self.layers[:start], self._start_directions()))
             return sub
         return self.layers[_layer_index(index, len(self.layers))]
 
@@ -313,8 +313,10 @@ class Sequential(Layer):
         todo, seen = [self], {id(self)}
         while todo:
             for layer in todo.pop().layers:
-                if isinstance(layer, (LastStep, Sequential)) and layer is not self:
+                if isinstance(layer, LastStep):
                     layer._auto_bidirectional = False
+                elif isinstance(layer, Sequential) and layer is not self:
+                    layer._auto_bidirectional = None
                 if isinstance(layer, Sequential) and id(layer) not in seen:
                     seen.add(id(layer))
                     todo.append(layer)
@@ -328,7 +330,7 @@ class Sequential(Layer):
         through _linked, which clears the counts again."""
         if not _checked:
             self._check_distinct()
-        bidirectional = self._auto_bidirectional
+        bidirectional = self._start_directions()  # (None: unknown, no recurrent layer yet)
         for i, layer in enumerate(self.layers):
             self._check_layer(i, layer)  # `layers` is a public list: re-check edits
             if _is_recurrent(layer):
@@ -336,11 +338,23 @@ class Sequential(Layer):
             elif isinstance(layer, _MIXES_FEATURES):
                 bidirectional = False  # (see _directions_after)
             elif isinstance(layer, LastStep):
-                layer._auto_bidirectional = bidirectional
+                layer._auto_bidirectional = bool(bidirectional)
             elif isinstance(layer, Sequential):
-                layer._auto_bidirectional = bidirectional
+                layer._auto_bidirectional = bidirectional  # (None: the nested model's own)
                 bidirectional = layer._link(_checked=True)
         return bidirectional
+
+    # The direction count of what feeds this model, its own: a slice model[a:] keeps the one
+    # in effect at a in the model (__getitem__), and save / load keep it. Used where no
+    # enclosing model's layers before it say (a class default for pickles from before it).
+    _input_bidirectional = False
+
+    def _start_directions(self):
+        """The direction flag this model's layers start from: its enclosing model's, where a
+        layer there before it set one, else its own (a slice's) when True, else None."""
+        if self._auto_bidirectional is not None:
+            return self._auto_bidirectional
+        return True if self._input_bidirectional else None
 
     def _input_rule(self):
         """(ndim, description) the model's input must have when it reaches a recurrent layer
@@ -443,7 +457,7 @@ class Sequential(Layer):
         cfg: dict[str, Any] = {
             "layers": [{"class": type(layer).__name__, "config": layer.config()}  # type: ignore[attr-defined]
                        for layer in self.layers]}
-        if self._auto_bidirectional:  # a slice after a bidirectional layer (__getitem__)
+        if self._input_bidirectional:  # a slice after a bidirectional layer (__getitem__)
             cfg["bidirectional_input"] = True
         return cfg
 
@@ -711,6 +725,10 @@ class Sequential(Layer):
     def _data(name, a, n=None, finite=True):
         if isinstance(a, (str, bytes)):
             raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+        if type(a).__name__ == "PackedSequence":  # (a tuple: numpy's "inhomogeneous shape")
+            raise TypeError(f"{name}: a torch PackedSequence is not taken: pass the padded "
+                            "tensor and lengths= (torch.nn.utils.rnn.pad_packed_sequence gives "
+                            "both)")
         host_only(name, a, _HOST_DATA)
         try:
             arr = np.asarray(a)
@@ -830,6 +848,8 @@ class Sequential(Layer):
         try:
             self._run_eval(x[:1], y[:1], None if lengths is None else lengths[:1], loss, 1)
         except (ValueError, TypeError) as e:
+            if type(e) not in (ValueError, TypeError):
+                raise  # (a custom loss's own subclass: its constructor may take other arguments)
             raise type(e)(f"{what}, checked on its first sample: {e}") from None
 
     def _check_lengths_used(self, prefix=""):
@@ -843,11 +863,14 @@ class Sequential(Layer):
         for start in range(0, N, batch_size):
             yield idx[start:start + batch_size]
 
-    def _run_eval(self, x, y, lengths, loss, batch_size):
-        """(mean loss over every counted element, {metric: value}) in eval mode."""
+    def _run_eval(self, x, y, lengths, loss, batch_size, bar=None):
+        """(mean loss over every counted element, {metric: value}) in eval mode (bar: a
+        progress bar to advance per batch)."""
         with self._eval_mode():
             total, count, metrics = 0.0, 0, {}
             for idx in self._batches(x.shape[0], batch_size):
+                if bar:
+                    bar.update(1)
                 lens = None if lengths is None else lengths[idx]
                 pred = self._forward_batch(x[idx], lens)
                 value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
@@ -864,45 +887,64 @@ class Sequential(Layer):
     def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
                  loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
                  batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None,
-                 return_dict: Literal[False] = False) -> float: ...
+                 return_dict: Literal[False] = False, *,
+                 verbose: Union[bool, Literal[0, 1, 2]] = 0) -> float: ...
     @overload
     def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
                  loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
                  batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None, *,
-                 return_dict: Literal[True]) -> dict[str, float]: ...
+                 return_dict: Literal[True],
+                 verbose: Union[bool, Literal[0, 1, 2]] = 0) -> dict[str, float]: ...
     @overload
     def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
                  loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
                  batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None,
-                 return_dict: bool = False) -> Union[float, dict[str, float]]: ...
+                 return_dict: bool = False, *,
+                 verbose: Union[bool, Literal[0, 1, 2]] = 0) -> Union[float, dict[str, float]]: ...
 
     @_one_thread
     def evaluate(self, x: Any, y: Any, loss: Any = None, batch_size: Any = 32,
-                 lengths: Any = None, return_dict: bool = False) -> Any:
+                 lengths: Any = None, return_dict: bool = False, *, verbose: Any = 0) -> Any:
         """Loss of the model on (x, y) in eval mode, as one mean over every element the loss
         counted (all samples; with lengths and per-step predictions, the valid steps), not a
         mean of batch means. return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
-        loss: a Loss (or name); default the loss of the last fit()."""
+        loss: a Loss (or name); default the loss of the last fit(). verbose: as fit's (a bar,
+        or one line with the loss and metrics), default 0: silent."""
         return_dict = flag("return_dict", return_dict)  # ("no" was taken as True)
+        verbose = _verbose_arg(verbose)
         loss = self._loss_arg(loss)
         self._warn_logit_losses(loss)
         batch_size = positive_int("batch_size", batch_size)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, y, lengths = self._prepare(x, y, lengths)
-        value, metrics = self._run_eval(x, y, lengths, loss, batch_size)
-        return {"loss": value, **metrics} if return_dict else value
+        t0 = time.perf_counter()
+        with _progress(verbose, -(-x.shape[0] // batch_size), "evaluate") as bar:
+            value, metrics = self._run_eval(x, y, lengths, loss, batch_size, bar)
+            logs = {"loss": value, **metrics}
+            _report(verbose, bar, "evaluate", _fmt(logs), t0)
+        return logs if return_dict else value
 
     @_one_thread
     def predict(self, x: npt.ArrayLike, batch_size: Int = 32,
-                lengths: Optional[npt.ArrayLike] = None) -> HostArray:
-        """The model's outputs for x in eval mode, batch by batch, concatenated."""
+                lengths: Optional[npt.ArrayLike] = None, *,
+                verbose: Union[bool, Literal[0, 1, 2]] = 0) -> HostArray:
+        """The model's outputs for x in eval mode, batch by batch, concatenated. verbose: as
+        fit's (a bar, or one line with the sample count), default 0: silent."""
         batch_size = positive_int("batch_size", batch_size)
+        verbose = _verbose_arg(verbose)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, _, lengths = self._prepare(x, None, lengths, need_y=False)
-        with self._eval_mode():
-            outs = [_arrays.host(self._forward_batch(x[idx],
-                                                     None if lengths is None else lengths[idx]))
-                    for idx in self._batches(x.shape[0], batch_size)]
+        t0 = time.perf_counter()
+        n_batches = -(-x.shape[0] // batch_size)
+        with self._eval_mode(), _progress(verbose, n_batches, "predict") as bar:
+            outs = []
+            for idx in self._batches(x.shape[0], batch_size):
+                outs.append(_arrays.host(self._forward_batch(
+                    x[idx], None if lengths is None else lengths[idx])))
+                if bar:
+                    bar.update(1)
+            _report(verbose, bar, "predict", f"{x.shape[0]} samples in {n_batches} batches",
+                    t0)
         return np.concatenate(outs, axis=0)
 
     @contextlib.contextmanager
@@ -1063,10 +1105,7 @@ class Sequential(Layer):
                              "in Keras, not a count)")
         batch_size = positive_int("batch_size", batch_size)
         shuffle = flag("shuffle", shuffle)
-        if not (isinstance(verbose, (bool, np.bool_)) or
-                (isinstance(verbose, numbers.Integral) and verbose in (0, 1, 2))):
-            # ("no" was taken as True: a progress bar)
-            raise TypeError(f"verbose must be True, False, 0, 1 or 2, got {verbose!r}")
+        verbose = _verbose_arg(verbose)
         if not isinstance(seed, np.random.Generator):  # a Generator is used as it is
             try:
                 seed = seed_arg("seed", seed)
@@ -1251,6 +1290,35 @@ class Sequential(Layer):
 
 def _fmt(logs):
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+def _verbose_arg(verbose):
+    """fit / evaluate / predict's verbose, checked: ("no" was taken as True: a progress bar)."""
+    if not (isinstance(verbose, (bool, np.bool_)) or
+            (isinstance(verbose, numbers.Integral) and verbose in (0, 1, 2))):
+        raise TypeError(f"verbose must be True, False, 0, 1 or 2, got {verbose!r}")
+    return verbose
+
+
+@contextlib.contextmanager
+def _progress(verbose, total, desc):
+    """A tqdm bar over `total` batches for verbose 1 (True) when tqdm is installed and stdout
+    is a terminal, closed at the block's end; else None."""
+    bar_cls = _tqdm() if (verbose == 1 or verbose is True) and _isatty() else None
+    bar = bar_cls(total=total, desc=desc, leave=True, file=sys.stdout) if bar_cls else None
+    try:
+        yield bar
+    finally:
+        if bar:
+            bar.close()
+
+
+def _report(verbose, bar, what, text, t0):
+    """evaluate / predict's summary: on the bar, else one line when verbose."""
+    if bar:
+        bar.set_postfix_str(text, refresh=True)
+    elif verbose:
+        print(f"{what} - {text} ({time.perf_counter() - t0:.1f}s)", flush=True)
 
 
 def _isatty():

@@ -94,6 +94,9 @@ def _param_list(params):
     return plist
 
 
+_HYPER_NAMES: dict[type, frozenset[str]] = {}  # Optimizer._base_hyper_names, per class
+
+
 class _ParamGroup(Mapping[str, Any]):
     """One of Optimizer.param_groups: the optimizer's hyperparameters and params by key."""
 
@@ -112,11 +115,16 @@ class _ParamGroup(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._items())
 
-    def __setitem__(self, key: str, value: float) -> None:
-        if key != "lr":
-            raise TypeError(f"param_groups[0][{key!r}] is fixed at construction; only 'lr' "
-                            "may be changed (or opt.lr)")
-        self._opt.lr = value
+    def __setitem__(self, key: str, value: Any) -> None:
+        # As the attribute (checked as the constructor checks it): a schedule written for
+        # torch sets "lr", or "momentum" / "betas" (torch's OneCycleLR cycles them).
+        if key == "params":
+            raise TypeError("param_groups[0]['params'] is the optimizer's own list: change it "
+                            "in place (append, remove), as torch's")
+        if key not in self._opt.hyperparameters():
+            raise KeyError(f"{key!r} is not a hyperparameter of {type(self._opt).__name__} "
+                           f"(it has {', '.join(self._opt.hyperparameters()) or 'none'})")
+        setattr(self._opt, key, value)
 
     def __repr__(self) -> str:
         return repr({k: v for k, v in self._items().items() if k != "params"})
@@ -162,9 +170,10 @@ class Optimizer:
     def param_groups(self) -> list[_ParamGroup]:
         """PyTorch's view of it, one group: [{"params": [...], "lr": ..., the other
         hyperparameters}]. ``g["lr"] = x`` sets the learning rate (as ``opt.lr = x``: a
-        schedule written for torch works); the others are fixed at construction. "params" is
-        the optimizer's own list, as torch's: a parameter appended to it is trained from the
-        next step, with state of its own."""
+        schedule written for torch works), and ``g["momentum"] = x`` another hyperparameter,
+        checked as the constructor checks it. "params" is the optimizer's own list, as
+        torch's: a parameter appended to it is trained from the next step, with state of its
+        own."""
         return [_ParamGroup(self)]
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -178,13 +187,18 @@ class Optimizer:
                 value = self._probe_hyper({**hyper, name: value})[name]
         object.__setattr__(self, name, value)
 
-    def _base_hyper_names(self) -> set[str]:
+    def _base_hyper_names(self) -> frozenset[str]:
         """The hyperparameters the nearest built-in class's constructor takes (none for a
-        custom optimizer: its values are its own business)."""
-        base = next((c for c in type(self).__mro__ if c in _BUILTIN), None)
-        if base is None:
-            return set()
-        return set(inspect.signature(base).parameters) - {"params"}  # (its __init__'s)
+        custom optimizer: its values are its own business). Per class, once: every attribute
+        write asks (steps += 1 at each step among them)."""
+        cls = type(self)
+        names = _HYPER_NAMES.get(cls)
+        if names is None:
+            base = next((c for c in cls.__mro__ if c in _BUILTIN), None)
+            names = frozenset() if base is None else frozenset(
+                set(inspect.signature(base).parameters) - {"params"})  # (its __init__'s)
+            _HYPER_NAMES[cls] = names
+        return names
 
     def _probe_hyper(self, hyper: Mapping[str, Any]) -> dict[str, Any]:
         """hyper (the built-in base's constructor arguments) as that constructor normalises
@@ -386,8 +400,10 @@ class Optimizer:
         return {}
 
     def _stepped_state(self, hyper: Mapping[str, Any]) -> set[str]:
-        """The state entries a built-in step keeps for every parameter it stepped, with these
-        hyperparameters; none where _update is not a built-in one (a subclass's own)."""
+        """The state entries a built-in step keeps for every parameter it stepped, whatever
+        its options (one an option adds, amsgrad's max_exp_avg_sq say, starts at zero when the
+        option is switched on between steps: a state saved before that step lacks it); none
+        where _update is not a built-in one (a subclass's own)."""
         return set()
 
     def __repr__(self) -> str:
@@ -419,7 +435,7 @@ class SGD(Optimizer):
     def _stepped_state(self, hyper):
         if type(self)._update is not SGD._update:
             return set()
-        return {"momentum_buffer"} if hyper["momentum"] != 0 else set()
+        return set()  # (its one entry is optional: without it, a first momentum step)
 
     def _update(self, data, grad, st, keep=None):
         buf = None
@@ -460,8 +476,7 @@ class Adam(Optimizer):
     def _stepped_state(self, hyper):
         if type(self)._update is not Adam._update:
             return set()
-        return {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if hyper["amsgrad"]
-                                                    else set())
+        return {"step", "exp_avg", "exp_avg_sq"}
 
     def _update(self, data, grad, st, keep=None):
         m = self._buffer(st, "exp_avg", data)
@@ -511,8 +526,7 @@ class RMSprop(Optimizer):
     def _stepped_state(self, hyper):
         if type(self)._update is not RMSprop._update:
             return set()
-        return ({"square_avg"} | ({"grad_avg"} if hyper["centered"] else set())
-                | ({"momentum_buffer"} if hyper["momentum"] > 0 else set()))
+        return {"square_avg"}
 
     def _update(self, data, grad, st, keep=None):
         s = self._buffer(st, "square_avg", data)

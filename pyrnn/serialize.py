@@ -201,8 +201,10 @@ def _save_target(path):
                         f"{type(path).__name__}") from None
     if not name:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory (an empty path)", name)
-    # (a trailing slash names a folder, as open() reads it: "m.pyrnn/" wrote a file m.pyrnn)
-    if os.path.isdir(name) or name.endswith(os.sep if isinstance(name, str) else os.sep.encode()):
+    # (a trailing slash, "." or ".." names a folder, as open() reads it: "m.pyrnn/" and
+    # "m.pyrnn/." wrote a file m.pyrnn)
+    sep, dots = (os.sep, (".", "..")) if isinstance(name, str) else (os.sep.encode(), (b".", b".."))
+    if os.path.isdir(name) or name.endswith(sep) or os.path.basename(name) in dots:
         raise IsADirectoryError(errno.EISDIR, "Is a directory (save() needs a file path)", name)
     return name
 
@@ -445,7 +447,7 @@ def _build(spec, reg):
     cfg = spec["config"]
     if cls.__name__ == "Sequential":
         model = cls([_build(sub, reg) for sub in cfg["layers"]])
-        model._auto_bidirectional = bool(cfg.get("bidirectional_input", False))  # (a slice's)
+        model._input_bidirectional = bool(cfg.get("bidirectional_input", False))  # (a slice's)
         return model
     return cls.from_config(dict(cfg))
 
@@ -463,9 +465,15 @@ def load(path: Union[PathOrBytes, IO[bytes]], device: Device = "cpu") -> _Saveab
     path = os.fspath(path)  # type: ignore[arg-type]  # (not a file object: _is_file said so)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode):
+            return _load(path, f, st.st_size, device)
         # A FIFO, /dev/stdin or a character device has no size (st_size 0, which was then
-        # "truncated"): read as a stream, for what the prefix declares.
-        return _load(path, f, st.st_size if stat.S_ISREG(st.st_mode) else None, device)
+        # "truncated"): read as a stream, for what the prefix declares, then to its end, as
+        # a regular file's size is checked (bytes after the model are refused there too).
+        model = _load(path, f, None, device)
+        if _read_some(f, 1):
+            raise _bad(path, "corrupted pyrnn file: data after the model's declared end")
+        return model
 
 
 # Reads of a stream (size unknown) take at most this much at a time, so that a header

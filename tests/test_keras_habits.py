@@ -346,3 +346,30 @@ def test_initial_epoch_progress_and_checks(capsys):
     for bad in (True, 1.0, "1"):
         with pytest.raises(TypeError, match="initial_epoch must be an int"):
             m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, initial_epoch=bad, verbose=0)
+
+
+def test_predict_and_evaluate_take_verbose(capsys, monkeypatch):
+    # model.predict(x, verbose=0), the usual Keras call, was a TypeError.
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    x, y = np.ones((5, 3), np.float32), np.zeros((5, 1), np.float32)
+    want = m.predict(x)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), want)
+    assert m.evaluate(x, y, loss="mse", verbose=False) == m.evaluate(x, y, loss="mse")
+    assert capsys.readouterr().out == ""
+    np.testing.assert_array_equal(m.predict(x, batch_size=2, verbose=2), want)
+    logs = m.evaluate(x, y, loss="mse", batch_size=2, verbose=2, return_dict=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("predict - 5 samples in 3 batches (")
+    assert out[1].startswith(f"evaluate - loss: {logs['loss']:.4f} (") and len(out) == 2
+    for bad in ("no", 3, None):
+        with pytest.raises(TypeError, match="verbose must be True, False, 0, 1 or 2"):
+            m.predict(x, verbose=bad)
+        with pytest.raises(TypeError, match="verbose must be True, False, 0, 1 or 2"):
+            m.evaluate(x, y, loss="mse", verbose=bad)
+    pytest.importorskip("tqdm")
+    from pyrnn import model as model_module
+    monkeypatch.setattr(model_module, "_isatty", lambda: True)  # a terminal: tqdm's bar
+    m.predict(x, batch_size=2, verbose=1)
+    m.evaluate(x, y, loss="mse", batch_size=2, verbose=1)
+    text = capsys.readouterr().out
+    assert "predict" in text and "evaluate" in text and "3/3" in text and "loss:" in text

@@ -53,8 +53,14 @@ def test_torch_optimizer_idioms():
         group["lr"] = 0.5  # a schedule written for torch
     assert opt.lr == 0.5 and opt.param_groups[0]["momentum"] == 0.9
     assert len(opt.param_groups[0]["params"]) == 2
-    with pytest.raises(TypeError, match="only 'lr'"):
-        opt.param_groups[0]["momentum"] = 0.1
+    opt.param_groups[0]["momentum"] = 0.1  # checked as the attribute (OneCycleLR sets it)
+    assert opt.momentum == 0.1
+    with pytest.raises(ValueError, match="momentum"):
+        opt.param_groups[0]["momentum"] = -1.0
+    with pytest.raises(KeyError, match="'foo' is not a hyperparameter of SGD"):
+        opt.param_groups[0]["foo"] = 1
+    with pytest.raises(TypeError, match="change it in place"):
+        opt.param_groups[0]["params"] = []
     with pytest.raises(ValueError, match="lr"):
         opt.param_groups[0]["lr"] = -1.0
     d.grads["weight"] = np.ones((2, 3), np.float32)

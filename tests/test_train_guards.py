@@ -442,3 +442,32 @@ def test_fit_refuses_data_the_model_cannot_take_before_any_callback(x, y, why):
         m.fit(x, y, loss="mse", optimizer="adam", batch_size=4, verbose=0, callbacks=[cb])
     assert ran == [] and m.training and m.optimizer is None
     assert all(np.array_equal(v, before[k]) for k, v in m.params.items())
+
+
+def test_the_first_sample_check_keeps_a_custom_losss_own_exception():
+    # It re-raised type(e)(message): a ValueError subclass taking other arguments became a
+    # TypeError about its constructor.
+    class Refused(ValueError):
+        def __init__(self, code, why):
+            super().__init__(why)
+            self.code = code
+
+    class Picky(pyrnn.losses.MSELoss):
+        def forward(self, pred, target, mask=None):
+            raise Refused(7, "no")
+
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    with pytest.raises(Refused) as err:
+        m.fit(np.zeros((4, 2)), np.zeros((4, 1)), loss=Picky(), optimizer="sgd", verbose=0)
+    assert err.value.code == 7
+
+
+def test_fit_predict_evaluate_name_a_packed_sequence():
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils.rnn import pack_padded_sequence
+    packed = pack_padded_sequence(torch.randn(2, 5, 3), torch.tensor([5, 3]), batch_first=True)
+    m = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True), pyrnn.LastStep()])
+    for call in (lambda: m.predict(packed), lambda: m.evaluate(packed, np.zeros((2, 4)), "mse"),
+                 lambda: m.fit(packed, np.zeros((2, 4)), loss="mse", optimizer="sgd")):
+        with pytest.raises(TypeError, match="x: a torch PackedSequence is not taken"):
+            call()

@@ -1381,11 +1381,23 @@ def test_a_slice_keeps_the_direction_count_before_it(tmp_path):
     enc, head = model[:1], model[1:]
     np.testing.assert_array_equal(head(enc(x, lengths=lens), lengths=lens), whole)
     mixed = pyrnn.Sequential([_bigru(), pyrnn.Dense(6, 6, seed=1), pyrnn.LastStep()])
-    assert model[1:]._auto_bidirectional and not mixed[2:]._auto_bidirectional  # (Dense)
+    assert model[1:]._input_bidirectional and not mixed[2:]._input_bidirectional  # (Dense)
+    # Nested into another model (which relinks its layers), it keeps it: alone, nested first,
+    # and saved afterwards.
+    outer = pyrnn.Sequential([head])
+    h = enc(x, lengths=lens)
+    np.testing.assert_array_equal(outer(h, lengths=lens), whole)
+    np.testing.assert_array_equal(head(h, lengths=lens), whole)
+    np.testing.assert_array_equal(model[1:][0:](h, lengths=lens), whole)  # a slice of a slice
     head.save(tmp_path / "head.pyrnn")  # and through a file
     loaded = pyrnn.load(tmp_path / "head.pyrnn")
-    np.testing.assert_array_equal(loaded(enc(x, lengths=lens), lengths=lens), whole)
+    np.testing.assert_array_equal(loaded(h, lengths=lens), whole)
     assert "bidirectional_input" not in model.config()
+    # An enclosing model's own recurrent layer before it still decides.
+    uni = pyrnn.Sequential([pyrnn.GRU(2, 6, batch_first=True, seed=2), head])
+    g = uni.layers[0](x, lengths=lens)[0]
+    np.testing.assert_array_equal(uni(x, lengths=lens),
+                                  head.layers[1](g[np.arange(3), lens - 1]))
 
 
 def test_a_saved_sequential_config_with_unknown_or_bad_keys_is_refused(tmp_path):

@@ -580,6 +580,20 @@ def test_load_reads_a_fifo_path(tmp_path):
         writer.join(10)
     for k, v in layer.params.items():
         np.testing.assert_array_equal(loaded.params[k], v)
+    # Bytes after the model are refused, as for a regular file (a file object reads on).
+    buf = io.BytesIO()
+    layer.save(buf)
+
+    def write_more():
+        with open(fifo, "wb") as f:
+            f.write(buf.getvalue() + b"x")
+    writer = threading.Thread(target=write_more)
+    writer.start()
+    try:
+        with pytest.raises(ValueError, match="data after the model's declared end"):
+            pyrnn.load(fifo)
+    finally:
+        writer.join(10)
 
 
 @pytest.mark.parametrize("cut", [0, 20, 40, 100])
@@ -602,7 +616,8 @@ def test_load_from_a_non_blocking_stream_without_data_is_named(cut):
 
 def test_save_refuses_a_trailing_slash_as_open_does(tmp_path):
     # "m.pyrnn/" wrote (or overwrote) a file m.pyrnn; open() calls it a directory.
-    for name in (f"{tmp_path}/m.pyrnn/", os.fsencode(f"{tmp_path}/m.pyrnn/")):
+    for name in (f"{tmp_path}/m.pyrnn/", os.fsencode(f"{tmp_path}/m.pyrnn/"),
+                 f"{tmp_path}/m.pyrnn/.", f"{tmp_path}/m.pyrnn/..", b"m.pyrnn/."):
         with pytest.raises(IsADirectoryError, match="Is a directory"):
             pyrnn.Dense(2, 2).save(name)
     assert os.listdir(tmp_path) == []

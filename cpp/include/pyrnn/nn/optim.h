@@ -112,8 +112,8 @@ class BasicAdam {
   std::unordered_map<const T*, State> state_;
 };
 
-// Scales every gradient of the layer by max_norm / (norm + 1e-6) when the global L2 norm over
-// all of them exceeds max_norm (torch.nn.utils.clip_grad_norm_). Returns the norm before
+// Scales every gradient of the layer by max_norm / (norm + 1e-6), the global L2 norm over all
+// of them, wherever that factor is below 1 (torch.nn.utils.clip_grad_norm_). Returns the norm before
 // clipping. max_norm > 0, otherwise pyrnn::Error.
 template <typename T>
 double clipGradNorm(BasicRecurrentLayer<T>& layer, double max_norm);
