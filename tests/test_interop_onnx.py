@@ -530,26 +530,8 @@ def test_a_model_without_a_fixed_input_width_says_why():
 def test_a_duck_typed_layer_is_refused_by_name():
     # Sequential takes any object with the layer methods; export read its missing .dtype first
     # (AttributeError) instead of its TypeError for unsupported layers.
-    class Scale:
-        training = True
-
-        def forward(self, x, lengths=None):
-            return 2 * np.asarray(x)
-
-        def backward(self, d):
-            return 2 * d
-
-        def parameters(self):
-            return iter(())
-
-        def zero_grad(self):
-            pass
-
-        def train(self, mode=True):
-            self.training = mode
-            return self
-
-    with pytest.raises(TypeError, match=r"does not support layer 1 \(Scale\)"):
-        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dense(3, 2), Scale()]))
+    from duck_layer import ScaleLayer
+    with pytest.raises(TypeError, match=r"does not support layer 1 \(ScaleLayer\)"):
+        pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dense(3, 2), ScaleLayer(2.0)]))
     with pytest.raises(TypeError, match="cannot infer the input width"):
-        pyrnn.export_onnx(pyrnn.Sequential([Scale(), pyrnn.Dense(3, 2)]))
+        pyrnn.export_onnx(pyrnn.Sequential([ScaleLayer(2.0), pyrnn.Dense(3, 2)]))
