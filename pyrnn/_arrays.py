@@ -7,6 +7,7 @@ whose functions mirror pyrnn._train's). Nothing here imports CUDA for host array
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, overload
@@ -181,6 +182,18 @@ def assign_all(views, values, what="parameter"):
     return len(values) > 0
 
 
+def _holder(obj):
+    """A context-manager factory marking obj's layers busy while a write through its params /
+    grads runs (parameter.owners_held): one while a layer runs in another thread is refused, as
+    an optimizer step is (a write mid-pass mixed old and new weights in a forward)."""
+    def hold():
+        from .parameter import owners_held
+        parameters = getattr(obj, "parameters", None)
+        return owners_held(list(parameters())) if callable(parameters) else \
+            contextlib.nullcontext()
+    return hold
+
+
 class NamedArrays:
     """The ``params`` / ``grads`` attribute of a layer or model: reading gives an ArrayDict over
     its own arrays (``arrays(obj)``: {name: array}); assigning, and ``|=``, copy into them
@@ -197,12 +210,13 @@ class NamedArrays:
 
     def __get__(self, obj: object, owner: Any = None) -> NamedArrays | ArrayDict:
         return self if obj is None else ArrayDict(self._arrays(obj), self._what,
-                                                  self._on_write(obj))
+                                                  self._on_write(obj), _holder(obj))
 
     def __set__(self, obj: object, values: Mapping[str, ArrayInput]) -> None:
         # (|= counted its write in update: the write-back here is none)
-        if assign_all(self._arrays(obj), values, self._what) and \
-                (on_write := self._on_write(obj)) is not None:
+        with _holder(obj)():
+            written = assign_all(self._arrays(obj), values, self._what)
+        if written and (on_write := self._on_write(obj)) is not None:
             on_write()
 
     def _on_write(self, obj):
@@ -222,13 +236,15 @@ class ArrayDict(_ArrayDictBase):
     is all or nothing. Entries cannot be added or removed (KeyError / TypeError naming the
     known ones). ``copy()`` and pickling give a plain dict of the arrays.
     """
-    __slots__ = ("_what", "_on_write")
+    __slots__ = ("_what", "_on_write", "_hold")
 
     def __init__(self, views: Mapping[str, Array], what: str = "parameter",
-                 on_write: Callable[[], object] | None = None) -> None:
+                 on_write: Callable[[], object] | None = None,
+                 hold: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> None:
         super().__init__(views)
         self._what = what
         self._on_write = on_write  # called after each write (the layer's _params_changed)
+        self._hold = hold  # the layers marked busy while a write runs (parameter.owners_held)
 
     # The values written may be any real array-like of the entry's shape (copied in), not
     # only the arrays reading gives.
@@ -240,7 +256,8 @@ class ArrayDict(_ArrayDictBase):
             **kwargs: ArrayInput) -> None:
         values = dict(other)
         values.update(kwargs)
-        load_into(self, values, self._what)
+        with self._hold() if self._hold is not None else contextlib.nullcontext():
+            load_into(self, values, self._what)
         if values and self._on_write is not None:  # (update({}) writes nothing: no write)
             self._on_write()
 

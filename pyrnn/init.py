@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, ParamSpec, T
 import numpy as np
 
 from ._validate import cast_finite, seed_arg
-from .parameter import Parameter
+from .parameter import Parameter, owners_held
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -79,9 +79,11 @@ def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     # (The array is `tensor`, torch's name, so torch's keywords, `a=` among them, reach fn.)
     @functools.wraps(fn)
     def wrapper(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        result = run(tensor, *args, **kwargs)
-        if isinstance(tensor, Parameter):
-            tensor._changed()
+        if not isinstance(tensor, Parameter):
+            return run(tensor, *args, **kwargs)
+        with owners_held([tensor]):  # (not while its layer runs in another thread)
+            result = run(tensor, *args, **kwargs)
+        tensor._changed()
         return result
     return wrapper  # type: ignore[return-value]
 

@@ -37,7 +37,7 @@ import numpy as np
 from . import _arrays, _attrs, _core, _train
 from ._validate import (check_allocation, flag, float_dtype, host_only, lengths_array,
                         positive_int, real_array, seed_arg, shape_str, train_mode)
-from .parameter import Parameter, ParamWrites, bind_pending
+from .parameter import Parameter, ParamWrites, bind_pending, owners_held
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -92,12 +92,32 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+@contextlib.contextmanager
+def _one_thread_held(obj):
+    """_exclusive over obj and, for a model, every model nested in it: inner.predict() in one
+    thread during outer.fit() in another switched the fit's layers to eval mode."""
+    with contextlib.ExitStack() as stack:
+        todo, seen = [obj], set()
+        while todo:
+            m = todo.pop()
+            if id(m) in seen:  # (a cycle: the model's own checks report it)
+                continue
+            seen.add(id(m))
+            stack.enter_context(_exclusive(m))
+            layers = getattr(m, "layers", None)
+            if isinstance(layers, list):
+                todo.extend(layer for layer in layers if isinstance(layer, Layer)
+                            and isinstance(getattr(layer, "layers", None), list))
+        yield
+
+
 def _one_thread(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """A method run under _exclusive(self): a model's fit / predict / forward / backward.
-    (Typed: type checkers see the method's own signature through it.)"""
+    """A method run under _one_thread_held(self): a model's fit / predict / forward / backward,
+    train / eval / zero_grad / load_params. (Typed: type checkers see the method's own
+    signature through it.)"""
     @functools.wraps(method)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _exclusive(self):
+        with _one_thread_held(self):
             return method(self, *args, **kwargs)
     return run  # type: ignore[return-value]
 
@@ -234,7 +254,8 @@ class Layer(ParamWrites):
     def load_params(self, values: Mapping[str, ArrayInput]) -> None:
         """Overwrite parameters from {name: array} (missing names keep their value). All or
         nothing: every name, shape and dtype is checked before anything is written."""
-        _arrays.load_into(self._params, values)
+        with owners_held(list(self.parameters())):  # (not while it runs in another thread)
+            _arrays.load_into(self._params, values)
         self._params_changed()
 
     def to(self, device: Device) -> Self:

@@ -40,7 +40,7 @@ from ._validate import (beyond_range, flag, host_only, lengths_array, positive_i
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
-from .parameter import prefixed
+from .parameter import owners_held, prefixed
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
 if TYPE_CHECKING:
@@ -417,11 +417,13 @@ class Sequential(Layer):
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))
 
+    @_one_thread
     def load_params(self, values: Mapping[str, ArrayInput]) -> None:
         """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");
         missing names keep their value. All or nothing: every name, shape and dtype is checked
         before any layer is written."""
-        _arrays.load_into(self._named("data"), values)
+        with owners_held(list(self.parameters())):  # (not while a layer runs elsewhere)
+            _arrays.load_into(self._named("data"), values)
         self._params_changed()
 
     def _params_changed(self):
@@ -433,6 +435,7 @@ class Sequential(Layer):
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.parameters()))
 
+    @_one_thread
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero every layer's gradients (set_to_none, torch's keyword, zeroes too: pyrnn's
         gradients are the layers' own arrays, never None)."""
@@ -441,6 +444,7 @@ class Sequential(Layer):
         for layer in self.layers:
             layer.zero_grad()
 
+    @_one_thread  # (eval() in another thread switched a running fit's layers)
     def train(self, mode: bool = True) -> Self:
         mode = train_mode(mode)
         # Before anything changes: a refused call changes nothing.
@@ -624,6 +628,13 @@ class Sequential(Layer):
             return self._forward_linked(x, lengths)
 
     def _forward_linked(self, x, lengths):
+        # A Ctrl-C takes effect after the pass (the native code ran to its end anyway): landing
+        # between a layer's return and the next index, it left _failed_at naming a layer whose
+        # cache had changed (at 0: "none changed", and backward mixed the caches).
+        with _sigint_deferred():
+            return self._forward_layers(x, lengths)
+
+    def _forward_layers(self, x, lengths):
         out = x
         # Until this forward completes, the layer it failed at: the layers before it hold this
         # forward's caches and the rest the last one's, which backward must not mix.

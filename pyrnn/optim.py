@@ -28,6 +28,7 @@ import numpy as np
 from . import _arrays, _attrs
 from ._validate import flag, real_array, real_number
 from ._arrays import zero_
+from ._signals import sigint_deferred
 from .parameter import Parameter, owners_held
 
 if TYPE_CHECKING:
@@ -236,7 +237,10 @@ class Optimizer:
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
         bad = 0
-        with owners_held(self.params):
+        # Whole or not at all: a Ctrl-C between two parameters' updates left the model half
+        # stepped, the per-parameter step counts out of step (fit deferred it; a loop of the
+        # user's calling step() did not).
+        with sigint_deferred(), owners_held(self.params):
             for i, (p, st) in enumerate(zip(self.params, self.state)):
                 if keeps is None:
                     bits = self._update(p.data.reshape(-1), p.grad.reshape(-1), st)
@@ -244,7 +248,7 @@ class Optimizer:
                     bits = self._update(p.data.reshape(-1), p.grad.reshape(-1), st, keeps[i])
                 p._changed()
                 bad = None if bad is None or not isinstance(bits, int) else bad | bits
-        self.steps += 1  # counted once done (a step that raised is not one)
+            self.steps += 1  # counted once done (a step that raised is not one)
         return bad
 
     def _update(self, data, grad, state):  # flat [n] views
@@ -578,6 +582,14 @@ def clip_grad_norm(parameters: Union[Parameter, Iterable[Parameter]], max_norm: 
     error_if_nonfinite = flag("error_if_nonfinite", error_if_nonfinite)
     if isinstance(parameters, Parameter):
         parameters = [parameters]
+    parameters = list(parameters)
+    # The norm and the scaling on gradients no other thread's pass is writing (refused, as
+    # a step): one read mid-backward clipped by a norm of half-accumulated gradients.
+    with owners_held([p for p in parameters if isinstance(p, Parameter)]):
+        return _clip_grad_norm(parameters, max_norm, norm_type, error_if_nonfinite)
+
+
+def _clip_grad_norm(parameters, max_norm, norm_type, error_if_nonfinite):
     grads = []
     for i, p in enumerate(parameters):
         if not isinstance(p, Parameter):

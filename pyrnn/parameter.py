@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -166,15 +167,23 @@ def owners_held(params):
     for p in params:
         if p._owner is not None:
             owners.setdefault(id(p._owner), p._owner)
+    held = _held_natives.__dict__.setdefault("ids", set())  # this thread's, by id
     with contextlib.ExitStack() as stack:
         for owner in owners.values():
             native = getattr(owner, "__dict__", {}).get("_native")
             if native is not None and hasattr(native, "hold"):  # a recurrent layer's own flag
+                if id(native) in held:  # (re-entrant in one thread, as _exclusive: pyrnn.init's
+                    continue            # zeros_ calls constant_, each holding)
                 native.hold()  # (raises while another thread runs it: not ours to release)
+                held.add(id(native))
+                stack.callback(held.discard, id(native))
                 stack.callback(native.release)
             else:
                 stack.enter_context(_exclusive(owner))
         yield
+
+
+_held_natives = threading.local()  # owners_held: the native layers this thread holds
 
 
 def _of_layer(name, layer, key):
@@ -226,9 +235,10 @@ class ParamWrites:
     def _params_changed(self):
         self._params_version += 1
 
-    def _forward_made(self):
-        """At a training forward: the write count its cache belongs to."""
-        self._forward_params_version = self._params_version
+    def _forward_made(self, version=None):
+        """At a training forward: the write count its cache belongs to (version: the count at
+        the pass's start, where the pass runs without the GIL; default the count now)."""
+        self._forward_params_version = self._params_version if version is None else version
 
     def _check_params_unchanged(self):
         if self._forward_params_version not in (None, self._params_version):

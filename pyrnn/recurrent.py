@@ -17,7 +17,8 @@ import numpy as np
 from . import _arrays, _attrs, _core
 from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
-from .parameter import Parameter, ParamWrites, bind_pending
+from ._signals import sigint_deferred
+from .parameter import Parameter, ParamWrites, bind_pending, owners_held
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -219,7 +220,8 @@ class _Recurrent(ParamWrites):
 
     def load_params(self, values: Mapping[str, ArrayInput]) -> None:
         """Overwrite parameters from {name: array} (host arrays; missing names keep their value)."""
-        _arrays.load_into(self._params, values)
+        with owners_held(list(self.parameters())):  # (not while it runs in another thread)
+            _arrays.load_into(self._params, values)
         self._params_changed()
 
     def num_parameters(self) -> int:
@@ -432,14 +434,24 @@ class _Recurrent(ParamWrites):
         h0, c0 = self._initial(hx, N, unbatched)
         lens = None if lengths is None else lengths_array(lengths, N, T)
         seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
-        y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
-        self._last = (unbatched, T, N) if self.training else None
-        self._forward_made()  # after the pass: a failed forward leaves the old cache and count
+        y, hn, cn = self._native_forward(x, h0, c0, lens, seed, T, N, unbatched)
         y = self._to_user(y, unbatched)
         if unbatched:
             hn = hn[:, 0, :]
             cn = None if cn is None else cn[:, 0, :]
         return (y, (hn, cn)) if self._is_lstm() else (y, hn)
+
+    def _native_forward(self, x, h0, c0, lens, seed, T, N, unbatched):
+        """The native pass (CPU or CUDA) and the bookkeeping of the cache it replaced, whole: a
+        Ctrl-C landing between them left a new cache under the old record (a backward then
+        differentiated the interrupted forward). The write count is the one at the pass's
+        start: a parameter write during it makes backward refuse it."""
+        version = self._params_version
+        with sigint_deferred():
+            y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
+            self._last = (unbatched, T, N) if self.training else None
+            self._forward_made(version)  # (a failed pass leaves the old cache and count)
+        return y, hn, cn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Through self.forward, so that a subclass overriding forward() is called.
@@ -447,6 +459,10 @@ class _Recurrent(ParamWrites):
 
     def _check_backward_ready(self):
         """RuntimeError unless backward() can run (Sequential asks every layer before any runs)."""
+        if not self._native.has_cache():
+            # Another thread's pass clears the cache at its start: name that, not "no forward".
+            self._native.hold()
+            self._native.release()
         if self._last is None or not self._native.has_cache():
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
                                "training mode: it differentiates the layer's LAST forward, and "
@@ -563,9 +579,7 @@ class _Recurrent(ParamWrites):
                 h0 = self._state_cuda("hx", hx, N, unbatched)
         lens = None if lengths is None else lengths_array(_host_lengths(lengths), N, T)
         seed = int(self._rng.integers(0, 2**63)) if self.training and self.dropout else 0
-        y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
-        self._last = (unbatched, T, N) if self.training else None
-        self._forward_made()  # after the pass: a failed forward leaves the old cache and count
+        y, hn, cn = self._native_forward(x, h0, c0, lens, seed, T, N, unbatched)
         y = self._to_user_cuda(y, unbatched, device_out)
         hn = self._states_out_cuda(hn, unbatched, device_out)
         cn = self._states_out_cuda(cn, unbatched, device_out)

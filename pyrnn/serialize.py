@@ -101,20 +101,13 @@ def save(obj: _Saveable, path: Union[PathOrBytes, SupportsWriteBytes]) -> None:
     the configs give (else ValueError); either way no file is written."""
     path = _save_target(path)  # before the work: a folder or "" is named as given
     spec = _spec(obj)
-    tensors, chunks, offset = [], [], 0
+    # The parameters read at one moment: a model fitting in another thread is refused (it
+    # wrote files with tensors from two steps), as a step running on a layer now.
     from ._arrays import host
-    for name, arr in obj.params.items():
-        a = np.ascontiguousarray(host(arr))  # layers on a GPU: host copies
-        le = a.dtype.newbyteorder("<")
-        data = a.astype(le, copy=False).tobytes()
-        pad = (-offset) % _ALIGN
-        if pad:
-            chunks.append(b"\0" * pad)
-            offset += pad
-        tensors.append({"name": name, "dtype": le.str, "shape": list(a.shape),
-                        "offset": offset, "nbytes": len(data)})
-        chunks.append(data)
-        offset += len(data)
+    from .layers import _one_thread_held
+    from .parameter import owners_held
+    with _one_thread_held(obj), owners_held(list(obj.parameters())):
+        tensors, chunks, offset = _tensors(obj, host)
     want = _expected("save", spec, _registry(), len(tensors))
     have = {t["name"]: (tuple(t["shape"]), np.dtype(t["dtype"])) for t in tensors}  # type: ignore[call-overload,arg-type,var-annotated]
     if have != want:
@@ -141,6 +134,25 @@ def save(obj: _Saveable, path: Union[PathOrBytes, SupportsWriteBytes]) -> None:
             _write_all(path, c)
     else:
         _atomic_write(path, [prefix, header] + chunks)
+
+
+def _tensors(obj, host):
+    """(tensor table, payload chunks, payload size) of obj's parameters, each 64-byte aligned
+    in little-endian order."""
+    tensors, chunks, offset = [], [], 0
+    for name, arr in obj.params.items():
+        a = np.ascontiguousarray(host(arr))  # layers on a GPU: host copies
+        le = a.dtype.newbyteorder("<")
+        data = a.astype(le, copy=False).tobytes()
+        pad = (-offset) % _ALIGN
+        if pad:
+            chunks.append(b"\0" * pad)
+            offset += pad
+        tensors.append({"name": name, "dtype": le.str, "shape": list(a.shape),
+                        "offset": offset, "nbytes": len(data)})
+        chunks.append(data)
+        offset += len(data)
+    return tensors, chunks, offset
 
 
 def _write_all(f, data):

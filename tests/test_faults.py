@@ -540,3 +540,87 @@ def test_an_input_of_another_dtype_gets_the_dtype_error_first():
     huge = np.broadcast_to(np.array(None, dtype=object), (2**16, 2**15, 1))
     with pytest.raises(TypeError):
         pyrnn.LSTM(1, 4)(huge)
+
+
+# ---- from a hunt (helper-139): Ctrl-C outside fit ---------------------------------------------
+
+def test_sigint_in_a_direct_optimizer_step_is_deferred(monkeypatch):
+    # A torch-style loop calling opt.step() itself: 466 of 800 parameters were stepped, the
+    # per-parameter Adam counts mixed 1 and 2 (fit deferred it, a direct step did not).
+    model = _model()
+    params = list(model.parameters())
+    for p in params:
+        p.grad[...] = 0.1
+    opt = optim.Adam(params, lr=1e-2)
+    opt.step()
+    real, calls = _train.adam_step, {"n": 0}
+
+    def adam_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(_train, "adam_step", adam_step)
+    with pytest.raises(KeyboardInterrupt):
+        opt.step()
+    assert calls["n"] == len(params) and opt.steps == 2
+    assert all(st["step"] == 2 for st in opt.state)
+
+
+class _InterruptingNative:
+    """A recurrent layer's native object whose forward returns and then sees a Ctrl-C (the
+    signal arrived while the native pass ran without the GIL)."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def forward(self, *args):
+        out = self._real.forward(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_sigint_after_a_recurrent_pass_keeps_its_cache_and_record_together():
+    # The cache was the interrupted forward's, the record (shapes, write count) the previous
+    # one's: a backward of the same shapes differentiated the interrupted forward silently.
+    rng = np.random.default_rng(0)
+    xa, xb = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
+    layer = pyrnn.GRU(4, 3, seed=0)
+    ref = pyrnn.GRU(4, 3, seed=0)
+    layer(xa)
+    real = layer._native
+    layer.__dict__["_native"] = _InterruptingNative(real)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            layer(xb[:4])  # another shape: the record must follow the cache
+    finally:
+        layer.__dict__["_native"] = real
+    assert layer._last[1] == 4  # (T of the interrupted pass, whose cache the layer holds)
+    ref(xb[:4])
+    dy = np.ones((4, 3, 3), np.float32)
+    np.testing.assert_array_equal(layer.backward(dy)[0], ref.backward(dy)[0])
+
+
+def test_sigint_between_a_models_layers_leaves_no_mixed_caches():
+    # Landing after layer 0 returned, it left _failed_at = 0 ("no cache changed") with layer
+    # 0's cache replaced: model.backward mixed the two forwards.
+    rng = np.random.default_rng(1)
+    xa, xb = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    gru = pyrnn.GRU(4, 3, batch_first=True, seed=0)
+    model = pyrnn.Sequential([gru, pyrnn.LastStep(), pyrnn.Dense(3, 1, seed=1)])
+    twin = pyrnn.Sequential([pyrnn.GRU(4, 3, batch_first=True, seed=0), pyrnn.LastStep(),
+                             pyrnn.Dense(3, 1, seed=1)])
+    model(xa)
+    real = gru._native
+    gru.__dict__["_native"] = _InterruptingNative(real)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model(xb)
+    finally:
+        gru.__dict__["_native"] = real
+    twin(xb)  # the interrupted pass ran whole: its caches are all xb's
+    dy = np.ones((3, 1), np.float32)
+    np.testing.assert_array_equal(model.backward(dy), twin.backward(dy))

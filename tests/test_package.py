@@ -153,7 +153,8 @@ def test_bad_cpu_isa_environment_is_named_and_recoverable(tmp_path):
 # larger suffixes are covered by the C++ grammar test.
 @pytest.mark.parametrize("value, expect", [("64M", 64 << 20), ("64 MiB", 64 << 20),
                                            ("512KB", 512 << 10), (" 1.5k ", 1536), ("123", 123),
-                                           ("0.0625g", 64 << 20)])
+                                           ("0.0625g", 64 << 20), ("64MIB", 64 << 20),
+                                           ("64mib", 64 << 20)])
 def test_memory_limit_environment_forms(tmp_path, value, expect):
     code = "import pyrnn._core as c; print(c.memory_limit())"
     env = dict(os.environ, PYRNN_MEMORY_LIMIT=value)

@@ -506,3 +506,90 @@ def test_passes_keep_their_threads(case):
             assert not _thread_ids() - ids
     finally:
         pyrnn.set_num_threads(before)
+
+
+# ---- from a hunt (helper-139): writes and model calls while another thread holds a layer ------
+
+def _held_elsewhere(obj):
+    """A context in which another thread holds obj as a running pass would (_exclusive)."""
+    import contextlib
+    from pyrnn.layers import _one_thread_held
+
+    @contextlib.contextmanager
+    def held():
+        entered, done = threading.Event(), threading.Event()
+
+        def hold():
+            with _one_thread_held(obj):
+                entered.set()
+                done.wait(30)
+        t = threading.Thread(target=hold)
+        t.start()
+        entered.wait(30)
+        try:
+            yield
+        finally:
+            done.set()
+            t.join()
+    return held()
+
+
+BUSY = "already running forward/backward in another thread"
+
+
+def test_parameter_writes_are_refused_while_the_layer_runs_elsewhere():
+    # load_params, params[...] =, pyrnn.init on a Parameter and clip_grad_norm went through
+    # during another thread's pass (a forward then read half-old weights), where zero_grad
+    # and an optimizer step were refused.
+    from pyrnn import init
+    dense = pyrnn.Dense(3, 2, seed=0)
+    gru = pyrnn.GRU(3, 2, seed=0)
+    def zeros(l, grad=False):
+        name = "bias" if l is dense else "bias_l0"
+        return {name: np.zeros_like((l.grads if grad else l.params)[name])}
+    writes = {
+        "load_params": lambda l: l.load_params(zeros(l)),
+        "params[]": lambda l: l.params.update(zeros(l)),
+        "params =": lambda l: setattr(l, "params", zeros(l)),
+        "grads[]": lambda l: l.grads.update(zeros(l, grad=True)),
+        "init": lambda l: init.zeros_(next(iter(l.parameters()))),
+        "clip": lambda l: optim.clip_grad_norm(l.parameters(), 1e-9)}
+    for layer in (dense, gru):
+        before = layer.numpy_params()
+        for what, write in writes.items():
+            if layer is gru:  # a recurrent layer's own busy flag, as its native pass sets it
+                layer._native.hold()
+                try:
+                    with pytest.raises(RuntimeError, match=BUSY):
+                        write(layer)
+                finally:
+                    layer._native.release()
+            else:
+                with _held_elsewhere(layer):
+                    with pytest.raises(RuntimeError, match=BUSY):
+                        write(layer)
+            assert all(np.array_equal(v, before[k]) for k, v in layer.numpy_params().items()), what
+        for write in writes.values():  # and all of them go through when it is free
+            write(layer)
+
+
+def test_a_model_running_elsewhere_refuses_its_other_calls_and_its_nested_models():
+    # eval(), zero_grad(), load_params() and save() on a model fitting in another thread went
+    # through (save wrote tensors of two steps); so did a nested model's predict().
+    inner = pyrnn.Sequential([pyrnn.Dense(4, 2, seed=1)])
+    outer = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=0), pyrnn.LastStep(),
+                              inner])
+    x = np.ones((2, 5, 3), np.float32)
+    calls = {"eval": outer.eval, "train": outer.train, "zero_grad": outer.zero_grad,
+             "load_params": lambda: outer.load_params({}),
+             "save": lambda: outer.save(os.devnull),
+             "inner.predict": lambda: inner.predict(np.ones((2, 4), np.float32)),
+             "inner.eval": inner.eval}
+    with _held_elsewhere(outer):
+        for what, call in calls.items():
+            with pytest.raises(RuntimeError, match="already running"):
+                call()
+    assert outer.training and inner.training
+    for call in calls.values():
+        call()
+    assert outer.predict(x).shape == (2, 2)

@@ -81,7 +81,7 @@ inline EnvMemoryLimit parse_memory_limit(const char* env) {
     case 't': case 'T': scale = 1099511627776.0; ++p; break;
     default: break;
   }
-  if (scale > 1 && *p == 'i') ++p;
+  if (scale > 1 && (*p == 'i' || *p == 'I')) ++p;  // ("4GIB" was refused, "4gib" not)
   if (*p == 'b' || *p == 'B') ++p;
   blanks();
   const double bytes = v * scale;  // NaN fails both comparisons
