@@ -92,22 +92,28 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-@contextlib.contextmanager
 def _one_thread_held(obj):
     """_exclusive over obj and, for a model, every model nested in it: inner.predict() in one
     thread during outer.fit() in another switched the fit's layers to eval mode."""
+    models, todo, seen = [], [obj], set()
+    while todo:
+        m = todo.pop()
+        if id(m) in seen:  # (a cycle: the model's own checks report it)
+            continue
+        seen.add(id(m))
+        models.append(m)
+        layers = getattr(m, "layers", None)
+        if isinstance(layers, list):
+            todo.extend(layer for layer in layers if isinstance(layer, Layer)
+                        and isinstance(getattr(layer, "layers", None), list))
+    return _exclusive(obj) if len(models) == 1 else _all_exclusive(models)
+
+
+@contextlib.contextmanager
+def _all_exclusive(objs):
     with contextlib.ExitStack() as stack:
-        todo, seen = [obj], set()
-        while todo:
-            m = todo.pop()
-            if id(m) in seen:  # (a cycle: the model's own checks report it)
-                continue
-            seen.add(id(m))
+        for m in objs:
             stack.enter_context(_exclusive(m))
-            layers = getattr(m, "layers", None)
-            if isinstance(layers, list):
-                todo.extend(layer for layer in layers if isinstance(layer, Layer)
-                            and isinstance(getattr(layer, "layers", None), list))
         yield
 
 

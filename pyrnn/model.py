@@ -628,11 +628,17 @@ class Sequential(Layer):
             return self._forward_linked(x, lengths)
 
     def _forward_linked(self, x, lengths):
-        # A Ctrl-C takes effect after the pass (the native code ran to its end anyway): landing
-        # between a layer's return and the next index, it left _failed_at naming a layer whose
-        # cache had changed (at 0: "none changed", and backward mixed the caches).
-        with _sigint_deferred():
+        try:
             return self._forward_layers(x, lengths)
+        except Exception:
+            raise
+        except BaseException:
+            # A Ctrl-C landing between a layer's return and the next index left _failed_at
+            # naming a layer whose cache had changed (at 0: "none changed", and backward mixed
+            # the caches): counted as changed (at worst a backward refused that could run).
+            if getattr(self, "_failed_at", None) is not None:
+                self._failed_at += 1
+            raise
 
     def _forward_layers(self, x, lengths):
         out = x

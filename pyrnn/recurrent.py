@@ -17,7 +17,6 @@ import numpy as np
 from . import _arrays, _attrs, _core
 from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
-from ._signals import sigint_deferred
 from .parameter import Parameter, ParamWrites, bind_pending, owners_held
 
 if TYPE_CHECKING:
@@ -442,15 +441,21 @@ class _Recurrent(ParamWrites):
         return (y, (hn, cn)) if self._is_lstm() else (y, hn)
 
     def _native_forward(self, x, h0, c0, lens, seed, T, N, unbatched):
-        """The native pass (CPU or CUDA) and the bookkeeping of the cache it replaced, whole: a
-        Ctrl-C landing between them left a new cache under the old record (a backward then
-        differentiated the interrupted forward). The write count is the one at the pass's
-        start: a parameter write during it makes backward refuse it."""
-        version = self._params_version
-        with sigint_deferred():
+        """The native pass (CPU or CUDA) and the record of the cache it leaves. The record is
+        cleared first: a Ctrl-C landing between the pass's return and the new record left a
+        new cache under the old record (a backward then differentiated the interrupted forward
+        silently); now backward refuses it. A pass that fails keeps its old cache, and the
+        record. The write count is the one at the pass's start: a parameter write during it
+        makes backward refuse it."""
+        version, last = self._params_version, self._last
+        self._last = None
+        try:
             y, hn, cn = self._native.forward(x, h0, c0, lens, self.training, seed)
-            self._last = (unbatched, T, N) if self.training else None
-            self._forward_made(version)  # (a failed pass leaves the old cache and count)
+        except Exception:  # (not a KeyboardInterrupt: that one may follow a whole pass)
+            self._last = last
+            raise
+        self._forward_made(version)
+        self._last = (unbatched, T, N) if self.training else None
         return y, hn, cn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
