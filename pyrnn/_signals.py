@@ -6,7 +6,7 @@ import threading
 try:  # the C functions: signal's wrappers convert handlers to enums, at 2-5 us a call (a
     import _signal as signal  # step of a small model took 11 us more with them)
 except ImportError:  # pragma: no cover - (another Python implementation)
-    import signal  # type: ignore[no-redef]
+    import signal
 
 
 _depth = [0]  # sigint_deferred blocks open in the main thread

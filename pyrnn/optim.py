@@ -602,7 +602,7 @@ def _clip_grad_norm(parameters, max_norm, norm_type, error_if_nonfinite):
         # array) would be scaled instead, and the clip silently lost. Checked for every
         # parameter before any is scaled. (DeviceArrays are C-contiguous; a read-only one, a
         # user's Parameter over an imported view, say, is refused as on the host.)
-        if not _arrays.writable(g) or (not _arrays.on_device(g) and not g.flags.c_contiguous):  # type: ignore[union-attr]
+        if not _arrays.writable(g) or (not _arrays.on_device(g) and not g.flags.c_contiguous):
             raise ValueError(f"parameter {p.name!r}: grad must be a writable C-contiguous array "
                              "(clip_grad_norm scales it in place)")
         grads.append(g.reshape(-1))

@@ -109,9 +109,9 @@ def save(obj: _Saveable, path: Union[PathOrBytes, SupportsWriteBytes]) -> None:
     with _one_thread_held(obj), owners_held(list(obj.parameters())):
         tensors, chunks, offset = _tensors(obj, host)
     want = _expected("save", spec, _registry(), len(tensors))
-    have = {t["name"]: (tuple(t["shape"]), np.dtype(t["dtype"])) for t in tensors}  # type: ignore[call-overload,arg-type,var-annotated]
+    have = {t["name"]: (tuple(t["shape"]), np.dtype(t["dtype"])) for t in tensors}
     if have != want:
-        diff = sorted(set(have) ^ set(want)) or [n for n in have if have[n] != want[n]]  # type: ignore[type-var]
+        diff = sorted(set(have) ^ set(want)) or [n for n in have if have[n] != want[n]]
         raise ValueError(f"cannot save {type(obj).__name__}: its parameters do not match what "
                          f"its config describes, so the file could not be loaded (first "
                          f"difference: {diff[0]!r}: parameter {have.get(diff[0])}, config "
