@@ -583,6 +583,17 @@ class _InterruptingNative:
         return getattr(self._real, name)
 
 
+def _interrupted(layer, call, x):
+    """call(x) with `layer`'s native pass followed by a Ctrl-C: a KeyboardInterrupt."""
+    real = layer._native
+    layer.__dict__["_native"] = _InterruptingNative(real)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call(x)
+    finally:
+        layer.__dict__["_native"] = real
+
+
 def test_sigint_after_a_recurrent_pass_never_pairs_its_cache_with_the_old_record():
     # The cache was the interrupted forward's, the record (shapes, write count) the previous
     # one's: a backward of the same shapes differentiated the interrupted forward silently.
@@ -590,13 +601,7 @@ def test_sigint_after_a_recurrent_pass_never_pairs_its_cache_with_the_old_record
     xa, xb = rng.standard_normal((2, 5, 3, 4)).astype(np.float32)
     layer = pyrnn.GRU(4, 3, seed=0)
     layer(xa)
-    real = layer._native
-    layer.__dict__["_native"] = _InterruptingNative(real)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            layer(xb)
-    finally:
-        layer.__dict__["_native"] = real
+    _interrupted(layer, layer, xb)
     with pytest.raises(RuntimeError, match="needs a preceding forward"):
         layer.backward(np.ones((5, 3, 3), np.float32))
     layer(xb)  # and the layer goes on
@@ -611,13 +616,7 @@ def test_sigint_between_a_models_layers_leaves_no_mixed_caches():
     gru = pyrnn.GRU(4, 3, batch_first=True, seed=0)
     model = pyrnn.Sequential([gru, pyrnn.LastStep(), pyrnn.Dense(3, 1, seed=1)])
     model(xa)
-    real = gru._native
-    gru.__dict__["_native"] = _InterruptingNative(real)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            model(xb)
-    finally:
-        gru.__dict__["_native"] = real
+    _interrupted(gru, model, xb)
     dy = np.ones((3, 1), np.float32)
     with pytest.raises(RuntimeError, match="failed at layer 1"):
         model.backward(dy)
