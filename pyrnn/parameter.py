@@ -167,20 +167,31 @@ def owners_held(params):
     for p in params:
         if p._owner is not None:
             owners.setdefault(id(p._owner), p._owner)
+    from ._signals import sigint_deferred
     held = _held_natives.__dict__.setdefault("ids", set())  # this thread's, by id
-    with contextlib.ExitStack() as stack:
-        for owner in owners.values():
-            native = getattr(owner, "__dict__", {}).get("_native")
-            if native is not None and hasattr(native, "hold"):  # a recurrent layer's own flag
-                if id(native) in held:  # (re-entrant in one thread, as _exclusive: pyrnn.init's
-                    continue            # zeros_ calls constant_, each holding)
-                native.hold()  # (raises while another thread runs it: not ours to release)
-                held.add(id(native))
-                stack.callback(held.discard, id(native))
-                stack.callback(native.release)
-            else:
-                stack.enter_context(_exclusive(owner))
+    natives, stack = [], contextlib.ExitStack()
+    try:
+        # A hold and its record, and below a release and its record, are never split by a
+        # Ctrl-C: a native flag (which knows no thread) left set made the layer refuse its own
+        # thread for good.
+        with sigint_deferred():
+            for owner in owners.values():
+                native = getattr(owner, "__dict__", {}).get("_native")
+                if native is not None and hasattr(native, "hold"):  # a recurrent layer's flag
+                    if id(native) in held:  # (re-entrant in one thread, as _exclusive:
+                        continue            # pyrnn.init's zeros_ calls constant_, each holding)
+                    native.hold()  # (raises while another thread runs it: not ours to release)
+                    held.add(id(native))
+                    natives.append(native)
+                else:
+                    stack.enter_context(_exclusive(owner))
         yield
+    finally:
+        with sigint_deferred():
+            for native in reversed(natives):
+                held.discard(id(native))
+                native.release()
+            stack.close()
 
 
 _held_natives = threading.local()  # owners_held: the native layers this thread holds

@@ -17,6 +17,7 @@ import numpy as np
 from . import _arrays, _attrs, _core
 from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
+from ._signals import sigint_deferred
 from .parameter import Parameter, ParamWrites, bind_pending, owners_held
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class _Recurrent(ParamWrites):
         del state["_native"]
         state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
         state["_last"] = None
+        state.pop("_busy_owner", None)  # (a save holding it in another thread: not the copy's)
         return state
 
     def __setstate__(self, state):
@@ -465,9 +467,11 @@ class _Recurrent(ParamWrites):
     def _check_backward_ready(self):
         """RuntimeError unless backward() can run (Sequential asks every layer before any runs)."""
         if not self._native.has_cache():
-            # Another thread's pass clears the cache at its start: name that, not "no forward".
-            self._native.hold()
-            self._native.release()
+            # Another thread's pass clears the cache at its start: name that, not "no forward"
+            # (the pair never split by a Ctrl-C: the flag left set refused this thread too).
+            with sigint_deferred():
+                self._native.hold()
+                self._native.release()
         if self._last is None or not self._native.has_cache():
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
                                "training mode: it differentiates the layer's LAST forward, and "

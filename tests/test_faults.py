@@ -622,3 +622,44 @@ def test_sigint_between_a_models_layers_leaves_no_mixed_caches():
         model.backward(dy)
     model(xb)
     assert model.backward(dy).shape == xb.shape
+
+
+class _InterruptedHold(_InterruptingNative):
+    """A native layer whose hold() is followed by a Ctrl-C."""
+
+    def forward(self, *args):
+        return self._real.forward(*args)
+
+    def hold(self):
+        self._real.hold()
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_sigint_right_after_a_layer_is_held_leaves_it_free():
+    # The native busy flag knows no thread: a Ctrl-C between hold() and the release's
+    # registration left it set, and the layer refused its own thread for good.
+    for write in (lambda layer: layer.load_params({}),
+                  lambda layer: optim.clip_grad_norm(layer.parameters(), 1.0),
+                  lambda layer: layer.backward(np.ones((2, 1, 3), np.float32))):  # (no cache)
+        layer = pyrnn.GRU(2, 3, seed=0)
+        real = layer._native
+        layer.__dict__["_native"] = _InterruptedHold(real)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                write(layer)
+        finally:
+            layer.__dict__["_native"] = real
+        layer(np.zeros((2, 1, 2), np.float32))  # free again, in this thread
+        layer.load_params({})
+
+
+def test_a_copy_of_a_recurrent_layer_held_elsewhere_is_free():
+    # save() in another thread marks a bare layer busy (_one_thread_held): its pickle kept
+    # that thread's mark, and the copy refused every save.
+    import copy
+    import pickle
+    layer = pyrnn.LSTM(2, 3, seed=0)
+    layer.__dict__["_busy_owner"] = (os.getpid(), -1)  # as another thread's save sets it
+    for dup in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert dup.__dict__.get("_busy_owner") is None
+        dup.save(os.devnull)
