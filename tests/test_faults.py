@@ -583,10 +583,11 @@ class _InterruptingNative:
         return getattr(self._real, name)
 
 
-def _interrupted(layer, call, x):
-    """call(x) with `layer`'s native pass followed by a Ctrl-C: a KeyboardInterrupt."""
+def _interrupted(layer, call, x, proxy=None):
+    """call(x) with `layer`'s native object replaced by `proxy` (default: its pass followed
+    by a Ctrl-C): a KeyboardInterrupt."""
     real = layer._native
-    layer.__dict__["_native"] = _InterruptingNative(real)
+    layer.__dict__["_native"] = (proxy or _InterruptingNative)(real)
     try:
         with pytest.raises(KeyboardInterrupt):
             call(x)
@@ -642,13 +643,7 @@ def test_sigint_right_after_a_layer_is_held_leaves_it_free():
                   lambda layer: optim.clip_grad_norm(layer.parameters(), 1.0),
                   lambda layer: layer.backward(np.ones((2, 1, 3), np.float32))):  # (no cache)
         layer = pyrnn.GRU(2, 3, seed=0)
-        real = layer._native
-        layer.__dict__["_native"] = _InterruptedHold(real)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                write(layer)
-        finally:
-            layer.__dict__["_native"] = real
+        _interrupted(layer, write, layer, _InterruptedHold)
         layer(np.zeros((2, 1, 2), np.float32))  # free again, in this thread
         layer.load_params({})
 
