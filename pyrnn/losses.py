@@ -114,8 +114,6 @@ class Loss:
     committed at its end, by _keep_dpred."""
 
     def __init__(self, reduction: Reduction = "mean") -> None:
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
         self._dpred: Any = None
         self._dtype: Any = None
@@ -124,6 +122,23 @@ class Loss:
         self._place = (False, 0)  # (on device, device) of the forward in progress
         self.count = 0
         self._numerator: Optional[float] = None
+
+    @property
+    def reduction(self) -> Reduction:
+        """'mean' or 'sum'; checked whenever set (fit / evaluate weigh batches by it)."""
+        return self._reduction
+
+    @reduction.setter
+    def reduction(self, value: Reduction) -> None:
+        if not isinstance(value, str) or value not in _REDUCTIONS:
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {value!r}")
+        self._reduction = value
+
+    def __setstate__(self, state):
+        # Pickles from before reduction was checked when set kept it as a plain attribute.
+        if "reduction" in state:
+            state["_reduction"] = state.pop("reduction")
+        self.__dict__.update(state)
 
     def __getstate__(self):
         # The gradient of the last batch is not copied (a fitted model's pickle would carry
@@ -269,7 +284,7 @@ class CrossEntropyLoss(Loss):
         state.setdefault("_label_smoothing", 0.0)
         if state["_weight"] is not None:
             state["_weight"].setflags(write=False)  # (unpickled arrays come back writable)
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
     @property
     def weight(self) -> Optional[npt.NDArray[np.float64]]:
@@ -447,27 +462,49 @@ class BCEWithLogitsLoss(Loss):
     applied along the last axis; another length is a ValueError at forward (PyTorch refuses
     it too), never a broadcast that changes the loss's shape."""
 
-    pos_weight: Optional[npt.NDArray[np.float64]]
+    _pos_weight: Optional[npt.NDArray[np.float64]]
     _correct: int
     _total: int
 
     def __init__(self, pos_weight: Optional[npt.ArrayLike] = None,
                  reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
-        if pos_weight is not None:
-            kind = np.asarray(pos_weight).dtype.kind
+        self.pos_weight = pos_weight  # type: ignore[assignment]  # (the setter takes ArrayLike)
+        self._correct = self._total = 0
+
+    def __setstate__(self, state):
+        # Pickles from before pos_weight was checked when set kept it as a plain attribute.
+        if "pos_weight" in state:
+            state["_pos_weight"] = state.pop("pos_weight")
+        if state.get("_pos_weight") is not None:
+            state["_pos_weight"].setflags(write=False)  # (unpickled arrays come back writable)
+        super().__setstate__(state)
+
+    @property
+    def pos_weight(self) -> Optional[npt.NDArray[np.float64]]:
+        """The positive-class weight (a 0-d or (C,) array, read-only), or None; checked
+        whenever set."""
+        return self._pos_weight
+
+    @pos_weight.setter
+    def pos_weight(self, value: Optional[npt.ArrayLike]) -> None:
+        if value is not None:
+            kind = np.asarray(value).dtype.kind
             if kind not in "iuf":  # "3" was taken as 3.0, "a" failed in NumPy's words
                 raise TypeError(f"pos_weight must be a number or numbers, got "
-                                f"{type(pos_weight).__name__} of dtype {np.asarray(pos_weight).dtype}")
-            pos_weight = np.asarray(pos_weight, dtype=np.float64)
-            if pos_weight.ndim > 1:
+                                f"{type(value).__name__} of dtype {np.asarray(value).dtype}")
+            # A copy (the caller's array may change; the loss must not), read-only: a write
+            # into it would skip these checks, as CrossEntropyLoss's weight.
+            pw = np.array(value, dtype=np.float64)
+            if pw.ndim > 1:
                 raise ValueError(f"pos_weight must be a scalar or (C,), got "
-                                 f"{shape_str(pos_weight.shape)}")
-            if not np.isfinite(pos_weight).all():
+                                 f"{shape_str(pw.shape)}")
+            if not np.isfinite(pw).all():
                 # Every loss and gradient would be NaN (inf: NaN at y = 0), found only in training.
-                raise ValueError(f"pos_weight must be finite, got {pos_weight.tolist()!r}")
-        self.pos_weight = pos_weight
-        self._correct = self._total = 0
+                raise ValueError(f"pos_weight must be finite, got {pw.tolist()!r}")
+            pw.setflags(write=False)
+            value = pw
+        self._pos_weight = value
 
     def config(self) -> dict[str, Any]:
         pw = None if self.pos_weight is None else self.pos_weight.tolist()

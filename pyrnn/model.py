@@ -156,7 +156,8 @@ def _batch_loss(loss, pred, target, lens, steps):
     and its metrics, as Keras' masking does: the recurrent output there is 0, and a Dense after
     it would otherwise be trained toward the padding's targets."""
     if isinstance(loss, _losses.Loss):
-        loss._numerator = None  # set again by this forward's _reduce (a custom loss may not)
+        # Set again by this forward's _reduce (a custom loss may set neither: _batch_sum)
+        loss._numerator, loss.count = None, None
     shape = tuple(pred.shape)
     if lens is not None and len(shape) >= 3 and shape[1] == steps and bool((lens < steps).any()):
         if _takes_mask(loss):
@@ -168,14 +169,20 @@ def _batch_loss(loss, pred, target, lens, steps):
     return loss.forward(pred, target)
 
 
-def _batch_sum(loss, value):
-    """What an epoch's (or evaluate's) mean adds up for one batch: the batch's sum before the
-    mean divided it (the built-in losses keep it; value * count for a custom one), or the value
-    itself for reduction="sum"."""
+def _batch_sum(loss, value, samples):
+    """(what an epoch's (or evaluate's) mean adds up for one batch, what it divides by): the
+    batch's sum before the mean divided it and loss.count, what the mean divided by. A built-in
+    loss's forward keeps that sum (exact, also where a zero count gave a mean of 0); for any
+    other forward (a custom loss, or a subclass changing the value) it is value * count, and a
+    forward that sets no count is weighed by the batch's samples, as Keras weighs batch means
+    (0 would make its epoch's loss 0). reduction="sum": the values add up."""
+    if loss.count is None:
+        loss.count = samples
     if loss.reduction != "mean":
-        return value
+        return value, loss.count
     numerator = getattr(loss, "_numerator", None)
-    return numerator if numerator is not None else value * loss.count
+    own = getattr(type(loss).forward, "__module__", None) == _losses.__name__
+    return (numerator if own and numerator is not None else value * loss.count), loss.count
 
 
 def _epoch_loss(loss, total, count):
@@ -370,6 +377,16 @@ class Sequential(Layer):
                 embedding = True
             elif not isinstance(layer, (Dense, Dropout, LayerNorm)):
                 return None  # LastStep, a second Embedding, a custom layer: no rule
+        return None
+
+    def _features_first(self):
+        """The model's first layer (past Dropout) when it is a Dense or LayerNorm, which takes
+        a feature axis after the samples'; else None."""
+        for layer in _flat_layers(self.layers):
+            if isinstance(layer, (Dense, LayerNorm)):
+                return layer
+            if not isinstance(layer, Dropout):
+                return None
         return None
 
     def _check_rank(self, x, name="x"):
@@ -835,6 +852,12 @@ class Sequential(Layer):
                             f"and evaluate need targets (predict takes x alone)")
         x = self._data(prefix + "x", x, finite=False)  # (finite within lengths: below)
         self._check_rank(x, prefix + "x")
+        if x.ndim < 2 and self._features_first():
+            # (batches of a 1-D x reached Dense as one unbatched sample when batch_size
+            # covered x, and as a wrong feature size otherwise)
+            raise ValueError(f"{prefix}x: expected (N, F) samples-first input for "
+                             f"{self._features_first()!r}, got shape {shape_str(x.shape)} "
+                             f"(one sample: x[None])")
         N = x.shape[0]
         if lengths is not None:
             host_only(prefix + "lengths", lengths, _HOST_DATA)
@@ -853,10 +876,37 @@ class Sequential(Layer):
             # Per-step targets (N, T, ...) may hold anything in the padding, as x, and are read
             # as zeros there too: a loss without mask= would count them (with a warning).
             per_step = lengths is not None and y.ndim >= 2 and y.shape[1] == x.shape[1]
+            if per_step and not self._clean(y, dt):
+                # y's shape cannot tell per-step targets from per-sequence ones with as many
+                # outputs as steps (LastStep -> Dense(H, T)): the prediction's can (the loss
+                # masks the padding of a per-step one alone). Only asked when y holds values
+                # to refuse or zero: a forward of one sample.
+                per_step = self._per_step_output(x, lengths, prefix)
             y = self._finite(prefix + "y", y, lengths if per_step else None)
             # (the loss's gradient takes the model's dtype)
             y = self._check_range(prefix + "y", y, dt, lengths if per_step else None)
         return x, y, lengths
+
+    @staticmethod
+    def _clean(arr, dt):
+        """Whether float data arr holds only finite values within dtype dt's range."""
+        return (arr.dtype.kind != "f" or
+                (bool(np.isfinite(arr).all()) and (dt is None or beyond_range(arr, dt) is None)))
+
+    def _per_step_output(self, x, lengths, prefix):
+        """Whether the model's prediction on x is per step, (N, T, ...): that of _batch_loss's
+        mask, which leaves the padding out of the loss. Found on x's first sample, in eval
+        mode; a ValueError / TypeError names x, as fit's first-sample check does."""
+        try:
+            with self._eval_mode():
+                pred = self._forward_batch(x[:1], lengths[:1])
+        except (ValueError, TypeError) as e:
+            if type(e) not in (ValueError, TypeError):
+                raise
+            raise type(e)(f"{prefix}x {shape_str(x.shape)}, checked on its first sample: "
+                          f"{e}") from None
+        shape = tuple(pred.shape)
+        return len(shape) >= 3 and shape[1] == x.shape[1]
 
     def _probe_first_sample(self, data, loss, what):
         """Run data's (x, y, lengths) first sample through the model and the loss in eval mode
@@ -891,8 +941,9 @@ class Sequential(Layer):
                 lens = None if lengths is None else lengths[idx]
                 pred = self._forward_batch(x[idx], lens)
                 value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
-                total += _batch_sum(loss, value)
-                count += loss.count
+                part, counted = _batch_sum(loss, value, len(idx))
+                total += part
+                count += counted
                 for k, (c, t) in loss.metric_counts().items():
                     a, b = metrics.get(k, (0, 0))
                     metrics[k] = (a + c, b + t)
@@ -1272,8 +1323,9 @@ class Sequential(Layer):
                         raise err
                     finally:
                         err = None
-                total += _batch_sum(loss, value)
-                count += loss.count
+                part, counted = _batch_sum(loss, value, len(idx))
+                total += part
+                count += counted
                 for k, (c, t) in loss.metric_counts().items():
                     a, s = metrics.get(k, (0, 0))
                     metrics[k] = (a + c, s + t)

@@ -489,3 +489,85 @@ def test_the_kept_gradient_is_in_the_prediction_dtype(make, target):
     d = lf.backward()
     assert d.dtype == np.float32 and d is not lf.backward()
     np.testing.assert_array_equal(d, ref.backward().astype(np.float32))
+
+
+def test_a_subclass_changing_the_value_is_reported_as_it_returns_it():
+    # fit / evaluate added up the built-in forward's numerator, not what a subclass's forward
+    # returned: twice the MSE was reported as the MSE (helper-142).
+    class Doubled(losses.MSELoss):
+        def forward(self, pred, target, mask=None):
+            return 2.0 * super().forward(pred, target, mask)
+
+        def backward(self):
+            return 2.0 * super().backward()
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((7, 4)), rng.standard_normal((7, 2))
+    model = pyrnn.Sequential([pyrnn.Dense(4, 2, seed=0, dtype="float64")])
+    want = 2.0 * float(((model.predict(x) - y) ** 2).mean())
+    for bs in (2, 7):
+        assert model.evaluate(x, y, loss=Doubled(), batch_size=bs) == pytest.approx(want, 1e-12)
+    hist = model.fit(x, y, loss=Doubled(), optimizer=pyrnn.optim.SGD(model.parameters(), lr=0.0),
+                     batch_size=3, verbose=0)
+    assert hist["loss"][0] == pytest.approx(want, rel=1e-12)
+
+
+def test_a_custom_loss_setting_no_count_is_weighed_by_the_batch_samples():
+    # Its batches weighed count = 0: fit and evaluate reported a loss of 0.0 (helper-142).
+    class MyMSE(losses.Loss):
+        def forward(self, pred, target, mask=None):
+            d = np.asarray(pred, np.float64) - target
+            self._keep_dpred(2 * d / d.size, np.asarray(pred).dtype)
+            return float((d ** 2).mean())
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 1))
+    model = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0, dtype="float64")])
+    want = float(((model.predict(x) - y) ** 2).mean())
+    # batches of 4 and 2: their means weighed by samples, as Keras weighs them
+    assert model.evaluate(x, y, loss=MyMSE(), batch_size=3) == pytest.approx(want, rel=1e-12)
+    assert model.evaluate(x, y, loss=MyMSE(), batch_size=4) == pytest.approx(want, rel=1e-12)
+    hist = model.fit(x, y, loss=MyMSE(), optimizer=pyrnn.optim.SGD(model.parameters(), lr=0.0),
+                     batch_size=4, verbose=0)
+    assert hist["loss"][0] == pytest.approx(want, rel=1e-12)
+
+
+def test_pos_weight_is_the_losss_own_and_checked_whenever_set():
+    import pickle
+    pw = np.array([1.0, 2.0])
+    bce = losses.BCEWithLogitsLoss(pos_weight=pw)
+    logits, target = np.array([[0.5, -1.0]]), np.array([[1.0, 1.0]])
+    before = bce(logits, target)
+    pw[1] = np.inf  # the caller's array changing later changes nothing (helper-142)
+    assert bce(logits, target) == before and bce.pos_weight.tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="read-only"):
+        bce.pos_weight[0] = np.inf  # nor a write around the checks
+    with pytest.raises(ValueError, match="pos_weight must be finite"):
+        bce.pos_weight = [1.0, np.nan]
+    with pytest.raises(TypeError, match="pos_weight must be a number"):
+        bce.pos_weight = "3"
+    assert bce.pos_weight.tolist() == [1.0, 2.0]
+    again = pickle.loads(pickle.dumps(bce))
+    assert again(logits, target) == before
+    with pytest.raises(ValueError, match="read-only"):
+        again.pos_weight[0] = 0.0
+    old = losses.BCEWithLogitsLoss(pos_weight=3.0)  # as an older pyrnn pickled it
+    state = dict(old.__dict__)
+    state["pos_weight"] = np.array(3.0)
+    state["reduction"] = state.pop("_reduction")
+    del state["_pos_weight"]
+    restored = losses.BCEWithLogitsLoss.__new__(losses.BCEWithLogitsLoss)
+    restored.__setstate__(state)
+    assert restored(logits, target) == old(logits, target)
+    assert repr(restored) == "BCEWithLogitsLoss(pos_weight=3.0, reduction='mean')"
+
+
+@pytest.mark.parametrize("make", [losses.MSELoss, losses.CrossEntropyLoss,
+                                  losses.BCEWithLogitsLoss])
+def test_reduction_is_checked_whenever_set(make):
+    # A plain attribute: "none" set later was a mean to the loss and a sum to fit (helper-142).
+    loss = make()
+    for bad in ("none", "Mean", None, 1):
+        with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
+            loss.reduction = bad
+    assert loss.reduction == "mean"
+    loss.reduction = "sum"
+    assert repr(loss).count("reduction='sum'") == 1

@@ -1281,6 +1281,60 @@ def test_per_step_target_padding_may_hold_anything(loss, shape, fill):
         run(dirty)
 
 
+def test_sequence_targets_as_wide_as_the_steps_are_not_read_as_per_step():
+    # y (N, 3) for LastStep -> Dense(H, 3) on T = 3 looked per-step: a NaN in a column past a
+    # sample's length was accepted, and every such column of every sample zeroed, though the
+    # (N, 3) prediction takes no mask (helper-142). The prediction's shape decides now.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 3, 2))
+    lens = np.array([3, 2, 3, 1, 3, 3])
+    y = rng.standard_normal((6, 3))
+    m = pyrnn.Sequential([pyrnn.GRU(2, 4, batch_first=True, seed=1, dtype="float64"),
+                          pyrnn.LastStep(), pyrnn.Dense(4, 3, seed=2, dtype="float64")])
+    pred = m.predict(x, lengths=lens)
+    assert m.evaluate(x, y, loss="mse", lengths=lens) == pytest.approx(
+        float(((pred - y) ** 2).mean()), rel=1e-12)
+    dirty = y.copy()
+    dirty[1, 2] = np.nan  # past sample 1's length, but a target of its own
+    for call in (lambda: m.evaluate(x, dirty, loss="mse", lengths=lens),
+                 lambda: m.fit(x, dirty, loss="mse", optimizer="sgd", lengths=lens, verbose=0)):
+        with pytest.raises(ValueError, match=r"y contains NaN or Inf \(first at index \(1, 2\)\)"):
+            call()
+    with pytest.raises(ValueError, match=r"validation y contains NaN or Inf"):
+        m.fit(x, y, loss="mse", optimizer="sgd", lengths=lens, verbose=0,
+              validation_data=(x, dirty, lens))
+    big = y.copy()
+    big[3, 1] = 1e300  # beyond float64? no: beyond a float32 model's range
+    m32 = pyrnn.Sequential([pyrnn.GRU(2, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                            pyrnn.Dense(4, 3, seed=2)])
+    with pytest.raises(ValueError, match=r"y has values beyond the float32 range"):
+        m32.evaluate(x, big, loss="mse", lengths=lens)
+    # The question is asked with a forward of one sample: a model that cannot take x says so,
+    # naming x, as fit's first-sample check does.
+    bad = pyrnn.Sequential([pyrnn.GRU(5, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                            pyrnn.Dense(4, 3, seed=2)])
+    with pytest.raises(ValueError, match=r"x \(6, 3, 2\), checked on its first sample: .*"):
+        bad.evaluate(x, dirty, loss="mse", lengths=lens)
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
+def test_one_dimensional_data_for_a_dense_model_is_refused(call):
+    # A 1-D x (3,) reached Dense as one unbatched sample when the batch covered it, and as a
+    # wrong feature size (N = 3 samples of no features) otherwise (helper-142).
+    m = pyrnn.Sequential([pyrnn.Dropout(0.1), pyrnn.Dense(3, 1, seed=0)])
+    x, y = np.ones(3, np.float32), np.ones((3, 1), np.float32)
+    kw = {"fit": dict(loss="mse", optimizer="sgd", verbose=0), "evaluate": dict(loss="mse"),
+          "predict": {}}[call]
+    args = (x,) if call == "predict" else (x, y)
+    for bs in (1, 2, 32):
+        with pytest.raises(ValueError, match=r"x: expected \(N, F\) samples-first input for "
+                                             r"Dense\(3, 1\), got shape \(3,\)"):
+            getattr(m, call)(*args, batch_size=bs, **kw)
+    assert m(x).shape == (1,)  # a direct call takes an unbatched sample, as torch's Linear
+    emb = pyrnn.Sequential([pyrnn.Embedding(5, 2, seed=0)])  # (N,) token ids: N samples
+    assert emb.predict(np.array([0, 1, 4]), batch_size=2).shape == (3, 2)
+
+
 def test_a_diverged_fit_does_not_keep_the_model_alive():
     # The error was raised from a local: the traceback's frame held it, a cycle that kept the
     # model, optimizer and data alive until a full gc run.
