@@ -33,21 +33,39 @@ def seed_arg(name: str, seed: Any) -> Optional[int]:
     return int(seed)
 
 
+def number_text(value: Any) -> str:
+    """value for an error message: an int too long to print whole is named by its size."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        digits = len(str(abs(int(value))))
+        if digits > 24:
+            return f"{'-' if value < 0 else ''}an integer of {digits} digits"
+    return str(value)
+
+
+def as_float(name: str, value: Any, why: str = "a finite number") -> float:
+    """float(value) of a real number; ValueError (not float()'s OverflowError) for an int
+    beyond the float range."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be {why}, got {number_text(value)}") from None
+
+
 def real_number(name: str, value: Any, low: Optional[float] = 0.0, low_open: bool = False,
                 high: Optional[float] = None, high_open: bool = True) -> float:
     """A finite real number in the range given (low None: no lower bound): TypeError for
     another type (bool included), ValueError for a value out of range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
+    lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low}"
+    hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
+    v = as_float(name, value, f"in {lo}, {hi}")
     bad = not math.isfinite(v)
     if low is not None:
         bad = bad or (v <= low if low_open else v < low)
     if high is not None:
         bad = bad or (v >= high if high_open else v > high)
     if bad:
-        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low}"
-        hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
         raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
     return v
 
@@ -115,6 +133,11 @@ def beyond_range(arr, dtype):
     turns into Inf, or None (no narrowing, or nothing overflows). Inf and NaN in arr are not
     counted: they are values of their own, which propagate as in PyTorch."""
     dt = np.dtype(dtype)
+    if arr.dtype.kind in "iu" and dt.kind == "f" and arr.size:
+        # Integers beyond float16's range (65504) cast to Inf too.
+        big = max(abs(int(arr.max())), abs(int(arr.min())))
+        with np.errstate(over="ignore"):
+            return float(big) if np.isinf(np.float64(big).astype(dt)) else None
     if arr.dtype.kind != "f" or arr.dtype.itemsize <= dt.itemsize or not arr.size:
         return None
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
@@ -172,6 +195,15 @@ def lengths_array(lengths: Any, batch: int, steps: int, name: str = "lengths",
             i = int(frac[0])
             value = float(arr.reshape(-1)[i])
             raise ValueError(f"{name} must be whole numbers, got {value!r} at index {i}")
+    elif arr.dtype == object and arr.size and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in arr.flat):
+        # Python ints beyond int64 (NumPy keeps them as objects): out of range, not "not
+        # integers"
+        i = next((i for i, v in enumerate(arr.flat) if not 1 <= v <= steps), None)
+        if i is not None:
+            raise ValueError(f"{name}[{i}] = {number_text(arr.flat[i])} is outside "
+                             f"[1, {steps}] (sequence length T = {steps})")
+        arr = arr.astype(np.int64)  # (an object array of small ints)
     elif arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
     given = arr.shape

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, ParamSpec, T
 
 import numpy as np
 
-from ._validate import cast_finite, seed_arg
+from ._validate import as_float, cast_finite, seed_arg
 from .parameter import Parameter, owners_held
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     def wrapper(tensor: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(tensor, Parameter):
             return run(tensor, *args, **kwargs)
+        tensor._check_attached(f"pyrnn.init.{fn.__name__}")
         with owners_held([tensor]):  # (not while its layer runs in another thread)
             result = run(tensor, *args, **kwargs)
         tensor._changed()
@@ -101,9 +102,19 @@ def _rng(rng, seed):
 def _number(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a finite number, got {type(value).__name__}")
-    if not math.isfinite(value):
+    v = as_float(name, value)
+    if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    return v
+
+
+def _gain(gain):
+    """A scale factor of a distribution's width: >= 0 (NumPy's "high - low < 0" named nothing;
+    torch refuses it too)."""
+    gain = _number("gain", gain)
+    if gain < 0:
+        raise ValueError(f"gain must be >= 0, got {gain}")
+    return gain
 
 
 def _fans(a):
@@ -129,7 +140,7 @@ def calculate_gain(nonlinearity: Nonlinearity, param: Optional[Real] = None) -> 
             slope = 0.01
         elif isinstance(param, bool) or not isinstance(param, numbers.Real):
             raise ValueError(f"negative_slope {param} is not a valid number")
-        elif not math.isfinite(param):
+        elif not math.isfinite(as_float("negative_slope", param)):
             raise ValueError(f"negative_slope must be a finite number, got {param}")
         else:
             slope = float(param)
@@ -193,7 +204,7 @@ def xavier_uniform_(tensor: _Target, gain: Real = 1.0, *, rng: _Rng = None,
                     seed: Seed = None) -> Array:
     """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     a = _target(tensor)
-    gain = _number("gain", gain)
+    gain = _gain(gain)
     fan_in, fan_out = _fans(a)
     if a.size == 0:
         return a  # nothing to fill (and no fan to divide by), as torch's kaiming_*
@@ -206,7 +217,7 @@ def xavier_normal_(tensor: _Target, gain: Real = 1.0, *, rng: _Rng = None,
                    seed: Seed = None) -> Array:
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     a = _target(tensor)
-    gain = _number("gain", gain)
+    gain = _gain(gain)
     fan_in, fan_out = _fans(a)
     if a.size == 0:
         return a

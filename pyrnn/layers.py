@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, U
 import numpy as np
 
 from . import _arrays, _attrs, _core, _train
-from ._validate import (check_allocation, flag, float_dtype, host_only, lengths_array,
+from ._validate import (as_float, check_allocation, flag, float_dtype, host_only, lengths_array,
                         positive_int, real_array, seed_arg, shape_str, train_mode)
 from .parameter import Parameter, ParamWrites, bind_pending, owners_held
 
@@ -862,7 +862,7 @@ class LayerNorm(Layer):
             raise TypeError(f"eps must be a finite number >= 0, got {type(eps).__name__}")
         if not eps >= 0 or eps == float("inf"):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-        self._eps = float(eps)
+        self._eps = as_float("eps", eps, "a finite number >= 0")
         self._dtype = float_dtype(dtype)
         # weight, bias and their gradients, as Dense and Embedding check theirs
         check_allocation(self.dim * 4 * self.dtype.itemsize, f"LayerNorm({self.dim})")

@@ -852,12 +852,6 @@ class Sequential(Layer):
                             f"and evaluate need targets (predict takes x alone)")
         x = self._data(prefix + "x", x, finite=False)  # (finite within lengths: below)
         self._check_rank(x, prefix + "x")
-        if x.ndim < 2 and self._features_first():
-            # (batches of a 1-D x reached Dense as one unbatched sample when batch_size
-            # covered x, and as a wrong feature size otherwise)
-            raise ValueError(f"{prefix}x: expected (N, F) samples-first input for "
-                             f"{self._features_first()!r}, got shape {shape_str(x.shape)} "
-                             f"(one sample: x[None])")
         N = x.shape[0]
         if lengths is not None:
             host_only(prefix + "lengths", lengths, _HOST_DATA)
@@ -868,6 +862,12 @@ class Sequential(Layer):
                 raise ValueError(f"{prefix}lengths need sequence data (N, T, ...), x has shape "
                                  f"{shape_str(x.shape)}")
             lengths = lengths_array(lengths, N, x.shape[1], prefix + "lengths", _HOST_DATA)
+        if x.ndim < 2 and self._features_first():
+            # (batches of a 1-D x reached Dense as one unbatched sample when batch_size
+            # covered x, and as a wrong feature size otherwise)
+            raise ValueError(f"{prefix}x: expected (N, F) samples-first input for "
+                             f"{self._features_first()!r}, got shape {shape_str(x.shape)} "
+                             f"(one sample: x[None])")
         x = self._finite(prefix + "x", x, lengths)
         dt = self._input_dtype()
         x = self._check_range(prefix + "x", x, dt, lengths)

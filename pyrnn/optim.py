@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from . import _arrays, _attrs
-from ._validate import flag, real_array, real_number
+from ._validate import as_float, flag, real_array, real_number
 from ._arrays import zero_
 from ._signals import sigint_deferred
 from .parameter import Parameter, owners_held
@@ -607,7 +607,7 @@ def _clip_grad_norm(parameters, max_norm, norm_type, error_if_nonfinite):
                              "(clip_grad_norm scales it in place)")
         grads.append(g.reshape(-1))
     if isinstance(max_norm, numbers.Real) and not isinstance(max_norm, bool) and \
-            float(max_norm) == math.inf:
+            as_float("max_norm", max_norm) == math.inf:
         # torch still multiplies every gradient by min(inf / (norm + 1e-6), 1) = 1; here a
         # finite norm leaves them untouched (the same values), a NaN or inf one scales by
         # NaN as torch's does
@@ -623,7 +623,7 @@ def _clip_grad_norm(parameters, max_norm, norm_type, error_if_nonfinite):
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
         raise TypeError(f"norm_type must be a number > 0 (or math.inf), got "
                         f"{type(norm_type).__name__}")
-    norm_type = float(norm_type)
+    norm_type = as_float("norm_type", norm_type, "a number > 0 (or math.inf)")
     if not norm_type > 0:
         raise ValueError(f"norm_type must be > 0 or inf, got {norm_type}")
     if not grads:

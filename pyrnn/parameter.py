@@ -22,12 +22,14 @@ class Parameter:
     ``grad`` across backward calls until zero_grad(). A layer moved with ``.to(device)`` gets
     new storage: build optimizers after moving the model.
 
-    Two Parameters are equal (and hash alike) when they view the same storage, whatever their
-    names: each parameters() call makes new Parameter objects, and Sequential's carry the
-    layer index in their names, so ``p not in set(model.layers[0].parameters())`` is how a
-    subset (layers to freeze) is told apart, as with PyTorch's tensors.
+    Two Parameters are equal when they view the same storage, whatever their names: each
+    parameters() call makes new Parameter objects, and Sequential's carry the layer index in
+    their names, so ``p not in set(model.layers[0].parameters())`` is how a subset (layers to
+    freeze) is told apart, as with PyTorch's tensors. The hash is the shape's and dtype's:
+    a Parameter copied inside its own layer's state (a set of them kept on the layer) exists
+    before its storage does, and must hash then as it will.
     """
-    __slots__ = ("_name", "_data", "_grad", "_owner")
+    __slots__ = ("_name", "_data", "_grad", "_owner", "_pending")
 
     def __init__(self, name: str, data: Array, grad: Array, owner: object | None = None) -> None:
         kinds = (_kind(data), _kind(grad))
@@ -41,6 +43,7 @@ class Parameter:
         self._data = data
         self._grad = grad
         self._owner = owner  # the layer whose array data is (a ParamWrites), or None
+        self._pending = None  # (key, shape, dtype str) while its layer is rebuilt: _of_layer
 
     def __reduce__(self):
         # As PyTorch, where an optimizer and its model hold the same tensors: a deep copy or a
@@ -55,13 +58,21 @@ class Parameter:
         key = next((k for k, v in params.items() if v is self._data), None) if params else None
         if key is None:
             return (Parameter, (self._name, self._data, self._grad))
-        return (_of_layer, (self._name, self._owner, key))
+        return (_of_layer, (self._name, self._owner, key, tuple(self._data.shape),
+                            np.dtype(self._data.dtype).str))
 
     def _detached(self):
         """Whether its layer no longer holds the arrays this Parameter views (layer.to() gave
         it new storage): an update through it would change nothing the layer uses."""
         params = getattr(self._owner, "__dict__", {}).get("_params")
         return params is not None and not any(v is self._data for v in params.values())
+
+    def _check_attached(self, what):
+        """RuntimeError when _detached(): `what` would write memory its layer no longer uses."""
+        if self._detached():
+            raise RuntimeError(f"{what}: parameter {self._name!r} no longer views its layer's "
+                               "memory (the layer was moved with .to() after this Parameter "
+                               "was taken); take it again from the layer's parameters()")
 
     def _changed(self):
         """Called by whatever writes ``data`` through pyrnn (an optimizer step, pyrnn.init):
@@ -80,16 +91,22 @@ class Parameter:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Parameter):
             return NotImplemented
+        if self._data is None or other._data is None:
+            # Copied while its layer is rebuilt: the same parameter of the same layer is the
+            # same storage once bound (bind_pending)
+            return self is other or (self._pending is not None and
+                                     self._owner is other._owner and
+                                     self._pending == other._pending)
         if self._data is other._data:
             return True
-        if self._data is None or other._data is None or not self._data.size:
+        if not self._data.size:
             return False  # (empty arrays may share an address without sharing anything)
         return self._storage() == other._storage()
 
     def __hash__(self) -> int:
-        if self._data is None or not self._data.size:
-            return id(self._data)
-        return hash(self._storage())
+        if self._data is None:  # (a pickle from before the signature was kept: none)
+            return hash(None if self._pending is None else self._pending[1:])
+        return hash((tuple(self._data.shape), np.dtype(self._data.dtype).str))
 
     @property
     def name(self) -> str:
@@ -147,6 +164,7 @@ class Parameter:
 
     def zero_grad(self) -> None:
         from ._arrays import zero_
+        self._check_attached("zero_grad")
         with owners_held([self]):
             zero_(self._grad)
 
@@ -197,16 +215,19 @@ def owners_held(params):
 _held_natives = threading.local()  # owners_held: the native layers this thread holds
 
 
-def _of_layer(name, layer, key):
-    """The Parameter `name` over layer's parameter `key` (how a Parameter is copied)."""
+def _of_layer(name, layer, key, shape=None, dtype=None):
+    """The Parameter `name` over layer's parameter `key` (how a Parameter is copied; shape and
+    dtype: its array's, absent from pickles of before)."""
     params = getattr(layer, "__dict__", {}).get("_params")
     if params is not None:
         return Parameter(name, params[key], layer._grads[key], layer)
     # The layer is still being rebuilt: its own state holds this Parameter (a layer keeping its
-    # optimizer, or a list of its parameters), and copy / pickle restore that state before the
-    # layer's arrays exist. The arrays are bound at the end of its __setstate__ (bind_pending).
+    # optimizer, or a set of its parameters), and copy / pickle restore that state before the
+    # layer's arrays exist. The arrays are bound at the end of its __setstate__ (bind_pending);
+    # until then it compares and hashes by what it will view (a set built now stays valid).
     p = object.__new__(Parameter)
     p._name, p._data, p._grad, p._owner = name, None, None, layer
+    p._pending = (key, None if shape is None else tuple(shape), dtype)
     layer.__dict__.setdefault("_pending_parameters", []).append((p, key))
     return p
 
@@ -214,7 +235,7 @@ def _of_layer(name, layer, key):
 def bind_pending(layer):
     """End of a layer's __setstate__: binds the Parameters copied while it was rebuilt."""
     for p, key in layer.__dict__.pop("_pending_parameters", ()):
-        p._data, p._grad = layer._params[key], layer._grads[key]
+        p._data, p._grad, p._pending = layer._params[key], layer._grads[key], None
 
 
 def _kind(a):

@@ -65,6 +65,7 @@ def _host_lengths(lengths):
 class _Recurrent(ParamWrites):
     _cell: Any = None  # "rnn_tanh" | "rnn_relu" | "lstm" | "gru"
     _takes_lengths = True  # Sequential passes the sequence lengths to forward
+    _last_lens = None  # (class default: pickles from before have none)
 
     # Read-only (see _attrs.Fixed); `training` stays a plain attribute (train(), eval()); `device`
     # changes only through to().
@@ -119,6 +120,7 @@ class _Recurrent(ParamWrites):
         self._grads = self._native.views(True)
         self.training = True
         self._last = None  # (unbatched, T, N) of the cached forward
+        self._last_lens = None  # its lengths (N,) int64, or None
 
     def _make_native(self, device):
         args = (self._cell, self.input_size, self.hidden_size, self.num_layers, self.bias,
@@ -361,11 +363,11 @@ class _Recurrent(ParamWrites):
                              f"T = {T}, N = {N} (input shape {shape_str(given)})")
         return x, unbatched
 
-    def _beyond_range_in_padding(self, x, lengths, err):
-        """x cast to the layer dtype when its values beyond that range (float64 data for a
-        float32 layer: err) all lie past the lengths, where padding may hold anything (as NaN
-        and Inf may: they become +-Inf there, which reaches no output or gradient); else err,
-        or the largest such value within the lengths."""
+    def _beyond_range_in_padding(self, x, lengths, err, name="x"):
+        """x (the input, or d_out: `name`) cast to the layer dtype when its values beyond that
+        range (float64 data for a float32 layer: err) all lie past the lengths, where padding
+        may hold anything (as NaN and Inf may: they become +-Inf there, which reaches no output
+        or gradient); else err, or the largest such value within the lengths."""
         arr = np.asarray(x)  # (real_array took it: numeric, on the host)
         if lengths is None or "beyond the" not in str(err) or arr.ndim not in (2, 3):
             raise err
@@ -380,11 +382,17 @@ class _Recurrent(ParamWrites):
             valid = valid.T                            # [N, T]
         big = beyond_range(arr3[valid], self.dtype)
         if big is not None:
-            raise ValueError(f"x has values beyond the {np.dtype(self.dtype)} range within its "
-                             f"lengths (the largest is {big:.3g}); scale the data or use "
-                             f"float64") from None
+            raise ValueError(f"{name} has values beyond the {np.dtype(self.dtype)} range "
+                             f"within its lengths (the largest is {big:.3g}); scale the data "
+                             f"or use float64") from None
         with np.errstate(over="ignore"):
             return np.asarray(arr, dtype=self.dtype, order="C")
+
+    def _padding_range(self, d_out, want, err):
+        """_beyond_range_in_padding for backward's d_out, shaped as the forward's output (any
+        other shape: err, and then the shape error)."""
+        lens = self._last_lens if np.shape(d_out) == want else None
+        return self._beyond_range_in_padding(d_out, lens, err, "d_out")
 
     def _state(self, name, value, N, unbatched):
         LD, H = self.num_layers * self.num_directions, self.hidden_size
@@ -457,6 +465,7 @@ class _Recurrent(ParamWrites):
             self._last = last
             raise
         self._forward_made(version)
+        self._last_lens = lens  # (before _last: an interrupt between them leaves it None)
         self._last = (unbatched, T, N) if self.training else None
         return y, hn, cn
 
@@ -499,7 +508,10 @@ class _Recurrent(ParamWrites):
             want = (T, DH)
         else:
             want = (N, T, DH) if self.batch_first else (T, N, DH)
-        dy = real_array("d_out", d_out, self.dtype)
+        try:
+            dy = real_array("d_out", d_out, self.dtype)
+        except ValueError as e:  # padding past the lengths may hold anything, as in forward
+            dy = self._padding_range(d_out, want, e)
         if dy.shape != want:
             raise ValueError(f"d_out must have the forward output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
@@ -606,7 +618,10 @@ class _Recurrent(ParamWrites):
         if device_out:
             dy = self._device_in("d_out", d_out)
         else:
-            dy = real_array("d_out", d_out, self.dtype)
+            try:
+                dy = real_array("d_out", d_out, self.dtype)
+            except ValueError as e:  # padding past the lengths may hold anything, as in forward
+                dy = self._padding_range(d_out, want, e)
         if tuple(dy.shape) != want:
             raise ValueError(f"d_out must have the forward output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")

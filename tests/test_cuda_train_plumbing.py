@@ -12,7 +12,7 @@ import pytest
 
 import pyrnn
 import pyrnn.cuda
-from pyrnn import losses, optim
+from pyrnn import init, losses, optim
 
 from cuda_fakes import FakeDev, install
 
@@ -554,6 +554,25 @@ def test_zero_grad_of_an_optimizer_built_before_moving_is_refused(fake):
     layer.to("cuda")
     with pytest.raises(RuntimeError, match="no longer views its layer's memory"):
         opt.zero_grad()
+
+
+@pytest.mark.parametrize("kind", ["dense", "lstm"])
+def test_init_or_zero_grad_through_a_parameter_taken_before_moving_is_refused(fake, kind):
+    # pyrnn.init wrote the old host arrays, silently (and counted a write the layer never got);
+    # Parameter.zero_grad zeroed them (helper-143). The optimizers already refused.
+    layer = pyrnn.Dense(2, 3, seed=0) if kind == "dense" else pyrnn.LSTM(2, 3, seed=0)
+    p = next(layer.parameters())
+    layer.to("cuda")
+    before = {k: h(v).copy() for k, v in layer.numpy_params().items()}
+    for call in (lambda: init.constant_(p, 5.0), lambda: init.xavier_uniform_(p, seed=0),
+                 p.zero_grad):
+        with pytest.raises(RuntimeError, match=f"parameter '{p.name}' no longer views its "
+                                               "layer's memory"):
+            call()
+    same_tree(layer.numpy_params(), before, "untouched")
+    fresh = next(layer.parameters())
+    init.constant_(fresh, 5.0)  # the Parameter taken again does reach the layer
+    assert (h(layer.numpy_params()[fresh.name]) == 5.0).all()
 
 
 def test_layernorm_keeps_a_copy_of_a_device_input_for_backward(fake):

@@ -348,3 +348,75 @@ def test_recurrent_signatures_spell_out_their_keywords(cls, own):
     with pytest.raises(TypeError, match=rf"{cls.__name__}\.__init__\(\) got an unexpected "
                                         r"keyword argument 'bidirectionl'"):
         cls(3, 4, bidirectionl=True)
+
+
+def test_integers_beyond_the_float_range_are_value_errors_naming_the_argument():
+    # float(10**400) is an OverflowError: it escaped from init, callbacks, LayerNorm and
+    # clip_grad_norm, naming nothing (helper-143).
+    from pyrnn import callbacks, init, optim
+    huge = 10 ** 400
+    layer = pyrnn.Dense(3, 2)
+    cases = {
+        "gain": lambda: init.xavier_uniform_(np.zeros((3, 3)), gain=huge),
+        "b": lambda: init.uniform_(np.zeros(3), 0, huge),
+        "negative_slope": lambda: init.calculate_gain("leaky_relu", huge),
+        "min_delta": lambda: callbacks.EarlyStopping(min_delta=huge),
+        "eps": lambda: pyrnn.LayerNorm(3, eps=huge),
+        "max_norm": lambda: optim.clip_grad_norm(layer.parameters(), huge),
+        "norm_type": lambda: optim.clip_grad_norm(layer.parameters(), 1.0, norm_type=huge),
+        "lr": lambda: optim.Adam(layer.parameters(), lr=huge),
+    }
+    for name, call in cases.items():
+        with pytest.raises(ValueError, match=rf"{name} must be .*got an integer of 401 digits"):
+            call()
+
+
+def test_init_argument_errors_name_the_argument():
+    from pyrnn import init
+    for fn in (init.xavier_uniform_, init.xavier_normal_):
+        with pytest.raises(ValueError, match=r"gain must be >= 0, got -1.0"):  # was NumPy's words
+            fn(np.zeros((3, 3)), gain=-1)
+    w = np.zeros(3, np.float16)
+    for value in (70000, 70000.0):  # the int was a bare FloatingPointError
+        with pytest.raises(ValueError, match="beyond the float16 range"):
+            init.constant_(w, value)
+    init.constant_(w, 65504)
+    assert (w == 65504).all()
+
+
+def test_lengths_beyond_int64_are_named_out_of_range():
+    layer = pyrnn.RNN(3, 4)
+    with pytest.raises(ValueError, match=r"lengths\[0\] = 18446744073709551616 is outside "
+                                         r"\[1, 5\]"):  # was "must be integers, dtype object"
+        layer(np.zeros((5, 2, 3)), lengths=[2 ** 64, 1])
+    y, _ = layer(np.zeros((5, 2, 3)), lengths=np.array([5, 2], dtype=object))
+    assert y.shape == (5, 2, 4)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_backward_takes_anything_in_d_out_padding_as_forward_takes_it_in_x(batch_first):
+    # NaN there was ignored, but a finite float64 value beyond float32's range was refused
+    # (helper-143); it reaches no gradient either way.
+    rng = np.random.default_rng(0)
+    layer = pyrnn.GRU(3, 4, seed=1, batch_first=batch_first)
+    x = rng.standard_normal((2, 5, 3) if batch_first else (5, 2, 3))
+    lens = [5, 2]
+    d = rng.standard_normal((2, 5, 4) if batch_first else (5, 2, 4))
+    pad = (1, slice(2, None)) if batch_first else (slice(2, None), 1)
+    layer(x, lengths=lens)
+    want = layer.backward(d)
+    layer.zero_grad()
+    dirty = d.copy()
+    dirty[pad] = 1e39
+    layer(x, lengths=lens)
+    for got, expect in zip(layer.backward(dirty), want):  # (dx, dh0)
+        np.testing.assert_array_equal(got, expect)
+    inside = d.copy()
+    inside[(0, 1) if batch_first else (1, 0)] = 1e39
+    layer(x, lengths=lens)
+    with pytest.raises(ValueError, match=r"d_out has values beyond the float32 range within "
+                                         r"its lengths \(the largest is 1e\+39\)"):
+        layer.backward(inside)
+    layer(x)  # no lengths: every step counts
+    with pytest.raises(ValueError, match=r"d_out has values beyond the float32 range"):
+        layer.backward(dirty)

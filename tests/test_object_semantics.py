@@ -48,6 +48,27 @@ def test_empty_parameters_are_equal_only_to_themselves():
     assert p1 == p1 and p1 != p2 and len({p1, p2}) == 2
 
 
+@pytest.mark.parametrize("make", [lambda: pyrnn.LSTM(3, 4, seed=0),
+                                  lambda: pyrnn.GRU(3, 4, num_layers=2, seed=0),
+                                  lambda: pyrnn.Dense(3, 2, seed=0)],
+                         ids=["lstm", "gru2", "dense"])
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_set_of_its_own_parameters_kept_on_a_layer_survives_a_copy(make, how):
+    # Copied before the copy's arrays existed, every Parameter compared equal and hashed as
+    # None: the set and dict shrank to one entry, which then matched nothing (helper-143).
+    layer = make()
+    layer.no_decay = set(layer.parameters())
+    layer.names = {p: p.name for p in layer.parameters()}
+    layer.listed = list(layer.parameters())
+    c = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    n = len(list(layer.parameters()))
+    assert len(c.no_decay) == len(c.names) == n
+    assert all(p in c.no_decay and c.names[p] == p.name for p in c.parameters())
+    assert not any(p in c.no_decay for p in layer.parameters())  # the copy's own storage
+    assert [p.name for p in c.listed] == [p.name for p in layer.listed]
+    assert all(a == b for a, b in zip(c.listed, c.parameters()))
+
+
 @pytest.mark.parametrize("cls", [pyrnn.RNN, pyrnn.LSTM, pyrnn.GRU])
 def test_calling_a_recurrent_subclass_runs_its_forward(cls):
     calls = []
