@@ -507,8 +507,9 @@ class Sequential(Layer):
         _attrs.Device._refuse(self, "delete", None)
 
     def to(self, device: Device) -> Self:
-        """Move every layer to "cpu" or "cuda" (in place; returns self). Build optimizers
-        after moving: Parameter views taken before point at the old storage. If a layer fails
+        """Move every layer to "cpu" or "cuda" (in place; returns self). The optimizers the
+        model keeps (model.optimizer, fit's) follow, with their state; build others after
+        moving: Parameter views taken before point at the old storage. If a layer fails
         to move, the layers moved before it get their previous state back (the same arrays,
         caches and device), so a failed move changes nothing."""
         _check_device(device)
@@ -516,6 +517,7 @@ class Sequential(Layer):
         if device != "cpu":
             self._check_one_dtype(device)
         saved = _attribute_snapshots(self.layers)
+        follow = self._kept_optimizers()
         try:
             for i, layer in enumerate(self.layers):
                 if callable(getattr(layer, "to", None)):
@@ -528,7 +530,51 @@ class Sequential(Layer):
                 obj.__dict__.clear()
                 obj.__dict__.update(attrs)
             raise
+        del saved  # (the old storage: freed before the optimizers' state is uploaded)
+        self._follow(follow)
         return self
+
+    def _kept_optimizers(self):
+        """[(optimizer, its state_dict, the index in parameters() of each of its parameters,
+        None where not this model's)] for the optimizers the model keeps (model.optimizer, the
+        one fit built from a name), taken before a move."""
+        kept = self.__dict__.get("_fit_named_optimizer")
+        opts = [self.__dict__.get("optimizer"), kept[1] if kept is not None else None]
+        mine = list(self.parameters())
+        index = {}
+        for i, p in enumerate(mine):
+            index.setdefault(_arrays.data_ptr(p.data), []).append(i)
+        out, seen = [], set()
+        for opt in opts:
+            if not isinstance(opt, _optim.Optimizer) or id(opt) in seen:
+                continue
+            seen.add(id(opt))
+            where = [next((i for i in index.get(_arrays.data_ptr(p.data), ())
+                           if mine[i] == p), None) for p in opt.params]
+            if any(i is not None for i in where):
+                out.append((opt, opt.state_dict(), where))
+        return out
+
+    def _follow(self, kept):
+        """After a move: the kept optimizers train the moved parameters, their state (steps,
+        moments) uploaded to the new device, as the layers' arrays were. Their parameters
+        would otherwise view the old storage (keeping it, and the last forward's activations,
+        alive on the GPU; a CPU model's pickle needing a GPU). An optimizer that cannot follow
+        (a custom one's state refused, a MemoryError) is left as it was: its next step then
+        names the moved layer."""
+        if not kept:
+            return
+        mine = list(self.parameters())
+        for opt, sd, where in kept:
+            before = (list(opt.params), opt.state, opt._known)
+            try:
+                opt.params[:] = [p if i is None else mine[i]
+                                 for p, i in zip(opt.params, where)]
+                opt._sync_params()
+                opt.load_state_dict(sd)
+            except Exception:
+                opt.params[:] = before[0]
+                opt.state, opt._known = before[1], before[2]
 
     def numpy_params(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of every parameter ("0.weight_ih_l0", ...)."""

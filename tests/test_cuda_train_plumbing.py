@@ -6,6 +6,7 @@ fail clearly (mixed devices, stale optimizers). The real kernels are checked aga
 tests/test_cuda_train.py on a GPU and by the C++ host emulation (ctest)."""
 import io
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -544,6 +545,41 @@ def test_callbacks_on_a_cuda_model(fake, tmp_path):
     assert runs["cuda"][0] == runs["cpu"][0]
     same_tree(runs["cuda"][1], runs["cpu"][1], "restored best")
     same_tree(runs["cuda"][2], runs["cpu"][2], "checkpoint")
+
+
+@pytest.mark.parametrize("given", ["adam", "instance"])
+def test_the_models_optimizer_follows_it_to_the_cpu(fake, given):
+    # model.optimizer kept the device Parameters after model.to("cpu"): the old device
+    # storage stayed alive, and the CPU model's pickle held device arrays (helper-144). It
+    # follows now, its moments with it, as the named one did at the next fit.
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 4, 3)), rng.standard_normal((8, 2))
+
+    def trained(device, moves):
+        m = model_seq_regression(device)
+        opt = "adam" if given == "adam" else optim.Adam(m.parameters(), lr=0.01)
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0, seed=1)
+        for d in moves:
+            m.to(d)
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0, seed=2)
+        return m
+    want = trained("cpu", [])
+    got = trained("cuda", ["cpu"])
+    same_tree(got.numpy_params(), want.numpy_params(), "cuda, then cpu")
+    assert got.optimizer.steps == want.optimizer.steps == 4
+    opt = got.optimizer
+    assert all(isinstance(p.data, np.ndarray) and not p._detached() for p in opt.params)
+    assert all(isinstance(v, np.ndarray) for st in opt.state for v in st.values()
+               if hasattr(v, "shape"))
+    assert b"FakeDev" not in pickle.dumps(got)  # a CPU model's pickle needs no GPU
+    back = trained("cpu", ["cuda", "cpu"])  # and there and back again
+    same_tree(back.numpy_params(), want.numpy_params(), "cpu, cuda, cpu")
+    if given == "instance":  # the caller's own instance is the one that follows
+        m = model_seq_regression("cuda")
+        mine = optim.SGD(m.parameters(), lr=0.1)
+        m.fit(x, y, loss="mse", optimizer=mine, epochs=1, verbose=0)
+        m.to("cpu")
+        assert m.optimizer is mine and all(a == b for a, b in zip(mine.params, m.parameters()))
 
 
 def test_zero_grad_of_an_optimizer_built_before_moving_is_refused(fake):
