@@ -199,10 +199,10 @@ def lengths_array(lengths: Any, batch: int, steps: int, name: str = "lengths",
             isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in arr.flat):
         # Python ints beyond int64 (NumPy keeps them as objects): out of range, not "not
         # integers"
-        i = next((i for i, v in enumerate(arr.flat) if not 1 <= v <= steps), None)
-        if i is not None:
-            raise ValueError(f"{name}[{i}] = {number_text(arr.flat[i])} is outside "
-                             f"[1, {steps}] (sequence length T = {steps})")
+        for i, v in enumerate(arr.flat):
+            if not 1 <= v <= steps:
+                raise ValueError(f"{name}[{i}] = {number_text(v)} is outside [1, {steps}] "
+                                 f"(sequence length T = {steps})")
         arr = arr.astype(np.int64)  # (an object array of small ints)
     elif arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
