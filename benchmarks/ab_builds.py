@@ -20,13 +20,19 @@ import statistics
 import subprocess
 import sys
 
+# This Python's pyrnn: the machine's description and the shared helpers only (the builds timed
+# run in their own processes)
+from pyrnn._argtypes import int_range, positive_float
+from pyrnn._outfile import out_file, write_file
+from pyrnn.bench import cpu_id, cpu_model, provenance
+
 DEFAULT_SPECS = ["RNN,50,64,128,128,fwd", "LSTM,50,64,128,128,fwd", "GRU,50,64,128,128,fwd",
                  "LSTM,100,64,512,512,fwd"]
 
 # What each process runs: argv = threads, dtype, seconds, specs...; prints one JSON line with
 # pyrnn's version, where it was imported from, its ISA and each spec's median milliseconds.
 CHILD = r"""
-import json, statistics, sys, time
+import gc, json, statistics, sys, time
 import numpy as np, pyrnn
 threads, dtype, budget = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 pyrnn.set_num_threads(threads)
@@ -49,10 +55,15 @@ for spec in sys.argv[4:]:
             layer.backward(dy)
     f()
     ts, t0 = [], time.perf_counter()
-    while len(ts) < 5 or (time.perf_counter() - t0 < budget and len(ts) < 400):
-        a = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - a)
+    gc.collect()
+    gc.disable()  # (a collection inside a timed call: the methodology of every script here)
+    try:
+        while len(ts) < 5 or (time.perf_counter() - t0 < budget and len(ts) < 400):
+            a = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - a)
+    finally:
+        gc.enable()
     out["ms"][spec] = statistics.median(ts) * 1e3
 print(json.dumps(out))
 """
@@ -68,6 +79,18 @@ def check_spec(spec):
     return spec
 
 
+def build_path(text):
+    """--a / --b: "" (the installed pyrnn), or an existing folder, made absolute (the child
+    runs elsewhere: a relative path found nothing there, and the installed build was timed
+    under the folder's name)."""
+    if text == "":
+        return text
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder (a pip install --target "
+                                         f"site, or \"\" for the installed pyrnn)")
+    return os.path.abspath(text)
+
+
 def run_side(path, threads, dtype, budget, specs):
     env = dict(os.environ)
     if path:
@@ -77,32 +100,40 @@ def run_side(path, threads, dtype, budget, specs):
                           env=env, capture_output=True, text=True, cwd=os.path.expanduser("~"))
     if proc.returncode != 0:
         raise RuntimeError(f"the build at {path or '(installed)'} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if path and not os.path.realpath(out["file"]).startswith(os.path.realpath(path) + os.sep):
+        raise RuntimeError(f"the child imported pyrnn from {out['file']}, not from the build at "
+                           f"{path} (no pyrnn package there?)")
+    return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--a", required=True, help='build A: a PYTHONPATH folder, or "" (installed)')
-    ap.add_argument("--b", required=True, help='build B: a PYTHONPATH folder, or "" (installed)')
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=2.0, help="seconds per case and process")
+    ap.add_argument("--a", type=build_path, required=True,
+                    help='build A: a PYTHONPATH folder, or "" (installed)')
+    ap.add_argument("--b", type=build_path, required=True,
+                    help='build B: a PYTHONPATH folder, or "" (installed)')
+    ap.add_argument("--threads", type=int_range(1, 4096), nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int_range(1), default=5)
+    ap.add_argument("--budget", type=positive_float, default=2.0,
+                    help="seconds per case and process")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     ap.add_argument("--specs", type=check_spec, nargs="+", default=DEFAULT_SPECS)
     ap.add_argument("--labels", nargs=2, metavar=("A", "B"), default=["a", "b"],
                     help="names for the two builds in the JSON (e.g. their commits)")
-    ap.add_argument("--out")
+    ap.add_argument("--out", type=out_file, help="JSON file to write (checked before the run)")
     args = ap.parse_args(argv)
-    if args.rounds < 1 or any(t < 1 for t in args.threads):
-        ap.error("--rounds and --threads must be positive")
-    from pyrnn.bench import cpu_model  # this Python's pyrnn: for the machine's description only
 
     results, builds = [], {}
     for threads in args.threads:
         rounds = []
-        for _ in range(args.rounds):
-            a = run_side(args.a, threads, args.dtype, args.budget, args.specs)
-            b = run_side(args.b, threads, args.dtype, args.budget, args.specs)
+        for r in range(args.rounds):
+            # The order alternates round by round: a drift within a round hits each side alike
+            sides = {}
+            for side in ("a", "b") if r % 2 == 0 else ("b", "a"):
+                sides[side] = run_side(getattr(args, side), threads, args.dtype, args.budget,
+                                       args.specs)
+            a, b = sides["a"], sides["b"]
             builds = {"a": {k: a[k] for k in ("version", "file", "isa")},
                       "b": {k: b[k] for k in ("version", "file", "isa")}}
             rounds.append((a["ms"], b["ms"]))
@@ -118,16 +149,15 @@ def main(argv=None):
                   flush=True)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat()
     doc = {"benchmark": "ab_builds", "date": now,
-           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+           "machine": {"cpu": cpu_model(), "cpu_id": cpu_id(), "cores": os.cpu_count(),
                        "platform": platform.platform(), "python": sys.version.split()[0]},
            "dtype": args.dtype, "rounds": args.rounds, "budget_s": args.budget,
            "a": {"path": args.a, "label": args.labels[0], **builds.get("a", {})},
            "b": {"path": args.b, "label": args.labels[1], **builds.get("b", {})},
-           "results": results}
+           "provenance": provenance(None, __file__), "results": results}
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(doc, f, indent=2)
+        write_file(args.out, json.dumps(doc, indent=2))  # whole or not at all
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -38,6 +38,7 @@ import pyrnn
 from pyrnn.bench import (check_same, cpu_id, cpu_model, gc_paused,  # noqa: E402  (shared)
                          provenance)
 from pyrnn._argtypes import int_range, name_list, positive_float
+from pyrnn._outfile import out_file, write_file
 from pyrnn._core import fma_peak_gflops
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8),
@@ -106,15 +107,13 @@ def add_common_args(ap, repeats, min_repeats, budget, quick_help):
                     help=f"seconds per case and peer, at most (default {budget:g})")
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--out", type=out_file, help="write the results as JSON here (checked "
+                    "before the run)")
 
 
 def start(args):
-    """The common start of the layer, optimizer and training benchmarks: --out's folder made
-    first (a missing one would lose the results at the end), args.threads on both sides, and a
-    banner line. Returns torch, or None (--no-torch, or not installed)."""
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    """The common start of the layer, optimizer and training benchmarks: args.threads on both
+    sides, and a banner line. Returns torch, or None (--no-torch, or not installed)."""
     torch = torch_peer(args.threads, args.no_torch)
     pyrnn.set_num_threads(args.threads)
     print(f"pyrnn {pyrnn.__version__} ({pyrnn.get_cpu_isa()}), {args.threads} threads, "
@@ -132,8 +131,7 @@ def write_results(path, benchmark, threads, torch, rows):
            "python": platform.python_version(),
            "provenance": provenance(torch, __file__),  # (every script lives beside this one)
            "rows": rows}
-    with open(path, "w") as f:
-        json.dump(doc, f, indent=1)
+    write_file(path, json.dumps(doc, indent=1))  # whole or not at all
     print(f"wrote {path}")
 
 
@@ -227,23 +225,31 @@ def main(argv=None):
     ap.add_argument("--threads", type=int_range(1, 4096), default=None,
                     help="threads for both sides (default: pyrnn's: OMP_NUM_THREADS, else the "
                     "CPUs this process may run on)")
-    ap.add_argument("--repeats", type=int_range(2), default=30,
-                    help="timed rounds per case (>= 2: the quartiles need two)")
-    ap.add_argument("--budget", type=positive_float, default=20.0, help="seconds per case at most")
+    ap.add_argument("--repeats", type=int_range(2), default=None,
+                    help="timed rounds per case (>= 2: the quartiles need two; default 30, "
+                    "3 with --quick)")
+    ap.add_argument("--budget", type=positive_float, default=None,
+                    help="seconds per case at most (default 20, 2 with --quick)")
     ap.add_argument("--configs", type=name_list(tuple(CONFIGS)), default="seed,large,latency")
     ap.add_argument("--cells", type=name_list(tuple(GATES)), default="RNN,LSTM,GRU,GRU_seeds")
-    ap.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="few repeats (smoke test): the "
+                    "defaults of --repeats, --budget and --peak-seconds shrink")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="both sides' dtype (float64: no targets judged)")
     ap.add_argument("--batch-first", action="store_true",
                     help="both libraries' layers with batch_first=True, inputs (N, T, C)")
-    ap.add_argument("--peak-seconds", type=positive_float, default=1.0,
-                    help="seconds for each FMA peak measurement (one before, one after)")
-    ap.add_argument("--out", default=None, help="JSON file to write")
+    ap.add_argument("--peak-seconds", type=positive_float, default=None,
+                    help="seconds for each FMA peak measurement (one before, one after; "
+                    "default 1, 0.05 with --quick)")
+    ap.add_argument("--out", type=out_file, default=None, help="JSON file to write (checked "
+                    "before the run)")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.repeats, args.budget, args.peak_seconds = 3, 2.0, 0.05
+    # --quick shrinks the defaults; an option given keeps its value
+    for name, normal, quick in (("repeats", 30, 3), ("budget", 20.0, 2.0),
+                                ("peak_seconds", 1.0, 0.05)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else normal)
     if args.threads is None:
         args.threads = pyrnn.get_num_threads()
 
@@ -364,10 +370,8 @@ def main(argv=None):
         "summary": {k: v for k, v in summary.items() if k != "lines"},
         "provenance": provenance(torch, __file__), "results": rows,
     }
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    if args.out is not None:
+        write_file(args.out, json.dumps(result, indent=2))  # whole or not at all
         print(f"wrote {args.out}")
     return result
 

@@ -53,6 +53,7 @@ import time
 import numpy as np
 
 from pyrnn.bench import gc_paused, provenance
+from pyrnn._outfile import out_file, write_file
 
 CONFIGS = {"seed": (50, 64, 128, 128), "large": (100, 64, 512, 512), "latency": (50, 1, 32, 8)}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "GRU_seeds": 3}
@@ -433,11 +434,7 @@ def run(backend, args, stream=sys.stdout):
             "skipped": skipped, "summary": summary["data"], "results": rows,
         }
         if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            tmp = args.out + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(result, f, indent=2)
-            os.replace(tmp, args.out)
+            write_file(args.out, json.dumps(result, indent=2))  # whole or not at all
         return result
 
     for cname in args.configs.split(","):
@@ -540,7 +537,8 @@ def parse_args(argv):
                     help="comma list of pyrnn settings to time: " + ", ".join(VARIANTS))
     ap.add_argument("--no-check", action="store_true", help="skip the float64 reference check")
     ap.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
-    ap.add_argument("--out", default=None, help="JSON file to write")
+    ap.add_argument("--out", type=out_file, default=None, help="JSON file to write (checked "
+                    "before the run)")
     args = ap.parse_args(argv)
     # Usage errors (exit 2) before a GPU is looked for, not a KeyError minutes into a run.
     for name, known in (("configs", CONFIGS), ("cells", GATES), ("variants", VARIANTS)):

@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_cpu import start, write_results  # noqa: E402
 from pyrnn._argtypes import int_range, name_list  # noqa: E402
+from pyrnn._outfile import out_file  # noqa: E402
 
 # name: (cell, (T, N, C, H), num_layers, bidirectional, mode)
 CASES = {
@@ -186,11 +187,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int_range(1, 4096), default=1,
                     help="threads for both sides (default 1)")
-    ap.add_argument("--cases", type=name_list(tuple(CASES)), default=",".join(CASES))
+    ap.add_argument("--cases", type=name_list(tuple(CASES)), default=None,
+                    help=f"default: {','.join(CASES)} ({','.join(QUICK)} with --quick)")
     ap.add_argument("--quick", action="store_true",
-                    help=f"only {', '.join(QUICK)}, at (T, N, C, H) = {QUICK_SHAPE}")
+                    help=f"at (T, N, C, H) = {QUICK_SHAPE}, by default only {', '.join(QUICK)}")
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--out", type=out_file, help="write the results as JSON here (checked "
+                    "before the run)")
     ap.add_argument("--child", nargs=2, metavar=("LIB", "CASE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -200,7 +203,7 @@ def main(argv=None):
         child(lib, name, args.threads, args.quick)
         return 0
     torch = start(args)
-    names = QUICK if args.quick else args.cases.split(",")
+    names = args.cases.split(",") if args.cases else (QUICK if args.quick else list(CASES))
     rows = [run_case(name, torch, args.threads, args.quick) for name in names]
     fmt = lambda v, d=1: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
     print(f"{'case (MiB)':18} {'output':>7} {'pyrnn':>7} {'torch':>7} {'ratio':>6} "
@@ -209,7 +212,7 @@ def main(argv=None):
         print(f"{r['case']:18} {fmt(r['output_mb']):>7} {fmt(r['pyrnn_mb']):>7} "
               f"{fmt(r['torch_mb']):>7} {fmt(r['ratio'], 2):>6} {fmt(r['pyrnn_held_mb']):>11} "
               f"{fmt(r['torch_held_mb']):>7}")
-    if args.out:
+    if args.out is not None:
         write_results(args.out, "bench_memory", args.threads, torch, rows)
     return 0
 

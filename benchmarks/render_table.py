@@ -3,6 +3,7 @@
     python benchmarks/render_table.py benchmarks/results/cpu-*.json
     python benchmarks/render_table.py benchmarks/results/cuda-*.json    # bench_cuda.py's JSON
 """
+import argparse
 import json
 import sys
 
@@ -24,11 +25,18 @@ def _sentence(text):
     return (text if text.startswith("torch.") else text[0].upper() + text[1:]) + "."
 
 
+class NotATable(ValueError):
+    """A result JSON of another script (bench_layers.py, ab_builds.py, ...): no table here."""
+
+
 def render(path):
     with open(path) as f:
         r = json.load(f)
     if r.get("benchmark") == "bench_cuda":
         return render_cuda(r)
+    if r.get("benchmark") not in (None, "bench_cpu") or not {"machine", "pyrnn"} <= set(r):
+        raise NotATable(f"{path}: a {r.get('benchmark') or 'other'} result, not bench_cpu.py's "
+                        f"or bench_cuda.py's: skipped")
     m = r["machine"]
     cid = m.get("cpu_id") or {}
     cpu = m["cpu"] + (f" (family {cid['family']}, model {cid['model']})"
@@ -127,5 +135,23 @@ def render_cuda(r):
     return "\n".join(lines)
 
 
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("paths", nargs="+", metavar="JSON",
+                    help="bench_cpu.py / bench_cuda.py results (others are skipped, named on "
+                    "stderr)")
+    args = ap.parse_args(argv)
+    first = True
+    for path in args.paths:
+        try:
+            table = render(path)
+        except NotATable as e:
+            print(e, file=sys.stderr)
+            continue
+        print(("" if first else "\n") + table, flush=True)  # each as soon as it is made
+        first = False
+    return 0
+
+
 if __name__ == "__main__":
-    print("\n\n".join(render(p) for p in sys.argv[1:]))
+    sys.exit(main())

@@ -139,6 +139,10 @@ def summarize(log_dir, top=12):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(f"usage: {sys.argv[0]} LOG_FOLDER (compute-sanitizer's *.log files)",
+              file=sys.stderr)
+        sys.exit(2)
     out, ok = summarize(sys.argv[1])
     for line in out:
         print(line)

@@ -47,13 +47,17 @@ positive_float.__name__ = "float"
 
 
 def name_list(choices):
-    """Comma-separated names, each one of `choices` (e.g. "seed,large"); the text as given."""
+    """Comma-separated names, each one of `choices` once (e.g. "seed,large"); the text as
+    given."""
     def parse(text):
         parts = [p.strip() for p in text.split(",")]
         bad = [p for p in parts if p not in choices]
         if not text.strip() or bad:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated names from {', '.join(choices)}; got {text!r}")
+        twice = sorted({p for p in parts if parts.count(p) > 1})
+        if twice:  # (a result twice: summaries keyed by name counted or overwrote it)
+            raise argparse.ArgumentTypeError(f"{', '.join(twice)} named twice in {text!r}")
         return ",".join(parts)
     parse.__name__ = "list of names"
     return parse

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from . import _outfile
 from ._argtypes import int_range
 
 # Seed document 003: operation -> (CPU ms, GPU ms) at seq 50, batch 64, hidden 128.
@@ -219,7 +220,25 @@ def _gpu_fn(cell, x, torch):
 
 
 def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=None):
-    """Measure the table; returns a JSON-able dict (also printed as a table)."""
+    """Measure the table; returns a JSON-able dict (also printed as a table). The thread
+    counts it sets (pyrnn's and PyTorch's) are put back at the end, as demo.run does."""
+    import pyrnn
+    torch = None
+    if use_torch:
+        try:
+            import torch  # noqa: F811
+        except ImportError:
+            pass
+    saved = pyrnn.get_num_threads(), (torch.get_num_threads() if torch is not None else None)
+    try:
+        return _run(quick, threads, repeats, use_torch, stream)
+    finally:
+        pyrnn.set_num_threads(saved[0])
+        if torch is not None:
+            torch.set_num_threads(saved[1])
+
+
+def _run(quick, threads, repeats, use_torch, stream):
     stream = sys.stdout if stream is None else stream  # at call time: redirect_stdout
     import pyrnn
     from . import cuda
@@ -349,55 +368,28 @@ def add_arguments(parser):
                         help="CPU threads for pyrnn and PyTorch (default: pyrnn's thread count: "
                         "OMP_NUM_THREADS, else the CPUs this process may run on)")
     parser.add_argument("--repeats", type=int_range(1), default=None,
-                        help="timed rounds per cell (>= 1)")
+                        help="timed rounds per cell, at most (>= 1; default 30, 3 with "
+                        "--quick): a cell stops after 10 s of rounds (0.3 s with --quick) once "
+                        "3 have run; the JSON records each cell's count")
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
-
-
-def _missing_folders(folder):
-    """The folders that do not exist yet on the way to `folder`, outermost first."""
-    out = []
-    while not os.path.lexists(folder):
-        out.append(folder)
-        folder = os.path.dirname(folder)
-    return out[::-1]
 
 
 def main_args(args):
     from .cli import cpu_ready
     if not cpu_ready("bench"):
         return 2
-    if args.json:
-        # Before the run, not after minutes of it: the folder exists (made if need be) and is
-        # writable, and the path is no folder.
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if args.json.endswith(("/", os.sep)) or os.path.isdir(args.json):
-            print(f"pyrnn bench: --json {args.json}: a folder, not a file path", file=sys.stderr)
-            return 2
-        made = []  # folders made here, removed again if the path is refused
-        try:
-            for f in _missing_folders(folder):
-                os.mkdir(f)
-                made.append(f)
-            if os.path.exists(args.json):  # a file, a pipe (/dev/stdout), ...: as it is
-                if not os.access(args.json, os.W_OK):
-                    raise PermissionError(13, "not writable")
-            else:  # can the write after the run create it? (/sys/x.json got through)
-                target = os.path.realpath(args.json)  # a dangling link's target, kept so
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                os.unlink(target)
-        except OSError as e:
-            for f in reversed(made):
-                os.rmdir(f)
-            print(f"pyrnn bench: --json {args.json}: not a writable file path "
-                  f"({e.strerror or e})", file=sys.stderr)
+    if args.json is not None:
+        # Before the run, not after minutes of it
+        why = _outfile.problem(args.json)
+        if why:
+            print(f"pyrnn bench: --json {args.json}: {why}", file=sys.stderr)
             return 2
     result = run(quick=args.quick, threads=args.threads, repeats=args.repeats,
                  use_torch=not args.no_torch)
-    if args.json:
+    if args.json is not None:
         text = json.dumps(result, indent=2)
         try:
-            with open(args.json, "w") as f:
-                f.write(text)
+            _outfile.write_file(args.json, text)  # whole or not at all
         except BrokenPipeError:
             raise  # (a reader gone: cli.guarded's one line)
         except OSError as e:  # checked before the run, but a disk can fill meanwhile

@@ -43,13 +43,19 @@ def cpu_ready(command):
 
 
 def guarded(command, func, args):
-    """func(args)'s exit status; Ctrl-C is one line and status 130 (not a traceback), and a
+    """func(args)'s exit status; Ctrl-C is one line and status 130 (not a traceback), a
+    MemoryError one line and status 1 (2 for a PYRNN_MEMORY_LIMIT that is no size), and a
     reader that closed the pipe (`| head`) ends the command quietly."""
     try:
         return func(args)
     except KeyboardInterrupt:
         print(f"pyrnn {command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as e:
+        # pyrnn's own, naming PYRNN_MEMORY_LIMIT or the machine's memory: one line, as a bad
+        # PYRNN_CPU_ISA gets (a bad setting is a usage error, status 2)
+        print(f"pyrnn {command}: {e or 'out of memory'}", file=sys.stderr)
+        return 2 if "is not a size" in str(e) else 1
     except BrokenPipeError as e:
         if not _stdout_closed():  # another pipe (e.g. --json into one): say so
             print(f"pyrnn {command}: {e}", file=sys.stderr)
@@ -113,8 +119,8 @@ def main(argv=None):
     p_bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+        # argparse's usage error (stderr, status 2), naming the commands
+        parser.error("a command is needed: info, demo or bench (pyrnn -h for help)")
     return guarded(args.command, args.func, args)
 
 

@@ -16,15 +16,18 @@ data is generated or ships with the package. With matplotlib installed, the loss
 written to ``<out>/pyrnn_demo.png``.
 """
 import argparse
+import io
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+from . import _outfile
 from ._argtypes import int_list, int_range
+
+PNG_NAME = "pyrnn_demo.png"  # in --out
 
 BASELINE = 1.0 / 6.0  # MSE of always predicting the mean target (1.0) on the adding problem
 
@@ -358,31 +361,15 @@ def plot(results, char_hist, path):
     ax.set_xlabel("epoch")
     ax.set_ylabel("training cross-entropy (nats/char)")
     fig.tight_layout()
-    target = os.path.realpath(path)  # through a symlink, as a plain open() would write
-    folder = os.path.dirname(target)
+    buf = io.BytesIO()
     try:
-        os.makedirs(folder, exist_ok=True)
-        # A temporary file renamed into place: a failed write leaves no half PNG at `path`.
-        fd, tmp = tempfile.mkstemp(prefix=".pyrnn_demo.", suffix=".png", dir=folder)
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is not what open() gives
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format="png", dpi=100)
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        fig.savefig(buf, format="png", dpi=100)
+        _outfile.write_file(path, buf.getvalue())  # no half PNG at `path` if it fails
     except OSError as e:
         raise DemoError(f"could not write {path}: {e}") from None
     finally:
         plt.close(fig)
     return path
-
-
-def _umask():
-    mask = os.umask(0)  # the only way to read it; set back at once
-    os.umask(mask)
-    return mask
 
 
 # ---- driver -----------------------------------------------------------------------------
@@ -484,7 +471,7 @@ def _run(*, quick, device, seed, out, threads, lengths, plot_png, stream):
     p("")
     png = None
     if plot_png:
-        png = plot(results, hist, os.path.join(out, "pyrnn_demo.png"))
+        png = plot(results, hist, os.path.join(out, PNG_NAME))
         if png:
             p(f"Loss curves written to {os.path.abspath(png)}")
         else:
@@ -553,15 +540,8 @@ _lengths_arg.__name__ = "lengths"
 
 def _out_problem(out):
     """Why the PNG could not be written to folder `out` (made if need be), or None; nothing
-    is created here."""
-    path = os.path.abspath(out or ".")
-    while not os.path.lexists(path):  # the first part that exists must be a writable folder
-        path = os.path.dirname(path)
-    if not os.path.isdir(path):
-        return f"{path} is not a folder"
-    if not os.access(path, os.W_OK | os.X_OK):
-        return f"{path} is not writable"
-    return None
+    is left behind."""
+    return _outfile.problem(os.path.join(out or ".", PNG_NAME))
 
 
 def main_args(args):

@@ -266,3 +266,46 @@ def test_bad_arguments_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         load_bench().main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_quick_keeps_the_options_given_and_names_are_refused_twice(tmp_path, monkeypatch):
+    # --quick overwrote --repeats / --budget / --peak-seconds given with it; a config named
+    # twice was run twice and counted twice in the summary (helper-141).
+    bench = load_bench()
+    seen = {}
+    real = bench.fma_peak_gflops
+    monkeypatch.setattr(bench, "fma_peak_gflops",
+                        lambda threads, seconds: seen.setdefault("peak", seconds) and
+                        real(threads, 0.01))
+    res = bench.main(["--quick", "--no-torch", "--threads", "1", "--configs", "latency",
+                      "--cells", "RNN", "--repeats", "4", "--budget", "30",
+                      "--peak-seconds", "0.02"])
+    assert {r["repeats"] for r in res["results"]} == {4} and seen["peak"] == 0.02
+    for opt in ("--configs", "--cells"):
+        value = {"--configs": "latency,latency", "--cells": "RNN,GRU,RNN"}[opt]
+        with pytest.raises(SystemExit):
+            bench.main(["--quick", opt, value])
+    for out in (str(tmp_path), "", "/proc/pyrnn-x.json"):  # refused before the run
+        with pytest.raises(SystemExit):
+            bench.main(["--quick", "--no-torch", "--out", out])
+
+
+def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    # open(path, "w") then json.dump: a full disk left a cut, unreadable file over the
+    # previous one (helper-141).
+    bench = load_bench()
+    out = tmp_path / "r.json"
+    out.write_text('{"previous": true}')
+    import pyrnn.serialize
+
+    def full(f, *a):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(pyrnn.serialize, "_atomic_write",
+                        lambda path, chunks: full(None))
+    with pytest.raises(OSError, match="No space left"):
+        bench.write_results(str(out), "bench_layers", 1, None, [{"a": 1}])
+    assert json.loads(out.read_text()) == {"previous": True}
+    monkeypatch.undo()
+    bench.write_results(str(out), "bench_layers", 1, None, [{"a": 1}])
+    assert json.loads(out.read_text())["rows"] == [{"a": 1}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]

@@ -82,3 +82,17 @@ def test_eval_forward_holds_its_output_and_little_else(case):
         pytest.skip(got["why"])
     assert got["output_mb"] >= 31
     assert got["mb"] < 1.2 * got["output_mb"] + 4, got
+
+
+def test_quick_keeps_the_cases_given():
+    # --quick ran its own two cases whatever --cases named (helper-141).
+    bench = load_script("bench_memory")
+    ran = []
+    bench.run_case = lambda name, torch, threads, quick: ran.append((name, quick)) or {
+        "case": name, "output_mb": None, "pyrnn_mb": None, "torch_mb": None, "ratio": None,
+        "pyrnn_held_mb": None, "torch_held_mb": None}
+    bench.main(["--quick", "--no-torch", "--cases", "gru_eval"])
+    assert ran == [("gru_eval", True)]
+    ran.clear()
+    bench.main(["--quick", "--no-torch"])
+    assert ran == [(name, True) for name in bench.QUICK]

@@ -445,3 +445,68 @@ def test_environment_values_that_are_not_utf8_give_the_documented_errors(tmp_pat
                          cwd=tmp_path, env={**env, b"PYRNN_MEMORY_LIMIT": b"4\xffG"}, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith(
         "MemoryError PYRNN_MEMORY_LIMIT='4\\xffG' is not a size"), (out.stdout, out.stderr)
+
+
+def test_bench_json_is_written_whole_and_an_empty_path_refused(tmp_path, monkeypatch):
+    # The JSON was written in place: a failed write (a full disk) left a cut file over the
+    # previous good one; --json "" ran and wrote nothing (helper-141).
+    from pyrnn import bench
+    import argparse
+    import pyrnn.serialize
+    keep = tmp_path / "keep.json"
+    keep.write_text('{"previous": true}')
+    args = argparse.Namespace(json=str(keep), quick=True, threads=1, repeats=1, no_torch=True)
+    monkeypatch.setattr(bench, "run", lambda **kw: {"ok": 1})
+
+    def full(path, chunks):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(pyrnn.serialize, "_atomic_write", full)
+    assert bench.main_args(args) == 2  # (the results printed to stderr instead)
+    assert json.loads(keep.read_text()) == {"previous": True}
+    assert os.listdir(tmp_path) == ["keep.json"]
+    args.json = ""
+    assert bench.main_args(args) == 2
+    out = _run(_pyrnn_exe() + ["bench", "--quick", "--json", ""], tmp_path, timeout=60)
+    assert out.returncode == 2 and "--json : an empty path" in out.stderr, out.stderr
+
+
+def test_bench_run_puts_the_thread_counts_back():
+    # demo.run put them back; bench.run left both libraries at its count (helper-141).
+    from pyrnn import bench
+    torch = pytest.importorskip("torch")
+    saved = pyrnn.get_num_threads(), torch.get_num_threads()
+    pyrnn.set_num_threads(2)
+    torch.set_num_threads(2)
+    try:
+        bench.run(quick=True, threads=1, repeats=1, stream=io.StringIO())
+        assert pyrnn.get_num_threads() == 2 and torch.get_num_threads() == 2
+    finally:
+        pyrnn.set_num_threads(saved[0])
+        torch.set_num_threads(saved[1])
+
+
+def test_demo_out_problems_are_found_before_the_run(tmp_path):
+    # os.access let /proc/x, /sys/x and a folder named pyrnn_demo.png through: the whole demo
+    # ran, then failed (helper-141). A real create-and-delete check now, leaving nothing.
+    (tmp_path / "o2" / "pyrnn_demo.png").mkdir(parents=True)
+    for out in ("/proc/pyrnn_x", str(tmp_path / "o2")):
+        assert demo._out_problem(out), out
+    assert demo._out_problem(str(tmp_path / "new" / "deeper")) is None
+    assert sorted(os.listdir(tmp_path)) == ["o2"]  # the check made nothing that stayed
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    # A bad PYRNN_MEMORY_LIMIT was a traceback from demo and bench, and `pyrnn` alone
+    # printed its help to stdout (helper-141).
+    env = dict(os.environ, PYRNN_MEMORY_LIMIT="garbage")
+    out = subprocess.run(_pyrnn_exe() + ["bench", "--quick", "--no-torch", "--threads", "1"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("pyrnn bench: PYRNN_MEMORY_LIMIT='garbage' is not a size")
+    env["PYRNN_MEMORY_LIMIT"] = "100K"
+    out = subprocess.run(_pyrnn_exe() + ["bench", "--quick", "--no-torch", "--threads", "1"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "more than PYRNN_MEMORY_LIMIT (100.0 KiB)" in out.stderr
+    out = _run(_pyrnn_exe(), tmp_path, timeout=60)
+    assert out.returncode == 2 and out.stdout == "" and "a command is needed" in out.stderr
