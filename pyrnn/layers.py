@@ -37,7 +37,7 @@ import numpy as np
 from . import _arrays, _attrs, _core, _train
 from ._validate import (as_float, check_allocation, flag, float_dtype, host_only, lengths_array,
                         positive_int, real_array, seed_arg, shape_str, train_mode)
-from .parameter import Parameter, ParamWrites, bind_pending, owners_held
+from .parameter import Parameter, ParamWrites, bind_pending, owned, owners_held
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -317,7 +317,7 @@ class Layer(ParamWrites):
     def parameters(self) -> Iterator[Parameter]:
         """Yields a pyrnn.Parameter (name, data, grad views) per parameter."""
         for name, data in self._params.items():
-            yield Parameter(name, data, self._grads[name], self)
+            yield owned(name, data, self._grads[name], self, name)
 
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self._params.values()))

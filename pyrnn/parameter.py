@@ -22,14 +22,15 @@ class Parameter:
     ``grad`` across backward calls until zero_grad(). A layer moved with ``.to(device)`` gets
     new storage: build optimizers after moving the model.
 
-    Two Parameters are equal when they view the same storage, whatever their names: each
-    parameters() call makes new Parameter objects, and Sequential's carry the layer index in
-    their names, so ``p not in set(model.layers[0].parameters())`` is how a subset (layers to
-    freeze) is told apart, as with PyTorch's tensors. The hash is the shape's and dtype's:
-    a Parameter copied inside its own layer's state (a set of them kept on the layer) exists
-    before its storage does, and must hash then as it will.
+    Two Parameters are equal when they are the same parameter, whatever their names: the same
+    array of the same layer (also across ``layer.to()``, as PyTorch's parameters survive
+    ``.to()``; and while a copy of the layer is being rebuilt, before its arrays exist), or,
+    for Parameters of no pyrnn layer, views of the same storage. Each parameters() call makes
+    new Parameter objects, and Sequential's carry the layer index in their names, so
+    ``p not in set(model.layers[0].parameters())`` is how a subset (layers to freeze) is told
+    apart, as with PyTorch's tensors.
     """
-    __slots__ = ("_name", "_data", "_grad", "_owner", "_pending")
+    __slots__ = ("_name", "_data", "_grad", "_owner", "_key")
 
     def __init__(self, name: str, data: Array, grad: Array, owner: object | None = None) -> None:
         kinds = (_kind(data), _kind(grad))
@@ -43,7 +44,7 @@ class Parameter:
         self._data = data
         self._grad = grad
         self._owner = owner  # the layer whose array data is (a ParamWrites), or None
-        self._pending = None  # (key, shape, dtype str) while its layer is rebuilt: _of_layer
+        self._key = None  # the owner's name for the array (owned()), or None
 
     def __reduce__(self):
         # As PyTorch, where an optimizer and its model hold the same tensors: a deep copy or a
@@ -58,8 +59,7 @@ class Parameter:
         key = next((k for k, v in params.items() if v is self._data), None) if params else None
         if key is None:
             return (Parameter, (self._name, self._data, self._grad))
-        return (_of_layer, (self._name, self._owner, key, tuple(self._data.shape),
-                            np.dtype(self._data.dtype).str))
+        return (_of_layer, (self._name, self._owner, key))
 
     def _detached(self):
         """Whether its layer no longer holds the arrays this Parameter views (layer.to() gave
@@ -91,22 +91,25 @@ class Parameter:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Parameter):
             return NotImplemented
-        if self._data is None or other._data is None:
-            # Copied while its layer is rebuilt: the same parameter of the same layer is the
-            # same storage once bound (bind_pending)
-            return self is other or (self._pending is not None and
-                                     self._owner is other._owner and
-                                     self._pending == other._pending)
+        if self is other:
+            return True
+        if self._key is not None or other._key is not None:
+            # A layer's own: the same array of the same layer. Not its storage's address,
+            # which a copy being rebuilt does not have yet (a set of them kept on the layer
+            # was built then), and a hash by shape alone made sets quadratic.
+            return self._owner is other._owner and self._key == other._key
         if self._data is other._data:
             return True
-        if not self._data.size:
+        if self._data is None or other._data is None or not self._data.size:
             return False  # (empty arrays may share an address without sharing anything)
         return self._storage() == other._storage()
 
     def __hash__(self) -> int:
-        if self._data is None:  # (a pickle from before the signature was kept: none)
-            return hash(None if self._pending is None else self._pending[1:])
-        return hash((tuple(self._data.shape), np.dtype(self._data.dtype).str))
+        if self._key is not None:
+            return hash((id(self._owner), self._key))
+        if self._data is None or not self._data.size:
+            return id(self._data)
+        return hash(self._storage())
 
     @property
     def name(self) -> str:
@@ -215,19 +218,24 @@ def owners_held(params):
 _held_natives = threading.local()  # owners_held: the native layers this thread holds
 
 
-def _of_layer(name, layer, key, shape=None, dtype=None):
-    """The Parameter `name` over layer's parameter `key` (how a Parameter is copied; shape and
-    dtype: its array's, absent from pickles of before)."""
+def owned(name, data, grad, layer, key):
+    """The Parameter `name` over layer's array `key` (its data and grad)."""
+    p = Parameter(name, data, grad, layer)
+    p._key = key
+    return p
+
+
+def _of_layer(name, layer, key, *_):
+    """The Parameter `name` over layer's parameter `key` (how a Parameter is copied)."""
     params = getattr(layer, "__dict__", {}).get("_params")
     if params is not None:
-        return Parameter(name, params[key], layer._grads[key], layer)
+        return owned(name, params[key], layer._grads[key], layer, key)
     # The layer is still being rebuilt: its own state holds this Parameter (a layer keeping its
     # optimizer, or a set of its parameters), and copy / pickle restore that state before the
     # layer's arrays exist. The arrays are bound at the end of its __setstate__ (bind_pending);
-    # until then it compares and hashes by what it will view (a set built now stays valid).
+    # it compares and hashes by (layer, key) meanwhile, as after.
     p = object.__new__(Parameter)
-    p._name, p._data, p._grad, p._owner = name, None, None, layer
-    p._pending = (key, None if shape is None else tuple(shape), dtype)
+    p._name, p._data, p._grad, p._owner, p._key = name, None, None, layer, key
     layer.__dict__.setdefault("_pending_parameters", []).append((p, key))
     return p
 
@@ -235,7 +243,7 @@ def _of_layer(name, layer, key, shape=None, dtype=None):
 def bind_pending(layer):
     """End of a layer's __setstate__: binds the Parameters copied while it was rebuilt."""
     for p, key in layer.__dict__.pop("_pending_parameters", ()):
-        p._data, p._grad, p._pending = layer._params[key], layer._grads[key], None
+        p._data, p._grad = layer._params[key], layer._grads[key]
 
 
 def _kind(a):
@@ -249,7 +257,9 @@ def _kind(a):
 def prefixed(prefix, params):
     """The same Parameter views under names ``prefix + name`` (Sequential's "0.weight")."""
     for p in params:
-        yield Parameter(prefix + p.name, p.data, p.grad, getattr(p, "_owner", None))
+        q = Parameter(prefix + p.name, p.data, p.grad, getattr(p, "_owner", None))
+        q._key = getattr(p, "_key", None)  # (a duck-typed parameter has none)
+        yield q
 
 
 class ParamWrites:

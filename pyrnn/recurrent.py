@@ -18,7 +18,7 @@ from . import _arrays, _attrs, _core
 from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
 from ._signals import sigint_deferred
-from .parameter import Parameter, ParamWrites, bind_pending, owners_held
+from .parameter import Parameter, ParamWrites, bind_pending, owned, owners_held
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -236,7 +236,7 @@ class _Recurrent(ParamWrites):
         optimizers update the layer in place, on its device. layer.to() gives the layer new
         storage: build optimizers after moving it."""
         for name, data in self._params.items():
-            yield Parameter(name, data, self._grads[name], self)
+            yield owned(name, data, self._grads[name], self, name)
 
     # ---- serialization (pyrnn.save / pyrnn.load) ------------------------------------------
     def config(self) -> dict[str, Any]:
