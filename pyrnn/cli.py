@@ -119,8 +119,8 @@ def main(argv=None):
     p_bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        # argparse's usage error (stderr, status 2), naming the commands
-        parser.error("a command is needed: info, demo or bench (pyrnn -h for help)")
+        parser.print_help()
+        return 2
     return guarded(args.command, args.func, args)
 
 
