@@ -69,6 +69,17 @@ def _check_updatable(p):
         if not contiguous or not _arrays.writable(a):
             raise ValueError(f"parameter {p.name!r}: {what} must be a writable C-contiguous "
                              "array (the optimizer updates it in place)")
+    if p.data.size and _overlap(p.data, p.grad):
+        # (the kernel refuses it too, but after the parameters before it were stepped)
+        raise ValueError(f"parameter {p.name!r}: data and grad overlap; each must be a buffer "
+                         "of its own")
+
+
+def _overlap(a, b):
+    """Whether arrays a and b (both C-contiguous, on one kind of device) share bytes."""
+    n_a, n_b = a.size * a.dtype.itemsize, b.size * b.dtype.itemsize
+    pa, pb = _arrays.data_ptr(a), _arrays.data_ptr(b)
+    return pa < pb + n_b and pb < pa + n_a
 
 
 def _param_list(params):
@@ -140,6 +151,7 @@ class Optimizer:
         self.params: list[Parameter] = _param_list(params)
         self.state: list[dict[str, Any]] = [dict() for _ in self.params]
         self._known = list(self.params)  # what self.state is paired with (_sync_params)
+        self._left: dict[Parameter, dict[str, Any]] = {}  # state of parameters taken out
         self.steps = 0  # step() calls so far
 
     def _sync_params(self):
@@ -151,8 +163,12 @@ class Optimizer:
         if len(known) == len(self.params) and all(a is b for a, b in zip(known, self.params)):
             return
         plist = _param_list(self.params)
-        kept = {id(p): st for p, st in zip(known, self.state)}
-        self.state = [kept.get(id(p), {}) for p in plist]
+        # By parameter (the same array of the same layer: Parameter's equality), as torch keys
+        # its state by tensor: one listed again (model.parameters() anew) keeps its state, and
+        # one removed then added back finds its own again (torch never drops it either).
+        kept = self.__dict__.setdefault("_left", {})
+        kept.update(zip(known, self.state))
+        self.state = [kept.pop(p, {}) for p in plist]
         self._known = plist
 
     # The learning rate may be changed between steps (a schedule); checked as the
@@ -210,6 +226,7 @@ class Optimizer:
     def __setstate__(self, state):
         self.__dict__.update(_attrs.upgrade(type(self), state))  # (pickles kept a plain lr)
         self.__dict__.setdefault("_known", list(self.params))  # (pickles from before it)
+        self.__dict__.setdefault("_left", {})
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zero every gradient. (pyrnn's gradients are arrays, never None: set_to_none, torch's
@@ -637,7 +654,10 @@ def _clip_grad_norm(parameters, max_norm, norm_type, error_if_nonfinite):
     else:  # rare orders: NumPy on the host (device gradients are copied back)
         total = sum(float(np.sum(np.abs(_arrays.host(g).astype(np.float64)) ** norm_type))
                     for g in grads)
-        total = total ** (1.0 / norm_type)
+        try:
+            total = total ** (1.0 / norm_type)
+        except OverflowError:  # (Python's float power raises; torch's gives inf)
+            total = math.inf
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}; "
                            "set error_if_nonfinite=False to clip anyway")

@@ -135,6 +135,100 @@ def test_a_parameter_appended_to_param_groups_is_trained_as_in_torch(case):
         opt.step()
 
 
+@pytest.mark.parametrize("case", ["sgd_momentum", "adam", "rmsprop_centered"])
+def test_a_parameter_taken_out_and_put_back_resumes_its_state_as_in_torch(case):
+    # State was keyed by the Parameter object and dropped with it: a parameter removed then
+    # appended again, or the list rebuilt from model.parameters(), restarted from zero (Adam's
+    # bias correction with zeroed moments: a full-size step). torch keys state by tensor and
+    # never drops it (helper-147).
+    ours, theirs = CASES[case]
+    params = make_params(np.float64)
+    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    opt, topt = ours(list(params)), theirs(list(tparams))
+    rng = np.random.default_rng(3)
+    for step in range(6):
+        if step == 2:
+            opt.param_groups[0]["params"].pop()
+            topt.param_groups[0]["params"].pop()
+        if step == 4:
+            opt.param_groups[0]["params"].append(params[-1])
+            topt.param_groups[0]["params"].append(tparams[-1])
+        for p, tp in zip(params, tparams):
+            g = rng.standard_normal(p.shape)
+            p.grad[...] = g
+            tp.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
+    # The same parameters listed anew (new Parameter objects) keep their state.
+    m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
+    opt = optim.Adam(m.parameters(), lr=0.1)
+    for q in opt.params:
+        q.grad[...] = 1.0
+    opt.step()
+    opt.param_groups[0]["params"][:] = list(m.parameters())
+    opt.step()
+    assert [st["step"] for st in opt.state] == [2, 2]
+
+
+def test_a_step_refused_for_an_overlap_changes_nothing():
+    # The kernel refused a parameter whose grad aliases its data, after the parameters before
+    # it were stepped (helper-147): checked with the others now, before any update.
+    a = np.ones(4)
+    p0 = pyrnn.Parameter("p0", np.zeros(4), np.ones(4))
+    p1 = pyrnn.Parameter("p1", a, a)
+    with pytest.raises(ValueError, match="'p1': data and grad overlap"):
+        optim.Adam([p0, p1], lr=0.1)
+    opt = optim.Adam([p0], lr=0.1)
+    buf = np.zeros(8)
+    opt.param_groups[0]["params"].append(pyrnn.Parameter("p2", buf[:5], buf[3:]))
+    with pytest.raises(ValueError, match="'p2': data and grad overlap"):
+        opt.step()
+    assert (p0.data == 0).all() and opt.state[0] == {} and opt.steps == 0
+    half = np.zeros(8)  # neighbours, not overlapping: accepted
+    optim.SGD([pyrnn.Parameter("p3", half[:4], half[4:])], lr=0.1).step()
+
+
+def test_amsgrad_max_takes_nan_as_torch_maximum():
+    # max_exp_avg_sq kept its old value over a NaN exp_avg_sq; torch.maximum gives NaN
+    # (helper-147). Every ISA, a SIMD body and a tail.
+    g1 = np.full(37, 0.5)
+    g2 = g1.copy()
+    g2[[1, 33]] = np.nan
+    before = pyrnn.get_cpu_isa()
+    for isa in pyrnn.info()["available_isas"]:
+        pyrnn.set_cpu_isa(isa)
+        try:
+            p = pyrnn.Parameter("p", np.ones(37), np.zeros(37))
+            t = torch.ones(37, dtype=torch.float64, requires_grad=True)
+            opt = optim.Adam([p], lr=0.01, amsgrad=True)
+            topt = torch.optim.Adam([t], lr=0.01, amsgrad=True)
+            for g in (g1, g2):
+                p.grad[...] = g
+                t.grad = torch.tensor(g)
+                opt.step()
+                topt.step()
+            want = topt.state[t]["max_exp_avg_sq"].numpy()
+            np.testing.assert_array_equal(opt.state[0]["max_exp_avg_sq"], want, err_msg=isa)
+            assert np.isnan(want[[1, 33]]).all()
+        finally:
+            pyrnn.set_cpu_isa(before)
+
+
+def test_clip_grad_norm_of_a_norm_beyond_the_float_range_is_inf_as_torch():
+    g = np.ones(2000)
+    t = torch.zeros(2000, dtype=torch.float64, requires_grad=True)
+    t.grad = torch.tensor(g)
+    want = float(torch.nn.utils.clip_grad_norm_([t], 1.0, norm_type=0.01))
+    p = pyrnn.Parameter("p", np.zeros(2000), g.copy())
+    assert optim.clip_grad_norm([p], 1.0, norm_type=0.01) == want == math.inf
+    np.testing.assert_array_equal(p.grad, t.grad.numpy())  # scaled by 0, as torch's
+    q = pyrnn.Parameter("q", np.zeros(2000), g.copy())
+    with pytest.raises(RuntimeError, match="total norm of order 0.01 of the gradients is inf"):
+        optim.clip_grad_norm([q], 1.0, norm_type=0.01, error_if_nonfinite=True)  # (OverflowError)
+
+
 def test_optimizer_updates_recurrent_layer_in_place_and_zero_grad():
     gru = pyrnn.GRU(3, 4, seed=0)
     before = {k: v.copy() for k, v in gru.params.items()}

@@ -93,7 +93,7 @@ PYRNN_HD inline unsigned adam_elem(std::size_t i, T* param, const T* grad, T* ex
   if (c.amsgrad) {
     const T m = max_exp_avg_sq[i];
     if (k.state[2]) k.state[2][i] = m;
-    max_exp_avg_sq[i] = m < v ? v : m;  // std::max(m, v)
+    max_exp_avg_sq[i] = (m < v || v != v) ? v : m;  // torch.maximum(m, v): NaN if either is
     v = max_exp_avg_sq[i];
     state_ok = state_ok && opt_finite(v);
   }

@@ -46,7 +46,8 @@ unsigned sgd_step(T* param, const T* grad, T* buf, std::size_t n, double lr, dou
 // Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), step = 1, 2, ... (after increment):
 //   decoupled (AdamW): p *= 1 - lr * weight_decay      else: g = grad + weight_decay * p
 //   m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g
-//   amsgrad: vmax = max(vmax, v), used in place of v below (vmax may be null otherwise)
+//   amsgrad: vmax = max(vmax, v) (NaN if either is, as torch.maximum), used in place of v
+//   below (vmax may be null otherwise)
 //   p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
 template <typename T>
 unsigned adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
