@@ -20,7 +20,7 @@ from pyrnn cimport ccuda, cruntime
 from pyrnn.ccuda cimport Context, DeviceBuffer, Recurrent as CudaRecurrent, cudaStream_t
 from pyrnn.crecurrent cimport CellType, ParamInfo, RecurrentConfig
 
-from pyrnn._validate import cast_finite as _cast_finite
+from pyrnn._validate import cast_finite as _cast_finite, check_allocation as _check_allocation
 from pyrnn._device import (SUPPORTED_DTYPES, is_device_array, kDLCPU, kDLCUDA, kDLCUDAManaged,
                            parse_cuda_array_interface)
 
@@ -461,9 +461,13 @@ cdef class DeviceArray:
 
     # ---- host transfers --------------------------------------------------------------------
     def numpy(self):
-        """A host copy as an ndarray."""
-        host = np.empty(self.shape, self.dtype)
+        """A host copy as an ndarray (its size checked first, as every host allocation of
+        pyrnn's: PYRNN_MEMORY_LIMIT)."""
         cdef size_t n = self.nbytes
+        if n:
+            _check_allocation(n, f"a host copy of a DeviceArray of shape {self.shape}, "
+                                 f"{self.dtype}")
+        host = np.empty(self.shape, self.dtype)
         cdef uintptr_t dst = host.ctypes.data
         cdef const void* src = <const void*>self.ptr
         cdef int dev = self.device
@@ -510,7 +514,8 @@ cdef class DeviceArray:
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         """A DLPack capsule: "dltensor_versioned" (ABI 1, with the read-only flag of a read-only
         array) when the consumer accepts version 1 (max_version >= (1, 0)), else "dltensor"
-        (ABI 0, which has no flags). pyrnn's work is complete when its calls return, so no
+        (ABI 0, which has no flags: refused for a read-only array, as NumPy refuses it, unless
+        copy=True). pyrnn's work is complete when its calls return, so no
         stream ordering is needed: any valid consumer stream is accepted (None, -1, 1, 2 or a
         handle; 0 is ambiguous and refused, as the array API says). dl_device=(kDLCPU, 0), what
         np.from_dlpack asks for, exports a host copy (refused with copy=False)."""
@@ -526,6 +531,12 @@ cdef class DeviceArray:
             if target != (kDLCUDA, self.device):
                 raise BufferError(f"DeviceArray lives on cuda:{self.device}; cannot export to "
                                   f"{target}")
+        if self.readonly and not versioned and not copy:
+            # ABI 0 cannot say read-only: the consumer would get memory it may write (NumPy
+            # refuses the same export)
+            raise BufferError("a read-only DeviceArray cannot be exported as DLPack 0.x, which "
+                              "has no read-only flag: the consumer must accept version 1 "
+                              "(max_version=(1, 0)), or ask for copy=True")
         if copy:
             c = self.copy()
             cap = c.__dlpack__(stream=stream, max_version=max_version)

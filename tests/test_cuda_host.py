@@ -260,6 +260,17 @@ def test_device_array_refuses_pickle():
 
 
 @needs_ext
+def test_a_host_copy_beyond_the_memory_limit_is_refused_before_any_allocation():
+    # DeviceArray.numpy() allocated its host copy unchecked, where every other host
+    # allocation of pyrnn's is checked (PYRNN_MEMORY_LIMIT; helper-144). Refused before any
+    # copy: this pointer is no device memory.
+    a = pyrnn.cuda.DeviceArray.borrow(0x61000, (2 ** 40,), "float32", None, device=0)
+    with pytest.raises(MemoryError, match=r"a host copy of a DeviceArray of shape "
+                                          r"\(1099511627776,\), float32"):
+        a.numpy()
+
+
+@needs_ext
 def test_dlpack_export_releases_reference():
     a = pyrnn.cuda.DeviceArray.borrow(0x40000, (3, 5), "float32", None, device=0)
     before = sys.getrefcount(a)
@@ -551,9 +562,15 @@ def test_dlpack_abi1_export(readonly):
     assert sys.getrefcount(a) == before + 1
     del t, cap  # never consumed: the capsule destructor runs the versioned deleter
     assert sys.getrefcount(a) == before
-    # Consumers that do not ask for ABI 1 get ABI 0, which has no flags.
+    # Consumers that do not ask for ABI 1 get ABI 0, which has no flags: a read-only array is
+    # refused there, as NumPy refuses it (the consumer could write it; helper-144).
     for kw in ({}, {"max_version": None}, {"max_version": (0, 8)}):
-        capsule_tensor(a.__dlpack__(**kw), b"dltensor")
+        if readonly:
+            with pytest.raises(BufferError, match="read-only DeviceArray cannot be exported "
+                                                  "as DLPack 0.x"):
+                a.__dlpack__(**kw)
+        else:
+            capsule_tensor(a.__dlpack__(**kw), b"dltensor")
     assert sys.getrefcount(a) == before
 
 
