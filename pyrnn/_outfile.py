@@ -3,7 +3,7 @@ benchmarks/ scripts' --out): checked before a run of minutes, not found bad afte
 whole or not at all, so a failed write (a full disk) leaves the previous file as it was."""
 import argparse
 import os
-import tempfile
+import re
 
 from ._signals import sigint_deferred
 
@@ -17,6 +17,16 @@ def _missing_folders(folder):
     return out[::-1]
 
 
+def _in_place(path):
+    """Whether `path` is written into as it is (not replaced through a rename): a pipe, a
+    device, or an open descriptor's name (/dev/stdout redirected to a file is a regular file;
+    a rename would replace the file the shell opened)."""
+    name = os.path.abspath(path)
+    return (name.startswith(("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"))
+            or re.match(r"/proc/\d+/fd/", name) is not None
+            or (os.path.exists(path) and not os.path.isfile(path)))
+
+
 def problem(path):
     """Why a file could not be written at `path` after the run (its folders made then), or
     None. What the check makes (folders, a probe file) is removed again."""
@@ -26,26 +36,23 @@ def problem(path):
         return "a folder, not a file path"
     made = []
     try:
-        for f in _missing_folders(os.path.dirname(os.path.abspath(path))):
+        if _in_place(path) and os.path.exists(path):
+            if not os.access(path, os.W_OK):
+                raise PermissionError(13, "not writable")
+            return None
+        target = os.path.realpath(path)  # a link's target (a dangling one's too), kept so
+        for f in _missing_folders(os.path.dirname(target)):
             os.mkdir(f)
             made.append(f)
-        if os.path.exists(path) and not os.path.isfile(path):
-            if not os.access(path, os.W_OK):  # a pipe, /dev/stdout: written as it is
+        if os.path.exists(target):
+            # replaced through a rename, or written in place where its folder is read-only
+            if not os.access(target, os.W_OK):
                 raise PermissionError(13, "not writable")
-        else:
-            target = os.path.realpath(path)  # a link's target (a dangling one's too), kept so
-            with sigint_deferred():  # (a Ctrl-C between the two left the file)
-                if os.path.exists(target):
-                    # replaced through a temporary file in its folder, if it may be written
-                    if not os.access(target, os.W_OK):
-                        raise PermissionError(13, "not writable")
-                    fd, probe = tempfile.mkstemp(prefix=".pyrnn-probe.",
-                                                 dir=os.path.dirname(target))
-                else:  # the name itself too (/sys/x.json, /proc/x, a name too long)
-                    fd, probe = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                                        0o600), target
-                os.close(fd)
-                os.unlink(probe)
+            return None
+        with sigint_deferred():  # (a Ctrl-C between the two left the file)
+            # the name itself too (/sys/x.json, /proc/x, a name too long)
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(target)
     except OSError as e:
         return f"not a writable file path ({e.strerror or e})"
     finally:
@@ -72,15 +79,18 @@ out_file.__name__ = "output file"
 def write_file(path, data):
     """data (str or bytes) written to `path` as save() writes a model (folders made if need
     be): a regular file (or a new one) through a temporary file renamed into place, keeping
-    the mode it had; a pipe or device written as it is."""
+    the mode it had. Written into as it is: a pipe, a device, /dev/stdout (appended: a
+    redirect to a file holds the run's output before it), and a file whose folder is not
+    writable (no rename possible; as open() would)."""
     from .serialize import _atomic_write
     data = data.encode() if isinstance(data, str) else data
-    if os.path.exists(path) and not os.path.isfile(path):
-        # (/dev/stdout's realpath names no file: the given path is opened, as open() does)
-        with open(path, "wb") as f:
+    target = os.path.realpath(path)
+    if _in_place(path) or (os.path.isfile(target) and
+                           not os.access(os.path.dirname(target), os.W_OK)):
+        with open(path, "ab" if _in_place(path) else "wb") as f:
             f.write(data)
         return
-    made = _missing_folders(os.path.dirname(os.path.abspath(os.path.realpath(path))))
+    made = _missing_folders(os.path.dirname(target))
     for f in made:
         os.mkdir(f)
     try:

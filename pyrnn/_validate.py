@@ -36,9 +36,12 @@ def seed_arg(name: str, seed: Any) -> Optional[int]:
 def number_text(value: Any) -> str:
     """value for an error message: an int too long to print whole is named by its size."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        digits = len(str(abs(int(value))))
-        if digits > 24:
-            return f"{'-' if value < 0 else ''}an integer of {digits} digits"
+        bits = int(value).bit_length()
+        if bits > 80:
+            sign = "-" if value < 0 else ""
+            if bits > 13000:  # (str() refuses ints of more than 4300 digits)
+                return f"{sign}an integer of about {int(bits * 0.30103) + 1} digits"
+            return f"{sign}an integer of {len(str(abs(int(value))))} digits"
     return str(value)
 
 

@@ -541,7 +541,9 @@ _lengths_arg.__name__ = "lengths"
 def _out_problem(out):
     """Why the PNG could not be written to folder `out` (made if need be), or None; nothing
     is left behind."""
-    return _outfile.problem(os.path.join(out or ".", PNG_NAME))
+    png = os.path.join(out or ".", PNG_NAME)
+    why = _outfile.problem(png)
+    return None if why is None else f"{png}: {why}"
 
 
 def main_args(args):

@@ -135,8 +135,9 @@ class Loss:
         self._reduction = value
 
     def __setstate__(self, state):
-        # Pickles from before reduction was checked when set kept it as a plain attribute.
-        if "reduction" in state:
+        # Pickles from before reduction was checked when set kept it as a plain attribute
+        # (a subclass may still: a class attribute of its own replaces the property).
+        if "reduction" in state and isinstance(getattr(type(self), "reduction", None), property):
             state["_reduction"] = state.pop("reduction")
         self.__dict__.update(state)
 
@@ -474,7 +475,8 @@ class BCEWithLogitsLoss(Loss):
 
     def __setstate__(self, state):
         # Pickles from before pos_weight was checked when set kept it as a plain attribute.
-        if "pos_weight" in state:
+        if "pos_weight" in state and isinstance(getattr(type(self), "pos_weight", None),
+                                                property):
             state["_pos_weight"] = state.pop("pos_weight")
         if state.get("_pos_weight") is not None:
             state["_pos_weight"].setflags(write=False)  # (unpickled arrays come back writable)

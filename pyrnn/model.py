@@ -20,6 +20,7 @@ copies; pyrnn.load(path, device="cuda") rebuilds on the GPU.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import numbers
 import sys
@@ -27,7 +28,8 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, Sequence, Union, overload
+from typing import (TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol, Sequence, TypeVar,
+                    Union, overload)
 
 import numpy as np
 
@@ -40,8 +42,10 @@ from ._validate import (beyond_range, flag, host_only, lengths_array, positive_i
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
-from .parameter import owners_held, prefixed
+from .parameter import Parameter, owners_held, prefixed
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -49,7 +53,6 @@ if TYPE_CHECKING:
 
     from ._cuda import DeviceArray
     from ._typing import Array, ArrayInput, Device, DeviceArrayLike, HostArray, Int, Real
-    from .parameter import Parameter
 
 
 class SupportsLayer(Protocol):
@@ -104,6 +107,36 @@ def _flat_layers(layers):
             yield layer
 
 
+def _marks_fitting(method: _F) -> _F:
+    """fit, marking the model as fitting while it runs (to() refuses then)."""
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        was = self.__dict__.get("_fitting", False)
+        self.__dict__["_fitting"] = True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.__dict__["_fitting"] = was
+    return run  # type: ignore[return-value]
+
+
+def _renamed(p, name):
+    """Parameter p under `name` (an optimizer's parameter keeps its name across a move)."""
+    if p.name == name:
+        return p
+    q = Parameter(name, p.data, p.grad, p._owner)
+    q._key = p._key
+    return q
+
+
+def _flat_models(layers):
+    """The Sequentials nested in layers, at any depth."""
+    for layer in layers:
+        if isinstance(layer, Sequential):
+            yield layer
+            yield from _flat_models(layer.layers)
+
+
 def _attribute_snapshots(layers):
     """(object, copy of its attribute dict) for every layer, nested Sequentials' layers
     included: what a move replaces (storage, native layer, cache, device) is held there."""
@@ -155,9 +188,20 @@ def _batch_loss(loss, pred, target, lens, steps):
     (n, T, ...), the steps past each sequence's length are masked out of the loss, its gradient
     and its metrics, as Keras' masking does: the recurrent output there is 0, and a Dense after
     it would otherwise be trained toward the padding's targets."""
-    if isinstance(loss, _losses.Loss):
-        # Set again by this forward's _reduce (a custom loss may set neither: _batch_sum)
-        loss._numerator, loss.count = None, None
+    if not isinstance(loss, _losses.Loss):
+        return _batch_loss_forward(loss, pred, target, lens, steps)
+    # Set again by this forward's _reduce (a custom loss may set neither: _batch_sum); put
+    # back if it raises
+    before = loss._numerator, loss.count
+    loss._numerator, loss.count = None, None
+    try:
+        return _batch_loss_forward(loss, pred, target, lens, steps)
+    except BaseException:
+        loss._numerator, loss.count = before
+        raise
+
+
+def _batch_loss_forward(loss, pred, target, lens, steps):
     shape = tuple(pred.shape)
     if lens is not None and len(shape) >= 3 and shape[1] == steps and bool((lens < steps).any()):
         if _takes_mask(loss):
@@ -429,6 +473,7 @@ class Sequential(Layer):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_busy_owner", None)
+        state.pop("_fitting", None)  # (a checkpoint saved during fit: not the copy's)
         return state
 
     def __setstate__(self, state):
@@ -506,75 +551,89 @@ class Sequential(Layer):
     def device(self) -> None:
         _attrs.Device._refuse(self, "delete", None)
 
+    @_one_thread
     def to(self, device: Device) -> Self:
         """Move every layer to "cpu" or "cuda" (in place; returns self). The optimizers the
-        model keeps (model.optimizer, fit's) follow, with their state; build others after
-        moving: Parameter views taken before point at the old storage. If a layer fails
-        to move, the layers moved before it get their previous state back (the same arrays,
-        caches and device), so a failed move changes nothing."""
+        model and its nested models keep (model.optimizer, fit's) follow, with their state;
+        build others after moving: Parameter views taken before point at the old storage. If a
+        layer fails to move, the layers moved before it get their previous state back (the
+        same arrays, caches and device), so a failed move changes nothing. Not during fit()
+        (its guard holds the old storage)."""
+        if self.__dict__.get("_fitting"):
+            raise RuntimeError("model.to() during fit() (from a callback?) is not supported: "
+                               "fit's optimizer and its guard hold the storage the move "
+                               "replaces; move the model before fit()")
         _check_device(device)
         self._check_distinct()
         if device != "cpu":
             self._check_one_dtype(device)
         saved = _attribute_snapshots(self.layers)
-        follow = self._kept_optimizers()
         try:
-            for i, layer in enumerate(self.layers):
-                if callable(getattr(layer, "to", None)):
-                    layer.to(device)  # type: ignore[attr-defined]
-                elif device != "cpu":
-                    raise TypeError(f"layer {i} ({type(layer).__name__}) has no to(): it "
-                                    f"cannot move to {device}")
+            self._move(device)
         except BaseException:
             for obj, attrs in saved:  # puts references back: cannot fail
                 obj.__dict__.clear()
                 obj.__dict__.update(attrs)
             raise
         del saved  # (the old storage: freed before the optimizers' state is uploaded)
-        self._follow(follow)
+        self._follow()
         return self
 
+    def _move(self, device):
+        """Every layer to device; a nested model's layers too, its optimizers left to the
+        outer to() (a failed move puts only the layers back)."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Sequential):
+                layer._move(device)
+            elif callable(getattr(layer, "to", None)):
+                layer.to(device)
+            elif device != "cpu":
+                raise TypeError(f"layer {i} ({type(layer).__name__}) has no to(): it "
+                                f"cannot move to {device}")
+
     def _kept_optimizers(self):
-        """[(optimizer, its state_dict, the index in parameters() of each of its parameters,
-        None where not this model's)] for the optimizers the model keeps (model.optimizer, the
-        one fit built from a name), taken before a move."""
-        kept = self.__dict__.get("_fit_named_optimizer")
-        opts = [self.__dict__.get("optimizer"), kept[1] if kept is not None else None]
-        mine = list(self.parameters())
-        index = {}
-        for i, p in enumerate(mine):
-            index.setdefault(_arrays.data_ptr(p.data), []).append(i)
+        """The optimizers this model and its nested models keep (model.optimizer, the one fit
+        built from a name), each once."""
         out, seen = [], set()
-        for opt in opts:
-            if not isinstance(opt, _optim.Optimizer) or id(opt) in seen:
-                continue
-            seen.add(id(opt))
-            where = [next((i for i in index.get(_arrays.data_ptr(p.data), ())
-                           if mine[i] == p), None) for p in opt.params]
-            if any(i is not None for i in where):
-                out.append((opt, opt.state_dict(), where))
+        for model in [self, *_flat_models(self.layers)]:
+            kept = model.__dict__.get("_fit_named_optimizer")
+            for opt in (model.__dict__.get("optimizer"), kept[1] if kept is not None else None):
+                if isinstance(opt, _optim.Optimizer) and id(opt) not in seen:
+                    seen.add(id(opt))
+                    out.append(opt)
         return out
 
-    def _follow(self, kept):
-        """After a move: the kept optimizers train the moved parameters, their state (steps,
-        moments) uploaded to the new device, as the layers' arrays were. Their parameters
-        would otherwise view the old storage (keeping it, and the last forward's activations,
-        alive on the GPU; a CPU model's pickle needing a GPU). An optimizer that cannot follow
-        (a custom one's state refused, a MemoryError) is left as it was: its next step then
-        names the moved layer."""
-        if not kept:
+    def _follow(self):
+        """After a move: the kept optimizers train the moved parameters (the same array of the
+        same layer: equal Parameters), their state (steps, moments) uploaded to the new device,
+        as the layers' arrays were. Their parameters would otherwise view the old storage
+        (keeping it, and the last forward's activations, alive on the GPU; a CPU model's
+        pickle needing a GPU). An optimizer none of whose parameters moved is not touched (a
+        move to where the model is costs nothing); one that cannot follow (a custom one's state
+        refused, a MemoryError) is left as it was: its next step then names the moved layer.
+        Ctrl-C waits for the end: an optimizer is never left half uploaded."""
+        opts = [opt for opt in self._kept_optimizers()
+                if any(p._detached() for p in opt.params)]
+        if not opts:
             return
-        mine = list(self.parameters())
-        for opt, sd, where in kept:
-            before = (list(opt.params), opt.state, opt._known)
-            try:
-                opt.params[:] = [p if i is None else mine[i]
-                                 for p, i in zip(opt.params, where)]
-                opt._sync_params()
-                opt.load_state_dict(sd)
-            except Exception:
-                opt.params[:] = before[0]
-                opt.state, opt._known = before[1], before[2]
+        moved = {p: p for p in self.parameters()}  # a moved one is equal to its old self
+        with _sigint_deferred():
+            for opt in opts:
+                before = (list(opt.params), opt.state, opt._known,
+                          dict(opt.__dict__.get("_left", {})))
+                try:
+                    sd = opt.state_dict()  # (host copies, whatever the device)
+                    opt.params[:] = [_renamed(moved.get(p, p), p.name) if p._detached()
+                                     else p for p in opt.params]
+                    opt._sync_params()
+                    opt.load_state_dict(sd)
+                except BaseException as e:
+                    opt.params[:] = before[0]
+                    opt.state, opt._known = before[1], before[2]
+                    if "_left" in opt.__dict__:
+                        opt._left = before[3]
+                    if not isinstance(e, Exception):
+                        raise
 
     def numpy_params(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of every parameter ("0.weight_ih_l0", ...)."""
@@ -1145,6 +1204,7 @@ class Sequential(Layer):
         return _losses.get(loss)
 
     @_one_thread
+    @_marks_fitting
     def fit(self, x: npt.ArrayLike, y: npt.ArrayLike, *,
             loss: Union[_losses.Loss, type[_losses.Loss], str],
             optimizer: Union[_optim.Optimizer, str], epochs: Int = 1, batch_size: Int = 32,

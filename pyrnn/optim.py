@@ -611,6 +611,7 @@ def _clip_grad_norm(parameters, max_norm, norm_type, error_if_nonfinite):
     for i, p in enumerate(parameters):
         if not isinstance(p, Parameter):
             raise TypeError(f"parameters[{i}] is a {type(p).__name__}, expected pyrnn.Parameter")
+        p._check_attached("clip_grad_norm")  # (it scaled gradients the layer no longer has)
         g = p.grad
         if g.dtype not in (np.float32, np.float64):
             raise TypeError(f"parameter {p.name!r}: grad dtype must be float32 or float64, "

@@ -465,7 +465,9 @@ class _Recurrent(ParamWrites):
             self._last = last
             raise
         self._forward_made(version)
-        self._last_lens = lens  # (before _last: an interrupt between them leaves it None)
+        # A copy (the caller's int64 array is used as it is: it may change before backward),
+        # set before _last: an interrupt between them leaves _last None
+        self._last_lens = None if lens is None else lens.copy()
         self._last = (unbatched, T, N) if self.training else None
         return y, hn, cn
 

@@ -13,7 +13,7 @@ import pytest
 
 import pyrnn
 import pyrnn.cuda
-from pyrnn import init, losses, optim
+from pyrnn import callbacks, init, losses, optim
 
 from cuda_fakes import FakeDev, install
 
@@ -582,6 +582,108 @@ def test_the_models_optimizer_follows_it_to_the_cpu(fake, given):
         assert m.optimizer is mine and all(a == b for a, b in zip(mine.params, m.parameters()))
 
 
+def _fitted_inner(opt="adam"):
+    rng = np.random.default_rng(0)
+    inner = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                              pyrnn.Dense(4, 2, seed=2)])
+    inner.fit(rng.standard_normal((6, 3, 3)), rng.standard_normal((6, 2)), loss="mse",
+              optimizer=opt, epochs=1, batch_size=3, verbose=0)
+    return inner
+
+
+def test_a_failed_move_leaves_a_nested_models_optimizer_too(fake):
+    # inner.to() inside outer.to() moved inner.optimizer; a later layer failing put the layers
+    # back, not the optimizer (helper-145). The optimizers follow once every layer has moved.
+    class Stuck(pyrnn.Dense):
+        def to(self, device):
+            if device != "cpu":
+                raise RuntimeError("cannot move (simulated)")
+            return self
+    inner = _fitted_inner()
+    opt = inner.optimizer
+    params, state = list(opt.params), [dict(st) for st in opt.state]
+    outer = pyrnn.Sequential([inner, Stuck(2, 2, seed=3)])
+    with pytest.raises(RuntimeError, match="simulated"):
+        outer.to("cuda")
+    assert all(a is b for a, b in zip(opt.params, params)) and not any(
+        p._detached() for p in opt.params)
+    assert all(st[k] is before[k] for st, before in zip(opt.state, state) for k in st)
+    outer.layers.pop()
+    outer.to("cuda")  # the nested model's optimizer follows the outer move
+    assert all(isinstance(p.data, FakeDev) and not p._detached() for p in opt.params)
+    assert all(isinstance(v, FakeDev) for st in opt.state for k, v in st.items() if k != "step")
+
+
+def test_a_move_to_where_the_model_is_changes_nothing(fake):
+    # The optimizer's state went to the host and back, its Parameters replaced (helper-145).
+    m = _fitted_inner()
+    opt = optim.Adam(list(m.layers[2].parameters()), lr=0.01)
+    m.fit(np.zeros((3, 3, 3)), np.zeros((3, 2)), loss="mse", optimizer=opt, verbose=0)
+    params, state = list(opt.params), [dict(st) for st in opt.state]
+    m.to("cpu")
+    assert all(a is b for a, b in zip(opt.params, params))
+    assert all(st[k] is before[k] for st, before in zip(opt.state, state) for k in st)
+    m.to("cuda")
+    assert [p.name for p in opt.params] == [p.name for p in params]  # its own names kept
+
+
+def test_a_move_during_fit_is_refused(fake):
+    # From a callback: fit's guard kept the old storage, and reported restoring weights it
+    # never restored (helper-145).
+    m = _fitted_inner()
+
+    class Mover(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            m.to("cuda")
+    with pytest.raises(RuntimeError, match=r"model.to\(\) during fit\(\)"):
+        m.fit(np.zeros((3, 3, 3)), np.zeros((3, 2)), loss="mse", optimizer="adam", verbose=0,
+              callbacks=[Mover()])
+    m.to("cuda")  # after fit: as before
+    assert not m.__dict__.get("_fitting")
+    m.__dict__["_fitting"] = True  # (a checkpoint saved during fit)
+    assert "_fitting" not in m.__getstate__()
+
+
+def test_an_optimizer_that_cannot_follow_is_left_as_it_was(fake):
+    # A custom optimizer whose state_dict() fails made to() raise (helper-145).
+    class Mine(optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params)
+            self.lr = 0.1
+
+        def _update(self, data, grad, state):
+            data -= self.lr * grad
+
+        def state_dict(self):
+            raise AttributeError("no state_dict here")
+    m = _fitted_inner(opt="sgd")
+    mine = Mine(m.parameters())
+    m.fit(np.zeros((3, 3, 3)), np.zeros((3, 2)), loss="mse", optimizer=mine, verbose=0)
+    m.to("cuda")
+    assert m.device == "cuda" and m.optimizer is mine and all(p._detached() for p in mine.params)
+
+
+def test_ctrl_c_while_an_optimizer_follows_waits_for_its_end(fake, monkeypatch):
+    # The state was replaced by {} before its upload ended: a Ctrl-C there left the model
+    # moved and the optimizer's moments lost (helper-145).
+    import os
+    import signal
+    m = _fitted_inner()
+    opt = m.optimizer
+    real, calls = optim.Optimizer._checked_state, []
+
+    def checked(self, p, st):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, p, st)
+    monkeypatch.setattr(optim.Optimizer, "_checked_state", checked)
+    with pytest.raises(KeyboardInterrupt):
+        m.to("cuda")
+    assert m.device == "cuda" and not any(p._detached() for p in opt.params)
+    assert all(set(st) == {"step", "exp_avg", "exp_avg_sq"} for st in opt.state)
+
+
 def test_zero_grad_of_an_optimizer_built_before_moving_is_refused(fake):
     # Its Parameters view the layer's old (host) arrays: zeroing them would silently leave the
     # layer's gradients as they are.
@@ -595,13 +697,14 @@ def test_zero_grad_of_an_optimizer_built_before_moving_is_refused(fake):
 @pytest.mark.parametrize("kind", ["dense", "lstm"])
 def test_init_or_zero_grad_through_a_parameter_taken_before_moving_is_refused(fake, kind):
     # pyrnn.init wrote the old host arrays, silently (and counted a write the layer never got);
-    # Parameter.zero_grad zeroed them (helper-143). The optimizers already refused.
+    # Parameter.zero_grad zeroed them (helper-143), clip_grad_norm scaled them (helper-145).
+    # The optimizers already refused.
     layer = pyrnn.Dense(2, 3, seed=0) if kind == "dense" else pyrnn.LSTM(2, 3, seed=0)
     p = next(layer.parameters())
     layer.to("cuda")
     before = {k: h(v).copy() for k, v in layer.numpy_params().items()}
     for call in (lambda: init.constant_(p, 5.0), lambda: init.xavier_uniform_(p, seed=0),
-                 p.zero_grad):
+                 p.zero_grad, lambda: optim.clip_grad_norm([p], 1.0)):
         with pytest.raises(RuntimeError, match=f"parameter '{p.name}' no longer views its "
                                                "layer's memory"):
             call()

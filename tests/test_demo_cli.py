@@ -508,3 +508,47 @@ def test_command_line_errors_are_one_line(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert "more than PYRNN_MEMORY_LIMIT (100.0 KiB)" in out.stderr
+
+
+def test_output_files_in_place_where_a_rename_would_be_wrong(tmp_path):
+    # /dev/stdout redirected to a file is a regular file: the rename replaced the file the
+    # shell had opened (the run's table and later output lost); a file in a read-only folder
+    # was refused though open() could write it; a dangling link's target folder was checked
+    # as the link's (helper-145).
+    from pyrnn import _outfile
+    log = tmp_path / "log.txt"
+    code = ("import sys; print('table'); sys.stdout.flush(); from pyrnn import _outfile; "
+            "assert _outfile.problem('/dev/stdout') is None; "
+            "_outfile.write_file('/dev/stdout', '{\"json\": 1}\\n'); print('after')")
+    with open(log, "w") as f:
+        f.write("PREVIOUS\n")
+    with open(log, "a") as f:
+        subprocess.run([sys.executable, "-c", code], stdout=f, check=True, cwd=tmp_path)
+    assert log.read_text() == 'PREVIOUS\ntable\n{"json": 1}\nafter\n'
+    link = tmp_path / "latest.json"
+    link.symlink_to(tmp_path / "runs" / "r1.json")  # its folder does not exist yet
+    assert _outfile.problem(str(link)) is None and not (tmp_path / "runs").exists()
+    _outfile.write_file(str(link), "x")
+    assert (tmp_path / "runs" / "r1.json").read_text() == "x" and link.is_symlink()
+    if os.geteuid() == 0:
+        pytest.skip("root writes into a read-only folder anyway")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "r.json").write_text("old")
+    ro.chmod(0o555)
+    try:
+        assert _outfile.problem(str(ro / "r.json")) is None
+        _outfile.write_file(str(ro / "r.json"), "new")
+        assert (ro / "r.json").read_text() == "new"
+        assert _outfile.problem(str(ro / "other.json"))  # a new file there cannot be made
+    finally:
+        ro.chmod(0o755)
+
+
+def test_demo_out_problems_name_the_png_path(tmp_path):
+    (tmp_path / "o2" / "pyrnn_demo.png").mkdir(parents=True)
+    (tmp_path / "afile").write_text("x")
+    assert demo._out_problem(str(tmp_path / "o2")) == (
+        f"{tmp_path / 'o2' / 'pyrnn_demo.png'}: a folder, not a file path")
+    assert demo._out_problem(str(tmp_path / "afile")).startswith(
+        f"{tmp_path / 'afile' / 'pyrnn_demo.png'}: not a writable file path")

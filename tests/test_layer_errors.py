@@ -369,6 +369,11 @@ def test_integers_beyond_the_float_range_are_value_errors_naming_the_argument():
     for name, call in cases.items():
         with pytest.raises(ValueError, match=rf"{name} must be .*got an integer of 401 digits"):
             call()
+    # Beyond str()'s 4300 digits, its size is still named (helper-145)
+    with pytest.raises(ValueError, match=r"lr must be .*got an integer of about 5001 digits"):
+        optim.Adam(layer.parameters(), lr=10 ** 5000)
+    with pytest.raises(ValueError, match=r"lengths\[0\] = an integer of about 5001 digits"):
+        pyrnn.RNN(3, 4)(np.zeros((5, 2, 3)), lengths=[10 ** 5000, 1])
 
 
 def test_init_argument_errors_name_the_argument():
@@ -419,4 +424,10 @@ def test_backward_takes_anything_in_d_out_padding_as_forward_takes_it_in_x(batch
         layer.backward(inside)
     layer(x)  # no lengths: every step counts
     with pytest.raises(ValueError, match=r"d_out has values beyond the float32 range"):
+        layer.backward(dirty)
+    # The forward's lengths, not the caller's array as changed since (helper-145)
+    mine = np.array([5, 5])
+    layer(x, lengths=mine)
+    mine[1] = 2
+    with pytest.raises(ValueError, match=r"d_out has values beyond the float32 range within"):
         layer.backward(dirty)

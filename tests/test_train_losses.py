@@ -571,3 +571,16 @@ def test_reduction_is_checked_whenever_set(make):
     assert loss.reduction == "mean"
     loss.reduction = "sum"
     assert repr(loss).count("reduction='sum'") == 1
+
+
+class Summed(losses.MSELoss):  # (module level: pickled by name)
+    reduction = "sum"
+
+
+def test_a_subclass_with_its_own_reduction_attribute_keeps_it_through_a_pickle():
+    # A class attribute replaces the property; __setstate__ moved the instance's value aside
+    # and the class's came back (helper-145).
+    import pickle
+    loss = Summed()
+    loss.reduction = "mean"
+    assert pickle.loads(pickle.dumps(loss)).reduction == "mean"
