@@ -922,6 +922,18 @@ class Sequential(Layer):
         return None
 
     @staticmethod
+    def _int_padding(arr, lengths):
+        """Integer data (token ids) with its padding past the lengths read as 0 in a copy,
+        as float padding is: an id there (-1, a pad id past the vocabulary) is no sample's,
+        and the Embedding refused it."""
+        if lengths is None or arr.dtype.kind not in "iu" or arr.ndim < 2:
+            return arr
+        valid = Sequential._within_lengths(arr, lengths)
+        if not (np.where(valid, 0, arr) != 0).any():
+            return arr
+        return np.where(valid, arr, arr.dtype.type(0))
+
+    @staticmethod
     def _within_lengths(arr, lengths):
         """Bool (N, T, 1, ...) over arr (N, T, ...): the steps within each sequence's length;
         None without lengths."""
@@ -974,6 +986,7 @@ class Sequential(Layer):
                              f"{self._features_first()!r}, got shape {shape_str(x.shape)} "
                              f"(one sample: x[None])")
         x = self._finite(prefix + "x", x, lengths)
+        x = self._int_padding(x, lengths)
         dt = self._input_dtype()
         x = self._check_range(prefix + "x", x, dt, lengths)
         y = None if y is None else self._data(prefix + "y", y, N, finite=False)

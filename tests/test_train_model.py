@@ -1281,6 +1281,35 @@ def test_per_step_target_padding_may_hold_anything(loss, shape, fill):
         run(dirty)
 
 
+def test_token_id_padding_may_hold_anything_too():
+    # README: with lengths the padding of x may hold anything; an Embedding refused a padding
+    # id of -1 (or one past the vocabulary) even past every length (helper-146).
+    def model():
+        return pyrnn.Sequential([pyrnn.Embedding(10, 4, seed=0),
+                                 pyrnn.GRU(4, 3, batch_first=True, seed=1), pyrnn.LastStep(),
+                                 pyrnn.Dense(3, 2, seed=2)])
+    lens = np.array([3, 1])
+    clean = np.array([[1, 2, 3], [4, 0, 0]])
+    y = np.array([0, 1])
+    for pad in (-1, 10 ** 6):
+        ids = clean.copy()
+        ids[1, 1:] = pad
+        a, b = model(), model()
+        np.testing.assert_array_equal(a.predict(ids, lengths=lens), b.predict(clean, lengths=lens))
+        assert a.evaluate(ids, y, loss="cross_entropy", lengths=lens) == \
+            b.evaluate(clean, y, loss="cross_entropy", lengths=lens)
+        ha = a.fit(ids, y, loss="cross_entropy", optimizer="adam", lengths=lens, verbose=0,
+                   epochs=2, shuffle=False)
+        hb = b.fit(clean, y, loss="cross_entropy", optimizer="adam", lengths=lens, verbose=0,
+                   epochs=2, shuffle=False)
+        assert ha == hb
+        assert ids[1, 1] == pad  # the caller's array untouched
+    ids = clean.copy()
+    ids[1, 0] = -1  # within the length: refused, as before
+    with pytest.raises(ValueError, match="Embedding index -1 is outside"):
+        model().predict(ids, lengths=lens)
+
+
 def test_sequence_targets_as_wide_as_the_steps_are_not_read_as_per_step():
     # y (N, 3) for LastStep -> Dense(H, 3) on T = 3 looked per-step: a NaN in a column past a
     # sample's length was accepted, and every such column of every sample zeroed, though the

@@ -75,6 +75,23 @@ def test_user_script_passes_strict(tmp_path):
     assert status == 0 and not stdout.strip(), f"mypy --strict found errors:\n{stdout}{stderr}"
 
 
+def test_readme_snippets_pass_strict(tmp_path):
+    # README promises a user's script passes mypy --strict; its interop snippet did not (load
+    # and from_torch return unions; helper-146). The self-contained snippets (those that start
+    # with their imports; torch's own from_dlpack stub is not pyrnn's to fix).
+    import re
+    readme = os.path.join(os.path.dirname(CASES), "..", "README.md")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", open(readme).read(), re.S)
+              if b.startswith("import") and "from_dlpack" not in b]
+    assert len(blocks) >= 3
+    paths = []
+    for i, b in enumerate(blocks):
+        paths.append(tmp_path / f"readme_{i}.py")
+        paths[-1].write_text(b)
+    stdout, stderr, status = _mypy(tmp_path, *map(str, paths))
+    assert status == 0 and not stdout.strip(), f"mypy --strict found errors:\n{stdout}{stderr}"
+
+
 def test_type_errors_are_reported(tmp_path):
     script = _case(tmp_path, "user_bad.py")
     marked = {i: m.group(1) for i, line in enumerate(script.read_text().splitlines(), 1)
