@@ -226,9 +226,16 @@ class LastGood:
                 len(now) != len(self.kept_for)
                 or any(a is not b for a, b in zip(now, self.kept_for))):
             # The list changed since they were kept: each parameter gets its own back (one new
-            # to the list, none), paired as the optimizer pairs them.
-            by_param = {id(p): st for p, st in zip(self.kept_for, state)}
-            state = [by_param.get(id(p), {}) for p in now]
+            # to the list, none), paired as the optimizer pairs them (by parameter: the same
+            # array of the same layer); one taken out since gets its own back where the
+            # optimizer keeps those (its _left, as host copies).
+            by_param = dict(zip(self.kept_for, state))
+            state = [by_param.pop(p, {}) for p in now]
+            left = getattr(self.optimizer, "_left", None)
+            if isinstance(left, dict):
+                for p, st in by_param.items():
+                    if st:
+                        left[p] = _optim._host_state(st)
             if hasattr(self.optimizer, "_known"):
                 self.optimizer._known = now
         self.optimizer.state, self.state = state, None

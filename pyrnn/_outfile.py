@@ -4,6 +4,7 @@ whole or not at all, so a failed write (a full disk) leaves the previous file as
 import argparse
 import os
 import re
+import sys
 
 from ._signals import sigint_deferred
 
@@ -15,6 +16,21 @@ def _missing_folders(folder):
         out.append(folder)
         folder = os.path.dirname(folder)
     return out[::-1]
+
+
+def _own_descriptor(path):
+    """The descriptor number `path` names in this process (/dev/stdout 1, /dev/stderr 2,
+    /dev/fd/N, /proc/self/fd/N), or None."""
+    name = os.path.abspath(path)
+    fixed = {"/dev/stdout": 1, "/dev/stderr": 2}
+    if name in fixed:
+        return fixed[name]
+    m = re.fullmatch(r"/dev/fd/(\d+)|/proc/self/fd/(\d+)|/proc/(\d+)/fd/(\d+)", name)
+    if m is None:
+        return None
+    if m.group(3) is not None and int(m.group(3)) != os.getpid():
+        return None
+    return int(m.group(1) or m.group(2) or m.group(4))
 
 
 def _in_place(path):
@@ -79,15 +95,29 @@ out_file.__name__ = "output file"
 def write_file(path, data):
     """data (str or bytes) written to `path` as save() writes a model (folders made if need
     be): a regular file (or a new one) through a temporary file renamed into place, keeping
-    the mode it had. Written into as it is: a pipe, a device, /dev/stdout (appended: a
-    redirect to a file holds the run's output before it), and a file whose folder is not
-    writable (no rename possible; as open() would)."""
+    the mode it had. Written into as it is: a pipe, a device, a file whose folder is not
+    writable (no rename possible; as open() would), and /dev/stdout and the like, through the
+    process's own descriptor (ending in a newline), after what was printed before."""
     from .serialize import _atomic_write
     data = data.encode() if isinstance(data, str) else data
+    fd = _own_descriptor(path)
+    if fd is not None:
+        # Through the descriptor itself: a second handle on /dev/stdout (a redirect to a
+        # file) has an offset of its own, and what Python had buffered for stdout, or printed
+        # after, overwrote the data
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        view = memoryview(data if data.endswith(b"\n") else data + b"\n")
+        while view:
+            view = view[os.write(fd, view):]
+        return
     target = os.path.realpath(path)
     if _in_place(path) or (os.path.isfile(target) and
                            not os.access(os.path.dirname(target), os.W_OK)):
-        with open(path, "ab" if _in_place(path) else "wb") as f:
+        with open(path, "wb") as f:  # (a pipe, a device; a file open() may write)
             f.write(data)
         return
     made = _missing_folders(os.path.dirname(target))

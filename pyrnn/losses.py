@@ -392,8 +392,10 @@ class CrossEntropyLoss(Loss):
                              f"class axis) or {shape_str(logits.shape)} (probabilities), got "
                              f"{shape_str(target.shape)}")
         if target.dtype.kind == "f":
-            # Float class labels (e.g. read from a float array) are fine if integral.
-            if not np.all(np.isfinite(target)) or np.any(target != np.round(target)):
+            # Float class labels (e.g. read from a float array) are fine if integral; masked
+            # ones count nowhere, whatever they hold (NaN, np.empty's leftovers)
+            seen = target if counted is None else target.reshape(-1)[counted]
+            if not np.all(np.isfinite(seen)) or np.any(seen != np.round(seen)):
                 raise TypeError("CrossEntropyLoss: class targets must be integers")
         elif target.dtype.kind not in "iu":
             raise TypeError(f"CrossEntropyLoss: targets must be integer class indices, "

@@ -111,12 +111,15 @@ def _marks_fitting(method: _F) -> _F:
     """fit, marking the model as fitting while it runs (to() refuses then)."""
     @functools.wraps(method)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        was = self.__dict__.get("_fitting", False)
-        self.__dict__["_fitting"] = True
+        models = [self, *_flat_models(self.layers)]  # (a nested one's to() too)
+        was = [m.__dict__.get("_fitting", False) for m in models]
+        for m in models:
+            m.__dict__["_fitting"] = True
         try:
             return method(self, *args, **kwargs)
         finally:
-            self.__dict__["_fitting"] = was
+            for m, w in zip(models, was):
+                m.__dict__["_fitting"] = w
     return run  # type: ignore[return-value]
 
 
@@ -130,11 +133,17 @@ def _renamed(p, name):
 
 
 def _flat_models(layers):
-    """The Sequentials nested in layers, at any depth."""
-    for layer in layers:
-        if isinstance(layer, Sequential):
-            yield layer
-            yield from _flat_models(layer.layers)
+    """The Sequentials nested in layers, at any depth, each once (a cycle, which the model's
+    own checks report, is not followed)."""
+    out, todo, seen = [], list(layers) if isinstance(layers, list) else [], set()
+    while todo:
+        layer = todo.pop(0)
+        if isinstance(layer, Sequential) and id(layer) not in seen:
+            seen.add(id(layer))
+            out.append(layer)
+            if isinstance(layer.layers, list):
+                todo.extend(layer.layers)
+    return out
 
 
 def _attribute_snapshots(layers):
@@ -192,7 +201,7 @@ def _batch_loss(loss, pred, target, lens, steps):
         return _batch_loss_forward(loss, pred, target, lens, steps)
     # Set again by this forward's _reduce (a custom loss may set neither: _batch_sum); put
     # back if it raises
-    before = loss._numerator, loss.count
+    before = getattr(loss, "_numerator", None), getattr(loss, "count", 0)
     loss._numerator, loss.count = None, None
     try:
         return _batch_loss_forward(loss, pred, target, lens, steps)
@@ -568,15 +577,18 @@ class Sequential(Layer):
         if device != "cpu":
             self._check_one_dtype(device)
         saved = _attribute_snapshots(self.layers)
-        try:
-            self._move(device)
-        except BaseException:
-            for obj, attrs in saved:  # puts references back: cannot fail
-                obj.__dict__.clear()
-                obj.__dict__.update(attrs)
-            raise
-        del saved  # (the old storage: freed before the optimizers' state is uploaded)
-        self._follow()
+        # Ctrl-C waits for the end (a move is whole or not at all, and so is the optimizers'
+        # following it; between the two, it left them behind)
+        with _sigint_deferred():
+            try:
+                self._move(device)
+            except BaseException:
+                for obj, attrs in saved:  # puts references back: cannot fail
+                    obj.__dict__.clear()
+                    obj.__dict__.update(attrs)
+                raise
+            del saved  # (the old storage: freed before the optimizers' state is uploaded)
+            self._follow()
         return self
 
     def _move(self, device):
@@ -617,16 +629,20 @@ class Sequential(Layer):
         if not opts:
             return
         moved = {p: p for p in self.parameters()}  # a moved one is equal to its old self
-        with _sigint_deferred():
+        with _sigint_deferred():  # (also when called alone)
             for opt in opts:
                 before = (list(opt.params), opt.state, opt._known,
                           dict(opt.__dict__.get("_left", {})))
                 try:
                     sd = opt.state_dict()  # (host copies, whatever the device)
+                    left = dict(opt.__dict__.get("_left", {}))
                     opt.params[:] = [_renamed(moved.get(p, p), p.name) if p._detached()
                                      else p for p in opt.params]
                     opt._sync_params()
                     opt.load_state_dict(sd)
+                    # (its keys: Parameters over the old storage, which they kept alive)
+                    opt._left = {moved.get(p, p) if p._detached() else p: st
+                                 for p, st in left.items()}
                 except BaseException as e:
                     opt.params[:] = before[0]
                     opt.state, opt._known = before[1], before[2]
@@ -994,6 +1010,9 @@ class Sequential(Layer):
             # Per-step targets (N, T, ...) may hold anything in the padding, as x, and are read
             # as zeros there too: a loss without mask= would count them (with a warning).
             per_step = lengths is not None and y.ndim >= 2 and y.shape[1] == x.shape[1]
+            # (the prediction's dtype, the loss's: not the input layer's, which an
+            # Embedding-first model has none of)
+            dt = self._dtype(reverse=True)
             if per_step and not self._clean(y, dt):
                 # y's shape cannot tell per-step targets from per-sequence ones with as many
                 # outputs as steps (LastStep -> Dense(H, T)): the prediction's can (the loss
@@ -1001,7 +1020,6 @@ class Sequential(Layer):
                 # to refuse or zero: a forward of one sample.
                 per_step = self._per_step_output(x, lengths, prefix)
             y = self._finite(prefix + "y", y, lengths if per_step else None)
-            # (the loss's gradient takes the model's dtype)
             y = self._check_range(prefix + "y", y, dt, lengths if per_step else None)
         return x, y, lengths
 

@@ -82,6 +82,11 @@ def _overlap(a, b):
     return pa < pb + n_b and pb < pa + n_a
 
 
+def _host_state(st):
+    """A parameter's state with its device buffers copied to the host."""
+    return {k: _arrays.host(v) if _arrays.on_device(v) else v for k, v in st.items()}
+
+
 def _param_list(params):
     if isinstance(params, Parameter):
         raise TypeError("params must be an iterable of pyrnn.Parameter (e.g. "
@@ -164,12 +169,35 @@ class Optimizer:
             return
         plist = _param_list(self.params)
         # By parameter (the same array of the same layer: Parameter's equality), as torch keys
-        # its state by tensor: one listed again (model.parameters() anew) keeps its state, and
-        # one removed then added back finds its own again (torch never drops it either).
-        kept = self.__dict__.setdefault("_left", {})
-        kept.update(zip(known, self.state))
-        self.state = [kept.pop(p, {}) for p in plist]
+        # its state by tensor: one listed again (model.parameters() anew, also after a move)
+        # keeps its state, and one removed then added back finds its own again (torch never
+        # drops it either); a removed one's is kept as host copies (it frees the device).
+        left = self.__dict__.setdefault("_left", {})
+        now = {q: (q, st) for q, st in zip(known, self.state)}
+        state = []
+        for p in plist:
+            if p in now:
+                q, st = now.pop(p)
+                if st and q.device != p.device:  # (its layer moved since)
+                    st = self._moved_state(p, st)
+            elif p in left:
+                st = self._moved_state(p, left.pop(p))
+            else:
+                st = {}
+            state.append(st)
+        for q, (_, st) in now.items():  # taken out
+            if st:
+                left[q] = _host_state(st)
+        self.state = state
         self._known = plist
+
+    def _moved_state(self, p, st):
+        """State st on p's device (one kept for it while elsewhere: on the host, or on the
+        device p's layer has left); {} where it no longer fits p (as for a new parameter)."""
+        try:
+            return self._checked_state(p, _host_state(st))
+        except (TypeError, ValueError):
+            return {}
 
     # The learning rate may be changed between steps (a schedule); checked as the
     # constructor checks it. learning_rate is Keras' name for it.
@@ -349,6 +377,7 @@ class Optimizer:
                                  f"{', '.join(sorted(need))} for every parameter it stepped")
         # Everything checked (and uploaded): nothing below can fail halfway.
         self.state = new
+        self._left = {}  # (all state is replaced, as torch's load_state_dict replaces it)
         self.steps = steps
         for k, v in hyper.items():  # (checked together above: one at a time could refuse
             object.__setattr__(self, k, v)  # momentum = 0 before nesterov = False)

@@ -684,6 +684,89 @@ def test_ctrl_c_while_an_optimizer_follows_waits_for_its_end(fake, monkeypatch):
     assert all(set(st) == {"step", "exp_avg", "exp_avg_sq"} for st in opt.state)
 
 
+def _train_step(m, opt, x, y):
+    loss = losses.MSELoss()
+    m.train()
+    loss(m(x), y)
+    m.zero_grad()
+    m.backward(loss.backward())
+    opt.step()
+
+
+def test_state_taken_again_after_a_move_is_moved_with_it(fake):
+    # Parameters listed anew after layer.to() (as the refusal says to) found their state,
+    # still on the old device: the next step failed in the kernel (helper-148).
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((4, 3, 3)), rng.standard_normal((4, 2))
+    runs = {}
+    for moves in ([], ["cuda"], ["cuda", "cpu"]):
+        m = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True, seed=1, dtype="float64"),
+                              pyrnn.LastStep(), pyrnn.Dense(4, 2, seed=2, dtype="float64")])
+        opt = optim.Adam(m.parameters(), lr=0.01)
+        _train_step(m, opt, x, y)
+        for d in moves:
+            m.to(d)
+        opt.param_groups[0]["params"][:] = list(m.parameters())
+        _train_step(m, opt, x, y)
+        assert [st["step"] for st in opt.state] == [2] * len(opt.state)
+        runs[tuple(moves)] = {k: h(v) for k, v in m.numpy_params().items()}
+    same_tree(runs[("cuda",)], runs[()], "moved once")
+    same_tree(runs[("cuda", "cpu")], runs[()], "there and back")
+
+
+def test_state_of_a_parameter_taken_out_moves_and_frees_the_old_storage(fake):
+    # The state of a parameter taken out stayed on the old device, under a key holding the
+    # old storage: a CPU model's pickle needed a GPU, and putting it back failed (helper-148).
+    import pickle
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((4, 3, 3)), rng.standard_normal((4, 2))
+    m = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True, seed=1, dtype="float64"),
+                          pyrnn.LastStep(), pyrnn.Dense(4, 2, seed=2, dtype="float64")]).to("cuda")
+    opt = optim.Adam(m.parameters(), lr=0.01)
+    m.fit(x, y, loss="mse", optimizer=opt, verbose=0)
+    frozen = set(m.layers[2].parameters())
+    opt.param_groups[0]["params"][:] = [p for p in m.parameters() if p not in frozen]
+    m.fit(x, y, loss="mse", optimizer=opt, verbose=0)
+    assert all(isinstance(v, np.ndarray) for st in opt._left.values() for k, v in st.items()
+               if k != "step")  # host copies
+    m.to("cpu")
+    assert not any(p._detached() for p in opt._left)
+    pickle.dumps((m, opt))  # no device array left anywhere
+    opt.param_groups[0]["params"].extend(m.layers[2].parameters())  # unfrozen: resumes
+    m.fit(x, y, loss="mse", optimizer=opt, verbose=0)
+    assert [st["step"] for st in opt.state][-2:] == [2, 2]
+
+
+def test_a_nested_models_move_during_fit_is_refused(fake):
+    inner = _fitted_inner()
+    outer = pyrnn.Sequential([inner])
+
+    class Mover(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            inner.to("cuda")
+    with pytest.raises(RuntimeError, match=r"model.to\(\) during fit\(\)"):
+        outer.fit(np.zeros((3, 3, 3)), np.zeros((3, 2)), loss="mse", optimizer="adam",
+                  verbose=0, callbacks=[Mover()])
+    assert not inner.__dict__.get("_fitting")
+    inner.to("cuda")
+
+
+def test_ctrl_c_between_the_move_and_the_optimizers_waits(fake, monkeypatch):
+    import os
+    import signal
+    m = _fitted_inner()
+    opt = m.optimizer
+    real = pyrnn.Sequential._kept_optimizers
+
+    def kept(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+    monkeypatch.setattr(pyrnn.Sequential, "_kept_optimizers", kept)
+    with pytest.raises(KeyboardInterrupt):
+        m.to("cuda")
+    assert m.device == "cuda" and not any(p._detached() for p in opt.params)
+
+
 def test_zero_grad_of_an_optimizer_built_before_moving_is_refused(fake):
     # Its Parameters view the layer's old (host) arrays: zeroing them would silently leave the
     # layer's gradients as they are.

@@ -522,9 +522,15 @@ def test_output_files_in_place_where_a_rename_would_be_wrong(tmp_path):
             "_outfile.write_file('/dev/stdout', '{\"json\": 1}\\n'); print('after')")
     with open(log, "w") as f:
         f.write("PREVIOUS\n")
-    with open(log, "a") as f:
+    with open(log, "a") as f:  # >>
         subprocess.run([sys.executable, "-c", code], stdout=f, check=True, cwd=tmp_path)
     assert log.read_text() == 'PREVIOUS\ntable\n{"json": 1}\nafter\n'
+    # > (a second handle's offset overwrote the buffered table, and "after" the JSON;
+    # helper-148): through the descriptor itself, buffered output flushed first
+    code = code.replace("sys.stdout.flush(); ", "").replace("\\n'", "'")
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-c", code], stdout=f, check=True, cwd=tmp_path)
+    assert log.read_text() == 'table\n{"json": 1}\nafter\n'
     link = tmp_path / "latest.json"
     link.symlink_to(tmp_path / "runs" / "r1.json")  # its folder does not exist yet
     assert _outfile.problem(str(link)) is None and not (tmp_path / "runs").exists()

@@ -359,3 +359,33 @@ def test_a_restore_after_the_list_changed_pairs_each_state_with_its_parameter(mo
         p.grad[...] = 1
     opt.step()
     assert [st["step"] for st in opt.state] == [2, 2, 1, 1]
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("edit", ["relist", "remove"])
+def test_a_restore_pairs_state_by_parameter(monkeypatch, fused, edit):
+    # By object identity: parameters listed anew (model.parameters() again) got {} back, and
+    # a parameter taken out kept its later state among those taken out (helper-148).
+    if not fused:
+        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 300)).astype(np.float32)
+    x[16:] = 3e38  # batch 3's loss is Inf
+    y = rng.standard_normal((24, 3)).astype(np.float32)
+    m = model("float32", activation=None)
+    opt = optim.Adam(m.parameters(), lr=1e-2)
+    change = ((lambda ps: ps.__setitem__(slice(None), list(m.parameters()))) if edit == "relist"
+              else (lambda ps: ps.pop()))
+    with pytest.raises(RuntimeError, match="batch 3"):
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+              shuffle=False, callbacks=[_EditList(opt, 2, change)])
+    # the state before batch 2's step (batch 2's loss was the last finite one)
+    assert [st.get("step") for st in opt.state] == [1] * len(opt.params)
+    if edit == "remove":
+        gone = list(m.parameters())[-1]
+        assert opt._left[gone]["step"] == 1
+        opt.param_groups[0]["params"].append(gone)
+        for p in opt.params:
+            p.grad[...] = 1
+        opt.step()
+        assert [st["step"] for st in opt.state] == [2] * 4

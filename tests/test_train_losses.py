@@ -584,3 +584,27 @@ def test_a_subclass_with_its_own_reduction_attribute_keeps_it_through_a_pickle()
     loss = Summed()
     loss.reduction = "mean"
     assert pickle.loads(pickle.dumps(loss)).reduction == "mean"
+
+
+def test_a_custom_loss_without_the_base_constructor_still_trains():
+    # _batch_loss read loss._numerator, which only Loss.__init__ sets (helper-148).
+    class MyMSE(losses.Loss):
+        reduction = "mean"
+
+        def __init__(self, scale=1.0):
+            self.scale = scale
+
+        def forward(self, pred, target, mask=None):
+            d = np.asarray(pred) - np.asarray(target)
+            self._dpred = 2 * self.scale * d / d.size
+            return float(self.scale * (d ** 2).mean())
+
+        def backward(self):
+            return self._dpred
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 1))
+    model = pyrnn.Sequential([pyrnn.Dense(4, 1, seed=0, dtype="float64")])
+    want = float(((model.predict(x) - y) ** 2).mean())
+    hist = model.fit(x, y, loss=MyMSE(), optimizer=pyrnn.optim.SGD(model.parameters(), lr=0.0),
+                     batch_size=3, verbose=0)
+    assert hist["loss"][0] == pytest.approx(want, rel=1e-12)

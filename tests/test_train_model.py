@@ -1281,6 +1281,58 @@ def test_per_step_target_padding_may_hold_anything(loss, shape, fill):
         run(dirty)
 
 
+def test_target_padding_is_checked_against_the_predictions_dtype():
+    # Against the input layer's: an Embedding-first model has none (1e300 in the padding went
+    # to the loss, which refused it), a float64 GRU before a float32 head let it through, and
+    # targets a float64 head takes were refused against a float32 first layer (helper-149).
+    rng = np.random.default_rng(0)
+    N, T, V = 8, 6, 10
+    lens = rng.integers(1, T + 1, N)
+    pad = np.arange(T)[None] >= lens[:, None]
+    y = rng.standard_normal((N, T, 2))
+    dirty = y.copy()
+    dirty[pad] = 1e300
+    ids, x = rng.integers(0, V, (N, T)), rng.standard_normal((N, T, 3))
+    for make, xx in ((lambda: pyrnn.Sequential([pyrnn.Embedding(V, 3, seed=0),
+                                                 pyrnn.GRU(3, 4, batch_first=True, seed=0),
+                                                 pyrnn.Dense(4, 2, seed=0)]), ids),
+                     (lambda: pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=0,
+                                                          dtype="float64"),
+                                                pyrnn.Dense(4, 2, seed=0)]), x)):
+        assert make().evaluate(xx, dirty, loss="mse", lengths=lens) == \
+            make().evaluate(xx, np.where(pad[..., None], 0.0, y), loss="mse", lengths=lens)
+        make().fit(xx, dirty, loss="mse", optimizer="sgd", lengths=lens, verbose=0)
+    m = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=0), pyrnn.LastStep(),
+                          pyrnn.Dense(4, 1, dtype="float64", seed=0)])
+    big = rng.standard_normal((N, 1)) * 1e39  # within the float64 prediction's range
+    assert np.isfinite(m.evaluate(x, big, loss="mse"))
+
+
+def test_float_class_targets_in_the_padding_may_hold_anything():
+    # Masked float class targets were still required to be whole numbers (helper-149).
+    rng = np.random.default_rng(0)
+    N, T = 8, 6
+    x = rng.standard_normal((N, T, 3)).astype(np.float32)
+    lens = rng.integers(1, T + 1, N)
+    lens[0] = 2
+    pad = np.arange(T)[None] >= lens[:, None]
+    y = rng.integers(0, 3, (N, T)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=0), pyrnn.Dense(4, 3, seed=0)])
+    want = m.evaluate(x, y, loss="cross_entropy", lengths=lens)
+    for fill in (0.5, np.nan, -1.0):
+        yy = y.copy()
+        yy[pad] = fill
+        assert m.evaluate(x, yy, loss="cross_entropy", lengths=lens) == want
+    logits = rng.standard_normal((2, 3, 4))
+    mask = np.array([[True, True, False], [True, True, True]])
+    t = np.array([[1., 2., 0.5], [3., 0., 0.]])
+    assert losses.CrossEntropyLoss()(logits, t, mask) == losses.CrossEntropyLoss()(
+        logits, np.where(mask, t, 0.0), mask)
+    t[1, 1] = 0.5  # counted: refused
+    with pytest.raises(TypeError, match="class targets must be integers"):
+        losses.CrossEntropyLoss()(logits, t, mask)
+
+
 def test_token_id_padding_may_hold_anything_too():
     # README: with lengths the padding of x may hold anything; an Embedding refused a padding
     # id of -1 (or one past the vocabulary) even past every length (helper-146).

@@ -172,6 +172,31 @@ def test_a_parameter_taken_out_and_put_back_resumes_its_state_as_in_torch(case):
     assert [st["step"] for st in opt.state] == [2, 2]
 
 
+def test_load_state_dict_replaces_the_state_of_parameters_taken_out_too():
+    # A parameter taken out, state loaded, then put back found its old state; torch's load
+    # replaces all state (helper-148).
+    p = [pyrnn.Parameter(f"p{i}", np.ones(3), np.full(3, 0.5)) for i in range(2)]
+    t = [torch.ones(3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    opt, topt = optim.Adam(p, lr=0.1), torch.optim.Adam(t, lr=0.1)
+    for tp in t:
+        tp.grad = torch.full((3,), 0.5, dtype=torch.float64)
+    for _ in range(3):
+        opt.step()
+        topt.step()
+    opt.param_groups[0]["params"].pop()
+    topt.param_groups[0]["params"].pop()
+    opt.load_state_dict(optim.Adam([p[0]], lr=0.1).state_dict())
+    topt.load_state_dict(torch.optim.Adam([t[0]], lr=0.1).state_dict())
+    opt.param_groups[0]["params"].append(p[1])
+    topt.param_groups[0]["params"].append(t[1])
+    p[1].grad[...] = -2.0
+    t[1].grad = torch.full((3,), -2.0, dtype=torch.float64)
+    opt.step()
+    topt.step()
+    assert opt.state[1]["step"] == 1
+    np.testing.assert_allclose(p[1].data, t[1].detach().numpy(), rtol=1e-12)
+
+
 def test_a_step_refused_for_an_overlap_changes_nothing():
     # The kernel refused a parameter whose grad aliases its data, after the parameters before
     # it were stepped (helper-147): checked with the others now, before any update.
