@@ -46,3 +46,19 @@ def pytest_report_header(config):
     info = pyrnn.info()
     cuda = ", ".join(info["cuda_devices"]) or info["cuda_unavailable_reason"] or "not compiled"
     return f"pyrnn {pyrnn.__version__} from {os.path.dirname(pyrnn.__file__)}; CUDA: {cuda}"
+
+
+@pytest.fixture
+def sigint_delivered():
+    """Python's Ctrl-C handler for the test: a run started in the background by a shell
+    (`pytest &`, a CI job) inherits SIGINT ignored, and the tests that send it would then see
+    nothing (pyrnn rightly leaves an ignored SIGINT ignored)."""
+    import signal
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -663,7 +663,7 @@ def test_an_optimizer_that_cannot_follow_is_left_as_it_was(fake):
     assert m.device == "cuda" and m.optimizer is mine and all(p._detached() for p in mine.params)
 
 
-def test_ctrl_c_while_an_optimizer_follows_waits_for_its_end(fake, monkeypatch):
+def test_ctrl_c_while_an_optimizer_follows_waits_for_its_end(fake, monkeypatch, sigint_delivered):
     # The state was replaced by {} before its upload ended: a Ctrl-C there left the model
     # moved and the optimizer's moments lost (helper-145).
     import os
@@ -751,7 +751,7 @@ def test_a_nested_models_move_during_fit_is_refused(fake):
     inner.to("cuda")
 
 
-def test_ctrl_c_between_the_move_and_the_optimizers_waits(fake, monkeypatch):
+def test_ctrl_c_between_the_move_and_the_optimizers_waits(fake, monkeypatch, sigint_delivered):
     import os
     import signal
     m = _fitted_inner()

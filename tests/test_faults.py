@@ -18,18 +18,9 @@ from pyrnn import _train, callbacks, optim
 
 
 @pytest.fixture(autouse=True)
-def _sigint_delivered():
-    """Python's Ctrl-C handler for each test: a run started in the background by a shell
-    (`pytest &`, a CI job) inherits SIGINT ignored, and the tests that send it would then see
-    nothing (pyrnn rightly leaves an ignored SIGINT ignored)."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _sigint_delivered(sigint_delivered):
+    """Python's Ctrl-C handler for each test (conftest.py's sigint_delivered)."""
+    yield
 
 
 # ---- save killed midway ------------------------------------------------------------------------
