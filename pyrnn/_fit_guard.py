@@ -221,25 +221,45 @@ class LastGood:
         if self.state is None or _state_dicts(self.optimizer) is None:
             return "the weights were"
         # The buffers themselves go back (fit stops right after): the optimizer owns them now.
-        state, now = self.state, self._opt_params()
+        # The list as it is (not synchronised first: that would take a parameter put back
+        # since out of _left, as it was when taken out, before the state below is paired).
+        state = self.state
+        plist = getattr(self.optimizer, "params", None)
+        now = list(plist) if isinstance(plist, list) else None
         if now is not None and self.kept_for is not None and (
                 len(now) != len(self.kept_for)
                 or any(a is not b for a, b in zip(now, self.kept_for))):
-            # The list changed since they were kept: each parameter gets its own back (one new
-            # to the list, none), paired as the optimizer pairs them (by parameter: the same
-            # array of the same layer); one taken out since gets its own back where the
-            # optimizer keeps those (its _left, as host copies).
-            by_param = dict(zip(self.kept_for, state))
-            state = [by_param.pop(p, {}) for p in now]
-            left = getattr(self.optimizer, "_left", None)
-            if isinstance(left, dict):
-                for p, st in by_param.items():
-                    if st:
-                        left[p] = _optim._host_state(st)
+            state = self._repaired(state, now)
             if hasattr(self.optimizer, "_known"):
                 self.optimizer._known = now
         self.optimizer.state, self.state = state, None
         return "the weights and the optimizer's state were"
+
+    def _repaired(self, kept, now):
+        """The kept state for the optimizer's list `now`, which changed since it was kept:
+        paired by parameter (the same array of the same layer), as the optimizer pairs it. A
+        parameter taken out since gets its kept state in the optimizer's _left (none: no entry,
+        it had none then); one put back since, its own from _left (as when taken out, which
+        is as at the keep), else the optimizer's current one, else none."""
+        by_param = dict(zip(self.kept_for, kept))
+        left = getattr(self.optimizer, "_left", None)
+        left = left if isinstance(left, dict) else None
+        current = dict(zip(getattr(self.optimizer, "_known", ()), self.optimizer.state))
+        state = []
+        for p in now:
+            if p in by_param:
+                state.append(by_param.pop(p))
+            elif left is not None and p in left:
+                state.append(left.pop(p)[1])
+            else:
+                state.append(current.get(p, {}))
+        if left is not None:
+            for p, st in by_param.items():
+                if st:
+                    left[p] = (p, st)
+                else:
+                    left.pop(p, None)
+        return state
 
     def non_finite(self):
         """What the last step made non-finite ('weights' / 'optimizer state'), or None: from a

@@ -4,6 +4,7 @@ whole or not at all, so a failed write (a full disk) leaves the previous file as
 import argparse
 import os
 import re
+import select
 import sys
 
 from ._signals import sigint_deferred
@@ -52,6 +53,12 @@ def problem(path):
         return "a folder, not a file path"
     made = []
     try:
+        fd = _own_descriptor(path)
+        if fd is not None:  # written through the descriptor: it must be open for writing
+            import fcntl
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE not in (os.O_WRONLY, os.O_RDWR):
+                raise PermissionError(13, f"descriptor {fd} is not open for writing")
+            return None
         if _in_place(path) and os.path.exists(path):
             if not os.access(path, os.W_OK):
                 raise PermissionError(13, "not writable")
@@ -112,12 +119,18 @@ def write_file(path, data):
                 pass
         view = memoryview(data if data.endswith(b"\n") else data + b"\n")
         while view:
-            view = view[os.write(fd, view):]
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:  # (a non-blocking stdout, inherited: wait, as print would)
+                select.select([], [fd], [])
+        return
+    if _in_place(path):
+        with open(path, "ab") as f:  # (a pipe, a device, another process's descriptor)
+            f.write(data)
         return
     target = os.path.realpath(path)
-    if _in_place(path) or (os.path.isfile(target) and
-                           not os.access(os.path.dirname(target), os.W_OK)):
-        with open(path, "wb") as f:  # (a pipe, a device; a file open() may write)
+    if os.path.isfile(target) and not os.access(os.path.dirname(target), os.W_OK):
+        with open(path, "wb") as f:  # (no rename in a read-only folder: as open() writes)
             f.write(data)
         return
     made = _missing_folders(os.path.dirname(target))

@@ -635,14 +635,19 @@ class Sequential(Layer):
                           dict(opt.__dict__.get("_left", {})))
                 try:
                     sd = opt.state_dict()  # (host copies, whatever the device)
-                    left = dict(opt.__dict__.get("_left", {}))
+                    # The state of parameters taken out of it moves too (its keys viewed the
+                    # old storage, and kept it alive)
+                    left = {}
+                    for q, (src, st) in opt.__dict__.get("_left", {}).items():
+                        p = moved.get(q, q) if q._detached() else q
+                        left[p] = (p, opt._moved_state(p, st)) if (
+                            p is not q and st and src.device != p.device) else (src, st)
                     opt.params[:] = [_renamed(moved.get(p, p), p.name) if p._detached()
                                      else p for p in opt.params]
-                    opt._sync_params()
+                    # (state_dict's copies are uploaded once: not through _sync_params)
+                    opt._known, opt.state = list(opt.params), [{} for _ in opt.params]
                     opt.load_state_dict(sd)
-                    # (its keys: Parameters over the old storage, which they kept alive)
-                    opt._left = {moved.get(p, p) if p._detached() else p: st
-                                 for p, st in left.items()}
+                    opt._left = left
                 except BaseException as e:
                     opt.params[:] = before[0]
                     opt.state, opt._known = before[1], before[2]

@@ -156,7 +156,7 @@ class Optimizer:
         self.params: list[Parameter] = _param_list(params)
         self.state: list[dict[str, Any]] = [dict() for _ in self.params]
         self._known = list(self.params)  # what self.state is paired with (_sync_params)
-        self._left: dict[Parameter, dict[str, Any]] = {}  # state of parameters taken out
+        self._left: dict[Parameter, Any] = {}  # state of parameters taken out (_sync_params)
         self.steps = 0  # step() calls so far
 
     def _sync_params(self):
@@ -171,29 +171,35 @@ class Optimizer:
         # By parameter (the same array of the same layer: Parameter's equality), as torch keys
         # its state by tensor: one listed again (model.parameters() anew, also after a move)
         # keeps its state, and one removed then added back finds its own again (torch never
-        # drops it either); a removed one's is kept as host copies (it frees the device).
+        # drops it either: _left, {parameter: (the parameter it was kept for, its state)}).
+        # Moved to the parameter's device only where its layer moved meanwhile; all or
+        # nothing (nothing changes before every state is found).
         left = self.__dict__.setdefault("_left", {})
         now = {q: (q, st) for q, st in zip(known, self.state)}
-        state = []
+        state, back = [], []
         for p in plist:
-            if p in now:
-                q, st = now.pop(p)
-                if st and q.device != p.device:  # (its layer moved since)
-                    st = self._moved_state(p, st)
-            elif p in left:
-                st = self._moved_state(p, left.pop(p))
-            else:
-                st = {}
-            state.append(st)
-        for q, (_, st) in now.items():  # taken out
-            if st:
-                left[q] = _host_state(st)
+            src = now.get(p)
+            if src is None:
+                src = left.get(p)
+                if src is not None:
+                    back.append(p)
+            if src is None:
+                state.append({})
+                continue
+            q, st = src
+            state.append(self._moved_state(p, st) if st and q.device != p.device else st)
+        listed = set(plist)
+        for p in back:
+            del left[p]
+        for q, src in now.items():  # taken out
+            if q not in listed and src[1]:
+                left[q] = src
         self.state = state
         self._known = plist
 
     def _moved_state(self, p, st):
-        """State st on p's device (one kept for it while elsewhere: on the host, or on the
-        device p's layer has left); {} where it no longer fits p (as for a new parameter)."""
+        """State st (kept for p on the device its layer has left) on p's device, as
+        load_state_dict puts it; {} where it no longer fits p (as for a new parameter)."""
         try:
             return self._checked_state(p, _host_state(st))
         except (TypeError, ValueError):

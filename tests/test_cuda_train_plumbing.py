@@ -727,14 +727,59 @@ def test_state_of_a_parameter_taken_out_moves_and_frees_the_old_storage(fake):
     frozen = set(m.layers[2].parameters())
     opt.param_groups[0]["params"][:] = [p for p in m.parameters() if p not in frozen]
     m.fit(x, y, loss="mse", optimizer=opt, verbose=0)
-    assert all(isinstance(v, np.ndarray) for st in opt._left.values() for k, v in st.items()
-               if k != "step")  # host copies
     m.to("cpu")
     assert not any(p._detached() for p in opt._left)
+    assert all(isinstance(v, np.ndarray) for _, st in opt._left.values() for k, v in st.items()
+               if k != "step")  # moved with it
     pickle.dumps((m, opt))  # no device array left anywhere
     opt.param_groups[0]["params"].extend(m.layers[2].parameters())  # unfrozen: resumes
     m.fit(x, y, loss="mse", optimizer=opt, verbose=0)
     assert [st["step"] for st in opt.state][-2:] == [2, 2]
+
+
+def test_a_move_uploads_the_optimizers_state_once(fake, monkeypatch):
+    # _sync_params moved the state, then load_state_dict uploaded it again: twice the device
+    # memory at the peak (helper-150).
+    m = _fitted_inner()
+    n_state = sum(1 for st in m.optimizer.state for k in st if k != "step")
+    n_params = len(m.optimizer.params)
+    real, calls = pyrnn.cuda.to_device, []
+
+    def counting(a, dtype=None, device=0):
+        calls.append(1)
+        return real(a, dtype, device)
+    monkeypatch.setattr(pyrnn.cuda, "to_device", counting)
+    m.to("cuda")
+    moved = len(calls)
+    calls.clear()
+    for layer in _fitted_inner().layers:  # what the layers alone upload
+        layer.to("cuda")
+    assert moved - len(calls) == n_state, (moved, len(calls), n_state, n_params)
+
+
+def test_a_put_back_interrupted_changes_nothing(fake, monkeypatch):
+    # The entry left _left before its state had moved: an interrupt lost it (helper-150).
+    layer = pyrnn.Dense(3, 2, seed=0)
+    opt = optim.SGD(list(layer.parameters()), lr=0.1, momentum=0.9)
+    for p in opt.params:
+        p.grad[...] = 1.0
+    opt.step()
+    opt.param_groups[0]["params"].pop()
+    opt.step()
+    layer.to("cuda")
+    opt.param_groups[0]["params"][:] = list(layer.parameters())
+
+    def interrupted(self, p, st):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(optim.Optimizer, "_moved_state", interrupted)
+    left, state = dict(opt._left), list(opt.state)
+    with pytest.raises(KeyboardInterrupt):
+        opt.step()
+    assert opt._left == left and opt.state == state
+    monkeypatch.undo()
+    fake = install(monkeypatch)  # (undo took the fakes too)
+    opt.step()
+    assert [st["momentum_buffer"].__class__.__name__ for st in opt.state] == ["FakeDev"] * 2
 
 
 def test_a_nested_models_move_during_fit_is_refused(fake):

@@ -558,3 +558,24 @@ def test_demo_out_problems_name_the_png_path(tmp_path):
         f"{tmp_path / 'o2' / 'pyrnn_demo.png'}: a folder, not a file path")
     assert demo._out_problem(str(tmp_path / "afile")).startswith(
         f"{tmp_path / 'afile' / 'pyrnn_demo.png'}: not a writable file path")
+
+
+def test_descriptor_outputs_a_non_blocking_stdout_and_a_read_only_descriptor(tmp_path):
+    # os.write on an inherited non-blocking stdout stopped at the pipe's 64 KiB; a descriptor
+    # open for reading passed the check and failed after the run (helper-150).
+    code = ("import os, sys; from pyrnn import _outfile; os.set_blocking(1, False); "
+            "_outfile.write_file('/dev/stdout', 'x' * 500000)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    import time
+    time.sleep(1.0)  # the pipe fills; the writer must wait, not fail
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and len(out) == 500001, err
+    (tmp_path / "in.txt").write_text("x")
+    code = "from pyrnn import _outfile; print(_outfile.problem('/dev/fd/3'))"
+    out = subprocess.run(["bash", "-c", f'"$0" -c "{code}" 3< in.txt', sys.executable],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert "descriptor 3 is not open for writing" in out.stdout, out.stderr
+    out = subprocess.run(["bash", "-c", f'"$0" -c "{code}" 3> out.txt', sys.executable],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout == "None\n", out.stderr

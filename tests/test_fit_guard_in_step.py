@@ -383,9 +383,50 @@ def test_a_restore_pairs_state_by_parameter(monkeypatch, fused, edit):
     assert [st.get("step") for st in opt.state] == [1] * len(opt.params)
     if edit == "remove":
         gone = list(m.parameters())[-1]
-        assert opt._left[gone]["step"] == 1
+        assert opt._left[gone][1]["step"] == 1
         opt.param_groups[0]["params"].append(gone)
         for p in opt.params:
             p.grad[...] = 1
         opt.step()
         assert [st["step"] for st in opt.state] == [2] * 4
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_restore_keeps_the_state_of_a_parameter_put_back_or_taken_out_since(monkeypatch,
+                                                                              fused):
+    # Put back after the last keep: the restore's own sync took its state out of _left, then
+    # paired it with nothing; taken out with no state at the keep: _left kept the state of the
+    # step the restore undid (helper-150).
+    if not fused:
+        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((24, 3)).astype(np.float32)
+    for case in ("put back", "fresh, taken out"):
+        x = rng.standard_normal((24, 300)).astype(np.float32)
+        m = model("float32", activation=None)
+        opt = optim.Adam(m.parameters(), lr=1e-2)
+        store = {}
+        if case == "put back":
+            x[16:] = 3e38  # batch 3's loss is Inf
+            edits = {1: lambda ps: store.setdefault("p", ps.pop()),
+                     2: lambda ps: ps.append(store["p"])}
+        else:
+            x[8:] = 3e38  # batch 2's
+            edits = {1: lambda ps: store.setdefault("p", ps.pop())}
+
+        class Edit(pyrnn.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seen = 0
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if self.seen in edits:
+                    edits[self.seen](opt.param_groups[0]["params"])
+                self.seen += 1
+        with pytest.raises(RuntimeError, match="non-finite"):
+            m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+                  shuffle=False, callbacks=[Edit()])
+        if case == "put back":
+            assert [st.get("step") for st in opt.state] == [1, 1, 1, 1] and not opt._left
+        else:  # the weights are those before the first step: so is its (no) state
+            assert [st.get("step") for st in opt.state] == [None] * 3 and not opt._left

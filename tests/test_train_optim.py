@@ -197,6 +197,30 @@ def test_load_state_dict_replaces_the_state_of_parameters_taken_out_too():
     np.testing.assert_allclose(p[1].data, t[1].detach().numpy(), rtol=1e-12)
 
 
+def test_a_custom_optimizers_own_state_comes_back_as_it_was():
+    # A parameter taken out and put back got its state re-validated: own arrays flattened,
+    # values of its own dropped (helper-150).
+    class Whitened(optim.Optimizer):
+        def __init__(self, params, lr=0.1):
+            super().__init__(params)
+            self.lr = lr
+
+        def _update(self, data, grad, state):
+            if "L" not in state:
+                state["L"], state["n"] = np.eye(2), 0
+            state["n"] += 1
+            data -= self.lr * (state["L"] @ grad.reshape(2, -1)).reshape(-1)
+    p = [pyrnn.Parameter(f"w{i}", np.ones((2, 2)), np.ones((2, 2))) for i in range(2)]
+    opt = Whitened(p)
+    opt.step()
+    gone = opt.param_groups[0]["params"].pop()
+    opt.step()
+    opt.param_groups[0]["params"].append(gone)
+    opt.step()
+    assert [st["n"] for st in opt.state] == [3, 2]
+    assert all(st["L"].shape == (2, 2) for st in opt.state)
+
+
 def test_a_step_refused_for_an_overlap_changes_nothing():
     # The kernel refused a parameter whose grad aliases its data, after the parameters before
     # it were stepped (helper-147): checked with the others now, before any update.
