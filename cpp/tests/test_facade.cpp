@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "check.h"
+#include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
 #include "pyrnn/nn/gru.h"
 #include "pyrnn/nn/lstm.h"
+#include "pyrnn/nn/optim.h"
 #include "pyrnn/nn/rnn.h"
 #include "pyrnn/random.h"
 #include "pyrnn/recurrent.h"
@@ -579,6 +581,100 @@ TEST(facade_out_of_memory_leaves_gradients_and_allocates_nothing_first) {
     CHECK(grads(layer) == once);
   }
   CHECK(refused >= 3);
+}
+
+TEST(facade_copy_assignment_refused_part_way_leaves_the_target_whole) {
+  // Member by member, an allocation refused after the configuration was copied left the
+  // source's configuration over the target's smaller buffers: the next call overflowed them
+  // (helper-151). Copy then move in: the target is as it was.
+  const auto seq = random_sequence<float>(3, 2, 2, 6);
+  const auto big = random_sequence<float>(3, 2, 64, 7);
+  for (std::uint64_t from = 64; from <= (1u << 16); from *= 2) {
+    pyrnn::LSTMLayer a(2, 3, 1, 1), b(64, 3, 1, 2);
+    const float before = a.forward(seq).get(1, 0);
+    pyrnn::detail::inject_allocation_failure(from);
+    bool threw = false;
+    try {
+      a = b;
+    } catch (const pyrnn::OutOfMemory&) {
+      threw = true;
+    }
+    pyrnn::detail::inject_allocation_failure(0);
+    if (threw) {
+      CHECK(a.inputSize() == 2 && a.numParameters() == pyrnn::LSTMLayer(2, 3, 1).numParameters());
+      CHECK(a.forward(seq).get(1, 0) == before);
+      pyrnn::Recurrent<float> core = a.core();
+      pyrnn::detail::inject_allocation_failure(from);
+      try {
+        core = b.core();
+      } catch (const pyrnn::OutOfMemory&) {
+      }
+      pyrnn::detail::inject_allocation_failure(0);
+      CHECK(core.config().input_size == 2 || core.config().input_size == 64);
+      CHECK(core.num_parameters() ==
+            (core.config().input_size == 2 ? a.core().num_parameters() : b.core().num_parameters()));
+    } else {
+      CHECK(a.inputSize() == 64 && a.forward(big).get(1, 0) == b.forward(big).get(1, 0));
+    }
+  }
+}
+
+TEST(facade_moved_from_and_self_assignment) {
+  // docs/cpp_api.md says a moved-from facade's moved_from() says so: it had none; a
+  // self-assignment drew new ids, and the optimizers restarted its state (helper-151).
+  pyrnn::GRULayer a(2, 3, 1, 5);
+  pyrnn::GRULayer b = std::move(a);
+  CHECK(a.moved_from() && !b.moved_from());
+  const auto seq = random_sequence<float>(3, 2, 2, 6);
+  pyrnn::Matrix d(2, 1);
+  d.fill(1.0f);
+  pyrnn::GRULayer x(2, 3, 1, 5), y(2, 3, 1, 5);
+  pyrnn::Adam ox(0.1f), oy(0.1f);
+  for (int step = 0; step < 3; ++step) {
+    for (pyrnn::GRULayer* l : {&x, &y}) {
+      l->zeroGrad();
+      l->forward(seq);
+      l->backward(d);
+    }
+    if (step == 2) {
+      pyrnn::GRULayer& same = x;
+      x = same;
+    }
+    ox.step(x);
+    oy.step(y);
+  }
+  CHECK(x.parameters()[0].data[0] == y.parameters()[0].data[0]);
+}
+
+TEST(facade_optimizer_step_refused_part_way_changes_nothing) {
+  // Updated one by one, the parameters before a refused state allocation were stepped, and a
+  // backward through the last forward was still accepted (helper-151).
+  const auto seq = random_sequence<float>(3, 2, 2, 6);
+  pyrnn::Matrix d(2, 1);
+  d.fill(1.0f);
+  for (int which = 0; which < 2; ++which) {
+    pyrnn::LSTMLayer l(2, 40, 1, 3);
+    l.forward(seq);
+    l.backward(d);
+    std::vector<float> before;
+    for (const auto& p : l.parameters()) before.insert(before.end(), p.data, p.data + p.size());
+    pyrnn::detail::inject_allocation_failure(4096);  // weight_hh_l0's state (25.6 KB)
+    bool threw = false;
+    try {
+      if (which == 0)
+        pyrnn::Adam(0.1f).step(l);
+      else
+        pyrnn::SGD(0.1f, 0.9f).step(l);
+    } catch (const pyrnn::OutOfMemory& e) {
+      threw = std::string(e.what()).find(which == 0 ? "Adam's" : "SGD's") != std::string::npos;
+    }
+    pyrnn::detail::inject_allocation_failure(0);
+    CHECK(threw);
+    std::vector<float> after;
+    for (const auto& p : l.parameters()) after.insert(after.end(), p.data, p.data + p.size());
+    CHECK(after == before);
+    l.backward(d);  // nothing stepped: the forward's gradient still applies
+  }
 }
 
 TEST(facade_forward_counts_its_buffers_under_a_limit) {

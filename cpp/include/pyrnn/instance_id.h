@@ -17,9 +17,11 @@ class InstanceId {
  public:
   InstanceId() : id_(next()), alive_(token()) {}
   InstanceId(const InstanceId&) : id_(next()), alive_(token()) {}
-  InstanceId& operator=(const InstanceId&) {
-    id_ = next();
-    alive_ = token();
+  InstanceId& operator=(const InstanceId& o) {
+    if (this != &o) {  // (a self-assignment changes nothing: optimizers keep its state)
+      id_ = next();
+      alive_ = token();
+    }
     return *this;
   }
   InstanceId(InstanceId&& o) noexcept : id_(o.id_), alive_(std::move(o.alive_)) { o.id_ = 0; }

@@ -60,6 +60,16 @@ template <typename T>
 class Recurrent {
  public:
   explicit Recurrent(const RecurrentConfig& config);
+  Recurrent(const Recurrent&) = default;
+  Recurrent(Recurrent&&) noexcept = default;
+  // Whole or not at all: a copy made first, then moved in. Member by member, an allocation
+  // refused part-way left the source's configuration over the target's smaller buffers (the
+  // next call overflowed them).
+  Recurrent& operator=(const Recurrent& o) {
+    if (this != &o) *this = Recurrent(o);
+    return *this;
+  }
+  Recurrent& operator=(Recurrent&&) noexcept = default;
 
   const RecurrentConfig& config() const { return cfg_; }
   const std::vector<ParamInfo>& param_info() const { return info_; }

@@ -2,14 +2,40 @@
 // loops are the library's (pyrnn/optim.h, PyTorch's formulas); this file keeps the state.
 #include "pyrnn/nn/optim.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "pyrnn/aligned.h"
 #include "pyrnn/error.h"
 #include "pyrnn/optim.h"
 
 namespace pyrnn {
 
 namespace {
+
+// n zeros, the size checked first: OutOfMemory naming `what` and the size (not a bare
+// std::bad_alloc), before anything is allocated where it cannot fit.
+template <typename T>
+std::vector<T> zeroed_buffer(std::size_t n, const char* what) {
+  const double bytes = static_cast<double>(n) * sizeof(T);
+  check_allocation(bytes, what);
+  const std::uint64_t injected =
+      detail::injected_allocation_failure().load(std::memory_order_relaxed);
+  if (injected && n && bytes >= static_cast<double>(injected))  // (as AlignedBuffer's)
+    throw OutOfMemory(std::string(what) + " of " + detail::size_text(bytes) +
+                      ": refused by a test (detail::injected_allocation_failure)");
+  try {
+    return std::vector<T>(n, T(0));
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemory(std::string(what) + " of " + detail::size_text(bytes) +
+                      " could not be allocated: the system refused it");
+  }
+}
 void check_lr(const char* who, double lr) {
   PYRNN_CHECK(lr > 0 && std::isfinite(lr), who, ": learning rate must be > 0, got ", lr);
 }
@@ -43,23 +69,39 @@ void BasicSGD<T>::step(BasicRecurrentLayer<T>& layer) {
   const detail::Owner owner = detail::Owner::of(layer);
   std::vector<ParamView<T>> params = layer.parameters();
   detail::drop_gone(velocity_, owner, params);
-  for (ParamView<T>& p : params) {
-    const std::size_t n = p.size();
-    T* buf = nullptr;
-    bool first = false;
-    if (momentum_ != 0) {
-      State& s = velocity_[p.data];
-      // A new parameter (or another layer's, or matrix's, at a reused address): v starts as g
-      // (PyTorch).
-      first = s.owner != owner || s.storage != p.storage || s.v.size() != n;
-      if (first) {
-        s.owner = owner;
-        s.storage = p.storage;
-        s.v.assign(n, T(0));
-      }
-      buf = s.v.data();
+  // Every state first, then every update: a refused allocation (OutOfMemory) leaves the
+  // weights and the states as they were (updated one by one, the parameters before it were
+  // stepped and a backward through the last forward was still accepted).
+  std::vector<State*> states(params.size(), nullptr);
+  std::vector<std::vector<T>> fresh(params.size());  // the buffers of new states
+  std::vector<bool> first(params.size(), false);
+  if (momentum_ != 0) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const ParamView<T>& p = params[i];
+      State& s = velocity_[p.data];  // (a default entry is a new one's: harmless if left)
+      // A new parameter (or another layer's, or matrix's, at a reused address): v starts as
+      // g (PyTorch).
+      first[i] = s.owner != owner || s.storage != p.storage || s.v.size() != p.size();
+      if (first[i]) fresh[i] = zeroed_buffer<T>(p.size(), "SGD's momentum buffer");
+      states[i] = &s;
     }
-    optim::sgd_step(p.data, p.grad, buf, n, lr_, momentum_, 0.0, 0.0, false, first);
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {  // (nothing below allocates)
+    if (first[i]) {
+      states[i]->owner = owner;
+      states[i]->storage = params[i].storage;
+      states[i]->v.swap(fresh[i]);
+    }
+  }
+  try {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      ParamView<T>& p = params[i];
+      optim::sgd_step(p.data, p.grad, states[i] ? states[i]->v.data() : nullptr, p.size(), lr_,
+                      momentum_, 0.0, 0.0, false, first[i]);
+    }
+  } catch (...) {
+    layer.parametersChanged();  // (some may have been stepped)
+    throw;
   }
   layer.parametersChanged();  // a backward through the last forward would mix old and new
 }
@@ -92,19 +134,41 @@ void BasicAdam<T>::step(BasicRecurrentLayer<T>& layer) {
   const detail::Owner owner = detail::Owner::of(layer);
   std::vector<ParamView<T>> params = layer.parameters();
   detail::drop_gone(state_, owner, params);
-  for (ParamView<T>& p : params) {
-    const std::size_t n = p.size();
-    State& s = state_[p.data];
-    if (s.owner != owner || s.storage != p.storage || s.m.size() != n) {  // new: step 0
+  // Every state first, then every update (as SGD's step: whole or not at all).
+  std::vector<State*> states(params.size(), nullptr);
+  std::vector<std::pair<std::vector<T>, std::vector<T>>> fresh(params.size());
+  std::vector<bool> is_new(params.size(), false);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const ParamView<T>& p = params[i];
+    State& s = state_[p.data];  // (a default entry is a new one's: harmless if left)
+    if (s.owner != owner || s.storage != p.storage || s.m.size() != p.size()) {
+      fresh[i].first = zeroed_buffer<T>(p.size(), "Adam's first moment");
+      fresh[i].second = zeroed_buffer<T>(p.size(), "Adam's second moment");
+      is_new[i] = true;
+    }
+    states[i] = &s;
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {  // (nothing below allocates)
+    if (is_new[i]) {  // new: step 0
+      State& s = *states[i];
       s.owner = owner;
-      s.storage = p.storage;
-      s.m.assign(n, T(0));
-      s.v.assign(n, T(0));
+      s.storage = params[i].storage;
+      s.m.swap(fresh[i].first);
+      s.v.swap(fresh[i].second);
       s.t = 0;
     }
-    ++s.t;
-    optim::adam_step(p.data, p.grad, s.m.data(), s.v.data(), static_cast<T*>(nullptr), n, lr_,
-                     beta1_, beta2_, eps_, 0.0, false, false, s.t);
+  }
+  try {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      ParamView<T>& p = params[i];
+      State& s = *states[i];
+      ++s.t;
+      optim::adam_step(p.data, p.grad, s.m.data(), s.v.data(), static_cast<T*>(nullptr),
+                       p.size(), lr_, beta1_, beta2_, eps_, 0.0, false, false, s.t);
+    }
+  } catch (...) {
+    layer.parametersChanged();  // (some may have been stepped)
+    throw;
   }
   layer.parametersChanged();  // a backward through the last forward would mix old and new
 }

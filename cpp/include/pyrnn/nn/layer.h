@@ -60,11 +60,17 @@ class BasicRecurrentLayer {
   virtual ~BasicRecurrentLayer() = default;
   BasicRecurrentLayer(const BasicRecurrentLayer&) = default;
   BasicRecurrentLayer(BasicRecurrentLayer&&) noexcept = default;
-  BasicRecurrentLayer& operator=(const BasicRecurrentLayer&) = default;
+  // Whole or not at all, as Recurrent's (a copy made first, then moved in).
+  BasicRecurrentLayer& operator=(const BasicRecurrentLayer& o) {
+    if (this != &o) *this = BasicRecurrentLayer(o);
+    return *this;
+  }
   BasicRecurrentLayer& operator=(BasicRecurrentLayer&&) noexcept = default;
 
   int inputSize() const { return core_.config().input_size; }
   int hiddenSize() const { return core_.config().hidden_size; }
+  // True once moved from (its core went with the move): forward / backward then throw.
+  bool moved_from() const { return core_.moved_from(); }
   // Fixed at construction (the gradient's rows): outputWeight() / outputBias() keep that shape.
   int outputSize() const { return static_cast<int>(dw_hy_.rows()); }
   // "RNNLayer", "LSTMLayer" or "GRULayer": used in error messages.

@@ -35,6 +35,8 @@ class RecurrentLayerCUDA {
 
   int inputSize() const { return core_.config().input_size; }
   int hiddenSize() const { return core_.config().hidden_size; }
+  // True once moved from (its core went with the move): forward / backward then throw.
+  bool moved_from() const { return core_.moved_from(); }
   int outputSize() const { return output_size_; }  // fixed at construction
   const std::string& name() const { return name_; }
 
