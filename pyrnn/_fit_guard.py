@@ -218,48 +218,41 @@ class LastGood:
             _arrays.copy_into(p.data, g)
             p._changed()
         self.optimizer.steps = self.steps
-        if self.state is None or _state_dicts(self.optimizer) is None:
+        # (not _state_dicts: its sync of a list changed since can refuse it, with the weights
+        # already back; the pairing below does without)
+        if self.state is None or not isinstance(getattr(self.optimizer, "state", None), list):
             return "the weights were"
-        # The buffers themselves go back (fit stops right after): the optimizer owns them now.
-        # The list as it is (not synchronised first: that would take a parameter put back
-        # since out of _left, as it was when taken out, before the state below is paired).
+        # The buffers themselves go back (fit stops right after): the optimizer owns them now,
+        # paired with the list they were kept for. A list changed since is re-paired by the
+        # optimizer's next sync (checked then, by parameter: the same array of the same
+        # layer); a parameter taken out since finds its kept state there, one put back since
+        # its own among those taken out (_left).
         state = self.state
         plist = getattr(self.optimizer, "params", None)
         now = list(plist) if isinstance(plist, list) else None
         if now is not None and self.kept_for is not None and (
                 len(now) != len(self.kept_for)
                 or any(a is not b for a, b in zip(now, self.kept_for))):
-            state = self._repaired(state, now)
+            self._unpair_since()
             if hasattr(self.optimizer, "_known"):
-                self.optimizer._known = now
+                self.optimizer._known = list(self.kept_for)
         self.optimizer.state, self.state = state, None
         return "the weights and the optimizer's state were"
 
-    def _repaired(self, kept, now):
-        """The kept state for the optimizer's list `now`, which changed since it was kept:
-        paired by parameter (the same array of the same layer), as the optimizer pairs it. A
-        parameter taken out since gets its kept state in the optimizer's _left (none: no entry,
-        it had none then); one put back since, its own from _left (as when taken out, which
-        is as at the keep), else the optimizer's current one, else none."""
-        by_param = dict(zip(self.kept_for, kept))
-        left = getattr(self.optimizer, "_left", None)
-        left = left if isinstance(left, dict) else None
-        current = dict(zip(getattr(self.optimizer, "_known", ()), self.optimizer.state))
-        state = []
-        for p in now:
-            if p in by_param:
-                state.append(by_param.pop(p))
-            elif left is not None and p in left:
-                state.append(left.pop(p)[1])
-            else:
-                state.append(current.get(p, {}))
-        if left is not None:
-            for p, st in by_param.items():
-                if st:
-                    left[p] = (p, st)
-                else:
-                    left.pop(p, None)
-        return state
+    def _unpair_since(self):
+        """Before the kept state goes back with the list it was kept for: a parameter paired
+        since (a sync after a callback's edit) but not kept keeps its state among those taken
+        out; a kept one's entry there (a later one) goes, the kept state standing for it."""
+        opt = self.optimizer
+        left = getattr(opt, "_left", None)
+        if not isinstance(left, dict):
+            return
+        kept = set(self.kept_for)
+        for q, st in zip(getattr(opt, "_known", ()), opt.state):
+            if q not in kept and st:
+                left[q] = (q, st)
+        for q in self.kept_for:
+            left.pop(q, None)
 
     def non_finite(self):
         """What the last step made non-finite ('weights' / 'optimizer state'), or None: from a

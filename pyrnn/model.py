@@ -42,7 +42,7 @@ from ._validate import (beyond_range, flag, host_only, lengths_array, positive_i
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
-from .parameter import Parameter, owners_held, prefixed
+from .parameter import owners_held, prefixed
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
     from ._cuda import DeviceArray
     from ._typing import Array, ArrayInput, Device, DeviceArrayLike, HostArray, Int, Real
+    from .parameter import Parameter
 
 
 class SupportsLayer(Protocol):
@@ -121,15 +122,6 @@ def _marks_fitting(method: _F) -> _F:
             for m, w in zip(models, was):
                 m.__dict__["_fitting"] = w
     return run  # type: ignore[return-value]
-
-
-def _renamed(p, name):
-    """Parameter p under `name` (an optimizer's parameter keeps its name across a move)."""
-    if p.name == name:
-        return p
-    q = Parameter(name, p.data, p.grad, p._owner)
-    q._key = p._key
-    return q
 
 
 def _flat_models(layers):
@@ -625,36 +617,16 @@ class Sequential(Layer):
         refused, a MemoryError) is left as it was: its next step then names the moved layer.
         Ctrl-C waits for the end: an optimizer is never left half uploaded."""
         opts = [opt for opt in self._kept_optimizers()
-                if any(p._detached() for p in opt.params)]
+                if any(p._detached() for p in [*opt.params, *opt.__dict__.get("_left", ())])]
         if not opts:
             return
         moved = {p: p for p in self.parameters()}  # a moved one is equal to its old self
         with _sigint_deferred():  # (also when called alone)
             for opt in opts:
-                before = (list(opt.params), opt.state, opt._known,
-                          dict(opt.__dict__.get("_left", {})))
                 try:
-                    sd = opt.state_dict()  # (host copies, whatever the device)
-                    # The state of parameters taken out of it moves too (its keys viewed the
-                    # old storage, and kept it alive)
-                    left = {}
-                    for q, (src, st) in opt.__dict__.get("_left", {}).items():
-                        p = moved.get(q, q) if q._detached() else q
-                        left[p] = (p, opt._moved_state(p, st)) if (
-                            p is not q and st and src.device != p.device) else (src, st)
-                    opt.params[:] = [_renamed(moved.get(p, p), p.name) if p._detached()
-                                     else p for p in opt.params]
-                    # (state_dict's copies are uploaded once: not through _sync_params)
-                    opt._known, opt.state = list(opt.params), [{} for _ in opt.params]
-                    opt.load_state_dict(sd)
-                    opt._left = left
-                except BaseException as e:
-                    opt.params[:] = before[0]
-                    opt.state, opt._known = before[1], before[2]
-                    if "_left" in opt.__dict__:
-                        opt._left = before[3]
-                    if not isinstance(e, Exception):
-                        raise
+                    opt._repoint(moved)  # (all or nothing)
+                except Exception:
+                    pass
 
     def numpy_params(self) -> dict[str, HostArray]:
         """{name: ndarray} host COPIES of every parameter ("0.weight_ih_l0", ...)."""

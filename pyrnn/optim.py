@@ -82,9 +82,13 @@ def _overlap(a, b):
     return pa < pb + n_b and pb < pa + n_a
 
 
-def _host_state(st):
-    """A parameter's state with its device buffers copied to the host."""
-    return {k: _arrays.host(v) if _arrays.on_device(v) else v for k, v in st.items()}
+def _renamed(p, name):
+    """Parameter p under `name` (an optimizer's parameter keeps its name across a move)."""
+    if p.name == name:
+        return p
+    q = Parameter(name, p.data, p.grad, p._owner)
+    q._key = p._key
+    return q
 
 
 def _param_list(params):
@@ -198,12 +202,52 @@ class Optimizer:
         self._known = plist
 
     def _moved_state(self, p, st):
-        """State st (kept for p on the device its layer has left) on p's device, as
-        load_state_dict puts it; {} where it no longer fits p (as for a new parameter)."""
-        try:
-            return self._checked_state(p, _host_state(st))
-        except (TypeError, ValueError):
-            return {}
+        """State st, kept for p on the device its layer has left, on p's device: each array
+        of p's size and dtype (the moments; a custom optimizer's own of that size too, its
+        shape kept) copied there once; device arrays of other sizes to the host when p is on
+        it; everything else as it is."""
+        out = {}
+        for k, v in st.items():
+            on_dev = _arrays.on_device(v)
+            if (on_dev or isinstance(v, np.ndarray)) and v.size == p.size and (
+                    np.dtype(v.dtype) == p.dtype):
+                arr = np.array(_arrays.host(v) if on_dev else v, order="C")
+                out[k] = (_arrays.to_device(arr, device=p.data.device) if p.device != "cpu"
+                          else arr)
+            elif on_dev and p.device == "cpu":
+                out[k] = _arrays.host(v)
+            else:
+                out[k] = v
+        return out
+
+    def _repoint(self, moved):
+        """After a model's move (Sequential.to): its parameters here (listed, appended or
+        taken out since, or kept among those taken out) become `moved`'s, equal to them (the
+        same array of the same layer), each under its own name, and their state goes to the
+        new device, once. All or nothing: nothing changes unless every state has moved. An
+        optimizer keeping its state otherwise (a custom one's dict) is left as it is."""
+        if not isinstance(self.state, list) or len(self.state) != len(self._known):
+            return False
+
+        def new_of(p):
+            return _renamed(moved[p], p.name) if p._detached() and p in moved else p
+        params = _param_list([new_of(p) for p in self.params])  # (checked as at a sync)
+        now = {q: (q, st) for q, st in zip(self._known, self.state)}
+        left = self.__dict__.get("_left", {})
+        state = []
+        for p in params:
+            q, st = now.get(p) or left.get(p) or (p, {})
+            state.append(self._moved_state(p, st) if st and q.device != p.device else st)
+        listed, kept = set(params), {}
+        for q, (src, st) in [*left.items(), *now.items()]:
+            if q in listed or not st:
+                continue
+            p = new_of(q)
+            kept[p] = (src, st) if p is q else (
+                p, self._moved_state(p, st) if src.device != p.device else st)
+        self.params[:] = params
+        self._known, self.state, self._left = list(params), state, kept
+        return True
 
     # The learning rate may be changed between steps (a schedule); checked as the
     # constructor checks it. learning_rate is Keras' name for it.
@@ -428,7 +472,9 @@ class Optimizer:
                                  f"state (it keeps {', '.join(known)})")
             elif _arrays.on_device(v) or (isinstance(v, np.ndarray) and v.dtype == p.dtype
                                           and v.size == p.size):
-                d[k] = self._checked_buffer(p, k, v)  # shaped like the parameter: its device
+                # of the parameter's size: on its device, in its own shape (a custom optimizer's
+                # matrix of that size, say)
+                d[k] = self._checked_buffer(p, k, v).reshape(tuple(v.shape))
             elif isinstance(v, np.ndarray):
                 d[k] = v.copy()  # a custom array of its own shape, kept on the host as given
             else:

@@ -645,7 +645,9 @@ def test_a_move_during_fit_is_refused(fake):
 
 
 def test_an_optimizer_that_cannot_follow_is_left_as_it_was(fake):
-    # A custom optimizer whose state_dict() fails made to() raise (helper-145).
+    # A custom optimizer whose state_dict() fails made to() raise (helper-145); it follows
+    # now (its state moves without a state_dict). One keeping its state in a dict of its own
+    # is left as it was.
     class Mine(optim.Optimizer):
         def __init__(self, params):
             super().__init__(params)
@@ -660,7 +662,22 @@ def test_an_optimizer_that_cannot_follow_is_left_as_it_was(fake):
     mine = Mine(m.parameters())
     m.fit(np.zeros((3, 3, 3)), np.zeros((3, 2)), loss="mse", optimizer=mine, verbose=0)
     m.to("cuda")
-    assert m.device == "cuda" and m.optimizer is mine and all(p._detached() for p in mine.params)
+    assert m.device == "cuda" and m.optimizer is mine and not any(
+        p._detached() for p in mine.params)
+
+    class Keyed(optim.Optimizer):  # torch's layout: {parameter: state}
+        def __init__(self, params):
+            super().__init__(params)
+            self.state = {}
+
+        def step(self):
+            for p in self.params:
+                p.data -= 0.1 * p.grad
+    m = _fitted_inner(opt="sgd")
+    keyed = Keyed(m.parameters())
+    m.optimizer = keyed
+    m.to("cuda")
+    assert m.device == "cuda" and keyed.state == {} and all(p._detached() for p in keyed.params)
 
 
 def test_ctrl_c_while_an_optimizer_follows_waits_for_its_end(fake, monkeypatch, sigint_delivered):
@@ -670,14 +687,14 @@ def test_ctrl_c_while_an_optimizer_follows_waits_for_its_end(fake, monkeypatch, 
     import signal
     m = _fitted_inner()
     opt = m.optimizer
-    real, calls = optim.Optimizer._checked_state, []
+    real, calls = optim.Optimizer._moved_state, []
 
     def checked(self, p, st):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGINT)
         return real(self, p, st)
-    monkeypatch.setattr(optim.Optimizer, "_checked_state", checked)
+    monkeypatch.setattr(optim.Optimizer, "_moved_state", checked)
     with pytest.raises(KeyboardInterrupt):
         m.to("cuda")
     assert m.device == "cuda" and not any(p._detached() for p in opt.params)
@@ -780,6 +797,52 @@ def test_a_put_back_interrupted_changes_nothing(fake, monkeypatch):
     fake = install(monkeypatch)  # (undo took the fakes too)
     opt.step()
     assert [st["momentum_buffer"].__class__.__name__ for st in opt.state] == ["FakeDev"] * 2
+
+
+def test_an_edit_of_the_list_before_a_move_is_followed_too(fake):
+    # The follow took a state_dict first, whose sync of the edited list refused the listed
+    # parameters (viewing the old storage): the optimizer was left behind, silently
+    # (helper-152). A no-op re-list did it too.
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3, 3)), rng.standard_normal((8, 2))
+    for edit in ("freeze", "relist"):
+        m = _fitted_inner()
+        opt = m.optimizer
+        frozen = set(m.layers[2].parameters())
+        opt.param_groups[0]["params"][:] = (
+            [p for p in m.parameters() if p not in frozen] if edit == "freeze"
+            else list(m.parameters()))
+        m.to("cuda")
+        assert not any(p._detached() for p in opt.params) and not any(
+            p._detached() for p in opt._left)
+        assert all(isinstance(v, FakeDev) for st in opt.state for k, v in st.items()
+                   if k != "step")
+        assert all(isinstance(v, FakeDev) for _, st in opt._left.values()
+                   for k, v in st.items() if k != "step")
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0)
+        m.fit(x, y, loss="mse", optimizer="adam", epochs=1, batch_size=4, verbose=0)
+
+
+def test_a_custom_optimizers_own_arrays_keep_their_shape_through_a_move(fake):
+    # Flattened to (size,) and uploaded when of the parameter's size (helper-152).
+    class Whitened(optim.Optimizer):
+        def __init__(self, params, lr=0.1):
+            super().__init__(params)
+            self.lr = lr
+
+        def _update(self, data, grad, state):
+            if "L" not in state:
+                state["L"] = np.eye(2)
+            data -= self.lr * grad
+    layer = pyrnn.Dense(2, 2, seed=0, dtype="float64")
+    m = pyrnn.Sequential([layer])
+    mine = Whitened(m.parameters())
+    m.fit(np.ones((4, 2)), np.ones((4, 2)), loss="mse", optimizer=mine, verbose=0)
+    m.to("cuda")
+    assert [tuple(st["L"].shape) for st in mine.state] == [(2, 2), (2, 2)]
+    sd = mine.state_dict()
+    mine.load_state_dict(sd)
+    assert [tuple(st["L"].shape) for st in mine.state] == [(2, 2), (2, 2)]
 
 
 def test_a_nested_models_move_during_fit_is_refused(fake):

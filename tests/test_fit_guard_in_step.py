@@ -353,8 +353,9 @@ def test_a_restore_after_the_list_changed_pairs_each_state_with_its_parameter(mo
     with pytest.raises(RuntimeError, match="batch 2"):
         m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
               shuffle=False, callbacks=[_EditList(opt, 2, lambda ps: ps.extend(head))])
-    assert len(opt.state) == len(opt.params) == 4
-    assert [st.get("step") for st in opt.state] == [1, 1, None, None]  # as before batch 1's step
+    state = opt.state_dict()["state"]  # (re-paired with the list by the optimizer's sync)
+    assert len(state) == len(opt.params) == 4
+    assert [st.get("step") for st in state] == [1, 1, None, None]  # as before batch 1's step
     for p in opt.params:
         p.grad[...] = 1
     opt.step()
@@ -380,7 +381,7 @@ def test_a_restore_pairs_state_by_parameter(monkeypatch, fused, edit):
         m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
               shuffle=False, callbacks=[_EditList(opt, 2, change)])
     # the state before batch 2's step (batch 2's loss was the last finite one)
-    assert [st.get("step") for st in opt.state] == [1] * len(opt.params)
+    assert [st.get("step") for st in opt.state_dict()["state"]] == [1] * len(opt.params)
     if edit == "remove":
         gone = list(m.parameters())[-1]
         assert opt._left[gone][1]["step"] == 1
@@ -426,7 +427,31 @@ def test_a_restore_keeps_the_state_of_a_parameter_put_back_or_taken_out_since(mo
         with pytest.raises(RuntimeError, match="non-finite"):
             m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
                   shuffle=False, callbacks=[Edit()])
+        state = opt.state_dict()["state"]  # (re-paired with the list by the optimizer's sync)
         if case == "put back":
-            assert [st.get("step") for st in opt.state] == [1, 1, 1, 1] and not opt._left
+            assert [st.get("step") for st in state] == [1, 1, 1, 1] and not opt._left
         else:  # the weights are those before the first step: so is its (no) state
-            assert [st.get("step") for st in opt.state] == [None] * 3 and not opt._left
+            assert [st.get("step") for st in state] == [None] * 3 and not opt._left
+
+
+def test_a_restore_is_whole_when_the_list_changed_since_is_refused():
+    # The restore synced the list first: a duplicate a callback appended made it raise with
+    # the weights back and the state not (helper-152). The kept state goes back with the list
+    # it was kept for; the next sync refuses the duplicate.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 300)).astype(np.float32)
+    y = rng.standard_normal((12, 3)).astype(np.float32)
+    x[8:] = 3e38
+    m = model("float32", activation=None)
+    opt = optim.Adam(m.parameters(), lr=0.1)
+
+    class Dup(pyrnn.callbacks.Callback):
+        def on_train_batch_end(self, b, logs=None):
+            if b == 1:
+                opt.param_groups[0]["params"].append(list(m.parameters())[0])
+    with pytest.raises(RuntimeError, match="non-finite training loss"):
+        m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0,
+              shuffle=False, callbacks=[Dup()])
+    assert [st["step"] for st in opt.state] == [1] * 4 and opt.steps == 1
+    with pytest.raises(ValueError, match="appears twice"):
+        opt.step()
