@@ -825,15 +825,7 @@ def test_an_edit_of_the_list_before_a_move_is_followed_too(fake):
 
 def test_a_custom_optimizers_own_arrays_keep_their_shape_through_a_move(fake):
     # Flattened to (size,) and uploaded when of the parameter's size (helper-152).
-    class Whitened(optim.Optimizer):
-        def __init__(self, params, lr=0.1):
-            super().__init__(params)
-            self.lr = lr
-
-        def _update(self, data, grad, state):
-            if "L" not in state:
-                state["L"] = np.eye(2)
-            data -= self.lr * grad
+    from duck_layer import Whitened
     layer = pyrnn.Dense(2, 2, seed=0, dtype="float64")
     m = pyrnn.Sequential([layer])
     mine = Whitened(m.parameters())

@@ -336,18 +336,24 @@ def test_a_list_changed_mid_fit_is_stepped_as_the_plain_guard_steps_it(monkeypat
             same(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k] for k in a)
 
 
+def _diverging(monkeypatch, fused, bad_from=16):
+    """(x, y, model) of a fit whose batches of 8 from sample `bad_from` on have an Inf loss;
+    the guard's fused path, or not."""
+    if not fused:
+        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 300)).astype(np.float32)
+    x[bad_from:] = 3e38
+    y = rng.standard_normal((24, 3)).astype(np.float32)
+    return x, y, model("float32", activation=None)
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_a_restore_after_the_list_changed_pairs_each_state_with_its_parameter(monkeypatch,
                                                                             fused):
     # The kept state (a list paired with the old parameter list) went back as it was: 2 states
     # for 4 parameters, and the appended head was then never stepped.
-    if not fused:
-        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((24, 300)).astype(np.float32)
-    x[16:] = 3e38  # batch 2's loss is Inf
-    y = rng.standard_normal((24, 3)).astype(np.float32)
-    m = model("float32", activation=None)
+    x, y, m = _diverging(monkeypatch, fused)  # batch 3's loss is Inf
     first, head = list(m.layers[0].parameters()), list(m.layers[1].parameters())
     opt = optim.Adam(first, lr=1e-2)
     with pytest.raises(RuntimeError, match="batch 2"):
@@ -367,13 +373,7 @@ def test_a_restore_after_the_list_changed_pairs_each_state_with_its_parameter(mo
 def test_a_restore_pairs_state_by_parameter(monkeypatch, fused, edit):
     # By object identity: parameters listed anew (model.parameters() again) got {} back, and
     # a parameter taken out kept its later state among those taken out (helper-148).
-    if not fused:
-        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((24, 300)).astype(np.float32)
-    x[16:] = 3e38  # batch 3's loss is Inf
-    y = rng.standard_normal((24, 3)).astype(np.float32)
-    m = model("float32", activation=None)
+    x, y, m = _diverging(monkeypatch, fused)  # batch 3's loss is Inf
     opt = optim.Adam(m.parameters(), lr=1e-2)
     change = ((lambda ps: ps.__setitem__(slice(None), list(m.parameters()))) if edit == "relist"
               else (lambda ps: ps.pop()))
@@ -398,35 +398,17 @@ def test_a_restore_keeps_the_state_of_a_parameter_put_back_or_taken_out_since(mo
     # Put back after the last keep: the restore's own sync took its state out of _left, then
     # paired it with nothing; taken out with no state at the keep: _left kept the state of the
     # step the restore undid (helper-150).
-    if not fused:
-        monkeypatch.setattr(optim, "_keeps_in_step", lambda o: False)
-    rng = np.random.default_rng(0)
-    y = rng.standard_normal((24, 3)).astype(np.float32)
     for case in ("put back", "fresh, taken out"):
-        x = rng.standard_normal((24, 300)).astype(np.float32)
-        m = model("float32", activation=None)
+        # batch 3's loss is Inf (put back at 3's start), or batch 2's
+        x, y, m = _diverging(monkeypatch, fused, 16 if case == "put back" else 8)
         opt = optim.Adam(m.parameters(), lr=1e-2)
         store = {}
+        edits = [_EditList(opt, 1, lambda ps: store.setdefault("p", ps.pop()))]
         if case == "put back":
-            x[16:] = 3e38  # batch 3's loss is Inf
-            edits = {1: lambda ps: store.setdefault("p", ps.pop()),
-                     2: lambda ps: ps.append(store["p"])}
-        else:
-            x[8:] = 3e38  # batch 2's
-            edits = {1: lambda ps: store.setdefault("p", ps.pop())}
-
-        class Edit(pyrnn.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seen = 0
-
-            def on_train_batch_begin(self, batch, logs=None):
-                if self.seen in edits:
-                    edits[self.seen](opt.param_groups[0]["params"])
-                self.seen += 1
+            edits.append(_EditList(opt, 2, lambda ps: ps.append(store["p"])))
         with pytest.raises(RuntimeError, match="non-finite"):
             m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
-                  shuffle=False, callbacks=[Edit()])
+                  shuffle=False, callbacks=edits)
         state = opt.state_dict()["state"]  # (re-paired with the list by the optimizer's sync)
         if case == "put back":
             assert [st.get("step") for st in state] == [1, 1, 1, 1] and not opt._left

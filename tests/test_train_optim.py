@@ -8,6 +8,8 @@ import pytest
 import pyrnn
 from pyrnn import init, optim
 
+from duck_layer import Whitened
+
 torch = pytest.importorskip("torch")
 
 SHAPES = [(4, 3), (5,), (2, 3, 2)]
@@ -102,33 +104,41 @@ def test_centered_rmsprop_past_overflow_matches_torch(dtype, huge):
         assert (p.data[1::3] == 0.5).all(), isa
 
 
+def _in_step_with_torch(case, params, held_back, edits, seed):
+    """Six steps of pyrnn's and torch's optimizer `case` over params (the last `held_back`
+    left out at first), the same gradients; edits {step: f(our list, torch's list, every torch
+    tensor)} change both lists before that step. Every parameter ends equal to torch's.
+    Returns ours."""
+    ours, theirs = CASES[case]
+    tps_all = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    n = len(params) - held_back
+    opt, topt = ours(list(params[:n])), theirs(list(tps_all[:n]))
+    rng = np.random.default_rng(seed)
+    for step in range(6):
+        if step in edits:
+            edits[step](opt.param_groups[0]["params"], topt.param_groups[0]["params"], tps_all)
+        for p, tp in zip(params, tps_all):
+            g = rng.standard_normal(p.shape)
+            p.grad[...] = g
+            tp.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+    for p, tp in zip(params, tps_all):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
+    return opt
+
+
 @pytest.mark.parametrize("case", ["sgd_momentum", "adam", "rmsprop_centered"])
 def test_a_parameter_appended_to_param_groups_is_trained_as_in_torch(case):
     # param_groups[0]["params"] is the optimizer's own list, as torch's: a parameter appended
     # after some steps is stepped from then on with fresh state (Adam's step count its own),
     # the others' state continuing; and a removed one is no longer touched. Used to be zeroed by
     # zero_grad() but never stepped.
-    ours, theirs = CASES[case]
     params = make_params(np.float64)
-    first, late = params[:-1], params[-1]
-    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
-    opt, topt = ours(first), theirs(tparams[:-1])
-    rng = np.random.default_rng(2)
-    for step in range(6):
-        if step == 2:
-            opt.param_groups[0]["params"].append(late)
-            topt.param_groups[0]["params"].append(tparams[-1])
-        if step == 4:
-            opt.param_groups[0]["params"].pop(0)
-            topt.param_groups[0]["params"].pop(0)
-        for p, tp in zip(params, tparams):
-            g = rng.standard_normal(p.shape)
-            p.grad[...] = g
-            tp.grad = torch.tensor(g)
-        opt.step()
-        topt.step()
-    for p, tp in zip(params, tparams):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
+    late = params[-1]
+    opt = _in_step_with_torch(case, params, 1, {
+        2: lambda ps, tps, every: (ps.append(late), tps.append(every[-1])),
+        4: lambda ps, tps, every: (ps.pop(0), tps.pop(0))}, seed=2)
     assert len(opt.state_dict()["state"]) == len(opt.params)
     opt.param_groups[0]["params"].append(late)  # twice: refused, as at construction
     with pytest.raises(ValueError, match="appears twice"):
@@ -141,26 +151,10 @@ def test_a_parameter_taken_out_and_put_back_resumes_its_state_as_in_torch(case):
     # appended again, or the list rebuilt from model.parameters(), restarted from zero (Adam's
     # bias correction with zeroed moments: a full-size step). torch keys state by tensor and
     # never drops it (helper-147).
-    ours, theirs = CASES[case]
     params = make_params(np.float64)
-    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
-    opt, topt = ours(list(params)), theirs(list(tparams))
-    rng = np.random.default_rng(3)
-    for step in range(6):
-        if step == 2:
-            opt.param_groups[0]["params"].pop()
-            topt.param_groups[0]["params"].pop()
-        if step == 4:
-            opt.param_groups[0]["params"].append(params[-1])
-            topt.param_groups[0]["params"].append(tparams[-1])
-        for p, tp in zip(params, tparams):
-            g = rng.standard_normal(p.shape)
-            p.grad[...] = g
-            tp.grad = torch.tensor(g)
-        opt.step()
-        topt.step()
-    for p, tp in zip(params, tparams):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-11, atol=1e-13)
+    _in_step_with_torch(case, params, 0, {
+        2: lambda ps, tps, every: (ps.pop(), tps.pop()),
+        4: lambda ps, tps, every: (ps.append(params[-1]), tps.append(every[-1]))}, seed=3)
     # The same parameters listed anew (new Parameter objects) keep their state.
     m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
     opt = optim.Adam(m.parameters(), lr=0.1)
@@ -200,18 +194,8 @@ def test_load_state_dict_replaces_the_state_of_parameters_taken_out_too():
 def test_a_custom_optimizers_own_state_comes_back_as_it_was():
     # A parameter taken out and put back got its state re-validated: own arrays flattened,
     # values of its own dropped (helper-150).
-    class Whitened(optim.Optimizer):
-        def __init__(self, params, lr=0.1):
-            super().__init__(params)
-            self.lr = lr
-
-        def _update(self, data, grad, state):
-            if "L" not in state:
-                state["L"], state["n"] = np.eye(2), 0
-            state["n"] += 1
-            data -= self.lr * (state["L"] @ grad.reshape(2, -1)).reshape(-1)
     p = [pyrnn.Parameter(f"w{i}", np.ones((2, 2)), np.ones((2, 2))) for i in range(2)]
-    opt = Whitened(p)
+    opt = Whitened(p)  # (keeps "L", np.eye(2), and a count "n" per parameter)
     opt.step()
     gone = opt.param_groups[0]["params"].pop()
     opt.step()
