@@ -85,10 +85,11 @@ def _expand_mask(mask: Any, shape: tuple[int, ...],
     return np.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
 
 
-def _target_in_range(target: npt.NDArray[Any], pred: npt.NDArray[Any],
-                     loss_name: str) -> npt.NDArray[Any]:
+def _target_in_range(target: npt.NDArray[Any], pred: npt.NDArray[Any], loss_name: str,
+                     mask: Optional[npt.NDArray[np.bool_]] = None) -> npt.NDArray[Any]:
     # The gradient takes the prediction's dtype: a target float32 cannot hold made it Inf.
-    big = beyond_range(target, pred.dtype)
+    # Masked elements count for nothing, so whatever padding they hold is not checked.
+    big = beyond_range(target if mask is None else target[mask], pred.dtype)
     if big is not None:
         raise ValueError(f"{loss_name}: target has values beyond the {pred.dtype} range of the "
                          f"prediction (the largest is {big:.3g}); scale the data")
@@ -222,8 +223,9 @@ class MSELoss(Loss):
                 mask: Optional[npt.ArrayLike] = None) -> float:
         pred = _pred_array("pred", self._host_pred(pred))
         target = _pred_array("target", _host_target(target))
-        target = _target_in_range(_same_shape(pred, target, "MSELoss"), pred, "MSELoss")
+        target = _same_shape(pred, target, "MSELoss")
         m = _expand_mask(mask, pred.shape, "MSELoss")
+        target = _target_in_range(target, pred, "MSELoss", m)
         dtype = pred.dtype
         diff = pred.astype(np.float64)                   # pred-shaped; in place below, so
         diff -= target                                   # one float64 array at a time
@@ -364,7 +366,8 @@ class CrossEntropyLoss(Loss):
         w = self._class_weight(K)                                     # [K] or None
         s = self.label_smoothing
         if target.shape == logits.shape and target.dtype.kind == "f":
-            _target_in_range(target, logits, "CrossEntropyLoss")
+            _target_in_range(target, logits, "CrossEntropyLoss",
+                             None if m is None else np.broadcast_to(m[..., None], logits.shape))
             t = target.reshape(-1, K).astype(np.float64)             # [M, K] probabilities
             rows = np.arange(t.shape[0]) if counted is None else np.nonzero(counted)[0]
             hit = pred_class[rows] == t[rows].argmax(axis=1)          # before smoothing
@@ -518,9 +521,9 @@ class BCEWithLogitsLoss(Loss):
                 mask: Optional[npt.ArrayLike] = None) -> float:
         logits = _pred_array("logits", self._host_pred(logits))
         target = _pred_array("target", _host_target(target))
-        target = _target_in_range(_same_shape(logits, target, "BCEWithLogitsLoss"), logits,
-                                  "BCEWithLogitsLoss")
+        target = _same_shape(logits, target, "BCEWithLogitsLoss")
         m = _expand_mask(mask, logits.shape, "BCEWithLogitsLoss")
+        target = _target_in_range(target, logits, "BCEWithLogitsLoss", m)
         dtype = logits.dtype
         x = logits.astype(np.float64)
         y = target.astype(np.float64)

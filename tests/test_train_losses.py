@@ -438,6 +438,26 @@ def test_bce_accuracy_counts_only_unmasked_elements():
     assert bce.metric_counts() == {"accuracy": (1, 1)}
 
 
+@pytest.mark.parametrize("make", ["mse", "bce", "ce_soft"])
+def test_masked_targets_beyond_the_prediction_range_are_not_checked(make):
+    # Masked elements count for nothing: float64 padding beyond float32 (a sentinel, np.empty's
+    # leftovers) is fine there, as NaN already was, and the result equals zero padding's.
+    pred = np.linspace(-1.0, 1.0, 2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    target = np.full((2, 3, 2), 0.25)
+    mask = np.array([[True, True, False], [True, False, False]])
+    padded = target.copy()
+    padded[~mask] = 1e300
+    loss = {"mse": losses.MSELoss, "bce": losses.BCEWithLogitsLoss,
+            "ce_soft": losses.CrossEntropyLoss}[make]()
+    want = loss(pred, target, mask), loss.backward()
+    got = loss(pred, padded, mask), loss.backward()
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    padded[0, 0, 0] = 1e300  # an unmasked one is still refused
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        loss(pred, padded, mask)
+
+
 def test_bce_accuracy_thresholds():
     # pyrnn's rule (hit = (x > 0) == (y >= 0.5)): a logit of exactly 0, probability 0.5, is
     # the negative class (as Keras' BinaryAccuracy: sigmoid(x) > 0.5); a soft target of
