@@ -9,7 +9,11 @@ on_batch_end, so a callback may define either; logs: {"loss": batch loss, "size"
 samples}), on_epoch_end(epoch, logs) (logs:
 the epoch's metrics, e.g. {"loss", "accuracy", "val_loss", "val_accuracy"}), and finally
 on_train_end(logs). Epochs and batches count from 0. A callback stops training by setting
-``self.model.stop_training = True``; training then ends after the current epoch.
+``self.model.stop_training = True``: set in a batch hook, no batch runs after the current one
+(that epoch still ends: its logs over the batches run, validation, on_epoch_end), as in Keras;
+set in an epoch hook, training ends after the current epoch. A callback may change the
+learning rate, but not the model's layers (fit raises RuntimeError: a layer put in would not
+train); edit the model between fit() calls.
 """
 from __future__ import annotations
 

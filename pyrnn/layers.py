@@ -37,7 +37,8 @@ import numpy as np
 from . import _arrays, _attrs, _core, _train
 from ._validate import (as_float, check_allocation, flag, float_dtype, host_only, lengths_array,
                         positive_int, real_array, seed_arg, shape_str, train_mode)
-from .parameter import Parameter, ParamWrites, bind_pending, owned, owners_held
+from .parameter import (Parameter, ParamWrites, bind_pending, owned, owners_held,
+                        refuse_move_in_fit)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -271,6 +272,7 @@ class Layer(ParamWrites):
         _check_device(device)
         if device == self.device:
             return self
+        refuse_move_in_fit(self)
         move = _arrays.to_device if device == "cuda" else _arrays.host
         # Both moved before either is replaced: a failure leaves the layer whole where it was.
         params = {k: move(v) for k, v in self._params.items()}

@@ -42,7 +42,7 @@ from ._validate import (beyond_range, flag, host_only, lengths_array, positive_i
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
-from .parameter import owners_held, prefixed
+from .parameter import layers_in_fit, owners_held, prefixed, refuse_move_in_fit
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -117,11 +117,40 @@ def _marks_fitting(method: _F) -> _F:
         for m in models:
             m.__dict__["_fitting"] = True
         try:
-            return method(self, *args, **kwargs)
+            # and every layer's: a slice's to(), or the layer's own, from a callback
+            with layers_in_fit([layer for m in models for layer in m.layers]):
+                return method(self, *args, **kwargs)
         finally:
             for m, w in zip(models, was):
                 m.__dict__["_fitting"] = w
     return run  # type: ignore[return-value]
+
+
+def _layout(model):
+    """The layer objects of model and its nested models, to compare (a cycle is not followed)."""
+    return tuple((id(m), tuple(map(id, m.layers))) for m in [model, *_flat_models(model.layers)])
+
+
+class _Placed(ValueError):
+    """A ValueError that names its layer already (Sequential's own checks)."""
+
+
+def _name_layer(e, i, layer):
+    """Prefix a layer's ValueError / TypeError message with where it sits in the model
+    ("layer 2.0 (Dense): ...", the index path of its parameter names), so that in a model with
+    several Dense or recurrent layers the message says which one. The exception itself is
+    kept (type, traceback); a subclass of its own (another constructor), one without a plain
+    message, or one that names its layer already is left as it is."""
+    if isinstance(e, _Placed) or type(e) not in (ValueError, TypeError) or len(e.args) != 1 \
+            or not isinstance(e.args[0], str):
+        return
+    at = getattr(e, "_pyrnn_layer_at", None)
+    if at is None:  # the innermost model: the layer itself raised
+        at = ([], type(layer).__name__, e.args[0])
+    path, name, text = at
+    path = [str(i), *path]
+    e._pyrnn_layer_at = (path, name, text)
+    e.args = (f"layer {'.'.join(path)} ({name}): {text}",)
 
 
 def _flat_models(layers):
@@ -299,7 +328,16 @@ class Sequential(Layer):
         """Remove and return the layer at `index` (the last by default), as Keras' pop()."""
         if not self.layers:
             raise IndexError("pop from an empty Sequential")
-        return self.layers.pop(_layer_index(index, len(self.layers)))
+        i = _layer_index(index, len(self.layers))
+        if i == 0:
+            # The layers left take what the first one gave, as model[1:] does: after a
+            # bidirectional one, its two directions (a LastStep would take them as one).
+            self._check_distinct()
+            after = bool(_directions_after(self.layers[:1], self._start_directions()))
+            layer = self.layers.pop(0)
+            self._input_bidirectional = after
+            return layer
+        return self.layers.pop(i)
 
     # As PyTorch's nn.Sequential: len(model), iteration over the layers, model[i] (the layer
     # object) and model[a:b] (a new Sequential over the same layer objects).
@@ -329,6 +367,9 @@ class Sequential(Layer):
 
     @staticmethod
     def _check_layer(i, layer):
+        if isinstance(layer, type):
+            raise TypeError(f"layer {i} is the class {layer.__name__}, not a layer: "
+                            f"{layer.__name__}(...) makes one")
         for attr in ("forward", "backward", "parameters", "zero_grad", "train"):
             if not callable(getattr(layer, attr, None)):
                 raise TypeError(f"layer {i} ({type(layer).__name__}) is not a pyrnn layer: it has "
@@ -475,6 +516,7 @@ class Sequential(Layer):
         state = dict(self.__dict__)
         state.pop("_busy_owner", None)
         state.pop("_fitting", None)  # (a checkpoint saved during fit: not the copy's)
+        state.pop("_forward_serials", None)  # (the copy's layers hold no forward's cache)
         return state
 
     def __setstate__(self, state):
@@ -566,6 +608,8 @@ class Sequential(Layer):
                                "replaces; move the model before fit()")
         _check_device(device)
         self._check_distinct()
+        for layer in _flat_layers(self.layers):  # (a slice model[:] of a fitting model)
+            refuse_move_in_fit(layer, "model.to()")
         if device != "cpu":
             self._check_one_dtype(device)
         saved = _attribute_snapshots(self.layers)
@@ -762,22 +806,38 @@ class Sequential(Layer):
         self._failed_at = 0
         for i, layer in enumerate(self.layers):
             self._failed_at = i
-            if _is_recurrent(layer):
-                shape = tuple(out.shape) if hasattr(out, "shape") else np.shape(out)
-                if len(shape) != 3:
-                    # A 2-D (N, F) from LastStep would pass as ONE unbatched sequence whose
-                    # steps are the samples: results that depend on how the data is batched.
-                    raise ValueError(f"layer {i} ({layer!r}) needs a sequence (N, T, F), but the "
-                                     f"layers before it give shape {shape}")
-                out = layer.forward(out, lengths=lengths)[0]
-            elif isinstance(layer, Sequential) and not _uses_lengths(layer.layers):
-                out = layer.forward(out)  # (a Dense head: it would refuse lengths= as unused)
-            elif getattr(layer, "_takes_lengths", False):
-                out = layer.forward(out, lengths=lengths)
-            else:
-                out = layer.forward(out)
+            try:
+                out = self._forward_one(i, layer, out, lengths)
+            except (ValueError, TypeError) as e:
+                _name_layer(e, i, layer)
+                raise
         self._failed_at = None
+        # Which forward each layer's cache now is: backward refuses a layer another forward
+        # ran since (its cache no longer this forward's). Set last: a failed forward keeps
+        # the old record (a failure at layer 0 leaves every cache as it was).
+        self._forward_serials = [None if isinstance(layer, Sequential)
+                                 else getattr(layer, "_forward_serial", None)
+                                 for layer in self.layers]
         return out
+
+    def _forward_one(self, i, layer, out, lengths):
+        if _is_recurrent(layer) or (i and isinstance(layer, Sequential)):
+            need = 3 if _is_recurrent(layer) else (layer._input_rule() or (None,))[0]
+            shape = tuple(out.shape) if hasattr(out, "shape") else np.shape(out)
+            if need is not None and len(shape) != need:
+                # A 2-D (N, F) from LastStep would pass as ONE unbatched sequence whose
+                # steps are the samples: results that depend on how the data is batched.
+                what = "a sequence (N, T, F)" if need == 3 else f"{need}-D input"
+                name = "a nested Sequential" if isinstance(layer, Sequential) else repr(layer)
+                raise _Placed(f"layer {i} ({name}) needs {what}, but the layers before it "
+                              f"give shape {shape}")
+        if _is_recurrent(layer):
+            return layer.forward(out, lengths=lengths)[0]
+        if isinstance(layer, Sequential) and not _uses_lengths(layer.layers):
+            return layer.forward(out)  # (a Dense head: it would refuse lengths= as unused)
+        if getattr(layer, "_takes_lengths", False):
+            return layer.forward(out, lengths=lengths)
+        return layer.forward(out)
 
     # d x: None when the first layer is an Embedding (integer inputs have no gradient).
     @overload
@@ -811,13 +871,14 @@ class Sequential(Layer):
         for m in self._with_nested():
             if isinstance(m, Sequential):
                 failed = getattr(m, "_failed_at", None)
+                where = "" if m is self else " of a nested model"
                 if failed:  # (a failure at layer 0 changed no cache)
-                    where = "" if m is self else " of a nested model"
                     raise RuntimeError(
                         f"Sequential.backward(): the last forward failed at layer {failed}{where}, "
                         f"after the layers before it had run, so the layers hold the caches of "
                         f"different forwards (their gradients would mix them); run a forward "
                         f"that succeeds first")
+                m._check_own_forward(where)
                 continue
             check = getattr(m, "_check_params_unchanged", None)
             if _pyrnn_backward(m):  # (an overridden backward may keep its cache elsewhere)
@@ -833,6 +894,30 @@ class Sequential(Layer):
                     checks.append(check)
         for check in checks:
             check()
+
+    def _check_own_forward(self, where=""):
+        """RuntimeError when a layer's cache is no longer this model's last forward's: another
+        forward ran the layer since (a model sharing it, a slice such as model[:2] in training
+        mode, a direct call), or the layers were edited since; backward would differentiate
+        that forward's activations (silently wrong gradients)."""
+        serials = self.__dict__.get("_forward_serials")
+        if serials is None:  # no forward yet (or a copy): the layers' own checks report it
+            return
+        if len(serials) != len(self.layers):
+            raise RuntimeError(f"Sequential.backward(): the layers{where} were changed (added or "
+                               f"removed) after the forward it would differentiate; run "
+                               f"forward() again")
+        for i, (layer, serial) in enumerate(zip(self.layers, serials)):
+            if isinstance(layer, Sequential):
+                continue
+            now = getattr(layer, "_forward_serial", None)
+            if now != serial:
+                raise RuntimeError(
+                    f"Sequential.backward(): layer {i}{where} ({type(layer).__name__}) ran "
+                    f"another forward after this model's (a model sharing it, a slice such as "
+                    f"model[:{i + 1}], a direct call, or it was replaced); its cache holds that "
+                    f"forward's activations, so the gradients would be wrong. Run this model's "
+                    f"forward() again before backward()")
 
     def _backward(self, dy, _checked=False):
         """(_checked: an enclosing model's backward checked this one's whole tree already.)"""
@@ -1376,9 +1461,21 @@ class Sequential(Layer):
 
         self.stop_training = False
         self.train()
+        layout = _layout(self)
+
+        def same_layers(hook):
+            # fit trains the layers it started with: a layer a callback put in would not train
+            # (the optimizer steps the old one's parameters, the guard restores them).
+            if _layout(self) != layout:
+                raise RuntimeError(f"a callback's {hook}() changed the model's layers during "
+                                   f"fit(); fit trains the layers it started with (its optimizer "
+                                   f"and guard hold their parameters), so a new layer would not "
+                                   f"train: edit the model between fit() calls")
+
         try:
             for cb in cbs:
                 cb.on_train_begin({})
+            same_layers("on_train_begin")
         except BaseException:
             self._fit_loss, self.stop_training = before[:2]
             before[2]()
@@ -1395,6 +1492,7 @@ class Sequential(Layer):
             t0 = time.perf_counter()
             for cb in cbs:
                 cb.on_epoch_begin(epoch, {})
+            same_layers("on_epoch_begin")
             order = rng.permutation(N) if shuffle else None
             total, count, metrics = 0.0, 0, {}
             bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", leave=True,
@@ -1402,6 +1500,7 @@ class Sequential(Layer):
             for b, idx in enumerate(self._batches(N, batch_size, order)):
                 for cb in cbs:
                     cb.on_train_batch_begin(b, {"size": len(idx)})
+                same_layers("on_train_batch_begin")
                 lens = None if lengths is None else lengths[idx]
                 pred = self._forward_batch(x[idx], lens)
                 value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
@@ -1448,6 +1547,9 @@ class Sequential(Layer):
                     bar.set_postfix(loss=f"{total / count if count else total:.4f}", refresh=False)
                 for cb in cbs:
                     cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
+                same_layers("on_train_batch_end")
+                if self.stop_training:  # as Keras: after this batch (the epoch still ends)
+                    break
             logs = {"loss": _epoch_loss(loss, total, count)}
             logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
             if val is not None:
@@ -1462,6 +1564,7 @@ class Sequential(Layer):
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            same_layers("on_epoch_end")
             last_logs = logs
             if self.stop_training:
                 break

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -262,6 +263,37 @@ def prefixed(prefix, params):
         yield q
 
 
+# The layers a fit() is training (id -> number of fits): their to() is refused meanwhile, as
+# the model's is (fit's optimizer and guard hold the storage a move replaces), also through a
+# slice model[:] or the layer itself from a callback.
+_IN_FIT: dict[int, int] = {}
+
+
+@contextlib.contextmanager
+def layers_in_fit(layers):
+    ids = [id(layer) for layer in layers]
+    for i in ids:
+        _IN_FIT[i] = _IN_FIT.get(i, 0) + 1
+    try:
+        yield
+    finally:
+        for i in ids:
+            n = _IN_FIT.pop(i) - 1
+            if n:
+                _IN_FIT[i] = n
+
+
+def refuse_move_in_fit(layer, what=None):
+    """RuntimeError when `layer` is being trained by a fit() (see _IN_FIT)."""
+    if id(layer) in _IN_FIT:
+        raise RuntimeError(f"{what or type(layer).__name__ + '.to()'} during fit() (from a "
+                           f"callback?) is not supported: fit's optimizer and its guard hold "
+                           f"the storage the move replaces; move the model before fit()")
+
+
+_FORWARD_SERIALS = itertools.count(1)  # (next() on it is atomic under the GIL)
+
+
 class ParamWrites:
     """Mixin of the layers with parameters: counts the writes made to them through pyrnn (an
     optimizer step, pyrnn.init on a Parameter, load_params, ``params[...] = ``), so that
@@ -274,6 +306,11 @@ class ParamWrites:
     # subclass that sets _cache itself, a pickle from before): not checked then.
     _forward_params_version = None
 
+    # Which forward the cache is (process-wide numbers): a Sequential records its layers' at its
+    # forward and refuses a backward after another forward replaced one (a model sharing the
+    # layer, a slice, a direct call). None: no forward recorded one.
+    _forward_serial = None
+
     def _params_changed(self):
         self._params_version += 1
 
@@ -281,6 +318,7 @@ class ParamWrites:
         """At a training forward: the write count its cache belongs to (version: the count at
         the pass's start, where the pass runs without the GIL; default the count now)."""
         self._forward_params_version = self._params_version if version is None else version
+        self._forward_serial = next(_FORWARD_SERIALS)
 
     def _check_params_unchanged(self):
         if self._forward_params_version not in (None, self._params_version):

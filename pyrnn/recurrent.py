@@ -18,7 +18,8 @@ from . import _arrays, _attrs, _core
 from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
 from ._signals import sigint_deferred
-from .parameter import Parameter, ParamWrites, bind_pending, owned, owners_held
+from .parameter import (Parameter, ParamWrites, bind_pending, owned, owners_held,
+                        refuse_move_in_fit)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -141,6 +142,7 @@ class _Recurrent(ParamWrites):
         _check_device(device)
         if device == self.device:
             return self
+        refuse_move_in_fit(self)
         params, grads = self.numpy_params(), self.numpy_grads()
         native = self._make_native(device)
         new_params, new_grads = native.views(False), native.views(True)

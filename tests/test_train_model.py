@@ -209,8 +209,11 @@ def test_a_recurrent_layer_after_laststep_is_refused():
     assert ok.forward([[[1.0, 2.0], [3.0, 4.0]]]).shape == (1, 1)
     nested = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True), pyrnn.LastStep(),
                                pyrnn.Sequential([pyrnn.LSTM(4, 2, batch_first=True)])])
-    with pytest.raises(ValueError, match=r"expected 3-D \(N, T, C\) input .* got shape \(2, 4\)"):
-        nested(x)  # the nested model checks its input as a model does
+    # (named as the layer it is, not as the user's x)
+    with pytest.raises(ValueError, match=r"layer 2 \(a nested Sequential\) needs a sequence "
+                                         r"\(N, T, F\), but the layers before it give shape "
+                                         r"\(2, 4\)"):
+        nested(x)
 
 
 def regression_data(n=64, seed=0):
