@@ -1271,7 +1271,9 @@ class Sequential(Layer):
         built = _optim.get(optimizer, params)
         if old is not None and moved and [(p.name, p.shape) for p in old.params] == \
                 [(p.name, p.shape) for p in params]:
-            built.load_state_dict(old.state_dict())  # copied to the parameters' device
+            with warnings.catch_warnings():  # (parameters fit never lists: none taken out)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                built.load_state_dict(old.state_dict())  # copied to the parameters' device
         return built, (optimizer.lower(), built)
 
     def _warn_logit_losses(self, loss):

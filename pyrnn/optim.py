@@ -20,13 +20,14 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
 from . import _arrays, _attrs
-from ._validate import as_float, flag, real_array, real_number
+from ._validate import as_float, cast_finite, flag, real_array, real_number
 from ._arrays import zero_
 from ._signals import sigint_deferred
 from .parameter import Parameter, owners_held
@@ -73,6 +74,28 @@ def _check_updatable(p):
         # (the kernel refuses it too, but after the parameters before it were stepped)
         raise ValueError(f"parameter {p.name!r}: data and grad overlap; each must be a buffer "
                          "of its own")
+
+
+def _usable_buffer(p, k, v):
+    """State buffer v (set by hand: a load_state_dict's are the optimizer's own) as the step's
+    kernel updates it, a flat view of its memory; else TypeError / ValueError naming it."""
+    what = f"state {k!r} of {p.name!r}"
+    on_dev = _arrays.on_device(v)
+    if (p.device == "cpu" and not isinstance(v, np.ndarray)) or (p.device != "cpu"
+                                                                 and not on_dev):
+        kind = "a NumPy array" if p.device == "cpu" else "a pyrnn.cuda.DeviceArray"
+        raise TypeError(f"{what} must be {kind} on the parameter's device ({p.device}), got "
+                        f"{type(v).__name__}; optimizer.load_state_dict() converts any "
+                        f"array-like")
+    if np.dtype(v.dtype) != p.dtype:
+        raise ValueError(f"{what} has dtype {v.dtype}, expected {p.dtype}")
+    if tuple(v.shape) not in ((p.size,), tuple(p.shape)):
+        want = f"({p.size},)" + ("" if p.shape == (p.size,) else f" or {tuple(p.shape)}")
+        raise ValueError(f"{what} has shape {tuple(v.shape)}, expected {want}")
+    if not on_dev and (not v.flags.c_contiguous or not v.flags.writeable):
+        raise ValueError(f"{what} must be a writable C-contiguous array (the step updates it "
+                         f"in place)")
+    return v.reshape(-1)
 
 
 def _overlap(a, b):
@@ -169,6 +192,7 @@ class Optimizer:
         checked as at construction, and each parameter keeps its state (one new to the list
         starts with none, as in torch, whose Adam counts steps per parameter too)."""
         known = self._known
+        self._check_state_list(known)
         if len(known) == len(self.params) and all(a is b for a, b in zip(known, self.params)):
             return
         plist = _param_list(self.params)
@@ -200,6 +224,29 @@ class Optimizer:
                 left[q] = src
         self.state = state
         self._known = plist
+
+    def _check_state_list(self, known):
+        """self.state as the caller may have changed it: emptied (torch's reset,
+        ``opt.state.clear()`` or ``opt.state = {}``), every parameter's state starts afresh,
+        taken-out ones' too; any other list than one dict per parameter is refused (a step
+        zipped it with the parameters: a shorter one left the rest untrained, silently). An
+        optimizer with a step of its own keeps its state as it likes."""
+        state = self.state
+        if isinstance(state, list) and len(state) == len(known) and all(
+                type(st) is dict for st in state):
+            return
+        if type(self)._step is not Optimizer._step or type(self).step is not Optimizer.step:
+            return
+        if isinstance(state, (list, dict)) and not state:
+            self.state = [{} for _ in known]
+            self._left = {}
+            return
+        got = (f"{len(state)} entries" if isinstance(state, (list, dict))
+               else f"a {type(state).__name__}")
+        raise ValueError(f"{type(self).__name__}.state holds {got} for {len(known)} parameters: "
+                         f"it is a list of one dict per parameter, in the order of "
+                         f"param_groups[0]['params'] (state[i] = {{}} restarts parameter i); "
+                         f"to reset every parameter's state, opt.state.clear()")
 
     def _moved_state(self, p, st):
         """State st, kept for p on the device its layer has left, on p's device: each array
@@ -331,6 +378,14 @@ class Optimizer:
         self._sync_params()
         for p in self.params:  # all before any update: a refused step changes nothing
             _check_updatable(p)
+        buffers = self._state_buffers or ()
+        for p, st in zip(self.params, self.state):
+            for k in buffers:
+                v = st.get(k)
+                if v is not None and not (type(v) is np.ndarray and v.ndim == 1
+                                          and v.dtype == p.dtype and v.size == p.size
+                                          and v.flags.c_contiguous and v.flags.writeable):
+                    st[k] = _usable_buffer(p, k, v)  # (the fast test above: the usual case)
         bad = 0
         # Whole or not at all: a Ctrl-C between two parameters' updates left the model half
         # stepped, the per-parameter step counts out of step (fit deferred it; a loop of the
@@ -380,14 +435,33 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """Class name, steps, hyperparameters and per-parameter state; state arrays as host
         ndarray copies (whatever device the parameters are on)."""
-        def copy(v):
+        buffers = self._state_buffers or ()
+
+        def copy(p, k, v):
             if isinstance(v, np.ndarray):
-                return v.copy()
-            return _arrays.host(v) if _arrays.on_device(v) else v
+                v = v.copy()
+            elif _arrays.on_device(v):
+                v = _arrays.host(v)
+            else:
+                return v
+            # A built-in buffer in its parameter's shape, as torch saves it: loaded into an
+            # optimizer over the parameters in another order, a flat one of the same size
+            # passed (the moments of one weight trained another, silently).
+            return v.reshape(p.shape) if k in buffers and v.size == p.size else v
         self._sync_params()
+        left = self.__dict__.get("_left") or {}
+        if left:
+            names = ", ".join(repr(q.name) for q in list(left)[:3]) + (", ..." if len(left) > 3
+                                                                       else "")
+            warnings.warn(f"{type(self).__name__}.state_dict() does not hold the state of the "
+                          f"{len(left)} parameter(s) taken out of param_groups ({names}): a "
+                          f"checkpoint of it starts them afresh when they are put back (torch "
+                          f"raises here); put them back in the list before saving to keep it",
+                          RuntimeWarning, stacklevel=2)
         return {"class": type(self).__name__, "steps": self.steps,
                 "hyper": self.hyperparameters(),
-                "state": [{k: copy(v) for k, v in st.items()} for st in self.state]}
+                "state": [{k: copy(p, k, v) for k, v in st.items()}
+                          for p, st in zip(self.params, self.state)]}
 
     def load_state_dict(self, sd: Mapping[str, Any]) -> None:
         """Restore what state_dict() gave, all or nothing: the class, every hyperparameter
@@ -487,9 +561,11 @@ class Optimizer:
             v = _arrays.host(v)
         what = f"state {k!r} of {p.name!r}"
         if isinstance(v, np.ndarray):
-            if v.dtype != p.dtype:
+            if v.dtype != p.dtype and v.dtype.kind != "f":
                 raise ValueError(f"{what} has dtype {v.dtype}, expected {p.dtype}")
-            arr = v
+            # float32 <-> float64 state converts, as torch casts a loaded state to its
+            # parameter's (a finite value float32 cannot hold is refused)
+            arr = v if v.dtype == p.dtype else cast_finite(what, v, p.dtype)
         else:
             arr = real_array(what, v, p.dtype)  # a list has no dtype of its own: the parameter's
         if arr.shape not in ((p.size,), p.shape):

@@ -1,5 +1,6 @@
 """Optimizers (several steps, every option) and clip_grad_norm against PyTorch; pyrnn.init
 distributions against torch.nn.init's (statistics) and orthogonality (exactly)."""
+import collections
 import math
 
 import numpy as np
@@ -139,7 +140,9 @@ def test_a_parameter_appended_to_param_groups_is_trained_as_in_torch(case):
     opt = _in_step_with_torch(case, params, 1, {
         2: lambda ps, tps, every: (ps.append(late), tps.append(every[-1])),
         4: lambda ps, tps, every: (ps.pop(0), tps.pop(0))}, seed=2)
-    assert len(opt.state_dict()["state"]) == len(opt.params)
+    with pytest.warns(RuntimeWarning, match=r"does not hold the state of the 1 parameter\(s\) "
+                                            r"taken out of param_groups \('p0'\)"):
+        assert len(opt.state_dict()["state"]) == len(opt.params)
     opt.param_groups[0]["params"].append(late)  # twice: refused, as at construction
     with pytest.raises(ValueError, match="appears twice"):
         opt.step()
@@ -324,8 +327,8 @@ def _same_state(a, b):
     (lambda sd: sd.update({"class": "SGD"}), ValueError, r"state_dict is from SGD, not Adam"),
     (lambda sd: sd["state"][1].update(exp_avg=np.zeros(4)), ValueError,
      r"state 'exp_avg' of 'p1' has shape \(4,\), expected \(5,\)"),
-    (lambda sd: sd["state"][0].update(exp_avg_sq=np.zeros(12, np.float32)), ValueError,
-     r"state 'exp_avg_sq' of 'p0' has dtype float32, expected float64"),
+    (lambda sd: sd["state"][0].update(exp_avg_sq=np.zeros(12, np.int64)), ValueError,
+     r"state 'exp_avg_sq' of 'p0' has dtype int64, expected float64"),
     (lambda sd: sd["state"][1].update(momentum_buffer=np.zeros(3)), ValueError,
      r"'momentum_buffer' of 'p1' is not Adam state"),
     (lambda sd: sd["state"][1].update(step=1.5), TypeError, r"state 'step' of 'p1' must be an int"),
@@ -884,8 +887,8 @@ def test_load_state_dict_refuses_a_stepped_parameter_missing_state(cls, kw, drop
     fresh.load_state_dict(sd)
     assert fresh.state[1] == {} and fresh.steps == 2
     saved = before[1]["state"][0]
-    assert set(fresh.state[0]) == set(saved) and all(
-        np.array_equal(fresh.state[0][k], v) for k, v in saved.items())
+    assert set(fresh.state[0]) == set(saved) and all(  # (kept flat, saved in p's shape)
+        np.array_equal(np.ravel(fresh.state[0][k]), np.ravel(v)) for k, v in saved.items())
 
 
 @pytest.mark.parametrize("cls, option", [(optim.Adam, {"amsgrad": True}),
@@ -909,3 +912,109 @@ def test_an_option_switched_on_between_steps_keeps_state_dict_loadable(cls, opti
             p.grad[...] = 0.5
         o.step()
     assert all(np.array_equal(a.data, b.data) for a, b in zip(opt.params, twin.params))
+
+
+@pytest.mark.parametrize("reset", [lambda o: o.state.clear(), lambda o: setattr(o, "state", {}),
+                                   lambda o: setattr(o, "state", collections.defaultdict(dict)),
+                                   lambda o: setattr(o, "state", [])],
+                         ids=["clear", "dict", "defaultdict", "list"])
+def test_a_state_reset_the_torch_way_restarts_every_parameter(reset):
+    # torch's reset of the moments (opt.state.clear(), opt.state = defaultdict(dict)): every
+    # later step updated nothing (zip with an empty list), steps still counted, no error.
+    params = make_params(np.float64)
+    opt = _stepped(optim.Adam, params, lr=0.1)
+    opt.param_groups[0]["params"].pop()  # a taken-out one's state is reset too, as in torch
+    opt.step()
+    reset(opt)
+    twin = optim.Adam(make_params(np.float64), lr=0.1)
+    for q, p in zip(twin.params, params):
+        q.data[...] = p.data
+        q.grad[...] = p.grad
+    opt.param_groups[0]["params"].append(params[-1])
+    opt.step()
+    twin.step()  # a fresh optimizer from the same weights: the same first step
+    for p, q in zip(params, twin.params):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert [st["step"] for st in opt.state] == [1] * len(params) and not opt._left
+
+
+def test_a_state_list_out_of_step_with_the_parameters_is_refused():
+    params = make_params(np.float32)
+    opt = _stepped(optim.Adam, params, lr=0.1)
+    before = [p.data.copy() for p in params]
+    del opt.state[1]  # (torch's del opt.state[p]: a list has no parameter keys)
+    with pytest.raises(ValueError, match=r"Adam\.state holds 2 entries for 3 parameters: it is "
+                                         r"a list of one dict per parameter.*opt\.state\.clear"):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.data, b)
+    opt.state = "nonsense"
+    with pytest.raises(ValueError, match=r"holds a str for 3 parameters"):
+        opt.state_dict()
+    opt.state = [{}, {}, {}]  # one dict per parameter: each restarts
+    opt.step()
+
+
+def test_state_dict_buffers_have_their_parameters_shapes():
+    # Flat buffers passed the shape check of an optimizer over the same parameters in another
+    # order when the sizes matched: the moments of one weight trained another, silently.
+    a = pyrnn.Parameter("a", np.ones((4, 3), np.float32), np.full((4, 3), 0.5, np.float32))
+    b = pyrnn.Parameter("b", np.ones((3, 4), np.float32), np.full((3, 4), 0.5, np.float32))
+    opt = optim.Adam([a, b], lr=0.1)
+    opt.step()
+    sd = opt.state_dict()
+    assert [st["exp_avg"].shape for st in sd["state"]] == [(4, 3), (3, 4)]
+    with pytest.raises(ValueError, match=r"state 'exp_avg' of 'b' has shape \(4, 3\), expected "
+                                         r"\(12,\) or \(3, 4\)"):
+        optim.Adam([b, a], lr=0.1).load_state_dict(sd)
+    again = optim.Adam([a, b], lr=0.1)
+    again.load_state_dict(sd)
+    _same_state(again, opt)
+
+
+@pytest.mark.parametrize("src, dst", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_a_float32_checkpoint_loads_into_a_float64_optimizer_and_back(src, dst):
+    sd = _stepped(optim.Adam, make_params(src), lr=0.1, amsgrad=True).state_dict()
+    opt = optim.Adam(make_params(dst), lr=0.1, amsgrad=True)
+    opt.load_state_dict(sd)  # as torch casts the state to its parameter's dtype
+    for st, saved in zip(opt.state, sd["state"]):
+        for k, v in saved.items():
+            if k != "step":
+                assert st[k].dtype == dst
+                np.testing.assert_array_equal(st[k], np.ravel(v).astype(dst))
+    big = _stepped(optim.Adam, make_params(np.float64), lr=0.1).state_dict()
+    big["state"][0]["exp_avg_sq"].flat[0] = 1e300
+    with pytest.raises(ValueError, match=r"exp_avg_sq' of 'p0' has values beyond the float32"):
+        optim.Adam(make_params(np.float32), lr=0.1).load_state_dict(big)
+
+
+def test_hand_set_state_buffers_are_checked_before_any_parameter_steps():
+    params = make_params(np.float32)
+    opt = _stepped(optim.Adam, params, lr=0.1)
+    before = [p.data.copy() for p in params]
+    steps = [st["step"] for st in opt.state]
+    bad = [(np.zeros(3, np.float32), r"has shape \(3,\), expected \(12,\) or \(2, 3, 2\)",
+            ValueError),
+           (np.zeros(12), r"has dtype float64, expected float32", ValueError),
+           (np.zeros(24, np.float32)[::2], r"must be a writable C-contiguous array", ValueError),
+           ([0.0] * 12, r"must be a NumPy array on the parameter's device \(cpu\), got list",
+            TypeError)]
+    for buf, pattern, exc in bad:
+        opt.state[-1]["exp_avg"] = buf  # the last parameter's: the others came first
+        with pytest.raises(exc, match=r"state 'exp_avg' of 'p2' " + pattern):
+            opt.step()
+        for p, b in zip(params, before):
+            np.testing.assert_array_equal(p.data, b)
+        assert [st["step"] for st in opt.state[:-1]] == steps[:-1]
+    # torch's habit: a buffer in the parameter's shape is taken (a flat view of it is updated)
+    shaped = np.zeros(params[0].shape, np.float32)
+    twin = _stepped(optim.Adam, make_params(np.float32), lr=0.1)
+    opt.state[-1]["exp_avg"] = twin.state[-1]["exp_avg"].copy()
+    opt.state[0]["exp_avg"] = shaped
+    shaped[...] = twin.state[0]["exp_avg"].reshape(shaped.shape)
+    twin.state[0]["exp_avg"] = twin.state[0]["exp_avg"].copy()
+    opt.step()
+    twin.step()
+    for p, q in zip(params, twin.params):
+        np.testing.assert_array_equal(p.data, q.data)
+    np.testing.assert_array_equal(shaped.ravel(), twin.state[0]["exp_avg"])
