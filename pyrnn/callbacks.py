@@ -148,13 +148,21 @@ class EarlyStopping(Callback):
 
     restore_best=True: at the end of training (early stop or not) the weights of the best
     epoch are put back, if a later epoch was worse. The best weights are kept as a copy of
-    every parameter, taken whenever the monitored value improves.
+    every parameter, taken whenever the monitored value improves. Keras' keyword
+    restore_best_weights is the same option; note the default differs: True here, False in
+    Keras (give restore_best=False for Keras' behaviour, the last epoch's weights).
     Attributes after fit: best, best_epoch, stopped_epoch (None if it never stopped).
     """
 
     def __init__(self, monitor: str = "val_loss", patience: Int = 0, min_delta: Real = 0.0,
-                 mode: Literal["auto", "min", "max"] = "auto", restore_best: bool = True) -> None:
+                 mode: Literal["auto", "min", "max"] = "auto", restore_best: bool = True, *,
+                 restore_best_weights: Optional[bool] = None) -> None:
         super().__init__()
+        if restore_best_weights is not None:
+            if restore_best is not True:
+                raise TypeError("EarlyStopping: give restore_best or restore_best_weights (the "
+                                "same option, Keras' name), not both")
+            restore_best = flag("restore_best_weights", restore_best_weights)
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
             raise TypeError(f"patience must be an int >= 0, got {type(patience).__name__}")
         if patience < 0:

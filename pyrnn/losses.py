@@ -114,10 +114,21 @@ class Loss:
     forward that raises changes nothing: what backward returns (values, dtype, device) is
     committed at its end, by _keep_dpred."""
 
+    # Class defaults of what __init__ sets: a custom loss whose __init__ does not call
+    # super().__init__() (a common slip) still works, with reduction "mean".
+    _reduction = "mean"
+    _dpred: Any = None
+    _dtype: Any = None
+    _on_device = False
+    _device = 0
+    _place = (False, 0)
+    count = 0
+    _numerator: Optional[float] = None
+
     def __init__(self, reduction: Reduction = "mean") -> None:
         self.reduction = reduction
-        self._dpred: Any = None
-        self._dtype: Any = None
+        self._dpred = None
+        self._dtype = None
         self._on_device = False
         self._device = 0
         self._place = (False, 0)  # (on device, device) of the forward in progress
@@ -389,11 +400,18 @@ class CrossEntropyLoss(Loss):
                             f"{shape_str(logits.shape)} are class probabilities and must be "
                             f"floating point, got dtype {target.dtype} (class indices have "
                             f"shape {shape_str(logits.shape[:-1])}: e.g. target.argmax(-1))")
+        if K != 1 and target.shape == logits.shape[:-1] + (1,):
+            target = target.reshape(logits.shape[:-1])  # Keras' sparse labels (N, 1)
         if target.shape != logits.shape[:-1]:
+            hint = ""
+            if logits.ndim >= 3 and target.shape == logits.shape[:1] + logits.shape[2:]:
+                hint = (f"; these logits look like PyTorch's per-step (N, K, T) layout: here "
+                        f"the classes are the last axis, (N, T, K) (e.g. "
+                        f"logits.transpose(0, 2, 1))")
             raise ValueError(f"CrossEntropyLoss: targets must have shape "
                              f"{shape_str(logits.shape[:-1])} (the logits' shape without the "
                              f"class axis) or {shape_str(logits.shape)} (probabilities), got "
-                             f"{shape_str(target.shape)}")
+                             f"{shape_str(target.shape)}{hint}")
         if target.dtype.kind == "f":
             # Float class labels (e.g. read from a float array) are fine if integral; masked
             # ones count nowhere, whatever they hold (NaN, np.empty's leftovers)

@@ -198,9 +198,9 @@ def test_learning_rate_changes_through_model_optimizer():
 def test_validation_data_errors_name_the_validation_data():
     m = pyrnn.Sequential([pyrnn.Dense(3, 3, seed=0)])
     x = np.ones((6, 3), np.float32)
-    with pytest.raises(ValueError, match=r"validation_data \(x_val \(5, 3\), y_val \(5, 1\)\)"):
+    with pytest.raises(ValueError, match=r"validation_data \(x_val \(5, 3\), y_val \(5, 2\)\)"):
         m.fit(x, np.zeros(6, int), loss="cross_entropy", optimizer="sgd", verbose=0,
-              validation_data=(np.ones((5, 3)), np.zeros((5, 1), int)))
+              validation_data=(np.ones((5, 3)), np.zeros((5, 2), int)))
 
 
 def test_old_optimizer_pickles_keep_their_learning_rate():
@@ -373,3 +373,28 @@ def test_predict_and_evaluate_take_verbose(capsys, monkeypatch):
     m.evaluate(x, y, loss="mse", batch_size=2, verbose=1)
     text = capsys.readouterr().out
     assert "predict" in text and "evaluate" in text and "3/3" in text and "loss:" in text
+
+
+@pytest.mark.parametrize("kw, restored", [({"restore_best_weights": False}, False),
+                                          ({"restore_best_weights": True}, True),
+                                          ({"restore_best": False}, False), ({}, True)])
+def test_early_stopping_takes_keras_restore_best_weights(kw, restored):
+    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
+    es = callbacks.EarlyStopping(monitor="val_loss", patience=1, **kw)
+    assert es.restore_best is restored
+    es.set_model(m)
+    es.on_train_begin()
+    w = m.layers[0].params["weight"]
+    w[...] = 1.0
+    es.on_epoch_end(0, {"val_loss": 1.0})
+    w[...] = 2.0
+    es.on_epoch_end(1, {"val_loss": 1.5})
+    es.on_train_end()
+    assert (w == (1.0 if restored else 2.0)).all()
+
+
+def test_early_stopping_refuses_both_names_of_restore_best():
+    with pytest.raises(TypeError, match="restore_best or restore_best_weights"):
+        callbacks.EarlyStopping(restore_best=False, restore_best_weights=True)
+    with pytest.raises(TypeError, match="restore_best_weights"):
+        callbacks.EarlyStopping(restore_best_weights="yes")

@@ -280,7 +280,7 @@ def test_cross_entropy_errors():
     with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
         loss(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match=r"\(2,?\)"):
-        loss(np.zeros((2, 3)), np.array([[0], [1]]))
+        loss(np.zeros((2, 3)), np.array([[0, 1], [1, 2]]))  # ((2, 1), Keras' sparse, is taken)
     with pytest.raises(TypeError, match="integer"):
         loss(np.zeros((2, 3)), np.array([0.5, 1.0]))
     assert loss(np.zeros((2, 3)), np.array([0.0, 1.0])) == pytest.approx(np.log(3))
@@ -628,3 +628,52 @@ def test_a_custom_loss_without_the_base_constructor_still_trains():
     hist = model.fit(x, y, loss=MyMSE(), optimizer=pyrnn.optim.SGD(model.parameters(), lr=0.0),
                      batch_size=3, verbose=0)
     assert hist["loss"][0] == pytest.approx(want, rel=1e-12)
+
+
+def test_cross_entropy_takes_keras_sparse_labels_shaped_n_by_1():
+    logits = np.random.default_rng(0).standard_normal((5, 3))
+    t = np.array([0, 2, 1, 1, 0])
+    ce = losses.CrossEntropyLoss()
+    want = ce(logits, t), ce.backward()
+    got = ce(logits, t[:, None]), ce.backward()
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    # and through fit, as Keras' sparse_categorical_crossentropy takes them
+    m = pyrnn.Sequential([pyrnn.Dense(2, 3, seed=0)])
+    x = np.random.default_rng(1).standard_normal((6, 2)).astype(np.float32)
+    y = np.array([[0], [1], [2], [0], [1], [2]])
+    h = m.fit(x, y, loss="cross_entropy", optimizer="sgd", epochs=1, verbose=0)
+    assert np.isfinite(h["loss"][0])
+    assert m.evaluate(x, y, loss="cross_entropy") == pytest.approx(
+        m.evaluate(x, y[:, 0], loss="cross_entropy"), rel=0, abs=0)
+
+
+def test_cross_entropy_names_pytorchs_per_step_layout():
+    # torch's per-step logits are (N, K, T): here the classes are last.
+    logits = np.zeros((2, 4, 6))   # (N, K, T) as a torch port keeps it
+    target = np.zeros((2, 6), np.int64)
+    with pytest.raises(ValueError, match=r"look like PyTorch's per-step \(N, K, T\) layout.*"
+                                         r"logits\.transpose\(0, 2, 1\)"):
+        losses.CrossEntropyLoss()(logits, target)
+    losses.CrossEntropyLoss()(logits.transpose(0, 2, 1), target)
+
+
+def test_a_custom_loss_without_super_init_works_with_mean_reduction():
+    class Half(losses.Loss):
+        def __init__(self, scale=0.5):
+            self.scale = scale  # no super().__init__()
+
+        def forward(self, pred, target):
+            d = np.asarray(pred, np.float64) - np.asarray(target)
+            self._g = (2 * self.scale * d / d.size).astype(np.asarray(pred).dtype)
+            return float(self.scale * (d * d).mean())
+
+        def backward(self):
+            return self._g
+
+    rng = np.random.default_rng(0)
+    m = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, seed=0), pyrnn.LastStep(),
+                          pyrnn.Dense(3, 1, seed=1)])
+    h = m.fit(rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 1)), loss=Half(),
+              optimizer="adam", verbose=0)
+    assert np.isfinite(h["loss"][0]) and Half().reduction == "mean"
