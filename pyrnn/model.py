@@ -1063,6 +1063,7 @@ class Sequential(Layer):
             raise ValueError(f"{prefix}x: expected (N, F) samples-first input for "
                              f"{self._features_first()!r}, got shape {shape_str(x.shape)} "
                              f"(one sample: x[None])")
+        self._warn_front_padding(x, lengths, prefix)
         x = self._finite(prefix + "x", x, lengths)
         x = self._int_padding(x, lengths)
         dt = self._input_dtype()
@@ -1084,6 +1085,39 @@ class Sequential(Layer):
             y = self._finite(prefix + "y", y, lengths if per_step else None)
             y = self._check_range(prefix + "y", y, dt, lengths if per_step else None)
         return x, y, lengths
+
+    def _warn_front_padding(self, x, lengths, prefix):
+        """A UserWarning when x looks padded at the front (Keras' pad_sequences default) while
+        lengths= reads each sequence's FIRST steps: most shorter sequences start with exactly
+        T - length padding steps (all 0, or the first Embedding's padding_idx) and hold data
+        past their lengths, which is ignored (the model would read padding, silently)."""
+        if lengths is None or x.ndim < 2 or x.dtype.kind not in "iuf":
+            return
+        T = x.shape[1]
+        short = lengths < T
+        if not short.any():
+            return
+        xs, ls = x[short], lengths[short]
+        pads = [0]
+        first = next(iter(_flat_layers(self.layers)), None)
+        if isinstance(first, Embedding) and first.padding_idx is not None:
+            pads.append(first.padding_idx)
+        steps = np.arange(T)[None, :]
+        within = steps < ls[:, None]                                   # [S, T]
+        head = steps < (T - ls)[:, None]                               # [S, T]
+        for pad in dict.fromkeys(pads):
+            is_pad = (xs == pad).reshape(xs.shape[0], T, -1).all(axis=2)  # [S, T] whole steps
+            front = (is_pad | ~head).all(axis=1) & (~is_pad & ~within).any(axis=1)
+            n = int(front.sum())
+            if n and 2 * n >= len(ls):
+                warnings.warn(f"{prefix}x looks padded at the front (Keras' pad_sequences "
+                              f"default, padding='pre'): {n} of the {len(ls)} sequences shorter "
+                              f"than T = {T} start with T - length steps of {pad} and hold data "
+                              f"past their lengths, which is ignored. lengths= counts each "
+                              f"sequence's first steps as its data (padding at the end, as "
+                              f"torch's pad_sequence and pad_sequences(padding='post') give)",
+                              UserWarning, stacklevel=_user_stacklevel())
+                return
 
     @staticmethod
     def _clean(arr, dt):

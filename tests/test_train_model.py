@@ -1561,3 +1561,40 @@ def test_sequential_backward_of_none_is_a_type_error_and_packed_input_is_named()
     packed = pack_padded_sequence(torch.randn(2, 5, 3), torch.tensor([5, 3]), batch_first=True)
     with pytest.raises(TypeError, match="PackedSequence is not taken: pass the padded tensor"):
         pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True)])(packed)
+
+
+@pytest.mark.parametrize("ids", [True, False])
+def test_front_padded_data_with_lengths_warns(ids):
+    # Keras' pad_sequences pads at the front by default; lengths= reads the first steps: the
+    # model then read only padding, and the data past each length was ignored, silently.
+    rng = np.random.default_rng(0)
+    N, T = 6, 8
+    lens = np.array([3, 5, 8, 2, 4, 6])
+    if ids:
+        model = pyrnn.Sequential([pyrnn.Embedding(10, 3, padding_idx=9, seed=0),
+                                  pyrnn.GRU(3, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                                  pyrnn.Dense(4, 1, seed=2)])
+        post = np.full((N, T), 9)
+        data = lambda n: rng.integers(1, 9, n)  # noqa: E731
+    else:
+        model = pyrnn.Sequential([pyrnn.GRU(2, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                                  pyrnn.Dense(4, 1, seed=2)])
+        post = np.zeros((N, T, 2), np.float32)
+        data = lambda n: rng.standard_normal((n, 2)) + 3.0  # noqa: E731
+    pre = post.copy()
+    for i, L in enumerate(lens):
+        v = data(L)
+        post[i, :L] = v
+        pre[i, T - L:] = v
+    y = np.zeros((N, 1), np.float32)
+    with pytest.warns(UserWarning, match=r"x looks padded at the front.*5 of the 5 sequences "
+                                         r"shorter than T = 8"):
+        model.predict(pre, lengths=lens)
+    with pytest.warns(UserWarning, match=r"validation x looks padded at the front"):
+        model.fit(post, y, lengths=lens, loss="mse", optimizer="sgd", verbose=0,
+                  validation_data=(pre, y, lens))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(post, lengths=lens)  # padded at the end: no warning
+        model.predict(pre)  # no lengths: the front padding is data, as the user says
+        model.predict(pre, lengths=np.full(N, T))
