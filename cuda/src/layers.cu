@@ -102,8 +102,10 @@ void layernorm_backward(Context& ctx, T* dx, T* dw, T* db, const T* dy, const T*
                                        {"rstd", rstd}, {"w", w}});
   detail::CallScope scope(ctx);
   const std::size_t rows = static_cast<std::size_t>(M);
-  detail::layernorm_rows_backward<T>(dx, dy, x, mean, rstd, w, rows, D, scope.stream());
+  // The parameter sums first: dx may alias dy or x (as on the CPU), which the rows' pass
+  // overwrites. (One stream: the launches run in this order.)
   detail::layernorm_params_backward<T>(dw, db, dy, x, mean, rstd, rows, D, scope.stream());
+  detail::layernorm_rows_backward<T>(dx, dy, x, mean, rstd, w, rows, D, scope.stream());
   scope.synchronize();
 }
 

@@ -247,10 +247,14 @@ template <typename T>
 typename Recurrent<T>::PassPlan Recurrent<T>::plan_pass(const Options& opt, bool backward) {
   const cudaStream_t stream = ctx_->stream();
   PassPlan p{};
-  p.two = cfg_.directions() == 2 && opt.streams == Switch::On;
+  p.step = choose_step(opt, backward);
+  // Persistent kernels: one lane. Each cooperative grid is sized to be resident on the whole
+  // device by itself; two at once on two streams could each get part of it and wait at their
+  // grid barriers for blocks that never start (and one fills the device anyway).
+  p.two = cfg_.directions() == 2 && opt.streams == Switch::On &&
+          p.step.algo != RecurrentAlgo::Persistent;
   p.lanes[0] = p.lanes[1] = Lane{stream, ctx_->cublas(), &work_[0]};
   if (p.two) p.lanes[1] = Lane{ctx_->side_stream(), ctx_->side_cublas(), &work_[1]};
-  p.step = choose_step(opt, backward);
   // Persistent kernels synchronize the grid themselves and are never captured.
   p.use_graph = opt.graphs == Switch::On && graphs_error_.empty() &&
                 p.step.algo != RecurrentAlgo::Persistent;

@@ -49,9 +49,11 @@ __global__ void column_sums_add_kernel(T* __restrict__ out, const T* __restrict_
 }
 
 // One warp per row (rows grid-strided, warp-uniform loop: the shuffles see all 32 lanes).
+// (No __restrict__ on y and x, nor on dx, dy and x below, nor dropout's y and x: the API
+// lets them alias, and restrict would let the compiler read them through the read-only cache.)
 template <typename T>
-__global__ void layernorm_forward_kernel(T* __restrict__ y, double* __restrict__ mean,
-                                         double* __restrict__ rstd, const T* __restrict__ x,
+__global__ void layernorm_forward_kernel(T* y, double* __restrict__ mean,
+                                         double* __restrict__ rstd, const T* x,
                                          const T* __restrict__ w, const T* __restrict__ b,
                                          std::size_t M, int D, double eps,
                                          T* __restrict__ x_keep) {
@@ -89,8 +91,8 @@ __global__ void layernorm_forward_kernel(T* __restrict__ y, double* __restrict__
 }
 
 template <typename T>
-__global__ void layernorm_backward_kernel(T* __restrict__ dx, const T* __restrict__ dy,
-                                          const T* __restrict__ x, const double* __restrict__ mean,
+__global__ void layernorm_backward_kernel(T* dx, const T* dy,
+                                          const T* x, const double* __restrict__ mean,
                                           const double* __restrict__ rstd, const T* __restrict__ w,
                                           std::size_t M, int D) {
   const int lane = threadIdx.x & 31;
@@ -140,7 +142,7 @@ __global__ void embedding_owned_kernel(T* __restrict__ dtable, const T* __restri
 }
 
 template <typename T>
-__global__ void dropout_kernel(T* __restrict__ y, const T* __restrict__ x, std::size_t n,
+__global__ void dropout_kernel(T* y, const T* x, std::size_t n,
                                std::uint64_t seed, double p, T scale) {
   PYRNN_GRID_LOOP(i, n) dropout_elem<T>(i, y, x, seed, p, scale);
 }

@@ -163,6 +163,24 @@ void check_layernorm(Context& ctx, std::int64_t M, int D) {
   close(download(gdx), dx, label + " dx");
   same(download(gdw), dw, label + " dw");
   same(download(gdb), db, label + " db");
+  // dx may alias dy or x, as on the CPU: the parameter sums read them before dx is written.
+  for (const bool on_dy : {true, false}) {
+    const std::string what = label + (on_dy ? " dx aliasing dy" : " dx aliasing x");
+    std::vector<T> buf = on_dy ? dy : x, dw2 = dw0, db2 = db0;
+    const std::vector<T>& other = on_dy ? x : dy;
+    pyrnn::layernorm_backward(buf.data(), dw2.data(), db2.data(),
+                              on_dy ? buf.data() : other.data(), on_dy ? other.data() : buf.data(),
+                              mean.data(), rstd.data(), w.data(), M, D);
+    auto gbuf = upload(on_dy ? dy : x), gother = upload(other), gdw2 = upload(dw0),
+         gdb2 = upload(db0);
+    pyrnn::cuda::layernorm_backward<T>(ctx, gbuf.data(), gdw2.data(), gdb2.data(),
+                                       on_dy ? gbuf.data() : gother.data(),
+                                       on_dy ? gother.data() : gbuf.data(), gm.data(), gr.data(),
+                                       gw.data(), M, D);
+    close(download(gbuf), buf, what + " dx");
+    same(download(gdw2), dw2, what + " dw");
+    same(download(gdb2), db2, what + " db");
+  }
 }
 
 // ---- Embedding ----------------------------------------------------------------------------------
