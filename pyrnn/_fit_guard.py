@@ -165,6 +165,7 @@ class LastGood:
             self.optimizer.step()
             return
         self.steps = self.optimizer.steps
+        self.optimizer._ready()  # (its checks first: they may replace a buffer by a flat view)
         keeps = self._step_keeps()
         self.kept_for = self.mapped
         self.bad = self.optimizer._step(keeps)

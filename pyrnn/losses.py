@@ -116,7 +116,7 @@ class Loss:
 
     # Class defaults of what __init__ sets: a custom loss whose __init__ does not call
     # super().__init__() (a common slip) still works, with reduction "mean".
-    _reduction = "mean"
+    _reduction: Reduction = "mean"
     _dpred: Any = None
     _dtype: Any = None
     _on_device = False

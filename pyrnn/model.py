@@ -42,7 +42,8 @@ from ._validate import (beyond_range, flag, host_only, lengths_array, positive_i
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
-from .parameter import layers_in_fit, owners_held, prefixed, refuse_move_in_fit
+from .parameter import (_FORWARD_SERIALS, layers_in_fit, owners_held, prefixed,
+                        refuse_move_in_fit)
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -131,26 +132,23 @@ def _layout(model):
     return tuple((id(m), tuple(map(id, m.layers))) for m in [model, *_flat_models(model.layers)])
 
 
-class _Placed(ValueError):
-    """A ValueError that names its layer already (Sequential's own checks)."""
-
-
 def _name_layer(e, i, layer):
     """Prefix a layer's ValueError / TypeError message with where it sits in the model
     ("layer 2.0 (Dense): ...", the index path of its parameter names), so that in a model with
     several Dense or recurrent layers the message says which one. The exception itself is
-    kept (type, traceback); a subclass of its own (another constructor), one without a plain
-    message, or one that names its layer already is left as it is."""
-    if isinstance(e, _Placed) or type(e) not in (ValueError, TypeError) or len(e.args) != 1 \
+    kept (type, traceback); a subclass of its own (another constructor) or one without a
+    plain message is left as it is. (_pyrnn_layer_at: (path, layer name, text, separator),
+    set by the innermost model, extended by each enclosing one.)"""
+    if type(e) not in (ValueError, TypeError) or len(e.args) != 1 \
             or not isinstance(e.args[0], str):
         return
     at = getattr(e, "_pyrnn_layer_at", None)
     if at is None:  # the innermost model: the layer itself raised
-        at = ([], type(layer).__name__, e.args[0])
-    path, name, text = at
+        at = ([], type(layer).__name__, e.args[0], ": ")
+    path, name, text, sep = at
     path = [str(i), *path]
-    e._pyrnn_layer_at = (path, name, text)
-    e.args = (f"layer {'.'.join(path)} ({name}): {text}",)
+    e._pyrnn_layer_at = (path, name, text, sep)
+    e.args = (f"layer {'.'.join(path)} ({name}){sep}{text}",)
 
 
 def _flat_models(layers):
@@ -332,7 +330,10 @@ class Sequential(Layer):
         if i == 0:
             # The layers left take what the first one gave, as model[1:] does: after a
             # bidirectional one, its two directions (a LastStep would take them as one).
-            self._check_distinct()
+            try:
+                self._check_distinct()
+            except ValueError:  # (a layer twice, or a cycle: popping may be the repair)
+                return self.layers.pop(0)
             after = bool(_directions_after(self.layers[:1], self._start_directions()))
             layer = self.layers.pop(0)
             self._input_bidirectional = after
@@ -812,12 +813,13 @@ class Sequential(Layer):
                 _name_layer(e, i, layer)
                 raise
         self._failed_at = None
-        # Which forward each layer's cache now is: backward refuses a layer another forward
-        # ran since (its cache no longer this forward's). Set last: a failed forward keeps
-        # the old record (a failure at layer 0 leaves every cache as it was).
-        self._forward_serials = [None if isinstance(layer, Sequential)
-                                 else getattr(layer, "_forward_serial", None)
+        # Which forward each layer's cache now is (a nested model's: its last forward):
+        # backward refuses a layer another forward ran since (its cache no longer this
+        # forward's). Set last: a failed forward keeps the old record (a failure at layer 0
+        # leaves every cache as it was).
+        self._forward_serials = [getattr(layer, "_forward_serial", None)
                                  for layer in self.layers]
+        self._forward_serial = next(_FORWARD_SERIALS)
         return out
 
     def _forward_one(self, i, layer, out, lengths):
@@ -829,8 +831,9 @@ class Sequential(Layer):
                 # steps are the samples: results that depend on how the data is batched.
                 what = "a sequence (N, T, F)" if need == 3 else f"{need}-D input"
                 name = "a nested Sequential" if isinstance(layer, Sequential) else repr(layer)
-                raise _Placed(f"layer {i} ({name}) needs {what}, but the layers before it "
-                              f"give shape {shape}")
+                e = ValueError(f"needs {what}, but the layers before it give shape {shape}")
+                e._pyrnn_layer_at = ([], name, e.args[0], " ")  # (_name_layer adds i)
+                raise e
         if _is_recurrent(layer):
             return layer.forward(out, lengths=lengths)[0]
         if isinstance(layer, Sequential) and not _uses_lengths(layer.layers):
@@ -908,16 +911,15 @@ class Sequential(Layer):
                                f"removed) after the forward it would differentiate; run "
                                f"forward() again")
         for i, (layer, serial) in enumerate(zip(self.layers, serials)):
-            if isinstance(layer, Sequential):
-                continue
             now = getattr(layer, "_forward_serial", None)
             if now != serial:
+                slice_ = "" if where else f" such as model[:{i + 1}]"
                 raise RuntimeError(
                     f"Sequential.backward(): layer {i}{where} ({type(layer).__name__}) ran "
-                    f"another forward after this model's (a model sharing it, a slice such as "
-                    f"model[:{i + 1}], a direct call, or it was replaced); its cache holds that "
-                    f"forward's activations, so the gradients would be wrong. Run this model's "
-                    f"forward() again before backward()")
+                    f"another forward after this model's (a model sharing it, a slice{slice_}, "
+                    f"a direct call, or it was replaced); its cache holds that forward's "
+                    f"activations, so the gradients would be wrong. Run this model's forward() "
+                    f"again before backward()")
 
     def _backward(self, dy, _checked=False):
         """(_checked: an enclosing model's backward checked this one's whole tree already.)"""
@@ -1095,23 +1097,33 @@ class Sequential(Layer):
             return
         T = x.shape[1]
         short = lengths < T
-        if not short.any():
+        n_short = int(short.sum())
+        if not n_short:
             return
-        xs, ls = x[short], lengths[short]
         pads = [0]
         first = next(iter(_flat_layers(self.layers)), None)
         if isinstance(first, Embedding) and first.padding_idx is not None:
             pads.append(first.padding_idx)
         steps = np.arange(T)[None, :]
-        within = steps < ls[:, None]                                   # [S, T]
-        head = steps < (T - ls)[:, None]                               # [S, T]
         for pad in dict.fromkeys(pads):
-            is_pad = (xs == pad).reshape(xs.shape[0], T, -1).all(axis=2)  # [S, T] whole steps
+            # Only sequences starting with a padding step can be padded at the front: the
+            # rest is never copied (post-padded data rarely starts with one).
+            cand = short & (x[:, 0] == pad).reshape(x.shape[0], -1).all(axis=1)
+            if 2 * int(cand.sum()) < n_short:
+                continue
+            xs, ls = x[cand], lengths[cand]
+            within = steps < ls[:, None]                                      # [S, T]
+            head = steps < (T - ls)[:, None]                                  # [S, T]
+            is_pad = (xs == pad).reshape(xs.shape[0], T, -1).all(axis=2)     # [S, T]
             front = (is_pad | ~head).all(axis=1) & (~is_pad & ~within).any(axis=1)
             n = int(front.sum())
-            if n and 2 * n >= len(ls):
+            past = xs[front][~within[front]]  # what lies past those lengths
+            # Data there varies; padding of another value (-1, NaN, a padding_idx) does not.
+            if past.size and (np.all(past == past.flat[0]) or np.all(past != past)):
+                continue
+            if n and 2 * n >= n_short:
                 warnings.warn(f"{prefix}x looks padded at the front (Keras' pad_sequences "
-                              f"default, padding='pre'): {n} of the {len(ls)} sequences shorter "
+                              f"default, padding='pre'): {n} of the {n_short} sequences shorter "
                               f"than T = {T} start with T - length steps of {pad} and hold data "
                               f"past their lengths, which is ignored. lengths= counts each "
                               f"sequence's first steps as its data (padding at the end, as "
@@ -1305,9 +1317,8 @@ class Sequential(Layer):
         built = _optim.get(optimizer, params)
         if old is not None and moved and [(p.name, p.shape) for p in old.params] == \
                 [(p.name, p.shape) for p in params]:
-            with warnings.catch_warnings():  # (parameters fit never lists: none taken out)
-                warnings.simplefilter("ignore", RuntimeWarning)
-                built.load_state_dict(old.state_dict())  # copied to the parameters' device
+            # (copied to the parameters' device; none taken out: fit lists them all)
+            built.load_state_dict(old._state_dict(warn=False))
         return built, (optimizer.lower(), built)
 
     def _warn_logit_losses(self, loss):

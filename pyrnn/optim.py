@@ -80,19 +80,22 @@ def _usable_buffer(p, k, v):
     """State buffer v (set by hand: a load_state_dict's are the optimizer's own) as the step's
     kernel updates it, a flat view of its memory; else TypeError / ValueError naming it."""
     what = f"state {k!r} of {p.name!r}"
-    on_dev = _arrays.on_device(v)
-    if (p.device == "cpu" and not isinstance(v, np.ndarray)) or (p.device != "cpu"
-                                                                 and not on_dev):
-        kind = "a NumPy array" if p.device == "cpu" else "a pyrnn.cuda.DeviceArray"
-        raise TypeError(f"{what} must be {kind} on the parameter's device ({p.device}), got "
+    d = p.data
+    on_dev = type(d) is not np.ndarray
+    if type(v) is not type(d) and not (not on_dev and isinstance(v, np.ndarray)):
+        kind = "a pyrnn.cuda.DeviceArray" if on_dev else "a NumPy array"
+        where = f"cuda:{d.device}" if on_dev else "cpu"
+        raise TypeError(f"{what} must be {kind} on the parameter's device ({where}), got "
                         f"{type(v).__name__}; optimizer.load_state_dict() converts any "
                         f"array-like")
+    if on_dev and v.device != d.device:
+        raise ValueError(f"{what} is on cuda:{v.device}, the parameter on cuda:{d.device}")
     if np.dtype(v.dtype) != p.dtype:
         raise ValueError(f"{what} has dtype {v.dtype}, expected {p.dtype}")
     if tuple(v.shape) not in ((p.size,), tuple(p.shape)):
         want = f"({p.size},)" + ("" if p.shape == (p.size,) else f" or {tuple(p.shape)}")
         raise ValueError(f"{what} has shape {tuple(v.shape)}, expected {want}")
-    if not on_dev and (not v.flags.c_contiguous or not v.flags.writeable):
+    if not _arrays.writable(v) or (not on_dev and not v.flags.c_contiguous):
         raise ValueError(f"{what} must be a writable C-contiguous array (the step updates it "
                          f"in place)")
     return v.reshape(-1)
@@ -225,18 +228,24 @@ class Optimizer:
         self.state = state
         self._known = plist
 
-    def _check_state_list(self, known):
+    def _state_list_ok(self, known):
+        state = self.state
+        return isinstance(state, list) and len(state) == len(known) and all(
+            type(st) is dict for st in state)
+
+    def _check_state_list(self, known, strict=False):
         """self.state as the caller may have changed it: emptied (torch's reset,
         ``opt.state.clear()`` or ``opt.state = {}``), every parameter's state starts afresh,
         taken-out ones' too; any other list than one dict per parameter is refused (a step
         zipped it with the parameters: a shorter one left the rest untrained, silently). An
-        optimizer with a step of its own keeps its state as it likes."""
+        optimizer with a step of its own keeps its state as it likes, unless it runs the base
+        class's step (strict: from there)."""
+        if self._state_list_ok(known):
+            return
+        if not strict and (type(self)._step is not Optimizer._step
+                           or type(self).step is not Optimizer.step):
+            return
         state = self.state
-        if isinstance(state, list) and len(state) == len(known) and all(
-                type(st) is dict for st in state):
-            return
-        if type(self)._step is not Optimizer._step or type(self).step is not Optimizer.step:
-            return
         if isinstance(state, (list, dict)) and not state:
             self.state = [{} for _ in known]
             self._left = {}
@@ -273,6 +282,10 @@ class Optimizer:
         same array of the same layer), each under its own name, and their state goes to the
         new device, once. All or nothing: nothing changes unless every state has moved. An
         optimizer keeping its state otherwise (a custom one's dict) is left as it is."""
+        try:
+            self._check_state_list(self._known)  # (a reset since: the fresh state follows)
+        except ValueError:
+            return False  # (its next step names the problem)
         if not isinstance(self.state, list) or len(self.state) != len(self._known):
             return False
 
@@ -368,6 +381,35 @@ class Optimizer:
     def step(self) -> None:
         self._step(None)
 
+    def _ready(self):
+        """step()'s checks, all before any parameter changes (a refused step changes
+        nothing): the parameter list, the state list, each parameter, and a built-in step's
+        state buffers (set by hand: a load_state_dict's are the optimizer's own), made the flat
+        views its kernel updates. fit's guard runs them before it sizes its kept copies."""
+        self._sync_params()
+        self._check_state_list(self._known, strict=True)
+        for p in self.params:
+            _check_updatable(p)
+        if type(self)._update not in _KEEPING:  # (a subclass's own step: its own state)
+            return
+        buffers = self._state_buffers or ()
+        for p, st in zip(self.params, self.state):
+            d = p.data
+            host = type(d) is np.ndarray
+            for k in buffers:
+                v = st.get(k)
+                if v is None:
+                    continue
+                if host:  # the usual case, tested fast
+                    if (type(v) is np.ndarray and v.ndim == 1 and v.dtype == d.dtype
+                            and v.size == d.size and v.flags.c_contiguous
+                            and v.flags.writeable):
+                        continue
+                elif (type(v) is type(d) and v.shape == (d.size,) and v.dtype == d.dtype
+                      and v.device == d.device and not v.readonly):
+                    continue
+                st[k] = _usable_buffer(p, k, v)
+
     def _step(self, keeps):
         """step(). keeps (built-in optimizers only, see _keeps_in_step): None, or per parameter
         (a flat copy-to-be of it, {state name: flat copy-to-be}, a list the step adds the names
@@ -375,17 +417,8 @@ class Optimizer:
         it reads them: fit's guard (_fit_guard.py) without a pass of its own over the weights
         and the state. Returns, from a built-in step, what it made non-finite among the values
         it wrote (bit 1 a parameter, bit 2 the state), else None."""
-        self._sync_params()
-        for p in self.params:  # all before any update: a refused step changes nothing
-            _check_updatable(p)
-        buffers = self._state_buffers or ()
-        for p, st in zip(self.params, self.state):
-            for k in buffers:
-                v = st.get(k)
-                if v is not None and not (type(v) is np.ndarray and v.ndim == 1
-                                          and v.dtype == p.dtype and v.size == p.size
-                                          and v.flags.c_contiguous and v.flags.writeable):
-                    st[k] = _usable_buffer(p, k, v)  # (the fast test above: the usual case)
+        if keeps is None:  # (fit's guard ran them before sizing its keeps)
+            self._ready()
         bad = 0
         # Whole or not at all: a Ctrl-C between two parameters' updates left the model half
         # stepped, the per-parameter step counts out of step (fit deferred it; a loop of the
@@ -434,8 +467,12 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """Class name, steps, hyperparameters and per-parameter state; state arrays as host
-        ndarray copies (whatever device the parameters are on)."""
-        buffers = self._state_buffers or ()
+        ndarray copies (whatever device the parameters are on), a built-in optimizer's in
+        their parameters' shapes (as torch's)."""
+        return self._state_dict(warn=True)
+
+    def _state_dict(self, warn):
+        buffers = (self._state_buffers or ()) if type(self)._update in _KEEPING else ()
 
         def copy(p, k, v):
             if isinstance(v, np.ndarray):
@@ -450,14 +487,14 @@ class Optimizer:
             return v.reshape(p.shape) if k in buffers and v.size == p.size else v
         self._sync_params()
         left = self.__dict__.get("_left") or {}
-        if left:
+        if left and warn:
             names = ", ".join(repr(q.name) for q in list(left)[:3]) + (", ..." if len(left) > 3
                                                                        else "")
             warnings.warn(f"{type(self).__name__}.state_dict() does not hold the state of the "
                           f"{len(left)} parameter(s) taken out of param_groups ({names}): a "
                           f"checkpoint of it starts them afresh when they are put back (torch "
                           f"raises here); put them back in the list before saving to keep it",
-                          RuntimeWarning, stacklevel=2)
+                          RuntimeWarning, stacklevel=3)
         return {"class": type(self).__name__, "steps": self.steps,
                 "hyper": self.hyperparameters(),
                 "state": [{k: copy(p, k, v) for k, v in st.items()}
@@ -470,6 +507,11 @@ class Optimizer:
         any array-like (lists are converted to the parameter's dtype; an ndarray must have it)
         of the parameter's flat (size,) or own shape; they are copied to its device."""
         name = type(self).__name__
+        if not self._state_list_ok(self._known):
+            try:
+                self._check_state_list(self._known)
+            except ValueError:  # out of step with the parameters: replaced below anyway
+                self.state, self._left = [{} for _ in self._known], {}
         self._sync_params()
         if not isinstance(sd, Mapping):
             raise TypeError(f"state_dict must be a dict (from {name}.state_dict()), got "
@@ -534,7 +576,8 @@ class Optimizer:
         if not isinstance(st, Mapping):
             raise TypeError(f"state of {p.name!r} must be a dict, got {type(st).__name__}")
         d = {}
-        buffers = self._state_buffers or ()
+        # (a subclass with a step of its own: its buffers are its business, as a custom one's)
+        buffers = (self._state_buffers or ()) if type(self)._update in _KEEPING else ()
         for k, v in st.items():
             if k in self._state_counters:
                 d[k] = _count(f"state {k!r} of {p.name!r}", v)

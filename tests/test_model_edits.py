@@ -1,6 +1,8 @@
 """Sequential as users edit, share and slice it: backward refuses caches another forward left,
 fit refuses layers changed under it (and their moves), error messages name the layer, and
 stop_training from a batch hook stops after that batch, as in Keras."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -230,3 +232,77 @@ def test_stop_training_from_a_batch_hook_stops_after_that_batch():
     m2.fit(x[:16], y[:16], loss="mse", optimizer="sgd", epochs=1, batch_size=8, verbose=0,
            shuffle=False)
     assert m2.history["loss"] == h["loss"]
+
+
+def test_a_nested_model_run_on_its_own_between_forward_and_backward_is_refused():
+    # The Keras GAN pattern: gan = [G, D], D also run on its own (real data) in between.
+    G = pyrnn.Sequential([pyrnn.Dense(2, 3, activation="tanh", seed=0)])
+    D = pyrnn.Sequential([pyrnn.Dense(3, 4, activation="tanh", seed=1), pyrnn.Dense(4, 1, seed=2)])
+    gan = pyrnn.Sequential([G, D])
+    z = np.ones((4, 2), np.float32)
+    gan(z)
+    D(np.full((4, 3), 3.0, np.float32))
+    with pytest.raises(RuntimeError, match=r"layer 1 \(Sequential\) ran another forward"):
+        gan.backward(DY)
+    gan(z)
+    gan[1:](np.ones((4, 3), np.float32))  # a slice over D runs D's forward too
+    with pytest.raises(RuntimeError, match=r"layer 1 \(Sequential\) ran another forward"):
+        gan.backward(DY)
+    gan(z)
+    gan.layers[1] = pyrnn.Sequential([pyrnn.Dense(3, 4, seed=1), pyrnn.Dense(4, 1, seed=2)])
+    with pytest.raises(RuntimeError, match=r"layer 1 \(Sequential\) ran another forward"):
+        gan.backward(DY)
+    gan.layers[1] = D
+    gan(z)
+    gan.backward(DY)  # its own forward: fine
+
+
+def test_rank_errors_name_the_nested_place_and_keep_fits_context():
+    m = pyrnn.Sequential([pyrnn.Dense(3, 4, seed=0),
+                          pyrnn.Sequential([pyrnn.LSTM(4, 4, batch_first=True), pyrnn.LastStep(),
+                                            pyrnn.LSTM(4, 4, batch_first=True)])])
+    with pytest.raises(ValueError, match=r"^layer 1\.2 \(LSTM\(4, 4, batch_first=True\)\) needs "
+                                         r"a sequence \(N, T, F\), but the layers before it give "
+                                         r"shape \(2, 4\)"):
+        m(np.ones((2, 5, 3), np.float32))
+    flat = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True), pyrnn.LastStep(),
+                             pyrnn.LSTM(4, 4, batch_first=True)])
+    with pytest.raises(ValueError, match=r"^x \(2, 5, 3\), y \(2, 4\), checked on its first "
+                                         r"sample: layer 2 \(LSTM"):
+        flat.fit(np.ones((2, 5, 3), np.float32), np.ones((2, 4), np.float32), loss="mse",
+                 optimizer="sgd", verbose=0)
+    with pytest.raises(ValueError) as e:
+        flat(np.ones((2, 5, 3), np.float32))
+    assert type(e.value) is ValueError
+
+
+def test_pop_of_the_first_layer_repairs_a_model_holding_a_layer_twice():
+    d = pyrnn.Dense(3, 3, seed=0)
+    m = pyrnn.Sequential([d, pyrnn.Dense(3, 1, seed=1)])
+    m.layers.append(d)
+    assert m.pop(0) is d
+    assert len(m) == 2
+
+
+@pytest.mark.parametrize("case", ["bos0_pad_minus1", "bos0_padding_idx", "nan_padding"])
+def test_post_padded_data_starting_with_zero_steps_does_not_warn(case):
+    rng = np.random.default_rng(0)
+    N, T = 64, 20
+    lengths = np.where(rng.random(N) < 0.3, T, T - 1)
+    if case == "nan_padding":  # trajectories relative to their start: step 0 all zeros
+        x = np.cumsum(rng.normal(size=(N, T, 2)), axis=1)
+        x -= x[:, :1]
+        for i, L in enumerate(lengths):
+            x[i, L:] = np.nan
+        m = pyrnn.Sequential([pyrnn.LSTM(2, 8, batch_first=True, seed=1), pyrnn.LastStep()])
+    else:  # token ids with BOS = 0, padded at the end with -1 or the padding_idx
+        x = rng.integers(3, 50, (N, T))
+        x[:, 0] = 0
+        pad = -1 if case == "bos0_pad_minus1" else 1
+        for i, L in enumerate(lengths):
+            x[i, L:] = pad
+        m = pyrnn.Sequential([pyrnn.Embedding(50, 8, padding_idx=None if pad < 0 else 1, seed=0),
+                              pyrnn.LSTM(8, 8, batch_first=True, seed=1), pyrnn.LastStep()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.predict(x, lengths=lengths)

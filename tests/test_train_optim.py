@@ -1018,3 +1018,106 @@ def test_hand_set_state_buffers_are_checked_before_any_parameter_steps():
     for p, q in zip(params, twin.params):
         np.testing.assert_array_equal(p.data, q.data)
     np.testing.assert_array_equal(shaped.ravel(), twin.state[0]["exp_avg"])
+
+
+def test_a_parameter_shaped_buffer_in_fits_fused_guard_path():
+    # (>= FUSE_ELEMENTS parameter elements: the guard sized its kept copies from the buffer's
+    # 2-D shape, which the kernel refused after the parameters before it had stepped)
+    m = pyrnn.Sequential([pyrnn.Dense(300, 250, seed=0), pyrnn.Dense(250, 3, seed=1)])
+    twin = pyrnn.Sequential([pyrnn.Dense(300, 250, seed=0), pyrnn.Dense(250, 3, seed=1)])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 300)).astype(np.float32)
+    y = rng.standard_normal((16, 3)).astype(np.float32)
+    opts = [optim.Adam(model.parameters(), lr=1e-3) for model in (m, twin)]
+    for model, opt in zip((m, twin), opts):
+        model.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+                  shuffle=False)
+    shape = opts[0].params[2].shape
+    opts[0].state[2]["exp_avg"] = opts[0].state[2]["exp_avg"].reshape(shape).copy()
+    for model, opt in zip((m, twin), opts):
+        model.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=8, verbose=0,
+                  shuffle=False)
+    for a, b in zip(m.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_a_subclass_with_its_own_update_keeps_its_own_state_layout():
+    # float64 moments for float32 parameters (a master copy): the built-in buffer checks were
+    # applied to it (refused at its second step, its float64 state cast on load).
+    class MasterAdam(optim.Adam):
+        def _update(self, data, grad, st, keep=None):
+            m = st.setdefault("exp_avg", np.zeros(data.size, np.float64))
+            st["step"] = st.get("step", 0) + 1
+            m *= 0.9
+            m += 0.1 * grad
+            data -= (self.lr * m).astype(data.dtype)
+
+    p = pyrnn.Parameter("w", np.ones((2, 3), np.float32), np.full((2, 3), 0.5, np.float32))
+    opt = MasterAdam([p], lr=0.1)
+    for _ in range(3):
+        opt.step()
+    sd = opt.state_dict()
+    assert sd["state"][0]["exp_avg"].shape == (6,)  # its own shape, not the parameter's
+    again = MasterAdam([p], lr=0.1)
+    again.load_state_dict(sd)
+    assert again.state[0]["exp_avg"].dtype == np.float64
+    np.testing.assert_array_equal(again.state[0]["exp_avg"], opt.state[0]["exp_avg"])
+
+
+def test_a_subclass_wrapping_step_is_reset_and_checked_too():
+    class ClosureAdam(optim.Adam):
+        def step(self, closure=None):
+            loss = closure() if closure is not None else None
+            super().step()
+            return loss
+
+    p = pyrnn.Parameter("w", np.ones(3), np.full(3, 0.5))
+    q = pyrnn.Parameter("b", np.ones(2), np.full(2, 0.5))
+    opt = ClosureAdam([p, q], lr=0.1)
+    opt.step()
+    opt.state.clear()
+    opt.step()
+    assert [st["step"] for st in opt.state] == [1, 1]
+    del opt.state[1]
+    with pytest.raises(ValueError, match=r"ClosureAdam\.state holds 1 entries for 2"):
+        opt.step()
+    opt.load_state_dict(ClosureAdam([p, q], lr=0.1).state_dict())  # a load replaces it
+    assert opt.state == [{}, {}]
+
+
+def test_device_state_buffers_are_checked_before_any_parameter_steps(monkeypatch):
+    from cuda_fakes import FakeDev, install
+    install(monkeypatch)
+    ps = [pyrnn.Parameter(f"p{i}", FakeDev(np.ones((2, 2), np.float32)),
+                          FakeDev(np.full((2, 2), 0.5, np.float32))) for i in range(3)]
+    opt = optim.Adam(ps, lr=0.1)
+    opt.step()
+    before = [p.data.a.copy() for p in ps]
+    for buf, exc, pattern in [
+            (np.zeros(4, np.float32), TypeError,
+             r"must be a pyrnn\.cuda\.DeviceArray on the parameter's device \(cuda:0\), got "
+             r"ndarray"),
+            (FakeDev(np.zeros(4, np.float32), device=1), ValueError,
+             r"is on cuda:1, the parameter on cuda:0")]:
+        opt.state[2]["exp_avg"] = buf
+        with pytest.raises(exc, match=r"state 'exp_avg' of 'p2' " + pattern):
+            opt.step()
+        for p, b in zip(ps, before):
+            np.testing.assert_array_equal(p.data.a, b)
+    opt.state[2]["exp_avg"] = FakeDev(np.zeros((2, 2), np.float32))  # the parameter's shape
+    opt.step()
+
+
+def test_a_reset_optimizer_follows_a_model_move(monkeypatch):
+    from cuda_fakes import install
+    install(monkeypatch)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0, dtype="float64")])
+    opt = optim.Adam(m.parameters(), lr=0.01)
+    m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0)
+    opt.state = {}
+    m.to("cuda")
+    m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0)
+    assert {p.device for p in opt.params} == {"cuda"}
+    assert [st["step"] for st in opt.state] == [2, 2]
