@@ -71,7 +71,10 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
   if (x_.size() < T * N * C) x_ = cuda::DeviceBuffer<float>(T * N * C);
   if (y_.size() < T * N * H) y_ = cuda::DeviceBuffer<float>(T * N * H);
   if (cn_.size() < N * H) cn_ = cuda::DeviceBuffer<float>(N * H);
-  if (h_last_.rows() != N || h_last_.cols() != H) h_last_ = MatrixCUDA(N, H);
+  // The pass writes a spare, swapped in at the end: a call refused (out of memory, say)
+  // leaves lastHiddenState() as it was, as on the CPU.
+  if (h_next_.rows() != N || h_next_.cols() != H) h_next_ = MatrixCUDA(N, H);
+  MatrixCUDA out(N, O);
   // Work queued here on the Context stream holds the device lock (device_lock.cuh); the
   // recurrent pass and MatrixCUDA's constructor take it themselves.
   std::mutex& device_mutex = cuda::detail::device_mutex(core_.device());
@@ -81,17 +84,17 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
       PYRNN_CUDA_CHECK(cudaMemcpyAsync(x_.data() + t * N * C, sequence[t].data(),
                                        N * C * sizeof(float), cudaMemcpyDeviceToDevice, stream));
   }
-  core_.forward(y_.data(), h_last_.data(), cn_.data(), x_.data(), nullptr, nullptr, nullptr,
+  core_.forward(y_.data(), h_next_.data(), cn_.data(), x_.data(), nullptr, nullptr, nullptr,
                 static_cast<int>(T), static_cast<int>(N), /*training=*/false, 0);
-  MatrixCUDA out(N, O);
   std::lock_guard<std::mutex> lock(device_mutex);
   cuda::gemm<float>(cuda::Context::get(core_.device()).cublas(), kernels::Trans::N,
                     kernels::Trans::T, static_cast<int>(N), static_cast<int>(O),
-                    static_cast<int>(H), 1.f, h_last_.data(), static_cast<int>(H), w_hy_.data(),
+                    static_cast<int>(H), 1.f, h_next_.data(), static_cast<int>(H), w_hy_.data(),
                     static_cast<int>(H), 0.f, out.data(), static_cast<int>(O));
   cuda::detail::add_bias_rows<float>(out.data(), b_y_.data(), N, static_cast<int>(O),
                                      static_cast<int>(O), stream);
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::swap(h_last_, h_next_);
   return out;
 }
 

@@ -651,6 +651,11 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
     ensure(bm_out_, T_ * N * C);
     dx = bm_out_.data();
   }
+  // Every workspace before the first kernel: an allocation refused (out of memory) finds no
+  // gradient accumulated yet, as on the CPU, so a retry adds each layer's once.
+  for (int k = 1; k < L && k < 3; ++k) ensure(dbuf_[k % 2], T_ * N * DH);  // (both parities)
+  reserve_backward_work(*lanes[0].work);
+  if (two) reserve_backward_work(*lanes[1].work);
   const T* dyk = dy;
   if (use_graph && dy != dy_stage_.data()) {  // graphs capture pointers: the caller's dy goes
                                               // through a stage
@@ -690,6 +695,24 @@ void Recurrent<T>::backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, co
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+// A lane's backward workspaces, the same for every layer (each layer's input width differs,
+// not its hidden size). Every row of dg / dghn is written each step (inactive ones with 0):
+// no clearing needed.
+template <typename T>
+void Recurrent<T>::reserve_backward_work(Work& wk) {
+  const std::size_t T_ = steps_, N = batch_, H = cfg_.hidden_size;
+  const std::size_t GH = static_cast<std::size_t>(cfg_.gates()) * H;
+  const bool lstm = cfg_.cell == CellType::LSTM, gru = cfg_.cell == CellType::GRU;
+  const bool after = gru && cfg_.reset_after;
+  ensure(wk.dg, T_ * N * GH);              // [T, N, GH] d pre-activations (input side)
+  if (after) ensure(wk.dghn, T_ * N * H);  // [T, N, H] d (W_hn h + b_hn)
+  ensure(wk.dh, N * H);                    // [N, H] running d h
+  if (lstm) ensure(wk.dc, N * H);          // [N, H] running d c
+  ensure(wk.pw, N * H);                    // [N, H] pointwise part of d h_prev (GRU)
+  ensure(wk.rec, N * H);                   // [N, H] dg W_hh
+  if (gru && !after) ensure(wk.drh, N * H);  // [N, H] d (r*h_prev)
+}
+
 template <typename T>
 void Recurrent<T>::backward_direction(DirCache& dc, T* dh0, T* dc0, const T* dy, const T* dhn,
                                       const T* dcn, const T* x, int layer, int dir,
@@ -706,14 +729,7 @@ void Recurrent<T>::backward_direction(DirCache& dc, T* dh0, T* dc0, const T* dy,
   const GemmMath math = math_of(pass_);
   Work& wk = *lane.work;
 
-  // Every row of dg / dghn is written each step (inactive ones with 0): no clearing needed.
-  ensure(wk.dg, T_ * N * GH);              // [T, N, GH] d pre-activations (input side)
-  if (after) ensure(wk.dghn, T_ * N * H);  // [T, N, H] d (W_hn h + b_hn)
-  ensure(wk.dh, N * H);                    // [N, H] running d h
-  if (lstm) ensure(wk.dc, N * H);          // [N, H] running d c
-  ensure(wk.pw, N * H);                    // [N, H] pointwise part of d h_prev (GRU)
-  ensure(wk.rec, N * H);                   // [N, H] dg W_hh
-  if (gru && !after) ensure(wk.drh, N * H);  // [N, H] d (r*h_prev)
+  reserve_backward_work(wk);  // (backward reserved it already: nothing allocated here)
   T* dg = wk.dg.data();
   T* dghn = after ? wk.dghn.data() : nullptr;
   T* dh = wk.dh.data();

@@ -703,6 +703,19 @@ void test_failed_pass_leaves_nothing_running_emulated() {
   auto gx = upload(pattern<float>(std::size_t(T_) * N * 4, 11));
   auto gdy = upload(pattern<float>(ny, 12));
   DeviceBuffer<float> y(ny), hn(ns), cn(ns), dx(std::size_t(T_) * N * 4), dh0(ns), dc0(ns);
+  // The gradients of one backward with memory to spare: a refused one must have added none
+  // (every workspace is allocated before the first kernel, as on the CPU), so that a retry
+  // gives exactly these.
+  std::vector<float> want;
+  {
+    pyrnn::cuda::Recurrent<float> ref(cfg);
+    ref.set_options(make_options(RecurrentAlgo::Cublas, Switch::Off, Switch::On));
+    ref.forward(y.data(), hn.data(), cn.data(), gx.data(), nullptr, nullptr, nullptr, T_, N, true,
+                0);
+    ref.backward(dx.data(), dh0.data(), dc0.data(), gdy.data(), nullptr, nullptr);
+    want.resize(ref.num_parameters());
+    ref.copy_grads_to_host(want.data());
+  }
   for (const bool backward : {false, true}) {
     int failed = 0;
     for (std::size_t extra = 0;; extra += 512) {
@@ -728,9 +741,53 @@ void test_failed_pass_leaves_nothing_running_emulated() {
       CHECK(pyrnn_emu_pending() == 0);
       if (!threw) break;
       ++failed;
+      if (backward) {
+        std::vector<float> g(gpu.num_parameters());
+        gpu.copy_grads_to_host(g.data());
+        CHECK(std::all_of(g.begin(), g.end(), [](float v) { return v == 0.0f; }));
+        gpu.backward(dx.data(), dh0.data(), dc0.data(), gdy.data(), nullptr, nullptr);  // retry
+        gpu.copy_grads_to_host(g.data());
+        CHECK(g == want);
+      }
     }
     CHECK(failed > 3);  // failure points past the first allocation were taken
   }
+  // The facade: a forward refused for memory leaves lastHiddenState() as it was.
+  pyrnn::LSTMLayerCUDA layer(4, 8, 2, 3);
+  std::vector<pyrnn::MatrixCUDA> two, five;
+  for (int t = 0; t < 5; ++t) {  // 2 steps of 2 rows, 5 steps of 5 rows
+    pyrnn::Matrix step(5, 4), small(2, 4);
+    for (std::size_t i = 0; i < 5; ++i)
+      for (std::size_t j = 0; j < 4; ++j) step(i, j) = 0.1f * float(t + 1) * float(i + j + 1);
+    for (std::size_t i = 0; i < 2; ++i)
+      for (std::size_t j = 0; j < 4; ++j) small(i, j) = step(i, j);
+    if (t < 2) two.emplace_back(small);
+    five.emplace_back(step);
+  }
+  layer.forward(two);
+  const pyrnn::Matrix before = layer.lastHiddenState().toCPU();
+  int refused = 0;
+  for (std::size_t extra = 0;; extra += 64) {
+    std::size_t count = 0, live = 0;
+    pyrnn_emu_live_allocations(&count, &live);
+    emu::set_memory_limit(live + extra);
+    bool threw = false;
+    try {
+      layer.forward(five);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    emu::set_memory_limit(0);
+    if (!threw) break;
+    ++refused;
+    const pyrnn::Matrix now = layer.lastHiddenState().toCPU();
+    CHECK(now.rows() == before.rows() && now.cols() == before.cols());
+    bool same = true;
+    for (std::size_t i = 0; i < now.rows(); ++i)
+      for (std::size_t j = 0; j < now.cols(); ++j) same = same && now(i, j) == before(i, j);
+    CHECK(same);
+  }
+  CHECK(refused > 0);
 }
 #endif
 

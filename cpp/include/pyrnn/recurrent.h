@@ -93,7 +93,7 @@ class Recurrent {
   // converted inputs), fit the memory limit (pyrnn::Error / OutOfMemory naming the need).
   void check_forward(int steps, int batch, bool training, double caller_bytes = 0) const;
   // dx [T, N, C] ([N, T, C] batch_first), dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0
-  // LSTM only, may be null). dy [T, N, D*H] ([N, T, D*H] batch_first); dhn, dcn [L*D, N, H]
+  // required for an LSTM, unused (may be null) otherwise). dy [T, N, D*H] ([N, T, D*H] batch_first); dhn, dcn [L*D, N, H]
   // (null: zero). Parameter gradients accumulate.
   // Throws if the last forward was not in training mode.
   void backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn);

@@ -95,7 +95,8 @@ class Recurrent {
   // batch >= 1 and steps * batch * width < 2^31 (pyrnn::Error naming them), so a caller can
   // refuse a pass before it allocates for it.
   void check_forward(int steps, int batch) const;
-  // dx [T, N, C], dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0 LSTM only).
+  // dx [T, N, C], dh0 / dc0 [L*D, N, H]: outputs (overwritten; dc0
+  // required for an LSTM, unused (may be null) otherwise).
   // dy [T, N, D*H]; dhn, dcn [L*D, N, H] (null: zero). Parameter gradients accumulate.
   // Throws if the last forward was not in training mode.
   void backward(T* dx, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn);
@@ -215,6 +216,7 @@ class Recurrent {
   void forward_steps(DirCache& dc, T* y, int layer, int dir, const Lane& lane,
                      const StepChoice& step);
   // The step loop, d h0 / d c0, the weight and bias gradients of one direction.
+  void reserve_backward_work(Work& wk);
   void backward_direction(DirCache& dc, T* dh0, T* dc0, const T* dy, const T* dhn, const T* dcn,
                           const T* x, int layer, int dir, const Lane& lane, const StepChoice& step,
                           bool use_graph);

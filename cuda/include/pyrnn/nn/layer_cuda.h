@@ -37,7 +37,8 @@ class RecurrentLayerCUDA {
   int hiddenSize() const { return core_.config().hidden_size; }
   // True once moved from (its core went with the move): forward / backward then throw.
   bool moved_from() const { return core_.moved_from(); }
-  int outputSize() const { return output_size_; }  // fixed at construction
+  // Fixed at construction; 0 once moved from, as the CPU facade's.
+  int outputSize() const { return moved_from() ? 0 : output_size_; }
   const std::string& name() const { return name_; }
 
   // sequence: T >= 1 steps, each [N, C] (N >= 1, the same for every step). Returns y_T [N, O].
@@ -63,6 +64,7 @@ class RecurrentLayerCUDA {
   MatrixCUDA w_hy_, b_y_;                    // [O, H], [1, O]
   cuda::DeviceBuffer<float> x_, y_, cn_;     // [T, N, C], [T, N, H], [N, H] workspaces
   MatrixCUDA h_last_;                        // [N, H]
+  MatrixCUDA h_next_;  // [N, H] the pass writes here, swapped in when the call succeeds
 };
 
 }  // namespace pyrnn
