@@ -42,8 +42,7 @@ from ._validate import (beyond_range, flag, host_only, lengths_array, positive_i
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
-from .parameter import (_FORWARD_SERIALS, layers_in_fit, owners_held, prefixed,
-                        refuse_move_in_fit)
+from .parameter import layers_in_fit, owners_held, prefixed, refuse_move_in_fit
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -125,6 +124,23 @@ def _marks_fitting(method: _F) -> _F:
             for m, w in zip(models, was):
                 m.__dict__["_fitting"] = w
     return run  # type: ignore[return-value]
+
+
+def _leaves(layers, prefix=""):
+    """(index path "2.0", layer) for every layer that is not a Sequential, nested models'
+    in their place (a model met twice, a cycle, is not followed again)."""
+    out, seen = [], set()
+
+    def walk(items, pre):
+        for i, layer in enumerate(items):
+            if isinstance(layer, Sequential):
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    walk(layer.layers, f"{pre}{i}.")
+            else:
+                out.append((f"{pre}{i}", layer))
+    walk(layers, prefix)
+    return out
 
 
 def _layout(model):
@@ -330,11 +346,10 @@ class Sequential(Layer):
         if i == 0:
             # The layers left take what the first one gave, as model[1:] does: after a
             # bidirectional one, its two directions (a LastStep would take them as one).
-            try:
-                self._check_distinct()
-            except ValueError:  # (a layer twice, or a cycle: popping may be the repair)
+            try:  # (a cycle: no direction walk; popping may be the repair)
+                after = bool(_directions_after(self.layers[:1], self._start_directions()))
+            except RecursionError:
                 return self.layers.pop(0)
-            after = bool(_directions_after(self.layers[:1], self._start_directions()))
             layer = self.layers.pop(0)
             self._input_bidirectional = after
             return layer
@@ -813,13 +828,12 @@ class Sequential(Layer):
                 _name_layer(e, i, layer)
                 raise
         self._failed_at = None
-        # Which forward each layer's cache now is (a nested model's: its last forward):
-        # backward refuses a layer another forward ran since (its cache no longer this
-        # forward's). Set last: a failed forward keeps the old record (a failure at layer 0
-        # leaves every cache as it was).
-        self._forward_serials = [getattr(layer, "_forward_serial", None)
-                                 for layer in self.layers]
-        self._forward_serial = next(_FORWARD_SERIALS)
+        # Which forward each layer's cache now is, nested models' layers included (whoever
+        # ran them: a Sequential subclass's own forward too): backward refuses a layer another
+        # forward ran since (its cache no longer this forward's). Set last: a failed forward
+        # keeps the old record (a failure at layer 0 leaves every cache as it was).
+        self._forward_serials = [(path, layer, getattr(layer, "_forward_serial", None))
+                                 for path, layer in _leaves(self.layers)]
         return out
 
     def _forward_one(self, i, layer, out, lengths):
@@ -906,20 +920,21 @@ class Sequential(Layer):
         serials = self.__dict__.get("_forward_serials")
         if serials is None:  # no forward yet (or a copy): the layers' own checks report it
             return
-        if len(serials) != len(self.layers):
-            raise RuntimeError(f"Sequential.backward(): the layers{where} were changed (added or "
-                               f"removed) after the forward it would differentiate; run "
-                               f"forward() again")
-        for i, (layer, serial) in enumerate(zip(self.layers, serials)):
-            now = getattr(layer, "_forward_serial", None)
-            if now != serial:
-                slice_ = "" if where else f" such as model[:{i + 1}]"
+        now = list(_leaves(self.layers))
+        if [layer for _, layer in now] != [layer for _, layer, _ in serials]:
+            raise RuntimeError(f"Sequential.backward(): the layers{where} were changed (added, "
+                               f"removed or replaced) after the forward it would "
+                               f"differentiate; run forward() again")
+        for path, layer, serial in serials:
+            if getattr(layer, "_forward_serial", None) != serial:
+                top = path.split(".")[0]
+                slice_ = "" if where else f" such as model[:{int(top) + 1}]"
                 raise RuntimeError(
-                    f"Sequential.backward(): layer {i}{where} ({type(layer).__name__}) ran "
+                    f"Sequential.backward(): layer {path}{where} ({type(layer).__name__}) ran "
                     f"another forward after this model's (a model sharing it, a slice{slice_}, "
-                    f"a direct call, or it was replaced); its cache holds that forward's "
-                    f"activations, so the gradients would be wrong. Run this model's forward() "
-                    f"again before backward()")
+                    f"or a direct call); its cache holds that forward's activations, so the "
+                    f"gradients would be wrong. Run this model's forward() again before "
+                    f"backward()")
 
     def _backward(self, dy, _checked=False):
         """(_checked: an enclosing model's backward checked this one's whole tree already.)"""
@@ -1097,6 +1112,13 @@ class Sequential(Layer):
             return
         T = x.shape[1]
         short = lengths < T
+        # Sequences two or more steps short tell front padding apart by its head alone; one
+        # step short, a first step of 0 may be data (a BOS token, a start at the origin), so
+        # the data past the length must also vary (padding at the end is one value).
+        deep = short & (lengths <= T - 2)
+        exempt_constant = not deep.any()
+        if not exempt_constant:
+            short = deep
         n_short = int(short.sum())
         if not n_short:
             return
@@ -1119,11 +1141,13 @@ class Sequential(Layer):
             n = int(front.sum())
             past = xs[front][~within[front]]  # what lies past those lengths
             # Data there varies; padding of another value (-1, NaN, a padding_idx) does not.
-            if past.size and (np.all(past == past.flat[0]) or np.all(past != past)):
+            if exempt_constant and past.size and (np.all(past == past.flat[0])
+                                                  or np.all(past != past)):
                 continue
             if n and 2 * n >= n_short:
                 warnings.warn(f"{prefix}x looks padded at the front (Keras' pad_sequences "
-                              f"default, padding='pre'): {n} of the {n_short} sequences shorter "
+                              f"default, padding='pre'): {n} of the {n_short} sequences "
+                              f"{'' if exempt_constant else 'two or more steps '}shorter "
                               f"than T = {T} start with T - length steps of {pad} and hold data "
                               f"past their lengths, which is ignored. lengths= counts each "
                               f"sequence's first steps as its data (padding at the end, as "

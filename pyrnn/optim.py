@@ -242,10 +242,11 @@ class Optimizer:
         class's step (strict: from there)."""
         if self._state_list_ok(known):
             return
-        if not strict and (type(self)._step is not Optimizer._step
-                           or type(self).step is not Optimizer.step):
-            return
         state = self.state
+        if not strict and (type(self)._step is not Optimizer._step
+                           or type(self).step is not Optimizer.step) and not (
+                isinstance(state, list) and not state):
+            return  # (an empty list, the base layout, is a reset whoever steps)
         if isinstance(state, (list, dict)) and not state:
             self.state = [{} for _ in known]
             self._left = {}
@@ -386,13 +387,16 @@ class Optimizer:
         nothing): the parameter list, the state list, each parameter, and a built-in step's
         state buffers (set by hand: a load_state_dict's are the optimizer's own), made the flat
         views its kernel updates. fit's guard runs them before it sizes its kept copies."""
-        self._sync_params()
+        # (strict before the sync, which pairs the list with the parameters by position)
         self._check_state_list(self._known, strict=True)
+        self._sync_params()
         for p in self.params:
             _check_updatable(p)
-        if type(self)._update not in _KEEPING:  # (a subclass's own step: its own state)
-            return
-        buffers = self._state_buffers or ()
+        # A subclass with an _update of its own may keep its own layout (float64 moments, a
+        # factored one): only a buffer in its parameter's shape is flattened (torch's layout,
+        # for a super()._update), nothing refused.
+        own = type(self)._update not in _KEEPING
+        buffers, counters = self._state_buffers or (), self._state_counters
         for p, st in zip(self.params, self.state):
             d = p.data
             host = type(d) is np.ndarray
@@ -408,7 +412,19 @@ class Optimizer:
                 elif (type(v) is type(d) and v.shape == (d.size,) and v.dtype == d.dtype
                       and v.device == d.device and not v.readonly):
                     continue
+                if own:
+                    if (type(v) is type(d) and tuple(v.shape) == tuple(d.shape)
+                            and v.dtype == d.dtype and _arrays.writable(v)
+                            and (not host or v.flags.c_contiguous)):
+                        st[k] = v.reshape(-1)
+                    continue
                 st[k] = _usable_buffer(p, k, v)
+            for k in counters:  # (a float count, as torch keeps its step, becomes an int)
+                v = st.get(k)
+                if v is not None and not (type(v) is int and 0 <= v <= _MAX_COUNT):
+                    if isinstance(v, float) and v.is_integer():
+                        v = int(v)
+                    st[k] = _count(f"state {k!r} of {p.name!r}", v)
 
     def _step(self, keeps):
         """step(). keeps (built-in optimizers only, see _keeps_in_step): None, or per parameter

@@ -1121,3 +1121,59 @@ def test_a_reset_optimizer_follows_a_model_move(monkeypatch):
     m.fit(x, y, loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0)
     assert {p.device for p in opt.params} == {"cuda"}
     assert [st["step"] for st in opt.state] == [2, 2]
+
+
+def test_a_subclass_calling_super_update_gets_parameter_shaped_buffers_flattened():
+    class ClippedAdam(optim.Adam):
+        def _update(self, data, grad, st, keep=None):
+            np.clip(grad, -0.1, 0.1, out=grad)
+            return super()._update(data, grad, st, keep)
+
+    p = pyrnn.Parameter("w", np.ones((2, 3)), np.full((2, 3), 0.5))
+    q = pyrnn.Parameter("w", np.ones((2, 3)), np.full((2, 3), 0.5))
+    a, b = ClippedAdam([p], lr=0.1), ClippedAdam([q], lr=0.1)
+    a.step()
+    b.step()
+    a.state[0]["exp_avg"] = a.state[0]["exp_avg"].reshape(2, 3).copy()  # torch's layout
+    a.step()
+    b.step()
+    np.testing.assert_array_equal(p.data, q.data)
+    sd = a.state_dict()
+    sd["state"][0]["exp_avg_sq"] = sd["state"][0]["exp_avg_sq"].reshape(2, 3)
+    c = ClippedAdam([p], lr=0.1)
+    c.load_state_dict(sd)
+    c.step()
+    b.step()
+    np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_the_state_list_is_checked_before_the_parameter_list_is_synced():
+    class ClosureAdam(optim.Adam):
+        def step(self, closure=None):
+            super().step()
+
+    p = pyrnn.Parameter("w", np.ones(3), np.full(3, 0.5))
+    q = pyrnn.Parameter("b", np.ones(2), np.full(2, 0.5))
+    r = pyrnn.Parameter("c", np.ones(2), np.full(2, 0.5))
+    opt = ClosureAdam([p, q], lr=0.1)
+    opt.step()
+    del opt.state[0]
+    opt.param_groups[0]["params"].append(r)  # (paired by position, w took b's moments)
+    with pytest.raises(ValueError, match=r"ClosureAdam\.state holds 1 entries for 2"):
+        opt.step()
+
+
+def test_step_counters_set_by_hand_are_checked_before_any_parameter_steps():
+    params = make_params(np.float64)
+    opt = _stepped(optim.Adam, params, lr=0.1)
+    before = [p.data.copy() for p in params]
+    opt.state[-1]["step"] = -1
+    with pytest.raises(ValueError, match=r"state 'step' of 'p2' must be in \[0, 2\*\*62\]"):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.data, b)
+    opt.state[-1]["step"] = 2.0  # torch keeps its step as a float
+    opt.step()
+    assert [st["step"] for st in opt.state] == [3, 3, 3]
+    assert all(type(st["step"]) is int for st in opt.state)
+    optim.Adam(params, lr=0.1).load_state_dict(opt.state_dict())
