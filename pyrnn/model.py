@@ -129,17 +129,21 @@ def _marks_fitting(method: _F) -> _F:
 def _leaves(layers, prefix=""):
     """(index path "2.0", layer) for every layer that is not a Sequential, nested models'
     in their place (a model met twice, a cycle, is not followed again)."""
-    out, seen = [], set()
-
-    def walk(items, pre):
-        for i, layer in enumerate(items):
+    # (an explicit stack: a recursive closure is a reference cycle, which kept the layers it
+    # listed alive until the next gc run)
+    out, seen, todo = [], set(), [(list(layers), prefix, 0)]
+    while todo:
+        items, pre, i = todo.pop()
+        while i < len(items):
+            layer = items[i]
+            i += 1
             if isinstance(layer, Sequential):
                 if id(layer) not in seen:
                     seen.add(id(layer))
-                    walk(layer.layers, f"{pre}{i}.")
+                    todo.append((items, pre, i))
+                    items, pre, i = list(layer.layers), f"{pre}{i - 1}.", 0
             else:
-                out.append((f"{pre}{i}", layer))
-    walk(layers, prefix)
+                out.append((f"{pre}{i - 1}", layer))
     return out
 
 

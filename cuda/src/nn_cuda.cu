@@ -70,10 +70,10 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
   cudaStream_t stream = core_.stream();
   if (x_.size() < T * N * C) x_ = cuda::DeviceBuffer<float>(T * N * C);
   if (y_.size() < T * N * H) y_ = cuda::DeviceBuffer<float>(T * N * H);
-  if (cn_.size() < N * H) cn_ = cuda::DeviceBuffer<float>(N * H);
   // The pass writes a spare, swapped in at the end: a call refused (out of memory, say)
   // leaves lastHiddenState() as it was, as on the CPU.
   if (h_next_.rows() != N || h_next_.cols() != H) h_next_ = MatrixCUDA(N, H);
+  if (c_next_.rows() != N || c_next_.cols() != H) c_next_ = MatrixCUDA(N, H);
   MatrixCUDA out(N, O);
   // Work queued here on the Context stream holds the device lock (device_lock.cuh); the
   // recurrent pass and MatrixCUDA's constructor take it themselves.
@@ -84,7 +84,7 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
       PYRNN_CUDA_CHECK(cudaMemcpyAsync(x_.data() + t * N * C, sequence[t].data(),
                                        N * C * sizeof(float), cudaMemcpyDeviceToDevice, stream));
   }
-  core_.forward(y_.data(), h_next_.data(), cn_.data(), x_.data(), nullptr, nullptr, nullptr,
+  core_.forward(y_.data(), h_next_.data(), c_next_.data(), x_.data(), nullptr, nullptr, nullptr,
                 static_cast<int>(T), static_cast<int>(N), /*training=*/false, 0);
   std::lock_guard<std::mutex> lock(device_mutex);
   cuda::gemm<float>(cuda::Context::get(core_.device()).cublas(), kernels::Trans::N,
@@ -95,7 +95,14 @@ MatrixCUDA RecurrentLayerCUDA::forward(const std::vector<MatrixCUDA>& sequence) 
                                      static_cast<int>(O), stream);
   PYRNN_CUDA_CHECK(cudaStreamSynchronize(stream));
   std::swap(h_last_, h_next_);
+  std::swap(c_last_, c_next_);
   return out;
+}
+
+const MatrixCUDA& RecurrentLayerCUDA::lastCellState() const {
+  PYRNN_CHECK(core_.moved_from() || core_.config().cell == CellType::LSTM, name_,
+              "::lastCellState: only an LSTM has a cell state");
+  return c_last_;
 }
 
 }  // namespace pyrnn

@@ -1021,6 +1021,14 @@ void check_facade(const char* what, CpuLayer cpu, GpuLayer gpu) {
   const pyrnn::Matrix& hw = cpu.getHiddenStates().back();
   std::vector<float> hg(h.data(), h.data() + h.size()), hh(hw.data(), hw.data() + hw.size());
   if (!close(hg, hh, 1e-5, "h_T", what)) ++failures;
+  if (gpu.core().config().cell == pyrnn::CellType::LSTM) {  // c_T, as getCellStates().back()
+    const pyrnn::Matrix c = gpu.lastCellState().toCPU();
+    const pyrnn::Matrix& cw = cpu.getCellStates().back();
+    std::vector<float> cg(c.data(), c.data() + c.size()), cc(cw.data(), cw.data() + cw.size());
+    if (!close(cg, cc, 1e-5, "c_T", what)) ++failures;
+  } else {
+    CHECK(contains(error_of([&] { gpu.lastCellState(); }), "only an LSTM has a cell state"));
+  }
   std::vector<pyrnn::MatrixCUDA> bad;
   bad.emplace_back(pyrnn::Matrix(N, C + 1));
   CHECK_THROWS(gpu.forward(bad));
@@ -1045,7 +1053,7 @@ void test_facade() {
   pyrnn::LSTMLayerCUDA to(std::move(from));
   CHECK(contains(error_of([&] { from.forward(seq); }), "was moved from"));
   CHECK(from.core().moved_from() && !from.core().has_cache());
-  CHECK(to.forward(seq).cols() == 2 && to.outputSize() == 2);
+  CHECK(to.forward(seq).cols() == 2 && to.outputSize() == 2 && from.outputSize() == 0);
   to.outputWeight() = pyrnn::MatrixCUDA(7, 9);
   CHECK(contains(error_of([&] { to.forward(seq); }), "outputWeight() is (7, 9), expected (2, 4)"));
   to.outputWeight() = pyrnn::MatrixCUDA(2, 4);

@@ -43,8 +43,11 @@ class RecurrentLayerCUDA {
 
   // sequence: T >= 1 steps, each [N, C] (N >= 1, the same for every step). Returns y_T [N, O].
   MatrixCUDA forward(const std::vector<MatrixCUDA>& sequence);
-  // h_T [N, H] of the last forward (device).
+  // h_T [N, H] of the last forward (device; empty before the first).
   const MatrixCUDA& lastHiddenState() const { return h_last_; }
+  // c_T [N, H] of the last forward, LSTM only (the CPU facade's getCellStates().back(); the
+  // GPU facade keeps the final states alone). Throws pyrnn::Error for GRU / RNN layers.
+  const MatrixCUDA& lastCellState() const;
 
   cuda::Recurrent<float>& core() { return core_; }
   const cuda::Recurrent<float>& core() const { return core_; }
@@ -62,9 +65,10 @@ class RecurrentLayerCUDA {
   int output_size_;
   cuda::Recurrent<float> core_;
   MatrixCUDA w_hy_, b_y_;                    // [O, H], [1, O]
-  cuda::DeviceBuffer<float> x_, y_, cn_;     // [T, N, C], [T, N, H], [N, H] workspaces
-  MatrixCUDA h_last_;                        // [N, H]
-  MatrixCUDA h_next_;  // [N, H] the pass writes here, swapped in when the call succeeds
+  cuda::DeviceBuffer<float> x_, y_;          // [T, N, C], [T, N, H] workspaces
+  MatrixCUDA h_last_, c_last_;               // [N, H] each
+  // [N, H] each: the pass writes here, swapped in when the call succeeds
+  MatrixCUDA h_next_, c_next_;
 };
 
 }  // namespace pyrnn
