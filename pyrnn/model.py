@@ -836,7 +836,8 @@ class Sequential(Layer):
         # ran them: a Sequential subclass's own forward too): backward refuses a layer another
         # forward ran since (its cache no longer this forward's). Set last: a failed forward
         # keeps the old record (a failure at layer 0 leaves every cache as it was).
-        self._forward_serials = [(path, layer, getattr(layer, "_forward_serial", None))
+        # (ids, not the layers: a layer popped since is not kept alive by the record)
+        self._forward_serials = [(path, id(layer), getattr(layer, "_forward_serial", None))
                                  for path, layer in _leaves(self.layers)]
         return out
 
@@ -925,11 +926,11 @@ class Sequential(Layer):
         if serials is None:  # no forward yet (or a copy): the layers' own checks report it
             return
         now = list(_leaves(self.layers))
-        if [layer for _, layer in now] != [layer for _, layer, _ in serials]:
+        if [id(layer) for _, layer in now] != [i for _, i, _ in serials]:
             raise RuntimeError(f"Sequential.backward(): the layers{where} were changed (added, "
                                f"removed or replaced) after the forward it would "
                                f"differentiate; run forward() again")
-        for path, layer, serial in serials:
+        for (path, layer), (_, _, serial) in zip(now, serials):
             if getattr(layer, "_forward_serial", None) != serial:
                 top = path.split(".")[0]
                 slice_ = "" if where else f" such as model[:{int(top) + 1}]"

@@ -419,7 +419,7 @@ class Optimizer:
                         st[k] = v.reshape(-1)
                     continue
                 st[k] = _usable_buffer(p, k, v)
-            for k in counters:  # (a float count, as torch keeps its step, becomes an int)
+            for k in () if own else counters:  # (an integral float count becomes an int)
                 v = st.get(k)
                 if v is not None and not (type(v) is int and 0 <= v <= _MAX_COUNT):
                     if isinstance(v, float) and v.is_integer():

@@ -353,3 +353,19 @@ def test_front_padded_data_ending_with_one_token_still_warns():
     with pytest.warns(UserWarning, match=r"looks padded at the front.*two or more steps "
                                          r"shorter"):
         m.predict(x, lengths=lengths)
+
+
+def test_the_forward_record_does_not_keep_a_popped_layer_alive():
+    import gc
+    import weakref
+    m = _head(pyrnn.GRU(3, 4, batch_first=True, seed=0))
+    m(XA)
+    gone = weakref.ref(m.layers[0])
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        m.pop(0)
+        assert gone() is None  # (its cache, device memory on a GPU, freed with it)
+    finally:
+        if was:
+            gc.enable()

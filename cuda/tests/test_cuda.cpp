@@ -766,6 +766,7 @@ void test_failed_pass_leaves_nothing_running_emulated() {
   }
   layer.forward(two);
   const pyrnn::Matrix before = layer.lastHiddenState().toCPU();
+  const pyrnn::Matrix cell_before = layer.lastCellState().toCPU();
   int refused = 0;
   for (std::size_t extra = 0;; extra += 64) {
     std::size_t count = 0, live = 0;
@@ -781,10 +782,13 @@ void test_failed_pass_leaves_nothing_running_emulated() {
     if (!threw) break;
     ++refused;
     const pyrnn::Matrix now = layer.lastHiddenState().toCPU();
+    const pyrnn::Matrix cell = layer.lastCellState().toCPU();
     CHECK(now.rows() == before.rows() && now.cols() == before.cols());
+    CHECK(cell.rows() == cell_before.rows() && cell.cols() == cell_before.cols());
     bool same = true;
     for (std::size_t i = 0; i < now.rows(); ++i)
-      for (std::size_t j = 0; j < now.cols(); ++j) same = same && now(i, j) == before(i, j);
+      for (std::size_t j = 0; j < now.cols(); ++j)
+        same = same && now(i, j) == before(i, j) && cell(i, j) == cell_before(i, j);
     CHECK(same);
   }
   CHECK(refused > 0);

@@ -3,6 +3,15 @@
 // 2 AVX-512. Everything here lives in that ISA's own namespace.
 #pragma once
 
+#include <cfloat>
+
+// vtanh's float rounding trick (and the exact-bits promises of every kernel) need IEEE float
+// arithmetic as written: no excess precision, no -ffast-math reassociation.
+static_assert(FLT_EVAL_METHOD == 0, "pyrnn's kernels need FLT_EVAL_METHOD == 0 (SSE math)");
+#ifdef __FAST_MATH__
+#error "pyrnn's kernels must not be built with -ffast-math (their rounding is part of the results)"
+#endif
+
 namespace pyrnn {
 namespace kernels {
 namespace PYRNN_ISA_NS {
@@ -353,7 +362,9 @@ inline VF vtanh(VF x) {
   p = fmadd(p, z, set1(-3.333332837e-01f));
   const VF small = fmadd(mul(ax, z), p, ax);  // |x| < 0.625
   const VF xc = vmin(set1(9.5f), ax);  // NaN stays NaN
-  const VF k = fmadd(xc, set1(2.88539008177792681f), set1(8388735.0f));  // n + 127 + 2^23
+  // n + 127 + 2^23: adding 2^23 rounds 2|x| / ln2 to an integer n, in float arithmetic
+  // (round to nearest, no excess precision, no reassociation: checked at the top of the file)
+  const VF k = fmadd(xc, set1(2.88539008177792681f), set1(8388735.0f));
   const VF n = sub(k, set1(8388735.0f));
   VF t = fmadd(n, set1(-0.3466796875f), xc);  // n ln2/2 in two parts, the first n * it exact
   t = fmadd(n, set1(1.06097220e-4f), t);
@@ -364,7 +375,8 @@ inline VF vtanh(VF x) {
   g = fmadd(g, t, set1(2.0f));
   g = fmadd(g, t, set1(2.0f));
   const VF s = pow2_biased(k);                                    // 2^n, n in [0, 27]
-  const VF den = fmadd(s, mul(g, t), add(s, set1(1.0f)));         // e^(2|x|) + 1; 2^n + 1 exact
+  // e^(2|x|) + 1 (2^n + 1 exact below n = 24; past it, the 1 is far below 2/den's last bit)
+  const VF den = fmadd(s, mul(g, t), add(s, set1(1.0f)));
   const VF big = sub(set1(1.0f), div(set1(2.0f), den));
   return copysign(select_lt(ax, set1(0.625f), small, big), x);
 }

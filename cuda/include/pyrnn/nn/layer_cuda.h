@@ -43,7 +43,8 @@ class RecurrentLayerCUDA {
 
   // sequence: T >= 1 steps, each [N, C] (N >= 1, the same for every step). Returns y_T [N, O].
   MatrixCUDA forward(const std::vector<MatrixCUDA>& sequence);
-  // h_T [N, H] of the last forward (device; empty before the first).
+  // h_T [N, H] of the last forward (device; empty before the first). Each forward swaps in
+  // new storage (a refused one keeps the old): read data() again after a forward.
   const MatrixCUDA& lastHiddenState() const { return h_last_; }
   // c_T [N, H] of the last forward, LSTM only (the CPU facade's getCellStates().back(); the
   // GPU facade keeps the final states alone). Throws pyrnn::Error for GRU / RNN layers.
