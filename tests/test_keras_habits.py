@@ -375,24 +375,6 @@ def test_predict_and_evaluate_take_verbose(capsys, monkeypatch):
     assert "predict" in text and "evaluate" in text and "3/3" in text and "loss:" in text
 
 
-@pytest.mark.parametrize("kw, restored", [({"restore_best_weights": False}, False),
-                                          ({"restore_best_weights": True}, True),
-                                          ({"restore_best": False}, False), ({}, True)])
-def test_early_stopping_takes_keras_restore_best_weights(kw, restored):
-    m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
-    es = callbacks.EarlyStopping(monitor="val_loss", patience=1, **kw)
-    assert es.restore_best is restored
-    es.set_model(m)
-    es.on_train_begin()
-    w = m.layers[0].params["weight"]
-    w[...] = 1.0
-    es.on_epoch_end(0, {"val_loss": 1.0})
-    w[...] = 2.0
-    es.on_epoch_end(1, {"val_loss": 1.5})
-    es.on_train_end()
-    assert (w == (1.0 if restored else 2.0)).all()
-
-
 def test_early_stopping_refuses_both_names_of_restore_best():
     with pytest.raises(TypeError, match="restore_best or restore_best_weights"):
         callbacks.EarlyStopping(restore_best=False, restore_best_weights=True)

@@ -472,9 +472,13 @@ def test_fit_undoes_a_step_that_makes_the_weights_non_finite():
     assert opt.steps == 0 and opt.state == [{}, {}]  # as before the step: no momentum yet
 
 
-def test_early_stopping_restores_best_weights():
+@pytest.mark.parametrize("kw, restored", [({}, True), ({"restore_best": False}, False),
+                                          ({"restore_best_weights": True}, True),  # Keras' name
+                                          ({"restore_best_weights": False}, False)])
+def test_early_stopping_restores_best_weights(kw, restored):
     m = pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)])
-    es = callbacks.EarlyStopping(monitor="val_loss", patience=2)
+    es = callbacks.EarlyStopping(monitor="val_loss", patience=2, **kw)
+    assert es.restore_best is restored
     es.set_model(m)
     es.on_train_begin()
     w = m.layers[0].params["weight"]
@@ -487,7 +491,7 @@ def test_early_stopping_restores_best_weights():
     es.on_epoch_end(2, {"val_loss": 1.2})
     assert m.stop_training and es.stopped_epoch == 2 and es.best_epoch == 0
     es.on_train_end()
-    assert (w == 1.0).all()
+    assert (w == (1.0 if restored else 3.0)).all()
     with pytest.raises(ValueError, match="val_loss"):
         es.on_epoch_end(3, {"loss": 1.0})
 
