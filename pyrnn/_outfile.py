@@ -19,10 +19,26 @@ def _missing_folders(folder):
     return out[::-1]
 
 
+def _descriptor_name(path):
+    """path, its symlinks followed one by one up to a name of a descriptor (/dev/stdout,
+    /dev/fd/N, /proc/self/fd/N: realpath would go on to the pipe or file behind it), or to a
+    name that is no link."""
+    name = os.path.abspath(path)
+    for _ in range(40):  # (the kernel's own limit on a chain of links)
+        if re.fullmatch(r"/dev/std(out|err)|/dev/fd/\d+|/proc/(self|\d+)/fd/\d+", name):
+            return name
+        try:
+            target = os.readlink(name)
+        except (OSError, ValueError):
+            return name
+        name = os.path.abspath(os.path.join(os.path.dirname(name), target))
+    return name
+
+
 def _own_descriptor(path):
     """The descriptor number `path` names in this process (/dev/stdout 1, /dev/stderr 2,
-    /dev/fd/N, /proc/self/fd/N), or None."""
-    name = os.path.abspath(path)
+    /dev/fd/N, /proc/self/fd/N, or a symlink to one of them), or None."""
+    name = _descriptor_name(path)
     fixed = {"/dev/stdout": 1, "/dev/stderr": 2}
     if name in fixed:
         return fixed[name]
@@ -38,10 +54,34 @@ def _in_place(path):
     """Whether `path` is written into as it is (not replaced through a rename): a pipe, a
     device, or an open descriptor's name (/dev/stdout redirected to a file is a regular file;
     a rename would replace the file the shell opened)."""
-    name = os.path.abspath(path)
+    name = _descriptor_name(path)
     return (name.startswith(("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"))
             or re.match(r"/proc/\d+/fd/", name) is not None
             or (os.path.exists(path) and not os.path.isfile(path)))
+
+
+def write_descriptor(fd, chunks, given):
+    """chunks written through this process's descriptor fd (named `given`, as errors name it).
+    Through the descriptor itself: a second handle on /dev/stdout (a redirect to a file) has
+    an offset of its own, and what Python had buffered for stdout, or printed after,
+    overwrote the data."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    try:
+        for c in chunks:
+            view = memoryview(c).cast("B")
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                except BlockingIOError:  # (a non-blocking stdout, inherited: wait, as print)
+                    select.select([], [fd], [])
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise type(e)(e.errno, e.strerror, given) from None
 
 
 def problem(path):
@@ -89,7 +129,9 @@ def problem(path):
 
 def out_file(text):
     """argparse type of an output file option: the path, checked now (a usage error, exit
-    status 2, before the run)."""
+    status 2, before the run). "-" is stdout."""
+    if text == "-":
+        text = "/dev/stdout"
     why = problem(text)
     if why:
         raise argparse.ArgumentTypeError(f"{text!r}: {why}")
@@ -109,20 +151,7 @@ def write_file(path, data):
     data = data.encode() if isinstance(data, str) else data
     fd = _own_descriptor(path)
     if fd is not None:
-        # Through the descriptor itself: a second handle on /dev/stdout (a redirect to a
-        # file) has an offset of its own, and what Python had buffered for stdout, or printed
-        # after, overwrote the data
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
-        view = memoryview(data if data.endswith(b"\n") else data + b"\n")
-        while view:
-            try:
-                view = view[os.write(fd, view):]
-            except BlockingIOError:  # (a non-blocking stdout, inherited: wait, as print would)
-                select.select([], [fd], [])
+        write_descriptor(fd, [data if data.endswith(b"\n") else data + b"\n"], path)
         return
     if _in_place(path):
         with open(path, "ab") as f:  # (a pipe, a device, another process's descriptor)

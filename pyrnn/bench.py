@@ -227,15 +227,16 @@ def run(*, quick=False, threads=None, repeats=None, use_torch=True, stream=None)
     if use_torch:
         try:
             import torch  # noqa: F811
-        except ImportError:
+        except (ImportError, OSError):  # (a broken install: a missing .so is an OSError)
             pass
     saved = pyrnn.get_num_threads(), (torch.get_num_threads() if torch is not None else None)
     try:
         return _run(quick, threads, repeats, use_torch, stream)
     finally:
-        pyrnn.set_num_threads(saved[0])
+        from .demo import restore_threads
+        restore_threads(pyrnn.set_num_threads, saved[0])
         if torch is not None:
-            torch.set_num_threads(saved[1])
+            restore_threads(torch.set_num_threads, saved[1])
 
 
 def _run(quick, threads, repeats, use_torch, stream):
@@ -255,8 +256,10 @@ def _run(quick, threads, repeats, use_torch, stream):
             import torch  # noqa: F811
             torch.set_num_threads(threads)
             torch_note = torch.__version__
-        except ImportError:
+        except (ImportError, OSError) as e:
             torch = None
+            torch_note = ("not installed" if isinstance(e, ModuleNotFoundError) else
+                          f"import failed ({type(e).__name__}: {e}), not timed")
     else:
         torch_note = "disabled (--no-torch)"
     gpu_reason = None if cuda.is_available() else (cuda.unavailable_reason() or "no CUDA device")
@@ -363,7 +366,7 @@ def format_table(rows, with_torch):
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="few repeats (a few seconds)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results "
-                        "as JSON (machine, versions, every timing)")
+                        "as JSON (machine, versions, every timing; - for stdout)")
     parser.add_argument("--threads", type=int_range(1, 4096), default=None,
                         help="CPU threads for pyrnn and PyTorch (default: pyrnn's thread count: "
                         "OMP_NUM_THREADS, else the CPUs this process may run on)")
@@ -378,6 +381,8 @@ def main_args(args):
     from .cli import cpu_ready
     if not cpu_ready("bench"):
         return 2
+    if args.json == "-":
+        args.json = "/dev/stdout"  # (was a file named "-")
     if args.json is not None:
         # Before the run, not after minutes of it
         why = _outfile.problem(args.json)
@@ -391,7 +396,12 @@ def main_args(args):
         try:
             _outfile.write_file(args.json, text)  # whole or not at all
         except BrokenPipeError:
-            raise  # (a reader gone: cli.guarded's one line)
+            from .cli import _stdout_closed
+            if _stdout_closed():
+                raise  # (stdout's reader gone, | head: cli.guarded ends quietly)
+            print(f"pyrnn bench: --json {args.json}: its reader has gone (broken pipe); the "
+                  f"results:\n{text}", file=sys.stderr)
+            return 2
         except OSError as e:  # checked before the run, but a disk can fill meanwhile
             print(f"pyrnn bench: --json {args.json}: {e.strerror or e}; the results:\n{text}",
                   file=sys.stderr)

@@ -42,13 +42,19 @@ def cpu_ready(command):
     return True
 
 
+_interrupted = [False]  # guarded() ended on Ctrl-C (entry() then ends by SIGINT)
+
+
 def guarded(command, func, args):
     """func(args)'s exit status; Ctrl-C is one line and status 130 (not a traceback), a
-    MemoryError one line and status 1 (2 for a PYRNN_MEMORY_LIMIT that is no size), and a
-    reader that closed the pipe (`| head`) ends the command quietly."""
+    MemoryError one line and status 1 (2 for a PYRNN_MEMORY_LIMIT that is no size), a reader
+    that closed the pipe (`| head`) ends the command quietly, and what the system refuses (a
+    full disk under stdout, threads over a process limit) or the command itself refuses (bench's
+    results disagreeing with PyTorch's) is one line and status 1 (2 for the threads: a setting)."""
     try:
         return func(args)
     except KeyboardInterrupt:
+        _interrupted[0] = True
         print(f"pyrnn {command}: interrupted", file=sys.stderr)
         return 130
     except MemoryError as e:
@@ -62,6 +68,20 @@ def guarded(command, func, args):
             return 1
         _silence_stdout()
         return 1
+    except (OSError, RuntimeError) as e:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):  # (stdout's own error: not again at exit)
+            _silence_stdout()
+        text = str(e) or type(e).__name__
+        threads = isinstance(e, RuntimeError) and text.startswith("cannot start")
+        try:
+            print(f"pyrnn {command}: {text}" + (" (--threads sets the count)" if threads
+                                                  and command != "info" else ""),
+                  file=sys.stderr)
+        except (OSError, ValueError):
+            pass
+        return 2 if threads else 1
 
 
 def _stdout_closed():
@@ -124,5 +144,26 @@ def main(argv=None):
     return guarded(args.command, args.func, args)
 
 
+def entry():
+    """The console script (and python -m pyrnn): main(), then, after a Ctrl-C, the end by
+    SIGINT itself that a shell loop needs to stop too (`for ...; do pyrnn demo; done` went on
+    with its next command after status 130); the shell still reports status 130."""
+    status = main()
+    if _interrupted[0] and status == 130:
+        import os
+        import signal
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        except (OSError, ValueError):  # (not the main thread, or no such signal)
+            pass
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -400,7 +400,17 @@ def run(*, quick=False, device="cpu", seed=0, out=".", threads=1, lengths=None, 
         return _run(quick=quick, device=device, seed=seed, out=out, threads=threads,
                     lengths=lengths, plot_png=plot_png, stream=stream)
     finally:
-        pyrnn.set_num_threads(saved)
+        restore_threads(pyrnn.set_num_threads, saved)
+
+
+def restore_threads(setter, n):
+    """setter(n), the thread count put back after a run; a system refusing the threads now
+    (a process limit reached meanwhile) leaves the run's count, rather than turning a finished
+    run (its results, its JSON) into a traceback."""
+    try:
+        setter(n)
+    except RuntimeError:
+        pass
 
 
 def _run(*, quick, device, seed, out, threads, lengths, plot_png, stream):

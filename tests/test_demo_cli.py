@@ -312,7 +312,9 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path):
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    # Ended by SIGINT itself after its line (the shell reports 130): status 130 by exit() let
+    # a shell loop go on with its next command (helper-166)
+    assert proc.returncode == -signal.SIGINT, err
     assert "pyrnn demo: interrupted" in err and "Traceback" not in err
 
 
@@ -368,7 +370,8 @@ def test_a_failed_plot_write_is_a_demo_error(tmp_path, monkeypatch):
 
 def test_a_broken_pipe_that_is_not_stdout_is_reported(tmp_path):
     # bench --json into a pipe whose reader is gone: one line naming the error (the stdout
-    # handling must not swallow it, nor point a working stdout at /dev/null).
+    # handling must not swallow it, nor point a working stdout at /dev/null), and --json, with
+    # the results (helper-166: "[Errno 32] Broken pipe" alone, the results dropped).
     r, w = os.pipe()
     os.close(r)
     try:
@@ -377,7 +380,9 @@ def test_a_broken_pipe_that_is_not_stdout_is_reported(tmp_path):
                              text=True, cwd=tmp_path, timeout=300, pass_fds=(w,))
     finally:
         os.close(w)
-    assert res.returncode == 1 and "pyrnn bench: [Errno 32] Broken pipe" in res.stderr
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith(f"pyrnn bench: --json /dev/fd/{w}: its reader has gone")
+    assert '"results"' in res.stderr
     assert "Traceback" not in res.stderr and "| RNN forward" in res.stdout
 
 
@@ -579,3 +584,118 @@ def test_descriptor_outputs_a_non_blocking_stdout_and_a_read_only_descriptor(tmp
     out = subprocess.run(["bash", "-c", f'"$0" -c "{code}" 3> out.txt', sys.executable],
                          capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout == "None\n", out.stderr
+
+
+# ---- from a hunt (helper-166): the command line's failures are one line, its results kept ----
+
+
+def test_ctrl_c_stops_a_shell_loop(tmp_path):
+    import signal
+    exe = " ".join(_pyrnn_exe())
+    script = (f"for i in 1 2; do {exe} demo --quick --no-plot; echo \"after $i $?\"; done; "
+              "echo loop-ended")
+    proc = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        proc.stdout.readline()  # the first demo runs
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "pyrnn demo: interrupted" in err and "Traceback" not in err
+    assert "after 2" not in out and "loop-ended" not in out, out
+
+
+def test_the_system_refusing_threads_is_one_line_and_keeps_the_results(tmp_path, monkeypatch,
+                                                                       capsys):
+    # Putting the thread count back after the run raised (the threads refused by a process
+    # limit): the table printed, then a traceback, and the JSON never written.
+    from pyrnn import cli
+    real = pyrnn.set_num_threads
+    refused = RuntimeError("cannot start 2 threads: the system refused thread 2 (Resource "
+                           "temporarily unavailable)")
+
+    def restore_refused(n):
+        if n != 1:
+            raise refused
+        real(n)
+    before = pyrnn.get_num_threads()
+    monkeypatch.setattr(pyrnn, "set_num_threads", restore_refused)
+    out = tmp_path / "b.json"
+    try:
+        assert cli.main(["bench", "--quick", "--no-torch", "--repeats", "1", "--threads", "1",
+                         "--json", str(out)]) == 0
+        assert json.loads(out.read_text())["results"]
+        # refused from the start (no --threads: the library's default): one line, status 2
+        monkeypatch.setattr(pyrnn, "set_num_threads", lambda n: (_ for _ in ()).throw(refused))
+        capsys.readouterr()
+        assert cli.main(["demo", "--quick", "--no-plot", "--threads", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pyrnn demo: cannot start 2 threads") and "--threads" in err
+        assert "Traceback" not in err
+    finally:
+        monkeypatch.undo()
+        pyrnn.set_num_threads(before)
+
+
+def test_a_full_disk_under_stdout_is_one_line(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(_pyrnn_exe() + ["info"], stdout=full, stderr=subprocess.PIPE,
+                             text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("pyrnn info: ") and "No space left" in res.stderr
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_bench_refusing_to_time_is_one_line(monkeypatch, capsys):
+    from pyrnn import bench, cli
+
+    def disagree(**kw):
+        raise RuntimeError("RNN forward: pyrnn and PyTorch disagree (max |diff| 1); not "
+                           "timing them")
+    monkeypatch.setattr(bench, "run", disagree)
+    assert cli.main(["bench", "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert err == "pyrnn bench: RNN forward: pyrnn and PyTorch disagree (max |diff| 1); not " \
+                  "timing them\n"
+
+
+def test_bench_runs_without_a_torch_that_fails_to_import(tmp_path):
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise OSError('libtorch_cpu.so: cannot open shared "
+                                      "object file')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    res = subprocess.run(_pyrnn_exe() + ["bench", "--quick", "--repeats", "1", "--threads", "1"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "PyTorch: import failed (OSError: libtorch_cpu.so" in res.stdout
+
+
+def test_bench_json_dash_is_stdout_and_a_link_to_stdout_is_written_through_it(tmp_path):
+    # "-" made a file named "-"; a link to /dev/stdout was renamed over the file the shell
+    # opened (the table and the "wrote" line lost).
+    log = tmp_path / "out.txt"
+    with open(log, "w") as f:
+        subprocess.run(_pyrnn_exe() + ["bench", "--quick", "--no-torch", "--repeats", "1",
+                                       "--threads", "1", "--json", "-"],
+                       stdout=f, check=True, cwd=tmp_path, timeout=300)
+    text = log.read_text()
+    assert text.index("| RNN forward") < text.index('"results"') < text.index("wrote /dev/stdout")
+    assert json.loads(text[text.index("{"):text.rindex("}") + 1])["results"]
+    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
+    (tmp_path / "so.json").symlink_to("/dev/stdout")
+    code = ("print('table'); from pyrnn import _outfile; "
+            "assert _outfile.problem('so.json') is None; "
+            "_outfile.write_file('so.json', '{}'); print('after')")
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-c", code], stdout=f, check=True, cwd=tmp_path,
+                       timeout=120)
+    assert log.read_text() == "table\n{}\nafter\n"
+    assert (tmp_path / "so.json").is_symlink()
+
