@@ -80,12 +80,16 @@ def _check_saveable(obj):
     load() knows (a nested custom layer once saved fine and could not be loaded). Checked
     before any config() is asked for: a custom layer may not have one."""
     reg = _registry()
-    name = type(obj).__name__
-    if reg.get(name) is not type(obj):
-        raise TypeError(f"cannot save a {name}: pyrnn.save handles Sequential and the layers "
-                        f"{', '.join(sorted(reg))}")
-    for layer in obj.layers if name == "Sequential" else ():
-        _check_saveable(layer)
+    todo = [obj]
+    while todo:  # (a stack, not recursion: a model edited to contain itself is config()'s
+        obj = todo.pop()  # ValueError, not a RecursionError here)
+        name = type(obj).__name__
+        if reg.get(name) is not type(obj):
+            raise TypeError(f"cannot save a {name}: pyrnn.save handles Sequential and the "
+                            f"layers {', '.join(sorted(reg))}")
+        if name == "Sequential":
+            obj._check_distinct()
+            todo.extend(obj.layers)
 
 
 def _spec(obj):
@@ -236,19 +240,30 @@ def _umask():
 
 
 def _atomic_write(path, chunks):
+    """chunks written to path as open(path, "wb") would write them, but whole or not at all
+    where it can be: a regular file (or a new one) through a temporary file in its folder,
+    fsync, os.replace. Written into as it is, as open() writes: a pipe, a device or socket,
+    this process's own descriptor by its name (/dev/stdout, /dev/fd/N, /proc/self/fd/N:
+    through the descriptor itself, after what was printed), and a writable file that no
+    rename can replace (its folder read-only, or sticky and the file another user's)."""
+    from ._outfile import _own_descriptor, write_descriptor
     given = os.fsdecode(os.fspath(path))  # what errors name, as open()'s do
+    fd = _own_descriptor(given)
+    if fd is not None:
+        # (its realpath is a pipe:[n] name that does not exist; a redirect to a file was
+        # replaced by the rename, and what was printed after went to the file it left)
+        write_descriptor(fd, chunks, given)
+        return
     # Through symlinks, as open() writes: the rename replaces the link's target, not the link.
     path = os.path.realpath(given)  # str or bytes, as open() takes
     try:
-        st = os.stat(path)
+        st = os.stat(given)  # (follows /proc/<pid>/fd/N's links, which realpath cannot)
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
         # A device, FIFO or socket: written into, as open() does, so not atomically (a rename
         # would replace /dev/null itself with a regular file when run as root).
-        with open(path, "wb") as f:
-            for c in chunks:
-                f.write(c)
+        _write_in_place(given, chunks)
         return
     if st is not None and stat.S_ISREG(st.st_mode):
         # The check open(path, "wb") makes (without its truncation): the rename alone replaced
@@ -261,6 +276,32 @@ def _atomic_write(path, chunks):
     if not os.path.isdir(folder):  # (mkstemp would name its temporary file, not the path)
         raise FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENOENT)} (the folder of the "
                                 "file to write)", given)
+    if st is not None and stat.S_ISREG(st.st_mode) and not os.access(folder, os.W_OK):
+        _write_in_place(given, chunks)  # (no temporary file there, no rename: as open() writes)
+        return
+    if not _replace_atomically(given, path, folder, chunks):
+        _write_in_place(given, chunks)
+        return
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _write_in_place(given, chunks):
+    with open(given, "wb") as f:
+        for c in chunks:
+            f.write(c)
+
+
+def _replace_atomically(given, path, folder, chunks):
+    """The temporary file written, then renamed over path; False (nothing left behind) where
+    the rename alone is refused over a file the caller may write (a sticky folder's file of
+    another user's, /tmp's): it is written in place then, as open() would."""
     fd, tmp = -1, None
     try:
         # 0600 while it is written; a short name (one derived from the target's could exceed
@@ -268,20 +309,28 @@ def _atomic_write(path, chunks):
         # name is known here: inside mkstemp it left the file behind, and its descriptor open.
         with sigint_deferred():
             fd, tmp = tempfile.mkstemp(prefix=".pyrnn-", suffix=".tmp", dir=folder)
-        f, fd = os.fdopen(fd, "wb"), -1  # f owns the descriptor now
-        with f:
+        # The descriptor stays ours, closed once in the finally below: a file object owning
+        # it closed it when an interrupt landed between its creation and the line after, and
+        # the cleanup closed it again (EBADF for the KeyboardInterrupt, or another thread's
+        # file closed).
+        with os.fdopen(fd, "wb", closefd=False) as f:
             for c in chunks:
                 f.write(c)
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(fd)
         # The mode open() would give: an overwritten file keeps its own, a new one gets
         # 0o666 less the umask. Set only now, so nobody can open the file while it is written.
         mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except PermissionError:
+            if not os.access(path, os.W_OK):
+                raise
+            os.unlink(tmp)
+            tmp = None
+            return False
     except BaseException as e:
-        if fd >= 0:
-            os.close(fd)
         if tmp is not None:
             try:
                 os.unlink(tmp)
@@ -291,14 +340,10 @@ def _atomic_write(path, chunks):
             # (the temporary file, or its folder: name the path the caller gave)
             raise type(e)(e.errno, e.strerror, given) from None
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return True
 
 
 # ---- load -----------------------------------------------------------------------------------

@@ -657,3 +657,137 @@ def test_laststep_bidirectional_is_checked_when_set(tmp_path):
     assert ls.bidirectional is True
     ls.save(tmp_path / "l.pyrnn")
     assert pyrnn.load(tmp_path / "l.pyrnn").bidirectional is True
+
+
+# ---- from a hunt (helper-165, -167): paths written in place, and the temporary file's descriptor
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_save_to_this_process_descriptor_writes_through_it(tmp_path, name):
+    # Into a pipe: the realpath of /dev/stdout was a pipe:[n] name that does not exist, so
+    # save() looked for a folder there (FileNotFoundError, nothing written). Redirected to a
+    # file: the rename replaced the file the shell opened, and what was printed after was lost.
+    import subprocess
+    import sys
+    want = io.BytesIO()
+    pyrnn.Dense(3, 3, seed=0).save(want)
+    code = f"import pyrnn; pyrnn.Dense(3, 3, seed=0).save({name!r})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == want.getvalue()
+    log = tmp_path / "out.bin"
+    code = ("import sys, pyrnn; print('before'); "
+            f"pyrnn.Dense(3, 3, seed=0).save({name!r}); print('after')")
+    with open(log, "wb") as f:
+        subprocess.run([sys.executable, "-c", code], stdout=f, check=True, cwd=tmp_path,
+                       timeout=120)
+    assert log.read_bytes() == b"before\n" + want.getvalue() + b"after\n"
+    assert sorted(os.listdir(tmp_path)) == ["out.bin"]
+
+
+def test_an_export_to_a_pipe_writes_the_model():
+    pytest.importorskip("onnx")
+    import subprocess
+    import sys
+    code = "import pyrnn; pyrnn.export_onnx(pyrnn.GRU(2, 3, seed=0), '/dev/stdout', check=False)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import onnx
+    assert onnx.load_from_string(out.stdout).graph.node[0].op_type == "GRU"
+
+
+def test_save_writes_a_writable_file_in_a_read_only_folder(tmp_path):
+    # No temporary file can be made there, no rename done: it was a PermissionError naming
+    # the (writable) file, where open(p, "wb") and torch.save write it. Root bypasses folder
+    # modes: run without that capability.
+    import shutil
+    import subprocess
+    import sys
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    p = ro / "m.pyrnn"
+    p.write_bytes(b"old")
+    p.chmod(0o666)
+    ro.chmod(0o555)
+    code = ("import sys, pyrnn\npyrnn.Dense(2, 2, seed=3).save(sys.argv[1])\n"
+            "try:\n    pyrnn.Dense(2, 2).save(sys.argv[2])\n"
+            "except PermissionError as e:\n    print('refused', e)\n")
+    cmd = [sys.executable, "-c", code, str(p), str(ro / "new.pyrnn")]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root, and no setpriv to drop CAP_DAC_OVERRIDE")
+        cmd = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"] + cmd
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert out.returncode == 0, out.stderr
+        # (a new file there cannot be made, as open() cannot: named by its path)
+        assert out.stdout.startswith("refused") and "new.pyrnn" in out.stdout, out.stdout
+        np.testing.assert_array_equal(pyrnn.load(p).params["weight"],
+                                      pyrnn.Dense(2, 2, seed=3).params["weight"])
+        assert sorted(os.listdir(ro)) == ["m.pyrnn"]
+    finally:
+        ro.chmod(0o755)
+
+
+def test_save_writes_in_place_where_only_the_rename_is_refused(tmp_path, monkeypatch):
+    # A sticky folder (/tmp) refuses renaming over another user's file that the caller may
+    # write: written in place then, as open() would, and no temporary file left.
+    p = tmp_path / "m.pyrnn"
+    p.write_bytes(b"old")
+
+    def refused(src, dst):
+        raise PermissionError(1, "Operation not permitted", src)
+    monkeypatch.setattr(os, "replace", refused)
+    pyrnn.Dense(2, 2, seed=4).save(p)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(pyrnn.load(p).params["weight"],
+                                  pyrnn.Dense(2, 2, seed=4).params["weight"])
+    assert os.listdir(tmp_path) == ["m.pyrnn"]
+    # a file the caller may not write (os.access says so; root could anyway): the rename's
+    # error stands, and the file is kept
+    real_access = os.access
+    monkeypatch.setattr(os, "replace", refused)
+    monkeypatch.setattr(os, "access", lambda f, mode, **k: (
+        False if os.fspath(f) == str(p) else real_access(f, mode, **k)))
+    with pytest.raises(PermissionError, match="not permitted"):
+        pyrnn.Dense(2, 2, seed=5).save(p)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(pyrnn.load(p).params["weight"],
+                                  pyrnn.Dense(2, 2, seed=4).params["weight"])
+    assert os.listdir(tmp_path) == ["m.pyrnn"]
+
+
+def test_an_interrupt_as_the_file_object_is_made_closes_the_descriptor_once(tmp_path,
+                                                                            monkeypatch):
+    # Ctrl-C landing after os.fdopen built its file object but before the assignment: the
+    # object, dropped, closed the descriptor, and the cleanup closed it again (an OSError EBADF
+    # instead of the KeyboardInterrupt; with threads, another file of the same number closed).
+    real_fdopen, real_close, closed = os.fdopen, os.close, []
+
+    def fdopen(fd, *a, **k):
+        f = real_fdopen(fd, *a, **k)
+        del f  # (dropped as the interrupt unwinds)
+        raise KeyboardInterrupt
+
+    def close(fd):
+        closed.append(fd)
+        real_close(fd)
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    monkeypatch.setattr(os, "close", close)
+    with pytest.raises(KeyboardInterrupt):
+        pyrnn.Dense(2, 2).save(tmp_path / "m.pyrnn")
+    monkeypatch.undo()
+    assert len(closed) == len(set(closed)) and os.listdir(tmp_path) == []
+
+
+def test_save_of_a_model_containing_itself_is_a_value_error():
+    # A direct edit of .layers (add() refuses it): save() recursed into it (RecursionError).
+    m = pyrnn.Sequential([pyrnn.Dense(4, 4)])
+    m.layers.append(m)
+    with pytest.raises(ValueError, match="cannot contain itself"):
+        m.save(io.BytesIO())
+    outer = pyrnn.Sequential([pyrnn.Sequential([pyrnn.Dense(4, 4)])])
+    outer.layers[0].layers.append(outer)
+    with pytest.raises(ValueError, match="cannot contain itself"):
+        outer.save(io.BytesIO())
