@@ -10,6 +10,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libcpp.string cimport string
 from libcpp.vector cimport vector
 from posix.unistd cimport getpid
+from cpython.pythread cimport PyThread_get_thread_ident
 
 from pyrnn.caligned cimport memory_limit_bytes, check_allocation as c_check_allocation
 from pyrnn.caligned cimport inject_allocation_failure
@@ -454,6 +455,7 @@ cdef class NativeRecurrent:
     cdef RecurrentConfig cfg
     cdef bint busy
     cdef long busy_pid  # the process busy was set in
+    cdef unsigned long busy_tid  # and the thread
     cdef readonly object dtype
 
     def __cinit__(self, str cell, int input_size, int hidden_size, int num_layers, bint bias,
@@ -556,13 +558,18 @@ cdef class NativeRecurrent:
 
     cdef _enter(self):
         # One layer holds one forward cache: concurrent use from two threads is refused. A
-        # fork()ed child's layer is free (the busy thread was the parent's).
+        # fork()ed child's layer is free (the busy thread was the parent's). The busy thread
+        # itself is never refused (as layers._exclusive): an exception raised by a signal
+        # handler (a timeout's alarm) between a hold and its release left the flag set, and
+        # the layer then refused its own thread for good; its next call clears it.
         cdef long pid = getpid()
-        if self.busy and self.busy_pid == pid:
+        cdef unsigned long tid = PyThread_get_thread_ident()
+        if self.busy and self.busy_pid == pid and self.busy_tid != tid:
             raise RuntimeError("this layer is already running forward/backward in another "
                                "thread; use one layer per thread")
         self.busy = True
         self.busy_pid = pid
+        self.busy_tid = tid
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
         """x [T, N, C] ([N, T, C] batch_first); h0/c0 [L*D, N, H] or None; lengths int64 [N] or

@@ -4,6 +4,7 @@ __cuda_array_interface__ v3 and DLPack), and NativeRecurrentCUDA, the twin of
 pyrnn._core.NativeRecurrent over device memory."""
 from cpython.pycapsule cimport (PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New,
                                 PyCapsule_SetName)
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
@@ -956,6 +957,7 @@ cdef class NativeRecurrentCUDA:
     cdef CudaRecurrent[double]* f64
     cdef RecurrentConfig cfg
     cdef bint busy
+    cdef unsigned long busy_tid  # the thread busy was set in
     cdef readonly object dtype
     cdef readonly int device
 
@@ -1150,10 +1152,14 @@ cdef class NativeRecurrentCUDA:
         self.busy = False
 
     cdef _enter(self):
-        if self.busy:
+        # Its own thread is never refused (pyrnn._core's twin: a flag left set by a signal
+        # handler's exception clears at that thread's next call).
+        cdef unsigned long tid = PyThread_get_thread_ident()
+        if self.busy and self.busy_tid != tid:
             raise RuntimeError("this layer is already running forward/backward in another "
                                "thread; use one layer per thread")
         self.busy = True
+        self.busy_tid = tid
 
     # pyrnn::cuda::Recurrent<T>::forward/backward take raw device pointers and no sizes (as the
     # CPU core does): _arg checks every buffer against the config and (backward) the cached T, N,

@@ -217,13 +217,36 @@ def test_a_child_of_a_parent_with_other_threads_defaults_to_one_thread_but_may_r
     assert rc == 0 and "child 0" in out, out
 
 
+def _native_held_elsewhere(native):
+    """(hold, release): a native layer's busy flag set by another thread, as its pass sets it
+    (the flag knows its thread: its own thread is never refused)."""
+    import threading
+    entered, done, threads = threading.Event(), threading.Event(), []
+
+    def body():
+        native.hold()
+        entered.set()
+        done.wait(30)
+        native.release()
+
+    def hold():
+        threads.append(threading.Thread(target=body))
+        threads[0].start()
+        entered.wait(30)
+
+    def release():
+        done.set()
+        threads[0].join()
+    return hold, release
+
+
 def test_an_optimizer_step_while_another_thread_runs_the_layer_is_refused():
     dense = pyrnn.Dense(3, 2, seed=0)
     gru = pyrnn.GRU(3, 2, seed=0)
     for layer, hold, release in (
             (dense, lambda: setattr(dense, "_busy_owner", ELSEWHERE),
              lambda: setattr(dense, "_busy_owner", None)),
-            (gru, gru._native.hold, gru._native.release)):
+            (gru, *_native_held_elsewhere(gru._native))):
         opt = pyrnn.optim.SGD(layer.parameters(), lr=0.1)
         w0 = layer.numpy_params()
         for p in layer.parameters():

@@ -520,6 +520,14 @@ def _held_elsewhere(obj):
         entered, done = threading.Event(), threading.Event()
 
         def hold():
+            if hasattr(obj, "hold"):  # a native layer's busy flag (which knows its thread)
+                obj.hold()
+                try:
+                    entered.set()
+                    done.wait(30)
+                finally:
+                    obj.release()
+                return
             with _one_thread_held(obj):
                 entered.set()
                 done.wait(30)
@@ -557,17 +565,10 @@ def test_parameter_writes_are_refused_while_the_layer_runs_elsewhere():
     for layer in (dense, gru):
         before = layer.numpy_params()
         for what, write in writes.items():
-            if layer is gru:  # a recurrent layer's own busy flag, as its native pass sets it
-                layer._native.hold()
-                try:
-                    with pytest.raises(RuntimeError, match=BUSY):
-                        write(layer)
-                finally:
-                    layer._native.release()
-            else:
-                with _held_elsewhere(layer):
-                    with pytest.raises(RuntimeError, match=BUSY):
-                        write(layer)
+            # a recurrent layer's own busy flag, as its native pass sets it in another thread
+            with _held_elsewhere(layer._native if layer is gru else layer):
+                with pytest.raises(RuntimeError, match=BUSY):
+                    write(layer)
             assert all(np.array_equal(v, before[k]) for k, v in layer.numpy_params().items()), what
         for write in writes.values():  # and all of them go through when it is free
             write(layer)
@@ -593,3 +594,58 @@ def test_a_model_running_elsewhere_refuses_its_other_calls_and_its_nested_models
     for call in calls.values():
         call()
     assert outer.predict(x).shape == (2, 2)
+
+
+def test_a_busy_flag_left_set_in_a_thread_never_refuses_that_thread():
+    # An exception from a signal handler (a timeout's SIGALRM) landing between an optimizer
+    # step's hold of a recurrent layer and its release left the native flag set: every later
+    # forward, backward, zero_grad and step of that layer, in that one thread, was "already
+    # running forward/backward in another thread", for good (helper-167). Now the flag knows
+    # its thread: that thread's next call clears it; other threads stay refused meanwhile.
+    from pyrnn import _signals
+    layer = pyrnn.LSTM(3, 4, seed=0)
+    opt = optim.SGD(layer.parameters(), lr=0.1)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+
+    def work():
+        y, _ = layer(x)
+        layer.backward(np.ones_like(y))
+        opt.step()
+        opt.zero_grad()
+    work()
+    real, calls = _signals.sigint_deferred, [0]
+
+    def interrupted_release():  # owners_held's second block: the release's
+        calls[0] += 1
+        if calls[0] == 2:
+            raise TimeoutError("alarm")
+        return real()
+    _signals.sigint_deferred = interrupted_release
+    try:
+        y, _ = layer(x)
+        layer.backward(np.ones_like(y))
+        with pytest.raises(TimeoutError):
+            opt.step()
+    finally:
+        _signals.sigint_deferred = real
+    assert calls[0] == 2
+    errors = []
+    t = threading.Thread(target=lambda: errors.append(_raised(work)))
+    t.start()
+    t.join()
+    assert errors and BUSY in str(errors[0])  # (held: another thread is refused)
+    work()  # this thread goes on, and its call frees the layer for others
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    before = layer.numpy_params()
+    work()
+    assert any(not np.array_equal(v, before[k]) for k, v in layer.numpy_params().items())
+
+
+def _raised(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - returned for the assertion
+        return e
+    return None
