@@ -596,6 +596,9 @@ class Optimizer:
         buffers = (self._state_buffers or ()) if type(self)._update in _KEEPING else ()
         for k, v in st.items():
             if k in self._state_counters:
+                if (isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral)
+                        and math.isfinite(v) and float(v).is_integer()):
+                    v = int(v)  # (as step() takes it: torch keeps Adam's step a float)
                 d[k] = _count(f"state {k!r} of {p.name!r}", v)
             elif k in buffers:
                 d[k] = self._checked_buffer(p, k, v)

@@ -1177,3 +1177,23 @@ def test_step_counters_set_by_hand_are_checked_before_any_parameter_steps():
     assert [st["step"] for st in opt.state] == [3, 3, 3]
     assert all(type(st["step"]) is int for st in opt.state)
     optim.Adam(params, lr=0.1).load_state_dict(opt.state_dict())
+
+
+def test_load_state_dict_takes_a_whole_number_float_step_count():
+    # As step() takes one set by hand (torch keeps Adam's step a float): it was a TypeError
+    # in load_state_dict only (helper-165).
+    layer = pyrnn.Dense(3, 2, seed=0)
+    opt = optim.Adam(layer.parameters(), 0.01)
+    layer.train()
+    layer(np.ones((4, 3), np.float32))
+    layer.backward(np.ones((4, 2), np.float32))
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"] = [{**st, "step": 1.0} for st in sd["state"]]
+    other = optim.Adam(layer.parameters())
+    other.load_state_dict(sd)
+    assert all(type(st["step"]) is int and st["step"] == 1 for st in other.state)
+    for bad, err in ((1.5, TypeError), (float("nan"), TypeError), (-1.0, ValueError)):
+        sd["state"] = [{**st, "step": bad} for st in sd["state"]]
+        with pytest.raises(err, match="state 'step' of"):
+            other.load_state_dict(sd)
