@@ -751,7 +751,8 @@ TEST(facade_errors) {
   const std::string e2 = error_of([&] { lstm.forward(bad_rows); });
   CHECK(contains(e2, "step 2 has shape (1, 3)") && contains(e2, "expected (2, 3)"));
   std::vector<pyrnn::Matrix> no_batch = {pyrnn::Matrix(0, 3)};
-  CHECK(contains(error_of([&] { lstm.forward(no_batch); }), "batch >= 1"));
+  const std::string e0 = error_of([&] { lstm.forward(no_batch); });
+  CHECK(contains(e0, "step 0 has no rows") && contains(e0, "batch must be >= 1"));
 
   // Backward: before any forward, after a failed forward, after an eval forward, wrong d_y.
   CHECK(contains(error_of([&] { pyrnn::LSTMLayer(3, 4, 2).backward(pyrnn::Matrix(2, 2)); }),
@@ -764,6 +765,14 @@ TEST(facade_errors) {
   lstm.backward(pyrnn::Matrix(2, 2));  // fine
   CHECK_THROWS(lstm.forward(bad_rows));
   CHECK_THROWS(lstm.backward(pyrnn::Matrix(2, 2)));  // the failed forward dropped the cache
+  // Refused at its first check (the output weight's shape): backward ran on the forward before.
+  lstm.forward(good);
+  const pyrnn::Matrix w = lstm.outputWeight();
+  lstm.outputWeight() = pyrnn::Matrix(7, 7);
+  CHECK_THROWS(lstm.forward(good));
+  lstm.outputWeight() = w;
+  CHECK(contains(error_of([&] { lstm.backward(pyrnn::Matrix(2, 2)); }),
+                 "no training-mode forward"));
   lstm.eval();
   lstm.forward(good);
   CHECK_THROWS(lstm.backward(pyrnn::Matrix(2, 2)));

@@ -130,18 +130,21 @@ const std::vector<BasicMatrix<T>>& BasicRecurrentLayer<T>::getCellStates() const
 
 template <typename T>
 BasicMatrix<T> BasicRecurrentLayer<T>::forward(const std::vector<MatrixT>& sequence) {
+  // A forward that throws leaves nothing to backpropagate through: cleared before any check
+  // (prepare's too: a refused outputWeight() shape let backward run on the forward before).
+  cached_ = false;
   prepare("forward");
   const std::size_t C = inputSize(), H = hiddenSize(), O = outputSize();
   const bool lstm = core_.config().cell == CellType::LSTM;
-  cached_ = false;  // a forward that throws leaves nothing to backpropagate through
   PYRNN_CHECK(!sequence.empty(), name_, ".forward: empty sequence; need at least one step, each ",
               "a (batch, input_size) = (N, ", C, ") matrix");
   const std::size_t T_ = sequence.size(), N = sequence[0].rows();
+  PYRNN_CHECK(N >= 1, name_, ".forward: step 0 has no rows (shape (0, ", sequence[0].cols(),
+              ")): the batch must be >= 1");
   for (std::size_t t = 0; t < T_; ++t) {
     const MatrixT& s = sequence[t];
-    PYRNN_CHECK(s.rows() == N && s.cols() == C && N >= 1, name_, ".forward: step ", t,
-                " has shape (", s.rows(), ", ", s.cols(), "), expected (", N, ", ", C,
-                ") = (batch, input_size)", N >= 1 ? "" : " with batch >= 1");
+    PYRNN_CHECK(s.rows() == N && s.cols() == C, name_, ".forward: step ", t, " has shape (",
+                s.rows(), ", ", s.cols(), "), expected (", N, ", ", C, ") = (batch, input_size)");
   }
   PYRNN_CHECK(T_ <= INT_MAX && N <= INT_MAX, name_, ".forward: ", T_, " steps of batch ", N,
               " exceed the int sizes of the core");
