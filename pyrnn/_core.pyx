@@ -22,6 +22,8 @@ from pyrnn.cversion cimport version as c_version
 
 import operator
 
+import weakref
+
 import numpy as np
 
 from pyrnn._validate import cast_finite as _cast_finite
@@ -456,6 +458,7 @@ cdef class NativeRecurrent:
     cdef bint busy
     cdef long busy_pid  # the process busy was set in
     cdef unsigned long busy_tid  # and the thread
+    cdef object holder  # hold(token)'s weakref to its token, or None (see _enter)
     cdef readonly object dtype
 
     def __cinit__(self, str cell, int input_size, int hidden_size, int num_layers, bint bias,
@@ -502,33 +505,41 @@ cdef class NativeRecurrent:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        self._enter()
+        cdef int nested = self._enter()
         try:
             if self.f32:
                 self.f32.reset_parameters(seed)
             else:
                 self.f64.reset_parameters(seed)
         finally:
-            self.busy = False
+            self._leave(nested)
 
     def zero_grad(self):
         # Refused while another thread runs backward (it accumulates into the same memory).
-        self._enter()
+        cdef int nested = self._enter()
         try:
             if self.f32:
                 self.f32.zero_grad()
             else:
                 self.f64.zero_grad()
         finally:
-            self.busy = False
+            self._leave(nested)
 
-    def hold(self):
+    def hold(self, token=None):
         """Marks the layer busy, as its forward does, until release(): an optimizer writing its
-        parameters or gradients. RuntimeError while another thread runs the layer."""
-        self._enter()
+        parameters or gradients. RuntimeError while another thread runs the layer. token: an
+        object (weakly referable) that lives as long as the holding block: once it is gone,
+        so is the hold (an exception, from a signal handler say, skipped its release). False:
+        this thread holds the layer already (a nested hold, not to be released)."""
+        if self._enter():
+            return False
+        if token is not None:
+            self.holder = weakref.ref(token)
+        return True
 
     def release(self):
         self.busy = False
+        self.holder = None
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()
@@ -556,20 +567,32 @@ cdef class NativeRecurrent:
                                          p.cols == 0)  # cols 0: a vector (ParamInfo)
         return out
 
-    cdef _enter(self):
-        # One layer holds one forward cache: concurrent use from two threads is refused. A
-        # fork()ed child's layer is free (the busy thread was the parent's). The busy thread
-        # itself is never refused (as layers._exclusive): an exception raised by a signal
-        # handler (a timeout's alarm) between a hold and its release left the flag set, and
-        # the layer then refused its own thread for good; its next call clears it.
+    cdef int _enter(self) except -1:
+        """Takes the busy flag: 0, this call's (to clear at its end: _leave), or 1 inside this
+        thread's own live hold (an optimizer step calling the layer, as SAM does: the hold
+        stays). One layer holds one forward cache: concurrent use from two threads is refused.
+        Free: a fork()ed child's layer (the busy thread was the parent's), a hold whose token is
+        gone, and a flag its own thread left set without one (an exception between a bare
+        hold() and its release): a signal handler's exception (a timeout's alarm) there made
+        the layer refuse every thread, its own included, for good."""
         cdef long pid = getpid()
         cdef unsigned long tid = PyThread_get_thread_ident()
-        if self.busy and self.busy_pid == pid and self.busy_tid != tid:
-            raise RuntimeError("this layer is already running forward/backward in another "
-                               "thread; use one layer per thread")
+        if self.busy and self.busy_pid == pid and not (
+                self.holder is not None and self.holder() is None):
+            if self.busy_tid != tid:
+                raise RuntimeError("this layer is already running forward/backward in another "
+                                   "thread; use one layer per thread")
+            if self.holder is not None:
+                return 1
         self.busy = True
         self.busy_pid = pid
         self.busy_tid = tid
+        self.holder = None
+        return 0
+
+    cdef void _leave(self, int nested):
+        if not nested:
+            self.busy = False
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
         """x [T, N, C] ([N, T, C] batch_first); h0/c0 [L*D, N, H] or None; lengths int64 [N] or
@@ -614,14 +637,14 @@ cdef class NativeRecurrent:
         lengths = _buffer("lengths", lengths, np.dtype(np.int64), 1, False, True)
         _disjoint([("y", y), ("hn", hn), ("cn", cn)],
                   [("x", x), ("h0", h0), ("c0", c0), ("lengths", lengths)])
-        self._enter()
+        cdef int nested = self._enter()
         try:
             if self.f32:
                 _forward[float](self.f32, y, hn, cn, x, h0, c0, lengths, training, seed)
             else:
                 _forward[double](self.f64, y, hn, cn, x, h0, c0, lengths, training, seed)
         finally:
-            self.busy = False
+            self._leave(nested)
 
     def backward(self, dy, dhn, dcn):
         """dy [T, N, D*H] ([N, T, D*H] batch_first); dhn/dcn [L*D, N, H] or None -> (dx, dh0,
@@ -651,11 +674,11 @@ cdef class NativeRecurrent:
         dhn = _buffer("dhn", dhn, self.dtype, 3, False, True)
         dcn = _buffer("dcn", dcn, self.dtype, 3, False, True)
         _disjoint([("dx", dx), ("dh0", dh0), ("dc0", dc0)], [("dy", dy), ("dhn", dhn), ("dcn", dcn)])
-        self._enter()
+        cdef int nested = self._enter()
         try:
             if self.f32:
                 _backward[float](self.f32, dx, dh0, dc0, dy, dhn, dcn)
             else:
                 _backward[double](self.f64, dx, dh0, dc0, dy, dhn, dcn)
         finally:
-            self.busy = False
+            self._leave(nested)

@@ -15,6 +15,8 @@ import math
 import numbers
 import operator
 
+import weakref
+
 import numpy as np
 
 from pyrnn cimport ccuda, cruntime
@@ -958,6 +960,7 @@ cdef class NativeRecurrentCUDA:
     cdef RecurrentConfig cfg
     cdef bint busy
     cdef unsigned long busy_tid  # the thread busy was set in
+    cdef object holder  # hold(token)'s weakref to its token, or None (pyrnn._core's twin)
     cdef readonly object dtype
     cdef readonly int device
 
@@ -1015,7 +1018,7 @@ cdef class NativeRecurrentCUDA:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        self._enter()  # as the CPU core: refused while another thread runs this layer
+        cdef int nested = self._enter()  # as the CPU core: refused while another thread runs it
         try:
             with nogil:
                 if self.f32:
@@ -1023,11 +1026,11 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.reset_parameters(seed)
         finally:
-            self.busy = False
+            self._leave(nested)
 
     def zero_grad(self):
         # Refused while another thread runs backward (it accumulates into the same memory).
-        self._enter()
+        cdef int nested = self._enter()
         try:
             with nogil:
                 if self.f32:
@@ -1035,7 +1038,7 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.zero_grad()
         finally:
-            self.busy = False
+            self._leave(nested)
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()
@@ -1144,22 +1147,37 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.copy_params_from_host(<const double*>p)
 
-    def hold(self):
-        """Marks the layer busy, as its forward does, until release() (pyrnn._core's twin)."""
-        self._enter()
+    def hold(self, token=None):
+        """Marks the layer busy, as its forward does, until release(); False when this thread
+        holds it already (pyrnn._core's twin: token's weakref ends the hold with it)."""
+        if self._enter():
+            return False
+        if token is not None:
+            self.holder = weakref.ref(token)
+        return True
 
     def release(self):
         self.busy = False
+        self.holder = None
 
-    cdef _enter(self):
-        # Its own thread is never refused (pyrnn._core's twin: a flag left set by a signal
-        # handler's exception clears at that thread's next call).
+    cdef int _enter(self) except -1:
+        # pyrnn._core's twin: 1 inside this thread's own live hold; a hold whose token is gone,
+        # or a flag its own thread left set without one, is free.
         cdef unsigned long tid = PyThread_get_thread_ident()
-        if self.busy and self.busy_tid != tid:
-            raise RuntimeError("this layer is already running forward/backward in another "
-                               "thread; use one layer per thread")
+        if self.busy and not (self.holder is not None and self.holder() is None):
+            if self.busy_tid != tid:
+                raise RuntimeError("this layer is already running forward/backward in another "
+                                   "thread; use one layer per thread")
+            if self.holder is not None:
+                return 1
         self.busy = True
         self.busy_tid = tid
+        self.holder = None
+        return 0
+
+    cdef void _leave(self, int nested):
+        if not nested:
+            self.busy = False
 
     # pyrnn::cuda::Recurrent<T>::forward/backward take raw device pointers and no sizes (as the
     # CPU core does): _arg checks every buffer against the config and (backward) the cached T, N,
@@ -1209,7 +1227,7 @@ cdef class NativeRecurrentCUDA:
             if lens.shape[0] != N:
                 raise ValueError(f"lengths must have shape ({N},), got ({lens.shape[0]},)")
             lens_p = &lens[0]
-        self._enter()
+        cdef int nested = self._enter()
         try:
             if self.f32:
                 with nogil:
@@ -1222,7 +1240,7 @@ cdef class NativeRecurrentCUDA:
                                      <const double*>h0p, <const double*>c0p, lens_p, T, N,
                                      training, seed)
         finally:
-            self.busy = False
+            self._leave(nested)
         return y, hn, cn
 
     def backward(self, dy, dhn, dcn):
@@ -1233,7 +1251,7 @@ cdef class NativeRecurrentCUDA:
         if not lstm and dcn is not None:
             raise ValueError("dcn is for an LSTM; this layer has no cell state")
         cdef uintptr_t dyp, dhnp, dcnp, dxp, dh0p, dc0p
-        self._enter()
+        cdef int nested = self._enter()
         try:
             # Checked against the cache inside the busy window: no forward can change it
             # between the check and the call.
@@ -1260,7 +1278,7 @@ cdef class NativeRecurrentCUDA:
                                       <const double*>dyp, <const double*>dhnp,
                                       <const double*>dcnp)
         finally:
-            self.busy = False
+            self._leave(nested)
         return dx, dh0, dc0
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -190,33 +189,35 @@ def owners_held(params):
         if p._owner is not None:
             owners.setdefault(id(p._owner), p._owner)
     from ._signals import sigint_deferred
-    held = _held_natives.__dict__.setdefault("ids", set())  # this thread's, by id
+    # Lives as long as this block: a native hold whose release an exception skipped (one from
+    # a signal handler, which sigint_deferred does not hold back) ends with it, rather than
+    # leaving the layer held for good (the native flag keeps a weak reference to it).
+    token = _HoldToken()
     natives, stack = [], contextlib.ExitStack()
     try:
         # A hold and its record, and below a release and its record, are never split by a
-        # Ctrl-C: a native flag (which knows no thread) left set made the layer refuse its own
-        # thread for good.
+        # Ctrl-C.
         with sigint_deferred():
             for owner in owners.values():
                 native = getattr(owner, "__dict__", {}).get("_native")
                 if native is not None and hasattr(native, "hold"):  # a recurrent layer's flag
-                    if id(native) in held:  # (re-entrant in one thread, as _exclusive:
-                        continue            # pyrnn.init's zeros_ calls constant_, each holding)
-                    native.hold()  # (raises while another thread runs it: not ours to release)
-                    held.add(id(native))
-                    natives.append(native)
+                    # (raises while another thread runs it; False when this thread holds it
+                    # already, re-entrant as _exclusive: pyrnn.init's zeros_ calls constant_)
+                    if native.hold(token):
+                        natives.append(native)
                 else:
                     stack.enter_context(_exclusive(owner))
         yield
     finally:
         with sigint_deferred():
             for native in reversed(natives):
-                held.discard(id(native))
                 native.release()
             stack.close()
 
 
-_held_natives = threading.local()  # owners_held: the native layers this thread holds
+class _HoldToken:
+    """owners_held's token (weakly referable, unlike object())."""
+    __slots__ = ("__weakref__",)
 
 
 def owned(name, data, grad, layer, key):

@@ -435,6 +435,16 @@ class _Recurrent(ParamWrites):
     # a device array in (DeviceArray, __cuda_array_interface__, CUDA __dlpack__), a DeviceArray
     # out. RNN / GRU return (y, h_n), an LSTM (y, (h_n, c_n)): typed on each class.
     def forward(self, x: Any, hx: Any = None, lengths: Any = None) -> tuple[Any, Any]:
+        """(output, h_n) for RNN and GRU, (output, (h_n, c_n)) for LSTM, as torch's.
+
+        x: (T, N, C), (N, T, C) with batch_first, or one unbatched sequence (T, C); a NumPy
+        array-like (float32 / float64 kept, integers and other floats converted to the
+        layer's dtype), or a DeviceArray on a CUDA layer. hx: the initial state(s)
+        (num_layers * D, N, H), index layer * D + direction, (L*D, H) unbatched; an LSTM takes
+        (h0, c0); None is zeros. lengths: N integers in [1, T] (or whole floats): steps past a
+        sequence's length are padding, as torch's packed sequences (outputs 0 there, h_n
+        from the last real step; padding may hold NaN). output: (T, N, D*H) in x's layout.
+        In training mode the pass keeps what backward() needs (eval() keeps nothing)."""
         if type(x).__name__ == "PackedSequence":  # (torch's, a tuple of its own)
             raise TypeError("a torch PackedSequence is not taken: pass the padded tensor and "
                             "lengths= (PyTorch's packed-sequence semantics, without packing)")
@@ -483,8 +493,8 @@ class _Recurrent(ParamWrites):
             # Another thread's pass clears the cache at its start: name that, not "no forward"
             # (the pair never split by a Ctrl-C: the flag left set refused this thread too).
             with sigint_deferred():
-                self._native.hold()
-                self._native.release()
+                if self._native.hold():  # (False: this thread holds it, as a step calling it)
+                    self._native.release()
         if self._last is None or not self._native.has_cache():
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
                                "training mode: it differentiates the layer's LAST forward, and "

@@ -622,9 +622,10 @@ class _InterruptedHold(_InterruptingNative):
     def forward(self, *args):
         return self._real.forward(*args)
 
-    def hold(self):
-        self._real.hold()
+    def hold(self, token=None):
+        out = self._real.hold(token)
         os.kill(os.getpid(), signal.SIGINT)
+        return out
 
 
 def test_sigint_right_after_a_layer_is_held_leaves_it_free():
