@@ -68,13 +68,19 @@ def get_cmake_dir() -> str:
 
 def info() -> dict[str, _Any]:
     """Build and runtime facts as a dict. cpu_isa is None, and cpu_isa_error says why, while
-    PYRNN_CPU_ISA names no usable ISA (every pass of RNN, LSTM, GRU and Dense then raises that,
-    until set_cpu_isa)."""
+    PYRNN_CPU_ISA names no usable ISA (every CPU kernel call then raises that: the passes of
+    RNN, LSTM, GRU, Dense and LayerNorm, optimizer steps; until set_cpu_isa). memory_limit is the bytes one request may take (memory_limit_error: why
+    PYRNN_MEMORY_LIMIT is refused, every allocating call then failing, or None)."""
     from . import cuda
     try:
         isa, isa_error = _core.get_cpu_isa(), None
     except RuntimeError as e:  # the diagnostic must still run, and say it
         isa, isa_error = None, str(e)
+    try:  # (a PYRNN_MEMORY_LIMIT that is no size: every allocating call refuses, says why)
+        _core.check_allocation(0, "")
+        limit_error = None
+    except MemoryError as e:
+        limit_error = str(e).split("; refused:")[0]
     return {
         "version": __version__,
         "cpu_isa": isa,
@@ -82,6 +88,8 @@ def info() -> dict[str, _Any]:
         "available_isas": _core.available_isas(),
         "num_threads": _core.get_num_threads(),
         "cpu_wait_policy": _core.cpu_wait_policy(),
+        "memory_limit": _core.memory_limit(),
+        "memory_limit_error": limit_error,
         "cuda_compiled": cuda.is_compiled(),
         "cuda_available": cuda.is_available(),
         "cuda_devices": cuda.device_names(),

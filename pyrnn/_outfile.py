@@ -1,6 +1,8 @@
 """Result files of the command-line tools (`pyrnn bench --json`, `pyrnn demo --out`, the
 benchmarks/ scripts' --out): checked before a run of minutes, not found bad after it; written
-whole or not at all, so a failed write (a full disk) leaves the previous file as it was."""
+whole or not at all where a rename can replace the file, so a failed write (a full disk)
+leaves the previous file as it was (a pipe, a device, stdout, and a file no rename can replace
+are written into, as open() writes)."""
 import argparse
 import os
 import re
@@ -31,7 +33,8 @@ def _descriptor_name(path):
             target = os.readlink(name)
         except (OSError, ValueError):
             return name
-        name = os.path.abspath(os.path.join(os.path.dirname(name), target))
+        # (from the link's real folder: ".." past a linked folder is the physical parent)
+        name = os.path.abspath(os.path.join(os.path.realpath(os.path.dirname(name)), target))
     return name
 
 

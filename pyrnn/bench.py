@@ -389,8 +389,11 @@ def main_args(args):
         if why:
             print(f"pyrnn bench: --json {args.json}: {why}", file=sys.stderr)
             return 2
+    # JSON on stdout (--json - or /dev/stdout): the table and the last line go to stderr, so
+    # that stdout is the JSON alone (`pyrnn bench --json - | jq`)
+    to_stdout = args.json is not None and _outfile._own_descriptor(args.json) == 1
     result = run(quick=args.quick, threads=args.threads, repeats=args.repeats,
-                 use_torch=not args.no_torch)
+                 use_torch=not args.no_torch, stream=sys.stderr if to_stdout else None)
     if args.json is not None:
         text = json.dumps(result, indent=2)
         try:
@@ -406,7 +409,7 @@ def main_args(args):
             print(f"pyrnn bench: --json {args.json}: {e.strerror or e}; the results:\n{text}",
                   file=sys.stderr)
             return 2
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json}", file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
@@ -418,4 +421,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import exit_with
+    exit_with(main())

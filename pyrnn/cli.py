@@ -14,6 +14,7 @@ def _info(args):
               ("cpu_isa_error", "CPU kernels status"),
               ("available_isas", "CPU ISAs available"), ("num_threads", "threads"),
               ("cpu_wait_policy", "thread wait policy"),
+              ("memory_limit", "memory limit"), ("memory_limit_error", "memory limit status"),
               ("cuda_compiled", "CUDA backend compiled"), ("cuda_available", "CUDA available"),
               ("cuda_devices", "CUDA devices"), ("cuda_unavailable_reason", "CUDA status"),
               ("include_dir", "C++ headers"), ("cmake_dir", "CMake package")]
@@ -26,6 +27,8 @@ def _info(args):
             value = ", ".join(map(str, value)) or "none"
         elif value is None:
             value = "ok" if key.endswith(("_error", "_reason")) else "none"
+        elif key == "memory_limit":
+            value = f"{value / 2**30:.1f} GiB per request ({value} bytes)"
         print(f"{label:<{width}}  {value}")
     return 0
 
@@ -69,17 +72,23 @@ def guarded(command, func, args):
         _silence_stdout()
         return 1
     except (OSError, RuntimeError) as e:
+        # What the system or pyrnn refuses, in words: OSError, and pyrnn's plain RuntimeError
+        # with a message (a RecursionError, NotImplementedError or bare RuntimeError is a bug:
+        # its traceback stays)
+        if isinstance(e, RuntimeError) and (type(e) is not RuntimeError or not str(e)):
+            raise
         try:
             sys.stdout.flush()
-        except (OSError, ValueError):  # (stdout's own error: not again at exit)
+        except (AttributeError, OSError, ValueError):  # (stdout's own error: not again at exit)
             _silence_stdout()
         text = str(e) or type(e).__name__
-        threads = isinstance(e, RuntimeError) and text.startswith("cannot start")
+        threads = (isinstance(e, RuntimeError) and text.startswith("cannot start")
+                   and "thread" in text)
         try:
             print(f"pyrnn {command}: {text}" + (" (--threads sets the count)" if threads
                                                   and command != "info" else ""),
                   file=sys.stderr)
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):
             pass
         return 2 if threads else 1
 
@@ -101,7 +110,7 @@ def _silence_stdout():
     import os
     try:
         fd = sys.stdout.fileno()
-    except (OSError, ValueError):
+    except (AttributeError, OSError, ValueError):  # (None: started with it closed)
         return
     null = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -145,17 +154,21 @@ def main(argv=None):
 
 
 def entry():
-    """The console script (and python -m pyrnn): main(), then, after a Ctrl-C, the end by
-    SIGINT itself that a shell loop needs to stop too (`for ...; do pyrnn demo; done` went on
-    with its next command after status 130); the shell still reports status 130."""
-    status = main()
+    """The console script (and python -m pyrnn)."""
+    exit_with(main())
+
+
+def exit_with(status):
+    """sys.exit(status), but after a Ctrl-C (guarded's status 130) the end by SIGINT itself
+    that a shell loop needs to stop too (`for ...; do pyrnn demo; done` went on with its next
+    command after status 130); the shell still reports status 130."""
     if _interrupted[0] and status == 130:
         import os
         import signal
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except (OSError, ValueError):
+            except (AttributeError, OSError, ValueError):  # (None: started with it closed)
                 pass
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -583,4 +583,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import exit_with
+    exit_with(main())

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -680,14 +681,15 @@ def test_bench_runs_without_a_torch_that_fails_to_import(tmp_path):
 def test_bench_json_dash_is_stdout_and_a_link_to_stdout_is_written_through_it(tmp_path):
     # "-" made a file named "-"; a link to /dev/stdout was renamed over the file the shell
     # opened (the table and the "wrote" line lost).
+    # stdout is the JSON alone (| jq), the table on stderr
     log = tmp_path / "out.txt"
     with open(log, "w") as f:
-        subprocess.run(_pyrnn_exe() + ["bench", "--quick", "--no-torch", "--repeats", "1",
-                                       "--threads", "1", "--json", "-"],
-                       stdout=f, check=True, cwd=tmp_path, timeout=300)
-    text = log.read_text()
-    assert text.index("| RNN forward") < text.index('"results"') < text.index("wrote /dev/stdout")
-    assert json.loads(text[text.index("{"):text.rindex("}") + 1])["results"]
+        res = subprocess.run(_pyrnn_exe() + ["bench", "--quick", "--no-torch", "--repeats", "1",
+                                             "--threads", "1", "--json", "-"],
+                             stdout=f, stderr=subprocess.PIPE, text=True, check=True,
+                             cwd=tmp_path, timeout=300)
+    assert json.loads(log.read_text())["results"]
+    assert "| RNN forward" in res.stderr and "wrote /dev/stdout" in res.stderr
     assert sorted(os.listdir(tmp_path)) == ["out.txt"]
     (tmp_path / "so.json").symlink_to("/dev/stdout")
     code = ("print('table'); from pyrnn import _outfile; "
@@ -699,3 +701,66 @@ def test_bench_json_dash_is_stdout_and_a_link_to_stdout_is_written_through_it(tm
     assert log.read_text() == "table\n{}\nafter\n"
     assert (tmp_path / "so.json").is_symlink()
 
+
+
+def test_a_link_to_stdout_through_a_linked_folder_is_resolved_physically(tmp_path):
+    # ".." in a link's target was taken from the link's path as written: past a linked folder
+    # it named another place (a regular file taken for stdout, or stdout for a file; helper-169)
+    from pyrnn import _outfile
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    (tmp_path / "l").symlink_to(deep)  # l -> a/b/c
+    # l/out -> ".." enough times to reach / from l as written, then dev/stdout: physically
+    # (from a/b/c) two folders short of /, so not stdout
+    ups = len(tmp_path.parts)  # (the parts of tmp_path/l less one: "/" counts as one)
+    (deep / "out").symlink_to("../" * ups + "dev/stdout")
+    assert os.path.realpath(tmp_path / "l" / "out") != "/dev/stdout"
+    assert _outfile._own_descriptor(str(tmp_path / "l" / "out")) is None
+    # and through a linked folder to /: stdout
+    (deep / "to_root").symlink_to("/")
+    (deep / "so").symlink_to("to_root/dev/stdout")
+    assert _outfile._own_descriptor(str(tmp_path / "l" / "so")) == 1
+
+
+def test_ctrl_c_with_stdout_closed_is_one_line(tmp_path):
+    import signal
+    # Started with stdout closed (`>&-`), sys.stdout is None: the flush before the SIGINT end
+    # raised AttributeError (a traceback after "interrupted")
+    proc = subprocess.Popen(_pyrnn_exe() + ["demo", "--no-plot"], cwd=tmp_path, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_DFL),
+                                                os.close(1)))
+    try:
+        time.sleep(3)  # (nothing on stdout to wait for: past the imports)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "pyrnn demo: interrupted" in err and "Traceback" not in err, err
+    assert proc.returncode == -signal.SIGINT
+
+
+def test_python_m_demo_ends_by_sigint_too(tmp_path):
+    import signal
+    proc = subprocess.Popen([sys.executable, "-m", "pyrnn.demo", "--no-plot"], cwd=tmp_path,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "interrupted" in err and proc.returncode == -signal.SIGINT, err
+
+
+@pytest.mark.parametrize("error", [RecursionError("maximum recursion depth exceeded"),
+                                   NotImplementedError(), RuntimeError()])
+def test_an_internal_error_keeps_its_traceback(error):
+    # guarded's one line is for what the system or pyrnn refuses in words; these are bugs
+    from pyrnn import cli
+
+    def fails(args):
+        raise error
+    with pytest.raises(type(error)):
+        cli.guarded("demo", fails, None)

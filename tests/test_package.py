@@ -33,6 +33,22 @@ def test_info_keys_and_types():
     assert isinstance(info["cuda_compiled"], bool)
     if not info["cuda_available"]:
         assert info["cuda_devices"] == [] and info["cuda_unavailable_reason"]
+    assert isinstance(info["memory_limit"], int) and info["memory_limit"] > 0
+    assert info["memory_limit_error"] is None
+
+
+def test_cli_info_names_a_memory_limit_that_is_no_size(tmp_path):
+    # It said nothing (status 0) while demo and bench then refused their first layer.
+    env = dict(os.environ, PYRNN_MEMORY_LIMIT="abc")
+    out = subprocess.run([sys.executable, "-m", "pyrnn", "info"], capture_output=True,
+                         text=True, cwd=tmp_path, check=True, env=env)
+    line = next(s for s in out.stdout.splitlines() if s.startswith("memory limit status"))
+    assert "PYRNN_MEMORY_LIMIT='abc' is not a size" in line and "refused" not in line
+    env["PYRNN_MEMORY_LIMIT"] = "1G"
+    out = subprocess.run([sys.executable, "-m", "pyrnn", "info", "--json"], capture_output=True,
+                         text=True, cwd=tmp_path, check=True, env=env)
+    facts = json.loads(out.stdout)
+    assert facts["memory_limit"] == 2**30 and facts["memory_limit_error"] is None
 
 
 @pytest.mark.parametrize("cmd", [["pyrnn", "info"], [sys.executable, "-m", "pyrnn", "info"]])
