@@ -53,6 +53,14 @@ def _count(name, value):
     return int(value)
 
 
+def _whole_float_as_int(v):
+    """A step count given as a whole float (a Python or NumPy float: torch keeps Adam's step
+    a float) as an int; anything else as it is (for _count to check)."""
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return int(v)
+    return v
+
+
 def _check_updatable(p):
     """TypeError / ValueError unless the optimizer can update p in place; RuntimeError when
     p's layer has left the memory p views (moved by .to()): the steps would train nothing."""
@@ -422,9 +430,7 @@ class Optimizer:
             for k in () if own else counters:  # (an integral float count becomes an int)
                 v = st.get(k)
                 if v is not None and not (type(v) is int and 0 <= v <= _MAX_COUNT):
-                    if isinstance(v, float) and v.is_integer():
-                        v = int(v)
-                    st[k] = _count(f"state {k!r} of {p.name!r}", v)
+                    st[k] = _count(f"state {k!r} of {p.name!r}", _whole_float_as_int(v))
 
     def _step(self, keeps):
         """step(). keeps (built-in optimizers only, see _keeps_in_step): None, or per parameter
@@ -596,9 +602,7 @@ class Optimizer:
         buffers = (self._state_buffers or ()) if type(self)._update in _KEEPING else ()
         for k, v in st.items():
             if k in self._state_counters:
-                if (isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral)
-                        and math.isfinite(v) and float(v).is_integer()):
-                    v = int(v)  # (as step() takes it: torch keeps Adam's step a float)
+                v = _whole_float_as_int(v)  # (as step() takes it: torch's Adam's is a float)
                 d[k] = _count(f"state {k!r} of {p.name!r}", v)
             elif k in buffers:
                 d[k] = self._checked_buffer(p, k, v)

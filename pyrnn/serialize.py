@@ -19,7 +19,9 @@ and the file is exactly 40 + H + P bytes. `path` may also be a binary file objec
 torch.save / torch.load take): written from, or read to, its current position. Writing a
 path is atomic: a temporary file in the same
 folder, fsync, os.replace, then fsync of the folder, so a crash leaves the old file or the
-new one, never a mix.
+new one, never a mix. Where no rename can replace the file, it is written into as open()
+writes it, so not atomically: a pipe or device, this process's stdout (/dev/stdout,
+/dev/fd/N), and an existing file whose folder refuses the rename.
 
 Loading checks everything before building anything: magic, version, declared lengths
 against the real file size (no allocation from a declared size the file cannot back), the
@@ -99,7 +101,8 @@ def _spec(obj):
 
 
 def save(obj: _Saveable, path: Union[PathOrBytes, SupportsWriteBytes]) -> None:
-    """Write a Sequential or a single layer (config + weights) to `path`, atomically. What is
+    """Write a Sequential or a single layer (config + weights) to `path`, atomically (where a
+    rename can replace the file: the module docstring says where it cannot). What is
     written is checked to load first: the classes (a class pyrnn.load cannot rebuild, such as a
     subclass or a custom layer, is a TypeError) and the parameters against the shapes and dtypes
     the configs give (else ValueError); either way no file is written."""

@@ -1193,6 +1193,14 @@ def test_load_state_dict_takes_a_whole_number_float_step_count():
     other = optim.Adam(layer.parameters())
     other.load_state_dict(sd)
     assert all(type(st["step"]) is int and st["step"] == 1 for st in other.state)
+    sd["state"] = [{**st, "step": np.float32(2.0)} for st in sd["state"]]
+    other.load_state_dict(sd)  # (a NumPy float too, in both places)
+    assert all(type(st["step"]) is int and st["step"] == 2 for st in other.state)
+    other.state[0]["step"] = np.float32(3.0)
+    layer(np.ones((4, 3), np.float32))
+    layer.backward(np.ones((4, 2), np.float32))
+    other.step()
+    assert other.state[0]["step"] == 4
     for bad, err in ((1.5, TypeError), (float("nan"), TypeError), (-1.0, ValueError)):
         sd["state"] = [{**st, "step": bad} for st in sd["state"]]
         with pytest.raises(err, match="state 'step' of"):
