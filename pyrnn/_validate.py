@@ -189,6 +189,10 @@ def lengths_array(lengths: Any, batch: int, steps: int, name: str = "lengths",
     if isinstance(lengths, (str, bytes)):
         raise TypeError(f"{name} must be integers, got {type(lengths).__name__}")
     host_only(name, lengths, takes)
+    if isinstance(lengths, (list, tuple)) and any(isinstance(v, (bool, np.bool_))
+                                                  for v in lengths):
+        # (NumPy makes [True, 3] ints: a mask's entries given as lengths, silently 1s)
+        raise TypeError(f"{name} must be integers, got a bool in the {type(lengths).__name__}")
     arr = np.asarray(lengths)
     if arr.dtype.kind == "f":
         # Whole numbers in a float array (a float mask's sum(1)) are lengths, as torch's

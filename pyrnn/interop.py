@@ -153,11 +153,12 @@ def _layernorm_from_torch(torch, m, dtype=None):
     elif dtype is None:  # (it was float32 whatever the model's)
         dtype = _dtype_name(torch, torch.empty(0), "torch.nn.LayerNorm")  # the default dtype
     if w is None or b is None:
-        missing = " and ".join(n for n, t in (("weight", w), ("bias", b)) if t is None)
-        warnings.warn(f"torch.nn.LayerNorm has no {missing}: pyrnn's LayerNorm has both, so it "
-                      f"is converted with weight 1 / bias 0 (the same outputs), but training "
-                      f"updates them, which the torch module would not", UserWarning,
-                      stacklevel=3)
+        missing = [n for n, t in (("weight", w), ("bias", b)) if t is None]
+        fill = " / ".join({"weight": "weight 1", "bias": "bias 0"}[n] for n in missing)
+        warnings.warn(f"torch.nn.LayerNorm has no {' and '.join(missing)}: pyrnn's LayerNorm "
+                      f"has both, so it is converted with {fill} (the same outputs), but "
+                      f"training updates {'them' if len(missing) > 1 else 'it'}, which the "
+                      f"torch module would not", UserWarning, stacklevel=3)
     layer = LayerNorm(shape[0], eps=float(m.eps), dtype=dtype)
     if w is not None:
         layer.params["weight"][...] = _np(w)

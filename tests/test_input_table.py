@@ -221,8 +221,11 @@ CASES = [
      "l(x, lengths=[5, 2])[0])", OK, ""),
     ("rnn-lengths-float-range", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[3.0, 1e30])", V,
      r"lengths\[1\] = \S+ is outside \[1, 5\]"),
-    ("rnn-lengths-bool", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[True, True])", T,
-     r"lengths must be integers, got dtype bool"),
+    ("rnn-lengths-bool", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=np.array([True, True]))",
+     T, r"lengths must be integers, got dtype bool"),
+    # (NumPy made a list's True an int 1: helper-171)
+    ("rnn-lengths-bool-list", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[True, 3])", T,
+     r"^lengths must be integers, got a bool in the list$"),
     ("rnn-lengths-str", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths='55')", T, r"lengths must be integers"),
     ("rnn-lengths-device", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=FakeCAI((2,), '<i8'))", T,
      r"lengths is a CUDA device array"),

@@ -231,14 +231,16 @@ def test_unsupported_modules_and_options():
         pyrnn.interop.to_torch(pyrnn.LastStep())
 
 
-@pytest.mark.parametrize("kw, missing", [({"elementwise_affine": False}, "weight and bias"),
-                                         ({"bias": False}, "bias")])
-def test_layernorm_without_affine_parameters(kw, missing):
+@pytest.mark.parametrize("kw, missing, fill", [
+    ({"elementwise_affine": False}, "weight and bias", "weight 1 / bias 0"),
+    ({"bias": False}, "bias", "bias 0")])  # (its weight is kept: helper-171)
+def test_layernorm_without_affine_parameters(kw, missing, fill):
     # With neither, it became float32 in a float64 model; it also trains parameters the torch
     # one lacks, which is now warned about.
     seq = torch.nn.Sequential(torch.nn.Linear(3, 4, dtype=torch.float64),
                               torch.nn.LayerNorm(4, dtype=torch.float64, **kw))
-    with pytest.warns(UserWarning, match=f"LayerNorm has no {missing}: .*training updates"):
+    with pytest.warns(UserWarning, match=f"LayerNorm has no {missing}: .* converted with {fill} "
+                                         r"\(the same outputs\), but training updates"):
         model = pyrnn.from_torch(seq)
     assert model.layers[1].dtype == np.float64
     with pytest.warns(UserWarning):
