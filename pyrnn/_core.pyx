@@ -455,10 +455,11 @@ cdef class NativeRecurrent:
     cdef Recurrent[float]* f32
     cdef Recurrent[double]* f64
     cdef RecurrentConfig cfg
-    cdef bint busy
-    cdef long busy_pid  # the process busy was set in
-    cdef unsigned long busy_tid  # and the thread
-    cdef object holder  # hold(token)'s weakref to its token, or None (see _enter)
+    # The busy flag (see _claim): a pass running, and the holds not released, of one thread
+    cdef bint computing  # a forward / backward / zero_grad / reset_parameters runs
+    cdef list holds  # hold()s not released: weakrefs to their tokens (None: a bare hold)
+    cdef long busy_pid  # the process and thread they are of
+    cdef unsigned long busy_tid
     cdef readonly object dtype
 
     def __cinit__(self, str cell, int input_size, int hidden_size, int num_layers, bint bias,
@@ -466,6 +467,7 @@ cdef class NativeRecurrent:
                   bint batch_first=False):
         if cell not in _CELLS:
             raise ValueError(f"unknown cell {cell!r}")
+        self.holds = []
         self.cfg.cell = <CellType><int>_CELLS[cell]
         self.cfg.input_size = input_size
         self.cfg.hidden_size = hidden_size
@@ -505,41 +507,50 @@ cdef class NativeRecurrent:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        cdef int nested = self._enter()
+        self._claim(True)
         try:
             if self.f32:
                 self.f32.reset_parameters(seed)
             else:
                 self.f64.reset_parameters(seed)
         finally:
-            self._leave(nested)
+            self.computing = False
 
     def zero_grad(self):
         # Refused while another thread runs backward (it accumulates into the same memory).
-        cdef int nested = self._enter()
+        self._claim(True)
         try:
             if self.f32:
                 self.f32.zero_grad()
             else:
                 self.f64.zero_grad()
         finally:
-            self._leave(nested)
+            self.computing = False
 
     def hold(self, token=None):
-        """Marks the layer busy, as its forward does, until release(): an optimizer writing its
-        parameters or gradients. RuntimeError while another thread runs the layer. token: an
-        object (weakly referable) that lives as long as the holding block: once it is gone,
-        so is the hold (an exception, from a signal handler say, skipped its release). False:
-        this thread holds the layer already (a nested hold, not to be released)."""
-        if self._enter():
-            return False
-        if token is not None:
-            self.holder = weakref.ref(token)
-        return True
+        """Marks the layer busy, as its passes do, until release(token): an optimizer writing
+        its parameters or gradients. RuntimeError while another thread runs or holds it; this
+        thread may hold it again (nested blocks) and run it meanwhile (an optimizer step
+        calling the layer, as SAM does). token: an object (weakly referable) living as long as
+        the holding block: the hold ends with it (an exception from a signal handler that
+        skipped the release left the layer held for good)."""
+        ref = None if token is None else weakref.ref(token)  # (first: a refusal sets nothing)
+        self._claim(False)
+        self.holds.append(ref)
 
-    def release(self):
-        self.busy = False
-        self.holder = None
+    def release(self, token=None):
+        """Ends this thread's hold of `token` (None: a bare hold)."""
+        cdef Py_ssize_t i
+        holds = self.holds
+        for i in range(len(holds) - 1, -1, -1):
+            ref = holds[i]
+            if (None if ref is None else ref()) is token:
+                del holds[i]
+                return
+
+    def check_free(self):
+        """RuntimeError when another thread runs or holds the layer; nothing changes."""
+        self._claim(False, False)
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()
@@ -567,32 +578,28 @@ cdef class NativeRecurrent:
                                          p.cols == 0)  # cols 0: a vector (ParamInfo)
         return out
 
-    cdef int _enter(self) except -1:
-        """Takes the busy flag: 0, this call's (to clear at its end: _leave), or 1 inside this
-        thread's own live hold (an optimizer step calling the layer, as SAM does: the hold
-        stays). One layer holds one forward cache: concurrent use from two threads is refused.
-        Free: a fork()ed child's layer (the busy thread was the parent's), a hold whose token is
-        gone, and a flag its own thread left set without one (an exception between a bare
-        hold() and its release): a signal handler's exception (a timeout's alarm) there made
-        the layer refuse every thread, its own included, for good."""
+    cdef int _claim(self, bint compute, bint take=True) except -1:
+        """One layer holds one forward cache: its use from two threads at once is refused. A
+        pass (compute) takes the flag for its own duration, whatever holds this thread has; a
+        hold adds its token (hold()). Free: a fork()ed child's layer (the busy thread was the
+        parent's), and a hold whose token is gone. No Python runs between the check and the
+        set (the GIL: atomic)."""
         cdef long pid = getpid()
         cdef unsigned long tid = PyThread_get_thread_ident()
-        if self.busy and self.busy_pid == pid and not (
-                self.holder is not None and self.holder() is None):
-            if self.busy_tid != tid:
-                raise RuntimeError("this layer is already running forward/backward in another "
-                                   "thread; use one layer per thread")
-            if self.holder is not None:
-                return 1
-        self.busy = True
-        self.busy_pid = pid
-        self.busy_tid = tid
-        self.holder = None
+        if self.busy_pid != pid:
+            self.computing = False
+            self.holds = []
+        elif self.holds:
+            self.holds = [r for r in self.holds if r is None or r() is not None]
+        if (self.computing or self.holds) and self.busy_tid != tid:
+            raise RuntimeError("this layer is already running forward/backward in another "
+                               "thread; use one layer per thread")
+        if take:
+            self.busy_pid = pid
+            self.busy_tid = tid
+            if compute:
+                self.computing = True
         return 0
-
-    cdef void _leave(self, int nested):
-        if not nested:
-            self.busy = False
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
         """x [T, N, C] ([N, T, C] batch_first); h0/c0 [L*D, N, H] or None; lengths int64 [N] or
@@ -637,14 +644,14 @@ cdef class NativeRecurrent:
         lengths = _buffer("lengths", lengths, np.dtype(np.int64), 1, False, True)
         _disjoint([("y", y), ("hn", hn), ("cn", cn)],
                   [("x", x), ("h0", h0), ("c0", c0), ("lengths", lengths)])
-        cdef int nested = self._enter()
+        self._claim(True)
         try:
             if self.f32:
                 _forward[float](self.f32, y, hn, cn, x, h0, c0, lengths, training, seed)
             else:
                 _forward[double](self.f64, y, hn, cn, x, h0, c0, lengths, training, seed)
         finally:
-            self._leave(nested)
+            self.computing = False
 
     def backward(self, dy, dhn, dcn):
         """dy [T, N, D*H] ([N, T, D*H] batch_first); dhn/dcn [L*D, N, H] or None -> (dx, dh0,
@@ -674,11 +681,11 @@ cdef class NativeRecurrent:
         dhn = _buffer("dhn", dhn, self.dtype, 3, False, True)
         dcn = _buffer("dcn", dcn, self.dtype, 3, False, True)
         _disjoint([("dx", dx), ("dh0", dh0), ("dc0", dc0)], [("dy", dy), ("dhn", dhn), ("dcn", dcn)])
-        cdef int nested = self._enter()
+        self._claim(True)
         try:
             if self.f32:
                 _backward[float](self.f32, dx, dh0, dc0, dy, dhn, dcn)
             else:
                 _backward[double](self.f64, dx, dh0, dc0, dy, dhn, dcn)
         finally:
-            self._leave(nested)
+            self.computing = False

@@ -958,9 +958,11 @@ cdef class NativeRecurrentCUDA:
     cdef CudaRecurrent[float]* f32
     cdef CudaRecurrent[double]* f64
     cdef RecurrentConfig cfg
-    cdef bint busy
-    cdef unsigned long busy_tid  # the thread busy was set in
-    cdef object holder  # hold(token)'s weakref to its token, or None (pyrnn._core's twin)
+    # The busy flag, pyrnn._core's twin (see _claim there; no fork case: CUDA is not usable in
+    # a fork()ed child)
+    cdef bint computing  # a forward / backward / zero_grad / reset_parameters runs
+    cdef list holds  # hold()s not released: weakrefs to their tokens (None: a bare hold)
+    cdef unsigned long busy_tid  # the thread they are of
     cdef readonly object dtype
     cdef readonly int device
 
@@ -969,6 +971,7 @@ cdef class NativeRecurrentCUDA:
                   bint batch_first=False):
         if cell not in _CELLS:
             raise ValueError(f"unknown cell {cell!r}")
+        self.holds = []
         self.cfg.cell = <CellType><int>_CELLS[cell]
         self.cfg.input_size = input_size
         self.cfg.hidden_size = hidden_size
@@ -1018,7 +1021,7 @@ cdef class NativeRecurrentCUDA:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        cdef int nested = self._enter()  # as the CPU core: refused while another thread runs it
+        self._claim(True)  # as the CPU core: refused while another thread runs it
         try:
             with nogil:
                 if self.f32:
@@ -1026,11 +1029,11 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.reset_parameters(seed)
         finally:
-            self._leave(nested)
+            self.computing = False
 
     def zero_grad(self):
         # Refused while another thread runs backward (it accumulates into the same memory).
-        cdef int nested = self._enter()
+        self._claim(True)
         try:
             with nogil:
                 if self.f32:
@@ -1038,7 +1041,7 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.zero_grad()
         finally:
-            self._leave(nested)
+            self.computing = False
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()
@@ -1148,36 +1151,38 @@ cdef class NativeRecurrentCUDA:
                     self.f64.copy_params_from_host(<const double*>p)
 
     def hold(self, token=None):
-        """Marks the layer busy, as its forward does, until release(); False when this thread
-        holds it already (pyrnn._core's twin: token's weakref ends the hold with it)."""
-        if self._enter():
-            return False
-        if token is not None:
-            self.holder = weakref.ref(token)
-        return True
+        """Marks the layer busy, as its passes do, until release(token) (pyrnn._core's twin)."""
+        ref = None if token is None else weakref.ref(token)  # (first: a refusal sets nothing)
+        self._claim(False)
+        self.holds.append(ref)
 
-    def release(self):
-        self.busy = False
-        self.holder = None
+    def release(self, token=None):
+        cdef Py_ssize_t i
+        holds = self.holds
+        for i in range(len(holds) - 1, -1, -1):
+            ref = holds[i]
+            if (None if ref is None else ref()) is token:
+                del holds[i]
+                return
 
-    cdef int _enter(self) except -1:
-        # pyrnn._core's twin: 1 inside this thread's own live hold; a hold whose token is gone,
-        # or a flag its own thread left set without one, is free.
+    def check_free(self):
+        """RuntimeError when another thread runs or holds the layer; nothing changes."""
+        self._claim(False, False)
+
+    cdef int _claim(self, bint compute, bint take=True) except -1:
+        # pyrnn._core's twin: a pass takes the flag for its duration, a hold adds its token,
+        # and a hold whose token is gone is free.
         cdef unsigned long tid = PyThread_get_thread_ident()
-        if self.busy and not (self.holder is not None and self.holder() is None):
-            if self.busy_tid != tid:
-                raise RuntimeError("this layer is already running forward/backward in another "
-                                   "thread; use one layer per thread")
-            if self.holder is not None:
-                return 1
-        self.busy = True
-        self.busy_tid = tid
-        self.holder = None
+        if self.holds:
+            self.holds = [r for r in self.holds if r is None or r() is not None]
+        if (self.computing or self.holds) and self.busy_tid != tid:
+            raise RuntimeError("this layer is already running forward/backward in another "
+                               "thread; use one layer per thread")
+        if take:
+            self.busy_tid = tid
+            if compute:
+                self.computing = True
         return 0
-
-    cdef void _leave(self, int nested):
-        if not nested:
-            self.busy = False
 
     # pyrnn::cuda::Recurrent<T>::forward/backward take raw device pointers and no sizes (as the
     # CPU core does): _arg checks every buffer against the config and (backward) the cached T, N,
@@ -1227,7 +1232,7 @@ cdef class NativeRecurrentCUDA:
             if lens.shape[0] != N:
                 raise ValueError(f"lengths must have shape ({N},), got ({lens.shape[0]},)")
             lens_p = &lens[0]
-        cdef int nested = self._enter()
+        self._claim(True)
         try:
             if self.f32:
                 with nogil:
@@ -1240,7 +1245,7 @@ cdef class NativeRecurrentCUDA:
                                      <const double*>h0p, <const double*>c0p, lens_p, T, N,
                                      training, seed)
         finally:
-            self._leave(nested)
+            self.computing = False
         return y, hn, cn
 
     def backward(self, dy, dhn, dcn):
@@ -1251,7 +1256,7 @@ cdef class NativeRecurrentCUDA:
         if not lstm and dcn is not None:
             raise ValueError("dcn is for an LSTM; this layer has no cell state")
         cdef uintptr_t dyp, dhnp, dcnp, dxp, dh0p, dc0p
-        cdef int nested = self._enter()
+        self._claim(True)
         try:
             # Checked against the cache inside the busy window: no forward can change it
             # between the check and the call.
@@ -1278,7 +1283,7 @@ cdef class NativeRecurrentCUDA:
                                       <const double*>dyp, <const double*>dhnp,
                                       <const double*>dcnp)
         finally:
-            self._leave(nested)
+            self.computing = False
         return dx, dh0, dc0
 
 

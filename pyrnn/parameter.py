@@ -201,17 +201,17 @@ def owners_held(params):
             for owner in owners.values():
                 native = getattr(owner, "__dict__", {}).get("_native")
                 if native is not None and hasattr(native, "hold"):  # a recurrent layer's flag
-                    # (raises while another thread runs it; False when this thread holds it
-                    # already, re-entrant as _exclusive: pyrnn.init's zeros_ calls constant_)
-                    if native.hold(token):
-                        natives.append(native)
+                    # (raises while another thread runs or holds it; this thread's nested
+                    # blocks each hold it, pyrnn.init's zeros_ calling constant_)
+                    native.hold(token)
+                    natives.append(native)
                 else:
                     stack.enter_context(_exclusive(owner))
         yield
     finally:
         with sigint_deferred():
             for native in reversed(natives):
-                native.release()
+                native.release(token)
             stack.close()
 
 
@@ -272,16 +272,23 @@ _IN_FIT: dict[int, int] = {}
 
 @contextlib.contextmanager
 def layers_in_fit(layers):
+    from ._signals import sigint_deferred
     ids = [id(layer) for layer in layers]
-    for i in ids:
-        _IN_FIT[i] = _IN_FIT.get(i, 0) + 1
+    # Whole or not at all: a Ctrl-C part-way (a second one while the first unwinds fit) left
+    # entries whose ids later layers reuse, and their to() was refused
+    done = []
     try:
+        with sigint_deferred():
+            for i in ids:
+                _IN_FIT[i] = _IN_FIT.get(i, 0) + 1
+                done.append(i)
         yield
     finally:
-        for i in ids:
-            n = _IN_FIT.pop(i) - 1
-            if n:
-                _IN_FIT[i] = n
+        with sigint_deferred():
+            for i in done:
+                n = _IN_FIT.pop(i) - 1
+                if n:
+                    _IN_FIT[i] = n
 
 
 def refuse_move_in_fit(layer, what=None):

@@ -17,7 +17,6 @@ import numpy as np
 from . import _arrays, _attrs, _core
 from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
-from ._signals import sigint_deferred
 from .parameter import (Parameter, ParamWrites, bind_pending, owned, owners_held,
                         refuse_move_in_fit)
 
@@ -491,10 +490,8 @@ class _Recurrent(ParamWrites):
         """RuntimeError unless backward() can run (Sequential asks every layer before any runs)."""
         if not self._native.has_cache():
             # Another thread's pass clears the cache at its start: name that, not "no forward"
-            # (the pair never split by a Ctrl-C: the flag left set refused this thread too).
-            with sigint_deferred():
-                if self._native.hold():  # (False: this thread holds it, as a step calling it)
-                    self._native.release()
+            # (checked without taking the flag: nothing for an interrupt to leave set).
+            self._native.check_free()
         if self._last is None or not self._native.has_cache():
             raise RuntimeError(f"{type(self).__name__}.backward() needs a preceding forward() in "
                                "training mode: it differentiates the layer's LAST forward, and "

@@ -2,6 +2,7 @@
 at once (one layer per thread) give exactly the serial results, and one layer shared by two
 threads at the same moment is refused with a RuntimeError (README "Threads"), never a race
 that silently mixes two calls' caches or gradients."""
+import gc
 import os
 import subprocess
 import sys
@@ -614,18 +615,21 @@ def _other_thread_runs(layer, x):
 
 
 class _CallsTheLayer(optim.SGD):
-    """An optimizer whose update runs the layer (as SAM's second forward), and meanwhile lets
-    another thread try it."""
+    """An optimizer whose update runs the layer (as SAM's second forward), drops what `kept`
+    holds (an old exception keeping an abandoned hold's token alive), and meanwhile lets
+    another thread try the layer."""
 
     def __init__(self, params, layer, x):
         super().__init__(params, lr=0.1)
-        self.layer, self.x, self.seen = layer, x, []
+        self.layer, self.x, self.seen, self.kept = layer, x, [], []
 
     def _update(self, data, grad, st, keep=None):
         if not self.seen:
             self.layer.eval()
             self.layer(self.x)  # this thread, inside its own step: allowed
             self.layer.train()
+            self.kept.clear()
+            gc.collect()
             self.seen.append(_other_thread_runs(self.layer, self.x))
         return super()._update(data, grad, st, keep)
 
@@ -633,10 +637,11 @@ class _CallsTheLayer(optim.SGD):
 def test_a_step_holds_its_layers_against_other_threads_also_after_an_interrupted_one():
     # An exception from a signal handler (a timeout's SIGALRM) landing between a step's hold
     # of a recurrent layer and its release left the native flag set (the layer refused every
-    # call, its own thread's too, for good); the first fix freed the thread's own calls but left
-    # the step's record stale (later steps no longer held the layer), and a same-thread call
-    # inside a step dropped the step's hold (helper-167, -169). Now a hold ends with its
-    # block, and one thread's nested call keeps its step's hold.
+    # call, its own thread's too, for good). The first fixes freed the thread's own calls but
+    # left later steps not holding the layer, or holding it only through the abandoned hold,
+    # which ended mid-step when its exception was dropped (another thread then ran the layer
+    # during the step; helper-167, -169, -172). Now every step and pass holds the layer on its
+    # own account, and an abandoned hold ends with its block's token.
     from pyrnn import _signals
     layer = pyrnn.LSTM(3, 4, seed=0)
     x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
@@ -661,16 +666,26 @@ def test_a_step_holds_its_layers_against_other_threads_also_after_an_interrupted
     try:
         y, _ = layer(x)
         layer.backward(np.ones_like(y))
-        try:
+        with pytest.raises(TimeoutError) as kept:  # (kept: its traceback keeps the token)
             opt.step()
-        except TimeoutError:
-            pass
     finally:
         _signals.sigint_deferred = real
     assert calls[0] == 2
-    assert _other_thread_runs(layer, x) is None  # the step is gone: so is its hold
+    assert BUSY in str(_other_thread_runs(layer, x))  # the abandoned hold, while kept
+    opt.kept.append(kept)
+    del kept
+    assert BUSY in str(step())  # dropped mid-step: the step's own hold stands
+    assert _other_thread_runs(layer, x) is None  # and nothing is left held after it
     for _ in range(2):
-        assert BUSY in str(step())  # and later steps hold the layer again
+        assert BUSY in str(step())
     before = layer.numpy_params()
     step()
     assert any(not np.array_equal(v, before[k]) for k, v in layer.numpy_params().items())
+
+
+def test_hold_refused_or_bad_token_sets_nothing():
+    # A token that cannot be weakly referenced raised after the flag was set (helper-172).
+    layer = pyrnn.GRU(2, 3, seed=0)
+    with pytest.raises(TypeError):
+        layer._native.hold(object())
+    assert _other_thread_runs(layer, np.ones((2, 1, 2), np.float32)) is None
