@@ -21,45 +21,52 @@ def _missing_folders(folder):
     return out[::-1]
 
 
+# The names of a descriptor of this process (a task's too: threads share the table)
+_DESCRIPTOR = re.compile(r"/dev/std(out|err)|/dev/fd/(\d+)"
+                         r"|/proc/(self|thread-self|\d+)(?:/task/\d+)?/fd/(\d+)")
+
+
 def _descriptor_name(path):
     """path, its symlinks followed one by one up to a name of a descriptor (/dev/stdout,
-    /dev/fd/N, /proc/self/fd/N: realpath would go on to the pipe or file behind it), or to a
-    name that is no link."""
+    /dev/fd/N, /proc/self/fd/N: realpath would go on to the pipe or file behind it; also
+    through a linked folder, pfd/1 with pfd -> /proc/self/fd), or to a name that is no link."""
     name = os.path.abspath(path)
     for _ in range(40):  # (the kernel's own limit on a chain of links)
-        if re.fullmatch(r"/dev/std(out|err)|/dev/fd/\d+|/proc/(self|\d+)/fd/\d+", name):
+        if _DESCRIPTOR.fullmatch(name):
             return name
+        # (the link's real folder: ".." past a linked folder is the physical parent)
+        folder = os.path.realpath(os.path.dirname(name))
+        physical = os.path.join(folder, os.path.basename(name))
+        if _DESCRIPTOR.fullmatch(physical):
+            return physical
         try:
             target = os.readlink(name)
         except (OSError, ValueError):
             return name
-        # (from the link's real folder: ".." past a linked folder is the physical parent)
-        name = os.path.abspath(os.path.join(os.path.realpath(os.path.dirname(name)), target))
+        name = os.path.abspath(os.path.join(folder, target))
     return name
 
 
 def _own_descriptor(path):
     """The descriptor number `path` names in this process (/dev/stdout 1, /dev/stderr 2,
     /dev/fd/N, /proc/self/fd/N, or a symlink to one of them), or None."""
-    name = _descriptor_name(path)
-    fixed = {"/dev/stdout": 1, "/dev/stderr": 2}
-    if name in fixed:
-        return fixed[name]
-    m = re.fullmatch(r"/dev/fd/(\d+)|/proc/self/fd/(\d+)|/proc/(\d+)/fd/(\d+)", name)
+    m = _DESCRIPTOR.fullmatch(_descriptor_name(path))
     if m is None:
         return None
-    if m.group(3) is not None and int(m.group(3)) != os.getpid():
+    if m.group(1):
+        return 1 if m.group(1) == "out" else 2
+    if m.group(2):
+        return int(m.group(2))
+    if m.group(3) not in ("self", "thread-self") and int(m.group(3)) != os.getpid():
         return None
-    return int(m.group(1) or m.group(2) or m.group(4))
+    return int(m.group(4))
 
 
 def _in_place(path):
     """Whether `path` is written into as it is (not replaced through a rename): a pipe, a
     device, or an open descriptor's name (/dev/stdout redirected to a file is a regular file;
     a rename would replace the file the shell opened)."""
-    name = _descriptor_name(path)
-    return (name.startswith(("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"))
-            or re.match(r"/proc/\d+/fd/", name) is not None
+    return (_DESCRIPTOR.fullmatch(_descriptor_name(path)) is not None
             or (os.path.exists(path) and not os.path.isfile(path)))
 
 

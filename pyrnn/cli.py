@@ -28,9 +28,17 @@ def _info(args):
         elif value is None:
             value = "ok" if key.endswith(("_error", "_reason")) else "none"
         elif key == "memory_limit":
-            value = f"{value / 2**30:.1f} GiB per request ({value} bytes)"
+            value = ("none: PYRNN_MEMORY_LIMIT is refused (below)" if facts["memory_limit_error"]
+                     else f"{_size_text(value)} per request ({value} bytes)")
         print(f"{label:<{width}}  {value}")
     return 0
+
+
+def _size_text(n):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def cpu_ready(command):

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -720,6 +721,14 @@ def test_a_link_to_stdout_through_a_linked_folder_is_resolved_physically(tmp_pat
     (deep / "to_root").symlink_to("/")
     (deep / "so").symlink_to("to_root/dev/stdout")
     assert _outfile._own_descriptor(str(tmp_path / "l" / "so")) == 1
+    # a descriptor named through a linked folder, or a thread's table (helper-172: written
+    # through a rename, over the file the shell had opened)
+    (tmp_path / "pfd").symlink_to("/proc/self/fd")
+    (tmp_path / "ddev").symlink_to("/dev")
+    for name in (tmp_path / "pfd" / "1", tmp_path / "ddev" / "fd" / "1", "/proc/thread-self/fd/1",
+                 f"/proc/self/task/{threading.get_native_id()}/fd/1"):
+        assert _outfile._own_descriptor(str(name)) == 1, name
+    assert _outfile._own_descriptor(f"/proc/{os.getppid()}/fd/1") is None
 
 
 def test_ctrl_c_with_stdout_closed_is_one_line(tmp_path):

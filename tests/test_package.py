@@ -44,11 +44,16 @@ def test_cli_info_names_a_memory_limit_that_is_no_size(tmp_path):
                          text=True, cwd=tmp_path, check=True, env=env)
     line = next(s for s in out.stdout.splitlines() if s.startswith("memory limit status"))
     assert "PYRNN_MEMORY_LIMIT='abc' is not a size" in line and "refused" not in line
+    assert "memory limit           none: PYRNN_MEMORY_LIMIT is refused" in out.stdout
     env["PYRNN_MEMORY_LIMIT"] = "1G"
     out = subprocess.run([sys.executable, "-m", "pyrnn", "info", "--json"], capture_output=True,
                          text=True, cwd=tmp_path, check=True, env=env)
     facts = json.loads(out.stdout)
     assert facts["memory_limit"] == 2**30 and facts["memory_limit_error"] is None
+    env["PYRNN_MEMORY_LIMIT"] = "10"
+    out = subprocess.run([sys.executable, "-m", "pyrnn", "info"], capture_output=True,
+                         text=True, cwd=tmp_path, check=True, env=env)
+    assert "10 bytes per request (10 bytes)" in out.stdout
 
 
 @pytest.mark.parametrize("cmd", [["pyrnn", "info"], [sys.executable, "-m", "pyrnn", "info"]])
