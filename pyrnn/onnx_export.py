@@ -38,7 +38,6 @@ RNN(nonlinearity="relu") -> activations=["Relu"] (one per direction).
 """
 from __future__ import annotations
 
-import os
 from typing import IO, TYPE_CHECKING, Optional, Union
 
 import numpy as np
@@ -286,8 +285,7 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
                 raise ValueError(f"cannot export: layer {i} ({layer!r}) takes integer ids, so "
                                  "it must come first in the model (nested models count in "
                                  "their place); the model cannot run")
-            x = g.node("Gather", [g.const(f"emb{i}_weight", layer.params["weight"]
-                                          .astype(g.dtype)), x], f"emb{i}", axis=0)
+            x = _emit_embedding(g, layer, x, i, lens64)
             feat = layer.dim
         elif isinstance(layer, _Recurrent):
             if not layer.batch_first:
@@ -348,6 +346,34 @@ def _export_sequential(g, model, seq_len, batch, lengths, opset):
     g.output("Y", x, g.elem, out_shape)
 
 
+def _emit_embedding(g, layer, ids, i, lens64):
+    """Embedding as pyrnn runs it: ids past a sequence's length (lens64 [N], or None) are
+    padding, read as 0 whatever they hold (-1, say: a Gather failed on an id >= num); an id
+    outside [0, num) within the lengths, which pyrnn refuses, gives a row of NaN (a graph
+    cannot raise; a Gather took -1 as the last row, silently)."""
+    num = layer.num_embeddings
+    zero = g.ints(f"emb{i}_zero", 0)
+    if lens64 is not None:  # ids [N, T]: steps t < lengths[n] are data
+        T = g.node("Gather", [g.node("Shape", [ids], f"emb{i}_shape"), g.ints(f"emb{i}_one", 1)],
+                   f"emb{i}_T")
+        steps = g.node("Range", [zero, T, g.ints(f"emb{i}_step", 1)], f"emb{i}_steps")  # [T]
+        data = g.node("Less", [g.node("Unsqueeze", [steps, g.ints(f"emb{i}_ax0", [0])],
+                                      f"emb{i}_steps_row"),
+                               g.node("Unsqueeze", [lens64, g.ints(f"emb{i}_ax1", [1])],
+                                      f"emb{i}_lens_col")], f"emb{i}_data")          # [N, T]
+        ids = g.node("Where", [data, ids, zero], f"emb{i}_ids")
+    valid = g.node("And", [g.node("GreaterOrEqual", [ids, zero], f"emb{i}_nonneg"),
+                           g.node("Less", [ids, g.ints(f"emb{i}_num", num)], f"emb{i}_below")],
+                   f"emb{i}_valid")
+    rows = g.node("Gather", [g.const(f"emb{i}_weight", layer.params["weight"].astype(g.dtype)),
+                             g.node("Where", [valid, ids, zero], f"emb{i}_safe")],
+                  f"emb{i}_rows", axis=0)
+    return g.node("Where", [g.node("Unsqueeze", [valid, g.ints(f"emb{i}_axl", [-1])],
+                                   f"emb{i}_valid_col"),
+                            rows, g.const(f"emb{i}_nan", np.asarray(np.nan, g.dtype))],
+                  f"emb{i}")
+
+
 def _emit_layernorm(g, layer, x, i, opset):
     """LayerNorm over the last axis. float32: one LayerNormalization node. float64: the same
     formula from basic ops, with eps a float64 constant: LayerNormalization's epsilon
@@ -359,6 +385,11 @@ def _emit_layernorm(g, layer, x, i, opset):
         if opset < 17:
             raise ValueError(f"LayerNorm exports as LayerNormalization, which needs "
                              f"opset >= 17 (got opset={opset})")
+        if layer.eps > 0 and np.float32(layer.eps) == 0:
+            # (0 there: a constant row became NaN, where pyrnn adds eps in double)
+            raise ValueError(f"cannot export: LayerNorm eps={layer.eps!r} is 0 as the 32-bit "
+                             f"float of LayerNormalization's epsilon (the smallest is 1.4e-45); "
+                             f"a float64 model exports it exactly")
         return g.node("LayerNormalization", [x, w, b], f"ln{i}", axis=-1, epsilon=layer.eps)
 
     def mean_last(v, base):  # ReduceMean over the last axis, kept: axes an input from opset 18
@@ -440,10 +471,11 @@ def export_onnx(obj: Union[Sequential, RNN, LSTM, GRU],
                         ("check", check)):
         if not isinstance(value, (bool, np.bool_)):  # "no" would read as True
             raise TypeError(f"{flag} must be True or False, got {value!r}")
-    if path is not None and not hasattr(path, "write") and \
-            not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"path must be a str, bytes or os.PathLike path or a binary file "
-                        f"object, got {type(path).__name__}")
+    if path is not None:
+        # As save() checks it, before the work: a folder ("m.onnx/", "") or a text file is
+        # named as given (a trailing slash wrote a file m.onnx)
+        from .serialize import _save_target
+        path = _save_target(path, "export_onnx")
     if not isinstance(obj, (Sequential, _Recurrent)):
         raise TypeError(f"export_onnx takes a pyrnn RNN/LSTM/GRU layer or a pyrnn.Sequential, "
                         f"got {type(obj).__name__}")

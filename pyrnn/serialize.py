@@ -208,11 +208,11 @@ def _binary_file(f, caller, method, mode):
     return f
 
 
-def _save_target(path):
+def _save_target(path, caller="save"):
     """`path` checked as open(path, "wb") would check it: a binary file object, or a str /
     bytes / os.PathLike naming no folder."""
     if _is_file(path):
-        return _binary_file(path, "save", "write", "wb")
+        return _binary_file(path, caller, "write", "wb")
     try:
         name = os.fspath(path)
     except TypeError:
@@ -224,7 +224,8 @@ def _save_target(path):
     # "m.pyrnn/." wrote a file m.pyrnn)
     sep, dots = (os.sep, (".", "..")) if isinstance(name, str) else (os.sep.encode(), (b".", b".."))
     if os.path.isdir(name) or name.endswith(sep) or os.path.basename(name) in dots:
-        raise IsADirectoryError(errno.EISDIR, "Is a directory (save() needs a file path)", name)
+        raise IsADirectoryError(errno.EISDIR, f"Is a directory ({caller}() needs a file path)",
+                                name)
     return name
 
 
@@ -272,7 +273,8 @@ def _atomic_write(path, chunks):
         # The check open(path, "wb") makes (without its truncation): the rename alone replaced
         # a read-only file, one the user protected, say.
         try:
-            os.close(os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)))
+            with sigint_deferred():  # (a Ctrl-C between the two left the descriptor open)
+                os.close(os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)))
         except OSError as e:
             raise type(e)(e.errno, e.strerror, given) from None
     folder = os.path.dirname(os.path.abspath(path))
@@ -286,11 +288,12 @@ def _atomic_write(path, chunks):
         _write_in_place(given, chunks)
         return
     try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        with sigint_deferred():  # (a Ctrl-C right after the open left the descriptor open)
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
     except OSError:
         pass
 

@@ -386,9 +386,18 @@ def test_path_kinds(tmp_path, monkeypatch):
     for name in "abc":
         assert onnx.load(str(tmp_path / f"{name}.onnx")) == onnx.load_from_string(buf.getvalue())
     for bad in (3, object()):
-        with pytest.raises(TypeError, match="path must be a str, bytes or os.PathLike path or a "
+        with pytest.raises(TypeError, match="path must be a str, bytes, os.PathLike or a "
                                             "binary file object"):
             pyrnn.export_onnx(layer, bad)
+    # As save() checks them (helper-173): "d.onnx/" wrote a file d.onnx, "" was "Is a
+    # directory: ''", a text file a TypeError about bytes
+    for bad in (f"{tmp_path}/d.onnx/", f"{tmp_path}/d.onnx/.", tmp_path):
+        with pytest.raises(IsADirectoryError, match=r"export_onnx\(\) needs a file path"):
+            pyrnn.export_onnx(layer, bad)
+    with pytest.raises(FileNotFoundError, match="an empty path"):
+        pyrnn.export_onnx(layer, "")
+    with pytest.raises(TypeError, match=r"export_onnx\(\) needs a file opened in binary mode"):
+        pyrnn.export_onnx(layer, io.StringIO())
     assert sorted(os.listdir(tmp_path)) == ["a.onnx", "b.onnx", "c.onnx"]
 
 
@@ -535,3 +544,47 @@ def test_a_duck_typed_layer_is_refused_by_name():
         pyrnn.export_onnx(pyrnn.Sequential([pyrnn.Dense(3, 2), ScaleLayer(2.0)]))
     with pytest.raises(TypeError, match="cannot infer the input width"):
         pyrnn.export_onnx(pyrnn.Sequential([ScaleLayer(2.0), pyrnn.Dense(3, 2)]))
+
+
+# ---- from a hunt (helper-173) ------------------------------------------------------------------
+
+def test_embedding_ids_in_the_graph_as_pyrnn_reads_them():
+    # Padding ids (past lengths) are read as 0 whatever they hold: the Gather failed on an
+    # id >= num there. An id outside [0, num) within the lengths, which pyrnn refuses, gives
+    # NaN rows: the Gather took -1 as the last row, silently.
+    m = pyrnn.Sequential([pyrnn.Embedding(5, 2, seed=0),
+                          pyrnn.LSTM(2, 3, batch_first=True, seed=0), pyrnn.LastStep()]).eval()
+    onx = pyrnn.export_onnx(m, lengths=True)
+    x = np.array([[1, 2, 0], [3, 5, -7]])
+    lens = np.array([3, 1])
+    _check(_run_ort(onx, {"X": x, "lengths": lens}), [m.predict(x, lengths=lens)], TOL["float32"])
+    bad = np.array([[1, -1, 2], [3, 4, 0]])
+    with pytest.raises(ValueError, match="Embedding index -1 is outside"):
+        m.predict(bad, lengths=np.array([3, 3]))
+    # (onnxruntime's LSTM does not carry NaN through: the embedding's own rows are checked)
+    emb = pyrnn.Sequential(m.layers[:1]).eval()
+    y = _run_ort(pyrnn.export_onnx(emb, seq_len=3, lengths=False), {"X": bad})[0]
+    assert np.isnan(y[0, 1]).all() and np.isfinite(np.delete(y.reshape(-1, 2), 1, 0)).all()
+    flat = pyrnn.Sequential([pyrnn.Embedding(5, 2, seed=0), pyrnn.Dense(2, 1, seed=0)]).eval()
+    y = _run_ort(pyrnn.export_onnx(flat), {"X": np.array([1, 5, -1, 4])})[0]
+    assert np.isnan(y[[1, 2]]).all() and np.isfinite(y[[0, 3]]).all()
+
+
+def test_a_layernorm_eps_float32_cannot_hold_is_refused():
+    # It was exported as 0 (a constant row NaN in the graph, 0 in pyrnn).
+    m = pyrnn.Sequential([pyrnn.LayerNorm(4, eps=1e-50)]).eval()
+    with pytest.raises(ValueError, match=r"LayerNorm eps=1e-50 is 0 as the 32-bit float"):
+        pyrnn.export_onnx(m)
+    pyrnn.export_onnx(pyrnn.Sequential([pyrnn.LayerNorm(4, eps=1e-50, dtype="float64")]))
+    pyrnn.export_onnx(pyrnn.Sequential([pyrnn.LayerNorm(4, eps=1e-40)]))  # (a subnormal: kept)
+
+
+def test_a_layer_class_in_the_layers_is_named():
+    # Its `device` descriptor was taken for a device ("layers on different devices"), and
+    # to()'s rollback cleared the class's __dict__ (an AttributeError).
+    m = pyrnn.Sequential([pyrnn.LSTM(3, 4, batch_first=True)])
+    m.layers.append(pyrnn.Dense)
+    for call in (lambda: pyrnn.export_onnx(m), lambda: m.device, lambda: m.to("cpu")):
+        with pytest.raises(TypeError, match="layer 1 is the class Dense, not a layer"):
+            call()
+    assert "forward" in pyrnn.Dense.__dict__
