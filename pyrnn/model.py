@@ -114,15 +114,17 @@ def _marks_fitting(method: _F) -> _F:
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         models = [self, *_flat_models(self.layers)]  # (a nested one's to() too)
         was = [m.__dict__.get("_fitting", False) for m in models]
-        for m in models:
-            m.__dict__["_fitting"] = True
         try:
+            with _sigint_deferred():  # (whole: a Ctrl-C part-way left some marked for good)
+                for m in models:
+                    m.__dict__["_fitting"] = True
             # and every layer's: a slice's to(), or the layer's own, from a callback
             with layers_in_fit([layer for m in models for layer in m.layers]):
                 return method(self, *args, **kwargs)
         finally:
-            for m, w in zip(models, was):
-                m.__dict__["_fitting"] = w
+            with _sigint_deferred():
+                for m, w in zip(models, was):
+                    m.__dict__["_fitting"] = w
     return run  # type: ignore[return-value]
 
 
@@ -398,6 +400,14 @@ class Sequential(Layer):
             raise ValueError(f"layer {i} ({layer!r}) must be built with batch_first=True: "
                              "Sequential's data is samples-first (N, T, C)")
 
+    def _check_no_classes(self):
+        """_check_layer's TypeError for a layer class put in `layers` (nested models' too):
+        its `device` is a descriptor, which device and to() took for a device of its own (and
+        to()'s rollback cleared the class's __dict__, an AttributeError)."""
+        for path, layer in _leaves(self.layers):
+            if isinstance(layer, type):
+                self._check_layer(path, layer)
+
     def _check_distinct(self):
         """ValueError when one layer object sits at two places of the model, nested models
         included: a layer keeps one forward's cache, so backward would take its first use
@@ -596,6 +606,7 @@ class Sequential(Layer):
         """The device every layer is on ("cpu" or "cuda"); ValueError if they differ. An empty
         nested model has none (it is on whichever its neighbours are)."""
         self._check_distinct()
+        self._check_no_classes()
         devices = [getattr(layer, "device", "cpu") for layer in self.layers
                    if not (isinstance(layer, Sequential) and not any(_flat_layers(layer.layers)))]
         if len(set(devices)) > 1:
@@ -628,6 +639,7 @@ class Sequential(Layer):
                                "replaces; move the model before fit()")
         _check_device(device)
         self._check_distinct()
+        self._check_no_classes()
         for layer in _flat_layers(self.layers):  # (a slice model[:] of a fitting model)
             refuse_move_in_fit(layer, "model.to()")
         if device != "cpu":
@@ -803,6 +815,12 @@ class Sequential(Layer):
         device = self.device
         if device != "cpu":  # (a model built from layers made on the device: not through to())
             self._check_one_dtype(device)
+        if isinstance(x, np.ndarray) and x.dtype.kind in "iu":
+            # Integers in the dtype the first layer computing on them would take: a leading
+            # Dropout or LastStep made them float32 (2**24 + 1 rounded) before a float64 layer
+            dt = self._input_dtype()
+            if dt is not None:
+                x = x.astype(dt)
         with self._linked():
             return self._forward_linked(x, lengths)
 
@@ -1150,10 +1168,12 @@ class Sequential(Layer):
                                                   or np.all(past != past)):
                 continue
             if n and 2 * n >= n_short:
+                # (no counts in the text: a text per batch defeated the once-per-place filter,
+                # printed again and kept in __warningregistry__ each time)
                 warnings.warn(f"{prefix}x looks padded at the front (Keras' pad_sequences "
-                              f"default, padding='pre'): {n} of the {n_short} sequences "
+                              f"default, padding='pre'): most sequences "
                               f"{'' if exempt_constant else 'two or more steps '}shorter "
-                              f"than T = {T} start with T - length steps of {pad} and hold data "
+                              f"than T start with T - length steps of {pad} and hold data "
                               f"past their lengths, which is ignored. lengths= counts each "
                               f"sequence's first steps as its data (padding at the end, as "
                               f"torch's pad_sequence and pad_sequences(padding='post') give)",
