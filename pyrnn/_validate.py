@@ -1,6 +1,7 @@
 """Argument checks shared by the Python API: clear exceptions naming shapes and values."""
 from __future__ import annotations
 
+import collections.abc
 import math
 import numbers
 from typing import TYPE_CHECKING, Any, Optional
@@ -189,8 +190,9 @@ def lengths_array(lengths: Any, batch: int, steps: int, name: str = "lengths",
     if isinstance(lengths, (str, bytes)):
         raise TypeError(f"{name} must be integers, got {type(lengths).__name__}")
     host_only(name, lengths, takes)
-    if isinstance(lengths, (list, tuple)) and any(isinstance(v, (bool, np.bool_))
-                                                  for v in lengths):
+    if (isinstance(lengths, collections.abc.Sequence) and not isinstance(lengths, np.ndarray)
+            and any(isinstance(v, (bool, np.bool_)) or getattr(v, "dtype", None) == np.bool_
+                    or str(getattr(v, "dtype", "")) == "torch.bool" for v in lengths)):
         # (NumPy makes [True, 3] ints: a mask's entries given as lengths, silently 1s)
         raise TypeError(f"{name} must be integers, got a bool in the {type(lengths).__name__}")
     arr = np.asarray(lengths)

@@ -54,8 +54,11 @@ def _count(name, value):
 
 
 def _whole_float_as_int(v):
-    """A step count given as a whole float (a Python or NumPy float: torch keeps Adam's step
-    a float) as an int; anything else as it is (for _count to check)."""
+    """A step count given as a whole float (a Python or NumPy float, or a 0-d array or tensor
+    of one: torch keeps Adam's step a float tensor) as an int; anything else as it is (for
+    _count to check)."""
+    if getattr(v, "ndim", None) == 0 and callable(getattr(v, "item", None)):
+        v = v.item()  # a 0-d array, or torch's 0-d step tensor (on the host)
     if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
         return int(v)
     return v

@@ -226,6 +226,13 @@ CASES = [
     # (NumPy made a list's True an int 1: helper-171)
     ("rnn-lengths-bool-list", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[True, 3])", T,
      r"^lengths must be integers, got a bool in the list$"),
+    ("rnn-lengths-bool-array-in-list",
+     "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=[np.array(True), 3])", T,
+     r"^lengths must be integers, got a bool in the list$"),
+    ("rnn-lengths-bool-deque",
+     "import collections; pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), "
+     "lengths=collections.deque([3, np.True_]))", T,
+     r"^lengths must be integers, got a bool in the deque$"),
     ("rnn-lengths-str", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths='55')", T, r"lengths must be integers"),
     ("rnn-lengths-device", "pyrnn.RNN(4, 3)(np.zeros((5, 2, 4)), lengths=FakeCAI((2,), '<i8'))", T,
      r"lengths is a CUDA device array"),

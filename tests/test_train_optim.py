@@ -1193,6 +1193,9 @@ def test_load_state_dict_takes_a_whole_number_float_step_count():
     other = optim.Adam(layer.parameters())
     other.load_state_dict(sd)
     assert all(type(st["step"]) is int and st["step"] == 1 for st in other.state)
+    sd["state"] = [{**st, "step": np.array(5.0)} for st in sd["state"]]
+    other.load_state_dict(sd)  # (a 0-d array too, as torch's step tensor)
+    assert all(type(st["step"]) is int and st["step"] == 5 for st in other.state)
     sd["state"] = [{**st, "step": np.float32(2.0)} for st in sd["state"]]
     other.load_state_dict(sd)  # (a NumPy float too, in both places)
     assert all(type(st["step"]) is int and st["step"] == 2 for st in other.state)
