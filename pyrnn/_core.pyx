@@ -507,25 +507,25 @@ cdef class NativeRecurrent:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        self._claim(True)
+        cdef bint was = self._claim(True)
         try:
             if self.f32:
                 self.f32.reset_parameters(seed)
             else:
                 self.f64.reset_parameters(seed)
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)
 
     def zero_grad(self):
         # Refused while another thread runs backward (it accumulates into the same memory).
-        self._claim(True)
+        cdef bint was = self._claim(True)
         try:
             if self.f32:
                 self.f32.zero_grad()
             else:
                 self.f64.zero_grad()
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)
 
     def hold(self, token=None):
         """Marks the layer busy, as its passes do, until release(token): an optimizer writing
@@ -544,7 +544,7 @@ cdef class NativeRecurrent:
         holds = self.holds
         for i in range(len(holds) - 1, -1, -1):
             ref = holds[i]
-            if (None if ref is None else ref()) is token:
+            if (ref is None) if token is None else (ref is not None and ref() is token):
                 del holds[i]
                 return
 
@@ -594,12 +594,13 @@ cdef class NativeRecurrent:
         if (self.computing or self.holds) and self.busy_tid != tid:
             raise RuntimeError("this layer is already running forward/backward in another "
                                "thread; use one layer per thread")
+        cdef int nested = self.computing  # (of this thread: another's was refused above)
         if take:
             self.busy_pid = pid
             self.busy_tid = tid
             if compute:
                 self.computing = True
-        return 0
+        return nested
 
     def forward(self, x, h0, c0, lengths, bint training, uint64_t seed):
         """x [T, N, C] ([N, T, C] batch_first); h0/c0 [L*D, N, H] or None; lengths int64 [N] or
@@ -644,14 +645,14 @@ cdef class NativeRecurrent:
         lengths = _buffer("lengths", lengths, np.dtype(np.int64), 1, False, True)
         _disjoint([("y", y), ("hn", hn), ("cn", cn)],
                   [("x", x), ("h0", h0), ("c0", c0), ("lengths", lengths)])
-        self._claim(True)
+        cdef bint was = self._claim(True)
         try:
             if self.f32:
                 _forward[float](self.f32, y, hn, cn, x, h0, c0, lengths, training, seed)
             else:
                 _forward[double](self.f64, y, hn, cn, x, h0, c0, lengths, training, seed)
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)
 
     def backward(self, dy, dhn, dcn):
         """dy [T, N, D*H] ([N, T, D*H] batch_first); dhn/dcn [L*D, N, H] or None -> (dx, dh0,
@@ -681,11 +682,11 @@ cdef class NativeRecurrent:
         dhn = _buffer("dhn", dhn, self.dtype, 3, False, True)
         dcn = _buffer("dcn", dcn, self.dtype, 3, False, True)
         _disjoint([("dx", dx), ("dh0", dh0), ("dc0", dc0)], [("dy", dy), ("dhn", dhn), ("dcn", dcn)])
-        self._claim(True)
+        cdef bint was = self._claim(True)
         try:
             if self.f32:
                 _backward[float](self.f32, dx, dh0, dc0, dy, dhn, dcn)
             else:
                 _backward[double](self.f64, dx, dh0, dc0, dy, dhn, dcn)
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)

@@ -1021,7 +1021,7 @@ cdef class NativeRecurrentCUDA:
         return self.f32.num_parameters() if self.f32 else self.f64.num_parameters()
 
     def reset_parameters(self, uint64_t seed):
-        self._claim(True)  # as the CPU core: refused while another thread runs it
+        cdef bint was = self._claim(True)  # as the CPU core: refused while another thread runs it
         try:
             with nogil:
                 if self.f32:
@@ -1029,11 +1029,11 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.reset_parameters(seed)
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)
 
     def zero_grad(self):
         # Refused while another thread runs backward (it accumulates into the same memory).
-        self._claim(True)
+        cdef bint was = self._claim(True)
         try:
             with nogil:
                 if self.f32:
@@ -1041,7 +1041,7 @@ cdef class NativeRecurrentCUDA:
                 else:
                     self.f64.zero_grad()
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)
 
     def has_cache(self):
         return self.f32.has_cache() if self.f32 else self.f64.has_cache()
@@ -1161,7 +1161,7 @@ cdef class NativeRecurrentCUDA:
         holds = self.holds
         for i in range(len(holds) - 1, -1, -1):
             ref = holds[i]
-            if (None if ref is None else ref()) is token:
+            if (ref is None) if token is None else (ref is not None and ref() is token):
                 del holds[i]
                 return
 
@@ -1178,11 +1178,12 @@ cdef class NativeRecurrentCUDA:
         if (self.computing or self.holds) and self.busy_tid != tid:
             raise RuntimeError("this layer is already running forward/backward in another "
                                "thread; use one layer per thread")
+        cdef int nested = self.computing  # (of this thread: another's was refused above)
         if take:
             self.busy_tid = tid
             if compute:
                 self.computing = True
-        return 0
+        return nested
 
     # pyrnn::cuda::Recurrent<T>::forward/backward take raw device pointers and no sizes (as the
     # CPU core does): _arg checks every buffer against the config and (backward) the cached T, N,
@@ -1232,7 +1233,7 @@ cdef class NativeRecurrentCUDA:
             if lens.shape[0] != N:
                 raise ValueError(f"lengths must have shape ({N},), got ({lens.shape[0]},)")
             lens_p = &lens[0]
-        self._claim(True)
+        cdef bint was = self._claim(True)
         try:
             if self.f32:
                 with nogil:
@@ -1245,7 +1246,7 @@ cdef class NativeRecurrentCUDA:
                                      <const double*>h0p, <const double*>c0p, lens_p, T, N,
                                      training, seed)
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)
         return y, hn, cn
 
     def backward(self, dy, dhn, dcn):
@@ -1256,7 +1257,7 @@ cdef class NativeRecurrentCUDA:
         if not lstm and dcn is not None:
             raise ValueError("dcn is for an LSTM; this layer has no cell state")
         cdef uintptr_t dyp, dhnp, dcnp, dxp, dh0p, dc0p
-        self._claim(True)
+        cdef bint was = self._claim(True)
         try:
             # Checked against the cache inside the busy window: no forward can change it
             # between the check and the call.
@@ -1283,7 +1284,7 @@ cdef class NativeRecurrentCUDA:
                                       <const double*>dyp, <const double*>dhnp,
                                       <const double*>dcnp)
         finally:
-            self.computing = False
+            self.computing = was  # (False, unless a pass of this thread's own ran)
         return dx, dh0, dc0
 
 

@@ -23,7 +23,7 @@ def _missing_folders(folder):
 
 # The names of a descriptor of this process (a task's too: threads share the table)
 _DESCRIPTOR = re.compile(r"/dev/std(out|err)|/dev/fd/(\d+)"
-                         r"|/proc/(self|thread-self|\d+)(?:/task/\d+)?/fd/(\d+)")
+                         r"|/proc/(self|thread-self|\d+)(?:/task/(\d+))?/fd/(\d+)")
 
 
 def _descriptor_name(path):
@@ -59,7 +59,9 @@ def _own_descriptor(path):
         return int(m.group(2))
     if m.group(3) not in ("self", "thread-self") and int(m.group(3)) != os.getpid():
         return None
-    return int(m.group(4))
+    if m.group(4) and not os.path.isdir(f"/proc/self/task/{m.group(4)}"):
+        return None  # (no thread of this process: open() would not find it either)
+    return int(m.group(5))
 
 
 def _in_place(path):

@@ -190,7 +190,8 @@ def lengths_array(lengths: Any, batch: int, steps: int, name: str = "lengths",
     if isinstance(lengths, (str, bytes)):
         raise TypeError(f"{name} must be integers, got {type(lengths).__name__}")
     host_only(name, lengths, takes)
-    if (isinstance(lengths, collections.abc.Sequence) and not isinstance(lengths, np.ndarray)
+    if (isinstance(lengths, collections.abc.Sequence)
+            and not isinstance(lengths, (np.ndarray, memoryview))
             and any(isinstance(v, (bool, np.bool_)) or getattr(v, "dtype", None) == np.bool_
                     or str(getattr(v, "dtype", "")) == "torch.bool" for v in lengths)):
         # (NumPy makes [True, 3] ints: a mask's entries given as lengths, silently 1s)

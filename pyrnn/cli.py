@@ -28,7 +28,8 @@ def _info(args):
         elif value is None:
             value = "ok" if key.endswith(("_error", "_reason")) else "none"
         elif key == "memory_limit":
-            value = ("none: PYRNN_MEMORY_LIMIT is refused (below)" if facts["memory_limit_error"]
+            value = ("every allocation refused: PYRNN_MEMORY_LIMIT is no size (below)"
+                     if facts["memory_limit_error"]
                      else f"{_size_text(value)} per request ({value} bytes)")
         print(f"{label:<{width}}  {value}")
     return 0

@@ -816,11 +816,14 @@ class Sequential(Layer):
         if device != "cpu":  # (a model built from layers made on the device: not through to())
             self._check_one_dtype(device)
         if isinstance(x, np.ndarray) and x.dtype.kind in "iu":
-            # Integers in the dtype the first layer computing on them would take: a leading
+            # Integers in the dtype pyrnn's first layer computing on them would take: a leading
             # Dropout or LastStep made them float32 (2**24 + 1 rounded) before a float64 layer
-            dt = self._input_dtype()
-            if dt is not None:
-                x = x.astype(dt)
+            # (a custom layer first gets them as they are: it may take ids)
+            first = next((l for l in _flat_layers(self.layers)
+                          if not isinstance(l, (Dropout, LastStep))), None)
+            if type(first) in (Dense, LayerNorm) or (
+                    _is_recurrent(first) and type(first).__module__ == _Recurrent.__module__):
+                x = x.astype(first.dtype)
         with self._linked():
             return self._forward_linked(x, lengths)
 
@@ -1171,7 +1174,7 @@ class Sequential(Layer):
                 # (no counts in the text: a text per batch defeated the once-per-place filter,
                 # printed again and kept in __warningregistry__ each time)
                 warnings.warn(f"{prefix}x looks padded at the front (Keras' pad_sequences "
-                              f"default, padding='pre'): most sequences "
+                              f"default, padding='pre'): half or more of the sequences "
                               f"{'' if exempt_constant else 'two or more steps '}shorter "
                               f"than T start with T - length steps of {pad} and hold data "
                               f"past their lengths, which is ignored. lengths= counts each "

@@ -86,7 +86,8 @@ class _Graph:
 
     def const(self, base, arr):
         name = self.name(base)
-        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        # (np.array, not ascontiguousarray: that makes a scalar [1], and Range takes scalars)
+        self.inits.append(self.onnx.numpy_helper.from_array(np.array(arr, order="C"), name))
         return name
 
     def ints(self, base, values):

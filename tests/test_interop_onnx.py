@@ -558,6 +558,17 @@ def test_embedding_ids_in_the_graph_as_pyrnn_reads_them():
     x = np.array([[1, 2, 0], [3, 5, -7]])
     lens = np.array([3, 1])
     _check(_run_ort(onx, {"X": x, "lengths": lens}), [m.predict(x, lengths=lens)], TOL["float32"])
+    for fixed in ({"seq_len": 3}, {"batch": 2}, {"seq_len": 3, "batch": 2}):
+        # (both axes fixed: the Range got [1]-shaped bounds, which onnxruntime refused to load;
+        # helper-174)
+        onx_fixed = pyrnn.export_onnx(m, lengths=True, **fixed)
+        _check(_run_ort(onx_fixed, {"X": x, "lengths": lens}), [m.predict(x, lengths=lens)],
+               TOL["float32"])
+    m64 = pyrnn.Sequential([pyrnn.Embedding(5, 2, seed=0, dtype="float64"),
+                            pyrnn.LayerNorm(2, dtype="float64")]).eval()
+    _check(_run_ref(pyrnn.export_onnx(m64, seq_len=3, batch=2), {"X": np.array([[1, 2, 0],
+                                                                                [3, 4, 4]])}),
+           [m64.predict(np.array([[1, 2, 0], [3, 4, 4]]))], TOL["float64"])
     bad = np.array([[1, -1, 2], [3, 4, 0]])
     with pytest.raises(ValueError, match="Embedding index -1 is outside"):
         m.predict(bad, lengths=np.array([3, 3]))

@@ -44,7 +44,7 @@ def test_cli_info_names_a_memory_limit_that_is_no_size(tmp_path):
                          text=True, cwd=tmp_path, check=True, env=env)
     line = next(s for s in out.stdout.splitlines() if s.startswith("memory limit status"))
     assert "PYRNN_MEMORY_LIMIT='abc' is not a size" in line and "refused" not in line
-    assert "memory limit           none: PYRNN_MEMORY_LIMIT is refused" in out.stdout
+    assert "memory limit           every allocation refused: PYRNN_MEMORY_LIMIT" in out.stdout
     env["PYRNN_MEMORY_LIMIT"] = "1G"
     out = subprocess.run([sys.executable, "-m", "pyrnn", "info", "--json"], capture_output=True,
                          text=True, cwd=tmp_path, check=True, env=env)

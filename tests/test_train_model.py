@@ -1591,7 +1591,7 @@ def test_front_padded_data_with_lengths_warns(ids):
         post[i, :L] = v
         pre[i, T - L:] = v
     y = np.zeros((N, 1), np.float32)
-    with pytest.warns(UserWarning, match=r"x looks padded at the front.*most sequences (two "
+    with pytest.warns(UserWarning, match=r"x looks padded at the front.*half or more of the sequences (two "
                                          r"or more steps )?shorter than T start"):
         model.predict(pre, lengths=lens)
     # one text whatever the batch (counts in it defeated the once-per-place filter: a new
@@ -1621,3 +1621,18 @@ def test_integer_input_through_a_leading_dropout_keeps_the_models_dtype():
         assert model.predict(x)[0, 0] == 2**24 + 1
         model.eval()
         assert model(x)[0, 0] == 2**24 + 1
+
+    class Lookup(pyrnn.layers.Layer):  # a custom first layer that has a dtype and takes ids
+        dtype = np.dtype(np.float32)
+
+        def __init__(self):
+            super().__init__()
+            self.table = np.arange(12, dtype=np.float32).reshape(4, 3)
+
+        def forward(self, ids):
+            return self.table[ids[:, 0]]
+
+        def backward(self, d):
+            return None
+    m = pyrnn.Sequential([Lookup(), pyrnn.Dense(3, 1, seed=0)]).eval()
+    assert m(np.array([[1], [2]])).shape == (2, 1)  # (the ids reach it as ints)
