@@ -140,11 +140,13 @@ def pair_with_fused(p_fn, t_fn, t_fused, repeats, budget_s):
     pairing timed on its own, bench_pair): the fields of a result row."""
     pm, tm, rounds, spread = bench_pair(p_fn, t_fn, repeats, budget_s)
     row = {"pyrnn_ms": pm * 1e3, "torch_ms": None if tm is None else tm * 1e3,
-           "ratio": None if tm is None else pm / tm, "rounds": rounds, "ratio_quartiles": spread,
+           "ratio": None if tm is None else spread[1], "rounds": rounds,
+           "ratio_quartiles": None if spread is None else [spread[0], spread[2]],
            "torch_fused_ms": None, "ratio_fused": None}
     if t_fused is not None:
         pm2, tf, _, spread2 = bench_pair(p_fn, t_fused, repeats, budget_s)
-        row.update(torch_fused_ms=tf * 1e3, ratio_fused=pm2 / tf, ratio_fused_quartiles=spread2)
+        row.update(torch_fused_ms=tf * 1e3, ratio_fused=spread2[1],
+                   ratio_fused_quartiles=[spread2[0], spread2[2]])
     return row
 
 
@@ -166,9 +168,11 @@ def bench_pair(p_fn, t_fn, repeats, budget_s):
             if time.perf_counter() - start > budget_s and i >= 4:
                 break
     spread = None
-    if ts:  # quartiles of the per-round ratios (each round times both, back to back)
+    if ts:  # quartiles of the per-round ratios (each round times both, back to back): the
+        # ratio reported is their median, so that it lies within its own spread (the ratio of
+        # the two medians could fall outside it)
         q = statistics.quantiles([p / t for p, t in zip(ps, ts)], n=4, method="inclusive")
-        spread = (q[0], q[2])
+        spread = (q[0], q[1], q[2])
     return statistics.median(ps), (statistics.median(ts) if ts else None), len(ps), spread
 
 
@@ -281,7 +285,7 @@ def main(argv=None):
                      else pyrnn.from_torch(tl))
             xt = torch.from_numpy(x) if tl is not None else None
             for mode in ("fwd", "fwdbwd"):
-                err = err_dx = None
+                err = err_dx = err_dw = None
                 if tl is not None:
                     tl.train(mode == "fwdbwd")
                 if mode == "fwd":
@@ -299,31 +303,41 @@ def main(argv=None):
                             tl(xt)
                 else:
                     layer.train()
-                    dy = np.ones((N, T, H) if bf else (T, N, H), np.dtype(args.dtype))
+                    # Random (a d y read with its axes swapped would pass with ones), made once
+                    # for both sides (torch built a fresh ones_like(y) in its timed round)
+                    dy = rng.standard_normal((N, T, H) if bf else (T, N, H),
+                                             dtype=np.dtype(args.dtype))
+                    dyt = torch.from_numpy(dy) if tl is not None else None
                     xg = xt.clone().requires_grad_(True) if tl is not None else None
                     if tl is not None:
+                        layer.zero_grad()
                         y_p, dx_p = layer(x)[0], layer.backward(dy)[0]
                         y_t = tl(xg)[0]
-                        y_t.backward(torch.from_numpy(dy))
+                        y_t.backward(dyt)
                         err = check_same(f"{cname} {cell} training forward", y_p,
                                          y_t.detach().numpy())
                         err_dx = check_same(f"{cname} {cell} d x", dx_p, xg.grad.numpy())
+                        # the weight gradients too (a third of the backward's work)
+                        err_dw = max(check_same(f"{cname} {cell} d {k}", layer.grads[k],
+                                                getattr(tl, k).grad.numpy())
+                                     for k in ("weight_ih_l0", "weight_hh_l0"))
 
                     def p_fn():
+                        # Fresh gradients each round on both sides, as a training step has
+                        # (pyrnn's accumulate until zero_grad, torch's are set to None)
+                        layer.zero_grad()
                         layer(x)
                         layer.backward(dy)
 
                     def t_fn():
-                        # Fresh gradients each round, as pyrnn's backward returns d x (torch
-                        # would otherwise add into the last round's).
                         xg.grad = None
                         tl.zero_grad(set_to_none=True)
                         y, _ = tl(xg)
-                        y.backward(torch.ones_like(y))
+                        y.backward(dyt)
                 p_s, t_s, n, spread = bench_pair(p_fn, t_fn if tl is not None else None, args.repeats,
                                          args.budget)
                 gf = flops(cell, T, N, C, H, mode == "fwdbwd") / p_s / 1e9
-                ratio = p_s / t_s if t_s else None
+                ratio = spread[1] if t_s else None  # (the median of the per-round ratios)
                 judged = ratio is not None and args.dtype == "float32"
                 rows.append({"config": cname, "T": T, "N": N, "C": C, "H": H, "cell": cell,
                              "batch_first": bf, "dtype": args.dtype, "mode": mode,
@@ -331,11 +345,11 @@ def main(argv=None):
                              "torch_ms": t_s * 1e3 if t_s else None, "ratio": ratio,
                              "pyrnn_gflops": gf, "repeats": n,
                              "ratio_q1": spread[0] if spread else None,
-                             "ratio_q3": spread[1] if spread else None,
+                             "ratio_q3": spread[2] if spread else None,
                              "target_ratio": TARGETS.get((cname, mode)) if judged else None,
-                             "rel_err": err, "rel_err_dx": err_dx})
+                             "rel_err": err, "rel_err_dx": err_dx, "rel_err_dw": err_dw})
                 rows[-1]["needed_gflops"] = needed_gflops(rows[-1])
-                q = f"{spread[0]:.2f}-{spread[1]:.2f}" if spread else ""
+                q = f"{spread[0]:.2f}-{spread[2]:.2f}" if spread else ""
                 tgt = f"{TARGETS[(cname, mode)]:.2f}" if judged and (cname, mode) in TARGETS else ""
                 need = rows[-1]["needed_gflops"]
                 need = f"{need:.1f}" if need else ""

@@ -141,8 +141,8 @@ def run_case(name, torch, repeats, budget_s):
                 t_fn = None
         pm, tm, n, spread = bench_pair(p_fn, t_fn, repeats, budget_s)
         out[mode] = {"pyrnn_ms": pm * 1e3, "torch_ms": None if tm is None else tm * 1e3,
-                     "ratio": None if tm is None else pm / tm, "rounds": n,
-                     "ratio_quartiles": spread,
+                     "ratio": None if tm is None else spread[1], "rounds": n,
+                     "ratio_quartiles": None if spread is None else [spread[0], spread[2]],
                      **errs.get(mode, {"rel_err": None})}
     return out
 
