@@ -29,6 +29,26 @@ class NotATable(ValueError):
     """A result JSON of another script (bench_layers.py, ab_builds.py, ...): no table here."""
 
 
+def _provenance_text(r):
+    """Which code ran, PyTorch's threads, and the check of both sides' results (older files
+    have none of it: nothing is said)."""
+    prov = r.get("provenance") or {}
+    out = []
+    if prov.get("benchmark_checkout"):
+        out.append(f"benchmark checkout {prov['benchmark_checkout']}")
+    if (prov.get("torch") or {}).get("num_threads"):
+        out.append(f"PyTorch on {prov['torch']['num_threads']} threads")
+    errs = {k: max((x[k] for x in r["results"] if x.get(k) is not None), default=None)
+            for k in ("rel_err", "rel_err_dx", "rel_err_dw")}
+    if errs["rel_err"] is not None:
+        what = [f"{name} {errs[k]:.1e}" for k, name in (("rel_err", "y"), ("rel_err_dx", "d x"),
+                                                        ("rel_err_dw", "d W"))
+                if errs[k] is not None]
+        out.append("both sides' results checked equal before timing (largest relative "
+                   f"difference: {', '.join(what)})")
+    return (" " + _sentence("; ".join(out))) if out else ""
+
+
 def render(path):
     with open(path) as f:
         r = json.load(f)
@@ -57,7 +77,8 @@ def render(path):
                 f"time / PyTorch time (lower is better"
                 + ("; in brackets the quartiles of the per-round ratios" if quartiles else "")
                 + ")." if has_torch else f", without PyTorch (no ratios); {data}; medians.")
-             + (" " + _sentence("; ".join(rates)) if rates else ""),
+             + (" " + _sentence("; ".join(rates)) if rates else "")
+             + _provenance_text(r),
              "",
              "| config (T, N, C, H) | cell | forward ms (torch) | ratio | fwd+bwd ms (torch) | ratio | GFLOP/s fwd / fwd+bwd |",
              "|---|---|---|---|---|---|---|"]

@@ -238,6 +238,16 @@ def test_render_table_shows_ratios_spread_and_summary(tmp_path):
     assert "Issue 4's ratio targets met: 1 of 2 (missed: seed LSTM fwd)." in text
     assert "quartiles of the per-round ratios" in text
     assert "on Test CPU, 2 cores," in text  # an older file: no cpu_id
+    assert "Benchmark checkout" not in text and "checked equal" not in text  # (nor provenance)
+    # Which code ran, PyTorch's threads and the check of both sides' results (helper-175)
+    doc["provenance"] = {"benchmark_checkout": "abc1234", "torch": {"num_threads": 2}}
+    doc["results"][0].update(rel_err=5e-7)
+    doc["results"][1].update(rel_err=2e-7, rel_err_dx=4e-7, rel_err_dw=6e-7)
+    path.write_text(json.dumps(doc))
+    assert ("Benchmark checkout abc1234; PyTorch on 2 threads; both sides' results checked "
+            "equal before timing (largest relative difference: y 5.0e-07, d x 4.0e-07, d W "
+            "6.0e-07).") in render.render(str(path))
+    del doc["provenance"]
     doc["results"][0].update(ratio=0.7503, target_ratio=0.75)  # a miss that .2f shows as 0.75
     doc["results"][1].update(ratio=0.5, target_ratio=0.6)
     path.write_text(json.dumps(doc))
