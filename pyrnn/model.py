@@ -821,8 +821,7 @@ class Sequential(Layer):
             # (a custom layer first gets them as they are: it may take ids)
             first = next((l for l in _flat_layers(self.layers)
                           if not isinstance(l, (Dropout, LastStep))), None)
-            if type(first) in (Dense, LayerNorm) or (
-                    _is_recurrent(first) and type(first).__module__ == _Recurrent.__module__):
+            if isinstance(first, (Dense, LayerNorm, _Recurrent)):
                 x = x.astype(first.dtype)
         with self._linked():
             return self._forward_linked(x, lengths)
@@ -1215,6 +1214,51 @@ class Sequential(Layer):
                 raise  # (a custom loss's own subclass: its constructor may take other arguments)
             raise type(e)(f"{what}, checked on its first sample: {e}") from None
 
+    def _check_value_ranges(self, data, loss, what):
+        """Embedding ids and cross-entropy class labels checked over ALL of data (x, y,
+        lengths) before training, as finiteness is: the first-sample probe sees one sample,
+        and a bad id or label in a later batch stopped fit with a ValueError after steps had
+        changed the weights (or after a whole epoch, in validation data)."""
+        x, y, lengths = data
+        first = next(iter(_flat_layers(self.layers)), None)
+        if isinstance(first, Embedding) and type(first).forward is Embedding.forward \
+                and x.dtype.kind in "iu":  # (padding past the lengths is 0 by now)
+            num = first.num_embeddings
+            bad = (x < 0) | (x >= num)
+            if bad.any():
+                i = tuple(int(k) for k in np.argwhere(bad)[0])
+                raise ValueError(f"{what}: layer 0 (Embedding): index {x[i].item()} at x{list(i)} "
+                                 f"is outside [0, {num}) (checked over all of x before "
+                                 f"training)")
+        if type(loss) is not _losses.CrossEntropyLoss or y.dtype.kind not in "iuf":
+            return
+        with self._eval_mode():  # (the prediction's shape per sample: (..., K))
+            pshape = tuple(self._forward_batch(
+                x[:1], None if lengths is None else lengths[:1]).shape[1:])
+        K = pshape[-1]
+        if y.dtype.kind == "f" and y.shape[1:] == pshape:
+            return  # (class probabilities)
+        labels = (y.reshape(y.shape[:-1]) if K != 1 and y.shape[1:] == pshape[:-1] + (1,)
+                  else y)  # (Keras' sparse labels (N, 1))
+        if labels.shape[1:] != pshape[:-1]:
+            return  # (a shape the loss refuses on each batch, as the probe found it did not)
+        valid = labels != loss.ignore_index
+        if lengths is not None and labels.ndim >= 2 and labels.shape[1] == x.shape[1]:
+            valid &= self._within_lengths(labels, lengths)  # (per step: padding counts nowhere)
+        if labels.dtype.kind == "f":
+            odd = valid & ~(np.isfinite(labels) & (labels == np.round(labels)))
+            if odd.any():
+                i = tuple(int(k) for k in np.argwhere(odd)[0])
+                raise TypeError(f"{what}: CrossEntropyLoss: class targets must be integers, got "
+                                f"{labels[i].item()!r} at y{list(i)} (checked over all of y "
+                                f"before training)")
+        bad = valid & ((labels < 0) | (labels >= K))
+        if bad.any():
+            i = tuple(int(k) for k in np.argwhere(bad)[0])
+            raise ValueError(f"{what}: CrossEntropyLoss: target {labels[i].item()!r} at "
+                             f"y{list(i)} is outside [0, {K}) (ignore_index="
+                             f"{loss.ignore_index}; checked over all of y before training)")
+
     def _check_lengths_used(self, prefix=""):
         """ValueError when no layer would use lengths= (given: they were ignored silently)."""
         if not _uses_lengths(self.layers):
@@ -1488,6 +1532,7 @@ class Sequential(Layer):
         # on_train_begin, naming the whole x's shape (the first batch named its own).
         self._probe_first_sample((x, y, lengths), loss,
                                  f"x {shape_str(x.shape)}, y {shape_str(y.shape)}")
+        self._check_value_ranges((x, y, lengths), loss, "fit")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -1500,6 +1545,7 @@ class Sequential(Layer):
             self._probe_first_sample(val, loss, f"validation_data (x_val "
                                      f"{shape_str(val[0].shape)}, y_val "
                                      f"{shape_str(val[1].shape)})")
+            self._check_value_ranges(val, loss, "fit: validation_data")
         try:  # a list (any iterable) of callbacks; a single one was "not iterable"
             if isinstance(callbacks, _callbacks.Callback):
                 raise TypeError
@@ -1549,11 +1595,12 @@ class Sequential(Layer):
         bar_cls = _tqdm() if use_bar and _isatty() else None
 
         good_at = "the start of training"
+        stepped = False  # (a step of this fit has run)
 
-        def fail(why):
+        def fail(why, advice="Lower the learning rate or set clip_norm."):
             what = good.restore()
             err = RuntimeError(f"{why}; training stopped and {what} restored to those of "
-                               f"{good_at}. Lower the learning rate or set clip_norm.")
+                               f"{good_at}. {advice}")
             err.history = hist.history
             self.history = hist.history
             return err
@@ -1607,7 +1654,12 @@ class Sequential(Layer):
                     if bar:
                         bar.close()
                     raise fail(f"non-finite training loss ({value}) at epoch {epoch + 1}, "
-                               f"batch {b + 1}")
+                               f"batch {b + 1}",
+                               "Lower the learning rate or set clip_norm." if stepped else
+                               # (no step of this fit yet: the rate cannot be the cause)
+                               "No step of this fit had run: the loss overflows at the weights "
+                               "it started with, so scale the data (x, y) or the weights; the "
+                               "learning rate is not the cause.")
                 good.keep()
                 good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
                 self.zero_grad()
@@ -1619,6 +1671,7 @@ class Sequential(Layer):
                 # Ctrl-C is waiting: an Inf moment freezes its weight silently, and poisons
                 # every later step.
                 err = None
+                stepped = True
                 with _sigint_deferred():
                     good.step()  # optimizer.step(), keeping what it overwrites
                     bad = good.non_finite()

@@ -1617,7 +1617,12 @@ def test_integer_input_through_a_leading_dropout_keeps_the_models_dtype():
     d = pyrnn.Dense(1, 1, bias=False, dtype="float64")
     d.params["weight"] = np.ones((1, 1))
     x = np.array([[2**24 + 1]], np.int64)
-    for model in (pyrnn.Sequential([d]), pyrnn.Sequential([pyrnn.Dropout(0.1), d])):
+    class MyDense(pyrnn.Dense):  # (a subclass of pyrnn's own computes as it does)
+        pass
+    d2 = MyDense(1, 1, bias=False, dtype="float64")
+    d2.params["weight"] = np.ones((1, 1))
+    for model in (pyrnn.Sequential([d]), pyrnn.Sequential([pyrnn.Dropout(0.1), d]),
+                  pyrnn.Sequential([pyrnn.Dropout(0.1), d2])):
         assert model.predict(x)[0, 0] == 2**24 + 1
         model.eval()
         assert model(x)[0, 0] == 2**24 + 1
@@ -1636,3 +1641,55 @@ def test_integer_input_through_a_leading_dropout_keeps_the_models_dtype():
             return None
     m = pyrnn.Sequential([Lookup(), pyrnn.Dense(3, 1, seed=0)]).eval()
     assert m(np.array([[1], [2]])).shape == (2, 1)  # (the ids reach it as ints)
+
+
+def test_out_of_range_labels_and_ids_anywhere_are_refused_before_training():
+    # Only the first sample was checked: a bad label or id in a later batch stopped fit with
+    # a ValueError after optimizer steps had changed the weights (in validation data, after a
+    # whole epoch), naming no sample (helper-177).
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                          pyrnn.Dense(4, 3, seed=2)])
+    w0 = m.numpy_params()
+    kw = dict(loss="cross_entropy", optimizer="sgd", batch_size=2, shuffle=False, verbose=0)
+    for y, err, text in ((np.array([0, 1, 2, 0, 1, 7]), ValueError, r"target 7 at y\[5\] is "
+                          r"outside \[0, 3\)"),
+                         (np.array([[0], [1], [2], [0], [-1], [1]]), ValueError,
+                          r"target -1 at y\[4\] is outside"),
+                         (np.array([0., 1., 2., 0., 1.5, 1.]), TypeError,
+                          r"must be integers, got 1.5 at y\[4\]")):
+        with pytest.raises(err, match="^fit: CrossEntropyLoss: .*" + text):
+            m.fit(x, y, **kw)
+        assert all(np.array_equal(v, w0[k]) for k, v in m.numpy_params().items())
+    good = np.array([0, 1, 2, 0, 1, -100])  # ignore_index is no class, and fine
+    with pytest.raises(ValueError, match=r"^fit: validation_data: CrossEntropyLoss: target 3 "):
+        m.fit(x, good, validation_data=(x, np.array([0, 1, 2, 0, 1, 3])), **kw)
+    assert all(np.array_equal(v, w0[k]) for k, v in m.numpy_params().items())
+    m.fit(x, good, **kw)  # (and probabilities, per-step labels past the lengths: not refused)
+    m.fit(x, np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]], **kw)
+    per_step = pyrnn.Sequential([pyrnn.GRU(3, 3, batch_first=True, seed=1)])
+    labels = np.array([[0, 1, 2, 9]] * 6)  # 9 past every length (3)
+    per_step.fit(x, labels, lengths=np.full(6, 3), **kw)
+    ids = rng.integers(0, 10, (6, 5))
+    ids[4, 2] = 10
+    emb = pyrnn.Sequential([pyrnn.Embedding(10, 3, seed=0),
+                            pyrnn.GRU(3, 2, batch_first=True, seed=0), pyrnn.LastStep()])
+    with pytest.raises(ValueError, match=r"^fit: layer 0 \(Embedding\): index 10 at x\[4, 2\] "
+                                         r"is outside \[0, 10\)"):
+        emb.fit(ids, np.zeros((6, 2), np.float32), loss="mse", optimizer="sgd", verbose=0)
+    lens = np.full(6, 5)
+    lens[4] = 2  # (past the length, an id is padding: read as 0, not refused)
+    emb.fit(ids, np.zeros((6, 2), np.float32), lengths=lens, loss="mse", optimizer="sgd",
+            verbose=0)
+
+
+def test_a_loss_already_non_finite_before_any_step_says_to_scale_the_data():
+    m = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=1, dtype="float64"),
+                          pyrnn.Dense(4, 1, seed=2, dtype="float64")])
+    x = np.random.default_rng(0).standard_normal((5, 4, 3))
+    y = np.random.default_rng(1).standard_normal((5, 4, 1)) * 1e200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(RuntimeError, match="No step of this fit had run: .*scale the data"):
+            m.fit(x, y, loss="mse", optimizer="sgd", verbose=0)
