@@ -13,11 +13,13 @@ multiply-add alone in a loop on every thread (timed before and after the cases; 
 speed drifts). No product beats the FMA peak, so for each ratio target the JSON gives the GFLOP/s
 pyrnn would need to meet it ("needed_gflops") and that as a fraction of the peak: above about
 0.9 (the micro-kernel's rate with its loads, on L1-resident operands), a target is out of reach.
-Each row also gives the quartiles of the per-round ratios (pyrnn and torch timed back to back):
-on a shared machine they show how far a single median can move. "target" is issue 4's bound.
+Each row's ratio is the median of the per-round ratios (pyrnn and torch timed back to back,
+alternating which goes first), with their quartiles: on a shared machine they show how far a
+single median can move. "target" is issue 4's bound.
 With PyTorch, pyrnn's layer is built from the torch module's weights (pyrnn.from_torch, torch
 seeded) and both must agree before a case is timed: "rel_err" is ||y - y_torch|| / ||y_torch||
-of the output, "rel_err_dx" that of d x (forward + backward), and a relative error beyond
+of the output, "rel_err_dx" that of d x and "rel_err_dw" the larger of the two weight
+gradients' (forward + backward, a random d y), and a relative error beyond
 pyrnn.bench.REL_TOL stops the run. The garbage collector is off in the timed rounds.
 --dtype float64 times both sides in double (torch's module .double()): issue 4's targets are
 float32's, so no row is judged, and "fraction_of_fma_peak" is of half the float32 peak (the
@@ -177,7 +179,9 @@ def bench_pair(p_fn, t_fn, repeats, budget_s):
 
 
 def needed_gflops(row):
-    """GFLOP/s pyrnn would need to meet the row's ratio target (None without a torch time)."""
+    """GFLOP/s pyrnn would need to run in target x PyTorch's median time (None without a
+    torch time): the row's shown ratio is the median of the per-round ratios, so this reads
+    slightly off it where the two medians' ratio differs."""
     if row.get("target_ratio") is None or not row.get("torch_ms"):
         return None
     return flops(row["cell"], row["T"], row["N"], row["C"], row["H"], row["mode"] == "fwdbwd") \

@@ -30,14 +30,15 @@ class NotATable(ValueError):
 
 
 def _provenance_text(r):
-    """Which code ran, PyTorch's threads, and the check of both sides' results (older files
-    have none of it: nothing is said)."""
+    """Which code ran, PyTorch's threads, and the check of both sides' results, as far as the
+    file records them (the oldest record none: nothing is said)."""
     prov = r.get("provenance") or {}
     out = []
     if prov.get("benchmark_checkout"):
         out.append(f"benchmark checkout {prov['benchmark_checkout']}")
     if (prov.get("torch") or {}).get("num_threads"):
-        out.append(f"PyTorch on {prov['torch']['num_threads']} threads")
+        n = prov["torch"]["num_threads"]
+        out.append(f"PyTorch on {n} thread{'s' if n != 1 else ''}")
     errs = {k: max((x[k] for x in r["results"] if x.get(k) is not None), default=None)
             for k in ("rel_err", "rel_err_dx", "rel_err_dw")}
     if errs["rel_err"] is not None:

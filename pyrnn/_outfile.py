@@ -59,8 +59,8 @@ def _own_descriptor(path):
         return int(m.group(2))
     if m.group(3) not in ("self", "thread-self") and int(m.group(3)) != os.getpid():
         return None
-    if m.group(4) and not os.path.isdir(f"/proc/self/task/{m.group(4)}"):
-        return None  # (no thread of this process: open() would not find it either)
+    if m.group(4) and not os.path.isdir(os.path.dirname(m.group(0))):
+        return None  # (no such thread of this process: open() would not find it either)
     return int(m.group(5))
 
 

@@ -729,7 +729,9 @@ def test_a_link_to_stdout_through_a_linked_folder_is_resolved_physically(tmp_pat
                  f"/proc/self/task/{threading.get_native_id()}/fd/1"):
         assert _outfile._own_descriptor(str(name)) == 1, name
     assert _outfile._own_descriptor(f"/proc/{os.getppid()}/fd/1") is None
-    assert _outfile._own_descriptor("/proc/self/task/1/fd/1") is None  # (no such thread here)
+    for name in ("/proc/self/task/999999999/fd/1",  # (no such thread here)
+                 f"/proc/thread-self/task/{threading.get_native_id()}/fd/1"):  # (no such path)
+        assert _outfile._own_descriptor(name) is None, name
 
 
 def test_ctrl_c_with_stdout_closed_is_one_line(tmp_path):

@@ -689,3 +689,25 @@ def test_hold_refused_or_bad_token_sets_nothing():
     with pytest.raises(TypeError):
         layer._native.hold(object())
     assert _other_thread_runs(layer, np.ones((2, 1, 2), np.float32)) is None
+
+
+def test_release_ends_its_own_hold_only():
+    # release() of a bare hold took a dead token's entry instead, leaving the bare hold (the
+    # layer refused to other threads; helper-174).
+    from pyrnn.parameter import _HoldToken
+    layer = pyrnn.GRU(2, 3, seed=0)
+    x = np.ones((2, 1, 2), np.float32)
+    native = layer._native
+    native.hold()
+    token = _HoldToken()
+    native.hold(token)
+    del token  # (its block gone without a release)
+    native.release()
+    assert _other_thread_runs(layer, x) is None
+    token = _HoldToken()
+    native.hold()
+    native.hold(token)
+    native.release(token)  # a token's release leaves the bare hold in place
+    assert BUSY in str(_other_thread_runs(layer, x))
+    native.release()
+    assert _other_thread_runs(layer, x) is None
