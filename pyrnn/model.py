@@ -1696,7 +1696,7 @@ class Sequential(Layer):
                     metrics[k] = (a + c, s + t)
                 if bar:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{total / count if count else total:.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{_epoch_loss(loss, total, count):.4f}", refresh=False)
                 for cb in cbs:
                     cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
                 same_layers("on_train_batch_end")

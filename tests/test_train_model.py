@@ -1693,3 +1693,35 @@ def test_a_loss_already_non_finite_before_any_step_says_to_scale_the_data():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(RuntimeError, match="No step of this fit had run: .*scale the data"):
             m.fit(x, y, loss="mse", optimizer="sgd", verbose=0)
+
+
+def test_the_progress_bar_shows_the_loss_as_its_reduction_gives_it(monkeypatch):
+    # reduction="sum": the bar showed the per-element mean during the epoch and the sum at
+    # its end (helper-177).
+    from pyrnn import losses, model as model_mod
+    shown = []
+
+    class Bar:
+        def __init__(self, **kw):
+            pass
+
+        def update(self, n):
+            pass
+
+        def set_postfix(self, refresh=False, **kw):
+            shown.append(float(kw["loss"]))
+
+        def set_postfix_str(self, text, refresh=True):
+            pass
+
+        def close(self):
+            pass
+    monkeypatch.setattr(model_mod, "_tqdm", lambda: Bar)
+    monkeypatch.setattr(model_mod, "_isatty", lambda: True)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((7, 3)).astype(np.float32), rng.standard_normal((7, 1))
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    hist = m.fit(x, y.astype(np.float32), loss=losses.MSELoss(reduction="sum"),
+                 optimizer=pyrnn.optim.SGD(m.parameters(), lr=0.0), batch_size=3, verbose=1)
+    assert len(shown) == 3 and shown[-1] == pytest.approx(hist["loss"][-1], rel=1e-4)
+    assert shown[0] < shown[1] < shown[2]  # (a running sum)
