@@ -821,8 +821,10 @@ class Sequential(Layer):
             # (a custom layer first gets them as they are: it may take ids)
             first = next((l for l in _flat_layers(self.layers)
                           if not isinstance(l, (Dropout, LastStep))), None)
-            if isinstance(first, (Dense, LayerNorm, _Recurrent)):
-                x = x.astype(first.dtype)
+            if (isinstance(first, (Dense, LayerNorm, _Recurrent)) and "forward" not in
+                    first.__dict__ and type(first).forward in (Dense.forward, LayerNorm.forward,
+                                                               _Recurrent.forward)):
+                x = x.astype(first.dtype)  # (a subclass with a forward of its own: as given)
         with self._linked():
             return self._forward_linked(x, lengths)
 
@@ -1207,39 +1209,54 @@ class Sequential(Layer):
         """Run data's (x, y, lengths) first sample through the model and the loss in eval mode
         (no training state changes); a ValueError / TypeError is re-raised naming `what`."""
         x, y, lengths = data
+        shapes = []
         try:
-            self._run_eval(x[:1], y[:1], None if lengths is None else lengths[:1], loss, 1)
+            self._run_eval(x[:1], y[:1], None if lengths is None else lengths[:1], loss, 1,
+                           shapes=shapes)
         except (ValueError, TypeError) as e:
             if type(e) not in (ValueError, TypeError):
                 raise  # (a custom loss's own subclass: its constructor may take other arguments)
             raise type(e)(f"{what}, checked on its first sample: {e}") from None
+        return shapes[0][1:] if shapes else ()  # (the prediction's shape per sample)
 
-    def _check_value_ranges(self, data, loss, what):
+    def _check_value_ranges(self, data, loss, what, pshape):
         """Embedding ids and cross-entropy class labels checked over ALL of data (x, y,
         lengths) before training, as finiteness is: the first-sample probe sees one sample,
         and a bad id or label in a later batch stopped fit with a ValueError after steps had
-        changed the weights (or after a whole epoch, in validation data)."""
+        changed the weights (or after a whole epoch, in validation data). pshape: the
+        probe's prediction shape per sample. Only where pyrnn's own code reads them: an
+        Embedding reached through no forward of the user's, the built-in loss."""
         x, y, lengths = data
-        first = next(iter(_flat_layers(self.layers)), None)
-        if isinstance(first, Embedding) and type(first).forward is Embedding.forward \
-                and x.dtype.kind in "iu":  # (padding past the lengths is 0 by now)
-            num = first.num_embeddings
+        path, first, model = "", None, self
+        while True:  # the first layer, into nested models that run as Sequential does
+            if not model.layers:
+                break
+            layer = model.layers[0]
+            path += "0"
+            if isinstance(layer, Sequential):
+                if type(layer).forward is not Sequential.forward or "forward" in layer.__dict__:
+                    break  # (its own forward may map the ids first)
+                model, path = layer, path + "."
+                continue
+            first = layer
+            break
+        if (isinstance(first, Embedding) and type(first).forward is Embedding.forward
+                and "forward" not in first.__dict__ and x.dtype.kind in "iu"):
+            num = first.num_embeddings  # (padding past the lengths is 0 by now: _prepare)
             bad = (x < 0) | (x >= num)
             if bad.any():
                 i = tuple(int(k) for k in np.argwhere(bad)[0])
-                raise ValueError(f"{what}: layer 0 (Embedding): index {x[i].item()} at x{list(i)} "
-                                 f"is outside [0, {num}) (checked over all of x before "
-                                 f"training)")
-        if type(loss) is not _losses.CrossEntropyLoss or y.dtype.kind not in "iuf":
+                raise ValueError(f"{what}: layer {path} (Embedding): index {x[i].item()} at "
+                                 f"x{list(i)} is outside [0, {num}) (checked over all of x "
+                                 f"before training)")
+        if (type(loss) is not _losses.CrossEntropyLoss or y.dtype.kind not in "iuf"
+                or not pshape):
             return
-        with self._eval_mode():  # (the prediction's shape per sample: (..., K))
-            pshape = tuple(self._forward_batch(
-                x[:1], None if lengths is None else lengths[:1]).shape[1:])
         K = pshape[-1]
         if y.dtype.kind == "f" and y.shape[1:] == pshape:
             return  # (class probabilities)
-        labels = (y.reshape(y.shape[:-1]) if K != 1 and y.shape[1:] == pshape[:-1] + (1,)
-                  else y)  # (Keras' sparse labels (N, 1))
+        sparse = K != 1 and y.shape[1:] == pshape[:-1] + (1,)  # (Keras' sparse labels (N, 1))
+        labels = y.reshape(y.shape[:-1]) if sparse else y
         if labels.shape[1:] != pshape[:-1]:
             return  # (a shape the loss refuses on each batch, as the probe found it did not)
         valid = labels != loss.ignore_index
@@ -1250,13 +1267,13 @@ class Sequential(Layer):
             if odd.any():
                 i = tuple(int(k) for k in np.argwhere(odd)[0])
                 raise TypeError(f"{what}: CrossEntropyLoss: class targets must be integers, got "
-                                f"{labels[i].item()!r} at y{list(i)} (checked over all of y "
-                                f"before training)")
+                                f"{labels[i].item()!r} at y{list(i) + [0] * sparse} (checked "
+                                f"over all of y before training)")
         bad = valid & ((labels < 0) | (labels >= K))
         if bad.any():
             i = tuple(int(k) for k in np.argwhere(bad)[0])
             raise ValueError(f"{what}: CrossEntropyLoss: target {labels[i].item()!r} at "
-                             f"y{list(i)} is outside [0, {K}) (ignore_index="
+                             f"y{list(i) + [0] * sparse} is outside [0, {K}) (ignore_index="
                              f"{loss.ignore_index}; checked over all of y before training)")
 
     def _check_lengths_used(self, prefix=""):
@@ -1270,9 +1287,9 @@ class Sequential(Layer):
         for start in range(0, N, batch_size):
             yield idx[start:start + batch_size]
 
-    def _run_eval(self, x, y, lengths, loss, batch_size, bar=None):
+    def _run_eval(self, x, y, lengths, loss, batch_size, bar=None, shapes=None):
         """(mean loss over every counted element, {metric: value}) in eval mode (bar: a
-        progress bar to advance per batch)."""
+        progress bar to advance per batch; shapes: a list given the predictions' shapes)."""
         with self._eval_mode():
             total, count, metrics = 0.0, 0, {}
             for idx in self._batches(x.shape[0], batch_size):
@@ -1280,6 +1297,8 @@ class Sequential(Layer):
                     bar.update(1)
                 lens = None if lengths is None else lengths[idx]
                 pred = self._forward_batch(x[idx], lens)
+                if shapes is not None:
+                    shapes.append(tuple(pred.shape))
                 value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
                 part, counted = _batch_sum(loss, value, len(idx))
                 total += part
@@ -1530,9 +1549,9 @@ class Sequential(Layer):
         # One training sample through the model and the loss now: an x the first layer cannot
         # take (T = 0, a wrong feature size) or a y the output does not fit is refused before
         # on_train_begin, naming the whole x's shape (the first batch named its own).
-        self._probe_first_sample((x, y, lengths), loss,
-                                 f"x {shape_str(x.shape)}, y {shape_str(y.shape)}")
-        self._check_value_ranges((x, y, lengths), loss, "fit")
+        pshape = self._probe_first_sample((x, y, lengths), loss,
+                                          f"x {shape_str(x.shape)}, y {shape_str(y.shape)}")
+        self._check_value_ranges((x, y, lengths), loss, "fit", pshape)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -1542,10 +1561,10 @@ class Sequential(Layer):
             val = self._prepare(vx, vy, vl, prefix="validation ")
             # The same for validation: a y_val the output does not fit (a wrong width) is
             # refused before training, not after a whole epoch.
-            self._probe_first_sample(val, loss, f"validation_data (x_val "
-                                     f"{shape_str(val[0].shape)}, y_val "
-                                     f"{shape_str(val[1].shape)})")
-            self._check_value_ranges(val, loss, "fit: validation_data")
+            vshape = self._probe_first_sample(val, loss, f"validation_data (x_val "
+                                              f"{shape_str(val[0].shape)}, y_val "
+                                              f"{shape_str(val[1].shape)})")
+            self._check_value_ranges(val, loss, "fit: validation_data", vshape)
         try:  # a list (any iterable) of callbacks; a single one was "not iterable"
             if isinstance(callbacks, _callbacks.Callback):
                 raise TypeError
@@ -1658,8 +1677,10 @@ class Sequential(Layer):
                                "Lower the learning rate or set clip_norm." if stepped else
                                # (no step of this fit yet: the rate cannot be the cause)
                                "No step of this fit had run: the loss overflows at the weights "
-                               "it started with, so scale the data (x, y) or the weights; the "
-                               "learning rate is not the cause.")
+                               "it started with. If the model is new, scale the data (x, y): the "
+                               "learning rate is not the cause; if an earlier fit trained it, "
+                               "its steps may have diverged: lower the learning rate or set "
+                               "clip_norm.")
                 good.keep()
                 good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
                 self.zero_grad()

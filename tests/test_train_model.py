@@ -1656,7 +1656,7 @@ def test_out_of_range_labels_and_ids_anywhere_are_refused_before_training():
     for y, err, text in ((np.array([0, 1, 2, 0, 1, 7]), ValueError, r"target 7 at y\[5\] is "
                           r"outside \[0, 3\)"),
                          (np.array([[0], [1], [2], [0], [-1], [1]]), ValueError,
-                          r"target -1 at y\[4\] is outside"),
+                          r"target -1 at y\[4, 0\] is outside"),
                          (np.array([0., 1., 2., 0., 1.5, 1.]), TypeError,
                           r"must be integers, got 1.5 at y\[4\]")):
         with pytest.raises(err, match="^fit: CrossEntropyLoss: .*" + text):
@@ -1725,3 +1725,34 @@ def test_the_progress_bar_shows_the_loss_as_its_reduction_gives_it(monkeypatch):
                  optimizer=pyrnn.optim.SGD(m.parameters(), lr=0.0), batch_size=3, verbose=1)
     assert len(shown) == 3 and shown[-1] == pytest.approx(hist["loss"][-1], rel=1e-4)
     assert shown[0] < shown[1] < shown[2]  # (a running sum)
+
+
+def test_the_data_checks_leave_what_user_code_reads_alone():
+    # (helper-178) A nested model with its own forward may map the ids before its Embedding;
+    # a subclass with its own forward may take ids; a 1-D prediction with cross-entropy.
+    rng = np.random.default_rng(0)
+
+    class Hashing(pyrnn.Sequential):
+        def forward(self, x, lengths=None):
+            return super().forward(np.asarray(x) % 10, lengths)
+    m = pyrnn.Sequential([Hashing([pyrnn.Embedding(10, 3, seed=0)]),
+                          pyrnn.GRU(3, 2, batch_first=True, seed=0), pyrnn.LastStep()])
+    m.fit(rng.integers(0, 1000, (6, 5)), np.zeros((6, 2), np.float32), loss="mse",
+          optimizer="sgd", verbose=0)
+    nested = pyrnn.Sequential([pyrnn.Sequential([pyrnn.Embedding(10, 3, seed=0)]),
+                               pyrnn.GRU(3, 2, batch_first=True, seed=0), pyrnn.LastStep()])
+    ids = np.zeros((6, 5), np.int64)
+    ids[3, 1] = 12
+    with pytest.raises(ValueError, match=r"layer 0\.0 \(Embedding\): index 12 at x\[3, 1\]"):
+        nested.fit(ids, np.zeros((6, 2), np.float32), loss="mse", optimizer="sgd", verbose=0)
+
+    class IdDense(pyrnn.Dense):
+        def forward(self, x):
+            return self.params["weight"].T[np.asarray(x)]
+    assert pyrnn.Sequential([IdDense(10, 3, seed=0)]).eval()(np.array([1, 2, 3])).shape == (3, 3)
+    m = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                          pyrnn.Dense(4, 3, seed=2)])
+    with pytest.raises(ValueError, match=r"target 7 at y\[5, 0\] is outside"):
+        m.fit(rng.standard_normal((6, 4, 3)).astype(np.float32),
+              np.array([[0], [1], [2], [0], [1], [7]]), loss="cross_entropy", optimizer="sgd",
+              verbose=0)
