@@ -819,8 +819,7 @@ class Sequential(Layer):
             # Integers in the dtype pyrnn's first layer computing on them would take: a leading
             # Dropout or LastStep made them float32 (2**24 + 1 rounded) before a float64 layer
             # (a custom layer first gets them as they are: it may take ids)
-            first = next((l for l in _flat_layers(self.layers)
-                          if not isinstance(l, (Dropout, LastStep))), None)
+            first = self._first_run_layer(skip=(Dropout, LastStep))[1]
             if (isinstance(first, (Dense, LayerNorm, _Recurrent)) and "forward" not in
                     first.__dict__ and type(first).forward in (Dense.forward, LayerNorm.forward,
                                                                _Recurrent.forward)):
@@ -1219,6 +1218,26 @@ class Sequential(Layer):
             raise type(e)(f"{what}, checked on its first sample: {e}") from None
         return shapes[0][1:] if shapes else ()  # (the prediction's shape per sample)
 
+    def _first_run_layer(self, skip):
+        """(index path, layer): the first layer x reaches with no code of the user's before it
+        (nested models that run as Sequential does are entered; a type in `skip` is passed
+        over), or (path, None) where a nested model's own forward comes first."""
+        path, model, i = "", self, 0
+        while True:
+            if i >= len(model.layers):
+                return path, None
+            layer = model.layers[i]
+            here = f"{path}{i}"
+            if isinstance(layer, Sequential):
+                if type(layer).forward is not Sequential.forward or "forward" in layer.__dict__:
+                    return here, None  # (its own forward may map the input first)
+                model, path, i = layer, here + ".", 0
+                continue
+            if skip and isinstance(layer, skip):
+                i += 1
+                continue
+            return here, layer
+
     def _check_value_ranges(self, data, loss, what, pshape):
         """Embedding ids and cross-entropy class labels checked over ALL of data (x, y,
         lengths) before training, as finiteness is: the first-sample probe sees one sample,
@@ -1227,19 +1246,7 @@ class Sequential(Layer):
         probe's prediction shape per sample. Only where pyrnn's own code reads them: an
         Embedding reached through no forward of the user's, the built-in loss."""
         x, y, lengths = data
-        path, first, model = "", None, self
-        while True:  # the first layer, into nested models that run as Sequential does
-            if not model.layers:
-                break
-            layer = model.layers[0]
-            path += "0"
-            if isinstance(layer, Sequential):
-                if type(layer).forward is not Sequential.forward or "forward" in layer.__dict__:
-                    break  # (its own forward may map the ids first)
-                model, path = layer, path + "."
-                continue
-            first = layer
-            break
+        path, first = self._first_run_layer(skip=())
         if (isinstance(first, Embedding) and type(first).forward is Embedding.forward
                 and "forward" not in first.__dict__ and x.dtype.kind in "iu"):
             num = first.num_embeddings  # (padding past the lengths is 0 by now: _prepare)
@@ -1249,8 +1256,8 @@ class Sequential(Layer):
                 raise ValueError(f"{what}: layer {path} (Embedding): index {x[i].item()} at "
                                  f"x{list(i)} is outside [0, {num}) (checked over all of x "
                                  f"before training)")
-        if (type(loss) is not _losses.CrossEntropyLoss or y.dtype.kind not in "iuf"
-                or not pshape):
+        if (type(loss) is not _losses.CrossEntropyLoss or "forward" in loss.__dict__
+                or y.dtype.kind not in "iuf" or not pshape):
             return
         K = pshape[-1]
         if y.dtype.kind == "f" and y.shape[1:] == pshape:
@@ -1677,8 +1684,9 @@ class Sequential(Layer):
                                "Lower the learning rate or set clip_norm." if stepped else
                                # (no step of this fit yet: the rate cannot be the cause)
                                "No step of this fit had run: the loss overflows at the weights "
-                               "it started with. If the model is new, scale the data (x, y): the "
-                               "learning rate is not the cause; if an earlier fit trained it, "
+                               "it started with. If the model is new, scale the data (x, y) or the "
+                               "weights: the learning rate is not the cause; if an earlier fit "
+                               "trained it, "
                                "its steps may have diverged: lower the learning rate or set "
                                "clip_norm.")
                 good.keep()

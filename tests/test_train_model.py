@@ -1756,3 +1756,20 @@ def test_the_data_checks_leave_what_user_code_reads_alone():
         m.fit(rng.standard_normal((6, 4, 3)).astype(np.float32),
               np.array([[0], [1], [2], [0], [1], [7]]), loss="cross_entropy", optimizer="sgd",
               verbose=0)
+
+
+def test_user_code_first_gets_the_data_as_given():
+    # A nested model with its own forward got float32 ids (helper-179); a cross-entropy
+    # instance with its own forward had its labels refused before it could map them.
+    class OneHot(pyrnn.Sequential):
+        def forward(self, x, lengths=None):
+            return super().forward(np.eye(4, dtype=np.float32)[np.asarray(x)], lengths)
+    m = pyrnn.Sequential([OneHot([pyrnn.Dense(4, 3, seed=0)])]).eval()
+    assert m(np.array([[1], [2]])).shape == (2, 1, 3)
+    loss = pyrnn.losses.CrossEntropyLoss()
+    orig = loss.forward
+    loss.forward = lambda p, t, mask=None: orig(p, np.asarray(t) % 3, mask=mask)
+    clf = pyrnn.Sequential([pyrnn.GRU(3, 4, batch_first=True, seed=1), pyrnn.LastStep(),
+                            pyrnn.Dense(4, 3, seed=2)])
+    x = np.random.default_rng(0).standard_normal((6, 4, 3)).astype(np.float32)
+    clf.fit(x, np.arange(6), loss=loss, optimizer="sgd", verbose=0)
