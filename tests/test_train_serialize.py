@@ -686,12 +686,14 @@ def test_save_to_this_process_descriptor_writes_through_it(tmp_path, name):
     assert sorted(os.listdir(tmp_path)) == ["out.bin"]
 
 
-def test_an_export_to_a_pipe_writes_the_model():
+def test_an_export_to_a_pipe_writes_the_model(tmp_path):
     pytest.importorskip("onnx")
     import subprocess
     import sys
     code = "import pyrnn; pyrnn.export_onnx(pyrnn.GRU(2, 3, seed=0), '/dev/stdout', check=False)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    # (from tmp_path: in the repository root, `import pyrnn` would find the source tree)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     import onnx
     assert onnx.load_from_string(out.stdout).graph.node[0].op_type == "GRU"
