@@ -443,7 +443,8 @@ class _Recurrent(ParamWrites):
         (h0, c0); None is zeros. lengths: N integers in [1, T] (or whole floats): steps past a
         sequence's length are padding, as torch's packed sequences (outputs 0 there, h_n
         from the last real step; padding may hold NaN). output: (T, N, D*H) in x's layout.
-        In training mode the pass keeps what backward() needs (eval() keeps nothing)."""
+        In training mode the pass keeps what backward() needs; an eval() pass keeps no BPTT
+        cache of its own (buffers from an earlier training pass are kept for reuse)."""
         if type(x).__name__ == "PackedSequence":  # (torch's, a tuple of its own)
             raise TypeError("a torch PackedSequence is not taken: pass the padded tensor and "
                             "lengths= (PyTorch's packed-sequence semantics, without packing)")
