@@ -9,9 +9,13 @@ on_batch_end, so a callback may define either; logs: {"loss": batch loss, "size"
 samples}), on_epoch_end(epoch, logs) (logs:
 the epoch's metrics, e.g. {"loss", "accuracy", "val_loss", "val_accuracy"}), and finally
 on_train_end(logs). Epochs and batches count from 0. A callback stops training by setting
-``self.model.stop_training = True``: set in a batch hook, no batch runs after the current one
-(that epoch still ends: its logs over the batches run, validation, on_epoch_end), as in Keras;
-set in an epoch hook, training ends after the current epoch. A callback may change the
+``self.model.stop_training = True``: no batch runs after the current one (that epoch still
+ends: its logs over the batches run, validation, on_epoch_end), as in Keras. So set in a batch
+hook, training stops after that batch; in on_epoch_end, after that epoch; in on_epoch_begin or
+on_train_begin, after the epoch's first batch (Keras checks the flag after each batch).
+Validation runs on_test_begin, on_test_batch_begin / on_test_batch_end per batch and
+on_test_end(logs without the val_ prefix) between the last batch and on_epoch_end; evaluate()
+and predict() take callbacks= too (the on_test_* / on_predict_* hooks). A callback may change the
 learning rate, but not the model's layers (fit raises RuntimeError: a layer put in would not
 train); edit the model between fit() calls.
 """
@@ -47,6 +51,14 @@ if TYPE_CHECKING:
         on_batch_end: Optional[Callable[[int, Logs], object]]
         on_train_batch_begin: Optional[Callable[[int, Logs], object]]
         on_train_batch_end: Optional[Callable[[int, Logs], object]]
+        on_test_begin: Optional[Callable[[Logs], object]]
+        on_test_end: Optional[Callable[[Logs], object]]
+        on_test_batch_begin: Optional[Callable[[int, Logs], object]]
+        on_test_batch_end: Optional[Callable[[int, Logs], object]]
+        on_predict_begin: Optional[Callable[[Logs], object]]
+        on_predict_end: Optional[Callable[[Logs], object]]
+        on_predict_batch_begin: Optional[Callable[[int, Logs], object]]
+        on_predict_batch_end: Optional[Callable[[int, Logs], object]]
 
 
 class Callback:
@@ -88,6 +100,34 @@ class Callback:
 
     def on_train_batch_end(self, batch: int, logs: Logs = None) -> None:
         self.on_batch_end(batch, logs)
+
+    # Keras' evaluation hooks: fit's validation each epoch and evaluate(callbacks=) call them
+    # (logs as the training ones': {"size"} before a batch, {"loss", "size"} after it, the
+    # pass's {"loss", metrics} at the end, without the val_ prefix).
+    def on_test_begin(self, logs: Logs = None) -> None:
+        pass
+
+    def on_test_end(self, logs: Logs = None) -> None:
+        pass
+
+    def on_test_batch_begin(self, batch: int, logs: Logs = None) -> None:
+        pass
+
+    def on_test_batch_end(self, batch: int, logs: Logs = None) -> None:
+        pass
+
+    # predict(callbacks=) calls these (after a batch, logs {"outputs": its host predictions}).
+    def on_predict_begin(self, logs: Logs = None) -> None:
+        pass
+
+    def on_predict_end(self, logs: Logs = None) -> None:
+        pass
+
+    def on_predict_batch_begin(self, batch: int, logs: Logs = None) -> None:
+        pass
+
+    def on_predict_batch_end(self, batch: int, logs: Logs = None) -> None:
+        pass
 
 
 def _mode(mode, monitor):
@@ -146,7 +186,7 @@ class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for `patience` epochs (as
     Keras: patience 0 and 1 both stop at the first epoch without improvement).
 
-    restore_best=True: at the end of training (early stop or not) the weights of the best
+    restore_best=True (the default, also given as None): at the end of training (early stop or not) the weights of the best
     epoch are put back, if a later epoch was worse. The best weights are kept as a copy of
     every parameter, taken whenever the monitored value improves. Keras' keyword
     restore_best_weights is the same option; note the default differs: True here, False in
@@ -155,14 +195,18 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", patience: Int = 0, min_delta: Real = 0.0,
-                 mode: Literal["auto", "min", "max"] = "auto", restore_best: bool = True, *,
+                 mode: Literal["auto", "min", "max"] = "auto",
+                 restore_best: Optional[bool] = None, *,
                  restore_best_weights: Optional[bool] = None) -> None:
         super().__init__()
+        # (None: not given, so that any pair is refused: a True given beside False was taken)
         if restore_best_weights is not None:
-            if restore_best is not True:
+            if restore_best is not None:
                 raise TypeError("EarlyStopping: give restore_best or restore_best_weights (the "
                                 "same option, Keras' name), not both")
             restore_best = flag("restore_best_weights", restore_best_weights)
+        elif restore_best is None:
+            restore_best = True
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
             raise TypeError(f"patience must be an int >= 0, got {type(patience).__name__}")
         if patience < 0:
@@ -289,7 +333,10 @@ class LambdaCallback(Callback):
     def __init__(self, **hooks: Unpack[_Hooks]) -> None:
         super().__init__()
         names = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-                 "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end"}
+                 "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
+                 "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+                 "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
+                 "on_predict_batch_end"}
         for short in ("on_batch_begin", "on_batch_end"):
             long = short.replace("on_", "on_train_", 1)
             if hooks.get(short) is not None and hooks.get(long) is not None:

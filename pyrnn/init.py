@@ -71,9 +71,14 @@ def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         from ._arrays import on_device
         if not on_device(target):
             return fn(tensor, *args, **kwargs)  # _target raises its TypeError
-        host = target.numpy()
+        # A foreign device array (CuPy, a torch CUDA tensor) through a zero-copy DeviceArray
+        # view, so it is filled in place as torch.nn.init fills any tensor (it has no
+        # .numpy() / .copy_from(): an AttributeError before).
+        from . import cuda
+        view = cuda.as_device_array(target)
+        host = view.numpy()
         fn(host, *args, **kwargs)
-        target.copy_from(host)
+        view.copy_from(host)
         return target
 
     # (The array is `tensor`, torch's name, so torch's keywords, `a=` among them, reach fn.)
@@ -144,7 +149,10 @@ def calculate_gain(nonlinearity: Nonlinearity, param: Optional[Real] = None) -> 
             raise ValueError(f"negative_slope must be a finite number, got {param}")
         else:
             slope = float(param)
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        try:
+            return math.sqrt(2.0 / (1 + slope ** 2))  # (torch's expression: the same bits)
+        except OverflowError:  # |slope| > 1e154: the same value without squaring it
+            return math.sqrt(2.0) / math.hypot(1.0, slope)
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")

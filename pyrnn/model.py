@@ -1294,12 +1294,22 @@ class Sequential(Layer):
         for start in range(0, N, batch_size):
             yield idx[start:start + batch_size]
 
-    def _run_eval(self, x, y, lengths, loss, batch_size, bar=None, shapes=None):
+    def _run_eval(self, x, y, lengths, loss, batch_size, bar=None, shapes=None, cbs=(),
+                  after_hook=None):
         """(mean loss over every counted element, {metric: value}) in eval mode (bar: a
-        progress bar to advance per batch; shapes: a list given the predictions' shapes)."""
+        progress bar to advance per batch; shapes: a list given the predictions' shapes;
+        cbs: callbacks whose on_test_* hooks run, each followed by after_hook(name))."""
+        def hook(name, *args):
+            for cb in cbs:
+                getattr(cb, name)(*args)
+            if cbs and after_hook is not None:
+                after_hook(name)
+
+        hook("on_test_begin", {})
         with self._eval_mode():
             total, count, metrics = 0.0, 0, {}
-            for idx in self._batches(x.shape[0], batch_size):
+            for b, idx in enumerate(self._batches(x.shape[0], batch_size)):
+                hook("on_test_batch_begin", b, {"size": len(idx)})
                 if bar:
                     bar.update(1)
                 lens = None if lengths is None else lengths[idx]
@@ -1311,10 +1321,13 @@ class Sequential(Layer):
                 total += part
                 count += counted
                 for k, (c, t) in loss.metric_counts().items():
-                    a, b = metrics.get(k, (0, 0))
-                    metrics[k] = (a + c, b + t)
+                    a, s = metrics.get(k, (0, 0))
+                    metrics[k] = (a + c, s + t)
+                hook("on_test_batch_end", b, {"loss": value, "size": len(idx)})
         mean = _epoch_loss(loss, total, count)
-        return mean, {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
+        metrics = {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
+        hook("on_test_end", {"loss": mean, **metrics})
+        return mean, metrics
 
     # fit / evaluate / predict take host data only (device arrays are a TypeError).
     @overload
@@ -1322,38 +1335,48 @@ class Sequential(Layer):
                  loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
                  batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None,
                  return_dict: Literal[False] = False, *,
-                 verbose: Union[bool, Literal[0, 1, 2]] = 0) -> float: ...
+                 verbose: Union[bool, Literal[0, 1, 2]] = 0,
+                 callbacks: Optional[Iterable[_callbacks.Callback]] = None) -> float: ...
     @overload
     def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
                  loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
                  batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None, *,
                  return_dict: Literal[True],
-                 verbose: Union[bool, Literal[0, 1, 2]] = 0) -> dict[str, float]: ...
+                 verbose: Union[bool, Literal[0, 1, 2]] = 0,
+                 callbacks: Optional[Iterable[_callbacks.Callback]] = None) -> dict[str, float]: ...
     @overload
     def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike,
                  loss: Union[_losses.Loss, type[_losses.Loss], str, None] = None,
                  batch_size: Int = 32, lengths: Optional[npt.ArrayLike] = None,
                  return_dict: bool = False, *,
-                 verbose: Union[bool, Literal[0, 1, 2]] = 0) -> Union[float, dict[str, float]]: ...
+                 verbose: Union[bool, Literal[0, 1, 2]] = 0,
+                 callbacks: Optional[Iterable[_callbacks.Callback]] = None
+                 ) -> Union[float, dict[str, float]]: ...
 
     @_one_thread
     def evaluate(self, x: Any, y: Any, loss: Any = None, batch_size: Any = 32,
-                 lengths: Any = None, return_dict: bool = False, *, verbose: Any = 0) -> Any:
+                 lengths: Any = None, return_dict: bool = False, *, verbose: Any = 0,
+                 callbacks: Any = None) -> Any:
         """Loss of the model on (x, y) in eval mode, as one mean over every element the loss
         counted (all samples; with lengths and per-step predictions, the valid steps), not a
         mean of batch means. return_dict=True also gives the metrics: {"loss", "accuracy", ...}.
         loss: a Loss (or name); default the loss of the last fit(). verbose: as fit's (a bar,
-        or one line with the loss and metrics), default 0: silent."""
+        or one line with the loss and metrics), default 0: silent. callbacks: their set_model,
+        set_params({"epochs": 1, "steps", "batch_size", "verbose"}) and on_test_* hooks run,
+        as Keras' evaluate runs them."""
         return_dict = flag("return_dict", return_dict)  # ("no" was taken as True)
         verbose = _verbose_arg(verbose)
         loss = self._loss_arg(loss)
         self._warn_logit_losses(loss)
         batch_size = positive_int("batch_size", batch_size)
+        cbs = _callback_list(callbacks)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, y, lengths = self._prepare(x, y, lengths)
         t0 = time.perf_counter()
-        with _progress(verbose, -(-x.shape[0] // batch_size), "evaluate") as bar:
-            value, metrics = self._run_eval(x, y, lengths, loss, batch_size, bar)
+        n_batches = -(-x.shape[0] // batch_size)
+        self._set_callbacks(cbs, n_batches, batch_size, verbose)
+        with _progress(verbose, n_batches, "evaluate") as bar:
+            value, metrics = self._run_eval(x, y, lengths, loss, batch_size, bar, cbs=cbs)
             logs = {"loss": value, **metrics}
             _report(verbose, bar, "evaluate", _fmt(logs), t0)
         return logs if return_dict else value
@@ -1361,25 +1384,45 @@ class Sequential(Layer):
     @_one_thread
     def predict(self, x: npt.ArrayLike, batch_size: Int = 32,
                 lengths: Optional[npt.ArrayLike] = None, *,
-                verbose: Union[bool, Literal[0, 1, 2]] = 0) -> HostArray:
+                verbose: Union[bool, Literal[0, 1, 2]] = 0,
+                callbacks: Optional[Iterable[_callbacks.Callback]] = None) -> HostArray:
         """The model's outputs for x in eval mode, batch by batch, concatenated. verbose: as
-        fit's (a bar, or one line with the sample count), default 0: silent."""
+        fit's (a bar, or one line with the sample count), default 0: silent. callbacks: as
+        evaluate's, with the on_predict_* hooks (on_predict_batch_end's logs: {"outputs": the
+        batch's host predictions})."""
         batch_size = positive_int("batch_size", batch_size)
         verbose = _verbose_arg(verbose)
+        cbs = _callback_list(callbacks)
         self.device  # noqa: B018 - a model mixing devices fails here, before any work
         x, _, lengths = self._prepare(x, None, lengths, need_y=False)
         t0 = time.perf_counter()
         n_batches = -(-x.shape[0] // batch_size)
+        self._set_callbacks(cbs, n_batches, batch_size, verbose)
+        for cb in cbs:
+            cb.on_predict_begin({})
         with self._eval_mode(), _progress(verbose, n_batches, "predict") as bar:
             outs = []
-            for idx in self._batches(x.shape[0], batch_size):
+            for b, idx in enumerate(self._batches(x.shape[0], batch_size)):
+                for cb in cbs:
+                    cb.on_predict_batch_begin(b, {"size": len(idx)})
                 outs.append(_arrays.host(self._forward_batch(
                     x[idx], None if lengths is None else lengths[idx])))
+                for cb in cbs:
+                    cb.on_predict_batch_end(b, {"outputs": outs[-1]})
                 if bar:
                     bar.update(1)
             _report(verbose, bar, "predict", f"{x.shape[0]} samples in {n_batches} batches",
                     t0)
+        for cb in cbs:
+            cb.on_predict_end({})
         return np.concatenate(outs, axis=0)
+
+    def _set_callbacks(self, cbs, steps, batch_size, verbose):
+        """evaluate / predict's set_model and set_params, as Keras' (one epoch of `steps`)."""
+        for cb in cbs:
+            cb.set_model(self)
+            cb.set_params({"epochs": 1, "steps": steps, "batch_size": batch_size,
+                           "verbose": verbose})
 
     @contextlib.contextmanager
     def _eval_mode(self):
@@ -1572,17 +1615,7 @@ class Sequential(Layer):
                                               f"{shape_str(val[0].shape)}, y_val "
                                               f"{shape_str(val[1].shape)})")
             self._check_value_ranges(val, loss, "fit: validation_data", vshape)
-        try:  # a list (any iterable) of callbacks; a single one was "not iterable"
-            if isinstance(callbacks, _callbacks.Callback):
-                raise TypeError
-            cbs = list(callbacks or [])
-        except TypeError:
-            raise TypeError(f"callbacks must be a list of pyrnn.callbacks.Callback instances, "
-                            f"got {type(callbacks).__name__}") from None
-        for cb in cbs:
-            if not isinstance(cb, _callbacks.Callback):
-                raise TypeError(f"callbacks must be pyrnn.callbacks.Callback instances, got "
-                                f"{type(cb).__name__}")
+        cbs = _callback_list(callbacks)
         hist = _callbacks.History()
         cbs = cbs + [hist]  # last, as Keras's: it records what the others add to the logs
         # The epoch logs' keys, so callbacks can check theirs before the first epoch; only
@@ -1734,18 +1767,21 @@ class Sequential(Layer):
             logs = {"loss": _epoch_loss(loss, total, count)}
             logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
             if val is not None:
-                vloss, vmetrics = self._run_eval(val[0], val[1], val[2], loss, batch_size)
+                vloss, vmetrics = self._run_eval(val[0], val[1], val[2], loss, batch_size,
+                                                 cbs=cbs, after_hook=same_layers)
                 logs["val_loss"] = vloss
                 logs.update({"val_" + k: v for k, v in vmetrics.items()})
-            if bar:
-                bar.set_postfix_str(_fmt(logs), refresh=True)
-                bar.close()
-            elif verbose:
-                print(f"Epoch {epoch + 1}/{epochs} - {_fmt(logs)} "
-                      f"({time.perf_counter() - t0:.1f}s)", flush=True)
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            same_layers("on_epoch_end")
+            try:
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                same_layers("on_epoch_end")
+            finally:  # (after the hooks, as Keras' progress bar: it shows what they add)
+                if bar:
+                    bar.set_postfix_str(_fmt(logs), refresh=True)
+                    bar.close()
+                elif verbose:
+                    print(f"Epoch {epoch + 1}/{epochs} - {_fmt(logs)} "
+                          f"({time.perf_counter() - t0:.1f}s)", flush=True)
             last_logs = logs
             if self.stop_training:
                 break
@@ -1755,8 +1791,26 @@ class Sequential(Layer):
         return hist.history
 
 
+def _callback_list(callbacks):
+    """fit / evaluate / predict's callbacks= as a list of Callback instances."""
+    try:  # a list (any iterable) of callbacks; a single one was "not iterable"
+        if isinstance(callbacks, _callbacks.Callback):
+            raise TypeError
+        cbs = list(callbacks or [])
+    except TypeError:
+        raise TypeError(f"callbacks must be a list of pyrnn.callbacks.Callback instances, "
+                        f"got {type(callbacks).__name__}") from None
+    for cb in cbs:
+        if not isinstance(cb, _callbacks.Callback):
+            raise TypeError(f"callbacks must be pyrnn.callbacks.Callback instances, got "
+                            f"{type(cb).__name__}")
+    return cbs
+
+
 def _fmt(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    # (a value a callback added may be anything: numbers get 4 decimals, the rest str())
+    return " - ".join(f"{k}: {v:.4f}" if isinstance(v, numbers.Real) else f"{k}: {v}"
+                      for k, v in logs.items())
 
 
 def _verbose_arg(verbose):

@@ -528,6 +528,28 @@ def test_init_on_device_parameters(fake, fn):
     same_tree(gpu.numpy_params(), cpu.params)
 
 
+class _ForeignDeviceArray:
+    """A CuPy-like array: only __cuda_array_interface__ (no .numpy() / .copy_from())."""
+
+    def __init__(self, dev):
+        self._dev = dev
+        self.__cuda_array_interface__ = dev.__cuda_array_interface__
+
+
+def test_init_fills_a_foreign_device_array_in_place(fake, monkeypatch):
+    # torch.nn.init fills any tensor in place; a CuPy array reached .numpy() and raised
+    # AttributeError (helper-180). Now it goes through pyrnn.cuda.as_device_array's
+    # zero-copy view (here the fakes' stand-in of it).
+    wrap = pyrnn.cuda.as_device_array
+    monkeypatch.setattr(pyrnn.cuda, "as_device_array",
+                        lambda obj: obj._dev if isinstance(obj, _ForeignDeviceArray) else wrap(obj))
+    foreign = _ForeignDeviceArray(FakeDev(np.zeros((3, 4), np.float32)))
+    assert pyrnn.init.xavier_uniform_(foreign, seed=5) is foreign
+    expect = pyrnn.init.xavier_uniform_(np.zeros((3, 4), np.float32), seed=5)
+    np.testing.assert_array_equal(foreign._dev.a, expect)
+    assert pyrnn.init.ones_(foreign) is foreign and (foreign._dev.a == 1).all()
+
+
 def test_callbacks_on_a_cuda_model(fake, tmp_path):
     from pyrnn import callbacks
     rng = np.random.default_rng(11)

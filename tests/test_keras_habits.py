@@ -376,7 +376,116 @@ def test_predict_and_evaluate_take_verbose(capsys, monkeypatch):
 
 
 def test_early_stopping_refuses_both_names_of_restore_best():
-    with pytest.raises(TypeError, match="restore_best or restore_best_weights"):
-        callbacks.EarlyStopping(restore_best=False, restore_best_weights=True)
+    # Any pair: an explicit True beside restore_best_weights=False was taken as not given
+    # (restore_best became False), while an agreeing False pair was refused (helper-181).
+    for a in (True, False):
+        for b in (True, False):
+            with pytest.raises(TypeError, match="restore_best or restore_best_weights"):
+                callbacks.EarlyStopping(restore_best=a, restore_best_weights=b)
     with pytest.raises(TypeError, match="restore_best_weights"):
         callbacks.EarlyStopping(restore_best_weights="yes")
+    assert callbacks.EarlyStopping().restore_best is True
+    assert callbacks.EarlyStopping(restore_best=None).restore_best is True
+    assert callbacks.EarlyStopping(restore_best=False).restore_best is False
+    assert callbacks.EarlyStopping(restore_best_weights=False).restore_best is False
+
+
+class _Recorder(callbacks.Callback):
+    """Records every hook, with a copy of its logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __getattribute__(self, name):
+        if name.startswith("on_") and name not in ("on_batch_begin", "on_batch_end"):
+            calls = object.__getattribute__(self, "calls")
+            return lambda *args: calls.append((name, *args[:-1], dict(args[-1] or {})))
+        return object.__getattribute__(self, name)
+
+
+def test_validation_evaluate_and_predict_run_keras_test_and_predict_hooks():
+    # Keras runs on_test_* during fit's validation and evaluate, on_predict_* in predict; a
+    # Keras-style subclass defining on_test_end was silently never called, and evaluate /
+    # predict refused callbacks= (helper-181).
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 1)).astype(np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    rec = _Recorder()
+    hist = m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, batch_size=4, verbose=0,
+                 validation_data=(x[:3], y[:3]), shuffle=False, callbacks=[rec])
+    names = [c[0] for c in rec.calls]
+    assert names == ["on_train_begin", "on_epoch_begin",
+                     "on_train_batch_begin", "on_train_batch_end",
+                     "on_train_batch_begin", "on_train_batch_end",
+                     "on_test_begin", "on_test_batch_begin", "on_test_batch_end", "on_test_end",
+                     "on_epoch_end", "on_train_end"]
+    test_end = rec.calls[names.index("on_test_end")]
+    assert test_end[1] == {"loss": hist["val_loss"][0]}  # (no val_ prefix, as Keras)
+    batch_end = rec.calls[names.index("on_test_batch_end")]
+    assert batch_end[1] == 0 and batch_end[2]["size"] == 3
+    assert batch_end[2]["loss"] == pytest.approx(hist["val_loss"][0])
+
+    rec = _Recorder()
+    logs = m.evaluate(x, y, loss="mse", batch_size=2, return_dict=True, callbacks=[rec])
+    assert [c[0] for c in rec.calls] == ["on_test_begin"] + [
+        "on_test_batch_begin", "on_test_batch_end"] * 3 + ["on_test_end"]
+    assert rec.calls[-1][1] == logs and rec.model is m
+    assert rec.params == {"epochs": 1, "steps": 3, "batch_size": 2, "verbose": 0}
+
+    rec = _Recorder()
+    out = m.predict(x, batch_size=2, callbacks=[rec])
+    assert [c[0] for c in rec.calls] == ["on_predict_begin"] + [
+        "on_predict_batch_begin", "on_predict_batch_end"] * 3 + ["on_predict_end"]
+    got = [c[2]["outputs"] for c in rec.calls if c[0] == "on_predict_batch_end"]
+    np.testing.assert_array_equal(np.concatenate(got), out)
+
+    seen = []
+    lam = callbacks.LambdaCallback(on_test_end=lambda logs: seen.append(("test", logs)),
+                                   on_predict_end=lambda logs: seen.append(("predict", logs)))
+    m.evaluate(x, y, loss="mse", callbacks=[lam])
+    m.predict(x, callbacks=(lam,))
+    assert [k for k, _ in seen] == ["test", "predict"]
+    for call in (lambda: m.evaluate(x, y, loss="mse", callbacks=lam),
+                 lambda: m.predict(x, callbacks=[object()])):
+        with pytest.raises(TypeError, match="callbacks must be"):
+            call()
+
+
+def test_a_test_hook_changing_the_layers_during_fit_is_refused():
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    grow = callbacks.LambdaCallback(on_test_end=lambda logs: m.add(pyrnn.Dense(1, 1, seed=1)))
+    with pytest.raises(RuntimeError, match=r"a callback's on_test_end\(\) changed the model"):
+        m.fit(x, y, loss="mse", optimizer="sgd", validation_data=(x, y), callbacks=[grow],
+              verbose=0)
+
+
+def test_the_epoch_line_shows_what_callbacks_add_to_the_logs(capsys):
+    # Keras' progress bar runs last: a callback's logs["lr"] was in history, not in the line.
+    def add(epoch, logs):
+        logs["lr"] = 0.5
+        logs["note"] = "warm"  # (not a number: shown as it is)
+
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    m.fit(x, y, loss="mse", optimizer="sgd", verbose=2,
+          callbacks=[callbacks.LambdaCallback(on_epoch_end=add)])
+    line = capsys.readouterr().out.strip()
+    assert " - lr: 0.5000 - note: warm (" in line, line
+
+
+def test_stop_training_set_at_an_epoch_begin_stops_after_its_first_batch():
+    # As Keras (the flag is read after each batch), and as the callbacks docstring now says.
+    seen = []
+
+    def begin(epoch, logs):
+        if epoch == 1:
+            m.stop_training = True
+
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    x, y = np.ones((6, 3), np.float32), np.zeros((6, 1), np.float32)
+    hist = m.fit(x, y, loss="mse", optimizer="sgd", epochs=3, batch_size=2, verbose=0,
+                 callbacks=[callbacks.LambdaCallback(
+                     on_epoch_begin=begin, on_train_batch_end=lambda b, logs: seen.append(b))])
+    assert seen == [0, 1, 2, 0] and len(hist["loss"]) == 2

@@ -820,6 +820,21 @@ def test_init_leaky_relu_default_slope_and_degenerate_ranges():
     np.testing.assert_array_equal(init.normal_(np.ones(3), 0.5, 0.0, seed=0), 0.5)
 
 
+def test_init_leaky_relu_gain_of_a_huge_slope_is_finite():
+    # sqrt(2 / (1 + s^2)) squared the slope first: past 1e154 a bare OverflowError naming
+    # nothing (torch's too); the gain itself is a small finite number (helper-180).
+    for slope in (1e155, 1e200, 10**200, -1e300):
+        gain = init.calculate_gain("leaky_relu", slope)
+        assert gain == pytest.approx(math.sqrt(2.0) / abs(float(slope)), rel=1e-12)
+    w = init.kaiming_uniform_(np.zeros((30, 40)), a=1e200, seed=0)
+    bound = math.sqrt(3.0) * math.sqrt(2.0) / 1e200 / math.sqrt(40)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > bound / 2
+    # Below the overflow the value is torch's expression, bit for bit.
+    for slope in (0.01, 0.2, 3.0, 1e150):
+        assert init.calculate_gain("leaky_relu", slope) == \
+            torch.nn.init.calculate_gain("leaky_relu", slope)
+
+
 @pytest.mark.parametrize("cls, attr, bad", [
     (optim.Adam, "betas", (0.9, 1.5)), (optim.Adam, "eps", -1.0),
     (optim.AdamW, "weight_decay", -5.0), (optim.Adam, "amsgrad", "yes"),
