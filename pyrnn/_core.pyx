@@ -26,7 +26,7 @@ import weakref
 
 import numpy as np
 
-from pyrnn._validate import cast_finite as _cast_finite
+from pyrnn._validate import cast_finite as _cast_finite, host_asarray as _host_asarray
 
 ctypedef fused real:
     float
@@ -208,6 +208,10 @@ cdef class Matrix:
             raise TypeError(f"Matrix dtype must be float32 or float64, got {dt}")
         if rows < 0 or cols < 0:
             raise ValueError(f"Matrix shape must be non-negative, got ({rows}, {cols})")
+        if max(rows, cols) > np.iinfo(np.intp).max:  # (an empty one passed the byte check,
+            # and its numpy() view failed: a size_t row count past 2**63 reads negative)
+            raise ValueError(f"Matrix shape ({rows}, {cols}) exceeds the largest array "
+                             f"dimension, {np.iinfo(np.intp).max}")
         check_allocation(rows * cols * dt.itemsize, f"Matrix({rows}, {cols}, {dt})")
         if dt == np.float32:
             self.f32 = new BasicMatrix[float](<size_t>rows, <size_t>cols)
@@ -221,7 +225,7 @@ cdef class Matrix:
     @staticmethod
     def from_numpy(a):
         """Copy a 2-D array into a new (aligned) Matrix of the same float dtype."""
-        arr = np.asarray(a)
+        arr = _host_asarray("Matrix.from_numpy: the array", a)
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"Matrix.from_numpy needs a real numeric array, got dtype {arr.dtype}")
         if arr.ndim != 2:
@@ -284,6 +288,9 @@ cdef class Matrix:
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
         if dtype is not None and np.dtype(dtype) != a.dtype:
+            if copy is False:  # (NumPy 2's protocol: a conversion cannot be a view)
+                raise ValueError(f"Matrix.__array__: a {a.dtype} Matrix as {np.dtype(dtype)} "
+                                 f"needs a copy, and copy=False was given")
             return a.astype(dtype)
         return a.copy() if copy else a
 

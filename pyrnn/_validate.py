@@ -115,16 +115,23 @@ def host_only(name, value, takes=None):
                         + ("" if takes else ", or use a device='cuda' layer"))
 
 
+def host_asarray(name: str, value: Any) -> npt.NDArray[Any]:
+    """np.asarray(value), with what NumPy cannot read (a ragged list, a torch tensor that
+    requires grad) a TypeError naming `name` (NumPy's ValueError / torch's RuntimeError
+    named nothing)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise TypeError(f"{name} must be a real numeric array: {e}") from None
+
+
 def real_array(name: str, value: Any, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """value as an ndarray of dtype; TypeError for anything non-numeric (str, object, complex)
     and for device arrays (a CPU layer never reads device memory)."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
     host_only(name, value)
-    try:
-        arr = np.asarray(value)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(f"{name} must be a real numeric array: {e}") from None
+    arr = host_asarray(name, value)  # (ragged lists and the like: a TypeError)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     # order="C", not ascontiguousarray: that one turns a 0-d array into shape (1,), and the

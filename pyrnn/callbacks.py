@@ -182,11 +182,21 @@ def _monitored(logs, monitor, who):
     return float(logs[monitor])
 
 
+class _TrueUnlessGiven:
+    """EarlyStopping's restore_best default: True, told apart from a True given."""
+
+    def __repr__(self) -> str:
+        return "True"
+
+
+_TRUE_UNLESS_GIVEN: Any = _TrueUnlessGiven()
+
+
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for `patience` epochs (as
     Keras: patience 0 and 1 both stop at the first epoch without improvement).
 
-    restore_best=True (the default, also given as None): at the end of training (early stop or not) the weights of the best
+    restore_best=True (the default): at the end of training (early stop or not) the weights of the best
     epoch are put back, if a later epoch was worse. The best weights are kept as a copy of
     every parameter, taken whenever the monitored value improves. Keras' keyword
     restore_best_weights is the same option; note the default differs: True here, False in
@@ -196,16 +206,18 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: Int = 0, min_delta: Real = 0.0,
                  mode: Literal["auto", "min", "max"] = "auto",
-                 restore_best: Optional[bool] = None, *,
+                 restore_best: bool = _TRUE_UNLESS_GIVEN, *,
                  restore_best_weights: Optional[bool] = None) -> None:
         super().__init__()
-        # (None: not given, so that any pair is refused: a True given beside False was taken)
+        # (a default of its own, so that any pair is refused: a True given beside
+        # restore_best_weights=False was taken as not given)
+        given = restore_best is not _TRUE_UNLESS_GIVEN
         if restore_best_weights is not None:
-            if restore_best is not None:
+            if given:
                 raise TypeError("EarlyStopping: give restore_best or restore_best_weights (the "
                                 "same option, Keras' name), not both")
             restore_best = flag("restore_best_weights", restore_best_weights)
-        elif restore_best is None:
+        elif not given:
             restore_best = True
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
             raise TypeError(f"patience must be an int >= 0, got {type(patience).__name__}")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, ParamSpec, T
 
 import numpy as np
 
-from ._validate import as_float, cast_finite, seed_arg
+from ._validate import as_float, cast_finite, host_asarray, seed_arg
 from .parameter import Parameter, owners_held
 
 if TYPE_CHECKING:
@@ -54,6 +54,12 @@ def _target(a: Any) -> npt.NDArray[Any]:
         raise TypeError(f"init needs a floating-point array, got dtype {a.dtype}")
     if not a.flags.writeable:
         raise ValueError("init needs a writable array")
+    if a.size and any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)):
+        # (a broadcast view: its elements share memory, so no fill holds what it promises;
+        # torch refuses it too)
+        raise ValueError(f"init needs an array whose elements have memory of their own; this "
+                         f"one repeats memory along an axis (strides {a.strides}, shape "
+                         f"{a.shape}): give a copy")
     return a
 
 
@@ -191,7 +197,7 @@ def normal_(tensor: _Target, mean: Real = 0.0, std: Real = 1.0, *, rng: _Rng = N
 @_device_aware
 def constant_(tensor: _Target, val: npt.ArrayLike) -> Array:
     a = _target(tensor)
-    value = np.asarray(val)
+    value = host_asarray("val", val)
     if value.dtype.kind not in "biuf":  # (complex would lose its imaginary part)
         raise TypeError(f"constant_ needs a real value, got {value.dtype} {value!r}")
     return _fill(a, np.broadcast_to(value, a.shape))

@@ -54,8 +54,14 @@ def _torch():
     return torch
 
 
-def _np(t):
-    """torch tensor -> a NumPy array that owns its memory (CPU, detached)."""
+def _np(t, dtype, what):
+    """torch tensor -> a NumPy array that owns its memory (CPU, detached). dtype: the pyrnn
+    layer's ("float32" / "float64"), which every tensor of the module must have (torch runs
+    no module mixing them; a complex bias lost its imaginary part here, a float64 one past
+    the float32 range became Inf, each with only NumPy's warning)."""
+    if str(t.dtype) != f"torch.{dtype}":
+        raise ValueError(f"{what} has dtype {t.dtype}, the module's other parameters "
+                         f"torch.{dtype}: pyrnn's layer holds one dtype")
     return t.detach().cpu().numpy().copy()
 
 
@@ -101,17 +107,23 @@ def _recurrent_from_torch(torch, m):
     for k in range(m.num_layers):
         for sfx in ("", "_reverse")[:layer.num_directions]:
             s = f"_l{k}{sfx}"
-            layer.params["weight_ih" + s][...] = _np(getattr(m, "weight_ih" + s))
-            layer.params["weight_hh" + s][...] = _np(getattr(m, "weight_hh" + s))
+
+            def get(key):
+                return _np(getattr(m, key), dtype, f"torch.nn.{name} {key}")
+
+            # Checked writes (params[key] = v): a float32 bias sum past the float32 range is
+            # a ValueError naming the parameter, not Inf (summed in float64 for that).
+            layer.params["weight_ih" + s] = get("weight_ih" + s)
+            layer.params["weight_hh" + s] = get("weight_hh" + s)
             if not m.bias:
                 continue
-            b_ih, b_hh = _np(getattr(m, "bias_ih" + s)), _np(getattr(m, "bias_hh" + s))
+            b_ih, b_hh = get("bias_ih" + s).astype(np.float64), get("bias_hh" + s)
             if gru:
-                layer.params["bias" + s][...] = np.concatenate(
+                layer.params["bias" + s] = np.concatenate(
                     [b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:]])
-                layer.params["bias_hn" + s][...] = b_hh[2 * H:]
+                layer.params["bias_hn" + s] = b_hh[2 * H:]
             else:
-                layer.params["bias" + s][...] = b_ih + b_hh
+                layer.params["bias" + s] = b_ih + b_hh
     layer.train(m.training)
     return layer
 
@@ -121,9 +133,9 @@ def _linear_from_torch(torch, m, activation=None):
     dtype = _dtype_name(torch, m.weight, "torch.nn.Linear")
     layer = Dense(m.in_features, m.out_features, activation, bias=m.bias is not None,
                   dtype=dtype, seed=0)
-    layer.params["weight"][...] = _np(m.weight)
+    layer.params["weight"] = _np(m.weight, dtype, "torch.nn.Linear weight")
     if m.bias is not None:
-        layer.params["bias"][...] = _np(m.bias)
+        layer.params["bias"] = _np(m.bias, dtype, "torch.nn.Linear bias")
     return layer
 
 
@@ -135,7 +147,7 @@ def _embedding_from_torch(torch, m):
     dtype = _dtype_name(torch, m.weight, "torch.nn.Embedding")
     layer = Embedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx, dtype=dtype,
                       seed=0)
-    layer.params["weight"][...] = _np(m.weight)
+    layer.params["weight"] = _np(m.weight, dtype, "torch.nn.Embedding weight")
     return layer
 
 
@@ -161,9 +173,9 @@ def _layernorm_from_torch(torch, m, dtype=None):
                       f"torch module would not", UserWarning, stacklevel=3)
     layer = LayerNorm(shape[0], eps=float(m.eps), dtype=dtype)
     if w is not None:
-        layer.params["weight"][...] = _np(w)
+        layer.params["weight"] = _np(w, dtype, "torch.nn.LayerNorm weight")
     if b is not None:
-        layer.params["bias"][...] = _np(b)
+        layer.params["bias"] = _np(b, dtype, "torch.nn.LayerNorm bias")
     return layer
 
 

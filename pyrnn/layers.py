@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, ParamSpec, TypeVar, U
 import numpy as np
 
 from . import _arrays, _attrs, _core, _train
-from ._validate import (as_float, check_allocation, flag, float_dtype, host_only, lengths_array,
-                        positive_int, real_array, seed_arg, shape_str, train_mode)
+from ._validate import (as_float, check_allocation, flag, float_dtype, host_asarray, host_only,
+                        lengths_array, positive_int, real_array, seed_arg, shape_str,
+                        train_mode)
 from .parameter import (Parameter, ParamWrites, bind_pending, owned, owners_held,
                         refuse_move_in_fit)
 
@@ -154,13 +155,13 @@ def _device_input(name, value, dtype):
             raise TypeError(f"{name} is a device array of dtype {arr.dtype}; float32 or float64 "
                             "expected")
         return arr, True
-    return cuda.to_device(real_array(name, value, dtype or _host_float(value))), False
+    return cuda.to_device(real_array(name, value, dtype or _host_float(value, name))), False
 
 
-def _host_float(value):
+def _host_float(value, name="x"):
     """The dtype a parameter-less layer computes in for host data: the input's float32 /
     float64, anything else (ints, float16) as float32."""
-    dt = np.asarray(value).dtype
+    dt = host_asarray(name, value).dtype
     # (by kind and size: a big-endian '>f8' is float64 data too, not "anything else")
     return dt.newbyteorder("=") if dt.kind == "f" and dt.itemsize in (4, 8) else \
         np.dtype(np.float32)
@@ -630,7 +631,7 @@ class Embedding(Layer):
         if _arrays.on_device(idx) and self.device == "cuda":
             idx = _arrays.host(idx)  # indices are host integers (see above): copied back
         host_only("Embedding input", idx)
-        arr = np.asarray(idx)
+        arr = host_asarray("Embedding input", idx)
         if arr.dtype.kind not in "iu":
             raise TypeError(f"Embedding input must be integer indices, got dtype {arr.dtype}")
         if arr.size:
@@ -684,6 +685,8 @@ class Embedding(Layer):
         flat, shape = self._need_cache()
         want = shape + (self.dim,)
         dy = real_array("dy", dy, self.dtype)
+        if np.may_share_memory(dy, self._grads["weight"]):
+            dy = dy.copy()  # (the kernel reads dy while it accumulates into the rows, as Dense)
         if dy.shape != want:
             raise ValueError(f"Embedding.backward: dy must have shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
@@ -830,7 +833,7 @@ class Dropout(Layer):
             raise ValueError(f"Dropout.backward: dy must have shape {shape_str(shape)}, "
                              f"got {shape_str(dy.shape)}")
         if device_out is None:  # checked and converted as the active path does
-            dy = real_array("dy", dy, _host_float(dy))
+            dy = real_array("dy", dy, _host_float(dy, "dy"))
         if seed is None:  # identity (p = 0)
             return dy
         if device_out is not None:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     Reduction = Literal["mean", "sum"]
 
-from ._validate import beyond_range, host_only, real_array, shape_str
+from ._validate import beyond_range, host_asarray, host_only, real_array, shape_str
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -49,7 +49,7 @@ def _pred_array(name: str, value: Any) -> npt.NDArray[Any]:
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real numeric array, got {type(value).__name__}")
     host_only(name, value)
-    arr = np.asarray(value)
+    arr = host_asarray(name, value)
     if arr.dtype.kind not in "biuf":  # bool labels are 0 / 1 (Keras takes them for BCE)
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.dtype.kind != "f":
@@ -76,7 +76,7 @@ def _expand_mask(mask: Any, shape: tuple[int, ...],
     the steps that count) broadcast to `shape`; None stays None."""
     if mask is None:
         return None
-    m = np.asarray(mask)
+    m = host_asarray(f"{loss_name}: mask", mask)
     if m.dtype != np.bool_:
         raise TypeError(f"{loss_name}: mask must be a bool array, got dtype {m.dtype}")
     if m.ndim > len(shape) or m.shape != tuple(shape[:m.ndim]):
@@ -360,7 +360,7 @@ class CrossEntropyLoss(Loss):
                              f"got {shape_str(logits.shape)}")
         if isinstance(target, (str, bytes)):
             raise TypeError(f"target must be an array of class indices, got {type(target).__name__}")
-        target = np.asarray(_host_target(target))
+        target = host_asarray("target", _host_target(target))
         dtype = logits.dtype
         K = logits.shape[-1]
         m = _expand_mask(mask, logits.shape[:-1], "CrossEntropyLoss")
@@ -514,7 +514,7 @@ class BCEWithLogitsLoss(Loss):
     @pos_weight.setter
     def pos_weight(self, value: Optional[npt.ArrayLike]) -> None:
         if value is not None:
-            kind = np.asarray(value).dtype.kind
+            kind = host_asarray("pos_weight", value).dtype.kind
             if kind not in "iuf":  # "3" was taken as 3.0, "a" failed in NumPy's words
                 raise TypeError(f"pos_weight must be a number or numbers, got "
                                 f"{type(value).__name__} of dtype {np.asarray(value).dtype}")

@@ -630,6 +630,8 @@ class Optimizer:
             v = _arrays.host(v)
         what = f"state {k!r} of {p.name!r}"
         if isinstance(v, np.ndarray):
+            if v.dtype.kind not in "iuf":  # (a TypeError, as for the same values in a list)
+                raise TypeError(f"{what} must be a real numeric array, got dtype {v.dtype}")
             if v.dtype != p.dtype and v.dtype.kind != "f":
                 raise ValueError(f"{what} has dtype {v.dtype}, expected {p.dtype}")
             # float32 <-> float64 state converts, as torch casts a loaded state to its

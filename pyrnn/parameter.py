@@ -37,6 +37,11 @@ class Parameter:
         if None in kinds or kinds[0] != kinds[1]:
             raise TypeError("Parameter data and grad must both be ndarrays or both device arrays, "
                             f"got {type(data).__name__} and {type(grad).__name__}")
+        if isinstance(data, np.matrix) or isinstance(grad, np.matrix):
+            # (its reshape(-1) stays 2-D: the optimizers' and clip_grad_norm's flat views
+            # failed halfway through a step, the parameters before it updated)
+            raise TypeError(f"Parameter {name!r}: data and grad must be ndarrays, not "
+                            f"numpy.matrix (np.asarray gives an ndarray view)")
         if tuple(data.shape) != tuple(grad.shape) or data.dtype != grad.dtype:
             raise ValueError(f"Parameter {name!r}: data {data.shape} {data.dtype} and grad "
                              f"{grad.shape} {grad.dtype} differ")

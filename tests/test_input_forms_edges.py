@@ -1,8 +1,11 @@
 """Inputs at the edges an input-forms hunt found: ReLU backward with Inf / NaN gradients
 (PyTorch selects, 0 * Inf is NaN), big-endian float64, swaps through load_params, a Dense dy
 that is its own gradient array, clip_grad_norm(max_norm=inf), pyrnn.init beyond float32,
-bool targets, a validation y the model cannot take, and backward from h_n only. Each test
-failed before its fix."""
+bool targets, a validation y the model cannot take, and backward from h_n only; and from an
+unusual-arrays hunt (helper-182): an Embedding dy that is its own gradient, np.matrix
+Parameters, mixed-dtype torch modules, ragged lists and tensors requiring grad, optimizer state
+dtypes, Matrix edge shapes and copy=False, init on a broadcast view. Each test failed before
+its fix."""
 import math
 
 import numpy as np
@@ -227,3 +230,118 @@ def test_init_constant_refuses_complex_values():
     d = pyrnn.Dense(3, 2, seed=0)
     with pytest.raises(TypeError, match="real value"):
         init.constant_(next(d.parameters()), 1 + 2j)
+
+
+def test_embedding_dy_that_is_its_own_gradient_is_read_before_accumulating():
+    idx = np.array([1, 0])
+    grads = []
+    for alias in (True, False):
+        e = pyrnn.Embedding(2, 1, seed=0)
+        e(idx)
+        e.grads["weight"][...] = [[1.0], [10.0]]
+        dy = e.grads["weight"] if alias else e.grads["weight"].copy()
+        e.backward(dy)
+        grads.append(e.grads["weight"].ravel().copy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+    np.testing.assert_array_equal(grads[0], [11.0, 11.0])  # (aliased, row 0 read 11: [12, 11])
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # (np.matrix's own)
+def test_a_numpy_matrix_parameter_is_refused_before_any_step():
+    # Its reshape(-1) stays 2-D: Adam stepped the first parameter, then failed in Cython's words.
+    with pytest.raises(TypeError, match=r"Parameter 'b': data and grad must be ndarrays, not "
+                                        r"numpy.matrix"):
+        pyrnn.Parameter("b", np.matrix(np.ones((1, 4), np.float32)),
+                        np.matrix(np.zeros((1, 4), np.float32)))
+
+
+@pytest.mark.parametrize("module, attr, bad", [
+    ("linear", "bias", lambda t: t.to(torch.complex64) * (1 + 1j)),
+    ("linear", "bias", lambda t: t.double().fill_(1e300)),
+    ("gru", "bias_hh_l0", lambda t: t.to(torch.complex64) * (1 + 1j)),
+    ("lstm", "weight_hh_l0", lambda t: t.double()),
+    ("layernorm", "bias", lambda t: t.double()),
+])
+def test_from_torch_refuses_a_module_mixing_dtypes(module, attr, bad):
+    # Only one tensor per module was checked: a complex bias lost its imaginary part, a float64
+    # 1e300 became Inf in the float32 layer, each with only NumPy's warning.
+    m = {"linear": lambda: torch.nn.Linear(2, 2), "gru": lambda: torch.nn.GRU(2, 3),
+         "lstm": lambda: torch.nn.LSTM(2, 3), "embedding": lambda: torch.nn.Embedding(4, 2),
+         "layernorm": lambda: torch.nn.LayerNorm(3)}[module]()
+    setattr(m, attr, torch.nn.Parameter(bad(getattr(m, attr).detach().clone())))
+    with pytest.raises(ValueError, match=rf"{attr} has dtype torch\.\w+, the module's other "
+                                         r"parameters torch.float32"):
+        pyrnn.from_torch(m)
+
+
+def test_from_torch_refuses_a_float32_bias_sum_past_the_range():
+    # The layer keeps b_ih + b_hh: two float32 biases of 3e38 summed to Inf in float32.
+    m = torch.nn.LSTM(2, 3)
+    with torch.no_grad():
+        m.bias_ih_l0.fill_(3e38)
+        m.bias_hh_l0.fill_(3e38)
+    with pytest.raises(ValueError, match="parameter 'bias_l0' has values beyond the float32 "
+                                         "range"):
+        pyrnn.from_torch(m)
+
+
+_RAGGED = [[1.0, 2.0], [3.0]]
+
+
+@pytest.mark.parametrize("name, call", [
+    ("x", lambda: pyrnn.Dropout(0.5)(_RAGGED)),
+    ("x", lambda: pyrnn.Dropout(0.5)(torch.ones(2, 2, requires_grad=True))),
+    ("x", lambda: pyrnn.LastStep()([_RAGGED])),
+    ("x", lambda: pyrnn.LastStep()(torch.ones(2, 3, 2, requires_grad=True))),
+    ("Embedding input", lambda: pyrnn.Embedding(5, 2)([[1, 2], [3]])),
+    ("pred", lambda: pyrnn.losses.MSELoss()(_RAGGED, _RAGGED)),
+    ("pred", lambda: pyrnn.losses.MSELoss()(torch.ones(2, 2, requires_grad=True),
+                                            np.ones((2, 2)))),
+    ("target", lambda: pyrnn.losses.CrossEntropyLoss()(np.zeros((2, 3)), [[0], [1, 2]])),
+    ("MSELoss: mask", lambda: pyrnn.losses.MSELoss()(np.zeros((2, 2)), np.zeros((2, 2)),
+                                                     [[True], [False, True]])),
+    ("pos_weight", lambda: pyrnn.losses.BCEWithLogitsLoss(pos_weight=_RAGGED)),
+    ("Matrix.from_numpy: the array", lambda: pyrnn.Matrix.from_numpy(_RAGGED)),
+    ("val", lambda: init.constant_(np.zeros((2, 2), np.float32), _RAGGED)),
+])
+def test_ragged_lists_and_grad_tensors_are_type_errors_naming_the_argument(name, call):
+    # NumPy's ValueError / torch's RuntimeError escaped, naming nothing.
+    with pytest.raises(TypeError, match=rf"^{name} must be a real numeric array: "):
+        call()
+
+
+def test_optimizer_state_buffers_of_non_numeric_dtype_are_type_errors():
+    # An ndarray was a ValueError, the same values as a list a TypeError.
+    m = pyrnn.Sequential([pyrnn.Dense(3, 2, seed=0)])
+    opt = optim.Adam(m.parameters(), lr=0.1)
+    m.fit(np.ones((4, 3), np.float32), np.zeros((4, 2)), loss="mse", optimizer=opt, verbose=0)
+    for bad in (np.ones((2, 3), np.complex64), np.ones((2, 3), np.complex64).tolist(),
+                np.ones((2, 3)).astype(object), np.full((2, 3), "a")):
+        sd = opt.state_dict()
+        sd["state"][0]["exp_avg"] = bad
+        with pytest.raises(TypeError, match="state 'exp_avg' of '0.weight' must be a real "
+                                            "numeric array"):
+            optim.Adam(m.parameters()).load_state_dict(sd)
+
+
+def test_matrix_dimensions_past_the_array_limit_and_copy_false():
+    for rows in (2**63, 2**64):  # (an empty Matrix was built, its numpy() view failed)
+        with pytest.raises(ValueError, match="exceeds the largest array dimension"):
+            pyrnn.Matrix(rows, 0)
+    m = pyrnn.Matrix(2, 3)
+    with pytest.raises(ValueError, match="needs a copy, and copy=False was given"):
+        np.asarray(m, dtype=np.float64, copy=False)
+    v = np.asarray(m, copy=False)  # the same dtype: a view, as before
+    v[0, 0] = 7.0
+    assert m.numpy()[0, 0] == 7.0
+    assert np.asarray(m, dtype=np.float64).dtype == np.float64
+
+
+def test_init_refuses_a_view_repeating_memory():
+    from numpy.lib.stride_tricks import as_strided
+    w = as_strided(np.zeros(6, np.float32), shape=(4, 6), strides=(0, 4), writeable=True)
+    for fn in (lambda a: init.orthogonal_(a, seed=0), lambda a: init.zeros_(a)):
+        with pytest.raises(ValueError, match=r"repeats memory along an axis \(strides \(0, 4\)"):
+            fn(w)
+    init.zeros_(as_strided(np.ones(6, np.float32), shape=(1, 6), strides=(0, 4),
+                           writeable=True))  # (one row: nothing repeats)

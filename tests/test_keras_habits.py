@@ -385,7 +385,9 @@ def test_early_stopping_refuses_both_names_of_restore_best():
     with pytest.raises(TypeError, match="restore_best_weights"):
         callbacks.EarlyStopping(restore_best_weights="yes")
     assert callbacks.EarlyStopping().restore_best is True
-    assert callbacks.EarlyStopping(restore_best=None).restore_best is True
+    assert callbacks.EarlyStopping(restore_best=True).restore_best is True
+    import inspect
+    assert "restore_best: 'bool' = True," in str(inspect.signature(callbacks.EarlyStopping))
     assert callbacks.EarlyStopping(restore_best=False).restore_best is False
     assert callbacks.EarlyStopping(restore_best_weights=False).restore_best is False
 
