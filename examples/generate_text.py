@@ -22,8 +22,9 @@ def generate(emb, gru, dense, chars, prime, n, temperature, rng):
     logits = dense(out[:, -1])[0].astype(np.float64)
     text = list(prime)
     for _ in range(n):
-        z = logits / temperature
-        p = np.exp(z - z.max())
+        # (the largest logit subtracted first: a tiny temperature gives -Inf, not Inf - Inf)
+        with np.errstate(over="ignore"):
+            p = np.exp((logits - logits.max()) / temperature)
         nxt = rng.choice(len(chars), p=p / p.sum())
         text.append(chars[nxt])
         out, h = gru(emb(np.array([[nxt]])), h)  # one step, state carried in hx

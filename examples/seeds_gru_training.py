@@ -1,8 +1,9 @@
 """The seeds' "GRU in PyTorch" training example, rewritten with pyrnn.
 
 Seed document 002: a two-layer GRU (input 3, hidden 50) with a Linear head on h_n[-1],
-MSELoss, Adam(lr=0.001), 20 epochs on one random batch (32 sequences of 10 steps). With pyrnn
-the loop is the same; backward goes through the head, then into the GRU as the gradient of
+MSELoss, Adam(lr=0.001), 20 epochs on one random batch (32 sequences of 10 steps). The GRU is
+torch.nn.GRU's form (reset_after=True; pyrnn's default is the original paper's, which the
+seed's prose describes). With pyrnn the loop is the same; backward goes through the head, then into the GRU as the gradient of
 its final state (d_h_n), with no gradient on the output sequence.
 
     python examples/seeds_gru_training.py [--quick]
@@ -17,7 +18,8 @@ from pyrnn import losses, optim
 
 class GRUModel:
     def __init__(self, input_size, hidden_size, output_size, num_layers=2):
-        self.gru = pyrnn.GRU(input_size, hidden_size, num_layers, batch_first=True, seed=0)
+        self.gru = pyrnn.GRU(input_size, hidden_size, num_layers, batch_first=True,
+                             reset_after=True, seed=0)  # (torch.nn.GRU's form)
         self.fc = pyrnn.Dense(hidden_size, output_size, seed=1)
 
     def parameters(self):

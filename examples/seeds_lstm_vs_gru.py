@@ -3,9 +3,11 @@
 Seed document 000 builds an LSTMModel and a GRUModel (recurrent layer + Linear on the last
 layer's final hidden state h_n[-1]) and runs one forward pass on random data (batch 3,
 sequence 5, input 10, hidden 20). pyrnn returns the same (out, h_n) / (out, (h_n, c_n))
-tuples as PyTorch. The script also counts parameters (the seeds' comparison table) and,
-when PyTorch is installed, checks the LSTM's final state against torch.nn.LSTM holding the
-same weights (layer.to_torch()).
+tuples as PyTorch. The GRU is PyTorch's form (reset_after=True: the reset gate scales
+W_hn h + b_hn), as the seed's nn.GRU; pyrnn's default is the original paper's. The script
+also counts parameters (pyrnn keeps one merged bias where torch keeps b_ih and b_hh, so its
+counts are below torch's) and, when PyTorch is installed, checks both final states against
+torch.nn.LSTM / torch.nn.GRU holding the same weights (layer.to_torch()).
 
     python examples/seeds_lstm_vs_gru.py [--quick]
 """
@@ -28,7 +30,8 @@ class LSTMModel:
 
 class GRUModel:
     def __init__(self, input_size, hidden_size, output_size):
-        self.gru = pyrnn.GRU(input_size, hidden_size, batch_first=True, seed=0)
+        self.gru = pyrnn.GRU(input_size, hidden_size, batch_first=True, reset_after=True,
+                             seed=0)  # (torch.nn.GRU's form)
         self.fc = pyrnn.Dense(hidden_size, output_size, seed=1)
 
     def __call__(self, x):
@@ -66,6 +69,12 @@ def main(argv=None):
     _, (h_ours, _) = lstm_model.lstm(x)
     err = float(np.abs(h_n.numpy() - h_ours).max())
     print(f"LSTM h_n vs torch.nn.LSTM with the same weights: max |difference| {err:.2e}")
+    t = gru_model.gru.to_torch()  # torch.nn.GRU with the same parameters
+    with torch.no_grad():
+        _, h_n = t(torch.from_numpy(x))
+    _, h_ours = gru_model.gru(x)
+    err = float(np.abs(h_n.numpy() - h_ours).max())
+    print(f"GRU h_n vs torch.nn.GRU with the same weights: max |difference| {err:.2e}")
     return lstm_output, gru_output
 
 

@@ -101,7 +101,7 @@ def _tqdm():
 
 def _progress_callback(desc, total, stream, monitor):
     """A fit() callback that shows one tqdm bar per training run (terminal + tqdm), else
-    prints a plain line every few epochs and at the end."""
+    prints a plain line every 10 epochs and after the last one."""
     from .callbacks import Callback
 
     bar_cls = _tqdm() if _isatty(stream) else None
@@ -110,6 +110,7 @@ def _progress_callback(desc, total, stream, monitor):
         def on_train_begin(self, logs=None):
             self.t0 = time.perf_counter()
             self.epoch_times = []
+            self.unprinted = None  # (epoch, value) of an epoch with no line yet
             self.bar = (bar_cls(total=total, desc=desc, file=stream, leave=False,
                                 unit="epoch") if bar_cls else None)
 
@@ -122,13 +123,22 @@ def _progress_callback(desc, total, stream, monitor):
             if self.bar is not None:
                 self.bar.update(1)
                 self.bar.set_postfix_str(f"{monitor} {value:.4f}")
-            elif (epoch + 1) % 10 == 0:
-                print(f"  {desc}: epoch {epoch + 1}/{total}, {monitor} {value:.4f}",
-                      file=stream, flush=True)
+            else:
+                self.unprinted = (epoch, value)
+                if (epoch + 1) % 10 == 0:
+                    self._line()
+
+        def _line(self):
+            epoch, value = self.unprinted
+            print(f"  {desc}: epoch {epoch + 1}/{total}, {monitor} {value:.4f}", file=stream,
+                  flush=True)
+            self.unprinted = None
 
         def on_train_end(self, logs=None):
             if self.bar is not None:
                 self.bar.close()
+            elif self.unprinted is not None:
+                self._line()  # (an early stop between tens)
 
     return Progress()
 
@@ -306,7 +316,7 @@ def train_char_gru(*, epochs=15, hidden=96, embed=16, T=50, lr=1e-2, seed=0, dev
 
 def sample(model, chars, prime, n, temperature=0.7, seed=0):
     """Draw n characters from a Sequential([Embedding, GRU, Dense]) char model, after feeding
-    `prime`, with softmax(logits / temperature) (temperature 0: always the likeliest)."""
+    `prime`, with softmax(logits / temperature) (temperature <= 0: always the likeliest)."""
     emb, gru, dense = model.layers
     index = {c: i for i, c in enumerate(chars)}
     prime = "".join(c for c in prime if c in index) or chars[0]
@@ -322,8 +332,10 @@ def sample(model, chars, prime, n, temperature=0.7, seed=0):
             if temperature <= 0:
                 nxt = int(np.argmax(logits))
             else:
-                z = logits / temperature
-                p = np.exp(z - z.max())
+                # (the largest logit subtracted first: a tiny temperature gives -Inf, not
+                # Inf - Inf = NaN, so it samples the likeliest)
+                with np.errstate(over="ignore"):
+                    p = np.exp((logits - logits.max()) / temperature)
                 nxt = int(rng.choice(len(chars), p=p / p.sum()))
             text.append(chars[nxt])
             out, h = gru(emb.forward(np.array([[nxt]], np.int64)), h)
@@ -519,7 +531,7 @@ def add_arguments(parser):
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
 
 
-MAX_LENGTH = 10000  # steps; the demo's data is (samples, T, 2) float64 per split
+MAX_LENGTH = 10000  # steps; the demo's data is (samples, T, 2) float32 per split
 
 
 def check_lengths(lengths):

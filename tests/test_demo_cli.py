@@ -166,6 +166,22 @@ def test_sample_uses_the_model_and_temperature():
     assert set(a) <= set(chars)
     greedy = demo.sample(model, chars, "Shall", 10, temperature=0)
     assert greedy == demo.sample(model, chars, "Shall", 10, temperature=0, seed=5)
+    # A tiny positive temperature is greedy too (logits / 1e-320 gave Inf - Inf = NaN
+    # probabilities: "Probabilities contain NaN"; helper-183).
+    assert demo.sample(model, chars, "Shall", 10, temperature=1e-320) == greedy
+
+
+def test_the_plain_progress_prints_the_last_epoch():
+    # It printed every 10th epoch only: a run stopping early at epoch 29 had no final line.
+    stream = io.StringIO()
+    cb = demo._progress_callback("rnn", 50, stream, "val_loss")
+    cb.on_train_begin()
+    for epoch in range(13):
+        cb.on_epoch_begin(epoch)
+        cb.on_epoch_end(epoch, {"val_loss": 1.0 / (epoch + 1)})
+    cb.on_train_end()
+    lines = stream.getvalue().splitlines()
+    assert [s.split(",")[0] for s in lines] == ["  rnn: epoch 10/50", "  rnn: epoch 13/50"]
 
 
 def test_check_device():

@@ -50,3 +50,23 @@ def test_example_refuses_bad_arguments(script, args, message, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert out.returncode == 2, out.stderr[-2000:]
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_seed_ports_gru_is_torchs_form_and_matches_it(tmp_path):
+    # The seeds' nn.GRU applies the reset gate after W_hn h; the ports used pyrnn's default
+    # (the paper's form), which to_torch() cannot even convert (helper-183).
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "seeds_lstm_vs_gru.py")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(s for s in out.stdout.splitlines() if s.startswith("GRU h_n vs torch.nn.GRU"))
+    assert float(line.rsplit(" ", 1)[1]) < 1e-5, line
+    assert "reset_after=True" in (EXAMPLES / "seeds_gru_training.py").read_text()
+
+
+def test_generate_text_takes_a_tiny_temperature(tmp_path):
+    # logits / 1e-320 overflowed to Inf and Inf - Inf gave NaN probabilities: a traceback.
+    out = subprocess.run([sys.executable, str(EXAMPLES / "generate_text.py"), "--quick",
+                          "--temperatures", "1e-320"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
