@@ -54,6 +54,23 @@ def data_ptr(a):
     return a.__cuda_array_interface__["data"][0]
 
 
+def overlap(a, b):
+    """Whether arrays a and b (both C-contiguous, on one kind of device) share bytes."""
+    n_a, n_b = a.size * a.dtype.itemsize, b.size * b.dtype.itemsize
+    pa, pb = data_ptr(a), data_ptr(b)
+    return pa < pb + n_b and pb < pa + n_a
+
+
+def apart_from(dy, arrays):
+    """dy, or a copy of it where it shares memory with one of `arrays` (a layer's gradients:
+    its kernels read dy while they accumulate into them)."""
+    if isinstance(dy, np.ndarray):
+        shares = any(np.may_share_memory(dy, g) for g in arrays)
+    else:
+        shares = any(overlap(dy, g) for g in arrays)
+    return dy.copy() if shares else dy
+
+
 def writable(a):
     if isinstance(a, np.ndarray):
         return bool(a.flags.writeable)

@@ -208,10 +208,11 @@ cdef class Matrix:
             raise TypeError(f"Matrix dtype must be float32 or float64, got {dt}")
         if rows < 0 or cols < 0:
             raise ValueError(f"Matrix shape must be non-negative, got ({rows}, {cols})")
-        if max(rows, cols) > np.iinfo(np.intp).max:  # (an empty one passed the byte check,
-            # and its numpy() view failed: a size_t row count past 2**63 reads negative)
-            raise ValueError(f"Matrix shape ({rows}, {cols}) exceeds the largest array "
-                             f"dimension, {np.iinfo(np.intp).max}")
+        if max(rows, cols) > np.iinfo(np.intp).max // dt.itemsize:
+            # (an empty one passed the byte check, and its numpy() view failed: NumPy takes no
+            # dimension past intp's bytes)
+            raise ValueError(f"Matrix shape ({rows}, {cols}) exceeds the largest {dt} array "
+                             f"dimension, {np.iinfo(np.intp).max // dt.itemsize}")
         check_allocation(rows * cols * dt.itemsize, f"Matrix({rows}, {cols}, {dt})")
         if dt == np.float32:
             self.f32 = new BasicMatrix[float](<size_t>rows, <size_t>cols)

@@ -115,14 +115,14 @@ def host_only(name, value, takes=None):
                         + ("" if takes else ", or use a device='cuda' layer"))
 
 
-def host_asarray(name: str, value: Any) -> npt.NDArray[Any]:
+def host_asarray(name: str, value: Any, kind: str = "a real numeric array") -> npt.NDArray[Any]:
     """np.asarray(value), with what NumPy cannot read (a ragged list, a torch tensor that
     requires grad) a TypeError naming `name` (NumPy's ValueError / torch's RuntimeError
     named nothing)."""
     try:
         return np.asarray(value)
     except (ValueError, TypeError, RuntimeError) as e:
-        raise TypeError(f"{name} must be a real numeric array: {e}") from None
+        raise TypeError(f"{name} must be {kind}: {e}") from None
 
 
 def real_array(name: str, value: Any, dtype: npt.DTypeLike) -> npt.NDArray[Any]:

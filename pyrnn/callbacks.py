@@ -188,6 +188,9 @@ class _TrueUnlessGiven:
     def __repr__(self) -> str:
         return "True"
 
+    def __reduce__(self) -> str:  # copies and pickles are this one object (checked by identity)
+        return "_TRUE_UNLESS_GIVEN"
+
 
 _TRUE_UNLESS_GIVEN: Any = _TrueUnlessGiven()
 

@@ -44,7 +44,7 @@ __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones
            "he_uniform_", "he_normal_", "orthogonal_"]
 
 
-def _target(a: Any) -> npt.NDArray[Any]:
+def _target(a: Any, repeats_ok: bool = False) -> npt.NDArray[Any]:
     if isinstance(a, Parameter):
         a = a.data
     if not isinstance(a, np.ndarray):
@@ -54,9 +54,9 @@ def _target(a: Any) -> npt.NDArray[Any]:
         raise TypeError(f"init needs a floating-point array, got dtype {a.dtype}")
     if not a.flags.writeable:
         raise ValueError("init needs a writable array")
-    if a.size and any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)):
-        # (a broadcast view: its elements share memory, so no fill holds what it promises;
-        # torch refuses it too)
+    if not repeats_ok and a.size and any(st == 0 and n > 1 for st, n in zip(a.strides, a.shape)):
+        # (a broadcast view: its elements share memory, so no random draw holds what it
+        # promises; torch's random initialisers refuse it too, its constant_ fills it)
         raise ValueError(f"init needs an array whose elements have memory of their own; this "
                          f"one repeats memory along an axis (strides {a.strides}, shape "
                          f"{a.shape}): give a copy")
@@ -81,6 +81,10 @@ def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         # view, so it is filled in place as torch.nn.init fills any tensor (it has no
         # .numpy() / .copy_from(): an AttributeError before).
         from . import cuda
+        reason = cuda.unavailable_reason()
+        if reason:  # (as the losses: not a CUDA runtime error from deep inside)
+            raise RuntimeError(f"tensor is a CUDA device array ({type(target).__name__}), but "
+                               f"no CUDA device is usable: {reason}")
         view = cuda.as_device_array(target)
         host = view.numpy()
         fn(host, *args, **kwargs)
@@ -157,8 +161,8 @@ def calculate_gain(nonlinearity: Nonlinearity, param: Optional[Real] = None) -> 
             slope = float(param)
         try:
             return math.sqrt(2.0 / (1 + slope ** 2))  # (torch's expression: the same bits)
-        except OverflowError:  # |slope| > 1e154: the same value without squaring it
-            return math.sqrt(2.0) / math.hypot(1.0, slope)
+        except OverflowError:  # |slope| > 1e154: the value without squaring the slope
+            return math.sqrt(2.0) / math.hypot(1.0, slope)  # (within an ulp of it)
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
@@ -196,7 +200,7 @@ def normal_(tensor: _Target, mean: Real = 0.0, std: Real = 1.0, *, rng: _Rng = N
 
 @_device_aware
 def constant_(tensor: _Target, val: npt.ArrayLike) -> Array:
-    a = _target(tensor)
+    a = _target(tensor, repeats_ok=True)
     value = host_asarray("val", val)
     if value.dtype.kind not in "biuf":  # (complex would lose its imaginary part)
         raise TypeError(f"constant_ needs a real value, got {value.dtype} {value!r}")

@@ -515,9 +515,7 @@ class Dense(Layer):
                 return self._backward_cuda(dy)
         x2, y2, x_shape = self._need_cache()
         want = x_shape[:-1] + (self.out_features,)
-        dy = real_array("dy", dy, self.dtype)
-        if any(np.may_share_memory(dy, g) for g in self._grads.values()):
-            dy = dy.copy()  # (the kernel reads dy while it accumulates into the gradients)
+        dy = _arrays.apart_from(real_array("dy", dy, self.dtype), self._grads.values())
         if dy.shape != want:
             raise ValueError(f"Dense.backward: dy must have the output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
@@ -550,6 +548,7 @@ class Dense(Layer):
         if tuple(dy.shape) != want:
             raise ValueError(f"Dense.backward: dy must have the output's shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
+        dy = _arrays.apart_from(dy, list(self._grads.values()))  # (as on the CPU)
         dx2 = _kernels().dense_backward(self._grads["weight"], self._grads.get("bias"),
                                         dy.reshape(-1, self.out_features), y2, x2,
                                         self._params["weight"],
@@ -631,7 +630,7 @@ class Embedding(Layer):
         if _arrays.on_device(idx) and self.device == "cuda":
             idx = _arrays.host(idx)  # indices are host integers (see above): copied back
         host_only("Embedding input", idx)
-        arr = host_asarray("Embedding input", idx)
+        arr = host_asarray("Embedding input", idx, "integer indices")
         if arr.dtype.kind not in "iu":
             raise TypeError(f"Embedding input must be integer indices, got dtype {arr.dtype}")
         if arr.size:
@@ -684,15 +683,13 @@ class Embedding(Layer):
                 return self._backward_cuda(dy)
         flat, shape = self._need_cache()
         want = shape + (self.dim,)
-        dy = real_array("dy", dy, self.dtype)
-        if np.may_share_memory(dy, self._grads["weight"]):
-            dy = dy.copy()  # (the kernel reads dy while it accumulates into the rows, as Dense)
-        if dy.shape != want:
+        d = _arrays.apart_from(real_array("dy", dy, self.dtype), [self._grads["weight"]])
+        if d.shape != want:
             raise ValueError(f"Embedding.backward: dy must have shape {shape_str(want)}, "
-                             f"got {shape_str(dy.shape)}")
+                             f"got {shape_str(d.shape)}")
         pad = -1 if self.padding_idx is None else self.padding_idx
         with _exclusive(self):
-            _train.embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
+            _train.embedding_backward(self._grads["weight"], d.reshape(-1, self.dim), flat, pad)
         return None
 
     def _forward_cuda(self, idx):
@@ -715,6 +712,7 @@ class Embedding(Layer):
         if tuple(dy.shape) != want:
             raise ValueError(f"Embedding.backward: dy must have shape {shape_str(want)}, "
                              f"got {shape_str(dy.shape)}")
+        dy = _arrays.apart_from(dy, [self._grads["weight"]])  # (as on the CPU)
         pad = -1 if self.padding_idx is None else self.padding_idx
         _kernels().embedding_backward(self._grads["weight"], dy.reshape(-1, self.dim), flat, pad)
         return None

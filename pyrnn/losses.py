@@ -76,7 +76,7 @@ def _expand_mask(mask: Any, shape: tuple[int, ...],
     the steps that count) broadcast to `shape`; None stays None."""
     if mask is None:
         return None
-    m = host_asarray(f"{loss_name}: mask", mask)
+    m = host_asarray(f"{loss_name}: mask", mask, "a bool array")
     if m.dtype != np.bool_:
         raise TypeError(f"{loss_name}: mask must be a bool array, got dtype {m.dtype}")
     if m.ndim > len(shape) or m.shape != tuple(shape[:m.ndim]):
@@ -360,7 +360,7 @@ class CrossEntropyLoss(Loss):
                              f"got {shape_str(logits.shape)}")
         if isinstance(target, (str, bytes)):
             raise TypeError(f"target must be an array of class indices, got {type(target).__name__}")
-        target = host_asarray("target", _host_target(target))
+        target = host_asarray("target", _host_target(target), "an array of class indices")
         dtype = logits.dtype
         K = logits.shape[-1]
         m = _expand_mask(mask, logits.shape[:-1], "CrossEntropyLoss")

@@ -1702,86 +1702,91 @@ class Sequential(Layer):
             total, count, metrics = 0.0, 0, {}
             bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", leave=True,
                           file=sys.stdout) if bar_cls else None
-            for b, idx in enumerate(self._batches(N, batch_size, order)):
-                for cb in cbs:
-                    cb.on_train_batch_begin(b, {"size": len(idx)})
-                same_layers("on_train_batch_begin")
-                lens = None if lengths is None else lengths[idx]
-                pred = self._forward_batch(x[idx], lens)
-                value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
-                if not math.isfinite(value):
-                    if bar:
-                        bar.close()
-                    raise fail(f"non-finite training loss ({value}) at epoch {epoch + 1}, "
-                               f"batch {b + 1}",
-                               "Lower the learning rate or set clip_norm." if stepped else
-                               # (no step of this fit yet: the rate cannot be the cause)
-                               "No step of this fit had run: the loss overflows at the weights "
-                               "it started with. If the model is new, scale the data (x, y) or the "
-                               "weights: the learning rate is not the cause; if an earlier fit "
-                               "trained it, "
-                               "its steps may have diverged: lower the learning rate or set "
-                               "clip_norm.")
-                good.keep()
-                good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
-                self.zero_grad()
-                self._backward(loss.backward())  # d pred is on pred's device
-                if clip_norm is not None:  # (a frozen layer's gradients do not count)
-                    _optim.clip_grad_norm(optimizer.params, clip_norm)
-                # A step is applied whole or not at all (Ctrl-C waits for its end), and one that
-                # overflows (Adam's squared moments first) is undone at once, also when a
-                # Ctrl-C is waiting: an Inf moment freezes its weight silently, and poisons
-                # every later step.
-                err = None
-                stepped = True
-                with _sigint_deferred():
-                    good.step()  # optimizer.step(), keeping what it overwrites
-                    bad = good.non_finite()
-                    if bad is not None:
+            try:
+                for b, idx in enumerate(self._batches(N, batch_size, order)):
+                    for cb in cbs:
+                        cb.on_train_batch_begin(b, {"size": len(idx)})
+                    same_layers("on_train_batch_begin")
+                    lens = None if lengths is None else lengths[idx]
+                    pred = self._forward_batch(x[idx], lens)
+                    value = _batch_loss(loss, pred, y[idx], lens,
+                                        x.shape[1] if x.ndim > 1 else 0)
+                    if not math.isfinite(value):
                         if bar:
                             bar.close()
-                        err = fail(f"the optimizer step of epoch {epoch + 1}, batch {b + 1} "
-                                   f"made the {bad} non-finite")
-                if err is not None:
-                    # Raised with its name dropped: the traceback holds this frame, which would
-                    # hold the error (a cycle keeping the model, optimizer and data alive until
-                    # a full gc run; a diverged trial of a sweep kept 360 MB each).
-                    try:
-                        raise err
-                    finally:
-                        err = None
-                part, counted = _batch_sum(loss, value, len(idx))
-                total += part
-                count += counted
-                for k, (c, t) in loss.metric_counts().items():
-                    a, s = metrics.get(k, (0, 0))
-                    metrics[k] = (a + c, s + t)
-                if bar:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{_epoch_loss(loss, total, count):.4f}", refresh=False)
-                for cb in cbs:
-                    cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
-                same_layers("on_train_batch_end")
-                if self.stop_training:  # as Keras: after this batch (the epoch still ends)
-                    break
-            logs = {"loss": _epoch_loss(loss, total, count)}
-            logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
-            if val is not None:
-                vloss, vmetrics = self._run_eval(val[0], val[1], val[2], loss, batch_size,
-                                                 cbs=cbs, after_hook=same_layers)
-                logs["val_loss"] = vloss
-                logs.update({"val_" + k: v for k, v in vmetrics.items()})
-            try:
-                for cb in cbs:
-                    cb.on_epoch_end(epoch, logs)
-                same_layers("on_epoch_end")
-            finally:  # (after the hooks, as Keras' progress bar: it shows what they add)
-                if bar:
-                    bar.set_postfix_str(_fmt(logs), refresh=True)
+                        raise fail(f"non-finite training loss ({value}) at epoch {epoch + 1}, "
+                                   f"batch {b + 1}",
+                                   "Lower the learning rate or set clip_norm." if stepped else
+                                   # (no step of this fit yet: the rate cannot be the cause)
+                                   "No step of this fit had run: the loss overflows at the "
+                                   "weights it started with. If the model is new, scale the "
+                                   "data (x, y) or the weights: the learning rate is not the "
+                                   "cause; if an earlier fit trained it, its steps may have "
+                                   "diverged: lower the learning rate or set clip_norm.")
+                    good.keep()
+                    good_at = f"epoch {epoch + 1}, batch {b + 1} (loss {value:.6g})"
+                    self.zero_grad()
+                    self._backward(loss.backward())  # d pred is on pred's device
+                    if clip_norm is not None:  # (a frozen layer's gradients do not count)
+                        _optim.clip_grad_norm(optimizer.params, clip_norm)
+                    # A step is applied whole or not at all (Ctrl-C waits for its end), and one
+                    # that overflows (Adam's squared moments first) is undone at once, also when
+                    # a Ctrl-C is waiting: an Inf moment freezes its weight silently, and
+                    # poisons every later step.
+                    err = None
+                    stepped = True
+                    with _sigint_deferred():
+                        good.step()  # optimizer.step(), keeping what it overwrites
+                        bad = good.non_finite()
+                        if bad is not None:
+                            if bar:
+                                bar.close()
+                            err = fail(f"the optimizer step of epoch {epoch + 1}, batch {b + 1} "
+                                       f"made the {bad} non-finite")
+                    if err is not None:
+                        # Raised with its name dropped: the traceback holds this frame, which
+                        # would hold the error (a cycle keeping the model, optimizer and data
+                        # alive until a full gc run; a diverged trial of a sweep kept 360 MB
+                        # each).
+                        try:
+                            raise err
+                        finally:
+                            err = None
+                    part, counted = _batch_sum(loss, value, len(idx))
+                    total += part
+                    count += counted
+                    for k, (c, t) in loss.metric_counts().items():
+                        a, s = metrics.get(k, (0, 0))
+                        metrics[k] = (a + c, s + t)
+                    if bar:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{_epoch_loss(loss, total, count):.4f}",
+                                        refresh=False)
+                    for cb in cbs:
+                        cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
+                    same_layers("on_train_batch_end")
+                    if self.stop_training:  # as Keras: after this batch (the epoch still ends)
+                        break
+                logs = {"loss": _epoch_loss(loss, total, count)}
+                logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
+                if val is not None:
+                    vloss, vmetrics = self._run_eval(val[0], val[1], val[2], loss, batch_size,
+                                                     cbs=cbs, after_hook=same_layers)
+                    logs["val_loss"] = vloss
+                    logs.update({"val_" + k: v for k, v in vmetrics.items()})
+            except BaseException:
+                if bar:  # (a hook's error too: a bar left open garbled the next one)
                     bar.close()
-                elif verbose:
-                    print(f"Epoch {epoch + 1}/{epochs} - {_fmt(logs)} "
-                          f"({time.perf_counter() - t0:.1f}s)", flush=True)
+                raise
+            if bar:  # closed before on_epoch_end: what callbacks print there has lines of its own
+                bar.set_postfix_str(_fmt(logs), refresh=True)
+                bar.close()
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            same_layers("on_epoch_end")
+            if verbose and not bar:  # (after the hooks, as Keras': it shows what they add)
+                print(f"Epoch {epoch + 1}/{epochs} - {_fmt(logs)} "
+                      f"({time.perf_counter() - t0:.1f}s)", flush=True)
             last_logs = logs
             if self.stop_training:
                 break
@@ -1808,9 +1813,13 @@ def _callback_list(callbacks):
 
 
 def _fmt(logs):
-    # (a value a callback added may be anything: numbers get 4 decimals, the rest str())
-    return " - ".join(f"{k}: {v:.4f}" if isinstance(v, numbers.Real) else f"{k}: {v}"
-                      for k, v in logs.items())
+    # (a value a callback added may be anything: 4 decimals where it takes them, else str())
+    def one(v):
+        try:
+            return f"{v:.4f}"
+        except (TypeError, ValueError, OverflowError):
+            return str(v)
+    return " - ".join(f"{k}: {one(v)}" for k, v in logs.items())
 
 
 def _verbose_arg(verbose):

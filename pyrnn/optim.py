@@ -112,11 +112,7 @@ def _usable_buffer(p, k, v):
     return v.reshape(-1)
 
 
-def _overlap(a, b):
-    """Whether arrays a and b (both C-contiguous, on one kind of device) share bytes."""
-    n_a, n_b = a.size * a.dtype.itemsize, b.size * b.dtype.itemsize
-    pa, pb = _arrays.data_ptr(a), _arrays.data_ptr(b)
-    return pa < pb + n_b and pb < pa + n_a
+_overlap = _arrays.overlap
 
 
 def _renamed(p, name):

@@ -452,3 +452,15 @@ def test_cupy_interop():
     assert a.ptr == x.data.ptr
     y = cp.asarray(a)
     assert y.data.ptr == x.data.ptr
+
+
+def test_init_fills_a_foreign_device_array_in_place():
+    # A CuPy-like array (only __cuda_array_interface__) through a zero-copy DeviceArray view:
+    # it reached .numpy() and raised AttributeError (helper-180).
+    d = pyrnn.cuda.to_device(np.zeros((3, 4), np.float32))
+    foreign = _CAI(d.ptr, d.shape, d.dtype.str, d, 3)
+    assert pyrnn.init.xavier_uniform_(foreign, seed=5) is foreign
+    np.testing.assert_array_equal(
+        d.numpy(), pyrnn.init.xavier_uniform_(np.zeros((3, 4), np.float32), seed=5))
+    pyrnn.init.constant_(foreign, 2.5)
+    assert (d.numpy() == 2.5).all()

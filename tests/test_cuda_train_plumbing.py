@@ -550,6 +550,27 @@ def test_init_fills_a_foreign_device_array_in_place(fake, monkeypatch):
     assert pyrnn.init.ones_(foreign) is foreign and (foreign._dev.a == 1).all()
 
 
+@pytest.mark.parametrize("kind", ["dense", "embedding"])
+def test_a_device_dy_sharing_the_gradients_memory_is_copied_first(fake, kind):
+    # The kernels read dy while they accumulate into the gradients: as on the CPU, a dy that
+    # is (a view of) the layer's own gradient is copied first (helper-185).
+    results = []
+    for device in ("cpu", "cuda"):
+        layer = (pyrnn.Dense(3, 3, seed=0, device=device) if kind == "dense"
+                 else pyrnn.Embedding(2, 3, seed=0, device=device))
+        x = np.eye(3, dtype=np.float32)[:1] if kind == "dense" else np.array([1, 0])
+        layer(x)
+        key = "bias" if kind == "dense" else "weight"
+        shape = tuple(layer.grads[key].shape)
+        layer.grads[key] = np.arange(1.0, 1.0 + np.prod(shape), dtype=np.float32).reshape(shape)
+        g = layer.grads[key]
+        dy = g.reshape(1, 3) if kind == "dense" else g
+        layer.backward(dy)
+        results.append({k: h(v).copy() for k, v in (layer.numpy_grads() if device == "cuda"
+                                                    else layer.grads).items()})
+    same_tree(results[1], results[0], "aliased dy")
+
+
 def test_callbacks_on_a_cuda_model(fake, tmp_path):
     from pyrnn import callbacks
     rng = np.random.default_rng(11)

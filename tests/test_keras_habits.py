@@ -491,3 +491,78 @@ def test_stop_training_set_at_an_epoch_begin_stops_after_its_first_batch():
                  callbacks=[callbacks.LambdaCallback(
                      on_epoch_begin=begin, on_train_batch_end=lambda b, logs: seen.append(b))])
     assert seen == [0, 1, 2, 0] and len(hist["loss"]) == 2
+
+
+def test_early_stoppings_default_survives_copies_and_pickles():
+    # Its default is told apart from a given True by identity: a copied default (a sweep tool
+    # copying signature defaults, kwargs sent to a worker) was "restore_best must be True or
+    # False, got True" (helper-184).
+    import copy
+    import inspect
+    import pickle
+    default = inspect.signature(callbacks.EarlyStopping).parameters["restore_best"].default
+    for twin in (copy.copy(default), copy.deepcopy(default), pickle.loads(pickle.dumps(default))):
+        assert twin is default
+        assert callbacks.EarlyStopping(restore_best=twin).restore_best is True
+        with pytest.raises(TypeError, match="not both"):  # (True given: still not this one)
+            callbacks.EarlyStopping(restore_best=True, restore_best_weights=False)
+
+
+class _FakeBar:
+    made = []
+
+    def __init__(self, **kw):
+        self.closed = 0
+        _FakeBar.made.append(self)
+
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def set_postfix_str(self, text, refresh=True):
+        self.text = text
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.mark.parametrize("hook", ["on_test_begin", "on_test_batch_end", "on_test_end",
+                                  "on_train_batch_begin", "on_epoch_end"])
+def test_a_hook_error_closes_the_epochs_bar_and_is_the_error_raised(hook, monkeypatch):
+    # A bar left open by an on_test_* hook's error garbled the next fit's bars; a value a
+    # callback put in the logs that :.4f cannot format replaced the hook's own error
+    # (helper-184).
+    from fractions import Fraction
+
+    from pyrnn import model as model_module
+    monkeypatch.setattr(model_module, "_isatty", lambda: True)
+    monkeypatch.setattr(model_module, "_tqdm", lambda: _FakeBar)
+    _FakeBar.made.clear()
+
+    def boom(*args):
+        if args and isinstance(args[-1], dict):
+            args[-1]["frac"] = Fraction(1, 3)
+        raise KeyError("the hook's own error")
+
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    with pytest.raises(KeyError, match="the hook's own error"):
+        m.fit(x, y, loss="mse", optimizer="sgd", validation_data=(x, y), verbose=1,
+              callbacks=[callbacks.LambdaCallback(**{hook: boom})])
+    assert [b.closed >= 1 for b in _FakeBar.made] == [True]
+
+
+def test_the_epoch_line_formats_any_value_a_callback_adds(capsys):
+    from fractions import Fraction
+
+    def add(epoch, logs):
+        logs.update(frac=Fraction(1, 3), big=10**400)
+
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    m.fit(x, y, loss="mse", optimizer="sgd", verbose=2,
+          callbacks=[callbacks.LambdaCallback(on_epoch_end=add)])
+    line = capsys.readouterr().out
+    assert " - frac: 1/3 - big: 1000" in line, line

@@ -835,6 +835,21 @@ def test_init_leaky_relu_gain_of_a_huge_slope_is_finite():
             torch.nn.init.calculate_gain("leaky_relu", slope)
 
 
+def test_init_on_a_device_array_without_a_usable_device_names_why():
+    # A CuPy-like array went to pyrnn.cuda.as_device_array and failed inside the CUDA
+    # runtime ("cudaGetDevice(&prev_) failed at device_scope.cuh"); now as the losses say it.
+    if not pyrnn.cuda.unavailable_reason():
+        pytest.skip("a CUDA device is usable here")
+
+    class CupyLike:
+        __cuda_array_interface__ = {"shape": (3, 4), "typestr": "<f4", "data": (1 << 20, False),
+                                    "version": 3, "strides": None}
+
+    with pytest.raises(RuntimeError, match=r"tensor is a CUDA device array \(CupyLike\), but no "
+                                           r"CUDA device is usable: "):
+        init.xavier_uniform_(CupyLike(), seed=0)
+
+
 @pytest.mark.parametrize("cls, attr, bad", [
     (optim.Adam, "betas", (0.9, 1.5)), (optim.Adam, "eps", -1.0),
     (optim.AdamW, "weight_decay", -5.0), (optim.Adam, "amsgrad", "yes"),
