@@ -200,8 +200,9 @@ def normal_(tensor: _Target, mean: Real = 0.0, std: Real = 1.0, *, rng: _Rng = N
 
 @_device_aware
 def constant_(tensor: _Target, val: npt.ArrayLike) -> Array:
-    a = _target(tensor, repeats_ok=True)
     value = host_asarray("val", val)
+    # (one value fills a view repeating memory, as torch's; varying ones cannot)
+    a = _target(tensor, repeats_ok=value.size == 1)
     if value.dtype.kind not in "biuf":  # (complex would lose its imaginary part)
         raise TypeError(f"constant_ needs a real value, got {value.dtype} {value!r}")
     return _fill(a, np.broadcast_to(value, a.shape))

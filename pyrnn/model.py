@@ -1815,10 +1815,12 @@ def _callback_list(callbacks):
 def _fmt(logs):
     # (a value a callback added may be anything: 4 decimals where it takes them, else str())
     def one(v):
-        try:
-            return f"{v:.4f}"
-        except (TypeError, ValueError, OverflowError):
-            return str(v)
+        if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+            try:
+                return f"{v:.4f}"
+            except (TypeError, ValueError, OverflowError):  # (a Fraction, an int of 400 digits)
+                pass
+        return str(v)
     return " - ".join(f"{k}: {one(v)}" for k, v in logs.items())
 
 

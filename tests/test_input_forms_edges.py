@@ -358,3 +358,5 @@ def test_init_refuses_a_view_repeating_memory():
     # A constant fills it, as torch's constant_ / zeros_ / ones_ fill an expand()-ed tensor.
     init.constant_(w, 2.5)
     assert (w == 2.5).all() and init.zeros_(w) is w and (w == 0).all()
+    with pytest.raises(ValueError, match="repeats memory"):  # (varying values cannot: the
+        init.constant_(w, np.arange(24.0).reshape(4, 6))    # last row written won)

@@ -555,14 +555,17 @@ def test_a_hook_error_closes_the_epochs_bar_and_is_the_error_raised(hook, monkey
 
 
 def test_the_epoch_line_formats_any_value_a_callback_adds(capsys):
+    import datetime
     from fractions import Fraction
 
     def add(epoch, logs):
-        logs.update(frac=Fraction(1, 3), big=10**400)
+        logs.update(frac=Fraction(1, 3), big=10**400, flag=True,
+                    at=datetime.datetime(2026, 12, 7, 16, 43))  # (.4f is a strftime pattern)
 
     m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
     x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
     m.fit(x, y, loss="mse", optimizer="sgd", verbose=2,
           callbacks=[callbacks.LambdaCallback(on_epoch_end=add)])
     line = capsys.readouterr().out
-    assert " - frac: 1/3 - big: 1000" in line, line
+    assert " - frac: 1/3 - big: 1000" in line and " - flag: True - at: 2026-12-07 16:43:00 (" \
+        in line, line
