@@ -368,7 +368,8 @@ class CrossEntropyLoss(Loss):
         # In place where the values allow (the same operations, so the same bits): two [M, K]
         # float64 arrays at a time instead of four.
         logp = logits.reshape(-1, K).astype(np.float64)               # [M, K]
-        logp -= logp.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):  # (1e308 - -1e308 is -Inf: torch's value, silently)
+            logp -= logp.max(axis=1, keepdims=True)
         lse = np.log(np.exp(logp).sum(axis=1, keepdims=True))         # [M, 1]
         logp -= lse                                                   # log-softmax
         prob = np.exp(logp)                                           # [M, K]
@@ -385,7 +386,9 @@ class CrossEntropyLoss(Loss):
             if s:
                 t = t * (1.0 - s) + s / K
             if counted is not None:
-                t = np.where(counted[:, None], t, 0.0)  # a masked row adds nothing
+                t = np.where(counted[:, None], t, 0.0)  # a masked row adds nothing,
+                logp[~counted] = 0.0  # also where its logits are -Inf / NaN (0 * -Inf is NaN)
+                prob[~counted] = 0.0
             wt = t if w is None else t * w                            # [M, K]
             # d/dz_j of -sum_k wt_k log p_k = p_j sum_k wt_k - wt_j
             loss, scale = self._reduce(-(wt * logp).sum(), rows.size)

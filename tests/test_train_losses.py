@@ -677,3 +677,20 @@ def test_a_custom_loss_without_super_init_works_with_mean_reduction():
     h = m.fit(rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 1)), loss=Half(),
               optimizer="adam", verbose=0)
     assert np.isfinite(h["loss"][0]) and Half().reduction == "mean"
+
+
+@pytest.mark.parametrize("bad", [[-np.inf, 0.0, 0.0], [np.nan, 1.0, 2.0], [1e308, -1e308, 0.0]])
+def test_probability_targets_ignore_a_masked_rows_logits_whatever_they_are(bad):
+    # The class-index path did; with probability targets 0 * -Inf (or NaN) made the loss NaN
+    # and the masked row's gradient NaN (helper-188). torch on the counted row is the oracle.
+    rng = np.random.default_rng(3)
+    logits = np.array([[rng.normal(size=3), bad]])                 # (1, 2, 3)
+    target = rng.dirichlet(np.ones(3), size=(1, 2))
+    ce = losses.CrossEntropyLoss()
+    value = ce(logits, target, mask=np.array([[True, False]]))
+    grad = ce.backward()
+    want = torch.nn.functional.cross_entropy(torch.tensor(logits[0, :1]),
+                                             torch.tensor(target[0, :1]))
+    assert value == pytest.approx(float(want), rel=1e-12)
+    np.testing.assert_array_equal(grad[0, 1], 0.0)
+    assert np.isfinite(grad).all()

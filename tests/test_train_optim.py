@@ -84,6 +84,31 @@ def test_optimizer_matches_torch(case, dtype):
         np.testing.assert_allclose(p.data, tp.detach().numpy(), **tol)
 
 
+@pytest.mark.parametrize("case", ["adam", "adamw_amsgrad", "rmsprop", "rmsprop_centered"])
+def test_adam_and_rmsprop_update_in_torchs_order(case):
+    # The update is torch's addcdiv order, (lr * m) / denom: m / denom first differed by an
+    # ulp now and then, and by 1% with subnormal gradients and eps (-7.1 for torch's -7.0;
+    # helper-189). These steps are torch's bits.
+    kw = {"lr": 0.01, "eps": 1e-45}
+    ours, theirs = {
+        "adam": (lambda p: optim.Adam(p, **kw), lambda p: torch.optim.Adam(p, **kw)),
+        "adamw_amsgrad": (lambda p: optim.AdamW(p, amsgrad=True, **kw),
+                          lambda p: torch.optim.AdamW(p, amsgrad=True, **kw)),
+        "rmsprop": (lambda p: optim.RMSprop(p, **kw), lambda p: torch.optim.RMSprop(p, **kw)),
+        "rmsprop_centered": (lambda p: optim.RMSprop(p, centered=True, **kw),
+                             lambda p: torch.optim.RMSprop(p, centered=True, **kw)),
+    }[case]
+    g = np.array([1e-42, 1e-41, 3e-39, -7e-40, 0.3, -2.0], np.float32)
+    p = pyrnn.Parameter("p", np.zeros(6, np.float32), g.copy())
+    tp = torch.zeros(6, requires_grad=True)
+    tp.grad = torch.tensor(g)
+    opt, topt = ours([p]), theirs([tp])
+    for _ in range(3):
+        opt.step()
+        topt.step()
+    np.testing.assert_array_equal(p.data, tp.detach().numpy())
+
+
 @pytest.mark.parametrize("dtype, huge", [(np.float32, 2e21), (np.float64, 2e156)])
 def test_centered_rmsprop_past_overflow_matches_torch(dtype, huge):
     # Once grad_avg**2 overflows, square_avg is +Inf too: torch's fused addcmul gives an Inf

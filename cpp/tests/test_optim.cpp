@@ -81,7 +81,7 @@ void adam_oracle(std::vector<T>& p, const std::vector<T>& grad, std::vector<T>& 
       s = vmax[i];
     }
     const T denom = std::sqrt(s) / bc2_sqrt + eps_t;
-    p[i] -= step_size * (m[i] / denom);
+    p[i] -= (step_size * m[i]) / denom;
   }
 }
 
@@ -106,7 +106,7 @@ void rmsprop_oracle(std::vector<T>& p, const std::vector<T>& grad, std::vector<T
       buf[i] = buf[i] * mom + g / avg;
       p[i] -= lr * buf[i];
     } else {
-      p[i] -= lr * (g / avg);
+      p[i] -= (lr * g) / avg;
     }
   }
 }

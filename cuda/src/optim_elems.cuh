@@ -98,7 +98,7 @@ PYRNN_HD inline unsigned adam_elem(std::size_t i, T* param, const T* grad, T* ex
     state_ok = state_ok && opt_finite(v);
   }
   const T denom = opt_sqrt(v) / c.bc2_sqrt + c.eps;
-  param[i] -= c.step_size * (exp_avg[i] / denom);
+  param[i] -= (c.step_size * exp_avg[i]) / denom;  // (torch's addcdiv order, as the CPU loop)
   return opt_bits(param[i], state_ok);
 }
 
@@ -130,7 +130,7 @@ PYRNN_HD inline unsigned rmsprop_elem(std::size_t i, T* param, const T* grad, T*
     state_ok = state_ok && opt_finite(buf[i]);
     param[i] -= c.lr * buf[i];
   } else {
-    param[i] -= c.lr * (g / avg);
+    param[i] -= (c.lr * g) / avg;  // (torch's addcdiv order)
   }
   return opt_bits(param[i], state_ok);
 }
