@@ -161,6 +161,7 @@ def _device_input(name, value, dtype):
 def _host_float(value, name="x"):
     """The dtype a parameter-less layer computes in for host data: the input's float32 /
     float64, anything else (ints, float16) as float32."""
+    host_only(name, value)  # (before reading it: a device array's own message, as Dense's)
     dt = host_asarray(name, value).dtype
     # (by kind and size: a big-endian '>f8' is float64 data too, not "anything else")
     return dt.newbyteorder("=") if dt.kind == "f" and dt.itemsize in (4, 8) else \

@@ -360,6 +360,8 @@ CASES = [
     ("dropout-backward-shape", "d = pyrnn.Dropout(0.5); d(np.zeros((2, 3))); d.backward(np.zeros((3, 2)))", V,
      r"dy must have shape \(2, 3\), got \(3, 2\)"),
     ("dropout-backward-device", "d = pyrnn.Dropout(0.5); d(np.zeros((2, 3))); d.backward(FakeCAI((2, 3)))", T, r"device array"),
+    ("dropout-forward-device", "pyrnn.Dropout(0.5)(FakeCAI((2, 3)))", T, r"x is a CUDA device array \(FakeCAI\)"),
+    ("laststep-forward-device", "pyrnn.LastStep()(FakeCAI((2, 3, 4)))", T, r"x is a CUDA device array \(FakeCAI\)"),
     ("dropout-readonly-input-not-written", "d = pyrnn.Dropout(0.5, seed=0); x = romap(np.ones((4, 4), np.float32)); y = d(x); "
      "assert np.asarray(x).sum() == 16", OK, ""),
     ("laststep-bidirectional-str", "pyrnn.LastStep(bidirectional='yes')", T, r"bidirectional must be True, False or None"),

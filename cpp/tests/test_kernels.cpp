@@ -361,6 +361,38 @@ void blocked_matches_one_pack(CpuIsa isa) {
               if (M > 9) CHECK(got == want);  // (few rows may read B in place: tested above)
             }
           }
+  // Fewer column panels than threads: the members split the rows (runs of 24, every tile
+  // height's multiple; the tail in the last run), with the bits of one thread.
+  {
+    const int rows_sizes[][3] = {{1001, 5, 211}, {700, 20, 120}};
+    for (const auto& s : rows_sizes)
+      for (Trans ta : {Trans::N, Trans::T})
+        for (Trans tb : {Trans::N, Trans::T})
+          for (T alpha : {T(1), T(0.75)})
+            for (T beta : {T(0), T(1)}) {
+              const int M = s[0], N = s[1], K = s[2];
+              const int lda = ta == Trans::N ? K : M, ldb = tb == Trans::N ? N : K;
+              std::vector<T> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(K) * N),
+                  C0(static_cast<std::size_t>(M) * N);
+              for (auto& v : A) v = T(uniform01(7, 1, &v - A.data()) - 0.5);
+              for (auto& v : B) v = T(uniform01(7, 2, &v - B.data()) - 0.5);
+              for (auto& v : C0) v = T(uniform01(7, 3, &v - C0.data()) - 0.5);
+              kernels::PackedB<T> pb;
+              o.pack_b(pb, tb, K, N, B.data(), ldb);
+              std::vector<T> want = C0;
+              o.gemm_packed(ta, M, A.data(), lda, alpha, pb, beta, nullptr, want.data(), N, 1);
+              for (int threads : {2, 3}) {
+                pyrnn::set_num_threads(threads);
+                for (bool once : {false, true}) {
+                  std::vector<T> got = C0;
+                  (once ? kernels::gemm_b_once<T> : kernels::gemm<T>)(
+                      ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), N);
+                  CHECK(got == want);
+                }
+              }
+            }
+    pyrnn::set_num_threads(1);
+  }
   // K x N = 537k elements of op(B), past one 2 MiB float block: gemm and gemm_b_once split it
   // (on 1 thread: 2 threads would take half the columns each, under one block).
   if (!std::is_same<T, float>::value) return;

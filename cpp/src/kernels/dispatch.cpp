@@ -68,7 +68,8 @@ int gemm_threads(long long M, long long N, long long K) {
 }
 
 namespace {
-// The product by threads that each own a run of column panels and pack their own blocks of op(B)
+// The product by threads that each own a run of column panels (or, with fewer panels than
+// threads, a run of rows over all of them) and pack their own blocks of op(B)
 // (at most kPackBlockBytes: all of K and whole panels, or for a long K whole kc blocks of it,
 // the later ones accumulating with beta 1), multiplying each before packing the next. Packing
 // was serial, on the calling thread, and of all of op(B) (98 MB kept per thread for a
@@ -86,7 +87,14 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
                  T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C, int ldc) {
   const Ops<T>& o = ops<T>();
   const int nr = o.nr, npanels = (N + nr - 1) / nr;
-  const int threads = std::max(1, std::min(gemm_threads(M, N, K), npanels));
+  const int want = gemm_threads(M, N, K);
+  // Fewer column panels than threads (a Dense with few outputs over many rows ran on one
+  // thread, 8x torch's time): the members split the rows instead, each over all panels, in
+  // runs of kRowGrain rows, a multiple of every micro-kernel's tile height, so every row is
+  // in the tile it was in (the tail in the last run): the same bits.
+  constexpr int kRowGrain = 24;
+  const bool by_rows = want > npanels && M >= 2 * kRowGrain * want;
+  const int threads = by_rows ? want : std::max(1, std::min(want, npanels));
   const std::size_t budget = std::max<std::size_t>(1, block_bytes / sizeof(T));  // one block
   const std::size_t Kz = static_cast<std::size_t>(std::max(K, 1));
   const int size = ::pyrnn::detail::start_team(threads);
@@ -94,10 +102,19 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
 #pragma omp parallel num_threads(size) if (size > 1)
   {
     const int tid = ::pyrnn::detail::team_member();
-    // This member's run of panels [p0, p1): none past `threads` (start_team's extra members).
-    const ::pyrnn::detail::Span mine =
-        ::pyrnn::detail::share(npanels, tid, ::pyrnn::detail::sharers(threads));
-    const int p0 = static_cast<int>(mine.begin), p1 = static_cast<int>(mine.end);
+    const int sharers = ::pyrnn::detail::sharers(threads);
+    // This member's run of panels [p0, p1) and of rows [r0, r0 + m): none past `threads`
+    // (start_team's extra members).
+    const ::pyrnn::detail::Span mine = by_rows ? ::pyrnn::detail::Span{0, std::size_t(npanels)}
+                                               : ::pyrnn::detail::share(npanels, tid, sharers);
+    const ::pyrnn::detail::Span rows =
+        by_rows ? ::pyrnn::detail::share(static_cast<std::size_t>(M), tid, sharers, kRowGrain)
+                : ::pyrnn::detail::Span{0, std::size_t(M)};
+    const int r0 = static_cast<int>(rows.begin), m = static_cast<int>(rows.end - rows.begin);
+    const int p0 = m > 0 ? static_cast<int>(mine.begin) : 0,
+              p1 = m > 0 ? static_cast<int>(mine.end) : 0;
+    const T* Ar = ta == Trans::N ? A + static_cast<std::size_t>(r0) * lda : A + r0;  // op(A)'s rows
+    T* Cr = C + static_cast<std::size_t>(r0) * ldc;
     // Block: kb x (pb panels) of op(B). Wide first: each block's product packs (or reads) all
     // of A's rows for its k range again, so this thread's whole run of panels if it fits with
     // all of K, or with whole kc blocks of K; narrower only when one kc block of the run does
@@ -123,7 +140,7 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
       const std::size_t need = static_cast<std::size_t>(std::max(std::min(kb, K), 1)) *
                                static_cast<std::size_t>(std::min(pb, p1 - p0)) * nr;
       if (packed.data.size() < need) packed.data.resize(need);
-      if (p0 < p1) o.reserve_a(ta, M, std::min(kb, K), alpha);
+      if (p0 < p1) o.reserve_a(ta, m, std::min(kb, K), alpha);
     });
 #ifdef _OPENMP
 #pragma omp barrier
@@ -140,8 +157,8 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
           // columns of op(A): A + k0, or A^T's k0 rows: A + k0 * lda.
           const std::size_t bk = static_cast<std::size_t>(k0), bj = static_cast<std::size_t>(j0);
           o.pack_b(packed, tb, k, n, tb == Trans::N ? B + bk * ldb + bj : B + bj * ldb + bk, ldb);
-          o.gemm_panels(ta, M, ta == Trans::N ? A + bk : A + bk * lda, lda, alpha, packed,
-                        k0 == 0 ? beta : T(1), nullptr, C + j0, ldc, range, 1);
+          o.gemm_panels(ta, m, ta == Trans::N ? Ar + bk : Ar + bk * lda, lda, alpha, packed,
+                        k0 == 0 ? beta : T(1), nullptr, Cr + j0, ldc, range, 1);
         }
       }
     });
