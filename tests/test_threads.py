@@ -475,12 +475,14 @@ def test_passes_keep_their_threads(case):
             layer(x)
             layer.train()
     elif case == "dense":  # a product over 3 column panels, then one over all
-        narrow = pyrnn.Dense(256, 2 * nr + 1, seed=0, dtype="float64")
+        # (150 rows: under 48 per thread, so the narrow product keeps its 3-panel team
+        # instead of splitting its rows; over 1M multiply-adds for every panel width)
+        narrow = pyrnn.Dense(1024, 2 * nr + 1, seed=0, dtype="float64")
         wide = pyrnn.Dense(256, 512, seed=1, dtype="float64")
-        x = rng.standard_normal((512, 256))
+        x_narrow, x = rng.standard_normal((150, 1024)), rng.standard_normal((512, 256))
 
         def step():
-            narrow.backward(np.ones_like(narrow(x)))
+            narrow.backward(np.ones_like(narrow(x_narrow)))
             wide.backward(np.ones_like(wide(x)))
     else:
         model = pyrnn.Sequential([pyrnn.LSTM(64, 256, batch_first=True, seed=0),

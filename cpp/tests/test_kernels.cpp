@@ -369,7 +369,7 @@ void blocked_matches_one_pack(CpuIsa isa) {
       for (Trans ta : {Trans::N, Trans::T})
         for (Trans tb : {Trans::N, Trans::T})
           for (T alpha : {T(1), T(0.75)})
-            for (T beta : {T(0), T(1)}) {
+            for (T beta : {T(0), T(1), T(0.5)}) {
               const int M = s[0], N = s[1], K = s[2];
               const int lda = ta == Trans::N ? K : M, ldb = tb == Trans::N ? N : K;
               std::vector<T> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(K) * N),

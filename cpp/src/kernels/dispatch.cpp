@@ -113,8 +113,9 @@ void gemm_blocks(std::size_t block_bytes, bool keep, Trans ta, Trans tb, int M, 
     const int r0 = static_cast<int>(rows.begin), m = static_cast<int>(rows.end - rows.begin);
     const int p0 = m > 0 ? static_cast<int>(mine.begin) : 0,
               p1 = m > 0 ? static_cast<int>(mine.end) : 0;
-    const T* Ar = ta == Trans::N ? A + static_cast<std::size_t>(r0) * lda : A + r0;  // op(A)'s rows
-    T* Cr = C + static_cast<std::size_t>(r0) * ldc;
+    // op(A)'s and C's rows from r0 (an idle member's r0 is M: not formed, past the arrays)
+    const T* Ar = m == 0 ? A : ta == Trans::N ? A + static_cast<std::size_t>(r0) * lda : A + r0;
+    T* Cr = m == 0 ? C : C + static_cast<std::size_t>(r0) * ldc;
     // Block: kb x (pb panels) of op(B). Wide first: each block's product packs (or reads) all
     // of A's rows for its k range again, so this thread's whole run of panels if it fits with
     // all of K, or with whole kc blocks of K; narrower only when one kc block of the run does

@@ -9,7 +9,8 @@ namespace kernels {
 
 enum class Trans { N, T };
 
-// Threads split C's columns; each packs its own blocks of op(B) (2 MiB at most) into a buffer
+// Threads split C's columns (its rows when there are fewer column panels than threads: the same
+// bits); each packs its own blocks of op(B) (2 MiB at most) into a buffer
 // kept for the next call (a weight packed again and again costs no allocation), multiplying
 // each block before packing the next.
 template <typename T>
