@@ -285,6 +285,28 @@ def _epoch_loss(loss, total, count):
     return total / count if count else 0.0  # nothing counted: 0, as a batch of it gives
 
 
+class _Tally:
+    """An epoch's (or evaluate's) loss so far: the batches' sums, what their mean divides by
+    (_batch_sum), and each metric's (hits, counted)."""
+
+    def __init__(self, loss):
+        self.loss, self.total, self.count, self.metrics = loss, 0.0, 0, {}
+
+    def add(self, value, samples):
+        part, counted = _batch_sum(self.loss, value, samples)
+        self.total += part
+        self.count += counted
+        for k, (c, t) in self.loss.metric_counts().items():
+            a, s = self.metrics.get(k, (0, 0))
+            self.metrics[k] = (a + c, s + t)
+
+    def mean(self):
+        return _epoch_loss(self.loss, self.total, self.count)
+
+    def metric_values(self):
+        return {k: (c / t if t else float("nan")) for k, (c, t) in self.metrics.items()}
+
+
 def _pyrnn_backward(layer):
     """Whether layer's backward() is a pyrnn layer's own (its cache is then the pyrnn one)."""
     backward = getattr(type(layer), "backward", None)
@@ -1307,7 +1329,7 @@ class Sequential(Layer):
 
         hook("on_test_begin", {})
         with self._eval_mode():
-            total, count, metrics = 0.0, 0, {}
+            tally = _Tally(loss)
             for b, idx in enumerate(self._batches(x.shape[0], batch_size)):
                 hook("on_test_batch_begin", b, {"size": len(idx)})
                 if bar:
@@ -1317,15 +1339,9 @@ class Sequential(Layer):
                 if shapes is not None:
                     shapes.append(tuple(pred.shape))
                 value = _batch_loss(loss, pred, y[idx], lens, x.shape[1] if x.ndim > 1 else 0)
-                part, counted = _batch_sum(loss, value, len(idx))
-                total += part
-                count += counted
-                for k, (c, t) in loss.metric_counts().items():
-                    a, s = metrics.get(k, (0, 0))
-                    metrics[k] = (a + c, s + t)
+                tally.add(value, len(idx))
                 hook("on_test_batch_end", b, {"loss": value, "size": len(idx)})
-        mean = _epoch_loss(loss, total, count)
-        metrics = {k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()}
+        mean, metrics = tally.mean(), tally.metric_values()
         hook("on_test_end", {"loss": mean, **metrics})
         return mean, metrics
 
@@ -1699,7 +1715,7 @@ class Sequential(Layer):
                 cb.on_epoch_begin(epoch, {})
             same_layers("on_epoch_begin")
             order = rng.permutation(N) if shuffle else None
-            total, count, metrics = 0.0, 0, {}
+            tally = _Tally(loss)
             bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", leave=True,
                           file=sys.stdout) if bar_cls else None
             try:
@@ -1752,23 +1768,16 @@ class Sequential(Layer):
                             raise err
                         finally:
                             err = None
-                    part, counted = _batch_sum(loss, value, len(idx))
-                    total += part
-                    count += counted
-                    for k, (c, t) in loss.metric_counts().items():
-                        a, s = metrics.get(k, (0, 0))
-                        metrics[k] = (a + c, s + t)
+                    tally.add(value, len(idx))
                     if bar:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{_epoch_loss(loss, total, count):.4f}",
-                                        refresh=False)
+                        bar.set_postfix(loss=f"{tally.mean():.4f}", refresh=False)
                     for cb in cbs:
                         cb.on_train_batch_end(b, {"loss": value, "size": len(idx)})
                     same_layers("on_train_batch_end")
                     if self.stop_training:  # as Keras: after this batch (the epoch still ends)
                         break
-                logs = {"loss": _epoch_loss(loss, total, count)}
-                logs.update({k: (c / t if t else float("nan")) for k, (c, t) in metrics.items()})
+                logs = {"loss": tally.mean(), **tally.metric_values()}
                 if val is not None:
                     vloss, vmetrics = self._run_eval(val[0], val[1], val[2], loss, batch_size,
                                                      cbs=cbs, after_hook=same_layers)
