@@ -1727,9 +1727,7 @@ class Sequential(Layer):
                     pred = self._forward_batch(x[idx], lens)
                     value = _batch_loss(loss, pred, y[idx], lens,
                                         x.shape[1] if x.ndim > 1 else 0)
-                    if not math.isfinite(value):
-                        if bar:
-                            bar.close()
+                    if not math.isfinite(value):  # (the bar is closed on the way out)
                         raise fail(f"non-finite training loss ({value}) at epoch {epoch + 1}, "
                                    f"batch {b + 1}",
                                    "Lower the learning rate or set clip_norm." if stepped else
@@ -1755,8 +1753,6 @@ class Sequential(Layer):
                         good.step()  # optimizer.step(), keeping what it overwrites
                         bad = good.non_finite()
                         if bad is not None:
-                            if bar:
-                                bar.close()
                             err = fail(f"the optimizer step of epoch {epoch + 1}, batch {b + 1} "
                                        f"made the {bad} non-finite")
                     if err is not None:
@@ -1827,7 +1823,7 @@ def _fmt(logs):
         if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
             try:
                 return f"{v:.4f}"
-            except (TypeError, ValueError, OverflowError):  # (a Fraction, an int of 400 digits)
+            except (TypeError, ValueError, OverflowError):  # (an int of 400 digits)
                 pass
         return str(v)
     return " - ".join(f"{k}: {one(v)}" for k, v in logs.items())
