@@ -153,6 +153,17 @@ def as_device_array(obj: DeviceArrayLike) -> DeviceArray:
     return _need().as_device_array(obj)
 
 
+def _usable_view(name: str, obj: DeviceArrayLike) -> DeviceArray:
+    """as_device_array(obj) for a caller that reads a device array given where host data is
+    usual (a loss's pred, pyrnn.init's tensor): without a usable device, a RuntimeError naming
+    `name` and why, not a CUDA runtime error from deep inside."""
+    reason = unavailable_reason()
+    if reason:
+        raise RuntimeError(f"{name} is a CUDA device array ({type(obj).__name__}), but no "
+                           f"CUDA device is usable: {reason}")
+    return as_device_array(obj)
+
+
 def from_dlpack(obj: SupportsDLPackDevice) -> DeviceArray:
     """Zero-copy DeviceArray over an object exporting a CUDA DLPack tensor."""
     return _need().from_dlpack(obj)

@@ -81,11 +81,7 @@ def _device_aware(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         # view, so it is filled in place as torch.nn.init fills any tensor (it has no
         # .numpy() / .copy_from(): an AttributeError before).
         from . import cuda
-        reason = cuda.unavailable_reason()
-        if reason:  # (as the losses: not a CUDA runtime error from deep inside)
-            raise RuntimeError(f"tensor is a CUDA device array ({type(target).__name__}), but "
-                               f"no CUDA device is usable: {reason}")
-        view = cuda.as_device_array(target)
+        view = cuda._usable_view("tensor", target)
         host = view.numpy()
         fn(host, *args, **kwargs)
         view.copy_from(host)

@@ -55,14 +55,15 @@ def _torch():
 
 
 def _np(t, dtype, what):
-    """torch tensor -> a NumPy array that owns its memory (CPU, detached). dtype: the pyrnn
+    """torch tensor -> a NumPy view of its data (CPU, detached; the callers write it through
+    layer.params[k] = v, which copies into the layer's own memory). dtype: the pyrnn
     layer's ("float32" / "float64"), which every tensor of the module must have (torch runs
     no module mixing them; a complex bias lost its imaginary part here, a float64 one past
     the float32 range became Inf, each with only NumPy's warning)."""
     if str(t.dtype) != f"torch.{dtype}":
         raise ValueError(f"{what} has dtype {t.dtype}, the module's other parameters "
                          f"torch.{dtype}: pyrnn's layer holds one dtype")
-    return t.detach().cpu().numpy().copy()
+    return t.detach().cpu().numpy()
 
 
 def _dtype_name(torch, t, what):

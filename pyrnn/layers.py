@@ -155,7 +155,8 @@ def _device_input(name, value, dtype):
             raise TypeError(f"{name} is a device array of dtype {arr.dtype}; float32 or float64 "
                             "expected")
         return arr, True
-    return cuda.to_device(real_array(name, value, dtype or _host_float(value, name))), False
+    return cuda.to_device(real_array(name, value, dtype) if dtype is not None else
+                          _host_real(value, name)), False
 
 
 def _host_float(value, name="x"):
@@ -166,6 +167,15 @@ def _host_float(value, name="x"):
     # (by kind and size: a big-endian '>f8' is float64 data too, not "anything else")
     return dt.newbyteorder("=") if dt.kind == "f" and dt.itemsize in (4, 8) else \
         np.dtype(np.float32)
+
+
+def _host_real(value, name="x"):
+    """value as a host array of the dtype _host_float picks, a list converted once (not once
+    for its dtype and again for the data)."""
+    if not isinstance(value, (str, bytes)):  # (real_array names those by their type)
+        host_only(name, value)
+        value = host_asarray(name, value)
+    return real_array(name, value, _host_float(value, name))
 
 
 def _out(y, device_out):
@@ -788,7 +798,7 @@ class Dropout(Layer):
         if self.device == "cuda" and (active or cuda.is_device_array(x)):
             x, device_out = _device_input("x", x, None)
         else:
-            x = real_array("x", x, _host_float(x))
+            x = _host_real(x)
         if not active:  # identity
             self._keep((None, tuple(x.shape), 0.0) if self.training else None)
             return x
@@ -832,7 +842,7 @@ class Dropout(Layer):
             raise ValueError(f"Dropout.backward: dy must have shape {shape_str(shape)}, "
                              f"got {shape_str(dy.shape)}")
         if device_out is None:  # checked and converted as the active path does
-            dy = real_array("dy", dy, _host_float(dy, "dy"))
+            dy = _host_real(dy, "dy")
         if seed is None:  # identity (p = 0)
             return dy
         if device_out is not None:
@@ -1059,7 +1069,7 @@ class LastStep(Layer):
             return self._forward_cuda(x, lengths)
         # As Dropout, and as on a device: float32 / float64 kept, anything else (ints, float16)
         # computed in float32.
-        x = real_array("x", x, _host_float(x))
+        x = _host_real(x)
         D = self.num_directions
         self._check_input(x.shape)
         N, T, W = x.shape

@@ -63,11 +63,7 @@ def _host_target(target: Any) -> Any:
     if not _arrays.on_device(target):
         return target
     from . import cuda
-    reason = cuda.unavailable_reason()
-    if reason:
-        raise RuntimeError(f"target is a CUDA device array ({type(target).__name__}), but no "
-                           f"CUDA device is usable: {reason}")
-    return cuda.as_device_array(target).numpy()
+    return cuda._usable_view("target", target).numpy()
 
 
 def _expand_mask(mask: Any, shape: tuple[int, ...],
@@ -198,11 +194,7 @@ class Loss:
         self._place = (False, 0)
         if _arrays.on_device(pred):
             from . import cuda
-            reason = cuda.unavailable_reason()
-            if reason:
-                raise RuntimeError(f"pred is a CUDA device array ({type(pred).__name__}), but no "
-                                   f"CUDA device is usable: {reason}")
-            arr = cuda.as_device_array(pred)
+            arr = cuda._usable_view("pred", pred)
             self._place = (True, arr.device)  # d pred goes back to pred's GPU, whichever it is
             return arr.numpy()
         return pred

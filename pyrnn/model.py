@@ -39,7 +39,7 @@ from . import losses as _losses
 from . import optim as _optim
 from ._validate import (beyond_range, flag, host_only, lengths_array, positive_int,
                         real_array, seed_arg, shape_str, train_mode)
-from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_float,
+from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_real,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
 from .parameter import layers_in_fit, owners_held, prefixed, refuse_move_in_fit
@@ -776,7 +776,7 @@ class Sequential(Layer):
             # dtype may differ: the CPU model converts it too).
             if reverse:
                 return x
-            dtype = _host_float(x)
+            return _arrays.to_device(_host_real(x))
         return _arrays.to_device(real_array("dy" if reverse else "x", x, dtype))
 
     @classmethod
@@ -1317,10 +1317,11 @@ class Sequential(Layer):
             yield idx[start:start + batch_size]
 
     def _run_eval(self, x, y, lengths, loss, batch_size, bar=None, shapes=None, cbs=(),
-                  after_hook=None):
+                  after_hook=None, end_hook=True):
         """(mean loss over every counted element, {metric: value}) in eval mode (bar: a
         progress bar to advance per batch; shapes: a list given the predictions' shapes;
-        cbs: callbacks whose on_test_* hooks run, each followed by after_hook(name))."""
+        cbs: callbacks whose on_test_* hooks run, each followed by after_hook(name);
+        end_hook=False leaves on_test_end to the caller)."""
         def hook(name, *args):
             for cb in cbs:
                 getattr(cb, name)(*args)
@@ -1342,7 +1343,8 @@ class Sequential(Layer):
                 tally.add(value, len(idx))
                 hook("on_test_batch_end", b, {"loss": value, "size": len(idx)})
         mean, metrics = tally.mean(), tally.metric_values()
-        hook("on_test_end", {"loss": mean, **metrics})
+        if end_hook:
+            hook("on_test_end", {"loss": mean, **metrics})
         return mean, metrics
 
     # fit / evaluate / predict take host data only (device arrays are a TypeError).
@@ -1392,9 +1394,12 @@ class Sequential(Layer):
         n_batches = -(-x.shape[0] // batch_size)
         self._set_callbacks(cbs, n_batches, batch_size, verbose)
         with _progress(verbose, n_batches, "evaluate") as bar:
-            value, metrics = self._run_eval(x, y, lengths, loss, batch_size, bar, cbs=cbs)
+            value, metrics = self._run_eval(x, y, lengths, loss, batch_size, bar, cbs=cbs,
+                                            end_hook=False)
             logs = {"loss": value, **metrics}
             _report(verbose, bar, "evaluate", _fmt(logs), t0)
+        for cb in cbs:  # after the bar's close, as predict's on_predict_end: lines of its own
+            cb.on_test_end(dict(logs))
         return logs if return_dict else value
 
     @_one_thread

@@ -4,8 +4,8 @@ that is its own gradient array, clip_grad_norm(max_norm=inf), pyrnn.init beyond 
 bool targets, a validation y the model cannot take, and backward from h_n only; and from an
 unusual-arrays hunt (helper-182): an Embedding dy that is its own gradient, np.matrix
 Parameters, mixed-dtype torch modules, ragged lists and tensors requiring grad, optimizer state
-dtypes, Matrix edge shapes and copy=False, init on a broadcast view. Each test failed before
-its fix."""
+dtypes, Matrix edge shapes and copy=False, init on a broadcast view; array-likes the
+parameter-less layers read twice. Each test failed before its fix."""
 import math
 
 import numpy as np
@@ -360,3 +360,29 @@ def test_init_refuses_a_view_repeating_memory():
     assert (w == 2.5).all() and init.zeros_(w) is w and (w == 0).all()
     with pytest.raises(ValueError, match="repeats memory"):  # (varying values cannot: the
         init.constant_(w, np.arange(24.0).reshape(4, 6))    # last row written won)
+
+
+class _Counted:
+    """An array-like that counts its conversions (a generator-backed one could not be read
+    twice)."""
+
+    def __init__(self, a):
+        self.a, self.reads = a, 0
+
+    def __array__(self, dtype=None, copy=None):
+        self.reads += 1
+        return self.a if dtype is None else self.a.astype(dtype)
+
+
+@pytest.mark.parametrize("make, shape", [(lambda: pyrnn.Dropout(0.5, seed=0), (2, 3)),
+                                         (lambda: pyrnn.Dropout(0.0), (2, 3)),
+                                         (pyrnn.LastStep, (2, 3, 4)),
+                                         (lambda: pyrnn.Sequential([pyrnn.LastStep()]), (2, 3, 4))])
+def test_parameter_less_layers_read_an_array_like_once(make, shape):
+    layer = make()
+    x = _Counted(np.arange(np.prod(shape), dtype=np.float64).reshape(shape))
+    y = layer(x)
+    assert x.reads == 1 and y.dtype == np.float64
+    dy = _Counted(np.ones(y.shape))
+    layer.backward(dy)
+    assert dy.reads == 1

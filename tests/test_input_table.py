@@ -379,6 +379,9 @@ CASES = [
     ("mse-device", "losses.MSELoss()(FakeCAI((3,)), np.zeros(3))",
      *((T, r"data pointer 0x[0-9a-f]+ is not CUDA device or managed memory \(shape \(3,\)\)")
        if pyrnn.cuda.is_available() else (R, r"pred is a CUDA device array .* no CUDA device is usable"))),
+    ("mse-target-device", "losses.MSELoss()(np.zeros(3), FakeCAI((3,)))",
+     *((T, r"data pointer 0x[0-9a-f]+ is not CUDA device or managed memory \(shape \(3,\)\)")
+       if pyrnn.cuda.is_available() else (R, r"target is a CUDA device array \(FakeCAI\), but no CUDA device is usable"))),
     ("mse-backward-first", "losses.MSELoss().backward()", R, r"needs a preceding forward"),
     ("mse-reduction", "losses.MSELoss(reduction='avg')", V, r"reduction must be 'mean' or 'sum', got 'avg'"),
     ("ce-target-range", "losses.CrossEntropyLoss()(np.zeros((2, 3)), [0, 5])", V, r"target 5 is outside \[0, 3\)"),

@@ -554,6 +554,27 @@ def test_a_hook_error_closes_the_epochs_bar_and_is_the_error_raised(hook, monkey
     assert [b.closed >= 1 for b in _FakeBar.made] == [True]
 
 
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_evaluates_on_test_end_runs_after_its_bar_is_closed(verbose, monkeypatch):
+    # What on_test_end prints has lines of its own (it ran while evaluate's bar was open), as
+    # on_predict_end's; its logs are evaluate's, and a change to them is not evaluate's return.
+    from pyrnn import model as model_module
+    monkeypatch.setattr(model_module, "_isatty", lambda: True)
+    monkeypatch.setattr(model_module, "_tqdm", lambda: _FakeBar)
+    _FakeBar.made.clear()
+    seen = []
+
+    def end(logs):
+        seen.append(([b.closed for b in _FakeBar.made], dict(logs)))
+        logs["loss"] = -1.0
+
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    value = m.evaluate(x, y, loss="mse", batch_size=3, verbose=verbose,
+                       callbacks=[callbacks.LambdaCallback(on_test_end=end)])
+    assert seen == [([1] if verbose else [], {"loss": value})] and value >= 0
+
+
 def test_the_epoch_line_formats_any_value_a_callback_adds(capsys):
     import datetime
     from fractions import Fraction
