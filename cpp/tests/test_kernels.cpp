@@ -428,14 +428,21 @@ void blocked_matches_one_pack(CpuIsa isa) {
 void sums_in_chains(CpuIsa isa) {
   const kernels::Ops<float>& o = kernels::ops_for<float>(isa);
   const bool fused = isa != CpuIsa::Scalar;
-  for (int M : {1, 2, 9}) {
-    const int N = 40, K = 2100;  // an edge panel; chains crossing a k block (KC = 2048)
+  // N = 40: an edge panel (8 columns: AVX-512's narrow kernel); 1, 3 and 6: one narrow panel.
+  // M = 75: narrow panels in groups and one by one, and a skinny tail.
+  for (int M : {1, 2, 9, 75})
+  for (int N : {40, 1, 3, 6}) {
+    const int K = 2100;  // chains crossing a k block (KC = 2048)
     std::vector<float> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(N) * K), bias(N);
     for (auto& v : A) v = float(uniform01(13, 1, &v - A.data()));
+    std::vector<float> At(A.size());  // A^T [K, M]: always packed (A itself is read in place)
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < K; ++k)
+        At[static_cast<std::size_t>(k) * M + i] = A[static_cast<std::size_t>(i) * K + k];
     for (auto& v : B) v = float(uniform01(13, 2, &v - B.data()));
     for (auto& v : bias) v = float(uniform01(13, 3, &v - bias.data()) - 0.5);
     for (float beta : {0.0f, 1.0f}) {
-      std::vector<float> want(static_cast<std::size_t>(M) * N, 0.5f), c1(want), c2(want);
+      std::vector<float> want(static_cast<std::size_t>(M) * N, 0.5f), c1(want), c2(want), c3(want);
       for (int i = 0; i < M; ++i)
         for (int j = 0; j < N; ++j) {
           float sum = want[static_cast<std::size_t>(i) * N + j];
@@ -455,6 +462,9 @@ void sums_in_chains(CpuIsa isa) {
       o.gemm_packed(Trans::N, M, A.data(), K, 1.0f, pb, beta, beta == 0.0f ? bias.data() : nullptr,
                     c1.data(), N, 1);
       CHECK(c1 == want);
+      o.gemm_packed(Trans::T, M, At.data(), M, 1.0f, pb, beta, beta == 0.0f ? bias.data() : nullptr,
+                    c3.data(), N, 1);
+      CHECK(c3 == want);
       if (beta == 0.0f) continue;  // no bias on the in-place path
       if (o.gemm_b_in_place(Trans::T, M, N, K, 1.0f, A.data(), K, B.data(), K, beta, c2.data(), N, 1)) {
         CHECK(c2 == want);
@@ -465,12 +475,16 @@ void sums_in_chains(CpuIsa isa) {
 
 // A read in place (row-major, alpha = 1, up to 512 KB) gives the bits of the packed path (the
 // same product through A^T, always packed): sizes on both sides of the in-place limit, K beyond
-// one k-block, several in-place row blocks (M > 128), padded leading dimensions, a fused bias.
+// one k-block, several in-place row blocks (M > 128), padded leading dimensions, a fused bias,
+// and few columns (the packed path's narrow kernel against micro_kernel in place).
 template <typename T>
 void in_place_matches_packed(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   const int sizes[][3] = {{64, 96, 2048 * 4 / int(sizeof(T))}, {65, 96, 2048 * 4 / int(sizeof(T))},
-                          {8, 40, 2100}, {33, 70, 300}, {200, 70, 300}};
+                          {8, 40, 2100}, {33, 70, 300}, {200, 70, 300},
+                          // few columns: the packed side takes the narrow kernel (n <= NR / 4),
+                          // whole (1, 3) or in an edge panel (20 = 16 + 4 on AVX2 / double)
+                          {200, 3, 300}, {75, 1, 2100}, {40, 20, 300}};
   for (const auto& s : sizes) {
     const int M = s[0], N = s[1], K = s[2], lda = K + 3, ldat = M + 2;
     std::vector<T> A(static_cast<std::size_t>(M) * lda), At(static_cast<std::size_t>(K) * ldat);
