@@ -1397,9 +1397,16 @@ class Sequential(Layer):
             value, metrics = self._run_eval(x, y, lengths, loss, batch_size, bar, cbs=cbs,
                                             end_hook=False)
             logs = {"loss": value, **metrics}
-            _report(verbose, bar, "evaluate", _fmt(logs), t0)
-        for cb in cbs:  # after the bar's close, as predict's on_predict_end: lines of its own
-            cb.on_test_end(dict(logs))
+            if bar:
+                _report(verbose, bar, "evaluate", _fmt(logs), t0)
+        # on_test_end after the bar's close (what it prints has lines of its own), with one logs
+        # dict for every callback (Keras' CallbackList); the plain line after it, as Keras'
+        # progress logger (the last callback) and fit's epoch line: with what callbacks added.
+        end_logs = dict(logs)
+        for cb in cbs:
+            cb.on_test_end(end_logs)
+        if not bar:
+            _report(verbose, None, "evaluate", _fmt(end_logs), t0)
         return logs if return_dict else value
 
     @_one_thread

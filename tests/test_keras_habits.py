@@ -575,6 +575,21 @@ def test_evaluates_on_test_end_runs_after_its_bar_is_closed(verbose, monkeypatch
     assert seen == [([1] if verbose else [], {"loss": value})] and value >= 0
 
 
+def test_evaluates_on_test_end_shares_one_logs_dict_and_precedes_the_plain_line(capsys):
+    # As Keras' CallbackList and progress logger (and fit's epoch line): what one callback adds
+    # the next one sees, and the line printed after the hooks shows it (helper-196).
+    seen = []
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    m = pyrnn.Sequential([pyrnn.Dense(3, 1, seed=0)])
+    add = callbacks.LambdaCallback(on_test_end=lambda logs: (logs.update(extra=2.0),
+                                                             print("hook")))
+    look = callbacks.LambdaCallback(on_test_end=lambda logs: seen.append(sorted(logs)))
+    out = m.evaluate(x, y, loss="mse", verbose=2, return_dict=True, callbacks=[add, look])
+    assert seen == [["extra", "loss"]] and sorted(out) == ["loss"]
+    text = capsys.readouterr().out
+    assert text.index("hook") < text.index("evaluate - loss: ") and "extra: 2.0000" in text, text
+
+
 def test_the_epoch_line_formats_any_value_a_callback_adds(capsys):
     import datetime
     from fractions import Fraction
