@@ -251,3 +251,26 @@ def test_batch_first_backward_blocks_give_time_major_bits(cell, N, restore_runti
             runs.append((y.swapaxes(0, 1) if bf else y, dx.swapaxes(0, 1) if bf else dx,
                          {k: v.copy() for k, v in layer.grads.items()}))
         _assert_same(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("H", [1, 2, 5, 16])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rnn_rows_in_one_cell_run_or_one_at_a_time_give_identical_bits(cell, H, threads, dtype,
+                                                                        restore_runtime):
+    """While every row is running, an RNN step's cell covers all its rows in one run (their
+    pre-activations are contiguous); once a sequence has ended, row by row. A row's outputs must
+    not depend on which: the same bits with and without another row's early end, and alone."""
+    T, N, C = 6, 40, 3
+    pyrnn.set_num_threads(threads)
+    x = np.random.default_rng(0).standard_normal((T, N, C)).astype(dtype)
+    layer = make_layer(cell, C, H, 2, bidirectional=True, seed=3, dtype=dtype)
+    layer.eval()
+    full = layer(x)[0].copy()
+    lens = np.full(N, T)
+    lens[7] = 2  # from step 2 on (and in reverse, before it), rows one at a time
+    ended = layer(x, None, lens)[0]
+    running = lens == T
+    np.testing.assert_array_equal(ended[:, running], full[:, running])
+    np.testing.assert_array_equal(layer(x[:, 3:4])[0][:, 0], full[:, 3])
