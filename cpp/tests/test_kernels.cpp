@@ -425,48 +425,50 @@ void blocked_matches_one_pack(CpuIsa isa) {
 // added to C in order, a bias after the first chain (micro_kernel): a transcription in scalar
 // float arithmetic (fma on the FMA ISAs, a * b + c on the scalar one) gives the same bits. One
 // chain over all of K had 1.5-3x PyTorch's float32 error at K in the thousands.
+template <typename T>
 void sums_in_chains(CpuIsa isa) {
-  const kernels::Ops<float>& o = kernels::ops_for<float>(isa);
+  const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   const bool fused = isa != CpuIsa::Scalar;
   // N = 40: an edge panel (8 columns: AVX-512's narrow kernel); 1, 3 and 6: one narrow panel.
-  // M = 75: narrow panels in groups and one by one, and a skinny tail.
-  for (int M : {1, 2, 9, 75})
+  // M = 24 to 75: narrow panels in groups and one by one, and a skinny tail, with A in place
+  // (up to 512 KB: 24 rows, and 40 in float) and packed.
+  for (int M : {1, 2, 9, 24, 40, 75})
   for (int N : {40, 1, 3, 6}) {
     const int K = 2100;  // chains crossing a k block (KC = 2048)
-    std::vector<float> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(N) * K), bias(N);
-    for (auto& v : A) v = float(uniform01(13, 1, &v - A.data()));
-    std::vector<float> At(A.size());  // A^T [K, M]: always packed (A itself is read in place)
+    std::vector<T> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(N) * K), bias(N);
+    for (auto& v : A) v = T(uniform01(13, 1, &v - A.data()));
+    std::vector<T> At(A.size());  // A^T [K, M]: always packed (A itself is read in place)
     for (int i = 0; i < M; ++i)
       for (int k = 0; k < K; ++k)
         At[static_cast<std::size_t>(k) * M + i] = A[static_cast<std::size_t>(i) * K + k];
-    for (auto& v : B) v = float(uniform01(13, 2, &v - B.data()));
-    for (auto& v : bias) v = float(uniform01(13, 3, &v - bias.data()) - 0.5);
-    for (float beta : {0.0f, 1.0f}) {
-      std::vector<float> want(static_cast<std::size_t>(M) * N, 0.5f), c1(want), c2(want), c3(want);
+    for (auto& v : B) v = T(uniform01(13, 2, &v - B.data()));
+    for (auto& v : bias) v = T(uniform01(13, 3, &v - bias.data()) - 0.5);
+    for (T beta : {T(0), T(1)}) {
+      std::vector<T> want(static_cast<std::size_t>(M) * N, T(0.5)), c1(want), c2(want), c3(want);
       for (int i = 0; i < M; ++i)
         for (int j = 0; j < N; ++j) {
-          float sum = want[static_cast<std::size_t>(i) * N + j];
+          T sum = want[static_cast<std::size_t>(i) * N + j];
           for (int k0 = 0; k0 < K; k0 += 256) {
-            float acc = 0.0f;
+            T acc = T(0);
             for (int k = k0; k < std::min(K, k0 + 256); ++k) {
-              const float a = A[static_cast<std::size_t>(i) * K + k], b = B[static_cast<std::size_t>(j) * K + k];
+              const T a = A[static_cast<std::size_t>(i) * K + k], b = B[static_cast<std::size_t>(j) * K + k];
               acc = fused ? std::fma(a, b, acc) : a * b + acc;
             }
-            if (beta == 0.0f && k0 == 0) sum = acc + bias[j];
+            if (beta == T(0) && k0 == 0) sum = acc + bias[j];
             else sum = sum + acc;
           }
           want[static_cast<std::size_t>(i) * N + j] = sum;
         }
-      kernels::PackedB<float> pb;
+      kernels::PackedB<T> pb;
       o.pack_b(pb, Trans::T, K, N, B.data(), K);
-      o.gemm_packed(Trans::N, M, A.data(), K, 1.0f, pb, beta, beta == 0.0f ? bias.data() : nullptr,
+      o.gemm_packed(Trans::N, M, A.data(), K, T(1), pb, beta, beta == T(0) ? bias.data() : nullptr,
                     c1.data(), N, 1);
       CHECK(c1 == want);
-      o.gemm_packed(Trans::T, M, At.data(), M, 1.0f, pb, beta, beta == 0.0f ? bias.data() : nullptr,
+      o.gemm_packed(Trans::T, M, At.data(), M, T(1), pb, beta, beta == T(0) ? bias.data() : nullptr,
                     c3.data(), N, 1);
       CHECK(c3 == want);
-      if (beta == 0.0f) continue;  // no bias on the in-place path
-      if (o.gemm_b_in_place(Trans::T, M, N, K, 1.0f, A.data(), K, B.data(), K, beta, c2.data(), N, 1)) {
+      if (beta == T(0)) continue;  // no bias on the in-place path
+      if (o.gemm_b_in_place(Trans::T, M, N, K, T(1), A.data(), K, B.data(), K, beta, c2.data(), N, 1)) {
         CHECK(c2 == want);
       }
     }
@@ -649,7 +651,10 @@ TEST(stream_copy_every_isa) {
 }
 
 TEST(gemm_sums_in_chains_of_256) {
-  for (CpuIsa isa : available_isas()) sums_in_chains(isa);
+  for (CpuIsa isa : available_isas()) {
+    sums_in_chains<float>(isa);
+    sums_in_chains<double>(isa);
+  }
 }
 
 TEST(gemm_b_in_place_bitwise_equal_packed) {
