@@ -429,11 +429,12 @@ template <typename T>
 void sums_in_chains(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   const bool fused = isa != CpuIsa::Scalar;
-  // N = 40: an edge panel (8 columns: AVX-512's narrow kernel); 1, 3 and 6: one narrow panel.
+  // N = 40: an edge panel (8 columns: AVX-512 float's narrow kernel); 1, 2, 3 and 6: one panel,
+  // narrow where n <= NR / 4 (AVX2 double: 1 and 2).
   // M = 24 to 75: narrow panels in groups and one by one, and a skinny tail, with A in place
   // (up to 512 KB: 24 rows, and 40 in float) and packed.
   for (int M : {1, 2, 9, 24, 40, 75})
-  for (int N : {40, 1, 3, 6}) {
+  for (int N : {40, 1, 2, 3, 6}) {
     const int K = 2100;  // chains crossing a k block (KC = 2048)
     std::vector<T> A(static_cast<std::size_t>(M) * K), B(static_cast<std::size_t>(N) * K), bias(N);
     for (auto& v : A) v = T(uniform01(13, 1, &v - A.data()));
@@ -478,14 +479,15 @@ void sums_in_chains(CpuIsa isa) {
 // A read in place (row-major, alpha = 1, up to 512 KB) gives the bits of the packed path (the
 // same product through A^T, always packed): sizes on both sides of the in-place limit, K beyond
 // one k-block, several in-place row blocks (M > 128), padded leading dimensions, a fused bias,
-// and few columns (the packed path's narrow kernel against micro_kernel in place).
+// and few columns (the narrow kernel; the chains transcription above checks its sums).
 template <typename T>
 void in_place_matches_packed(CpuIsa isa) {
   const kernels::Ops<T>& o = kernels::ops_for<T>(isa);
   const int sizes[][3] = {{64, 96, 2048 * 4 / int(sizeof(T))}, {65, 96, 2048 * 4 / int(sizeof(T))},
                           {8, 40, 2100}, {33, 70, 300}, {200, 70, 300},
-                          // few columns: the packed side takes the narrow kernel (n <= NR / 4),
-                          // whole (1, 3) or in an edge panel (20 = 16 + 4 on AVX2 / double)
+                          // few columns: the narrow kernel (n <= NR / 4) in place and packed
+                          // (200 x 3; 40 x 20's edge of 4 for AVX2 float and AVX-512 double), or
+                          // packed on both sides (75 x 1, past 512 KB)
                           {200, 3, 300}, {75, 1, 2100}, {40, 20, 300}};
   for (const auto& s : sizes) {
     const int M = s[0], N = s[1], K = s[2], lda = K + 3, ldat = M + 2;
