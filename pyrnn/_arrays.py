@@ -167,13 +167,18 @@ def _checked_value(name, view, value, what):
     return cast_finite(f"{what} {name!r}", arr, view.dtype)
 
 
-def load_into(views, values, what="parameter"):
-    """Overwrite the named views from {name: array} (missing names keep their value): a
-    layer's load_params and the item assignment of its params / grads. All or nothing: every
-    entry (name, shape, dtype) is checked before any is written. Device values are copied
-    to the host first."""
+def load_into(views, values, what="parameter", strict=False):
+    """Overwrite the named views from {name: array} (missing names keep their value, or with
+    strict a KeyError naming them, as torch's load_state_dict): a layer's load_params and the
+    item assignment of its params / grads. All or nothing: every entry (name, shape, dtype) is
+    checked before any is written. Device values are copied to the host first."""
     if not hasattr(values, "items"):
         raise TypeError(f"expected a mapping {{name: array}}, got {type(values).__name__}")
+    if strict:
+        missing = [name for name in views if name not in values]
+        if missing:
+            raise KeyError(f"missing {what}s {missing} (strict=True loads every one; "
+                           f"strict=False keeps their values)")
     checked = []
     for name, value in values.items():
         if name not in views:

@@ -303,6 +303,17 @@ class ModelCheckpoint(Callback):
                     [k for k in self._fields if k != "epoch"], available)
         if self.save_best_only:
             _check_keys("ModelCheckpoint", "the monitored quantity", [self.monitor], available)
+        # What the first save would refuse, refused before the first epoch rather than after
+        # it: a model save() cannot write (a custom layer class), a path whose format specs
+        # cannot take the epoch number and fit's float logs ("{epoch:03s}", "{loss[0]}").
+        from .serialize import _check_saveable
+        _check_saveable(self.model)
+        if available is not None:
+            try:
+                self.path.format(epoch=1, **{k: 0.0 for k in self._fields if k != "epoch"})
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+                raise ValueError(f"ModelCheckpoint: the path {self.path!r} cannot be formatted "
+                                 f"with the epoch number and fit's float logs: {e}") from None
         # best is kept across fit calls, as Keras's: a later fit saves only what beats it.
 
     def on_epoch_end(self, epoch, logs=None):

@@ -270,11 +270,13 @@ class Layer(ParamWrites):
         """{name: ndarray} host COPIES of the accumulated gradients, on any device."""
         return {k: _arrays.host_copy(v) for k, v in self._grads.items()}
 
-    def load_params(self, values: Mapping[str, ArrayInput]) -> None:
-        """Overwrite parameters from {name: array} (missing names keep their value). All or
-        nothing: every name, shape and dtype is checked before anything is written."""
+    def load_params(self, values: Mapping[str, ArrayInput], *, strict: bool = False) -> None:
+        """Overwrite parameters from {name: array} (missing names keep their value; strict=True:
+        a KeyError naming them, as torch's load_state_dict). All or nothing: every name, shape
+        and dtype is checked before anything is written."""
+        strict = flag("strict", strict)
         with owners_held(list(self.parameters())):  # (not while it runs in another thread)
-            _arrays.load_into(self._params, values)
+            _arrays.load_into(self._params, values, strict=strict)
         self._params_changed()
 
     def to(self, device: Device) -> Self:

@@ -575,12 +575,14 @@ class Sequential(Layer):
         self.__dict__.update(_attrs.upgrade(type(self), state))
 
     @_one_thread
-    def load_params(self, values: Mapping[str, ArrayInput]) -> None:
+    def load_params(self, values: Mapping[str, ArrayInput], *, strict: bool = False) -> None:
         """Overwrite parameters from {name: array}, named as in ``params`` ("0.weight_ih_l0");
-        missing names keep their value. All or nothing: every name, shape and dtype is checked
-        before any layer is written."""
+        missing names keep their value (strict=True: a KeyError naming them, as torch's
+        load_state_dict). All or nothing: every name, shape and dtype is checked before any
+        layer is written."""
+        strict = flag("strict", strict)
         with owners_held(list(self.parameters())):  # (not while a layer runs elsewhere)
-            _arrays.load_into(self._named("data"), values)
+            _arrays.load_into(self._named("data"), values, strict=strict)
         self._params_changed()
 
     def _params_changed(self):

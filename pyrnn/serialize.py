@@ -304,6 +304,24 @@ def _write_in_place(given, chunks):
             f.write(c)
 
 
+def _can_stand_in(fd, old):
+    """Whether the temporary file (fd) can replace the file `old` describes as open("wb") would
+    leave that file: no other hard link to it (that name would keep the old contents), and its
+    owner and group (given to the temporary file here where this user may: else False)."""
+    if old.st_nlink > 1:
+        return False
+    if not hasattr(os, "fchown"):  # (no POSIX owners)
+        return True
+    new = os.fstat(fd)
+    if (new.st_uid, new.st_gid) == (old.st_uid, old.st_gid):
+        return True
+    try:
+        os.fchown(fd, old.st_uid, old.st_gid)
+    except OSError:  # another user's file, or a group this user is not in
+        return False
+    return True
+
+
 def _replace_atomically(given, path, folder, chunks):
     """The temporary file written, then renamed over path; False (nothing left behind) where
     the rename alone is refused over a file the caller may write (a sticky folder's file of
@@ -326,8 +344,12 @@ def _replace_atomically(given, path, folder, chunks):
             os.fsync(fd)
         # The mode open() would give: an overwritten file keeps its own, a new one gets
         # 0o666 less the umask. Set only now, so nobody can open the file while it is written.
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
-        os.chmod(tmp, mode)
+        old = os.stat(path) if os.path.exists(path) else None
+        if old is not None and not _can_stand_in(fd, old):
+            os.unlink(tmp)  # written in place then, as open() writes
+            tmp = None
+            return False
+        os.chmod(tmp, old.st_mode & 0o777 if old is not None else 0o666 & ~_umask())
         try:
             os.replace(tmp, path)
         except PermissionError:
@@ -525,6 +547,10 @@ def load(path: Union[PathOrBytes, IO[bytes]], device: Device = "cpu") -> _Saveab
         name = getattr(path, "name", None)
         name = name if isinstance(name, (str, bytes)) else f"<{type(path).__name__}>"
         return _load(name, path, None, device)
+    if isinstance(path, (bytes, bytearray, memoryview)) and bytes(path[:len(MAGIC)]) == MAGIC:
+        # (bytes are a path, as open() takes them: a file's contents gave "embedded null byte")
+        raise TypeError("load() takes a path or a binary file object, not the file's contents: "
+                        "wrap them in io.BytesIO(data)")
     path = os.fspath(path)  # type: ignore[arg-type]  # (not a file object: _is_file said so)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())

@@ -1,6 +1,8 @@
 """Guards of the training stack: writes through ``params`` / ``grads``, Sequential's input
 contract, loss / optimizer / callback argument checks, memory checks. Each test pins a
 behaviour that used to be silently wrong."""
+import re
+
 import numpy as np
 import pytest
 
@@ -115,6 +117,31 @@ def test_params_assignment_on_a_cuda_layer_goes_through_the_device(monkeypatch):
         np.testing.assert_array_equal(gpu.numpy_params()[key], cpu.params[key])
         with pytest.raises(ValueError, match="must have shape"):
             gpu.params[key] = np.zeros((9, 9))
+
+
+@pytest.mark.parametrize("make", [lambda: pyrnn.LSTM(3, 2, num_layers=2, seed=0),
+                                  lambda: pyrnn.Dense(3, 2, seed=0),
+                                  lambda: pyrnn.Sequential([pyrnn.GRU(3, 2, batch_first=True, seed=0),
+                                                            pyrnn.LastStep(),
+                                                            pyrnn.Dense(2, 1, seed=1)])])
+def test_load_params_strict_refuses_missing_names_and_writes_nothing(make):
+    # A one-layer checkpoint loaded silently into a two-layer LSTM, the second layer left at
+    # its initial weights (helper-197); torch's load_state_dict is strict by default.
+    layer = make()
+    full = {k: v + 1 for k, v in layer.numpy_params().items()}
+    part = dict(list(full.items())[:1])
+    before = layer.numpy_params()
+    with pytest.raises(KeyError, match=r"missing parameters \[.*" + re.escape(repr(list(full)[-1]))):
+        layer.load_params(part, strict=True)
+    for k, v in layer.numpy_params().items():
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        layer.load_params(full, strict="yes")
+    layer.load_params(full, strict=True)
+    for k, v in layer.numpy_params().items():
+        np.testing.assert_array_equal(v, full[k])
+    layer.load_params(part)  # the default keeps what is missing, as before
+    np.testing.assert_array_equal(layer.numpy_params()[list(full)[-1]], full[list(full)[-1]])
 
 
 def test_sequential_params_assignment_and_load_params():
@@ -246,6 +273,34 @@ def test_modifying_a_device_input_between_forward_and_backward(monkeypatch, make
 
 def _tiny():
     return pyrnn.Sequential([pyrnn.Dense(2, 1, seed=0)]), np.ones((4, 2)), np.ones((4, 1))
+
+
+def test_checkpoint_refuses_what_its_first_save_would_before_training(tmp_path):
+    # A custom layer class (save() refuses it) and path specs the epoch number or a float log
+    # cannot take failed only after the first full epoch (helper-197).
+    from pyrnn import callbacks
+
+    class Scale(pyrnn.Dense):
+        pass
+
+    m, x, y = _tiny()
+    custom = pyrnn.Sequential([Scale(2, 1, seed=0)])
+    for model, path, err, match in (
+            (custom, "c.pyrnn", TypeError, r"cannot save a Scale"),
+            (m, "c-{epoch:03s}.pyrnn", ValueError, r"path '.*c-\{epoch:03s\}.pyrnn' cannot be "
+                                                   r"formatted .*Unknown format code 's'"),
+            (m, "c-{loss[0]}.pyrnn", ValueError, r"cannot be formatted .*not subscriptable")):
+        before = model.numpy_params()
+        with pytest.raises(err, match=match):
+            model.fit(x, y, loss="mse", optimizer="sgd", epochs=2, verbose=0,
+                      callbacks=[callbacks.ModelCheckpoint(str(tmp_path / path))])
+        for k, v in model.numpy_params().items():
+            np.testing.assert_array_equal(v, before[k])
+    assert not list(tmp_path.iterdir())
+    # well-formed specs of fit's logs still take them
+    m.fit(x, y, loss="mse", optimizer="sgd", epochs=1, verbose=0,
+          callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "c-{epoch:02d}-{loss:.2e}.pyrnn"))])
+    assert [p.name[:5] for p in tmp_path.iterdir()] == ["c-01-"]
 
 
 def test_checkpoint_path_needing_validation_logs_fails_before_training(tmp_path):

@@ -87,6 +87,28 @@ def test_save_overwrites_atomically_and_keeps_mode(tmp_path):
     assert os.listdir(tmp_path) == ["m.pyrnn"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX hard links and owners")
+def test_save_over_a_file_keeps_its_hard_links_and_owner(tmp_path):
+    # The rename replaced the file: another hard link kept the old model, and an owner or group
+    # became the saver's (a shared checkpoint others could no longer overwrite), where
+    # open("wb") and torch.save keep both (helper-197).
+    a, b = pyrnn.Dense(2, 2, seed=0), pyrnn.Dense(2, 2, seed=1)
+    path, twin = tmp_path / "m.pyrnn", tmp_path / "twin.pyrnn"
+    a.save(path)
+    os.link(path, twin)
+    inode = os.stat(path).st_ino
+    b.save(path)
+    assert os.stat(path).st_ino == inode
+    np.testing.assert_array_equal(pyrnn.load(twin).params["weight"], b.params["weight"])
+    os.unlink(twin)
+    if os.geteuid() == 0:  # (only root may give a file away)
+        os.chown(path, 65534, 65534)
+        a.save(path)
+        assert (os.stat(path).st_uid, os.stat(path).st_gid) == (65534, 65534)
+        np.testing.assert_array_equal(pyrnn.load(path).params["weight"], a.params["weight"])
+    assert sorted(os.listdir(tmp_path)) == ["m.pyrnn"]
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 @pytest.mark.parametrize("umask", [0o077, 0o002, 0o022])
 def test_a_new_file_gets_the_mode_open_would_give(tmp_path, umask):
@@ -793,3 +815,17 @@ def test_save_of_a_model_containing_itself_is_a_value_error():
     outer.layers[0].layers.append(outer)
     with pytest.raises(ValueError, match="cannot contain itself"):
         outer.save(io.BytesIO())
+
+
+def test_load_of_a_files_contents_says_to_wrap_them(tmp_path, monkeypatch):
+    # bytes are a path to open(): the contents themselves gave "embedded null byte" (helper-197)
+    import io
+    a = pyrnn.Dense(2, 2, seed=0)
+    a.save(tmp_path / "m.pyrnn")
+    data = (tmp_path / "m.pyrnn").read_bytes()
+    for given in (data, bytearray(data), memoryview(data)):
+        with pytest.raises(TypeError, match=r"not the file's contents: wrap them in io.BytesIO"):
+            pyrnn.load(given)
+    np.testing.assert_array_equal(pyrnn.load(io.BytesIO(data)).params["weight"], a.params["weight"])
+    monkeypatch.chdir(tmp_path)
+    np.testing.assert_array_equal(pyrnn.load(b"m.pyrnn").params["weight"], a.params["weight"])
