@@ -59,6 +59,45 @@ def test_find_package_consumer(repo_root, tmp_path):
     assert f"pyrnn {pyrnn.__version__}" in res.stdout
 
 
+def test_add_subdirectory_of_the_core_from_another_project(repo_root, tmp_path):
+    # Vendoring cpp/ with add_subdirectory failed to configure (its install folders were set
+    # only in pyrnn's own builds), and its package version file took the including project's
+    # version (helper-198).
+    src = tmp_path / "outer"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.21)\n"
+        "project(outer VERSION 9.9.9 LANGUAGES CXX)\n"
+        f'add_subdirectory("{(repo_root / "cpp").as_posix()}" pyrnn)\n'
+        f'add_executable(consumer "{(repo_root / "tests" / "cmake_consumer" / "main.cpp").as_posix()}")\n'
+        "target_link_libraries(consumer PRIVATE pyrnn::pyrnn)\n")
+    _run([cmake, "-S", str(src), "-B", str(tmp_path / "build"), *_generator()])
+    version = (tmp_path / "build" / "pyrnn" / "pyrnnConfigVersion.cmake").read_text()
+    assert f'set(PACKAGE_VERSION "{pyrnn.__version__}")' in version
+
+
+def test_find_package_of_a_missing_cuda_component_says_why(tmp_path):
+    # Only "pyrnn_FOUND set to FALSE" before (helper-198): the package, copied without its
+    # CUDA targets, as a CPU-only build installs it.
+    import pathlib
+    package = pathlib.Path(pyrnn.__file__).parent
+    cmake_dir = pathlib.Path(pyrnn.get_cmake_dir()).relative_to(package)
+    copy = tmp_path / "pyrnn"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("pyrnnCudaTargets*.cmake"))
+    src = tmp_path / "consumer"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.21)\nproject(c LANGUAGES CXX)\n"
+        "find_package(pyrnn CONFIG REQUIRED COMPONENTS cuda)\n")
+    res = subprocess.run([cmake, "-S", str(src), "-B", str(tmp_path / "build"),
+                          f"-Dpyrnn_DIR={copy / cmake_dir}", *_generator()],
+                         capture_output=True, text=True)
+    text = " ".join((res.stdout + res.stderr).split())  # (CMake wraps its messages)
+    assert res.returncode != 0
+    assert "pyrnn's cuda component is not available: this pyrnn package was built without " \
+           "the CUDA backend" in text, text
+
+
 @pytest.mark.parametrize("compiler", ["g++", "clang++"])
 def test_public_headers_compile_cleanly(repo_root, tmp_path, compiler):
     # Each public header alone, in a user's strict build: -Wshadow caught a local in

@@ -1,4 +1,5 @@
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "check.h"
@@ -23,6 +24,18 @@ TEST(matrix_errors) {
   CHECK_THROWS(m.get(2, 0));
   CHECK_THROWS(m.set(0, 2, 1.0f));
   CHECK_THROWS(pyrnn::Matrix(2, 2, {1.0f, 2.0f}));
+  // A negative dimension (wrapped to size_t) beside a 0: an "empty" 2^64 - 1 row matrix before.
+  for (const auto& dims : {std::pair<int, int>{-1, 0}, {0, -3}, {-1, 5}}) {
+    bool named = false;
+    try {
+      pyrnn::Matrix bad(dims.first, dims.second);
+    } catch (const pyrnn::Error& e) {
+      named = std::string(e.what()).find("Matrix(" + std::to_string(dims.first) + ", " +
+                                         std::to_string(dims.second) + "): dimensions must be") !=
+              std::string::npos;
+    }
+    CHECK(named);
+  }
 }
 
 TEST(matrix_copy_is_deep) {

@@ -189,7 +189,8 @@ class AlignedBuffer {
   }
   ~AlignedBuffer() { std::free(ptr_); }
 
-  // Zero-filled; contents are not preserved (buffers here are always rewritten).
+  // A new size: zero-filled, the old contents dropped (buffers here are always rewritten). The
+  // same size: nothing happens, the contents kept (a per-call scratch costs no pass over it).
   void resize(std::size_t n) {
     if (n == size_) return;
     std::free(ptr_);

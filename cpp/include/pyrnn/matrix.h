@@ -26,6 +26,11 @@ class BasicMatrix {
 
   BasicMatrix() = default;
   BasicMatrix(std::size_t rows, std::size_t cols) : rows_(rows), cols_(cols) {
+    // A negative int wraps to a huge size_t: with the other dimension 0 it was an empty
+    // matrix of 2^64 - 1 rows. Shown signed, as the caller wrote it.
+    constexpr std::size_t kMaxDim = static_cast<std::size_t>(PTRDIFF_MAX);
+    PYRNN_CHECK(rows <= kMaxDim && cols <= kMaxDim, "Matrix(", static_cast<std::ptrdiff_t>(rows),
+                ", ", static_cast<std::ptrdiff_t>(cols), "): dimensions must be >= 0");
     PYRNN_CHECK(cols == 0 || rows <= static_cast<std::size_t>(-1) / 2 / cols,
                 "Matrix(", rows, ", ", cols, "): size overflows");
     buf_.resize(rows * cols);

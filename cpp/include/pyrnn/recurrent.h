@@ -79,7 +79,9 @@ class Recurrent {
   T* grads() { return grads_.data(); }
   const T* grads() const { return grads_.data(); }
   void zero_grad() { grads_.zero(); }
-  // PyTorch-style init, U(-1/sqrt(H), 1/sqrt(H)), reproducible from seed.
+  // PyTorch-style init, reproducible from seed: weights U(-1/sqrt(H), 1/sqrt(H)); each bias the
+  // sum of two such draws (PyTorch's b_ih + b_hh, merged), except a reset-after GRU's n-gate
+  // bias and b_hn, one draw each (they stay apart).
   void reset_parameters(std::uint64_t seed);
 
   // y, hn, cn: outputs (overwritten). x, h0, c0, lengths: inputs (h0/c0/lengths may be null).

@@ -108,7 +108,8 @@ class BasicRecurrentLayer {
   // writing weights yourself through parameters(), core() or outputWeight() / outputBias(),
   // which the layer cannot see.
   void parametersChanged() { ++weights_version_; }
-  // Recurrent weights as pyrnn::Recurrent initialises them (PyTorch's U(-1/sqrt(H), 1/sqrt(H)))
+  // Recurrent weights as pyrnn::Recurrent initialises them (PyTorch's U(-1/sqrt(H), 1/sqrt(H));
+  // a bias, PyTorch's b_ih + b_hh merged, the sum of two such draws)
   // and the projection like torch.nn.Linear (U(-1/sqrt(H), 1/sqrt(H))), reproducible from seed.
   void resetParameters(std::uint64_t seed);
 
