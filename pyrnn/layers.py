@@ -38,8 +38,8 @@ from . import _arrays, _attrs, _core, _train
 from ._validate import (as_float, check_allocation, flag, float_dtype, host_asarray, host_only,
                         lengths_array, positive_int, real_array, seed_arg, shape_str,
                         train_mode)
-from .parameter import (Parameter, ParamWrites, bind_pending, held_for_copy, owned,
-                        owners_held, refuse_move_in_fit)
+from .parameter import (Parameter, ParamWrites, bind_pending, owned, owners_held,
+                        refuse_move_in_fit)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -308,15 +308,14 @@ class Layer(ParamWrites):
     # cache is not kept (a copy needs its own training forward before backward()). On the CPU
     # this is Python's default.
     def __getstate__(self):
-        with held_for_copy(self, list(self.parameters())):
-            state = dict(self.__dict__)
-            if self.device != "cpu":
-                state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
+        state = dict(self.__dict__)
         # Neither the forward cache (the last batch's activations, often the input data itself:
         # a pickle 600x the weights) nor the busy mark of a thread inside forward (the copy
         # would refuse every call) belongs to the copy, as for the recurrent layers.
         state["_cache"] = None
         state.pop("_busy_owner", None)
+        if self.device != "cpu":
+            state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
         return state
 
     def __setstate__(self, state):

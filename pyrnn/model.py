@@ -42,7 +42,7 @@ from ._validate import (beyond_range, flag, host_only, lengths_array, positive_i
 from .layers import (Dense, Dropout, Embedding, Layer, LastStep, LayerNorm, _host_real,
                      _one_thread)
 from ._signals import sigint_deferred as _sigint_deferred
-from .parameter import held_for_copy, layers_in_fit, owners_held, prefixed, refuse_move_in_fit
+from .parameter import layers_in_fit, owners_held, prefixed, refuse_move_in_fit
 from .recurrent import _Recurrent, _check_device, _user_stacklevel
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -565,10 +565,7 @@ class Sequential(Layer):
     # Copy / pickle: the layers carry their own data (each on its device); the model's own
     # state is Python's default (Layer's host-copy swap would duplicate every parameter).
     def __getstate__(self):
-        # Refused while another thread fits or runs the model, as save() (the layers' own
-        # states are read after this returns, each held as it is read).
-        with held_for_copy(self, list(self.parameters())):
-            state = dict(self.__dict__)
+        state = dict(self.__dict__)
         state.pop("_busy_owner", None)
         state.pop("_fitting", None)  # (a checkpoint saved during fit: not the copy's)
         state.pop("_forward_serials", None)  # (the copy's layers hold no forward's cache)

@@ -183,23 +183,6 @@ class Parameter:
         return f"Parameter({self._name!r}, shape={shape}, dtype={self._data.dtype}{dev})"
 
 
-def held_for_copy(obj, params):
-    """For a __getstate__: obj (a model: its nested models too) and the layers owning `params`
-    held while its state is read, as save() holds them, so a copy or pickle taken while another
-    thread trains it is refused instead of mixing two steps' tensors. (Held by this thread, as
-    a callback pickling the model during fit, it is re-entered.)"""
-    from .layers import _one_thread_held
-    stack = contextlib.ExitStack()
-    try:
-        stack.enter_context(_one_thread_held(obj))
-        stack.enter_context(owners_held(params))
-    except RuntimeError as e:
-        stack.close()
-        raise RuntimeError(f"cannot copy or pickle this {type(obj).__name__} while another "
-                           f"thread runs it (the copy would mix two training steps): {e}") from None
-    return stack
-
-
 @contextlib.contextmanager
 def owners_held(params):
     """The layers owning `params` marked busy, as their forward and backward mark them, while an

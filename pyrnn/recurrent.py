@@ -17,7 +17,7 @@ import numpy as np
 from . import _arrays, _attrs, _core
 from ._validate import (beyond_range, flag, float_dtype, lengths_array, positive_int, real_array,
                         seed_arg, shape_str, train_mode)
-from .parameter import (Parameter, ParamWrites, bind_pending, held_for_copy, owned, owners_held,
+from .parameter import (Parameter, ParamWrites, bind_pending, owned, owners_held,
                         refuse_move_in_fit)
 
 if TYPE_CHECKING:
@@ -165,10 +165,9 @@ class _Recurrent(ParamWrites):
     # calls (processes given pickled copies draw the same masks as well). The forward cache is
     # not copied: a copy needs its own training forward before backward().
     def __getstate__(self):
-        with held_for_copy(self, list(self.parameters())):  # (one step's tensors)
-            state = dict(self.__dict__)
-            state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
+        state = dict(self.__dict__)
         del state["_native"]
+        state["_params"], state["_grads"] = self.numpy_params(), self.numpy_grads()
         state["_last"] = None
         state.pop("_busy_owner", None)  # (a save holding it in another thread: not the copy's)
         return state

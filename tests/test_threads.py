@@ -599,32 +599,6 @@ def test_a_model_running_elsewhere_refuses_its_other_calls_and_its_nested_models
     assert outer.predict(x).shape == (2, 2)
 
 
-def test_a_copy_or_pickle_of_what_runs_elsewhere_is_refused_as_save():
-    # A deepcopy or pickle taken while another thread trained the model mixed two steps'
-    # tensors (one layer stepped, the next not) where save() refused (helper-197).
-    import copy
-    import pickle
-    gru = pyrnn.GRU(3, 4, batch_first=True, seed=0)
-    dense = pyrnn.Dense(4, 2, seed=1)
-    model = pyrnn.Sequential([gru, pyrnn.LastStep(), dense])
-    copies = {"deepcopy": copy.deepcopy, "copy": copy.copy, "pickle": pickle.dumps}
-    # (a layer of a model fitting elsewhere is copied whole between its steps: an optimizer
-    # step holds it, as (dense, dense))
-    for held, what in ((model, model), (gru._native, gru), (gru._native, model), (dense, dense),
-                       (dense, model)):
-        with _held_elsewhere(held):
-            for name, take in copies.items():
-                with pytest.raises(RuntimeError, match=r"cannot copy or pickle this "
-                                                       r"(Sequential|GRU|Dense) while another "
-                                                       r"thread runs it"):
-                    take(what)
-    for take in copies.values():  # free: taken, and the copies run
-        take(model)
-    twin = copy.deepcopy(model)
-    x = np.ones((2, 5, 3), np.float32)
-    np.testing.assert_array_equal(twin.predict(x), model.predict(x))
-
-
 def _other_thread_runs(layer, x):
     """None if another thread ran forward + backward on layer, else its exception."""
     out = []
