@@ -175,7 +175,8 @@ def load_into(views, values, what="parameter", strict=False):
     if not hasattr(values, "items"):
         raise TypeError(f"expected a mapping {{name: array}}, got {type(values).__name__}")
     if strict:
-        missing = [name for name in views if name not in values]
+        given = {name for name, _ in values.items()}  # (a mapping-like with items() alone too)
+        missing = [name for name in views if name not in given]
         if missing:
             raise KeyError(f"missing {what}s {missing} (strict=True loads every one; "
                            f"strict=False keeps their values)")

@@ -278,7 +278,8 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the model (model.save) after each epoch, or only when `monitor` improved
     (save_best_only). `path` may hold str.format fields: {epoch} (1-based) and any log key,
-    e.g. "ckpt-{epoch:03d}-{val_loss:.3f}.pyrnn". Each save is atomic (pyrnn.save).
+    e.g. "ckpt-{epoch:03d}-{val_loss:.3f}.pyrnn". Each save is pyrnn.save's: atomic where a
+    rename can replace the file (its docstring says where not).
     Attributes: best (kept across fit calls, as Keras's: a later fit saves only what beats
     it), last_saved (the path of the last file written)."""
 
@@ -307,7 +308,9 @@ class ModelCheckpoint(Callback):
         # it: a model save() cannot write (a custom layer class), a path whose format specs
         # cannot take the epoch number and fit's float logs ("{epoch:03s}", "{loss[0]}").
         from .serialize import _check_saveable
-        _check_saveable(self.model)
+        save = getattr(type(self.model), "save", None)
+        if self.model is not None and getattr(save, "__module__", "").startswith("pyrnn."):
+            _check_saveable(self.model)  # (a model class with a save() of its own: its rules)
         if available is not None:
             try:
                 self.path.format(epoch=1, **{k: 0.0 for k in self._fields if k != "epoch"})

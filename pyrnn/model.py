@@ -239,16 +239,32 @@ def _batch_loss(loss, pred, target, lens, steps):
     and its metrics, as Keras' masking does: the recurrent output there is 0, and a Dense after
     it would otherwise be trained toward the padding's targets."""
     if not isinstance(loss, _losses.Loss):
-        return _batch_loss_forward(loss, pred, target, lens, steps)
+        return _loss_value(loss, _batch_loss_forward(loss, pred, target, lens, steps))
     # Set again by this forward's _reduce (a custom loss may set neither: _batch_sum); put
     # back if it raises
     before = getattr(loss, "_numerator", None), getattr(loss, "count", 0)
     loss._numerator, loss.count = None, None
     try:
-        return _batch_loss_forward(loss, pred, target, lens, steps)
+        return _loss_value(loss, _batch_loss_forward(loss, pred, target, lens, steps))
     except BaseException:
         loss._numerator, loss.count = before
         raise
+
+
+def _loss_value(loss, value):
+    """A loss forward's value as a Python float (Keras' logs hold floats: a custom loss's
+    NumPy float32 reached evaluate's result and the History, which json could not write); what
+    is not one real number (an array of shape (1,), None) a TypeError naming the loss."""
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        item = value.item()  # (a 0-d ndarray or tensor)
+        if isinstance(item, numbers.Real):
+            return float(item)
+    shape = getattr(value, "shape", None)
+    raise TypeError(f"{type(loss).__name__}.forward returned {type(value).__name__}"
+                    f"{'' if shape is None else ' of shape ' + shape_str(tuple(shape))}; fit, "
+                    "evaluate and the callbacks need the batch's loss as one real number")
 
 
 def _batch_loss_forward(loss, pred, target, lens, steps):
@@ -1639,6 +1655,13 @@ class Sequential(Layer):
                                 "(x_val, y_val, lengths_val)")
             vx, vy, vl = (tuple(validation_data) + (None,))[:3]
             val = self._prepare(vx, vy, vl, prefix="validation ")
+            if lengths is not None and vl is None and val[0].ndim >= 3:
+                # (the loss there counts padding fit's own loss leaves out: EarlyStopping and
+                # ModelCheckpoint would watch a different quantity; hunt helper-200)
+                warnings.warn("fit got lengths but validation_data has none: validation reads "
+                              "every step of its sequences, padding included; pass "
+                              "validation_data=(x_val, y_val, lengths_val)", UserWarning,
+                              stacklevel=_user_stacklevel())
             # The same for validation: a y_val the output does not fit (a wrong width) is
             # refused before training, not after a whole epoch.
             vshape = self._probe_first_sample(val, loss, f"validation_data (x_val "

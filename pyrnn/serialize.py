@@ -21,7 +21,9 @@ path is atomic: a temporary file in the same
 folder, fsync, os.replace, then fsync of the folder, so a crash leaves the old file or the
 new one, never a mix. Where no rename can replace the file, it is written into as open()
 writes it, so not atomically: a pipe or device, this process's stdout (/dev/stdout,
-/dev/fd/N), and an existing file whose folder refuses the rename.
+/dev/fd/N), an existing file whose folder refuses the rename, and one the renamed file could
+not stand in for as open() leaves it (another hard link to it; an owner or group this user
+cannot give the new file).
 
 Loading checks everything before building anything: magic, version, declared lengths
 against the real file size (no allocation from a declared size the file cannot back), the
@@ -337,6 +339,13 @@ def _replace_atomically(given, path, folder, chunks):
         # it closed it when an interrupt landed between its creation and the line after, and
         # the cleanup closed it again (EBADF for the KeyboardInterrupt, or another thread's
         # file closed).
+        # Whether it can take the old file's place (its links, owner and group) is known
+        # before anything is written: written in place otherwise, as open() writes.
+        old = os.stat(path) if os.path.exists(path) else None
+        if old is not None and not _can_stand_in(fd, old):
+            os.unlink(tmp)
+            tmp = None
+            return False
         with os.fdopen(fd, "wb", closefd=False) as f:
             for c in chunks:
                 f.write(c)
@@ -344,11 +353,6 @@ def _replace_atomically(given, path, folder, chunks):
             os.fsync(fd)
         # The mode open() would give: an overwritten file keeps its own, a new one gets
         # 0o666 less the umask. Set only now, so nobody can open the file while it is written.
-        old = os.stat(path) if os.path.exists(path) else None
-        if old is not None and not _can_stand_in(fd, old):
-            os.unlink(tmp)  # written in place then, as open() writes
-            tmp = None
-            return False
         os.chmod(tmp, old.st_mode & 0o777 if old is not None else 0o666 & ~_umask())
         try:
             os.replace(tmp, path)

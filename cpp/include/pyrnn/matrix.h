@@ -30,7 +30,8 @@ class BasicMatrix {
     // matrix of 2^64 - 1 rows. Shown signed, as the caller wrote it.
     constexpr std::size_t kMaxDim = static_cast<std::size_t>(PTRDIFF_MAX);
     PYRNN_CHECK(rows <= kMaxDim && cols <= kMaxDim, "Matrix(", static_cast<std::ptrdiff_t>(rows),
-                ", ", static_cast<std::ptrdiff_t>(cols), "): dimensions must be >= 0");
+                ", ", static_cast<std::ptrdiff_t>(cols), "): dimensions must be >= 0 (and at most "
+                "PTRDIFF_MAX, which a negative int wraps past)");
     PYRNN_CHECK(cols == 0 || rows <= static_cast<std::size_t>(-1) / 2 / cols,
                 "Matrix(", rows, ", ", cols, "): size overflows");
     buf_.resize(rows * cols);
