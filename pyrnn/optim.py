@@ -815,12 +815,16 @@ def get(optimizer: Union[Optimizer, str], params: Iterable[Parameter]) -> Optimi
 
 
 def clip_grad_norm(parameters: Union[Parameter, Iterable[Parameter]], max_norm: Real,
-                   norm_type: Union[Real, str] = 2.0, error_if_nonfinite: bool = False) -> float:
+                   norm_type: Union[Real, str] = 2.0, error_if_nonfinite: bool = False,
+                   foreach: Optional[bool] = None) -> float:
     """Scale every gradient by max_norm / (total_norm + 1e-6) when that is below 1, total_norm
     being the norm of all gradients together (torch.nn.utils.clip_grad_norm_). Returns the
     total norm before clipping, as a float. norm_type: a positive number or inf ('inf' too,
-    as torch takes it)."""
+    as torch takes it). foreach: torch's choice of its kernels, taken so ported calls run;
+    pyrnn's loops are its own, with the same result either way."""
     error_if_nonfinite = flag("error_if_nonfinite", error_if_nonfinite)
+    if foreach is not None:
+        flag("foreach", foreach)
     if isinstance(parameters, Parameter):
         parameters = [parameters]
     parameters = list(parameters)

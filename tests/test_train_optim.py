@@ -449,6 +449,22 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm):
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("foreach", [None, True, False])
+def test_clip_grad_norm_takes_torchs_foreach_keyword(foreach):
+    # A ported torch call passing foreach= was a TypeError (hunt helper-201).
+    params = make_params(np.float32)
+    for p in params:
+        p.grad[...] = 1.0
+    before = [p.grad.copy() for p in params]
+    total = optim.clip_grad_norm_(params, 0.5, foreach=foreach, error_if_nonfinite=True)
+    want = math.sqrt(sum(g.size for g in before))
+    assert total == pytest.approx(want)
+    for p in params:
+        np.testing.assert_allclose(p.grad, 0.5 / (want + 1e-6), rtol=1e-6)
+    with pytest.raises(TypeError, match="foreach must be True or False"):
+        optim.clip_grad_norm(params, 0.5, foreach="yes")
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_clip_grad_norm_counts_a_merged_bias_once(kind):
     # As the README says: torch's total norm counts both of its biases, pyrnn's one merged bias
