@@ -174,14 +174,15 @@ def load_into(views, values, what="parameter", strict=False):
     checked before any is written. Device values are copied to the host first."""
     if not hasattr(values, "items"):
         raise TypeError(f"expected a mapping {{name: array}}, got {type(values).__name__}")
+    items = list(values.items())  # once: a lazy mapping (an .npz) reads each array per call
     if strict:
-        given = {name for name, _ in values.items()}  # (a mapping-like with items() alone too)
+        given = {name for name, _ in items}
         missing = [name for name in views if name not in given]
         if missing:
             raise KeyError(f"missing {what}s {missing} (strict=True loads every one; "
                            f"strict=False keeps their values)")
     checked = []
-    for name, value in values.items():
+    for name, value in items:
         if name not in views:
             raise KeyError(f"unknown {what} {name!r}; expected one of {list(views)}")
         checked.append((views[name], _checked_value(name, views[name], value, what)))

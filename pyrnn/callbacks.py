@@ -309,8 +309,9 @@ class ModelCheckpoint(Callback):
         # cannot take the epoch number and fit's float logs ("{epoch:03s}", "{loss[0]}").
         from .serialize import _check_saveable
         save = getattr(type(self.model), "save", None)
-        if self.model is not None and getattr(save, "__module__", "").startswith("pyrnn."):
-            _check_saveable(self.model)  # (a model class with a save() of its own: its rules)
+        own = (getattr(save, "__module__", None) or "").startswith("pyrnn.")
+        if self.model is not None and own:  # (a model class with a save() of its own: its rules)
+            _check_saveable(self.model)
         if available is not None:
             try:
                 self.path.format(epoch=1, **{k: 0.0 for k in self._fields if k != "epoch"})

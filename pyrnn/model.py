@@ -1655,11 +1655,11 @@ class Sequential(Layer):
                                 "(x_val, y_val, lengths_val)")
             vx, vy, vl = (tuple(validation_data) + (None,))[:3]
             val = self._prepare(vx, vy, vl, prefix="validation ")
-            if lengths is not None and vl is None and val[0].ndim >= 3:
+            if lengths is not None and vl is None:  # (token ids of an Embedding are 2-D)
                 # (the loss there counts padding fit's own loss leaves out: EarlyStopping and
                 # ModelCheckpoint would watch a different quantity; hunt helper-200)
-                warnings.warn("fit got lengths but validation_data has none: validation reads "
-                              "every step of its sequences, padding included; pass "
+                warnings.warn("fit got lengths but validation_data has no lengths: validation "
+                              "reads every step of its sequences, padding included; pass "
                               "validation_data=(x_val, y_val, lengths_val)", UserWarning,
                               stacklevel=_user_stacklevel())
             # The same for validation: a y_val the output does not fit (a wrong width) is

@@ -547,9 +547,16 @@ def test_fit_warns_when_validation_data_lacks_the_lengths_training_has():
     lens = np.array([5, 2, 3, 5, 1, 4])
     m = pyrnn.Sequential([pyrnn.GRU(2, 3, batch_first=True, bidirectional=True, seed=0),
                           pyrnn.LastStep(), pyrnn.Dense(6, 1, seed=1)])
-    with pytest.warns(UserWarning, match=r"fit got lengths but validation_data has none: "
+    with pytest.warns(UserWarning, match=r"fit got lengths but validation_data has no lengths: "
                                          r"validation reads every step"):
         m.fit(x, y, lengths=lens, validation_data=(x, y), loss="mse", optimizer="sgd",
+              verbose=0)
+    # token ids of an Embedding (2-D x) too (review helper-202)
+    ids = np.random.default_rng(1).integers(1, 9, (6, 5))
+    e = pyrnn.Sequential([pyrnn.Embedding(9, 2, seed=0), pyrnn.GRU(2, 3, batch_first=True, seed=1),
+                          pyrnn.LastStep(), pyrnn.Dense(3, 1, seed=2)])
+    with pytest.warns(UserWarning, match=r"validation_data has no lengths"):
+        e.fit(ids, y, lengths=lens, validation_data=(ids, y), loss="mse", optimizer="sgd",
               verbose=0)
     import warnings
     with warnings.catch_warnings():
